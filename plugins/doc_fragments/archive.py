@@ -1,0 +1,77 @@
+# Copyright: lifeboat developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+
+class ModuleDocFragment:
+    # How dump modules store their archive.
+    DOCUMENTATION = r"""
+options:
+  destination:
+    description:
+      - Absolute path of the directory on the managed host that receives the archive and its manifest.
+      - Created with mode C(0700) when missing. The archive is written under a hidden temporary name, fsynced,
+        and given its final name only when the whole stream succeeded; a failure leaves nothing behind.
+    type: path
+    required: true
+  job:
+    description:
+      - Name that groups the archives of one backup job; the archive is named C(JOB-YYYYmmddTHHMMSSZ.KIND[.zst][.age]).
+      - The database name (or V(all)) when not set.
+    type: str
+  compression:
+    description:
+      - V(zstd) (fast, on all cores), V(gzip) (C(pigz) when installed), or V(none).
+    type: str
+    default: zstd
+    choices: [zstd, gzip, none]
+  compression_level:
+    description:
+      - Compression level, 1 to 19 for zstd (default 3), 1 to 9 for gzip (default 6).
+    type: int
+  encryption_recipients:
+    description:
+      - age public keys (V(age1...)) or SSH public keys to encrypt the archive to.
+      - Only the holders of the matching private keys can read the archive; the host that makes it cannot.
+    type: list
+    elements: str
+    default: []
+  encryption_recipients_files:
+    description:
+      - Files on the managed host that list age recipients, one per line (C(age -R)).
+    type: list
+    elements: path
+    default: []
+requirements:
+  - C(zstd), C(gzip) or C(pigz), and C(age) (for encryption) on the managed host.
+"""
+
+    # How restore modules read an archive.
+    RESTORE = r"""
+options:
+  archive:
+    description:
+      - Absolute path of an archive made by this collection; its manifest must lie beside it.
+      - Its sha256 is checked against the manifest before anything is restored.
+    type: path
+    required: true
+  age_identity_files:
+    description:
+      - age identity (private key) files that can decrypt an encrypted archive.
+    type: list
+    elements: path
+    default: []
+  overwrite:
+    description:
+      - Confirms that the restore may write into a target that already holds data.
+      - Without it, a restore over existing data fails and changes nothing.
+    type: bool
+    default: false
+  safety_dump_dir:
+    description:
+      - When set and the target holds data, dump the target into this directory before the restore overwrites it.
+    type: path
+requirements:
+  - C(zstd), C(gzip) or C(pigz), and C(age) (for encrypted archives) on the managed host.
+"""

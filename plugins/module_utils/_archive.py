@@ -1,0 +1,131 @@
+# Copyright: lifeboat developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What every engine's dump and restore share: options, the write-then-commit sequence, manifest checks."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import typing as t
+from dataclasses import dataclass, field
+
+from . import _manifest
+from ._common import LifeboatError
+from ._pipeline import (
+    ArchiveFile,
+    Encryption,
+    StreamResult,
+    sha256_file,
+    validate_compression,
+    validate_recipients,
+    write_stream,
+)
+
+
+@dataclass
+class ArchiveOptions:
+    """Where and how a dump is stored."""
+
+    destination: str
+    job: str
+    compression: str = "zstd"
+    compression_level: int | None = None
+    encryption: Encryption = field(default_factory=Encryption)
+
+    def validate(self) -> None:
+        _manifest.validate_destination(self.destination)
+        _manifest.validate_job_name(self.job)
+        validate_compression(self.compression, self.compression_level)
+        validate_recipients(self.encryption)
+
+    def prepare_destination(self) -> None:
+        try:
+            os.makedirs(self.destination, mode=0o700, exist_ok=True)
+        except OSError as exc:
+            raise LifeboatError(f"cannot create destination {self.destination}: {exc.strerror}") from exc
+        if not os.access(self.destination, os.W_OK):
+            raise LifeboatError(f"destination {self.destination} is not writable by this user")
+
+    def path_for(self, started: _dt.datetime, kind: str, compression: str | None = None) -> str:
+        name = _manifest.archive_name(
+            self.job, started, kind, compression or self.compression, self.encryption
+        )
+        return os.path.join(self.destination, name)
+
+
+def stream_to_archive(
+    final_path: str,
+    producer_argv: list[str],
+    options: ArchiveOptions,
+    *,
+    compression: str | None = None,
+    producer_env: dict[str, str] | None = None,
+    producer_name: str = "dump",
+    on_producer_stderr: t.Callable[[str], None] | None = None,
+) -> tuple[ArchiveFile, StreamResult]:
+    """Stream a producer into a temporary file beside ``final_path``; the caller commits or discards it."""
+    archive = ArchiveFile(final_path)
+    try:
+        stream = write_stream(
+            producer_argv,
+            archive.fd,
+            temp_label=final_path,
+            producer_env=producer_env,
+            producer_name=producer_name,
+            compression=compression or options.compression,
+            compression_level=options.compression_level,
+            encryption=options.encryption,
+            on_producer_stderr=on_producer_stderr,
+        )
+    except BaseException:
+        archive.discard()
+        raise
+    return archive, stream
+
+
+def commit_with_manifest(archives: t.Sequence[ArchiveFile], manifest_path: str, manifest: dict[str, t.Any]) -> None:
+    """Give every archive its final name, then the manifest; undo the archives if any step fails."""
+    try:
+        for archive in archives:
+            archive.commit()
+        _manifest.write(manifest_path, manifest)
+    except BaseException:
+        for archive in archives:
+            if archive.committed:
+                os.unlink(archive.final_path)
+            archive.discard()
+        raise
+
+
+def check_archive(archive_path: str, engine: str) -> dict[str, t.Any]:
+    """Load the manifest of an archive made by this collection and check the stored file's sha256."""
+    if not archive_path or not os.path.isabs(archive_path):
+        raise LifeboatError(f"archive '{archive_path}' must be an absolute path to an archive file")
+    if not os.path.isfile(archive_path):
+        raise LifeboatError(f"archive {archive_path} does not exist")
+    manifest = _manifest.load(archive_path)
+    if manifest.get("engine") != engine:
+        raise LifeboatError(f"{archive_path} is a {manifest.get('engine')} archive, not a {engine} one")
+    expected = manifest["archive"]["sha256"]
+    actual = sha256_file(archive_path)
+    if actual != expected:
+        raise LifeboatError(
+            f"{archive_path} does not match its manifest (sha256 {actual[:12]}... instead of {expected[:12]}...); "
+            "the file is damaged or was replaced: restore another archive"
+        )
+    return manifest
+
+
+def compare_counts(expected: dict[str, int], actual: dict[str, int]) -> list[str]:
+    """Differences between the counts recorded at dump time and those found after a restore."""
+    problems = []
+    for name, count in sorted(expected.items()):
+        found = actual.get(name)
+        if found != count:
+            problems.append(f"{name}: {count} in the archive, {'none' if found is None else found} after restore")
+    return problems
+
+
+def count_mismatch_error(problems: list[str], target: str) -> LifeboatError:
+    shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
+    return LifeboatError(f"restore into {target} is incomplete: {shown}", mismatches=problems)

@@ -1,0 +1,103 @@
+# Copyright: lifeboat developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Pieces every engine shares: the error type, binary lookup and private files for secrets.
+
+Plain Python on purpose: the modules, the host-side command and the tests all import it without Ansible.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import typing as t
+
+
+class LifeboatError(Exception):
+    """An error a person can act on: its message is one line that says what to fix."""
+
+    def __init__(self, message: str, **details: t.Any) -> None:
+        super().__init__(" ".join(message.split()))
+        self.details = details
+
+
+def find_binary(name: str, extra_dirs: t.Iterable[str] = ()) -> str:
+    """Return the path of ``name``, looking in ``extra_dirs`` first, then in PATH."""
+    for directory in extra_dirs:
+        candidate = os.path.join(directory, name)
+        if os.access(candidate, os.X_OK):
+            return candidate
+    found = shutil.which(name)
+    if not found:
+        raise LifeboatError(f"{name} was not found in PATH; install it on this host (or point the module at it)")
+    return found
+
+
+def tool_version(binary: str) -> str:
+    """First line of ``binary --version`` (mongo tools print several lines)."""
+    try:
+        done = subprocess.run(
+            [binary, "--version"], capture_output=True, text=True, timeout=30, env=child_env(), check=False
+        )
+    except OSError as exc:
+        raise LifeboatError(f"cannot run {binary}: {exc.strerror}") from exc
+    lines = (done.stdout or done.stderr).strip().splitlines()
+    return lines[0].strip() if lines else ""
+
+
+def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment for child tools: the parent's minus secrets it may carry, C locale for parsable output."""
+    env = {k: v for k, v in os.environ.items() if k not in {"PGPASSWORD", "PGPASSFILE", "AGE_PASSPHRASE"}}
+    env["LC_ALL"] = "C"
+    env["LANG"] = "C"
+    if extra:
+        env.update(extra)
+    return env
+
+
+class PrivateDir:
+    """A 0700 temporary directory for 0600 secret files, removed on exit whatever happens."""
+
+    def __init__(self, parent: str | None = None) -> None:
+        self.path = tempfile.mkdtemp(prefix=".lifeboat-", dir=parent)
+        os.chmod(self.path, 0o700)
+
+    def write_secret(self, name: str, content: str) -> str:
+        path = os.path.join(self.path, name)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(content)
+        return path
+
+    def cleanup(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+
+    def __enter__(self) -> PrivateDir:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.cleanup()
+
+
+def read_secret_file(path: str, what: str) -> str:
+    """Read a password file (first line, trailing newline removed), refusing group/world readable ones."""
+    try:
+        mode = os.stat(path).st_mode
+        with open(path, encoding="utf-8") as handle:
+            value = handle.readline().rstrip("\r\n")
+    except OSError as exc:
+        raise LifeboatError(f"cannot read {what} file {path}: {exc.strerror}") from exc
+    if mode & 0o077:
+        raise LifeboatError(f"{what} file {path} is readable by others; chmod 600 it")
+    if not value:
+        raise LifeboatError(f"{what} file {path} is empty")
+    return value
+
+
+def last_line(text: str) -> str:
+    """The last non-empty line of a tool's stderr: usually the one that says what went wrong."""
+    for line in reversed(text.strip().splitlines()):
+        if line.strip():
+            return line.strip()
+    return ""

@@ -1,0 +1,161 @@
+# Copyright: lifeboat developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The JSON manifest written beside each archive: what it holds, how it was made, how to restore it by hand."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import re
+import socket
+import typing as t
+
+from ._common import LifeboatError
+from ._pipeline import SUFFIXES, Encryption, StreamResult, write_file_atomic
+
+FORMAT = "lifeboat.ops/archive-manifest"
+FORMAT_VERSION = 1
+MANIFEST_SUFFIX = ".manifest.json"
+_JOB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+
+
+def utc_now() -> _dt.datetime:
+    return _dt.datetime.now(_dt.timezone.utc)
+
+
+def iso(moment: _dt.datetime) -> str:
+    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def validate_job_name(job: str) -> None:
+    if not _JOB_NAME.match(job):
+        raise LifeboatError(
+            f"job name '{job}' is not usable in a file name; use letters, digits, '.', '_' and '-' (100 at most)"
+        )
+
+
+def validate_destination(destination: str | None) -> None:
+    if not destination:
+        raise LifeboatError("destination is required: the directory the archive is written to")
+    if not os.path.isabs(destination):
+        raise LifeboatError(f"destination '{destination}' must be an absolute path")
+
+
+def archive_name(job: str, started: _dt.datetime, kind: str, compression: str, encryption: Encryption) -> str:
+    """``journal-20261122T101500Z.pgdump.zst.age``: sortable by time, typed by its suffixes."""
+    stamp = started.strftime("%Y%m%dT%H%M%SZ")
+    name = f"{job}-{stamp}.{kind}{SUFFIXES[compression]}"
+    return name + (".age" if encryption.enabled else "")
+
+
+def manifest_path(archive_path: str) -> str:
+    return archive_path + MANIFEST_SUFFIX
+
+
+def build(
+    *,
+    job: str,
+    engine: str,
+    database: str | None,
+    archive_path: str,
+    archive_format: str,
+    stream: StreamResult,
+    compression: str,
+    compression_level: int | None,
+    encryption: Encryption,
+    tool: dict[str, str],
+    server: dict[str, t.Any],
+    counts: dict[str, int],
+    started: _dt.datetime,
+    finished: _dt.datetime,
+    restore_commands: list[str],
+    options: dict[str, t.Any] | None = None,
+    extras: list[dict[str, t.Any]] | None = None,
+) -> dict[str, t.Any]:
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "job": job,
+        "engine": engine,
+        "database": database,
+        "source_host": socket.gethostname(),
+        "started_at": iso(started),
+        "finished_at": iso(finished),
+        "duration_seconds": round((finished - started).total_seconds(), 3),
+        "archive": {
+            "file": os.path.basename(archive_path),
+            "format": archive_format,
+            "size": stream.stored_bytes,
+            "sha256": stream.stored_sha256,
+            "plain_size": stream.plain_bytes,
+            "plain_sha256": stream.plain_sha256,
+            "compression": compression,
+            "compression_level": compression_level,
+            # Only public keys: the manifest must never help to decrypt.
+            "encryption": (
+                {
+                    "method": "age",
+                    "recipients": list(encryption.recipients),
+                    "recipients_files": list(encryption.recipients_files),
+                }
+                if encryption.enabled
+                else None
+            ),
+        },
+        "tool": tool,
+        "server": server,
+        "counts": counts,
+        "total_count": sum(counts.values()),
+        "options": options or {},
+        "extras": extras or [],
+        "restore_commands": restore_commands,
+        "verifications": [],
+    }
+
+
+def write(path: str, manifest: dict[str, t.Any]) -> None:
+    write_file_atomic(path, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode("utf-8"), 0o600)
+
+
+def load(archive_or_manifest: str) -> dict[str, t.Any]:
+    path = (
+        archive_or_manifest
+        if archive_or_manifest.endswith(MANIFEST_SUFFIX)
+        else manifest_path(archive_or_manifest)
+    )
+    try:
+        with open(path, encoding="utf-8") as handle:
+            manifest = json.load(handle)
+    except FileNotFoundError as exc:
+        raise LifeboatError(f"no manifest at {path}; give an archive made by lifeboat.ops") from exc
+    except (OSError, ValueError) as exc:
+        raise LifeboatError(f"manifest {path} is unreadable: {exc}") from exc
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise LifeboatError(f"{path} is not a lifeboat.ops archive manifest")
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise LifeboatError(
+            f"manifest {path} has format version {manifest.get('format_version')}; this collection reads {FORMAT_VERSION}"
+        )
+    return manifest
+
+
+def shell_quote(value: str) -> str:
+    """Quote for the restore commands shown to people (POSIX sh)."""
+    if value and re.fullmatch(r"[A-Za-z0-9_./:=@%+,-]+", value):
+        return value
+    return "'" + value.replace("'", "'\"'\"'") + "'"
+
+
+def decode_commands(file_name: str, compression: str, encrypted: bool) -> list[str]:
+    """The shell pipeline head that turns the stored file into the plain dump stream."""
+    parts = []
+    if encrypted:
+        parts.append(f"age -d -i IDENTITY_FILE {shell_quote(file_name)}")
+    if compression == "zstd":
+        parts.append("zstd -dc" if parts else f"zstd -dc {shell_quote(file_name)}")
+    elif compression == "gzip":
+        parts.append("gzip -dc" if parts else f"gzip -dc {shell_quote(file_name)}")
+    if not parts:
+        parts.append(f"cat {shell_quote(file_name)}")
+    return parts

@@ -1,0 +1,457 @@
+# Copyright: lifeboat developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""MongoDB dumps and restores through mongodump/mongorestore --archive and the archive pipeline.
+
+The tools get the connection string, password included, from a 0600 ``--config`` file: never argv.
+Counts in the manifest are what mongodump itself reports having written for each collection.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+import re
+import typing as t
+import urllib.parse
+from dataclasses import dataclass, field
+
+from . import _manifest
+from ._archive import (
+    ArchiveOptions,
+    check_archive,
+    commit_with_manifest,
+    compare_counts,
+    count_mismatch_error,
+    stream_to_archive,
+)
+from ._common import LifeboatError, PrivateDir, find_binary, read_secret_file, tool_version
+from ._pipeline import read_stream
+
+OPLOG_MODES = ("auto", "yes", "no")
+_DONE_DUMPING = re.compile(r"done dumping (\S+?)\.(\S+) \((\d+) documents?\)")
+_RESTORED = re.compile(r"(\d+) document\(s\) restored successfully\. (\d+) document\(s\) failed to restore")
+_SYSTEM_DATABASES = ("admin", "config", "local")
+
+
+def _pymongo() -> t.Any:
+    try:
+        import pymongo  # pylint: disable=import-outside-toplevel
+    except ImportError as exc:
+        raise LifeboatError(
+            "the Python library pymongo is needed on the host that runs this; "
+            "install python3-pymongo (Debian/Ubuntu) or 'pip install pymongo'"
+        ) from exc
+    return pymongo
+
+
+@dataclass
+class MongoConnection:
+    """A full connection string (credentials included) that only reaches pymongo and 0600 files."""
+
+    uri: str
+    display: str
+    timeout_seconds: int = 10
+
+    @classmethod
+    def from_options(
+        cls,
+        *,
+        uri: str | None = None,
+        host: str | None = None,
+        port: int | None = None,
+        user: str | None = None,
+        password: str | None = None,
+        password_file: str | None = None,
+        auth_database: str | None = None,
+        auth_mechanism: str | None = None,
+        tls: bool = False,
+        tls_ca_file: str | None = None,
+        tls_certificate_key_file: str | None = None,
+        tls_allow_invalid_certificates: bool = False,
+        connect_timeout: int = 10,
+    ) -> MongoConnection:
+        if uri and (host or user):
+            raise LifeboatError("give either login_uri or login_host/login_user, not both")
+        if password and password_file:
+            raise LifeboatError("give either login_password or login_password_file, not both")
+        if password_file:
+            password = read_secret_file(password_file, "password")
+        quote = urllib.parse.quote_plus
+        if uri:
+            if not uri.startswith(("mongodb://", "mongodb+srv://")):
+                raise LifeboatError("login_uri must start with mongodb:// or mongodb+srv://")
+            scheme, rest = uri.split("://", 1)
+            userinfo, at, hosts = rest.rpartition("@")
+            if password:
+                if not at or ":" in userinfo:
+                    raise LifeboatError("login_password needs a login_uri with a user name and no password in it")
+                uri = f"{scheme}://{userinfo}:{quote(password)}@{hosts}"
+            display = hosts.split("/", 1)[0].split("?", 1)[0]
+        else:
+            host = host or "localhost"
+            port = port or 27017
+            credentials = f"{quote(user)}:{quote(password or '')}@" if user else ""
+            display = f"{host}:{port}"
+            uri = f"mongodb://{credentials}{display}/"
+        query = {}
+        if auth_database and not (uri.split("?", 1)[1:] and "authSource=" in uri):
+            query["authSource"] = auth_database
+        if auth_mechanism:
+            query["authMechanism"] = auth_mechanism
+        if tls:
+            query["tls"] = "true"
+        if tls_ca_file:
+            query["tlsCAFile"] = tls_ca_file
+        if tls_certificate_key_file:
+            query["tlsCertificateKeyFile"] = tls_certificate_key_file
+        if tls_allow_invalid_certificates:
+            query["tlsInsecure"] = "true"
+        if query:
+            base = uri if "?" in uri else (uri if uri.rstrip("/") != uri else uri + "/") + "?"
+            uri = base + ("&" if not base.endswith("?") else "") + urllib.parse.urlencode(query)
+        try:
+            _pymongo().uri_parser.parse_uri(uri, validate=True, warn=False)
+        except Exception as exc:  # noqa: BLE001 - pymongo raises several types for a bad URI
+            raise LifeboatError(f"the MongoDB connection string is not valid: {str(exc).splitlines()[0]}") from exc
+        return cls(uri=uri, display=display, timeout_seconds=connect_timeout)
+
+    def client(self) -> t.Any:
+        pymongo = _pymongo()
+        client = pymongo.MongoClient(
+            self.uri, serverSelectionTimeoutMS=self.timeout_seconds * 1000, connectTimeoutMS=self.timeout_seconds * 1000
+        )
+        try:
+            client.admin.command("ping")
+        except pymongo.errors.PyMongoError as exc:
+            client.close()
+            raise LifeboatError(f"cannot connect to MongoDB at {self.display}: {_one_line(exc)}") from exc
+        return client
+
+    def tool_config(self, private: PrivateDir) -> str:
+        # A JSON string is a valid YAML double-quoted scalar: any character in the URI is safe.
+        return private.write_secret("tools.yaml", f"uri: {json.dumps(self.uri)}\n")
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).split(", Timeout:")[0].split(", full error:")[0]
+    return " ".join(text.split())[:300]
+
+
+def list_namespaces(client: t.Any, database: str | None) -> dict[str, list[str]]:
+    databases = [database] if database else [
+        name for name in client.list_database_names() if name not in _SYSTEM_DATABASES
+    ]
+    result = {}
+    for name in databases:
+        collections = client[name].list_collection_names(filter={"type": "collection"})
+        result[name] = sorted(c for c in collections if not c.startswith("system."))
+    return result
+
+
+def _index_specs(client: t.Any, namespaces: t.Iterable[str]) -> dict[str, list[dict[str, t.Any]]]:
+    keep = ("name", "key", "unique", "sparse", "expireAfterSeconds", "partialFilterExpression")
+    specs = {}
+    for namespace in namespaces:
+        db, _, coll = namespace.partition(".")
+        specs[namespace] = [
+            {k: (dict(v) if k == "key" else v) for k, v in index.items() if k in keep}
+            for index in client[db][coll].list_indexes()
+        ]
+    return json.loads(json.dumps(specs, default=str))
+
+
+@dataclass
+class DumpRequest:
+    connection: MongoConnection
+    archive: ArchiveOptions
+    database: str | None = None
+    collections: list[str] = field(default_factory=list)
+    exclude_collections: list[str] = field(default_factory=list)
+    exclude_collections_with_prefix: list[str] = field(default_factory=list)
+    oplog: str = "auto"
+    parallel_collections: int = 4
+    tools_dir: str | None = None
+
+    def validate(self) -> None:
+        self.archive.validate()
+        if (self.collections or self.exclude_collections or self.exclude_collections_with_prefix) and not self.database:
+            raise LifeboatError("collections and exclude_collections need database: mongodump filters within one database")
+        if self.collections and (self.exclude_collections or self.exclude_collections_with_prefix):
+            raise LifeboatError("give either collections (include) or exclude_collections, not both")
+        if self.oplog not in OPLOG_MODES:
+            raise LifeboatError(f"unknown oplog '{self.oplog}'; use one of: {', '.join(OPLOG_MODES)}")
+        if self.oplog == "yes" and self.database:
+            raise LifeboatError("oplog=yes needs a whole-server dump (leave database unset); mongodump allows no filter with --oplog")
+        if self.parallel_collections < 1:
+            raise LifeboatError("parallel_collections must be 1 or more")
+
+    def selected(self, namespaces: dict[str, list[str]]) -> list[str]:
+        chosen = []
+        for db, collections in namespaces.items():
+            for coll in collections:
+                if self.collections and coll not in self.collections:
+                    continue
+                if coll in self.exclude_collections or coll.startswith(tuple(self.exclude_collections_with_prefix)):
+                    continue
+                chosen.append(f"{db}.{coll}")
+        return chosen
+
+
+def _tool(name: str, tools_dir: str | None) -> str:
+    return find_binary(name, [tools_dir] if tools_dir else [])
+
+
+def _server_info(client: t.Any) -> dict[str, t.Any]:
+    build = client.admin.command("buildInfo")
+    hello = client.admin.command("hello")
+    info = {"product": "MongoDB", "version": build.get("version", "unknown")}
+    if hello.get("setName"):
+        info["replica_set"] = hello["setName"]
+    if "ferretdb" in build:
+        info["product"] = "FerretDB"
+        info["ferretdb_version"] = build["ferretdb"].get("version")
+    return info
+
+
+def plan_dump(request: DumpRequest) -> dict[str, t.Any]:
+    request.validate()
+    client = request.connection.client()
+    try:
+        server = _server_info(client)
+        selected = request.selected(list_namespaces(client, request.database))
+        counts = {ns: _estimated_count(client, ns) for ns in selected}
+    finally:
+        client.close()
+    return {"server": server, "collections": counts, "mongodump": _tool("mongodump", request.tools_dir)}
+
+
+def _estimated_count(client: t.Any, namespace: str) -> int:
+    db, _, coll = namespace.partition(".")
+    return int(client[db][coll].estimated_document_count())
+
+
+def dump(request: DumpRequest) -> dict[str, t.Any]:
+    request.validate()
+    started = _manifest.utc_now()
+    options = request.archive
+    options.prepare_destination()
+    mongodump = _tool("mongodump", request.tools_dir)
+    client = request.connection.client()
+    try:
+        server = _server_info(client)
+        namespaces = list_namespaces(client, request.database)
+        selected = request.selected(namespaces)
+        source_total = sum(_estimated_count(client, ns) for ns in selected)
+        indexes = _index_specs(client, selected)
+    finally:
+        client.close()
+    use_oplog = request.oplog == "yes" or (request.oplog == "auto" and "replica_set" in server and not request.database)
+    if request.oplog == "yes" and "replica_set" not in server:
+        raise LifeboatError(f"oplog=yes needs a replica set, and {request.connection.display} is a standalone server")
+    inner_gzip = options.compression == "gzip"
+    counts: dict[str, int] = {}
+
+    def on_line(line: str) -> None:
+        match = _DONE_DUMPING.search(line)
+        if match:
+            counts[f"{match.group(1)}.{match.group(2)}"] = int(match.group(3))
+
+    with PrivateDir() as private:
+        argv = [mongodump, f"--config={request.connection.tool_config(private)}", "--archive",
+                f"--numParallelCollections={request.parallel_collections}"]
+        argv += ["--gzip"] if inner_gzip else []
+        argv += ["--oplog"] if use_oplog else []
+        if request.database:
+            argv.append(f"--db={request.database}")
+            excluded = [c for c in namespaces.get(request.database, []) if f"{request.database}.{c}" not in selected]
+            if len(selected) == 1 and request.collections:
+                argv.append(f"--collection={selected[0].partition('.')[2]}")
+            else:
+                # mongodump takes one --collection at most: an include list becomes the complement's excludes.
+                argv += [f"--excludeCollection={c}" for c in excluded]
+        kind = "mongo-gzip.archive" if inner_gzip else "mongo.archive"
+        # gzip happens inside the archive (mongorestore --gzip reads it), so the stream itself is not gzipped.
+        pipeline_compression = "none" if inner_gzip else options.compression
+        path = options.path_for(started, kind, pipeline_compression)
+        archive, stream = stream_to_archive(
+            path, argv, options, compression=pipeline_compression, producer_name="mongodump", on_producer_stderr=on_line
+        )
+    try:
+        if source_total > 0 and sum(counts.values()) == 0:
+            raise LifeboatError(
+                f"mongodump wrote no documents although the source reports {source_total}; "
+                "the archive would be empty, so it was not kept"
+            )
+        finished = _manifest.utc_now()
+        manifest = _manifest.build(
+            job=options.job,
+            engine="mongodb",
+            database=request.database,
+            archive_path=path,
+            archive_format="mongodump-archive-gzip" if inner_gzip else "mongodump-archive",
+            stream=stream,
+            compression=options.compression,
+            compression_level=options.compression_level,
+            encryption=options.encryption,
+            tool={"name": "mongodump", "version": tool_version(mongodump)},
+            server=server,
+            counts=dict(sorted(counts.items())),
+            started=started,
+            finished=finished,
+            restore_commands=restore_commands(os.path.basename(path), request.database, inner_gzip, options, use_oplog),
+            options={"collections": request.collections, "exclude_collections": request.exclude_collections,
+                     "exclude_collections_with_prefix": request.exclude_collections_with_prefix, "oplog": use_oplog},
+        )
+        manifest["indexes"] = indexes
+        manifest_file = _manifest.manifest_path(path)
+        commit_with_manifest([archive], manifest_file, manifest)
+    except BaseException:
+        archive.discard()
+        raise
+    return {"archive": path, "manifest": manifest_file, "manifest_data": manifest}
+
+
+def restore_commands(file_name: str, database: str | None, inner_gzip: bool, options: ArchiveOptions, oplog: bool) -> list[str]:
+    flags = ["--archive", "--stopOnError"] + (["--gzip"] if inner_gzip else []) + (["--oplogReplay"] if oplog else [])
+    if database:
+        flags += [f"--nsFrom={_manifest.shell_quote(database + '.*')}", "--nsTo='TARGET_DB.*'"]
+    compression = "none" if inner_gzip else options.compression
+    decode = _manifest.decode_commands(file_name, compression, options.encryption.enabled)
+    return [" | ".join(decode) + " | mongorestore CONNECTION " + " ".join(flags)]
+
+
+def _ns_regex(pattern: str) -> tuple[re.Pattern[str], list[str]]:
+    """mongorestore's namespace patterns: ``$name$`` variables and ``*`` wildcards."""
+    names: list[str] = []
+    regex = ""
+    for token in re.split(r"(\$[A-Za-z0-9_]+\$|\*)", pattern):
+        if token == "*" or (token.startswith("$") and token.endswith("$") and len(token) > 2):
+            names.append(token)
+            regex += "(.*?)"
+        else:
+            regex += re.escape(token)
+    return re.compile(f"^{regex}$"), names
+
+
+def map_namespace(namespace: str, renames: list[tuple[str, str]]) -> str:
+    for source, target in renames:
+        regex, names = _ns_regex(source)
+        match = regex.match(namespace)
+        if match:
+            values = dict(zip(names, match.groups()))
+            result = target
+            for name in names:
+                result = result.replace(name, values[name], 1)
+            return result
+    return namespace
+
+
+@dataclass
+class RestoreRequest:
+    connection: MongoConnection
+    archive_path: str
+    identity_files: list[str] = field(default_factory=list)
+    target_database: str | None = None
+    ns_from: list[str] = field(default_factory=list)
+    ns_to: list[str] = field(default_factory=list)
+    ns_include: list[str] = field(default_factory=list)
+    ns_exclude: list[str] = field(default_factory=list)
+    drop: bool = False
+    overwrite: bool = False
+    safety_dump: ArchiveOptions | None = None
+    tools_dir: str | None = None
+
+    def validate(self) -> None:
+        if len(self.ns_from) != len(self.ns_to):
+            raise LifeboatError("ns_from and ns_to must have the same number of patterns")
+        if self.target_database and self.ns_from:
+            raise LifeboatError("give either target_database or ns_from/ns_to, not both")
+        if self.drop and not self.overwrite:
+            raise LifeboatError("drop removes collections in the target before restoring; set overwrite=true to confirm")
+        if self.safety_dump is not None:
+            self.safety_dump.validate()
+
+    def renames(self, manifest: dict[str, t.Any]) -> list[tuple[str, str]]:
+        if self.target_database:
+            if not manifest.get("database"):
+                raise LifeboatError("target_database needs an archive of one database; this one holds a whole server")
+            return [(f"{manifest['database']}.*", f"{self.target_database}.*")]
+        return list(zip(self.ns_from, self.ns_to))
+
+    def included(self, namespace: str) -> bool:
+        if self.ns_include and not any(fnmatch.fnmatchcase(namespace, p) for p in self.ns_include):
+            return False
+        return not any(fnmatch.fnmatchcase(namespace, p) for p in self.ns_exclude)
+
+
+def plan_restore(request: RestoreRequest) -> dict[str, t.Any]:
+    request.validate()
+    manifest = check_archive(request.archive_path, "mongodb")
+    renames = request.renames(manifest)
+    expected = {
+        map_namespace(ns, renames): count for ns, count in manifest["counts"].items() if request.included(ns)
+    }
+    client = request.connection.client()
+    try:
+        existing = {ns: n for ns in expected if (n := _estimated_count(client, ns)) > 0}
+    finally:
+        client.close()
+    if existing and not request.overwrite:
+        shown = ", ".join(f"{ns} ({n} documents)" for ns, n in sorted(existing.items())[:3])
+        raise LifeboatError(
+            f"the target already holds data in {shown}; set overwrite=true to restore over it (with drop=true to replace it)"
+        )
+    return {"manifest": manifest, "renames": renames, "expected": expected, "existing": existing}
+
+
+def restore(request: RestoreRequest, plan: dict[str, t.Any] | None = None) -> dict[str, t.Any]:
+    plan = plan or plan_restore(request)
+    manifest, expected, existing = plan["manifest"], plan["expected"], plan["existing"]
+    safety = []
+    if existing and request.safety_dump is not None:
+        for database in sorted({ns.partition(".")[0] for ns in existing}):
+            safety.append(dump(DumpRequest(connection=request.connection, archive=request.safety_dump,
+                                           database=database, tools_dir=request.tools_dir))["archive"])
+    info = manifest["archive"]
+    inner_gzip = info["format"] == "mongodump-archive-gzip"
+    restored = {"ok": None, "failed": None}
+
+    def on_line(line: str) -> None:
+        match = _RESTORED.search(line)
+        if match:
+            restored["ok"], restored["failed"] = int(match.group(1)), int(match.group(2))
+
+    mongorestore = _tool("mongorestore", request.tools_dir)
+    with PrivateDir() as private:
+        argv = [mongorestore, f"--config={request.connection.tool_config(private)}", "--archive", "--stopOnError"]
+        argv += ["--gzip"] if inner_gzip else []
+        argv += ["--drop"] if request.drop else []
+        argv += ["--oplogReplay"] if manifest["options"].get("oplog") else []
+        for source, target in plan["renames"]:
+            argv += [f"--nsFrom={source}", f"--nsTo={target}"]
+        argv += [f"--nsInclude={p}" for p in request.ns_include] + [f"--nsExclude={p}" for p in request.ns_exclude]
+        read_stream(
+            request.archive_path,
+            compression="none" if inner_gzip else info["compression"],
+            identity_files=request.identity_files,
+            encrypted=info["encryption"] is not None,
+            consumer_argv=argv,
+            consumer_name="mongorestore",
+            on_consumer_output=on_line,
+        )
+    expected_total = sum(expected.values())
+    if expected_total and not restored["ok"]:
+        raise LifeboatError(f"mongorestore restored 0 documents although the archive holds {expected_total}")
+    if restored["failed"]:
+        raise LifeboatError(f"mongorestore could not restore {restored['failed']} documents")
+    client = request.connection.client()
+    try:
+        actual = {ns: int(client[ns.partition('.')[0]][ns.partition('.')[2]].count_documents({})) for ns in expected}
+    finally:
+        client.close()
+    wanted = {ns: n + (0 if request.drop else existing.get(ns, 0)) for ns, n in expected.items()}
+    problems = compare_counts(wanted, actual)
+    if problems:
+        raise count_mismatch_error(problems, request.connection.display)
+    return {"counts": actual, "restored_documents": restored["ok"] or 0, "safety_dumps": safety}

@@ -1,0 +1,137 @@
+# Copyright: lifeboat developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Argument specs shared by the modules, and their translation into library requests.
+
+Plain dicts and functions: connection options are declared once per engine (like community.postgresql's
+postgres_common_argument_spec), never per module.
+"""
+
+from __future__ import annotations
+
+import typing as t
+
+from ._archive import ArchiveOptions
+from ._mongo import MongoConnection
+from ._pipeline import COMPRESSIONS, Encryption
+from ._postgres import PgConnection
+
+SSL_MODES = ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
+
+
+def postgres_connection_spec() -> dict[str, t.Any]:
+    return {
+        "login_uri": {"type": "str", "no_log": True},
+        "login_host": {"type": "str", "aliases": ["host"]},
+        "login_port": {"type": "int", "aliases": ["port"]},
+        "login_user": {"type": "str", "aliases": ["user"]},
+        "login_password": {"type": "str", "no_log": True},
+        "login_password_file": {"type": "path", "no_log": False},
+        "login_unix_socket": {"type": "path"},
+        "ssl_mode": {"type": "str", "choices": SSL_MODES},
+        "ssl_ca_cert": {"type": "path"},
+        "ssl_cert": {"type": "path"},
+        "ssl_key": {"type": "path", "no_log": False},
+        "connect_timeout": {"type": "int", "default": 10},
+        "pg_bin_dir": {"type": "path"},
+    }
+
+
+def mongodb_connection_spec() -> dict[str, t.Any]:
+    return {
+        "login_uri": {"type": "str", "no_log": True},
+        "login_host": {"type": "str", "aliases": ["host"]},
+        "login_port": {"type": "int", "aliases": ["port"]},
+        "login_user": {"type": "str", "aliases": ["user"]},
+        "login_password": {"type": "str", "no_log": True},
+        "login_password_file": {"type": "path", "no_log": False},
+        "login_database": {"type": "str", "default": "admin"},
+        "auth_mechanism": {"type": "str", "choices": ["SCRAM-SHA-1", "SCRAM-SHA-256", "MONGODB-X509", "PLAIN"]},
+        "tls": {"type": "bool", "default": False},
+        "tls_ca_file": {"type": "path"},
+        "tls_certificate_key_file": {"type": "path", "no_log": False},
+        "tls_allow_invalid_certificates": {"type": "bool", "default": False},
+        "connect_timeout": {"type": "int", "default": 10},
+        "tools_dir": {"type": "path"},
+    }
+
+
+CONNECTION_EXCLUSIVE = [
+    ["login_uri", "login_host"],
+    ["login_uri", "login_user"],
+    ["login_password", "login_password_file"],
+]
+
+
+def dump_archive_spec() -> dict[str, t.Any]:
+    return {
+        "destination": {"type": "path", "required": True},
+        "job": {"type": "str"},
+        "compression": {"type": "str", "default": "zstd", "choices": list(COMPRESSIONS)},
+        "compression_level": {"type": "int"},
+        "encryption_recipients": {"type": "list", "elements": "str", "default": []},
+        "encryption_recipients_files": {"type": "list", "elements": "path", "default": []},
+    }
+
+
+def restore_archive_spec() -> dict[str, t.Any]:
+    return {
+        "archive": {"type": "path", "required": True},
+        "age_identity_files": {"type": "list", "elements": "path", "default": [], "no_log": False},
+        "overwrite": {"type": "bool", "default": False},
+        "safety_dump_dir": {"type": "path"},
+    }
+
+
+def pg_connection(params: dict[str, t.Any], database: str | None) -> PgConnection:
+    return PgConnection.from_options(
+        uri=params.get("login_uri"),
+        host=params.get("login_host"),
+        port=params.get("login_port"),
+        user=params.get("login_user"),
+        password=params.get("login_password"),
+        password_file=params.get("login_password_file"),
+        unix_socket=params.get("login_unix_socket"),
+        database=database,
+        ssl_mode=params.get("ssl_mode"),
+        ssl_ca_cert=params.get("ssl_ca_cert"),
+        ssl_cert=params.get("ssl_cert"),
+        ssl_key=params.get("ssl_key"),
+        connect_timeout=params.get("connect_timeout"),
+    )
+
+
+def mongo_connection(params: dict[str, t.Any]) -> MongoConnection:
+    return MongoConnection.from_options(
+        uri=params.get("login_uri"),
+        host=params.get("login_host"),
+        port=params.get("login_port"),
+        user=params.get("login_user"),
+        password=params.get("login_password"),
+        password_file=params.get("login_password_file"),
+        auth_database=params.get("login_database") if params.get("login_user") or params.get("login_uri") else None,
+        auth_mechanism=params.get("auth_mechanism"),
+        tls=bool(params.get("tls")),
+        tls_ca_file=params.get("tls_ca_file"),
+        tls_certificate_key_file=params.get("tls_certificate_key_file"),
+        tls_allow_invalid_certificates=bool(params.get("tls_allow_invalid_certificates")),
+        connect_timeout=params.get("connect_timeout") or 10,
+    )
+
+
+def archive_options(params: dict[str, t.Any], default_job: str) -> ArchiveOptions:
+    return ArchiveOptions(
+        destination=params["destination"],
+        job=params.get("job") or default_job,
+        compression=params.get("compression") or "zstd",
+        compression_level=params.get("compression_level"),
+        encryption=Encryption(
+            recipients=tuple(params.get("encryption_recipients") or ()),
+            recipients_files=tuple(params.get("encryption_recipients_files") or ()),
+        ),
+    )
+
+
+def safety_dump_options(params: dict[str, t.Any], job: str) -> ArchiveOptions | None:
+    if not params.get("safety_dump_dir"):
+        return None
+    return ArchiveOptions(destination=params["safety_dump_dir"], job=f"{job}-before-restore")

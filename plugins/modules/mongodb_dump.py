@@ -1,0 +1,197 @@
+#!/usr/bin/python
+# Copyright: lifeboat developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: mongodb_dump
+short_description: Dump MongoDB into a compressed, optionally encrypted, checksummed archive
+version_added: 0.1.0
+description:
+  - Runs C(mongodump --archive) and streams it through compression (zstd by default) and optional age
+    encryption into an archive, with a JSON manifest beside it (C(ARCHIVE.manifest.json)).
+  - The manifest records the documents mongodump wrote per collection, the indexes of each collection,
+    the sha256 of the stored file and of the plain archive stream, versions, and the standard commands that
+    restore it without this collection.
+  - The archive gets its final name only after every stage succeeded and the file was fsynced; a failure
+    leaves no file behind. A dump that wrote no documents while the source holds some is a failure.
+author:
+  - lifeboat developers
+extends_documentation_fragment:
+  - lifeboat.ops.mongodb
+  - lifeboat.ops.archive
+  - ansible.builtin.action_common_attributes
+attributes:
+  check_mode:
+    support: full
+    details: Connects and lists the collections that would be dumped, with estimated counts; writes nothing.
+  diff_mode:
+    support: none
+  platform:
+    platforms: posix
+options:
+  database:
+    description:
+      - Dump only this database. The whole server (without C(admin), C(config) and C(local)) when not set.
+    type: str
+    aliases: [db]
+  collections:
+    description:
+      - Dump only these collections of O(database).
+    type: list
+    elements: str
+    default: []
+  exclude_collections:
+    description:
+      - Leave out these collections of O(database).
+    type: list
+    elements: str
+    default: []
+  exclude_collections_with_prefix:
+    description:
+      - Leave out the collections of O(database) whose names start with one of these prefixes.
+    type: list
+    elements: str
+    default: []
+  oplog:
+    description:
+      - Take a point-in-time consistent dump with C(--oplog). V(auto) does so when the server is a replica set
+        member and the whole server is dumped (mongodump allows no filter with C(--oplog)).
+    type: str
+    default: auto
+    choices: [auto, "yes", "no"]
+  parallel_collections:
+    description:
+      - Collections mongodump reads at once.
+    type: int
+    default: 4
+notes:
+  - With O(compression=gzip), compression happens inside the archive (C(mongodump --gzip)), so plain
+    C(mongorestore --gzip --archive=FILE) reads it.
+seealso:
+  - module: lifeboat.ops.mongodb_restore
+"""
+
+EXAMPLES = r"""
+- name: Dump the Nightscout database
+  lifeboat.ops.mongodb_dump:
+    login_host: 127.0.0.1
+    login_user: backup
+    login_password_file: /etc/lifeboat/nightscout.password
+    database: nightscout
+    destination: /var/backups/lifeboat/nightscout
+    encryption_recipients_files: [/etc/lifeboat/recipients.txt]
+
+- name: Dump a database from MongoDB Atlas before leaving it
+  lifeboat.ops.mongodb_dump:
+    login_uri: mongodb+srv://exporter@cluster0.example.mongodb.net/
+    login_password: "{{ vault_atlas_password }}"
+    database: research
+    exclude_collections: [sessions]
+    destination: /srv/migration
+    job: atlas-research
+"""
+
+RETURN = r"""
+archive:
+  description: Path of the archive.
+  returned: changed
+  type: str
+  sample: /var/backups/lifeboat/nightscout/nightscout-20261122T030000Z.mongo.archive.zst
+manifest:
+  description: Path of the manifest beside the archive.
+  returned: changed
+  type: str
+sha256:
+  description: sha256 of the stored archive file.
+  returned: changed
+  type: str
+size:
+  description: Size of the stored archive in bytes.
+  returned: changed
+  type: int
+plain_size:
+  description: Size of the plain mongodump archive stream in bytes.
+  returned: changed
+  type: int
+counts:
+  description: Documents per collection (C(db.collection)) as mongodump reported writing them.
+  returned: changed
+  type: dict
+  sample: {"nightscout.entries": 28800, "nightscout.treatments": 1200}
+duration_seconds:
+  description: Wall time of the dump.
+  returned: changed
+  type: float
+restore_commands:
+  description: The standard commands that restore the archive without this collection.
+  returned: changed
+  type: list
+  elements: str
+collections:
+  description: In check mode, the collections that would be dumped, with estimated document counts.
+  returned: check mode
+  type: dict
+server:
+  description: Server product and version.
+  returned: always
+  type: dict
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.lifeboat.ops.plugins.module_utils import _mongo, _params
+from ansible_collections.lifeboat.ops.plugins.module_utils._common import LifeboatError
+
+
+def main() -> None:
+    argument_spec = {
+        **_params.mongodb_connection_spec(),
+        **_params.dump_archive_spec(),
+        "database": {"type": "str", "aliases": ["db"]},
+        "collections": {"type": "list", "elements": "str", "default": []},
+        "exclude_collections": {"type": "list", "elements": "str", "default": []},
+        "exclude_collections_with_prefix": {"type": "list", "elements": "str", "default": []},
+        "oplog": {"type": "str", "default": "auto", "choices": list(_mongo.OPLOG_MODES)},
+        "parallel_collections": {"type": "int", "default": 4},
+    }
+    module = AnsibleModule(
+        argument_spec=argument_spec, mutually_exclusive=_params.CONNECTION_EXCLUSIVE, supports_check_mode=True
+    )
+    params = module.params
+    try:
+        request = _mongo.DumpRequest(
+            connection=_params.mongo_connection(params),
+            archive=_params.archive_options(params, params["database"] or "all"),
+            database=params["database"],
+            collections=params["collections"],
+            exclude_collections=params["exclude_collections"],
+            exclude_collections_with_prefix=params["exclude_collections_with_prefix"],
+            oplog=params["oplog"],
+            parallel_collections=params["parallel_collections"],
+            tools_dir=params["tools_dir"],
+        )
+        if module.check_mode:
+            plan = _mongo.plan_dump(request)
+            module.exit_json(changed=True, collections=plan["collections"], server=plan["server"])
+        result = _mongo.dump(request)
+    except LifeboatError as exc:
+        module.fail_json(msg=str(exc))
+    manifest = result["manifest_data"]
+    module.exit_json(
+        changed=True,
+        archive=result["archive"],
+        manifest=result["manifest"],
+        sha256=manifest["archive"]["sha256"],
+        size=manifest["archive"]["size"],
+        plain_size=manifest["archive"]["plain_size"],
+        counts=manifest["counts"],
+        duration_seconds=manifest["duration_seconds"],
+        restore_commands=manifest["restore_commands"],
+        server=manifest["server"],
+    )
+
+
+if __name__ == "__main__":
+    main()

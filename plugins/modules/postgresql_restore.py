@@ -1,0 +1,175 @@
+#!/usr/bin/python
+# Copyright: lifeboat developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: postgresql_restore
+short_description: Restore a PostgreSQL archive made by postgresql_dump, and prove every row arrived
+version_added: 0.1.0
+description:
+  - Checks the archive's sha256 against its manifest, then streams it through C(age -d) and decompression
+    into C(pg_restore --exit-on-error), into the same or another database name.
+  - Creates the target database (from C(template0)) when it does not exist.
+  - A target that already holds tables is only written with O(overwrite=true); O(clean=true) drops the
+    archive's objects first. O(safety_dump_dir) first dumps the target it is about to overwrite.
+  - After the restore, the row count of every table is compared with the manifest; any difference fails.
+author:
+  - lifeboat developers
+extends_documentation_fragment:
+  - lifeboat.ops.postgresql
+  - lifeboat.ops.archive.RESTORE
+  - ansible.builtin.action_common_attributes
+attributes:
+  check_mode:
+    support: full
+    details: Checks the archive and the target, says whether the restore would be refused; writes nothing.
+  diff_mode:
+    support: none
+  platform:
+    platforms: posix
+options:
+  target_database:
+    description:
+      - Database to restore into. The archive's own database name when not set.
+    type: str
+    aliases: [database, db]
+  maintenance_database:
+    description:
+      - Database to connect to for creating the target.
+    type: str
+    default: postgres
+  clean:
+    description:
+      - Drop the archive's objects in the target before recreating them (C(pg_restore --clean --if-exists)).
+      - Needs O(overwrite=true).
+    type: bool
+    default: false
+  jobs:
+    description:
+      - Parallel C(pg_restore) workers. With more than one, the archive is first unpacked into a private
+        directory beside it, since C(pg_restore) cannot restore in parallel from a pipe.
+    type: int
+    default: 1
+  no_owner:
+    description:
+      - Do not restore object ownership (C(pg_restore --no-owner)); objects belong to the restoring user.
+    type: bool
+    default: false
+  no_privileges:
+    description:
+      - Do not restore access privileges (C(pg_restore --no-privileges)).
+    type: bool
+    default: false
+seealso:
+  - module: lifeboat.ops.postgresql_dump
+"""
+
+EXAMPLES = r"""
+- name: Restore last night's journal backup into a new database for a test
+  lifeboat.ops.postgresql_restore:
+    login_host: 127.0.0.1
+    login_user: postgres
+    login_password_file: /etc/lifeboat/pg.password
+    archive: /var/backups/lifeboat/journal/journal-20261122T030000Z.pgdump.zst.age
+    age_identity_files: [/root/.config/lifeboat/backup-key.txt]
+    target_database: journal_restore_test
+
+- name: Replace production with the archive, keeping a dump of what was there
+  lifeboat.ops.postgresql_restore:
+    login_unix_socket: /var/run/postgresql
+    login_user: postgres
+    archive: "{{ chosen_archive }}"
+    overwrite: true
+    clean: true
+    safety_dump_dir: /var/backups/lifeboat/before-restore
+"""
+
+RETURN = r"""
+database:
+  description: The database restored into.
+  returned: always
+  type: str
+created:
+  description: Whether the target database was created.
+  returned: changed
+  type: bool
+counts:
+  description: Rows per table after the restore; equal to the manifest's.
+  returned: changed
+  type: dict
+existing_tables:
+  description: Number of tables the target held before.
+  returned: always
+  type: int
+safety_dump:
+  description: Path of the dump taken of the target before it was overwritten.
+  returned: when a safety dump was taken
+  type: str
+expected_counts:
+  description: Rows per table recorded in the archive's manifest.
+  returned: always
+  type: dict
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.lifeboat.ops.plugins.module_utils import _params, _postgres
+from ansible_collections.lifeboat.ops.plugins.module_utils._common import LifeboatError
+
+
+def main() -> None:
+    argument_spec = {
+        **_params.postgres_connection_spec(),
+        **_params.restore_archive_spec(),
+        "target_database": {"type": "str", "aliases": ["database", "db"]},
+        "maintenance_database": {"type": "str", "default": "postgres"},
+        "clean": {"type": "bool", "default": False},
+        "jobs": {"type": "int", "default": 1},
+        "no_owner": {"type": "bool", "default": False},
+        "no_privileges": {"type": "bool", "default": False},
+    }
+    module = AnsibleModule(
+        argument_spec=argument_spec, mutually_exclusive=_params.CONNECTION_EXCLUSIVE, supports_check_mode=True
+    )
+    params = module.params
+    try:
+        connection = _params.pg_connection(params, params["target_database"])
+        if connection.password:
+            module.no_log_values.add(connection.password)
+        request = _postgres.RestoreRequest(
+            connection=connection,
+            archive_path=params["archive"],
+            identity_files=params["age_identity_files"],
+            overwrite=params["overwrite"],
+            clean=params["clean"],
+            jobs=params["jobs"],
+            no_owner=params["no_owner"],
+            no_privileges=params["no_privileges"],
+            maintenance_database=params["maintenance_database"],
+            safety_dump=_params.safety_dump_options(params, params["target_database"] or "restore"),
+            pg_bin_dir=params["pg_bin_dir"],
+        )
+        plan = _postgres.plan_restore(request)
+        common = {
+            "database": plan["database"],
+            "existing_tables": plan["existing_tables"],
+            "expected_counts": plan["manifest"]["counts"],
+        }
+        if module.check_mode:
+            module.exit_json(changed=True, **common)
+        result = _postgres.restore(request, plan)
+    except LifeboatError as exc:
+        module.fail_json(msg=str(exc))
+    module.exit_json(
+        changed=True,
+        created=result["created"],
+        counts=result["counts"],
+        safety_dump=result["safety_dump"],
+        **common,
+    )
+
+
+if __name__ == "__main__":
+    main()
