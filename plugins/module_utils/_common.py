@@ -8,6 +8,7 @@ Plain Python on purpose: the modules, the host-side command and the tests all im
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -95,9 +96,14 @@ def read_secret_file(path: str, what: str) -> str:
     return value
 
 
+_TOOL_TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT[\d:.]+[+-]\d{4}\s+")
+_FAILURE_WORDS = re.compile(r"\b(Failed|FATAL|ERROR|error|fatal)\b")
+
+
 def last_line(text: str) -> str:
-    """The last non-empty line of a tool's stderr: usually the one that says what went wrong."""
-    for line in reversed(text.strip().splitlines()):
-        if line.strip():
-            return line.strip()
-    return ""
+    """The line of a tool's stderr that says what went wrong: the last one naming a failure, else the last one."""
+    lines = [_TOOL_TIMESTAMP.sub("", line).strip() for line in text.strip().splitlines() if line.strip()]
+    for line in reversed(lines):
+        if _FAILURE_WORDS.search(line):
+            return line
+    return lines[-1] if lines else ""

@@ -208,9 +208,9 @@ def _server_info(client: t.Any) -> dict[str, t.Any]:
     info = {"product": "MongoDB", "version": build.get("version", "unknown")}
     if hello.get("setName"):
         info["replica_set"] = hello["setName"]
-    if "ferretdb" in build:
+    if "ferretdbVersion" in build:
         info["product"] = "FerretDB"
-        info["ferretdb_version"] = build["ferretdb"].get("version")
+        info["ferretdb_version"] = build["ferretdbVersion"]
     return info
 
 
@@ -395,6 +395,7 @@ def plan_restore(request: RestoreRequest) -> dict[str, t.Any]:
     client = request.connection.client()
     try:
         existing = {ns: n for ns in expected if (n := _estimated_count(client, ns)) > 0}
+        server = _server_info(client)
     finally:
         client.close()
     if existing and not request.overwrite:
@@ -402,7 +403,7 @@ def plan_restore(request: RestoreRequest) -> dict[str, t.Any]:
         raise LifeboatError(
             f"the target already holds data in {shown}; set overwrite=true to restore over it (with drop=true to replace it)"
         )
-    return {"manifest": manifest, "renames": renames, "expected": expected, "existing": existing}
+    return {"manifest": manifest, "renames": renames, "expected": expected, "existing": existing, "server": server}
 
 
 def restore(request: RestoreRequest, plan: dict[str, t.Any] | None = None) -> dict[str, t.Any]:
@@ -428,6 +429,10 @@ def restore(request: RestoreRequest, plan: dict[str, t.Any] | None = None) -> di
         argv += ["--gzip"] if inner_gzip else []
         argv += ["--drop"] if request.drop else []
         argv += ["--oplogReplay"] if manifest["options"].get("oplog") else []
+        # FerretDB rejects the "ns" option mongorestore puts on every index it creates, so the indexes
+        # recorded in the manifest are created here instead.
+        indexes_by_module = plan["server"]["product"] == "FerretDB"
+        argv += ["--noIndexRestore"] if indexes_by_module else []
         for source, target in plan["renames"]:
             argv += [f"--nsFrom={source}", f"--nsTo={target}"]
         argv += [f"--nsInclude={p}" for p in request.ns_include] + [f"--nsExclude={p}" for p in request.ns_exclude]
@@ -445,8 +450,11 @@ def restore(request: RestoreRequest, plan: dict[str, t.Any] | None = None) -> di
         raise LifeboatError(f"mongorestore restored 0 documents although the archive holds {expected_total}")
     if restored["failed"]:
         raise LifeboatError(f"mongorestore could not restore {restored['failed']} documents")
+    warnings: list[str] = []
     client = request.connection.client()
     try:
+        if indexes_by_module:
+            warnings = _create_indexes(client, manifest, plan["renames"], request)
         actual = {ns: int(client[ns.partition('.')[0]][ns.partition('.')[2]].count_documents({})) for ns in expected}
     finally:
         client.close()
@@ -454,4 +462,31 @@ def restore(request: RestoreRequest, plan: dict[str, t.Any] | None = None) -> di
     problems = compare_counts(wanted, actual)
     if problems:
         raise count_mismatch_error(problems, request.connection.display)
-    return {"counts": actual, "restored_documents": restored["ok"] or 0, "safety_dumps": safety}
+    return {"counts": actual, "restored_documents": restored["ok"] or 0, "safety_dumps": safety, "warnings": warnings}
+
+
+_FERRETDB_UNSUPPORTED_INDEX_OPTIONS = ("expireAfterSeconds", "partialFilterExpression")
+
+
+def _create_indexes(
+    client: t.Any, manifest: dict[str, t.Any], renames: list[tuple[str, str]], request: RestoreRequest
+) -> list[str]:
+    """Create the manifest's indexes on the restored collections; say which options the server cannot keep."""
+    pymongo = _pymongo()
+    warnings = []
+    for source_ns, specs in sorted(manifest.get("indexes", {}).items()):
+        if not request.included(source_ns):
+            continue
+        db, _, coll = map_namespace(source_ns, renames).partition(".")
+        for spec in specs:
+            if spec["name"] == "_id_":
+                continue
+            options = {k: v for k, v in spec.items() if k not in ("key", "name")}
+            for option in _FERRETDB_UNSUPPORTED_INDEX_OPTIONS:
+                if options.pop(option, None) is not None:
+                    warnings.append(f"index {spec['name']} of {db}.{coll} was created without {option}: FerretDB does not support it")
+            try:
+                client[db][coll].create_index(list(spec["key"].items()), name=spec["name"], **options)
+            except pymongo.errors.PyMongoError as exc:
+                raise LifeboatError(f"creating index {spec['name']} on {db}.{coll} failed: {_one_line(exc)}") from exc
+    return warnings

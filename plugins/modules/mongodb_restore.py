@@ -157,6 +157,8 @@ def main() -> None:
         result = _mongo.restore(request, plan)
     except LifeboatError as exc:
         module.fail_json(msg=str(exc))
+    for warning in result["warnings"]:
+        module.warn(warning)
     module.exit_json(
         changed=True,
         counts=result["counts"],

@@ -4,11 +4,13 @@
 set -euo pipefail
 
 FERRETDB_VERSION=${FERRETDB_VERSION:-v1.24.2}
-# mongo-tools tags (100.x) are not Go semver, so a commit pseudo-version is pinned (July 2024, r100.10 line; it is in the checksum database, newer pseudo-versions were not).
-MONGO_TOOLS_VERSION=${MONGO_TOOLS_VERSION:-v0.0.0-20240724183527-6d4f001be3fc}
+# mongo-tools tags (100.x) are not Go semver, so a commit pseudo-version is pinned (July 2025, r100.12 line).
+MONGO_TOOLS_VERSION=${MONGO_TOOLS_VERSION:-v0.0.0-20250715155915-887641268977}
 
 cache=${LIFEBOAT_CACHE:-$HOME/.cache/lifeboat}
 export GOMODCACHE=$cache/gomod GOCACHE=$cache/gocache GOFLAGS=-mod=mod GOTOOLCHAIN=local
+# The checksum database answers 404 for mongo-tools pseudo-versions here; its dependencies are still verified.
+export GONOSUMDB=github.com/mongodb/mongo-tools
 bin=$cache/bin
 mkdir -p "$bin"
 
