@@ -1,0 +1,40 @@
+# lifeboat.ops: every entry point sets up what it needs (apt packages, Go-built test servers, a Python venv).
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+VENV = $(shell scripts/testbed/venv.sh)
+STATE ?= $(or $(LIFEBOAT_TESTBED_DIR),/tmp/lifeboat-testbed)
+PYTEST_ARGS ?=
+
+.PHONY: demo test testbed testbed-down seed sanity lint unit integration bench
+
+## demo: start the throwaway PostgreSQL and FerretDB with sample data, back them up, restore under new names
+demo: testbed seed
+	scripts/demo.sh
+
+## test: the whole suite, as CI runs it
+test: sanity lint unit integration
+
+testbed:
+	scripts/testbed/up.sh
+
+testbed-down:
+	scripts/testbed/down.sh
+
+seed: testbed
+	source $(STATE)/env.sh && $(VENV)/bin/python scripts/testbed/seed.py
+
+sanity:
+	scripts/ci/sanity.sh
+
+lint:
+	scripts/ci/lint.sh
+
+unit:
+	$(VENV)/bin/python -m pytest tests/unit $(PYTEST_ARGS)
+
+integration: testbed
+	source $(STATE)/env.sh && $(VENV)/bin/python -m pytest tests/integration $(PYTEST_ARGS)
+
+## bench: benchmarks against the raw tools (not tests; prints ratios)
+bench: testbed
+	source $(STATE)/env.sh && $(VENV)/bin/python bench/bench_dump.py

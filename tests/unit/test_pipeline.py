@@ -1,0 +1,177 @@
+# Copyright: lifeboat developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The archive pipeline with the real zstd, gzip and age programs (no database needed)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+
+import pytest
+
+from ansible_collections.lifeboat.ops.plugins.module_utils import _manifest
+from ansible_collections.lifeboat.ops.plugins.module_utils._archive import ArchiveOptions, stream_to_archive
+from ansible_collections.lifeboat.ops.plugins.module_utils._common import LifeboatError
+from ansible_collections.lifeboat.ops.plugins.module_utils._pipeline import (
+    ArchiveFile,
+    Encryption,
+    read_stream,
+    sha256_file,
+)
+
+# Text-like data that compresses, but not trivially, plus some random bytes.
+PRODUCER = [
+    sys.executable,
+    "-c",
+    "import os,sys\n"
+    "for i in range(4000):\n"
+    "    sys.stdout.buffer.write(b'row %d {\"k\": %d} ' % (i, i*i) + os.urandom(64).hex().encode() + b'\\n')\n",
+]
+
+
+def plain_bytes() -> bytes:
+    return subprocess.run(PRODUCER, capture_output=True, check=True).stdout
+
+
+@pytest.fixture(scope="module")
+def age_key(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    identity = str(tmp_path_factory.mktemp("age") / "key.txt")
+    subprocess.run(["age-keygen", "-o", identity], capture_output=True, check=True)
+    recipient = subprocess.run(["age-keygen", "-y", identity], capture_output=True, check=True, text=True).stdout.strip()
+    return identity, recipient
+
+
+def leftovers(directory: str) -> list[str]:
+    return sorted(os.listdir(directory))
+
+
+@pytest.mark.parametrize("compression", ["zstd", "gzip", "none"])
+@pytest.mark.parametrize("encrypted", [False, True])
+def test_round_trip_hashes_both_ends(tmp_path, age_key, compression: str, encrypted: bool) -> None:
+    options = ArchiveOptions(
+        destination=str(tmp_path),
+        job="unit",
+        compression=compression,
+        encryption=Encryption(recipients=(age_key[1],) if encrypted else ()),
+    )
+    final = str(tmp_path / "unit.archive")
+    archive, stream = stream_to_archive(final, PRODUCER, options)
+    archive.commit()
+
+    expected = plain_bytes()
+    # The producer writes random bytes, so compare the stream with itself through the hashes.
+    assert stream.plain_bytes == len(expected)
+    assert stream.stored_sha256 == sha256_file(final)
+    assert stream.stored_bytes == os.path.getsize(final)
+    assert oct(os.stat(final).st_mode & 0o777) == "0o600"
+    assert leftovers(str(tmp_path)) == ["unit.archive"]
+
+    back = read_stream(
+        final, compression=compression, encrypted=encrypted, identity_files=[age_key[0]] if encrypted else []
+    )
+    assert back.plain_sha256 == stream.plain_sha256
+    assert back.stored_sha256 == stream.stored_sha256
+
+    # Standard tools alone give the same plain stream back.
+    shell = " | ".join(_manifest.decode_commands(final, compression, encrypted)).replace("IDENTITY_FILE", age_key[0])
+    plain = subprocess.run(["sh", "-c", shell], capture_output=True, check=True).stdout
+    assert hashlib.sha256(plain).hexdigest() == stream.plain_sha256
+    if compression != "none" or encrypted:
+        assert plain != open(final, "rb").read()
+
+
+def test_encrypted_archive_needs_the_identity(tmp_path, age_key) -> None:
+    options = ArchiveOptions(destination=str(tmp_path), job="unit", encryption=Encryption(recipients=(age_key[1],)))
+    archive, _ = stream_to_archive(str(tmp_path / "secret.zst.age"), PRODUCER, options)
+    archive.commit()
+    with pytest.raises(LifeboatError, match="give the age identity file"):
+        read_stream(str(tmp_path / "secret.zst.age"), compression="zstd", encrypted=True)
+    other = str(tmp_path / "other.txt")
+    subprocess.run(["age-keygen", "-o", other], capture_output=True, check=True)
+    with pytest.raises(LifeboatError, match="decrypt failed: .*no identity matched"):
+        read_stream(str(tmp_path / "secret.zst.age"), compression="zstd", encrypted=True, identity_files=[other])
+
+
+def test_failing_producer_leaves_nothing(tmp_path) -> None:
+    producer = [sys.executable, "-c", "import sys; sys.stdout.write('x' * 100000); sys.stderr.write('connection lost\\n'); sys.exit(3)"]
+    options = ArchiveOptions(destination=str(tmp_path), job="unit")
+    with pytest.raises(LifeboatError) as failure:
+        stream_to_archive(str(tmp_path / "unit.archive"), producer, options, producer_name="pg_dump")
+    assert str(failure.value) == "pg_dump failed: connection lost"
+    assert leftovers(str(tmp_path)) == []
+
+
+def test_killed_producer_leaves_nothing(tmp_path) -> None:
+    producer = [sys.executable, "-c", "import os,signal,sys; sys.stdout.write('x'*50000); sys.stdout.flush(); os.kill(os.getpid(), signal.SIGKILL)"]
+    options = ArchiveOptions(destination=str(tmp_path), job="unit")
+    with pytest.raises(LifeboatError, match="dump failed: killed by signal 9"):
+        stream_to_archive(str(tmp_path / "unit.archive"), producer, options)
+    assert leftovers(str(tmp_path)) == []
+
+
+def test_failing_compressor_is_named(tmp_path, monkeypatch) -> None:
+    # A stand-in zstd that dies after reading a little: the producer then sees a broken pipe, and the
+    # error must name the compressor, not the producer.
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    fake = fake_bin / "zstd"
+    fake.write_text("#!/bin/sh\nhead -c 1000 >/dev/null\necho 'zstd: error 70 : Write error' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake_bin}:{os.environ['PATH']}")
+    out = tmp_path / "out"
+    out.mkdir()
+    options = ArchiveOptions(destination=str(out), job="unit")
+    with pytest.raises(LifeboatError) as failure:
+        stream_to_archive(str(out / "unit.archive.zst"), PRODUCER, options)
+    assert str(failure.value) == "compress failed: zstd: error 70 : Write error"
+    assert leftovers(str(out)) == []
+
+
+def test_compression_level_is_checked() -> None:
+    with pytest.raises(LifeboatError, match="compression_level 99 does not fit zstd; use 1 to 19"):
+        ArchiveOptions(destination="/tmp/x", job="unit", compression="zstd", compression_level=99).validate()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root (CI runs as root)")
+def test_full_disk_leaves_nothing(tmp_path) -> None:
+    mount = tmp_path / "small"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)], check=True)
+    try:
+        options = ArchiveOptions(destination=str(mount), job="unit", compression="none")
+        with pytest.raises(LifeboatError) as failure:
+            stream_to_archive(str(mount / "unit.archive"), PRODUCER, options)
+        assert "No space left on device" in str(failure.value)
+        assert "\n" not in str(failure.value)
+        assert leftovers(str(mount)) == []
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_commit_never_replaces_an_archive(tmp_path) -> None:
+    final = tmp_path / "unit.archive"
+    final.write_bytes(b"older archive")
+    archive = ArchiveFile(str(final))
+    with pytest.raises(LifeboatError, match="already exists"):
+        archive.commit()
+    archive.discard()
+    assert final.read_bytes() == b"older archive"
+    assert leftovers(str(tmp_path)) == ["unit.archive"]
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"compression": "lz4"}, "unknown compression 'lz4'; use one of: zstd, gzip, none"),
+        ({"destination": ""}, "destination is required"),
+        ({"destination": "backups/here"}, "destination 'backups/here' must be an absolute path"),
+        ({"job": "../escape"}, "job name '../escape' is not usable in a file name"),
+        ({"encryption": Encryption(recipients=("AGE-SECRET-KEY-1XYZ",))}, "is not an age recipient"),
+    ],
+)
+def test_bad_archive_options(options: dict, message: str) -> None:
+    values = {"destination": "/tmp/x", "job": "unit", **options}
+    with pytest.raises(LifeboatError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        ArchiveOptions(**values).validate()
