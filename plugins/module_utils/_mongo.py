@@ -34,6 +34,12 @@ _RESTORED = re.compile(r"(\d+) document\(s\) restored successfully\. (\d+) docum
 _SYSTEM_DATABASES = ("admin", "config", "local")
 
 
+def split_namespace(namespace: str) -> tuple[str, str]:
+    """``db.coll.with.dots`` -> (``db``, ``coll.with.dots``): database names cannot hold dots."""
+    db, coll = namespace.split(".", 1)
+    return db, coll
+
+
 def _pymongo() -> t.Any:
     try:
         import pymongo  # pylint: disable=import-outside-toplevel
@@ -134,7 +140,7 @@ class MongoConnection:
 
 
 def _one_line(exc: BaseException) -> str:
-    text = str(exc).split(", Timeout:")[0].split(", full error:")[0]
+    text = str(exc).split(", Timeout:", maxsplit=1)[0].split(", full error:", maxsplit=1)[0]
     return " ".join(text.split())[:300]
 
 
@@ -153,7 +159,7 @@ def _index_specs(client: t.Any, namespaces: t.Iterable[str]) -> dict[str, list[d
     keep = ("name", "key", "unique", "sparse", "expireAfterSeconds", "partialFilterExpression")
     specs = {}
     for namespace in namespaces:
-        db, _, coll = namespace.partition(".")
+        db, coll = split_namespace(namespace)
         specs[namespace] = [
             {k: (dict(v) if k == "key" else v) for k, v in index.items() if k in keep}
             for index in client[db][coll].list_indexes()
@@ -227,7 +233,7 @@ def plan_dump(request: DumpRequest) -> dict[str, t.Any]:
 
 
 def _estimated_count(client: t.Any, namespace: str) -> int:
-    db, _, coll = namespace.partition(".")
+    db, coll = split_namespace(namespace)
     return int(client[db][coll].estimated_document_count())
 
 
@@ -455,7 +461,10 @@ def restore(request: RestoreRequest, plan: dict[str, t.Any] | None = None) -> di
     try:
         if indexes_by_module:
             warnings = _create_indexes(client, manifest, plan["renames"], request)
-        actual = {ns: int(client[ns.partition('.')[0]][ns.partition('.')[2]].count_documents({})) for ns in expected}
+        actual = {}
+        for namespace in expected:
+            db, coll = split_namespace(namespace)
+            actual[namespace] = int(client[db][coll].count_documents({}))
     finally:
         client.close()
     wanted = {ns: n + (0 if request.drop else existing.get(ns, 0)) for ns, n in expected.items()}
@@ -477,7 +486,7 @@ def _create_indexes(
     for source_ns, specs in sorted(manifest.get("indexes", {}).items()):
         if not request.included(source_ns):
             continue
-        db, _, coll = map_namespace(source_ns, renames).partition(".")
+        db, coll = split_namespace(map_namespace(source_ns, renames))
         for spec in specs:
             if spec["name"] == "_id_":
                 continue

@@ -142,8 +142,7 @@ class _Stage:
         self._reader.start()
 
     def _drain(self) -> None:
-        assert self.proc.stderr is not None
-        for raw in self.proc.stderr:
+        for raw in t.cast(t.IO[bytes], self.proc.stderr):
             line = raw.decode("utf-8", "replace").rstrip("\n")
             self.stderr_tail.append(line)
             if self._on_line:
@@ -299,8 +298,7 @@ def write_stream(
             else:
                 runner.stages[-2].proc.stdout.close()  # the filter owns it now
             previous = stage.proc.stdout
-        plain_out = producer.proc.stdout
-        assert plain_out is not None
+        plain_out = t.cast(t.IO[bytes], producer.proc.stdout)
 
         def pump_plain() -> None:
             sink = first_filter_stdin.fileno() if filters else temp_fd
@@ -440,8 +438,7 @@ def read_stream(
 
 
 def _collect(stage: _Stage, result: StreamResult) -> None:
-    assert stage.proc.stdout is not None
-    result.consumer_stdout = stage.proc.stdout.read().decode("utf-8", "replace")
+    result.consumer_stdout = t.cast(t.IO[bytes], stage.proc.stdout).read().decode("utf-8", "replace")
 
 
 def sha256_file(path: str) -> str:

@@ -28,7 +28,7 @@ from ._archive import (
     stream_to_archive,
 )
 from ._common import LifeboatError, PrivateDir, child_env, find_binary, read_secret_file, tool_version
-from ._pipeline import decompressor_argv, decryptor_argv, read_stream
+from ._pipeline import read_stream
 
 FORMATS = ("custom", "directory")
 GLOBALS = ("none", "roles", "all")
@@ -389,8 +389,7 @@ def _dump_directory(
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
         )
         tail: list[str] = []
-        assert process.stderr is not None
-        for raw in process.stderr:
+        for raw in t.cast(t.IO[bytes], process.stderr):
             line = raw.decode("utf-8", "replace").rstrip("\n")
             tail = (tail + [line])[-40:]
             if on_line:
@@ -513,7 +512,7 @@ def restore(request: RestoreRequest, plan: dict[str, t.Any] | None = None) -> di
     with target.connect() as conn:
         actual = {}
         for name in manifest["counts"]:
-            schema, _, table = name.partition(".")
+            schema, table = name.split(".", 1)
             try:
                 actual[name] = conn.execute(
                     f"SELECT count(*) FROM ONLY {_quote_ident(schema)}.{_quote_ident(table)}"
@@ -560,4 +559,3 @@ def _run_pg_restore(request: RestoreRequest, manifest: dict[str, t.Any], argv: l
             raise LifeboatError(f"pg_restore failed: {lines[-1] if lines else done.returncode}")
     finally:
         work.cleanup()
-

@@ -17,7 +17,7 @@ description:
   - The archive gets its final name only after every stage succeeded and the file was fsynced; a failure
     leaves no file behind. A dump that wrote no documents while the source holds some is a failure.
 author:
-  - lifeboat developers
+  - Lifeboat Developers (@lifeboat)
 extends_documentation_fragment:
   - lifeboat.ops.mongodb
   - lifeboat.ops.archive

@@ -16,7 +16,7 @@ description:
   - After the restore, the documents of every collection are counted and compared with the manifest;
     "0 documents restored" from an archive that holds documents is a failure.
 author:
-  - lifeboat developers
+  - Lifeboat Developers (@lifeboat)
 extends_documentation_fragment:
   - lifeboat.ops.mongodb
   - lifeboat.ops.archive.RESTORE

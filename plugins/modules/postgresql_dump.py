@@ -18,7 +18,7 @@ description:
     (wrong password, unreachable server, a killed C(pg_dump), a full disk) leaves no file behind.
   - A dump that holds no table data while the database has rows is a failure.
 author:
-  - lifeboat developers
+  - Lifeboat Developers (@lifeboat)
 extends_documentation_fragment:
   - lifeboat.ops.postgresql
   - lifeboat.ops.archive

@@ -16,7 +16,7 @@ description:
     archive's objects first. O(safety_dump_dir) first dumps the target it is about to overwrite.
   - After the restore, the row count of every table is compared with the manifest; any difference fails.
 author:
-  - lifeboat developers
+  - Lifeboat Developers (@lifeboat)
 extends_documentation_fragment:
   - lifeboat.ops.postgresql
   - lifeboat.ops.archive.RESTORE

@@ -84,7 +84,7 @@ def test_round_trip_hashes_both_ends(tmp_path, age_key, compression: str, encryp
 
 def test_encrypted_archive_needs_the_identity(tmp_path, age_key) -> None:
     options = ArchiveOptions(destination=str(tmp_path), job="unit", encryption=Encryption(recipients=(age_key[1],)))
-    archive, _ = stream_to_archive(str(tmp_path / "secret.zst.age"), PRODUCER, options)
+    archive, _stream = stream_to_archive(str(tmp_path / "secret.zst.age"), PRODUCER, options)
     archive.commit()
     with pytest.raises(LifeboatError, match="give the age identity file"):
         read_stream(str(tmp_path / "secret.zst.age"), compression="zstd", encrypted=True)

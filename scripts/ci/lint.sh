@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Static checks other than ansible-test sanity, offline:
+#   1. ansible-lint --profile production (settings in .ansible-lint) on playbooks, roles, tests, ...
+#   2. antsibull-changelog lint (changelogs/fragments/*.yml and changelogs/changelog.yaml)
+#   3. antsibull-docs lint-collection-docs --plugin-docs (module docs, roles' meta/argument_specs.yml)
+#
+# Usage: scripts/ci/lint.sh [extra ansible-lint arguments, e.g. paths or -f pep8]
+# Exit code: non-zero when any of the three fails; all three always run.
+set -uo pipefail
+
+root=$(cd "$(dirname "$0")/../.." && pwd)
+venv=$("$root/scripts/testbed/venv.sh") || exit 2
+export PATH=$venv/bin:$PATH
+
+# A collection root whose ansible_collections/lifeboat/ops is this checkout, so that the
+# lifeboat.ops.* FQCNs in playbooks and roles resolve to the files being linted.
+colls=$(mktemp -d "${TMPDIR:-/tmp}/lifeboat-lint.XXXXXX") || exit 2
+trap 'rm -rf "$colls"' EXIT   # removes the link only, never the checkout behind it
+mkdir -p "$colls/ansible_collections/lifeboat"
+ln -s "$root" "$colls/ansible_collections/lifeboat/ops"
+# The checkout comes first and nothing else is scanned implicitly: left to itself, ansible-lint puts
+# ~/.ansible/collections in front, where an installed (older) lifeboat.ops would shadow the checkout.
+# The venv's site-packages stays on the path for collections that come from PyPI (the `ansible` package).
+site=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])') || exit 2
+export ANSIBLE_COLLECTIONS_PATH=$colls:$site
+export ANSIBLE_COLLECTIONS_SCAN_SYS_PATH=false   # ansible-lint warns about this once; harmless
+export ANSIBLE_NOCOLOR=1 NO_COLOR=1
+cd "$root" || exit 2
+
+failed=()
+run() {
+  local name=$1
+  shift
+  echo "== $name: $*"
+  if "$@"; then
+    echo "== $name: ok"
+  else
+    echo "== $name: FAILED (exit $?)"
+    failed+=("$name")
+  fi
+}
+
+run ansible-lint ansible-lint --nocolor --profile production --offline -c "$root/.ansible-lint" "$@"
+run changelog antsibull-changelog lint
+run changelog-yaml antsibull-changelog lint-changelog-yaml changelogs/changelog.yaml
+run docs antsibull-docs lint-collection-docs --plugin-docs --validate-collection-refs dependent "$root"
+
+if [ "${#failed[@]}" -gt 0 ]; then
+  echo "lint.sh: FAILED: ${failed[*]}" >&2
+  exit 1
+fi
+echo "lint.sh: all checks passed"
