@@ -161,7 +161,8 @@ def _index_specs(client: t.Any, namespaces: t.Iterable[str]) -> dict[str, list[d
     for namespace in namespaces:
         db, coll = split_namespace(namespace)
         specs[namespace] = [
-            {k: (dict(v) if k == "key" else v) for k, v in index.items() if k in keep}
+            # Key order matters (compound indexes) and the manifest sorts object keys: store pairs.
+            {k: ([[field, order] for field, order in v.items()] if k == "key" else v) for k, v in index.items() if k in keep}
             for index in client[db][coll].list_indexes()
         ]
     return json.loads(json.dumps(specs, default=str))
@@ -495,7 +496,7 @@ def _create_indexes(
                 if options.pop(option, None) is not None:
                     warnings.append(f"index {spec['name']} of {db}.{coll} was created without {option}: FerretDB does not support it")
             try:
-                client[db][coll].create_index(list(spec["key"].items()), name=spec["name"], **options)
+                client[db][coll].create_index([tuple(pair) for pair in spec["key"]], name=spec["name"], **options)
             except pymongo.errors.PyMongoError as exc:
                 raise LifeboatError(f"creating index {spec['name']} on {db}.{coll} failed: {_one_line(exc)}") from exc
     return warnings

@@ -1,31 +1,31 @@
 # Copyright: lifeboat developers
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Fixtures for tests against the real test bed: PostgreSQL 15 and FerretDB started by scripts/testbed/up.sh."""
+"""Fixtures for tests against the real test bed."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import subprocess
 import sys
 import typing as t
 import uuid
 
-import psycopg
-import pymongo
 import pytest
 import yaml
-from bson.raw_bson import RawBSONDocument
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-# tests/conftest.py links the checkout into a collections tree and exports its path.
-COLLECTIONS_ROOT = os.environ["ANSIBLE_COLLECTIONS_PATH"]
+from testbed import (  # pylint: disable=import-error
+    REPO_ROOT,
+    ModuleRun,
+    MongoServer,
+    PgServer,
+    collections_root,
+    finish_module,
+    module_env,
+    start_module,
+)
 
 REQUIRED = ["LIFEBOAT_PG_PORT", "LIFEBOAT_PG_USER", "LIFEBOAT_PG_PASSWORD_FILE", "LIFEBOAT_MONGO_PORT",
             "LIFEBOAT_MONGO_USER", "LIFEBOAT_MONGO_PASSWORD_FILE"]
-PG_SOURCE = "journal"
-MONGO_SOURCE = "nightscout"
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -34,93 +34,6 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(
             f"{', '.join(missing)} not set: run the integration tests with `make integration` (it starts the test bed)"
         )
-
-
-def read(path: str) -> str:
-    with open(path, encoding="utf-8") as handle:
-        return handle.read().strip()
-
-
-class PgServer:
-    def __init__(self) -> None:
-        self.host = os.environ.get("LIFEBOAT_PG_HOST", "127.0.0.1")
-        self.port = int(os.environ["LIFEBOAT_PG_PORT"])
-        self.user = os.environ["LIFEBOAT_PG_USER"]
-        self.password_file = os.environ["LIFEBOAT_PG_PASSWORD_FILE"]
-        self.password = read(self.password_file)
-
-    def login(self, **extra: t.Any) -> dict[str, t.Any]:
-        """Module options that connect as the test bed's admin through its 0600 password file."""
-        return {"login_host": self.host, "login_port": self.port, "login_user": self.user,
-                "login_password_file": self.password_file, **extra}
-
-    def connect(self, database: str = "postgres") -> psycopg.Connection:
-        return psycopg.connect(host=self.host, port=self.port, user=self.user, password=self.password,
-                               dbname=database, autocommit=True)
-
-    def drop(self, database: str) -> None:
-        with self.connect() as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-
-    def fingerprint(self, database: str) -> dict[str, t.Any]:
-        """Row counts, a content hash per table (rows in a canonical order) and sequence positions."""
-        result: dict[str, t.Any] = {"counts": {}, "hashes": {}, "sequences": {}}
-        with self.connect(database) as conn:
-            tables = conn.execute(
-                "SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname), n.nspname || '.' || c.relname"
-                " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-                " WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema') ORDER BY 2"
-            ).fetchall()
-            for quoted, name in tables:
-                count, digest = conn.execute(
-                    f"SELECT count(*), md5(coalesce(string_agg(t::text, E'\\n' ORDER BY t::text), '')) FROM ONLY {quoted} t"
-                ).fetchone()
-                result["counts"][name] = count
-                result["hashes"][name] = digest
-            for (name,) in conn.execute(
-                "SELECT schemaname || '.' || sequencename FROM pg_sequences ORDER BY 1"
-            ).fetchall():
-                result["sequences"][name] = conn.execute(
-                    "SELECT last_value, is_called FROM " + ".".join(f'"{p}"' for p in name.split("."))
-                ).fetchone()
-        return result
-
-
-class MongoServer:
-    def __init__(self) -> None:
-        self.host = os.environ.get("LIFEBOAT_MONGO_HOST", "127.0.0.1")
-        self.port = int(os.environ["LIFEBOAT_MONGO_PORT"])
-        self.user = os.environ["LIFEBOAT_MONGO_USER"]
-        self.password_file = os.environ["LIFEBOAT_MONGO_PASSWORD_FILE"]
-        self.password = read(self.password_file)
-        self.client = pymongo.MongoClient(self.host, self.port, username=self.user, password=self.password,
-                                          authSource="admin", serverSelectionTimeoutMS=10000)
-
-    def login(self, **extra: t.Any) -> dict[str, t.Any]:
-        return {"login_host": self.host, "login_port": self.port, "login_user": self.user,
-                "login_password_file": self.password_file, **extra}
-
-    def drop(self, database: str) -> None:
-        self.client.drop_database(database)
-
-    def fingerprint(self, database: str) -> dict[str, t.Any]:
-        """Counts, a hash of every document's exact BSON bytes in _id order (types included), and indexes."""
-        result: dict[str, t.Any] = {"counts": {}, "hashes": {}, "indexes": {}}
-        db = self.client.get_database(database, codec_options=self.client.codec_options.with_options(
-            document_class=RawBSONDocument))
-        for name in sorted(db.list_collection_names()):
-            digest = hashlib.sha256()
-            count = 0
-            for document in db[name].find().sort("_id", 1):
-                digest.update(document.raw)
-                count += 1
-            result["counts"][name] = count
-            result["hashes"][name] = digest.hexdigest()
-            result["indexes"][name] = sorted(
-                (index["name"], json.dumps(dict(index["key"])), bool(index.get("unique")))
-                for index in self.client[database][name].list_indexes()
-            )
-        return result
 
 
 @pytest.fixture(scope="session")
@@ -155,38 +68,6 @@ def age_key(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     return {"identity": identity, "recipient": recipient}
 
 
-class ModuleRun(t.NamedTuple):
-    rc: int
-    result: dict[str, t.Any]
-    stdout: str
-    stderr: str
-
-
-def module_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = COLLECTIONS_ROOT
-    return env
-
-
-def start_module(name: str, args: dict[str, t.Any], tmp_path: t.Any, check_mode: bool = False) -> subprocess.Popen:
-    """Start a module the way Ansible does on a host: its own Python process reading an args file."""
-    args_file = tmp_path / f"{name}-{uuid.uuid4().hex[:6]}.json"
-    args_file.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": {**args, "_ansible_check_mode": check_mode}}))
-    return subprocess.Popen(
-        [sys.executable, "-m", f"ansible_collections.lifeboat.ops.plugins.modules.{name}", str(args_file)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=module_env(), cwd=str(tmp_path),
-    )
-
-
-def finish_module(process: subprocess.Popen) -> ModuleRun:
-    stdout, stderr = process.communicate(timeout=600)
-    try:
-        result = json.loads(stdout)
-    except ValueError:
-        result = {}
-    return ModuleRun(process.returncode, result, stdout, stderr)
-
-
 @pytest.fixture
 def run_module(tmp_path: t.Any) -> t.Callable[..., ModuleRun]:
     def run(name: str, args: dict[str, t.Any], check_mode: bool = False) -> ModuleRun:
@@ -203,7 +84,7 @@ def run_playbook(tmp_path: t.Any) -> t.Callable[..., subprocess.CompletedProcess
         inventory = tmp_path / "inventory.yml"
         inventory.write_text(yaml.safe_dump({"all": {"hosts": {"localhost": {
             "ansible_connection": "local", "ansible_python_interpreter": sys.executable, **host_vars}}}}))
-        env = {**module_env(), "ANSIBLE_COLLECTIONS_PATH": COLLECTIONS_ROOT, "ANSIBLE_NOCOLOR": "1",
+        env = {**module_env(), "ANSIBLE_COLLECTIONS_PATH": collections_root(), "ANSIBLE_NOCOLOR": "1",
                "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-tmp")}
         return subprocess.run(
             [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), f"lifeboat.ops.{playbook}",
@@ -212,8 +93,3 @@ def run_playbook(tmp_path: t.Any) -> t.Callable[..., subprocess.CompletedProcess
         )
 
     return run
-
-
-def listing(directory: t.Any) -> list[str]:
-    """Every name in a directory, hidden temporary files included."""
-    return sorted(os.listdir(directory)) if os.path.isdir(directory) else []

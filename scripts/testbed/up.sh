@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Brings the whole test bed up (idempotent: servers already running and answering are kept) and writes
+# $LIFEBOAT_TESTBED_DIR/env.sh, which tests, the demo and benchmarks source.
+set -euo pipefail
+# shellcheck source=scripts/testbed/lib.sh
+source "$(dirname "$0")/lib.sh"
+
+here=$(cd "$(dirname "$0")" && pwd)
+export LIFEBOAT_TESTBED_DIR=${LIFEBOAT_TESTBED_DIR:-/tmp/lifeboat-testbed}
+export LIFEBOAT_PG_PORT=${LIFEBOAT_PG_PORT:-55432}
+export LIFEBOAT_PG_USER=${LIFEBOAT_PG_USER:-lifeboat_admin}
+export LIFEBOAT_MONGO_PORT=${LIFEBOAT_MONGO_PORT:-57017}
+export LIFEBOAT_MONGO_NOAUTH_PORT=${LIFEBOAT_MONGO_NOAUTH_PORT:-57018}
+export LIFEBOAT_MONGO_USER=${LIFEBOAT_MONGO_USER:-lifeboat_admin}
+STATE=$LIFEBOAT_TESTBED_DIR
+tools_bin=${LIFEBOAT_CACHE:-$HOME/.cache/lifeboat}/bin
+
+missing=()
+for pkg in postgresql postgresql-contrib zstd age pigz; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  [ "$(id -u)" -eq 0 ] || { echo "missing packages ${missing[*]}: install them as root" >&2; exit 1; }
+  echo "installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if [ -z "${LIFEBOAT_PG_BINDIR:-}" ]; then
+  LIFEBOAT_PG_BINDIR=/usr/lib/postgresql/15/bin
+  [ -x "$LIFEBOAT_PG_BINDIR/initdb" ] || LIFEBOAT_PG_BINDIR=$(newest_pg_bindir)
+fi
+export LIFEBOAT_PG_BINDIR
+
+bash "$here/build-go-tools.sh"
+bash "$here/start-postgres.sh"
+bash "$here/start-ferretdb.sh"
+
+# Written last and atomically: a present env.sh means both servers answered.
+{
+  echo "# lifeboat test bed, written by scripts/testbed/up.sh; source it."
+  for var in LIFEBOAT_TESTBED_DIR LIFEBOAT_PG_PORT LIFEBOAT_PG_USER LIFEBOAT_PG_BINDIR \
+    LIFEBOAT_MONGO_PORT LIFEBOAT_MONGO_NOAUTH_PORT LIFEBOAT_MONGO_USER; do
+    printf 'export %s=%q\n' "$var" "${!var}"
+  done
+  printf 'export LIFEBOAT_PG_HOST=127.0.0.1\n'
+  printf 'export LIFEBOAT_PG_PASSWORD_FILE=%q\n' "$STATE/pg-admin.password"
+  printf 'export LIFEBOAT_PG_PASSFILE=%q\n' "$STATE/pgpass"
+  printf 'export LIFEBOAT_PG_SOCKET_DIR=%q\n' "$STATE/pg-socket"
+  printf 'export LIFEBOAT_MONGO_HOST=127.0.0.1\n'
+  printf 'export LIFEBOAT_MONGO_AUTH_DB=admin\n'
+  printf 'export LIFEBOAT_MONGO_PASSWORD_FILE=%q\n' "$STATE/mongo-admin.password"
+  printf 'export LIFEBOAT_TOOLS_BIN=%q\n' "$tools_bin"
+  # shellcheck disable=SC2016  # written for env.sh to expand when sourced
+  printf 'case ":$PATH:" in *":$LIFEBOAT_TOOLS_BIN:"*) ;; *) export PATH="$LIFEBOAT_TOOLS_BIN:$PATH" ;; esac\n'
+} >"$STATE/env.sh.tmp"
+mv "$STATE/env.sh.tmp" "$STATE/env.sh"
+echo "test bed up: source $STATE/env.sh"

@@ -1,0 +1,107 @@
+# Copyright: lifeboat developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Bad arguments fail with one line that says what to fix; check mode writes nothing."""
+
+from __future__ import annotations
+
+import pytest
+
+from testbed import MONGO_SOURCE, PG_SOURCE, listing
+
+
+@pytest.mark.parametrize(
+    ("module", "args", "message"),
+    [
+        ("postgresql_dump", {"database": PG_SOURCE, "destination": "/tmp/x", "compression": "lz4"},
+         "value of compression must be one of: zstd, gzip, none, got: lz4"),
+        ("mongodb_dump", {"database": MONGO_SOURCE, "destination": "/tmp/x", "compression": "brotli"},
+         "value of compression must be one of: zstd, gzip, none, got: brotli"),
+        ("postgresql_dump", {"database": PG_SOURCE}, "missing required arguments: destination"),
+        ("mongodb_dump", {"database": MONGO_SOURCE}, "missing required arguments: destination"),
+        ("postgresql_dump", {"database": PG_SOURCE, "destination": "backups"},
+         "destination 'backups' must be an absolute path"),
+        ("mongodb_dump", {"database": MONGO_SOURCE, "destination": "backups"},
+         "destination 'backups' must be an absolute path"),
+        ("postgresql_dump", {"database": PG_SOURCE, "destination": "/tmp/x", "login_uri": "postgresql://a@b/c"},
+         "parameters are mutually exclusive: login_uri|login_host"),
+        ("mongodb_dump", {"database": MONGO_SOURCE, "destination": "/tmp/x", "login_uri": "mongodb://a@b/"},
+         "parameters are mutually exclusive: login_uri|login_host"),
+        ("postgresql_dump", {"destination": "/tmp/x"}, "database is required"),
+        ("postgresql_dump", {"database": PG_SOURCE, "destination": "/tmp/x", "jobs": 4},
+         "parallel jobs need format=directory"),
+        ("mongodb_dump", {"destination": "/tmp/x", "collections": ["entries"]},
+         "collections and exclude_collections need database"),
+        ("postgresql_dump", {"database": PG_SOURCE, "destination": "/tmp/x", "encryption_recipients": ["hunter2"]},
+         "is not an age recipient"),
+        ("postgresql_restore", {"archive": "relative.pgdump.zst"}, "must be an absolute path to an archive file"),
+        ("mongodb_restore", {"archive": "/nonexistent/a.mongo.archive.zst"}, "does not exist"),
+    ],
+)
+def test_bad_arguments(pg, mongo, run_module, module, args, message):
+    server = pg if module.startswith("postgresql") else mongo
+    run = run_module(module, server.login(**args))
+    assert run.rc == 1
+    assert message in run.result["msg"], run.result["msg"]
+    assert "\n" not in run.result["msg"]
+    assert "Traceback" not in run.stderr
+
+
+@pytest.mark.parametrize("engine", ["postgresql", "mongodb"])
+def test_restore_over_existing_data_needs_confirmation(engine, pg, mongo, run_module, tmp_path):
+    server = pg if engine == "postgresql" else mongo
+    source = PG_SOURCE if engine == "postgresql" else MONGO_SOURCE
+    dumped = run_module(f"{engine}_dump", server.login(database=source, destination=str(tmp_path / "a")))
+    assert dumped.rc == 0, dumped.result
+    # Restoring into the source itself: it holds data, so nothing may happen without overwrite=true.
+    before = server.fingerprint(source)
+    for check_mode in (True, False):
+        run = run_module(f"{engine}_restore", server.login(archive=dumped.result["archive"]), check_mode=check_mode)
+        assert run.rc == 1
+        assert "set overwrite=true" in run.result["msg"]
+    extra = {"clean": True} if engine == "postgresql" else {"drop": True}
+    run = run_module(f"{engine}_restore", server.login(archive=dumped.result["archive"], **extra))
+    assert run.rc == 1 and "set overwrite=true to confirm" in run.result["msg"]
+    assert server.fingerprint(source) == before
+
+
+@pytest.mark.parametrize("engine", ["postgresql", "mongodb"])
+def test_overwrite_with_safety_dump(engine, pg, mongo, run_module, tmp_path, unique_name):
+    server = pg if engine == "postgresql" else mongo
+    source = PG_SOURCE if engine == "postgresql" else MONGO_SOURCE
+    dumped = run_module(f"{engine}_dump", server.login(database=source, destination=str(tmp_path / "a")))
+    first = run_module(f"{engine}_restore", server.login(archive=dumped.result["archive"], target_database=unique_name))
+    assert first.rc == 0, first.result
+    try:
+        replace = {"clean": True} if engine == "postgresql" else {"drop": True}
+        second = run_module(f"{engine}_restore", server.login(
+            archive=dumped.result["archive"], target_database=unique_name, overwrite=True,
+            safety_dump_dir=str(tmp_path / "safety"), **replace))
+        assert second.rc == 0, second.result
+        assert server.fingerprint(unique_name)["counts"] == server.fingerprint(source)["counts"]
+        kept = [name for name in listing(tmp_path / "safety") if not name.endswith(".manifest.json")]
+        assert len(kept) == 1 and kept[0].startswith(f"{unique_name}-before-restore-")
+    finally:
+        server.drop(unique_name)
+
+
+@pytest.mark.parametrize("engine", ["postgresql", "mongodb"])
+def test_check_mode_lists_and_writes_nothing(engine, pg, mongo, run_module, tmp_path, unique_name):
+    server = pg if engine == "postgresql" else mongo
+    source = PG_SOURCE if engine == "postgresql" else MONGO_SOURCE
+    run = run_module(f"{engine}_dump", server.login(database=source, destination=str(tmp_path / "out")),
+                     check_mode=True)
+    assert run.rc == 0 and run.result["changed"] is True
+    listed = run.result["tables"] if engine == "postgresql" else run.result["collections"]
+    assert ("public.journal_entry" if engine == "postgresql" else f"{MONGO_SOURCE}.entries") in listed
+    assert not (tmp_path / "out").exists()
+
+    dumped = run_module(f"{engine}_dump", server.login(database=source, destination=str(tmp_path / "real")))
+    run = run_module(f"{engine}_restore", server.login(archive=dumped.result["archive"], target_database=unique_name),
+                     check_mode=True)
+    assert run.rc == 0 and run.result["changed"] is True
+    assert sum(run.result["expected_counts"].values()) > 0
+    if engine == "postgresql":
+        with pg.connect() as conn:
+            assert conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (unique_name,)).fetchone() is None
+    else:
+        assert unique_name not in mongo.client.list_database_names()

@@ -1,0 +1,183 @@
+# Copyright: lifeboat developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Failures leave nothing behind and say why in one line; empty dumps and short restores are failures."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from testbed import MONGO_SOURCE, PG_SOURCE, finish_module, listing, start_module
+
+BIG_PG = "lifeboat_big"
+BIG_MONGO = "lifeboat_big"
+
+
+@pytest.fixture(scope="module")
+def big_pg(pg):
+    """A database whose dump lasts long enough to be interrupted (about 150 MB of incompressible text)."""
+    pg.drop(BIG_PG)
+    with pg.connect() as conn:
+        conn.execute(f"CREATE DATABASE {BIG_PG}")
+    with pg.connect(BIG_PG) as conn:
+        conn.execute("CREATE TABLE blob (id bigint PRIMARY KEY, payload text)")
+        conn.execute("INSERT INTO blob SELECT g, repeat(md5(g::text || random()::text), 8)"
+                     " FROM generate_series(1, 500000) g")
+    yield BIG_PG
+    pg.drop(BIG_PG)
+
+
+@pytest.fixture(scope="module")
+def big_mongo(mongo):
+    mongo.drop(BIG_MONGO)
+    collection = mongo.client[BIG_MONGO].blobs
+    for start in range(0, 40000, 5000):
+        collection.insert_many([{"n": n, "payload": os.urandom(600).hex()} for n in range(start, start + 5000)])
+    yield BIG_MONGO
+    mongo.drop(BIG_MONGO)
+
+
+def wrong_password_file(tmp_path):
+    path = tmp_path / "wrong.password"
+    path.write_text("not-the-password\n")
+    path.chmod(0o600)
+    return str(path)
+
+
+def assert_one_line_and_nothing_left(run, destination, expected):
+    assert run.rc != 0
+    message = run.result["msg"]
+    assert "\n" not in message and "Traceback" not in run.stdout + run.stderr
+    assert expected in message, message
+    assert listing(destination) == [], listing(destination)
+
+
+def test_postgresql_wrong_password(pg, run_module, tmp_path):
+    run = run_module("postgresql_dump", {**pg.login(database=PG_SOURCE, destination=str(tmp_path / "out")),
+                                         "login_password_file": wrong_password_file(tmp_path)})
+    assert_one_line_and_nothing_left(run, tmp_path / "out", "password authentication failed")
+
+
+def test_mongodb_wrong_password(mongo, run_module, tmp_path):
+    run = run_module("mongodb_dump", {**mongo.login(database=MONGO_SOURCE, destination=str(tmp_path / "out")),
+                                      "login_password_file": wrong_password_file(tmp_path)})
+    assert_one_line_and_nothing_left(run, tmp_path / "out", "cannot connect to MongoDB at 127.0.0.1")
+    assert "Authentication failed" in run.result["msg"]
+
+
+def test_postgresql_unreachable(pg, run_module, tmp_path):
+    run = run_module("postgresql_dump", {**pg.login(database=PG_SOURCE, destination=str(tmp_path / "out")),
+                                         "login_port": 1, "connect_timeout": 3})
+    assert_one_line_and_nothing_left(run, tmp_path / "out", "cannot connect to PostgreSQL at 127.0.0.1:1/journal")
+
+
+def test_mongodb_unreachable(mongo, run_module, tmp_path):
+    run = run_module("mongodb_dump", {**mongo.login(database=MONGO_SOURCE, destination=str(tmp_path / "out")),
+                                      "login_port": 1, "connect_timeout": 2})
+    assert_one_line_and_nothing_left(run, tmp_path / "out", "cannot connect to MongoDB at 127.0.0.1:1")
+
+
+def kill_child_when_running(process, name, timeout=60):
+    """SIGKILL the first `name` process below `process` once it has streamed for a moment."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            try:
+                with open(f"/proc/{pid}/stat", encoding="utf-8") as handle:
+                    fields = handle.read().rsplit(")", 1)[1].split()
+                with open(f"/proc/{pid}/comm", encoding="utf-8") as handle:
+                    comm = handle.read().strip()
+            except OSError:
+                continue
+            if comm == name and int(fields[1]) == process.pid:
+                time.sleep(0.3)
+                os.kill(int(pid), signal.SIGKILL)
+                return
+        time.sleep(0.02)
+    raise AssertionError(f"no {name} process appeared")
+
+
+@pytest.mark.parametrize("engine", ["postgresql", "mongodb"])
+def test_dump_killed_halfway(engine, pg, mongo, big_pg, big_mongo, tmp_path):
+    destination = tmp_path / "out"
+    server = pg if engine == "postgresql" else mongo
+    process = start_module(f"{engine}_dump", server.login(database=big_pg if engine == "postgresql" else big_mongo,
+                                                          destination=str(destination), compression="none"), tmp_path)
+    kill_child_when_running(process, "pg_dump" if engine == "postgresql" else "mongodump")
+    run = finish_module(process)
+    tool = "pg_dump" if engine == "postgresql" else "mongodump"
+    assert_one_line_and_nothing_left(run, destination, f"{tool} failed: killed by signal 9")
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root (CI runs as root)")
+    mount = tmp_path / "small"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)], check=True)
+    yield mount
+    subprocess.run(["umount", str(mount)], check=True)
+
+
+@pytest.mark.parametrize("engine", ["postgresql", "mongodb"])
+def test_destination_full(engine, pg, mongo, big_pg, big_mongo, run_module, small_tmpfs):
+    server = pg if engine == "postgresql" else mongo
+    run = run_module(f"{engine}_dump", server.login(database=big_pg if engine == "postgresql" else big_mongo,
+                                                    destination=str(small_tmpfs)))
+    assert_one_line_and_nothing_left(run, small_tmpfs, "No space left on device")
+
+
+def test_dump_of_nothing_from_a_database_with_rows_fails(pg, run_module, tmp_path):
+    run = run_module("postgresql_dump", pg.login(database=PG_SOURCE, destination=str(tmp_path),
+                                                 exclude_table_data=["*"]))
+    assert_one_line_and_nothing_left(run, tmp_path, "pg_dump wrote no table data although journal has tables with rows")
+
+
+@pytest.mark.parametrize("engine", ["postgresql", "mongodb"])
+def test_restore_that_does_not_match_the_manifest_fails(engine, pg, mongo, run_module, tmp_path, unique_name):
+    """A manifest that promises more than the archive holds: the count check after the restore catches it."""
+    server = pg if engine == "postgresql" else mongo
+    source = PG_SOURCE if engine == "postgresql" else MONGO_SOURCE
+    dumped = run_module(f"{engine}_dump", server.login(database=source, destination=str(tmp_path)))
+    assert dumped.rc == 0, dumped.result
+    manifest_path = dumped.result["manifest"]
+    manifest = json.loads(open(manifest_path, encoding="utf-8").read())
+    name = sorted(manifest["counts"])[0]
+    manifest["counts"][name] += 1
+    with open(manifest_path, "w", encoding="utf-8") as handle:
+        json.dump(manifest, handle)
+    target = {"target_database": unique_name}
+    try:
+        run = run_module(f"{engine}_restore", server.login(archive=dumped.result["archive"], **target))
+        assert run.rc != 0
+        assert "is incomplete" in run.result["msg"] and name.split(".", 1)[1] in run.result["msg"], run.result["msg"]
+    finally:
+        server.drop(unique_name)
+
+
+@pytest.mark.parametrize("engine", ["postgresql", "mongodb"])
+def test_damaged_archive_is_refused_before_restoring(engine, pg, mongo, run_module, tmp_path, unique_name):
+    server = pg if engine == "postgresql" else mongo
+    source = PG_SOURCE if engine == "postgresql" else MONGO_SOURCE
+    dumped = run_module(f"{engine}_dump", server.login(database=source, destination=str(tmp_path)))
+    with open(dumped.result["archive"], "r+b") as handle:
+        handle.seek(os.path.getsize(dumped.result["archive"]) // 2)
+        byte = handle.read(1)
+        handle.seek(-1, 1)
+        handle.write(bytes([byte[0] ^ 0xFF]))
+    run = run_module(f"{engine}_restore", server.login(archive=dumped.result["archive"], target_database=unique_name))
+    assert run.rc != 0
+    assert "does not match its manifest" in run.result["msg"]
+    if engine == "postgresql":
+        with pg.connect() as conn:
+            assert conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (unique_name,)).fetchone() is None
+    else:
+        assert unique_name not in mongo.client.list_database_names()

@@ -1,0 +1,103 @@
+# Copyright: lifeboat developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Passwords never reach a command line, a module result, or Ansible's -vvv output."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import pytest
+
+from testbed import MONGO_SOURCE, PG_SOURCE, finish_module, start_module
+
+
+class CmdlineWatcher:
+    """Reads every process's /proc/PID/cmdline until stopped, remembering what it saw."""
+
+    def __init__(self) -> None:
+        self.seen: dict[int, bytes] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for pid in os.listdir("/proc"):
+                if pid.isdigit():
+                    try:
+                        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                            self.seen[int(pid)] = handle.read()
+                    except OSError:
+                        pass
+            time.sleep(0.005)
+
+    def __enter__(self) -> CmdlineWatcher:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def commands(self, name: bytes) -> list[bytes]:
+        return [cmd for cmd in self.seen.values() if name in cmd.split(b"\0")[0]]
+
+
+@pytest.mark.parametrize("engine", ["postgresql", "mongodb"])
+def test_password_stays_off_command_lines_and_results(engine, pg, mongo, tmp_path, unique_name, monkeypatch):
+    private_tmp = tmp_path / "tmp"
+    private_tmp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(private_tmp))  # where the modules put their 0600 secret files
+    server = pg if engine == "postgresql" else mongo
+    source = PG_SOURCE if engine == "postgresql" else MONGO_SOURCE
+    secret = server.password.encode()
+    login = {"login_host": server.host, "login_port": server.port, "login_user": server.user,
+             "login_password": server.password}
+    with CmdlineWatcher() as watcher:
+        dumped = finish_module(start_module(f"{engine}_dump", {**login, "database": source,
+                                                               "destination": str(tmp_path)}, tmp_path))
+        assert dumped.rc == 0, dumped.result
+        restored = finish_module(start_module(f"{engine}_restore", {**login, "archive": dumped.result["archive"],
+                                                                    "target_database": unique_name}, tmp_path))
+    try:
+        assert restored.rc == 0, restored.result
+        tools = (b"pg_dump", b"pg_restore") if engine == "postgresql" else (b"mongodump", b"mongorestore")
+        for tool in tools:
+            assert watcher.commands(tool), f"the watcher never saw {tool!r} running"
+        leaks = [cmd.replace(b"\0", b" ") for cmd in watcher.seen.values() if secret in cmd]
+        assert leaks == []
+        for run in (dumped, restored):
+            assert server.password not in run.stdout + run.stderr
+            assert run.result["invocation"]["module_args"]["login_password"] == "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"
+        # The tools' private config files are gone once the module is done.
+        assert os.listdir(private_tmp) == []
+    finally:
+        server.drop(unique_name)
+
+
+def test_password_stays_out_of_verbose_playbook_output(pg, mongo, run_playbook, tmp_path, unique_name):
+    host_vars = {
+        "backup_root": str(tmp_path / "backups"),
+        "backup_jobs": [
+            {"name": "journal", "engine": "postgresql", "database": PG_SOURCE, "login_host": pg.host,
+             "login_port": pg.port, "login_user": pg.user, "login_password": pg.password},
+            {"name": "nightscout", "engine": "mongodb", "database": MONGO_SOURCE, "login_host": mongo.host,
+             "login_port": mongo.port, "login_user": mongo.user, "login_password": mongo.password},
+        ],
+    }
+    backup = run_playbook("backup", host_vars, "-vvv")
+    assert backup.returncode == 0, backup.stdout[-3000:]
+    restore = run_playbook("restore", {**host_vars, "restore_items": [
+        {"job": "journal", "target_database": unique_name}, {"job": "nightscout", "target_database": unique_name}]},
+        "-vvv")
+    try:
+        assert restore.returncode == 0, restore.stdout[-3000:]
+        for run in (backup, restore):
+            output = run.stdout + run.stderr
+            assert "lifeboat.ops.postgresql" in output and "lifeboat.ops.mongodb" in output
+            assert pg.password not in output
+            assert mongo.password not in output
+    finally:
+        pg.drop(unique_name)
+        mongo.drop(unique_name)

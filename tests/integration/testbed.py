@@ -1,0 +1,150 @@
+# Copyright: lifeboat developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Helpers for tests against the real test bed: PostgreSQL 15 and FerretDB started by scripts/testbed/up.sh."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import typing as t
+import uuid
+
+import psycopg
+import pymongo
+from bson.raw_bson import RawBSONDocument
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+PG_SOURCE = "journal"
+MONGO_SOURCE = "nightscout"
+
+
+def collections_root() -> str:
+    """tests/conftest.py links the checkout into a collections tree and exports its path."""
+    return os.environ["ANSIBLE_COLLECTIONS_PATH"]
+
+
+def read(path: str) -> str:
+    with open(path, encoding="utf-8") as handle:
+        return handle.read().strip()
+
+
+class PgServer:
+    def __init__(self) -> None:
+        self.host = os.environ.get("LIFEBOAT_PG_HOST", "127.0.0.1")
+        self.port = int(os.environ["LIFEBOAT_PG_PORT"])
+        self.user = os.environ["LIFEBOAT_PG_USER"]
+        self.password_file = os.environ["LIFEBOAT_PG_PASSWORD_FILE"]
+        self.password = read(self.password_file)
+
+    def login(self, **extra: t.Any) -> dict[str, t.Any]:
+        """Module options that connect as the test bed's admin through its 0600 password file."""
+        return {"login_host": self.host, "login_port": self.port, "login_user": self.user,
+                "login_password_file": self.password_file, **extra}
+
+    def connect(self, database: str = "postgres") -> psycopg.Connection:
+        return psycopg.connect(host=self.host, port=self.port, user=self.user, password=self.password,
+                               dbname=database, autocommit=True)
+
+    def drop(self, database: str) -> None:
+        with self.connect() as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+
+    def fingerprint(self, database: str) -> dict[str, t.Any]:
+        """Row counts, a content hash per table (rows in a canonical order) and sequence positions."""
+        result: dict[str, t.Any] = {"counts": {}, "hashes": {}, "sequences": {}}
+        with self.connect(database) as conn:
+            tables = conn.execute(
+                "SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname), n.nspname || '.' || c.relname"
+                " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+                " WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema') ORDER BY 2"
+            ).fetchall()
+            for quoted, name in tables:
+                count, digest = conn.execute(
+                    f"SELECT count(*), md5(coalesce(string_agg(t::text, E'\\n' ORDER BY t::text), '')) FROM ONLY {quoted} t"
+                ).fetchone()
+                result["counts"][name] = count
+                result["hashes"][name] = digest
+            for (name,) in conn.execute(
+                "SELECT schemaname || '.' || sequencename FROM pg_sequences ORDER BY 1"
+            ).fetchall():
+                result["sequences"][name] = conn.execute(
+                    "SELECT last_value, is_called FROM " + ".".join(f'"{p}"' for p in name.split("."))
+                ).fetchone()
+        return result
+
+
+class MongoServer:
+    def __init__(self) -> None:
+        self.host = os.environ.get("LIFEBOAT_MONGO_HOST", "127.0.0.1")
+        self.port = int(os.environ["LIFEBOAT_MONGO_PORT"])
+        self.user = os.environ["LIFEBOAT_MONGO_USER"]
+        self.password_file = os.environ["LIFEBOAT_MONGO_PASSWORD_FILE"]
+        self.password = read(self.password_file)
+        self.client = pymongo.MongoClient(self.host, self.port, username=self.user, password=self.password,
+                                          authSource="admin", serverSelectionTimeoutMS=10000)
+
+    def login(self, **extra: t.Any) -> dict[str, t.Any]:
+        return {"login_host": self.host, "login_port": self.port, "login_user": self.user,
+                "login_password_file": self.password_file, **extra}
+
+    def drop(self, database: str) -> None:
+        self.client.drop_database(database)
+
+    def fingerprint(self, database: str) -> dict[str, t.Any]:
+        """Counts, a hash of every document's exact BSON bytes in _id order (types included), and indexes."""
+        result: dict[str, t.Any] = {"counts": {}, "hashes": {}, "indexes": {}}
+        db = self.client.get_database(database, codec_options=self.client.codec_options.with_options(
+            document_class=RawBSONDocument))
+        for name in sorted(db.list_collection_names()):
+            digest = hashlib.sha256()
+            count = 0
+            for document in db[name].find().sort("_id", 1):
+                digest.update(document.raw)
+                count += 1
+            result["counts"][name] = count
+            result["hashes"][name] = digest.hexdigest()
+            result["indexes"][name] = sorted(
+                (index["name"], json.dumps(dict(index["key"])), bool(index.get("unique")))
+                for index in self.client[database][name].list_indexes()
+            )
+        return result
+
+
+class ModuleRun(t.NamedTuple):
+    rc: int
+    result: dict[str, t.Any]
+    stdout: str
+    stderr: str
+
+
+def module_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = collections_root()
+    return env
+
+
+def start_module(name: str, args: dict[str, t.Any], tmp_path: t.Any, check_mode: bool = False) -> subprocess.Popen:
+    """Start a module the way Ansible does on a host: its own Python process reading an args file."""
+    args_file = tmp_path / f"{name}-{uuid.uuid4().hex[:6]}.json"
+    args_file.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": {**args, "_ansible_check_mode": check_mode}}))
+    return subprocess.Popen(
+        [sys.executable, "-m", f"ansible_collections.lifeboat.ops.plugins.modules.{name}", str(args_file)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=module_env(), cwd=str(tmp_path),
+    )
+
+
+def finish_module(process: subprocess.Popen) -> ModuleRun:
+    stdout, stderr = process.communicate(timeout=600)
+    try:
+        result = json.loads(stdout)
+    except ValueError:
+        result = {}
+    return ModuleRun(process.returncode, result, stdout, stderr)
+
+
+def listing(directory: t.Any) -> list[str]:
+    """Every name in a directory, hidden temporary files included."""
+    return sorted(os.listdir(directory)) if os.path.isdir(directory) else []
