@@ -172,7 +172,9 @@ class _Stage:
             return None
         if code == -signal.SIGPIPE or "broken pipe" in self.stderr.lower():
             return None
-        reason = last_line(self.stderr) or (f"killed by signal {-code}" if code < 0 else f"exit code {code}")
+        if code < 0:  # a signal says more than the tool's last progress line
+            return f"{self.name} failed: killed by signal {-code}"
+        reason = last_line(self.stderr) or f"exit code {code}"
         return f"{self.name} failed: {reason}"
 
 

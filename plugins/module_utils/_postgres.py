@@ -452,7 +452,7 @@ class RestoreRequest:
     archive_path: str
     identity_files: list[str] = field(default_factory=list)
     overwrite: bool = False
-    clean: bool = False
+    recreate: bool = False
     jobs: int = 1
     no_owner: bool = False
     no_privileges: bool = False
@@ -463,8 +463,8 @@ class RestoreRequest:
     def validate(self) -> None:
         if self.jobs < 1:
             raise LifeboatError("jobs must be 1 or more")
-        if self.clean and not self.overwrite:
-            raise LifeboatError("clean drops objects in the target database; set overwrite=true to confirm")
+        if self.recreate and not self.overwrite:
+            raise LifeboatError("recreate drops the target database; set overwrite=true to confirm")
         if self.safety_dump is not None:
             self.safety_dump.validate()
 
@@ -486,7 +486,7 @@ def plan_restore(request: RestoreRequest, manifest: dict[str, t.Any] | None = No
     if tables and not request.overwrite:
         raise LifeboatError(
             f"database {database} already holds {tables} tables; set overwrite=true to restore into it "
-            "(with clean=true to drop the archive's objects first)"
+            "(with recreate=true to replace it with the archive's content)"
         )
     return {"database": database, "exists": exists, "existing_tables": tables, "manifest": manifest}
 
@@ -498,14 +498,15 @@ def restore(request: RestoreRequest, plan: dict[str, t.Any] | None = None) -> di
     safety = None
     if plan["existing_tables"] and request.safety_dump is not None:
         safety = dump(DumpRequest(connection=target, archive=request.safety_dump, pg_bin_dir=request.pg_bin_dir))
-    if not plan["exists"]:
+    if not plan["exists"] or request.recreate:
         with request.connection.for_database(request.maintenance_database).connect() as conn:
+            if plan["exists"]:
+                conn.execute(f"DROP DATABASE {_quote_ident(database)} WITH (FORCE)")
             conn.execute(f"CREATE DATABASE {_quote_ident(database)} TEMPLATE template0")
     with target.connect() as conn:
         major = server_info(conn)["major"]
     pg_restore, version = pick_binary("pg_restore", major, request.pg_bin_dir)
     argv = [pg_restore, "--exit-on-error", "--no-password", f"--dbname={target.conninfo()}"]
-    argv += ["--clean", "--if-exists"] if request.clean else []
     argv += ["--no-owner"] if request.no_owner else []
     argv += ["--no-privileges"] if request.no_privileges else []
     _run_pg_restore(request, manifest, argv, target.env())

@@ -12,8 +12,8 @@ description:
   - Checks the archive's sha256 against its manifest, then streams it through C(age -d) and decompression
     into C(pg_restore --exit-on-error), into the same or another database name.
   - Creates the target database (from C(template0)) when it does not exist.
-  - A target that already holds tables is only written with O(overwrite=true); O(clean=true) drops the
-    archive's objects first. O(safety_dump_dir) first dumps the target it is about to overwrite.
+  - A target that already holds tables is only written with O(overwrite=true); O(recreate=true) replaces it
+    with an empty database first. O(safety_dump_dir) first dumps the target it is about to overwrite.
   - After the restore, the row count of every table is compared with the manifest; any difference fails.
 author:
   - Lifeboat Developers (@lifeboat)
@@ -40,10 +40,12 @@ options:
       - Database to connect to for creating the target.
     type: str
     default: postgres
-  clean:
+  recreate:
     description:
-      - Drop the archive's objects in the target before recreating them (C(pg_restore --clean --if-exists)).
-      - Needs O(overwrite=true).
+      - Drop the target database (closing its connections) and create it empty before the restore, so the
+        result is exactly the archive. Needs O(overwrite=true).
+      - Preferred over C(pg_restore --clean), which cannot drop some objects in dependency order
+        (constraints inherited by partitions, for one) and then stops the restore halfway.
     type: bool
     default: false
   jobs:
@@ -82,7 +84,7 @@ EXAMPLES = r"""
     login_user: postgres
     archive: "{{ chosen_archive }}"
     overwrite: true
-    clean: true
+    recreate: true
     safety_dump_dir: /var/backups/lifeboat/before-restore
 """
 
@@ -125,7 +127,7 @@ def main() -> None:
         **_params.restore_archive_spec(),
         "target_database": {"type": "str", "aliases": ["database", "db"]},
         "maintenance_database": {"type": "str", "default": "postgres"},
-        "clean": {"type": "bool", "default": False},
+        "recreate": {"type": "bool", "default": False},
         "jobs": {"type": "int", "default": 1},
         "no_owner": {"type": "bool", "default": False},
         "no_privileges": {"type": "bool", "default": False},
@@ -143,7 +145,7 @@ def main() -> None:
             archive_path=params["archive"],
             identity_files=params["age_identity_files"],
             overwrite=params["overwrite"],
-            clean=params["clean"],
+            recreate=params["recreate"],
             jobs=params["jobs"],
             no_owner=params["no_owner"],
             no_privileges=params["no_privileges"],

@@ -93,3 +93,31 @@ def run_playbook(tmp_path: t.Any) -> t.Callable[..., subprocess.CompletedProcess
         )
 
     return run
+
+
+BIG_PG = "lifeboat_big"
+BIG_MONGO = "lifeboat_big"
+
+
+@pytest.fixture(scope="session")
+def big_pg(pg):
+    """A database whose dump lasts long enough to be interrupted (about 150 MB of incompressible text)."""
+    pg.drop(BIG_PG)
+    with pg.connect() as conn:
+        conn.execute(f"CREATE DATABASE {BIG_PG}")
+    with pg.connect(BIG_PG) as conn:
+        conn.execute("CREATE TABLE blob (id bigint PRIMARY KEY, payload text)")
+        conn.execute("INSERT INTO blob SELECT g, repeat(md5(g::text || random()::text), 8)"
+                     " FROM generate_series(1, 500000) g")
+    yield BIG_PG
+    pg.drop(BIG_PG)
+
+
+@pytest.fixture(scope="session")
+def big_mongo(mongo):
+    mongo.drop(BIG_MONGO)
+    collection = mongo.client[BIG_MONGO].blobs
+    for start in range(0, 40000, 5000):
+        collection.insert_many([{"n": n, "payload": os.urandom(600).hex()} for n in range(start, start + 5000)])
+    yield BIG_MONGO
+    mongo.drop(BIG_MONGO)

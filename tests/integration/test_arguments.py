@@ -58,7 +58,7 @@ def test_restore_over_existing_data_needs_confirmation(engine, pg, mongo, run_mo
         run = run_module(f"{engine}_restore", server.login(archive=dumped.result["archive"]), check_mode=check_mode)
         assert run.rc == 1
         assert "set overwrite=true" in run.result["msg"]
-    extra = {"clean": True} if engine == "postgresql" else {"drop": True}
+    extra = {"recreate": True} if engine == "postgresql" else {"drop": True}
     run = run_module(f"{engine}_restore", server.login(archive=dumped.result["archive"], **extra))
     assert run.rc == 1 and "set overwrite=true to confirm" in run.result["msg"]
     assert server.fingerprint(source) == before
@@ -72,7 +72,7 @@ def test_overwrite_with_safety_dump(engine, pg, mongo, run_module, tmp_path, uni
     first = run_module(f"{engine}_restore", server.login(archive=dumped.result["archive"], target_database=unique_name))
     assert first.rc == 0, first.result
     try:
-        replace = {"clean": True} if engine == "postgresql" else {"drop": True}
+        replace = {"recreate": True} if engine == "postgresql" else {"drop": True}
         second = run_module(f"{engine}_restore", server.login(
             archive=dumped.result["archive"], target_database=unique_name, overwrite=True,
             safety_dump_dir=str(tmp_path / "safety"), **replace))

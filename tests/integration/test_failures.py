@@ -14,34 +14,6 @@ import pytest
 
 from testbed import MONGO_SOURCE, PG_SOURCE, finish_module, listing, start_module
 
-BIG_PG = "lifeboat_big"
-BIG_MONGO = "lifeboat_big"
-
-
-@pytest.fixture(scope="module")
-def big_pg(pg):
-    """A database whose dump lasts long enough to be interrupted (about 150 MB of incompressible text)."""
-    pg.drop(BIG_PG)
-    with pg.connect() as conn:
-        conn.execute(f"CREATE DATABASE {BIG_PG}")
-    with pg.connect(BIG_PG) as conn:
-        conn.execute("CREATE TABLE blob (id bigint PRIMARY KEY, payload text)")
-        conn.execute("INSERT INTO blob SELECT g, repeat(md5(g::text || random()::text), 8)"
-                     " FROM generate_series(1, 500000) g")
-    yield BIG_PG
-    pg.drop(BIG_PG)
-
-
-@pytest.fixture(scope="module")
-def big_mongo(mongo):
-    mongo.drop(BIG_MONGO)
-    collection = mongo.client[BIG_MONGO].blobs
-    for start in range(0, 40000, 5000):
-        collection.insert_many([{"n": n, "payload": os.urandom(600).hex()} for n in range(start, start + 5000)])
-    yield BIG_MONGO
-    mongo.drop(BIG_MONGO)
-
-
 def wrong_password_file(tmp_path):
     path = tmp_path / "wrong.password"
     path.write_text("not-the-password\n")
@@ -82,10 +54,14 @@ def test_mongodb_unreachable(mongo, run_module, tmp_path):
     assert_one_line_and_nothing_left(run, tmp_path / "out", "cannot connect to MongoDB at 127.0.0.1:1")
 
 
-def kill_child_when_running(process, name, timeout=60):
-    """SIGKILL the first `name` process below `process` once it has streamed for a moment."""
+def kill_child_when_streaming(process, name, destination, timeout=60):
+    """SIGKILL the `name` process below `process` once its archive has received a megabyte."""
     deadline = time.time() + timeout
     while time.time() < deadline:
+        partial = [entry for entry in os.scandir(destination) if ".partial" in entry.name] if destination.is_dir() else []
+        if not partial or partial[0].stat().st_size < 1 << 20:
+            time.sleep(0.005)
+            continue
         for pid in os.listdir("/proc"):
             if not pid.isdigit():
                 continue
@@ -97,11 +73,9 @@ def kill_child_when_running(process, name, timeout=60):
             except OSError:
                 continue
             if comm == name and int(fields[1]) == process.pid:
-                time.sleep(0.3)
                 os.kill(int(pid), signal.SIGKILL)
                 return
-        time.sleep(0.02)
-    raise AssertionError(f"no {name} process appeared")
+    raise AssertionError(f"no {name} process streamed into {destination}")
 
 
 @pytest.mark.parametrize("engine", ["postgresql", "mongodb"])
@@ -110,7 +84,7 @@ def test_dump_killed_halfway(engine, pg, mongo, big_pg, big_mongo, tmp_path):
     server = pg if engine == "postgresql" else mongo
     process = start_module(f"{engine}_dump", server.login(database=big_pg if engine == "postgresql" else big_mongo,
                                                           destination=str(destination), compression="none"), tmp_path)
-    kill_child_when_running(process, "pg_dump" if engine == "postgresql" else "mongodump")
+    kill_child_when_streaming(process, "pg_dump" if engine == "postgresql" else "mongodump", destination)
     run = finish_module(process)
     tool = "pg_dump" if engine == "postgresql" else "mongodump"
     assert_one_line_and_nothing_left(run, destination, f"{tool} failed: killed by signal 9")
@@ -136,9 +110,9 @@ def test_destination_full(engine, pg, mongo, big_pg, big_mongo, run_module, smal
 
 
 def test_dump_of_nothing_from_a_database_with_rows_fails(pg, run_module, tmp_path):
-    run = run_module("postgresql_dump", pg.login(database=PG_SOURCE, destination=str(tmp_path),
+    run = run_module("postgresql_dump", pg.login(database=PG_SOURCE, destination=str(tmp_path / "out"),
                                                  exclude_table_data=["*"]))
-    assert_one_line_and_nothing_left(run, tmp_path, "pg_dump wrote no table data although journal has tables with rows")
+    assert_one_line_and_nothing_left(run, tmp_path / "out", "pg_dump wrote no table data although journal has tables with rows")
 
 
 @pytest.mark.parametrize("engine", ["postgresql", "mongodb"])
