@@ -14,6 +14,7 @@ import pytest
 
 from testbed import MONGO_SOURCE, PG_SOURCE, finish_module, listing, start_module
 
+
 def wrong_password_file(tmp_path):
     path = tmp_path / "wrong.password"
     path.write_text("not-the-password\n")
