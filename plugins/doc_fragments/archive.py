@@ -43,6 +43,13 @@ options:
     type: list
     elements: path
     default: []
+  encryption_passphrase_file:
+    description:
+      - Encrypt with the passphrase in this file (its first line; mode 0600) instead of to recipients.
+      - age reads passphrases only from a terminal; the module gives it a private pseudo-terminal, so the
+        passphrase never appears on a command line or in an environment.
+      - Anyone who can read the file can read the archives; prefer O(encryption_recipients).
+    type: path
 requirements:
   - C(zstd), C(gzip) or C(pigz), and C(age) (for encryption) on the managed host.
 """
@@ -58,10 +65,14 @@ options:
     required: true
   age_identity_files:
     description:
-      - age identity (private key) files that can decrypt an encrypted archive.
+      - age identity (private key) files that can decrypt an archive encrypted to recipients.
     type: list
     elements: path
     default: []
+  age_passphrase_file:
+    description:
+      - File whose first line is the passphrase of an archive encrypted with a passphrase (mode 0600).
+    type: path
   overwrite:
     description:
       - Confirms that the restore may write into a target that already holds data.

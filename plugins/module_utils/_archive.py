@@ -13,6 +13,7 @@ from . import _manifest
 from ._common import LifeboatError
 from ._pipeline import (
     ArchiveFile,
+    Decryption,
     Encryption,
     StreamResult,
     sha256_file,
@@ -114,6 +115,20 @@ def check_archive(archive_path: str, engine: str) -> dict[str, t.Any]:
             "the file is damaged or was replaced: restore another archive"
         )
     return manifest
+
+
+def check_decryption(manifest: dict[str, t.Any], decryption: Decryption) -> None:
+    """Refuse early, before anything is created, when an encrypted archive comes without what opens it."""
+    encryption = manifest["archive"]["encryption"]
+    if not encryption:
+        return
+    if encryption["method"] == "age-passphrase" and not decryption.passphrase_file:
+        raise LifeboatError("the archive is encrypted with a passphrase; give age_passphrase_file")
+    if encryption["method"] == "age" and not decryption.identity_files:
+        recipients = ", ".join(encryption["recipients"]) or "the keys of its recipients file"
+        raise LifeboatError(
+            f"the archive is encrypted; give the age identity file that can decrypt it (recipients: {recipients})"
+        )
 
 
 def compare_counts(expected: dict[str, int], actual: dict[str, int]) -> list[str]:

@@ -95,7 +95,7 @@ def build(
             # Only public keys: the manifest must never help to decrypt.
             "encryption": (
                 {
-                    "method": "age",
+                    "method": encryption.method,
                     "recipients": list(encryption.recipients),
                     "recipients_files": list(encryption.recipients_files),
                 }
@@ -147,10 +147,12 @@ def shell_quote(value: str) -> str:
     return "'" + value.replace("'", "'\"'\"'") + "'"
 
 
-def decode_commands(file_name: str, compression: str, encrypted: bool) -> list[str]:
+def decode_commands(file_name: str, compression: str, encryption: Encryption) -> list[str]:
     """The shell pipeline head that turns the stored file into the plain dump stream."""
     parts = []
-    if encrypted:
+    if encryption.passphrase_file:
+        parts.append(f"age -d {shell_quote(file_name)}")  # age asks for the passphrase on the terminal
+    elif encryption.enabled:
         parts.append(f"age -d -i IDENTITY_FILE {shell_quote(file_name)}")
     if compression == "zstd":
         parts.append("zstd -dc" if parts else f"zstd -dc {shell_quote(file_name)}")

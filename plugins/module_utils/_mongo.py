@@ -20,13 +20,14 @@ from . import _manifest
 from ._archive import (
     ArchiveOptions,
     check_archive,
+    check_decryption,
     commit_with_manifest,
     compare_counts,
     count_mismatch_error,
     stream_to_archive,
 )
 from ._common import LifeboatError, PrivateDir, find_binary, read_secret_file, tool_version
-from ._pipeline import read_stream
+from ._pipeline import Decryption, read_stream
 
 OPLOG_MODES = ("auto", "yes", "no")
 _DONE_DUMPING = re.compile(r"done dumping (\S+?)\.(\S+) \((\d+) documents?\)")
@@ -324,7 +325,7 @@ def restore_commands(file_name: str, database: str | None, inner_gzip: bool, opt
     if database:
         flags += [f"--nsFrom={_manifest.shell_quote(database + '.*')}", "--nsTo='TARGET_DB.*'"]
     compression = "none" if inner_gzip else options.compression
-    decode = _manifest.decode_commands(file_name, compression, options.encryption.enabled)
+    decode = _manifest.decode_commands(file_name, compression, options.encryption)
     return [" | ".join(decode) + " | mongorestore CONNECTION " + " ".join(flags)]
 
 
@@ -358,7 +359,7 @@ def map_namespace(namespace: str, renames: list[tuple[str, str]]) -> str:
 class RestoreRequest:
     connection: MongoConnection
     archive_path: str
-    identity_files: list[str] = field(default_factory=list)
+    decryption: Decryption = field(default_factory=Decryption)
     target_database: str | None = None
     ns_from: list[str] = field(default_factory=list)
     ns_to: list[str] = field(default_factory=list)
@@ -395,6 +396,7 @@ class RestoreRequest:
 def plan_restore(request: RestoreRequest) -> dict[str, t.Any]:
     request.validate()
     manifest = check_archive(request.archive_path, "mongodb")
+    check_decryption(manifest, request.decryption)
     renames = request.renames(manifest)
     expected = {
         map_namespace(ns, renames): count for ns, count in manifest["counts"].items() if request.included(ns)
@@ -402,6 +404,8 @@ def plan_restore(request: RestoreRequest) -> dict[str, t.Any]:
     client = request.connection.client()
     try:
         existing = {ns: n for ns in expected if (n := _estimated_count(client, ns)) > 0}
+        present = {f"{db}.{coll}" for db in {split_namespace(ns)[0] for ns in expected}
+                   for coll in client[db].list_collection_names()}
         server = _server_info(client)
     finally:
         client.close()
@@ -410,7 +414,8 @@ def plan_restore(request: RestoreRequest) -> dict[str, t.Any]:
         raise LifeboatError(
             f"the target already holds data in {shown}; set overwrite=true to restore over it (with drop=true to replace it)"
         )
-    return {"manifest": manifest, "renames": renames, "expected": expected, "existing": existing, "server": server}
+    return {"manifest": manifest, "renames": renames, "expected": expected, "existing": existing, "server": server,
+            "created": sorted(set(expected) - present)}
 
 
 def restore(request: RestoreRequest, plan: dict[str, t.Any] | None = None) -> dict[str, t.Any]:
@@ -443,15 +448,19 @@ def restore(request: RestoreRequest, plan: dict[str, t.Any] | None = None) -> di
         for source, target in plan["renames"]:
             argv += [f"--nsFrom={source}", f"--nsTo={target}"]
         argv += [f"--nsInclude={p}" for p in request.ns_include] + [f"--nsExclude={p}" for p in request.ns_exclude]
-        read_stream(
-            request.archive_path,
-            compression="none" if inner_gzip else info["compression"],
-            identity_files=request.identity_files,
-            encrypted=info["encryption"] is not None,
-            consumer_argv=argv,
-            consumer_name="mongorestore",
-            on_consumer_output=on_line,
-        )
+        try:
+            read_stream(
+                request.archive_path,
+                compression="none" if inner_gzip else info["compression"],
+                decryption=request.decryption,
+                encrypted=info["encryption"] is not None,
+                consumer_argv=argv,
+                consumer_name="mongorestore",
+                on_consumer_output=on_line,
+            )
+        except LifeboatError as exc:
+            _drop_collections(request.connection, plan["created"])
+            raise LifeboatError(f"{exc}; the collections this restore created were dropped") from exc
     expected_total = sum(expected.values())
     if expected_total and not restored["ok"]:
         raise LifeboatError(f"mongorestore restored 0 documents although the archive holds {expected_total}")
@@ -473,6 +482,17 @@ def restore(request: RestoreRequest, plan: dict[str, t.Any] | None = None) -> di
     if problems:
         raise count_mismatch_error(problems, request.connection.display)
     return {"counts": actual, "restored_documents": restored["ok"] or 0, "safety_dumps": safety, "warnings": warnings}
+
+
+def _drop_collections(connection: MongoConnection, namespaces: list[str]) -> None:
+    """Remove what a failed restore created, so a half restore never passes for a whole one."""
+    client = connection.client()
+    try:
+        for namespace in namespaces:
+            db, coll = split_namespace(namespace)
+            client[db].drop_collection(coll)
+    finally:
+        client.close()
 
 
 _FERRETDB_UNSUPPORTED_INDEX_OPTIONS = ("expireAfterSeconds", "partialFilterExpression")

@@ -12,13 +12,14 @@ import typing as t
 
 from ._archive import ArchiveOptions
 from ._mongo import MongoConnection
-from ._pipeline import COMPRESSIONS, Encryption
+from ._pipeline import COMPRESSIONS, Decryption, Encryption
 from ._postgres import PgConnection
 
 SSL_MODES = ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
 
 
-def postgres_connection_spec() -> dict[str, t.Any]:
+def _login_spec() -> dict[str, t.Any]:
+    """What both engines take to connect and log in."""
     return {
         "login_uri": {"type": "str", "no_log": True},
         "login_host": {"type": "str", "aliases": ["host"]},
@@ -26,31 +27,31 @@ def postgres_connection_spec() -> dict[str, t.Any]:
         "login_user": {"type": "str", "aliases": ["user"]},
         "login_password": {"type": "str", "no_log": True},
         "login_password_file": {"type": "path", "no_log": False},
+        "connect_timeout": {"type": "int", "default": 10},
+    }
+
+
+def postgres_connection_spec() -> dict[str, t.Any]:
+    return {
+        **_login_spec(),
         "login_unix_socket": {"type": "path"},
         "ssl_mode": {"type": "str", "choices": SSL_MODES},
         "ssl_ca_cert": {"type": "path"},
         "ssl_cert": {"type": "path"},
         "ssl_key": {"type": "path", "no_log": False},
-        "connect_timeout": {"type": "int", "default": 10},
         "pg_bin_dir": {"type": "path"},
     }
 
 
 def mongodb_connection_spec() -> dict[str, t.Any]:
     return {
-        "login_uri": {"type": "str", "no_log": True},
-        "login_host": {"type": "str", "aliases": ["host"]},
-        "login_port": {"type": "int", "aliases": ["port"]},
-        "login_user": {"type": "str", "aliases": ["user"]},
-        "login_password": {"type": "str", "no_log": True},
-        "login_password_file": {"type": "path", "no_log": False},
+        **_login_spec(),
         "login_database": {"type": "str", "default": "admin"},
         "auth_mechanism": {"type": "str", "choices": ["SCRAM-SHA-1", "SCRAM-SHA-256", "MONGODB-X509", "PLAIN"]},
         "tls": {"type": "bool", "default": False},
         "tls_ca_file": {"type": "path"},
         "tls_certificate_key_file": {"type": "path", "no_log": False},
         "tls_allow_invalid_certificates": {"type": "bool", "default": False},
-        "connect_timeout": {"type": "int", "default": 10},
         "tools_dir": {"type": "path"},
     }
 
@@ -70,6 +71,7 @@ def dump_archive_spec() -> dict[str, t.Any]:
         "compression_level": {"type": "int"},
         "encryption_recipients": {"type": "list", "elements": "str", "default": []},
         "encryption_recipients_files": {"type": "list", "elements": "path", "default": []},
+        "encryption_passphrase_file": {"type": "path", "no_log": False},
     }
 
 
@@ -77,6 +79,7 @@ def restore_archive_spec() -> dict[str, t.Any]:
     return {
         "archive": {"type": "path", "required": True},
         "age_identity_files": {"type": "list", "elements": "path", "default": [], "no_log": False},
+        "age_passphrase_file": {"type": "path", "no_log": False},
         "overwrite": {"type": "bool", "default": False},
         "safety_dump_dir": {"type": "path"},
     }
@@ -127,8 +130,31 @@ def archive_options(params: dict[str, t.Any], default_job: str) -> ArchiveOption
         encryption=Encryption(
             recipients=tuple(params.get("encryption_recipients") or ()),
             recipients_files=tuple(params.get("encryption_recipients_files") or ()),
+            passphrase_file=params.get("encryption_passphrase_file"),
         ),
     )
+
+
+def decryption(params: dict[str, t.Any]) -> Decryption:
+    return Decryption(
+        identity_files=tuple(params.get("age_identity_files") or ()),
+        passphrase_file=params.get("age_passphrase_file"),
+    )
+
+
+def dump_result(result: dict[str, t.Any]) -> dict[str, t.Any]:
+    """What a dump module returns, read from the manifest it wrote."""
+    manifest = result["manifest_data"]
+    return {
+        "archive": result["archive"],
+        "manifest": result["manifest"],
+        "sha256": manifest["archive"]["sha256"],
+        "size": manifest["archive"]["size"],
+        "plain_size": manifest["archive"]["plain_size"],
+        "counts": manifest["counts"],
+        "duration_seconds": manifest["duration_seconds"],
+        "restore_commands": manifest["restore_commands"],
+    }
 
 
 def safety_dump_options(params: dict[str, t.Any], job: str) -> ArchiveOptions | None:

@@ -21,11 +21,12 @@ import os
 import shutil
 import signal
 import subprocess
+import termios
 import threading
 import typing as t
 from dataclasses import dataclass, field
 
-from ._common import LifeboatError, child_env, find_binary, last_line
+from ._common import LifeboatError, child_env, find_binary, last_line, read_secret_file
 
 CHUNK = 1 << 20
 _F_SETPIPE_SZ = 1031  # Linux: bigger pipes mean fewer, larger reads.
@@ -36,14 +37,33 @@ DEFAULT_LEVELS = {"zstd": 3, "gzip": 6}
 
 @dataclass(frozen=True)
 class Encryption:
-    """age encryption to public recipients: the host that writes backups cannot read them."""
+    """age encryption to public recipients (the host that writes backups cannot read them), or a passphrase."""
 
     recipients: tuple[str, ...] = ()
     recipients_files: tuple[str, ...] = ()
+    passphrase_file: str | None = None
 
     @property
     def enabled(self) -> bool:
-        return bool(self.recipients or self.recipients_files)
+        return bool(self.recipients or self.recipients_files or self.passphrase_file)
+
+    @property
+    def method(self) -> str:
+        return "age-passphrase" if self.passphrase_file else "age"
+
+
+@dataclass(frozen=True)
+class Decryption:
+    """What opens an encrypted archive: age identity files, or the passphrase file it was made with."""
+
+    identity_files: tuple[str, ...] = ()
+    passphrase_file: str | None = None
+
+
+class _Filter(t.NamedTuple):
+    name: str
+    argv: list[str]
+    tty_input: bytes | None = None
 
 
 def validate_compression(compression: str, level: int | None) -> None:
@@ -56,6 +76,10 @@ def validate_compression(compression: str, level: int | None) -> None:
 
 
 def validate_recipients(encryption: Encryption) -> None:
+    if encryption.passphrase_file:
+        if encryption.recipients or encryption.recipients_files:
+            raise LifeboatError("give either encryption recipients or a passphrase file, not both (age takes one)")
+        read_secret_file(encryption.passphrase_file, "passphrase")
     for recipient in encryption.recipients:
         if not recipient.startswith(("age1", "ssh-ed25519 ", "ssh-rsa ")):
             raise LifeboatError(
@@ -90,27 +114,36 @@ def _gzip_binary() -> str:
     return shutil.which("pigz") or find_binary("gzip")
 
 
-def encryptor_argv(encryption: Encryption) -> list[str] | None:
+def _passphrase_input(path: str, times: int) -> bytes:
+    # age reads a passphrase only from a terminal: it gets one of its own (a pty) with the answer typed in.
+    return (read_secret_file(path, "passphrase") + "\n").encode() * times
+
+
+def encryptor(encryption: Encryption) -> _Filter | None:
     if not encryption.enabled:
         return None
+    if encryption.passphrase_file:
+        return _Filter("encrypt", [find_binary("age"), "-e", "-p"], _passphrase_input(encryption.passphrase_file, 2))
     argv = [find_binary("age"), "-e"]
     for recipient in encryption.recipients:
         argv += ["-r", recipient]
     for path in encryption.recipients_files:
         argv += ["-R", path]
-    return argv
+    return _Filter("encrypt", argv)
 
 
-def decryptor_argv(identity_files: t.Sequence[str]) -> list[str]:
-    if not identity_files:
+def decryptor(decryption: Decryption) -> _Filter:
+    if decryption.passphrase_file:
+        return _Filter("decrypt", [find_binary("age"), "-d"], _passphrase_input(decryption.passphrase_file, 1))
+    if not decryption.identity_files:
         raise LifeboatError("the archive is encrypted; give the age identity file that can decrypt it")
-    for path in identity_files:
+    for path in decryption.identity_files:
         if not os.path.isfile(path):
             raise LifeboatError(f"age identity file {path} does not exist")
     argv = [find_binary("age"), "-d"]
-    for path in identity_files:
+    for path in decryption.identity_files:
         argv += ["-i", path]
-    return argv
+    return _Filter("decrypt", argv)
 
 
 class _Stage:
@@ -124,16 +157,28 @@ class _Stage:
         stdout: t.Any,
         env: dict[str, str] | None = None,
         on_stderr_line: t.Callable[[str], None] | None = None,
+        tty_input: bytes | None = None,
     ) -> None:
         self.name = name
         self.stderr_tail: collections.deque[str] = collections.deque(maxlen=60)
         self.killed = False
+        self._tty_master = -1
+        extra: dict[str, t.Any] = {}
+        if tty_input is not None:
+            self._tty_master, tty = os.openpty()
+            extra = {"start_new_session": True, "pass_fds": (tty,), "preexec_fn": lambda: _take_terminal(tty)}
         try:
             self.proc = subprocess.Popen(
-                argv, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE, env=env or child_env(), close_fds=True
+                argv, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE, env=env or child_env(), close_fds=True,
+                **extra,
             )
         except OSError as exc:
             raise LifeboatError(f"cannot start {name} ({argv[0]}): {exc.strerror}") from exc
+        finally:
+            if tty_input is not None:
+                os.close(tty)
+        if tty_input is not None:
+            os.write(self._tty_master, tty_input)
         for pipe in (self.proc.stdin, self.proc.stdout):
             if pipe is not None:
                 _grow_pipe(pipe.fileno())
@@ -159,6 +204,9 @@ class _Stage:
     def wait(self) -> int:
         code = self.proc.wait()
         self._reader.join(timeout=10)
+        if self._tty_master >= 0:  # closed only now: closing it earlier would hang up the child
+            os.close(self._tty_master)
+            self._tty_master = -1
         return code
 
     @property
@@ -176,6 +224,11 @@ class _Stage:
             return f"{self.name} failed: killed by signal {-code}"
         reason = last_line(self.stderr) or f"exit code {code}"
         return f"{self.name} failed: {reason}"
+
+
+def _take_terminal(tty: int) -> None:
+    """In the child, before exec: make the pty its controlling terminal, where age asks for the passphrase."""
+    fcntl.ioctl(tty, termios.TIOCSCTTY, 0)
 
 
 def _grow_pipe(fd: int) -> None:
@@ -283,18 +336,15 @@ def write_stream(
     result = StreamResult()
     runner = _Runner(f"writing {temp_label}")
     plain_hash, stored_hash = hashlib.sha256(), hashlib.sha256()
-    filters = [
-        (name, argv)
-        for name, argv in (("compress", compressor_argv(compression, compression_level)), ("encrypt", encryptor_argv(encryption)))
-        if argv
-    ]
+    compress = compressor_argv(compression, compression_level)
+    filters = [f for f in (_Filter("compress", compress) if compress else None, encryptor(encryption)) if f]
     try:
         producer = runner.start(
             producer_name, producer_argv, subprocess.DEVNULL, subprocess.PIPE, producer_env, on_producer_stderr
         )
         previous: t.Any = subprocess.PIPE
-        for index, (name, argv) in enumerate(filters):
-            stage = runner.start(name, argv, previous, subprocess.PIPE)
+        for index, item in enumerate(filters):
+            stage = runner.start(item.name, item.argv, previous, subprocess.PIPE, tty_input=item.tty_input)
             if index == 0:
                 first_filter_stdin = stage.proc.stdin
             else:
@@ -347,7 +397,7 @@ def read_stream(
     path: str,
     *,
     compression: str,
-    identity_files: t.Sequence[str] = (),
+    decryption: Decryption = Decryption(),
     encrypted: bool = False,
     consumer_argv: list[str] | None = None,
     consumer_env: dict[str, str] | None = None,
@@ -358,14 +408,9 @@ def read_stream(
     result = StreamResult()
     runner = _Runner(f"reading {path}")
     plain_hash, stored_hash = hashlib.sha256(), hashlib.sha256()
-    filters = [
-        (name, argv)
-        for name, argv in (
-            ("decrypt", decryptor_argv(identity_files) if encrypted else None),
-            ("decompress", decompressor_argv(compression)),
-        )
-        if argv
-    ]
+    decompress = decompressor_argv(compression)
+    filters = [f for f in (decryptor(decryption) if encrypted else None,
+                           _Filter("decompress", decompress) if decompress else None) if f]
     try:
         source = open(path, "rb", buffering=0)  # noqa: SIM115 - closed in finally
     except OSError as exc:
@@ -373,8 +418,8 @@ def read_stream(
     try:
         previous: t.Any = subprocess.PIPE
         first_stdin = None
-        for index, (name, argv) in enumerate(filters):
-            stage = runner.start(name, argv, previous, subprocess.PIPE)
+        for index, item in enumerate(filters):
+            stage = runner.start(item.name, item.argv, previous, subprocess.PIPE, tty_input=item.tty_input)
             if index == 0:
                 first_stdin = stage.proc.stdin
             else:

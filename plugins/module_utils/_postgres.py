@@ -22,17 +22,20 @@ from . import _manifest
 from ._archive import (
     ArchiveOptions,
     check_archive,
+    check_decryption,
     commit_with_manifest,
     compare_counts,
     count_mismatch_error,
     stream_to_archive,
 )
 from ._common import LifeboatError, PrivateDir, child_env, find_binary, read_secret_file, tool_version
-from ._pipeline import read_stream
+from ._pipeline import Decryption, read_stream
 
 FORMATS = ("custom", "directory")
 GLOBALS = ("none", "roles", "all")
 _DUMPING_TABLE = re.compile(r'dumping contents of table "(.+)"$')
+# Where distributions install PostgreSQL clients side by side (Debian/Ubuntu, then the PGDG RPMs).
+CLIENT_DIR_GLOBS = ["/usr/lib/postgresql/*/bin", "/usr/pgsql-*/bin"]
 _VERSION = re.compile(r"(\d+)(?:\.(\d+))?")
 _USER_SCHEMA = "n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_(toast|temp)'"
 
@@ -160,7 +163,7 @@ def pick_binary(name: str, server_major: int, bin_dir: str | None = None) -> tup
         if not os.access(candidates[0], os.X_OK):
             raise LifeboatError(f"{name} not found in pg_bin_dir {bin_dir}")
     else:
-        candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}") + glob.glob(f"/usr/pgsql-*/bin/{name}"))
+        candidates = sorted(path for pattern in CLIENT_DIR_GLOBS for path in glob.glob(os.path.join(pattern, name)))
         on_path = shutil.which(name)
         if on_path:
             candidates.append(on_path)
@@ -427,11 +430,11 @@ def _dump_globals(request: DumpRequest, server_major: int, started: t.Any, archi
 
 def restore_commands(file_name: str, archive_format: str, options: ArchiveOptions, extras: list[dict[str, t.Any]]) -> list[str]:
     """The standard commands that restore this archive without lifeboat.ops (placeholders in capitals)."""
-    decode = " | ".join(_manifest.decode_commands(file_name, options.compression, options.encryption.enabled))
+    decode = " | ".join(_manifest.decode_commands(file_name, options.compression, options.encryption))
     commands = []
     for extra in extras:
         extra_decode = " | ".join(
-            _manifest.decode_commands(extra["file"], options.compression, options.encryption.enabled)
+            _manifest.decode_commands(extra["file"], options.compression, options.encryption)
         )
         commands.append(f"{extra_decode} | psql --dbname=postgres --set=ON_ERROR_STOP=0")
     commands.append("createdb --template=template0 TARGET_DB")
@@ -450,7 +453,7 @@ def restore_commands(file_name: str, archive_format: str, options: ArchiveOption
 class RestoreRequest:
     connection: PgConnection  # its database is the target
     archive_path: str
-    identity_files: list[str] = field(default_factory=list)
+    decryption: Decryption = field(default_factory=Decryption)
     overwrite: bool = False
     recreate: bool = False
     jobs: int = 1
@@ -481,6 +484,7 @@ def _target_state(request: RestoreRequest, database: str) -> tuple[bool, int]:
 def plan_restore(request: RestoreRequest, manifest: dict[str, t.Any] | None = None) -> dict[str, t.Any]:
     request.validate()
     manifest = manifest or check_archive(request.archive_path, "postgresql")
+    check_decryption(manifest, request.decryption)
     database = request.connection.database or manifest["database"]
     exists, tables = _target_state(request, database)
     if tables and not request.overwrite:
@@ -509,7 +513,15 @@ def restore(request: RestoreRequest, plan: dict[str, t.Any] | None = None) -> di
     argv = [pg_restore, "--exit-on-error", "--no-password", f"--dbname={target.conninfo()}"]
     argv += ["--no-owner"] if request.no_owner else []
     argv += ["--no-privileges"] if request.no_privileges else []
-    _run_pg_restore(request, manifest, argv, target.env())
+    try:
+        _run_pg_restore(request, manifest, argv, target.env())
+    except LifeboatError as exc:
+        if plan["exists"] and not request.recreate:
+            raise
+        # The database was made for this restore and holds a part of it at most: remove it.
+        with request.connection.for_database(request.maintenance_database).connect() as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {_quote_ident(database)} WITH (FORCE)")
+        raise LifeboatError(f"{exc}; the partly restored database {database} was dropped") from exc
     with target.connect() as conn:
         actual = {}
         for name in manifest["counts"]:
@@ -537,7 +549,7 @@ def _run_pg_restore(request: RestoreRequest, manifest: dict[str, t.Any], argv: l
     encrypted = info["encryption"] is not None
     streaming = info["format"] == "pg_dump-custom" and request.jobs == 1
     if streaming:
-        read_stream(request.archive_path, compression=info["compression"], identity_files=request.identity_files,
+        read_stream(request.archive_path, compression=info["compression"], decryption=request.decryption,
                     encrypted=encrypted, consumer_argv=argv, consumer_env=env, consumer_name="pg_restore")
         return
     # Parallel restore needs a seekable file or a directory: unpack into a private directory first.
@@ -552,7 +564,7 @@ def _run_pg_restore(request: RestoreRequest, manifest: dict[str, t.Any], argv: l
             os.mkdir(plain)
             consumer = [find_binary("tar"), "-x", "-C", plain]
             source = plain
-        read_stream(request.archive_path, compression=info["compression"], identity_files=request.identity_files,
+        read_stream(request.archive_path, compression=info["compression"], decryption=request.decryption,
                     encrypted=encrypted, consumer_argv=consumer, consumer_name="unpack")
         done = subprocess.run([*argv, f"--jobs={request.jobs}", source], capture_output=True, env=env, check=False)
         if done.returncode != 0:

@@ -178,19 +178,7 @@ def main() -> None:
         result = _mongo.dump(request)
     except LifeboatError as exc:
         module.fail_json(msg=str(exc))
-    manifest = result["manifest_data"]
-    module.exit_json(
-        changed=True,
-        archive=result["archive"],
-        manifest=result["manifest"],
-        sha256=manifest["archive"]["sha256"],
-        size=manifest["archive"]["size"],
-        plain_size=manifest["archive"]["plain_size"],
-        counts=manifest["counts"],
-        duration_seconds=manifest["duration_seconds"],
-        restore_commands=manifest["restore_commands"],
-        server=manifest["server"],
-    )
+    module.exit_json(changed=True, server=result["manifest_data"]["server"], **_params.dump_result(result))
 
 
 if __name__ == "__main__":

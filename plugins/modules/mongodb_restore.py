@@ -139,7 +139,7 @@ def main() -> None:
         request = _mongo.RestoreRequest(
             connection=_params.mongo_connection(params),
             archive_path=params["archive"],
-            identity_files=params["age_identity_files"],
+            decryption=_params.decryption(params),
             target_database=params["target_database"],
             ns_from=params["ns_from"],
             ns_to=params["ns_to"],

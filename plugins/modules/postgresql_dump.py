@@ -232,16 +232,9 @@ def main() -> None:
     manifest = result["manifest_data"]
     module.exit_json(
         changed=True,
-        archive=result["archive"],
-        manifest=result["manifest"],
-        sha256=manifest["archive"]["sha256"],
-        size=manifest["archive"]["size"],
-        plain_size=manifest["archive"]["plain_size"],
-        counts=manifest["counts"],
-        duration_seconds=manifest["duration_seconds"],
-        restore_commands=manifest["restore_commands"],
         server_version=manifest["server"]["version"],
         pg_dump_version=manifest["tool"]["version"],
+        **_params.dump_result(result),
     )
 
 

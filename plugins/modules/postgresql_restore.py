@@ -143,7 +143,7 @@ def main() -> None:
         request = _postgres.RestoreRequest(
             connection=connection,
             archive_path=params["archive"],
-            identity_files=params["age_identity_files"],
+            decryption=_params.decryption(params),
             overwrite=params["overwrite"],
             recreate=params["recreate"],
             jobs=params["jobs"],

@@ -16,6 +16,7 @@ from ansible_collections.lifeboat.ops.plugins.module_utils._archive import Archi
 from ansible_collections.lifeboat.ops.plugins.module_utils._common import LifeboatError
 from ansible_collections.lifeboat.ops.plugins.module_utils._pipeline import (
     ArchiveFile,
+    Decryption,
     Encryption,
     read_stream,
     sha256_file,
@@ -69,13 +70,14 @@ def test_round_trip_hashes_both_ends(tmp_path, age_key, compression: str, encryp
     assert leftovers(str(tmp_path)) == ["unit.archive"]
 
     back = read_stream(
-        final, compression=compression, encrypted=encrypted, identity_files=[age_key[0]] if encrypted else []
+        final, compression=compression, encrypted=encrypted, decryption=Decryption(identity_files=(age_key[0],))
     )
     assert back.plain_sha256 == stream.plain_sha256
     assert back.stored_sha256 == stream.stored_sha256
 
     # Standard tools alone give the same plain stream back.
-    shell = " | ".join(_manifest.decode_commands(final, compression, encrypted)).replace("IDENTITY_FILE", age_key[0])
+    shell = " | ".join(_manifest.decode_commands(final, compression, options.encryption)).replace(
+        "IDENTITY_FILE", age_key[0])
     plain = subprocess.run(["sh", "-c", shell], capture_output=True, check=True).stdout
     assert hashlib.sha256(plain).hexdigest() == stream.plain_sha256
     if compression != "none" or encrypted:
@@ -91,7 +93,36 @@ def test_encrypted_archive_needs_the_identity(tmp_path, age_key) -> None:
     other = str(tmp_path / "other.txt")
     subprocess.run(["age-keygen", "-o", other], capture_output=True, check=True)
     with pytest.raises(LifeboatError, match="decrypt failed: .*no identity matched"):
-        read_stream(str(tmp_path / "secret.zst.age"), compression="zstd", encrypted=True, identity_files=[other])
+        read_stream(str(tmp_path / "secret.zst.age"), compression="zstd", encrypted=True,
+                    decryption=Decryption(identity_files=(other,)))
+
+
+def secret_file(path, content: str) -> str:
+    path.write_text(content + "\n")
+    path.chmod(0o600)
+    return str(path)
+
+
+def test_passphrase_encryption_through_a_private_terminal(tmp_path) -> None:
+    passphrase = secret_file(tmp_path / "passphrase", "correct horse battery staple")
+    out = tmp_path / "out"
+    out.mkdir()
+    options = ArchiveOptions(destination=str(out), job="unit", encryption=Encryption(passphrase_file=passphrase))
+    options.validate()
+    archive, stream = stream_to_archive(str(out / "unit.zst.age"), PRODUCER, options)
+    archive.commit()
+    assert open(out / "unit.zst.age", "rb").read(21) == b"age-encryption.org/v1"
+    back = read_stream(str(out / "unit.zst.age"), compression="zstd", encrypted=True,
+                       decryption=Decryption(passphrase_file=passphrase))
+    assert back.plain_sha256 == stream.plain_sha256
+    wrong = secret_file(tmp_path / "wrong", "not it")
+    with pytest.raises(LifeboatError, match="decrypt failed: age: error: incorrect passphrase"):
+        read_stream(str(out / "unit.zst.age"), compression="zstd", encrypted=True,
+                    decryption=Decryption(passphrase_file=wrong))
+    (tmp_path / "open").write_text("x\n")
+    (tmp_path / "open").chmod(0o644)
+    with pytest.raises(LifeboatError, match="is readable by others; chmod 600 it"):
+        ArchiveOptions(destination=str(out), job="unit", encryption=Encryption(passphrase_file=str(tmp_path / "open"))).validate()
 
 
 def test_failing_producer_leaves_nothing(tmp_path) -> None:
