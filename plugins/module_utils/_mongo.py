@@ -8,7 +8,6 @@ Counts in the manifest are what mongodump itself reports having written for each
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import os
 import re
@@ -250,6 +249,11 @@ def dump(request: DumpRequest) -> dict[str, t.Any]:
         server = _server_info(client)
         namespaces = list_namespaces(client, request.database)
         selected = request.selected(namespaces)
+        if not selected:
+            where = f"database {request.database}" if request.database else "the server"
+            raise LifeboatError(
+                f"nothing to dump: {where} has no collections that the filters keep; check the database name and filters"
+            )
         source_total = sum(_estimated_count(client, ns) for ns in selected)
         indexes = _index_specs(client, selected)
     finally:
@@ -329,30 +333,58 @@ def restore_commands(file_name: str, database: str | None, inner_gzip: bool, opt
     return [" | ".join(decode) + " | mongorestore CONNECTION " + " ".join(flags)]
 
 
-def _ns_regex(pattern: str) -> tuple[re.Pattern[str], list[str]]:
-    """mongorestore's namespace patterns: ``$name$`` variables and ``*`` wildcards."""
-    names: list[str] = []
+_UNESCAPED_STAR = re.compile(r"(?<!\\)\*")
+_VARIABLE = re.compile(r"\$([^$]*)\$")
+
+
+def _number_wildcards(pattern: str) -> str:
+    """``prod.*`` -> ``prod.$1$``: mongorestore pairs the asterisks of nsFrom and nsTo by position."""
+    count = iter(range(1, 1000))
+    return _UNESCAPED_STAR.sub(lambda _match: f"${next(count)}$", pattern).replace("\\*", "*")
+
+
+def _ns_rule(source: str, target: str) -> tuple[re.Pattern[str], str]:
+    """mongorestore's --nsFrom/--nsTo pair as a regex and a replacement (``$name$`` variables or ``*``)."""
+    if "$" not in source:
+        source, target = _number_wildcards(source), _number_wildcards(target)
+    groups: dict[str, int] = {}
     regex = ""
-    for token in re.split(r"(\$[A-Za-z0-9_]+\$|\*)", pattern):
-        if token == "*" or (token.startswith("$") and token.endswith("$") and len(token) > 2):
-            names.append(token)
+    for index, piece in enumerate(_VARIABLE.split(source)):
+        if index % 2:
+            if piece in groups:
+                raise LifeboatError(f"namespace variable ${piece}$ is used twice in '{source}'")
+            groups[piece] = len(groups) + 1
             regex += "(.*?)"
         else:
-            regex += re.escape(token)
-    return re.compile(f"^{regex}$"), names
+            regex += re.escape(piece)
+
+    def substitute(match: re.Match[str]) -> str:
+        if match.group(1) not in groups:
+            raise LifeboatError(f"namespace variable ${match.group(1)}$ of '{target}' is not in '{source}'")
+        return f"\\g<{groups[match.group(1)]}>"
+
+    replacement = _VARIABLE.sub(substitute, target.replace("\\", "\\\\"))
+    return re.compile(f"^{regex}$", re.DOTALL), replacement
 
 
 def map_namespace(namespace: str, renames: list[tuple[str, str]]) -> str:
-    for source, target in renames:
-        regex, names = _ns_regex(source)
-        match = regex.match(namespace)
-        if match:
-            values = dict(zip(names, match.groups()))
-            result = target
-            for name in names:
-                result = result.replace(name, values[name], 1)
-            return result
+    """Where mongorestore puts ``namespace``: the last matching rename wins, as in mongorestore."""
+    for source, target in reversed(renames):
+        regex, replacement = _ns_rule(source, target)
+        if regex.match(namespace):
+            return regex.sub(replacement, namespace)
     return namespace
+
+
+def namespace_matches(namespace: str, pattern: str) -> bool:
+    """mongorestore's --nsInclude/--nsExclude: ``*`` matches anything, dots included."""
+    return bool(_ns_rule(pattern, pattern)[0].match(namespace))
+
+
+def is_system_namespace(namespace: str) -> bool:
+    """Users, roles and server collections: mongorestore merges them specially, so their counts differ."""
+    db, coll = split_namespace(namespace)
+    return db in _SYSTEM_DATABASES or coll.startswith("system.")
 
 
 @dataclass
@@ -388,9 +420,9 @@ class RestoreRequest:
         return list(zip(self.ns_from, self.ns_to))
 
     def included(self, namespace: str) -> bool:
-        if self.ns_include and not any(fnmatch.fnmatchcase(namespace, p) for p in self.ns_include):
+        if self.ns_include and not any(namespace_matches(namespace, p) for p in self.ns_include):
             return False
-        return not any(fnmatch.fnmatchcase(namespace, p) for p in self.ns_exclude)
+        return not any(namespace_matches(namespace, p) for p in self.ns_exclude)
 
 
 def plan_restore(request: RestoreRequest) -> dict[str, t.Any]:
@@ -399,7 +431,9 @@ def plan_restore(request: RestoreRequest) -> dict[str, t.Any]:
     check_decryption(manifest, request.decryption)
     renames = request.renames(manifest)
     expected = {
-        map_namespace(ns, renames): count for ns, count in manifest["counts"].items() if request.included(ns)
+        map_namespace(ns, renames): count
+        for ns, count in manifest["counts"].items()
+        if request.included(ns) and not is_system_namespace(ns)
     }
     client = request.connection.client()
     try:

@@ -110,3 +110,26 @@ def test_passphrase_encrypted_round_trip(pg, run_module, tmp_path, unique_name):
         assert pg.fingerprint(unique_name)["hashes"] == pg.fingerprint(PG_SOURCE)["hashes"]
     finally:
         pg.drop(unique_name)
+
+
+def test_mongodb_whole_server_dump_and_partial_restore(mongo, run_module, tmp_path, unique_name):
+    dumped = run_module("mongodb_dump", mongo.login(destination=str(tmp_path)))
+    assert dumped.rc == 0, dumped.result
+    assert f"{MONGO_SOURCE}.entries" in dumped.result["counts"] and "research.samples" in dumped.result["counts"]
+    assert dumped.result["archive"].split("/")[-1].startswith("all-")
+    restored = run_module("mongodb_restore", mongo.login(
+        archive=dumped.result["archive"], ns_include=["research.*"], ns_from=["research.*"], ns_to=[f"{unique_name}.*"]))
+    try:
+        assert restored.rc == 0, restored.result
+        assert sorted(restored.result["counts"]) == [f"{unique_name}.notes", f"{unique_name}.samples"]
+        assert mongo.fingerprint(unique_name)["hashes"] == mongo.fingerprint("research")["hashes"]
+    finally:
+        mongo.drop(unique_name)
+
+
+def test_mongodb_dump_of_a_missing_database_fails(mongo, run_module, tmp_path):
+    run = run_module("mongodb_dump", mongo.login(database="nightscot", destination=str(tmp_path / "out")))
+    assert run.rc == 1
+    assert run.result["msg"] == ("nothing to dump: database nightscot has no collections that the filters keep; "
+                                 "check the database name and filters")
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
