@@ -13,6 +13,11 @@ exec 9>"$cache/.venv.lock"
 flock 9
 if [ ! -x "$venv/bin/ansible-playbook" ] || [ ! -f "$venv/.complete" ]; then
   rm -rf "$venv"
+  # Debian's own python3 needs python3-venv for `python3 -m venv` (pyenv builds have it).
+  if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >&2 ||
+      { apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >&2; }
+  fi
   python3 -m venv "$venv" >&2
   "$venv/bin/pip" install -q --disable-pip-version-check -r "$req" >&2
   touch "$venv/.complete"
