@@ -7,20 +7,79 @@ Plain Python on purpose: the modules, the host-side command and the tests all im
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
 import typing as t
 
+F = t.TypeVar("F", bound=t.Callable[..., t.Any])
+
+
+# Every secret this process was given, in every spelling it may take (a tool may echo a connection string).
+_SECRETS: set[str] = set()
+REDACTED = "********"
+
+
+def register_secret(*spellings: str | None) -> None:
+    """Remember a password (and its encoded forms) so that no message of ours can repeat it.
+
+    Values under four characters are not masked: blotting out every "p" would make messages unreadable.
+    """
+    _SECRETS.update(value for value in spellings if value and len(value) >= 4)
+
+
+def redact(text: str) -> str:
+    for secret in sorted(_SECRETS, key=len, reverse=True):
+        text = text.replace(secret, REDACTED)
+    return text
+
 
 class LifeboatError(Exception):
-    """An error a person can act on: its message is one line that says what to fix."""
+    """An error a person can act on: its message is one line that says what to fix, and no secret."""
 
-    def __init__(self, message: str, **details: t.Any) -> None:
-        super().__init__(" ".join(message.split()))
-        self.details = details
+    def __init__(self, message: str) -> None:
+        super().__init__(redact(" ".join(message.split())))
+
+
+def friendly_errors(describe: t.Callable[[Exception], str | None]) -> t.Callable[[F], F]:
+    """Decorate a library entry point so that driver and OS errors leave it as one-line LifeboatErrors.
+
+    ``describe`` turns the exceptions it knows (a database driver's) into a message, or returns None.
+    """
+
+    def decorate(func: F) -> F:
+        @functools.wraps(func)
+        def wrapper(*args: t.Any, **kwargs: t.Any) -> t.Any:
+            try:
+                return func(*args, **kwargs)
+            except LifeboatError:
+                raise
+            except OSError as exc:
+                where = f" ({exc.filename})" if exc.filename else ""
+                raise LifeboatError(f"{exc.strerror or exc}{where}") from exc
+            except Exception as exc:  # noqa: BLE001 - only what describe() knows is translated
+                message = describe(exc)
+                if message is None:
+                    raise
+                raise LifeboatError(message) from exc
+
+        return t.cast(F, wrapper)
+
+    return decorate
+
+
+def on_termination(stop: t.Callable[[str], None]) -> None:
+    """Call ``stop(signal name)`` on SIGTERM and SIGHUP (a task timeout, a lost ssh session).
+
+    Without a handler the process dies on the spot and leaves temporary archives and private files
+    behind; ``stop`` makes the work end through the same cleanup as any failure.
+    """
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, lambda number, _frame: stop(signal.Signals(number).name))
 
 
 def find_binary(name: str, extra_dirs: t.Iterable[str] = ()) -> str:

@@ -35,6 +35,12 @@ def validate_job_name(job: str) -> None:
         )
 
 
+def default_job(database: str | None) -> str:
+    """A job name from a database name that may hold spaces or other characters files should not."""
+    cleaned = re.sub(r"[^A-Za-z0-9_.-]+", "-", database or "").strip("-.")
+    return cleaned[:100] or "all"
+
+
 def validate_destination(destination: str | None) -> None:
     if not destination:
         raise LifeboatError("destination is required: the directory the archive is written to")

@@ -8,6 +8,7 @@ Counts in the manifest are what mongodump itself reports having written for each
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -18,18 +19,28 @@ from dataclasses import dataclass, field
 from . import _manifest
 from ._archive import (
     ArchiveOptions,
-    check_archive,
-    check_decryption,
+    check_stream,
+    stream_compression,
+    verify_archive,
     commit_with_manifest,
     compare_counts,
     count_mismatch_error,
     stream_to_archive,
 )
-from ._common import LifeboatError, PrivateDir, find_binary, read_secret_file, tool_version
+from ._common import (
+    LifeboatError,
+    PrivateDir,
+    find_binary,
+    friendly_errors,
+    read_secret_file,
+    register_secret,
+    tool_version,
+)
 from ._pipeline import Decryption, read_stream
 
 OPLOG_MODES = ("auto", "yes", "no")
-_DONE_DUMPING = re.compile(r"done dumping (\S+?)\.(\S+) \((\d+) documents?\)")
+# Database names cannot hold dots; collection names can hold dots and spaces.
+_DONE_DUMPING = re.compile(r"done dumping ([^.\s]+)\.(.+) \((\d+) documents?\)$")
 _RESTORED = re.compile(r"(\d+) document\(s\) restored successfully\. (\d+) document\(s\) failed to restore")
 _SYSTEM_DATABASES = ("admin", "config", "local")
 
@@ -58,6 +69,7 @@ class MongoConnection:
     uri: str
     display: str
     timeout_seconds: int = 10
+    secrets: tuple[str, ...] = ()  # the password as given and as encoded in the URI, for log masking
 
     @classmethod
     def from_options(
@@ -83,44 +95,44 @@ class MongoConnection:
             raise LifeboatError("give either login_password or login_password_file, not both")
         if password_file:
             password = read_secret_file(password_file, "password")
-        quote = urllib.parse.quote_plus
+
+        # Percent-encode everything: pymongo and the Go driver of the tools disagree on what '+' means.
+        def quote(value: str) -> str:
+            return urllib.parse.quote(value, safe="")
+
         if uri:
-            if not uri.startswith(("mongodb://", "mongodb+srv://")):
-                raise LifeboatError("login_uri must start with mongodb:// or mongodb+srv://")
-            scheme, rest = uri.split("://", 1)
-            userinfo, at, hosts = rest.rpartition("@")
-            if password:
-                if not at or ":" in userinfo:
-                    raise LifeboatError("login_password needs a login_uri with a user name and no password in it")
-                uri = f"{scheme}://{userinfo}:{quote(password)}@{hosts}"
-            display = hosts.split("/", 1)[0].split("?", 1)[0]
+            scheme, userinfo, hosts, path, query_string = _split_uri(uri)
+            name, has_password, encoded = userinfo.partition(":")
+            if password and (has_password or not name):
+                raise LifeboatError("login_password needs a login_uri with a user name and no password in it")
+            user = urllib.parse.unquote(name) or None
+            if has_password:
+                password = urllib.parse.unquote(encoded)
         else:
-            host = host or "localhost"
-            port = port or 27017
-            credentials = f"{quote(user)}:{quote(password or '')}@" if user else ""
-            display = f"{host}:{port}"
-            uri = f"mongodb://{credentials}{display}/"
-        query = {}
-        if auth_database and not (uri.split("?", 1)[1:] and "authSource=" in uri):
-            query["authSource"] = auth_database
-        if auth_mechanism:
-            query["authMechanism"] = auth_mechanism
-        if tls:
-            query["tls"] = "true"
-        if tls_ca_file:
-            query["tlsCAFile"] = tls_ca_file
-        if tls_certificate_key_file:
-            query["tlsCertificateKeyFile"] = tls_certificate_key_file
-        if tls_allow_invalid_certificates:
-            query["tlsInsecure"] = "true"
-        if query:
-            base = uri if "?" in uri else (uri if uri.rstrip("/") != uri else uri + "/") + "?"
-            uri = base + ("&" if not base.endswith("?") else "") + urllib.parse.urlencode(query)
+            scheme, hosts, path, query_string = "mongodb", f"{host or 'localhost'}:{port or 27017}", "/", ""
+        credentials = ""
+        if user:
+            credentials = f"{quote(user)}:{quote(password)}@" if password is not None else f"{quote(user)}@"
+        query = dict(urllib.parse.parse_qsl(query_string, keep_blank_values=True))
+        extra = {
+            "authSource": auth_database if credentials and "authSource" not in query else None,
+            "authMechanism": auth_mechanism,
+            "tls": "true" if tls else None,
+            "tlsCAFile": tls_ca_file,
+            "tlsCertificateKeyFile": tls_certificate_key_file,
+            "tlsInsecure": "true" if tls_allow_invalid_certificates else None,
+        }
+        query.update({key: value for key, value in extra.items() if value})
+        full = f"{scheme}://{credentials}{hosts}{path or '/'}" + (f"?{urllib.parse.urlencode(query)}" if query else "")
+        spellings = (password, quote(password or ""), urllib.parse.quote_plus(password or ""))
+        secrets = tuple(sorted({secret for secret in spellings if secret}))
+        register_secret(*secrets)
         try:
-            _pymongo().uri_parser.parse_uri(uri, validate=True, warn=False)
+            _pymongo().uri_parser.parse_uri(full, validate=True, warn=False)
         except Exception as exc:  # noqa: BLE001 - pymongo raises several types for a bad URI
-            raise LifeboatError(f"the MongoDB connection string is not valid: {str(exc).splitlines()[0]}") from exc
-        return cls(uri=uri, display=display, timeout_seconds=connect_timeout)
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise LifeboatError(f"the MongoDB connection string is not valid: {reason}") from exc
+        return cls(uri=full, display=hosts, timeout_seconds=connect_timeout, secrets=secrets)
 
     def client(self) -> t.Any:
         pymongo = _pymongo()
@@ -137,6 +149,37 @@ class MongoConnection:
     def tool_config(self, private: PrivateDir) -> str:
         # A JSON string is a valid YAML double-quoted scalar: any character in the URI is safe.
         return private.write_secret("tools.yaml", f"uri: {json.dumps(self.uri)}\n")
+
+
+def _split_uri(uri: str) -> tuple[str, str, str, str, str]:
+    """(scheme, userinfo, hosts, path, query) of a mongodb:// URI, splitting the authority by itself.
+
+    The user information ends at the last '@' before the first '/' or '?', so an '@' in a query value
+    (a tlsCAFile path, say) never moves the password into the query.
+    """
+    scheme, sep, rest = uri.partition("://")
+    if not sep or scheme not in ("mongodb", "mongodb+srv"):
+        raise LifeboatError("login_uri must start with mongodb:// or mongodb+srv://")
+    end = min((index for index in (rest.find("/"), rest.find("?")) if index >= 0), default=len(rest))
+    authority, tail = rest[:end], rest[end:]
+    userinfo, _at, hosts = authority.rpartition("@")
+    if "@" in tail.partition("?")[0]:
+        raise LifeboatError(
+            "login_uri has an '@' after its first '/': percent-encode '/', '@' and ':' in the user name and password"
+        )
+    path, _sep, query = tail.partition("?")
+    if not hosts:
+        raise LifeboatError("login_uri names no host")
+    return scheme, userinfo, hosts, path, query
+
+
+def _describe_error(exc: Exception) -> str | None:
+    if isinstance(exc, _pymongo().errors.PyMongoError):
+        return f"MongoDB error: {_one_line(exc)}"
+    return None
+
+
+_one_line_errors = friendly_errors(_describe_error)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -192,6 +235,8 @@ class DumpRequest:
             raise LifeboatError("oplog=yes needs a whole-server dump (leave database unset); mongodump allows no filter with --oplog")
         if self.parallel_collections < 1:
             raise LifeboatError("parallel_collections must be 1 or more")
+        if self.archive.compression == "gzip" and self.archive.compression_level is not None:
+            raise LifeboatError("compression=gzip uses mongodump --gzip, which takes no level; leave compression_level unset")
 
     def selected(self, namespaces: dict[str, list[str]]) -> list[str]:
         chosen = []
@@ -221,6 +266,7 @@ def _server_info(client: t.Any) -> dict[str, t.Any]:
     return info
 
 
+@_one_line_errors
 def plan_dump(request: DumpRequest) -> dict[str, t.Any]:
     request.validate()
     client = request.connection.client()
@@ -238,6 +284,7 @@ def _estimated_count(client: t.Any, namespace: str) -> int:
     return int(client[db][coll].estimated_document_count())
 
 
+@_one_line_errors
 def dump(request: DumpRequest) -> dict[str, t.Any]:
     request.validate()
     started = _manifest.utc_now()
@@ -425,10 +472,11 @@ class RestoreRequest:
         return not any(namespace_matches(namespace, p) for p in self.ns_exclude)
 
 
+@_one_line_errors
 def plan_restore(request: RestoreRequest) -> dict[str, t.Any]:
+    """Everything that can be checked before writing: the archive (read whole) and the target."""
     request.validate()
-    manifest = check_archive(request.archive_path, "mongodb")
-    check_decryption(manifest, request.decryption)
+    manifest = verify_archive(request.archive_path, "mongodb", request.decryption)
     renames = request.renames(manifest)
     expected = {
         map_namespace(ns, renames): count
@@ -452,16 +500,29 @@ def plan_restore(request: RestoreRequest) -> dict[str, t.Any]:
             "created": sorted(set(expected) - present)}
 
 
+@_one_line_errors
 def restore(request: RestoreRequest, plan: dict[str, t.Any] | None = None) -> dict[str, t.Any]:
     plan = plan or plan_restore(request)
-    manifest, expected, existing = plan["manifest"], plan["expected"], plan["existing"]
     safety = []
-    if existing and request.safety_dump is not None:
-        for database in sorted({ns.partition(".")[0] for ns in existing}):
-            safety.append(dump(DumpRequest(connection=request.connection, archive=request.safety_dump,
+    if plan["existing"] and request.safety_dump is not None:
+        for database in sorted({split_namespace(ns)[0] for ns in plan["existing"]}):
+            options = dataclasses.replace(request.safety_dump, job=f"{_manifest.default_job(database)}-before-restore")
+            safety.append(dump(DumpRequest(connection=request.connection, archive=options,
                                            database=database, tools_dir=request.tools_dir))["archive"])
-    info = manifest["archive"]
-    inner_gzip = info["format"] == "mongodump-archive-gzip"
+    try:
+        result = _restore_and_check(request, plan)
+    except BaseException as exc:
+        # Collections this restore made hold a part of it at most: a half restore never passes for a whole one.
+        _drop_collections(request.connection, plan["created"])
+        if isinstance(exc, LifeboatError) and plan["created"]:
+            raise LifeboatError(f"{exc}; the collections this restore created were dropped") from exc
+        raise
+    return {**result, "safety_dumps": safety}
+
+
+def _restore_and_check(request: RestoreRequest, plan: dict[str, t.Any]) -> dict[str, t.Any]:
+    manifest, expected, existing = plan["manifest"], plan["expected"], plan["existing"]
+    inner_gzip = manifest["archive"]["format"] == "mongodump-archive-gzip"
     restored = {"ok": None, "failed": None}
 
     def on_line(line: str) -> None:
@@ -470,31 +531,28 @@ def restore(request: RestoreRequest, plan: dict[str, t.Any] | None = None) -> di
             restored["ok"], restored["failed"] = int(match.group(1)), int(match.group(2))
 
     mongorestore = _tool("mongorestore", request.tools_dir)
+    # FerretDB rejects the "ns" option mongorestore puts on every index it creates, so the indexes
+    # recorded in the manifest are created here instead.
+    indexes_by_module = plan["server"]["product"] == "FerretDB"
     with PrivateDir() as private:
         argv = [mongorestore, f"--config={request.connection.tool_config(private)}", "--archive", "--stopOnError"]
         argv += ["--gzip"] if inner_gzip else []
         argv += ["--drop"] if request.drop else []
         argv += ["--oplogReplay"] if manifest["options"].get("oplog") else []
-        # FerretDB rejects the "ns" option mongorestore puts on every index it creates, so the indexes
-        # recorded in the manifest are created here instead.
-        indexes_by_module = plan["server"]["product"] == "FerretDB"
         argv += ["--noIndexRestore"] if indexes_by_module else []
         for source, target in plan["renames"]:
             argv += [f"--nsFrom={source}", f"--nsTo={target}"]
         argv += [f"--nsInclude={p}" for p in request.ns_include] + [f"--nsExclude={p}" for p in request.ns_exclude]
-        try:
-            read_stream(
-                request.archive_path,
-                compression="none" if inner_gzip else info["compression"],
-                decryption=request.decryption,
-                encrypted=info["encryption"] is not None,
-                consumer_argv=argv,
-                consumer_name="mongorestore",
-                on_consumer_output=on_line,
-            )
-        except LifeboatError as exc:
-            _drop_collections(request.connection, plan["created"])
-            raise LifeboatError(f"{exc}; the collections this restore created were dropped") from exc
+        stream = read_stream(
+            request.archive_path,
+            compression=stream_compression(manifest),
+            decryption=request.decryption,
+            encrypted=manifest["archive"]["encryption"] is not None,
+            consumer_argv=argv,
+            consumer_name="mongorestore",
+            on_consumer_output=on_line,
+        )
+    check_stream(stream, manifest, request.archive_path)
     expected_total = sum(expected.values())
     if expected_total and not restored["ok"]:
         raise LifeboatError(f"mongorestore restored 0 documents although the archive holds {expected_total}")
@@ -515,7 +573,7 @@ def restore(request: RestoreRequest, plan: dict[str, t.Any] | None = None) -> di
     problems = compare_counts(wanted, actual)
     if problems:
         raise count_mismatch_error(problems, request.connection.display)
-    return {"counts": actual, "restored_documents": restored["ok"] or 0, "safety_dumps": safety, "warnings": warnings}
+    return {"counts": actual, "restored_documents": restored["ok"] or 0, "warnings": warnings}
 
 
 def _drop_collections(connection: MongoConnection, namespaces: list[str]) -> None:

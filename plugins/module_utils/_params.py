@@ -11,6 +11,7 @@ from __future__ import annotations
 import typing as t
 
 from ._archive import ArchiveOptions
+from ._manifest import default_job
 from ._mongo import MongoConnection
 from ._pipeline import COMPRESSIONS, Decryption, Encryption
 from ._postgres import PgConnection
@@ -111,7 +112,8 @@ def mongo_connection(params: dict[str, t.Any]) -> MongoConnection:
         user=params.get("login_user"),
         password=params.get("login_password"),
         password_file=params.get("login_password_file"),
-        auth_database=params.get("login_database") if params.get("login_user") or params.get("login_uri") else None,
+        # With a URI, its own authSource (or its database path) decides, as in every MongoDB driver.
+        auth_database=None if params.get("login_uri") else params.get("login_database"),
         auth_mechanism=params.get("auth_mechanism"),
         tls=bool(params.get("tls")),
         tls_ca_file=params.get("tls_ca_file"),
@@ -121,10 +123,10 @@ def mongo_connection(params: dict[str, t.Any]) -> MongoConnection:
     )
 
 
-def archive_options(params: dict[str, t.Any], default_job: str) -> ArchiveOptions:
+def archive_options(params: dict[str, t.Any], database: str | None) -> ArchiveOptions:
     return ArchiveOptions(
         destination=params["destination"],
-        job=params.get("job") or default_job,
+        job=params.get("job") or default_job(database),
         compression=params.get("compression") or "zstd",
         compression_level=params.get("compression_level"),
         encryption=Encryption(
@@ -157,7 +159,8 @@ def dump_result(result: dict[str, t.Any]) -> dict[str, t.Any]:
     }
 
 
-def safety_dump_options(params: dict[str, t.Any], job: str) -> ArchiveOptions | None:
+def safety_dump_options(params: dict[str, t.Any]) -> ArchiveOptions | None:
+    """Where a restore first dumps what it is about to overwrite (named DATABASE-before-restore-...)."""
     if not params.get("safety_dump_dir"):
         return None
-    return ArchiveOptions(destination=params["safety_dump_dir"], job=f"{job}-before-restore")
+    return ArchiveOptions(destination=params["safety_dump_dir"], job="before-restore")

@@ -26,7 +26,7 @@ import threading
 import typing as t
 from dataclasses import dataclass, field
 
-from ._common import LifeboatError, child_env, find_binary, last_line, read_secret_file
+from ._common import LifeboatError, child_env, find_binary, last_line, on_termination, read_secret_file, redact
 
 CHUNK = 1 << 20
 _F_SETPIPE_SZ = 1031  # Linux: bigger pipes mean fewer, larger reads.
@@ -147,7 +147,7 @@ def decryptor(decryption: Decryption) -> _Filter:
 
 
 class _Stage:
-    """A child process whose stderr is drained by a thread (keeping the tail, feeding a line callback)."""
+    """A child process of a stream; its stderr is drained by a thread that keeps the tail."""
 
     def __init__(
         self,
@@ -162,8 +162,12 @@ class _Stage:
         self.name = name
         self.stderr_tail: collections.deque[str] = collections.deque(maxlen=60)
         self.killed = False
+        self._on_line = on_stderr_line
+        self._tty_input = tty_input
         self._tty_master = -1
+        self._reader: threading.Thread | None = None
         extra: dict[str, t.Any] = {}
+        tty = -1
         if tty_input is not None:
             self._tty_master, tty = os.openpty()
             extra = {"start_new_session": True, "pass_fds": (tty,), "preexec_fn": lambda: _take_terminal(tty)}
@@ -173,22 +177,25 @@ class _Stage:
                 **extra,
             )
         except OSError as exc:
+            self._close_tty()
             raise LifeboatError(f"cannot start {name} ({argv[0]}): {exc.strerror}") from exc
         finally:
-            if tty_input is not None:
+            if tty >= 0:
                 os.close(tty)
-        if tty_input is not None:
-            os.write(self._tty_master, tty_input)
+
+    def begin(self) -> None:
+        """Start feeding and draining; called once every stage of a run exists (preexec_fn and threads don't mix)."""
         for pipe in (self.proc.stdin, self.proc.stdout):
-            if pipe is not None:
+            if pipe is not None and not pipe.closed:  # a closed one was handed to the next stage
                 _grow_pipe(pipe.fileno())
-        self._on_line = on_stderr_line
+        if self._tty_input is not None:
+            os.write(self._tty_master, self._tty_input)
         self._reader = threading.Thread(target=self._drain, daemon=True)
         self._reader.start()
 
     def _drain(self) -> None:
         for raw in t.cast(t.IO[bytes], self.proc.stderr):
-            line = raw.decode("utf-8", "replace").rstrip("\n")
+            line = redact(raw.decode("utf-8", "replace").rstrip("\n"))
             self.stderr_tail.append(line)
             if self._on_line:
                 try:
@@ -203,27 +210,63 @@ class _Stage:
 
     def wait(self) -> int:
         code = self.proc.wait()
-        self._reader.join(timeout=10)
-        if self._tty_master >= 0:  # closed only now: closing it earlier would hang up the child
+        if self._reader is not None:
+            self._reader.join(timeout=10)
+        self._close_tty()  # only now: closing the pty earlier would hang up the child
+        return code
+
+    def _close_tty(self) -> None:
+        if self._tty_master >= 0:
             os.close(self._tty_master)
             self._tty_master = -1
-        return code
 
     @property
     def stderr(self) -> str:
         return "\n".join(self.stderr_tail)
 
-    def failure(self) -> str | None:
-        """Why this stage failed, or None when it succeeded or only died of a broken pipe we caused."""
+    def outcome(self) -> tuple[str, str]:
+        """``ok``, ``killed`` (by us, after another failure), ``pipe`` (its reader went away) or ``failed``."""
         code = self.proc.returncode
-        if code == 0 or self.killed:
-            return None
+        if code == 0:
+            return "ok", ""
+        if self.killed and code == -signal.SIGKILL:
+            return "killed", f"{self.name} was stopped"
+        if code < 0 and code != -signal.SIGPIPE:  # a signal says more than the tool's last progress line
+            return "failed", f"{self.name} failed: killed by signal {-code}"
+        reason = f"{self.name} failed: {last_line(self.stderr) or f'exit code {code}'}"
         if code == -signal.SIGPIPE or "broken pipe" in self.stderr.lower():
-            return None
-        if code < 0:  # a signal says more than the tool's last progress line
-            return f"{self.name} failed: killed by signal {-code}"
-        reason = last_line(self.stderr) or f"exit code {code}"
-        return f"{self.name} failed: {reason}"
+            return "pipe", reason
+        return "failed", reason
+
+
+def run_tool(
+    name: str, argv: list[str], env: dict[str, str] | None = None, on_stderr_line: t.Callable[[str], None] | None = None
+) -> None:
+    """Run a tool to its end (pg_dump -Fd, pg_restore -j): one-line error from its stderr, killed if we are."""
+    with _Runner(name) as runner:
+        runner.start(name, argv, subprocess.DEVNULL, subprocess.DEVNULL, env, on_stderr_line)
+        runner.begin()
+        runner.finish(StreamResult())
+
+
+# Streams running now, and the signal that asked this process to stop, if one did.
+_ACTIVE_RUNNERS: set[_Runner] = set()
+_STOP_SIGNAL: list[str] = []
+
+
+def _stop(signal_name: str) -> None:
+    _STOP_SIGNAL.append(signal_name)
+    if not _ACTIVE_RUNNERS:
+        raise LifeboatError(f"stopped by {signal_name} before the work was done")
+    # Inside a stream, raising here could land in the middle of starting a thread; stopping the children
+    # instead makes the stream end, and finish() reports the signal.
+    for runner in list(_ACTIVE_RUNNERS):
+        runner.abort()
+
+
+def stop_cleanly_on_termination() -> None:
+    """On SIGTERM or SIGHUP, end the work through the usual cleanup: no partial archive, no private file left."""
+    on_termination(_stop)
 
 
 def _take_terminal(tty: int) -> None:
@@ -245,6 +288,11 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[written:]
 
 
+def _pump(source: int, sinks: t.Callable[[bytes], None]) -> None:
+    while chunk := os.read(source, CHUNK):
+        sinks(chunk)
+
+
 @dataclass
 class StreamResult:
     """What a pipeline run measured."""
@@ -258,29 +306,57 @@ class StreamResult:
 
 
 class _Runner:
-    """Owns the stages and threads of one run; any failure kills every stage before it is reported."""
+    """Owns the stages and threads of one run; any failure stops every stage before one cause is reported."""
 
     def __init__(self, target: str) -> None:
         self.target = target
         self.stages: list[_Stage] = []
-        self.errors: list[str] = []
         self.python_error: BaseException | None = None
+        self.reader_quit: str | None = None
+        self.workers: list[threading.Thread] = []
+
+    def __enter__(self) -> _Runner:
+        _ACTIVE_RUNNERS.add(self)
+        return self
+
+    def __exit__(self, exc_type: t.Any, *exc: object) -> None:
+        if exc_type is not None:
+            self.cleanup()
+        _ACTIVE_RUNNERS.discard(self)
 
     def start(self, *args: t.Any, **kwargs: t.Any) -> _Stage:
         stage = _Stage(*args, **kwargs)
         self.stages.append(stage)
         return stage
 
+    def chain(self, filters: t.Sequence[_Filter], first_stdin: t.Any) -> tuple[t.Any, t.Any]:
+        """Start filters piped one into the next; returns (stdin of the first, stdout of the last)."""
+        head, previous = None, first_stdin
+        for item in filters:
+            stage = self.start(item.name, item.argv, previous, subprocess.PIPE, tty_input=item.tty_input)
+            if head is None:
+                head = stage.proc.stdin
+            else:
+                _grow_pipe(previous.fileno())
+                previous.close()  # the next filter owns it now
+            previous = stage.proc.stdout
+        return head, (previous if filters else None)
+
+    def begin(self) -> None:
+        for stage in self.stages:
+            stage.begin()
+
     def abort(self) -> None:
         for stage in self.stages:
             stage.kill()
 
-    def thread(self, target: t.Callable[[], None]) -> threading.Thread:
+    def thread(self, target: t.Callable[[], None], reader: str = "") -> None:
         def guarded() -> None:
             try:
                 target()
             except BrokenPipeError:
-                # The reader died; its own exit status says why. Stop the rest so nothing blocks on a full pipe.
+                # Whoever reads from this pump went away; stop the rest so nothing blocks on a full pipe.
+                self.reader_quit = self.reader_quit or reader
                 self.abort()
             except BaseException as exc:  # noqa: BLE001 - re-raised by finish()
                 self.python_error = self.python_error or exc
@@ -288,29 +364,41 @@ class _Runner:
 
         worker = threading.Thread(target=guarded, daemon=True)
         worker.start()
-        return worker
+        self.workers.append(worker)
 
-    def finish(self, workers: t.Sequence[threading.Thread], result: StreamResult) -> None:
-        for worker in workers:
+    def finish(self, result: StreamResult) -> None:
+        for worker in self.workers:
             worker.join()
         for stage in self.stages:
             stage.wait()
             result.stderr[stage.name] = stage.stderr
-        if self.python_error is not None and not isinstance(self.python_error, BrokenPipeError):
+        if _STOP_SIGNAL:
+            raise LifeboatError(f"stopped by {_STOP_SIGNAL[0]} before the work was done")
+        if self.python_error is not None:
             raise _as_lifeboat_error(self.python_error, self.target)
-        # The first failure in stream order is the cause; later stages only saw a cut stream.
+        outcomes = [stage.outcome() for stage in self.stages]
+        # The first real failure in stream order is the cause: upstream stages only saw their reader vanish.
+        for kind, reason in outcomes:
+            if kind == "failed":
+                raise LifeboatError(reason)
+        broken = [reason for kind, reason in outcomes if kind == "pipe"]
+        if broken:  # nothing downstream explains it: this stage's own words are the best we have
+            raise LifeboatError(broken[-1])
+        if self.reader_quit:
+            raise LifeboatError(f"{self.reader_quit} stopped reading before the end of the stream")
+        for kind, reason in outcomes:
+            if kind != "ok":
+                raise LifeboatError(f"{self.target} failed: {reason}")
+
+    def cleanup(self) -> None:
+        self.abort()
         for stage in self.stages:
-            reason = stage.failure()
-            if reason:
-                raise LifeboatError(reason, stderr=stage.stderr)
-        for stage in self.stages:
-            if stage.proc.returncode != 0 and not stage.killed:
-                raise LifeboatError(f"{stage.name} failed: the stream was cut (exit code {stage.proc.returncode})")
+            stage.wait()
 
 
-def _as_lifeboat_error(exc: BaseException, target: str) -> LifeboatError:
-    if isinstance(exc, LifeboatError):
-        return exc
+def _as_lifeboat_error(exc: BaseException, target: str) -> BaseException:
+    if isinstance(exc, LifeboatError) or not isinstance(exc, Exception):
+        return exc  # KeyboardInterrupt and the like keep their meaning
     if isinstance(exc, OSError):
         return LifeboatError(f"{target} failed: {exc.strerror or exc}")
     return LifeboatError(f"{target} failed: {exc}")
@@ -330,64 +418,46 @@ def write_stream(
 ) -> StreamResult:
     """Run producer | compress | encrypt into ``temp_fd`` (an open, empty file), hashing both ends.
 
-    The file is fsynced before returning. On any failure every process is killed and LifeboatError is
+    The file is fsynced before returning. On any failure every process is stopped and LifeboatError is
     raised; the caller owns the file and removes it.
     """
     result = StreamResult()
-    runner = _Runner(f"writing {temp_label}")
     plain_hash, stored_hash = hashlib.sha256(), hashlib.sha256()
     compress = compressor_argv(compression, compression_level)
     filters = [f for f in (_Filter("compress", compress) if compress else None, encryptor(encryption)) if f]
-    try:
+    with _Runner(f"writing {temp_label}") as runner:
         producer = runner.start(
             producer_name, producer_argv, subprocess.DEVNULL, subprocess.PIPE, producer_env, on_producer_stderr
         )
-        previous: t.Any = subprocess.PIPE
-        for index, item in enumerate(filters):
-            stage = runner.start(item.name, item.argv, previous, subprocess.PIPE, tty_input=item.tty_input)
-            if index == 0:
-                first_filter_stdin = stage.proc.stdin
+        head, tail = runner.chain(filters, subprocess.PIPE)
+        runner.begin()
+
+        def store(chunk: bytes) -> None:
+            stored_hash.update(chunk)
+            result.stored_bytes += len(chunk)
+            _write_all(temp_fd, chunk)
+
+        def take_plain(chunk: bytes) -> None:
+            plain_hash.update(chunk)
+            result.plain_bytes += len(chunk)
+            if head is None:
+                store(chunk)
             else:
-                runner.stages[-2].proc.stdout.close()  # the filter owns it now
-            previous = stage.proc.stdout
-        plain_out = t.cast(t.IO[bytes], producer.proc.stdout)
+                _write_all(head.fileno(), chunk)
 
         def pump_plain() -> None:
-            sink = first_filter_stdin.fileno() if filters else temp_fd
-            while True:
-                chunk = os.read(plain_out.fileno(), CHUNK)
-                if not chunk:
-                    break
-                plain_hash.update(chunk)
-                result.plain_bytes += len(chunk)
-                if not filters:
-                    stored_hash.update(chunk)
-                    result.stored_bytes += len(chunk)
-                _write_all(sink, chunk)
-            if filters:
-                first_filter_stdin.close()
+            _pump(producer.proc.stdout.fileno(), take_plain)
+            if head is not None:
+                head.close()
 
-        workers = [runner.thread(pump_plain)]
-        if filters:
-            tail = runner.stages[-1].proc.stdout
-
-            def pump_stored() -> None:
-                while True:
-                    chunk = os.read(tail.fileno(), CHUNK)
-                    if not chunk:
-                        break
-                    stored_hash.update(chunk)
-                    result.stored_bytes += len(chunk)
-                    _write_all(temp_fd, chunk)
-
-            workers.append(runner.thread(pump_stored))
-        runner.finish(workers, result)
-        os.fsync(temp_fd)
-    except BaseException:
-        runner.abort()
-        for stage in runner.stages:
-            stage.wait()
-        raise
+        runner.thread(pump_plain, reader=filters[0].name if filters else "")
+        if tail is not None:
+            runner.thread(lambda: _pump(tail.fileno(), store))
+        runner.finish(result)
+        try:
+            os.fsync(temp_fd)
+        except OSError as exc:
+            raise LifeboatError(f"writing {temp_label} failed: {exc.strerror}") from exc
     result.plain_sha256 = plain_hash.hexdigest()
     result.stored_sha256 = stored_hash.hexdigest()
     return result
@@ -406,79 +476,61 @@ def read_stream(
 ) -> StreamResult:
     """Stream ``path`` through age -d and the decompressor into a consumer (or nowhere), hashing both ends."""
     result = StreamResult()
-    runner = _Runner(f"reading {path}")
     plain_hash, stored_hash = hashlib.sha256(), hashlib.sha256()
     decompress = decompressor_argv(compression)
     filters = [f for f in (decryptor(decryption) if encrypted else None,
                            _Filter("decompress", decompress) if decompress else None) if f]
     try:
-        source = open(path, "rb", buffering=0)  # noqa: SIM115 - closed in finally
+        source = os.open(path, os.O_RDONLY)
     except OSError as exc:
         raise LifeboatError(f"cannot read archive {path}: {exc.strerror}") from exc
     try:
-        previous: t.Any = subprocess.PIPE
-        first_stdin = None
-        for index, item in enumerate(filters):
-            stage = runner.start(item.name, item.argv, previous, subprocess.PIPE, tty_input=item.tty_input)
-            if index == 0:
-                first_stdin = stage.proc.stdin
-            else:
-                runner.stages[-2].proc.stdout.close()
-            previous = stage.proc.stdout
-        consumer = None
-        if consumer_argv:
-            consumer = runner.start(
-                consumer_name, consumer_argv, subprocess.PIPE, subprocess.PIPE, consumer_env, on_consumer_output
-            )
+        with _Runner(f"reading {path}") as runner:
+            head, tail = runner.chain(filters, subprocess.PIPE)
+            consumer = None
+            if consumer_argv:
+                consumer = runner.start(
+                    consumer_name, consumer_argv, subprocess.PIPE, subprocess.PIPE, consumer_env, on_consumer_output
+                )
+            runner.begin()
 
-        def deliver_plain(chunk: bytes) -> None:
-            plain_hash.update(chunk)
-            result.plain_bytes += len(chunk)
-            if consumer is not None:
-                _write_all(consumer.proc.stdin.fileno(), chunk)
+            def take_plain(chunk: bytes) -> None:
+                plain_hash.update(chunk)
+                result.plain_bytes += len(chunk)
+                if consumer is not None:
+                    _write_all(consumer.proc.stdin.fileno(), chunk)
 
-        def pump_file() -> None:
-            while True:
-                chunk = source.read(CHUNK)
-                if not chunk:
-                    break
+            def take_stored(chunk: bytes) -> None:
                 stored_hash.update(chunk)
                 result.stored_bytes += len(chunk)
-                if first_stdin is not None:
-                    _write_all(first_stdin.fileno(), chunk)
+                if head is None:
+                    take_plain(chunk)
                 else:
-                    deliver_plain(chunk)
-            if first_stdin is not None:
-                first_stdin.close()
-            elif consumer is not None:
-                consumer.proc.stdin.close()
+                    _write_all(head.fileno(), chunk)
 
-        workers = [runner.thread(pump_file)]
-        if filters:
-            tail = previous
-
-            def pump_plain() -> None:
-                while True:
-                    chunk = os.read(tail.fileno(), CHUNK)
-                    if not chunk:
-                        break
-                    deliver_plain(chunk)
+            def close_consumer() -> None:
                 if consumer is not None:
                     consumer.proc.stdin.close()
 
-            workers.append(runner.thread(pump_plain))
-        if consumer is not None:
-            out_reader = threading.Thread(target=lambda: _collect(consumer, result), daemon=True)
-            out_reader.start()
-            workers.append(out_reader)
-        runner.finish(workers, result)
-    except BaseException:
-        runner.abort()
-        for stage in runner.stages:
-            stage.wait()
-        raise
+            def pump_file() -> None:
+                _pump(source, take_stored)
+                if head is not None:
+                    head.close()
+                else:
+                    close_consumer()
+
+            def pump_plain() -> None:
+                _pump(tail.fileno(), take_plain)
+                close_consumer()
+
+            runner.thread(pump_file, reader=filters[0].name if filters else consumer_name)
+            if tail is not None:
+                runner.thread(pump_plain, reader=consumer_name)
+            if consumer is not None:
+                runner.thread(lambda: _collect(consumer, result))
+            runner.finish(result)
     finally:
-        source.close()
+        os.close(source)
     result.plain_sha256 = plain_hash.hexdigest()
     result.stored_sha256 = stored_hash.hexdigest()
     return result
@@ -519,9 +571,17 @@ class ArchiveFile:
         try:
             # link() refuses to replace an existing file, so an older archive is never overwritten.
             os.link(self.temp_path, self.final_path)
+            os.unlink(self.temp_path)
         except FileExistsError as exc:
             raise LifeboatError(f"{self.final_path} already exists; refusing to overwrite an archive") from exc
-        os.unlink(self.temp_path)
+        except OSError as exc:
+            # Some filesystems (vfat, some CIFS mounts) have no hard links: check, then rename.
+            if os.path.lexists(self.final_path):
+                raise LifeboatError(f"{self.final_path} already exists; refusing to overwrite an archive") from exc
+            try:
+                os.rename(self.temp_path, self.final_path)
+            except OSError as rename_error:
+                raise LifeboatError(f"cannot name the archive {self.final_path}: {rename_error.strerror}") from exc
         self.committed = True
         fsync_directory(self.directory)
 

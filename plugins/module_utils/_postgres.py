@@ -8,28 +8,39 @@ the dump streams, so they describe exactly what the archive holds.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import glob
 import os
 import queue
 import re
 import shutil
-import subprocess
 import threading
 import typing as t
+import urllib.parse
 from dataclasses import dataclass, field
 
 from . import _manifest
 from ._archive import (
     ArchiveOptions,
-    check_archive,
-    check_decryption,
+    check_stream,
     commit_with_manifest,
     compare_counts,
     count_mismatch_error,
     stream_to_archive,
+    verify_archive,
 )
-from ._common import LifeboatError, PrivateDir, child_env, find_binary, read_secret_file, tool_version
-from ._pipeline import Decryption, read_stream
+from ._common import (
+    LifeboatError,
+    PrivateDir,
+    child_env,
+    find_binary,
+    friendly_errors,
+    read_secret_file,
+    register_secret,
+    tool_version,
+)
+from ._pipeline import Decryption, StreamResult, read_stream, run_tool
 
 FORMATS = ("custom", "directory")
 GLOBALS = ("none", "roles", "all")
@@ -87,6 +98,11 @@ class PgConnection:
             except Exception as exc:  # noqa: BLE001 - the library's parse errors vary by version
                 raise LifeboatError("login_uri is not a valid PostgreSQL URI or connection string") from exc
             password = params.pop("password", None) or password
+            if "sslpassword" in params:
+                raise LifeboatError(
+                    "login_uri carries sslpassword, which would show on the tools' command line; "
+                    "use a client key without a passphrase, readable only by its owner"
+                )
         for key, value in (
             ("host", unix_socket or host),
             ("port", port),
@@ -103,6 +119,8 @@ class PgConnection:
         if password_file:
             password = read_secret_file(password_file, "password")
         params.setdefault("application_name", "lifeboat.ops")
+        if password:
+            register_secret(password, urllib.parse.quote(password, safe=""))
         return cls(params, password)
 
     @property
@@ -151,9 +169,7 @@ def server_info(conn: t.Any) -> dict[str, t.Any]:
 
 def _binary_major(path: str) -> tuple[int, str]:
     version = tool_version(path)
-    # "pg_dump (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)": the number right after the product name.
-    match = _VERSION.search(version.split("PostgreSQL)", 1)[-1])
-    return (int(match.group(1)) if match else 0), version
+    return _major(version), version
 
 
 def pick_binary(name: str, server_major: int, bin_dir: str | None = None) -> tuple[str, str]:
@@ -195,7 +211,6 @@ class DumpRequest:
     exclude_table_data: list[str] = field(default_factory=list)
     globals_mode: str = "none"
     pg_bin_dir: str | None = None
-    count_rows: bool = True
 
     def validate(self) -> None:
         self.archive.validate()
@@ -244,17 +259,9 @@ class _SnapshotCounter:
             if self.error is not None:
                 continue
             try:
-                row = self.conn.execute(
-                    "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-                    " WHERE n.nspname || '.' || c.relname = %s AND c.relkind IN ('r', 'p', 'm', 'f')",
-                    (name,),
-                ).fetchone()
-                if row is None:
-                    continue
-                count = self.conn.execute(
-                    f"SELECT count(*) FROM ONLY {_quote_ident(row[0])}.{_quote_ident(row[1])}"
-                ).fetchone()[0]
-                self.counts[f"{row[0]}.{row[1]}"] = count
+                count = _count_rows(self.conn, name)
+                if count is not None:
+                    self.counts[name] = count
             except BaseException as exc:  # noqa: BLE001 - reported by finish()
                 self.error = exc
 
@@ -267,6 +274,32 @@ class _SnapshotCounter:
         if self.error is not None:
             raise LifeboatError(f"counting rows in the dump snapshot failed: {_one_line(self.error)}")
         return dict(sorted(self.counts.items()))
+
+
+def _count_rows(conn: t.Any, name: str) -> int | None:
+    """Rows of the table named ``schema.table`` as pg_dump prints it (dots in names included), or None."""
+    row = conn.execute(
+        "SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname) FROM pg_class c"
+        " JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname || '.' || c.relname = %s AND c.relkind IN ('r', 'p', 'm', 'f')",
+        (name,),
+    ).fetchone()
+    return None if row is None else conn.execute(f"SELECT count(*) FROM ONLY {row[0]}").fetchone()[0]
+
+
+def _major(version: str) -> int:
+    """16 from "pg_dump (PostgreSQL) 16.4 (Debian 16.4-1)" or from "16.4"."""
+    match = _VERSION.search(version.split("PostgreSQL)", 1)[-1])
+    return int(match.group(1)) if match else 0
+
+
+def _one_line_error(exc: Exception) -> str | None:
+    if isinstance(exc, _psycopg().Error):
+        return f"PostgreSQL error: {_one_line(exc)}"
+    return None
+
+
+_one_line_errors = friendly_errors(_one_line_error)
 
 
 def _table_data_present(conn: t.Any) -> int:
@@ -290,6 +323,7 @@ def list_tables(conn: t.Any) -> dict[str, int]:
     return dict(rows)
 
 
+@_one_line_errors
 def plan_dump(request: DumpRequest) -> dict[str, t.Any]:
     """Check mode: connect, pick the client, list what would be dumped; write nothing."""
     request.validate()
@@ -300,6 +334,7 @@ def plan_dump(request: DumpRequest) -> dict[str, t.Any]:
     return {"server_version": server["version"], "pg_dump": binary, "pg_dump_version": version, "tables": tables}
 
 
+@_one_line_errors
 def dump(request: DumpRequest) -> dict[str, t.Any]:
     request.validate()
     started = _manifest.utc_now()
@@ -309,16 +344,17 @@ def dump(request: DumpRequest) -> dict[str, t.Any]:
     try:
         server = server_info(conn)
         pg_dump, pg_dump_version = pick_binary("pg_dump", server["major"], request.pg_bin_dir)
-        # One repeatable-read transaction exports the snapshot pg_dump uses and counts rows in it.
+        # One repeatable-read transaction exports the snapshot pg_dump uses and counts rows in it. It
+        # idles between tables, so a server-wide idle timeout must not end it halfway through a long dump.
+        conn.execute("SET idle_in_transaction_session_timeout = 0")
+        conn.execute("SET statement_timeout = 0")
         conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         snapshot = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
-        counter = _SnapshotCounter(conn) if request.count_rows else None
-        on_line = counter.on_dump_line if counter else None
+        counter = _SnapshotCounter(conn)
         common = [
             "--verbose",
             "--no-password",
             f"--snapshot={snapshot}",
-            "--compress=0",
             f"--dbname={request.connection.conninfo()}",
             *request.filter_args(),
         ]
@@ -328,17 +364,18 @@ def dump(request: DumpRequest) -> dict[str, t.Any]:
             if request.dump_format == "custom":
                 kind, archive_format = "pgdump", "pg_dump-custom"
                 path = archive_opts.path_for(started, kind)
+                # Uncompressed: the pipeline compresses the whole stream, faster and smaller.
                 archive, stream = stream_to_archive(
-                    path, [pg_dump, "--format=custom", *common], archive_opts,
-                    producer_env=env, producer_name="pg_dump", on_producer_stderr=on_line,
+                    path, [pg_dump, "--format=custom", "--compress=0", *common], archive_opts,
+                    producer_env=env, producer_name="pg_dump", on_producer_stderr=counter.on_dump_line,
                 )
             else:
                 kind, archive_format = "pgdir.tar", "pg_dump-directory-tar"
                 path = archive_opts.path_for(started, kind)
-                archive, stream = _dump_directory(request, pg_dump, common, env, path, on_line)
+                archive, stream = _dump_directory(request, pg_dump, common, env, path, counter.on_dump_line)
             archives.append(archive)
-            counts = counter.finish() if counter else {}
-            if counter and not counts and _table_data_present(conn):
+            counts = counter.finish()
+            if not counts and _table_data_present(conn):
                 raise LifeboatError(
                     f"pg_dump wrote no table data although {request.connection.database} has tables with rows; "
                     "check the include/exclude patterns"
@@ -347,8 +384,7 @@ def dump(request: DumpRequest) -> dict[str, t.Any]:
             if request.globals_mode != "none":
                 extras.append(_dump_globals(request, server["major"], started, archives))
         except BaseException:
-            if counter:
-                counter.stop()
+            counter.stop()
             for archive in archives:
                 archive.discard()
             raise
@@ -383,22 +419,16 @@ def dump(request: DumpRequest) -> dict[str, t.Any]:
 def _dump_directory(
     request: DumpRequest, pg_dump: str, common: list[str], env: dict[str, str], path: str, on_line: t.Any
 ) -> tuple[t.Any, t.Any]:
-    """pg_dump -Fd -j N into a private directory beside the archive, then tar it through the pipeline."""
+    """pg_dump -Fd -j N into a private directory beside the archive, then tar it through the pipeline.
+
+    pg_dump compresses each file itself here (its default), so the directory takes a fraction of the
+    database's size on the backup disk while it waits to be streamed.
+    """
     work = PrivateDir(request.archive.destination)
     try:
         target = os.path.join(work.path, "dump")
-        process = subprocess.Popen(
-            [pg_dump, "--format=directory", f"--jobs={request.jobs}", f"--file={target}", *common],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
-        )
-        tail: list[str] = []
-        for raw in t.cast(t.IO[bytes], process.stderr):
-            line = raw.decode("utf-8", "replace").rstrip("\n")
-            tail = (tail + [line])[-40:]
-            if on_line:
-                on_line(line)
-        if process.wait() != 0:
-            raise LifeboatError(f"pg_dump failed: {tail[-1] if tail else f'exit code {process.returncode}'}")
+        run_tool("pg_dump", [pg_dump, "--format=directory", f"--jobs={request.jobs}", f"--file={target}", *common],
+                 env, on_line)
         return stream_to_archive(
             path, [find_binary("tar"), "-C", target, "-cf", "-", "."], request.archive, producer_name="tar"
         )
@@ -451,8 +481,9 @@ def restore_commands(file_name: str, archive_format: str, options: ArchiveOption
 
 @dataclass
 class RestoreRequest:
-    connection: PgConnection  # its database is the target
+    connection: PgConnection
     archive_path: str
+    target_database: str | None = None  # the archive's own database name when unset
     decryption: Decryption = field(default_factory=Decryption)
     overwrite: bool = False
     recreate: bool = False
@@ -481,94 +512,95 @@ def _target_state(request: RestoreRequest, database: str) -> tuple[bool, int]:
         return True, len(list_tables(conn))
 
 
-def plan_restore(request: RestoreRequest, manifest: dict[str, t.Any] | None = None) -> dict[str, t.Any]:
+@_one_line_errors
+def plan_restore(request: RestoreRequest) -> dict[str, t.Any]:
+    """Everything that can be checked before writing: the archive (read whole), the target, the client."""
     request.validate()
-    manifest = manifest or check_archive(request.archive_path, "postgresql")
-    check_decryption(manifest, request.decryption)
-    database = request.connection.database or manifest["database"]
+    manifest = verify_archive(request.archive_path, "postgresql", request.decryption)
+    database = request.target_database or manifest["database"]
     exists, tables = _target_state(request, database)
     if tables and not request.overwrite:
         raise LifeboatError(
             f"database {database} already holds {tables} tables; set overwrite=true to restore into it "
             "(with recreate=true to replace it with the archive's content)"
         )
-    return {"database": database, "exists": exists, "existing_tables": tables, "manifest": manifest}
+    with request.connection.for_database(request.maintenance_database).connect() as conn:
+        server_major = server_info(conn)["major"]
+    # pg_restore must read the archive's format and speak to the server: the newer of the two decides.
+    needed = max(server_major, _major(manifest["tool"]["version"]))
+    pg_restore, version = pick_binary("pg_restore", needed, request.pg_bin_dir)
+    return {"database": database, "exists": exists, "existing_tables": tables, "manifest": manifest,
+            "pg_restore": pg_restore, "pg_restore_version": version}
 
 
+@_one_line_errors
 def restore(request: RestoreRequest, plan: dict[str, t.Any] | None = None) -> dict[str, t.Any]:
     plan = plan or plan_restore(request)
     manifest, database = plan["manifest"], plan["database"]
     target = request.connection.for_database(database)
     safety = None
     if plan["existing_tables"] and request.safety_dump is not None:
-        safety = dump(DumpRequest(connection=target, archive=request.safety_dump, pg_bin_dir=request.pg_bin_dir))
-    if not plan["exists"] or request.recreate:
-        with request.connection.for_database(request.maintenance_database).connect() as conn:
-            if plan["exists"]:
-                conn.execute(f"DROP DATABASE {_quote_ident(database)} WITH (FORCE)")
-            conn.execute(f"CREATE DATABASE {_quote_ident(database)} TEMPLATE template0")
-    with target.connect() as conn:
-        major = server_info(conn)["major"]
-    pg_restore, version = pick_binary("pg_restore", major, request.pg_bin_dir)
-    argv = [pg_restore, "--exit-on-error", "--no-password", f"--dbname={target.conninfo()}"]
+        options = dataclasses.replace(request.safety_dump, job=f"{_manifest.default_job(database)}-before-restore")
+        safety = dump(DumpRequest(connection=target, archive=options, pg_bin_dir=request.pg_bin_dir))
+    created = not plan["exists"] or request.recreate
+    argv = [plan["pg_restore"], "--exit-on-error", "--no-password", f"--dbname={target.conninfo()}"]
     argv += ["--no-owner"] if request.no_owner else []
     argv += ["--no-privileges"] if request.no_privileges else []
+    # One transaction: a failure leaves an existing database as it was (pg_restore -j cannot do this).
+    argv += ["--single-transaction"] if request.jobs == 1 else []
     try:
-        _run_pg_restore(request, manifest, argv, target.env())
-    except LifeboatError as exc:
-        if plan["exists"] and not request.recreate:
+        if created:
+            with request.connection.for_database(request.maintenance_database).connect() as conn:
+                if plan["exists"]:
+                    conn.execute(f"DROP DATABASE {_quote_ident(database)} WITH (FORCE)")
+                conn.execute(f"CREATE DATABASE {_quote_ident(database)} TEMPLATE template0")
+        stream = _run_pg_restore(request, manifest, argv, target.env())
+        check_stream(stream, manifest, request.archive_path)
+        with target.connect() as conn:
+            actual = {name: count for name in manifest["counts"] if (count := _count_rows(conn, name)) is not None}
+        problems = compare_counts(manifest["counts"], actual)
+        if problems:
+            raise count_mismatch_error(problems, database)
+    except BaseException as exc:
+        if not created:
             raise
-        # The database was made for this restore and holds a part of it at most: remove it.
+        # The database was made for this restore and holds a part of it at most: a half restore must
+        # never pass for a whole one.
         with request.connection.for_database(request.maintenance_database).connect() as conn:
             conn.execute(f"DROP DATABASE IF EXISTS {_quote_ident(database)} WITH (FORCE)")
-        raise LifeboatError(f"{exc}; the partly restored database {database} was dropped") from exc
-    with target.connect() as conn:
-        actual = {}
-        for name in manifest["counts"]:
-            schema, table = name.split(".", 1)
-            try:
-                actual[name] = conn.execute(
-                    f"SELECT count(*) FROM ONLY {_quote_ident(schema)}.{_quote_ident(table)}"
-                ).fetchone()[0]
-            except _psycopg().Error:
-                pass  # a missing table shows as 'none' in the comparison below
-    problems = compare_counts(manifest["counts"], actual)
-    if problems:
-        raise count_mismatch_error(problems, database)
+        if isinstance(exc, LifeboatError):
+            raise LifeboatError(f"{exc}; the database {database} this restore created was dropped") from exc
+        raise
     return {
         "database": database,
-        "created": not plan["exists"],
+        "created": created,
         "counts": actual,
-        "pg_restore_version": version,
+        "pg_restore_version": plan["pg_restore_version"],
         "safety_dump": safety["archive"] if safety else None,
     }
 
 
-def _run_pg_restore(request: RestoreRequest, manifest: dict[str, t.Any], argv: list[str], env: dict[str, str]) -> None:
+def _run_pg_restore(request: RestoreRequest, manifest: dict[str, t.Any], argv: list[str], env: dict[str, str]) -> StreamResult:
     info = manifest["archive"]
-    encrypted = info["encryption"] is not None
-    streaming = info["format"] == "pg_dump-custom" and request.jobs == 1
-    if streaming:
-        read_stream(request.archive_path, compression=info["compression"], decryption=request.decryption,
-                    encrypted=encrypted, consumer_argv=argv, consumer_env=env, consumer_name="pg_restore")
-        return
-    # Parallel restore needs a seekable file or a directory: unpack into a private directory first.
-    work = PrivateDir(os.path.dirname(request.archive_path))
+    read = functools.partial(read_stream, request.archive_path, compression=info["compression"],
+                             decryption=request.decryption, encrypted=info["encryption"] is not None)
+    if info["format"] == "pg_dump-custom" and request.jobs == 1:
+        return read(consumer_argv=argv, consumer_env=env, consumer_name="pg_restore")
+    # Parallel restore needs a seekable file or a directory: unpack into a private directory first,
+    # beside the archive (the backup disk has room for it), else in the temporary directory.
+    try:
+        work = PrivateDir(os.path.dirname(request.archive_path))
+    except OSError:
+        work = PrivateDir()
     try:
         if info["format"] == "pg_dump-custom":
-            plain = os.path.join(work.path, "dump.pgdump")
-            consumer = [find_binary("dd"), f"of={plain}", "bs=1M", "status=none"]
-            source = plain
+            source = os.path.join(work.path, "dump.pgdump")
+            stream = read(consumer_argv=[find_binary("dd"), f"of={source}", "bs=1M", "status=none"], consumer_name="unpack")
         else:
-            plain = os.path.join(work.path, "dump")
-            os.mkdir(plain)
-            consumer = [find_binary("tar"), "-x", "-C", plain]
-            source = plain
-        read_stream(request.archive_path, compression=info["compression"], decryption=request.decryption,
-                    encrypted=encrypted, consumer_argv=consumer, consumer_name="unpack")
-        done = subprocess.run([*argv, f"--jobs={request.jobs}", source], capture_output=True, env=env, check=False)
-        if done.returncode != 0:
-            lines = done.stderr.decode("utf-8", "replace").strip().splitlines()
-            raise LifeboatError(f"pg_restore failed: {lines[-1] if lines else done.returncode}")
+            source = os.path.join(work.path, "dump")
+            os.mkdir(source)
+            stream = read(consumer_argv=[find_binary("tar"), "-x", "-C", source], consumer_name="unpack")
+        run_tool("pg_restore", [*argv, f"--jobs={request.jobs}", source], env)
+        return stream
     finally:
         work.cleanup()

@@ -139,10 +139,13 @@ server:
   type: dict
 """
 
+import traceback
+
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.lifeboat.ops.plugins.module_utils import _mongo, _params
 from ansible_collections.lifeboat.ops.plugins.module_utils._common import LifeboatError
+from ansible_collections.lifeboat.ops.plugins.module_utils._pipeline import stop_cleanly_on_termination
 
 
 def main() -> None:
@@ -160,10 +163,13 @@ def main() -> None:
         argument_spec=argument_spec, mutually_exclusive=_params.CONNECTION_EXCLUSIVE, supports_check_mode=True
     )
     params = module.params
+    stop_cleanly_on_termination()
     try:
+        connection = _params.mongo_connection(params)
+        module.no_log_values.update(connection.secrets)
         request = _mongo.DumpRequest(
-            connection=_params.mongo_connection(params),
-            archive=_params.archive_options(params, params["database"] or "all"),
+            connection=connection,
+            archive=_params.archive_options(params, params["database"]),
             database=params["database"],
             collections=params["collections"],
             exclude_collections=params["exclude_collections"],
@@ -178,6 +184,8 @@ def main() -> None:
         result = _mongo.dump(request)
     except LifeboatError as exc:
         module.fail_json(msg=str(exc))
+    except Exception as exc:  # noqa: BLE001 - a bug of ours: one line here, the traceback with -vvv
+        module.fail_json(msg=f"unexpected error: {exc}".splitlines()[0], exception=traceback.format_exc())
     module.exit_json(changed=True, server=result["manifest_data"]["server"], **_params.dump_result(result))
 
 

@@ -112,10 +112,13 @@ safety_dumps:
   elements: str
 """
 
+import traceback
+
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.lifeboat.ops.plugins.module_utils import _mongo, _params
 from ansible_collections.lifeboat.ops.plugins.module_utils._common import LifeboatError
+from ansible_collections.lifeboat.ops.plugins.module_utils._pipeline import stop_cleanly_on_termination
 
 
 def main() -> None:
@@ -135,9 +138,12 @@ def main() -> None:
         supports_check_mode=True,
     )
     params = module.params
+    stop_cleanly_on_termination()
     try:
+        connection = _params.mongo_connection(params)
+        module.no_log_values.update(connection.secrets)
         request = _mongo.RestoreRequest(
-            connection=_params.mongo_connection(params),
+            connection=connection,
             archive_path=params["archive"],
             decryption=_params.decryption(params),
             target_database=params["target_database"],
@@ -147,7 +153,7 @@ def main() -> None:
             ns_exclude=params["ns_exclude"],
             drop=params["drop"],
             overwrite=params["overwrite"],
-            safety_dump=_params.safety_dump_options(params, params["target_database"] or "restore"),
+            safety_dump=_params.safety_dump_options(params),
             tools_dir=params["tools_dir"],
         )
         plan = _mongo.plan_restore(request)
@@ -157,6 +163,8 @@ def main() -> None:
         result = _mongo.restore(request, plan)
     except LifeboatError as exc:
         module.fail_json(msg=str(exc))
+    except Exception as exc:  # noqa: BLE001 - a bug of ours: one line here, the traceback with -vvv
+        module.fail_json(msg=f"unexpected error: {exc}".splitlines()[0], exception=traceback.format_exc())
     for warning in result["warnings"]:
         module.warn(warning)
     module.exit_json(

@@ -87,11 +87,6 @@ options:
     type: str
     default: none
     choices: [none, roles, all]
-  count_rows:
-    description:
-      - Count the rows of every dumped table inside the dump's snapshot, for the manifest and later checks.
-    type: bool
-    default: true
 notes:
   - The password reaches C(pg_dump) through its environment (E(PGPASSWORD)), never its command line.
 seealso:
@@ -175,10 +170,13 @@ pg_dump_version:
   type: str
 """
 
+import traceback
+
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.lifeboat.ops.plugins.module_utils import _params, _postgres
 from ansible_collections.lifeboat.ops.plugins.module_utils._common import LifeboatError
+from ansible_collections.lifeboat.ops.plugins.module_utils._pipeline import stop_cleanly_on_termination
 
 
 def main() -> None:
@@ -194,19 +192,19 @@ def main() -> None:
         "exclude_tables": {"type": "list", "elements": "str", "default": []},
         "exclude_table_data": {"type": "list", "elements": "str", "default": []},
         "globals": {"type": "str", "default": "none", "choices": list(_postgres.GLOBALS)},
-        "count_rows": {"type": "bool", "default": True},
     }
     module = AnsibleModule(
         argument_spec=argument_spec, mutually_exclusive=_params.CONNECTION_EXCLUSIVE, supports_check_mode=True
     )
     params = module.params
+    stop_cleanly_on_termination()
     try:
         connection = _params.pg_connection(params, params["database"])
         if connection.password:
             module.no_log_values.add(connection.password)
         request = _postgres.DumpRequest(
             connection=connection,
-            archive=_params.archive_options(params, connection.database or "all"),
+            archive=_params.archive_options(params, connection.database),
             dump_format=params["format"],
             jobs=params["jobs"],
             schemas=params["schemas"],
@@ -216,7 +214,6 @@ def main() -> None:
             exclude_table_data=params["exclude_table_data"],
             globals_mode=params["globals"],
             pg_bin_dir=params["pg_bin_dir"],
-            count_rows=params["count_rows"],
         )
         if module.check_mode:
             plan = _postgres.plan_dump(request)
@@ -229,6 +226,8 @@ def main() -> None:
         result = _postgres.dump(request)
     except LifeboatError as exc:
         module.fail_json(msg=str(exc))
+    except Exception as exc:  # noqa: BLE001 - a bug of ours: one line here, the traceback with -vvv
+        module.fail_json(msg=f"unexpected error: {exc}".splitlines()[0], exception=traceback.format_exc())
     manifest = result["manifest_data"]
     module.exit_json(
         changed=True,

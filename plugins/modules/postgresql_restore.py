@@ -115,10 +115,13 @@ expected_counts:
   type: dict
 """
 
+import traceback
+
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.lifeboat.ops.plugins.module_utils import _params, _postgres
 from ansible_collections.lifeboat.ops.plugins.module_utils._common import LifeboatError
+from ansible_collections.lifeboat.ops.plugins.module_utils._pipeline import stop_cleanly_on_termination
 
 
 def main() -> None:
@@ -136,13 +139,15 @@ def main() -> None:
         argument_spec=argument_spec, mutually_exclusive=_params.CONNECTION_EXCLUSIVE, supports_check_mode=True
     )
     params = module.params
+    stop_cleanly_on_termination()
     try:
-        connection = _params.pg_connection(params, params["target_database"])
+        connection = _params.pg_connection(params, None)
         if connection.password:
             module.no_log_values.add(connection.password)
         request = _postgres.RestoreRequest(
             connection=connection,
             archive_path=params["archive"],
+            target_database=params["target_database"],
             decryption=_params.decryption(params),
             overwrite=params["overwrite"],
             recreate=params["recreate"],
@@ -150,7 +155,7 @@ def main() -> None:
             no_owner=params["no_owner"],
             no_privileges=params["no_privileges"],
             maintenance_database=params["maintenance_database"],
-            safety_dump=_params.safety_dump_options(params, params["target_database"] or "restore"),
+            safety_dump=_params.safety_dump_options(params),
             pg_bin_dir=params["pg_bin_dir"],
         )
         plan = _postgres.plan_restore(request)
@@ -164,6 +169,8 @@ def main() -> None:
         result = _postgres.restore(request, plan)
     except LifeboatError as exc:
         module.fail_json(msg=str(exc))
+    except Exception as exc:  # noqa: BLE001 - a bug of ours: one line here, the traceback with -vvv
+        module.fail_json(msg=f"unexpected error: {exc}".splitlines()[0], exception=traceback.format_exc())
     module.exit_json(
         changed=True,
         created=result["created"],

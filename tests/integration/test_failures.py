@@ -93,13 +93,32 @@ def test_dump_killed_halfway(engine, pg, mongo, big_pg, big_mongo, tmp_path):
 
 @pytest.fixture
 def small_tmpfs(tmp_path):
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root (CI runs as root)")
+    assert os.geteuid() == 0, "mounting a tmpfs needs root: run the suite as CI does (as root)"
     mount = tmp_path / "small"
     mount.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)], check=True)
     yield mount
     subprocess.run(["umount", str(mount)], check=True)
+
+
+@pytest.mark.parametrize("engine", ["postgresql", "mongodb"])
+def test_terminated_module_cleans_up(engine, pg, mongo, big_pg, big_mongo, tmp_path, monkeypatch):
+    """A task timeout or a lost ssh session sends SIGTERM: no partial archive, no private file stays."""
+    private_tmp = tmp_path / "tmp"
+    private_tmp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(private_tmp))
+    destination = tmp_path / "out"
+    server = pg if engine == "postgresql" else mongo
+    process = start_module(f"{engine}_dump", server.login(database=big_pg if engine == "postgresql" else big_mongo,
+                                                          destination=str(destination), compression="none"), tmp_path)
+    deadline = time.time() + 60
+    while not [e for e in os.scandir(destination) if ".partial" in e.name] if destination.is_dir() else True:
+        assert time.time() < deadline, "the dump never started writing"
+        time.sleep(0.01)
+    process.send_signal(signal.SIGTERM)
+    run = finish_module(process)
+    assert_one_line_and_nothing_left(run, destination, "stopped by SIGTERM before the work was done")
+    assert os.listdir(private_tmp) == []
 
 
 @pytest.mark.parametrize("engine", ["postgresql", "mongodb"])
@@ -134,6 +153,14 @@ def test_restore_that_does_not_match_the_manifest_fails(engine, pg, mongo, run_m
         run = run_module(f"{engine}_restore", server.login(archive=dumped.result["archive"], **target))
         assert run.rc != 0
         assert "is incomplete" in run.result["msg"] and name.split(".", 1)[1] in run.result["msg"], run.result["msg"]
+        # What the failed restore created is gone: a half restore never passes for a whole one.
+        if engine == "postgresql":
+            assert "created was dropped" in run.result["msg"]
+            with pg.connect() as conn:
+                assert conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (unique_name,)).fetchone() is None
+        else:
+            assert "created were dropped" in run.result["msg"]
+            assert mongo.client[unique_name].list_collection_names() == []
     finally:
         server.drop(unique_name)
 

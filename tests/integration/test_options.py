@@ -133,3 +133,23 @@ def test_mongodb_dump_of_a_missing_database_fails(mongo, run_module, tmp_path):
     assert run.result["msg"] == ("nothing to dump: database nightscot has no collections that the filters keep; "
                                  "check the database name and filters")
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+
+
+def test_mongodb_safety_dumps_one_per_database(mongo, run_module, tmp_path, unique_name):
+    dumped = run_module("mongodb_dump", mongo.login(destination=str(tmp_path / "all")))
+    assert dumped.rc == 0, dumped.result
+    renames = {"ns_include": ["research.*", f"{MONGO_SOURCE}.*"],
+               "ns_from": ["research.*", f"{MONGO_SOURCE}.*"], "ns_to": [f"{unique_name}_r.*", f"{unique_name}_n.*"]}
+    try:
+        first = run_module("mongodb_restore", mongo.login(archive=dumped.result["archive"], **renames))
+        assert first.rc == 0, first.result
+        second = run_module("mongodb_restore", mongo.login(
+            archive=dumped.result["archive"], overwrite=True, drop=True, safety_dump_dir=str(tmp_path / "safety"),
+            **renames))
+        assert second.rc == 0, second.result
+        assert sorted(path.split("/")[-1].split("-before-restore-")[0] for path in second.result["safety_dumps"]) == [
+            f"{unique_name}_n", f"{unique_name}_r"]
+        assert mongo.fingerprint(f"{unique_name}_r")["hashes"] == mongo.fingerprint("research")["hashes"]
+    finally:
+        mongo.drop(f"{unique_name}_r")
+        mongo.drop(f"{unique_name}_n")

@@ -7,8 +7,10 @@ from __future__ import annotations
 import os
 import threading
 import time
+import urllib.parse
 
 import pytest
+from psycopg import sql
 
 from testbed import MONGO_SOURCE, PG_SOURCE, finish_module, start_module
 
@@ -102,3 +104,53 @@ def test_password_stays_out_of_verbose_playbook_output(pg, mongo, run_playbook, 
     finally:
         pg.drop(unique_name)
         mongo.drop(unique_name)
+
+
+NASTY_PASSWORD = "p:a@s/s?w#o%rd 'q\"+ \\ end"
+
+
+@pytest.fixture
+def nasty_pg_user(pg, unique_name):
+    """A login whose password holds every character that breaks naive quoting, URIs and pgpass files."""
+    with pg.connect() as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN SUPERUSER PASSWORD {}").format(
+            sql.Identifier(unique_name), sql.Literal(NASTY_PASSWORD)))
+    yield unique_name
+    with pg.connect() as conn:
+        conn.execute(f'DROP ROLE IF EXISTS "{unique_name}"')
+
+
+@pytest.fixture
+def nasty_mongo_user(mongo, unique_name):
+    mongo.client.admin.command("createUser", unique_name, pwd=NASTY_PASSWORD, roles=[])  # FerretDB: all rights
+    yield unique_name
+    mongo.client.admin.command("dropUser", unique_name)
+
+
+def test_special_characters_in_passwords(pg, mongo, nasty_pg_user, nasty_mongo_user, tmp_path, unique_name):
+    with CmdlineWatcher() as watcher:
+        runs = []
+        for engine, server, source, login in (
+            ("postgresql", pg, PG_SOURCE, {"login_uri": f"postgresql://{nasty_pg_user}:"
+                                           f"{urllib.parse.quote(NASTY_PASSWORD, safe='')}@{pg.host}:{pg.port}/{PG_SOURCE}"}),
+            ("mongodb", mongo, MONGO_SOURCE, {"login_host": mongo.host, "login_port": mongo.port,
+                                              "login_user": nasty_mongo_user, "login_password": NASTY_PASSWORD}),
+        ):
+            dumped = finish_module(start_module(f"{engine}_dump", {**login, "database": source,
+                                                                   "destination": str(tmp_path / engine)}, tmp_path))
+            assert dumped.rc == 0, dumped.result
+            restored = finish_module(start_module(f"{engine}_restore", {
+                **login, "archive": dumped.result["archive"], "target_database": f"{unique_name}_{engine[:5]}"}, tmp_path))
+            assert restored.rc == 0, restored.result
+            runs += [dumped, restored]
+    try:
+        secrets = {NASTY_PASSWORD, urllib.parse.quote(NASTY_PASSWORD, safe=""), urllib.parse.quote_plus(NASTY_PASSWORD)}
+        for secret in secrets:
+            assert not [cmd for cmd in watcher.seen if secret.encode() in cmd]
+            for run in runs:
+                assert secret not in run.stdout + run.stderr
+        assert pg.fingerprint(f"{unique_name}_postg")["hashes"] == pg.fingerprint(PG_SOURCE)["hashes"]
+        assert mongo.fingerprint(f"{unique_name}_mongo")["hashes"] == mongo.fingerprint(MONGO_SOURCE)["hashes"]
+    finally:
+        pg.drop(f"{unique_name}_postg")
+        mongo.drop(f"{unique_name}_mongo")

@@ -160,13 +160,50 @@ def test_failing_compressor_is_named(tmp_path, monkeypatch) -> None:
     assert leftovers(str(out)) == []
 
 
+@pytest.fixture
+def stored_archive(tmp_path):
+    options = ArchiveOptions(destination=str(tmp_path), job="unit")
+    # Bigger than any pipe buffer, so a reader that quits early is noticed by the writer.
+    producer = [sys.executable, "-c", "import os,sys\nfor i in range(80): sys.stdout.buffer.write(os.urandom(32768).hex().encode())"]
+    archive, stream = stream_to_archive(str(tmp_path / "unit.zst"), producer, options)
+    archive.commit()
+    return str(tmp_path / "unit.zst"), stream
+
+
+def test_consumer_that_stops_reading_early_is_a_failure(stored_archive) -> None:
+    path, _stream = stored_archive
+    early_exit = [sys.executable, "-c", "import sys; sys.stdin.buffer.read(10); sys.exit(0)"]
+    with pytest.raises(LifeboatError, match="^restore stopped reading before the end of the stream$"):
+        read_stream(path, compression="zstd", consumer_argv=early_exit)
+
+
+def test_consumer_failure_is_reported_in_its_own_words(stored_archive) -> None:
+    path, _stream = stored_archive
+    failing = [sys.executable, "-c",
+               "import sys; sys.stdin.buffer.read(1000); "
+               "sys.stderr.write('pg_restore: error: could not send data to server: Broken pipe\\n'); sys.exit(1)"]
+    with pytest.raises(LifeboatError) as failure:
+        read_stream(path, compression="zstd", consumer_argv=failing, consumer_name="pg_restore")
+    assert str(failure.value) == "pg_restore failed: pg_restore: error: could not send data to server: Broken pipe"
+
+
+def test_corrupt_stream_names_the_decompressor(stored_archive, tmp_path) -> None:
+    path, _stream = stored_archive
+    damaged = tmp_path / "damaged.zst"
+    data = bytearray(open(path, "rb").read())
+    data[len(data) // 2] ^= 0xFF
+    damaged.write_bytes(bytes(data))
+    with pytest.raises(LifeboatError, match="^decompress failed: "):
+        read_stream(str(damaged), compression="zstd", consumer_argv=["cat"])
+
+
 def test_compression_level_is_checked() -> None:
     with pytest.raises(LifeboatError, match="compression_level 99 does not fit zstd; use 1 to 19"):
         ArchiveOptions(destination="/tmp/x", job="unit", compression="zstd", compression_level=99).validate()
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root (CI runs as root)")
 def test_full_disk_leaves_nothing(tmp_path) -> None:
+    assert os.geteuid() == 0, "mounting a tmpfs needs root: run the suite as CI does (as root)"
     mount = tmp_path / "small"
     mount.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)], check=True)
