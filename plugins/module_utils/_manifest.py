@@ -17,6 +17,8 @@ from ._pipeline import SUFFIXES, Encryption, StreamResult, write_file_atomic
 FORMAT = "lifeboat.ops/archive-manifest"
 FORMAT_VERSION = 1
 MANIFEST_SUFFIX = ".manifest.json"
+_REQUIRED = ("job", "engine", "database", "archive", "tool", "counts", "options", "restore_commands")
+_REQUIRED_ARCHIVE = ("file", "format", "sha256", "plain_sha256", "size", "compression", "encryption")
 _JOB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
 
@@ -143,6 +145,11 @@ def load(archive_or_manifest: str) -> dict[str, t.Any]:
         raise LifeboatError(
             f"manifest {path} has format version {manifest.get('format_version')}; this collection reads {FORMAT_VERSION}"
         )
+    archive = manifest.get("archive")
+    missing = [key for key in _REQUIRED if key not in manifest]
+    missing += [f"archive.{key}" for key in _REQUIRED_ARCHIVE if not isinstance(archive, dict) or key not in archive]
+    if missing or not isinstance(manifest.get("counts"), dict):
+        raise LifeboatError(f"manifest {path} is incomplete (no {', '.join(missing) or 'counts'}); it cannot be trusted")
     return manifest
 
 

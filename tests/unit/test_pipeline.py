@@ -243,3 +243,15 @@ def test_bad_archive_options(options: dict, message: str) -> None:
     values = {"destination": "/tmp/x", "job": "unit", **options}
     with pytest.raises(LifeboatError, match=message.replace("(", r"\(").replace(")", r"\)")):
         ArchiveOptions(**values).validate()
+
+
+def test_incomplete_manifest_is_refused(tmp_path) -> None:
+    archive = tmp_path / "x.pgdump.zst"
+    archive.write_bytes(b"")
+    manifest = tmp_path / "x.pgdump.zst.manifest.json"
+    manifest.write_text('{"format": "lifeboat.ops/archive-manifest", "format_version": 1, "archive": {"file": "x"}}')
+    with pytest.raises(LifeboatError, match="is incomplete .*archive.sha256.*; it cannot be trusted"):
+        _manifest.load(str(archive))
+    manifest.write_text("{not json")
+    with pytest.raises(LifeboatError, match="is unreadable"):
+        _manifest.load(str(archive))
