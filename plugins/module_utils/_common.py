@@ -32,6 +32,10 @@ def register_secret(*spellings: str | None) -> None:
     _SECRETS.update(value for value in spellings if value and len(value) >= 4)
 
 
+def registered_secrets() -> set[str]:
+    return set(_SECRETS)
+
+
 def redact(text: str) -> str:
     for secret in sorted(_SECRETS, key=len, reverse=True):
         text = text.replace(secret, REDACTED)

@@ -117,7 +117,7 @@ import traceback
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.lifeboat.ops.plugins.module_utils import _mongo, _params
-from ansible_collections.lifeboat.ops.plugins.module_utils._common import LifeboatError
+from ansible_collections.lifeboat.ops.plugins.module_utils._common import LifeboatError, registered_secrets
 from ansible_collections.lifeboat.ops.plugins.module_utils._pipeline import stop_cleanly_on_termination
 
 
@@ -141,7 +141,7 @@ def main() -> None:
     stop_cleanly_on_termination()
     try:
         connection = _params.mongo_connection(params)
-        module.no_log_values.update(connection.secrets)
+        module.no_log_values.update(registered_secrets())
         request = _mongo.RestoreRequest(
             connection=connection,
             archive_path=params["archive"],

@@ -175,7 +175,7 @@ import traceback
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.lifeboat.ops.plugins.module_utils import _params, _postgres
-from ansible_collections.lifeboat.ops.plugins.module_utils._common import LifeboatError
+from ansible_collections.lifeboat.ops.plugins.module_utils._common import LifeboatError, registered_secrets
 from ansible_collections.lifeboat.ops.plugins.module_utils._pipeline import stop_cleanly_on_termination
 
 
@@ -200,8 +200,7 @@ def main() -> None:
     stop_cleanly_on_termination()
     try:
         connection = _params.pg_connection(params, params["database"])
-        if connection.password:
-            module.no_log_values.add(connection.password)
+        module.no_log_values.update(registered_secrets())
         request = _postgres.DumpRequest(
             connection=connection,
             archive=_params.archive_options(params, connection.database),

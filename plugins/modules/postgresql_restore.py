@@ -120,7 +120,7 @@ import traceback
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.lifeboat.ops.plugins.module_utils import _params, _postgres
-from ansible_collections.lifeboat.ops.plugins.module_utils._common import LifeboatError
+from ansible_collections.lifeboat.ops.plugins.module_utils._common import LifeboatError, registered_secrets
 from ansible_collections.lifeboat.ops.plugins.module_utils._pipeline import stop_cleanly_on_termination
 
 
@@ -142,8 +142,7 @@ def main() -> None:
     stop_cleanly_on_termination()
     try:
         connection = _params.pg_connection(params, None)
-        if connection.password:
-            module.no_log_values.add(connection.password)
+        module.no_log_values.update(registered_secrets())
         request = _postgres.RestoreRequest(
             connection=connection,
             archive_path=params["archive"],
