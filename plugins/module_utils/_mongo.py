@@ -279,6 +279,25 @@ def plan_dump(request: DumpRequest) -> dict[str, t.Any]:
     return {"server": server, "collections": counts, "mongodump": _tool("mongodump", request.tools_dir)}
 
 
+def _namespaces_with_documents(connection: MongoConnection, namespaces: t.Iterable[str]) -> list[str]:
+    """Which collections hold at least one document: one indexed lookup each, where counting may scan."""
+    client = connection.client()
+    try:
+        return [ns for ns in namespaces if _has_documents(client, ns)]
+    finally:
+        client.close()
+
+
+def _has_documents(client: t.Any, namespace: str) -> bool:
+    db, coll = split_namespace(namespace)
+    return client[db][coll].find_one({}, {"_id": 1}) is not None
+
+
+def _count(client: t.Any, namespace: str) -> int:
+    db, coll = split_namespace(namespace)
+    return int(client[db][coll].count_documents({}))
+
+
 def _estimated_count(client: t.Any, namespace: str) -> int:
     db, coll = split_namespace(namespace)
     return int(client[db][coll].estimated_document_count())
@@ -301,7 +320,6 @@ def dump(request: DumpRequest) -> dict[str, t.Any]:
             raise LifeboatError(
                 f"nothing to dump: {where} has no collections that the filters keep; check the database name and filters"
             )
-        source_total = sum(_estimated_count(client, ns) for ns in selected)
         indexes = _index_specs(client, selected)
     finally:
         client.close()
@@ -337,9 +355,10 @@ def dump(request: DumpRequest) -> dict[str, t.Any]:
             path, argv, options, compression=pipeline_compression, producer_name="mongodump", on_producer_stderr=on_line
         )
     try:
-        if source_total > 0 and sum(counts.values()) == 0:
+        holding = _namespaces_with_documents(request.connection, selected) if not sum(counts.values()) else []
+        if holding:
             raise LifeboatError(
-                f"mongodump wrote no documents although the source reports {source_total}; "
+                f"mongodump wrote no documents although {', '.join(holding[:3])} hold some; "
                 "the archive would be empty, so it was not kept"
             )
         finished = _manifest.utc_now()
@@ -485,7 +504,8 @@ def plan_restore(request: RestoreRequest) -> dict[str, t.Any]:
     }
     client = request.connection.client()
     try:
-        existing = {ns: n for ns in expected if (n := _estimated_count(client, ns)) > 0}
+        # Exact counts, but only of the target collections that hold anything (usually none).
+        existing = {ns: _count(client, ns) for ns in expected if _has_documents(client, ns)}
         present = {f"{db}.{coll}" for db in {split_namespace(ns)[0] for ns in expected}
                    for coll in client[db].list_collection_names()}
         server = _server_info(client)
@@ -563,10 +583,7 @@ def _restore_and_check(request: RestoreRequest, plan: dict[str, t.Any]) -> dict[
     try:
         if indexes_by_module:
             warnings = _create_indexes(client, manifest, plan["renames"], request)
-        actual = {}
-        for namespace in expected:
-            db, coll = split_namespace(namespace)
-            actual[namespace] = int(client[db][coll].count_documents({}))
+        actual = {namespace: _count(client, namespace) for namespace in expected}
     finally:
         client.close()
     wanted = {ns: n + (0 if request.drop else existing.get(ns, 0)) for ns, n in expected.items()}

@@ -183,3 +183,15 @@ def test_damaged_archive_is_refused_before_restoring(engine, pg, mongo, run_modu
             assert conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (unique_name,)).fetchone() is None
     else:
         assert unique_name not in mongo.client.list_database_names()
+
+
+def test_mongodump_that_writes_nothing_is_a_failure(mongo, run_module, tmp_path):
+    """A tool that exits 0 with an empty stream (a stand-in for a broken mongodump build) must not pass."""
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    fake = tools / "mongodump"
+    fake.write_text("#!/bin/sh\necho 'writing nothing' >&2\nexit 0\n")
+    fake.chmod(0o755)
+    run = run_module("mongodb_dump", mongo.login(database=MONGO_SOURCE, destination=str(tmp_path / "out"),
+                                                 tools_dir=str(tools)))
+    assert_one_line_and_nothing_left(run, tmp_path / "out", "mongodump wrote no documents although nightscout.")
