@@ -594,12 +594,18 @@ def _restore_and_check(request: RestoreRequest, plan: dict[str, t.Any]) -> dict[
 
 
 def _drop_collections(connection: MongoConnection, namespaces: list[str]) -> None:
-    """Remove what a failed restore created, so a half restore never passes for a whole one."""
+    """Remove what a failed restore created, so a half restore never passes for a whole one.
+
+    A database left without collections is dropped too (FerretDB, unlike MongoDB, keeps empty ones).
+    """
     client = connection.client()
     try:
         for namespace in namespaces:
             db, coll = split_namespace(namespace)
             client[db].drop_collection(coll)
+        for db in {split_namespace(namespace)[0] for namespace in namespaces}:
+            if not client[db].list_collection_names():
+                client.drop_database(db)
     finally:
         client.close()
 

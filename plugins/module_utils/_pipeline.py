@@ -24,7 +24,7 @@ import subprocess
 import termios
 import threading
 import typing as t
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ._common import LifeboatError, child_env, find_binary, last_line, on_termination, read_secret_file, redact
 
@@ -246,7 +246,7 @@ def run_tool(
     with _Runner(name) as runner:
         runner.start(name, argv, subprocess.DEVNULL, subprocess.DEVNULL, env, on_stderr_line)
         runner.begin()
-        runner.finish(StreamResult())
+        runner.finish()
 
 
 # Streams running now, and the signal that asked this process to stop, if one did.
@@ -301,8 +301,6 @@ class StreamResult:
     plain_bytes: int = 0
     stored_sha256: str = ""
     stored_bytes: int = 0
-    stderr: dict[str, str] = field(default_factory=dict)
-    consumer_stdout: str = ""
 
 
 class _Runner:
@@ -366,12 +364,11 @@ class _Runner:
         worker.start()
         self.workers.append(worker)
 
-    def finish(self, result: StreamResult) -> None:
+    def finish(self) -> None:
         for worker in self.workers:
             worker.join()
         for stage in self.stages:
             stage.wait()
-            result.stderr[stage.name] = stage.stderr
         if _STOP_SIGNAL:
             raise LifeboatError(f"stopped by {_STOP_SIGNAL[0]} before the work was done")
         if self.python_error is not None:
@@ -453,7 +450,7 @@ def write_stream(
         runner.thread(pump_plain, reader=filters[0].name if filters else "")
         if tail is not None:
             runner.thread(lambda: _pump(tail.fileno(), store))
-        runner.finish(result)
+        runner.finish()
         try:
             os.fsync(temp_fd)
         except OSError as exc:
@@ -490,7 +487,7 @@ def read_stream(
             consumer = None
             if consumer_argv:
                 consumer = runner.start(
-                    consumer_name, consumer_argv, subprocess.PIPE, subprocess.PIPE, consumer_env, on_consumer_output
+                    consumer_name, consumer_argv, subprocess.PIPE, subprocess.DEVNULL, consumer_env, on_consumer_output
                 )
             runner.begin()
 
@@ -526,18 +523,12 @@ def read_stream(
             runner.thread(pump_file, reader=filters[0].name if filters else consumer_name)
             if tail is not None:
                 runner.thread(pump_plain, reader=consumer_name)
-            if consumer is not None:
-                runner.thread(lambda: _collect(consumer, result))
-            runner.finish(result)
+            runner.finish()
     finally:
         os.close(source)
     result.plain_sha256 = plain_hash.hexdigest()
     result.stored_sha256 = stored_hash.hexdigest()
     return result
-
-
-def _collect(stage: _Stage, result: StreamResult) -> None:
-    result.consumer_stdout = t.cast(t.IO[bytes], stage.proc.stdout).read().decode("utf-8", "replace")
 
 
 def sha256_file(path: str) -> str:

@@ -83,11 +83,7 @@ def test_encrypted_restore_needs_the_identity(pg, mongo, run_module, tmp_path, u
         try:
             assert wrong.rc == 1 and "no identity matched" in wrong.result["msg"], wrong.result["msg"]
             # A restore that failed leaves no half-made database behind.
-            if engine == "postgresql":
-                with pg.connect() as conn:
-                    assert conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (unique_name,)).fetchone() is None
-            else:
-                assert unique_name not in mongo.client.list_database_names()
+            assert not server.has_database(unique_name)
         finally:
             server.drop(unique_name)
 

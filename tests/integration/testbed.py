@@ -52,6 +52,10 @@ class PgServer:
         with self.connect() as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
 
+    def has_database(self, database: str) -> bool:
+        with self.connect() as conn:
+            return conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,)).fetchone() is not None
+
     def fingerprint(self, database: str) -> dict[str, t.Any]:
         """Row counts, a content hash per table (rows in a canonical order) and sequence positions."""
         result: dict[str, t.Any] = {"counts": {}, "hashes": {}, "sequences": {}}
@@ -92,6 +96,9 @@ class MongoServer:
 
     def drop(self, database: str) -> None:
         self.client.drop_database(database)
+
+    def has_database(self, database: str) -> bool:
+        return database in self.client.list_database_names()
 
     def fingerprint(self, database: str) -> dict[str, t.Any]:
         """Counts, a hash of every document's exact BSON bytes in _id order (types included), and indexes."""
