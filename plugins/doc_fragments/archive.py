@@ -60,7 +60,8 @@ options:
   archive:
     description:
       - Absolute path of an archive made by this collection; its manifest must lie beside it.
-      - Its sha256 is checked against the manifest before anything is restored.
+      - It is read whole and checked against the manifest (stored and plain sha256, decryption) before anything
+        is restored; the restore then reads it a second time, and checks it again.
     type: path
     required: true
   age_identity_files:

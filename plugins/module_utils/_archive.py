@@ -19,7 +19,7 @@ from ._pipeline import (
     read_stream,
     sha256_file,
     validate_compression,
-    validate_recipients,
+    validate_encryption,
     write_stream,
 )
 
@@ -38,7 +38,7 @@ class ArchiveOptions:
         _manifest.validate_destination(self.destination)
         _manifest.validate_job_name(self.job)
         validate_compression(self.compression, self.compression_level)
-        validate_recipients(self.encryption)
+        validate_encryption(self.encryption)
 
     def prepare_destination(self) -> None:
         try:

@@ -69,7 +69,6 @@ class MongoConnection:
     uri: str
     display: str
     timeout_seconds: int = 10
-    secrets: tuple[str, ...] = ()  # the password as given and as encoded in the URI, for log masking
 
     @classmethod
     def from_options(
@@ -124,15 +123,14 @@ class MongoConnection:
         }
         query.update({key: value for key, value in extra.items() if value})
         full = f"{scheme}://{credentials}{hosts}{path or '/'}" + (f"?{urllib.parse.urlencode(query)}" if query else "")
-        spellings = (password, quote(password or ""), urllib.parse.quote_plus(password or ""))
-        secrets = tuple(sorted({secret for secret in spellings if secret}))
-        register_secret(*secrets)
+        # Every spelling the password may take in a message (tools echo their connection string).
+        register_secret(password, quote(password or ""), urllib.parse.quote_plus(password or ""))
         try:
             _pymongo().uri_parser.parse_uri(full, validate=True, warn=False)
         except Exception as exc:  # noqa: BLE001 - pymongo raises several types for a bad URI
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise LifeboatError(f"the MongoDB connection string is not valid: {reason}") from exc
-        return cls(uri=full, display=hosts, timeout_seconds=connect_timeout, secrets=secrets)
+        return cls(uri=full, display=hosts, timeout_seconds=connect_timeout)
 
     def client(self) -> t.Any:
         pymongo = _pymongo()

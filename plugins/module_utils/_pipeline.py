@@ -75,7 +75,7 @@ def validate_compression(compression: str, level: int | None) -> None:
             raise LifeboatError(f"compression_level {level} does not fit {compression}; use {low} to {high}")
 
 
-def validate_recipients(encryption: Encryption) -> None:
+def validate_encryption(encryption: Encryption) -> None:
     if encryption.passphrase_file:
         if encryption.recipients or encryption.recipients_files:
             raise LifeboatError("give either encryption recipients or a passphrase file, not both (age takes one)")

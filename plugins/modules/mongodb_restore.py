@@ -9,7 +9,9 @@ module: mongodb_restore
 short_description: Restore a MongoDB archive made by mongodb_dump, and prove every document arrived
 version_added: 0.1.0
 description:
-  - Checks the archive's sha256 against its manifest, then streams it through C(age -d) and decompression
+  - First reads the whole archive through C(age -d) and decompression and checks both sha256 sums of its
+    manifest, so nothing is written for an archive that is damaged or that the identity cannot open; then
+    streams it through C(age -d) and decompression
     into C(mongorestore --archive --stopOnError), optionally under other names (C(--nsFrom)/C(--nsTo)).
   - A target collection that already holds documents is only written with O(overwrite=true);
     O(drop=true) replaces it. O(safety_dump_dir) first dumps the databases about to be overwritten.

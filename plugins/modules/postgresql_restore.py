@@ -9,7 +9,9 @@ module: postgresql_restore
 short_description: Restore a PostgreSQL archive made by postgresql_dump, and prove every row arrived
 version_added: 0.1.0
 description:
-  - Checks the archive's sha256 against its manifest, then streams it through C(age -d) and decompression
+  - First reads the whole archive through C(age -d) and decompression and checks both sha256 sums of its
+    manifest, so nothing is written for an archive that is damaged or that the identity cannot open; then
+    streams it through C(age -d) and decompression
     into C(pg_restore --exit-on-error), into the same or another database name.
   - Creates the target database (from C(template0)) when it does not exist.
   - A target that already holds tables is only written with O(overwrite=true); O(recreate=true) replaces it

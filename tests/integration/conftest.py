@@ -121,3 +121,14 @@ def big_mongo(mongo):
         collection.insert_many([{"n": n, "payload": os.urandom(600).hex()} for n in range(start, start + 5000)])
     yield BIG_MONGO
     mongo.drop(BIG_MONGO)
+
+
+@pytest.fixture
+def server(engine: str, pg: PgServer, mongo: MongoServer) -> PgServer | MongoServer:
+    """The test bed server of the engine a test is parametrized with."""
+    return pg if engine == "postgresql" else mongo
+
+
+@pytest.fixture
+def big_source(engine: str, big_pg: str, big_mongo: str) -> str:
+    return big_pg if engine == "postgresql" else big_mongo

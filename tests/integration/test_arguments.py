@@ -47,9 +47,8 @@ def test_bad_arguments(pg, mongo, run_module, module, args, message):
 
 
 @pytest.mark.parametrize("engine", ["postgresql", "mongodb"])
-def test_restore_over_existing_data_needs_confirmation(engine, pg, mongo, run_module, tmp_path):
-    server = pg if engine == "postgresql" else mongo
-    source = PG_SOURCE if engine == "postgresql" else MONGO_SOURCE
+def test_restore_over_existing_data_needs_confirmation(engine, server, run_module, tmp_path):
+    source = server.sample
     dumped = run_module(f"{engine}_dump", server.login(database=source, destination=str(tmp_path / "a")))
     assert dumped.rc == 0, dumped.result
     # Restoring into the source itself: it holds data, so nothing may happen without overwrite=true.
@@ -65,9 +64,8 @@ def test_restore_over_existing_data_needs_confirmation(engine, pg, mongo, run_mo
 
 
 @pytest.mark.parametrize("engine", ["postgresql", "mongodb"])
-def test_overwrite_with_safety_dump(engine, pg, mongo, run_module, tmp_path, unique_name):
-    server = pg if engine == "postgresql" else mongo
-    source = PG_SOURCE if engine == "postgresql" else MONGO_SOURCE
+def test_overwrite_with_safety_dump(engine, server, run_module, tmp_path, unique_name):
+    source = server.sample
     dumped = run_module(f"{engine}_dump", server.login(database=source, destination=str(tmp_path / "a")))
     first = run_module(f"{engine}_restore", server.login(archive=dumped.result["archive"], target_database=unique_name))
     assert first.rc == 0, first.result
@@ -85,9 +83,8 @@ def test_overwrite_with_safety_dump(engine, pg, mongo, run_module, tmp_path, uni
 
 
 @pytest.mark.parametrize("engine", ["postgresql", "mongodb"])
-def test_check_mode_lists_and_writes_nothing(engine, pg, mongo, run_module, tmp_path, unique_name):
-    server = pg if engine == "postgresql" else mongo
-    source = PG_SOURCE if engine == "postgresql" else MONGO_SOURCE
+def test_check_mode_lists_and_writes_nothing(engine, server, run_module, tmp_path, unique_name):
+    source = server.sample
     run = run_module(f"{engine}_dump", server.login(database=source, destination=str(tmp_path / "out")),
                      check_mode=True)
     assert run.rc == 0 and run.result["changed"] is True

@@ -80,10 +80,9 @@ def kill_child_when_streaming(process, name, destination, timeout=60):
 
 
 @pytest.mark.parametrize("engine", ["postgresql", "mongodb"])
-def test_dump_killed_halfway(engine, pg, mongo, big_pg, big_mongo, tmp_path):
+def test_dump_killed_halfway(engine, server, big_source, tmp_path):
     destination = tmp_path / "out"
-    server = pg if engine == "postgresql" else mongo
-    process = start_module(f"{engine}_dump", server.login(database=big_pg if engine == "postgresql" else big_mongo,
+    process = start_module(f"{engine}_dump", server.login(database=big_source,
                                                           destination=str(destination), compression="none"), tmp_path)
     kill_child_when_streaming(process, "pg_dump" if engine == "postgresql" else "mongodump", destination)
     run = finish_module(process)
@@ -102,14 +101,13 @@ def small_tmpfs(tmp_path):
 
 
 @pytest.mark.parametrize("engine", ["postgresql", "mongodb"])
-def test_terminated_module_cleans_up(engine, pg, mongo, big_pg, big_mongo, tmp_path, monkeypatch):
+def test_terminated_module_cleans_up(engine, server, big_source, tmp_path, monkeypatch):
     """A task timeout or a lost ssh session sends SIGTERM: no partial archive, no private file stays."""
     private_tmp = tmp_path / "tmp"
     private_tmp.mkdir()
     monkeypatch.setenv("TMPDIR", str(private_tmp))
     destination = tmp_path / "out"
-    server = pg if engine == "postgresql" else mongo
-    process = start_module(f"{engine}_dump", server.login(database=big_pg if engine == "postgresql" else big_mongo,
+    process = start_module(f"{engine}_dump", server.login(database=big_source,
                                                           destination=str(destination), compression="none"), tmp_path)
     deadline = time.time() + 60
     while not [e for e in os.scandir(destination) if ".partial" in e.name] if destination.is_dir() else True:
@@ -122,9 +120,8 @@ def test_terminated_module_cleans_up(engine, pg, mongo, big_pg, big_mongo, tmp_p
 
 
 @pytest.mark.parametrize("engine", ["postgresql", "mongodb"])
-def test_destination_full(engine, pg, mongo, big_pg, big_mongo, run_module, small_tmpfs):
-    server = pg if engine == "postgresql" else mongo
-    run = run_module(f"{engine}_dump", server.login(database=big_pg if engine == "postgresql" else big_mongo,
+def test_destination_full(engine, server, big_source, run_module, small_tmpfs):
+    run = run_module(f"{engine}_dump", server.login(database=big_source,
                                                     destination=str(small_tmpfs)))
     assert_one_line_and_nothing_left(run, small_tmpfs, "No space left on device")
 
@@ -136,10 +133,9 @@ def test_dump_of_nothing_from_a_database_with_rows_fails(pg, run_module, tmp_pat
 
 
 @pytest.mark.parametrize("engine", ["postgresql", "mongodb"])
-def test_restore_that_does_not_match_the_manifest_fails(engine, pg, mongo, run_module, tmp_path, unique_name):
+def test_restore_that_does_not_match_the_manifest_fails(engine, server, run_module, tmp_path, unique_name):
     """A manifest that promises more than the archive holds: the count check after the restore catches it."""
-    server = pg if engine == "postgresql" else mongo
-    source = PG_SOURCE if engine == "postgresql" else MONGO_SOURCE
+    source = server.sample
     dumped = run_module(f"{engine}_dump", server.login(database=source, destination=str(tmp_path)))
     assert dumped.rc == 0, dumped.result
     manifest_path = dumped.result["manifest"]
@@ -161,9 +157,8 @@ def test_restore_that_does_not_match_the_manifest_fails(engine, pg, mongo, run_m
 
 
 @pytest.mark.parametrize("engine", ["postgresql", "mongodb"])
-def test_damaged_archive_is_refused_before_restoring(engine, pg, mongo, run_module, tmp_path, unique_name):
-    server = pg if engine == "postgresql" else mongo
-    source = PG_SOURCE if engine == "postgresql" else MONGO_SOURCE
+def test_damaged_archive_is_refused_before_restoring(engine, server, run_module, tmp_path, unique_name):
+    source = server.sample
     dumped = run_module(f"{engine}_dump", server.login(database=source, destination=str(tmp_path)))
     with open(dumped.result["archive"], "r+b") as handle:
         handle.seek(os.path.getsize(dumped.result["archive"]) // 2)

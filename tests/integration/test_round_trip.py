@@ -35,6 +35,9 @@ def test_playbooks_round_trip(pg, mongo, run_playbook, tmp_path, unique_name, ag
     for job, names in archives.items():
         assert len(names) == 1, names
         assert names[0].endswith(".zst.age" if encrypted else ".zst")
+        head = (root / job / names[0]).read_bytes()[:21]
+        assert (head == b"age-encryption.org/v1") is encrypted, "an .age file is really age, a plain one is zstd"
+        assert encrypted or head.startswith(b"\x28\xb5\x2f\xfd")  # the zstd frame magic
         assert f"{names[0]}.manifest.json" in listing(root / job)
         assert not [n for n in listing(root / job) if n.startswith(".")], "temporary files left behind"
 

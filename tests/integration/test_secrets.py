@@ -47,13 +47,11 @@ class CmdlineWatcher:
 
 
 @pytest.mark.parametrize("engine", ["postgresql", "mongodb"])
-def test_password_stays_off_command_lines_and_results(engine, pg, mongo, big_pg, big_mongo, tmp_path, unique_name,
-                                                      monkeypatch):
+def test_password_stays_off_command_lines_and_results(engine, server, big_source, tmp_path, unique_name, monkeypatch):
     private_tmp = tmp_path / "tmp"
     private_tmp.mkdir()
     monkeypatch.setenv("TMPDIR", str(private_tmp))  # where the modules put their 0600 secret files
-    server = pg if engine == "postgresql" else mongo
-    source = big_pg if engine == "postgresql" else big_mongo  # large enough for the tools to be seen running
+    source = big_source  # large enough for the tools to be seen running
     secret = server.password.encode()
     login = {"login_host": server.host, "login_port": server.port, "login_user": server.user,
              "login_password": server.password}
@@ -130,11 +128,11 @@ def nasty_mongo_user(mongo, unique_name):
 def test_special_characters_in_passwords(pg, mongo, nasty_pg_user, nasty_mongo_user, tmp_path, unique_name):
     with CmdlineWatcher() as watcher:
         runs = []
-        for engine, server, source, login in (
-            ("postgresql", pg, PG_SOURCE, {"login_uri": f"postgresql://{nasty_pg_user}:"
-                                           f"{urllib.parse.quote(NASTY_PASSWORD, safe='')}@{pg.host}:{pg.port}/{PG_SOURCE}"}),
-            ("mongodb", mongo, MONGO_SOURCE, {"login_host": mongo.host, "login_port": mongo.port,
-                                              "login_user": nasty_mongo_user, "login_password": NASTY_PASSWORD}),
+        for engine, source, login in (
+            ("postgresql", PG_SOURCE, {"login_uri": f"postgresql://{nasty_pg_user}:"
+                                       f"{urllib.parse.quote(NASTY_PASSWORD, safe='')}@{pg.host}:{pg.port}/{PG_SOURCE}"}),
+            ("mongodb", MONGO_SOURCE, {"login_host": mongo.host, "login_port": mongo.port,
+                                       "login_user": nasty_mongo_user, "login_password": NASTY_PASSWORD}),
         ):
             dumped = finish_module(start_module(f"{engine}_dump", {**login, "database": source,
                                                                    "destination": str(tmp_path / engine)}, tmp_path))

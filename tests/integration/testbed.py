@@ -32,6 +32,9 @@ def read(path: str) -> str:
 
 
 class PgServer:
+    engine = "postgresql"
+    sample = PG_SOURCE  # the seeded database tests read from
+
     def __init__(self) -> None:
         self.host = os.environ.get("LIFEBOAT_PG_HOST", "127.0.0.1")
         self.port = int(os.environ["LIFEBOAT_PG_PORT"])
@@ -81,6 +84,9 @@ class PgServer:
 
 
 class MongoServer:
+    engine = "mongodb"
+    sample = MONGO_SOURCE
+
     def __init__(self) -> None:
         self.host = os.environ.get("LIFEBOAT_MONGO_HOST", "127.0.0.1")
         self.port = int(os.environ["LIFEBOAT_MONGO_PORT"])
