@@ -1,0 +1,262 @@
+# Copyright: lifeboat developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What a backup destination holds: archives with their manifests, their verifications, and what looks wrong.
+
+Verification, retention and health all read a destination through this one view, so they agree on which
+archive is the newest, which are proven, and which must not be touched because nobody can tell what they are.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import re
+import socket
+import typing as t
+from dataclasses import dataclass, field
+
+from . import _manifest
+from ._common import LifeboatError
+
+# JOB-20261122T031500Z.KIND[.zst|.gz][.age]: the names _manifest.archive_name gives.
+ARCHIVE_NAME = re.compile(r"^(?P<job>[A-Za-z0-9][A-Za-z0-9_.-]*?)-(?P<stamp>\d{8}T\d{6}Z)\.(?P<kind>[A-Za-z0-9_.-]+)$")
+PARTIAL_NAME = re.compile(r"^\..+\.partial-\d+$")
+VERIFICATIONS_KEPT = 20
+
+OK, WARNING, CRITICAL, UNKNOWN = "OK", "WARNING", "CRITICAL", "UNKNOWN"
+SEVERITY_ORDER = {OK: 0, WARNING: 1, CRITICAL: 2, UNKNOWN: 3}
+
+
+def parse_time(text: str | None) -> _dt.datetime | None:
+    if not text:
+        return None
+    try:
+        moment = _dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=_dt.timezone.utc)
+
+
+def stamp_time(stamp: str) -> _dt.datetime:
+    return _dt.datetime.strptime(stamp, "%Y%m%dT%H%M%SZ").replace(tzinfo=_dt.timezone.utc)
+
+
+@dataclass
+class Archive:
+    """One archive of a destination, readable or not."""
+
+    path: str
+    job: str
+    started_at: _dt.datetime
+    manifest: dict[str, t.Any] | None = None
+    problem: str | None = None  # why this archive cannot be trusted or even read
+
+    @property
+    def name(self) -> str:
+        return os.path.basename(self.path)
+
+    @property
+    def manifest_path(self) -> str:
+        return _manifest.manifest_path(self.path)
+
+    @property
+    def readable(self) -> bool:
+        return self.manifest is not None and self.problem is None
+
+    @property
+    def database(self) -> str | None:
+        return self.manifest.get("database") if self.manifest else None
+
+    @property
+    def engine(self) -> str | None:
+        return self.manifest.get("engine") if self.manifest else None
+
+    @property
+    def group(self) -> tuple[str, str | None]:
+        """Retention and health look at archives per job and database (never per host: containers rename)."""
+        return self.job, self.database
+
+    @property
+    def finished_at(self) -> _dt.datetime:
+        return parse_time(self.manifest.get("finished_at") if self.manifest else None) or self.started_at
+
+    @property
+    def size(self) -> int | None:
+        return self.manifest["archive"].get("size") if self.manifest else None
+
+    @property
+    def plain_size(self) -> int | None:
+        return self.manifest["archive"].get("plain_size") if self.manifest else None
+
+    @property
+    def duration_seconds(self) -> float | None:
+        return self.manifest.get("duration_seconds") if self.manifest else None
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return dict(self.manifest.get("counts") or {}) if self.manifest else {}
+
+    @property
+    def last_verification(self) -> dict[str, t.Any] | None:
+        records = (self.manifest or {}).get("verifications") or []
+        return records[-1] if records and isinstance(records[-1], dict) else None
+
+    @property
+    def verified(self) -> bool:
+        """Proven: readable, and the last verification of it passed."""
+        record = self.last_verification
+        return self.readable and bool(record and record.get("ok"))
+
+    @property
+    def verification_failed(self) -> bool:
+        record = self.last_verification
+        return bool(record) and not record.get("ok")
+
+    def files(self) -> list[str]:
+        """Every file that belongs to this archive: the extras (globals) first, then the archive, the manifest last."""
+        directory = os.path.dirname(self.path)
+        extras = [os.path.join(directory, extra["file"]) for extra in (self.manifest or {}).get("extras", [])
+                  if isinstance(extra, dict) and extra.get("file")]
+        return [*extras, self.path, self.manifest_path]
+
+
+@dataclass
+class Destination:
+    """The archives of one directory, oldest first, and the leftovers of interrupted runs."""
+
+    path: str
+    archives: list[Archive] = field(default_factory=list)
+    partials: list[str] = field(default_factory=list)
+
+    def groups(self) -> dict[tuple[str, str | None], list[Archive]]:
+        grouped: dict[tuple[str, str | None], list[Archive]] = {}
+        for archive in self.archives:
+            grouped.setdefault(archive.group, []).append(archive)
+        return grouped
+
+    def of_job(self, job: str) -> list[Archive]:
+        return [archive for archive in self.archives if archive.job == job]
+
+
+def scan(destination: str, job: str | None = None) -> Destination:
+    """Read every manifest of ``destination`` and match it with the files there."""
+    _manifest.validate_destination(destination)
+    try:
+        names = sorted(os.listdir(destination))
+    except FileNotFoundError:
+        return Destination(destination)
+    except OSError as exc:
+        raise LifeboatError(f"cannot list destination {destination}: {exc.strerror}") from exc
+    present = set(names)
+    result = Destination(destination)
+    claimed: set[str] = set()
+    for name in names:
+        if name.endswith(_manifest.MANIFEST_SUFFIX):
+            archive = _from_manifest(destination, name, present)
+            if archive is not None:
+                result.archives.append(archive)
+                claimed.update(os.path.basename(path) for path in archive.files())
+        elif PARTIAL_NAME.match(name):
+            result.partials.append(os.path.join(destination, name))
+    for name in names:
+        match = ARCHIVE_NAME.match(name)
+        if name in claimed or not match or name.endswith(_manifest.MANIFEST_SUFFIX):
+            continue
+        if not os.path.isfile(os.path.join(destination, name)):
+            continue
+        result.archives.append(Archive(
+            path=os.path.join(destination, name), job=match["job"], started_at=stamp_time(match["stamp"]),
+            problem="it has no manifest, so nothing says what it holds or proves it whole",
+        ))
+    if job is not None:
+        result.archives = [archive for archive in result.archives if archive.job == job]
+    result.archives.sort(key=lambda archive: (archive.started_at, archive.name))
+    return result
+
+
+def _from_manifest(destination: str, name: str, present: set[str]) -> Archive | None:
+    archive_file = name[: -len(_manifest.MANIFEST_SUFFIX)]
+    match = ARCHIVE_NAME.match(archive_file)
+    path = os.path.join(destination, archive_file)
+    try:
+        manifest = _manifest.load(os.path.join(destination, name))
+    except LifeboatError as exc:
+        if not match:
+            return None  # not one of ours at all
+        return Archive(path=path, job=match["job"], started_at=stamp_time(match["stamp"]), problem=str(exc))
+    started = parse_time(manifest.get("started_at")) or (stamp_time(match["stamp"]) if match else None)
+    if started is None:
+        return Archive(path=path, job=str(manifest["job"]), started_at=_dt.datetime.fromtimestamp(0, _dt.timezone.utc),
+                       manifest=manifest, problem=f"manifest {name} has no start time")
+    archive = Archive(path=path, job=str(manifest["job"]), started_at=started, manifest=manifest)
+    if manifest["archive"].get("file") != archive_file:
+        archive.problem = f"manifest {name} describes {manifest['archive'].get('file')}, not {archive_file}"
+    elif archive_file not in present:
+        archive.problem = f"the archive file {archive_file} is missing; only its manifest is left"
+    else:
+        missing = [extra["file"] for extra in manifest.get("extras", []) if extra.get("file") not in present]
+        if missing:
+            archive.problem = f"{', '.join(missing)}, part of this archive, is missing"
+    return archive
+
+
+def record_verification(archive: Archive, record: dict[str, t.Any]) -> None:
+    """Append a verification to the archive's manifest (atomically), so retention and health can see it."""
+    manifest = _manifest.load(archive.manifest_path)
+    records = [item for item in manifest.get("verifications") or [] if isinstance(item, dict)]
+    records.append({"host": socket.gethostname(), **record})
+    manifest["verifications"] = records[-VERIFICATIONS_KEPT:]
+    _manifest.write(archive.manifest_path, manifest)
+    archive.manifest = manifest
+
+
+@dataclass
+class Finding:
+    severity: str  # WARNING or CRITICAL
+    message: str
+
+
+def compare_to_reference(
+    newest: Archive,
+    reference: Archive | None,
+    *,
+    shrink_ratio: float = 0.5,
+    collapse_min_count: int = 100,
+) -> list[Finding]:
+    """What makes ``newest`` suspicious next to the last verified archive before it.
+
+    Smaller by more than ``shrink_ratio`` of the plain size is a warning; a table or collection that held
+    at least ``collapse_min_count`` rows and now holds none (or is gone) is critical.
+    """
+    if reference is None or not newest.readable or not reference.readable:
+        return []
+    findings = []
+    new_size, old_size = newest.plain_size or newest.size, reference.plain_size or reference.size
+    if new_size is not None and old_size and new_size < old_size * (1 - shrink_ratio):
+        findings.append(Finding(WARNING, (
+            f"{newest.name} is {100 - round(100 * new_size / old_size)}% smaller than {reference.name} "
+            f"({human_size(new_size)} against {human_size(old_size)} before compression)"
+        )))
+    collapsed = []
+    for name, before in sorted(reference.counts.items()):
+        now = newest.counts.get(name)
+        if before >= collapse_min_count and not now:
+            collapsed.append(f"{name} went from {before} to {'none' if now == 0 else 'missing'}")
+    if collapsed:
+        shown = "; ".join(collapsed[:5]) + (f"; and {len(collapsed) - 5} more" if len(collapsed) > 5 else "")
+        findings.append(Finding(CRITICAL, f"{newest.name}: {shown}"))
+    return findings
+
+
+def previous_verified(archives: t.Sequence[Archive], before: Archive) -> Archive | None:
+    """The newest verified archive older than ``before`` (archives oldest first)."""
+    candidates = [a for a in archives if a.verified and a is not before and a.started_at <= before.started_at]
+    return candidates[-1] if candidates else None
+
+
+def human_size(size: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} TiB"
