@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import collections
 import fcntl
+import functools
 import hashlib
 import os
 import shutil
@@ -240,12 +241,19 @@ class _Stage:
 
 
 def run_tool(
-    name: str, argv: list[str], env: dict[str, str] | None = None, on_stderr_line: t.Callable[[str], None] | None = None
+    name: str,
+    argv: list[str],
+    env: dict[str, str] | None = None,
+    on_stderr_line: t.Callable[[str], None] | None = None,
+    on_stdout: t.Callable[[bytes], None] | None = None,
 ) -> None:
     """Run a tool to its end (pg_dump -Fd, pg_restore -j): one-line error from its stderr, killed if we are."""
     with _Runner(name) as runner:
-        runner.start(name, argv, subprocess.DEVNULL, subprocess.DEVNULL, env, on_stderr_line)
+        stage = runner.start(name, argv, subprocess.DEVNULL, subprocess.PIPE if on_stdout else subprocess.DEVNULL,
+                             env, on_stderr_line)
         runner.begin()
+        if on_stdout is not None:
+            runner.thread(functools.partial(_pump, stage.proc.stdout.fileno(), on_stdout))
         runner.finish()
 
 
@@ -470,8 +478,14 @@ def read_stream(
     consumer_env: dict[str, str] | None = None,
     consumer_name: str = "restore",
     on_consumer_output: t.Callable[[str], None] | None = None,
+    on_consumer_stdout: t.Callable[[bytes], None] | None = None,
+    on_plain: t.Callable[[bytes], None] | None = None,
 ) -> StreamResult:
-    """Stream ``path`` through age -d and the decompressor into a consumer (or nowhere), hashing both ends."""
+    """Stream ``path`` through age -d and the decompressor into a consumer (or nowhere), hashing both ends.
+
+    ``on_plain`` sees every plain chunk in order (a parser of ours); ``on_consumer_stdout`` gets what the
+    consumer writes (``pg_restore -f -``), read in a thread of its own so neither side can block the other.
+    """
     result = StreamResult()
     plain_hash, stored_hash = hashlib.sha256(), hashlib.sha256()
     decompress = decompressor_argv(compression)
@@ -487,13 +501,16 @@ def read_stream(
             consumer = None
             if consumer_argv:
                 consumer = runner.start(
-                    consumer_name, consumer_argv, subprocess.PIPE, subprocess.DEVNULL, consumer_env, on_consumer_output
+                    consumer_name, consumer_argv, subprocess.PIPE,
+                    subprocess.PIPE if on_consumer_stdout else subprocess.DEVNULL, consumer_env, on_consumer_output
                 )
             runner.begin()
 
             def take_plain(chunk: bytes) -> None:
                 plain_hash.update(chunk)
                 result.plain_bytes += len(chunk)
+                if on_plain is not None:
+                    on_plain(chunk)
                 if consumer is not None:
                     _write_all(consumer.proc.stdin.fileno(), chunk)
 
@@ -523,6 +540,8 @@ def read_stream(
             runner.thread(pump_file, reader=filters[0].name if filters else consumer_name)
             if tail is not None:
                 runner.thread(pump_plain, reader=consumer_name)
+            if consumer is not None and on_consumer_stdout is not None:
+                runner.thread(functools.partial(_pump, consumer.proc.stdout.fileno(), on_consumer_stdout))
             runner.finish()
     finally:
         os.close(source)

@@ -158,18 +158,21 @@ def _one_line(exc: BaseException) -> str:
     return lines[-1] if lines else exc.__class__.__name__
 
 
-def _quote_ident(name: str) -> str:
+def quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
 def server_info(conn: t.Any) -> dict[str, t.Any]:
-    row = conn.execute("SELECT current_setting('server_version'), current_setting('server_version_num')::int").fetchone()
-    return {"version": row[0], "major": row[1] // 10000}
+    row = conn.execute(
+        "SELECT current_setting('server_version'), current_setting('server_version_num')::int,"
+        " current_setting('TimeZone')"
+    ).fetchone()
+    return {"version": row[0], "major": row[1] // 10000, "timezone": row[2]}
 
 
 def _binary_major(path: str) -> tuple[int, str]:
     version = tool_version(path)
-    return _major(version), version
+    return pg_major(version), version
 
 
 def pick_binary(name: str, server_major: int, bin_dir: str | None = None) -> tuple[str, str]:
@@ -287,7 +290,7 @@ def _count_rows(conn: t.Any, name: str) -> int | None:
     return None if row is None else conn.execute(f"SELECT count(*) FROM ONLY {row[0]}").fetchone()[0]
 
 
-def _major(version: str) -> int:
+def pg_major(version: str) -> int:
     """16 from "pg_dump (PostgreSQL) 16.4 (Debian 16.4-1)" or from "16.4"."""
     match = _VERSION.search(version.split("PostgreSQL)", 1)[-1])
     return int(match.group(1)) if match else 0
@@ -402,7 +405,8 @@ def dump(request: DumpRequest) -> dict[str, t.Any]:
         compression_level=archive_opts.compression_level,
         encryption=archive_opts.encryption,
         tool={"name": "pg_dump", "version": pg_dump_version},
-        server={"product": "PostgreSQL", "version": server["version"]},
+        # pg_dump writes timestamptz in the session time zone: a restore test must read them back in the same one.
+        server={"product": "PostgreSQL", "version": server["version"], "timezone": server["timezone"]},
         counts=counts,
         started=started,
         finished=finished,
@@ -527,7 +531,7 @@ def plan_restore(request: RestoreRequest) -> dict[str, t.Any]:
     with request.connection.for_database(request.maintenance_database).connect() as conn:
         server_major = server_info(conn)["major"]
     # pg_restore must read the archive's format and speak to the server: the newer of the two decides.
-    needed = max(server_major, _major(manifest["tool"]["version"]))
+    needed = max(server_major, pg_major(manifest["tool"]["version"]))
     pg_restore, version = pick_binary("pg_restore", needed, request.pg_bin_dir)
     return {"database": database, "exists": exists, "existing_tables": tables, "manifest": manifest,
             "pg_restore": pg_restore, "pg_restore_version": version}
@@ -552,8 +556,8 @@ def restore(request: RestoreRequest, plan: dict[str, t.Any] | None = None) -> di
         if created:
             with request.connection.for_database(request.maintenance_database).connect() as conn:
                 if plan["exists"]:
-                    conn.execute(f"DROP DATABASE {_quote_ident(database)} WITH (FORCE)")
-                conn.execute(f"CREATE DATABASE {_quote_ident(database)} TEMPLATE template0")
+                    conn.execute(f"DROP DATABASE {quote_ident(database)} WITH (FORCE)")
+                conn.execute(f"CREATE DATABASE {quote_ident(database)} TEMPLATE template0")
         stream = _run_pg_restore(request, manifest, argv, target.env())
         check_stream(stream, manifest, request.archive_path)
         with target.connect() as conn:
@@ -567,7 +571,7 @@ def restore(request: RestoreRequest, plan: dict[str, t.Any] | None = None) -> di
         # The database was made for this restore and holds a part of it at most: a half restore must
         # never pass for a whole one.
         with request.connection.for_database(request.maintenance_database).connect() as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {_quote_ident(database)} WITH (FORCE)")
+            conn.execute(f"DROP DATABASE IF EXISTS {quote_ident(database)} WITH (FORCE)")
         if isinstance(exc, LifeboatError):
             raise LifeboatError(f"{exc}; the database {database} this restore created was dropped") from exc
         raise
@@ -604,3 +608,32 @@ def _run_pg_restore(request: RestoreRequest, manifest: dict[str, t.Any], argv: l
         return stream
     finally:
         work.cleanup()
+
+
+def table_contents(
+    conn: t.Any, blocks: t.Iterable[t.Any], timezone: str | None, client_encoding: str | None
+) -> tuple[dict[str, int], dict[str, str]]:
+    """Rows and order-free content hash of each table, read back as pg_dump wrote them (COPY text, same settings)."""
+    from ._structure import hex_sum, row_digest  # pylint: disable=import-outside-toplevel
+
+    sql = _psycopg().sql
+    # pg_dump's own session settings, so every value prints the way it does in the archive.
+    settings = {"DateStyle": "ISO", "IntervalStyle": "postgres", "extra_float_digits": "3",
+                "TimeZone": timezone or "UTC", "client_encoding": client_encoding or "UTF8"}
+    for name, value in settings.items():
+        conn.execute("SELECT set_config(%s, %s, false)", (name, value))
+    counts, hashes = {}, {}
+    for block in blocks:
+        statement = sql.SQL("COPY {}.{} ({}) TO STDOUT").format(
+            sql.Identifier(block.schema), sql.Identifier(block.table),
+            sql.SQL(", ").join(sql.Identifier(column) for column in block.columns))
+        count, total, pending = 0, 0, b""
+        with conn.cursor() as cursor, cursor.copy(statement) as copy:
+            for data in copy:
+                lines = (pending + bytes(data)).split(b"\n")
+                pending = lines.pop()
+                for line in lines:
+                    count += 1
+                    total += row_digest(line)
+        counts[block.name], hashes[block.name] = count, hex_sum(total)
+    return counts, hashes
