@@ -12,6 +12,7 @@ import typing as t
 
 from ._archive import ArchiveOptions
 from ._manifest import default_job
+from . import _mongo, _postgres
 from ._mongo import MongoConnection
 from ._pipeline import COMPRESSIONS, Decryption, Encryption
 from ._postgres import PgConnection
@@ -164,3 +165,60 @@ def safety_dump_options(params: dict[str, t.Any]) -> ArchiveOptions | None:
     if not params.get("safety_dump_dir"):
         return None
     return ArchiveOptions(destination=params["safety_dump_dir"], job="before-restore")
+
+
+def postgres_dump_spec() -> dict[str, t.Any]:
+    """What postgresql_dump takes besides the connection and the archive (the host command's jobs take the same)."""
+    return {
+        "database": {"type": "str", "aliases": ["db"]},
+        "format": {"type": "str", "default": "custom", "choices": list(_postgres.FORMATS)},
+        "jobs": {"type": "int", "default": 1},
+        "schemas": {"type": "list", "elements": "str", "default": []},
+        "exclude_schemas": {"type": "list", "elements": "str", "default": []},
+        "tables": {"type": "list", "elements": "str", "default": []},
+        "exclude_tables": {"type": "list", "elements": "str", "default": []},
+        "exclude_table_data": {"type": "list", "elements": "str", "default": []},
+        "globals": {"type": "str", "default": "none", "choices": list(_postgres.GLOBALS)},
+    }
+
+
+def mongodb_dump_spec() -> dict[str, t.Any]:
+    return {
+        "database": {"type": "str", "aliases": ["db"]},
+        "collections": {"type": "list", "elements": "str", "default": []},
+        "exclude_collections": {"type": "list", "elements": "str", "default": []},
+        "exclude_collections_with_prefix": {"type": "list", "elements": "str", "default": []},
+        "oplog": {"type": "str", "default": "auto", "choices": list(_mongo.OPLOG_MODES)},
+        "parallel_collections": {"type": "int", "default": 4},
+    }
+
+
+def postgres_dump_request(params: dict[str, t.Any]) -> _postgres.DumpRequest:
+    connection = pg_connection(params, params.get("database"))
+    return _postgres.DumpRequest(
+        connection=connection,
+        archive=archive_options(params, connection.database),
+        dump_format=params["format"],
+        jobs=params["jobs"],
+        schemas=params["schemas"],
+        exclude_schemas=params["exclude_schemas"],
+        tables=params["tables"],
+        exclude_tables=params["exclude_tables"],
+        exclude_table_data=params["exclude_table_data"],
+        globals_mode=params["globals"],
+        pg_bin_dir=params.get("pg_bin_dir"),
+    )
+
+
+def mongodb_dump_request(params: dict[str, t.Any]) -> _mongo.DumpRequest:
+    return _mongo.DumpRequest(
+        connection=mongo_connection(params),
+        archive=archive_options(params, params.get("database")),
+        database=params.get("database"),
+        collections=params["collections"],
+        exclude_collections=params["exclude_collections"],
+        exclude_collections_with_prefix=params["exclude_collections_with_prefix"],
+        oplog=params["oplog"],
+        parallel_collections=params["parallel_collections"],
+        tools_dir=params.get("tools_dir"),
+    )

@@ -152,12 +152,7 @@ def main() -> None:
     argument_spec = {
         **_params.mongodb_connection_spec(),
         **_params.dump_archive_spec(),
-        "database": {"type": "str", "aliases": ["db"]},
-        "collections": {"type": "list", "elements": "str", "default": []},
-        "exclude_collections": {"type": "list", "elements": "str", "default": []},
-        "exclude_collections_with_prefix": {"type": "list", "elements": "str", "default": []},
-        "oplog": {"type": "str", "default": "auto", "choices": list(_mongo.OPLOG_MODES)},
-        "parallel_collections": {"type": "int", "default": 4},
+        **_params.mongodb_dump_spec(),
     }
     module = AnsibleModule(
         argument_spec=argument_spec, mutually_exclusive=_params.CONNECTION_EXCLUSIVE, supports_check_mode=True
@@ -165,19 +160,8 @@ def main() -> None:
     params = module.params
     stop_cleanly_on_termination()
     try:
-        connection = _params.mongo_connection(params)
+        request = _params.mongodb_dump_request(params)
         module.no_log_values.update(registered_secrets())
-        request = _mongo.DumpRequest(
-            connection=connection,
-            archive=_params.archive_options(params, params["database"]),
-            database=params["database"],
-            collections=params["collections"],
-            exclude_collections=params["exclude_collections"],
-            exclude_collections_with_prefix=params["exclude_collections_with_prefix"],
-            oplog=params["oplog"],
-            parallel_collections=params["parallel_collections"],
-            tools_dir=params["tools_dir"],
-        )
         if module.check_mode:
             plan = _mongo.plan_dump(request)
             module.exit_json(changed=True, collections=plan["collections"], server=plan["server"])

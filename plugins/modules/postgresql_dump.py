@@ -183,15 +183,7 @@ def main() -> None:
     argument_spec = {
         **_params.postgres_connection_spec(),
         **_params.dump_archive_spec(),
-        "database": {"type": "str", "aliases": ["db"]},
-        "format": {"type": "str", "default": "custom", "choices": list(_postgres.FORMATS)},
-        "jobs": {"type": "int", "default": 1},
-        "schemas": {"type": "list", "elements": "str", "default": []},
-        "exclude_schemas": {"type": "list", "elements": "str", "default": []},
-        "tables": {"type": "list", "elements": "str", "default": []},
-        "exclude_tables": {"type": "list", "elements": "str", "default": []},
-        "exclude_table_data": {"type": "list", "elements": "str", "default": []},
-        "globals": {"type": "str", "default": "none", "choices": list(_postgres.GLOBALS)},
+        **_params.postgres_dump_spec(),
     }
     module = AnsibleModule(
         argument_spec=argument_spec, mutually_exclusive=_params.CONNECTION_EXCLUSIVE, supports_check_mode=True
@@ -199,21 +191,8 @@ def main() -> None:
     params = module.params
     stop_cleanly_on_termination()
     try:
-        connection = _params.pg_connection(params, params["database"])
+        request = _params.postgres_dump_request(params)
         module.no_log_values.update(registered_secrets())
-        request = _postgres.DumpRequest(
-            connection=connection,
-            archive=_params.archive_options(params, connection.database),
-            dump_format=params["format"],
-            jobs=params["jobs"],
-            schemas=params["schemas"],
-            exclude_schemas=params["exclude_schemas"],
-            tables=params["tables"],
-            exclude_tables=params["exclude_tables"],
-            exclude_table_data=params["exclude_table_data"],
-            globals_mode=params["globals"],
-            pg_bin_dir=params["pg_bin_dir"],
-        )
         if module.check_mode:
             plan = _postgres.plan_dump(request)
             module.exit_json(

@@ -1,0 +1,240 @@
+# Copyright: lifeboat developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""``lifeboat``: the host command the systemd timers run. The same library as the modules, no Ansible.
+
+    lifeboat backup --job NAME [--config FILE]
+    lifeboat verify [--job NAME] [--select newest|all|unverified] [--level LEVEL]
+    lifeboat prune  [--job NAME] [--dry-run]
+    lifeboat status [--job NAME] [--metrics-file FILE]
+
+``status`` exits 0, 1, 2 or 3 (OK, WARNING, CRITICAL, UNKNOWN) as monitoring plugins do; the others exit 0
+on success, 1 on failure and 2 on a usage error. On a terminal a progress line shows how a dump advances;
+under systemd (``JOURNAL_STREAM`` set) lines carry syslog priorities for the journal instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import os
+import sys
+import threading
+import time
+import traceback
+import typing as t
+
+from . import _catalog, _config, _mongo, _params, _postgres, _verify
+from ._common import LifeboatError, redact
+from ._pipeline import stop_cleanly_on_termination
+
+DEFAULT_CONFIG = "/etc/lifeboat/lifeboat.yml"
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+NAGIOS_UNKNOWN = 3
+
+
+class Output:
+    """Plain lines for people and the journal; a progress line only on a terminal."""
+
+    PRIORITY = {"error": 3, "warning": 4, "info": 6}
+
+    def __init__(self, stream: t.TextIO = sys.stderr) -> None:
+        self.stream = stream
+        self.journal = bool(os.environ.get("JOURNAL_STREAM"))
+        self.terminal = stream.isatty() and not self.journal
+        self._progress_shown = False
+        self._lock = threading.Lock()
+
+    def line(self, text: str, level: str = "info") -> None:
+        with self._lock:
+            self._clear_progress()
+            prefix = f"<{self.PRIORITY[level]}>" if self.journal else ("" if level == "info" else f"{level}: ")
+            self.stream.write(f"{prefix}{redact(text)}\n")
+            self.stream.flush()
+
+    def progress(self, text: str) -> None:
+        if not self.terminal:
+            return
+        with self._lock:
+            self.stream.write("\r\033[K" + text)
+            self.stream.flush()
+            self._progress_shown = True
+
+    def _clear_progress(self) -> None:
+        if self._progress_shown:
+            self.stream.write("\r\033[K")
+            self._progress_shown = False
+
+
+class DumpProgress:
+    """Watches the hidden partial file of a running dump and shows how far it got."""
+
+    def __init__(self, output: Output, job: str, destination: str) -> None:
+        self.output, self.job, self.destination = output, job, destination
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._started = time.monotonic()
+
+    def __enter__(self) -> DumpProgress:
+        if self.output.terminal:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+        self.output.progress("")
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.5):
+            try:
+                names = [n for n in os.listdir(self.destination) if _catalog.PARTIAL_NAME.match(n)
+                         and n.startswith(f".{self.job}-") and n.endswith(f".partial-{os.getpid()}")]
+                written = sum(os.path.getsize(os.path.join(self.destination, n)) for n in names)
+            except OSError:
+                continue
+            elapsed = time.monotonic() - self._started
+            self.output.progress(f"{self.job}: {_catalog.human_size(written)} written in {elapsed:.0f} s "
+                                 f"({_catalog.human_size(written / max(elapsed, 0.1))}/s)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", default=argparse.SUPPRESS,
+                        help=f"the YAML file describing the jobs (default {DEFAULT_CONFIG})")
+    parser = argparse.ArgumentParser(prog="lifeboat", description="Backups of PostgreSQL and MongoDB, on this host.",
+                                     parents=[common])
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    backup = commands.add_parser("backup", parents=[common], help="dump a job's database into a new archive")
+    backup.add_argument("--job", required=True, help="the job to run")
+    verify = commands.add_parser("verify", parents=[common], help="prove archives against their manifests")
+    verify.add_argument("--job", help="only this job (all jobs when omitted)")
+    verify.add_argument("--select", choices=_verify.SELECTIONS, help="which archives (default: the job's setting)")
+    verify.add_argument("--level", choices=_verify.LEVELS, help="how far to go (default: the job's setting)")
+    prune = commands.add_parser("prune", parents=[common], help="apply the jobs' retention")
+    prune.add_argument("--job", help="only this job (all jobs when omitted)")
+    prune.add_argument("--dry-run", action="store_true", help="say what would be removed, remove nothing")
+    status = commands.add_parser("status", parents=[common],
+                                 help="backup health, exit code 0/1/2/3 (OK/WARNING/CRITICAL/UNKNOWN)")
+    status.add_argument("--job", help="only this job (all jobs when omitted)")
+    status.add_argument("--metrics-file", help="write node_exporter textfile metrics here (default: the config's)")
+    return parser
+
+
+def main(argv: t.Sequence[str] | None = None, output: Output | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    output = output or Output()
+    stop_cleanly_on_termination()
+    failure_code = NAGIOS_UNKNOWN if args.command == "status" else EXIT_FAILED
+    try:
+        config = _config.load(getattr(args, "config", DEFAULT_CONFIG))
+        return COMMANDS[args.command](config, args, output)
+    except LifeboatError as exc:
+        output.line(f"{args.command} failed: {exc}" if args.command != "status" else f"LIFEBOAT UNKNOWN - {exc}",
+                    "error")
+    except Exception as exc:  # noqa: BLE001 - a bug of ours: one line, the traceback only when asked for
+        output.line(f"{args.command} failed: unexpected error: {exc}".splitlines()[0], "error")
+        if os.environ.get("LIFEBOAT_DEBUG"):
+            output.stream.write(redact(traceback.format_exc()))
+    return failure_code
+
+
+def run_backup(config: _config.Config, args: argparse.Namespace, output: Output) -> int:
+    job = config.job(args.job)
+    request = (_params.postgres_dump_request(job.params) if job.engine == "postgresql"
+               else _params.mongodb_dump_request(job.params))
+    output.line(f"{job.name}: dumping {job.engine} {job.database or 'server'} into {job.destination}")
+    with DumpProgress(output, job.params["job"], job.destination):
+        result = (_postgres.dump(request) if job.engine == "postgresql" else _mongo.dump(request))
+    manifest = result["manifest_data"]
+    output.line(
+        f"{job.name}: wrote {result['archive']} ({_catalog.human_size(manifest['archive']['size'])}, "
+        f"{manifest['total_count']} {'rows' if job.engine == 'postgresql' else 'documents'} in "
+        f"{len(manifest['counts'])} {'tables' if job.engine == 'postgresql' else 'collections'}) "
+        f"in {manifest['duration_seconds']:.1f} s"
+    )
+    return EXIT_OK
+
+
+def run_verify(config: _config.Config, args: argparse.Namespace, output: Output) -> int:
+    failed = 0
+    for job in config.selected(args.job):
+        settings = job.verify
+        if not settings["enabled"] and not args.job:
+            continue
+        archives = _verify.select_archives(destination=job.destination, job=job.params["job"],
+                                           select=args.select or settings["select"])
+        level = args.level or settings["level"]
+        request = _verify.VerifyRequest(
+            archives=archives, level=level,
+            decryption=_params.decryption(settings),
+            postgres=_params.pg_connection(job.params, None) if level == "restore" and job.engine == "postgresql"
+            else None,
+            mongo=_params.mongo_connection(job.params) if level == "restore" and job.engine == "mongodb" else None,
+            pg_bin_dir=job.params.get("pg_bin_dir"), tools_dir=job.params.get("tools_dir"),
+        )
+        request.validate()
+        if not archives:
+            output.line(f"{job.name}: no archive to verify in {job.destination}", "warning")
+        for index, archive in enumerate(archives, start=1):
+            output.progress(f"{job.name}: verifying {archive.name} ({index}/{len(archives)}, {level})")
+            result = _verify.verify_one(archive, request)
+            if result["ok"]:
+                output.line(f"{job.name}: {archive.name} ok ({level}, {result['duration_seconds']:.1f} s)")
+            else:
+                failed += 1
+                output.line(f"{job.name}: {result['failure']}", "error")
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def run_prune(config: _config.Config, args: argparse.Namespace, output: Output) -> int:
+    from . import _retention  # pylint: disable=import-outside-toplevel
+
+    for job in config.selected(args.job):
+        settings = {key: value for key, value in job.retention.items() if key != "enabled"}
+        if not job.retention["enabled"]:
+            output.line(f"{job.name}: retention is off for this job")
+            continue
+        policy = _retention.Policy.from_options(settings)
+        destination = _catalog.scan(job.destination, job.params["job"])
+        plan = _retention.plan_prune(destination, policy)
+        summary = plan.as_dict()
+        for line in _retention.describe(summary):
+            output.line(f"{job.name}: {line}", "warning" if line.startswith(("held", "unreadable")) else "info")
+        if args.dry_run:
+            output.line(f"{job.name}: dry run, nothing removed")
+            continue
+        removed = _retention.apply_prune(plan)
+        output.line(f"{job.name}: removed {len(removed)} files")
+    return EXIT_OK
+
+
+def run_status(config: _config.Config, args: argparse.Namespace, output: Output) -> int:
+    from . import _status  # pylint: disable=import-outside-toplevel
+
+    now = _dt.datetime.now(_dt.timezone.utc)
+    reports = []
+    for destination, jobs in _by_destination(config.selected(args.job)).items():
+        options = _status.StatusOptions.from_options(jobs[0].status)
+        reports.append(_status.evaluate(destination, [job.params["job"] for job in jobs], options, now=now))
+    report = _status.combine(reports) if len(reports) > 1 else reports[0]
+    metrics_file = getattr(args, "metrics_file", None) or config.metrics_file
+    if metrics_file:
+        _status.write_metrics(metrics_file, _status.metrics_text(report, now))
+    sys.stdout.write(f"LIFEBOAT {report['state']} - {report['summary']}\n")
+    for job in report["jobs"]:
+        for reason in job["reasons"]:
+            sys.stdout.write(f"{job['job']}: {reason}\n")
+    return int(report["exit_code"])
+
+
+def _by_destination(jobs: list[_config.Job]) -> dict[str, list[_config.Job]]:
+    grouped: dict[str, list[_config.Job]] = {}
+    for job in jobs:
+        grouped.setdefault(job.destination, []).append(job)
+    return grouped
+
+
+COMMANDS: dict[str, t.Callable[[_config.Config, argparse.Namespace, Output], int]] = {
+    "backup": run_backup, "verify": run_verify, "prune": run_prune, "status": run_status,
+}

@@ -1,0 +1,210 @@
+# Copyright: lifeboat developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The host command's configuration: one YAML file of backup jobs, checked as strictly as a module's arguments.
+
+A job takes the same options as the dump module of its engine (``login_host``, ``database``, ``format``,
+``destination``, ``encryption_recipients``...), checked against the very argument specs the modules use, plus
+``engine`` and the sections ``verify``, ``retention``, ``status`` and ``schedule``. ``defaults`` holds options
+every job inherits. Passwords come only from files (``login_password_file``), never from the config itself.
+"""
+
+from __future__ import annotations
+
+import os
+import typing as t
+from dataclasses import dataclass, field
+
+from . import _params
+from ._common import LifeboatError
+
+ENGINES = ("postgresql", "mongodb")
+SECTIONS = ("verify", "retention", "status", "schedule")
+TOP_LEVEL = ("defaults", "jobs", "metrics_file")
+
+VERIFY_SPEC: dict[str, t.Any] = {
+    "enabled": {"type": "bool", "default": True},
+    "level": {"type": "str", "default": "structure", "choices": ["checksum", "stream", "structure", "restore"]},
+    "select": {"type": "str", "default": "newest", "choices": ["all", "newest", "unverified"]},
+    "age_identity_files": {"type": "list", "elements": "path", "default": []},
+    "age_passphrase_file": {"type": "path"},
+}
+RETENTION_SPEC: dict[str, t.Any] = {
+    "enabled": {"type": "bool", "default": True},
+    **{name: {"type": "int"} for name in ("keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly",
+                                          "keep_yearly")},
+    "keep_within": {"type": "str"},
+    "require_verified": {"type": "bool", "default": True},
+    "accept_anomalies": {"type": "bool", "default": False},
+}
+STATUS_SPEC: dict[str, t.Any] = {
+    "max_age_hours": {"type": "float", "default": 26.0},
+    "shrink_ratio": {"type": "float", "default": 0.5},
+    "collapse_min_count": {"type": "int", "default": 100},
+    "free_space_factor": {"type": "float", "default": 2.0},
+    "require_verified": {"type": "bool", "default": True},
+}
+SCHEDULE_SPEC: dict[str, t.Any] = {  # read by the scheduling role; kept here so a typo is caught everywhere
+    "on_calendar": {"type": "str", "default": "daily"},
+    "randomized_delay": {"type": "str", "default": "15m"},
+}
+_SECTION_SPECS = {"verify": VERIFY_SPEC, "retention": RETENTION_SPEC, "status": STATUS_SPEC,
+                  "schedule": SCHEDULE_SPEC}
+_FORBIDDEN = {"login_password": "passwords do not belong in the config: put it in a 0600 file and give "
+                                "login_password_file"}
+
+
+def engine_spec(engine: str) -> dict[str, t.Any]:
+    """The options a job of ``engine`` takes: those of the engine's dump module."""
+    if engine == "postgresql":
+        return {**_params.postgres_connection_spec(), **_params.dump_archive_spec(), **_params.postgres_dump_spec()}
+    return {**_params.mongodb_connection_spec(), **_params.dump_archive_spec(), **_params.mongodb_dump_spec()}
+
+
+@dataclass
+class Job:
+    name: str
+    engine: str
+    params: dict[str, t.Any]  # module-shaped: what the dump module would receive
+    verify: dict[str, t.Any] = field(default_factory=dict)
+    retention: dict[str, t.Any] = field(default_factory=dict)
+    status: dict[str, t.Any] = field(default_factory=dict)
+    schedule: dict[str, t.Any] = field(default_factory=dict)
+
+    @property
+    def destination(self) -> str:
+        return self.params["destination"]
+
+    @property
+    def database(self) -> str | None:
+        return self.params.get("database")
+
+
+@dataclass
+class Config:
+    path: str
+    jobs: dict[str, Job]
+    metrics_file: str | None = None
+
+    def job(self, name: str) -> Job:
+        if name not in self.jobs:
+            known = ", ".join(sorted(self.jobs)) or "none"
+            raise LifeboatError(f"{self.path} has no job '{name}' (jobs: {known})")
+        return self.jobs[name]
+
+    def selected(self, name: str | None) -> list[Job]:
+        return [self.job(name)] if name else [self.jobs[key] for key in sorted(self.jobs)]
+
+
+def load(path: str) -> Config:
+    try:
+        import yaml  # pylint: disable=import-outside-toplevel
+    except ImportError as exc:
+        raise LifeboatError("PyYAML is needed to read the config (python3-yaml on Debian and Ubuntu)") from exc
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = yaml.safe_load(handle)
+    except FileNotFoundError:
+        raise LifeboatError(f"config {path} does not exist") from None
+    except OSError as exc:
+        raise LifeboatError(f"cannot read config {path}: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise LifeboatError(f"config {path} is not valid YAML{where}: {getattr(exc, 'problem', exc)}") from exc
+    if not isinstance(data, dict) or not isinstance(data.get("jobs"), dict) or not data["jobs"]:
+        raise LifeboatError(f"config {path} must be a mapping with a non-empty 'jobs' mapping")
+    _unknown(path, "the top level", data, TOP_LEVEL)
+    defaults = data.get("defaults") or {}
+    if not isinstance(defaults, dict):
+        raise LifeboatError(f"config {path}: defaults must be a mapping")
+    jobs = {}
+    for name, body in data["jobs"].items():
+        if not isinstance(body, dict):
+            raise LifeboatError(f"config {path}: job {name} must be a mapping")
+        jobs[str(name)] = _job(path, str(name), {**defaults, **body}, defaults)
+    metrics_file = data.get("metrics_file")
+    if metrics_file is not None and (not isinstance(metrics_file, str) or not os.path.isabs(metrics_file)):
+        raise LifeboatError(f"config {path}: metrics_file must be an absolute path")
+    return Config(path=path, jobs=jobs, metrics_file=metrics_file)
+
+
+def _unknown(path: str, where: str, data: dict[str, t.Any], known: t.Sequence[str]) -> None:
+    for key in data:
+        if key not in known:
+            raise LifeboatError(f"config {path}: unknown key '{key}' in {where} (known: {', '.join(known)})")
+
+
+def _job(path: str, name: str, body: dict[str, t.Any], defaults: dict[str, t.Any]) -> Job:
+    where = f"job {name}"
+    engine = body.get("engine")
+    if engine not in ENGINES:
+        raise LifeboatError(f"config {path}: {where} needs engine: postgresql or mongodb (not {engine!r})")
+    spec = engine_spec(engine)
+    options = {key: value for key, value in body.items() if key not in ("engine", *SECTIONS)}
+    for key, reason in _FORBIDDEN.items():
+        if key in options:
+            raise LifeboatError(f"config {path}: {where}: {reason}")
+    params = check_options(path, where, options, spec)
+    params["job"] = params.get("job") or name
+    if not params.get("destination"):
+        raise LifeboatError(f"config {path}: {where} needs a destination (or one in defaults)")
+    sections = {}
+    for section in SECTIONS:
+        merged = {**(defaults.get(section) or {}), **(body.get(section) or {})}
+        sections[section] = check_options(path, f"{where}: {section}", merged, _SECTION_SPECS[section])
+    return Job(name=name, engine=engine, params=params, **sections)
+
+
+def check_options(path: str, where: str, options: t.Any, spec: dict[str, t.Any]) -> dict[str, t.Any]:
+    """Options checked against an Ansible-style argument spec (types, choices, aliases), defaults filled in."""
+    if not isinstance(options, dict):
+        raise LifeboatError(f"config {path}: {where} must be a mapping")
+    aliases = {alias: key for key, item in spec.items() for alias in item.get("aliases", [])}
+    result: dict[str, t.Any] = {}
+    for raw_key, value in options.items():
+        key = aliases.get(raw_key, raw_key)
+        if key not in spec:
+            raise LifeboatError(
+                f"config {path}: {where}: unknown option '{raw_key}' (known: {', '.join(sorted(spec))})"
+            )
+        result[key] = _typed(path, f"{where}: {raw_key}", value, spec[key])
+    for key, item in spec.items():
+        if key not in result:
+            default = item.get("default")
+            result[key] = list(default) if isinstance(default, list) else default
+    return result
+
+
+def _typed(path: str, where: str, value: t.Any, item: dict[str, t.Any]) -> t.Any:
+    kind = item.get("type", "str")
+    if value is None:
+        return None
+    problem = None
+    if kind == "list":
+        if not isinstance(value, list):
+            problem = "must be a list"
+        else:
+            return [_typed(path, where, element, {"type": item.get("elements", "str")}) for element in value]
+    elif kind == "bool" and not isinstance(value, bool):
+        problem = "must be true or false"
+    elif kind == "int" and (isinstance(value, bool) or not isinstance(value, int)):
+        problem = "must be a whole number"
+    elif kind == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            problem = "must be a number"
+        else:
+            value = float(value)
+    elif kind in ("str", "path"):
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            problem = "must be a string"
+        else:
+            value = str(value)
+            if kind == "path":
+                value = os.path.expanduser(value)
+    elif kind == "dict" and not isinstance(value, dict):
+        problem = "must be a mapping"
+    if problem is None and item.get("choices") and value not in item["choices"]:
+        problem = f"must be one of {', '.join(map(str, item['choices']))}"
+    if problem:
+        raise LifeboatError(f"config {path}: {where} {problem} (got {value!r})")
+    return value
