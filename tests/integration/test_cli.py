@@ -1,0 +1,203 @@
+# Copyright: lifeboat developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The `lifeboat` host command, installed the way the scheduling role installs it, with Ansible out of reach."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import pty
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from testbed import REPO_ROOT, listing
+
+BLOCK_ANSIBLE = '''
+import sys
+
+class NoAnsible:
+    """The host command must run where Ansible is not installed."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("ansible", "ansible_collections"):
+            raise ImportError(name + " imported by the host command")
+        return None
+
+sys.meta_path.insert(0, NoAnsible())
+'''
+
+
+@pytest.fixture(scope="module")
+def host(tmp_path_factory):
+    """The library as the package lifeboat_ops beside the launcher, as on a managed host."""
+    root = tmp_path_factory.mktemp("host")
+    package = root / "lib" / "lifeboat_ops"
+    package.mkdir(parents=True)
+    for source in glob.glob(os.path.join(REPO_ROOT, "plugins", "module_utils", "*.py")):
+        shutil.copy(source, package)
+    (package / "__init__.py").write_text("")
+    (root / "bin").mkdir()
+    shutil.copy(os.path.join(REPO_ROOT, "bin", "lifeboat"), root / "bin" / "lifeboat")
+    (root / "site").mkdir()
+    (root / "site" / "sitecustomize.py").write_text(BLOCK_ANSIBLE)
+    return root
+
+
+def host_env(host, **extra):
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("ANSIBLE", "PYTHON"))}
+    return {**env, "LIFEBOAT_LIB": str(host / "lib"), "PYTHONPATH": str(host / "site"), **extra}
+
+
+def lifeboat(host, *args, env=None, timeout=300):
+    return subprocess.run([sys.executable, str(host / "bin" / "lifeboat"), *args], capture_output=True, text=True,
+                          env=env or host_env(host), timeout=timeout, check=False)
+
+
+def write_config(path, pg, mongo, destination, **job_extra):
+    config = {
+        "defaults": {"destination": str(destination), "login_host": "127.0.0.1"},
+        "jobs": {
+            "journal": {"engine": "postgresql", "database": pg.sample, "login_port": pg.port, "login_user": pg.user,
+                        "login_password_file": pg.password_file, **job_extra},
+            "nightscout": {"engine": "mongodb", "database": mongo.sample, "login_port": mongo.port,
+                           "login_user": mongo.user, "login_password_file": mongo.password_file, **job_extra},
+        },
+    }
+    path.write_text(yaml.safe_dump(config))
+    return str(path)
+
+
+VOLATILE = ("started_at", "finished_at", "duration_seconds", "verifications")
+VOLATILE_ARCHIVE = ("file", "size", "sha256", "plain_size", "plain_sha256")
+
+
+def comparable(manifest):
+    archive = {k: v for k, v in manifest["archive"].items() if k not in VOLATILE_ARCHIVE}
+    commands = [c.replace(manifest["archive"]["file"], "FILE") for c in manifest["restore_commands"]]
+    return {**{k: v for k, v in manifest.items() if k not in VOLATILE}, "archive": archive,
+            "restore_commands": commands}
+
+
+def test_backup_makes_the_same_archive_and_manifest_as_the_module(host, pg, mongo, run_module, tmp_path):
+    config = write_config(tmp_path / "lifeboat.yml", pg, mongo, tmp_path / "cli", compression_level=5)
+    for job, module, server in (("journal", "postgresql_dump", pg), ("nightscout", "mongodb_dump", mongo)):
+        run = lifeboat(host, "backup", "--job", job, "--config", config)
+        assert run.returncode == 0, run.stderr
+        assert "Traceback" not in run.stderr and f"{job}: wrote " in run.stderr
+        (cli_manifest,) = glob.glob(str(tmp_path / "cli" / f"{job}-*.manifest.json"))
+        by_module = run_module(module, server.login(database=server.sample, destination=str(tmp_path / "module"),
+                                                    job=job, compression_level=5))
+        assert by_module.rc == 0, by_module.result
+        with open(cli_manifest, encoding="utf-8") as handle:
+            cli = json.load(handle)
+        with open(by_module.result["manifest"], encoding="utf-8") as handle:
+            module_made = json.load(handle)
+        assert comparable(cli) == comparable(module_made)
+        suffix = os.path.basename(cli_manifest).split(".", 1)[1]
+        assert os.path.basename(by_module.result["manifest"]).split(".", 1)[1] == suffix
+        if job == "journal":  # same objects in the same order: pg_restore lists both alike (minus its header)
+            lists = [subprocess.run(f"zstd -dc {path} | pg_restore --list", shell=True, capture_output=True,
+                                    text=True, check=True).stdout for path in (cli_manifest[:-14], by_module.result["archive"])]
+            body = [[line for line in text.splitlines() if not line.startswith(";")] for text in lists]
+            assert body[0] == body[1] and len(body[0]) > 20
+
+
+def test_verify_then_a_damaged_archive_fails(host, pg, mongo, tmp_path):
+    config = write_config(tmp_path / "lifeboat.yml", pg, mongo, tmp_path / "backups")
+    for job in ("journal", "nightscout"):
+        assert lifeboat(host, "backup", "--job", job, "--config", config).returncode == 0
+    run = lifeboat(host, "verify", "--config", config, "--level", "restore")
+    assert run.returncode == 0, run.stderr
+    assert run.stderr.count(" ok (restore, ") == 2
+    (archive,) = glob.glob(str(tmp_path / "backups" / "journal-*.zst"))
+    with open(archive, "r+b") as handle:
+        handle.seek(100)
+        handle.write(b"\xff")
+    run = lifeboat(host, "verify", "--job", "journal", "--config", config)
+    assert run.returncode == 1
+    assert f"error: journal: {os.path.basename(archive)}: checksum check failed" in run.stderr
+
+
+def test_journal_priorities_under_systemd(host, pg, mongo, tmp_path):
+    config = write_config(tmp_path / "lifeboat.yml", pg, mongo, tmp_path / "backups")
+    run = lifeboat(host, "backup", "--job", "journal", "--config", config,
+                   env=host_env(host, JOURNAL_STREAM="8:12345"))
+    assert run.returncode == 0
+    assert all(line.startswith("<6>") for line in run.stderr.splitlines()), run.stderr
+    run = lifeboat(host, "backup", "--job", "nope", "--config", config, env=host_env(host, JOURNAL_STREAM="8:1"))
+    assert run.returncode == 1 and run.stderr.startswith("<3>backup failed: ")
+
+
+def test_progress_line_on_a_terminal(host, pg, mongo, big_pg, tmp_path):
+    config = tmp_path / "lifeboat.yml"
+    config.write_text(yaml.safe_dump({"jobs": {"big": {
+        "engine": "postgresql", "database": big_pg, "destination": str(tmp_path / "backups"),
+        "login_host": pg.host, "login_port": pg.port, "login_user": pg.user,
+        "login_password_file": pg.password_file}}}))
+    primary, secondary = pty.openpty()
+    process = subprocess.Popen([sys.executable, str(host / "bin" / "lifeboat"), "backup", "--job", "big",
+                                "--config", str(config)], stdin=secondary, stdout=secondary, stderr=secondary,
+                               env=host_env(host), close_fds=True)
+    os.close(secondary)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(primary, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        seen += chunk
+    assert process.wait(timeout=300) == 0
+    os.close(primary)
+    text = seen.decode()
+    assert "\r\x1b[K" in text and " written in " in text, text
+    assert "big: wrote " in text
+
+
+def test_sigterm_leaves_no_archive(host, pg, mongo, big_pg, tmp_path):
+    config = tmp_path / "lifeboat.yml"
+    config.write_text(yaml.safe_dump({"jobs": {"big": {
+        "engine": "postgresql", "database": big_pg, "destination": str(tmp_path / "backups"),
+        "login_host": pg.host, "login_port": pg.port, "login_user": pg.user,
+        "login_password_file": pg.password_file}}}))
+    process = subprocess.Popen([sys.executable, str(host / "bin" / "lifeboat"), "backup", "--job", "big",
+                                "--config", str(config)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               env=host_env(host), text=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and not any(
+            name.startswith(".big-") and os.path.getsize(tmp_path / "backups" / name) > 1 << 20
+            for name in (os.listdir(tmp_path / "backups") if (tmp_path / "backups").exists() else [])):
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    _out, err = process.communicate(timeout=60)
+    assert process.returncode == 1
+    assert "stopped by SIGTERM before the work was done" in err
+    assert listing(tmp_path / "backups") == []
+
+
+@pytest.mark.parametrize("job_extra, message", [
+    ({"login_password": "secret"}, "passwords do not belong in the config"),
+    ({"conection": {}}, "unknown option 'conection'"),
+    ({"format": "tar"}, "format must be one of custom, directory (got 'tar')"),
+    ({"retention": {"keep_daily": "seven"}}, "retention: keep_daily must be a whole number (got 'seven')"),
+])
+def test_config_mistakes_give_one_line(host, pg, mongo, tmp_path, job_extra, message):
+    config = tmp_path / "lifeboat.yml"
+    write_config(config, pg, mongo, tmp_path / "backups")
+    data = yaml.safe_load(config.read_text())
+    data["jobs"]["journal"].update(job_extra)
+    config.write_text(yaml.safe_dump(data))
+    run = lifeboat(host, "backup", "--job", "journal", "--config", str(config))
+    assert run.returncode == 1
+    assert run.stderr.count("\n") == 1 and message in run.stderr, run.stderr
+    assert "secret" not in run.stderr
+    run = lifeboat(host, "status", "--config", str(config))
+    assert run.returncode == 3 and "LIFEBOAT UNKNOWN - " in run.stderr
