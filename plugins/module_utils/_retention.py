@@ -169,6 +169,7 @@ class PrunePlan:
     groups: list[GroupPlan] = field(default_factory=list)
     partials: list[Partial] = field(default_factory=list)
     remove_partials: bool = False
+    freed_bytes: int = 0
 
     @property
     def removals(self) -> list[_catalog.Archive]:
@@ -178,9 +179,9 @@ class PrunePlan:
     def partials_to_remove(self) -> list[Partial]:
         return [partial for partial in self.partials if self.remove_partials and partial.removable]
 
-    @property
-    def freed_bytes(self) -> int:
-        return sum(_size_on_disk(path) for archive in self.removals for path in archive.files()) + sum(
+    def measure(self) -> None:
+        """Sizes are read when the plan is made: after apply_prune, the files are gone."""
+        self.freed_bytes = sum(_size_on_disk(path) for archive in self.removals for path in archive.files()) + sum(
             _size_on_disk(partial.path) for partial in self.partials_to_remove)
 
     def as_dict(self) -> dict[str, t.Any]:
@@ -221,6 +222,7 @@ def plan_prune(destination: _catalog.Destination, policy: Policy, now: _dt.datet
     for job, database in sorted(groups, key=lambda key: (key[0], key[1] or "")):
         plan.groups.append(_plan_group(job, database, groups[(job, database)], policy, now))
     plan.partials = [_partial(path) for path in destination.partials]
+    plan.measure()
     return plan
 
 
