@@ -324,34 +324,38 @@ def apply_prune(plan: PrunePlan) -> list[str]:
     Files go extras first, the archive next, the manifest last: an interrupted removal leaves a manifest that
     the catalog reports as "archive file missing", never an archive nobody can identify.
     """
-    removed: list[str] = []
     root = os.path.realpath(plan.destination)
+    paths = [path for archive in plan.removals for path in archive.files()]
+    paths += [partial.path for partial in plan.partials_to_remove]
+    for path in paths:  # every path is checked before the first one is removed
+        _check_inside(root, path)
+    removed: list[str] = []
     try:
-        for archive in plan.removals:
-            for path in archive.files():
-                if _remove_inside(root, path):
-                    removed.append(path)
-        for partial in plan.partials_to_remove:
-            if _remove_inside(root, partial.path):
-                removed.append(partial.path)
+        for path in paths:
+            if _unlink(path):
+                removed.append(path)
     finally:
         if removed:
             fsync_directory(plan.destination)
     return removed
 
 
-def _remove_inside(root: str, path: str) -> bool:
-    """Unlink ``path`` if it is a regular file or a symlink directly in ``root``; never follow a link out of it."""
+def _check_inside(root: str, path: str) -> None:
+    """Only regular files and symlinks directly in the destination may go; a link is removed, never followed."""
     if os.path.realpath(os.path.dirname(path)) != root:
-        raise LifeboatError(f"refusing to remove {path}: it is not directly in the destination {root}")
+        raise LifeboatError(f"refusing to remove {path}: it is not directly in the destination {root}; "
+                            "check the manifest that lists it")
     try:
         mode = os.lstat(path).st_mode
     except FileNotFoundError:
-        return False
+        return
     except OSError as exc:
         raise LifeboatError(f"cannot remove {path}: {exc.strerror}") from exc
     if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
         raise LifeboatError(f"refusing to remove {path}: it is not a file; remove it by hand if it should go")
+
+
+def _unlink(path: str) -> bool:
     try:
         os.unlink(path)  # a symlink is removed itself; its target, wherever it is, stays
     except FileNotFoundError:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+import time
 
 import pytest
 from hypothesis import given, settings
@@ -19,6 +20,8 @@ from ansible_collections.lifeboat.ops.plugins.module_utils import _catalog
 from ansible_collections.lifeboat.ops.plugins.module_utils._common import LifeboatError
 from ansible_collections.lifeboat.ops.plugins.module_utils._retention import (
     BUCKET_RULES,
+    PARTIAL_GRACE_SECONDS,
+    GroupPlan,
     Policy,
     Span,
     apply_prune,
@@ -182,8 +185,9 @@ def test_unreadable_archives_stay_and_are_reported():
 
 
 def test_groups_are_job_and_database():
-    archives = series(True, True) + [make_archive(5 + i, a.started_at, database="other", verified=True)
-                                       for i, a in enumerate(series(True, True))]
+    others = [make_archive(5 + i, a.started_at, database="other", verified=True)
+              for i, a in enumerate(series(True, True))]
+    archives = series(True, True) + others
     plan = plan_prune(destination(archives), policy(keep_last=1), now=NOW)
     assert [(g.database, len(g.keep), len(g.remove)) for g in plan.groups] == [("journal", 1, 1), ("other", 1, 1)]
 
@@ -203,6 +207,38 @@ def test_apply_prune_removes_extras_archive_then_manifest_and_nothing_outside(tm
     plan.groups[0].keep, plan.groups[0].remove = [], [(archive, ["test"])]
     assert apply_prune(plan) == archive.files()
     assert not os.listdir(dest) and outside.read_text() == "keep me"
+
+
+def test_apply_prune_refuses_a_manifest_that_points_outside_and_removes_nothing(tmp_path):
+    archive = make_archive(0, _dt.datetime(2026, 1, 1, tzinfo=UTC))
+    archive.path = str(tmp_path / os.path.basename(archive.path))
+    archive.manifest["extras"] = [{"file": "../victim.txt"}]
+    (tmp_path.parent / "victim.txt").write_text("mine")
+    for path in archive.files()[1:]:
+        open(path, "w", encoding="utf-8").close()
+    plan = plan_prune(_catalog.Destination(str(tmp_path), []), policy(keep_last=1), now=NOW)
+    plan.groups = [GroupPlan("app", "journal", remove=[(archive, ["test"])])]
+    with pytest.raises(LifeboatError, match="is not directly in the destination"):
+        apply_prune(plan)
+    assert all(os.path.exists(path) for path in archive.files())
+
+
+def test_partials_of_gone_writers_are_removed_only_when_asked_and_stale(tmp_path):
+    alive = tmp_path / f".app-20261101T030000Z.pgdump.zst.partial-{os.getpid()}"
+    gone = tmp_path / ".app-20261102T030000Z.pgdump.zst.partial-999999999"
+    fresh = tmp_path / ".app-20261103T030000Z.pgdump.zst.partial-999999998"
+    for path in (alive, gone, fresh):
+        path.write_bytes(b"x" * 10)
+    stale = time.time() - PARTIAL_GRACE_SECONDS - 60
+    for path in (alive, gone):
+        os.utime(path, (stale, stale))
+    dest = _catalog.scan(str(tmp_path))
+    assert apply_prune(plan_prune(dest, policy(keep_last=1), now=NOW)) == []
+    plan = plan_prune(dest, policy(keep_last=1), now=NOW, remove_partials=True)
+    assert plan.freed_bytes == 10
+    assert [p["writer_alive"] for p in plan.as_dict()["partials"]] == [True, False, False]
+    assert apply_prune(plan) == [str(gone)]
+    assert sorted(os.listdir(tmp_path)) == sorted([alive.name, fresh.name])
 
 
 # ---- properties over random series --------------------------------------------------------------------------------
