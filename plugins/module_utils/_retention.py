@@ -131,8 +131,7 @@ class Policy:
 
     def rules(self) -> list[str]:
         """The rules in force, as a person would write them: ``keep_daily=7``, ``keep_within=30d``."""
-        active = [f"{name}={'unlimited' if value == UNLIMITED else value}"
-                  for name in COUNT_OPTIONS if (value := getattr(self, name))]
+        active = [f"{name}={_limit(value)}" for name in COUNT_OPTIONS if (value := getattr(self, name))]
         return active + ([f"keep_within={self.keep_within}"] if self.keep_within else [])
 
 
@@ -276,46 +275,69 @@ def _hold(readable: list[_catalog.Archive], policy: Policy) -> str | None:
     return None
 
 
+@dataclass
+class _BucketCounter:
+    """One of restic's bucket rules while it walks the archives newest first."""
+
+    rule: str  # "daily"
+    left: int  # -1: no limit
+    limit: str
+    bucket: t.Callable[[_dt.datetime], str]
+    previous: str | None = None
+    used: int = 0
+
+    def keeps(self, moment: _dt.datetime, oldest: bool) -> str | None:
+        """The reason this rule keeps an archive started at ``moment``, or None; counts it when it does."""
+        if not self.left:
+            return None
+        value = self.bucket(moment)
+        if value == self.previous and not oldest:
+            return None
+        self.used += 1
+        if self.left > 0:
+            self.left -= 1
+        if value == self.previous:
+            return f"{self.rule}: oldest archive, kept while the count lasts ({self.used} of {self.limit})"
+        self.previous = value
+        return f"{self.rule} {value} ({self.used} of {self.limit})"
+
+
 def apply_policy(archives: t.Sequence[_catalog.Archive], policy: Policy,
                  now: _dt.datetime) -> list[tuple[_catalog.Archive, list[str]]]:
     """restic's ApplyPolicy over readable archives: the ones the policy keeps, newest first, with every reason."""
     ordered = sorted(archives, key=lambda archive: (archive.started_at, archive.name), reverse=True)
     if not ordered:
         return []
-    kept = []
-    counters = [[name, getattr(policy, name), bucket, None, 0] for name, bucket in BUCKET_RULES]
-    last_left = policy.keep_last
-    # restic measures keep_within from the newest archive that is not in the future.
-    # (When every archive is in the future, restic's "newest" is the zero time and keep_within keeps them all.)
+    counters = [_BucketCounter(name[len("keep_"):], count, _limit(count), bucket)
+                for name, bucket in BUCKET_RULES if (count := getattr(policy, name))]
+    last_left = policy.keep_last or 0
+    # restic measures keep_within from the newest archive that is not in the future (when all are, from the
+    # zero time: keep_within then keeps them all).
     past = [archive.started_at for archive in ordered if archive.started_at < now]
     within_from = None
     if policy.keep_within:
         within_from = policy.keep_within.before(past[0]) if past else _dt.datetime.min.replace(tzinfo=_dt.timezone.utc)
+    kept = []
     for position, archive in enumerate(ordered):
         moment = archive.started_at.astimezone(_dt.timezone.utc)
-        oldest = position == len(ordered) - 1
         why = []
         if within_from is not None and archive.started_at > within_from:
             why.append(f"within {policy.keep_within} of the newest archive")
         if last_left:
-            why.append(f"last {position + 1} of {'unlimited' if last_left == UNLIMITED else policy.keep_last}")
             if last_left > 0:
                 last_left -= 1
+            why.append(f"last {position + 1} of {_limit(policy.keep_last)}")
         for counter in counters:
-            name, left, bucket, previous, used = counter
-            if not left:
-                continue
-            value = bucket(moment)
-            if value != previous or oldest:
-                rule = name[len("keep_"):]
-                limit = "unlimited" if left == UNLIMITED else getattr(policy, name)
-                why.append(f"{rule} {value} ({used + 1} of {limit})" if value != previous
-                           else f"{rule}: oldest archive, kept while the count lasts ({used + 1} of {limit})")
-                counter[3], counter[4] = value, used + 1
-                counter[1] = left - 1 if left > 0 else left
+            reason = counter.keeps(moment, oldest=position == len(ordered) - 1)
+            if reason:
+                why.append(reason)
         if why:
             kept.append((archive, why))
     return kept
+
+
+def _limit(count: int | None) -> str:
+    return "unlimited" if count == UNLIMITED else str(count)
 
 
 def apply_prune(plan: PrunePlan) -> list[str]:

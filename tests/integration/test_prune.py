@@ -39,7 +39,8 @@ def dated_series(real_archive: str, destination: str, days: int) -> list[_catalo
         started = FIRST_DAY + _dt.timedelta(days=day)
         name = f"{JOB}-{started:%Y%m%dT%H%M%SZ}.{kind}"
         shutil.copyfile(real_archive, os.path.join(destination, name))
-        manifest.update(started_at=_manifest.iso(started), finished_at=_manifest.iso(started + _dt.timedelta(seconds=2)))
+        finished = started + _dt.timedelta(seconds=2)
+        manifest.update(started_at=_manifest.iso(started), finished_at=_manifest.iso(finished))
         manifest["archive"]["file"] = name
         _manifest.write(_manifest.manifest_path(os.path.join(destination, name)), manifest)
     archives = _catalog.scan(destination, JOB).archives
