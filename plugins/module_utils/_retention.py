@@ -1,0 +1,414 @@
+# Copyright: lifeboat developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Which archives of a destination to remove: restic's ``forget`` policy, under rules that protect the last good one.
+
+The policy part follows restic's ``ApplyPolicy`` (internal/restic/snapshot_policy.go): archives newest first;
+``keep_last`` keeps the n newest; each of ``keep_hourly`` ... ``keep_yearly`` keeps an archive when its bucket
+(hour, day, ISO week, month, year of its start time) differs from the bucket of the last archive that rule kept,
+while the rule's count lasts (-1: unlimited); a rule whose count is not used up also keeps the oldest archive,
+so that the history kept is as long as possible; ``keep_within`` keeps every archive that started after the
+newest archive's start minus the span (measured from the newest archive, not from now, like restic).
+Buckets are taken in UTC, the time zone of archive names, so a host's time zone never changes what is kept.
+
+On top of the policy, per job and database (never per host name: containers get new ones):
+
+- the newest verified archive is always kept, and so is every readable archive newer than it;
+- an archive nobody can read (no manifest, unreadable manifest, missing file) is never removed;
+- nothing at all is removed while the newest archive is unverified (``require_verified``) or looks wrong next to
+  the last verified one (much smaller, tables emptied; lifted by ``accept_anomalies``), until a newer one is proven.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import errno
+import os
+import re
+import stat
+import time
+import typing as t
+from dataclasses import dataclass, field
+
+from . import _catalog, _manifest
+from ._common import LifeboatError
+from ._pipeline import fsync_directory
+
+# (option, how an archive's start time falls into the rule's bucket); restic's order.
+BUCKET_RULES: tuple[tuple[str, t.Callable[[_dt.datetime], str]], ...] = (
+    ("keep_hourly", lambda moment: moment.strftime("%Y-%m-%dT%H")),
+    ("keep_daily", lambda moment: moment.strftime("%Y-%m-%d")),
+    ("keep_weekly", lambda moment: "{0}-W{1:02d}".format(*moment.isocalendar())),
+    ("keep_monthly", lambda moment: moment.strftime("%Y-%m")),
+    ("keep_yearly", lambda moment: moment.strftime("%Y")),
+)
+COUNT_OPTIONS = ("keep_last", *(name for name, _bucket in BUCKET_RULES))
+UNLIMITED = -1
+_SPAN_PART = re.compile(r"(\d+)([ymdh])")
+# A partial file of a writer that is gone is removed only when it has not been written to for this long: the
+# writer may run in another PID namespace (a container) or on another host sharing the directory.
+PARTIAL_GRACE_SECONDS = 3600
+
+
+@dataclass(frozen=True)
+class Span:
+    """restic's Duration: years, months, days and hours, taken back from a moment the way Go's AddDate does."""
+
+    years: int = 0
+    months: int = 0
+    days: int = 0
+    hours: int = 0
+
+    @classmethod
+    def parse(cls, text: str) -> Span:
+        cleaned = text.strip().lower()
+        parts = _SPAN_PART.findall(cleaned)
+        if not cleaned or "".join(number + unit for number, unit in parts) != cleaned:
+            raise LifeboatError(
+                f"keep_within '{text}' is not a span; write it like restic: a number and a unit, y (years), "
+                "m (months), d (days), h (hours), e.g. 30d or 1y6m"
+            )
+        values = {"y": 0, "m": 0, "d": 0, "h": 0}
+        for number, unit in parts:
+            values[unit] = int(number)  # restic: a repeated unit replaces the earlier one
+        return cls(values["y"], values["m"], values["d"], values["h"])
+
+    @property
+    def zero(self) -> bool:
+        return not (self.years or self.months or self.days or self.hours)
+
+    def before(self, moment: _dt.datetime) -> _dt.datetime:
+        """``moment`` minus this span; a day past the month's end rolls over (Mar 31 - 1m = Mar 3), as in Go."""
+        month_index = moment.year * 12 + moment.month - 1 - self.years * 12 - self.months
+        first = moment.replace(year=month_index // 12, month=month_index % 12 + 1, day=1)
+        return first + _dt.timedelta(days=moment.day - 1 - self.days, hours=-self.hours)
+
+    def __str__(self) -> str:
+        return "".join(f"{value}{unit}" for value, unit in
+                       ((self.years, "y"), (self.months, "m"), (self.days, "d"), (self.hours, "h")) if value) or "0h"
+
+
+@dataclass(frozen=True)
+class Policy:
+    """What to keep per group; None or 0 turns a rule off, -1 keeps one archive per bucket without limit."""
+
+    keep_last: int | None = None
+    keep_hourly: int | None = None
+    keep_daily: int | None = None
+    keep_weekly: int | None = None
+    keep_monthly: int | None = None
+    keep_yearly: int | None = None
+    keep_within: Span | None = None
+    require_verified: bool = True
+    accept_anomalies: bool = False
+
+    @classmethod
+    def from_options(cls, options: t.Mapping[str, t.Any]) -> Policy:
+        """Validate options (module parameters or a config section); other keys than ``keep_*`` and the flags
+        are ignored, so module params can be passed whole, but an unknown ``keep_*`` is a typo and refused."""
+        known = {*COUNT_OPTIONS, "keep_within"}
+        unknown = sorted(key for key in options if key.startswith("keep_") and key not in known)
+        if unknown:
+            raise LifeboatError(f"unknown retention option {', '.join(unknown)}; use {', '.join(sorted(known))}")
+        counts: dict[str, int | None] = {}
+        for name in COUNT_OPTIONS:
+            value = options.get(name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                raise LifeboatError(f"{name} must be a whole number (or -1 for no limit), not {value!r}")
+            if value is not None and value < UNLIMITED:
+                raise LifeboatError(f"{name} is {value}; use a count of 0 or more, or -1 for no limit")
+            counts[name] = value
+        within = options.get("keep_within")
+        span = Span.parse(str(within)) if within not in (None, "") else None
+        policy = cls(**counts, keep_within=span if span and not span.zero else None,
+                     require_verified=bool(options.get("require_verified", True)),
+                     accept_anomalies=bool(options.get("accept_anomalies", False)))
+        if not policy.rules():
+            raise LifeboatError(
+                "the retention policy keeps nothing (like restic, an empty policy is refused rather than removing "
+                f"every archive); set at least one of {', '.join(COUNT_OPTIONS)} or keep_within"
+            )
+        return policy
+
+    def rules(self) -> list[str]:
+        """The rules in force, as a person would write them: ``keep_daily=7``, ``keep_within=30d``."""
+        active = [f"{name}={_limit(value)}" for name in COUNT_OPTIONS if (value := getattr(self, name))]
+        return active + ([f"keep_within={self.keep_within}"] if self.keep_within else [])
+
+
+@dataclass
+class GroupPlan:
+    """The decision for one job and database: each archive kept or removed, with its reasons."""
+
+    job: str
+    database: str | None
+    keep: list[tuple[_catalog.Archive, list[str]]] = field(default_factory=list)
+    remove: list[tuple[_catalog.Archive, list[str]]] = field(default_factory=list)
+    held: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Partial:
+    """A ``.NAME.partial-PID`` file left by a writer; removable only when the writer is gone and it is stale."""
+
+    path: str
+    pid: int | None
+    writer_alive: bool
+    age_seconds: float
+
+    @property
+    def removable(self) -> bool:
+        return not self.writer_alive and self.age_seconds >= PARTIAL_GRACE_SECONDS
+
+
+@dataclass
+class PrunePlan:
+    destination: str
+    policy: Policy
+    groups: list[GroupPlan] = field(default_factory=list)
+    partials: list[Partial] = field(default_factory=list)
+    remove_partials: bool = False
+    freed_bytes: int = 0
+
+    @property
+    def removals(self) -> list[_catalog.Archive]:
+        return [archive for group in self.groups for archive, _reasons in group.remove]
+
+    @property
+    def partials_to_remove(self) -> list[Partial]:
+        return [partial for partial in self.partials if self.remove_partials and partial.removable]
+
+    def measure(self) -> None:
+        """Sizes are read when the plan is made: after apply_prune, the files are gone."""
+        self.freed_bytes = sum(_size_on_disk(path) for archive in self.removals for path in archive.files()) + sum(
+            _size_on_disk(partial.path) for partial in self.partials_to_remove)
+
+    def as_dict(self) -> dict[str, t.Any]:
+        """Plain data for module results and the ``lifeboat`` command: names, reasons, bytes."""
+
+        def listed(entries: list[tuple[_catalog.Archive, list[str]]]) -> list[dict[str, t.Any]]:
+            return [{"name": archive.name, "job": archive.job, "database": archive.database,
+                     "started_at": _manifest.iso(archive.started_at), "verified": archive.verified,
+                     "reasons": reasons} for archive, reasons in entries]
+
+        return {
+            "policy": self.policy.rules(),
+            "removed": listed([entry for group in self.groups for entry in group.remove]),
+            "kept": listed([entry for group in self.groups for entry in group.keep]),
+            "held": [{"job": group.job, "database": group.database, "reason": group.held}
+                     for group in self.groups if group.held],
+            "unreadable": [{"name": archive.name, "job": archive.job, "problem": archive.problem}
+                           for group in self.groups for archive, _reasons in group.keep if not archive.readable],
+            "warnings": [warning for group in self.groups for warning in group.warnings],
+            "partials": [{"path": partial.path, "pid": partial.pid, "writer_alive": partial.writer_alive,
+                          "removed": partial in self.partials_to_remove} for partial in self.partials],
+            "freed_bytes": self.freed_bytes,
+        }
+
+    def names(self, after: bool) -> list[str]:
+        """Archive names before the prune, or after it (for diff mode)."""
+        gone = {id(archive) for archive in self.removals} if after else set()
+        return sorted(archive.name for group in self.groups for archive, _reasons in [*group.keep, *group.remove]
+                      if id(archive) not in gone)
+
+
+def plan_prune(destination: _catalog.Destination, policy: Policy, now: _dt.datetime | None = None,
+               remove_partials: bool = False) -> PrunePlan:
+    """Decide, group by group, what ``policy`` removes from ``destination``; nothing is touched here."""
+    now = now or _dt.datetime.now(_dt.timezone.utc)
+    plan = PrunePlan(destination.path, policy, remove_partials=remove_partials)
+    groups = destination.groups()
+    for job, database in sorted(groups, key=lambda key: (key[0], key[1] or "")):
+        plan.groups.append(_plan_group(job, database, groups[(job, database)], policy, now))
+    plan.partials = [_partial(path) for path in destination.partials]
+    plan.measure()
+    return plan
+
+
+def _plan_group(job: str, database: str | None, archives: list[_catalog.Archive], policy: Policy,
+                now: _dt.datetime) -> GroupPlan:
+    group = GroupPlan(job, database)
+    readable = [archive for archive in archives if archive.readable]  # oldest first, as the catalog lists them
+    reasons: dict[int, list[str]] = {id(archive): [] for archive in archives}
+    for archive in archives:
+        if not archive.readable:
+            reasons[id(archive)].append(f"kept: {archive.problem}; check and remove it by hand")
+            group.warnings.append(f"{archive.name} cannot be read ({archive.problem}); it is kept, check it by hand")
+    for archive, why in apply_policy(readable, policy, now):
+        reasons[id(archive)].extend(why)
+
+    verified = [archive for archive in readable if archive.verified]
+    newest_verified = verified[-1] if verified else None
+    if newest_verified is not None:
+        reasons[id(newest_verified)].append("newest verified archive")
+        for archive in readable[readable.index(newest_verified) + 1:]:
+            reasons[id(archive)].append(f"newer than the newest verified archive {newest_verified.name}")
+    group.held = _hold(readable, policy)
+    if group.held:
+        for archive in archives:
+            reasons[id(archive)].append(f"held: {group.held}")
+
+    for archive in archives:
+        why = reasons[id(archive)]
+        if why:
+            group.keep.append((archive, why))
+        else:
+            group.remove.append((archive, [f"kept by none of {', '.join(policy.rules())}"]))
+    return group
+
+
+def _hold(readable: list[_catalog.Archive], policy: Policy) -> str | None:
+    """Why nothing of the group may go now: its newest archive is not proven, or looks wrong."""
+    if not readable:
+        return None
+    newest = readable[-1]
+    if policy.require_verified and not newest.verified:
+        record = newest.last_verification
+        state = (f"failed its last verification ({record.get('failure') or 'no reason recorded'})"
+                 if newest.verification_failed and record else "is not verified")
+        return (f"the newest archive {newest.name} {state}; nothing is removed until a newer archive is verified "
+                "(or set require_verified=false)")
+    findings = _catalog.compare_to_reference(newest, _catalog.previous_verified(readable, newest))
+    if findings and not policy.accept_anomalies:
+        return (f"the newest archive looks wrong: {'; '.join(finding.message for finding in findings)}; nothing "
+                "is removed until a newer archive is verified and looks normal (or set accept_anomalies=true)")
+    return None
+
+
+@dataclass
+class _BucketCounter:
+    """One of restic's bucket rules while it walks the archives newest first."""
+
+    rule: str  # "daily"
+    left: int  # -1: no limit
+    limit: str
+    bucket: t.Callable[[_dt.datetime], str]
+    previous: str | None = None
+    used: int = 0
+
+    def keeps(self, moment: _dt.datetime, oldest: bool) -> str | None:
+        """The reason this rule keeps an archive started at ``moment``, or None; counts it when it does."""
+        if not self.left:
+            return None
+        value = self.bucket(moment)
+        if value == self.previous and not oldest:
+            return None
+        self.used += 1
+        if self.left > 0:
+            self.left -= 1
+        if value == self.previous:
+            return f"{self.rule}: oldest archive, kept while the count lasts ({self.used} of {self.limit})"
+        self.previous = value
+        return f"{self.rule} {value} ({self.used} of {self.limit})"
+
+
+def apply_policy(archives: t.Sequence[_catalog.Archive], policy: Policy,
+                 now: _dt.datetime) -> list[tuple[_catalog.Archive, list[str]]]:
+    """restic's ApplyPolicy over readable archives: the ones the policy keeps, newest first, with every reason."""
+    ordered = sorted(archives, key=lambda archive: (archive.started_at, archive.name), reverse=True)
+    if not ordered:
+        return []
+    counters = [_BucketCounter(name[len("keep_"):], count, _limit(count), bucket)
+                for name, bucket in BUCKET_RULES if (count := getattr(policy, name))]
+    last_left = policy.keep_last or 0
+    # restic measures keep_within from the newest archive that is not in the future (when all are, from the
+    # zero time: keep_within then keeps them all).
+    past = [archive.started_at for archive in ordered if archive.started_at < now]
+    within_from = None
+    if policy.keep_within:
+        within_from = policy.keep_within.before(past[0]) if past else _dt.datetime.min.replace(tzinfo=_dt.timezone.utc)
+    kept = []
+    for position, archive in enumerate(ordered):
+        moment = archive.started_at.astimezone(_dt.timezone.utc)
+        why = []
+        if within_from is not None and archive.started_at > within_from:
+            why.append(f"within {policy.keep_within} of the newest archive")
+        if last_left:
+            if last_left > 0:
+                last_left -= 1
+            why.append(f"last {position + 1} of {_limit(policy.keep_last)}")
+        for counter in counters:
+            reason = counter.keeps(moment, oldest=position == len(ordered) - 1)
+            if reason:
+                why.append(reason)
+        if why:
+            kept.append((archive, why))
+    return kept
+
+
+def _limit(count: int | None) -> str:
+    return "unlimited" if count == UNLIMITED else str(count)
+
+
+def apply_prune(plan: PrunePlan) -> list[str]:
+    """Remove the files of every archive the plan removes, and stale partials if asked; return the paths removed.
+
+    Files go extras first, the archive next, the manifest last: an interrupted removal leaves a manifest that
+    the catalog reports as "archive file missing", never an archive nobody can identify.
+    """
+    root = os.path.realpath(plan.destination)
+    paths = [path for archive in plan.removals for path in archive.files()]
+    paths += [partial.path for partial in plan.partials_to_remove]
+    for path in paths:  # every path is checked before the first one is removed
+        _check_inside(root, path)
+    removed: list[str] = []
+    try:
+        for path in paths:
+            if _unlink(path):
+                removed.append(path)
+    finally:
+        if removed:
+            fsync_directory(plan.destination)
+    return removed
+
+
+def _check_inside(root: str, path: str) -> None:
+    """Only regular files and symlinks directly in the destination may go; a link is removed, never followed."""
+    if os.path.realpath(os.path.dirname(path)) != root:
+        raise LifeboatError(f"refusing to remove {path}: it is not directly in the destination {root}; "
+                            "check the manifest that lists it")
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise LifeboatError(f"cannot remove {path}: {exc.strerror}") from exc
+    if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
+        raise LifeboatError(f"refusing to remove {path}: it is not a file; remove it by hand if it should go")
+
+
+def _unlink(path: str) -> bool:
+    try:
+        os.unlink(path)  # a symlink is removed itself; its target, wherever it is, stays
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        raise LifeboatError(f"cannot remove {path}: {exc.strerror}") from exc
+    return True
+
+
+def _partial(path: str) -> Partial:
+    match = re.search(r"\.partial-(\d+)$", path)
+    pid = int(match.group(1)) if match else None
+    try:
+        age = max(0.0, time.time() - os.lstat(path).st_mtime)
+    except OSError:
+        age = 0.0
+    return Partial(path, pid, _pid_alive(pid), age)
+
+
+def _pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return True  # unknown: assume somebody is writing it
+    try:
+        os.kill(pid, 0)
+    except OSError as exc:
+        return exc.errno != errno.ESRCH  # EPERM: alive, owned by someone else
+    return True
+
+
+def _size_on_disk(path: str) -> int:
+    try:
+        return os.lstat(path).st_size
+    except OSError:
+        return 0

@@ -1,0 +1,131 @@
+# Copyright: lifeboat developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""backup_prune on real archives made by postgresql_dump from the test bed."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import shutil
+
+import pytest
+
+from ansible_collections.lifeboat.ops.plugins.module_utils import _catalog, _manifest
+from testbed import PG_SOURCE  # pylint: disable=import-error
+
+JOB = "prune"
+FIRST_DAY = _dt.datetime(2026, 11, 1, 3, 0, tzinfo=_dt.timezone.utc)
+
+
+@pytest.fixture
+def real_archive(pg, run_module, tmp_path):
+    """One real dump of the sample database, to copy into a dated series."""
+    made = run_module("postgresql_dump", pg.login(database=PG_SOURCE, destination=str(tmp_path / "made"), job=JOB))
+    assert made.rc == 0, made.result.get("msg")
+    return made.result["archive"]
+
+
+def dated_series(real_archive: str, destination: str, days: int) -> list[_catalog.Archive]:
+    """Copies of one real archive, one a day, oldest first.
+
+    Real dumps are named by their start second, and a series that spans days and weeks cannot be dumped in a
+    test's time; so the real archive is copied under the names of other days and its manifest rewritten to
+    match (archive.file, started_at, finished_at). The bytes, checksums and counts stay the real ones.
+    """
+    os.makedirs(destination, exist_ok=True)
+    manifest = _manifest.load(real_archive)
+    kind = os.path.basename(real_archive).split(".", 1)[1]
+    for day in range(days):
+        started = FIRST_DAY + _dt.timedelta(days=day)
+        name = f"{JOB}-{started:%Y%m%dT%H%M%SZ}.{kind}"
+        shutil.copyfile(real_archive, os.path.join(destination, name))
+        finished = started + _dt.timedelta(seconds=2)
+        manifest.update(started_at=_manifest.iso(started), finished_at=_manifest.iso(finished))
+        manifest["archive"]["file"] = name
+        _manifest.write(_manifest.manifest_path(os.path.join(destination, name)), manifest)
+    archives = _catalog.scan(destination, JOB).archives
+    assert len(archives) == days and all(archive.readable for archive in archives)
+    return archives
+
+
+def verify(archive: _catalog.Archive, ok: bool = True) -> None:
+    # TODO(verify): switch to the real lifeboat.ops.backup_verify module once it lands; this records the same
+    # result it writes, through the catalog API it uses.
+    _catalog.record_verification(archive, {"at": _manifest.iso(_manifest.utc_now()), "ok": ok, "level": "stream",
+                                           "failure": None if ok else "zstd: data corruption detected"})
+
+
+def names(entries: list[dict]) -> list[str]:
+    return [entry["name"] for entry in entries]
+
+
+def test_failed_backups_do_not_push_out_the_last_good_one(real_archive, run_module, tmp_path):
+    destination = str(tmp_path / "backups")
+    good, failed, *unverified = dated_series(real_archive, destination, 4)
+    verify(good)
+    verify(failed, ok=False)
+
+    held = run_module("backup_prune", {"destination": destination, "keep_last": 1})
+    assert held.rc == 0, held.result.get("msg")
+    assert held.result["changed"] is False and held.result["removed"] == []
+    assert len(held.result["held"]) == 1
+    assert f"the newest archive {unverified[-1].name} is not verified" in held.result["held"][0]["reason"]
+    reasons = {entry["name"]: entry["reasons"] for entry in held.result["kept"]}
+    assert "newest verified archive" in reasons[good.name]
+    assert all(os.path.exists(path) for archive in (good, failed, *unverified) for path in archive.files())
+
+    verify(unverified[-1])
+    pruned = run_module("backup_prune", {"destination": destination, "keep_last": 1})
+    assert pruned.result["changed"] is True and pruned.result["held"] == []
+    assert names(pruned.result["removed"]) == [good.name, failed.name, unverified[0].name]
+    assert pruned.result["kept"] == [{
+        "name": unverified[-1].name, "job": JOB, "database": PG_SOURCE, "started_at": "2026-11-04T03:00:00Z",
+        "verified": True, "reasons": ["last 1 of 1", "newest verified archive"]}]
+    assert pruned.result["freed_bytes"] > 3 * os.path.getsize(real_archive)
+    assert sorted(os.listdir(destination)) == sorted(os.path.basename(path) for path in unverified[-1].files())
+
+
+def test_archive_without_manifest_is_kept_and_reported(real_archive, run_module, tmp_path):
+    destination = str(tmp_path / "backups")
+    orphan, middle, newest = dated_series(real_archive, destination, 3)
+    for archive in (middle, newest):
+        verify(archive)
+    os.unlink(orphan.manifest_path)
+
+    run = run_module("backup_prune", {"destination": destination, "keep_last": 1})
+    assert run.result["changed"] is True
+    assert names(run.result["removed"]) == [middle.name]
+    assert run.result["unreadable"] == [{"name": orphan.name, "job": JOB, "problem":
+                                         "it has no manifest, so nothing says what it holds or proves it whole"}]
+    assert any(orphan.name in warning for warning in run.result["warnings_found"])
+    assert orphan.name in str(run.result["warnings"])  # also shown by ansible-playbook
+    assert os.path.exists(orphan.path) and not os.path.exists(middle.path)
+
+
+def test_check_and_diff_mode_list_without_removing(real_archive, run_module, tmp_path):
+    destination = str(tmp_path / "backups")
+    archives = dated_series(real_archive, destination, 3)
+    for archive in archives:
+        verify(archive)
+    before = sorted(os.listdir(destination))
+
+    run = run_module("backup_prune", {"destination": destination, "job": JOB, "keep_daily": 2, "_ansible_diff": True},
+                     check_mode=True)
+    assert run.result["changed"] is True
+    assert names(run.result["removed"]) == [archives[0].name]
+    assert run.result["removed"][0]["reasons"] == ["kept by none of keep_daily=2"]
+    assert run.result["diff"]["before"].split() == [archive.name for archive in archives]
+    assert run.result["diff"]["after"].split() == [archive.name for archive in archives[1:]]
+    assert sorted(os.listdir(destination)) == before
+
+
+@pytest.mark.parametrize("args, message", [
+    ({}, "the retention policy keeps nothing"),
+    ({"keep_within": "3w"}, "keep_within '3w' is not a span"),
+    ({"keep_daily": -5}, "keep_daily is -5; use a count of 0 or more, or -1 for no limit"),
+    ({"keep_last": 1, "destination": "backups"}, "destination 'backups' must be an absolute path"),
+])
+def test_bad_policy_is_one_line_error(run_module, tmp_path, args, message):
+    run = run_module("backup_prune", {"destination": str(tmp_path), **args})
+    assert run.result.get("failed") and message in run.result["msg"]
+    assert "\n" not in run.result["msg"] and "Traceback" not in run.result["msg"]
