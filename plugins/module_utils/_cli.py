@@ -196,16 +196,21 @@ def run_prune(config: _config.Config, args: argparse.Namespace, output: Output) 
             output.line(f"{job.name}: retention is off for this job")
             continue
         policy = _retention.Policy.from_options(settings)
-        destination = _catalog.scan(job.destination, job.params["job"])
-        plan = _retention.plan_prune(destination, policy)
+        plan = _retention.plan_prune(_catalog.scan(job.destination, job.params["job"]), policy)
         summary = plan.as_dict()
-        for line in _retention.describe(summary):
-            output.line(f"{job.name}: {line}", "warning" if line.startswith(("held", "unreadable")) else "info")
-        if args.dry_run:
-            output.line(f"{job.name}: dry run, nothing removed")
-            continue
-        removed = _retention.apply_prune(plan)
-        output.line(f"{job.name}: removed {len(removed)} files")
+        for entry in summary["held"]:
+            output.line(f"{job.name}: nothing removed: {entry['reason']}", "warning")
+        for entry in summary["unreadable"]:
+            output.line(f"{job.name}: kept {entry['name']}: {entry['problem']}; check and remove it by hand", "warning")
+        for entry in summary["kept"]:
+            output.line(f"{job.name}: keep {entry['name']} ({', '.join(entry['reasons'])})")
+        verb = "would remove" if args.dry_run else "remove"
+        for entry in summary["removed"]:
+            output.line(f"{job.name}: {verb} {entry['name']} ({', '.join(entry['reasons'])})")
+        if not args.dry_run and plan.removals:
+            _retention.apply_prune(plan)
+        output.line(f"{job.name}: {len(summary['removed'])} archives {'would go' if args.dry_run else 'removed'}, "
+                    f"{_catalog.human_size(summary['freed_bytes'])} {'to free' if args.dry_run else 'freed'}")
     return EXIT_OK
 
 

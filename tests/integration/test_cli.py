@@ -201,3 +201,21 @@ def test_config_mistakes_give_one_line(host, pg, mongo, tmp_path, job_extra, mes
     assert "secret" not in run.stderr
     run = lifeboat(host, "status", "--config", str(config))
     assert run.returncode == 3 and "LIFEBOAT UNKNOWN - " in run.stderr
+
+
+def test_prune_keeps_what_the_policy_and_the_last_verified_archive_need(host, pg, mongo, tmp_path):
+    config = write_config(tmp_path / "lifeboat.yml", pg, mongo, tmp_path / "backups", retention={"keep_last": 1})
+    for _ in range(2):
+        assert lifeboat(host, "backup", "--job", "journal", "--config", config).returncode == 0
+        time.sleep(1.1)  # archive names carry the start second
+    first, second = sorted(glob.glob(str(tmp_path / "backups" / "journal-*.zst")))
+    run = lifeboat(host, "prune", "--job", "journal", "--config", config)
+    assert run.returncode == 0 and "nothing removed: " in run.stderr and "is not verified" in run.stderr
+    assert lifeboat(host, "verify", "--job", "journal", "--select", "all", "--config", config).returncode == 0
+    run = lifeboat(host, "prune", "--job", "journal", "--config", config, "--dry-run")
+    assert run.returncode == 0 and f"would remove {os.path.basename(first)}" in run.stderr
+    assert os.path.exists(first)
+    run = lifeboat(host, "prune", "--job", "journal", "--config", config)
+    assert run.returncode == 0 and f"remove {os.path.basename(first)}" in run.stderr
+    assert "1 archives removed" in run.stderr
+    assert sorted(glob.glob(str(tmp_path / "backups" / "journal-*"))) == [second, second + ".manifest.json"]

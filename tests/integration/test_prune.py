@@ -10,7 +10,7 @@ import shutil
 
 import pytest
 
-from ansible_collections.lifeboat.ops.plugins.module_utils import _catalog, _manifest
+from ansible_collections.lifeboat.ops.plugins.module_utils import _catalog, _manifest, _verify
 from testbed import PG_SOURCE  # pylint: disable=import-error
 
 JOB = "prune"
@@ -49,10 +49,20 @@ def dated_series(real_archive: str, destination: str, days: int) -> list[_catalo
 
 
 def verify(archive: _catalog.Archive, ok: bool = True) -> None:
-    # TODO(verify): switch to the real lifeboat.ops.backup_verify module once it lands; this records the same
-    # result it writes, through the catalog API it uses.
-    _catalog.record_verification(archive, {"at": _manifest.iso(_manifest.utc_now()), "ok": ok, "level": "stream",
-                                           "failure": None if ok else "zstd: data corruption detected"})
+    """A real verification (structure level) recorded in the manifest; a failed one on a damaged copy of the bytes."""
+    original = None
+    if not ok:
+        with open(archive.path, "r+b") as handle:
+            original = handle.read(64)
+            handle.seek(32)
+            handle.write(bytes([original[32] ^ 0xFF]))
+    try:
+        result = _verify.verify_one(archive, _verify.VerifyRequest(archives=[archive], level="structure"))
+    finally:
+        if original is not None:
+            with open(archive.path, "r+b") as handle:
+                handle.write(original)
+    assert result["ok"] is ok, result["failure"]
 
 
 def names(entries: list[dict]) -> list[str]:
