@@ -38,3 +38,4 @@ integration: testbed
 ## bench: benchmarks against the raw tools (not tests; prints ratios); starts a test bed of its own
 bench:
 	$(VENV)/bin/python bench/bench_dump.py
+	$(VENV)/bin/python bench/bench_verify.py
