@@ -152,3 +152,26 @@ def test_special_characters_in_passwords(pg, mongo, nasty_pg_user, nasty_mongo_u
     finally:
         pg.drop(f"{unique_name}_postg")
         mongo.drop(f"{unique_name}_mongo")
+
+
+@pytest.mark.parametrize("engine", ["postgresql", "mongodb"])
+def test_restore_test_keeps_the_password_off_command_lines_and_results(engine, server, tmp_path, monkeypatch):
+    private_tmp = tmp_path / "tmp"
+    private_tmp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(private_tmp))
+    login = {"login_host": server.host, "login_port": server.port, "login_user": server.user,
+             "login_password": server.password}
+    dumped = finish_module(start_module(f"{engine}_dump", {**login, "database": server.sample,
+                                                           "destination": str(tmp_path / "backups")}, tmp_path))
+    assert dumped.rc == 0, dumped.result
+    with CmdlineWatcher() as watcher:
+        verified = finish_module(start_module("backup_verify", {"archive": dumped.result["archive"],
+                                                                "level": "restore", engine: login}, tmp_path))
+    assert verified.rc == 0, verified.result
+    assert watcher.commands(b"pg_restore" if engine == "postgresql" else b"mongorestore")
+    assert [cmd for cmd in watcher.seen if server.password.encode() in cmd] == []
+    assert server.password not in verified.stdout + verified.stderr
+    assert verified.result["invocation"]["module_args"][engine]["login_password"] == "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"
+    with open(dumped.result["manifest"], encoding="utf-8") as handle:
+        assert server.password not in handle.read()
+    assert os.listdir(private_tmp) == []
