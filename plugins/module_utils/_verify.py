@@ -215,8 +215,10 @@ def _read_and_hash(
     reader: PgSqlReader | MongoArchiveReader | None = None
     stream_args: dict[str, t.Any] = {}
     work: PrivateDir | None = None
+    pg_restore_argv: list[str] = []
     if structure and manifest is not None:
         reader, stream_args, work = _structure_reader(archive, request, content)
+        pg_restore_argv = stream_args.pop("pg_restore_argv", [])
     try:
         try:
             stream = read_stream(path, compression=compression, decryption=request.decryption,
@@ -238,7 +240,7 @@ def _read_and_hash(
             ))
         if reader is not None:
             if work is not None:  # directory format: pg_restore reads the unpacked directory now
-                run_tool("pg_restore", [*stream_args["pg_restore_argv"], os.path.join(work.path, "dump")],
+                run_tool("pg_restore", [*pg_restore_argv, os.path.join(work.path, "dump")],
                          on_stdout=reader.feed)
             try:
                 reader.finish()

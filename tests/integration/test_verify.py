@@ -222,3 +222,34 @@ def test_empty_destination_verifies_nothing(run_module, tmp_path):
     run = run_module("backup_verify", {"destination": str(tmp_path / "empty")})
     assert run.rc == 0 and run.result["results"] == [] and run.result["msg"] == "no archive to verify"
     assert listing(tmp_path / "empty") == []
+
+
+@pytest.mark.parametrize("engine, options", [
+    ("postgresql", {"format": "directory", "jobs": 2, "globals": "roles", "compression": "gzip"}),
+    ("postgresql", {"compression": "none"}),
+    ("mongodb", {"compression": "gzip"}),  # mongodump --gzip: the whole archive stream is gzip
+    ("mongodb", {"compression": "none"}),
+])
+def test_every_archive_format_verifies_up_to_a_restore(engine, options, server, run_module, tmp_path):
+    module = "postgresql_dump" if engine == "postgresql" else "mongodb_dump"
+    made = run_module(module, server.login(database=server.sample, destination=str(tmp_path / "b"), **options))
+    assert made.rc == 0, made.result
+    run = run_module("backup_verify", {"destination": str(tmp_path / "b"), "level": "restore", engine: server.login()})
+    assert run.rc == 0, run.result
+    (result,) = run.result["results"]
+    assert result["checks"]["restore"] == "ok"
+    assert sum(result["counts"].values()) == sum(
+        n for name, n in made.result["counts"].items() if not name.startswith(("admin.", "config.")))
+    # A damaged byte in the middle of the stored file (or of the globals file) is still found.
+    for name in listing(tmp_path / "b"):
+        if name.endswith(".manifest.json"):
+            continue
+        path = tmp_path / "b" / name
+        data = bytearray(path.read_bytes())
+        data[len(data) // 2] ^= 0x55
+        path.write_bytes(bytes(data))
+        failed = run_module("backup_verify", {"destination": str(tmp_path / "b"), "level": "structure"})
+        assert failed.rc != 0 and failed.result["results"][0]["failed_check"] == "checksum"
+        assert name in failed.result["msg"]
+        data[len(data) // 2] ^= 0x55
+        path.write_bytes(bytes(data))
