@@ -110,6 +110,15 @@ def decompressor_argv(compression: str) -> list[str] | None:
     return [_gzip_binary(), "-d", "-c"]
 
 
+def tester_argv(compression: str) -> list[str] | None:
+    """Decompress from stdin and check the format's own content checksum (zstd XXH64, gzip CRC32), writing nothing."""
+    if compression == "none":
+        return None
+    if compression == "zstd":
+        return [find_binary("zstd"), "-q", "-t"]
+    return [_gzip_binary(), "-t"]
+
+
 def _gzip_binary() -> str:
     # pigz writes the same gzip format on every core; plain gzip is the fallback everywhere.
     return shutil.which("pigz") or find_binary("gzip")
@@ -335,18 +344,20 @@ class _Runner:
         self.stages.append(stage)
         return stage
 
-    def chain(self, filters: t.Sequence[_Filter], first_stdin: t.Any) -> tuple[t.Any, t.Any]:
+    def chain(self, filters: t.Sequence[_Filter], first_stdin: t.Any, last_stdout: t.Any = subprocess.PIPE
+              ) -> tuple[t.Any, t.Any]:
         """Start filters piped one into the next; returns (stdin of the first, stdout of the last)."""
         head, previous = None, first_stdin
-        for item in filters:
-            stage = self.start(item.name, item.argv, previous, subprocess.PIPE, tty_input=item.tty_input)
+        for index, item in enumerate(filters):
+            stdout = last_stdout if index == len(filters) - 1 else subprocess.PIPE
+            stage = self.start(item.name, item.argv, previous, stdout, tty_input=item.tty_input)
             if head is None:
                 head = stage.proc.stdin
             else:
                 _grow_pipe(previous.fileno())
                 previous.close()  # the next filter owns it now
             previous = stage.proc.stdout
-        return head, (previous if filters else None)
+        return head, (previous if filters and last_stdout == subprocess.PIPE else None)
 
     def begin(self) -> None:
         for stage in self.stages:
@@ -480,15 +491,20 @@ def read_stream(
     on_consumer_output: t.Callable[[str], None] | None = None,
     on_consumer_stdout: t.Callable[[bytes], None] | None = None,
     on_plain: t.Callable[[bytes], None] | None = None,
+    hash_plain: bool = True,
 ) -> StreamResult:
     """Stream ``path`` through age -d and the decompressor into a consumer (or nowhere), hashing both ends.
 
     ``on_plain`` sees every plain chunk in order (a parser of ours); ``on_consumer_stdout`` gets what the
     consumer writes (``pg_restore -f -``), read in a thread of its own so neither side can block the other.
+
+    Without ``hash_plain`` (and without a consumer) the plain stream never reaches Python: the decompressor
+    only tests it (its own content checksum), age only authenticates it, and ``plain_sha256`` stays empty.
     """
     result = StreamResult()
     plain_hash, stored_hash = hashlib.sha256(), hashlib.sha256()
-    decompress = decompressor_argv(compression)
+    discard = not hash_plain and not consumer_argv and on_plain is None
+    decompress = tester_argv(compression) if discard else decompressor_argv(compression)
     filters = [f for f in (decryptor(decryption) if encrypted else None,
                            _Filter("decompress", decompress) if decompress else None) if f]
     try:
@@ -497,7 +513,7 @@ def read_stream(
         raise LifeboatError(f"cannot read archive {path}: {exc.strerror}") from exc
     try:
         with _Runner(f"reading {path}") as runner:
-            head, tail = runner.chain(filters, subprocess.PIPE)
+            head, tail = runner.chain(filters, subprocess.PIPE, subprocess.DEVNULL if discard else subprocess.PIPE)
             consumer = None
             if consumer_argv:
                 consumer = runner.start(
@@ -518,7 +534,8 @@ def read_stream(
                 stored_hash.update(chunk)
                 result.stored_bytes += len(chunk)
                 if head is None:
-                    take_plain(chunk)
+                    if not discard:
+                        take_plain(chunk)
                 else:
                     _write_all(head.fileno(), chunk)
 
@@ -545,8 +562,10 @@ def read_stream(
             runner.finish()
     finally:
         os.close(source)
-    result.plain_sha256 = plain_hash.hexdigest()
     result.stored_sha256 = stored_hash.hexdigest()
+    result.plain_sha256 = "" if discard and filters else plain_hash.hexdigest()
+    if discard and not filters:  # neither compressed nor encrypted: the stored bytes are the plain ones
+        result.plain_sha256, result.plain_bytes = result.stored_sha256, result.stored_bytes
     return result
 
 

@@ -6,9 +6,11 @@ Levels, each including the ones before (restic's ``check --read-data`` and pgBac
 
 - ``checksum``: the stored file's size and sha256 match the manifest (needs no key: works on hosts that only
   hold the recipients' public keys);
-- ``stream``: decrypted and decompressed, the plain stream's sha256 matches (one read shared with the checksum);
-- ``structure``: in that same read, the engine's format is walked (``pg_restore -f -``, the mongodump archive
-  framing) and the rows or documents per table or collection match the manifest's counts;
+- ``stream``: in the same read, age decrypts and authenticates it and the decompressor tests it against the
+  format's own content checksum (zstd's XXH64, gzip's CRC32), the plain bytes never entering Python;
+- ``structure``: in that same read, the plain stream's sha256 matches the manifest's, the engine's format is
+  walked (``pg_restore -f -``, the mongodump archive framing) and the rows or documents per table or collection
+  match the manifest's counts;
 - ``restore``: the archive is restored into a scratch database, created and dropped here under a name no
   database has, and the counts and an order-free content hash of every table or collection match the archive.
 
@@ -221,8 +223,11 @@ def _read_and_hash(
         pg_restore_argv = stream_args.pop("pg_restore_argv", [])
     try:
         try:
+            # At level stream the plain bytes stay out of Python: the decompressor tests them against the
+            # format's own content checksum and age authenticates them; structure reads and hashes them.
             stream = read_stream(path, compression=compression, decryption=request.decryption,
-                                 encrypted=info["encryption"] is not None, **stream_args)
+                                 encrypted=info["encryption"] is not None,
+                                 hash_plain=structure or path != archive.path, **stream_args)
         except LifeboatError as exc:
             # A damaged file usually trips age or zstd first; the checksum says what really happened.
             actual = sha256_file(path)
@@ -233,7 +238,7 @@ def _read_and_hash(
         if stream.stored_sha256 != expected_sha:
             raise CheckFailed("checksum", _sha_mismatch(path, stream.stored_sha256, expected_sha))
         expected_plain = _expected_plain_sha(archive, path)
-        if stream.plain_sha256 != expected_plain:
+        if stream.plain_sha256 and stream.plain_sha256 != expected_plain:
             raise CheckFailed("stream", (
                 "decrypted and decompressed, it gives other bytes than were dumped (plain sha256 "
                 f"{stream.plain_sha256[:16]}..., manifest {expected_plain[:16]}...)"

@@ -14,10 +14,12 @@ description:
     know which archives are proven.
   - V(checksum) compares the stored file's size and sha256 with the manifest; it needs no key, so it also works on
     hosts that hold only the recipients' public keys.
-  - V(stream) also decrypts and decompresses the archive in the same read and compares the plain stream's sha256.
-  - V(structure) also walks the dump's format in that same read, with C(pg_restore -f -) for PostgreSQL and the
-    mongodump archive framing for MongoDB, and compares the rows or documents of every table or collection with
-    the counts the manifest recorded at dump time.
+  - V(stream) also decrypts and decompresses the archive in the same read; age authenticates every chunk and the
+    decompressor tests the content against the format's own checksum (zstd's XXH64, gzip's CRC32), without the
+    plain bytes entering Python.
+  - V(structure) also compares the plain stream's sha256 with the manifest's and walks the dump's format in that
+    same read, with C(pg_restore -f -) for PostgreSQL and the mongodump archive framing for MongoDB, comparing the
+    rows or documents of every table or collection with the counts the manifest recorded at dump time.
   - V(restore) also restores the archive into a scratch database created under a name that no database has, on
     the server given in O(postgresql) or O(mongodb), compares the counts and an order-free content hash of every
     table or collection with the archive, and drops the scratch database again, also when the test fails.

@@ -255,3 +255,27 @@ def test_incomplete_manifest_is_refused(tmp_path) -> None:
     manifest.write_text("{not json")
     with pytest.raises(LifeboatError, match="is unreadable"):
         _manifest.load(str(archive))
+
+
+@pytest.mark.parametrize("compression", ["zstd", "gzip", "none"])
+@pytest.mark.parametrize("encrypted", [False, True])
+def test_testing_read_keeps_plain_bytes_out_and_still_finds_damage(tmp_path, age_key, compression, encrypted):
+    """hash_plain=False: the decompressor only tests (its own content checksum) and age only authenticates."""
+    options = ArchiveOptions(destination=str(tmp_path), job="unit", compression=compression,
+                             encryption=Encryption(recipients=(age_key[1],) if encrypted else ()))
+    final = str(tmp_path / "unit.archive")
+    archive, stream = stream_to_archive(final, PRODUCER, options)
+    archive.commit()
+    decryption = Decryption(identity_files=(age_key[0],))
+    tested = read_stream(final, compression=compression, encrypted=encrypted, decryption=decryption,
+                         hash_plain=False)
+    assert tested.stored_sha256 == stream.stored_sha256
+    assert tested.plain_sha256 == ("" if compression != "none" or encrypted else stream.plain_sha256)
+    if compression == "none" and not encrypted:
+        return  # nothing but the stored checksum can tell
+    data = bytearray(open(final, "rb").read())
+    data[len(data) // 2] ^= 0x01  # inside the compressed or encrypted payload
+    open(final, "wb").write(bytes(data))
+    with pytest.raises(LifeboatError) as failure:
+        read_stream(final, compression=compression, encrypted=encrypted, decryption=decryption, hash_plain=False)
+    assert ("decrypt failed" if encrypted else "decompress failed") in str(failure.value)
