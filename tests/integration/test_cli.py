@@ -205,7 +205,7 @@ def test_config_mistakes_give_one_line(host, pg, mongo, tmp_path, job_extra, mes
 
 def test_prune_keeps_what_the_policy_and_the_last_verified_archive_need(host, pg, mongo, tmp_path):
     config = write_config(tmp_path / "lifeboat.yml", pg, mongo, tmp_path / "backups", retention={"keep_last": 1})
-    for _ in range(2):
+    for attempt in range(2):
         assert lifeboat(host, "backup", "--job", "journal", "--config", config).returncode == 0
         time.sleep(1.1)  # archive names carry the start second
     first, second = sorted(glob.glob(str(tmp_path / "backups" / "journal-*.zst")))
