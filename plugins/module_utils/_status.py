@@ -22,6 +22,8 @@ from ._common import LifeboatError
 
 EXIT_CODES = {OK: 0, WARNING: 1, CRITICAL: 2, UNKNOWN: 3}
 STATUS_TIMESTAMP_METRIC = "lifeboat_backup_status_timestamp_seconds"
+FREE_BYTES_METRIC = "lifeboat_backup_destination_free_bytes"
+VOLATILE_METRICS = (STATUS_TIMESTAMP_METRIC + "{", FREE_BYTES_METRIC + "{")
 
 
 def exit_code_for(state: str) -> int:
@@ -309,7 +311,7 @@ _METRICS: list[tuple[str, str]] = [
     ("lifeboat_backup_status", "Health of a job's backups: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN."),
     ("lifeboat_backup_destination_status", "Health of all backups of a destination: 0 OK, 1 WARNING, 2 CRITICAL, "
                                            "3 UNKNOWN."),
-    ("lifeboat_backup_destination_free_bytes", "Free space at the backup destination."),
+    (FREE_BYTES_METRIC, "Free space at the backup destination."),
     (STATUS_TIMESTAMP_METRIC, "When this backup health check ran (Unix time)."),
 ]
 
@@ -343,7 +345,7 @@ def metrics_text(report: dict[str, t.Any], now: _dt.datetime | None = None) -> s
         sample("lifeboat_backup_last_rows", labels, newest["counts_total"])
     where = {"destination": destination}
     sample("lifeboat_backup_destination_status", where, report["exit_code"])
-    sample("lifeboat_backup_destination_free_bytes", where, report["free_bytes"])
+    sample(FREE_BYTES_METRIC, where, report["free_bytes"])
     sample(STATUS_TIMESTAMP_METRIC, where, now.timestamp())
     lines = []
     for name, help_text in _METRICS:
@@ -378,12 +380,16 @@ def _escape_help(text: str) -> str:
 
 
 def same_metrics(old: str | None, new: str) -> bool:
-    """Equal but for the time of the check itself, which changes on every run (the file is still rewritten)."""
+    """Equal but for the measurements that change on every run: the time of the check and the free space.
+
+    The file is still rewritten each time (the timestamp is node_exporter's proof that checks still run);
+    this only decides whether a task reports a change.
+    """
     if old is None:
         return False
 
     def significant(text: str) -> list[str]:
-        return [line for line in text.splitlines() if not line.startswith(STATUS_TIMESTAMP_METRIC + "{")]
+        return [line for line in text.splitlines() if not line.startswith(VOLATILE_METRICS)]
 
     return significant(old) == significant(new)
 

@@ -24,7 +24,8 @@ description:
     C(lifeboat_backup_*), labelled C(destination), C(job) and C(database)) by an atomic rename, mode 0644.
   - Changes nothing else. The metrics file is rewritten on every run so that
     C(lifeboat_backup_status_timestamp_seconds) shows when the check last ran; the task reports a change
-    only when another line of it changed.
+    only when a line other than that one and the free space (C(lifeboat_backup_destination_free_bytes))
+    changed, so a second run over the same archives is not a change.
 author:
   - Lifeboat Developers (@lifeboat)
 extends_documentation_fragment:

@@ -329,11 +329,14 @@ def test_metrics_of_a_missing_job_and_destination(tmp_path):
     assert not [line for line in lines if line.startswith(("lifeboat_backup_last_", "lifeboat_backup_destination_free"))]
 
 
-def test_same_metrics_ignores_only_the_time_of_the_check(tmp_path):
+def test_same_metrics_ignores_only_the_time_of_the_check_and_free_space(tmp_path, monkeypatch):
     make_archive(tmp_path, START, verified=True)
     first = _status.metrics_text(check(tmp_path, hours_later=1))
+    monkeypatch.setattr(_status, "free_bytes", lambda path: 10**12)
     later = _status.metrics_text(check(tmp_path, hours_later=2))
     assert first != later and _status.same_metrics(first, later)
+    changed = [line for line in zip(first.splitlines(), later.splitlines()) if line[0] != line[1]]
+    assert [old.split("{")[0] for old, _new in changed] == [_status.FREE_BYTES_METRIC, _status.STATUS_TIMESTAMP_METRIC]
     assert not _status.same_metrics(None, first)
     make_archive(tmp_path, START + dt.timedelta(days=1))
     assert not _status.same_metrics(first, _status.metrics_text(check(tmp_path, hours_later=-23)))
