@@ -155,8 +155,8 @@ def test_no_archive_at_all_is_critical(tmp_path):
     report = check(tmp_path, jobs=["journal", "nightscout"])
     assert report["state"] == CRITICAL
     assert messages(report) == [f"no archive of job journal in {tmp_path}", f"no archive of job nightscout in {tmp_path}"]
-    assert [(j["job"], j["state"], j["newest"]) for j in report["jobs"]] == [("journal", CRITICAL, None),
-                                                                          ("nightscout", CRITICAL, None)]
+    expected = [("journal", CRITICAL, None), ("nightscout", CRITICAL, None)]
+    assert [(j["job"], j["state"], j["newest"]) for j in report["jobs"]] == expected
     assert check(tmp_path)["summary"] == f"CRITICAL: no archive at all in {tmp_path}"
 
 
