@@ -286,13 +286,13 @@ def test_destination_nearly_full(dump, status, small_tmpfs, metrics_dir, pg):
     fill_until_free(small_tmpfs, int(needed * 1.5))  # the next archive fits, but not twice
     run = status(small_tmpfs, jobs=[JOB], metrics_file=str(metrics_file))
     assert run.result["state"] == "WARNING", run.result
-    assert f"has room for less than 2 more archives: " in run.result["summary"]
+    assert "has room for less than 2 more archives: " in run.result["summary"]
     assert status(small_tmpfs, jobs=[JOB], free_space_factor=1.2).result["state"] == "OK"
 
     fill_until_free(small_tmpfs, needed // 2)  # the next archive will not fit
     run = status(small_tmpfs, jobs=[JOB], metrics_file=str(metrics_file))
     assert run.result["state"] == "CRITICAL", run.result
-    assert f"next archive will not fit: " in run.result["summary"]
+    assert "next archive will not fit: " in run.result["summary"]
     text = metrics_file.read_text()
     assert_valid_metrics(text)
     assert metric(text, "lifeboat_backup_status", job=JOB) == 2
