@@ -124,6 +124,7 @@ def evaluate(
             report["jobs"].append(_missing_job(job, destination))
     if expected is None and not groups:
         _add(report["reasons"], CRITICAL, f"no archive at all in {destination}")
+    _check_total_space(report["reasons"], groups, report["free_bytes"], destination, options)
     for path, job in _interrupted_runs(found.partials):
         if expected is None or job in expected:
             _add(report["reasons"], WARNING,
@@ -253,15 +254,43 @@ def expected_next_size(archive: _catalog.Archive) -> int:
     return total
 
 
+def _space_state(free: int, needed: int, options: StatusOptions) -> str:
+    if free < needed:
+        return CRITICAL
+    return WARNING if free < needed * options.free_space_factor else OK
+
+
 def _check_space(reasons: list[dict[str, str]], label: str, newest: _catalog.Archive, free: int, destination: str,
                  options: StatusOptions) -> None:
     needed = expected_next_size(newest)
-    if free < needed:
+    state = _space_state(free, needed, options)
+    if state == CRITICAL:
         _add(reasons, CRITICAL, f"{label} next archive will not fit: {human_size(free)} free in {destination}, "
                                 f"the newest archive took {human_size(needed)}")
-    elif free < needed * options.free_space_factor:
+    elif state == WARNING:
         _add(reasons, WARNING, f"{label} has room for less than {options.free_space_factor:g} more archives: "
                                f"{human_size(free)} free in {destination}, the newest archive took {human_size(needed)}")
+
+
+def _check_total_space(reasons: list[dict[str, str]], groups: dict[t.Any, list[_catalog.Archive]], free: int | None,
+                       destination: str, options: StatusOptions) -> None:
+    """The jobs of one destination share its space: each next archive may fit while all of them do not."""
+    newest = [readable[-1] for readable in ([a for a in archives if a.readable] for archives in groups.values())
+              if readable]
+    if free is None or len(newest) < 2:
+        return
+    sizes = [expected_next_size(archive) for archive in newest]
+    each = worst(_space_state(free, size, options) for size in sizes)  # already reported per job
+    total = sum(sizes)
+    state = _space_state(free, total, options)
+    if SEVERITY_ORDER[state] <= SEVERITY_ORDER[each]:
+        return
+    if state == CRITICAL:
+        _add(reasons, CRITICAL, f"the next archives of all {len(newest)} jobs will not fit: {human_size(free)} free "
+                                f"in {destination}, their newest archives took {human_size(total)}")
+    else:
+        _add(reasons, WARNING, f"room for less than {options.free_space_factor:g} more runs of all {len(newest)} jobs: "
+                               f"{human_size(free)} free in {destination}, their newest archives took {human_size(total)}")
 
 
 def describe(archive: _catalog.Archive, now: _dt.datetime) -> dict[str, t.Any]:

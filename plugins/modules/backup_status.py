@@ -15,11 +15,11 @@ description:
   - CRITICAL when the newest archive is older than O(max_age_hours), when its last verification failed, when
     an archive newer than the last readable one cannot be trusted (missing file or manifest), when a table
     or collection that held at least O(collapse_min_count) rows in the previous verified archive holds none,
-    when the free space at the destination is smaller than the newest archive (the next one will not fit),
-    when a job of O(jobs) has no archive at all, or when the destination does not exist.
+    when the free space at the destination is smaller than the newest archive (the next one will not fit)
+    or than the newest archives of all its jobs together, when a job of O(jobs) has no archive at all, or when the destination does not exist.
   - WARNING when the newest archive is not verified (with O(require_verified)), when it is smaller than the
     previous verified one by more than O(shrink_ratio), when fewer than O(free_space_factor) archives of its
-    size fit in the free space, or when an interrupted run left a temporary file behind.
+    size (or runs of all jobs) fit in the free space, or when an interrupted run left a temporary file behind.
   - With O(metrics_file), writes the report as node_exporter textfile metrics (gauges named
     C(lifeboat_backup_*), labelled C(destination), C(job) and C(database)) by an atomic rename, mode 0644.
   - Changes nothing else. The metrics file is rewritten on every run so that

@@ -248,6 +248,29 @@ def test_free_space_against_the_expected_next_archive(tmp_path, monkeypatch, fre
         assert check(tmp_path, free_space_factor=1.5)["state"] == OK
 
 
+@pytest.mark.parametrize("free, state, message", [
+    (10**9, OK, None),
+    (150_000, WARNING, "room for less than 2 more runs of all 3 jobs: 146.5 KiB free in"),
+    (80_000, CRITICAL, "the next archives of all 3 jobs will not fit: 78.1 KiB free in"),
+])
+def test_jobs_share_the_free_space(tmp_path, monkeypatch, free, state, message):
+    """Each job's next archive fits twice (no per-job reason), but not the next run of all three."""
+    for job in ("journal", "recipes", "nightscout"):
+        make_archive(tmp_path, START, job=job, database=job, size=30_000, verified=True)
+    monkeypatch.setattr(_status, "free_bytes", lambda path: free)
+    report = check(tmp_path)
+    assert report["state"] == state and all(job["state"] == OK for job in report["jobs"]), report["summary"]
+    assert [r["message"].split(f" {tmp_path}")[0] for r in report["reasons"]] == ([message] if message else [])
+
+
+def test_a_job_short_of_space_is_not_repeated_for_all_jobs(tmp_path, monkeypatch):
+    make_archive(tmp_path, START, size=30_000, verified=True)
+    make_archive(tmp_path, START, job="recipes", database="recipes", size=30_000, verified=True)
+    monkeypatch.setattr(_status, "free_bytes", lambda path: 20_000)
+    report = check(tmp_path)
+    assert report["reasons"] == [] and [job["state"] for job in report["jobs"]] == [CRITICAL, CRITICAL]
+
+
 def test_jobs_per_database_are_separate(tmp_path):
     make_archive(tmp_path, START, job="apps", database="journal", verified=True)
     make_archive(tmp_path, START + dt.timedelta(seconds=1), job="apps", database="recipes")
