@@ -20,7 +20,9 @@ from ._common import LifeboatError
 
 # JOB-20261122T031500Z.KIND[.zst|.gz][.age]: the names _manifest.archive_name gives.
 ARCHIVE_NAME = re.compile(r"^(?P<job>[A-Za-z0-9][A-Za-z0-9_.-]*?)-(?P<stamp>\d{8}T\d{6}Z)\.(?P<kind>[A-Za-z0-9_.-]+)$")
-PARTIAL_NAME = re.compile(r"^\..+\.partial-\d+$")
+# Leftovers of a run that was interrupted, or is still going: the hidden archive being written
+# (.NAME.partial-PID) and a manifest being renamed into place (NAME.manifest.json.partial-PID).
+PARTIAL_NAME = re.compile(r"^.+\.partial-(?P<pid>\d+)$")
 VERIFICATIONS_KEPT = 20
 
 OK, WARNING, CRITICAL, UNKNOWN = "OK", "WARNING", "CRITICAL", "UNKNOWN"
@@ -160,7 +162,7 @@ def scan(destination: str, job: str | None = None) -> Destination:
             result.partials.append(os.path.join(destination, name))
     for name in names:
         match = ARCHIVE_NAME.match(name)
-        if name in claimed or not match or name.endswith(_manifest.MANIFEST_SUFFIX):
+        if name in claimed or not match or name.endswith(_manifest.MANIFEST_SUFFIX) or PARTIAL_NAME.match(name):
             continue
         if not os.path.isfile(os.path.join(destination, name)):
             continue

@@ -220,17 +220,24 @@ def run_status(config: _config.Config, args: argparse.Namespace, output: Output)
     now = _dt.datetime.now(_dt.timezone.utc)
     reports = []
     for destination, jobs in _by_destination(config.selected(args.job)).items():
-        options = _status.StatusOptions.from_options(jobs[0].status)
-        reports.append(_status.evaluate(destination, [job.params["job"] for job in jobs], options, now=now))
-    report = _status.combine(reports) if len(reports) > 1 else reports[0]
+        # Each job with its own thresholds (an hourly job is late sooner than a nightly one), one report per place.
+        per_job = [_status.evaluate(destination, [job.params["job"]], _status.StatusOptions.from_options(job.status),
+                                    now=now) for job in jobs]
+        reports.append(_status.merge(per_job))
+    state = _status.worst(report["state"] for report in reports)
     metrics_file = getattr(args, "metrics_file", None) or config.metrics_file
     if metrics_file:
-        _status.write_metrics(metrics_file, _status.metrics_text(report, now))
-    sys.stdout.write(f"LIFEBOAT {report['state']} - {report['summary']}\n")
-    for job in report["jobs"]:
-        for reason in job["reasons"]:
-            sys.stdout.write(f"{job['job']}: {reason}\n")
-    return int(report["exit_code"])
+        _status.validate_metrics_path(metrics_file)
+        _status.write_metrics(metrics_file, _status.metrics_text(reports, now))
+    summaries = [report["summary"].split(": ", 1)[1] for report in reports]
+    sys.stdout.write(f"LIFEBOAT {state} - {' | '.join(summaries)}\n")
+    for report in reports:
+        for job in report["jobs"]:
+            newest = job["newest"]
+            detail = (f"newest {newest['name']}, {newest['age_hours']:.1f} h old, "
+                      f"{'verified' if newest['verified'] else 'not verified'}") if newest else "no archive"
+            sys.stdout.write(f"{job['job']}: {job['state']}: {detail}\n")
+    return _status.exit_code_for(state)
 
 
 def _by_destination(jobs: list[_config.Job]) -> dict[str, list[_config.Job]]:

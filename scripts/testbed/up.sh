@@ -33,6 +33,7 @@ fi
 export LIFEBOAT_PG_BINDIR
 
 bash "$here/build-go-tools.sh"
+bash "$here/get-promtool.sh"
 bash "$here/start-postgres.sh"
 bash "$here/start-ferretdb.sh"
 

@@ -219,3 +219,40 @@ def test_prune_keeps_what_the_policy_and_the_last_verified_archive_need(host, pg
     assert run.returncode == 0 and f"remove {os.path.basename(first)}" in run.stderr
     assert "1 archives removed" in run.stderr
     assert sorted(glob.glob(str(tmp_path / "backups" / "journal-*"))) == [second, second + ".manifest.json"]
+
+
+def test_status_exit_codes_follow_the_states_and_metrics_pass_promtool(host, pg, mongo, tmp_path):
+    metrics = tmp_path / "textfile" / "lifeboat.prom"
+    metrics.parent.mkdir()
+    config = write_config(tmp_path / "lifeboat.yml", pg, mongo, tmp_path / "backups")
+
+    def status(*extra):
+        run = lifeboat(host, "status", "--config", config, "--metrics-file", str(metrics), *extra)
+        check = subprocess.run(["promtool", "check", "metrics"], input=metrics.read_text(), capture_output=True,
+                               text=True, check=False)
+        assert check.returncode == 0, check.stdout + check.stderr
+        return run
+
+    run = status()  # nothing backed up yet
+    assert run.returncode == 2 and run.stdout.startswith("LIFEBOAT CRITICAL - ")
+    assert "no archive of job journal" in run.stdout and 'lifeboat_backup_status{' in metrics.read_text()
+    for job in ("journal", "nightscout"):
+        assert lifeboat(host, "backup", "--job", job, "--config", config).returncode == 0
+    run = status()
+    assert run.returncode == 1 and run.stdout.startswith("LIFEBOAT WARNING - "), run.stdout
+    assert "journal: WARNING: newest journal-" in run.stdout and "not verified" in run.stdout
+    assert lifeboat(host, "verify", "--config", config).returncode == 0
+    run = status()
+    assert run.returncode == 0 and run.stdout.startswith("LIFEBOAT OK - "), run.stdout
+    text = metrics.read_text()
+    assert 'lifeboat_backup_last_verified{destination="' in text and 'job="journal",database="journal"} 1' in text
+    # The nightly job's archive, 27 hours old.
+    (manifest,) = glob.glob(str(tmp_path / "backups" / "journal-*.manifest.json"))
+    with open(manifest, encoding="utf-8") as handle:
+        data = json.load(handle)
+    data["finished_at"] = "2020-01-01T00:00:00Z"
+    with open(manifest, "w", encoding="utf-8") as handle:
+        json.dump(data, handle)
+    run = status("--job", "journal")
+    assert run.returncode == 2 and "old (max 26 h)" in run.stdout, run.stdout
+    assert 'lifeboat_backup_status{destination="' in metrics.read_text()

@@ -1,0 +1,502 @@
+# Copyright: lifeboat developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Backup health of a destination: is each job's newest archive fresh, whole, verified and plausible?
+
+Reads the destination through ``_catalog`` only (never a database), so it is safe to run at any time, from
+the ``backup_status`` module, the host's ``lifeboat status`` command (Nagios exit codes) or a timer that
+writes node_exporter textfile metrics.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+import os
+import tempfile
+import typing as t
+from dataclasses import dataclass, fields
+
+from . import _catalog, _manifest
+from ._catalog import CRITICAL, OK, SEVERITY_ORDER, UNKNOWN, WARNING, human_size
+from ._common import LifeboatError
+
+EXIT_CODES = {OK: 0, WARNING: 1, CRITICAL: 2, UNKNOWN: 3}
+STATUS_TIMESTAMP_METRIC = "lifeboat_backup_status_timestamp_seconds"
+FREE_BYTES_METRIC = "lifeboat_backup_destination_free_bytes"
+VOLATILE_METRICS = (STATUS_TIMESTAMP_METRIC + "{", FREE_BYTES_METRIC + "{")
+
+
+def exit_code_for(state: str) -> int:
+    """The Nagios plugin exit code of a state: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN."""
+    try:
+        return EXIT_CODES[state]
+    except KeyError:
+        raise LifeboatError(f"unknown state '{state}'; use one of {', '.join(EXIT_CODES)}") from None
+
+
+def worst(states: t.Iterable[str]) -> str:
+    return max(states, key=SEVERITY_ORDER.__getitem__, default=OK)
+
+
+@dataclass(frozen=True)
+class StatusOptions:
+    """Thresholds of the health check."""
+
+    max_age_hours: float = 26.0
+    # WARNING when the newest archive is smaller than the previous verified one by more than this share.
+    shrink_ratio: float = 0.5
+    # A table or collection with at least this many rows in the previous verified archive and none now: CRITICAL.
+    collapse_min_count: int = 100
+    # Free space at the destination below this many times the expected next archive: WARNING (below 1x: CRITICAL).
+    free_space_factor: float = 2.0
+    # The newest archive unverified: WARNING. Its last verification failed: CRITICAL whatever this says.
+    require_verified: bool = True
+
+    def __post_init__(self) -> None:
+        _check_number("max_age_hours", self.max_age_hours, minimum=0, strict=True,
+                      hint="the age in hours past which the newest archive is CRITICAL, e.g. 26")
+        _check_number("shrink_ratio", self.shrink_ratio, minimum=0, maximum=1, strict=True,
+                      hint="a share between 0 and 1, e.g. 0.5 warns when an archive is less than half the last one")
+        _check_number("collapse_min_count", self.collapse_min_count, minimum=1, integer=True,
+                      hint="a row or document count of at least 1, e.g. 100")
+        _check_number("free_space_factor", self.free_space_factor, minimum=1,
+                      hint="how many next archives should fit in the free space, at least 1, e.g. 2")
+        if not isinstance(self.require_verified, bool):
+            raise LifeboatError(f"require_verified must be true or false, not {self.require_verified!r}")
+
+    @classmethod
+    def from_options(cls, options: t.Mapping[str, t.Any] | None) -> StatusOptions:
+        """From a dict of option values (None means the default); unknown names are an error."""
+        known = {item.name for item in fields(cls)}
+        given = {key: value for key, value in (options or {}).items() if value is not None}
+        unknown = sorted(set(given) - known)
+        if unknown:
+            raise LifeboatError(f"unknown status option {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        return cls(**given)
+
+
+def _check_number(name: str, value: t.Any, *, minimum: float, maximum: float | None = None, strict: bool = False,
+                  integer: bool = False, hint: str) -> None:
+    kinds = (int,) if integer else (int, float)
+    valid = isinstance(value, kinds) and not isinstance(value, bool) and math.isfinite(value)
+    if valid:
+        valid = (value > minimum if strict else value >= minimum) and (
+            maximum is None or (value < maximum if strict else value <= maximum))
+    if not valid:
+        raise LifeboatError(f"{name} {value!r} is not valid: give {hint}")
+
+
+def evaluate(
+    destination: str,
+    jobs: t.Sequence[str] | None = None,
+    options: StatusOptions | None = None,
+    now: _dt.datetime | None = None,
+) -> dict[str, t.Any]:
+    """The health of every (job, database) group of ``destination``; with ``jobs``, each of them must be there."""
+    options = options or StatusOptions()
+    now = now or _manifest.utc_now()
+    _manifest.validate_destination(destination)
+    expected = list(dict.fromkeys(jobs)) if jobs else None
+    for job in expected or ():
+        _manifest.validate_job_name(job)
+    report: dict[str, t.Any] = {
+        "destination": destination, "checked_at": _manifest.iso(now), "free_bytes": None, "reasons": [], "jobs": [],
+    }
+    if not os.path.isdir(destination):
+        problem = "does not exist" if not os.path.lexists(destination) else "is not a directory"
+        _add(report["reasons"], CRITICAL, f"destination {destination} {problem}")
+        report["jobs"] = [_missing_job(job, destination) for job in expected or ()]
+        return _conclude(report, options)
+    try:
+        found = _catalog.scan(destination)
+    except LifeboatError as exc:  # unreadable destination: the check itself cannot run
+        _add(report["reasons"], UNKNOWN, str(exc))
+        return _conclude(report, options)
+    report["free_bytes"] = free_bytes(destination)
+    groups = _groups(found)
+    if expected is not None:
+        groups = {key: archives for key, archives in groups.items() if key[0] in expected}
+    for (job, database), archives in sorted(groups.items(), key=lambda item: (item[0][0], item[0][1] or "")):
+        report["jobs"].append(_evaluate_group(job, database, archives, report["free_bytes"], destination, options, now))
+    present = {job for job, _database in groups}
+    for job in expected or ():
+        if job not in present:
+            report["jobs"].append(_missing_job(job, destination))
+    if expected is None and not groups:
+        _add(report["reasons"], CRITICAL, f"no archive at all in {destination}")
+    _check_total_space(report["reasons"], groups, report["free_bytes"], destination, options)
+    for path, job in _interrupted_runs(found.partials):
+        if expected is None or job in expected:
+            _add(report["reasons"], WARNING,
+                 f"{os.path.basename(path)} was left by an interrupted run (its process is gone); remove it")
+    return _conclude(report, options)
+
+
+def free_bytes(path: str) -> int | None:
+    """Space an unprivileged writer can still use (root's reserve does not count)."""
+    try:
+        stats = os.statvfs(path)
+    except OSError:
+        return None
+    return stats.f_bavail * stats.f_frsize
+
+
+def _groups(found: _catalog.Destination) -> dict[tuple[str, str | None], list[_catalog.Archive]]:
+    """Archives per (job, database); an archive too broken to name its database joins its job's only group."""
+    groups = found.groups()
+    for (job, database), archives in list(groups.items()):
+        if database is not None or any(archive.readable for archive in archives):
+            continue
+        named = [key for key in groups if key[0] == job and key[1] is not None]
+        if len(named) == 1:
+            groups[named[0]] = sorted(groups[named[0]] + groups.pop((job, database)),
+                                      key=lambda archive: (archive.started_at, archive.name))
+    return groups
+
+
+def _interrupted_runs(partials: t.Iterable[str]) -> list[tuple[str, str | None]]:
+    """Leftover temporary files whose writer is dead (a running backup's own are not a problem)."""
+    dead = []
+    for path in partials:
+        name = os.path.basename(path)
+        match = _catalog.PARTIAL_NAME.match(name)
+        if match and _process_alive(int(match["pid"])):
+            continue
+        archive_name = _catalog.ARCHIVE_NAME.match(name.lstrip("."))
+        dead.append((path, archive_name["job"] if archive_name else None))
+    return dead
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    except OverflowError:
+        return False
+    return True
+
+
+def _label(job: str, database: str | None) -> str:
+    return job if database in (None, job) else f"{job}/{database}"
+
+
+def _add(reasons: list[dict[str, str]], severity: str, message: str) -> None:
+    reasons.append({"severity": severity, "message": message})
+
+
+def _missing_job(job: str, destination: str) -> dict[str, t.Any]:
+    entry = _job_entry(job, None, None, [])
+    _add(entry["reasons"], CRITICAL, f"no archive of job {job} in {destination}")
+    entry["state"] = CRITICAL
+    return entry
+
+
+def _job_entry(job: str, database: str | None, engine: str | None, archives: list[_catalog.Archive]) -> dict[str, t.Any]:
+    return {"job": job, "database": database, "engine": engine, "state": OK, "reasons": [], "archives": len(archives),
+            "newest": None, "unreadable": [a.name for a in archives if not a.readable], "previous_verified": None}
+
+
+def _evaluate_group(
+    job: str,
+    database: str | None,
+    archives: list[_catalog.Archive],
+    free: int | None,
+    destination: str,
+    options: StatusOptions,
+    now: _dt.datetime,
+) -> dict[str, t.Any]:
+    readable = [archive for archive in archives if archive.readable]
+    newest = readable[-1] if readable else None
+    entry = _job_entry(job, database, newest.engine if newest else None, archives)
+    label = _label(job, database)
+    reasons = entry["reasons"]
+    for broken in [archive for archive in archives if not archive.readable and
+                   (newest is None or archive.started_at >= newest.started_at)]:
+        _add(reasons, CRITICAL, f"{label} archive {broken.name} cannot be trusted: {broken.problem}")
+    if newest is None:
+        _add(reasons, CRITICAL, f"{label} has no readable archive in {destination}")
+        entry["state"] = worst(reason["severity"] for reason in reasons)
+        return entry
+    entry["newest"] = describe(newest, now)
+    age_hours = entry["newest"]["age_hours"]
+    if age_hours > options.max_age_hours:
+        _add(reasons, CRITICAL, f"{label} newest archive is {age_hours:.1f} h old (max {options.max_age_hours:g} h), "
+                                f"finished {_manifest.iso(newest.finished_at)}")
+    record = newest.last_verification
+    if newest.verification_failed:
+        failure = (record or {}).get("failure") or "no reason recorded"
+        _add(reasons, CRITICAL, f"{label} newest archive {newest.name} failed its last verification "
+                                f"({(record or {}).get('level', '?')} at {(record or {}).get('at', '?')}): {failure}")
+    elif options.require_verified and not newest.verified:
+        _add(reasons, WARNING, f"{label} newest archive {newest.name} is not verified")
+    reference = _catalog.previous_verified(archives, newest)
+    entry["previous_verified"] = reference.name if reference else None
+    for finding in _catalog.compare_to_reference(newest, reference, shrink_ratio=options.shrink_ratio,
+                                                 collapse_min_count=options.collapse_min_count):
+        _add(reasons, finding.severity, f"{label} newest archive {finding.message}")
+    if free is not None:
+        _check_space(reasons, label, newest, free, destination, options)
+    entry["state"] = worst(reason["severity"] for reason in reasons)
+    return entry
+
+
+def expected_next_size(archive: _catalog.Archive) -> int:
+    """What the next run of this job needs: the size of its newest archive, extras (globals) included."""
+    total = 0
+    for path in archive.files():
+        try:
+            total += os.stat(path).st_size
+        except OSError:
+            pass
+    return total
+
+
+def _space_state(free: int, needed: int, options: StatusOptions) -> str:
+    if free < needed:
+        return CRITICAL
+    return WARNING if free < needed * options.free_space_factor else OK
+
+
+def _check_space(reasons: list[dict[str, str]], label: str, newest: _catalog.Archive, free: int, destination: str,
+                 options: StatusOptions) -> None:
+    needed = expected_next_size(newest)
+    state = _space_state(free, needed, options)
+    if state == CRITICAL:
+        _add(reasons, CRITICAL, f"{label} next archive will not fit: {human_size(free)} free in {destination}, "
+                                f"the newest archive took {human_size(needed)}")
+    elif state == WARNING:
+        _add(reasons, WARNING, f"{label} has room for less than {options.free_space_factor:g} more archives: "
+                               f"{human_size(free)} free in {destination}, the newest archive took {human_size(needed)}")
+
+
+def _check_total_space(reasons: list[dict[str, str]], groups: dict[t.Any, list[_catalog.Archive]], free: int | None,
+                       destination: str, options: StatusOptions) -> None:
+    """The jobs of one destination share its space: each next archive may fit while all of them do not."""
+    newest = [readable[-1] for readable in ([a for a in archives if a.readable] for archives in groups.values())
+              if readable]
+    if free is None or len(newest) < 2:
+        return
+    sizes = [expected_next_size(archive) for archive in newest]
+    each = worst(_space_state(free, size, options) for size in sizes)  # already reported per job
+    total = sum(sizes)
+    state = _space_state(free, total, options)
+    if SEVERITY_ORDER[state] <= SEVERITY_ORDER[each]:
+        return
+    if state == CRITICAL:
+        _add(reasons, CRITICAL, f"the next archives of all {len(newest)} jobs will not fit: {human_size(free)} free "
+                                f"in {destination}, their newest archives took {human_size(total)}")
+    else:
+        _add(reasons, WARNING, f"room for less than {options.free_space_factor:g} more runs of all {len(newest)} jobs: "
+                               f"{human_size(free)} free in {destination}, their newest archives took {human_size(total)}")
+
+
+def describe(archive: _catalog.Archive, now: _dt.datetime) -> dict[str, t.Any]:
+    record = archive.last_verification or {}
+    total = (archive.manifest or {}).get("total_count")
+    return {
+        "name": archive.name,
+        "finished_at": _manifest.iso(archive.finished_at),
+        "age_hours": round((now - archive.finished_at).total_seconds() / 3600, 2),
+        "size": archive.size,
+        "plain_size": archive.plain_size,
+        "duration_seconds": archive.duration_seconds,
+        "verified": archive.verified,
+        "verification_level": record.get("level"),
+        "verified_at": record.get("at"),
+        "verification_failure": record.get("failure") if record and not record.get("ok") else None,
+        "counts_total": total if isinstance(total, int) else sum(archive.counts.values()),
+    }
+
+
+def _conclude(report: dict[str, t.Any], options: StatusOptions) -> dict[str, t.Any]:
+    everything = report["reasons"] + [reason for job in report["jobs"] for reason in job["reasons"]]
+    state = worst(reason["severity"] for reason in everything)
+    report["state"] = state
+    report["exit_code"] = exit_code_for(state)
+    if everything:
+        ordered = sorted(everything, key=lambda reason: -SEVERITY_ORDER[reason["severity"]])
+        report["summary"] = f"{state}: " + "; ".join(reason["message"] for reason in ordered)
+    else:
+        oldest = max(job["newest"]["age_hours"] for job in report["jobs"])
+        proof = " and verified" if options.require_verified else ""
+        report["summary"] = (f"OK: {len(report['jobs'])} backup job(s) in {report['destination']} fresh{proof}, "
+                             f"newest archives at most {oldest:.1f} h old")
+    return report
+
+
+# node_exporter textfile metrics (Prometheus text exposition format 0.0.4).
+_METRICS: list[tuple[str, str]] = [
+    ("lifeboat_backup_last_success_timestamp_seconds", "When the newest readable archive of a job finished (Unix time)."),
+    ("lifeboat_backup_last_size_bytes", "Stored size of the newest readable archive."),
+    ("lifeboat_backup_last_plain_size_bytes", "Size of the newest readable archive before compression and encryption."),
+    ("lifeboat_backup_last_duration_seconds", "How long the dump of the newest readable archive took."),
+    ("lifeboat_backup_last_verified", "1 when the last verification of the newest readable archive passed, else 0."),
+    ("lifeboat_backup_last_verification_timestamp_seconds", "When the newest readable archive was last verified, whether that passed or not."),
+    ("lifeboat_backup_archives", "Archives of a job at the destination, unreadable ones included."),
+    ("lifeboat_backup_last_rows", "Rows or documents in the newest readable archive, all tables or collections."),
+    ("lifeboat_backup_status", "Health of a job's backups: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN."),
+    ("lifeboat_backup_destination_status", "Health of all backups of a destination: 0 OK, 1 WARNING, 2 CRITICAL, "
+                                           "3 UNKNOWN."),
+    (FREE_BYTES_METRIC, "Free space at the backup destination."),
+    (STATUS_TIMESTAMP_METRIC, "When this backup health check ran (Unix time)."),
+]
+
+
+def merge(reports: t.Sequence[dict[str, t.Any]], options: StatusOptions | None = None) -> dict[str, t.Any]:
+    """One report of a destination from several evaluations of it (jobs checked with options of their own)."""
+    first = reports[0]
+    merged: dict[str, t.Any] = {**first, "reasons": [], "jobs": []}
+    for report in reports:
+        if report["destination"] != first["destination"]:
+            raise ValueError("merge() takes reports of one destination")
+        merged["jobs"] += report["jobs"]
+        merged["reasons"] += [reason for reason in report["reasons"] if reason not in merged["reasons"]]
+    return _conclude(merged, options or StatusOptions())
+
+
+def metrics_text(reports: dict[str, t.Any] | t.Sequence[dict[str, t.Any]], now: _dt.datetime | None = None) -> str:
+    """Reports (one per destination) as gauges for node_exporter's textfile collector.
+
+    Labelled by destination, job and database: the destination label keeps two destinations' files (merged by
+    node_exporter) from colliding.
+    """
+    reports = [reports] if isinstance(reports, dict) else list(reports)
+    now = now or _catalog.parse_time(reports[0].get("checked_at")) or _manifest.utc_now()
+    samples: dict[str, list[str]] = {name: [] for name, _help in _METRICS}
+
+    def sample(name: str, labels: dict[str, str], value: float | int | None) -> None:
+        if value is not None:
+            samples[name].append(f"{name}{_labels(labels)} {_number(value)}")
+
+    for report in reports:
+        _report_samples(report, now, sample)
+    lines = []
+    for name, help_text in _METRICS:
+        if samples[name]:
+            lines += [f"# HELP {name} {_escape_help(help_text)}", f"# TYPE {name} gauge", *samples[name]]
+    return "\n".join(lines) + "\n"
+
+
+def _report_samples(report: dict[str, t.Any], now: _dt.datetime, sample: t.Callable[..., None]) -> None:
+    destination = report["destination"]
+    for job in report["jobs"]:
+        labels = {"destination": destination, "job": job["job"], "database": job["database"] or ""}
+        newest = job["newest"] or {}
+        sample("lifeboat_backup_status", labels, exit_code_for(job["state"]))
+        sample("lifeboat_backup_archives", labels, job["archives"])
+        if not newest:
+            continue
+        sample("lifeboat_backup_last_success_timestamp_seconds", labels, _timestamp(newest["finished_at"]))
+        sample("lifeboat_backup_last_size_bytes", labels, newest["size"])
+        sample("lifeboat_backup_last_plain_size_bytes", labels, newest["plain_size"])
+        sample("lifeboat_backup_last_duration_seconds", labels, newest["duration_seconds"])
+        sample("lifeboat_backup_last_verified", labels, 1 if newest["verified"] else 0)
+        sample("lifeboat_backup_last_verification_timestamp_seconds", labels, _timestamp(newest["verified_at"]))
+        sample("lifeboat_backup_last_rows", labels, newest["counts_total"])
+    where = {"destination": destination}
+    sample("lifeboat_backup_destination_status", where, report["exit_code"])
+    sample(FREE_BYTES_METRIC, where, report["free_bytes"])
+    sample(STATUS_TIMESTAMP_METRIC, where, now.timestamp())
+
+
+def _timestamp(text: str | None) -> float | None:
+    moment = _catalog.parse_time(text)
+    return moment.timestamp() if moment else None
+
+
+def _number(value: float | int) -> str:
+    if isinstance(value, bool):
+        return str(int(value))
+    if isinstance(value, int):
+        return str(value)
+    return repr(float(value))
+
+
+def _labels(labels: dict[str, str]) -> str:
+    return "{" + ",".join(f'{key}="{_escape_label(value)}"' for key, value in labels.items()) + "}"
+
+
+def _escape_label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _escape_help(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("\n", "\\n")
+
+
+def same_metrics(old: str | None, new: str) -> bool:
+    """Equal but for the measurements that change on every run: the time of the check and the free space.
+
+    The file is still rewritten each time (the timestamp is node_exporter's proof that checks still run);
+    this only decides whether a task reports a change.
+    """
+    if old is None:
+        return False
+
+    def significant(text: str) -> list[str]:
+        return [line for line in text.splitlines() if not line.startswith(VOLATILE_METRICS)]
+
+    return significant(old) == significant(new)
+
+
+def read_metrics(path: str) -> str | None:
+    """The current content of a metrics file, or None when there is none yet."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise LifeboatError(f"cannot read metrics file {path}: {getattr(exc, 'strerror', None) or exc}") from exc
+
+
+def validate_metrics_path(path: str) -> None:
+    if not path or not os.path.isabs(path):
+        raise LifeboatError(f"metrics_file '{path}' must be an absolute path")
+    if not path.endswith(".prom"):
+        raise LifeboatError(f"metrics_file {path} must end in .prom: node_exporter's textfile collector reads only those")
+    directory = os.path.dirname(path)
+    if not os.path.isdir(directory):
+        raise LifeboatError(f"the directory of metrics_file {path} does not exist; create {directory} "
+                            "(node_exporter's --collector.textfile.directory) or point metrics_file elsewhere")
+
+
+def write_metrics(path: str, text: str) -> None:
+    """Replace ``path`` atomically, mode 0644 (node_exporter runs as another user).
+
+    The temporary file does not end in .prom, so node_exporter never reads a half-written one.
+    """
+    validate_metrics_path(path)
+    directory = os.path.dirname(path)
+    try:
+        fd, temp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+    except OSError as exc:
+        raise LifeboatError(f"cannot write metrics in {directory}: {exc.strerror}") from exc
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fchmod(handle.fileno(), 0o644)
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    except OSError as exc:
+        _unlink_quietly(temp)
+        raise LifeboatError(f"cannot write metrics file {path}: {exc.strerror}") from exc
+    except BaseException:
+        _unlink_quietly(temp)
+        raise
+    directory_fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(directory_fd)
+    finally:
+        os.close(directory_fd)
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
