@@ -69,6 +69,24 @@ def age_key(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 
 @pytest.fixture
+def tmpfs(tmp_path: t.Any) -> t.Iterator[t.Callable[[str], t.Any]]:
+    """Mounts small tmpfs file systems under tmp_path (a disk that fills up), unmounted after the test."""
+    mounts = []
+
+    def mount(size: str) -> t.Any:
+        assert os.geteuid() == 0, "mounting a tmpfs needs root: run the suite as CI does (as root)"
+        path = tmp_path / f"tmpfs-{len(mounts)}"
+        path.mkdir()
+        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], check=True)
+        mounts.append(path)
+        return path
+
+    yield mount
+    for path in mounts:
+        subprocess.run(["umount", str(path)], check=True)
+
+
+@pytest.fixture
 def run_module(tmp_path: t.Any) -> t.Callable[..., ModuleRun]:
     def run(name: str, args: dict[str, t.Any], check_mode: bool = False) -> ModuleRun:
         return finish_module(start_module(name, args, tmp_path, check_mode))

@@ -254,13 +254,8 @@ def test_no_archive_is_critical(status, tmp_path, metrics_dir, exists):
 
 
 @pytest.fixture
-def small_tmpfs(tmp_path):
-    assert os.geteuid() == 0, "mounting a tmpfs needs root: run the suite as CI does (as root)"
-    mount = tmp_path / "small"
-    mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount)], check=True)
-    yield mount
-    subprocess.run(["umount", str(mount)], check=True)
+def small_tmpfs(tmpfs):
+    return tmpfs("16m")
 
 
 def fill_until_free(directory: t.Any, free: int) -> None:

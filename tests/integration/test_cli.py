@@ -135,12 +135,18 @@ def test_journal_priorities_under_systemd(host, pg, mongo, tmp_path):
     assert run.returncode == 1 and run.stderr.startswith("<3>backup failed: ")
 
 
-def test_progress_line_on_a_terminal(host, pg, mongo, big_pg, tmp_path):
+def big_config(tmp_path, pg, database):
+    """A job on the large test database: its dump lasts long enough to watch or interrupt."""
     config = tmp_path / "lifeboat.yml"
     config.write_text(yaml.safe_dump({"jobs": {"big": {
-        "engine": "postgresql", "database": big_pg, "destination": str(tmp_path / "backups"),
+        "engine": "postgresql", "database": database, "destination": str(tmp_path / "backups"),
         "login_host": pg.host, "login_port": pg.port, "login_user": pg.user,
         "login_password_file": pg.password_file}}}))
+    return config
+
+
+def test_progress_line_on_a_terminal(host, pg, mongo, big_pg, tmp_path):
+    config = big_config(tmp_path, pg, big_pg)
     primary, secondary = pty.openpty()
     process = subprocess.Popen([sys.executable, str(host / "bin" / "lifeboat"), "backup", "--job", "big",
                                 "--config", str(config)], stdin=secondary, stdout=secondary, stderr=secondary,
@@ -163,11 +169,7 @@ def test_progress_line_on_a_terminal(host, pg, mongo, big_pg, tmp_path):
 
 
 def test_sigterm_leaves_no_archive(host, pg, mongo, big_pg, tmp_path):
-    config = tmp_path / "lifeboat.yml"
-    config.write_text(yaml.safe_dump({"jobs": {"big": {
-        "engine": "postgresql", "database": big_pg, "destination": str(tmp_path / "backups"),
-        "login_host": pg.host, "login_port": pg.port, "login_user": pg.user,
-        "login_password_file": pg.password_file}}}))
+    config = big_config(tmp_path, pg, big_pg)
     process = subprocess.Popen([sys.executable, str(host / "bin" / "lifeboat"), "backup", "--job", "big",
                                 "--config", str(config)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                env=host_env(host), text=True)
