@@ -47,6 +47,10 @@ echo "== backup: ansible-playbook lifeboat.ops.backup -i $demo/inventory.yml"
 echo "== restore: ansible-playbook lifeboat.ops.restore -i $demo/inventory.yml -e @$demo/restore-request.yml"
 "$venv/bin/ansible-playbook" lifeboat.ops.restore -i "$demo/inventory.yml" -e "@$demo/restore-request.yml"
 
+echo "== verify: ansible-playbook lifeboat.ops.verify -e backup_verify_level=restore (scratch databases, operators' key)"
+"$venv/bin/ansible-playbook" lifeboat.ops.verify -i "$demo/inventory.yml" -e backup_verify_level=restore \
+  -e backup_verify_select=newest -e "{\"backup_age_identity_files\": [\"$demo/operators-key.txt\"]}"
+
 echo "== what was made"
 for job in journal recipes nightscout research; do
   newest=$(find "$demo/backups/$job" -name "$job-*.manifest.json" | sort | tail -n 1)
@@ -54,8 +58,10 @@ for job in journal recipes nightscout research; do
 import json, sys
 m = json.load(open(sys.argv[1]))
 a = m["archive"]
+v = (m["verifications"] or [{}])[-1]
 print(f"{m['job']:<11} {a['file']}  {a['size']:>9} bytes (plain {a['plain_size']}), sha256 {a['sha256'][:16]}..., "
-      f"{len(m['counts'])} {'tables' if m['engine'] == 'postgresql' else 'collections'}, {m['total_count']} rows/documents")
+      f"{len(m['counts'])} {'tables' if m['engine'] == 'postgresql' else 'collections'}, {m['total_count']} rows/documents, "
+      f"verified: {v.get('level', 'no') if v.get('ok') else 'FAILED' if v else 'no'}")
 PY
 done
 echo "Archives and manifests: $demo/backups/<job>/   age identity that decrypts them: $demo/operators-key.txt"
