@@ -155,3 +155,53 @@ def _drop_scratch(request: ValidateRequest, scratch: str) -> None:
             client.drop_database(scratch)
         finally:
             client.close()
+
+
+# ---------------------------------------------------------------- module arguments
+
+_PG_ONLY = ("login_unix_socket", "ssl_mode", "ssl_ca_cert", "ssl_cert", "ssl_key", "pg_bin_dir")
+_MONGO_ONLY = ("auth_mechanism", "tls_ca_file", "tls_certificate_key_file", "tools_dir")
+_MONGO_FLAGS = ("tls", "tls_allow_invalid_certificates")
+
+
+def endpoint_spec() -> dict[str, t.Any]:
+    """Suboptions of the module's source and target: both engines' connection options, the database, an archive."""
+    from . import _params  # pylint: disable=import-outside-toplevel
+
+    spec = {**_params.postgres_connection_spec(), **_params.mongodb_connection_spec()}
+    spec["login_database"] = {"type": "str"}  # admin by default, for MongoDB only
+    spec.update({
+        "database": {"type": "str", "aliases": ["db"]},
+        "archive": {"type": "path"},
+        "age_identity_files": {"type": "list", "elements": "path", "default": [], "no_log": False},
+        "age_passphrase_file": {"type": "path", "no_log": False},
+    })
+    return spec
+
+
+def endpoint(params: dict[str, t.Any], engine: str, side: str) -> Endpoint:
+    """The module's ``source`` or ``target`` dict as an Endpoint; options of the other engine are refused."""
+    from . import _params  # pylint: disable=import-outside-toplevel
+
+    if engine not in ENGINES:
+        raise LifeboatError(f"unknown engine {engine!r}; use one of: {', '.join(ENGINES)}")
+    foreign = _MONGO_ONLY + ("login_database",) if engine == "postgresql" else _PG_ONLY
+    wrong = [name for name in foreign if params.get(name)]
+    wrong += [name for name in _MONGO_FLAGS if engine == "postgresql" and params.get(name)]
+    if wrong:
+        other = "MongoDB" if engine == "postgresql" else "PostgreSQL"
+        raise LifeboatError(f"{side}.{wrong[0]} is a {other} option, but engine is {engine}; remove it")
+    if engine == "postgresql":
+        connection: PgConnection | MongoConnection = _params.pg_connection(params, None)
+    else:
+        connection = _params.mongo_connection({**params, "login_database": params.get("login_database") or "admin"})
+    return Endpoint(
+        connection=connection,
+        database=params.get("database"),
+        archive=params.get("archive"),
+        decryption=Decryption(identity_files=tuple(params.get("age_identity_files") or ()),
+                              passphrase_file=params.get("age_passphrase_file")),
+        auth_database=params.get("login_database") or "admin",
+        tools_dir=params.get("tools_dir"),
+        pg_bin_dir=params.get("pg_bin_dir"),
+    )

@@ -14,14 +14,15 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import datetime as _dt
+import http.client
 import json
 import os
+import ssl
 import statistics
 import tempfile
 import time
 import typing as t
-import urllib.error
-import urllib.request
+import urllib.parse
 from dataclasses import dataclass, field
 
 from ._common import LifeboatError, redact
@@ -328,21 +329,37 @@ def timing_check(checks: Checks, name: str, obj: str, run_source: t.Callable[[],
 # ---------------------------------------------------------------- application health
 
 
+def _http_get(url: str, method: str, timeout: float, validate_certs: bool) -> tuple[int, bytes]:
+    """One request with the standard library (http.client): status and the first MiB of the body."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme == "https":
+        context = ssl.create_default_context()
+        if not validate_certs:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        connection: http.client.HTTPConnection = http.client.HTTPSConnection(
+            parts.hostname or "", parts.port, timeout=timeout, context=context)
+    else:
+        connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=timeout)
+    try:
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        connection.request(method, path, headers={"User-Agent": "lifeboat.ops migration_validate"})
+        response = connection.getresponse()
+        return response.status, response.read(1 << 20)
+    finally:
+        connection.close()
+
+
 def health_checks(checks: Checks) -> None:
     for spec in checks.options.health_checks:
         url = str(spec["url"])
         expected = int(spec.get("status", 200))
         contains = spec.get("contains")
-        timeout = float(spec.get("timeout", 10))
-        request = urllib.request.Request(url, method=str(spec.get("method", "GET")))
         try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:  # nosec: the user's own URL
-                status, body = response.status, response.read(1 << 20)
-        except urllib.error.HTTPError as exc:
-            status, body = exc.code, exc.read(1 << 20)
-        except (urllib.error.URLError, OSError, ValueError) as exc:
-            reason = getattr(exc, "reason", exc)
-            checks.add("application", "health", url, False, f"no answer: {reason}")
+            status, body = _http_get(url, str(spec.get("method", "GET")), float(spec.get("timeout", 10)),
+                                     bool(spec.get("validate_certs", True)))
+        except (OSError, http.client.HTTPException, ValueError) as exc:
+            checks.add("application", "health", url, False, f"no answer: {exc}")
             continue
         text = body.decode("utf-8", "replace")
         problems = []

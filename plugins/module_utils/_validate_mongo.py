@@ -401,7 +401,11 @@ def _without_tls(uri: str) -> str:
 def _expected_user(client: t.Any, checks: Checks, user: dict[str, t.Any], auth_database: str) -> None:
     name = str(user["name"])
     database = str(user.get("db") or auth_database)
-    found = client[database].command("usersInfo", {"user": name, "db": database}).get("users", [])
+    try:
+        found = client[database].command("usersInfo", {"user": name, "db": database}).get("users", [])
+    except _pymongo().errors.OperationFailure as exc:
+        checks.error("security", "user", f"{database}.{name}", _one_line(exc))
+        return
     if not found:
         checks.add("security", "user", f"{database}.{name}", False, "user does not exist on the target",
                    [{"kind": "missing", "key": f"{database}.{name}"}])

@@ -337,8 +337,8 @@ def _content(checks: Checks, src: t.Any, tgt: t.Any, name: str, src_info: dict[s
                f" {len(diff.changed)} changed; {stats.chunks_hashed} chunks hashed, {stats.bisections} bisections,"
                f" rows transferred {stats.rows_transferred['source']}/{stats.rows_transferred['target']}")
     if differences:
-        summary = ", ".join(f"{d['kind']} {d['key']}" for d in differences[:3]) + ("" if diff.total <= 3 else
-                                                                                 f" and {diff.total - 3} more") + "; " + summary
+        more = "" if diff.total <= 3 else f" and {diff.total - 3} more"
+        summary = ", ".join(f"{d['kind']} {d['key']}" for d in differences[:3]) + more + "; " + summary
     checks.add("content", "rows", name, not differences, summary, differences, count=diff.total, stats=stats.as_dict())
     return stats
 
