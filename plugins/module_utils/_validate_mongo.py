@@ -76,7 +76,9 @@ def id_value(key: bytes) -> t.Any:
 
 
 def id_text(key: bytes) -> str:
-    return shorten(repr(id_value(key)), 80)
+    value = id_value(key)
+    # bson decodes a long as a plain int: name the type, since 1 and Int64(1) are different _id values.
+    return shorten(f"Int64({value})" if key[0] == 0x12 else repr(value), 80)
 
 
 def _digest(document: bytes) -> int:
