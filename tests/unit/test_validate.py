@@ -76,8 +76,9 @@ def test_type_and_deep_changes(before, after, expected):
 
 def test_missing_extra_and_id_types_are_kept_apart():
     # 1 (int32) and 1 (int64) are different _id values in MongoDB: one is missing, the other extra.
-    diff = compare([{"_id": 1, "a": 1}, {"_id": "x", "a": 1}], [{"_id": Int64(1), "a": 1}, {"_id": "x", "a": 1},
-                                                                 {"_id": bson.ObjectId("65f000000000000000000001")}])
+    source = [{"_id": 1, "a": 1}, {"_id": "x", "a": 1}]
+    target = [{"_id": Int64(1), "a": 1}, {"_id": "x", "a": 1}, {"_id": bson.ObjectId("65f000000000000000000001")}]
+    diff = compare(source, target)
     assert [_validate_mongo.id_text(k) for k in diff.missing] == ["1"]
     assert sorted(_validate_mongo.id_text(k) for k in diff.extra) == ["Int64(1)", "ObjectId('65f000000000000000000001')"]
 
