@@ -82,8 +82,8 @@ def gen_pg(bed: dict[str, str], rows: int) -> tuple[str, str]:
     with pg_connect(bed, source) as conn:
         conn.execute("CREATE TABLE t (id bigint PRIMARY KEY, name text NOT NULL, amount numeric(12, 2),"
                      " created timestamptz, flag boolean, note text)")
-        conn.execute("INSERT INTO t SELECT g, md5(g::text), (g % 100000) / 100.0,"
-                     " timestamptz '2024-01-01' + g * interval '1 second', g % 2 = 0, 'note ' || (g % 977)"
+        conn.execute("INSERT INTO t SELECT g, md5(g::text), (g %% 100000) / 100.0,"
+                     " timestamptz '2024-01-01' + g * interval '1 second', g %% 2 = 0, 'note ' || (g %% 977)"
                      " FROM generate_series(1, %s) g", (rows,))
         conn.execute("VACUUM (FREEZE, ANALYZE) t")
     with pg_connect(bed, "postgres") as conn:

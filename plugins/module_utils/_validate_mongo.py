@@ -25,6 +25,7 @@ from ._mongo import MongoConnection, _one_line, _pymongo
 from ._validate_core import Checks, ContentStats, compare_definitions, compare_sets, count_check, shorten, timing_check
 
 _MASK = (1 << 64) - 1
+_UNKNOWN_SIZE_BUCKETS = 4096
 # Lengths of fixed-size BSON values by type byte; variable ones are read from their length prefix.
 _FIXED = {0x01: 8, 0x07: 12, 0x08: 1, 0x09: 8, 0x0A: 0, 0x10: 4, 0x11: 8, 0x12: 8, 0x13: 16, 0x7F: 0, 0xFF: 0}
 _INDEX_OPTIONS = ("unique", "sparse", "partialFilterExpression", "expireAfterSeconds", "collation", "weights")
@@ -118,11 +119,15 @@ class DocumentDiff(t.NamedTuple):
 
 
 def compare_documents(source: t.Callable[[], t.Iterable[bytes]], target: t.Callable[[], t.Iterable[bytes]],
-                      expected: int, threshold: int, max_details: int) -> DocumentDiff:
-    """Compare two collections given as factories of raw BSON batches (each call streams the whole collection)."""
+                      expected: int | None, threshold: int, max_details: int) -> DocumentDiff:
+    """Compare two collections given as factories of raw BSON batches (each call streams the whole collection).
+
+    ``expected`` (documents, when counted) sizes the buckets to about ``threshold`` documents each; unknown,
+    4096 buckets are used (counting first would cost a full scan on servers like FerretDB).
+    """
     started = time.perf_counter()
     stats = ContentStats()
-    buckets = max(1, min(1 << 16, math.ceil(expected / threshold)))
+    buckets = _UNKNOWN_SIZE_BUCKETS if expected is None else max(1, min(1 << 16, math.ceil(expected / threshold)))
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
         future = pool.submit(lambda: bucket_hashes(target(), buckets))
         counts_s, sums_s, seen_s = bucket_hashes(source(), buckets)
@@ -245,18 +250,20 @@ def run(source: MongoConnection, target: MongoConnection, source_db: str, target
         if options.wanted("indexes"):
             for name in common:
                 compare_definitions(checks, "indexes", "indexes", name, "index", _indexes(src[name]), _indexes(tgt[name]))
-        counts = {}
-        if options.wanted("counts") or options.wanted("content"):
-            for name in common:
-                counts[name] = (src[name].count_documents({}), tgt[name].count_documents({}))
-                if options.wanted("counts"):
+        counts: dict[str, tuple[int, int] | None] = {name: None for name in common}
+        if options.wanted("counts"):
+            with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+                for name in common:
+                    future = pool.submit(tgt[name].count_documents, {})
+                    counts[name] = (src[name].count_documents({}), future.result())
                     count_check(checks, name, *counts[name])
         if options.wanted("content") and options.content_mode != "none":
             for name in common:
                 if options.content_mode == "sample":
                     total.add(_sample(checks, src[name], tgt[name], name))
                 else:
-                    total.add(_content(checks, src[name], tgt[name], name, max(counts[name])))
+                    size = counts[name]
+                    total.add(_content(checks, src[name], tgt[name], name, max(size) if size else None))
         if options.wanted("timing"):
             _timing(checks, src, tgt, common)
     finally:
@@ -265,7 +272,7 @@ def run(source: MongoConnection, target: MongoConnection, source_db: str, target
     return total
 
 
-def _content(checks: Checks, src: t.Any, tgt: t.Any, name: str, expected: int) -> ContentStats:
+def _content(checks: Checks, src: t.Any, tgt: t.Any, name: str, expected: int | None) -> ContentStats:
     options = checks.options
     diff = compare_documents(lambda: src.find_raw_batches({}, batch_size=10000),
                              lambda: tgt.find_raw_batches({}, batch_size=10000),
