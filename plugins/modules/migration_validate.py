@@ -7,7 +7,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: migration_validate
 short_description: Prove that a MongoDB or PostgreSQL migration arrived whole, and write a report
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - Compares a O(source) and a O(target) database of one O(engine) and fails when a required check fails.
   - "B(presence): tables, partitioned tables, views, sequences (PostgreSQL), the database, collections and views (MongoDB)."
