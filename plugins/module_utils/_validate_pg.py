@@ -162,11 +162,12 @@ def run(source: PgConnection, target: PgConnection, checks: Checks) -> ContentSt
             with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
                 for name in common:
                     if options.wanted("counts"):
-                        sql = f"SELECT count(*) FROM ONLY {qualified(name)}"
+                        sql, params = f"SELECT count(*) FROM ONLY {qualified(name)}", []
                     else:  # content alone needs only a size to plan its ranges: the planner's estimate will do
-                        sql = f"SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = '{qualified(name)}'::regclass"
-                    future = pool.submit(lambda q=sql: tgt.execute(q).fetchone()[0])
-                    counts[name] = (src.execute(sql).fetchone()[0], future.result())
+                        sql, params = "SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = %s::regclass", \
+                            [qualified(name)]
+                    future = pool.submit(lambda q=sql, p=params: tgt.execute(q, p).fetchone()[0])
+                    counts[name] = (src.execute(sql, params).fetchone()[0], future.result())
                     if options.wanted("counts"):
                         count_check(checks, name, *counts[name])
         if options.wanted("content") and options.content_mode != "none":
