@@ -395,11 +395,30 @@ def test_security_fails_on_trust_and_passes_on_scram(throwaway_cluster, run_modu
     assert all(c["passed"] for c in run.result["checks"]) and len(run.result["checks"]) == 3
     for text in (run.stdout, (tmp_path / "scram.json").read_text(), (tmp_path / "scram.md").read_text()):
         assert password not in text
-    tls = run_module("migration_validate", {**args, "source": secured, "target": secured, "require_tls": True,
-                                            "expected_users": []}).result
-    assert tls["passed"] is False
-    assert [c["details"] for c in tls["checks"] if c["name"] == "tls"] == [
+    no_tls = run_module("migration_validate", {**args, "source": secured, "target": secured, "require_tls": True,
+                                               "expected_users": []}).result
+    assert no_tls["passed"] is False
+    assert [c["details"] for c in no_tls["checks"] if c["name"] == "tls"] == [
         "the connection to the target is not encrypted (set ssl_mode=require or verify-full, and ssl=on on the server)"]
+
+    # The same server with TLS on (a self-signed certificate made here) and a client that asks for it: passes.
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-keyout", os.path.join(cluster["data"], "server.key"),
+                    "-out", os.path.join(cluster["data"], "server.crt")], check=True, capture_output=True)
+    for name in ("server.key", "server.crt"):
+        os.chmod(os.path.join(cluster["data"], name), 0o600)
+        if cluster["as_pg"]:
+            shutil.chown(os.path.join(cluster["data"], name), "postgres")
+    with open(os.path.join(cluster["data"], "postgresql.auto.conf"), "a", encoding="utf-8") as handle:
+        handle.write("ssl = on\n")
+    subprocess.run([*cluster["as_pg"], f"{cluster['bindir']}/pg_ctl", "-D", cluster["data"], "reload"], check=True,
+                   capture_output=True)
+    time.sleep(0.5)
+    with_tls = run_module("migration_validate", {**args, "source": secured, "target": {**secured, "ssl_mode": "require"},
+                                                 "require_tls": True, "expected_users": []}).result
+    assert with_tls["passed"] is True, with_tls.get("summary")
+    assert [c["details"].startswith("connection encrypted (TLSv1.3") for c in with_tls["checks"] if c["name"] == "tls"] \
+        == [True]
 
 
 # ---------------------------------------------------------------- MongoDB (FerretDB)
