@@ -16,8 +16,8 @@ description:
     order, unique, sparse, partial filter and TTL per index (MongoDB)."
   - "B(schema) (PostgreSQL): column names, types, nullability and collations; view definitions; sequences not behind
     the source."
-  - "B(content): PostgreSQL rows are compared by primary key in ranges hashed by each server
-    (C(sum(hashtextextended(ROW(...)::text, 0)))); a differing range is split and compared again until it holds at
+  - "B(content): PostgreSQL rows are compared by primary key in ranges hashed by each server (the sum over the range
+    of a 64-bit hash, C(hashtextextended), of each row's text); a differing range is split and compared again until it holds at
     most O(bisect_threshold) rows, whose keys and row hashes are then fetched, so equal tables transfer no rows at all.
     Tables without a primary key are compared as multisets of full-row hashes. MongoDB documents are compared as their
     exact BSON bytes (a Decimal128 that became a double differs), bucketed by C(_id); the fields that changed are named."

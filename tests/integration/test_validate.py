@@ -308,6 +308,17 @@ def test_bad_arguments_give_one_line(pg, run_module, args, message):
     assert "Traceback" not in run.stdout + run.stderr
 
 
+def test_inline_password_stays_out_of_result_and_report(pg, run_module, tmp_path):
+    inline = {"login_host": pg.host, "login_port": pg.port, "login_user": pg.user, "login_password": pg.password,
+              "database": pg.sample}
+    run = run_module("migration_validate", {"engine": "postgresql", "source": inline, "target": inline,
+                                            "checks": ["presence", "counts", "security"],
+                                            "report_path": str(tmp_path / "report")})
+    assert run.rc == 0 and run.result["passed"] is True
+    for text in (run.stdout, run.stderr, (tmp_path / "report.json").read_text(), (tmp_path / "report.md").read_text()):
+        assert pg.password not in text
+
+
 def test_wrong_password_is_one_line_and_secret_free(pg, run_module, tmp_path):
     password_file = tmp_path / "wrong.password"
     password_file.write_text("not-the-password-1234\n")
