@@ -151,3 +151,23 @@ def test_report_is_private_atomic_and_secret_free(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["report.json", "report.md"]
     with pytest.raises(LifeboatError, match="report directory .* does not exist"):
         _validate_core.write_report(result, str(tmp_path / "missing" / "r"))
+
+
+def test_source_and_target_document_every_connection_option_of_both_engines():
+    """The module's suboptions follow the engines' doc fragments (validate-modules checks them against the spec)."""
+    import yaml  # pylint: disable=import-outside-toplevel
+
+    from ansible_collections.lifeboat.ops.plugins.doc_fragments import mongodb, postgresql
+    from ansible_collections.lifeboat.ops.plugins.modules import migration_validate
+
+    options = yaml.safe_load(migration_validate.DOCUMENTATION)["options"]
+    assert options["source"]["suboptions"] == options["target"]["suboptions"]
+    suboptions = options["source"]["suboptions"]
+    shape = ("type", "choices", "aliases", "elements")
+    for fragment in (postgresql, mongodb):
+        for name, spec in yaml.safe_load(fragment.ModuleDocFragment.DOCUMENTATION)["options"].items():
+            assert {k: spec.get(k) for k in shape} == {k: suboptions[name].get(k) for k in shape}, name
+            if name != "login_database":  # admin by default only for MongoDB, so no default here
+                assert spec.get("default") == suboptions[name].get("default"), name
+    assert set(suboptions) - set(_validate.endpoint_spec()) == set()
+    assert set(_validate.endpoint_spec()) - set(suboptions) == set()
