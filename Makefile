@@ -35,6 +35,11 @@ unit:
 integration: testbed
 	source $(STATE)/env.sh && $(VENV)/bin/python -m pytest tests/integration $(PYTEST_ARGS)
 
+## bench-validate: migration_validate's full comparison against raw per-side hashes (not a test); own test bed
+.PHONY: bench-validate
+bench-validate:
+	$(VENV)/bin/python bench/bench_validate.py
+
 ## bench: benchmarks against the raw tools (not tests; prints ratios); starts a test bed of its own
 bench:
 	$(VENV)/bin/python bench/bench_dump.py
