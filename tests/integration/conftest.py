@@ -113,8 +113,8 @@ def run_playbook(tmp_path: t.Any) -> t.Callable[..., subprocess.CompletedProcess
     return run
 
 
-BIG_PG = "lifeboat_big"
-BIG_MONGO = "lifeboat_big"
+# One name per test session: two sessions on one test bed (a developer's and CI's) never drop each other's.
+BIG_PG = BIG_MONGO = f"lifeboat_big_{os.getpid()}"
 
 
 @pytest.fixture(scope="session")
