@@ -15,54 +15,32 @@ Memory flat: the library's peak RSS at two sizes. Goals are printed PASS/MISS, n
 from __future__ import annotations
 
 import argparse
-import atexit
 import concurrent.futures
 import hashlib
 import json
 import os
 import re
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.parse
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-START = time.perf_counter()
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+# The bench test bed, its connections and the collection tree come from bench_dump.py: one way to start them.
+from bench_dump import REPO, collections_root, log, pg_connect, secret, testbed  # noqa: E402  pylint: disable=wrong-import-position
+
 GEN = "lifeboat-bench-validate gen=1"
 
 
-def log(message: str) -> None:
-    print(f"[{time.perf_counter() - START:5.0f}s] {message}", file=sys.stderr, flush=True)
 
 
-def secret(path: str) -> str:
-    with open(path, encoding="utf-8") as handle:
-        return handle.readline().strip()
 
 
-def collections_root(source: str) -> str:
-    root = tempfile.mkdtemp(prefix="lifeboat-bench-collections-")
-    atexit.register(shutil.rmtree, root, True)
-    os.makedirs(os.path.join(root, "ansible_collections", "lifeboat"))
-    os.symlink(source, os.path.join(root, "ansible_collections", "lifeboat", "ops"))
-    return root
 
 
-def testbed(args: argparse.Namespace) -> dict[str, str]:
-    env = dict(os.environ, LIFEBOAT_TESTBED_DIR=args.testbed_dir, LIFEBOAT_PG_PORT=str(args.pg_port),
-               LIFEBOAT_MONGO_PORT=str(args.mongo_port), LIFEBOAT_MONGO_NOAUTH_PORT=str(args.mongo_port + 1))
-    subprocess.run(["bash", os.path.join(REPO, "scripts/testbed/up.sh")], env=env, check=True, stdout=sys.stderr)
-    with open(os.path.join(args.testbed_dir, "env.sh"), encoding="utf-8") as handle:
-        return dict(re.findall(r"^export (\w+)=(.*)$", handle.read(), re.M))
 
 
-def pg_connect(bed: dict[str, str], dbname: str):  # noqa: ANN201
-    import psycopg  # pylint: disable=import-outside-toplevel
-    return psycopg.connect(host=bed["LIFEBOAT_PG_HOST"], port=bed["LIFEBOAT_PG_PORT"], user=bed["LIFEBOAT_PG_USER"],
-                           password=secret(bed["LIFEBOAT_PG_PASSWORD_FILE"]), dbname=dbname, autocommit=True)
 
 
 def gen_pg(bed: dict[str, str], rows: int) -> tuple[str, str]:
