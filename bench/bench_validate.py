@@ -33,16 +33,6 @@ from bench_dump import REPO, collections_root, log, pg_connect, secret, testbed 
 GEN = "lifeboat-bench-validate gen=1"
 
 
-
-
-
-
-
-
-
-
-
-
 def gen_pg(bed: dict[str, str], rows: int) -> tuple[str, str]:
     """bench_src_N and bench_tgt_N, each with table t of N rows (the target a template copy: equal)."""
     source, target = f"bench_src_{rows}", f"bench_tgt_{rows}"
