@@ -5,7 +5,7 @@ VENV = $(shell scripts/testbed/venv.sh)
 STATE ?= $(or $(LIFEBOAT_TESTBED_DIR),/tmp/lifeboat-testbed)
 PYTEST_ARGS ?=
 
-.PHONY: demo test testbed testbed-down seed sanity lint unit integration bench
+.PHONY: demo test testbed testbed-down seed sanity lint unit integration bench molecule
 
 ## demo: start the throwaway PostgreSQL and FerretDB with sample data, back them up, restore under new names
 demo: testbed seed
@@ -34,6 +34,10 @@ unit:
 
 integration: testbed
 	source $(STATE)/env.sh && $(VENV)/bin/python -m pytest tests/integration $(PYTEST_ARGS)
+
+## molecule: the roles' scenarios in systemd containers (starts the Docker engine, builds the image, its own servers)
+molecule:
+	scripts/ci/molecule.sh
 
 ## bench: benchmarks against the raw tools (not tests; prints ratios); starts a test bed of its own
 bench:

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # Copyright: lifeboat developers
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Fail when a role's meta/argument_specs.yml and defaults/main.yml disagree (run by scripts/ci/lint.sh).
@@ -7,7 +6,7 @@ For the entry point ``main`` of every role under roles/: each variable in defaul
 of the spec with the same default, and each option with a default must be in defaults/main.yml. One line per
 mismatch; exit code 1 when there is any.
 
-    scripts/ci/check_role_defaults.py [ROLES_DIR]
+    python scripts/ci/check_role_defaults.py [ROLES_DIR]
 """
 
 from __future__ import annotations
