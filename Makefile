@@ -12,7 +12,7 @@ demo: testbed seed
 	scripts/demo.sh
 
 ## test: the whole suite, as CI runs it
-test: sanity lint unit integration
+test: sanity lint unit integration molecule
 
 testbed:
 	scripts/testbed/up.sh
