@@ -63,6 +63,7 @@ def build_alert(host: str, unit: str, facts: dict[str, str], lines: list[str]) -
         "at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "message": message,
         "errors": lines,
+        "subject": subject,
         "text": f"{subject}: {message}",  # what Slack, Mattermost and similar webhooks show
     }
 
@@ -92,7 +93,7 @@ def post(url: str, alert: dict[str, object], attempts: int = 3) -> str | None:
 def mail(addresses: list[str], alert: dict[str, object]) -> str | None:
     if not os.access(SENDMAIL, os.X_OK):
         return f"no mail: {SENDMAIL} is missing"
-    text = (f"To: {', '.join(addresses)}\nSubject: {alert['text'].split(': ', 1)[0]}\n"
+    text = (f"To: {', '.join(addresses)}\nSubject: {alert['subject']}\n"
             "Content-Type: text/plain; charset=utf-8\n\n" + json.dumps(alert, indent=2) + "\n")
     try:
         done = subprocess.run([SENDMAIL, "-t", "-oi"], input=text, text=True, capture_output=True, timeout=60,
