@@ -9,11 +9,13 @@ import importlib.util
 import json
 import os
 import socket
+import subprocess
 import threading
 
 import pytest
 
-SCRIPT = os.path.join(os.path.dirname(__file__), "..", "..", "roles", "healthcheck", "files", "healthcheck.py")
+REPO = os.path.join(os.path.dirname(__file__), "..", "..")
+SCRIPT = os.path.join(REPO, "roles", "healthcheck", "files", "healthcheck.py")
 _spec = importlib.util.spec_from_file_location("lifeboat_healthcheck", SCRIPT)
 healthcheck = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(healthcheck)
@@ -76,6 +78,15 @@ def write_config(tmp_path, hook, app_port, **extra):
     return ["--config", str(tmp_path / "config.json"), "--state", str(tmp_path / "state.json")]
 
 
+def promtool_check(text: str) -> None:
+    """The metrics pass Prometheus' own linter (promtool from Debian's package, fetched by the test bed script)."""
+    subprocess.run(["bash", os.path.join(REPO, "scripts", "testbed", "get-promtool.sh")], check=True,
+                   capture_output=True)
+    promtool = os.path.join(os.environ.get("LIFEBOAT_CACHE") or os.path.expanduser("~/.cache/lifeboat"), "bin", "promtool")
+    checked = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True, check=False)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
 def test_one_alert_each_way(tmp_path, hook):
     app = Server()
     args = write_config(tmp_path, hook, app.port)
@@ -93,6 +104,7 @@ def test_one_alert_each_way(tmp_path, hook):
     assert 'lifeboat_healthcheck_up{probe="app",type="http"} 0' in metrics
     assert 'lifeboat_healthcheck_status{probe="app",type="http"} 2' in metrics
     assert 'lifeboat_healthcheck_up{probe="hook-port",type="tcp"} 1' in metrics
+    promtool_check(metrics)
 
     app = Server()
     write_config(tmp_path, hook, app.port)
