@@ -5,14 +5,14 @@ VENV = $(shell scripts/testbed/venv.sh)
 STATE ?= $(or $(LIFEBOAT_TESTBED_DIR),/tmp/lifeboat-testbed)
 PYTEST_ARGS ?=
 
-.PHONY: demo test testbed testbed-down seed sanity lint unit integration bench
+.PHONY: demo test testbed testbed-down seed sanity lint unit integration bench molecule
 
 ## demo: start the throwaway PostgreSQL and FerretDB with sample data, back them up, restore under new names
 demo: testbed seed
 	scripts/demo.sh
 
 ## test: the whole suite, as CI runs it
-test: sanity lint unit integration
+test: sanity lint unit integration molecule
 
 testbed:
 	scripts/testbed/up.sh
@@ -39,6 +39,10 @@ integration: testbed
 .PHONY: bench-validate
 bench-validate:
 	$(VENV)/bin/python bench/bench_validate.py
+
+## molecule: the roles' scenarios in systemd containers (starts the Docker engine, builds the image, its own servers)
+molecule:
+	scripts/ci/molecule.sh
 
 ## bench: benchmarks against the raw tools (not tests; prints ratios); starts a test bed of its own
 bench:

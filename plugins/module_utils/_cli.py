@@ -6,6 +6,7 @@
     lifeboat verify [--job NAME] [--select newest|all|unverified] [--level LEVEL]
     lifeboat prune  [--job NAME] [--dry-run]
     lifeboat status [--job NAME] [--metrics-file FILE]
+    lifeboat check  [--config FILE]
 
 ``status`` exits 0, 1, 2 or 3 (OK, WARNING, CRITICAL, UNKNOWN) as monitoring plugins do; the others exit 0
 on success, 1 on failure and 2 on a usage error. On a terminal a progress line shows how a dump advances;
@@ -118,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
                                  help="backup health, exit code 0/1/2/3 (OK/WARNING/CRITICAL/UNKNOWN)")
     status.add_argument("--job", help="only this job (all jobs when omitted)")
     status.add_argument("--metrics-file", help="write node_exporter textfile metrics here (default: the config's)")
+    commands.add_parser("check", parents=[common], help="check the config and exit (0 when it is valid)")
     return parser
 
 
@@ -144,8 +146,17 @@ def run_backup(config: _config.Config, args: argparse.Namespace, output: Output)
     request = (_params.postgres_dump_request(job.params) if job.engine == "postgresql"
                else _params.mongodb_dump_request(job.params))
     output.line(f"{job.name}: dumping {job.engine} {job.database or 'server'} into {job.destination}")
-    with DumpProgress(output, job.params["job"], job.destination):
-        result = (_postgres.dump(request) if job.engine == "postgresql" else _mongo.dump(request))
+    from . import _status  # pylint: disable=import-outside-toplevel
+
+    try:
+        with DumpProgress(output, job.params["job"], job.destination):
+            result = (_postgres.dump(request) if job.engine == "postgresql" else _mongo.dump(request))
+    except Exception as exc:
+        # `lifeboat status` turns CRITICAL on this record, though the previous archive still looks fresh.
+        failure = redact(str(exc)).splitlines()[0] if str(exc).strip() else type(exc).__name__
+        _status.record_run(job.destination, job.params["job"], ok=False, failure=failure)
+        raise
+    _status.record_run(job.destination, job.params["job"], ok=True)
     manifest = result["manifest_data"]
     output.line(
         f"{job.name}: wrote {result['archive']} ({_catalog.human_size(manifest['archive']['size'])}, "
@@ -240,6 +251,12 @@ def run_status(config: _config.Config, args: argparse.Namespace, output: Output)
     return _status.exit_code_for(state)
 
 
+def run_check(config: _config.Config, args: argparse.Namespace, output: Output) -> int:
+    del args  # the config was checked while it was loaded
+    output.line(f"{config.path}: {len(config.jobs)} job(s) valid: {', '.join(sorted(config.jobs))}")
+    return EXIT_OK
+
+
 def _by_destination(jobs: list[_config.Job]) -> dict[str, list[_config.Job]]:
     grouped: dict[str, list[_config.Job]] = {}
     for job in jobs:
@@ -249,4 +266,5 @@ def _by_destination(jobs: list[_config.Job]) -> dict[str, list[_config.Job]]:
 
 COMMANDS: dict[str, t.Callable[[_config.Config, argparse.Namespace, Output], int]] = {
     "backup": run_backup, "verify": run_verify, "prune": run_prune, "status": run_status,
+    "check": run_check,
 }

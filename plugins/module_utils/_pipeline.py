@@ -640,10 +640,20 @@ def fsync_directory(directory: str) -> None:
 
 
 def write_file_atomic(path: str, data: bytes, mode: int = 0o600) -> None:
-    """Write a small file (a manifest) under a temporary name, fsync it, rename it into place."""
+    """Write a small file (a manifest) under a temporary name, fsync it, rename it into place.
+
+    A rewrite keeps the owner of the file it replaces: root verifying archives that a service user wrote must not
+    leave that user a manifest it can no longer read.
+    """
     temp = f"{path}.partial-{os.getpid()}"
+    try:
+        previous = os.stat(path)
+    except OSError:
+        previous = None
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
+        if previous is not None and os.geteuid() == 0 and (previous.st_uid, previous.st_gid) != (0, 0):
+            os.fchown(fd, previous.st_uid, previous.st_gid)
         _write_all(fd, data)
         os.fsync(fd)
     except BaseException:

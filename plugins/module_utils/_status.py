@@ -10,6 +10,7 @@ writes node_exporter textfile metrics.
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import math
 import os
 import tempfile
@@ -129,7 +130,58 @@ def evaluate(
         if expected is None or job in expected:
             _add(report["reasons"], WARNING,
                  f"{os.path.basename(path)} was left by an interrupted run (its process is gone); remove it")
+    _check_last_runs(report, destination)
     return _conclude(report, options)
+
+
+# The outcome of the newest `lifeboat backup` run of a job, kept beside its archives: a run that failed makes the
+# job CRITICAL at once, while its previous archive still looks fresh.
+RUN_RECORD = ".lifeboat-last-run-{job}.json"
+
+
+def record_run(destination: str, job: str, ok: bool, failure: str | None = None,
+               at: _dt.datetime | None = None) -> None:
+    """Keep the outcome of a backup run of ``job`` in ``destination`` (atomically; best effort when unwritable)."""
+    _manifest.validate_job_name(job)
+    record = {"job": job, "ok": bool(ok), "at": _manifest.iso(at or _manifest.utc_now()),
+              "failure": None if ok else (failure or "no reason recorded")}
+    try:
+        fd, temp = tempfile.mkstemp(prefix=".lifeboat-last-run.", suffix=".tmp", dir=destination)
+    except OSError:
+        return  # no destination (yet): the status reports that by itself
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(record, handle)
+        os.replace(temp, os.path.join(destination, RUN_RECORD.format(job=job)))
+    except OSError:
+        try:
+            os.unlink(temp)
+        except OSError:
+            pass
+
+
+def last_run(destination: str, job: str) -> dict[str, t.Any] | None:
+    """The record of the newest backup run of ``job`` in ``destination``, or None when there is none."""
+    try:
+        with open(os.path.join(destination, RUN_RECORD.format(job=job)), encoding="utf-8") as handle:
+            record = json.load(handle)
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) and isinstance(record.get("ok"), bool) else None
+
+
+def _check_last_runs(report: dict[str, t.Any], destination: str) -> None:
+    for entry in report["jobs"]:
+        record = last_run(destination, entry["job"])
+        if not record or record["ok"]:
+            continue
+        failed_at = _catalog.parse_time(record.get("at"))
+        newest = _catalog.parse_time((entry["newest"] or {}).get("finished_at"))
+        if failed_at is None or (newest is not None and newest >= failed_at):
+            continue  # an archive made after the failure
+        _add(entry["reasons"], CRITICAL, f"{_label(entry['job'], entry['database'])} last backup run failed at "
+                                         f"{record['at']}: {record.get('failure') or 'no reason recorded'}")
+        entry["state"] = worst(reason["severity"] for reason in entry["reasons"])
 
 
 def free_bytes(path: str) -> int | None:

@@ -3,9 +3,10 @@
 #   1. ansible-lint --profile production (settings in .ansible-lint) on playbooks, roles, tests, ...
 #   2. antsibull-changelog lint (changelogs/fragments/*.yml and changelogs/changelog.yaml)
 #   3. antsibull-docs lint-collection-docs --plugin-docs (module docs, roles' meta/argument_specs.yml)
+#   4. scripts/ci/check_role_defaults.py: each role's meta/argument_specs.yml agrees with its defaults/main.yml
 #
 # Usage: scripts/ci/lint.sh [extra ansible-lint arguments, e.g. paths or -f pep8]
-# Exit code: non-zero when any of the three fails; all three always run.
+# Exit code: non-zero when any of them fails; all of them always run.
 set -uo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -44,6 +45,7 @@ run ansible-lint ansible-lint --nocolor --profile production --offline -c "$root
 run changelog antsibull-changelog lint
 run changelog-yaml antsibull-changelog lint-changelog-yaml changelogs/changelog.yaml
 run docs antsibull-docs lint-collection-docs --plugin-docs --validate-collection-refs dependent "$root"
+run role-defaults "$venv/bin/python" "$root/scripts/ci/check_role_defaults.py"
 
 if [ "${#failed[@]}" -gt 0 ]; then
   echo "lint.sh: FAILED: ${failed[*]}" >&2

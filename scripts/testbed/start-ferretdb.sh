@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Starts (or keeps) two FerretDB v1 instances with the SQLite backend for the test bed:
-#   127.0.0.1:$LIFEBOAT_MONGO_PORT         with (experimental) SCRAM authentication and an admin user
-#   127.0.0.1:$LIFEBOAT_MONGO_NOAUTH_PORT  without authentication
+# Starts (or keeps) two FerretDB v1 instances with the SQLite backend for the test bed, on
+# $LIFEBOAT_TESTBED_LISTEN (default 127.0.0.1):
+#   $LIFEBOAT_MONGO_PORT         with (experimental) SCRAM authentication and an admin user
+#   $LIFEBOAT_MONGO_NOAUTH_PORT  without authentication
 # The setup password reaches FerretDB through FERRETDB_SETUP_PASSWORD (its flags all have FERRETDB_*
 # environment equivalents), never through argv.
 set -euo pipefail
@@ -10,6 +11,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 STATE=${LIFEBOAT_TESTBED_DIR:-/tmp/lifeboat-testbed}
 PORT=${LIFEBOAT_MONGO_PORT:-57017}
 NOAUTH_PORT=${LIFEBOAT_MONGO_NOAUTH_PORT:-57018}
+LISTEN=${LIFEBOAT_TESTBED_LISTEN:-127.0.0.1}
 ADMIN=${LIFEBOAT_MONGO_USER:-lifeboat_admin}
 WAIT_SECONDS=${LIFEBOAT_TESTBED_WAIT:-60}
 bin=${LIFEBOAT_FERRETDB_BIN:-${LIFEBOAT_CACHE:-$HOME/.cache/lifeboat}/bin/ferretdb}
@@ -25,15 +27,15 @@ pwfile=$STATE/mongo-admin.password
 
 # Authenticated ping through FerretDB's own `ping` command (it reads the same FERRETDB_* variables).
 ping_auth() {
-  FERRETDB_LISTEN_ADDR=127.0.0.1:$PORT FERRETDB_SETUP_DATABASE=admin FERRETDB_SETUP_USERNAME=$ADMIN \
+  FERRETDB_LISTEN_ADDR=$LISTEN:$PORT FERRETDB_SETUP_DATABASE=admin FERRETDB_SETUP_USERNAME=$ADMIN \
     FERRETDB_SETUP_PASSWORD=$(cat "$pwfile") FERRETDB_TEST_ENABLE_NEW_AUTH=true \
     FERRETDB_SETUP_TIMEOUT=3s FERRETDB_LOG_LEVEL=ERROR "$bin" ping >/dev/null 2>&1
 }
 # Without authentication there is no login to try. Our own process must have logged that it listens
 # (so a stranger on the port does not count), and the port must accept a TCP connection.
 ping_noauth() {
-  grep -q "Listening on TCP 127.0.0.1:$NOAUTH_PORT" "$STATE/ferretdb-noauth.log" 2>/dev/null &&
-    (exec 3<>"/dev/tcp/127.0.0.1/$NOAUTH_PORT") 2>/dev/null
+  grep -q "Listening on TCP $LISTEN:$NOAUTH_PORT" "$STATE/ferretdb-noauth.log" 2>/dev/null &&
+    (exec 3<>"/dev/tcp/$LISTEN/$NOAUTH_PORT") 2>/dev/null
 }
 
 alive() {  # alive PIDFILE: the process exists and is not a zombie (nothing may reap it here)
@@ -55,7 +57,7 @@ start_instance() {  # start_instance NAME PORT PING_FUNCTION SETUP_PASSWORD_FILE
   local name=$1 port=$2 ping=$3 secret=$4; shift 4
   local pidfile=$STATE/ferretdb-$name.pid log=$STATE/ferretdb-$name.log
   if alive "$pidfile" && $ping; then
-    echo "ferretdb ($name) already running on 127.0.0.1:$port"
+    echo "ferretdb ($name) already running on $LISTEN:$port"
     return 0
   fi
   stop_instance "$name"  # running but not answering: start over
@@ -64,20 +66,20 @@ start_instance() {  # start_instance NAME PORT PING_FUNCTION SETUP_PASSWORD_FILE
   # setsid+nohup: the server outlives this script and the CI step's process group.
   FERRETDB_SETUP_PASSWORD=$([ -z "$secret" ] || cat "$secret") setsid nohup "$bin" --handler=sqlite \
     --sqlite-url="file:$STATE/ferret-$name/data/" --state-dir="$STATE/ferret-$name/state" \
-    --listen-addr="127.0.0.1:$port" --debug-addr=- --telemetry=disable "$@" \
+    --listen-addr="$LISTEN:$port" --debug-addr=- --telemetry=disable "$@" \
     >"$log" 2>&1 </dev/null &
   echo $! >"$pidfile"
   local deadline=$((SECONDS + WAIT_SECONDS))
   until $ping; do
     if ! alive "$pidfile" || [ $SECONDS -ge $deadline ]; then
-      alive "$pidfile" && why="did not answer on 127.0.0.1:$port within ${WAIT_SECONDS}s" || why="exited"
+      alive "$pidfile" && why="did not answer on $LISTEN:$port within ${WAIT_SECONDS}s" || why="exited"
       echo "ferretdb ($name) $why; last lines of $log:" >&2
       tail -n 20 "$log" >&2
       exit 1
     fi
     sleep 0.2
   done
-  echo "ferretdb ($name) ready on 127.0.0.1:$port"
+  echo "ferretdb ($name) ready on $LISTEN:$port"
 }
 
 # A new password only goes with a new database: the setup user is created once, when `admin` is missing.

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Starts (or keeps) a private PostgreSQL cluster for the test bed on 127.0.0.1:$LIFEBOAT_PG_PORT.
+# Starts (or keeps) a private PostgreSQL cluster for the test bed on $LIFEBOAT_TESTBED_LISTEN:$LIFEBOAT_PG_PORT
+# (default 127.0.0.1; another address, e.g. the Docker bridge's 172.17.0.1, also admits that address's subnet).
 # Runs as the `postgres` OS user when started by root (initdb refuses root); TCP logins need a
 # scram-sha-256 password, the socket (inside the state dir) keeps peer auth for maintenance.
 # Passwords never reach a command line: they travel through 0600 files and stdin.
@@ -9,6 +10,7 @@ source "$(dirname "$0")/lib.sh"
 
 STATE=${LIFEBOAT_TESTBED_DIR:-/tmp/lifeboat-testbed}
 PORT=${LIFEBOAT_PG_PORT:-55432}
+LISTEN=${LIFEBOAT_TESTBED_LISTEN:-127.0.0.1}
 ADMIN=${LIFEBOAT_PG_USER:-lifeboat_admin}
 BINDIR=${LIFEBOAT_PG_BINDIR:-}
 WAIT_SECONDS=${LIFEBOAT_TESTBED_WAIT:-60}
@@ -45,12 +47,12 @@ mkdir -p "$STATE"
 chmod 0755 "$STATE"      # the postgres user must be able to traverse it
 
 answers() {  # the server is up and our admin can log in over TCP with its password
-  [ -f "$passfile" ] && "$BINDIR/pg_isready" -q -h 127.0.0.1 -p "$PORT" &&
-    PGPASSFILE=$passfile PGCONNECT_TIMEOUT=5 "$BINDIR/psql" -X -q -h 127.0.0.1 -p "$PORT" -U "$ADMIN" \
+  [ -f "$passfile" ] && "$BINDIR/pg_isready" -q -h "$LISTEN" -p "$PORT" &&
+    PGPASSFILE=$passfile PGCONNECT_TIMEOUT=5 "$BINDIR/psql" -X -q -h "$LISTEN" -p "$PORT" -U "$ADMIN" \
       -d postgres -Atc 'select 1' >/dev/null 2>&1
 }
 if answers; then
-  echo "postgres already running on 127.0.0.1:$PORT"
+  echo "postgres already running on $LISTEN:$PORT"
   exit 0
 fi
 
@@ -60,14 +62,14 @@ if [ ! -f "$data/PG_VERSION" ] || [ ! -s "$pwfile" ]; then
   chown "$pg_owner" "$data" "$sock"
   chmod 0700 "$data"
   (umask 077; od -An -tx1 -N18 /dev/urandom | tr -d ' \n' >"$pwfile")
-  printf '127.0.0.1:%s:*:%s:%s\n' "$PORT" "$ADMIN" "$(cat "$pwfile")" >"$passfile"
+  printf '%s:%s:*:%s:%s\n' "$LISTEN" "$PORT" "$ADMIN" "$(cat "$pwfile")" >"$passfile"
   chmod 0600 "$passfile"
   as_pg "$BINDIR/initdb" -D "$data" -U postgres -E UTF8 --locale=C.UTF-8 --no-sync \
     --auth-local=peer --auth-host=scram-sha-256 >"$STATE/initdb.log" 2>&1 ||
     { tail -n 20 "$STATE/initdb.log" >&2; exit 1; }
   cat >>"$data/postgresql.conf" <<EOF
 # lifeboat test bed
-listen_addresses = '127.0.0.1'
+listen_addresses = '$LISTEN'
 port = $PORT
 unix_socket_directories = '$sock'
 password_encryption = 'scram-sha-256'
@@ -76,6 +78,10 @@ EOF
   # A throwaway cluster need not survive a power cut; LIFEBOAT_PG_DURABLE=1 keeps it honest for benchmarks.
   if [ "${LIFEBOAT_PG_DURABLE:-0}" != 1 ]; then
     printf 'fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n' >>"$data/postgresql.conf"
+  fi
+  # initdb admits loopback only; a bridge address admits its own subnet (the test's containers), with a password.
+  if [ "$LISTEN" != 127.0.0.1 ]; then
+    printf 'host all all samenet scram-sha-256\n' >>"$data/pg_hba.conf"
   fi
   fresh=1
 else
@@ -112,8 +118,8 @@ if [ "$fresh" = 1 ]; then
 fi
 
 if ! answers; then
-  echo "postgres started but $ADMIN cannot log in on 127.0.0.1:$PORT; last lines of $log:" >&2
+  echo "postgres started but $ADMIN cannot log in on $LISTEN:$PORT; last lines of $log:" >&2
   tail -n 20 "$log" >&2
   exit 1
 fi
-echo "postgres ready on 127.0.0.1:$PORT (user $ADMIN, data $data)"
+echo "postgres ready on $LISTEN:$PORT (user $ADMIN, data $data)"

@@ -182,7 +182,29 @@ def test_sigterm_leaves_no_archive(host, pg, mongo, big_pg, tmp_path):
     _out, err = process.communicate(timeout=60)
     assert process.returncode == 1
     assert "stopped by SIGTERM before the work was done" in err
-    assert listing(tmp_path / "backups") == []
+    # No archive and no partial file: only the record that the run failed, which `lifeboat status` reports.
+    assert listing(tmp_path / "backups") == [".lifeboat-last-run-big.json"]
+    record = json.loads((tmp_path / "backups" / ".lifeboat-last-run-big.json").read_text())
+    assert record["ok"] is False and "SIGTERM" in record["failure"]
+    status = subprocess.run([sys.executable, str(host / "bin" / "lifeboat"), "status", "--config", str(config)],
+                            capture_output=True, text=True, env=host_env(host), check=False)
+    assert status.returncode == 2
+    assert "big last backup run failed at" in status.stdout
+
+
+def test_check_validates_the_config(host, pg, mongo, tmp_path):
+    config = tmp_path / "lifeboat.yml"
+    write_config(config, pg, mongo, tmp_path / "backups")
+    done = subprocess.run([sys.executable, str(host / "bin" / "lifeboat"), "check", "--config", str(config)],
+                          capture_output=True, text=True, env=host_env(host), check=False)
+    assert done.returncode == 0
+    assert done.stderr.startswith(f"{config}: ") and "valid" in done.stderr
+    config.write_text(config.read_text().replace("engine: postgresql", "engine: postgres", 1))
+    done = subprocess.run([sys.executable, str(host / "bin" / "lifeboat"), "check", "--config", str(config)],
+                          capture_output=True, text=True, env=host_env(host), check=False)
+    assert done.returncode == 1
+    assert len(done.stderr.splitlines()) == 1 and "needs engine: postgresql or mongodb" in done.stderr
+    assert not (tmp_path / "backups").exists()
 
 
 @pytest.mark.parametrize("job_extra, message", [

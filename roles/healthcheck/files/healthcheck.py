@@ -1,0 +1,266 @@
+# Copyright: lifeboat developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Health probes (HTTP, TCP, command) for a systemd timer: alerts on each change, node_exporter metrics.
+
+    python3 healthcheck.py --config /etc/lifeboat-healthcheck/healthcheck.json [--state FILE]
+    python3 healthcheck.py --check-config FILE
+
+Each run probes everything once. A probe turns failing after ``failures_before_alert`` failed runs in a row and
+healthy again on its first success; each change posts one JSON alert to ``webhook_url``. An alert that could not
+be delivered is tried again on the next runs until it is, so a change is never lost and never sent twice.
+The state lives in $STATE_DIRECTORY (systemd's StateDirectory=). Standard library only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import re
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+import typing as t
+import urllib.error
+import urllib.request
+
+HEALTHY, FAILING = "healthy", "failing"
+TYPES = {"http": ("url",), "tcp": ("host", "port"), "command": ("command",)}
+KNOWN_KEYS = {"name", "type", "url", "expect_status", "expect_body", "validate_certs", "host", "port", "command",
+              "expect_output", "timeout"}
+
+
+class ConfigError(Exception):
+    """A mistake in the configuration, in one line."""
+
+
+def load_config(path: str) -> dict[str, t.Any]:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            config = json.load(handle)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from exc
+    if not isinstance(config, dict) or not isinstance(config.get("probes"), list):
+        raise ConfigError(f"{path} must be a JSON object with a list 'probes'")
+    metrics = config.get("metrics_file") or ""
+    if metrics and not (metrics.startswith("/") and metrics.endswith(".prom")):
+        raise ConfigError(f"metrics_file must be an absolute path ending in .prom, not {metrics!r}")
+    names = set()
+    for probe in config["probes"]:
+        if not isinstance(probe, dict) or probe.get("type") not in TYPES or not probe.get("name"):
+            raise ConfigError(f"each probe needs a name and a type ({', '.join(TYPES)}): {probe!r}")
+        if probe["name"] in names:
+            raise ConfigError(f"two probes are named {probe['name']!r}")
+        names.add(probe["name"])
+        unknown = sorted(set(probe) - KNOWN_KEYS)
+        if unknown:
+            raise ConfigError(f"probe {probe['name']}: unknown key(s) {', '.join(unknown)}")
+        for key in TYPES[probe["type"]]:
+            if probe.get(key) in (None, "", []):
+                raise ConfigError(f"probe {probe['name']}: a {probe['type']} probe needs {key}")
+        for key in ("expect_body", "expect_output"):
+            if probe.get(key):
+                try:
+                    re.compile(probe[key])
+                except re.error as exc:
+                    raise ConfigError(f"probe {probe['name']}: {key} is no valid regular expression: {exc}") from exc
+    return config
+
+
+def probe_http(probe: dict[str, t.Any], timeout: float) -> tuple[bool, str]:
+    context = None
+    if probe.get("validate_certs") is False:
+        context = ssl._create_unverified_context()  # noqa: S323 - the operator asked for it  # pylint: disable=protected-access
+    expected = [int(code) for code in probe.get("expect_status") or [200]]
+    request = urllib.request.Request(probe["url"], headers={"User-Agent": "lifeboat-healthcheck"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout, context=context) as response:  # noqa: S310
+            status, body = response.status, response.read(1 << 20)
+    except urllib.error.HTTPError as exc:
+        status, body = exc.code, exc.read(1 << 20) if exc.fp else b""
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        return False, f"GET {probe['url']}: {getattr(exc, 'reason', exc)}"
+    if status not in expected:
+        return False, f"GET {probe['url']}: HTTP {status}, expected {', '.join(map(str, expected))}"
+    if probe.get("expect_body") and not re.search(probe["expect_body"], body.decode("utf-8", "replace")):
+        return False, f"GET {probe['url']}: HTTP {status}, but the body does not match {probe['expect_body']!r}"
+    return True, f"GET {probe['url']}: HTTP {status}"
+
+
+def probe_tcp(probe: dict[str, t.Any], timeout: float) -> tuple[bool, str]:
+    where = f"{probe['host']}:{probe['port']}"
+    try:
+        with socket.create_connection((probe["host"], int(probe["port"])), timeout=timeout):
+            return True, f"TCP {where}: connected"
+    except OSError as exc:
+        return False, f"TCP {where}: {exc.strerror or exc}"
+
+
+def probe_command(probe: dict[str, t.Any], timeout: float) -> tuple[bool, str]:
+    argv = [str(part) for part in probe["command"]]
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        return False, f"{argv[0]}: no answer within {timeout:g} s"
+    except OSError as exc:
+        return False, f"{argv[0]}: {exc.strerror or exc}"
+    output = done.stdout.strip()
+    if done.returncode != 0:
+        last = (done.stderr.strip() or output).splitlines()[-1:] or [""]
+        return False, f"{argv[0]} exited {done.returncode}: {last[0][:200]}"
+    if probe.get("expect_output") and not re.search(probe["expect_output"], output):
+        return False, f"{argv[0]}: output {output[:100]!r} does not match {probe['expect_output']!r}"
+    return True, f"{argv[0]}: ok" + (f" ({output[:100]})" if output else "")
+
+
+PROBES: dict[str, t.Callable[[dict[str, t.Any], float], tuple[bool, str]]] = {
+    "http": probe_http, "tcp": probe_tcp, "command": probe_command,
+}
+
+
+def run_probe(probe: dict[str, t.Any], default_timeout: float) -> dict[str, t.Any]:
+    timeout = float(probe.get("timeout") or default_timeout)
+    started = time.monotonic()
+    try:
+        ok, detail = PROBES[probe["type"]](probe, timeout)
+    except Exception as exc:  # noqa: BLE001 - a probe that breaks is a failing probe, never a crashed run
+        ok, detail = False, f"probe error: {exc}"
+    return {"ok": ok, "detail": detail, "duration": time.monotonic() - started}
+
+
+def advance(previous: dict[str, t.Any] | None, ok: bool, threshold: int, now: float) -> dict[str, t.Any]:
+    """The probe's next state. ``alerted`` is the state the last delivered alert announced (healthy at first)."""
+    entry = dict(previous or {"state": None, "failures": 0, "alerted": HEALTHY, "changed_at": now})
+    entry["failures"] = 0 if ok else int(entry.get("failures") or 0) + 1
+    state = HEALTHY if ok else (FAILING if entry["failures"] >= threshold else entry.get("state") or HEALTHY)
+    if state != entry.get("state"):
+        entry["changed_at"] = now
+    entry["state"] = state
+    return entry
+
+
+def alert_for(host: str, name: str, probe: dict[str, t.Any], entry: dict[str, t.Any], detail: str) -> dict[str, t.Any]:
+    state = entry["state"]
+    verb = "is failing" if state == FAILING else "is healthy again"
+    return {
+        "source": "lifeboat-healthcheck",
+        "host": host,
+        "probe": name,
+        "type": probe["type"],
+        "state": state,
+        "previous": entry["alerted"],
+        "failures": entry["failures"],
+        "at": datetime.datetime.fromtimestamp(entry["changed_at"], datetime.timezone.utc).isoformat(timespec="seconds"),
+        "message": detail,
+        "text": f"lifeboat: {name} on {host} {verb}: {detail}",
+    }
+
+
+def post(url: str, alert: dict[str, t.Any]) -> str | None:
+    request = urllib.request.Request(url, data=json.dumps(alert).encode(), method="POST",
+                                     headers={"Content-Type": "application/json", "User-Agent": "lifeboat-healthcheck"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - the operator's own URL
+            return None if 200 <= response.status < 300 else f"HTTP {response.status}"
+    except urllib.error.HTTPError as exc:
+        return f"HTTP {exc.code}"
+    except (urllib.error.URLError, OSError) as exc:
+        return str(getattr(exc, "reason", exc))
+
+
+def metrics_text(config: dict[str, t.Any], results: dict[str, dict[str, t.Any]], states: dict[str, t.Any],
+                 now: float) -> str:
+    families = [
+        ("lifeboat_healthcheck_up", "1 when the probe's last run passed, else 0."),
+        ("lifeboat_healthcheck_status", "Health of the probe: 0 OK, 2 CRITICAL (failing)."),
+        ("lifeboat_healthcheck_duration_seconds", "How long the probe's last run took."),
+        ("lifeboat_healthcheck_last_change_timestamp_seconds", "When the probe last changed between healthy and failing."),
+    ]
+    lines = []
+    for metric, help_text in families:
+        lines += [f"# HELP {metric} {help_text}", f"# TYPE {metric} gauge"]
+        for probe in config["probes"]:
+            name = probe["name"]
+            labels = f'{{probe="{_label(name)}",type="{probe["type"]}"}}'
+            value = {
+                "lifeboat_healthcheck_up": 1 if results[name]["ok"] else 0,
+                "lifeboat_healthcheck_status": 2 if states[name]["state"] == FAILING else 0,
+                "lifeboat_healthcheck_duration_seconds": round(results[name]["duration"], 6),
+                "lifeboat_healthcheck_last_change_timestamp_seconds": states[name]["changed_at"],
+            }[metric]
+            lines.append(f"{metric}{labels} {value}")
+    lines += ["# HELP lifeboat_healthcheck_timestamp_seconds When the probes last ran (Unix time).",
+              "# TYPE lifeboat_healthcheck_timestamp_seconds gauge", f"lifeboat_healthcheck_timestamp_seconds {now}"]
+    return "\n".join(lines) + "\n"
+
+
+def _label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def write_atomic(path: str, text: str, mode: int) -> None:
+    fd, temp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=os.path.dirname(path))
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            os.fchmod(handle.fileno(), mode)
+        os.replace(temp, path)
+    except BaseException:
+        if os.path.exists(temp):
+            os.unlink(temp)
+        raise
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Run the health probes once.")
+    parser.add_argument("--config", help="the probes' JSON configuration")
+    parser.add_argument("--check-config", metavar="FILE", help="check FILE and exit")
+    parser.add_argument("--state", help="state file (default $STATE_DIRECTORY/state.json)")
+    args = parser.parse_args(argv)
+    try:
+        config = load_config(args.check_config or args.config or parser.error("--config or --check-config"))
+    except ConfigError as exc:
+        sys.stderr.write(f"<3>{exc}\n")
+        return 2
+    if args.check_config:
+        print(f"{args.check_config}: {len(config['probes'])} probe(s) valid")
+        return 0
+    state_path = args.state or os.path.join(os.environ.get("STATE_DIRECTORY", "/var/lib/lifeboat-healthcheck"),
+                                            "state.json")
+    try:
+        with open(state_path, encoding="utf-8") as handle:
+            states = json.load(handle)
+    except (OSError, ValueError):
+        states = {}
+    now = time.time()
+    threshold = max(1, int(config.get("failures_before_alert") or 1))
+    results, new_states, problems = {}, {}, 0
+    for probe in config["probes"]:
+        name = probe["name"]
+        results[name] = run_probe(probe, float(config.get("timeout") or 10))
+        entry = advance(states.get(name), results[name]["ok"], threshold, now)
+        sys.stdout.write(f"<{6 if results[name]['ok'] else 4}>{name}: {entry['state']}: {results[name]['detail']}\n")
+        if entry["state"] != entry["alerted"] and config.get("webhook_url"):
+            alert = alert_for(config.get("host") or os.uname().nodename, name, probe, entry, results[name]["detail"])
+            problem = post(config["webhook_url"], alert)
+            if problem:
+                problems += 1
+                sys.stdout.write(f"<3>{name}: alert not delivered ({problem}); trying again on the next run\n")
+            else:
+                entry["alerted"] = entry["state"]
+                sys.stdout.write(f"<5>{name}: alert sent: {alert['text']}\n")
+        elif not config.get("webhook_url"):
+            entry["alerted"] = entry["state"]
+        new_states[name] = entry
+    write_atomic(state_path, json.dumps(new_states, indent=1, sort_keys=True) + "\n", 0o600)
+    if config.get("metrics_file"):
+        write_atomic(config["metrics_file"], metrics_text(config, results, new_states, now), 0o644)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,141 @@
+# Copyright: lifeboat developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The healthcheck role's probe runner against real sockets on loopback: one alert per change, kept until delivered."""
+
+from __future__ import annotations
+
+import http.server
+import importlib.util
+import json
+import os
+import socket
+import subprocess
+import threading
+
+import pytest
+
+REPO = os.path.join(os.path.dirname(__file__), "..", "..")
+SCRIPT = os.path.join(REPO, "roles", "healthcheck", "files", "healthcheck.py")
+_spec = importlib.util.spec_from_file_location("lifeboat_healthcheck", SCRIPT)
+healthcheck = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(healthcheck)
+
+
+class Server:
+    """A loopback HTTP server: GET /health answers 200 "ok"; POST bodies are kept (the webhook receiver)."""
+
+    def __init__(self, accept_posts: bool = True) -> None:
+        received = self.received = []
+        self.accept_posts = accept_posts
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802
+                self.send_response(200)
+                self.end_headers()
+                self.wfile.write(b"ok\n")
+
+            def do_POST(self) -> None:  # noqa: N802
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                if outer.accept_posts:
+                    received.append(json.loads(body))
+                self.send_response(204 if outer.accept_posts else 503)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.httpd.server_address[1]
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture(name="hook")
+def fixture_hook():
+    server = Server()
+    yield server
+    server.stop()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def write_config(tmp_path, hook, app_port, **extra):
+    config = {"host": "app1", "webhook_url": f"http://127.0.0.1:{hook.port}/alerts",
+              "metrics_file": str(tmp_path / "health.prom"), "timeout": 2,
+              "probes": [{"name": "app", "type": "http", "url": f"http://127.0.0.1:{app_port}/health",
+                          "expect_body": "^ok"},
+                         {"name": "hook-port", "type": "tcp", "host": "127.0.0.1", "port": hook.port},
+                         {"name": "true", "type": "command", "command": ["true"]}], **extra}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    return ["--config", str(tmp_path / "config.json"), "--state", str(tmp_path / "state.json")]
+
+
+def promtool_check(text: str) -> None:
+    """The metrics pass Prometheus' own linter (promtool from Debian's package, fetched by the test bed script)."""
+    subprocess.run(["bash", os.path.join(REPO, "scripts", "testbed", "get-promtool.sh")], check=True,
+                   capture_output=True)
+    promtool = os.path.join(os.environ.get("LIFEBOAT_CACHE") or os.path.expanduser("~/.cache/lifeboat"), "bin", "promtool")
+    checked = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True, check=False)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_one_alert_each_way(tmp_path, hook):
+    app = Server()
+    args = write_config(tmp_path, hook, app.port)
+    assert healthcheck.main(args) == 0
+    assert hook.received == []
+    assert 'lifeboat_healthcheck_up{probe="app",type="http"} 1' in (tmp_path / "health.prom").read_text()
+
+    app.stop()
+    assert healthcheck.main(args) == 0
+    assert healthcheck.main(args) == 0  # still failing: no second alert
+    assert [(a["probe"], a["state"], a["previous"], a["host"]) for a in hook.received] == [
+        ("app", "failing", "healthy", "app1")]
+    assert "Connection refused" in hook.received[0]["message"]
+    metrics = (tmp_path / "health.prom").read_text()
+    assert 'lifeboat_healthcheck_up{probe="app",type="http"} 0' in metrics
+    assert 'lifeboat_healthcheck_status{probe="app",type="http"} 2' in metrics
+    assert 'lifeboat_healthcheck_up{probe="hook-port",type="tcp"} 1' in metrics
+    promtool_check(metrics)
+
+    app = Server()
+    write_config(tmp_path, hook, app.port)
+    assert healthcheck.main(args) == 0
+    assert [(a["probe"], a["state"]) for a in hook.received] == [("app", "failing"), ("app", "healthy")]
+    app.stop()
+
+
+def test_an_undelivered_alert_is_sent_on_a_later_run_once(tmp_path, hook):
+    args = write_config(tmp_path, hook, free_port())
+    hook.accept_posts = False
+    assert healthcheck.main(args) == 1  # the receiver refuses: the run says so
+    hook.accept_posts = True
+    assert healthcheck.main(args) == 0
+    assert healthcheck.main(args) == 0
+    assert [(a["probe"], a["state"]) for a in hook.received] == [("app", "failing")]
+
+
+def test_failures_before_alert(tmp_path, hook):
+    args = write_config(tmp_path, hook, free_port(), failures_before_alert=3)
+    for expected in (0, 0, 1, 1):
+        assert healthcheck.main(args) == 0
+        assert len(hook.received) == expected
+
+
+def test_command_output_and_bad_configs(tmp_path, hook, capsys):
+    ok, detail = healthcheck.probe_command({"command": ["echo", "starting"], "expect_output": "^healthy$"}, 5)
+    assert not ok and "does not match" in detail
+    assert healthcheck.probe_command({"command": ["false"]}, 5)[0] is False
+    assert healthcheck.probe_command({"command": ["/nonexistent/probe"]}, 5)[0] is False
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"probes": [{"name": "x", "type": "tcp", "host": "127.0.0.1"}]}))
+    assert healthcheck.main(["--check-config", str(bad)]) == 2
+    assert capsys.readouterr().err == "<3>probe x: a tcp probe needs port\n"
