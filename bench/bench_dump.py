@@ -114,6 +114,14 @@ def testbed(args: argparse.Namespace) -> dict[str, str]:
     return bed
 
 
+def add_testbed_arguments(parser: argparse.ArgumentParser, testbed_dir: str, pg_port: int, mongo_port: int) -> None:
+    """Where a benchmark's own test bed lives (apart from the shared one), and the hidden child-process entry."""
+    parser.add_argument("--testbed-dir", default=testbed_dir)
+    parser.add_argument("--pg-port", type=int, default=pg_port)
+    parser.add_argument("--mongo-port", type=int, default=mongo_port, help="the no-auth FerretDB gets the next port")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+
+
 def pg_connect(bed: dict[str, str], dbname: str):  # noqa: ANN201
     import psycopg  # pylint: disable=import-outside-toplevel
     return psycopg.connect(host=bed["LIFEBOAT_PG_HOST"], port=bed["LIFEBOAT_PG_PORT"], user=bed["LIFEBOAT_PG_USER"],
@@ -390,10 +398,7 @@ def main() -> None:
     parser.add_argument("--zstd-level", type=int, default=3, help="for our dumps and the raw pipelines alike (3: the default)")
     parser.add_argument("--ref", help="benchmark this git revision (exported) instead of the working tree")
     parser.add_argument("--profile", action="store_true", help="cProfile each library dump (to stderr)")
-    parser.add_argument("--testbed-dir", default="/tmp/lifeboat-bench")
-    parser.add_argument("--pg-port", type=int, default=55442)
-    parser.add_argument("--mongo-port", type=int, default=57037, help="the no-auth FerretDB gets the next port")
-    parser.add_argument("--child", help=argparse.SUPPRESS)
+    add_testbed_arguments(parser, "/tmp/lifeboat-bench", 55442, 57037)
     args = parser.parse_args()
     if args.child:
         child_main(json.loads(args.child))

@@ -28,7 +28,8 @@ import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 # The bench test bed, its connections and the collection tree come from bench_dump.py: one way to start them.
-from bench_dump import REPO, collections_root, log, pg_connect, secret, testbed  # noqa: E402  pylint: disable=wrong-import-position
+from bench_dump import (  # noqa: E402  pylint: disable=wrong-import-position
+    REPO, add_testbed_arguments, collections_root, log, pg_connect, secret, testbed)
 
 GEN = "lifeboat-bench-validate gen=1"
 
@@ -98,7 +99,7 @@ def child_main(spec: dict) -> None:
     """In a child process: one full content comparison through the library; wall, peak RSS and result as JSON."""
     sys.path.insert(0, collections_root(spec["source"]))
     # pylint: disable=import-outside-toplevel
-    from ansible_collections.lifeboat.ops.plugins.module_utils import _params, _validate, _validate_core
+    from ansible_collections.lifeboat.ops.plugins.module_utils import _validate, _validate_core
 
     bed, pg = spec["bed"], spec["engine"] == "postgresql"
     prefix = "PG" if pg else "MONGO"
@@ -109,7 +110,6 @@ def child_main(spec: dict) -> None:
         source=_validate.endpoint({**login, "database": spec["db_source"]}, spec["engine"], "source"),
         target=_validate.endpoint({**login, "database": spec["db_target"]}, spec["engine"], "target"),
         options=_validate_core.Options(checks=("content",), chunk_rows=spec["chunk_rows"]))
-    del _params
     began = time.perf_counter()
     result = _validate.validate(request)
     wall = time.perf_counter() - began
@@ -262,10 +262,7 @@ def main() -> None:
     parser.add_argument("--skip-pg", action="store_true")
     parser.add_argument("--skip-mongo", action="store_true")
     parser.add_argument("--json", metavar="FILE")
-    parser.add_argument("--testbed-dir", default="/tmp/lifeboat-bench-validate")
-    parser.add_argument("--pg-port", type=int, default=55452)
-    parser.add_argument("--mongo-port", type=int, default=57047, help="the no-auth FerretDB gets the next port")
-    parser.add_argument("--child", help=argparse.SUPPRESS)
+    add_testbed_arguments(parser, "/tmp/lifeboat-bench-validate", 55452, 57047)
     args = parser.parse_args()
     if args.child:
         child_main(json.loads(args.child))

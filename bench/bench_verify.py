@@ -5,7 +5,7 @@
 Run with the test bed's venv:  "$(bash scripts/testbed/venv.sh)/bin/python" bench/bench_verify.py
 It uses bench_dump.py's own test bed and data generator (state dir /tmp/lifeboat-bench, PostgreSQL on 55442),
 dumps the database once into a ~1 GB zstd archive with the library, then times, interleaved per repetition:
-``_verify.verify_one`` at level ``stream`` (stored sha256 + zstd -d + plain sha256 in one read) in a child
+``_verify.verify_one`` at level ``stream`` (stored sha256 + zstd -t in one read, as sha256sum and zstd -t do) in a child
 process, and the two raw commands run one after the other. Reported, never asserted: goal ratio below 0.6.
 """
 
@@ -66,10 +66,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--zstd-level", type=int, default=3)
     parser.add_argument("--json", metavar="FILE")
-    parser.add_argument("--testbed-dir", default="/tmp/lifeboat-bench")
-    parser.add_argument("--pg-port", type=int, default=55442)
-    parser.add_argument("--mongo-port", type=int, default=57037)
-    parser.add_argument("--child", help=argparse.SUPPRESS)
+    bench_dump.add_testbed_arguments(parser, "/tmp/lifeboat-bench", 55442, 57037)  # bench_dump's test bed and data
     args = parser.parse_args()
     if args.child:
         child_main(json.loads(args.child))

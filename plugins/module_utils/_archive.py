@@ -10,7 +10,7 @@ import typing as t
 from dataclasses import dataclass, field
 
 from . import _manifest
-from ._common import LifeboatError
+from ._common import LifeboatError, first_few
 from ._pipeline import (
     ArchiveFile,
     Decryption,
@@ -114,26 +114,39 @@ def verify_archive(archive_path: str, engine: str, decryption: Decryption) -> di
         raise LifeboatError(f"{archive_path} is a {manifest.get('engine')} archive, not a {engine} one")
     check_decryption(manifest, decryption)
     expected = manifest["archive"]["sha256"]
-
-    def mismatch(actual: str) -> LifeboatError:
-        return LifeboatError(
-            f"{archive_path} does not match its manifest (sha256 {actual[:12]}... instead of {expected[:12]}...); "
-            "the file is damaged or was replaced: restore another archive"
-        )
-
     try:
-        stream = read_stream(archive_path, compression=stream_compression(manifest), decryption=decryption,
+        stream = read_stored(archive_path, expected, compression=stream_compression(manifest), decryption=decryption,
                              encrypted=manifest["archive"]["encryption"] is not None)
-    except LifeboatError:
-        # A damaged file usually fails in age or zstd first; the checksum says what really happened.
-        actual = sha256_file(archive_path)
-        if actual != expected:
-            raise mismatch(actual) from None
-        raise
-    if stream.stored_sha256 != expected:
-        raise mismatch(stream.stored_sha256)
+    except StoredChecksumMismatch as exc:
+        raise LifeboatError(
+            f"{archive_path} does not match its manifest (sha256 {exc.actual[:12]}... instead of {expected[:12]}...); "
+            "the file is damaged or was replaced: restore another archive"
+        ) from None
     check_stream(stream, manifest, archive_path)
     return manifest
+
+
+class StoredChecksumMismatch(LifeboatError):
+    """The stored file's sha256 is not the one its manifest recorded: it is damaged or was replaced."""
+
+    def __init__(self, actual: str) -> None:
+        super().__init__(f"the stored file has sha256 {actual}")
+        self.actual = actual
+
+
+def read_stored(path: str, expected_sha256: str, **read_args: t.Any) -> StreamResult:
+    """``read_stream`` of a stored file whose sha256 is known; a changed file fails as StoredChecksumMismatch."""
+    try:
+        stream = read_stream(path, **read_args)
+    except LifeboatError:
+        # A damaged file usually trips age or zstd first; the checksum says what really happened.
+        actual = sha256_file(path)
+        if actual != expected_sha256:
+            raise StoredChecksumMismatch(actual) from None
+        raise
+    if stream.stored_sha256 != expected_sha256:
+        raise StoredChecksumMismatch(stream.stored_sha256)
+    return stream
 
 
 def stream_compression(manifest: dict[str, t.Any]) -> str:
@@ -178,5 +191,5 @@ def compare_counts(expected: dict[str, int], actual: dict[str, int]) -> list[str
 
 
 def count_mismatch_error(problems: list[str], target: str) -> LifeboatError:
-    shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
+    shown = first_few(problems)
     return LifeboatError(f"restore into {target} is incomplete: {shown}")

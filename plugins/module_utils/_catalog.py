@@ -16,7 +16,7 @@ import typing as t
 from dataclasses import dataclass, field
 
 from . import _manifest
-from ._common import LifeboatError
+from ._common import LifeboatError, first_few
 
 # JOB-20261122T031500Z.KIND[.zst|.gz][.age]: the names _manifest.archive_name gives.
 ARCHIVE_NAME = re.compile(r"^(?P<job>[A-Za-z0-9][A-Za-z0-9_.-]*?)-(?P<stamp>\d{8}T\d{6}Z)\.(?P<kind>[A-Za-z0-9_.-]+)$")
@@ -136,9 +136,6 @@ class Destination:
             grouped.setdefault(archive.group, []).append(archive)
         return grouped
 
-    def of_job(self, job: str) -> list[Archive]:
-        return [archive for archive in self.archives if archive.job == job]
-
 
 def scan(destination: str, job: str | None = None) -> Destination:
     """Read every manifest of ``destination`` and match it with the files there."""
@@ -245,7 +242,7 @@ def compare_to_reference(
         if before >= collapse_min_count and not now:
             collapsed.append(f"{name} went from {before} to {'none' if now == 0 else 'missing'}")
     if collapsed:
-        shown = "; ".join(collapsed[:5]) + (f"; and {len(collapsed) - 5} more" if len(collapsed) > 5 else "")
+        shown = first_few(collapsed)
         findings.append(Finding(CRITICAL, f"{newest.name}: {shown}"))
     return findings
 

@@ -24,7 +24,7 @@ import time
 import traceback
 import typing as t
 
-from . import _catalog, _config, _mongo, _params, _postgres, _verify
+from . import _catalog, _config, _mongo, _params, _postgres, _retention, _status, _verify
 from ._common import LifeboatError, redact
 from ._pipeline import stop_cleanly_on_termination
 
@@ -146,8 +146,6 @@ def run_backup(config: _config.Config, args: argparse.Namespace, output: Output)
     request = (_params.postgres_dump_request(job.params) if job.engine == "postgresql"
                else _params.mongodb_dump_request(job.params))
     output.line(f"{job.name}: dumping {job.engine} {job.database or 'server'} into {job.destination}")
-    from . import _status  # pylint: disable=import-outside-toplevel
-
     try:
         with DumpProgress(output, job.params["job"], job.destination):
             result = (_postgres.dump(request) if job.engine == "postgresql" else _mongo.dump(request))
@@ -199,14 +197,11 @@ def run_verify(config: _config.Config, args: argparse.Namespace, output: Output)
 
 
 def run_prune(config: _config.Config, args: argparse.Namespace, output: Output) -> int:
-    from . import _retention  # pylint: disable=import-outside-toplevel
-
     for job in config.selected(args.job):
-        settings = {key: value for key, value in job.retention.items() if key != "enabled"}
         if not job.retention["enabled"]:
             output.line(f"{job.name}: retention is off for this job")
             continue
-        policy = _retention.Policy.from_options(settings)
+        policy = _retention.Policy.from_options(job.retention)  # it takes its own options and ignores "enabled"
         plan = _retention.plan_prune(_catalog.scan(job.destination, job.params["job"]), policy)
         summary = plan.as_dict()
         for entry in summary["held"]:
@@ -226,8 +221,6 @@ def run_prune(config: _config.Config, args: argparse.Namespace, output: Output) 
 
 
 def run_status(config: _config.Config, args: argparse.Namespace, output: Output) -> int:
-    from . import _status  # pylint: disable=import-outside-toplevel
-
     now = _dt.datetime.now(_dt.timezone.utc)
     reports = []
     for destination, jobs in _by_destination(config.selected(args.job)).items():
@@ -236,11 +229,10 @@ def run_status(config: _config.Config, args: argparse.Namespace, output: Output)
                                     now=now) for job in jobs]
         reports.append(_status.merge(per_job))
     state = _status.worst(report["state"] for report in reports)
-    metrics_file = getattr(args, "metrics_file", None) or config.metrics_file
+    metrics_file = args.metrics_file or config.metrics_file
     if metrics_file:
-        _status.validate_metrics_path(metrics_file)
         _status.write_metrics(metrics_file, _status.metrics_text(reports, now))
-    summaries = [report["summary"].split(": ", 1)[1] for report in reports]
+    summaries = [_status.summary_detail(report) for report in reports]
     sys.stdout.write(f"LIFEBOAT {state} - {' | '.join(summaries)}\n")
     for report in reports:
         for job in report["jobs"]:

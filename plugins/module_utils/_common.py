@@ -163,6 +163,12 @@ _TOOL_TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT[\d:.]+[+-]\d{4}\s+")
 _FAILURE_WORDS = re.compile(r"\b(Failed|FATAL|ERROR|error|fatal)\b")
 
 
+def first_few(items: t.Sequence[str], limit: int = 5, separator: str = "; ") -> str:
+    """The first ``limit`` items joined, and how many more there are: messages stay one readable line."""
+    more = f"{separator}and {len(items) - limit} more" if len(items) > limit else ""
+    return separator.join(items[:limit]) + more
+
+
 def last_line(text: str) -> str:
     """The line of a tool's stderr that says what went wrong: the last one naming a failure, else the last one."""
     lines = [_TOOL_TIMESTAMP.sub("", line).strip() for line in text.strip().splitlines() if line.strip()]

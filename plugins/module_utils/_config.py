@@ -14,7 +14,7 @@ import os
 import typing as t
 from dataclasses import dataclass, field
 
-from . import _params
+from . import _params, _retention, _status
 from ._common import LifeboatError
 
 ENGINES = ("postgresql", "mongodb")
@@ -28,21 +28,8 @@ VERIFY_SPEC: dict[str, t.Any] = {
     "age_identity_files": {"type": "list", "elements": "path", "default": []},
     "age_passphrase_file": {"type": "path"},
 }
-RETENTION_SPEC: dict[str, t.Any] = {
-    "enabled": {"type": "bool", "default": True},
-    **{name: {"type": "int"} for name in ("keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly",
-                                          "keep_yearly")},
-    "keep_within": {"type": "str"},
-    "require_verified": {"type": "bool", "default": True},
-    "accept_anomalies": {"type": "bool", "default": False},
-}
-STATUS_SPEC: dict[str, t.Any] = {
-    "max_age_hours": {"type": "float", "default": 26.0},
-    "shrink_ratio": {"type": "float", "default": 0.5},
-    "collapse_min_count": {"type": "int", "default": 100},
-    "free_space_factor": {"type": "float", "default": 2.0},
-    "require_verified": {"type": "bool", "default": True},
-}
+RETENTION_SPEC: dict[str, t.Any] = {"enabled": {"type": "bool", "default": True}, **_retention.policy_spec()}
+STATUS_SPEC: dict[str, t.Any] = _status.options_spec()
 SCHEDULE_SPEC: dict[str, t.Any] = {  # read by the scheduling role; kept here so a typo is caught everywhere
     "on_calendar": {"type": "str", "default": "daily"},
     "randomized_delay": {"type": "str", "default": "15m"},

@@ -652,14 +652,19 @@ def write_file_atomic(path: str, data: bytes, mode: int = 0o600) -> None:
         previous = None
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
-        if previous is not None and os.geteuid() == 0 and (previous.st_uid, previous.st_gid) != (0, 0):
-            os.fchown(fd, previous.st_uid, previous.st_gid)
-        _write_all(fd, data)
-        os.fsync(fd)
+        try:
+            os.fchmod(fd, mode)  # the umask must not narrow it: metrics (0644) are read by another user
+            if previous is not None and os.geteuid() == 0 and (previous.st_uid, previous.st_gid) != (0, 0):
+                os.fchown(fd, previous.st_uid, previous.st_gid)
+            _write_all(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temp, path)
     except BaseException:
-        os.close(fd)
-        os.unlink(temp)
+        try:
+            os.unlink(temp)
+        except FileNotFoundError:
+            pass
         raise
-    os.close(fd)
-    os.replace(temp, path)
     fsync_directory(os.path.dirname(path) or ".")

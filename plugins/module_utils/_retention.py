@@ -49,6 +49,13 @@ _SPAN_PART = re.compile(r"(\d+)([ymdh])")
 PARTIAL_GRACE_SECONDS = 3600
 
 
+def policy_spec() -> dict[str, t.Any]:
+    """The policy's options as an argument spec: the prune module's and the config's ``retention`` section."""
+    return {**{name: {"type": "int"} for name in COUNT_OPTIONS}, "keep_within": {"type": "str"},
+            "require_verified": {"type": "bool", "default": True},
+            "accept_anomalies": {"type": "bool", "default": False}}
+
+
 @dataclass(frozen=True)
 class Span:
     """restic's Duration: years, months, days and hours, taken back from a moment the way Go's AddDate does."""
@@ -388,20 +395,23 @@ def _unlink(path: str) -> bool:
 
 
 def _partial(path: str) -> Partial:
-    match = re.search(r"\.partial-(\d+)$", path)
-    pid = int(match.group(1)) if match else None
+    match = _catalog.PARTIAL_NAME.match(os.path.basename(path))
+    pid = int(match["pid"]) if match else None
     try:
         age = max(0.0, time.time() - os.lstat(path).st_mtime)
     except OSError:
         age = 0.0
-    return Partial(path, pid, _pid_alive(pid), age)
+    return Partial(path, pid, pid_alive(pid), age)
 
 
-def _pid_alive(pid: int | None) -> bool:
+def pid_alive(pid: int | None) -> bool:
+    """Whether a process of this PID runs on this host (unknown: assume it does, somebody may be writing)."""
     if not pid:
-        return True  # unknown: assume somebody is writing it
+        return True
     try:
         os.kill(pid, 0)
+    except OverflowError:
+        return False  # more than any PID can be
     except OSError as exc:
         return exc.errno != errno.ESRCH  # EPERM: alive, owned by someone else
     return True

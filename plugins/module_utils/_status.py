@@ -13,13 +13,13 @@ import datetime as _dt
 import json
 import math
 import os
-import tempfile
 import typing as t
 from dataclasses import dataclass, fields
 
-from . import _catalog, _manifest
+from . import _catalog, _manifest, _retention
 from ._catalog import CRITICAL, OK, SEVERITY_ORDER, UNKNOWN, WARNING, human_size
 from ._common import LifeboatError
+from ._pipeline import write_file_atomic
 
 EXIT_CODES = {OK: 0, WARNING: 1, CRITICAL: 2, UNKNOWN: 3}
 STATUS_TIMESTAMP_METRIC = "lifeboat_backup_status_timestamp_seconds"
@@ -76,6 +76,11 @@ class StatusOptions:
         return cls(**given)
 
 
+def options_spec() -> dict[str, t.Any]:
+    """StatusOptions as an argument spec (the status module's and the config's ``status`` section): one source."""
+    return {item.name: {"type": type(item.default).__name__, "default": item.default} for item in fields(StatusOptions)}
+
+
 def _check_number(name: str, value: t.Any, *, minimum: float, maximum: float | None = None, strict: bool = False,
                   integer: bool = False, hint: str) -> None:
     kinds = (int,) if integer else (int, float)
@@ -107,12 +112,12 @@ def evaluate(
         problem = "does not exist" if not os.path.lexists(destination) else "is not a directory"
         _add(report["reasons"], CRITICAL, f"destination {destination} {problem}")
         report["jobs"] = [_missing_job(job, destination) for job in expected or ()]
-        return _conclude(report, options)
+        return _conclude(report)
     try:
         found = _catalog.scan(destination)
     except LifeboatError as exc:  # unreadable destination: the check itself cannot run
         _add(report["reasons"], UNKNOWN, str(exc))
-        return _conclude(report, options)
+        return _conclude(report)
     report["free_bytes"] = free_bytes(destination)
     groups = _groups(found)
     if expected is not None:
@@ -131,7 +136,7 @@ def evaluate(
             _add(report["reasons"], WARNING,
                  f"{os.path.basename(path)} was left by an interrupted run (its process is gone); remove it")
     _check_last_runs(report, destination)
-    return _conclude(report, options)
+    return _conclude(report)
 
 
 # The outcome of the newest `lifeboat backup` run of a job, kept beside its archives: a run that failed makes the
@@ -146,18 +151,9 @@ def record_run(destination: str, job: str, ok: bool, failure: str | None = None,
     record = {"job": job, "ok": bool(ok), "at": _manifest.iso(at or _manifest.utc_now()),
               "failure": None if ok else (failure or "no reason recorded")}
     try:
-        fd, temp = tempfile.mkstemp(prefix=".lifeboat-last-run.", suffix=".tmp", dir=destination)
+        write_file_atomic(os.path.join(destination, RUN_RECORD.format(job=job)), json.dumps(record).encode("utf-8"))
     except OSError:
-        return  # no destination (yet): the status reports that by itself
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(record, handle)
-        os.replace(temp, os.path.join(destination, RUN_RECORD.format(job=job)))
-    except OSError:
-        try:
-            os.unlink(temp)
-        except OSError:
-            pass
+        pass  # no destination (yet), or a full one: the status reports that by itself
 
 
 def last_run(destination: str, job: str) -> dict[str, t.Any] | None:
@@ -212,23 +208,11 @@ def _interrupted_runs(partials: t.Iterable[str]) -> list[tuple[str, str | None]]
     for path in partials:
         name = os.path.basename(path)
         match = _catalog.PARTIAL_NAME.match(name)
-        if match and _process_alive(int(match["pid"])):
+        if match and _retention.pid_alive(int(match["pid"])):
             continue
         archive_name = _catalog.ARCHIVE_NAME.match(name.lstrip("."))
         dead.append((path, archive_name["job"] if archive_name else None))
     return dead
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process
-    except OverflowError:
-        return False
-    return True
 
 
 def _label(job: str, database: str | None) -> str:
@@ -363,20 +347,28 @@ def describe(archive: _catalog.Archive, now: _dt.datetime) -> dict[str, t.Any]:
     }
 
 
-def _conclude(report: dict[str, t.Any], options: StatusOptions) -> dict[str, t.Any]:
-    everything = report["reasons"] + [reason for job in report["jobs"] for reason in job["reasons"]]
-    state = worst(reason["severity"] for reason in everything)
+def _conclude(report: dict[str, t.Any]) -> dict[str, t.Any]:
+    state = worst(reason["severity"] for reason in _all_reasons(report))
     report["state"] = state
     report["exit_code"] = exit_code_for(state)
+    report["summary"] = f"{state}: {summary_detail(report)}"
+    return report
+
+
+def _all_reasons(report: dict[str, t.Any]) -> list[dict[str, str]]:
+    return report["reasons"] + [reason for job in report["jobs"] for reason in job["reasons"]]
+
+
+def summary_detail(report: dict[str, t.Any]) -> str:
+    """The summary without its state: every reason, worst first, or what makes the destination OK."""
+    everything = _all_reasons(report)
     if everything:
         ordered = sorted(everything, key=lambda reason: -SEVERITY_ORDER[reason["severity"]])
-        report["summary"] = f"{state}: " + "; ".join(reason["message"] for reason in ordered)
-    else:
-        oldest = max(job["newest"]["age_hours"] for job in report["jobs"])
-        proof = " and verified" if options.require_verified else ""
-        report["summary"] = (f"OK: {len(report['jobs'])} backup job(s) in {report['destination']} fresh{proof}, "
-                             f"newest archives at most {oldest:.1f} h old")
-    return report
+        return "; ".join(reason["message"] for reason in ordered)
+    oldest = max(job["newest"]["age_hours"] for job in report["jobs"])
+    proof = " and verified" if all(job["newest"]["verified"] for job in report["jobs"]) else ""
+    return (f"{len(report['jobs'])} backup job(s) in {report['destination']} fresh{proof}, "
+            f"newest archives at most {oldest:.1f} h old")
 
 
 # node_exporter textfile metrics (Prometheus text exposition format 0.0.4).
@@ -397,7 +389,7 @@ _METRICS: list[tuple[str, str]] = [
 ]
 
 
-def merge(reports: t.Sequence[dict[str, t.Any]], options: StatusOptions | None = None) -> dict[str, t.Any]:
+def merge(reports: t.Sequence[dict[str, t.Any]]) -> dict[str, t.Any]:
     """One report of a destination from several evaluations of it (jobs checked with options of their own)."""
     first = reports[0]
     merged: dict[str, t.Any] = {**first, "reasons": [], "jobs": []}
@@ -406,7 +398,7 @@ def merge(reports: t.Sequence[dict[str, t.Any]], options: StatusOptions | None =
             raise ValueError("merge() takes reports of one destination")
         merged["jobs"] += report["jobs"]
         merged["reasons"] += [reason for reason in report["reasons"] if reason not in merged["reasons"]]
-    return _conclude(merged, options or StatusOptions())
+    return _conclude(merged)
 
 
 def metrics_text(reports: dict[str, t.Any] | t.Sequence[dict[str, t.Any]], now: _dt.datetime | None = None) -> str:
@@ -519,36 +511,10 @@ def validate_metrics_path(path: str) -> None:
 def write_metrics(path: str, text: str) -> None:
     """Replace ``path`` atomically, mode 0644 (node_exporter runs as another user).
 
-    The temporary file does not end in .prom, so node_exporter never reads a half-written one.
+    The temporary file (``NAME.prom.partial-PID``) does not end in .prom, so node_exporter never reads it half-written.
     """
     validate_metrics_path(path)
-    directory = os.path.dirname(path)
     try:
-        fd, temp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+        write_file_atomic(path, text.encode("utf-8"), 0o644)
     except OSError as exc:
-        raise LifeboatError(f"cannot write metrics in {directory}: {exc.strerror}") from exc
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fchmod(handle.fileno(), 0o644)
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    except OSError as exc:
-        _unlink_quietly(temp)
         raise LifeboatError(f"cannot write metrics file {path}: {exc.strerror}") from exc
-    except BaseException:
-        _unlink_quietly(temp)
-        raise
-    directory_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(directory_fd)
-    finally:
-        os.close(directory_fd)
-
-
-def _unlink_quietly(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass

@@ -13,7 +13,7 @@ import typing as t
 import uuid
 from dataclasses import dataclass, field
 
-from . import _mongo, _postgres, _validate_mongo, _validate_pg
+from . import _mongo, _params, _postgres, _validate_mongo, _validate_pg
 from ._common import LifeboatError, friendly_errors
 from ._mongo import MongoConnection
 from ._pipeline import Decryption
@@ -68,18 +68,14 @@ class ValidateRequest:
 
 
 def _driver_error(exc: Exception) -> str | None:
-    try:
-        psycopg = _postgres._psycopg()  # pylint: disable=protected-access
-        if isinstance(exc, psycopg.Error):
-            return f"PostgreSQL error: {_postgres._one_line(exc)}"  # pylint: disable=protected-access
-    except LifeboatError:
-        pass
-    try:
-        pymongo = _mongo._pymongo()  # pylint: disable=protected-access
-        if isinstance(exc, pymongo.errors.PyMongoError):
-            return f"MongoDB error: {_mongo._one_line(exc)}"  # pylint: disable=protected-access
-    except LifeboatError:
-        pass
+    """The engines' own one-line messages for their drivers' errors (an engine whose driver is missing is skipped)."""
+    for describe in (_postgres._one_line_error, _mongo._describe_error):  # pylint: disable=protected-access
+        try:
+            message = describe(exc)
+        except LifeboatError:
+            continue
+        if message is not None:
+            return message
     return None
 
 
@@ -134,6 +130,10 @@ def _run_engine(engine: str, source: Endpoint, target: Endpoint, checks: Checks)
 def _restore_scratch(request: ValidateRequest, scratch: str) -> None:
     """Restore the source archive into ``scratch`` on the target's server, with the collection's own restore."""
     source, target = request.source, request.target
+    # The scratch database is dropped afterwards: it must be one this run creates, never an existing one.
+    if _database_exists(request, scratch):
+        raise LifeboatError(f"scratch_database {scratch} already exists on the target's server; name one that does not"
+                            " (it is dropped after the comparison)")
     if request.engine == "postgresql":
         _postgres.restore(_postgres.RestoreRequest(
             connection=t.cast(PgConnection, target.connection), archive_path=t.cast(str, source.archive),
@@ -144,11 +144,23 @@ def _restore_scratch(request: ValidateRequest, scratch: str) -> None:
             target_database=scratch, decryption=source.decryption, tools_dir=target.tools_dir))
 
 
+def _database_exists(request: ValidateRequest, name: str) -> bool:
+    if request.engine == "postgresql":
+        connection = t.cast(PgConnection, request.target.connection).for_database("postgres")
+        with connection.connect() as conn:
+            return conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is not None
+    client = t.cast(MongoConnection, request.target.connection).client()
+    try:
+        return name in client.list_database_names()
+    finally:
+        client.close()
+
+
 def _drop_scratch(request: ValidateRequest, scratch: str) -> None:
     if request.engine == "postgresql":
         connection = t.cast(PgConnection, request.target.connection).for_database("postgres")
         with connection.connect() as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {_validate_pg.quote_ident(scratch)} WITH (FORCE)")
+            conn.execute(f"DROP DATABASE IF EXISTS {_postgres.quote_ident(scratch)} WITH (FORCE)")
     else:
         client = t.cast(MongoConnection, request.target.connection).client()
         try:
@@ -160,14 +172,12 @@ def _drop_scratch(request: ValidateRequest, scratch: str) -> None:
 # ---------------------------------------------------------------- module arguments
 
 _PG_ONLY = ("login_unix_socket", "ssl_mode", "ssl_ca_cert", "ssl_cert", "ssl_key", "pg_bin_dir")
-_MONGO_ONLY = ("auth_mechanism", "tls_ca_file", "tls_certificate_key_file", "tools_dir")
-_MONGO_FLAGS = ("tls", "tls_allow_invalid_certificates")
+_MONGO_ONLY = ("login_database", "auth_mechanism", "tls", "tls_ca_file", "tls_certificate_key_file",
+               "tls_allow_invalid_certificates", "tools_dir")
 
 
 def endpoint_spec() -> dict[str, t.Any]:
     """Suboptions of the module's source and target: both engines' connection options, the database, an archive."""
-    from . import _params  # pylint: disable=import-outside-toplevel
-
     spec = {**_params.postgres_connection_spec(), **_params.mongodb_connection_spec()}
     spec["login_database"] = {"type": "str"}  # admin by default, for MongoDB only
     spec.update({
@@ -181,27 +191,24 @@ def endpoint_spec() -> dict[str, t.Any]:
 
 def endpoint(params: dict[str, t.Any], engine: str, side: str) -> Endpoint:
     """The module's ``source`` or ``target`` dict as an Endpoint; options of the other engine are refused."""
-    from . import _params  # pylint: disable=import-outside-toplevel
-
     if engine not in ENGINES:
         raise LifeboatError(f"unknown engine {engine!r}; use one of: {', '.join(ENGINES)}")
-    foreign = _MONGO_ONLY + ("login_database",) if engine == "postgresql" else _PG_ONLY
+    foreign = _MONGO_ONLY if engine == "postgresql" else _PG_ONLY
     wrong = [name for name in foreign if params.get(name)]
-    wrong += [name for name in _MONGO_FLAGS if engine == "postgresql" and params.get(name)]
     if wrong:
         other = "MongoDB" if engine == "postgresql" else "PostgreSQL"
         raise LifeboatError(f"{side}.{wrong[0]} is a {other} option, but engine is {engine}; remove it")
+    auth_database = params.get("login_database") or "admin"
     if engine == "postgresql":
         connection: PgConnection | MongoConnection = _params.pg_connection(params, None)
     else:
-        connection = _params.mongo_connection({**params, "login_database": params.get("login_database") or "admin"})
+        connection = _params.mongo_connection({**params, "login_database": auth_database})
     return Endpoint(
         connection=connection,
         database=params.get("database"),
         archive=params.get("archive"),
-        decryption=Decryption(identity_files=tuple(params.get("age_identity_files") or ()),
-                              passphrase_file=params.get("age_passphrase_file")),
-        auth_database=params.get("login_database") or "admin",
+        decryption=_params.decryption(params),
+        auth_database=auth_database,
         tools_dir=params.get("tools_dir"),
         pg_bin_dir=params.get("pg_bin_dir"),
     )

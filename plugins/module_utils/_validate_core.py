@@ -14,6 +14,7 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import datetime as _dt
+import fnmatch
 import http.client
 import json
 import os
@@ -117,8 +118,6 @@ class Options:
 
     def selected(self, name: str) -> bool:
         """Whether a table or collection (schema.table, or collection) takes part."""
-        import fnmatch  # pylint: disable=import-outside-toplevel
-
         if self.objects and not any(fnmatch.fnmatchcase(name, pattern) for pattern in self.objects):
             return False
         return not any(fnmatch.fnmatchcase(name, pattern) for pattern in self.exclude_objects)

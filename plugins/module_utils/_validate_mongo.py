@@ -21,7 +21,7 @@ import typing as t
 import zlib
 
 from ._common import LifeboatError
-from ._mongo import MongoConnection, _one_line, _pymongo
+from ._mongo import MongoConnection, _one_line, _pymongo, _split_uri
 from ._validate_core import Checks, ContentStats, compare_definitions, compare_sets, count_check, shorten, timing_check
 
 _MASK = (1 << 64) - 1
@@ -232,10 +232,10 @@ def run(source: MongoConnection, target: MongoConnection, source_db: str, target
         src, tgt = src_client[source_db], tgt_client[target_db]
         src_colls, tgt_colls = _collections(src), _collections(tgt)
         if options.wanted("presence"):
-            checks.add("presence", "database", target_db, target_db in tgt_client.list_database_names(),
-                       "exists on the target" if target_db in tgt_client.list_database_names() else
-                       "database does not exist on the target", [] if target_db in tgt_client.list_database_names()
-                       else [{"kind": "missing", "key": target_db, "what": "database"}])
+            exists = target_db in tgt_client.list_database_names()
+            checks.add("presence", "database", target_db, exists,
+                       "exists on the target" if exists else "database does not exist on the target",
+                       [] if exists else [{"kind": "missing", "key": target_db, "what": "database"}])
             for kind in ("collection", "view"):
                 names_s = [n for n, k in src_colls.items() if k == kind and options.selected(n)]
                 names_t = [n for n, k in tgt_colls.items() if k == kind and options.selected(n)]
@@ -392,11 +392,7 @@ def security(target: MongoConnection, auth_database: str, checks: Checks) -> Non
 
 
 def _without_credentials(uri: str) -> str:
-    scheme, _sep, rest = uri.partition("://")
-    end = min((i for i in (rest.find("/"), rest.find("?")) if i >= 0), default=len(rest))
-    hosts = rest[:end].rpartition("@")[2]
-    tail = rest[end:]
-    path, _q, query = tail.partition("?")
+    scheme, _userinfo, hosts, path, query = _split_uri(uri)
     kept = "&".join(p for p in query.split("&") if p and not p.lower().startswith(("authsource=", "authmechanism=")))
     return f"{scheme}://{hosts}{path or '/'}" + (f"?{kept}" if kept else "")
 

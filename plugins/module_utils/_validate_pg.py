@@ -21,7 +21,7 @@ import math
 import typing as t
 
 from ._common import LifeboatError
-from ._postgres import PgConnection, _one_line, _psycopg
+from ._postgres import PgConnection, _one_line, _psycopg, quote_ident
 from ._validate_core import (
     Checks,
     ContentStats,
@@ -40,10 +40,6 @@ _SESSION = ("SET DateStyle = 'ISO, YMD'", "SET TimeZone = 'UTC'", "SET extra_flo
 _HASH_MIN, _HASH_END = -(1 << 63), 1 << 63
 _KINDS = {"r": "table", "p": "partitioned table", "v": "view", "m": "materialized view", "S": "sequence",
           "f": "foreign table"}
-
-
-def quote_ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def qualified(name: str) -> str:
@@ -387,8 +383,8 @@ def _sample(checks: Checks, src: t.Any, tgt: t.Any, name: str, key: list[str], c
     stats = ContentStats()
     percent = min(100.0, 100.0 * options.sample_size * 1.5 / max(1, counts[0]))
     row = "ROW(" + ", ".join(quote_ident(c) for c in columns) + ")::text"
-    ident = [quote_ident(k) for k in key] or ["h"]
-    inner = f"SELECT {', '.join(quote_ident(k) for k in key)}{', ' if key else ''}hashtextextended({row}, 0) AS h" \
+    ident = [quote_ident(k) for k in key]
+    inner = f"SELECT {', '.join(ident)}{', ' if key else ''}hashtextextended({row}, 0) AS h" \
             f" FROM ONLY {qualified(name)} t"
     sample = src.execute(f"{inner} TABLESAMPLE BERNOULLI (%s) LIMIT %s", (percent, options.sample_size)).fetchall()
     stats.rows_transferred["source"] = len(sample)

@@ -19,6 +19,7 @@ Every result is recorded in the archive's manifest, so retention and health know
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import time
@@ -26,9 +27,9 @@ import typing as t
 from dataclasses import dataclass, field
 
 from . import _catalog, _manifest, _mongo, _postgres
-from ._archive import check_decryption, stream_compression
-from ._common import LifeboatError, PrivateDir, find_binary
-from ._pipeline import Decryption, read_stream, run_tool, sha256_file
+from ._archive import StoredChecksumMismatch, check_decryption, compare_counts, read_stored, stream_compression
+from ._common import LifeboatError, PrivateDir, find_binary, first_few
+from ._pipeline import Decryption, run_tool, sha256_file
 from ._structure import MongoArchiveReader, PgSqlReader, StructureError, hex_sum, row_digest
 
 LEVELS = ("checksum", "stream", "structure", "restore")
@@ -148,8 +149,8 @@ def _run_checks(archive: _catalog.Archive, request: VerifyRequest, result: dict[
         checks["checksum"] = "ok"
         return
     for path, _size, expected_sha in _stored_files(archive)[:-1]:  # the extras (globals): read whole too
-        _read_and_hash(archive, path, expected_sha, None, request)
-    reader = _read_and_hash(archive, archive.path, manifest["archive"]["sha256"], manifest, request,
+        _read_and_hash(archive, path, expected_sha, request)
+    reader = _read_and_hash(archive, archive.path, manifest["archive"]["sha256"], request,
                             structure=depth >= 2, content=depth >= 3)
     checks["checksum"] = checks["stream"] = "ok"
     if depth < 2 or reader is None:
@@ -164,7 +165,7 @@ def _run_checks(archive: _catalog.Archive, request: VerifyRequest, result: dict[
     differences += [f"{name}: {found[name]} in the archive, not in the manifest" for name in sorted(found)
                     if name not in expected and found[name] and not _mongo.is_system_namespace(name)]
     if differences:
-        shown = "; ".join(differences[:5]) + (f"; and {len(differences) - 5} more" if len(differences) > 5 else "")
+        shown = first_few(differences)
         raise CheckFailed("structure", f"the archive's content does not match its manifest's counts: {shown}")
     checks["structure"] = "ok"
     result["counts"] = found
@@ -205,7 +206,6 @@ def _read_and_hash(
     archive: _catalog.Archive,
     path: str,
     expected_sha: str,
-    manifest: dict[str, t.Any] | None,
     request: VerifyRequest,
     *,
     structure: bool = False,
@@ -218,25 +218,20 @@ def _read_and_hash(
     stream_args: dict[str, t.Any] = {}
     work: PrivateDir | None = None
     pg_restore_argv: list[str] = []
-    if structure and manifest is not None:
-        reader, stream_args, work = _structure_reader(archive, request, content)
-        pg_restore_argv = stream_args.pop("pg_restore_argv", [])
+    if structure:
+        reader, stream_args, work, pg_restore_argv = _structure_reader(archive, request, content)
     try:
         try:
             # At level stream the plain bytes stay out of Python: the decompressor tests them against the
             # format's own content checksum and age authenticates them; structure reads and hashes them.
-            stream = read_stream(path, compression=compression, decryption=request.decryption,
+            stream = read_stored(path, expected_sha, compression=compression, decryption=request.decryption,
                                  encrypted=info["encryption"] is not None,
                                  hash_plain=structure or path != archive.path, **stream_args)
+        except StoredChecksumMismatch as exc:
+            raise CheckFailed("checksum", _sha_mismatch(path, exc.actual, expected_sha)) from None
         except LifeboatError as exc:
-            # A damaged file usually trips age or zstd first; the checksum says what really happened.
-            actual = sha256_file(path)
-            if actual != expected_sha:
-                raise CheckFailed("checksum", _sha_mismatch(path, actual, expected_sha)) from None
             check = "structure" if isinstance(exc, StructureError) or "pg_restore" in str(exc) else "stream"
             raise CheckFailed(check, str(exc)) from None
-        if stream.stored_sha256 != expected_sha:
-            raise CheckFailed("checksum", _sha_mismatch(path, stream.stored_sha256, expected_sha))
         expected_plain = _expected_plain_sha(archive, path)
         if stream.plain_sha256 and stream.plain_sha256 != expected_plain:
             raise CheckFailed("stream", (
@@ -271,30 +266,31 @@ def _expected_plain_sha(archive: _catalog.Archive, path: str) -> str:
 
 def _structure_reader(
     archive: _catalog.Archive, request: VerifyRequest, content: bool
-) -> tuple[t.Any, dict[str, t.Any], PrivateDir | None]:
-    """The parser of the plain stream and how read_stream feeds it."""
+) -> tuple[t.Any, dict[str, t.Any], PrivateDir | None, list[str]]:
+    """The parser of the plain stream, how read_stream feeds it, and for a directory-format dump the directory
+    it is unpacked into and the pg_restore that reads it after the stream."""
     manifest = archive.manifest or {}
     archive_format = manifest["archive"]["format"]
     if archive.engine == "mongodb":
         reader = MongoArchiveReader(content)
         if archive_format == "mongodump-archive-gzip":  # mongodump --gzip gzips the whole archive stream
             return reader, {"consumer_argv": [find_binary("gzip"), "-dc"], "consumer_name": "gzip",
-                            "on_consumer_stdout": reader.feed}, None
-        return reader, {"on_plain": reader.feed}, None
+                            "on_consumer_stdout": reader.feed}, None, []
+        return reader, {"on_plain": reader.feed}, None, []
     pg_reader = PgSqlReader(content)
     major = _postgres.pg_major(manifest["tool"]["version"])
     pg_restore, _version = _postgres.pick_binary("pg_restore", major, request.pg_bin_dir)
     argv = [pg_restore, "--file=-"]
     if archive_format == "pg_dump-custom":
         return pg_reader, {"consumer_argv": argv, "consumer_name": "pg_restore",
-                           "on_consumer_stdout": pg_reader.feed}, None
+                           "on_consumer_stdout": pg_reader.feed}, None, []
     try:
         work = PrivateDir(os.path.dirname(archive.path))
     except OSError:
         work = PrivateDir()
     os.mkdir(os.path.join(work.path, "dump"))
     return pg_reader, {"consumer_argv": [find_binary("tar"), "-x", "-C", os.path.join(work.path, "dump")],
-                       "consumer_name": "tar", "pg_restore_argv": argv}, work
+                       "consumer_name": "tar"}, work, argv
 
 
 def _restore_test(
@@ -312,14 +308,11 @@ def _scratch_name(job: str) -> str:
 
 def _compare_content(expected_counts: dict[str, int], expected: dict[str, str],
                      actual_counts: dict[str, int], actual: dict[str, str], scratch: str) -> None:
-    differences = [
-        f"{name}: {actual_counts.get(name, 'no')} rows restored, {expected_counts[name]} in the archive"
-        for name in sorted(expected_counts) if actual_counts.get(name) != expected_counts[name]
-    ]
+    differences = compare_counts(expected_counts, actual_counts)
     differences += [f"{name}: restored content differs from the archive's" for name in sorted(expected)
                     if name in actual and actual[name] != expected[name] and not differences]
     if differences:
-        shown = "; ".join(differences[:5]) + (f"; and {len(differences) - 5} more" if len(differences) > 5 else "")
+        shown = first_few(differences)
         raise CheckFailed("restore", f"restored into scratch database {scratch}: {shown}")
 
 
@@ -360,8 +353,7 @@ def _restore_test_mongo(archive: _catalog.Archive, request: VerifyRequest, reade
                         result: dict[str, t.Any]) -> None:
     connection = t.cast(_mongo.MongoConnection, request.mongo)
     manifest = archive.manifest or {}
-    client = connection.client()
-    try:
+    with contextlib.closing(connection.client()) as client:
         taken = set(client.list_database_names())
         prefix = _scratch_name(archive.job)
         while any(name.startswith(prefix) for name in taken):
@@ -392,8 +384,6 @@ def _restore_test_mongo(archive: _catalog.Archive, request: VerifyRequest, reade
             for name in client.list_database_names():
                 if name == prefix or name.startswith(prefix + "_"):
                     client.drop_database(name)
-    finally:
-        client.close()
     result["scratch_database"] = prefix
 
 

@@ -223,10 +223,7 @@ def main() -> None:
     argument_spec = {
         "destination": {"type": "path", "required": True},
         "job": {"type": "str"},
-        **{name: {"type": "int"} for name in _retention.COUNT_OPTIONS},
-        "keep_within": {"type": "str"},
-        "require_verified": {"type": "bool", "default": True},
-        "accept_anomalies": {"type": "bool", "default": False},
+        **_retention.policy_spec(),
         "remove_partials": {"type": "bool", "default": False},
     }
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)

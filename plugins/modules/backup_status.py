@@ -223,11 +223,7 @@ def main() -> None:
         argument_spec={
             "destination": {"type": "path", "required": True},
             "jobs": {"type": "list", "elements": "str", "default": []},
-            "max_age_hours": {"type": "float", "default": 26.0},
-            "shrink_ratio": {"type": "float", "default": 0.5},
-            "collapse_min_count": {"type": "int", "default": 100},
-            "free_space_factor": {"type": "float", "default": 2.0},
-            "require_verified": {"type": "bool", "default": True},
+            **_status.options_spec(),
             "metrics_file": {"type": "path"},
             "fail_on": {"type": "str", "default": "none", "choices": ["none", "warning", "critical"]},
         },
@@ -238,10 +234,7 @@ def main() -> None:
     result: dict = {"changed": False}
     failed = False
     try:
-        options = _status.StatusOptions.from_options(
-            {name: params[name] for name in
-             ("max_age_hours", "shrink_ratio", "collapse_min_count", "free_space_factor", "require_verified")}
-        )
+        options = _status.StatusOptions.from_options({name: params[name] for name in _status.options_spec()})
         metrics_file = params["metrics_file"]
         if metrics_file:
             _status.validate_metrics_path(metrics_file)

@@ -135,6 +135,12 @@ results:
     database:
       description: Database the archive holds (none for a whole MongoDB server).
       type: str
+    engine:
+      description: Engine of the archive, V(postgresql) or V(mongodb) (none when its manifest is unreadable).
+      type: str
+    level:
+      description: The level asked.
+      type: str
     ok:
       description: Whether every check of the level passed.
       type: bool
@@ -153,6 +159,10 @@ results:
     content:
       description: Order-free content hash per table or collection (O(level=restore)).
       type: dict
+    scratch_database:
+      description: The scratch database (for a whole MongoDB server, the prefix of the scratch databases) the restore
+        test used and dropped again (O(level=restore), when it passed).
+      type: str
     duration_seconds:
       description: Time spent on this archive.
       type: float

@@ -277,6 +277,7 @@ options:
   scratch_database:
     description:
       - Name of the scratch database a O(source.archive) is restored into. A random C(lifeboat_validate_*) name when not set.
+      - It must not exist yet on the target's server, since it is dropped after the comparison.
     type: str
 seealso:
   - module: lifeboat.ops.postgresql_restore

@@ -65,8 +65,9 @@ def compare(role: str, specs: t.Any, defaults: t.Any) -> list[str]:
 
 def _same(left: t.Any, right: t.Any) -> bool:
     # bool is an int in Python: True must not equal 1 here.
-    return type(left) is type(right) and left == right if isinstance(left, bool) or isinstance(right, bool) \
-        else left == right
+    if isinstance(left, bool) or isinstance(right, bool):
+        return type(left) is type(right) and left == right
+    return left == right
 
 
 def check(roles_dir: str) -> list[str]:

@@ -8,6 +8,8 @@
 #      images are gone re-imports it in seconds instead of running debootstrap again (about a minute).
 # Prints the image name on stdout (everything else goes to stderr). Idempotent; ~0.1 s when all is there.
 set -euo pipefail
+# shellcheck source=scripts/testbed/lib.sh
+source "$(dirname "$0")/lib.sh"
 
 # Bump to rebuild the image (the packages inside it change with it).
 IMAGE_VERSION=1
@@ -18,19 +20,6 @@ PACKAGES=python3,python3-apt,python3-yaml,systemd,systemd-sysv,dbus,ca-certifica
 cache=${LIFEBOAT_CACHE:-$HOME/.cache/lifeboat}/images
 WAIT_SECONDS=${LIFEBOAT_TESTBED_WAIT:-60}
 log() { echo "docker.sh: $*" >&2; }
-
-ensure_apt() {  # installs only the packages that are missing
-  local missing=() pkg
-  for pkg in "$@"; do
-    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
-  done
-  [ ${#missing[@]} -eq 0 ] && return 0
-  [ "$(id -u)" -eq 0 ] || { log "missing packages ${missing[*]}: install them as root"; exit 1; }
-  log "installing ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2 ||
-    { apt-get update -qq >&2 && apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2; }
-}
 
 engine_answers() { timeout 10 docker info >/dev/null 2>&1; }
 

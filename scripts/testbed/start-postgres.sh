@@ -15,23 +15,9 @@ ADMIN=${LIFEBOAT_PG_USER:-lifeboat_admin}
 BINDIR=${LIFEBOAT_PG_BINDIR:-}
 WAIT_SECONDS=${LIFEBOAT_TESTBED_WAIT:-60}
 
-ensure_apt() {  # installs only the packages that are missing, so a warm run costs one dpkg-query
-  local missing=()
-  for pkg in "$@"; do
-    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
-  done
-  [ ${#missing[@]} -eq 0 ] && return 0
-  [ "$(id -u)" -eq 0 ] || { echo "missing packages ${missing[*]}: install them as root" >&2; exit 1; }
-  echo "installing ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-}
 ensure_apt postgresql postgresql-contrib
 
-if [ -z "$BINDIR" ]; then
-  BINDIR=/usr/lib/postgresql/15/bin
-  [ -x "$BINDIR/initdb" ] || BINDIR=$(newest_pg_bindir)
-fi
+[ -n "$BINDIR" ] || BINDIR=$(default_pg_bindir)
 
 as_pg() {  # initdb and postgres refuse to run as root
   if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi

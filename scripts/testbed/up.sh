@@ -17,21 +17,8 @@ export LIFEBOAT_TESTBED_LISTEN=${LIFEBOAT_TESTBED_LISTEN:-127.0.0.1}
 STATE=$LIFEBOAT_TESTBED_DIR
 tools_bin=${LIFEBOAT_CACHE:-$HOME/.cache/lifeboat}/bin
 
-missing=()
-for pkg in postgresql postgresql-contrib zstd age pigz; do
-  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  [ "$(id -u)" -eq 0 ] || { echo "missing packages ${missing[*]}: install them as root" >&2; exit 1; }
-  echo "installing ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
-
-if [ -z "${LIFEBOAT_PG_BINDIR:-}" ]; then
-  LIFEBOAT_PG_BINDIR=/usr/lib/postgresql/15/bin
-  [ -x "$LIFEBOAT_PG_BINDIR/initdb" ] || LIFEBOAT_PG_BINDIR=$(newest_pg_bindir)
-fi
+ensure_apt postgresql postgresql-contrib zstd age pigz
+LIFEBOAT_PG_BINDIR=${LIFEBOAT_PG_BINDIR:-$(default_pg_bindir)}
 export LIFEBOAT_PG_BINDIR
 
 bash "$here/build-go-tools.sh"

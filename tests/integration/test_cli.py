@@ -267,7 +267,8 @@ def test_status_exit_codes_follow_the_states_and_metrics_pass_promtool(host, pg,
     assert "journal: WARNING: newest journal-" in run.stdout and "not verified" in run.stdout
     assert lifeboat(host, "verify", "--config", config).returncode == 0
     run = status()
-    assert run.returncode == 0 and run.stdout.startswith("LIFEBOAT OK - "), run.stdout
+    assert run.returncode == 0 and run.stdout.startswith(
+        f"LIFEBOAT OK - 2 backup job(s) in {tmp_path / 'backups'} fresh and verified, "), run.stdout
     text = metrics.read_text()
     assert 'lifeboat_backup_last_verified{destination="' in text and 'job="journal",database="journal"} 1' in text
     # The nightly job's archive, 27 hours old.

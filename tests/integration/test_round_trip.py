@@ -10,14 +10,7 @@ import json
 import pytest
 from bson import ObjectId
 
-from testbed import MONGO_SOURCE, PG_SOURCE, listing
-
-
-def jobs(pg, mongo, destination, **extra):
-    return [
-        {"name": "journal", "engine": "postgresql", "database": PG_SOURCE, **pg.login(), **extra},
-        {"name": "nightscout", "engine": "mongodb", "database": MONGO_SOURCE, **mongo.login(), **extra},
-    ]
+from testbed import MONGO_SOURCE, PG_SOURCE, listing, sample_jobs
 
 
 @pytest.mark.parametrize("encrypted", [False, True], ids=["plain", "age"])
@@ -25,7 +18,7 @@ def test_playbooks_round_trip(pg, mongo, run_playbook, tmp_path, unique_name, ag
     root = tmp_path / "backups"
     host_vars = {
         "backup_root": str(root),
-        "backup_jobs": jobs(pg, mongo, root),
+        "backup_jobs": sample_jobs(pg, mongo),
         "backup_encryption_recipients": [age_key["recipient"]] if encrypted else [],
     }
     backup = run_playbook("backup", host_vars)

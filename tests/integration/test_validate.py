@@ -238,6 +238,12 @@ def test_pg_archive_source_is_restored_into_a_scratch_database(pg, pg_source, pg
     args = {"engine": "postgresql", "source": {"archive": dump.result["archive"]},
             "target": pg.login(database=pg_target), "scratch_database": scratch,
             "checks": ["presence", "counts", "indexes", "schema", "content"]}
+    taken = run_module("migration_validate", {**args, "scratch_database": pg_target})
+    # The scratch database is dropped afterwards, so an existing one (here the target itself) is refused.
+    assert taken.rc != 0 and taken.result["msg"] == (
+        f"scratch_database {pg_target} already exists on the target's server; name one that does not"
+        " (it is dropped after the comparison)")
+    assert pg.has_database(pg_target)
     in_check = run_module("migration_validate", args, check_mode=True)
     # Check mode restores nothing, so nothing is compared: said so, and never a pass.
     assert in_check.rc == 0 and in_check.result["passed"] is False
@@ -540,3 +546,23 @@ def test_mongo_sample_mode(mongo, mongo_target, run_module, tmp_path):
     sampled = check(result, "content", "treatments")[0]
     assert sampled["name"] == "documents (sample)" and sampled["passed"] is False
     assert sampled["differences"][0]["key"] == f"_id={first['_id']!r}"
+
+
+def test_mongo_archive_source_is_restored_into_a_scratch_database(mongo, mongo_target, run_module, tmp_path):
+    dump = run_module("mongodb_dump", mongo.login(database=mongo.sample, destination=str(tmp_path / "dumps")))
+    assert dump.rc == 0, dump.stdout
+    scratch = "lbv_scratch_" + uuid.uuid4().hex[:8]
+    args = {"engine": "mongodb", "source": {"archive": dump.result["archive"]},
+            "target": mongo.login(database=mongo_target), "scratch_database": scratch,
+            "checks": ["presence", "counts", "indexes", "content"], "bisect_threshold": 100}
+    result = run_module("migration_validate", args).result
+    assert result["passed"] is True, result.get("summary") or result
+    assert result["source"] == f"archive {dump.result['archive']}"
+    assert result["content"]["rows_compared"] == 4200
+    assert not mongo.has_database(scratch)
+    first = mongo.client[mongo_target].entries.find_one(sort=[("_id", 1)])["_id"]
+    mongo.client[mongo_target].entries.delete_one({"_id": first})
+    result = run_module("migration_validate", args).result
+    assert result["passed"] is False
+    assert check(result, "content", "entries")[0]["differences"] == [{"kind": "missing", "key": f"_id={first!r}"}]
+    assert not mongo.has_database(scratch)

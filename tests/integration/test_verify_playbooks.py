@@ -7,14 +7,7 @@ from __future__ import annotations
 import json
 import os
 
-from testbed import MONGO_SOURCE, PG_SOURCE, listing
-
-
-def jobs(pg, mongo, **extra):
-    return [
-        {"name": "journal", "engine": "postgresql", "database": PG_SOURCE, **pg.login(), **extra},
-        {"name": "nightscout", "engine": "mongodb", "database": MONGO_SOURCE, **mongo.login(), **extra},
-    ]
+from testbed import listing, sample_jobs
 
 
 def manifests(directory):
@@ -28,7 +21,7 @@ def last_verification(path):
 def test_backup_playbook_verifies_and_prunes(pg, mongo, run_playbook, tmp_path, age_key):
     root = tmp_path / "backups"
     host_vars = {"backup_root": str(root), "backup_retention": {"keep_last": 1},
-                 "backup_jobs": jobs(pg, mongo, verify_level="restore")}
+                 "backup_jobs": sample_jobs(pg, mongo, verify_level="restore")}
     first = run_playbook("backup", host_vars)
     assert first.returncode == 0, first.stdout + first.stderr
     for job in ("journal", "nightscout"):
@@ -45,11 +38,25 @@ def test_backup_playbook_verifies_and_prunes(pg, mongo, run_playbook, tmp_path, 
 
     # Encrypted to a key this host does not hold: auto verifies every stored byte (checksum level).
     encrypted = {"backup_root": str(tmp_path / "sealed"), "backup_encryption_recipients": [age_key["recipient"]],
-                 "backup_jobs": jobs(pg, mongo)[:1]}
+                 "backup_jobs": sample_jobs(pg, mongo)[:1]}
     sealed = run_playbook("backup", encrypted)
     assert sealed.returncode == 0, sealed.stdout + sealed.stderr
     (manifest,) = manifests(tmp_path / "sealed" / "journal")
     assert last_verification(manifest)["level"] == "checksum"
+
+    # Encrypted with a passphrase this host holds: auto reads it whole, and both entry points can open it.
+    passphrase = tmp_path / "passphrase"
+    passphrase.write_text("a long passphrase for the journal\n")
+    passphrase.chmod(0o600)
+    locked = {"backup_root": str(tmp_path / "locked"), "backup_prune": False,
+              "backup_jobs": sample_jobs(pg, mongo, encryption_passphrase_file=str(passphrase))[:1]}
+    made = run_playbook("backup", locked)
+    assert made.returncode == 0, made.stdout + made.stderr
+    (manifest,) = manifests(tmp_path / "locked" / "journal")
+    assert last_verification(manifest)["ok"] is True and last_verification(manifest)["level"] == "structure"
+    report = run_playbook("verify", locked)
+    assert report.returncode == 0, report.stdout + report.stderr
+    assert "1 archives proven, 0 failed" in report.stdout
 
     skipped = run_playbook("backup", {**encrypted, "backup_verify_level": "none", "backup_prune": False})
     assert skipped.returncode == 0
@@ -60,7 +67,7 @@ def test_backup_playbook_verifies_and_prunes(pg, mongo, run_playbook, tmp_path, 
 
 def test_verify_playbook_reports_per_host_and_fails_on_damage(pg, mongo, run_playbook, tmp_path):
     root = tmp_path / "backups"
-    host_vars = {"backup_root": str(root), "backup_jobs": jobs(pg, mongo), "backup_verify_level": "none",
+    host_vars = {"backup_root": str(root), "backup_jobs": sample_jobs(pg, mongo), "backup_verify_level": "none",
                  "backup_prune": False}
     assert run_playbook("backup", host_vars).returncode == 0
     report = run_playbook("verify", {"backup_root": str(root)})

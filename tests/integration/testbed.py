@@ -161,3 +161,11 @@ def finish_module(process: subprocess.Popen) -> ModuleRun:
 def listing(directory: t.Any) -> list[str]:
     """Every name in a directory, hidden temporary files included."""
     return sorted(os.listdir(directory)) if os.path.isdir(directory) else []
+
+
+def sample_jobs(pg: PgServer, mongo: MongoServer, **extra: t.Any) -> list[dict[str, t.Any]]:
+    """backup_jobs of the backup role for the two sample databases, logged in through the password files."""
+    return [
+        {"name": "journal", "engine": "postgresql", "database": PG_SOURCE, **pg.login(), **extra},
+        {"name": "nightscout", "engine": "mongodb", "database": MONGO_SOURCE, **mongo.login(), **extra},
+    ]

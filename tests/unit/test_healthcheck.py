@@ -139,3 +139,14 @@ def test_command_output_and_bad_configs(tmp_path, hook, capsys):
     bad.write_text(json.dumps({"probes": [{"name": "x", "type": "tcp", "host": "127.0.0.1"}]}))
     assert healthcheck.main(["--check-config", str(bad)]) == 2
     assert capsys.readouterr().err == "<3>probe x: a tcp probe needs port\n"
+
+
+def test_http_probe_checks_status_and_body(hook):
+    url = f"http://127.0.0.1:{hook.port}/health"
+    assert healthcheck.probe_http({"url": url, "expect_body": "^ok"}, 2) == (True, f"GET {url}: HTTP 200")
+    assert healthcheck.probe_http({"url": url, "expect_status": [204]}, 2) == (
+        False, f"GET {url}: HTTP 200, expected 204")
+    assert healthcheck.probe_http({"url": url, "expect_body": "^healthy"}, 2) == (
+        False, f"GET {url}: HTTP 200, but the body does not match '^healthy'")
+    ok, detail = healthcheck.probe_tcp({"host": "127.0.0.1", "port": free_port()}, 2)
+    assert not ok and "refused" in detail

@@ -88,3 +88,17 @@ def test_undelivered_alert_fails_without_showing_the_url(tmp_path, monkeypatch, 
     err = capsys.readouterr().err
     assert "<3>alert about lifeboat-backup-journal.service not delivered: webhook: HTTP 403" in err
     assert "no mail:" in err and "s3cret" not in err
+
+
+def test_a_refusing_server_is_tried_again_with_growing_pauses(monkeypatch):
+    httpd, received = receiver(status=503)
+    pauses = []
+    monkeypatch.setattr(notify.time, "sleep", pauses.append)
+    try:
+        problem = notify.post(f"http://127.0.0.1:{httpd.server_address[1]}/hook", {"text": "x"}, attempts=3)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert problem == "HTTP 503"
+    assert [alert for _path, alert in received] == [{"text": "x"}] * 3
+    assert pauses == [1, 2]  # no pause after the last try

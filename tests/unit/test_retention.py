@@ -227,17 +227,18 @@ def test_partials_of_gone_writers_are_removed_only_when_asked_and_stale(tmp_path
     alive = tmp_path / f".app-20261101T030000Z.pgdump.zst.partial-{os.getpid()}"
     gone = tmp_path / ".app-20261102T030000Z.pgdump.zst.partial-999999999"
     fresh = tmp_path / ".app-20261103T030000Z.pgdump.zst.partial-999999998"
-    for path in (alive, gone, fresh):
+    impossible = tmp_path / ".app-20261104T030000Z.pgdump.zst.partial-99999999999999999999"  # no PID is that big
+    for path in (alive, gone, fresh, impossible):
         path.write_bytes(b"x" * 10)
     stale = time.time() - PARTIAL_GRACE_SECONDS - 60
-    for path in (alive, gone):
+    for path in (alive, gone, impossible):
         os.utime(path, (stale, stale))
     dest = _catalog.scan(str(tmp_path))
     assert apply_prune(plan_prune(dest, policy(keep_last=1), now=NOW)) == []
     plan = plan_prune(dest, policy(keep_last=1), now=NOW, remove_partials=True)
-    assert plan.freed_bytes == 10
-    assert [p["writer_alive"] for p in plan.as_dict()["partials"]] == [True, False, False]
-    assert apply_prune(plan) == [str(gone)]
+    assert plan.freed_bytes == 20
+    assert [p["writer_alive"] for p in plan.as_dict()["partials"]] == [True, False, False, False]
+    assert apply_prune(plan) == [str(gone), str(impossible)]
     assert sorted(os.listdir(tmp_path)) == sorted([alive.name, fresh.name])
 
 

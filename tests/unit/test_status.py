@@ -137,7 +137,11 @@ def test_unverified_newest_is_a_warning_unless_not_required(tmp_path):
     assert report["state"] == WARNING
     assert report["summary"] == f"WARNING: journal newest archive {newest.name} is not verified"
     assert report["jobs"][0]["newest"]["verified"] is False
-    assert check(tmp_path, require_verified=False)["state"] == OK
+    unrequired = check(tmp_path, require_verified=False)
+    assert unrequired["state"] == OK
+    # The OK summary claims verification only when every newest archive is verified.
+    assert unrequired["summary"].startswith(f"OK: 1 backup job(s) in {tmp_path} fresh, newest archives at most ")
+    assert _status.merge([unrequired])["summary"] == unrequired["summary"]
 
 
 def test_failed_verification_is_critical_even_when_not_required(tmp_path):

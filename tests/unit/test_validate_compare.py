@@ -171,3 +171,15 @@ def test_source_and_target_document_every_connection_option_of_both_engines():
                 assert spec.get("default") == suboptions[name].get("default"), name
     assert set(suboptions) - set(_validate.endpoint_spec()) == set()
     assert set(_validate.endpoint_spec()) - set(suboptions) == set()
+
+
+def test_driver_errors_leave_as_the_engines_one_line_messages():
+    """validate() turns either driver's error into the engine's own one-line message; anything else is a bug."""
+    import psycopg  # pylint: disable=import-outside-toplevel
+    import pymongo.errors  # pylint: disable=import-outside-toplevel
+
+    pg_error = psycopg.errors.UndefinedTable('relation "public.gone" does not exist')
+    assert _validate._driver_error(pg_error) == 'PostgreSQL error: relation "public.gone" does not exist'
+    mongo_error = pymongo.errors.OperationFailure("not authorized on nightscout to execute command")
+    assert _validate._driver_error(mongo_error) == "MongoDB error: not authorized on nightscout to execute command"
+    assert _validate._driver_error(ValueError("a bug of ours")) is None

@@ -70,11 +70,12 @@ def build_alert(host: str, unit: str, facts: dict[str, str], lines: list[str]) -
 
 def post(url: str, alert: dict[str, object], attempts: int = 3) -> str | None:
     """POST the alert as JSON; None when delivered, else why not (after a few tries)."""
-    body = json.dumps(alert).encode()
+    request = urllib.request.Request(url, data=json.dumps(alert).encode(), method="POST",
+                                     headers={"Content-Type": "application/json", "User-Agent": "lifeboat-notify"})
     problem = None
     for attempt in range(attempts):
-        request = urllib.request.Request(url, data=body, method="POST",
-                                         headers={"Content-Type": "application/json", "User-Agent": "lifeboat-notify"})
+        if attempt:
+            time.sleep(2 ** (attempt - 1))  # 1 s, 2 s, ... between tries; none after the last
         try:
             with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - the operator's own URL
                 if 200 <= response.status < 300:
@@ -86,7 +87,6 @@ def post(url: str, alert: dict[str, object], attempts: int = 3) -> str | None:
                 break  # the receiver refuses this message; another try gets the same answer
         except (urllib.error.URLError, OSError) as exc:
             problem = str(getattr(exc, "reason", exc))
-        time.sleep(2 ** attempt)
     return problem
 
 

@@ -174,25 +174,22 @@ def post(url: str, alert: dict[str, t.Any]) -> str | None:
 
 def metrics_text(config: dict[str, t.Any], results: dict[str, dict[str, t.Any]], states: dict[str, t.Any],
                  now: float) -> str:
-    families = [
-        ("lifeboat_healthcheck_up", "1 when the probe's last run passed, else 0."),
-        ("lifeboat_healthcheck_status", "Health of the probe: 0 OK, 2 CRITICAL (failing)."),
-        ("lifeboat_healthcheck_duration_seconds", "How long the probe's last run took."),
-        ("lifeboat_healthcheck_last_change_timestamp_seconds", "When the probe last changed between healthy and failing."),
+    families: list[tuple[str, str, t.Callable[[str], t.Any]]] = [
+        ("lifeboat_healthcheck_up", "1 when the probe's last run passed, else 0.",
+         lambda name: 1 if results[name]["ok"] else 0),
+        ("lifeboat_healthcheck_status", "Health of the probe: 0 OK, 2 CRITICAL (failing).",
+         lambda name: 2 if states[name]["state"] == FAILING else 0),
+        ("lifeboat_healthcheck_duration_seconds", "How long the probe's last run took.",
+         lambda name: round(results[name]["duration"], 6)),
+        ("lifeboat_healthcheck_last_change_timestamp_seconds",
+         "When the probe last changed between healthy and failing.", lambda name: states[name]["changed_at"]),
     ]
     lines = []
-    for metric, help_text in families:
+    for metric, help_text, value in families:
         lines += [f"# HELP {metric} {help_text}", f"# TYPE {metric} gauge"]
         for probe in config["probes"]:
-            name = probe["name"]
-            labels = f'{{probe="{_label(name)}",type="{probe["type"]}"}}'
-            value = {
-                "lifeboat_healthcheck_up": 1 if results[name]["ok"] else 0,
-                "lifeboat_healthcheck_status": 2 if states[name]["state"] == FAILING else 0,
-                "lifeboat_healthcheck_duration_seconds": round(results[name]["duration"], 6),
-                "lifeboat_healthcheck_last_change_timestamp_seconds": states[name]["changed_at"],
-            }[metric]
-            lines.append(f"{metric}{labels} {value}")
+            labels = f'{{probe="{_label(probe["name"])}",type="{probe["type"]}"}}'
+            lines.append(f"{metric}{labels} {value(probe['name'])}")
     lines += ["# HELP lifeboat_healthcheck_timestamp_seconds When the probes last ran (Unix time).",
               "# TYPE lifeboat_healthcheck_timestamp_seconds gauge", f"lifeboat_healthcheck_timestamp_seconds {now}"]
     return "\n".join(lines) + "\n"
