@@ -111,7 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
     verify = commands.add_parser("verify", parents=[common], help="prove archives against their manifests")
     verify.add_argument("--job", help="only this job (all jobs when omitted)")
     verify.add_argument("--select", choices=_verify.SELECTIONS, help="which archives (default: the job's setting)")
-    verify.add_argument("--level", choices=_verify.LEVELS, help="how far to go (default: the job's setting)")
+    verify.add_argument("--level", choices=(_verify.AUTO, *_verify.LEVELS),
+                        help="how far to go (default: the job's setting; auto: structure, or checksum for "
+                             "encrypted archives this host cannot decrypt)")
     prune = commands.add_parser("prune", parents=[common], help="apply the jobs' retention")
     prune.add_argument("--job", help="only this job (all jobs when omitted)")
     prune.add_argument("--dry-run", action="store_true", help="say what would be removed, remove nothing")
@@ -173,10 +175,15 @@ def run_verify(config: _config.Config, args: argparse.Namespace, output: Output)
             continue
         archives = _verify.select_archives(destination=job.destination, job=job.params["job"],
                                            select=args.select or settings["select"])
-        level = args.level or settings["level"]
+        # A job encrypted with a passphrase file can read its own archives back with it.
+        decryption = _params.decryption({
+            **settings,
+            "age_passphrase_file": settings.get("age_passphrase_file") or job.params.get("encryption_passphrase_file"),
+        })
+        level = _verify.resolve_level(args.level or settings["level"], archives, decryption)
         request = _verify.VerifyRequest(
             archives=archives, level=level,
-            decryption=_params.decryption(settings),
+            decryption=decryption,
             postgres=_params.pg_connection(job.params, None) if level == "restore" and job.engine == "postgresql"
             else None,
             mongo=_params.mongo_connection(job.params) if level == "restore" and job.engine == "mongodb" else None,

@@ -23,7 +23,7 @@ TOP_LEVEL = ("defaults", "jobs", "metrics_file")
 
 VERIFY_SPEC: dict[str, t.Any] = {
     "enabled": {"type": "bool", "default": True},
-    "level": {"type": "str", "default": "structure", "choices": ["checksum", "stream", "structure", "restore"]},
+    "level": {"type": "str", "default": "auto", "choices": ["auto", "checksum", "stream", "structure", "restore"]},
     "select": {"type": "str", "default": "newest", "choices": ["all", "newest", "unverified"]},
     "age_identity_files": {"type": "list", "elements": "path", "default": []},
     "age_passphrase_file": {"type": "path"},

@@ -125,6 +125,47 @@ def test_verify_then_a_damaged_archive_fails(host, pg, mongo, tmp_path):
     assert f"error: journal: {os.path.basename(archive)}: checksum check failed" in run.stderr
 
 
+def newest_verification(destination, job):
+    (manifest,) = glob.glob(str(destination / f"{job}-*.manifest.json"))
+    with open(manifest, encoding="utf-8") as handle:
+        return json.load(handle)["verifications"][-1]
+
+
+def test_auto_level_reads_what_the_host_can_decrypt_and_checks_the_rest(host, pg, mongo, age_key, tmp_path):
+    """A host that encrypts to the operators' key holds no private key: its nightly verify must still pass."""
+    passphrase = tmp_path / "passphrase"
+    passphrase.write_text("a long passphrase for the journal\n")
+    passphrase.chmod(0o600)
+    config = tmp_path / "lifeboat.yml"
+    config.write_text(yaml.safe_dump({
+        "defaults": {"login_host": "127.0.0.1", "login_port": pg.port, "login_user": pg.user,
+                     "login_password_file": pg.password_file, "database": pg.sample},
+        "jobs": {
+            "to-operators": {"engine": "postgresql", "destination": str(tmp_path / "operators"),
+                             "encryption_recipients": [age_key["recipient"]]},
+            "with-key": {"engine": "postgresql", "destination": str(tmp_path / "with-key"),
+                         "encryption_recipients": [age_key["recipient"]],
+                         "verify": {"age_identity_files": [age_key["identity"]]}},
+            "passphrase": {"engine": "postgresql", "destination": str(tmp_path / "passphrase-job"),
+                           "encryption_passphrase_file": str(passphrase)},
+            "plain": {"engine": "postgresql", "destination": str(tmp_path / "plain")},
+        },
+    }))
+    for job in ("to-operators", "with-key", "passphrase", "plain"):
+        assert lifeboat(host, "backup", "--job", job, "--config", str(config)).returncode == 0
+    run = lifeboat(host, "verify", "--config", str(config))  # the config says nothing: level auto
+    assert run.returncode == 0, run.stderr
+    levels = {job: newest_verification(tmp_path / folder, job)["level"]
+              for job, folder in (("to-operators", "operators"), ("with-key", "with-key"),
+                                  ("passphrase", "passphrase-job"), ("plain", "plain"))}
+    assert levels == {"to-operators": "checksum", "with-key": "structure", "passphrase": "structure",
+                      "plain": "structure"}
+    # Asked for explicitly, a level the host cannot reach is a one-line error, not a silent downgrade.
+    run = lifeboat(host, "verify", "--job", "to-operators", "--level", "structure", "--config", str(config))
+    assert run.returncode == 1
+    assert "Traceback" not in run.stderr and "or verify with level=checksum" in run.stderr
+
+
 def test_journal_priorities_under_systemd(host, pg, mongo, tmp_path):
     config = write_config(tmp_path / "lifeboat.yml", pg, mongo, tmp_path / "backups")
     run = lifeboat(host, "backup", "--job", "journal", "--config", config,
