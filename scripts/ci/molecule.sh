@@ -35,6 +35,9 @@ export ANSIBLE_COLLECTIONS_PATH=$work/collections:$community
 ansible-galaxy collection build --force --output-path "$work/build" "$root" >/dev/null
 ansible-galaxy collection install --offline --no-deps -p "$work/collections" "$work"/build/lifeboat-ops-*.tar.gz >/dev/null
 export ANSIBLE_COLLECTIONS_SCAN_SYS_PATH=false ANSIBLE_NOCOLOR=1 NO_COLOR=1 ANSIBLE_FORCE_COLOR=0
+# The secret part of the scenarios' webhook URLs, new for every run.
+LIFEBOAT_WEBHOOK_TOKEN=$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')
+export LIFEBOAT_WEBHOOK_TOKEN
 
 for scenario in "${scenarios[@]}"; do
   if [ "$scenario" = backup_schedule ] && [ -z "${LIFEBOAT_PG_HOST:-}" ]; then
@@ -55,6 +58,19 @@ for scenario in "${scenarios[@]}"; do
   fi
   echo "== molecule $command -s $scenario"
   start=$SECONDS
-  (cd "$root" && molecule "$command" -s "$scenario")
-  echo "== molecule $command -s $scenario: ok in $((SECONDS - start)) s"
+  (cd "$root" && molecule "$command" -s "$scenario") 2>&1 | tee "$work/$scenario.log"
+  # Diffs are on (ansible.cfg [diff] always): no password or webhook token may show in anything Ansible printed.
+  secrets=$work/secrets
+  : >"$secrets"
+  for file in "${LIFEBOAT_PG_PASSWORD_FILE:-}" "${LIFEBOAT_MONGO_PASSWORD_FILE:-}"; do
+    if [ -n "$file" ] && [ -s "$file" ]; then { cat "$file"; echo; } >>"$secrets"; fi
+  done
+  echo "$LIFEBOAT_WEBHOOK_TOKEN" >>"$secrets"
+  sed -i '/^$/d' "$secrets"  # an empty pattern would match every line
+  found=$(grep --count --fixed-strings --file="$secrets" "$work/$scenario.log" || true)
+  if [ "$found" != 0 ]; then
+    echo "molecule.sh: a password or the webhook token shows on $found line(s) of the $scenario output" >&2
+    exit 1
+  fi
+  echo "== molecule $command -s $scenario: ok in $((SECONDS - start)) s, $(wc -l <"$work/$scenario.log") lines of output, no secret in them"
 done

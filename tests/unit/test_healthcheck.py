@@ -26,11 +26,13 @@ class Server:
 
     def __init__(self, accept_posts: bool = True) -> None:
         received = self.received = []
+        self.requests = []
         self.accept_posts = accept_posts
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802
+                outer.requests.append((self.path, self.headers.get("Authorization")))
                 self.send_response(200)
                 self.end_headers()
                 self.wfile.write(b"ok\n")
@@ -150,3 +152,12 @@ def test_http_probe_checks_status_and_body(hook):
         False, f"GET {url}: HTTP 200, but the body does not match '^healthy'")
     ok, detail = healthcheck.probe_tcp({"host": "127.0.0.1", "port": free_port()}, 2)
     assert not ok and "refused" in detail
+
+
+def test_http_credentials_and_query_are_used_but_never_shown(hook):
+    url = f"http://monitor:s3cret%21@127.0.0.1:{hook.port}/health?token=abc123"
+    ok, detail = healthcheck.probe_http({"url": url, "expect_status": [204]}, 2)
+    assert not ok and detail == f"GET http://127.0.0.1:{hook.port}/health?...: HTTP 200, expected 204"
+    assert hook.requests == [("/health?token=abc123", "Basic bW9uaXRvcjpzM2NyZXQh")]  # monitor:s3cret!
+    ok, detail = healthcheck.probe_http({"url": f"http://monitor:s3cret@127.0.0.1:{free_port()}/"}, 2)
+    assert not ok and "s3cret" not in detail and "monitor" not in detail

@@ -14,6 +14,7 @@ The state lives in $STATE_DIRECTORY (systemd's StateDirectory=). Standard librar
 from __future__ import annotations
 
 import argparse
+import base64
 import datetime
 import json
 import os
@@ -26,6 +27,7 @@ import tempfile
 import time
 import typing as t
 import urllib.error
+import urllib.parse
 import urllib.request
 
 HEALTHY, FAILING = "healthy", "failing"
@@ -71,24 +73,43 @@ def load_config(path: str) -> dict[str, t.Any]:
     return config
 
 
+def split_url(url: str) -> tuple[str, str, dict[str, str]]:
+    """The URL to request, the URL to show, and the headers its user:password part becomes.
+
+    What is shown (journal, alerts) carries neither the user information nor the query, which may hold a token.
+    """
+    parts = urllib.parse.urlsplit(url)
+    headers = {}
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, netloc = netloc.rsplit("@", 1)
+        user, _colon, password = userinfo.partition(":")
+        credentials = f"{urllib.parse.unquote(user)}:{urllib.parse.unquote(password)}".encode()
+        headers["Authorization"] = "Basic " + base64.b64encode(credentials).decode()
+    request_url = urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+    shown = urllib.parse.urlunsplit(parts._replace(netloc=netloc, query="..." if parts.query else "", fragment=""))
+    return request_url, shown, headers
+
+
 def probe_http(probe: dict[str, t.Any], timeout: float) -> tuple[bool, str]:
     context = None
     if probe.get("validate_certs") is False:
         context = ssl._create_unverified_context()  # noqa: S323 - the operator asked for it  # pylint: disable=protected-access
     expected = [int(code) for code in probe.get("expect_status") or [200]]
-    request = urllib.request.Request(probe["url"], headers={"User-Agent": "lifeboat-healthcheck"})
+    url, shown, headers = split_url(probe["url"])
+    request = urllib.request.Request(url, headers={"User-Agent": "lifeboat-healthcheck", **headers})
     try:
         with urllib.request.urlopen(request, timeout=timeout, context=context) as response:  # noqa: S310
             status, body = response.status, response.read(1 << 20)
     except urllib.error.HTTPError as exc:
         status, body = exc.code, exc.read(1 << 20) if exc.fp else b""
     except (urllib.error.URLError, OSError, ValueError) as exc:
-        return False, f"GET {probe['url']}: {getattr(exc, 'reason', exc)}"
+        return False, f"GET {shown}: {getattr(exc, 'reason', exc)}"
     if status not in expected:
-        return False, f"GET {probe['url']}: HTTP {status}, expected {', '.join(map(str, expected))}"
+        return False, f"GET {shown}: HTTP {status}, expected {', '.join(map(str, expected))}"
     if probe.get("expect_body") and not re.search(probe["expect_body"], body.decode("utf-8", "replace")):
-        return False, f"GET {probe['url']}: HTTP {status}, but the body does not match {probe['expect_body']!r}"
-    return True, f"GET {probe['url']}: HTTP {status}"
+        return False, f"GET {shown}: HTTP {status}, but the body does not match {probe['expect_body']!r}"
+    return True, f"GET {shown}: HTTP {status}"
 
 
 def probe_tcp(probe: dict[str, t.Any], timeout: float) -> tuple[bool, str]:
