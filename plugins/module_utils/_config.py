@@ -11,6 +11,7 @@ every job inherits. Passwords come only from files (``login_password_file``), ne
 from __future__ import annotations
 
 import os
+import re
 import typing as t
 from dataclasses import dataclass, field
 
@@ -174,9 +175,14 @@ def _typed(path: str, where: str, value: t.Any, item: dict[str, t.Any]) -> t.Any
             return [_typed(path, where, element, {"type": item.get("elements", "str")}) for element in value]
     elif kind == "bool" and not isinstance(value, bool):
         problem = "must be true or false"
-    elif kind == "int" and (isinstance(value, bool) or not isinstance(value, int)):
-        problem = "must be a whole number"
+    elif kind == "int":
+        if isinstance(value, str) and re.fullmatch(r"\s*[-+]?\d+\s*", value):
+            value = int(value)  # "5432", as Ansible's own argument checks take it and inventories often write it
+        if isinstance(value, bool) or not isinstance(value, int):
+            problem = "must be a whole number"
     elif kind == "float":
+        if isinstance(value, str) and re.fullmatch(r"\s*[-+]?(\d+\.?\d*|\.\d+)\s*", value):
+            value = float(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             problem = "must be a number"
         else:

@@ -233,6 +233,22 @@ def test_sigterm_leaves_no_archive(host, pg, mongo, big_pg, tmp_path):
     assert "big last backup run failed at" in status.stdout
 
 
+def test_quoted_numbers_are_taken_as_ansible_takes_them(host, pg, mongo, tmp_path):
+    """Inventories often quote numbers; the role writes them as given and the config takes them like a module."""
+    config = write_config(tmp_path / "lifeboat.yml", pg, mongo, tmp_path / "backups", compression_level="5",
+                          retention={"keep_last": "1"})
+    data = yaml.safe_load(open(config, encoding="utf-8"))
+    data["jobs"]["journal"]["login_port"] = str(pg.port)
+    open(config, "w", encoding="utf-8").write(yaml.safe_dump(data))
+    assert f"login_port: '{pg.port}'" in open(config, encoding="utf-8").read()
+    run = lifeboat(host, "backup", "--job", "journal", "--config", config)
+    assert run.returncode == 0, run.stderr
+    (manifest,) = glob.glob(str(tmp_path / "backups" / "journal-*.manifest.json"))
+    assert json.loads(open(manifest, encoding="utf-8").read())["archive"]["compression_level"] == 5
+    run = lifeboat(host, "prune", "--job", "journal", "--dry-run", "--config", config)
+    assert run.returncode == 0 and "keep journal-" in run.stderr, run.stderr
+
+
 def test_check_validates_the_config(host, pg, mongo, tmp_path):
     config = tmp_path / "lifeboat.yml"
     write_config(config, pg, mongo, tmp_path / "backups")
