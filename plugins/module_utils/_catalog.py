@@ -215,12 +215,17 @@ class Finding:
     message: str
 
 
+# When a new archive looks wrong next to the last verified one; status and retention's hold use the same.
+SHRINK_RATIO = 0.5
+COLLAPSE_MIN_COUNT = 100
+
+
 def compare_to_reference(
     newest: Archive,
     reference: Archive | None,
     *,
-    shrink_ratio: float = 0.5,
-    collapse_min_count: int = 100,
+    shrink_ratio: float = SHRINK_RATIO,
+    collapse_min_count: int = COLLAPSE_MIN_COUNT,
 ) -> list[Finding]:
     """What makes ``newest`` suspicious next to the last verified archive before it.
 

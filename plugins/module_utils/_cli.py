@@ -16,7 +16,6 @@ under systemd (``JOURNAL_STREAM`` set) lines carry syslog priorities for the jou
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import os
 import sys
 import threading
@@ -24,7 +23,7 @@ import time
 import traceback
 import typing as t
 
-from . import _catalog, _config, _mongo, _params, _postgres, _retention, _status, _verify
+from . import _catalog, _config, _manifest, _mongo, _params, _postgres, _retention, _status, _verify
 from ._common import LifeboatError, redact
 from ._pipeline import stop_cleanly_on_termination
 
@@ -228,13 +227,13 @@ def run_prune(config: _config.Config, args: argparse.Namespace, output: Output) 
 
 
 def run_status(config: _config.Config, args: argparse.Namespace, output: Output) -> int:
-    now = _dt.datetime.now(_dt.timezone.utc)
+    now = _manifest.utc_now()
     reports = []
     for destination, jobs in _by_destination(config.selected(args.job)).items():
-        # Each job with its own thresholds (an hourly job is late sooner than a nightly one), one report per place.
-        per_job = [_status.evaluate(destination, [job.params["job"]], _status.StatusOptions.from_options(job.status),
-                                    now=now) for job in jobs]
-        reports.append(_status.merge(per_job))
+        # Each job with its own thresholds, one report per place (its jobs share its free space).
+        reports.append(_status.evaluate(
+            destination, [job.params["job"] for job in jobs], now=now,
+            job_options={job.params["job"]: _status.StatusOptions.from_options(job.status) for job in jobs}))
     state = _status.worst(report["state"] for report in reports)
     metrics_file = args.metrics_file or config.metrics_file
     if metrics_file:

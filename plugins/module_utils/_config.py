@@ -15,7 +15,7 @@ import re
 import typing as t
 from dataclasses import dataclass, field
 
-from . import _params, _retention, _status
+from . import _params, _retention, _status, _verify
 from ._common import LifeboatError
 
 ENGINES = ("postgresql", "mongodb")
@@ -24,10 +24,9 @@ TOP_LEVEL = ("defaults", "jobs", "metrics_file")
 
 VERIFY_SPEC: dict[str, t.Any] = {
     "enabled": {"type": "bool", "default": True},
-    "level": {"type": "str", "default": "auto", "choices": ["auto", "checksum", "stream", "structure", "restore"]},
-    "select": {"type": "str", "default": "newest", "choices": ["all", "newest", "unverified"]},
-    "age_identity_files": {"type": "list", "elements": "path", "default": []},
-    "age_passphrase_file": {"type": "path"},
+    "level": {"type": "str", "default": _verify.AUTO, "choices": [_verify.AUTO, *_verify.LEVELS]},
+    "select": {"type": "str", "default": "newest", "choices": list(_verify.SELECTIONS)},
+    **_params.decryption_spec(),
 }
 RETENTION_SPEC: dict[str, t.Any] = {"enabled": {"type": "bool", "default": True}, **_retention.policy_spec()}
 STATUS_SPEC: dict[str, t.Any] = _status.options_spec()

@@ -77,11 +77,18 @@ def dump_archive_spec() -> dict[str, t.Any]:
     }
 
 
+def decryption_spec() -> dict[str, t.Any]:
+    """How archives are decrypted: the options :func:`decryption` reads."""
+    return {
+        "age_identity_files": {"type": "list", "elements": "path", "default": [], "no_log": False},
+        "age_passphrase_file": {"type": "path", "no_log": False},
+    }
+
+
 def restore_archive_spec() -> dict[str, t.Any]:
     return {
         "archive": {"type": "path", "required": True},
-        "age_identity_files": {"type": "list", "elements": "path", "default": [], "no_log": False},
-        "age_passphrase_file": {"type": "path", "no_log": False},
+        **decryption_spec(),
         "overwrite": {"type": "bool", "default": False},
         "safety_dump_dir": {"type": "path"},
     }

@@ -222,12 +222,12 @@ class PrunePlan:
 def plan_prune(destination: _catalog.Destination, policy: Policy, now: _dt.datetime | None = None,
                remove_partials: bool = False) -> PrunePlan:
     """Decide, group by group, what ``policy`` removes from ``destination``; nothing is touched here."""
-    now = now or _dt.datetime.now(_dt.timezone.utc)
+    now = now or _manifest.utc_now()
     plan = PrunePlan(destination.path, policy, remove_partials=remove_partials)
     groups = destination.groups()
     for job, database in sorted(groups, key=lambda key: (key[0], key[1] or "")):
         plan.groups.append(_plan_group(job, database, groups[(job, database)], policy, now))
-    plan.partials = [_partial(path) for path in destination.partials]
+    plan.partials = [describe_partial(path) for path in destination.partials]
     plan.measure()
     return plan
 
@@ -394,7 +394,7 @@ def _unlink(path: str) -> bool:
     return True
 
 
-def _partial(path: str) -> Partial:
+def describe_partial(path: str) -> Partial:
     match = _catalog.PARTIAL_NAME.match(os.path.basename(path))
     pid = int(match["pid"]) if match else None
     try:

@@ -45,9 +45,9 @@ class StatusOptions:
 
     max_age_hours: float = 26.0
     # WARNING when the newest archive is smaller than the previous verified one by more than this share.
-    shrink_ratio: float = 0.5
+    shrink_ratio: float = _catalog.SHRINK_RATIO
     # A table or collection with at least this many rows in the previous verified archive and none now: CRITICAL.
-    collapse_min_count: int = 100
+    collapse_min_count: int = _catalog.COLLAPSE_MIN_COUNT
     # Free space at the destination below this many times the expected next archive: WARNING (below 1x: CRITICAL).
     free_space_factor: float = 2.0
     # The newest archive unverified: WARNING. Its last verification failed: CRITICAL whatever this says.
@@ -97,9 +97,15 @@ def evaluate(
     jobs: t.Sequence[str] | None = None,
     options: StatusOptions | None = None,
     now: _dt.datetime | None = None,
+    job_options: t.Mapping[str, StatusOptions] | None = None,
 ) -> dict[str, t.Any]:
-    """The health of every (job, database) group of ``destination``; with ``jobs``, each of them must be there."""
+    """The health of every (job, database) group of ``destination``; with ``jobs``, each of them must be there.
+
+    ``job_options`` gives jobs thresholds of their own (an hourly job is late sooner than a nightly one); the
+    others, and the check of the space all jobs share, use ``options``, or the strictest free-space factor given.
+    """
     options = options or StatusOptions()
+    job_options = job_options or {}
     now = now or _manifest.utc_now()
     _manifest.validate_destination(destination)
     expected = list(dict.fromkeys(jobs)) if jobs else None
@@ -123,14 +129,16 @@ def evaluate(
     if expected is not None:
         groups = {key: archives for key, archives in groups.items() if key[0] in expected}
     for (job, database), archives in sorted(groups.items(), key=lambda item: (item[0][0], item[0][1] or "")):
-        report["jobs"].append(_evaluate_group(job, database, archives, report["free_bytes"], destination, options, now))
+        report["jobs"].append(_evaluate_group(job, database, archives, report["free_bytes"], destination,
+                                              job_options.get(job, options), now))
     present = {job for job, _database in groups}
     for job in expected or ():
         if job not in present:
             report["jobs"].append(_missing_job(job, destination))
     if expected is None and not groups:
         _add(report["reasons"], CRITICAL, f"no archive at all in {destination}")
-    _check_total_space(report["reasons"], groups, report["free_bytes"], destination, options)
+    strictest = max([options, *job_options.values()], key=lambda given: given.free_space_factor)
+    _check_total_space(report["reasons"], report["jobs"], report["free_bytes"], destination, strictest)
     for path, job in _interrupted_runs(found.partials):
         if expected is None or job in expected:
             _add(report["reasons"], WARNING,
@@ -203,14 +211,13 @@ def _groups(found: _catalog.Destination) -> dict[tuple[str, str | None], list[_c
 
 
 def _interrupted_runs(partials: t.Iterable[str]) -> list[tuple[str, str | None]]:
-    """Leftover temporary files whose writer is dead (a running backup's own are not a problem)."""
+    """Leftover temporary files that prune would remove: writer gone and past the grace period (the writer may
+    run in another PID namespace, a container, where its PID means nothing here)."""
     dead = []
     for path in partials:
-        name = os.path.basename(path)
-        match = _catalog.PARTIAL_NAME.match(name)
-        if match and _retention.pid_alive(int(match["pid"])):
+        if not _retention.describe_partial(path).removable:
             continue
-        archive_name = _catalog.ARCHIVE_NAME.match(name.lstrip("."))
+        archive_name = _catalog.ARCHIVE_NAME.match(os.path.basename(path).lstrip("."))
         dead.append((path, archive_name["job"] if archive_name else None))
     return dead
 
@@ -232,7 +239,8 @@ def _missing_job(job: str, destination: str) -> dict[str, t.Any]:
 
 def _job_entry(job: str, database: str | None, engine: str | None, archives: list[_catalog.Archive]) -> dict[str, t.Any]:
     return {"job": job, "database": database, "engine": engine, "state": OK, "reasons": [], "archives": len(archives),
-            "newest": None, "unreadable": [a.name for a in archives if not a.readable], "previous_verified": None}
+            "newest": None, "unreadable": [a.name for a in archives if not a.readable], "previous_verified": None,
+            "next_size": None}
 
 
 def _evaluate_group(
@@ -273,8 +281,9 @@ def _evaluate_group(
     for finding in _catalog.compare_to_reference(newest, reference, shrink_ratio=options.shrink_ratio,
                                                  collapse_min_count=options.collapse_min_count):
         _add(reasons, finding.severity, f"{label} newest archive {finding.message}")
+    entry["next_size"] = expected_next_size(newest)
     if free is not None:
-        _check_space(reasons, label, newest, free, destination, options)
+        _check_space(reasons, label, entry["next_size"], free, destination, options)
     entry["state"] = worst(reason["severity"] for reason in reasons)
     return entry
 
@@ -296,9 +305,8 @@ def _space_state(free: int, needed: int, options: StatusOptions) -> str:
     return WARNING if free < needed * options.free_space_factor else OK
 
 
-def _check_space(reasons: list[dict[str, str]], label: str, newest: _catalog.Archive, free: int, destination: str,
+def _check_space(reasons: list[dict[str, str]], label: str, needed: int, free: int, destination: str,
                  options: StatusOptions) -> None:
-    needed = expected_next_size(newest)
     state = _space_state(free, needed, options)
     if state == CRITICAL:
         _add(reasons, CRITICAL, f"{label} next archive will not fit: {human_size(free)} free in {destination}, "
@@ -308,24 +316,22 @@ def _check_space(reasons: list[dict[str, str]], label: str, newest: _catalog.Arc
                                f"{human_size(free)} free in {destination}, the newest archive took {human_size(needed)}")
 
 
-def _check_total_space(reasons: list[dict[str, str]], groups: dict[t.Any, list[_catalog.Archive]], free: int | None,
+def _check_total_space(reasons: list[dict[str, str]], entries: list[dict[str, t.Any]], free: int | None,
                        destination: str, options: StatusOptions) -> None:
     """The jobs of one destination share its space: each next archive may fit while all of them do not."""
-    newest = [readable[-1] for readable in ([a for a in archives if a.readable] for archives in groups.values())
-              if readable]
-    if free is None or len(newest) < 2:
+    sizes = [entry["next_size"] for entry in entries if entry["next_size"] is not None]
+    if free is None or len(sizes) < 2:
         return
-    sizes = [expected_next_size(archive) for archive in newest]
     each = worst(_space_state(free, size, options) for size in sizes)  # already reported per job
     total = sum(sizes)
     state = _space_state(free, total, options)
     if SEVERITY_ORDER[state] <= SEVERITY_ORDER[each]:
         return
     if state == CRITICAL:
-        _add(reasons, CRITICAL, f"the next archives of all {len(newest)} jobs will not fit: {human_size(free)} free "
+        _add(reasons, CRITICAL, f"the next archives of all {len(sizes)} jobs will not fit: {human_size(free)} free "
                                 f"in {destination}, their newest archives took {human_size(total)}")
     else:
-        _add(reasons, WARNING, f"room for less than {options.free_space_factor:g} more runs of all {len(newest)} jobs: "
+        _add(reasons, WARNING, f"room for less than {options.free_space_factor:g} more runs of all {len(sizes)} jobs: "
                                f"{human_size(free)} free in {destination}, their newest archives took {human_size(total)}")
 
 
@@ -387,18 +393,6 @@ _METRICS: list[tuple[str, str]] = [
     (FREE_BYTES_METRIC, "Free space at the backup destination."),
     (STATUS_TIMESTAMP_METRIC, "When this backup health check ran (Unix time)."),
 ]
-
-
-def merge(reports: t.Sequence[dict[str, t.Any]]) -> dict[str, t.Any]:
-    """One report of a destination from several evaluations of it (jobs checked with options of their own)."""
-    first = reports[0]
-    merged: dict[str, t.Any] = {**first, "reasons": [], "jobs": []}
-    for report in reports:
-        if report["destination"] != first["destination"]:
-            raise ValueError("merge() takes reports of one destination")
-        merged["jobs"] += report["jobs"]
-        merged["reasons"] += [reason for reason in report["reasons"] if reason not in merged["reasons"]]
-    return _conclude(merged)
 
 
 def metrics_text(reports: dict[str, t.Any] | t.Sequence[dict[str, t.Any]], now: _dt.datetime | None = None) -> str:

@@ -17,7 +17,7 @@ import hashlib
 import struct
 import typing as t
 
-from ._common import LifeboatError
+from ._common import LifeboatError, first_few
 
 HASH_MODULUS = 1 << 128
 
@@ -235,7 +235,8 @@ class MongoArchiveReader:
             and f"{meta.get('db')}.{meta.get('collection')}" not in self.finished_namespaces
         )
         if unfinished:
-            raise StructureError(f"the mongodump archive has no end for {', '.join(unfinished[:5])}: it is cut short")
+            raise StructureError(
+                f"the mongodump archive has no end for {first_few(unfinished, separator=', ')}: it is cut short")
 
 
 def _bson() -> t.Any:

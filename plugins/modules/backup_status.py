@@ -197,6 +197,9 @@ jobs:
     previous_verified:
       description: Name of the verified archive the newest one was compared with.
       type: str
+    next_size:
+      description: Bytes the next run is expected to need (the newest archive's files); null without one.
+      type: int
 metrics:
   description: The metrics text written (or, in check mode, that would be written).
   returned: when O(metrics_file) is set

@@ -16,6 +16,7 @@ import typing as t
 import pytest
 
 from ansible_collections.lifeboat.ops.plugins.module_utils import _catalog, _manifest, _status, _verify
+from testbed import metric
 
 JOB = "status-test"
 
@@ -29,19 +30,6 @@ def promtool_check(text: str) -> subprocess.CompletedProcess:
 def assert_valid_metrics(text: str) -> None:
     checked = promtool_check(text)
     assert (checked.returncode, checked.stdout, checked.stderr) == (0, "", ""), text
-
-
-def metric(text: str, name: str, **labels: str) -> float:
-    """The value of the one sample of ``name`` whose labels include ``labels``."""
-    found = []
-    for line in text.splitlines():
-        match = re.fullmatch(r"(\w+)\{(.*)\} (\S+)", line)
-        if match and match[1] == name:
-            pairs = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', match[2]))
-            if all(pairs.get(key) == value for key, value in labels.items()):
-                found.append(float(match[3]))
-    assert len(found) == 1, f"{name} {labels}: {found} in\n{text}"
-    return found[0]
 
 
 def mark_verified(archive_path: str) -> None:

@@ -17,7 +17,7 @@ import time
 import pytest
 import yaml
 
-from testbed import REPO_ROOT, listing
+from testbed import REPO_ROOT, listing, metric
 
 BLOCK_ANSIBLE = '''
 import sys
@@ -316,7 +316,8 @@ def test_status_exit_codes_follow_the_states_and_metrics_pass_promtool(host, pg,
 
     run = status()  # nothing backed up yet
     assert run.returncode == 2 and run.stdout.startswith("LIFEBOAT CRITICAL - ")
-    assert "no archive of job journal" in run.stdout and 'lifeboat_backup_status{' in metrics.read_text()
+    assert "no archive of job journal" in run.stdout
+    assert metric(metrics.read_text(), "lifeboat_backup_status", job="journal") == 2
     for job in ("journal", "nightscout"):
         assert lifeboat(host, "backup", "--job", job, "--config", config).returncode == 0
     run = status()
@@ -327,7 +328,8 @@ def test_status_exit_codes_follow_the_states_and_metrics_pass_promtool(host, pg,
     assert run.returncode == 0 and run.stdout.startswith(
         f"LIFEBOAT OK - 2 backup job(s) in {tmp_path / 'backups'} fresh and verified, "), run.stdout
     text = metrics.read_text()
-    assert 'lifeboat_backup_last_verified{destination="' in text and 'job="journal",database="journal"} 1' in text
+    assert metric(text, "lifeboat_backup_last_verified", job="journal", database="journal") == 1
+    assert metric(text, "lifeboat_backup_status", job="nightscout") == 0
     # The nightly job's archive, 27 hours old.
     (manifest,) = glob.glob(str(tmp_path / "backups" / "journal-*.manifest.json"))
     with open(manifest, encoding="utf-8") as handle:
@@ -337,4 +339,4 @@ def test_status_exit_codes_follow_the_states_and_metrics_pass_promtool(host, pg,
         json.dump(data, handle)
     run = status("--job", "journal")
     assert run.returncode == 2 and "old (max 26 h)" in run.stdout, run.stdout
-    assert 'lifeboat_backup_status{destination="' in metrics.read_text()
+    assert metric(metrics.read_text(), "lifeboat_backup_status", job="journal") == 2

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import typing as t
@@ -169,3 +170,16 @@ def sample_jobs(pg: PgServer, mongo: MongoServer, **extra: t.Any) -> list[dict[s
         {"name": "journal", "engine": "postgresql", "database": PG_SOURCE, **pg.login(), **extra},
         {"name": "nightscout", "engine": "mongodb", "database": MONGO_SOURCE, **mongo.login(), **extra},
     ]
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    """The value of the one sample of ``name`` whose labels include ``labels``."""
+    found = []
+    for line in text.splitlines():
+        match = re.fullmatch(r"(\w+)\{(.*)\} (\S+)", line)
+        if match and match[1] == name:
+            pairs = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', match[2]))
+            if all(pairs.get(key) == value for key, value in labels.items()):
+                found.append(float(match[3]))
+    assert len(found) == 1, f"{name} {labels}: {found} in\n{text}"
+    return found[0]
