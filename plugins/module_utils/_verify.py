@@ -152,19 +152,19 @@ def _run_checks(archive: _catalog.Archive, request: VerifyRequest, result: dict[
     manifest = archive.manifest or {}
     checks = result["checks"]
     depth = LEVELS.index(request.level)
-    for path, expected_size, expected_sha in _stored_files(archive):
-        _check_size(path, expected_size)
+    *extras, main = stored = _stored_files(archive)
+    for stored_file in stored:
+        _check_size(stored_file.path, stored_file.size)
         if depth == 0:
-            actual = sha256_file(path)
-            if actual != expected_sha:
-                raise CheckFailed("checksum", _sha_mismatch(path, actual, expected_sha))
+            actual = sha256_file(stored_file.path)
+            if actual != stored_file.sha256:
+                raise CheckFailed("checksum", _sha_mismatch(stored_file.path, actual, stored_file.sha256))
     if depth == 0:
         checks["checksum"] = "ok"
         return
-    for path, _size, expected_sha in _stored_files(archive)[:-1]:  # the extras (globals): read whole too
-        _read_and_hash(archive, path, expected_sha, request)
-    reader = _read_and_hash(archive, archive.path, manifest["archive"]["sha256"], request,
-                            structure=depth >= 2, content=depth >= 3)
+    for extra in extras:  # the extras (globals): read whole too
+        _read_and_hash(archive, extra, request)
+    reader = _read_and_hash(archive, main, request, structure=depth >= 2, content=depth >= 3)
     checks["checksum"] = checks["stream"] = "ok"
     if depth < 2 or reader is None:
         return
@@ -188,13 +188,21 @@ def _run_checks(archive: _catalog.Archive, request: VerifyRequest, result: dict[
         checks["restore"] = "ok"
 
 
-def _stored_files(archive: _catalog.Archive) -> list[tuple[str, int | None, str]]:
-    """(path, size, sha256) of the extras, then of the archive itself (last)."""
+class StoredFile(t.NamedTuple):
+    path: str
+    size: int | None
+    sha256: str
+    plain_sha256: str
+
+
+def _stored_files(archive: _catalog.Archive) -> list[StoredFile]:
+    """What the manifest says of the extras, then of the archive itself (last)."""
     manifest = archive.manifest or {}
     directory = os.path.dirname(archive.path)
-    files = [(os.path.join(directory, extra["file"]), extra.get("size"), extra["sha256"])
-             for extra in manifest.get("extras", [])]
-    files.append((archive.path, manifest["archive"]["size"], manifest["archive"]["sha256"]))
+    files = [StoredFile(os.path.join(directory, extra["file"]), extra.get("size"), extra["sha256"],
+                        extra["plain_sha256"]) for extra in manifest.get("extras", [])]
+    info = manifest["archive"]
+    files.append(StoredFile(archive.path, info["size"], info["sha256"], info["plain_sha256"]))
     return files
 
 
@@ -217,14 +225,14 @@ def _sha_mismatch(path: str, actual: str, expected: str) -> str:
 
 def _read_and_hash(
     archive: _catalog.Archive,
-    path: str,
-    expected_sha: str,
+    stored_file: StoredFile,
     request: VerifyRequest,
     *,
     structure: bool = False,
     content: bool = False,
 ) -> PgSqlReader | MongoArchiveReader | None:
-    """One read of ``path``: stored sha256, decryption, decompression, plain sha256 and, optionally, structure."""
+    """One read of a stored file: stored sha256, decryption, decompression, plain sha256 and, optionally, structure."""
+    path, expected_sha = stored_file.path, stored_file.sha256
     info = (archive.manifest or {})["archive"]
     compression = stream_compression(archive.manifest) if path == archive.path else info["compression"]
     reader: PgSqlReader | MongoArchiveReader | None = None
@@ -245,7 +253,7 @@ def _read_and_hash(
         except LifeboatError as exc:
             check = "structure" if isinstance(exc, StructureError) or "pg_restore" in str(exc) else "stream"
             raise CheckFailed(check, str(exc)) from None
-        expected_plain = _expected_plain_sha(archive, path)
+        expected_plain = stored_file.plain_sha256
         if stream.plain_sha256 and stream.plain_sha256 != expected_plain:
             raise CheckFailed("stream", (
                 "decrypted and decompressed, it gives other bytes than were dumped (plain sha256 "
@@ -267,14 +275,6 @@ def _read_and_hash(
     finally:
         if work is not None:
             work.cleanup()
-
-
-def _expected_plain_sha(archive: _catalog.Archive, path: str) -> str:
-    manifest = archive.manifest or {}
-    if path == archive.path:
-        return manifest["archive"]["plain_sha256"]
-    return next(extra["plain_sha256"] for extra in manifest.get("extras", [])
-                if os.path.join(os.path.dirname(archive.path), extra["file"]) == path)
 
 
 def _structure_reader(

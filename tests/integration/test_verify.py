@@ -169,8 +169,7 @@ def test_restore_test_fails_when_restored_content_differs_from_the_archive(engin
     request = _verify.VerifyRequest(archives=[archive], level="restore", record=False,
                                     postgres=_params.pg_connection(server.login(), None) if engine == "postgresql" else None,
                                     mongo=_params.mongo_connection(server.login()) if engine == "mongodb" else None)
-    reader = _verify._read_and_hash(archive, archive.path, archive.manifest["archive"]["sha256"], request,
-                                    structure=True, content=True)
+    reader = _verify._read_and_hash(archive, _verify._stored_files(archive)[-1], request, structure=True, content=True)
     changed = sorted(reader.tally.sums)[-1]
     reader.tally.sums[changed] += 1
     result = {}
