@@ -18,7 +18,15 @@ from ._common import LifeboatError, friendly_errors
 from ._mongo import MongoConnection
 from ._pipeline import Decryption
 from ._postgres import PgConnection
-from ._validate_core import Checks, ContentStats, Options, build_result, health_checks, write_report
+from ._validate_core import (
+    DATA_CATEGORIES,
+    Checks,
+    ContentStats,
+    Options,
+    build_result,
+    health_checks,
+    write_report,
+)
 
 ENGINES = ("postgresql", "mongodb")
 
@@ -89,21 +97,25 @@ def validate(request: ValidateRequest) -> dict[str, t.Any]:
     source, target = request.source, request.target
     scratch = None
     source_label = source.describe(request.engine)
-    if source.archive:
-        if request.check_mode:
-            result = build_result(checks, source_label, target.describe(request.engine), request.engine,
-                                  ContentStats(), started)
-            result.update(passed=False, summary="NOT COMPARED: check mode does not restore the source archive into a"
-                          " scratch database, so nothing was compared; run without check mode")
-            return result
-        scratch = request.scratch_database or f"lifeboat_validate_{uuid.uuid4().hex[:10]}"
-        _restore_scratch(request, scratch)
-        source = Endpoint(connection=target.connection, database=scratch, auth_database=target.auth_database)
-    try:
-        content = _run_engine(request.engine, source, target, checks)
-    finally:
-        if scratch:
-            _drop_scratch(request, scratch)
+    content = ContentStats()
+    # Security and application look at the target alone: without a data check, no side's data is read (and an
+    # archive source is not restored).
+    if any(options.wanted(category) for category in DATA_CATEGORIES):
+        if source.archive:
+            if request.check_mode:
+                result = build_result(checks, source_label, target.describe(request.engine), request.engine,
+                                      ContentStats(), started)
+                result.update(passed=False, summary="NOT COMPARED: check mode does not restore the source archive"
+                              " into a scratch database, so nothing was compared; run without check mode")
+                return result
+            scratch = request.scratch_database or f"lifeboat_validate_{uuid.uuid4().hex[:10]}"
+            _restore_scratch(request, scratch)
+            source = Endpoint(connection=target.connection, database=scratch, auth_database=target.auth_database)
+        try:
+            content = _run_engine(request.engine, source, target, checks)
+        finally:
+            if scratch:
+                _drop_scratch(request, scratch)
     if options.wanted("security"):
         if request.engine == "postgresql":
             _validate_pg.security(t.cast(PgConnection, target.connection).for_database(t.cast(str, target.database)),

@@ -20,15 +20,17 @@ import json
 import os
 import ssl
 import statistics
-import tempfile
 import time
 import typing as t
 import urllib.parse
 from dataclasses import dataclass, field
 
-from ._common import LifeboatError, redact
+from ._common import LifeboatError, first_few, redact
+from ._pipeline import write_file_atomic
 
 CATEGORIES = ("presence", "counts", "indexes", "schema", "content", "timing", "security", "application")
+# The categories that read both sides' data; security and application look at the target alone.
+DATA_CATEGORIES = CATEGORIES[:6]
 # Timing depends on the machines, not on whether the data arrived: reported, not required, unless asked.
 DEFAULT_REQUIRED = ("presence", "counts", "indexes", "schema", "content", "security", "application")
 CONTENT_MODES = ("full", "sample", "none")
@@ -172,9 +174,8 @@ def compare_definitions(checks: Checks, category: str, name: str, obj: str, what
         if source[key] != target[key]:
             differences.append({"kind": "changed", "key": key, "what": what,
                                 "source": source[key], "target": target[key]})
-    shown = ", ".join(f"{d['kind']} {d['key']}" for d in differences[:3])
-    more = f" and {len(differences) - 3} more" if len(differences) > 3 else ""
-    details = f"{len(source)} {what}{'es' if what.endswith('x') else 's'} equal" if not differences else f"{shown}{more}"
+    details = first_few([f"{d['kind']} {d['key']}" for d in differences], 3, ", ") if differences else \
+        f"{len(source)} {what}{'es' if what.endswith('x') else 's'} equal"
     checks.add(category, name, obj, not differences, details, differences)
 
 
@@ -233,8 +234,8 @@ class RangeDiff:
         return len(self.missing) + len(self.extra) + len(self.changed)
 
 
-def _both(pool: concurrent.futures.ThreadPoolExecutor, left: t.Callable[[], t.Any],
-          right: t.Callable[[], t.Any]) -> tuple[t.Any, t.Any]:
+def both_sides(pool: concurrent.futures.ThreadPoolExecutor, left: t.Callable[[], t.Any],
+               right: t.Callable[[], t.Any]) -> tuple[t.Any, t.Any]:
     """Run the same question on both sides at once (two servers, two connections)."""
     future = pool.submit(right)
     first = left()
@@ -251,8 +252,8 @@ def bisect_compare(source: RangeSide, target: RangeSide, bounds: list[t.Any], op
         pending = [bounds]
         while pending:
             current = pending.pop()
-            hashes_source, hashes_target = _both(pool, lambda c=current: source.hash_ranges(c),
-                                                 lambda c=current: target.hash_ranges(c))
+            hashes_source, hashes_target = both_sides(pool, lambda c=current: source.hash_ranges(c),
+                                                      lambda c=current: target.hash_ranges(c))
             stats.chunks_hashed += len(current) - 1
             for index, (one, other) in enumerate(zip(hashes_source, hashes_target)):
                 low, high = current[index], current[index + 1]
@@ -269,8 +270,8 @@ def bisect_compare(source: RangeSide, target: RangeSide, bounds: list[t.Any], op
                     stats.bisections += 1
                     pending.append(parts)
                     continue
-                left, right = _both(pool, lambda lo=low, hi=high: source.rows(lo, hi),
-                                    lambda lo=low, hi=high: target.rows(lo, hi))
+                left, right = both_sides(pool, lambda lo=low, hi=high: source.rows(lo, hi),
+                                         lambda lo=low, hi=high: target.rows(lo, hi))
                 stats.rows_transferred["source"] += sum(left.values()) if multiset else len(left)
                 stats.rows_transferred["target"] += sum(right.values()) if multiset else len(right)
                 _diff_rows(left, right, result, multiset)
@@ -388,13 +389,12 @@ def build_result(checks: Checks, source: str, target: str, engine: str, content:
     verdict = "PASSED" if passed else "FAILED"
     summary = f"{verdict}: {engine} migration {source} -> {target}. {len(items) - len(failed)} of {len(items)} checks passed"
     if failed_required:
-        shown = "; ".join(f"{c.category} {c.name} of {c.object}: {c.details}" for c in failed_required[:5])
-        more = f"; and {len(failed_required) - 5} more" if len(failed_required) > 5 else ""
-        summary += f"; {len(failed_required)} required check(s) failed: {shown}{more}"
+        summary += f"; {len(failed_required)} required check(s) failed: " + first_few(
+            [f"{c.category} {c.name} of {c.object}: {c.details}" for c in failed_required], 5)
     optional_failed = [c for c in failed if not c.required]
     if optional_failed:
-        summary += f"; {len(optional_failed)} failed check(s) not required: " + ", ".join(
-            f"{c.category} {c.object}" for c in optional_failed[:3])
+        summary += f"; {len(optional_failed)} failed check(s) not required: " + first_few(
+            [f"{c.category} {c.object}" for c in optional_failed], 3, ", ")
     summary += (f". Content: {content.rows_compared} rows compared in {content.chunks_hashed} hashed chunks,"
                 f" {content.bisections} bisections, rows transferred source {content.rows_transferred['source']},"
                 f" target {content.rows_transferred['target']}.")
@@ -441,24 +441,6 @@ def markdown(result: dict[str, t.Any]) -> str:
     return redact("\n".join(lines).rstrip() + "\n")
 
 
-def _atomic_write(path: str, text: str) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise LifeboatError(f"report directory {directory} does not exist; create it or choose another report_path")
-    fd, temporary = tempfile.mkstemp(prefix=".lifeboat-report-", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temporary, 0o600)
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
-
-
 def report_paths(report_path: str) -> tuple[str, str]:
     base = report_path[:-5] if report_path.endswith(".json") else report_path[:-3] if report_path.endswith(".md") \
         else report_path
@@ -468,6 +450,10 @@ def report_paths(report_path: str) -> tuple[str, str]:
 def write_report(result: dict[str, t.Any], report_path: str) -> tuple[str, str]:
     """Write REPORT.json and REPORT.md (0600, atomically); no secret survives redact()."""
     json_path, md_path = report_paths(report_path)
-    _atomic_write(json_path, redact(json.dumps(result, indent=2, default=str, ensure_ascii=False)) + "\n")
-    _atomic_write(md_path, markdown(result))
+    directory = os.path.dirname(os.path.abspath(json_path))
+    if not os.path.isdir(directory):
+        raise LifeboatError(f"report directory {directory} does not exist; create it or choose another report_path")
+    write_file_atomic(json_path, (redact(json.dumps(result, indent=2, default=str, ensure_ascii=False)) + "\n")
+                      .encode("utf-8"), 0o600)
+    write_file_atomic(md_path, markdown(result).encode("utf-8"), 0o600)
     return json_path, md_path

@@ -20,9 +20,18 @@ import time
 import typing as t
 import zlib
 
-from ._common import LifeboatError
+from ._common import LifeboatError, first_few
 from ._mongo import MongoConnection, _one_line, _pymongo, _split_uri
-from ._validate_core import Checks, ContentStats, compare_definitions, compare_sets, count_check, shorten, timing_check
+from ._validate_core import (
+    Checks,
+    ContentStats,
+    both_sides,
+    compare_definitions,
+    compare_sets,
+    count_check,
+    shorten,
+    timing_check,
+)
 
 _MASK = (1 << 64) - 1
 _UNKNOWN_SIZE_BUCKETS = 4096
@@ -129,9 +138,8 @@ def compare_documents(source: t.Callable[[], t.Iterable[bytes]], target: t.Calla
     stats = ContentStats()
     buckets = _UNKNOWN_SIZE_BUCKETS if expected is None else max(1, min(1 << 16, math.ceil(expected / threshold)))
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        future = pool.submit(lambda: bucket_hashes(target(), buckets))
-        counts_s, sums_s, seen_s = bucket_hashes(source(), buckets)
-        counts_t, sums_t, seen_t = future.result()
+        (counts_s, sums_s, seen_s), (counts_t, sums_t, seen_t) = both_sides(
+            pool, lambda: bucket_hashes(source(), buckets), lambda: bucket_hashes(target(), buckets))
         stats.chunks_hashed = buckets
         stats.rows_compared = max(seen_s, seen_t)
         stats.rows_transferred = {"source": seen_s, "target": seen_t}
@@ -141,9 +149,9 @@ def compare_documents(source: t.Callable[[], t.Iterable[bytes]], target: t.Calla
         changed: list[tuple[bytes, list[str]]] = []
         if differing:
             stats.bisections = len(differing)
-            future = pool.submit(lambda: documents_in(target(), buckets, differing))
-            kept_s, again_s = documents_in(source(), buckets, differing)
-            kept_t, again_t = future.result()
+            (kept_s, again_s), (kept_t, again_t) = both_sides(
+                pool, lambda: documents_in(source(), buckets, differing),
+                lambda: documents_in(target(), buckets, differing))
             stats.rows_transferred["source"] += again_s
             stats.rows_transferred["target"] += again_t
             for key in sorted(set(kept_s) | set(kept_t)):
@@ -243,8 +251,8 @@ def run(source: MongoConnection, target: MongoConnection, source_db: str, target
                     differences = compare_sets(kind, names_s, names_t)
                     checks.add("presence", f"{kind}s", source_db, not differences,
                                f"{len(names_s)} on source, {len(names_t)} on target" + (
-                                   "" if not differences else ": " + ", ".join(
-                                       f"{d['kind']} {d['key']}" for d in differences[:5])), differences)
+                                   "" if not differences else ": " + first_few(
+                                       [f"{d['kind']} {d['key']}" for d in differences], 5, ", ")), differences)
         common = sorted(n for n, k in src_colls.items()
                         if k == "collection" and tgt_colls.get(n) == "collection" and options.selected(n))
         if options.wanted("indexes"):
@@ -254,8 +262,8 @@ def run(source: MongoConnection, target: MongoConnection, source_db: str, target
         if options.wanted("counts"):
             with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
                 for name in common:
-                    future = pool.submit(tgt[name].count_documents, {})
-                    counts[name] = (src[name].count_documents({}), future.result())
+                    counts[name] = both_sides(pool, lambda n=name: src[n].count_documents({}),
+                                              lambda n=name: tgt[n].count_documents({}))
                     count_check(checks, name, *counts[name])
         if options.wanted("content") and options.content_mode != "none":
             for name in common:
@@ -285,9 +293,8 @@ def _content(checks: Checks, src: t.Any, tgt: t.Any, name: str, expected: int | 
                f" {len(diff.extra)} extra, {len(diff.changed)} changed; {stats.chunks_hashed} buckets hashed,"
                f" {stats.bisections} differing buckets re-read")
     if differences:
-        first = differences[0]
-        summary = f"{first['kind']} {first['key']}" + (f" ({first['fields'][0]})" if first.get("fields") else "") \
-            + (f" and {len(differences) - 1} more" if len(differences) > 1 else "") + "; " + summary
+        summary = first_few([f"{d['kind']} {d['key']}" + (f" ({d['fields'][0]})" if d.get("fields") else "")
+                             for d in differences], 1, ", ") + "; " + summary
     checks.add("content", "documents", name, not differences, summary, differences, stats=stats.as_dict())
     return stats
 
@@ -377,11 +384,11 @@ def security(target: MongoConnection, auth_database: str, checks: Checks) -> Non
             accepts_plain = False
         finally:
             plain.close()
-        ok = uses_tls and not accepts_plain
-        checks.add("security", "tls", where, ok,
-                   "the target is reached with TLS and refuses plain connections" if ok else
-                   ("the validator connects without TLS (set tls: true)" if not uses_tls else "")
-                   + (" the target also accepts connections without TLS (net.tls.mode: requireTLS)" if accepts_plain else ""))
+        problems = ["the validator connects without TLS (set tls: true)"] if not uses_tls else []
+        if accepts_plain:
+            problems.append("the target also accepts connections without TLS (net.tls.mode: requireTLS)")
+        checks.add("security", "tls", where, not problems, "; ".join(problems)
+                   or "the target is reached with TLS and refuses plain connections")
     if options.expected_users:
         client = target.client()
         try:

@@ -20,12 +20,13 @@ import concurrent.futures
 import math
 import typing as t
 
-from ._common import LifeboatError
-from ._postgres import PgConnection, _one_line, _psycopg, quote_ident
+from ._common import LifeboatError, first_few
+from ._postgres import _USER_SCHEMA, PgConnection, _one_line, _psycopg, quote_ident
 from ._validate_core import (
     Checks,
     ContentStats,
     bisect_compare,
+    both_sides,
     compare_definitions,
     compare_sets,
     count_check,
@@ -33,7 +34,6 @@ from ._validate_core import (
     timing_check,
 )
 
-_USER_SCHEMA = "n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_(toast|temp)'"
 _SESSION = ("SET DateStyle = 'ISO, YMD'", "SET TimeZone = 'UTC'", "SET extra_float_digits = 3",
             "SET bytea_output = 'hex'", "SET IntervalStyle = 'postgres'", "SET statement_timeout = 0",
             "SET idle_in_transaction_session_timeout = 0", "SET default_transaction_read_only = on")
@@ -127,10 +127,10 @@ def run(source: PgConnection, target: PgConnection, checks: Checks) -> ContentSt
                     other = (tgt_rel if item["kind"] == "missing" else src_rel).get(item["key"])
                     if other:
                         item["other_kind"] = _KINDS.get(other["kind"], other["kind"])
-                checks.add("presence", f"{kind}s", source.database or "", not differences,
-                           f"{len(names_s)} on source, {len(names_t)} on target" + (
-                               "" if not differences else ": " + ", ".join(f"{d['kind']} {d['key']}" for d in differences[:5])),
-                           differences)
+                details = f"{len(names_s)} on source, {len(names_t)} on target"
+                if differences:
+                    details += ": " + first_few([f"{d['kind']} {d['key']}" for d in differences], 5, ", ")
+                checks.add("presence", f"{kind}s", source.database or "", not differences, details, differences)
         tables = _table_names(src_cat, checks)
         common = [name for name in tables if name in tgt_rel and tgt_rel[name]["kind"] == "r"]
         if options.wanted("schema"):
@@ -162,8 +162,8 @@ def run(source: PgConnection, target: PgConnection, checks: Checks) -> ContentSt
                     else:  # content alone needs only a size to plan its ranges: the planner's estimate will do
                         sql, params = "SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = %s::regclass", \
                             [qualified(name)]
-                    future = pool.submit(lambda q=sql, p=params: tgt.execute(q, p).fetchone()[0])
-                    counts[name] = (src.execute(sql, params).fetchone()[0], future.result())
+                    counts[name] = both_sides(pool, lambda q=sql, p=params: src.execute(q, p).fetchone()[0],
+                                              lambda q=sql, p=params: tgt.execute(q, p).fetchone()[0])
                     if options.wanted("counts"):
                         count_check(checks, name, *counts[name])
         if options.wanted("content") and options.content_mode != "none":
@@ -187,7 +187,7 @@ def _sequence_check(checks: Checks, source: dict[str, t.Any], target: dict[str, 
     if source:
         checks.add("schema", "sequence positions", database, not behind,
                    f"{len(source)} sequences at or past the source's value" if not behind else
-                   ", ".join(f"{d['key']} at {d['target']} (source {d['source']})" for d in behind[:5]), behind)
+                   first_few([f"{d['key']} at {d['target']} (source {d['source']})" for d in behind], 5, ", "), behind)
 
 
 # ---------------------------------------------------------------- content
@@ -358,8 +358,7 @@ def _content(checks: Checks, src: t.Any, tgt: t.Any, name: str, src_info: dict[s
                f" {len(diff.changed)} changed; {stats.chunks_hashed} chunks hashed, {stats.bisections} bisections,"
                f" rows transferred {stats.rows_transferred['source']}/{stats.rows_transferred['target']}")
     if differences:
-        more = "" if diff.total <= 3 else f" and {diff.total - 3} more"
-        summary = ", ".join(f"{d['kind']} {d['key']}" for d in differences[:3]) + more + "; " + summary
+        summary = first_few([f"{d['kind']} {d['key']}" for d in differences], 3, ", ") + "; " + summary
     checks.add("content", "rows", name, not differences, summary, differences, count=diff.total, stats=stats.as_dict())
     return stats
 
@@ -456,14 +455,20 @@ def security(target: PgConnection, checks: Checks) -> None:
             _expected_user(conn, checks, user)
 
 
+# What a stranger on the network has: no password, no password file, no client certificate. Given explicitly (even
+# empty), these also keep libpq from taking PGPASSWORD, PGPASSFILE, PGSSLCERT or PGSSLKEY from this process's
+# environment, or ~/.pgpass and ~/.postgresql/postgresql.crt from its home.
+_STRANGER = {"password": "", "passfile": "/nonexistent", "sslcert": "/nonexistent", "sslkey": "/nonexistent",
+             "sslpassword": ""}
+
+
 def _refuses_without_password(target: PgConnection, checks: Checks) -> None:
     psycopg = _psycopg()
-    params = {k: v for k, v in target.params.items() if k != "passfile"}
+    params = {k: v for k, v in target.params.items() if k not in _STRANGER}
     user = params.get("user", "the default user")
     where = target.describe()
     try:
-        # No password, and no password file either: what a stranger on the network would have.
-        conn = psycopg.connect(psycopg.conninfo.make_conninfo(**params, passfile="/nonexistent"), autocommit=True)
+        conn = psycopg.connect(psycopg.conninfo.make_conninfo(**params, **_STRANGER), autocommit=True)
     except psycopg.OperationalError as exc:
         reason = _one_line(exc)
         if any(word in reason.lower() for word in ("password", "authentication", "pg_hba", "no such", "rejects")):

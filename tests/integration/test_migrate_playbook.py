@@ -94,6 +94,8 @@ def test_migrate_from_an_archive_and_rollback_on_failed_health(pg, pg_target_nam
     assert run.returncode != 0
     assert marker.exists() and rolled_back.read_text() == "DATABASE_URL=source\n"
     assert "the rollback tasks ran: the application is back on the source" in run.stdout
+    # Rolled back because the application did not answer, not for any other failure of the switch.
+    assert "application health of http://127.0.0.1:9/health: no answer: " in run.stdout, run.stdout[-3000:]
     report = json.loads((tmp_path / "work" / f"migrate-{pg_target_name}-validation.json").read_text())
     assert report["passed"] is True and report["source"] == f"archive {dump.result['archive']}"
     rolled_back.unlink()

@@ -259,6 +259,17 @@ def test_pg_archive_source_is_restored_into_a_scratch_database(pg, pg_source, pg
     assert result["passed"] is False
     assert check(result, "content", "public.items")[0]["differences"] == [{"kind": "missing", "key": "id=300"}]
     assert not pg.has_database(scratch)
+    # Security looks at the target alone: the archive is not restored, so a scratch_database that exists (which a
+    # restore refuses) does not matter, nothing is transferred, and check mode compares as much as a real run.
+    target_only = {**args, "checks": ["security"], "scratch_database": pg_target}
+    for in_check_mode in (False, True):
+        run = run_module("migration_validate", target_only, check_mode=in_check_mode)
+        assert run.rc == 0, run.stdout
+        assert run.result["passed"] is True and run.result["summary"].startswith("PASSED"), run.result["summary"]
+        assert {c["category"] for c in run.result["checks"]} == {"security"}
+        assert run.result["content"] == {"rows_compared": 0, "rows_transferred": {"source": 0, "target": 0},
+                                         "chunks_hashed": 0, "bisections": 0, "seconds": 0.0}
+    assert pg.has_database(pg_target)
 
 
 def test_pg_timing_and_health_checks(pg, pg_source, pg_target, run_module, tmp_path):
@@ -280,6 +291,12 @@ def test_pg_timing_and_health_checks(pg, pg_source, pg_target, run_module, tmp_p
     assert health[1]["details"] == "status 503, expected 200"
     assert "does not contain" in health[2]["details"]
     assert result["passed"] is False
+    # No target can be a billion times faster than its source: over timing_max_ratio, the timing check fails.
+    limited = run_module("migration_validate", {**args, "checks": ["timing"], "required_checks": ["timing"],
+                                                "timing_max_ratio": 1e-9, "health_checks": []}).result
+    timing = check(limited, "timing")[0]
+    assert timing["passed"] is False and timing["details"].endswith("(limit 1e-09x)"), timing["details"]
+    assert limited["passed"] is False and limited["failed_checks"] == ["timing:query time:one item"]
 
 
 def _http_server(routes: dict[str, tuple[int, bytes]]) -> http.server.HTTPServer:
@@ -328,6 +345,19 @@ def test_inline_password_stays_out_of_result_and_report(pg, run_module, tmp_path
     assert run.rc == 0 and run.result["passed"] is True
     for text in (run.stdout, run.stderr, (tmp_path / "report.json").read_text(), (tmp_path / "report.md").read_text()):
         assert pg.password not in text
+
+
+def test_authentication_probe_ignores_the_password_of_the_environment(pg, run_module, monkeypatch):
+    """libpq takes PGPASSWORD and PGPASSFILE when given no password: the no-password probe must not."""
+    monkeypatch.setenv("PGPASSWORD", pg.password)
+    monkeypatch.setenv("PGPASSFILE", os.environ["LIFEBOAT_PG_PASSFILE"])
+    run = run_module("migration_validate", {"engine": "postgresql", "source": pg.login(database=pg.sample),
+                                            "target": pg.login(database=pg.sample), "checks": ["security"]})
+    assert run.rc == 0, run.stdout
+    probe = [c for c in run.result["checks"] if c["name"] == "authentication required"][0]
+    assert probe["passed"] is True, probe["details"]
+    assert "without a password is refused" in probe["details"] and "fe_sendauth: no passw" in probe["details"], \
+        probe["details"]
 
 
 def test_wrong_password_is_one_line_and_secret_free(pg, run_module, tmp_path):
@@ -534,6 +564,8 @@ def test_mongo_security_fails_without_authentication(mongo, run_module, tmp_path
     assert by_name["authentication required"]["passed"] is True
     assert by_name["user"]["passed"] is True
     assert by_name["tls"]["passed"] is False  # the test bed's FerretDB has no TLS
+    assert by_name["tls"]["details"] == ("the validator connects without TLS (set tls: true); the target also accepts"
+                                         " connections without TLS (net.tls.mode: requireTLS)")
 
 
 def test_mongo_sample_mode(mongo, mongo_target, run_module, tmp_path):

@@ -18,8 +18,9 @@ import pytest
 from bson.decimal128 import Decimal128
 from bson.int64 import Int64
 
-from ansible_collections.lifeboat.ops.plugins.module_utils import _validate, _validate_core, _validate_mongo
+from ansible_collections.lifeboat.ops.plugins.module_utils import _validate, _validate_core, _validate_mongo, _validate_pg
 from ansible_collections.lifeboat.ops.plugins.module_utils._common import LifeboatError, register_secret
+from ansible_collections.lifeboat.ops.plugins.module_utils._postgres import PgConnection
 
 
 def batches(documents: list[dict], size: int = 7) -> list[bytes]:
@@ -183,3 +184,57 @@ def test_driver_errors_leave_as_the_engines_one_line_messages():
     mongo_error = pymongo.errors.OperationFailure("not authorized on nightscout to execute command")
     assert _validate._driver_error(mongo_error) == "MongoDB error: not authorized on nightscout to execute command"
     assert _validate._driver_error(ValueError("a bug of ours")) is None
+
+
+def test_long_lists_name_the_first_few_and_count_the_rest():
+    checks = _validate_core.Checks(_validate_core.Options())
+    _validate_core.compare_definitions(checks, "indexes", "indexes", "public.t", "index",
+                                       {f"i{n}": "x" for n in range(5)}, {})
+    assert checks.items[0].details == "missing i0, missing i1, missing i2, and 2 more"
+    for n in range(7):
+        checks.add("counts", "count", f"t{n}", False, "differs")
+    result = _validate_core.build_result(checks, "a", "b", "postgresql", _validate_core.ContentStats(), 0.0)
+    assert "8 required check(s) failed: indexes indexes of public.t: missing i0" in result["summary"]
+    assert "; counts count of t3: differs; and 3 more. Content:" in result["summary"]
+
+
+def test_only_target_checks_restore_no_archive_and_read_no_data(monkeypatch):
+    """Security and application look at the target alone: no scratch restore, no catalog read of either side."""
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("ran although no data check was asked for")
+
+    monkeypatch.setattr(_validate, "_restore_scratch", must_not_run)
+    monkeypatch.setattr(_validate, "_run_engine", must_not_run)
+    target = _validate.Endpoint(connection=PgConnection({"host": "127.0.0.1", "port": "9"}), database="t")
+    for check_mode in (False, True):
+        result = _validate.validate(_validate.ValidateRequest(
+            engine="postgresql", source=_validate.Endpoint(connection=PgConnection(), archive="/nonexistent.tar"),
+            target=target, options=_validate_core.Options(checks=("application",)), check_mode=check_mode))
+        assert result["passed"] is True and result["checks"] == [], result["summary"]
+        assert result["content"]["rows_transferred"] == {"source": 0, "target": 0}
+    with pytest.raises(AssertionError, match="no data check"):
+        _validate.validate(_validate.ValidateRequest(
+            engine="postgresql", source=_validate.Endpoint(connection=PgConnection(), archive="/nonexistent.tar"),
+            target=target, options=_validate_core.Options(checks=("application", "counts"))))
+
+
+def test_authentication_probe_brings_no_credentials(monkeypatch):
+    """The no-password probe sends no password, password file or client certificate, given or from the environment."""
+    import psycopg  # pylint: disable=import-outside-toplevel
+
+    seen = []
+
+    def refuse(conninfo, **kwargs):
+        seen.append((psycopg.conninfo.conninfo_to_dict(conninfo), kwargs))
+        raise psycopg.OperationalError("fe_sendauth: no password supplied")
+
+    monkeypatch.setattr(psycopg, "connect", refuse)
+    target = PgConnection({"host": "db", "user": "app", "dbname": "t", "passfile": "/secret/pgpass",
+                           "sslcert": "/secret/client.crt", "sslkey": "/secret/client.key"}, "the-password")
+    checks = _validate_core.Checks(_validate_core.Options())
+    _validate_pg._refuses_without_password(target, checks)  # pylint: disable=protected-access
+    params, kwargs = seen[0]
+    assert kwargs == {"autocommit": True}
+    assert params == {"host": "db", "user": "app", "dbname": "t", "password": "", "passfile": "/nonexistent",
+                      "sslcert": "/nonexistent", "sslkey": "/nonexistent", "sslpassword": ""}
+    assert checks.items[0].passed and "without a password is refused" in checks.items[0].details
