@@ -5,7 +5,7 @@ VENV = $(shell scripts/testbed/venv.sh)
 STATE ?= $(or $(LIFEBOAT_TESTBED_DIR),/tmp/lifeboat-testbed)
 PYTEST_ARGS ?=
 
-.PHONY: demo test testbed testbed-down seed sanity lint unit integration bench molecule
+.PHONY: demo test packages testbed testbed-down seed sanity lint unit integration bench molecule
 
 ## demo: start the throwaway PostgreSQL and FerretDB with sample data, back them up, restore under new names
 demo: testbed seed
@@ -29,7 +29,10 @@ sanity:
 lint:
 	scripts/ci/lint.sh
 
-unit:
+packages:
+	scripts/testbed/packages.sh
+
+unit: packages
 	$(VENV)/bin/python -m pytest tests/unit $(PYTEST_ARGS)
 
 integration: testbed

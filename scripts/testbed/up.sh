@@ -17,7 +17,7 @@ export LIFEBOAT_TESTBED_LISTEN=${LIFEBOAT_TESTBED_LISTEN:-127.0.0.1}
 STATE=$LIFEBOAT_TESTBED_DIR
 tools_bin=${LIFEBOAT_CACHE:-$HOME/.cache/lifeboat}/bin
 
-ensure_apt postgresql postgresql-contrib zstd age pigz
+bash "$here/packages.sh"
 LIFEBOAT_PG_BINDIR=${LIFEBOAT_PG_BINDIR:-$(default_pg_bindir)}
 export LIFEBOAT_PG_BINDIR
 
