@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The whole suite, as `make test` and CI run it. The molecule scenarios (Docker containers, servers of their
+# own on the bridge, their own state dir and ports) mostly wait on containers, so they run beside the checks and
+# the integration tests instead of after them; their output is printed when they end. Every suite always runs.
+set -uo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$root" || exit 2
+logs=$(mktemp -d "${TMPDIR:-/tmp}/lifeboat-ci.XXXXXX")
+trap 'rm -rf "$logs"' EXIT
+
+start=$SECONDS
+# What both sides would otherwise install or build at the same time (apt's lock, one Go build): once, first.
+echo "== setup"
+bash scripts/testbed/packages.sh && bash scripts/testbed/build-go-tools.sh && bash scripts/testbed/get-promtool.sh && bash scripts/testbed/venv.sh >/dev/null &&
+  bash scripts/testbed/docker.sh >/dev/null && bash scripts/testbed/collections.sh >/dev/null || { echo "setup failed"; exit 1; }
+echo "== setup: done in $((SECONDS - start)) s"
+make --no-print-directory molecule >"$logs/molecule.log" 2>&1 &
+molecule_pid=$!
+
+declare -A results
+for suite in sanity lint unit integration; do
+  echo "== $suite"
+  suite_start=$SECONDS
+  if make --no-print-directory "$suite"; then results[$suite]=passed; else results[$suite]=failed; fi
+  echo "== $suite: ${results[$suite]} in $((SECONDS - suite_start)) s"
+done
+
+wait "$molecule_pid" && results[molecule]=passed || results[molecule]=failed
+echo "== molecule (ran beside the others)"
+cat "$logs/molecule.log"
+echo "== molecule: ${results[molecule]}"
+
+passed=0 failed=0
+for suite in sanity lint unit integration molecule; do
+  if [ "${results[$suite]}" = passed ]; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "FAILED: $suite"; fi
+done
+echo "make test took $((SECONDS - start)) s"
+echo "suites: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
