@@ -183,7 +183,7 @@ def test_restore_test_keeps_the_password_off_command_lines_and_results(engine, s
 def files_holding(secrets, roots, since):
     """Every file under ``roots`` changed since ``since`` whose bytes hold one of ``secrets`` (the password is new
     to this test, so an older file cannot hold it; other sessions' big database files are skipped unread)."""
-    found = []
+    found = set()  # the roots overlap (TMPDIR is under /tmp)
     for root in roots:
         for directory, _dirs, names in os.walk(root):
             for name in names:
@@ -197,8 +197,8 @@ def files_holding(secrets, roots, since):
                 except OSError:
                     continue
                 if any(secret in data for secret in secrets):
-                    found.append(path)
-    return found
+                    found.add(path)
+    return sorted(found)
 
 
 def test_sigkill_during_a_mongodb_dump_leaves_no_file_with_the_password(mongo, big_mongo, tmp_path, unique_name,
