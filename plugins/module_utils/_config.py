@@ -89,6 +89,11 @@ class Job:
         """Everything ``backup`` and ``verify`` read before they touch a server, read now: secret files, encryption,
         the dump request, what verification decrypts with. Raises the one-line error the run would give."""
         try:
+            if self.retention["enabled"]:
+                try:
+                    _retention.Policy.from_options(self.retention)
+                except LifeboatError as exc:
+                    raise LifeboatError(f"retention: {exc} (or set retention: {{enabled: false}})") from None
             self.dump_request()
             decryption = self.decryption()
             for path in decryption.identity_files:
@@ -190,8 +195,9 @@ def _job(path: str, name: str, body: dict[str, t.Any], defaults: dict[str, t.Any
     for what, validate in (
         ("", lambda: (_manifest.validate_destination(params["destination"]),
                       _manifest.validate_job_name(params["job"]))),
+        # An empty policy only stops prune (check_runnable says so); wrong values are wrong for every command.
         ("retention: ", lambda: _retention.Policy.from_options(sections["retention"])
-         if sections["retention"]["enabled"] else None),
+         if _has_policy(sections["retention"]) else None),
         ("status: ", lambda: _status.StatusOptions.from_options(sections["status"])),
     ):
         try:
@@ -199,6 +205,10 @@ def _job(path: str, name: str, body: dict[str, t.Any], defaults: dict[str, t.Any
         except LifeboatError as exc:
             raise LifeboatError(f"config {path}: {where}: {what}{exc}") from None
     return Job(name=name, engine=engine, params=params, **sections)
+
+
+def _has_policy(retention: dict[str, t.Any]) -> bool:
+    return any(retention.get(name) not in (None, "") for name in (*_retention.COUNT_OPTIONS, "keep_within"))
 
 
 def uri_has_password(uri: str) -> bool:

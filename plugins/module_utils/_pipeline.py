@@ -92,12 +92,12 @@ def validate_encryption(encryption: Encryption) -> None:
             raise LifeboatError("give either encryption recipients or a passphrase file, not both (age takes one)")
         read_secret_file(encryption.passphrase_file, "passphrase")
     for recipient in encryption.recipients:
+        if recipient.upper().startswith("AGE-SECRET-KEY"):  # checked first: never show a part of a secret key
+            raise LifeboatError("an age secret key was given as a recipient; give its public key (age-keygen -y)")
         if not recipient.startswith(("age1", "ssh-ed25519 ", "ssh-rsa ")):
             raise LifeboatError(
                 f"'{recipient[:12]}...' is not an age recipient; give public keys (age1... or ssh-ed25519 ...)"
             )
-        if recipient.startswith("AGE-SECRET-KEY"):
-            raise LifeboatError("an age secret key was given as a recipient; give its public key (age-keygen -y)")
     for path in encryption.recipients_files:
         if not os.path.isfile(path):
             raise LifeboatError(f"age recipients file {path} does not exist")

@@ -287,17 +287,22 @@ def _check_last_runs(report: dict[str, t.Any], destination: str) -> None:
         if not record or record.get("ok"):
             continue
         at = _catalog.parse_time(record.get("at"))
-        newest = _catalog.parse_time((entry["newest"] or {}).get("finished_at"))
-        if at is None or (newest is not None and newest >= at):
-            continue  # an archive made after the run began
         label = _label(entry["job"], entry["database"])
+        if at is None:
+            continue
         if record.get("state") == STARTED:
             if run_in_progress(record):
                 entry["running"] = {"pid": record["pid"], "started_at": record["at"], "host": record.get("host")}
                 continue
+            newest_start = _catalog.parse_time((entry["newest"] or {}).get("started_at"))
+            if newest_start is not None and newest_start >= at:
+                continue  # the run made its archive (and was killed just after), or a later one did
             _add(entry["reasons"], CRITICAL, f"{label} last backup run started at {record['at']} (PID "
                                              f"{record['pid']}) and never finished: it was killed or its host stopped")
         else:
+            newest = _catalog.parse_time((entry["newest"] or {}).get("finished_at"))
+            if newest is not None and newest >= at:
+                continue  # an archive made after the failure
             _add(entry["reasons"], CRITICAL, f"{label} last backup run failed at {record['at']}: "
                                              f"{record.get('failure') or 'no reason recorded'}")
         entry["state"] = worst(reason["severity"] for reason in entry["reasons"])
@@ -449,6 +454,7 @@ def describe(archive: _catalog.Archive, now: _dt.datetime) -> dict[str, t.Any]:
     total = (archive.manifest or {}).get("total_count")
     return {
         "name": archive.name,
+        "started_at": _manifest.iso(archive.started_at),
         "finished_at": _manifest.iso(archive.finished_at),
         "age_hours": round((now - archive.finished_at).total_seconds() / 3600, 2),
         "size": archive.size,

@@ -198,7 +198,7 @@ jobs:
       elements: str
     newest:
       description:
-        - The newest readable archive, null when there is none; C(name), C(finished_at), C(age_hours),
+        - The newest readable archive, null when there is none; C(name), C(started_at), C(finished_at), C(age_hours),
           C(size), C(plain_size), C(duration_seconds), C(verified), C(verification_level), C(verified_at),
           C(verification_failure), C(counts_total).
       type: dict
