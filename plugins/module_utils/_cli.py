@@ -166,7 +166,6 @@ def run_backup(config: _config.Config, args: argparse.Namespace, output: Output)
 
 def backup_job(job: _config.Job, output: Output) -> None:
     """One job's run, recorded beside its archives: "started" (with this PID) before the dump, its outcome after."""
-    request = job.dump_request()
     name = job.params["job"]
     output.line(f"{job.name}: dumping {job.engine} {job.database or 'server'} into {job.destination}")
     try:
@@ -175,6 +174,7 @@ def backup_job(job: _config.Job, output: Output) -> None:
         pass  # the dump says why it cannot write there
     started = _status.record_start(job.destination, name)
     try:
+        request = job.dump_request()  # a password file gone since the last run is a failed run too
         with DumpProgress(output, name, job.destination):
             result = (_postgres.dump(request) if job.engine == "postgresql" else _mongo.dump(request))
     except BaseException as exc:
