@@ -204,8 +204,8 @@ def evaluate_root(
     combined: dict[str, t.Any] = {"destination": path, "checked_at": _manifest.iso(now), "free_bytes": free_bytes(path),
                                   "reasons": [], "jobs": [], "destinations": []}
     for directory in directories:
-        # The jobs there: those of its archives and run records (a first run killed leaves only its record).
-        present = {archive.job for archive in _catalog.scan(directory).archives} | {
+        # The jobs there: those of its archives, else of its run records (a first run killed leaves only that).
+        present = {archive.job for archive in _catalog.scan(directory).archives} or {
             match["job"] for name in os.listdir(directory) if (match := _RUN_RECORD_NAME.match(name))}
         wanted = [job for job in expected if job in present] if expected is not None else sorted(present)
         if wanted == []:
