@@ -90,3 +90,19 @@ def test_a_run_that_started_and_died_is_critical_and_a_live_one_is_running(tmp_p
     _status.record_run(str(tmp_path), "journal", ok=True, started=started)
     assert _status.last_run(str(tmp_path), "journal")["started_at"] == "2026-11-20T04:00:00Z"
     assert _status.evaluate(str(tmp_path), ["journal"], now=now)["state"] == OK
+
+
+def test_a_backup_root_reports_a_job_whose_first_run_was_killed(tmp_path):
+    make_archive(tmp_path / "journal", START, verified=True)
+    (tmp_path / "fresh").mkdir()
+    started = _status.record_start(str(tmp_path / "fresh"), "fresh", at=START)
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True)
+    (tmp_path / "fresh" / ".lifeboat-last-run-fresh.json").write_text(json.dumps({**started, "pid": int(gone.stdout)}))
+    (tmp_path / "empty").mkdir()  # no archive, no record: not a job directory
+    report = _status.evaluate_root(str(tmp_path), now=START + dt.timedelta(hours=1))
+    assert [(job["job"], job["destination"], job["state"]) for job in report["jobs"]] == [
+        ("fresh", str(tmp_path / "fresh"), CRITICAL), ("journal", str(tmp_path / "journal"), OK)]
+    assert f"fresh last backup run started at 2026-11-20T03:00:00Z (PID {gone.stdout.strip()}) and never finished" \
+        in report["summary"]
+    assert _status.evaluate_root(str(tmp_path / "journal"), now=START + dt.timedelta(hours=1))["state"] == OK
