@@ -371,8 +371,8 @@ def test_a_backup_root_reports_each_job(dump, status, tmp_path, metrics_dir, pg,
     assert run.result["summary"].startswith(f"OK: 2 backup job(s) in {root} fresh and verified")
     assert [(job["job"], job["destination"], job["state"]) for job in run.result["jobs"]] == [
         ("journal", str(root / "journal"), "OK"), ("nightscout", str(root / "nightscout"), "OK")]
-    assert [report["destination"] for report in run.result["destinations"]] == [str(root / "journal"),
-                                                                               str(root / "nightscout")]
+    assert [report["destination"] for report in run.result["destinations"]] == [
+        str(root / "journal"), str(root / "nightscout")]
     text = metrics_file.read_text()
     assert_valid_metrics(text)
     assert metric(text, "lifeboat_backup_status", destination=str(root / "nightscout"), job="nightscout") == 0

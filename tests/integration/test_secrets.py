@@ -201,8 +201,8 @@ def files_holding(secrets, roots, since):
     return sorted(found)
 
 
-def test_sigkill_during_a_mongodb_dump_leaves_no_file_with_the_password(mongo, big_mongo, tmp_path, unique_name,
-                                                                       monkeypatch):
+def test_sigkill_during_a_mongodb_dump_leaves_no_file_with_the_password(
+        mongo, big_mongo, tmp_path, unique_name, monkeypatch):
     """The tools' config (the URL-encoded password) lives in an anonymous file in memory: a SIGKILLed module, which
     runs no cleanup, leaves it nowhere; the empty private directory it leaves is swept by the next run."""
     password = f"p@ss:w/rd?#&%'\"{{{{x}}}} {unique_name}"

@@ -30,7 +30,7 @@ def test_a_secret_reaches_only_the_child_that_names_it_and_no_disk(tmp_path):
         seen: list[bytes] = []
         run_tool("cat", ["cat", path], on_stdout=seen.append)
         assert b"".join(seen) == b"uri: secret\n"
-        # A child that does not name it does not inherit it.
+
         def open_files(*extra: str) -> bytes:
             listed: list[bytes] = []
             run_tool("sh", ["sh", "-c", "for fd in /proc/$$/fd/*; do readlink $fd; done; true", *extra],
@@ -38,7 +38,7 @@ def test_a_secret_reaches_only_the_child_that_names_it_and_no_disk(tmp_path):
             return b"".join(listed)
 
         assert b"memfd:lifeboat-tools.yaml" in open_files(path)
-        assert b"memfd:lifeboat-tools.yaml" not in open_files()
+        assert b"memfd:lifeboat-tools.yaml" not in open_files()  # a child that does not name it does not get it
     assert _common.secret_fds_for([path]) == ()  # closed with the PrivateDir
     assert not os.path.exists(private.path)
 

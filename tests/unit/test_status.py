@@ -14,12 +14,11 @@ import os
 import stat
 import subprocess
 import sys
-import time
 import typing as t
 
 import pytest
 
-from ansible_collections.lifeboat.ops.plugins.module_utils import _catalog, _manifest, _retention, _status
+from ansible_collections.lifeboat.ops.plugins.module_utils import _catalog, _manifest, _status
 from ansible_collections.lifeboat.ops.plugins.module_utils._archive import (
     ArchiveOptions,
     commit_with_manifest,
