@@ -485,3 +485,21 @@ def test_prune_of_a_missing_destination_fails_in_one_line(host, pg, mongo, tmp_p
     assert run.returncode == 1
     assert run.stderr == (f"error: prune failed: destination {tmp_path / 'nowhere'} does not exist: nothing to "
                           "prune; check the path (a backup creates it)\n")
+
+
+def test_a_missing_program_says_what_to_install(host, pg, mongo, age_key, tmp_path):
+    """It used to say "(or point the module at it)", an option that does not exist."""
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    os.symlink(shutil.which("zstd"), tools / "zstd")  # what the job needs but age
+    config = tmp_path / "lifeboat.yml"
+    write_config(config, pg, mongo, tmp_path / "backups", encryption_recipients=[age_key["recipient"]])
+    data = yaml.safe_load(config.read_text())
+    data["jobs"]["journal"]["pg_bin_dir"] = os.environ["LIFEBOAT_PG_BINDIR"]
+    config.write_text(yaml.safe_dump(data))
+    config = str(config)
+    run = lifeboat(host, "backup", "--job", "journal", "--config", config, env=host_env(host, PATH=str(tools)))
+    assert run.returncode == 1
+    assert run.stderr.splitlines()[-1] == ("error: backup failed: age was not found in PATH; install the age package "
+                                           "(apt install age)")
+    assert not [name for name in os.listdir(tmp_path / "backups") if ".partial-" in name]
