@@ -242,9 +242,13 @@ def sweep_private_dirs(parent: str) -> list[str]:
 _SECRET_FDS: set[int] = set()
 
 
+_FD_PATH = re.compile(r"/dev/fd/(\d+)(?!\d)")
+
+
 def secret_fds_for(argv: t.Sequence[str]) -> tuple[int, ...]:
     """The secret descriptors ``argv`` names (as /dev/fd/N): the only ones its process inherits."""
-    return tuple(sorted(fd for fd in _SECRET_FDS if any(f"/dev/fd/{fd}" in arg for arg in argv)))
+    named = {int(number) for arg in argv for number in _FD_PATH.findall(arg)}
+    return tuple(sorted(named & _SECRET_FDS))
 
 
 class PrivateDir:

@@ -31,7 +31,6 @@ from dataclasses import dataclass, field
 
 from . import _catalog, _manifest
 from ._common import (
-    LEFTOVER_GRACE_SECONDS,
     PRIVATE_DIR_NAME,
     LifeboatError,
     leftover_removable,
@@ -52,9 +51,6 @@ BUCKET_RULES: tuple[tuple[str, t.Callable[[_dt.datetime], str]], ...] = (
 COUNT_OPTIONS = ("keep_last", *(name for name, _bucket in BUCKET_RULES))
 UNLIMITED = -1
 _SPAN_PART = re.compile(r"(\d+)([ymdh])")
-# A partial file whose writer's lock cannot be tested (another user's file) is removed, once its PID is dead, only
-# when it has not been written to for this long: the writer may run in another PID namespace (a container).
-PARTIAL_GRACE_SECONDS = LEFTOVER_GRACE_SECONDS
 
 
 def policy_spec() -> dict[str, t.Any]:

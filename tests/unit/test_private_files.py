@@ -88,3 +88,13 @@ def test_a_missing_program_says_what_to_install_and_names_only_real_options(monk
     assert str(caught.value) == ("mongodump was not found in /opt/tools or PATH; install the MongoDB Database Tools "
                                  "(mongodb-database-tools) or set tools_dir to their directory")
     assert "point the module" not in str(caught.value)
+
+
+def test_only_the_descriptors_an_argv_names_exactly_are_passed(tmp_path):
+    with PrivateDir(str(tmp_path)) as private:
+        paths = [private.secret_file(f"s{index}", "x") for index in range(12)]
+        numbers = [int(path.rpartition("/")[2]) for path in paths]
+        assert _common.secret_fds_for(["tool", f"--config={paths[0]}"]) == (numbers[0],)
+        assert _common.secret_fds_for(["tool", f"--config=/dev/fd/{numbers[0]}0"]) == tuple(
+            number for number in numbers if number == numbers[0] * 10)
+        assert _common.secret_fds_for(["tool", "--config=/dev/fd/1"]) == ()
