@@ -153,6 +153,9 @@ def evaluate(
     return _conclude(report)
 
 
+_RUN_RECORD_NAME = re.compile(r"^\.lifeboat-last-run-(?P<job>.+)\.json$")
+
+
 def job_directories(root: str) -> list[str]:
     """The subdirectories of ``root`` that hold archives or run records of their own: ``root`` is then a backup
     root (the backup role writes each job to ROOT/JOB)."""
@@ -162,23 +165,16 @@ def job_directories(root: str) -> list[str]:
         return []
     found = []
     for entry in entries:
-        if not entry.is_dir(follow_symlinks=False) or _common_private(entry.name):
+        if not entry.is_dir(follow_symlinks=False) or PRIVATE_DIR_NAME.match(entry.name):
             continue
         try:
             names = os.listdir(entry.path)
         except OSError:
             continue
         if any(name.endswith(_manifest.MANIFEST_SUFFIX) or _catalog.ARCHIVE_NAME.match(name)
-               or name.startswith(".lifeboat-last-run-") for name in names):
+               or _RUN_RECORD_NAME.match(name) for name in names):
             found.append(entry.path)
     return found
-
-
-_RUN_RECORD_NAME = re.compile(r"^\.lifeboat-last-run-(?P<job>.+)\.json$")
-
-
-def _common_private(name: str) -> bool:
-    return bool(PRIVATE_DIR_NAME.match(name))
 
 
 def evaluate_root(
