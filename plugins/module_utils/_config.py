@@ -192,23 +192,24 @@ def _job(path: str, name: str, body: dict[str, t.Any], defaults: dict[str, t.Any
         merged = {**(defaults.get(section) or {}), **(body.get(section) or {})}
         sections[section] = check_options(path, f"{where}: {section}", merged, _SECTION_SPECS[section])
     # What every run would refuse is refused here, once, for every command (``check`` included).
-    for what, validate in (
-        ("", lambda: (_manifest.validate_destination(params["destination"]),
-                      _manifest.validate_job_name(params["job"]))),
-        # An empty policy only stops prune (check_runnable says so); wrong values are wrong for every command.
-        ("retention: ", lambda: _retention.Policy.from_options(sections["retention"])
-         if _has_policy(sections["retention"]) else None),
-        ("status: ", lambda: _status.StatusOptions.from_options(sections["status"])),
-    ):
+    try:
+        _manifest.validate_destination(params["destination"])
+        _manifest.validate_job_name(params["job"])
+    except LifeboatError as exc:
+        raise LifeboatError(f"config {path}: {where}: {exc}") from None
+    for section, validate in (("retention", _check_retention_values), ("status", _status.StatusOptions.from_options)):
         try:
-            validate()
+            validate(sections[section])
         except LifeboatError as exc:
-            raise LifeboatError(f"config {path}: {where}: {what}{exc}") from None
+            raise LifeboatError(f"config {path}: {where}: {section}: {exc}") from None
     return Job(name=name, engine=engine, params=params, **sections)
 
 
-def _has_policy(retention: dict[str, t.Any]) -> bool:
-    return any(retention.get(name) not in (None, "") for name in (*_retention.COUNT_OPTIONS, "keep_within"))
+def _check_retention_values(retention: dict[str, t.Any]) -> None:
+    """Wrong values (``keep_daily: -5``, ``keep_within: 3x``) are wrong for every command; an empty policy only
+    stops prune, and ``check`` says so (Job.check_runnable)."""
+    if any(retention.get(name) not in (None, "") for name in (*_retention.COUNT_OPTIONS, "keep_within")):
+        _retention.Policy.from_options(retention)
 
 
 def uri_has_password(uri: str) -> bool:
