@@ -12,7 +12,8 @@ options:
     description:
       - A MongoDB connection string, V(mongodb://...) or V(mongodb+srv://...) (MongoDB Atlas).
       - Mutually exclusive with O(login_host) and O(login_user). It may carry the password, or take it from O(login_password).
-      - The tools receive it through a private 0600 C(--config) file, never on their command line.
+      - The tools receive it through C(--config=/dev/fd/N), an anonymous file in memory that only they inherit and
+        that no crash leaves behind, never on their command line.
     type: str
   login_host:
     description:

@@ -9,7 +9,7 @@ import os
 import typing as t
 from dataclasses import dataclass, field
 
-from . import _manifest
+from . import _manifest, _retention
 from ._common import LifeboatError, first_few
 from ._pipeline import (
     ArchiveFile,
@@ -47,6 +47,8 @@ class ArchiveOptions:
             raise LifeboatError(f"cannot create destination {self.destination}: {exc.strerror}") from exc
         if not os.access(self.destination, os.W_OK):
             raise LifeboatError(f"destination {self.destination} is not writable by this user")
+        # What killed runs of this job left (partial files, private directories) goes now; a live writer's stays.
+        _retention.sweep_leftovers(self.destination, self.job)
 
     def path_for(self, started: _dt.datetime, kind: str, compression: str | None = None) -> str:
         name = _manifest.archive_name(

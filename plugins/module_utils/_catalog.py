@@ -23,6 +23,9 @@ ARCHIVE_NAME = re.compile(r"^(?P<job>[A-Za-z0-9][A-Za-z0-9_.-]*?)-(?P<stamp>\d{8
 # Leftovers of a run that was interrupted, or is still going: the hidden archive being written
 # (.NAME.partial-PID) and a manifest being renamed into place (NAME.manifest.json.partial-PID).
 PARTIAL_NAME = re.compile(r"^.+\.partial-(?P<pid>\d+)$")
+# The outcome of the newest `lifeboat backup` run of a job, kept beside its archives (see _status.record_run).
+RUN_RECORD = ".lifeboat-last-run-{job}.json"
+RUN_RECORD_PARTIAL = re.compile(r"^\.lifeboat-last-run-(?P<job>.+)\.json\.partial-\d+$")
 VERIFICATIONS_KEPT = 20
 
 OK, WARNING, CRITICAL, UNKNOWN = "OK", "WARNING", "CRITICAL", "UNKNOWN"

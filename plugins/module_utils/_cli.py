@@ -2,14 +2,15 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """``lifeboat``: the host command the systemd timers run. The same library as the modules, no Ansible.
 
-    lifeboat backup --job NAME [--config FILE]
+    lifeboat backup [--job NAME]... [--config FILE]
     lifeboat verify [--job NAME] [--select newest|all|unverified] [--level LEVEL]
     lifeboat prune  [--job NAME] [--dry-run]
     lifeboat status [--job NAME] [--metrics-file FILE]
     lifeboat check  [--config FILE]
 
 ``status`` exits 0, 1, 2 or 3 (OK, WARNING, CRITICAL, UNKNOWN) as monitoring plugins do; the others exit 0
-on success, 1 on failure and 2 on a usage error. On a terminal a progress line shows how a dump advances;
+on success, 1 on failure and 2 on a usage error. ``backup`` of several jobs runs every one of them, whatever
+fails, and ends with one line per failed job. On a terminal a progress line shows how a dump advances;
 under systemd (``JOURNAL_STREAM`` set) lines carry syslog priorities for the journal instead.
 """
 
@@ -25,7 +26,7 @@ import typing as t
 
 from . import _catalog, _config, _manifest, _mongo, _params, _postgres, _retention, _status, _verify
 from ._common import LifeboatError, redact
-from ._pipeline import stop_cleanly_on_termination
+from ._pipeline import stop_cleanly_on_termination, stop_requested
 
 DEFAULT_CONFIG = "/etc/lifeboat/lifeboat.yml"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -105,8 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lifeboat", description="Backups of PostgreSQL and MongoDB, on this host.",
                                      parents=[common])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    backup = commands.add_parser("backup", parents=[common], help="dump a job's database into a new archive")
-    backup.add_argument("--job", required=True, help="the job to run")
+    backup = commands.add_parser("backup", parents=[common], help="dump jobs' databases into new archives")
+    backup.add_argument("--job", action="append", help="a job to run (repeat for several; all jobs when omitted)")
     verify = commands.add_parser("verify", parents=[common], help="prove archives against their manifests")
     verify.add_argument("--job", help="only this job (all jobs when omitted)")
     verify.add_argument("--select", choices=_verify.SELECTIONS, help="which archives (default: the job's setting)")
@@ -143,19 +144,44 @@ def main(argv: t.Sequence[str] | None = None, output: Output | None = None) -> i
 
 
 def run_backup(config: _config.Config, args: argparse.Namespace, output: Output) -> int:
-    job = config.job(args.job)
-    request = (_params.postgres_dump_request(job.params) if job.engine == "postgresql"
-               else _params.mongodb_dump_request(job.params))
+    jobs = [config.job(name) for name in dict.fromkeys(args.job)] if args.job else config.selected(None)
+    if len(jobs) == 1:
+        backup_job(jobs[0], output)  # its error is the command's: "backup failed: ..."
+        return EXIT_OK
+    failures: dict[str, str] = {}
+    for job in jobs:
+        if stop_requested():
+            failures[job.name] = "not started: lifeboat was asked to stop"
+            continue
+        try:
+            backup_job(job, output)
+        except Exception as exc:  # noqa: BLE001 - one job's failure, whatever it is, must not stop the others
+            failures[job.name] = one_line(exc)
+    for name, reason in failures.items():
+        output.line(f"backup failed: {name}: {reason}", "error")
+    if failures:
+        output.line(f"backup: {len(failures)} of {len(jobs)} jobs failed", "error")
+    return EXIT_FAILED if failures else EXIT_OK
+
+
+def backup_job(job: _config.Job, output: Output) -> None:
+    """One job's run, recorded beside its archives: "started" (with this PID) before the dump, its outcome after."""
+    name = job.params["job"]
     output.line(f"{job.name}: dumping {job.engine} {job.database or 'server'} into {job.destination}")
     try:
-        with DumpProgress(output, job.params["job"], job.destination):
+        os.makedirs(job.destination, mode=0o700, exist_ok=True)
+    except OSError:
+        pass  # the dump says why it cannot write there
+    started = _status.record_start(job.destination, name)
+    try:
+        request = job.dump_request()  # a password file gone since the last run is a failed run too
+        with DumpProgress(output, name, job.destination):
             result = (_postgres.dump(request) if job.engine == "postgresql" else _mongo.dump(request))
-    except Exception as exc:
+    except BaseException as exc:
         # `lifeboat status` turns CRITICAL on this record, though the previous archive still looks fresh.
-        failure = redact(str(exc)).splitlines()[0] if str(exc).strip() else type(exc).__name__
-        _status.record_run(job.destination, job.params["job"], ok=False, failure=failure)
+        _status.record_run(job.destination, name, ok=False, failure=one_line(exc), started=started)
         raise
-    _status.record_run(job.destination, job.params["job"], ok=True)
+    _status.record_run(job.destination, name, ok=True, started=started)
     manifest = result["manifest_data"]
     output.line(
         f"{job.name}: wrote {result['archive']} ({_catalog.human_size(manifest['archive']['size'])}, "
@@ -163,7 +189,12 @@ def run_backup(config: _config.Config, args: argparse.Namespace, output: Output)
         f"{len(manifest['counts'])} {'tables' if job.engine == 'postgresql' else 'collections'}) "
         f"in {manifest['duration_seconds']:.1f} s"
     )
-    return EXIT_OK
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as one line without secrets (its type when it has no message)."""
+    text = redact(str(exc)).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def run_verify(config: _config.Config, args: argparse.Namespace, output: Output) -> int:
@@ -174,11 +205,7 @@ def run_verify(config: _config.Config, args: argparse.Namespace, output: Output)
             continue
         archives = _verify.select_archives(destination=job.destination, job=job.params["job"],
                                            select=args.select or settings["select"])
-        # A job encrypted with a passphrase file can read its own archives back with it.
-        decryption = _params.decryption({
-            **settings,
-            "age_passphrase_file": settings.get("age_passphrase_file") or job.params.get("encryption_passphrase_file"),
-        })
+        decryption = job.decryption()  # a job encrypted with a passphrase file reads its own archives with it
         level = _verify.resolve_level(args.level or settings["level"], archives, decryption)
         request = _verify.VerifyRequest(
             archives=archives, level=level,
@@ -208,7 +235,10 @@ def run_prune(config: _config.Config, args: argparse.Namespace, output: Output) 
             output.line(f"{job.name}: retention is off for this job")
             continue
         policy = _retention.Policy.from_options(job.retention)  # it takes its own options and ignores "enabled"
-        plan = _retention.plan_prune(_catalog.scan(job.destination, job.params["job"]), policy)
+        _retention.check_destination(job.destination)
+        # Leftovers of killed runs of this job go too (never those of a writer still running).
+        plan = _retention.plan_prune(_catalog.scan(job.destination, job.params["job"]), policy,
+                                     remove_partials=True, job=job.params["job"])
         summary = plan.as_dict()
         for entry in summary["held"]:
             output.line(f"{job.name}: nothing removed: {entry['reason']}", "warning")
@@ -219,7 +249,10 @@ def run_prune(config: _config.Config, args: argparse.Namespace, output: Output) 
         verb = "would remove" if args.dry_run else "remove"
         for entry in summary["removed"]:
             output.line(f"{job.name}: {verb} {entry['name']} ({', '.join(entry['reasons'])})")
-        if not args.dry_run and plan.removals:
+        for entry in summary["partials"]:
+            if entry["removed"]:
+                output.line(f"{job.name}: {verb} {os.path.basename(entry['path'])} (left by an interrupted run)")
+        if not args.dry_run and (plan.removals or plan.partials_to_remove or plan.private_dirs_to_remove):
             _retention.apply_prune(plan)
         output.line(f"{job.name}: {len(summary['removed'])} archives {'would go' if args.dry_run else 'removed'}, "
                     f"{_catalog.human_size(summary['freed_bytes'])} {'to free' if args.dry_run else 'freed'}")
@@ -245,12 +278,16 @@ def run_status(config: _config.Config, args: argparse.Namespace, output: Output)
             newest = job["newest"]
             detail = (f"newest {newest['name']}, {newest['age_hours']:.1f} h old, "
                       f"{'verified' if newest['verified'] else 'not verified'}") if newest else "no archive"
+            if job.get("running"):
+                detail += f"; a backup run is running since {job['running']['started_at']} (PID {job['running']['pid']})"
             sys.stdout.write(f"{job['job']}: {job['state']}: {detail}\n")
     return _status.exit_code_for(state)
 
 
 def run_check(config: _config.Config, args: argparse.Namespace, output: Output) -> int:
-    del args  # the config was checked while it was loaded
+    del args  # the config was checked while it was loaded; what runs read first is read now
+    for job in config.selected(None):
+        job.check_runnable(config.path)
     output.line(f"{config.path}: {len(config.jobs)} job(s) valid: {', '.join(sorted(config.jobs))}")
     return EXIT_OK
 

@@ -7,6 +7,8 @@ Plain Python on purpose: the modules, the host-side command and the tests all im
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import functools
 import os
 import re
@@ -14,6 +16,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import time
 import typing as t
 
 F = t.TypeVar("F", bound=t.Callable[..., t.Any])
@@ -86,15 +89,31 @@ def on_termination(stop: t.Callable[[str], None]) -> None:
         signal.signal(signum, lambda number, _frame: stop(signal.Signals(number).name))
 
 
+# What to install when a program is missing (Debian and Ubuntu package names), and the option that points to
+# another place where there is one.
+_INSTALL_HINTS = {
+    "age": "install the age package (apt install age)",
+    "zstd": "install the zstd package (apt install zstd)",
+    "gzip": "install the gzip package (apt install gzip)",
+    "tar": "install the tar package (apt install tar)",
+    "dd": "install coreutils (apt install coreutils)",
+    "mongodump": "install the MongoDB Database Tools (mongodb-database-tools) or set tools_dir to their directory",
+    "mongorestore": "install the MongoDB Database Tools (mongodb-database-tools) or set tools_dir to their directory",
+}
+
+
 def find_binary(name: str, extra_dirs: t.Iterable[str] = ()) -> str:
     """Return the path of ``name``, looking in ``extra_dirs`` first, then in PATH."""
-    for directory in extra_dirs:
+    searched = [directory for directory in extra_dirs if directory]
+    for directory in searched:
         candidate = os.path.join(directory, name)
         if os.access(candidate, os.X_OK):
             return candidate
     found = shutil.which(name)
     if not found:
-        raise LifeboatError(f"{name} was not found in PATH; install it on this host (or point the module at it)")
+        where = f"{', '.join(searched)} or PATH" if searched else "PATH"
+        hint = _INSTALL_HINTS.get(name, f"install {name} on this host")
+        raise LifeboatError(f"{name} was not found in {where}; {hint}")
     return found
 
 
@@ -120,22 +139,170 @@ def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+def pid_alive(pid: int | None) -> bool:
+    """Whether a process of this PID runs on this host (unknown: assume it does, somebody may be writing)."""
+    if not pid:
+        return True
+    try:
+        os.kill(pid, 0)
+    except OverflowError:
+        return False  # more than any PID can be
+    except OSError as exc:
+        return exc.errno != errno.ESRCH  # EPERM: alive, owned by someone else
+    return True
+
+
+def process_start(pid: int) -> str | None:
+    """When process ``pid`` started (clock ticks since boot, /proc/PID/stat field 22), to tell a reused PID apart."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
+            # The command name (field 2) may hold spaces and parentheses: count fields after its closing one.
+            return handle.read().rpartition(")")[2].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def lock_owner_alive(path: str) -> bool | None:
+    """Whether a writer still holds the flock on ``path`` (True), none does (False), or it cannot be told (None).
+
+    Writers hold the lock as long as they live, and the kernel drops it when they die however they die, in
+    whatever PID namespace they ran: a lock says more than a PID where containers share a directory.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    return False
+
+
+def hold_lock(fd: int) -> None:
+    """Mark ``fd``'s file as in use for as long as this process keeps it open (see lock_owner_alive)."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        pass  # a filesystem without locks: the PID in the name still protects the file on this host
+
+
+# PrivateDir names: .lifeboat-PID-RANDOM (older releases wrote .lifeboat-RANDOM, without the PID).
+PRIVATE_DIR_NAME = re.compile(r"^\.lifeboat-(?:(?P<pid>\d+)-)?[A-Za-z0-9_]+$")
+# What is left of a writer that held no lock and named no PID is removed only after this long without a change.
+LEFTOVER_GRACE_SECONDS = 3600
+
+
+def leftover_removable(path: str, pid: int | None) -> bool:
+    """A private file or directory of a writer that is gone: its PID is dead and its lock free (or, when the lock
+    cannot be tested, it has not changed for an hour). Never one whose writer may still be running."""
+    if pid is not None and pid_alive(pid):
+        return False
+    held = lock_owner_alive(path)
+    if held is not None and pid is not None:
+        return not held
+    try:
+        age = time.time() - os.lstat(path).st_mtime
+    except OSError:
+        return False
+    return not held and age >= LEFTOVER_GRACE_SECONDS
+
+
+def stale_private_dirs(parent: str) -> list[str]:
+    """The private directories in ``parent`` whose owner is gone (see leftover_removable)."""
+    try:
+        names = os.listdir(parent)
+    except OSError:
+        return []
+    stale = []
+    for name in sorted(names):
+        match = PRIVATE_DIR_NAME.match(name)
+        path = os.path.join(parent, name)
+        if match and os.path.isdir(path) and not os.path.islink(path) and leftover_removable(
+                path, int(match["pid"]) if match["pid"] else None):
+            stale.append(path)
+    return stale
+
+
+def sweep_private_dirs(parent: str) -> list[str]:
+    """Remove the private directories in ``parent`` left by processes that are gone (a SIGKILL runs no cleanup)."""
+    removed = []
+    for path in stale_private_dirs(parent):
+        shutil.rmtree(path, ignore_errors=True)
+        if not os.path.lexists(path):
+            removed.append(path)
+    return removed
+
+
+# Anonymous files holding secrets for child tools, by descriptor: a child whose argv names /dev/fd/N inherits N.
+_SECRET_FDS: set[int] = set()
+
+
+_FD_PATH = re.compile(r"/dev/fd/(\d+)(?!\d)")
+
+
+def secret_fds_for(argv: t.Sequence[str]) -> tuple[int, ...]:
+    """The secret descriptors ``argv`` names (as /dev/fd/N): the only ones its process inherits."""
+    named = {int(number) for arg in argv for number in _FD_PATH.findall(arg)}
+    return tuple(sorted(named & _SECRET_FDS))
+
+
 class PrivateDir:
-    """A 0700 temporary directory for 0600 secret files, removed on exit whatever happens."""
+    """Private files for one piece of work: secrets in anonymous memory files, data in a 0700 temporary directory.
+
+    The directory is removed on exit whatever happens; a SIGKILL runs no cleanup, so the directory carries its
+    owner's PID and lock, and the next PrivateDir made in the same place removes it once that owner is gone.
+    """
 
     def __init__(self, parent: str | None = None) -> None:
-        self.path = tempfile.mkdtemp(prefix=".lifeboat-", dir=parent)
+        sweep_private_dirs(parent or tempfile.gettempdir())
+        self.path = tempfile.mkdtemp(prefix=f".lifeboat-{os.getpid()}-", dir=parent)
         os.chmod(self.path, 0o700)
+        self._lock_fd = os.open(self.path, os.O_RDONLY)
+        hold_lock(self._lock_fd)
+        self._secret_fds: list[int] = []
 
     def write_secret(self, name: str, content: str) -> str:
+        """A 0600 file in the directory, for tools that read a secret only from a named file."""
         path = os.path.join(self.path, name)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(content)
         return path
 
+    def secret_file(self, name: str, content: str) -> str:
+        """A path a child tool can read ``content`` from (/dev/fd/N): an anonymous file in memory, on no disk,
+        gone with the last process holding it. Only a child run with that path in its argv inherits it.
+
+        Without memfd (not Linux), a 0600 file in the directory, which the next start sweeps after a SIGKILL.
+        """
+        if not hasattr(os, "memfd_create") or not os.path.isdir("/dev/fd"):
+            return self.write_secret(name, content)
+        fd = os.memfd_create(f"lifeboat-{name}", os.MFD_CLOEXEC)
+        try:
+            data = memoryview(content.encode("utf-8"))
+            while data:
+                data = data[os.write(fd, data):]
+        except BaseException:
+            os.close(fd)
+            raise
+        self._secret_fds.append(fd)
+        _SECRET_FDS.add(fd)
+        return f"/dev/fd/{fd}"
+
     def cleanup(self) -> None:
+        for fd in self._secret_fds:
+            _SECRET_FDS.discard(fd)
+            os.close(fd)
+        self._secret_fds = []
         shutil.rmtree(self.path, ignore_errors=True)
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)
+            self._lock_fd = -1
 
     def __enter__(self) -> PrivateDir:
         return self

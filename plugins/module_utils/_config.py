@@ -15,8 +15,8 @@ import re
 import typing as t
 from dataclasses import dataclass, field
 
-from . import _params, _retention, _status, _verify
-from ._common import LifeboatError
+from . import _manifest, _params, _pipeline, _retention, _status, _verify
+from ._common import LifeboatError, read_secret_file
 
 ENGINES = ("postgresql", "mongodb")
 SECTIONS = ("verify", "retention", "status", "schedule")
@@ -64,6 +64,55 @@ class Job:
     @property
     def database(self) -> str | None:
         return self.params.get("database")
+
+    @property
+    def encrypted(self) -> bool:
+        return bool(self.params.get("encryption_recipients") or self.params.get("encryption_recipients_files")
+                    or self.params.get("encryption_passphrase_file"))
+
+    def dump_request(self) -> t.Any:
+        """What ``lifeboat backup`` hands the engine (validated): the module's own request."""
+        request = (_params.postgres_dump_request(self.params) if self.engine == "postgresql"
+                   else _params.mongodb_dump_request(self.params))
+        request.validate()
+        return request
+
+    def decryption(self) -> _pipeline.Decryption:
+        """What verification opens archives with: the verify section's, or the passphrase the job encrypts with."""
+        return _params.decryption({
+            **self.verify,
+            "age_passphrase_file": self.verify.get("age_passphrase_file")
+            or self.params.get("encryption_passphrase_file"),
+        })
+
+    def check_runnable(self, config_path: str) -> None:
+        """Everything ``backup`` and ``verify`` read before they touch a server, read now: secret files, encryption,
+        the dump request, what verification decrypts with. Raises the one-line error the run would give."""
+        try:
+            if self.retention["enabled"]:
+                try:
+                    _retention.Policy.from_options(self.retention)
+                except LifeboatError as exc:
+                    raise LifeboatError(f"retention: {exc} (or set retention: {{enabled: false}})") from None
+            self.dump_request()
+            decryption = self.decryption()
+            for path in decryption.identity_files:
+                if not os.path.isfile(path):
+                    raise LifeboatError(f"verify: age identity file {path} does not exist")
+            if decryption.passphrase_file:
+                read_secret_file(decryption.passphrase_file, "verify: passphrase")
+            level = self.verify["level"]
+            if self.verify["enabled"] and self.encrypted and level not in (_verify.AUTO, "checksum") and not (
+                    decryption.identity_files or decryption.passphrase_file):
+                raise LifeboatError(f"verify: level {level} reads the encrypted archives whole; give "
+                                    "age_identity_files, or use level auto or checksum")
+            if self.verify["enabled"] and level == "restore":
+                if self.engine == "postgresql":
+                    _params.pg_connection(self.params, None)
+                else:
+                    _params.mongo_connection(self.params)
+        except LifeboatError as exc:
+            raise LifeboatError(f"config {config_path}: job {self.name}: {exc}") from None
 
 
 @dataclass
@@ -135,11 +184,43 @@ def _job(path: str, name: str, body: dict[str, t.Any], defaults: dict[str, t.Any
     params["job"] = params.get("job") or name
     if not params.get("destination"):
         raise LifeboatError(f"config {path}: {where} needs a destination (or one in defaults)")
+    if params.get("login_uri") and uri_has_password(params["login_uri"]):
+        raise LifeboatError(f"config {path}: {where}: login_uri holds a password, which does not belong in the "
+                            "config: put it in a 0600 file, give login_password_file and leave it out of login_uri")
     sections = {}
     for section in SECTIONS:
         merged = {**(defaults.get(section) or {}), **(body.get(section) or {})}
         sections[section] = check_options(path, f"{where}: {section}", merged, _SECTION_SPECS[section])
+    # What every run would refuse is refused here, once, for every command (``check`` included).
+    try:
+        _manifest.validate_destination(params["destination"])
+        _manifest.validate_job_name(params["job"])
+    except LifeboatError as exc:
+        raise LifeboatError(f"config {path}: {where}: {exc}") from None
+    for section, validate in (("retention", _check_retention_values), ("status", _status.StatusOptions.from_options)):
+        try:
+            validate(sections[section])
+        except LifeboatError as exc:
+            raise LifeboatError(f"config {path}: {where}: {section}: {exc}") from None
     return Job(name=name, engine=engine, params=params, **sections)
+
+
+def _check_retention_values(retention: dict[str, t.Any]) -> None:
+    """Wrong values (``keep_daily: -5``, ``keep_within: 3x``) are wrong for every command; an empty policy only
+    stops prune, and ``check`` says so (Job.check_runnable)."""
+    if any(retention.get(name) not in (None, "") for name in (*_retention.COUNT_OPTIONS, "keep_within")):
+        _retention.Policy.from_options(retention)
+
+
+def uri_has_password(uri: str) -> bool:
+    """Whether a PostgreSQL or MongoDB connection string (URI or libpq keywords) carries a password."""
+    _scheme, separator, rest = uri.partition("://")
+    if not separator:  # libpq's keyword=value form
+        return re.search(r"(^|\s)password\s*=", uri) is not None
+    authority = re.split(r"[/?]", rest, maxsplit=1)[0]
+    userinfo = authority.rpartition("@")[0]
+    query = rest.partition("?")[2]
+    return ":" in userinfo or re.search(r"(^|&)password=", query) is not None
 
 
 def check_options(path: str, where: str, options: t.Any, spec: dict[str, t.Any]) -> dict[str, t.Any]:

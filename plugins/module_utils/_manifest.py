@@ -117,9 +117,37 @@ def build(
         "total_count": sum(counts.values()),
         "options": options or {},
         "extras": extras or [],
-        "restore_commands": restore_commands,
+        "restore_commands": explained_restore_commands(
+            engine, os.path.basename(archive_path), stream.stored_sha256, extras or [], restore_commands),
         "verifications": [],
     }
+
+
+# What each placeholder of the restore commands stands for, said in the commands themselves (as comments).
+PLACEHOLDERS = {
+    "TARGET_DB": "TARGET_DB is the database to restore into (a new name, or the old one once it is out of the way)",
+    "RESTORE_DIR": "RESTORE_DIR is an empty directory with room for the unpacked dump",
+    "IDENTITY_FILE": "IDENTITY_FILE is the age identity (private key) file of one of the archive's recipients",
+    "CONNECTION": ("CONNECTION is where mongorestore connects: --config=FILE, with FILE (chmod 600) holding the line "
+                   "uri: \"mongodb://USER:PASSWORD@HOST:27017/?authSource=admin\" (a password given with --uri "
+                   "would show in ps)"),
+}
+_PG_CONNECTION = ("psql, createdb and pg_restore connect with the libpq environment: PGHOST, PGPORT, PGUSER, and "
+                  "the password in ~/.pgpass or PGPASSWORD (never on the command line)")
+
+
+def explained_restore_commands(engine: str, archive_file: str, sha256: str, extras: list[dict[str, t.Any]],
+                               commands: list[str]) -> list[str]:
+    """The engine's restore commands, preceded by what their placeholders mean and the sha256 check of every
+    stored file (run in the archive's directory: a file that fails it must not be restored)."""
+    text = " ".join(commands)
+    legend = [f"# {meaning}" for name, meaning in PLACEHOLDERS.items() if name in text]
+    if engine == "postgresql":
+        legend.append(f"# {_PG_CONNECTION}")
+    files = [(extra["file"], extra["sha256"]) for extra in extras
+             if isinstance(extra, dict) and extra.get("file") and extra.get("sha256")] + [(archive_file, sha256)]
+    checks = [f"echo {shell_quote(f'{digest}  {name}')} | sha256sum --check --strict" for name, digest in files]
+    return [*legend, *checks, *commands]
 
 
 def write(path: str, manifest: dict[str, t.Any]) -> None:

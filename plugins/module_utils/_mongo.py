@@ -145,8 +145,10 @@ class MongoConnection:
         return client
 
     def tool_config(self, private: PrivateDir) -> str:
+        """The path of the tools' config (for --config=): an anonymous file in memory that no SIGKILL leaves behind
+        (it holds the URL-encoded password); only a tool whose argv names it inherits it."""
         # A JSON string is a valid YAML double-quoted scalar: any character in the URI is safe.
-        return private.write_secret("tools.yaml", f"uri: {json.dumps(self.uri)}\n")
+        return private.secret_file("tools.yaml", f"uri: {json.dumps(self.uri)}\n")
 
 
 def _split_uri(uri: str) -> tuple[str, str, str, str, str]:

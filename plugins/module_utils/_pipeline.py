@@ -27,7 +27,17 @@ import threading
 import typing as t
 from dataclasses import dataclass
 
-from ._common import LifeboatError, child_env, find_binary, last_line, on_termination, read_secret_file, redact
+from ._common import (
+    LifeboatError,
+    child_env,
+    find_binary,
+    hold_lock,
+    last_line,
+    on_termination,
+    read_secret_file,
+    redact,
+    secret_fds_for,
+)
 
 CHUNK = 1 << 20
 _F_SETPIPE_SZ = 1031  # Linux: bigger pipes mean fewer, larger reads.
@@ -82,12 +92,12 @@ def validate_encryption(encryption: Encryption) -> None:
             raise LifeboatError("give either encryption recipients or a passphrase file, not both (age takes one)")
         read_secret_file(encryption.passphrase_file, "passphrase")
     for recipient in encryption.recipients:
+        if recipient.upper().startswith("AGE-SECRET-KEY"):  # checked first: never show a part of a secret key
+            raise LifeboatError("an age secret key was given as a recipient; give its public key (age-keygen -y)")
         if not recipient.startswith(("age1", "ssh-ed25519 ", "ssh-rsa ")):
             raise LifeboatError(
                 f"'{recipient[:12]}...' is not an age recipient; give public keys (age1... or ssh-ed25519 ...)"
             )
-        if recipient.startswith("AGE-SECRET-KEY"):
-            raise LifeboatError("an age secret key was given as a recipient; give its public key (age-keygen -y)")
     for path in encryption.recipients_files:
         if not os.path.isfile(path):
             raise LifeboatError(f"age recipients file {path} does not exist")
@@ -176,11 +186,13 @@ class _Stage:
         self._tty_input = tty_input
         self._tty_master = -1
         self._reader: threading.Thread | None = None
-        extra: dict[str, t.Any] = {}
+        # Secrets the tool reads from /dev/fd/N (PrivateDir.secret_file) reach this child only.
+        extra: dict[str, t.Any] = {"pass_fds": secret_fds_for(argv)}
         tty = -1
         if tty_input is not None:
             self._tty_master, tty = os.openpty()
-            extra = {"start_new_session": True, "pass_fds": (tty,), "preexec_fn": lambda: _take_terminal(tty)}
+            extra = {"start_new_session": True, "pass_fds": (tty, *extra["pass_fds"]),
+                     "preexec_fn": lambda: _take_terminal(tty)}
         try:
             self.proc = subprocess.Popen(
                 argv, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE, env=env or child_env(), close_fds=True,
@@ -279,6 +291,11 @@ def _stop(signal_name: str) -> None:
     # instead makes the stream end, and finish() reports the signal.
     for runner in list(_ACTIVE_RUNNERS):
         runner.abort()
+
+
+def stop_requested() -> bool:
+    """Whether SIGTERM or SIGHUP asked this process to stop (no new work should start)."""
+    return bool(_STOP_SIGNAL)
 
 
 def stop_cleanly_on_termination() -> None:
@@ -592,6 +609,7 @@ class ArchiveFile:
             self.fd = os.open(self.temp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except OSError as exc:
             raise LifeboatError(f"cannot create a file in {directory}: {exc.strerror}") from exc
+        hold_lock(self.fd)  # the next run or prune removes the file only once nobody holds this (the writer died)
         self.committed = False
 
     def commit(self) -> None:
@@ -651,6 +669,7 @@ def write_file_atomic(path: str, data: bytes, mode: int = 0o600) -> None:
     except OSError:
         previous = None
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    hold_lock(fd)
     try:
         try:
             os.fchmod(fd, mode)  # the umask must not narrow it: metrics (0644) are read by another user

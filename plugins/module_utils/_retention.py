@@ -21,16 +21,23 @@ On top of the policy, per job and database (never per host name: containers get 
 from __future__ import annotations
 
 import datetime as _dt
-import errno
 import os
 import re
+import shutil
 import stat
 import time
 import typing as t
 from dataclasses import dataclass, field
 
 from . import _catalog, _manifest
-from ._common import LifeboatError
+from ._common import (
+    PRIVATE_DIR_NAME,
+    LifeboatError,
+    leftover_removable,
+    lock_owner_alive,
+    pid_alive,
+    stale_private_dirs,
+)
 from ._pipeline import fsync_directory
 
 # (option, how an archive's start time falls into the rule's bucket); restic's order.
@@ -44,9 +51,6 @@ BUCKET_RULES: tuple[tuple[str, t.Callable[[_dt.datetime], str]], ...] = (
 COUNT_OPTIONS = ("keep_last", *(name for name, _bucket in BUCKET_RULES))
 UNLIMITED = -1
 _SPAN_PART = re.compile(r"(\d+)([ymdh])")
-# A partial file of a writer that is gone is removed only when it has not been written to for this long: the
-# writer may run in another PID namespace (a container) or on another host sharing the directory.
-PARTIAL_GRACE_SECONDS = 3600
 
 
 def policy_spec() -> dict[str, t.Any]:
@@ -156,16 +160,13 @@ class GroupPlan:
 
 @dataclass
 class Partial:
-    """A ``.NAME.partial-PID`` file left by a writer; removable only when the writer is gone and it is stale."""
+    """A ``.NAME.partial-PID`` file of a writer; removable only when the writer is gone (PID dead, lock released)."""
 
     path: str
     pid: int | None
     writer_alive: bool
     age_seconds: float
-
-    @property
-    def removable(self) -> bool:
-        return not self.writer_alive and self.age_seconds >= PARTIAL_GRACE_SECONDS
+    removable: bool = False
 
 
 @dataclass
@@ -181,14 +182,21 @@ class PrunePlan:
     def removals(self) -> list[_catalog.Archive]:
         return [archive for group in self.groups for archive, _reasons in group.remove]
 
+    private_dirs: list[str] = field(default_factory=list)  # private directories of processes that are gone
+
     @property
     def partials_to_remove(self) -> list[Partial]:
         return [partial for partial in self.partials if self.remove_partials and partial.removable]
 
+    @property
+    def private_dirs_to_remove(self) -> list[str]:
+        return self.private_dirs if self.remove_partials else []
+
     def measure(self) -> None:
         """Sizes are read when the plan is made: after apply_prune, the files are gone."""
         self.freed_bytes = sum(_size_on_disk(path) for archive in self.removals for path in archive.files()) + sum(
-            _size_on_disk(partial.path) for partial in self.partials_to_remove)
+            _size_on_disk(partial.path) for partial in self.partials_to_remove) + sum(
+            _tree_size(path) for path in self.private_dirs_to_remove)
 
     def as_dict(self) -> dict[str, t.Any]:
         """Plain data for module results and the ``lifeboat`` command: names, reasons, bytes."""
@@ -208,7 +216,9 @@ class PrunePlan:
                            for group in self.groups for archive, _reasons in group.keep if not archive.readable],
             "warnings": [warning for group in self.groups for warning in group.warnings],
             "partials": [{"path": partial.path, "pid": partial.pid, "writer_alive": partial.writer_alive,
-                          "removed": partial in self.partials_to_remove} for partial in self.partials],
+                          "removed": partial in self.partials_to_remove} for partial in self.partials]
+            + [{"path": path, "pid": _private_dir_pid(path), "writer_alive": False,
+                "removed": path in self.private_dirs_to_remove} for path in self.private_dirs],
             "freed_bytes": self.freed_bytes,
         }
 
@@ -219,17 +229,54 @@ class PrunePlan:
                       if id(archive) not in gone)
 
 
+def check_destination(destination: str) -> None:
+    """Prune works on a directory that exists: a missing one is a wrong path, not an empty destination."""
+    _manifest.validate_destination(destination)
+    if not os.path.isdir(destination):
+        problem = "is not a directory" if os.path.lexists(destination) else "does not exist"
+        raise LifeboatError(f"destination {destination} {problem}: nothing to prune; check the path "
+                            "(a backup creates it)")
+
+
 def plan_prune(destination: _catalog.Destination, policy: Policy, now: _dt.datetime | None = None,
-               remove_partials: bool = False) -> PrunePlan:
-    """Decide, group by group, what ``policy`` removes from ``destination``; nothing is touched here."""
+               remove_partials: bool = False, job: str | None = None) -> PrunePlan:
+    """Decide, group by group, what ``policy`` removes from ``destination``; nothing is touched here.
+
+    With ``remove_partials``, the leftovers of writers that are gone go too: partial files (of ``job`` only, when
+    given) and private directories; never those of a writer that is still running.
+    """
     now = now or _manifest.utc_now()
     plan = PrunePlan(destination.path, policy, remove_partials=remove_partials)
     groups = destination.groups()
-    for job, database in sorted(groups, key=lambda key: (key[0], key[1] or "")):
-        plan.groups.append(_plan_group(job, database, groups[(job, database)], policy, now))
-    plan.partials = [describe_partial(path) for path in destination.partials]
+    for group_job, database in sorted(groups, key=lambda key: (key[0], key[1] or "")):
+        plan.groups.append(_plan_group(group_job, database, groups[(group_job, database)], policy, now))
+    plan.partials = [describe_partial(path) for path in destination.partials
+                     if job is None or partial_job(path) == job]
+    plan.private_dirs = stale_private_dirs(destination.path) if os.path.isdir(destination.path) else []
     plan.measure()
     return plan
+
+
+def partial_job(path: str) -> str | None:
+    """The job a partial file belongs to: an archive's or manifest's (JOB-STAMP...) or a run record's."""
+    name = os.path.basename(path)
+    archive = _catalog.ARCHIVE_NAME.match(name.lstrip("."))
+    if archive:
+        return archive["job"]
+    record = _catalog.RUN_RECORD_PARTIAL.match(name)
+    return record["job"] if record else None
+
+
+def sweep_leftovers(destination: str, job: str) -> list[str]:
+    """Before a run of ``job`` writes: remove what dead runs left in ``destination`` (the job's partial files,
+    private directories); what a running writer holds stays. Returns the paths removed."""
+    if not os.path.isdir(destination):
+        return []
+    found = _catalog.scan(destination)
+    plan = PrunePlan(destination, Policy(keep_last=1), remove_partials=True)
+    plan.partials = [describe_partial(path) for path in found.partials if partial_job(path) == job]
+    plan.private_dirs = stale_private_dirs(destination)
+    return apply_prune(plan)
 
 
 def _plan_group(job: str, database: str | None, archives: list[_catalog.Archive], policy: Policy,
@@ -363,6 +410,11 @@ def apply_prune(plan: PrunePlan) -> list[str]:
         for path in paths:
             if _unlink(path):
                 removed.append(path)
+        for path in plan.private_dirs_to_remove:
+            if os.path.realpath(os.path.dirname(path)) == root and not os.path.islink(path):
+                shutil.rmtree(path, ignore_errors=True)
+                if not os.path.lexists(path):
+                    removed.append(path)
     finally:
         if removed:
             fsync_directory(plan.destination)
@@ -401,20 +453,20 @@ def describe_partial(path: str) -> Partial:
         age = max(0.0, time.time() - os.lstat(path).st_mtime)
     except OSError:
         age = 0.0
-    return Partial(path, pid, pid_alive(pid), age)
+    alive = pid_alive(pid) or bool(lock_owner_alive(path))
+    return Partial(path, pid, alive, age, removable=not alive and leftover_removable(path, pid))
 
 
-def pid_alive(pid: int | None) -> bool:
-    """Whether a process of this PID runs on this host (unknown: assume it does, somebody may be writing)."""
-    if not pid:
-        return True
-    try:
-        os.kill(pid, 0)
-    except OverflowError:
-        return False  # more than any PID can be
-    except OSError as exc:
-        return exc.errno != errno.ESRCH  # EPERM: alive, owned by someone else
-    return True
+def _private_dir_pid(path: str) -> int | None:
+    match = PRIVATE_DIR_NAME.match(os.path.basename(path))
+    return int(match["pid"]) if match and match["pid"] else None
+
+
+def _tree_size(path: str) -> int:
+    total = 0
+    for directory, _dirs, files in os.walk(path):
+        total += sum(_size_on_disk(os.path.join(directory, name)) for name in files)
+    return total
 
 
 def _size_on_disk(path: str) -> int:

@@ -13,12 +13,14 @@ import datetime as _dt
 import json
 import math
 import os
+import re
+import socket
 import typing as t
 from dataclasses import dataclass, fields
 
 from . import _catalog, _manifest, _retention
 from ._catalog import CRITICAL, OK, SEVERITY_ORDER, UNKNOWN, WARNING, human_size
-from ._common import LifeboatError
+from ._common import PRIVATE_DIR_NAME, LifeboatError, pid_alive, process_start, stale_private_dirs
 from ._pipeline import write_file_atomic
 
 EXIT_CODES = {OK: 0, WARNING: 1, CRITICAL: 2, UNKNOWN: 3}
@@ -141,23 +143,108 @@ def evaluate(
     _check_total_space(report["reasons"], report["jobs"], report["free_bytes"], destination, strictest)
     for path, job in _interrupted_runs(found.partials):
         if expected is None or job in expected:
+            who = f"the next run or prune of job {job}" if job else "the next prune"
             _add(report["reasons"], WARNING,
-                 f"{os.path.basename(path)} was left by an interrupted run (its process is gone); remove it")
+                 f"{os.path.basename(path)} was left by an interrupted run (its process is gone); {who} removes it")
+    for path in stale_private_dirs(destination):
+        _add(report["reasons"], WARNING, f"{os.path.basename(path)}/ (private files) was left by an interrupted run "
+                                         "(its process is gone); the next run or prune in this destination removes it")
     _check_last_runs(report, destination)
     return _conclude(report)
 
 
-# The outcome of the newest `lifeboat backup` run of a job, kept beside its archives: a run that failed makes the
-# job CRITICAL at once, while its previous archive still looks fresh.
-RUN_RECORD = ".lifeboat-last-run-{job}.json"
+_RUN_RECORD_NAME = re.compile(r"^\.lifeboat-last-run-(?P<job>.+)\.json$")
+
+
+def job_directories(root: str) -> list[str]:
+    """The subdirectories of ``root`` that hold archives or run records of their own: ``root`` is then a backup
+    root (the backup role writes each job to ROOT/JOB)."""
+    try:
+        entries = sorted(os.scandir(root), key=lambda entry: entry.name)
+    except OSError:
+        return []
+    found = []
+    for entry in entries:
+        if not entry.is_dir(follow_symlinks=False) or PRIVATE_DIR_NAME.match(entry.name):
+            continue
+        try:
+            names = os.listdir(entry.path)
+        except OSError:
+            continue
+        if any(name.endswith(_manifest.MANIFEST_SUFFIX) or _catalog.ARCHIVE_NAME.match(name)
+               or _RUN_RECORD_NAME.match(name) for name in names):
+            found.append(entry.path)
+    return found
+
+
+def evaluate_root(
+    path: str,
+    jobs: t.Sequence[str] | None = None,
+    options: StatusOptions | None = None,
+    now: _dt.datetime | None = None,
+    job_options: t.Mapping[str, StatusOptions] | None = None,
+) -> dict[str, t.Any]:
+    """``evaluate`` of a destination, or of every job directory of a backup root (a directory that holds no
+    archive itself, only directories that do): one report whose jobs carry their own ``destination``, with the
+    report of each directory under ``destinations``."""
+    now = now or _manifest.utc_now()
+    _manifest.validate_destination(path)
+    try:
+        holds_archives = bool(_catalog.scan(path).archives)
+    except LifeboatError:
+        holds_archives = True  # unreadable: evaluate says so
+    directories = [] if holds_archives or not os.path.isdir(path) else job_directories(path)
+    if not directories:
+        return evaluate(path, jobs, options, now, job_options)
+    expected = list(dict.fromkeys(jobs)) if jobs else None
+    combined: dict[str, t.Any] = {"destination": path, "checked_at": _manifest.iso(now), "free_bytes": free_bytes(path),
+                                  "reasons": [], "jobs": [], "destinations": []}
+    for directory in directories:
+        # The jobs there: those of its archives, else of its run records (a first run killed leaves only that).
+        present = {archive.job for archive in _catalog.scan(directory).archives} or {
+            match["job"] for name in os.listdir(directory) if (match := _RUN_RECORD_NAME.match(name))}
+        wanted = [job for job in expected if job in present] if expected is not None else sorted(present)
+        if wanted == []:
+            continue
+        report = evaluate(directory, wanted, options, now, job_options)
+        combined["destinations"].append(report)
+        combined["reasons"] += report["reasons"]
+        combined["jobs"] += [{**entry, "destination": directory} for entry in report["jobs"]]
+    found = {entry["job"] for entry in combined["jobs"]}
+    for job in expected or ():
+        if job not in found:
+            combined["jobs"].append({**_missing_job(job, path), "destination": path})
+    return _conclude(combined)
+
+
+# The newest `lifeboat backup` run of a job, kept beside its archives: written as "started" before the dump and
+# finished after it, so a run that failed, or was killed before it could say so, makes the job CRITICAL at once
+# while its previous archive still looks fresh.
+RUN_RECORD = _catalog.RUN_RECORD
+STARTED, FINISHED = "started", "finished"
+
+
+def record_start(destination: str, job: str, at: _dt.datetime | None = None) -> dict[str, t.Any]:
+    """Say that a backup run of ``job`` begins, by this process (best effort, like record_run); returns the record."""
+    _manifest.validate_job_name(job)
+    pid = os.getpid()
+    record = {"job": job, "state": STARTED, "ok": None, "at": _manifest.iso(at or _manifest.utc_now()),
+              "pid": pid, "pid_start": process_start(pid), "host": socket.gethostname(), "failure": None}
+    _write_record(destination, job, record)
+    return record
 
 
 def record_run(destination: str, job: str, ok: bool, failure: str | None = None,
-               at: _dt.datetime | None = None) -> None:
+               at: _dt.datetime | None = None, started: dict[str, t.Any] | None = None) -> None:
     """Keep the outcome of a backup run of ``job`` in ``destination`` (atomically; best effort when unwritable)."""
     _manifest.validate_job_name(job)
-    record = {"job": job, "ok": bool(ok), "at": _manifest.iso(at or _manifest.utc_now()),
+    record = {"job": job, "state": FINISHED, "ok": bool(ok), "at": _manifest.iso(at or _manifest.utc_now()),
+              "started_at": (started or {}).get("at"),
               "failure": None if ok else (failure or "no reason recorded")}
+    _write_record(destination, job, record)
+
+
+def _write_record(destination: str, job: str, record: dict[str, t.Any]) -> None:
     try:
         write_file_atomic(os.path.join(destination, RUN_RECORD.format(job=job)), json.dumps(record).encode("utf-8"))
     except OSError:
@@ -171,20 +258,49 @@ def last_run(destination: str, job: str) -> dict[str, t.Any] | None:
             record = json.load(handle)
     except (OSError, ValueError):
         return None
-    return record if isinstance(record, dict) and isinstance(record.get("ok"), bool) else None
+    if not isinstance(record, dict):
+        return None
+    if record.get("state") == STARTED:
+        return record if isinstance(record.get("pid"), int) else None
+    return record if isinstance(record.get("ok"), bool) else None
+
+
+def run_in_progress(record: dict[str, t.Any]) -> bool:
+    """Whether the run a "started" record names still runs: its process, the same one (not a reused PID), is
+    alive on this host. A run recorded by another host cannot be seen from here and counts as running."""
+    if record.get("host") not in (None, socket.gethostname()):
+        return True
+    pid = record["pid"]
+    if not pid_alive(pid):
+        return False
+    recorded = record.get("pid_start")
+    return recorded is None or process_start(pid) in (None, recorded)
 
 
 def _check_last_runs(report: dict[str, t.Any], destination: str) -> None:
     for entry in report["jobs"]:
         record = last_run(destination, entry["job"])
-        if not record or record["ok"]:
+        if not record or record.get("ok"):
             continue
-        failed_at = _catalog.parse_time(record.get("at"))
-        newest = _catalog.parse_time((entry["newest"] or {}).get("finished_at"))
-        if failed_at is None or (newest is not None and newest >= failed_at):
-            continue  # an archive made after the failure
-        _add(entry["reasons"], CRITICAL, f"{_label(entry['job'], entry['database'])} last backup run failed at "
-                                         f"{record['at']}: {record.get('failure') or 'no reason recorded'}")
+        at = _catalog.parse_time(record.get("at"))
+        label = _label(entry["job"], entry["database"])
+        if at is None:
+            continue
+        if record.get("state") == STARTED:
+            if run_in_progress(record):
+                entry["running"] = {"pid": record["pid"], "started_at": record["at"], "host": record.get("host")}
+                continue
+            newest_start = _catalog.parse_time((entry["newest"] or {}).get("started_at"))
+            if newest_start is not None and newest_start >= at:
+                continue  # the run made its archive (and was killed just after), or a later one did
+            _add(entry["reasons"], CRITICAL, f"{label} last backup run started at {record['at']} (PID "
+                                             f"{record['pid']}) and never finished: it was killed or its host stopped")
+        else:
+            newest = _catalog.parse_time((entry["newest"] or {}).get("finished_at"))
+            if newest is not None and newest >= at:
+                continue  # an archive made after the failure
+            _add(entry["reasons"], CRITICAL, f"{label} last backup run failed at {record['at']}: "
+                                             f"{record.get('failure') or 'no reason recorded'}")
         entry["state"] = worst(reason["severity"] for reason in entry["reasons"])
 
 
@@ -211,15 +327,9 @@ def _groups(found: _catalog.Destination) -> dict[tuple[str, str | None], list[_c
 
 
 def _interrupted_runs(partials: t.Iterable[str]) -> list[tuple[str, str | None]]:
-    """Leftover temporary files that prune would remove: writer gone and past the grace period (the writer may
-    run in another PID namespace, a container, where its PID means nothing here)."""
-    dead = []
-    for path in partials:
-        if not _retention.describe_partial(path).removable:
-            continue
-        archive_name = _catalog.ARCHIVE_NAME.match(os.path.basename(path).lstrip("."))
-        dead.append((path, archive_name["job"] if archive_name else None))
-    return dead
+    """Leftover temporary files that the next run or prune removes: their writer is gone (PID dead, lock free)."""
+    return [(path, _retention.partial_job(path)) for path in partials
+            if _retention.describe_partial(path).removable]
 
 
 def _label(job: str, database: str | None) -> str:
@@ -240,7 +350,7 @@ def _missing_job(job: str, destination: str) -> dict[str, t.Any]:
 def _job_entry(job: str, database: str | None, engine: str | None, archives: list[_catalog.Archive]) -> dict[str, t.Any]:
     return {"job": job, "database": database, "engine": engine, "state": OK, "reasons": [], "archives": len(archives),
             "newest": None, "unreadable": [a.name for a in archives if not a.readable], "previous_verified": None,
-            "next_size": None}
+            "next_size": None, "running": None}
 
 
 def _evaluate_group(
@@ -340,6 +450,7 @@ def describe(archive: _catalog.Archive, now: _dt.datetime) -> dict[str, t.Any]:
     total = (archive.manifest or {}).get("total_count")
     return {
         "name": archive.name,
+        "started_at": _manifest.iso(archive.started_at),
         "finished_at": _manifest.iso(archive.finished_at),
         "age_hours": round((now - archive.finished_at).total_seconds() / 3600, 2),
         "size": archive.size,
@@ -402,6 +513,7 @@ def metrics_text(reports: dict[str, t.Any] | t.Sequence[dict[str, t.Any]], now: 
     node_exporter) from colliding.
     """
     reports = [reports] if isinstance(reports, dict) else list(reports)
+    reports = [part for report in reports for part in report.get("destinations") or [report]]  # a backup root's
     now = now or _catalog.parse_time(reports[0].get("checked_at")) or _manifest.utc_now()
     samples: dict[str, list[str]] = {name: [] for name, _help in _METRICS}
 

@@ -91,12 +91,14 @@ options:
     default: false
   remove_partials:
     description:
-      - Also remove C(.NAME.partial-PID) files left by interrupted dumps, when no process of that PID runs on this
-        host and the file was not written to for an hour.
-      - Off by default, because the writer may run in a container or on another host sharing the directory,
-        where its PID cannot be seen. Partial files are always listed in RV(partials).
+      - Also remove what interrupted (for example SIGKILLed) runs left, of O(job) when it is given, of every job
+        otherwise - C(.NAME.partial-PID) files and private C(.lifeboat-PID-*) directories - once their writer is
+        gone - no process of that PID runs on this host and no process holds the file's lock (writers lock
+        what they write, so one in a container that shares the directory still counts as alive).
+      - A file whose lock cannot be tested (another user's) goes only after an hour without a change.
+      - Such leftovers are always listed in RV(partials).
     type: bool
-    default: false
+    default: true
 notes:
   - At least one O(keep_last) ... O(keep_yearly) or O(keep_within) must be set; like C(restic forget), an empty
     policy is refused rather than taken to remove everything.
@@ -184,7 +186,8 @@ unreadable:
   sample: [{"name": "journal-20261120T030000Z.pgdump.zst", "job": "journal",
             "problem": "it has no manifest, so nothing says what it holds or proves it whole"}]
 partials:
-  description: Partial files of interrupted or running dumps; C(removed) tells whether this run removed it.
+  description: Partial files and private directories of interrupted or running dumps; C(removed) tells whether
+    this run removed it (C(writer_alive) whether its writer still runs).
   returned: always
   type: list
   elements: dict
@@ -224,15 +227,17 @@ def main() -> None:
         "destination": {"type": "path", "required": True},
         "job": {"type": "str"},
         **_retention.policy_spec(),
-        "remove_partials": {"type": "bool", "default": False},
+        "remove_partials": {"type": "bool", "default": True},
     }
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     params = module.params
     stop_cleanly_on_termination()
     try:
         policy = _retention.Policy.from_options(params)
+        _retention.check_destination(params["destination"])
         destination = _catalog.scan(params["destination"], params["job"])
-        plan = _retention.plan_prune(destination, policy, remove_partials=params["remove_partials"])
+        plan = _retention.plan_prune(destination, policy, remove_partials=params["remove_partials"],
+                                     job=params["job"])
         removed_files = [] if module.check_mode else _retention.apply_prune(plan)
     except LifeboatError as exc:
         module.fail_json(msg=str(exc))
@@ -242,7 +247,7 @@ def main() -> None:
     result["warnings_found"] = result.pop("warnings")
     for warning in result["warnings_found"] + [f"{item['job']}: {item['reason']}" for item in result["held"]]:
         module.warn(warning)
-    changed = bool(plan.removals or plan.partials_to_remove)
+    changed = bool(plan.removals or plan.partials_to_remove or plan.private_dirs_to_remove)
     if module._diff:  # pylint: disable=protected-access
         result["diff"] = {"before": "\n".join(plan.names(after=False)) + "\n",
                           "after": "\n".join(plan.names(after=True)) + "\n",

@@ -43,6 +43,9 @@ options:
   destination:
     description:
       - Absolute path of the directory the archives are written to.
+      - Or a backup root, a directory that holds no archive itself but one directory per job (as the
+        C(lifeboat.ops.backup) role writes them under C(backup_root)); every job directory is then checked and
+        each job reported, with its own C(destination) in RV(jobs).
     type: path
     required: true
   jobs:
@@ -110,6 +113,11 @@ EXAMPLES = r"""
     destination: /var/backups/lifeboat
     jobs: [journal, nightscout]
   register: backups
+
+- name: Check every job directory under the backup root
+  lifeboat.ops.backup_status:
+    destination: /var/backups/lifeboat
+    fail_on: critical
 
 - name: Publish backup health to node_exporter, failing the play when a backup is CRITICAL
   lifeboat.ops.backup_status:
@@ -190,7 +198,7 @@ jobs:
       elements: str
     newest:
       description:
-        - The newest readable archive, null when there is none; C(name), C(finished_at), C(age_hours),
+        - The newest readable archive, null when there is none; C(name), C(started_at), C(finished_at), C(age_hours),
           C(size), C(plain_size), C(duration_seconds), C(verified), C(verification_level), C(verified_at),
           C(verification_failure), C(counts_total).
       type: dict
@@ -200,6 +208,17 @@ jobs:
     next_size:
       description: Bytes the next run is expected to need (the newest archive's files); null without one.
       type: int
+    running:
+      description: The backup run of this job that is going on now (C(pid), C(started_at), C(host)), or null.
+      type: dict
+    destination:
+      description: The job directory, when O(destination) is a backup root.
+      type: str
+destinations:
+  description: When O(destination) is a backup root, the report of each job directory (the keys above).
+  returned: when O(destination) is a backup root
+  type: list
+  elements: dict
 metrics:
   description: The metrics text written (or, in check mode, that would be written).
   returned: when O(metrics_file) is set
@@ -241,7 +260,7 @@ def main() -> None:
         metrics_file = params["metrics_file"]
         if metrics_file:
             _status.validate_metrics_path(metrics_file)
-        report = _status.evaluate(params["destination"], params["jobs"], options)
+        report = _status.evaluate_root(params["destination"], params["jobs"], options)
         result.update(report)
         if metrics_file:
             text = _status.metrics_text(report)

@@ -355,3 +355,49 @@ def test_promtool_rejects_broken_metrics(breakage):
     }[breakage]
     assert broken != text
     assert promtool_check(broken).returncode != 0
+
+
+def test_a_backup_root_reports_each_job(dump, status, tmp_path, metrics_dir, pg, mongo):
+    """The backup role writes ROOT/JOB; status of ROOT reports every job there (it used to say "no archive at all")."""
+    root = tmp_path / "root"
+    made = {"journal": dump("postgresql", pg.sample, root / "journal", job="journal"),
+            "nightscout": dump("mongodb", mongo.sample, root / "nightscout", job="nightscout")}
+    for result in made.values():
+        mark_verified(result["archive"])
+    metrics_file = metrics_dir / "lifeboat.prom"
+    run = status(root, metrics_file=str(metrics_file))
+    assert run.rc == 0, run.result
+    assert run.result["state"] == "OK", run.result["summary"]
+    assert run.result["summary"].startswith(f"OK: 2 backup job(s) in {root} fresh and verified")
+    assert [(job["job"], job["destination"], job["state"]) for job in run.result["jobs"]] == [
+        ("journal", str(root / "journal"), "OK"), ("nightscout", str(root / "nightscout"), "OK")]
+    assert [report["destination"] for report in run.result["destinations"]] == [
+        str(root / "journal"), str(root / "nightscout")]
+    text = metrics_file.read_text()
+    assert_valid_metrics(text)
+    assert metric(text, "lifeboat_backup_status", destination=str(root / "nightscout"), job="nightscout") == 0
+
+    age_archive(made["journal"]["archive"], 27)
+    run = status(root, jobs=["journal", "nightscout", "absent"], fail_on="critical")
+    assert run.rc == 1 and run.result["state"] == "CRITICAL"
+    assert "journal newest archive is 27.0 h old" in run.result["msg"]
+    assert f"no archive of job absent in {root}" in run.result["msg"]
+    assert [job["job"] for job in run.result["jobs"]] == ["journal", "nightscout", "absent"]
+
+
+def test_status_playbook_fails_the_hosts_whose_backups_are_critical(dump, run_playbook, tmp_path, pg, mongo):
+    root = tmp_path / "root"
+    journal = dump("postgresql", pg.sample, root / "journal", job="journal")
+    mark_verified(journal["archive"])
+    mark_verified(dump("mongodb", mongo.sample, root / "nightscout", job="nightscout")["archive"])
+    run = run_playbook("status", {"backup_root": str(root)})
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert f'"msg": "OK: 2 backup job(s) in {root} fresh and verified' in run.stdout
+    age_archive(journal["archive"], 30)
+    run = run_playbook("status", {"backup_root": str(root)})
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert '"msg": "CRITICAL: journal newest archive is 30.0 h old (max 26 h)' in run.stdout
+    assert "failed=1" in run.stdout
+    # Given destinations instead of the root, and a missing one: that host fails too.
+    run = run_playbook("status", {"backup_status_destinations": [str(root / "nightscout"), str(tmp_path / "gone")]})
+    assert run.returncode == 2 and f"destination {tmp_path / 'gone'} does not exist" in run.stdout

@@ -80,7 +80,8 @@ VOLATILE_ARCHIVE = ("file", "size", "sha256", "plain_size", "plain_sha256")
 
 def comparable(manifest):
     archive = {k: v for k, v in manifest["archive"].items() if k not in VOLATILE_ARCHIVE}
-    commands = [c.replace(manifest["archive"]["file"], "FILE") for c in manifest["restore_commands"]]
+    commands = [c.replace(manifest["archive"]["file"], "FILE").replace(manifest["archive"]["sha256"], "SHA256")
+                for c in manifest["restore_commands"]]
     return {**{k: v for k, v in manifest.items() if k not in VOLATILE}, "archive": archive,
             "restore_commands": commands}
 
@@ -251,7 +252,7 @@ def test_quoted_numbers_are_taken_as_ansible_takes_them(host, pg, mongo, tmp_pat
 
 def test_check_validates_the_config(host, pg, mongo, tmp_path):
     config = tmp_path / "lifeboat.yml"
-    write_config(config, pg, mongo, tmp_path / "backups")
+    write_config(config, pg, mongo, tmp_path / "backups", retention={"keep_daily": 7})
     done = subprocess.run([sys.executable, str(host / "bin" / "lifeboat"), "check", "--config", str(config)],
                           capture_output=True, text=True, env=host_env(host), check=False)
     assert done.returncode == 0
@@ -340,3 +341,165 @@ def test_status_exit_codes_follow_the_states_and_metrics_pass_promtool(host, pg,
     run = status("--job", "journal")
     assert run.returncode == 2 and "old (max 26 h)" in run.stdout, run.stdout
     assert metric(metrics.read_text(), "lifeboat_backup_status", job="journal") == 2
+
+
+def test_a_killed_run_is_reported_at_once_and_its_leftovers_go_with_the_next_run(host, pg, mongo, big_pg, tmp_path):
+    destination = tmp_path / "backups"
+    config = tmp_path / "lifeboat.yml"
+
+    def write(database):
+        config.write_text(yaml.safe_dump({"jobs": {"app": {
+            "engine": "postgresql", "database": database, "destination": str(destination), "login_host": pg.host,
+            "login_port": pg.port, "login_user": pg.user, "login_password_file": pg.password_file}}}))
+
+    write(pg.sample)
+    assert lifeboat(host, "backup", "--job", "app", "--config", str(config)).returncode == 0
+    assert lifeboat(host, "verify", "--config", str(config)).returncode == 0
+    assert lifeboat(host, "status", "--config", str(config)).returncode == 0
+    write(big_pg)  # the same job, now long enough to be killed halfway
+    process = subprocess.Popen([sys.executable, str(host / "bin" / "lifeboat"), "backup", "--job", "app",
+                                "--config", str(config)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               env=host_env(host), text=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and not [name for name in os.listdir(destination) if name.startswith(".app-")
+                                          and os.path.getsize(destination / name) > 1 << 20]:
+        time.sleep(0.05)
+    record = json.loads((destination / ".lifeboat-last-run-app.json").read_text())
+    assert record["state"] == "started" and record["pid"] == process.pid
+    running = lifeboat(host, "status", "--config", str(config))
+    assert running.returncode == 0, running.stdout  # a live run and its partial file are no problem
+    assert f"a backup run is running since {record['at']} (PID {process.pid})" in running.stdout
+    process.send_signal(signal.SIGKILL)
+    process.communicate(timeout=60)
+    (partial,) = [name for name in os.listdir(destination) if ".partial-" in name]
+
+    status = lifeboat(host, "status", "--config", str(config))  # at once: no waiting for a grace period
+    assert status.returncode == 2, status.stdout
+    assert status.stdout.startswith("LIFEBOAT CRITICAL - ")
+    assert (f"app/{pg.sample} last backup run started at {record['at']} (PID {process.pid}) and never finished"
+            in status.stdout)
+    assert f"{partial} was left by an interrupted run (its process is gone); the next run or prune of job app " \
+           "removes it" in status.stdout
+
+    write(pg.sample)
+    again = lifeboat(host, "backup", "--job", "app", "--config", str(config))
+    assert again.returncode == 0, again.stderr
+    assert not [name for name in os.listdir(destination) if ".partial-" in name or name.startswith(".lifeboat-")
+                and not name.startswith(".lifeboat-last-run-")]
+    assert json.loads((destination / ".lifeboat-last-run-app.json").read_text())["ok"] is True
+
+
+def test_prune_removes_what_a_killed_run_left_and_never_what_a_live_one_writes(host, pg, mongo, tmp_path):
+    config = write_config(tmp_path / "lifeboat.yml", pg, mongo, tmp_path / "backups", retention={"keep_last": 5})
+    assert lifeboat(host, "backup", "--job", "journal", "--config", config).returncode == 0
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True)
+    leftovers = [tmp_path / "backups" / f".journal-20261130T000000Z.pgdump.zst.partial-{dead.stdout.strip()}",
+                 tmp_path / "backups" / f".lifeboat-{dead.stdout.strip()}-abcd1234"]
+    live = tmp_path / "backups" / f".journal-20261130T000001Z.pgdump.zst.partial-{os.getpid()}"
+    other_job = tmp_path / "backups" / f".nightscout-20261130T000000Z.mongo.archive.zst.partial-{dead.stdout.strip()}"
+    leftovers[0].write_bytes(b"half a dump")
+    leftovers[1].mkdir()
+    (leftovers[1] / "toc.dat").write_bytes(b"unpacked")
+    live.write_bytes(b"being written")
+    other_job.write_bytes(b"half")
+    dry = lifeboat(host, "prune", "--job", "journal", "--dry-run", "--config", config)
+    assert dry.returncode == 0 and f"would remove {leftovers[0].name} (left by an interrupted run)" in dry.stderr
+    assert all(path.exists() for path in leftovers)
+    run = lifeboat(host, "prune", "--job", "journal", "--config", config)
+    assert run.returncode == 0, run.stderr
+    assert not any(path.exists() for path in leftovers)
+    assert live.exists() and other_job.exists()  # a live writer's file, and another job's (its own run or prune)
+
+
+def test_backup_of_several_jobs_runs_every_job_and_names_each_failure_once(host, pg, mongo, tmp_path):
+    config = tmp_path / "lifeboat.yml"
+    write_config(config, pg, mongo, tmp_path / "backups")
+    data = yaml.safe_load(config.read_text())
+    wrong = tmp_path / "wrong.password"
+    wrong.write_text("not the password\n")
+    wrong.chmod(0o600)
+    # Between the two good jobs (they run in name order): a login that fails.
+    data["jobs"]["lost"] = {**data["jobs"]["journal"], "login_password_file": str(wrong)}
+    config.write_text(yaml.safe_dump(data))
+    run = lifeboat(host, "backup", "--config", str(config))
+    assert run.returncode == 1
+    errors = [line for line in run.stderr.splitlines() if line.startswith("error: ")]
+    assert errors[0].startswith("error: backup failed: lost: ") and "password authentication failed" in errors[0]
+    assert errors[1:] == ["error: backup: 1 of 3 jobs failed"]
+    assert sum(line.count("lost") for line in errors) == 1
+    for job in ("journal", "nightscout"):
+        assert glob.glob(str(tmp_path / "backups" / f"{job}-*.manifest.json")), run.stderr
+    assert lifeboat(host, "verify", "--job", "journal", "--config", str(config)).returncode == 0
+    assert lifeboat(host, "verify", "--job", "nightscout", "--config", str(config)).returncode == 0
+    record = json.loads((tmp_path / "backups" / ".lifeboat-last-run-lost.json").read_text())
+    assert record["ok"] is False and "password authentication failed" in record["failure"]
+    # Named jobs, each once however often given.
+    run = lifeboat(host, "backup", "--job", "lost", "--job", "journal", "--job", "lost", "--config", str(config))
+    assert run.returncode == 1 and run.stderr.count("backup failed: lost: ") == 1
+    assert "error: backup: 1 of 2 jobs failed" in run.stderr
+
+
+@pytest.mark.parametrize("job_extra, message", [
+    ({"destination": "backups/journal"}, "job journal: destination 'backups/journal' must be an absolute path"),
+    ({"retention": {"keep_daily": -5}}, "job journal: retention: keep_daily is -5; use a count of 0 or more, "
+                                        "or -1 for no limit"),
+    ({"retention": {"keep_within": "3x"}}, "job journal: retention: keep_within '3x' is not a span"),
+    ({"retention": {"keep_daily": None}}, "job journal: retention: the retention policy keeps nothing (like restic, "
+                                          "an empty policy is refused rather than removing every archive); set at "
+                                          "least one of keep_last"),
+    ({"status": {"max_age_hours": -1}}, "job journal: status: max_age_hours -1.0 is not valid"),
+    ({"status": {"shrink_ratio": 2}}, "job journal: status: shrink_ratio 2.0 is not valid"),
+    ({"login_password_file": "/nonexistent/password"}, "job journal: cannot read password file /nonexistent/password"),
+    ({"compression_level": 40}, "job journal: compression_level 40 does not fit zstd; use 1 to 19"),
+    ({"encryption_recipients": ["AGE-SECRET-KEY-1XYZ"]}, "job journal: an age secret key was given as a recipient; "
+                                                         "give its public key (age-keygen -y)"),
+    ({"encryption_recipients": ["age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p"],
+      "verify": {"level": "structure"}},
+     "job journal: verify: level structure reads the encrypted archives whole; give age_identity_files, "
+     "or use level auto or checksum"),
+    ({"verify": {"age_identity_files": ["/nonexistent/key.txt"]}},
+     "job journal: verify: age identity file /nonexistent/key.txt does not exist"),
+    ({"login_uri": "postgresql://backup:s3cr%40t@127.0.0.1/journal", "login_host": None, "login_user": None},
+     "job journal: login_uri holds a password, which does not belong in the config: put it in a 0600 file, give "
+     "login_password_file and leave it out of login_uri"),
+])
+def test_check_refuses_what_backup_or_prune_would_refuse(host, pg, mongo, tmp_path, job_extra, message):
+    config = tmp_path / "lifeboat.yml"
+    write_config(config, pg, mongo, tmp_path / "backups", retention={"keep_daily": 7})
+    assert lifeboat(host, "check", "--config", str(config)).returncode == 0
+    data = yaml.safe_load(config.read_text())
+    data["jobs"]["journal"].update(job_extra)
+    data["jobs"]["journal"] = {key: value for key, value in data["jobs"]["journal"].items() if value is not None}
+    config.write_text(yaml.safe_dump(data))
+    run = lifeboat(host, "check", "--config", str(config))
+    assert run.returncode == 1, run.stderr
+    assert run.stderr.count("\n") == 1 and message in run.stderr, run.stderr
+    assert "s3cr" not in run.stderr and "Traceback" not in run.stderr
+    assert not (tmp_path / "backups").exists()
+
+
+def test_prune_of_a_missing_destination_fails_in_one_line(host, pg, mongo, tmp_path):
+    config = write_config(tmp_path / "lifeboat.yml", pg, mongo, tmp_path / "nowhere", retention={"keep_last": 1})
+    run = lifeboat(host, "prune", "--job", "journal", "--config", config)
+    assert run.returncode == 1
+    assert run.stderr == (f"error: prune failed: destination {tmp_path / 'nowhere'} does not exist: nothing to "
+                          "prune; check the path (a backup creates it)\n")
+
+
+def test_a_missing_program_says_what_to_install(host, pg, mongo, age_key, tmp_path):
+    """It used to say "(or point the module at it)", an option that does not exist."""
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    os.symlink(shutil.which("zstd"), tools / "zstd")  # what the job needs but age
+    config = tmp_path / "lifeboat.yml"
+    write_config(config, pg, mongo, tmp_path / "backups", encryption_recipients=[age_key["recipient"]])
+    data = yaml.safe_load(config.read_text())
+    data["jobs"]["journal"]["pg_bin_dir"] = os.environ["LIFEBOAT_PG_BINDIR"]
+    config.write_text(yaml.safe_dump(data))
+    config = str(config)
+    run = lifeboat(host, "backup", "--job", "journal", "--config", config, env=host_env(host, PATH=str(tools)))
+    assert run.returncode == 1
+    assert run.stderr.splitlines()[-1] == ("error: backup failed: age was not found in PATH; install the age package "
+                                           "(apt install age)")
+    assert not [name for name in os.listdir(tmp_path / "backups") if ".partial-" in name]

@@ -7,6 +7,8 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import shutil
+import subprocess
+import sys
 
 import pytest
 
@@ -139,3 +141,37 @@ def test_bad_policy_is_one_line_error(run_module, tmp_path, args, message):
     run = run_module("backup_prune", {"destination": str(tmp_path), **args})
     assert run.result.get("failed") and message in run.result["msg"]
     assert "\n" not in run.result["msg"] and "Traceback" not in run.result["msg"]
+
+
+def test_a_destination_that_does_not_exist_fails_in_one_line(run_module, tmp_path):
+    run = run_module("backup_prune", {"destination": str(tmp_path / "typo"), "keep_last": 1})
+    assert run.result.get("failed")
+    assert run.result["msg"] == (f"destination {tmp_path / 'typo'} does not exist: nothing to prune; check the path "
+                                 "(a backup creates it)")
+    (tmp_path / "file").write_text("")
+    run = run_module("backup_prune", {"destination": str(tmp_path / "file"), "keep_last": 1})
+    assert run.result.get("failed") and "is not a directory: nothing to prune" in run.result["msg"]
+
+
+def test_leftovers_of_a_dead_writer_go_and_a_live_writers_stay(real_archive, run_module, tmp_path):
+    destination = tmp_path / "backups"
+    (archive,) = dated_series(real_archive, str(destination), 1)
+    verify(archive)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    partial = destination / f".{JOB}-20261130T030000Z.pgdump.zst.partial-{dead}"
+    partial.write_bytes(b"half")
+    private = destination / f".lifeboat-{dead}-x1y2z3"
+    private.mkdir()
+    (private / "toc.dat").write_bytes(b"unpacked")
+    live = destination / f".{JOB}-20261130T040000Z.pgdump.zst.partial-{os.getpid()}"
+    live.write_bytes(b"being written")
+    listed = run_module("backup_prune", {"destination": str(destination), "job": JOB, "keep_last": 1},
+                        check_mode=True)
+    assert listed.result["changed"] is True and partial.exists() and private.exists()
+    run = run_module("backup_prune", {"destination": str(destination), "job": JOB, "keep_last": 1})
+    assert run.result["changed"] is True, run.result
+    assert sorted(run.result["removed_files"]) == sorted([str(partial), str(private)])
+    assert {entry["path"]: (entry["writer_alive"], entry["removed"]) for entry in run.result["partials"]} == {
+        str(partial): (False, True), str(private): (False, True), str(live): (True, False)}
+    assert live.exists() and os.path.exists(archive.path)

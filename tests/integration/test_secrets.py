@@ -5,6 +5,9 @@
 from __future__ import annotations
 
 import os
+import signal
+import stat
+import tempfile
 import threading
 import time
 import urllib.parse
@@ -175,3 +178,94 @@ def test_restore_test_keeps_the_password_off_command_lines_and_results(engine, s
     with open(dumped.result["manifest"], encoding="utf-8") as handle:
         assert server.password not in handle.read()
     assert os.listdir(private_tmp) == []
+
+
+def files_holding(secrets, roots, since):
+    """Every file under ``roots`` changed since ``since`` whose bytes hold one of ``secrets`` (the password is new
+    to this test, so an older file cannot hold it; other sessions' big database files are skipped unread)."""
+    found = set()  # the roots overlap (TMPDIR is under /tmp)
+    for root in roots:
+        for directory, _dirs, names in os.walk(root):
+            for name in names:
+                path = os.path.join(directory, name)
+                try:
+                    info = os.lstat(path)
+                    if not stat.S_ISREG(info.st_mode) or max(info.st_mtime, info.st_ctime) < since:
+                        continue
+                    with open(path, "rb") as handle:
+                        data = handle.read()
+                except OSError:
+                    continue
+                if any(secret in data for secret in secrets):
+                    found.add(path)
+    return sorted(found)
+
+
+def test_sigkill_during_a_mongodb_dump_leaves_no_file_with_the_password(
+        mongo, big_mongo, tmp_path, unique_name, monkeypatch):
+    """The tools' config (the URL-encoded password) lives in an anonymous file in memory: a SIGKILLed module, which
+    runs no cleanup, leaves it nowhere; the empty private directory it leaves is swept by the next run."""
+    password = f"p@ss:w/rd?#&%'\"{{{{x}}}} {unique_name}"
+    mongo.client.admin.command("createUser", unique_name, pwd=password, roles=[])
+    password_file = tmp_path / "password"  # the one 0600 file the user asked for
+    password_file.write_text(password + "\n")
+    password_file.chmod(0o600)
+    private_tmp = tmp_path / "tmp"
+    private_tmp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(private_tmp))
+    destination = tmp_path / "backups"
+    args = {"login_host": mongo.host, "login_port": mongo.port, "login_user": unique_name,
+            "login_password_file": str(password_file), "database": big_mongo, "destination": str(destination),
+            "compression": "none", "job": "killed"}
+    since = time.time() - 1
+    try:
+        process = start_module("mongodb_dump", args, tmp_path)
+        deadline = time.time() + 120
+        while time.time() < deadline and not any(
+                name.startswith(".") and ".partial-" in name and os.path.getsize(destination / name) > 1 << 20
+                for name in (os.listdir(destination) if destination.exists() else [])):
+            time.sleep(0.02)
+        tools = [pid for pid in os.listdir("/proc") if pid.isdigit() and _parent(pid) == process.pid
+                 and _cmdline(pid)[:1] and _cmdline(pid)[0].endswith(b"mongodump")]
+        assert tools, "mongodump was not seen running under the module"
+        (config,) = [arg for arg in _cmdline(tools[0]) if arg.startswith(b"--config=")]
+        assert config.startswith(b"--config=/dev/fd/")  # no path on any disk
+        process.send_signal(signal.SIGKILL)
+        process.communicate(timeout=60)
+        for pid in tools:  # mongodump ends once its reader is gone
+            deadline = time.time() + 60
+            while os.path.exists(f"/proc/{pid}") and time.time() < deadline:
+                time.sleep(0.05)
+        secrets = [spelling.encode() for spelling in
+                   (password, urllib.parse.quote(password, safe=""), urllib.parse.quote_plus(password))]
+        roots = {str(private_tmp), tempfile.gettempdir(), "/tmp", os.path.expanduser("~/.ansible/tmp"),
+                 str(destination), str(tmp_path)}
+        leaks = [path for path in files_holding(secrets, sorted(roots), since) if path != str(password_file)]
+        assert leaks == []
+        # What the killed module left: its partial archive, an empty private directory; the next run of the job
+        # sweeps them.
+        left = os.listdir(private_tmp)
+        assert len(left) == 1 and left[0].startswith(f".lifeboat-{process.pid}-"), left
+        assert os.listdir(private_tmp / left[0]) == []
+        again = finish_module(start_module("mongodb_dump", {**args, "database": mongo.sample}, tmp_path))
+        assert again.rc == 0, again.result
+        assert os.listdir(private_tmp) == []
+        assert not [name for name in os.listdir(destination) if ".partial-" in name]
+    finally:
+        mongo.client.admin.command("dropUser", unique_name)
+
+
+def _parent(pid):
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
+            return int(handle.read().rpartition(")")[2].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _cmdline(pid):
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            return handle.read().split(b"\0")
+    except OSError:
+        return []

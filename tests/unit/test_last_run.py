@@ -5,7 +5,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
+import socket
+import subprocess
+import sys
 
 from ansible_collections.lifeboat.ops.plugins.module_utils import _catalog, _status
 from ansible_collections.lifeboat.ops.plugins.module_utils._status import CRITICAL, OK
@@ -54,3 +58,51 @@ def test_records_are_best_effort_and_damaged_ones_ignored(tmp_path):
     assert _status.evaluate(str(tmp_path), ["journal"], now=START + dt.timedelta(hours=1))["state"] == OK
     assert sorted(os.listdir(tmp_path)) == [".lifeboat-last-run-journal.json", "journal-20261120T030000Z.pgdump",
                                             "journal-20261120T030000Z.pgdump.manifest.json"]
+
+
+def test_a_run_that_started_and_died_is_critical_and_a_live_one_is_running(tmp_path):
+    make_archive(tmp_path, START, verified=True)
+    now = START + dt.timedelta(hours=2)
+    started = _status.record_start(str(tmp_path), "journal", at=START + dt.timedelta(hours=1))
+    assert started["pid"] == os.getpid() and started["state"] == "started"
+    report = _status.evaluate(str(tmp_path), ["journal"], now=now)
+    assert report["state"] == OK and report["jobs"][0]["running"] == {
+        "pid": os.getpid(), "started_at": "2026-11-20T04:00:00Z", "host": socket.gethostname()}
+
+    record_path = tmp_path / ".lifeboat-last-run-journal.json"
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True)
+    for change in ({"pid": int(gone.stdout)},  # its process is gone
+                   {"pid_start": "1"}):  # its PID now belongs to another process
+        record_path.write_text(json.dumps({**started, **change}))
+        report = _status.evaluate(str(tmp_path), ["journal"], now=now)
+        assert report["state"] == CRITICAL, change
+        pid = change.get("pid", os.getpid())
+        assert (f"journal last backup run started at 2026-11-20T04:00:00Z (PID {pid}) and never finished: it was "
+                "killed or its host stopped") in report["summary"]
+    # Recorded by another host sharing the destination: nothing tells from here, it counts as running.
+    record_path.write_text(json.dumps({**started, "pid": int(gone.stdout), "host": "elsewhere"}))
+    assert _status.evaluate(str(tmp_path), ["journal"], now=now)["jobs"][0]["running"]["host"] == "elsewhere"
+    # An archive begun after the record (the run made it, then was killed before saying so): no alarm.
+    record_path.write_text(json.dumps({**started, "pid": int(gone.stdout), "at": "2026-11-20T02:00:00Z"}))
+    assert _status.evaluate(str(tmp_path), ["journal"], now=now)["state"] == OK
+
+    _status.record_run(str(tmp_path), "journal", ok=True, started=started)
+    assert _status.last_run(str(tmp_path), "journal")["started_at"] == "2026-11-20T04:00:00Z"
+    assert _status.evaluate(str(tmp_path), ["journal"], now=now)["state"] == OK
+
+
+def test_a_backup_root_reports_a_job_whose_first_run_was_killed(tmp_path):
+    make_archive(tmp_path / "journal", START, verified=True)
+    (tmp_path / "fresh").mkdir()
+    started = _status.record_start(str(tmp_path / "fresh"), "fresh", at=START)
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True)
+    (tmp_path / "fresh" / ".lifeboat-last-run-fresh.json").write_text(json.dumps({**started, "pid": int(gone.stdout)}))
+    (tmp_path / "empty").mkdir()  # no archive, no record: not a job directory
+    report = _status.evaluate_root(str(tmp_path), now=START + dt.timedelta(hours=1))
+    assert [(job["job"], job["destination"], job["state"]) for job in report["jobs"]] == [
+        ("fresh", str(tmp_path / "fresh"), CRITICAL), ("journal", str(tmp_path / "journal"), OK)]
+    assert f"fresh last backup run started at 2026-11-20T03:00:00Z (PID {gone.stdout.strip()}) and never finished" \
+        in report["summary"]
+    assert _status.evaluate_root(str(tmp_path / "journal"), now=START + dt.timedelta(hours=1))["state"] == OK

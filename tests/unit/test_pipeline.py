@@ -236,7 +236,8 @@ def test_commit_never_replaces_an_archive(tmp_path) -> None:
         ({"destination": ""}, "destination is required"),
         ({"destination": "backups/here"}, "destination 'backups/here' must be an absolute path"),
         ({"job": "../escape"}, "job name '../escape' is not usable in a file name"),
-        ({"encryption": Encryption(recipients=("AGE-SECRET-KEY-1XYZ",))}, "is not an age recipient"),
+        ({"encryption": Encryption(recipients=("AGE-SECRET-KEY-1XYZ",))},
+         "an age secret key was given as a recipient; give its public key"),
     ],
 )
 def test_bad_archive_options(options: dict, message: str) -> None:

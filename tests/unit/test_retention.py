@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
-import time
+import subprocess
+import sys
 
 import pytest
 from hypothesis import event, given, settings
@@ -20,7 +21,6 @@ from ansible_collections.lifeboat.ops.plugins.module_utils import _catalog
 from ansible_collections.lifeboat.ops.plugins.module_utils._common import LifeboatError
 from ansible_collections.lifeboat.ops.plugins.module_utils._retention import (
     BUCKET_RULES,
-    PARTIAL_GRACE_SECONDS,
     GroupPlan,
     Policy,
     Span,
@@ -223,23 +223,33 @@ def test_apply_prune_refuses_a_manifest_that_points_outside_and_removes_nothing(
     assert all(os.path.exists(path) for path in archive.files())
 
 
-def test_partials_of_gone_writers_are_removed_only_when_asked_and_stale(tmp_path):
+def test_partials_of_gone_writers_are_removed_when_asked_and_never_while_a_writer_holds_them(tmp_path):
     alive = tmp_path / f".app-20261101T030000Z.pgdump.zst.partial-{os.getpid()}"
     gone = tmp_path / ".app-20261102T030000Z.pgdump.zst.partial-999999999"
-    fresh = tmp_path / ".app-20261103T030000Z.pgdump.zst.partial-999999998"
+    # A writer in another PID namespace (a container): its PID means nothing here, but it holds the file's lock.
+    container = tmp_path / ".app-20261103T030000Z.pgdump.zst.partial-999999998"
     impossible = tmp_path / ".app-20261104T030000Z.pgdump.zst.partial-99999999999999999999"  # no PID is that big
-    for path in (alive, gone, fresh, impossible):
+    other_job = tmp_path / ".other-20261104T030000Z.pgdump.zst.partial-999999997"
+    for path in (alive, gone, container, impossible, other_job):
         path.write_bytes(b"x" * 10)
-    stale = time.time() - PARTIAL_GRACE_SECONDS - 60
-    for path in (alive, gone, impossible):
-        os.utime(path, (stale, stale))
-    dest = _catalog.scan(str(tmp_path))
-    assert apply_prune(plan_prune(dest, policy(keep_last=1), now=NOW)) == []
-    plan = plan_prune(dest, policy(keep_last=1), now=NOW, remove_partials=True)
-    assert plan.freed_bytes == 20
-    assert [p["writer_alive"] for p in plan.as_dict()["partials"]] == [True, False, False, False]
-    assert apply_prune(plan) == [str(gone), str(impossible)]
-    assert sorted(os.listdir(tmp_path)) == sorted([alive.name, fresh.name])
+    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, sys, time; f = open(sys.argv[1], 'rb'); "
+                               "fcntl.flock(f, fcntl.LOCK_SH); print('locked', flush=True); time.sleep(60)",
+                               str(container)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "locked\n"
+        dest = _catalog.scan(str(tmp_path))
+        assert apply_prune(plan_prune(dest, policy(keep_last=1), now=NOW)) == []
+        plan = plan_prune(dest, policy(keep_last=1), now=NOW, remove_partials=True, job="app")
+        assert plan.freed_bytes == 20
+        assert [p["writer_alive"] for p in plan.as_dict()["partials"]] == [True, False, True, False]
+        assert apply_prune(plan) == [str(gone), str(impossible)]
+        assert sorted(os.listdir(tmp_path)) == sorted([alive.name, container.name, other_job.name])
+    finally:
+        holder.kill()
+        holder.wait()
+    # The container's writer died: its lock went with it, and the file goes at the next prune.
+    plan = plan_prune(_catalog.scan(str(tmp_path)), policy(keep_last=1), now=NOW, remove_partials=True)
+    assert apply_prune(plan) == [str(container), str(other_job)]
 
 
 # ---- properties over random series --------------------------------------------------------------------------------

@@ -14,12 +14,11 @@ import os
 import stat
 import subprocess
 import sys
-import time
 import typing as t
 
 import pytest
 
-from ansible_collections.lifeboat.ops.plugins.module_utils import _catalog, _manifest, _retention, _status
+from ansible_collections.lifeboat.ops.plugins.module_utils import _catalog, _manifest, _status
 from ansible_collections.lifeboat.ops.plugins.module_utils._archive import (
     ArchiveOptions,
     commit_with_manifest,
@@ -230,15 +229,23 @@ def test_leftovers_of_dead_runs_warn_and_those_of_running_ones_do_not(tmp_path):
     dead_leftover.write_bytes(b"half")
     manifest_leftover = tmp_path / f"{archive.name}.manifest.json.partial-{dead_pid}"
     manifest_leftover.write_text("{")
-    # A writer in another PID namespace (a container) looks dead from here: like prune, wait out the grace period.
-    assert check(tmp_path)["state"] == OK
-    stale = time.time() - _retention.PARTIAL_GRACE_SECONDS - 60
-    for leftover in (dead_leftover, manifest_leftover):
-        os.utime(leftover, (stale, stale))
+    # A writer in another PID namespace (a container) looks dead from here, but it holds its file's lock.
+    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, sys, time; handles = [open(p, 'rb') for p in "
+                               "sys.argv[1:]]; [fcntl.flock(h, fcntl.LOCK_SH) for h in handles]; print('locked', "
+                               "flush=True); time.sleep(60)", str(dead_leftover), str(manifest_leftover)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "locked\n"
+        assert check(tmp_path)["state"] == OK
+    finally:
+        holder.kill()
+        holder.wait()
+    # Its writer gone, the leftovers are named at once (no waiting), with what removes them.
     report = check(tmp_path)
     assert report["state"] == WARNING
     assert [r["message"].split(" was left")[0] for r in report["reasons"]] == [
         f".journal-20261121T030000Z.pgdump.partial-{dead_pid}", manifest_leftover.name]
+    assert report["reasons"][0]["message"].endswith("the next run or prune of job journal removes it")
     assert report["jobs"][0]["archives"] == 1  # the manifest leftover is not taken for an archive
     assert check(tmp_path, jobs=["other"])["reasons"] == []  # not the leftovers of the jobs asked for
 
