@@ -268,3 +268,21 @@ def test_schedule_playbook_in_check_mode_at_vvvv(pg, mongo, hostile, tmp_path):
                      "lifeboat-healthcheck.service"):
         assert rendered in run.stdout
     assert_no_secret(run)
+
+
+def test_schedule_playbook_refuses_a_password_for_the_config_file(pg, hostile, tmp_path):
+    before = system_state()
+    run = run_with_runner(tmp_path, hostile, "schedule", {"backup_schedule_jobs": [
+        {"name": "journal", "engine": "postgresql", "database": PG_SOURCE, "options": {"login_uri": "{{ lifeboat_pg_uri }}"}},
+        {"name": "recipes", "engine": "postgresql", "database": "recipes", "login_host": pg.host,
+         "options": {"login_password": "{{ lifeboat_pg_password }}"}},
+        {"name": "research", "engine": "postgresql", "database": "research",
+         "options": {"login_uri": f"postgresql://{hostile['user']}@{pg.host}:{pg.port}/research"}},
+    ]}, 4, cmdline="--check --diff")
+    assert run.status == "failed", runner_failed(run)
+    assert system_state() == before
+    refusal = ("backup_schedule_jobs: journal, recipes: a password in login_uri (or in options) would be written into"
+               " /etc/lifeboat/lifeboat.yml; put it in a 0600 file on the host and give login_password_file (or give"
+               " login_password, which the role writes to such a file), and leave it out of the URI")
+    assert refusal in run.stdout
+    assert_no_secret(run)
