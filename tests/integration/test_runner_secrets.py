@@ -110,6 +110,20 @@ def run_with_runner(base: t.Any, hostile: dict[str, t.Any], playbook: str, host_
                      [str(private), str(temp), *outputs, *new_entries(before)])
 
 
+def count_markers(path: str) -> int:
+    """Occurrences of the markers in a file, read in chunks (a new file of /tmp may be large)."""
+    count, tail = 0, b""
+    try:
+        with open(path, "rb") as handle:
+            while chunk := handle.read(1 << 22):
+                window = tail + chunk  # the tail is shorter than a marker: nothing is counted twice
+                count += sum(window.count(marker) for marker in MARKERS)
+                tail = window[-(max(map(len, MARKERS)) - 1):]
+    except OSError:
+        pass
+    return count
+
+
 def marker_hits(run: RunnerRun) -> dict[str, int]:
     """Occurrences of the secrets' markers in every file under the run's roots (the input extra vars aside)."""
     hits: dict[str, int] = {}
@@ -120,12 +134,7 @@ def marker_hits(run: RunnerRun) -> dict[str, int]:
         for path in paths:
             if path == extravars or os.path.islink(path) or not os.path.isfile(path):
                 continue
-            try:
-                with open(path, "rb") as handle:
-                    data = handle.read()
-            except OSError:
-                continue
-            count = sum(data.count(marker) for marker in MARKERS)
+            count = count_markers(path)
             if count:
                 hits[path] = count
     return hits
