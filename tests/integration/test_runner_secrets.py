@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import sys
 import typing as t
 import urllib.parse
@@ -255,7 +256,7 @@ def system_state() -> dict[str, t.Any]:
 
 
 def test_schedule_playbook_in_check_mode_at_vvvv(pg, mongo, hostile, tmp_path):
-    tools = os.path.dirname(os.path.realpath(os.popen("command -v mongodump").read().strip()))  # noqa: S605
+    tools = os.path.dirname(os.path.realpath(shutil.which("mongodump") or "mongodump"))
     before = system_state()
     run = run_with_runner(tmp_path, hostile, "schedule", {
         "backup_schedule_jobs": [
@@ -282,7 +283,8 @@ def test_schedule_playbook_in_check_mode_at_vvvv(pg, mongo, hostile, tmp_path):
 def test_schedule_playbook_refuses_a_password_for_the_config_file(pg, hostile, tmp_path):
     before = system_state()
     run = run_with_runner(tmp_path, hostile, "schedule", {"backup_schedule_jobs": [
-        {"name": "journal", "engine": "postgresql", "database": PG_SOURCE, "options": {"login_uri": "{{ lifeboat_pg_uri }}"}},
+        {"name": "journal", "engine": "postgresql", "database": PG_SOURCE,
+         "options": {"login_uri": "{{ lifeboat_pg_uri }}"}},
         {"name": "recipes", "engine": "postgresql", "database": "recipes", "login_host": pg.host,
          "options": {"login_password": "{{ lifeboat_pg_password }}"}},
         {"name": "research", "engine": "postgresql", "database": "research",
