@@ -131,7 +131,7 @@ def marker_hits(run: RunnerRun) -> dict[str, int]:
     extravars = os.path.join(run.private_data_dir, "env", "extravars")
     for root in run.scanned:
         paths = [root] if os.path.isfile(root) else [
-            os.path.join(folder, name) for folder, _, names in os.walk(root) for name in names]
+            os.path.join(folder, name) for folder, _dirs, names in os.walk(root) for name in names]
         for path in paths:
             if path == extravars or os.path.islink(path) or not os.path.isfile(path):
                 continue
@@ -186,7 +186,7 @@ def test_backup_playbook_at_lower_verbosity(pg, mongo, hostile, tmp_path, verbos
 
 
 def test_verify_playbook_at_vvvv(pg, mongo, hostile, archives, tmp_path):
-    root, _ = archives
+    root = archives[0]
     run = run_with_runner(tmp_path, hostile, "verify", {
         "backup_root": str(root), "backup_verify_level": "restore",
         "backup_jobs": jobs(pg, mongo, hostile["user"])}, 4, outputs=(str(root),))
@@ -196,7 +196,7 @@ def test_verify_playbook_at_vvvv(pg, mongo, hostile, archives, tmp_path):
 
 
 def test_restore_playbook_at_vvvv(pg, mongo, hostile, archives, tmp_path, unique_name):
-    root, _ = archives
+    root = archives[0]
     run = run_with_runner(tmp_path, hostile, "restore", {
         "backup_root": str(root), "backup_jobs": jobs(pg, mongo, hostile["user"]),
         "restore_items": [
