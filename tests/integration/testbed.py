@@ -15,6 +15,7 @@ import uuid
 
 import psycopg
 import pymongo
+import yaml
 from bson.raw_bson import RawBSONDocument
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -183,3 +184,21 @@ def metric(text: str, name: str, **labels: str) -> float:
                 found.append(float(match[3]))
     assert len(found) == 1, f"{name} {labels}: {found} in\n{text}"
     return found[0]
+
+
+class Unsafe(str):
+    """A value written as ``!unsafe`` (as AWX writes credentials into extra vars): Ansible never templates it."""
+
+
+class UnsafeDumper(yaml.SafeDumper):
+    pass
+
+
+UnsafeDumper.add_representer(Unsafe, lambda dumper, value: dumper.represent_scalar("!unsafe", str(value), style="'"))
+
+
+def unsafe_extra_vars(path: t.Any, variables: dict[str, t.Any]) -> str:
+    """Write VARIABLES for ``-e @PATH``, each string value tagged ``!unsafe``; returns the ``-e`` argument."""
+    path.write_text(yaml.dump({key: Unsafe(value) if isinstance(value, str) else value
+                               for key, value in variables.items()}, Dumper=UnsafeDumper))
+    return f"@{path}"
