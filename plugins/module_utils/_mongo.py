@@ -9,6 +9,7 @@ Counts in the manifest are what mongodump itself reports having written for each
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import re
@@ -494,6 +495,8 @@ class RestoreRequest:
 
 
 MECHANISM = "staged-rename"  # mongorestore writes staging collections, renamed over the targets when counted
+# How long no write of a killed mongorestore may reach its staging collections before they count as gone.
+SETTLE_SECONDS = 1.5
 DIRECT = "direct"  # oplog archives: straight into targets that hold nothing; what it created is dropped on failure
 
 
@@ -654,7 +657,7 @@ def restore(request: RestoreRequest, plan: dict[str, t.Any] | None = None) -> di
     except BaseException as exc:
         with deferred_termination():
             try:
-                with_retries(connect, staging.rollback)
+                with_retries(connect, functools.partial(staging.rollback, settle_seconds=SETTLE_SECONDS))
             except Exception as cleanup:  # noqa: BLE001 - reported with the cause, in one line
                 state = ("the swap was cut short: run the restore again to put the target back" if swapping
                          else "the target is unchanged")

@@ -167,16 +167,24 @@ class Staging:
             _rename(client, self.staged(target), target)
         self._set_phase(client, "committed")
 
-    def rollback(self, client: t.Any) -> None:
+    def rollback(self, client: t.Any, settle_seconds: float = 0) -> None:
         """Put back every target of a swap that did not reach its commit mark, then drop this run's names.
 
         Idempotent, and it reads the state from the server: a rollback cut short is completed by the next one.
+        ``settle_seconds``: a killed mongorestore's last insert may still run on the server and create its staging
+        collection again after the drop; keep dropping until nothing of this run reappears for that long.
         """
         for db in self.databases():
             marker = client[db][self.prefix].find_one({"_id": "run"}) or {}
             if marker.get("phase") == "swapping":
                 self._put_back(client, db)
         self.drop(client)
+        quiet_since = time.monotonic()
+        while time.monotonic() - quiet_since < settle_seconds:
+            time.sleep(0.25)
+            if any(staging_run(name) == self.run_id for db in self.databases() for name in client[db].list_collection_names()):
+                self.drop(client)
+                quiet_since = time.monotonic()
 
     def _put_back(self, client: t.Any, db: str) -> None:
         names = set(client[db].list_collection_names())
