@@ -40,6 +40,7 @@ from ._common import (
 )
 from ._mongo_staging import Staging, deferred_termination, staging_run, with_retries
 from ._pipeline import Decryption, read_stream
+from ._structure import MongoArchiveReader
 
 OPLOG_MODES = ("auto", "yes", "no")
 # Database names cannot hold dots; collection names can hold dots and spaces.
@@ -666,8 +667,9 @@ def restore(request: RestoreRequest, plan: dict[str, t.Any] | None = None) -> di
                     f"dropped ({_one_line(cleanup)}): the next restore into {', '.join(staging.databases())} drops them"
                 ) from exc
         if isinstance(exc, Exception):
+            cause = _restore_failure(exc, staging, _duplicates_of(request, plan, exc, staging))
             raise LifeboatError(
-                f"{_restore_failure(exc, staging)}; the target is unchanged: the staging collections this restore created were dropped"
+                f"{cause}; the target is unchanged: the staging collections this restore created were dropped"
             ) from exc
         raise
     try:
@@ -688,10 +690,8 @@ def _restore_direct(request: RestoreRequest, plan: dict[str, t.Any]) -> dict[str
         raise
 
 
-_DUPLICATE_KEY = re.compile(r"E11000 duplicate key error(?: collection: (\S+))?.*?dup key: (\{.*?\})(?=,? *(?:E11000|\]|$))")
-
-
-def _restore_failure(exc: BaseException, staging: Staging | None = None) -> str:
+def _restore_failure(exc: BaseException, staging: Staging | None = None,
+                     duplicates: tuple[str, t.Any, int] | None = None) -> str:
     """The cause of a failed restore in one line: a signal by name, the first duplicate key and how many."""
     if not isinstance(exc, Exception):
         return f"the restore was interrupted ({type(exc).__name__})"
@@ -706,17 +706,68 @@ def _restore_failure(exc: BaseException, staging: Staging | None = None) -> str:
         except ValueError:
             name = "unknown signal"
         return f"mongorestore was killed by signal {number} ({name}) before the restore was complete"
-    duplicates = message.count("E11000")
+    if "E11000" not in message:
+        return message
+    fix = ("set drop: true (with overwrite: true) to replace the target's collections instead of merging the archive "
+           "into them")
     if duplicates:
-        first = _DUPLICATE_KEY.search(message)
-        where = f" in {first.group(1)}" if first and first.group(1) else ""
-        key = f"; the first is {first.group(2)}" if first else ""
-        return (
-            f"mongorestore stopped at {duplicates} duplicate key{'s' if duplicates > 1 else ''}{where}{key}: the target "
-            "already holds documents with these keys; set drop: true (with overwrite: true) to replace the target's "
-            "collections instead of merging into them"
-        )
-    return message
+        target, first, count = duplicates
+        return (f"{count} document{'s' if count > 1 else ''} of the archive ha{'ve' if count > 1 else 's'} an _id that "
+                f"{target} already holds (the first: {{ _id: {first!r} }}); {fix}")
+    # MongoDB names the key of each duplicate in one long line; FerretDB only the collection.
+    first_key = re.search(r"dup key: (\{.*?\})(?=,? *(?:E11000|\]|$))", message)
+    where = re.search(r"E11000 duplicate key error collection: (\S+?),? ", message + " ")
+    count = message.count("E11000")
+    return (f"mongorestore stopped at {count} duplicate key{'s' if count > 1 else ''}"
+            f"{f' in {where.group(1)}' if where else ''}{f' (the first: {first_key.group(1)})' if first_key else ''}; {fix}")
+
+
+def _duplicates_of(request: RestoreRequest, plan: dict[str, t.Any], exc: BaseException, staging: Staging
+                   ) -> tuple[str, t.Any, int] | None:
+    """For an E11000 failure: the target collection, the first document _id of the archive it already holds, and
+    how many it holds; read from the archive and the (unchanged) target, as FerretDB names no key."""
+    match = re.search(r"E11000 duplicate key error collection: (\S+?),? ", str(exc) + " ")
+    manifest = plan["manifest"]
+    if not match or manifest["archive"]["format"] == "mongodump-archive-gzip":
+        return None
+    target = match.group(1).replace(f"{staging.prefix}_new_", "")
+    source = next((ns for ns in manifest["counts"] if map_namespace(ns, plan["renames"]) == target), None)
+    if source is None:
+        return None
+    from bson import encode  # pylint: disable=import-outside-toplevel
+    from bson.raw_bson import RawBSONDocument  # pylint: disable=import-outside-toplevel
+
+    found: dict[str, t.Any] = {"first": None, "count": 0}
+    pending: list[t.Any] = []
+    client = request.connection.client()
+    collection = client[split_namespace(target)[0]][split_namespace(target)[1]]
+
+    def look_up() -> None:
+        held = {encode({"_id": doc["_id"]}) for doc in collection.find({"_id": {"$in": pending}}, {"_id": 1})}
+        for key in pending:
+            if encode({"_id": key}) in held:
+                found["first"] = key if found["count"] == 0 else found["first"]
+                found["count"] += 1
+        pending.clear()
+
+    class _Ids(MongoArchiveReader):
+        def _document(self, document: bytes) -> None:
+            if self._state == "segment-body" and self._namespace == source:
+                pending.append(RawBSONDocument(document)["_id"])
+                if len(pending) >= 1000:
+                    look_up()
+            super()._document(document)
+
+    try:
+        reader = _Ids()
+        read_stream(request.archive_path, compression=stream_compression(manifest), decryption=request.decryption,
+                    encrypted=manifest["archive"]["encryption"] is not None, on_plain=reader.feed)
+        look_up()
+    except Exception:  # noqa: BLE001 - the tool's own words are then the best we have
+        return None
+    finally:
+        client.close()
+    return (target, found["first"], found["count"]) if found["count"] else None
 
 
 def _restore_and_check(request: RestoreRequest, plan: dict[str, t.Any], staging: Staging | None) -> dict[str, t.Any]:

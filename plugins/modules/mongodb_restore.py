@@ -15,7 +15,7 @@ description:
     into C(mongorestore --archive --stopOnError), optionally under other names (C(--nsFrom)/C(--nsTo)).
   - A target collection that already holds documents is only written with O(overwrite=true);
     O(drop=true) replaces it. O(safety_dump_dir) first dumps the databases about to be overwritten.
-  - A restore is all or nothing for the target. mongorestore never writes into the target collections: it writes
+  - A restore is all or nothing for the target. mongorestore never writes into the target collections; it writes
     staging collections named C(lifeboat_restore_<8 hex>_new_<collection>) in each target database (for a merge,
     O(overwrite=true) without O(drop), each starts as an exact copy of its target, documents and indexes). Only when
     the stream's checksums and the document count of every staging collection match the manifest are they

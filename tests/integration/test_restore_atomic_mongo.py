@@ -282,3 +282,23 @@ def test_swap_cut_short_by_sigkill_is_rolled_back_by_the_next_restore(mongo, arc
             assert {k: after[key][k] for k in ("docs", "keep")} == {k: before[key][k] for k in ("docs", "keep")}, key
     finally:
         mongo.drop(unique_name)
+
+
+def test_duplicate_keys_in_a_merge_say_which_and_how_to_replace(mongo, archives, run_module, unique_name):
+    """E11000 from mongorestore arrives as one line of thousands of characters: cut to the first key and a count."""
+    seed_target(mongo, unique_name, "merge")
+    mongo.client[unique_name].docs.insert_many([{"_id": n, "clash": True} for n in (3, 7, 9)])
+    before = snapshot(mongo, unique_name)
+    try:
+        run = run_module("mongodb_restore", mongo.login(archive=archives["small"]["archive"],
+                                                        target_database=unique_name, **MODES["merge"]))
+        assert run.rc != 0
+        message = run.result["msg"]
+        assert "\n" not in message and len(message) < 500, message
+        assert message.startswith(f"3 documents of the archive have an _id that {unique_name}.docs already holds "
+                                  "(the first: { _id: 3 }); set drop: true (with overwrite: true) to replace"), message
+        assert message.endswith("the target is unchanged: the staging collections this restore created were dropped")
+        assert snapshot(mongo, unique_name) == before
+        assert staging_left(mongo) == []
+    finally:
+        mongo.drop(unique_name)
