@@ -47,6 +47,8 @@ notes:
   - "An archive that holds an oplog (a whole replica set dumped with C(oplog)) cannot be staged: C(mongorestore
     --oplogReplay) accepts no renames. It is restored straight into its targets (RV(mechanism) C(direct)), only
     where they hold no documents; a failure drops the collections it created."
+  - "FerretDB 1.24 cannot rename a collection whose name holds a dot: such a target is refused before anything is
+    written; restore it under another name with O(ns_from)/O(ns_to)."
   - "Archives of a whole server: users and roles (C(admin.system.*)) and other system collections are not restored
     by this module; use the manifest's restore_commands for them."
 author:

@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
+import socket
 import subprocess
 import time
 
+import pymongo
 import pytest
 from bson import decode
 from bson.raw_bson import RawBSONDocument
@@ -302,3 +305,52 @@ def test_duplicate_keys_in_a_merge_say_which_and_how_to_replace(mongo, archives,
         assert staging_left(mongo) == []
     finally:
         mongo.drop(unique_name)
+
+
+def test_check_mode_names_the_mechanism_and_the_disk_space(mongo, archives, run_module, unique_name):
+    seed_target(mongo, unique_name, "merge")
+    before = snapshot(mongo, unique_name)
+    try:
+        run = run_module("mongodb_restore", mongo.login(archive=archives["small"]["archive"], target_database=unique_name,
+                                                        **MODES["merge"]), check_mode=True)
+        assert run.rc == 0, run.result
+        assert run.result["mechanism"] == "staged-rename"
+        # The test bed's FerretDB runs on this host: its data directory's free space is what was compared.
+        assert re.fullmatch(r"about [\d.]+ (KiB|MiB) needed, [\d.]+ GiB free", run.result["disk_space"]), run.result
+        assert snapshot(mongo, unique_name) == before
+    finally:
+        mongo.drop(unique_name)
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_restore_that_cannot_fit_is_refused_before_writing(archives, tmpfs, tmp_path, run_module):
+    """A FerretDB of its own whose data lives on a 2 MB file system: the big archive cannot fit there."""
+    data, port = tmpfs("2m"), free_port()
+    (tmp_path / "state").mkdir()
+    server = subprocess.Popen(
+        [os.path.join(os.environ["LIFEBOAT_TOOLS_BIN"], "ferretdb"), "--handler=sqlite", f"--sqlite-url=file:{data}/",
+         f"--state-dir={tmp_path / 'state'}", f"--listen-addr=127.0.0.1:{port}", "--debug-addr=-",
+         "--telemetry=disable", "--log-level=error"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        client = pymongo.MongoClient("127.0.0.1", port, serverSelectionTimeoutMS=20000)
+        client.admin.command("ping")
+        options = {"login_host": "127.0.0.1", "login_port": port, "archive": archives["big"]["archive"],
+                   "target_database": "wont_fit"}
+        for check_mode in (True, False):
+            run = run_module("mongodb_restore", options, check_mode=check_mode)
+            assert run.rc != 0
+            message = run.result["msg"]
+            assert re.fullmatch(r"not enough disk space on the MongoDB server for this restore: it needs about "
+                                r"[\d.]+ MiB for the staging collections and [\d.]+ (KiB|MiB) are free; "
+                                r"free some space first", message), message
+        assert "wont_fit" not in client.list_database_names()
+        client.close()
+    finally:
+        server.terminate()
+        server.wait()
