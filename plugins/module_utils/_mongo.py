@@ -528,6 +528,11 @@ def plan_restore(request: RestoreRequest) -> dict[str, t.Any]:
         # mongorestore replays an oplog only under the archive's own names (it refuses renames and includes with
         # --oplogReplay): such an archive goes straight to its targets, which must hold nothing yet.
         mechanism = DIRECT if manifest["options"].get("oplog") else MECHANISM
+        if mechanism == DIRECT and (renames or request.ns_include or request.ns_exclude):
+            raise LifeboatError(
+                "this archive holds an oplog, which mongorestore replays only under the archive's own names; leave "
+                "target_database, ns_from, ns_to, ns_include and ns_exclude unset"
+            )
         if mechanism == DIRECT and existing:
             raise LifeboatError(
                 f"this archive holds an oplog, which mongorestore replays only under the archive's own names, so it "

@@ -354,3 +354,32 @@ def test_restore_that_cannot_fit_is_refused_before_writing(archives, tmpfs, tmp_
     finally:
         server.terminate()
         server.wait()
+
+
+def test_oplog_archive_goes_direct_and_only_where_nothing_is_overwritten(mongo, run_module, tmp_path, unique_name):
+    """mongorestore --oplogReplay takes no renames, so no staging: such an archive never overwrites data."""
+    mongo.client[unique_name].docs.insert_many([{"_id": n} for n in range(5)])
+    dumped = run_module("mongodb_dump", mongo.login(database=unique_name, destination=str(tmp_path)))
+    assert dumped.rc == 0, dumped.result
+    with open(dumped.result["manifest"], encoding="utf-8") as handle:
+        manifest = json.load(handle)
+    manifest["options"]["oplog"] = True  # as mongodump --oplog of a replica set records it
+    with open(dumped.result["manifest"], "w", encoding="utf-8") as handle:
+        json.dump(manifest, handle)
+    try:
+        over_data = run_module("mongodb_restore", mongo.login(archive=dumped.result["archive"], overwrite=True))
+        assert over_data.rc != 0 and over_data.result["msg"] == (
+            "this archive holds an oplog, which mongorestore replays only under the archive's own names, so it cannot "
+            f"be restored all or nothing over {unique_name}.docs, which holds data; restore it into a server where "
+            "its collections hold nothing"), over_data.result
+        renamed = run_module("mongodb_restore", mongo.login(archive=dumped.result["archive"],
+                                                            target_database=f"{unique_name}_x"))
+        assert renamed.rc != 0 and renamed.result["msg"] == (
+            "this archive holds an oplog, which mongorestore replays only under the archive's own names; leave "
+            "target_database, ns_from, ns_to, ns_include and ns_exclude unset"), renamed.result
+        assert mongo.client[unique_name].docs.count_documents({}) == 5
+        mongo.drop(unique_name)
+        planned = run_module("mongodb_restore", mongo.login(archive=dumped.result["archive"]), check_mode=True)
+        assert planned.rc == 0 and planned.result["mechanism"] == "direct", planned.result
+    finally:
+        mongo.drop(unique_name)
