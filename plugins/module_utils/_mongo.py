@@ -608,7 +608,8 @@ def _local_data_directory(client: t.Any, connection: MongoConnection) -> str | N
         flag, has_value, value = arg.partition("=")
         if flag in ("--dbpath", "--sqlite-url"):
             value = value if has_value else (argv[index + 1] if index + 1 < len(argv) else "")
-            candidates.append(value.removeprefix("file:").split("?", 1)[0])
+            path = value[len("file:"):] if value.startswith("file:") else value
+            candidates.append(path.split("?", 1)[0])
     return next((path for path in candidates if path and os.path.isdir(path)), None)
 
 
@@ -881,6 +882,23 @@ def _copy_collection(client: t.Any, source: str, copy: str) -> int:
             target.insert_many(documents, ordered=False)
             count += len(documents)
     return count
+
+
+def _drop_collections(connection: MongoConnection, namespaces: list[str]) -> None:
+    """Remove what a failed direct restore created, so a half restore never passes for a whole one.
+
+    A database left without collections is dropped too (FerretDB, unlike MongoDB, keeps empty ones).
+    """
+    client = connection.client()
+    try:
+        for namespace in namespaces:
+            db, coll = split_namespace(namespace)
+            client[db].drop_collection(coll)
+        for db in {split_namespace(namespace)[0] for namespace in namespaces}:
+            if not client[db].list_collection_names():
+                client.drop_database(db)
+    finally:
+        client.close()
 
 
 _FERRETDB_UNSUPPORTED_INDEX_OPTIONS = ("expireAfterSeconds", "partialFilterExpression")

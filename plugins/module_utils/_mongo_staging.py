@@ -215,8 +215,8 @@ class Staging:
         """
         notes = []
         for db in sorted(set(databases)):
-            runs = {staging_run(name) for name in client[db].list_collection_names()} - {None, own_run}
-            for run_id in sorted(t.cast(set[str], runs)):
+            runs = {staging_run(name) or "" for name in client[db].list_collection_names()} - {"", own_run}
+            for run_id in sorted(runs):
                 marker = client[db][f"{PREFIX}{run_id}"].find_one({"_id": "run"}) or {}
                 alive = _owner_alive(marker.get("owner", {})) if marker else False
                 if alive is None:

@@ -381,5 +381,11 @@ def test_oplog_archive_goes_direct_and_only_where_nothing_is_overwritten(mongo, 
         mongo.drop(unique_name)
         planned = run_module("mongodb_restore", mongo.login(archive=dumped.result["archive"]), check_mode=True)
         assert planned.rc == 0 and planned.result["mechanism"] == "direct", planned.result
+        # The direct path fails cleanly: mongorestore finds no oplog in an archive of FerretDB (no replica set).
+        failed = run_module("mongodb_restore", mongo.login(archive=dumped.result["archive"]))
+        assert failed.rc != 0 and failed.result["msg"] == (
+            "mongorestore failed: Failed: no oplog file to replay; make sure you run mongodump with --oplog; the "
+            "collections this restore created were dropped"), failed.result
+        assert not mongo.has_database(unique_name)
     finally:
         mongo.drop(unique_name)
