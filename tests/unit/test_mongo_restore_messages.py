@@ -1,16 +1,22 @@
 # Copyright: lifeboat developers
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""mongorestore's failures cut to one line that says what happened and what to change (the integration tests in
-test_restore_atomic_mongo.py get the same messages from the real tools)."""
+"""mongorestore's failures cut to one line that says what happened and what to change, and the disk space check
+where the server's disk is out of sight (the integration tests in test_restore_atomic_mongo.py get the same
+messages from the real tools and a real FerretDB on a full file system)."""
 
 from __future__ import annotations
 
 import re
 
+import pytest
 import yaml
 
 from ansible_collections.lifeboat.ops.plugins.module_utils._common import LifeboatError
-from ansible_collections.lifeboat.ops.plugins.module_utils._mongo import _restore_failure
+from ansible_collections.lifeboat.ops.plugins.module_utils._mongo import (
+    MongoConnection,
+    _check_disk_space,
+    _restore_failure,
+)
 from ansible_collections.lifeboat.ops.plugins.module_utils._mongo_staging import Staging, staging_run
 from ansible_collections.lifeboat.ops.plugins.modules import mongodb_restore
 
@@ -72,3 +78,39 @@ def test_staging_names_are_recognised_and_nothing_else():
     assert staging_run("orders") is None
     assert STAGING.staged("shop.orders") == "shop.lifeboat_restore_0123abcd_new_orders"
     assert STAGING.aside("shop.orders") == "shop.lifeboat_restore_0123abcd_old_orders"
+
+
+class _FakeDatabase:
+    def __init__(self, stats):
+        self.stats = stats
+
+    def command(self, name, *args):
+        return self.stats if name == "dbStats" else {"size": 1000, "totalIndexSize": 24}
+
+
+class _FakeClient:
+    """What a remote FerretDB answers: dbStats without the filesystem fields MongoDB adds."""
+
+    def __init__(self, stats):
+        self.admin = _FakeDatabase(stats)
+
+    def __getitem__(self, name):
+        return self.admin
+
+
+def test_disk_space_of_a_server_elsewhere_is_not_checked_and_says_so():
+    remote = MongoConnection(uri="mongodb://db.example.org:27017/", display="db.example.org:27017")
+    manifest = {"archive": {"plain_size": 5 * 1024 * 1024}}
+    said = _check_disk_space(_FakeClient({"ok": 1}), remote, manifest, ["shop.orders"])
+    assert said == "not checked: the server's disk is not visible from here (the restore needs about 5.0 MiB)"
+
+
+def test_disk_space_reported_by_mongodb_refuses_what_cannot_fit():
+    remote = MongoConnection(uri="mongodb://db.example.org:27017/", display="db.example.org:27017")
+    stats = {"fsTotalSize": 10 * 1024 * 1024, "fsUsedSize": 8 * 1024 * 1024}
+    manifest = {"archive": {"plain_size": 3 * 1024 * 1024}}
+    with pytest.raises(LifeboatError, match=r"^not enough disk space on the MongoDB server for this restore: it needs "
+                                            r"about 3\.0 MiB for the staging collections and 2\.0 MiB are free"):
+        _check_disk_space(_FakeClient(stats), remote, manifest, [])
+    assert _check_disk_space(_FakeClient(stats), remote, {"archive": {"plain_size": 1024}}, []) == \
+        "about 1.0 KiB needed, 2.0 MiB free"
