@@ -557,7 +557,7 @@ def _check_disk_space(client: t.Any, connection: MongoConnection, manifest: dict
     needed = int(manifest["archive"].get("plain_size") or 0)
     for namespace in copied:
         db, coll = split_namespace(namespace)
-        stats = client[db].command("collStats", coll)
+        stats = _command_or_empty(client[db], "collStats", coll)
         needed += int(stats.get("size", 0)) + int(stats.get("totalIndexSize", 0))
     free = _server_free_bytes(client, connection)
     if free is None:
@@ -568,6 +568,14 @@ def _check_disk_space(client: t.Any, connection: MongoConnection, manifest: dict
             f"staging collections and {_size(free)} are free; free some space first"
         )
     return f"about {_size(needed)} needed, {_size(free)} free"
+
+
+def _command_or_empty(database: t.Any, *command: t.Any) -> dict[str, t.Any]:
+    """A statistics command's answer, or {} where the user may not run it (or a server version dropped it)."""
+    try:
+        return dict(database.command(*command))
+    except _pymongo().errors.OperationFailure:
+        return {}
 
 
 def _size(count: int) -> str:
@@ -582,7 +590,7 @@ def _size(count: int) -> str:
 def _server_free_bytes(client: t.Any, connection: MongoConnection) -> int | None:
     """Free bytes where the server keeps its data: MongoDB reports its filesystem in dbStats; FerretDB does not,
     but when it runs on this host its data directory (argv) can be looked at here."""
-    stats = client.admin.command("dbStats")
+    stats = _command_or_empty(client.admin, "dbStats")
     if stats.get("fsTotalSize") and stats.get("fsUsedSize") is not None:
         return int(stats["fsTotalSize"]) - int(stats["fsUsedSize"])
     directory = _local_data_directory(client, connection)
@@ -598,10 +606,7 @@ def _local_data_directory(client: t.Any, connection: MongoConnection) -> str | N
     host, _sep, port = connection.display.split(",")[0].rpartition(":")
     if host.strip("[]") not in ("127.0.0.1", "localhost", "::1") or not port.isdigit():
         return None
-    try:
-        options = client.admin.command("getCmdLineOpts")
-    except Exception:  # noqa: BLE001 - a server that does not tell
-        options = {}
+    options = _command_or_empty(client.admin, "getCmdLineOpts")
     candidates = [options.get("parsed", {}).get("storage", {}).get("dbPath")]
     argv = _listener_argv(int(port))
     for index, arg in enumerate(argv):

@@ -80,10 +80,13 @@ def archives(mongo, tmp_path_factory):
     """A big archive (its restore lasts several seconds) and a small one, with their sources' fingerprints."""
     directory = tmp_path_factory.mktemp("archives")
     result = {}
+    dumps = {}
     for size, documents in (("big", BIG_DOCUMENTS), ("small", 500)):
         source = f"atomic_src_{size}_{os.getpid()}"
         seed_source(mongo, source, documents)
-        process = start_module("mongodb_dump", mongo.login(database=source, destination=str(directory)), directory)
+        dumps[size] = source, start_module("mongodb_dump", mongo.login(database=source, destination=str(directory)),
+                                           directory)
+    for size, (source, process) in dumps.items():  # the two dumps ran side by side
         run = finish_module(process)
         assert run.rc == 0, run.result
         result[size] = {"archive": run.result["archive"], "manifest": run.result["manifest"],
