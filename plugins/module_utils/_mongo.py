@@ -9,9 +9,11 @@ Counts in the manifest are what mongodump itself reports having written for each
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import re
+import signal
 import typing as t
 import urllib.parse
 from dataclasses import dataclass, field
@@ -36,7 +38,9 @@ from ._common import (
     register_secret,
     tool_version,
 )
+from ._mongo_staging import Staging, deferred_termination, staging_run, with_retries
 from ._pipeline import Decryption, read_stream
+from ._structure import MongoArchiveReader
 
 OPLOG_MODES = ("auto", "yes", "no")
 # Database names cannot hold dots; collection names can hold dots and spaces.
@@ -242,6 +246,8 @@ class DumpRequest:
         chosen = []
         for db, collections in namespaces.items():
             for coll in collections:
+                if staging_run(coll) is not None:  # a restore's staging collections are not data
+                    continue
                 if self.collections and coll not in self.collections:
                     continue
                 if coll in self.exclude_collections or coll.startswith(tuple(self.exclude_collections_with_prefix)):
@@ -491,9 +497,15 @@ class RestoreRequest:
         return not any(namespace_matches(namespace, p) for p in self.ns_exclude)
 
 
+MECHANISM = "staged-rename"  # mongorestore writes staging collections, renamed over the targets when counted
+# How long no write of a killed mongorestore may reach its staging collections before they count as gone.
+SETTLE_SECONDS = 1.5
+DIRECT = "direct"  # oplog archives: straight into targets that hold nothing; what it created is dropped on failure
+
+
 @_one_line_errors
 def plan_restore(request: RestoreRequest) -> dict[str, t.Any]:
-    """Everything that can be checked before writing: the archive (read whole) and the target."""
+    """Everything that can be checked before writing: the archive (read whole), the target and the disk."""
     request.validate()
     manifest = verify_archive(request.archive_path, "mongodb", request.decryption)
     renames = request.renames(manifest)
@@ -509,19 +521,130 @@ def plan_restore(request: RestoreRequest) -> dict[str, t.Any]:
         present = {f"{db}.{coll}" for db in {split_namespace(ns)[0] for ns in expected}
                    for coll in client[db].list_collection_names()}
         server = _server_info(client)
+        if existing and not request.overwrite:
+            shown = ", ".join(f"{ns} ({n} documents)" for ns, n in sorted(existing.items())[:3])
+            raise LifeboatError(
+                f"the target already holds data in {shown}; set overwrite=true to restore over it "
+                "(with drop=true to replace it)"
+            )
+        # mongorestore replays an oplog only under the archive's own names (it refuses renames and includes with
+        # --oplogReplay): such an archive goes straight to its targets, which must hold nothing yet.
+        mechanism = DIRECT if manifest["options"].get("oplog") else MECHANISM
+        if mechanism == DIRECT and (renames or request.ns_include or request.ns_exclude):
+            raise LifeboatError(
+                "this archive holds an oplog, which mongorestore replays only under the archive's own names; leave "
+                "target_database, ns_from, ns_to, ns_include and ns_exclude unset"
+            )
+        if mechanism == DIRECT and existing:
+            raise LifeboatError(
+                f"this archive holds an oplog, which mongorestore replays only under the archive's own names, so it "
+                f"cannot be restored all or nothing over {sorted(existing)[0]}, which holds data; restore it into a "
+                "server where its collections hold nothing"
+            )
+        Staging(targets={ns: ns in present for ns in expected}).check_names(server["product"] == "FerretDB")
+        copied = [] if request.drop else sorted(ns for ns in expected if ns in present)
+        disk_space = _check_disk_space(client, request.connection, manifest, copied if mechanism == MECHANISM else [])
     finally:
         client.close()
-    if existing and not request.overwrite:
-        shown = ", ".join(f"{ns} ({n} documents)" for ns, n in sorted(existing.items())[:3])
-        raise LifeboatError(
-            f"the target already holds data in {shown}; set overwrite=true to restore over it (with drop=true to replace it)"
-        )
     return {"manifest": manifest, "renames": renames, "expected": expected, "existing": existing, "server": server,
-            "created": sorted(set(expected) - present)}
+            "created": sorted(set(expected) - present), "mechanism": mechanism, "disk_space": disk_space}
+
+
+def _check_disk_space(client: t.Any, connection: MongoConnection, manifest: dict[str, t.Any], copied: list[str]) -> str:
+    """Refuse a restore whose staging copy cannot fit; say what was compared, or that the disk is not visible.
+
+    Staging needs the archive's plain size (documents and their indexes take about that much) plus, for a
+    merge, a copy of each target collection; the old collections are dropped only after the swap.
+    """
+    needed = int(manifest["archive"].get("plain_size") or 0)
+    for namespace in copied:
+        db, coll = split_namespace(namespace)
+        stats = _command_or_empty(client[db], "collStats", coll)
+        needed += int(stats.get("size", 0)) + int(stats.get("totalIndexSize", 0))
+    free = _server_free_bytes(client, connection)
+    if free is None:
+        return f"not checked: the server's disk is not visible from here (the restore needs about {_size(needed)})"
+    if needed > free:
+        raise LifeboatError(
+            f"not enough disk space on the MongoDB server for this restore: it needs about {_size(needed)} for the "
+            f"staging collections and {_size(free)} are free; free some space first"
+        )
+    return f"about {_size(needed)} needed, {_size(free)} free"
+
+
+def _command_or_empty(database: t.Any, *command: t.Any) -> dict[str, t.Any]:
+    """A statistics command's answer, or {} where the user may not run it (or a server version dropped it)."""
+    try:
+        return dict(database.command(*command))
+    except _pymongo().errors.OperationFailure:
+        return {}
+
+
+def _size(count: int) -> str:
+    value = float(count)
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "bytes" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{count} bytes"
+
+
+def _server_free_bytes(client: t.Any, connection: MongoConnection) -> int | None:
+    """Free bytes where the server keeps its data: MongoDB reports its filesystem in dbStats; FerretDB does not,
+    but when it runs on this host its data directory (argv) can be looked at here."""
+    stats = _command_or_empty(client.admin, "dbStats")
+    if stats.get("fsTotalSize") and stats.get("fsUsedSize") is not None:
+        return int(stats["fsTotalSize"]) - int(stats["fsUsedSize"])
+    directory = _local_data_directory(client, connection)
+    if directory is None:
+        return None
+    usage = os.statvfs(directory)
+    return usage.f_bavail * usage.f_frsize
+
+
+def _local_data_directory(client: t.Any, connection: MongoConnection) -> str | None:
+    """The data directory of a server on this host: mongod's dbPath, or the ``--dbpath``/``--sqlite-url`` argument
+    of the process listening on its port (FerretDB tells neither)."""
+    host, _sep, port = connection.display.split(",")[0].rpartition(":")
+    if host.strip("[]") not in ("127.0.0.1", "localhost", "::1") or not port.isdigit():
+        return None
+    options = _command_or_empty(client.admin, "getCmdLineOpts")
+    candidates = [options.get("parsed", {}).get("storage", {}).get("dbPath")]
+    argv = _listener_argv(int(port))
+    for index, arg in enumerate(argv):
+        flag, has_value, value = arg.partition("=")
+        if flag in ("--dbpath", "--sqlite-url"):
+            value = value if has_value else (argv[index + 1] if index + 1 < len(argv) else "")
+            path = value[len("file:"):] if value.startswith("file:") else value
+            candidates.append(path.split("?", 1)[0])
+    return next((path for path in candidates if path and os.path.isdir(path)), None)
+
+
+def _listener_argv(port: int) -> list[str]:
+    """argv of the process of this host listening on TCP ``port`` ([] when it cannot be seen)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table, encoding="ascii") as handle:
+                for line in handle.readlines()[1:]:
+                    fields = line.split()
+                    if fields[1].rsplit(":", 1)[1] == f"{port:04X}" and fields[3] == "0A":  # 0A: LISTEN
+                        inodes.add(f"socket:[{fields[9]}]")
+        except (OSError, IndexError):
+            continue
+    for pid in filter(str.isdigit, os.listdir("/proc") if inodes else []):
+        try:
+            if any(os.readlink(f"/proc/{pid}/fd/{fd}") in inodes for fd in os.listdir(f"/proc/{pid}/fd")):
+                with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                    return [arg.decode("utf-8", "replace") for arg in handle.read().split(b"\0") if arg]
+        except OSError:
+            continue
+    return []
 
 
 @_one_line_errors
 def restore(request: RestoreRequest, plan: dict[str, t.Any] | None = None) -> dict[str, t.Any]:
+    """Restore into staging collections, count them, and only then rename them over the targets."""
     plan = plan or plan_restore(request)
     safety = []
     if plan["existing"] and request.safety_dump is not None:
@@ -529,27 +652,164 @@ def restore(request: RestoreRequest, plan: dict[str, t.Any] | None = None) -> di
             options = dataclasses.replace(request.safety_dump, job=f"{_manifest.default_job(database)}-before-restore")
             safety.append(dump(DumpRequest(connection=request.connection, archive=options,
                                            database=database, tools_dir=request.tools_dir))["archive"])
+    if plan["mechanism"] == DIRECT:
+        return {**_restore_direct(request, plan), "safety_dumps": safety, "mechanism": DIRECT}
+    staging = Staging(targets={ns: ns not in plan["created"] for ns in plan["expected"]})
+    connect = request.connection.client
+    client = connect()
     try:
-        result = _restore_and_check(request, plan)
+        warnings = Staging.recover_leftovers(client, staging.databases())
+    finally:
+        client.close()
+    swapping = False
+    try:
+        with_retries(connect, staging.begin, seconds=0)
+        result = _restore_and_check(request, plan, staging)
+        with deferred_termination():  # a stop request waits for the few renames: never half swapped
+            swapping = True
+            with_retries(connect, staging.swap, seconds=0)
     except BaseException as exc:
-        # Collections this restore made hold a part of it at most: a half restore never passes for a whole one.
-        _drop_collections(request.connection, plan["created"])
-        if isinstance(exc, LifeboatError) and plan["created"]:
-            raise LifeboatError(f"{exc}; the collections this restore created were dropped") from exc
+        with deferred_termination():
+            try:
+                with_retries(connect, functools.partial(staging.rollback, settle_seconds=SETTLE_SECONDS))
+            except Exception as cleanup:  # noqa: BLE001 - reported with the cause, in one line
+                state = ("the swap was cut short: run the restore again to put the target back" if swapping
+                         else "the target is unchanged")
+                raise LifeboatError(
+                    f"{_restore_failure(exc, staging)}; {state}, but the staging collections {staging.prefix}* could not be "
+                    f"dropped ({_one_line(cleanup)}): the next restore into {', '.join(staging.databases())} drops them"
+                ) from exc
+        if isinstance(exc, Exception):
+            cause = _restore_failure(exc, staging, _duplicates_of(request, plan, exc, staging))
+            raise LifeboatError(
+                f"{cause}; the target is unchanged: the staging collections this restore created were dropped"
+            ) from exc
         raise
-    return {**result, "safety_dumps": safety}
+    try:
+        with_retries(connect, staging.drop, seconds=10)
+    except Exception:  # noqa: BLE001 - the restore itself is complete
+        warnings.append(f"the collections {staging.prefix}_old_* replaced by this restore could not be dropped yet; "
+                        "the next restore into this database drops them")
+    return {**result, "warnings": warnings + result["warnings"], "safety_dumps": safety, "mechanism": MECHANISM}
 
 
-def _restore_and_check(request: RestoreRequest, plan: dict[str, t.Any]) -> dict[str, t.Any]:
-    manifest, expected, existing = plan["manifest"], plan["expected"], plan["existing"]
+def _restore_direct(request: RestoreRequest, plan: dict[str, t.Any]) -> dict[str, t.Any]:
+    try:
+        return _restore_and_check(request, plan, None)
+    except BaseException as exc:
+        _drop_collections(request.connection, plan["created"])
+        if isinstance(exc, Exception):
+            raise LifeboatError(f"{_restore_failure(exc)}; the collections this restore created were dropped") from exc
+        raise
+
+
+def _restore_failure(exc: BaseException, staging: Staging | None = None,
+                     duplicates: tuple[str, t.Any, int] | None = None) -> str:
+    """The cause of a failed restore in one line: a signal by name, the first duplicate key and how many."""
+    if not isinstance(exc, Exception):
+        return f"the restore was interrupted ({type(exc).__name__})"
+    message = _one_line(exc) if not isinstance(exc, LifeboatError) else str(exc)
+    if staging is not None:  # the tool names the staging collections: say which target they stand for
+        message = message.replace(f"{staging.prefix}_new_", "")
+    killed = re.match(r"mongorestore failed: killed by signal (\d+)", message)
+    if killed:
+        number = int(killed.group(1))
+        try:
+            name = signal.Signals(number).name
+        except ValueError:
+            name = "unknown signal"
+        return f"mongorestore was killed by signal {number} ({name}) before the restore was complete"
+    if "E11000" not in message:
+        return message
+    fix = ("set drop: true (with overwrite: true) to replace the target's collections instead of merging the archive "
+           "into them")
+    if duplicates:
+        target, first, count = duplicates
+        return (f"{count} document{'s' if count > 1 else ''} of the archive ha{'ve' if count > 1 else 's'} an _id that "
+                f"{target} already holds (the first: {{ _id: {first!r} }}); {fix}")
+    # MongoDB names the key of each duplicate in one long line; FerretDB only the collection.
+    first_key = re.search(r"dup key: (\{.*?\})(?=,? *(?:E11000|\]|$))", message)
+    where = re.search(r"E11000 duplicate key error collection: (\S+?),? ", message + " ")
+    count = message.count("E11000")
+    return (f"mongorestore stopped at {count} duplicate key{'s' if count > 1 else ''}"
+            f"{f' in {where.group(1)}' if where else ''}{f' (the first: {first_key.group(1)})' if first_key else ''}; {fix}")
+
+
+def _duplicates_of(request: RestoreRequest, plan: dict[str, t.Any], exc: BaseException, staging: Staging
+                   ) -> tuple[str, t.Any, int] | None:
+    """For an E11000 failure: the target collection, the first document _id of the archive it already holds, and
+    how many it holds; read from the archive and the (unchanged) target, as FerretDB names no key."""
+    match = re.search(r"E11000 duplicate key error collection: (\S+?),? ", str(exc) + " ")
+    manifest = plan["manifest"]
+    if not match or manifest["archive"]["format"] == "mongodump-archive-gzip":
+        return None
+    target = match.group(1).replace(f"{staging.prefix}_new_", "")
+    source = next((ns for ns in manifest["counts"] if map_namespace(ns, plan["renames"]) == target), None)
+    if source is None:
+        return None
+    from bson import encode  # pylint: disable=import-outside-toplevel
+    from bson.raw_bson import RawBSONDocument  # pylint: disable=import-outside-toplevel
+
+    found: dict[str, t.Any] = {"first": None, "count": 0}
+    pending: list[t.Any] = []
+    client = request.connection.client()
+    collection = client[split_namespace(target)[0]][split_namespace(target)[1]]
+
+    def look_up() -> None:
+        held = {encode({"_id": doc["_id"]}) for doc in collection.find({"_id": {"$in": pending}}, {"_id": 1})}
+        for key in pending:
+            if encode({"_id": key}) in held:
+                found["first"] = key if found["count"] == 0 else found["first"]
+                found["count"] += 1
+        pending.clear()
+
+    class _Ids(MongoArchiveReader):
+        def _document(self, document: bytes) -> None:
+            if self._state == "segment-body" and self._namespace == source:
+                pending.append(RawBSONDocument(document)["_id"])
+                if len(pending) >= 1000:
+                    look_up()
+            super()._document(document)
+
+    try:
+        reader = _Ids()
+        read_stream(request.archive_path, compression=stream_compression(manifest), decryption=request.decryption,
+                    encrypted=manifest["archive"]["encryption"] is not None, on_plain=reader.feed)
+        look_up()
+    except Exception:  # noqa: BLE001 - the tool's own words are then the best we have
+        return None
+    finally:
+        client.close()
+    return (target, found["first"], found["count"]) if found["count"] else None
+
+
+def _restore_and_check(request: RestoreRequest, plan: dict[str, t.Any], staging: Staging | None) -> dict[str, t.Any]:
+    """mongorestore into the staging collections (for a merge: copies of the targets first), then count them.
+
+    Without ``staging`` (an oplog archive) it writes straight into the targets, as mongorestore replays an oplog.
+    """
+    manifest, expected = plan["manifest"], plan["expected"]
     inner_gzip = manifest["archive"]["format"] == "mongodump-archive-gzip"
     restored = {"ok": None, "failed": None}
+    # Source namespace -> its target: every one is named, so mongorestore writes nothing under any other name.
+    sources = {ns: map_namespace(ns, plan["renames"]) for ns in manifest["counts"]
+               if request.included(ns) and not is_system_namespace(ns)}
 
     def on_line(line: str) -> None:
         match = _RESTORED.search(line)
         if match:
             restored["ok"], restored["failed"] = int(match.group(1)), int(match.group(2))
 
+    place: t.Callable[[str], str] = staging.staged if staging else (lambda target: target)
+    base = {target: 0 if staging or request.drop else plan["existing"].get(target, 0) for target in expected}
+    if staging and not request.drop:
+        client = request.connection.client()
+        try:
+            for target, existed in staging.targets.items():
+                if existed:
+                    base[target] = _copy_collection(client, target, staging.staged(target))
+        finally:
+            client.close()
     mongorestore = _tool("mongorestore", request.tools_dir)
     # FerretDB rejects the "ns" option mongorestore puts on every index it creates, so the indexes
     # recorded in the manifest are created here instead.
@@ -557,12 +817,13 @@ def _restore_and_check(request: RestoreRequest, plan: dict[str, t.Any]) -> dict[
     with PrivateDir() as private:
         argv = [mongorestore, f"--config={request.connection.tool_config(private)}", "--archive", "--stopOnError"]
         argv += ["--gzip"] if inner_gzip else []
-        argv += ["--drop"] if request.drop else []
-        argv += ["--oplogReplay"] if manifest["options"].get("oplog") else []
         argv += ["--noIndexRestore"] if indexes_by_module else []
-        for source, target in plan["renames"]:
-            argv += [f"--nsFrom={source}", f"--nsTo={target}"]
-        argv += [f"--nsInclude={p}" for p in request.ns_include] + [f"--nsExclude={p}" for p in request.ns_exclude]
+        if staging:
+            for source, target in sorted(sources.items()):
+                argv += [f"--nsInclude={_ns_escape(source)}", f"--nsFrom={_ns_escape(source)}",
+                         f"--nsTo={_ns_escape(staging.staged(target))}"]
+        else:
+            argv += ["--oplogReplay"]
         stream = read_stream(
             request.archive_path,
             compression=stream_compression(manifest),
@@ -581,20 +842,57 @@ def _restore_and_check(request: RestoreRequest, plan: dict[str, t.Any]) -> dict[
     warnings: list[str] = []
     client = request.connection.client()
     try:
+        for target in expected if staging else ():  # an archive's empty collection still replaces its target
+            db, coll = split_namespace(place(target))
+            if coll not in client[db].list_collection_names():
+                client[db].create_collection(coll)
         if indexes_by_module:
-            warnings = _create_indexes(client, manifest, plan["renames"], request)
-        actual = {namespace: _count(client, namespace) for namespace in expected}
+            warnings = _create_indexes(client, manifest, lambda ns: place(sources[ns]), sources)
+        actual = {target: _count(client, place(target)) for target in expected}
     finally:
         client.close()
-    wanted = {ns: n + (0 if request.drop else existing.get(ns, 0)) for ns, n in expected.items()}
+    wanted = {target: n + base[target] for target, n in expected.items()}
     problems = compare_counts(wanted, actual)
     if problems:
         raise count_mismatch_error(problems, request.connection.display)
     return {"counts": actual, "restored_documents": restored["ok"] or 0, "warnings": warnings}
 
 
+def _ns_escape(namespace: str) -> str:
+    """A literal namespace for mongorestore's patterns (its ns.Escape): backslashes and asterisks escaped."""
+    return namespace.replace("\\", "\\\\").replace("*", "\\*")
+
+
+def _copy_collection(client: t.Any, source: str, copy: str) -> int:
+    """Copy a collection's options, indexes and documents (their exact BSON) to a new name; returns the count."""
+    _pymongo()  # a clear message when pymongo (which brings bson) is missing
+    from bson import decode_all  # pylint: disable=import-outside-toplevel
+    from bson.codec_options import CodecOptions  # pylint: disable=import-outside-toplevel
+    from bson.raw_bson import RawBSONDocument  # pylint: disable=import-outside-toplevel
+
+    raw = CodecOptions(document_class=RawBSONDocument)
+    db_name, name = split_namespace(source)
+    copy_name = split_namespace(copy)[1]
+    db = client[db_name]
+    info = next(iter(db.list_collections(filter={"name": name})), {})
+    db.command({"create": copy_name, **{k: v for k, v in info.get("options", {}).items() if k != "uuid"}})
+    for index in db[name].list_indexes():
+        if index["name"] == "_id_":
+            continue
+        options = {k: v for k, v in index.items() if k not in ("v", "key", "ns")}
+        db[copy_name].create_index(list(index["key"].items()), **options)
+    target = db.get_collection(copy_name, codec_options=raw)
+    count = 0
+    for batch in db[name].find_raw_batches(sort=[("_id", 1)]):
+        documents = decode_all(batch, raw)
+        if documents:
+            target.insert_many(documents, ordered=False)
+            count += len(documents)
+    return count
+
+
 def _drop_collections(connection: MongoConnection, namespaces: list[str]) -> None:
-    """Remove what a failed restore created, so a half restore never passes for a whole one.
+    """Remove what a failed direct restore created, so a half restore never passes for a whole one.
 
     A database left without collections is dropped too (FerretDB, unlike MongoDB, keeps empty ones).
     """
@@ -614,15 +912,15 @@ _FERRETDB_UNSUPPORTED_INDEX_OPTIONS = ("expireAfterSeconds", "partialFilterExpre
 
 
 def _create_indexes(
-    client: t.Any, manifest: dict[str, t.Any], renames: list[tuple[str, str]], request: RestoreRequest
+    client: t.Any, manifest: dict[str, t.Any], place: t.Callable[[str], str], sources: t.Container[str]
 ) -> list[str]:
-    """Create the manifest's indexes on the restored collections; say which options the server cannot keep."""
+    """Create the manifest's indexes of ``sources`` where ``place`` puts them; say which options the server cannot keep."""
     pymongo = _pymongo()
     warnings = []
     for source_ns, specs in sorted(manifest.get("indexes", {}).items()):
-        if not request.included(source_ns):
+        if source_ns not in sources:
             continue
-        db, coll = split_namespace(map_namespace(source_ns, renames))
+        db, coll = split_namespace(place(source_ns))
         for spec in specs:
             if spec["name"] == "_id_":
                 continue

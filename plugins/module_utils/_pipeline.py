@@ -384,6 +384,16 @@ class _Runner:
         for stage in self.stages:
             stage.kill()
 
+    def _let_exit(self, name: str, seconds: float = 2) -> None:
+        """A reader that closed its input is usually exiting: its own exit status (a signal from elsewhere, say)
+        must be what is reported, not our kill that would otherwise land first."""
+        for stage in self.stages:
+            if stage.name == name:
+                try:
+                    stage.proc.wait(timeout=seconds)
+                except subprocess.TimeoutExpired:
+                    pass
+
     def thread(self, target: t.Callable[[], None], reader: str = "") -> None:
         def guarded() -> None:
             try:
@@ -391,6 +401,7 @@ class _Runner:
             except BrokenPipeError:
                 # Whoever reads from this pump went away; stop the rest so nothing blocks on a full pipe.
                 self.reader_quit = self.reader_quit or reader
+                self._let_exit(reader)
                 self.abort()
             except BaseException as exc:  # noqa: BLE001 - re-raised by finish()
                 self.python_error = self.python_error or exc

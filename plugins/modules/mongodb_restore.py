@@ -15,8 +15,42 @@ description:
     into C(mongorestore --archive --stopOnError), optionally under other names (C(--nsFrom)/C(--nsTo)).
   - A target collection that already holds documents is only written with O(overwrite=true);
     O(drop=true) replaces it. O(safety_dump_dir) first dumps the databases about to be overwritten.
+  - A restore is all or nothing for the target. mongorestore never writes into the target collections; it writes
+    staging collections named C(lifeboat_restore_<8 hex>_new_<collection>) in each target database (for a merge,
+    O(overwrite=true) without O(drop), each starts as an exact copy of its target, documents and indexes). Only when
+    the stream's checksums and the document count of every staging collection match the manifest are they
+    renamed over their targets. Any failure before that (a count that does not match, mongorestore killed, the
+    module stopped by SIGTERM, the server restarted) drops the staging collections and leaves the target exactly
+    as it was.
   - After the restore, the documents of every collection are counted and compared with the manifest;
     "0 documents restored" from an archive that holds documents is a failure.
+notes:
+  - "The swap: every existing target collection is renamed aside (C(lifeboat_restore_<8 hex>_old_<collection>)),
+    every staging collection is renamed onto its target, the run is marked committed, and the old collections are
+    dropped. Renames within a database are metadata changes (on MongoDB and FerretDB alike), so the swap takes
+    milliseconds whatever the size; SIGTERM and SIGHUP wait until it is over. A concurrent reader sees each
+    collection either whole before or whole after; for the instant between the two renames of a collection it
+    finds that collection missing (an empty result), and collections are swapped one after the other, not all at
+    one instant. Writes made to the target collections while the restore runs are replaced (a merge starts from
+    the copy taken when the restore began). During the restore C(listCollections) shows the staging collections
+    and a marker collection C(lifeboat_restore_<8 hex>); backups leave them out."
+  - "A restore killed outright (SIGKILL, a lost host) leaves its staging collections behind; the next restore into
+    the same database recognises them by name and, when their owner (host, process) is gone, puts back what a
+    cut-short swap had moved aside and drops them. Staging collections of a restore started on another host are
+    left alone with a warning."
+  - "Disk space: the staging collections need about the archive's plain size (RV(disk_space)), plus for a merge a
+    copy of each existing target collection, on top of the data already there; the old collections are dropped
+    only after the swap. Free space is read from the server (MongoDB's C(dbStats) reports its filesystem) or, for a
+    server on this host that does not report it (FerretDB), from its data directory; a restore that will not fit is
+    refused before it writes anything. When the server's disk is not visible from here, RV(disk_space) says
+    C(not checked)."
+  - "An archive that holds an oplog (a whole replica set dumped with C(oplog)) cannot be staged: C(mongorestore
+    --oplogReplay) accepts no renames. It is restored straight into its targets (RV(mechanism) C(direct)), only
+    where they hold no documents; a failure drops the collections it created."
+  - "FerretDB 1.24 cannot rename a collection whose name holds a dot: such a target is refused before anything is
+    written; restore it under another name with O(ns_from)/O(ns_to)."
+  - "Archives of a whole server: users and roles (C(admin.system.*)) and other system collections are not restored
+    by this module; use the manifest's restore_commands for them."
 author:
   - Lifeboat Developers (@lifeboat)
 extends_documentation_fragment:
@@ -26,7 +60,8 @@ extends_documentation_fragment:
 attributes:
   check_mode:
     support: full
-    details: Checks the archive and the target collections, says whether the restore would be refused; writes nothing.
+    details: Checks the archive, the target collections and the disk space, says whether the restore would be refused
+      and which mechanism it would use (RV(mechanism)); writes nothing.
   diff_mode:
     support: none
   platform:
@@ -63,7 +98,8 @@ options:
     default: []
   drop:
     description:
-      - Drop each target collection before restoring it (C(mongorestore --drop)). Needs O(overwrite=true).
+      - Replace each target collection with the archive's instead of merging the archive's documents into it
+        (its staging collection starts empty, like C(mongorestore --drop)). Needs O(overwrite=true).
     type: bool
     default: false
 seealso:
@@ -112,6 +148,18 @@ safety_dumps:
   returned: changed
   type: list
   elements: str
+mechanism:
+  description:
+    - How the restore keeps the target whole, C(staged-rename) (staging collections renamed over the targets once
+      complete and counted) or C(direct) (an oplog archive into targets that hold nothing).
+  returned: always
+  type: str
+  sample: staged-rename
+disk_space:
+  description: What the disk space check compared, or C(not checked) and why.
+  returned: always
+  type: str
+  sample: about 2.1 GiB needed, 40.3 GiB free
 """
 
 import traceback
@@ -159,7 +207,8 @@ def main() -> None:
             tools_dir=params["tools_dir"],
         )
         plan = _mongo.plan_restore(request)
-        common = {"expected_counts": plan["expected"], "existing": plan["existing"]}
+        common = {"expected_counts": plan["expected"], "existing": plan["existing"], "mechanism": plan["mechanism"],
+                  "disk_space": plan["disk_space"]}
         if module.check_mode:
             module.exit_json(changed=True, **common)
         result = _mongo.restore(request, plan)

@@ -1,0 +1,253 @@
+# Copyright: lifeboat developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Staged MongoDB restores: mongorestore writes under staging names, renamed over the targets only when complete.
+
+Names, in the database of each target collection (renameCollection across databases is a copy on MongoDB and
+unsupported on FerretDB 1.24; within a database it is a metadata change on both; FerretDB 1.24 supports neither
+dropTarget nor renaming a collection whose name holds a dot, hence no dots and no dropTarget here):
+
+- ``lifeboat_restore_<8 hex>``             the run's marker: who runs it, and how far the swap got
+- ``lifeboat_restore_<8 hex>_new_<coll>``  what mongorestore writes (for a merge: a copy of the target first)
+- ``lifeboat_restore_<8 hex>_old_<coll>``  a target moved aside during the swap, dropped once all are in place
+
+The swap moves every existing target aside, renames every staged collection onto its target, marks the run
+committed, then drops what was moved aside. Until the commit mark, rolling back (here, or in the next restore
+after a SIGKILL) puts every target back exactly as it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import secrets
+import signal
+import socket
+import threading
+import time
+import typing as t
+from dataclasses import dataclass, field
+
+from ._common import LifeboatError
+
+PREFIX = "lifeboat_restore_"
+_STAGING_NAME = re.compile(r"^lifeboat_restore_([0-9a-f]{8})(?:_(new|old)_(.+))?$", re.DOTALL)
+# FerretDB's limit on a collection name (MongoDB allows 255 bytes for the whole namespace).
+MAX_COLLECTION_NAME_BYTES = 235
+RETRY_SECONDS = 60
+
+
+def staging_run(collection: str) -> str | None:
+    """The run id of a staging name (``lifeboat_restore_<id>...``), or None for any other collection."""
+    match = _STAGING_NAME.match(collection)
+    return match.group(1) if match else None
+
+
+def _split(namespace: str) -> tuple[str, str]:
+    db, coll = namespace.split(".", 1)
+    return db, coll
+
+
+def _boot_id() -> str:
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as handle:
+            return handle.read().strip()
+    except OSError:
+        return ""
+
+
+def _start_ticks(pid: int) -> int | None:
+    """When a process started (clock ticks after boot): tells a live owner from a reused pid."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8") as handle:
+            return int(handle.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _owner() -> dict[str, t.Any]:
+    return {"host": socket.gethostname(), "pid": os.getpid(), "boot_id": _boot_id(),
+            "start_ticks": _start_ticks(os.getpid())}
+
+
+def _owner_alive(owner: dict[str, t.Any]) -> bool | None:
+    """True or False for a run of this host; None when it ran elsewhere (its liveness cannot be seen)."""
+    if owner.get("host") != socket.gethostname():
+        return None
+    if owner.get("boot_id") != _boot_id():
+        return False
+    ticks = _start_ticks(int(owner.get("pid") or 0))
+    return ticks is not None and ticks == owner.get("start_ticks")
+
+
+@contextlib.contextmanager
+def deferred_termination() -> t.Iterator[list[int]]:
+    """Hold SIGTERM/SIGHUP while the body runs (a swap, a rollback): a stop request must not cut them in half.
+
+    The Python handler is swapped rather than the signal blocked: another thread may receive the signal, but
+    Python handlers always run in the main thread. The caller decides what a held signal means afterwards.
+    """
+    held: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield held
+        return
+    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGHUP)}
+    for signum in previous:
+        signal.signal(signum, lambda number, _frame: held.append(number))
+    try:
+        yield held
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+@dataclass
+class Staging:
+    """One staged restore: which targets it writes (and whether each existed before), under which names."""
+
+    targets: dict[str, bool]
+    run_id: str = field(default_factory=lambda: secrets.token_hex(4))
+    extra_databases: tuple[str, ...] = ()
+
+    @property
+    def prefix(self) -> str:
+        return f"{PREFIX}{self.run_id}"
+
+    def staged(self, target: str) -> str:
+        db, coll = _split(target)
+        return f"{db}.{self.prefix}_new_{coll}"
+
+    def aside(self, target: str) -> str:
+        db, coll = _split(target)
+        return f"{db}.{self.prefix}_old_{coll}"
+
+    def databases(self) -> list[str]:
+        return sorted({_split(target)[0] for target in self.targets} | set(self.extra_databases))
+
+    def check_names(self, ferretdb: bool) -> None:
+        for target in self.targets:
+            if ferretdb and "." in _split(target)[1]:
+                raise LifeboatError(
+                    f"FerretDB cannot rename {target} (a collection name with a dot), which a restore needs to put the "
+                    "complete, counted data in place; restore it under a name without dots with ns_from/ns_to"
+                )
+            name = _split(self.aside(target))[1]
+            if len(name.encode()) > MAX_COLLECTION_NAME_BYTES:
+                raise LifeboatError(
+                    f"collection name {target} is too long to be restored under a staging name "
+                    f"({len(name.encode())} of at most {MAX_COLLECTION_NAME_BYTES} bytes); restore it under a shorter "
+                    "name with ns_from/ns_to"
+                )
+
+    def _targets_of(self, db: str) -> dict[str, bool]:
+        return {ns: existed for ns, existed in self.targets.items() if _split(ns)[0] == db}
+
+    def begin(self, client: t.Any) -> None:
+        """Write the marker first: staging collections are never without an owner the next run can check."""
+        for db in self.databases():
+            client[db][self.prefix].insert_one({
+                "_id": "run", "owner": _owner(), "started": time.time(), "phase": "staging",
+                "targets": [{"name": _split(ns)[1], "existed": existed} for ns, existed in self._targets_of(db).items()],
+            })
+
+    def _set_phase(self, client: t.Any, phase: str) -> None:
+        for db in self.databases():
+            client[db][self.prefix].update_one({"_id": "run"}, {"$set": {"phase": phase}})
+
+    def swap(self, client: t.Any) -> None:
+        """Move the existing targets aside and put the staged ones in their place; then mark the run committed.
+
+        The caller drops what was moved aside (``drop``); should that fail, the next restore does it.
+        """
+        self._set_phase(client, "swapping")
+        for target, existed in sorted(self.targets.items()):
+            if existed:
+                _rename(client, target, self.aside(target))
+        for target in sorted(self.targets):
+            _rename(client, self.staged(target), target)
+        self._set_phase(client, "committed")
+
+    def rollback(self, client: t.Any, settle_seconds: float = 0) -> None:
+        """Put back every target of a swap that did not reach its commit mark, then drop this run's names.
+
+        Idempotent, and it reads the state from the server: a rollback cut short is completed by the next one.
+        ``settle_seconds``: a killed mongorestore's last insert may still run on the server and create its staging
+        collection again after the drop; keep dropping until nothing of this run reappears for that long.
+        """
+        for db in self.databases():
+            marker = client[db][self.prefix].find_one({"_id": "run"}) or {}
+            if marker.get("phase") == "swapping":
+                self._put_back(client, db)
+        self.drop(client)
+        quiet_since = time.monotonic()
+        while time.monotonic() - quiet_since < settle_seconds:
+            time.sleep(0.25)
+            if any(staging_run(name) == self.run_id for db in self.databases() for name in client[db].list_collection_names()):
+                self.drop(client)
+                quiet_since = time.monotonic()
+
+    def _put_back(self, client: t.Any, db: str) -> None:
+        names = set(client[db].list_collection_names())
+        for target, existed in sorted(self._targets_of(db).items()):
+            coll, aside, staged = _split(target)[1], _split(self.aside(target))[1], _split(self.staged(target))[1]
+            if aside in names:
+                if coll in names:  # the new content (or a stray write made while the old one was aside)
+                    client[db].drop_collection(coll)
+                _rename(client, f"{db}.{aside}", target)
+            elif not existed and coll in names and staged not in names:
+                client[db].drop_collection(coll)  # it was the staged collection, renamed in
+
+    def drop(self, client: t.Any) -> None:
+        """Drop the staging, aside and marker collections of this run (the marker last)."""
+        for db in self.databases():
+            names = client[db].list_collection_names()
+            for name in sorted(names, key=lambda n: n == self.prefix):
+                if staging_run(name) == self.run_id:
+                    client[db].drop_collection(name)
+            if not client[db].list_collection_names():
+                client.drop_database(db)  # FerretDB keeps empty databases; a database without collections holds nothing
+
+    @classmethod
+    def recover_leftovers(cls, client: t.Any, databases: t.Iterable[str], own_run: str = "") -> list[str]:
+        """Roll back and drop what restores that died (SIGKILL, lost host) left in ``databases``.
+
+        Returns one note per run handled or left alone (a run of another host whose liveness cannot be seen).
+        """
+        notes = []
+        for db in sorted(set(databases)):
+            runs = {staging_run(name) or "" for name in client[db].list_collection_names()} - {"", own_run}
+            for run_id in sorted(runs):
+                marker = client[db][f"{PREFIX}{run_id}"].find_one({"_id": "run"}) or {}
+                alive = _owner_alive(marker.get("owner", {})) if marker else False
+                if alive is None:
+                    notes.append(f"staging collections {db}.{PREFIX}{run_id}* belong to a restore started on "
+                                 f"{marker['owner'].get('host')}; left alone (drop them if that restore is not running)")
+                    continue
+                if alive:
+                    continue
+                targets = {f"{db}.{item['name']}": bool(item.get("existed")) for item in marker.get("targets", [])}
+                cls(targets=targets, run_id=run_id, extra_databases=(db,)).rollback(client)
+                notes.append(f"dropped the staging collections {db}.{PREFIX}{run_id}* of a restore that did not finish")
+        return notes
+
+
+def _rename(client: t.Any, source: str, target: str) -> None:
+    db, coll = _split(source)
+    client[db][coll].rename(_split(target)[1])
+
+
+def with_retries(connect: t.Callable[[], t.Any], action: t.Callable[[t.Any], t.Any], seconds: float = RETRY_SECONDS
+                 ) -> t.Any:
+    """Run ``action(client)``, reconnecting for up to ``seconds`` while the server is away (a restart)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            client = connect()
+            try:
+                return action(client)
+            finally:
+                client.close()
+        except Exception:  # noqa: BLE001 - connection and driver errors alike: the deadline decides
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(1)
