@@ -171,9 +171,9 @@ def test_manifest_count_off_by_one(mode, pg, archives, target, tmp_path):
     (tmp_path / f"{archive.name}.manifest.json").write_text(json.dumps(manifest))
     run = finish_module(start_module("postgresql_restore", restore_args(pg, mode, target, str(archive)), tmp_path))
     message = failed_run(run)
+    assert_as_before(pg, target, before)
     assert "is incomplete: public.notes: 5001 in the archive, 5000 after restore" in message, message
     assert ("is unchanged" if before else "was not created") in message, message
-    assert_as_before(pg, target, before)
 
 
 @pytest.mark.parametrize("failure", ["pg_restore killed", "module terminated", "server restarted"])
@@ -195,9 +195,9 @@ def test_interrupted_restore(mode, failure, pg, archives, target, tmp_path):
         expected = "pg_restore failed"
     run = finish_module(process)
     message = failed_run(run)
+    assert_as_before(pg, target, before)
     assert expected in message, message
     assert f"the side database lifeboat_restore_{target}_" in message and "this restore created was dropped" in message
-    assert_as_before(pg, target, before)
 
 
 @pytest.mark.parametrize("mode", MODES)
