@@ -692,9 +692,9 @@ def restore(request: RestoreRequest, plan: dict[str, t.Any] | None = None) -> di
             if error is exc:
                 raise
             raise error from exc
+    shown = ("database", "existing_tables", "mechanism", "mechanism_description", "disk_space")
     return {
-        **{key: decided[key] for key in ("database", "existing_tables", "mechanism", "mechanism_description",
-                                          "disk_space")},
+        **{key: decided[key] for key in shown},
         "created": not decided["exists"],
         "counts": actual,
         "pg_restore_version": plan["pg_restore_version"],
@@ -803,7 +803,7 @@ def _property_statements(conn: t.Any, database: str) -> list[str]:
     ).fetchall():
         target = f"ROLE {quote_ident(role)} IN DATABASE {name}" if role else f"DATABASE {name}"
         for item in config:
-            setting, _, value = item.partition("=")
+            setting, value = item.split("=", 1)
             values = _list_elements(value) if setting in _LIST_SETTINGS else [value]
             literals = ", ".join(sql.Literal(v).as_string(conn) for v in values)
             statements.append(f"ALTER {target} SET {'.'.join(quote_ident(p) for p in setting.split('.'))} TO {literals}")
