@@ -87,6 +87,23 @@ def target(pg):
         pg.drop(leftover)
 
 
+@pytest.fixture
+def start(tmp_path):
+    """start_module for one test; a module still running when the test ends is killed before its target is dropped."""
+    processes = []
+
+    def begin(name, args):
+        process = start_module(name, args, tmp_path)
+        processes.append(process)
+        return process
+
+    yield begin
+    for process in processes:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
 def seed_target(pg, name):
     """A database holding known data that no archive here holds (so a merge does not clash)."""
     with pg.connect() as conn:
@@ -185,9 +202,9 @@ def test_manifest_count_off_by_one(mode, pg, archives, target, tmp_path):
 
 @pytest.mark.parametrize("failure", ["pg_restore killed", "module terminated", "server restarted"])
 @pytest.mark.parametrize("mode", MODES)
-def test_interrupted_restore(mode, failure, pg, archives, target, tmp_path):
+def test_interrupted_restore(mode, failure, pg, archives, target, start):
     before = prepare(pg, mode, target)
-    process = start_module("postgresql_restore", restore_args(pg, mode, target, archives["big"]["archive"]), tmp_path)
+    process = start("postgresql_restore", restore_args(pg, mode, target, archives["big"]["archive"]))
     pg_restore = restoring_pg_restore(process)
     time.sleep(INTERRUPT_AFTER)
     assert process.poll() is None, "the restore ended before it could be interrupted: make the big archive bigger"
@@ -300,10 +317,10 @@ def test_disk_not_checked_when_the_server_is_not_local(pg, archives, target, tmp
             conn.execute(f"DROP ROLE {role}")
 
 
-def test_a_sigkilled_run_is_cleaned_by_the_next_restore(pg, archives, target, tmp_path):
+def test_a_sigkilled_run_is_cleaned_by_the_next_restore(pg, archives, target, start, tmp_path):
     """SIGKILL of the module itself leaves its side database (and, merging, a target that refuses connections)."""
     before = prepare(pg, "merge", target)
-    process = start_module("postgresql_restore", restore_args(pg, "merge", target, archives["big"]["archive"]), tmp_path)
+    process = start("postgresql_restore", restore_args(pg, "merge", target, archives["big"]["archive"]))
     restoring_pg_restore(process)
     time.sleep(INTERRUPT_AFTER)
     process.kill()
@@ -321,8 +338,8 @@ def test_a_sigkilled_run_is_cleaned_by_the_next_restore(pg, archives, target, tm
     assert after == {key: {**before[key], **archives["small"]["fingerprint"][key]} for key in before}
 
 
-def test_one_restore_per_target_at_a_time(pg, archives, target, tmp_path):
-    first = start_module("postgresql_restore", restore_args(pg, "absent", target, archives["big"]["archive"]), tmp_path)
+def test_one_restore_per_target_at_a_time(pg, archives, target, start, tmp_path):
+    first = start("postgresql_restore", restore_args(pg, "absent", target, archives["big"]["archive"]))
     try:
         restoring_pg_restore(first)
         second = finish_module(start_module("postgresql_restore", restore_args(
