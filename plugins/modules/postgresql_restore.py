@@ -78,14 +78,14 @@ options:
     type: bool
     default: false
 notes:
-  - What a concurrent reader sees. Without O(recreate), the target refuses new connections from the start of the
-    copy to the end of the restore (its sessions are ended when the copy starts), so no write to it can be lost
+  - What a concurrent reader sees. Without O(recreate), an existing target refuses new connections from the start
+    of the copy to the end of the restore (its sessions are ended when the copy starts), so no write to it can be lost
     at the swap. With O(recreate), the target stays usable during the restore; at the swap its sessions are
     ended (C(pg_terminate_backend)) and for a moment connections to it are refused. A session that connects
     after the swap sees the restored data; none ever sees a half restore under the target's name.
   - Disk space. The side database exists next to the target until the swap, so the server needs free space
-    for about 1.5 times the archive's plain size (C(plain_size) in the manifest, for the data and its rebuilt indexes),
-    plus the target's current size without O(recreate) (the copy). When this host can read the server's data
+    for about 1.5 times the archive's plain size (C(plain_size) in the manifest, for the data and its rebuilt
+    indexes), plus the target's current size without O(recreate) (the copy). When this host can read the server's data
     directory (a local server, a login allowed to read C(data_directory) and C(pg_control_system())), the
     free space is checked first and the restore refused if it will not fit; otherwise RV(disk_space) says
     C(not checked). O(jobs) greater than 1 also needs the archive's plain size beside the archive.
