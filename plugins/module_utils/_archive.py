@@ -101,6 +101,23 @@ def commit_with_manifest(archives: t.Sequence[ArchiveFile], manifest_path: str, 
         raise
 
 
+def resolve_archive(path: str) -> tuple[str, str | None]:
+    """The archive a restore reads, and a note when it was given the archive's manifest instead.
+
+    Restoring the manifest's own archive is what the person meant; reading the manifest as an archive
+    would only fail its checksum and send them away from a good backup.
+    """
+    if not path or not os.path.isabs(path) or not path.endswith(_manifest.MANIFEST_SUFFIX):
+        return path, None
+    archive = path[: -len(_manifest.MANIFEST_SUFFIX)]
+    if not os.path.isfile(archive):
+        raise LifeboatError(
+            f"{path} is the manifest of an archive, not an archive, and its archive {os.path.basename(archive)} "
+            "is not beside it; give the path of the archive file"
+        )
+    return archive, f"{path} is a manifest: restoring the archive it describes, {archive}"
+
+
 def verify_archive(archive_path: str, engine: str, decryption: Decryption) -> dict[str, t.Any]:
     """Before a restore writes anything: read the whole archive through age and the decompressor.
 
@@ -111,6 +128,11 @@ def verify_archive(archive_path: str, engine: str, decryption: Decryption) -> di
         raise LifeboatError(f"archive '{archive_path}' must be an absolute path to an archive file")
     if not os.path.isfile(archive_path):
         raise LifeboatError(f"archive {archive_path} does not exist")
+    if archive_path.endswith(_manifest.MANIFEST_SUFFIX):
+        raise LifeboatError(
+            f"{archive_path} is the manifest of an archive, not an archive; give the archive "
+            f"{archive_path[: -len(_manifest.MANIFEST_SUFFIX)]}"
+        )
     manifest = _manifest.load(archive_path)
     if manifest.get("engine") != engine:
         raise LifeboatError(f"{archive_path} is a {manifest.get('engine')} archive, not a {engine} one")

@@ -15,6 +15,7 @@ and hashes them (hashlib releases the GIL), with fixed buffers: memory stays fla
 from __future__ import annotations
 
 import collections
+import contextlib
 import fcntl
 import functools
 import hashlib
@@ -301,6 +302,27 @@ def stop_requested() -> bool:
 def stop_cleanly_on_termination() -> None:
     """On SIGTERM or SIGHUP, end the work through the usual cleanup: no partial archive, no private file left."""
     on_termination(_stop)
+
+
+@contextlib.contextmanager
+def termination_deferred() -> t.Iterator[list[str]]:
+    """SIGTERM and SIGHUP only noted while the block runs: a swap or a cleanup must never stop halfway.
+
+    Yields the list of signals that arrived; the caller decides what they mean once the block is done.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield []  # signal handlers belong to the main thread; nothing to defer elsewhere
+        return
+    arrived: list[str] = []
+    signums = (signal.SIGTERM, signal.SIGHUP)
+    previous = {signum: signal.getsignal(signum) for signum in signums}
+    for signum in signums:
+        signal.signal(signum, lambda number, _frame: arrived.append(signal.Signals(number).name))
+    try:
+        yield arrived
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def _take_terminal(tty: int) -> None:

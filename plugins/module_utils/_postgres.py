@@ -8,14 +8,19 @@ the dump streams, so they describe exactly what the archive holds.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import glob
+import hashlib
 import os
 import queue
 import re
+import secrets
 import shutil
+import struct
 import threading
+import time
 import typing as t
 import urllib.parse
 from dataclasses import dataclass, field
@@ -40,7 +45,8 @@ from ._common import (
     register_secret,
     tool_version,
 )
-from ._pipeline import Decryption, StreamResult, read_stream, run_tool
+from ._catalog import human_size
+from ._pipeline import Decryption, StreamResult, read_stream, run_tool, termination_deferred
 
 FORMATS = ("custom", "directory")
 GLOBALS = ("none", "roles", "all")
@@ -506,82 +512,354 @@ class RestoreRequest:
         if self.safety_dump is not None:
             self.safety_dump.validate()
 
-
-def _target_state(request: RestoreRequest, database: str) -> tuple[bool, int]:
-    with request.connection.for_database(request.maintenance_database).connect() as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,)).fetchone() is not None
-    if not exists:
-        return False, 0
-    with request.connection.for_database(database).connect() as conn:
-        return True, len(list_tables(conn))
+    def maintenance(self) -> PgConnection:
+        return self.connection.for_database(self.maintenance_database)
 
 
-@_one_line_errors
-def plan_restore(request: RestoreRequest) -> dict[str, t.Any]:
-    """Everything that can be checked before writing: the archive (read whole), the target, the client."""
-    request.validate()
-    manifest = verify_archive(request.archive_path, "postgresql", request.decryption)
-    database = request.target_database or manifest["database"]
-    exists, tables = _target_state(request, database)
+# Every restore writes into a side database and gives it the target's name only once it is complete and
+# counted, so a half restore never carries the target's name and a failed one leaves the target as it was.
+SIDE_PREFIX = "lifeboat_restore_"
+_NAME_BYTES = 63  # PostgreSQL cuts longer names (NAMEDATALEN - 1)
+# How long a failed restore keeps trying to drop its side database while the server is away (a restart).
+SIDE_DROP_SECONDS = 60
+# The side database holds the archive's rows and the indexes rebuilt from them: more than the plain stream.
+_INDEX_ALLOWANCE = 1.5
+_SWAP_ATTEMPTS = 5
+# Settings whose value is a list of identifiers (GUC_LIST_QUOTE): each element is quoted on its own.
+_LIST_SETTINGS = frozenset({"search_path", "temp_tablespaces", "local_preload_libraries", "session_preload_libraries"})
+MECHANISMS = {
+    "side-database-rename": "restore into a new side database; once complete and counted it is renamed to {database}",
+    "side-database-swap": (
+        "restore into a new side database; once complete and counted it takes the name {database} in one "
+        "transaction (sessions to {database} are ended), and the previous {database} is dropped"
+    ),
+    "target-copy-swap": (
+        "copy {database} into a side database ({database} refuses connections from the copy on, so no write "
+        "to it is lost), restore into the copy; once complete and counted it takes the name {database} in one "
+        "transaction, and the previous {database} is dropped"
+    ),
+}
+
+
+def side_prefix(database: str) -> str:
+    """``lifeboat_restore_<database>_``: how every side database of a restore into ``database`` is named."""
+    tag = database
+    if len(f"{SIDE_PREFIX}{tag}_{'0' * 8}".encode()) > _NAME_BYTES:
+        # Too long to fit: a cut name, made unique again by a digest of the whole one.
+        room = _NAME_BYTES - len(SIDE_PREFIX) - 2 - 16
+        tag = database.encode()[:room].decode("utf-8", "ignore") + "_" + hashlib.sha256(database.encode()).hexdigest()[:8]
+    return f"{SIDE_PREFIX}{tag}_"
+
+
+def is_side_database(name: str, database: str) -> bool:
+    return re.fullmatch(re.escape(side_prefix(database)) + "[0-9a-f]{8}", name) is not None
+
+
+def _new_side_name(database: str) -> str:
+    return side_prefix(database) + secrets.token_hex(4)
+
+
+def _leftovers(conn: t.Any, database: str) -> list[str]:
+    """Side databases of restores into ``database`` that were killed before they could drop them."""
+    rows = conn.execute("SELECT datname FROM pg_database WHERE starts_with(datname, %s) ORDER BY 1",
+                        (side_prefix(database),)).fetchall()
+    return [name for (name,) in rows if is_side_database(name, database)]
+
+
+def _decide(request: RestoreRequest, conn: t.Any, database: str, manifest: dict[str, t.Any],
+            leftovers: list[str]) -> dict[str, t.Any]:
+    """What the target holds, the mechanism, the disk space: everything a refusal is based on."""
+    if database == request.maintenance_database:
+        raise LifeboatError(
+            f"the target database {database} is also the maintenance_database; set maintenance_database to another "
+            "one (postgres)"
+        )
+    row = conn.execute("SELECT datallowconn, pg_database_size(oid) FROM pg_database WHERE datname = %s",
+                       (database,)).fetchone()
+    exists, tables = row is not None, 0
+    if exists and not row[0]:
+        if not leftovers:
+            raise LifeboatError(f"database {database} does not accept connections (ALLOW_CONNECTIONS false), "
+                                "so what it holds cannot be checked; allow connections to it first")
+        tables = None  # left so by a killed restore: the restore lets connections in again first
+    elif exists:
+        with request.connection.for_database(database).connect() as target:
+            tables = len(list_tables(target))
     if tables and not request.overwrite:
         raise LifeboatError(
             f"database {database} already holds {tables} tables; set overwrite=true to restore into it "
             "(with recreate=true to replace it with the archive's content)"
         )
-    with request.connection.for_database(request.maintenance_database).connect() as conn:
+    mechanism = ("side-database-rename" if not exists
+                 else "side-database-swap" if request.recreate else "target-copy-swap")
+    plain = int(manifest["archive"].get("plain_size") or manifest["archive"]["size"] or 0)
+    copied = row[1] if mechanism == "target-copy-swap" else 0
+    disk = _disk_space(conn, database if copied else "template0", int(plain * _INDEX_ALLOWANCE) + copied)
+    if disk["checked"] and disk["free_bytes"] < disk["needed_bytes"]:
+        raise LifeboatError(
+            f"not enough disk space to restore into {database}: the side database needs about "
+            f"{human_size(disk['needed_bytes'])} in {disk['path']} and {human_size(disk['free_bytes'])} is free "
+            f"(the previous {database} is only dropped after the swap); free space on the server first"
+        )
+    return {"database": database, "exists": exists, "existing_tables": tables, "mechanism": mechanism,
+            "mechanism_description": MECHANISMS[mechanism].format(database=database), "disk_space": disk}
+
+
+def _disk_space(conn: t.Any, template: str, needed: int) -> dict[str, t.Any]:
+    """Free space where the side database will be written, when this host sees the server's own disk."""
+    result: dict[str, t.Any] = {"checked": False, "needed_bytes": needed, "free_bytes": None, "path": None}
+    try:
+        data_dir, location, system_id = conn.execute(
+            "SELECT current_setting('data_directory'), pg_tablespace_location(d.dattablespace),"
+            " (SELECT system_identifier FROM pg_control_system()) FROM pg_database d WHERE d.datname = %s",
+            (template,),
+        ).fetchone()
+    except _psycopg().Error:
+        return {**result, "note": "not checked: this login may not read where the server keeps its data"}
+    path = location or data_dir
+    if not _is_local_cluster(data_dir, system_id):
+        return {**result, "note": "not checked: the server's data directory is not readable on this host"}
+    stats = os.statvfs(path)
+    free = stats.f_bavail * stats.f_frsize
+    return {**result, "checked": True, "free_bytes": free, "path": path,
+            "note": f"{human_size(needed)} needed, {human_size(free)} free in {path}"}
+
+
+def _is_local_cluster(data_dir: str, system_id: int) -> bool:
+    """The data directory seen here is the server's own: its pg_control names the same system identifier."""
+    try:
+        with open(os.path.join(data_dir, "global", "pg_control"), "rb") as handle:
+            head = handle.read(8)
+    except OSError:
+        return False
+    return len(head) == 8 and struct.unpack("=Q", head)[0] == int(system_id)
+
+
+@_one_line_errors
+def plan_restore(request: RestoreRequest) -> dict[str, t.Any]:
+    """Everything that can be checked before writing: the archive (read whole), the target, the client, the disk."""
+    request.validate()
+    manifest = verify_archive(request.archive_path, "postgresql", request.decryption)
+    database = request.target_database or manifest["database"]
+    with request.maintenance().connect() as conn:
         server_major = server_info(conn)["major"]
+        leftovers = _leftovers(conn, database)
+        decided = _decide(request, conn, database, manifest, leftovers)
     # pg_restore must read the archive's format and speak to the server: the newer of the two decides.
     needed = max(server_major, pg_major(manifest["tool"]["version"]))
     pg_restore, version = pick_binary("pg_restore", needed, request.pg_bin_dir)
-    return {"database": database, "exists": exists, "existing_tables": tables, "manifest": manifest,
-            "pg_restore": pg_restore, "pg_restore_version": version}
+    return {**decided, "manifest": manifest, "leftovers": leftovers, "pg_restore": pg_restore,
+            "pg_restore_version": version}
 
 
 @_one_line_errors
 def restore(request: RestoreRequest, plan: dict[str, t.Any] | None = None) -> dict[str, t.Any]:
     plan = plan or plan_restore(request)
     manifest, database = plan["manifest"], plan["database"]
-    target = request.connection.for_database(database)
-    safety = None
-    if plan["existing_tables"] and request.safety_dump is not None:
-        options = dataclasses.replace(request.safety_dump, job=f"{_manifest.default_job(database)}-before-restore")
-        safety = dump(DumpRequest(connection=target, archive=options, pg_bin_dir=request.pg_bin_dir))
-    created = not plan["exists"] or request.recreate
-    argv = [plan["pg_restore"], "--exit-on-error", "--no-password", f"--dbname={target.conninfo()}"]
-    argv += ["--no-owner"] if request.no_owner else []
-    argv += ["--no-privileges"] if request.no_privileges else []
-    # One transaction: a failure leaves an existing database as it was (pg_restore -j cannot do this).
-    argv += ["--single-transaction"] if request.jobs == 1 else []
-    try:
-        if created:
-            with request.connection.for_database(request.maintenance_database).connect() as conn:
-                if plan["exists"]:
-                    conn.execute(f"DROP DATABASE {quote_ident(database)} WITH (FORCE)")
-                conn.execute(f"CREATE DATABASE {quote_ident(database)} TEMPLATE template0")
-        stream = _run_pg_restore(request, manifest, argv, target.env())
-        check_stream(stream, manifest, request.archive_path)
-        with target.connect() as conn:
-            actual = {name: count for name in manifest["counts"] if (count := _count_rows(conn, name)) is not None}
-        problems = compare_counts(manifest["counts"], actual)
-        if problems:
-            raise count_mismatch_error(problems, database)
-    except BaseException as exc:
-        if not created:
-            raise
-        # The database was made for this restore and holds a part of it at most: a half restore must
-        # never pass for a whole one.
-        with request.connection.for_database(request.maintenance_database).connect() as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {quote_ident(database)} WITH (FORCE)")
-        if isinstance(exc, LifeboatError):
-            raise LifeboatError(f"{exc}; the database {database} this restore created was dropped") from exc
-        raise
+    # This session holds the restore's lock on the target name to the end: one restore per target at a time,
+    # and what looks left over by a killed restore really is.
+    with contextlib.closing(request.maintenance().connect()) as conn:
+        locked = conn.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))",
+                              (f"lifeboat.ops restore {database}",)).fetchone()[0]
+        if not locked:
+            raise LifeboatError(f"another restore into {database} is running on this server; wait for it to end")
+        for setting in ("statement_timeout", "idle_session_timeout"):  # a copy, a long pg_restore: no limit
+            with contextlib.suppress(_psycopg().Error):
+                conn.execute("SELECT set_config(%s, '0', false)", (setting,))
+        leftovers = _drop_leftovers(conn, database)
+        # Decided again under the lock: the target may have changed since the plan.
+        decided = _decide(request, conn, database, manifest, [])
+        safety = None
+        if decided["existing_tables"] and request.safety_dump is not None:
+            options = dataclasses.replace(request.safety_dump, job=f"{_manifest.default_job(database)}-before-restore")
+            safety = dump(DumpRequest(connection=request.connection.for_database(database), archive=options,
+                                      pg_bin_dir=request.pg_bin_dir))
+        side = _new_side_name(database)
+        refusing = decided["mechanism"] == "target-copy-swap"
+        try:
+            if refusing:
+                # A copy needs the target to itself, and a write after the copy would be lost at the swap.
+                _uninterrupted(conn, f"ALTER DATABASE {quote_ident(database)} WITH ALLOW_CONNECTIONS false")
+                _end_sessions(conn, database)
+                _uninterrupted(conn, f"CREATE DATABASE {quote_ident(side)} TEMPLATE {quote_ident(database)}")
+            else:
+                _uninterrupted(conn, f"CREATE DATABASE {quote_ident(side)} TEMPLATE template0")
+            actual = _restore_into(request, plan, side)
+            with termination_deferred():  # a swap is never cut in half: it is done, or never begun
+                warnings = _swap(conn, side, database, decided)
+        except BaseException as exc:
+            error = _undo(request, exc, side, decided, refusing)
+            if error is exc:
+                raise
+            raise error from exc
+    shown = ("database", "existing_tables", "mechanism", "mechanism_description", "disk_space")
     return {
-        "database": database,
-        "created": created,
+        **{key: decided[key] for key in shown},
+        "created": not decided["exists"],
         "counts": actual,
         "pg_restore_version": plan["pg_restore_version"],
         "safety_dump": safety["archive"] if safety else None,
+        "leftovers_dropped": leftovers,
+        "warnings": warnings,
     }
+
+
+def _uninterrupted(conn: t.Any, statement: str) -> None:
+    """One statement that a SIGTERM does not cut off midway (the server would finish it unseen); stop after it."""
+    with termination_deferred() as arrived:
+        conn.execute(statement)
+    if arrived:
+        raise LifeboatError(f"stopped by {arrived[0]} before the work was done")
+
+
+def _end_sessions(conn: t.Any, database: str) -> None:
+    conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+                 (database,))
+
+
+def _drop_leftovers(conn: t.Any, database: str) -> list[str]:
+    """Drop the side databases killed restores into ``database`` left, and let connections into it again."""
+    leftovers = _leftovers(conn, database)
+    for name in leftovers:
+        _uninterrupted(conn, f"DROP DATABASE IF EXISTS {quote_ident(name)} WITH (FORCE)")
+    # Only a restore with a side database in flight makes its target refuse connections.
+    if leftovers and conn.execute("SELECT NOT datallowconn FROM pg_database WHERE datname = %s",
+                                  (database,)).fetchone() == (True,):
+        conn.execute(f"ALTER DATABASE {quote_ident(database)} WITH ALLOW_CONNECTIONS true")
+    return leftovers
+
+
+def _restore_into(request: RestoreRequest, plan: dict[str, t.Any], side: str) -> dict[str, int]:
+    """pg_restore into the side database, then prove it: the stream's checksums and every table's rows."""
+    manifest = plan["manifest"]
+    target = request.connection.for_database(side)
+    argv = [plan["pg_restore"], "--exit-on-error", "--no-password", f"--dbname={target.conninfo()}"]
+    argv += ["--no-owner"] if request.no_owner else []
+    argv += ["--no-privileges"] if request.no_privileges else []
+    # No --single-transaction: the side database is thrown away whole on failure, and -j can use it too.
+    stream = _run_pg_restore(request, manifest, argv, target.env())
+    check_stream(stream, manifest, request.archive_path)
+    with target.connect() as conn:
+        actual = {name: count for name in manifest["counts"] if (count := _count_rows(conn, name)) is not None}
+    problems = compare_counts(manifest["counts"], actual)
+    if problems:
+        raise count_mismatch_error(problems, plan["database"])
+    return actual
+
+
+def _swap(conn: t.Any, side: str, database: str, decided: dict[str, t.Any]) -> list[str]:
+    """Give the complete side database the target's name in one transaction; then drop the previous one."""
+    if not decided["exists"]:
+        conn.execute(f"ALTER DATABASE {quote_ident(side)} RENAME TO {quote_ident(database)}")
+        return []
+    properties = _property_statements(conn, database)
+    previous = _new_side_name(database)  # a leftover by that name is dropped by the next restore
+    psycopg = _psycopg()
+    for attempt in range(1, _SWAP_ATTEMPTS + 1):
+        try:
+            with conn.transaction():
+                _end_sessions(conn, database)
+                # Renaming waits up to 5 s for ended sessions to go; one that connects meanwhile fails it.
+                conn.execute(f"ALTER DATABASE {quote_ident(database)} RENAME TO {quote_ident(previous)}")
+                conn.execute(f"ALTER DATABASE {quote_ident(side)} RENAME TO {quote_ident(database)}")
+                for statement in properties:
+                    conn.execute(statement)
+            break
+        except psycopg.errors.ObjectInUse as exc:
+            if attempt == _SWAP_ATTEMPTS:
+                raise LifeboatError(f"sessions kept connecting to {database} while its name was swapped: "
+                                    f"{_one_line(exc)}; stop its clients and restore again") from exc
+    try:
+        conn.execute(f"DROP DATABASE {quote_ident(previous)} WITH (FORCE)")
+    except psycopg.Error as exc:
+        return [f"the restore is complete, but the previous {database}, now named {previous}, could not be dropped "
+                f"({_one_line(exc)}); the next restore into {database} drops it, or DROP DATABASE it"]
+    return []
+
+
+def _property_statements(conn: t.Any, database: str) -> list[str]:
+    """SQL that gives the database named ``database`` after the swap the owner, grants, settings and comment it had."""
+    sql = _psycopg().sql
+    name = quote_ident(database)
+    oid, owner, limit, has_acl, comment = conn.execute(
+        "SELECT d.oid, pg_get_userbyid(d.datdba), d.datconnlimit, d.datacl IS NOT NULL,"
+        " shobj_description(d.oid, 'pg_database') FROM pg_database d WHERE d.datname = %s", (database,)
+    ).fetchone()
+    statements = [f"ALTER DATABASE {name} OWNER TO {quote_ident(owner)}"]
+    if limit != -1:
+        statements.append(f"ALTER DATABASE {name} CONNECTION LIMIT {int(limit)}")
+    if has_acl:  # NULL means the defaults, which the new database has
+        statements.append(f"REVOKE ALL ON DATABASE {name} FROM PUBLIC")
+        for grantee, privilege, grantable in conn.execute(
+            "SELECT coalesce(quote_ident(r.rolname), 'PUBLIC'), a.privilege_type, a.is_grantable"
+            " FROM pg_database d CROSS JOIN aclexplode(d.datacl) a LEFT JOIN pg_roles r ON r.oid = a.grantee"
+            " WHERE d.oid = %s", (oid,)
+        ).fetchall():
+            statements.append(f"GRANT {privilege} ON DATABASE {name} TO {grantee}"
+                              + (" WITH GRANT OPTION" if grantable else ""))
+    for role, config in conn.execute(
+        "SELECT r.rolname, s.setconfig FROM pg_db_role_setting s LEFT JOIN pg_roles r ON r.oid = s.setrole"
+        " WHERE s.setdatabase = %s", (oid,)
+    ).fetchall():
+        target = f"ROLE {quote_ident(role)} IN DATABASE {name}" if role else f"DATABASE {name}"
+        for item in config:
+            setting, value = item.split("=", 1)
+            values = _list_elements(value) if setting in _LIST_SETTINGS else [value]
+            literals = ", ".join(sql.Literal(v).as_string(conn) for v in values)
+            statements.append(f"ALTER {target} SET {'.'.join(quote_ident(p) for p in setting.split('.'))} TO {literals}")
+    if comment is not None:
+        statements.append(f"COMMENT ON DATABASE {name} IS {sql.Literal(comment).as_string(conn)}")
+    return statements
+
+
+def _list_elements(value: str) -> list[str]:
+    """``"$user", public`` as PostgreSQL stores a list setting: its elements, unquoted."""
+    return [quoted.replace('""', '"') if quoted else bare
+            for quoted, bare in re.findall(r'"((?:[^"]|"")*)"|([^,\s][^,]*?)(?=\s*(?:,|$))', value)]
+
+
+def _undo(request: RestoreRequest, exc: BaseException, side: str, decided: dict[str, t.Any],
+          refusing: bool) -> BaseException:
+    """After any failure: drop the side database, let connections into the target again; the error to raise."""
+    database = decided["database"]
+    with termination_deferred():
+        problem = _drop_side(request, side, database if refusing else None)
+    if isinstance(exc, _psycopg().Error):
+        exc = LifeboatError(f"PostgreSQL error: {_one_line(exc)}")
+    if not isinstance(exc, LifeboatError):
+        return exc
+    message = str(exc)
+    clash = re.search(r'(\w+ "[^"]+" already exists)', message)
+    if clash and decided["mechanism"] == "target-copy-swap":
+        message = (f"pg_restore failed: {clash.group(1)} in {database}; set recreate=true to replace {database} "
+                   "with the archive's content (overwrite=true alone restores into what it holds)")
+    state = f"{database} is unchanged" if decided["exists"] else f"{database} was not created"
+    if problem is None:
+        return LifeboatError(f"{message}; {state}: the side database {side} this restore created was dropped")
+    again = f" and lets connections into {database} again" if refusing else ""
+    return LifeboatError(f"{message}; {state}, but the side database {side} this restore created could not be "
+                         f"dropped ({problem}): the next restore into {database} drops it{again}")
+
+
+def _drop_side(request: RestoreRequest, side: str, reopen: str | None) -> str | None:
+    """Drop the side database (and allow connections to ``reopen``), retried while the server is away."""
+    psycopg = _psycopg()
+    deadline = time.monotonic() + SIDE_DROP_SECONDS
+    while True:
+        try:
+            with request.maintenance().connect() as conn:
+                conn.execute(f"DROP DATABASE IF EXISTS {quote_ident(side)} WITH (FORCE)")
+                if reopen is not None:
+                    conn.execute(f"ALTER DATABASE {quote_ident(reopen)} WITH ALLOW_CONNECTIONS true")
+            return None
+        except (LifeboatError, psycopg.OperationalError) as exc:
+            # Refused or cut off: the server is restarting, most likely. Other errors will not pass by waiting.
+            problem = _one_line(exc)
+        except psycopg.Error as exc:
+            return _one_line(exc)
+        if time.monotonic() > deadline:
+            return problem
+        time.sleep(1)
 
 
 def _run_pg_restore(request: RestoreRequest, manifest: dict[str, t.Any], argv: list[str], env: dict[str, str]) -> StreamResult:

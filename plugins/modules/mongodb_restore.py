@@ -127,6 +127,10 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+archive:
+  description: The archive restored (the one its manifest describes when the manifest's path was given).
+  returned: always
+  type: str
 counts:
   description: Documents per target collection after the restore.
   returned: changed
@@ -166,7 +170,7 @@ import traceback
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lifeboat.ops.plugins.module_utils import _mongo, _params
+from ansible_collections.lifeboat.ops.plugins.module_utils import _archive, _mongo, _params
 from ansible_collections.lifeboat.ops.plugins.module_utils._common import LifeboatError, registered_secrets
 from ansible_collections.lifeboat.ops.plugins.module_utils._pipeline import stop_cleanly_on_termination
 
@@ -192,9 +196,12 @@ def main() -> None:
     try:
         connection = _params.mongo_connection(params)
         module.no_log_values.update(registered_secrets())
+        archive, note = _archive.resolve_archive(params["archive"])
+        if note:
+            module.warn(note)
         request = _mongo.RestoreRequest(
             connection=connection,
-            archive_path=params["archive"],
+            archive_path=archive,
             decryption=_params.decryption(params),
             target_database=params["target_database"],
             ns_from=params["ns_from"],
@@ -207,8 +214,8 @@ def main() -> None:
             tools_dir=params["tools_dir"],
         )
         plan = _mongo.plan_restore(request)
-        common = {"expected_counts": plan["expected"], "existing": plan["existing"], "mechanism": plan["mechanism"],
-                  "disk_space": plan["disk_space"]}
+        common = {"archive": archive, "expected_counts": plan["expected"], "existing": plan["existing"],
+                  "mechanism": plan["mechanism"], "disk_space": plan["disk_space"]}
         if module.check_mode:
             module.exit_json(changed=True, **common)
         result = _mongo.restore(request, plan)

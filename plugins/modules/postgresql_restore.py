@@ -13,10 +13,19 @@ description:
     manifest, so nothing is written for an archive that is damaged or that the identity cannot open; then
     streams it through C(age -d) and decompression
     into C(pg_restore --exit-on-error), into the same or another database name.
-  - Creates the target database (from C(template0)) when it does not exist.
-  - A target that already holds tables is only written with O(overwrite=true); O(recreate=true) replaces it
-    with an empty database first. O(safety_dump_dir) first dumps the target it is about to overwrite.
-  - After the restore, the row count of every table is compared with the manifest; any difference fails.
+  - A restore is all or nothing for the target. It always writes into a side database named
+    C(lifeboat_restore_<target>_<8 hex digits>), checks the stream's sha256 sums and the row count of every
+    table there against the manifest, and only then gives it the target's name. On any failure (counts, a
+    killed C(pg_restore), SIGTERM, a server restart, a full disk) the side database is dropped and the target
+    keeps exactly the data it had. Check mode returns the mechanism a run would use (RV(mechanism)).
+  - A target that does not exist is restored under the side name and renamed when complete, so no half
+    database ever carries its name. The side database is created from C(template0).
+  - A target that already holds tables is only written with O(overwrite=true). With O(recreate=true) the side
+    database starts empty and replaces the target, so the result is exactly the archive. Without it, the side
+    database starts as a copy of the target (C(CREATE DATABASE ... TEMPLATE target)) and the archive is
+    restored into the copy. O(safety_dump_dir) first dumps the target it is about to overwrite.
+  - A replaced target's owner, connection limit, grants, settings (C(ALTER DATABASE ... SET)) and comment are
+    given to the database that replaces it.
 author:
   - Lifeboat Developers (@lifeboat)
 extends_documentation_fragment:
@@ -26,7 +35,8 @@ extends_documentation_fragment:
 attributes:
   check_mode:
     support: full
-    details: Checks the archive and the target, says whether the restore would be refused; writes nothing.
+    details: Checks the archive, the target and the disk space, says whether the restore would be refused and
+      which mechanism it would use; writes nothing.
   diff_mode:
     support: none
   platform:
@@ -44,8 +54,9 @@ options:
     default: postgres
   recreate:
     description:
-      - Drop the target database (closing its connections) and create it empty before the restore, so the
-        result is exactly the archive. Needs O(overwrite=true).
+      - Replace the target database with one that holds exactly the archive, instead of restoring into a copy
+        of what it holds. Needs O(overwrite=true). The target is replaced only once the restore is complete and
+        counted.
       - Preferred over C(pg_restore --clean), which cannot drop some objects in dependency order
         (constraints inherited by partitions, for one) and then stops the restore halfway.
     type: bool
@@ -66,6 +77,24 @@ options:
       - Do not restore access privileges (C(pg_restore --no-privileges)).
     type: bool
     default: false
+notes:
+  - What a concurrent reader sees. Without O(recreate), an existing target refuses new connections from the start
+    of the copy to the end of the restore (its sessions are ended when the copy starts), so no write to it can be lost
+    at the swap. With O(recreate), the target stays usable during the restore; at the swap its sessions are
+    ended (C(pg_terminate_backend)) and for a moment connections to it are refused. A session that connects
+    after the swap sees the restored data; none ever sees a half restore under the target's name.
+  - Disk space. The side database exists next to the target until the swap, so the server needs free space
+    for about 1.5 times the archive's plain size (C(plain_size) in the manifest, for the data and its rebuilt
+    indexes), plus the target's current size without O(recreate) (the copy). When this host can read the server's data
+    directory (a local server, a login allowed to read C(data_directory) and C(pg_control_system())), the
+    free space is checked first and the restore refused if it will not fit; otherwise RV(disk_space) says
+    C(not checked). O(jobs) greater than 1 also needs the archive's plain size beside the archive.
+  - Failures. If the server goes away mid-restore, the side database is dropped once it is back (tried for
+    60 seconds). A side database left by a run killed with SIGKILL is recognised by its name and dropped by
+    the next restore into the same target, which also lets connections into the target again.
+    One restore into a target runs at a time (an advisory lock on the server).
+  - Privileges. Creating, copying and renaming databases needs C(CREATEDB) and ownership of the target (or a
+    superuser); ending other sessions needs C(pg_signal_backend) or a superuser.
 seealso:
   - module: lifeboat.ops.postgresql_dump
 """
@@ -91,10 +120,37 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+archive:
+  description: The archive restored (the one its manifest describes when the manifest's path was given).
+  returned: always
+  type: str
 database:
   description: The database restored into.
   returned: always
   type: str
+mechanism:
+  description:
+    - How the restore keeps the target whole. V(side-database-rename) for a new target,
+      V(side-database-swap) with O(recreate=true), V(target-copy-swap) into an existing target without it.
+    - RV(mechanism_description) says it in a sentence.
+  returned: always
+  type: str
+  sample: side-database-swap
+mechanism_description:
+  description: The mechanism in words.
+  returned: always
+  type: str
+disk_space:
+  description:
+    - The disk space check. C(checked) is false, and C(note) starts with C(not checked), when this host cannot
+      see the server's disk. C(needed_bytes), C(free_bytes) and C(path) (the server's directory).
+  returned: always
+  type: dict
+leftovers_dropped:
+  description: Side databases of earlier restores into this target, killed before they could drop them.
+  returned: changed
+  type: list
+  elements: str
 created:
   description: Whether the target database was created.
   returned: changed
@@ -104,7 +160,7 @@ counts:
   returned: changed
   type: dict
 existing_tables:
-  description: Number of tables the target held before.
+  description: Number of tables the target held before (null when it refused connections after a killed restore).
   returned: always
   type: int
 safety_dump:
@@ -121,7 +177,7 @@ import traceback
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lifeboat.ops.plugins.module_utils import _params, _postgres
+from ansible_collections.lifeboat.ops.plugins.module_utils import _archive, _params, _postgres
 from ansible_collections.lifeboat.ops.plugins.module_utils._common import LifeboatError, registered_secrets
 from ansible_collections.lifeboat.ops.plugins.module_utils._pipeline import stop_cleanly_on_termination
 
@@ -145,9 +201,12 @@ def main() -> None:
     try:
         connection = _params.pg_connection(params, None)
         module.no_log_values.update(registered_secrets())
+        archive, note = _archive.resolve_archive(params["archive"])
+        if note:
+            module.warn(note)
         request = _postgres.RestoreRequest(
             connection=connection,
-            archive_path=params["archive"],
+            archive_path=archive,
             target_database=params["target_database"],
             decryption=_params.decryption(params),
             overwrite=params["overwrite"],
@@ -160,11 +219,9 @@ def main() -> None:
             pg_bin_dir=params["pg_bin_dir"],
         )
         plan = _postgres.plan_restore(request)
-        common = {
-            "database": plan["database"],
-            "existing_tables": plan["existing_tables"],
-            "expected_counts": plan["manifest"]["counts"],
-        }
+        shown = ("database", "existing_tables", "mechanism", "mechanism_description", "disk_space")
+        common = {"archive": archive, "expected_counts": plan["manifest"]["counts"],
+                  **{key: plan[key] for key in shown}}
         if module.check_mode:
             module.exit_json(changed=True, **common)
         result = _postgres.restore(request, plan)
@@ -172,12 +229,15 @@ def main() -> None:
         module.fail_json(msg=str(exc))
     except Exception as exc:  # noqa: BLE001 - a bug of ours: one line here, the traceback with -vvv
         module.fail_json(msg=f"unexpected error: {exc}".splitlines()[0], exception=traceback.format_exc())
+    for warning in result["warnings"]:
+        module.warn(warning)
     module.exit_json(
         changed=True,
         created=result["created"],
         counts=result["counts"],
         safety_dump=result["safety_dump"],
-        **common,
+        leftovers_dropped=result["leftovers_dropped"],
+        **{**common, **{key: result[key] for key in shown}},
     )
 
 

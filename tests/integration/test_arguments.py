@@ -4,6 +4,10 @@
 
 from __future__ import annotations
 
+import os
+import re
+import shutil
+
 import pytest
 
 from testbed import MONGO_SOURCE, PG_SOURCE, listing
@@ -98,3 +102,43 @@ def test_check_mode_lists_and_writes_nothing(engine, server, run_module, tmp_pat
     assert run.rc == 0 and run.result["changed"] is True
     assert sum(run.result["expected_counts"].values()) > 0
     assert not server.has_database(unique_name)
+
+
+@pytest.mark.parametrize("engine", ["postgresql", "mongodb"])
+def test_restore_given_the_manifest_restores_its_archive(engine, server, run_module, tmp_path, unique_name):
+    dumped = run_module(f"{engine}_dump", server.login(database=server.sample, destination=str(tmp_path / "a")))
+    assert dumped.rc == 0, dumped.result
+    try:
+        run = run_module(f"{engine}_restore", server.login(archive=dumped.result["manifest"], target_database=unique_name))
+        assert run.rc == 0, run.result
+        assert run.result["archive"] == dumped.result["archive"]
+        note = f"{dumped.result['manifest']} is a manifest: restoring the archive it describes, {dumped.result['archive']}"
+        assert note in str(run.result["warnings"])  # shown by ansible-playbook too
+        assert server.fingerprint(unique_name)["counts"] == server.fingerprint(server.sample)["counts"]
+    finally:
+        server.drop(unique_name)
+    # A manifest whose archive is not beside it: said exactly, not "damaged".
+    alone = tmp_path / "alone" / os.path.basename(dumped.result["manifest"])
+    alone.parent.mkdir()
+    shutil.copy(dumped.result["manifest"], alone)
+    run = run_module(f"{engine}_restore", server.login(archive=str(alone), target_database=unique_name))
+    assert run.rc == 1 and "\n" not in run.result["msg"]
+    assert run.result["msg"] == (
+        f"{alone} is the manifest of an archive, not an archive, and its archive "
+        f"{os.path.basename(dumped.result['archive'])} is not beside it; give the path of the archive file")
+    assert not server.has_database(unique_name)
+
+
+def test_overwrite_into_clashing_tables_names_recreate(pg, run_module, tmp_path):
+    """overwrite=true alone restores into what the target holds: a clash says to set recreate=true, in one line."""
+    dumped = run_module("postgresql_dump", pg.login(database=PG_SOURCE, destination=str(tmp_path / "a")))
+    assert dumped.rc == 0, dumped.result
+    before = pg.fingerprint(PG_SOURCE)
+    run = run_module("postgresql_restore", pg.login(archive=dumped.result["archive"], overwrite=True))
+    assert run.rc == 1
+    message = run.result["msg"]
+    assert re.fullmatch(
+        rf'pg_restore failed: \w+ "[^"]+" already exists in {PG_SOURCE}; set recreate=true to replace {PG_SOURCE} with '
+        rf"the archive's content \(overwrite=true alone restores into what it holds\); {PG_SOURCE} is unchanged: "
+        rf"the side database lifeboat_restore_{PG_SOURCE}_[0-9a-f]{{8}} this restore created was dropped", message), message
+    assert pg.fingerprint(PG_SOURCE) == before

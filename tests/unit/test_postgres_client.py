@@ -45,3 +45,26 @@ def test_explicit_bin_dir(clients):
     assert path.endswith("/13/bin/pg_dump")
     with pytest.raises(LifeboatError, match="pg_dump not found in pg_bin_dir /nowhere"):
         _postgres.pick_binary("pg_dump", 13, "/nowhere")
+
+
+@pytest.mark.parametrize("database", ["journal", "a" * 63, "ünïcödé_" * 8, 'we"ird name'])
+def test_side_database_names_fit_and_are_recognised(database):
+    name = _postgres.side_prefix(database) + "0123abcd"
+    assert len(name.encode()) <= 63, "PostgreSQL would cut a longer name and the prefix would no longer match"
+    assert _postgres.is_side_database(name, database)
+    assert not _postgres.is_side_database(name, database + "x")
+    assert not _postgres.is_side_database(name + "0", database)
+
+
+def test_side_databases_of_one_target_are_not_those_of_a_similar_one():
+    # The side database of "a_0123abcd" starts like one of "a": the whole-name match tells them apart.
+    assert not _postgres.is_side_database(_postgres.side_prefix("a_0123abcd") + "deadbeef", "a")
+
+
+@pytest.mark.parametrize(("stored", "elements"), [
+    ('"$user", public, "My S"', ["$user", "public", "My S"]),
+    ('"x; SELECT 1", "say ""hi"""', ["x; SELECT 1", 'say "hi"']),
+    ("public", ["public"]),
+])
+def test_list_settings_are_split_into_their_elements(stored, elements):
+    assert _postgres._list_elements(stored) == elements  # pylint: disable=protected-access
