@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from testbed import MONGO_SOURCE, PG_SOURCE, finish_module, listing, start_module
+from testbed import MONGO_SOURCE, PG_SOURCE, children, finish_module, listing, start_module
 
 
 def wrong_password_file(tmp_path):
@@ -62,19 +62,9 @@ def kill_child_when_streaming(process, name, destination, timeout=60):
         if not partial or partial[0].stat().st_size < 1 << 20:
             time.sleep(0.005)
             continue
-        for pid in os.listdir("/proc"):
-            if not pid.isdigit():
-                continue
-            try:
-                with open(f"/proc/{pid}/stat", encoding="utf-8") as handle:
-                    fields = handle.read().rsplit(")", 1)[1].split()
-                with open(f"/proc/{pid}/comm", encoding="utf-8") as handle:
-                    comm = handle.read().strip()
-            except OSError:
-                continue
-            if comm == name and int(fields[1]) == process.pid:
-                os.kill(int(pid), signal.SIGKILL)
-                return
+        for pid, _argv in children(process.pid, name):
+            os.kill(pid, signal.SIGKILL)
+            return
     raise AssertionError(f"no {name} process streamed into {destination}")
 
 

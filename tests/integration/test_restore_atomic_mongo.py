@@ -24,7 +24,7 @@ import pytest
 from bson import decode
 from bson.raw_bson import RawBSONDocument
 
-from testbed import REPO_ROOT, finish_module, start_module
+from testbed import REPO_ROOT, finish_module, start_module, wait_for_child
 
 STAGING = "lifeboat_restore_"
 MODES = {  # module options of each overwrite mode
@@ -96,27 +96,6 @@ def archives(mongo, tmp_path_factory):
         mongo.drop(item["source"])
 
 
-def child_of(process, name, timeout=60):
-    """The pid of the ``name`` process started by ``process``, once it exists."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        for pid in os.listdir("/proc"):
-            if not pid.isdigit():
-                continue
-            try:
-                with open(f"/proc/{pid}/stat", encoding="utf-8") as handle:
-                    fields = handle.read().rsplit(")", 1)[1].split()
-                with open(f"/proc/{pid}/comm", encoding="utf-8") as handle:
-                    comm = handle.read().strip()
-            except OSError:
-                continue
-            if comm == name and int(fields[1]) == process.pid:
-                return int(pid)
-        assert process.poll() is None, f"the module ended before {name} started: {process.communicate()}"
-        time.sleep(0.02)
-    raise AssertionError(f"no {name} below the module within {timeout}s")
-
-
 def restart_ferretdb(down_seconds):
     """Stop the test bed's authenticated FerretDB by its pid and start it again with the same script.
 
@@ -164,7 +143,7 @@ def test_failed_restore_leaves_the_target_as_it_was(mode, failure, mongo, archiv
                                                **MODES[mode]}, tmp_path)
     try:
         if failure != "count":
-            restorer = child_of(process, "mongorestore")
+            restorer = wait_for_child(process, "mongorestore")
             time.sleep(1.2)
             assert os.path.exists(f"/proc/{restorer}"), "mongorestore ended before it could be interrupted: seed more"
             if failure == "kill":
@@ -230,7 +209,7 @@ def test_module_killed_outright_leaves_staging_that_the_next_restore_drops(mongo
     process = start_module("mongodb_restore", mongo.login(archive=archives["big"]["archive"], target_database=unique_name,
                                                           **MODES["drop"]), tmp_path)
     try:
-        child_of(process, "mongorestore")
+        wait_for_child(process, "mongorestore")
         time.sleep(1)
         process.kill()
         process.wait()

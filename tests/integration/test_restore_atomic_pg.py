@@ -19,7 +19,7 @@ import uuid
 
 import pytest
 
-from testbed import finish_module, start_module
+from testbed import finish_module, start_module, wait_for_child
 
 # target_database options of each overwrite mode, and whether the target exists before the restore.
 MODES = {
@@ -145,22 +145,7 @@ def restore_args(pg, mode, name, archive, **extra):
 
 def restoring_pg_restore(process, timeout=60):
     """The pid of the pg_restore child of ``process`` that restores (not the one asked for its version)."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        for pid in filter(str.isdigit, os.listdir("/proc")):
-            try:
-                with open(f"/proc/{pid}/stat", encoding="utf-8") as handle:
-                    comm, rest = handle.read().rsplit(")", 1)
-                with open(f"/proc/{pid}/cmdline", "rb") as handle:
-                    argv = handle.read().split(b"\0")
-            except OSError:
-                continue
-            if (comm.split("(", 1)[1] == "pg_restore" and int(rest.split()[1]) == process.pid
-                    and b"--exit-on-error" in argv):
-                return int(pid)
-        assert process.poll() is None, finish_module(process)
-        time.sleep(0.02)
-    raise AssertionError("pg_restore never started")
+    return wait_for_child(process, "pg_restore", with_arg=b"--exit-on-error", timeout=timeout)
 
 
 def restart_server():

@@ -10,6 +10,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 import typing as t
 import uuid
 
@@ -202,3 +203,31 @@ def unsafe_extra_vars(path: t.Any, variables: dict[str, t.Any]) -> str:
     path.write_text(yaml.dump({key: Unsafe(value) if isinstance(value, str) else value
                                for key, value in variables.items()}, Dumper=UnsafeDumper))
     return f"@{path}"
+
+
+def children(parent: int, name: str) -> list[tuple[int, list[bytes]]]:
+    """The processes called ``name`` whose parent is ``parent``, with their argv."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/stat", encoding="utf-8") as handle:
+                comm, rest = handle.read().rsplit(")", 1)
+            with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                argv = handle.read().split(b"\0")
+        except OSError:
+            continue  # gone while we looked
+        if comm.split("(", 1)[1] == name and int(rest.split()[1]) == parent:
+            found.append((int(pid), argv))
+    return found
+
+
+def wait_for_child(process: subprocess.Popen, name: str, with_arg: bytes | None = None, timeout: float = 60) -> int:
+    """The pid of the ``name`` child of ``process`` (with ``with_arg`` in its argv, if given), once it runs."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        for pid, argv in children(process.pid, name):
+            if with_arg is None or with_arg in argv:
+                return pid
+        assert process.poll() is None, f"the module ended before {name} started: {finish_module(process)}"
+        time.sleep(0.02)
+    raise AssertionError(f"no {name} below the module within {timeout} s")
