@@ -11,8 +11,12 @@ trap 'rm -rf "$logs"' EXIT
 start=$SECONDS
 # What both sides would otherwise install or build at the same time (apt's lock, one Go build): once, first.
 echo "== setup"
-bash scripts/testbed/packages.sh && bash scripts/testbed/build-go-tools.sh && bash scripts/testbed/get-promtool.sh && bash scripts/testbed/venv.sh >/dev/null &&
-  bash scripts/testbed/docker.sh >/dev/null && bash scripts/testbed/collections.sh >/dev/null || { echo "setup failed"; exit 1; }
+if ! { bash scripts/testbed/packages.sh && bash scripts/testbed/build-go-tools.sh && bash scripts/testbed/get-promtool.sh &&
+  bash scripts/testbed/venv.sh >/dev/null && bash scripts/testbed/docker.sh >/dev/null &&
+  bash scripts/testbed/collections.sh >/dev/null; }; then
+  echo "setup failed"
+  exit 1
+fi
 echo "== setup: done in $((SECONDS - start)) s"
 make --no-print-directory molecule >"$logs/molecule.log" 2>&1 &
 molecule_pid=$!
@@ -25,7 +29,7 @@ for suite in sanity lint unit integration; do
   echo "== $suite: ${results[$suite]} in $((SECONDS - suite_start)) s"
 done
 
-wait "$molecule_pid" && results[molecule]=passed || results[molecule]=failed
+if wait "$molecule_pid"; then results[molecule]=passed; else results[molecule]=failed; fi
 echo "== molecule (ran beside the others)"
 cat "$logs/molecule.log"
 echo "== molecule: ${results[molecule]}"
