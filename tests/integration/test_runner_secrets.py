@@ -5,7 +5,7 @@
 ansible-runner runs each playbook with its credentials injected the way an AWX credential injector does it: as
 extra vars in ``env/extravars``, tagged ``!unsafe`` (AWX never templates a credential), which the inventory's
 jobs reference (``login_password: "{{ lifeboat_pg_password }}"``). The passwords hold URL and YAML special
-characters and a marker (``..Tok7``) that every form of them keeps: raw, JSON- or repr-escaped, URL-encoded.
+characters and a marker (``PgTok`` and the like, with an id new for every run) that every form of them keeps: raw, JSON- or repr-escaped, URL-encoded.
 The marker is then searched in stdout, ``job_events/``, every artifact and every file the run created (the
 private data dir but its input ``env/extravars``, the destinations, the run's temporary directories and any new
 entry of /tmp): 0 hits.
@@ -35,11 +35,14 @@ from psycopg import sql
 from testbed import MONGO_SOURCE, PG_SOURCE, Unsafe, UnsafeDumper, collections_root
 
 # One marker per secret: what the scan looks for, in any encoding of the secret that keeps letters and digits.
-PG_PASSWORD = "PgTok7 p@ss:w/rd?#&%'\"{{x}}!*[a]|>\\end"
-MONGO_PASSWORD = "MgTok7:p@ss/w?rd#&%'\"{{ y }}, {z: 1} -\\end"
-WEBHOOK_TOKEN = "WhTok7" + uuid.uuid4().hex
-PROBE_PASSWORD = "HcTok7:p@ss/w?rd#'\""
-MARKERS = (b"PgTok7", b"MgTok7", b"WhTok7", b"HcTok7")
+# Each marker is new for every run, so a copy of this file (another checkout, a built collection under /tmp)
+# never counts as a leak.
+RUN = uuid.uuid4().hex[:10]
+MARKERS = tuple(f"{kind}{RUN}".encode() for kind in ("PgTok", "MgTok", "WhTok", "HcTok"))
+PG_PASSWORD = MARKERS[0].decode() + " p@ss:w/rd?#&%'\"{{x}}!*[a]|>\\end"
+MONGO_PASSWORD = MARKERS[1].decode() + ":p@ss/w?rd#&%'\"{{ y }}, {z: 1} -\\end"
+WEBHOOK_TOKEN = MARKERS[2].decode() + uuid.uuid4().hex
+PROBE_PASSWORD = MARKERS[3].decode() + ":p@ss/w?rd#'\""
 
 
 @pytest.fixture(scope="module")
