@@ -60,8 +60,9 @@ def test_the_modules_choose_from_a_destination_and_refuse_in_one_line(pg, mongo,
         # Nothing verified yet: newest_verified (the default) refuses, newest takes it.
         refused = run_module(module, args, check_mode=True)
         assert refused.rc == 1, refused.result.get("archive_reason")
-        assert refused.result["msg"] == (f"none of the 1 archives of job '{job}' in {destination} passed a verification; "
-                                          "verify them (lifeboat.ops.backup_verify) or give select=newest")
+        assert refused.result["msg"] == (
+            f"none of the 1 archives of job '{job}' in {destination} passed a verification; "
+            "verify them (lifeboat.ops.backup_verify) or give select=newest")
         taken = run_module(module, {**args, "select": "newest"}, check_mode=True)
         assert taken.rc == 0, taken.stdout + taken.stderr
         assert taken.result["archive"] == made.result["archive"]
