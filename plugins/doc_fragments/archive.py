@@ -62,8 +62,26 @@ options:
       - Absolute path of an archive made by this collection; its manifest must lie beside it.
       - It is read whole and checked against the manifest (stored and plain sha256, decryption) before anything
         is restored; the restore then reads it a second time, and checks it again.
+      - Give O(archive), or O(destination) and O(job) to have the module choose the archive by O(select).
     type: path
-    required: true
+  destination:
+    description:
+      - Directory of the archives of O(job), to choose the archive from (by O(select)) instead of giving O(archive).
+      - The module returns the archive it chose and why (RV(archive), RV(archive_reason)).
+    type: path
+  job:
+    description:
+      - Job whose archive in O(destination) is restored. Needed with O(destination).
+    type: str
+  select:
+    description:
+      - Which archive of O(job) in O(destination) is restored.
+      - V(newest_verified) takes the newest archive whose last verification passed (M(lifeboat.ops.backup_verify));
+        newer archives that were not verified, or failed, are passed over, and the module fails when none passed.
+      - V(newest) takes the newest archive that has a readable manifest, verified or not.
+    type: str
+    default: newest_verified
+    choices: [newest_verified, newest]
   age_identity_files:
     description:
       - age identity (private key) files that can decrypt an archive encrypted to recipients.

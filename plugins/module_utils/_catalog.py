@@ -202,6 +202,46 @@ def _from_manifest(destination: str, name: str, present: set[str]) -> Archive | 
     return archive
 
 
+# How a restore picks the archive of a job when it is not given one: the newest one a verification proved (the
+# default), or the newest one whatever its verifications say.
+RESTORE_SELECTIONS = ("newest_verified", "newest")
+
+
+def choose_for_restore(destination: str, job: str, select: str = "newest_verified") -> tuple[Archive, str]:
+    """The archive of ``job`` in ``destination`` a restore takes, and why, in words for the person who asked."""
+    if select not in RESTORE_SELECTIONS:
+        raise LifeboatError(f"select must be one of {', '.join(RESTORE_SELECTIONS)}, not '{select}'")
+    if not os.path.isdir(destination):
+        raise LifeboatError(f"destination {destination} does not exist")
+    archives = scan(destination, job).archives
+    readable = [archive for archive in archives if archive.readable]
+    if not readable:
+        unreadable = f" ({len(archives)} cannot be read)" if archives else ""
+        raise LifeboatError(f"no archive of job '{job}' in {destination}{unreadable}; run the backup first or give archive")
+    databases = sorted({str(archive.database) for archive in readable})
+    if len(databases) > 1:
+        raise LifeboatError(f"job '{job}' in {destination} holds archives of several databases ({', '.join(databases)}); "
+                            "give archive")
+    if select == "newest":
+        chosen = readable[-1]
+        proof = ("verified" if chosen.verified else
+                 "its last verification failed" if chosen.verification_failed else "not verified yet")
+        reason = f"{chosen.name} is the newest archive of job '{job}' ({proof}; select=newest)"
+    else:
+        proven = [archive for archive in readable if archive.verified]
+        if not proven:
+            raise LifeboatError(f"none of the {len(readable)} archives of job '{job}' in {destination} passed a "
+                                "verification; verify them (lifeboat.ops.backup_verify) or give select=newest")
+        chosen = proven[-1]
+        record = chosen.last_verification or {}
+        reason = (f"{chosen.name} is the newest verified archive of job '{job}' (level {record.get('level')} "
+                  f"at {record.get('at')}; select=newest_verified)")
+    newer = [archive.name for archive in archives if archive.started_at > chosen.started_at]
+    if newer:
+        reason += f"; passed over {len(newer)} newer: {first_few(newer, separator=', ')}"
+    return chosen, reason
+
+
 def record_verification(archive: Archive, record: dict[str, t.Any]) -> None:
     """Append a verification to the archive's manifest (atomically), so retention and health can see it."""
     manifest = _manifest.load(archive.manifest_path)

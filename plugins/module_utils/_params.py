@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import typing as t
 
-from ._archive import ArchiveOptions
+from ._archive import ArchiveOptions, resolve_archive
+from ._common import LifeboatError
 from ._manifest import default_job
-from . import _mongo, _postgres
+from . import _catalog, _mongo, _postgres
 from ._mongo import MongoConnection
 from ._pipeline import COMPRESSIONS, Decryption, Encryption
 from ._postgres import PgConnection
@@ -58,6 +59,13 @@ def mongodb_connection_spec() -> dict[str, t.Any]:
     }
 
 
+# How a restore module is told its archive (with restore_archive_spec's options).
+RESTORE_ARCHIVE_RULES: dict[str, t.Any] = {
+    "mutually_exclusive": [["archive", "destination"]],
+    "required_one_of": [["archive", "destination"]],
+    "required_together": [["destination", "job"]],
+}
+
 CONNECTION_EXCLUSIVE = [
     ["login_uri", "login_host"],
     ["login_uri", "login_user"],
@@ -86,12 +94,34 @@ def decryption_spec() -> dict[str, t.Any]:
 
 
 def restore_archive_spec() -> dict[str, t.Any]:
+    """The archive a restore reads: ``archive``, or the one :func:`restore_archive` chooses from a destination."""
     return {
-        "archive": {"type": "path", "required": True},
+        "archive": {"type": "path"},
+        "destination": {"type": "path"},
+        "job": {"type": "str"},
+        "select": {"type": "str", "default": "newest_verified", "choices": list(_catalog.RESTORE_SELECTIONS)},
         **decryption_spec(),
         "overwrite": {"type": "bool", "default": False},
         "safety_dump_dir": {"type": "path"},
     }
+
+
+class ChosenArchive(t.NamedTuple):
+    path: str
+    note: str | None  # a warning: the path given was the archive's manifest
+    reason: str | None  # why this archive, when it was chosen from a destination
+
+
+def restore_archive(params: dict[str, t.Any]) -> ChosenArchive:
+    """The archive a restore module reads: the one given, or the one the catalog chooses from a destination."""
+    if params.get("archive"):
+        path, note = resolve_archive(params["archive"])
+        return ChosenArchive(path, note, None)
+    if not params.get("job"):  # a job given as null passes the module's required_together
+        raise LifeboatError("give job with destination: the job whose archive to restore")
+    archive, reason = _catalog.choose_for_restore(params["destination"], params["job"],
+                                                  params.get("select") or "newest_verified")
+    return ChosenArchive(archive.path, None, reason)
 
 
 def pg_connection(params: dict[str, t.Any], database: str | None) -> PgConnection:

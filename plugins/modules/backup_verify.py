@@ -61,9 +61,12 @@ options:
   level:
     description:
       - How far to go; each level includes the ones before it. See the description.
+      - V(auto) is V(structure) when this host can decrypt every archive selected (none is encrypted, or
+        O(age_identity_files) or O(age_passphrase_file) is given), else V(checksum). It is decided from the
+        archives' manifests, as C(lifeboat verify) decides it, not from how the job encrypts today.
     type: str
     default: structure
-    choices: [checksum, stream, structure, restore]
+    choices: [auto, checksum, stream, structure, restore]
   age_identity_files:
     description:
       - age identity (private key) files that can decrypt the archives. Needed from O(level=stream) on for encrypted
@@ -139,7 +142,7 @@ results:
       description: Engine of the archive, V(postgresql) or V(mongodb) (none when its manifest is unreadable).
       type: str
     level:
-      description: The level asked.
+      description: The level the archive was verified at (what V(auto) resolved to).
       type: str
     ok:
       description: Whether every check of the level passed.
@@ -191,7 +194,7 @@ def main() -> None:
         "destination": {"type": "path"},
         "job": {"type": "str"},
         "select": {"type": "str", "default": "all", "choices": list(_verify.SELECTIONS)},
-        "level": {"type": "str", "default": "structure", "choices": list(_verify.LEVELS)},
+        "level": {"type": "str", "default": "structure", "choices": [_verify.AUTO, *_verify.LEVELS]},
         **_params.decryption_spec(),
         "record": {"type": "bool", "default": True},
         "pg_bin_dir": {"type": "path"},
@@ -212,13 +215,14 @@ def main() -> None:
     try:
         archives = _verify.select_archives(archive=params["archive"], destination=params["destination"],
                                            job=params["job"], select=params["select"])
-        level = params["level"]
+        decryption = _params.decryption(params)
+        level = _verify.resolve_level(params["level"], archives, decryption)
         if module.check_mode and level == "restore":
             level = "structure"
         request = _verify.VerifyRequest(
             archives=archives,
             level=level,
-            decryption=_params.decryption(params),
+            decryption=decryption,
             postgres=_params.pg_connection(params["postgresql"], None) if params["postgresql"] else None,
             mongo=_params.mongo_connection(params["mongodb"]) if params["mongodb"] else None,
             pg_bin_dir=params["pg_bin_dir"],

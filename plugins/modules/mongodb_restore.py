@@ -131,6 +131,11 @@ archive:
   description: The archive restored (the one its manifest describes when the manifest's path was given).
   returned: always
   type: str
+archive_reason:
+  description: Why this archive was restored, when it was chosen from O(destination) by O(select).
+  returned: when O(destination) is given
+  type: str
+  sample: journal-20261122T030000Z.pgdump.zst is the newest verified archive of job 'journal' (level structure at 2026-11-22T03:01:12Z; select=newest_verified)
 counts:
   description: Documents per target collection after the restore.
   returned: changed
@@ -170,7 +175,7 @@ import traceback
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lifeboat.ops.plugins.module_utils import _archive, _mongo, _params
+from ansible_collections.lifeboat.ops.plugins.module_utils import _mongo, _params
 from ansible_collections.lifeboat.ops.plugins.module_utils._common import LifeboatError, registered_secrets
 from ansible_collections.lifeboat.ops.plugins.module_utils._pipeline import stop_cleanly_on_termination
 
@@ -188,7 +193,10 @@ def main() -> None:
     }
     module = AnsibleModule(
         argument_spec=argument_spec,
-        mutually_exclusive=[*_params.CONNECTION_EXCLUSIVE, ["target_database", "ns_from"]],
+        mutually_exclusive=[*_params.CONNECTION_EXCLUSIVE, ["target_database", "ns_from"],
+                            *_params.RESTORE_ARCHIVE_RULES["mutually_exclusive"]],
+        required_one_of=_params.RESTORE_ARCHIVE_RULES["required_one_of"],
+        required_together=_params.RESTORE_ARCHIVE_RULES["required_together"],
         supports_check_mode=True,
     )
     params = module.params
@@ -196,7 +204,7 @@ def main() -> None:
     try:
         connection = _params.mongo_connection(params)
         module.no_log_values.update(registered_secrets())
-        archive, note = _archive.resolve_archive(params["archive"])
+        archive, note, reason = _params.restore_archive(params)
         if note:
             module.warn(note)
         request = _mongo.RestoreRequest(
@@ -214,7 +222,7 @@ def main() -> None:
             tools_dir=params["tools_dir"],
         )
         plan = _mongo.plan_restore(request)
-        common = {"archive": archive, "expected_counts": plan["expected"], "existing": plan["existing"],
+        common = {"archive": archive, **({"archive_reason": reason} if reason else {}), "expected_counts": plan["expected"], "existing": plan["existing"],
                   "mechanism": plan["mechanism"], "disk_space": plan["disk_space"]}
         if module.check_mode:
             module.exit_json(changed=True, **common)

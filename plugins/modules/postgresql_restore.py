@@ -109,6 +109,18 @@ EXAMPLES = r"""
     age_identity_files: [/root/.config/lifeboat/backup-key.txt]
     target_database: journal_restore_test
 
+- name: Restore the newest verified archive of the journal job, and say which one and why
+  lifeboat.ops.postgresql_restore:
+    login_host: 127.0.0.1
+    login_user: postgres
+    login_password_file: /etc/lifeboat/pg.password
+    destination: /var/backups/lifeboat/journal
+    job: journal
+    select: newest_verified
+    age_identity_files: [/root/.config/lifeboat/backup-key.txt]
+    target_database: journal_restore_test
+  register: restored
+
 - name: Replace production with the archive, keeping a dump of what was there
   lifeboat.ops.postgresql_restore:
     login_unix_socket: /var/run/postgresql
@@ -124,6 +136,11 @@ archive:
   description: The archive restored (the one its manifest describes when the manifest's path was given).
   returned: always
   type: str
+archive_reason:
+  description: Why this archive was restored, when it was chosen from O(destination) by O(select).
+  returned: when O(destination) is given
+  type: str
+  sample: journal-20261122T030000Z.pgdump.zst is the newest verified archive of job 'journal' (level structure at 2026-11-22T03:01:12Z; select=newest_verified)
 database:
   description: The database restored into.
   returned: always
@@ -177,7 +194,7 @@ import traceback
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lifeboat.ops.plugins.module_utils import _archive, _params, _postgres
+from ansible_collections.lifeboat.ops.plugins.module_utils import _params, _postgres
 from ansible_collections.lifeboat.ops.plugins.module_utils._common import LifeboatError, registered_secrets
 from ansible_collections.lifeboat.ops.plugins.module_utils._pipeline import stop_cleanly_on_termination
 
@@ -194,14 +211,18 @@ def main() -> None:
         "no_privileges": {"type": "bool", "default": False},
     }
     module = AnsibleModule(
-        argument_spec=argument_spec, mutually_exclusive=_params.CONNECTION_EXCLUSIVE, supports_check_mode=True
+        argument_spec=argument_spec,
+        mutually_exclusive=[*_params.CONNECTION_EXCLUSIVE, *_params.RESTORE_ARCHIVE_RULES["mutually_exclusive"]],
+        required_one_of=_params.RESTORE_ARCHIVE_RULES["required_one_of"],
+        required_together=_params.RESTORE_ARCHIVE_RULES["required_together"],
+        supports_check_mode=True,
     )
     params = module.params
     stop_cleanly_on_termination()
     try:
         connection = _params.pg_connection(params, None)
         module.no_log_values.update(registered_secrets())
-        archive, note = _archive.resolve_archive(params["archive"])
+        archive, note, reason = _params.restore_archive(params)
         if note:
             module.warn(note)
         request = _postgres.RestoreRequest(
@@ -220,7 +241,7 @@ def main() -> None:
         )
         plan = _postgres.plan_restore(request)
         shown = ("database", "existing_tables", "mechanism", "mechanism_description", "disk_space")
-        common = {"archive": archive, "expected_counts": plan["manifest"]["counts"],
+        common = {"archive": archive, **({"archive_reason": reason} if reason else {}), "expected_counts": plan["manifest"]["counts"],
                   **{key: plan[key] for key in shown}}
         if module.check_mode:
             module.exit_json(changed=True, **common)

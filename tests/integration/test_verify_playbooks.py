@@ -6,8 +6,12 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 
-from testbed import listing, sample_jobs
+import yaml
+
+from testbed import REPO_ROOT, listing, module_env, sample_jobs
 
 
 def manifests(directory):
@@ -83,3 +87,35 @@ def test_verify_playbook_reports_per_host_and_fails_on_damage(pg, mongo, run_pla
     assert f"{archive.name}: checksum check failed" in report.stdout
     assert "localhost                  : ok=" in report.stdout and "failed=1" in report.stdout
     assert os.path.exists(archive)
+
+
+def test_a_job_that_stopped_encrypting_verifies_alike_in_the_playbook_and_the_host_command(
+        pg, mongo, run_playbook, tmp_path, age_key):
+    """auto is the library's one definition, read from the archives' manifests: an encrypted archive this host
+    cannot open is checked byte for byte, though the job encrypts no more."""
+    root = tmp_path / "backups"
+    (job,) = sample_jobs(pg, mongo)[:1]
+    sealed = run_playbook("backup", {"backup_root": str(root), "backup_jobs": [job], "backup_prune": False,
+                                     "backup_encryption_recipients": [age_key["recipient"]]})
+    assert sealed.returncode == 0, sealed.stdout + sealed.stderr
+    plain_vars = {"backup_root": str(root), "backup_jobs": [job], "backup_prune": False}
+    plain = run_playbook("backup", plain_vars)
+    assert plain.returncode == 0, plain.stdout + plain.stderr
+    older, newer = sorted(manifests(root / "journal"))
+    assert json.loads(older.read_text())["archive"]["encryption"] and not json.loads(newer.read_text())["archive"]["encryption"]
+
+    report = run_playbook("verify", {**plain_vars, "backup_verify_select": "all"})
+    assert report.returncode == 0, report.stdout + report.stderr
+    assert "2 archives proven, 0 failed" in report.stdout
+    assert [last_verification(m)["level"] for m in (older, newer)] == ["checksum", "checksum"]
+
+    config = tmp_path / "lifeboat.yml"
+    config.write_text(yaml.safe_dump({"jobs": {"journal": {
+        "engine": "postgresql", "destination": str(root / "journal"), "verify": {"select": "all"},
+        **{k: v for k, v in job.items() if k not in ("name", "engine")}}}}))
+    command = subprocess.run([sys.executable, os.path.join(REPO_ROOT, "bin", "lifeboat"), "verify", "--config",
+                              str(config)], capture_output=True, text=True, env=module_env(), check=False)
+    assert command.returncode == 0, command.stdout + command.stderr
+    assert [last_verification(m)["level"] for m in (older, newer)] == ["checksum", "checksum"]
+    # After the backup, the playbook, the host command: each archive verified three times.
+    assert [len(json.loads(m.read_text())["verifications"]) for m in (older, newer)] == [3, 3]

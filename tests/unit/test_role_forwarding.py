@@ -1,0 +1,108 @@
+# Copyright: lifeboat developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The roles forward every connection and job option of the library's argument specs, and declare each one.
+
+The modules' argument specs come from plugins/module_utils/_params.py (the host command's jobs take the same,
+see _config.engine_spec). A role that re-states them by hand drifts (it once refused connect_timeout, ssl_cert,
+ssl_key and MongoDB's auth_mechanism and TLS options): this test names the role file and the key it lacks.
+"""
+
+from __future__ import annotations
+
+import os
+import typing as t
+
+import pytest
+import yaml
+
+from ansible_collections.lifeboat.ops.plugins.module_utils import _config, _params
+
+ROLES = os.path.join(os.path.dirname(__file__), "..", "..", "roles")
+ENGINES = ("postgresql", "mongodb")
+CONNECTION = {"postgresql": _params.postgres_connection_spec(), "mongodb": _params.mongodb_connection_spec()}
+# Keys of the library's specs a role sets itself rather than taking them from a job or an item, and why.
+SET_BY_THE_ROLE = {
+    "job": "the job's name is its archives' job name",
+}
+
+
+def _load(role: str, path: str) -> t.Any:
+    with open(os.path.join(ROLES, role, path), encoding="utf-8") as handle:
+        return yaml.safe_load(handle)
+
+
+def _task_args(role: str, tasks_file: str, module: str) -> set[str]:
+    """The option names a role's task file gives ``lifeboat.ops.<module>``."""
+    found = [task[f"lifeboat.ops.{module}"] for task in _load(role, f"tasks/{tasks_file}")
+             if f"lifeboat.ops.{module}" in task]
+    assert found, f"roles/{role}/tasks/{tasks_file} has no lifeboat.ops.{module} task"
+    return set(found[0])
+
+
+def _job_options(role: str, variable: str, entry_point: str = "main") -> set[str]:
+    spec = _load(role, "meta/argument_specs.yml")["argument_specs"][entry_point]["options"][variable]
+    return set(spec.get("options") or {})
+
+
+def _check(wanted: t.Iterable[str], present: set[str], where: str) -> None:
+    missing = sorted(key for key in wanted if key not in present and key not in SET_BY_THE_ROLE)
+    assert not missing, f"{where}: {', '.join(missing)}"
+
+
+def job_keys(engine: str) -> set[str]:
+    """What a backup job of ``engine`` takes: the options of the engine's dump module."""
+    return set(_config.engine_spec(engine))
+
+
+def restore_keys(engine: str) -> set[str]:
+    """What a restore item of ``engine`` takes from the library: the connection and how archives are read."""
+    return set(CONNECTION[engine]) | set(_params.restore_archive_spec())
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_backup_tasks_forward_every_job_option(engine):
+    given = _task_args("backup", f"{engine}.yml", f"{engine}_dump")
+    _check(job_keys(engine), given, f"roles/backup/tasks/{engine}.yml does not forward these")
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_restore_tasks_forward_every_connection_and_archive_option(engine):
+    given = _task_args("restore", f"{engine}.yml", f"{engine}_restore")
+    _check(restore_keys(engine), given, f"roles/restore/tasks/{engine}.yml does not forward these")
+
+
+@pytest.mark.parametrize("entry_point", ["main", "verify"])
+def test_backup_argument_spec_declares_every_job_option(entry_point):
+    declared = _job_options("backup", "backup_jobs", entry_point)
+    wanted = job_keys("postgresql") | job_keys("mongodb")
+    _check(wanted, declared, f"roles/backup/meta/argument_specs.yml ({entry_point}) backup_jobs lacks these")
+
+
+def test_schedule_argument_spec_declares_every_job_option():
+    declared = _job_options("backup_schedule", "backup_schedule_jobs")
+    wanted = job_keys("postgresql") | job_keys("mongodb")
+    _check(wanted, declared, "roles/backup_schedule/meta/argument_specs.yml backup_schedule_jobs lacks these")
+
+
+def test_restore_argument_spec_declares_every_connection_and_archive_option():
+    declared = _job_options("restore", "restore_items")
+    wanted = restore_keys("postgresql") | restore_keys("mongodb")
+    _check(wanted, declared, "roles/restore/meta/argument_specs.yml restore_items lacks these")
+
+
+def test_restore_test_connection_keys_cover_every_connection_option():
+    """backup_verify's restore test reaches the job's server with these keys of the job."""
+    keys = set(_load("backup", "defaults/main.yml")["backup_connection_keys"])
+    wanted = set(CONNECTION["postgresql"]) | set(CONNECTION["mongodb"])
+    _check(wanted, keys, "roles/backup/defaults/main.yml backup_connection_keys lacks these")
+    for entry_point in ("main", "verify"):
+        spec = _load("backup", "meta/argument_specs.yml")["argument_specs"][entry_point]["options"]
+        assert set(spec["backup_connection_keys"]["default"]) == keys, entry_point
+
+
+def test_backup_jobs_and_schedule_jobs_have_one_shape():
+    """One list of jobs serves both roles: the same keys, each role reading what it needs."""
+    backup = _job_options("backup", "backup_jobs")
+    schedule = _job_options("backup_schedule", "backup_schedule_jobs")
+    assert sorted(backup - schedule) == [], "backup_jobs keys that backup_schedule_jobs lacks"
+    assert sorted(schedule - backup) == [], "backup_schedule_jobs keys that backup_jobs lacks"
