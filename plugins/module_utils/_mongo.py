@@ -22,12 +22,12 @@ from . import _manifest
 from ._archive import (
     ArchiveOptions,
     check_stream,
-    stream_compression,
-    verify_archive,
     commit_with_manifest,
     compare_counts,
     count_mismatch_error,
+    stream_compression,
     stream_to_archive,
+    verify_archive,
 )
 from ._common import (
     LifeboatError,
@@ -131,7 +131,7 @@ class MongoConnection:
         register_secret(password, quote(password or ""), urllib.parse.quote_plus(password or ""))
         try:
             _pymongo().uri_parser.parse_uri(full, validate=True, warn=False)
-        except Exception as exc:  # noqa: BLE001 - pymongo raises several types for a bad URI
+        except Exception as exc:  # pymongo raises several types for a bad URI
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise LifeboatError(f"the MongoDB connection string is not valid: {reason}") from exc
         return cls(uri=full, display=hosts, timeout_seconds=connect_timeout)

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import typing as t
 
+from . import _mongo, _postgres
 from ._archive import ArchiveOptions
 from ._manifest import default_job
-from . import _mongo, _postgres
 from ._mongo import MongoConnection
 from ._pipeline import COMPRESSIONS, Decryption, Encryption
 from ._postgres import PgConnection

@@ -35,6 +35,7 @@ from ._archive import (
     stream_to_archive,
     verify_archive,
 )
+from ._catalog import human_size
 from ._common import (
     LifeboatError,
     PrivateDir,
@@ -45,7 +46,6 @@ from ._common import (
     register_secret,
     tool_version,
 )
-from ._catalog import human_size
 from ._pipeline import Decryption, StreamResult, read_stream, run_tool, termination_deferred
 
 FORMATS = ("custom", "directory")
@@ -101,7 +101,7 @@ class PgConnection:
         if uri:
             try:
                 params = {k: str(v) for k, v in _psycopg().conninfo.conninfo_to_dict(uri).items()}
-            except Exception as exc:  # noqa: BLE001 - the library's parse errors vary by version
+            except Exception as exc:  # the library's parse errors vary by version
                 raise LifeboatError("login_uri is not a valid PostgreSQL URI or connection string") from exc
             password = params.pop("password", None) or password
             if "sslpassword" in params:

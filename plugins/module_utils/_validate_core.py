@@ -301,7 +301,7 @@ def _sort_key(key: t.Any) -> tuple[str, str]:
 
 def timing_summary(seconds: list[float]) -> dict[str, float]:
     ordered = sorted(seconds)
-    p95 = ordered[min(len(ordered) - 1, max(0, int(round(0.95 * len(ordered) + 0.5)) - 1))]
+    p95 = ordered[min(len(ordered) - 1, max(0, round(0.95 * len(ordered) + 0.5) - 1))]
     return {"median_ms": round(statistics.median(ordered) * 1000, 3), "p95_ms": round(p95 * 1000, 3),
             "runs": len(ordered)}
 

@@ -4,6 +4,7 @@
 #   2. antsibull-changelog lint (changelogs/fragments/*.yml and changelogs/changelog.yaml)
 #   3. antsibull-docs lint-collection-docs --plugin-docs (module docs, roles' meta/argument_specs.yml)
 #   4. scripts/ci/check_role_defaults.py: each role's meta/argument_specs.yml agrees with its defaults/main.yml
+#   5. ruff check: style and bug patterns of the Python code (rules in pyproject.toml)
 #
 # Usage: scripts/ci/lint.sh [extra ansible-lint arguments, e.g. paths or -f pep8]
 # Exit code: non-zero when any of them fails; all of them always run.
@@ -46,6 +47,7 @@ run changelog antsibull-changelog lint
 run changelog-yaml antsibull-changelog lint-changelog-yaml changelogs/changelog.yaml
 run docs antsibull-docs lint-collection-docs --plugin-docs --validate-collection-refs dependent "$root"
 run role-defaults "$venv/bin/python" "$root/scripts/ci/check_role_defaults.py"
+run ruff ruff check --no-cache --output-format concise "$root"
 
 if [ "${#failed[@]}" -gt 0 ]; then
   echo "lint.sh: FAILED: ${failed[*]}" >&2

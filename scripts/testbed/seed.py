@@ -11,7 +11,7 @@ import sys
 import uuid
 from decimal import Decimal
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 BASE_TIME = dt.datetime(2024, 11, 1, tzinfo=UTC)
 # Text that breaks naive encodings: emoji (with ZWJ), CJK, combining accents, RTL, NUL-free control chars.
 UNICODE_SAMPLES = [
@@ -126,7 +126,7 @@ def seed_journal(psycopg, conninfo, rows, rng):
                     " JOIN journal_tag t ON (e.id + t.id) % 7 = 0")
         n_links = cur.rowcount
         with cur.copy("COPY journal_measurement (user_id, measured_at, kind, value) FROM STDIN") as copy:
-            for i in range(rows):  # spread over 2024, 2025 and later, so every partition gets rows
+            for _row in range(rows):  # spread over 2024, 2025 and later, so every partition gets rows
                 at = dt.datetime(2024, 1, 1, tzinfo=UTC) + dt.timedelta(hours=rng.randint(0, 3 * 365 * 24))
                 copy.write_row((rng.randint(1, n_users), at, rng.choice(["weight_kg", "sleep_h", "mood_score"]),
                                 Decimal(rng.randint(0, 200_000_000)) / Decimal(10**6)))

@@ -31,13 +31,13 @@ class Server:
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:  # the name http.server calls
                 outer.requests.append((self.path, self.headers.get("Authorization")))
                 self.send_response(200)
                 self.end_headers()
                 self.wfile.write(b"ok\n")
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:  # the name http.server calls
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 if outer.accept_posts:
                     received.append(json.loads(body))

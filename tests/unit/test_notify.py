@@ -24,7 +24,7 @@ def receiver(status: int = 204):
     received = []
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:  # the name http.server calls
             received.append((self.headers["Content-Type"], json.loads(self.rfile.read(int(self.headers["Content-Length"])))))
             self.send_response(status)
             self.end_headers()
