@@ -790,7 +790,7 @@ def _restore_and_check(request: RestoreRequest, plan: dict[str, t.Any], staging:
     """
     manifest, expected = plan["manifest"], plan["expected"]
     inner_gzip = manifest["archive"]["format"] == "mongodump-archive-gzip"
-    restored = {"ok": None, "failed": None}
+    restored: dict[str, int | None] = {"ok": None, "failed": None}
     # Source namespace -> its target: every one is named, so mongorestore writes nothing under any other name.
     sources = {ns: map_namespace(ns, plan["renames"]) for ns in manifest["counts"]
                if request.included(ns) and not is_system_namespace(ns)}
@@ -874,7 +874,7 @@ def _copy_collection(client: t.Any, source: str, copy: str) -> int:
     db_name, name = split_namespace(source)
     copy_name = split_namespace(copy)[1]
     db = client[db_name]
-    info = next(iter(db.list_collections(filter={"name": name})), {})
+    info: t.Mapping[str, t.Any] = next(iter(db.list_collections(filter={"name": name})), {})
     db.command({"create": copy_name, **{k: v for k, v in info.get("options", {}).items() if k != "uuid"}})
     for index in db[name].list_indexes():
         if index["name"] == "_id_":

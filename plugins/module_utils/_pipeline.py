@@ -275,6 +275,7 @@ def run_tool(
                              env, on_stderr_line)
         runner.begin()
         if on_stdout is not None:
+            assert stage.proc.stdout is not None  # a pipe (stdout=PIPE); for mypy
             runner.thread(functools.partial(_pump, stage.proc.stdout.fileno(), on_stdout))
         runner.finish()
 
@@ -512,6 +513,7 @@ def write_stream(
                 _write_all(head.fileno(), chunk)
 
         def pump_plain() -> None:
+            assert producer.proc.stdout is not None  # a pipe (stdout=PIPE); for mypy
             _pump(producer.proc.stdout.fileno(), take_plain)
             if head is not None:
                 head.close()
@@ -578,6 +580,7 @@ def read_stream(
                 if on_plain is not None:
                     on_plain(chunk)
                 if consumer is not None:
+                    assert consumer.proc.stdin is not None  # a pipe (stdin=PIPE); for mypy
                     _write_all(consumer.proc.stdin.fileno(), chunk)
 
             def take_stored(chunk: bytes) -> None:
@@ -590,7 +593,7 @@ def read_stream(
                     _write_all(head.fileno(), chunk)
 
             def close_consumer() -> None:
-                if consumer is not None:
+                if consumer is not None and consumer.proc.stdin is not None:
                     consumer.proc.stdin.close()
 
             def pump_file() -> None:
@@ -608,6 +611,7 @@ def read_stream(
             if tail is not None:
                 runner.thread(pump_plain, reader=consumer_name)
             if consumer is not None and on_consumer_stdout is not None:
+                assert consumer.proc.stdout is not None  # a pipe (stdout=PIPE); for mypy
                 runner.thread(functools.partial(_pump, consumer.proc.stdout.fileno(), on_consumer_stdout))
             runner.finish()
     finally:

@@ -234,8 +234,8 @@ class RangeDiff:
         return len(self.missing) + len(self.extra) + len(self.changed)
 
 
-def both_sides(pool: concurrent.futures.ThreadPoolExecutor, left: t.Callable[[], t.Any],
-               right: t.Callable[[], t.Any]) -> tuple[t.Any, t.Any]:
+def both_sides(pool: concurrent.futures.ThreadPoolExecutor, left: t.Callable[..., t.Any],
+               right: t.Callable[..., t.Any]) -> tuple[t.Any, t.Any]:
     """Run the same question on both sides at once (two servers, two connections)."""
     future = pool.submit(right)
     first = left()
@@ -306,8 +306,8 @@ def timing_summary(seconds: list[float]) -> dict[str, float]:
             "runs": len(ordered)}
 
 
-def timing_check(checks: Checks, name: str, obj: str, run_source: t.Callable[[], t.Any],
-                 run_target: t.Callable[[], t.Any]) -> None:
+def timing_check(checks: Checks, name: str, obj: str, run_source: t.Callable[..., t.Any],
+                 run_target: t.Callable[..., t.Any]) -> None:
     """Run a query alternately on both sides; median and p95 side by side."""
     options = checks.options
     times: dict[str, list[float]] = {"source": [], "target": []}

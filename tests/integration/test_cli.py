@@ -329,7 +329,7 @@ def test_status_exit_codes_follow_the_states_and_metrics_pass_promtool(host, pg,
     assert run.returncode == 0 and run.stdout.startswith(
         f"LIFEBOAT OK - 2 backup job(s) in {tmp_path / 'backups'} fresh and verified, "), run.stdout
     text = metrics.read_text()
-    assert metric(text, "lifeboat_backup_last_verified", job="journal", database="journal") == 1
+    assert metric(text, "lifeboat_backup_last_verified", job="journal", database=pg.sample) == 1
     assert metric(text, "lifeboat_backup_status", job="nightscout") == 0
     # The nightly job's archive, 27 hours old.
     (manifest,) = glob.glob(str(tmp_path / "backups" / "journal-*.manifest.json"))
