@@ -101,8 +101,9 @@ class MongoServer:
         self.user = os.environ["LIFEBOAT_MONGO_USER"]
         self.password_file = os.environ["LIFEBOAT_MONGO_PASSWORD_FILE"]
         self.password = read(self.password_file)
-        self.client: pymongo.MongoClient[t.Any] = pymongo.MongoClient(self.host, self.port, username=self.user, password=self.password,
-                                          authSource="admin", serverSelectionTimeoutMS=10000)
+        self.client: pymongo.MongoClient[t.Any] = pymongo.MongoClient(
+            self.host, self.port, username=self.user, password=self.password, authSource="admin",
+            serverSelectionTimeoutMS=10000)
 
     def login(self, **extra: t.Any) -> dict[str, t.Any]:
         return {"login_host": self.host, "login_port": self.port, "login_user": self.user,
