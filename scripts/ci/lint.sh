@@ -52,8 +52,10 @@ run role-defaults "$venv/bin/python" "$root/scripts/ci/check_role_defaults.py"
 run ruff ruff check --no-cache --output-format concise "$root"
 # The plugins by their collection names, so that `ansible_collections.lifeboat.ops...` imports resolve to this
 # checkout; the cache lives in the temporary tree, so nothing is left in the checkout.
-run mypy-plugins bash -c 'cd "$1" && mypy --config-file "$2/pyproject.toml" --cache-dir "$1/.mypy_cache" \
-  ansible_collections/lifeboat/ops/plugins' mypy "$colls" "$root"
+mypy_plugins() {
+  (cd "$colls" && mypy --config-file "$root/pyproject.toml" --cache-dir "$colls/.mypy_cache" ansible_collections/lifeboat/ops/plugins)
+}
+run mypy-plugins mypy_plugins
 # Tests import their helpers (testbed, test_status) by bare name from their own directory. Test functions
 # without annotations are checked for their annotated parts only (mypy's default), the helpers in full.
 run mypy-rest env MYPYPATH="$colls:$root/tests/integration:$root/tests/unit" mypy --config-file "$root/pyproject.toml" \

@@ -11,8 +11,11 @@ trap 'rm -rf "$logs"' EXIT
 start=$SECONDS
 # What both sides would otherwise install or build at the same time (apt's lock, one Go build): once, first.
 echo "== setup"
-bash scripts/testbed/packages.sh && bash scripts/testbed/build-go-tools.sh && bash scripts/testbed/get-promtool.sh && bash scripts/testbed/venv.sh >/dev/null &&
-  bash scripts/testbed/docker.sh >/dev/null && bash scripts/testbed/collections.sh >/dev/null || { echo "setup failed"; exit 1; }
+if ! { bash scripts/testbed/packages.sh && bash scripts/testbed/build-go-tools.sh && bash scripts/testbed/get-promtool.sh &&
+  bash scripts/testbed/venv.sh >/dev/null && bash scripts/testbed/docker.sh >/dev/null && bash scripts/testbed/collections.sh >/dev/null; }; then
+  echo "setup failed"
+  exit 1
+fi
 echo "== setup: done in $((SECONDS - start)) s"
 make --no-print-directory molecule >"$logs/molecule.log" 2>&1 &
 molecule_pid=$!
