@@ -35,11 +35,14 @@ from psycopg import sql
 from testbed import MONGO_SOURCE, PG_SOURCE, Unsafe, UnsafeDumper, collections_root
 
 # One marker per secret: what the scan looks for, in any encoding of the secret that keeps letters and digits.
-PG_PASSWORD = "PgTok7 p@ss:w/rd?#&%'\"{{x}}!*[a]|>\\end"
-MONGO_PASSWORD = "MgTok7:p@ss/w?rd#&%'\"{{ y }}, {z: 1} -\\end"
-WEBHOOK_TOKEN = "WhTok7" + uuid.uuid4().hex
-PROBE_PASSWORD = "HcTok7:p@ss/w?rd#'\""
-MARKERS = (b"PgTok7", b"MgTok7", b"WhTok7", b"HcTok7")
+# Each marker carries this session's own hex tag: the search of new /tmp entries must not find the files of
+# another suite running on the machine at the same time (they hold that suite's own passwords).
+SESSION_TAG = uuid.uuid4().hex[:8]
+PG_PASSWORD = "PgTok7" + SESSION_TAG + " p@ss:w/rd?#&%'\"{{x}}!*[a]|>\\end"
+MONGO_PASSWORD = "MgTok7" + SESSION_TAG + ":p@ss/w?rd#&%'\"{{ y }}, {z: 1} -\\end"
+WEBHOOK_TOKEN = "WhTok7" + SESSION_TAG + uuid.uuid4().hex
+PROBE_PASSWORD = "HcTok7" + SESSION_TAG + ":p@ss/w?rd#'\""
+MARKERS = tuple(f"{kind}Tok7{SESSION_TAG}".encode() for kind in ("Pg", "Mg", "Wh", "Hc"))
 
 
 @pytest.fixture(scope="module")
