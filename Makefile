@@ -22,7 +22,7 @@ testbed-down:
 	scripts/testbed/down.sh
 
 seed: testbed
-	source $(STATE)/env.sh && $(VENV)/bin/python scripts/testbed/seed.py
+	source $(STATE)/env.sh && env -u LIFEBOAT_RUN_ID $(VENV)/bin/python scripts/testbed/seed.py
 
 sanity:
 	scripts/ci/sanity.sh

@@ -122,7 +122,7 @@ def add_testbed_arguments(parser: argparse.ArgumentParser, testbed_dir: str, pg_
     parser.add_argument("--child", help=argparse.SUPPRESS)
 
 
-def pg_connect(bed: dict[str, str], dbname: str):  # noqa: ANN201
+def pg_connect(bed: dict[str, str], dbname: str):
     import psycopg  # pylint: disable=import-outside-toplevel
     return psycopg.connect(host=bed["LIFEBOAT_PG_HOST"], port=bed["LIFEBOAT_PG_PORT"], user=bed["LIFEBOAT_PG_USER"],
                            password=secret(bed["LIFEBOAT_PG_PASSWORD_FILE"]), dbname=dbname, autocommit=True)
@@ -260,20 +260,20 @@ def timed(argv: list[str], env: dict[str, str] | None = None, quiet: bool = True
     return {"seconds": time.perf_counter() - began, "stdout": done.stdout}
 
 
-def library(engine: str, bed: dict[str, str], recipients: list[str], args: argparse.Namespace):  # noqa: ANN201
+def library(engine: str, bed: dict[str, str], recipients: list[str], args: argparse.Namespace):
     spec = {"engine": engine, "bed": bed, "recipients": recipients, "profile": args.profile, "source": args.source, "level": args.zstd_level}
     return lambda dest: json.loads(timed([sys.executable, os.path.abspath(__file__), "--child", json.dumps({**spec, "dest": dest})],
                                          quiet=False)["stdout"])
 
 
-def shell(script: str, env: dict[str, str], *args: str):  # noqa: ANN201
+def shell(script: str, env: dict[str, str], *args: str):
     return lambda dest: timed(["bash", "-c", f"set -euo pipefail; {script}", "bench", os.path.join(dest, "out"), *args], env)
 
 
-def ansible(module: str, params: dict, env: dict[str, str]):  # noqa: ANN201
+def ansible(module: str, params: dict, env: dict[str, str]):
     argv = [os.path.join(os.path.dirname(sys.executable), "ansible"), "localhost", "-i", "localhost,", "-c", "local", "-o",
             "-m", module, "-e", f"ansible_python_interpreter={sys.executable}"]
-    return lambda dest: timed(argv + ["-a", json.dumps(params).replace("DEST", dest)], env)
+    return lambda dest: timed([*argv, "-a", json.dumps(params).replace("DEST", dest)], env)
 
 
 def measure(variants: dict, repeat: int, workdir: str) -> dict[str, list[dict]]:

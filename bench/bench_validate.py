@@ -28,8 +28,15 @@ import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 # The bench test bed, its connections and the collection tree come from bench_dump.py: one way to start them.
-from bench_dump import (  # noqa: E402  pylint: disable=wrong-import-position
-    REPO, add_testbed_arguments, collections_root, log, pg_connect, secret, testbed)
+from bench_dump import (  # pylint: disable=wrong-import-position
+    REPO,
+    add_testbed_arguments,
+    collections_root,
+    log,
+    pg_connect,
+    secret,
+    testbed,
+)
 
 GEN = "lifeboat-bench-validate gen=1"
 
@@ -61,7 +68,7 @@ def gen_pg(bed: dict[str, str], rows: int) -> tuple[str, str]:
     return source, target
 
 
-def mongo_client(bed: dict[str, str]):  # noqa: ANN201
+def mongo_client(bed: dict[str, str]):
     import pymongo  # pylint: disable=import-outside-toplevel
     password = urllib.parse.quote_plus(secret(bed["LIFEBOAT_MONGO_PASSWORD_FILE"]))
     return pymongo.MongoClient(f"mongodb://{bed['LIFEBOAT_MONGO_USER']}:{password}@{bed['LIFEBOAT_MONGO_HOST']}:"
@@ -126,7 +133,7 @@ def library(args: argparse.Namespace, bed: dict[str, str], engine: str, source: 
     return json.loads(done.stdout)
 
 
-def both(left, right) -> tuple[float, float, float]:  # noqa: ANN001
+def both(left, right) -> tuple[float, float, float]:
     """Run two callables at once (one per side, as the library does); their seconds and the wall."""
     began = time.perf_counter()
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
@@ -135,7 +142,7 @@ def both(left, right) -> tuple[float, float, float]:  # noqa: ANN001
     return one, other, time.perf_counter() - began
 
 
-def timed(fn) -> float:  # noqa: ANN001
+def timed(fn) -> float:
     began = time.perf_counter()
     fn()
     return time.perf_counter() - began
@@ -170,8 +177,8 @@ def bench_pg(args: argparse.Namespace, bed: dict[str, str], goals: list) -> dict
         for repetition in range(args.repeat):
             log(f"postgres {rows}: repetition {repetition + 1}")
             runs["library"].append(library(args, bed, "postgresql", source, target))
-            runs["md5agg"].append(both(lambda: raw_md5_agg(bed, source), lambda: raw_md5_agg(bed, target)))
-            runs["copy"].append(both(lambda: raw_copy_md5(bed, source), lambda: raw_copy_md5(bed, target)))
+            runs["md5agg"].append(both(lambda: raw_md5_agg(bed, source), lambda: raw_md5_agg(bed, target)))  # noqa: B023 - both() calls them at once
+            runs["copy"].append(both(lambda: raw_copy_md5(bed, source), lambda: raw_copy_md5(bed, target)))  # noqa: B023 - called at once
         lib_wall = statistics.median(r["wall"] for r in runs["library"])
         agg_wall = statistics.median(r[2] for r in runs["md5agg"])
         agg_side = statistics.median(max(r[0], r[1]) for r in runs["md5agg"])
@@ -225,7 +232,7 @@ def bench_mongo(args: argparse.Namespace, bed: dict[str, str], goals: list) -> d
         for repetition in range(args.mongo_repeat):
             log(f"mongo {docs}: repetition {repetition + 1}")
             lib.append(library(args, bed, "mongodb", source, target))
-            raw.append(both(lambda: raw_mongo_read(bed, source), lambda: raw_mongo_read(bed, target)))
+            raw.append(both(lambda: raw_mongo_read(bed, source), lambda: raw_mongo_read(bed, target)))  # noqa: B023 - called at once
         lib_wall = statistics.median(r["wall"] for r in lib)
         raw_wall = statistics.median(r[2] for r in raw)
         row = {"docs": docs, "library_s": lib_wall, "library_docs_per_s_per_side": docs / lib_wall,

@@ -24,7 +24,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import bench_dump  # noqa: E402  pylint: disable=wrong-import-position
+import bench_dump  # pylint: disable=wrong-import-position
 
 REPO = bench_dump.REPO
 MB = 1e6
@@ -81,7 +81,7 @@ def main() -> None:
         plain = json.load(handle)["archive"]["plain_size"]
     bench_dump.log(f"archive {os.path.basename(archive)}: {stored / MB:.0f} MB stored, {plain / MB:.0f} MB plain")
 
-    def ours(level: str):  # noqa: ANN202
+    def ours(level: str):
         spec = json.dumps({"source": REPO, "archive": archive, "level": level})
         return lambda: json.loads(bench_dump.timed([sys.executable, os.path.abspath(__file__), "--child", spec],
                                                    quiet=False)["stdout"])

@@ -36,7 +36,7 @@ NAGIOS_UNKNOWN = 3
 class Output:
     """Plain lines for people and the journal; a progress line only on a terminal."""
 
-    PRIORITY = {"error": 3, "warning": 4, "info": 6}
+    PRIORITY: t.ClassVar[dict[str, int]] = {"error": 3, "warning": 4, "info": 6}
 
     def __init__(self, stream: t.TextIO = sys.stderr) -> None:
         self.stream = stream

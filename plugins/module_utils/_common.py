@@ -68,7 +68,7 @@ def friendly_errors(describe: t.Callable[[Exception], str | None]) -> t.Callable
             except OSError as exc:
                 where = f" ({exc.filename})" if exc.filename else ""
                 raise LifeboatError(f"{exc.strerror or exc}{where}") from exc
-            except Exception as exc:  # noqa: BLE001 - only what describe() knows is translated
+            except Exception as exc:  # only what describe() knows is translated
                 message = describe(exc)
                 if message is None:
                     raise

@@ -22,12 +22,12 @@ from . import _manifest
 from ._archive import (
     ArchiveOptions,
     check_stream,
-    stream_compression,
-    verify_archive,
     commit_with_manifest,
     compare_counts,
     count_mismatch_error,
+    stream_compression,
     stream_to_archive,
+    verify_archive,
 )
 from ._common import (
     LifeboatError,
@@ -131,7 +131,7 @@ class MongoConnection:
         register_secret(password, quote(password or ""), urllib.parse.quote_plus(password or ""))
         try:
             _pymongo().uri_parser.parse_uri(full, validate=True, warn=False)
-        except Exception as exc:  # noqa: BLE001 - pymongo raises several types for a bad URI
+        except Exception as exc:  # pymongo raises several types for a bad URI
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise LifeboatError(f"the MongoDB connection string is not valid: {reason}") from exc
         return cls(uri=full, display=hosts, timeout_seconds=connect_timeout)
@@ -790,7 +790,7 @@ def _restore_and_check(request: RestoreRequest, plan: dict[str, t.Any], staging:
     """
     manifest, expected = plan["manifest"], plan["expected"]
     inner_gzip = manifest["archive"]["format"] == "mongodump-archive-gzip"
-    restored = {"ok": None, "failed": None}
+    restored: dict[str, int | None] = {"ok": None, "failed": None}
     # Source namespace -> its target: every one is named, so mongorestore writes nothing under any other name.
     sources = {ns: map_namespace(ns, plan["renames"]) for ns in manifest["counts"]
                if request.included(ns) and not is_system_namespace(ns)}
@@ -874,7 +874,7 @@ def _copy_collection(client: t.Any, source: str, copy: str) -> int:
     db_name, name = split_namespace(source)
     copy_name = split_namespace(copy)[1]
     db = client[db_name]
-    info = next(iter(db.list_collections(filter={"name": name})), {})
+    info: t.Mapping[str, t.Any] = next(iter(db.list_collections(filter={"name": name})), {})
     db.command({"create": copy_name, **{k: v for k, v in info.get("options", {}).items() if k != "uuid"}})
     for index in db[name].list_indexes():
         if index["name"] == "_id_":

@@ -247,7 +247,7 @@ def with_retries(connect: t.Callable[[], t.Any], action: t.Callable[[t.Any], t.A
                 return action(client)
             finally:
                 client.close()
-        except Exception:  # noqa: BLE001 - connection and driver errors alike: the deadline decides
+        except Exception:  # connection and driver errors alike: the deadline decides
             if time.monotonic() >= deadline:
                 raise
             time.sleep(1)

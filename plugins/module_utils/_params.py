@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import typing as t
 
+from . import _catalog, _mongo, _postgres
 from ._archive import ArchiveOptions, resolve_archive
 from ._common import LifeboatError
 from ._manifest import default_job
-from . import _catalog, _mongo, _postgres
 from ._mongo import MongoConnection
 from ._pipeline import COMPRESSIONS, Decryption, Encryption
 from ._postgres import PgConnection

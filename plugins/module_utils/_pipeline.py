@@ -275,7 +275,7 @@ def run_tool(
                              env, on_stderr_line)
         runner.begin()
         if on_stdout is not None:
-            runner.thread(functools.partial(_pump, stage.proc.stdout.fileno(), on_stdout))
+            runner.thread(functools.partial(_pump, _pipe(stage.proc.stdout).fileno(), on_stdout))
         runner.finish()
 
 
@@ -342,6 +342,11 @@ def _write_all(fd: int, data: bytes) -> None:
     while view:
         written = os.write(fd, view)
         view = view[written:]
+
+
+def _pipe(stream: t.IO[bytes] | None) -> t.IO[bytes]:
+    """A stage's stdin or stdout, started as a pipe (PIPE): never None, which the type of Popen cannot say."""
+    return t.cast("t.IO[bytes]", stream)
 
 
 def _pump(source: int, sinks: t.Callable[[bytes], None]) -> None:
@@ -512,7 +517,7 @@ def write_stream(
                 _write_all(head.fileno(), chunk)
 
         def pump_plain() -> None:
-            _pump(producer.proc.stdout.fileno(), take_plain)
+            _pump(_pipe(producer.proc.stdout).fileno(), take_plain)
             if head is not None:
                 head.close()
 
@@ -578,7 +583,7 @@ def read_stream(
                 if on_plain is not None:
                     on_plain(chunk)
                 if consumer is not None:
-                    _write_all(consumer.proc.stdin.fileno(), chunk)
+                    _write_all(_pipe(consumer.proc.stdin).fileno(), chunk)
 
             def take_stored(chunk: bytes) -> None:
                 stored_hash.update(chunk)
@@ -591,7 +596,7 @@ def read_stream(
 
             def close_consumer() -> None:
                 if consumer is not None:
-                    consumer.proc.stdin.close()
+                    _pipe(consumer.proc.stdin).close()
 
             def pump_file() -> None:
                 _pump(source, take_stored)
@@ -608,7 +613,7 @@ def read_stream(
             if tail is not None:
                 runner.thread(pump_plain, reader=consumer_name)
             if consumer is not None and on_consumer_stdout is not None:
-                runner.thread(functools.partial(_pump, consumer.proc.stdout.fileno(), on_consumer_stdout))
+                runner.thread(functools.partial(_pump, _pipe(consumer.proc.stdout).fileno(), on_consumer_stdout))
             runner.finish()
     finally:
         os.close(source)

@@ -35,6 +35,7 @@ from ._archive import (
     stream_to_archive,
     verify_archive,
 )
+from ._catalog import human_size
 from ._common import (
     LifeboatError,
     PrivateDir,
@@ -45,7 +46,6 @@ from ._common import (
     register_secret,
     tool_version,
 )
-from ._catalog import human_size
 from ._pipeline import Decryption, StreamResult, read_stream, run_tool, termination_deferred
 
 FORMATS = ("custom", "directory")
@@ -101,7 +101,7 @@ class PgConnection:
         if uri:
             try:
                 params = {k: str(v) for k, v in _psycopg().conninfo.conninfo_to_dict(uri).items()}
-            except Exception as exc:  # noqa: BLE001 - the library's parse errors vary by version
+            except Exception as exc:  # the library's parse errors vary by version
                 raise LifeboatError("login_uri is not a valid PostgreSQL URI or connection string") from exc
             password = params.pop("password", None) or password
             if "sslpassword" in params:
@@ -197,7 +197,7 @@ def pick_binary(name: str, server_major: int, bin_dir: str | None = None) -> tup
     found = [(*_binary_major(path), path) for path in candidates]
     exact = [item for item in found if item[0] == server_major]
     newer = sorted(item for item in found if item[0] > server_major)
-    chosen = (exact or newer or [None])[0]
+    chosen = exact[0] if exact else newer[0] if newer else None
     if chosen is None:
         best = max(found)
         raise LifeboatError(
@@ -576,7 +576,8 @@ def _decide(request: RestoreRequest, conn: t.Any, database: str, manifest: dict[
         )
     row = conn.execute("SELECT datallowconn, pg_database_size(oid) FROM pg_database WHERE datname = %s",
                        (database,)).fetchone()
-    exists, tables = row is not None, 0
+    exists = row is not None
+    tables: int | None = 0
     if exists and not row[0]:
         if not leftovers:
             raise LifeboatError(f"database {database} does not accept connections (ALLOW_CONNECTIONS false), "

@@ -44,7 +44,7 @@ from ._pipeline import fsync_directory
 BUCKET_RULES: tuple[tuple[str, t.Callable[[_dt.datetime], str]], ...] = (
     ("keep_hourly", lambda moment: moment.strftime("%Y-%m-%dT%H")),
     ("keep_daily", lambda moment: moment.strftime("%Y-%m-%d")),
-    ("keep_weekly", lambda moment: "{0}-W{1:02d}".format(*moment.isocalendar())),
+    ("keep_weekly", lambda moment: "{}-W{:02d}".format(*moment.isocalendar())),
     ("keep_monthly", lambda moment: moment.strftime("%Y-%m")),
     ("keep_yearly", lambda moment: moment.strftime("%Y")),
 )

@@ -141,9 +141,9 @@ def evaluate(
         _add(report["reasons"], CRITICAL, f"no archive at all in {destination}")
     strictest = max([options, *job_options.values()], key=lambda given: given.free_space_factor)
     _check_total_space(report["reasons"], report["jobs"], report["free_bytes"], destination, strictest)
-    for path, job in _interrupted_runs(found.partials):
-        if expected is None or job in expected:
-            who = f"the next run or prune of job {job}" if job else "the next prune"
+    for path, run_job in _interrupted_runs(found.partials):
+        if expected is None or run_job in expected:
+            who = f"the next run or prune of job {run_job}" if run_job else "the next prune"
             _add(report["reasons"], WARNING,
                  f"{os.path.basename(path)} was left by an interrupted run (its process is gone); {who} removes it")
     for path in stale_private_dirs(destination):

@@ -195,9 +195,7 @@ class MongoArchiveReader:
         self._bytes_seen += offset
 
     def _terminator(self) -> None:
-        if self._state in ("prelude-header", "prelude"):
-            self._state = "segment-header"
-        elif self._state in ("segment-body", "segment-eof"):
+        if self._state in ("prelude-header", "prelude", "segment-body", "segment-eof"):
             self._state = "segment-header"
         else:
             raise StructureError("the mongodump archive has an end marker where a namespace header belongs")

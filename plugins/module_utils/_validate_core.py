@@ -234,8 +234,8 @@ class RangeDiff:
         return len(self.missing) + len(self.extra) + len(self.changed)
 
 
-def both_sides(pool: concurrent.futures.ThreadPoolExecutor, left: t.Callable[[], t.Any],
-               right: t.Callable[[], t.Any]) -> tuple[t.Any, t.Any]:
+def both_sides(pool: concurrent.futures.ThreadPoolExecutor, left: t.Callable[..., t.Any],
+               right: t.Callable[..., t.Any]) -> tuple[t.Any, t.Any]:
     """Run the same question on both sides at once (two servers, two connections)."""
     future = pool.submit(right)
     first = left()
@@ -301,13 +301,13 @@ def _sort_key(key: t.Any) -> tuple[str, str]:
 
 def timing_summary(seconds: list[float]) -> dict[str, float]:
     ordered = sorted(seconds)
-    p95 = ordered[min(len(ordered) - 1, max(0, int(round(0.95 * len(ordered) + 0.5)) - 1))]
+    p95 = ordered[min(len(ordered) - 1, max(0, round(0.95 * len(ordered) + 0.5) - 1))]
     return {"median_ms": round(statistics.median(ordered) * 1000, 3), "p95_ms": round(p95 * 1000, 3),
             "runs": len(ordered)}
 
 
-def timing_check(checks: Checks, name: str, obj: str, run_source: t.Callable[[], t.Any],
-                 run_target: t.Callable[[], t.Any]) -> None:
+def timing_check(checks: Checks, name: str, obj: str, run_source: t.Callable[..., t.Any],
+                 run_target: t.Callable[..., t.Any]) -> None:
     """Run a query alternately on both sides; median and p95 side by side."""
     options = checks.options
     times: dict[str, list[float]] = {"source": [], "target": []}

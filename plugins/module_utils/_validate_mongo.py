@@ -224,7 +224,7 @@ def _collections(db: t.Any) -> dict[str, str]:
 def _indexes(collection: t.Any) -> dict[str, dict[str, t.Any]]:
     result = {}
     for index in collection.list_indexes():
-        spec = {"key": [[k, v] for k, v in index["key"].items()]}
+        spec: dict[str, t.Any] = {"key": [[k, v] for k, v in index["key"].items()]}
         spec.update({option: index[option] for option in _INDEX_OPTIONS if option in index})
         for flag in ("unique", "sparse"):
             spec[flag] = bool(spec.get(flag, False))
@@ -262,9 +262,10 @@ def run(source: MongoConnection, target: MongoConnection, source_db: str, target
         if options.wanted("counts"):
             with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
                 for name in common:
-                    counts[name] = both_sides(pool, lambda n=name: src[n].count_documents({}),
-                                              lambda n=name: tgt[n].count_documents({}))
-                    count_check(checks, name, *counts[name])
+                    pair = both_sides(pool, lambda n=name: src[n].count_documents({}),
+                                      lambda n=name: tgt[n].count_documents({}))
+                    counts[name] = pair
+                    count_check(checks, name, *pair)
         if options.wanted("content") and options.content_mode != "none":
             for name in common:
                 if options.content_mode == "sample":
@@ -319,7 +320,7 @@ def _sample(checks: Checks, src: t.Any, tgt: t.Any, name: str) -> ContentStats:
             found.update({id_key(d): d for d in split_documents(batch)})
     stats.rows_compared = len(sample)
     stats.rows_transferred = {"source": len(sample), "target": len(found)}
-    differences = []
+    differences: list[dict[str, t.Any]] = []
     for key, document in sample.items():
         if key not in found:
             differences.append({"kind": "missing", "key": f"_id={id_text(key)}"})

@@ -328,6 +328,8 @@ def _content(checks: Checks, src: t.Any, tgt: t.Any, name: str, src_info: dict[s
     if options.content_mode == "sample":
         return _sample(checks, src, tgt, name, key, columns, counts)
     rows = max(counts)
+    source_side: _Keyed | _Multiset
+    target_side: _Keyed | _Multiset
     if key:
         integer_key = len(key) == 1 and src_info["columns"][key[0]]["type"] in ("smallint", "integer", "bigint")
         source_side = _Keyed(src, name, key, columns, collate_c, integer_key)
@@ -336,7 +338,7 @@ def _content(checks: Checks, src: t.Any, tgt: t.Any, name: str, src_info: dict[s
         side = source_side if counts[0] >= counts[1] else target_side
         bounds = side.initial_bounds(parts, rows)
         diff = bisect_compare(source_side, target_side, bounds, options)
-        differences = [{"kind": "missing", "key": _key_text(key, k)} for k in diff.missing]
+        differences: list[dict[str, t.Any]] = [{"kind": "missing", "key": _key_text(key, k)} for k in diff.missing]
         differences += [{"kind": "extra", "key": _key_text(key, k)} for k in diff.extra]
         for changed in diff.changed[:options.max_differences]:
             differences.append({"kind": "changed", "key": _key_text(key, changed),

@@ -253,7 +253,7 @@ def main() -> None:
     )
     params = module.params
     stop_cleanly_on_termination()
-    result: dict = {"changed": False}
+    result: dict[str, object] = {"changed": False}
     failed = False
     try:
         options = _status.StatusOptions.from_options({name: params[name] for name in _status.options_spec()})
@@ -273,7 +273,7 @@ def main() -> None:
             if not module.check_mode:
                 _status.write_metrics(metrics_file, text)
         threshold = FAIL_FROM.get(params["fail_on"])
-        failed = bool(threshold) and _status.SEVERITY_ORDER[report["state"]] >= _status.SEVERITY_ORDER[threshold]
+        failed = threshold is not None and _status.SEVERITY_ORDER[report["state"]] >= _status.SEVERITY_ORDER[threshold]
     except LifeboatError as exc:
         module.fail_json(msg=str(exc), **result)
     except Exception as exc:  # noqa: BLE001 - a bug of ours: one line here, the traceback with -vvv

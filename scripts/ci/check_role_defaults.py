@@ -40,7 +40,7 @@ def compare(role: str, specs: t.Any, defaults: t.Any) -> list[str]:
     if not isinstance(defaults, dict):
         return [f"{where}: defaults/main.yml is not a mapping"]
     problems = []
-    declared = set()
+    declared: set[str] = set()
     for entry_name, entry in entry_points.items():
         options = (entry or {}).get("options") or {}
         declared.update(options)

@@ -4,6 +4,9 @@
 #   2. antsibull-changelog lint (changelogs/fragments/*.yml and changelogs/changelog.yaml)
 #   3. antsibull-docs lint-collection-docs --plugin-docs (module docs, roles' meta/argument_specs.yml)
 #   4. scripts/ci/check_role_defaults.py: each role's meta/argument_specs.yml agrees with its defaults/main.yml
+#   5. ruff check: style and bug patterns of the Python code (rules in pyproject.toml)
+#   6. mypy (settings in pyproject.toml), twice: plugins/ inside the collections tree below (module_utils
+#      strict), then bin/lifeboat, tests, scripts and extensions at the controller's Python 3.11
 #
 # Usage: scripts/ci/lint.sh [extra ansible-lint arguments, e.g. paths or -f pep8]
 # Exit code: non-zero when any of them fails; all of them always run.
@@ -46,6 +49,17 @@ run changelog antsibull-changelog lint
 run changelog-yaml antsibull-changelog lint-changelog-yaml changelogs/changelog.yaml
 run docs antsibull-docs lint-collection-docs --plugin-docs --validate-collection-refs dependent "$root"
 run role-defaults "$venv/bin/python" "$root/scripts/ci/check_role_defaults.py"
+run ruff ruff check --no-cache --output-format concise "$root"
+# The plugins by their collection names, so that `ansible_collections.lifeboat.ops...` imports resolve to this
+# checkout; the cache lives in the temporary tree, so nothing is left in the checkout.
+mypy_plugins() {
+  (cd "$colls" && mypy --config-file "$root/pyproject.toml" --cache-dir "$colls/.mypy_cache" ansible_collections/lifeboat/ops/plugins)
+}
+run mypy-plugins mypy_plugins
+# Tests import their helpers (testbed, test_status) by bare name from their own directory. Test functions
+# without annotations are checked for their annotated parts only (mypy's default), the helpers in full.
+run mypy-rest env MYPYPATH="$colls:$root/tests/integration:$root/tests/unit" mypy --config-file "$root/pyproject.toml" \
+  --cache-dir "$colls/.mypy_cache" --python-version 3.11 --no-check-untyped-defs bin/lifeboat tests scripts extensions
 
 if [ "${#failed[@]}" -gt 0 ]; then
   echo "lint.sh: FAILED: ${failed[*]}" >&2

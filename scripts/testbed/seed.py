@@ -2,6 +2,9 @@
 
 Run with the test venv's python after `source $LIFEBOAT_TESTBED_DIR/env.sh`. Idempotent: each database is
 dropped and created again. The data is deterministic (fixed random seed) so tests can compare restores.
+With LIFEBOAT_RUN_ID set (the integration suite sets it), each name gets `_<run id>` appended (`journal_1a2b3c4d`),
+so that suites running at once on one test bed never drop each other's databases; the demo and the molecule
+scenarios leave it unset and get the plain names.
 """
 import argparse
 import datetime as dt
@@ -11,7 +14,7 @@ import sys
 import uuid
 from decimal import Decimal
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 BASE_TIME = dt.datetime(2024, 11, 1, tzinfo=UTC)
 # Text that breaks naive encodings: emoji (with ZWJ), CJK, combining accents, RTL, NUL-free control chars.
 UNICODE_SAMPLES = [
@@ -25,6 +28,12 @@ def env(name, default=None):
     if value is None:
         sys.exit(f"seed.py: {name} is not set; source $LIFEBOAT_TESTBED_DIR/env.sh first")
     return value
+
+
+def sample_name(base):
+    """The name of a sample database for this run: BASE, or BASE_<LIFEBOAT_RUN_ID> when that is set."""
+    run_id = os.environ.get("LIFEBOAT_RUN_ID")
+    return f"{base}_{run_id}" if run_id else base
 
 
 def read_secret(var):
@@ -98,7 +107,7 @@ def recreate_pg_database(psycopg, admin_conninfo, name, schema):
 def seed_journal(psycopg, conninfo, rows, rng):
     from psycopg.types.json import Jsonb
     n_users, n_tags = max(5, rows // 20), 20
-    with recreate_pg_database(psycopg, conninfo, "journal", JOURNAL_SCHEMA) as conn, conn.cursor() as cur:
+    with recreate_pg_database(psycopg, conninfo, sample_name("journal"), JOURNAL_SCHEMA) as conn, conn.cursor() as cur:
         with cur.copy("COPY auth_user (username, email, first_name, last_name, password, is_staff, is_active,"
                       " date_joined, last_login) FROM STDIN") as copy:
             for i in range(1, n_users + 1):
@@ -126,7 +135,7 @@ def seed_journal(psycopg, conninfo, rows, rng):
                     " JOIN journal_tag t ON (e.id + t.id) % 7 = 0")
         n_links = cur.rowcount
         with cur.copy("COPY journal_measurement (user_id, measured_at, kind, value) FROM STDIN") as copy:
-            for i in range(rows):  # spread over 2024, 2025 and later, so every partition gets rows
+            for _row in range(rows):  # spread over 2024, 2025 and later, so every partition gets rows
                 at = dt.datetime(2024, 1, 1, tzinfo=UTC) + dt.timedelta(hours=rng.randint(0, 3 * 365 * 24))
                 copy.write_row((rng.randint(1, n_users), at, rng.choice(["weight_kg", "sleep_h", "mood_score"]),
                                 Decimal(rng.randint(0, 200_000_000)) / Decimal(10**6)))
@@ -138,7 +147,7 @@ def seed_journal(psycopg, conninfo, rows, rng):
 def seed_recipes(psycopg, conninfo, rng):
     from psycopg.types.json import Jsonb
     names = ["flour", "sugar", "butter", "egg", "milk", "salt", "味噌", "crème fraîche", "jalapeño", "tofu"]
-    with recreate_pg_database(psycopg, conninfo, "recipes", RECIPES_SCHEMA) as conn, conn.cursor() as cur:
+    with recreate_pg_database(psycopg, conninfo, sample_name("recipes"), RECIPES_SCHEMA) as conn, conn.cursor() as cur:
         cur.executemany("INSERT INTO ingredient (name) VALUES (%s)", [(n,) for n in names])
         for i in range(50):
             cur.execute("INSERT INTO recipe (name, servings, steps, photo, created_at) VALUES (%s, %s, %s, %s, %s)"
@@ -188,8 +197,8 @@ def create_indexes(collection, specs, left_out):
 
 
 def seed_nightscout(client, bson, docs, rng, decimal_ok, left_out):
-    client.drop_database("nightscout")
-    db = client.nightscout
+    db = client[sample_name("nightscout")]
+    client.drop_database(db.name)
     dec = bson.Decimal128 if decimal_ok else (lambda text: None)
     entries = []
     for i in range(docs):  # one CGM reading every 5 minutes, newest first
@@ -238,8 +247,8 @@ def seed_nightscout(client, bson, docs, rng, decimal_ok, left_out):
 
 
 def seed_research(client, bson, rng, decimal_ok):
-    client.drop_database("research")
-    db = client.research
+    db = client[sample_name("research")]
+    client.drop_database(db.name)
     db.samples.insert_many([{"code": f"S-{i:05d}", "taken": BASE_TIME - dt.timedelta(days=i),
                              "values": [rng.gauss(5, 1) for _value in range(5)], "lab": {"name": "Lab ünïcode 研究所"},
                              "concentration": bson.Decimal128(f"{i}.000001") if decimal_ok else f"{i}.000001",
@@ -266,7 +275,7 @@ def main():
                     "user": env("LIFEBOAT_PG_USER"), "password": read_secret("LIFEBOAT_PG_PASSWORD_FILE")}
         count = seed_journal(psycopg, conninfo, args.pg_rows, random.Random(args.seed))
         count += seed_recipes(psycopg, conninfo, random.Random(args.seed + 1))
-        print(f"postgres: journal and recipes seeded ({count} rows)")
+        print(f"postgres: {sample_name('journal')} and {sample_name('recipes')} seeded ({count} rows)")
 
     if not args.skip_mongo:
         import bson
@@ -279,13 +288,13 @@ def main():
                                          password=read_secret("LIFEBOAT_MONGO_PASSWORD_FILE"),
                                          authSource="admin", tz_aware=True)
         left_out = []
-        decimal_ok = probe_decimal128(client.nightscout, bson)
+        decimal_ok = probe_decimal128(client[sample_name("nightscout")], bson)
         if not decimal_ok:
             left_out.append("Decimal128 values (server closes the connection on them: no Decimal128 in FerretDB 1.x)")
         with client:
             count = seed_nightscout(client, bson, args.mongo_docs, random.Random(args.seed), decimal_ok, left_out)
             count += seed_research(client, bson, random.Random(args.seed + 1), decimal_ok)
-        print(f"mongo: nightscout and research seeded ({count} documents)")
+        print(f"mongo: {sample_name('nightscout')} and {sample_name('research')} seeded ({count} documents)")
         if left_out:
             print("left out, unsupported by this server: " + "; ".join(left_out))
 

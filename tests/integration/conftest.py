@@ -14,6 +14,10 @@ import pytest
 import yaml
 
 from testbed import (  # pylint: disable=import-error
+    MONGO_SECOND,
+    MONGO_SOURCE,
+    PG_SECOND,
+    PG_SOURCE,
     REPO_ROOT,
     ModuleRun,
     MongoServer,
@@ -49,10 +53,16 @@ def mongo() -> t.Iterator[MongoServer]:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def seeded() -> None:
-    """The sample databases (journal, recipes, nightscout, research) every test reads as its source."""
+def seeded(pg: PgServer, mongo: MongoServer) -> t.Iterator[None]:
+    """The sample databases every test reads as its source (journal, recipes, nightscout and research, each
+    named with this run's id: testbed.RUN_ID, which seed.py reads as LIFEBOAT_RUN_ID); dropped at the end."""
     subprocess.run([sys.executable, os.path.join(REPO_ROOT, "scripts", "testbed", "seed.py")], check=True,
                    capture_output=True)
+    yield
+    for database in (PG_SOURCE, PG_SECOND):
+        pg.drop(database)
+    for database in (MONGO_SOURCE, MONGO_SECOND):
+        mongo.drop(database)
 
 
 @pytest.fixture
@@ -71,7 +81,7 @@ def age_key(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 @pytest.fixture
 def tmpfs(tmp_path: t.Any) -> t.Iterator[t.Callable[[str], t.Any]]:
     """Mounts small tmpfs file systems under tmp_path (a disk that fills up), unmounted after the test."""
-    mounts = []
+    mounts: list[t.Any] = []
 
     def mount(size: str) -> t.Any:
         assert os.geteuid() == 0, "mounting a tmpfs needs root: run the suite as CI does (as root)"

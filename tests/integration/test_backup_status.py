@@ -48,7 +48,9 @@ def age_archive(archive_path: str, hours: float) -> None:
     """
     manifest = _manifest.load(archive_path)
     for key in ("started_at", "finished_at"):
-        manifest[key] = _manifest.iso(_catalog.parse_time(manifest[key]) - dt.timedelta(hours=hours))
+        moment = _catalog.parse_time(manifest[key])
+        assert moment is not None
+        manifest[key] = _manifest.iso(moment - dt.timedelta(hours=hours))
     _manifest.write(_manifest.manifest_path(archive_path), manifest)
 
 
@@ -93,7 +95,7 @@ def pg_copy(pg, unique_name):
 @pytest.fixture
 def mongo_copy(mongo, unique_name):
     """A copy of nightscout.entries (thousands of documents) and a small collection, in a database of our own."""
-    entries = list(mongo.client.nightscout.entries.find())
+    entries = list(mongo.client[mongo.sample].entries.find())
     assert len(entries) >= 1000
     try:
         mongo.client[unique_name].entries.insert_many(entries)
@@ -249,9 +251,12 @@ def small_tmpfs(tmpfs):
 def fill_until_free(directory: t.Any, free: int) -> None:
     """Grow a filler file until about ``free`` bytes stay free (tmpfs counts whole pages)."""
     filler = directory / "filler.bin"
+    free_before = _status.free_bytes(str(directory))
+    assert free_before is not None
     with open(filler, "ab") as handle:
-        handle.write(b"\0" * max(0, _status.free_bytes(str(directory)) - free))
-    assert abs(_status.free_bytes(str(directory)) - free) <= 8192
+        handle.write(b"\0" * max(0, free_before - free))
+    free_after = _status.free_bytes(str(directory))
+    assert free_after is not None and abs(free_after - free) <= 8192
 
 
 def test_destination_nearly_full(dump, status, small_tmpfs, metrics_dir, pg):
@@ -380,7 +385,7 @@ def test_a_backup_root_reports_each_job(dump, status, tmp_path, metrics_dir, pg,
     age_archive(made["journal"]["archive"], 27)
     run = status(root, jobs=["journal", "nightscout", "absent"], fail_on="critical")
     assert run.rc == 1 and run.result["state"] == "CRITICAL"
-    assert "journal newest archive is 27.0 h old" in run.result["msg"]
+    assert f"journal/{pg.sample} newest archive is 27.0 h old" in run.result["msg"]
     assert f"no archive of job absent in {root}" in run.result["msg"]
     assert [job["job"] for job in run.result["jobs"]] == ["journal", "nightscout", "absent"]
 
@@ -396,7 +401,7 @@ def test_status_playbook_fails_the_hosts_whose_backups_are_critical(dump, run_pl
     age_archive(journal["archive"], 30)
     run = run_playbook("status", {"backup_root": str(root)})
     assert run.returncode == 2, run.stdout + run.stderr
-    assert '"msg": "CRITICAL: journal newest archive is 30.0 h old (max 26 h)' in run.stdout
+    assert f'"msg": "CRITICAL: journal/{pg.sample} newest archive is 30.0 h old (max 26 h)' in run.stdout
     assert "failed=1" in run.stdout
     # Given destinations instead of the root, and a missing one: that host fails too.
     run = run_playbook("status", {"backup_status_destinations": [str(root / "nightscout"), str(tmp_path / "gone")]})

@@ -287,7 +287,7 @@ def test_config_mistakes_give_one_line(host, pg, mongo, tmp_path, job_extra, mes
 
 def test_prune_keeps_what_the_policy_and_the_last_verified_archive_need(host, pg, mongo, tmp_path):
     config = write_config(tmp_path / "lifeboat.yml", pg, mongo, tmp_path / "backups", retention={"keep_last": 1})
-    for attempt in range(2):
+    for _attempt in range(2):
         assert lifeboat(host, "backup", "--job", "journal", "--config", config).returncode == 0
         time.sleep(1.1)  # archive names carry the start second
     first, second = sorted(glob.glob(str(tmp_path / "backups" / "journal-*.zst")))
@@ -329,7 +329,7 @@ def test_status_exit_codes_follow_the_states_and_metrics_pass_promtool(host, pg,
     assert run.returncode == 0 and run.stdout.startswith(
         f"LIFEBOAT OK - 2 backup job(s) in {tmp_path / 'backups'} fresh and verified, "), run.stdout
     text = metrics.read_text()
-    assert metric(text, "lifeboat_backup_last_verified", job="journal", database="journal") == 1
+    assert metric(text, "lifeboat_backup_last_verified", job="journal", database=pg.sample) == 1
     assert metric(text, "lifeboat_backup_status", job="nightscout") == 0
     # The nightly job's archive, 27 hours old.
     (manifest,) = glob.glob(str(tmp_path / "backups" / "journal-*.manifest.json"))
@@ -384,8 +384,8 @@ def test_a_killed_run_is_reported_at_once_and_its_leftovers_go_with_the_next_run
     write(pg.sample)
     again = lifeboat(host, "backup", "--job", "app", "--config", str(config))
     assert again.returncode == 0, again.stderr
-    assert not [name for name in os.listdir(destination) if ".partial-" in name or name.startswith(".lifeboat-")
-                and not name.startswith(".lifeboat-last-run-")]
+    assert not [name for name in os.listdir(destination) if ".partial-" in name or (name.startswith(".lifeboat-")
+                and not name.startswith(".lifeboat-last-run-"))]
     assert json.loads((destination / ".lifeboat-last-run-app.json").read_text())["ok"] is True
 
 

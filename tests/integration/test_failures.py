@@ -45,7 +45,7 @@ def test_mongodb_wrong_password(mongo, run_module, tmp_path):
 def test_postgresql_unreachable(pg, run_module, tmp_path):
     run = run_module("postgresql_dump", {**pg.login(database=PG_SOURCE, destination=str(tmp_path / "out")),
                                          "login_port": 1, "connect_timeout": 3})
-    assert_one_line_and_nothing_left(run, tmp_path / "out", "cannot connect to PostgreSQL at 127.0.0.1:1/journal")
+    assert_one_line_and_nothing_left(run, tmp_path / "out", f"cannot connect to PostgreSQL at 127.0.0.1:1/{PG_SOURCE}")
 
 
 def test_mongodb_unreachable(mongo, run_module, tmp_path):
@@ -113,7 +113,7 @@ def test_destination_full(engine, server, big_source, run_module, small_tmpfs):
 def test_dump_of_nothing_from_a_database_with_rows_fails(pg, run_module, tmp_path):
     run = run_module("postgresql_dump", pg.login(database=PG_SOURCE, destination=str(tmp_path / "out"),
                                                  exclude_table_data=["*"]))
-    assert_one_line_and_nothing_left(run, tmp_path / "out", "pg_dump wrote no table data although journal has tables with rows")
+    assert_one_line_and_nothing_left(run, tmp_path / "out", f"pg_dump wrote no table data although {PG_SOURCE} has tables with rows")
 
 
 @pytest.mark.parametrize("engine", ["postgresql", "mongodb"])
@@ -164,4 +164,4 @@ def test_mongodump_that_writes_nothing_is_a_failure(mongo, run_module, tmp_path)
     fake.chmod(0o755)
     run = run_module("mongodb_dump", mongo.login(database=MONGO_SOURCE, destination=str(tmp_path / "out"),
                                                  tools_dir=str(tools)))
-    assert_one_line_and_nothing_left(run, tmp_path / "out", "mongodump wrote no documents although nightscout.")
+    assert_one_line_and_nothing_left(run, tmp_path / "out", f"mongodump wrote no documents although {MONGO_SOURCE}.")

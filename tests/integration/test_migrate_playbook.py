@@ -16,6 +16,8 @@ import typing as t
 import pytest
 import yaml
 
+from testbed import PG_SECOND  # pylint: disable=import-error
+
 
 def write_tasks(path: t.Any, tasks: list[dict[str, t.Any]]) -> str:
     path.write_text(yaml.safe_dump(tasks, sort_keys=False))
@@ -82,7 +84,7 @@ def test_migrate_postgresql_end_to_end_and_refuses_a_tampered_target(pg, pg_targ
 
 def test_migrate_from_an_archive_and_rollback_on_failed_health(pg, pg_target_name, run_playbook, run_module,
                                                                tmp_path):
-    dump = run_module("postgresql_dump", pg.login(database="recipes", destination=str(tmp_path / "export")))
+    dump = run_module("postgresql_dump", pg.login(database=PG_SECOND, destination=str(tmp_path / "export")))
     assert dump.rc == 0, dump.stdout
     hooks, marker, rolled_back = switch_hooks(tmp_path)
     variables = {"migrate_engine": "postgresql", "migrate_source_archive": dump.result["archive"],

@@ -8,7 +8,7 @@ import json
 import subprocess
 import urllib.parse
 
-from testbed import MONGO_SOURCE, PG_SOURCE
+from testbed import MONGO_SECOND, MONGO_SOURCE, PG_SOURCE
 
 
 def test_postgresql_by_uri_with_filters_globals_and_parallel_restore(pg, run_module, tmp_path, unique_name):
@@ -111,14 +111,14 @@ def test_passphrase_encrypted_round_trip(pg, run_module, tmp_path, unique_name):
 def test_mongodb_whole_server_dump_and_partial_restore(mongo, run_module, tmp_path, unique_name):
     dumped = run_module("mongodb_dump", mongo.login(destination=str(tmp_path)))
     assert dumped.rc == 0, dumped.result
-    assert f"{MONGO_SOURCE}.entries" in dumped.result["counts"] and "research.samples" in dumped.result["counts"]
+    assert f"{MONGO_SOURCE}.entries" in dumped.result["counts"] and f"{MONGO_SECOND}.samples" in dumped.result["counts"]
     assert dumped.result["archive"].split("/")[-1].startswith("all-")
     restored = run_module("mongodb_restore", mongo.login(
-        archive=dumped.result["archive"], ns_include=["research.*"], ns_from=["research.*"], ns_to=[f"{unique_name}.*"]))
+        archive=dumped.result["archive"], ns_include=[f"{MONGO_SECOND}.*"], ns_from=[f"{MONGO_SECOND}.*"], ns_to=[f"{unique_name}.*"]))
     try:
         assert restored.rc == 0, restored.result
         assert sorted(restored.result["counts"]) == [f"{unique_name}.notes", f"{unique_name}.samples"]
-        assert mongo.fingerprint(unique_name)["hashes"] == mongo.fingerprint("research")["hashes"]
+        assert mongo.fingerprint(unique_name)["hashes"] == mongo.fingerprint(MONGO_SECOND)["hashes"]
     finally:
         mongo.drop(unique_name)
 
@@ -134,8 +134,8 @@ def test_mongodb_dump_of_a_missing_database_fails(mongo, run_module, tmp_path):
 def test_mongodb_safety_dumps_one_per_database(mongo, run_module, tmp_path, unique_name):
     dumped = run_module("mongodb_dump", mongo.login(destination=str(tmp_path / "all")))
     assert dumped.rc == 0, dumped.result
-    renames = {"ns_include": ["research.*", f"{MONGO_SOURCE}.*"],
-               "ns_from": ["research.*", f"{MONGO_SOURCE}.*"], "ns_to": [f"{unique_name}_r.*", f"{unique_name}_n.*"]}
+    renames = {"ns_include": [f"{MONGO_SECOND}.*", f"{MONGO_SOURCE}.*"],
+               "ns_from": [f"{MONGO_SECOND}.*", f"{MONGO_SOURCE}.*"], "ns_to": [f"{unique_name}_r.*", f"{unique_name}_n.*"]}
     try:
         first = run_module("mongodb_restore", mongo.login(archive=dumped.result["archive"], **renames))
         assert first.rc == 0, first.result
@@ -145,7 +145,7 @@ def test_mongodb_safety_dumps_one_per_database(mongo, run_module, tmp_path, uniq
         assert second.rc == 0, second.result
         assert sorted(path.split("/")[-1].split("-before-restore-")[0] for path in second.result["safety_dumps"]) == [
             f"{unique_name}_n", f"{unique_name}_r"]
-        assert mongo.fingerprint(f"{unique_name}_r")["hashes"] == mongo.fingerprint("research")["hashes"]
+        assert mongo.fingerprint(f"{unique_name}_r")["hashes"] == mongo.fingerprint(MONGO_SECOND)["hashes"]
     finally:
         mongo.drop(f"{unique_name}_r")
         mongo.drop(f"{unique_name}_n")

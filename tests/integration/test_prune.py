@@ -16,7 +16,7 @@ from ansible_collections.lifeboat.ops.plugins.module_utils import _catalog, _man
 from testbed import PG_SOURCE  # pylint: disable=import-error
 
 JOB = "prune"
-FIRST_DAY = _dt.datetime(2026, 11, 1, 3, 0, tzinfo=_dt.timezone.utc)
+FIRST_DAY = _dt.datetime(2026, 11, 1, 3, 0, tzinfo=_dt.UTC)
 
 
 @pytest.fixture

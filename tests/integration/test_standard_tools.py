@@ -18,7 +18,8 @@ def run_manifest_commands(manifest_path, substitutions, env):
     # First what the placeholders mean, then the sha256 check of every stored file, then the restore itself.
     checks = [c for c in manifest["restore_commands"] if "sha256sum --check" in c]
     assert checks and manifest["archive"]["sha256"] in checks[-1]
-    for command in manifest["restore_commands"]:
+    for template in manifest["restore_commands"]:
+        command = template
         for placeholder, value in substitutions.items():
             command = command.replace(placeholder, value)
         done = subprocess.run(["sh", "-c", command], cwd=os.path.dirname(manifest_path), env=env,

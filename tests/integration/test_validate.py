@@ -183,7 +183,7 @@ def test_pg_schema_index_and_presence_differences(pg, pg_source, pg_target, run_
     assert constraints == {"child_item_id_fkey": "missing"}
     presence = {d["key"]: d["kind"] for c in check(result, "presence") for d in c["differences"]}
     assert presence == {"public.expensive": "missing", "public.eventlog": "missing"}
-    sequences = [c for c in check(result, "schema") if c["name"] == "sequence positions"][0]
+    sequences = next(c for c in check(result, "schema") if c["name"] == "sequence positions")
     assert sequences["passed"] is False and sequences["differences"][0]["key"] == "public.invoice_seq"
     assert_report_names(tmp_path, "items_sku", "items_price", "public.eventlog", "price")
 
@@ -301,7 +301,7 @@ def test_pg_timing_and_health_checks(pg, pg_source, pg_target, run_module, tmp_p
 
 def _http_server(routes: dict[str, tuple[int, bytes]]) -> http.server.HTTPServer:
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - the standard library's name
+        def do_GET(self) -> None:  # the standard library's name
             status, body = routes.get(self.path, (404, b"not found"))
             self.send_response(status)
             self.end_headers()
@@ -354,7 +354,7 @@ def test_authentication_probe_ignores_the_password_of_the_environment(pg, run_mo
     run = run_module("migration_validate", {"engine": "postgresql", "source": pg.login(database=pg.sample),
                                             "target": pg.login(database=pg.sample), "checks": ["security"]})
     assert run.rc == 0, run.stdout
-    probe = [c for c in run.result["checks"] if c["name"] == "authentication required"][0]
+    probe = next(c for c in run.result["checks"] if c["name"] == "authentication required")
     assert probe["passed"] is True, probe["details"]
     assert "without a password is refused" in probe["details"] and "fe_sendauth: no passw" in probe["details"], \
         probe["details"]

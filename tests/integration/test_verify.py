@@ -12,7 +12,7 @@ import shutil
 import pytest
 
 from ansible_collections.lifeboat.ops.plugins.module_utils import _catalog, _params, _verify
-from testbed import finish_module, listing, start_module  # pylint: disable=import-error
+from testbed import RUN_ID, finish_module, listing, start_module  # pylint: disable=import-error
 
 FLIPS_PER_ARCHIVE = 50  # four archives: 200 flipped bytes in all
 
@@ -51,7 +51,9 @@ def originals(pg, mongo, age_key, tmp_path_factory):
         for encrypted in (False, True):
             module = "postgresql_dump" if server.engine == "postgresql" else "mongodb_dump"
             job = f"{server.engine}-{'age' if encrypted else 'plain'}"
-            args = server.login(database=server.sample, destination=str(destination), job=job)
+            # The run id in the job name reaches the scratch databases' names (lifeboat_verify_<job>_<hex>),
+            # so that the check for leftovers below sees this session's only.
+            args = server.login(database=server.sample, destination=str(destination), job=f"{job}_{RUN_ID}")
             if encrypted:
                 args["encryption_recipients"] = [age_key["recipient"]]
             run = finish_module(start_module(module, args, tmp_path_factory.mktemp("run")))
@@ -139,9 +141,11 @@ def test_restore_test_passes_on_good_archives_and_leaves_no_scratch_database(
         assert not server.has_database(result["scratch_database"])
     if engine == "postgresql":
         with server.connect() as conn:
-            left = conn.execute("SELECT datname FROM pg_database WHERE datname LIKE 'lifeboat_verify_%'").fetchall()
+            left = conn.execute("SELECT datname FROM pg_database WHERE datname LIKE %s",
+                                (f"lifeboat_verify_%{RUN_ID}%",)).fetchall()
     else:
-        left = [name for name in server.client.list_database_names() if name.startswith("lifeboat_verify_")]
+        left = [name for name in server.client.list_database_names()
+                if name.startswith("lifeboat_verify_") and RUN_ID in name]
     assert not left
 
 

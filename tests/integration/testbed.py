@@ -20,8 +20,14 @@ import yaml
 from bson.raw_bson import RawBSONDocument
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-PG_SOURCE = "journal"
-MONGO_SOURCE = "nightscout"
+# The seeded sample databases carry this session's run id, so that two suites on one test bed (a developer's
+# and CI's) never drop each other's: it is set once here, when conftest.py first imports this module, and
+# inherited from the environment by scripts/testbed/seed.py, module subprocesses and xdist workers.
+RUN_ID = os.environ.setdefault("LIFEBOAT_RUN_ID", uuid.uuid4().hex[:8])
+PG_SOURCE = f"journal_{RUN_ID}"
+PG_SECOND = f"recipes_{RUN_ID}"
+MONGO_SOURCE = f"nightscout_{RUN_ID}"
+MONGO_SECOND = f"research_{RUN_ID}"
 
 
 def collections_root() -> str:
@@ -74,7 +80,7 @@ class PgServer:
             for quoted, name in tables:
                 count, digest = conn.execute(
                     f"SELECT count(*), md5(coalesce(string_agg(t::text, E'\\n' ORDER BY t::text), '')) FROM ONLY {quoted} t"
-                ).fetchone()
+                ).fetchone() or (None, None)  # an aggregate: always one row
                 result["counts"][name] = count
                 result["hashes"][name] = digest
             for (name,) in conn.execute(
@@ -96,8 +102,9 @@ class MongoServer:
         self.user = os.environ["LIFEBOAT_MONGO_USER"]
         self.password_file = os.environ["LIFEBOAT_MONGO_PASSWORD_FILE"]
         self.password = read(self.password_file)
-        self.client = pymongo.MongoClient(self.host, self.port, username=self.user, password=self.password,
-                                          authSource="admin", serverSelectionTimeoutMS=10000)
+        self.client: pymongo.MongoClient[t.Any] = pymongo.MongoClient(
+            self.host, self.port, username=self.user, password=self.password, authSource="admin",
+            serverSelectionTimeoutMS=10000)
 
     def login(self, **extra: t.Any) -> dict[str, t.Any]:
         return {"login_host": self.host, "login_port": self.port, "login_user": self.user,

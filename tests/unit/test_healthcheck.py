@@ -11,12 +11,14 @@ import os
 import socket
 import subprocess
 import threading
+import typing as t
 
 import pytest
 
 REPO = os.path.join(os.path.dirname(__file__), "..", "..")
 SCRIPT = os.path.join(REPO, "roles", "healthcheck", "files", "healthcheck.py")
 _spec = importlib.util.spec_from_file_location("lifeboat_healthcheck", SCRIPT)
+assert _spec is not None and _spec.loader is not None  # the file exists: a module spec with a loader
 healthcheck = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(healthcheck)
 
@@ -25,19 +27,20 @@ class Server:
     """A loopback HTTP server: GET /health answers 200 "ok"; POST bodies are kept (the webhook receiver)."""
 
     def __init__(self, accept_posts: bool = True) -> None:
-        received = self.received = []
-        self.requests = []
+        received: list[t.Any] = []
+        self.received = received
+        self.requests: list[t.Any] = []
         self.accept_posts = accept_posts
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:  # the name http.server calls
                 outer.requests.append((self.path, self.headers.get("Authorization")))
                 self.send_response(200)
                 self.end_headers()
                 self.wfile.write(b"ok\n")
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:  # the name http.server calls
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 if outer.accept_posts:
                     received.append(json.loads(body))

@@ -13,7 +13,6 @@ import sys
 
 from ansible_collections.lifeboat.ops.plugins.module_utils import _catalog, _status
 from ansible_collections.lifeboat.ops.plugins.module_utils._status import CRITICAL, OK
-
 from test_status import START, make_archive  # pylint: disable=import-error
 
 
@@ -28,7 +27,7 @@ def test_a_failed_run_after_the_newest_archive_is_critical(tmp_path):
     assert report["state"] == CRITICAL
     assert report["jobs"][0]["state"] == CRITICAL
     assert "journal last backup run failed at 2026-11-20T04:00:00Z: password authentication failed" in report["summary"]
-    assert 'lifeboat_backup_status{destination="%s",job="journal",database="journal"} 2' % tmp_path in \
+    assert f'lifeboat_backup_status{{destination="{tmp_path}",job="journal",database="journal"}} 2' in \
         _status.metrics_text(report, now)
     # The record is no archive: the catalog and hence retention never see it.
     assert [archive.name for archive in _catalog.scan(str(tmp_path)).archives] == ["journal-20261120T030000Z.pgdump"]

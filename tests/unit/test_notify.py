@@ -16,6 +16,7 @@ import threading
 
 SCRIPT = os.path.join(os.path.dirname(__file__), "..", "..", "roles", "backup_schedule", "files", "notify.py")
 _spec = importlib.util.spec_from_file_location("lifeboat_notify", SCRIPT)
+assert _spec is not None and _spec.loader is not None  # the file exists: a module spec with a loader
 notify = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(notify)
 
@@ -24,7 +25,7 @@ def receiver(status: int = 204):
     received = []
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:  # the name http.server calls
             received.append((self.headers["Content-Type"], json.loads(self.rfile.read(int(self.headers["Content-Length"])))))
             self.send_response(status)
             self.end_headers()

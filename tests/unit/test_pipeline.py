@@ -92,7 +92,7 @@ def test_encrypted_archive_needs_the_identity(tmp_path, age_key) -> None:
         read_stream(str(tmp_path / "secret.zst.age"), compression="zstd", encrypted=True)
     other = str(tmp_path / "other.txt")
     subprocess.run(["age-keygen", "-o", other], capture_output=True, check=True)
-    with pytest.raises(LifeboatError, match="decrypt failed: .*no identity matched"):
+    with pytest.raises(LifeboatError, match=r"decrypt failed: .*no identity matched"):
         read_stream(str(tmp_path / "secret.zst.age"), compression="zstd", encrypted=True,
                     decryption=Decryption(identity_files=(other,)))
 
@@ -173,7 +173,7 @@ def stored_archive(tmp_path):
 def test_consumer_that_stops_reading_early_is_a_failure(stored_archive) -> None:
     path, _stream = stored_archive
     early_exit = [sys.executable, "-c", "import sys; sys.stdin.buffer.read(10); sys.exit(0)"]
-    with pytest.raises(LifeboatError, match="^restore stopped reading before the end of the stream$"):
+    with pytest.raises(LifeboatError, match=r"^restore stopped reading before the end of the stream$"):
         read_stream(path, compression="zstd", consumer_argv=early_exit)
 
 
@@ -193,7 +193,7 @@ def test_corrupt_stream_names_the_decompressor(stored_archive, tmp_path) -> None
     data = bytearray(open(path, "rb").read())
     data[len(data) // 2] ^= 0xFF
     damaged.write_bytes(bytes(data))
-    with pytest.raises(LifeboatError, match="^decompress failed: "):
+    with pytest.raises(LifeboatError, match=r"^decompress failed: "):
         read_stream(str(damaged), compression="zstd", consumer_argv=["cat"])
 
 
@@ -251,7 +251,7 @@ def test_incomplete_manifest_is_refused(tmp_path) -> None:
     archive.write_bytes(b"")
     manifest = tmp_path / "x.pgdump.zst.manifest.json"
     manifest.write_text('{"format": "lifeboat.ops/archive-manifest", "format_version": 1, "archive": {"file": "x"}}')
-    with pytest.raises(LifeboatError, match="is incomplete .*archive.sha256.*; it cannot be trusted"):
+    with pytest.raises(LifeboatError, match=r"is incomplete .*archive.sha256.*; it cannot be trusted"):
         _manifest.load(str(archive))
     manifest.write_text("{not json")
     with pytest.raises(LifeboatError, match="is unreadable"):

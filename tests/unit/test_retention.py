@@ -28,7 +28,7 @@ from ansible_collections.lifeboat.ops.plugins.module_utils._retention import (
     plan_prune,
 )
 
-UTC = _dt.timezone.utc
+UTC = _dt.UTC
 NOW = _dt.datetime(2027, 1, 1, tzinfo=UTC)
 FAR_FUTURE = _dt.datetime(2200, 1, 1, tzinfo=UTC)
 BUCKETS = {name[len("keep_"):]: bucket for name, bucket in BUCKET_RULES}
@@ -68,7 +68,7 @@ RESTIC_SERIES = [
     *_restic_month(2014, 9, EVERY_FEW_DAYS), *_restic_month(2014, 8, TWICE_ON_13TH),
     *_restic_month(2014, 10, EVERY_FEW_DAYS), *_restic_month(2014, 11, TWICE_ON_13TH),
     *_restic_month(2015, 9, EVERY_FEW_DAYS), *_restic_month(2015, 8, TWICE_ON_13TH),
-    *_restic_month(2015, 10, EVERY_FEW_DAYS + (22, 22, 22, 22)), *_restic_month(2015, 11, TWICE_ON_13TH),
+    *_restic_month(2015, 10, (*EVERY_FEW_DAYS, 22, 22, 22, 22)), *_restic_month(2015, 11, TWICE_ON_13TH),
     *(_dt.datetime.fromisoformat(f"2016-01-{stamp}+00:00") for stamp in (
         "01T01:02:03", "01T01:03:03", "01T07:08:03", "03T07:02:03", "04T10:23:03", "04T11:23:03", "04T12:23:03",
         "04T12:24:03", "04T12:28:03", "04T12:30:03", "04T16:23:03", "05T09:02:03", "06T08:02:03", "07T10:02:03",

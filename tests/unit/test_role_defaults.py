@@ -13,6 +13,7 @@ import yaml
 
 SCRIPT = os.path.join(os.path.dirname(__file__), "..", "..", "scripts", "ci", "check_role_defaults.py")
 _spec = importlib.util.spec_from_file_location("check_role_defaults", SCRIPT)
+assert _spec is not None and _spec.loader is not None  # the file exists: a module spec with a loader
 checker = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(checker)
 

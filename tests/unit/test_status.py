@@ -27,7 +27,7 @@ from ansible_collections.lifeboat.ops.plugins.module_utils._archive import (
 from ansible_collections.lifeboat.ops.plugins.module_utils._common import LifeboatError
 from ansible_collections.lifeboat.ops.plugins.module_utils._status import CRITICAL, OK, UNKNOWN, WARNING
 
-START = dt.datetime(2026, 11, 20, 3, 0, tzinfo=dt.timezone.utc)
+START = dt.datetime(2026, 11, 20, 3, 0, tzinfo=dt.UTC)
 
 
 def make_archive(destination: t.Any, started: dt.datetime, *, job: str = "journal", database: str | None = "journal",
@@ -353,7 +353,7 @@ def test_metrics_text(tmp_path):
         f"lifeboat_backup_archives{{{labels}}} 1",
         f"lifeboat_backup_last_rows{{{labels}}} 1000",
         f"lifeboat_backup_status{{{labels}}} 0",
-        'lifeboat_backup_status{destination="%s",job="we\\"ird\\\\job",database="line\\nbreak"} 1' % tmp_path,
+        f'lifeboat_backup_status{{destination="{tmp_path}",job="we\\"ird\\\\job",database="line\\nbreak"}} 1',
         f'lifeboat_backup_destination_status{{destination="{tmp_path}"}} 1',
         f'lifeboat_backup_destination_free_bytes{{destination="{tmp_path}"}} {report["free_bytes"]}',
         f'lifeboat_backup_status_timestamp_seconds{{destination="{tmp_path}"}} {finished + 7200!r}',
@@ -375,7 +375,7 @@ def test_same_metrics_ignores_only_the_time_of_the_check_and_free_space(tmp_path
     monkeypatch.setattr(_status, "free_bytes", lambda path: 10**12)
     later = _status.metrics_text(check(tmp_path, hours_later=2))
     assert first != later and _status.same_metrics(first, later)
-    changed = [line for line in zip(first.splitlines(), later.splitlines()) if line[0] != line[1]]
+    changed = [line for line in zip(first.splitlines(), later.splitlines(), strict=False) if line[0] != line[1]]
     assert [old.split("{")[0] for old, _new in changed] == [_status.FREE_BYTES_METRIC, _status.STATUS_TIMESTAMP_METRIC]
     assert not _status.same_metrics(None, first)
     make_archive(tmp_path, START + dt.timedelta(days=1))

@@ -18,7 +18,12 @@ import pytest
 from bson.decimal128 import Decimal128
 from bson.int64 import Int64
 
-from ansible_collections.lifeboat.ops.plugins.module_utils import _validate, _validate_core, _validate_mongo, _validate_pg
+from ansible_collections.lifeboat.ops.plugins.module_utils import (
+    _validate,
+    _validate_core,
+    _validate_mongo,
+    _validate_pg,
+)
 from ansible_collections.lifeboat.ops.plugins.module_utils._common import LifeboatError, register_secret
 from ansible_collections.lifeboat.ops.plugins.module_utils._postgres import PgConnection
 
@@ -31,7 +36,7 @@ def batches(documents: list[dict], size: int = 7) -> list[bytes]:
 
 def readings(n: int) -> list[dict]:
     return [{"_id": bson.ObjectId(f"{i:024x}"), "sgv": 100 + i % 50,
-             "date": dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(minutes=5 * i),
+             "date": dt.datetime(2024, 1, 1, tzinfo=dt.UTC) + dt.timedelta(minutes=5 * i),
              "sensor": {"calibration": {"slope": Decimal128(f"{1000 + i}.125"), "history": [{"ok": True}]}}}
             for i in range(n)]
 
@@ -64,7 +69,7 @@ def test_decimal128_turned_into_double_is_found_with_its_path():
 
 
 @pytest.mark.parametrize("before, after, expected", [
-    (dt.datetime(2024, 5, 1, tzinfo=dt.timezone.utc), "2024-05-01T00:00:00Z", "v: date"),
+    (dt.datetime(2024, 5, 1, tzinfo=dt.UTC), "2024-05-01T00:00:00Z", "v: date"),
     (5, Int64(5), "v: int 5 -> long 5"),
     (5, 5.0, "v: int 5 -> double 5.0"),
     ({"a": {"b": [1, 2, {"c": "x"}]}}, {"a": {"b": [1, 2, {"c": "y"}]}}, "v.a.b[2].c: 'x' -> 'y'"),
@@ -126,7 +131,7 @@ def test_bad_options(options, message):
 def test_unknown_engine_and_foreign_options():
     with pytest.raises(LifeboatError, match="unknown engine 'mysql'"):
         _validate.endpoint({}, "mysql", "source")
-    with pytest.raises(LifeboatError, match="source.pg_bin_dir is a PostgreSQL option, but engine is mongodb"):
+    with pytest.raises(LifeboatError, match=r"source\.pg_bin_dir is a PostgreSQL option, but engine is mongodb"):
         _validate.endpoint({"pg_bin_dir": "/usr/bin"}, "mongodb", "source")
 
 
@@ -150,7 +155,7 @@ def test_report_is_private_atomic_and_secret_free(tmp_path):
     assert "| FAIL | content | rows | public.t |" in markdown and "| warn | timing |" in markdown
     assert "x\\|y" in markdown
     assert sorted(os.listdir(tmp_path)) == ["report.json", "report.md"]
-    with pytest.raises(LifeboatError, match="report directory .* does not exist"):
+    with pytest.raises(LifeboatError, match=r"report directory .* does not exist"):
         _validate_core.write_report(result, str(tmp_path / "missing" / "r"))
 
 

@@ -19,7 +19,7 @@ LOCK = threading.Lock()
 class Receiver(http.server.BaseHTTPRequestHandler):
     directory = "."
 
-    def do_POST(self) -> None:  # noqa: N802 - the name http.server calls
+    def do_POST(self) -> None:  # the name http.server calls
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         try:
             json.loads(body)
