@@ -201,7 +201,7 @@ def test_check_mode_records_nothing_and_restores_nothing(originals, run_module, 
     ({"archive": "relative.pgdump.zst"}, "archive 'relative.pgdump.zst' must be an absolute path"),
     ({"archive": "/nonexistent/x-20260101T000000Z.pgdump"}, "is neither an archive nor a manifest of lifeboat.ops"),
     ({"destination": "/nonexistent/backups"}, "destination /nonexistent/backups does not exist"),
-    ({"level": "deep"}, "value of level must be one of: checksum, stream, structure, restore, got: deep"),
+    ({"level": "deep"}, "value of level must be one of: auto, checksum, stream, structure, restore, got: deep"),
 ])
 def test_bad_arguments_give_one_line(args, message, run_module, tmp_path):
     run = run_module("backup_verify", args)
