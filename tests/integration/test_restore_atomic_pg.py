@@ -372,3 +372,28 @@ def test_replace_while_a_client_keeps_reconnecting(pg, archives, target, tmp_pat
     assert side_databases(pg, target) == []
     # The seeded target has one public table (known), the archive two (items, notes).
     assert tables_seen[0] == 1 and tables_seen[-1] == 2, tables_seen
+
+
+def test_sigterm_during_the_swap_lets_it_finish(pg, archives, target, start):
+    """A swap is never cut in half: a SIGTERM that arrives while the renames wait is noted, the swap ends, and
+    the target holds the archive (a swap cut off would leave its transaction to the server, and fail the run)."""
+    seed_target(pg, target)
+    with pg.connect() as blocker:
+        # A comment being written on the target holds a lock that its rename must wait for.
+        blocker.execute("BEGIN")
+        blocker.execute(f"COMMENT ON DATABASE {target} IS 'held by the test'")
+        process = start("postgresql_restore", restore_args(pg, "recreate", target, archives["small"]["archive"]))
+        deadline = time.monotonic() + 60
+        with pg.connect() as watcher:
+            while not watcher.execute("SELECT EXISTS (SELECT FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                                      " AND query LIKE %s)", (f'ALTER DATABASE "{target}" RENAME TO %',)).fetchone()[0]:
+                assert process.poll() is None and time.monotonic() < deadline, "the restore never reached its swap"
+                time.sleep(0.05)
+        process.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        blocker.execute("ROLLBACK")
+    run = finish_module(process)
+    assert run.rc == 0, run.result
+    assert run.result["mechanism"] == "side-database-swap"
+    assert pg.fingerprint(target) == archives["small"]["fingerprint"]
+    assert side_databases(pg, target) == []
