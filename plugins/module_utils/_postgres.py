@@ -824,11 +824,12 @@ def _undo(request: RestoreRequest, exc: BaseException, side: str, decided: dict[
     refusing = decided["mechanism"] == "target-copy-swap"  # the target refused connections from the copy on
     with termination_deferred():
         problem = _drop_side(request, side, database if refusing else None)
-    if isinstance(exc, _psycopg().Error):
-        exc = LifeboatError(f"PostgreSQL error: {_one_line(exc)}")
-    if not isinstance(exc, LifeboatError):
+    if isinstance(exc, LifeboatError):
+        message = str(exc)
+    elif isinstance(exc, Exception) and (described := _one_line_error(exc)) is not None:
+        message = described
+    else:
         return exc
-    message = str(exc)
     clash = re.search(r'(\w+ "[^"]+" already exists)', message)
     if clash and refusing:
         message = (f"pg_restore failed: {clash.group(1)} in {database}; set recreate=true to replace {database} "
