@@ -759,7 +759,8 @@ def _swap(conn: t.Any, side: str, database: str, decided: dict[str, t.Any]) -> l
         try:
             with conn.transaction():
                 _end_sessions(conn, database)
-                # Renaming waits up to 5 s for ended sessions to go; one that connects meanwhile fails it.
+                # Renaming waits up to 5 s for the ended sessions to go, and new ones wait for it (they lock the
+                # database before they join it); only one that got in between these two statements fails it.
                 conn.execute(f"ALTER DATABASE {quote_ident(database)} RENAME TO {quote_ident(previous)}")
                 conn.execute(f"ALTER DATABASE {quote_ident(side)} RENAME TO {quote_ident(database)}")
                 for statement in properties:
