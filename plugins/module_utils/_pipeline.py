@@ -314,10 +314,8 @@ def termination_deferred() -> t.Iterator[list[str]]:
         yield []  # signal handlers belong to the main thread; nothing to defer elsewhere
         return
     arrived: list[str] = []
-    signums = (signal.SIGTERM, signal.SIGHUP)
-    previous = {signum: signal.getsignal(signum) for signum in signums}
-    for signum in signums:
-        signal.signal(signum, lambda number, _frame: arrived.append(signal.Signals(number).name))
+    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGHUP)}
+    on_termination(arrived.append)
     try:
         yield arrived
     finally:

@@ -527,6 +527,8 @@ _INDEX_ALLOWANCE = 1.5
 _SWAP_ATTEMPTS = 5
 # Settings whose value is a list of identifiers (GUC_LIST_QUOTE): each element is quoted on its own.
 _LIST_SETTINGS = frozenset({"search_path", "temp_tablespaces", "local_preload_libraries", "session_preload_libraries"})
+# What a restore's result says about its target (the check mode's result too).
+TARGET_SUMMARY = ("database", "existing_tables", "mechanism", "mechanism_description", "disk_space")
 MECHANISMS = {
     "side-database-rename": "restore into a new side database; once complete and counted it is renamed to {database}",
     "side-database-swap": (
@@ -644,13 +646,11 @@ def plan_restore(request: RestoreRequest) -> dict[str, t.Any]:
     database = request.target_database or manifest["database"]
     with request.maintenance().connect() as conn:
         server_major = server_info(conn)["major"]
-        leftovers = _leftovers(conn, database)
-        decided = _decide(request, conn, database, manifest, leftovers)
+        decided = _decide(request, conn, database, manifest, _leftovers(conn, database))
     # pg_restore must read the archive's format and speak to the server: the newer of the two decides.
     needed = max(server_major, pg_major(manifest["tool"]["version"]))
     pg_restore, version = pick_binary("pg_restore", needed, request.pg_bin_dir)
-    return {**decided, "manifest": manifest, "leftovers": leftovers, "pg_restore": pg_restore,
-            "pg_restore_version": version}
+    return {**decided, "manifest": manifest, "pg_restore": pg_restore, "pg_restore_version": version}
 
 
 @_one_line_errors
@@ -689,13 +689,12 @@ def restore(request: RestoreRequest, plan: dict[str, t.Any] | None = None) -> di
             with termination_deferred():  # a swap is never cut in half: it is done, or never begun
                 warnings = _swap(conn, side, database, decided)
         except BaseException as exc:
-            error = _undo(request, exc, side, decided, refusing)
+            error = _undo(request, exc, side, decided)
             if error is exc:
                 raise
             raise error from exc
-    shown = ("database", "existing_tables", "mechanism", "mechanism_description", "disk_space")
     return {
-        **{key: decided[key] for key in shown},
+        **{key: decided[key] for key in TARGET_SUMMARY},
         "created": not decided["exists"],
         "counts": actual,
         "pg_restore_version": plan["pg_restore_version"],
@@ -760,7 +759,8 @@ def _swap(conn: t.Any, side: str, database: str, decided: dict[str, t.Any]) -> l
         try:
             with conn.transaction():
                 _end_sessions(conn, database)
-                # Renaming waits up to 5 s for ended sessions to go; one that connects meanwhile fails it.
+                # Renaming waits up to 5 s for the ended sessions to go, and new ones wait for it (they lock the
+                # database before they join it); only one that got in between these two statements fails it.
                 conn.execute(f"ALTER DATABASE {quote_ident(database)} RENAME TO {quote_ident(previous)}")
                 conn.execute(f"ALTER DATABASE {quote_ident(side)} RENAME TO {quote_ident(database)}")
                 for statement in properties:
@@ -819,19 +819,20 @@ def _list_elements(value: str) -> list[str]:
             for quoted, bare in re.findall(r'"((?:[^"]|"")*)"|([^,\s][^,]*?)(?=\s*(?:,|$))', value)]
 
 
-def _undo(request: RestoreRequest, exc: BaseException, side: str, decided: dict[str, t.Any],
-          refusing: bool) -> BaseException:
+def _undo(request: RestoreRequest, exc: BaseException, side: str, decided: dict[str, t.Any]) -> BaseException:
     """After any failure: drop the side database, let connections into the target again; the error to raise."""
     database = decided["database"]
+    refusing = decided["mechanism"] == "target-copy-swap"  # the target refused connections from the copy on
     with termination_deferred():
         problem = _drop_side(request, side, database if refusing else None)
-    if isinstance(exc, _psycopg().Error):
-        exc = LifeboatError(f"PostgreSQL error: {_one_line(exc)}")
-    if not isinstance(exc, LifeboatError):
+    if isinstance(exc, LifeboatError):
+        message = str(exc)
+    elif isinstance(exc, Exception) and (described := _one_line_error(exc)) is not None:
+        message = described
+    else:
         return exc
-    message = str(exc)
     clash = re.search(r'(\w+ "[^"]+" already exists)', message)
-    if clash and decided["mechanism"] == "target-copy-swap":
+    if clash and refusing:
         message = (f"pg_restore failed: {clash.group(1)} in {database}; set recreate=true to replace {database} "
                    "with the archive's content (overwrite=true alone restores into what it holds)")
     state = f"{database} is unchanged" if decided["exists"] else f"{database} was not created"

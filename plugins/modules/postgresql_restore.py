@@ -240,9 +240,8 @@ def main() -> None:
             pg_bin_dir=params["pg_bin_dir"],
         )
         plan = _postgres.plan_restore(request)
-        shown = ("database", "existing_tables", "mechanism", "mechanism_description", "disk_space")
         common = {"archive": archive, **({"archive_reason": reason} if reason else {}), "expected_counts": plan["manifest"]["counts"],
-                  **{key: plan[key] for key in shown}}
+                  **{key: plan[key] for key in _postgres.TARGET_SUMMARY}}
         if module.check_mode:
             module.exit_json(changed=True, **common)
         result = _postgres.restore(request, plan)
@@ -258,7 +257,7 @@ def main() -> None:
         counts=result["counts"],
         safety_dump=result["safety_dump"],
         leftovers_dropped=result["leftovers_dropped"],
-        **{**common, **{key: result[key] for key in shown}},
+        **{**common, **{key: result[key] for key in _postgres.TARGET_SUMMARY}},
     )
 
 

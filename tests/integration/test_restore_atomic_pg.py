@@ -14,9 +14,11 @@ import os
 import shutil
 import signal
 import subprocess
+import threading
 import time
 import uuid
 
+import psycopg
 import pytest
 
 from testbed import finish_module, start_module, wait_for_child
@@ -335,3 +337,63 @@ def test_one_restore_per_target_at_a_time(pg, archives, target, start, tmp_path)
         first.send_signal(signal.SIGTERM)
         finish_module(first)
     assert_as_before(pg, target, None)
+
+
+def test_replace_while_a_client_keeps_reconnecting(pg, archives, target, tmp_path):
+    """A client that reconnects at once whenever its session is ended (a pool) does not hold the swap off: its
+    sessions are ended, the rename goes through, and the client then reads the replaced database."""
+    seed_target(pg, target)
+    stop, tables_seen = threading.Event(), []
+
+    def reconnecting_client():
+        while not stop.is_set():
+            try:
+                with pg.connect(target) as conn:
+                    tables_seen.append(conn.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'")
+                                       .fetchone()[0])
+                    while not stop.is_set():
+                        conn.execute("SELECT pg_sleep(0.05)")
+            except psycopg.Error:
+                time.sleep(0.01)  # ended or refused: straight back
+
+    client = threading.Thread(target=reconnecting_client, daemon=True)
+    client.start()
+    try:
+        run = finish_module(start_module("postgresql_restore", restore_args(
+            pg, "recreate", target, archives["small"]["archive"]), tmp_path))
+        deadline = time.monotonic() + 10
+        while tables_seen[-1:] != [2] and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        client.join(timeout=30)
+    assert run.rc == 0, run.result
+    assert pg.fingerprint(target) == archives["small"]["fingerprint"]
+    assert side_databases(pg, target) == []
+    # The seeded target has one public table (known), the archive two (items, notes).
+    assert tables_seen[0] == 1 and tables_seen[-1] == 2, tables_seen
+
+
+def test_sigterm_during_the_swap_lets_it_finish(pg, archives, target, start):
+    """A swap is never cut in half: a SIGTERM that arrives while the renames wait is noted, the swap ends, and
+    the target holds the archive (a swap cut off would leave its transaction to the server, and fail the run)."""
+    seed_target(pg, target)
+    with pg.connect() as blocker:
+        # A comment being written on the target holds a lock that its rename must wait for.
+        blocker.execute("BEGIN")
+        blocker.execute(f"COMMENT ON DATABASE {target} IS 'held by the test'")
+        process = start("postgresql_restore", restore_args(pg, "recreate", target, archives["small"]["archive"]))
+        deadline = time.monotonic() + 60
+        with pg.connect() as watcher:
+            while not watcher.execute("SELECT EXISTS (SELECT FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                                      " AND query LIKE %s)", (f'ALTER DATABASE "{target}" RENAME TO %',)).fetchone()[0]:
+                assert process.poll() is None and time.monotonic() < deadline, "the restore never reached its swap"
+                time.sleep(0.05)
+        process.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        blocker.execute("ROLLBACK")
+    run = finish_module(process)
+    assert run.rc == 0, run.result
+    assert run.result["mechanism"] == "side-database-swap"
+    assert pg.fingerprint(target) == archives["small"]["fingerprint"]
+    assert side_databases(pg, target) == []

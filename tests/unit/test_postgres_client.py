@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+import struct
+
 import pytest
 
 from ansible_collections.lifeboat.ops.plugins.module_utils import _postgres
@@ -68,3 +70,15 @@ def test_side_databases_of_one_target_are_not_those_of_a_similar_one():
 ])
 def test_list_settings_are_split_into_their_elements(stored, elements):
     assert _postgres._list_elements(stored) == elements  # pylint: disable=protected-access
+
+
+def test_the_disk_is_checked_only_where_the_servers_own_pg_control_is(tmp_path):
+    """A data directory path seen on this host may be another cluster's (a container, another server at the
+    same path): only the system identifier of its pg_control tells. The match with the real server's own file
+    is checked by the integration tests (disk_space checked)."""
+    system_id = 7309541585061418934
+    (tmp_path / "global").mkdir()
+    (tmp_path / "global" / "pg_control").write_bytes(struct.pack("=Q", system_id) + bytes(64))
+    assert _postgres._is_local_cluster(str(tmp_path), system_id)  # pylint: disable=protected-access
+    assert not _postgres._is_local_cluster(str(tmp_path), system_id + 1)  # pylint: disable=protected-access
+    assert not _postgres._is_local_cluster(str(tmp_path / "absent"), system_id)  # pylint: disable=protected-access
