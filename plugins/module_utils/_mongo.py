@@ -38,8 +38,8 @@ from ._common import (
     register_secret,
     tool_version,
 )
-from ._mongo_staging import Staging, deferred_termination, staging_run, with_retries
-from ._pipeline import Decryption, read_stream
+from ._mongo_staging import Staging, staging_run, with_retries
+from ._pipeline import Decryption, read_stream, termination_deferred
 from ._structure import MongoArchiveReader
 
 OPLOG_MODES = ("auto", "yes", "no")
@@ -665,11 +665,11 @@ def restore(request: RestoreRequest, plan: dict[str, t.Any] | None = None) -> di
     try:
         with_retries(connect, staging.begin, seconds=0)
         result = _restore_and_check(request, plan, staging)
-        with deferred_termination():  # a stop request waits for the few renames: never half swapped
+        with termination_deferred():  # a stop request waits for the few renames: never half swapped
             swapping = True
             with_retries(connect, staging.swap, seconds=0)
     except BaseException as exc:
-        with deferred_termination():
+        with termination_deferred():
             try:
                 with_retries(connect, functools.partial(staging.rollback, settle_seconds=SETTLE_SECONDS))
             except Exception as cleanup:  # noqa: BLE001 - reported with the cause, in one line

@@ -17,13 +17,10 @@ after a SIGKILL) puts every target back exactly as it was.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import secrets
-import signal
 import socket
-import threading
 import time
 import typing as t
 from dataclasses import dataclass, field
@@ -78,27 +75,6 @@ def _owner_alive(owner: dict[str, t.Any]) -> bool | None:
         return False
     ticks = _start_ticks(int(owner.get("pid") or 0))
     return ticks is not None and ticks == owner.get("start_ticks")
-
-
-@contextlib.contextmanager
-def deferred_termination() -> t.Iterator[list[int]]:
-    """Hold SIGTERM/SIGHUP while the body runs (a swap, a rollback): a stop request must not cut them in half.
-
-    The Python handler is swapped rather than the signal blocked: another thread may receive the signal, but
-    Python handlers always run in the main thread. The caller decides what a held signal means afterwards.
-    """
-    held: list[int] = []
-    if threading.current_thread() is not threading.main_thread():
-        yield held
-        return
-    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGHUP)}
-    for signum in previous:
-        signal.signal(signum, lambda number, _frame: held.append(number))
-    try:
-        yield held
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
 
 
 @dataclass
