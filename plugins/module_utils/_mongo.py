@@ -595,29 +595,27 @@ def _server_free_bytes(client: t.Any, connection: MongoConnection) -> int | None
     stats = _command_or_empty(client.admin, "dbStats")
     if stats.get("fsTotalSize") and stats.get("fsUsedSize") is not None:
         return int(stats["fsTotalSize"]) - int(stats["fsUsedSize"])
-    directory = _local_data_directory(client, connection)
+    directory = _local_data_directory(connection)
     if directory is None:
         return None
     usage = os.statvfs(directory)
     return usage.f_bavail * usage.f_frsize
 
 
-def _local_data_directory(client: t.Any, connection: MongoConnection) -> str | None:
-    """The data directory of a server on this host: mongod's dbPath, or the ``--dbpath``/``--sqlite-url`` argument
-    of the process listening on its port (FerretDB tells neither)."""
+def _local_data_directory(connection: MongoConnection) -> str | None:
+    """The ``--sqlite-url`` (FerretDB) or ``--dbpath`` (mongod) directory of the process listening on the server's
+    port, when that is on this host. (A user allowed getCmdLineOpts may also run dbStats, which already answered.)"""
     host, _sep, port = connection.display.split(",")[0].rpartition(":")
     if host.strip("[]") not in ("127.0.0.1", "localhost", "::1") or not port.isdigit():
         return None
-    options = _command_or_empty(client.admin, "getCmdLineOpts")
-    candidates = [options.get("parsed", {}).get("storage", {}).get("dbPath")]
     argv = _listener_argv(int(port))
-    for index, arg in enumerate(argv):
-        flag, has_value, value = arg.partition("=")
+    for flag, value in zip(argv, [*argv[1:], ""]):
+        flag, has_value, inline = flag.partition("=")
         if flag in ("--dbpath", "--sqlite-url"):
-            value = value if has_value else (argv[index + 1] if index + 1 < len(argv) else "")
-            path = value[len("file:"):] if value.startswith("file:") else value
-            candidates.append(path.split("?", 1)[0])
-    return next((path for path in candidates if path and os.path.isdir(path)), None)
+            path = (inline if has_value else value).removeprefix("file:").split("?", 1)[0]
+            if path and os.path.isdir(path):
+                return path
+    return None
 
 
 def _listener_argv(port: int) -> list[str]:

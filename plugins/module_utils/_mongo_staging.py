@@ -184,14 +184,14 @@ class Staging:
                 client.drop_database(db)  # FerretDB keeps empty databases; a database without collections holds nothing
 
     @classmethod
-    def recover_leftovers(cls, client: t.Any, databases: t.Iterable[str], own_run: str = "") -> list[str]:
+    def recover_leftovers(cls, client: t.Any, databases: t.Iterable[str]) -> list[str]:
         """Roll back and drop what restores that died (SIGKILL, lost host) left in ``databases``.
 
         Returns one note per run handled or left alone (a run of another host whose liveness cannot be seen).
         """
         notes = []
         for db in sorted(set(databases)):
-            runs = {staging_run(name) or "" for name in client[db].list_collection_names()} - {"", own_run}
+            runs = {run for name in client[db].list_collection_names() if (run := staging_run(name))}
             for run_id in sorted(runs):
                 marker = client[db][f"{PREFIX}{run_id}"].find_one({"_id": "run"}) or {}
                 alive = _owner_alive(marker.get("owner", {})) if marker else False
