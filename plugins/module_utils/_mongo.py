@@ -541,13 +541,17 @@ def plan_restore(request: RestoreRequest) -> dict[str, t.Any]:
                 f"cannot be restored all or nothing over {sorted(existing)[0]}, which holds data; restore it into a "
                 "server where its collections hold nothing"
             )
-        Staging(targets={ns: ns in present for ns in expected}).check_names(server["product"] == "FerretDB")
-        copied = [] if request.drop else sorted(ns for ns in expected if ns in present)
-        disk_space = _check_disk_space(client, request.connection, manifest, copied if mechanism == MECHANISM else [])
+        staging = None
+        if mechanism == MECHANISM:  # only a staged restore renames, and only a merge copies its targets first
+            staging = Staging(targets={ns: ns in present for ns in expected})
+            staging.check_names(server["product"] == "FerretDB")
+        copied = [ns for ns, existed in sorted(staging.targets.items()) if existed] if staging and not request.drop else []
+        disk_space = _check_disk_space(client, request.connection, manifest, copied)
     finally:
         client.close()
     return {"manifest": manifest, "renames": renames, "expected": expected, "existing": existing, "server": server,
-            "created": sorted(set(expected) - present), "mechanism": mechanism, "disk_space": disk_space}
+            "created": sorted(set(expected) - present), "mechanism": mechanism, "staging": staging,
+            "disk_space": disk_space}
 
 
 def _check_disk_space(client: t.Any, connection: MongoConnection, manifest: dict[str, t.Any], copied: list[str]) -> str:
@@ -650,9 +654,9 @@ def restore(request: RestoreRequest, plan: dict[str, t.Any] | None = None) -> di
             options = dataclasses.replace(request.safety_dump, job=f"{_manifest.default_job(database)}-before-restore")
             safety.append(dump(DumpRequest(connection=request.connection, archive=options,
                                            database=database, tools_dir=request.tools_dir))["archive"])
-    if plan["mechanism"] == DIRECT:
+    staging: Staging | None = plan["staging"]
+    if staging is None:
         return {**_restore_direct(request, plan), "safety_dumps": safety, "mechanism": DIRECT}
-    staging = Staging(targets={ns: ns not in plan["created"] for ns in plan["expected"]})
     connect = request.connection.client
     client = connect()
     try:
