@@ -237,24 +237,33 @@ def test_module_killed_outright_leaves_staging_that_the_next_restore_drops(mongo
         mongo.drop(unique_name)
 
 
+def fake_leftover_run(mongo, database, phase, owner):
+    """What a restore killed in ``phase`` left: ``docs`` (existed) and ``fresh`` (new) staged with 5 documents each;
+    for ``swapping``/``committed``, every rename of the swap done."""
+    from ansible_collections.lifeboat.ops.plugins.module_utils._mongo_staging import Staging
+
+    staging = Staging(targets={f"{database}.docs": True, f"{database}.fresh": False})
+    staging.begin(mongo.client)
+    db = mongo.client[database]
+    db[staging.prefix].update_one({"_id": "run"}, {"$set": {**{f"owner.{k}": v for k, v in owner.items()},
+                                                            "phase": phase}})
+    for target in ("docs", "fresh"):
+        db[f"{staging.prefix}_new_{target}"].insert_many([{"_id": n, "new": True} for n in range(5)])
+    if phase != "staging":
+        db.docs.rename(f"{staging.prefix}_old_docs")
+        db[f"{staging.prefix}_new_docs"].rename("docs")
+        db[f"{staging.prefix}_new_fresh"].rename("fresh")
+    return staging
+
+
 def test_swap_cut_short_by_sigkill_is_rolled_back_by_the_next_restore(mongo, archives, run_module, unique_name):
     """A run killed between its renames: one target moved aside and replaced, another created. The next restore
     puts the old one back and drops the new one, because the run never reached its commit mark."""
-    from ansible_collections.lifeboat.ops.plugins.module_utils._mongo_staging import Staging
-
     seed_target(mongo, unique_name, "drop")
     before = snapshot(mongo, unique_name)
     dead_pid = subprocess.Popen(["true"])  # its pid belongs to no process once it was reaped
     dead_pid.wait()
-    staging = Staging(targets={f"{unique_name}.docs": True, f"{unique_name}.fresh": False})
-    staging.begin(mongo.client)
-    db = mongo.client[unique_name]
-    db[staging.prefix].update_one({"_id": "run"}, {"$set": {"owner.pid": dead_pid.pid, "phase": "swapping"}})
-    for target in ("docs", "fresh"):
-        db[f"{staging.prefix}_new_{target}"].insert_many([{"_id": n, "new": True} for n in range(5)])
-    db.docs.rename(f"{staging.prefix}_old_docs")
-    db[f"{staging.prefix}_new_docs"].rename("docs")
-    db[f"{staging.prefix}_new_fresh"].rename("fresh")
+    fake_leftover_run(mongo, unique_name, "swapping", {"pid": dead_pid.pid})
     try:
         run = run_module("mongodb_restore", mongo.login(
             archive=archives["small"]["archive"], target_database=unique_name,
@@ -265,6 +274,49 @@ def test_swap_cut_short_by_sigkill_is_rolled_back_by_the_next_restore(mongo, arc
         assert sorted(after["counts"]) == ["docs", "keep", "small"]
         for key in ("counts", "hashes", "indexes"):
             assert {k: after[key][k] for k in ("docs", "keep")} == {k: before[key][k] for k in ("docs", "keep")}, key
+    finally:
+        mongo.drop(unique_name)
+
+
+def test_committed_swap_killed_before_its_cleanup_is_kept_by_the_next_restore(mongo, archives, run_module,
+                                                                              unique_name):
+    """A run killed after its commit mark: its targets are complete; the next restore keeps them (it must not put
+    the old collection back) and drops only what was moved aside."""
+    seed_target(mongo, unique_name, "drop")
+    before = snapshot(mongo, unique_name)
+    dead_pid = subprocess.Popen(["true"])
+    dead_pid.wait()
+    fake_leftover_run(mongo, unique_name, "committed", {"pid": dead_pid.pid})
+    try:
+        run = run_module("mongodb_restore", mongo.login(
+            archive=archives["small"]["archive"], target_database=unique_name,
+            ns_include=[f"{archives['small']['source']}.small"], **MODES["drop"]))
+        assert run.rc == 0, run.result
+        assert "dropped the staging collections" in json.dumps(run.result.get("warnings")), run.result
+        assert staging_left(mongo) == []
+        assert sorted(mongo.client[unique_name].list_collection_names()) == ["docs", "fresh", "keep", "small"]
+        for target in ("docs", "fresh"):
+            assert list(mongo.client[unique_name][target].find(sort=[("_id", 1)])) == \
+                [{"_id": n, "new": True} for n in range(5)], target
+        assert snapshot(mongo, unique_name)["hashes"]["keep"] == before["hashes"]["keep"]
+    finally:
+        mongo.drop(unique_name)
+
+
+def test_leftovers_of_a_restore_on_another_host_are_left_alone_with_a_warning(mongo, archives, run_module,
+                                                                            unique_name):
+    """Whether a restore started elsewhere still runs cannot be seen from here: its collections stay, and it is said."""
+    seed_target(mongo, unique_name, "drop")
+    staging = fake_leftover_run(mongo, unique_name, "staging", {"host": "elsewhere.example"})
+    left = staging_left(mongo)
+    try:
+        run = run_module("mongodb_restore", mongo.login(
+            archive=archives["small"]["archive"], target_database=unique_name,
+            ns_include=[f"{archives['small']['source']}.small"], **MODES["drop"]))
+        assert run.rc == 0, run.result
+        assert (f"staging collections {unique_name}.{staging.prefix}* belong to a restore started on elsewhere.example; "
+                "left alone") in json.dumps(run.result.get("warnings")), run.result
+        assert staging_left(mongo) == left
     finally:
         mongo.drop(unique_name)
 
