@@ -613,10 +613,10 @@ def _local_data_directory(connection: MongoConnection) -> str | None:
     if host.strip("[]") not in ("127.0.0.1", "localhost", "::1") or not port.isdigit():
         return None
     argv = _listener_argv(int(port))
-    for flag, value in zip(argv, [*argv[1:], ""]):
-        flag, has_value, inline = flag.partition("=")
+    for arg, following in zip(argv, [*argv[1:], ""]):
+        flag, has_value, inline = arg.partition("=")
         if flag in ("--dbpath", "--sqlite-url"):
-            path = (inline if has_value else value).removeprefix("file:").split("?", 1)[0]
+            path = (inline if has_value else following).removeprefix("file:").split("?", 1)[0]
             if path and os.path.isdir(path):
                 return path
     return None
