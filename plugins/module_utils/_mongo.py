@@ -658,11 +658,8 @@ def restore(request: RestoreRequest, plan: dict[str, t.Any] | None = None) -> di
     if staging is None:
         return {**_restore_direct(request, plan), "safety_dumps": safety, "mechanism": DIRECT}
     connect = request.connection.client
-    client = connect()
-    try:
-        warnings = Staging.recover_leftovers(client, staging.databases())
-    finally:
-        client.close()
+    warnings: list[str] = with_retries(connect, functools.partial(Staging.recover_leftovers,
+                                                                  databases=staging.databases()), seconds=0)
     swapping = False
     try:
         with_retries(connect, staging.begin, seconds=0)
@@ -671,28 +668,36 @@ def restore(request: RestoreRequest, plan: dict[str, t.Any] | None = None) -> di
             swapping = True
             with_retries(connect, staging.swap, seconds=0)
     except BaseException as exc:
-        with termination_deferred():
-            try:
-                with_retries(connect, functools.partial(staging.rollback, settle_seconds=SETTLE_SECONDS))
-            except Exception as cleanup:  # noqa: BLE001 - reported with the cause, in one line
-                state = ("the swap was cut short: run the restore again to put the target back" if swapping
-                         else "the target is unchanged")
-                raise LifeboatError(
-                    f"{_restore_failure(exc, staging)}; {state}, but the staging collections {staging.prefix}* could not be "
-                    f"dropped ({_one_line(cleanup)}): the next restore into {', '.join(staging.databases())} drops them"
-                ) from exc
-        if isinstance(exc, Exception):
-            cause = _restore_failure(exc, staging, _duplicates_of(request, plan, exc, staging))
-            raise LifeboatError(
-                f"{cause}; the target is unchanged: the staging collections this restore created were dropped"
-            ) from exc
-        raise
+        error = _undo(request, plan, staging, exc, swapping)
+        if error is exc:
+            raise
+        raise error from exc
     try:
         with_retries(connect, staging.drop, seconds=10)
     except Exception:  # noqa: BLE001 - the restore itself is complete
         warnings.append(f"the collections {staging.prefix}_old_* replaced by this restore could not be dropped yet; "
                         "the next restore into this database drops them")
     return {**result, "warnings": warnings + result["warnings"], "safety_dumps": safety, "mechanism": MECHANISM}
+
+
+def _undo(request: RestoreRequest, plan: dict[str, t.Any], staging: Staging, exc: BaseException, swapping: bool
+          ) -> BaseException:
+    """After any failure: roll the swap back (if it began) and drop the staging collections; the error to raise."""
+    connect = request.connection.client
+    with termination_deferred():
+        try:
+            with_retries(connect, functools.partial(staging.rollback, settle_seconds=SETTLE_SECONDS))
+        except Exception as cleanup:  # noqa: BLE001 - reported with the cause, in one line
+            state = ("the swap was cut short: run the restore again to put the target back" if swapping
+                     else "the target is unchanged")
+            return LifeboatError(
+                f"{_restore_failure(exc, staging)}; {state}, but the staging collections {staging.prefix}* could not be "
+                f"dropped ({_one_line(cleanup)}): the next restore into {', '.join(staging.databases())} drops them"
+            )
+    if not isinstance(exc, Exception):
+        return exc  # KeyboardInterrupt and the like keep their meaning
+    cause = _restore_failure(exc, staging, _duplicates_of(request, plan, exc, staging))
+    return LifeboatError(f"{cause}; the target is unchanged: the staging collections this restore created were dropped")
 
 
 def _restore_direct(request: RestoreRequest, plan: dict[str, t.Any]) -> dict[str, t.Any]:
