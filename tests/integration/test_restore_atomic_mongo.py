@@ -393,6 +393,8 @@ def test_restore_that_cannot_fit_is_refused_before_writing(archives, tmpfs, tmp_
 def test_oplog_archive_goes_direct_and_only_where_nothing_is_overwritten(mongo, run_module, tmp_path, unique_name):
     """mongorestore --oplogReplay takes no renames, so no staging: such an archive never overwrites data."""
     mongo.client[unique_name].docs.insert_many([{"_id": n} for n in range(5)])
+    # A name FerretDB cannot rename: no obstacle where nothing is renamed.
+    mongo.client[unique_name]["with.dot"].insert_one({"_id": 1})
     dumped = run_module("mongodb_dump", mongo.login(database=unique_name, destination=str(tmp_path)))
     assert dumped.rc == 0, dumped.result
     with open(dumped.result["manifest"], encoding="utf-8") as handle:
