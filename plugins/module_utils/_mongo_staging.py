@@ -143,16 +143,19 @@ class Staging:
             _rename(client, self.staged(target), target)
         self._set_phase(client, "committed")
 
-    def rollback(self, client: t.Any, settle_seconds: float = 0) -> None:
+    def rollback(self, client: t.Any, settle_seconds: float = 0, undo_commit: bool = False) -> None:
         """Put back every target of a swap that did not reach its commit mark, then drop this run's names.
 
         Idempotent, and it reads the state from the server: a rollback cut short is completed by the next one.
         ``settle_seconds``: a killed mongorestore's last insert may still run on the server and create its staging
         collection again after the drop; keep dropping until nothing of this run reappears for that long.
+        ``undo_commit``: the swap failed in this process, so databases already marked committed are put back too
+        (the marks are one per database: a failure between two of them must not leave one database replaced).
         """
+        undone = ("swapping", "committed") if undo_commit else ("swapping",)
         for db in self.databases():
             marker = client[db][self.prefix].find_one({"_id": "run"}) or {}
-            if marker.get("phase") == "swapping":
+            if marker.get("phase") in undone:
                 self._put_back(client, db)
         self.drop(client)
         quiet_since = time.monotonic()

@@ -24,6 +24,7 @@ import pytest
 from bson import decode
 from bson.raw_bson import RawBSONDocument
 
+from ansible_collections.lifeboat.ops.plugins.module_utils._common import LifeboatError
 from testbed import REPO_ROOT, finish_module, start_module, wait_for_child
 
 STAGING = "lifeboat_restore_"
@@ -319,6 +320,43 @@ def test_leftovers_of_a_restore_on_another_host_are_left_alone_with_a_warning(mo
         assert staging_left(mongo) == left
     finally:
         mongo.drop(unique_name)
+
+
+def test_swap_failing_between_its_commit_marks_puts_every_database_back(mongo, archives, monkeypatch, unique_name):
+    """Targets in two databases, and the server gone after the first database was marked committed: the restore
+    says the target is unchanged, so neither database may keep the new content."""
+    from ansible_collections.lifeboat.ops.plugins.module_utils import _mongo, _mongo_staging
+
+    source = archives["small"]["source"]
+    first, second = f"{unique_name}_a", f"{unique_name}_b"
+    seed_target(mongo, first, "drop")
+    seed_target(mongo, second, "drop")
+    before = {db: snapshot(mongo, db) for db in (first, second)}
+    set_phase = _mongo_staging.Staging._set_phase
+
+    def lost_after_the_first_commit_mark(self, client, phase):
+        if phase != "committed":
+            return set_phase(self, client, phase)
+        client[first][self.prefix].update_one({"_id": "run"}, {"$set": {"phase": phase}})
+        raise pymongo.errors.AutoReconnect("connection closed")  # as when the server restarts right then
+
+    monkeypatch.setattr(_mongo_staging.Staging, "_set_phase", lost_after_the_first_commit_mark)
+    request = _mongo.RestoreRequest(
+        connection=_mongo.MongoConnection.from_options(host=mongo.host, port=mongo.port, user=mongo.user,
+                                                       password_file=mongo.password_file, auth_database="admin"),
+        archive_path=archives["small"]["archive"], ns_from=[f"{source}.docs", f"{source}.small"],
+        ns_to=[f"{first}.docs", f"{second}.small"], overwrite=True, drop=True,
+        tools_dir=os.environ["LIFEBOAT_TOOLS_BIN"])
+    try:
+        with pytest.raises(LifeboatError) as failure:
+            _mongo.restore(request)
+        assert str(failure.value).endswith(
+            "the target is unchanged: the staging collections this restore created were dropped"), failure.value
+        assert {db: snapshot(mongo, db) for db in (first, second)} == before
+        assert staging_left(mongo) == []
+    finally:
+        mongo.drop(first)
+        mongo.drop(second)
 
 
 def test_duplicate_keys_in_a_merge_say_which_and_how_to_replace(mongo, archives, run_module, unique_name):
