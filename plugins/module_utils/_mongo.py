@@ -541,11 +541,13 @@ def plan_restore(request: RestoreRequest) -> dict[str, t.Any]:
                 f"cannot be restored all or nothing over {sorted(existing)[0]}, which holds data; restore it into a "
                 "server where its collections hold nothing"
             )
-        staging = None
-        if mechanism == MECHANISM:  # only a staged restore renames, and only a merge copies its targets first
+        staging: Staging | None = None
+        copied: list[str] = []
+        if mechanism == MECHANISM:  # only a staged restore renames its targets
             staging = Staging(targets={ns: ns in present for ns in expected})
             staging.check_names(server["product"] == "FerretDB")
-        copied = [ns for ns, existed in sorted(staging.targets.items()) if existed] if staging and not request.drop else []
+            if not request.drop:  # a merge starts from a copy of each existing target
+                copied = sorted(ns for ns, existed in staging.targets.items() if existed)
         disk_space = _check_disk_space(client, request.connection, manifest, copied)
     finally:
         client.close()
@@ -692,8 +694,8 @@ def _undo(request: RestoreRequest, plan: dict[str, t.Any], staging: Staging, exc
             state = ("the swap was cut short: run the restore again to put the target back" if swapping
                      else "the target is unchanged")
             return LifeboatError(
-                f"{_restore_failure(exc, staging)}; {state}, but the staging collections {staging.prefix}* could not be "
-                f"dropped ({_one_line(cleanup)}): the next restore into {', '.join(staging.databases())} drops them"
+                f"{_restore_failure(exc, staging)}; {state}, but the staging collections {staging.prefix}* could not "
+                f"be dropped ({_one_line(cleanup)}): the next restore into {', '.join(staging.databases())} drops them"
             )
     if not isinstance(exc, Exception):
         return exc  # KeyboardInterrupt and the like keep their meaning
