@@ -38,8 +38,8 @@ from ._common import (
     register_secret,
     tool_version,
 )
-from ._mongo_staging import Staging, deferred_termination, staging_run, with_retries
-from ._pipeline import Decryption, read_stream
+from ._mongo_staging import Staging, staging_run, with_retries
+from ._pipeline import Decryption, read_stream, termination_deferred
 from ._structure import MongoArchiveReader
 
 OPLOG_MODES = ("auto", "yes", "no")
@@ -541,13 +541,19 @@ def plan_restore(request: RestoreRequest) -> dict[str, t.Any]:
                 f"cannot be restored all or nothing over {sorted(existing)[0]}, which holds data; restore it into a "
                 "server where its collections hold nothing"
             )
-        Staging(targets={ns: ns in present for ns in expected}).check_names(server["product"] == "FerretDB")
-        copied = [] if request.drop else sorted(ns for ns in expected if ns in present)
-        disk_space = _check_disk_space(client, request.connection, manifest, copied if mechanism == MECHANISM else [])
+        staging: Staging | None = None
+        copied: list[str] = []
+        if mechanism == MECHANISM:  # only a staged restore renames its targets
+            staging = Staging(targets={ns: ns in present for ns in expected})
+            staging.check_names(server["product"] == "FerretDB")
+            if not request.drop:  # a merge starts from a copy of each existing target
+                copied = sorted(ns for ns, existed in staging.targets.items() if existed)
+        disk_space = _check_disk_space(client, request.connection, manifest, copied)
     finally:
         client.close()
     return {"manifest": manifest, "renames": renames, "expected": expected, "existing": existing, "server": server,
-            "created": sorted(set(expected) - present), "mechanism": mechanism, "disk_space": disk_space}
+            "created": sorted(set(expected) - present), "mechanism": mechanism, "staging": staging,
+            "disk_space": disk_space}
 
 
 def _check_disk_space(client: t.Any, connection: MongoConnection, manifest: dict[str, t.Any], copied: list[str]) -> str:
@@ -595,29 +601,27 @@ def _server_free_bytes(client: t.Any, connection: MongoConnection) -> int | None
     stats = _command_or_empty(client.admin, "dbStats")
     if stats.get("fsTotalSize") and stats.get("fsUsedSize") is not None:
         return int(stats["fsTotalSize"]) - int(stats["fsUsedSize"])
-    directory = _local_data_directory(client, connection)
+    directory = _local_data_directory(connection)
     if directory is None:
         return None
     usage = os.statvfs(directory)
     return usage.f_bavail * usage.f_frsize
 
 
-def _local_data_directory(client: t.Any, connection: MongoConnection) -> str | None:
-    """The data directory of a server on this host: mongod's dbPath, or the ``--dbpath``/``--sqlite-url`` argument
-    of the process listening on its port (FerretDB tells neither)."""
+def _local_data_directory(connection: MongoConnection) -> str | None:
+    """The ``--sqlite-url`` (FerretDB) or ``--dbpath`` (mongod) directory of the process listening on the server's
+    port, when that is on this host. (A user allowed getCmdLineOpts may also run dbStats, which already answered.)"""
     host, _sep, port = connection.display.split(",")[0].rpartition(":")
     if host.strip("[]") not in ("127.0.0.1", "localhost", "::1") or not port.isdigit():
         return None
-    options = _command_or_empty(client.admin, "getCmdLineOpts")
-    candidates = [options.get("parsed", {}).get("storage", {}).get("dbPath")]
     argv = _listener_argv(int(port))
-    for index, arg in enumerate(argv):
-        flag, has_value, value = arg.partition("=")
+    for arg, following in zip(argv, [*argv[1:], ""]):
+        flag, has_value, inline = arg.partition("=")
         if flag in ("--dbpath", "--sqlite-url"):
-            value = value if has_value else (argv[index + 1] if index + 1 < len(argv) else "")
-            path = value[len("file:"):] if value.startswith("file:") else value
-            candidates.append(path.split("?", 1)[0])
-    return next((path for path in candidates if path and os.path.isdir(path)), None)
+            path = (inline if has_value else following).removeprefix("file:").split("?", 1)[0]
+            if path and os.path.isdir(path):
+                return path
+    return None
 
 
 def _listener_argv(port: int) -> list[str]:
@@ -652,45 +656,51 @@ def restore(request: RestoreRequest, plan: dict[str, t.Any] | None = None) -> di
             options = dataclasses.replace(request.safety_dump, job=f"{_manifest.default_job(database)}-before-restore")
             safety.append(dump(DumpRequest(connection=request.connection, archive=options,
                                            database=database, tools_dir=request.tools_dir))["archive"])
-    if plan["mechanism"] == DIRECT:
+    staging: Staging | None = plan["staging"]
+    if staging is None:
         return {**_restore_direct(request, plan), "safety_dumps": safety, "mechanism": DIRECT}
-    staging = Staging(targets={ns: ns not in plan["created"] for ns in plan["expected"]})
     connect = request.connection.client
-    client = connect()
-    try:
-        warnings = Staging.recover_leftovers(client, staging.databases())
-    finally:
-        client.close()
+    warnings: list[str] = with_retries(connect, functools.partial(Staging.recover_leftovers,
+                                                                  databases=staging.databases()), seconds=0)
     swapping = False
     try:
         with_retries(connect, staging.begin, seconds=0)
         result = _restore_and_check(request, plan, staging)
-        with deferred_termination():  # a stop request waits for the few renames: never half swapped
+        with termination_deferred():  # a stop request waits for the few renames: never half swapped
             swapping = True
             with_retries(connect, staging.swap, seconds=0)
     except BaseException as exc:
-        with deferred_termination():
-            try:
-                with_retries(connect, functools.partial(staging.rollback, settle_seconds=SETTLE_SECONDS))
-            except Exception as cleanup:  # noqa: BLE001 - reported with the cause, in one line
-                state = ("the swap was cut short: run the restore again to put the target back" if swapping
-                         else "the target is unchanged")
-                raise LifeboatError(
-                    f"{_restore_failure(exc, staging)}; {state}, but the staging collections {staging.prefix}* could not be "
-                    f"dropped ({_one_line(cleanup)}): the next restore into {', '.join(staging.databases())} drops them"
-                ) from exc
-        if isinstance(exc, Exception):
-            cause = _restore_failure(exc, staging, _duplicates_of(request, plan, exc, staging))
-            raise LifeboatError(
-                f"{cause}; the target is unchanged: the staging collections this restore created were dropped"
-            ) from exc
-        raise
+        error = _undo(request, plan, staging, exc, swapping)
+        if error is exc:
+            raise
+        raise error from exc
     try:
         with_retries(connect, staging.drop, seconds=10)
     except Exception:  # noqa: BLE001 - the restore itself is complete
         warnings.append(f"the collections {staging.prefix}_old_* replaced by this restore could not be dropped yet; "
                         "the next restore into this database drops them")
     return {**result, "warnings": warnings + result["warnings"], "safety_dumps": safety, "mechanism": MECHANISM}
+
+
+def _undo(request: RestoreRequest, plan: dict[str, t.Any], staging: Staging, exc: BaseException, swapping: bool
+          ) -> BaseException:
+    """After any failure: roll the swap back (if it began) and drop the staging collections; the error to raise."""
+    connect = request.connection.client
+    with termination_deferred():
+        try:
+            with_retries(connect, functools.partial(staging.rollback, settle_seconds=SETTLE_SECONDS,
+                                                     undo_commit=swapping))
+        except Exception as cleanup:  # noqa: BLE001 - reported with the cause, in one line
+            state = ("the swap was cut short: run the restore again to put the target back" if swapping
+                     else "the target is unchanged")
+            return LifeboatError(
+                f"{_restore_failure(exc, staging)}; {state}, but the staging collections {staging.prefix}* could not "
+                f"be dropped ({_one_line(cleanup)}): the next restore into {', '.join(staging.databases())} drops them"
+            )
+    if not isinstance(exc, Exception):
+        return exc  # KeyboardInterrupt and the like keep their meaning
+    cause = _restore_failure(exc, staging, _duplicates_of(request, plan, exc, staging))
+    return LifeboatError(f"{cause}; the target is unchanged: the staging collections this restore created were dropped")
 
 
 def _restore_direct(request: RestoreRequest, plan: dict[str, t.Any]) -> dict[str, t.Any]:

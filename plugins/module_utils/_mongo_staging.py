@@ -17,13 +17,10 @@ after a SIGKILL) puts every target back exactly as it was.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import secrets
-import signal
 import socket
-import threading
 import time
 import typing as t
 from dataclasses import dataclass, field
@@ -78,27 +75,6 @@ def _owner_alive(owner: dict[str, t.Any]) -> bool | None:
         return False
     ticks = _start_ticks(int(owner.get("pid") or 0))
     return ticks is not None and ticks == owner.get("start_ticks")
-
-
-@contextlib.contextmanager
-def deferred_termination() -> t.Iterator[list[int]]:
-    """Hold SIGTERM/SIGHUP while the body runs (a swap, a rollback): a stop request must not cut them in half.
-
-    The Python handler is swapped rather than the signal blocked: another thread may receive the signal, but
-    Python handlers always run in the main thread. The caller decides what a held signal means afterwards.
-    """
-    held: list[int] = []
-    if threading.current_thread() is not threading.main_thread():
-        yield held
-        return
-    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGHUP)}
-    for signum in previous:
-        signal.signal(signum, lambda number, _frame: held.append(number))
-    try:
-        yield held
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
 
 
 @dataclass
@@ -167,16 +143,19 @@ class Staging:
             _rename(client, self.staged(target), target)
         self._set_phase(client, "committed")
 
-    def rollback(self, client: t.Any, settle_seconds: float = 0) -> None:
+    def rollback(self, client: t.Any, settle_seconds: float = 0, undo_commit: bool = False) -> None:
         """Put back every target of a swap that did not reach its commit mark, then drop this run's names.
 
         Idempotent, and it reads the state from the server: a rollback cut short is completed by the next one.
         ``settle_seconds``: a killed mongorestore's last insert may still run on the server and create its staging
         collection again after the drop; keep dropping until nothing of this run reappears for that long.
+        ``undo_commit``: the swap failed in this process, so databases already marked committed are put back too
+        (the marks are one per database: a failure between two of them must not leave one database replaced).
         """
+        undone = ("swapping", "committed") if undo_commit else ("swapping",)
         for db in self.databases():
             marker = client[db][self.prefix].find_one({"_id": "run"}) or {}
-            if marker.get("phase") == "swapping":
+            if marker.get("phase") in undone:
                 self._put_back(client, db)
         self.drop(client)
         quiet_since = time.monotonic()
@@ -208,14 +187,14 @@ class Staging:
                 client.drop_database(db)  # FerretDB keeps empty databases; a database without collections holds nothing
 
     @classmethod
-    def recover_leftovers(cls, client: t.Any, databases: t.Iterable[str], own_run: str = "") -> list[str]:
+    def recover_leftovers(cls, client: t.Any, databases: t.Iterable[str]) -> list[str]:
         """Roll back and drop what restores that died (SIGKILL, lost host) left in ``databases``.
 
         Returns one note per run handled or left alone (a run of another host whose liveness cannot be seen).
         """
         notes = []
         for db in sorted(set(databases)):
-            runs = {staging_run(name) or "" for name in client[db].list_collection_names()} - {"", own_run}
+            runs = {run for name in client[db].list_collection_names() if (run := staging_run(name))}
             for run_id in sorted(runs):
                 marker = client[db][f"{PREFIX}{run_id}"].find_one({"_id": "run"}) or {}
                 alive = _owner_alive(marker.get("owner", {})) if marker else False

@@ -222,7 +222,8 @@ def main() -> None:
             tools_dir=params["tools_dir"],
         )
         plan = _mongo.plan_restore(request)
-        common = {"archive": archive, **({"archive_reason": reason} if reason else {}), "expected_counts": plan["expected"], "existing": plan["existing"],
+        common = {"archive": archive, **({"archive_reason": reason} if reason else {}),
+                  "expected_counts": plan["expected"], "existing": plan["existing"],
                   "mechanism": plan["mechanism"], "disk_space": plan["disk_space"]}
         if module.check_mode:
             module.exit_json(changed=True, **common)

@@ -24,6 +24,7 @@ import pytest
 from bson import decode
 from bson.raw_bson import RawBSONDocument
 
+from ansible_collections.lifeboat.ops.plugins.module_utils._common import LifeboatError
 from testbed import REPO_ROOT, finish_module, start_module, wait_for_child
 
 STAGING = "lifeboat_restore_"
@@ -237,24 +238,33 @@ def test_module_killed_outright_leaves_staging_that_the_next_restore_drops(mongo
         mongo.drop(unique_name)
 
 
+def fake_leftover_run(mongo, database, phase, owner):
+    """What a restore killed in ``phase`` left: ``docs`` (existed) and ``fresh`` (new) staged with 5 documents each;
+    for ``swapping``/``committed``, every rename of the swap done."""
+    from ansible_collections.lifeboat.ops.plugins.module_utils._mongo_staging import Staging
+
+    staging = Staging(targets={f"{database}.docs": True, f"{database}.fresh": False})
+    staging.begin(mongo.client)
+    db = mongo.client[database]
+    db[staging.prefix].update_one({"_id": "run"}, {"$set": {**{f"owner.{k}": v for k, v in owner.items()},
+                                                            "phase": phase}})
+    for target in ("docs", "fresh"):
+        db[f"{staging.prefix}_new_{target}"].insert_many([{"_id": n, "new": True} for n in range(5)])
+    if phase != "staging":
+        db.docs.rename(f"{staging.prefix}_old_docs")
+        db[f"{staging.prefix}_new_docs"].rename("docs")
+        db[f"{staging.prefix}_new_fresh"].rename("fresh")
+    return staging
+
+
 def test_swap_cut_short_by_sigkill_is_rolled_back_by_the_next_restore(mongo, archives, run_module, unique_name):
     """A run killed between its renames: one target moved aside and replaced, another created. The next restore
     puts the old one back and drops the new one, because the run never reached its commit mark."""
-    from ansible_collections.lifeboat.ops.plugins.module_utils._mongo_staging import Staging
-
     seed_target(mongo, unique_name, "drop")
     before = snapshot(mongo, unique_name)
     dead_pid = subprocess.Popen(["true"])  # its pid belongs to no process once it was reaped
     dead_pid.wait()
-    staging = Staging(targets={f"{unique_name}.docs": True, f"{unique_name}.fresh": False})
-    staging.begin(mongo.client)
-    db = mongo.client[unique_name]
-    db[staging.prefix].update_one({"_id": "run"}, {"$set": {"owner.pid": dead_pid.pid, "phase": "swapping"}})
-    for target in ("docs", "fresh"):
-        db[f"{staging.prefix}_new_{target}"].insert_many([{"_id": n, "new": True} for n in range(5)])
-    db.docs.rename(f"{staging.prefix}_old_docs")
-    db[f"{staging.prefix}_new_docs"].rename("docs")
-    db[f"{staging.prefix}_new_fresh"].rename("fresh")
+    fake_leftover_run(mongo, unique_name, "swapping", {"pid": dead_pid.pid})
     try:
         run = run_module("mongodb_restore", mongo.login(
             archive=archives["small"]["archive"], target_database=unique_name,
@@ -267,6 +277,86 @@ def test_swap_cut_short_by_sigkill_is_rolled_back_by_the_next_restore(mongo, arc
             assert {k: after[key][k] for k in ("docs", "keep")} == {k: before[key][k] for k in ("docs", "keep")}, key
     finally:
         mongo.drop(unique_name)
+
+
+def test_committed_swap_killed_before_its_cleanup_is_kept_by_the_next_restore(mongo, archives, run_module,
+                                                                              unique_name):
+    """A run killed after its commit mark: its targets are complete; the next restore keeps them (it must not put
+    the old collection back) and drops only what was moved aside."""
+    seed_target(mongo, unique_name, "drop")
+    before = snapshot(mongo, unique_name)
+    dead_pid = subprocess.Popen(["true"])
+    dead_pid.wait()
+    fake_leftover_run(mongo, unique_name, "committed", {"pid": dead_pid.pid})
+    try:
+        run = run_module("mongodb_restore", mongo.login(
+            archive=archives["small"]["archive"], target_database=unique_name,
+            ns_include=[f"{archives['small']['source']}.small"], **MODES["drop"]))
+        assert run.rc == 0, run.result
+        assert "dropped the staging collections" in json.dumps(run.result.get("warnings")), run.result
+        assert staging_left(mongo) == []
+        assert sorted(mongo.client[unique_name].list_collection_names()) == ["docs", "fresh", "keep", "small"]
+        for target in ("docs", "fresh"):
+            assert list(mongo.client[unique_name][target].find(sort=[("_id", 1)])) == \
+                [{"_id": n, "new": True} for n in range(5)], target
+        assert snapshot(mongo, unique_name)["hashes"]["keep"] == before["hashes"]["keep"]
+    finally:
+        mongo.drop(unique_name)
+
+
+def test_leftovers_of_a_restore_on_another_host_are_left_alone_with_a_warning(mongo, archives, run_module,
+                                                                            unique_name):
+    """Whether a restore started elsewhere still runs cannot be seen from here: its collections stay, and it is said."""
+    seed_target(mongo, unique_name, "drop")
+    staging = fake_leftover_run(mongo, unique_name, "staging", {"host": "elsewhere.example"})
+    left = staging_left(mongo)
+    try:
+        run = run_module("mongodb_restore", mongo.login(
+            archive=archives["small"]["archive"], target_database=unique_name,
+            ns_include=[f"{archives['small']['source']}.small"], **MODES["drop"]))
+        assert run.rc == 0, run.result
+        assert (f"staging collections {unique_name}.{staging.prefix}* belong to a restore started on elsewhere.example; "
+                "left alone") in json.dumps(run.result.get("warnings")), run.result
+        assert staging_left(mongo) == left
+    finally:
+        mongo.drop(unique_name)
+
+
+def test_swap_failing_between_its_commit_marks_puts_every_database_back(mongo, archives, monkeypatch, unique_name):
+    """Targets in two databases, and the server gone after the first database was marked committed: the restore
+    says the target is unchanged, so neither database may keep the new content."""
+    from ansible_collections.lifeboat.ops.plugins.module_utils import _mongo, _mongo_staging
+
+    source = archives["small"]["source"]
+    first, second = f"{unique_name}_a", f"{unique_name}_b"
+    seed_target(mongo, first, "drop")
+    seed_target(mongo, second, "drop")
+    before = {db: snapshot(mongo, db) for db in (first, second)}
+    set_phase = _mongo_staging.Staging._set_phase
+
+    def lost_after_the_first_commit_mark(self, client, phase):
+        if phase != "committed":
+            return set_phase(self, client, phase)
+        client[first][self.prefix].update_one({"_id": "run"}, {"$set": {"phase": phase}})
+        raise pymongo.errors.AutoReconnect("connection closed")  # as when the server restarts right then
+
+    monkeypatch.setattr(_mongo_staging.Staging, "_set_phase", lost_after_the_first_commit_mark)
+    request = _mongo.RestoreRequest(
+        connection=_mongo.MongoConnection.from_options(host=mongo.host, port=mongo.port, user=mongo.user,
+                                                       password_file=mongo.password_file, auth_database="admin"),
+        archive_path=archives["small"]["archive"], ns_from=[f"{source}.docs", f"{source}.small"],
+        ns_to=[f"{first}.docs", f"{second}.small"], overwrite=True, drop=True,
+        tools_dir=os.environ["LIFEBOAT_TOOLS_BIN"])
+    try:
+        with pytest.raises(LifeboatError) as failure:
+            _mongo.restore(request)
+        assert str(failure.value).endswith(
+            "the target is unchanged: the staging collections this restore created were dropped"), failure.value
+        assert {db: snapshot(mongo, db) for db in (first, second)} == before
+        assert staging_left(mongo) == []
+    finally:
+        mongo.drop(first)
+        mongo.drop(second)
 
 
 def test_duplicate_keys_in_a_merge_say_which_and_how_to_replace(mongo, archives, run_module, unique_name):
@@ -341,6 +431,8 @@ def test_restore_that_cannot_fit_is_refused_before_writing(archives, tmpfs, tmp_
 def test_oplog_archive_goes_direct_and_only_where_nothing_is_overwritten(mongo, run_module, tmp_path, unique_name):
     """mongorestore --oplogReplay takes no renames, so no staging: such an archive never overwrites data."""
     mongo.client[unique_name].docs.insert_many([{"_id": n} for n in range(5)])
+    # A name FerretDB cannot rename: no obstacle where nothing is renamed.
+    mongo.client[unique_name]["with.dot"].insert_one({"_id": 1})
     dumped = run_module("mongodb_dump", mongo.login(database=unique_name, destination=str(tmp_path)))
     assert dumped.rc == 0, dumped.result
     with open(dumped.result["manifest"], encoding="utf-8") as handle:
