@@ -94,6 +94,10 @@ class Archive:
         return self.manifest["archive"].get("plain_size") if self.manifest else None
 
     @property
+    def encrypted(self) -> bool:
+        return bool(self.manifest and self.manifest["archive"].get("encryption"))
+
+    @property
     def duration_seconds(self) -> float | None:
         return self.manifest.get("duration_seconds") if self.manifest else None
 
@@ -115,7 +119,7 @@ class Archive:
     @property
     def verification_failed(self) -> bool:
         record = self.last_verification
-        return bool(record) and not record.get("ok")
+        return record is not None and not record.get("ok")
 
     def files(self) -> list[str]:
         """Every file that belongs to this archive: the extras (globals) first, then the archive, the manifest last."""
