@@ -184,9 +184,13 @@ def lock_owner_alive(path: str) -> bool | None:
 
 
 def hold_lock(fd: int) -> None:
-    """Mark ``fd``'s file as in use for as long as this process keeps it open (see lock_owner_alive)."""
+    """Mark ``fd``'s file as in use for as long as this process keeps it open (see lock_owner_alive).
+
+    Blocking: a sweeper testing the file holds its lock for an instant, and a writer that gave up then would go
+    unlocked, hence unseen from another PID namespace, for the whole run.
+    """
     try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_SH)
     except OSError:
         pass  # a filesystem without locks: the PID in the name still protects the file on this host
 
