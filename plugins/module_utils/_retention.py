@@ -25,7 +25,6 @@ import os
 import re
 import shutil
 import stat
-import time
 import typing as t
 from dataclasses import dataclass, field
 
@@ -34,9 +33,8 @@ from ._common import (
     PRIVATE_DIR_NAME,
     LifeboatError,
     leftover_removable,
-    lock_owner_alive,
-    pid_alive,
     stale_private_dirs,
+    writer_alive,
 )
 from ._pipeline import fsync_directory
 
@@ -165,8 +163,7 @@ class Partial:
     path: str
     pid: int | None
     writer_alive: bool
-    age_seconds: float
-    removable: bool = False
+    removable: bool
 
 
 @dataclass
@@ -177,12 +174,11 @@ class PrunePlan:
     partials: list[Partial] = field(default_factory=list)
     remove_partials: bool = False
     freed_bytes: int = 0
+    private_dirs: list[str] = field(default_factory=list)  # private directories of processes that are gone
 
     @property
     def removals(self) -> list[_catalog.Archive]:
         return [archive for group in self.groups for archive, _reasons in group.remove]
-
-    private_dirs: list[str] = field(default_factory=list)  # private directories of processes that are gone
 
     @property
     def partials_to_remove(self) -> list[Partial]:
@@ -449,12 +445,8 @@ def _unlink(path: str) -> bool:
 def describe_partial(path: str) -> Partial:
     match = _catalog.PARTIAL_NAME.match(os.path.basename(path))
     pid = int(match["pid"]) if match else None
-    try:
-        age = max(0.0, time.time() - os.lstat(path).st_mtime)
-    except OSError:
-        age = 0.0
-    alive = pid_alive(pid) or bool(lock_owner_alive(path))
-    return Partial(path, pid, alive, age, removable=not alive and leftover_removable(path, pid))
+    alive = writer_alive(path, pid)
+    return Partial(path, pid, writer_alive=bool(alive), removable=leftover_removable(path, alive))
 
 
 def _private_dir_pid(path: str) -> int | None:
