@@ -25,6 +25,7 @@ ARCHIVE_NAME = re.compile(r"^(?P<job>[A-Za-z0-9][A-Za-z0-9_.-]*?)-(?P<stamp>\d{8
 PARTIAL_NAME = re.compile(r"^.+\.partial-(?P<pid>\d+)$")
 # The outcome of the newest `lifeboat backup` run of a job, kept beside its archives (see _status.record_run).
 RUN_RECORD = ".lifeboat-last-run-{job}.json"
+RUN_RECORD_NAME = re.compile(r"^\.lifeboat-last-run-(?P<job>.+)\.json$")
 RUN_RECORD_PARTIAL = re.compile(r"^\.lifeboat-last-run-(?P<job>.+)\.json\.partial-\d+$")
 VERIFICATIONS_KEPT = 20
 
