@@ -25,6 +25,7 @@ ARCHIVE_NAME = re.compile(r"^(?P<job>[A-Za-z0-9][A-Za-z0-9_.-]*?)-(?P<stamp>\d{8
 PARTIAL_NAME = re.compile(r"^.+\.partial-(?P<pid>\d+)$")
 # The outcome of the newest `lifeboat backup` run of a job, kept beside its archives (see _status.record_run).
 RUN_RECORD = ".lifeboat-last-run-{job}.json"
+RUN_RECORD_NAME = re.compile(r"^\.lifeboat-last-run-(?P<job>.+)\.json$")
 RUN_RECORD_PARTIAL = re.compile(r"^\.lifeboat-last-run-(?P<job>.+)\.json\.partial-\d+$")
 VERIFICATIONS_KEPT = 20
 
@@ -94,6 +95,10 @@ class Archive:
         return self.manifest["archive"].get("plain_size") if self.manifest else None
 
     @property
+    def encrypted(self) -> bool:
+        return bool(self.manifest and self.manifest["archive"].get("encryption"))
+
+    @property
     def duration_seconds(self) -> float | None:
         return self.manifest.get("duration_seconds") if self.manifest else None
 
@@ -115,7 +120,7 @@ class Archive:
     @property
     def verification_failed(self) -> bool:
         record = self.last_verification
-        return bool(record) and not record.get("ok")
+        return record is not None and not record.get("ok")
 
     def files(self) -> list[str]:
         """Every file that belongs to this archive: the extras (globals) first, then the archive, the manifest last."""

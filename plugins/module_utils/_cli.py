@@ -252,7 +252,7 @@ def run_prune(config: _config.Config, args: argparse.Namespace, output: Output) 
         for entry in summary["partials"]:
             if entry["removed"]:
                 output.line(f"{job.name}: {verb} {os.path.basename(entry['path'])} (left by an interrupted run)")
-        if not args.dry_run and (plan.removals or plan.partials_to_remove or plan.private_dirs_to_remove):
+        if not args.dry_run:
             _retention.apply_prune(plan)
         output.line(f"{job.name}: {len(summary['removed'])} archives {'would go' if args.dry_run else 'removed'}, "
                     f"{_catalog.human_size(summary['freed_bytes'])} {'to free' if args.dry_run else 'freed'}")

@@ -184,32 +184,44 @@ def lock_owner_alive(path: str) -> bool | None:
 
 
 def hold_lock(fd: int) -> None:
-    """Mark ``fd``'s file as in use for as long as this process keeps it open (see lock_owner_alive)."""
+    """Mark ``fd``'s file as in use for as long as this process keeps it open (see lock_owner_alive).
+
+    Blocking: a sweeper testing the file holds its lock for an instant, and a writer that gave up then would go
+    unlocked, hence unseen from another PID namespace, for the whole run.
+    """
     try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_SH)
     except OSError:
         pass  # a filesystem without locks: the PID in the name still protects the file on this host
 
 
 # PrivateDir names: .lifeboat-PID-RANDOM (older releases wrote .lifeboat-RANDOM, without the PID).
 PRIVATE_DIR_NAME = re.compile(r"^\.lifeboat-(?:(?P<pid>\d+)-)?[A-Za-z0-9_]+$")
-# What is left of a writer that held no lock and named no PID is removed only after this long without a change.
+# What is left of a writer that nothing tells alive or gone is removed only after this long without a change.
 LEFTOVER_GRACE_SECONDS = 3600
 
 
-def leftover_removable(path: str, pid: int | None) -> bool:
-    """A private file or directory of a writer that is gone: its PID is dead and its lock free (or, when the lock
-    cannot be tested, it has not changed for an hour). Never one whose writer may still be running."""
+def writer_alive(path: str, pid: int | None) -> bool | None:
+    """Whether the writer of a private file or directory still runs: its PID lives on this host or it holds the
+    lock (True), its PID is dead and the lock free (False), or nothing tells (None: no PID in the name, or a lock
+    that cannot be tested, such as another user's file)."""
     if pid is not None and pid_alive(pid):
-        return False
+        return True
     held = lock_owner_alive(path)
-    if held is not None and pid is not None:
-        return not held
+    if held:
+        return True
+    return False if held is False and pid is not None else None
+
+
+def leftover_removable(path: str, alive: bool | None) -> bool:
+    """Whether a leftover may go, its writer being ``alive`` (writer_alive): once that writer is gone, or, when
+    nothing tells, once it has not changed for an hour. Never while its writer may still be running."""
+    if alive is not None:
+        return not alive
     try:
-        age = time.time() - os.lstat(path).st_mtime
+        return time.time() - os.lstat(path).st_mtime >= LEFTOVER_GRACE_SECONDS
     except OSError:
         return False
-    return not held and age >= LEFTOVER_GRACE_SECONDS
 
 
 def stale_private_dirs(parent: str) -> list[str]:
@@ -222,9 +234,10 @@ def stale_private_dirs(parent: str) -> list[str]:
     for name in sorted(names):
         match = PRIVATE_DIR_NAME.match(name)
         path = os.path.join(parent, name)
-        if match and os.path.isdir(path) and not os.path.islink(path) and leftover_removable(
-                path, int(match["pid"]) if match["pid"] else None):
-            stale.append(path)
+        if match and os.path.isdir(path) and not os.path.islink(path):
+            pid = int(match["pid"]) if match["pid"] else None
+            if leftover_removable(path, writer_alive(path, pid)):
+                stale.append(path)
     return stale
 
 

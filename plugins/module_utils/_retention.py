@@ -25,7 +25,6 @@ import os
 import re
 import shutil
 import stat
-import time
 import typing as t
 from dataclasses import dataclass, field
 
@@ -34,9 +33,8 @@ from ._common import (
     PRIVATE_DIR_NAME,
     LifeboatError,
     leftover_removable,
-    lock_owner_alive,
-    pid_alive,
     stale_private_dirs,
+    writer_alive,
 )
 from ._pipeline import fsync_directory
 
@@ -160,13 +158,14 @@ class GroupPlan:
 
 @dataclass
 class Partial:
-    """A ``.NAME.partial-PID`` file of a writer; removable only when the writer is gone (PID dead, lock released)."""
+    """What a writer leaves until it is done: a ``.NAME.partial-PID`` file, or a private ``.lifeboat-PID-*``
+    directory (an unpacked dump); removable only when the writer is gone (PID dead, lock released)."""
 
     path: str
     pid: int | None
     writer_alive: bool
-    age_seconds: float
-    removable: bool = False
+    removable: bool
+    directory: bool = False
 
 
 @dataclass
@@ -182,21 +181,14 @@ class PrunePlan:
     def removals(self) -> list[_catalog.Archive]:
         return [archive for group in self.groups for archive, _reasons in group.remove]
 
-    private_dirs: list[str] = field(default_factory=list)  # private directories of processes that are gone
-
     @property
     def partials_to_remove(self) -> list[Partial]:
         return [partial for partial in self.partials if self.remove_partials and partial.removable]
 
-    @property
-    def private_dirs_to_remove(self) -> list[str]:
-        return self.private_dirs if self.remove_partials else []
-
     def measure(self) -> None:
         """Sizes are read when the plan is made: after apply_prune, the files are gone."""
         self.freed_bytes = sum(_size_on_disk(path) for archive in self.removals for path in archive.files()) + sum(
-            _size_on_disk(partial.path) for partial in self.partials_to_remove) + sum(
-            _tree_size(path) for path in self.private_dirs_to_remove)
+            (_tree_size if partial.directory else _size_on_disk)(partial.path) for partial in self.partials_to_remove)
 
     def as_dict(self) -> dict[str, t.Any]:
         """Plain data for module results and the ``lifeboat`` command: names, reasons, bytes."""
@@ -216,9 +208,7 @@ class PrunePlan:
                            for group in self.groups for archive, _reasons in group.keep if not archive.readable],
             "warnings": [warning for group in self.groups for warning in group.warnings],
             "partials": [{"path": partial.path, "pid": partial.pid, "writer_alive": partial.writer_alive,
-                          "removed": partial in self.partials_to_remove} for partial in self.partials]
-            + [{"path": path, "pid": _private_dir_pid(path), "writer_alive": False,
-                "removed": path in self.private_dirs_to_remove} for path in self.private_dirs],
+                          "removed": partial in self.partials_to_remove} for partial in self.partials],
             "freed_bytes": self.freed_bytes,
         }
 
@@ -250,11 +240,17 @@ def plan_prune(destination: _catalog.Destination, policy: Policy, now: _dt.datet
     groups = destination.groups()
     for group_job, database in sorted(groups, key=lambda key: (key[0], key[1] or "")):
         plan.groups.append(_plan_group(group_job, database, groups[(group_job, database)], policy, now))
-    plan.partials = [describe_partial(path) for path in destination.partials
-                     if job is None or partial_job(path) == job]
-    plan.private_dirs = stale_private_dirs(destination.path) if os.path.isdir(destination.path) else []
+    plan.partials = leftovers(destination, job)
     plan.measure()
     return plan
+
+
+def leftovers(destination: _catalog.Destination, job: str | None = None) -> list[Partial]:
+    """The partial files in ``destination`` (of ``job`` only, when given), then the private directories whose
+    writer is gone (their names carry no job)."""
+    files = [describe_partial(path) for path in destination.partials if job is None or partial_job(path) == job]
+    return files + [Partial(path, _private_dir_pid(path), writer_alive=False, removable=True, directory=True)
+                    for path in stale_private_dirs(destination.path)]
 
 
 def partial_job(path: str) -> str | None:
@@ -272,10 +268,9 @@ def sweep_leftovers(destination: str, job: str) -> list[str]:
     private directories); what a running writer holds stays. Returns the paths removed."""
     if not os.path.isdir(destination):
         return []
-    found = _catalog.scan(destination)
-    plan = PrunePlan(destination, Policy(keep_last=1), remove_partials=True)
-    plan.partials = [describe_partial(path) for path in found.partials if partial_job(path) == job]
-    plan.private_dirs = stale_private_dirs(destination)
+    # A plan without groups: no archive is touched, whatever its policy says.
+    plan = PrunePlan(destination, Policy(keep_last=1), partials=leftovers(_catalog.scan(destination), job),
+                     remove_partials=True)
     return apply_prune(plan)
 
 
@@ -402,7 +397,7 @@ def apply_prune(plan: PrunePlan) -> list[str]:
     """
     root = os.path.realpath(plan.destination)
     paths = [path for archive in plan.removals for path in archive.files()]
-    paths += [partial.path for partial in plan.partials_to_remove]
+    paths += [partial.path for partial in plan.partials_to_remove if not partial.directory]
     for path in paths:  # every path is checked before the first one is removed
         _check_inside(root, path)
     removed: list[str] = []
@@ -410,8 +405,9 @@ def apply_prune(plan: PrunePlan) -> list[str]:
         for path in paths:
             if _unlink(path):
                 removed.append(path)
-        for path in plan.private_dirs_to_remove:
-            if os.path.realpath(os.path.dirname(path)) == root and not os.path.islink(path):
+        for partial in plan.partials_to_remove:
+            path = partial.path
+            if partial.directory and os.path.realpath(os.path.dirname(path)) == root and not os.path.islink(path):
                 shutil.rmtree(path, ignore_errors=True)
                 if not os.path.lexists(path):
                     removed.append(path)
@@ -449,12 +445,8 @@ def _unlink(path: str) -> bool:
 def describe_partial(path: str) -> Partial:
     match = _catalog.PARTIAL_NAME.match(os.path.basename(path))
     pid = int(match["pid"]) if match else None
-    try:
-        age = max(0.0, time.time() - os.lstat(path).st_mtime)
-    except OSError:
-        age = 0.0
-    alive = pid_alive(pid) or bool(lock_owner_alive(path))
-    return Partial(path, pid, alive, age, removable=not alive and leftover_removable(path, pid))
+    alive = writer_alive(path, pid)
+    return Partial(path, pid, writer_alive=bool(alive), removable=leftover_removable(path, alive))
 
 
 def _private_dir_pid(path: str) -> int | None:

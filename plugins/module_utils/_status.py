@@ -13,7 +13,6 @@ import datetime as _dt
 import json
 import math
 import os
-import re
 import socket
 import typing as t
 from dataclasses import dataclass, fields
@@ -153,7 +152,9 @@ def evaluate(
     return _conclude(report)
 
 
-_RUN_RECORD_NAME = re.compile(r"^\.lifeboat-last-run-(?P<job>.+)\.json$")
+def _holds_archives(names: t.Iterable[str]) -> bool:
+    """Whether a directory's listing shows archives or manifests (read by name: no manifest is opened)."""
+    return any(name.endswith(_manifest.MANIFEST_SUFFIX) or _catalog.ARCHIVE_NAME.match(name) for name in names)
 
 
 def job_directories(root: str) -> list[str]:
@@ -171,8 +172,7 @@ def job_directories(root: str) -> list[str]:
             names = os.listdir(entry.path)
         except OSError:
             continue
-        if any(name.endswith(_manifest.MANIFEST_SUFFIX) or _catalog.ARCHIVE_NAME.match(name)
-               or _RUN_RECORD_NAME.match(name) for name in names):
+        if _holds_archives(names) or any(_catalog.RUN_RECORD_NAME.match(name) for name in names):
             found.append(entry.path)
     return found
 
@@ -190,10 +190,10 @@ def evaluate_root(
     now = now or _manifest.utc_now()
     _manifest.validate_destination(path)
     try:
-        holds_archives = bool(_catalog.scan(path).archives)
-    except LifeboatError:
-        holds_archives = True  # unreadable: evaluate says so
-    directories = [] if holds_archives or not os.path.isdir(path) else job_directories(path)
+        holds_archives = _holds_archives(os.listdir(path))
+    except OSError:
+        holds_archives = True  # missing or unreadable: evaluate says so
+    directories = [] if holds_archives else job_directories(path)
     if not directories:
         return evaluate(path, jobs, options, now, job_options)
     expected = list(dict.fromkeys(jobs)) if jobs else None
@@ -202,7 +202,7 @@ def evaluate_root(
     for directory in directories:
         # The jobs there: those of its archives, else of its run records (a first run killed leaves only that).
         present = {archive.job for archive in _catalog.scan(directory).archives} or {
-            match["job"] for name in os.listdir(directory) if (match := _RUN_RECORD_NAME.match(name))}
+            match["job"] for name in os.listdir(directory) if (match := _catalog.RUN_RECORD_NAME.match(name))}
         wanted = [job for job in expected if job in present] if expected is not None else sorted(present)
         if wanted == []:
             continue

@@ -45,7 +45,7 @@ def resolve_level(level: str, archives: list[_catalog.Archive], decryption: Decr
     if level != AUTO:
         return level
     can_decrypt = bool(decryption.identity_files or decryption.passphrase_file)
-    locked = any(a.readable and a.manifest["archive"]["encryption"] for a in archives)
+    locked = any(a.readable and a.encrypted for a in archives)
     return "checksum" if locked and not can_decrypt else "structure"
 
 
@@ -73,10 +73,10 @@ class VerifyRequest:
             raise LifeboatError(f"level must be one of {', '.join(LEVELS)}, not '{self.level}'")
         if self.level == "checksum":
             return
-        locked = [a for a in self.archives if a.readable and a.manifest["archive"]["encryption"]]
+        locked = [a for a in self.archives if a.readable and a.encrypted]
         for archive in locked:
             try:
-                check_decryption(archive.manifest, self.decryption)
+                check_decryption(archive.manifest or {}, self.decryption)
             except LifeboatError as exc:
                 raise LifeboatError(f"{archive.name}: {exc}, or verify with level=checksum") from None
         if self.level == "restore":
@@ -233,8 +233,9 @@ def _read_and_hash(
 ) -> PgSqlReader | MongoArchiveReader | None:
     """One read of a stored file: stored sha256, decryption, decompression, plain sha256 and, optionally, structure."""
     path, expected_sha = stored_file.path, stored_file.sha256
-    info = (archive.manifest or {})["archive"]
-    compression = stream_compression(archive.manifest) if path == archive.path else info["compression"]
+    manifest = archive.manifest or {}
+    info = manifest["archive"]
+    compression = stream_compression(manifest) if path == archive.path else info["compression"]
     reader: PgSqlReader | MongoArchiveReader | None = None
     stream_args: dict[str, t.Any] = {}
     work: PrivateDir | None = None

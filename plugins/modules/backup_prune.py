@@ -247,7 +247,7 @@ def main() -> None:
     result["warnings_found"] = result.pop("warnings")
     for warning in result["warnings_found"] + [f"{item['job']}: {item['reason']}" for item in result["held"]]:
         module.warn(warning)
-    changed = bool(plan.removals or plan.partials_to_remove or plan.private_dirs_to_remove)
+    changed = bool(plan.removals or plan.partials_to_remove)
     if module._diff:  # pylint: disable=protected-access
         result["diff"] = {"before": "\n".join(plan.names(after=False)) + "\n",
                           "after": "\n".join(plan.names(after=True)) + "\n",

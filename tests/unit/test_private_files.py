@@ -98,3 +98,23 @@ def test_only_the_descriptors_an_argv_names_exactly_are_passed(tmp_path):
         assert _common.secret_fds_for(["tool", f"--config=/dev/fd/{numbers[0]}0"]) == tuple(
             number for number in numbers if number == numbers[0] * 10)
         assert _common.secret_fds_for(["tool", "--config=/dev/fd/1"]) == ()
+
+
+def test_a_writer_takes_its_lock_even_while_a_sweeper_tests_it(tmp_path):
+    """lock_owner_alive holds the file's lock for an instant: a writer locking then must wait, not go without."""
+    path = tmp_path / ".app-20261101T030000Z.pgdump.zst.partial-1"
+    path.write_bytes(b"x")
+    tester = subprocess.Popen([sys.executable, "-c", "import fcntl, sys, time; f = open(sys.argv[1], 'rb'); "
+                               "fcntl.flock(f, fcntl.LOCK_EX); print('testing', flush=True); time.sleep(0.5)",
+                               str(path)], stdout=subprocess.PIPE, text=True)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        assert tester.stdout.readline() == "testing\n"
+        _common.hold_lock(fd)
+        tester.wait()
+        assert _common.lock_owner_alive(str(path)) is True
+    finally:
+        os.close(fd)
+        tester.kill()
+        tester.wait()
+    assert _common.lock_owner_alive(str(path)) is False
