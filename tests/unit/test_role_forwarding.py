@@ -106,3 +106,10 @@ def test_backup_jobs_and_schedule_jobs_have_one_shape():
     schedule = _job_options("backup_schedule", "backup_schedule_jobs")
     assert sorted(backup - schedule) == [], "backup_jobs keys that backup_schedule_jobs lacks"
     assert sorted(schedule - backup) == [], "backup_schedule_jobs keys that backup_jobs lacks"
+
+
+def test_restore_items_replace_what_the_library_holds_exclusive():
+    """An item's connection key drops the job's keys the modules take only instead of it: the library's pairs."""
+    pairs = _load("restore", "vars/main.yml")["__restore_exclusive_keys"]
+    assert sorted(map(sorted, pairs)) == sorted(map(sorted, _params.CONNECTION_EXCLUSIVE))
+
