@@ -54,9 +54,13 @@ def job_keys(engine: str) -> set[str]:
     return set(_config.engine_spec(engine))
 
 
-def restore_keys(engine: str) -> set[str]:
+def restore_spec(engine: str) -> dict[str, t.Any]:
     """What a restore item of ``engine`` takes from the library: the connection and how archives are read."""
-    return set(CONNECTION[engine]) | set(_params.restore_archive_spec())
+    return {**CONNECTION[engine], **_params.restore_archive_spec()}
+
+
+def restore_keys(engine: str) -> set[str]:
+    return set(restore_spec(engine))
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -113,3 +117,34 @@ def test_restore_items_replace_what_the_library_holds_exclusive():
     pairs = _load("restore", "vars/main.yml")["__restore_exclusive_keys"]
     assert sorted(map(sorted, pairs)) == sorted(map(sorted, _params.CONNECTION_EXCLUSIVE))
 
+
+# What a role's declaration of a library option must say as the library does: a secret declared without no_log
+# would reach the role's argument validation results, a type or choice of its own would refuse (or let through)
+# what the module does not.
+DECLARED_AS_THE_LIBRARY = ("type", "elements", "choices", "no_log")
+
+
+def _declared_differently(declared: dict[str, t.Any], library: dict[str, t.Any]) -> list[str]:
+    wrong = []
+    for key in sorted(set(declared) & set(library)):
+        role_option, library_option = declared[key] or {}, library[key]
+        for attribute in DECLARED_AS_THE_LIBRARY:
+            role_value, library_value = role_option.get(attribute), library_option.get(attribute)
+            if attribute == "no_log":
+                role_value, library_value = bool(role_value), bool(library_value)
+            elif attribute == "type":
+                role_value, library_value = role_value or "str", library_value or "str"
+            if role_value != library_value:
+                wrong.append(f"{key}.{attribute} is {role_value!r}, the library's {library_value!r}")
+    return wrong
+
+
+@pytest.mark.parametrize(("role", "variable", "entry_point"), [
+    ("backup", "backup_jobs", "main"), ("backup", "backup_jobs", "verify"),
+    ("backup_schedule", "backup_schedule_jobs", "main"), ("restore", "restore_items", "main")])
+def test_role_specs_declare_the_library_options_as_the_library_does(role, variable, entry_point):
+    spec = _load(role, "meta/argument_specs.yml")["argument_specs"][entry_point]["options"][variable]["options"]
+    library = {**_config.engine_spec("postgresql"), **_config.engine_spec("mongodb"),
+               **restore_spec("postgresql"), **restore_spec("mongodb")}
+    wrong = _declared_differently(spec, library)
+    assert not wrong, f"roles/{role}/meta/argument_specs.yml {variable}: {'; '.join(wrong)}"
