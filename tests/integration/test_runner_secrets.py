@@ -54,8 +54,10 @@ def hostile(pg, mongo) -> t.Iterator[dict[str, t.Any]]:
             sql.Identifier(name), sql.Literal(PG_PASSWORD)))
     mongo.client.admin.command("createUser", name, pwd=MONGO_PASSWORD, roles=[])  # FerretDB: all rights
     uri = (f"postgresql://{name}:{urllib.parse.quote(PG_PASSWORD, safe='')}@{pg.host}:{pg.port}/{PG_SOURCE}")
+    quoted = PG_PASSWORD.replace("\\", "\\\\").replace("'", "\\'")  # libpq's keyword=value quoting
+    keywords = f"host={pg.host} port={pg.port} user={name} password='{quoted}' dbname={PG_SOURCE}"
     injected = {"lifeboat_pg_password": Unsafe(PG_PASSWORD), "lifeboat_mongo_password": Unsafe(MONGO_PASSWORD),
-                "lifeboat_pg_uri": Unsafe(uri),
+                "lifeboat_pg_uri": Unsafe(uri), "lifeboat_pg_keywords": Unsafe(keywords),
                 "lifeboat_webhook_url": Unsafe(f"https://hooks.example.org/services/{WEBHOOK_TOKEN}"),
                 "lifeboat_probe_url": Unsafe(
                     f"http://monitor:{urllib.parse.quote(PROBE_PASSWORD, safe='')}@127.0.0.1:9/health")}
@@ -300,3 +302,15 @@ def test_schedule_playbook_refuses_a_password_for_the_config_file(pg, hostile, t
                " login_password, which the role writes to such a file), and leave it out of the URI")
     assert refusal in run.stdout
     assert_no_secret(run)
+
+
+def test_schedule_playbook_refuses_a_password_in_a_keyword_login_uri(pg, hostile, tmp_path):
+    """libpq's keyword=value form holds a password too: refused before the config's diff would print it."""
+    before = system_state()
+    run = run_with_runner(tmp_path, hostile, "schedule", {"backup_schedule_jobs": [
+        {"name": "journal", "engine": "postgresql", "database": PG_SOURCE, "login_uri": "{{ lifeboat_pg_keywords }}"},
+    ]}, 4, cmdline="--check --diff")
+    assert_no_secret(run)
+    assert run.status == "failed", runner_failed(run)
+    assert system_state() == before
+    assert "backup_schedule_jobs: journal: a password in login_uri (or in options) would be written into" in run.stdout

@@ -10,6 +10,7 @@ ssl_key and MongoDB's auth_mechanism and TLS options): this test names the role 
 from __future__ import annotations
 
 import os
+import re
 import typing as t
 
 import pytest
@@ -148,3 +149,28 @@ def test_role_specs_declare_the_library_options_as_the_library_does(role, variab
                **restore_spec("postgresql"), **restore_spec("mongodb")}
     wrong = _declared_differently(spec, library)
     assert not wrong, f"roles/{role}/meta/argument_specs.yml {variable}: {'; '.join(wrong)}"
+
+
+URIS = [
+    "postgresql://backup:s3cret@db.example.org:5432/journal", "postgresql://backup:@db/journal",
+    "postgresql://backup@db.example.org:5432/journal", "postgresql://db.example.org:5432/journal",
+    "postgresql://db/journal?password=s3cret", "postgresql://db/journal?sslmode=require&password=s3cret",
+    "postgresql://db/journal?xpassword=s3cret", "postgresql://db/journal#password=s3cret",
+    "postgresql:///journal?host=/run/postgresql", "postgresql://backup:p/ss@db/journal",
+    "mongodb://backup:p%40ss@h1:27017,h2:27017/?authSource=admin", "mongodb+srv://backup@cluster.example.org/?tls=true",
+    "mongodb://h1/?authMechanism=MONGODB-X509&password=x", "host=db user=backup password=s3cret dbname=journal",
+    "host=db password = s3cret", "password=s3cret host=db", "host=db user=backup passwordfile=/x dbname=journal",
+    "host=db\npassword=s3cret", "",
+]
+
+
+@pytest.mark.parametrize("uri", URIS)
+def test_schedule_role_finds_a_password_in_login_uri_as_the_library_does(uri):
+    """The role refuses a password-holding login_uri before it renders the config (and its diff); `lifeboat check`
+    refuses it after: both must find the same ones."""
+    pattern = _load("backup_schedule", "vars/main.yml")["__backup_schedule_uri_password_pattern"]
+    assert (re.search(pattern, uri) is not None) == _config.uri_has_password(uri)
+
+
+def test_the_uri_table_holds_both_answers():
+    assert {_config.uri_has_password(uri) for uri in URIS} == {True, False}
