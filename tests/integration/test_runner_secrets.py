@@ -8,7 +8,8 @@ jobs reference (``login_password: "{{ lifeboat_pg_password }}"``). The passwords
 characters and a marker (``PgTok`` and the like, with an id new for every run) that every form of them keeps: raw, JSON- or repr-escaped, URL-encoded.
 The marker is then searched in stdout, ``job_events/``, every artifact and every file the run created (the
 private data dir but its input ``env/extravars``, the destinations, the run's temporary directories and any new
-entry of /tmp): 0 hits.
+entry of /tmp, without following a link or crossing a mount in it, since another suite's new entries are there
+too): 0 hits.
 
 Verbosity: job events record every task result whatever the verbosity, and each level of the callback's stdout
 prints what the one below prints and more. So every playbook runs at -vvvv, and the backup playbook (the most
@@ -22,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import stat
 import sys
 import typing as t
 import urllib.parse
@@ -112,8 +114,8 @@ def run_with_runner(base: t.Any, hostile: dict[str, t.Any], playbook: str, host_
                                 cmdline=cmdline or None, envvars=envvars, quiet=True, timeout=900)
     with open(private / "artifacts" / "job" / "stdout", encoding="utf-8", errors="replace") as handle:
         stdout = handle.read()
-    return RunnerRun(runner.status, runner.rc, stdout, str(private),
-                     [str(private), str(temp), *outputs, *new_entries(before)])
+    own = [os.path.realpath(path) for path in (private, temp, *outputs)]  # followed: the test made them
+    return RunnerRun(runner.status, runner.rc, stdout, own[0], [*own, *new_entries(before)])
 
 
 def count_markers(path: str) -> int:
@@ -130,17 +132,43 @@ def count_markers(path: str) -> int:
     return count
 
 
+def files_under(root: str) -> t.Iterator[str]:
+    """The regular files under ``root`` on its own file system. A new entry of /tmp may belong to another suite
+    running beside this one (molecule's work tree, a test bed): a link or a mount in it (a chroot's /proc) leads
+    out of what any run writes, and a FIFO or device would block the read."""
+    try:
+        top = os.lstat(root)
+    except OSError:  # removed by its owner since the listing
+        return
+    if stat.S_ISREG(top.st_mode):
+        yield root
+    if not stat.S_ISDIR(top.st_mode):
+        return
+    for folder, dirs, names in os.walk(root):
+        dirs[:] = [name for name in dirs if _same_device(os.path.join(folder, name), top.st_dev)]
+        for name in names:
+            path = os.path.join(folder, name)
+            try:
+                if stat.S_ISREG(os.lstat(path).st_mode):
+                    yield path
+            except OSError:
+                continue
+
+
+def _same_device(path: str, device: int) -> bool:
+    try:
+        return os.lstat(path).st_dev == device
+    except OSError:
+        return False
+
+
 def marker_hits(run: RunnerRun) -> dict[str, int]:
     """Occurrences of the secrets' markers in every file under the run's roots (the input extra vars aside)."""
     hits: dict[str, int] = {}
     extravars = os.path.join(run.private_data_dir, "env", "extravars")
     for root in run.scanned:
-        paths = [root] if os.path.isfile(root) else [
-            os.path.join(folder, name) for folder, _dirs, names in os.walk(root) for name in names]
-        for path in paths:
-            if path == extravars or os.path.islink(path) or not os.path.isfile(path):
-                continue
-            count = count_markers(path)
+        for path in files_under(root):
+            count = count_markers(path) if path != extravars else 0
             if count:
                 hits[path] = count
     return hits
