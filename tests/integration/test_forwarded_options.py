@@ -161,3 +161,32 @@ def test_one_job_list_serves_the_backup_and_the_schedule_roles(pg, mongo, tmp_pa
     assert (night["auth_mechanism"], night["parallel_collections"], night["connect_timeout"]) == ("SCRAM-SHA-256", 2, 8)
     assert night["verify"] == {"level": "checksum"} and night["retention"] == {"enabled": False}
     assert "prune" not in night and "verify_level" not in night and "options" not in night
+
+
+def test_restore_role_reads_a_jobs_options_as_the_backup_role_does(pg, tmp_path, unique_name):
+    """A job in the older schedule spelling (its connection under ``options``) is restored with that connection,
+    as the backup role dumped it; an item's password still replaces the job's password file."""
+    job = {"name": "journal", "engine": "postgresql", "options": {"database": PG_SOURCE, **pg.login()}}
+    play = {"tasks": [
+        {"name": "Back up", "ansible.builtin.include_role": {"name": "lifeboat.ops.backup"}},
+        {"name": "Restore", "ansible.builtin.include_role": {"name": "lifeboat.ops.restore"}},
+        write_out("restore_results"),
+    ]}
+    host_vars = {"backup_root": str(tmp_path / "backups"), "backup_jobs": [job], "lifeboat_out": str(tmp_path / "out.json"),
+                 "restore_items": [{"job": "journal", "target_database": unique_name},
+                                   {"job": "journal", "target_database": f"{unique_name}_pw", "login_password": pg.password}]}
+    try:
+        done, out = run_play(tmp_path, play, host_vars, "-vvv")
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert [item["status"] for item in out] == ["ok", "ok"], out
+        by_file, by_password = module_args(done.stdout, "lifeboat.ops.restore : Restore PostgreSQL")
+        assert (by_file["login_host"], by_file["login_port"], by_file["login_user"]) == (
+            pg.login()["login_host"], pg.login()["login_port"], pg.login()["login_user"])
+        assert by_file["login_password_file"] == pg.login()["login_password_file"]
+        assert by_password["login_password_file"] is None
+        for target in (unique_name, f"{unique_name}_pw"):
+            assert pg.fingerprint(target)["hashes"] == pg.fingerprint(PG_SOURCE)["hashes"]
+        assert pg.password not in done.stdout
+    finally:
+        pg.drop(unique_name)
+        pg.drop(f"{unique_name}_pw")

@@ -8,7 +8,8 @@ jobs reference (``login_password: "{{ lifeboat_pg_password }}"``). The passwords
 characters and a marker (``PgTok`` and the like, with an id new for every run) that every form of them keeps: raw, JSON- or repr-escaped, URL-encoded.
 The marker is then searched in stdout, ``job_events/``, every artifact and every file the run created (the
 private data dir but its input ``env/extravars``, the destinations, the run's temporary directories and any new
-entry of /tmp): 0 hits.
+entry of /tmp, without following a link or crossing a mount in it, since another suite's new entries are there
+too): 0 hits.
 
 Verbosity: job events record every task result whatever the verbosity, and each level of the callback's stdout
 prints what the one below prints and more. So every playbook runs at -vvvv, and the backup playbook (the most
@@ -22,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import stat
 import sys
 import typing as t
 import urllib.parse
@@ -54,8 +56,10 @@ def hostile(pg, mongo) -> t.Iterator[dict[str, t.Any]]:
             sql.Identifier(name), sql.Literal(PG_PASSWORD)))
     mongo.client.admin.command("createUser", name, pwd=MONGO_PASSWORD, roles=[])  # FerretDB: all rights
     uri = (f"postgresql://{name}:{urllib.parse.quote(PG_PASSWORD, safe='')}@{pg.host}:{pg.port}/{PG_SOURCE}")
+    quoted = PG_PASSWORD.replace("\\", "\\\\").replace("'", "\\'")  # libpq's keyword=value quoting
+    keywords = f"host={pg.host} port={pg.port} user={name} password='{quoted}' dbname={PG_SOURCE}"
     injected = {"lifeboat_pg_password": Unsafe(PG_PASSWORD), "lifeboat_mongo_password": Unsafe(MONGO_PASSWORD),
-                "lifeboat_pg_uri": Unsafe(uri),
+                "lifeboat_pg_uri": Unsafe(uri), "lifeboat_pg_keywords": Unsafe(keywords),
                 "lifeboat_webhook_url": Unsafe(f"https://hooks.example.org/services/{WEBHOOK_TOKEN}"),
                 "lifeboat_probe_url": Unsafe(
                     f"http://monitor:{urllib.parse.quote(PROBE_PASSWORD, safe='')}@127.0.0.1:9/health")}
@@ -110,8 +114,8 @@ def run_with_runner(base: t.Any, hostile: dict[str, t.Any], playbook: str, host_
                                 cmdline=cmdline or None, envvars=envvars, quiet=True, timeout=900)
     with open(private / "artifacts" / "job" / "stdout", encoding="utf-8", errors="replace") as handle:
         stdout = handle.read()
-    return RunnerRun(runner.status, runner.rc, stdout, str(private),
-                     [str(private), str(temp), *outputs, *new_entries(before)])
+    own = [os.path.realpath(path) for path in (private, temp, *outputs)]  # followed: the test made them
+    return RunnerRun(runner.status, runner.rc, stdout, own[0], [*own, *new_entries(before)])
 
 
 def count_markers(path: str) -> int:
@@ -128,17 +132,43 @@ def count_markers(path: str) -> int:
     return count
 
 
+def files_under(root: str) -> t.Iterator[str]:
+    """The regular files under ``root`` on its own file system. A new entry of /tmp may belong to another suite
+    running beside this one (molecule's work tree, a test bed): a link or a mount in it (a chroot's /proc) leads
+    out of what any run writes, and a FIFO or device would block the read."""
+    try:
+        top = os.lstat(root)
+    except OSError:  # removed by its owner since the listing
+        return
+    if stat.S_ISREG(top.st_mode):
+        yield root
+    if not stat.S_ISDIR(top.st_mode):
+        return
+    for folder, dirs, names in os.walk(root):
+        dirs[:] = [name for name in dirs if _same_device(os.path.join(folder, name), top.st_dev)]
+        for name in names:
+            path = os.path.join(folder, name)
+            try:
+                if stat.S_ISREG(os.lstat(path).st_mode):
+                    yield path
+            except OSError:
+                continue
+
+
+def _same_device(path: str, device: int) -> bool:
+    try:
+        return os.lstat(path).st_dev == device
+    except OSError:
+        return False
+
+
 def marker_hits(run: RunnerRun) -> dict[str, int]:
     """Occurrences of the secrets' markers in every file under the run's roots (the input extra vars aside)."""
     hits: dict[str, int] = {}
     extravars = os.path.join(run.private_data_dir, "env", "extravars")
     for root in run.scanned:
-        paths = [root] if os.path.isfile(root) else [
-            os.path.join(folder, name) for folder, _dirs, names in os.walk(root) for name in names]
-        for path in paths:
-            if path == extravars or os.path.islink(path) or not os.path.isfile(path):
-                continue
-            count = count_markers(path)
+        for path in files_under(root):
+            count = count_markers(path) if path != extravars else 0
             if count:
                 hits[path] = count
     return hits
@@ -300,3 +330,15 @@ def test_schedule_playbook_refuses_a_password_for_the_config_file(pg, hostile, t
                " login_password, which the role writes to such a file), and leave it out of the URI")
     assert refusal in run.stdout
     assert_no_secret(run)
+
+
+def test_schedule_playbook_refuses_a_password_in_a_keyword_login_uri(pg, hostile, tmp_path):
+    """libpq's keyword=value form holds a password too: refused before the config's diff would print it."""
+    before = system_state()
+    run = run_with_runner(tmp_path, hostile, "schedule", {"backup_schedule_jobs": [
+        {"name": "journal", "engine": "postgresql", "database": PG_SOURCE, "login_uri": "{{ lifeboat_pg_keywords }}"},
+    ]}, 4, cmdline="--check --diff")
+    assert_no_secret(run)
+    assert run.status == "failed", runner_failed(run)
+    assert system_state() == before
+    assert "backup_schedule_jobs: journal: a password in login_uri (or in options) would be written into" in run.stdout

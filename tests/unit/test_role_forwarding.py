@@ -10,6 +10,7 @@ ssl_key and MongoDB's auth_mechanism and TLS options): this test names the role 
 from __future__ import annotations
 
 import os
+import re
 import typing as t
 
 import pytest
@@ -54,9 +55,13 @@ def job_keys(engine: str) -> set[str]:
     return set(_config.engine_spec(engine))
 
 
-def restore_keys(engine: str) -> set[str]:
+def restore_spec(engine: str) -> dict[str, t.Any]:
     """What a restore item of ``engine`` takes from the library: the connection and how archives are read."""
-    return set(CONNECTION[engine]) | set(_params.restore_archive_spec())
+    return {**CONNECTION[engine], **_params.restore_archive_spec()}
+
+
+def restore_keys(engine: str) -> set[str]:
+    return set(restore_spec(engine))
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -106,3 +111,66 @@ def test_backup_jobs_and_schedule_jobs_have_one_shape():
     schedule = _job_options("backup_schedule", "backup_schedule_jobs")
     assert sorted(backup - schedule) == [], "backup_jobs keys that backup_schedule_jobs lacks"
     assert sorted(schedule - backup) == [], "backup_schedule_jobs keys that backup_jobs lacks"
+
+
+def test_restore_items_replace_what_the_library_holds_exclusive():
+    """An item's connection key drops the job's keys the modules take only instead of it: the library's pairs."""
+    pairs = _load("restore", "vars/main.yml")["__restore_exclusive_keys"]
+    assert sorted(map(sorted, pairs)) == sorted(map(sorted, _params.CONNECTION_EXCLUSIVE))
+
+
+# What a role's declaration of a library option must say as the library does: a secret declared without no_log
+# would reach the role's argument validation results, a type or choice of its own would refuse (or let through)
+# what the module does not.
+DECLARED_AS_THE_LIBRARY = ("type", "elements", "choices", "no_log")
+
+
+def _declared_differently(declared: dict[str, t.Any], library: dict[str, t.Any]) -> list[str]:
+    wrong = []
+    for key in sorted(set(declared) & set(library)):
+        role_option, library_option = declared[key] or {}, library[key]
+        for attribute in DECLARED_AS_THE_LIBRARY:
+            role_value, library_value = role_option.get(attribute), library_option.get(attribute)
+            if attribute == "no_log":
+                role_value, library_value = bool(role_value), bool(library_value)
+            elif attribute == "type":
+                role_value, library_value = role_value or "str", library_value or "str"
+            if role_value != library_value:
+                wrong.append(f"{key}.{attribute} is {role_value!r}, the library's {library_value!r}")
+    return wrong
+
+
+@pytest.mark.parametrize(("role", "variable", "entry_point"), [
+    ("backup", "backup_jobs", "main"), ("backup", "backup_jobs", "verify"),
+    ("backup_schedule", "backup_schedule_jobs", "main"), ("restore", "restore_items", "main")])
+def test_role_specs_declare_the_library_options_as_the_library_does(role, variable, entry_point):
+    spec = _load(role, "meta/argument_specs.yml")["argument_specs"][entry_point]["options"][variable]["options"]
+    library = {**_config.engine_spec("postgresql"), **_config.engine_spec("mongodb"),
+               **restore_spec("postgresql"), **restore_spec("mongodb")}
+    wrong = _declared_differently(spec, library)
+    assert not wrong, f"roles/{role}/meta/argument_specs.yml {variable}: {'; '.join(wrong)}"
+
+
+URIS = [
+    "postgresql://backup:s3cret@db.example.org:5432/journal", "postgresql://backup:@db/journal",
+    "postgresql://backup@db.example.org:5432/journal", "postgresql://db.example.org:5432/journal",
+    "postgresql://db/journal?password=s3cret", "postgresql://db/journal?sslmode=require&password=s3cret",
+    "postgresql://db/journal?xpassword=s3cret", "postgresql://db/journal#password=s3cret",
+    "postgresql:///journal?host=/run/postgresql", "postgresql://backup:p/ss@db/journal",
+    "mongodb://backup:p%40ss@h1:27017,h2:27017/?authSource=admin", "mongodb+srv://backup@cluster.example.org/?tls=true",
+    "mongodb://h1/?authMechanism=MONGODB-X509&password=x", "host=db user=backup password=s3cret dbname=journal",
+    "host=db password = s3cret", "password=s3cret host=db", "host=db user=backup passwordfile=/x dbname=journal",
+    "host=db\npassword=s3cret", "",
+]
+
+
+@pytest.mark.parametrize("uri", URIS)
+def test_schedule_role_finds_a_password_in_login_uri_as_the_library_does(uri):
+    """The role refuses a password-holding login_uri before it renders the config (and its diff); `lifeboat check`
+    refuses it after: both must find the same ones."""
+    pattern = _load("backup_schedule", "vars/main.yml")["__backup_schedule_uri_password_pattern"]
+    assert (re.search(pattern, uri) is not None) == _config.uri_has_password(uri)
+
+
+def test_the_uri_table_holds_both_answers():
+    assert {_config.uri_has_password(uri) for uri in URIS} == {True, False}
