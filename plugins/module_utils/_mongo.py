@@ -688,8 +688,8 @@ def _undo(request: RestoreRequest, plan: dict[str, t.Any], staging: Staging, exc
     connect = request.connection.client
     with termination_deferred():
         try:
-            with_retries(connect, functools.partial(staging.rollback, settle_seconds=SETTLE_SECONDS,
-                                                     undo_commit=swapping))
+            rollback = functools.partial(staging.rollback, settle_seconds=SETTLE_SECONDS, undo_commit=swapping)
+            with_retries(connect, rollback)
         except Exception as cleanup:  # noqa: BLE001 - reported with the cause, in one line
             state = ("the swap was cut short: run the restore again to put the target back" if swapping
                      else "the target is unchanged")

@@ -304,8 +304,8 @@ def test_committed_swap_killed_before_its_cleanup_is_kept_by_the_next_restore(mo
         mongo.drop(unique_name)
 
 
-def test_leftovers_of_a_restore_on_another_host_are_left_alone_with_a_warning(mongo, archives, run_module,
-                                                                            unique_name):
+def test_leftovers_of_a_restore_on_another_host_are_left_alone_with_a_warning(
+        mongo, archives, run_module, unique_name):
     """Whether a restore started elsewhere still runs cannot be seen from here: its collections stay, and it is said."""
     seed_target(mongo, unique_name, "drop")
     staging = fake_leftover_run(mongo, unique_name, "staging", {"host": "elsewhere.example"})
