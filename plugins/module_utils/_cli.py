@@ -24,7 +24,7 @@ import time
 import traceback
 import typing as t
 
-from . import _catalog, _config, _manifest, _mongo, _params, _postgres, _retention, _status, _verify
+from . import _catalog, _config, _manifest, _retention, _status, _verify
 from ._common import LifeboatError, redact
 from ._pipeline import stop_cleanly_on_termination, stop_requested
 
@@ -176,17 +176,17 @@ def backup_job(job: _config.Job, output: Output) -> None:
     try:
         request = job.dump_request()  # a password file gone since the last run is a failed run too
         with DumpProgress(output, name, job.destination):
-            result = (_postgres.dump(request) if job.engine == "postgresql" else _mongo.dump(request))
+            result = job.source.dump(request)
     except BaseException as exc:
         # `lifeboat status` turns CRITICAL on this record, though the previous archive still looks fresh.
         _status.record_run(job.destination, name, ok=False, failure=one_line(exc), started=started)
         raise
     _status.record_run(job.destination, name, ok=True, started=started)
     manifest = result["manifest_data"]
+    counted, per = job.source.counts_in
     output.line(
         f"{job.name}: wrote {result['archive']} ({_catalog.human_size(manifest['archive']['size'])}, "
-        f"{manifest['total_count']} {'rows' if job.engine == 'postgresql' else 'documents'} in "
-        f"{len(manifest['counts'])} {'tables' if job.engine == 'postgresql' else 'collections'}) "
+        f"{manifest['total_count']} {counted} in {len(manifest['counts'])} {per}) "
         f"in {manifest['duration_seconds']:.1f} s"
     )
 
@@ -210,9 +210,7 @@ def run_verify(config: _config.Config, args: argparse.Namespace, output: Output)
         request = _verify.VerifyRequest(
             archives=archives, level=level,
             decryption=decryption,
-            postgres=_params.pg_connection(job.params, None) if level == "restore" and job.engine == "postgresql"
-            else None,
-            mongo=_params.mongo_connection(job.params) if level == "restore" and job.engine == "mongodb" else None,
+            connections={job.engine: job.source.connection(job.params)} if level == "restore" else {},
             pg_bin_dir=job.params.get("pg_bin_dir"), tools_dir=job.params.get("tools_dir"),
         )
         request.validate()

@@ -15,10 +15,10 @@ import re
 import typing as t
 from dataclasses import dataclass, field
 
-from . import _manifest, _params, _pipeline, _retention, _status, _verify
+from . import _manifest, _params, _pipeline, _retention, _sources, _status, _verify
 from ._common import LifeboatError, read_secret_file
 
-ENGINES = ("postgresql", "mongodb")
+ENGINES = _sources.NAMES
 SECTIONS = ("verify", "retention", "status", "schedule")
 TOP_LEVEL = ("defaults", "jobs", "metrics_file")
 
@@ -42,9 +42,7 @@ _FORBIDDEN = {"login_password": "passwords do not belong in the config: put it i
 
 def engine_spec(engine: str) -> dict[str, t.Any]:
     """The options a job of ``engine`` takes: those of the engine's dump module."""
-    if engine == "postgresql":
-        return {**_params.postgres_connection_spec(), **_params.dump_archive_spec(), **_params.postgres_dump_spec()}
-    return {**_params.mongodb_connection_spec(), **_params.dump_archive_spec(), **_params.mongodb_dump_spec()}
+    return _sources.get(engine).job_spec()
 
 
 @dataclass
@@ -56,6 +54,10 @@ class Job:
     retention: dict[str, t.Any] = field(default_factory=dict)
     status: dict[str, t.Any] = field(default_factory=dict)
     schedule: dict[str, t.Any] = field(default_factory=dict)
+
+    @property
+    def source(self) -> _sources.Source:
+        return _sources.get(self.engine)
 
     @property
     def destination(self) -> str:
@@ -72,8 +74,7 @@ class Job:
 
     def dump_request(self) -> t.Any:
         """What ``lifeboat backup`` hands the engine (validated): the module's own request."""
-        request = (_params.postgres_dump_request(self.params) if self.engine == "postgresql"
-                   else _params.mongodb_dump_request(self.params))
+        request = self.source.dump_request(self.params)
         request.validate()
         return request
 
@@ -107,10 +108,7 @@ class Job:
                 raise LifeboatError(f"verify: level {level} reads the encrypted archives whole; give "
                                     "age_identity_files, or use level auto or checksum")
             if self.verify["enabled"] and level == "restore":
-                if self.engine == "postgresql":
-                    _params.pg_connection(self.params, None)
-                else:
-                    _params.mongo_connection(self.params)
+                self.source.connection(self.params)
         except LifeboatError as exc:
             raise LifeboatError(f"config {config_path}: job {self.name}: {exc}") from None
 
@@ -174,7 +172,7 @@ def _job(path: str, name: str, body: dict[str, t.Any], defaults: dict[str, t.Any
     where = f"job {name}"
     engine = body.get("engine")
     if engine not in ENGINES:
-        raise LifeboatError(f"config {path}: {where} needs engine: postgresql or mongodb (not {engine!r})")
+        raise LifeboatError(f"config {path}: {where} needs engine: {' or '.join(ENGINES)} (not {engine!r})")
     spec = engine_spec(engine)
     options = {key: value for key, value in body.items() if key not in ("engine", *SECTIONS)}
     for key, reason in _FORBIDDEN.items():

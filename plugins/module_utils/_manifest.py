@@ -78,6 +78,7 @@ def build(
     started: _dt.datetime,
     finished: _dt.datetime,
     restore_commands: list[str],
+    restore_notes: t.Sequence[str] = (),
     options: dict[str, t.Any] | None = None,
     extras: list[dict[str, t.Any]] | None = None,
 ) -> dict[str, t.Any]:
@@ -118,7 +119,7 @@ def build(
         "options": options or {},
         "extras": extras or [],
         "restore_commands": explained_restore_commands(
-            engine, os.path.basename(archive_path), stream.stored_sha256, extras or [], restore_commands),
+            os.path.basename(archive_path), stream.stored_sha256, extras or [], restore_commands, restore_notes),
         "verifications": [],
     }
 
@@ -132,18 +133,16 @@ PLACEHOLDERS = {
                    "uri: \"mongodb://USER:PASSWORD@HOST:27017/?authSource=admin\" (a password given with --uri "
                    "would show in ps)"),
 }
-_PG_CONNECTION = ("psql, createdb and pg_restore connect with the libpq environment: PGHOST, PGPORT, PGUSER, and "
-                  "the password in ~/.pgpass or PGPASSWORD (never on the command line)")
 
 
-def explained_restore_commands(engine: str, archive_file: str, sha256: str, extras: list[dict[str, t.Any]],
-                               commands: list[str]) -> list[str]:
+def explained_restore_commands(archive_file: str, sha256: str, extras: list[dict[str, t.Any]],
+                               commands: list[str], notes: t.Sequence[str] = ()) -> list[str]:
     """The engine's restore commands, preceded by what their placeholders mean and the sha256 check of every
-    stored file (run in the archive's directory: a file that fails it must not be restored)."""
+    stored file (run in the archive's directory: a file that fails it must not be restored). ``notes`` are the
+    engine's own (how its tools connect), said before the commands too."""
     text = " ".join(commands)
     legend = [f"# {meaning}" for name, meaning in PLACEHOLDERS.items() if name in text]
-    if engine == "postgresql":
-        legend.append(f"# {_PG_CONNECTION}")
+    legend += [f"# {note}" for note in notes]
     files = [(extra["file"], extra["sha256"]) for extra in extras
              if isinstance(extra, dict) and extra.get("file") and extra.get("sha256")] + [(archive_file, sha256)]
     checks = [f"echo {shell_quote(f'{digest}  {name}')} | sha256sum --check --strict" for name, digest in files]

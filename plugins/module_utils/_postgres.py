@@ -417,6 +417,7 @@ def dump(request: DumpRequest) -> dict[str, t.Any]:
         started=started,
         finished=finished,
         restore_commands=restore_commands(os.path.basename(path), archive_format, archive_opts, extras),
+        restore_notes=[CLIENT_CONNECTION],
         options={"format": request.dump_format, "jobs": request.jobs, "filters": request.filter_args(),
                  "globals": request.globals_mode},
         extras=extras,
@@ -466,6 +467,10 @@ def _dump_globals(request: DumpRequest, server_major: int, started: t.Any, archi
         "plain_sha256": stream.plain_sha256,
         "tool": version,
     }
+
+
+CLIENT_CONNECTION = ("psql, createdb and pg_restore connect with the libpq environment: PGHOST, PGPORT, PGUSER, and "
+                     "the password in ~/.pgpass or PGPASSWORD (never on the command line)")
 
 
 def restore_commands(file_name: str, archive_format: str, options: ArchiveOptions, extras: list[dict[str, t.Any]]) -> list[str]:
@@ -680,11 +685,13 @@ def restore(request: RestoreRequest, plan: dict[str, t.Any] | None = None) -> di
         try:
             if refusing:
                 # A copy needs the target to itself, and a write after the copy would be lost at the swap.
-                _uninterrupted(conn, f"ALTER DATABASE {quote_ident(database)} WITH ALLOW_CONNECTIONS false")
+                name = quote_ident(database)
+                _uninterrupted(functools.partial(conn.execute, f"ALTER DATABASE {name} WITH ALLOW_CONNECTIONS false"))
                 _end_sessions(conn, database)
-                _uninterrupted(conn, f"CREATE DATABASE {quote_ident(side)} TEMPLATE {quote_ident(database)}")
+                _uninterrupted(functools.partial(conn.execute, f"CREATE DATABASE {quote_ident(side)} TEMPLATE {name}"))
             else:
-                _uninterrupted(conn, f"CREATE DATABASE {quote_ident(side)} TEMPLATE template0")
+                _uninterrupted(functools.partial(conn.execute,
+                                                 f"CREATE DATABASE {quote_ident(side)} TEMPLATE template0"))
             actual = _restore_into(request, plan, side)
             with termination_deferred():  # a swap is never cut in half: it is done, or never begun
                 warnings = _swap(conn, side, database, decided)
@@ -704,10 +711,15 @@ def restore(request: RestoreRequest, plan: dict[str, t.Any] | None = None) -> di
     }
 
 
-def _uninterrupted(conn: t.Any, statement: str) -> None:
-    """One statement that a SIGTERM does not cut off midway (the server would finish it unseen); stop after it."""
+def drop_database(conn: t.Any, name: str) -> None:
+    """The one place that drops a database: a side, scratch or previous database this collection made, by name."""
+    conn.execute(f"DROP DATABASE IF EXISTS {quote_ident(name)} WITH (FORCE)")
+
+
+def _uninterrupted(work: t.Callable[[], object]) -> None:
+    """Work that a SIGTERM does not cut off midway (the server would finish it unseen); stop after it."""
     with termination_deferred() as arrived:
-        conn.execute(statement)
+        work()
     if arrived:
         raise LifeboatError(f"stopped by {arrived[0]} before the work was done")
 
@@ -721,7 +733,7 @@ def _drop_leftovers(conn: t.Any, database: str) -> list[str]:
     """Drop the side databases killed restores into ``database`` left, and let connections into it again."""
     leftovers = _leftovers(conn, database)
     for name in leftovers:
-        _uninterrupted(conn, f"DROP DATABASE IF EXISTS {quote_ident(name)} WITH (FORCE)")
+        _uninterrupted(functools.partial(drop_database, conn, name))
     # Only a restore with a side database in flight makes its target refuse connections.
     if leftovers and conn.execute("SELECT NOT datallowconn FROM pg_database WHERE datname = %s",
                                   (database,)).fetchone() == (True,):
@@ -771,7 +783,7 @@ def _swap(conn: t.Any, side: str, database: str, decided: dict[str, t.Any]) -> l
                 raise LifeboatError(f"sessions kept connecting to {database} while its name was swapped: "
                                     f"{_one_line(exc)}; stop its clients and restore again") from exc
     try:
-        conn.execute(f"DROP DATABASE {quote_ident(previous)} WITH (FORCE)")
+        drop_database(conn, previous)
     except psycopg.Error as exc:
         return [f"the restore is complete, but the previous {database}, now named {previous}, could not be dropped "
                 f"({_one_line(exc)}); the next restore into {database} drops it, or DROP DATABASE it"]
@@ -850,7 +862,7 @@ def _drop_side(request: RestoreRequest, side: str, reopen: str | None) -> str | 
     while True:
         try:
             with request.maintenance().connect() as conn:
-                conn.execute(f"DROP DATABASE IF EXISTS {quote_ident(side)} WITH (FORCE)")
+                drop_database(conn, side)
                 if reopen is not None:
                     conn.execute(f"ALTER DATABASE {quote_ident(reopen)} WITH ALLOW_CONNECTIONS true")
             return None

@@ -19,18 +19,16 @@ Every result is recorded in the archive's manifest, so retention and health know
 
 from __future__ import annotations
 
-import contextlib
 import os
-import secrets
 import time
 import typing as t
 from dataclasses import dataclass, field
 
-from . import _catalog, _manifest, _mongo, _postgres
+from . import _catalog, _manifest, _sources
 from ._archive import StoredChecksumMismatch, check_decryption, compare_counts, read_stored, stream_compression
-from ._common import LifeboatError, PrivateDir, find_binary, first_few
+from ._common import LifeboatError, PrivateDir, first_few
 from ._pipeline import Decryption, run_tool, sha256_file
-from ._structure import MongoArchiveReader, PgSqlReader, StructureError, hex_sum, row_digest
+from ._structure import MongoArchiveReader, PgSqlReader, StructureError
 
 LEVELS = ("checksum", "stream", "structure", "restore")
 SELECTIONS = ("all", "newest", "unverified")
@@ -49,6 +47,10 @@ def resolve_level(level: str, archives: list[_catalog.Archive], decryption: Decr
     return "checksum" if locked and not can_decrypt else "structure"
 
 
+def _source_of(archive: _catalog.Archive) -> _sources.Source:
+    return _sources.get(archive.engine or "")  # a readable archive's manifest names its engine
+
+
 class CheckFailed(LifeboatError):
     """One check of one archive failed; ``check`` names it."""
 
@@ -62,8 +64,7 @@ class VerifyRequest:
     archives: list[_catalog.Archive]
     level: str = "structure"
     decryption: Decryption = field(default_factory=Decryption)
-    postgres: _postgres.PgConnection | None = None  # the server a restore test of a PostgreSQL archive uses
-    mongo: _mongo.MongoConnection | None = None
+    connections: dict[str, t.Any] = field(default_factory=dict)  # by engine: the server a restore test uses
     pg_bin_dir: str | None = None
     tools_dir: str | None = None
     record: bool = True
@@ -80,11 +81,14 @@ class VerifyRequest:
             except LifeboatError as exc:
                 raise LifeboatError(f"{archive.name}: {exc}, or verify with level=checksum") from None
         if self.level == "restore":
-            engines = {a.engine for a in self.archives if a.readable}
-            if "postgresql" in engines and self.postgres is None:
-                raise LifeboatError("a restore test of PostgreSQL archives needs the postgresql connection to restore into")
-            if "mongodb" in engines and self.mongo is None:
-                raise LifeboatError("a restore test of MongoDB archives needs the mongodb connection to restore into")
+            for engine in sorted({a.engine for a in self.archives if a.readable and a.engine}):
+                if engine not in self.connections:
+                    raise LifeboatError(f"a restore test of {_sources.get(engine).label} archives needs the {engine} "
+                                        "connection to restore into")
+
+    def bin_dir(self, source: _sources.Source) -> str | None:
+        """Where this source's client tools are, when the request names a directory."""
+        return t.cast("str | None", getattr(self, source.bin_dir_option, None))
 
 
 def select_archives(
@@ -169,14 +173,14 @@ def _run_checks(archive: _catalog.Archive, request: VerifyRequest, result: dict[
     if depth < 2 or reader is None:
         return
     found = reader.tally.counts
-    expected = {name: n for name, n in manifest["counts"].items()
-                if not (archive.engine == "mongodb" and _mongo.is_system_namespace(name))}
+    source = _source_of(archive)
+    expected = {name: n for name, n in manifest["counts"].items() if not source.is_internal(name)}
     differences = [
         f"{name}: {n} in the manifest, {found.get(name, 'none')} in the archive"
         for name, n in sorted(expected.items()) if found.get(name) != n
     ]
     differences += [f"{name}: {found[name]} in the archive, not in the manifest" for name in sorted(found)
-                    if name not in expected and found[name] and not _mongo.is_system_namespace(name)]
+                    if name not in expected and found[name] and not source.is_internal(name)]
     if differences:
         shown = first_few(differences)
         raise CheckFailed("structure", f"the archive's content does not match its manifest's counts: {shown}")
@@ -283,41 +287,8 @@ def _structure_reader(
 ) -> tuple[t.Any, dict[str, t.Any], PrivateDir | None, list[str]]:
     """The parser of the plain stream, how read_stream feeds it, and for a directory-format dump the directory
     it is unpacked into and the pg_restore that reads it after the stream."""
-    manifest = archive.manifest or {}
-    archive_format = manifest["archive"]["format"]
-    if archive.engine == "mongodb":
-        reader = MongoArchiveReader(content)
-        if archive_format == "mongodump-archive-gzip":  # mongodump --gzip gzips the whole archive stream
-            return reader, {"consumer_argv": [find_binary("gzip"), "-dc"], "consumer_name": "gzip",
-                            "on_consumer_stdout": reader.feed}, None, []
-        return reader, {"on_plain": reader.feed}, None, []
-    pg_reader = PgSqlReader(content)
-    major = _postgres.pg_major(manifest["tool"]["version"])
-    pg_restore, _version = _postgres.pick_binary("pg_restore", major, request.pg_bin_dir)
-    argv = [pg_restore, "--file=-"]
-    if archive_format == "pg_dump-custom":
-        return pg_reader, {"consumer_argv": argv, "consumer_name": "pg_restore",
-                           "on_consumer_stdout": pg_reader.feed}, None, []
-    try:
-        work = PrivateDir(os.path.dirname(archive.path))
-    except OSError:
-        work = PrivateDir()
-    os.mkdir(os.path.join(work.path, "dump"))
-    return pg_reader, {"consumer_argv": [find_binary("tar"), "-x", "-C", os.path.join(work.path, "dump")],
-                       "consumer_name": "tar"}, work, argv
-
-
-def _restore_test(
-    archive: _catalog.Archive, request: VerifyRequest, reader: t.Any, result: dict[str, t.Any]
-) -> None:
-    if archive.engine == "postgresql":
-        _restore_test_postgres(archive, request, reader, result)
-    else:
-        _restore_test_mongo(archive, request, reader, result)
-
-
-def _scratch_name(job: str) -> str:
-    return f"lifeboat_verify_{_manifest.default_job(job).replace('-', '_').replace('.', '_')[:30]}_{secrets.token_hex(4)}"
+    source = _source_of(archive)
+    return source.structure_walk(archive.path, archive.manifest or {}, content, request.bin_dir(source))
 
 
 def _compare_content(expected_counts: dict[str, int], expected: dict[str, str],
@@ -330,86 +301,19 @@ def _compare_content(expected_counts: dict[str, int], expected: dict[str, str],
         raise CheckFailed("restore", f"restored into scratch database {scratch}: {shown}")
 
 
-def _restore_test_postgres(archive: _catalog.Archive, request: VerifyRequest, reader: PgSqlReader,
-                           result: dict[str, t.Any]) -> None:
-    connection = t.cast(_postgres.PgConnection, request.postgres)
+def _restore_test(
+    archive: _catalog.Archive, request: VerifyRequest, reader: t.Any, result: dict[str, t.Any]
+) -> None:
+    """Restore into a scratch database, created and dropped here; its content must be the archive's."""
+    source = _source_of(archive)
+    connection = request.connections[source.name]
     manifest = archive.manifest or {}
-    maintenance = connection.for_database(connection.database or "postgres")
-    with maintenance.connect() as conn:
-        while True:
-            scratch = _scratch_name(archive.job)
-            if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (scratch,)).fetchone() is None:
-                break
-    restore_request = _postgres.RestoreRequest(
-        connection=maintenance, archive_path=archive.path, target_database=scratch,
-        decryption=request.decryption, no_owner=True, no_privileges=True,
-        maintenance_database=connection.database or "postgres", pg_bin_dir=request.pg_bin_dir,
-    )
-    try:
+    prefix = f"lifeboat_verify_{_manifest.default_job(archive.job).replace('-', '_').replace('.', '_')[:30]}"
+    with _sources.scratch_database(source, connection, prefix) as scratch:
         try:
-            _postgres.restore(restore_request)
+            source.restore_scratch(connection, archive.path, manifest, scratch, request.decryption,
+                                   request.bin_dir(source))
         except LifeboatError as exc:
             raise CheckFailed("restore", str(exc)) from None
-        timezone = manifest.get("server", {}).get("timezone")
-        with connection.for_database(scratch).connect() as conn:
-            counts, hashes = _postgres.table_contents(conn, reader.blocks.values(), timezone, reader.client_encoding)
-        if timezone is None:  # archives made before the manifest kept the time zone: counts only
-            hashes = {}
-        _compare_content(reader.tally.counts, {k: v for k, v in reader.tally.hashes.items() if k in hashes},
-                         counts, hashes, scratch)
-    finally:
-        with maintenance.connect() as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {_postgres.quote_ident(scratch)} WITH (FORCE)")
+        _compare_content(*source.scratch_contents(connection, scratch, manifest, reader), scratch)
     result["scratch_database"] = scratch
-
-
-def _restore_test_mongo(archive: _catalog.Archive, request: VerifyRequest, reader: MongoArchiveReader,
-                        result: dict[str, t.Any]) -> None:
-    connection = t.cast(_mongo.MongoConnection, request.mongo)
-    manifest = archive.manifest or {}
-    with contextlib.closing(connection.client()) as client:
-        taken = set(client.list_database_names())
-        prefix = _scratch_name(archive.job)
-        while any(name.startswith(prefix) for name in taken):
-            prefix = _scratch_name(archive.job)
-        if manifest.get("database"):
-            request_renames: dict[str, t.Any] = {"target_database": prefix}
-            rules = [(f"{manifest['database']}.*", f"{prefix}.*")]
-        else:  # a whole server: every database under a scratch prefix, system databases left out
-            rules = [("$db$.$coll$", f"{prefix}_$db$.$coll$")]
-            request_renames = {"ns_from": [rules[0][0]], "ns_to": [rules[0][1]], "ns_exclude": ["admin.*", "config.*", "local.*"]}
-        hashes = reader.tally.hashes
-        expected = {_mongo.map_namespace(ns, rules): (count, hashes.get(ns))
-                    for ns, count in reader.tally.counts.items() if not _mongo.is_system_namespace(ns)}
-        try:
-            try:
-                _mongo.restore(_mongo.RestoreRequest(connection=connection, archive_path=archive.path,
-                                                     decryption=request.decryption, tools_dir=request.tools_dir,
-                                                     **request_renames))
-            except LifeboatError as exc:
-                raise CheckFailed("restore", str(exc)) from None
-            actual_counts, actual_hashes = {}, {}
-            for namespace in expected:
-                actual_counts[namespace], actual_hashes[namespace] = _mongo_content(client, namespace)
-            _compare_content({ns: n for ns, (n, _h) in expected.items()},
-                             {ns: h for ns, (_n, h) in expected.items() if h is not None},
-                             actual_counts, actual_hashes, prefix)
-        finally:
-            for name in client.list_database_names():
-                if name == prefix or name.startswith(prefix + "_"):
-                    client.drop_database(name)
-    result["scratch_database"] = prefix
-
-
-def _mongo_content(client: t.Any, namespace: str) -> tuple[int, str]:
-    """Documents and the order-free hash of their exact BSON bytes."""
-    from bson.raw_bson import RawBSONDocument  # pylint: disable=import-outside-toplevel
-
-    database, collection = _mongo.split_namespace(namespace)
-    handle = client[database].get_collection(collection).with_options(
-        codec_options=client.codec_options.with_options(document_class=RawBSONDocument))
-    count, total = 0, 0
-    for document in handle.find({}, batch_size=10000):
-        count += 1
-        total += row_digest(document.raw)
-    return count, hex_sum(total)

@@ -183,7 +183,7 @@ import traceback
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lifeboat.ops.plugins.module_utils import _params, _verify
+from ansible_collections.lifeboat.ops.plugins.module_utils import _params, _sources, _verify
 from ansible_collections.lifeboat.ops.plugins.module_utils._common import LifeboatError, registered_secrets
 from ansible_collections.lifeboat.ops.plugins.module_utils._pipeline import stop_cleanly_on_termination
 
@@ -199,10 +199,8 @@ def main() -> None:
         "record": {"type": "bool", "default": True},
         "pg_bin_dir": {"type": "path"},
         "tools_dir": {"type": "path"},
-        "postgresql": {"type": "dict", "options": _params.postgres_connection_spec(),
-                       "mutually_exclusive": _params.CONNECTION_EXCLUSIVE},
-        "mongodb": {"type": "dict", "options": _params.mongodb_connection_spec(),
-                    "mutually_exclusive": _params.CONNECTION_EXCLUSIVE},
+        **{name: {"type": "dict", "options": source.connection_spec(), "mutually_exclusive": _params.CONNECTION_EXCLUSIVE}
+           for name, source in _sources.SOURCES.items()},
     }
     module = AnsibleModule(
         argument_spec=argument_spec,
@@ -223,8 +221,8 @@ def main() -> None:
             archives=archives,
             level=level,
             decryption=decryption,
-            postgres=_params.pg_connection(params["postgresql"], None) if params["postgresql"] else None,
-            mongo=_params.mongo_connection(params["mongodb"]) if params["mongodb"] else None,
+            connections={name: source.connection(params[name]) for name, source in _sources.SOURCES.items()
+                         if params[name]},
             pg_bin_dir=params["pg_bin_dir"],
             tools_dir=params["tools_dir"],
             record=params["record"] and not module.check_mode,

@@ -11,7 +11,7 @@ import shutil
 
 import pytest
 
-from ansible_collections.lifeboat.ops.plugins.module_utils import _catalog, _params, _verify
+from ansible_collections.lifeboat.ops.plugins.module_utils import _catalog, _sources, _verify
 from testbed import RUN_ID, finish_module, listing, start_module  # pylint: disable=import-error
 
 FLIPS_PER_ARCHIVE = 50  # four archives: 200 flipped bytes in all
@@ -171,8 +171,7 @@ def test_restore_test_fails_when_restored_content_differs_from_the_archive(engin
     archive = _catalog.scan(os.path.dirname(originals[f"{engine}-plain"])).archives
     (archive,) = [a for a in archive if a.path == originals[f"{engine}-plain"]]
     request = _verify.VerifyRequest(archives=[archive], level="restore", record=False,
-                                    postgres=_params.pg_connection(server.login(), None) if engine == "postgresql" else None,
-                                    mongo=_params.mongo_connection(server.login()) if engine == "mongodb" else None)
+                                    connections={engine: _sources.get(engine).connection(server.login())})
     reader = _verify._read_and_hash(archive, _verify._stored_files(archive)[-1], request, structure=True, content=True)
     changed = sorted(reader.tally.sums)[-1]
     reader.tally.sums[changed] += 1

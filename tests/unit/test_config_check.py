@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.lifeboat.ops.plugins.module_utils import _config, _manifest
+from ansible_collections.lifeboat.ops.plugins.module_utils import _config, _manifest, _postgres
 
 
 @pytest.mark.parametrize("uri, has_password", [
@@ -26,15 +26,16 @@ def test_a_password_inside_login_uri_is_found(uri, has_password):
 
 def test_restore_commands_check_the_sha256_first_and_explain_their_placeholders():
     commands = _manifest.explained_restore_commands(
-        "mongodb", "app-20261122T030000Z.mongo.archive.zst", "ab" * 32, [],
+        "app-20261122T030000Z.mongo.archive.zst", "ab" * 32, [],
         ["zstd -dc app-20261122T030000Z.mongo.archive.zst | mongorestore CONNECTION --archive "
          "--nsFrom='app.*' --nsTo='TARGET_DB.*'"])
     assert commands[0].startswith("# TARGET_DB is the database to restore into")
     assert commands[1].startswith("# CONNECTION is where mongorestore connects: --config=FILE")
     assert commands[2] == f"echo '{'ab' * 32}  app-20261122T030000Z.mongo.archive.zst' | sha256sum --check --strict"
     commands = _manifest.explained_restore_commands(
-        "postgresql", "j.pgdump.zst", "cd" * 32, [{"file": "j.globals.sql.zst", "sha256": "ef" * 32}],
-        ["createdb --template=template0 TARGET_DB", "zstd -dc j.pgdump.zst | pg_restore --dbname=TARGET_DB"])
+        "j.pgdump.zst", "cd" * 32, [{"file": "j.globals.sql.zst", "sha256": "ef" * 32}],
+        ["createdb --template=template0 TARGET_DB", "zstd -dc j.pgdump.zst | pg_restore --dbname=TARGET_DB"],
+        [_postgres.CLIENT_CONNECTION])
     assert [c for c in commands if "sha256sum" in c] == [
         f"echo '{'ef' * 32}  j.globals.sql.zst' | sha256sum --check --strict",
         f"echo '{'cd' * 32}  j.pgdump.zst' | sha256sum --check --strict"]

@@ -208,8 +208,7 @@ def test_only_target_checks_restore_no_archive_and_read_no_data(monkeypatch):
     def must_not_run(*args, **kwargs):
         raise AssertionError("ran although no data check was asked for")
 
-    monkeypatch.setattr(_validate, "_restore_scratch", must_not_run)
-    monkeypatch.setattr(_validate, "_run_engine", must_not_run)
+    monkeypatch.setattr(_validate, "_compare_data", must_not_run)
     target = _validate.Endpoint(connection=PgConnection({"host": "127.0.0.1", "port": "9"}), database="t")
     for check_mode in (False, True):
         result = _validate.validate(_validate.ValidateRequest(

@@ -1,0 +1,319 @@
+# Copyright: lifeboat developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The kinds of source this collection backs up, each one object behind one small interface, and the one table.
+
+A :class:`Source` knows its options (connection, dump), how to connect, dump and restore (through its engine's own
+module, ``_postgres`` or ``_mongo``), how to walk its archive format, how to read a restored copy back, how to
+compare two databases for a migration, and how to list and drop databases. Everything outside this file asks
+:func:`get` for the source of an engine name; nothing else branches on the name. :func:`scratch_database` is the
+one helper behind every throw-away database (a restore test, a migration check of an archive): a name no
+database on the server has, dropped on the way out even when the work failed. The engines' own restores drop
+their side databases with the same per-engine ``drop_database``.
+
+Plan for the Docker apps issue (what it adds here, each as one new object, no caller changed):
+
+(a) *Where a client runs.* Today every client (pg_dump, pg_restore, mongodump, mongorestore) runs on this host,
+    found by ``pick_binary``/``find_binary`` and started by ``_pipeline.run_tool``/``read_stream``/``write_stream``.
+    A ``ClientRunner`` object takes that role: ``HostRunner`` (today's behaviour) and ``ContainerRunner`` (the same
+    argv run with the Docker Engine API's exec inside the database's container, its stdout and stdin streamed
+    through the same pipeline, secrets passed in the exec's environment, never its argv). A source's requests
+    get a ``runner`` (default ``HostRunner()``) where they now carry ``pg_bin_dir``/``tools_dir``; the version
+    pick moves into the runner, which asks the container's own client.
+(b) *A files source.* ``FilesSource`` (Docker named volumes and host paths) registered in :data:`SOURCES` under
+    ``files``: its dump is a tar stream of the paths (through the same compress/encrypt/checksum pipeline and
+    manifest, counts being files per path), its restore extracts into a side directory renamed over the target,
+    its structure walk reads the tar framing, and its scratch "database" is a private directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import typing as t
+
+from . import _mongo, _params, _postgres, _validate_mongo, _validate_pg
+from ._common import LifeboatError, PrivateDir, find_binary
+from ._pipeline import Decryption
+from ._structure import MongoArchiveReader, PgSqlReader, hex_sum, row_digest
+
+if t.TYPE_CHECKING:
+    from ._validate_core import Checks, ContentStats
+
+# (the reader of the plain stream, the read_stream arguments that feed it, a work directory to remove after,
+#  and an argv to run on that directory once the stream is read)
+StructureWalk = tuple[t.Any, dict[str, t.Any], "PrivateDir | None", list[str]]
+
+
+class Source:
+    """One kind of source. Subclasses fill in every method; the defaults say what is missing."""
+
+    name: str = ""
+    label: str = ""
+    counts_in: tuple[str, str] = ("items", "groups")  # what a count counts, and what it is counted per
+    bin_dir_option: str = ""  # the option that names the directory of this source's client tools
+    own_options: tuple[str, ...] = ()  # connection options that only this source takes
+
+    def connection_spec(self) -> dict[str, t.Any]:
+        raise NotImplementedError
+
+    def dump_spec(self) -> dict[str, t.Any]:
+        raise NotImplementedError
+
+    def job_spec(self) -> dict[str, t.Any]:
+        """The options a job of this source takes: those of its dump module."""
+        return {**self.connection_spec(), **_params.dump_archive_spec(), **self.dump_spec()}
+
+    def connection(self, params: dict[str, t.Any]) -> t.Any:
+        raise NotImplementedError
+
+    def dump_request(self, params: dict[str, t.Any]) -> t.Any:
+        raise NotImplementedError
+
+    def dump(self, request: t.Any) -> dict[str, t.Any]:
+        raise NotImplementedError
+
+    def describe_error(self, exc: Exception) -> str | None:
+        """This source's driver error as one line; None for an error that is not its driver's."""
+        raise NotImplementedError
+
+    def is_internal(self, name: str) -> bool:
+        """A table or collection the server keeps for itself: counted in a manifest, never compared."""
+        return False
+
+    def database_names(self, connection: t.Any) -> set[str]:
+        raise NotImplementedError
+
+    def drop_scratch(self, connection: t.Any, name: str) -> None:
+        """Drop the scratch database ``name`` (and what a restore into it put beside it)."""
+        raise NotImplementedError
+
+    def restore_scratch(self, connection: t.Any, archive: str, manifest: dict[str, t.Any], scratch: str,
+                        decryption: Decryption, bin_dir: str | None, *, keep_owners: bool = False) -> None:
+        """Restore ``archive`` into the new database ``scratch`` with the collection's own restore."""
+        raise NotImplementedError
+
+    def structure_walk(self, archive: str, manifest: dict[str, t.Any], content: bool,
+                       bin_dir: str | None) -> StructureWalk:
+        raise NotImplementedError
+
+    def scratch_contents(self, connection: t.Any, scratch: str, manifest: dict[str, t.Any], reader: t.Any
+                         ) -> tuple[dict[str, int], dict[str, str], dict[str, int], dict[str, str]]:
+        """What the archive holds (counts, content hashes) and what the restored ``scratch`` holds, by name."""
+        raise NotImplementedError
+
+    def compare(self, source: t.Any, target: t.Any, checks: Checks) -> ContentStats:
+        """A migration's data checks: ``source`` and ``target`` are validate Endpoints with their databases."""
+        raise NotImplementedError
+
+    def security(self, target: t.Any, checks: Checks) -> None:
+        raise NotImplementedError
+
+
+class PostgreSQL(Source):
+    name = "postgresql"
+    label = "PostgreSQL"
+    counts_in = ("rows", "tables")
+    bin_dir_option = "pg_bin_dir"
+    own_options = ("login_unix_socket", "ssl_mode", "ssl_ca_cert", "ssl_cert", "ssl_key", "pg_bin_dir")
+
+    def connection_spec(self) -> dict[str, t.Any]:
+        return _params.postgres_connection_spec()
+
+    def dump_spec(self) -> dict[str, t.Any]:
+        return _params.postgres_dump_spec()
+
+    def connection(self, params: dict[str, t.Any]) -> _postgres.PgConnection:
+        return _params.pg_connection(params, None)
+
+    def dump_request(self, params: dict[str, t.Any]) -> _postgres.DumpRequest:
+        return _params.postgres_dump_request(params)
+
+    def dump(self, request: t.Any) -> dict[str, t.Any]:
+        return _postgres.dump(request)
+
+    def describe_error(self, exc: Exception) -> str | None:
+        return _postgres._one_line_error(exc)  # pylint: disable=protected-access
+
+    @staticmethod
+    def _maintenance(connection: _postgres.PgConnection) -> _postgres.PgConnection:
+        return connection.for_database(connection.database or "postgres")
+
+    def database_names(self, connection: _postgres.PgConnection) -> set[str]:
+        with self._maintenance(connection).connect() as conn:
+            return {name for (name,) in conn.execute("SELECT datname FROM pg_database").fetchall()}
+
+    def drop_scratch(self, connection: _postgres.PgConnection, name: str) -> None:
+        with self._maintenance(connection).connect() as conn:
+            _postgres.drop_database(conn, name)
+
+    def restore_scratch(self, connection: _postgres.PgConnection, archive: str, manifest: dict[str, t.Any],
+                        scratch: str, decryption: Decryption, bin_dir: str | None, *,
+                        keep_owners: bool = False) -> None:
+        _postgres.restore(_postgres.RestoreRequest(
+            connection=self._maintenance(connection), archive_path=archive, target_database=scratch,
+            decryption=decryption, no_owner=not keep_owners, no_privileges=not keep_owners,
+            maintenance_database=connection.database or "postgres", pg_bin_dir=bin_dir,
+        ))
+
+    def structure_walk(self, archive: str, manifest: dict[str, t.Any], content: bool,
+                       bin_dir: str | None) -> StructureWalk:
+        reader = PgSqlReader(content)
+        major = _postgres.pg_major(manifest["tool"]["version"])
+        pg_restore, _version = _postgres.pick_binary("pg_restore", major, bin_dir)
+        argv = [pg_restore, "--file=-"]
+        if manifest["archive"]["format"] == "pg_dump-custom":
+            return reader, {"consumer_argv": argv, "consumer_name": "pg_restore",
+                            "on_consumer_stdout": reader.feed}, None, []
+        try:
+            work = PrivateDir(os.path.dirname(archive))
+        except OSError:
+            work = PrivateDir()
+        os.mkdir(os.path.join(work.path, "dump"))
+        return reader, {"consumer_argv": [find_binary("tar"), "-x", "-C", os.path.join(work.path, "dump")],
+                        "consumer_name": "tar"}, work, argv
+
+    def scratch_contents(self, connection: _postgres.PgConnection, scratch: str, manifest: dict[str, t.Any],
+                         reader: PgSqlReader) -> tuple[dict[str, int], dict[str, str], dict[str, int], dict[str, str]]:
+        timezone = manifest.get("server", {}).get("timezone")
+        with connection.for_database(scratch).connect() as conn:
+            counts, hashes = _postgres.table_contents(conn, reader.blocks.values(), timezone, reader.client_encoding)
+        if timezone is None:  # archives made before the manifest kept the time zone: counts only
+            hashes = {}
+        expected = {name: digest for name, digest in reader.tally.hashes.items() if name in hashes}
+        return reader.tally.counts, expected, counts, hashes
+
+    def compare(self, source: t.Any, target: t.Any, checks: Checks) -> ContentStats:
+        return _validate_pg.run(source.connection.for_database(source.database),
+                                target.connection.for_database(target.database), checks)
+
+    def security(self, target: t.Any, checks: Checks) -> None:
+        _validate_pg.security(target.connection.for_database(target.database), checks)
+
+
+class MongoDB(Source):
+    name = "mongodb"
+    label = "MongoDB"
+    counts_in = ("documents", "collections")
+    bin_dir_option = "tools_dir"
+    own_options = ("login_database", "auth_mechanism", "tls", "tls_ca_file", "tls_certificate_key_file",
+                   "tls_allow_invalid_certificates", "tools_dir")
+
+    def connection_spec(self) -> dict[str, t.Any]:
+        return _params.mongodb_connection_spec()
+
+    def dump_spec(self) -> dict[str, t.Any]:
+        return _params.mongodb_dump_spec()
+
+    def connection(self, params: dict[str, t.Any]) -> _mongo.MongoConnection:
+        return _params.mongo_connection(params)
+
+    def dump_request(self, params: dict[str, t.Any]) -> _mongo.DumpRequest:
+        return _params.mongodb_dump_request(params)
+
+    def dump(self, request: t.Any) -> dict[str, t.Any]:
+        return _mongo.dump(request)
+
+    def describe_error(self, exc: Exception) -> str | None:
+        return _mongo._describe_error(exc)  # pylint: disable=protected-access
+
+    def is_internal(self, name: str) -> bool:
+        return _mongo.is_system_namespace(name)
+
+    def database_names(self, connection: _mongo.MongoConnection) -> set[str]:
+        with contextlib.closing(connection.client()) as client:
+            return set(client.list_database_names())
+
+    def drop_scratch(self, connection: _mongo.MongoConnection, name: str) -> None:
+        with contextlib.closing(connection.client()) as client:
+            for database in client.list_database_names():
+                if database == name or database.startswith(name + "_"):  # a whole server's databases, see _renames
+                    client.drop_database(database)
+
+    @staticmethod
+    def _renames(manifest: dict[str, t.Any], scratch: str) -> tuple[dict[str, t.Any], list[tuple[str, str]]]:
+        """The restore options that put the archive under ``scratch``, and the rules that map its namespaces."""
+        if manifest.get("database"):
+            return {"target_database": scratch}, [(f"{manifest['database']}.*", f"{scratch}.*")]
+        # A whole server: every database under the scratch name as a prefix, system databases left out.
+        rule = ("$db$.$coll$", f"{scratch}_$db$.$coll$")
+        return {"ns_from": [rule[0]], "ns_to": [rule[1]], "ns_exclude": ["admin.*", "config.*", "local.*"]}, [rule]
+
+    def restore_scratch(self, connection: _mongo.MongoConnection, archive: str, manifest: dict[str, t.Any],
+                        scratch: str, decryption: Decryption, bin_dir: str | None, *,
+                        keep_owners: bool = False) -> None:
+        _mongo.restore(_mongo.RestoreRequest(connection=connection, archive_path=archive, decryption=decryption,
+                                             tools_dir=bin_dir, **self._renames(manifest, scratch)[0]))
+
+    def structure_walk(self, archive: str, manifest: dict[str, t.Any], content: bool,
+                       bin_dir: str | None) -> StructureWalk:
+        reader = MongoArchiveReader(content)
+        if manifest["archive"]["format"] == "mongodump-archive-gzip":  # mongodump --gzip gzips the whole stream
+            return reader, {"consumer_argv": [find_binary("gzip"), "-dc"], "consumer_name": "gzip",
+                            "on_consumer_stdout": reader.feed}, None, []
+        return reader, {"on_plain": reader.feed}, None, []
+
+    def scratch_contents(self, connection: _mongo.MongoConnection, scratch: str, manifest: dict[str, t.Any],
+                         reader: MongoArchiveReader
+                         ) -> tuple[dict[str, int], dict[str, str], dict[str, int], dict[str, str]]:
+        rules = self._renames(manifest, scratch)[1]
+        hashes = reader.tally.hashes
+        expected = {_mongo.map_namespace(ns, rules): (count, hashes.get(ns))
+                    for ns, count in reader.tally.counts.items() if not _mongo.is_system_namespace(ns)}
+        actual_counts, actual_hashes = {}, {}
+        with contextlib.closing(connection.client()) as client:
+            for namespace in expected:
+                actual_counts[namespace], actual_hashes[namespace] = _collection_content(client, namespace)
+        return ({ns: n for ns, (n, _h) in expected.items()},
+                {ns: h for ns, (_n, h) in expected.items() if h is not None}, actual_counts, actual_hashes)
+
+    def compare(self, source: t.Any, target: t.Any, checks: Checks) -> ContentStats:
+        return _validate_mongo.run(source.connection, target.connection, source.database, target.database, checks)
+
+    def security(self, target: t.Any, checks: Checks) -> None:
+        _validate_mongo.security(target.connection, target.auth_database, checks)
+
+
+def _collection_content(client: t.Any, namespace: str) -> tuple[int, str]:
+    """Documents and the order-free hash of their exact BSON bytes."""
+    from bson.raw_bson import RawBSONDocument  # pylint: disable=import-outside-toplevel
+
+    database, collection = _mongo.split_namespace(namespace)
+    handle = client[database].get_collection(collection).with_options(
+        codec_options=client.codec_options.with_options(document_class=RawBSONDocument))
+    count, total = 0, 0
+    for document in handle.find({}, batch_size=10000):
+        count += 1
+        total += row_digest(document.raw)
+    return count, hex_sum(total)
+
+
+SOURCES: dict[str, Source] = {source.name: source for source in (PostgreSQL(), MongoDB())}
+NAMES = tuple(SOURCES)
+
+
+def get(name: str) -> Source:
+    """The source of an engine name, or a one-line error that lists the names there are."""
+    try:
+        return SOURCES[name]
+    except KeyError:
+        raise LifeboatError(f"unknown engine {name!r}; use one of: {', '.join(NAMES)}") from None
+
+
+@contextlib.contextmanager
+def scratch_database(source: Source, connection: t.Any, prefix: str, name: str | None = None) -> t.Iterator[str]:
+    """A database that no database on the server is, or is named like (``prefix`` and a random part, or ``name``,
+    refused when it exists): it is this run's to drop, and it is dropped on the way out, failure or not."""
+    taken = source.database_names(connection)
+    if name is not None:
+        if name in taken:
+            raise LifeboatError(f"scratch_database {name} already exists on the target's server; name one that does "
+                                "not (it is dropped after the comparison)")
+    else:
+        name = f"{prefix}_{secrets.token_hex(4)}"
+        while any(other == name or other.startswith(name + "_") for other in taken):
+            name = f"{prefix}_{secrets.token_hex(4)}"
+    try:
+        yield name
+    finally:
+        source.drop_scratch(connection, name)
