@@ -29,7 +29,8 @@ from dataclasses import dataclass, field
 from . import _catalog, _manifest, _mongo, _postgres
 from ._archive import StoredChecksumMismatch, check_decryption, compare_counts, read_stored, stream_compression
 from ._common import LifeboatError, PrivateDir, find_binary, first_few
-from ._pipeline import Decryption, run_tool, sha256_file
+from ._files import sha256_file
+from ._pipeline import Decryption, run_tool
 from ._structure import MongoArchiveReader, PgSqlReader, StructureError, hex_sum, row_digest
 
 LEVELS = ("checksum", "stream", "structure", "restore")
