@@ -14,6 +14,7 @@ no message of this module repeats any part of it. Standard library only: the pro
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import time
 import typing as t
@@ -48,7 +49,8 @@ def post_json(url: str, payload: t.Any, *, user_agent: str, attempts: int = ATTE
               timeout: float = TIMEOUT) -> str | None:
     """POST ``payload`` as JSON: None once a 2xx answer came, else why not (one line, without the URL)."""
     try:
-        if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.port == 0:  # .port checks it too
             return BAD_URL
         request_url, _shown, auth = split_url(url)
         request = urllib.request.Request(request_url, data=json.dumps(payload).encode(), method="POST",
@@ -71,8 +73,10 @@ def post_json(url: str, payload: t.Any, *, user_agent: str, attempts: int = ATTE
                 break
         except (urllib.error.URLError, OSError) as exc:
             problem = str(getattr(exc, "reason", exc)) or type(exc).__name__
-        except ValueError:  # http.client.InvalidURL (a port that is no number) quotes the URL
+        except (http.client.InvalidURL, ValueError):  # urllib's message would quote the URL
             return BAD_URL
+        except http.client.HTTPException as exc:  # an answer that is no HTTP (BadStatusLine ...): tried again
+            problem = f"no HTTP answer ({type(exc).__name__})"
     return _without_url(problem, url)
 
 

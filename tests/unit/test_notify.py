@@ -93,6 +93,16 @@ def test_undelivered_alert_fails_without_showing_the_url(tmp_path, monkeypatch, 
     assert "no mail:" in err and "s3cret" not in err
 
 
+def test_a_bad_webhook_url_is_one_line_without_its_token(tmp_path, monkeypatch, capsys):
+    """Before the shared poster, a URL without its scheme made the notifier die with a traceback quoting it."""
+    config = tmp_path / "notify.json"
+    config.write_text(json.dumps({"host": "db1", "webhook_url": "hooks.example.org/services/T0/B0/s3cretTOKEN"}))
+    assert _cli.main(["notify", "--config", str(config), "lifeboat-backup-journal.service"]) == 1
+    err = capsys.readouterr().err
+    assert err == ("<3>alert about lifeboat-backup-journal.service not delivered: webhook: the webhook URL is no "
+                   "http:// or https:// URL\n")
+
+
 def test_the_lifeboat_command_runs_it_with_the_units_arguments(tmp_path):
     """What lifeboat-notify@.service runs: bin/lifeboat notify --config FILE UNIT (here a config it cannot read)."""
     missing = tmp_path / "notify.json"
