@@ -63,7 +63,7 @@ def post_json(url: str, payload: t.Any, *, user_agent: str, attempts: int = ATTE
         if attempt:
             time.sleep(2 ** (attempt - 1))
         try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - the operator's own URL
+            with urllib.request.urlopen(request, timeout=timeout) as response:
                 if 200 <= response.status < 300:
                     return None
                 problem = f"HTTP {response.status}"
