@@ -104,8 +104,21 @@ def test_a_bad_webhook_url_is_one_line_without_its_token(tmp_path, monkeypatch, 
 
 
 def test_the_lifeboat_command_runs_it_with_the_units_arguments(tmp_path):
-    """What lifeboat-notify@.service runs: bin/lifeboat notify --config FILE UNIT (here a config it cannot read)."""
-    missing = tmp_path / "notify.json"
+    """What lifeboat-notify@.service runs: bin/lifeboat notify --config FILE UNIT."""
+    httpd, received = receiver()
+    config = tmp_path / "notify.json"
+    config.write_text(json.dumps({"host": "db1", "webhook_url": f"http://127.0.0.1:{httpd.server_address[1]}/hook"}))
+    try:
+        done = subprocess.run([sys.executable, os.path.join(REPO, "bin", "lifeboat"), "notify", "--config",
+                               str(config), "lifeboat-backup-journal.service"], capture_output=True, text=True,
+                              check=False, env={**os.environ, "LIFEBOAT_LIB": str(tmp_path / "no-library")})
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert (done.returncode, done.stdout) == (0, "")
+    assert done.stderr.startswith("<6>alert sent: lifeboat: backup job journal failed on db1: ")
+    assert [(alert["host"], alert["unit"]) for _type, alert in received] == [("db1", "lifeboat-backup-journal.service")]
+    missing = tmp_path / "missing.json"
     done = subprocess.run([sys.executable, os.path.join(REPO, "bin", "lifeboat"), "notify", "--config", str(missing),
                            "lifeboat-backup-journal.service"], capture_output=True, text=True, check=False,
                           env={**os.environ, "LIFEBOAT_LIB": str(tmp_path / "no-library")})
