@@ -128,10 +128,11 @@ def test_no_piece_of_the_url_survives_in_a_message(monkeypatch, pauses):
     """Whatever urllib puts in its reason (here: the whole URL, its path and query unquoted), the message hides it."""
     url = f"https://hook:{TOKEN}@hooks.example.org/services/{TOKEN}%2F?token={TOKEN}#{TOKEN}"
 
-    def refuse(request: t.Any, timeout: float) -> t.NoReturn:
-        raise urllib.error.URLError(f"cannot reach {url} (/services/{TOKEN}/, token={TOKEN})\nsecond line")
+    class Refusing:
+        def open(self, request: t.Any, timeout: float) -> t.NoReturn:
+            raise urllib.error.URLError(f"cannot reach {url} (/services/{TOKEN}/, token={TOKEN})\nsecond line")
 
-    monkeypatch.setattr(_webhook.urllib.request, "urlopen", refuse)
+    monkeypatch.setattr(_webhook.urllib.request, "build_opener", Refusing)
     problem = _webhook.post_json(url, {}, user_agent="t")
     assert problem is not None and TOKEN not in problem and "\n" not in problem
     assert problem.startswith("cannot reach ")
@@ -144,7 +145,7 @@ def test_an_answer_that_is_no_http_is_tried_again(pauses):
         served: list[int] = []
 
         def serve() -> None:
-            for _ in range(3):
+            for _attempt in range(3):
                 connection, _address = server.accept()
                 with connection:
                     connection.recv(65536)
