@@ -11,13 +11,12 @@ from dataclasses import dataclass, field
 
 from . import _manifest, _retention
 from ._common import LifeboatError, first_few
+from ._files import ArchiveFile, sha256_file
 from ._pipeline import (
-    ArchiveFile,
     Decryption,
     Encryption,
     StreamResult,
     read_stream,
-    sha256_file,
     validate_compression,
     validate_encryption,
     write_stream,

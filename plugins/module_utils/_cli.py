@@ -7,6 +7,7 @@
     lifeboat prune  [--job NAME] [--dry-run]
     lifeboat status [--job NAME] [--metrics-file FILE]
     lifeboat check  [--config FILE]
+    lifeboat notify --config NOTIFY.json UNIT
 
 ``status`` exits 0, 1, 2 or 3 (OK, WARNING, CRITICAL, UNKNOWN) as monitoring plugins do; the others exit 0
 on success, 1 on failure and 2 on a usage error. ``backup`` of several jobs runs every one of them, whatever
@@ -24,7 +25,7 @@ import time
 import traceback
 import typing as t
 
-from . import _catalog, _config, _manifest, _retention, _status, _verify
+from . import _catalog, _config, _manifest, _notify, _retention, _status, _verify
 from ._common import LifeboatError, redact
 from ._pipeline import stop_cleanly_on_termination, stop_requested
 
@@ -122,11 +123,14 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--job", help="only this job (all jobs when omitted)")
     status.add_argument("--metrics-file", help="write node_exporter textfile metrics here (default: the config's)")
     commands.add_parser("check", parents=[common], help="check the config and exit (0 when it is valid)")
+    _notify.add_arguments(commands.add_parser("notify", help="alert about a failed unit (lifeboat-notify@.service)"))
     return parser
 
 
 def main(argv: t.Sequence[str] | None = None, output: Output | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "notify":  # its own JSON settings (--config), not the jobs' configuration
+        return _notify.run(args.config, args.unit)
     output = output or Output()
     stop_cleanly_on_termination()
     failure_code = NAGIOS_UNKNOWN if args.command == "status" else EXIT_FAILED

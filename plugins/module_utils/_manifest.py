@@ -12,7 +12,8 @@ import socket
 import typing as t
 
 from ._common import LifeboatError
-from ._pipeline import SUFFIXES, Encryption, StreamResult, write_file_atomic
+from ._files import write_file_atomic
+from ._pipeline import SUFFIXES, Encryption, StreamResult
 
 FORMAT = "lifeboat.ops/archive-manifest"
 FORMAT_VERSION = 1

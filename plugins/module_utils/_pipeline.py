@@ -32,15 +32,14 @@ from ._common import (
     LifeboatError,
     child_env,
     find_binary,
-    hold_lock,
     last_line,
     on_termination,
     read_secret_file,
     redact,
     secret_fds_for,
 )
+from ._files import CHUNK, write_all
 
-CHUNK = 1 << 20
 _F_SETPIPE_SZ = 1031  # Linux: bigger pipes mean fewer, larger reads.
 COMPRESSIONS = ("zstd", "gzip", "none")
 SUFFIXES = {"zstd": ".zst", "gzip": ".gz", "none": ""}
@@ -335,13 +334,6 @@ def _grow_pipe(fd: int) -> None:
         pass  # not Linux or over pipe-max-size: the default pipe still works
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
-
-
 def _pipe(stream: t.IO[bytes] | None) -> t.IO[bytes]:
     """A stage's stdin or stdout, started as a pipe (PIPE): never None, which the type of Popen cannot say."""
     return t.cast("t.IO[bytes]", stream)
@@ -504,7 +496,7 @@ def write_stream(
         def store(chunk: bytes) -> None:
             stored_hash.update(chunk)
             result.stored_bytes += len(chunk)
-            _write_all(temp_fd, chunk)
+            write_all(temp_fd, chunk)
 
         def take_plain(chunk: bytes) -> None:
             plain_hash.update(chunk)
@@ -512,7 +504,7 @@ def write_stream(
             if head is None:
                 store(chunk)
             else:
-                _write_all(head.fileno(), chunk)
+                write_all(head.fileno(), chunk)
 
         def pump_plain() -> None:
             _pump(_pipe(producer.proc.stdout).fileno(), take_plain)
@@ -581,7 +573,7 @@ def read_stream(
                 if on_plain is not None:
                     on_plain(chunk)
                 if consumer is not None:
-                    _write_all(_pipe(consumer.proc.stdin).fileno(), chunk)
+                    write_all(_pipe(consumer.proc.stdin).fileno(), chunk)
 
             def take_stored(chunk: bytes) -> None:
                 stored_hash.update(chunk)
@@ -590,7 +582,7 @@ def read_stream(
                     if not discard:
                         take_plain(chunk)
                 else:
-                    _write_all(head.fileno(), chunk)
+                    write_all(head.fileno(), chunk)
 
             def close_consumer() -> None:
                 if consumer is not None:
@@ -620,106 +612,3 @@ def read_stream(
     if discard and not filters:  # neither compressed nor encrypted: the stored bytes are the plain ones
         result.plain_sha256, result.plain_bytes = result.stored_sha256, result.stored_bytes
     return result
-
-
-def sha256_file(path: str) -> str:
-    digest = hashlib.sha256()
-    try:
-        with open(path, "rb", buffering=0) as handle:
-            while chunk := handle.read(CHUNK):
-                digest.update(chunk)
-    except OSError as exc:
-        raise LifeboatError(f"cannot read archive {path}: {exc.strerror}") from exc
-    return digest.hexdigest()
-
-
-class ArchiveFile:
-    """A hidden temporary file beside the final name; ``commit`` gives it that name, never over another file."""
-
-    def __init__(self, final_path: str) -> None:
-        self.final_path = final_path
-        directory, name = os.path.split(final_path)
-        self.directory = directory
-        self.temp_path = os.path.join(directory, f".{name}.partial-{os.getpid()}")
-        try:
-            self.fd = os.open(self.temp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except OSError as exc:
-            raise LifeboatError(f"cannot create a file in {directory}: {exc.strerror}") from exc
-        hold_lock(self.fd)  # the next run or prune removes the file only once nobody holds this (the writer died)
-        self.committed = False
-
-    def commit(self) -> None:
-        os.close(self.fd)
-        self.fd = -1
-        try:
-            # link() refuses to replace an existing file, so an older archive is never overwritten.
-            os.link(self.temp_path, self.final_path)
-            os.unlink(self.temp_path)
-        except FileExistsError as exc:
-            raise LifeboatError(f"{self.final_path} already exists; refusing to overwrite an archive") from exc
-        except OSError as exc:
-            # Some filesystems (vfat, some CIFS mounts) have no hard links: check, then rename.
-            if os.path.lexists(self.final_path):
-                raise LifeboatError(f"{self.final_path} already exists; refusing to overwrite an archive") from exc
-            try:
-                os.rename(self.temp_path, self.final_path)
-            except OSError as rename_error:
-                raise LifeboatError(f"cannot name the archive {self.final_path}: {rename_error.strerror}") from exc
-        self.committed = True
-        fsync_directory(self.directory)
-
-    def discard(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
-        if not self.committed:
-            try:
-                os.unlink(self.temp_path)
-            except FileNotFoundError:
-                pass
-
-    def __enter__(self) -> ArchiveFile:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.discard()
-
-
-def fsync_directory(directory: str) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_file_atomic(path: str, data: bytes, mode: int = 0o600) -> None:
-    """Write a small file (a manifest) under a temporary name, fsync it, rename it into place.
-
-    A rewrite keeps the owner of the file it replaces: root verifying archives that a service user wrote must not
-    leave that user a manifest it can no longer read.
-    """
-    temp = f"{path}.partial-{os.getpid()}"
-    try:
-        previous = os.stat(path)
-    except OSError:
-        previous = None
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    hold_lock(fd)
-    try:
-        try:
-            os.fchmod(fd, mode)  # the umask must not narrow it: metrics (0644) are read by another user
-            if previous is not None and os.geteuid() == 0 and (previous.st_uid, previous.st_gid) != (0, 0):
-                os.fchown(fd, previous.st_uid, previous.st_gid)
-            _write_all(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(temp, path)
-    except BaseException:
-        try:
-            os.unlink(temp)
-        except FileNotFoundError:
-            pass
-        raise
-    fsync_directory(os.path.dirname(path) or ".")

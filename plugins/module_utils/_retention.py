@@ -36,7 +36,7 @@ from ._common import (
     stale_private_dirs,
     writer_alive,
 )
-from ._pipeline import fsync_directory
+from ._files import fsync_directory
 
 # (option, how an archive's start time falls into the rule's bucket); restic's order.
 BUCKET_RULES: tuple[tuple[str, t.Callable[[_dt.datetime], str]], ...] = (

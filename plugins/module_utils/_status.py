@@ -17,10 +17,10 @@ import socket
 import typing as t
 from dataclasses import dataclass, fields
 
-from . import _catalog, _manifest, _retention
+from . import _catalog, _manifest, _prometheus, _retention
 from ._catalog import CRITICAL, OK, SEVERITY_ORDER, UNKNOWN, WARNING, human_size
 from ._common import PRIVATE_DIR_NAME, LifeboatError, pid_alive, process_start, stale_private_dirs
-from ._pipeline import write_file_atomic
+from ._files import write_file_atomic
 
 EXIT_CODES = {OK: 0, WARNING: 1, CRITICAL: 2, UNKNOWN: 3}
 STATUS_TIMESTAMP_METRIC = "lifeboat_backup_status_timestamp_seconds"
@@ -515,19 +515,15 @@ def metrics_text(reports: dict[str, t.Any] | t.Sequence[dict[str, t.Any]], now: 
     reports = [reports] if isinstance(reports, dict) else list(reports)
     reports = [part for report in reports for part in report.get("destinations") or [report]]  # a backup root's
     now = now or _catalog.parse_time(reports[0].get("checked_at")) or _manifest.utc_now()
-    samples: dict[str, list[str]] = {name: [] for name, _help in _METRICS}
+    samples: dict[str, list[_prometheus.Sample]] = {name: [] for name, _help in _METRICS}
 
-    def sample(name: str, labels: dict[str, str], value: float | int | None) -> None:
+    def sample(name: str, labels: dict[str, str], value: float | None) -> None:
         if value is not None:
-            samples[name].append(f"{name}{_labels(labels)} {_number(value)}")
+            samples[name].append((labels, value))
 
     for report in reports:
         _report_samples(report, now, sample)
-    lines = []
-    for name, help_text in _METRICS:
-        if samples[name]:
-            lines += [f"# HELP {name} {_escape_help(help_text)}", f"# TYPE {name} gauge", *samples[name]]
-    return "\n".join(lines) + "\n"
+    return _prometheus.text((name, help_text, samples[name]) for name, help_text in _METRICS)
 
 
 def _report_samples(report: dict[str, t.Any], now: _dt.datetime, sample: t.Callable[..., None]) -> None:
@@ -555,26 +551,6 @@ def _report_samples(report: dict[str, t.Any], now: _dt.datetime, sample: t.Calla
 def _timestamp(text: str | None) -> float | None:
     moment = _catalog.parse_time(text)
     return moment.timestamp() if moment else None
-
-
-def _number(value: float | int) -> str:
-    if isinstance(value, bool):
-        return str(int(value))
-    if isinstance(value, int):
-        return str(value)
-    return repr(float(value))
-
-
-def _labels(labels: dict[str, str]) -> str:
-    return "{" + ",".join(f'{key}="{_escape_label(value)}"' for key, value in labels.items()) + "}"
-
-
-def _escape_label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
-def _escape_help(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("\n", "\\n")
 
 
 def same_metrics(old: str | None, new: str) -> bool:
@@ -615,12 +591,9 @@ def validate_metrics_path(path: str) -> None:
 
 
 def write_metrics(path: str, text: str) -> None:
-    """Replace ``path`` atomically, mode 0644 (node_exporter runs as another user).
-
-    The temporary file (``NAME.prom.partial-PID``) does not end in .prom, so node_exporter never reads it half-written.
-    """
+    """Replace ``path`` atomically, mode 0644 (node_exporter runs as another user): see ``_prometheus``."""
     validate_metrics_path(path)
     try:
-        write_file_atomic(path, text.encode("utf-8"), 0o644)
+        _prometheus.write_textfile(path, text)
     except OSError as exc:
         raise LifeboatError(f"cannot write metrics file {path}: {exc.strerror}") from exc

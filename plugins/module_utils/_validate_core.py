@@ -26,7 +26,7 @@ import urllib.parse
 from dataclasses import dataclass, field
 
 from ._common import LifeboatError, first_few, redact
-from ._pipeline import write_file_atomic
+from ._files import write_file_atomic
 
 CATEGORIES = ("presence", "counts", "indexes", "schema", "content", "timing", "security", "application")
 # The categories that read both sides' data; security and application look at the target alone.

@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 from . import _catalog, _manifest, _sources
 from ._archive import StoredChecksumMismatch, check_decryption, compare_counts, read_stored, stream_compression
 from ._common import LifeboatError, PrivateDir, first_few
-from ._pipeline import Decryption, run_tool, sha256_file
+from ._files import sha256_file
+from ._pipeline import Decryption, run_tool
 from ._structure import MongoArchiveReader, PgSqlReader, StructureError
 
 LEVELS = ("checksum", "stream", "structure", "restore")

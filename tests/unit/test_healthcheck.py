@@ -8,8 +8,11 @@ import http.server
 import importlib.util
 import json
 import os
+import shutil
 import socket
+import stat
 import subprocess
+import sys
 import threading
 import typing as t
 
@@ -164,3 +167,41 @@ def test_http_credentials_and_query_are_used_but_never_shown(hook):
     assert hook.requests == [("/health?token=abc123", "Basic bW9uaXRvcjpzM2NyZXQh")]  # monitor:s3cret!
     ok, detail = healthcheck.probe_http({"url": f"http://monitor:s3cret@127.0.0.1:{free_port()}/"}, 2)
     assert not ok and "s3cret" not in detail and "monitor" not in detail
+
+
+def test_a_bad_webhook_url_is_one_journal_line_without_its_token(tmp_path, hook, capsys):
+    """The URL's token never shows: before the shared poster, this URL made the run end in a traceback quoting it."""
+    args = write_config(tmp_path, hook, free_port(), webhook_url="hooks.example.org/services/T0/B0/s3cretTOKEN")
+    assert healthcheck.main(args) == 1
+    out = capsys.readouterr().out
+    assert "<3>app: alert not delivered (the webhook URL is no http:// or https:// URL); trying again" in out
+    assert "s3cretTOKEN" not in out
+    assert json.loads((tmp_path / "state.json").read_text())["app"]["alerted"] == "healthy"  # still to be sent
+
+
+def test_runs_as_installed_with_the_standard_library_and_the_library_only(tmp_path, hook):
+    """The role's layout: healthcheck.py beside lifeboat_ops/ (plugins/module_utils/*.py, as the role copies it),
+    run with no site-packages (-S) and no checkout on the path (-I), as the service user's python3 would."""
+    lib = tmp_path / "lib"
+    (lib / "lifeboat_ops").mkdir(parents=True)
+    for name in os.listdir(os.path.join(REPO, "plugins", "module_utils")):
+        if name.endswith(".py"):
+            shutil.copy(os.path.join(REPO, "plugins", "module_utils", name), lib / "lifeboat_ops" / name)
+    (lib / "lifeboat_ops" / "__init__.py").write_text("")
+    shutil.copy(SCRIPT, lib / "healthcheck.py")
+    args = write_config(tmp_path, hook, free_port())
+    old_umask = os.umask(0o077)
+    try:
+        done = subprocess.run([sys.executable, "-I", "-S", str(lib / "healthcheck.py"), *args], capture_output=True,
+                              text=True, check=False, cwd=tmp_path)
+    finally:
+        os.umask(old_umask)
+    assert done.returncode == 0, done.stderr
+    assert "<4>app: failing: GET http://127.0.0.1:" in done.stdout and "<5>app: alert sent: " in done.stdout
+    assert [(a["probe"], a["state"]) for a in hook.received] == [("app", "failing")]
+    assert stat.S_IMODE(os.stat(tmp_path / "health.prom").st_mode) == 0o644
+    assert stat.S_IMODE(os.stat(tmp_path / "state.json").st_mode) == 0o600
+    assert 'lifeboat_healthcheck_up{probe="app",type="http"} 0' in (tmp_path / "health.prom").read_text()
+    checked = subprocess.run([sys.executable, "-I", "-S", str(lib / "healthcheck.py"), "--check-config",
+                              str(tmp_path / "config.json")], capture_output=True, text=True, check=False)
+    assert (checked.returncode, checked.stdout) == (0, f"{tmp_path / 'config.json'}: 3 probe(s) valid\n")

@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from ansible_collections.lifeboat.ops.plugins.module_utils._pipeline import write_file_atomic
+from ansible_collections.lifeboat.ops.plugins.module_utils._files import write_file_atomic
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="changing a file's owner needs root")

@@ -1,24 +1,26 @@
 # Copyright: lifeboat developers
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The backup_schedule role's notifier: the JSON alert reaches a loopback webhook, and a mailer when there is one.
+"""``lifeboat notify``, the backup_schedule role's notifier: the JSON alert reaches a loopback webhook, and a mailer
+when there is one.
 
 The molecule scenario runs it for real under systemd (OnFailure=); here systemctl and journalctl may be absent,
-which the notifier must survive, and the mailer is a script that keeps what it is given.
+which the notifier must survive, and the mailer is a script that keeps what it is given. The poster's retries are
+tests/unit/test_webhook.py's.
 """
 
 from __future__ import annotations
 
 import http.server
-import importlib.util
 import json
 import os
+import subprocess
+import sys
 import threading
 
-SCRIPT = os.path.join(os.path.dirname(__file__), "..", "..", "roles", "backup_schedule", "files", "notify.py")
-_spec = importlib.util.spec_from_file_location("lifeboat_notify", SCRIPT)
-assert _spec is not None and _spec.loader is not None  # the file exists: a module spec with a loader
-notify = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(notify)
+from ansible_collections.lifeboat.ops.plugins.module_utils import _cli
+from ansible_collections.lifeboat.ops.plugins.module_utils import _notify as notify
+
+REPO = os.path.join(os.path.dirname(__file__), "..", "..")
 
 
 def receiver(status: int = 204):
@@ -59,7 +61,7 @@ def test_main_posts_one_json_alert_and_mails_it(tmp_path, monkeypatch, capsys):
     config.write_text(json.dumps({"host": "db1", "webhook_url": f"http://127.0.0.1:{httpd.server_address[1]}/hook",
                                   "mail_to": ["ops@example.org"]}))
     try:
-        assert notify.main(["--config", str(config), "lifeboat-backup-journal.service"]) == 0
+        assert _cli.main(["notify", "--config", str(config), "lifeboat-backup-journal.service"]) == 0
     finally:
         httpd.shutdown()
         httpd.server_close()
@@ -81,7 +83,7 @@ def test_undelivered_alert_fails_without_showing_the_url(tmp_path, monkeypatch, 
     config.write_text(json.dumps({"host": "db1", "webhook_url": url, "mail_to": ["ops@example.org"]}))
     monkeypatch.setattr(notify, "SENDMAIL", str(tmp_path / "no-sendmail"))
     try:
-        assert notify.main(["--config", str(config), "lifeboat-backup-journal.service"]) == 1
+        assert _cli.main(["notify", "--config", str(config), "lifeboat-backup-journal.service"]) == 1
     finally:
         httpd.shutdown()
         httpd.server_close()
@@ -91,15 +93,45 @@ def test_undelivered_alert_fails_without_showing_the_url(tmp_path, monkeypatch, 
     assert "no mail:" in err and "s3cret" not in err
 
 
-def test_a_refusing_server_is_tried_again_with_growing_pauses(monkeypatch):
-    httpd, received = receiver(status=503)
-    pauses = []
-    monkeypatch.setattr(notify.time, "sleep", pauses.append)
+def test_a_bad_webhook_url_is_one_line_without_its_token(tmp_path, monkeypatch, capsys):
+    """Before the shared poster, a URL without its scheme made the notifier die with a traceback quoting it."""
+    config = tmp_path / "notify.json"
+    config.write_text(json.dumps({"host": "db1", "webhook_url": "hooks.example.org/services/T0/B0/s3cretTOKEN"}))
+    assert _cli.main(["notify", "--config", str(config), "lifeboat-backup-journal.service"]) == 1
+    err = capsys.readouterr().err
+    assert err == ("<3>alert about lifeboat-backup-journal.service not delivered: webhook: the webhook URL is no "
+                   "http:// or https:// URL\n")
+
+
+def test_the_lifeboat_command_runs_it_with_the_units_arguments(tmp_path):
+    """What lifeboat-notify@.service runs: bin/lifeboat notify --config FILE UNIT."""
+    httpd, received = receiver()
+    config = tmp_path / "notify.json"
+    config.write_text(json.dumps({"host": "db1", "webhook_url": f"http://127.0.0.1:{httpd.server_address[1]}/hook"}))
     try:
-        problem = notify.post(f"http://127.0.0.1:{httpd.server_address[1]}/hook", {"text": "x"}, attempts=3)
+        done = subprocess.run([sys.executable, os.path.join(REPO, "bin", "lifeboat"), "notify", "--config",
+                               str(config), "lifeboat-backup-journal.service"], capture_output=True, text=True,
+                              check=False, env={**os.environ, "LIFEBOAT_LIB": str(tmp_path / "no-library")})
     finally:
         httpd.shutdown()
         httpd.server_close()
-    assert problem == "HTTP 503"
-    assert [alert for _path, alert in received] == [{"text": "x"}] * 3
-    assert pauses == [1, 2]  # no pause after the last try
+    assert (done.returncode, done.stdout) == (0, "")
+    assert done.stderr.startswith("<6>alert sent: lifeboat: backup job journal failed on db1: ")
+    assert [(alert["host"], alert["unit"]) for _type, alert in received] == [("db1", "lifeboat-backup-journal.service")]
+    missing = tmp_path / "missing.json"
+    done = subprocess.run([sys.executable, os.path.join(REPO, "bin", "lifeboat"), "notify", "--config", str(missing),
+                           "lifeboat-backup-journal.service"], capture_output=True, text=True, check=False,
+                          env={**os.environ, "LIFEBOAT_LIB": str(tmp_path / "no-library")})
+    assert done.returncode == 1
+    assert done.stderr == f"<3>cannot read {missing}: [Errno 2] No such file or directory: '{missing}'\n"
+    usage = subprocess.run([sys.executable, os.path.join(REPO, "bin", "lifeboat"), "notify", "some.service"],
+                           capture_output=True, text=True, check=False)
+    assert usage.returncode == 2 and "the following arguments are required: --config" in usage.stderr
+
+
+def test_the_unit_runs_lifeboat_notify_and_the_role_ships_no_script():
+    with open(os.path.join(REPO, "roles", "backup_schedule", "templates", "lifeboat-notify@.service.j2"),
+              encoding="utf-8") as handle:
+        unit = handle.read()
+    assert "ExecStart={{ __backup_schedule_bin }} notify --config {{ __backup_schedule_notify_config }} %i" in unit
+    assert not os.path.exists(os.path.join(REPO, "roles", "backup_schedule", "files", "notify.py"))

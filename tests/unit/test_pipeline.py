@@ -14,13 +14,8 @@ import pytest
 from ansible_collections.lifeboat.ops.plugins.module_utils import _manifest
 from ansible_collections.lifeboat.ops.plugins.module_utils._archive import ArchiveOptions, stream_to_archive
 from ansible_collections.lifeboat.ops.plugins.module_utils._common import LifeboatError
-from ansible_collections.lifeboat.ops.plugins.module_utils._pipeline import (
-    ArchiveFile,
-    Decryption,
-    Encryption,
-    read_stream,
-    sha256_file,
-)
+from ansible_collections.lifeboat.ops.plugins.module_utils._files import ArchiveFile, sha256_file
+from ansible_collections.lifeboat.ops.plugins.module_utils._pipeline import Decryption, Encryption, read_stream
 
 # Text-like data that compresses, but not trivially, plus some random bytes.
 PRODUCER = [

@@ -8,13 +8,16 @@
 Each run probes everything once. A probe turns failing after ``failures_before_alert`` failed runs in a row and
 healthy again on its first success; each change posts one JSON alert to ``webhook_url``. An alert that could not
 be delivered is tried again on the next runs until it is, so a change is never lost and never sent twice.
-The state lives in $STATE_DIRECTORY (systemd's StateDirectory=). Standard library only.
+The state lives in $STATE_DIRECTORY (systemd's StateDirectory=).
+
+The webhook poster, the metrics writer and the atomic writes are the collection's library (plugins/module_utils),
+which the role installs beside this file as the package ``lifeboat_ops`` (from a checkout, the checkout's own copy
+is used). The Python standard library and that package are all it needs.
 """
 
 from __future__ import annotations
 
 import argparse
-import base64
 import datetime
 import json
 import os
@@ -23,12 +26,18 @@ import socket
 import ssl
 import subprocess
 import sys
-import tempfile
 import time
 import typing as t
 import urllib.error
-import urllib.parse
 import urllib.request
+
+_here = os.path.dirname(os.path.realpath(__file__))
+if os.path.isdir(os.path.join(_here, "lifeboat_ops")):  # installed by the role
+    sys.path.insert(0, _here)
+    from lifeboat_ops import _files, _prometheus, _webhook
+else:  # a checkout: roles/healthcheck/files/ -> the collection's root
+    sys.path.insert(0, os.path.join(_here, "..", "..", ".."))
+    from plugins.module_utils import _files, _prometheus, _webhook
 
 HEALTHY, FAILING = "healthy", "failing"
 TYPES = {"http": ("url",), "tcp": ("host", "port"), "command": ("command",)}
@@ -73,33 +82,15 @@ def load_config(path: str) -> dict[str, t.Any]:
     return config
 
 
-def split_url(url: str) -> tuple[str, str, dict[str, str]]:
-    """The URL to request, the URL to show, and the headers its user:password part becomes.
-
-    What is shown (journal, alerts) carries neither the user information nor the query, which may hold a token.
-    """
-    parts = urllib.parse.urlsplit(url)
-    headers = {}
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, netloc = netloc.rsplit("@", 1)
-        user, _colon, password = userinfo.partition(":")
-        credentials = f"{urllib.parse.unquote(user)}:{urllib.parse.unquote(password)}".encode()
-        headers["Authorization"] = "Basic " + base64.b64encode(credentials).decode()
-    request_url = urllib.parse.urlunsplit(parts._replace(netloc=netloc))
-    shown = urllib.parse.urlunsplit(parts._replace(netloc=netloc, query="..." if parts.query else "", fragment=""))
-    return request_url, shown, headers
-
-
 def probe_http(probe: dict[str, t.Any], timeout: float) -> tuple[bool, str]:
     context = None
     if probe.get("validate_certs") is False:
-        context = ssl._create_unverified_context()  # noqa: S323 - the operator asked for it  # pylint: disable=protected-access
+        context = ssl._create_unverified_context()  # validate_certs: false  # pylint: disable=protected-access
     expected = [int(code) for code in probe.get("expect_status") or [200]]
-    url, shown, headers = split_url(probe["url"])
+    url, shown, headers = _webhook.split_url(probe["url"])
     request = urllib.request.Request(url, headers={"User-Agent": "lifeboat-healthcheck", **headers})
     try:
-        with urllib.request.urlopen(request, timeout=timeout, context=context) as response:  # noqa: S310
+        with urllib.request.urlopen(request, timeout=timeout, context=context) as response:
             status, body = response.status, response.read(1 << 20)
     except urllib.error.HTTPError as exc:
         status, body = exc.code, exc.read(1 << 20) if exc.fp else b""
@@ -181,21 +172,9 @@ def alert_for(host: str, name: str, probe: dict[str, t.Any], entry: dict[str, t.
     }
 
 
-def post(url: str, alert: dict[str, t.Any]) -> str | None:
-    request = urllib.request.Request(url, data=json.dumps(alert).encode(), method="POST",
-                                     headers={"Content-Type": "application/json", "User-Agent": "lifeboat-healthcheck"})
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - the operator's own URL
-            return None if 200 <= response.status < 300 else f"HTTP {response.status}"
-    except urllib.error.HTTPError as exc:
-        return f"HTTP {exc.code}"
-    except (urllib.error.URLError, OSError) as exc:
-        return str(getattr(exc, "reason", exc))
-
-
 def metrics_text(config: dict[str, t.Any], results: dict[str, dict[str, t.Any]], states: dict[str, t.Any],
                  now: float) -> str:
-    families: list[tuple[str, str, t.Callable[[str], t.Any]]] = [
+    families: list[tuple[str, str, t.Callable[[str], float]]] = [
         ("lifeboat_healthcheck_up", "1 when the probe's last run passed, else 0.",
          lambda name: 1 if results[name]["ok"] else 0),
         ("lifeboat_healthcheck_status", "Health of the probe: 0 OK, 2 CRITICAL (failing).",
@@ -205,32 +184,10 @@ def metrics_text(config: dict[str, t.Any], results: dict[str, dict[str, t.Any]],
         ("lifeboat_healthcheck_last_change_timestamp_seconds",
          "When the probe last changed between healthy and failing.", lambda name: states[name]["changed_at"]),
     ]
-    lines = []
-    for metric, help_text, value in families:
-        lines += [f"# HELP {metric} {help_text}", f"# TYPE {metric} gauge"]
-        for probe in config["probes"]:
-            labels = f'{{probe="{_label(probe["name"])}",type="{probe["type"]}"}}'
-            lines.append(f"{metric}{labels} {value(probe['name'])}")
-    lines += ["# HELP lifeboat_healthcheck_timestamp_seconds When the probes last ran (Unix time).",
-              "# TYPE lifeboat_healthcheck_timestamp_seconds gauge", f"lifeboat_healthcheck_timestamp_seconds {now}"]
-    return "\n".join(lines) + "\n"
-
-
-def _label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-def write_atomic(path: str, text: str, mode: int) -> None:
-    fd, temp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=os.path.dirname(path))
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            os.fchmod(handle.fileno(), mode)
-        os.replace(temp, path)
-    except BaseException:
-        if os.path.exists(temp):
-            os.unlink(temp)
-        raise
+    probes = [({"probe": probe["name"], "type": probe["type"]}, probe["name"]) for probe in config["probes"]]
+    return _prometheus.text(
+        [(metric, help_text, [(labels, value(name)) for labels, name in probes]) for metric, help_text, value in families]
+        + [("lifeboat_healthcheck_timestamp_seconds", "When the probes last ran (Unix time).", [({}, now)])])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -264,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.write(f"<{6 if results[name]['ok'] else 4}>{name}: {entry['state']}: {results[name]['detail']}\n")
         if entry["state"] != entry["alerted"] and config.get("webhook_url"):
             alert = alert_for(config.get("host") or os.uname().nodename, name, probe, entry, results[name]["detail"])
-            problem = post(config["webhook_url"], alert)
+            problem = _webhook.post_json(config["webhook_url"], alert, user_agent="lifeboat-healthcheck")
             if problem:
                 problems += 1
                 sys.stdout.write(f"<3>{name}: alert not delivered ({problem}); trying again on the next run\n")
@@ -274,9 +231,9 @@ def main(argv: list[str] | None = None) -> int:
         elif not config.get("webhook_url"):
             entry["alerted"] = entry["state"]
         new_states[name] = entry
-    write_atomic(state_path, json.dumps(new_states, indent=1, sort_keys=True) + "\n", 0o600)
+    _files.write_file_atomic(state_path, (json.dumps(new_states, indent=1, sort_keys=True) + "\n").encode(), 0o600)
     if config.get("metrics_file"):
-        write_atomic(config["metrics_file"], metrics_text(config, results, new_states, now), 0o644)
+        _prometheus.write_textfile(config["metrics_file"], metrics_text(config, results, new_states, now))
     return 1 if problems else 0
 
 

@@ -1,14 +1,14 @@
 # Copyright: lifeboat developers
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Alert about a failed lifeboat unit: a JSON message to a webhook, and mail when the host has a mailer.
+"""``lifeboat notify``: alert about a failed lifeboat unit, by webhook (JSON) and by mail when the host has a mailer.
 
 Started by systemd as ``lifeboat-notify@UNIT.service`` (``OnFailure=`` of each backup job's service):
 
-    python3 notify.py --config /etc/lifeboat/notify.json lifeboat-backup-journal.service
+    lifeboat notify --config /etc/lifeboat/notify.json lifeboat-backup-journal.service
 
 The config is JSON: ``{"host": "db1", "webhook_url": "https://...", "mail_to": ["ops@example.org"]}``. The message
-names the host, the job and the unit, with the error lines the failed run wrote to the journal.
-Standard library only: it runs with the host's python3 and nothing else.
+names the host, the job and the unit, with the error lines the failed run wrote to the journal. The webhook
+poster and its retry policy are ``_webhook``'s.
 """
 
 from __future__ import annotations
@@ -19,15 +19,15 @@ import json
 import os
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
+
+from . import _webhook
 
 SENDMAIL = "/usr/sbin/sendmail"
 UNIT_PREFIX = "lifeboat-backup-"
 
 
-def run(argv: list[str]) -> str:
+def command_output(argv: list[str]) -> str:
+    """What a command printed, or nothing when it is missing or failed (a host without journal still alerts)."""
     try:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
     except (OSError, subprocess.TimeoutExpired):
@@ -36,14 +36,14 @@ def run(argv: list[str]) -> str:
 
 
 def unit_facts(unit: str) -> dict[str, str]:
-    text = run(["systemctl", "show", "--property=InvocationID,Result,ExecMainStatus,Description", unit])
+    text = command_output(["systemctl", "show", "--property=InvocationID,Result,ExecMainStatus,Description", unit])
     return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
 
 
 def error_lines(unit: str, invocation: str, limit: int = 5) -> list[str]:
     """The error lines of the unit's last run (priority err and worse), oldest first."""
     match = [f"_SYSTEMD_INVOCATION_ID={invocation}"] if invocation else [f"--unit={unit}", "--since=-1d"]
-    text = run(["journalctl", "--no-pager", "--output=cat", "--priority=err", f"--lines={limit}", *match])
+    text = command_output(["journalctl", "--no-pager", "--output=cat", "--priority=err", f"--lines={limit}", *match])
     return [line for line in text.splitlines() if line.strip()]
 
 
@@ -68,26 +68,9 @@ def build_alert(host: str, unit: str, facts: dict[str, str], lines: list[str]) -
     }
 
 
-def post(url: str, alert: dict[str, object], attempts: int = 3) -> str | None:
-    """POST the alert as JSON; None when delivered, else why not (after a few tries)."""
-    request = urllib.request.Request(url, data=json.dumps(alert).encode(), method="POST",
-                                     headers={"Content-Type": "application/json", "User-Agent": "lifeboat-notify"})
-    problem = None
-    for attempt in range(attempts):
-        if attempt:
-            time.sleep(2 ** (attempt - 1))  # 1 s, 2 s, ... between tries; none after the last
-        try:
-            with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - the operator's own URL
-                if 200 <= response.status < 300:
-                    return None
-                problem = f"HTTP {response.status}"
-        except urllib.error.HTTPError as exc:
-            problem = f"HTTP {exc.code}"
-            if 400 <= exc.code < 500:
-                break  # the receiver refuses this message; another try gets the same answer
-        except (urllib.error.URLError, OSError) as exc:
-            problem = str(getattr(exc, "reason", exc))
-    return problem
+def post(url: str, alert: dict[str, object]) -> str | None:
+    """POST the alert as JSON; None when delivered, else why not (never the URL: it may hold a token)."""
+    return _webhook.post_json(url, alert, user_agent="lifeboat-notify")
 
 
 def mail(addresses: list[str], alert: dict[str, object]) -> str | None:
@@ -103,35 +86,33 @@ def mail(addresses: list[str], alert: dict[str, object]) -> str | None:
     return None if done.returncode == 0 else f"sendmail exited {done.returncode}: {done.stderr.strip()[:200]}"
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Alert about a failed lifeboat unit.")
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", required=True, help="JSON file with host, webhook_url and mail_to")
     parser.add_argument("unit", help="the unit that failed (systemd's %%i)")
-    args = parser.parse_args(argv)
+
+
+def run(config_path: str, unit: str) -> int:
+    """Alert about ``unit``; 0 when every configured channel took the alert, else 1 (each failure on stderr)."""
     try:
-        with open(args.config, encoding="utf-8") as handle:
+        with open(config_path, encoding="utf-8") as handle:
             config = json.load(handle)
     except (OSError, ValueError) as exc:
-        sys.stderr.write(f"<3>cannot read {args.config}: {exc}\n")
+        sys.stderr.write(f"<3>cannot read {config_path}: {exc}\n")
         return 1
-    facts = unit_facts(args.unit)
-    alert = build_alert(config.get("host") or os.uname().nodename, args.unit, facts,
-                        error_lines(args.unit, facts.get("InvocationID", "")))
+    facts = unit_facts(unit)
+    alert = build_alert(config.get("host") or os.uname().nodename, unit, facts,
+                        error_lines(unit, facts.get("InvocationID", "")))
     problems = []
     if config.get("webhook_url"):
         problem = post(config["webhook_url"], alert)
         if problem:
-            problems.append(f"webhook: {problem}")  # never the URL: it may hold a token
+            problems.append(f"webhook: {problem}")
     if config.get("mail_to"):
         problem = mail(list(config["mail_to"]), alert)
         if problem:
             problems.append(problem)
     for problem in problems:
-        sys.stderr.write(f"<3>alert about {args.unit} not delivered: {problem}\n")
+        sys.stderr.write(f"<3>alert about {unit} not delivered: {problem}\n")
     if not problems:
         sys.stderr.write(f"<6>alert sent: {alert['text']}\n")
     return 1 if problems else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,58 @@
+# Copyright: lifeboat developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Metrics for node_exporter's textfile collector: Prometheus text exposition format 0.0.4, written atomically.
+
+The backup health check (``_status``) and the host's probe runner (roles/healthcheck) write through this.
+Standard library only: the probe runner imports it on hosts.
+"""
+
+from __future__ import annotations
+
+import typing as t
+
+from ._files import write_file_atomic
+
+Labels = t.Mapping[str, str]
+Sample = tuple[Labels, float]  # an int is a float here (PEP 484's numeric tower)
+# A metric family: its name, its help text and its samples. Every family is a gauge.
+Family = tuple[str, str, t.Sequence[Sample]]
+
+
+def text(families: t.Iterable[Family]) -> str:
+    """The exposition text of ``families``, in their order; a family without samples is left out."""
+    lines: list[str] = []
+    for name, help_text, samples in families:
+        if samples:
+            lines += [f"# HELP {name} {escape_help(help_text)}", f"# TYPE {name} gauge"]
+            lines += [f"{name}{labels(sample_labels)} {number(value)}" for sample_labels, value in samples]
+    return "\n".join(lines) + "\n"
+
+
+def write_textfile(path: str, content: str) -> None:
+    """Replace ``path`` atomically, mode 0644 (node_exporter runs as another user).
+
+    The temporary file (``NAME.prom.partial-PID``) does not end in .prom, so node_exporter never reads it half-written.
+    """
+    write_file_atomic(path, content.encode("utf-8"), 0o644)
+
+
+def number(value: float | int) -> str:
+    if isinstance(value, bool):
+        return str(int(value))
+    if isinstance(value, int):
+        return str(value)
+    return repr(float(value))
+
+
+def labels(mapping: Labels) -> str:
+    if not mapping:
+        return ""
+    return "{" + ",".join(f'{key}="{escape_label(value)}"' for key, value in mapping.items()) + "}"
+
+
+def escape_label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def escape_help(help_text: str) -> str:
+    return help_text.replace("\\", "\\\\").replace("\n", "\\n")
