@@ -157,6 +157,7 @@ def test_warnings_reach_the_user_however_the_task_ends(ending: str) -> None:
 
 def test_a_termination_signal_ends_the_task_with_a_one_line_failure() -> None:
     """The frame installs the termination handler: SIGTERM outside a stream stops the task as a LifeboatError."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # without the frame's handler, the signal would go unnoticed
 
     def task(run: Run) -> Outcome:
         signal.raise_signal(signal.SIGTERM)
