@@ -104,7 +104,7 @@ def test_an_unexpected_error_fails_with_one_line_and_the_traceback_apart() -> No
 
     module = FakeModule()
     run_module(module, task)
-    kind, result, _, _ = module.end
+    kind, result = module.end[:2]
     assert kind == "fail"
     assert result["msg"] == "unexpected error: 'first line\\nsecond line'"  # KeyError's repr keeps one line
     assert "Traceback (most recent call last)" in result["exception"] and "KeyError" in result["exception"]
@@ -132,7 +132,7 @@ def test_secrets_the_task_registered_are_masked_before_the_module_ends(ending: s
 
     module = FakeModule()
     run_module(module, task)
-    _, _, masked_at_the_end, _ = module.end
+    masked_at_the_end = module.end[2]
     assert SECRET in masked_at_the_end
 
 
@@ -151,7 +151,7 @@ def test_warnings_reach_the_user_however_the_task_ends(ending: str) -> None:
 
     module = FakeModule()
     run_module(module, task)
-    _, _, _, warned_before_the_end = module.end
+    warned_before_the_end = module.end[3]
     assert warned_before_the_end == ["restoring the newest archive of job nightly", "second"]
 
 
