@@ -213,13 +213,10 @@ removed_files:
   elements: str
 """
 
-import traceback
-
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lifeboat.ops.plugins.module_utils import _catalog, _retention
-from ansible_collections.lifeboat.ops.plugins.module_utils._common import LifeboatError
-from ansible_collections.lifeboat.ops.plugins.module_utils._pipeline import stop_cleanly_on_termination
+from ansible_collections.lifeboat.ops.plugins.module_utils import _retention, _tasks
+from ansible_collections.lifeboat.ops.plugins.module_utils._module_frame import run_module
 
 
 def main() -> None:
@@ -230,31 +227,7 @@ def main() -> None:
         "remove_partials": {"type": "bool", "default": True},
     }
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    params = module.params
-    stop_cleanly_on_termination()
-    try:
-        policy = _retention.Policy.from_options(params)
-        _retention.check_destination(params["destination"])
-        destination = _catalog.scan(params["destination"], params["job"])
-        plan = _retention.plan_prune(destination, policy, remove_partials=params["remove_partials"],
-                                     job=params["job"])
-        removed_files = [] if module.check_mode else _retention.apply_prune(plan)
-    except LifeboatError as exc:
-        module.fail_json(msg=str(exc))
-    except Exception as exc:  # noqa: BLE001 - a bug of ours: one line here, the traceback with -vvv
-        module.fail_json(msg=f"unexpected error: {exc}".splitlines()[0], exception=traceback.format_exc())
-    result = plan.as_dict()
-    result["warnings_found"] = result.pop("warnings")
-    for warning in result["warnings_found"] + [f"{item['job']}: {item['reason']}" for item in result["held"]]:
-        module.warn(warning)
-    changed = bool(plan.removals or plan.partials_to_remove)
-    if module._diff:  # pylint: disable=protected-access
-        result["diff"] = {"before": "\n".join(plan.names(after=False)) + "\n",
-                          "after": "\n".join(plan.names(after=True)) + "\n",
-                          "before_header": params["destination"], "after_header": params["destination"]}
-    if not module.check_mode:
-        result["removed_files"] = removed_files
-    module.exit_json(changed=changed, **result)
+    run_module(module, _tasks.backup_prune)
 
 
 if __name__ == "__main__":

@@ -229,15 +229,10 @@ metrics_file:
   type: str
 """
 
-import traceback
-
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lifeboat.ops.plugins.module_utils import _status
-from ansible_collections.lifeboat.ops.plugins.module_utils._common import LifeboatError
-from ansible_collections.lifeboat.ops.plugins.module_utils._pipeline import stop_cleanly_on_termination
-
-FAIL_FROM = {"warning": _status.WARNING, "critical": _status.CRITICAL}
+from ansible_collections.lifeboat.ops.plugins.module_utils import _status, _tasks
+from ansible_collections.lifeboat.ops.plugins.module_utils._module_frame import run_module
 
 
 def main() -> None:
@@ -251,36 +246,7 @@ def main() -> None:
         },
         supports_check_mode=True,
     )
-    params = module.params
-    stop_cleanly_on_termination()
-    result: dict[str, object] = {"changed": False}
-    failed = False
-    try:
-        options = _status.StatusOptions.from_options({name: params[name] for name in _status.options_spec()})
-        metrics_file = params["metrics_file"]
-        if metrics_file:
-            _status.validate_metrics_path(metrics_file)
-        report = _status.evaluate_root(params["destination"], params["jobs"], options)
-        result.update(report)
-        if metrics_file:
-            text = _status.metrics_text(report)
-            before = _status.read_metrics(metrics_file)
-            result["changed"] = not _status.same_metrics(before, text)
-            result.update(metrics=text, metrics_file=metrics_file)
-            if module._diff:  # pylint: disable=protected-access
-                result["diff"] = {"before": before or "", "after": text,
-                                  "before_header": metrics_file, "after_header": metrics_file}
-            if not module.check_mode:
-                _status.write_metrics(metrics_file, text)
-        threshold = FAIL_FROM.get(params["fail_on"])
-        failed = threshold is not None and _status.SEVERITY_ORDER[report["state"]] >= _status.SEVERITY_ORDER[threshold]
-    except LifeboatError as exc:
-        module.fail_json(msg=str(exc), **result)
-    except Exception as exc:  # noqa: BLE001 - a bug of ours: one line here, the traceback with -vvv
-        module.fail_json(msg=f"unexpected error: {exc}".splitlines()[0], exception=traceback.format_exc())
-    if failed:
-        module.fail_json(msg=result["summary"], **result)
-    module.exit_json(**result)
+    run_module(module, _tasks.backup_status)
 
 
 if __name__ == "__main__":

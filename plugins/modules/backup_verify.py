@@ -179,13 +179,10 @@ failed_count:
   type: int
 """
 
-import traceback
-
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lifeboat.ops.plugins.module_utils import _params, _sources, _verify
-from ansible_collections.lifeboat.ops.plugins.module_utils._common import LifeboatError, registered_secrets
-from ansible_collections.lifeboat.ops.plugins.module_utils._pipeline import stop_cleanly_on_termination
+from ansible_collections.lifeboat.ops.plugins.module_utils import _params, _sources, _tasks, _verify
+from ansible_collections.lifeboat.ops.plugins.module_utils._module_frame import run_module
 
 
 def main() -> None:
@@ -208,40 +205,7 @@ def main() -> None:
         required_one_of=[["archive", "destination"]],
         supports_check_mode=True,
     )
-    params = module.params
-    stop_cleanly_on_termination()
-    try:
-        archives = _verify.select_archives(archive=params["archive"], destination=params["destination"],
-                                           job=params["job"], select=params["select"])
-        decryption = _params.decryption(params)
-        level = _verify.resolve_level(params["level"], archives, decryption)
-        if module.check_mode and level == "restore":
-            level = "structure"
-        request = _verify.VerifyRequest(
-            archives=archives,
-            level=level,
-            decryption=decryption,
-            connections={name: source.connection(params[name]) for name, source in _sources.SOURCES.items()
-                         if params[name]},
-            pg_bin_dir=params["pg_bin_dir"],
-            tools_dir=params["tools_dir"],
-            record=params["record"] and not module.check_mode,
-        )
-        module.no_log_values.update(registered_secrets())
-        results = _verify.verify(request)
-    except LifeboatError as exc:
-        module.fail_json(msg=str(exc))
-    except Exception as exc:  # noqa: BLE001 - a bug of ours: one line here, the traceback with -vvv
-        module.fail_json(msg=f"unexpected error: {exc}".splitlines()[0], exception=traceback.format_exc())
-    failures = [result for result in results if not result["ok"]]
-    summary = {"results": results, "passed_count": len(results) - len(failures), "failed_count": len(failures),
-               "changed": bool(results) and request.record}
-    if failures:
-        more = f" (and {len(failures) - 1} more archives failed)" if len(failures) > 1 else ""
-        module.fail_json(msg=failures[0]["failure"] + more, **summary)
-    if not results:
-        summary["msg"] = "no archive to verify"
-    module.exit_json(**summary)
+    run_module(module, _tasks.backup_verify)
 
 
 if __name__ == "__main__":

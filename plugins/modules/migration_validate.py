@@ -375,14 +375,11 @@ report_markdown:
   type: str
 """
 
-import traceback
-
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lifeboat.ops.plugins.module_utils import _params, _validate
-from ansible_collections.lifeboat.ops.plugins.module_utils._common import LifeboatError, registered_secrets
-from ansible_collections.lifeboat.ops.plugins.module_utils._pipeline import stop_cleanly_on_termination
-from ansible_collections.lifeboat.ops.plugins.module_utils._validate_core import CATEGORIES, DEFAULT_REQUIRED, Options
+from ansible_collections.lifeboat.ops.plugins.module_utils import _params, _tasks, _validate
+from ansible_collections.lifeboat.ops.plugins.module_utils._module_frame import run_module
+from ansible_collections.lifeboat.ops.plugins.module_utils._validate_core import CATEGORIES, DEFAULT_REQUIRED
 
 
 def main() -> None:
@@ -414,44 +411,7 @@ def main() -> None:
         "scratch_database": {"type": "str"},
     }
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    params = module.params
-    stop_cleanly_on_termination()
-    try:
-        source = _validate.endpoint(params["source"], params["engine"], "source")
-        target = _validate.endpoint(params["target"], params["engine"], "target")
-        module.no_log_values.update(registered_secrets())
-        options = Options(
-            checks=tuple(params["checks"]),
-            required=tuple(params["required_checks"]),
-            objects=tuple(params["objects"]),
-            exclude_objects=tuple(params["exclude_objects"]),
-            count_tolerance_percent=params["count_tolerance_percent"],
-            content_mode=params["content_mode"],
-            sample_size=params["sample_size"],
-            chunk_rows=params["chunk_rows"],
-            bisect_threshold=params["bisect_threshold"],
-            max_differences=params["max_differences"],
-            timing_queries=params["timing_queries"],
-            timing_runs=params["timing_runs"],
-            timing_max_ratio=params["timing_max_ratio"],
-            require_authentication=params["require_authentication"],
-            require_tls=params["require_tls"],
-            expected_users=params["expected_users"],
-            health_checks=params["health_checks"],
-        )
-        request = _validate.ValidateRequest(
-            engine=params["engine"], source=source, target=target, options=options,
-            report_path=params["report_path"], check_mode=module.check_mode,
-            scratch_database=params["scratch_database"],
-        )
-        result = _validate.validate(request)
-    except LifeboatError as exc:
-        module.fail_json(msg=str(exc))
-    except Exception as exc:  # noqa: BLE001 - a bug of ours: one line here, the traceback with -vvv
-        module.fail_json(msg=f"unexpected error: {exc}".splitlines()[0], exception=traceback.format_exc())
-    if not result["passed"] and not (module.check_mode and params["source"].get("archive")):
-        module.fail_json(msg=result["summary"], changed=False, **result)
-    module.exit_json(changed=False, **result)
+    run_module(module, _tasks.migration_validate)
 
 
 if __name__ == "__main__":

@@ -139,13 +139,10 @@ server:
   type: dict
 """
 
-import traceback
-
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lifeboat.ops.plugins.module_utils import _mongo, _params
-from ansible_collections.lifeboat.ops.plugins.module_utils._common import LifeboatError, registered_secrets
-from ansible_collections.lifeboat.ops.plugins.module_utils._pipeline import stop_cleanly_on_termination
+from ansible_collections.lifeboat.ops.plugins.module_utils import _params, _tasks
+from ansible_collections.lifeboat.ops.plugins.module_utils._module_frame import run_module
 
 
 def main() -> None:
@@ -157,20 +154,7 @@ def main() -> None:
     module = AnsibleModule(
         argument_spec=argument_spec, mutually_exclusive=_params.CONNECTION_EXCLUSIVE, supports_check_mode=True
     )
-    params = module.params
-    stop_cleanly_on_termination()
-    try:
-        request = _params.mongodb_dump_request(params)
-        module.no_log_values.update(registered_secrets())
-        if module.check_mode:
-            plan = _mongo.plan_dump(request)
-            module.exit_json(changed=True, collections=plan["collections"], server=plan["server"])
-        result = _mongo.dump(request)
-    except LifeboatError as exc:
-        module.fail_json(msg=str(exc))
-    except Exception as exc:  # noqa: BLE001 - a bug of ours: one line here, the traceback with -vvv
-        module.fail_json(msg=f"unexpected error: {exc}".splitlines()[0], exception=traceback.format_exc())
-    module.exit_json(changed=True, server=result["manifest_data"]["server"], **_params.dump_result(result))
+    run_module(module, _tasks.mongodb_dump)
 
 
 if __name__ == "__main__":

@@ -171,13 +171,10 @@ disk_space:
   sample: about 2.1 GiB needed, 40.3 GiB free
 """
 
-import traceback
-
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lifeboat.ops.plugins.module_utils import _mongo, _params
-from ansible_collections.lifeboat.ops.plugins.module_utils._common import LifeboatError, registered_secrets
-from ansible_collections.lifeboat.ops.plugins.module_utils._pipeline import stop_cleanly_on_termination
+from ansible_collections.lifeboat.ops.plugins.module_utils import _params, _tasks
+from ansible_collections.lifeboat.ops.plugins.module_utils._module_frame import run_module
 
 
 def main() -> None:
@@ -199,48 +196,7 @@ def main() -> None:
         required_together=_params.RESTORE_ARCHIVE_RULES["required_together"],
         supports_check_mode=True,
     )
-    params = module.params
-    stop_cleanly_on_termination()
-    try:
-        connection = _params.mongo_connection(params)
-        module.no_log_values.update(registered_secrets())
-        archive, note, reason = _params.restore_archive(params)
-        if note:
-            module.warn(note)
-        request = _mongo.RestoreRequest(
-            connection=connection,
-            archive_path=archive,
-            decryption=_params.decryption(params),
-            target_database=params["target_database"],
-            ns_from=params["ns_from"],
-            ns_to=params["ns_to"],
-            ns_include=params["ns_include"],
-            ns_exclude=params["ns_exclude"],
-            drop=params["drop"],
-            overwrite=params["overwrite"],
-            safety_dump=_params.safety_dump_options(params),
-            tools_dir=params["tools_dir"],
-        )
-        plan = _mongo.plan_restore(request)
-        common = {"archive": archive, **({"archive_reason": reason} if reason else {}),
-                  "expected_counts": plan["expected"], "existing": plan["existing"],
-                  "mechanism": plan["mechanism"], "disk_space": plan["disk_space"]}
-        if module.check_mode:
-            module.exit_json(changed=True, **common)
-        result = _mongo.restore(request, plan)
-    except LifeboatError as exc:
-        module.fail_json(msg=str(exc))
-    except Exception as exc:  # noqa: BLE001 - a bug of ours: one line here, the traceback with -vvv
-        module.fail_json(msg=f"unexpected error: {exc}".splitlines()[0], exception=traceback.format_exc())
-    for warning in result["warnings"]:
-        module.warn(warning)
-    module.exit_json(
-        changed=True,
-        counts=result["counts"],
-        restored_documents=result["restored_documents"],
-        safety_dumps=result["safety_dumps"],
-        **common,
-    )
+    run_module(module, _tasks.mongodb_restore)
 
 
 if __name__ == "__main__":

@@ -170,13 +170,10 @@ pg_dump_version:
   type: str
 """
 
-import traceback
-
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lifeboat.ops.plugins.module_utils import _params, _postgres
-from ansible_collections.lifeboat.ops.plugins.module_utils._common import LifeboatError, registered_secrets
-from ansible_collections.lifeboat.ops.plugins.module_utils._pipeline import stop_cleanly_on_termination
+from ansible_collections.lifeboat.ops.plugins.module_utils import _params, _tasks
+from ansible_collections.lifeboat.ops.plugins.module_utils._module_frame import run_module
 
 
 def main() -> None:
@@ -188,31 +185,7 @@ def main() -> None:
     module = AnsibleModule(
         argument_spec=argument_spec, mutually_exclusive=_params.CONNECTION_EXCLUSIVE, supports_check_mode=True
     )
-    params = module.params
-    stop_cleanly_on_termination()
-    try:
-        request = _params.postgres_dump_request(params)
-        module.no_log_values.update(registered_secrets())
-        if module.check_mode:
-            plan = _postgres.plan_dump(request)
-            module.exit_json(
-                changed=True,
-                tables=plan["tables"],
-                server_version=plan["server_version"],
-                pg_dump_version=plan["pg_dump_version"],
-            )
-        result = _postgres.dump(request)
-    except LifeboatError as exc:
-        module.fail_json(msg=str(exc))
-    except Exception as exc:  # noqa: BLE001 - a bug of ours: one line here, the traceback with -vvv
-        module.fail_json(msg=f"unexpected error: {exc}".splitlines()[0], exception=traceback.format_exc())
-    manifest = result["manifest_data"]
-    module.exit_json(
-        changed=True,
-        server_version=manifest["server"]["version"],
-        pg_dump_version=manifest["tool"]["version"],
-        **_params.dump_result(result),
-    )
+    run_module(module, _tasks.postgresql_dump)
 
 
 if __name__ == "__main__":

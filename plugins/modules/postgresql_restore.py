@@ -190,13 +190,10 @@ expected_counts:
   type: dict
 """
 
-import traceback
-
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lifeboat.ops.plugins.module_utils import _params, _postgres
-from ansible_collections.lifeboat.ops.plugins.module_utils._common import LifeboatError, registered_secrets
-from ansible_collections.lifeboat.ops.plugins.module_utils._pipeline import stop_cleanly_on_termination
+from ansible_collections.lifeboat.ops.plugins.module_utils import _params, _tasks
+from ansible_collections.lifeboat.ops.plugins.module_utils._module_frame import run_module
 
 
 def main() -> None:
@@ -217,48 +214,7 @@ def main() -> None:
         required_together=_params.RESTORE_ARCHIVE_RULES["required_together"],
         supports_check_mode=True,
     )
-    params = module.params
-    stop_cleanly_on_termination()
-    try:
-        connection = _params.pg_connection(params, None)
-        module.no_log_values.update(registered_secrets())
-        archive, note, reason = _params.restore_archive(params)
-        if note:
-            module.warn(note)
-        request = _postgres.RestoreRequest(
-            connection=connection,
-            archive_path=archive,
-            target_database=params["target_database"],
-            decryption=_params.decryption(params),
-            overwrite=params["overwrite"],
-            recreate=params["recreate"],
-            jobs=params["jobs"],
-            no_owner=params["no_owner"],
-            no_privileges=params["no_privileges"],
-            maintenance_database=params["maintenance_database"],
-            safety_dump=_params.safety_dump_options(params),
-            pg_bin_dir=params["pg_bin_dir"],
-        )
-        plan = _postgres.plan_restore(request)
-        common = {"archive": archive, **({"archive_reason": reason} if reason else {}), "expected_counts": plan["manifest"]["counts"],
-                  **{key: plan[key] for key in _postgres.TARGET_SUMMARY}}
-        if module.check_mode:
-            module.exit_json(changed=True, **common)
-        result = _postgres.restore(request, plan)
-    except LifeboatError as exc:
-        module.fail_json(msg=str(exc))
-    except Exception as exc:  # noqa: BLE001 - a bug of ours: one line here, the traceback with -vvv
-        module.fail_json(msg=f"unexpected error: {exc}".splitlines()[0], exception=traceback.format_exc())
-    for warning in result["warnings"]:
-        module.warn(warning)
-    module.exit_json(
-        changed=True,
-        created=result["created"],
-        counts=result["counts"],
-        safety_dump=result["safety_dump"],
-        leftovers_dropped=result["leftovers_dropped"],
-        **{**common, **{key: result[key] for key in _postgres.TARGET_SUMMARY}},
-    )
+    run_module(module, _tasks.postgresql_restore)
 
 
 if __name__ == "__main__":

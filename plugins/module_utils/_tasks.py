@@ -1,0 +1,222 @@
+# Copyright: lifeboat developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The work of each module, one function per module: validated options in (a Run), an Outcome out.
+
+_module_frame.run_module() calls them; errors are LifeboatErrors, which the frame turns into the module's one-line
+failure. Warnings go through run.warn() so that they reach the user even when the task fails afterwards.
+"""
+
+from __future__ import annotations
+
+import typing as t
+
+from . import _catalog, _mongo, _params, _postgres, _retention, _sources, _status, _validate, _verify
+from ._common import LifeboatError
+from ._module_frame import Outcome, Run
+from ._validate_core import Options
+
+STATUS_FAIL_FROM = {"warning": _status.WARNING, "critical": _status.CRITICAL}
+
+
+def backup_prune(run: Run) -> Outcome:
+    params = run.params
+    policy = _retention.Policy.from_options(params)
+    _retention.check_destination(params["destination"])
+    destination = _catalog.scan(params["destination"], params["job"])
+    plan = _retention.plan_prune(destination, policy, remove_partials=params["remove_partials"], job=params["job"])
+    removed_files = [] if run.check_mode else _retention.apply_prune(plan)
+    result = plan.as_dict()
+    result["warnings_found"] = result.pop("warnings")
+    for warning in result["warnings_found"] + [f"{item['job']}: {item['reason']}" for item in result["held"]]:
+        run.warn(warning)
+    diff = None
+    if run.diff:
+        diff = {"before": "\n".join(plan.names(after=False)) + "\n",
+                "after": "\n".join(plan.names(after=True)) + "\n",
+                "before_header": params["destination"], "after_header": params["destination"]}
+    if not run.check_mode:
+        result["removed_files"] = removed_files
+    return Outcome(changed=bool(plan.removals or plan.partials_to_remove), result=result, diff=diff)
+
+
+def backup_status(run: Run) -> Outcome:
+    params = run.params
+    outcome = Outcome()
+    try:
+        options = _status.StatusOptions.from_options({name: params[name] for name in _status.options_spec()})
+        metrics_file = params["metrics_file"]
+        if metrics_file:
+            _status.validate_metrics_path(metrics_file)
+        report = _status.evaluate_root(params["destination"], params["jobs"], options)
+        outcome.result.update(report)
+        if metrics_file:
+            text = _status.metrics_text(report)
+            before = _status.read_metrics(metrics_file)
+            outcome.changed = not _status.same_metrics(before, text)
+            outcome.result.update(metrics=text, metrics_file=metrics_file)
+            if run.diff:
+                outcome.diff = {"before": before or "", "after": text,
+                                "before_header": metrics_file, "after_header": metrics_file}
+            if not run.check_mode:
+                _status.write_metrics(metrics_file, text)
+    except LifeboatError as exc:
+        # The report built so far is still worth returning (e.g. when only the metrics file could not be written).
+        outcome.failure = str(exc)
+        return outcome
+    threshold = STATUS_FAIL_FROM.get(params["fail_on"])
+    if threshold is not None and _status.SEVERITY_ORDER[report["state"]] >= _status.SEVERITY_ORDER[threshold]:
+        outcome.failure = report["summary"]
+    return outcome
+
+
+def backup_verify(run: Run) -> Outcome:
+    params = run.params
+    archives = _verify.select_archives(archive=params["archive"], destination=params["destination"],
+                                       job=params["job"], select=params["select"])
+    decryption = _params.decryption(params)
+    level = _verify.resolve_level(params["level"], archives, decryption)
+    if run.check_mode and level == "restore":
+        level = "structure"
+    request = _verify.VerifyRequest(
+        archives=archives,
+        level=level,
+        decryption=decryption,
+        connections={name: source.connection(params[name]) for name, source in _sources.SOURCES.items()
+                     if params[name]},
+        pg_bin_dir=params["pg_bin_dir"],
+        tools_dir=params["tools_dir"],
+        record=params["record"] and not run.check_mode,
+    )
+    results = _verify.verify(request)
+    failures = [result for result in results if not result["ok"]]
+    summary: dict[str, t.Any] = {"results": results, "passed_count": len(results) - len(failures),
+                                 "failed_count": len(failures)}
+    changed = bool(results) and request.record
+    if failures:
+        more = f" (and {len(failures) - 1} more archives failed)" if len(failures) > 1 else ""
+        return Outcome(changed=changed, result=summary, failure=failures[0]["failure"] + more)
+    if not results:
+        summary["msg"] = "no archive to verify"
+    return Outcome(changed=changed, result=summary)
+
+
+def migration_validate(run: Run) -> Outcome:
+    params = run.params
+    source = _validate.endpoint(params["source"], params["engine"], "source")
+    target = _validate.endpoint(params["target"], params["engine"], "target")
+    options = Options(
+        checks=tuple(params["checks"]),
+        required=tuple(params["required_checks"]),
+        objects=tuple(params["objects"]),
+        exclude_objects=tuple(params["exclude_objects"]),
+        count_tolerance_percent=params["count_tolerance_percent"],
+        content_mode=params["content_mode"],
+        sample_size=params["sample_size"],
+        chunk_rows=params["chunk_rows"],
+        bisect_threshold=params["bisect_threshold"],
+        max_differences=params["max_differences"],
+        timing_queries=params["timing_queries"],
+        timing_runs=params["timing_runs"],
+        timing_max_ratio=params["timing_max_ratio"],
+        require_authentication=params["require_authentication"],
+        require_tls=params["require_tls"],
+        expected_users=params["expected_users"],
+        health_checks=params["health_checks"],
+    )
+    request = _validate.ValidateRequest(
+        engine=params["engine"], source=source, target=target, options=options,
+        report_path=params["report_path"], check_mode=run.check_mode,
+        scratch_database=params["scratch_database"],
+    )
+    result = _validate.validate(request)
+    # In check mode an archive source is only inspected, not restored: its checks cannot pass yet.
+    passed = result["passed"] or (run.check_mode and params["source"].get("archive"))
+    return Outcome(result=result, failure=None if passed else result["summary"])
+
+
+def mongodb_dump(run: Run) -> Outcome:
+    request = _params.mongodb_dump_request(run.params)
+    if run.check_mode:
+        plan = _mongo.plan_dump(request)
+        return Outcome(changed=True, result={"collections": plan["collections"], "server": plan["server"]})
+    result = _mongo.dump(request)
+    return Outcome(changed=True, result={"server": result["manifest_data"]["server"], **_params.dump_result(result)})
+
+
+def postgresql_dump(run: Run) -> Outcome:
+    request = _params.postgres_dump_request(run.params)
+    if run.check_mode:
+        plan = _postgres.plan_dump(request)
+        return Outcome(changed=True, result={key: plan[key] for key in ("tables", "server_version", "pg_dump_version")})
+    result = _postgres.dump(request)
+    manifest = result["manifest_data"]
+    return Outcome(changed=True, result={"server_version": manifest["server"]["version"],
+                                         "pg_dump_version": manifest["tool"]["version"],
+                                         **_params.dump_result(result)})
+
+
+def mongodb_restore(run: Run) -> Outcome:
+    params = run.params
+    connection = _params.mongo_connection(params)
+    archive, note, reason = _params.restore_archive(params)
+    if note:
+        run.warn(note)
+    request = _mongo.RestoreRequest(
+        connection=connection,
+        archive_path=archive,
+        decryption=_params.decryption(params),
+        target_database=params["target_database"],
+        ns_from=params["ns_from"],
+        ns_to=params["ns_to"],
+        ns_include=params["ns_include"],
+        ns_exclude=params["ns_exclude"],
+        drop=params["drop"],
+        overwrite=params["overwrite"],
+        safety_dump=_params.safety_dump_options(params),
+        tools_dir=params["tools_dir"],
+    )
+    plan = _mongo.plan_restore(request)
+    common = {"archive": archive, **({"archive_reason": reason} if reason else {}),
+              "expected_counts": plan["expected"], "existing": plan["existing"],
+              "mechanism": plan["mechanism"], "disk_space": plan["disk_space"]}
+    if run.check_mode:
+        return Outcome(changed=True, result=common)
+    result = _mongo.restore(request, plan)
+    for warning in result["warnings"]:
+        run.warn(warning)
+    return Outcome(changed=True, result={"counts": result["counts"], "restored_documents": result["restored_documents"],
+                                         "safety_dumps": result["safety_dumps"], **common})
+
+
+def postgresql_restore(run: Run) -> Outcome:
+    params = run.params
+    connection = _params.pg_connection(params, None)
+    archive, note, reason = _params.restore_archive(params)
+    if note:
+        run.warn(note)
+    request = _postgres.RestoreRequest(
+        connection=connection,
+        archive_path=archive,
+        target_database=params["target_database"],
+        decryption=_params.decryption(params),
+        overwrite=params["overwrite"],
+        recreate=params["recreate"],
+        jobs=params["jobs"],
+        no_owner=params["no_owner"],
+        no_privileges=params["no_privileges"],
+        maintenance_database=params["maintenance_database"],
+        safety_dump=_params.safety_dump_options(params),
+        pg_bin_dir=params["pg_bin_dir"],
+    )
+    plan = _postgres.plan_restore(request)
+    common = {"archive": archive, **({"archive_reason": reason} if reason else {}),
+              "expected_counts": plan["manifest"]["counts"], **{key: plan[key] for key in _postgres.TARGET_SUMMARY}}
+    if run.check_mode:
+        return Outcome(changed=True, result=common)
+    result = _postgres.restore(request, plan)
+    for warning in result["warnings"]:
+        run.warn(warning)
+    return Outcome(changed=True, result={"created": result["created"], "counts": result["counts"],
+                                         "safety_dump": result["safety_dump"],
+                                         "leftovers_dropped": result["leftovers_dropped"],
+                                         **common, **{key: result[key] for key in _postgres.TARGET_SUMMARY}})
