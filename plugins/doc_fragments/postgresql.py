@@ -41,6 +41,17 @@ options:
     description:
       - Directory of the server's Unix socket, for a local connection.
     type: path
+  container:
+    description:
+      - Name or id of the PostgreSQL server's Docker container. Its own C(pg_dump), C(pg_restore) and C(pg_dumpall)
+        do the work, run through the Docker Engine API, their streams piped through this host's pipeline (no client
+        is needed on the host, and the versions match the server).
+      - The connection defaults come from the container, each overridable by its option. The host is the
+        container's network address, the user is C(POSTGRES_USER) (else C(postgres)), and the password is
+        C(POSTGRES_PASSWORD) of its environment. For a dump, the database is C(POSTGRES_DB) (else the user).
+      - The password reaches the client in the exec's environment, never a command line. Needs the C(docker) Python
+        SDK on the managed host. Dumps in the C(custom) format and restores with one job only.
+    type: str
   ssl_mode:
     description:
       - libpq C(sslmode). Use V(verify-full) with O(ssl_ca_cert) across untrusted networks.

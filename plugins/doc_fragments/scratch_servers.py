@@ -53,6 +53,11 @@ options:
         description:
         - Directory of the server's Unix socket, for a local connection.
         type: path
+      container:
+        description:
+        - Name or id of the server's Docker container, whose own C(pg_restore) restores the archive (the
+          connection defaults come from the container, as for M(lifeboat.ops.postgresql_dump)).
+        type: str
       ssl_mode:
         description:
         - libpq C(sslmode). Use V(verify-full) with O(postgresql.ssl_ca_cert) across untrusted networks.

@@ -12,6 +12,7 @@ import typing as t
 
 from . import _catalog, _mongo, _postgres
 from ._archive import ArchiveOptions, resolve_archive
+from ._clients import HOST, ContainerClient, HostClient, client_for
 from ._common import LifeboatError
 from ._manifest import default_job
 from ._mongo import MongoConnection
@@ -38,6 +39,8 @@ def postgres_connection_spec() -> dict[str, t.Any]:
     return {
         **_login_spec(),
         "login_unix_socket": {"type": "path"},
+        # Where the clients run: this host (unset), or the database server's own container (name or id).
+        "container": {"type": "str"},
         "ssl_mode": {"type": "str", "choices": SSL_MODES},
         "ssl_ca_cert": {"type": "path"},
         "ssl_cert": {"type": "path"},
@@ -124,7 +127,34 @@ def restore_archive(params: dict[str, t.Any]) -> ChosenArchive:
     return ChosenArchive(archive.path, None, reason)
 
 
-def pg_connection(params: dict[str, t.Any], database: str | None) -> PgConnection:
+def client(params: dict[str, t.Any]) -> HostClient | ContainerClient:
+    """Where the job's clients run: the container it names, or this host."""
+    return client_for(params.get("container"))
+
+
+def _container_defaults(params: dict[str, t.Any], place: HostClient | ContainerClient,
+                        names: dict[str, str]) -> dict[str, t.Any]:
+    """Login options a container defines for itself (the official images' variables), where none are given."""
+    if not isinstance(place, ContainerClient) or params.get("login_uri"):
+        return {}
+    environment = place.environment
+    given_password = params.get("login_password") or params.get("login_password_file")
+    defaults = {
+        "login_host": params.get("login_host") or place.address,
+        "login_user": params.get("login_user") or environment.get(names["user"]) or names["default_user"],
+        "login_password": None if given_password else environment.get(names["password"]),
+    }
+    if defaults["login_host"] is None:
+        raise LifeboatError(f"{place.where} has no network address this host can reach; give login_host")
+    return defaults
+
+
+PG_CONTAINER_ENV = {"user": "POSTGRES_USER", "password": "POSTGRES_PASSWORD", "default_user": "postgres"}
+
+
+def pg_connection(params: dict[str, t.Any], database: str | None,
+                  place: HostClient | ContainerClient | None = None) -> PgConnection:
+    params = {**params, **_container_defaults(params, place or HOST, PG_CONTAINER_ENV)}
     return PgConnection.from_options(
         uri=params.get("login_uri"),
         host=params.get("login_host"),
@@ -139,6 +169,7 @@ def pg_connection(params: dict[str, t.Any], database: str | None) -> PgConnectio
         ssl_cert=params.get("ssl_cert"),
         ssl_key=params.get("ssl_key"),
         connect_timeout=params.get("connect_timeout"),
+        client=place or HOST,
     )
 
 
@@ -231,7 +262,11 @@ def mongodb_dump_spec() -> dict[str, t.Any]:
 
 
 def postgres_dump_request(params: dict[str, t.Any]) -> _postgres.DumpRequest:
-    connection = pg_connection(params, params.get("database"))
+    place = client(params)
+    database = params.get("database")
+    if database is None and isinstance(place, ContainerClient):
+        database = place.environment.get("POSTGRES_DB") or pg_connection(params, None, place).params.get("user")
+    connection = pg_connection(params, database, place)
     return _postgres.DumpRequest(
         connection=connection,
         archive=archive_options(params, connection.database),

@@ -11,13 +11,11 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import glob
 import hashlib
 import os
 import queue
 import re
 import secrets
-import shutil
 import struct
 import threading
 import time
@@ -36,6 +34,7 @@ from ._archive import (
     verify_archive,
 )
 from ._catalog import human_size
+from ._clients import HOST, ContainerClient, HostClient
 from ._common import (
     LifeboatError,
     PrivateDir,
@@ -44,7 +43,6 @@ from ._common import (
     friendly_errors,
     read_secret_file,
     register_secret,
-    tool_version,
 )
 from ._pipeline import Decryption, StreamResult, read_stream, run_tool, termination_deferred
 
@@ -52,6 +50,7 @@ FORMATS = ("custom", "directory")
 GLOBALS = ("none", "roles", "all")
 _DUMPING_TABLE = re.compile(r'dumping contents of table "(.+)"$')
 # Where distributions install PostgreSQL clients side by side (Debian/Ubuntu, then the PGDG RPMs).
+Client = t.Union[HostClient, ContainerClient]
 CLIENT_DIR_GLOBS = ["/usr/lib/postgresql/*/bin", "/usr/pgsql-*/bin"]
 _VERSION = re.compile(r"(\d+)(?:\.(\d+))?")
 _USER_SCHEMA = "n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_(toast|temp)'"
@@ -74,6 +73,7 @@ class PgConnection:
 
     params: dict[str, str] = field(default_factory=dict)
     password: str | None = None
+    client: Client = HOST  # where the client tools that use this connection run
 
     @classmethod
     def from_options(
@@ -92,6 +92,7 @@ class PgConnection:
         ssl_cert: str | None = None,
         ssl_key: str | None = None,
         connect_timeout: int | None = 10,
+        client: Client = HOST,
     ) -> PgConnection:
         if uri and (host or user or unix_socket):
             raise LifeboatError("give either login_uri or login_host/login_user/login_unix_socket, not both")
@@ -127,14 +128,14 @@ class PgConnection:
         params.setdefault("application_name", "lifeboat.ops")
         if password:
             register_secret(password, urllib.parse.quote(password, safe=""))
-        return cls(params, password)
+        return cls(params, password, client)
 
     @property
     def database(self) -> str | None:
         return self.params.get("dbname")
 
     def for_database(self, name: str) -> PgConnection:
-        return PgConnection({**self.params, "dbname": name}, self.password)
+        return PgConnection({**self.params, "dbname": name}, self.password, self.client)
 
     def conninfo(self) -> str:
         """libpq connection string without the password: safe on a command line."""
@@ -176,25 +177,19 @@ def server_info(conn: t.Any) -> dict[str, t.Any]:
     return {"version": row[0], "major": row[1] // 10000, "timezone": row[2]}
 
 
-def _binary_major(path: str) -> tuple[int, str]:
-    version = tool_version(path)
-    return pg_major(version), version
-
-
-def pick_binary(name: str, server_major: int, bin_dir: str | None = None) -> tuple[str, str]:
-    """The client matching the server's major version (Debian installs several side by side)."""
-    if bin_dir:
-        candidates = [os.path.join(bin_dir, name)]
-        if not os.access(candidates[0], os.X_OK):
+def pick_binary(name: str, server_major: int, bin_dir: str | None = None, client: Client = HOST) -> tuple[str, str]:
+    """The client matching the server's major version (Debian installs several side by side; a container has one)."""
+    candidates = client.candidates(name, CLIENT_DIR_GLOBS, bin_dir)
+    if not candidates:
+        if bin_dir:
             raise LifeboatError(f"{name} not found in pg_bin_dir {bin_dir}")
-    else:
-        candidates = sorted(path for pattern in CLIENT_DIR_GLOBS for path in glob.glob(os.path.join(pattern, name)))
-        on_path = shutil.which(name)
-        if on_path:
-            candidates.append(on_path)
-        if not candidates:
-            raise LifeboatError(f"{name} was not found; install the PostgreSQL client (postgresql-client-{server_major})")
-    found = [(*_binary_major(path), path) for path in candidates]
+        if client is not HOST:
+            raise LifeboatError(f"{name} was not found in {client.where}: give the container of the PostgreSQL server")
+        raise LifeboatError(f"{name} was not found; install the PostgreSQL client (postgresql-client-{server_major})")
+    found = []
+    for path in candidates:
+        version = client.version(path)
+        found.append((pg_major(version), version, path))
     exact = [item for item in found if item[0] == server_major]
     newer = sorted(item for item in found if item[0] > server_major)
     chosen = exact[0] if exact else newer[0] if newer else None
@@ -221,8 +216,15 @@ class DumpRequest:
     globals_mode: str = "none"
     pg_bin_dir: str | None = None
 
+    @property
+    def client(self) -> Client:
+        return self.connection.client
+
     def validate(self) -> None:
         self.archive.validate()
+        if self.client is not HOST and self.dump_format != "custom":
+            raise LifeboatError("with container, use format=custom: a directory dump would be written inside the "
+                                "container")
         if not self.connection.database:
             raise LifeboatError("database is required: the name of the database to dump")
         if self.dump_format not in FORMATS:
@@ -339,7 +341,7 @@ def plan_dump(request: DumpRequest) -> dict[str, t.Any]:
     with request.connection.connect() as conn:
         server = server_info(conn)
         tables = list_tables(conn)
-    binary, version = pick_binary("pg_dump", server["major"], request.pg_bin_dir)
+    binary, version = pick_binary("pg_dump", server["major"], request.pg_bin_dir, request.client)
     return {"server_version": server["version"], "pg_dump": binary, "pg_dump_version": version, "tables": tables}
 
 
@@ -352,7 +354,7 @@ def dump(request: DumpRequest) -> dict[str, t.Any]:
     conn = request.connection.connect()
     try:
         server = server_info(conn)
-        pg_dump, pg_dump_version = pick_binary("pg_dump", server["major"], request.pg_bin_dir)
+        pg_dump, pg_dump_version = pick_binary("pg_dump", server["major"], request.pg_bin_dir, request.client)
         # One repeatable-read transaction exports the snapshot pg_dump uses and counts rows in it. It
         # idles between tables, so a server-wide idle timeout must not end it halfway through a long dump.
         conn.execute("SET idle_in_transaction_session_timeout = 0")
@@ -374,9 +376,11 @@ def dump(request: DumpRequest) -> dict[str, t.Any]:
                 kind, archive_format = "pgdump", "pg_dump-custom"
                 path = archive_opts.path_for(started, kind)
                 # Uncompressed: the pipeline compresses the whole stream, faster and smaller.
+                argv, producer_env = request.client.command([pg_dump, "--format=custom", "--compress=0", *common],
+                                                            env, forward=CLIENT_SECRETS)
                 archive, stream = stream_to_archive(
-                    path, [pg_dump, "--format=custom", "--compress=0", *common], archive_opts,
-                    producer_env=env, producer_name="pg_dump", on_producer_stderr=counter.on_dump_line,
+                    path, argv, archive_opts,
+                    producer_env=producer_env, producer_name="pg_dump", on_producer_stderr=counter.on_dump_line,
                 )
             else:
                 kind, archive_format = "pgdir.tar", "pg_dump-directory-tar"
@@ -412,7 +416,8 @@ def dump(request: DumpRequest) -> dict[str, t.Any]:
         encryption=archive_opts.encryption,
         tool={"name": "pg_dump", "version": pg_dump_version},
         # pg_dump writes timestamptz in the session time zone: a restore test must read them back in the same one.
-        server={"product": "PostgreSQL", "version": server["version"], "timezone": server["timezone"]},
+        server={"product": "PostgreSQL", "version": server["version"], "timezone": server["timezone"],
+                **({"container": request.client.describe()} if request.client.describe() else {})},
         counts=counts,
         started=started,
         finished=finished,
@@ -448,16 +453,13 @@ def _dump_directory(
 
 
 def _dump_globals(request: DumpRequest, server_major: int, started: t.Any, archives: list[t.Any]) -> dict[str, t.Any]:
-    pg_dumpall, version = pick_binary("pg_dumpall", server_major, request.pg_bin_dir)
+    pg_dumpall, version = pick_binary("pg_dumpall", server_major, request.pg_bin_dir, request.client)
     flag = "--roles-only" if request.globals_mode == "roles" else "--globals-only"
     path = request.archive.path_for(started, "globals.sql")
-    archive, stream = stream_to_archive(
-        path,
+    argv, env = request.client.command(
         [pg_dumpall, flag, "--no-password", f"--dbname={request.connection.conninfo()}"],
-        request.archive,
-        producer_env=request.connection.env(),
-        producer_name="pg_dumpall",
-    )
+        request.connection.env(), forward=CLIENT_SECRETS)
+    archive, stream = stream_to_archive(path, argv, request.archive, producer_env=env, producer_name="pg_dumpall")
     archives.append(archive)
     return {
         "kind": "globals",
@@ -469,6 +471,7 @@ def _dump_globals(request: DumpRequest, server_major: int, started: t.Any, archi
     }
 
 
+CLIENT_SECRETS = ("PGPASSWORD",)  # what a client in a container must see of its environment
 CLIENT_CONNECTION = ("psql, createdb and pg_restore connect with the libpq environment: PGHOST, PGPORT, PGUSER, and "
                      "the password in ~/.pgpass or PGPASSWORD (never on the command line)")
 
@@ -509,9 +512,15 @@ class RestoreRequest:
     safety_dump: ArchiveOptions | None = None
     pg_bin_dir: str | None = None
 
+    @property
+    def client(self) -> Client:
+        return self.connection.client
+
     def validate(self) -> None:
         if self.jobs < 1:
             raise LifeboatError("jobs must be 1 or more")
+        if self.jobs > 1 and self.client is not HOST:
+            raise LifeboatError("with container, use jobs=1: a parallel restore reads files this host unpacks")
         if self.recreate and not self.overwrite:
             raise LifeboatError("recreate drops the target database; set overwrite=true to confirm")
         if self.safety_dump is not None:
@@ -654,7 +663,7 @@ def plan_restore(request: RestoreRequest) -> dict[str, t.Any]:
         decided = _decide(request, conn, database, manifest, _leftovers(conn, database))
     # pg_restore must read the archive's format and speak to the server: the newer of the two decides.
     needed = max(server_major, pg_major(manifest["tool"]["version"]))
-    pg_restore, version = pick_binary("pg_restore", needed, request.pg_bin_dir)
+    pg_restore, version = pick_binary("pg_restore", needed, request.pg_bin_dir, request.client)
     return {**decided, "manifest": manifest, "pg_restore": pg_restore, "pg_restore_version": version}
 
 
@@ -749,7 +758,7 @@ def _restore_into(request: RestoreRequest, plan: dict[str, t.Any], side: str) ->
     argv += ["--no-owner"] if request.no_owner else []
     argv += ["--no-privileges"] if request.no_privileges else []
     # No --single-transaction: the side database is thrown away whole on failure, and -j can use it too.
-    stream = _run_pg_restore(request, manifest, argv, target.env())
+    stream = _run_pg_restore(request, manifest, argv, target.env())  # wrapped for the client's place there
     check_stream(stream, manifest, request.archive_path)
     with target.connect() as conn:
         actual = {name: count for name in manifest["counts"] if (count := _count_rows(conn, name)) is not None}
@@ -881,7 +890,10 @@ def _run_pg_restore(request: RestoreRequest, manifest: dict[str, t.Any], argv: l
     read = functools.partial(read_stream, request.archive_path, compression=info["compression"],
                              decryption=request.decryption, encrypted=info["encryption"] is not None)
     if info["format"] == "pg_dump-custom" and request.jobs == 1:
+        argv, env = request.client.command(argv, env, forward=CLIENT_SECRETS)
         return read(consumer_argv=argv, consumer_env=env, consumer_name="pg_restore")
+    if request.client is not HOST:
+        raise LifeboatError("a directory-format archive restores with the host's pg_restore: leave container unset")
     # Parallel restore needs a seekable file or a directory: unpack into a private directory first,
     # beside the archive (the backup disk has room for it), else in the temporary directory.
     try:

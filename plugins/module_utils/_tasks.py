@@ -190,7 +190,8 @@ def mongodb_restore(run: Run) -> Outcome:
 
 def postgresql_restore(run: Run) -> Outcome:
     params = run.params
-    connection = _params.pg_connection(params, None)
+    place = _params.client(params)
+    connection = _params.pg_connection(params, None, place)
     archive, note, reason = _params.restore_archive(params)
     if note:
         run.warn(note)

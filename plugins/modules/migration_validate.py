@@ -113,6 +113,11 @@ options:
         description:
           - PostgreSQL only. Directory of the server's Unix socket.
         type: path
+      container:
+        description:
+          - PostgreSQL only. Name or id of the server's Docker container. Its own C(pg_restore) restores an archive
+            source, and the connection defaults come from the container.
+        type: str
       ssl_mode:
         description:
           - PostgreSQL only. libpq C(sslmode).

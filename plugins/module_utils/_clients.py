@@ -1,0 +1,129 @@
+# Copyright: lifeboat developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Where a database client runs: on this host, or inside the database's own container. One object each.
+
+Both answer the same four questions, so the engines never ask which one they hold:
+
+- ``candidates(name, dirs, bin_dir)``: the paths of a client tool to choose from (the engine picks by version);
+- ``version(path)``: that tool's ``--version`` line;
+- ``command(argv, env, forward)``: the argv and environment that run the tool there, for the pipeline's stages
+  (on the host, unchanged; in a container, a child process of ours that runs it through the Docker Engine API:
+  see ``_docker_exec``); ``forward`` names the variables of ``env`` the tool itself must see (a password);
+- ``describe()``: what the manifest records of the place (nothing for the host; the container, its image and
+  image id).
+
+The docker SDK is imported only when a container is named, so hosts without it run everything else.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import sys
+import typing as t
+
+from ._common import LifeboatError, child_env, tool_version
+
+_BOOT = "import importlib, sys; sys.exit(importlib.import_module(sys.argv[1]).main(sys.argv[2:]))"
+
+
+class HostClient:
+    """Clients installed on this host (found on PATH or in the given directories)."""
+
+    where = "this host"
+
+    def candidates(self, name: str, dirs: t.Sequence[str] = (), bin_dir: str | None = None) -> list[str]:
+        if bin_dir:
+            path = os.path.join(bin_dir, name)
+            return [path] if os.access(path, os.X_OK) else []
+        found = sorted(path for pattern in dirs for path in glob.glob(os.path.join(pattern, name)))
+        on_path = shutil.which(name)
+        return found + ([on_path] if on_path else [])
+
+    def version(self, path: str) -> str:
+        return tool_version(path)
+
+    def command(self, argv: list[str], env: dict[str, str], forward: t.Sequence[str] = ()) -> tuple[list[str], dict[str, str]]:
+        return argv, env
+
+    def describe(self) -> dict[str, t.Any] | None:
+        return None
+
+
+HOST = HostClient()
+
+
+def _docker() -> t.Any:
+    try:
+        import docker  # pylint: disable=import-outside-toplevel
+    except ImportError:
+        raise LifeboatError("container needs the docker Python SDK on this host (pip install docker, or "
+                            "python3-docker)") from None
+    return docker
+
+
+class ContainerClient:
+    """The clients inside a running container, run through the Docker Engine API (never the docker CLI)."""
+
+    def __init__(self, reference: str) -> None:
+        docker = _docker()
+        try:
+            self._api = docker.APIClient(base_url=os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock"),
+                                         version="auto")
+            info = self._api.inspect_container(reference)
+        except docker.errors.NotFound:
+            raise LifeboatError(f"container {reference} does not exist on this host") from None
+        except docker.errors.DockerException as exc:
+            raise LifeboatError(f"cannot reach the Docker engine to find container {reference}: "
+                                f"{str(exc).splitlines()[0]}") from None
+        if not info["State"].get("Running"):
+            raise LifeboatError(f"container {reference} is not running ({info['State'].get('Status')}); start it")
+        self.reference = reference
+        self.id: str = info["Id"]
+        self.name: str = info["Name"].lstrip("/")
+        self.where = f"container {self.name}"
+        self.image: str = info["Config"].get("Image", "")
+        self.image_id: str = info.get("Image", "")
+        self.environment = dict(item.split("=", 1) for item in info["Config"].get("Env") or [] if "=" in item)
+        networks = info["NetworkSettings"].get("Networks") or {}
+        addresses = [network.get("IPAddress") for network in networks.values() if network.get("IPAddress")]
+        # The host side (counts, locks, the side database) talks to the server at the container's address.
+        self.address: str | None = addresses[0] if addresses else None
+
+    def exec(self, argv: list[str]) -> tuple[int, str]:
+        """Run a short command in the container; its exit code and output (for versions and probes)."""
+        docker = _docker()
+        try:
+            exec_id = self._api.exec_create(self.id, argv, stdout=True, stderr=True)["Id"]
+            output = self._api.exec_start(exec_id).decode("utf-8", "replace")
+            return int(self._api.exec_inspect(exec_id).get("ExitCode") or 0), output
+        except docker.errors.APIError as exc:
+            raise LifeboatError(f"cannot run {argv[0]} in {self.where}: {exc.explanation or exc}") from None
+
+    def candidates(self, name: str, dirs: t.Sequence[str] = (), bin_dir: str | None = None) -> list[str]:
+        code, output = self.exec(["sh", "-c", 'command -v "$0"', name])
+        return [output.strip()] if code == 0 and output.strip() else []
+
+    def version(self, path: str) -> str:
+        _code, output = self.exec([path, "--version"])
+        lines = output.strip().splitlines()
+        return lines[0].strip() if lines else ""
+
+    def command(self, argv: list[str], env: dict[str, str], forward: t.Sequence[str] = ()) -> tuple[list[str], dict[str, str]]:
+        package = __name__.rsplit(".", 1)[0]
+        root = os.path.dirname(__file__)
+        for _part in package.split("."):
+            root = os.path.dirname(root)
+        helper_env = child_env({name: env[name] for name in forward if name in env})
+        helper_env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
+        names = [item for name in forward if name in env for item in ("--env", name)]
+        return [sys.executable, "-c", _BOOT, f"{package}._docker_exec", self.id, *names, "--", *argv], helper_env
+
+    def describe(self) -> dict[str, t.Any]:
+        return {"name": self.name, "id": self.id, "image": self.image, "image_id": self.image_id}
+
+
+def client_for(container: str | None) -> HostClient | ContainerClient:
+    """The place the clients run: the named container's, or this host's."""
+    return ContainerClient(container) if container else HOST
