@@ -195,3 +195,14 @@ def test_a_missing_image_fails_with_one_line():
     message = str(error.value)
     assert "\n" not in message
     assert "lifeboat/app-writer:never-built" in message and "scripts/testbed/images.sh" in message
+
+
+def test_the_file_scan_finds_a_planted_secret(container_bed: ContainerBed):
+    """files_containing is the check above: it must find a secret in the container layer and in a volume."""
+    marker = f"planted-{RUN_ID}-secret"
+    box = container_bed.app("app-planted", environment={"PLANTED": marker})
+    container = container_bed.client.containers.get(box.id)
+    # printenv writes the value from the environment: it is on no command line.
+    code, output = exec_output(container, ["sh", "-c", "printenv PLANTED >/tmp/leak && printenv PLANTED >/data/leak"])
+    assert code == 0, output
+    assert sorted(files_containing(container_bed.client, box.id, marker.encode())) == ["/data/leak", "/tmp/leak"]
