@@ -5,7 +5,7 @@ VENV = $(shell scripts/testbed/venv.sh)
 STATE ?= $(or $(LIFEBOAT_TESTBED_DIR),/tmp/lifeboat-testbed)
 PYTEST_ARGS ?=
 
-.PHONY: demo test packages testbed testbed-down seed sanity lint unit integration bench molecule
+.PHONY: demo test packages testbed testbed-down seed sanity lint unit integration bench molecule images
 
 ## demo: start the throwaway PostgreSQL and FerretDB with sample data, back them up, restore under new names
 demo: testbed seed
@@ -36,7 +36,11 @@ packages:
 unit: packages
 	$(VENV)/bin/python -m pytest tests/unit $(PYTEST_ARGS)
 
-integration: testbed
+## images: the container test bed's images (PostgreSQL 17, FerretDB with mongo-tools, an app), built or loaded once
+images:
+	scripts/testbed/images.sh >/dev/null
+
+integration: testbed images
 	source $(STATE)/env.sh && $(VENV)/bin/python -m pytest tests/integration $(PYTEST_ARGS)
 
 ## bench-validate: migration_validate's full comparison against raw per-side hashes (not a test); own test bed

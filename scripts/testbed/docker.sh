@@ -49,11 +49,7 @@ if ! docker image inspect "$IMAGE" >/dev/null 2>&1; then
   flock 9
   if [ ! -s "$tarball" ]; then
     ensure_apt debootstrap
-    # The machine's own Debian mirror (the one apt uses), so no other host is contacted.
-    mirror=$(sed -n 's/^URIs: *\(http[^ ]*\/debian\)\/*$/\1/p' /etc/apt/sources.list.d/*.sources 2>/dev/null | head -n 1)
-    [ -n "$mirror" ] || mirror=$(sed -n 's/^deb \(http[^ ]*\/debian\)\/* .*/\1/p' /etc/apt/sources.list 2>/dev/null |
-      head -n 1)
-    mirror=${mirror:-http://deb.debian.org/debian}
+    mirror=$(debian_mirror)
     rootfs=$(mktemp -d "$cache/rootfs.XXXXXX")
     log "debootstrap $SUITE from $mirror (about a minute, once)"
     debootstrap --variant=minbase --include="$PACKAGES" "$SUITE" "$rootfs" "$mirror" >"$cache/debootstrap.log" 2>&1 ||

@@ -22,3 +22,11 @@ ensure_apt() {  # ensure_apt PKG...: installs the missing ones (a warm run costs
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2 ||
     { apt-get update -qq >&2 && apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2; }
 }
+
+debian_mirror() {  # the machine's own Debian mirror (the one apt uses), so that no other host is contacted
+  local mirror
+  mirror=$(sed -n 's/^URIs: *\(http[^ ]*\/debian\)\/*$/\1/p' /etc/apt/sources.list.d/*.sources 2>/dev/null | head -n 1)
+  [ -n "$mirror" ] || mirror=$(sed -n 's/^deb \(http[^ ]*\/debian\)\/* .*/\1/p' /etc/apt/sources.list 2>/dev/null |
+    head -n 1)
+  echo "${mirror:-http://deb.debian.org/debian}"
+}

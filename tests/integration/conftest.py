@@ -13,6 +13,7 @@ import uuid
 import pytest
 import yaml
 
+from containers import Box, ContainerBed, ContainerBedError  # pylint: disable=import-error
 from testbed import (  # pylint: disable=import-error
     MONGO_SECOND,
     MONGO_SOURCE,
@@ -160,3 +161,41 @@ def server(engine: str, pg: PgServer, mongo: MongoServer) -> PgServer | MongoSer
 @pytest.fixture
 def big_source(engine: str, big_pg: str, big_mongo: str) -> str:
     return big_pg if engine == "postgresql" else big_mongo
+
+
+# The container test bed (scripts/testbed/images.sh builds the images; `make integration` and CI run it first).
+# A missing engine or image fails the tests that use these fixtures with one line saying so: never a skip.
+@pytest.fixture(scope="session")
+def container_bed() -> t.Iterator[ContainerBed]:
+    """Starts this run's containers (``lifeboat-test-<run id>-<purpose>``); removes them and their volumes at the end."""
+    try:
+        bed = ContainerBed.connect()
+    except ContainerBedError as error:
+        pytest.fail(str(error), pytrace=False)
+    yield bed
+    bed.close()
+
+
+def started(start: t.Callable[[], Box]) -> Box:
+    try:
+        return start()
+    except ContainerBedError as error:
+        pytest.fail(str(error), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def pg17_container(container_bed: ContainerBed) -> Box:
+    """PostgreSQL 17 (newer than the host's pg_dump 15), its data in a named volume of this run."""
+    return started(lambda: container_bed.postgres("pg17", volume=True))
+
+
+@pytest.fixture(scope="session")
+def ferret_container(container_bed: ContainerBed) -> Box:
+    """FerretDB with mongodump/mongorestore inside, a root user in `admin`, its data in a named volume of this run."""
+    return started(lambda: container_bed.ferretdb("ferret", volume=True))
+
+
+@pytest.fixture(scope="session")
+def app_container(container_bed: ContainerBed) -> Box:
+    """The app that wrote its files into a named volume of this run (mounted on /data), then sleeps."""
+    return started(lambda: container_bed.app("app"))
