@@ -138,14 +138,15 @@ def _container_defaults(params: dict[str, t.Any], place: HostClient | ContainerC
     if not isinstance(place, ContainerClient) or params.get("login_uri"):
         return {}
     environment = place.environment
-    given_password = params.get("login_password") or params.get("login_password_file")
-    defaults = {
-        "login_host": params.get("login_host") or place.address,
-        "login_user": params.get("login_user") or environment.get(names["user"]) or names["default_user"],
-        "login_password": None if given_password else environment.get(names["password"]),
-    }
-    if defaults["login_host"] is None:
-        raise LifeboatError(f"{place.where} has no network address this host can reach; give login_host")
+    defaults: dict[str, t.Any] = {}
+    if not params.get("login_host") and not params.get("login_unix_socket"):
+        if place.address is None:
+            raise LifeboatError(f"{place.where} has no network address this host can reach; give login_host")
+        defaults["login_host"] = place.address
+    if not params.get("login_user"):
+        defaults["login_user"] = environment.get(names["user"]) or names["default_user"]
+    if not params.get("login_password") and not params.get("login_password_file") and environment.get(names["password"]):
+        defaults["login_password"] = environment[names["password"]]
     return defaults
 
 

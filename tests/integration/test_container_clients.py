@@ -1,0 +1,84 @@
+# Copyright: lifeboat developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""PostgreSQL dumps and restores by the server container's own clients (PostgreSQL 17 on trixie; the host has 15).
+
+The modules run as Ansible runs them; the container's pg_dump and pg_restore stream through the Docker Engine API
+into the host's pipeline. The password is watched for on every command line of the host and of the container
+(the host's /proc shows the container's processes too) and in what the modules print.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+from test_secrets import CmdlineWatcher  # pylint: disable=import-error
+
+ROWS = 5000
+
+
+@pytest.fixture(scope="module")
+def seeded(pg17_container):
+    with pg17_container.connect_pg() as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS entries (id int PRIMARY KEY, note text, at timestamptz DEFAULT now())")
+        conn.execute("TRUNCATE entries")
+        conn.execute(f"INSERT INTO entries (id, note) SELECT n, 'note ' || n FROM generate_series(1, {ROWS}) n")
+        conn.execute("CREATE TABLE IF NOT EXISTS tags (name text)")
+        conn.execute("TRUNCATE tags")
+        conn.execute("INSERT INTO tags VALUES ('a'), ('b')")
+    return pg17_container
+
+
+def host_major() -> int:
+    out = subprocess.run(["pg_dump", "--version"], capture_output=True, text=True, check=True).stdout
+    return int(out.split()[-1].split(".")[0])
+
+
+def test_dump_and_restore_run_the_containers_own_clients_with_its_defaults(seeded, run_module, tmp_path):
+    box = seeded
+    secret = box.password.encode()
+    with CmdlineWatcher() as watcher:
+        dumped = run_module("postgresql_dump", {"container": box.name, "destination": str(tmp_path / "backups")})
+    assert dumped.rc == 0, dumped.result.get("msg")
+    manifest = json.loads((tmp_path / "backups" / (dumped.result["archive"].rsplit("/", 1)[1] + ".manifest.json"))
+                          .read_text())
+    # The container's pg_dump 17 did the work: the host's own client is older and could not have.
+    assert host_major() < 17 and manifest["tool"]["version"].startswith("pg_dump (PostgreSQL) 17")
+    assert manifest["server"]["container"]["name"] == box.name
+    assert manifest["server"]["container"]["image_id"].startswith("sha256:")
+    assert manifest["database"] == box.database  # POSTGRES_DB of the container
+    assert manifest["counts"] == {"public.entries": ROWS, "public.tags": 2}
+    assert watcher.commands(b"pg_dump"), "pg_dump was never seen running"
+    assert [cmd for cmd in watcher.seen if secret in cmd] == []
+    assert box.password not in dumped.stdout + dumped.stderr
+
+    with CmdlineWatcher() as watcher:
+        restored = run_module("postgresql_restore", {"container": box.name, "archive": dumped.result["archive"],
+                                                     "target_database": "journal_copy"})
+    assert restored.rc == 0, restored.result.get("msg")
+    assert restored.result["counts"] == {"public.entries": ROWS, "public.tags": 2}
+    assert watcher.commands(b"pg_restore"), "pg_restore was never seen running"
+    assert [cmd for cmd in watcher.seen if secret in cmd] == []
+    assert box.password not in restored.stdout + restored.stderr
+    with box.connect_pg("journal_copy") as conn:
+        copied = conn.execute("SELECT md5(string_agg(id || note, ',' ORDER BY id)) FROM entries").fetchone()
+    with box.connect_pg() as conn:
+        original = conn.execute("SELECT md5(string_agg(id || note, ',' ORDER BY id)) FROM entries").fetchone()
+    assert copied == original
+
+
+def test_a_container_that_is_missing_or_runs_no_postgresql_is_one_line(seeded, ferret_container, run_module,
+                                                                       tmp_path):
+    destination = tmp_path / "backups"
+    missing = run_module("postgresql_dump", {"container": "lifeboat-no-such-container",
+                                             "destination": str(destination)})
+    assert missing.rc != 0
+    assert missing.result["msg"] == "container lifeboat-no-such-container does not exist on this host"
+    other = run_module("postgresql_dump", {"container": ferret_container.name, "login_host": seeded.ip,
+                                           "login_user": seeded.user, "login_password": seeded.password,
+                                           "database": seeded.database, "destination": str(destination)})
+    assert other.rc != 0
+    assert other.result["msg"] == (f"pg_dump was not found in container {ferret_container.name}: give the container "
+                                   "of the PostgreSQL server")
+    assert not destination.exists() or list(destination.iterdir()) == []  # no archive, no temporary file
