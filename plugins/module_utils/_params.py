@@ -127,7 +127,7 @@ def restore_archive(params: dict[str, t.Any]) -> ChosenArchive:
     return ChosenArchive(archive.path, None, reason)
 
 
-def client(params: dict[str, t.Any]) -> HostClient | ContainerClient:
+def place(params: dict[str, t.Any]) -> HostClient | ContainerClient:
     """Where the job's clients run: the container it names, or this host."""
     return client_for(params.get("container"))
 
@@ -170,7 +170,7 @@ def pg_connection(params: dict[str, t.Any], database: str | None,
         ssl_cert=params.get("ssl_cert"),
         ssl_key=params.get("ssl_key"),
         connect_timeout=params.get("connect_timeout"),
-        client=place or HOST,
+        place=place or HOST,
     )
 
 
@@ -263,11 +263,11 @@ def mongodb_dump_spec() -> dict[str, t.Any]:
 
 
 def postgres_dump_request(params: dict[str, t.Any]) -> _postgres.DumpRequest:
-    place = client(params)
+    where = place(params)
     database = params.get("database")
-    if database is None and isinstance(place, ContainerClient):
-        database = place.environment.get("POSTGRES_DB") or pg_connection(params, None, place).params.get("user")
-    connection = pg_connection(params, database, place)
+    if database is None and isinstance(where, ContainerClient):
+        database = where.environment.get("POSTGRES_DB") or pg_connection(params, None, where).params.get("user")
+    connection = pg_connection(params, database, where)
     return _postgres.DumpRequest(
         connection=connection,
         archive=archive_options(params, connection.database),

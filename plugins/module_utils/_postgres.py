@@ -73,7 +73,7 @@ class PgConnection:
 
     params: dict[str, str] = field(default_factory=dict)
     password: str | None = None
-    client: Client = HOST  # where the client tools that use this connection run
+    place: Client = HOST  # where the client tools that use this connection run
 
     @classmethod
     def from_options(
@@ -92,7 +92,7 @@ class PgConnection:
         ssl_cert: str | None = None,
         ssl_key: str | None = None,
         connect_timeout: int | None = 10,
-        client: Client = HOST,
+        place: Client = HOST,
     ) -> PgConnection:
         if uri and (host or user or unix_socket):
             raise LifeboatError("give either login_uri or login_host/login_user/login_unix_socket, not both")
@@ -128,14 +128,14 @@ class PgConnection:
         params.setdefault("application_name", "lifeboat.ops")
         if password:
             register_secret(password, urllib.parse.quote(password, safe=""))
-        return cls(params, password, client)
+        return cls(params, password, place)
 
     @property
     def database(self) -> str | None:
         return self.params.get("dbname")
 
     def for_database(self, name: str) -> PgConnection:
-        return PgConnection({**self.params, "dbname": name}, self.password, self.client)
+        return PgConnection({**self.params, "dbname": name}, self.password, self.place)
 
     def conninfo(self) -> str:
         """libpq connection string without the password: safe on a command line."""
@@ -177,18 +177,18 @@ def server_info(conn: t.Any) -> dict[str, t.Any]:
     return {"version": row[0], "major": row[1] // 10000, "timezone": row[2]}
 
 
-def pick_binary(name: str, server_major: int, bin_dir: str | None = None, client: Client = HOST) -> tuple[str, str]:
+def pick_binary(name: str, server_major: int, bin_dir: str | None = None, place: Client = HOST) -> tuple[str, str]:
     """The client matching the server's major version (Debian installs several side by side; a container has one)."""
-    candidates = client.candidates(name, CLIENT_DIR_GLOBS, bin_dir)
+    candidates = place.candidates(name, CLIENT_DIR_GLOBS, bin_dir)
     if not candidates:
         if bin_dir:
             raise LifeboatError(f"{name} not found in pg_bin_dir {bin_dir}")
-        if client is not HOST:
-            raise LifeboatError(f"{name} was not found in {client.where}: give the container of the PostgreSQL server")
+        if place is not HOST:
+            raise LifeboatError(f"{name} was not found in {place.where}: give the container of the PostgreSQL server")
         raise LifeboatError(f"{name} was not found; install the PostgreSQL client (postgresql-client-{server_major})")
     found = []
     for path in candidates:
-        version = client.version(path)
+        version = place.version(path)
         found.append((pg_major(version), version, path))
     exact = [item for item in found if item[0] == server_major]
     newer = sorted(item for item in found if item[0] > server_major)
@@ -217,12 +217,12 @@ class DumpRequest:
     pg_bin_dir: str | None = None
 
     @property
-    def client(self) -> Client:
-        return self.connection.client
+    def place(self) -> Client:
+        return self.connection.place
 
     def validate(self) -> None:
         self.archive.validate()
-        if self.client is not HOST and self.dump_format != "custom":
+        if self.place is not HOST and self.dump_format != "custom":
             raise LifeboatError("with container, use format=custom: a directory dump would be written inside the "
                                 "container")
         if not self.connection.database:
@@ -341,7 +341,7 @@ def plan_dump(request: DumpRequest) -> dict[str, t.Any]:
     with request.connection.connect() as conn:
         server = server_info(conn)
         tables = list_tables(conn)
-    binary, version = pick_binary("pg_dump", server["major"], request.pg_bin_dir, request.client)
+    binary, version = pick_binary("pg_dump", server["major"], request.pg_bin_dir, request.place)
     return {"server_version": server["version"], "pg_dump": binary, "pg_dump_version": version, "tables": tables}
 
 
@@ -354,7 +354,7 @@ def dump(request: DumpRequest) -> dict[str, t.Any]:
     conn = request.connection.connect()
     try:
         server = server_info(conn)
-        pg_dump, pg_dump_version = pick_binary("pg_dump", server["major"], request.pg_bin_dir, request.client)
+        pg_dump, pg_dump_version = pick_binary("pg_dump", server["major"], request.pg_bin_dir, request.place)
         # One repeatable-read transaction exports the snapshot pg_dump uses and counts rows in it. It
         # idles between tables, so a server-wide idle timeout must not end it halfway through a long dump.
         conn.execute("SET idle_in_transaction_session_timeout = 0")
@@ -376,7 +376,7 @@ def dump(request: DumpRequest) -> dict[str, t.Any]:
                 kind, archive_format = "pgdump", "pg_dump-custom"
                 path = archive_opts.path_for(started, kind)
                 # Uncompressed: the pipeline compresses the whole stream, faster and smaller.
-                argv, producer_env = request.client.command([pg_dump, "--format=custom", "--compress=0", *common],
+                argv, producer_env = request.place.command([pg_dump, "--format=custom", "--compress=0", *common],
                                                             env, forward=CLIENT_SECRETS)
                 archive, stream = stream_to_archive(
                     path, argv, archive_opts,
@@ -417,7 +417,7 @@ def dump(request: DumpRequest) -> dict[str, t.Any]:
         tool={"name": "pg_dump", "version": pg_dump_version},
         # pg_dump writes timestamptz in the session time zone: a restore test must read them back in the same one.
         server={"product": "PostgreSQL", "version": server["version"], "timezone": server["timezone"],
-                **({"container": request.client.describe()} if request.client.describe() else {})},
+                **({"container": request.place.describe()} if request.place.describe() else {})},
         counts=counts,
         started=started,
         finished=finished,
@@ -453,10 +453,10 @@ def _dump_directory(
 
 
 def _dump_globals(request: DumpRequest, server_major: int, started: t.Any, archives: list[t.Any]) -> dict[str, t.Any]:
-    pg_dumpall, version = pick_binary("pg_dumpall", server_major, request.pg_bin_dir, request.client)
+    pg_dumpall, version = pick_binary("pg_dumpall", server_major, request.pg_bin_dir, request.place)
     flag = "--roles-only" if request.globals_mode == "roles" else "--globals-only"
     path = request.archive.path_for(started, "globals.sql")
-    argv, env = request.client.command(
+    argv, env = request.place.command(
         [pg_dumpall, flag, "--no-password", f"--dbname={request.connection.conninfo()}"],
         request.connection.env(), forward=CLIENT_SECRETS)
     archive, stream = stream_to_archive(path, argv, request.archive, producer_env=env, producer_name="pg_dumpall")
@@ -513,13 +513,13 @@ class RestoreRequest:
     pg_bin_dir: str | None = None
 
     @property
-    def client(self) -> Client:
-        return self.connection.client
+    def place(self) -> Client:
+        return self.connection.place
 
     def validate(self) -> None:
         if self.jobs < 1:
             raise LifeboatError("jobs must be 1 or more")
-        if self.jobs > 1 and self.client is not HOST:
+        if self.jobs > 1 and self.place is not HOST:
             raise LifeboatError("with container, use jobs=1: a parallel restore reads files this host unpacks")
         if self.recreate and not self.overwrite:
             raise LifeboatError("recreate drops the target database; set overwrite=true to confirm")
@@ -663,7 +663,7 @@ def plan_restore(request: RestoreRequest) -> dict[str, t.Any]:
         decided = _decide(request, conn, database, manifest, _leftovers(conn, database))
     # pg_restore must read the archive's format and speak to the server: the newer of the two decides.
     needed = max(server_major, pg_major(manifest["tool"]["version"]))
-    pg_restore, version = pick_binary("pg_restore", needed, request.pg_bin_dir, request.client)
+    pg_restore, version = pick_binary("pg_restore", needed, request.pg_bin_dir, request.place)
     return {**decided, "manifest": manifest, "pg_restore": pg_restore, "pg_restore_version": version}
 
 
@@ -890,9 +890,9 @@ def _run_pg_restore(request: RestoreRequest, manifest: dict[str, t.Any], argv: l
     read = functools.partial(read_stream, request.archive_path, compression=info["compression"],
                              decryption=request.decryption, encrypted=info["encryption"] is not None)
     if info["format"] == "pg_dump-custom" and request.jobs == 1:
-        argv, env = request.client.command(argv, env, forward=CLIENT_SECRETS)
+        argv, env = request.place.command(argv, env, forward=CLIENT_SECRETS)
         return read(consumer_argv=argv, consumer_env=env, consumer_name="pg_restore")
-    if request.client is not HOST:
+    if request.place is not HOST:
         raise LifeboatError("a directory-format archive restores with the host's pg_restore: leave container unset")
     # Parallel restore needs a seekable file or a directory: unpack into a private directory first,
     # beside the archive (the backup disk has room for it), else in the temporary directory.

@@ -124,7 +124,7 @@ class PostgreSQL(Source):
         return _params.postgres_dump_spec()
 
     def connection(self, params: dict[str, t.Any]) -> _postgres.PgConnection:
-        return _params.pg_connection(params, None, _params.client(params))
+        return _params.pg_connection(params, None, _params.place(params))
 
     def dump_request(self, params: dict[str, t.Any]) -> _postgres.DumpRequest:
         return _params.postgres_dump_request(params)

@@ -190,7 +190,7 @@ def mongodb_restore(run: Run) -> Outcome:
 
 def postgresql_restore(run: Run) -> Outcome:
     params = run.params
-    place = _params.client(params)
+    place = _params.place(params)
     connection = _params.pg_connection(params, None, place)
     archive, note, reason = _params.restore_archive(params)
     if note:
