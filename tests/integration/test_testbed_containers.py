@@ -44,8 +44,10 @@ def test_names_carry_the_run_id(pg17_container, ferret_container, app_container)
 
 def test_pg17_answers_its_password_over_the_bridge(pg17_container: Box):
     with pg17_container.connect_pg() as conn:
-        version, user, database = conn.execute(
+        row = conn.execute(
             "SELECT current_setting('server_version_num')::int, current_user, current_database()").fetchone()
+    assert row is not None
+    version, user, database = row
     assert version // 10000 == 17
     assert (user, database) == ("journal_owner", "journal")
     with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
