@@ -102,7 +102,10 @@ class ContainerBed:
         return cls(client, images, run_id)
 
     def name(self, purpose: str) -> str:
-        return f"lifeboat-test-{self.run_id}-{purpose}"
+        """``lifeboat-test-<run id>-<purpose>``; under pytest-xdist the worker (gw0...) comes before the purpose, as
+        each worker has session fixtures of its own."""
+        worker = os.environ.get("PYTEST_XDIST_WORKER")
+        return f"lifeboat-test-{self.run_id}-{worker}-{purpose}" if worker else f"lifeboat-test-{self.run_id}-{purpose}"
 
     def volume(self, purpose: str) -> str:
         """A new named volume of this run (``lifeboat-test-<run id>-<purpose>``), removed by close()."""

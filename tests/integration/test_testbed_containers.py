@@ -37,9 +37,11 @@ def major(version_line: str) -> int:
 
 
 def test_names_carry_the_run_id(pg17_container, ferret_container, app_container):
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    prefix = f"lifeboat-test-{RUN_ID}-{worker}-" if worker else f"lifeboat-test-{RUN_ID}-"
     for box, purpose in ((pg17_container, "pg17"), (ferret_container, "ferret"), (app_container, "app")):
-        assert box.name == f"lifeboat-test-{RUN_ID}-{purpose}"
-        assert box.volume == f"lifeboat-test-{RUN_ID}-{purpose}-data"
+        assert box.name == f"{prefix}{purpose}"
+        assert box.volume == f"{prefix}{purpose}-data"
 
 
 def test_pg17_answers_its_password_over_the_bridge(pg17_container: Box):
@@ -179,7 +181,7 @@ def test_close_removes_exactly_what_the_bed_made(container_bed: ContainerBed, ap
     other = ContainerBed.connect(run_id=f"{RUN_ID}-close")
     box = other.app("app")
     extra_volume = other.volume("spare")
-    assert box.name == f"lifeboat-test-{RUN_ID}-close-app"
+    assert box.name.startswith(f"lifeboat-test-{RUN_ID}-close-") and box.name.endswith("-app")
     other.close()
     client = container_bed.client
     with pytest.raises(docker.errors.NotFound):

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # Copyright: lifeboat developers
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The test bed's app container: fills its data directory (APP_DATA_DIR, a named volume) once, then sleeps.
