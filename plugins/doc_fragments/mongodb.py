@@ -75,6 +75,17 @@ options:
     description:
       - Directory holding C(mongodump) and C(mongorestore). Taken from E(PATH) when not set.
     type: path
+  container:
+    description:
+      - Name or id of the MongoDB server's Docker container. Its own C(mongodump) and C(mongorestore) do the work,
+        run through the Docker Engine API, their streams piped through this host's pipeline (no tools are needed
+        on the host).
+      - The connection defaults come from the container, each overridable by its option. The host is the
+        container's network address, the user and password C(MONGO_INITDB_ROOT_USERNAME) and
+        C(MONGO_INITDB_ROOT_PASSWORD) of its environment.
+      - The connection string reaches the tools through a pipe that the container's C(sh) fills from the exec's
+        environment, never a command line or a file. Needs the C(docker) Python SDK on the managed host.
+    type: str
 requirements:
   - pymongo (C(python3-pymongo) on Debian and Ubuntu) on the managed host.
   - The MongoDB Database Tools (C(mongodump), C(mongorestore)) on the managed host.

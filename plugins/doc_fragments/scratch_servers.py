@@ -174,4 +174,9 @@ options:
         description:
         - Directory holding C(mongodump) and C(mongorestore). Taken from E(PATH) when not set.
         type: path
+      container:
+        description:
+        - Name or id of the server's Docker container, whose own C(mongorestore) restores the archive (the
+          connection defaults come from the container, as for M(lifeboat.ops.mongodb_dump)).
+        type: str
 """

@@ -2,13 +2,16 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Where a database client runs: on this host, or inside the database's own container. One object each.
 
-Both answer the same four questions, so the engines never ask which one they hold:
+Both answer the same questions, so the engines never ask which one they hold:
 
 - ``candidates(name, dirs, bin_dir)``: the paths of a client tool to choose from (the engine picks by version);
+- ``find(name, dirs)``: the one path of a tool, or a one-line error;
 - ``version(path)``: that tool's ``--version`` line;
 - ``command(argv, env, forward)``: the argv and environment that run the tool there, for the pipeline's stages
   (on the host, unchanged; in a container, a child process of ours that runs it through the Docker Engine API:
-  see ``_docker_exec``); ``forward`` names the variables of ``env`` the tool itself must see (a password);
+  see ``_docker_exec``); ``forward`` names the variables of ``env`` the tool itself must see (a password), and
+  ``secret_option`` = (option, content) gives the tool ``option=PATH`` of a file holding ``content`` that is on no
+  disk (here a memfd of ``private``; in a container a pipe the container's shell fills from the exec's environment);
 - ``describe()``: what the manifest records of the place (nothing for the host; the container, its image and
   image id).
 
@@ -23,8 +26,11 @@ import shutil
 import sys
 import typing as t
 
-from ._common import LifeboatError, child_env, tool_version
+from ._common import LifeboatError, PrivateDir, child_env, find_binary, tool_version
 
+SECRET_VARIABLE = "LIFEBOAT_SECRET_FILE"
+# In the container, a here-document of dash (every Debian and Ubuntu image's sh) is a pipe: the content is on no disk.
+_WITH_SECRET_FD = f'exec "$@" 3<<LIFEBOAT_EOF\n${SECRET_VARIABLE}\nLIFEBOAT_EOF\n'
 _BOOT = "import importlib, sys; sys.exit(importlib.import_module(sys.argv[1]).main(sys.argv[2:]))"
 
 
@@ -41,10 +47,20 @@ class HostClient:
         on_path = shutil.which(name)
         return found + ([on_path] if on_path else [])
 
+    def find(self, name: str, dirs: t.Sequence[str | None] = ()) -> str:
+        return find_binary(name, [d for d in dirs if d])
+
     def version(self, path: str) -> str:
         return tool_version(path)
 
-    def command(self, argv: list[str], env: dict[str, str], forward: t.Sequence[str] = ()) -> tuple[list[str], dict[str, str]]:
+    def command(self, argv: list[str], env: dict[str, str] | None = None, forward: t.Sequence[str] = (),
+                secret_option: tuple[str, str] | None = None,
+                private: PrivateDir | None = None) -> tuple[list[str], dict[str, str] | None]:
+        if secret_option is not None:
+            if private is None:
+                raise ValueError("a secret option needs the private directory its file lives in")
+            option, content = secret_option
+            argv = [argv[0], f"{option}={private.secret_file('tools.yaml', content)}", *argv[1:]]
         return argv, env
 
     def describe(self) -> dict[str, t.Any] | None:
@@ -105,19 +121,32 @@ class ContainerClient:
         code, output = self.exec(["sh", "-c", 'command -v "$0"', name])
         return [output.strip()] if code == 0 and output.strip() else []
 
+    def find(self, name: str, dirs: t.Sequence[str | None] = ()) -> str:
+        found = self.candidates(name)
+        if not found:
+            raise LifeboatError(f"{name} was not found in {self.where}: give the container of the database server")
+        return found[0]
+
     def version(self, path: str) -> str:
         _code, output = self.exec([path, "--version"])
         lines = output.strip().splitlines()
         return lines[0].strip() if lines else ""
 
-    def command(self, argv: list[str], env: dict[str, str], forward: t.Sequence[str] = ()) -> tuple[list[str], dict[str, str]]:
+    def command(self, argv: list[str], env: dict[str, str] | None = None, forward: t.Sequence[str] = (),
+                secret_option: tuple[str, str] | None = None,
+                private: PrivateDir | None = None) -> tuple[list[str], dict[str, str] | None]:
+        inside = {name: (env or {})[name] for name in forward if name in (env or {})}
+        if secret_option is not None:
+            option, content = secret_option
+            inside[SECRET_VARIABLE] = content
+            argv = ["sh", "-c", _WITH_SECRET_FD, "sh", argv[0], f"{option}=/dev/fd/3", *argv[1:]]
         package = __name__.rsplit(".", 1)[0]
         root = os.path.dirname(__file__)
         for _part in package.split("."):
             root = os.path.dirname(root)
-        helper_env = child_env({name: env[name] for name in forward if name in env})
+        helper_env = child_env(inside)
         helper_env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
-        names = [item for name in forward if name in env for item in ("--env", name)]
+        names = [item for name in inside for item in ("--env", name)]
         return [sys.executable, "-c", _BOOT, f"{package}._docker_exec", self.id, *names, "--", *argv], helper_env
 
     def describe(self) -> dict[str, t.Any]:

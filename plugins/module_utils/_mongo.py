@@ -29,18 +29,19 @@ from ._archive import (
     stream_to_archive,
     verify_archive,
 )
+from ._clients import HOST, ContainerClient, HostClient
 from ._common import (
     LifeboatError,
     PrivateDir,
-    find_binary,
     friendly_errors,
     read_secret_file,
     register_secret,
-    tool_version,
 )
 from ._mongo_staging import Staging, staging_run, with_retries
 from ._pipeline import Decryption, read_stream, termination_deferred
 from ._structure import MongoArchiveReader
+
+Client = t.Union[HostClient, ContainerClient]
 
 OPLOG_MODES = ("auto", "yes", "no")
 # Database names cannot hold dots; collection names can hold dots and spaces.
@@ -73,6 +74,7 @@ class MongoConnection:
     uri: str
     display: str
     timeout_seconds: int = 10
+    place: Client = HOST  # where the tools that use this connection run
 
     @classmethod
     def from_options(
@@ -91,6 +93,7 @@ class MongoConnection:
         tls_certificate_key_file: str | None = None,
         tls_allow_invalid_certificates: bool = False,
         connect_timeout: int = 10,
+        place: Client = HOST,
     ) -> MongoConnection:
         if uri and (host or user):
             raise LifeboatError("give either login_uri or login_host/login_user, not both")
@@ -134,7 +137,7 @@ class MongoConnection:
         except Exception as exc:  # pymongo raises several types for a bad URI
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise LifeboatError(f"the MongoDB connection string is not valid: {reason}") from exc
-        return cls(uri=full, display=hosts, timeout_seconds=connect_timeout)
+        return cls(uri=full, display=hosts, timeout_seconds=connect_timeout, place=place)
 
     def client(self) -> t.Any:
         pymongo = _pymongo()
@@ -148,11 +151,15 @@ class MongoConnection:
             raise LifeboatError(f"cannot connect to MongoDB at {self.display}: {_one_line(exc)}") from exc
         return client
 
-    def tool_config(self, private: PrivateDir) -> str:
-        """The path of the tools' config (for --config=): an anonymous file in memory that no SIGKILL leaves behind
-        (it holds the URL-encoded password); only a tool whose argv names it inherits it."""
+    def tool_command(self, argv: list[str], private: PrivateDir) -> tuple[list[str], dict[str, str] | None]:
+        """A tool's argv (and environment) with ``--config=`` a file holding the connection string, on no disk:
+        an anonymous file in memory that no SIGKILL leaves behind, or in a container a pipe (it holds the
+        URL-encoded password); only the tool inherits it."""
         # A JSON string is a valid YAML double-quoted scalar: any character in the URI is safe.
-        return private.secret_file("tools.yaml", f"uri: {json.dumps(self.uri)}\n")
+        return self.place.command(argv, secret_option=("--config", f"uri: {json.dumps(self.uri)}\n"), private=private)
+
+    def tool(self, name: str, tools_dir: str | None) -> str:
+        return self.place.find(name, [tools_dir])
 
 
 def _split_uri(uri: str) -> tuple[str, str, str, str, str]:
@@ -256,10 +263,6 @@ class DumpRequest:
         return chosen
 
 
-def _tool(name: str, tools_dir: str | None) -> str:
-    return find_binary(name, [tools_dir] if tools_dir else [])
-
-
 def _server_info(client: t.Any) -> dict[str, t.Any]:
     build = client.admin.command("buildInfo")
     hello = client.admin.command("hello")
@@ -282,7 +285,7 @@ def plan_dump(request: DumpRequest) -> dict[str, t.Any]:
         counts = {ns: _estimated_count(client, ns) for ns in selected}
     finally:
         client.close()
-    return {"server": server, "collections": counts, "mongodump": _tool("mongodump", request.tools_dir)}
+    return {"server": server, "collections": counts, "mongodump": request.connection.tool("mongodump", request.tools_dir)}
 
 
 def _namespaces_with_documents(connection: MongoConnection, namespaces: t.Iterable[str]) -> list[str]:
@@ -315,7 +318,7 @@ def dump(request: DumpRequest) -> dict[str, t.Any]:
     started = _manifest.utc_now()
     options = request.archive
     options.prepare_destination()
-    mongodump = _tool("mongodump", request.tools_dir)
+    mongodump = request.connection.tool("mongodump", request.tools_dir)
     client = request.connection.client()
     try:
         server = _server_info(client)
@@ -341,8 +344,7 @@ def dump(request: DumpRequest) -> dict[str, t.Any]:
             counts[f"{match.group(1)}.{match.group(2)}"] = int(match.group(3))
 
     with PrivateDir() as private:
-        argv = [mongodump, f"--config={request.connection.tool_config(private)}", "--archive",
-                f"--numParallelCollections={request.parallel_collections}"]
+        argv = [mongodump, "--archive", f"--numParallelCollections={request.parallel_collections}"]
         argv += ["--gzip"] if inner_gzip else []
         argv += ["--oplog"] if use_oplog else []
         if request.database:
@@ -357,8 +359,10 @@ def dump(request: DumpRequest) -> dict[str, t.Any]:
         # gzip happens inside the archive (mongorestore --gzip reads it), so the stream itself is not gzipped.
         pipeline_compression = "none" if inner_gzip else options.compression
         path = options.path_for(started, kind, pipeline_compression)
+        argv, env = request.connection.tool_command(argv, private)
         archive, stream = stream_to_archive(
-            path, argv, options, compression=pipeline_compression, producer_name="mongodump", on_producer_stderr=on_line
+            path, argv, options, compression=pipeline_compression, producer_env=env, producer_name="mongodump",
+            on_producer_stderr=on_line,
         )
     try:
         holding = _namespaces_with_documents(request.connection, selected) if not sum(counts.values()) else []
@@ -378,8 +382,8 @@ def dump(request: DumpRequest) -> dict[str, t.Any]:
             compression=options.compression,
             compression_level=options.compression_level,
             encryption=options.encryption,
-            tool={"name": "mongodump", "version": tool_version(mongodump)},
-            server=server,
+            tool={"name": "mongodump", "version": request.connection.place.version(mongodump)},
+            server={**server, **({"container": place} if (place := request.connection.place.describe()) else {})},
             counts=dict(sorted(counts.items())),
             started=started,
             finished=finished,
@@ -820,12 +824,12 @@ def _restore_and_check(request: RestoreRequest, plan: dict[str, t.Any], staging:
                     base[target] = _copy_collection(client, target, staging.staged(target))
         finally:
             client.close()
-    mongorestore = _tool("mongorestore", request.tools_dir)
+    mongorestore = request.connection.tool("mongorestore", request.tools_dir)
     # FerretDB rejects the "ns" option mongorestore puts on every index it creates, so the indexes
     # recorded in the manifest are created here instead.
     indexes_by_module = plan["server"]["product"] == "FerretDB"
     with PrivateDir() as private:
-        argv = [mongorestore, f"--config={request.connection.tool_config(private)}", "--archive", "--stopOnError"]
+        argv = [mongorestore, "--archive", "--stopOnError"]
         argv += ["--gzip"] if inner_gzip else []
         argv += ["--noIndexRestore"] if indexes_by_module else []
         if staging:
@@ -834,12 +838,14 @@ def _restore_and_check(request: RestoreRequest, plan: dict[str, t.Any], staging:
                          f"--nsTo={_ns_escape(staging.staged(target))}"]
         else:
             argv += ["--oplogReplay"]
+        argv, env = request.connection.tool_command(argv, private)
         stream = read_stream(
             request.archive_path,
             compression=stream_compression(manifest),
             decryption=request.decryption,
             encrypted=manifest["archive"]["encryption"] is not None,
             consumer_argv=argv,
+            consumer_env=env,
             consumer_name="mongorestore",
             on_consumer_output=on_line,
         )

@@ -12,7 +12,7 @@ import typing as t
 
 from . import _catalog, _mongo, _postgres
 from ._archive import ArchiveOptions, resolve_archive
-from ._clients import HOST, ContainerClient, HostClient, client_for
+from ._clients import ContainerClient, HostClient, client_for
 from ._common import LifeboatError
 from ._manifest import default_job
 from ._mongo import MongoConnection
@@ -59,6 +59,7 @@ def mongodb_connection_spec() -> dict[str, t.Any]:
         "tls_certificate_key_file": {"type": "path", "no_log": False},
         "tls_allow_invalid_certificates": {"type": "bool", "default": False},
         "tools_dir": {"type": "path"},
+        "container": {"type": "str"},
     }
 
 
@@ -154,8 +155,9 @@ PG_CONTAINER_ENV = {"user": "POSTGRES_USER", "password": "POSTGRES_PASSWORD", "d
 
 
 def pg_connection(params: dict[str, t.Any], database: str | None,
-                  place: HostClient | ContainerClient | None = None) -> PgConnection:
-    params = {**params, **_container_defaults(params, place or HOST, PG_CONTAINER_ENV)}
+                  where: HostClient | ContainerClient | None = None) -> PgConnection:
+    where = where or place(params)
+    params = {**params, **_container_defaults(params, where, PG_CONTAINER_ENV)}
     return PgConnection.from_options(
         uri=params.get("login_uri"),
         host=params.get("login_host"),
@@ -170,11 +172,20 @@ def pg_connection(params: dict[str, t.Any], database: str | None,
         ssl_cert=params.get("ssl_cert"),
         ssl_key=params.get("ssl_key"),
         connect_timeout=params.get("connect_timeout"),
-        place=place or HOST,
+        place=where,
     )
 
 
-def mongo_connection(params: dict[str, t.Any]) -> MongoConnection:
+MONGO_CONTAINER_ENV = {"user": "MONGO_INITDB_ROOT_USERNAME", "password": "MONGO_INITDB_ROOT_PASSWORD",
+                       "default_user": ""}
+
+
+def mongo_connection(params: dict[str, t.Any], where: HostClient | ContainerClient | None = None) -> MongoConnection:
+    where = where or place(params)
+    defaults = _container_defaults(params, where, MONGO_CONTAINER_ENV)
+    if not defaults.get("login_user"):
+        defaults.pop("login_user", None)  # a container without a root user: no authentication
+    params = {**params, **defaults}
     return MongoConnection.from_options(
         uri=params.get("login_uri"),
         host=params.get("login_host"),
@@ -190,6 +201,7 @@ def mongo_connection(params: dict[str, t.Any]) -> MongoConnection:
         tls_certificate_key_file=params.get("tls_certificate_key_file"),
         tls_allow_invalid_certificates=bool(params.get("tls_allow_invalid_certificates")),
         connect_timeout=params.get("connect_timeout") or 10,
+        place=where,
     )
 
 

@@ -890,8 +890,8 @@ def _run_pg_restore(request: RestoreRequest, manifest: dict[str, t.Any], argv: l
     read = functools.partial(read_stream, request.archive_path, compression=info["compression"],
                              decryption=request.decryption, encrypted=info["encryption"] is not None)
     if info["format"] == "pg_dump-custom" and request.jobs == 1:
-        argv, env = request.place.command(argv, env, forward=CLIENT_SECRETS)
-        return read(consumer_argv=argv, consumer_env=env, consumer_name="pg_restore")
+        command, command_env = request.place.command(argv, env, forward=CLIENT_SECRETS)
+        return read(consumer_argv=command, consumer_env=command_env, consumer_name="pg_restore")
     if request.place is not HOST:
         raise LifeboatError("a directory-format archive restores with the host's pg_restore: leave container unset")
     # Parallel restore needs a seekable file or a directory: unpack into a private directory first,

@@ -115,7 +115,7 @@ class PostgreSQL(Source):
     label = "PostgreSQL"
     counts_in = ("rows", "tables")
     bin_dir_option = "pg_bin_dir"
-    own_options = ("login_unix_socket", "container", "ssl_mode", "ssl_ca_cert", "ssl_cert", "ssl_key", "pg_bin_dir")
+    own_options = ("login_unix_socket", "ssl_mode", "ssl_ca_cert", "ssl_cert", "ssl_key", "pg_bin_dir")
 
     def connection_spec(self) -> dict[str, t.Any]:
         return _params.postgres_connection_spec()
@@ -206,7 +206,7 @@ class MongoDB(Source):
         return _params.mongodb_dump_spec()
 
     def connection(self, params: dict[str, t.Any]) -> _mongo.MongoConnection:
-        return _params.mongo_connection(params)
+        return _params.mongo_connection(params, _params.place(params))
 
     def dump_request(self, params: dict[str, t.Any]) -> _mongo.DumpRequest:
         return _params.mongodb_dump_request(params)

@@ -115,8 +115,8 @@ options:
         type: path
       container:
         description:
-          - PostgreSQL only. Name or id of the server's Docker container. Its own C(pg_restore) restores an archive
-            source, and the connection defaults come from the container.
+          - Name or id of the server's Docker container. Its own C(pg_restore) or C(mongorestore) restores an
+            archive source, and the connection defaults come from the container.
         type: str
       ssl_mode:
         description:

@@ -82,3 +82,59 @@ def test_a_container_that_is_missing_or_runs_no_postgresql_is_one_line(seeded, f
     assert other.result["msg"] == (f"pg_dump was not found in container {ferret_container.name}: give the container "
                                    "of the PostgreSQL server")
     assert not destination.exists() or list(destination.iterdir()) == []  # no archive, no temporary file
+
+
+def test_mongodb_dump_and_restore_run_the_containers_own_tools(ferret_container, run_module, tmp_path):
+    """mongodump and mongorestore of the FerretDB container; the connection string reaches them by a pipe."""
+    box = ferret_container
+    secret = box.password.encode()
+    client = box.mongo_client()
+    try:
+        client.drop_database("research")
+        client.research.readings.insert_many([{"n": n, "value": n * 0.5, "tags": ["a", str(n)]} for n in range(3000)])
+        client.research.notes.insert_many([{"text": f"note {n}"} for n in range(10)])
+    finally:
+        client.close()
+    with CmdlineWatcher() as watcher:
+        dumped = run_module("mongodb_dump", {"container": box.name, "database": "research",
+                                             "destination": str(tmp_path / "backups")})
+    assert dumped.rc == 0, dumped.result.get("msg")
+    manifest = json.loads((tmp_path / "backups" / (dumped.result["archive"].rsplit("/", 1)[1] + ".manifest.json"))
+                          .read_text())
+    assert manifest["counts"] == {"research.notes": 10, "research.readings": 3000}
+    assert manifest["server"]["container"]["name"] == box.name
+    assert watcher.commands(b"mongodump"), "mongodump was never seen running"
+    assert [cmd for cmd in watcher.seen if secret in cmd] == []
+    assert box.password not in dumped.stdout + dumped.stderr
+
+    with CmdlineWatcher() as watcher:
+        restored = run_module("mongodb_restore", {"container": box.name, "archive": dumped.result["archive"],
+                                                  "target_database": "research_copy"})
+    assert restored.rc == 0, restored.result.get("msg")
+    assert watcher.commands(b"mongorestore"), "mongorestore was never seen running"
+    assert [cmd for cmd in watcher.seen if secret in cmd] == []
+    assert box.password not in restored.stdout + restored.stderr
+    client = box.mongo_client()
+    try:
+        for name in ("readings", "notes"):
+            original = sorted(repr(d) for d in client.research[name].find({}, {"_id": 1, "n": 1, "text": 1}))
+            copied = sorted(repr(d) for d in client.research_copy[name].find({}, {"_id": 1, "n": 1, "text": 1}))
+            assert copied == original
+        client.drop_database("research_copy")
+    finally:
+        client.close()
+    # Nothing of the connection string was left in the container's files.
+    code, output = ferret_container_exec(box, ["sh", "-c", "grep -rlF -- \"$0\" /tmp /root /data 2>/dev/null; true",
+                                               box.password[:12]])
+    assert output.strip() == ""
+
+
+def ferret_container_exec(box, argv):
+    import docker  # pylint: disable=import-outside-toplevel
+
+    client = docker.from_env()
+    try:
+        result = client.containers.get(box.id).exec_run(argv)
+        return result.exit_code, result.output.decode("utf-8", "replace")
+    finally:
+        client.close()
