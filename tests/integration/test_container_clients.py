@@ -11,11 +11,51 @@ from __future__ import annotations
 
 import json
 import subprocess
+import threading
 
+import docker
 import pytest
 from test_secrets import CmdlineWatcher  # pylint: disable=import-error
 
 ROWS = 5000
+
+
+class ExecWatcher:
+    """Everything `docker inspect` shows of the container and of each exec run in it, sampled during the run."""
+
+    def __init__(self, container_id: str) -> None:
+        self.container_id = container_id
+        self.seen: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        api = docker.APIClient(version="auto")
+        try:
+            while not self._stop.is_set():
+                info = api.inspect_container(self.container_id)
+                for exec_id in info.get("ExecIDs") or []:
+                    try:
+                        self.seen.append(json.dumps(api.exec_inspect(exec_id)))
+                    except docker.errors.NotFound:
+                        pass
+                info["Config"].pop("Env", None)  # the server's own variables: how the official images take them
+                self.seen.append(json.dumps(info))
+                self._stop.wait(0.05)
+        finally:
+            api.close()
+
+    def __enter__(self) -> ExecWatcher:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def holding(self, secret: str) -> list[str]:
+        assert any('"ProcessConfig"' in item for item in self.seen), "no exec was seen"
+        return [item for item in self.seen if secret in item or json.dumps(secret)[1:-1] in item]
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +78,9 @@ def host_major() -> int:
 def test_dump_and_restore_run_the_containers_own_clients_with_its_defaults(seeded, run_module, tmp_path):
     box = seeded
     secret = box.password.encode()
-    with CmdlineWatcher() as watcher:
+    with CmdlineWatcher() as watcher, ExecWatcher(box.id) as inspected:
         dumped = run_module("postgresql_dump", {"container": box.name, "destination": str(tmp_path / "backups")})
+    assert inspected.holding(box.password) == []
     assert dumped.rc == 0, dumped.result.get("msg")
     manifest = json.loads((tmp_path / "backups" / (dumped.result["archive"].rsplit("/", 1)[1] + ".manifest.json"))
                           .read_text())
@@ -53,9 +94,10 @@ def test_dump_and_restore_run_the_containers_own_clients_with_its_defaults(seede
     assert [cmd for cmd in watcher.seen if secret in cmd] == []
     assert box.password not in dumped.stdout + dumped.stderr
 
-    with CmdlineWatcher() as watcher:
+    with CmdlineWatcher() as watcher, ExecWatcher(box.id) as inspected:
         restored = run_module("postgresql_restore", {"container": box.name, "archive": dumped.result["archive"],
                                                      "target_database": "journal_copy"})
+    assert inspected.holding(box.password) == []
     assert restored.rc == 0, restored.result.get("msg")
     assert restored.result["counts"] == {"public.entries": ROWS, "public.tags": 2}
     assert watcher.commands(b"pg_restore"), "pg_restore was never seen running"
@@ -95,9 +137,10 @@ def test_mongodb_dump_and_restore_run_the_containers_own_tools(ferret_container,
         client.research.notes.insert_many([{"text": f"note {n}"} for n in range(10)])
     finally:
         client.close()
-    with CmdlineWatcher() as watcher:
+    with CmdlineWatcher() as watcher, ExecWatcher(box.id) as inspected:
         dumped = run_module("mongodb_dump", {"container": box.name, "database": "research",
                                              "destination": str(tmp_path / "backups")})
+    assert inspected.holding(box.password) == []
     assert dumped.rc == 0, dumped.result.get("msg")
     manifest = json.loads((tmp_path / "backups" / (dumped.result["archive"].rsplit("/", 1)[1] + ".manifest.json"))
                           .read_text())
@@ -107,9 +150,10 @@ def test_mongodb_dump_and_restore_run_the_containers_own_tools(ferret_container,
     assert [cmd for cmd in watcher.seen if secret in cmd] == []
     assert box.password not in dumped.stdout + dumped.stderr
 
-    with CmdlineWatcher() as watcher:
+    with CmdlineWatcher() as watcher, ExecWatcher(box.id) as inspected:
         restored = run_module("mongodb_restore", {"container": box.name, "archive": dumped.result["archive"],
                                                   "target_database": "research_copy"})
+    assert inspected.holding(box.password) == []
     assert restored.rc == 0, restored.result.get("msg")
     assert watcher.commands(b"mongorestore"), "mongorestore was never seen running"
     assert [cmd for cmd in watcher.seen if secret in cmd] == []
