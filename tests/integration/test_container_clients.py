@@ -10,8 +10,11 @@ into the host's pipeline. The password is watched for on every command line of t
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import threading
+import time
 
 import docker
 import pytest
@@ -182,3 +185,58 @@ def ferret_container_exec(box, argv):
         return result.exit_code, result.output.decode("utf-8", "replace")
     finally:
         client.close()
+
+
+def leftovers(destination):
+    return sorted(p.name for p in destination.iterdir()) if destination.exists() else []
+
+
+def test_a_wrong_password_fails_in_one_line_and_leaves_nothing(seeded, run_module, tmp_path):
+    destination = tmp_path / "backups"
+    wrong = run_module("postgresql_dump", {"container": seeded.name, "login_password": "not-" + seeded.password[:6],
+                                           "destination": str(destination)})
+    assert wrong.rc != 0
+    assert "password authentication failed" in wrong.result["msg"] and "\n" not in wrong.result["msg"]
+    assert leftovers(destination) == []
+
+
+def test_a_client_killed_inside_the_container_fails_the_dump_and_leaves_nothing(seeded, run_module, tmp_path):
+    """pg_dump is killed in the container halfway: the dump fails in one line, no archive and no temporary file."""
+    with seeded.connect_pg() as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS bulk AS SELECT n, repeat(md5(n::text), 20) AS pad "
+                     "FROM generate_series(1, 400000) n")
+    destination = tmp_path / "backups"
+    killed = []
+
+    def kill_pg_dump_in_the_container() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not killed:
+            for pid in os.listdir("/proc"):
+                if not pid.isdigit():
+                    continue
+                try:
+                    with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                        argv0 = handle.read().split(b"\0")[0]
+                    with open(f"/proc/{pid}/cgroup", "rb") as handle:
+                        inside = seeded.id.encode() in handle.read()
+                except OSError:
+                    continue
+                if inside and argv0.endswith(b"pg_dump"):
+                    time.sleep(0.3)  # halfway through its stream
+                    os.kill(int(pid), signal.SIGKILL)
+                    killed.append(pid)
+                    return
+            time.sleep(0.01)
+
+    killer = threading.Thread(target=kill_pg_dump_in_the_container)
+    killer.start()
+    try:
+        result = run_module("postgresql_dump", {"container": seeded.name, "destination": str(destination)})
+    finally:
+        killer.join()
+        with seeded.connect_pg() as conn:
+            conn.execute("DROP TABLE bulk")
+    assert killed, "pg_dump was never seen in the container"
+    assert result.rc != 0
+    assert result.result["msg"].startswith("pg_dump failed") and "\n" not in result.result["msg"], result.result["msg"]
+    assert leftovers(destination) == []
