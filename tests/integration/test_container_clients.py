@@ -171,7 +171,7 @@ def test_mongodb_dump_and_restore_run_the_containers_own_tools(ferret_container,
     finally:
         client.close()
     # Nothing of the connection string was left in the container's files.
-    code, output = ferret_container_exec(box, ["sh", "-c", "grep -rlF -- \"$0\" /tmp /root /data 2>/dev/null; true",
+    _code, output = ferret_container_exec(box, ["sh", "-c", "grep -rlF -- \"$0\" /tmp /root /data 2>/dev/null; true",
                                                box.password[:12]])
     assert output.strip() == ""
 
