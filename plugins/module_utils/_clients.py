@@ -26,6 +26,7 @@ import shutil
 import sys
 import typing as t
 
+from . import _docker_exec  # imported, not only named: Ansible packs into a module's payload what it imports
 from ._common import LifeboatError, PrivateDir, child_env, find_binary, tool_version
 
 SECRET_VARIABLE = "LIFEBOAT_SECRET_FILE"
@@ -140,14 +141,14 @@ class ContainerClient:
             option, content = secret_option
             inside[SECRET_VARIABLE] = content
             argv = ["sh", "-c", _WITH_SECRET_FD, "sh", argv[0], f"{option}=/dev/fd/3", *argv[1:]]
-        package = __name__.rsplit(".", 1)[0]
-        root = os.path.dirname(__file__)
-        for _part in package.split("."):
+        # The helper runs from wherever this library was loaded (a checkout, the host's package, a module's zip).
+        root = os.path.dirname(_docker_exec.__file__)
+        for _part in _docker_exec.__name__.split(".")[:-1]:
             root = os.path.dirname(root)
         helper_env = child_env(inside)
         helper_env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
         names = [item for name in inside for item in ("--env", name)]
-        return [sys.executable, "-c", _BOOT, f"{package}._docker_exec", self.id, *names, "--", *argv], helper_env
+        return [sys.executable, "-c", _BOOT, _docker_exec.__name__, self.id, *names, "--", *argv], helper_env
 
     def describe(self) -> dict[str, t.Any]:
         return {"name": self.name, "id": self.id, "image": self.image, "image_id": self.image_id}

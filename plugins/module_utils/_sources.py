@@ -34,6 +34,7 @@ import typing as t
 
 from . import _mongo, _params, _postgres, _validate_mongo, _validate_pg
 from ._common import LifeboatError, PrivateDir, find_binary
+from ._clients import HOST, ContainerClient, HostClient
 from ._pipeline import Decryption
 from ._structure import MongoArchiveReader, PgSqlReader, hex_sum, row_digest
 
@@ -42,6 +43,7 @@ if t.TYPE_CHECKING:
 
 # (the reader of the plain stream, the read_stream arguments that feed it, a work directory to remove after,
 #  and an argv to run on that directory once the stream is read)
+Place = t.Union[HostClient, ContainerClient]
 StructureWalk = tuple[t.Any, dict[str, t.Any], "PrivateDir | None", list[str]]
 
 
@@ -94,7 +96,8 @@ class Source:
         raise NotImplementedError
 
     def structure_walk(self, archive: str, manifest: dict[str, t.Any], content: bool,
-                       bin_dir: str | None) -> StructureWalk:
+                       bin_dir: str | None, place: Place = HOST) -> StructureWalk:
+        """How the archive's inside is read; ``place`` is where this source's client runs (the job's container)."""
         raise NotImplementedError
 
     def scratch_contents(self, connection: t.Any, scratch: str, manifest: dict[str, t.Any], reader: t.Any
@@ -157,14 +160,17 @@ class PostgreSQL(Source):
         ))
 
     def structure_walk(self, archive: str, manifest: dict[str, t.Any], content: bool,
-                       bin_dir: str | None) -> StructureWalk:
+                       bin_dir: str | None, place: Place = HOST) -> StructureWalk:
         reader = PgSqlReader(content)
         major = _postgres.pg_major(manifest["tool"]["version"])
-        pg_restore, _version = _postgres.pick_binary("pg_restore", major, bin_dir)
+        pg_restore, _version = _postgres.pick_binary("pg_restore", major, bin_dir, place)
         argv = [pg_restore, "--file=-"]
         if manifest["archive"]["format"] == "pg_dump-custom":
-            return reader, {"consumer_argv": argv, "consumer_name": "pg_restore",
+            command, env = place.command(argv)
+            return reader, {"consumer_argv": command, "consumer_env": env, "consumer_name": "pg_restore",
                             "on_consumer_stdout": reader.feed}, None, []
+        if place is not HOST:
+            raise LifeboatError("a directory-format archive is read with the host's pg_restore: leave container unset")
         try:
             work = PrivateDir(os.path.dirname(archive))
         except OSError:
@@ -246,8 +252,8 @@ class MongoDB(Source):
                                              tools_dir=bin_dir, **self._renames(manifest, scratch)[0]))
 
     def structure_walk(self, archive: str, manifest: dict[str, t.Any], content: bool,
-                       bin_dir: str | None) -> StructureWalk:
-        reader = MongoArchiveReader(content)
+                       bin_dir: str | None, place: Place = HOST) -> StructureWalk:
+        reader = MongoArchiveReader(content)  # read by our own parser: no client needed
         if manifest["archive"]["format"] == "mongodump-archive-gzip":  # mongodump --gzip gzips the whole stream
             return reader, {"consumer_argv": [find_binary("gzip"), "-dc"], "consumer_name": "gzip",
                             "on_consumer_stdout": reader.feed}, None, []

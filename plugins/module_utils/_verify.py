@@ -289,7 +289,10 @@ def _structure_reader(
     """The parser of the plain stream, how read_stream feeds it, and for a directory-format dump the directory
     it is unpacked into and the pg_restore that reads it after the stream."""
     source = _source_of(archive)
-    return source.structure_walk(archive.path, archive.manifest or {}, content, request.bin_dir(source))
+    connection = request.connections.get(source.name)
+    place = getattr(connection, "place", None)
+    return source.structure_walk(archive.path, archive.manifest or {}, content, request.bin_dir(source),
+                                 *([place] if place is not None else []))
 
 
 def _compare_content(expected_counts: dict[str, int], expected: dict[str, str],

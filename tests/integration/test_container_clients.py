@@ -240,3 +240,29 @@ def test_a_client_killed_inside_the_container_fails_the_dump_and_leaves_nothing(
     assert result.rc != 0
     assert result.result["msg"].startswith("pg_dump failed") and "\n" not in result.result["msg"], result.result["msg"]
     assert leftovers(destination) == []
+
+
+def test_backup_role_dumps_and_proves_container_jobs_with_their_own_tools(seeded, ferret_container, run_playbook,
+                                                                           tmp_path):
+    """The backup playbook with one job per engine in a container, verified up to a restore test on that server."""
+    client = ferret_container.mongo_client()
+    try:
+        client.drop_database("dashboard")
+        client.dashboard.entries.insert_many([{"n": n} for n in range(500)])
+    finally:
+        client.close()
+    root = tmp_path / "backups"
+    done = run_playbook("backup", {
+        "backup_root": str(root), "backup_verify_level": "restore",
+        "backup_jobs": [{"name": "journal", "engine": "postgresql", "container": seeded.name},
+                        {"name": "dashboard", "engine": "mongodb", "container": ferret_container.name,
+                         "database": "dashboard"}]})
+    assert done.returncode == 0, done.stdout[-3000:]
+    for job, counts in (("journal", {"public.entries": ROWS, "public.tags": 2}),
+                        ("dashboard", {"dashboard.entries": 500})):
+        (manifest_path,) = sorted((root / job).glob("*.manifest.json"))
+        manifest = json.loads(manifest_path.read_text())
+        assert manifest["counts"] == counts
+        assert manifest["verifications"][-1]["ok"] is True and manifest["verifications"][-1]["level"] == "restore"
+    assert seeded.password not in done.stdout + done.stderr
+    assert ferret_container.password not in done.stdout + done.stderr
