@@ -33,8 +33,8 @@ import secrets
 import typing as t
 
 from . import _mongo, _params, _postgres, _validate_mongo, _validate_pg
-from ._common import LifeboatError, PrivateDir, find_binary
 from ._clients import HOST, ContainerClient, HostClient
+from ._common import LifeboatError, PrivateDir, find_binary
 from ._pipeline import Decryption
 from ._structure import MongoArchiveReader, PgSqlReader, hex_sum, row_digest
 
