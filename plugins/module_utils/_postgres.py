@@ -376,8 +376,8 @@ def dump(request: DumpRequest) -> dict[str, t.Any]:
                 kind, archive_format = "pgdump", "pg_dump-custom"
                 path = archive_opts.path_for(started, kind)
                 # Uncompressed: the pipeline compresses the whole stream, faster and smaller.
-                argv, producer_env = request.place.command([pg_dump, "--format=custom", "--compress=0", *common],
-                                                            env, forward=CLIENT_SECRETS)
+                dump_argv = [pg_dump, "--format=custom", "--compress=0", *common]
+                argv, producer_env = request.place.command(dump_argv, env, forward=CLIENT_SECRETS)
                 archive, stream = stream_to_archive(
                     path, argv, archive_opts,
                     producer_env=producer_env, producer_name="pg_dump", on_producer_stderr=counter.on_dump_line,

@@ -171,8 +171,8 @@ def test_mongodb_dump_and_restore_run_the_containers_own_tools(ferret_container,
     finally:
         client.close()
     # Nothing of the connection string was left in the container's files.
-    _code, output = ferret_container_exec(box, ["sh", "-c", "grep -rlF -- \"$0\" /tmp /root /data 2>/dev/null; true",
-                                               box.password[:12]])
+    search = ["sh", "-c", "grep -rlF -- \"$0\" /tmp /root /data 2>/dev/null; true", box.password[:12]]
+    _code, output = ferret_container_exec(box, search)
     assert output.strip() == ""
 
 
@@ -242,8 +242,8 @@ def test_a_client_killed_inside_the_container_fails_the_dump_and_leaves_nothing(
     assert leftovers(destination) == []
 
 
-def test_backup_role_dumps_and_proves_container_jobs_with_their_own_tools(seeded, ferret_container, run_playbook,
-                                                                           tmp_path):
+def test_backup_role_dumps_and_proves_container_jobs_with_their_own_tools(
+        seeded, ferret_container, run_playbook, tmp_path):
     """The backup playbook with one job per engine in a container, verified up to a restore test on that server."""
     client = ferret_container.mongo_client()
     try:
