@@ -19,6 +19,7 @@ import time
 import docker
 import pytest
 from test_secrets import CmdlineWatcher  # pylint: disable=import-error
+from testbed import finish_module, start_module  # pylint: disable=import-error
 
 ROWS = 5000
 
@@ -266,3 +267,73 @@ def test_backup_role_dumps_and_proves_container_jobs_with_their_own_tools(
         assert manifest["verifications"][-1]["ok"] is True and manifest["verifications"][-1]["level"] == "restore"
     assert seeded.password not in done.stdout + done.stderr
     assert ferret_container.password not in done.stdout + done.stderr
+
+
+def pg_dump_processes_in(container_id: str) -> list[int]:
+    """PIDs (host view) of the pg_dump processes running inside the container."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                argv0 = handle.read().split(b"\0")[0]
+            with open(f"/proc/{pid}/cgroup", "rb") as handle:
+                inside = container_id.encode() in handle.read()
+        except OSError:
+            continue
+        if inside and argv0.endswith(b"pg_dump"):
+            found.append(int(pid))
+    return found
+
+
+@pytest.fixture(scope="module")
+def bulky(container_bed):
+    """A PostgreSQL container of its own, with enough rows that a dump runs for a while."""
+    box = container_bed.postgres("pg17-bulky")
+    with box.connect_pg() as conn:
+        conn.execute("CREATE TABLE bulk AS SELECT n, repeat(md5(n::text), 20) AS pad FROM generate_series(1, 400000) n")
+    return box
+
+
+def test_sigterm_of_the_module_stops_the_dump_in_the_container_and_leaves_nothing(bulky, tmp_path):
+    destination = tmp_path / "backups"
+    process = start_module("postgresql_dump", {"container": bulky.name, "destination": str(destination)}, tmp_path)
+    deadline = time.monotonic() + 60
+    while not pg_dump_processes_in(bulky.id):
+        assert time.monotonic() < deadline and process.poll() is None, finish_module(process)
+        time.sleep(0.01)
+    time.sleep(0.3)
+    process.send_signal(signal.SIGTERM)
+    run = finish_module(process)
+    assert run.rc != 0
+    assert run.result["msg"] == "stopped by SIGTERM before the work was done"
+    assert leftovers(destination) == []
+    deadline = time.monotonic() + 10  # the client in the container is no child of ours: it must stop too
+    while pg_dump_processes_in(bulky.id) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert pg_dump_processes_in(bulky.id) == []
+
+
+def test_a_container_stopped_mid_dump_fails_in_one_line_and_leaves_nothing(bulky, run_module, tmp_path):
+    destination = tmp_path / "backups"
+    api = docker.APIClient(version="auto")
+    stopper_done = []
+
+    def stop_when_dumping() -> None:
+        deadline = time.monotonic() + 60
+        while not pg_dump_processes_in(bulky.id) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.3)
+        api.stop(bulky.id, timeout=2)
+        stopper_done.append(True)
+
+    stopper = threading.Thread(target=stop_when_dumping)
+    stopper.start()
+    try:
+        result = run_module("postgresql_dump", {"container": bulky.name, "destination": str(destination)})
+    finally:
+        stopper.join()
+        api.start(bulky.id)
+        api.close()
+    assert stopper_done
+    assert result.rc != 0 and "\n" not in result.result["msg"], result.result
+    assert leftovers(destination) == []
