@@ -19,6 +19,7 @@ import time
 import docker
 import pytest
 from test_secrets import CmdlineWatcher  # pylint: disable=import-error
+
 from testbed import finish_module, start_module  # pylint: disable=import-error
 
 ROWS = 5000
