@@ -71,12 +71,12 @@ class HostClient:
 HOST = HostClient()
 
 
-def _docker() -> t.Any:
+def docker_sdk() -> t.Any:
     try:
         import docker  # pylint: disable=import-outside-toplevel
     except ImportError:
-        raise LifeboatError("container needs the docker Python SDK on this host (pip install docker, or "
-                            "python3-docker)") from None
+        raise LifeboatError("working with containers needs the docker Python SDK on this host (pip install docker, "
+                            "or python3-docker)") from None
     return docker
 
 
@@ -84,7 +84,7 @@ class ContainerClient:
     """The clients inside a running container, run through the Docker Engine API (never the docker CLI)."""
 
     def __init__(self, reference: str) -> None:
-        docker = _docker()
+        docker = docker_sdk()
         try:
             self._api = docker.APIClient(base_url=os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock"),
                                          version="auto")
@@ -110,7 +110,7 @@ class ContainerClient:
 
     def exec(self, argv: list[str]) -> tuple[int, str]:
         """Run a short command in the container; its exit code and output (for versions and probes)."""
-        docker = _docker()
+        docker = docker_sdk()
         try:
             exec_id = self._api.exec_create(self.id, argv, stdout=True, stderr=True)["Id"]
             output = self._api.exec_start(exec_id).decode("utf-8", "replace")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import typing as t
 
-from . import _catalog, _mongo, _params, _postgres, _retention, _sources, _status, _validate, _verify
+from . import _catalog, _docker_apps, _mongo, _params, _postgres, _retention, _sources, _status, _validate, _verify
 from ._common import LifeboatError
 from ._module_frame import Outcome, Run
 from ._validate_core import Options
@@ -221,3 +221,7 @@ def postgresql_restore(run: Run) -> Outcome:
                                          "safety_dump": result["safety_dump"],
                                          "leftovers_dropped": result["leftovers_dropped"],
                                          **common, **{key: result[key] for key in _postgres.TARGET_SUMMARY}})
+
+
+def docker_app_info(run: Run) -> Outcome:
+    return Outcome(changed=False, result=_docker_apps.describe(run.params["project"]))

@@ -1,0 +1,99 @@
+# Copyright: lifeboat developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""An app's parts, found from its Docker Compose project: services, database servers, volumes, bind mounts.
+
+Compose labels every container it makes with ``com.docker.compose.project`` and ``com.docker.compose.service``.
+A service is a database server when its image says so (postgres, postgis, timescale; mongo, ferretdb) or, for an
+image of another name, when its own client answers inside it (``pg_dump``, ``mongodump``). For each database
+service the result holds a backup job that the ``backup`` and ``backup_schedule`` roles take as it is: the dump
+runs inside the container with the container's own login (see ``_clients``). Volumes and bind mounts are listed
+with whether they hold a database's data directory, which a dump covers.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import typing as t
+
+from ._clients import docker_sdk
+from ._common import LifeboatError
+
+PROJECT_LABEL = "com.docker.compose.project"
+SERVICE_LABEL = "com.docker.compose.service"
+_IMAGE_ENGINES = ((re.compile(r"(^|/)(postgres|postgis|timescaledb)[^/]*(:|$)"), "postgresql"),
+                  (re.compile(r"(^|/)(mongo|ferretdb)[^/]*(:|$)"), "mongodb"))
+_CLIENT_ENGINES = (("pg_dump", "postgresql"), ("mongodump", "mongodb"))
+# Where each engine's official image keeps its data, unless the container's environment says otherwise.
+_DATA_DIRS = {"postgresql": ("PGDATA", "/var/lib/postgresql/data"), "mongodb": (None, "/data/db")}
+
+
+def _engine(api: t.Any, info: dict[str, t.Any]) -> tuple[str | None, str]:
+    """The database engine a container serves and how that was found (its image, or its client answering)."""
+    image = info["Config"].get("Image", "")
+    for pattern, engine in _IMAGE_ENGINES:
+        if pattern.search(image):
+            return engine, f"image {image}"
+    if not info["State"].get("Running"):
+        return None, "not running: no client asked"
+    for client, engine in _CLIENT_ENGINES:
+        exec_id = api.exec_create(info["Id"], ["sh", "-c", 'command -v "$0"', client], stdout=True, stderr=True)["Id"]
+        api.exec_start(exec_id)
+        if api.exec_inspect(exec_id).get("ExitCode") == 0:
+            return engine, f"{client} answers inside"
+    return None, "no database client inside"
+
+
+def _under(path: str, directory: str) -> bool:
+    return os.path.normpath(path) == os.path.normpath(directory) or \
+        os.path.normpath(path).startswith(os.path.normpath(directory).rstrip("/") + "/")
+
+
+def describe(project: str) -> dict[str, t.Any]:
+    """The project's services (by name), its database jobs, volumes and bind mounts."""
+    if not project or not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", project):
+        raise LifeboatError(f"project {project!r} is not a compose project name (lowercase letters, digits, '-', '_')")
+    docker = docker_sdk()
+    try:
+        api = docker.APIClient(base_url=os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock"), version="auto")
+        found = api.containers(all=True, filters={"label": f"{PROJECT_LABEL}={project}"})
+    except docker.errors.DockerException as exc:
+        raise LifeboatError(f"cannot reach the Docker engine: {str(exc).splitlines()[0]}") from None
+    if not found:
+        raise LifeboatError(f"no container on this host carries the label {PROJECT_LABEL}={project}; "
+                            "check the project name (docker compose ls)")
+    services, jobs, volumes, binds = [], [], [], []
+    try:
+        for summary in sorted(found, key=lambda c: (c["Labels"].get(SERVICE_LABEL, ""), c["Names"][0])):
+            info = api.inspect_container(summary["Id"])
+            name = info["Name"].lstrip("/")
+            service = info["Config"]["Labels"].get(SERVICE_LABEL, name)
+            engine, evidence = _engine(api, info)
+            environment = dict(item.split("=", 1) for item in info["Config"].get("Env") or [] if "=" in item)
+            data_dir = None
+            if engine:
+                variable, default = _DATA_DIRS[engine]
+                data_dir = (environment.get(variable) if variable else None) or default
+            services.append({"service": service, "container": name, "id": info["Id"], "image": info["Config"]["Image"],
+                             "running": bool(info["State"].get("Running")), "engine": engine, "engine_evidence": evidence,
+                             "data_dir": data_dir})
+            if engine:
+                job = {"name": f"{project}-{service}", "engine": engine, "container": name}
+                if engine == "postgresql" and environment.get("POSTGRES_DB"):
+                    job["database"] = environment["POSTGRES_DB"]
+                jobs.append(job)
+            for mount in info.get("Mounts") or []:
+                entry = {"service": service, "container": name, "destination": mount["Destination"],
+                         "read_only": not mount.get("RW", True),
+                         "database_data": bool(data_dir and _under(mount["Destination"], data_dir))}
+                if mount["Type"] == "volume":
+                    volumes.append({"volume": mount["Name"],
+                                    "anonymous": bool(re.fullmatch(r"[0-9a-f]{64}", mount["Name"])), **entry})
+                elif mount["Type"] == "bind":
+                    binds.append({"source": mount["Source"], **entry})
+    except docker.errors.DockerException as exc:
+        raise LifeboatError(f"reading project {project} from the Docker engine failed: {str(exc).splitlines()[0]}") \
+            from None
+    finally:
+        api.close()
+    return {"project": project, "services": services, "jobs": jobs, "volumes": volumes, "bind_mounts": binds}
