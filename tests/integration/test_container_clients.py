@@ -63,6 +63,14 @@ class ExecWatcher:
         return [item for item in self.seen if secret in item or json.dumps(secret)[1:-1] in item]
 
 
+def assert_secret_kept(password: str, run, watcher: CmdlineWatcher, inspected: ExecWatcher, tool: bytes) -> None:
+    """The tool ran, and the password was on no command line, in no `docker inspect` and in nothing printed."""
+    assert watcher.commands(tool), f"{tool.decode()} was never seen running"
+    assert [cmd for cmd in watcher.seen if password.encode() in cmd] == []
+    assert inspected.holding(password) == []
+    assert password not in run.stdout + run.stderr
+
+
 @pytest.fixture(scope="module")
 def seeded(pg17_container):
     with pg17_container.connect_pg() as conn:
@@ -82,11 +90,10 @@ def host_major() -> int:
 
 def test_dump_and_restore_run_the_containers_own_clients_with_its_defaults(seeded, run_module, tmp_path):
     box = seeded
-    secret = box.password.encode()
     with CmdlineWatcher() as watcher, ExecWatcher(box.id) as inspected:
         dumped = run_module("postgresql_dump", {"container": box.name, "destination": str(tmp_path / "backups")})
-    assert inspected.holding(box.password) == []
     assert dumped.rc == 0, dumped.result.get("msg")
+    assert_secret_kept(box.password, dumped, watcher, inspected, b"pg_dump")
     manifest = json.loads((tmp_path / "backups" / (dumped.result["archive"].rsplit("/", 1)[1] + ".manifest.json"))
                           .read_text())
     # The container's pg_dump 17 did the work: the host's own client is older and could not have.
@@ -95,19 +102,13 @@ def test_dump_and_restore_run_the_containers_own_clients_with_its_defaults(seede
     assert manifest["server"]["container"]["image_id"].startswith("sha256:")
     assert manifest["database"] == box.database  # POSTGRES_DB of the container
     assert manifest["counts"] == {"public.entries": ROWS, "public.tags": 2}
-    assert watcher.commands(b"pg_dump"), "pg_dump was never seen running"
-    assert [cmd for cmd in watcher.seen if secret in cmd] == []
-    assert box.password not in dumped.stdout + dumped.stderr
 
     with CmdlineWatcher() as watcher, ExecWatcher(box.id) as inspected:
         restored = run_module("postgresql_restore", {"container": box.name, "archive": dumped.result["archive"],
                                                      "target_database": "journal_copy"})
-    assert inspected.holding(box.password) == []
     assert restored.rc == 0, restored.result.get("msg")
+    assert_secret_kept(box.password, restored, watcher, inspected, b"pg_restore")
     assert restored.result["counts"] == {"public.entries": ROWS, "public.tags": 2}
-    assert watcher.commands(b"pg_restore"), "pg_restore was never seen running"
-    assert [cmd for cmd in watcher.seen if secret in cmd] == []
-    assert box.password not in restored.stdout + restored.stderr
     with box.connect_pg("journal_copy") as conn:
         copied = conn.execute("SELECT md5(string_agg(id || note, ',' ORDER BY id)) FROM entries").fetchone()
     with box.connect_pg() as conn:
@@ -134,7 +135,6 @@ def test_a_container_that_is_missing_or_runs_no_postgresql_is_one_line(seeded, f
 def test_mongodb_dump_and_restore_run_the_containers_own_tools(ferret_container, run_module, tmp_path):
     """mongodump and mongorestore of the FerretDB container; the connection string reaches them by a pipe."""
     box = ferret_container
-    secret = box.password.encode()
     client = box.mongo_client()
     try:
         client.drop_database("research")
@@ -145,24 +145,18 @@ def test_mongodb_dump_and_restore_run_the_containers_own_tools(ferret_container,
     with CmdlineWatcher() as watcher, ExecWatcher(box.id) as inspected:
         dumped = run_module("mongodb_dump", {"container": box.name, "database": "research",
                                              "destination": str(tmp_path / "backups")})
-    assert inspected.holding(box.password) == []
     assert dumped.rc == 0, dumped.result.get("msg")
+    assert_secret_kept(box.password, dumped, watcher, inspected, b"mongodump")
     manifest = json.loads((tmp_path / "backups" / (dumped.result["archive"].rsplit("/", 1)[1] + ".manifest.json"))
                           .read_text())
     assert manifest["counts"] == {"research.notes": 10, "research.readings": 3000}
     assert manifest["server"]["container"]["name"] == box.name
-    assert watcher.commands(b"mongodump"), "mongodump was never seen running"
-    assert [cmd for cmd in watcher.seen if secret in cmd] == []
-    assert box.password not in dumped.stdout + dumped.stderr
 
     with CmdlineWatcher() as watcher, ExecWatcher(box.id) as inspected:
         restored = run_module("mongodb_restore", {"container": box.name, "archive": dumped.result["archive"],
                                                   "target_database": "research_copy"})
-    assert inspected.holding(box.password) == []
     assert restored.rc == 0, restored.result.get("msg")
-    assert watcher.commands(b"mongorestore"), "mongorestore was never seen running"
-    assert [cmd for cmd in watcher.seen if secret in cmd] == []
-    assert box.password not in restored.stdout + restored.stderr
+    assert_secret_kept(box.password, restored, watcher, inspected, b"mongorestore")
     client = box.mongo_client()
     try:
         for name in ("readings", "notes"):
@@ -213,21 +207,12 @@ def test_a_client_killed_inside_the_container_fails_the_dump_and_leaves_nothing(
     def kill_pg_dump_in_the_container() -> None:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not killed:
-            for pid in os.listdir("/proc"):
-                if not pid.isdigit():
-                    continue
-                try:
-                    with open(f"/proc/{pid}/cmdline", "rb") as handle:
-                        argv0 = handle.read().split(b"\0")[0]
-                    with open(f"/proc/{pid}/cgroup", "rb") as handle:
-                        inside = seeded.id.encode() in handle.read()
-                except OSError:
-                    continue
-                if inside and argv0.endswith(b"pg_dump"):
-                    time.sleep(0.3)  # halfway through its stream
-                    os.kill(int(pid), signal.SIGKILL)
-                    killed.append(pid)
-                    return
+            running = pg_dump_processes_in(seeded.id)
+            if running:
+                time.sleep(0.3)  # halfway through its stream
+                os.kill(running[0], signal.SIGKILL)
+                killed.append(running[0])
+                return
             time.sleep(0.01)
 
     killer = threading.Thread(target=kill_pg_dump_in_the_container)
