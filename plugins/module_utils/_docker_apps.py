@@ -16,31 +16,28 @@ import os
 import re
 import typing as t
 
+from . import _sources
 from ._clients import docker_sdk
 from ._common import LifeboatError
 
 PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
-_IMAGE_ENGINES = ((re.compile(r"(^|/)(postgres|postgis|timescaledb)[^/]*(:|$)"), "postgresql"),
-                  (re.compile(r"(^|/)(mongo|ferretdb)[^/]*(:|$)"), "mongodb"))
-_CLIENT_ENGINES = (("pg_dump", "postgresql"), ("mongodump", "mongodb"))
-# Where each engine's official image keeps its data, unless the container's environment says otherwise.
-_DATA_DIRS = {"postgresql": ("PGDATA", "/var/lib/postgresql/data"), "mongodb": (None, "/data/db")}
 
 
-def _engine(api: t.Any, info: dict[str, t.Any]) -> tuple[str | None, str]:
-    """The database engine a container serves and how that was found (its image, or its client answering)."""
+def _source(api: t.Any, info: dict[str, t.Any]) -> tuple[_sources.Source | None, str]:
+    """The kind of database a container serves and how that was found (its image, or its client answering)."""
     image = info["Config"].get("Image", "")
-    for pattern, engine in _IMAGE_ENGINES:
-        if pattern.search(image):
-            return engine, f"image {image}"
+    for source in _sources.SOURCES.values():
+        if source.image_pattern.search(image):
+            return source, f"image {image}"
     if not info["State"].get("Running"):
         return None, "not running: no client asked"
-    for client, engine in _CLIENT_ENGINES:
-        exec_id = api.exec_create(info["Id"], ["sh", "-c", 'command -v "$0"', client], stdout=True, stderr=True)["Id"]
+    for source in _sources.SOURCES.values():
+        command = ["sh", "-c", 'command -v "$0"', source.dump_tool]
+        exec_id = api.exec_create(info["Id"], command, stdout=True, stderr=True)["Id"]
         api.exec_start(exec_id)
         if api.exec_inspect(exec_id).get("ExitCode") == 0:
-            return engine, f"{client} answers inside"
+            return source, f"{source.dump_tool} answers inside"
     return None, "no database client inside"
 
 
@@ -68,20 +65,16 @@ def describe(project: str) -> dict[str, t.Any]:
             info = api.inspect_container(summary["Id"])
             name = info["Name"].lstrip("/")
             service = info["Config"]["Labels"].get(SERVICE_LABEL, name)
-            engine, evidence = _engine(api, info)
+            source, evidence = _source(api, info)
             environment = dict(item.split("=", 1) for item in info["Config"].get("Env") or [] if "=" in item)
-            data_dir = None
-            if engine:
-                variable, default = _DATA_DIRS[engine]
-                data_dir = (environment.get(variable) if variable else None) or default
+            engine = source.name if source else None
+            data_dir = source.container_data_dir(environment) if source else None
             services.append({"service": service, "container": name, "id": info["Id"], "image": info["Config"]["Image"],
                              "running": bool(info["State"].get("Running")), "engine": engine, "engine_evidence": evidence,
                              "data_dir": data_dir})
-            if engine:
-                job = {"name": f"{project}-{service}", "engine": engine, "container": name}
-                if engine == "postgresql" and environment.get("POSTGRES_DB"):
-                    job["database"] = environment["POSTGRES_DB"]
-                jobs.append(job)
+            if source:
+                jobs.append({"name": f"{project}-{service}", "engine": source.name, "container": name,
+                             **source.container_job(environment)})
             for mount in info.get("Mounts") or []:
                 entry = {"service": service, "container": name, "destination": mount["Destination"],
                          "read_only": not mount.get("RW", True),

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 import typing as t
 
@@ -55,6 +56,18 @@ class Source:
     counts_in: tuple[str, str] = ("items", "groups")  # what a count counts, and what it is counted per
     bin_dir_option: str = ""  # the option that names the directory of this source's client tools
     own_options: tuple[str, ...] = ()  # connection options that only this source takes
+    # How a server of this source shows in a container: its image's name, the dump tool inside, where its data is.
+    image_pattern: re.Pattern[str] = re.compile(r"(?!)")
+    dump_tool: str = ""
+    data_dir: tuple[str | None, str] = (None, "")  # the environment variable that moves it, and the default
+
+    def container_data_dir(self, environment: dict[str, str]) -> str:
+        variable, default = self.data_dir
+        return (environment.get(variable) if variable else None) or default
+
+    def container_job(self, environment: dict[str, str]) -> dict[str, t.Any]:
+        """Job options beyond name, engine and container that a container's environment decides."""
+        return {}
 
     def connection_spec(self) -> dict[str, t.Any]:
         raise NotImplementedError
@@ -119,6 +132,12 @@ class PostgreSQL(Source):
     counts_in = ("rows", "tables")
     bin_dir_option = "pg_bin_dir"
     own_options = ("login_unix_socket", "ssl_mode", "ssl_ca_cert", "ssl_cert", "ssl_key", "pg_bin_dir")
+    image_pattern = re.compile(r"(^|/)(postgres|postgis|timescaledb)[^/]*(:|$)")
+    dump_tool = "pg_dump"
+    data_dir = ("PGDATA", "/var/lib/postgresql/data")
+
+    def container_job(self, environment: dict[str, str]) -> dict[str, t.Any]:
+        return {"database": environment["POSTGRES_DB"]} if environment.get("POSTGRES_DB") else {}
 
     def connection_spec(self) -> dict[str, t.Any]:
         return _params.postgres_connection_spec()
@@ -204,6 +223,9 @@ class MongoDB(Source):
     bin_dir_option = "tools_dir"
     own_options = ("login_database", "auth_mechanism", "tls", "tls_ca_file", "tls_certificate_key_file",
                    "tls_allow_invalid_certificates", "tools_dir")
+    image_pattern = re.compile(r"(^|/)(mongo|ferretdb)[^/]*(:|$)")
+    dump_tool = "mongodump"
+    data_dir = (None, "/data/db")
 
     def connection_spec(self) -> dict[str, t.Any]:
         return _params.mongodb_connection_spec()
