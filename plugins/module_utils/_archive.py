@@ -65,6 +65,8 @@ def stream_to_archive(
     producer_env: dict[str, str] | None = None,
     producer_name: str = "dump",
     on_producer_stderr: t.Callable[[str], None] | None = None,
+    producer_ok_codes: t.Collection[int] = (0,),
+    on_plain: t.Callable[[bytes], None] | None = None,
 ) -> tuple[ArchiveFile, StreamResult]:
     """Stream a producer into a temporary file beside ``final_path``; the caller commits or discards it."""
     archive = ArchiveFile(final_path)
@@ -79,6 +81,8 @@ def stream_to_archive(
             compression_level=options.compression_level,
             encryption=options.encryption,
             on_producer_stderr=on_producer_stderr,
+            producer_ok_codes=producer_ok_codes,
+            on_plain=on_plain,
         )
     except BaseException:
         archive.discard()

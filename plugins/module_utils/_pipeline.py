@@ -178,8 +178,10 @@ class _Stage:
         env: dict[str, str] | None = None,
         on_stderr_line: t.Callable[[str], None] | None = None,
         tty_input: bytes | None = None,
+        ok_codes: t.Collection[int] = (0,),
     ) -> None:
         self.name = name
+        self.ok_codes = ok_codes
         self.stderr_tail: collections.deque[str] = collections.deque(maxlen=60)
         self.killed = False
         self._on_line = on_stderr_line
@@ -249,7 +251,7 @@ class _Stage:
     def outcome(self) -> tuple[str, str]:
         """``ok``, ``killed`` (by us, after another failure), ``pipe`` (its reader went away) or ``failed``."""
         code = self.proc.returncode
-        if code == 0:
+        if code in self.ok_codes:
             return "ok", ""
         if self.killed and code == -signal.SIGKILL:
             return "killed", f"{self.name} was stopped"
@@ -476,8 +478,13 @@ def write_stream(
     compression_level: int | None = None,
     encryption: Encryption = Encryption(),
     on_producer_stderr: t.Callable[[str], None] | None = None,
+    producer_ok_codes: t.Collection[int] = (0,),
+    on_plain: t.Callable[[bytes], None] | None = None,
 ) -> StreamResult:
     """Run producer | compress | encrypt into ``temp_fd`` (an open, empty file), hashing both ends.
+
+    ``on_plain`` sees every plain chunk in order (a parser of ours); ``producer_ok_codes`` are the producer's exit
+    codes that mean success (GNU tar's 1: some file changed while it was read, which its stderr names).
 
     The file is fsynced before returning. On any failure every process is stopped and LifeboatError is
     raised; the caller owns the file and removes it.
@@ -488,7 +495,8 @@ def write_stream(
     filters = [f for f in (_Filter("compress", compress) if compress else None, encryptor(encryption)) if f]
     with _Runner(f"writing {temp_label}") as runner:
         producer = runner.start(
-            producer_name, producer_argv, subprocess.DEVNULL, subprocess.PIPE, producer_env, on_producer_stderr
+            producer_name, producer_argv, subprocess.DEVNULL, subprocess.PIPE, producer_env, on_producer_stderr,
+            ok_codes=producer_ok_codes,
         )
         head, tail = runner.chain(filters, subprocess.PIPE)
         runner.begin()
@@ -501,6 +509,8 @@ def write_stream(
         def take_plain(chunk: bytes) -> None:
             plain_hash.update(chunk)
             result.plain_bytes += len(chunk)
+            if on_plain is not None:
+                on_plain(chunk)
             if head is None:
                 store(chunk)
             else:

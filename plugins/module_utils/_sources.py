@@ -33,7 +33,7 @@ import re
 import secrets
 import typing as t
 
-from . import _mongo, _params, _postgres, _validate_mongo, _validate_pg
+from . import _files_source, _mongo, _params, _postgres, _tar_index, _validate_mongo, _validate_pg
 from ._clients import HOST, ContainerClient, HostClient
 from ._common import LifeboatError, PrivateDir, find_binary
 from ._pipeline import Decryption
@@ -316,7 +316,60 @@ def _collection_content(client: t.Any, namespace: str) -> tuple[int, str]:
     return count, hex_sum(total)
 
 
-SOURCES: dict[str, Source] = {source.name: source for source in (PostgreSQL(), MongoDB())}
+class Files(Source):
+    """Docker named volumes and host paths as one tar archive (see _files_source). Its "server" is this host: a
+    restore test unpacks into a private directory beside the archive, the scratch "database" a folder in it."""
+
+    name = "files"
+    label = "files"
+    counts_in = ("files", "roots")
+
+    def connection_spec(self) -> dict[str, t.Any]:
+        return {}
+
+    def dump_spec(self) -> dict[str, t.Any]:
+        return _files_source.files_spec()
+
+    def connection(self, params: dict[str, t.Any] | None) -> _files_source.ScratchPlace:
+        return _files_source.ScratchPlace((params or {}).get("scratch_dir"))
+
+    def dump_request(self, params: dict[str, t.Any]) -> _files_source.DumpRequest:
+        if not params.get("job"):
+            raise LifeboatError("a files job needs job: the name its archives carry")
+        return _files_source.DumpRequest(
+            archive=_params.archive_options(params, None),
+            **{name: list(params.get(name) or []) for name in _files_source.files_spec()})
+
+    def dump(self, request: t.Any) -> dict[str, t.Any]:
+        return _files_source.dump(request, _files_source.stop_during_backup(request))
+
+    def describe_error(self, exc: Exception) -> str | None:
+        return None  # no driver: tar's own words reach LifeboatError through the pipeline
+
+    def database_names(self, connection: _files_source.ScratchPlace) -> set[str]:
+        return connection.names()
+
+    def drop_scratch(self, connection: _files_source.ScratchPlace, name: str) -> None:
+        connection.drop(name)
+
+    def restore_scratch(self, connection: _files_source.ScratchPlace, archive: str, manifest: dict[str, t.Any],
+                        scratch: str, decryption: Decryption, bin_dir: str | None, *,
+                        keep_owners: bool = False) -> None:
+        _files_source.restore_scratch(connection, archive, manifest, scratch, decryption)
+
+    def structure_walk(self, archive: str, manifest: dict[str, t.Any], content: bool,
+                       bin_dir: str | None, place: Place = HOST) -> StructureWalk:
+        files = manifest.get("files") or {}
+        reader = _tar_index.TarIndex(files.get("roots") or [], files.get("entries") or {})
+        return reader, {"on_plain": reader.feed}, None, []
+
+    def scratch_contents(self, connection: _files_source.ScratchPlace, scratch: str, manifest: dict[str, t.Any],
+                         reader: _tar_index.TarIndex
+                         ) -> tuple[dict[str, int], dict[str, str], dict[str, int], dict[str, str]]:
+        return _files_source.scratch_contents(connection, scratch, manifest, reader)
+
+
+SOURCES: dict[str, Source] = {source.name: source for source in (PostgreSQL(), MongoDB(), Files())}
 NAMES = tuple(SOURCES)
 
 

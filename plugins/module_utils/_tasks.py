@@ -82,7 +82,7 @@ def backup_verify(run: Run) -> Outcome:
         level=level,
         decryption=decryption,
         connections={name: source.connection(params[name]) for name, source in _sources.SOURCES.items()
-                     if params[name]},
+                     if params.get(name)},
         pg_bin_dir=params["pg_bin_dir"],
         tools_dir=params["tools_dir"],
         record=params["record"] and not run.check_mode,

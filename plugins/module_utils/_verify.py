@@ -83,7 +83,7 @@ class VerifyRequest:
                 raise LifeboatError(f"{archive.name}: {exc}, or verify with level=checksum") from None
         if self.level == "restore":
             for engine in sorted({a.engine for a in self.archives if a.readable and a.engine}):
-                if engine not in self.connections:
+                if engine not in self.connections and _sources.get(engine).connection_spec():
                     raise LifeboatError(f"a restore test of {_sources.get(engine).label} archives needs the {engine} "
                                         "connection to restore into")
 
@@ -310,7 +310,8 @@ def _restore_test(
 ) -> None:
     """Restore into a scratch database, created and dropped here; its content must be the archive's."""
     source = _source_of(archive)
-    connection = request.connections[source.name]
+    # A source without a connection (files) restores on this host, beside the archive.
+    connection = request.connections.get(source.name) or source.connection({"scratch_dir": os.path.dirname(archive.path)})
     manifest = archive.manifest or {}
     prefix = f"lifeboat_verify_{_manifest.default_job(archive.job).replace('-', '_').replace('.', '_')[:30]}"
     with _sources.scratch_database(source, connection, prefix) as scratch:

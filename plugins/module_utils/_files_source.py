@@ -1,0 +1,450 @@
+# Copyright: lifeboat developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Docker named volumes and host paths (an uploads folder, docker-compose.yml, .env, a tunnel's config), archived as
+one GNU tar stream (POSIX format: xattrs, sparse files, hard links, numeric owners) through the same pipeline as the
+dumps: compressed, optionally encrypted, checksummed, a hidden temp file, fsync, final name only on success.
+
+Members keep their path on this host, relative to ``/`` (a volume's under its Mountpoint), so ``tar -x -C /``
+alone puts everything back where it was; the manifest lists the roots and, per root, every entry's type, size,
+sha256, mode, owner and link target, read from the stored stream itself (:mod:`_tar_index`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+import os
+import re
+import shutil
+import socket
+import typing as t
+from dataclasses import dataclass, field
+
+from . import _manifest, _tar_index
+from ._archive import ArchiveOptions, commit_with_manifest, read_stored, stream_to_archive
+from ._clients import docker_sdk
+from ._common import LifeboatError, PrivateDir, find_binary, first_few
+from ._pipeline import Decryption
+
+ARCHIVE_FORMAT = "tar-posix"
+KIND = "files.tar"
+# Kernel file systems: their "files" are the running system, not data (and reading some of them never ends).
+REFUSED_TREES = ("/proc", "/sys", "/dev", "/run")
+# GNU tar's warnings that still give a usable archive (exit code 1), each naming a file.
+_CHANGED = re.compile(r"^tar: (?P<name>.+?): (?P<what>file changed as we read it|File removed before we read it|"
+                      r"file changed as we read it|File shrank by \d+ bytes; padding with zeros)$")
+TAR_CREATE = ["--format=posix", "--numeric-owner", "--sparse", "--xattrs", "--xattrs-include=*",
+              "--pax-option=delete=atime,delete=ctime"]
+TAR_EXTRACT = ["--numeric-owner", "--same-owner", "--preserve-permissions", "--xattrs", "--xattrs-include=*"]
+
+
+def files_spec() -> dict[str, t.Any]:
+    """What files_backup takes besides the archive options (the host command's and roles' files jobs take the same)."""
+    return {
+        "volumes": {"type": "list", "elements": "str", "default": []},
+        "paths": {"type": "list", "elements": "path", "default": []},
+        "include": {"type": "list", "elements": "str", "default": []},
+        "exclude": {"type": "list", "elements": "str", "default": []},
+        "stop_containers": {"type": "list", "elements": "str", "default": []},
+    }
+
+
+def docker_api() -> t.Any:
+    docker = docker_sdk()
+    try:
+        return docker.APIClient(base_url=os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock"), version="auto")
+    except docker.errors.DockerException as exc:
+        raise LifeboatError(f"cannot reach the Docker engine: {str(exc).splitlines()[0]}") from None
+
+
+def volume_path(api: t.Any, name: str) -> str:
+    docker = docker_sdk()
+    try:
+        return t.cast(str, api.inspect_volume(name)["Mountpoint"])
+    except docker.errors.NotFound:
+        raise LifeboatError(f"volume {name} does not exist on this host (docker volume ls lists the volumes)") from None
+    except docker.errors.DockerException as exc:
+        raise LifeboatError(f"cannot inspect volume {name}: {str(exc).splitlines()[0]}") from None
+
+
+def root(kind: str, name: str, path: str) -> dict[str, t.Any]:
+    """One thing a files archive holds: a volume (by name) or a host path, where it is, and its tar member name."""
+    return {"label": f"{kind}:{name}", "kind": kind, "name": name, "path": path, "member": path.lstrip("/")}
+
+
+def _under(path: str, tree: str) -> bool:
+    return path == tree or path.startswith(tree.rstrip("/") + "/")
+
+
+def check_path(path: str) -> str:
+    if not os.path.isabs(path):
+        raise LifeboatError(f"path {path!r} must be absolute")
+    path = os.path.normpath(path)
+    if path == "/" or any(_under(path, tree) for tree in REFUSED_TREES):
+        raise LifeboatError(f"path {path} is the whole system or a kernel file system; give the app's own folders")
+    if not os.path.lexists(path):
+        raise LifeboatError(f"path {path} does not exist")
+    if not os.access(path, os.R_OK | (os.X_OK if os.path.isdir(path) else 0)):
+        raise LifeboatError(f"path {path} is not readable by this user; run the job as a user that may read it")
+    return path
+
+
+def resolve_roots(volumes: t.Sequence[str], paths: t.Sequence[str]) -> list[dict[str, t.Any]]:
+    """The job's roots, checked: volumes exist, paths are absolute, readable, not kernel trees, and none overlap."""
+    roots = []
+    if volumes:
+        api = docker_api()
+        roots += [root("volume", name, os.path.normpath(volume_path(api, name))) for name in dict.fromkeys(volumes)]
+    roots += [root("path", path, path) for path in dict.fromkeys(check_path(p) for p in paths)]
+    for first in roots:
+        for second in roots:
+            if first is not second and _under(second["path"], first["path"]):
+                raise LifeboatError(f"{second['label']} is inside {first['label']}: give one of them")
+    return roots
+
+
+@dataclass
+class DumpRequest:
+    archive: ArchiveOptions
+    volumes: list[str] = field(default_factory=list)
+    paths: list[str] = field(default_factory=list)
+    include: list[str] = field(default_factory=list)
+    exclude: list[str] = field(default_factory=list)
+    stop_containers: list[str] = field(default_factory=list)
+
+    def validate(self) -> None:
+        self.archive.validate()
+        if not self.volumes and not self.paths:
+            raise LifeboatError("give volumes or paths to back up")
+
+
+def _included(roots: list[dict[str, t.Any]], include: list[str], exclude: list[str]) -> list[str]:
+    """The member names an include list keeps (with the directories that lead to them), for tar --files-from."""
+    names: dict[str, None] = {}
+    for item in roots:
+        if not os.path.isdir(item["path"]):
+            names[item["member"]] = None
+            continue
+        names[item["member"]] = None
+        for directory, dirs, files in os.walk(item["path"]):
+            dirs.sort()
+            for name in sorted(files) + [d for d in dirs if os.path.islink(os.path.join(directory, d))]:
+                relative = os.path.relpath(os.path.join(directory, name), item["path"])
+                if any(fnmatch.fnmatch(relative, p) or fnmatch.fnmatch(name, p) for p in include):
+                    parts = relative.split("/")
+                    for depth in range(1, len(parts) + 1):
+                        names[f"{item['member']}/{'/'.join(parts[:depth])}"] = None
+    return list(names)
+
+
+def tar_command(roots: list[dict[str, t.Any]], request: DumpRequest, private: PrivateDir) -> list[str]:
+    argv = [find_binary("tar"), "--create", "--file=-", "--directory=/", *TAR_CREATE]
+    argv += [f"--exclude={pattern}" for pattern in request.exclude]
+    if request.include:
+        listing = os.path.join(private.path, "members")
+        with open(listing, "wb") as handle:
+            handle.write(b"".join(name.encode("utf-8", "surrogateescape") + b"\0"
+                                  for name in _included(roots, request.include, request.exclude)))
+        return [*argv, "--no-recursion", "--null", f"--files-from={listing}"]
+    return [*argv, "--", *(item["member"] for item in roots)]
+
+
+def _strip(item: dict[str, t.Any]) -> int:
+    """Components that tar --strip-components removes so that the root lands as the target's own name."""
+    return item["member"].count("/")
+
+
+def restore_commands(file_name: str, roots: list[dict[str, t.Any]], options: ArchiveOptions) -> list[str]:
+    decode = " | ".join(_manifest.decode_commands(file_name, options.compression, options.encryption))
+    extract = " ".join(TAR_EXTRACT).replace("=*", "='*'")
+    commands = [f"{decode} | tar -x -f - -C / {extract}   # everything back where it was"]
+    for item in roots:
+        member = _manifest.shell_quote(item["member"])
+        if item["kind"] == "volume":
+            commands += [f"docker volume create {_manifest.shell_quote(item['name'])}",
+                         f"{decode} | tar -x -f - -C VOLUME_DIR/.. --strip-components={_strip(item)} {extract} {member}"]
+        else:
+            commands.append(f"{decode} | tar -x -f - -C RESTORE_DIR --strip-components={_strip(item)} {extract} "
+                            f"{member}")
+    return commands
+
+
+def tar_version() -> str:
+    import subprocess  # pylint: disable=import-outside-toplevel
+
+    output = subprocess.run([find_binary("tar"), "--version"], capture_output=True, text=True, check=False).stdout
+    return (output.splitlines() or [""])[0].strip()
+
+
+def dump(request: DumpRequest, consistent: t.Callable[[list[dict[str, t.Any]]], t.ContextManager[t.Any]] | None = None
+         ) -> dict[str, t.Any]:
+    """Archive the request's roots. ``consistent`` wraps the read (stopping the containers that write there)."""
+    request.validate()
+    started = _manifest.utc_now()
+    options = request.archive
+    roots = resolve_roots(request.volumes, request.paths)
+    options.prepare_destination()
+    destination = os.path.realpath(options.destination)
+    for item in roots:
+        if _under(destination, os.path.realpath(item["path"])):
+            raise LifeboatError(f"destination {options.destination} is inside {item['label']}, which the job archives; "
+                                "keep the archives elsewhere")
+    changed: list[str] = []
+    warnings: list[str] = []
+
+    def on_line(line: str) -> None:
+        match = _CHANGED.match(line)
+        if match:
+            changed.append(f"/{match.group('name')}: {match.group('what').lower()}")
+        elif line.startswith("tar: ") and not line.startswith("tar: Removing leading"):
+            warnings.append(line[5:])
+
+    index = _tar_index.TarIndex(roots)
+    path = options.path_for(started, KIND)
+    with contextlib.ExitStack() as stack:
+        stopped = stack.enter_context(consistent(roots)) if consistent else None
+        private = stack.enter_context(PrivateDir())
+        try:
+            archive, stream = stream_to_archive(
+                path, tar_command(roots, request, private), options, producer_name="tar", on_producer_stderr=on_line,
+                producer_ok_codes=(0, 1), on_plain=index.feed)
+        finally:
+            index.finish()
+    try:
+        counts = index.counts
+        if not any(counts.values()):
+            shown = ", ".join(item["label"] for item in roots)
+            raise LifeboatError(f"nothing to back up: {shown} hold no files (after include and exclude); "
+                                "the archive would be empty, so it was not kept")
+        finished = _manifest.utc_now()
+        manifest = _manifest.build(
+            job=options.job, engine="files", database=None, archive_path=path, archive_format=ARCHIVE_FORMAT,
+            stream=stream, compression=options.compression, compression_level=options.compression_level,
+            encryption=options.encryption, tool={"name": "tar", "version": tar_version()},
+            server={"host": socket.gethostname(), **({"stopped_containers": stopped} if stopped else {})},
+            counts=counts, started=started, finished=finished,
+            restore_commands=restore_commands(os.path.basename(path), roots, options),
+            options={"volumes": request.volumes, "paths": request.paths, "include": request.include,
+                     "exclude": request.exclude, "stop_containers": request.stop_containers},
+        )
+        manifest["files"] = {
+            "roots": [{**item, "files": counts[item["label"]], "bytes": index.bytes[item["label"]]} for item in roots],
+            "entries": index.entries,
+            "changed_while_read": changed,
+            "warnings": warnings,
+        }
+        manifest_file = _manifest.manifest_path(path)
+        commit_with_manifest([archive], manifest_file, manifest)
+    except BaseException:
+        archive.discard()
+        raise
+    return {"archive": path, "manifest": manifest_file, "manifest_data": manifest}
+
+
+def stop_during_backup(request: DumpRequest) -> t.Callable[[list[dict[str, t.Any]]], t.ContextManager[t.Any]]:
+    """The containers that write into the roots are stopped while they are read, and always started again."""
+
+    @contextlib.contextmanager
+    def consistent(roots: list[dict[str, t.Any]]) -> t.Iterator[list[str]]:
+        yield []  # TODO(stopping): wired to _stopping once it lands
+
+    return consistent
+
+
+# Restores -------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class RestoreRequest:
+    archive_path: str
+    decryption: Decryption = field(default_factory=Decryption)
+    volume_map: dict[str, str] = field(default_factory=dict)  # a volume of the archive -> the volume to restore into
+    path_map: dict[str, str] = field(default_factory=dict)  # a path of the archive -> the path to restore to
+    only: list[str] = field(default_factory=list)  # volumes and paths of the archive to restore (all when empty)
+    overwrite: bool = False
+    safety_dump_dir: str | None = None  # where what is overwritten is archived first (the archive's own directory)
+
+
+@dataclass
+class Target:
+    item: dict[str, t.Any]  # the archive's root
+    kind: str  # volume or path
+    name: str  # the volume's name or the path
+    path: str  # where on this host
+    exists: bool
+    holds: bool  # holds anything that a restore replaces
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind}:{self.name}"
+
+
+def _users(api: t.Any, kind: str, name: str, path: str) -> list[str]:
+    """Running containers that mount this volume, or a bind mount at, over or under this path."""
+    names = []
+    for summary in api.containers(filters={"status": "running"}):
+        for mount in summary.get("Mounts") or []:
+            if (kind == "volume" and mount.get("Type") == "volume" and mount.get("Name") == name) or (
+                    mount.get("Type") == "bind" and (_under(mount.get("Source", ""), path)
+                                                     or _under(path, mount.get("Source", "")))):
+                names.append(summary["Names"][0].lstrip("/"))
+                break
+    return names
+
+
+def _holds(path: str) -> bool:
+    if not os.path.lexists(path):
+        return False
+    return not os.path.isdir(path) or os.path.islink(path) or bool(os.listdir(path))
+
+
+def plan_restore(request: RestoreRequest, manifest: dict[str, t.Any]) -> list[Target]:
+    """Where each root goes, checked before anything is written: one-line errors for what cannot be done."""
+    if manifest.get("engine") != "files":
+        raise LifeboatError(f"{os.path.basename(request.archive_path)} is a {manifest.get('engine')} archive, not a "
+                            "files archive; restore it with that engine's restore module")
+    roots = manifest["files"]["roots"]
+    known = {item["name"] for item in roots}
+    unknown = sorted((set(request.only) | set(request.volume_map) | set(request.path_map)) - known)
+    if unknown:
+        raise LifeboatError(f"the archive holds no {', '.join(unknown)}; it holds {', '.join(sorted(known))}")
+    api = None
+    targets = []
+    for item in roots:
+        if request.only and item["name"] not in request.only:
+            continue
+        if item["kind"] == "volume":
+            api = api or docker_api()
+            name = request.volume_map.get(item["name"], item["name"])
+            docker = docker_sdk()
+            try:
+                path, exists = os.path.normpath(api.inspect_volume(name)["Mountpoint"]), True
+            except docker.errors.NotFound:
+                path, exists = "", False
+            kind = "volume"
+        else:
+            name = request.path_map.get(item["name"], item["name"])
+            if not os.path.isabs(name):
+                raise LifeboatError(f"path_map target {name!r} must be an absolute path")
+            path, exists, kind = os.path.normpath(name), os.path.lexists(name), "path"
+            if path == "/" or any(_under(path, tree) for tree in REFUSED_TREES):
+                raise LifeboatError(f"cannot restore into {path}: give a folder of the app")
+        target = Target(item, kind, name, path, exists, bool(path) and _holds(path))
+        if target.exists:
+            api = api or (docker_api() if kind == "volume" or _docker_running() else None)
+            users = _users(api, kind, name, path) if api is not None else []
+            if users:
+                raise LifeboatError(f"{target.label} is in use by running container {', '.join(users)}; stop it "
+                                    "before restoring into it")
+        if target.holds and not request.overwrite:
+            raise LifeboatError(f"{target.label} is not empty; restore into a new volume or folder (volume_map, "
+                                "path_map), or set overwrite: true to replace it (what it holds is archived first)")
+        targets.append(target)
+    return targets
+
+
+def _docker_running() -> bool:
+    return os.path.exists(os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock").replace("unix://", ""))
+
+
+def restore(request: RestoreRequest) -> dict[str, t.Any]:
+    manifest = _manifest.load(request.archive_path)
+    targets = plan_restore(request, manifest)
+    safety = None
+    holding = [target for target in targets if target.holds]
+    if holding:
+        safety = dump(DumpRequest(
+            archive=ArchiveOptions(destination=request.safety_dump_dir or os.path.dirname(request.archive_path),
+                                   job=f"{manifest['job']}-before-restore"),
+            volumes=[target.name for target in holding if target.kind == "volume"],
+            paths=[target.path for target in holding if target.kind == "path"]))["archive"]
+    restored = {}
+    for target in targets:
+        restored[target.label] = _restore_one(request, manifest, target)
+    return {"restored": restored, "safety_archive": safety, "targets": [target.label for target in targets]}
+
+
+def _restore_one(request: RestoreRequest, manifest: dict[str, t.Any], target: Target) -> int:
+    item = target.item
+    if target.kind == "volume" and not target.exists:
+        target.path = os.path.normpath(docker_api().create_volume(target.name)["Mountpoint"])
+    parent = os.path.dirname(target.path)
+    os.makedirs(parent, exist_ok=True)
+    with PrivateDir(parent) as side:
+        landed = os.path.join(side.path, os.path.basename(item["member"]))
+        read_stored(request.archive_path, manifest["archive"]["sha256"],
+                    compression=manifest["archive"]["compression"], decryption=request.decryption,
+                    encrypted=manifest["archive"]["encryption"] is not None,
+                    consumer_argv=[find_binary("tar"), "-x", "-f", "-", "-C", side.path,
+                                   f"--strip-components={_strip(item)}", *TAR_EXTRACT, "--", item["member"]],
+                    consumer_name="tar")
+        expected = manifest["files"]["entries"][item["label"]]
+        found = _tar_index.walk(landed, item["label"])
+        owners = os.geteuid() == 0
+        if _tar_index.root_sums({"x": found}, owners) != _tar_index.root_sums({"x": expected}, owners):
+            differences = _differences(expected, found)
+            raise LifeboatError(f"restored {target.label} differs from the archive ({first_few(differences)}); "
+                                f"{target.label} was left as it was")
+        aside = os.path.join(side.path, "previous")
+        if target.exists:
+            os.rename(target.path, aside)
+        try:
+            os.rename(landed, target.path)
+        except OSError as exc:
+            if target.exists:
+                os.rename(aside, target.path)
+            raise LifeboatError(f"cannot put the restored {target.label} in place: {exc.strerror}") from None
+    return _tar_index.counted(found)
+
+
+def _differences(expected: list[dict[str, t.Any]], found: list[dict[str, t.Any]]) -> list[str]:
+    want = {e["path"]: _tar_index.entry_row(e, True) for e in expected}
+    have = {e["path"]: _tar_index.entry_row(e, True) for e in found}
+    return [f"{path or '.'}: {'missing' if path not in have else 'unexpected' if path not in want else 'differs'}"
+            for path in sorted(set(want) | set(have)) if want.get(path) != have.get(path)]
+
+
+# Verify's restore test: a scratch directory stands for the scratch database ----------------------------------
+
+
+class ScratchPlace:
+    """Where a restore test unpacks a files archive: a private directory beside the archive, made on first use."""
+
+    def __init__(self, parent: str | None = None) -> None:
+        self.parent = parent
+        self._private: PrivateDir | None = None
+
+    @property
+    def path(self) -> str:
+        if self._private is None:
+            self._private = PrivateDir(self.parent)
+        return self._private.path
+
+    def names(self) -> set[str]:
+        return set(os.listdir(self.path))
+
+    def drop(self, name: str) -> None:
+        shutil.rmtree(os.path.join(self.path, name), ignore_errors=True)
+        if self._private is not None and not os.listdir(self._private.path):
+            self._private.cleanup()
+            self._private = None
+
+
+def restore_scratch(place: ScratchPlace, archive: str, manifest: dict[str, t.Any], scratch: str,
+                    decryption: Decryption) -> None:
+    directory = os.path.join(place.path, scratch)
+    os.mkdir(directory, 0o700)
+    read_stored(archive, manifest["archive"]["sha256"], compression=manifest["archive"]["compression"],
+                decryption=decryption, encrypted=manifest["archive"]["encryption"] is not None,
+                consumer_argv=[find_binary("tar"), "-x", "-f", "-", "-C", directory, *TAR_EXTRACT],
+                consumer_name="tar")
+
+
+def scratch_contents(place: ScratchPlace, scratch: str, manifest: dict[str, t.Any], reader: _tar_index.TarIndex
+                     ) -> tuple[dict[str, int], dict[str, str], dict[str, int], dict[str, str]]:
+    owners = os.geteuid() == 0
+    found = {item["label"]: _tar_index.walk(os.path.join(place.path, scratch, item["member"]), item["label"])
+             for item in manifest["files"]["roots"]}
+    return (reader.counts, _tar_index.root_sums(reader.entries, owners),
+            {label: _tar_index.counted(rows) for label, rows in found.items()}, _tar_index.root_sums(found, owners))
+

@@ -1,0 +1,210 @@
+# Copyright: lifeboat developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What a files archive holds, read from its tar stream as it passes: every entry's type, size, sha256, mode,
+owner, link target and user xattrs, by root (a volume or a path), and the same read from a directory tree.
+
+The dump feeds the stream it writes (the manifest's per-file index comes from the bytes that were stored, not from
+a second read of the disk); verify feeds the stream it reads back and compares with the manifest. A restored tree
+is walked into the same rows, so "restored equals archived" is one comparison of per-root sums.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+import tarfile
+import threading
+import typing as t
+
+from ._files import write_all
+from ._structure import HASH_MODULUS, StructureError, hex_sum, row_digest
+
+CHUNK = 1 << 20
+_TYPES = {tarfile.REGTYPE: "file", tarfile.AREGTYPE: "file", tarfile.CONTTYPE: "file",
+          tarfile.GNUTYPE_SPARSE: "file", tarfile.DIRTYPE: "dir", tarfile.SYMTYPE: "symlink",
+          tarfile.LNKTYPE: "hardlink", tarfile.FIFOTYPE: "fifo", tarfile.CHRTYPE: "char", tarfile.BLKTYPE: "block"}
+_XATTR = "SCHILY.xattr."
+COMPARED_XATTRS = "user."  # other namespaces depend on the file system and the user that restores
+
+
+def entry_row(entry: dict[str, t.Any], owners: bool) -> bytes:
+    """The bytes that stand for one entry in a root's sum: a hard link counts as the file it shares."""
+    kind = "file" if entry["type"] == "hardlink" else entry["type"]
+    fields = [entry["path"], kind, str(entry.get("size", 0) if kind == "file" else 0), entry.get("sha256", ""),
+              oct(entry["mode"]), entry.get("link", "") if kind == "symlink" else ""]
+    if owners:
+        fields += [str(entry["uid"]), str(entry["gid"])]
+    fields += [f"{name}={value}" for name, value in sorted((entry.get("xattrs") or {}).items())
+               if name.startswith(COMPARED_XATTRS)]
+    return "\0".join(fields).encode("utf-8", "surrogateescape")
+
+
+def root_sums(entries: dict[str, list[dict[str, t.Any]]], owners: bool) -> dict[str, str]:
+    return {label: hex_sum(sum(row_digest(entry_row(e, owners)) for e in rows) % HASH_MODULUS)
+            for label, rows in entries.items()}
+
+
+def counted(entries: t.Iterable[dict[str, t.Any]]) -> int:
+    """What a root's count counts: every entry but directories (files, links, devices)."""
+    return sum(1 for entry in entries if entry["type"] != "dir")
+
+
+class TarIndex:
+    """Fed a plain tar stream chunk by chunk; parsed in a thread of its own (``tarfile`` pulls, the pipeline
+    pushes), through a pipe, so the stream never waits on more than the pipe's buffer."""
+
+    def __init__(self, roots: t.Sequence[dict[str, t.Any]], expected: dict[str, t.Any] | None = None) -> None:
+        # Longest member first: a root inside another's directory tree would otherwise be claimed by the outer one.
+        self.roots = sorted(roots, key=lambda root: len(root["member"]), reverse=True)
+        self.expected = expected
+        self.entries: dict[str, list[dict[str, t.Any]]] = {root["label"]: [] for root in roots}
+        self.bytes: dict[str, int] = {root["label"]: 0 for root in roots}
+        self._error: BaseException | None = None
+        self._read_fd, self._write_fd = os.pipe()
+        self._broken = False
+        self._thread = threading.Thread(target=self._parse, daemon=True)
+        self._thread.start()
+
+    @property
+    def tally(self) -> TarIndex:  # verify reads counts and hashes from a reader's tally
+        return self
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return {label: counted(rows) for label, rows in self.entries.items()}
+
+    @property
+    def hashes(self) -> dict[str, str]:
+        return root_sums(self.entries, owners=True)
+
+    def feed(self, chunk: bytes) -> None:
+        if self._broken:
+            return
+        try:
+            write_all(self._write_fd, chunk)
+        except BrokenPipeError:  # the parser stopped on a malformed stream: finish() says why
+            self._broken = True
+
+    def _parse(self) -> None:
+        pipe = os.fdopen(self._read_fd, "rb", buffering=CHUNK)
+        try:
+            with tarfile.open(fileobj=pipe, mode="r|", bufsize=CHUNK) as tar:
+                for member in tar:
+                    self._add(tar, member)
+        except BaseException as exc:  # noqa: BLE001 - reported by finish()
+            self._error = exc
+        finally:
+            try:  # whatever follows the end marker (record padding) or a failure: read it, so the feeder never waits
+                while pipe.read(CHUNK):
+                    pass
+            finally:
+                pipe.close()
+
+    def _root(self, name: str) -> tuple[dict[str, t.Any], str]:
+        for root in self.roots:
+            member = root["member"]
+            if name == member or name.startswith(member + "/"):
+                return root, name[len(member) + 1:]
+        raise StructureError(f"the archive holds {name!r}, which is under none of its roots")
+
+    def _add(self, tar: tarfile.TarFile, member: tarfile.TarInfo) -> None:
+        name = member.name.rstrip("/")
+        root, path = self._root(name)
+        entry: dict[str, t.Any] = {"path": path, "type": _TYPES.get(member.type, "other"),
+                                   "mode": member.mode & 0o7777, "uid": member.uid, "gid": member.gid}
+        xattrs = {key[len(_XATTR):]: value for key, value in member.pax_headers.items() if key.startswith(_XATTR)}
+        if xattrs:
+            entry["xattrs"] = xattrs
+        if member.issym():
+            entry["link"] = member.linkname
+        elif member.islnk():
+            target_root, target = self._root(member.linkname.rstrip("/"))
+            shared = next((e for e in reversed(self.entries[target_root["label"]]) if e["path"] == target), None)
+            entry["link"] = target if target_root is root else member.linkname
+            if shared is not None:  # one inode: its content and xattrs are the shared file's
+                entry["size"], entry["sha256"] = shared.get("size", 0), shared.get("sha256", "")
+                if shared.get("xattrs"):
+                    entry["xattrs"] = shared["xattrs"]
+        elif member.isfile():
+            digest = hashlib.sha256()
+            handle = tar.extractfile(member)
+            assert handle is not None
+            while chunk := handle.read(CHUNK):
+                digest.update(chunk)
+            entry["size"], entry["sha256"] = member.size, digest.hexdigest()
+            if member.sparse is not None:
+                entry["sparse"] = True
+            self.bytes[root["label"]] += member.size
+        self.entries[root["label"]].append(entry)
+
+    def finish(self) -> None:
+        os.close(self._write_fd)
+        self._thread.join()
+        if self._error is not None:
+            if isinstance(self._error, StructureError):
+                raise self._error
+            raise StructureError(f"the archive is not a readable tar stream: {self._error}")
+        if self.expected is not None:
+            self._compare(self.expected)
+
+    def _compare(self, expected: dict[str, list[dict[str, t.Any]]]) -> None:
+        problems = []
+        for label in sorted(set(expected) | set(self.entries)):
+            want = {e["path"]: e for e in expected.get(label, [])}
+            have = {e["path"]: e for e in self.entries.get(label, [])}
+            for path in sorted(set(want) | set(have)):
+                shown = f"{label}/{path}" if path else label
+                if path not in have:
+                    problems.append(f"{shown} is in the manifest, not in the archive")
+                elif path not in want:
+                    problems.append(f"{shown} is in the archive, not in the manifest")
+                else:
+                    fields = [key for key in ("type", "size", "sha256", "mode", "uid", "gid", "link")
+                              if want[path].get(key) != have[path].get(key)]
+                    if fields:
+                        problems.append(f"{shown}: {', '.join(fields)} differ from the manifest's")
+        if problems:
+            more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+            raise StructureError(f"the archive's files do not match its manifest: {'; '.join(problems[:3])}{more}")
+
+
+def walk(path: str, label: str) -> list[dict[str, t.Any]]:
+    """The rows of a restored root (a directory tree, or a single file), as :class:`TarIndex` gives them."""
+    rows = []
+    top = os.lstat(path)
+    if not stat.S_ISDIR(top.st_mode):
+        return [_row(path, "", top)]
+    for directory, dirs, files in os.walk(path):
+        dirs.sort()
+        relative = os.path.relpath(directory, path)
+        relative = "" if relative == "." else relative
+        rows.append(_row(directory, relative, os.lstat(directory)))
+        for name in sorted(files) + [d for d in dirs if os.path.islink(os.path.join(directory, d))]:
+            full = os.path.join(directory, name)
+            rows.append(_row(full, os.path.join(relative, name) if relative else name, os.lstat(full)))
+    return rows
+
+
+def _row(full: str, relative: str, info: os.stat_result) -> dict[str, t.Any]:
+    kinds = ((stat.S_ISREG, "file"), (stat.S_ISDIR, "dir"), (stat.S_ISLNK, "symlink"), (stat.S_ISFIFO, "fifo"),
+             (stat.S_ISCHR, "char"), (stat.S_ISBLK, "block"))
+    kind = next((name for test, name in kinds if test(info.st_mode)), "other")
+    entry: dict[str, t.Any] = {"path": relative, "type": kind, "mode": stat.S_IMODE(info.st_mode),
+                               "uid": info.st_uid, "gid": info.st_gid}
+    if kind == "symlink":
+        entry["link"] = os.readlink(full)
+    elif kind == "file":
+        digest = hashlib.sha256()
+        with open(full, "rb") as handle:
+            while chunk := handle.read(CHUNK):
+                digest.update(chunk)
+        entry["size"], entry["sha256"] = info.st_size, digest.hexdigest()
+    try:
+        names = [name for name in os.listxattr(full, follow_symlinks=False) if name.startswith(COMPARED_XATTRS)]
+    except OSError:
+        names = []
+    if names:
+        entry["xattrs"] = {name: os.getxattr(full, name, follow_symlinks=False).decode("utf-8", "surrogateescape")
+                           for name in names}
+    return entry
