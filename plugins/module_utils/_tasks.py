@@ -10,7 +10,20 @@ from __future__ import annotations
 
 import typing as t
 
-from . import _catalog, _docker_apps, _mongo, _params, _postgres, _retention, _sources, _status, _validate, _verify
+from . import (
+    _catalog,
+    _docker_apps,
+    _files_source,
+    _manifest,
+    _mongo,
+    _params,
+    _postgres,
+    _retention,
+    _sources,
+    _status,
+    _validate,
+    _verify,
+)
 from ._common import LifeboatError
 from ._module_frame import Outcome, Run
 from ._validate_core import Options
@@ -225,3 +238,34 @@ def postgresql_restore(run: Run) -> Outcome:
 
 def docker_app_info(run: Run) -> Outcome:
     return Outcome(changed=False, result=_docker_apps.describe(run.params["project"]))
+
+
+def files_backup(run: Run) -> Outcome:
+    source = _sources.get("files")
+    request = source.dump_request(run.params)
+    if run.check_mode:
+        request.validate()
+        roots = _files_source.resolve_roots(request.volumes, request.paths)
+        return Outcome(changed=True, result={"roots": roots})
+    result = source.dump(request)
+    files = result["manifest_data"]["files"]
+    for changed in files["changed_while_read"]:
+        run.warn(f"{changed}: its copy in the archive may be inconsistent")
+    return Outcome(changed=True, result={"roots": files["roots"], "changed_while_read": files["changed_while_read"],
+                                         **_params.dump_result(result)})
+
+
+def files_restore(run: Run) -> Outcome:
+    params = run.params
+    archive, note, reason = _params.restore_archive(params)
+    if note:
+        run.warn(note)
+    request = _files_source.RestoreRequest(
+        archive_path=archive, decryption=_params.decryption(params), volume_map=params["volume_map"],
+        path_map=params["path_map"], only=params["only"], overwrite=params["overwrite"],
+        safety_dump_dir=params["safety_dump_dir"])
+    common = {"archive": archive, **({"archive_reason": reason} if reason else {})}
+    if run.check_mode:
+        targets = _files_source.plan_restore(request, _manifest.load(archive))
+        return Outcome(changed=True, result={**common, "targets": [target.label for target in targets]})
+    return Outcome(changed=True, result={**common, **_files_source.restore(request)})
