@@ -31,8 +31,9 @@ KIND = "files.tar"
 # Kernel file systems: their "files" are the running system, not data (and reading some of them never ends).
 REFUSED_TREES = ("/proc", "/sys", "/dev", "/run")
 # GNU tar's warnings that still give a usable archive (exit code 1), each naming a file.
-_CHANGED = re.compile(r"^tar: (?P<name>.+?): (?P<what>file changed as we read it|File removed before we read it|"
-                      r"file changed as we read it|File shrank by \d+ bytes; padding with zeros)$")
+_TAR_SAYS = re.compile(r"^(?:\S*/)?tar: ")  # tar names itself by the path it was started with
+_CHANGED = re.compile(r"^(?P<name>.+?): (?P<what>file changed as we read it|File removed before we read it|"
+                      r"File shrank by \d+ bytes; padding with zeros)$")
 TAR_CREATE = ["--format=posix", "--numeric-owner", "--sparse", "--xattrs", "--xattrs-include=*",
               "--pax-option=delete=atime,delete=ctime"]
 TAR_EXTRACT = ["--numeric-owner", "--same-owner", "--preserve-permissions", "--xattrs", "--xattrs-include=*"]
@@ -193,11 +194,15 @@ def dump(request: DumpRequest, consistent: t.Callable[[list[dict[str, t.Any]]], 
     warnings: list[str] = []
 
     def on_line(line: str) -> None:
-        match = _CHANGED.match(line)
+        said = _TAR_SAYS.match(line)
+        if not said:
+            return
+        text = line[said.end():]
+        match = _CHANGED.match(text)
         if match:
             changed.append(f"/{match.group('name')}: {match.group('what').lower()}")
-        elif line.startswith("tar: ") and not line.startswith("tar: Removing leading"):
-            warnings.append(line[5:])
+        elif not text.startswith("Removing leading"):
+            warnings.append(text)
 
     index = _tar_index.TarIndex(roots)
     path = options.path_for(started, KIND)
@@ -208,9 +213,11 @@ def dump(request: DumpRequest, consistent: t.Callable[[list[dict[str, t.Any]]], 
             archive, stream = stream_to_archive(
                 path, tar_command(roots, request, private), options, producer_name="tar", on_producer_stderr=on_line,
                 producer_ok_codes=(0, 1), on_plain=index.feed)
-        finally:
-            index.finish()
+        except BaseException:
+            index.abandon()  # the stream's own failure is the one to tell
+            raise
     try:
+        index.finish()
         counts = index.counts
         if not any(counts.values()):
             shown = ", ".join(item["label"] for item in roots)

@@ -138,6 +138,11 @@ class TarIndex:
             self.bytes[root["label"]] += member.size
         self.entries[root["label"]].append(entry)
 
+    def abandon(self) -> None:
+        """End the parse after a failed stream, whatever it found."""
+        os.close(self._write_fd)
+        self._thread.join()
+
     def finish(self) -> None:
         os.close(self._write_fd)
         self._thread.join()
