@@ -32,7 +32,7 @@ def _source(api: t.Any, info: dict[str, t.Any]) -> tuple[_sources.Source | None,
             return source, f"image {image}"
     if not info["State"].get("Running"):
         return None, "not running: no client asked"
-    for source in _sources.SOURCES.values():
+    for source in (source for source in _sources.SOURCES.values() if source.dump_tool):
         command = ["sh", "-c", 'command -v "$0"', source.dump_tool]
         exec_id = api.exec_create(info["Id"], command, stdout=True, stderr=True)["Id"]
         api.exec_start(exec_id)

@@ -50,6 +50,15 @@ def files_spec() -> dict[str, t.Any]:
     }
 
 
+def restore_spec() -> dict[str, t.Any]:
+    """What files_restore takes besides how the archive is chosen and read (the restore role's items the same)."""
+    return {
+        "volume_map": {"type": "dict", "default": {}},
+        "path_map": {"type": "dict", "default": {}},
+        "only": {"type": "list", "elements": "str", "default": []},
+    }
+
+
 def docker_api() -> t.Any:
     docker = docker_sdk()
     try:

@@ -368,9 +368,16 @@ class Files(Source):
                          ) -> tuple[dict[str, int], dict[str, str], dict[str, int], dict[str, str]]:
         return _files_source.scratch_contents(connection, scratch, manifest, reader)
 
+    def compare(self, source: t.Any, target: t.Any, checks: Checks) -> ContentStats:
+        raise LifeboatError("migration checks compare databases; a files archive is proven by backup_verify")
+
+    def security(self, target: t.Any, checks: Checks) -> None:
+        raise LifeboatError("migration checks compare databases; a files archive is proven by backup_verify")
+
 
 SOURCES: dict[str, Source] = {source.name: source for source in (PostgreSQL(), MongoDB(), Files())}
 NAMES = tuple(SOURCES)
+DATABASES = tuple(name for name, source in SOURCES.items() if source.connection_spec())  # what has a server
 
 
 def get(name: str) -> Source:

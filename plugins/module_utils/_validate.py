@@ -27,7 +27,7 @@ from ._validate_core import (
     write_report,
 )
 
-ENGINES = _sources.NAMES
+ENGINES = _sources.DATABASES
 
 
 @dataclass

@@ -197,7 +197,7 @@ def main() -> None:
         "pg_bin_dir": {"type": "path"},
         "tools_dir": {"type": "path"},
         **{name: {"type": "dict", "options": source.connection_spec(), "mutually_exclusive": _params.CONNECTION_EXCLUSIVE}
-           for name, source in _sources.SOURCES.items()},
+           for name, source in _sources.SOURCES.items() if source.connection_spec()},
     }
     module = AnsibleModule(
         argument_spec=argument_spec,

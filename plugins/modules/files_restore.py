@@ -94,16 +94,14 @@ safety_archive:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lifeboat.ops.plugins.module_utils import _params, _tasks
+from ansible_collections.lifeboat.ops.plugins.module_utils import _files_source, _params, _tasks
 from ansible_collections.lifeboat.ops.plugins.module_utils._module_frame import run_module
 
 
 def main() -> None:
     argument_spec = {
         **_params.restore_archive_spec(),
-        "volume_map": {"type": "dict", "default": {}},
-        "path_map": {"type": "dict", "default": {}},
-        "only": {"type": "list", "elements": "str", "default": []},
+        **_files_source.restore_spec(),
     }
     module = AnsibleModule(
         argument_spec=argument_spec,

@@ -16,11 +16,14 @@ import typing as t
 import pytest
 import yaml
 
-from ansible_collections.lifeboat.ops.plugins.module_utils import _config, _params
+from ansible_collections.lifeboat.ops.plugins.module_utils import _config, _files_source, _params, _sources
 
 ROLES = os.path.join(os.path.dirname(__file__), "..", "..", "roles")
-ENGINES = ("postgresql", "mongodb")
-CONNECTION = {"postgresql": _params.postgres_connection_spec(), "mongodb": _params.mongodb_connection_spec()}
+ENGINES = _sources.NAMES
+CONNECTION = {name: source.connection_spec() for name, source in _sources.SOURCES.items()}
+# What a restore of each kind takes beyond its connection and how the archive is read.
+RESTORE_OWN = {"files": _files_source.restore_spec()}
+MODULES = {"files": ("files_backup", "files_restore")}
 # Keys of the library's specs a role sets itself rather than taking them from a job or an item, and why.
 SET_BY_THE_ROLE = {
     "job": "the job's name is its archives' job name",
@@ -57,7 +60,7 @@ def job_keys(engine: str) -> set[str]:
 
 def restore_spec(engine: str) -> dict[str, t.Any]:
     """What a restore item of ``engine`` takes from the library: the connection and how archives are read."""
-    return {**CONNECTION[engine], **_params.restore_archive_spec()}
+    return {**CONNECTION[engine], **_params.restore_archive_spec(), **RESTORE_OWN.get(engine, {})}
 
 
 def restore_keys(engine: str) -> set[str]:
@@ -66,32 +69,32 @@ def restore_keys(engine: str) -> set[str]:
 
 @pytest.mark.parametrize("engine", ENGINES)
 def test_backup_tasks_forward_every_job_option(engine):
-    given = _task_args("backup", f"{engine}.yml", f"{engine}_dump")
+    given = _task_args("backup", f"{engine}.yml", MODULES.get(engine, (f"{engine}_dump",))[0])
     _check(job_keys(engine), given, f"roles/backup/tasks/{engine}.yml does not forward these")
 
 
 @pytest.mark.parametrize("engine", ENGINES)
 def test_restore_tasks_forward_every_connection_and_archive_option(engine):
-    given = _task_args("restore", f"{engine}.yml", f"{engine}_restore")
+    given = _task_args("restore", f"{engine}.yml", MODULES.get(engine, ("", f"{engine}_restore"))[1])
     _check(restore_keys(engine), given, f"roles/restore/tasks/{engine}.yml does not forward these")
 
 
 @pytest.mark.parametrize("entry_point", ["main", "verify"])
 def test_backup_argument_spec_declares_every_job_option(entry_point):
     declared = _job_options("backup", "backup_jobs", entry_point)
-    wanted = job_keys("postgresql") | job_keys("mongodb")
+    wanted = set().union(*map(job_keys, ENGINES))
     _check(wanted, declared, f"roles/backup/meta/argument_specs.yml ({entry_point}) backup_jobs lacks these")
 
 
 def test_schedule_argument_spec_declares_every_job_option():
     declared = _job_options("backup_schedule", "backup_schedule_jobs")
-    wanted = job_keys("postgresql") | job_keys("mongodb")
+    wanted = set().union(*map(job_keys, ENGINES))
     _check(wanted, declared, "roles/backup_schedule/meta/argument_specs.yml backup_schedule_jobs lacks these")
 
 
 def test_restore_argument_spec_declares_every_connection_and_archive_option():
     declared = _job_options("restore", "restore_items")
-    wanted = restore_keys("postgresql") | restore_keys("mongodb")
+    wanted = set().union(*map(restore_keys, ENGINES))
     _check(wanted, declared, "roles/restore/meta/argument_specs.yml restore_items lacks these")
 
 
@@ -145,8 +148,8 @@ def _declared_differently(declared: dict[str, t.Any], library: dict[str, t.Any])
     ("backup_schedule", "backup_schedule_jobs", "main"), ("restore", "restore_items", "main")])
 def test_role_specs_declare_the_library_options_as_the_library_does(role, variable, entry_point):
     spec = _load(role, "meta/argument_specs.yml")["argument_specs"][entry_point]["options"][variable]["options"]
-    library = {**_config.engine_spec("postgresql"), **_config.engine_spec("mongodb"),
-               **restore_spec("postgresql"), **restore_spec("mongodb")}
+    library = {key: value for engine in ENGINES for key, value in {**_config.engine_spec(engine),
+                                                                   **restore_spec(engine)}.items()}
     wrong = _declared_differently(spec, library)
     assert not wrong, f"roles/{role}/meta/argument_specs.yml {variable}: {'; '.join(wrong)}"
 

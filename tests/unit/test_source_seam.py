@@ -45,4 +45,4 @@ def test_every_engine_fills_in_the_whole_interface():
 def test_an_unknown_engine_is_one_line_naming_the_known_ones():
     with pytest.raises(_common.LifeboatError) as error:
         _sources.get("mysql")
-    assert str(error.value) == "unknown engine 'mysql'; use one of: postgresql, mongodb"
+    assert str(error.value) == "unknown engine 'mysql'; use one of: postgresql, mongodb, files"

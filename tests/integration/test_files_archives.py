@@ -17,14 +17,14 @@ import shutil
 import stat
 import threading
 import time
+import typing as t
 
 import docker
 import pytest
 from bson.raw_bson import RawBSONDocument
 
-from testbed import listing  # pylint: disable=import-error
-
 from ansible_collections.lifeboat.ops.plugins.module_utils import _catalog, _verify
+from testbed import listing  # pylint: disable=import-error
 
 
 def tree(path: str) -> dict[str, tuple]:
@@ -35,6 +35,7 @@ def tree(path: str) -> dict[str, tuple]:
             full = os.path.join(directory, name) if name else directory
             info = os.lstat(full)
             relative = os.path.relpath(full, path)
+            what: tuple[t.Any, ...]
             if stat.S_ISLNK(info.st_mode):
                 what = ("link", os.readlink(full))
             elif stat.S_ISREG(info.st_mode):
@@ -223,7 +224,7 @@ def test_every_byte_change_and_truncation_of_a_volume_archive_is_detected(app_vo
     chance = random.Random(12)
     changes = [("flip", chance.randrange(len(pristine)), chance.randrange(1, 256)) for _ in range(200)]
     changes += [("cut", chance.randrange(len(pristine)), 0) for _ in range(20)]
-    missed = {"checksum": [], "structure": []}
+    missed: dict[str, list[tuple[str, int]]] = {"checksum": [], "structure": []}
     for kind, offset, xor in changes:
         data = bytearray(pristine)
         if kind == "flip":
@@ -233,10 +234,10 @@ def test_every_byte_change_and_truncation_of_a_volume_archive_is_detected(app_vo
         with open(copy, "wb") as handle:
             handle.write(data)
         archives = _catalog.scan(str(damaged)).archives
-        for level in missed:
+        for level, misses in missed.items():
             (result,) = _verify.verify(_verify.VerifyRequest(archives=archives, level=level, record=False))
             if result["ok"]:
-                missed[level].append((kind, offset))
+                misses.append((kind, offset))
     assert missed == {"checksum": [], "structure": []}
     (intact,) = _verify.verify(_verify.VerifyRequest(archives=_catalog.scan(str(destination)).archives,
                                                      level="structure", record=False))
