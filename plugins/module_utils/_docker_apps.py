@@ -22,6 +22,8 @@ from ._common import LifeboatError
 
 PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
+CONFIG_FILES_LABEL = "com.docker.compose.project.config_files"
+WORKING_DIR_LABEL = "com.docker.compose.project.working_dir"
 
 
 def _source(api: t.Any, info: dict[str, t.Any]) -> tuple[_sources.Source | None, str]:
@@ -60,11 +62,14 @@ def describe(project: str) -> dict[str, t.Any]:
         raise LifeboatError(f"no container on this host carries the label {PROJECT_LABEL}={project}; "
                             "check the project name (docker compose ls)")
     services, jobs, volumes, binds = [], [], [], []
+    compose_files: dict[str, None] = {}
     try:
         for summary in sorted(found, key=lambda c: (c["Labels"].get(SERVICE_LABEL, ""), c["Names"][0])):
             info = api.inspect_container(summary["Id"])
             name = info["Name"].lstrip("/")
-            service = info["Config"]["Labels"].get(SERVICE_LABEL, name)
+            labels = info["Config"]["Labels"]
+            service = labels.get(SERVICE_LABEL, name)
+            compose_files.update(dict.fromkeys(_compose_files(labels)))
             source, evidence = _source(api, info)
             environment = dict(item.split("=", 1) for item in info["Config"].get("Env") or [] if "=" in item)
             engine = source.name if source else None
@@ -89,4 +94,28 @@ def describe(project: str) -> dict[str, t.Any]:
             from None
     finally:
         api.close()
-    return {"project": project, "services": services, "jobs": jobs, "volumes": volumes, "bind_mounts": binds}
+    files = _files_job(project, volumes, binds, list(compose_files))
+    return {"project": project, "services": services, "jobs": jobs + ([files] if files else []), "volumes": volumes,
+            "bind_mounts": binds, "compose_files": list(compose_files)}
+
+
+def _compose_files(labels: dict[str, str]) -> list[str]:
+    """The project's compose files and its .env, as compose labels name them, where this host has them."""
+    named = [path for path in labels.get(CONFIG_FILES_LABEL, "").split(",") if path]
+    directory = labels.get(WORKING_DIR_LABEL)
+    if directory:
+        named.append(os.path.join(directory, ".env"))
+    return [path for path in named if os.path.isabs(path) and os.path.isfile(path)]
+
+
+def _files_job(project: str, volumes: list[dict[str, t.Any]], binds: list[dict[str, t.Any]],
+               compose_files: list[str]) -> dict[str, t.Any] | None:
+    """One files job for what the dumps do not cover: named volumes and bind mounts that hold no database's data
+    directory, and the compose files. Anonymous volumes are left out (a new container starts without them)."""
+    kept_volumes = list(dict.fromkeys(v["volume"] for v in volumes if not v["database_data"] and not v["anonymous"]))
+    kept_paths = list(dict.fromkeys(b["source"] for b in binds if not b["database_data"]))
+    kept_paths = [path for path in kept_paths if not any(_under(path, other) and path != other for other in kept_paths)]
+    kept_paths += [path for path in compose_files if not any(_under(path, other) for other in kept_paths)]
+    if not kept_volumes and not kept_paths:
+        return None
+    return {"name": f"{project}-files", "engine": "files", "volumes": kept_volumes, "paths": kept_paths}

@@ -114,9 +114,11 @@ class ContainerBed:
         return volume.name
 
     def _run(self, image_key: str, purpose: str, *, environment: dict[str, str], data_dir: str,
-             volume: bool | str, labels: dict[str, str] | None, **extra: t.Any) -> tuple[DockerContainer, str | None]:
+             volume: bool | str, labels: dict[str, str] | None, binds: dict[str, str] | None = None,
+             **extra: t.Any) -> tuple[DockerContainer, str | None]:
         volume_name = (self.volume(f"{purpose}-data") if volume is True else volume) or None
         mounts = {volume_name: {"bind": data_dir, "mode": "rw"}} if volume_name else {}
+        mounts.update({source: {"bind": target, "mode": "rw"} for source, target in (binds or {}).items()})
         container = self.client.containers.run(
             self.images[image_key], name=self.name(purpose), detach=True, environment=environment, volumes=mounts,
             labels={LABEL_RUN: self.run_id, **(labels or {})}, **extra)
@@ -187,11 +189,12 @@ class ContainerBed:
                    user, password, None, volume_name, data_dir)
 
     def app(self, purpose: str = "app", *, volume: bool | str = True, labels: dict[str, str] | None = None,
-            environment: dict[str, str] | None = None) -> Box:
-        """The app that fills /data (by default a new named volume of this run) with files, then sleeps."""
+            environment: dict[str, str] | None = None, binds: dict[str, str] | None = None) -> Box:
+        """The app that fills /data (by default a new named volume of this run) with files, then sleeps; binds maps
+        host paths to paths in the container."""
         data_dir = "/data"
         container, volume_name = self._run("APP_IMAGE", purpose, environment=environment or {}, data_dir=data_dir,
-                                           volume=volume, labels=labels)
+                                           volume=volume, labels=labels, binds=binds)
         address = self._wait(container, lambda _address: b"app-writer: ready" in container.logs())
         return Box(container.name, container.id, address, self.images["APP_IMAGE"], volume=volume_name,
                    data_dir=data_dir)

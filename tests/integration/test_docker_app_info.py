@@ -5,6 +5,8 @@
 from __future__ import annotations
 
 import json
+import os
+import typing as t
 
 import pytest
 
@@ -13,15 +15,31 @@ from testbed import RUN_ID  # pylint: disable=import-error
 PROJECT = f"recipes{RUN_ID}".lower()
 
 
-def labels(service: str) -> dict[str, str]:
-    return {"com.docker.compose.project": PROJECT, "com.docker.compose.service": service}
+def labels(service: str, folder: t.Any) -> dict[str, str]:
+    return {"com.docker.compose.project": PROJECT, "com.docker.compose.service": service,
+            "com.docker.compose.project.working_dir": str(folder),
+            "com.docker.compose.project.config_files": str(folder / "docker-compose.yml")}
 
 
 @pytest.fixture(scope="module")
-def recipe_app(container_bed):
-    database = container_bed.postgres("recipes-db", database="recipes", volume=True, labels=labels("db"))
-    documents = container_bed.ferretdb("recipes-mongo", volume=True, labels=labels("mongo"))
-    uploads = container_bed.app("recipes-web", labels=labels("web"))
+def app_folder(tmp_path_factory):
+    """The app's folder on the host: its compose file, its .env and the uploads folder bind-mounted into web."""
+    folder = tmp_path_factory.mktemp("recipes-app")
+    (folder / "docker-compose.yml").write_text("services:\n  db:\n    image: postgres:17\n")
+    (folder / ".env").write_text("RECIPES_SITE=https://recipes.example.org\n")
+    (folder / "uploads").mkdir()
+    (folder / "uploads" / "soup.jpg").write_bytes(bytes(range(256)) * 64)
+    (folder / "uploads" / "cake.jpg").write_bytes(b"cake" * 1000)
+    os.chmod(folder / "uploads" / "cake.jpg", 0o640)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def recipe_app(container_bed, app_folder):
+    database = container_bed.postgres("recipes-db", database="recipes", volume=True, labels=labels("db", app_folder))
+    documents = container_bed.ferretdb("recipes-mongo", volume=True, labels=labels("mongo", app_folder))
+    uploads = container_bed.app("recipes-web", labels=labels("web", app_folder),
+                                binds={str(app_folder / "uploads"): "/uploads"})
     with database.connect_pg() as conn:
         conn.execute("CREATE TABLE recipes (id int PRIMARY KEY, title text)")
         conn.execute("INSERT INTO recipes SELECT n, 'recipe ' || n FROM generate_series(1, 40) n")
@@ -46,9 +64,12 @@ def test_the_recipe_app_is_found_from_its_project_and_its_jobs_back_up_as_they_a
     # The test bed's images are named lifeboat/postgres and lifeboat/ferretdb: found by image name.
     assert by_service["mongo"]["engine"] == "mongodb"
     assert by_service["web"]["engine"] is None and by_service["web"]["engine_evidence"] == "no database client inside"
+    folder = os.path.dirname(result["compose_files"][0])
     assert result["jobs"] == [
         {"name": f"{PROJECT}-db", "engine": "postgresql", "container": database.name, "database": "recipes"},
         {"name": f"{PROJECT}-mongo", "engine": "mongodb", "container": documents.name},
+        {"name": f"{PROJECT}-files", "engine": "files", "volumes": [uploads.volume],
+         "paths": [f"{folder}/uploads", f"{folder}/docker-compose.yml", f"{folder}/.env"]},
     ]
     volumes = {v["volume"]: v for v in result["volumes"]}
     assert volumes[database.volume]["database_data"] is True
@@ -63,8 +84,9 @@ def test_the_recipe_app_is_found_from_its_project_and_its_jobs_back_up_as_they_a
     for job in result["jobs"]:
         (manifest_path,) = (root / job["name"]).glob("*.manifest.json")
         manifest = json.loads(manifest_path.read_text())
-        assert manifest["server"]["container"]["name"] == job["container"]
-        counts.update(manifest["counts"])
+        if job["engine"] != "files":
+            assert manifest["server"]["container"]["name"] == job["container"]
+            counts.update(manifest["counts"])
     # A whole-server MongoDB dump also counts the server's own users (admin.system.users).
     assert {name: n for name, n in counts.items() if ".system." not in name} == {"public.recipes": 40,
                                                                                  "recipes.ratings": 120}
@@ -79,3 +101,42 @@ def test_an_unknown_project_or_a_bad_name_is_one_line(run_module):
     assert bad.rc != 0
     assert bad.result["msg"] == ("project 'Bad Name' is not a compose project name (lowercase letters, digits, "
                                  "'-', '_')")
+
+
+def test_the_backup_role_backs_up_the_whole_app_from_its_project_and_it_restores_as_a_dev_copy(
+        recipe_app, app_folder, container_bed, run_module, run_playbook, tmp_path):
+    database, documents, uploads = recipe_app
+    root = tmp_path / "backups"
+    done = run_playbook("backup", {"backup_root": str(root), "backup_verify_level": "structure",
+                                   "backup_jobs": [{"name": "recipes", "compose_project": PROJECT}]})
+    assert done.returncode == 0, done.stdout[-3000:]
+    assert sorted(os.listdir(root)) == sorted(f"{PROJECT}-{part}" for part in ("db", "mongo", "files"))
+
+    dev = tmp_path / "recipes-dev"
+    dev_volume = container_bed.name("recipes-dev-data")
+    container_bed.volumes.append(dev_volume)
+    files = run_module("files_restore", {
+        "destination": str(root / f"{PROJECT}-files"), "job": f"{PROJECT}-files", "select": "newest",
+        "volume_map": {uploads.volume: dev_volume},
+        "path_map": {str(app_folder / name): str(dev / name) for name in ("uploads", "docker-compose.yml", ".env")}})
+    assert files.rc == 0, files.stdout + files.stderr
+    for name in ("uploads/soup.jpg", "uploads/cake.jpg", "docker-compose.yml", ".env"):
+        assert (dev / name).read_bytes() == (app_folder / name).read_bytes(), name
+        assert os.stat(dev / name).st_mode == os.stat(app_folder / name).st_mode, name
+    rows = run_module("postgresql_restore", {
+        "destination": str(root / f"{PROJECT}-db"), "job": f"{PROJECT}-db", "select": "newest",
+        "container": database.name, "target_database": "recipes_dev"})
+    assert rows.rc == 0, rows.stdout + rows.stderr
+    with database.connect_pg("recipes_dev") as conn:
+        assert conn.execute("SELECT count(*) FROM recipes").fetchone() == (40,)
+    docs = run_module("mongodb_restore", {
+        "destination": str(root / f"{PROJECT}-mongo"), "job": f"{PROJECT}-mongo", "select": "newest",
+        "container": documents.name, "ns_from": ["recipes.*"], "ns_to": ["recipes_dev.*"],
+        "ns_exclude": ["admin.*"]})
+    assert docs.rc == 0, docs.stdout + docs.stderr
+    client = documents.mongo_client()
+    try:
+        assert client.recipes_dev.ratings.count_documents({}) == 120
+        assert client.recipes.ratings.count_documents({}) == 120  # the original is untouched
+    finally:
+        client.close()

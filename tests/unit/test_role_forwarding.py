@@ -24,6 +24,8 @@ CONNECTION = {name: source.connection_spec() for name, source in _sources.SOURCE
 # What a restore of each kind takes beyond its connection and how the archive is read.
 RESTORE_OWN = {"files": _files_source.restore_spec()}
 MODULES = {"files": ("files_backup", "files_restore")}
+# Job keys only the backup role reads, and why.
+BACKUP_ROLE_ONLY = {"compose_project"}  # the role asks docker_app_info for the app's parts; the host command does not
 # Keys of the library's specs a role sets itself rather than taking them from a job or an item, and why.
 SET_BY_THE_ROLE = {
     "job": "the job's name is its archives' job name",
@@ -110,7 +112,7 @@ def test_restore_test_connection_keys_cover_every_connection_option():
 
 def test_backup_jobs_and_schedule_jobs_have_one_shape():
     """One list of jobs serves both roles: the same keys, each role reading what it needs."""
-    backup = _job_options("backup", "backup_jobs")
+    backup = _job_options("backup", "backup_jobs") - BACKUP_ROLE_ONLY
     schedule = _job_options("backup_schedule", "backup_schedule_jobs")
     assert sorted(backup - schedule) == [], "backup_jobs keys that backup_schedule_jobs lacks"
     assert sorted(schedule - backup) == [], "backup_schedule_jobs keys that backup_jobs lacks"
