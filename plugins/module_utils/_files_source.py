@@ -463,4 +463,3 @@ def scratch_contents(place: ScratchPlace, scratch: str, manifest: dict[str, t.An
              for item in manifest["files"]["roots"]}
     return (reader.counts, _tar_index.root_sums(reader.entries, owners),
             {label: _tar_index.counted(rows) for label, rows in found.items()}, _tar_index.root_sums(found, owners))
-

@@ -129,7 +129,8 @@ class TarIndex:
         elif member.isfile():
             digest = hashlib.sha256()
             handle = tar.extractfile(member)
-            assert handle is not None
+            if handle is None:  # a regular member always has data; tarfile types it as optional
+                raise StructureError(f"{name}: tar gives no data for a regular file")
             while chunk := handle.read(CHUNK):
                 digest.update(chunk)
             entry["size"], entry["sha256"] = member.size, digest.hexdigest()

@@ -77,8 +77,8 @@ def app_volume(container_bed):
     return box.volume
 
 
-def test_a_volume_round_trip_keeps_every_file_owner_mode_link_and_hole(app_volume, container_bed, run_module,
-                                                                        tmp_path):
+def test_a_volume_round_trip_keeps_every_file_owner_mode_link_and_hole(
+        app_volume, container_bed, run_module, tmp_path):
     before = tree(mountpoint(app_volume))
     assert before["sparse.img"][3] and before["uploads/note-1.txt"][2] == 2, before  # the fixture is what it says
     destination = tmp_path / "archives"
@@ -222,8 +222,8 @@ def test_every_byte_change_and_truncation_of_a_volume_archive_is_detected(app_vo
     shutil.copy(made["manifest"], damaged / os.path.basename(made["manifest"]))
     copy = str(damaged / os.path.basename(archive))
     chance = random.Random(12)
-    changes = [("flip", chance.randrange(len(pristine)), chance.randrange(1, 256)) for _ in range(200)]
-    changes += [("cut", chance.randrange(len(pristine)), 0) for _ in range(20)]
+    changes = [("flip", chance.randrange(len(pristine)), chance.randrange(1, 256)) for _flip in range(200)]
+    changes += [("cut", chance.randrange(len(pristine)), 0) for _cut in range(20)]
     missed: dict[str, list[tuple[str, int]]] = {"checksum": [], "structure": []}
     for kind, offset, xor in changes:
         data = bytearray(pristine)
