@@ -24,7 +24,7 @@ PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
 
 
-def _source(api: t.Any, info: dict[str, t.Any]) -> tuple[_sources.Source | None, str]:
+def database_source(api: t.Any, info: dict[str, t.Any]) -> tuple[_sources.Source | None, str]:
     """The kind of database a container serves and how that was found (its image, or its client answering)."""
     image = info["Config"].get("Image", "")
     for source in _sources.SOURCES.values():
@@ -65,7 +65,7 @@ def describe(project: str) -> dict[str, t.Any]:
             info = api.inspect_container(summary["Id"])
             name = info["Name"].lstrip("/")
             service = info["Config"]["Labels"].get(SERVICE_LABEL, name)
-            source, evidence = _source(api, info)
+            source, evidence = database_source(api, info)
             environment = dict(item.split("=", 1) for item in info["Config"].get("Env") or [] if "=" in item)
             engine = source.name if source else None
             data_dir = source.container_data_dir(environment) if source else None
