@@ -79,21 +79,23 @@ def _related(path: str, other: str) -> bool:
 
 
 def _mounts_read(info: dict[str, t.Any], volumes: t.Sequence[str], paths: t.Sequence[str]
-                 ) -> list[tuple[dict[str, t.Any], str, str | None]]:
-    """The container's mounts the job reads: (mount, what the job names, the read path as seen inside the
-    container when the job reads only a part of the mount, else None)."""
+                 ) -> list[tuple[dict[str, t.Any], str, str, bool]]:
+    """The container's mounts the job reads: (mount, what the job names, the directory read as the container
+    sees it, whether the job reads a directory above the mount (all of it and more))."""
     found = []
     for mount in info.get("Mounts") or []:
         if mount.get("Type") == "volume" and mount.get("Name") in volumes:
-            found.append((mount, f"volume {mount['Name']}", None))
+            found.append((mount, f"volume {mount['Name']}", mount["Destination"], False))
             continue
         source = mount.get("Source") or ""
         for path in paths:
             if source and _related(source, path):
-                # Reading a part of the mount (a path under its source) reads that part of the container's view.
-                under = os.path.normpath(path).startswith(os.path.normpath(source).rstrip("/") + "/")
-                inside = os.path.join(mount["Destination"], os.path.relpath(path, source)) if under else None
-                found.append((mount, f"path {path}", inside))
+                # A path under the mount's source is that part of the container's view; one above it, all of it.
+                under = _related(path, source) and len(os.path.normpath(path)) > len(os.path.normpath(source))
+                above = len(os.path.normpath(path)) < len(os.path.normpath(source))
+                inside = os.path.join(mount["Destination"], os.path.relpath(path, source)) if under \
+                    else mount["Destination"]
+                found.append((mount, f"path {path}", inside, above))
                 break
     return found
 
@@ -149,12 +151,15 @@ def refuse_live_data_dirs(volumes: t.Sequence[str], paths: t.Sequence[str], stop
                 continue
             environment = dict(item.split("=", 1) for item in info["Config"].get("Env") or [] if "=" in item)
             data_dir = source.container_data_dir(environment)
-            for mount, what, inside in read:
-                seen = inside or mount["Destination"]
+            for _mount, what, seen, above in read:
                 if not _related(seen, data_dir):
                     continue
-                relation = ("is" if os.path.normpath(seen) == os.path.normpath(data_dir)
-                            else "holds" if _related(data_dir, seen) and len(seen) < len(data_dir) else "is part of")
+                if os.path.normpath(seen) == os.path.normpath(data_dir):
+                    relation = "holds" if above else "is"
+                elif len(os.path.normpath(seen)) < len(os.path.normpath(data_dir)):
+                    relation = "holds"
+                else:
+                    relation = "holds part of" if above else "is part of"
                 name = _name(info)
                 raise LifeboatError(
                     f"{what} {relation} the data directory of running {source.label} container {name}: back it up "
