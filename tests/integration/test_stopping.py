@@ -7,12 +7,16 @@ SIGTERM of the process, and SIGKILL of it followed by ``lifeboat restart-stopped
 from __future__ import annotations
 
 import errno
+import glob
+import io
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
+import tarfile
 import time
 
 import docker.types
@@ -303,3 +307,148 @@ def test_a_run_of_another_process_that_still_lives_is_left_alone(container_bed, 
     while running(container_bed, *app_pair) != [True, True] and time.monotonic() < deadline:
         time.sleep(0.2)
     assert running(container_bed, *app_pair) == [True, True]
+
+
+# The safety net where it runs for real: the role's own service unit (rendered by Ansible from the template) in a
+# systemd container that has the Docker socket, lifeboat installed as the role installs it, Debian's python3-docker;
+# its main process stops the containers, then is killed with SIGKILL; systemd runs ExecStopPost.
+UNIT_JOB = "uploads"
+UNIT_DESTINATION = f"/var/backups/lifeboat/{UNIT_JOB}"
+HOLDER = '''import json, sys, time
+sys.path.insert(0, "/usr/local/lib/lifeboat")
+from lifeboat_ops import _pipeline, _stopping
+_pipeline.stop_cleanly_on_termination()
+with _stopping.stopped(json.load(open("/etc/lifeboat/containers.json")), _stopping.state_dir_for(sys.argv[1]),
+                       sys.argv[2]):
+    time.sleep(3600)
+'''
+
+
+def render_units(tmp_path, jobs):
+    """The role's lifeboat-backup.service.j2 for each job, rendered by ansible-playbook with the role's variables."""
+    role = os.path.join(REPO_ROOT, "roles", "backup_schedule")
+    tasks = [{"name": f"Render {job['name']}", "ansible.builtin.template": {
+        "src": os.path.join(role, "templates", "lifeboat-backup.service.j2"), "dest": str(tmp_path / job["name"]),
+        "mode": "0600"}, "vars": {"job": job}} for job in jobs]
+    playbook = tmp_path / "render.yml"
+    playbook.write_text(yaml.safe_dump([{
+        "hosts": "localhost", "gather_facts": False, "tasks": tasks,
+        "vars_files": [os.path.join(role, "defaults", "main.yml"), os.path.join(role, "vars", "main.yml")]}],
+        sort_keys=False))
+    extra = tmp_path / "jobs.json"  # extra vars: above the role's defaults, as an inventory is for the role
+    extra.write_text(json.dumps({"backup_schedule_jobs": jobs}))
+    done = subprocess.run(
+        [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), str(playbook), "-i", "localhost,",
+         "-c", "local", "-e", f"ansible_python_interpreter={sys.executable}", "-e", f"@{extra}"],
+        capture_output=True, text=True, timeout=300, check=False,
+        env={**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-tmp")})
+    assert done.returncode == 0, done.stdout + done.stderr
+    return {job["name"]: (tmp_path / job["name"]).read_text() for job in jobs}
+
+
+def test_the_role_gives_the_socket_and_the_safety_net_only_to_jobs_that_talk_to_docker(tmp_path):
+    units = render_units(tmp_path, [
+        {"name": "in-container", "engine": "postgresql", "container": "db"},
+        {"name": "older-spelling", "engine": "mongodb", "options": {"container": "mongo"}},
+        {"name": "volumes", "engine": "files"},
+        {"name": "on-the-host", "engine": "postgresql", "login_host": "127.0.0.1"},
+        {"name": "no-container", "engine": "postgresql", "container": None},
+    ])
+    for name in ("in-container", "older-spelling", "volumes"):
+        lines = units[name].splitlines()
+        assert f"ExecStopPost=/usr/local/bin/lifeboat restart-stopped --job {name} " \
+               "--config /etc/lifeboat/lifeboat.yml" in lines, name
+        assert "SupplementaryGroups=docker" in lines, name
+    for name in ("on-the-host", "no-container"):
+        assert "ExecStopPost" not in units[name] and "SupplementaryGroups" not in units[name], name
+
+
+def put_files(container, files):
+    """Files into the container (path: (content, mode)), through the Engine API."""
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w") as tar:
+        for path, (content, mode) in files.items():
+            data = content.encode() if isinstance(content, str) else content
+            info = tarfile.TarInfo(path.lstrip("/"))
+            info.size, info.mode = len(data), mode
+            tar.addfile(info, io.BytesIO(data))
+    assert container.put_archive("/", archive.getvalue())
+
+
+def check(container, command):
+    code, output = container.exec_run(command)
+    assert code == 0, f"{command}: {output.decode(errors='replace')}"
+    return output.decode(errors="replace")
+
+
+def wait_until(condition, seconds=60.0, explain=lambda: ""):
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out; {explain()}"
+        time.sleep(0.3)
+
+
+@pytest.fixture
+def systemd_host(container_bed, tmp_path):
+    """A systemd container with the host's Docker socket and the lifeboat command installed as the role does."""
+    image = subprocess.run(["bash", os.path.join(REPO_ROOT, "scripts", "testbed", "docker.sh")], capture_output=True,
+                           text=True, check=True).stdout.strip()
+    box = container_bed.client.containers.run(
+        image, "/lib/systemd/systemd", name=container_bed.name(f"systemd-{tmp_path.name[-12:]}"), detach=True,
+        cap_add=["SYS_ADMIN"], tmpfs={"/run": "", "/run/lock": ""}, cgroupns="host",
+        labels={"lifeboat.test.run": container_bed.run_id},
+        volumes={"/sys/fs/cgroup": {"bind": "/sys/fs/cgroup", "mode": "rw"},
+                 "/var/run/docker.sock": {"bind": "/run/docker.sock", "mode": "rw"}})
+    container_bed.containers.append(box.id)
+    wait_until(lambda: box.exec_run(["systemctl", "is-system-running"]).output.strip() in (b"running", b"degraded"))
+    check(box, ["sh", "-c", "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "
+                            "python3-docker >/dev/null 2>&1"])
+    socket_gid = os.stat("/var/run/docker.sock").st_gid
+    check(box, ["groupadd", "--system", "--gid", str(socket_gid), "docker"])
+    check(box, ["useradd", "--system", "--user-group", "--no-create-home", "--shell", "/usr/sbin/nologin", "lifeboat"])
+    files = {f"/usr/local/lib/lifeboat/lifeboat_ops/{os.path.basename(path)}": (open(path).read(), 0o644)
+             for path in glob.glob(os.path.join(REPO_ROOT, "plugins", "module_utils", "*.py"))}
+    files["/usr/local/lib/lifeboat/lifeboat_ops/__init__.py"] = ("", 0o644)
+    launcher = open(os.path.join(REPO_ROOT, "bin", "lifeboat")).read()
+    files["/usr/local/bin/lifeboat"] = (re.sub(r"^#!.*", "#!/usr/bin/python3", launcher), 0o755)
+    files["/usr/local/lib/lifeboat/holder.py"] = (HOLDER, 0o644)
+    files["/etc/lifeboat/lifeboat.yml"] = (yaml.safe_dump({"jobs": {UNIT_JOB: {
+        "engine": "postgresql", "container": "db", "destination": UNIT_DESTINATION}}}), 0o644)
+    put_files(box, files)
+    check(box, ["install", "-d", "-o", "lifeboat", "-g", "lifeboat", "-m", "0750", UNIT_DESTINATION])
+    return box
+
+
+def test_after_sigkill_under_systemd_the_units_exec_stop_post_starts_them_again(container_bed, app_pair,
+                                                                                systemd_host, tmp_path):
+    unit = render_units(tmp_path, [{"name": UNIT_JOB, "engine": "postgresql", "container": "db",
+                                    "destination": UNIT_DESTINATION}])[UNIT_JOB]
+    # The role's unit as it is, but for what the main process does: it stops the containers and waits to be killed.
+    lines = [line for line in unit.splitlines() if not line.startswith(("ExecStart=", "OnFailure=", "OnSuccess="))]
+    at = lines.index(next(line for line in lines if line.startswith("TimeoutStartSec=")))
+    lines.insert(at, f"ExecStart=/usr/bin/python3 /usr/local/lib/lifeboat/holder.py {UNIT_DESTINATION} {UNIT_JOB}")
+    service = f"lifeboat-backup-{UNIT_JOB}.service"
+    put_files(systemd_host, {
+        f"/etc/systemd/system/{service}": ("\n".join(lines) + "\n", 0o644),
+        "/etc/lifeboat/containers.json": (json.dumps(entries(*app_pair)), 0o644)})
+    check(systemd_host, ["systemctl", "daemon-reload"])
+    check(systemd_host, ["systemctl", "start", "--no-block", service])
+
+    def journal():
+        return systemd_host.exec_run(["journalctl", "--no-pager", "-o", "cat", "-u", service]).output.decode()
+
+    wait_until(lambda: running(container_bed, *app_pair) == [False, False], explain=journal)
+    state_dir = check(systemd_host, ["ls", "-A", UNIT_DESTINATION]).split()
+    assert len([name for name in state_dir if name.startswith(_stopping.STATE_PREFIX)]) == 1
+    check(systemd_host, ["systemctl", "kill", "--signal=KILL", service])
+
+    wait_until(lambda: running(container_bed, *app_pair) == [True, True], explain=journal)
+    wait_until(lambda: systemd_host.exec_run(["systemctl", "is-active", service]).output.strip()
+               in (b"failed", b"inactive"))
+    assert check(systemd_host, ["ls", "-A", UNIT_DESTINATION]).split() == []
+    said = journal()
+    for box in reversed(app_pair):
+        assert f"started container {box.name} again" in said, said
+    # The main process was killed (status 9); the safety net itself succeeded.
+    shown = check(systemd_host, ["systemctl", "show", service, "-p", "ExecStopPost", "-p", "SupplementaryGroups"])
+    assert "SupplementaryGroups=docker" in shown and "code=exited ; status=0 }" in shown, shown
