@@ -7,12 +7,14 @@
     lifeboat prune  [--job NAME] [--dry-run]
     lifeboat status [--job NAME] [--metrics-file FILE]
     lifeboat check  [--config FILE]
+    lifeboat restart-stopped [--job NAME] [--config FILE]
     lifeboat notify --config NOTIFY.json UNIT
 
 ``status`` exits 0, 1, 2 or 3 (OK, WARNING, CRITICAL, UNKNOWN) as monitoring plugins do; the others exit 0
 on success, 1 on failure and 2 on a usage error. ``backup`` of several jobs runs every one of them, whatever
 fails, and ends with one line per failed job. On a terminal a progress line shows how a dump advances;
 under systemd (``JOURNAL_STREAM`` set) lines carry syslog priorities for the journal instead.
+``restart-stopped`` starts the containers a killed backup run left stopped (the services' ``ExecStopPost=``).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import time
 import traceback
 import typing as t
 
-from . import _catalog, _config, _manifest, _notify, _retention, _status, _verify
+from . import _catalog, _config, _manifest, _notify, _retention, _status, _stopping, _verify
 from ._common import LifeboatError, redact
 from ._pipeline import stop_cleanly_on_termination, stop_requested
 
@@ -123,6 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--job", help="only this job (all jobs when omitted)")
     status.add_argument("--metrics-file", help="write node_exporter textfile metrics here (default: the config's)")
     commands.add_parser("check", parents=[common], help="check the config and exit (0 when it is valid)")
+    restart = commands.add_parser("restart-stopped", parents=[common],
+                                  help="start the containers a killed backup run left stopped")
+    restart.add_argument("--job", help="only this job's destination (all jobs' when omitted)")
     _notify.add_arguments(commands.add_parser("notify", help="alert about a failed unit (lifeboat-notify@.service)"))
     return parser
 
@@ -294,6 +299,22 @@ def run_check(config: _config.Config, args: argparse.Namespace, output: Output) 
     return EXIT_OK
 
 
+def run_restart_stopped(config: _config.Config, args: argparse.Namespace, output: Output) -> int:
+    """The safety net after a run that could not clean up (SIGKILL): every destination's state files whose
+    process is gone; containers a running backup stopped are left to it."""
+    failed = False
+    for destination in _by_destination(config.selected(args.job)):
+        try:
+            started = _stopping.restart_left_stopped(_stopping.state_dir_for(destination))
+        except LifeboatError as exc:  # one destination's failure must not keep the others' containers stopped
+            started, failed = getattr(exc, "started", []), True
+            output.line(f"restart-stopped failed: {destination}: {exc}", "error")
+        for name in started:
+            output.line(f"started container {name} again (a backup run writing to {destination} was killed "
+                        "before it could)", "warning")
+    return EXIT_FAILED if failed else EXIT_OK
+
+
 def _by_destination(jobs: list[_config.Job]) -> dict[str, list[_config.Job]]:
     grouped: dict[str, list[_config.Job]] = {}
     for job in jobs:
@@ -303,5 +324,5 @@ def _by_destination(jobs: list[_config.Job]) -> dict[str, list[_config.Job]]:
 
 COMMANDS: dict[str, t.Callable[[_config.Config, argparse.Namespace, Output], int]] = {
     "backup": run_backup, "verify": run_verify, "prune": run_prune, "status": run_status,
-    "check": run_check,
+    "check": run_check, "restart-stopped": run_restart_stopped,
 }

@@ -26,7 +26,7 @@ CONFIG_FILES_LABEL = "com.docker.compose.project.config_files"
 WORKING_DIR_LABEL = "com.docker.compose.project.working_dir"
 
 
-def _source(api: t.Any, info: dict[str, t.Any]) -> tuple[_sources.Source | None, str]:
+def database_source(api: t.Any, info: dict[str, t.Any]) -> tuple[_sources.Source | None, str]:
     """The kind of database a container serves and how that was found (its image, or its client answering)."""
     image = info["Config"].get("Image", "")
     for source in _sources.SOURCES.values():
@@ -70,7 +70,7 @@ def describe(project: str) -> dict[str, t.Any]:
             labels = info["Config"]["Labels"]
             service = labels.get(SERVICE_LABEL, name)
             compose_files.update(dict.fromkeys(_compose_files(labels)))
-            source, evidence = _source(api, info)
+            source, evidence = database_source(api, info)
             environment = dict(item.split("=", 1) for item in info["Config"].get("Env") or [] if "=" in item)
             engine = source.name if source else None
             data_dir = source.container_data_dir(environment) if source else None

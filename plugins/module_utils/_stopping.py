@@ -1,0 +1,315 @@
+# Copyright: lifeboat developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Containers stopped while their volumes are read, and always started again.
+
+A files job reads Docker named volumes and host paths. What a running app or database writes there meanwhile
+makes an archive that no longer fits together, so the job stops the containers it names (``stop_containers``)
+and the running ones labelled ``lifeboat.stop-during-backup`` (value ``true`` or the job's name) that mount
+what it reads, and starts them again afterwards:
+
+- on success, on any failure and on SIGTERM/SIGHUP (the pipeline turns those into an exception) by
+  :func:`stopped` itself;
+- after a SIGKILL (or a power cut of the process) by :func:`restart_left_stopped`, the systemd service's
+  ``ExecStopPost=`` safety net (``lifeboat restart-stopped``): before it stops anything, :func:`stopped` writes a
+  state file naming the job, its PID and the containers, and removes it only once all run again.
+
+:func:`refuse_live_data_dirs` refuses to archive the data directory of a running database container: its files
+change under the reader and make no consistent copy; the dump of that database does.
+
+The Docker Engine API is reached with the docker SDK (``DOCKER_HOST`` honoured), never the docker CLI.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import signal
+import typing as t
+
+from . import _docker_apps
+from ._clients import docker_sdk
+from ._common import LifeboatError, hold_lock, lock_owner_alive, pid_alive, process_start
+from ._files import write_file_atomic
+from ._pipeline import termination_deferred
+
+STOP_LABEL = "lifeboat.stop-during-backup"
+# Like `docker stop`: the container's stop signal, then SIGKILL when it has not exited after this long.
+STOP_TIMEOUT_SECONDS = 60
+STATE_PREFIX = ".lifeboat-stopped-"
+STATE_SUFFIX = ".json"
+
+
+class RestartError(LifeboatError):
+    """Some containers could not be started again; ``started`` holds the names of those that were."""
+
+    def __init__(self, message: str, started: list[str]) -> None:
+        super().__init__(message)
+        self.started = started
+
+
+def state_dir_for(destination: str) -> str:
+    """Where the state files of a job writing to ``destination`` live: the destination itself, the one place its
+    systemd service may write (ReadWritePaths=), and where the job's other records are."""
+    return destination
+
+
+def _api() -> t.Any:
+    docker = docker_sdk()
+    try:
+        return docker.APIClient(base_url=os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock"), version="auto")
+    except docker.errors.DockerException as exc:
+        raise LifeboatError(f"cannot reach the Docker engine: {_first_line(exc)}") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "explanation", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _name(info: dict[str, t.Any]) -> str:
+    return str(info.get("Name") or (info.get("Names") or ["?"])[0]).lstrip("/")
+
+
+def _related(path: str, other: str) -> bool:
+    """Whether one of the two paths is the other or lies under it (reading one reads part of the other)."""
+    first, second = os.path.normpath(path).rstrip("/") + "/", os.path.normpath(other).rstrip("/") + "/"
+    return first.startswith(second) or second.startswith(first)
+
+
+def _mounts_read(info: dict[str, t.Any], volumes: t.Sequence[str], paths: t.Sequence[str]
+                 ) -> list[tuple[dict[str, t.Any], str, str, bool]]:
+    """The container's mounts the job reads: (mount, what the job names, the directory read as the container
+    sees it, whether the job reads a directory above the mount (all of it and more))."""
+    found = []
+    for mount in info.get("Mounts") or []:
+        if mount.get("Type") == "volume" and mount.get("Name") in volumes:
+            found.append((mount, f"volume {mount['Name']}", mount["Destination"], False))
+            continue
+        source = mount.get("Source") or ""
+        for path in paths:
+            if source and _related(source, path):
+                # A path under the mount's source is that part of the container's view; one above it, all of it.
+                under = _related(path, source) and len(os.path.normpath(path)) > len(os.path.normpath(source))
+                above = len(os.path.normpath(path)) < len(os.path.normpath(source))
+                inside = os.path.join(mount["Destination"], os.path.relpath(path, source)) if under \
+                    else mount["Destination"]
+                found.append((mount, f"path {path}", inside, above))
+                break
+    return found
+
+
+def containers_to_stop(job: str, names: t.Sequence[str], volumes: t.Sequence[str],
+                       paths: t.Sequence[str]) -> list[dict[str, str]]:
+    """The running containers a files job stops, in the order it stops them: those it names (in that order), then
+    the running ones labelled STOP_LABEL=true or =JOB that mount one of ``volumes`` or a bind mount at, under or
+    over one of ``paths`` (by name). Each is {"id", "name"}."""
+    docker = docker_sdk()
+    api = _api()
+    chosen: dict[str, dict[str, str]] = {}
+    try:
+        for reference in names:
+            try:
+                info = api.inspect_container(reference)
+            except docker.errors.NotFound:
+                raise LifeboatError(f"container {reference} does not exist on this host") from None
+            if info["State"].get("Running"):
+                chosen.setdefault(info["Id"], {"id": info["Id"], "name": _name(info)})
+        labelled = []
+        for summary in api.containers(filters={"label": STOP_LABEL}):
+            value = str((summary.get("Labels") or {}).get(STOP_LABEL, "")).strip()
+            if value.lower() != "true" and value != job:
+                continue
+            info = api.inspect_container(summary["Id"])
+            if info["State"].get("Running") and _mounts_read(info, volumes, paths):
+                labelled.append({"id": info["Id"], "name": _name(info)})
+        for entry in sorted(labelled, key=lambda item: item["name"]):
+            chosen.setdefault(entry["id"], entry)
+    except docker.errors.DockerException as exc:
+        raise LifeboatError(f"cannot list the containers to stop: {_first_line(exc)}") from None
+    finally:
+        api.close()
+    return list(chosen.values())
+
+
+def refuse_live_data_dirs(volumes: t.Sequence[str], paths: t.Sequence[str], stopping: t.Collection[str]) -> None:
+    """A one-line error when one of ``volumes``/``paths`` is (or holds, or is part of) the data directory of a
+    running database container that is not among ``stopping`` (ids)."""
+    docker = docker_sdk()
+    api = _api()
+    try:
+        for summary in api.containers():  # the running ones
+            if summary["Id"] in stopping:
+                continue
+            info = api.inspect_container(summary["Id"])
+            read = _mounts_read(info, volumes, paths)
+            if not read or not info["State"].get("Running"):
+                continue
+            source, _evidence = _docker_apps.database_source(api, info)
+            if source is None:
+                continue
+            environment = dict(item.split("=", 1) for item in info["Config"].get("Env") or [] if "=" in item)
+            data_dir = source.container_data_dir(environment)
+            for _mount, what, seen, above in read:
+                if not _related(seen, data_dir):
+                    continue
+                if os.path.normpath(seen) == os.path.normpath(data_dir):
+                    relation = "holds" if above else "is"
+                elif len(os.path.normpath(seen)) < len(os.path.normpath(data_dir)):
+                    relation = "holds"
+                else:
+                    relation = "holds part of" if above else "is part of"
+                name = _name(info)
+                raise LifeboatError(
+                    f"{what} {relation} the data directory of running {source.label} container {name}: back it up "
+                    f"with a {source.name} job with container: {name} (a dump), or stop it during the backup "
+                    "(stop_containers)")
+    except docker.errors.DockerException as exc:
+        raise LifeboatError(f"cannot list the running containers: {_first_line(exc)}") from None
+    finally:
+        api.close()
+
+
+def _start_order(containers: list[dict[str, str]]) -> list[dict[str, str]]:
+    # Started in the reverse of the stop order, as `docker compose stop`/`start` do: list the dependants (the app)
+    # before what they depend on (its database), so that they stop first, before what they use goes away, and
+    # start last, once it is back.
+    return list(reversed(containers))
+
+
+def _start_all(api: t.Any, containers: list[dict[str, str]]) -> tuple[list[str], list[str]]:
+    """Start every container (in the start order), whatever fails: the names started and the failures."""
+    docker = docker_sdk()
+    started, failures = [], []
+    for container in _start_order(containers):
+        try:
+            api.start(container["id"])  # a container that runs already is no error (304)
+            started.append(container["name"])
+        except docker.errors.NotFound:
+            continue  # removed meanwhile (`docker compose down`): nothing left to start
+        except Exception as exc:  # noqa: BLE001 - one container's failure must not keep the others stopped
+            failures.append(f"{container['name']} ({_first_line(exc)})")
+    return started, failures
+
+
+def _state_path(state_dir: str, job: str) -> str:
+    return os.path.join(state_dir, f"{STATE_PREFIX}{job}.{os.getpid()}{STATE_SUFFIX}")
+
+
+@contextlib.contextmanager
+def stopped(containers: list[dict[str, str]], state_dir: str, job: str) -> t.Iterator[list[str]]:
+    """Stop ``containers`` in order while the block runs and always start them again (see _start_order).
+
+    The state file comes first: a process killed at any later point leaves what restart_left_stopped needs.
+    """
+    if not containers:
+        yield []
+        return
+    docker = docker_sdk()
+    os.makedirs(state_dir, mode=0o700, exist_ok=True)
+    path = _state_path(state_dir, job)
+    state = {"job": job, "pid": os.getpid(), "process_start": process_start(os.getpid()),
+             "containers": [{"id": c["id"], "name": c["name"]} for c in containers]}
+    try:
+        write_file_atomic(path, (json.dumps(state, indent=2) + "\n").encode(), 0o600)
+    except OSError as exc:
+        raise LifeboatError(f"cannot write {path} (it names the containers to start again should lifeboat be "
+                            f"killed), so none was stopped: {exc.strerror}") from exc
+    lock = os.open(path, os.O_RDONLY)
+    hold_lock(lock)  # alive as long as this process is, in any PID namespace (see _common.lock_owner_alive)
+    api = _api()
+    body_error: BaseException | None = None
+    try:
+        for container in containers:
+            try:
+                api.stop(container["id"], timeout=STOP_TIMEOUT_SECONDS)
+            except docker.errors.NotFound:
+                continue  # gone meanwhile: nothing to stop, nothing to start
+            except LifeboatError:
+                raise  # SIGTERM while waiting for the engine (the pipeline's handler): started again below
+            except Exception as exc:  # noqa: BLE001 - the engine's or its connection's error, said in one line
+                raise LifeboatError(f"cannot stop container {container['name']}: {_first_line(exc)}") from None
+        yield [c["name"] for c in containers]
+    except BaseException as exc:
+        body_error = exc
+        raise
+    finally:
+        try:
+            # A second SIGTERM must not leave half of them stopped: it waits until all were started.
+            with termination_deferred() as arrived:
+                _started, failures = _start_all(api, containers)
+                if not failures:
+                    try:
+                        os.unlink(path)
+                    except OSError:
+                        pass  # all run again: a later restart-stopped finds them running and removes it
+        finally:
+            os.close(lock)
+            api.close()
+        if failures:
+            message = f"could not start again container {'; '.join(failures)}: start it with docker start"
+            if body_error is not None:
+                message += f" (the job had failed too: {_first_line(body_error)})"
+            raise LifeboatError(message) from body_error
+        for name in arrived:  # delivered now, to the handler that was there before
+            signal.raise_signal(signal.Signals[name])
+
+
+def _owner_alive(path: str, state: dict[str, t.Any]) -> bool:
+    """Whether the process that wrote the state file still runs (the same process, not a reused PID)."""
+    if lock_owner_alive(path):
+        return True
+    pid = state.get("pid")
+    if not isinstance(pid, int) or not pid_alive(pid):
+        return False
+    return state.get("process_start") is None or process_start(pid) == state.get("process_start")
+
+
+def restart_left_stopped(state_dir: str) -> list[str]:
+    """Start the containers of every state file in ``state_dir`` whose process is gone; remove those files.
+
+    Returns the names started; RestartError (with ``started``) when some could not be started, after trying all.
+    """
+    try:
+        names = sorted(name for name in os.listdir(state_dir)
+                       if name.startswith(STATE_PREFIX) and name.endswith(STATE_SUFFIX))
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise LifeboatError(f"cannot list {state_dir}: {exc.strerror}") from exc
+    started: list[str] = []
+    failures: list[str] = []
+    api = None
+    try:
+        for file_name in names:
+            path = os.path.join(state_dir, file_name)
+            try:
+                with open(path, encoding="utf-8") as handle:
+                    state = json.load(handle)
+                containers = [{"id": str(c["id"]), "name": str(c["name"])} for c in state["containers"]]
+            except FileNotFoundError:
+                continue  # its run ended meanwhile and removed it
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                failures.append(f"{path} is unreadable ({getattr(exc, 'strerror', None) or exc}); "
+                                "start the containers it names by hand and remove it")
+                continue
+            if _owner_alive(path, state):
+                continue
+            api = api or _api()
+            done, failed = _start_all(api, containers)
+            started += done
+            if failed:
+                failures += failed
+                continue
+            try:
+                os.unlink(path)
+            except OSError as exc:
+                if exc.errno != errno.ENOENT:
+                    failures.append(f"{path} could not be removed ({exc.strerror})")
+    finally:
+        if api is not None:
+            api.close()
+    if failures:
+        raise RestartError(f"could not start again: {'; '.join(failures)}", started)
+    return started
