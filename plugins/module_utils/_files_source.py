@@ -262,7 +262,18 @@ def stop_during_backup(request: DumpRequest) -> t.Callable[[list[dict[str, t.Any
 
     @contextlib.contextmanager
     def consistent(roots: list[dict[str, t.Any]]) -> t.Iterator[list[str]]:
-        yield []  # TODO(stopping): wired to _stopping once it lands
+        from . import _stopping  # pylint: disable=import-outside-toplevel  # it reads the source table: import late
+
+        volumes = [item["name"] for item in roots if item["kind"] == "volume"]
+        paths = [item["path"] for item in roots if item["kind"] == "path"]
+        if not volumes and not request.stop_containers and not _docker_running():
+            yield []  # host paths on a host without Docker: no container can write there
+            return
+        job = request.archive.job
+        containers = _stopping.containers_to_stop(job, request.stop_containers, volumes, paths)
+        _stopping.refuse_live_data_dirs(volumes, paths, {container["id"] for container in containers})
+        with _stopping.stopped(containers, _stopping.state_dir_for(request.archive.destination), job) as names:
+            yield names
 
     return consistent
 

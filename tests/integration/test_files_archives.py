@@ -310,3 +310,55 @@ def raw_documents(client, database: str) -> dict[str, list[bytes]]:
     handle = client.get_database(database, codec_options=client.codec_options.with_options(
         document_class=RawBSONDocument))
     return {name: sorted(doc.raw for doc in handle[name].find({})) for name in sorted(handle.list_collection_names())}
+
+
+def running(client, container_id: str) -> bool:
+    return client.api.inspect_container(container_id)["State"]["Running"]
+
+
+def test_a_stop_labelled_app_is_running_again_after_success_failure_full_disk_and_sigterm(
+        container_bed, run_module, tmpfs, tmp_path):
+    from testbed import finish_module, start_module  # pylint: disable=import-error,import-outside-toplevel
+
+    app = container_bed.app("files-stop", labels={"lifeboat.stop-during-backup": "true"})
+    client = container_bed.client
+    with open(os.path.join(mountpoint(app.volume), "big.bin"), "wb") as handle:
+        handle.write(os.urandom(96 << 20))  # zstd -19 takes seconds on it: time to stop the module mid-read
+    job = {"job": "stopper", "volumes": [app.volume]}
+
+    done = run_module("files_backup", {"destination": str(tmp_path / "ok"), **job, "compression_level": 1})
+    assert done.rc == 0, done.stdout
+    manifest = json.loads(open(done.result["manifest"], encoding="utf-8").read())
+    assert manifest["server"]["stopped_containers"] == [app.name]
+    assert running(client, app.id)
+
+    failed = run_module("files_backup", {"destination": str(tmp_path / "failed"), **job, "exclude": ["*"]})
+    assert failed.rc == 1 and "nothing to back up" in failed.result["msg"], failed.result
+    assert running(client, app.id)
+
+    full = run_module("files_backup", {"destination": str(tmpfs("2m")), **job, "compression": "none"})
+    assert full.rc == 1 and "No space left on device" in full.result["msg"], full.result
+    assert running(client, app.id)
+
+    process = start_module("files_backup", {"destination": str(tmp_path / "term"), **job, "compression_level": 19},
+                           tmp_path)
+    deadline = time.monotonic() + 60
+    while running(client, app.id):
+        assert time.monotonic() < deadline and process.poll() is None, "the module never stopped the app"
+        time.sleep(0.05)
+    time.sleep(0.5)
+    process.send_signal(15)
+    stopped = finish_module(process)
+    assert stopped.rc == 1 and "SIGTERM" in stopped.result["msg"], stopped.result
+    assert running(client, app.id)
+    assert [name for name in listing(tmp_path / "term") if not name.startswith(".lifeboat-stopped")] == []
+    assert [name for name in listing(tmp_path / "term") if name.endswith(".json")] == []
+
+
+def test_the_data_directory_of_a_running_database_is_refused_in_one_line(pg17_container, run_module, tmp_path):
+    result = run_module("files_backup", {"destination": str(tmp_path / "a"), "job": "pgdata",
+                                         "volumes": [pg17_container.volume]})
+    assert result.rc == 1 and "\n" not in result.result["msg"], result.result
+    assert (f"data directory of running PostgreSQL container {pg17_container.name}" in result.result["msg"]
+            and "container:" in result.result["msg"]), result.result["msg"]
+    assert listing(tmp_path / "a") == []
