@@ -126,7 +126,7 @@ def containers_to_stop(job: str, names: t.Sequence[str], volumes: t.Sequence[str
                 labelled.append({"id": info["Id"], "name": _name(info)})
         for entry in sorted(labelled, key=lambda item: item["name"]):
             chosen.setdefault(entry["id"], entry)
-    except docker.errors.DockerException as exc:
+    except (docker.errors.DockerException, OSError) as exc:  # OSError: the connection's (requests')
         raise LifeboatError(f"cannot list the containers to stop: {_first_line(exc)}") from None
     finally:
         api.close()
@@ -165,7 +165,7 @@ def refuse_live_data_dirs(volumes: t.Sequence[str], paths: t.Sequence[str], stop
                     f"{what} {relation} the data directory of running {source.label} container {name}: back it up "
                     f"with a {source.name} job with container: {name} (a dump), or stop it during the backup "
                     "(stop_containers)")
-    except docker.errors.DockerException as exc:
+    except (docker.errors.DockerException, OSError) as exc:  # OSError: the connection's (requests')
         raise LifeboatError(f"cannot list the running containers: {_first_line(exc)}") from None
     finally:
         api.close()
@@ -207,18 +207,19 @@ def stopped(containers: list[dict[str, str]], state_dir: str, job: str) -> t.Ite
         yield []
         return
     docker = docker_sdk()
-    os.makedirs(state_dir, mode=0o700, exist_ok=True)
     path = _state_path(state_dir, job)
     state = {"job": job, "pid": os.getpid(), "process_start": process_start(os.getpid()),
              "containers": [{"id": c["id"], "name": c["name"]} for c in containers]}
+    api = _api()  # the engine answers before anything is written or stopped
     try:
+        os.makedirs(state_dir, mode=0o700, exist_ok=True)
         write_file_atomic(path, (json.dumps(state, indent=2) + "\n").encode(), 0o600)
+        lock = os.open(path, os.O_RDONLY)
     except OSError as exc:
+        api.close()
         raise LifeboatError(f"cannot write {path} (it names the containers to start again should lifeboat be "
                             f"killed), so none was stopped: {exc.strerror}") from exc
-    lock = os.open(path, os.O_RDONLY)
     hold_lock(lock)  # alive as long as this process is, in any PID namespace (see _common.lock_owner_alive)
-    api = _api()
     body_error: BaseException | None = None
     try:
         for container in containers:
