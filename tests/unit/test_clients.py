@@ -1,0 +1,95 @@
+# Copyright: lifeboat developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Where the clients run: one request looks its container up once, and the exec helper is found where it lives.
+
+A fake docker SDK stands in for the engine here (only to count what is asked of it); the container clients
+themselves run against real containers in tests/integration/test_container_clients.py.
+"""
+
+from __future__ import annotations
+
+import types
+import typing as t
+
+import pytest
+
+from ansible_collections.lifeboat.ops.plugins.module_utils import _clients, _params, _sources
+
+PASSWORD = "p@ss:w/rd?#&%'\"{{x}}"
+
+
+class FakeAPIClient:
+    """The part of docker.APIClient a ContainerClient asks while a request is built: inspect_container."""
+
+    inspected: t.ClassVar[list[str]] = []
+    environment: t.ClassVar[list[str]] = []
+
+    def __init__(self, **_options: t.Any) -> None:
+        pass
+
+    def inspect_container(self, reference: str) -> dict[str, t.Any]:
+        FakeAPIClient.inspected.append(reference)
+        return {"Id": "c0ffee" * 10, "Name": f"/{reference}", "Image": "sha256:feed", "State": {"Running": True},
+                "Config": {"Image": "postgres:17", "Env": list(FakeAPIClient.environment)},
+                "NetworkSettings": {"Networks": {"bridge": {"IPAddress": "172.17.0.9"}}}}
+
+
+class FakeDockerError(Exception):
+    explanation = None
+
+
+@pytest.fixture
+def engine(monkeypatch: pytest.MonkeyPatch) -> type[FakeAPIClient]:
+    errors = types.SimpleNamespace(NotFound=type("NotFound", (FakeDockerError,), {}), DockerException=FakeDockerError,
+                                   APIError=FakeDockerError)
+    monkeypatch.setattr(_clients, "docker_sdk", lambda: types.SimpleNamespace(APIClient=FakeAPIClient, errors=errors))
+    FakeAPIClient.inspected = []
+    FakeAPIClient.environment = []
+    return FakeAPIClient
+
+
+PG_DUMP = {**{name: None for name in _params.postgres_connection_spec()}, "connect_timeout": 10,
+           "destination": "/backups", "job": None, "compression": "zstd", "compression_level": None,
+           "encryption_recipients": [], "encryption_recipients_files": [], "encryption_passphrase_file": None,
+           "database": None, "format": "custom", "jobs": 1, "schemas": [], "exclude_schemas": [], "tables": [],
+           "exclude_tables": [], "exclude_table_data": [], "globals": "none"}
+MONGO_DUMP = {**{name: None for name in _params.mongodb_connection_spec()}, "connect_timeout": 10,
+              "login_database": "admin", "tls": False, "tls_allow_invalid_certificates": False,
+              "destination": "/backups", "job": None, "compression": "zstd", "compression_level": None,
+              "encryption_recipients": [], "encryption_recipients_files": [], "encryption_passphrase_file": None,
+              "database": "dashboard", "collections": [], "exclude_collections": [],
+              "exclude_collections_with_prefix": [], "oplog": "auto", "parallel_collections": 4}
+
+
+@pytest.mark.parametrize("environment, database", [
+    (["POSTGRES_USER=journal_owner", f"POSTGRES_PASSWORD={PASSWORD}", "POSTGRES_DB=journal"], "journal"),
+    # No POSTGRES_DB: the image's default database is its user's, read from the connection the container implies.
+    (["POSTGRES_USER=journal_owner", f"POSTGRES_PASSWORD={PASSWORD}"], "journal_owner"),
+])
+def test_a_postgresql_dump_request_inspects_its_container_once(engine, environment, database):
+    engine.environment = environment
+    request = _sources.get("postgresql").dump_request({**PG_DUMP, "container": "journal-db"})
+    assert engine.inspected == ["journal-db"]
+    assert request.connection.database == database
+    assert request.connection.place.address == "172.17.0.9"
+
+
+def test_a_mongodb_dump_request_inspects_its_container_once(engine):
+    engine.environment = ["MONGO_INITDB_ROOT_USERNAME=root", f"MONGO_INITDB_ROOT_PASSWORD={PASSWORD}"]
+    request = _sources.get("mongodb").dump_request({**MONGO_DUMP, "container": "dashboard-db"})
+    assert engine.inspected == ["dashboard-db"]
+    assert request.connection.place.name == "dashboard-db"
+
+
+@pytest.mark.parametrize("engine_name, params", [("postgresql", PG_DUMP), ("mongodb", MONGO_DUMP)])
+def test_a_connection_inspects_its_container_once(engine, engine_name, params):
+    connection = _sources.get(engine_name).connection({**params, "container": "db"})
+    assert engine.inspected == ["db"]
+    assert connection.place.where == "container db"
+
+
+def test_no_container_no_engine(engine):
+    request = _sources.get("postgresql").dump_request({**PG_DUMP, "database": "journal", "login_host": "db.internal"})
+    assert request.connection.place is _clients.HOST
+    assert engine.inspected == []
+
