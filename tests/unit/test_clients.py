@@ -8,12 +8,13 @@ themselves run against real containers in tests/integration/test_container_clien
 
 from __future__ import annotations
 
+import os
 import types
 import typing as t
 
 import pytest
 
-from ansible_collections.lifeboat.ops.plugins.module_utils import _clients, _params, _sources
+from ansible_collections.lifeboat.ops.plugins.module_utils import _clients, _docker_exec, _params, _sources
 
 PASSWORD = "p@ss:w/rd?#&%'\"{{x}}"
 
@@ -93,3 +94,11 @@ def test_no_container_no_engine(engine):
     assert request.connection.place is _clients.HOST
     assert engine.inspected == []
 
+
+def test_the_exec_helper_is_imported_from_the_root_its_child_is_given(engine):
+    """The child process imports the helper by its full name from the PYTHONPATH entry the command gives it."""
+    engine.environment = []
+    argv, env = _clients.ContainerClient("db").command(["pg_dump", "--version"])
+    root = env["PYTHONPATH"].split(os.pathsep)[0]
+    assert os.path.join(root, *_docker_exec.__name__.split(".")) + ".py" == _docker_exec.__file__
+    assert argv[3:5] == [_docker_exec.__name__, "c0ffee" * 10]
