@@ -18,9 +18,9 @@ import time
 
 import docker
 import pytest
-from containers import PG_PASSWORD  # pylint: disable=import-error
 from test_secrets import CmdlineWatcher  # pylint: disable=import-error
 
+from containers import PG_PASSWORD  # pylint: disable=import-error
 from testbed import finish_module, start_module  # pylint: disable=import-error
 
 ROWS = 5000
