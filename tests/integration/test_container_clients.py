@@ -21,7 +21,7 @@ import pytest
 from test_secrets import CmdlineWatcher  # pylint: disable=import-error
 
 from containers import PG_PASSWORD  # pylint: disable=import-error
-from testbed import finish_module, start_module  # pylint: disable=import-error
+from testbed import finish_module, start_module, wait_until  # pylint: disable=import-error
 
 ROWS = 5000
 SERVER_VARIABLES = ("POSTGRES_PASSWORD", "MONGO_INITDB_ROOT_PASSWORD")
@@ -220,17 +220,14 @@ def test_a_client_killed_inside_the_container_fails_the_dump_and_leaves_nothing(
     killed = []
 
     def kill_pg_dump_in_the_container() -> None:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not killed:
-            for pid in pg_dump_processes_in(bulky.id):
-                time.sleep(0.3)  # halfway through its stream
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    continue  # it ended first: the assertion below says so
-                killed.append(pid)
-                return
-            time.sleep(0.01)
+        for pid in pg_dump_started_in(bulky.id):
+            time.sleep(0.3)  # halfway through its stream
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                continue  # it ended first: the assertion below says so
+            killed.append(pid)
+            return
 
     killer = threading.Thread(target=kill_pg_dump_in_the_container)
     killer.start()
@@ -286,6 +283,19 @@ def pg_dump_processes_in(container_id: str) -> list[int]:
     return found
 
 
+def pg_dump_started_in(container_id: str, process: subprocess.Popen | None = None, seconds: float = 60) -> list[int]:
+    """The PIDs of pg_dump in the container once it runs; none if it did not within ``seconds``, or the module run
+    in ``process`` ended first."""
+    return wait_until(lambda: pg_dump_processes_in(container_id), seconds,
+                      give_up=lambda: process is not None and process.poll() is not None)
+
+
+def pg_dump_left_in(container_id: str, seconds: float) -> list[int]:
+    """The PIDs of pg_dump still in the container after waiting up to ``seconds`` for none to be left."""
+    wait_until(lambda: not pg_dump_processes_in(container_id), seconds, interval=0.1)
+    return pg_dump_processes_in(container_id)
+
+
 @pytest.fixture(scope="module")
 def bulky(container_bed):
     """A PostgreSQL container of its own, with enough rows that a dump runs for a while."""
@@ -298,20 +308,14 @@ def bulky(container_bed):
 def test_sigterm_of_the_module_stops_the_dump_in_the_container_and_leaves_nothing(bulky, tmp_path):
     destination = tmp_path / "backups"
     process = start_module("postgresql_dump", {"container": bulky.name, "destination": str(destination)}, tmp_path)
-    deadline = time.monotonic() + 60
-    while not pg_dump_processes_in(bulky.id):
-        assert time.monotonic() < deadline and process.poll() is None, finish_module(process)
-        time.sleep(0.01)
+    assert pg_dump_started_in(bulky.id, process), finish_module(process)
     time.sleep(0.3)
     process.send_signal(signal.SIGTERM)
     run = finish_module(process)
     assert run.rc != 0
     assert run.result["msg"] == "stopped by SIGTERM before the work was done"
     assert leftovers(destination) == []
-    deadline = time.monotonic() + 10  # the client in the container is no child of ours: it must stop too
-    while pg_dump_processes_in(bulky.id) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert pg_dump_processes_in(bulky.id) == []
+    assert pg_dump_left_in(bulky.id, 10) == []  # the client in the container is no child of ours: it must stop too
 
 
 def test_a_container_stopped_mid_dump_fails_in_one_line_and_leaves_nothing(bulky, run_module, tmp_path):
@@ -320,9 +324,7 @@ def test_a_container_stopped_mid_dump_fails_in_one_line_and_leaves_nothing(bulky
     stopper_done = []
 
     def stop_when_dumping() -> None:
-        deadline = time.monotonic() + 60
-        while not pg_dump_processes_in(bulky.id) and time.monotonic() < deadline:
-            time.sleep(0.01)
+        pg_dump_started_in(bulky.id)
         time.sleep(0.3)
         api.stop(bulky.id, timeout=2)
         stopper_done.append(True)
