@@ -318,6 +318,31 @@ def test_sigterm_of_the_module_stops_the_dump_in_the_container_and_leaves_nothin
     assert pg_dump_left_in(bulky.id, 10) == []  # the client in the container is no child of ours: it must stop too
 
 
+def test_a_module_stopped_while_pg_dump_waits_for_a_lock_leaves_no_pg_dump_in_the_container(seeded, tmp_path):
+    """pg_dump waits in the container for a lock when the module is stopped: the pipeline SIGKILLs its exec helper,
+    which cannot pass that on, and the Docker engine keeps a detached exec running. The pg_dump must end all the
+    same, not wait on (and then dump for nobody) once the lock goes."""
+    destination = tmp_path / "backups"
+    with seeded.connect_pg() as holder, seeded.connect_pg() as observer:
+        holder.execute("BEGIN")
+        holder.execute("LOCK TABLE tags IN ACCESS EXCLUSIVE MODE")
+        process = start_module("postgresql_dump", {"container": seeded.name, "destination": str(destination)},
+                               tmp_path)
+        try:
+            assert pg_dump_started_in(seeded.id, process), finish_module(process)
+            waiting = "SELECT count(*) FROM pg_locks WHERE relation = 'tags'::regclass AND NOT granted"
+            assert wait_until(lambda: observer.execute(waiting).fetchone()[0], 30), "pg_dump never waited for the lock"
+            process.send_signal(signal.SIGTERM)
+            run = finish_module(process)
+            assert run.result["msg"] == "stopped by SIGTERM before the work was done"
+            assert pg_dump_left_in(seeded.id, 10) == [], "pg_dump still waits in the container"
+            assert leftovers(destination) == []
+        finally:
+            if process.poll() is None:
+                process.kill()
+            holder.execute("ROLLBACK")
+
+
 def test_a_container_stopped_mid_dump_fails_in_one_line_and_leaves_nothing(bulky, run_module, tmp_path):
     destination = tmp_path / "backups"
     api = docker.APIClient(version="auto")
