@@ -229,12 +229,7 @@ def test_a_client_killed_inside_the_container_fails_the_dump_and_leaves_nothing(
             killed.append(pid)
             return
 
-    killer = threading.Thread(target=kill_pg_dump_in_the_container)
-    killer.start()
-    try:
-        result = run_module("postgresql_dump", {"container": bulky.name, "destination": str(destination)})
-    finally:
-        killer.join()
+    result = dump_while(kill_pg_dump_in_the_container, bulky, run_module, destination)
     assert killed, "pg_dump was never seen in the container, or it ended before it could be killed"
     assert result.rc != 0
     assert result.result["msg"].startswith("pg_dump failed") and "\n" not in result.result["msg"], result.result["msg"]
@@ -288,6 +283,16 @@ def pg_dump_started_in(container_id: str, process: subprocess.Popen | None = Non
     in ``process`` ended first."""
     return wait_until(lambda: pg_dump_processes_in(container_id), seconds,
                       give_up=lambda: process is not None and process.poll() is not None)
+
+
+def dump_while(action, box, run_module, destination):
+    """postgresql_dump of ``box`` by its container's pg_dump, while ``action`` runs in a thread of its own."""
+    worker = threading.Thread(target=action)
+    worker.start()
+    try:
+        return run_module("postgresql_dump", {"container": box.name, "destination": str(destination)})
+    finally:
+        worker.join()
 
 
 def pg_dump_left_in(container_id: str, seconds: float) -> list[int]:
@@ -354,12 +359,9 @@ def test_a_container_stopped_mid_dump_fails_in_one_line_and_leaves_nothing(bulky
         api.stop(bulky.id, timeout=2)
         stopper_done.append(True)
 
-    stopper = threading.Thread(target=stop_when_dumping)
-    stopper.start()
     try:
-        result = run_module("postgresql_dump", {"container": bulky.name, "destination": str(destination)})
+        result = dump_while(stop_when_dumping, bulky, run_module, destination)
     finally:
-        stopper.join()
         api.start(bulky.id)
         api.close()
     assert stopper_done

@@ -243,11 +243,14 @@ def restore_small(run_module, mongo, archives, database):
         ns_include=[f"{archives['small']['source']}.small"], **MODES["drop"]))
 
 
-def dead_pid() -> int:
-    """A pid that belongs to no process: its process ended and was reaped."""
-    process = subprocess.Popen(["true"])
+def left_by_a_dead_run(mongo, database, phase):
+    """``database`` seeded, then what a restore whose process is gone left in ``phase``; the snapshot of before."""
+    seed_target(mongo, database, "drop")
+    before = snapshot(mongo, database)
+    process = subprocess.Popen(["true"])  # its pid belongs to no process once it was reaped
     process.wait()
-    return process.pid
+    fake_leftover_run(mongo, database, phase, {"pid": process.pid})
+    return before
 
 
 def fake_leftover_run(mongo, database, phase, owner):
@@ -272,9 +275,7 @@ def fake_leftover_run(mongo, database, phase, owner):
 def test_swap_cut_short_by_sigkill_is_rolled_back_by_the_next_restore(mongo, archives, run_module, unique_name):
     """A run killed between its renames: one target moved aside and replaced, another created. The next restore
     puts the old one back and drops the new one, because the run never reached its commit mark."""
-    seed_target(mongo, unique_name, "drop")
-    before = snapshot(mongo, unique_name)
-    fake_leftover_run(mongo, unique_name, "swapping", {"pid": dead_pid()})
+    before = left_by_a_dead_run(mongo, unique_name, "swapping")
     try:
         run = restore_small(run_module, mongo, archives, unique_name)
         assert run.rc == 0, run.result
@@ -291,9 +292,7 @@ def test_committed_swap_killed_before_its_cleanup_is_kept_by_the_next_restore(mo
                                                                               unique_name):
     """A run killed after its commit mark: its targets are complete; the next restore keeps them (it must not put
     the old collection back) and drops only what was moved aside."""
-    seed_target(mongo, unique_name, "drop")
-    before = snapshot(mongo, unique_name)
-    fake_leftover_run(mongo, unique_name, "committed", {"pid": dead_pid()})
+    before = left_by_a_dead_run(mongo, unique_name, "committed")
     try:
         run = restore_small(run_module, mongo, archives, unique_name)
         assert run.rc == 0, run.result
