@@ -219,15 +219,19 @@ def test_a_client_killed_inside_the_container_fails_the_dump_and_leaves_nothing(
     destination = tmp_path / "backups"
     killed = []
 
-    def kill_pg_dump_in_the_container() -> None:
-        for pid in pg_dump_started_in(bulky.id):
+    def kill_a_pg_dump_in_the_container() -> bool:
+        for pid in pg_dump_processes_in(bulky.id):
             time.sleep(0.3)  # halfway through its stream
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
-                continue  # it ended first: the assertion below says so
+                continue  # it ended first (the version probe, pg_dump --version): look again
             killed.append(pid)
-            return
+            return True
+        return False
+
+    def kill_pg_dump_in_the_container() -> None:
+        wait_until(kill_a_pg_dump_in_the_container, 60)
 
     result = dump_while(kill_pg_dump_in_the_container, bulky, run_module, destination)
     assert killed, "pg_dump was never seen in the container, or it ended before it could be killed"
