@@ -49,12 +49,12 @@ def engine(monkeypatch: pytest.MonkeyPatch) -> type[FakeAPIClient]:
     return FakeAPIClient
 
 
-PG_DUMP = {**{name: None for name in _params.postgres_connection_spec()}, "connect_timeout": 10,
+PG_DUMP: dict[str, t.Any] = {**{name: None for name in _params.postgres_connection_spec()}, "connect_timeout": 10,
            "destination": "/backups", "job": None, "compression": "zstd", "compression_level": None,
            "encryption_recipients": [], "encryption_recipients_files": [], "encryption_passphrase_file": None,
            "database": None, "format": "custom", "jobs": 1, "schemas": [], "exclude_schemas": [], "tables": [],
            "exclude_tables": [], "exclude_table_data": [], "globals": "none"}
-MONGO_DUMP = {**{name: None for name in _params.mongodb_connection_spec()}, "connect_timeout": 10,
+MONGO_DUMP: dict[str, t.Any] = {**{name: None for name in _params.mongodb_connection_spec()}, "connect_timeout": 10,
               "login_database": "admin", "tls": False, "tls_allow_invalid_certificates": False,
               "destination": "/backups", "job": None, "compression": "zstd", "compression_level": None,
               "encryption_recipients": [], "encryption_recipients_files": [], "encryption_passphrase_file": None,
