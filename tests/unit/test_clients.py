@@ -14,7 +14,7 @@ import typing as t
 
 import pytest
 
-from ansible_collections.lifeboat.ops.plugins.module_utils import _clients, _docker_exec, _params, _sources
+from ansible_collections.lifeboat.ops.plugins.module_utils import _clients, _docker_exec, _sources
 
 PASSWORD = "p@ss:w/rd?#&%'\"{{x}}"
 
@@ -49,17 +49,10 @@ def engine(monkeypatch: pytest.MonkeyPatch) -> type[FakeAPIClient]:
     return FakeAPIClient
 
 
-PG_DUMP: dict[str, t.Any] = {**{name: None for name in _params.postgres_connection_spec()}, "connect_timeout": 10,
-           "destination": "/backups", "job": None, "compression": "zstd", "compression_level": None,
-           "encryption_recipients": [], "encryption_recipients_files": [], "encryption_passphrase_file": None,
-           "database": None, "format": "custom", "jobs": 1, "schemas": [], "exclude_schemas": [], "tables": [],
-           "exclude_tables": [], "exclude_table_data": [], "globals": "none"}
-MONGO_DUMP: dict[str, t.Any] = {**{name: None for name in _params.mongodb_connection_spec()}, "connect_timeout": 10,
-              "login_database": "admin", "tls": False, "tls_allow_invalid_certificates": False,
-              "destination": "/backups", "job": None, "compression": "zstd", "compression_level": None,
-              "encryption_recipients": [], "encryption_recipients_files": [], "encryption_passphrase_file": None,
-              "database": "dashboard", "collections": [], "exclude_collections": [],
-              "exclude_collections_with_prefix": [], "oplog": "auto", "parallel_collections": 4}
+def job_params(engine: str, **given: t.Any) -> dict[str, t.Any]:
+    """A job's options as its dump module gets them: every default, a destination, and ``given``."""
+    spec = _sources.get(engine).job_spec()
+    return {**{name: option.get("default") for name, option in spec.items()}, "destination": "/backups", **given}
 
 
 @pytest.mark.parametrize("environment, database", [
@@ -69,7 +62,7 @@ MONGO_DUMP: dict[str, t.Any] = {**{name: None for name in _params.mongodb_connec
 ])
 def test_a_postgresql_dump_request_inspects_its_container_once(engine, environment, database):
     engine.environment = environment
-    request = _sources.get("postgresql").dump_request({**PG_DUMP, "container": "journal-db"})
+    request = _sources.get("postgresql").dump_request(job_params("postgresql", container="journal-db"))
     assert engine.inspected == ["journal-db"]
     assert request.connection.database == database
     assert request.connection.place.address == "172.17.0.9"
@@ -77,20 +70,21 @@ def test_a_postgresql_dump_request_inspects_its_container_once(engine, environme
 
 def test_a_mongodb_dump_request_inspects_its_container_once(engine):
     engine.environment = ["MONGO_INITDB_ROOT_USERNAME=root", f"MONGO_INITDB_ROOT_PASSWORD={PASSWORD}"]
-    request = _sources.get("mongodb").dump_request({**MONGO_DUMP, "container": "dashboard-db"})
+    request = _sources.get("mongodb").dump_request(job_params("mongodb", container="dashboard-db", database="dashboard"))
     assert engine.inspected == ["dashboard-db"]
     assert request.connection.place.name == "dashboard-db"
 
 
-@pytest.mark.parametrize("engine_name, params", [("postgresql", PG_DUMP), ("mongodb", MONGO_DUMP)])
-def test_a_connection_inspects_its_container_once(engine, engine_name, params):
-    connection = _sources.get(engine_name).connection({**params, "container": "db"})
+@pytest.mark.parametrize("engine_name", ["postgresql", "mongodb"])
+def test_a_connection_inspects_its_container_once(engine, engine_name):
+    connection = _sources.get(engine_name).connection(job_params(engine_name, container="db"))
     assert engine.inspected == ["db"]
     assert connection.place.where == "container db"
 
 
 def test_no_container_no_engine(engine):
-    request = _sources.get("postgresql").dump_request({**PG_DUMP, "database": "journal", "login_host": "db.internal"})
+    request = _sources.get("postgresql").dump_request(job_params("postgresql", database="journal",
+                                                                 login_host="db.internal"))
     assert request.connection.place is _clients.HOST
     assert engine.inspected == []
 
