@@ -35,6 +35,18 @@ _WITH_SECRET_FD = f'exec "$@" 3<<LIFEBOAT_EOF\n${SECRET_VARIABLE}\nLIFEBOAT_EOF\
 _BOOT = "import importlib, sys; sys.exit(importlib.import_module(sys.argv[1]).main(sys.argv[2:]))"
 
 
+def _package_root(module: t.Any) -> str:
+    """The directory ``module`` is imported from by its full name (a checkout, the host's package, a module's zip)."""
+    root = os.path.dirname(module.__file__)
+    for _part in module.__name__.split(".")[:-1]:
+        root = os.path.dirname(root)
+    return root
+
+
+# Where the exec helper's child process imports it from: where this library was loaded, found once.
+_HELPER_ROOT = _package_root(_docker_exec)
+
+
 class HostClient:
     """Clients installed on this host (found on PATH or in the given directories)."""
 
@@ -141,12 +153,8 @@ class ContainerClient:
             option, content = secret_option
             inside[SECRET_VARIABLE] = content
             argv = ["sh", "-c", _WITH_SECRET_FD, "sh", argv[0], f"{option}=/dev/fd/3", *argv[1:]]
-        # The helper runs from wherever this library was loaded (a checkout, the host's package, a module's zip).
-        root = os.path.dirname(_docker_exec.__file__)
-        for _part in _docker_exec.__name__.split(".")[:-1]:
-            root = os.path.dirname(root)
         helper_env = child_env(inside)
-        helper_env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
+        helper_env["PYTHONPATH"] = os.pathsep.join(filter(None, [_HELPER_ROOT, os.environ.get("PYTHONPATH")]))
         names = [item for name in inside for item in ("--env", name)]
         return [sys.executable, "-c", _BOOT, _docker_exec.__name__, self.id, *names, "--", *argv], helper_env
 

@@ -8,7 +8,8 @@ host: its stdin goes to the exec's stdin, the exec's stdout and stderr come out 
 ours. The variables named by ``--env`` are taken from this process's environment into the exec's environment:
 that is how a password reaches the client without being on any command line, here or in the container (an
 exec's environment is not part of ``docker inspect``). Being a process of its own, it is started, drained,
-killed and judged by the pipeline exactly like a client on the host.
+killed and judged by the pipeline exactly like a client on the host; a guard it forks stops the client in the
+container when this process ends, even by SIGKILL (see ``_guard``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 import typing as t
 
 EXIT_NOT_STARTED = 125  # like `docker exec`: the command could not be started in the container
@@ -57,6 +59,7 @@ def run(container: str, argv: list[str], env_names: list[str]) -> int:
     try:
         exec_id = api.exec_create(container, argv, stdin=with_stdin, stdout=True, stderr=True,
                                   environment=environment)["Id"]
+        _guard(exec_id)  # before the start: from then on, however we end, the client ends too
         sock = api.exec_start(exec_id, socket=True)
     except docker.errors.APIError as exc:
         sys.stderr.write(f"cannot run {argv[0]} in container {container}: {exc.explanation or exc}\n")
@@ -86,6 +89,54 @@ def run(container: str, argv: list[str], env_names: list[str]) -> int:
         raw.close()
     code = api.exec_inspect(exec_id).get("ExitCode")
     return int(code) if code is not None else EXIT_NOT_STARTED
+
+
+def _guard(exec_id: str) -> None:
+    """Fork a guard that stops the exec's process once this process has ended, however it ended.
+
+    A SIGKILL (the pipeline's way to stop a stage) cannot be passed on by ``stop``, and the Docker engine does not
+    end an exec whose client went away: it closes the exec's stdin (a reader such as pg_restore sees its end) but
+    keeps draining its output, so a writer such as pg_dump runs on to its end, or waits on a lock for ever. The guard
+    holds the read end of a pipe whose write end only this process holds: the kernel closes that end when we end.
+    """
+    read_end, _write_end = os.pipe()  # the write end stays open in this process until it ends
+    if os.fork():
+        os.close(read_end)
+        return
+    try:
+        os.setsid()  # a kill of our process group must not take the guard with it
+        devnull = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(devnull, fd)  # holding no pipe of the stream: its readers see their end when we end
+        os.closerange(3, read_end)
+        os.closerange(read_end + 1, os.sysconf("SC_OPEN_MAX"))
+        while os.read(read_end, 1 << 12):
+            pass
+        _stop_exec(exec_id)
+    finally:
+        os._exit(0)  # the guard never returns into the helper's code
+
+
+def _stop_exec(exec_id: str, grace: float = 5.0) -> None:
+    """SIGTERM to the exec's process (its host PID) if it still runs; SIGKILL if it has not ended after ``grace`` s."""
+    import docker  # pylint: disable=import-outside-toplevel
+
+    api = docker.APIClient(base_url=os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock"), version="auto")
+
+    def running_pid() -> int | None:
+        info = api.exec_inspect(exec_id)
+        return info.get("Pid") if info.get("Running") else None
+
+    pid = running_pid()
+    if not pid:
+        return
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        time.sleep(0.1)
+        if not running_pid():
+            return
+    os.kill(pid, signal.SIGKILL)
 
 
 def _is_devnull(fd: int) -> bool:

@@ -184,13 +184,14 @@ def _split_uri(uri: str) -> tuple[str, str, str, str, str]:
     return scheme, userinfo, hosts, path, query
 
 
-def _describe_error(exc: Exception) -> str | None:
+def describe_error(exc: Exception) -> str | None:
+    """A PyMongo error as one line; None for any other error."""
     if isinstance(exc, _pymongo().errors.PyMongoError):
         return f"MongoDB error: {_one_line(exc)}"
     return None
 
 
-_one_line_errors = friendly_errors(_describe_error)
+_one_line_errors = friendly_errors(describe_error)
 
 
 def _one_line(exc: BaseException) -> str:

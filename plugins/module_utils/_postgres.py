@@ -304,13 +304,14 @@ def pg_major(version: str) -> int:
     return int(match.group(1)) if match else 0
 
 
-def _one_line_error(exc: Exception) -> str | None:
+def describe_error(exc: Exception) -> str | None:
+    """A psycopg error as one line; None for any other error."""
     if isinstance(exc, _psycopg().Error):
         return f"PostgreSQL error: {_one_line(exc)}"
     return None
 
 
-_one_line_errors = friendly_errors(_one_line_error)
+_one_line_errors = friendly_errors(describe_error)
 
 
 def _table_data_present(conn: t.Any) -> int:
@@ -848,7 +849,7 @@ def _undo(request: RestoreRequest, exc: BaseException, side: str, decided: dict[
         problem = _drop_side(request, side, database if refusing else None)
     if isinstance(exc, LifeboatError):
         message = str(exc)
-    elif isinstance(exc, Exception) and (described := _one_line_error(exc)) is not None:
+    elif isinstance(exc, Exception) and (described := describe_error(exc)) is not None:
         message = described
     else:
         return exc

@@ -155,7 +155,7 @@ class PostgreSQL(Source):
         return _postgres.dump(request)
 
     def describe_error(self, exc: Exception) -> str | None:
-        return _postgres._one_line_error(exc)  # pylint: disable=protected-access
+        return _postgres.describe_error(exc)
 
     @staticmethod
     def _maintenance(connection: _postgres.PgConnection) -> _postgres.PgConnection:
@@ -243,7 +243,7 @@ class MongoDB(Source):
         return _mongo.dump(request)
 
     def describe_error(self, exc: Exception) -> str | None:
-        return _mongo._describe_error(exc)  # pylint: disable=protected-access
+        return _mongo.describe_error(exc)
 
     def is_internal(self, name: str) -> bool:
         return _mongo.is_system_namespace(name)

@@ -168,72 +168,79 @@ def postgresql_dump(run: Run) -> Outcome:
                                          **_params.dump_result(result)})
 
 
-def mongodb_restore(run: Run) -> Outcome:
-    params = run.params
-    connection = _params.mongo_connection(params)
-    archive, note, reason = _params.restore_archive(params)
+def _restore(run: Run, engine: t.Any, build: t.Callable[[str], t.Any],
+             planned: t.Callable[[dict[str, t.Any]], dict[str, t.Any]],
+             restored: t.Callable[[dict[str, t.Any]], dict[str, t.Any]]) -> Outcome:
+    """A restore module's work, the same for every engine: choose the archive, plan (all check mode does), restore.
+
+    ``engine`` is ``_postgres`` or ``_mongo``; ``build(archive)`` its RestoreRequest; ``planned`` and ``restored``
+    pick what the module returns of the plan and of the restore (the restore's values win where both name a key).
+    """
+    archive, note, reason = _params.restore_archive(run.params)
     if note:
         run.warn(note)
-    request = _mongo.RestoreRequest(
-        connection=connection,
-        archive_path=archive,
-        decryption=_params.decryption(params),
-        target_database=params["target_database"],
-        ns_from=params["ns_from"],
-        ns_to=params["ns_to"],
-        ns_include=params["ns_include"],
-        ns_exclude=params["ns_exclude"],
-        drop=params["drop"],
-        overwrite=params["overwrite"],
-        safety_dump=_params.safety_dump_options(params),
-        tools_dir=params["tools_dir"],
-    )
-    plan = _mongo.plan_restore(request)
-    common = {"archive": archive, **({"archive_reason": reason} if reason else {}),
-              "expected_counts": plan["expected"], "existing": plan["existing"],
-              "mechanism": plan["mechanism"], "disk_space": plan["disk_space"]}
+    request = build(archive)
+    plan = engine.plan_restore(request)
+    common = {"archive": archive, **({"archive_reason": reason} if reason else {}), **planned(plan)}
     if run.check_mode:
         return Outcome(changed=True, result=common)
-    result = _mongo.restore(request, plan)
+    result = engine.restore(request, plan)
     for warning in result["warnings"]:
         run.warn(warning)
-    return Outcome(changed=True, result={"counts": result["counts"], "restored_documents": result["restored_documents"],
-                                         "safety_dumps": result["safety_dumps"], **common})
+    return Outcome(changed=True, result={**common, **restored(result)})
+
+
+def mongodb_restore(run: Run) -> Outcome:
+    params = run.params
+    connection = _params.mongo_connection(params)  # before the archive: a wrong container is the first error
+
+    def build(archive: str) -> _mongo.RestoreRequest:
+        return _mongo.RestoreRequest(
+            connection=connection,
+            archive_path=archive,
+            decryption=_params.decryption(params),
+            target_database=params["target_database"],
+            ns_from=params["ns_from"],
+            ns_to=params["ns_to"],
+            ns_include=params["ns_include"],
+            ns_exclude=params["ns_exclude"],
+            drop=params["drop"],
+            overwrite=params["overwrite"],
+            safety_dump=_params.safety_dump_options(params),
+            tools_dir=params["tools_dir"],
+        )
+
+    return _restore(run, _mongo, build,
+                    lambda plan: {"expected_counts": plan["expected"], "existing": plan["existing"],
+                                  "mechanism": plan["mechanism"], "disk_space": plan["disk_space"]},
+                    lambda result: {key: result[key] for key in ("counts", "restored_documents", "safety_dumps")})
 
 
 def postgresql_restore(run: Run) -> Outcome:
     params = run.params
-    place = _params.place(params)
-    connection = _params.pg_connection(params, None, place)
-    archive, note, reason = _params.restore_archive(params)
-    if note:
-        run.warn(note)
-    request = _postgres.RestoreRequest(
-        connection=connection,
-        archive_path=archive,
-        target_database=params["target_database"],
-        decryption=_params.decryption(params),
-        overwrite=params["overwrite"],
-        recreate=params["recreate"],
-        jobs=params["jobs"],
-        no_owner=params["no_owner"],
-        no_privileges=params["no_privileges"],
-        maintenance_database=params["maintenance_database"],
-        safety_dump=_params.safety_dump_options(params),
-        pg_bin_dir=params["pg_bin_dir"],
-    )
-    plan = _postgres.plan_restore(request)
-    common = {"archive": archive, **({"archive_reason": reason} if reason else {}),
-              "expected_counts": plan["manifest"]["counts"], **{key: plan[key] for key in _postgres.TARGET_SUMMARY}}
-    if run.check_mode:
-        return Outcome(changed=True, result=common)
-    result = _postgres.restore(request, plan)
-    for warning in result["warnings"]:
-        run.warn(warning)
-    return Outcome(changed=True, result={"created": result["created"], "counts": result["counts"],
-                                         "safety_dump": result["safety_dump"],
-                                         "leftovers_dropped": result["leftovers_dropped"],
-                                         **common, **{key: result[key] for key in _postgres.TARGET_SUMMARY}})
+    connection = _params.pg_connection(params, None)
+
+    def build(archive: str) -> _postgres.RestoreRequest:
+        return _postgres.RestoreRequest(
+            connection=connection,
+            archive_path=archive,
+            target_database=params["target_database"],
+            decryption=_params.decryption(params),
+            overwrite=params["overwrite"],
+            recreate=params["recreate"],
+            jobs=params["jobs"],
+            no_owner=params["no_owner"],
+            no_privileges=params["no_privileges"],
+            maintenance_database=params["maintenance_database"],
+            safety_dump=_params.safety_dump_options(params),
+            pg_bin_dir=params["pg_bin_dir"],
+        )
+
+    return _restore(run, _postgres, build,
+                    lambda plan: {"expected_counts": plan["manifest"]["counts"],
+                                  **{key: plan[key] for key in _postgres.TARGET_SUMMARY}},
+                    lambda result: {key: result[key] for key in ("created", "counts", "safety_dump",
+                                                                 "leftovers_dropped", *_postgres.TARGET_SUMMARY)})
 
 
 def docker_app_info(run: Run) -> Outcome:

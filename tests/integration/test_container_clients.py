@@ -20,9 +20,11 @@ import docker
 import pytest
 from test_secrets import CmdlineWatcher  # pylint: disable=import-error
 
-from testbed import finish_module, start_module  # pylint: disable=import-error
+from containers import PG_PASSWORD  # pylint: disable=import-error
+from testbed import finish_module, start_module, wait_until  # pylint: disable=import-error
 
 ROWS = 5000
+SERVER_VARIABLES = ("POSTGRES_PASSWORD", "MONGO_INITDB_ROOT_PASSWORD")
 
 
 class ExecWatcher:
@@ -44,7 +46,10 @@ class ExecWatcher:
                         self.seen.append(json.dumps(api.exec_inspect(exec_id)))
                     except docker.errors.NotFound:
                         pass
-                info["Config"].pop("Env", None)  # the server's own variables: how the official images take them
+                # The server's own password variables (how the official images take them) are there on purpose:
+                # left out by name, so that the password in any other variable of the container is still caught.
+                info["Config"]["Env"] = [item for item in info["Config"].get("Env") or []
+                                         if item.split("=", 1)[0] not in SERVER_VARIABLES]
                 self.seen.append(json.dumps(info))
                 self._stop.wait(0.05)
         finally:
@@ -61,6 +66,19 @@ class ExecWatcher:
     def holding(self, secret: str) -> list[str]:
         assert any('"ProcessConfig"' in item for item in self.seen), "no exec was seen"
         return [item for item in self.seen if secret in item or json.dumps(secret)[1:-1] in item]
+
+
+def test_the_watcher_catches_the_password_in_any_other_variable_of_the_container(container_bed):
+    """ExecWatcher leaves out only the server's own password variables: a copy in another variable is a finding."""
+    box = container_bed.app("leaky-env", volume=False, environment={"APP_DATABASE_PASSWORD": PG_PASSWORD})
+    client = docker.from_env()
+    try:
+        with ExecWatcher(box.id) as inspected:
+            client.containers.get(box.id).exec_run(["sleep", "1"])  # long enough to be sampled
+    finally:
+        client.close()
+    assert inspected.holding(PG_PASSWORD) != []
+    assert all("APP_DATABASE_PASSWORD" in item for item in inspected.holding(PG_PASSWORD))
 
 
 def assert_secret_kept(password: str, run, watcher: CmdlineWatcher, inspected: ExecWatcher, tool: bytes) -> None:
@@ -201,25 +219,21 @@ def test_a_client_killed_inside_the_container_fails_the_dump_and_leaves_nothing(
     destination = tmp_path / "backups"
     killed = []
 
-    def kill_pg_dump_in_the_container() -> None:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not killed:
-            for pid in pg_dump_processes_in(bulky.id):
-                time.sleep(0.3)  # halfway through its stream
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    continue  # it ended first: the assertion below says so
-                killed.append(pid)
-                return
-            time.sleep(0.01)
+    def kill_a_pg_dump_in_the_container() -> bool:
+        for pid in pg_dump_processes_in(bulky.id):
+            time.sleep(0.3)  # halfway through its stream
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                continue  # it ended first (the version probe, pg_dump --version): look again
+            killed.append(pid)
+            return True
+        return False
 
-    killer = threading.Thread(target=kill_pg_dump_in_the_container)
-    killer.start()
-    try:
-        result = run_module("postgresql_dump", {"container": bulky.name, "destination": str(destination)})
-    finally:
-        killer.join()
+    def kill_pg_dump_in_the_container() -> None:
+        wait_until(kill_a_pg_dump_in_the_container, 60)
+
+    result = dump_while(kill_pg_dump_in_the_container, bulky, run_module, destination)
     assert killed, "pg_dump was never seen in the container, or it ended before it could be killed"
     assert result.rc != 0
     assert result.result["msg"].startswith("pg_dump failed") and "\n" not in result.result["msg"], result.result["msg"]
@@ -268,6 +282,29 @@ def pg_dump_processes_in(container_id: str) -> list[int]:
     return found
 
 
+def pg_dump_started_in(container_id: str, process: subprocess.Popen | None = None, seconds: float = 60) -> list[int]:
+    """The PIDs of pg_dump in the container once it runs; none if it did not within ``seconds``, or the module run
+    in ``process`` ended first."""
+    return wait_until(lambda: pg_dump_processes_in(container_id), seconds,
+                      give_up=lambda: process is not None and process.poll() is not None)
+
+
+def dump_while(action, box, run_module, destination):
+    """postgresql_dump of ``box`` by its container's pg_dump, while ``action`` runs in a thread of its own."""
+    worker = threading.Thread(target=action)
+    worker.start()
+    try:
+        return run_module("postgresql_dump", {"container": box.name, "destination": str(destination)})
+    finally:
+        worker.join()
+
+
+def pg_dump_left_in(container_id: str, seconds: float) -> list[int]:
+    """The PIDs of pg_dump still in the container after waiting up to ``seconds`` for none to be left."""
+    wait_until(lambda: not pg_dump_processes_in(container_id), seconds, interval=0.1)
+    return pg_dump_processes_in(container_id)
+
+
 @pytest.fixture(scope="module")
 def bulky(container_bed):
     """A PostgreSQL container of its own, with enough rows that a dump runs for a while."""
@@ -280,20 +317,39 @@ def bulky(container_bed):
 def test_sigterm_of_the_module_stops_the_dump_in_the_container_and_leaves_nothing(bulky, tmp_path):
     destination = tmp_path / "backups"
     process = start_module("postgresql_dump", {"container": bulky.name, "destination": str(destination)}, tmp_path)
-    deadline = time.monotonic() + 60
-    while not pg_dump_processes_in(bulky.id):
-        assert time.monotonic() < deadline and process.poll() is None, finish_module(process)
-        time.sleep(0.01)
+    assert pg_dump_started_in(bulky.id, process), finish_module(process)
     time.sleep(0.3)
     process.send_signal(signal.SIGTERM)
     run = finish_module(process)
     assert run.rc != 0
     assert run.result["msg"] == "stopped by SIGTERM before the work was done"
     assert leftovers(destination) == []
-    deadline = time.monotonic() + 10  # the client in the container is no child of ours: it must stop too
-    while pg_dump_processes_in(bulky.id) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert pg_dump_processes_in(bulky.id) == []
+    assert pg_dump_left_in(bulky.id, 10) == []  # the client in the container is no child of ours: it must stop too
+
+
+def test_a_module_stopped_while_pg_dump_waits_for_a_lock_leaves_no_pg_dump_in_the_container(seeded, tmp_path):
+    """pg_dump waits in the container for a lock when the module is stopped: the pipeline SIGKILLs its exec helper,
+    which cannot pass that on, and the Docker engine keeps a detached exec running. The pg_dump must end all the
+    same, not wait on (and then dump for nobody) once the lock goes."""
+    destination = tmp_path / "backups"
+    with seeded.connect_pg() as holder, seeded.connect_pg() as observer:
+        holder.execute("BEGIN")
+        holder.execute("LOCK TABLE tags IN ACCESS EXCLUSIVE MODE")
+        process = start_module("postgresql_dump", {"container": seeded.name, "destination": str(destination)},
+                               tmp_path)
+        try:
+            assert pg_dump_started_in(seeded.id, process), finish_module(process)
+            waiting = "SELECT count(*) FROM pg_locks WHERE relation = 'tags'::regclass AND NOT granted"
+            assert wait_until(lambda: observer.execute(waiting).fetchone()[0], 30), "pg_dump never waited for the lock"
+            process.send_signal(signal.SIGTERM)
+            run = finish_module(process)
+            assert run.result["msg"] == "stopped by SIGTERM before the work was done"
+            assert pg_dump_left_in(seeded.id, 10) == [], "pg_dump still waits in the container"
+            assert leftovers(destination) == []
+        finally:
+            if process.poll() is None:
+                process.kill()
+            holder.execute("ROLLBACK")
 
 
 def test_a_container_stopped_mid_dump_fails_in_one_line_and_leaves_nothing(bulky, run_module, tmp_path):
@@ -302,19 +358,14 @@ def test_a_container_stopped_mid_dump_fails_in_one_line_and_leaves_nothing(bulky
     stopper_done = []
 
     def stop_when_dumping() -> None:
-        deadline = time.monotonic() + 60
-        while not pg_dump_processes_in(bulky.id) and time.monotonic() < deadline:
-            time.sleep(0.01)
+        pg_dump_started_in(bulky.id)
         time.sleep(0.3)
         api.stop(bulky.id, timeout=2)
         stopper_done.append(True)
 
-    stopper = threading.Thread(target=stop_when_dumping)
-    stopper.start()
     try:
-        result = run_module("postgresql_dump", {"container": bulky.name, "destination": str(destination)})
+        result = dump_while(stop_when_dumping, bulky, run_module, destination)
     finally:
-        stopper.join()
         api.start(bulky.id)
         api.close()
     assert stopper_done

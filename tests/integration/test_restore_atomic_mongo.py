@@ -223,9 +223,7 @@ def test_module_killed_outright_leaves_staging_that_the_next_restore_drops(mongo
         assert {k: v for k, v in snapshot(mongo, unique_name)["hashes"].items() if not k.startswith(STAGING)} \
             == before["hashes"]
         # The next restore (another collection of the same archive, into the same database) drops them.
-        run = run_module("mongodb_restore", mongo.login(
-            archive=archives["small"]["archive"], target_database=unique_name,
-            ns_include=[f"{archives['small']['source']}.small"], **MODES["drop"]))
+        run = restore_small(run_module, mongo, archives, unique_name)
         assert run.rc == 0, run.result
         # Ansible 2.19 returns warnings as objects: look at their text.
         assert "dropped the staging collections" in json.dumps(run.result.get("warnings")), run.result
@@ -236,6 +234,23 @@ def test_module_killed_outright_leaves_staging_that_the_next_restore_drops(mongo
         if process.poll() is None:
             process.kill()
         mongo.drop(unique_name)
+
+
+def restore_small(run_module, mongo, archives, database):
+    """The restore that meets the leftovers: the small archive's ``small`` collection into ``database``, drop mode."""
+    return run_module("mongodb_restore", mongo.login(
+        archive=archives["small"]["archive"], target_database=database,
+        ns_include=[f"{archives['small']['source']}.small"], **MODES["drop"]))
+
+
+def left_by_a_dead_run(mongo, database, phase):
+    """``database`` seeded, then what a restore whose process is gone left in ``phase``; the snapshot of before."""
+    seed_target(mongo, database, "drop")
+    before = snapshot(mongo, database)
+    process = subprocess.Popen(["true"])  # its pid belongs to no process once it was reaped
+    process.wait()
+    fake_leftover_run(mongo, database, phase, {"pid": process.pid})
+    return before
 
 
 def fake_leftover_run(mongo, database, phase, owner):
@@ -260,15 +275,9 @@ def fake_leftover_run(mongo, database, phase, owner):
 def test_swap_cut_short_by_sigkill_is_rolled_back_by_the_next_restore(mongo, archives, run_module, unique_name):
     """A run killed between its renames: one target moved aside and replaced, another created. The next restore
     puts the old one back and drops the new one, because the run never reached its commit mark."""
-    seed_target(mongo, unique_name, "drop")
-    before = snapshot(mongo, unique_name)
-    dead_pid = subprocess.Popen(["true"])  # its pid belongs to no process once it was reaped
-    dead_pid.wait()
-    fake_leftover_run(mongo, unique_name, "swapping", {"pid": dead_pid.pid})
+    before = left_by_a_dead_run(mongo, unique_name, "swapping")
     try:
-        run = run_module("mongodb_restore", mongo.login(
-            archive=archives["small"]["archive"], target_database=unique_name,
-            ns_include=[f"{archives['small']['source']}.small"], **MODES["drop"]))
+        run = restore_small(run_module, mongo, archives, unique_name)
         assert run.rc == 0, run.result
         assert staging_left(mongo) == []
         after = mongo.fingerprint(unique_name)
@@ -283,15 +292,9 @@ def test_committed_swap_killed_before_its_cleanup_is_kept_by_the_next_restore(mo
                                                                               unique_name):
     """A run killed after its commit mark: its targets are complete; the next restore keeps them (it must not put
     the old collection back) and drops only what was moved aside."""
-    seed_target(mongo, unique_name, "drop")
-    before = snapshot(mongo, unique_name)
-    dead_pid = subprocess.Popen(["true"])
-    dead_pid.wait()
-    fake_leftover_run(mongo, unique_name, "committed", {"pid": dead_pid.pid})
+    before = left_by_a_dead_run(mongo, unique_name, "committed")
     try:
-        run = run_module("mongodb_restore", mongo.login(
-            archive=archives["small"]["archive"], target_database=unique_name,
-            ns_include=[f"{archives['small']['source']}.small"], **MODES["drop"]))
+        run = restore_small(run_module, mongo, archives, unique_name)
         assert run.rc == 0, run.result
         assert "dropped the staging collections" in json.dumps(run.result.get("warnings")), run.result
         assert staging_left(mongo) == []
@@ -311,9 +314,7 @@ def test_leftovers_of_a_restore_on_another_host_are_left_alone_with_a_warning(
     staging = fake_leftover_run(mongo, unique_name, "staging", {"host": "elsewhere.example"})
     left = staging_left(mongo)
     try:
-        run = run_module("mongodb_restore", mongo.login(
-            archive=archives["small"]["archive"], target_database=unique_name,
-            ns_include=[f"{archives['small']['source']}.small"], **MODES["drop"]))
+        run = restore_small(run_module, mongo, archives, unique_name)
         assert run.rc == 0, run.result
         assert (f"staging collections {unique_name}.{staging.prefix}* belong to a restore started on elsewhere.example; "
                 "left alone") in json.dumps(run.result.get("warnings")), run.result

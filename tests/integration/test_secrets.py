@@ -83,6 +83,8 @@ def test_password_stays_off_command_lines_and_results(engine, server, big_source
 def test_password_stays_out_of_verbose_playbook_output(pg, mongo, run_playbook, tmp_path, unique_name):
     host_vars = {
         "backup_root": str(tmp_path / "backups"),
+        # A restore test hands each job's connection, password included, to the verify step (backup_verify).
+        "backup_verify_level": "restore",
         "backup_jobs": [
             {"name": "journal", "engine": "postgresql", "database": PG_SOURCE, "login_host": pg.host,
              "login_port": pg.port, "login_user": pg.user, "login_password": pg.password},
@@ -92,6 +94,7 @@ def test_password_stays_out_of_verbose_playbook_output(pg, mongo, run_playbook, 
     }
     backup = run_playbook("backup", host_vars, "-vvv")
     assert backup.returncode == 0, backup.stdout[-3000:]
+    assert backup.stdout.count('"level": "restore"') >= 2, "each job's archive was restore-tested"
     restore = run_playbook("restore", {**host_vars, "restore_items": [
         {"job": "journal", "target_database": unique_name}, {"job": "nightscout", "target_database": unique_name}]},
         "-vvv")

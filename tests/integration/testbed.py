@@ -28,6 +28,7 @@ PG_SOURCE = f"journal_{RUN_ID}"
 PG_SECOND = f"recipes_{RUN_ID}"
 MONGO_SOURCE = f"nightscout_{RUN_ID}"
 MONGO_SECOND = f"research_{RUN_ID}"
+T = t.TypeVar("T")
 
 
 def collections_root() -> str:
@@ -238,3 +239,12 @@ def wait_for_child(process: subprocess.Popen, name: str, with_arg: bytes | None 
         assert process.poll() is None, f"the module ended before {name} started: {finish_module(process)}"
         time.sleep(0.02)
     raise AssertionError(f"no {name} below the module within {timeout} s")
+
+
+def wait_until(condition: t.Callable[[], T], seconds: float, interval: float = 0.01,
+               give_up: t.Callable[[], bool] = lambda: False) -> T:
+    """``condition()``'s value once it is true; its last value when ``seconds`` have passed or ``give_up()`` is true."""
+    deadline = time.monotonic() + seconds
+    while not (value := condition()) and time.monotonic() < deadline and not give_up():
+        time.sleep(interval)
+    return value

@@ -18,6 +18,8 @@ import typing as t
 
 import pytest
 
+from prometheus_checks import promtool_check  # pylint: disable=import-error
+
 REPO = os.path.join(os.path.dirname(__file__), "..", "..")
 SCRIPT = os.path.join(REPO, "roles", "healthcheck", "files", "healthcheck.py")
 _spec = importlib.util.spec_from_file_location("lifeboat_healthcheck", SCRIPT)
@@ -84,15 +86,6 @@ def write_config(tmp_path, hook, app_port, **extra):
                          {"name": "true", "type": "command", "command": ["true"]}], **extra}
     (tmp_path / "config.json").write_text(json.dumps(config))
     return ["--config", str(tmp_path / "config.json"), "--state", str(tmp_path / "state.json")]
-
-
-def promtool_check(text: str) -> None:
-    """The metrics pass Prometheus' own linter (promtool from Debian's package, fetched by the test bed script)."""
-    subprocess.run(["bash", os.path.join(REPO, "scripts", "testbed", "get-promtool.sh")], check=True,
-                   capture_output=True)
-    promtool = os.path.join(os.environ.get("LIFEBOAT_CACHE") or os.path.expanduser("~/.cache/lifeboat"), "bin", "promtool")
-    checked = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True, check=False)
-    assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
 def test_one_alert_each_way(tmp_path, hook):

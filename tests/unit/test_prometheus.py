@@ -6,23 +6,11 @@ whole and world-readable for node_exporter, never seen half-written under a .pro
 from __future__ import annotations
 
 import os
-import stat
-import subprocess
 
 import pytest
 
 from ansible_collections.lifeboat.ops.plugins.module_utils import _files, _prometheus
-
-REPO = os.path.join(os.path.dirname(__file__), "..", "..")
-
-
-def promtool_check(text: str) -> None:
-    """Prometheus' own linter (promtool from Debian's package, fetched by the test bed script)."""
-    subprocess.run(["bash", os.path.join(REPO, "scripts", "testbed", "get-promtool.sh")], check=True,
-                   capture_output=True)
-    promtool = os.path.join(os.environ.get("LIFEBOAT_CACHE") or os.path.expanduser("~/.cache/lifeboat"), "bin", "promtool")
-    checked = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True, check=False)
-    assert checked.returncode == 0, checked.stdout + checked.stderr
+from prometheus_checks import assert_replaced_whole_and_world_readable, promtool_check  # pylint: disable=import-error
 
 
 def test_text_of_families_with_escaped_labels_and_help():
@@ -53,16 +41,7 @@ def test_text_of_families_with_escaped_labels_and_help():
 
 
 def test_write_textfile_replaces_the_file_whole_world_readable(tmp_path):
-    path = tmp_path / "lifeboat.prom"
-    old_umask = os.umask(0o077)  # a service's umask must not make the file unreadable for node_exporter
-    try:
-        _prometheus.write_textfile(str(path), "a 1\n")
-        _prometheus.write_textfile(str(path), "a 2\n")
-    finally:
-        os.umask(old_umask)
-    assert path.read_text() == "a 2\n"
-    assert stat.S_IMODE(os.stat(path).st_mode) == 0o644
-    assert os.listdir(tmp_path) == ["lifeboat.prom"]
+    assert_replaced_whole_and_world_readable(_prometheus.write_textfile, tmp_path / "lifeboat.prom")
 
 
 def test_a_half_written_file_never_ends_in_prom(tmp_path, monkeypatch):

@@ -46,3 +46,22 @@ def test_an_unknown_engine_is_one_line_naming_the_known_ones():
     with pytest.raises(_common.LifeboatError) as error:
         _sources.get("mysql")
     assert str(error.value) == "unknown engine 'mysql'; use one of: postgresql, mongodb, files"
+
+
+def test_the_seam_uses_only_public_names_of_the_engine_modules():
+    reaching = r"\b_(postgres|mongo|validate_pg|validate_mongo|params)\._[a-z]"
+    assert [line for line in library_lines(reaching) if line.startswith("_sources.py")] == []
+
+
+def test_each_source_describes_its_own_driver_errors_in_one_line():
+    import psycopg  # pylint: disable=import-outside-toplevel
+    import pymongo.errors  # pylint: disable=import-outside-toplevel
+
+    postgresql, mongodb = _sources.get("postgresql"), _sources.get("mongodb")
+    refused = psycopg.OperationalError('connection to server at "db" failed:\n  Connection refused\n')
+    assert postgresql.describe_error(refused) == "PostgreSQL error: Connection refused"
+    assert mongodb.describe_error(pymongo.errors.OperationFailure("not authorized")) == (
+        "MongoDB error: not authorized")
+    for source, other in ((postgresql, pymongo.errors.PyMongoError("x")), (mongodb, psycopg.Error("x")),
+                          (postgresql, ValueError("x"))):
+        assert source.describe_error(other) is None

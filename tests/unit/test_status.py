@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import stat
 import subprocess
 import sys
 import typing as t
@@ -26,6 +25,7 @@ from ansible_collections.lifeboat.ops.plugins.module_utils._archive import (
 )
 from ansible_collections.lifeboat.ops.plugins.module_utils._common import LifeboatError
 from ansible_collections.lifeboat.ops.plugins.module_utils._status import CRITICAL, OK, UNKNOWN, WARNING
+from prometheus_checks import assert_replaced_whole_and_world_readable  # pylint: disable=import-error
 
 START = dt.datetime(2026, 11, 20, 3, 0, tzinfo=dt.UTC)
 
@@ -383,16 +383,7 @@ def test_same_metrics_ignores_only_the_time_of_the_check_and_free_space(tmp_path
 
 
 def test_write_metrics_is_atomic_and_world_readable(tmp_path):
-    path = tmp_path / "lifeboat.prom"
-    old_umask = os.umask(0o077)
-    try:
-        _status.write_metrics(str(path), "a 1\n")
-        _status.write_metrics(str(path), "a 2\n")
-    finally:
-        os.umask(old_umask)
-    assert path.read_text() == "a 2\n"
-    assert stat.S_IMODE(os.stat(path).st_mode) == 0o644
-    assert os.listdir(tmp_path) == ["lifeboat.prom"]
+    assert_replaced_whole_and_world_readable(_status.write_metrics, tmp_path / "lifeboat.prom")
     assert _status.read_metrics(str(tmp_path / "none.prom")) is None
 
 

@@ -1,0 +1,98 @@
+# Copyright: lifeboat developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Where the clients run: one request looks its container up once, and the exec helper is found where it lives.
+
+A fake docker SDK stands in for the engine here (only to count what is asked of it); the container clients
+themselves run against real containers in tests/integration/test_container_clients.py.
+"""
+
+from __future__ import annotations
+
+import os
+import types
+import typing as t
+
+import pytest
+
+from ansible_collections.lifeboat.ops.plugins.module_utils import _clients, _docker_exec, _sources
+
+PASSWORD = "p@ss:w/rd?#&%'\"{{x}}"
+
+
+class FakeAPIClient:
+    """The part of docker.APIClient a ContainerClient asks while a request is built: inspect_container."""
+
+    inspected: t.ClassVar[list[str]] = []
+    environment: t.ClassVar[list[str]] = []
+
+    def __init__(self, **_options: t.Any) -> None:
+        pass
+
+    def inspect_container(self, reference: str) -> dict[str, t.Any]:
+        FakeAPIClient.inspected.append(reference)
+        return {"Id": "c0ffee" * 10, "Name": f"/{reference}", "Image": "sha256:feed", "State": {"Running": True},
+                "Config": {"Image": "postgres:17", "Env": list(FakeAPIClient.environment)},
+                "NetworkSettings": {"Networks": {"bridge": {"IPAddress": "172.17.0.9"}}}}
+
+
+class FakeDockerError(Exception):
+    explanation = None
+
+
+@pytest.fixture
+def engine(monkeypatch: pytest.MonkeyPatch) -> type[FakeAPIClient]:
+    errors = types.SimpleNamespace(NotFound=type("NotFound", (FakeDockerError,), {}), DockerException=FakeDockerError,
+                                   APIError=FakeDockerError)
+    monkeypatch.setattr(_clients, "docker_sdk", lambda: types.SimpleNamespace(APIClient=FakeAPIClient, errors=errors))
+    FakeAPIClient.inspected = []
+    FakeAPIClient.environment = []
+    return FakeAPIClient
+
+
+def job_params(engine: str, **given: t.Any) -> dict[str, t.Any]:
+    """A job's options as its dump module gets them: every default, a destination, and ``given``."""
+    spec = _sources.get(engine).job_spec()
+    return {**{name: option.get("default") for name, option in spec.items()}, "destination": "/backups", **given}
+
+
+@pytest.mark.parametrize("environment, database", [
+    (["POSTGRES_USER=journal_owner", f"POSTGRES_PASSWORD={PASSWORD}", "POSTGRES_DB=journal"], "journal"),
+    # No POSTGRES_DB: the image's default database is its user's, read from the connection the container implies.
+    (["POSTGRES_USER=journal_owner", f"POSTGRES_PASSWORD={PASSWORD}"], "journal_owner"),
+])
+def test_a_postgresql_dump_request_inspects_its_container_once(engine, environment, database):
+    engine.environment = environment
+    request = _sources.get("postgresql").dump_request(job_params("postgresql", container="journal-db"))
+    assert engine.inspected == ["journal-db"]
+    assert request.connection.database == database
+    assert request.connection.place.address == "172.17.0.9"
+
+
+def test_a_mongodb_dump_request_inspects_its_container_once(engine):
+    engine.environment = ["MONGO_INITDB_ROOT_USERNAME=root", f"MONGO_INITDB_ROOT_PASSWORD={PASSWORD}"]
+    request = _sources.get("mongodb").dump_request(job_params("mongodb", container="dashboard-db", database="dashboard"))
+    assert engine.inspected == ["dashboard-db"]
+    assert request.connection.place.name == "dashboard-db"
+
+
+@pytest.mark.parametrize("engine_name", ["postgresql", "mongodb"])
+def test_a_connection_inspects_its_container_once(engine, engine_name):
+    connection = _sources.get(engine_name).connection(job_params(engine_name, container="db"))
+    assert engine.inspected == ["db"]
+    assert connection.place.where == "container db"
+
+
+def test_no_container_no_engine(engine):
+    request = _sources.get("postgresql").dump_request(job_params("postgresql", database="journal",
+                                                                 login_host="db.internal"))
+    assert request.connection.place is _clients.HOST
+    assert engine.inspected == []
+
+
+def test_the_exec_helper_is_imported_from_the_root_its_child_is_given(engine):
+    """The child process imports the helper by its full name from the PYTHONPATH entry the command gives it."""
+    engine.environment = []
+    argv, env = _clients.ContainerClient("db").command(["pg_dump", "--version"])
+    root = env["PYTHONPATH"].split(os.pathsep)[0]
+    assert os.path.join(root, *_docker_exec.__name__.split(".")) + ".py" == _docker_exec.__file__
+    assert argv[3:5] == [_docker_exec.__name__, "c0ffee" * 10]
