@@ -20,6 +20,7 @@ import os
 import platform
 import pstats
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -205,6 +206,51 @@ def helper_command(container: str, argv: list[str], password: str) -> tuple[list
     return _clients.ContainerClient(container).command(argv, {"PGPASSWORD": password}, forward=["PGPASSWORD"])
 
 
+def cpu_counters(container_pid: int, shim_pid: int) -> dict[str, float]:
+    """CPU seconds so far: our waited-for children (the shell pipelines, the docker CLI, our child and its helper and
+    zstd), the container's cgroup (pg_dump run by the exec, the server), and the engine (dockerd, containerd and the
+    container's shim, which copy the exec's stream; dockerd also serves anyone else's containers)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    engine = 0.0
+    for pid in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
+                name, rest = handle.read().split(" (", 1)[1].rsplit(") ", 1)
+        except (OSError, ValueError):
+            continue  # not a process, or gone meanwhile
+        if name in ("dockerd", "containerd") or pid == str(shim_pid):
+            fields = rest.split()
+            engine += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+    return {"here": usage.ru_utime + usage.ru_stime, "container": container_cpu(container_pid), "engine": engine}
+
+
+def container_cpu(pid: int) -> float:
+    """The CPU seconds of the container's cgroup (v1 cpuacct or v2), found from its init process."""
+    with open(f"/proc/{pid}/cgroup", encoding="ascii") as handle:
+        lines = [line.rstrip("\n").split(":", 2) for line in handle]
+    for _number, controllers, path in lines:
+        if "cpuacct" in controllers.split(","):
+            for mount in ("cpuacct", "cpu,cpuacct"):
+                if os.path.exists(f"/sys/fs/cgroup/{mount}{path}/cpuacct.usage"):
+                    with open(f"/sys/fs/cgroup/{mount}{path}/cpuacct.usage", encoding="ascii") as handle:
+                        return int(handle.read()) / 1e9
+    for _number, controllers, path in lines:
+        if controllers == "":
+            with open(f"/sys/fs/cgroup{path}/cpu.stat", encoding="ascii") as handle:
+                return int(re.search(r"usage_usec (\d+)", handle.read()).group(1)) / 1e6
+    return 0.0
+
+
+def with_cpu(variant, container_pid: int, shim_pid: int):
+    """A variant that also reports the CPU seconds it cost, here, in the container and in the engine."""
+    def run(dest: str) -> dict:
+        before = cpu_counters(container_pid, shim_pid)
+        result = variant(dest)
+        after = cpu_counters(container_pid, shim_pid)
+        return {**result, "cpu": {key: after[key] - before[key] for key in after}}
+    return run
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mb", type=int, default=1024, help="size of the database (pg_database_size)")
@@ -263,6 +309,11 @@ def main() -> None:
                 "stage: our helper >/dev/null": bench_dump.shell('"${@:2}" > /dev/null; : > "$1"', helper_env, *helper),
                 "stage: our helper|zstd": bench_dump.shell(f'"${{@:2}}" | {to_file}', helper_env, *helper),
             })
+        info = bed.client.api.inspect_container(box.id)
+        container_pid = info["State"]["Pid"]
+        with open(f"/proc/{container_pid}/stat", encoding="ascii") as handle:
+            shim_pid = int(handle.read().rsplit(")", 1)[1].split()[1])  # the container's init is the shim's child
+        variants = {name: with_cpu(variant, container_pid, shim_pid) for name, variant in variants.items()}
         log(f"timing {len(variants)} variants x {args.repeat}")
         runs = bench_dump.measure(variants, args.repeat, workdir)
     finally:
@@ -284,17 +335,22 @@ def report(runs: dict[str, list[dict]], db_size: int, args: argparse.Namespace) 
     plain = statistics.median(r["plain"] for r in mine)
     print(f"\nPostgreSQL 17 in a container: database {db_size / MB:.0f} MB, plain custom dump {plain / MB:.0f} MB, "
           f"zstd -{args.zstd_level}, median of {args.repeat}; raw pipelines through the docker CLI")
-    print(f"{'variant':38} {'median s':>8} {'min s':>6} {'MB/s':>5} {'vs raw':>6} {'stored MB':>9}")
+    cpu = {name: {key: statistics.median(r["cpu"][key] for r in rs) for key in rs[0]["cpu"]} for name, rs in runs.items()}
+    for parts in cpu.values():
+        parts["total"] = sum(parts.values())
+    print(f"{'variant':38} {'median s':>8} {'min s':>6} {'MB/s':>5} {'vs raw':>6} {'stored MB':>9}  "
+          f"{'CPU s: here':>11} {'container':>9} {'engine':>6} {'total':>6} {'vs raw':>6}")
     for name, rs in runs.items():
         stored = statistics.median(r["stored"] for r in rs) / MB
         print(f"{name:38} {med[name]:8.2f} {min(r['seconds'] for r in rs):6.2f} {plain / MB / med[name]:5.0f} "
-              f"{med[name] / med[raw_name]:6.2f} {stored:9.0f}")
+              f"{med[name] / med[raw_name]:6.2f} {stored:9.0f}  {cpu[name]['here']:11.2f} {cpu[name]['container']:9.2f} "
+              f"{cpu[name]['engine']:6.2f} {cpu[name]['total']:6.2f} {cpu[name]['total'] / cpu[raw_name]['total']:6.2f}")
     ratio = med[ours_name] / med[raw_name]
     rss, helper = max(r["rss_mib"] for r in mine), max(r["helper_rss_mib"] for r in mine)
-    cpu, children_cpu = statistics.median(r["cpu_s"] for r in mine), statistics.median(r["children_cpu_s"] for r in mine)
+    own_cpu, children_cpu = statistics.median(r["cpu_s"] for r in mine), statistics.median(r["children_cpu_s"] for r in mine)
     process = statistics.median(r["process_seconds"] for r in mine)
     others = {name: max(r["children_rss_mib"].get(name, 0) for r in mine) for name in mine[0]["children_rss_mib"]}
-    print(f"ours: {process:.2f} s for the whole child process (interpreter start and imports included); CPU {cpu:.1f} s in the "
+    print(f"ours: {process:.2f} s for the whole child process (interpreter start and imports included); CPU {own_cpu:.1f} s in the "
           f"library process, {children_cpu:.1f} s in its children (exec helper, zstd)")
     print(f"ours: peak RSS (VmHWM) {rss:.1f} MiB of the library process (read from /proc/self/status at the end), "
           f"{helper:.1f} MiB of its docker exec helper (polled from /proc every 50 ms); every child: "
@@ -307,7 +363,7 @@ def report(runs: dict[str, list[dict]], db_size: int, args: argparse.Namespace) 
         goals.append({"goal": text, "value": value, "pass": ok})
         print(f"  {'PASS' if ok else 'MISS'}  {text}: {value:.2f}{unit}" + ("" if ok else "  (goal missed)"))
     return {"database_bytes": db_size, "plain_bytes": plain, "zstd_level": args.zstd_level, "repeat": args.repeat,
-            "medians": med, "ratio": ratio, "rss_mib": rss, "helper_rss_mib": helper, "goals": goals, "runs": runs}
+            "medians": med, "cpu_medians": cpu, "ratio": ratio, "rss_mib": rss, "helper_rss_mib": helper, "goals": goals, "runs": runs}
 
 
 if __name__ == "__main__":
