@@ -30,8 +30,7 @@ import threading
 import time
 import uuid
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_dump  # pylint: disable=wrong-import-position
 
 REPO, MB, log = bench_dump.REPO, bench_dump.MB, bench_dump.log
@@ -86,7 +85,7 @@ def generate(box, size_mb: int) -> int:
         conn.execute(PG_SCHEMA)
         # Bytes per row of each table with its indexes, from a sample, then the rows that make half the target each.
         sample = 50_000
-        for table, sql in PG_FILL.items():
+        for sql in PG_FILL.values():
             conn.execute(sql, (1, sample))
         for sql in PG_INDEXES:
             conn.execute(sql)
@@ -120,10 +119,12 @@ def generate(box, size_mb: int) -> int:
 
 
 class ChildWatcher:
-    """Peak RSS (VmHWM) of each child process of ours, polled from /proc every 50 ms while the dump runs."""
+    """Peak RSS (VmHWM) and CPU seconds of each child process of ours, polled from /proc every 50 ms while the dump
+    runs (the CPU of a child's last 50 ms can be missed)."""
 
     def __init__(self) -> None:
         self.peaks: dict[int, tuple[str, int]] = {}
+        self.cpu: dict[int, float] = {}
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -145,18 +146,24 @@ class ChildWatcher:
                         argv = handle.read().split(b"\0")
                     with open(f"/proc/{pid}/status", encoding="ascii") as handle:
                         hwm = int(re.search(r"VmHWM:\s+(\d+) kB", handle.read()).group(1))
-                except (OSError, AttributeError):
+                    with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
+                        fields = handle.read().rsplit(") ", 1)[1].split()
+                    self.cpu[pid] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+                except (OSError, AttributeError, IndexError):
                     continue  # gone meanwhile
                 name = "docker exec helper" if b"_docker_exec" in b" ".join(argv) else os.path.basename(argv[0].decode())
                 self.peaks[pid] = (name, max(hwm, self.peaks.get(pid, ("", 0))[1]))
 
-    def stop(self) -> dict[str, float]:
+    def stop(self) -> tuple[dict[str, float], dict[str, float]]:
+        """Peak RSS (MiB) and CPU seconds by program name."""
         self._done.set()
         self._thread.join()
-        by_name: dict[str, float] = {}
-        for name, kib in self.peaks.values():
-            by_name[name] = max(by_name.get(name, 0), kib / 1024)
-        return by_name
+        rss: dict[str, float] = {}
+        cpu: dict[str, float] = {}
+        for pid, (name, kib) in self.peaks.items():
+            rss[name] = max(rss.get(name, 0), kib / 1024)
+            cpu[name] = cpu.get(name, 0) + self.cpu.get(pid, 0)
+        return rss, cpu
 
 
 def child_main(spec: dict) -> None:
@@ -174,13 +181,13 @@ def child_main(spec: dict) -> None:
     profile = cProfile.Profile() if spec["profile"] else None
     result = (profile.runcall if profile else lambda call, *a: call(*a))(_postgres.dump, _params.postgres_dump_request(params))
     seconds, cpu_after = time.perf_counter() - began, os.times()
-    children = watcher.stop()
+    children, children_cpu = watcher.stop()
     if profile:
         pstats.Stats(profile, stream=sys.stderr).sort_stats("cumulative").print_stats(25)
     with open("/proc/self/status", encoding="ascii") as handle:
         hwm_kib = int(re.search(r"VmHWM:\s+(\d+) kB", handle.read()).group(1))
     print(json.dumps({"seconds": seconds, "rss_mib": hwm_kib / 1024, "helper_rss_mib": children.get("docker exec helper", 0),
-                      "children_rss_mib": children, "plain": result["manifest_data"]["archive"]["plain_size"],
+                      "children_rss_mib": children, "children_cpu": children_cpu, "plain": result["manifest_data"]["archive"]["plain_size"],
                       "cpu_s": cpu_after.user + cpu_after.system - cpu.user - cpu.system,
                       "children_cpu_s": cpu_after.children_user + cpu_after.children_system
                       - cpu.children_user - cpu.children_system}))
@@ -350,8 +357,10 @@ def report(runs: dict[str, list[dict]], db_size: int, args: argparse.Namespace) 
     own_cpu, children_cpu = statistics.median(r["cpu_s"] for r in mine), statistics.median(r["children_cpu_s"] for r in mine)
     process = statistics.median(r["process_seconds"] for r in mine)
     others = {name: max(r["children_rss_mib"].get(name, 0) for r in mine) for name in mine[0]["children_rss_mib"]}
+    by_child = {name: statistics.median(r["children_cpu"].get(name, 0) for r in mine) for name in mine[0]["children_cpu"]}
     print(f"ours: {process:.2f} s for the whole child process (interpreter start and imports included); CPU {own_cpu:.1f} s in the "
-          f"library process, {children_cpu:.1f} s in its children (exec helper, zstd)")
+          f"library process, {children_cpu:.1f} s in its children (" + ", ".join(f"{name} {s:.1f}" for name, s in sorted(by_child.items()))
+          + " s, polled)")
     print(f"ours: peak RSS (VmHWM) {rss:.1f} MiB of the library process (read from /proc/self/status at the end), "
           f"{helper:.1f} MiB of its docker exec helper (polled from /proc every 50 ms); every child: "
           + ", ".join(f"{name} {mib:.1f}" for name, mib in sorted(others.items())))
