@@ -90,8 +90,10 @@ def generate(box, size_mb: int) -> int:
         for sql in PG_INDEXES:
             conn.execute(sql)
         conn.execute("VACUUM ANALYZE")
-        rows = {table: int(size_mb * MB / 2 / (conn.execute("SELECT pg_total_relation_size(%s)", (table,)).fetchone()[0]
-                                              / sample)) for table in PG_FILL}
+        rows = {}
+        for table in PG_FILL:
+            sample_bytes = conn.execute("SELECT pg_total_relation_size(%s)", (table,)).fetchone()[0]
+            rows[table] = int(size_mb * MB / 2 / (sample_bytes / sample))
         for sql in PG_INDEXES:  # built after the load: faster than maintaining them row by row
             conn.execute(f"DROP INDEX {sql.split()[2]}")
     log(f"loading {size_mb} MB: {rows}")
@@ -173,8 +175,8 @@ def child_main(spec: dict) -> None:
     # pylint: disable=import-outside-toplevel
     from ansible_collections.lifeboat.ops.plugins.module_utils import _params, _postgres
 
-    params = {key: value.get("default") for spec_ in (_params.postgres_connection_spec(), _params.dump_archive_spec(),
-                                                     _params.postgres_dump_spec()) for key, value in spec_.items()}
+    specs = (_params.postgres_connection_spec(), _params.dump_archive_spec(), _params.postgres_dump_spec())
+    params = {key: value.get("default") for spec_ in specs for key, value in spec_.items()}
     params.update(container=spec["container"], destination=spec["dest"], job="bench", compression_level=spec["level"])
     cpu, began = os.times(), time.perf_counter()
     watcher = ChildWatcher()
