@@ -219,7 +219,9 @@ def run_verify(config: _config.Config, args: argparse.Namespace, output: Output)
         request = _verify.VerifyRequest(
             archives=archives, level=level,
             decryption=decryption,
-            connections={job.engine: job.source.connection(job.params)} if level == "restore" else {},
+            # A restore test needs the server; a container job's archives are read by the container's own tools.
+            connections=({job.engine: job.source.connection(job.params)}
+                         if level == "restore" or job.params.get("container") else {}),
             pg_bin_dir=job.params.get("pg_bin_dir"), tools_dir=job.params.get("tools_dir"),
         )
         request.validate()

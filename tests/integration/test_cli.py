@@ -37,7 +37,11 @@ sys.meta_path.insert(0, NoAnsible())
 @pytest.fixture(scope="module")
 def host(tmp_path_factory):
     """The library as the package lifeboat_ops beside the launcher, as on a managed host."""
-    root = tmp_path_factory.mktemp("host")
+    return install_host(tmp_path_factory.mktemp("host"))
+
+
+def install_host(root):
+    """Install the host command under root as the scheduling role does (the library, the launcher, no Ansible)."""
     package = root / "lib" / "lifeboat_ops"
     package.mkdir(parents=True)
     for source in glob.glob(os.path.join(REPO_ROOT, "plugins", "module_utils", "*.py")):

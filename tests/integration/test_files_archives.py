@@ -362,3 +362,35 @@ def test_the_data_directory_of_a_running_database_is_refused_in_one_line(pg17_co
     assert (f"data directory of running PostgreSQL container {pg17_container.name}" in result.result["msg"]
             and "container:" in result.result["msg"]), result.result["msg"]
     assert listing(tmp_path / "a") == []
+
+
+def test_the_host_command_backs_up_verifies_reports_and_prunes_container_and_files_jobs(
+        app_volume, pg17_container, tmp_path, tmp_path_factory):
+    """Without Ansible: a PostgreSQL 17 job dumped in its container and verified at level structure by the
+    container's pg_restore (the host's is 15), and a volume job; status counts both, prune keeps the verified."""
+    from test_cli import install_host, lifeboat  # pylint: disable=import-error,import-outside-toplevel
+
+    host = install_host(tmp_path_factory.mktemp("host"))
+    destination = tmp_path / "archives"
+    metrics = tmp_path / "lifeboat.prom"
+    config = tmp_path / "lifeboat.yml"
+    config.write_text(json.dumps({
+        "defaults": {"destination": str(destination)},
+        "metrics_file": str(metrics),
+        "jobs": {"journal17": {"engine": "postgresql", "container": pg17_container.name},
+                 "uploads": {"engine": "files", "volumes": [app_volume], "retention": {"keep_last": 1}}}}))
+    for _round in range(2):
+        made = lifeboat(host, "backup", "--config", str(config))
+        assert made.returncode == 0, made.stdout + made.stderr
+    verified = lifeboat(host, "verify", "--level", "structure", "--config", str(config))
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    said = verified.stdout + verified.stderr
+    assert "journal17: journal17-" in said and "uploads: uploads-" in said and said.count("ok (structure") >= 2, said
+    status = lifeboat(host, "status", "--config", str(config))
+    assert status.returncode == 0, status.stdout + status.stderr
+    text = metrics.read_text()
+    assert 'job="uploads"' in text and 'job="journal17"' in text
+    pruned = lifeboat(host, "prune", "--job", "uploads", "--config", str(config))
+    assert pruned.returncode == 0, pruned.stdout + pruned.stderr
+    kept = sorted(name for name in os.listdir(destination) if name.startswith("uploads-") and name.endswith(".zst"))
+    assert len(kept) == 1, kept
