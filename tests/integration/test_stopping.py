@@ -141,8 +141,8 @@ def test_after_success_all_run_again_started_in_the_reverse_of_the_stop_order(co
     assert state_files(tmp_path) == []
 
 
-def test_after_an_exception_inside_all_run_again_and_the_exception_is_the_one_raised(container_bed, app_pair,
-                                                                                      tmp_path):
+def test_after_an_exception_inside_all_run_again_and_the_exception_is_the_one_raised(
+        container_bed, app_pair, tmp_path):
     with pytest.raises(LifeboatError, match=r"^tar failed: boom$"), \
             _stopping.stopped(entries(*app_pair), str(tmp_path), JOB):
         assert running(container_bed, *app_pair) == [False, False]
