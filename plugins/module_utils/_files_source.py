@@ -193,12 +193,12 @@ def dump(request: DumpRequest, consistent: t.Callable[[list[dict[str, t.Any]]], 
     started = _manifest.utc_now()
     options = request.archive
     roots = resolve_roots(request.volumes, request.paths)
-    options.prepare_destination()
-    destination = os.path.realpath(options.destination)
+    destination = os.path.realpath(options.destination)  # checked before it is made: nothing written on refusal
     for item in roots:
         if _under(destination, os.path.realpath(item["path"])):
             raise LifeboatError(f"destination {options.destination} is inside {item['label']}, which the job archives; "
                                 "keep the archives elsewhere")
+    options.prepare_destination()
     changed: list[str] = []
     warnings: list[str] = []
 
