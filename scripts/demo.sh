@@ -1,17 +1,101 @@
 #!/usr/bin/env bash
-# The main job on a local default: back up the test bed's sample databases with the backup playbook,
-# restore them under new names with the restore playbook, and say what was made and where.
-# `make demo` runs the test bed and the seed first.
+# The main job on a local default: back up the test bed's sample databases and a Docker app with the backup
+# playbook, restore them under new names with the restore playbook, and say what was made and where.
+# The Docker app is compose project lifeboat-demo (labels as `docker compose` sets them): a PostgreSQL 17 container
+# (newer than the host's pg_dump 15: the dump runs inside it) with its data in a named volume, and an app container
+# that writes files into a named volume and is labelled to be stopped while that volume is read. One job
+# {name: lifeboat-demo, compose_project: lifeboat-demo} backs up both; the restore makes database diary_restored in
+# the container and volume lifeboat-demo-app-data-restored.
+# `make demo` runs the test bed, the seed and scripts/testbed/images.sh first.
+#   scripts/demo.sh          run the demo (again: containers that run are reused, restores replace their copies)
+#   scripts/demo.sh --down   remove the demo's containers and volumes and its directory; the test bed stays
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=scripts/testbed/lib.sh
+source "$root/scripts/testbed/lib.sh"
 state=${LIFEBOAT_TESTBED_DIR:-/tmp/lifeboat-testbed}
+demo=${LIFEBOAT_DEMO_DIR:-$state/demo}
+if [ "${1:-}" = --down ]; then
+  remove_demo_app "$state"
+  rm -rf "$demo"
+  echo "removed $demo"
+  exit 0
+fi
 # shellcheck source=/dev/null
 source "$state/env.sh"
+# shellcheck source=scripts/testbed/images/versions.env
+source "$root/scripts/testbed/images/versions.env"
 venv=$("$root/scripts/testbed/venv.sh")
-demo=${LIFEBOAT_DEMO_DIR:-$state/demo}
 mkdir -p "$demo/collections/ansible_collections/lifeboat"
 ln -sfn "$root" "$demo/collections/ansible_collections/lifeboat/ops"
 export ANSIBLE_COLLECTIONS_PATH=$demo/collections ANSIBLE_NOCOLOR=1
+
+# --- The Docker app: made once, reused while it runs (docker CLI; the labels are those docker compose sets) ---------
+labels() {  # labels SERVICE: what compose puts on a service's container, and the test bed that made it (for down)
+  echo --label "com.docker.compose.project=$DEMO_PROJECT" --label "com.docker.compose.service=$1" \
+    --label "$DEMO_STATE_LABEL=$state"
+}
+ensure_volume() {  # ensure_volume NAME: a named volume of the project (an existing one is kept as it is)
+  docker volume inspect "$1" >/dev/null 2>&1 ||
+    docker volume create --label "com.docker.compose.project=$DEMO_PROJECT" --label "$DEMO_STATE_LABEL=$state" \
+      "$1" >/dev/null
+}
+ensure_container() {  # ensure_container NAME IMAGE [docker run options...]: running, made when missing
+  local name=$1 image=$2 current
+  shift 2
+  current=$(docker container inspect --format '{{.Config.Image}} {{.State.Running}}' "$name" 2>/dev/null || true)
+  if [ -n "$current" ] && [ "${current% *}" != "$image" ]; then  # the image was bumped: a new container, same volume
+    docker rm --force "$name" >/dev/null
+    current=
+  fi
+  if [ -z "$current" ]; then
+    docker run --detach --name "$name" "$@" "$image" >/dev/null
+    echo "$name: started ($image)"
+  elif [ "${current#* }" != true ]; then
+    docker start "$name" >/dev/null
+    echo "$name: started again ($image)"
+  else
+    echo "$name: running, reused ($image)"
+  fi
+}
+wait_for() {  # wait_for WHAT COMMAND...: until the command succeeds (60 s at most)
+  local what=$1 deadline=$((SECONDS + 60))
+  shift
+  until "$@" >/dev/null 2>&1; do
+    [ $SECONDS -lt $deadline ] || { echo "$what did not get ready within 60 s" >&2; exit 1; }
+    sleep 0.5
+  done
+}
+
+echo "== the Docker app: compose project $DEMO_PROJECT"
+"$root/scripts/testbed/images.sh" >/dev/null  # `make demo` built them already; ~0.2 s then
+ensure_volume lifeboat-demo-db-data
+ensure_volume lifeboat-demo-app-data
+ensure_volume lifeboat-demo-app-data-restored  # made empty here so that it carries the labels `down` looks for
+# The superuser's password is only for TCP logins, which the demo does not make (the dumps run inside, on the
+# socket): a random one, handed over in docker's environment (`-e NAME` without a value), never in an argv.
+# shellcheck disable=SC2046  # labels prints options, one word each
+POSTGRES_PASSWORD=$(head -c 18 /dev/urandom | base64) ensure_container lifeboat-demo-db "$PG17_IMAGE" $(labels db) \
+  --env POSTGRES_USER=diary --env POSTGRES_DB=diary --env POSTGRES_PASSWORD \
+  --mount type=volume,source=lifeboat-demo-db-data,target=/var/lib/postgresql/data
+# shellcheck disable=SC2046
+ensure_container lifeboat-demo-app "$APP_IMAGE" $(labels app) --label lifeboat.stop-during-backup=true \
+  --mount type=volume,source=lifeboat-demo-app-data,target=/data
+# The real server over TCP (the first start's initdb runs one on the socket only), and the app's files written.
+wait_for lifeboat-demo-db docker exec lifeboat-demo-db pg_isready --quiet --host=127.0.0.1 --dbname=diary
+wait_for lifeboat-demo-app sh -c 'docker logs lifeboat-demo-app 2>&1 | grep -q "app-writer: ready"'
+# Sample data, once: 365 diary entries and a tag for each.
+docker exec -i lifeboat-demo-db psql --no-psqlrc --quiet --set=ON_ERROR_STOP=1 --username=diary --dbname=diary <<'SQL'
+CREATE TABLE IF NOT EXISTS entries (id serial PRIMARY KEY, written_on date NOT NULL, mood smallint, body text NOT NULL);
+CREATE TABLE IF NOT EXISTS tags (entry_id int NOT NULL REFERENCES entries (id), tag text NOT NULL);
+INSERT INTO entries (written_on, mood, body)
+  SELECT date '2026-01-01' + i - 1, i % 5 + 1, 'day ' || i || ': ' || repeat('ran, read, wrote. ', i % 40 + 1)
+  FROM generate_series(1, 365) AS i WHERE NOT EXISTS (SELECT FROM entries);
+INSERT INTO tags SELECT id, (ARRAY['work', 'family', 'run', 'garden'])[id % 4 + 1] FROM entries
+  WHERE NOT EXISTS (SELECT FROM tags);
+SQL
+echo "lifeboat-demo-db: PostgreSQL $(docker exec lifeboat-demo-db postgres --version | awk '{print $3}') in the container, \
+host client: $(pg_dump --version 2>/dev/null | awk '{print $3}' || echo none)"
 
 # Operators keep the age identity; the host only knows the public key.
 [ -f "$demo/operators-key.txt" ] || age-keygen -o "$demo/operators-key.txt" 2>/dev/null
@@ -32,6 +116,9 @@ all:
         - {name: recipes, engine: postgresql, database: recipes, $pg_login}
         - {name: nightscout, engine: mongodb, database: nightscout, $mongo_login}
         - {name: research, engine: mongodb, database: research, $mongo_login}
+        # The whole Docker app: docker_app_info finds a dump job per database container and a files job for the
+        # other volumes (lifeboat-demo-db and lifeboat-demo-files, each in backup_root/NAME).
+        - {name: $DEMO_PROJECT, compose_project: $DEMO_PROJECT}
 YAML
 # Restores go to new names; on a second demo run they already exist, so the demo confirms replacing them.
 cat >"$demo/restore-request.yml" <<YAML
@@ -40,8 +127,14 @@ restore_items:
   - {job: recipes, target_database: recipes_restored, overwrite: true, recreate: true, age_identity_files: [$demo/operators-key.txt]}
   - {job: nightscout, target_database: nightscout_restored, overwrite: true, drop: true, age_identity_files: [$demo/operators-key.txt]}
   - {job: research, target_database: research_restored, overwrite: true, drop: true, age_identity_files: [$demo/operators-key.txt]}
+  # The compose project's parts are no jobs of the inventory: the items say their engine (and container).
+  - {job: $DEMO_PROJECT-db, engine: postgresql, container: lifeboat-demo-db, target_database: diary_restored,
+     overwrite: true, recreate: true, age_identity_files: [$demo/operators-key.txt]}
+  - {job: $DEMO_PROJECT-files, engine: files, volume_map: {lifeboat-demo-app-data: lifeboat-demo-app-data-restored},
+     overwrite: true, safety_dump_dir: $demo/before-restore, age_identity_files: [$demo/operators-key.txt]}
 YAML
 
+app_started_before=$(docker container inspect --format '{{.State.StartedAt}}' lifeboat-demo-app)
 echo "== backup: ansible-playbook lifeboat.ops.backup -i $demo/inventory.yml"
 "$venv/bin/ansible-playbook" lifeboat.ops.backup -i "$demo/inventory.yml"
 echo "== restore: ansible-playbook lifeboat.ops.restore -i $demo/inventory.yml -e @$demo/restore-request.yml"

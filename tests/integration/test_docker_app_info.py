@@ -111,6 +111,14 @@ def test_the_backup_role_backs_up_the_whole_app_from_its_project_and_it_restores
                                    "backup_jobs": [{"name": "recipes", "compose_project": PROJECT}]})
     assert done.returncode == 0, done.stdout[-3000:]
     assert sorted(os.listdir(root)) == sorted(f"{PROJECT}-{part}" for part in ("db", "mongo", "files"))
+    # The verify playbook, given the same job, proves each part's archive (its job directory, its engine's test).
+    report = run_playbook("verify", {"backup_root": str(root), "backup_verify_level": "restore",
+                                     "backup_jobs": [{"name": "recipes", "compose_project": PROJECT}]})
+    assert report.returncode == 0, report.stdout[-3000:]
+    assert '"msg": "3 archives proven, 0 failed"' in report.stdout, report.stdout[-3000:]
+    for part in ("db", "mongo", "files"):
+        (manifest_path,) = (root / f"{PROJECT}-{part}").glob("*.manifest.json")
+        assert json.loads(manifest_path.read_text())["verifications"][-1]["level"] == "restore", part
 
     dev = tmp_path / "recipes-dev"
     dev_volume = container_bed.name("recipes-dev-data")
