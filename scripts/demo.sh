@@ -86,6 +86,7 @@ wait_for lifeboat-demo-db docker exec lifeboat-demo-db pg_isready --quiet --host
 wait_for lifeboat-demo-app sh -c 'docker logs lifeboat-demo-app 2>&1 | grep -q "app-writer: ready"'
 # Sample data, once: 365 diary entries and a tag for each.
 docker exec -i lifeboat-demo-db psql --no-psqlrc --quiet --set=ON_ERROR_STOP=1 --username=diary --dbname=diary <<'SQL'
+SET client_min_messages = warning;
 CREATE TABLE IF NOT EXISTS entries (id serial PRIMARY KEY, written_on date NOT NULL, mood smallint, body text NOT NULL);
 CREATE TABLE IF NOT EXISTS tags (entry_id int NOT NULL REFERENCES entries (id), tag text NOT NULL);
 INSERT INTO entries (written_on, mood, body)
@@ -145,18 +146,58 @@ echo "== verify: ansible-playbook lifeboat.ops.verify -e backup_verify_level=res
   -e backup_verify_select=newest -e "{\"backup_age_identity_files\": [\"$demo/operators-key.txt\"]}"
 
 echo "== what was made"
-for job in journal recipes nightscout research; do
+for job in journal recipes nightscout research "$DEMO_PROJECT-db" "$DEMO_PROJECT-files"; do
   newest=$(find "$demo/backups/$job" -name "$job-*.manifest.json" | sort | tail -n 1)
   "$venv/bin/python" - "$newest" <<'PY'
 import json, sys
 m = json.load(open(sys.argv[1]))
 a = m["archive"]
 v = (m["verifications"] or [{}])[-1]
-print(f"{m['job']:<11} {a['file']}  {a['size']:>9} bytes (plain {a['plain_size']}), sha256 {a['sha256'][:16]}..., "
-      f"{len(m['counts'])} {'tables' if m['engine'] == 'postgresql' else 'collections'}, {m['total_count']} rows/documents, "
+parts, items = {"postgresql": ("tables", "rows"), "mongodb": ("collections", "documents"),
+                "files": ("volumes/paths", "files")}[m["engine"]]
+print(f"{m['job']:<19} {a['file']}  {a['size']:>9} bytes (plain {a['plain_size']}), sha256 {a['sha256'][:16]}..., "
+      f"{len(m['counts'])} {parts}, {m['total_count']} {items}, "
       f"verified: {v.get('level', 'no') if v.get('ok') else 'FAILED' if v else 'no'}")
+container = m["server"].get("container")
+if container:
+    print(f"{'':<19} dumped inside container {container['name']} ({container['image']}) by {m['tool']['version']}")
+if m["server"].get("stopped_containers"):
+    print(f"{'':<19} {', '.join(m['counts'])}; stopped while read: {', '.join(m['server']['stopped_containers'])}")
 PY
 done
+
+echo "== the Docker app after backup and restore"
+app_started_after=$(docker container inspect --format '{{.State.StartedAt}}' lifeboat-demo-app)
+if [ "$(docker container inspect --format '{{.State.Running}}' lifeboat-demo-app)" != true ] ||
+  [ "$app_started_after" = "$app_started_before" ]; then
+  echo "lifeboat-demo-app was not stopped and started again by the backup (started at $app_started_before," \
+    "now $app_started_after)" >&2
+  exit 1
+fi
+echo "lifeboat-demo-app: stopped while its volume was read, running again (started ${app_started_before%.*}Z," \
+  "again ${app_started_after%.*}Z)"
+count_rows() {  # count_rows DATABASE: "entries N, tags N" inside the container
+  docker exec lifeboat-demo-db psql --no-psqlrc --tuples-only --no-align --username=diary --dbname="$1" \
+    --command="SELECT 'entries ' || (SELECT count(*) FROM entries) || ', tags ' || (SELECT count(*) FROM tags)"
+}
+echo "lifeboat-demo-db: database diary ($(count_rows diary)), restored as diary_restored ($(count_rows diary_restored))"
+# The restored volume beside the original, read by a throwaway container: every entry that is no folder (files,
+# links) with its type, mode, owner, size and link target, and every regular file's sha256, equal.
+# shellcheck disable=SC2016  # expanded by the bash inside the container
+compare='entries() { (cd "$1" && find . ! -type d -printf "%p %y %m %U:%G %s %l\n" | sort &&
+                      find . -type f -print0 | sort -z | xargs -0 sha256sum); }
+original=$(entries /original) restored=$(entries /restored)
+[ "$original" = "$restored" ] || { diff <(echo "$original") <(echo "$restored") >&2; exit 1; }
+find /restored ! -type d | wc -l'
+compared=$(docker run --rm --network none --entrypoint bash \
+  --mount type=volume,source=lifeboat-demo-app-data,target=/original,readonly \
+  --mount type=volume,source=lifeboat-demo-app-data-restored,target=/restored,readonly \
+  "$APP_IMAGE" -c "$compare")
+echo "volume lifeboat-demo-app-data-restored: $compared files and links, each equal to lifeboat-demo-app-data's" \
+  "(type, mode, owner, size, link target, sha256)"
+
 echo "Archives and manifests: $demo/backups/<job>/   age identity that decrypts them: $demo/operators-key.txt"
-echo "Restored copies: PostgreSQL journal_restored, recipes_restored; MongoDB nightscout_restored, research_restored"
+echo "Restored copies: PostgreSQL journal_restored, recipes_restored; MongoDB nightscout_restored, research_restored;"
+echo "  in the Docker app: database diary_restored in container lifeboat-demo-db, volume lifeboat-demo-app-data-restored"
 echo "Restore one by hand: see restore_commands in any *.manifest.json"
+echo "Remove the Docker app: scripts/demo.sh --down (or make testbed-down, which stops the test bed too)"
