@@ -33,6 +33,7 @@ debian_mirror() {  # the machine's own Debian mirror (the one apt uses), so that
 
 # The demo's Docker app (scripts/demo.sh): containers and volumes with fixed names, each labelled with the test bed
 # state dir that made it, so that only that test bed's `down` removes them.
+# shellcheck disable=SC2034  # read by demo.sh, which sources this file
 DEMO_PROJECT=lifeboat-demo
 DEMO_STATE_LABEL=lifeboat.demo.state
 DEMO_CONTAINERS=(lifeboat-demo-app lifeboat-demo-db)  # the app first: it writes into its volume
