@@ -92,11 +92,18 @@ def test_the_recipe_app_is_found_from_its_project_and_its_jobs_back_up_as_they_a
                                                                                  "recipes.ratings": 120}
 
 
-def test_an_unknown_project_or_a_bad_name_is_one_line(run_module):
+def test_an_unknown_project_or_a_bad_name_is_one_line(run_module, run_playbook, tmp_path):
     unknown = run_module("docker_app_info", {"project": f"nosuchapp{RUN_ID}".lower()})
     assert unknown.rc != 0
     assert unknown.result["msg"] == (f"no container on this host carries the label com.docker.compose.project="
                                      f"{f'nosuchapp{RUN_ID}'.lower()}; check the project name (docker compose ls)")
+    # The verify playbook says so in its one line for the job, and the host fails.
+    report = run_playbook("verify", {"backup_root": str(tmp_path), "backup_jobs": [
+        {"name": "gone", "compose_project": f"nosuchapp{RUN_ID}".lower()}]})
+    assert report.returncode == 2, report.stdout[-3000:]
+    assert (f'"msg": ["gone: no container on this host carries the label com.docker.compose.project='
+            f'{f"nosuchapp{RUN_ID}".lower()}; check the project name (docker compose ls)"]') in report.stdout, \
+        report.stdout[-3000:]
     bad = run_module("docker_app_info", {"project": "Bad Name"})
     assert bad.rc != 0
     assert bad.result["msg"] == ("project 'Bad Name' is not a compose project name (lowercase letters, digits, "
