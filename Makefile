@@ -5,11 +5,15 @@ VENV = $(shell scripts/testbed/venv.sh)
 STATE ?= $(or $(LIFEBOAT_TESTBED_DIR),/tmp/lifeboat-testbed)
 PYTEST_ARGS ?=
 
-.PHONY: demo test packages testbed testbed-down seed sanity lint unit integration bench molecule images
+.PHONY: demo demo-down test packages testbed testbed-down seed sanity lint unit integration bench molecule images
 
-## demo: start the throwaway PostgreSQL and FerretDB with sample data, back them up, restore under new names
-demo: testbed seed
+## demo: start the throwaway PostgreSQL and FerretDB with sample data and a Docker app (PostgreSQL 17 container, app
+## volume), back them up, restore under new names; `make demo-down` removes the app, `make testbed-down` all
+demo: testbed seed images
 	scripts/demo.sh
+
+demo-down:
+	scripts/demo.sh --down
 
 ## test: the whole suite, as CI runs it (molecule beside the others: scripts/ci/test.sh)
 test:

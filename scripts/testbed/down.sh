@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Stops the test bed's servers (only the processes it started, by their pid files) and removes its state dir.
+# Stops the test bed's servers (only the processes it started, by their pid files), removes the demo's containers
+# and volumes that this test bed's demo made (by name and label, see lib.sh), and removes its state dir.
 set -euo pipefail
 # shellcheck source=scripts/testbed/lib.sh
 source "$(dirname "$0")/lib.sh"
 
 STATE=${LIFEBOAT_TESTBED_DIR:-/tmp/lifeboat-testbed}
 case "$STATE" in /|"") echo "refusing to remove '$STATE'" >&2; exit 1 ;; esac
+remove_demo_app "$STATE"  # the demo's containers and volumes, even when the state dir is gone already
 [ -d "$STATE" ] || { echo "nothing to stop: $STATE does not exist"; exit 0; }
 
 running() {  # running PID: exists and is not a zombie (here nothing may reap our orphans)

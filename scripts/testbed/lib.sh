@@ -30,3 +30,26 @@ debian_mirror() {  # the machine's own Debian mirror (the one apt uses), so that
     head -n 1)
   echo "${mirror:-http://deb.debian.org/debian}"
 }
+
+# The demo's Docker app (scripts/demo.sh): containers and volumes with fixed names, each labelled with the test bed
+# state dir that made it, so that only that test bed's `down` removes them.
+# shellcheck disable=SC2034  # read by demo.sh, which sources this file
+DEMO_PROJECT=lifeboat-demo
+DEMO_STATE_LABEL=lifeboat.demo.state
+DEMO_CONTAINERS=(lifeboat-demo-app lifeboat-demo-db)  # the app first: it writes into its volume
+DEMO_VOLUMES=(lifeboat-demo-db-data lifeboat-demo-app-data lifeboat-demo-app-data-restored)
+
+remove_demo_app() {  # remove_demo_app STATE: the demo's containers and volumes that STATE's demo made, by name
+  local state=$1 name
+  if ! command -v docker >/dev/null || ! timeout 10 docker info >/dev/null 2>&1; then return 0; fi
+  for name in "${DEMO_CONTAINERS[@]}"; do
+    [ "$(docker container inspect --format "{{index .Config.Labels \"$DEMO_STATE_LABEL\"}}" "$name" 2>/dev/null)" = \
+      "$state" ] || continue
+    docker rm --force --volumes "$name" >/dev/null && echo "demo container $name removed"
+  done
+  for name in "${DEMO_VOLUMES[@]}"; do
+    [ "$(docker volume inspect --format "{{index .Labels \"$DEMO_STATE_LABEL\"}}" "$name" 2>/dev/null)" = \
+      "$state" ] || continue
+    docker volume rm "$name" >/dev/null && echo "demo volume $name removed"
+  done
+}

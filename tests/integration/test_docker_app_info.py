@@ -92,11 +92,18 @@ def test_the_recipe_app_is_found_from_its_project_and_its_jobs_back_up_as_they_a
                                                                                  "recipes.ratings": 120}
 
 
-def test_an_unknown_project_or_a_bad_name_is_one_line(run_module):
+def test_an_unknown_project_or_a_bad_name_is_one_line(run_module, run_playbook, tmp_path):
     unknown = run_module("docker_app_info", {"project": f"nosuchapp{RUN_ID}".lower()})
     assert unknown.rc != 0
     assert unknown.result["msg"] == (f"no container on this host carries the label com.docker.compose.project="
                                      f"{f'nosuchapp{RUN_ID}'.lower()}; check the project name (docker compose ls)")
+    # The verify playbook says so in its one line for the job, and the host fails.
+    report = run_playbook("verify", {"backup_root": str(tmp_path), "backup_jobs": [
+        {"name": "gone", "compose_project": f"nosuchapp{RUN_ID}".lower()}]})
+    assert report.returncode == 2, report.stdout[-3000:]
+    assert (f'"msg": ["gone: no container on this host carries the label com.docker.compose.project='
+            f'{f"nosuchapp{RUN_ID}".lower()}; check the project name (docker compose ls)"]') in report.stdout, \
+        report.stdout[-3000:]
     bad = run_module("docker_app_info", {"project": "Bad Name"})
     assert bad.rc != 0
     assert bad.result["msg"] == ("project 'Bad Name' is not a compose project name (lowercase letters, digits, "
@@ -111,6 +118,14 @@ def test_the_backup_role_backs_up_the_whole_app_from_its_project_and_it_restores
                                    "backup_jobs": [{"name": "recipes", "compose_project": PROJECT}]})
     assert done.returncode == 0, done.stdout[-3000:]
     assert sorted(os.listdir(root)) == sorted(f"{PROJECT}-{part}" for part in ("db", "mongo", "files"))
+    # The verify playbook, given the same job, proves each part's archive (its job directory, its engine's test).
+    report = run_playbook("verify", {"backup_root": str(root), "backup_verify_level": "restore",
+                                     "backup_jobs": [{"name": "recipes", "compose_project": PROJECT}]})
+    assert report.returncode == 0, report.stdout[-3000:]
+    assert '"msg": "3 archives proven, 0 failed"' in report.stdout, report.stdout[-3000:]
+    for part in ("db", "mongo", "files"):
+        (manifest_path,) = (root / f"{PROJECT}-{part}").glob("*.manifest.json")
+        assert json.loads(manifest_path.read_text())["verifications"][-1]["level"] == "restore", part
 
     dev = tmp_path / "recipes-dev"
     dev_volume = container_bed.name("recipes-dev-data")
