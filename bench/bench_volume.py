@@ -156,7 +156,7 @@ def child_main(spec: dict) -> None:
     seconds, cpu_after = time.perf_counter() - began, os.times()
     children, children_cpu = watcher.stop()
     if profile:
-        pstats.Stats(profile, stream=sys.stderr).sort_stats("tottime").print_stats(25)
+        pstats.Stats(profile, stream=sys.stderr).sort_stats(os.environ.get("BENCH_SORT", "tottime")).print_stats(int(os.environ.get("BENCH_ROWS", "25")))
     with open("/proc/self/status", encoding="ascii") as handle:
         hwm_kib = int(re.search(r"VmHWM:\s+(\d+) kB", handle.read()).group(1))
     manifest = result["manifest_data"]
