@@ -126,9 +126,9 @@ class _Headers:
             return member
         try:
             return tarfile.TarInfo.fromtarfile(self)  # type: ignore[arg-type]  # duck-typed: it reads only these
-        except tarfile.EOFHeaderError:  # the end marker: all an archive of nothing holds
+        except tarfile.EOFHeaderError:  # type: ignore[attr-defined]  # the end marker: all an archive of nothing holds
             return None
-        except tarfile.EmptyHeaderError:
+        except tarfile.EmptyHeaderError:  # type: ignore[attr-defined]  # (typeshed lists neither)
             if self.offset == 0:
                 raise StructureError("the archive is empty: no tar header, not even the end marker") from None
             return None
@@ -248,7 +248,7 @@ def _file_sha256(stream: _Stream, member: tarfile.TarInfo, name: str) -> str:
             digest.update(part)
         return digest.hexdigest()
     position = 0
-    for offset, size in member.sparse:
+    for offset, size in t.cast("list[tuple[int, int]]", member.sparse):  # typeshed says int
         if offset < position or offset + size > member.size:
             raise StructureError(f"{name}: its sparse map is not in order")
         _hash_zeros(digest, offset - position)
