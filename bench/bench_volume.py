@@ -52,8 +52,8 @@ class Content:
     def __init__(self, seed: int) -> None:
         self.rng = random.Random(seed)
         letters = "abcdefghijklmnopqrstuvwxyz"
-        vocabulary = ["".join(self.rng.choices(letters, k=self.rng.randint(2, 10))) for _ in range(4096)]
-        lines = (" ".join(self.rng.choices(vocabulary, k=12)) for _ in range(160_000))
+        vocabulary = ["".join(self.rng.choices(letters, k=self.rng.randint(2, 10))) for _word in range(4096)]
+        lines = (" ".join(self.rng.choices(vocabulary, k=12)) for _line in range(160_000))
         self.pool = "\n".join(lines).encode()  # ~10 MB, longer than zstd -3's window: slices do not repeat in it
 
     def text(self, size: int) -> bytes:
