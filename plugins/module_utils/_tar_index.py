@@ -13,11 +13,13 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+import struct
 import tarfile
 import threading
 import typing as t
 
 from ._files import write_all
+from ._pipeline import _grow_pipe
 from ._structure import HASH_MODULUS, StructureError, hex_sum, row_digest
 
 CHUNK = 1 << 20
@@ -50,6 +52,220 @@ def counted(entries: t.Iterable[dict[str, t.Any]]) -> int:
     return sum(1 for entry in entries if entry["type"] != "dir")
 
 
+class _Stream:
+    """The tar stream from the pipe, read in large pieces and never copied whole: tarfile's stream mode ("r|")
+    copies the unread rest of its buffer on every read (each header, each small file), which made most of the
+    index's CPU. Headers are decoded by tarfile itself (:class:`_Headers`); file data is hashed from here."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._chunk = b""
+        self._pos = 0
+        self._before = 0  # bytes of the stream before the current chunk
+
+    def _more(self) -> bool:
+        data = os.read(self._fd, CHUNK)
+        self._before += len(self._chunk)
+        self._chunk, self._pos = data, 0
+        return bool(data)
+
+    def tell(self) -> int:
+        return self._before + self._pos
+
+    def window(self) -> tuple[bytes, int]:
+        """The current chunk and where the stream is in it (for decoding in place), see :meth:`advance`."""
+        return self._chunk, self._pos
+
+    def advance(self, size: int) -> None:
+        self._pos += size
+
+    def read(self, size: int) -> bytes:
+        """Up to size bytes (fewer only at the end of the stream), as a file's read."""
+        if len(self._chunk) - self._pos >= size:
+            self._pos += size
+            return self._chunk[self._pos - size:self._pos]
+        parts = []
+        while size > 0 and (self._pos < len(self._chunk) or self._more()):
+            part = self._chunk[self._pos:self._pos + size]
+            self._pos += len(part)
+            size -= len(part)
+            parts.append(part)
+        return b"".join(parts)
+
+    def pieces(self, size: int) -> t.Iterator[memoryview]:
+        """The next size bytes in the pieces they came in (views, not copies); a short stream is an error."""
+        while size > 0:
+            if self._pos == len(self._chunk) and not self._more():
+                raise StructureError("the archive ends inside a file's data")
+            part = memoryview(self._chunk)[self._pos:self._pos + size]
+            self._pos += len(part)
+            size -= len(part)
+            yield part
+
+    def skip(self, size: int) -> None:
+        for _part in self.pieces(size):
+            pass
+
+
+class _Headers:
+    """What tarfile's header decoding (``TarInfo.fromtarfile``: ustar, pax, GNU long names, sparse maps) reads
+    from a TarFile: its stream, encoding, global pax headers and the offset where the next header begins."""
+
+    def __init__(self, stream: _Stream) -> None:
+        self.fileobj = stream
+        self.encoding = tarfile.ENCODING
+        self.errors = "surrogateescape"  # tarfile's own default: a name that is no UTF-8 still reads
+        self.pax_headers: dict[str, str] = {}
+        self.offset = 0
+
+    def next(self) -> tarfile.TarInfo | None:
+        """The next member, or None at the end marker (or at the end of the stream, as tarfile and tar allow)."""
+        member = None if self.pax_headers else _quick_member(self.fileobj)
+        if member is not None:
+            self.offset = member.offset_data + (_blocks(member.size) if member.isreg() else 0)
+            return member
+        try:
+            return tarfile.TarInfo.fromtarfile(self)  # type: ignore[arg-type]  # duck-typed: it reads only these
+        except tarfile.EOFHeaderError:  # type: ignore[attr-defined]  # the end marker: all an archive of nothing holds
+            return None
+        except tarfile.EmptyHeaderError:  # type: ignore[attr-defined]  # (typeshed lists neither)
+            if self.offset == 0:
+                raise StructureError("the archive is empty: no tar header, not even the end marker") from None
+            return None
+        except tarfile.HeaderError as exc:
+            raise StructureError(f"the archive is not a readable tar stream at byte {self.offset}: {exc}") from None
+
+
+def _blocks(size: int) -> int:
+    return -(-size // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
+
+
+# The member GNU tar --format=posix writes for each file: a pax header (path, size, mtime, xattrs), then a ustar
+# header. tarfile takes ~50 us to decode the pair (most of the index's CPU with many small files); this decodes
+# that common case in place and leaves anything else (long GNU names, sparse maps, global headers, a bad
+# checksum, the end marker) to tarfile, which gives the same TarInfo.
+_USTAR = struct.Struct("100s8s8s8s12s12s8sc100s8s32s32s8s8s155s12x")
+_MEMBER_TYPES = frozenset(bytes([kind]) for kind in b"01234567")  # files, links, devices, dirs, fifos
+_USTAR_TYPES = _MEMBER_TYPES | {tarfile.XHDTYPE}
+_PAX_INTS = ("uid", "gid", "size")
+
+
+def _octal(field: bytes) -> int:
+    if field[:1] >= b"\x80":  # base-256: tarfile knows it
+        raise ValueError(field)
+    return int(field.strip(b" \0") or b"0", 8)
+
+
+def _ustar(chunk: bytes, at: int) -> tuple[tuple[bytes, ...], bytes] | None:
+    """A POSIX ustar header's fields and type at chunk[at:], if its checksum holds; else None."""
+    fields = _USTAR.unpack_from(chunk, at)
+    if fields[9] != b"ustar\x0000" or fields[7] not in _USTAR_TYPES:
+        return None
+    block = chunk[at:at + tarfile.BLOCKSIZE]
+    try:
+        if _octal(fields[6]) != sum(block) - sum(block[148:156]) + 256:
+            return None
+    except ValueError:
+        return None
+    return fields, fields[7]
+
+
+def _pax_records(data: bytes) -> dict[str, str] | None:
+    """``LENGTH KEY=VALUE\\n`` records, decoded as tarfile does; None if any asks for more than this decodes."""
+    records, at = {}, 0
+    while at < len(data):
+        space = data.find(b" ", at)
+        try:
+            end = at + int(data[at:space])
+        except ValueError:
+            return None
+        if space < 0 or end <= space + 1:
+            return None
+        key, equals, value = data[space + 1:end - 1].partition(b"=")
+        if not equals or end > len(data) or data[end - 1:end] != b"\n":
+            return None
+        name = key.decode("utf-8", "surrogateescape")
+        if name.startswith("GNU.sparse.") or name == "hdrcharset":
+            return None
+        records[name] = value.decode("utf-8", "surrogateescape")
+        at = end
+    return records
+
+
+def _quick_member(stream: _Stream) -> tarfile.TarInfo | None:
+    """The next member if it is the common case (see above) and its headers lie in the stream's current chunk;
+    the stream is then past them. Otherwise None, and the stream is where it was."""
+    chunk, at = stream.window()
+    start, pax = at, {}
+    if len(chunk) - at < tarfile.BLOCKSIZE:
+        return None
+    header = _ustar(chunk, at)
+    try:
+        if header is not None and header[1] == tarfile.XHDTYPE:
+            size = _octal(header[0][4])
+            data = at + tarfile.BLOCKSIZE
+            at = data + _blocks(size)
+            records = _pax_records(chunk[data:data + size])
+            if records is None or len(chunk) - at < tarfile.BLOCKSIZE:
+                return None
+            pax, header = records, _ustar(chunk, at)
+        if header is None or header[1] not in _MEMBER_TYPES:
+            return None
+        fields, kind = header
+        name = fields[0].split(b"\0", 1)[0]
+        prefix = fields[14].split(b"\0", 1)[0]
+        member = tarfile.TarInfo((prefix + b"/" + name if prefix else name).decode("utf-8", "surrogateescape"))
+        member.mode, member.uid, member.gid = _octal(fields[1]), _octal(fields[2]), _octal(fields[3])
+        member.size = _octal(fields[4])
+        member.type = kind
+        member.linkname = fields[8].split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+        for key in _PAX_INTS:
+            if key in pax:
+                setattr(member, key, int(pax[key]))
+    except ValueError:
+        return None
+    if "path" in pax:
+        member.name = pax["path"]
+    if "linkpath" in pax:
+        member.linkname = pax["linkpath"]
+    if member.isdir():
+        member.name = member.name.rstrip("/")
+    member.pax_headers = pax
+    member.offset = stream.tell()
+    stream.advance(at + tarfile.BLOCKSIZE - start)
+    member.offset_data = stream.tell()
+    return member
+
+
+_ZEROS = bytes(1 << 16)
+
+
+def _file_sha256(stream: _Stream, member: tarfile.TarInfo, name: str) -> str:
+    """The sha256 of a regular member's content, read from the stream: a sparse file's holes hash as zeros."""
+    digest = hashlib.sha256()
+    if member.sparse is None:
+        for part in stream.pieces(member.size):
+            digest.update(part)
+        return digest.hexdigest()
+    position = 0
+    for offset, size in t.cast("list[tuple[int, int]]", member.sparse):  # typeshed says int
+        if offset < position or offset + size > member.size:
+            raise StructureError(f"{name}: its sparse map is not in order")
+        _hash_zeros(digest, offset - position)
+        for part in stream.pieces(size):
+            digest.update(part)
+        position = offset + size
+    _hash_zeros(digest, member.size - position)
+    return digest.hexdigest()
+
+
+def _hash_zeros(digest: t.Any, count: int) -> None:
+    while count >= len(_ZEROS):
+        digest.update(_ZEROS)
+        count -= len(_ZEROS)
+    digest.update(_ZEROS[:count])
+
+
 class TarIndex:
     """Fed a plain tar stream chunk by chunk; parsed in a thread of its own (``tarfile`` pulls, the pipeline
     pushes), through a pipe, so the stream never waits on more than the pipe's buffer."""
@@ -62,6 +278,7 @@ class TarIndex:
         self.bytes: dict[str, int] = {root["label"]: 0 for root in roots}
         self._error: BaseException | None = None
         self._read_fd, self._write_fd = os.pipe()
+        _grow_pipe(self._write_fd)  # a whole chunk per write: one wake-up of the parser for each, not 16
         self._broken = False
         self._thread = threading.Thread(target=self._parse, daemon=True)
         self._thread.start()
@@ -87,19 +304,25 @@ class TarIndex:
             self._broken = True
 
     def _parse(self) -> None:
-        pipe = os.fdopen(self._read_fd, "rb", buffering=CHUNK)
+        stream = _Stream(self._read_fd)
         try:
-            with tarfile.open(fileobj=pipe, mode="r|", bufsize=CHUNK) as tar:
-                for member in tar:
-                    self._add(tar, member)
+            headers = _Headers(stream)
+            while True:
+                if headers.offset < stream.tell():
+                    raise StructureError(f"the archive's member before byte {stream.tell()} overruns its own size")
+                stream.skip(headers.offset - stream.tell())
+                member = headers.next()
+                if member is None:
+                    break
+                self._add(stream, member)
         except BaseException as exc:  # noqa: BLE001 - reported by finish()
             self._error = exc
         finally:
             try:  # whatever follows the end marker (record padding) or a failure: read it, so the feeder never waits
-                while pipe.read(CHUNK):
+                while os.read(self._read_fd, CHUNK):
                     pass
             finally:
-                pipe.close()
+                os.close(self._read_fd)
 
     def _root(self, name: str) -> tuple[dict[str, t.Any], str]:
         for root in self.roots:
@@ -108,7 +331,7 @@ class TarIndex:
                 return root, name[len(member) + 1:]
         raise StructureError(f"the archive holds {name!r}, which is under none of its roots")
 
-    def _add(self, tar: tarfile.TarFile, member: tarfile.TarInfo) -> None:
+    def _add(self, stream: _Stream, member: tarfile.TarInfo) -> None:
         name = member.name.rstrip("/")
         root, path = self._root(name)
         entry: dict[str, t.Any] = {"path": path, "type": _TYPES.get(member.type, "other"),
@@ -127,13 +350,7 @@ class TarIndex:
                 if shared.get("xattrs"):
                     entry["xattrs"] = shared["xattrs"]
         elif member.isfile():
-            digest = hashlib.sha256()
-            handle = tar.extractfile(member)
-            if handle is None:  # a regular member always has data; tarfile types it as optional
-                raise StructureError(f"{name}: tar gives no data for a regular file")
-            while chunk := handle.read(CHUNK):
-                digest.update(chunk)
-            entry["size"], entry["sha256"] = member.size, digest.hexdigest()
+            entry["size"], entry["sha256"] = member.size, _file_sha256(stream, member, name)
             if member.sparse is not None:
                 entry["sparse"] = True
             self.bytes[root["label"]] += member.size
