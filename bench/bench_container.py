@@ -280,7 +280,10 @@ def main() -> None:
     if not shutil.which("docker"):
         raise SystemExit("the docker CLI is needed for the raw pipeline (docker exec ... | zstd)")
     load_start = os.getloadavg()
-    bed, containers = container_bed(f"{uuid.uuid4().hex[:8]}")
+    try:
+        bed, containers = container_bed(f"{uuid.uuid4().hex[:8]}")
+    except Exception as exc:  # noqa: BLE001 - ContainerBedError says what to run, in one line
+        raise SystemExit(f"bench_container: {exc}") from None
     if args.container:
         info = bed.client.api.inspect_container(args.container)
         env = dict(item.split("=", 1) for item in info["Config"]["Env"] if "=" in item)

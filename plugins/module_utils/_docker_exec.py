@@ -133,7 +133,10 @@ def run(container: str, argv: list[str], env_names: list[str]) -> int:
         sys.stderr.write(f"cannot run {argv[0]} in container {container}: {exc.explanation or exc}\n")
         return EXIT_NOT_STARTED
     raw: socket.socket = getattr(sock, "_sock", sock)
-    raw.settimeout(None)  # the API client's timeout is for requests: a client may be silent for long (a lock wait)
+    # The API client's timeout (60 s) is for requests, not for the exec's stream: with it, a client that read no
+    # stdin for 60 s (a lock wait) had its input cut short (sendall timed out, then SHUT_WR: of 10 MB sent to
+    # `sleep 70; wc -c`, 438,528 bytes arrived, exit code 0).
+    raw.settimeout(None)
 
     def stop(signum: int, _frame: t.Any) -> None:
         # The client in the container is no child of ours: pass the stop on to it (its host PID).
