@@ -92,6 +92,16 @@ def docker_sdk() -> t.Any:
     return docker
 
 
+def docker_api() -> t.Any:
+    """A client of the Docker Engine API (DOCKER_HOST, else the local socket), or a one-line error."""
+    docker = docker_sdk()
+    try:
+        return docker.APIClient(base_url=os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock"), version="auto")
+    except docker.errors.DockerException as exc:
+        text = str(getattr(exc, "explanation", None) or exc).strip()
+        raise LifeboatError(f"cannot reach the Docker engine: {text.splitlines()[0] if text else exc}") from None
+
+
 class ContainerClient:
     """The clients inside a running container, run through the Docker Engine API (never the docker CLI)."""
 

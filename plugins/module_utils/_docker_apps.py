@@ -17,7 +17,7 @@ import re
 import typing as t
 
 from . import _sources
-from ._clients import docker_sdk
+from ._clients import docker_api, docker_sdk
 from ._common import LifeboatError
 
 PROJECT_LABEL = "com.docker.compose.project"
@@ -54,7 +54,7 @@ def describe(project: str) -> dict[str, t.Any]:
         raise LifeboatError(f"project {project!r} is not a compose project name (lowercase letters, digits, '-', '_')")
     docker = docker_sdk()
     try:
-        api = docker.APIClient(base_url=os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock"), version="auto")
+        api = docker_api()
         found = api.containers(all=True, filters={"label": f"{PROJECT_LABEL}={project}"})
     except docker.errors.DockerException as exc:
         raise LifeboatError(f"cannot reach the Docker engine: {str(exc).splitlines()[0]}") from None

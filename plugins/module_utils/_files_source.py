@@ -12,6 +12,7 @@ sha256, mode, owner and link target, read from the stored stream itself (:mod:`_
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fnmatch
 import os
 import re
@@ -22,7 +23,7 @@ from dataclasses import dataclass, field
 
 from . import _manifest, _tar_index
 from ._archive import ArchiveOptions, commit_with_manifest, read_stored, stream_to_archive
-from ._clients import docker_sdk
+from ._clients import HOST, docker_api, docker_sdk
 from ._common import LifeboatError, PrivateDir, find_binary, first_few
 from ._pipeline import Decryption
 
@@ -57,14 +58,6 @@ def restore_spec() -> dict[str, t.Any]:
         "path_map": {"type": "dict", "default": {}},
         "only": {"type": "list", "elements": "str", "default": []},
     }
-
-
-def docker_api() -> t.Any:
-    docker = docker_sdk()
-    try:
-        return docker.APIClient(base_url=os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock"), version="auto")
-    except docker.errors.DockerException as exc:
-        raise LifeboatError(f"cannot reach the Docker engine: {str(exc).splitlines()[0]}") from None
 
 
 def volume_path(api: t.Any, name: str) -> str:
@@ -128,7 +121,7 @@ class DumpRequest:
             raise LifeboatError("give volumes or paths to back up")
 
 
-def _included(roots: list[dict[str, t.Any]], include: list[str], exclude: list[str]) -> list[str]:
+def _included(roots: list[dict[str, t.Any]], include: list[str]) -> list[str]:
     """The member names an include list keeps (with the directories that lead to them), for tar --files-from."""
     names: dict[str, None] = {}
     for item in roots:
@@ -154,7 +147,7 @@ def tar_command(roots: list[dict[str, t.Any]], request: DumpRequest, private: Pr
         listing = os.path.join(private.path, "members")
         with open(listing, "wb") as handle:
             handle.write(b"".join(name.encode("utf-8", "surrogateescape") + b"\0"
-                                  for name in _included(roots, request.include, request.exclude)))
+                                  for name in _included(roots, request.include)))
         return [*argv, "--no-recursion", "--null", f"--files-from={listing}"]
     return [*argv, "--", *(item["member"] for item in roots)]
 
@@ -177,13 +170,6 @@ def restore_commands(file_name: str, roots: list[dict[str, t.Any]], options: Arc
             commands.append(f"{decode} | tar -x -f - -C RESTORE_DIR --strip-components={_strip(item)} {extract} "
                             f"{member}")
     return commands
-
-
-def tar_version() -> str:
-    import subprocess  # pylint: disable=import-outside-toplevel
-
-    output = subprocess.run([find_binary("tar"), "--version"], capture_output=True, text=True, check=False).stdout
-    return (output.splitlines() or [""])[0].strip()
 
 
 def dump(request: DumpRequest, consistent: t.Callable[[list[dict[str, t.Any]]], t.ContextManager[t.Any]] | None = None
@@ -236,7 +222,7 @@ def dump(request: DumpRequest, consistent: t.Callable[[list[dict[str, t.Any]]], 
         manifest = _manifest.build(
             job=options.job, engine="files", database=None, archive_path=path, archive_format=ARCHIVE_FORMAT,
             stream=stream, compression=options.compression, compression_level=options.compression_level,
-            encryption=options.encryption, tool={"name": "tar", "version": tar_version()},
+            encryption=options.encryption, tool={"name": "tar", "version": HOST.version(find_binary("tar"))},
             server={"host": socket.gethostname(), **({"stopped_containers": stopped} if stopped else {})},
             counts=counts, started=started, finished=finished,
             restore_commands=restore_commands(os.path.basename(path), roots, options),
@@ -394,7 +380,13 @@ def restore(request: RestoreRequest) -> dict[str, t.Any]:
 def _restore_one(request: RestoreRequest, manifest: dict[str, t.Any], target: Target) -> int:
     item = target.item
     if target.kind == "volume" and not target.exists:
-        target.path = os.path.normpath(docker_api().create_volume(target.name)["Mountpoint"])
+        api = docker_api()
+        target.path = os.path.normpath(api.create_volume(target.name)["Mountpoint"])
+        try:
+            return _restore_one(request, manifest, dataclasses.replace(target, exists=True))
+        except BaseException:
+            api.remove_volume(target.name)  # made for this restore: a failure leaves no new empty volume behind
+            raise
     parent = os.path.dirname(target.path)
     os.makedirs(parent, exist_ok=True)
     with PrivateDir(parent) as side:
@@ -406,7 +398,7 @@ def _restore_one(request: RestoreRequest, manifest: dict[str, t.Any], target: Ta
                                    f"--strip-components={_strip(item)}", *TAR_EXTRACT, "--", item["member"]],
                     consumer_name="tar")
         expected = manifest["files"]["entries"][item["label"]]
-        found = _tar_index.walk(landed, item["label"])
+        found = _tar_index.walk(landed)
         owners = os.geteuid() == 0
         if _tar_index.root_sums({"x": found}, owners) != _tar_index.root_sums({"x": expected}, owners):
             differences = _differences(expected, found)
@@ -470,7 +462,7 @@ def restore_scratch(place: ScratchPlace, archive: str, manifest: dict[str, t.Any
 def scratch_contents(place: ScratchPlace, scratch: str, manifest: dict[str, t.Any], reader: _tar_index.TarIndex
                      ) -> tuple[dict[str, int], dict[str, str], dict[str, int], dict[str, str]]:
     owners = os.geteuid() == 0
-    found = {item["label"]: _tar_index.walk(os.path.join(place.path, scratch, item["member"]), item["label"])
+    found = {item["label"]: _tar_index.walk(os.path.join(place.path, scratch, item["member"]))
              for item in manifest["files"]["roots"]}
     return (reader.counts, _tar_index.root_sums(reader.entries, owners),
             {label: _tar_index.counted(rows) for label, rows in found.items()}, _tar_index.root_sums(found, owners))

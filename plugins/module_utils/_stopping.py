@@ -29,7 +29,7 @@ import signal
 import typing as t
 
 from . import _docker_apps
-from ._clients import docker_sdk
+from ._clients import docker_api, docker_sdk
 from ._common import LifeboatError, hold_lock, lock_owner_alive, pid_alive, process_start
 from ._files import write_file_atomic
 from ._pipeline import termination_deferred
@@ -53,14 +53,6 @@ def state_dir_for(destination: str) -> str:
     """Where the state files of a job writing to ``destination`` live: the destination itself, the one place its
     systemd service may write (ReadWritePaths=), and where the job's other records are."""
     return destination
-
-
-def _api() -> t.Any:
-    docker = docker_sdk()
-    try:
-        return docker.APIClient(base_url=os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock"), version="auto")
-    except docker.errors.DockerException as exc:
-        raise LifeboatError(f"cannot reach the Docker engine: {_first_line(exc)}") from None
 
 
 def _first_line(exc: BaseException) -> str:
@@ -106,7 +98,7 @@ def containers_to_stop(job: str, names: t.Sequence[str], volumes: t.Sequence[str
     the running ones labelled STOP_LABEL=true or =JOB that mount one of ``volumes`` or a bind mount at, under or
     over one of ``paths`` (by name). Each is {"id", "name"}."""
     docker = docker_sdk()
-    api = _api()
+    api = docker_api()
     chosen: dict[str, dict[str, str]] = {}
     try:
         for reference in names:
@@ -137,7 +129,7 @@ def refuse_live_data_dirs(volumes: t.Sequence[str], paths: t.Sequence[str], stop
     """A one-line error when one of ``volumes``/``paths`` is (or holds, or is part of) the data directory of a
     running database container that is not among ``stopping`` (ids)."""
     docker = docker_sdk()
-    api = _api()
+    api = docker_api()
     try:
         for summary in api.containers():  # the running ones
             if summary["Id"] in stopping:
@@ -210,7 +202,7 @@ def stopped(containers: list[dict[str, str]], state_dir: str, job: str) -> t.Ite
     path = _state_path(state_dir, job)
     state = {"job": job, "pid": os.getpid(), "process_start": process_start(os.getpid()),
              "containers": [{"id": c["id"], "name": c["name"]} for c in containers]}
-    api = _api()  # the engine answers before anything is written or stopped
+    api = docker_api()  # the engine answers before anything is written or stopped
     try:
         os.makedirs(state_dir, mode=0o700, exist_ok=True)
         write_file_atomic(path, (json.dumps(state, indent=2) + "\n").encode(), 0o600)
@@ -297,7 +289,7 @@ def restart_left_stopped(state_dir: str) -> list[str]:
                 continue
             if _owner_alive(path, state):
                 continue
-            api = api or _api()
+            api = api or docker_api()
             done, failed = _start_all(api, containers)
             started += done
             if failed:

@@ -392,7 +392,7 @@ class TarIndex:
             raise StructureError(f"the archive's files do not match its manifest: {'; '.join(problems[:3])}{more}")
 
 
-def walk(path: str, label: str) -> list[dict[str, t.Any]]:
+def walk(path: str) -> list[dict[str, t.Any]]:
     """The rows of a restored root (a directory tree, or a single file), as :class:`TarIndex` gives them."""
     rows = []
     top = os.lstat(path)

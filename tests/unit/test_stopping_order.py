@@ -71,7 +71,7 @@ def fake(monkeypatch):
 
     def install(api):
         holder["api"] = api
-        monkeypatch.setattr(_stopping, "_api", lambda: api)
+        monkeypatch.setattr(_stopping, "docker_api", lambda: api)
         return api
 
     return install
@@ -174,7 +174,7 @@ def test_restart_left_stopped_reports_failures_after_trying_all(fake, tmp_path):
 
 
 def test_no_state_file_never_reaches_the_engine(monkeypatch, tmp_path):
-    monkeypatch.setattr(_stopping, "_api", lambda: pytest.fail("the engine was asked"))
+    monkeypatch.setattr(_stopping, "docker_api", lambda: pytest.fail("the engine was asked"))
     assert _stopping.restart_left_stopped(str(tmp_path)) == []
     assert _stopping.restart_left_stopped(str(tmp_path / "absent")) == []
     with _stopping.stopped([], str(tmp_path), "app") as names:
