@@ -394,3 +394,17 @@ def test_the_host_command_backs_up_verifies_reports_and_prunes_container_and_fil
     assert pruned.returncode == 0, pruned.stdout + pruned.stderr
     kept = sorted(name for name in os.listdir(destination) if name.startswith("uploads-") and name.endswith(".zst"))
     assert len(kept) == 1, kept
+
+
+def test_a_failed_restore_into_a_new_volume_leaves_no_volume_behind(app_volume, container_bed, run_module, tmp_path):
+    backup = run_module("files_backup", {"destination": str(tmp_path / "a"), "job": "damaged", "volumes": [app_volume]})
+    assert backup.rc == 0, backup.stdout
+    with open(backup.result["archive"], "r+b") as handle:  # one byte changed: the restore's own read finds it
+        handle.seek(backup.result["size"] // 2)
+        byte = handle.read(1)
+        handle.seek(-1, 1)
+        handle.write(bytes([byte[0] ^ 0xFF]))
+    new = container_bed.name("files-never")
+    failed = run_module("files_restore", {"archive": backup.result["archive"], "volume_map": {app_volume: new}})
+    assert failed.rc == 1 and "\n" not in failed.result["msg"], failed.result
+    assert not volume_exists(new)
