@@ -51,6 +51,7 @@ class HostClient:
     """Clients installed on this host (found on PATH or in the given directories)."""
 
     where = "this host"
+    reports_digest = False  # a tool's output reaches the pipeline, which hashes it
 
     def candidates(self, name: str, dirs: t.Sequence[str] = (), bin_dir: str | None = None) -> list[str]:
         if bin_dir:
@@ -104,6 +105,8 @@ def docker_api() -> t.Any:
 
 class ContainerClient:
     """The clients inside a running container, run through the Docker Engine API (never the docker CLI)."""
+
+    reports_digest = True  # our exec helper hashes a tool's output itself (_pipeline.write_stream's producer_hashes)
 
     def __init__(self, reference: str) -> None:
         docker = docker_sdk()

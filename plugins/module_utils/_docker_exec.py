@@ -15,6 +15,7 @@ container when this process ends, even by SIGKILL (see ``_guard``).
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
 import signal
 import socket
@@ -35,6 +36,10 @@ _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 # seen queued), so the engine never waits for us to reach it.
 RECV_LOW_WATER = 64 << 10
 RECV_WAIT_SECONDS = 0.02  # the longest a little output (a progress line) waits for more
+# Set by the pipeline (_pipeline.PLAIN_DIGEST_FD, the same name): the descriptor on which to report the sha256 and
+# byte count of what we wrote on stdout, once it all went out. The pipeline then connects our stdout straight to
+# the compressor: the dump's bytes pass through one process less, and are hashed here, where they pass anyway.
+PLAIN_DIGEST_FD = "LIFEBOAT_PLAIN_DIGEST_FD"
 
 
 def _forward_stdin(raw: socket.socket) -> None:
@@ -60,7 +65,27 @@ def _write_all(fd: int, data: bytes | bytearray) -> None:
         view = view[os.write(fd, view):]
 
 
-def _copy_frames(raw: socket.socket) -> None:
+class _Tally:
+    """sha256 and size of our stdout, when the pipeline asked for them (PLAIN_DIGEST_FD)."""
+
+    def __init__(self) -> None:
+        fd = os.environ.pop(PLAIN_DIGEST_FD, "")
+        self.fd = int(fd) if fd.isdigit() else -1
+        self.digest = hashlib.sha256()
+        self.size = 0
+
+    def add(self, data: bytearray) -> None:
+        if self.fd >= 0:
+            self.digest.update(data)
+            self.size += len(data)
+
+    def report(self) -> None:
+        if self.fd >= 0:
+            _write_all(self.fd, f"{self.digest.hexdigest()} {self.size}\n".encode())
+            os.close(self.fd)
+
+
+def _copy_frames(raw: socket.socket, tally: _Tally) -> None:
     """The exec's frames onto our stdout (stream 1) and stderr (stream 2).
 
     One read takes many frames at once (see RECV_LOW_WATER), and their payloads go out in one write per stream. A
@@ -93,6 +118,8 @@ def _copy_frames(raw: socket.socket) -> None:
             left -= take
         kept = end - position
         view[:kept] = bytes(view[position:end])
+        if outputs[1]:
+            tally.add(outputs[1])
         for fd, output in outputs.items():
             if output:
                 _write_all(fd, output)
@@ -120,6 +147,7 @@ def _grow_pipe(fd: int) -> None:
 def run(container: str, argv: list[str], env_names: list[str]) -> int:
     import docker  # pylint: disable=import-outside-toplevel
 
+    tally = _Tally()
     api = docker.APIClient(base_url=os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock"), version="auto")
     environment = {name: os.environ[name] for name in env_names if name in os.environ}
     # stdin only when something feeds it: an exec with an open stdin nobody closes never sees its end.
@@ -153,7 +181,8 @@ def run(container: str, argv: list[str], env_names: list[str]) -> int:
         threading.Thread(target=_forward_stdin, args=(raw,), daemon=True).start()
     _grow_pipe(1)
     try:
-        _copy_frames(raw)
+        _copy_frames(raw, tally)
+        tally.report()
     except BrokenPipeError:
         stop(signal.SIGPIPE, None)  # our reader went away: so does the client, as it would on the host
         return 128 + signal.SIGPIPE

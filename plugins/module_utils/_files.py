@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import typing as t
 
 from ._common import LifeboatError, hold_lock
 
@@ -95,8 +96,10 @@ def fsync_directory(directory: str) -> None:
         os.close(fd)
 
 
-def write_file_atomic(path: str, data: bytes, mode: int = 0o600) -> None:
+def write_file_atomic(path: str, data: bytes | t.Iterable[bytes], mode: int = 0o600) -> None:
     """Write a small file (a manifest) under a temporary name, fsync it, rename it into place.
+
+    ``data`` may come in pieces (a manifest of 20,000 files is written as it is encoded, never whole in memory).
 
     A rewrite keeps the owner of the file it replaces: root verifying archives that a service user wrote must not
     leave that user a manifest it can no longer read.
@@ -113,7 +116,8 @@ def write_file_atomic(path: str, data: bytes, mode: int = 0o600) -> None:
             os.fchmod(fd, mode)  # the umask must not narrow it: metrics (0644) are read by another user
             if previous is not None and os.geteuid() == 0 and (previous.st_uid, previous.st_gid) != (0, 0):
                 os.fchown(fd, previous.st_uid, previous.st_gid)
-            write_all(fd, data)
+            for piece in [data] if isinstance(data, bytes) else data:
+                write_all(fd, piece)
             os.fsync(fd)
         finally:
             os.close(fd)

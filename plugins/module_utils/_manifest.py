@@ -151,7 +151,47 @@ def explained_restore_commands(archive_file: str, sha256: str, extras: list[dict
 
 
 def write(path: str, manifest: dict[str, t.Any]) -> None:
-    write_file_atomic(path, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode("utf-8"), 0o600)
+    write_file_atomic(path, _encoded(manifest), 0o600)
+
+
+_ROW = json.JSONEncoder(sort_keys=True, separators=(", ", ": "))  # no indent: Python's C encoder
+_PIECE = 1 << 20
+
+
+def _encoded(manifest: dict[str, t.Any]) -> t.Iterator[bytes]:
+    """The manifest as indented JSON, in pieces of ~1 MiB: a list of objects (a files archive's entries, the
+    verifications) has one object a line. ``json.dumps(indent=2)`` used Python's pure encoder and kept every piece of
+    the text until the end: +33 MiB and 0.3 s for 20,000 files (bench/README.md)."""
+    pieces: list[str] = []
+    size = 0
+    for piece in _json_text(manifest, 0):
+        pieces.append(piece)
+        size += len(piece)
+        if size >= _PIECE:
+            yield "".join(pieces).encode("utf-8")
+            pieces, size = [], 0
+    pieces.append("\n")
+    yield "".join(pieces).encode("utf-8")
+
+
+def _json_text(value: t.Any, depth: int) -> t.Iterator[str]:
+    inner, outer = "\n" + "  " * (depth + 1), "\n" + "  " * depth
+    if isinstance(value, dict) and value:
+        for position, key in enumerate(sorted(value)):
+            yield f"{',' if position else '{'}{inner}{json.dumps(key if isinstance(key, str) else str(key))}: "
+            yield from _json_text(value[key], depth + 1)
+        yield outer + "}"
+    elif isinstance(value, (list, tuple)) and value:
+        rows = all(isinstance(item, dict) for item in value)
+        for position, item in enumerate(value):
+            yield f"{',' if position else '['}{inner}"
+            if rows:
+                yield _ROW.encode(item)
+            else:
+                yield from _json_text(item, depth + 1)
+        yield outer + "]"
+    else:
+        yield json.dumps(value)  # a scalar, {} or []
 
 
 def load(archive_or_manifest: str) -> dict[str, t.Any]:

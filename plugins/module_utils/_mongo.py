@@ -363,7 +363,7 @@ def dump(request: DumpRequest) -> dict[str, t.Any]:
         argv, env = request.connection.tool_command(argv, private)
         archive, stream = stream_to_archive(
             path, argv, options, compression=pipeline_compression, producer_env=env, producer_name="mongodump",
-            on_producer_stderr=on_line,
+            on_producer_stderr=on_line, producer_hashes=request.connection.place.reports_digest,
         )
     try:
         holding = _namespaces_with_documents(request.connection, selected) if not sum(counts.values()) else []

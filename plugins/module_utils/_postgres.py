@@ -382,6 +382,7 @@ def dump(request: DumpRequest) -> dict[str, t.Any]:
                 archive, stream = stream_to_archive(
                     path, argv, archive_opts,
                     producer_env=producer_env, producer_name="pg_dump", on_producer_stderr=counter.on_dump_line,
+                    producer_hashes=request.place.reports_digest,
                 )
             else:
                 kind, archive_format = "pgdir.tar", "pg_dump-directory-tar"

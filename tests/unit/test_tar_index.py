@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import tempfile
 
 import pytest
 
@@ -54,26 +55,38 @@ def tar_stream(path: str) -> bytes:
     return subprocess.run(argv, check=True, capture_output=True).stdout
 
 
-def index_of(stream: bytes, path: str, chunk: int) -> _tar_index.TarIndex:
+def index_of(stream: bytes, path: str, chunk: int, pumped: bool = False) -> _tar_index.TarIndex:
+    """The index of ``stream``: fed in pieces of ``chunk`` bytes, or (``pumped``) reading it from a file itself as the
+    dump's pipeline has it do (``write_stream``'s ``plain_reader``), every byte passed on exactly once."""
     index = _tar_index.TarIndex([_files_source.root("path", path, path)])
-    for start in range(0, len(stream), chunk):
-        index.feed(stream[start:start + chunk])
+    if pumped:
+        passed_on = []
+        with tempfile.TemporaryFile() as handle:
+            handle.write(stream)
+            handle.seek(0)
+            index.pump(handle.fileno(), passed_on.append)
+        assert b"".join(passed_on) == stream
+    else:
+        for start in range(0, len(stream), chunk):
+            index.feed(stream[start:start + chunk])
     index.finish()
     return index
 
 
-@pytest.mark.parametrize("chunk", [1 << 20, 700, 512])
+@pytest.mark.parametrize("chunk", [1 << 20, 700, 512, "pumped"])
 def test_in_place_and_tarfile_decoding_give_the_tree_as_it_is_on_disk(awkward_tree, monkeypatch, chunk):
     stream = tar_stream(awkward_tree)
+    pumped = chunk == "pumped"
+    chunk = 1 << 20 if pumped else chunk
     decoded_in_place = []
     in_place = _tar_index._quick_member
     monkeypatch.setattr(_tar_index, "_quick_member", lambda stream: decoded_in_place.append(in_place(stream))
                         or decoded_in_place[-1])
-    quick = index_of(stream, awkward_tree, chunk)
+    quick = index_of(stream, awkward_tree, chunk, pumped)
     if chunk > 1024:  # whole headers in one read: most members are the common case
         assert sum(member is not None for member in decoded_in_place) >= 10, decoded_in_place
     monkeypatch.setattr(_tar_index, "_quick_member", lambda stream: None)
-    slow = index_of(stream, awkward_tree, chunk)
+    slow = index_of(stream, awkward_tree, chunk, pumped)
     label = f"path:{awkward_tree}"
     assert quick.entries == slow.entries and quick.bytes == slow.bytes
     rows = {entry["path"]: entry for entry in quick.entries[label]}
@@ -85,13 +98,32 @@ def test_in_place_and_tarfile_decoding_give_the_tree_as_it_is_on_disk(awkward_tr
     assert quick.counts[label] == _tar_index.counted(on_disk[label]) == 11
 
 
-def test_a_cut_or_damaged_stream_is_a_structure_error(awkward_tree):
+@pytest.mark.parametrize("pumped", [False, True])
+def test_a_cut_or_damaged_stream_is_a_structure_error(awkward_tree, pumped):
     stream = tar_stream(awkward_tree)
     with pytest.raises(StructureError, match="ends inside a file's data"):
-        index_of(stream[:len(stream) // 2], awkward_tree, 1 << 20)
+        index_of(stream[:len(stream) // 2], awkward_tree, 1 << 20, pumped)
     damaged = bytearray(stream)
     damaged[1024 + 100] ^= 0x10  # the mode field of the second header: its checksum no longer holds
-    with pytest.raises(StructureError):
-        index_of(bytes(damaged), awkward_tree, 1 << 20)
+    with pytest.raises(StructureError):  # (pumped: the whole stream is still passed on, index_of checks it)
+        index_of(bytes(damaged), awkward_tree, 1 << 20, pumped)
     with pytest.raises(StructureError, match="empty"):
-        index_of(b"", awkward_tree, 1 << 20)
+        index_of(b"", awkward_tree, 1 << 20, pumped)
+
+
+def test_a_failure_of_whoever_the_pumped_stream_goes_to_is_raised_as_it_is(awkward_tree):
+    """The compressor went away: that is the stream's failure (the pipeline reports it), not a structure error."""
+    index = _tar_index.TarIndex([_files_source.root("path", awkward_tree, awkward_tree)])
+    seen = []
+
+    def compressor_gone(chunk: bytes) -> None:
+        seen.append(len(chunk))
+        raise BrokenPipeError(32, "Broken pipe")
+
+    with tempfile.TemporaryFile() as handle:
+        handle.write(tar_stream(awkward_tree))
+        handle.seek(0)
+        with pytest.raises(BrokenPipeError):
+            index.pump(handle.fileno(), compressor_gone)
+    assert len(seen) == 1
+    index.abandon()
