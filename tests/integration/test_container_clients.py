@@ -9,6 +9,7 @@ into the host's pipeline. The password is watched for on every command line of t
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -120,6 +121,10 @@ def test_dump_and_restore_run_the_containers_own_clients_with_its_defaults(seede
     assert manifest["server"]["container"]["image_id"].startswith("sha256:")
     assert manifest["database"] == box.database  # POSTGRES_DB of the container
     assert manifest["counts"] == {"public.entries": ROWS, "public.tags": 2}
+    # The exec helper hashed the plain dump itself, on its way straight into zstd: its report is the stream's.
+    plain = subprocess.run(["zstd", "-q", "-d", "-c", dumped.result["archive"]], capture_output=True, check=True).stdout
+    assert (manifest["archive"]["plain_sha256"], manifest["archive"]["plain_size"]) == (
+        hashlib.sha256(plain).hexdigest(), len(plain)) and plain.startswith(b"PGDMP")
 
     with CmdlineWatcher() as watcher, ExecWatcher(box.id) as inspected:
         restored = run_module("postgresql_restore", {"container": box.name, "archive": dumped.result["archive"],

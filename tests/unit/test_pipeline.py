@@ -275,3 +275,61 @@ def test_testing_read_keeps_plain_bytes_out_and_still_finds_damage(tmp_path, age
     with pytest.raises(LifeboatError) as failure:
         read_stream(final, compression=compression, encrypted=encrypted, decryption=decryption, hash_plain=False)
     assert ("decrypt failed" if encrypted else "decompress failed") in str(failure.value)
+
+
+# A stand-in for the exec helper (_docker_exec): writes the plain stream on stdout and reports its sha256 and size on
+# the descriptor the pipeline names in LIFEBOAT_PLAIN_DIGEST_FD; 141 on a broken pipe, as the helper returns.
+SELF_HASHING = (
+    "import hashlib, os, sys\n"
+    "data = b''.join(b'row %d ' % i + os.urandom(48).hex().encode() + b'\\n' for i in range(40000))\n"
+    "view = memoryview(data)\n"
+    "try:\n"
+    "    while view:\n"
+    "        view = view[os.write(1, view):]\n"
+    "except BrokenPipeError:\n"
+    "    sys.exit(141)  # silently, as the helper does\n"
+    "if REPORT:\n"
+    "    os.write(int(os.environ['LIFEBOAT_PLAIN_DIGEST_FD']), b'%s %d\\n' % (hashlib.sha256(data).hexdigest().encode(), len(data)))\n"
+)
+
+
+def self_hashing(report: bool = True) -> list[str]:
+    return [sys.executable, "-c", f"REPORT = {report}\n{SELF_HASHING}"]
+
+
+@pytest.mark.parametrize("encrypted", [False, True])
+def test_a_producer_that_hashes_its_own_output_writes_straight_into_the_compressor(tmp_path, age_key, encrypted):
+    options = ArchiveOptions(destination=str(tmp_path), job="unit",
+                             encryption=Encryption(recipients=(age_key[1],)) if encrypted else Encryption())
+    archive, stream = stream_to_archive(str(tmp_path / "unit.zst"), self_hashing(), options, producer_hashes=True)
+    archive.commit()
+    back = read_stream(str(tmp_path / "unit.zst"), compression="zstd", encrypted=encrypted,
+                       decryption=Decryption(identity_files=(age_key[0],)))
+    assert (stream.plain_sha256, stream.plain_bytes) == (back.plain_sha256, back.plain_bytes)
+    assert stream.plain_bytes > 3_000_000
+    assert (stream.stored_sha256, stream.stored_bytes) == (sha256_file(str(tmp_path / "unit.zst")),
+                                                           os.path.getsize(tmp_path / "unit.zst"))
+
+
+def test_a_producer_that_reports_no_checksum_leaves_nothing(tmp_path) -> None:
+    options = ArchiveOptions(destination=str(tmp_path), job="unit")
+    with pytest.raises(LifeboatError, match="^pg_dump ended without reporting the checksum of its output"):
+        stream_to_archive(str(tmp_path / "unit.zst"), self_hashing(report=False), options, producer_name="pg_dump",
+                          producer_hashes=True)
+    assert leftovers(str(tmp_path)) == []
+
+
+def test_a_failing_compressor_behind_a_self_hashing_producer_is_named(tmp_path, monkeypatch) -> None:
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    fake = fake_bin / "zstd"
+    fake.write_text("#!/bin/sh\nhead -c 1000 >/dev/null\necho 'zstd: error 70 : Write error' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake_bin}:{os.environ['PATH']}")
+    out = tmp_path / "out"
+    out.mkdir()
+    options = ArchiveOptions(destination=str(out), job="unit")
+    with pytest.raises(LifeboatError) as failure:
+        stream_to_archive(str(out / "unit.archive.zst"), self_hashing(), options, producer_hashes=True)
+    assert str(failure.value) == "compress failed: zstd: error 70 : Write error"
+    assert leftovers(str(out)) == []
