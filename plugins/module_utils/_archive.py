@@ -67,7 +67,6 @@ def stream_to_archive(
     on_producer_stderr: t.Callable[[str], None] | None = None,
     producer_ok_codes: t.Collection[int] = (0,),
     on_plain: t.Callable[[bytes], None] | None = None,
-    plain_reader: t.Callable[[int, t.Callable[[bytes], None]], None] | None = None,
     producer_hashes: bool = False,
 ) -> tuple[ArchiveFile, StreamResult]:
     """Stream a producer into a temporary file beside ``final_path``; the caller commits or discards it."""
@@ -85,7 +84,6 @@ def stream_to_archive(
             on_producer_stderr=on_producer_stderr,
             producer_ok_codes=producer_ok_codes,
             on_plain=on_plain,
-            plain_reader=plain_reader,
             producer_hashes=producer_hashes,
         )
     except BaseException:

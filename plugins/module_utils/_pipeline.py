@@ -484,15 +484,12 @@ def write_stream(
     on_producer_stderr: t.Callable[[str], None] | None = None,
     producer_ok_codes: t.Collection[int] = (0,),
     on_plain: t.Callable[[bytes], None] | None = None,
-    plain_reader: t.Callable[[int, t.Callable[[bytes], None]], None] | None = None,
     producer_hashes: bool = False,
 ) -> StreamResult:
     """Run producer | compress | encrypt into ``temp_fd`` (an open, empty file), hashing both ends.
 
-    ``on_plain`` sees every plain chunk in order (a parser of ours); ``plain_reader(fd, take)``, if given, reads
-    the producer's output itself and hands every chunk, in order, to ``take`` (a parser that pulls, in the pump's
-    thread: no pipe and no copy of the stream to a thread of its own). ``producer_ok_codes`` are the producer's exit
-    codes that mean success (GNU tar's 1: some file changed while it was read, which its stderr names).
+    ``on_plain`` sees every plain chunk in order (a parser of ours), after the compressor got it (a parser's work
+    must not hold up the stream); ``producer_ok_codes`` are the producer's exit codes that mean success (GNU tar's 1: some file changed while it was read, which its stderr names).
 
     ``producer_hashes``: the producer (our exec helper) hashes its own output and reports it on the descriptor named
     by PLAIN_DIGEST_FD; its stdout then goes straight into the compressor, as a shell pipe would, and the plain
@@ -505,7 +502,7 @@ def write_stream(
     result = StreamResult()
     compress = compressor_argv(compression, compression_level)
     filters = [f for f in (_Filter("compress", compress) if compress else None, encryptor(encryption)) if f]
-    direct = producer_hashes and bool(filters) and on_plain is None and plain_reader is None
+    direct = producer_hashes and bool(filters) and on_plain is None
     digest_read, digest_write = os.pipe() if direct else (-1, -1)
     try:
         with _Runner(f"writing {temp_label}") as runner:
@@ -525,7 +522,7 @@ def write_stream(
             else:
                 head, tail = runner.chain(filters, subprocess.PIPE)
             _stream_stages(runner, producer, head, tail, filters[0].name if filters else "", temp_fd, temp_label,
-                           result, on_plain, plain_reader)
+                           result, on_plain)
         if direct:
             result.plain_sha256, result.plain_bytes = _reported_digest(digest_read, producer_name)
     finally:
@@ -547,8 +544,7 @@ def _reported_digest(fd: int, producer_name: str) -> tuple[str, int]:
 
 
 def _stream_stages(runner: _Runner, producer: _Stage, head: t.Any, tail: t.Any, first_filter: str, temp_fd: int,
-                   temp_label: str, result: StreamResult, on_plain: t.Callable[[bytes], None] | None,
-                   plain_reader: t.Callable[[int, t.Callable[[bytes], None]], None] | None) -> None:
+                   temp_label: str, result: StreamResult, on_plain: t.Callable[[bytes], None] | None) -> None:
     """Pump the started stages into ``temp_fd`` and fsync it, hashing into ``result``; the plain side only when the
     producer's output comes to this process (``head``: the first filter's stdin, or None)."""
     plain_hash, stored_hash = hashlib.sha256(), hashlib.sha256()
@@ -561,17 +557,17 @@ def _stream_stages(runner: _Runner, producer: _Stage, head: t.Any, tail: t.Any, 
         write_all(temp_fd, chunk)
 
     def take_plain(chunk: bytes) -> None:
+        if head is None:
+            store(chunk)
+        else:
+            write_all(head.fileno(), chunk)  # first: the compressor works while this thread hashes
         plain_hash.update(chunk)
         result.plain_bytes += len(chunk)
         if on_plain is not None:
             on_plain(chunk)
-        if head is None:
-            store(chunk)
-        else:
-            write_all(head.fileno(), chunk)
 
     def pump_plain() -> None:
-        (plain_reader or _pump)(_pipe(producer.proc.stdout).fileno(), take_plain)
+        _pump(_pipe(producer.proc.stdout).fileno(), take_plain)
         if head is not None:
             head.close()
 

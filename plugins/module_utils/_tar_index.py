@@ -12,17 +12,17 @@ from __future__ import annotations
 
 import hashlib
 import os
+import queue
 import stat
 import struct
 import tarfile
 import threading
 import typing as t
 
-from ._files import write_all
-from ._pipeline import _grow_pipe
 from ._structure import HASH_MODULUS, StructureError, hex_sum, row_digest
 
 CHUNK = 1 << 20
+QUEUED = 8  # chunks (the pipeline's are up to 1 MiB) waiting for the parser
 _TYPES = {tarfile.REGTYPE: "file", tarfile.AREGTYPE: "file", tarfile.CONTTYPE: "file",
           tarfile.GNUTYPE_SPARSE: "file", tarfile.DIRTYPE: "dir", tarfile.SYMTYPE: "symlink",
           tarfile.LNKTYPE: "hardlink", tarfile.FIFOTYPE: "fifo", tarfile.CHRTYPE: "char", tarfile.BLKTYPE: "block"}
@@ -53,24 +53,22 @@ def counted(entries: t.Iterable[dict[str, t.Any]]) -> int:
 
 
 class _Stream:
-    """The tar stream from the pipe, read in large pieces and never copied whole: tarfile's stream mode ("r|")
-    copies the unread rest of its buffer on every read (each header, each small file), which made most of the
-    index's CPU. Headers are decoded by tarfile itself (:class:`_Headers`); file data is hashed from here."""
+    """The tar stream in the pieces it was fed in, never copied whole: tarfile's stream mode ("r|") copies the unread
+    rest of its buffer on every read (each header, each small file), which made most of the index's CPU. Headers
+    are decoded by tarfile itself (:class:`_Headers`); file data is hashed from here."""
 
-    def __init__(self, fd: int, passed_on: t.Callable[[bytes], None] | None = None) -> None:
-        self._fd = fd
-        self._passed_on = passed_on
+    def __init__(self, next_chunk: t.Callable[[], bytes]) -> None:
+        self._next_chunk = next_chunk  # b"" at the end
+        self.at_end = False
         self._chunk = b""
         self._pos = 0
         self._before = 0  # bytes of the stream before the current chunk
 
     def _more(self) -> bool:
-        data = os.read(self._fd, CHUNK)
-        if data and self._passed_on is not None:
-            try:
-                self._passed_on(data)
-            except BaseException as exc:
-                raise _PassOnFailed() from exc
+        if self.at_end:
+            return False
+        data = self._next_chunk()
+        self.at_end = not data
         self._before += len(self._chunk)
         self._chunk, self._pos = data, 0
         return bool(data)
@@ -111,11 +109,6 @@ class _Stream:
     def skip(self, size: int) -> None:
         for _part in self.pieces(size):
             pass
-
-
-class _PassOnFailed(Exception):
-    """Whoever the stream's chunks are passed on to failed (the compressor went away): the stream's failure, not the
-    archive's structure; the original exception is its ``__cause__``."""
 
 
 class _Headers:
@@ -278,9 +271,10 @@ def _hash_zeros(digest: t.Any, count: int) -> None:
 
 
 class TarIndex:
-    """Reads a plain tar stream: either as the pipeline's reader of the producer's output (:meth:`pump`: parsed as it
-    is passed on, in the pump's own thread), or fed chunk by chunk (:meth:`feed`: parsed in a thread of its own,
-    through a pipe, so the stream never waits on more than the pipe's buffer)."""
+    """Fed a plain tar stream chunk by chunk; parsed in a thread of its own (the parser pulls, the pipeline pushes),
+    so the stream goes on while files are hashed here. The chunks are handed over in a short queue, not copied
+    through a pipe: a pipe cost a write and a read of the whole stream (~0.3-0.5 s of CPU per GB, bench/README.md);
+    the queue holds at most QUEUED chunks (memory stays flat), and the stream waits on no more than that."""
 
     def __init__(self, roots: t.Sequence[dict[str, t.Any]], expected: dict[str, t.Any] | None = None) -> None:
         # Longest member first: a root inside another's directory tree would otherwise be claimed by the outer one.
@@ -289,10 +283,10 @@ class TarIndex:
         self.entries: dict[str, list[dict[str, t.Any]]] = {root["label"]: [] for root in roots}
         self.bytes: dict[str, int] = {root["label"]: 0 for root in roots}
         self._error: BaseException | None = None
-        self._read_fd = self._write_fd = -1
-        self._broken = False
-        self._thread: threading.Thread | None = None
-        self._pumped = False
+        self._chunks: queue.Queue[bytes] = queue.Queue(QUEUED)
+        self._broken = False  # the parser stopped (a malformed stream): what is fed from then on is dropped
+        self._thread = threading.Thread(target=self._parse, daemon=True)
+        self._thread.start()
 
     @property
     def tally(self) -> TarIndex:  # verify reads counts and hashes from a reader's tally
@@ -306,45 +300,16 @@ class TarIndex:
     def hashes(self) -> dict[str, str]:
         return root_sums(self.entries, owners=True)
 
-    def pump(self, source: int, passed_on: t.Callable[[bytes], None]) -> None:
-        """Read the stream from ``source`` to its end, passing every chunk on before parsing it.
-
-        The dump's way (``write_stream``'s ``plain_reader``): no pipe to a parser thread, no second copy of the
-        stream (~0.3-0.5 s of CPU per GB, bench/README.md). A malformed stream is still read and passed on to its
-        end (:meth:`finish` says what was wrong); a failure of ``passed_on`` is raised as it is.
-        """
-        self._pumped = True
-        try:
-            self._parse(_Stream(source, passed_on))
-            while chunk := os.read(source, CHUNK):  # after the end marker (record padding) or a malformed member
-                passed_on(chunk)
-        except _PassOnFailed as exc:
-            raise t.cast(BaseException, exc.__cause__) from None
-
     def feed(self, chunk: bytes) -> None:
-        if self._thread is None:
-            self._read_fd, self._write_fd = os.pipe()
-            _grow_pipe(self._write_fd)  # a whole chunk per write: one wake-up of the parser for each, not 16
-            self._thread = threading.Thread(target=self._parse_piped, daemon=True)
-            self._thread.start()
-        if self._broken:
-            return
-        try:
-            write_all(self._write_fd, chunk)
-        except BrokenPipeError:  # the parser stopped on a malformed stream: finish() says why
-            self._broken = True
+        if chunk and not self._broken:  # b"" is the end: only _end() sends it
+            self._chunks.put(chunk)  # a bytes object is never changed: handed over, not copied
 
-    def _parse_piped(self) -> None:
-        try:
-            self._parse(_Stream(self._read_fd))
-        finally:
-            try:  # whatever follows the end marker (record padding) or a failure: read it, so the feeder never waits
-                while os.read(self._read_fd, CHUNK):
-                    pass
-            finally:
-                os.close(self._read_fd)
+    def _end(self) -> None:
+        self._chunks.put(b"")
+        self._thread.join()
 
-    def _parse(self, stream: _Stream) -> None:
+    def _parse(self) -> None:
+        stream = _Stream(self._chunks.get)
         try:
             headers = _Headers(stream)
             while True:
@@ -355,10 +320,12 @@ class TarIndex:
                 if member is None:
                     break
                 self._add(stream, member)
-        except _PassOnFailed:
-            raise
         except BaseException as exc:  # noqa: BLE001 - reported by finish()
             self._error = exc
+        finally:
+            self._broken = True  # whatever follows the end marker (record padding) or a failure is not needed
+            while not stream.at_end and self._chunks.get():  # take what was queued, so the feeder never waits
+                pass
 
     def _root(self, name: str) -> tuple[dict[str, t.Any], str]:
         for root in self.roots:
@@ -392,20 +359,12 @@ class TarIndex:
             self.bytes[root["label"]] += member.size
         self.entries[root["label"]].append(entry)
 
-    def _end_feeding(self) -> None:
-        if self._thread is not None:
-            os.close(self._write_fd)
-            self._thread.join()
-            self._thread = None
-
     def abandon(self) -> None:
         """End the parse after a failed stream, whatever it found."""
-        self._end_feeding()
+        self._end()
 
     def finish(self) -> None:
-        if self._thread is None and not self._pumped:
-            self.feed(b"")  # fed nothing at all: parsed as the empty stream it is
-        self._end_feeding()
+        self._end()
         if self._error is not None:
             if isinstance(self._error, StructureError):
                 raise self._error
