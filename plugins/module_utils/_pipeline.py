@@ -489,7 +489,8 @@ def write_stream(
     """Run producer | compress | encrypt into ``temp_fd`` (an open, empty file), hashing both ends.
 
     ``on_plain`` sees every plain chunk in order (a parser of ours), after the compressor got it (a parser's work
-    must not hold up the stream); ``producer_ok_codes`` are the producer's exit codes that mean success (GNU tar's 1: some file changed while it was read, which its stderr names).
+    must not hold up the stream); ``producer_ok_codes`` are the producer's exit codes that mean success (GNU tar's
+    1: some file changed while it was read, which its stderr names).
 
     ``producer_hashes``: the producer (our exec helper) hashes its own output and reports it on the descriptor named
     by PLAIN_DIGEST_FD; its stdout then goes straight into the compressor, as a shell pipe would, and the plain

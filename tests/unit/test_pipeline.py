@@ -313,7 +313,7 @@ def test_a_producer_that_hashes_its_own_output_writes_straight_into_the_compress
 
 def test_a_producer_that_reports_no_checksum_leaves_nothing(tmp_path) -> None:
     options = ArchiveOptions(destination=str(tmp_path), job="unit")
-    with pytest.raises(LifeboatError, match="^pg_dump ended without reporting the checksum of its output"):
+    with pytest.raises(LifeboatError, match=r"^pg_dump ended without reporting the checksum of its output"):
         stream_to_archive(str(tmp_path / "unit.zst"), self_hashing(report=False), options, producer_name="pg_dump",
                           producer_hashes=True)
     assert leftovers(str(tmp_path)) == []
