@@ -150,8 +150,13 @@ def explained_restore_commands(archive_file: str, sha256: str, extras: list[dict
     return [*legend, *checks, *commands]
 
 
+def encode(manifest: dict[str, t.Any]) -> bytes:
+    """The manifest's bytes on disk; a signature covers them (see _signing.signed_bytes), so keep them stable."""
+    return (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode("utf-8")
+
+
 def write(path: str, manifest: dict[str, t.Any]) -> None:
-    write_file_atomic(path, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode("utf-8"), 0o600)
+    write_file_atomic(path, encode(manifest), 0o600)
 
 
 def load(archive_or_manifest: str) -> dict[str, t.Any]:
