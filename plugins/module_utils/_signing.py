@@ -122,22 +122,43 @@ def check(manifest_path: str, manifest: dict[str, t.Any], trust: Trust) -> str:
     """
     if not trust.signers:
         return NOT_CHECKED
+    try:
+        with open(signature_path(manifest_path), "rb") as handle:
+            signature: bytes | None = handle.read()
+    except FileNotFoundError:
+        signature = None
+    except OSError as exc:
+        raise LifeboatError(f"cannot read the signature of {os.path.basename(manifest_path)}: {exc.strerror}") from None
+    return check_signature(os.path.basename(manifest_path), manifest, signature, trust)
+
+
+def check_signature(name: str, manifest: dict[str, t.Any], signature: bytes | None, trust: Trust) -> str:
+    """:func:`check` for a manifest and signature held in memory (fetched from a bucket, say); ``name`` is the
+    manifest's file name, for the messages."""
+    if not trust.signers:
+        return NOT_CHECKED
     trust.validate()
-    signature_file = signature_path(manifest_path)
-    name = os.path.basename(manifest_path)
-    if not os.path.isfile(signature_file):
+    if signature is None:
         if trust.allow_unsigned:
             return UNSIGNED_ALLOWED
-        raise LifeboatError(f"{name} is not signed (no {os.path.basename(signature_file)}): nothing proves this "
-                            "backup host wrote it; restore it only if you know where it comes from, with allow_unsigned")
+        raise LifeboatError(f"{name} is not signed (no {name}{SIGNATURE_SUFFIX}): nothing proves this backup host "
+                            "wrote it; restore it only if you know where it comes from, with allow_unsigned")
+    data = signed_bytes(manifest)
     with PrivateDir() as work:
         signers_file = work.write_secret("allowed_signers", allowed_signers(trust.signers))
+        signature_file = work.write_secret("manifest.sig", signature.decode("ascii", "replace"))
         done = _ssh_keygen(["-Y", "verify", "-f", signers_file, "-I", IDENTITY, "-n", NAMESPACE,
-                            "-s", signature_file], signed_bytes(manifest))
-    if done.returncode != 0:
-        raise LifeboatError(f"{name} does not carry a valid signature of a trusted signer ({_reason(done)}): "
-                            "it was changed or made elsewhere; do not restore it")
-    return SIGNED
+                            "-s", signature_file], data)
+        if done.returncode == 0:
+            return SIGNED
+        # Why: a sound signature by another key (made elsewhere), or one that no longer fits (changed since).
+        other = _ssh_keygen(["-Y", "check-novalidate", "-n", NAMESPACE, "-s", signature_file], data)
+    if other.returncode == 0:
+        key = other.stdout.decode("utf-8", "replace").strip().rpartition(" key ")[2] or "another key"
+        why = f"it is signed by {key}, which is not one of trusted_signers"
+    else:
+        why = f"{_reason(done)}: it was changed after it was signed, or the signature is not one of lifeboat's"
+    raise LifeboatError(f"{name} does not carry a valid signature of a trusted signer ({why}); do not restore it")
 
 
 # The signed bytes from a manifest that verify has since appended to (the same JSON form as _manifest.encode).

@@ -308,3 +308,43 @@ def test_files_archive_signed_and_refused(keys, run_module, tmp_path):
     assert not target.exists()
     run = run_module("backup_verify", {"archive": archive, "level": "restore", **wrong})
     assert run.rc != 0 and run.result["results"][0]["failed_check"] == "signature"
+
+
+def test_host_command_signs_and_its_verify_checks_against_the_job_key(pg, mongo, keys, tmp_path, tmp_path_factory):
+    from test_cli import install_host, lifeboat, write_config  # pylint: disable=import-error,import-outside-toplevel
+    host = install_host(tmp_path_factory.mktemp("host"))
+    destination = tmp_path / "backups"
+    config = write_config(tmp_path / "lifeboat.yml", pg, mongo, destination, signing_key_file=keys["backup"]["private"])
+    run = lifeboat(host, "backup", "--job", "journal", "--config", config)
+    assert run.returncode == 0, run.stderr
+    (manifest,) = [str(path) for path in destination.glob("journal-*.manifest.json")]
+    assert os.path.isfile(manifest + ".sig")
+    assert keys["backup"]["body"][:40] not in run.stderr + run.stdout
+    # No trusted_signers in the config: the job trusts the public half of its own signing key.
+    run = lifeboat(host, "verify", "--job", "journal", "--config", config)
+    assert run.returncode == 0 and " ok (structure, " in run.stderr, run.stderr
+    with open(manifest, encoding="utf-8") as handle:
+        assert json.load(handle)["verifications"][-1]["signature"] == "ok"
+    # An explicit trusted signer that did not sign it: refused in one line.
+    wrong = write_config(tmp_path / "wrong.yml", pg, mongo, destination, signing_key_file=keys["backup"]["private"],
+                         verify={"trusted_signers": [keys["attacker"]["public"]]})
+    run = lifeboat(host, "verify", "--job", "journal", "--config", wrong)
+    assert run.returncode == 1
+    (line,) = [line for line in run.stderr.splitlines() if "signature check failed" in line]
+    assert "not one of trusted_signers" in line
+    # A manifest rewritten after the backup fails at the signature, before its bytes are read.
+    with open(manifest, encoding="utf-8") as handle:
+        data = json.load(handle)
+    data["counts"][sorted(data["counts"])[0]] += 1
+    with open(manifest, "w", encoding="utf-8") as handle:
+        json.dump(data, handle, indent=2, sort_keys=True)
+    run = lifeboat(host, "verify", "--job", "journal", "--config", config)
+    assert run.returncode == 1 and "signature check failed" in run.stderr and "changed after it was signed" in run.stderr
+    # A key that cannot sign is found by `lifeboat check`, in one line.
+    protected = tmp_path / "protected"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "secret", "-f", str(protected)], check=True)
+    bad = write_config(tmp_path / "bad.yml", pg, mongo, destination, signing_key_file=str(protected),
+                       retention={"keep_last": 3})
+    run = lifeboat(host, "check", "--config", bad)
+    assert run.returncode != 0 and "signing_key_file" in run.stderr and "cannot sign" in run.stderr
+    assert "Traceback" not in run.stderr
