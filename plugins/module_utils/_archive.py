@@ -99,17 +99,19 @@ def commit_with_manifest(archives: t.Sequence[ArchiveFile], manifest_path: str, 
     archives if any step fails. The manifest comes last: it is what makes an archive complete."""
     signature_file = _signing.signature_path(manifest_path)
     try:
-        data = None
+        signature = None
         if signing_key_file:
+            # The by-hand check of the signature opens the restore commands, before the sha256 checks.
             manifest["restore_commands"] = [*_signing.by_hand_commands(os.path.basename(manifest_path)),
                                             *manifest["restore_commands"]]
-            data = _manifest.encode(manifest)
+        data = _manifest.encode(manifest)
+        if signing_key_file:
             signature = _signing.sign(data, signing_key_file)  # before any file is committed
         for archive in archives:
             archive.commit()
-        if data is not None:
+        if signature is not None:
             _signing.write_signature(manifest_path, signature)
-        write_file_atomic(manifest_path, data if data is not None else _manifest.encode(manifest), 0o600)
+        write_file_atomic(manifest_path, data, 0o600)
     except BaseException:
         for archive in archives:
             if archive.committed:

@@ -22,6 +22,7 @@ import subprocess
 import pymongo
 import pytest
 
+from ansible_collections.lifeboat.ops.plugins.module_utils import _catalog
 from testbed import MONGO_SOURCE, PG_SOURCE  # pylint: disable=import-error
 
 LEVELS = ("checksum", "structure", "restore")
@@ -219,6 +220,9 @@ def test_signature_verifies_by_hand_before_and_after_verification(pg, keys, run_
                                    "-n", "lifeboat-manifest", "-s", manifest + ".sig"], stdin=handle,
                                   capture_output=True, text=True, check=False)
 
+    # The catalog (status, retention) counts the signature as part of its archive: not as an archive without manifest.
+    (found,) = _catalog.scan(str(destination)).archives
+    assert found.readable and found.files()[-2:] == [manifest + ".sig", manifest]
     # The documented command, on the manifest as the backup wrote it.
     done = by_hand()
     assert done.returncode == 0 and 'Good "lifeboat-manifest" signature for lifeboat' in done.stdout, done
