@@ -73,7 +73,7 @@ options:
       - OpenSSH public keys (the line of a C(.pub) file, V(ssh-ed25519 AAAA... comment)) of the backup hosts whose
         signed manifests are trusted.
       - When given, every archive's manifest must carry a valid signature of one of them
-        (C(ssh-keygen -Y verify), namespace C(lifeboat-manifest)), checked before anything else is read or written:
+        (C(ssh-keygen -Y verify), namespace C(lifeboat-manifest)), checked before anything else is read or written;
         an archive and manifest rewritten by someone who holds only the age recipient are refused, and so is an
         unsigned archive unless O(allow_unsigned) is set.
       - When empty, signatures are not checked (results say V(not checked)).

@@ -100,7 +100,7 @@ def sign(data: bytes, key_file: str) -> bytes:
     done = _ssh_keygen(["-Y", "sign", "-n", NAMESPACE, "-f", key_file], data)
     if done.returncode != 0 or b"BEGIN SSH SIGNATURE" not in done.stdout:
         raise LifeboatError(f"signing the manifest with {key_file} failed: {_reason(done)}")
-    return t.cast(bytes, done.stdout)
+    return done.stdout
 
 
 def write_signature(manifest_path: str, signature: bytes) -> str:

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 
 import pytest
@@ -60,7 +61,7 @@ def test_another_key_is_named_by_its_fingerprint(signed, tmp_path):
 
 
 def test_unsigned_is_refused_unless_allowed(signed):
-    (tmp := signed["path"] + _signing.SIGNATURE_SUFFIX) and __import__("os").unlink(tmp)
+    os.unlink(_signing.signature_path(signed["path"]))
     trust = _signing.Trust((signed["public"],))
     assert "is not signed" in refusal(signed["path"], signed["manifest"], trust)
     allowed = _signing.Trust((signed["public"],), allow_unsigned=True)
@@ -79,7 +80,7 @@ def test_signing_key_checks(tmp_path):
     assert _signing.check_signing_key(key) == public.rsplit(" ", 1)[0] + " good"
     protected, _ = keypair(tmp_path, "protected", passphrase="p@ss:w/rd?#&%'\"{{x}}")
     for path, says in ((protected, "cannot sign"), (str(tmp_path / "none"), "does not exist"),
-                       ("relative/key", "must be an absolute path"), (public and key + ".pub", "cannot sign")):
+                       ("relative/key", "must be an absolute path"), (key + ".pub", "cannot sign")):
         with pytest.raises(LifeboatError, match=says) as caught:
             _signing.check_signing_key(path)
         assert "\n" not in str(caught.value)
