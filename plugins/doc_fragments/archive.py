@@ -50,8 +50,44 @@ options:
         passphrase never appears on a command line or in an environment.
       - Anyone who can read the file can read the archives; prefer O(encryption_recipients).
     type: path
+  signing_key_file:
+    description:
+      - OpenSSH private key file on the managed host (ed25519, no passphrase, mode 0600) that signs the manifest,
+        so that verification and restores can prove the archive was made here (their C(trusted_signers)).
+      - The signature is C(ssh-keygen -Y sign -n lifeboat-manifest), written beside the manifest as
+        C(ARCHIVE.manifest.json.sig); it covers the manifest and so every stored byte. Its by-hand check opens the
+        manifest's C(restore_commands).
+      - The key is read by C(ssh-keygen) alone, named by its path; it must stay on this host. Make one with
+        C(ssh-keygen -t ed25519 -N '' -C lifeboat -f /etc/lifeboat/signing_key).
+    type: path
 requirements:
   - C(zstd), C(gzip) or C(pigz), and C(age) (for encryption) on the managed host.
+  - C(ssh-keygen) (OpenSSH) when O(signing_key_file) is set.
+"""
+
+    # Whose signatures verification and restores accept.
+    SIGNATURES = r"""
+options:
+  trusted_signers:
+    description:
+      - OpenSSH public keys (the line of a C(.pub) file, V(ssh-ed25519 AAAA... comment)) of the backup hosts whose
+        signed manifests are trusted.
+      - When given, every archive's manifest must carry a valid signature of one of them
+        (C(ssh-keygen -Y verify), namespace C(lifeboat-manifest)), checked before anything else is read or written;
+        an archive and manifest rewritten by someone who holds only the age recipient are refused, and so is an
+        unsigned archive unless O(allow_unsigned) is set.
+      - When empty, signatures are not checked (results say V(not checked)).
+    type: list
+    elements: str
+    default: []
+  allow_unsigned:
+    description:
+      - With O(trusted_signers), also accept archives that carry no signature at all (made before signing was
+        turned on). A signature that does not verify is refused all the same.
+    type: bool
+    default: false
+requirements:
+  - C(ssh-keygen) (OpenSSH) when O(trusted_signers) is given.
 """
 
     # How restore modules read an archive.

@@ -9,9 +9,9 @@ import os
 import typing as t
 from dataclasses import dataclass, field
 
-from . import _manifest, _retention
+from . import _manifest, _retention, _signing
 from ._common import LifeboatError, first_few
-from ._files import ArchiveFile, sha256_file
+from ._files import ArchiveFile, sha256_file, write_file_atomic
 from ._pipeline import (
     Decryption,
     Encryption,
@@ -32,12 +32,15 @@ class ArchiveOptions:
     compression: str = "zstd"
     compression_level: int | None = None
     encryption: Encryption = field(default_factory=Encryption)
+    signing_key_file: str | None = None  # OpenSSH private key that signs the manifest (see _signing)
 
     def validate(self) -> None:
         _manifest.validate_destination(self.destination)
         _manifest.validate_job_name(self.job)
         validate_compression(self.compression, self.compression_level)
         validate_encryption(self.encryption)
+        if self.signing_key_file:
+            _signing.check_signing_key(self.signing_key_file)  # before the dump: a key that cannot sign fails now
 
     def prepare_destination(self) -> None:
         try:
@@ -92,17 +95,32 @@ def stream_to_archive(
     return archive, stream
 
 
-def commit_with_manifest(archives: t.Sequence[ArchiveFile], manifest_path: str, manifest: dict[str, t.Any]) -> None:
-    """Give every archive its final name, then the manifest; undo the archives if any step fails."""
+def commit_with_manifest(archives: t.Sequence[ArchiveFile], manifest_path: str, manifest: dict[str, t.Any],
+                         signing_key_file: str | None = None) -> None:
+    """Give every archive its final name, then its signature (with a signing key), then the manifest; undo the
+    archives if any step fails. The manifest comes last: it is what makes an archive complete."""
+    signature_file = _signing.signature_path(manifest_path)
     try:
+        signature = None
+        if signing_key_file:
+            # The by-hand check of the signature opens the restore commands, before the sha256 checks.
+            manifest["restore_commands"] = [*_signing.by_hand_commands(os.path.basename(manifest_path)),
+                                            *manifest["restore_commands"]]
+        data = _manifest.encode(manifest)
+        if signing_key_file:
+            signature = _signing.sign(data, signing_key_file)  # before any file is committed
         for archive in archives:
             archive.commit()
-        _manifest.write(manifest_path, manifest)
+        if signature is not None:
+            _signing.write_signature(manifest_path, signature)
+        write_file_atomic(manifest_path, data, 0o600)
     except BaseException:
         for archive in archives:
             if archive.committed:
                 os.unlink(archive.final_path)
             archive.discard()
+        if signing_key_file and os.path.exists(signature_file):
+            os.unlink(signature_file)
         raise
 
 
@@ -123,7 +141,8 @@ def resolve_archive(path: str) -> tuple[str, str | None]:
     return archive, f"{path} is a manifest: restoring the archive it describes, {archive}"
 
 
-def verify_archive(archive_path: str, engine: str, decryption: Decryption) -> dict[str, t.Any]:
+def verify_archive(archive_path: str, engine: str, decryption: Decryption,
+                   trust: _signing.Trust | None = None) -> dict[str, t.Any]:
     """Before a restore writes anything: read the whole archive through age and the decompressor.
 
     This proves the stored file and the plain stream match the manifest's sha256 and that the identity
@@ -138,7 +157,7 @@ def verify_archive(archive_path: str, engine: str, decryption: Decryption) -> di
             f"{archive_path} is the manifest of an archive, not an archive; give the archive "
             f"{archive_path[: -len(_manifest.MANIFEST_SUFFIX)]}"
         )
-    manifest = _manifest.load(archive_path)
+    manifest = load_trusted(archive_path, trust)
     if manifest.get("engine") != engine:
         raise LifeboatError(f"{archive_path} is a {manifest.get('engine')} archive, not a {engine} one")
     check_decryption(manifest, decryption)
@@ -152,6 +171,13 @@ def verify_archive(archive_path: str, engine: str, decryption: Decryption) -> di
             "the file is damaged or was replaced: restore another archive"
         ) from None
     check_stream(stream, manifest, archive_path)
+    return manifest
+
+
+def load_trusted(archive_path: str, trust: _signing.Trust | None) -> dict[str, t.Any]:
+    """The archive's manifest, once its signature is checked against ``trust``: what every restore reads first."""
+    manifest = _manifest.load(archive_path)
+    _signing.check(_manifest.manifest_path(archive_path), manifest, trust or _signing.Trust())
     return manifest
 
 

@@ -15,7 +15,7 @@ import socket
 import typing as t
 from dataclasses import dataclass, field
 
-from . import _manifest
+from . import _manifest, _signing
 from ._common import LifeboatError, first_few
 
 # JOB-20261122T031500Z.KIND[.zst|.gz][.age]: the names _manifest.archive_name gives.
@@ -123,11 +123,13 @@ class Archive:
         return record is not None and not record.get("ok")
 
     def files(self) -> list[str]:
-        """Every file that belongs to this archive: the extras (globals) first, then the archive, the manifest last."""
+        """Every file that belongs to this archive: the extras (globals) first, then the archive, its manifest's
+        signature when it has one, the manifest last."""
         directory = os.path.dirname(self.path)
         extras = [os.path.join(directory, extra["file"]) for extra in (self.manifest or {}).get("extras", [])
                   if isinstance(extra, dict) and extra.get("file")]
-        return [*extras, self.path, self.manifest_path]
+        signature = _signing.signature_path(self.manifest_path)
+        return [*extras, self.path, *([signature] if os.path.exists(signature) else []), self.manifest_path]
 
 
 @dataclass

@@ -223,6 +223,7 @@ def run_verify(config: _config.Config, args: argparse.Namespace, output: Output)
             connections=({job.engine: job.source.connection(job.params)}
                          if level == "restore" or job.params.get("container") else {}),
             pg_bin_dir=job.params.get("pg_bin_dir"), tools_dir=job.params.get("tools_dir"),
+            trust=job.trust(),
         )
         request.validate()
         if not archives:

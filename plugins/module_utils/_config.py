@@ -15,7 +15,7 @@ import re
 import typing as t
 from dataclasses import dataclass, field
 
-from . import _manifest, _params, _pipeline, _retention, _sources, _status, _verify
+from . import _manifest, _params, _pipeline, _retention, _signing, _sources, _status, _verify
 from ._common import LifeboatError, read_secret_file
 
 ENGINES = _sources.NAMES
@@ -86,6 +86,16 @@ class Job:
             or self.params.get("encryption_passphrase_file"),
         })
 
+    def trust(self) -> _signing.Trust:
+        """Whose signatures verification accepts: the verify section's trusted_signers, or else the public half of
+        the key this job signs with (the job proves its own archives)."""
+        signers = tuple(self.verify.get("trusted_signers") or ())
+        if not signers and self.params.get("signing_key_file"):
+            signers = (_signing.check_signing_key(self.params["signing_key_file"]),)
+        trust = _signing.Trust(signers=signers, allow_unsigned=bool(self.verify.get("allow_unsigned")))
+        trust.validate()
+        return trust
+
     def check_runnable(self, config_path: str) -> None:
         """Everything ``backup`` and ``verify`` read before they touch a server, read now: secret files, encryption,
         the dump request, what verification decrypts with. Raises the one-line error the run would give."""
@@ -96,6 +106,7 @@ class Job:
                 except LifeboatError as exc:
                     raise LifeboatError(f"retention: {exc} (or set retention: {{enabled: false}})") from None
             self.dump_request()
+            self.trust()
             decryption = self.decryption()
             for path in decryption.identity_files:
                 if not os.path.isfile(path):

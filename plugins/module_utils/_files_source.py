@@ -22,10 +22,11 @@ import typing as t
 from dataclasses import dataclass, field
 
 from . import _manifest, _tar_index
-from ._archive import ArchiveOptions, commit_with_manifest, read_stored, stream_to_archive
+from ._archive import ArchiveOptions, commit_with_manifest, load_trusted, read_stored, stream_to_archive
 from ._clients import HOST, docker_api, docker_sdk
 from ._common import LifeboatError, PrivateDir, find_binary, first_few
 from ._pipeline import Decryption
+from ._signing import Trust
 
 ARCHIVE_FORMAT = "tar-posix"
 KIND = "files.tar"
@@ -236,7 +237,7 @@ def dump(request: DumpRequest, consistent: t.Callable[[list[dict[str, t.Any]]], 
             "warnings": warnings,
         }
         manifest_file = _manifest.manifest_path(path)
-        commit_with_manifest([archive], manifest_file, manifest)
+        commit_with_manifest([archive], manifest_file, manifest, options.signing_key_file)
     except BaseException:
         archive.discard()
         raise
@@ -276,6 +277,7 @@ class RestoreRequest:
     only: list[str] = field(default_factory=list)  # volumes and paths of the archive to restore (all when empty)
     overwrite: bool = False
     safety_dump_dir: str | None = None  # where what is overwritten is archived first (the archive's own directory)
+    trust: Trust = field(default_factory=Trust)  # whose signature the archive's manifest must carry
 
 
 @dataclass
@@ -361,7 +363,7 @@ def _docker_running() -> bool:
 
 
 def restore(request: RestoreRequest) -> dict[str, t.Any]:
-    manifest = _manifest.load(request.archive_path)
+    manifest = load_trusted(request.archive_path, request.trust)
     targets = plan_restore(request, manifest)
     safety = None
     holding = [target for target in targets if target.holds]

@@ -150,18 +150,22 @@ def explained_restore_commands(archive_file: str, sha256: str, extras: list[dict
     return [*legend, *checks, *commands]
 
 
+def encode(manifest: dict[str, t.Any]) -> bytes:
+    """The manifest's bytes on disk, exactly ``json.dumps(indent=2, sort_keys=True)``: a signature covers them (see
+    _signing.signed_bytes) and the by-hand check re-creates them with that one call, so keep them stable."""
+    return b"".join(_encoded(manifest))
+
+
 def write(path: str, manifest: dict[str, t.Any]) -> None:
     write_file_atomic(path, _encoded(manifest), 0o600)
 
 
-_ROW = json.JSONEncoder(sort_keys=True, separators=(", ", ": "))  # no indent: Python's C encoder
 _PIECE = 1 << 20
 
 
 def _encoded(manifest: dict[str, t.Any]) -> t.Iterator[bytes]:
-    """The manifest as indented JSON, in pieces of ~1 MiB: a list of objects (a files archive's entries, the
-    verifications) has one object a line. ``json.dumps(indent=2)`` used Python's pure encoder and kept every piece of
-    the text until the end: +33 MiB and 0.3 s for 20,000 files (bench/README.md)."""
+    """The manifest as :func:`encode` gives it, in pieces of ~1 MiB: ``json.dumps(indent=2)`` kept every piece of the
+    text until the end, +33 MiB for 20,000 files (bench/README.md)."""
     pieces: list[str] = []
     size = 0
     for piece in _json_text(manifest, 0):
@@ -175,6 +179,7 @@ def _encoded(manifest: dict[str, t.Any]) -> t.Iterator[bytes]:
 
 
 def _json_text(value: t.Any, depth: int) -> t.Iterator[str]:
+    """The pieces of ``json.dumps(value, indent=2, sort_keys=True)`` at ``depth``, in order."""
     inner, outer = "\n" + "  " * (depth + 1), "\n" + "  " * depth
     if isinstance(value, dict) and value:
         for position, key in enumerate(sorted(value)):
@@ -182,13 +187,9 @@ def _json_text(value: t.Any, depth: int) -> t.Iterator[str]:
             yield from _json_text(value[key], depth + 1)
         yield outer + "}"
     elif isinstance(value, (list, tuple)) and value:
-        rows = all(isinstance(item, dict) for item in value)
         for position, item in enumerate(value):
             yield f"{',' if position else '['}{inner}"
-            if rows:
-                yield _ROW.encode(item)
-            else:
-                yield from _json_text(item, depth + 1)
+            yield from _json_text(item, depth + 1)
         yield outer + "]"
     else:
         yield json.dumps(value)  # a scalar, {} or []

@@ -39,6 +39,7 @@ from ._common import (
 )
 from ._mongo_staging import Staging, staging_run, with_retries
 from ._pipeline import Decryption, read_stream, termination_deferred
+from ._signing import Trust
 from ._structure import MongoArchiveReader
 
 Client = t.Union[HostClient, ContainerClient]
@@ -394,7 +395,7 @@ def dump(request: DumpRequest) -> dict[str, t.Any]:
         )
         manifest["indexes"] = indexes
         manifest_file = _manifest.manifest_path(path)
-        commit_with_manifest([archive], manifest_file, manifest)
+        commit_with_manifest([archive], manifest_file, manifest, options.signing_key_file)
     except BaseException:
         archive.discard()
         raise
@@ -478,6 +479,7 @@ class RestoreRequest:
     overwrite: bool = False
     safety_dump: ArchiveOptions | None = None
     tools_dir: str | None = None
+    trust: Trust = field(default_factory=Trust)  # whose signature the archive's manifest must carry
 
     def validate(self) -> None:
         if len(self.ns_from) != len(self.ns_to):
@@ -512,7 +514,7 @@ DIRECT = "direct"  # oplog archives: straight into targets that hold nothing; wh
 def plan_restore(request: RestoreRequest) -> dict[str, t.Any]:
     """Everything that can be checked before writing: the archive (read whole), the target and the disk."""
     request.validate()
-    manifest = verify_archive(request.archive_path, "mongodb", request.decryption)
+    manifest = verify_archive(request.archive_path, "mongodb", request.decryption, request.trust)
     renames = request.renames(manifest)
     expected = {
         map_namespace(ns, renames): count

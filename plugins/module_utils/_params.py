@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import typing as t
 
-from . import _catalog, _mongo, _postgres
+from . import _catalog, _mongo, _postgres, _signing
 from ._archive import ArchiveOptions, resolve_archive
 from ._clients import ContainerClient, HostClient, client_for
 from ._common import LifeboatError
@@ -86,14 +86,24 @@ def dump_archive_spec() -> dict[str, t.Any]:
         "encryption_recipients": {"type": "list", "elements": "str", "default": []},
         "encryption_recipients_files": {"type": "list", "elements": "path", "default": []},
         "encryption_passphrase_file": {"type": "path", "no_log": False},
+        "signing_key_file": {"type": "path", "no_log": False},
     }
 
 
 def decryption_spec() -> dict[str, t.Any]:
-    """How archives are decrypted: the options :func:`decryption` reads."""
+    """How archives are decrypted, and whose signature they must carry: the options :func:`decryption` and
+    :func:`trust` read."""
     return {
         "age_identity_files": {"type": "list", "elements": "path", "default": [], "no_log": False},
         "age_passphrase_file": {"type": "path", "no_log": False},
+        **trust_spec(),
+    }
+
+
+def trust_spec() -> dict[str, t.Any]:
+    return {
+        "trusted_signers": {"type": "list", "elements": "str", "default": []},
+        "allow_unsigned": {"type": "bool", "default": False},
     }
 
 
@@ -216,6 +226,7 @@ def archive_options(params: dict[str, t.Any], database: str | None) -> ArchiveOp
             recipients_files=tuple(params.get("encryption_recipients_files") or ()),
             passphrase_file=params.get("encryption_passphrase_file"),
         ),
+        signing_key_file=params.get("signing_key_file"),
     )
 
 
@@ -224,6 +235,13 @@ def decryption(params: dict[str, t.Any]) -> Decryption:
         identity_files=tuple(params.get("age_identity_files") or ()),
         passphrase_file=params.get("age_passphrase_file"),
     )
+
+
+def trust(params: dict[str, t.Any]) -> _signing.Trust:
+    trusted = _signing.Trust(signers=tuple(params.get("trusted_signers") or ()),
+                             allow_unsigned=bool(params.get("allow_unsigned")))
+    trusted.validate()
+    return trusted
 
 
 def dump_result(result: dict[str, t.Any]) -> dict[str, t.Any]:

@@ -45,6 +45,7 @@ from ._common import (
     register_secret,
 )
 from ._pipeline import Decryption, StreamResult, read_stream, run_tool, termination_deferred
+from ._signing import Trust
 
 FORMATS = ("custom", "directory")
 GLOBALS = ("none", "roles", "all")
@@ -430,7 +431,7 @@ def dump(request: DumpRequest) -> dict[str, t.Any]:
         extras=extras,
     )
     manifest_file = _manifest.manifest_path(path)
-    commit_with_manifest(archives, manifest_file, manifest)
+    commit_with_manifest(archives, manifest_file, manifest, archive_opts.signing_key_file)
     return {"archive": path, "manifest": manifest_file, "manifest_data": manifest}
 
 
@@ -513,6 +514,7 @@ class RestoreRequest:
     maintenance_database: str = "postgres"
     safety_dump: ArchiveOptions | None = None
     pg_bin_dir: str | None = None
+    trust: Trust = field(default_factory=Trust)  # whose signature the archive's manifest must carry
 
     @property
     def place(self) -> Client:
@@ -658,7 +660,7 @@ def _is_local_cluster(data_dir: str, system_id: int) -> bool:
 def plan_restore(request: RestoreRequest) -> dict[str, t.Any]:
     """Everything that can be checked before writing: the archive (read whole), the target, the client, the disk."""
     request.validate()
-    manifest = verify_archive(request.archive_path, "postgresql", request.decryption)
+    manifest = verify_archive(request.archive_path, "postgresql", request.decryption, request.trust)
     database = request.target_database or manifest["database"]
     with request.maintenance().connect() as conn:
         server_major = server_info(conn)["major"]

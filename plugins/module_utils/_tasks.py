@@ -14,7 +14,6 @@ from . import (
     _catalog,
     _docker_apps,
     _files_source,
-    _manifest,
     _mongo,
     _params,
     _postgres,
@@ -24,6 +23,7 @@ from . import (
     _validate,
     _verify,
 )
+from ._archive import load_trusted
 from ._common import LifeboatError
 from ._module_frame import Outcome, Run
 from ._validate_core import Options
@@ -99,6 +99,7 @@ def backup_verify(run: Run) -> Outcome:
         pg_bin_dir=params["pg_bin_dir"],
         tools_dir=params["tools_dir"],
         record=params["record"] and not run.check_mode,
+        trust=_params.trust(params),
     )
     results = _verify.verify(request)
     failures = [result for result in results if not result["ok"]]
@@ -208,6 +209,7 @@ def mongodb_restore(run: Run) -> Outcome:
             overwrite=params["overwrite"],
             safety_dump=_params.safety_dump_options(params),
             tools_dir=params["tools_dir"],
+            trust=_params.trust(params),
         )
 
     return _restore(run, _mongo, build,
@@ -234,6 +236,7 @@ def postgresql_restore(run: Run) -> Outcome:
             maintenance_database=params["maintenance_database"],
             safety_dump=_params.safety_dump_options(params),
             pg_bin_dir=params["pg_bin_dir"],
+            trust=_params.trust(params),
         )
 
     return _restore(run, _postgres, build,
@@ -270,9 +273,9 @@ def files_restore(run: Run) -> Outcome:
     request = _files_source.RestoreRequest(
         archive_path=archive, decryption=_params.decryption(params), volume_map=params["volume_map"],
         path_map=params["path_map"], only=params["only"], overwrite=params["overwrite"],
-        safety_dump_dir=params["safety_dump_dir"])
+        safety_dump_dir=params["safety_dump_dir"], trust=_params.trust(params))
     common = {"archive": archive, **({"archive_reason": reason} if reason else {})}
     if run.check_mode:
-        targets = _files_source.plan_restore(request, _manifest.load(archive))
+        targets = _files_source.plan_restore(request, load_trusted(archive, request.trust))
         return Outcome(changed=True, result={**common, "targets": [target.label for target in targets]})
     return Outcome(changed=True, result={**common, **_files_source.restore(request)})

@@ -24,7 +24,7 @@ import time
 import typing as t
 from dataclasses import dataclass, field
 
-from . import _catalog, _manifest, _sources
+from . import _catalog, _manifest, _signing, _sources
 from ._archive import StoredChecksumMismatch, check_decryption, compare_counts, read_stored, stream_compression
 from ._common import LifeboatError, PrivateDir, first_few
 from ._files import sha256_file
@@ -69,10 +69,12 @@ class VerifyRequest:
     pg_bin_dir: str | None = None
     tools_dir: str | None = None
     record: bool = True
+    trust: _signing.Trust = field(default_factory=_signing.Trust)  # whose signature each manifest must carry
 
     def validate(self) -> None:
         if self.level not in LEVELS:
             raise LifeboatError(f"level must be one of {', '.join(LEVELS)}, not '{self.level}'")
+        self.trust.validate()
         if self.level == "checksum":
             return
         locked = [a for a in self.archives if a.readable and a.encrypted]
@@ -133,6 +135,7 @@ def verify_one(archive: _catalog.Archive, request: VerifyRequest) -> dict[str, t
     try:
         if not archive.readable:
             raise CheckFailed("manifest", archive.problem or "its manifest is unreadable")
+        _check_signature(archive, request, result)  # before anything else: a forged manifest proves nothing
         _run_checks(archive, request, result)
         result["ok"] = True
     except CheckFailed as exc:
@@ -147,10 +150,20 @@ def verify_one(archive: _catalog.Archive, request: VerifyRequest) -> dict[str, t
             "level": request.level if result["ok"] else result["failed_check"],
             "failure": result["failure"],
             "checks": result["checks"],
+            **({"signature": result["signature"]} if "signature" in result else {}),
             "duration_seconds": result["duration_seconds"],
             **({"content": result["content"]} if "content" in result else {}),
         })
     return result
+
+
+def _check_signature(archive: _catalog.Archive, request: VerifyRequest, result: dict[str, t.Any]) -> None:
+    try:
+        result["signature"] = _signing.check(archive.manifest_path, archive.manifest or {}, request.trust)
+    except LifeboatError as exc:
+        raise CheckFailed("signature", str(exc)) from None
+    if result["signature"] == _signing.SIGNED:
+        result["checks"]["signature"] = "ok"
 
 
 def _run_checks(archive: _catalog.Archive, request: VerifyRequest, result: dict[str, t.Any]) -> None:

@@ -29,6 +29,7 @@ author:
   - Lifeboat Developers (@lifeboat)
 extends_documentation_fragment:
   - lifeboat.ops.scratch_servers
+  - lifeboat.ops.archive.SIGNATURES
   - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
@@ -148,8 +149,12 @@ results:
       description: Whether every check of the level passed.
       type: bool
     checks:
-      description: Each check run, V(ok) or V(failed).
+      description: Each check run, V(ok) or V(failed); V(signature) first when O(trusted_signers) is given.
       type: dict
+    signature:
+      description: How the manifest's signature passed, V(ok), V(unsigned (allowed)) (O(allow_unsigned)) or
+        V(not checked) (no O(trusted_signers)); absent when the manifest could not be read or the signature failed.
+      type: str
     failed_check:
       description: The first check that failed.
       type: str

@@ -22,6 +22,7 @@ author:
   - Lifeboat Developers (@lifeboat)
 extends_documentation_fragment:
   - lifeboat.ops.archive.RESTORE
+  - lifeboat.ops.archive.SIGNATURES
   - ansible.builtin.action_common_attributes
 attributes:
   check_mode:

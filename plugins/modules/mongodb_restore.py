@@ -56,6 +56,7 @@ author:
 extends_documentation_fragment:
   - lifeboat.ops.mongodb
   - lifeboat.ops.archive.RESTORE
+  - lifeboat.ops.archive.SIGNATURES
   - ansible.builtin.action_common_attributes
 attributes:
   check_mode:

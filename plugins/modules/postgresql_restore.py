@@ -31,6 +31,7 @@ author:
 extends_documentation_fragment:
   - lifeboat.ops.postgresql
   - lifeboat.ops.archive.RESTORE
+  - lifeboat.ops.archive.SIGNATURES
   - ansible.builtin.action_common_attributes
 attributes:
   check_mode:

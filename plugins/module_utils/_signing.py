@@ -1,0 +1,177 @@
+# Copyright: lifeboat developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Signed manifests: who made an archive, not only what it holds.
+
+The manifest holds the sha256 of every stored byte, so a signed manifest proves the whole archive. Anyone with
+the age recipient (a public key, written in the manifest) could otherwise replace an archive and its manifest.
+
+The signature is OpenSSH's SSHSIG (``ssh-keygen -Y sign``, namespace ``lifeboat-manifest``), stored beside the
+manifest as ``MANIFEST.sig``, so that anyone can check it without this collection::
+
+    ssh-keygen -Y verify -f allowed_signers -I lifeboat -n lifeboat-manifest -s ARCHIVE.manifest.json.sig \\
+        < ARCHIVE.manifest.json
+
+What is signed is the manifest as the backup wrote it. Verification later appends its results to the manifest's
+``verifications`` list; that list is the only part outside the signature, and the signed bytes are the manifest
+with that list emptied, in the collection's JSON form (:func:`_manifest.encode`). The private key is only ever
+named by its path to ``ssh-keygen``; its content never passes through this process.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import typing as t
+from dataclasses import dataclass
+
+from . import _manifest
+from ._common import LifeboatError, PrivateDir, child_env, find_binary, last_line
+from ._files import write_file_atomic
+
+NAMESPACE = "lifeboat-manifest"
+IDENTITY = "lifeboat"  # the principal the allowed-signers lines name (ssh-keygen -I)
+SIGNATURE_SUFFIX = ".sig"
+UNSIGNED_FIELD = "verifications"  # appended after the backup, by verify: outside the signature
+_PUBLIC_KEY = re.compile(r"^(?:ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(?:256|384|521)|sk-ssh-ed25519@openssh\.com|"
+                         r"sk-ecdsa-sha2-nistp256@openssh\.com) [A-Za-z0-9+/]+={0,3}(?: .*)?$")
+_TIMEOUT = 60
+
+SIGNED = "ok"
+UNSIGNED_ALLOWED = "unsigned (allowed)"
+NOT_CHECKED = "not checked"
+
+
+def signature_path(manifest_path: str) -> str:
+    return manifest_path + SIGNATURE_SUFFIX
+
+
+@dataclass(frozen=True)
+class Trust:
+    """Whose signatures a verify or restore accepts, and whether an archive without one may pass."""
+
+    signers: tuple[str, ...] = ()  # OpenSSH public keys ("ssh-ed25519 AAAA... comment")
+    allow_unsigned: bool = False
+
+    def validate(self) -> None:
+        for number, key in enumerate(self.signers, 1):
+            if not _PUBLIC_KEY.match(key.strip()):
+                raise LifeboatError(
+                    f"trusted_signers item {number} is not an OpenSSH public key: give the one line of the signing "
+                    "key's .pub file (ssh-ed25519 AAAA...)")
+
+
+def signed_bytes(manifest: dict[str, t.Any]) -> bytes:
+    """The bytes a manifest's signature covers: the manifest as the backup wrote it, its verifications emptied."""
+    return _manifest.encode({**manifest, UNSIGNED_FIELD: []})
+
+
+def _ssh_keygen(argv: list[str], data: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+    try:
+        return subprocess.run([find_binary("ssh-keygen"), *argv], input=data if data is not None else b"",
+                              capture_output=True, timeout=_TIMEOUT, env=child_env(), check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise LifeboatError(f"ssh-keygen failed: {exc}") from None
+
+
+def _reason(done: subprocess.CompletedProcess[bytes]) -> str:
+    lines = [line for line in done.stderr.decode("utf-8", "replace").splitlines()
+             if line.strip() and not line.startswith(("@", "Signing data", "It is required", "This private key"))]
+    return last_line("\n".join(lines)) if lines else f"exit status {done.returncode}"
+
+
+def check_signing_key(key_file: str) -> str:
+    """Before a backup starts: the key file opens without a passphrase. Returns its public key."""
+    if not os.path.isabs(key_file):
+        raise LifeboatError(f"signing_key_file '{key_file}' must be an absolute path")
+    if not os.path.isfile(key_file):
+        raise LifeboatError(f"signing_key_file {key_file} does not exist; make one with "
+                            f"ssh-keygen -t ed25519 -N '' -C lifeboat -f {key_file}")
+    # -P '': an empty passphrase, so a protected key fails here instead of waiting for a terminal.
+    done = _ssh_keygen(["-y", "-P", "", "-f", key_file])
+    if done.returncode != 0:
+        raise LifeboatError(f"signing_key_file {key_file} cannot sign: {_reason(done)} (it must be an OpenSSH "
+                            "private key without a passphrase, mode 0600, readable by this user)")
+    return done.stdout.decode("utf-8", "replace").strip()
+
+
+def sign(data: bytes, key_file: str) -> bytes:
+    """The SSHSIG armoured signature of ``data`` by the private key in ``key_file``."""
+    done = _ssh_keygen(["-Y", "sign", "-n", NAMESPACE, "-f", key_file], data)
+    if done.returncode != 0 or b"BEGIN SSH SIGNATURE" not in done.stdout:
+        raise LifeboatError(f"signing the manifest with {key_file} failed: {_reason(done)}")
+    return done.stdout
+
+
+def write_signature(manifest_path: str, signature: bytes) -> str:
+    path = signature_path(manifest_path)
+    write_file_atomic(path, signature, 0o644)  # public: it proves, it does not open anything
+    return path
+
+
+def allowed_signers(signers: t.Iterable[str]) -> str:
+    """The allowed_signers file (ssh-keygen(1) ALLOWED SIGNERS) that trusts ``signers`` for manifests only."""
+    return "".join(f'{IDENTITY} namespaces="{NAMESPACE}" {key.strip()}\n' for key in signers)
+
+
+def check(manifest_path: str, manifest: dict[str, t.Any], trust: Trust) -> str:
+    """Is this manifest (as loaded, so what is checked is what is used) signed by a trusted key?
+
+    Returns how it passed (:data:`SIGNED`, :data:`UNSIGNED_ALLOWED`, or :data:`NOT_CHECKED` when no trusted
+    signer was given); raises a one-line LifeboatError when it must not be used.
+    """
+    if not trust.signers:
+        return NOT_CHECKED
+    try:
+        with open(signature_path(manifest_path), "rb") as handle:
+            signature: bytes | None = handle.read()
+    except FileNotFoundError:
+        signature = None
+    except OSError as exc:
+        raise LifeboatError(f"cannot read the signature of {os.path.basename(manifest_path)}: {exc.strerror}") from None
+    return check_signature(os.path.basename(manifest_path), manifest, signature, trust)
+
+
+def check_signature(name: str, manifest: dict[str, t.Any], signature: bytes | None, trust: Trust) -> str:
+    """:func:`check` for a manifest and signature held in memory (fetched from a bucket, say); ``name`` is the
+    manifest's file name, for the messages."""
+    if not trust.signers:
+        return NOT_CHECKED
+    trust.validate()
+    if signature is None:
+        if trust.allow_unsigned:
+            return UNSIGNED_ALLOWED
+        raise LifeboatError(f"{name} is not signed (no {name}{SIGNATURE_SUFFIX}): nothing proves this backup host "
+                            "wrote it; restore it only if you know where it comes from, with allow_unsigned")
+    data = signed_bytes(manifest)
+    with PrivateDir() as work:
+        signers_file = work.write_secret("allowed_signers", allowed_signers(trust.signers))
+        signature_file = work.write_secret("manifest.sig", signature.decode("ascii", "replace"))
+        done = _ssh_keygen(["-Y", "verify", "-f", signers_file, "-I", IDENTITY, "-n", NAMESPACE,
+                            "-s", signature_file], data)
+        if done.returncode == 0:
+            return SIGNED
+        # Why: a sound signature by another key (made elsewhere), or one that no longer fits (changed since).
+        other = _ssh_keygen(["-Y", "check-novalidate", "-n", NAMESPACE, "-s", signature_file], data)
+    if other.returncode == 0:
+        key = other.stdout.decode("utf-8", "replace").strip().rpartition(" key ")[2] or "another key"
+        why = f"it is signed by {key}, which is not one of trusted_signers"
+    else:
+        why = f"{_reason(done)}: it was changed after it was signed, or the signature is not one of lifeboat's"
+    raise LifeboatError(f"{name} does not carry a valid signature of a trusted signer ({why}); do not restore it")
+
+
+# The signed bytes from a manifest that verify has since appended to (the same JSON form as _manifest.encode).
+_SIGNED_BYTES_PY = ('import json,sys; m=json.load(open(sys.argv[1])); m["verifications"]=[]; '
+                    'sys.stdout.write(json.dumps(m, indent=2, sort_keys=True) + "\\n")')
+
+
+def by_hand_commands(manifest_file: str) -> list[str]:
+    """How a person checks the signature without this collection (the first of the manifest's restore_commands)."""
+    quoted = _manifest.shell_quote(manifest_file)
+    return [
+        "# ALLOWED_SIGNERS is a file with one line: lifeboat namespaces=\"lifeboat-manifest\" followed by the backup "
+        "host's signing public key (ssh-ed25519 AAAA...); a manifest that fails this check must not be restored",
+        f"python3 -c {_manifest.shell_quote(_SIGNED_BYTES_PY)} {quoted} | ssh-keygen -Y verify -f ALLOWED_SIGNERS "
+        f"-I {IDENTITY} -n {NAMESPACE} -s {quoted}{SIGNATURE_SUFFIX}",
+    ]
