@@ -102,10 +102,7 @@ def request_target(url: str) -> tuple[str, str]:
     """(hostname, path) of a request URL as Go's url.Parse gives them: the host's case kept, no port."""
     parts = urllib.parse.urlsplit(url)
     netloc = parts.netloc.rpartition("@")[2]
-    if netloc.startswith("["):
-        host = netloc[1:].partition("]")[0]
-    else:
-        host = netloc.partition(":")[0]
+    host = netloc[1:].partition("]")[0] if netloc.startswith("[") else netloc.partition(":")[0]
     if not host:
         raise IngressError(f"{url} is malformed and doesn't have a hostname")
     return host, urllib.parse.unquote(parts.path)

@@ -21,8 +21,6 @@ import urllib.request
 
 from ._common import LifeboatError, read_secret_file
 
-ProbeResult = t.Tuple[bool, str]
-
 
 def _reason(exc: LifeboatError) -> str:
     """The cause of a connection failure, without the library's "cannot connect to X at Y:" prefix."""
@@ -36,7 +34,7 @@ def _password(settings: dict[str, t.Any]) -> str | None:
     return settings.get("password") or None
 
 
-def probe_postgresql(settings: dict[str, t.Any], timeout: float) -> ProbeResult:
+def probe_postgresql(settings: dict[str, t.Any], timeout: float) -> tuple[bool, str]:
     """Connect and run SELECT 1. Settings: host (or a socket directory), port, user, database, password(_file),
     ssl_mode."""
     from ._postgres import PgConnection  # pylint: disable=import-outside-toplevel  # psycopg only when probed
@@ -56,7 +54,7 @@ def probe_postgresql(settings: dict[str, t.Any], timeout: float) -> ProbeResult:
     return True, f"{where}: SELECT 1 ok"
 
 
-def probe_mongodb(settings: dict[str, t.Any], timeout: float) -> ProbeResult:
+def probe_mongodb(settings: dict[str, t.Any], timeout: float) -> tuple[bool, str]:
     """The ping command. Settings: host, port, user, password(_file), auth_database, tls."""
     from ._mongo import MongoConnection  # pylint: disable=import-outside-toplevel  # pymongo only when probed
 
@@ -84,7 +82,7 @@ def _resp_line(stream: t.BinaryIO) -> str:
     return line.decode("utf-8", "replace").rstrip("\r\n")
 
 
-def probe_redis(settings: dict[str, t.Any], timeout: float) -> ProbeResult:
+def probe_redis(settings: dict[str, t.Any], timeout: float) -> tuple[bool, str]:
     """AUTH (when a password is given; with ``user`` for an ACL user) and PING, expecting +PONG."""
     where = f"Redis {settings.get('host', '127.0.0.1')}:{settings.get('port', 6379)}"
     try:
@@ -112,7 +110,7 @@ def http_status(url: str, timeout: float) -> tuple[int | None, str]:
     """(HTTP status or None, one line) of a GET of ``url``."""
     request = urllib.request.Request(url, headers={"User-Agent": "lifeboat-ready"})
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - an operator's URL
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, f"HTTP {response.status}"
     except urllib.error.HTTPError as exc:
         exc.close()

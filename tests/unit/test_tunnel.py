@@ -146,7 +146,7 @@ def test_cloudflareds_own_verdicts_stop_the_check(tmp_path):
     text = _ingress.render_yaml({"ingress": INGRESS})
     assert _tunnel.cloudflared_agrees(fake_cloudflared(tmp_path), text, ingress) == [
         "cloudflared ingress validate: OK", "cloudflared ingress rule https://ns.example.com/: rule #1"]
-    with pytest.raises(LifeboatError, match="^cloudflared refuses the new configuration: Validation failed: made up$"):
+    with pytest.raises(LifeboatError, match=r"^cloudflared refuses the new configuration: Validation failed: made up$"):
         _tunnel.cloudflared_agrees(fake_cloudflared(tmp_path, validate_exit=1), text, ingress)
     with pytest.raises(LifeboatError, match=r"^cloudflared sends https://ns.example.com/ to rule #2, not to rule #1 "):
         _tunnel.cloudflared_agrees(fake_cloudflared(tmp_path, matched=2), text, ingress)
