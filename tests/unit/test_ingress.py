@@ -117,3 +117,31 @@ def test_render_yaml_reads_back_as_the_same_data():
                                              "empty": {}, "none": []}},
                           {"service": "http_status:404"}]}
     assert _ingress.load_yaml(_ingress.render_yaml(config)) == config
+
+
+def test_the_host_command_checks_a_config_file(tmp_path):
+    import io  # pylint: disable=import-outside-toplevel
+
+    from ansible_collections.lifeboat.ops.plugins.module_utils import _cli  # pylint: disable=import-outside-toplevel
+
+    case = next(case for case in CASES if case["name"] == "websocket_app")
+    good, bad = tmp_path / "good.yml", tmp_path / "bad.yml"
+    good.write_text(case["config"])
+    bad.write_text(next(case for case in CASES if case["name"] == "shadowed_by_wildcard")["config"])
+    stream = io.StringIO()
+    assert _cli.main(["ingress-check", str(good), "--url", "https://live.example.com/socket.io/?EIO=4"],
+                     output=_cli.Output(stream)) == 0
+    assert stream.getvalue().splitlines() == [
+        "rule #1 (live.example.com path ^/socket\\.io/ -> http://127.0.0.1:3000)",
+        "rule #2 (live.example.com -> http://127.0.0.1:8080)",
+        "rule #3 (* -> http_status:404)",
+        "https://live.example.com/socket.io/?EIO=4 -> rule #1 (live.example.com path ^/socket\\.io/ -> http://127.0.0.1:3000)",
+    ]
+    stream = io.StringIO()
+    assert _cli.main(["ingress-check", str(bad)], output=_cli.Output(stream)) == 1
+    assert stream.getvalue() == (f"error: ingress-check failed: {bad}: rule #2 (ns.example.com -> http://127.0.0.1:1337) "
+                                 "is shadowed by rule #1 (*.example.com -> http://127.0.0.1:8080): every request for it "
+                                 "matches the earlier rule first; put the more specific rule first or remove one\n")
+    stream = io.StringIO()
+    assert _cli.main(["ingress-check", str(tmp_path / "missing.yml")], output=_cli.Output(stream)) == 1
+    assert stream.getvalue() == f"error: ingress-check failed: cannot read {tmp_path / 'missing.yml'}: No such file or directory\n"
