@@ -9,6 +9,7 @@
     lifeboat check  [--config FILE]
     lifeboat restart-stopped [--job NAME] [--config FILE]
     lifeboat notify --config NOTIFY.json UNIT
+    lifeboat ingress-check CLOUDFLARED_CONFIG [--url URL]...
 
 ``status`` exits 0, 1, 2 or 3 (OK, WARNING, CRITICAL, UNKNOWN) as monitoring plugins do; the others exit 0
 on success, 1 on failure and 2 on a usage error. ``backup`` of several jobs runs every one of them, whatever
@@ -27,7 +28,7 @@ import time
 import traceback
 import typing as t
 
-from . import _catalog, _config, _manifest, _notify, _retention, _status, _stopping, _verify
+from . import _catalog, _config, _ingress, _manifest, _notify, _retention, _status, _stopping, _verify
 from ._common import LifeboatError, redact
 from ._pipeline import stop_cleanly_on_termination, stop_requested
 
@@ -129,6 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
                                   help="start the containers a killed backup run left stopped")
     restart.add_argument("--job", help="only this job's destination (all jobs' when omitted)")
     _notify.add_arguments(commands.add_parser("notify", help="alert about a failed unit (lifeboat-notify@.service)"))
+    ingress = commands.add_parser("ingress-check", help="check a cloudflared config's ingress rules (exit 0: they pass)")
+    ingress.add_argument("file", help="cloudflared's config file, e.g. /etc/cloudflared/config.yml")
+    ingress.add_argument("--url", action="append", default=[], help="say which rule this URL reaches (repeatable)")
     return parser
 
 
@@ -137,6 +141,8 @@ def main(argv: t.Sequence[str] | None = None, output: Output | None = None) -> i
     if args.command == "notify":  # its own JSON settings (--config), not the jobs' configuration
         return _notify.run(args.config, args.unit)
     output = output or Output()
+    if args.command == "ingress-check":  # cloudflared's file, not the jobs' configuration
+        return run_ingress_check(args.file, args.url, output)
     stop_cleanly_on_termination()
     failure_code = NAGIOS_UNKNOWN if args.command == "status" else EXIT_FAILED
     try:
@@ -150,6 +156,25 @@ def main(argv: t.Sequence[str] | None = None, output: Output | None = None) -> i
         if os.environ.get("LIFEBOAT_DEBUG"):
             output.stream.write(redact(traceback.format_exc()))
     return failure_code
+
+
+def run_ingress_check(path: str, urls: list[str], output: Output) -> int:
+    """The collection's ingress check (as the cloudflare_tunnel role runs it) on a config file: one line per rule
+    and per URL, or one line saying what is wrong."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            ingress = _ingress.check(_ingress.load_yaml(handle.read()))
+        for rule in ingress.rules:
+            output.line(rule.label())
+        for url in urls:
+            output.line(f"{url} -> {ingress.rules[ingress.match(url)].label()}")
+    except OSError as exc:
+        output.line(f"ingress-check failed: cannot read {path}: {exc.strerror}", "error")
+        return EXIT_FAILED
+    except LifeboatError as exc:
+        output.line(f"ingress-check failed: {path}: {exc}", "error")
+        return EXIT_FAILED
+    return EXIT_OK
 
 
 def run_backup(config: _config.Config, args: argparse.Namespace, output: Output) -> int:

@@ -14,7 +14,8 @@ start=$SECONDS
 echo "== setup"
 if ! { bash scripts/testbed/packages.sh && bash scripts/testbed/build-go-tools.sh && bash scripts/testbed/get-promtool.sh &&
   bash scripts/testbed/venv.sh >/dev/null && bash scripts/testbed/docker.sh >/dev/null &&
-  bash scripts/testbed/images.sh >/dev/null && bash scripts/testbed/collections.sh >/dev/null; }; then
+  bash scripts/testbed/images.sh >/dev/null && bash scripts/testbed/collections.sh >/dev/null &&
+  bash scripts/testbed/redis.sh; }; then
   echo "setup failed"
   exit 1
 fi

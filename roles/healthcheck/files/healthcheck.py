@@ -1,6 +1,6 @@
 # Copyright: lifeboat developers
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Health probes (HTTP, TCP, command) for a systemd timer: alerts on each change, node_exporter metrics.
+"""Health probes (HTTP, TCP, command, PostgreSQL, MongoDB, Redis) for a systemd timer: alerts on each change, node_exporter metrics.
 
     python3 healthcheck.py --config /etc/lifeboat-healthcheck/healthcheck.json [--state FILE]
     python3 healthcheck.py --check-config FILE
@@ -34,15 +34,18 @@ import urllib.request
 _here = os.path.dirname(os.path.realpath(__file__))
 if os.path.isdir(os.path.join(_here, "lifeboat_ops")):  # installed by the role
     sys.path.insert(0, _here)
-    from lifeboat_ops import _files, _prometheus, _webhook
+    from lifeboat_ops import _files, _probes, _prometheus, _webhook
 else:  # a checkout: roles/healthcheck/files/ -> the collection's root
     sys.path.insert(0, os.path.join(_here, "..", "..", ".."))
-    from plugins.module_utils import _files, _prometheus, _webhook
+    from plugins.module_utils import _files, _probes, _prometheus, _webhook
 
 HEALTHY, FAILING = "healthy", "failing"
 TYPES = {"http": ("url",), "tcp": ("host", "port"), "command": ("command",)}
+# The databases' own protocols (plugins/module_utils/_probes.py): PostgreSQL needs psycopg, MongoDB pymongo.
+TYPES.update({"postgresql": ("host",), "mongodb": ("host",), "redis": ("host",)})
 KNOWN_KEYS = {"name", "type", "url", "expect_status", "expect_body", "validate_certs", "host", "port", "command",
               "expect_output", "timeout"}
+KNOWN_KEYS.update({"user", "database", "password", "password_file", "ssl_mode", "auth_database", "tls"})
 
 
 class ConfigError(Exception):
@@ -132,6 +135,7 @@ def probe_command(probe: dict[str, t.Any], timeout: float) -> tuple[bool, str]:
 PROBES: dict[str, t.Callable[[dict[str, t.Any], float], tuple[bool, str]]] = {
     "http": probe_http, "tcp": probe_tcp, "command": probe_command,
 }
+PROBES.update({"postgresql": _probes.probe_postgresql, "mongodb": _probes.probe_mongodb, "redis": _probes.probe_redis})
 
 
 def run_probe(probe: dict[str, t.Any], default_timeout: float) -> dict[str, t.Any]:

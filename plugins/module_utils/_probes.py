@@ -1,0 +1,143 @@
+# Copyright: lifeboat developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Health probes that speak the databases' own protocols, and a readiness gate for an HTTP endpoint.
+
+Each probe returns ``(ok, detail)``: ``detail`` is one line that says what answered, or why nothing did, and never
+holds a password. The healthcheck role's runner (roles/healthcheck/files/healthcheck.py) calls them by probe type;
+the cloudflare_tunnel role's gate (and the deploy gate) waits with ``wait_ready``.
+
+- PostgreSQL: connect and ``SELECT 1`` (psycopg 3, the library's own PgConnection);
+- MongoDB: the ``ping`` command (pymongo, the library's own MongoConnection);
+- Redis: ``AUTH`` when a password is given, then ``PING``, in plain RESP over a socket (no library needed).
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+import typing as t
+import urllib.error
+import urllib.request
+
+from ._common import LifeboatError, read_secret_file
+
+
+def _reason(exc: LifeboatError) -> str:
+    """The cause of a connection failure, without the library's "cannot connect to X at Y:" prefix."""
+    text = str(exc)
+    return text.split(": ", 1)[-1] if text.startswith("cannot connect to") else text
+
+
+def _password(settings: dict[str, t.Any]) -> str | None:
+    if settings.get("password_file"):
+        return read_secret_file(settings["password_file"], "password")
+    return settings.get("password") or None
+
+
+def probe_postgresql(settings: dict[str, t.Any], timeout: float) -> tuple[bool, str]:
+    """Connect and run SELECT 1. Settings: host (or a socket directory), port, user, database, password(_file),
+    ssl_mode."""
+    from ._postgres import PgConnection  # pylint: disable=import-outside-toplevel  # psycopg only when probed
+
+    where = f"PostgreSQL {settings.get('host', 'localhost')}:{settings.get('port', 5432)}"
+    try:
+        connection = PgConnection.from_options(
+            host=settings.get("host"), port=settings.get("port"), user=settings.get("user"),
+            password=_password(settings), database=settings.get("database") or "postgres",
+            ssl_mode=settings.get("ssl_mode"), connect_timeout=max(1, int(timeout)))
+        with connection.connect() as conn:
+            value = conn.execute("SELECT 1").fetchone()
+    except LifeboatError as exc:
+        return False, f"{where}: {_reason(exc)}"
+    if not value or value[0] != 1:
+        return False, f"{where}: SELECT 1 answered {value!r}"
+    return True, f"{where}: SELECT 1 ok"
+
+
+def probe_mongodb(settings: dict[str, t.Any], timeout: float) -> tuple[bool, str]:
+    """The ping command. Settings: host, port, user, password(_file), auth_database, tls."""
+    from ._mongo import MongoConnection  # pylint: disable=import-outside-toplevel  # pymongo only when probed
+
+    where = f"MongoDB {settings.get('host', 'localhost')}:{settings.get('port', 27017)}"
+    try:
+        connection = MongoConnection.from_options(
+            host=settings.get("host"), port=settings.get("port"), user=settings.get("user"),
+            password=_password(settings), auth_database=settings.get("auth_database") or "admin",
+            tls=bool(settings.get("tls")), connect_timeout=max(1, int(timeout)))
+        connection.client().close()  # client() runs the ping
+    except LifeboatError as exc:
+        return False, f"{where}: {_reason(exc)}"
+    return True, f"{where}: ping ok"
+
+
+def _resp_command(*parts: str) -> bytes:
+    return f"*{len(parts)}\r\n".encode() + b"".join(
+        f"${len(part.encode())}\r\n".encode() + part.encode() + b"\r\n" for part in parts)
+
+
+def _resp_line(stream: t.BinaryIO) -> str:
+    line = stream.readline(4096)
+    if not line:
+        raise ConnectionError("the server closed the connection")
+    return line.decode("utf-8", "replace").rstrip("\r\n")
+
+
+def probe_redis(settings: dict[str, t.Any], timeout: float) -> tuple[bool, str]:
+    """AUTH (when a password is given; with ``user`` for an ACL user) and PING, expecting +PONG."""
+    where = f"Redis {settings.get('host', '127.0.0.1')}:{settings.get('port', 6379)}"
+    try:
+        password = _password(settings)
+        with socket.create_connection((settings.get("host", "127.0.0.1"), int(settings.get("port", 6379))),
+                                      timeout=timeout) as sock, sock.makefile("rb") as stream:
+            if password:
+                user = [settings["user"]] if settings.get("user") else []
+                sock.sendall(_resp_command("AUTH", *user, password))
+                answer = _resp_line(stream)
+                if not answer.startswith("+OK"):
+                    return False, f"{where}: AUTH refused: {answer.lstrip('-')[:200]}"
+            sock.sendall(_resp_command("PING"))
+            answer = _resp_line(stream)
+    except LifeboatError as exc:
+        return False, f"{where}: {exc}"
+    except OSError as exc:  # refused, timed out, reset: socket.timeout and ConnectionError are OSErrors
+        return False, f"{where}: {exc.strerror or exc}"
+    if answer != "+PONG":
+        return False, f"{where}: PING answered {answer.lstrip('-+')[:200]!r}"
+    return True, f"{where}: PONG"
+
+
+def http_status(url: str, timeout: float) -> tuple[int | None, str]:
+    """(HTTP status or None, one line) of a GET of ``url``."""
+    # urllib's own opener: the library imports nothing from Ansible (whose open_url ansible-test suggests).
+    opener = urllib.request.build_opener()
+    try:
+        request = urllib.request.Request(url, headers={"User-Agent": "lifeboat-ready"})
+        with opener.open(request, timeout=timeout) as response:
+            return response.status, f"HTTP {response.status}"
+    except urllib.error.HTTPError as exc:
+        exc.close()
+        return exc.code, f"HTTP {exc.code}"
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        return None, str(getattr(reason, "strerror", None) or reason)
+
+
+def wait_ready(url: str, timeout: float, interval: float = 1.0, expect_status: t.Collection[int] = (200,),
+               clock: t.Callable[[], float] = time.monotonic) -> dict[str, t.Any]:
+    """Poll ``url`` until it answers one of ``expect_status``; LifeboatError (one line) after ``timeout`` s.
+
+    The endpoint's answers in between (a 503 while cloudflared has no connection yet, a refused connection while
+    it starts) are counted and the last one named in the failure."""
+    started = clock()
+    attempts = 0
+    while True:
+        attempts += 1
+        status, detail = http_status(url, min(max(interval, 1.0), 10.0))
+        elapsed = clock() - started
+        if status in expect_status:
+            return {"url": url, "status": status, "attempts": attempts, "elapsed": round(elapsed, 3)}
+        if elapsed + interval > timeout:
+            raise LifeboatError(
+                f"{url} was not ready within {timeout:g} s: {attempts} tries, the last answered {detail}, "
+                f"expected HTTP {', '.join(map(str, sorted(expect_status)))}")
+        time.sleep(interval)
