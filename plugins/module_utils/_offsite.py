@@ -759,3 +759,89 @@ def remote_status(remote: Remote, job: str | None = None, s3: t.Any = None) -> d
         "noncurrent_version_bytes": noncurrent,
         "open_uploads": len(listing.uploads),
     }
+
+
+OFFSITE_RECORD = ".lifeboat-offsite-last-copy.json"
+
+
+def record_copy(destination: str, ok: bool, failure: str | None = None) -> None:
+    """The outcome of the newest copy to the bucket, beside the archives, for status (last upload failure)."""
+    from ._files import write_file_atomic  # pylint: disable=import-outside-toplevel
+
+    record = {"at": _manifest.iso(_manifest.utc_now()), "ok": ok, "failure": failure}
+    if os.path.isdir(destination):
+        write_file_atomic(os.path.join(destination, OFFSITE_RECORD), json.dumps(record).encode("utf-8"), 0o600)
+
+
+def last_copy(destination: str) -> dict[str, t.Any] | None:
+    try:
+        with open(os.path.join(destination, OFFSITE_RECORD), encoding="utf-8") as handle:
+            record = json.load(handle)
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def offsite_health(destination: str, remote: Remote, max_delay_hours: float = 26.0,
+                   now: _dt.datetime | None = None, s3: t.Any = None) -> dict[str, t.Any]:
+    """The remote side of a destination's health: CRITICAL when the newest local verified archive has not reached
+    the bucket within ``max_delay_hours`` of its end, or the bucket cannot be read; WARNING for incomplete
+    uploads and a failed last copy."""
+    now = now or _manifest.utc_now()
+    health: dict[str, t.Any] = {"url": remote.url(), "state": _catalog.OK, "reasons": [], "remote": None,
+                                "last_copy": last_copy(destination)}
+
+    def add(state: str, message: str) -> None:
+        health["reasons"].append({"severity": state, "message": message})
+        if _catalog.SEVERITY_ORDER[state] > _catalog.SEVERITY_ORDER[health["state"]]:
+            health["state"] = state
+
+    try:
+        s3 = s3 or client(remote)
+        health["remote"] = remote_status(remote, s3=s3)
+        present = {archive.name for archive in list_remote(s3, remote, read_manifests=False).archives
+                   if not archive.problem}
+    except LifeboatError as exc:
+        add(_catalog.CRITICAL, str(exc))
+        return health
+    local = [archive for archive in _catalog.scan(destination).archives if archive.verified] if os.path.isdir(
+        destination) else []
+    if local:
+        newest = local[-1]
+        late = now - newest.finished_at > _dt.timedelta(hours=max_delay_hours)
+        if newest.name not in present and late:
+            add(_catalog.CRITICAL, f"the newest verified archive {newest.name} has not reached {remote.url()} "
+                                   f"within {max_delay_hours:g} h")
+    if health["remote"]["incomplete"]:
+        add(_catalog.WARNING, f"incomplete uploads in {remote.url()}: {', '.join(health['remote']['incomplete'][:3])}")
+    record = health["last_copy"]
+    if record and not record.get("ok"):
+        add(_catalog.WARNING, f"the last copy to {remote.url()} failed at {record.get('at')}: {record.get('failure')}")
+    return health
+
+
+def offsite_metrics_text(destination: str, health: dict[str, t.Any]) -> str:
+    """Gauges of the remote side, in the labels of _status's metrics (destination), for the textfile collector."""
+    from . import _prometheus  # pylint: disable=import-outside-toplevel
+
+    labels = {"destination": destination, "url": health["url"]}
+    remote = health.get("remote") or {}
+    started = _catalog.parse_time(remote.get("newest_verified_started_at"))
+    record = health.get("last_copy") or {}
+    failed_at = _catalog.parse_time(record.get("at")) if record and not record.get("ok") else None
+    series = [
+        ("lifeboat_offsite_status", "Health of the off-site copies: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.",
+         {_catalog.OK: 0, _catalog.WARNING: 1, _catalog.CRITICAL: 2}.get(health["state"], 3)),
+        ("lifeboat_offsite_archives", "Complete archives in the bucket.", remote.get("archives")),
+        ("lifeboat_offsite_verified_archives", "Complete archives in the bucket whose manifest records a passed "
+         "verification.", remote.get("verified")),
+        ("lifeboat_offsite_last_verified_start_timestamp_seconds", "Start of the newest verified archive in the "
+         "bucket.", started.timestamp() if started else None),
+        ("lifeboat_offsite_stored_bytes", "Bytes of the current objects under the prefix.", remote.get("stored_bytes")),
+        ("lifeboat_offsite_noncurrent_bytes", "Bytes of older object versions kept by bucket versioning.",
+         remote.get("noncurrent_version_bytes")),
+        ("lifeboat_offsite_last_copy_failure_timestamp_seconds", "When the last copy failed (absent when it "
+         "succeeded).", failed_at.timestamp() if failed_at else None),
+    ]
+    return _prometheus.text((name, help_text, [(labels, value)] if value is not None else [])
+                            for name, help_text, value in series)

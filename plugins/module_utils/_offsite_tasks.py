@@ -18,8 +18,15 @@ def offsite_copy(run: Run) -> Outcome:
     params = run.params
     remote = _remote(params)
     _retention.check_destination(params["destination"])
-    result = _offsite.copy_destination(params["destination"], remote, params["job"], check_mode=run.check_mode,
-                                       only_verified=params["only_verified"])
+    try:
+        result = _offsite.copy_destination(params["destination"], remote, params["job"], check_mode=run.check_mode,
+                                           only_verified=params["only_verified"])
+    except _offsite.LifeboatError as exc:
+        if not run.check_mode:
+            _offsite.record_copy(params["destination"], ok=False, failure=str(exc))
+        raise
+    if not run.check_mode:
+        _offsite.record_copy(params["destination"], ok=True)
     for skipped in result.skipped:
         run.warn(f"{skipped['name']} not copied: {skipped['reason']}")
     return Outcome(changed=bool(result.copied), result={**result.as_dict(), "url": remote.url()})
