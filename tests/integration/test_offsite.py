@@ -6,9 +6,11 @@ offsite_fetch, offsite_prune and restores from the bucket, with the local destin
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import signal
+import time
 
 import pytest
 
@@ -301,14 +303,17 @@ def test_bad_input_fails_in_one_line_and_deletes_nothing(pg, s3_server, remote, 
         ({"bucket": "no-such-bucket-here"}, "does not exist"),
     ]
     for change, fragment in cases:
-        for module, extra in (("offsite_copy", {"destination": str(destination)}), ("offsite_prune", prune),
-                              ("offsite_verify", {})):
+        for module, extra in (("offsite_copy", {"destination": str(destination)}), ("offsite_prune", prune)):
             run = run_module(module, {**remote, **change, **extra})
             one_line_failure(run, fragment)
     s3_server.client().put_object(Bucket=remote["bucket"], Key="db1/jobs/notes.txt", Body=b"someone else's")
     for module, extra in (("offsite_copy", {"destination": str(destination)}), ("offsite_prune", prune)):
         one_line_failure(run_module(module, {**remote, **extra}), "holds 1 objects that are not lifeboat archives")
     assert keys(s3_server, remote) == {**before, "notes.txt": 14}
+    # The last copy failed: status says so (WARNING), with the reason.
+    status = run_module("backup_status", {"destination": str(destination), "offsite": remote})
+    assert status.result["offsite"]["state"] == "WARNING", status.result
+    assert "the last copy to" in status.result["offsite"]["reasons"][0]["message"]
 
 
 def test_remote_status_counts_the_newest_verified_copy_and_old_versions(pg, s3_server, run_module, tmp_path):
@@ -326,3 +331,65 @@ def test_remote_status_counts_the_newest_verified_copy_and_old_versions(pg, s3_s
     key = f"db1/jobs/{os.path.basename(archive)}.manifest.json"
     s3.put_object(Bucket=options["bucket"], Key=key, Body=s3.get_object(Bucket=options["bucket"], Key=key)["Body"].read())
     assert _offsite.remote_status(remote)["noncurrent_version_bytes"] > 0
+
+
+def test_the_restore_playbook_restores_from_the_bucket_and_minus_vvv_shows_no_key(
+        pg, s3_server, remote, run_module, run_playbook, tmp_path, unique_name):
+    destination = tmp_path / "backups"
+    archive = backed_up_and_verified(run_module, "postgresql", pg, destination)
+    assert run_module("offsite_copy", {"destination": str(destination), **remote}).rc == 0
+    shutil.rmtree(destination)
+    target = f"{unique_name}_from_bucket"
+    job = {"name": "postgresql", "engine": "postgresql", **pg.login(), "database": PG_SOURCE,
+           "destination": str(tmp_path / "restore-here"), "offsite": remote}
+    try:
+        restore = run_playbook("restore", {"backup_jobs": [job], "restore_items": [
+            {"job": "postgresql", "target_database": target}]}, "-vvv")
+        assert restore.returncode == 0, restore.stdout[-3000:] + restore.stderr
+        assert SECRET_KEY not in restore.stdout + restore.stderr
+        source, copy_ = pg.fingerprint(PG_SOURCE), pg.fingerprint(target)
+        assert copy_["counts"] == source["counts"] and copy_["hashes"] == source["hashes"]
+        assert os.path.basename(archive) in os.listdir(tmp_path / "restore-here")
+    finally:
+        pg.drop(target)
+
+
+def test_the_host_command_copies_prunes_fetches_and_the_status_module_sees_the_remote_side(
+        pg, s3_server, remote, run_module, tmp_path):
+    from test_cli import install_host, lifeboat  # pylint: disable=import-error,import-outside-toplevel
+
+    host = install_host(tmp_path / "host")
+    destination = tmp_path / "backups"
+    config = tmp_path / "lifeboat.yml"
+    offsite = {"enabled": True, **remote}
+    config.write_text(json.dumps({"jobs": {"journal": {
+        "engine": "postgresql", "database": PG_SOURCE, "destination": str(destination), **pg.login(),
+        "verify": {"level": "structure"}, "retention": {"keep_last": 1}, "offsite": offsite}}}))
+    for command in ("backup", "verify", "copy"):
+        done = lifeboat(host, command, "--config", str(config))
+        assert done.returncode == 0, done.stdout + done.stderr
+    assert "copied journal-" in done.stdout + done.stderr
+    status = run_module("backup_status", {"destination": str(destination), "offsite": remote,
+                                          "metrics_file": str(tmp_path / "lifeboat.prom")})
+    assert status.rc == 0 and status.result["offsite"]["state"] == "OK", status.result
+    assert status.result["offsite"]["remote"]["verified"] == 1
+    metrics = (tmp_path / "lifeboat.prom").read_text()
+    assert "lifeboat_offsite_verified_archives{" in metrics and "lifeboat_offsite_stored_bytes{" in metrics
+
+    # A second day: the bucket mirrors keep_last=1 once the new archive is verified and copied.
+    time.sleep(1.1)  # archive names carry the start second
+    for command in ("backup", "verify", "copy"):
+        done = lifeboat(host, command, "--config", str(config))
+        assert done.returncode == 0, done.stdout + done.stderr
+    assert "removed journal-" in done.stdout + done.stderr
+    names = [name for name in keys(s3_server, remote) if not name.endswith(".json")]
+    assert len(names) == 1
+    shutil.rmtree(destination)
+    fetched = lifeboat(host, "fetch", "--job", "journal", "--config", str(config), "--directory", str(tmp_path / "f"))
+    assert fetched.returncode == 0 and sorted(os.listdir(tmp_path / "f")) == [names[0], names[0] + ".manifest.json"]
+    assert SECRET_KEY not in done.stdout + done.stderr + fetched.stdout + fetched.stderr
+
+    # The newest local verified archive not in the bucket for longer than allowed: CRITICAL.
+    late = run_module("backup_status", {"destination": str(tmp_path / "f"), "offsite": {**remote, "prefix": "other"},
+                                        "offsite_max_delay_hours": 0.0001})
+    assert late.result["offsite"]["state"] == "CRITICAL" and "has not reached" in late.result["summary"], late.result
