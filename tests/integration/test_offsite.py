@@ -16,7 +16,7 @@ import pytest
 
 from ansible_collections.lifeboat.ops.plugins.module_utils import _manifest, _offsite
 from s3server import ACCESS_KEY, SECRET_KEY, free_port  # pylint: disable=import-error
-from testbed import PG_SOURCE, finish_module, start_module, wait_until  # pylint: disable=import-error
+from testbed import PG_SOURCE, finish_module, sample_jobs, start_module, wait_until  # pylint: disable=import-error
 from test_prune import dated_series, verify  # pylint: disable=import-error
 
 
@@ -393,3 +393,18 @@ def test_the_host_command_copies_prunes_fetches_and_the_status_module_sees_the_r
     late = run_module("backup_status", {"destination": str(tmp_path / "f"), "offsite": {**remote, "prefix": "other"},
                                         "offsite_max_delay_hours": 0.0001})
     assert late.result["offsite"]["state"] == "CRITICAL" and "has not reached" in late.result["summary"], late.result
+
+
+def test_the_backup_playbook_copies_each_verified_archive_off_site(pg, mongo, s3_server, remote, run_playbook,
+                                                                   tmp_path):
+    jobs = sample_jobs(pg, mongo, offsite={**remote, "enabled": True})
+    backup = run_playbook("backup", {"backup_root": str(tmp_path / "backups"), "backup_jobs": jobs,
+                                     "backup_retention": {"keep_last": 2}})
+    assert backup.returncode == 0, backup.stdout[-3000:] + backup.stderr
+    found = keys(s3_server, remote)
+    for job in ("journal", "nightscout"):
+        (name,) = [entry for entry in os.listdir(tmp_path / "backups" / job) if not entry.endswith(".json")]
+        assert {name, name + ".manifest.json"} <= set(found), found
+        remote_manifest = json.loads(s3_server.client().get_object(
+            Bucket=remote["bucket"], Key=f"db1/jobs/{name}.manifest.json")["Body"].read())
+        assert remote_manifest["verifications"][-1]["ok"] is True  # copied after its verification
