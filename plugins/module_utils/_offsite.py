@@ -477,7 +477,7 @@ def _resumable_upload(s3: t.Any, remote: Remote, key: str,
     key (older attempts) are aborted."""
     uploads = [upload for upload in s3.list_multipart_uploads(Bucket=remote.bucket, Prefix=key).get("Uploads", [])
                if upload["Key"] == key]
-    uploads.sort(key=lambda upload: upload.get("Initiated") or _dt.datetime.min, reverse=True)
+    uploads.sort(key=lambda upload: str(upload.get("Initiated") or ""), reverse=True)
     chosen: str | None = None
     done: dict[int, dict[str, t.Any]] = {}
     for upload in uploads:
