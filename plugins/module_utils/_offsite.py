@@ -53,7 +53,7 @@ def remote_spec() -> dict[str, t.Any]:
         "endpoint_url": {"type": "str"},
         "region": {"type": "str"},
         "path_style": {"type": "bool", "default": False},
-        "credentials_file": {"type": "path"},
+        "credentials_file": {"type": "path", "no_log": False},  # a path, not a secret
         "lock_mode": {"type": "str", "choices": list(LOCK_MODES)},
         "lock_days": {"type": "int"},
         "part_size_mib": {"type": "int", "default": DEFAULT_PART_SIZE // MIB},
