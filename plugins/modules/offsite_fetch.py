@@ -12,7 +12,7 @@ description:
   - Downloads an archive (and its extras) into O(directory) under a partial name that the next run resumes,
     checks each file against the remote manifest's sha256, and only then gives it its final name; the manifest
     is written last. The result's RV(archive) is then restored like any local archive.
-  - A file that does not match is removed and the task fails: nothing is restored from it.
+  - A file that does not match is removed and the task fails, so nothing is restored from it.
 author:
   - Lifeboat Developers (@lifeboat)
 extends_documentation_fragment:
