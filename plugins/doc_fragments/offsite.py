@@ -54,7 +54,7 @@ options:
     description:
       - Part size of multipart uploads in MiB (5 to 5120); files up to one part are uploaded in one request.
     type: int
-    default: 64
+    default: 16
 requirements:
   - boto3 on the managed host
 """

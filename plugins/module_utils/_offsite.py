@@ -25,6 +25,7 @@ from __future__ import annotations
 import base64
 import configparser
 import datetime as _dt
+import functools
 import hashlib
 import json
 import os
@@ -38,7 +39,9 @@ from ._common import LifeboatError, register_secret
 from ._files import fsync_directory
 
 MIB = 1024 * 1024
-DEFAULT_PART_SIZE = 64 * MIB
+DEFAULT_PART_SIZE = 16 * MIB
+# Parts in flight at once (each held in memory: UPLOAD_THREADS x part size).
+UPLOAD_THREADS = 8
 LOCK_MODES = ("GOVERNANCE", "COMPLIANCE")
 # Incomplete multipart uploads older than this are aborted by prune (younger ones may belong to a running copy).
 STALE_UPLOAD_HOURS = 24
@@ -137,8 +140,8 @@ def read_credentials_file(path: str) -> tuple[str, str, str | None]:
 def client(remote: Remote) -> t.Any:
     """A boto3 S3 client: keys from credentials_file, else boto3's own chain (environment, instance role)."""
     try:
-        import boto3  # pylint: disable=import-outside-toplevel
-        from botocore.config import Config  # pylint: disable=import-outside-toplevel
+        import boto3  # type: ignore[import-untyped]  # pylint: disable=import-outside-toplevel
+        from botocore.config import Config  # type: ignore[import-untyped]  # pylint: disable=import-outside-toplevel
     except ImportError as exc:
         raise LifeboatError("off-site copies need boto3 on the host that copies (pip install boto3, or "
                             "apt install python3-boto3)") from exc
@@ -162,7 +165,7 @@ def client(remote: Remote) -> t.Any:
 
 def describe_error(exc: BaseException, remote: Remote, doing: str) -> LifeboatError:
     """One line a person can act on, for what boto3 raises."""
-    from botocore import exceptions as bce  # pylint: disable=import-outside-toplevel
+    from botocore import exceptions as bce  # type: ignore[import-untyped]  # pylint: disable=import-outside-toplevel
 
     where = remote.url()
     if isinstance(exc, bce.ClientError):
@@ -295,8 +298,7 @@ def list_remote(s3: t.Any, remote: Remote, job: str | None = None, read_manifest
         archive = RemoteArchive(archive_name, match["job"], _catalog.stamp_time(match["stamp"]), {})
         if read_manifests:
             try:
-                body = _guarded(remote, "reading", lambda key=remote.key(name): s3.get_object(
-                    Bucket=remote.bucket, Key=key)["Body"].read())
+                body = _read_object(s3, remote, name, "reading")
                 archive.manifest = _check_manifest(json.loads(body), name)
                 archive.started_at = _catalog.parse_time(archive.manifest.get("started_at")) or archive.started_at
             except (ValueError, LifeboatError) as exc:
@@ -322,6 +324,13 @@ def list_remote(s3: t.Any, remote: Remote, job: str | None = None, read_manifest
         listing.archives = [archive for archive in listing.archives if archive.job == job]
     listing.archives.sort(key=lambda archive: (archive.started_at, archive.name))
     return listing
+
+
+def _read_object(s3: t.Any, remote: Remote, name: str, doing: str) -> bytes:
+    def read() -> bytes:
+        return s3.get_object(Bucket=remote.bucket, Key=remote.key(name))["Body"].read()
+
+    return _guarded(remote, doing, read)
 
 
 def _job_of(name: str) -> str | None:
@@ -416,84 +425,112 @@ def _lock_args(remote: Remote) -> dict[str, t.Any]:
 
 
 def upload_file(s3: t.Any, remote: Remote, path: str, sha256: str, result: CopyResult) -> None:
-    """One file, checked locally against ``sha256`` first, then uploaded with checksums the store verifies."""
+    """One file, uploaded with SHA-256 checksums the store verifies, and proven against ``sha256`` (the manifest's).
+
+    A file of one part is sent with the manifest's sha256 as its checksum: the store itself refuses bytes that do
+    not match it. A larger one goes in parts, each hashed as it is sent (the store checks each part), while the
+    whole file is hashed beside them; the upload is completed only when that whole hash is the manifest's, so a
+    file that changed since its backup never becomes an object.
+    """
     name = os.path.basename(path)
     key = remote.key(name)
-    digest = digest_file(path, remote.part_size)
-    if digest.sha256 != sha256:
-        raise LifeboatError(f"{path} does not match its manifest's sha256 (it changed after the backup); it is not "
-                            "copied: verify it")
-    if len(digest.parts) == 1:
+    try:
+        size = os.path.getsize(path)
+    except OSError as exc:
+        raise LifeboatError(f"cannot read {path}: {exc.strerror}") from exc
+    if size <= remote.part_size:
         _guarded(remote, f"uploading {name} to", lambda: _put_single(s3, remote, path, key, sha256))
         expected = _b64(bytes.fromhex(sha256))
     else:
-        _guarded(remote, f"uploading {name} to", lambda: _put_multipart(s3, remote, path, key, digest, result))
-        expected = digest.composite()
+        expected = _guarded(remote, f"uploading {name} to",
+                            lambda: _put_multipart(s3, remote, path, key, size, sha256, result))
     head = _guarded(remote, "checking", lambda: s3.head_object(Bucket=remote.bucket, Key=key, ChecksumMode="ENABLED"))
     recorded = head.get("ChecksumSHA256")
-    if recorded != expected or int(head.get("ContentLength", -1)) != digest.size:
+    if recorded != expected or int(head.get("ContentLength", -1)) != size:
         raise LifeboatError(f"{remote.url(name)} records checksum {recorded} and {head.get('ContentLength')} bytes "
-                            f"after the upload, not {expected} and {digest.size}; the copy is not trusted")
-    result.bytes_sent += digest.size
+                            f"after the upload, not {expected} and {size}; the copy is not trusted")
+    result.bytes_sent += size
 
 
 def _put_single(s3: t.Any, remote: Remote, path: str, key: str, sha256: str) -> None:
+    from botocore import exceptions as bce  # pylint: disable=import-outside-toplevel
+
     with open(path, "rb") as handle:
-        s3.put_object(Bucket=remote.bucket, Key=key, Body=handle, ChecksumSHA256=_b64(bytes.fromhex(sha256)),
-                      **_lock_args(remote))
+        try:
+            s3.put_object(Bucket=remote.bucket, Key=key, Body=handle, ChecksumSHA256=_b64(bytes.fromhex(sha256)),
+                          **_lock_args(remote))
+        except bce.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("BadDigest", "InvalidRequest", "XAmzContentChecksumMismatch"):
+                raise LifeboatError(f"{path} does not match its manifest's sha256 (the store refused it); it changed "
+                                    "after the backup: verify it") from None
+            raise
 
 
-def _put_multipart(s3: t.Any, remote: Remote, path: str, key: str, digest: LocalDigest, result: CopyResult) -> None:
-    """Resume an upload of this key when one is open (parts whose checksum matches stay), else start one."""
-    upload_id, done = _resumable_upload(s3, remote, key, digest)
+def _file_sha256(path: str) -> str:
+    whole = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(_READ_BLOCK), b""):
+            whole.update(block)
+    return whole.hexdigest()
+
+
+def _put_multipart(s3: t.Any, remote: Remote, path: str, key: str, size: int, sha256: str,
+                   result: CopyResult) -> str:
+    """Resume an open upload of this key (its parts whose checksum matches stay) or start one; return the
+    checksum S3 records for the object (SHA-256 of the parts' SHA-256s, -N)."""
+    count = -(-size // remote.part_size)
+    upload_id, existing = _open_upload(s3, remote, key)
     if upload_id is None:
         upload_id = s3.create_multipart_upload(Bucket=remote.bucket, Key=key, ChecksumAlgorithm="SHA256",
                                                **_lock_args(remote))["UploadId"]
-    result.resumed_parts += len(done)
+    digests: dict[int, bytes] = {}
 
     def send(number: int) -> dict[str, t.Any]:
         offset = (number - 1) * remote.part_size
-        length = min(remote.part_size, digest.size - offset)
+        length = min(remote.part_size, size - offset)
         fd = os.open(path, os.O_RDONLY)
         try:
             body = os.pread(fd, length, offset)
         finally:
             os.close(fd)
+        digest = hashlib.sha256(body).digest()  # hashlib lets other threads run meanwhile
+        digests[number] = digest
+        known = existing.get(number)
+        if known and known.get("ChecksumSHA256") == _b64(digest) and int(known.get("Size", -1)) == length:
+            result.resumed_parts += 1
+            return {"PartNumber": number, "ETag": known["ETag"], "ChecksumSHA256": known["ChecksumSHA256"]}
         answer = s3.upload_part(Bucket=remote.bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=body,
-                                ChecksumSHA256=_b64(digest.parts[number - 1]))
-        return {"PartNumber": number, "ETag": answer["ETag"], "ChecksumSHA256": _b64(digest.parts[number - 1])}
+                                ChecksumSHA256=_b64(digest))
+        return {"PartNumber": number, "ETag": answer["ETag"], "ChecksumSHA256": _b64(digest)}
 
-    todo = [number for number in range(1, len(digest.parts) + 1) if number not in done]
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        sent = list(pool.map(send, todo))
-    parts = sorted([*done.values(), *sent], key=lambda part: part["PartNumber"])
-    s3.complete_multipart_upload(Bucket=remote.bucket, Key=key, UploadId=upload_id,
-                                 MultipartUpload={"Parts": parts})
+    with ThreadPoolExecutor(max_workers=UPLOAD_THREADS + 1) as pool:
+        whole = pool.submit(_file_sha256, path)
+        parts = list(pool.map(send, range(1, count + 1)))
+        whole_sha256 = whole.result()
+    if whole_sha256 != sha256:
+        s3.abort_multipart_upload(Bucket=remote.bucket, Key=key, UploadId=upload_id)
+        raise LifeboatError(f"{path} does not match its manifest's sha256 (it changed after the backup); it is not "
+                            "copied: verify it")
+    s3.complete_multipart_upload(Bucket=remote.bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts})
+    return f"{_b64(hashlib.sha256(b''.join(digests[n] for n in range(1, count + 1))).digest())}-{count}"
 
 
-def _resumable_upload(s3: t.Any, remote: Remote, key: str,
-                      digest: LocalDigest) -> tuple[str | None, dict[int, dict[str, t.Any]]]:
-    """An open upload of ``key`` to continue, and its parts that match the local file; other open uploads of the
-    key (older attempts) are aborted."""
+def _open_upload(s3: t.Any, remote: Remote, key: str) -> tuple[str | None, dict[int, dict[str, t.Any]]]:
+    """The newest open upload of ``key`` to continue, with its parts; older open uploads of the key are aborted."""
     uploads = [upload for upload in s3.list_multipart_uploads(Bucket=remote.bucket, Prefix=key).get("Uploads", [])
                if upload["Key"] == key]
     uploads.sort(key=lambda upload: str(upload.get("Initiated") or ""), reverse=True)
-    chosen: str | None = None
-    done: dict[int, dict[str, t.Any]] = {}
-    for upload in uploads:
-        if chosen is None:
-            chosen = upload["UploadId"]
-            listed = s3.list_parts(Bucket=remote.bucket, Key=key, UploadId=chosen).get("Parts", [])
-            for part in listed:
-                number = int(part["PartNumber"])
-                expected_size = min(remote.part_size, digest.size - (number - 1) * remote.part_size)
-                if (number <= len(digest.parts) and part.get("ChecksumSHA256") == _b64(digest.parts[number - 1])
-                        and int(part.get("Size", -1)) == expected_size):
-                    done[number] = {"PartNumber": number, "ETag": part["ETag"],
-                                    "ChecksumSHA256": part["ChecksumSHA256"]}
-        else:
-            s3.abort_multipart_upload(Bucket=remote.bucket, Key=key, UploadId=upload["UploadId"])
-    return chosen, done
+    if not uploads:
+        return None, {}
+    for stale in uploads[1:]:
+        s3.abort_multipart_upload(Bucket=remote.bucket, Key=key, UploadId=stale["UploadId"])
+    upload_id = uploads[0]["UploadId"]
+    parts: dict[int, dict[str, t.Any]] = {}
+    paginator = s3.get_paginator("list_parts")
+    for page in paginator.paginate(Bucket=remote.bucket, Key=key, UploadId=upload_id):
+        for part in page.get("Parts", []):
+            parts[int(part["PartNumber"])] = part
+    return upload_id, parts
 
 
 # ---------------------------------------------------------------------------------------------------- verify
@@ -558,8 +595,7 @@ def fetch_archive(remote: Remote, name: str, directory: str, s3: t.Any = None) -
     s3 = s3 or client(remote)
     os.makedirs(directory, mode=0o700, exist_ok=True)
     manifest_name = name + _manifest.MANIFEST_SUFFIX
-    body = _guarded(remote, f"reading {manifest_name} from", lambda: s3.get_object(
-        Bucket=remote.bucket, Key=remote.key(manifest_name))["Body"].read())
+    body = _read_object(s3, remote, manifest_name, f"reading {manifest_name} from")
     try:
         manifest = _check_manifest(json.loads(body), manifest_name)
     except ValueError as exc:
@@ -703,8 +739,8 @@ def prune_remote(remote: Remote, destination: str, policy: _retention.Policy, jo
         if started and now - started > _dt.timedelta(hours=STALE_UPLOAD_HOURS):
             plan.uploads_aborted.append(label)
             if not check_mode:
-                _guarded(remote, "aborting an upload in", lambda upload=upload: s3.abort_multipart_upload(
-                    Bucket=remote.bucket, Key=upload["Key"], UploadId=upload["UploadId"]))
+                _guarded(remote, "aborting an upload in", functools.partial(
+                    s3.abort_multipart_upload, Bucket=remote.bucket, Key=upload["Key"], UploadId=upload["UploadId"]))
         else:
             plan.uploads_open.append(label)
     if not check_mode:
@@ -713,16 +749,16 @@ def prune_remote(remote: Remote, destination: str, policy: _retention.Policy, jo
             # Extras and archive first, the manifest last: an interrupted prune shows as an incomplete archive.
             for file in names[entry["name"]].files():
                 if file in names[entry["name"]].objects:
-                    _guarded(remote, f"removing {file} from", lambda file=file: s3.delete_object(
-                        Bucket=remote.bucket, Key=remote.key(file)))
+                    _guarded(remote, f"removing {file} from", functools.partial(
+                        s3.delete_object, Bucket=remote.bucket, Key=remote.key(file)))
                     plan.removed_objects.append(file)
     return plan
 
 
 def _locked_until(s3: t.Any, remote: Remote, archive: RemoteArchive, now: _dt.datetime) -> str | None:
     for file in archive.objects:
-        head = _guarded(remote, "checking", lambda file=file: s3.head_object(Bucket=remote.bucket,
-                                                                             Key=remote.key(file)))
+        head = _guarded(remote, "checking", functools.partial(s3.head_object, Bucket=remote.bucket,
+                                                              Key=remote.key(file)))
         until = head.get("ObjectLockRetainUntilDate")
         if until and until > now:
             return _manifest.iso(until)
@@ -740,13 +776,15 @@ def remote_status(remote: Remote, job: str | None = None, s3: t.Any = None) -> d
     complete = [archive for archive in listing.archives if not archive.problem]
     verified = [archive for archive in complete if archive.as_catalog().verified]
     newest = verified[-1] if verified else None
+    from botocore import exceptions as bce  # pylint: disable=import-outside-toplevel
+
     noncurrent = 0
     try:
         paginator = s3.get_paginator("list_object_versions")
         for page in paginator.paginate(Bucket=remote.bucket, Prefix=remote.prefix):
             noncurrent += sum(int(version.get("Size", 0)) for version in page.get("Versions", [])
                               if not version.get("IsLatest"))
-    except Exception:  # pylint: disable=broad-except  # a store without versioning support: nothing to add
+    except (bce.BotoCoreError, bce.ClientError):  # a store without versioning support: nothing to add
         noncurrent = 0
     return {
         "url": remote.url(),

@@ -13,11 +13,11 @@ import signal
 import time
 
 import pytest
+from s3server import ACCESS_KEY, SECRET_KEY, free_port  # pylint: disable=import-error
+from test_prune import dated_series, verify  # pylint: disable=import-error
 
 from ansible_collections.lifeboat.ops.plugins.module_utils import _manifest, _offsite
-from s3server import ACCESS_KEY, SECRET_KEY, free_port  # pylint: disable=import-error
 from testbed import PG_SOURCE, finish_module, sample_jobs, start_module, wait_until  # pylint: disable=import-error
-from test_prune import dated_series, verify  # pylint: disable=import-error
 
 
 @pytest.fixture
