@@ -10,6 +10,8 @@ import json
 import os
 import shutil
 import signal
+import subprocess
+import sys
 import time
 
 import pytest
@@ -17,7 +19,7 @@ from s3server import ACCESS_KEY, SECRET_KEY, free_port  # pylint: disable=import
 from test_prune import dated_series, verify  # pylint: disable=import-error
 
 from ansible_collections.lifeboat.ops.plugins.module_utils import _manifest, _offsite
-from testbed import PG_SOURCE, finish_module, sample_jobs, start_module, wait_until  # pylint: disable=import-error
+from testbed import PG_SOURCE, REPO_ROOT, finish_module, module_env, sample_jobs, start_module, wait_until  # pylint: disable=import-error
 
 
 @pytest.fixture
@@ -408,3 +410,35 @@ def test_the_backup_playbook_copies_each_verified_archive_off_site(pg, mongo, s3
         remote_manifest = json.loads(s3_server.client().get_object(
             Bucket=remote["bucket"], Key=f"db1/jobs/{name}.manifest.json")["Body"].read())
         assert remote_manifest["verifications"][-1]["ok"] is True  # copied after its verification
+
+
+def test_the_schedule_runs_the_copy_after_verify_and_before_prune_with_a_config_lifeboat_accepts(
+        pg, s3_server, remote, tmp_path):
+    from test_forwarded_options import run_play  # pylint: disable=import-error,import-outside-toplevel
+
+    role = os.path.join(REPO_ROOT, "roles", "backup_schedule")
+    jobs = [{"name": "journal", "engine": "postgresql", "database": PG_SOURCE, **pg.login(),
+             "offsite": {**remote, "enabled": True, "remote_keep": {"keep_monthly": 12}}},
+            {"name": "plain", "engine": "postgresql", "database": PG_SOURCE, **pg.login()}]
+    config, units = tmp_path / "lifeboat.yml", tmp_path / "units"
+    units.mkdir()
+    # Task vars: the role's defaults file (vars_files) would win over inventory variables.
+    variables = {"backup_schedule_root": str(tmp_path / "sched"), "backup_schedule_jobs": "{{ schedule_jobs }}"}
+    play = {"vars_files": [os.path.join(role, "defaults", "main.yml"), os.path.join(role, "vars", "main.yml")],
+            "tasks": [{"name": "Config", "ansible.builtin.template": {
+                "src": os.path.join(role, "templates", "lifeboat.yml.j2"), "dest": str(config), "mode": "0600"},
+                "vars": variables}] + [
+                {"name": f"Unit {job['name']}", "ansible.builtin.template": {
+                    "src": os.path.join(role, "templates", "lifeboat-backup.service.j2"),
+                    "dest": str(units / f"{job['name']}.service"), "mode": "0644"},
+                 "vars": {**variables, "job": job}} for job in jobs]}
+    done, _results = run_play(tmp_path, play, {"schedule_jobs": jobs})
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr
+    check = subprocess.run([sys.executable, os.path.join(REPO_ROOT, "bin", "lifeboat"), "check", "--config",
+                            str(config)], capture_output=True, text=True, env=module_env(), check=False)
+    assert check.returncode == 0, check.stdout + check.stderr
+    steps = [line.split()[1] for line in (units / "journal.service").read_text().splitlines()
+             if line.startswith("ExecStart=")]
+    assert steps == ["backup", "verify", "copy", "prune"]
+    assert "copy" not in (units / "plain.service").read_text().split("ExecStart=")[-1]
+    assert SECRET_KEY not in config.read_text() + (units / "journal.service").read_text()
