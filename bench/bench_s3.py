@@ -76,7 +76,7 @@ def main() -> None:
         os.makedirs(source)
         log(f"writing {args.size_mib} MiB of incompressible bytes")
         with open(os.path.join(source, "blob.bin"), "wb") as handle:
-            for _ in range(args.size_mib):
+            for _megabyte in range(args.size_mib):
                 handle.write(os.urandom(1 << 20))
         destination = os.path.join(work, "archives")
         made = run_module(root, "files_backup", {"destination": destination, "job": "bench", "paths": [source],

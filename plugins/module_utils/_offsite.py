@@ -278,8 +278,8 @@ def list_remote(s3: t.Any, remote: Remote, job: str | None = None, read_manifest
     listing = Listing(remote)
     objects: dict[str, dict[str, t.Any]] = {}
     paginator = s3.get_paginator("list_objects_v2")
-    for page in _guarded(remote, "listing", lambda: list(paginator.paginate(Bucket=remote.bucket,
-                                                                              Prefix=remote.prefix))):
+    pages = _guarded(remote, "listing", lambda: list(paginator.paginate(Bucket=remote.bucket, Prefix=remote.prefix)))
+    for page in pages:
         for entry in page.get("Contents", []):
             objects[entry["Key"][len(remote.prefix):]] = entry
     listing.stored_bytes = sum(int(entry.get("Size", 0)) for entry in objects.values())
