@@ -719,18 +719,17 @@ def prune_remote(remote: Remote, destination: str, policy: _retention.Policy, jo
         elif remote_group.held:
             held = remote_group.held
         by_name = {archive.name: archive for archive in archives}
-        for archive, why in remote_group.keep:
-            plan.keep.append({"name": archive.name, "reasons": why})
-        for archive, why in remote_group.remove:
-            reasons = list(why)
+        for kept, why in remote_group.keep:
+            plan.keep.append({"name": kept.name, "reasons": why})
+        for candidate, why in remote_group.remove:
             if held:
-                plan.keep.append({"name": archive.name, "reasons": [f"held: {held}"]})
-            elif archive.name in local_kept:
-                plan.keep.append({"name": archive.name, "reasons": ["still kept locally"]})
-            elif id(archive) in extra_keep:
-                plan.keep.append({"name": archive.name, "reasons": ["kept by the remote policy"]})
+                plan.keep.append({"name": candidate.name, "reasons": [f"held: {held}"]})
+            elif candidate.name in local_kept:
+                plan.keep.append({"name": candidate.name, "reasons": ["still kept locally"]})
+            elif id(candidate) in extra_keep:
+                plan.keep.append({"name": candidate.name, "reasons": ["kept by the remote policy"]})
             else:
-                plan.remove.append({"name": archive.name, "reasons": reasons})
+                plan.remove.append({"name": candidate.name, "reasons": list(why)})
         if held:
             plan.held.append({"job": group_job, "database": database, "reason": held})
         for entry in list(plan.remove):
