@@ -13,8 +13,8 @@ import time
 import typing as t
 import uuid
 
-import boto3
-from botocore.config import Config
+import boto3  # type: ignore[import-untyped]
+from botocore.config import Config  # type: ignore[import-untyped]
 
 from testbed import REPO_ROOT  # pylint: disable=import-error
 
