@@ -28,7 +28,7 @@ import time
 import traceback
 import typing as t
 
-from . import _catalog, _config, _ingress, _manifest, _notify, _retention, _status, _stopping, _verify
+from . import _catalog, _config, _ingress, _manifest, _notify, _offsite, _retention, _status, _stopping, _verify
 from ._common import LifeboatError, redact
 from ._pipeline import stop_cleanly_on_termination, stop_requested
 
@@ -121,6 +121,14 @@ def build_parser() -> argparse.ArgumentParser:
     prune = commands.add_parser("prune", parents=[common], help="apply the jobs' retention")
     prune.add_argument("--job", help="only this job (all jobs when omitted)")
     prune.add_argument("--dry-run", action="store_true", help="say what would be removed, remove nothing")
+    copy = commands.add_parser("copy", parents=[common],
+                               help="copy verified archives to the jobs' off-site bucket and prune it there")
+    copy.add_argument("--job", help="only this job (all jobs with an enabled offsite section when omitted)")
+    fetch = commands.add_parser("fetch", parents=[common],
+                                help="bring a job's archive back from its bucket, proven against its manifest")
+    fetch.add_argument("--job", required=True, help="the job whose archive to fetch")
+    fetch.add_argument("--archive", help="an archive file name (default: the newest verified one in the bucket)")
+    fetch.add_argument("--directory", help="where to put it (default: the job's destination)")
     status = commands.add_parser("status", parents=[common],
                                  help="backup health, exit code 0/1/2/3 (OK/WARNING/CRITICAL/UNKNOWN)")
     status.add_argument("--job", help="only this job (all jobs when omitted)")
@@ -350,7 +358,54 @@ def _by_destination(jobs: list[_config.Job]) -> dict[str, list[_config.Job]]:
     return grouped
 
 
+def run_copy(config: _config.Config, args: argparse.Namespace, output: Output) -> int:
+    """Each job with an enabled offsite section: copy its verified archives, then prune the bucket (mirroring the
+    local retention, never ahead of it). Runs after verify and before the local prune."""
+    failed = 0
+    jobs = [job for job in config.selected(args.job) if job.offsite.get("enabled") or args.job]
+    for job in jobs:
+        if not job.offsite.get("enabled"):
+            output.line(f"{job.name}: no enabled offsite section in the config", "error")
+            failed += 1
+            continue
+        remote = _offsite.Remote.from_options(job.offsite)
+        try:
+            result = _offsite.copy_destination(job.destination, remote, job.params["job"])
+        except LifeboatError as exc:
+            _offsite.record_copy(job.destination, ok=False, failure=str(exc))
+            output.line(f"{job.name}: copy to {remote.url()} failed: {exc}", "error")
+            failed += 1
+            continue
+        _offsite.record_copy(job.destination, ok=True)
+        for name in result.copied:
+            output.line(f"{job.name}: copied {name} to {remote.url()}")
+        for skipped in result.skipped:
+            output.line(f"{job.name}: not copied {skipped['name']}: {skipped['reason']}", "warning")
+        if job.retention["enabled"]:
+            keep = job.offsite.get("remote_keep")
+            plan = _offsite.prune_remote(remote, job.destination, _retention.Policy.from_options(job.retention),
+                                         job.params["job"], _retention.Policy.from_options(keep) if keep else None)
+            for entry in plan.held:
+                output.line(f"{job.name}: nothing removed from {remote.url()}: {entry['reason']}", "warning")
+            for entry in plan.locked:
+                output.line(f"{job.name}: {entry['name']} is locked until {entry['locked_until']}: not removed")
+            for entry in plan.remove:
+                output.line(f"{job.name}: removed {entry['name']} from {remote.url()} ({', '.join(entry['reasons'])})")
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def run_fetch(config: _config.Config, args: argparse.Namespace, output: Output) -> int:
+    job = config.job(args.job)
+    if not job.offsite.get("bucket"):
+        raise LifeboatError(f"job {job.name} has no offsite bucket in the config")
+    remote = _offsite.Remote.from_options(job.offsite)
+    name = args.archive or _offsite.newest_remote(remote, job.params["job"])
+    path = _offsite.fetch_archive(remote, name, args.directory or job.destination)
+    output.line(f"{job.name}: fetched {path} from {remote.url()} (sha256 checked against its manifest)")
+    return EXIT_OK
+
+
 COMMANDS: dict[str, t.Callable[[_config.Config, argparse.Namespace, Output], int]] = {
     "backup": run_backup, "verify": run_verify, "prune": run_prune, "status": run_status,
-    "check": run_check, "restart-stopped": run_restart_stopped,
+    "check": run_check, "restart-stopped": run_restart_stopped, "copy": run_copy, "fetch": run_fetch,
 }

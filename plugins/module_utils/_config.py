@@ -15,11 +15,11 @@ import re
 import typing as t
 from dataclasses import dataclass, field
 
-from . import _manifest, _params, _pipeline, _retention, _signing, _sources, _status, _verify
+from . import _manifest, _offsite, _params, _pipeline, _retention, _signing, _sources, _status, _verify
 from ._common import LifeboatError, read_secret_file
 
 ENGINES = _sources.NAMES
-SECTIONS = ("verify", "retention", "status", "schedule")
+SECTIONS = ("verify", "retention", "status", "schedule", "offsite")
 TOP_LEVEL = ("defaults", "jobs", "metrics_file")
 
 VERIFY_SPEC: dict[str, t.Any] = {
@@ -34,8 +34,16 @@ SCHEDULE_SPEC: dict[str, t.Any] = {  # read by the scheduling role; kept here so
     "on_calendar": {"type": "str", "default": "daily"},
     "randomized_delay": {"type": "str", "default": "15m"},
 }
+# The off-site copy of each verified archive (lifeboat copy, after verify and before prune), with the remote prune
+# mirroring retention (remote_keep: a policy the bucket keeps in addition) and status's max delay.
+OFFSITE_SPEC: dict[str, t.Any] = {
+    "enabled": {"type": "bool", "default": False},
+    **{key: {**item, "required": False} for key, item in _offsite.remote_spec().items()},
+    "remote_keep": {"type": "dict"},
+    "max_delay_hours": {"type": "float", "default": 26.0},
+}
 _SECTION_SPECS = {"verify": VERIFY_SPEC, "retention": RETENTION_SPEC, "status": STATUS_SPEC,
-                  "schedule": SCHEDULE_SPEC}
+                  "schedule": SCHEDULE_SPEC, "offsite": OFFSITE_SPEC}
 _FORBIDDEN = {"login_password": "passwords do not belong in the config: put it in a 0600 file and give "
                                 "login_password_file"}
 
@@ -54,6 +62,7 @@ class Job:
     retention: dict[str, t.Any] = field(default_factory=dict)
     status: dict[str, t.Any] = field(default_factory=dict)
     schedule: dict[str, t.Any] = field(default_factory=dict)
+    offsite: dict[str, t.Any] = field(default_factory=dict)
 
     @property
     def source(self) -> _sources.Source:
@@ -206,12 +215,22 @@ def _job(path: str, name: str, body: dict[str, t.Any], defaults: dict[str, t.Any
         _manifest.validate_job_name(params["job"])
     except LifeboatError as exc:
         raise LifeboatError(f"config {path}: {where}: {exc}") from None
-    for section, validate in (("retention", _check_retention_values), ("status", _status.StatusOptions.from_options)):
+    for section, validate in (("retention", _check_retention_values), ("status", _status.StatusOptions.from_options),
+                              ("offsite", _check_offsite)):
         try:
             validate(sections[section])
         except LifeboatError as exc:
             raise LifeboatError(f"config {path}: {where}: {section}: {exc}") from None
     return Job(name=name, engine=engine, params=params, **sections)
+
+
+def _check_offsite(offsite: dict[str, t.Any]) -> None:
+    if offsite.get("enabled"):
+        if not offsite.get("bucket"):
+            raise LifeboatError("bucket is required when the off-site copy is enabled")
+        _offsite.Remote.from_options(offsite)
+        if offsite.get("remote_keep"):
+            _retention.Policy.from_options(offsite["remote_keep"])
 
 
 def _check_retention_values(retention: dict[str, t.Any]) -> None:

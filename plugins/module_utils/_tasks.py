@@ -61,9 +61,12 @@ def backup_status(run: Run) -> Outcome:
         if metrics_file:
             _status.validate_metrics_path(metrics_file)
         report = _status.evaluate_root(params["destination"], params["jobs"], options)
+        offsite_text = ""
+        if params.get("offsite"):
+            report, offsite_text = _with_offsite(report, params)
         outcome.result.update(report)
         if metrics_file:
-            text = _status.metrics_text(report)
+            text = _status.metrics_text(report) + offsite_text
             before = _status.read_metrics(metrics_file)
             outcome.changed = not _status.same_metrics(before, text)
             outcome.result.update(metrics=text, metrics_file=metrics_file)
@@ -80,6 +83,20 @@ def backup_status(run: Run) -> Outcome:
     if threshold is not None and _status.SEVERITY_ORDER[report["state"]] >= _status.SEVERITY_ORDER[threshold]:
         outcome.failure = report["summary"]
     return outcome
+
+
+def _with_offsite(report: dict[str, t.Any], params: t.Mapping[str, t.Any]) -> tuple[dict[str, t.Any], str]:
+    """The report with its remote side (state, reasons, summary) and that side's metrics."""
+    from . import _offsite  # pylint: disable=import-outside-toplevel  # boto3 only when a bucket is asked about
+
+    remote = _offsite.Remote.from_options(params["offsite"])
+    health = _offsite.offsite_health(params["destination"], remote, params["offsite_max_delay_hours"])
+    report = {**report, "offsite": health}
+    if _status.SEVERITY_ORDER[health["state"]] > _status.SEVERITY_ORDER[report["state"]]:
+        report["state"] = health["state"]
+        report["exit_code"] = _status.exit_code_for(health["state"])
+        report["summary"] = f"{health['state']}: {health['reasons'][0]['message']}"
+    return report, _offsite.offsite_metrics_text(params["destination"], health)
 
 
 def backup_verify(run: Run) -> Outcome:

@@ -96,6 +96,19 @@ options:
     type: str
     default: none
     choices: [none, warning, critical]
+  offsite:
+    description:
+      - The bucket of the off-site copies (keys as the options of M(lifeboat.ops.offsite_copy) - C(bucket),
+        C(prefix), C(endpoint_url), C(region), C(path_style), C(credentials_file)); the report then gains
+        RV(offsite) and the metrics file the C(lifeboat_offsite_*) gauges.
+      - CRITICAL when the newest local verified archive has not reached the bucket within
+        O(offsite_max_delay_hours), or the bucket cannot be read; WARNING for incomplete uploads or a failed last copy.
+    type: dict
+  offsite_max_delay_hours:
+    description:
+      - Hours after its end within which the newest verified archive must be in the bucket.
+    type: float
+    default: 26
 notes:
   - Verifications are read from the manifests, where the verification of an archive records them.
   - C(promtool check metrics) accepts the metrics file; the collection's tests run it.
@@ -227,6 +240,12 @@ metrics_file:
   description: Path of the metrics file.
   returned: when O(metrics_file) is set
   type: str
+offsite:
+  description: The remote side, with O(offsite) - C(state), C(reasons), C(url), C(last_copy) (the outcome of the
+    newest copy) and C(remote) (C(archives), C(verified), C(newest_verified), C(newest_verified_started_at),
+    C(stored_bytes), C(noncurrent_version_bytes), C(incomplete), C(open_uploads)).
+  returned: when offsite is given
+  type: dict
 """
 
 from ansible.module_utils.basic import AnsibleModule
@@ -243,6 +262,8 @@ def main() -> None:
             **_status.options_spec(),
             "metrics_file": {"type": "path"},
             "fail_on": {"type": "str", "default": "none", "choices": ["none", "warning", "critical"]},
+            "offsite": {"type": "dict"},
+            "offsite_max_delay_hours": {"type": "float", "default": 26.0},
         },
         supports_check_mode=True,
     )

@@ -199,3 +199,14 @@ def ferret_container(container_bed: ContainerBed) -> Box:
 def app_container(container_bed: ContainerBed) -> Box:
     """The app that wrote its files into a named volume of this run (mounted on /data), then sleeps."""
     return started(lambda: container_bed.app("app"))
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> t.Iterator[t.Any]:
+    """A real S3-compatible server (versitygw, POSIX backend) on a free loopback port, stopped by PID at the end."""
+    from s3server import S3Server  # pylint: disable=import-error,import-outside-toplevel
+
+    server = S3Server(str(tmp_path_factory.mktemp("s3")))
+    server.start()
+    yield server
+    server.stop()

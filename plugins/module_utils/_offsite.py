@@ -1,0 +1,890 @@
+# Copyright: lifeboat developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Off-site copies of verified archives in an S3-compatible bucket: copy, verify, prune and fetch.
+
+The remote copy stays plain files (the archive, its extras, its manifest), so ``aws s3 cp`` and the manifest's
+restore commands still open it without this collection. Safety rules:
+
+- every object carries a SHA-256 checksum the store verifies on receipt (per part for multipart uploads); after
+  the upload the object's recorded checksum is compared with the manifest's sha256 (a single-part object's is that
+  sha256; a multipart object's is the SHA-256 of its parts' SHA-256s, recomputed here from the local file whose
+  whole SHA-256 was just checked against the manifest);
+- the manifest is uploaded last: an archive without its manifest remotely is an incomplete upload, said as such;
+- an interrupted multipart upload is resumed by the next copy (parts whose checksum matches are kept);
+- pruning mirrors local retention and is never ahead of the local side (the guards of ``_retention``), and never
+  tries to delete an object under object lock: it reports it;
+- a fetch downloads to a partial file (resumed by the next fetch) and checks it against the manifest's sha256
+  before it gets its final name, so a restore never reads a byte that was not proven.
+
+Credentials come from a 0600 file, the environment or the instance's role (boto3's chain); never argv, never a
+result. Plain Python: boto3 only, no Ansible.
+"""
+
+from __future__ import annotations
+
+import base64
+import configparser
+import datetime as _dt
+import functools
+import hashlib
+import json
+import os
+import stat
+import typing as t
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from . import _catalog, _manifest, _retention
+from ._common import LifeboatError, register_secret
+from ._files import fsync_directory
+
+MIB = 1024 * 1024
+DEFAULT_PART_SIZE = 16 * MIB
+# Parts in flight at once (each held in memory: UPLOAD_THREADS x part size).
+UPLOAD_THREADS = 8
+LOCK_MODES = ("GOVERNANCE", "COMPLIANCE")
+# Incomplete multipart uploads older than this are aborted by prune (younger ones may belong to a running copy).
+STALE_UPLOAD_HOURS = 24
+_READ_BLOCK = 4 * MIB
+
+
+def remote_spec() -> dict[str, t.Any]:
+    """The options that say where the bucket is and how to reach it (modules and the config share them)."""
+    return {
+        "bucket": {"type": "str", "required": True},
+        "prefix": {"type": "str", "default": ""},
+        "endpoint_url": {"type": "str"},
+        "region": {"type": "str"},
+        "path_style": {"type": "bool", "default": False},
+        "credentials_file": {"type": "path", "no_log": False},  # a path, not a secret
+        "lock_mode": {"type": "str", "choices": list(LOCK_MODES)},
+        "lock_days": {"type": "int"},
+        "part_size_mib": {"type": "int", "default": DEFAULT_PART_SIZE // MIB},
+    }
+
+
+@dataclass(frozen=True)
+class Remote:
+    """A bucket and prefix, and how to reach them."""
+
+    bucket: str
+    prefix: str = ""
+    endpoint_url: str | None = None
+    region: str | None = None
+    path_style: bool = False
+    credentials_file: str | None = None
+    lock_mode: str | None = None
+    lock_days: int | None = None
+    part_size: int = DEFAULT_PART_SIZE
+
+    @classmethod
+    def from_options(cls, options: t.Mapping[str, t.Any]) -> Remote:
+        bucket = (options.get("bucket") or "").strip()
+        if not bucket or "/" in bucket:
+            raise LifeboatError(f"bucket '{bucket}' is not a bucket name; give the name alone (no s3://, no slash)")
+        prefix = (options.get("prefix") or "").strip("/")
+        lock_mode = options.get("lock_mode")
+        lock_days = options.get("lock_days")
+        if lock_mode and lock_mode not in LOCK_MODES:
+            raise LifeboatError(f"lock_mode must be one of {', '.join(LOCK_MODES)}, not '{lock_mode}'")
+        if bool(lock_mode) != bool(lock_days):
+            raise LifeboatError("set lock_mode and lock_days together (object lock needs both a mode and a period)")
+        if lock_days is not None and lock_days < 1:
+            raise LifeboatError(f"lock_days is {lock_days}; give 1 or more days")
+        part_mib = int(options.get("part_size_mib") or DEFAULT_PART_SIZE // MIB)
+        if not 5 <= part_mib <= 5120:
+            raise LifeboatError(f"part_size_mib is {part_mib}; S3 takes parts of 5 to 5120 MiB")
+        return cls(bucket=bucket, prefix=f"{prefix}/" if prefix else "", endpoint_url=options.get("endpoint_url") or None,
+                   region=options.get("region") or None, path_style=bool(options.get("path_style")),
+                   credentials_file=options.get("credentials_file") or None, lock_mode=lock_mode or None,
+                   lock_days=lock_days, part_size=part_mib * MIB)
+
+    def key(self, name: str) -> str:
+        return self.prefix + name
+
+    def url(self, name: str = "") -> str:
+        return f"s3://{self.bucket}/{self.prefix}{name}"
+
+    def fetch_command(self, name: str) -> str:
+        """The line a person without this collection runs to get a file back (the AWS CLI)."""
+        endpoint = f" --endpoint-url {_manifest.shell_quote(self.endpoint_url)}" if self.endpoint_url else ""
+        return f"aws s3 cp{endpoint} {_manifest.shell_quote(self.url(name))} ."
+
+
+def read_credentials_file(path: str) -> tuple[str, str, str | None]:
+    """Keys from a 0600 file in the AWS shared-credentials format ([default] aws_access_key_id = ...)."""
+    try:
+        info = os.stat(path)
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except OSError as exc:
+        raise LifeboatError(f"cannot read credentials_file {path}: {exc.strerror}") from exc
+    if stat.S_IMODE(info.st_mode) & 0o077:
+        raise LifeboatError(f"credentials_file {path} is readable by others (mode {stat.S_IMODE(info.st_mode):o}); "
+                            "chmod 600 it")
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        parser.read_string(text if text.lstrip().startswith("[") else "[default]\n" + text)
+    except configparser.Error as exc:
+        raise LifeboatError(f"credentials_file {path} is not in the AWS credentials format "
+                            "([default], aws_access_key_id = ..., aws_secret_access_key = ...)") from exc
+    section = parser["default"] if parser.has_section("default") else parser[parser.sections()[0]] if parser.sections() else {}
+    key_id, secret = section.get("aws_access_key_id"), section.get("aws_secret_access_key")
+    if not key_id or not secret:
+        raise LifeboatError(f"credentials_file {path} lacks aws_access_key_id or aws_secret_access_key")
+    token = section.get("aws_session_token")
+    register_secret(secret, token)
+    return key_id, secret, token
+
+
+def client(remote: Remote) -> t.Any:
+    """A boto3 S3 client: keys from credentials_file, else boto3's own chain (environment, instance role)."""
+    try:
+        import boto3  # type: ignore[import-untyped]  # pylint: disable=import-outside-toplevel
+        from botocore.config import Config  # type: ignore[import-untyped]  # pylint: disable=import-outside-toplevel
+    except ImportError as exc:
+        raise LifeboatError("off-site copies need boto3 on the host that copies (pip install boto3, or "
+                            "apt install python3-boto3)") from exc
+    keys: dict[str, t.Any] = {}
+    if remote.credentials_file:
+        key_id, secret, token = read_credentials_file(remote.credentials_file)
+        keys = {"aws_access_key_id": key_id, "aws_secret_access_key": secret, "aws_session_token": token}
+    else:
+        register_secret(os.environ.get("AWS_SECRET_ACCESS_KEY"), os.environ.get("AWS_SESSION_TOKEN"))
+    config = Config(
+        s3={"addressing_style": "path" if remote.path_style else "auto"},
+        retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=10, read_timeout=120,
+        # We send SHA-256 ourselves; the SDK's own CRC32 on every request would only cost time.
+        request_checksum_calculation="when_required", response_checksum_validation="when_required",
+        max_pool_connections=16,
+    )
+    session = boto3.session.Session(**keys)
+    return session.client("s3", endpoint_url=remote.endpoint_url, region_name=remote.region or "us-east-1",
+                          config=config)
+
+
+def describe_error(exc: BaseException, remote: Remote, doing: str) -> LifeboatError:
+    """One line a person can act on, for what boto3 raises."""
+    from botocore import exceptions as bce  # type: ignore[import-untyped]  # pylint: disable=import-outside-toplevel
+
+    where = remote.url()
+    if isinstance(exc, bce.ClientError):
+        code = exc.response.get("Error", {}).get("Code", "")
+        hints = {
+            "NoSuchBucket": f"bucket '{remote.bucket}' does not exist; create it or fix bucket",
+            "InvalidAccessKeyId": "the access key is not known to the store; check the credentials",
+            "SignatureDoesNotMatch": "the secret key is wrong; check the credentials",
+            "AccessDenied": f"access denied to {where}; check the credentials' permissions",
+            "403": f"access denied to {where}; check the credentials and their permissions",
+            "404": f"{where} was not found; check bucket and prefix",
+        }
+        return LifeboatError(f"{doing} {where} failed: {hints.get(code, f'the store answered {code}')}")
+    if isinstance(exc, bce.EndpointConnectionError):
+        return LifeboatError(f"{doing} {where} failed: cannot connect to {remote.endpoint_url or 'the S3 endpoint'}; "
+                             "check endpoint_url and that the store is up")
+    if isinstance(exc, bce.NoCredentialsError):
+        return LifeboatError(f"{doing} {where} failed: no credentials; give credentials_file (chmod 600), set "
+                             "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or give the host an instance role")
+    if isinstance(exc, bce.BotoCoreError):
+        return LifeboatError(f"{doing} {where} failed: {exc}")
+    return LifeboatError(f"{doing} {where} failed: {exc}")
+
+
+def _guarded(remote: Remote, doing: str, call: t.Callable[[], t.Any]) -> t.Any:
+    from botocore import exceptions as bce  # pylint: disable=import-outside-toplevel
+
+    try:
+        return call()
+    except (bce.BotoCoreError, bce.ClientError) as exc:
+        raise describe_error(exc, remote, doing) from None
+
+
+def _b64(digest: bytes) -> str:
+    return base64.b64encode(digest).decode("ascii")
+
+
+@dataclass
+class LocalDigest:
+    """A file's whole SHA-256 and its parts' SHA-256s, read once."""
+
+    size: int
+    sha256: str
+    parts: list[bytes]
+
+    def composite(self) -> str:
+        """The checksum S3 records for a multipart object: SHA-256 of the parts' SHA-256s, then -N."""
+        return f"{_b64(hashlib.sha256(b''.join(self.parts)).digest())}-{len(self.parts)}"
+
+
+def digest_file(path: str, part_size: int) -> LocalDigest:
+    whole = hashlib.sha256()
+    parts: list[bytes] = []
+    size = 0
+    with open(path, "rb") as handle:
+        while True:
+            part = hashlib.sha256()
+            taken = 0
+            while taken < part_size:
+                block = handle.read(min(_READ_BLOCK, part_size - taken))
+                if not block:
+                    break
+                whole.update(block)
+                part.update(block)
+                taken += len(block)
+            if not taken:
+                break
+            parts.append(part.digest())
+            size += taken
+    return LocalDigest(size, whole.hexdigest(), parts or [hashlib.sha256(b"").digest()])
+
+
+# ---------------------------------------------------------------------------------------------------- the listing
+
+@dataclass
+class RemoteArchive:
+    name: str
+    job: str
+    started_at: _dt.datetime
+    objects: dict[str, dict[str, t.Any]]  # name -> listing entry of the archive's files present remotely
+    manifest: dict[str, t.Any] | None = None
+    problem: str | None = None
+
+    def as_catalog(self) -> _catalog.Archive:
+        """The same view the local retention and health code read."""
+        return _catalog.Archive(path=self.name, job=self.job, started_at=self.started_at, manifest=self.manifest,
+                                problem=self.problem)
+
+    def files(self) -> list[str]:
+        extras = [extra["file"] for extra in (self.manifest or {}).get("extras", [])
+                  if isinstance(extra, dict) and extra.get("file")]
+        return [*extras, self.name, self.name + _manifest.MANIFEST_SUFFIX]
+
+    @property
+    def bytes(self) -> int:
+        return sum(int(entry.get("Size", 0)) for entry in self.objects.values())
+
+
+@dataclass
+class Listing:
+    remote: Remote
+    archives: list[RemoteArchive] = field(default_factory=list)
+    foreign: list[str] = field(default_factory=list)
+    uploads: list[dict[str, t.Any]] = field(default_factory=list)  # incomplete multipart uploads
+    stored_bytes: int = 0
+
+
+def list_remote(s3: t.Any, remote: Remote, job: str | None = None, read_manifests: bool = True) -> Listing:
+    """What the prefix holds: archives (with their manifests), incomplete uploads, and files not ours."""
+    listing = Listing(remote)
+    objects: dict[str, dict[str, t.Any]] = {}
+    paginator = s3.get_paginator("list_objects_v2")
+    pages = _guarded(remote, "listing", lambda: list(paginator.paginate(Bucket=remote.bucket, Prefix=remote.prefix)))
+    for page in pages:
+        for entry in page.get("Contents", []):
+            objects[entry["Key"][len(remote.prefix):]] = entry
+    listing.stored_bytes = sum(int(entry.get("Size", 0)) for entry in objects.values())
+    uploads = _guarded(remote, "listing uploads of",
+                       lambda: s3.list_multipart_uploads(Bucket=remote.bucket, Prefix=remote.prefix))
+    listing.uploads = [upload for upload in uploads.get("Uploads", [])
+                       if job is None or _job_of(upload["Key"][len(remote.prefix):]) == job]
+    claimed: set[str] = set()
+    for name in sorted(objects):
+        if not name.endswith(_manifest.MANIFEST_SUFFIX):
+            continue
+        archive_name = name[: -len(_manifest.MANIFEST_SUFFIX)]
+        match = _catalog.ARCHIVE_NAME.match(archive_name)
+        if not match:
+            continue
+        archive = RemoteArchive(archive_name, match["job"], _catalog.stamp_time(match["stamp"]), {})
+        if read_manifests:
+            try:
+                body = _read_object(s3, remote, name, "reading")
+                archive.manifest = _check_manifest(json.loads(body), name)
+                archive.started_at = _catalog.parse_time(archive.manifest.get("started_at")) or archive.started_at
+            except (ValueError, LifeboatError) as exc:
+                archive.problem = f"manifest {name} is unreadable: {exc}"
+        archive.objects = {file: objects[file] for file in archive.files() if file in objects}
+        missing = [file for file in archive.files() if file not in objects]
+        if missing and not archive.problem:
+            archive.problem = f"{', '.join(missing)} missing remotely"
+        claimed.update(archive.files())
+        listing.archives.append(archive)
+    for name in sorted(objects):
+        match = _catalog.ARCHIVE_NAME.match(name)
+        if name in claimed:
+            continue
+        if not match or "/" in name:
+            listing.foreign.append(name)
+            continue
+        # An archive (or extra) whose manifest never arrived: the upload did not finish.
+        listing.archives.append(RemoteArchive(name, match["job"], _catalog.stamp_time(match["stamp"]),
+                                              {name: objects[name]},
+                                              problem="incomplete upload: no manifest remotely"))
+    if job is not None:
+        listing.archives = [archive for archive in listing.archives if archive.job == job]
+    listing.archives.sort(key=lambda archive: (archive.started_at, archive.name))
+    return listing
+
+
+def _read_object(s3: t.Any, remote: Remote, name: str, doing: str) -> bytes:
+    def read() -> bytes:
+        return s3.get_object(Bucket=remote.bucket, Key=remote.key(name))["Body"].read()
+
+    return _guarded(remote, doing, read)
+
+
+def _job_of(name: str) -> str | None:
+    match = _catalog.ARCHIVE_NAME.match(name)
+    return match["job"] if match else None
+
+
+def _check_manifest(manifest: t.Any, name: str) -> dict[str, t.Any]:
+    if not isinstance(manifest, dict) or manifest.get("format") != _manifest.FORMAT or not isinstance(
+            manifest.get("archive"), dict) or not manifest["archive"].get("sha256"):
+        raise LifeboatError(f"{name} is not a lifeboat.ops archive manifest")
+    return manifest
+
+
+def refuse_foreign(listing: Listing) -> None:
+    """A prefix shared with other files is refused: a prune there could not tell ours from theirs."""
+    if listing.foreign:
+        shown = ", ".join(listing.foreign[:3]) + (" ..." if len(listing.foreign) > 3 else "")
+        raise LifeboatError(f"{listing.remote.url()} holds {len(listing.foreign)} objects that are not lifeboat "
+                            f"archives ({shown}); give a prefix of its own to the off-site copies")
+
+
+# ---------------------------------------------------------------------------------------------------- copy
+
+@dataclass
+class CopyResult:
+    copied: list[str] = field(default_factory=list)
+    present: list[str] = field(default_factory=list)  # already complete remotely
+    skipped: list[dict[str, str]] = field(default_factory=list)  # not copied, why
+    resumed_parts: int = 0
+    bytes_sent: int = 0
+
+    def as_dict(self) -> dict[str, t.Any]:
+        return {"copied": self.copied, "present": self.present, "skipped": self.skipped,
+                "resumed_parts": self.resumed_parts, "bytes_sent": self.bytes_sent}
+
+
+def copy_destination(destination: str, remote: Remote, job: str | None = None, check_mode: bool = False,
+                     only_verified: bool = True, s3: t.Any = None) -> CopyResult:
+    """Copy every readable (by default: verified) local archive of ``destination`` that is not complete remotely."""
+    s3 = s3 or client(remote)
+    local = _catalog.scan(destination, job)
+    listing = list_remote(s3, remote, job, read_manifests=False)
+    refuse_foreign(listing)
+    complete = {archive.name for archive in listing.archives if not archive.problem}
+    result = CopyResult()
+    for archive in local.archives:
+        if archive.name in complete:
+            result.present.append(archive.name)
+            continue
+        if not archive.readable:
+            result.skipped.append({"name": archive.name, "reason": archive.problem or "unreadable"})
+            continue
+        if only_verified and not archive.verified:
+            result.skipped.append({"name": archive.name, "reason": "not verified (only proven archives are copied)"})
+            continue
+        result.copied.append(archive.name)
+        if not check_mode:
+            copy_archive(s3, remote, archive.path, result)
+    return result
+
+
+def copy_archive(s3: t.Any, remote: Remote, archive_path: str, result: CopyResult | None = None) -> None:
+    """Upload one archive, its extras, then its manifest (last), each checked against the manifest's sha256."""
+    result = result or CopyResult()
+    manifest = _manifest.load(archive_path)
+    directory = os.path.dirname(archive_path)
+    files = [(extra["file"], extra["sha256"]) for extra in manifest.get("extras", [])
+             if isinstance(extra, dict) and extra.get("file") and extra.get("sha256")]
+    files.append((manifest["archive"]["file"], manifest["archive"]["sha256"]))
+    for name, sha256 in files:
+        upload_file(s3, remote, os.path.join(directory, name), sha256, result)
+    # The manifest says where the copy is, and how to fetch it without this collection; it goes last.
+    fetch_lines = [remote.fetch_command(name) for name, _digest in files]
+    fetch_lines.append(remote.fetch_command(manifest["archive"]["file"] + _manifest.MANIFEST_SUFFIX))
+    commands = [line for line in manifest.get("restore_commands", []) if not line.startswith("aws s3 cp ")]
+    manifest["restore_commands"] = [f"# fetch the off-site copy first ({remote.url()})", *fetch_lines,
+                                    *[line for line in commands if not line.startswith("# fetch the off-site")]]
+    _manifest.write(_manifest.manifest_path(archive_path), manifest)
+    body = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode("utf-8")
+    digest = hashlib.sha256(body).digest()
+    _guarded(remote, "uploading the manifest to", lambda: s3.put_object(
+        Bucket=remote.bucket, Key=remote.key(manifest["archive"]["file"] + _manifest.MANIFEST_SUFFIX), Body=body,
+        ChecksumSHA256=_b64(digest), ContentType="application/json", **_lock_args(remote)))
+
+
+def _lock_args(remote: Remote) -> dict[str, t.Any]:
+    if not remote.lock_mode or not remote.lock_days:
+        return {}
+    until = _manifest.utc_now() + _dt.timedelta(days=remote.lock_days)
+    return {"ObjectLockMode": remote.lock_mode, "ObjectLockRetainUntilDate": until}
+
+
+def upload_file(s3: t.Any, remote: Remote, path: str, sha256: str, result: CopyResult) -> None:
+    """One file, uploaded with SHA-256 checksums the store verifies, and proven against ``sha256`` (the manifest's).
+
+    A file of one part is sent with the manifest's sha256 as its checksum: the store itself refuses bytes that do
+    not match it. A larger one goes in parts, each hashed as it is sent (the store checks each part), while the
+    whole file is hashed beside them; the upload is completed only when that whole hash is the manifest's, so a
+    file that changed since its backup never becomes an object.
+    """
+    name = os.path.basename(path)
+    key = remote.key(name)
+    try:
+        size = os.path.getsize(path)
+    except OSError as exc:
+        raise LifeboatError(f"cannot read {path}: {exc.strerror}") from exc
+    if size <= remote.part_size:
+        _guarded(remote, f"uploading {name} to", lambda: _put_single(s3, remote, path, key, sha256))
+        expected = _b64(bytes.fromhex(sha256))
+    else:
+        expected = _guarded(remote, f"uploading {name} to",
+                            lambda: _put_multipart(s3, remote, path, key, size, sha256, result))
+    head = _guarded(remote, "checking", lambda: s3.head_object(Bucket=remote.bucket, Key=key, ChecksumMode="ENABLED"))
+    recorded = head.get("ChecksumSHA256")
+    if recorded != expected or int(head.get("ContentLength", -1)) != size:
+        raise LifeboatError(f"{remote.url(name)} records checksum {recorded} and {head.get('ContentLength')} bytes "
+                            f"after the upload, not {expected} and {size}; the copy is not trusted")
+    result.bytes_sent += size
+
+
+def _put_single(s3: t.Any, remote: Remote, path: str, key: str, sha256: str) -> None:
+    from botocore import exceptions as bce  # pylint: disable=import-outside-toplevel
+
+    with open(path, "rb") as handle:
+        try:
+            s3.put_object(Bucket=remote.bucket, Key=key, Body=handle, ChecksumSHA256=_b64(bytes.fromhex(sha256)),
+                          **_lock_args(remote))
+        except bce.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("BadDigest", "InvalidRequest", "XAmzContentChecksumMismatch"):
+                raise LifeboatError(f"{path} does not match its manifest's sha256 (the store refused it); it changed "
+                                    "after the backup: verify it") from None
+            raise
+
+
+def _file_sha256(path: str) -> str:
+    whole = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(_READ_BLOCK), b""):
+            whole.update(block)
+    return whole.hexdigest()
+
+
+def _put_multipart(s3: t.Any, remote: Remote, path: str, key: str, size: int, sha256: str,
+                   result: CopyResult) -> str:
+    """Resume an open upload of this key (its parts whose checksum matches stay) or start one; return the
+    checksum S3 records for the object (SHA-256 of the parts' SHA-256s, -N)."""
+    count = -(-size // remote.part_size)
+    upload_id, existing = _open_upload(s3, remote, key)
+    if upload_id is None:
+        upload_id = s3.create_multipart_upload(Bucket=remote.bucket, Key=key, ChecksumAlgorithm="SHA256",
+                                               **_lock_args(remote))["UploadId"]
+    digests: dict[int, bytes] = {}
+
+    def send(number: int) -> dict[str, t.Any]:
+        offset = (number - 1) * remote.part_size
+        length = min(remote.part_size, size - offset)
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            body = os.pread(fd, length, offset)
+        finally:
+            os.close(fd)
+        digest = hashlib.sha256(body).digest()  # hashlib lets other threads run meanwhile
+        digests[number] = digest
+        known = existing.get(number)
+        if known and known.get("ChecksumSHA256") == _b64(digest) and int(known.get("Size", -1)) == length:
+            result.resumed_parts += 1
+            return {"PartNumber": number, "ETag": known["ETag"], "ChecksumSHA256": known["ChecksumSHA256"]}
+        answer = s3.upload_part(Bucket=remote.bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=body,
+                                ChecksumSHA256=_b64(digest))
+        return {"PartNumber": number, "ETag": answer["ETag"], "ChecksumSHA256": _b64(digest)}
+
+    with ThreadPoolExecutor(max_workers=UPLOAD_THREADS + 1) as pool:
+        whole = pool.submit(_file_sha256, path)
+        parts = list(pool.map(send, range(1, count + 1)))
+        whole_sha256 = whole.result()
+    if whole_sha256 != sha256:
+        s3.abort_multipart_upload(Bucket=remote.bucket, Key=key, UploadId=upload_id)
+        raise LifeboatError(f"{path} does not match its manifest's sha256 (it changed after the backup); it is not "
+                            "copied: verify it")
+    s3.complete_multipart_upload(Bucket=remote.bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts})
+    return f"{_b64(hashlib.sha256(b''.join(digests[n] for n in range(1, count + 1))).digest())}-{count}"
+
+
+def _open_upload(s3: t.Any, remote: Remote, key: str) -> tuple[str | None, dict[int, dict[str, t.Any]]]:
+    """The newest open upload of ``key`` to continue, with its parts; older open uploads of the key are aborted."""
+    uploads = [upload for upload in s3.list_multipart_uploads(Bucket=remote.bucket, Prefix=key).get("Uploads", [])
+               if upload["Key"] == key]
+    uploads.sort(key=lambda upload: str(upload.get("Initiated") or ""), reverse=True)
+    if not uploads:
+        return None, {}
+    for stale in uploads[1:]:
+        s3.abort_multipart_upload(Bucket=remote.bucket, Key=key, UploadId=stale["UploadId"])
+    upload_id = uploads[0]["UploadId"]
+    parts: dict[int, dict[str, t.Any]] = {}
+    paginator = s3.get_paginator("list_parts")
+    for page in paginator.paginate(Bucket=remote.bucket, Key=key, UploadId=upload_id):
+        for part in page.get("Parts", []):
+            parts[int(part["PartNumber"])] = part
+    return upload_id, parts
+
+
+# ---------------------------------------------------------------------------------------------------- verify
+
+@dataclass
+class RemoteCheck:
+    name: str
+    ok: bool
+    problem: str | None = None
+
+    def as_dict(self) -> dict[str, t.Any]:
+        return {"name": self.name, "ok": self.ok, "problem": self.problem}
+
+
+def verify_remote(remote: Remote, job: str | None = None, download: bool = False,
+                  s3: t.Any = None) -> tuple[list[RemoteCheck], Listing]:
+    """Every remote archive against its remote manifest: the stored checksum (and with ``download``, the bytes)."""
+    s3 = s3 or client(remote)
+    listing = list_remote(s3, remote, job)
+    checks = []
+    for archive in listing.archives:
+        if archive.problem:
+            checks.append(RemoteCheck(archive.name, False, archive.problem))
+            continue
+        problem = None
+        manifest = archive.manifest or {}
+        files = [(extra["file"], extra["sha256"]) for extra in manifest.get("extras", [])
+                 if isinstance(extra, dict) and extra.get("file") and extra.get("sha256")]
+        files.append((archive.name, manifest["archive"]["sha256"]))
+        for name, sha256 in files:
+            problem = _check_object(s3, remote, name, sha256, download)
+            if problem:
+                break
+        checks.append(RemoteCheck(archive.name, problem is None, problem))
+    return checks, listing
+
+
+def _check_object(s3: t.Any, remote: Remote, name: str, sha256: str, download: bool) -> str | None:
+    head = _guarded(remote, "checking", lambda: s3.head_object(Bucket=remote.bucket, Key=remote.key(name),
+                                                               ChecksumMode="ENABLED"))
+    recorded = head.get("ChecksumSHA256")
+    if not recorded:
+        return f"{name} has no SHA-256 checksum remotely (it was rewritten by something else than lifeboat)"
+    if "-" not in recorded and recorded != _b64(bytes.fromhex(sha256)):
+        return f"{name} remotely has SHA-256 {base64.b64decode(recorded).hex()}, its manifest says {sha256}"
+    if "-" in recorded or download:
+        # A multipart object's checksum is over its parts: read the object and compare the whole.
+        whole = hashlib.sha256()
+        body = _guarded(remote, "reading", lambda: s3.get_object(Bucket=remote.bucket, Key=remote.key(name))["Body"])
+        for block in iter(lambda: body.read(_READ_BLOCK), b""):
+            whole.update(block)
+        if whole.hexdigest() != sha256:
+            return f"{name} remotely has SHA-256 {whole.hexdigest()}, its manifest says {sha256}"
+    return None
+
+
+# ---------------------------------------------------------------------------------------------------- fetch
+
+def fetch_archive(remote: Remote, name: str, directory: str, s3: t.Any = None) -> str:
+    """Bring one archive (extras, archive, manifest last) into ``directory``, each file proven against the remote
+    manifest's sha256 before it gets its final name; returns the local archive path."""
+    s3 = s3 or client(remote)
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    manifest_name = name + _manifest.MANIFEST_SUFFIX
+    body = _read_object(s3, remote, manifest_name, f"reading {manifest_name} from")
+    try:
+        manifest = _check_manifest(json.loads(body), manifest_name)
+    except ValueError as exc:
+        raise LifeboatError(f"{remote.url(manifest_name)} is not JSON: {exc}") from exc
+    if manifest["archive"].get("file") != name:
+        raise LifeboatError(f"{remote.url(manifest_name)} describes {manifest['archive'].get('file')}, not {name}")
+    files = [(extra["file"], extra["sha256"]) for extra in manifest.get("extras", [])
+             if isinstance(extra, dict) and extra.get("file") and extra.get("sha256")]
+    files.append((name, manifest["archive"]["sha256"]))
+    for file, sha256 in files:
+        _download_checked(s3, remote, file, sha256, directory)
+    local_manifest = os.path.join(directory, manifest_name)
+    try:
+        kept = _manifest.load(local_manifest)["archive"]["sha256"] == manifest["archive"]["sha256"]
+    except LifeboatError:
+        kept = False
+    if not kept:  # a local manifest of the same bytes stays: it may record verifications made after the copy
+        _manifest.write(local_manifest, manifest)
+    fsync_directory(directory)
+    return os.path.join(directory, name)
+
+
+def _download_checked(s3: t.Any, remote: Remote, name: str, sha256: str, directory: str) -> None:
+    final = os.path.join(directory, name)
+    if os.path.exists(final) and digest_file(final, DEFAULT_PART_SIZE).sha256 == sha256:
+        return
+    partial = os.path.join(directory, f".{name}.partial-fetch")  # a stable name: the next fetch resumes it
+    whole = hashlib.sha256()
+    have = 0
+    if os.path.exists(partial):
+        with open(partial, "rb") as handle:
+            for block in iter(lambda: handle.read(_READ_BLOCK), b""):
+                whole.update(block)
+                have += len(block)
+    head = _guarded(remote, f"checking {name} in", lambda: s3.head_object(Bucket=remote.bucket, Key=remote.key(name)))
+    size = int(head["ContentLength"])
+    if have > size:
+        os.unlink(partial)
+        whole, have = hashlib.sha256(), 0
+    if have < size:
+        extra = {"Range": f"bytes={have}-"} if have else {}
+        response = _guarded(remote, f"downloading {name} from", lambda: s3.get_object(
+            Bucket=remote.bucket, Key=remote.key(name), **extra))
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            for block in iter(lambda: response["Body"].read(_READ_BLOCK), b""):
+                whole.update(block)
+                os.write(fd, block)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    if whole.hexdigest() != sha256:
+        os.unlink(partial)  # a resumed download that does not add up starts again next time
+        raise LifeboatError(f"{remote.url(name)} does not match its manifest's sha256 ({whole.hexdigest()} != {sha256}); "
+                            "it was changed after the upload: nothing was restored from it")
+    os.replace(partial, final)
+
+
+def newest_remote(remote: Remote, job: str, select: str = "newest_verified", s3: t.Any = None) -> str:
+    """The archive name a restore from the bucket takes, as ``_catalog.choose_for_restore`` would locally."""
+    s3 = s3 or client(remote)
+    listing = list_remote(s3, remote, job)
+    usable = [archive for archive in listing.archives if not archive.problem]
+    if select == "newest_verified":
+        usable = [archive for archive in usable if archive.as_catalog().verified]
+    if not usable:
+        raise LifeboatError(f"no complete{' verified' if select == 'newest_verified' else ''} archive of job '{job}' "
+                            f"in {remote.url()}")
+    return usable[-1].name
+
+
+# ---------------------------------------------------------------------------------------------------- prune
+
+@dataclass
+class RemotePrunePlan:
+    remove: list[dict[str, t.Any]] = field(default_factory=list)
+    keep: list[dict[str, t.Any]] = field(default_factory=list)
+    locked: list[dict[str, t.Any]] = field(default_factory=list)
+    held: list[dict[str, t.Any]] = field(default_factory=list)
+    uploads_aborted: list[str] = field(default_factory=list)
+    uploads_open: list[str] = field(default_factory=list)
+    removed_objects: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, t.Any]:
+        return {"removed": self.remove, "kept": self.keep, "locked": self.locked, "held": self.held,
+                "uploads_aborted": self.uploads_aborted, "uploads_open": self.uploads_open,
+                "removed_objects": self.removed_objects}
+
+
+def prune_remote(remote: Remote, destination: str, policy: _retention.Policy, job: str | None = None,
+                 remote_policy: _retention.Policy | None = None, check_mode: bool = False,
+                 now: _dt.datetime | None = None, s3: t.Any = None) -> RemotePrunePlan:
+    """Mirror local retention remotely, never ahead of the local side.
+
+    Per job and database: nothing goes while the local group is held (its newest archive unverified or
+    anomalous) or absent locally; the newest verified remote archive and everything newer stay; an archive goes
+    only when neither the local policy nor ``remote_policy`` keeps it and it is no longer kept locally.
+    """
+    now = now or _manifest.utc_now()
+    s3 = s3 or client(remote)
+    listing = list_remote(s3, remote, job)
+    refuse_foreign(listing)
+    local_plan = _retention.plan_prune(_catalog.scan(destination, job), policy, now)
+    local_groups = {(group.job, group.database): group for group in local_plan.groups}
+    local_kept = {archive.name for group in local_plan.groups for archive, _why in group.keep}
+    plan = RemotePrunePlan()
+    grouped: dict[tuple[str, str | None], list[RemoteArchive]] = {}
+    for archive in listing.archives:
+        grouped.setdefault(archive.as_catalog().group, []).append(archive)
+    for (group_job, database), archives in sorted(grouped.items(), key=lambda item: (item[0][0], item[0][1] or "")):
+        catalog_view = [archive.as_catalog() for archive in archives]
+        remote_group = _retention._plan_group(group_job, database, catalog_view, policy, now)  # pylint: disable=protected-access
+        extra_keep = {id(archive) for archive, _why in _retention.apply_policy(
+            [archive for archive in catalog_view if archive.readable], remote_policy, now)} if remote_policy else set()
+        local = local_groups.get((group_job, database))
+        held = None
+        if local is None:
+            held = "the local side has no archive of this job and database: nothing is removed remotely"
+        elif local.held:
+            held = f"held locally: {local.held}"
+        elif remote_group.held:
+            held = remote_group.held
+        by_name = {archive.name: archive for archive in archives}
+        for kept, why in remote_group.keep:
+            plan.keep.append({"name": kept.name, "reasons": why})
+        for candidate, why in remote_group.remove:
+            if held:
+                plan.keep.append({"name": candidate.name, "reasons": [f"held: {held}"]})
+            elif candidate.name in local_kept:
+                plan.keep.append({"name": candidate.name, "reasons": ["still kept locally"]})
+            elif id(candidate) in extra_keep:
+                plan.keep.append({"name": candidate.name, "reasons": ["kept by the remote policy"]})
+            else:
+                plan.remove.append({"name": candidate.name, "reasons": list(why)})
+        if held:
+            plan.held.append({"job": group_job, "database": database, "reason": held})
+        for entry in list(plan.remove):
+            if entry["name"] in by_name:
+                locked_until = _locked_until(s3, remote, by_name[entry["name"]], now)
+                if locked_until:
+                    plan.remove.remove(entry)
+                    plan.locked.append({"name": entry["name"], "locked_until": locked_until})
+    for upload in listing.uploads:
+        started = upload.get("Initiated")
+        label = f"{upload['Key'][len(remote.prefix):]} (started {started})"
+        if started and now - started > _dt.timedelta(hours=STALE_UPLOAD_HOURS):
+            plan.uploads_aborted.append(label)
+            if not check_mode:
+                _guarded(remote, "aborting an upload in", functools.partial(
+                    s3.abort_multipart_upload, Bucket=remote.bucket, Key=upload["Key"], UploadId=upload["UploadId"]))
+        else:
+            plan.uploads_open.append(label)
+    if not check_mode:
+        names = {archive.name: archive for archive in listing.archives}
+        for entry in plan.remove:
+            # Extras and archive first, the manifest last: an interrupted prune shows as an incomplete archive.
+            for file in names[entry["name"]].files():
+                if file in names[entry["name"]].objects:
+                    _guarded(remote, f"removing {file} from", functools.partial(
+                        s3.delete_object, Bucket=remote.bucket, Key=remote.key(file)))
+                    plan.removed_objects.append(file)
+    return plan
+
+
+def _locked_until(s3: t.Any, remote: Remote, archive: RemoteArchive, now: _dt.datetime) -> str | None:
+    for file in archive.objects:
+        head = _guarded(remote, "checking", functools.partial(s3.head_object, Bucket=remote.bucket,
+                                                              Key=remote.key(file)))
+        until = head.get("ObjectLockRetainUntilDate")
+        if until and until > now:
+            return _manifest.iso(until)
+        if head.get("ObjectLockLegalHoldStatus") == "ON":
+            return "legal hold"
+    return None
+
+
+# ---------------------------------------------------------------------------------------------------- status
+
+def remote_status(remote: Remote, job: str | None = None, s3: t.Any = None) -> dict[str, t.Any]:
+    """The remote side for status and metrics: newest complete verified copy, counts, bytes (old versions too)."""
+    s3 = s3 or client(remote)
+    listing = list_remote(s3, remote, job)
+    complete = [archive for archive in listing.archives if not archive.problem]
+    verified = [archive for archive in complete if archive.as_catalog().verified]
+    newest = verified[-1] if verified else None
+    from botocore import exceptions as bce  # pylint: disable=import-outside-toplevel
+
+    noncurrent = 0
+    try:
+        paginator = s3.get_paginator("list_object_versions")
+        for page in paginator.paginate(Bucket=remote.bucket, Prefix=remote.prefix):
+            noncurrent += sum(int(version.get("Size", 0)) for version in page.get("Versions", [])
+                              if not version.get("IsLatest"))
+    except (bce.BotoCoreError, bce.ClientError):  # a store without versioning support: nothing to add
+        noncurrent = 0
+    return {
+        "url": remote.url(),
+        "archives": len(complete),
+        "verified": len(verified),
+        "incomplete": [archive.name for archive in listing.archives if archive.problem],
+        "newest_verified": newest.name if newest else None,
+        "newest_verified_started_at": _manifest.iso(newest.started_at) if newest else None,
+        "stored_bytes": listing.stored_bytes,
+        "noncurrent_version_bytes": noncurrent,
+        "open_uploads": len(listing.uploads),
+    }
+
+
+OFFSITE_RECORD = ".lifeboat-offsite-last-copy.json"
+
+
+def record_copy(destination: str, ok: bool, failure: str | None = None) -> None:
+    """The outcome of the newest copy to the bucket, beside the archives, for status (last upload failure)."""
+    from ._files import write_file_atomic  # pylint: disable=import-outside-toplevel
+
+    record = {"at": _manifest.iso(_manifest.utc_now()), "ok": ok, "failure": failure}
+    if os.path.isdir(destination):
+        write_file_atomic(os.path.join(destination, OFFSITE_RECORD), json.dumps(record).encode("utf-8"), 0o600)
+
+
+def last_copy(destination: str) -> dict[str, t.Any] | None:
+    try:
+        with open(os.path.join(destination, OFFSITE_RECORD), encoding="utf-8") as handle:
+            record = json.load(handle)
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def offsite_health(destination: str, remote: Remote, max_delay_hours: float = 26.0,
+                   now: _dt.datetime | None = None, s3: t.Any = None) -> dict[str, t.Any]:
+    """The remote side of a destination's health: CRITICAL when the newest local verified archive has not reached
+    the bucket within ``max_delay_hours`` of its end, or the bucket cannot be read; WARNING for incomplete
+    uploads and a failed last copy."""
+    now = now or _manifest.utc_now()
+    health: dict[str, t.Any] = {"url": remote.url(), "state": _catalog.OK, "reasons": [], "remote": None,
+                                "last_copy": last_copy(destination)}
+
+    def add(state: str, message: str) -> None:
+        health["reasons"].append({"severity": state, "message": message})
+        if _catalog.SEVERITY_ORDER[state] > _catalog.SEVERITY_ORDER[health["state"]]:
+            health["state"] = state
+
+    try:
+        s3 = s3 or client(remote)
+        health["remote"] = remote_status(remote, s3=s3)
+        present = {archive.name for archive in list_remote(s3, remote, read_manifests=False).archives
+                   if not archive.problem}
+    except LifeboatError as exc:
+        add(_catalog.CRITICAL, str(exc))
+        return health
+    local = [archive for archive in _catalog.scan(destination).archives if archive.verified] if os.path.isdir(
+        destination) else []
+    if local:
+        newest = local[-1]
+        late = now - newest.finished_at > _dt.timedelta(hours=max_delay_hours)
+        if newest.name not in present and late:
+            add(_catalog.CRITICAL, f"the newest verified archive {newest.name} has not reached {remote.url()} "
+                                   f"within {max_delay_hours:g} h")
+    if health["remote"]["incomplete"]:
+        add(_catalog.WARNING, f"incomplete uploads in {remote.url()}: {', '.join(health['remote']['incomplete'][:3])}")
+    record = health["last_copy"]
+    if record and not record.get("ok"):
+        add(_catalog.WARNING, f"the last copy to {remote.url()} failed at {record.get('at')}: {record.get('failure')}")
+    return health
+
+
+def offsite_metrics_text(destination: str, health: dict[str, t.Any]) -> str:
+    """Gauges of the remote side, in the labels of _status's metrics (destination), for the textfile collector."""
+    from . import _prometheus  # pylint: disable=import-outside-toplevel
+
+    labels = {"destination": destination, "url": health["url"]}
+    remote = health.get("remote") or {}
+    started = _catalog.parse_time(remote.get("newest_verified_started_at"))
+    record = health.get("last_copy") or {}
+    failed_at = _catalog.parse_time(record.get("at")) if record and not record.get("ok") else None
+    series = [
+        ("lifeboat_offsite_status", "Health of the off-site copies: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.",
+         {_catalog.OK: 0, _catalog.WARNING: 1, _catalog.CRITICAL: 2}.get(health["state"], 3)),
+        ("lifeboat_offsite_archives", "Complete archives in the bucket.", remote.get("archives")),
+        ("lifeboat_offsite_verified_archives", "Complete archives in the bucket whose manifest records a passed "
+         "verification.", remote.get("verified")),
+        ("lifeboat_offsite_last_verified_start_timestamp_seconds", "Start of the newest verified archive in the "
+         "bucket.", started.timestamp() if started else None),
+        ("lifeboat_offsite_stored_bytes", "Bytes of the current objects under the prefix.", remote.get("stored_bytes")),
+        ("lifeboat_offsite_noncurrent_bytes", "Bytes of older object versions kept by bucket versioning.",
+         remote.get("noncurrent_version_bytes")),
+        ("lifeboat_offsite_last_copy_failure_timestamp_seconds", "When the last copy failed (absent when it "
+         "succeeded).", failed_at.timestamp() if failed_at else None),
+    ]
+    return _prometheus.text((name, help_text, [(labels, value)] if value is not None else [])
+                            for name, help_text, value in series)

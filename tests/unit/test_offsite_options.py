@@ -1,0 +1,61 @@
+# Copyright: lifeboat developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The pure parts of the off-site library: options, credentials files, checksums (the S3 parts are tested against
+a real server in tests/integration/test_offsite.py)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+
+import pytest
+
+from ansible_collections.lifeboat.ops.plugins.module_utils import _offsite
+from ansible_collections.lifeboat.ops.plugins.module_utils._common import LifeboatError
+
+SECRET = "p@ss:w/rd?#&%'\"{{x}}"
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"bucket": "s3://b"}, "give the name alone"),
+    ({"bucket": ""}, "is not a bucket name"),
+    ({"bucket": "b", "lock_mode": "COMPLIANCE"}, "set lock_mode and lock_days together"),
+    ({"bucket": "b", "lock_mode": "STRICT", "lock_days": 3}, "lock_mode must be one of GOVERNANCE, COMPLIANCE"),
+    ({"bucket": "b", "part_size_mib": 4}, "S3 takes parts of 5 to 5120 MiB"),
+])
+def test_bad_options_are_one_line(options, message):
+    with pytest.raises(LifeboatError, match=message):
+        _offsite.Remote.from_options(options)
+
+
+def test_prefix_and_fetch_command():
+    remote = _offsite.Remote.from_options({"bucket": "b", "prefix": "/db1/journal/", "endpoint_url": "http://h:9000"})
+    assert remote.key("a.zst") == "db1/journal/a.zst"
+    assert remote.fetch_command("a.zst") == "aws s3 cp --endpoint-url http://h:9000 s3://b/db1/journal/a.zst ."
+
+
+def test_credentials_file_must_be_private_and_its_secret_is_masked(tmp_path):
+    path = tmp_path / "creds"
+    path.write_text(f"[default]\naws_access_key_id = AK\naws_secret_access_key = {SECRET}\n")
+    path.chmod(0o644)
+    with pytest.raises(LifeboatError, match="chmod 600"):
+        _offsite.read_credentials_file(str(path))
+    path.chmod(0o600)
+    assert _offsite.read_credentials_file(str(path)) == ("AK", SECRET, None)
+    assert SECRET not in str(LifeboatError(f"boom {SECRET}"))
+    path.write_text("aws_access_key_id = AK\n")
+    with pytest.raises(LifeboatError, match="lacks aws_access_key_id or aws_secret_access_key"):
+        _offsite.read_credentials_file(str(path))
+
+
+def test_digest_gives_the_whole_sha256_and_the_composite_s3_records(tmp_path):
+    data = os.urandom(12 << 20)
+    path = tmp_path / "blob"
+    path.write_bytes(data)
+    part = 5 << 20
+    digest = _offsite.digest_file(str(path), part)
+    assert digest.sha256 == hashlib.sha256(data).hexdigest() and digest.size == len(data)
+    parts = [hashlib.sha256(data[i:i + part]).digest() for i in range(0, len(data), part)]
+    assert digest.parts == parts
+    assert digest.composite() == base64.b64encode(hashlib.sha256(b"".join(parts)).digest()).decode() + "-3"
