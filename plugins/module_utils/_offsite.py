@@ -34,7 +34,7 @@ import typing as t
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from . import _catalog, _manifest, _retention
+from . import _catalog, _manifest, _retention, _signing
 from ._common import LifeboatError, register_secret
 from ._files import fsync_directory
 
@@ -248,6 +248,7 @@ class RemoteArchive:
     objects: dict[str, dict[str, t.Any]]  # name -> listing entry of the archive's files present remotely
     manifest: dict[str, t.Any] | None = None
     problem: str | None = None
+    signed: bool = False  # its manifest's signature is there too
 
     def as_catalog(self) -> _catalog.Archive:
         """The same view the local retention and health code read."""
@@ -257,7 +258,9 @@ class RemoteArchive:
     def files(self) -> list[str]:
         extras = [extra["file"] for extra in (self.manifest or {}).get("extras", [])
                   if isinstance(extra, dict) and extra.get("file")]
-        return [*extras, self.name, self.name + _manifest.MANIFEST_SUFFIX]
+        manifest = self.name + _manifest.MANIFEST_SUFFIX
+        signature = [manifest + _signing.SIGNATURE_SUFFIX] if self.signed else []
+        return [*extras, self.name, *signature, manifest]
 
     @property
     def bytes(self) -> int:
@@ -295,7 +298,8 @@ def list_remote(s3: t.Any, remote: Remote, job: str | None = None, read_manifest
         match = _catalog.ARCHIVE_NAME.match(archive_name)
         if not match:
             continue
-        archive = RemoteArchive(archive_name, match["job"], _catalog.stamp_time(match["stamp"]), {})
+        archive = RemoteArchive(archive_name, match["job"], _catalog.stamp_time(match["stamp"]), {},
+                                signed=name + _signing.SIGNATURE_SUFFIX in objects)
         if read_manifests:
             try:
                 body = _read_object(s3, remote, name, "reading")
@@ -401,16 +405,19 @@ def copy_archive(s3: t.Any, remote: Remote, archive_path: str, result: CopyResul
     files = [(extra["file"], extra["sha256"]) for extra in manifest.get("extras", [])
              if isinstance(extra, dict) and extra.get("file") and extra.get("sha256")]
     files.append((manifest["archive"]["file"], manifest["archive"]["sha256"]))
+    manifest_path = _manifest.manifest_path(archive_path)
+    signature_path = _signing.signature_path(manifest_path)
+    if os.path.exists(signature_path):  # before the manifest: a manifest remotely means everything is there
+        files.append((os.path.basename(signature_path), digest_file(signature_path, DEFAULT_PART_SIZE).sha256))
     for name, sha256 in files:
         upload_file(s3, remote, os.path.join(directory, name), sha256, result)
-    # The manifest says where the copy is, and how to fetch it without this collection; it goes last.
+    # The manifest says where the copy is and how to fetch it without this collection; it goes last. Its own
+    # field, not restore_commands: a signature covers those, and this is added after the backup (_signing.ADDED_FIELDS).
     fetch_lines = [remote.fetch_command(name) for name, _digest in files]
     fetch_lines.append(remote.fetch_command(manifest["archive"]["file"] + _manifest.MANIFEST_SUFFIX))
-    commands = [line for line in manifest.get("restore_commands", []) if not line.startswith("aws s3 cp ")]
-    manifest["restore_commands"] = [f"# fetch the off-site copy first ({remote.url()})", *fetch_lines,
-                                    *[line for line in commands if not line.startswith("# fetch the off-site")]]
-    _manifest.write(_manifest.manifest_path(archive_path), manifest)
-    body = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode("utf-8")
+    manifest["offsite"] = {"url": remote.url(), "fetch_commands": fetch_lines}
+    _manifest.write(manifest_path, manifest)
+    body = _manifest.encode(manifest)
     digest = hashlib.sha256(body).digest()
     _guarded(remote, "uploading the manifest to", lambda: s3.put_object(
         Bucket=remote.bucket, Key=remote.key(manifest["archive"]["file"] + _manifest.MANIFEST_SUFFIX), Body=body,
@@ -608,6 +615,9 @@ def fetch_archive(remote: Remote, name: str, directory: str, s3: t.Any = None) -
     for file, sha256 in files:
         _download_checked(s3, remote, file, sha256, directory)
     local_manifest = os.path.join(directory, manifest_name)
+    signature = _read_signature(s3, remote, manifest_name + _signing.SIGNATURE_SUFFIX)
+    if signature is not None:  # the restore checks it against its trusted signers, as for a local archive
+        _signing.write_signature(local_manifest, signature)
     try:
         kept = _manifest.load(local_manifest)["archive"]["sha256"] == manifest["archive"]["sha256"]
     except LifeboatError:
@@ -616,6 +626,15 @@ def fetch_archive(remote: Remote, name: str, directory: str, s3: t.Any = None) -
         _manifest.write(local_manifest, manifest)
     fsync_directory(directory)
     return os.path.join(directory, name)
+
+
+def _read_signature(s3: t.Any, remote: Remote, name: str) -> bytes | None:
+    """The manifest's signature, or None for an unsigned archive (the restore decides whether that is allowed)."""
+    found = _guarded(remote, f"looking for {name} in", lambda: s3.list_objects_v2(
+        Bucket=remote.bucket, Prefix=remote.key(name), MaxKeys=1))
+    if not any(entry["Key"] == remote.key(name) for entry in found.get("Contents", [])):
+        return None
+    return _read_object(s3, remote, name, f"reading {name} from")
 
 
 def _download_checked(s3: t.Any, remote: Remote, name: str, sha256: str, directory: str) -> None:

@@ -33,6 +33,8 @@ NAMESPACE = "lifeboat-manifest"
 IDENTITY = "lifeboat"  # the principal the allowed-signers lines name (ssh-keygen -I)
 SIGNATURE_SUFFIX = ".sig"
 UNSIGNED_FIELD = "verifications"  # appended after the backup, by verify: outside the signature
+# Added after the backup by an off-site copy (where the copy is, how to fetch it): outside the signature too.
+ADDED_FIELDS = ("offsite",)
 _PUBLIC_KEY = re.compile(r"^(?:ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(?:256|384|521)|sk-ssh-ed25519@openssh\.com|"
                          r"sk-ecdsa-sha2-nistp256@openssh\.com) [A-Za-z0-9+/]+={0,3}(?: .*)?$")
 _TIMEOUT = 60
@@ -63,7 +65,8 @@ class Trust:
 
 def signed_bytes(manifest: dict[str, t.Any]) -> bytes:
     """The bytes a manifest's signature covers: the manifest as the backup wrote it, its verifications emptied."""
-    return _manifest.encode({**manifest, UNSIGNED_FIELD: []})
+    signed = {key: value for key, value in manifest.items() if key not in ADDED_FIELDS}
+    return _manifest.encode({**signed, UNSIGNED_FIELD: []})
 
 
 def _ssh_keygen(argv: list[str], data: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
@@ -162,7 +165,7 @@ def check_signature(name: str, manifest: dict[str, t.Any], signature: bytes | No
 
 
 # The signed bytes from a manifest that verify has since appended to (the same JSON form as _manifest.encode).
-_SIGNED_BYTES_PY = ('import json,sys; m=json.load(open(sys.argv[1])); m["verifications"]=[]; '
+_SIGNED_BYTES_PY = ('import json,sys; m=json.load(open(sys.argv[1])); m["verifications"]=[]; m.pop("offsite",None); '
                     'sys.stdout.write(json.dumps(m, indent=2, sort_keys=True) + "\\n")')
 
 
