@@ -290,7 +290,9 @@ class Nginx:
     def test(self) -> None:
         """``nginx -t`` on the whole configuration; a failure (or an ignored duplicate server_name) in one line."""
         done = run(self.argv("-t", "-q"))
-        problems = [line.removeprefix("nginx: ") for line in done.stderr.splitlines()
+        # "2026/11/30 18:13:31 [emerg] 24106#24106: unknown directive ..." -> "[emerg] unknown directive ..."
+        problems = [re.sub(r"^(nginx: )?(\d{4}/\d\d/\d\d [\d:]{8} )?(\[\w+\]) \d+#\d+: ", r"\3 ", line)
+                    for line in done.stderr.splitlines()
                     if re.search(r"\[(emerg|crit|alert)\]|conflicting server name", line)]
         if done.returncode != 0 or problems:
             text = problems[0] if problems else (done.stderr.strip().splitlines() or ["no message"])[-1]

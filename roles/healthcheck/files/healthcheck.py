@@ -34,15 +34,15 @@ import urllib.request
 _here = os.path.dirname(os.path.realpath(__file__))
 if os.path.isdir(os.path.join(_here, "lifeboat_ops")):  # installed by the role
     sys.path.insert(0, _here)
-    from lifeboat_ops import _files, _prometheus, _webhook
+    from lifeboat_ops import _files, _prometheus, _tls_expiry, _webhook
 else:  # a checkout: roles/healthcheck/files/ -> the collection's root
     sys.path.insert(0, os.path.join(_here, "..", "..", ".."))
-    from plugins.module_utils import _files, _prometheus, _webhook
+    from plugins.module_utils import _files, _prometheus, _tls_expiry, _webhook
 
 HEALTHY, FAILING = "healthy", "failing"
-TYPES = {"http": ("url",), "tcp": ("host", "port"), "command": ("command",)}
+TYPES = {"http": ("url",), "tcp": ("host", "port"), "command": ("command",), "tls": ("host", "port")}
 KNOWN_KEYS = {"name", "type", "url", "expect_status", "expect_body", "validate_certs", "host", "port", "command",
-              "expect_output", "timeout"}
+              "expect_output", "timeout", "server_name", "ca_file", "min_days"}
 
 
 class ConfigError(Exception):
@@ -129,19 +129,29 @@ def probe_command(probe: dict[str, t.Any], timeout: float) -> tuple[bool, str]:
     return True, f"{argv[0]}: ok" + (f" ({output[:100]})" if output else "")
 
 
-PROBES: dict[str, t.Callable[[dict[str, t.Any], float], tuple[bool, str]]] = {
-    "http": probe_http, "tcp": probe_tcp, "command": probe_command,
+def probe_tls(probe: dict[str, t.Any], timeout: float) -> tuple[bool, str, dict[str, float]]:
+    """Days left of the certificate the server serves (failing under min_days, or when it does not verify)."""
+    ok, detail, days = _tls_expiry.probe(probe["host"], int(probe["port"]), probe.get("server_name") or "",
+                                         probe.get("ca_file") or "", probe.get("validate_certs") is not False,
+                                         float(probe.get("min_days") or 14), timeout)
+    return ok, detail, ({} if days is None else {"tls_days_left": days})
+
+
+PROBES: dict[str, t.Callable[[dict[str, t.Any], float], tuple[t.Any, ...]]] = {
+    "http": probe_http, "tcp": probe_tcp, "command": probe_command, "tls": probe_tls,
 }
 
 
 def run_probe(probe: dict[str, t.Any], default_timeout: float) -> dict[str, t.Any]:
     timeout = float(probe.get("timeout") or default_timeout)
     started = time.monotonic()
+    extra: dict[str, float] = {}  # a probe's own measurements (a certificate's days left)
     try:
-        ok, detail = PROBES[probe["type"]](probe, timeout)
+        ok, detail, *more = PROBES[probe["type"]](probe, timeout)
+        extra = more[0] if more else {}
     except Exception as exc:  # noqa: BLE001 - a probe that breaks is a failing probe, never a crashed run
         ok, detail = False, f"probe error: {exc}"
-    return {"ok": ok, "detail": detail, "duration": time.monotonic() - started}
+    return {"ok": ok, "detail": detail, "duration": time.monotonic() - started, **extra}
 
 
 def advance(previous: dict[str, t.Any] | None, ok: bool, threshold: int, now: float) -> dict[str, t.Any]:
@@ -185,8 +195,12 @@ def metrics_text(config: dict[str, t.Any], results: dict[str, dict[str, t.Any]],
          "When the probe last changed between healthy and failing.", lambda name: states[name]["changed_at"]),
     ]
     probes = [({"probe": probe["name"], "type": probe["type"]}, probe["name"]) for probe in config["probes"]]
+    tls = [(labels, round(results[name]["tls_days_left"], 3)) for labels, name in probes
+           if "tls_days_left" in results[name]]
     return _prometheus.text(
         [(metric, help_text, [(labels, value(name)) for labels, name in probes]) for metric, help_text, value in families]
+        + ([("lifeboat_healthcheck_tls_certificate_days_left",
+             "Days until the served certificate expires (tls probes that got a certificate).", tls)] if tls else [])
         + [("lifeboat_healthcheck_timestamp_seconds", "When the probes last ran (Unix time).", [({}, now)])])
 
 
