@@ -141,3 +141,96 @@ def renew(config_path: str, force: bool = False) -> list[str]:
         nginx.reload()
         lines.append(f"nginx reloaded with {renewed} new certificate(s)")
     return lines
+
+
+# The options every reverse-proxy module shares (documented once in the doc fragment lifeboat.ops.reverse_proxy).
+COMMON_ARGUMENT_SPEC: dict[str, dict[str, t.Any]] = {
+    "sites_dir": {"type": "path", "default": "/etc/nginx/conf.d"},
+    "include_dir": {"type": "path", "default": "/etc/nginx/lifeboat"},
+    "tls_dir": {"type": "path", "default": "/etc/lifeboat-proxy/tls"},
+    "webroot": {"type": "path", "default": "/var/lib/lifeboat-proxy/acme-challenge"},
+    "listen_address": {"type": "str", "default": ""},
+    "http_port": {"type": "int", "default": 80},
+    "https_port": {"type": "int", "default": 443},
+    "probe_address": {"type": "str", "default": "127.0.0.1"},
+    "nginx_binary": {"type": "path", "default": "/usr/sbin/nginx"},
+    "nginx_config": {"type": "path", "default": "/etc/nginx/nginx.conf"},
+    "nginx_prefix": {"type": "path", "default": ""},
+    "nginx_pid_file": {"type": "path", "default": "/run/nginx.pid"},
+    "reload_timeout": {"type": "int", "default": 10},
+}
+
+
+def layout_of(params: dict[str, t.Any]) -> _nginx.Layout:
+    return _nginx.Layout(sites_dir=params["sites_dir"], include_dir=params["include_dir"], tls_dir=params["tls_dir"],
+                         webroot=params["webroot"], listen_address=params["listen_address"] or "",
+                         http_port=params["http_port"], https_port=params["https_port"])
+
+
+def nginx_of(params: dict[str, t.Any]) -> _nginx.Nginx:
+    return _nginx.Nginx(binary=params["nginx_binary"], config=params["nginx_config"], prefix=params["nginx_prefix"] or "",
+                        pid_file=params["nginx_pid_file"], reload_timeout=float(params["reload_timeout"]))
+
+
+def acme_of(params: dict[str, t.Any]) -> Acme:
+    return Acme(directory_url=params["acme_directory_url"] or "", account_key=params["acme_account_key"],
+                email=params["acme_email"] or "", ca_bundle=params["acme_ca_bundle"] or "",
+                renew_days=params["acme_renew_days"])
+
+
+def diff_for(diffs: list[dict[str, str]]) -> dict[str, str]:
+    """Ansible's diff of several files as one before/after pair (secrets already replaced by a note)."""
+    before = "".join(f"# {d['before_header']}\n{d['before']}" for d in diffs)
+    after = "".join(f"# {d['after_header']}\n{d['after']}" for d in diffs)
+    return {"before": before, "after": after}
+
+
+def sites_task(run: t.Any) -> t.Any:
+    """The reverse_proxy_sites module's task (a _module_frame Task)."""
+    from ._module_frame import Outcome  # pylint: disable=import-outside-toplevel
+
+    params = run.params
+    layout, nginx, acme = layout_of(params), nginx_of(params), acme_of(params)
+    sites = [{key: value for key, value in site.items() if value is not None} for site in params["sites"]]
+    result = apply_sites(sites, layout, nginx, acme, purge=params["purge"], probe_address=params["probe_address"],
+                         htpasswd_group=params["htpasswd_group"] or None, check_mode=run.check_mode)
+    if params["renewal_config"]:
+        plan = _nginx.Planned(params["renewal_config"], renewal_config(sites, layout, nginx, acme).encode(), 0o644)
+        if _nginx.read(plan.path) != plan.content or _nginx.file_mode(plan.path) != plan.mode:
+            result.changed = True
+            result.files.append(plan.path)
+            result.diff.append(_nginx.diff_of(plan, _nginx.read(plan.path)))
+            if not run.check_mode:
+                _nginx.write(plan, plan.content)
+    return Outcome(changed=result.changed,
+                   result={"files": result.files, "certificates": result.certificates, "probes": result.probes},
+                   diff=diff_for(result.diff) if run.diff and result.diff else None)
+
+
+def site_probe_target(layout: _nginx.Layout, name: str) -> tuple[str, bool]:
+    """The first server_name of a site this collection wrote, and whether it serves TLS (from its file)."""
+    text = (_nginx.read(layout.site_file(name)) or b"").decode()
+    import re  # pylint: disable=import-outside-toplevel
+
+    found = re.search(r"^\s*server_name\s+([^\s;]+)", text, re.M)
+    if not found:
+        raise LifeboatError(f"site {name} does not exist ({layout.site_file(name)}); create it with the "
+                            "reverse_proxy role first")
+    return found.group(1), "ssl_certificate " in text
+
+
+def upstream_task(run: t.Any) -> t.Any:
+    """The nginx_upstream module's task: the blue-green switch of one site's upstream."""
+    from ._module_frame import Outcome  # pylint: disable=import-outside-toplevel
+
+    params = run.params
+    layout, nginx = layout_of(params), nginx_of(params)
+    host, tls = site_probe_target(layout, params["site"])
+    probe = _nginx.Probe(host=params["probe_host"] or host, port=layout.https_port if tls else layout.http_port,
+                         address=params["probe_address"], tls=tls, path=params["probe_path"],
+                         expect_status=tuple(params["expect_status"] or ()), expect_body=params["expect_body"] or "",
+                         timeout=float(params["probe_timeout"]))
+    applied = _nginx.switch_upstream(params["site"], params["upstreams"], params["keepalive"], layout, nginx, probe,
+                                     run.check_mode)
+    return Outcome(changed=applied.changed, result={"upstreams": params["upstreams"], "probe": applied.probe},
+                   diff=diff_for(applied.diff) if run.diff and applied.diff else None)
