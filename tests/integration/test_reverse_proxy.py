@@ -263,3 +263,54 @@ def test_tls_expiry_probe_reads_the_served_certificate(bed: dict[str, t.Any], tm
     assert 80 < days <= 90  # Pebble's default validity: 90 days
     assert metric(text, "lifeboat_healthcheck_up", probe="served", type="tls") == 1
     assert metric(text, "lifeboat_healthcheck_up", probe="stopped", type="tls") == 0
+
+
+def module_args(bed: dict[str, t.Any], **extra: t.Any) -> dict[str, t.Any]:
+    layout, control, acme = bed["layout"], bed["nginx"].control(), bed["acme"]
+    return {"sites_dir": layout.sites_dir, "include_dir": layout.include_dir, "tls_dir": layout.tls_dir,
+            "webroot": layout.webroot, "listen_address": "127.0.0.1", "http_port": layout.http_port,
+            "https_port": layout.https_port, "nginx_binary": control["binary"], "nginx_config": control["config"],
+            "nginx_prefix": control["prefix"], "nginx_pid_file": control["pid_file"], **extra}
+
+
+def test_modules_check_mode_diff_idempotence_and_no_secret(bed: dict[str, t.Any], run_module: t.Any,
+                                                         tmp_path: t.Any) -> None:
+    acme = bed["acme"]
+    sites = [{"name": "app", "server_names": ["localhost"], "upstreams": [bed["blue"].address], "tls": "acme",
+              "rate_limit": {"rate": "50r/s", "burst": 50},
+              "basic_auth": {"users": [{"name": "ops", "password": HOSTILE}]}},
+             {"name": "dev", "server_names": ["dev.localhost"], "upstreams": [bed["green"].address]}]
+    args = module_args(bed, sites=sites, htpasswd_group="root", acme_directory_url=acme.directory_url,
+                       acme_account_key=acme.account_key, acme_ca_bundle=acme.ca_bundle,
+                       renewal_config=str(tmp_path / "renew.json"), _ansible_diff=True)
+    before = {name: open(path, "rb").read() for name in ("app",)
+              for path in [bed["layout"].site_file(name)] if os.path.exists(path)}
+    check = run_module("reverse_proxy_sites", args, check_mode=True)
+    assert check.rc == 0 and check.result["changed"], check.stdout + check.stderr
+    assert bed["layout"].site_file("dev") in check.result["files"] and not os.path.exists(bed["layout"].site_file("dev"))
+    assert {name: open(bed["layout"].site_file(name), "rb").read() for name in before} == before
+    first = run_module("reverse_proxy_sites", args)
+    assert first.rc == 0 and first.result["changed"], first.stdout + first.stderr
+    assert "server_name dev.localhost;" in first.result["diff"]["after"]
+    assert "(secret, not shown)" in first.result["diff"]["after"]
+    for run in (check, first):
+        assert HOSTILE not in run.stdout + run.stderr and "PRIVATE KEY" not in run.stdout
+    assert first.result["probes"] == {"app": "HTTP 401", "dev": "HTTP 200"}
+    assert "PRIVATE" not in (tmp_path / "renew.json").read_text()
+    again = run_module("reverse_proxy_sites", args)
+    assert again.rc == 0 and not again.result["changed"], again.result
+
+    switch = {**{k: v for k, v in module_args(bed).items()}, "site": "dev", "upstreams": [bed["blue"].address],
+              "expect_status": [200], "expect_body": '"upstream": "blue"', "_ansible_diff": True}
+    dry = run_module("nginx_upstream", switch, check_mode=True)
+    assert dry.rc == 0 and dry.result["changed"] and bed["green"].address in dry.result["diff"]["before"]
+    assert json.loads(request(bed, host="dev.localhost")[2])["upstream"] == "green"
+    moved = run_module("nginx_upstream", switch)
+    assert moved.rc == 0 and moved.result["changed"] and moved.result["probe"] == "HTTP 200", moved.stdout
+    assert json.loads(request(bed, host="dev.localhost")[2])["upstream"] == "blue"
+    assert not run_module("nginx_upstream", switch).result["changed"]
+
+    bad = run_module("reverse_proxy_sites", {**args, "sites": [{**sites[1], "upstreams": ["no port"]}]})
+    assert bad.rc != 0 and bad.result["msg"] == "site dev: upstream 'no port' is not host:port or unix:/path"
+    missing = run_module("nginx_upstream", {**switch, "site": "nosuch"})
+    assert missing.rc != 0 and "site nosuch does not exist" in missing.result["msg"]
