@@ -244,9 +244,14 @@ def port_suffix(port: int, default: int) -> str:
     return "" if port == default else f":{port}"
 
 
-def htpasswd(users: list[dict[str, str]], current: bytes | None) -> bytes:
+def htpasswd(users: list[dict[str, str]], current: bytes | None, check_mode: bool = False) -> bytes:
     """The basic-auth file (bcrypt); a user whose password still matches keeps its line, so a rerun changes nothing."""
-    import bcrypt  # pylint: disable=import-outside-toplevel  # only hosts with basic auth need it
+    try:
+        import bcrypt  # pylint: disable=import-outside-toplevel  # only hosts with basic auth need it
+    except ImportError as exc:
+        if check_mode:  # a host the role has not installed python3-bcrypt on yet: the file would be written
+            return b"(would be written)\n"
+        raise LifeboatError(f"basic_auth needs the Python package bcrypt (python3-bcrypt on Debian): {exc}") from exc
 
     kept: dict[str, bytes] = {}
     for line in (current or b"").splitlines():
@@ -506,14 +511,14 @@ def restore(changed: list[Planned], previous: dict[str, tuple[bytes | None, int 
 
 
 def site_plans(site: dict[str, t.Any], layout: Layout, ocsp_stapling: bool = False,
-               htpasswd_group: str | None = None) -> list[Planned]:
+               htpasswd_group: str | None = None, check_mode: bool = False) -> list[Planned]:
     """The files of a present site (the certificate files are the ACME or self-signed step's, not these)."""
     name = site["name"]
     plans = [Planned(layout.upstream_file(name), render_upstream(name, site["upstreams"], site["keepalive"]).encode()),
              Planned(layout.site_file(name), render_site(site, layout, ocsp_stapling).encode())]
     htpasswd_path = layout.htpasswd_file(name)
     if site["basic_auth"]:
-        plans.insert(0, Planned(htpasswd_path, htpasswd(site["basic_auth"]["users"], read(htpasswd_path)),
+        plans.insert(0, Planned(htpasswd_path, htpasswd(site["basic_auth"]["users"], read(htpasswd_path), check_mode),
                                 mode=0o640, secret=True, group=htpasswd_group))
     else:
         plans.append(Planned(htpasswd_path, None, secret=True))

@@ -75,7 +75,7 @@ def apply_sites(raw_sites: list[dict[str, t.Any]], layout: _nginx.Layout, nginx:
     plans: list[_nginx.Planned] = []
     for site in sites:
         ocsp = site["tls"] != "none" and _certificates.ocsp_possible(layout.certificate_paths(site)[0])
-        plans += _nginx.site_plans(site, layout, ocsp, htpasswd_group)
+        plans += _nginx.site_plans(site, layout, ocsp, htpasswd_group, check_mode)
     if purge:
         for name in sorted(managed_names(layout) - set(names)):
             plans += _nginx.absent_plans(name, layout)
