@@ -126,12 +126,12 @@ def is_self_signed(chain_path: str) -> bool:
 
 def ocsp_possible(chain_path: str) -> bool:
     """OCSP stapling only where the chain allows it: a leaf with an OCSP responder URL and its issuer in the file."""
-    from cryptography import x509  # pylint: disable=import-outside-toplevel
-    from cryptography.x509.oid import AuthorityInformationAccessOID  # pylint: disable=import-outside-toplevel
-
     chain = load_chain(chain_path)
     if len(chain) < 2:
         return False
+    from cryptography import x509  # pylint: disable=import-outside-toplevel
+    from cryptography.x509.oid import AuthorityInformationAccessOID  # pylint: disable=import-outside-toplevel
+
     try:
         access = chain[0].extensions.get_extension_for_class(x509.AuthorityInformationAccess).value
     except x509.ExtensionNotFound:

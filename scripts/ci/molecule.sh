@@ -56,6 +56,10 @@ for scenario in "${scenarios[@]}"; do
     "$venv/bin/python" "$root/scripts/testbed/seed.py" --pg-rows 200 --mongo-docs 300 >/dev/null 2>&1 ||
       "$venv/bin/python" "$root/scripts/testbed/seed.py" --pg-rows 200 --mongo-docs 300
   fi
+  if [ "$scenario" = reverse_proxy ]; then  # Pebble runs inside the scenario's container
+    LIFEBOAT_PEBBLE_BIN=$(bash "$root/scripts/testbed/build-pebble.sh")
+    export LIFEBOAT_PEBBLE_BIN
+  fi
   echo "== molecule $command -s $scenario"
   start=$SECONDS
   (cd "$root" && molecule "$command" -s "$scenario") 2>&1 | tee "$work/$scenario.log"

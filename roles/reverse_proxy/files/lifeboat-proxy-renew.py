@@ -32,7 +32,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true", help="renew every certificate now")
     args = parser.parse_args(argv)
     try:
-        for line in _reverse_proxy.renew(args.config, force=args.force):
+        # LIFEBOAT_PROXY_RENEW_FORCE=1 (e.g. a drop-in of the timer's service) renews everything now, like --force.
+        force = args.force or os.environ.get("LIFEBOAT_PROXY_RENEW_FORCE") == "1"
+        for line in _reverse_proxy.renew(args.config, force=force):
             sys.stdout.write(f"<6>{line}\n")
     except LifeboatError as exc:
         sys.stdout.write(f"<3>{exc}\n")
