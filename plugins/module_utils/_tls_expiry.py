@@ -71,8 +71,8 @@ def served_expiry(host: str, port: int, server_name: str = "", ca_file: str = ""
 
 
 def probe(host: str, port: int, server_name: str = "", ca_file: str = "", verify: bool = True, min_days: float = 14,
-          timeout: float = 10) -> tuple[bool, str, float | None]:
-    """(ok, one-line detail, days left or None): ok while the served certificate verifies and has min_days left."""
+          timeout: float = 10) -> tuple[bool, str, Expiry | None]:
+    """(ok, one-line detail, the expiry or None): ok while the served certificate verifies and has min_days left."""
     where = f"TLS {server_name or host} at {host}:{port}"
     try:
         expiry = served_expiry(host, port, server_name, ca_file, verify, timeout)
@@ -82,6 +82,5 @@ def probe(host: str, port: int, server_name: str = "", ca_file: str = "", verify
         return False, f"{where}: {getattr(exc, 'strerror', None) or exc}", None
     until = time.strftime("%Y-%m-%d", time.gmtime(expiry.not_after))
     if expiry.days_left < min_days:
-        return False, f"{where}: certificate expires {until}, {expiry.days_left:.1f} days left (< {min_days:g})", \
-            expiry.days_left
-    return True, f"{where}: {expiry.days_left:.1f} days left (until {until})", expiry.days_left
+        return False, f"{where}: certificate expires {until}, {expiry.days_left:.1f} days left (< {min_days:g})", expiry
+    return True, f"{where}: {expiry.days_left:.1f} days left (until {until})", expiry

@@ -11,6 +11,7 @@ import socket
 import ssl
 import stat
 import threading
+import time
 import typing as t
 
 import pytest
@@ -259,8 +260,8 @@ def test_tls_expiry_probe_reads_the_served_certificate(bed: dict[str, t.Any], tm
     assert "certificate does not verify" in lines["untrusted"]
     assert "failing" in lines["stopped"] and "refused" in lines["stopped"].lower()
     text = metrics.read_text()
-    days = metric(text, "lifeboat_healthcheck_tls_certificate_days_left", probe="served", type="tls")
-    assert 80 < days <= 90  # Pebble's default validity: 90 days
+    expires = metric(text, "lifeboat_healthcheck_tls_certificate_expiry_timestamp_seconds", probe="served", type="tls")
+    assert 80 < (expires - time.time()) / 86400 <= 90  # Pebble's default validity: 90 days
     assert metric(text, "lifeboat_healthcheck_up", probe="served", type="tls") == 1
     assert metric(text, "lifeboat_healthcheck_up", probe="stopped", type="tls") == 0
 

@@ -131,10 +131,10 @@ def probe_command(probe: dict[str, t.Any], timeout: float) -> tuple[bool, str]:
 
 def probe_tls(probe: dict[str, t.Any], timeout: float) -> tuple[bool, str, dict[str, float]]:
     """Days left of the certificate the server serves (failing under min_days, or when it does not verify)."""
-    ok, detail, days = _tls_expiry.probe(probe["host"], int(probe["port"]), probe.get("server_name") or "",
+    ok, detail, expiry = _tls_expiry.probe(probe["host"], int(probe["port"]), probe.get("server_name") or "",
                                          probe.get("ca_file") or "", probe.get("validate_certs") is not False,
                                          float(probe.get("min_days") or 14), timeout)
-    return ok, detail, ({} if days is None else {"tls_days_left": days})
+    return ok, detail, ({} if expiry is None else {"tls_not_after": expiry.not_after})
 
 
 PROBES: dict[str, t.Callable[[dict[str, t.Any], float], tuple[t.Any, ...]]] = {
@@ -195,12 +195,11 @@ def metrics_text(config: dict[str, t.Any], results: dict[str, dict[str, t.Any]],
          "When the probe last changed between healthy and failing.", lambda name: states[name]["changed_at"]),
     ]
     probes = [({"probe": probe["name"], "type": probe["type"]}, probe["name"]) for probe in config["probes"]]
-    tls = [(labels, round(results[name]["tls_days_left"], 3)) for labels, name in probes
-           if "tls_days_left" in results[name]]
+    tls = [(labels, results[name]["tls_not_after"]) for labels, name in probes if "tls_not_after" in results[name]]
     return _prometheus.text(
         [(metric, help_text, [(labels, value(name)) for labels, name in probes]) for metric, help_text, value in families]
-        + ([("lifeboat_healthcheck_tls_certificate_days_left",
-             "Days until the served certificate expires (tls probes that got a certificate).", tls)] if tls else [])
+        + ([("lifeboat_healthcheck_tls_certificate_expiry_timestamp_seconds",
+             "When the served certificate expires (Unix time; tls probes that got a certificate).", tls)] if tls else [])
         + [("lifeboat_healthcheck_timestamp_seconds", "When the probes last ran (Unix time).", [({}, now)])])
 
 
