@@ -255,8 +255,8 @@ def htpasswd(users: list[dict[str, str]], current: bytes | None, check_mode: boo
 
     kept: dict[str, bytes] = {}
     for line in (current or b"").splitlines():
-        user, _, digest = line.partition(b":")
-        kept[user.decode("utf-8", "replace")] = digest
+        name, _, old_digest = line.partition(b":")
+        kept[name.decode("utf-8", "replace")] = old_digest
     lines = []
     for user in users:
         password = user["password"].encode()
@@ -383,8 +383,8 @@ class Probe:
             connection.close()
         except (OSError, http.client.HTTPException) as exc:
             return False, f"no answer ({exc})"
-        if self.expect_status and response.status not in self.expect_status or \
-                not self.expect_status and response.status >= 500:
+        if (self.expect_status and response.status not in self.expect_status) or \
+                (not self.expect_status and response.status >= 500):
             return False, f"HTTP {response.status}"
         if self.expect_body and not re.search(self.expect_body, body):
             return False, f"HTTP {response.status}, body does not match {self.expect_body!r}"
@@ -477,7 +477,7 @@ def apply(plans: list[Planned], nginx: Nginx, probe: Probe | None = None, check_
     previous = {plan.path: (read(plan.path), file_mode(plan.path)) for plan in plans}
     changed = [plan for plan in plans
                if previous[plan.path][0] != plan.content
-               or plan.content is not None and previous[plan.path][1] != plan.mode]
+               or (plan.content is not None and previous[plan.path][1] != plan.mode)]
     result = Applied(changed=bool(changed), files=[plan.path for plan in changed],
                      diff=[diff_of(plan, previous[plan.path][0]) for plan in changed])
     if not changed or check_mode:

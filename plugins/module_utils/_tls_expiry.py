@@ -61,9 +61,8 @@ def served_expiry(host: str, port: int, server_name: str = "", ca_file: str = ""
     else:
         context = ssl.create_default_context()
         context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
-    with socket.create_connection((host, port), timeout=timeout) as sock:
-        with context.wrap_socket(sock, server_hostname=server_name or host) as tls:
-            der = tls.getpeercert(binary_form=True)
+    with socket.create_connection((host, port), timeout=timeout) as sock, context.wrap_socket(sock, server_hostname=server_name or host) as tls:
+        der = tls.getpeercert(binary_form=True)
     if not der:
         raise ssl.SSLError(f"{host}:{port} served no certificate")
     expires = not_after(der)

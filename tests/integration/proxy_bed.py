@@ -107,13 +107,14 @@ http {{
 
 def make_ca(directory: str) -> tuple[str, str, str]:
     """A CA of the test's own and a 127.0.0.1/localhost server certificate for Pebble's API: (ca, cert, key)."""
+    import ipaddress
+
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
-    import ipaddress
 
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "lifeboat test CA")])
     ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
@@ -130,7 +131,7 @@ def make_ca(directory: str) -> tuple[str, str, str]:
     for path, data in zip(paths, (ca.public_bytes(serialization.Encoding.PEM),
                                   cert.public_bytes(serialization.Encoding.PEM),
                                   key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                    serialization.NoEncryption()))):
+                                                    serialization.NoEncryption())), strict=True):
         with open(path, "wb") as handle:
             handle.write(data)
     return t.cast(tuple[str, str, str], paths)
@@ -172,7 +173,7 @@ def start_pebble(root: str, http_port: int) -> Pebble:
     env = {**os.environ, "PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": "0", "PEBBLE_AUTHZREUSE": "0"}
     log = open(os.path.join(root, "pebble.log"), "wb")  # pylint: disable=consider-using-with
     process = subprocess.Popen([binary, "-config", config], stdout=log, stderr=subprocess.STDOUT, env=env)
-    wait_until(lambda: listening(port) and listening(management) or process.poll() is not None, 20, "Pebble")
+    wait_until(lambda: (listening(port) and listening(management)) or process.poll() is not None, 20, "Pebble")
     assert process.poll() is None, open(os.path.join(root, "pebble.log"), encoding="utf-8").read()
     return Pebble(process, f"https://127.0.0.1:{port}/dir", f"https://127.0.0.1:{management}", ca)
 
@@ -186,7 +187,7 @@ class Upstream:
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 body = json.dumps({"upstream": label, "headers": dict(self.headers)}).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
@@ -194,7 +195,7 @@ class Upstream:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 self.rfile.read(length)
                 self.do_GET()

@@ -75,12 +75,12 @@ def certificate_until(not_after: datetime.datetime) -> bytes:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "x")])
     return (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(7).not_valid_before(datetime.datetime(2020, 1, 1, tzinfo=datetime.timezone.utc))
+            .serial_number(7).not_valid_before(datetime.datetime(2020, 1, 1, tzinfo=datetime.UTC))
             .not_valid_after(not_after).sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.DER))
 
 
-@pytest.mark.parametrize("until", [datetime.datetime(2027, 2, 28, 18, 12, 38, tzinfo=datetime.timezone.utc),
-                                   datetime.datetime(2051, 6, 1, 0, 0, 1, tzinfo=datetime.timezone.utc)])
+@pytest.mark.parametrize("until", [datetime.datetime(2027, 2, 28, 18, 12, 38, tzinfo=datetime.UTC),
+                                   datetime.datetime(2051, 6, 1, 0, 0, 1, tzinfo=datetime.UTC)])
 def test_not_after_read_from_der_matches_cryptography(until):
     # 2027: UTCTime; 2051: GeneralizedTime (RFC 5280 switches at 2050).
     assert _tls_expiry.not_after(certificate_until(until)) == until.timestamp()

@@ -35,9 +35,8 @@ def request(address, host, method="GET", path="/", body=None, headers=None, tls=
 
 def serial(address, cafile):
     context = ssl.create_default_context(cafile=cafile)
-    with socket.create_connection((address, 443), timeout=10) as sock:
-        with context.wrap_socket(sock, server_hostname="app.lifeboat.test") as tls:
-            return tls.getpeercert()["serialNumber"]
+    with socket.create_connection((address, 443), timeout=10) as sock, context.wrap_socket(sock, server_hostname="app.lifeboat.test") as tls:
+        return tls.getpeercert()["serialNumber"]
 
 
 def checks(address, cafile):
