@@ -36,7 +36,10 @@ def load_chain(path: str) -> list[t.Any]:
 
     try:
         with open(path, "rb") as handle:
-            return x509.load_pem_x509_certificates(handle.read())
+            data = handle.read()
+        # One PEM block at a time: load_pem_x509_certificates needs cryptography 39, Debian 12 has 38.
+        end = b"-----END CERTIFICATE-----"
+        return [x509.load_pem_x509_certificate(block + end) for block in data.split(end) if b"-----BEGIN" in block]
     except FileNotFoundError:
         return []
     except (OSError, ValueError) as exc:
@@ -68,15 +71,21 @@ def why_issue(chain: list[t.Any], domains: list[str], renew_days: int, force: bo
     return ""
 
 
+def not_after(certificate: t.Any) -> datetime.datetime:
+    """The end of validity, aware (not_valid_after_utc is cryptography 42+; Debian 12 has 38, naive UTC)."""
+    aware = getattr(certificate, "not_valid_after_utc", None)
+    return aware if aware is not None else certificate.not_valid_after.replace(tzinfo=UTC)
+
+
 def days_left(certificate: t.Any) -> float:
-    return (certificate.not_valid_after_utc - datetime.datetime.now(UTC)).total_seconds() / 86400
+    return (not_after(certificate) - datetime.datetime.now(UTC)).total_seconds() / 86400
 
 
 def state_of(chain_path: str, changed: bool, reason: str) -> CertificateState:
     chain = load_chain(chain_path)
     if not chain:
         return CertificateState(changed, reason)
-    return CertificateState(changed, reason, chain[0].not_valid_after_utc.isoformat(), round(days_left(chain[0]), 2))
+    return CertificateState(changed, reason, not_after(chain[0]).isoformat(), round(days_left(chain[0]), 2))
 
 
 def new_key_pem() -> bytes:
