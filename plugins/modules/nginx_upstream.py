@@ -7,7 +7,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: nginx_upstream
 short_description: Switch the upstream of a reverse-proxy site atomically and prove the new one answers
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - The one operation a blue-green deploy uses to move a site's traffic: it rewrites only the site's upstream file
     (written by M(lifeboat.ops.reverse_proxy_sites)), runs C(nginx -t) on the whole new configuration, reloads nginx,

@@ -7,7 +7,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: reverse_proxy_sites
 short_description: nginx sites for apps (TLS, security headers, rate limits, WebSockets), validated before every reload
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - Writes one nginx site per app, all in one transaction. Every changed file is written atomically, then
     C(nginx -t) checks the whole new configuration (a C(conflicting server name) warning counts as a failure); nginx
@@ -85,7 +85,6 @@ options:
       certificate_key:
         description: Path on the host of the private key (O(sites[].tls=files)).
         type: path
-        no_log: false
       hsts_max_age:
         description: C(Strict-Transport-Security) max-age in seconds; 0 sends none. Default 31536000.
         type: int
@@ -133,7 +132,6 @@ options:
                 description: Password (from a vault); only its bcrypt hash is written.
                 type: str
                 required: true
-                no_log: true
   purge:
     description: Remove the files of sites this collection wrote before that O(sites) no longer lists.
     type: bool
@@ -150,7 +148,6 @@ options:
     description: The ACME account key (created 0600 on first use).
     type: path
     default: /etc/lifeboat-proxy/acme/account.key
-    no_log: false
   acme_email:
     description: Contact address of the ACME account; empty for none.
     type: str
