@@ -9,15 +9,15 @@ module: nginx_upstream
 short_description: Switch the upstream of a reverse-proxy site atomically and prove the new one answers
 version_added: 0.1.0
 description:
-  - The one operation a blue-green deploy uses to move a site's traffic: it rewrites only the site's upstream file
+  - The one operation a blue-green deploy uses to move a site's traffic. It rewrites only the site's upstream file
     (written by M(lifeboat.ops.reverse_proxy_sites)), runs C(nginx -t) on the whole new configuration, reloads nginx,
     waits for its new workers, and asks the proxy itself for the site until it answers as expected (O(expect_status),
     O(expect_body), e.g. the new version's marker).
   - Requests in flight finish on the old workers; nginx's reload is graceful, so no request fails across the switch.
   - If any step fails, the previous upstream file is put back and nginx reloaded with it; the task fails with one
     line that names the step and nginx's own message.
-  - Note that the next run of the C(lifeboat.ops.reverse_proxy) role writes the upstreams of its inventory again:
-    keep the inventory in step with a switch.
+  - Note that the next run of the C(lifeboat.ops.reverse_proxy) role writes the upstreams of its inventory again,
+    so keep the inventory in step with a switch.
 author:
   - Lifeboat Developers (@lifeboat)
 extends_documentation_fragment:

@@ -12,8 +12,8 @@ description:
   - Writes one nginx site per app, all in one transaction. Every changed file is written atomically, then
     C(nginx -t) checks the whole new configuration (a C(conflicting server name) warning counts as a failure); nginx
     is reloaded, its new workers awaited, and each site asked through the proxy itself. If anything fails, every
-    previous file is put back (and nginx reloaded if it had been): nginx keeps serving the previous configuration,
-    and the task fails with nginx's own message in one line.
+    previous file is put back (and nginx reloaded if it had been), so nginx keeps serving the previous
+    configuration, and the task fails with nginx's own message in one line.
   - "TLS: certificates given as files, a self-signed one, or one issued by ACME through HTTP-01: nginx answers the
     challenge itself from O(webroot), so an ACME site first serves a self-signed stand-in, then its issued
     certificate. Keys are written 0600 and never appear in results or diffs."
@@ -41,7 +41,7 @@ options:
     type: list
     elements: dict
     required: true
-    options:
+    suboptions:
       name:
         description: Name of the site (lower-case letters, digits, C(-), C(_)); names its files.
         type: str
@@ -100,7 +100,7 @@ options:
       rate_limit:
         description: Requests per client address (C(limit_req)); over it nginx answers 429.
         type: dict
-        options:
+        suboptions:
           rate:
             description: Rate such as V(10r/s) or V(300r/m).
             type: str
@@ -113,7 +113,7 @@ options:
         description: HTTP basic authentication for the whole site (a bcrypt file written by the module, group-readable
           by O(htpasswd_group)).
         type: dict
-        options:
+        suboptions:
           realm:
             description: The realm the browser shows.
             type: str
@@ -123,7 +123,7 @@ options:
             type: list
             elements: dict
             required: true
-            options:
+            suboptions:
               name:
                 description: User name.
                 type: str
@@ -246,7 +246,7 @@ def main() -> None:
             **_reverse_proxy.COMMON_ARGUMENT_SPEC,
             "sites": {"type": "list", "elements": "dict", "required": True, "options": SITE_OPTIONS},
             "purge": {"type": "bool", "default": True},
-            "htpasswd_group": {"type": "str", "default": "www-data"},
+            "htpasswd_group": {"type": "str", "default": "www-data", "no_log": False},
             "acme_directory_url": {"type": "str", "default": ""},
             "acme_account_key": {"type": "path", "default": "/etc/lifeboat-proxy/acme/account.key", "no_log": False},
             "acme_email": {"type": "str", "default": ""},
