@@ -354,6 +354,18 @@ def run(argv: list[str]) -> subprocess.CompletedProcess[str]:
         raise LifeboatError(f"cannot run {argv[0]}: {exc.strerror or exc}") from exc
 
 
+class SNIConnection(http.client.HTTPSConnection):
+    """HTTPS to an address (the proxy on loopback) with a server name of its own for SNI and the certificate check."""
+
+    def __init__(self, address: str, port: int, server_name: str, context: ssl.SSLContext, timeout: float) -> None:
+        super().__init__(address, port, timeout=timeout, context=context)
+        self.server_name = server_name
+
+    def connect(self) -> None:
+        http.client.HTTPConnection.connect(self)
+        self.sock = self._context.wrap_socket(self.sock, server_hostname=self.server_name)  # type: ignore[attr-defined]
+
+
 @dataclass
 class Probe:
     """A request through the proxy itself after a reload: the site (Host header) must answer as expected."""
@@ -372,9 +384,7 @@ class Probe:
             if self.tls:
                 context = ssl.create_default_context()
                 context.check_hostname, context.verify_mode = False, ssl.CERT_NONE  # any chain: nginx's, not trust
-                connection: http.client.HTTPConnection = http.client.HTTPSConnection(
-                    self.address, self.port, timeout=5, context=context)
-                connection._server_hostname = self.host  # type: ignore[attr-defined]  # SNI  # pylint: disable=protected-access
+                connection: http.client.HTTPConnection = SNIConnection(self.address, self.port, self.host, context, 5)
             else:
                 connection = http.client.HTTPConnection(self.address, self.port, timeout=5)
             connection.request("GET", self.path, headers={"Host": self.host, "User-Agent": "lifeboat-proxy-probe"})

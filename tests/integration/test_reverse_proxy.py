@@ -51,9 +51,7 @@ def request(bed: dict[str, t.Any], method: str = "GET", path: str = "/", host: s
     layout = bed["layout"]
     if tls:
         context = ssl.create_default_context(cafile=cafile) if cafile else ssl._create_unverified_context()
-        connection: http.client.HTTPConnection = http.client.HTTPSConnection(
-            "127.0.0.1", layout.https_port, timeout=10, context=context)
-        connection._server_hostname = host  # type: ignore[attr-defined]
+        connection: http.client.HTTPConnection = _nginx.SNIConnection("127.0.0.1", layout.https_port, host, context, 10)
     else:
         connection = http.client.HTTPConnection("127.0.0.1", layout.http_port, timeout=10)
     connection.request(method, path, body=body, headers={"Host": host, **(headers or {})})
@@ -69,6 +67,17 @@ def served_certificate(bed: dict[str, t.Any], cafile: str) -> dict[str, t.Any]:
     with socket.create_connection(("127.0.0.1", bed["layout"].https_port), timeout=10) as sock, \
             context.wrap_socket(sock, server_hostname="localhost") as tls:
         return tls.getpeercert()
+
+
+def served_names(bed: dict[str, t.Any], server_name: str) -> list[str]:
+    from cryptography import x509
+
+    context = ssl._create_unverified_context()
+    with socket.create_connection(("127.0.0.1", bed["layout"].https_port), timeout=10) as sock, \
+            context.wrap_socket(sock, server_hostname=server_name) as tls:
+        der = tls.getpeercert(binary_form=True)
+    names = x509.load_der_x509_certificate(der).extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    return names.value.get_values_for_type(x509.DNSName)
 
 
 def site(**extra: t.Any) -> dict[str, t.Any]:
@@ -297,6 +306,8 @@ def test_modules_check_mode_diff_idempotence_and_no_secret(bed: dict[str, t.Any]
     for run in (check, first):
         assert HOSTILE not in run.stdout + run.stderr and "PRIVATE KEY" not in run.stdout
     assert first.result["probes"] == {"app": "HTTP 401", "dev": "HTTP 200"}
+    assert served_names(bed, "dev.localhost") == ["dev.localhost"]  # SNI picks each site's own certificate
+    assert served_names(bed, "localhost") == ["localhost"]
     assert "PRIVATE" not in (tmp_path / "renew.json").read_text()
     again = run_module("reverse_proxy_sites", args)
     assert again.rc == 0 and not again.result["changed"], again.result

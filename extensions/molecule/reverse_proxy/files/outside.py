@@ -19,11 +19,22 @@ import sys
 import time
 
 
+class SNIConnection(http.client.HTTPSConnection):
+    """HTTPS to the container's address with the site's name for SNI and the certificate check."""
+
+    def __init__(self, address, server_name, context):
+        super().__init__(address, 443, timeout=10, context=context)
+        self.server_name = server_name
+
+    def connect(self):
+        http.client.HTTPConnection.connect(self)
+        self.sock = self._context.wrap_socket(self.sock, server_hostname=self.server_name)
+
+
 def request(address, host, method="GET", path="/", body=None, headers=None, tls=True, cafile=None):
     if tls:
         context = ssl.create_default_context(cafile=cafile) if cafile else ssl._create_unverified_context()
-        connection = http.client.HTTPSConnection(address, 443, timeout=10, context=context)
-        connection._server_hostname = host  # SNI (and, with cafile, the name checked)
+        connection = SNIConnection(address, host, context)
     else:
         connection = http.client.HTTPConnection(address, 80, timeout=10)
     connection.request(method, path, body=body, headers={"Host": host, **(headers or {})})
