@@ -112,9 +112,8 @@ def self_signed(domains: list[str], chain_path: str, key_path: str, days: int = 
         return state_of(chain_path, bool(reason), reason or "the self-signed certificate is good")
     from cryptography import x509  # pylint: disable=import-outside-toplevel
     from cryptography.hazmat.primitives import hashes, serialization  # pylint: disable=import-outside-toplevel
-    from cryptography.x509.oid import NameOID  # pylint: disable=import-outside-toplevel
-
     from cryptography.hazmat.primitives.asymmetric import ec  # pylint: disable=import-outside-toplevel
+    from cryptography.x509.oid import NameOID  # pylint: disable=import-outside-toplevel
 
     key_pem = new_key_pem()
     key = t.cast(ec.EllipticCurvePrivateKey, serialization.load_pem_private_key(key_pem, None))
@@ -175,7 +174,6 @@ def load_account_key(path: str, check_mode: bool) -> t.Any:
 def make_csr(key_pem: bytes, domains: list[str]) -> bytes:
     from cryptography import x509  # pylint: disable=import-outside-toplevel
     from cryptography.hazmat.primitives import hashes, serialization  # pylint: disable=import-outside-toplevel
-
     from cryptography.hazmat.primitives.asymmetric import ec  # pylint: disable=import-outside-toplevel
 
     key = t.cast(ec.EllipticCurvePrivateKey, serialization.load_pem_private_key(key_pem, None))
