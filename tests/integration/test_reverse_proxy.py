@@ -66,7 +66,9 @@ def served_certificate(bed: dict[str, t.Any], cafile: str) -> dict[str, t.Any]:
     context = ssl.create_default_context(cafile=cafile)
     with socket.create_connection(("127.0.0.1", bed["layout"].https_port), timeout=10) as sock, \
             context.wrap_socket(sock, server_hostname="localhost") as tls:
-        return tls.getpeercert()
+        certificate = tls.getpeercert()
+    assert certificate
+    return dict(certificate)
 
 
 def served_names(bed: dict[str, t.Any], server_name: str) -> list[str]:
@@ -76,6 +78,7 @@ def served_names(bed: dict[str, t.Any], server_name: str) -> list[str]:
     with socket.create_connection(("127.0.0.1", bed["layout"].https_port), timeout=10) as sock, \
             context.wrap_socket(sock, server_hostname=server_name) as tls:
         der = tls.getpeercert(binary_form=True)
+    assert der
     names = x509.load_der_x509_certificate(der).extensions.get_extension_for_class(x509.SubjectAlternativeName)
     return names.value.get_values_for_type(x509.DNSName)
 
@@ -286,7 +289,7 @@ def module_args(bed: dict[str, t.Any], **extra: t.Any) -> dict[str, t.Any]:
 def test_modules_check_mode_diff_idempotence_and_no_secret(bed: dict[str, t.Any], run_module: t.Any,
                                                          tmp_path: t.Any) -> None:
     acme = bed["acme"]
-    sites = [{"name": "app", "server_names": ["localhost"], "upstreams": [bed["blue"].address], "tls": "acme",
+    sites: list[dict[str, t.Any]] = [{"name": "app", "server_names": ["localhost"], "upstreams": [bed["blue"].address], "tls": "acme",
               "rate_limit": {"rate": "50r/s", "burst": 50},
               "basic_auth": {"users": [{"name": "ops", "password": HOSTILE}]}},
              {"name": "dev", "server_names": ["dev.localhost"], "upstreams": [bed["green"].address]}]
