@@ -13,7 +13,7 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 venv=$("$root/scripts/testbed/venv.sh")
 export PATH=$venv/bin:$PATH
 scenarios=("$@")
-[ ${#scenarios[@]} -gt 0 ] || scenarios=(backup_schedule healthcheck)
+[ ${#scenarios[@]} -gt 0 ] || scenarios=(backup_schedule healthcheck reverse_proxy)
 command=${MOLECULE_COMMAND:-test}
 
 LIFEBOAT_SYSTEMD_IMAGE=$("$root/scripts/testbed/docker.sh")
