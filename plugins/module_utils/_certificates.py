@@ -217,8 +217,9 @@ def ensure_certificate(domains: list[str], chain_path: str, key_path: str, accou
                 raise LifeboatError(f"the ACME server offers no HTTP-01 challenge for "
                                     f"{authorization.body.identifier.value}")
             response, validation = challenge.response_and_validation(account_key)
+            if not challenge.chall.path.startswith(CHALLENGE_PREFIX):  # the one place nginx serves them from
+                raise LifeboatError(f"unexpected HTTP-01 path {challenge.chall.path}")
             token_path = os.path.join(webroot, challenge.chall.path.removeprefix("/"))
-            assert challenge.chall.path.startswith(CHALLENGE_PREFIX)
             os.makedirs(os.path.dirname(token_path), mode=0o755, exist_ok=True)
             write(Planned(token_path, validation.encode(), mode=0o644), validation.encode())
             written.append(token_path)

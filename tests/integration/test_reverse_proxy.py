@@ -170,8 +170,8 @@ def test_basic_auth_with_a_hostile_password(bed: dict[str, t.Any]) -> None:
 
 
 @pytest.mark.parametrize("breakage", ["bad directive", "missing certificate", "duplicate server_name"])
-def test_a_broken_configuration_fails_in_one_line_and_the_previous_keeps_serving(bed: dict[str, t.Any],
-                                                                                  breakage: str) -> None:
+def test_a_broken_configuration_fails_in_one_line_and_the_previous_keeps_serving(
+        bed: dict[str, t.Any], breakage: str) -> None:
     layout = bed["layout"]
     good = [site(upstreams=[bed["blue"].address])]
     apply(bed, good)
@@ -289,10 +289,10 @@ def module_args(bed: dict[str, t.Any], **extra: t.Any) -> dict[str, t.Any]:
 def test_modules_check_mode_diff_idempotence_and_no_secret(bed: dict[str, t.Any], run_module: t.Any,
                                                          tmp_path: t.Any) -> None:
     acme = bed["acme"]
-    sites: list[dict[str, t.Any]] = [{"name": "app", "server_names": ["localhost"], "upstreams": [bed["blue"].address], "tls": "acme",
-              "rate_limit": {"rate": "50r/s", "burst": 50},
-              "basic_auth": {"users": [{"name": "ops", "password": HOSTILE}]}},
-             {"name": "dev", "server_names": ["dev.localhost"], "upstreams": [bed["green"].address]}]
+    sites: list[dict[str, t.Any]] = [
+        {"name": "app", "server_names": ["localhost"], "upstreams": [bed["blue"].address], "tls": "acme",
+         "rate_limit": {"rate": "50r/s", "burst": 50}, "basic_auth": {"users": [{"name": "ops", "password": HOSTILE}]}},
+        {"name": "dev", "server_names": ["dev.localhost"], "upstreams": [bed["green"].address]}]
     args = module_args(bed, sites=sites, htpasswd_group="root", acme_directory_url=acme.directory_url,
                        acme_account_key=acme.account_key, acme_ca_bundle=acme.ca_bundle,
                        renewal_config=str(tmp_path / "renew.json"), _ansible_diff=True)

@@ -131,9 +131,9 @@ def probe_command(probe: dict[str, t.Any], timeout: float) -> tuple[bool, str]:
 
 def probe_tls(probe: dict[str, t.Any], timeout: float) -> tuple[bool, str, dict[str, float]]:
     """Days left of the certificate the server serves (failing under min_days, or when it does not verify)."""
-    ok, detail, expiry = _tls_expiry.probe(probe["host"], int(probe["port"]), probe.get("server_name") or "",
-                                         probe.get("ca_file") or "", probe.get("validate_certs") is not False,
-                                         float(probe.get("min_days") or 14), timeout)
+    ok, detail, expiry = _tls_expiry.probe(
+        probe["host"], int(probe["port"]), probe.get("server_name") or "", probe.get("ca_file") or "",
+        probe.get("validate_certs") is not False, float(probe.get("min_days") or 14), timeout)
     return ok, detail, ({} if expiry is None else {"tls_not_after": expiry.not_after})
 
 

@@ -56,8 +56,8 @@ def checks(address, cafile):
     out = {}
     status, headers, _ = request(address, "app.lifeboat.test", cafile=cafile)  # the chain verifies against Pebble's root
     out["app_status"] = status
-    out["headers"] = {name: headers.get(name) for name in ("strict-transport-security", "x-content-type-options",
-                                                            "x-frame-options", "referrer-policy", "server")}
+    names = ("strict-transport-security", "x-content-type-options", "x-frame-options", "referrer-policy", "server")
+    out["headers"] = {name: headers.get(name) for name in names}
     status, headers, _ = request(address, "app.lifeboat.test", path="/a?b=1", tls=False)
     out["redirect"] = [status, headers.get("location")]
     out["upload_over_limit"] = request(address, "app.lifeboat.test", "POST", body=b"x" * 4096, cafile=cafile)[0]
