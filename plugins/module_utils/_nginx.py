@@ -255,7 +255,7 @@ def htpasswd(users: list[dict[str, str]], current: bytes | None, check_mode: boo
 
     kept: dict[str, bytes] = {}
     for line in (current or b"").splitlines():
-        name, _, old_digest = line.partition(b":")
+        name, _colon, old_digest = line.partition(b":")
         kept[name.decode("utf-8", "replace")] = old_digest
     lines = []
     for user in users:

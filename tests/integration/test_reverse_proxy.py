@@ -98,7 +98,7 @@ def test_acme_issuance_through_the_proxy_then_forced_renewal(bed: dict[str, t.An
     root.write_text(pebble.root_pem())
     leaf = served_certificate(bed, str(root))  # raises unless the served chain verifies against Pebble's root
     assert ("DNS", "localhost") in leaf["subjectAltName"]
-    _, key = layout.certificate_paths(_nginx.check_site(site(upstreams=[bed["blue"].address])))
+    key = layout.certificate_paths(_nginx.check_site(site(upstreams=[bed["blue"].address])))[1]
     assert stat.S_IMODE(os.stat(key).st_mode) == 0o600
     assert stat.S_IMODE(os.stat(bed["acme"].account_key).st_mode) == 0o600
     assert "PRIVATE KEY" not in json.dumps(first.__dict__, default=str)
@@ -120,7 +120,7 @@ def test_acme_issuance_through_the_proxy_then_forced_renewal(bed: dict[str, t.An
 
 def test_headers_redirect_and_body_limit(bed: dict[str, t.Any]) -> None:
     apply(bed, [site(upstreams=[bed["blue"].address], client_max_body_size="1k", hsts_max_age=600)])
-    status, headers, _ = request(bed, tls=False, path="/some/page?x=1")
+    status, headers, _body = request(bed, tls=False, path="/some/page?x=1")
     assert status == 301 and headers["location"] == f"https://localhost:{bed['layout'].https_port}/some/page?x=1"
     status, headers, body = request(bed)
     assert status == 200 and json.loads(body)["upstream"] == "blue"
@@ -136,7 +136,7 @@ def test_headers_redirect_and_body_limit(bed: dict[str, t.Any]) -> None:
 
 def test_rate_limit_answers_429(bed: dict[str, t.Any]) -> None:
     apply(bed, [site(upstreams=[bed["blue"].address], rate_limit={"rate": "2r/s", "burst": 3})])
-    statuses = [request(bed)[0] for _ in range(20)]
+    statuses = [request(bed)[0] for _attempt in range(20)]
     assert statuses.count(429) >= 10 and statuses.count(200) >= 3, statuses
     print(f"burst of 20: {statuses.count(200)} x 200, {statuses.count(429)} x 429")
 
@@ -193,7 +193,7 @@ def test_a_broken_configuration_fails_in_one_line_and_the_previous_keeps_serving
     assert "\n" not in message and expected in message and "still in place and serving" in message
     assert open(layout.site_file("app"), "rb").read() == before
     assert not os.path.exists(layout.site_file("other"))
-    status, _, body = request(bed)
+    status, _headers, body = request(bed)
     assert status == 200 and json.loads(body)["upstream"] == "blue"
 
 
@@ -207,12 +207,12 @@ def test_upstream_switch_under_a_request_loop_loses_no_request(bed: dict[str, t.
     def loop() -> None:
         while not stop.is_set():
             try:
-                status, _, body = request(bed)
+                status, _headers, body = request(bed)
                 seen.append(json.loads(body)["upstream"]) if status == 200 else failures.append(str(status))
             except Exception as exc:  # noqa: BLE001 - any failure is counted
                 failures.append(repr(exc))
 
-    workers = [threading.Thread(target=loop) for _ in range(3)]
+    workers = [threading.Thread(target=loop) for _worker in range(3)]
     for worker in workers:
         worker.start()
     try:
@@ -315,7 +315,7 @@ def test_modules_check_mode_diff_idempotence_and_no_secret(bed: dict[str, t.Any]
     again = run_module("reverse_proxy_sites", args)
     assert again.rc == 0 and not again.result["changed"], again.result
 
-    switch = {**{k: v for k, v in module_args(bed).items()}, "site": "dev", "upstreams": [bed["blue"].address],
+    switch = {**module_args(bed), "site": "dev", "upstreams": [bed["blue"].address],
               "expect_status": [200], "expect_body": '"upstream": "blue"', "_ansible_diff": True}
     dry = run_module("nginx_upstream", switch, check_mode=True)
     assert dry.rc == 0 and dry.result["changed"] and bed["green"].address in dry.result["diff"]["before"]

@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 # Copyright: lifeboat developers
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Renew the reverse proxy's ACME certificates that are due, then test and reload nginx (the systemd timer's job).

@@ -54,15 +54,15 @@ def checks(address, cafile):
     from websockets.sync.client import connect
 
     out = {}
-    status, headers, _ = request(address, "app.lifeboat.test", cafile=cafile)  # the chain verifies against Pebble's root
+    status, headers, _body = request(address, "app.lifeboat.test", cafile=cafile)  # the chain verifies against Pebble's root
     out["app_status"] = status
     names = ("strict-transport-security", "x-content-type-options", "x-frame-options", "referrer-policy", "server")
     out["headers"] = {name: headers.get(name) for name in names}
-    status, headers, _ = request(address, "app.lifeboat.test", path="/a?b=1", tls=False)
+    status, headers, _body = request(address, "app.lifeboat.test", path="/a?b=1", tls=False)
     out["redirect"] = [status, headers.get("location")]
     out["upload_over_limit"] = request(address, "app.lifeboat.test", "POST", body=b"x" * 4096, cafile=cafile)[0]
     time.sleep(2)  # let the rate limit's bucket drain before the burst
-    statuses = [request(address, "app.lifeboat.test", cafile=cafile)[0] for _ in range(20)]
+    statuses = [request(address, "app.lifeboat.test", cafile=cafile)[0] for _attempt in range(20)]
     out["burst"] = {"200": statuses.count(200), "429": statuses.count(429), "other": len(statuses) - statuses.count(200)
                     - statuses.count(429)}
     out["feed_without_password"] = request(address, "feed.lifeboat.test")[0]
@@ -80,7 +80,7 @@ def loop(address, seconds):
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         try:
-            status, _, body = request(address, "switch.lifeboat.test")
+            status, _headers, body = request(address, "switch.lifeboat.test")
             key = body.decode().strip() if status == 200 else "failed"
             counts[key if key in counts else "failed"] += 1
         except (OSError, http.client.HTTPException):
