@@ -286,8 +286,8 @@ def module_args(bed: dict[str, t.Any], **extra: t.Any) -> dict[str, t.Any]:
             "nginx_prefix": control["prefix"], "nginx_pid_file": control["pid_file"], **extra}
 
 
-def test_modules_check_mode_diff_idempotence_and_no_secret(bed: dict[str, t.Any], run_module: t.Any,
-                                                         tmp_path: t.Any) -> None:
+def test_modules_check_mode_diff_idempotence_and_no_secret(
+        bed: dict[str, t.Any], run_module: t.Any, tmp_path: t.Any) -> None:
     acme = bed["acme"]
     sites: list[dict[str, t.Any]] = [
         {"name": "app", "server_names": ["localhost"], "upstreams": [bed["blue"].address], "tls": "acme",
