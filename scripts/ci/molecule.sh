@@ -13,7 +13,7 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 venv=$("$root/scripts/testbed/venv.sh")
 export PATH=$venv/bin:$PATH
 scenarios=("$@")
-[ ${#scenarios[@]} -gt 0 ] || scenarios=(backup_schedule healthcheck cloudflare_tunnel)
+[ ${#scenarios[@]} -gt 0 ] || scenarios=(backup_schedule healthcheck cloudflare_tunnel reverse_proxy)
 command=${MOLECULE_COMMAND:-test}
 
 LIFEBOAT_SYSTEMD_IMAGE=$("$root/scripts/testbed/docker.sh")
@@ -55,6 +55,10 @@ for scenario in "${scenarios[@]}"; do
     source "$LIFEBOAT_TESTBED_DIR/env.sh"
     "$venv/bin/python" "$root/scripts/testbed/seed.py" --pg-rows 200 --mongo-docs 300 >/dev/null 2>&1 ||
       "$venv/bin/python" "$root/scripts/testbed/seed.py" --pg-rows 200 --mongo-docs 300
+  fi
+  if [ "$scenario" = reverse_proxy ]; then  # Pebble runs inside the scenario's container
+    LIFEBOAT_PEBBLE_BIN=$(bash "$root/scripts/testbed/build-pebble.sh")
+    export LIFEBOAT_PEBBLE_BIN
   fi
   echo "== molecule $command -s $scenario"
   start=$SECONDS

@@ -34,17 +34,17 @@ import urllib.request
 _here = os.path.dirname(os.path.realpath(__file__))
 if os.path.isdir(os.path.join(_here, "lifeboat_ops")):  # installed by the role
     sys.path.insert(0, _here)
-    from lifeboat_ops import _files, _probes, _prometheus, _webhook
+    from lifeboat_ops import _files, _probes, _prometheus, _tls_expiry, _webhook
 else:  # a checkout: roles/healthcheck/files/ -> the collection's root
     sys.path.insert(0, os.path.join(_here, "..", "..", ".."))
-    from plugins.module_utils import _files, _probes, _prometheus, _webhook
+    from plugins.module_utils import _files, _probes, _prometheus, _tls_expiry, _webhook
 
 HEALTHY, FAILING = "healthy", "failing"
-TYPES = {"http": ("url",), "tcp": ("host", "port"), "command": ("command",)}
+TYPES = {"http": ("url",), "tcp": ("host", "port"), "command": ("command",), "tls": ("host", "port")}
 # The databases' own protocols (plugins/module_utils/_probes.py): PostgreSQL needs psycopg, MongoDB pymongo.
 TYPES.update({"postgresql": ("host",), "mongodb": ("host",), "redis": ("host",)})
 KNOWN_KEYS = {"name", "type", "url", "expect_status", "expect_body", "validate_certs", "host", "port", "command",
-              "expect_output", "timeout"}
+              "expect_output", "timeout", "server_name", "ca_file", "min_days"}
 KNOWN_KEYS.update({"user", "database", "password", "password_file", "ssl_mode", "auth_database", "tls"})
 
 
@@ -132,8 +132,16 @@ def probe_command(probe: dict[str, t.Any], timeout: float) -> tuple[bool, str]:
     return True, f"{argv[0]}: ok" + (f" ({output[:100]})" if output else "")
 
 
-PROBES: dict[str, t.Callable[[dict[str, t.Any], float], tuple[bool, str]]] = {
-    "http": probe_http, "tcp": probe_tcp, "command": probe_command,
+def probe_tls(probe: dict[str, t.Any], timeout: float) -> tuple[bool, str, dict[str, float]]:
+    """Days left of the certificate the server serves (failing under min_days, or when it does not verify)."""
+    ok, detail, expiry = _tls_expiry.probe(
+        probe["host"], int(probe["port"]), probe.get("server_name") or "", probe.get("ca_file") or "",
+        probe.get("validate_certs") is not False, float(probe.get("min_days") or 14), timeout)
+    return ok, detail, ({} if expiry is None else {"tls_not_after": expiry.not_after})
+
+
+PROBES: dict[str, t.Callable[[dict[str, t.Any], float], tuple[t.Any, ...]]] = {
+    "http": probe_http, "tcp": probe_tcp, "command": probe_command, "tls": probe_tls,
 }
 PROBES.update({"postgresql": _probes.probe_postgresql, "mongodb": _probes.probe_mongodb, "redis": _probes.probe_redis})
 
@@ -141,11 +149,13 @@ PROBES.update({"postgresql": _probes.probe_postgresql, "mongodb": _probes.probe_
 def run_probe(probe: dict[str, t.Any], default_timeout: float) -> dict[str, t.Any]:
     timeout = float(probe.get("timeout") or default_timeout)
     started = time.monotonic()
+    extra: dict[str, float] = {}  # a probe's own measurements (a certificate's days left)
     try:
-        ok, detail = PROBES[probe["type"]](probe, timeout)
+        ok, detail, *more = PROBES[probe["type"]](probe, timeout)
+        extra = more[0] if more else {}
     except Exception as exc:  # noqa: BLE001 - a probe that breaks is a failing probe, never a crashed run
         ok, detail = False, f"probe error: {exc}"
-    return {"ok": ok, "detail": detail, "duration": time.monotonic() - started}
+    return {"ok": ok, "detail": detail, "duration": time.monotonic() - started, **extra}
 
 
 def advance(previous: dict[str, t.Any] | None, ok: bool, threshold: int, now: float) -> dict[str, t.Any]:
@@ -189,8 +199,11 @@ def metrics_text(config: dict[str, t.Any], results: dict[str, dict[str, t.Any]],
          "When the probe last changed between healthy and failing.", lambda name: states[name]["changed_at"]),
     ]
     probes = [({"probe": probe["name"], "type": probe["type"]}, probe["name"]) for probe in config["probes"]]
+    tls = [(labels, results[name]["tls_not_after"]) for labels, name in probes if "tls_not_after" in results[name]]
     return _prometheus.text(
         [(metric, help_text, [(labels, value(name)) for labels, name in probes]) for metric, help_text, value in families]
+        + ([("lifeboat_healthcheck_tls_certificate_expiry_timestamp_seconds",
+             "When the served certificate expires (Unix time; tls probes that got a certificate).", tls)] if tls else [])
         + [("lifeboat_healthcheck_timestamp_seconds", "When the probes last ran (Unix time).", [({}, now)])])
 
 
