@@ -57,6 +57,10 @@ venv=$(bash "$here/venv.sh")
 mv "$work"/built/lifeboat-ops-*.tar.gz "$work/lifeboat-ops.tar.gz"
 mkdir -p "$work/mongo-tools"
 cp -L "$tools/mongodump" "$tools/mongorestore" "$tools/bsondump" "$work/mongo-tools/"
+# The CA certificates this machine added to its trust store (a TLS-inspecting proxy's, if any): the build's pip and
+# apt reach the network through the same way as this machine.
+mkdir -p "$work/ca"
+find /usr/local/share/ca-certificates -name '*.crt' -exec cp {} "$work/ca/" \; 2>/dev/null || true
 sed -i "s|name: lifeboat/debian-systemd:bookworm-1|name: $base|" "$work/execution-environment.yml"
 start=$SECONDS
 log "building $image on $base (ansible-builder $BUILDER_VERSION; log: $work/build.log)"
