@@ -18,18 +18,18 @@ import typing as t
 import ansible_runner
 import pytest
 import yaml
-
 from test_runner_secrets import (  # pylint: disable=import-error
     MARKERS,
     RunnerRun,
     artifact_data,
     assert_no_secret,
-    hostile,  # noqa: F401  (the fixture)
     jobs,
     new_entries,
     runner_failed,
     sha256_of,
 )
+from test_runner_secrets import hostile as hostile_fixture  # noqa: F401  # pylint: disable=import-error
+
 from testbed import MONGO_SOURCE, PG_SOURCE, REPO_ROOT, UnsafeDumper
 
 CACHE = os.environ.get("LIFEBOAT_CACHE", os.path.expanduser("~/.cache/lifeboat"))
@@ -93,8 +93,9 @@ def run_in_ee(base: t.Any, image: str, project: str, hostile: dict[str, t.Any], 
     return RunnerRun(runner.status, runner.rc, stdout, str(private), [str(private), str(backups), *new_entries(before)])
 
 
-def test_backup_verify_restore_inside_the_execution_environment(pg, mongo, hostile, ee_image, project, tmp_path,
-                                                                unique_name):
+def test_backup_verify_restore_inside_the_execution_environment(pg, mongo, hostile_fixture, ee_image, project,  # noqa: F811
+                                                                tmp_path, unique_name):
+    hostile = hostile_fixture  # test_runner_secrets' fixture: the role and user with hostile passwords
     inside = "/backups"
     outside = tmp_path / "backups"
     outside.mkdir()
@@ -105,8 +106,9 @@ def test_backup_verify_restore_inside_the_execution_environment(pg, mongo, hosti
 
     backup = run("backup", backup_verify_level="restore")
     assert backup.status == "successful", runner_failed(backup)
-    assert "/usr/bin/python3" in backup.stdout and f"{ee_image}" in open(  # noqa: SIM115
-        os.path.join(backup.private_data_dir, "artifacts", "job", "command"), encoding="utf-8").read()
+    with open(os.path.join(backup.private_data_dir, "artifacts", "job", "command"), encoding="utf-8") as handle:
+        assert ee_image in handle.read()  # ansible-runner ran the image
+    assert "/usr/bin/python3" in backup.stdout
     made = artifact_data(backup)["lifeboat_backup_outcome"]["localhost"]
     assert made["status"] == "ok" and made["failed"] == []
     assert sorted(a["name"] for a in made["archives"]) == ["journal", "journal_uri", "nightscout"]

@@ -419,7 +419,7 @@ def test_status_playbook_publishes_the_job_states(archives, tmp_path):
     assert run.status == "failed", runner_failed(run)
     outcome = artifact_data(run)["lifeboat_status_outcome"]["localhost"]
     assert outcome["status"] == "failed" and outcome["state"] in ("CRITICAL", "UNKNOWN")
-    assert [(d["destination"], d["state"]) for d in outcome["destinations"]][0] == (str(root), "OK")
+    assert (outcome["destinations"][0]["destination"], outcome["destinations"][0]["state"]) == (str(root), "OK")
     assert outcome["destinations"][1]["destination"] == str(missing)
     assert outcome["destinations"][1]["state"] == outcome["state"]
     assert sorted((j["job"], j["state"]) for j in outcome["jobs"]) == [
