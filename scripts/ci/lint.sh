@@ -48,6 +48,8 @@ run ansible-lint ansible-lint --nocolor --profile production --offline -c "$root
 run changelog antsibull-changelog lint
 run changelog-yaml antsibull-changelog lint-changelog-yaml changelogs/changelog.yaml
 run docs antsibull-docs lint-collection-docs --plugin-docs --validate-collection-refs dependent "$root"
+# The HTML docs site from the module and role docs (Sphinx warnings as errors, every internal link checked).
+run docs-site bash "$root/scripts/ci/docs-site.sh"
 run role-defaults "$venv/bin/python" "$root/scripts/ci/check_role_defaults.py"
 run ruff ruff check --no-cache --output-format concise "$root"
 # The plugins by their collection names, so that `ansible_collections.lifeboat.ops...` imports resolve to this

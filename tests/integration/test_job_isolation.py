@@ -23,9 +23,11 @@ def bad_job(pg: t.Any, **extra: t.Any) -> dict[str, t.Any]:
 
 
 def final_failure(stdout: str, task: str) -> str:
-    """The output from the role's closing task (TASK [...: TASK] up to the recap)."""
+    """The output of the role's closing task (TASK [...: TASK] up to the next task or the recap; the playbook's
+    next task publishes the outcome, where the failed jobs' lines are repeated on purpose)."""
     start = stdout.rindex(f": {task}")
-    return stdout[start:stdout.index("PLAY RECAP", start)]
+    ends = [stdout.find(marker, start) for marker in ("\nTASK [", "PLAY RECAP")]
+    return stdout[start:min(end for end in ends if end >= 0)]
 
 
 def newest_manifest(directory: t.Any) -> dict[str, t.Any]:

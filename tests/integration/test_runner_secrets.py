@@ -21,15 +21,18 @@ machine, which renders every template and diff and changes nothing (checked).
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import stat
+import subprocess
 import sys
 import typing as t
 import urllib.parse
 import uuid
 
 import ansible_runner
+import jinja2
 import pytest
 import yaml
 from psycopg import sql
@@ -95,20 +98,29 @@ def new_entries(before: set[str]) -> list[str]:
 
 
 def run_with_runner(base: t.Any, hostile: dict[str, t.Any], playbook: str, host_vars: dict[str, t.Any],
-                    verbosity: int, cmdline: str = "", outputs: tuple[str, ...] = ()) -> RunnerRun:
-    """Run lifeboat.ops.PLAYBOOK through ansible-runner as AWX does, and list where its files may be."""
+                    verbosity: int, cmdline: str = "", outputs: tuple[str, ...] = (),
+                    project_playbook: str = "", envvars: dict[str, str] | None = None) -> RunnerRun:
+    """Run lifeboat.ops.PLAYBOOK through ansible-runner as AWX does, and list where its files may be.
+    An ``Unsafe`` host variable is written ``!unsafe`` (a password given inline in the inventory); PROJECT_PLAYBOOK
+    (a path) runs instead of a wrapper of the collection's playbook; ENVVARS reach the run's environment as an AWX
+    credential type's env injector puts them there."""
     private = base / "private"
     temp = base / "tmp"
     for directory in (private / "env", private / "inventory", private / "project", temp / "local", temp / "remote"):
         directory.mkdir(parents=True)
     (private / "env" / "extravars").write_text(yaml.dump(hostile["injected"], Dumper=UnsafeDumper))
-    (private / "inventory" / "hosts.yml").write_text(yaml.safe_dump({"all": {"hosts": {"localhost": {
-        "ansible_connection": "local", "ansible_python_interpreter": sys.executable, **host_vars}}}}))
-    (private / "project" / "site.yml").write_text(yaml.safe_dump([{"import_playbook": f"lifeboat.ops.{playbook}"}]))
+    (private / "inventory" / "hosts.yml").write_text(yaml.dump({"all": {"hosts": {"localhost": {
+        "ansible_connection": "local", "ansible_python_interpreter": sys.executable, **host_vars}}}},
+        Dumper=UnsafeDumper))
+    if project_playbook:
+        shutil.copy(project_playbook, private / "project" / "site.yml")
+    else:
+        (private / "project" / "site.yml").write_text(
+            yaml.safe_dump([{"import_playbook": f"lifeboat.ops.{playbook}"}]))
     envvars = {"ANSIBLE_COLLECTIONS_PATH": collections_root(), "TMPDIR": str(temp),
                "ANSIBLE_LOCAL_TEMP": str(temp / "local"), "ANSIBLE_REMOTE_TEMP": str(temp / "remote"),
                "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0",
-               "PATH": os.pathsep.join([os.path.dirname(sys.executable), os.environ["PATH"]])}
+               "PATH": os.pathsep.join([os.path.dirname(sys.executable), os.environ["PATH"]]), **(envvars or {})}
     before = set(os.listdir("/tmp"))
     runner = ansible_runner.run(private_data_dir=str(private), playbook="site.yml", ident="job", verbosity=verbosity,
                                 cmdline=cmdline or None, envvars=envvars, quiet=True, timeout=900)
@@ -118,15 +130,15 @@ def run_with_runner(base: t.Any, hostile: dict[str, t.Any], playbook: str, host_
     return RunnerRun(runner.status, runner.rc, stdout, own[0], [*own, *new_entries(before)])
 
 
-def count_markers(path: str) -> int:
+def count_markers(path: str, markers: tuple[bytes, ...] = MARKERS) -> int:
     """Occurrences of the markers in a file, read in chunks (a new file of /tmp may be large)."""
     count, tail = 0, b""
     try:
         with open(path, "rb") as handle:
             while chunk := handle.read(1 << 22):
                 window = tail + chunk  # the tail is shorter than a marker: nothing is counted twice
-                count += sum(window.count(marker) for marker in MARKERS)
-                tail = window[-(max(map(len, MARKERS)) - 1):]
+                count += sum(window.count(marker) for marker in markers)
+                tail = window[-(max(map(len, markers)) - 1):]
     except OSError:
         pass
     return count
@@ -162,27 +174,50 @@ def _same_device(path: str, device: int) -> bool:
         return False
 
 
-def marker_hits(run: RunnerRun) -> dict[str, int]:
-    """Occurrences of the secrets' markers in every file under the run's roots (the input extra vars aside)."""
+def marker_hits(run: RunnerRun, markers: tuple[bytes, ...] = MARKERS, inputs: tuple[str, ...] = ()) -> dict[str, int]:
+    """Occurrences of the secrets' markers in every file under the run's roots (the run's inputs aside: the
+    injected extra vars, the inventory, the files INPUTS names)."""
     hits: dict[str, int] = {}
-    extravars = os.path.join(run.private_data_dir, "env", "extravars")
+    given = {os.path.join(run.private_data_dir, "env", "extravars"),
+             os.path.join(run.private_data_dir, "inventory", "hosts.yml"), *map(os.path.realpath, inputs)}
     for root in run.scanned:
         for path in files_under(root):
-            count = count_markers(path) if path != extravars else 0
+            count = count_markers(path, markers) if path not in given else 0
             if count:
                 hits[path] = count
     return hits
 
 
-def assert_no_secret(run: RunnerRun) -> None:
-    # The scan can find them: the run's input holds every injected secret.
-    with open(os.path.join(run.private_data_dir, "env", "extravars"), "rb") as handle:
-        extravars = handle.read()
-    assert all(marker in extravars for marker in MARKERS)
+def assert_no_secret(run: RunnerRun, markers: tuple[bytes, ...] = MARKERS, inputs: tuple[str, ...] = ()) -> None:
+    # The scan can find them: the run's inputs hold every secret looked for.
+    given = b""
+    for path in (os.path.join(run.private_data_dir, "env", "extravars"), *inputs):
+        with open(path, "rb") as handle:
+            given += handle.read()
+    assert all(marker in given for marker in markers)
     assert os.listdir(os.path.join(run.private_data_dir, "artifacts", "job", "job_events")), "no job events"
-    hits = marker_hits(run)
+    hits = marker_hits(run, markers, inputs)
     short = {os.path.relpath(path, os.path.dirname(run.private_data_dir)): count for path, count in hits.items()}
     assert hits == {}, f"{sum(hits.values())} occurrences of a secret in {len(hits)} files: {short}"
+
+
+def artifact_data(run: RunnerRun) -> dict[str, t.Any]:
+    """What the playbook published with set_stats, as AWX reads it: the artifact_data of the run's stats event in
+    artifacts/ID/job_events (the run's stats, where each playbook keys its hosts)."""
+    events = os.path.join(run.private_data_dir, "artifacts", "job", "job_events")
+    stats = []
+    for name in os.listdir(events):
+        with open(os.path.join(events, name), encoding="utf-8") as handle:
+            event = json.load(handle)
+        if event.get("event") == "playbook_on_stats":
+            stats.append(event["event_data"])
+    assert len(stats) == 1, f"{len(stats)} stats events"
+    return stats[0]["artifact_data"]
+
+
+def sha256_of(path: str) -> str:
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def runner_failed(run: RunnerRun) -> str:
@@ -206,6 +241,20 @@ def test_backup_playbook_at_vvvv(archives):
     for job in ("journal", "nightscout", "journal_uri"):
         assert [n for n in os.listdir(root / job) if n.endswith(".manifest.json")], f"no archive of {job}"
     assert_no_secret(run)
+    # The workflow artifact: every archive made, as its file and manifest are.
+    outcome = artifact_data(run)["lifeboat_backup_outcome"]
+    assert list(outcome) == ["localhost"]
+    assert outcome["localhost"]["status"] == "ok" and outcome["localhost"]["failed"] == []
+    archives = outcome["localhost"]["archives"]
+    assert sorted(a["name"] for a in archives) == ["journal", "journal_uri", "nightscout"]
+    for archive in archives:
+        with open(archive["archive"] + ".manifest.json", encoding="utf-8") as handle:
+            manifest = json.load(handle)
+        assert archive["engine"] == manifest["engine"]
+        assert archive["size"] == os.path.getsize(archive["archive"]) > 0
+        assert archive["sha256"] == sha256_of(archive["archive"])
+        assert archive["counts"] and sum(archive["counts"].values()) > 0
+        assert archive["verification"] == {"level": "restore", "ok": True}
 
 
 @pytest.mark.parametrize("verbosity", [1, 2, 3])
@@ -226,6 +275,11 @@ def test_verify_playbook_at_vvvv(pg, mongo, hostile, archives, tmp_path):
     assert run.status == "successful", runner_failed(run)
     assert "3 archives proven, 0 failed" in run.stdout
     assert_no_secret(run)
+    outcome = artifact_data(run)["lifeboat_verify_outcome"]["localhost"]
+    assert outcome["status"] == "ok" and outcome["failed"] == []
+    made = {a["archive"] for a in artifact_data(archives[1])["lifeboat_backup_outcome"]["localhost"]["archives"]}
+    assert {a["archive"] for a in outcome["archives"]} >= made
+    assert {(a["level"], a["ok"]) for a in outcome["archives"]} == {("restore", True)}
 
 
 def test_restore_playbook_at_vvvv(pg, mongo, hostile, archives, tmp_path, unique_name):
@@ -242,6 +296,12 @@ def test_restore_playbook_at_vvvv(pg, mongo, hostile, archives, tmp_path, unique
         assert pg.fingerprint(unique_name)["hashes"] == pg.fingerprint(PG_SOURCE)["hashes"]
         assert mongo.fingerprint(unique_name)["hashes"] == mongo.fingerprint(MONGO_SOURCE)["hashes"]
         assert_no_secret(run)
+        outcome = artifact_data(run)["lifeboat_restore_outcome"]["localhost"]
+        assert outcome["status"] == "ok" and outcome["failed"] == []
+        assert [(r["job"], r["target"]) for r in outcome["restored"]] == [("journal", unique_name),
+                                                                           ("nightscout", unique_name)]
+        assert all("is the newest verified archive of job" in r["archive_reason"] for r in outcome["restored"])
+        assert all(os.path.isfile(r["archive"]) for r in outcome["restored"])
     finally:
         pg.drop(unique_name)
         mongo.drop(unique_name)
@@ -263,6 +323,10 @@ def test_migrate_playbook_at_vvvv(pg, hostile, tmp_path, unique_name):
         assert run.status == "successful", runner_failed(run)
         assert marker.read_text() == "DATABASE_URL=target\n"
         assert_no_secret(run)
+        outcome = artifact_data(run)["lifeboat_migrate_outcome"]["localhost"]
+        assert outcome["status"] == "ok" and outcome["action"] == "migrate"
+        assert outcome["validation"]["passed"] is True and outcome["validation"]["failed_checks"] == []
+        assert os.path.isfile(outcome["validation"]["report_json"]) and os.path.isfile(outcome["archive"])
     finally:
         pg.drop(unique_name)
 
@@ -311,6 +375,8 @@ def test_schedule_playbook_in_check_mode_at_vvvv(pg, mongo, hostile, tmp_path):
                      "lifeboat-healthcheck.service"):
         assert rendered in run.stdout
     assert_no_secret(run)
+    assert artifact_data(run)["lifeboat_schedule_outcome"] == {
+        "localhost": {"status": "ok", "jobs": ["journal", "nightscout"], "probes": ["app"]}}
 
 
 def test_schedule_playbook_refuses_a_password_for_the_config_file(pg, hostile, tmp_path):
@@ -342,3 +408,84 @@ def test_schedule_playbook_refuses_a_password_in_a_keyword_login_uri(pg, hostile
     assert run.status == "failed", runner_failed(run)
     assert system_state() == before
     assert "backup_schedule_jobs: journal: a password in login_uri (or in options) would be written into" in run.stdout
+
+
+def test_status_playbook_publishes_the_job_states(archives, tmp_path):
+    """Each job's state in the artifact; a missing destination fails the host, which the artifact says too."""
+    root = archives[0]
+    missing = tmp_path / "never-written"
+    run = run_with_runner(tmp_path, {"injected": {}}, "status", {
+        "backup_status_destinations": [str(root), str(missing)]}, 4)
+    assert run.status == "failed", runner_failed(run)
+    outcome = artifact_data(run)["lifeboat_status_outcome"]["localhost"]
+    assert outcome["status"] == "failed" and outcome["state"] in ("CRITICAL", "UNKNOWN")
+    assert (outcome["destinations"][0]["destination"], outcome["destinations"][0]["state"]) == (str(root), "OK")
+    assert outcome["destinations"][1]["destination"] == str(missing)
+    assert outcome["destinations"][1]["state"] == outcome["state"]
+    assert sorted((j["job"], j["state"]) for j in outcome["jobs"]) == [
+        ("journal", "OK"), ("journal_uri", "OK"), ("nightscout", "OK")]
+    assert outcome["summary"] == " | ".join(d["summary"] for d in outcome["destinations"])
+
+
+def test_failed_job_with_its_password_inline_in_the_inventory(pg, hostile, tmp_path):
+    """Passwords written into the inventory itself (!unsafe), one of them wrong: the artifact names the failed job
+    with its one-line reason and holds the other job's archive; neither password shows anywhere."""
+    root = tmp_path / "backups"
+    login = {"engine": "postgresql", "database": PG_SOURCE, "login_host": pg.host, "login_port": pg.port,
+             "login_user": hostile["user"]}
+    run = run_with_runner(tmp_path, {"injected": {}}, "backup", {
+        "backup_root": str(root), "backup_verify_level": "structure", "backup_prune": False,
+        "backup_jobs": [{"name": "journal", **login, "login_password": Unsafe(PG_PASSWORD)},
+                        {"name": "wrongpw", **login, "login_password": Unsafe(f"{PG_PASSWORD} but wrong")}],
+    }, 4, outputs=(str(root),))
+    assert run.status == "failed", runner_failed(run)
+    inventory = os.path.join(run.private_data_dir, "inventory", "hosts.yml")
+    assert_no_secret(run, MARKERS[:1], inputs=(inventory,))
+    outcome = artifact_data(run)["lifeboat_backup_outcome"]["localhost"]
+    assert outcome["status"] == "failed"
+    assert [a["name"] for a in outcome["archives"]] == ["journal"]
+    assert outcome["archives"][0]["verification"] == {"level": "structure", "ok": True}
+    assert len(outcome["failed"]) == 1 and outcome["failed"][0].startswith("wrongpw: dump failed: ")
+    assert "\n" not in outcome["failed"][0] and "password authentication failed" in outcome["failed"][0]
+
+
+AWX_PROJECT = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "awx-project")
+
+
+def test_awx_credential_type_hands_password_and_identity_to_the_job(pg, hostile, tmp_path):
+    """The example project's credential type, injected as AWX does (its injectors rendered with the inputs: env
+    variables and a file in the job's private directory), runs the project's backup job template playbook with
+    encryption and a restore test that decrypts: the password and the identity show nowhere."""
+    identity = subprocess.run(["age-keygen"], capture_output=True, text=True, check=True).stdout
+    secret_key = next(line for line in identity.splitlines() if line.startswith("AGE-SECRET-KEY-"))
+    recipient = subprocess.run(["age-keygen", "-y"], input=identity, capture_output=True, text=True,
+                               check=True).stdout.strip()
+    with open(os.path.join(AWX_PROJECT, "credential-type", "injectors.yml"), encoding="utf-8") as handle:
+        injectors = yaml.safe_load(handle)
+    credential_dir = tmp_path / "credential"  # AWX: the job's private data dir, removed after the job
+    credential_dir.mkdir(mode=0o700)
+    inputs = {"db_password": PG_PASSWORD, "age_identity": identity}
+    render = jinja2.Environment(undefined=jinja2.StrictUndefined).from_string
+    files = {}
+    for name, template in injectors["file"].items():
+        path = credential_dir / name.removeprefix("template.")
+        path.write_text(render(template).render(**inputs))
+        path.chmod(0o600)
+        files[name.removeprefix("template.")] = str(path)
+    envvars = {key: render(value).render(**inputs, tower={"filename": files}) for key, value in injectors["env"].items()}
+    root = tmp_path / "backups"
+    with open(os.path.join(AWX_PROJECT, "inventory", "group_vars", "all.yml"), encoding="utf-8") as handle:
+        project_vars = yaml.safe_load(handle)
+    job = {**project_vars["backup_jobs"][0], "database": PG_SOURCE, "login_host": pg.host, "login_port": pg.port,
+           "login_user": hostile["user"]}
+    run = run_with_runner(tmp_path, {"injected": {}}, "backup", {
+        **project_vars, "backup_root": str(root), "backup_encryption_recipients": [recipient],
+        "backup_verify_level": "restore", "backup_prune": False, "backup_jobs": [job],
+    }, 4, outputs=(str(root),), project_playbook=os.path.join(AWX_PROJECT, "backup.yml"), envvars=envvars)
+    assert run.status == "successful", runner_failed(run)
+    outcome = artifact_data(run)["lifeboat_backup_outcome"]["localhost"]
+    assert [(a["name"], a["verification"]) for a in outcome["archives"]] == [
+        ("journal", {"level": "restore", "ok": True})]
+    assert outcome["archives"][0]["archive"].endswith(".age")
+    assert_no_secret(run, (MARKERS[0], secret_key.encode()), inputs=tuple(files.values()))
+    assert not any(MARKERS[0].decode() in value or "AGE-SECRET" in value for value in envvars.values())

@@ -1,0 +1,140 @@
+# Copyright: lifeboat developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The execution environment (examples/execution-environment/, built by scripts/testbed/ee.sh on the test bed's own
+base image, no registry): ansible-builder's introspection finds the collection's dependencies, and the backup,
+verify and restore playbooks run inside the image as AWX runs a job: ansible-runner with process isolation
+(docker), the project's playbooks and its collections folder in the private data dir, the credentials injected as
+!unsafe extra vars. The image holds the dependencies; the collection comes from the project (the checkout, built
+and installed into project/collections as AWX installs a project's collections/requirements.yml). One image build,
+cached across runs, and one run of each playbook; the runs reach the test bed through the host's network."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import typing as t
+
+import ansible_runner
+import pytest
+import yaml
+from test_runner_secrets import (  # pylint: disable=import-error
+    MARKERS,
+    RunnerRun,
+    artifact_data,
+    assert_no_secret,
+    jobs,
+    new_entries,
+    runner_failed,
+    sha256_of,
+)
+from test_runner_secrets import hostile as hostile_fixture  # noqa: F401  # pylint: disable=import-error
+
+from testbed import MONGO_SOURCE, PG_SOURCE, REPO_ROOT, UnsafeDumper
+
+CACHE = os.environ.get("LIFEBOAT_CACHE", os.path.expanduser("~/.cache/lifeboat"))
+BIN = os.path.dirname(sys.executable)
+
+
+@pytest.fixture(scope="module")
+def ee_image() -> str:
+    """The image, built once and cached (~0.2 s when it is there)."""
+    done = subprocess.run(["bash", os.path.join(REPO_ROOT, "scripts", "testbed", "ee.sh")], capture_output=True,
+                          text=True, check=False, timeout=1800)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> str:
+    """The checkout as a project's collection: built, then installed into project/collections."""
+    base = tmp_path_factory.mktemp("ee-project")
+    subprocess.run([os.path.join(BIN, "ansible-galaxy"), "collection", "build", "--output-path", str(base / "built"),
+                    REPO_ROOT], check=True, capture_output=True)
+    tarball = next((base / "built").glob("lifeboat-ops-*.tar.gz"))
+    subprocess.run([os.path.join(BIN, "ansible-galaxy"), "collection", "install", "--offline", "--no-deps", "--force", "-p",
+                    str(base / "collections"), str(tarball)], check=True, capture_output=True)
+    return str(base / "collections")
+
+
+def test_introspect_lists_the_collection_dependencies(project, ee_image):
+    builder = os.path.join(CACHE, "ansible-builder-3.2.0", "bin", "ansible-builder")  # ee.sh installs it
+    done = subprocess.run([builder, "introspect", project], capture_output=True, text=True, check=True)
+    found = yaml.safe_load(done.stdout.split("\n", 1)[1])
+    assert [line.split()[0] for line in found["python"]] == ["psycopg[binary]>=3.1", "pymongo>=4.6", "docker>=7.0"]
+    assert [line.split("  #")[0] for line in found["system"]] == [
+        "postgresql-client [platform:dpkg]", "postgresql [platform:rpm]", "zstd", "age"]
+    assert all(line.endswith("# from collection lifeboat.ops") for line in found["python"] + found["system"])
+
+
+def run_in_ee(base: t.Any, image: str, project: str, hostile: dict[str, t.Any], playbook: str,
+              host_vars: dict[str, t.Any], backups: t.Any) -> RunnerRun:
+    """lifeboat.ops.PLAYBOOK inside IMAGE through ansible-runner's process isolation (docker) at -vvvv, the folder
+    BACKUPS mounted on /backups."""
+    private = base / playbook / "private"
+    for directory in (private / "env", private / "inventory", private / "project"):
+        directory.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["cp", "-a", project, str(private / "project" / "collections")], check=True)
+    (private / "env" / "extravars").write_text(yaml.dump(hostile["injected"], Dumper=UnsafeDumper))
+    (private / "inventory" / "hosts.yml").write_text(yaml.safe_dump({"all": {"hosts": {"localhost": {
+        "ansible_connection": "local", "ansible_python_interpreter": "/usr/bin/python3", **host_vars}}}}))
+    (private / "project" / "site.yml").write_text(yaml.safe_dump([{"import_playbook": f"lifeboat.ops.{playbook}"}]))
+    for writable in (private, backups):  # the image runs as uid 1000, as AWX's images do
+        os.chmod(writable, 0o777)
+    before = set(os.listdir("/tmp"))
+    runner = ansible_runner.run(
+        private_data_dir=str(private), playbook="site.yml", ident="job", verbosity=4, quiet=True, timeout=900,
+        process_isolation=True, process_isolation_executable="docker", container_image=image,
+        container_options=["--network=host"],  # the test bed listens on the host's loopback
+        container_volume_mounts=[f"{backups}:/backups"],
+        envvars={"ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0"})
+    with open(private / "artifacts" / "job" / "stdout", encoding="utf-8", errors="replace") as handle:
+        stdout = handle.read()
+    return RunnerRun(runner.status, runner.rc, stdout, str(private), [str(private), str(backups), *new_entries(before)])
+
+
+def test_backup_verify_restore_inside_the_execution_environment(pg, mongo, hostile_fixture, ee_image, project,  # noqa: F811
+                                                                tmp_path, unique_name):
+    hostile = hostile_fixture  # test_runner_secrets' fixture: the role and user with hostile passwords
+    inside = "/backups"
+    outside = tmp_path / "backups"
+    outside.mkdir()
+    common = {"backup_root": inside, "backup_jobs": jobs(pg, mongo, hostile["user"])}
+
+    def run(playbook: str, **host_vars: t.Any) -> RunnerRun:
+        return run_in_ee(tmp_path, ee_image, project, hostile, playbook, {**common, **host_vars}, outside)
+
+    backup = run("backup", backup_verify_level="restore")
+    assert backup.status == "successful", runner_failed(backup)
+    with open(os.path.join(backup.private_data_dir, "artifacts", "job", "command"), encoding="utf-8") as handle:
+        assert ee_image in handle.read()  # ansible-runner ran the image
+    assert "/usr/bin/python3" in backup.stdout
+    made = artifact_data(backup)["lifeboat_backup_outcome"]["localhost"]
+    assert made["status"] == "ok" and made["failed"] == []
+    assert sorted(a["name"] for a in made["archives"]) == ["journal", "journal_uri", "nightscout"]
+    for archive in made["archives"]:
+        assert archive["archive"].startswith(inside + "/")
+        on_host = str(outside) + archive["archive"].removeprefix(inside)
+        assert archive["sha256"] == sha256_of(on_host) and archive["size"] == os.path.getsize(on_host)
+        assert archive["verification"] == {"level": "restore", "ok": True} and archive["counts"]
+
+    verify = run("verify", backup_verify_level="restore")
+    assert verify.status == "successful", runner_failed(verify)
+    proven = artifact_data(verify)["lifeboat_verify_outcome"]["localhost"]
+    assert {a["archive"] for a in proven["archives"]} == {a["archive"] for a in made["archives"]}
+    assert all(a["ok"] and a["level"] == "restore" for a in proven["archives"])
+
+    try:
+        restore = run("restore", restore_items=[{"job": "journal", "target_database": unique_name},
+                                                {"job": "nightscout", "target_database": unique_name}])
+        assert restore.status == "successful", runner_failed(restore)
+        restored = artifact_data(restore)["lifeboat_restore_outcome"]["localhost"]
+        assert [(r["job"], r["target"]) for r in restored["restored"]] == [("journal", unique_name),
+                                                                             ("nightscout", unique_name)]
+        assert pg.fingerprint(unique_name)["hashes"] == pg.fingerprint(PG_SOURCE)["hashes"]
+        assert mongo.fingerprint(unique_name)["hashes"] == mongo.fingerprint(MONGO_SOURCE)["hashes"]
+    finally:
+        pg.drop(unique_name)
+        mongo.drop(unique_name)
+    for run in (backup, verify, restore):
+        assert_no_secret(run, MARKERS[:2])
