@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # Copyright: lifeboat developers
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Checks every link between the pages of a built HTML site: the page exists and so does the #anchor it names.
@@ -37,8 +36,8 @@ def parse(path: str) -> Page:
 
 
 def main(site: str) -> int:
-    pages = {os.path.join(folder, name): None for folder, _, names in os.walk(site) for name in names
-             if name.endswith(".html")}
+    pages = [os.path.join(folder, name) for folder, _dirs, names in os.walk(site) for name in names
+             if name.endswith(".html")]
     parsed = {path: parse(path) for path in pages}
     broken: list[str] = []
     external = 0

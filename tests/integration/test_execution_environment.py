@@ -28,7 +28,7 @@ from test_runner_secrets import (  # pylint: disable=import-error
     runner_failed,
     sha256_of,
 )
-from test_runner_secrets import hostile as hostile_fixture  # noqa: F401  # pylint: disable=import-error
+from test_runner_secrets import hostile as hostile_fixture  # noqa: F401  # pylint: disable=import-error,unused-import
 
 from testbed import MONGO_SOURCE, PG_SOURCE, REPO_ROOT, UnsafeDumper
 
@@ -129,8 +129,8 @@ def test_backup_verify_restore_inside_the_execution_environment(pg, mongo, hosti
                                                 {"job": "nightscout", "target_database": unique_name}])
         assert restore.status == "successful", runner_failed(restore)
         restored = artifact_data(restore)["lifeboat_restore_outcome"]["localhost"]
-        assert [(r["job"], r["target"]) for r in restored["restored"]] == [("journal", unique_name),
-                                                                             ("nightscout", unique_name)]
+        expected = [("journal", unique_name), ("nightscout", unique_name)]
+        assert [(r["job"], r["target"]) for r in restored["restored"]] == expected
         assert pg.fingerprint(unique_name)["hashes"] == pg.fingerprint(PG_SOURCE)["hashes"]
         assert mongo.fingerprint(unique_name)["hashes"] == mongo.fingerprint(MONGO_SOURCE)["hashes"]
     finally:

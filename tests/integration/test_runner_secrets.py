@@ -298,8 +298,8 @@ def test_restore_playbook_at_vvvv(pg, mongo, hostile, archives, tmp_path, unique
         assert_no_secret(run)
         outcome = artifact_data(run)["lifeboat_restore_outcome"]["localhost"]
         assert outcome["status"] == "ok" and outcome["failed"] == []
-        assert [(r["job"], r["target"]) for r in outcome["restored"]] == [("journal", unique_name),
-                                                                           ("nightscout", unique_name)]
+        expected = [("journal", unique_name), ("nightscout", unique_name)]
+        assert [(r["job"], r["target"]) for r in outcome["restored"]] == expected
         assert all("is the newest verified archive of job" in r["archive_reason"] for r in outcome["restored"])
         assert all(os.path.isfile(r["archive"]) for r in outcome["restored"])
     finally:
