@@ -109,9 +109,10 @@ def test_a_parser_that_stopped_early_never_holds_up_the_stream(awkward_tree):
     # Damaged; whole, with many blocks of zeros after its end marker.
     for fed, whole in ((bytes(damaged), False), (stream + bytes(512 * 4 * _tar_index.QUEUED), True)):
         index = _tar_index.TarIndex([_files_source.root("path", awkward_tree, awkward_tree)])
-        done, outcome = threading.Event(), []
+        done = threading.Event()
+        outcome: list[str] = []
 
-        def feed_all(index=index, fed=fed, outcome=outcome, done=done) -> None:
+        def feed_all(outcome: list[str], index=index, fed=fed, done=done) -> None:
             for start in range(0, len(fed), 512):
                 index.feed(fed[start:start + 512])
             try:
@@ -121,7 +122,7 @@ def test_a_parser_that_stopped_early_never_holds_up_the_stream(awkward_tree):
                 outcome.append("structure error")
             done.set()
 
-        threading.Thread(target=feed_all, daemon=True).start()
+        threading.Thread(target=feed_all, args=(outcome,), daemon=True).start()
         held_up = not done.wait(20)
         while not done.is_set():  # (only when this failed: free the feeder, so that the run goes on)
             with contextlib.suppress(queue.Empty):
