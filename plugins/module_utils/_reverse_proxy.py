@@ -160,6 +160,63 @@ COMMON_ARGUMENT_SPEC: dict[str, dict[str, t.Any]] = {
     "reload_timeout": {"type": "int", "default": 10},
 }
 
+# What one site takes (the reverse_proxy role's reverse_proxy_sites entries are these, checked by
+# tests/unit/test_role_forwarding.py); omitted keys get _nginx.check_site's defaults.
+SITE_SPEC = {
+    "name": {"type": "str", "required": True},
+    "server_names": {"type": "list", "elements": "str", "required": True},
+    "upstreams": {"type": "list", "elements": "str", "required": True},
+    "keepalive": {"type": "int"},
+    "websocket": {"type": "bool"},
+    "client_max_body_size": {"type": "str"},
+    "proxy_connect_timeout": {"type": "str"},
+    "proxy_read_timeout": {"type": "str"},
+    "proxy_send_timeout": {"type": "str"},
+    "tls": {"type": "str", "choices": list(_nginx.TLS_MODES)},
+    "certificate": {"type": "path"},
+    "certificate_key": {"type": "path", "no_log": False},
+    "hsts_max_age": {"type": "int"},
+    "frame_options": {"type": "str"},
+    "content_security_policy": {"type": "str"},
+    "referrer_policy": {"type": "str"},
+    "rate_limit": {"type": "dict", "options": {"rate": {"type": "str", "required": True},
+                                               "burst": {"type": "int", "default": 0}}},
+    "basic_auth": {"type": "dict", "options": {
+        "realm": {"type": "str", "default": "Restricted"},
+        "users": {"type": "list", "elements": "dict", "required": True, "options": {
+            "name": {"type": "str", "required": True},
+            "password": {"type": "str", "required": True, "no_log": True}}}}},
+}
+
+_ACME = Acme()
+
+# The reverse_proxy_sites module's options.
+SITES_ARGUMENT_SPEC: dict[str, dict[str, t.Any]] = {
+    **COMMON_ARGUMENT_SPEC,
+    "sites": {"type": "list", "elements": "dict", "required": True, "options": SITE_SPEC},
+    "purge": {"type": "bool", "default": True},
+    "htpasswd_group": {"type": "str", "default": "www-data", "no_log": False},
+    "acme_directory_url": {"type": "str", "default": _ACME.directory_url},
+    "acme_account_key": {"type": "path", "default": _ACME.account_key, "no_log": False},
+    "acme_email": {"type": "str", "default": _ACME.email},
+    "acme_ca_bundle": {"type": "path", "default": _ACME.ca_bundle},
+    "acme_renew_days": {"type": "int", "default": _ACME.renew_days},
+    "renewal_config": {"type": "path", "default": ""},
+}
+
+# The nginx_upstream module's options: the blue-green switch of one site's upstream.
+UPSTREAM_ARGUMENT_SPEC: dict[str, dict[str, t.Any]] = {
+    **COMMON_ARGUMENT_SPEC,
+    "site": {"type": "str", "required": True},
+    "upstreams": {"type": "list", "elements": "str", "required": True},
+    "keepalive": {"type": "int", "default": _nginx.SITE_DEFAULTS["keepalive"]},
+    "probe_host": {"type": "str"},
+    "probe_path": {"type": "str", "default": "/"},
+    "expect_status": {"type": "list", "elements": "int", "default": []},
+    "expect_body": {"type": "str", "default": ""},
+    "probe_timeout": {"type": "int", "default": 30},
+}
+
 
 def layout_of(params: dict[str, t.Any]) -> _nginx.Layout:
     return _nginx.Layout(sites_dir=params["sites_dir"], include_dir=params["include_dir"], tls_dir=params["tls_dir"],

@@ -98,20 +98,7 @@ from ansible_collections.lifeboat.ops.plugins.module_utils._module_frame import 
 
 
 def main() -> None:
-    module = AnsibleModule(
-        argument_spec={
-            **_reverse_proxy.COMMON_ARGUMENT_SPEC,
-            "site": {"type": "str", "required": True},
-            "upstreams": {"type": "list", "elements": "str", "required": True},
-            "keepalive": {"type": "int", "default": 16},
-            "probe_host": {"type": "str"},
-            "probe_path": {"type": "str", "default": "/"},
-            "expect_status": {"type": "list", "elements": "int", "default": []},
-            "expect_body": {"type": "str", "default": ""},
-            "probe_timeout": {"type": "int", "default": 30},
-        },
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(argument_spec=_reverse_proxy.UPSTREAM_ARGUMENT_SPEC, supports_check_mode=True)
     run_module(module, _reverse_proxy.upstream_task)
 
 

@@ -213,49 +213,9 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.lifeboat.ops.plugins.module_utils import _reverse_proxy
 from ansible_collections.lifeboat.ops.plugins.module_utils._module_frame import run_module
 
-SITE_OPTIONS = {
-    "name": {"type": "str", "required": True},
-    "server_names": {"type": "list", "elements": "str", "required": True},
-    "upstreams": {"type": "list", "elements": "str", "required": True},
-    "keepalive": {"type": "int"},
-    "websocket": {"type": "bool"},
-    "client_max_body_size": {"type": "str"},
-    "proxy_connect_timeout": {"type": "str"},
-    "proxy_read_timeout": {"type": "str"},
-    "proxy_send_timeout": {"type": "str"},
-    "tls": {"type": "str", "choices": ["acme", "files", "self_signed", "none"]},
-    "certificate": {"type": "path"},
-    "certificate_key": {"type": "path", "no_log": False},
-    "hsts_max_age": {"type": "int"},
-    "frame_options": {"type": "str"},
-    "content_security_policy": {"type": "str"},
-    "referrer_policy": {"type": "str"},
-    "rate_limit": {"type": "dict", "options": {"rate": {"type": "str", "required": True},
-                                               "burst": {"type": "int", "default": 0}}},
-    "basic_auth": {"type": "dict", "options": {
-        "realm": {"type": "str", "default": "Restricted"},
-        "users": {"type": "list", "elements": "dict", "required": True, "options": {
-            "name": {"type": "str", "required": True},
-            "password": {"type": "str", "required": True, "no_log": True}}}}},
-}
-
 
 def main() -> None:
-    module = AnsibleModule(
-        argument_spec={
-            **_reverse_proxy.COMMON_ARGUMENT_SPEC,
-            "sites": {"type": "list", "elements": "dict", "required": True, "options": SITE_OPTIONS},
-            "purge": {"type": "bool", "default": True},
-            "htpasswd_group": {"type": "str", "default": "www-data", "no_log": False},
-            "acme_directory_url": {"type": "str", "default": ""},
-            "acme_account_key": {"type": "path", "default": "/etc/lifeboat-proxy/acme/account.key", "no_log": False},
-            "acme_email": {"type": "str", "default": ""},
-            "acme_ca_bundle": {"type": "path", "default": ""},
-            "acme_renew_days": {"type": "int", "default": 30},
-            "renewal_config": {"type": "path", "default": ""},
-        },
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(argument_spec=_reverse_proxy.SITES_ARGUMENT_SPEC, supports_check_mode=True)
     run_module(module, _reverse_proxy.sites_task)
 
 

@@ -179,3 +179,12 @@ def test_schedule_role_finds_a_password_in_login_uri_as_the_library_does(uri):
 
 def test_the_uri_table_holds_both_answers():
     assert {_config.uri_has_password(uri) for uri in URIS} == {True, False}
+
+
+def test_reverse_proxy_argument_spec_declares_every_site_option():
+    """The role hands its whole reverse_proxy_sites list to reverse_proxy_sites: each key the module takes is declared."""
+    from ansible_collections.lifeboat.ops.plugins.module_utils import _reverse_proxy  # pylint: disable=import-outside-toplevel
+
+    declared = _job_options("reverse_proxy", "reverse_proxy_sites")
+    _check(_reverse_proxy.SITE_SPEC, declared, "roles/reverse_proxy/meta/argument_specs.yml reverse_proxy_sites lacks these")
+    assert sorted(declared - set(_reverse_proxy.SITE_SPEC)) == [], "declared site keys the module does not take"
