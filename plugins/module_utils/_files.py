@@ -96,13 +96,14 @@ def fsync_directory(directory: str) -> None:
         os.close(fd)
 
 
-def write_file_atomic(path: str, data: bytes | t.Iterable[bytes], mode: int = 0o600) -> None:
+def write_file_atomic(path: str, data: bytes | t.Iterable[bytes], mode: int = 0o600, group: str | None = None) -> None:
     """Write a small file (a manifest) under a temporary name, fsync it, rename it into place.
 
     ``data`` may come in pieces (a manifest of 20,000 files is written as it is encoded, never whole in memory).
 
     A rewrite keeps the owner of the file it replaces: root verifying archives that a service user wrote must not
-    leave that user a manifest it can no longer read.
+    leave that user a manifest it can no longer read. ``group`` (when root) gives a new file root:GROUP instead: a
+    password file nginx's workers read.
     """
     temp = f"{path}.partial-{os.getpid()}"
     try:
@@ -114,7 +115,11 @@ def write_file_atomic(path: str, data: bytes | t.Iterable[bytes], mode: int = 0o
     try:
         try:
             os.fchmod(fd, mode)  # the umask must not narrow it: metrics (0644) are read by another user
-            if previous is not None and os.geteuid() == 0 and (previous.st_uid, previous.st_gid) != (0, 0):
+            if group and os.geteuid() == 0:
+                import grp  # pylint: disable=import-outside-toplevel
+
+                os.fchown(fd, 0, grp.getgrnam(group).gr_gid)
+            elif previous is not None and os.geteuid() == 0 and (previous.st_uid, previous.st_gid) != (0, 0):
                 os.fchown(fd, previous.st_uid, previous.st_gid)
             for piece in [data] if isinstance(data, bytes) else data:
                 write_all(fd, piece)

@@ -26,6 +26,7 @@ import typing as t
 from dataclasses import dataclass, field
 
 from ._common import LifeboatError, register_secret
+from ._files import write_file_atomic
 
 SITE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 SERVER_NAME = re.compile(r"^(\*\.)?[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")
@@ -456,23 +457,8 @@ def write(plan: Planned, content: bytes | None, mode: int | None = None) -> None
         except FileNotFoundError:
             pass
         return
-    directory = os.path.dirname(plan.path)
-    os.makedirs(directory, exist_ok=True)
-    temp = os.path.join(directory, f".{os.path.basename(plan.path)}.lifeboat-{os.getpid()}")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.fchmod(fd, plan.mode if mode is None else mode)
-        if plan.group and os.geteuid() == 0:
-            import grp  # pylint: disable=import-outside-toplevel
-
-            os.fchown(fd, 0, grp.getgrnam(plan.group).gr_gid)
-        view = memoryview(content)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(temp, plan.path)
+    os.makedirs(os.path.dirname(plan.path), exist_ok=True)
+    write_file_atomic(plan.path, content, plan.mode if mode is None else mode, plan.group)
 
 
 def file_mode(path: str) -> int | None:
