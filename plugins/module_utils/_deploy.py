@@ -78,7 +78,8 @@ DEPLOY_SPEC: dict[str, dict[str, t.Any]] = {
     "blue_port": {"type": "int", "default": 8081},
     "green_port": {"type": "int", "default": 8082},
     "bind_address": {"type": "str", "default": "127.0.0.1"},
-    "environment": {"type": "dict", "default": {}, "no_log": True},
+    "environment": {"type": "dict", "default": {}},
+    "secret_environment": {"type": "dict", "default": {}, "no_log": True},
     "command": {"type": "list", "elements": "str", "default": []},
     "volumes": {"type": "list", "elements": "str", "default": []},
     "networks": {"type": "list", "elements": "str", "default": []},
@@ -310,6 +311,8 @@ def config_hash(params: dict[str, t.Any], image_id: str) -> str:
     """What makes a release: the image and how it runs (the environment hashed, never stored)."""
     relevant = {"image_id": image_id, "release": params.get("release") or params["image"],
                 "environment": sorted((str(k), str(v)) for k, v in params["environment"].items()),
+                "secret_environment": hashlib.sha256(json.dumps(sorted(
+                    (str(k), str(v)) for k, v in params["secret_environment"].items())).encode()).hexdigest(),
                 **{name: params[name] for name in ("command", "volumes", "networks", "container_port",
                                                    "blue_port", "green_port", "bind_address")}}
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()
@@ -436,11 +439,16 @@ def backup(params: dict[str, t.Any], destination: str, label: str) -> list[dict[
         job = f"{params['app']}-{entry['database']}-{label}"
         options = db_params(entry, destination, job)
         if entry["engine"] == "postgresql":
-            result = _postgres.dump(_params.postgres_dump_request(options))
+            request = _params.postgres_dump_request(options)
+            result = _postgres.dump(request)
         else:
-            result = _mongo.dump(_params.mongodb_dump_request(options))
+            request = _params.mongodb_dump_request(options)
+            result = _mongo.dump(request)
+        # The structure check reads the archive with the clients where the dump ran (the server's container: its
+        # pg_restore matches the server's version, the host's may be older).
         archives = _verify.select_archives(archive=result["archive"])
-        checked = _verify.verify(_verify.VerifyRequest(archives=archives, level="structure"))[0]
+        checked = _verify.verify(_verify.VerifyRequest(archives=archives, level="structure",
+                                                       connections={entry["engine"]: request.connection}))[0]
         if not checked["ok"]:
             raise LifeboatError(f"the pre-deploy backup of {entry['database']} failed its verification: "
                                 f"{checked['failure']}")
@@ -594,8 +602,9 @@ def run(params: dict[str, t.Any], check_mode: bool = False) -> Result:
     """One deploy (or rollback) of params['app'], the whole of it in this process. Raises LifeboatError (one line)
     for bad input or a refusal before anything started; a run that started and failed returns Result.failure."""
     check_input(params)
-    register_secret(*(str(value) for value in params["environment"].values()))
-    environment = {str(key): str(value) for key, value in params["environment"].items()}
+    register_secret(*(str(value) for value in params["secret_environment"].values()))
+    environment = {str(key): str(value) for key, value in
+                   {**params["environment"], **params["secret_environment"]}.items()}
     door = front_door(params)
     directory = app_dir(params)
     lock = Lock(os.path.join(directory, "deploy.lock"))
