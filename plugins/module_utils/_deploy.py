@@ -134,8 +134,12 @@ def check_input(params: dict[str, t.Any]) -> None:
     if params["blue_port"] == params["green_port"]:
         raise LifeboatError("blue_port and green_port must differ: both colors run side by side during a switch")
     path = params["health_path"] or ""
-    parsed = urllib.parse.urlsplit(path)
-    if not path.startswith("/") or parsed.scheme or parsed.netloc or parsed.fragment or re.search(r"[\s\x00-\x1f]", path):
+    try:
+        parsed = urllib.parse.urlsplit(path)
+    except ValueError:  # e.g. "Invalid IPv6 URL"
+        parsed = None
+    if parsed is None or not path.startswith("/") or parsed.scheme or parsed.netloc or parsed.fragment or \
+            re.search(r"[\s\x00-\x1f]", path):
         raise LifeboatError(f"health_path '{path}' must be a path on the app, starting with '/' (e.g. /health)")
     if params["health_body"]:
         try:
@@ -473,7 +477,7 @@ def restore(params: dict[str, t.Any], backups: list[dict[str, t.Any]], destinati
         if item["engine"] == "postgresql":
             result = _postgres.restore(_postgres.RestoreRequest(
                 connection=_params.pg_connection(options, item["database"]), archive_path=item["archive"],
-                overwrite=True, safety_dump=safety))
+                overwrite=True, recreate=True, safety_dump=safety))
         else:
             result = _mongo.restore(_mongo.RestoreRequest(
                 connection=_params.mongo_connection(options), archive_path=item["archive"], drop=True,
@@ -757,7 +761,8 @@ def migrate(params: dict[str, t.Any], engine: Engine, container: t.Any) -> dict[
         code = api.exec_inspect(exec_id).get("ExitCode")
     except engine.docker.errors.DockerException as exc:
         return {"ok": False, "reason": f"the migration command could not run: {str(exc).splitlines()[0]}"}
-    tail = redact(output.strip().splitlines()[-1] if output.strip() else "")
+    lines = [line.strip() for line in output.strip().splitlines() if line.strip()]
+    tail = redact(" / ".join(lines[-3:]))
     if code != 0:
         return {"ok": False, "exit_code": code, "output_tail": tail,
                 "reason": f"the migration command exited with {code}: {tail}"}
@@ -787,7 +792,10 @@ def _roll_back_failed(params: dict[str, t.Any], state: dict[str, t.Any], record:
         stop_container(new, params["stop_timeout"])
         done["kept_container"] = new.name
         if record["migrated"] and params["restore_data_on_rollback"] and record["backups"]:
-            done["restored"] = restore(params, record["backups"], destination)
+            try:
+                done["restored"] = restore(params, record["backups"], destination)
+            except LifeboatError as exc:  # traffic is back already: say what is left to do, keep the history
+                done.update(ok=False, restore_error=str(exc))
         return done
 
     entry["rollback"] = steps.run("rollback", back)
@@ -797,6 +805,8 @@ def _roll_back_failed(params: dict[str, t.Any], state: dict[str, t.Any], record:
     entry["outcome"] = "rolled_back"
     entry["reason"] = reason
     kept = f"; {new.name} is stopped and kept for inspection"
+    if entry["rollback"].get("restore_error"):
+        kept += f"; the data restore failed: {entry['rollback']['restore_error']}"
     return Result(True, entry, failure=f"{reason}; traffic {'returned to' if switched else 'stayed on'} "
                                        f"{live['container'] if live else 'the previous upstream'}{kept}")
 
