@@ -7,7 +7,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: database_expect
 short_description: Check what a live PostgreSQL or MongoDB database holds, and create its missing indexes
-version_added: 0.3.0
+version_added: 0.2.0
 description:
   - Fails, with one line per unmet expectation, unless the tables or collections of O(present) exist, the indexes
     of O(indexes) exist, and the exact row or document counts are at least O(min_counts) and at most
