@@ -161,7 +161,8 @@ def connection_params(source: _sources.Source, connection: t.Mapping[str, t.Any]
     return {name: value for name, value in connection.items() if name in source.connection_spec()}
 
 
-def _baseline(source: _sources.Source, path: str, database: str, catalog: t.Any) -> dict[str, int]:
+def _baseline(source: _sources.Source, path: str, database: str) -> dict[str, int]:
+    """The manifest's counts by namespace as it names them (``schema.table``, ``db.collection``), internal ones out."""
     try:
         manifest = _manifest.load(path)
     except LifeboatError as exc:
@@ -172,8 +173,7 @@ def _baseline(source: _sources.Source, path: str, database: str, catalog: t.Any)
     if manifest.get("database") and manifest["database"] != database:
         raise LifeboatError(f"baseline_manifest {path} is of database {manifest['database']}, not {database}; "
                             "give an archive of the database checked")
-    counts = {name: int(count) for name, count in manifest["counts"].items() if not source.is_internal(name)}
-    return catalog.baseline(counts, database)
+    return {name: int(count) for name, count in manifest["counts"].items() if not source.is_internal(name)}
 
 
 def check_expectations(engine: str, connection: dict[str, t.Any], expectations: dict[str, t.Any], *,
@@ -184,9 +184,10 @@ def check_expectations(engine: str, connection: dict[str, t.Any], expectations: 
     source = _sources.get(engine)
     wanted = parse(expectations)
     params = connection_params(source, connection)
+    baseline = _baseline(source, wanted.baseline_manifest, wanted.database) if wanted.baseline_manifest else {}
     try:
         with source.data_catalog(source.connection(params), wanted.database) as catalog:
-            return _check(source, catalog, wanted, dry_run)
+            return _check(source, catalog, wanted, catalog.baseline(baseline, wanted.database), dry_run)
     except LifeboatError:
         raise
     except Exception as exc:  # a driver's error, as one line; anything else is a bug and stays a traceback
@@ -196,13 +197,13 @@ def check_expectations(engine: str, connection: dict[str, t.Any], expectations: 
         raise LifeboatError(message) from exc
 
 
-def _check(source: _sources.Source, catalog: t.Any, wanted: Expectations, dry_run: bool) -> ExpectationResult:
+def _check(source: _sources.Source, catalog: t.Any, wanted: Expectations, baseline: dict[str, int],
+           dry_run: bool) -> ExpectationResult:
     kind, unit = catalog.kind, catalog.unit
     where = f"in database {wanted.database}"
     failures: list[str] = []
     created: list[str] = []
     counts: dict[str, int] = {}
-    baseline = _baseline(source, wanted.baseline_manifest, wanted.database, catalog) if wanted.baseline_manifest else {}
     existing = catalog.names()
 
     def count(name: str) -> int:
