@@ -21,8 +21,9 @@ from ._common import LifeboatError
 from ._module_frame import Outcome, Run
 
 # The argument-spec entries of the expectation options (never copied by a caller: forward this dict).
+# YAML 1.1 (Ansible's, PyYAML's) reads a bare `on:` key as true: hence the aliases, and a hint when true comes.
 INDEX_SPEC: dict[str, dict[str, t.Any]] = {
-    "on": {"type": "str", "required": True},
+    "on": {"type": "str", "required": True, "aliases": ["table", "collection"]},
     "keys": {"type": "list", "elements": "str", "required": True},
     "unique": {"type": "bool", "default": False},
     "name": {"type": "str"},
@@ -87,7 +88,15 @@ def _index(value: t.Any, position: int) -> IndexExpectation:
     where = f"indexes[{position}]"
     if not isinstance(value, dict):
         raise LifeboatError(f"{where} must be a dict with on and keys, e.g. {{on: notes, keys: [title]}}")
-    unknown = sorted(set(value) - set(INDEX_SPEC))
+    if True in value or "true" in value:
+        raise LifeboatError(f"{where} has the key true: YAML reads a bare on: as true; write 'on': (quoted), "
+                            "or table: or collection:")
+    aliases = [name for name in INDEX_SPEC["on"]["aliases"] if name in value]
+    if len(aliases) + ("on" in value) > 1:
+        raise LifeboatError(f"{where} names its table or collection twice; give one of on, table, collection")
+    if aliases:
+        value = {("on" if name in aliases else name): item for name, item in value.items()}
+    unknown = sorted(str(name) for name in set(value) - set(INDEX_SPEC))
     if unknown:
         raise LifeboatError(f"{where} has unknown key {unknown[0]}; use: {', '.join(INDEX_SPEC)}")
     if not _is_text(value.get("on")):

@@ -87,9 +87,12 @@ options:
     default: []
     suboptions:
       'on':
-        description: The table or collection, named as in O(present).
+        description:
+          - The table or collection, named as in O(present).
+          - Quote it (V('on')) or use an alias in YAML, which reads a bare C(on) as V(true).
         type: str
         required: true
+        aliases: [table, collection]
       keys:
         description: Columns or fields, in index order (MongoDB keys are created ascending).
         type: list
@@ -139,8 +142,8 @@ EXAMPLES = r"""
     database: notes
     present: [notes, public.users]
     indexes:
-      - {'on': notes, keys: [user_id, created_at]}
-      - {'on': users, keys: [email], unique: true}
+      - {table: notes, keys: [user_id, created_at]}
+      - {table: users, keys: [email], unique: true}
     create_missing_indexes: true
     min_counts:
       users: 1
