@@ -16,7 +16,7 @@ import dataclasses
 import math
 import typing as t
 
-from . import _manifest, _sources
+from . import _data_catalog, _manifest, _sources
 from ._common import LifeboatError
 from ._module_frame import Outcome, Run
 
@@ -191,6 +191,8 @@ def check_expectations(engine: str, connection: dict[str, t.Any], expectations: 
     included). Raises LifeboatError (one line) for bad input or an unreachable server; returns failures for
     unmet expectations. With ``dry_run``, nothing is created: what would be is reported."""
     source = _sources.get(engine)
+    if source.name not in _sources.DATABASES:
+        raise _data_catalog.unsupported(source.name)
     wanted = parse(expectations)
     params = connection_params(source, connection)
     baseline = _baseline(source, wanted.baseline_manifest, wanted.database) if wanted.baseline_manifest else {}
