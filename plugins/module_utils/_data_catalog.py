@@ -18,10 +18,8 @@ import typing as t
 from dataclasses import dataclass
 
 from ._common import LifeboatError
-from ._postgres import PgConnection, quote_ident
-
-if t.TYPE_CHECKING:
-    from ._mongo import MongoConnection
+from ._mongo import MongoConnection, _pymongo
+from ._postgres import PgConnection, _psycopg, quote_ident
 
 # Relations an application reads as tables: tables, partitioned tables, views, materialized views, foreign tables.
 _PG_READABLE = "('r', 'p', 'v', 'm', 'f')"
@@ -126,13 +124,16 @@ class PgDataCatalog:
         name was free before), so it is dropped, and the next run tries again."""
         schema, _table = self._split(name)
         columns = ", ".join(quote_ident(key) for key in keys)
+        psycopg = _psycopg()
         try:
             self._conn.execute(f"CREATE {'UNIQUE ' if unique else ''}INDEX CONCURRENTLY {quote_ident(index_name)}"
                                f" ON {self._quoted(name)} ({columns})")
-        except Exception:
-            with contextlib.suppress(Exception):
+        except psycopg.Error as exc:
+            with contextlib.suppress(psycopg.Error):
                 self._conn.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {quote_ident(schema)}.{quote_ident(index_name)}")
-            raise
+            # The primary message only: its DETAIL line would show the duplicated values, the table's data.
+            primary = exc.diag.message_primary if exc.diag and exc.diag.message_primary else type(exc).__name__
+            raise LifeboatError(f"PostgreSQL error: {primary}") from exc
 
     def baseline(self, counts: dict[str, int], database: str) -> dict[str, int]:
         """The manifest's counts by table: a PostgreSQL archive holds one database, its names as ours."""
@@ -177,7 +178,11 @@ class MongoDataCatalog:
         return index_name in self._database[name].index_information()
 
     def create_index(self, name: str, keys: t.Sequence[str], unique: bool, index_name: str) -> None:
-        self._database[name].create_index([(key, 1) for key in keys], unique=unique, name=index_name)
+        pymongo = _pymongo()
+        try:
+            self._database[name].create_index([(key, 1) for key in keys], unique=unique, name=index_name)
+        except pymongo.errors.DuplicateKeyError as exc:  # its message shows the duplicated values: the data
+            raise LifeboatError("MongoDB error: duplicate key values; remove the duplicates first") from exc
 
     def baseline(self, counts: dict[str, int], database: str) -> dict[str, int]:
         """The manifest's counts of ``database``'s collections (a whole-server archive holds every database)."""

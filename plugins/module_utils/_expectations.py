@@ -91,11 +91,10 @@ def _index(value: t.Any, position: int) -> IndexExpectation:
     if True in value or "true" in value:
         raise LifeboatError(f"{where} has the key true: YAML reads a bare on: as true; write 'on': (quoted), "
                             "or table: or collection:")
-    aliases = [name for name in INDEX_SPEC["on"]["aliases"] if name in value]
-    if len(aliases) + ("on" in value) > 1:
+    names = ["on", *INDEX_SPEC["on"]["aliases"]]
+    if len({value[name] for name in names if name in value}) > 1:  # Ansible's spec keeps the alias beside `on`
         raise LifeboatError(f"{where} names its table or collection twice; give one of on, table, collection")
-    if aliases:
-        value = {("on" if name in aliases else name): item for name, item in value.items()}
+    value = {("on" if name in names else name): item for name, item in value.items()}
     unknown = sorted(str(name) for name in set(value) - set(INDEX_SPEC))
     if unknown:
         raise LifeboatError(f"{where} has unknown key {unknown[0]}; use: {', '.join(INDEX_SPEC)}")
@@ -263,7 +262,10 @@ def _check(source: _sources.Source, catalog: t.Any, wanted: Expectations, baseli
         if not dry_run:
             try:
                 catalog.create_index(name, index.keys, index.unique, index_name)
-            except Exception as exc:  # the server's reason (duplicates, a column that does not exist) as one line
+            except LifeboatError as exc:  # the server's reason (duplicates, a column that does not exist)
+                failures.append(f"{what} missing and could not be created: {exc}")
+                continue
+            except Exception as exc:  # another driver error, as one line
                 reason = source.describe_error(exc)
                 if reason is None:
                     raise
