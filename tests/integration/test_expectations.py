@@ -18,6 +18,7 @@ import pytest
 from psycopg import sql
 
 from ansible_collections.lifeboat.ops.plugins.module_utils import _expectations, _sources
+from containers import ContainerBed, ContainerBedError  # pylint: disable=import-error
 from testbed import REPO_ROOT, metric  # pylint: disable=import-error
 
 HOSTILE = "p@ss:w/rd?#&%'\"{{x}}\\ "
@@ -228,3 +229,38 @@ def test_healthcheck_database_expect_probe(pg, mongo, pg_app, mongo_app, tmp_pat
     assert metric(metrics, "lifeboat_healthcheck_up", probe="notes-data", type="database_expect") == 0
     assert (f"<4>notes-data: failing: postgresql {pg.host}:{pg.port}/{pg_database}: table public.users missing in "
             f"database {pg_database}\n") in out
+
+
+class ExpectBed(ContainerBed):
+    """The container test bed, its containers named ``lbt-expect-<run id>-<purpose>`` (this file's own)."""
+
+    def name(self, purpose: str) -> str:
+        return f"lbt-expect-{self.run_id}-{purpose}"
+
+
+@pytest.fixture(name="pg_box")
+def fixture_pg_box():
+    try:
+        bed = ExpectBed.connect()
+        box = bed.postgres("pg", user="notes", database="notes", password=HOSTILE)
+    except ContainerBedError as error:
+        pytest.fail(str(error), pytrace=False)
+    yield box
+    bed.close()
+
+
+def test_postgresql_in_a_container_as_its_jobs_reach_it(pg_box):
+    """container: the user and the hostile password come from the container's environment, the host is its
+    address; the index is created there."""
+    with pg_box.connect_pg() as conn:
+        conn.execute("CREATE TABLE notes (id int, title text); INSERT INTO notes VALUES (1, 'a'), (2, 'b')")
+    result = _expectations.check_expectations("postgresql", {"container": pg_box.name}, {
+        "database": "notes", "present": ["notes"], "min_counts": {"notes": 2}, "create_missing_indexes": True,
+        "indexes": [{"on": "notes", "keys": ["title"]}]})
+    assert result.as_dict() == {"ok": True, "failures": [], "created_indexes": ["index on public.notes (title) as "
+                                                                                "notes_title_idx"],
+                                "counts": {"public.notes": 2}}
+    with pg_box.connect_pg() as conn:
+        assert conn.execute("SELECT indisvalid FROM pg_index WHERE indexrelid = 'notes_title_idx'::regclass"
+                            ).fetchone() == (True,)
+    assert_no_secret(json.dumps(result.as_dict()))
