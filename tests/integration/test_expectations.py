@@ -121,7 +121,7 @@ def test_postgresql_tables_and_indexes_through_the_module(pg, pg_app, run_module
     assert applied.result["created_indexes"] == checked.result["created_indexes"]
     after = pg_indexes(pg, database)
     assert after["notes_user_id_title_idx"] == (
-        True, f"CREATE INDEX notes_user_id_title_idx ON public.notes USING btree (user_id, title)")
+        True, "CREATE INDEX notes_user_id_title_idx ON public.notes USING btree (user_id, title)")
     assert after["users_id_key"] == (True, "CREATE UNIQUE INDEX users_id_key ON public.users USING btree (id)")
 
     again = run_module("database_expect", wanted)
@@ -197,7 +197,7 @@ def test_healthcheck_database_expect_probe(pg, mongo, pg_app, mongo_app, tmp_pat
     """healthcheck.py runs the probes from its JSON configuration: healthy while the data is there, failing (one
     journal line, the metric at 0) once a table is gone; the password is nowhere in its output."""
     pg_database, pg_login = pg_app
-    mongo_database, mongo_login = mongo_app
+    mongo_database, _mongo_login = mongo_app
     probes = [
         {"name": "notes-data", "type": "database_expect", "engine": "postgresql", "host": pg.host, "port": pg.port,
          "user": pg_database, "password_file": pg_login["login_password_file"], "database": pg_database,
