@@ -108,8 +108,8 @@ def test_postgresql_tables_and_indexes_through_the_module(pg, pg_app, run_module
 
     before = pg_indexes(pg, database)
     wanted = {**args, "create_missing_indexes": True,
-              "indexes": [{"on": "notes", "keys": ["user_id", "title"]}, {"on": "users", "keys": ["id"], "unique": True,
-                                                                           "name": "users_id_key"}]}
+              "indexes": [{"on": "notes", "keys": ["user_id", "title"]},
+                          {"on": "users", "keys": ["id"], "unique": True, "name": "users_id_key"}]}
     checked = run_module("database_expect", wanted, check_mode=True)
     assert checked.rc == 0 and checked.result["changed"] is True, checked.stdout
     assert checked.result["created_indexes"] == ["index on public.notes (user_id, title) as notes_user_id_title_idx",
