@@ -24,7 +24,7 @@ from ._module_frame import Outcome, Run
 # YAML 1.1 (Ansible's, PyYAML's) reads a bare `on:` key as true: hence the aliases, and a hint when true comes.
 INDEX_SPEC: dict[str, dict[str, t.Any]] = {
     "on": {"type": "str", "required": True, "aliases": ["table", "collection"]},
-    "keys": {"type": "list", "elements": "str", "required": True},
+    "keys": {"type": "list", "elements": "str", "required": True, "no_log": False},  # index keys, not secrets
     "unique": {"type": "bool", "default": False},
     "name": {"type": "str"},
 }

@@ -109,7 +109,7 @@ options:
         type: str
   min_counts:
     description:
-      - Exact rows or documents each named table or collection must at least hold, e.g. C({public.notes: 1}).
+      - "Exact rows or documents each named table or collection must at least hold, e.g. C({public.notes: 1})."
     type: dict
     default: {}
   baseline_manifest:
