@@ -33,7 +33,7 @@ import re
 import secrets
 import typing as t
 
-from . import _files_source, _mongo, _params, _postgres, _tar_index, _validate_mongo, _validate_pg
+from . import _data_catalog, _files_source, _mongo, _params, _postgres, _tar_index, _validate_mongo, _validate_pg
 from ._clients import HOST, ContainerClient, HostClient
 from ._common import LifeboatError, PrivateDir, find_binary
 from ._pipeline import Decryption
@@ -125,6 +125,10 @@ class Source:
     def security(self, target: t.Any, checks: Checks) -> None:
         raise NotImplementedError
 
+    def data_catalog(self, connection: t.Any, database: str) -> t.ContextManager[t.Any]:
+        """The live tables or collections of ``database``: names, exact counts, indexes (data expectations)."""
+        raise _data_catalog.unsupported(self.label)
+
 
 class PostgreSQL(Source):
     name = "postgresql"
@@ -215,6 +219,10 @@ class PostgreSQL(Source):
     def security(self, target: t.Any, checks: Checks) -> None:
         _validate_pg.security(target.connection.for_database(target.database), checks)
 
+    def data_catalog(self, connection: _postgres.PgConnection, database: str
+                     ) -> t.ContextManager[_data_catalog.PgDataCatalog]:
+        return contextlib.closing(_data_catalog.PgDataCatalog(connection.for_database(database)))
+
 
 class MongoDB(Source):
     name = "mongodb"
@@ -300,6 +308,10 @@ class MongoDB(Source):
 
     def security(self, target: t.Any, checks: Checks) -> None:
         _validate_mongo.security(target.connection, target.auth_database, checks)
+
+    def data_catalog(self, connection: _mongo.MongoConnection, database: str
+                     ) -> t.ContextManager[_data_catalog.MongoDataCatalog]:
+        return contextlib.closing(_data_catalog.MongoDataCatalog(connection, database))
 
 
 def _collection_content(client: t.Any, namespace: str) -> tuple[int, str]:
