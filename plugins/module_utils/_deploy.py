@@ -52,7 +52,8 @@ def _expectations_spec() -> dict[str, t.Any]:
         from ._expectations import EXPECTATIONS_SPEC  # pylint: disable=import-outside-toplevel
     except ImportError:
         return {}
-    return dict(EXPECTATIONS_SPEC)
+    # database defaults to the entry's own database here, so it is not required inside an entry
+    return {**EXPECTATIONS_SPEC, "database": {**EXPECTATIONS_SPEC["database"], "required": False}}
 
 
 def _database_spec() -> dict[str, t.Any]:
@@ -149,8 +150,15 @@ def check_input(params: dict[str, t.Any]) -> None:
     if params["deploy_action"] == "deploy" and params["migration_command"] and not all(params["migration_command"]):
         raise LifeboatError("migration_command has an empty argument")
     for entry in params["databases"]:
-        if entry.get("expectations") and "database" not in entry["expectations"]:
-            entry["expectations"] = {**entry["expectations"], "database": entry["database"]}
+        if entry.get("expectations"):
+            if not entry["expectations"].get("database"):
+                entry["expectations"] = {**entry["expectations"], "database": entry["database"]}
+            try:
+                from ._expectations import parse  # pylint: disable=import-outside-toplevel
+            except ImportError:
+                raise LifeboatError("databases[].expectations needs the collection's _expectations library, which "
+                                    "this installation lacks") from None
+            parse(entry["expectations"])  # its mistakes are bad input: said before anything starts
 
 
 def port_free(address: str, port: int) -> bool:

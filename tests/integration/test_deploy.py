@@ -230,6 +230,28 @@ def test_a_release_that_breaks_after_the_switch_is_rolled_back_with_its_data(bed
     no_secret(failed, *history_files(app))
 
 
+def test_data_expectations_refuse_before_the_switch_or_create_the_missing_index(
+        bed: dict[str, t.Any], app: dict[str, t.Any], run_module: t.Any) -> None:
+    assert run_module("app_deploy", release(bed, app, "v1")).rc == 0
+    missing = dict(app["args"]["databases"][0], expectations={"present": ["notes", "attachments"]})
+    with LoadLoop(bed["layout"].http_port, path="/version", rate=100) as load:
+        refused = run_module("app_deploy", release(bed, app, "v2", databases=[missing]))
+    message = one_line(refused)
+    assert "data expectations of journal failed" in message and "attachments" in message, message
+    assert "switch" not in refused.result["history"] and serving(bed) == f"200 version v1, {ROWS} notes"
+    assert load.failed() == 0 and set(load.bodies) == {"v1"}, load.summary()
+    index = {"on": "notes", "keys": ["body"]}
+    strict = dict(app["args"]["databases"][0], expectations={"present": ["notes"], "indexes": [index]})
+    refused = run_module("app_deploy", release(bed, app, "v2", databases=[strict]))
+    assert "notes" in one_line(refused) and "index" in refused.result["msg"], refused.result["msg"]
+    created = dict(strict, expectations={**strict["expectations"], "create_missing_indexes": True})
+    passed = run_module("app_deploy", release(bed, app, "v2", databases=[created]))
+    assert passed.rc == 0, passed.stdout
+    checked = passed.result["history"]["gate"]["data"]["checked"][0]
+    assert checked["ok"] and checked["created_indexes"] and serving(bed) == f"200 version v2, {ROWS} notes"
+    assert checked["counts"]["public.notes"] == ROWS
+
+
 def test_the_lock_refuses_a_second_deploy_and_reports_a_stale_one(bed: dict[str, t.Any], app: dict[str, t.Any],
                                                                   run_module: t.Any) -> None:
     os.makedirs(app["state"], mode=0o700)
