@@ -77,8 +77,13 @@ options:
     type: str
     default: 127.0.0.1
   environment:
-    description: The app's environment. Passed to the Docker engine in the API request (never on a command line); values are
-      masked in results and only a hash of them is stored.
+    description: The app's environment that is not secret (shown in results as given). Passed to the Docker engine in
+      the API request, never on a command line.
+    type: dict
+    default: {}
+  secret_environment:
+    description: The app's secret environment (passwords, tokens, from vault variables). Passed like O(environment),
+      masked in results and logs; the state keeps only a hash of it.
     type: dict
     default: {}
   command:
