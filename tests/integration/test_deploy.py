@@ -325,3 +325,27 @@ def test_bad_input_is_one_line_and_starts_nothing(bed: dict[str, t.Any], app: di
     assert containers_of(bed, app["name"]) == {}
     assert not os.path.exists(os.path.join(app["state"], "state.json"))
     no_secret(failed)
+
+
+def test_the_playbook_deploys_then_changes_nothing_and_publishes_the_outcome(
+        bed: dict[str, t.Any], app: dict[str, t.Any], run_playbook: t.Any, tmp_path: t.Any,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from testbed import Unsafe, UnsafeDumper  # pylint: disable=import-error
+    import yaml
+
+    args = release(bed, app, "v1")
+    host_vars = {f"deploy_{name}" if not name.startswith("deploy_") else name: value for name, value in args.items()
+                 if name != "secret_environment"}
+    secrets = tmp_path / "secrets.yml"  # as AWX writes credentials: !unsafe, never templated
+    secrets.write_text(yaml.dump({"deploy_secret_environment": {"APP_DB_PASSWORD": Unsafe(PG_PASSWORD)}},
+                                 Dumper=UnsafeDumper))
+    monkeypatch.setenv("ANSIBLE_SHOW_CUSTOM_STATS", "1")
+    first = run_playbook("deploy", host_vars, "-e", f"@{secrets}", "-vvv")
+    assert first.returncode == 0, first.stdout[-3000:]
+    assert "lifeboat_deploy_outcome" in first.stdout and '"outcome": "deployed"' in first.stdout
+    assert serving(bed) == f"200 version v1, {ROWS} notes"
+    second = run_playbook("deploy", host_vars, "-e", f"@{secrets}")
+    assert second.returncode == 0 and "changed=0" in second.stdout, second.stdout[-3000:]
+    assert '"outcome": "unchanged"' in second.stdout
+    for done in (first, second):
+        assert PG_PASSWORD not in done.stdout + done.stderr and "p@ss:w/rd" not in done.stdout + done.stderr
