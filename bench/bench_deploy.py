@@ -54,6 +54,7 @@ def main() -> int:  # pylint: disable=too-many-locals,too-many-statements
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--rate", type=float, default=400.0, help="load loop requests per second")
+    parser.add_argument("--workers", type=int, default=4, help="load loop client threads")
     parser.add_argument("--settle", type=float, default=5.0, help="seconds of load before and after each change")
     options = parser.parse_args()
     importable()
@@ -159,7 +160,8 @@ def main() -> int:  # pylint: disable=too-many-locals,too-many-statements
                     live = _deploy.load_state(params)["live"]
                     point_site(live["port"])
                     client.containers.get(live["container"]).reload()
-                with LoadLoop(layout.http_port, path="/version", rate=options.rate) as load:
+                with LoadLoop(layout.http_port, path="/version", rate=options.rate,
+                              workers=options.workers) as load:
                     time.sleep(options.settle)
                     before_end = time.monotonic()
                     figures, start, end = (blue_green if variant == "blue-green" else naive)(index)
@@ -171,7 +173,7 @@ def main() -> int:  # pylint: disable=too-many-locals,too-many-statements
                 print(f"{variant} #{index}: " + ", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
                                                           for k, v in figures.items()), flush=True)
         print(f"\nload: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f} (uptime), "
-              f"rate {options.rate:g}/s, settle {options.settle:g} s, {options.repeat} rounds, medians:")
+              f"rate {options.rate:g}/s ({options.workers} clients), settle {options.settle:g} s, {options.repeat} rounds, medians:")
         for variant, rows in results.items():
             keys = [key for key in rows[0] if all(key in row for row in rows)]
             print(f"  {variant}: " + ", ".join(f"{key}={statistics.median(row[key] for row in rows):.3f}"

@@ -2,8 +2,8 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """A bounded load loop for deploy tests and the deploy benchmark: GETs through the proxy at a steady rate.
 
-One client thread (new connection per request, as a browser behind a fresh keep-alive would be worst case) on
-loopback; it counts requests sent, non-2xx answers, connection errors, and each request's latency.
+``workers`` client threads (a new connection per request, the worst case for a switch) on loopback share the rate;
+they count requests sent, non-2xx answers, connection errors, and each request's latency.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ import typing as t
 
 class LoadLoop:
     def __init__(self, port: int, host: str = "localhost", path: str = "/", rate: float = 200.0,
-                 limit: int = 100_000, address: str = "127.0.0.1") -> None:
+                 limit: int = 100_000, address: str = "127.0.0.1", workers: int = 1) -> None:
         self.port, self.host, self.path, self.address = port, host, path, address
-        self.interval = 1.0 / rate
+        self.interval = workers / rate
         self.limit = limit  # bounded: never more requests than this, whatever happens
         self.sent = 0
         self.non_2xx: list[tuple[float, int, str]] = []  # (time, status, start of the body)
@@ -26,10 +26,12 @@ class LoadLoop:
         self.latencies: list[tuple[float, float]] = []  # (time sent, seconds)
         self.bodies: dict[str, int] = {}  # first line of each answer -> how often (which version served)
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._count = threading.Lock()
+        self._threads = [threading.Thread(target=self._run, daemon=True) for _worker in range(workers)]
 
     def __enter__(self) -> LoadLoop:
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
         return self
 
     def __exit__(self, *exc: t.Any) -> None:
@@ -37,13 +39,15 @@ class LoadLoop:
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(30)
+        for thread in self._threads:
+            thread.join(30)
 
     def _run(self) -> None:
         next_at = time.monotonic()
         while not self._stop.is_set() and self.sent < self.limit:
             started = time.monotonic()
-            self.sent += 1
+            with self._count:
+                self.sent += 1
             try:
                 connection = http.client.HTTPConnection(self.address, self.port, timeout=10)
                 connection.request("GET", self.path, headers={"Host": self.host})
@@ -54,7 +58,8 @@ class LoadLoop:
                     self.non_2xx.append((started, response.status, body[:80]))
                 else:
                     first = body.splitlines()[0] if body else ""
-                    self.bodies[first] = self.bodies.get(first, 0) + 1
+                    with self._count:
+                        self.bodies[first] = self.bodies.get(first, 0) + 1
             except (OSError, http.client.HTTPException) as exc:
                 self.errors.append((started, repr(exc)))
             self.latencies.append((started, time.monotonic() - started))
