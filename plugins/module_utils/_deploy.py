@@ -31,14 +31,14 @@ import time
 import typing as t
 import urllib.parse
 
-from . import _nginx, _params, _reverse_proxy
+from . import _nginx, _params, _reverse_proxy, _sources
 from ._archive import ArchiveOptions
 from ._clients import docker_sdk
 from ._common import LifeboatError, pid_alive, process_start, redact, register_secret
 
 COLORS = ("blue", "green")
 ACTIONS = ("deploy", "rollback")
-ENGINES = ("postgresql", "mongodb")
+ENGINES = _sources.DATABASES  # the engines with a server: dumped before, restored on a rollback
 LABEL_APP = "lifeboat.deploy.app"  # every container a deploy starts carries these labels
 LABEL_COLOR = "lifeboat.deploy.color"
 LABEL_SEQ = "lifeboat.deploy.seq"
@@ -444,18 +444,14 @@ def db_params(entry: dict[str, t.Any], destination: str | None = None, job: str 
 
 def backup(params: dict[str, t.Any], destination: str, label: str) -> list[dict[str, t.Any]]:
     """Each database dumped by the collection's own library, then verified at level structure."""
-    from . import _mongo, _postgres, _verify  # pylint: disable=import-outside-toplevel
+    from . import _verify  # pylint: disable=import-outside-toplevel
 
     done = []
     for entry in params["databases"]:
         job = f"{params['app']}-{entry['database']}-{label}"
-        options = db_params(entry, destination, job)
-        if entry["engine"] == "postgresql":
-            request = _params.postgres_dump_request(options)
-            result = _postgres.dump(request)
-        else:
-            request = _params.mongodb_dump_request(options)
-            result = _mongo.dump(request)
+        source = _sources.get(entry["engine"])
+        request = source.dump_request(db_params(entry, destination, job))
+        result = source.dump(request)
         # The structure check reads the archive with the clients where the dump ran (the server's container: its
         # pg_restore matches the server's version, the host's may be older).
         archives = _verify.select_archives(archive=result["archive"])
@@ -472,7 +468,6 @@ def backup(params: dict[str, t.Any], destination: str, label: str) -> list[dict[
 
 def restore(params: dict[str, t.Any], backups: list[dict[str, t.Any]], destination: str) -> list[dict[str, t.Any]]:
     """The pre-deploy archives back into their databases, each after a safety dump of what is there now."""
-    from . import _mongo, _postgres  # pylint: disable=import-outside-toplevel
 
     entries = {(e["engine"], e["database"]): e for e in params["databases"]}
     done = []
@@ -480,16 +475,9 @@ def restore(params: dict[str, t.Any], backups: list[dict[str, t.Any]], destinati
         entry = entries.get((item["engine"], item["database"]))
         if entry is None:
             raise LifeboatError(f"database {item['database']} of the pre-deploy backup is no longer in databases")
-        options = db_params(entry)
         safety = ArchiveOptions(destination=destination, job=f"{params['app']}-{item['database']}-before-rollback")
-        if item["engine"] == "postgresql":
-            result = _postgres.restore(_postgres.RestoreRequest(
-                connection=_params.pg_connection(options, item["database"]), archive_path=item["archive"],
-                overwrite=True, recreate=True, safety_dump=safety))
-        else:
-            result = _mongo.restore(_mongo.RestoreRequest(
-                connection=_params.mongo_connection(options), archive_path=item["archive"], drop=True,
-                overwrite=True, safety_dump=safety))
+        result = _sources.get(item["engine"]).restore_whole(db_params(entry), item["database"], item["archive"],
+                                                             safety)
         done.append({"database": item["database"], "archive": item["archive"], "counts": result.get("counts"),
                      "safety_dump": result.get("safety_dump")})
     return done
