@@ -182,6 +182,7 @@ class Lock:
     path: str
     fd: int | None = None
     stale: dict[str, t.Any] | None = None
+    started: str = ""
 
     @staticmethod
     def read_record(path: str) -> dict[str, t.Any] | None:
@@ -218,6 +219,7 @@ class Lock:
                                 f" since {owner.get('started', '?')}, step {owner.get('step', '?')}); wait for it to"
                                 " end") from None
         self.fd = fd
+        self.started = now()
         left = self.read_record(self.path)
         if left:  # the lock was free but a record remains: its owner ended without releasing (crash, kill -9)
             alive = pid_alive(left.get("pid")) and process_start(left.get("pid") or 0) == left.get("process_start")
@@ -227,7 +229,8 @@ class Lock:
     def update(self, **fields: t.Any) -> None:
         if self.fd is None:
             return
-        record = {"pid": os.getpid(), "process_start": process_start(os.getpid()), "started": now(), **fields}
+        record = {"pid": os.getpid(), "process_start": process_start(os.getpid()), "started": self.started,
+                  "step_started": now(), **fields}
         data = json.dumps(record).encode()
         os.ftruncate(self.fd, 0)
         os.pwrite(self.fd, data, 0)
@@ -285,11 +288,13 @@ class Engine:
         except self.docker.errors.DockerException as exc:
             raise LifeboatError(f"cannot reach the Docker engine: {str(exc).splitlines()[0]}") from None
 
-    def image(self, reference: str) -> t.Any:
+    def image(self, reference: str, pull: bool = True) -> t.Any | None:
+        """The image, pulled when it is not on the host (None when it is not and pull is false: check mode)."""
         try:
             return self.client.images.get(reference)
         except self.docker.errors.ImageNotFound:
-            pass
+            if not pull:
+                return None
         except self.docker.errors.DockerException as exc:
             raise LifeboatError(f"cannot look up image {reference}: {str(exc).splitlines()[0]}") from None
         try:
@@ -645,11 +650,12 @@ def run(params: dict[str, t.Any], check_mode: bool = False) -> Result:
 def _deploy(params: dict[str, t.Any], environment: dict[str, str], state: dict[str, t.Any], live_container: t.Any,
             leftovers: list[str], engine: Engine, door: tuple[t.Any, ...], steps: Steps, entry: dict[str, t.Any],
             check_mode: bool) -> Result:
-    image = engine.image(params["image"])
+    image = engine.image(params["image"], pull=not check_mode)
     live = state.get("live")
-    wanted_hash = config_hash(params, image.id)
-    entry.update(release=params.get("release") or params["image"], image=params["image"], image_id=image.id,
-                 image_digests=list(image.attrs.get("RepoDigests") or []))
+    wanted_hash = config_hash(params, image.id) if image is not None else ""
+    entry.update(release=params.get("release") or params["image"], image=params["image"],
+                 image_id=image.id if image is not None else None,
+                 image_digests=list(image.attrs.get("RepoDigests") or []) if image is not None else [])
     if live and live["config_hash"] == wanted_hash and not leftovers:
         entry["outcome"] = "unchanged"
         return Result(False, entry, plan=[f"release {live['release']} is already live ({live['container']}): nothing"
@@ -668,6 +674,8 @@ def _deploy(params: dict[str, t.Any], environment: dict[str, str], state: dict[s
     entry.update(color=color, container=name, port=port, seq=seq)
     if check_mode:
         plan = [f"take the deploy lock of {params['app']}"]
+        if image is None:
+            plan.append(f"pull image {params['image']} (not on this host)")
         plan += [f"remove leftover container {c.name} of a crashed run" for c in stale_running]
         plan += [f"dump database {e['database']} ({e['engine']}) to {destination} and verify it (structure)"
                  for e in params["databases"]]
