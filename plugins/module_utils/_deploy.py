@@ -91,7 +91,7 @@ DEPLOY_SPEC: dict[str, dict[str, t.Any]] = {
     "health_status": {"type": "list", "elements": "int", "default": [200]},
     "health_body": {"type": "str", "default": ""},
     "health_max_latency_ms": {"type": "int", "default": 2000},
-    "health_passes": {"type": "int", "default": 3},
+    "health_passes": {"type": "int", "default": 3, "no_log": False},
     "health_interval": {"type": "float", "default": 0.5},
     "health_timeout": {"type": "int", "default": 60},
     "site": {"type": "str", "required": True},
@@ -481,8 +481,8 @@ def restore(params: dict[str, t.Any], backups: list[dict[str, t.Any]], destinati
         if entry is None:
             raise LifeboatError(f"database {item['database']} of the pre-deploy backup is no longer in databases")
         safety = ArchiveOptions(destination=destination, job=f"{params['app']}-{item['database']}-before-rollback")
-        result = _sources.get(item["engine"]).restore_whole(db_params(entry), item["database"], item["archive"],
-                                                             safety)
+        source = _sources.get(item["engine"])
+        result = source.restore_whole(db_params(entry), item["database"], item["archive"], safety)
         done.append({"database": item["database"], "archive": item["archive"], "counts": result.get("counts"),
                      "safety_dump": result.get("safety_dump")})
     return done
@@ -664,8 +664,8 @@ def _deploy(params: dict[str, t.Any], environment: dict[str, str], state: dict[s
     port = params[f"{color}_port"]
     seq = int(state.get("seq", 0)) + 1
     name = f"{params['app']}-{color}-{seq}"
-    stale_running = [c for c in engine.ours(params["app"]) if c.status == "running" and (not live or c.id !=
-                                                                                          live["container_id"])]
+    live_id = live["container_id"] if live else None
+    stale_running = [c for c in engine.ours(params["app"]) if c.status == "running" and c.id != live_id]
     if not stale_running and not port_free(params["bind_address"], port):
         raise LifeboatError(f"port {port} on {params['bind_address']} ({color}_port) is in use by another process; "
                             f"free it or choose another {color}_port")
@@ -842,7 +842,7 @@ def _rollback(params: dict[str, t.Any], state: dict[str, t.Any], engine: Engine,
     if not port_free(params["bind_address"], target["port"]) and container.status != "running":
         raise LifeboatError(f"port {target['port']} on {params['bind_address']} is in use by another process; "
                             f"{target['container']} cannot start on it")
-    steps.run("start", lambda: container.start())
+    steps.run("start", container.start)
     health = steps.run("gate", lambda: health_gate(params, target["port"], container))
     entry["gate"] = health
     if not health["ok"]:

@@ -77,13 +77,13 @@ options:
     type: str
     default: 127.0.0.1
   environment:
-    description: The app's environment that is not secret (shown in results as given). Passed to the Docker engine in
-      the API request, never on a command line.
+    description: The app's environment that is not secret (shown in results as given). Passed to the Docker engine in the
+      API request, never on a command line.
     type: dict
     default: {}
   secret_environment:
-    description: The app's secret environment (passwords, tokens, from vault variables). Passed like O(environment),
-      masked in results and logs; the state keeps only a hash of it.
+    description: The app's secret environment (passwords, tokens, from vault variables). Passed like O(environment), masked
+      in results and logs; the state keeps only a hash of it.
     type: dict
     default: {}
   command:
@@ -126,39 +126,39 @@ options:
         type: str
         required: true
       login_uri:
-        description: As the dump modules' O(login_uri) (M(lifeboat.ops.postgresql_dump), M(lifeboat.ops.mongodb_dump)).
+        description: As the dump modules' C(login_uri) (M(lifeboat.ops.postgresql_dump), M(lifeboat.ops.mongodb_dump)).
         type: str
       login_host:
-        description: As the dump modules' O(login_host) (M(lifeboat.ops.postgresql_dump), M(lifeboat.ops.mongodb_dump)).
+        description: As the dump modules' C(login_host) (M(lifeboat.ops.postgresql_dump), M(lifeboat.ops.mongodb_dump)).
         type: str
         aliases:
         - host
       login_port:
-        description: As the dump modules' O(login_port) (M(lifeboat.ops.postgresql_dump), M(lifeboat.ops.mongodb_dump)).
+        description: As the dump modules' C(login_port) (M(lifeboat.ops.postgresql_dump), M(lifeboat.ops.mongodb_dump)).
         type: int
         aliases:
         - port
       login_user:
-        description: As the dump modules' O(login_user) (M(lifeboat.ops.postgresql_dump), M(lifeboat.ops.mongodb_dump)).
+        description: As the dump modules' C(login_user) (M(lifeboat.ops.postgresql_dump), M(lifeboat.ops.mongodb_dump)).
         type: str
         aliases:
         - user
       login_password:
-        description: As the dump modules' O(login_password) (M(lifeboat.ops.postgresql_dump), M(lifeboat.ops.mongodb_dump)).
+        description: As the dump modules' C(login_password) (M(lifeboat.ops.postgresql_dump), M(lifeboat.ops.mongodb_dump)).
         type: str
       login_password_file:
-        description: As the dump modules' O(login_password_file) (M(lifeboat.ops.postgresql_dump), M(lifeboat.ops.mongodb_dump)).
+        description: As the dump modules' C(login_password_file) (M(lifeboat.ops.postgresql_dump), M(lifeboat.ops.mongodb_dump)).
         type: path
       connect_timeout:
-        description: As the dump modules' O(connect_timeout) (M(lifeboat.ops.postgresql_dump), M(lifeboat.ops.mongodb_dump)).
+        description: As the dump modules' C(connect_timeout) (M(lifeboat.ops.postgresql_dump), M(lifeboat.ops.mongodb_dump)).
         type: int
         default: 10
       login_database:
-        description: As the dump modules' O(login_database) (M(lifeboat.ops.postgresql_dump), M(lifeboat.ops.mongodb_dump)).
+        description: As the dump modules' C(login_database) (M(lifeboat.ops.postgresql_dump), M(lifeboat.ops.mongodb_dump)).
         type: str
         default: admin
       auth_mechanism:
-        description: As the dump modules' O(auth_mechanism) (M(lifeboat.ops.postgresql_dump), M(lifeboat.ops.mongodb_dump)).
+        description: As the dump modules' C(auth_mechanism) (M(lifeboat.ops.postgresql_dump), M(lifeboat.ops.mongodb_dump)).
         type: str
         choices:
         - SCRAM-SHA-1
@@ -166,30 +166,30 @@ options:
         - MONGODB-X509
         - PLAIN
       tls:
-        description: As the dump modules' O(tls) (M(lifeboat.ops.postgresql_dump), M(lifeboat.ops.mongodb_dump)).
+        description: As the dump modules' C(tls) (M(lifeboat.ops.postgresql_dump), M(lifeboat.ops.mongodb_dump)).
         type: bool
         default: false
       tls_ca_file:
-        description: As the dump modules' O(tls_ca_file) (M(lifeboat.ops.postgresql_dump), M(lifeboat.ops.mongodb_dump)).
+        description: As the dump modules' C(tls_ca_file) (M(lifeboat.ops.postgresql_dump), M(lifeboat.ops.mongodb_dump)).
         type: path
       tls_certificate_key_file:
-        description: As the dump modules' O(tls_certificate_key_file) (M(lifeboat.ops.postgresql_dump), M(lifeboat.ops.mongodb_dump)).
+        description: As the dump modules' C(tls_certificate_key_file) (M(lifeboat.ops.postgresql_dump), M(lifeboat.ops.mongodb_dump)).
         type: path
       tls_allow_invalid_certificates:
-        description: As the dump modules' O(tls_allow_invalid_certificates) (M(lifeboat.ops.postgresql_dump), M(lifeboat.ops.mongodb_dump)).
+        description: As the dump modules' C(tls_allow_invalid_certificates) (M(lifeboat.ops.postgresql_dump), M(lifeboat.ops.mongodb_dump)).
         type: bool
         default: false
       tools_dir:
-        description: As the dump modules' O(tools_dir) (M(lifeboat.ops.postgresql_dump), M(lifeboat.ops.mongodb_dump)).
+        description: As the dump modules' C(tools_dir) (M(lifeboat.ops.postgresql_dump), M(lifeboat.ops.mongodb_dump)).
         type: path
       container:
-        description: As the dump modules' O(container) (M(lifeboat.ops.postgresql_dump), M(lifeboat.ops.mongodb_dump)).
+        description: As the dump modules' C(container) (M(lifeboat.ops.postgresql_dump), M(lifeboat.ops.mongodb_dump)).
         type: str
       login_unix_socket:
-        description: As the dump modules' O(login_unix_socket) (M(lifeboat.ops.postgresql_dump), M(lifeboat.ops.mongodb_dump)).
+        description: As the dump modules' C(login_unix_socket) (M(lifeboat.ops.postgresql_dump), M(lifeboat.ops.mongodb_dump)).
         type: path
       ssl_mode:
-        description: As the dump modules' O(ssl_mode) (M(lifeboat.ops.postgresql_dump), M(lifeboat.ops.mongodb_dump)).
+        description: As the dump modules' C(ssl_mode) (M(lifeboat.ops.postgresql_dump), M(lifeboat.ops.mongodb_dump)).
         type: str
         choices:
         - disable
@@ -199,21 +199,83 @@ options:
         - verify-ca
         - verify-full
       ssl_ca_cert:
-        description: As the dump modules' O(ssl_ca_cert) (M(lifeboat.ops.postgresql_dump), M(lifeboat.ops.mongodb_dump)).
+        description: As the dump modules' C(ssl_ca_cert) (M(lifeboat.ops.postgresql_dump), M(lifeboat.ops.mongodb_dump)).
         type: path
       ssl_cert:
-        description: As the dump modules' O(ssl_cert) (M(lifeboat.ops.postgresql_dump), M(lifeboat.ops.mongodb_dump)).
+        description: As the dump modules' C(ssl_cert) (M(lifeboat.ops.postgresql_dump), M(lifeboat.ops.mongodb_dump)).
         type: path
       ssl_key:
-        description: As the dump modules' O(ssl_key) (M(lifeboat.ops.postgresql_dump), M(lifeboat.ops.mongodb_dump)).
+        description: As the dump modules' C(ssl_key) (M(lifeboat.ops.postgresql_dump), M(lifeboat.ops.mongodb_dump)).
         type: path
       pg_bin_dir:
-        description: As the dump modules' O(pg_bin_dir) (M(lifeboat.ops.postgresql_dump), M(lifeboat.ops.mongodb_dump)).
+        description: As the dump modules' C(pg_bin_dir) (M(lifeboat.ops.postgresql_dump), M(lifeboat.ops.mongodb_dump)).
         type: path
       expectations:
         description: Data expectations checked at the gate (see M(lifeboat.ops.database_expect)); its baseline defaults to
           the pre-deploy archive's manifest.
         type: dict
+        suboptions:
+          database:
+            description: The database to look at; default the entry's O(databases[].database).
+            type: str
+          present:
+            description:
+            - Tables (PostgreSQL, V(schema.table), or V(table) for V(public.table); views count too) or collections (MongoDB)
+              that must exist in O(database).
+            type: list
+            elements: str
+            default: []
+          indexes:
+            description:
+            - Indexes that must exist. An index matches when it has the same keys in the same order (and is unique, when O(indexes[].unique)
+              is asked); a partial or invalid index does not.
+            type: list
+            elements: dict
+            default: []
+            suboptions:
+              'on':
+                description:
+                - The table or collection, named as in O(present).
+                - Quote it (V('on')) or use an alias in YAML, which reads a bare C(on) as V(true).
+                type: str
+                required: true
+                aliases:
+                - table
+                - collection
+              keys:
+                description: Columns or fields, in index order (MongoDB keys are created ascending).
+                type: list
+                elements: str
+                required: true
+              unique:
+                description: The index must be unique.
+                type: bool
+                default: false
+              name:
+                description:
+                - Name of the index to create. By default C(table_column_idx) (PostgreSQL) or C(field_1) (MongoDB).
+                - It plays no part in matching an existing index.
+                type: str
+          min_counts:
+            description:
+            - 'Exact rows or documents each named table or collection must at least hold, e.g. C({public.notes: 1}).'
+            type: dict
+            default: {}
+          baseline_manifest:
+            description:
+            - An archive of this collection, or its manifest, of the same engine and database. Its counts are the baseline.
+              Every table or collection it counted must exist and hold at least the baseline less O(max_drop_percent).
+            type: path
+          max_drop_percent:
+            description:
+            - How far below the baseline a count may fall, in percent (V(0) to V(100)); V(0) allows no fewer.
+            type: float
+            default: 0.0
+          create_missing_indexes:
+            description:
+            - Create the indexes of O(indexes) that are missing, instead of failing (they are listed in RV(created_indexes)).
+            type: bool
+            default: false
   backup_destination:
     description: Where the pre-deploy archives (and safety dumps before a restore) go; default C(STATE_DIR/APP/backups).
     type: path

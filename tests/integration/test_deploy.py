@@ -17,7 +17,6 @@ import typing as t
 import uuid
 
 import docker
-import psycopg
 import pytest
 from containers import PG_PASSWORD, ContainerBed, ContainerBedError, image_names  # pylint: disable=import-error
 from load_loop import LoadLoop  # pylint: disable=import-error
@@ -148,7 +147,7 @@ def history_files(app: dict[str, t.Any]) -> list[str]:
 
 
 def test_deploys_and_rollbacks_under_load_lose_no_request(bed: dict[str, t.Any], app: dict[str, t.Any],
-                                                            run_module: t.Any) -> None:
+                                                           run_module: t.Any) -> None:
     first = run_module("app_deploy", release(bed, app, "v1"))
     assert first.rc == 0, first.stdout + first.stderr
     assert first.result["history"]["outcome"] == "deployed" and first.result["history"]["color"] == "blue"
@@ -168,7 +167,7 @@ def test_deploys_and_rollbacks_under_load_lose_no_request(bed: dict[str, t.Any],
         assert history["backups"][0]["verified"] == "structure" and os.path.exists(history["backups"][0]["archive"])
         assert serving(bed) == f"200 version v2, {ROWS} notes"
         assert containers_of(bed, app["name"]) == {first.result["history"]["container"]: "exited",
-                                                    history["container"]: "running"}
+                                                   history["container"]: "running"}
         # idempotence: the live release again changes nothing
         again = run_module("app_deploy", release(bed, app, "v2"))
         assert again.rc == 0 and not again.result["changed"] and again.result["history"]["outcome"] == "unchanged"
@@ -191,7 +190,7 @@ def test_deploys_and_rollbacks_under_load_lose_no_request(bed: dict[str, t.Any],
 
 
 def test_a_release_that_never_gets_healthy_is_refused_before_the_switch(bed: dict[str, t.Any], app: dict[str, t.Any],
-                                                                         run_module: t.Any) -> None:
+                                                                        run_module: t.Any) -> None:
     assert run_module("app_deploy", release(bed, app, "v1")).rc == 0
     with LoadLoop(bed["layout"].http_port, path="/version", rate=150) as load:
         failed = run_module("app_deploy", release(bed, app, "v3", health_timeout=3,
