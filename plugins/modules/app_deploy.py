@@ -221,13 +221,13 @@ options:
           present:
             description:
             - Tables (PostgreSQL, V(schema.table), or V(table) for V(public.table); views count too) or collections (MongoDB)
-              that must exist in O(database).
+              that must exist in C(database).
             type: list
             elements: str
             default: []
           indexes:
             description:
-            - Indexes that must exist. An index matches when it has the same keys in the same order (and is unique, when O(indexes[].unique)
+            - Indexes that must exist. An index matches when it has the same keys in the same order (and is unique, when C(indexes[].unique)
               is asked); a partial or invalid index does not.
             type: list
             elements: dict
@@ -235,7 +235,7 @@ options:
             suboptions:
               'on':
                 description:
-                - The table or collection, named as in O(present).
+                - The table or collection, named as in C(present).
                 - Quote it (V('on')) or use an alias in YAML, which reads a bare C(on) as V(true).
                 type: str
                 required: true
@@ -264,7 +264,7 @@ options:
           baseline_manifest:
             description:
             - An archive of this collection, or its manifest, of the same engine and database. Its counts are the baseline.
-              Every table or collection it counted must exist and hold at least the baseline less O(max_drop_percent).
+              Every table or collection it counted must exist and hold at least the baseline less C(max_drop_percent).
             type: path
           max_drop_percent:
             description:
@@ -273,7 +273,7 @@ options:
             default: 0.0
           create_missing_indexes:
             description:
-            - Create the indexes of O(indexes) that are missing, instead of failing (they are listed in RV(created_indexes)).
+            - Create the indexes of C(indexes) that are missing, instead of failing (they are listed in C(created_indexes)).
             type: bool
             default: false
   backup_destination:

@@ -147,7 +147,7 @@ def history_files(app: dict[str, t.Any]) -> list[str]:
 
 
 def test_deploys_and_rollbacks_under_load_lose_no_request(bed: dict[str, t.Any], app: dict[str, t.Any],
-                                                           run_module: t.Any) -> None:
+                                                          run_module: t.Any) -> None:
     first = run_module("app_deploy", release(bed, app, "v1"))
     assert first.rc == 0, first.stdout + first.stderr
     assert first.result["history"]["outcome"] == "deployed" and first.result["history"]["color"] == "blue"
