@@ -60,7 +60,6 @@ def main() -> int:  # pylint: disable=too-many-locals,too-many-statements
     importable()
 
     import docker  # pylint: disable=import-outside-toplevel
-    from containers import PG_PASSWORD, ContainerBed, image_names  # pylint: disable=import-outside-toplevel
     from load_loop import LoadLoop  # pylint: disable=import-outside-toplevel
     from proxy_bed import Upstream, free_port, start_nginx  # pylint: disable=import-outside-toplevel
 
@@ -69,6 +68,7 @@ def main() -> int:  # pylint: disable=too-many-locals,too-many-statements
         _nginx,
         _reverse_proxy,
     )
+    from containers import PG_PASSWORD, ContainerBed, image_names  # pylint: disable=import-outside-toplevel
 
     class BenchBed(ContainerBed):
         def name(self, purpose: str) -> str:

@@ -13,6 +13,7 @@ import ast
 import os
 import re
 import sys
+import textwrap
 
 import yaml
 
@@ -21,6 +22,13 @@ sys.path.insert(0, ROOT)
 from plugins.module_utils import _deploy  # noqa: E402  pylint: disable=wrong-import-position
 
 ROLE = os.path.join(ROOT, "roles", "deploy")
+
+
+class IndentedDumper(yaml.SafeDumper):
+    """Lists indented under their key, as yamllint (ansible-lint) wants them."""
+
+    def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
+        super().increase_indent(flow, False)
 
 
 def variable(name: str) -> str:
@@ -78,13 +86,13 @@ def main() -> None:
         "options": options}}}
     with open(os.path.join(ROLE, "meta", "argument_specs.yml"), "w", encoding="utf-8") as handle:
         handle.write("---\n# Generated from the app_deploy module's options by scripts/gen-deploy-role.py "
-                     "(tests/unit/test_deploy_role.py checks it).\n" + yaml.safe_dump(spec, sort_keys=False, width=120))
+                     "(tests/unit/test_deploy_role.py checks it).\n" + yaml.dump(spec, Dumper=IndentedDumper, sort_keys=False, width=120))
     lines = ["---", "# Defaults of the deploy role: each deploy_NAME is the option NAME of lifeboat.ops.app_deploy "
              "(see meta/argument_specs.yml).", "# Required: deploy_app, deploy_site, and deploy_image to deploy."]
     for name, value in defaults.items():
         description = options[name]["description"]
         description = description if isinstance(description, str) else description[0]
-        lines.append(f"# {description.split('. ')[0].rstrip('.')}.")
+        lines += [f"# {line}" for line in textwrap.wrap(f"{description.split('. ')[0].rstrip('.')}.", 116)]
         lines.append(f"{name}: {yaml.safe_dump(value, default_flow_style=True).strip().removesuffix(chr(10) + '...')}")
     with open(os.path.join(ROLE, "defaults", "main.yml"), "w", encoding="utf-8") as handle:
         handle.write("\n".join(lines) + "\n")
@@ -97,7 +105,7 @@ def main() -> None:
 TASKS_HEAD = """---
 # One deploy (or rollback) of one app: the whole run happens in the module's own process, which holds the app's lock.
 # Every deploy_NAME variable is forwarded as the module's option NAME (scripts/gen-deploy-role.py writes this file).
-- name: Deploy {{ deploy_app }} ({{ deploy_action }})
+- name: Deploy the app, or roll it back (deploy_action)
   lifeboat.ops.app_deploy:
 """
 TASKS_TAIL = """

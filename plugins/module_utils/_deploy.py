@@ -692,6 +692,8 @@ def _deploy(params: dict[str, t.Any], environment: dict[str, str], state: dict[s
         entry["outcome"] = "would_deploy"
         return Result(True, entry, plan=plan)
 
+    if image is None:  # only check mode leaves an image unpulled
+        raise LifeboatError(f"image {params['image']} is not on this host")
     for container in stale_running:  # a crashed run's new color: never live, so never serving
         container.remove(force=True)
         entry.setdefault("removed", []).append(container.name)

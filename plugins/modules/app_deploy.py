@@ -423,6 +423,7 @@ plan:
 """
 
 from ansible.module_utils.basic import AnsibleModule
+
 from ansible_collections.lifeboat.ops.plugins.module_utils import _deploy
 from ansible_collections.lifeboat.ops.plugins.module_utils._module_frame import run_module
 

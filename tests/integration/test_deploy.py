@@ -18,12 +18,12 @@ import uuid
 
 import docker
 import pytest
-from containers import PG_PASSWORD, ContainerBed, ContainerBedError, image_names  # pylint: disable=import-error
 from load_loop import LoadLoop  # pylint: disable=import-error
 from proxy_bed import Upstream, free_port, start_nginx  # pylint: disable=import-error
-from testbed import ModuleRun  # pylint: disable=import-error
 
 from ansible_collections.lifeboat.ops.plugins.module_utils import _deploy, _nginx, _reverse_proxy
+from containers import PG_PASSWORD, ContainerBed, ContainerBedError, image_names  # pylint: disable=import-error
+from testbed import ModuleRun  # pylint: disable=import-error
 
 ROWS = 40
 
@@ -291,7 +291,7 @@ def test_a_failing_pre_deploy_backup_starts_nothing(bed: dict[str, t.Any], app: 
     assert serving(bed) == f"200 version v1, {ROWS} notes"
 
 
-def occupied_port() -> t.Iterator[int]:
+def occupied_port() -> t.Generator[int, None, None]:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     sock.listen()
@@ -329,8 +329,9 @@ def test_bad_input_is_one_line_and_starts_nothing(bed: dict[str, t.Any], app: di
 def test_the_playbook_deploys_then_changes_nothing_and_publishes_the_outcome(
         bed: dict[str, t.Any], app: dict[str, t.Any], run_playbook: t.Any, tmp_path: t.Any,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    from testbed import Unsafe, UnsafeDumper  # pylint: disable=import-error
     import yaml
+
+    from testbed import Unsafe, UnsafeDumper  # pylint: disable=import-error
 
     args = release(bed, app, "v1")
     host_vars = {f"deploy_{name}" if not name.startswith("deploy_") else name: value for name, value in args.items()

@@ -52,7 +52,7 @@ def test_the_lock_refuses_a_second_holder_and_reports_a_crashed_one(tmp_path: t.
     first = _deploy.Lock(path)
     first.acquire("journal")
     assert first.stale is None and json.load(open(path, encoding="utf-8"))["pid"] == os.getpid()
-    assert _deploy.Lock(path).busy()["pid"] == os.getpid()
+    assert (_deploy.Lock(path).busy() or {}).get("pid") == os.getpid()
     with pytest.raises(LifeboatError, match=r"another deploy of journal holds the lock .*PID \d+.*step lock"):
         _deploy.Lock(path).acquire("journal")
     first.release()

@@ -20,13 +20,26 @@ import sys
 import threading
 import types
 
-import psycopg2
+import psycopg2  # type: ignore[import-untyped]
 
 VERSION = os.environ.get("APP_VERSION", "unknown")
 FAIL_AFTER = int(os.environ.get("APP_FAIL_AFTER", "0") or 0)
 NEVER_HEALTHY = os.environ.get("APP_NEVER_HEALTHY", "") == "1"
-_count_lock = threading.Lock()
-_requests = 0
+
+
+class Counter:
+    """Requests answered so far (for APP_FAIL_AFTER), shared by the server's threads."""
+
+    def __init__(self) -> None:
+        self.lock, self.value = threading.Lock(), 0
+
+    def next(self) -> int:
+        with self.lock:
+            self.value += 1
+            return self.value
+
+
+REQUESTS = Counter()
 
 
 def connect() -> psycopg2.extensions.connection:
@@ -53,11 +66,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
-        global _requests  # pylint: disable=global-statement
-        with _count_lock:
-            _requests += 1
-            seen = _requests
+    def do_GET(self) -> None:
+        seen = REQUESTS.next()
         if FAIL_AFTER and seen > FAIL_AFTER:
             self.answer(500, f"broken after {FAIL_AFTER} requests\n")
             return
