@@ -8,11 +8,13 @@ the cloudflare_tunnel role's gate (and the deploy gate) waits with ``wait_ready`
 
 - PostgreSQL: connect and ``SELECT 1`` (psycopg 3, the library's own PgConnection);
 - MongoDB: the ``ping`` command (pymongo, the library's own MongoConnection);
-- Redis: ``AUTH`` when a password is given, then ``PING``, in plain RESP over a socket (no library needed).
+- Redis: ``AUTH`` when a password is given, then ``PING``, in plain RESP over a socket (no library needed);
+- database_expect: the data expectations of ``_expectations`` (tables or collections, indexes, counts), read only.
 """
 
 from __future__ import annotations
 
+import importlib
 import socket
 import time
 import typing as t
@@ -68,6 +70,58 @@ def probe_mongodb(settings: dict[str, t.Any], timeout: float) -> tuple[bool, str
     except LifeboatError as exc:
         return False, f"{where}: {_reason(exc)}"
     return True, f"{where}: ping ok"
+
+
+# A database_expect probe's settings that are connection options, by the library's names; the rest are expectations.
+EXPECT_CONNECTION = {"host": "login_host", "port": "login_port", "user": "login_user", "password": "login_password",
+                     "password_file": "login_password_file", "ssl_mode": "ssl_mode", "auth_database": "login_database",
+                     "tls": "tls", "container": "container"}
+EXPECT_OTHER = ("name", "type", "engine", "timeout")
+
+
+def expectations_library() -> t.Any:
+    """The data expectations library, loaded when a probe needs it (it pulls in every engine's code)."""
+    return importlib.import_module(f"{__package__}._expectations")
+
+
+def expect_settings(settings: dict[str, t.Any]) -> tuple[dict[str, t.Any], dict[str, t.Any]]:
+    """A database_expect probe's (connection, expectations); one-line LifeboatError for a setting it cannot take."""
+    library = expectations_library()
+    if settings.get("create_missing_indexes"):
+        raise LifeboatError("create_missing_indexes is for the database_expect module: a probe only reads")
+    for name, engine in (("ssl_mode", "postgresql"), ("auth_database", "mongodb"), ("tls", "mongodb")):
+        if settings.get(name) and settings.get("engine") != engine:
+            raise LifeboatError(f"{name} is a setting of engine {engine}; remove it")
+    expectations = {name: value for name, value in settings.items()
+                    if name in library.EXPECTATIONS_SPEC and name != "create_missing_indexes"}
+    unknown = sorted(set(settings) - set(expectations) - set(EXPECT_CONNECTION) - set(EXPECT_OTHER)
+                     - {"create_missing_indexes"})
+    if unknown:
+        raise LifeboatError(f"unknown setting {unknown[0]} of a database_expect probe")
+    library.parse(expectations)
+    connection = {EXPECT_CONNECTION[name]: value for name, value in settings.items()
+                  if name in EXPECT_CONNECTION and value is not None}
+    return connection, expectations
+
+
+def probe_database_expect(settings: dict[str, t.Any], timeout: float) -> tuple[bool, str]:
+    """The data expectations hold (nothing is created). Settings: engine, the expectations (database, present,
+    indexes, min_counts, baseline_manifest, max_drop_percent) and the connection (host, port, user,
+    password(_file), ssl_mode, auth_database, tls, container)."""
+    engine = settings.get("engine")
+    place = (f"container {settings['container']}" if settings.get("container")
+             else f"{settings.get('host', 'localhost')}:{settings.get('port') or 'default port'}")
+    where = f"{engine} {place}/{settings.get('database')}"
+    try:
+        connection, expectations = expect_settings(settings)
+        connection["connect_timeout"] = max(1, int(timeout))
+        result = expectations_library().check_expectations(engine, connection, expectations, dry_run=True)
+    except LifeboatError as exc:
+        return False, f"{where}: {_reason(exc)}"
+    if not result.ok:
+        return False, f"{where}: {'; '.join(result.failures)}"[:1000]
+    counted = f", {len(result.counts)} counted" if result.counts else ""
+    return True, f"{where}: data expectations hold{counted}"
 
 
 def _resp_command(*parts: str) -> bytes:

@@ -33,7 +33,8 @@ import re
 import secrets
 import typing as t
 
-from . import _files_source, _mongo, _params, _postgres, _tar_index, _validate_mongo, _validate_pg
+from . import _data_catalog, _files_source, _mongo, _params, _postgres, _tar_index, _validate_mongo, _validate_pg
+from ._archive import ArchiveOptions
 from ._clients import HOST, ContainerClient, HostClient
 from ._common import LifeboatError, PrivateDir, find_binary
 from ._pipeline import Decryption
@@ -88,6 +89,12 @@ class Source:
     def dump(self, request: t.Any) -> dict[str, t.Any]:
         raise NotImplementedError
 
+    def restore_whole(self, params: dict[str, t.Any], database: str, archive: str,
+                      safety_dump: ArchiveOptions) -> dict[str, t.Any]:
+        """Put an archive of ``database`` back in its place (a deploy's rollback), after a safety dump of what is
+        there: the restore result (``counts``, ``safety_dump``)."""
+        raise LifeboatError(f"{self.label} archives are not restored by a deploy's rollback")
+
     def describe_error(self, exc: Exception) -> str | None:
         """This source's driver error as one line; None for an error that is not its driver's."""
         raise NotImplementedError
@@ -125,6 +132,10 @@ class Source:
     def security(self, target: t.Any, checks: Checks) -> None:
         raise NotImplementedError
 
+    def data_catalog(self, connection: t.Any, database: str) -> t.ContextManager[t.Any]:
+        """The live tables or collections of ``database``: names, exact counts, indexes (data expectations)."""
+        raise _data_catalog.unsupported(self.label)
+
 
 class PostgreSQL(Source):
     name = "postgresql"
@@ -153,6 +164,13 @@ class PostgreSQL(Source):
 
     def dump(self, request: t.Any) -> dict[str, t.Any]:
         return _postgres.dump(request)
+
+    def restore_whole(self, params: dict[str, t.Any], database: str, archive: str,
+                      safety_dump: ArchiveOptions) -> dict[str, t.Any]:
+        # recreate: the archive's content replaces the database's atomically (a side database, then renamed)
+        return _postgres.restore(_postgres.RestoreRequest(
+            connection=_params.pg_connection(params, database), archive_path=archive, overwrite=True, recreate=True,
+            safety_dump=safety_dump))
 
     def describe_error(self, exc: Exception) -> str | None:
         return _postgres.describe_error(exc)
@@ -215,6 +233,10 @@ class PostgreSQL(Source):
     def security(self, target: t.Any, checks: Checks) -> None:
         _validate_pg.security(target.connection.for_database(target.database), checks)
 
+    def data_catalog(self, connection: _postgres.PgConnection, database: str
+                     ) -> t.ContextManager[_data_catalog.PgDataCatalog]:
+        return contextlib.closing(_data_catalog.PgDataCatalog(connection.for_database(database)))
+
 
 class MongoDB(Source):
     name = "mongodb"
@@ -241,6 +263,12 @@ class MongoDB(Source):
 
     def dump(self, request: t.Any) -> dict[str, t.Any]:
         return _mongo.dump(request)
+
+    def restore_whole(self, params: dict[str, t.Any], database: str, archive: str,
+                      safety_dump: ArchiveOptions) -> dict[str, t.Any]:
+        return _mongo.restore(_mongo.RestoreRequest(
+            connection=_params.mongo_connection(params), archive_path=archive, drop=True, overwrite=True,
+            safety_dump=safety_dump))
 
     def describe_error(self, exc: Exception) -> str | None:
         return _mongo.describe_error(exc)
@@ -301,6 +329,10 @@ class MongoDB(Source):
     def security(self, target: t.Any, checks: Checks) -> None:
         _validate_mongo.security(target.connection, target.auth_database, checks)
 
+    def data_catalog(self, connection: _mongo.MongoConnection, database: str
+                     ) -> t.ContextManager[_data_catalog.MongoDataCatalog]:
+        return contextlib.closing(_data_catalog.MongoDataCatalog(connection, database))
+
 
 def _collection_content(client: t.Any, namespace: str) -> tuple[int, str]:
     """Documents and the order-free hash of their exact BSON bytes."""
@@ -342,6 +374,10 @@ class Files(Source):
 
     def dump(self, request: t.Any) -> dict[str, t.Any]:
         return _files_source.dump(request, _files_source.stop_during_backup(request))
+
+    def restore_whole(self, params: dict[str, t.Any], database: str, archive: str,
+                      safety_dump: ArchiveOptions) -> dict[str, t.Any]:
+        raise LifeboatError("a deploy's rollback restores databases, not files archives (use files_restore)")
 
     def describe_error(self, exc: Exception) -> str | None:
         return None  # no driver: tar's own words reach LifeboatError through the pipeline

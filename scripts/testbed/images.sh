@@ -5,6 +5,7 @@
 #   lifeboat/ferretdb:1.24-N       FerretDB with the real mongodump/mongorestore/bsondump inside, started like the
 #                                  official mongo image (MONGO_INITDB_ROOT_USERNAME/PASSWORD; data in /data/db)
 #   lifeboat/app-writer:N          an app that fills the volume on /data with files, then sleeps
+#   lifeboat/deploy-app:N          an HTTP app whose /health checks its PostgreSQL database (the deploy tests)
 # Names and versions: scripts/testbed/images/versions.env (bump one to rebuild); build inputs: the folders beside
 # it. No registry is reachable, so nothing is pulled: scripts/testbed/docker.sh gives the engine and the bookworm
 # base, the trixie base is a debootstrap minbase (its root fs cached as a tarball), the Go tools come from
@@ -21,7 +22,7 @@ log() { echo "images.sh: $*" >&2; }
 
 # The engine, and the bookworm image the FerretDB and app images build on.
 BOOKWORM_IMAGE=$(bash "$here/docker.sh")
-images=("$PG17_IMAGE" "$FERRETDB_IMAGE" "$APP_IMAGE")
+images=("$PG17_IMAGE" "$FERRETDB_IMAGE" "$APP_IMAGE" "$DEPLOY_APP_IMAGE")
 if docker image inspect "${images[@]}" >/dev/null 2>&1; then
   printf '%s\n' "${images[@]}"
   exit 0
@@ -80,6 +81,8 @@ build_ferretdb() {
 
 build_app() { build "$APP_IMAGE" app-writer "$BOOKWORM_IMAGE"; }
 
+build_deploy_app() { build "$DEPLOY_APP_IMAGE" deploy-app "$BOOKWORM_IMAGE"; }
+
 ensure() {  # ensure IMAGE BUILD_FUNCTION: in the engine already, or loaded from the cache, or built and saved
   local image=$1 how=$2 tarball
   tarball=$(saved "$image")
@@ -98,4 +101,5 @@ ensure() {  # ensure IMAGE BUILD_FUNCTION: in the engine already, or loaded from
 ensure "$PG17_IMAGE" build_pg17
 ensure "$FERRETDB_IMAGE" build_ferretdb
 ensure "$APP_IMAGE" build_app
+ensure "$DEPLOY_APP_IMAGE" build_deploy_app
 printf '%s\n' "${images[@]}"

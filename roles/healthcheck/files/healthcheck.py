@@ -46,6 +46,8 @@ TYPES.update({"postgresql": ("host",), "mongodb": ("host",), "redis": ("host",)}
 KNOWN_KEYS = {"name", "type", "url", "expect_status", "expect_body", "validate_certs", "host", "port", "command",
               "expect_output", "timeout", "server_name", "ca_file", "min_days"}
 KNOWN_KEYS.update({"user", "database", "password", "password_file", "ssl_mode", "auth_database", "tls"})
+# Data expectations (plugins/module_utils/_expectations.py): its settings are checked by the library itself.
+TYPES["database_expect"] = ("engine", "database")
 
 
 class ConfigError(Exception):
@@ -70,12 +72,17 @@ def load_config(path: str) -> dict[str, t.Any]:
         if probe["name"] in names:
             raise ConfigError(f"two probes are named {probe['name']!r}")
         names.add(probe["name"])
-        unknown = sorted(set(probe) - KNOWN_KEYS)
+        unknown = sorted(set(probe) - KNOWN_KEYS) if probe["type"] != "database_expect" else []
         if unknown:
             raise ConfigError(f"probe {probe['name']}: unknown key(s) {', '.join(unknown)}")
         for key in TYPES[probe["type"]]:
             if probe.get(key) in (None, "", []):
                 raise ConfigError(f"probe {probe['name']}: a {probe['type']} probe needs {key}")
+        if probe["type"] == "database_expect":
+            try:
+                _probes.expect_settings(probe)  # the library's own check of its settings
+            except _probes.LifeboatError as exc:
+                raise ConfigError(f"probe {probe['name']}: {exc}") from exc
         for key in ("expect_body", "expect_output"):
             if probe.get(key):
                 try:
@@ -144,6 +151,7 @@ PROBES: dict[str, t.Callable[[dict[str, t.Any], float], tuple[t.Any, ...]]] = {
     "http": probe_http, "tcp": probe_tcp, "command": probe_command, "tls": probe_tls,
 }
 PROBES.update({"postgresql": _probes.probe_postgresql, "mongodb": _probes.probe_mongodb, "redis": _probes.probe_redis})
+PROBES["database_expect"] = _probes.probe_database_expect
 
 
 def run_probe(probe: dict[str, t.Any], default_timeout: float) -> dict[str, t.Any]:

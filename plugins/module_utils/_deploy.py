@@ -1,0 +1,879 @@
+# Copyright: lifeboat developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Blue-green deploys of one Docker app: the whole run in one process, holding the app's lock.
+
+A deploy is a short, named sequence, each step timed in the run's history entry:
+``lock`` (fcntl lock + PID; a crashed run's stale lock is reported) -> ``state`` (the live color from the state file,
+cross-checked against the engine) -> ``backup`` (the app's databases dumped through the collection's own dump
+library, then verified at level structure) -> ``start`` (the other color, through the docker SDK; the app's
+environment travels in the API request, never argv) -> ``migrate`` (a command run in the new container) -> ``gate``
+(consecutive health passes with a body match and a latency bound, then the data expectations) -> ``switch`` (the
+site's upstream file, ``nginx -t``, a reload that waits for the new workers: _nginx.switch_upstream) -> ``watch``
+(probes through the front door) -> ``finish`` (old color stopped and kept, releases beyond keep_releases removed).
+A failed gate or watch rolls back: traffic returns (if it moved), the new color is stopped and kept for inspection,
+and with restore_data_on_rollback the pre-deploy archives are restored (after a safety dump) when a migration ran.
+
+Public API: DEPLOY_SPEC (the module's and role's options), run(params, check_mode) -> Result, Lock, load_state.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import fcntl
+import hashlib
+import http.client
+import json
+import os
+import re
+import socket
+import time
+import typing as t
+import urllib.parse
+
+from . import _nginx, _params, _reverse_proxy, _sources
+from ._archive import ArchiveOptions
+from ._clients import docker_sdk
+from ._common import LifeboatError, pid_alive, process_start, redact, register_secret
+
+COLORS = ("blue", "green")
+ACTIONS = ("deploy", "rollback")
+ENGINES = _sources.DATABASES  # the engines with a server: dumped before, restored on a rollback
+LABEL_APP = "lifeboat.deploy.app"  # every container a deploy starts carries these labels
+LABEL_COLOR = "lifeboat.deploy.color"
+LABEL_SEQ = "lifeboat.deploy.seq"
+LABEL_RELEASE = "lifeboat.deploy.release"
+APP_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$")
+
+
+def _expectations_spec() -> dict[str, t.Any]:
+    """The data expectations' options, from h-expect's library when it is there (never a copy of them)."""
+    try:
+        from ._expectations import EXPECTATIONS_SPEC  # pylint: disable=import-outside-toplevel
+    except ImportError:
+        return {}
+    # database defaults to the entry's own database here, so it is not required inside an entry
+    return {**EXPECTATIONS_SPEC, "database": {**EXPECTATIONS_SPEC["database"], "required": False}}
+
+
+def _database_spec() -> dict[str, t.Any]:
+    connection = {**_params.mongodb_connection_spec(), **_params.postgres_connection_spec()}
+    expectations: dict[str, t.Any] = {"type": "dict"}
+    if _expectations_spec():
+        expectations["options"] = _expectations_spec()
+    return {
+        "engine": {"type": "str", "required": True, "choices": list(ENGINES)},
+        "database": {"type": "str", "required": True},
+        **connection,
+        "expectations": expectations,
+    }
+
+
+DEPLOY_SPEC: dict[str, dict[str, t.Any]] = {
+    "app": {"type": "str", "required": True},
+    "deploy_action": {"type": "str", "default": "deploy", "choices": list(ACTIONS)},
+    "image": {"type": "str"},
+    "release": {"type": "str"},
+    "state_dir": {"type": "path", "default": "/var/lib/lifeboat/deploy"},
+    "container_port": {"type": "int", "default": 8080},
+    "blue_port": {"type": "int", "default": 8081},
+    "green_port": {"type": "int", "default": 8082},
+    "bind_address": {"type": "str", "default": "127.0.0.1"},
+    "environment": {"type": "dict", "default": {}},
+    "secret_environment": {"type": "dict", "default": {}, "no_log": True},
+    "command": {"type": "list", "elements": "str", "default": []},
+    "volumes": {"type": "list", "elements": "str", "default": []},
+    "networks": {"type": "list", "elements": "str", "default": []},
+    "migration_command": {"type": "list", "elements": "str", "default": []},
+    "databases": {"type": "list", "elements": "dict", "default": [], "options": _database_spec()},
+    "backup_destination": {"type": "path"},
+    "health_path": {"type": "str", "default": "/health"},
+    "health_status": {"type": "list", "elements": "int", "default": [200]},
+    "health_body": {"type": "str", "default": ""},
+    "health_max_latency_ms": {"type": "int", "default": 2000},
+    "health_passes": {"type": "int", "default": 3, "no_log": False},
+    "health_interval": {"type": "float", "default": 0.5},
+    "health_timeout": {"type": "int", "default": 60},
+    "site": {"type": "str", "required": True},
+    "keepalive": {"type": "int", "default": 16},
+    **_reverse_proxy.COMMON_ARGUMENT_SPEC,
+    "watch_probes": {"type": "int", "default": 20},
+    "watch_interval": {"type": "float", "default": 0.25},
+    "watch_max_error_percent": {"type": "float", "default": 0.0},
+    "watch_max_latency_ms": {"type": "int", "default": 2000},
+    "keep_releases": {"type": "int", "default": 2},
+    "restore_data_on_rollback": {"type": "bool", "default": False},
+    "stop_timeout": {"type": "int", "default": 10},
+}
+DEPLOY_RULES: dict[str, t.Any] = {"required_if": [["deploy_action", "deploy", ["image"]]]}
+
+
+def now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+# ----------------------------------------------------------------------------------------------------------- input
+def check_input(params: dict[str, t.Any]) -> None:
+    """Everything that can be told wrong before anything starts, in one line each."""
+    if not APP_NAME.match(params["app"] or ""):
+        raise LifeboatError(f"app '{params['app']}' must be 1-63 letters, digits, '.', '_' or '-' (it names containers)")
+    minimum = {"health_passes": 1, "health_timeout": 1, "health_max_latency_ms": 1, "watch_max_latency_ms": 1,
+               "stop_timeout": 0, "keepalive": 0}
+    for name, least in minimum.items():
+        if params[name] < least:
+            raise LifeboatError(f"{name} must be {least} or more, not {params[name]}")
+    for name in ("health_interval", "watch_interval", "watch_probes"):
+        if params[name] < 0:
+            raise LifeboatError(f"{name} must be 0 or more, not {params[name]}")
+    if not 0 <= params["watch_max_error_percent"] <= 100:
+        raise LifeboatError(f"watch_max_error_percent must be between 0 and 100, not {params['watch_max_error_percent']}")
+    if params["keep_releases"] < 1:
+        raise LifeboatError(f"keep_releases must be 1 or more, not {params['keep_releases']}")
+    for name in ("blue_port", "green_port", "container_port"):
+        if not 1 <= params[name] <= 65535:
+            raise LifeboatError(f"{name} must be a TCP port (1-65535), not {params[name]}")
+    if params["blue_port"] == params["green_port"]:
+        raise LifeboatError("blue_port and green_port must differ: both colors run side by side during a switch")
+    path = params["health_path"] or ""
+    try:
+        parsed = urllib.parse.urlsplit(path)
+    except ValueError:  # e.g. "Invalid IPv6 URL"
+        parsed = None
+    if parsed is None or not path.startswith("/") or parsed.scheme or parsed.netloc or parsed.fragment or \
+            re.search(r"[\s\x00-\x1f]", path):
+        raise LifeboatError(f"health_path '{path}' must be a path on the app, starting with '/' (e.g. /health)")
+    if params["health_body"]:
+        try:
+            re.compile(params["health_body"])
+        except re.error as exc:
+            raise LifeboatError(f"health_body is not a regular expression: {exc}") from None
+    if params["deploy_action"] == "deploy" and params["migration_command"] and not all(params["migration_command"]):
+        raise LifeboatError("migration_command has an empty argument")
+    for entry in params["databases"]:
+        if entry.get("expectations"):
+            if not entry["expectations"].get("database"):
+                entry["expectations"] = {**entry["expectations"], "database": entry["database"]}
+            try:
+                from ._expectations import parse  # pylint: disable=import-outside-toplevel
+            except ImportError:
+                raise LifeboatError("databases[].expectations needs the collection's _expectations library, which "
+                                    "this installation lacks") from None
+            parse(entry["expectations"])  # its mistakes are bad input: said before anything starts
+
+
+def port_free(address: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET) as sock:
+        try:
+            sock.bind((address, port))
+        except OSError:
+            return False
+    return True
+
+
+# ------------------------------------------------------------------------------------------------------------ lock
+@dataclasses.dataclass
+class Lock:
+    """One deploy of an app at a time: an fcntl lock held by the process that runs the whole deploy.
+
+    The file records the owner (PID, its start time, the step it is at). The kernel drops the lock when the owner
+    dies however it dies; a record left behind without a lock is a crashed run, reported as ``stale``.
+    """
+
+    path: str
+    fd: int | None = None
+    stale: dict[str, t.Any] | None = None
+    started: str = ""
+
+    @staticmethod
+    def read_record(path: str) -> dict[str, t.Any] | None:
+        try:
+            with open(path, encoding="utf-8") as handle:
+                text = handle.read().strip()
+            return json.loads(text) if text else None
+        except (OSError, ValueError):
+            return None
+
+    def busy(self) -> dict[str, t.Any] | None:
+        """Who holds the lock now (read-only, for check mode), or None."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except OSError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return self.read_record(self.path) or {}
+        finally:
+            os.close(fd)
+        return None
+
+    def acquire(self, app: str) -> None:
+        os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            owner = self.read_record(self.path) or {}
+            raise LifeboatError(f"another deploy of {app} holds the lock {self.path} (PID {owner.get('pid', '?')},"
+                                f" since {owner.get('started', '?')}, step {owner.get('step', '?')}); wait for it to"
+                                " end") from None
+        self.fd = fd
+        self.started = now()
+        left = self.read_record(self.path)
+        if left:  # the lock was free but a record remains: its owner ended without releasing (crash, kill -9)
+            alive = pid_alive(left.get("pid")) and process_start(left.get("pid") or 0) == left.get("process_start")
+            self.stale = {**left, "owner_alive": alive}
+        self.update(step="lock")
+
+    def update(self, **fields: t.Any) -> None:
+        if self.fd is None:
+            return
+        record = {"pid": os.getpid(), "process_start": process_start(os.getpid()), "started": self.started,
+                  "step_started": now(), **fields}
+        data = json.dumps(record).encode()
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, data, 0)
+        os.fsync(self.fd)
+
+    def release(self) -> None:
+        if self.fd is None:
+            return
+        os.ftruncate(self.fd, 0)  # an empty file: ended cleanly
+        fcntl.flock(self.fd, fcntl.LOCK_UN)
+        os.close(self.fd)
+        self.fd = None
+
+
+# ----------------------------------------------------------------------------------------------------------- state
+def app_dir(params: dict[str, t.Any]) -> str:
+    return os.path.join(params["state_dir"], params["app"])
+
+
+def load_state(params: dict[str, t.Any]) -> dict[str, t.Any]:
+    path = os.path.join(app_dir(params), "state.json")
+    try:
+        with open(path, encoding="utf-8") as handle:
+            state = json.load(handle)
+    except FileNotFoundError:
+        return {"app": params["app"], "seq": 0, "live": None, "previous": None}
+    except (OSError, ValueError) as exc:
+        raise LifeboatError(f"cannot read the deploy state {path}: {exc}; fix or remove it") from None
+    if not isinstance(state, dict) or "live" not in state:
+        raise LifeboatError(f"{path} is not a deploy state file of lifeboat.ops; fix or remove it")
+    return state
+
+
+def write_json(path: str, data: t.Any) -> None:
+    """Atomically: a temporary file, fsync, rename (mode 0600: the state is the host's own business)."""
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    temp = f"{path}.tmp-{os.getpid()}"
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(data, handle, indent=1, sort_keys=True)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temp, path)
+
+
+# ---------------------------------------------------------------------------------------------------------- docker
+class Engine:
+    """The docker SDK, with every error in one line."""
+
+    def __init__(self) -> None:
+        self.docker = docker_sdk()
+        try:
+            self.client = self.docker.from_env(timeout=120)
+            self.client.ping()
+        except self.docker.errors.DockerException as exc:
+            raise LifeboatError(f"cannot reach the Docker engine: {str(exc).splitlines()[0]}") from None
+
+    def image(self, reference: str, pull: bool = True) -> t.Any | None:
+        """The image, pulled when it is not on the host (None when it is not and pull is false: check mode)."""
+        try:
+            return self.client.images.get(reference)
+        except self.docker.errors.ImageNotFound:
+            if not pull:
+                return None
+        except self.docker.errors.DockerException as exc:
+            raise LifeboatError(f"cannot look up image {reference}: {str(exc).splitlines()[0]}") from None
+        try:
+            return self.client.images.pull(reference)
+        except self.docker.errors.DockerException as exc:
+            reason = getattr(exc, "explanation", None) or str(exc)
+            raise LifeboatError(f"image {reference} is not on this host and cannot be pulled: "
+                                f"{str(reason).splitlines()[0]}") from None
+
+    def ours(self, app: str) -> list[t.Any]:
+        """The app's containers (running or not), newest release first."""
+        found = self.client.containers.list(all=True, filters={"label": f"{LABEL_APP}={app}"})
+        return sorted(found, key=lambda c: int(c.labels.get(LABEL_SEQ, "0")), reverse=True)
+
+    def get(self, container_id: str) -> t.Any | None:
+        try:
+            return self.client.containers.get(container_id)
+        except self.docker.errors.NotFound:
+            return None
+
+
+def record_of(container: t.Any, params: dict[str, t.Any], image: t.Any, seq: int, color: str,
+              config_hash: str) -> dict[str, t.Any]:
+    return {"seq": seq, "release": params.get("release") or params["image"], "image": params["image"],
+            "image_id": image.id, "image_digests": list(image.attrs.get("RepoDigests") or []), "color": color,
+            "container": container.name, "container_id": container.id, "port": params[f"{color}_port"],
+            "config_hash": config_hash, "deployed_at": now(), "migrated": False, "backups": []}
+
+
+def config_hash(params: dict[str, t.Any], image_id: str) -> str:
+    """What makes a release: the image and how it runs (the environment hashed, never stored)."""
+    relevant = {"image_id": image_id, "release": params.get("release") or params["image"],
+                "environment": sorted((str(k), str(v)) for k, v in params["environment"].items()),
+                "secret_environment": hashlib.sha256(json.dumps(sorted(
+                    (str(k), str(v)) for k, v in params["secret_environment"].items())).encode()).hexdigest(),
+                **{name: params[name] for name in ("command", "volumes", "networks", "container_port",
+                                                   "blue_port", "green_port", "bind_address")}}
+    return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()
+
+
+def cross_check(state: dict[str, t.Any], engine: Engine, app: str) -> tuple[t.Any | None, list[str]]:
+    """The live container, as the state says and the engine confirms; a mismatch stops the run in one line.
+
+    Also returns the names of running containers of the app that are not live (a crashed run's leftovers)."""
+    live = state.get("live")
+    running = [c for c in engine.ours(app) if c.status == "running"]
+    if live is None:
+        if running:
+            raise LifeboatError(f"the state file of {app} names no live release, but container(s) "
+                                f"{', '.join(c.name for c in running)} of it run; stop them or restore the state file")
+        return None, []
+    container = engine.get(live["container_id"])
+    if container is None:
+        raise LifeboatError(f"the state file says {live['container']} ({live['color']}) is live, but no such container "
+                            "exists; restore it or remove the state file")
+    if container.status != "running":
+        raise LifeboatError(f"the state file says {live['container']} ({live['color']}) is live, but it is "
+                            f"{container.status}; start it or fix the state file")
+    if container.labels.get(LABEL_COLOR) != live["color"]:
+        raise LifeboatError(f"container {container.name} is labelled {container.labels.get(LABEL_COLOR)}, the state "
+                            f"file says {live['color']}; fix the state file")
+    return container, [c.name for c in running if c.id != container.id]
+
+
+# ---------------------------------------------------------------------------------------------------------- probes
+def http_get(address: str, port: int, path: str, host: str | None = None,
+             timeout: float = 5.0) -> tuple[int | None, str, float, str]:
+    """(status or None, body, milliseconds, error) of one GET."""
+    started = time.monotonic()
+    try:
+        connection = http.client.HTTPConnection(address, port, timeout=timeout)
+        connection.request("GET", path, headers={"Host": host or f"{address}:{port}",
+                                                 "User-Agent": "lifeboat-deploy-probe"})
+        response = connection.getresponse()
+        body = response.read(1 << 16).decode("utf-8", "replace")
+        connection.close()
+    except (OSError, http.client.HTTPException) as exc:
+        return None, "", (time.monotonic() - started) * 1000, str(exc) or type(exc).__name__
+    return response.status, body, (time.monotonic() - started) * 1000, ""
+
+
+def judge(params: dict[str, t.Any], status: int | None, body: str, millis: float, error: str) -> str:
+    """Why a health answer does not pass ('' when it passes)."""
+    if status is None:
+        return f"no answer ({error})"
+    if status not in params["health_status"]:
+        return f"HTTP {status}"
+    if params["health_body"] and not re.search(params["health_body"], body):
+        return f"HTTP {status}, body does not match {params['health_body']!r}"
+    if millis > params["health_max_latency_ms"]:
+        return f"HTTP {status} in {millis:.0f} ms, over {params['health_max_latency_ms']} ms"
+    return ""
+
+
+def health_gate(params: dict[str, t.Any], port: int, container: t.Any) -> dict[str, t.Any]:
+    """health_passes consecutive passing answers within health_timeout, or a failure with the last reason."""
+    deadline = time.monotonic() + params["health_timeout"]
+    passes, attempts, last = 0, 0, "no probe yet"
+    while True:
+        status, body, millis, error = http_get(params["bind_address"], port, params["health_path"])
+        attempts += 1
+        last = judge(params, status, body, millis, error)
+        passes = 0 if last else passes + 1
+        if passes >= params["health_passes"]:
+            return {"ok": True, "attempts": attempts, "passes": passes, "last_ms": round(millis, 1)}
+        if last:
+            container.reload()
+            if container.status != "running":
+                return {"ok": False, "attempts": attempts, "passes": 0,
+                        "reason": f"container {container.name} is {container.status} (exit code "
+                                  f"{container.attrs['State'].get('ExitCode')})"}
+        if time.monotonic() >= deadline:
+            return {"ok": False, "attempts": attempts, "passes": passes,
+                    "reason": f"GET {params['health_path']} did not pass {params['health_passes']} times in a row within"
+                              f" {params['health_timeout']} s (last: {last})"}
+        time.sleep(params["health_interval"])
+
+
+def watch(params: dict[str, t.Any], probe: _nginx.Probe) -> dict[str, t.Any]:
+    """watch_probes requests through the front door; the error share and the latency bound decide."""
+    count = params["watch_probes"]
+    allowed = count * params["watch_max_error_percent"] / 100
+    errors: list[str] = []
+    slowest = 0.0
+    for index in range(count):
+        started = time.monotonic()
+        ok, detail = probe.once()
+        millis = (time.monotonic() - started) * 1000
+        slowest = max(slowest, millis)
+        if not ok or millis > params["watch_max_latency_ms"]:
+            errors.append(detail if not ok else f"{millis:.0f} ms, over {params['watch_max_latency_ms']} ms")
+        if len(errors) > allowed:
+            return {"ok": False, "probes": index + 1, "errors": len(errors), "slowest_ms": round(slowest, 1),
+                    "reason": f"the watch saw {len(errors)} failed probe(s) of {index + 1} through site "
+                              f"{params['site']} (first: {errors[0]})"}
+        if index + 1 < count:
+            time.sleep(params["watch_interval"])
+    return {"ok": True, "probes": count, "errors": len(errors), "slowest_ms": round(slowest, 1)}
+
+
+# -------------------------------------------------------------------------------------------------------- the data
+def db_params(entry: dict[str, t.Any], destination: str | None = None, job: str | None = None) -> dict[str, t.Any]:
+    """A databases entry as the dump/restore library's options (their defaults filled in)."""
+    specs = {**_params.postgres_dump_spec(), **_params.mongodb_dump_spec(), **_params.dump_archive_spec(),
+             **_params.postgres_connection_spec(), **_params.mongodb_connection_spec()}
+    filled = {name: spec.get("default") for name, spec in specs.items()}
+    filled.update({key: value for key, value in entry.items() if value is not None and key != "expectations"})
+    if destination:
+        filled.update(destination=destination, job=job)
+    return filled
+
+
+def backup(params: dict[str, t.Any], destination: str, label: str) -> list[dict[str, t.Any]]:
+    """Each database dumped by the collection's own library, then verified at level structure."""
+    from . import _verify  # pylint: disable=import-outside-toplevel
+
+    done = []
+    for entry in params["databases"]:
+        job = f"{params['app']}-{entry['database']}-{label}"
+        source = _sources.get(entry["engine"])
+        request = source.dump_request(db_params(entry, destination, job))
+        result = source.dump(request)
+        # The structure check reads the archive with the clients where the dump ran (the server's container: its
+        # pg_restore matches the server's version, the host's may be older).
+        archives = _verify.select_archives(archive=result["archive"])
+        checked = _verify.verify(_verify.VerifyRequest(archives=archives, level="structure",
+                                                       connections={entry["engine"]: request.connection}))[0]
+        if not checked["ok"]:
+            raise LifeboatError(f"the pre-deploy backup of {entry['database']} failed its verification: "
+                                f"{checked['failure']}")
+        done.append({"engine": entry["engine"], "database": entry["database"], "archive": result["archive"],
+                     "manifest": result["manifest"], "counts": result["manifest_data"].get("counts", {}),
+                     "verified": "structure"})
+    return done
+
+
+def restore(params: dict[str, t.Any], backups: list[dict[str, t.Any]], destination: str) -> list[dict[str, t.Any]]:
+    """The pre-deploy archives back into their databases, each after a safety dump of what is there now."""
+
+    entries = {(e["engine"], e["database"]): e for e in params["databases"]}
+    done = []
+    for item in backups:
+        entry = entries.get((item["engine"], item["database"]))
+        if entry is None:
+            raise LifeboatError(f"database {item['database']} of the pre-deploy backup is no longer in databases")
+        safety = ArchiveOptions(destination=destination, job=f"{params['app']}-{item['database']}-before-rollback")
+        source = _sources.get(item["engine"])
+        result = source.restore_whole(db_params(entry), item["database"], item["archive"], safety)
+        done.append({"database": item["database"], "archive": item["archive"], "counts": result.get("counts"),
+                     "safety_dump": result.get("safety_dump")})
+    return done
+
+
+def expectations(params: dict[str, t.Any], backups: list[dict[str, t.Any]]) -> dict[str, t.Any]:
+    """The data expectations of each database (h-expect's library); the pre-deploy manifest is the baseline."""
+    wanted = [entry for entry in params["databases"] if entry.get("expectations")]
+    if not wanted:
+        return {"ok": True, "checked": []}
+    try:
+        from ._expectations import check_expectations  # pylint: disable=import-outside-toplevel
+    except ImportError:
+        raise LifeboatError("databases[].expectations needs the collection's _expectations library, which this "
+                            "installation lacks") from None
+    manifests = {item["database"]: item["manifest"] for item in backups}
+    checked = []
+    for entry in wanted:
+        wish = dict(entry["expectations"])
+        if not wish.get("baseline_manifest") and entry["database"] in manifests:
+            wish["baseline_manifest"] = manifests[entry["database"]]
+        connection = {key: value for key, value in db_params(entry).items()
+                      if key in {**_params.postgres_connection_spec(), **_params.mongodb_connection_spec()}}
+        outcome = check_expectations(entry["engine"], connection, wish).as_dict()
+        checked.append({"database": entry["database"], **outcome})
+        if not outcome["ok"]:
+            return {"ok": False, "checked": checked,
+                    "reason": f"data expectations of {entry['database']} failed: {'; '.join(outcome['failures'][:3])}"}
+    return {"ok": True, "checked": checked}
+
+
+# ------------------------------------------------------------------------------------------------------------- run
+@dataclasses.dataclass
+class Result:
+    changed: bool
+    history: dict[str, t.Any]
+    failure: str | None = None  # the one-line reason of a run that did not end with the wanted release live
+    plan: list[str] = dataclasses.field(default_factory=list)  # check mode: what would happen
+
+
+class Steps:
+    """The history entry's steps: each with its start, duration and outcome."""
+
+    def __init__(self, entry: dict[str, t.Any], lock: Lock | None) -> None:
+        self.entry, self.lock = entry, lock
+
+    def run(self, name: str, work: t.Callable[[], t.Any]) -> t.Any:
+        step: dict[str, t.Any] = {"name": name, "started": now()}
+        self.entry["steps"].append(step)
+        if self.lock is not None:
+            self.lock.update(step=name, app=self.entry["app"])
+        started = time.monotonic()
+        try:
+            value = work()
+            step["ok"] = not (isinstance(value, dict) and value.get("ok") is False)
+            return value
+        except LifeboatError as exc:
+            step["ok"], step["error"] = False, str(exc)
+            raise
+        finally:
+            step["seconds"] = round(time.monotonic() - started, 3)
+
+
+def front_door(params: dict[str, t.Any]) -> tuple[_nginx.Layout, _nginx.Nginx, _nginx.Probe, str]:
+    """The site's layout, its nginx, the probe through it, and the upstream file's path (the site must exist)."""
+    layout, nginx = _reverse_proxy.layout_of(params), _reverse_proxy.nginx_of(params)
+    if not _nginx.SITE_NAME.match(params["site"] or ""):
+        raise LifeboatError(f"site '{params['site']}' is not a reverse_proxy site name")
+    host, tls = _reverse_proxy.site_probe_target(layout, params["site"])
+    probe = _nginx.Probe(host=host, port=layout.https_port if tls else layout.http_port,
+                         address=params["probe_address"], tls=tls, path=params["health_path"],
+                         expect_status=tuple(params["health_status"]), expect_body=params["health_body"] or "",
+                         timeout=float(params["health_timeout"]))
+    return layout, nginx, probe, layout.upstream_file(params["site"])
+
+
+def switch_to(params: dict[str, t.Any], port: int, door: tuple[t.Any, ...]) -> dict[str, t.Any]:
+    layout, nginx, probe, _path = door
+    upstream = f"{params['bind_address']}:{port}"
+    if ":" in params["bind_address"]:
+        upstream = f"[{params['bind_address']}]:{port}"
+    applied = _nginx.switch_upstream(params["site"], [upstream], params["keepalive"], layout, nginx, probe)
+    return {"upstream": upstream, "changed": applied.changed, "probe": applied.probe}
+
+
+def put_back(path: str, before: bytes | None, door: tuple[t.Any, ...], probe: bool) -> None:
+    """The upstream file as it was before the switch, tested and reloaded."""
+    _layout, nginx, site_probe, _path = door
+    _nginx.apply([_nginx.Planned(path, before)], nginx, site_probe if probe else None)
+
+
+def stop_container(container: t.Any, timeout: int) -> None:
+    container.reload()
+    if container.status == "running":
+        container.stop(timeout=timeout)
+
+
+def prune(engine: Engine, params: dict[str, t.Any], live_id: str) -> list[str]:
+    """Stopped releases beyond keep_releases (the live one counts) removed, with their image when nothing else
+    uses it. Newest first, so the previous release (the rollback target) is the last to go."""
+    removed = []
+    kept = 1
+    for container in engine.ours(params["app"]):
+        if container.id == live_id or container.status == "running":
+            continue
+        if kept < params["keep_releases"]:
+            kept += 1
+            continue
+        image_id = container.attrs.get("Image")
+        container.remove()
+        removed.append(container.name)
+        in_use = any(c.attrs.get("Image") == image_id for c in engine.client.containers.list(all=True))
+        if image_id and not in_use:
+            try:
+                engine.client.images.remove(image_id)
+            except engine.docker.errors.APIError:
+                pass  # tagged elsewhere or a parent of another image: not ours to force
+    return removed
+
+
+def run(params: dict[str, t.Any], check_mode: bool = False) -> Result:
+    """One deploy (or rollback) of params['app'], the whole of it in this process. Raises LifeboatError (one line)
+    for bad input or a refusal before anything started; a run that started and failed returns Result.failure."""
+    check_input(params)
+    register_secret(*(str(value) for value in params["secret_environment"].values()))
+    environment = {str(key): str(value) for key, value in
+                   {**params["environment"], **params["secret_environment"]}.items()}
+    door = front_door(params)
+    directory = app_dir(params)
+    lock = Lock(os.path.join(directory, "deploy.lock"))
+    entry: dict[str, t.Any] = {"app": params["app"], "action": params["deploy_action"], "started": now(),
+                               "steps": [], "outcome": None, "check_mode": check_mode}
+    engine = Engine()
+    if check_mode:
+        holder = lock.busy()
+        if holder is not None:
+            raise LifeboatError(f"another deploy of {params['app']} holds the lock {lock.path} "
+                                f"(PID {holder.get('pid', '?')}); wait for it to end")
+    else:
+        lock.acquire(params["app"])
+    try:
+        if lock.stale:
+            entry["stale_lock"] = lock.stale
+        steps = Steps(entry, None if check_mode else lock)
+        state = load_state(params)
+        live_container, leftovers = steps.run("state", lambda: cross_check(state, engine, params["app"]))
+        entry["live_before"] = state.get("live")
+        if leftovers:
+            entry["leftovers"] = leftovers
+        if params["deploy_action"] == "rollback":
+            return _rollback(params, state, engine, door, steps, entry, check_mode)
+        return _deploy(params, environment, state, live_container, leftovers, engine, door, steps, entry, check_mode)
+    except LifeboatError as exc:
+        entry["outcome"], entry["reason"] = "refused", str(exc)
+        raise
+    finally:
+        entry["finished"] = now()
+        if not check_mode:
+            if entry["outcome"] not in (None, "unchanged"):
+                stamp = entry["started"].replace(":", "").replace("-", "")
+                write_json(os.path.join(directory, "history", f"{stamp}-{entry['action']}.json"), entry)
+            lock.release()
+
+
+def _deploy(params: dict[str, t.Any], environment: dict[str, str], state: dict[str, t.Any], live_container: t.Any,
+            leftovers: list[str], engine: Engine, door: tuple[t.Any, ...], steps: Steps, entry: dict[str, t.Any],
+            check_mode: bool) -> Result:
+    image = engine.image(params["image"], pull=not check_mode)
+    live = state.get("live")
+    wanted_hash = config_hash(params, image.id) if image is not None else ""
+    entry.update(release=params.get("release") or params["image"], image=params["image"],
+                 image_id=image.id if image is not None else None,
+                 image_digests=list(image.attrs.get("RepoDigests") or []) if image is not None else [])
+    if live and live["config_hash"] == wanted_hash and not leftovers:
+        entry["outcome"] = "unchanged"
+        return Result(False, entry, plan=[f"release {live['release']} is already live ({live['container']}): nothing"
+                                          " to do"])
+    color = "green" if live and live["color"] == "blue" else "blue"
+    port = params[f"{color}_port"]
+    seq = int(state.get("seq", 0)) + 1
+    name = f"{params['app']}-{color}-{seq}"
+    live_id = live["container_id"] if live else None
+    stale_running = [c for c in engine.ours(params["app"]) if c.status == "running" and c.id != live_id]
+    if not stale_running and not port_free(params["bind_address"], port):
+        raise LifeboatError(f"port {port} on {params['bind_address']} ({color}_port) is in use by another process; "
+                            f"free it or choose another {color}_port")
+    destination = params["backup_destination"] or os.path.join(app_dir(params), "backups")
+    upstream_path = door[3]
+    entry.update(color=color, container=name, port=port, seq=seq)
+    if check_mode:
+        plan = [f"take the deploy lock of {params['app']}"]
+        if image is None:
+            plan.append(f"pull image {params['image']} (not on this host)")
+        plan += [f"remove leftover container {c.name} of a crashed run" for c in stale_running]
+        plan += [f"dump database {e['database']} ({e['engine']}) to {destination} and verify it (structure)"
+                 for e in params["databases"]]
+        plan.append(f"start container {name} from image {params['image']} on {params['bind_address']}:{port}")
+        if params["migration_command"]:
+            plan.append(f"run the migration command in {name}: {' '.join(params['migration_command'])}")
+        plan.append(f"gate: GET {params['health_path']} passes {params['health_passes']} times in a row within "
+                    f"{params['health_timeout']} s" + (", then the data expectations" if any(
+                        e.get("expectations") for e in params["databases"]) else ""))
+        plan.append(f"switch site {params['site']} ({upstream_path}) to {params['bind_address']}:{port}")
+        plan.append(f"watch: {params['watch_probes']} probes through site {params['site']}")
+        if live:
+            plan.append(f"stop {live['container']} (release {live['release']}) and keep it for a rollback")
+        entry["outcome"] = "would_deploy"
+        return Result(True, entry, plan=plan)
+
+    if image is None:  # only check mode leaves an image unpulled
+        raise LifeboatError(f"image {params['image']} is not on this host")
+    for container in stale_running:  # a crashed run's new color: never live, so never serving
+        container.remove(force=True)
+        entry.setdefault("removed", []).append(container.name)
+    backups = steps.run("backup", lambda: backup(params, destination, "pre-deploy"))
+    entry["backups"] = backups
+
+    def start() -> t.Any:
+        try:
+            container = engine.client.containers.run(
+                image.id, name=name, detach=True, environment=environment, command=params["command"] or None,
+                ports={f"{params['container_port']}/tcp": (params["bind_address"], port)},
+                volumes=params["volumes"] or None, network=(params["networks"] or [None])[0],
+                restart_policy={"Name": "unless-stopped"},
+                labels={LABEL_APP: params["app"], LABEL_COLOR: color, LABEL_SEQ: str(seq),
+                        LABEL_RELEASE: entry["release"]})
+            for network in params["networks"][1:]:
+                engine.client.networks.get(network).connect(container)
+        except engine.docker.errors.DockerException as exc:
+            text = redact(str(getattr(exc, "explanation", None) or exc)).splitlines()[0]
+            leftover = engine.get(name)
+            if leftover is not None:
+                leftover.remove(force=True)
+            raise LifeboatError(f"cannot start {name}: {text}") from None
+        return container
+
+    new = steps.run("start", start)
+    record = record_of(new, params, image, seq, color, wanted_hash)
+    record["backups"] = backups
+    state["seq"] = seq
+    outcome: dict[str, t.Any] = {"ok": True}
+    before = _nginx.read(upstream_path)
+    switched = False
+    try:
+        if params["migration_command"]:
+            record["migrated"] = True  # from its first statement on, the data may have changed
+            outcome = steps.run("migrate", lambda: migrate(params, engine, new))
+            entry["migration"] = outcome
+        if outcome["ok"]:
+            outcome = steps.run("gate", lambda: gate(params, port, new, backups))
+            entry["gate"] = outcome
+        if outcome["ok"]:
+            gate_passed = time.monotonic()
+            entry["switch"] = steps.run("switch", lambda: switch_to(params, port, door))
+            entry["switch"]["seconds_from_gate"] = round(time.monotonic() - gate_passed, 3)
+            switched = True
+            outcome = steps.run("watch", lambda: watch(params, door[2]))
+            entry["watch"] = outcome
+    except LifeboatError as exc:  # the new color runs: whatever broke, the run rolls back the same way
+        outcome = {"ok": False, "reason": str(exc)}
+    if not outcome["ok"]:
+        return _roll_back_failed(params, state, record, new, live, before, switched, door, steps, entry,
+                                 destination, outcome["reason"])
+
+    def finish() -> dict[str, t.Any]:
+        if live_container is not None:
+            stop_container(live_container, params["stop_timeout"])
+        return {"ok": True, "removed": prune(engine, params, new.id)}
+
+    entry["finish"] = steps.run("finish", finish)
+    state.update(previous=live, live=record)
+    write_json(os.path.join(app_dir(params), "state.json"), state)
+    entry["outcome"] = "deployed"
+    return Result(True, entry)
+
+
+def migrate(params: dict[str, t.Any], engine: Engine, container: t.Any) -> dict[str, t.Any]:
+    api = engine.client.api
+    try:
+        exec_id = api.exec_create(container.id, params["migration_command"], stdout=True, stderr=True)["Id"]
+        output = api.exec_start(exec_id).decode("utf-8", "replace")
+        code = api.exec_inspect(exec_id).get("ExitCode")
+    except engine.docker.errors.DockerException as exc:
+        return {"ok": False, "reason": f"the migration command could not run: {str(exc).splitlines()[0]}"}
+    lines = [line.strip() for line in output.strip().splitlines() if line.strip()]
+    tail = redact(" / ".join(lines[-3:]))
+    if code != 0:
+        return {"ok": False, "exit_code": code, "output_tail": tail,
+                "reason": f"the migration command exited with {code}: {tail}"}
+    return {"ok": True, "exit_code": 0, "output_tail": tail}
+
+
+def gate(params: dict[str, t.Any], port: int, container: t.Any, backups: list[dict[str, t.Any]]) -> dict[str, t.Any]:
+    health = health_gate(params, port, container)
+    if not health["ok"]:
+        return {"ok": False, "health": health, "reason": f"health gate failed: {health['reason']}"}
+    data = expectations(params, backups)
+    if not data["ok"]:
+        return {"ok": False, "health": health, "data": data, "reason": data["reason"]}
+    return {"ok": True, "health": health, "data": data}
+
+
+def _roll_back_failed(params: dict[str, t.Any], state: dict[str, t.Any], record: dict[str, t.Any], new: t.Any,
+                      live: dict[str, t.Any] | None, before: bytes | None, switched: bool, door: tuple[t.Any, ...],
+                      steps: Steps, entry: dict[str, t.Any], destination: str, reason: str) -> Result:
+    """Traffic back (if it moved), the new color stopped and kept, the data restored when asked and needed."""
+
+    def back() -> dict[str, t.Any]:
+        done: dict[str, t.Any] = {"ok": True, "traffic_returned": False}
+        if switched:
+            put_back(door[3], before, door, probe=live is not None)
+            done["traffic_returned"] = True
+        stop_container(new, params["stop_timeout"])
+        done["kept_container"] = new.name
+        if record["migrated"] and params["restore_data_on_rollback"] and record["backups"]:
+            try:
+                done["restored"] = restore(params, record["backups"], destination)
+            except LifeboatError as exc:  # traffic is back already: say what is left to do, keep the history
+                done.update(ok=False, restore_error=str(exc))
+        return done
+
+    entry["rollback"] = steps.run("rollback", back)
+    record["status"] = "failed"
+    state.setdefault("failed", []).append({"seq": record["seq"], "container": record["container"], "reason": reason})
+    write_json(os.path.join(app_dir(params), "state.json"), state)
+    entry["outcome"] = "rolled_back"
+    entry["reason"] = reason
+    kept = f"; {new.name} is stopped and kept for inspection"
+    if entry["rollback"].get("restore_error"):
+        kept += f"; the data restore failed: {entry['rollback']['restore_error']}"
+    return Result(True, entry, failure=f"{reason}; traffic {'returned to' if switched else 'stayed on'} "
+                                       f"{live['container'] if live else 'the previous upstream'}{kept}")
+
+
+def _rollback(params: dict[str, t.Any], state: dict[str, t.Any], engine: Engine, door: tuple[t.Any, ...],
+              steps: Steps, entry: dict[str, t.Any], check_mode: bool) -> Result:
+    """deploy_action=rollback: back to the previous release, which is still on the host (stopped)."""
+    live, target = state.get("live"), state.get("previous")
+    if live is None or target is None:
+        entry["outcome"] = "unchanged"
+        what = f"release {live['release']} is live and " if live else ""
+        return Result(False, entry, plan=[f"{what}no previous release is kept to roll back to: nothing to do"])
+    container = engine.get(target["container_id"])
+    if container is None:
+        raise LifeboatError(f"the previous release's container {target['container']} is gone; deploy that release "
+                            "again instead")
+    entry.update(release=target["release"], image=target["image"], image_id=target["image_id"],
+                 color=target["color"], container=target["container"], rolled_back_from=live["release"])
+    restore_data = params["restore_data_on_rollback"] and live.get("migrated") and live.get("backups")
+    if check_mode:
+        plan = [f"start {target['container']} (release {target['release']})",
+                f"gate: GET {params['health_path']} passes {params['health_passes']} times in a row",
+                f"switch site {params['site']} to {params['bind_address']}:{target['port']}",
+                f"stop {live['container']} (release {live['release']}) and keep it"]
+        if restore_data:
+            plan.append("restore the pre-deploy archives of " + ", ".join(b["database"] for b in live["backups"]))
+        entry["outcome"] = "would_roll_back"
+        return Result(True, entry, plan=plan)
+    if not port_free(params["bind_address"], target["port"]) and container.status != "running":
+        raise LifeboatError(f"port {target['port']} on {params['bind_address']} is in use by another process; "
+                            f"{target['container']} cannot start on it")
+    steps.run("start", container.start)
+    health = steps.run("gate", lambda: health_gate(params, target["port"], container))
+    entry["gate"] = health
+    if not health["ok"]:
+        stop_container(container, params["stop_timeout"])
+        entry["outcome"] = "failed"
+        entry["reason"] = f"the previous release's health gate failed: {health['reason']}"
+        return Result(True, entry, failure=f"{entry['reason']}; {live['container']} still serves")
+    entry["switch"] = steps.run("switch", lambda: switch_to(params, target["port"], door))
+    current = engine.get(live["container_id"])
+    if current is not None:
+        steps.run("finish", lambda: stop_container(current, params["stop_timeout"]))
+    if restore_data:
+        destination = params["backup_destination"] or os.path.join(app_dir(params), "backups")
+        entry["restored"] = steps.run("restore", lambda: restore(params, live["backups"], destination))
+    state.update(live=target, previous=None)
+    state.setdefault("rolled_back", []).append({"seq": live["seq"], "container": live["container"], "at": now()})
+    write_json(os.path.join(app_dir(params), "state.json"), state)
+    entry["outcome"] = "rolled_back"
+    return Result(True, entry)
+
+
+def task(run_: t.Any) -> t.Any:
+    """The app_deploy module's task (a _module_frame Task): the history entry and the plan, failed on a rollback."""
+    from ._module_frame import Outcome  # pylint: disable=import-outside-toplevel
+
+    result = run(run_.params, run_.check_mode)
+    if result.history.get("stale_lock"):
+        stale = result.history["stale_lock"]
+        run_.warn(f"a previous deploy of {run_.params['app']} (PID {stale.get('pid')}) ended without releasing its "
+                  f"lock at step {stale.get('step')}; its record is in history.stale_lock")
+    return Outcome(changed=result.changed, result={"history": result.history, "plan": result.plan},
+                   failure=result.failure)

@@ -1,0 +1,134 @@
+# Copyright: lifeboat developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Writes roles/deploy/{meta/argument_specs.yml,defaults/main.yml,tasks/main.yml} from the app_deploy module.
+
+Options and defaults come from _deploy.DEPLOY_SPEC, descriptions from the module's DOCUMENTATION (and the
+reverse_proxy doc fragment). Run from the checkout: python3 scripts/gen-deploy-role.py
+(tests/unit/test_deploy_role.py fails when the role drifts from the module).
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import re
+import sys
+import textwrap
+
+import yaml
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+from plugins.module_utils import _deploy  # noqa: E402  pylint: disable=wrong-import-position
+
+ROLE = os.path.join(ROOT, "roles", "deploy")
+
+
+class IndentedDumper(yaml.SafeDumper):
+    """Lists indented under their key, as yamllint (ansible-lint) wants them."""
+
+    def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
+        super().increase_indent(flow, False)
+
+
+def variable(name: str) -> str:
+    """The role's variable of a module option: deploy_NAME (deploy_action stays as it is)."""
+    return name if name.startswith("deploy_") else f"deploy_{name}"
+
+
+def documented_options() -> dict[str, dict]:
+    with open(os.path.join(ROOT, "plugins", "modules", "app_deploy.py"), encoding="utf-8") as handle:
+        source = handle.read()
+    text = ast.literal_eval(source.split("DOCUMENTATION = ")[1].split('\n"""')[0] + '\n"""')
+    with open(os.path.join(ROOT, "plugins", "doc_fragments", "reverse_proxy.py"), encoding="utf-8") as handle:
+        fragment = handle.read().split('DOCUMENTATION = r"""')[1].split('"""')[0]
+    return {**yaml.safe_load(fragment)["options"], **yaml.safe_load(text)["options"]}
+
+
+def role_markup(entry: dict) -> dict:
+    """O(option) of the module -> O(deploy_option) of the role."""
+    def rename(match: re.Match) -> str:
+        name, rest = match.group(1), match.group(2) or ""
+        return f"O({variable(name)}{rest})" if name in _deploy.DEPLOY_SPEC else match.group(0)
+
+    return yaml.safe_load(re.sub(r"O\(([a-z_]+)((?:\[\]\.|=)[^)]*)?\)", rename, yaml.safe_dump(entry)))
+
+
+def as_role_option(entry: dict) -> dict:
+    entry = {key: value for key, value in entry.items() if key != "aliases"}
+    if "suboptions" in entry:
+        entry["options"] = {name: as_role_option(sub) for name, sub in entry.pop("suboptions").items()}
+    return entry
+
+
+def main() -> None:
+    docs = documented_options()
+    options, defaults = {}, {}
+    for name in _deploy.DEPLOY_SPEC:
+        entry = role_markup(as_role_option(docs[name]))
+        entry.pop("required", None)
+        if name in ("app", "site"):
+            entry["required"] = True
+            entry.pop("default", None)
+        options[variable(name)] = entry
+        if "default" in entry:
+            defaults[variable(name)] = entry["default"]
+    spec = {"argument_specs": {"main": {
+        "short_description": "Blue-green deploy of one Docker app behind a reverse_proxy site, with a verified "
+                             "backup first and a rollback",
+        "description": [
+            "Runs M(lifeboat.ops.app_deploy) once with the deploy_* variables (each is the module option of the same "
+            "name without the prefix).",
+            "Sets the fact C(deploy_history) to the run's history entry (also in C(STATE_DIR/APP/history/)); the "
+            "playbook lifeboat.ops.deploy publishes it with set_stats as C(lifeboat_deploy_outcome).",
+            "A rolled-back or refused deploy fails the host with the module's one line, after the fact is set."],
+        "author": "lifeboat developers",
+        "options": options}}}
+    with open(os.path.join(ROLE, "meta", "argument_specs.yml"), "w", encoding="utf-8") as handle:
+        handle.write("---\n# Generated from the app_deploy module's options by scripts/gen-deploy-role.py "
+                     "(tests/unit/test_deploy_role.py checks it).\n" + yaml.dump(spec, Dumper=IndentedDumper, sort_keys=False, width=120))
+    lines = ["---", "# Defaults of the deploy role: each deploy_NAME is the option NAME of lifeboat.ops.app_deploy "
+             "(see meta/argument_specs.yml).", "# Required: deploy_app, deploy_site, and deploy_image to deploy."]
+    for name, value in defaults.items():
+        description = options[name]["description"]
+        description = description if isinstance(description, str) else description[0]
+        lines += [f"# {line}" for line in textwrap.wrap(f"{description.split('. ')[0].rstrip('.')}.", 116)]
+        lines.append(f"{name}: {yaml.safe_dump(value, default_flow_style=True).strip().removesuffix(chr(10) + '...')}")
+    with open(os.path.join(ROLE, "defaults", "main.yml"), "w", encoding="utf-8") as handle:
+        handle.write("\n".join(lines) + "\n")
+    arguments = [f'    {name}: "{{{{ {variable(name)} }}}}"' if variable(name) in defaults or name in ("app", "site")
+                 else f'    {name}: "{{{{ {variable(name)} | default(omit) }}}}"' for name in _deploy.DEPLOY_SPEC]
+    with open(os.path.join(ROLE, "tasks", "main.yml"), "w", encoding="utf-8") as handle:
+        handle.write(TASKS_HEAD + "\n".join(arguments) + TASKS_TAIL)
+
+
+TASKS_HEAD = """---
+# One deploy (or rollback) of one app: the whole run happens in the module's own process, which holds the app's lock.
+# Every deploy_NAME variable is forwarded as the module's option NAME (scripts/gen-deploy-role.py writes this file).
+- name: Deploy the app, or roll it back (deploy_action)
+  lifeboat.ops.app_deploy:
+"""
+TASKS_TAIL = """
+  register: __deploy_result
+  failed_when: false  # the history is kept as a fact first; the failure follows with the module's one line
+
+- name: Keep the run's history entry
+  ansible.builtin.set_fact:
+    deploy_history: >-
+      {{ __deploy_result.history | default({'app': deploy_app, 'outcome': 'refused',
+         'reason': __deploy_result.msg | default('')}) }}
+
+- name: Say what the run did or would do
+  ansible.builtin.debug:
+    msg: >-
+      {{ __deploy_result.plan if __deploy_result.plan | default([])
+         else (deploy_history.outcome ~ ': ' ~ (deploy_history.release | default(''))) }}
+
+- name: Fail as the module did
+  ansible.builtin.fail:
+    msg: "{{ __deploy_result.msg }}"
+  when: __deploy_result.failed | default(false)
+"""
+
+if __name__ == "__main__":
+    main()
