@@ -107,7 +107,7 @@ def test_the_healthcheck_role_declares_the_probe_settings_as_the_library_has_the
 @pytest.mark.parametrize("extra, message", [
     ({"create_missing_indexes": True}, "create_missing_indexes is for the database_expect module: a probe only reads"),
     ({"indexes": [{"on": "notes"}]}, "indexes[0] needs keys"),
-    ({"ssl_mode": "require", "engine": "mongodb"}, "ssl_mode is a setting of engine postgresql; remove it"),
+    ({"ssl_mode": "require", "engine": "mongodb"}, "ssl_mode is no setting of a MongoDB database_expect probe; remove it"),
     ({"expect_status": [200]}, "unknown setting expect_status of a database_expect probe"),
     ({"engine": None}, "a database_expect probe needs engine"),
 ])
