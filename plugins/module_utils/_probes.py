@@ -89,7 +89,10 @@ def expect_settings(settings: dict[str, t.Any]) -> tuple[dict[str, t.Any], dict[
     library = expectations_library()
     if settings.get("create_missing_indexes"):
         raise LifeboatError("create_missing_indexes is for the database_expect module: a probe only reads")
-    source = importlib.import_module(f"{__package__}._sources").get(settings.get("engine") or "")
+    sources = importlib.import_module(f"{__package__}._sources")
+    if settings.get("engine") not in sources.DATABASES:
+        raise LifeboatError(f"engine must be one of: {', '.join(sources.DATABASES)}, not {settings.get('engine')!r}")
+    source = sources.get(settings["engine"])
     for setting, option in EXPECT_CONNECTION.items():
         if settings.get(setting) and option not in source.connection_spec():
             raise LifeboatError(f"{setting} is no setting of a {source.label} database_expect probe; remove it")

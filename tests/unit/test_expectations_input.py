@@ -113,6 +113,7 @@ def test_the_healthcheck_role_declares_the_probe_settings_as_the_library_has_the
     ({"ssl_mode": "require", "engine": "mongodb"}, "ssl_mode is no setting of a MongoDB database_expect probe; remove it"),
     ({"expect_status": [200]}, "unknown setting expect_status of a database_expect probe"),
     ({"engine": None}, "a database_expect probe needs engine"),
+    ({"engine": "files"}, "engine must be one of: postgresql, mongodb, not 'files'"),
 ])
 def test_healthcheck_refuses_a_bad_database_expect_probe_in_one_line(tmp_path, extra, message):
     healthcheck = _load_healthcheck()
