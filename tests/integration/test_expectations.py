@@ -181,10 +181,11 @@ def test_mongodb_collections_indexes_and_counts(mongo, mongo_app, run_module, tm
     args = {"engine": "mongodb", **login, "database": database}
     manifest = backup("mongodb", login, database, tmp_path / "backups")
 
-    ran = run_module("database_expect", {**args, "present": ["recipes", "ghosts"], "baseline_manifest": manifest,
+    typed = {**{k: v for k, v in args.items() if k != "login_password_file"}, "login_password": HOSTILE}  # masked
+    ran = run_module("database_expect", {**typed, "present": ["recipes", "ghosts"], "baseline_manifest": manifest,
                                          "indexes": [{"collection": "recipes", "keys": ["title", "n"]}]})
     assert ran.rc == 1 and ran.result["failures"] == [f"collection ghosts missing in database {database}",
-                                                      "index on recipes (title, n) missing"], ran.stdout
+                                                      "index on recipes (title, n) missing"], ran.stdout + ran.stderr
     assert ran.result["counts"] == {"recipes": 40, "tags": 2}
     assert_no_secret(ran.stdout, ran.stderr)
 
