@@ -89,9 +89,13 @@ def expect_settings(settings: dict[str, t.Any]) -> tuple[dict[str, t.Any], dict[
     library = expectations_library()
     if settings.get("create_missing_indexes"):
         raise LifeboatError("create_missing_indexes is for the database_expect module: a probe only reads")
-    for name, engine in (("ssl_mode", "postgresql"), ("auth_database", "mongodb"), ("tls", "mongodb")):
-        if settings.get(name) and settings.get("engine") != engine:
-            raise LifeboatError(f"{name} is a setting of engine {engine}; remove it")
+    sources = importlib.import_module(f"{__package__}._sources")
+    if settings.get("engine") not in sources.DATABASES:
+        raise LifeboatError(f"engine must be one of: {', '.join(sources.DATABASES)}, not {settings.get('engine')!r}")
+    source = sources.get(settings["engine"])
+    for setting, option in EXPECT_CONNECTION.items():
+        if settings.get(setting) and option not in source.connection_spec():
+            raise LifeboatError(f"{setting} is no setting of a {source.label} database_expect probe; remove it")
     expectations = {name: value for name, value in settings.items()
                     if name in library.EXPECTATIONS_SPEC and name != "create_missing_indexes"}
     unknown = sorted(set(settings) - set(expectations) - set(EXPECT_CONNECTION) - set(EXPECT_OTHER)

@@ -134,7 +134,7 @@ class Source:
 
     def data_catalog(self, connection: t.Any, database: str) -> t.ContextManager[t.Any]:
         """The live tables or collections of ``database``: names, exact counts, indexes (data expectations)."""
-        raise _data_catalog.unsupported(self.label)
+        raise NotImplementedError
 
 
 class PostgreSQL(Source):
@@ -409,6 +409,9 @@ class Files(Source):
 
     def security(self, target: t.Any, checks: Checks) -> None:
         raise LifeboatError("migration checks compare databases; a files archive is proven by backup_verify")
+
+    def data_catalog(self, connection: t.Any, database: str) -> t.ContextManager[t.Any]:
+        raise _data_catalog.unsupported(self.label)
 
 
 SOURCES: dict[str, Source] = {source.name: source for source in (PostgreSQL(), MongoDB(), Files())}

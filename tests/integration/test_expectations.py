@@ -14,6 +14,7 @@ import sys
 import typing as t
 import urllib.parse
 
+import psycopg
 import pytest
 from psycopg import sql
 
@@ -140,6 +141,18 @@ def test_postgresql_a_unique_index_over_duplicates_fails_and_leaves_no_invalid_i
     assert "b@x" not in result.failures[0]  # no DETAIL line: it shows the duplicated values
     assert pg_indexes(pg, database) == before  # the invalid index the failed concurrent build left was dropped
 
+    with pg.connect(database) as conn:  # an index with the keys asked for that does not count: partial, or invalid
+        conn.execute("CREATE INDEX notes_title_some ON notes (title) WHERE id > 10")
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            conn.execute("CREATE UNIQUE INDEX CONCURRENTLY users_email_left ON users (email)")
+    result = _expectations.check_expectations("postgresql", login, {
+        "database": database, "indexes": [{"on": "notes", "keys": ["title"]},
+                                          {"on": "users", "keys": ["email"], "unique": True}]})
+    assert result.failures == [
+        "index on public.notes (title) missing (index notes_title_some has these keys but is partial)",
+        "unique index on public.users (email) missing (index users_email_left has these keys but is invalid (a failed "
+        "concurrent build: drop it))"]
+
 
 def test_postgresql_counts_against_a_real_backup(pg, pg_app, tmp_path):
     database, login = pg_app
@@ -168,10 +181,11 @@ def test_mongodb_collections_indexes_and_counts(mongo, mongo_app, run_module, tm
     args = {"engine": "mongodb", **login, "database": database}
     manifest = backup("mongodb", login, database, tmp_path / "backups")
 
-    ran = run_module("database_expect", {**args, "present": ["recipes", "ghosts"], "baseline_manifest": manifest,
+    typed = {**{k: v for k, v in args.items() if k != "login_password_file"}, "login_password": HOSTILE}  # masked
+    ran = run_module("database_expect", {**typed, "present": ["recipes", "ghosts"], "baseline_manifest": manifest,
                                          "indexes": [{"collection": "recipes", "keys": ["title", "n"]}]})
     assert ran.rc == 1 and ran.result["failures"] == [f"collection ghosts missing in database {database}",
-                                                      "index on recipes (title, n) missing"], ran.stdout
+                                                      "index on recipes (title, n) missing"], ran.stdout + ran.stderr
     assert ran.result["counts"] == {"recipes": 40, "tags": 2}
     assert_no_secret(ran.stdout, ran.stderr)
 

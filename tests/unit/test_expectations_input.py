@@ -98,18 +98,22 @@ def test_the_healthcheck_role_declares_the_probe_settings_as_the_library_has_the
             assert name not in declared
             continue
         assert declared[name]["type"] == option["type"], name
-    shape = ("type", "elements", "required", "default", "aliases")
-    assert {name: {key: spec.get(key) for key in shape} for name, spec in declared["indexes"]["options"].items()} == {
-        name: {key: spec.get(key) for key in shape} for name, spec in _expectations.INDEX_SPEC.items()}
+    # A role's argument spec takes no aliases: the aliases of `on` are options of their own there.
+    shape = ("type", "elements", "default")
+    library = {name: {key: spec.get(key) for key in shape} for name, spec in _expectations.INDEX_SPEC.items()}
+    library.update({alias: library["on"] for alias in _expectations.INDEX_SPEC["on"]["aliases"]})
+    assert {name: {key: spec.get(key) for key in shape} for name, spec in declared["indexes"]["options"].items()} == library
+    assert declared["indexes"]["options"]["keys"]["required"] is True
     assert set(_probes.EXPECT_CONNECTION) <= set(declared)
 
 
 @pytest.mark.parametrize("extra, message", [
     ({"create_missing_indexes": True}, "create_missing_indexes is for the database_expect module: a probe only reads"),
     ({"indexes": [{"on": "notes"}]}, "indexes[0] needs keys"),
-    ({"ssl_mode": "require", "engine": "mongodb"}, "ssl_mode is a setting of engine postgresql; remove it"),
+    ({"ssl_mode": "require", "engine": "mongodb"}, "ssl_mode is no setting of a MongoDB database_expect probe; remove it"),
     ({"expect_status": [200]}, "unknown setting expect_status of a database_expect probe"),
     ({"engine": None}, "a database_expect probe needs engine"),
+    ({"engine": "files"}, "engine must be one of: postgresql, mongodb, not 'files'"),
 ])
 def test_healthcheck_refuses_a_bad_database_expect_probe_in_one_line(tmp_path, extra, message):
     healthcheck = _load_healthcheck()
