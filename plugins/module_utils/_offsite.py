@@ -629,12 +629,18 @@ def fetch_archive(remote: Remote, name: str, directory: str, s3: t.Any = None) -
 
 
 def _read_signature(s3: t.Any, remote: Remote, name: str) -> bytes | None:
-    """The manifest's signature, or None for an unsigned archive (the restore decides whether that is allowed)."""
-    found = _guarded(remote, f"looking for {name} in", lambda: s3.list_objects_v2(
-        Bucket=remote.bucket, Prefix=remote.key(name), MaxKeys=1))
-    if not any(entry["Key"] == remote.key(name) for entry in found.get("Contents", [])):
-        return None
-    return _read_object(s3, remote, name, f"reading {name} from")
+    """The manifest's signature, or None for an unsigned archive (the restore decides whether that is allowed):
+    one GET, a missing key is the answer, not an error."""
+    from botocore import exceptions as bce  # pylint: disable=import-outside-toplevel
+
+    try:
+        return s3.get_object(Bucket=remote.bucket, Key=remote.key(name))["Body"].read()
+    except bce.ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+            return None
+        raise describe_error(exc, remote, f"reading {name} from") from None
+    except bce.BotoCoreError as exc:
+        raise describe_error(exc, remote, f"reading {name} from") from None
 
 
 def _download_checked(s3: t.Any, remote: Remote, name: str, sha256: str, directory: str) -> None:
