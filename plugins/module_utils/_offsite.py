@@ -799,9 +799,12 @@ def _locked_until(s3: t.Any, remote: Remote, archive: RemoteArchive, now: _dt.da
 
 # ---------------------------------------------------------------------------------------------------- status
 
-def remote_status(remote: Remote, job: str | None = None, s3: t.Any = None) -> dict[str, t.Any]:
-    """The remote side for status and metrics: newest complete verified copy, counts, bytes (old versions too)."""
+def remote_status(remote: Remote, job: str | None = None, s3: t.Any = None,
+                  now: _dt.datetime | None = None) -> dict[str, t.Any]:
+    """The remote side for status and metrics: newest complete verified copy (and its age), counts, bytes (old
+    versions too)."""
     s3 = s3 or client(remote)
+    now = now or _manifest.utc_now()
     listing = list_remote(s3, remote, job)
     complete = [archive for archive in listing.archives if not archive.problem]
     verified = [archive for archive in complete if archive.as_catalog().verified]
@@ -813,7 +816,9 @@ def remote_status(remote: Remote, job: str | None = None, s3: t.Any = None) -> d
         paginator = s3.get_paginator("list_object_versions")
         for page in paginator.paginate(Bucket=remote.bucket, Prefix=remote.prefix):
             noncurrent += sum(int(version.get("Size", 0)) for version in page.get("Versions", [])
-                              if not version.get("IsLatest"))
+                              if not version.get("IsLatest") and (job is None or _job_of(
+                                  version["Key"][len(remote.prefix):].removesuffix(_signing.SIGNATURE_SUFFIX)
+                                  .removesuffix(_manifest.MANIFEST_SUFFIX)) == job))
     except (bce.BotoCoreError, bce.ClientError):  # a store without versioning support: nothing to add
         noncurrent = 0
     return {
@@ -823,7 +828,8 @@ def remote_status(remote: Remote, job: str | None = None, s3: t.Any = None) -> d
         "incomplete": [archive.name for archive in listing.archives if archive.problem],
         "newest_verified": newest.name if newest else None,
         "newest_verified_started_at": _manifest.iso(newest.started_at) if newest else None,
-        "stored_bytes": listing.stored_bytes,
+        "newest_verified_age_hours": round((now - newest.started_at).total_seconds() / 3600, 2) if newest else None,
+        "stored_bytes": sum(archive.bytes for archive in listing.archives) if job else listing.stored_bytes,
         "noncurrent_version_bytes": noncurrent,
         "open_uploads": len(listing.uploads),
     }
@@ -832,32 +838,44 @@ def remote_status(remote: Remote, job: str | None = None, s3: t.Any = None) -> d
 OFFSITE_RECORD = ".lifeboat-offsite-last-copy.json"
 
 
-def record_copy(destination: str, ok: bool, failure: str | None = None) -> None:
-    """The outcome of the newest copy to the bucket, beside the archives, for status (last upload failure)."""
+def _record_path(destination: str, job: str | None) -> str:
+    return os.path.join(destination, OFFSITE_RECORD.replace(".json", f"-{job}.json") if job else OFFSITE_RECORD)
+
+
+def record_copy(destination: str, ok: bool, failure: str | None = None, job: str | None = None) -> None:
+    """The outcome of the newest copy to the bucket (of ``job``, or of the whole destination), beside the archives,
+    for status: the last failure stays recorded after later successes (when and why), for the metrics."""
     from ._files import write_file_atomic  # pylint: disable=import-outside-toplevel
 
-    record = {"at": _manifest.iso(_manifest.utc_now()), "ok": ok, "failure": failure}
+    at = _manifest.iso(_manifest.utc_now())
+    previous = last_copy(destination, job, exact=True) or {}
+    record = {"at": at, "ok": ok, "failure": failure,
+              "last_failure": {"at": at, "failure": failure} if not ok else previous.get("last_failure")}
     if os.path.isdir(destination):
-        write_file_atomic(os.path.join(destination, OFFSITE_RECORD), json.dumps(record).encode("utf-8"), 0o600)
+        write_file_atomic(_record_path(destination, job), json.dumps(record).encode("utf-8"), 0o600)
 
 
-def last_copy(destination: str) -> dict[str, t.Any] | None:
-    try:
-        with open(os.path.join(destination, OFFSITE_RECORD), encoding="utf-8") as handle:
-            record = json.load(handle)
-    except (OSError, ValueError):
-        return None
-    return record if isinstance(record, dict) else None
+def last_copy(destination: str, job: str | None = None, exact: bool = False) -> dict[str, t.Any] | None:
+    """The record of ``job``'s last copy, else (unless ``exact``) the destination's (a copy of all its jobs)."""
+    for path in [_record_path(destination, job)] + ([] if exact or not job else [_record_path(destination, None)]):
+        try:
+            with open(path, encoding="utf-8") as handle:
+                record = json.load(handle)
+        except (OSError, ValueError):
+            continue
+        if isinstance(record, dict):
+            return record
+    return None
 
 
 def offsite_health(destination: str, remote: Remote, max_delay_hours: float = 26.0,
-                   now: _dt.datetime | None = None, s3: t.Any = None) -> dict[str, t.Any]:
-    """The remote side of a destination's health: CRITICAL when the newest local verified archive has not reached
-    the bucket within ``max_delay_hours`` of its end, or the bucket cannot be read; WARNING for incomplete
-    uploads and a failed last copy."""
+                   now: _dt.datetime | None = None, s3: t.Any = None, job: str | None = None) -> dict[str, t.Any]:
+    """The remote side of a destination's health (of ``job``'s archives alone when given): CRITICAL when the newest
+    local verified archive has not reached the bucket within ``max_delay_hours`` of its end, or the bucket cannot
+    be read; WARNING for incomplete uploads and a failed last copy."""
     now = now or _manifest.utc_now()
-    health: dict[str, t.Any] = {"url": remote.url(), "state": _catalog.OK, "reasons": [], "remote": None,
-                                "last_copy": last_copy(destination)}
+    health: dict[str, t.Any] = {"url": remote.url(), "job": job, "state": _catalog.OK, "reasons": [], "remote": None,
+                                "last_copy": last_copy(destination, job)}
 
     def add(state: str, message: str) -> None:
         health["reasons"].append({"severity": state, "message": message})
@@ -866,13 +884,13 @@ def offsite_health(destination: str, remote: Remote, max_delay_hours: float = 26
 
     try:
         s3 = s3 or client(remote)
-        health["remote"] = remote_status(remote, s3=s3)
-        present = {archive.name for archive in list_remote(s3, remote, read_manifests=False).archives
+        health["remote"] = remote_status(remote, job=job, s3=s3, now=now)
+        present = {archive.name for archive in list_remote(s3, remote, job, read_manifests=False).archives
                    if not archive.problem}
     except LifeboatError as exc:
         add(_catalog.CRITICAL, str(exc))
         return health
-    local = [archive for archive in _catalog.scan(destination).archives if archive.verified] if os.path.isdir(
+    local = [archive for archive in _catalog.scan(destination, job).archives if archive.verified] if os.path.isdir(
         destination) else []
     if local:
         newest = local[-1]
@@ -888,28 +906,57 @@ def offsite_health(destination: str, remote: Remote, max_delay_hours: float = 26
     return health
 
 
-def offsite_metrics_text(destination: str, health: dict[str, t.Any]) -> str:
-    """Gauges of the remote side, in the labels of _status's metrics (destination), for the textfile collector."""
+def describe_health(health: dict[str, t.Any]) -> str:
+    """One line of the remote side for ``lifeboat status``: the newest verified copy, its age, the counts and
+    bytes, and what is wrong."""
+    remote = health.get("remote")
+    if not remote:
+        return health["reasons"][0]["message"] if health["reasons"] else f"{health['url']} not read"
+    newest = (f"newest verified copy {remote['newest_verified']}, {remote['newest_verified_age_hours']:.1f} h old"
+              if remote["newest_verified"] else "no verified copy")
+    line = (f"{newest}; {remote['verified']} verified of {remote['archives']} archives, "
+            f"{_catalog.human_size(remote['stored_bytes'])} in {health['url']}")
+    return "; ".join([line, *(reason["message"] for reason in health["reasons"])])
+
+
+def offsite_metrics_text(entries: t.Iterable[tuple[str, dict[str, t.Any]]]) -> str:
+    """Gauges of the remote side for the textfile collector, one series per (destination, health) entry, labelled
+    as _status's metrics (destination, and job when the health is a job's) plus the bucket's url."""
     from . import _prometheus  # pylint: disable=import-outside-toplevel
 
-    labels = {"destination": destination, "url": health["url"]}
-    remote = health.get("remote") or {}
-    started = _catalog.parse_time(remote.get("newest_verified_started_at"))
-    record = health.get("last_copy") or {}
-    failed_at = _catalog.parse_time(record.get("at")) if record and not record.get("ok") else None
-    series = [
-        ("lifeboat_offsite_status", "Health of the off-site copies: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.",
-         {_catalog.OK: 0, _catalog.WARNING: 1, _catalog.CRITICAL: 2}.get(health["state"], 3)),
-        ("lifeboat_offsite_archives", "Complete archives in the bucket.", remote.get("archives")),
-        ("lifeboat_offsite_verified_archives", "Complete archives in the bucket whose manifest records a passed "
-         "verification.", remote.get("verified")),
-        ("lifeboat_offsite_last_verified_start_timestamp_seconds", "Start of the newest verified archive in the "
-         "bucket.", started.timestamp() if started else None),
-        ("lifeboat_offsite_stored_bytes", "Bytes of the current objects under the prefix.", remote.get("stored_bytes")),
-        ("lifeboat_offsite_noncurrent_bytes", "Bytes of older object versions kept by bucket versioning.",
-         remote.get("noncurrent_version_bytes")),
-        ("lifeboat_offsite_last_copy_failure_timestamp_seconds", "When the last copy failed (absent when it "
-         "succeeded).", failed_at.timestamp() if failed_at else None),
-    ]
-    return _prometheus.text((name, help_text, [(labels, value)] if value is not None else [])
-                            for name, help_text, value in series)
+    families: dict[str, tuple[str, list[tuple[dict[str, str], float | int]]]] = {}
+
+    def add(name: str, help_text: str, labels: dict[str, str], value: float | int | None) -> None:
+        series = families.setdefault(name, (help_text, []))[1]
+        if value is not None:
+            series.append((labels, value))
+
+    for destination, health in entries:
+        labels = {"destination": destination, **({"job": health["job"]} if health.get("job") else {}),
+                  "url": health["url"]}
+        remote = health.get("remote") or {}
+        started = _catalog.parse_time(remote.get("newest_verified_started_at"))
+        record = health.get("last_copy") or {}
+        copied_at = _catalog.parse_time(record.get("at"))
+        failed_at = _catalog.parse_time((record.get("last_failure") or {}).get("at")) or (
+            copied_at if record and not record.get("ok") else None)
+        add("lifeboat_offsite_status", "Health of the off-site copies: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.",
+            labels, {_catalog.OK: 0, _catalog.WARNING: 1, _catalog.CRITICAL: 2}.get(health["state"], 3))
+        add("lifeboat_offsite_archives", "Complete archives in the bucket.", labels, remote.get("archives"))
+        add("lifeboat_offsite_verified_archives", "Complete archives in the bucket whose manifest records a passed "
+            "verification.", labels, remote.get("verified"))
+        add("lifeboat_offsite_last_verified_start_timestamp_seconds", "Start of the newest verified archive in the "
+            "bucket (its age: time() minus this).", labels, started.timestamp() if started else None)
+        add("lifeboat_offsite_stored_bytes", "Bytes of the current objects of the archives in the bucket.", labels,
+            remote.get("stored_bytes"))
+        add("lifeboat_offsite_noncurrent_bytes", "Bytes of older object versions kept by bucket versioning.", labels,
+            remote.get("noncurrent_version_bytes"))
+        add("lifeboat_offsite_incomplete_archives", "Archives in the bucket without their manifest (an upload that "
+            "did not finish).", labels, len(remote["incomplete"]) if "incomplete" in remote else None)
+        add("lifeboat_offsite_last_copy_success", "1 when the last copy to the bucket succeeded, 0 when it failed.",
+            labels, int(bool(record.get("ok"))) if record else None)
+        add("lifeboat_offsite_last_copy_timestamp_seconds", "When the last copy to the bucket ended.", labels,
+            copied_at.timestamp() if copied_at else None)
+        add("lifeboat_offsite_last_copy_failure_timestamp_seconds", "When a copy to the bucket last failed (absent "
+            "when none did).", labels, failed_at.timestamp() if failed_at else None)
+    return _prometheus.text((name, help_text, series) for name, (help_text, series) in families.items())

@@ -16,6 +16,7 @@ import time
 
 import pytest
 from s3server import ACCESS_KEY, SECRET_KEY, free_port  # pylint: disable=import-error
+from test_backup_status import promtool_check  # pylint: disable=import-error
 from test_prune import dated_series, verify  # pylint: disable=import-error
 
 from ansible_collections.lifeboat.ops.plugins.module_utils import _manifest, _offsite
@@ -367,9 +368,11 @@ def test_the_host_command_copies_prunes_fetches_and_the_status_module_sees_the_r
     config.write_text(json.dumps({"jobs": {"journal": {
         "engine": "postgresql", "database": PG_SOURCE, "destination": str(destination), **pg.login(),
         "verify": {"level": "structure"}, "retention": {"keep_last": 1}, "offsite": offsite}}}))
-    for command in ("backup", "verify", "copy"):
-        done = lifeboat(host, command, "--config", str(config))
-        assert done.returncode == 0, done.stdout + done.stderr
+    unreachable = tmp_path / "unreachable.yml"
+    unreachable.write_text(config.read_text().replace(remote["endpoint_url"], f"http://127.0.0.1:{free_port()}"))
+    for command, config_file in (("backup", config), ("verify", config), ("copy", unreachable), ("copy", config)):
+        done = lifeboat(host, command, "--config", str(config_file))
+        assert done.returncode == (1 if config_file == unreachable else 0), done.stdout + done.stderr
     assert "copied journal-" in done.stdout + done.stderr
     status = run_module("backup_status", {"destination": str(destination), "offsite": remote,
                                           "metrics_file": str(tmp_path / "lifeboat.prom")})
@@ -377,6 +380,20 @@ def test_the_host_command_copies_prunes_fetches_and_the_status_module_sees_the_r
     assert status.result["offsite"]["remote"]["verified"] == 1
     metrics = (tmp_path / "lifeboat.prom").read_text()
     assert "lifeboat_offsite_verified_archives{" in metrics and "lifeboat_offsite_stored_bytes{" in metrics
+    # The host's own status: the remote side per job (age and count of the newest verified copy, bytes), in its
+    # exit code and its metrics; the failed copy before the good one stays recorded for the metrics.
+    shown = lifeboat(host, "status", "--config", str(config), "--metrics-file", str(tmp_path / "host.prom"))
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    line = [text for text in shown.stdout.splitlines() if text.startswith("journal: off site OK: ")]
+    assert line and "newest verified copy journal-" in line[0] and "h old; 1 verified of 1 archives" in line[0], shown.stdout
+    host_metrics = (tmp_path / "host.prom").read_text()
+    assert promtool_check(host_metrics).returncode == 0, promtool_check(host_metrics).stderr
+    stored = sum(size for name, size in keys(s3_server, remote).items())
+    labels = f'{{destination="{destination}",job="journal",url="s3://{remote["bucket"]}/db1/jobs/"}}'
+    for sample in (f"lifeboat_offsite_status{labels} 0", f"lifeboat_offsite_verified_archives{labels} 1",
+                   f"lifeboat_offsite_stored_bytes{labels} {stored}", f"lifeboat_offsite_last_copy_success{labels} 1",
+                   f"lifeboat_offsite_last_copy_failure_timestamp_seconds{labels} "):
+        assert sample in host_metrics, host_metrics
 
     # A second day: the bucket mirrors keep_last=1 once the new archive is verified and copied.
     time.sleep(1.1)  # archive names carry the start second
@@ -395,6 +412,11 @@ def test_the_host_command_copies_prunes_fetches_and_the_status_module_sees_the_r
     late = run_module("backup_status", {"destination": str(tmp_path / "f"), "offsite": {**remote, "prefix": "other"},
                                         "offsite_max_delay_hours": 0.0001})
     assert late.result["offsite"]["state"] == "CRITICAL" and "has not reached" in late.result["summary"], late.result
+    config.write_text(config.read_text().replace('"prefix": "db1/jobs"', '"prefix": "other", "max_delay_hours": 0.0001')
+                      .replace(str(destination), str(tmp_path / "f")))
+    shown = lifeboat(host, "status", "--config", str(config))
+    assert shown.returncode == 2 and "journal: off site CRITICAL: " in shown.stdout, shown.stdout + shown.stderr
+    assert "has not reached" in shown.stdout.splitlines()[0], shown.stdout
 
 
 def test_the_backup_playbook_copies_each_verified_archive_off_site(pg, mongo, s3_server, remote, run_playbook,
