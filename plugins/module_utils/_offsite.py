@@ -43,6 +43,9 @@ DEFAULT_PART_SIZE = 16 * MIB
 # Parts in flight at once (each held in memory: UPLOAD_THREADS x part size).
 UPLOAD_THREADS = 8
 LOCK_MODES = ("GOVERNANCE", "COMPLIANCE")
+# What the store verifies on receipt: SHA-256 (flexible checksums), or Content-MD5 per request for stores without
+# them; either way the whole file's SHA-256 is checked against the manifest as it is read for the upload.
+CHECKSUMS = ("sha256", "md5")
 # Incomplete multipart uploads older than this are aborted by prune (younger ones may belong to a running copy).
 STALE_UPLOAD_HOURS = 24
 _READ_BLOCK = 4 * MIB
@@ -60,6 +63,7 @@ def remote_spec() -> dict[str, t.Any]:
         "lock_mode": {"type": "str", "choices": list(LOCK_MODES)},
         "lock_days": {"type": "int"},
         "part_size_mib": {"type": "int", "default": DEFAULT_PART_SIZE // MIB},
+        "checksum": {"type": "str", "default": "sha256", "choices": list(CHECKSUMS)},
     }
 
 
@@ -76,6 +80,7 @@ class Remote:
     lock_mode: str | None = None
     lock_days: int | None = None
     part_size: int = DEFAULT_PART_SIZE
+    checksum: str = "sha256"
 
     @classmethod
     def from_options(cls, options: t.Mapping[str, t.Any]) -> Remote:
@@ -94,10 +99,23 @@ class Remote:
         part_mib = int(options.get("part_size_mib") or DEFAULT_PART_SIZE // MIB)
         if not 5 <= part_mib <= 5120:
             raise LifeboatError(f"part_size_mib is {part_mib}; S3 takes parts of 5 to 5120 MiB")
+        checksum = options.get("checksum") or "sha256"
+        if checksum not in CHECKSUMS:
+            raise LifeboatError(f"checksum must be one of {', '.join(CHECKSUMS)}, not '{checksum}'")
         return cls(bucket=bucket, prefix=f"{prefix}/" if prefix else "", endpoint_url=options.get("endpoint_url") or None,
                    region=options.get("region") or None, path_style=bool(options.get("path_style")),
                    credentials_file=options.get("credentials_file") or None, lock_mode=lock_mode or None,
-                   lock_days=lock_days, part_size=part_mib * MIB)
+                   lock_days=lock_days, part_size=part_mib * MIB, checksum=checksum)
+
+    @property
+    def md5(self) -> bool:
+        return self.checksum == "md5"
+
+    def integrity(self, data_digest: bytes, md5_digest: bytes | None) -> dict[str, str]:
+        """The request argument the store checks the body against: ChecksumSHA256, or ContentMD5."""
+        if self.md5:
+            return {"ContentMD5": _b64(md5_digest or b"")}
+        return {"ChecksumSHA256": _b64(data_digest)}
 
     def key(self, name: str) -> str:
         return self.prefix + name
@@ -151,13 +169,18 @@ def client(remote: Remote) -> t.Any:
         keys = {"aws_access_key_id": key_id, "aws_secret_access_key": secret, "aws_session_token": token}
     else:
         register_secret(os.environ.get("AWS_SECRET_ACCESS_KEY"), os.environ.get("AWS_SESSION_TOKEN"))
-    config = Config(
-        s3={"addressing_style": "path" if remote.path_style else "auto"},
-        retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=10, read_timeout=120,
-        # We send SHA-256 ourselves; the SDK's own CRC32 on every request would only cost time.
-        request_checksum_calculation="when_required", response_checksum_validation="when_required",
-        max_pool_connections=16,
-    )
+    settings: dict[str, t.Any] = {
+        "s3": {"addressing_style": "path" if remote.path_style else "auto"},
+        "retries": {"max_attempts": 3, "mode": "standard"}, "connect_timeout": 10, "read_timeout": 120,
+        "max_pool_connections": 16,
+        # We send SHA-256 (or MD5) ourselves; the SDK's own CRC32 on every request would only cost time.
+        "request_checksum_calculation": "when_required", "response_checksum_validation": "when_required",
+    }
+    try:
+        config = Config(**settings)
+    except TypeError:  # botocore before 1.36 (Debian 12's python3-boto3) has no such settings, and no CRC32 either
+        config = Config(**{key: value for key, value in settings.items() if not key.endswith("_checksum_calculation")
+                           and not key.endswith("_checksum_validation")})
     session = boto3.session.Session(**keys)
     return session.client("s3", endpoint_url=remote.endpoint_url, region_name=remote.region or "us-east-1",
                           config=config)
@@ -418,10 +441,10 @@ def copy_archive(s3: t.Any, remote: Remote, archive_path: str, result: CopyResul
     manifest["offsite"] = {"url": remote.url(), "fetch_commands": fetch_lines}
     _manifest.write(manifest_path, manifest)
     body = _manifest.encode(manifest)
-    digest = hashlib.sha256(body).digest()
+    integrity = remote.integrity(hashlib.sha256(body).digest(), hashlib.md5(body, usedforsecurity=False).digest())
     _guarded(remote, "uploading the manifest to", lambda: s3.put_object(
         Bucket=remote.bucket, Key=remote.key(manifest["archive"]["file"] + _manifest.MANIFEST_SUFFIX), Body=body,
-        ChecksumSHA256=_b64(digest), ContentType="application/json", **_lock_args(remote)))
+        ContentType="application/json", **integrity, **_lock_args(remote)))
 
 
 def _lock_args(remote: Remote) -> dict[str, t.Any]:
@@ -446,31 +469,45 @@ def upload_file(s3: t.Any, remote: Remote, path: str, sha256: str, result: CopyR
     except OSError as exc:
         raise LifeboatError(f"cannot read {path}: {exc.strerror}") from exc
     if size <= remote.part_size:
-        _guarded(remote, f"uploading {name} to", lambda: _put_single(s3, remote, path, key, sha256))
-        expected = _b64(bytes.fromhex(sha256))
+        expected = _guarded(remote, f"uploading {name} to", lambda: _put_single(s3, remote, path, key, sha256))
     else:
         expected = _guarded(remote, f"uploading {name} to",
                             lambda: _put_multipart(s3, remote, path, key, size, sha256, result))
     head = _guarded(remote, "checking", lambda: s3.head_object(Bucket=remote.bucket, Key=key, ChecksumMode="ENABLED"))
-    recorded = head.get("ChecksumSHA256")
+    # With Content-MD5 the store's record is the ETag: the MD5 of the object, or of its parts' MD5s then -N.
+    recorded = head.get("ETag", "").strip('"') if remote.md5 else head.get("ChecksumSHA256")
     if recorded != expected or int(head.get("ContentLength", -1)) != size:
+        hint = "" if remote.md5 or recorded else "; the store keeps no SHA-256 checksums: set checksum to md5"
         raise LifeboatError(f"{remote.url(name)} records checksum {recorded} and {head.get('ContentLength')} bytes "
-                            f"after the upload, not {expected} and {size}; the copy is not trusted")
+                            f"after the upload, not {expected} and {size}; the copy is not trusted{hint}")
     result.bytes_sent += size
 
 
-def _put_single(s3: t.Any, remote: Remote, path: str, key: str, sha256: str) -> None:
+def _put_single(s3: t.Any, remote: Remote, path: str, key: str, sha256: str) -> str:
+    """One request; returns what the store should record (the SHA-256, or with Content-MD5 the ETag)."""
     from botocore import exceptions as bce  # pylint: disable=import-outside-toplevel
 
+    md5 = None
+    if remote.md5:  # the MD5 is read from the file itself, which must still be the manifest's
+        sums = [hashlib.sha256(), hashlib.md5(usedforsecurity=False)]
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(_READ_BLOCK), b""):
+                for item in sums:
+                    item.update(block)
+        if sums[0].hexdigest() != sha256:
+            raise LifeboatError(f"{path} does not match its manifest's sha256 (it changed after the backup); it is not "
+                                "copied: verify it")
+        md5 = sums[1].digest()
     with open(path, "rb") as handle:
         try:
-            s3.put_object(Bucket=remote.bucket, Key=key, Body=handle, ChecksumSHA256=_b64(bytes.fromhex(sha256)),
-                          **_lock_args(remote))
+            s3.put_object(Bucket=remote.bucket, Key=key, Body=handle,
+                          **remote.integrity(bytes.fromhex(sha256), md5), **_lock_args(remote))
         except bce.ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("BadDigest", "InvalidRequest", "XAmzContentChecksumMismatch"):
                 raise LifeboatError(f"{path} does not match its manifest's sha256 (the store refused it); it changed "
                                     "after the backup: verify it") from None
             raise
+    return md5.hex() if md5 else _b64(bytes.fromhex(sha256))
 
 
 def _file_sha256(path: str) -> str:
@@ -488,9 +525,10 @@ def _put_multipart(s3: t.Any, remote: Remote, path: str, key: str, size: int, sh
     count = -(-size // remote.part_size)
     upload_id, existing = _open_upload(s3, remote, key)
     if upload_id is None:
-        upload_id = s3.create_multipart_upload(Bucket=remote.bucket, Key=key, ChecksumAlgorithm="SHA256",
+        algorithm = {} if remote.md5 else {"ChecksumAlgorithm": "SHA256"}
+        upload_id = s3.create_multipart_upload(Bucket=remote.bucket, Key=key, **algorithm,
                                                **_lock_args(remote))["UploadId"]
-    digests: dict[int, bytes] = {}
+    digests: dict[int, bytes] = {}  # per part: its SHA-256, or with Content-MD5 its MD5
 
     def send(number: int) -> dict[str, t.Any]:
         offset = (number - 1) * remote.part_size
@@ -500,15 +538,20 @@ def _put_multipart(s3: t.Any, remote: Remote, path: str, key: str, size: int, sh
             body = os.pread(fd, length, offset)
         finally:
             os.close(fd)
-        digest = hashlib.sha256(body).digest()  # hashlib lets other threads run meanwhile
+        # hashlib lets other threads run meanwhile
+        digest = (hashlib.md5(body, usedforsecurity=False) if remote.md5 else hashlib.sha256(body)).digest()
         digests[number] = digest
         known = existing.get(number)
-        if known and known.get("ChecksumSHA256") == _b64(digest) and int(known.get("Size", -1)) == length:
+        recorded = known and (known.get("ETag", "").strip('"') == digest.hex() if remote.md5
+                              else known.get("ChecksumSHA256") == _b64(digest))
+        if known and recorded and int(known.get("Size", -1)) == length:
             result.resumed_parts += 1
-            return {"PartNumber": number, "ETag": known["ETag"], "ChecksumSHA256": known["ChecksumSHA256"]}
+            return {"PartNumber": number, "ETag": known["ETag"],
+                    **({} if remote.md5 else {"ChecksumSHA256": known["ChecksumSHA256"]})}
+        integrity = {"ContentMD5": _b64(digest)} if remote.md5 else {"ChecksumSHA256": _b64(digest)}
         answer = s3.upload_part(Bucket=remote.bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=body,
-                                ChecksumSHA256=_b64(digest))
-        return {"PartNumber": number, "ETag": answer["ETag"], "ChecksumSHA256": _b64(digest)}
+                                **integrity)
+        return {"PartNumber": number, "ETag": answer["ETag"], **({} if remote.md5 else integrity)}
 
     with ThreadPoolExecutor(max_workers=UPLOAD_THREADS + 1) as pool:
         whole = pool.submit(_file_sha256, path)
@@ -519,7 +562,10 @@ def _put_multipart(s3: t.Any, remote: Remote, path: str, key: str, size: int, sh
         raise LifeboatError(f"{path} does not match its manifest's sha256 (it changed after the backup); it is not "
                             "copied: verify it")
     s3.complete_multipart_upload(Bucket=remote.bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts})
-    return f"{_b64(hashlib.sha256(b''.join(digests[n] for n in range(1, count + 1))).digest())}-{count}"
+    joined = b"".join(digests[n] for n in range(1, count + 1))
+    if remote.md5:
+        return f"{hashlib.md5(joined, usedforsecurity=False).hexdigest()}-{count}"
+    return f"{_b64(hashlib.sha256(joined).digest())}-{count}"
 
 
 def _open_upload(s3: t.Any, remote: Remote, key: str) -> tuple[str | None, dict[int, dict[str, t.Any]]]:
@@ -579,11 +625,12 @@ def _check_object(s3: t.Any, remote: Remote, name: str, sha256: str, download: b
     head = _guarded(remote, "checking", lambda: s3.head_object(Bucket=remote.bucket, Key=remote.key(name),
                                                                ChecksumMode="ENABLED"))
     recorded = head.get("ChecksumSHA256")
-    if not recorded:
-        return f"{name} has no SHA-256 checksum remotely (it was rewritten by something else than lifeboat)"
-    if "-" not in recorded and recorded != _b64(bytes.fromhex(sha256)):
+    if not recorded and not download:
+        # Sent with Content-MD5 (a store without flexible checksums): only the bytes can be held to the manifest.
+        return _check_object(s3, remote, name, sha256, True)
+    if recorded and "-" not in recorded and recorded != _b64(bytes.fromhex(sha256)):
         return f"{name} remotely has SHA-256 {base64.b64decode(recorded).hex()}, its manifest says {sha256}"
-    if "-" in recorded or download:
+    if not recorded or "-" in recorded or download:
         # A multipart object's checksum is over its parts: read the object and compare the whole.
         whole = hashlib.sha256()
         body = _guarded(remote, "reading", lambda: s3.get_object(Bucket=remote.bucket, Key=remote.key(name))["Body"])
