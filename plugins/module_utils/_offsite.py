@@ -170,7 +170,11 @@ def client(remote: Remote) -> t.Any:
     else:
         register_secret(os.environ.get("AWS_SECRET_ACCESS_KEY"), os.environ.get("AWS_SESSION_TOKEN"))
     settings: dict[str, t.Any] = {
-        "s3": {"addressing_style": "path" if remote.path_style else "auto"},
+        # payload_signing_enabled False: no SHA-256 of every body for the request signature (botocore does it over
+        # http, and over https unless Content-MD5 is set), on this side and the store's. Every upload already carries
+        # ChecksumSHA256 or Content-MD5, a signed header the store checks the body against; the other bodies
+        # (complete_multipart_upload's list of parts) are proven by the object's checksum compared after upload.
+        "s3": {"addressing_style": "path" if remote.path_style else "auto", "payload_signing_enabled": False},
         "retries": {"max_attempts": 3, "mode": "standard"}, "connect_timeout": 10, "read_timeout": 120,
         "max_pool_connections": 16,
         # We send SHA-256 (or MD5) ourselves; the SDK's own CRC32 on every request would only cost time.

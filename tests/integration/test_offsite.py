@@ -454,6 +454,11 @@ def test_the_schedule_runs_the_copy_after_verify_and_before_prune_with_a_config_
                     "src": os.path.join(role, "templates", "lifeboat-backup.service.j2"),
                     "dest": str(units / f"{job['name']}.service"), "mode": "0644"},
                  "vars": {**variables, "job": job}} for job in jobs]}
+    # The status unit reads the bucket when a job copies off site (network), and only then.
+    play["tasks"] += [{"name": f"Status unit {name}", "ansible.builtin.template": {
+        "src": os.path.join(role, "templates", "lifeboat-status.service.j2"), "dest": str(units / f"status-{name}"),
+        "mode": "0644"}, "vars": {**variables, "backup_schedule_jobs": schedule}}
+        for name, schedule in (("offsite", "{{ schedule_jobs }}"), ("local", "{{ schedule_jobs[1:] }}"))]
     done, _results = run_play(tmp_path, play, {"schedule_jobs": jobs})
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr
     check = subprocess.run([sys.executable, os.path.join(REPO_ROOT, "bin", "lifeboat"), "check", "--config",
@@ -464,6 +469,10 @@ def test_the_schedule_runs_the_copy_after_verify_and_before_prune_with_a_config_
     assert steps == ["backup", "verify", "copy", "prune"]
     assert "copy" not in (units / "plain.service").read_text().split("ExecStart=")[-1]
     assert SECRET_KEY not in config.read_text() + (units / "journal.service").read_text()
+    status_units = {name: (units / f"status-{name}").read_text() for name in ("offsite", "local")}
+    assert "PrivateNetwork=yes" not in status_units["offsite"] and "PrivateNetwork=yes" in status_units["local"]
+    assert "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6\n" in status_units["offsite"], status_units["offsite"]
+    assert "RestrictAddressFamilies=AF_UNIX\n" in status_units["local"], status_units["local"]
 
 
 def test_a_signed_archive_keeps_its_signature_through_the_bucket(s3_server, remote, run_module, tmp_path):
