@@ -91,7 +91,7 @@ options:
   allow_unsigned:
     description:
       - With O(trusted_signers) or O(signing_key_file), also accept archives that carry no signature at all (made
-        before signing was turned on): the operator's explicit word. A signature that does not verify is refused
+        before signing was turned on), the operator's explicit word. A signature that does not verify is refused
         all the same.
     type: bool
     default: false

@@ -523,7 +523,7 @@ def test_content_md5_for_stores_without_flexible_checksums(s3_server, remote, ru
     """checksum: md5 (forced here against versitygw, which has both): every request carries Content-MD5 that the
     store checks, the ETag is compared after upload, and remote verify reads the objects back; a rewrite is found."""
     s3 = s3_server.client()
-    with pytest.raises(s3.exceptions.ClientError, match="BadDigest|InvalidDigest"):  # the store checks Content-MD5
+    with pytest.raises(s3.exceptions.ClientError, match=r"BadDigest|InvalidDigest"):  # the store checks Content-MD5
         s3.put_object(Bucket=remote["bucket"], Key="probe", Body=b"x", ContentMD5="AAAAAAAAAAAAAAAAAAAAAA==")
     destination, archive = big_files_archive(run_module, tmp_path, 12)
     name = os.path.basename(archive)
