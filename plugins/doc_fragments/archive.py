@@ -76,18 +76,27 @@ options:
         (C(ssh-keygen -Y verify), namespace C(lifeboat-manifest)), checked before anything else is read or written;
         an archive and manifest rewritten by someone who holds only the age recipient are refused, and so is an
         unsigned archive unless O(allow_unsigned) is set.
-      - When empty, signatures are not checked (results say V(not checked)).
+      - When empty and O(signing_key_file) is given, the public half of that key is the trusted signer.
+      - When both are empty, signatures are not checked (results say V(not checked)).
     type: list
     elements: str
     default: []
+  signing_key_file:
+    description:
+      - The OpenSSH private key file this host signs its manifests with (a job's C(signing_key_file)). When
+        O(trusted_signers) is empty, its public half (C(ssh-keygen -y)) is the trusted signer, so a job proves its own
+        archives and refuses unsigned ones; the key itself is only read by C(ssh-keygen).
+      - On another host than the one that signs, give O(trusted_signers) (the key's C(.pub) line) instead.
+    type: path
   allow_unsigned:
     description:
-      - With O(trusted_signers), also accept archives that carry no signature at all (made before signing was
-        turned on). A signature that does not verify is refused all the same.
+      - With O(trusted_signers) or O(signing_key_file), also accept archives that carry no signature at all (made
+        before signing was turned on), the operator's explicit word. A signature that does not verify is refused
+        all the same.
     type: bool
     default: false
 requirements:
-  - C(ssh-keygen) (OpenSSH) when O(trusted_signers) is given.
+  - C(ssh-keygen) (OpenSSH) when O(trusted_signers) or O(signing_key_file) is given.
 """
 
     # How restore modules read an archive.

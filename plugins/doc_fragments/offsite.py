@@ -55,6 +55,20 @@ options:
       - Part size of multipart uploads in MiB (5 to 5120); files up to one part are uploaded in one request.
     type: int
     default: 16
+  checksum:
+    description:
+      - What the store checks each upload request against on receipt. V(sha256) sends SHA-256 checksums (S3's
+        flexible checksums), which the store also records, so remote verification compares them without reading the
+        objects back.
+      - V(md5) is for stores without flexible checksums (they ignore or refuse SHA-256 headers) - each request
+        carries Content-MD5, the object's ETag is compared after upload, and remote verification reads the objects
+        back to compare them with the manifest's sha256. Not for buckets with SSE-KMS or SSE-C, whose ETags are not
+        MD5s.
+      - Either way, each file's SHA-256 is compared with its manifest as it is read for the upload, so a file that
+        changed since its backup is never copied.
+    type: str
+    choices: [sha256, md5]
+    default: sha256
 requirements:
   - boto3 on the managed host
 """

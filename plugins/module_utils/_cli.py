@@ -310,11 +310,19 @@ def run_status(config: _config.Config, args: argparse.Namespace, output: Output)
         reports.append(_status.evaluate(
             destination, [job.params["job"] for job in jobs], now=now,
             job_options={job.params["job"]: _status.StatusOptions.from_options(job.status) for job in jobs}))
-    state = _status.worst(report["state"] for report in reports)
+    # The remote side of each job with an enabled offsite section: its own state, folded into the exit code.
+    remote_sides = [(job, _offsite.offsite_health(job.destination, _offsite.Remote.from_options(job.offsite),
+                                                  float(job.offsite.get("max_delay_hours") or 26.0), now=now,
+                                                  job=job.params["job"]))
+                    for job in config.selected(args.job) if job.offsite.get("enabled")]
+    state = _status.worst([*(report["state"] for report in reports), *(health["state"] for _job, health in remote_sides)])
     metrics_file = args.metrics_file or config.metrics_file
     if metrics_file:
-        _status.write_metrics(metrics_file, _status.metrics_text(reports, now))
+        _status.write_metrics(metrics_file, _status.metrics_text(reports, now) + (_offsite.offsite_metrics_text(
+            [(job.destination, health) for job, health in remote_sides]) if remote_sides else ""))
     summaries = [_status.summary_detail(report) for report in reports]
+    summaries += [f"{job.name} off site: {health['reasons'][0]['message']}" for job, health in remote_sides
+                  if health["reasons"] and health["state"] != _status.OK]
     sys.stdout.write(f"LIFEBOAT {state} - {' | '.join(summaries)}\n")
     for report in reports:
         for job in report["jobs"]:
@@ -324,6 +332,8 @@ def run_status(config: _config.Config, args: argparse.Namespace, output: Output)
             if job.get("running"):
                 detail += f"; a backup run is running since {job['running']['started_at']} (PID {job['running']['pid']})"
             sys.stdout.write(f"{job['job']}: {job['state']}: {detail}\n")
+    for job, health in remote_sides:
+        sys.stdout.write(f"{job.name}: off site {health['state']}: {_offsite.describe_health(health)}\n")
     return _status.exit_code_for(state)
 
 
@@ -372,11 +382,11 @@ def run_copy(config: _config.Config, args: argparse.Namespace, output: Output) -
         try:
             result = _offsite.copy_destination(job.destination, remote, job.params["job"])
         except LifeboatError as exc:
-            _offsite.record_copy(job.destination, ok=False, failure=str(exc))
+            _offsite.record_copy(job.destination, ok=False, failure=str(exc), job=job.params["job"])
             output.line(f"{job.name}: copy to {remote.url()} failed: {exc}", "error")
             failed += 1
             continue
-        _offsite.record_copy(job.destination, ok=True)
+        _offsite.record_copy(job.destination, ok=True, job=job.params["job"])
         for name in result.copied:
             output.line(f"{job.name}: copied {name} to {remote.url()}")
         for skipped in result.skipped:

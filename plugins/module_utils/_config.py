@@ -97,13 +97,9 @@ class Job:
 
     def trust(self) -> _signing.Trust:
         """Whose signatures verification accepts: the verify section's trusted_signers, or else the public half of
-        the key this job signs with (the job proves its own archives)."""
-        signers = tuple(self.verify.get("trusted_signers") or ())
-        if not signers and self.params.get("signing_key_file"):
-            signers = (_signing.check_signing_key(self.params["signing_key_file"]),)
-        trust = _signing.Trust(signers=signers, allow_unsigned=bool(self.verify.get("allow_unsigned")))
-        trust.validate()
-        return trust
+        the key this job signs with (the job proves its own archives); _signing.resolve_trust decides."""
+        return _signing.resolve_trust(self.verify.get("trusted_signers") or (), bool(self.verify.get("allow_unsigned")),
+                                      self.params.get("signing_key_file"))
 
     def check_runnable(self, config_path: str) -> None:
         """Everything ``backup`` and ``verify`` read before they touch a server, read now: secret files, encryption,

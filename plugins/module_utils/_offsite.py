@@ -43,6 +43,9 @@ DEFAULT_PART_SIZE = 16 * MIB
 # Parts in flight at once (each held in memory: UPLOAD_THREADS x part size).
 UPLOAD_THREADS = 8
 LOCK_MODES = ("GOVERNANCE", "COMPLIANCE")
+# What the store verifies on receipt: SHA-256 (flexible checksums), or Content-MD5 per request for stores without
+# them; either way the whole file's SHA-256 is checked against the manifest as it is read for the upload.
+CHECKSUMS = ("sha256", "md5")
 # Incomplete multipart uploads older than this are aborted by prune (younger ones may belong to a running copy).
 STALE_UPLOAD_HOURS = 24
 _READ_BLOCK = 4 * MIB
@@ -60,6 +63,7 @@ def remote_spec() -> dict[str, t.Any]:
         "lock_mode": {"type": "str", "choices": list(LOCK_MODES)},
         "lock_days": {"type": "int"},
         "part_size_mib": {"type": "int", "default": DEFAULT_PART_SIZE // MIB},
+        "checksum": {"type": "str", "default": "sha256", "choices": list(CHECKSUMS)},
     }
 
 
@@ -76,6 +80,7 @@ class Remote:
     lock_mode: str | None = None
     lock_days: int | None = None
     part_size: int = DEFAULT_PART_SIZE
+    checksum: str = "sha256"
 
     @classmethod
     def from_options(cls, options: t.Mapping[str, t.Any]) -> Remote:
@@ -94,10 +99,23 @@ class Remote:
         part_mib = int(options.get("part_size_mib") or DEFAULT_PART_SIZE // MIB)
         if not 5 <= part_mib <= 5120:
             raise LifeboatError(f"part_size_mib is {part_mib}; S3 takes parts of 5 to 5120 MiB")
+        checksum = options.get("checksum") or "sha256"
+        if checksum not in CHECKSUMS:
+            raise LifeboatError(f"checksum must be one of {', '.join(CHECKSUMS)}, not '{checksum}'")
         return cls(bucket=bucket, prefix=f"{prefix}/" if prefix else "", endpoint_url=options.get("endpoint_url") or None,
                    region=options.get("region") or None, path_style=bool(options.get("path_style")),
                    credentials_file=options.get("credentials_file") or None, lock_mode=lock_mode or None,
-                   lock_days=lock_days, part_size=part_mib * MIB)
+                   lock_days=lock_days, part_size=part_mib * MIB, checksum=checksum)
+
+    @property
+    def md5(self) -> bool:
+        return self.checksum == "md5"
+
+    def integrity(self, data_digest: bytes, md5_digest: bytes | None) -> dict[str, str]:
+        """The request argument the store checks the body against: ChecksumSHA256, or ContentMD5."""
+        if self.md5:
+            return {"ContentMD5": _b64(md5_digest or b"")}
+        return {"ChecksumSHA256": _b64(data_digest)}
 
     def key(self, name: str) -> str:
         return self.prefix + name
@@ -151,13 +169,22 @@ def client(remote: Remote) -> t.Any:
         keys = {"aws_access_key_id": key_id, "aws_secret_access_key": secret, "aws_session_token": token}
     else:
         register_secret(os.environ.get("AWS_SECRET_ACCESS_KEY"), os.environ.get("AWS_SESSION_TOKEN"))
-    config = Config(
-        s3={"addressing_style": "path" if remote.path_style else "auto"},
-        retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=10, read_timeout=120,
-        # We send SHA-256 ourselves; the SDK's own CRC32 on every request would only cost time.
-        request_checksum_calculation="when_required", response_checksum_validation="when_required",
-        max_pool_connections=16,
-    )
+    settings: dict[str, t.Any] = {
+        # payload_signing_enabled False: no SHA-256 of every body for the request signature (botocore does it over
+        # http, and over https unless Content-MD5 is set), on this side and the store's. Every upload already carries
+        # ChecksumSHA256 or Content-MD5, a signed header the store checks the body against; the other bodies
+        # (complete_multipart_upload's list of parts) are proven by the object's checksum compared after upload.
+        "s3": {"addressing_style": "path" if remote.path_style else "auto", "payload_signing_enabled": False},
+        "retries": {"max_attempts": 3, "mode": "standard"}, "connect_timeout": 10, "read_timeout": 120,
+        "max_pool_connections": 16,
+        # We send SHA-256 (or MD5) ourselves; the SDK's own CRC32 on every request would only cost time.
+        "request_checksum_calculation": "when_required", "response_checksum_validation": "when_required",
+    }
+    try:
+        config = Config(**settings)
+    except TypeError:  # botocore before 1.36 (Debian 12's python3-boto3) has no such settings, and no CRC32 either
+        config = Config(**{key: value for key, value in settings.items() if not key.endswith("_checksum_calculation")
+                           and not key.endswith("_checksum_validation")})
     session = boto3.session.Session(**keys)
     return session.client("s3", endpoint_url=remote.endpoint_url, region_name=remote.region or "us-east-1",
                           config=config)
@@ -418,10 +445,10 @@ def copy_archive(s3: t.Any, remote: Remote, archive_path: str, result: CopyResul
     manifest["offsite"] = {"url": remote.url(), "fetch_commands": fetch_lines}
     _manifest.write(manifest_path, manifest)
     body = _manifest.encode(manifest)
-    digest = hashlib.sha256(body).digest()
+    integrity = remote.integrity(hashlib.sha256(body).digest(), hashlib.md5(body, usedforsecurity=False).digest())
     _guarded(remote, "uploading the manifest to", lambda: s3.put_object(
         Bucket=remote.bucket, Key=remote.key(manifest["archive"]["file"] + _manifest.MANIFEST_SUFFIX), Body=body,
-        ChecksumSHA256=_b64(digest), ContentType="application/json", **_lock_args(remote)))
+        ContentType="application/json", **integrity, **_lock_args(remote)))
 
 
 def _lock_args(remote: Remote) -> dict[str, t.Any]:
@@ -446,31 +473,45 @@ def upload_file(s3: t.Any, remote: Remote, path: str, sha256: str, result: CopyR
     except OSError as exc:
         raise LifeboatError(f"cannot read {path}: {exc.strerror}") from exc
     if size <= remote.part_size:
-        _guarded(remote, f"uploading {name} to", lambda: _put_single(s3, remote, path, key, sha256))
-        expected = _b64(bytes.fromhex(sha256))
+        expected = _guarded(remote, f"uploading {name} to", lambda: _put_single(s3, remote, path, key, sha256))
     else:
         expected = _guarded(remote, f"uploading {name} to",
                             lambda: _put_multipart(s3, remote, path, key, size, sha256, result))
     head = _guarded(remote, "checking", lambda: s3.head_object(Bucket=remote.bucket, Key=key, ChecksumMode="ENABLED"))
-    recorded = head.get("ChecksumSHA256")
+    # With Content-MD5 the store's record is the ETag: the MD5 of the object, or of its parts' MD5s then -N.
+    recorded = head.get("ETag", "").strip('"') if remote.md5 else head.get("ChecksumSHA256")
     if recorded != expected or int(head.get("ContentLength", -1)) != size:
+        hint = "" if remote.md5 or recorded else "; the store keeps no SHA-256 checksums: set checksum to md5"
         raise LifeboatError(f"{remote.url(name)} records checksum {recorded} and {head.get('ContentLength')} bytes "
-                            f"after the upload, not {expected} and {size}; the copy is not trusted")
+                            f"after the upload, not {expected} and {size}; the copy is not trusted{hint}")
     result.bytes_sent += size
 
 
-def _put_single(s3: t.Any, remote: Remote, path: str, key: str, sha256: str) -> None:
+def _put_single(s3: t.Any, remote: Remote, path: str, key: str, sha256: str) -> str:
+    """One request; returns what the store should record (the SHA-256, or with Content-MD5 the ETag)."""
     from botocore import exceptions as bce  # pylint: disable=import-outside-toplevel
 
+    md5 = None
+    if remote.md5:  # the MD5 is read from the file itself, which must still be the manifest's
+        sums = [hashlib.sha256(), hashlib.md5(usedforsecurity=False)]
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(_READ_BLOCK), b""):
+                for item in sums:
+                    item.update(block)
+        if sums[0].hexdigest() != sha256:
+            raise LifeboatError(f"{path} does not match its manifest's sha256 (it changed after the backup); it is not "
+                                "copied: verify it")
+        md5 = sums[1].digest()
     with open(path, "rb") as handle:
         try:
-            s3.put_object(Bucket=remote.bucket, Key=key, Body=handle, ChecksumSHA256=_b64(bytes.fromhex(sha256)),
-                          **_lock_args(remote))
+            s3.put_object(Bucket=remote.bucket, Key=key, Body=handle,
+                          **remote.integrity(bytes.fromhex(sha256), md5), **_lock_args(remote))
         except bce.ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("BadDigest", "InvalidRequest", "XAmzContentChecksumMismatch"):
                 raise LifeboatError(f"{path} does not match its manifest's sha256 (the store refused it); it changed "
                                     "after the backup: verify it") from None
             raise
+    return md5.hex() if md5 else _b64(bytes.fromhex(sha256))
 
 
 def _file_sha256(path: str) -> str:
@@ -488,9 +529,10 @@ def _put_multipart(s3: t.Any, remote: Remote, path: str, key: str, size: int, sh
     count = -(-size // remote.part_size)
     upload_id, existing = _open_upload(s3, remote, key)
     if upload_id is None:
-        upload_id = s3.create_multipart_upload(Bucket=remote.bucket, Key=key, ChecksumAlgorithm="SHA256",
+        algorithm = {} if remote.md5 else {"ChecksumAlgorithm": "SHA256"}
+        upload_id = s3.create_multipart_upload(Bucket=remote.bucket, Key=key, **algorithm,
                                                **_lock_args(remote))["UploadId"]
-    digests: dict[int, bytes] = {}
+    digests: dict[int, bytes] = {}  # per part: its SHA-256, or with Content-MD5 its MD5
 
     def send(number: int) -> dict[str, t.Any]:
         offset = (number - 1) * remote.part_size
@@ -500,15 +542,20 @@ def _put_multipart(s3: t.Any, remote: Remote, path: str, key: str, size: int, sh
             body = os.pread(fd, length, offset)
         finally:
             os.close(fd)
-        digest = hashlib.sha256(body).digest()  # hashlib lets other threads run meanwhile
+        # hashlib lets other threads run meanwhile
+        digest = (hashlib.md5(body, usedforsecurity=False) if remote.md5 else hashlib.sha256(body)).digest()
         digests[number] = digest
         known = existing.get(number)
-        if known and known.get("ChecksumSHA256") == _b64(digest) and int(known.get("Size", -1)) == length:
+        recorded = known and (known.get("ETag", "").strip('"') == digest.hex() if remote.md5
+                              else known.get("ChecksumSHA256") == _b64(digest))
+        if known and recorded and int(known.get("Size", -1)) == length:
             result.resumed_parts += 1
-            return {"PartNumber": number, "ETag": known["ETag"], "ChecksumSHA256": known["ChecksumSHA256"]}
+            return {"PartNumber": number, "ETag": known["ETag"],
+                    **({} if remote.md5 else {"ChecksumSHA256": known["ChecksumSHA256"]})}
+        integrity = {"ContentMD5": _b64(digest)} if remote.md5 else {"ChecksumSHA256": _b64(digest)}
         answer = s3.upload_part(Bucket=remote.bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=body,
-                                ChecksumSHA256=_b64(digest))
-        return {"PartNumber": number, "ETag": answer["ETag"], "ChecksumSHA256": _b64(digest)}
+                                **integrity)
+        return {"PartNumber": number, "ETag": answer["ETag"], **({} if remote.md5 else integrity)}
 
     with ThreadPoolExecutor(max_workers=UPLOAD_THREADS + 1) as pool:
         whole = pool.submit(_file_sha256, path)
@@ -519,7 +566,10 @@ def _put_multipart(s3: t.Any, remote: Remote, path: str, key: str, size: int, sh
         raise LifeboatError(f"{path} does not match its manifest's sha256 (it changed after the backup); it is not "
                             "copied: verify it")
     s3.complete_multipart_upload(Bucket=remote.bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts})
-    return f"{_b64(hashlib.sha256(b''.join(digests[n] for n in range(1, count + 1))).digest())}-{count}"
+    joined = b"".join(digests[n] for n in range(1, count + 1))
+    if remote.md5:
+        return f"{hashlib.md5(joined, usedforsecurity=False).hexdigest()}-{count}"
+    return f"{_b64(hashlib.sha256(joined).digest())}-{count}"
 
 
 def _open_upload(s3: t.Any, remote: Remote, key: str) -> tuple[str | None, dict[int, dict[str, t.Any]]]:
@@ -579,11 +629,12 @@ def _check_object(s3: t.Any, remote: Remote, name: str, sha256: str, download: b
     head = _guarded(remote, "checking", lambda: s3.head_object(Bucket=remote.bucket, Key=remote.key(name),
                                                                ChecksumMode="ENABLED"))
     recorded = head.get("ChecksumSHA256")
-    if not recorded:
-        return f"{name} has no SHA-256 checksum remotely (it was rewritten by something else than lifeboat)"
-    if "-" not in recorded and recorded != _b64(bytes.fromhex(sha256)):
+    if not recorded and not download:
+        # Sent with Content-MD5 (a store without flexible checksums): only the bytes can be held to the manifest.
+        return _check_object(s3, remote, name, sha256, True)
+    if recorded and "-" not in recorded and recorded != _b64(bytes.fromhex(sha256)):
         return f"{name} remotely has SHA-256 {base64.b64decode(recorded).hex()}, its manifest says {sha256}"
-    if "-" in recorded or download:
+    if not recorded or "-" in recorded or download:
         # A multipart object's checksum is over its parts: read the object and compare the whole.
         whole = hashlib.sha256()
         body = _guarded(remote, "reading", lambda: s3.get_object(Bucket=remote.bucket, Key=remote.key(name))["Body"])
@@ -629,12 +680,18 @@ def fetch_archive(remote: Remote, name: str, directory: str, s3: t.Any = None) -
 
 
 def _read_signature(s3: t.Any, remote: Remote, name: str) -> bytes | None:
-    """The manifest's signature, or None for an unsigned archive (the restore decides whether that is allowed)."""
-    found = _guarded(remote, f"looking for {name} in", lambda: s3.list_objects_v2(
-        Bucket=remote.bucket, Prefix=remote.key(name), MaxKeys=1))
-    if not any(entry["Key"] == remote.key(name) for entry in found.get("Contents", [])):
-        return None
-    return _read_object(s3, remote, name, f"reading {name} from")
+    """The manifest's signature, or None for an unsigned archive (the restore decides whether that is allowed):
+    one GET, a missing key is the answer, not an error."""
+    from botocore import exceptions as bce  # pylint: disable=import-outside-toplevel
+
+    try:
+        return s3.get_object(Bucket=remote.bucket, Key=remote.key(name))["Body"].read()
+    except bce.ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+            return None
+        raise describe_error(exc, remote, f"reading {name} from") from None
+    except bce.BotoCoreError as exc:
+        raise describe_error(exc, remote, f"reading {name} from") from None
 
 
 def _download_checked(s3: t.Any, remote: Remote, name: str, sha256: str, directory: str) -> None:
@@ -793,9 +850,12 @@ def _locked_until(s3: t.Any, remote: Remote, archive: RemoteArchive, now: _dt.da
 
 # ---------------------------------------------------------------------------------------------------- status
 
-def remote_status(remote: Remote, job: str | None = None, s3: t.Any = None) -> dict[str, t.Any]:
-    """The remote side for status and metrics: newest complete verified copy, counts, bytes (old versions too)."""
+def remote_status(remote: Remote, job: str | None = None, s3: t.Any = None,
+                  now: _dt.datetime | None = None) -> dict[str, t.Any]:
+    """The remote side for status and metrics: newest complete verified copy (and its age), counts, bytes (old
+    versions too)."""
     s3 = s3 or client(remote)
+    now = now or _manifest.utc_now()
     listing = list_remote(s3, remote, job)
     complete = [archive for archive in listing.archives if not archive.problem]
     verified = [archive for archive in complete if archive.as_catalog().verified]
@@ -807,7 +867,9 @@ def remote_status(remote: Remote, job: str | None = None, s3: t.Any = None) -> d
         paginator = s3.get_paginator("list_object_versions")
         for page in paginator.paginate(Bucket=remote.bucket, Prefix=remote.prefix):
             noncurrent += sum(int(version.get("Size", 0)) for version in page.get("Versions", [])
-                              if not version.get("IsLatest"))
+                              if not version.get("IsLatest") and (job is None or _job_of(
+                                  version["Key"][len(remote.prefix):].removesuffix(_signing.SIGNATURE_SUFFIX)
+                                  .removesuffix(_manifest.MANIFEST_SUFFIX)) == job))
     except (bce.BotoCoreError, bce.ClientError):  # a store without versioning support: nothing to add
         noncurrent = 0
     return {
@@ -817,7 +879,8 @@ def remote_status(remote: Remote, job: str | None = None, s3: t.Any = None) -> d
         "incomplete": [archive.name for archive in listing.archives if archive.problem],
         "newest_verified": newest.name if newest else None,
         "newest_verified_started_at": _manifest.iso(newest.started_at) if newest else None,
-        "stored_bytes": listing.stored_bytes,
+        "newest_verified_age_hours": round((now - newest.started_at).total_seconds() / 3600, 2) if newest else None,
+        "stored_bytes": sum(archive.bytes for archive in listing.archives) if job else listing.stored_bytes,
         "noncurrent_version_bytes": noncurrent,
         "open_uploads": len(listing.uploads),
     }
@@ -826,32 +889,44 @@ def remote_status(remote: Remote, job: str | None = None, s3: t.Any = None) -> d
 OFFSITE_RECORD = ".lifeboat-offsite-last-copy.json"
 
 
-def record_copy(destination: str, ok: bool, failure: str | None = None) -> None:
-    """The outcome of the newest copy to the bucket, beside the archives, for status (last upload failure)."""
+def _record_path(destination: str, job: str | None) -> str:
+    return os.path.join(destination, OFFSITE_RECORD.replace(".json", f"-{job}.json") if job else OFFSITE_RECORD)
+
+
+def record_copy(destination: str, ok: bool, failure: str | None = None, job: str | None = None) -> None:
+    """The outcome of the newest copy to the bucket (of ``job``, or of the whole destination), beside the archives,
+    for status: the last failure stays recorded after later successes (when and why), for the metrics."""
     from ._files import write_file_atomic  # pylint: disable=import-outside-toplevel
 
-    record = {"at": _manifest.iso(_manifest.utc_now()), "ok": ok, "failure": failure}
+    at = _manifest.iso(_manifest.utc_now())
+    previous = last_copy(destination, job, exact=True) or {}
+    record = {"at": at, "ok": ok, "failure": failure,
+              "last_failure": {"at": at, "failure": failure} if not ok else previous.get("last_failure")}
     if os.path.isdir(destination):
-        write_file_atomic(os.path.join(destination, OFFSITE_RECORD), json.dumps(record).encode("utf-8"), 0o600)
+        write_file_atomic(_record_path(destination, job), json.dumps(record).encode("utf-8"), 0o600)
 
 
-def last_copy(destination: str) -> dict[str, t.Any] | None:
-    try:
-        with open(os.path.join(destination, OFFSITE_RECORD), encoding="utf-8") as handle:
-            record = json.load(handle)
-    except (OSError, ValueError):
-        return None
-    return record if isinstance(record, dict) else None
+def last_copy(destination: str, job: str | None = None, exact: bool = False) -> dict[str, t.Any] | None:
+    """The record of ``job``'s last copy, else (unless ``exact``) the destination's (a copy of all its jobs)."""
+    for path in [_record_path(destination, job)] + ([] if exact or not job else [_record_path(destination, None)]):
+        try:
+            with open(path, encoding="utf-8") as handle:
+                record = json.load(handle)
+        except (OSError, ValueError):
+            continue
+        if isinstance(record, dict):
+            return record
+    return None
 
 
 def offsite_health(destination: str, remote: Remote, max_delay_hours: float = 26.0,
-                   now: _dt.datetime | None = None, s3: t.Any = None) -> dict[str, t.Any]:
-    """The remote side of a destination's health: CRITICAL when the newest local verified archive has not reached
-    the bucket within ``max_delay_hours`` of its end, or the bucket cannot be read; WARNING for incomplete
-    uploads and a failed last copy."""
+                   now: _dt.datetime | None = None, s3: t.Any = None, job: str | None = None) -> dict[str, t.Any]:
+    """The remote side of a destination's health (of ``job``'s archives alone when given): CRITICAL when the newest
+    local verified archive has not reached the bucket within ``max_delay_hours`` of its end, or the bucket cannot
+    be read; WARNING for incomplete uploads and a failed last copy."""
     now = now or _manifest.utc_now()
-    health: dict[str, t.Any] = {"url": remote.url(), "state": _catalog.OK, "reasons": [], "remote": None,
-                                "last_copy": last_copy(destination)}
+    health: dict[str, t.Any] = {"url": remote.url(), "job": job, "state": _catalog.OK, "reasons": [], "remote": None,
+                                "last_copy": last_copy(destination, job)}
 
     def add(state: str, message: str) -> None:
         health["reasons"].append({"severity": state, "message": message})
@@ -860,13 +935,13 @@ def offsite_health(destination: str, remote: Remote, max_delay_hours: float = 26
 
     try:
         s3 = s3 or client(remote)
-        health["remote"] = remote_status(remote, s3=s3)
-        present = {archive.name for archive in list_remote(s3, remote, read_manifests=False).archives
+        health["remote"] = remote_status(remote, job=job, s3=s3, now=now)
+        present = {archive.name for archive in list_remote(s3, remote, job, read_manifests=False).archives
                    if not archive.problem}
     except LifeboatError as exc:
         add(_catalog.CRITICAL, str(exc))
         return health
-    local = [archive for archive in _catalog.scan(destination).archives if archive.verified] if os.path.isdir(
+    local = [archive for archive in _catalog.scan(destination, job).archives if archive.verified] if os.path.isdir(
         destination) else []
     if local:
         newest = local[-1]
@@ -882,28 +957,57 @@ def offsite_health(destination: str, remote: Remote, max_delay_hours: float = 26
     return health
 
 
-def offsite_metrics_text(destination: str, health: dict[str, t.Any]) -> str:
-    """Gauges of the remote side, in the labels of _status's metrics (destination), for the textfile collector."""
+def describe_health(health: dict[str, t.Any]) -> str:
+    """One line of the remote side for ``lifeboat status``: the newest verified copy, its age, the counts and
+    bytes, and what is wrong."""
+    remote = health.get("remote")
+    if not remote:
+        return health["reasons"][0]["message"] if health["reasons"] else f"{health['url']} not read"
+    newest = (f"newest verified copy {remote['newest_verified']}, {remote['newest_verified_age_hours']:.1f} h old"
+              if remote["newest_verified"] else "no verified copy")
+    line = (f"{newest}; {remote['verified']} verified of {remote['archives']} archives, "
+            f"{_catalog.human_size(remote['stored_bytes'])} in {health['url']}")
+    return "; ".join([line, *(reason["message"] for reason in health["reasons"])])
+
+
+def offsite_metrics_text(entries: t.Iterable[tuple[str, dict[str, t.Any]]]) -> str:
+    """Gauges of the remote side for the textfile collector, one series per (destination, health) entry, labelled
+    as _status's metrics (destination, and job when the health is a job's) plus the bucket's url."""
     from . import _prometheus  # pylint: disable=import-outside-toplevel
 
-    labels = {"destination": destination, "url": health["url"]}
-    remote = health.get("remote") or {}
-    started = _catalog.parse_time(remote.get("newest_verified_started_at"))
-    record = health.get("last_copy") or {}
-    failed_at = _catalog.parse_time(record.get("at")) if record and not record.get("ok") else None
-    series = [
-        ("lifeboat_offsite_status", "Health of the off-site copies: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.",
-         {_catalog.OK: 0, _catalog.WARNING: 1, _catalog.CRITICAL: 2}.get(health["state"], 3)),
-        ("lifeboat_offsite_archives", "Complete archives in the bucket.", remote.get("archives")),
-        ("lifeboat_offsite_verified_archives", "Complete archives in the bucket whose manifest records a passed "
-         "verification.", remote.get("verified")),
-        ("lifeboat_offsite_last_verified_start_timestamp_seconds", "Start of the newest verified archive in the "
-         "bucket.", started.timestamp() if started else None),
-        ("lifeboat_offsite_stored_bytes", "Bytes of the current objects under the prefix.", remote.get("stored_bytes")),
-        ("lifeboat_offsite_noncurrent_bytes", "Bytes of older object versions kept by bucket versioning.",
-         remote.get("noncurrent_version_bytes")),
-        ("lifeboat_offsite_last_copy_failure_timestamp_seconds", "When the last copy failed (absent when it "
-         "succeeded).", failed_at.timestamp() if failed_at else None),
-    ]
-    return _prometheus.text((name, help_text, [(labels, value)] if value is not None else [])
-                            for name, help_text, value in series)
+    families: dict[str, tuple[str, list[tuple[dict[str, str], float | int]]]] = {}
+
+    def add(name: str, help_text: str, labels: dict[str, str], value: float | int | None) -> None:
+        series = families.setdefault(name, (help_text, []))[1]
+        if value is not None:
+            series.append((labels, value))
+
+    for destination, health in entries:
+        labels = {"destination": destination, **({"job": health["job"]} if health.get("job") else {}),
+                  "url": health["url"]}
+        remote = health.get("remote") or {}
+        started = _catalog.parse_time(remote.get("newest_verified_started_at"))
+        record = health.get("last_copy") or {}
+        copied_at = _catalog.parse_time(record.get("at"))
+        failed_at = _catalog.parse_time((record.get("last_failure") or {}).get("at")) or (
+            copied_at if record and not record.get("ok") else None)
+        add("lifeboat_offsite_status", "Health of the off-site copies: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.",
+            labels, {_catalog.OK: 0, _catalog.WARNING: 1, _catalog.CRITICAL: 2}.get(health["state"], 3))
+        add("lifeboat_offsite_archives", "Complete archives in the bucket.", labels, remote.get("archives"))
+        add("lifeboat_offsite_verified_archives", "Complete archives in the bucket whose manifest records a passed "
+            "verification.", labels, remote.get("verified"))
+        add("lifeboat_offsite_last_verified_start_timestamp_seconds", "Start of the newest verified archive in the "
+            "bucket (its age: time() minus this).", labels, started.timestamp() if started else None)
+        add("lifeboat_offsite_stored_bytes", "Bytes of the current objects of the archives in the bucket.", labels,
+            remote.get("stored_bytes"))
+        add("lifeboat_offsite_noncurrent_bytes", "Bytes of older object versions kept by bucket versioning.", labels,
+            remote.get("noncurrent_version_bytes"))
+        add("lifeboat_offsite_incomplete_archives", "Archives in the bucket without their manifest (an upload that "
+            "did not finish).", labels, len(remote["incomplete"]) if "incomplete" in remote else None)
+        add("lifeboat_offsite_last_copy_success", "1 when the last copy to the bucket succeeded, 0 when it failed.",
+            labels, int(bool(record.get("ok"))) if record else None)
+        add("lifeboat_offsite_last_copy_timestamp_seconds", "When the last copy to the bucket ended.", labels,
+            copied_at.timestamp() if copied_at else None)
+        add("lifeboat_offsite_last_copy_failure_timestamp_seconds", "When a copy to the bucket last failed (absent "
+            "when none did).", labels, failed_at.timestamp() if failed_at else None)
+    return _prometheus.text((name, help_text, series) for name, (help_text, series) in families.items())

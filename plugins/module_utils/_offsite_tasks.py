@@ -23,10 +23,10 @@ def offsite_copy(run: Run) -> Outcome:
                                            only_verified=params["only_verified"])
     except _offsite.LifeboatError as exc:
         if not run.check_mode:
-            _offsite.record_copy(params["destination"], ok=False, failure=str(exc))
+            _offsite.record_copy(params["destination"], ok=False, failure=str(exc), job=params["job"])
         raise
     if not run.check_mode:
-        _offsite.record_copy(params["destination"], ok=True)
+        _offsite.record_copy(params["destination"], ok=True, job=params["job"])
     for skipped in result.skipped:
         run.warn(f"{skipped['name']} not copied: {skipped['reason']}")
     return Outcome(changed=bool(result.copied), result={**result.as_dict(), "url": remote.url()})

@@ -104,6 +104,8 @@ def trust_spec() -> dict[str, t.Any]:
     return {
         "trusted_signers": {"type": "list", "elements": "str", "default": []},
         "allow_unsigned": {"type": "bool", "default": False},
+        # The key this host signs with: its public half is trusted when trusted_signers is empty.
+        "signing_key_file": {"type": "path", "no_log": False},
     }
 
 
@@ -238,10 +240,8 @@ def decryption(params: dict[str, t.Any]) -> Decryption:
 
 
 def trust(params: dict[str, t.Any]) -> _signing.Trust:
-    trusted = _signing.Trust(signers=tuple(params.get("trusted_signers") or ()),
-                             allow_unsigned=bool(params.get("allow_unsigned")))
-    trusted.validate()
-    return trusted
+    return _signing.resolve_trust(params.get("trusted_signers") or (), bool(params.get("allow_unsigned")),
+                                  params.get("signing_key_file"))
 
 
 def dump_result(result: dict[str, t.Any]) -> dict[str, t.Any]:

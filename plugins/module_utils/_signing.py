@@ -98,6 +98,23 @@ def check_signing_key(key_file: str) -> str:
     return done.stdout.decode("utf-8", "replace").strip()
 
 
+def resolve_trust(signers: t.Iterable[str], allow_unsigned: bool = False, signing_key_file: str | None = None) -> Trust:
+    """Whose signatures a verify or restore accepts: the ``trusted_signers`` given, or else the public half of the key
+    this host signs with (a job proves its own archives). With either, an unsigned archive is refused unless
+    ``allow_unsigned``, the operator's explicit word for archives made before signing; with neither, signatures are
+    not checked (:data:`NOT_CHECKED`): nothing was configured that could check them."""
+    keys = tuple(key for key in signers if key and key.strip())
+    if not keys and signing_key_file:
+        if not os.path.isfile(signing_key_file):
+            raise LifeboatError(f"signing_key_file {signing_key_file} does not exist (archives are checked against its "
+                                f"public half): make it on the backup host with ssh-keygen -t ed25519 -N '' -C lifeboat "
+                                f"-f {signing_key_file}, or on another host give trusted_signers (its .pub line) instead")
+        keys = (check_signing_key(signing_key_file),)
+    trust = Trust(signers=keys, allow_unsigned=allow_unsigned)
+    trust.validate()
+    return trust
+
+
 def sign(data: bytes, key_file: str) -> bytes:
     """The SSHSIG armoured signature of ``data`` by the private key in ``key_file``."""
     done = _ssh_keygen(["-Y", "sign", "-n", NAMESPACE, "-f", key_file], data)

@@ -96,7 +96,7 @@ def _with_offsite(report: dict[str, t.Any], params: t.Mapping[str, t.Any]) -> tu
         report["state"] = health["state"]
         report["exit_code"] = _status.exit_code_for(health["state"])
         report["summary"] = f"{health['state']}: {health['reasons'][0]['message']}"
-    return report, _offsite.offsite_metrics_text(params["destination"], health)
+    return report, _offsite.offsite_metrics_text([(params["destination"], health)])
 
 
 def backup_verify(run: Run) -> Outcome:

@@ -12,7 +12,7 @@ import time
 import typing as t
 from dataclasses import dataclass, field
 
-from . import _manifest, _params, _sources
+from . import _archive, _params, _signing, _sources
 from ._common import LifeboatError, friendly_errors
 from ._mongo import MongoConnection
 from ._pipeline import Decryption
@@ -38,6 +38,7 @@ class Endpoint:
     database: str | None = None
     archive: str | None = None
     decryption: Decryption = field(default_factory=Decryption)
+    trust: _signing.Trust = field(default_factory=_signing.Trust)  # whose signature a source archive must carry
     auth_database: str = "admin"
     tools_dir: str | None = None
     pg_bin_dir: str | None = None
@@ -100,6 +101,7 @@ def validate(request: ValidateRequest) -> dict[str, t.Any]:
     # archive source is not restored).
     if any(options.wanted(category) for category in DATA_CATEGORIES):
         if source.archive and request.check_mode:
+            _archive.load_trusted(source.archive, source.trust)  # a forged archive is refused in check mode too
             result = build_result(checks, source_label, target.describe(request.engine), request.engine,
                                   ContentStats(), started)
             result.update(passed=False, summary="NOT COMPARED: check mode does not restore the source archive"
@@ -121,7 +123,8 @@ def _compare_data(request: ValidateRequest, engine: _sources.Source, checks: Che
     source, target = request.source, request.target
     if not source.archive:
         return engine.compare(source, target, checks)
-    manifest = _manifest.load(source.archive)
+    # As every restore: the manifest's signature first, before anything is read or written.
+    manifest = _archive.load_trusted(source.archive, source.trust)
     if not manifest.get("database"):
         raise LifeboatError("source.archive holds a whole server; validation compares one database: give an archive"
                             " of one database")
@@ -144,6 +147,7 @@ def endpoint_spec() -> dict[str, t.Any]:
         "archive": {"type": "path"},
         "age_identity_files": {"type": "list", "elements": "path", "default": [], "no_log": False},
         "age_passphrase_file": {"type": "path", "no_log": False},
+        **_params.trust_spec(),
     })
     return spec
 
@@ -162,6 +166,7 @@ def endpoint(params: dict[str, t.Any], engine: str, side: str) -> Endpoint:
         database=params.get("database"),
         archive=params.get("archive"),
         decryption=_params.decryption(params),
+        trust=_params.trust(params) if params.get("archive") else _signing.Trust(),
         auth_database=auth_database,
         tools_dir=params.get("tools_dir"),
         pg_bin_dir=params.get("pg_bin_dir"),

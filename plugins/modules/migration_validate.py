@@ -76,6 +76,27 @@ options:
         description:
           - Passphrase file of an O(source.archive) encrypted with a passphrase.
         type: path
+      trusted_signers:
+        description:
+          - OpenSSH public keys (V(ssh-ed25519 AAAA...)) whose signature O(source.archive)'s manifest must carry, checked
+            before anything is restored, as the restore modules do; an unsigned or wrongly signed archive is refused
+            unless O(source.allow_unsigned) (unsigned only). Only for a source archive.
+          - When empty and O(source.signing_key_file) is given, that key's public half is the trusted signer; when both
+            are empty, the signature is not checked.
+        type: list
+        elements: str
+        default: []
+      signing_key_file:
+        description:
+          - The OpenSSH private key file this host signs its manifests with; its public half is trusted when
+            O(source.trusted_signers) is empty. Only for a source archive.
+        type: path
+      allow_unsigned:
+        description:
+          - With O(source.trusted_signers) or O(source.signing_key_file), also accept a source archive that carries no
+            signature (made before signing was turned on).
+        type: bool
+        default: false
       login_uri:
         description:
           - A PostgreSQL URI or a V(mongodb://) / V(mongodb+srv://) connection string. Mutually exclusive with

@@ -6,7 +6,9 @@ verify and restore playbooks run inside the image as AWX runs a job: ansible-run
 (docker), the project's playbooks and its collections folder in the private data dir, the credentials injected as
 !unsafe extra vars. The image holds the dependencies; the collection comes from the project (the checkout, built
 and installed into project/collections as AWX installs a project's collections/requirements.yml). One image build,
-cached across runs, and one run of each playbook; the runs reach the test bed through the host's network."""
+cached across runs, and one run of each playbook; the runs reach the test bed through the host's network. The backup
+signs its manifests (ssh-keygen) and copies the journal job off site to the real S3 server (boto3), so an image that
+lacks either fails here, not only in the introspected list."""
 
 from __future__ import annotations
 
@@ -61,16 +63,18 @@ def test_introspect_lists_the_collection_dependencies(project, ee_image):
     builder = os.path.join(CACHE, "ansible-builder-3.2.0", "bin", "ansible-builder")  # ee.sh installs it
     done = subprocess.run([builder, "introspect", project], capture_output=True, text=True, check=True)
     found = yaml.safe_load(done.stdout.split("\n", 1)[1])
-    assert [line.split()[0] for line in found["python"]] == ["psycopg[binary]>=3.1", "pymongo>=4.6", "docker>=7.0"]
+    assert [line.split()[0] for line in found["python"]] == [
+        "psycopg[binary]>=3.1", "pymongo>=4.6", "docker>=7.0", "boto3>=1.36"]
     assert [line.split("  #")[0] for line in found["system"]] == [
-        "postgresql-client [platform:dpkg]", "postgresql [platform:rpm]", "zstd", "age"]
+        "postgresql-client [platform:dpkg]", "postgresql [platform:rpm]", "zstd", "age",
+        "openssh-client [platform:dpkg]", "openssh-clients [platform:rpm]"]
     assert all(line.endswith("# from collection lifeboat.ops") for line in found["python"] + found["system"])
 
 
 def run_in_ee(base: t.Any, image: str, project: str, hostile: dict[str, t.Any], playbook: str,
-              host_vars: dict[str, t.Any], backups: t.Any) -> RunnerRun:
+              host_vars: dict[str, t.Any], backups: t.Any, secrets: t.Any) -> RunnerRun:
     """lifeboat.ops.PLAYBOOK inside IMAGE through ansible-runner's process isolation (docker) at -vvvv, the folder
-    BACKUPS mounted on /backups."""
+    BACKUPS mounted on /backups, SECRETS (the signing key, the S3 keys) read-only on /secrets."""
     private = base / playbook / "private"
     for directory in (private / "env", private / "inventory", private / "project"):
         directory.mkdir(parents=True, exist_ok=True)
@@ -86,7 +90,7 @@ def run_in_ee(base: t.Any, image: str, project: str, hostile: dict[str, t.Any], 
         private_data_dir=str(private), playbook="site.yml", ident="job", verbosity=4, quiet=True, timeout=900,
         process_isolation=True, process_isolation_executable="docker", container_image=image,
         container_options=["--network=host"],  # the test bed listens on the host's loopback
-        container_volume_mounts=[f"{backups}:/backups"],
+        container_volume_mounts=[f"{backups}:/backups", f"{secrets}:/secrets:ro"],
         envvars={"ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0"})
     with open(private / "artifacts" / "job" / "stdout", encoding="utf-8", errors="replace") as handle:
         stdout = handle.read()
@@ -94,15 +98,27 @@ def run_in_ee(base: t.Any, image: str, project: str, hostile: dict[str, t.Any], 
 
 
 def test_backup_verify_restore_inside_the_execution_environment(pg, mongo, hostile_fixture, ee_image, project,  # noqa: F811
-                                                                tmp_path, unique_name):
+                                                                s3_server, tmp_path, unique_name):
     hostile = hostile_fixture  # test_runner_secrets' fixture: the role and user with hostile passwords
     inside = "/backups"
     outside = tmp_path / "backups"
     outside.mkdir()
-    common = {"backup_root": inside, "backup_jobs": jobs(pg, mongo, hostile["user"])}
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "lifeboat", "-f", str(secrets / "signing_key")],
+                   check=True)
+    s3_server.credentials_file(str(secrets))
+    for secret in secrets.iterdir():
+        os.chown(secret, 1000, 1000)  # the image's user; the files stay 0600
+    bucket = s3_server.bucket()
+    offsite = {"enabled": True, "bucket": bucket, "prefix": "ee", "endpoint_url": s3_server.endpoint,
+               "path_style": True, "credentials_file": "/secrets/s3-credentials"}
+    backup_jobs = jobs(pg, mongo, hostile["user"], signing_key_file="/secrets/signing_key")
+    backup_jobs[0]["offsite"] = offsite  # journal
+    common = {"backup_root": inside, "backup_jobs": backup_jobs}
 
     def run(playbook: str, **host_vars: t.Any) -> RunnerRun:
-        return run_in_ee(tmp_path, ee_image, project, hostile, playbook, {**common, **host_vars}, outside)
+        return run_in_ee(tmp_path, ee_image, project, hostile, playbook, {**common, **host_vars}, outside, secrets)
 
     backup = run("backup", backup_verify_level="restore")
     assert backup.status == "successful", runner_failed(backup)
@@ -117,6 +133,11 @@ def test_backup_verify_restore_inside_the_execution_environment(pg, mongo, hosti
         on_host = str(outside) + archive["archive"].removeprefix(inside)
         assert archive["sha256"] == sha256_of(on_host) and archive["size"] == os.path.getsize(on_host)
         assert archive["verification"] == {"level": "restore", "ok": True} and archive["counts"]
+        assert os.path.exists(on_host + ".manifest.json.sig")  # signed inside the image
+    journal = os.path.basename(next(a["archive"] for a in made["archives"] if a["name"] == "journal"))
+    stored = s3_server.client().list_objects_v2(Bucket=bucket, Prefix="ee/")["Contents"]
+    assert sorted(entry["Key"] for entry in stored) == sorted(
+        f"ee/{journal}{suffix}" for suffix in ("", ".manifest.json", ".manifest.json.sig"))
 
     verify = run("verify", backup_verify_level="restore")
     assert verify.status == "successful", runner_failed(verify)

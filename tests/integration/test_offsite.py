@@ -16,6 +16,7 @@ import time
 
 import pytest
 from s3server import ACCESS_KEY, SECRET_KEY, free_port  # pylint: disable=import-error
+from test_backup_status import promtool_check  # pylint: disable=import-error
 from test_prune import dated_series, verify  # pylint: disable=import-error
 
 from ansible_collections.lifeboat.ops.plugins.module_utils import _manifest, _offsite
@@ -367,9 +368,11 @@ def test_the_host_command_copies_prunes_fetches_and_the_status_module_sees_the_r
     config.write_text(json.dumps({"jobs": {"journal": {
         "engine": "postgresql", "database": PG_SOURCE, "destination": str(destination), **pg.login(),
         "verify": {"level": "structure"}, "retention": {"keep_last": 1}, "offsite": offsite}}}))
-    for command in ("backup", "verify", "copy"):
-        done = lifeboat(host, command, "--config", str(config))
-        assert done.returncode == 0, done.stdout + done.stderr
+    unreachable = tmp_path / "unreachable.yml"
+    unreachable.write_text(config.read_text().replace(remote["endpoint_url"], f"http://127.0.0.1:{free_port()}"))
+    for command, config_file in (("backup", config), ("verify", config), ("copy", unreachable), ("copy", config)):
+        done = lifeboat(host, command, "--config", str(config_file))
+        assert done.returncode == (1 if config_file == unreachable else 0), done.stdout + done.stderr
     assert "copied journal-" in done.stdout + done.stderr
     status = run_module("backup_status", {"destination": str(destination), "offsite": remote,
                                           "metrics_file": str(tmp_path / "lifeboat.prom")})
@@ -377,6 +380,20 @@ def test_the_host_command_copies_prunes_fetches_and_the_status_module_sees_the_r
     assert status.result["offsite"]["remote"]["verified"] == 1
     metrics = (tmp_path / "lifeboat.prom").read_text()
     assert "lifeboat_offsite_verified_archives{" in metrics and "lifeboat_offsite_stored_bytes{" in metrics
+    # The host's own status: the remote side per job (age and count of the newest verified copy, bytes), in its
+    # exit code and its metrics; the failed copy before the good one stays recorded for the metrics.
+    shown = lifeboat(host, "status", "--config", str(config), "--metrics-file", str(tmp_path / "host.prom"))
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    line = [text for text in shown.stdout.splitlines() if text.startswith("journal: off site OK: ")]
+    assert line and "newest verified copy journal-" in line[0] and "h old; 1 verified of 1 archives" in line[0], shown.stdout
+    host_metrics = (tmp_path / "host.prom").read_text()
+    assert promtool_check(host_metrics).returncode == 0, promtool_check(host_metrics).stderr
+    stored = sum(size for name, size in keys(s3_server, remote).items())
+    labels = f'{{destination="{destination}",job="journal",url="s3://{remote["bucket"]}/db1/jobs/"}}'
+    for sample in (f"lifeboat_offsite_status{labels} 0", f"lifeboat_offsite_verified_archives{labels} 1",
+                   f"lifeboat_offsite_stored_bytes{labels} {stored}", f"lifeboat_offsite_last_copy_success{labels} 1",
+                   f"lifeboat_offsite_last_copy_failure_timestamp_seconds{labels} "):
+        assert sample in host_metrics, host_metrics
 
     # A second day: the bucket mirrors keep_last=1 once the new archive is verified and copied.
     time.sleep(1.1)  # archive names carry the start second
@@ -395,6 +412,11 @@ def test_the_host_command_copies_prunes_fetches_and_the_status_module_sees_the_r
     late = run_module("backup_status", {"destination": str(tmp_path / "f"), "offsite": {**remote, "prefix": "other"},
                                         "offsite_max_delay_hours": 0.0001})
     assert late.result["offsite"]["state"] == "CRITICAL" and "has not reached" in late.result["summary"], late.result
+    config.write_text(config.read_text().replace('"prefix": "db1/jobs"', '"prefix": "other", "max_delay_hours": 0.0001')
+                      .replace(str(destination), str(tmp_path / "f")))
+    shown = lifeboat(host, "status", "--config", str(config))
+    assert shown.returncode == 2 and "journal: off site CRITICAL: " in shown.stdout, shown.stdout + shown.stderr
+    assert "has not reached" in shown.stdout.splitlines()[0], shown.stdout
 
 
 def test_the_backup_playbook_copies_each_verified_archive_off_site(pg, mongo, s3_server, remote, run_playbook,
@@ -432,6 +454,11 @@ def test_the_schedule_runs_the_copy_after_verify_and_before_prune_with_a_config_
                     "src": os.path.join(role, "templates", "lifeboat-backup.service.j2"),
                     "dest": str(units / f"{job['name']}.service"), "mode": "0644"},
                  "vars": {**variables, "job": job}} for job in jobs]}
+    # The status unit reads the bucket when a job copies off site (network), and only then.
+    play["tasks"] += [{"name": f"Status unit {name}", "ansible.builtin.template": {
+        "src": os.path.join(role, "templates", "lifeboat-status.service.j2"), "dest": str(units / f"status-{name}"),
+        "mode": "0644"}, "vars": {**variables, "backup_schedule_jobs": schedule}}
+        for name, schedule in (("offsite", "{{ schedule_jobs }}"), ("local", "{{ schedule_jobs[1:] }}"))]
     done, _results = run_play(tmp_path, play, {"schedule_jobs": jobs})
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr
     check = subprocess.run([sys.executable, os.path.join(REPO_ROOT, "bin", "lifeboat"), "check", "--config",
@@ -442,6 +469,10 @@ def test_the_schedule_runs_the_copy_after_verify_and_before_prune_with_a_config_
     assert steps == ["backup", "verify", "copy", "prune"]
     assert "copy" not in (units / "plain.service").read_text().split("ExecStart=")[-1]
     assert SECRET_KEY not in config.read_text() + (units / "journal.service").read_text()
+    status_units = {name: (units / f"status-{name}").read_text() for name in ("offsite", "local")}
+    assert "PrivateNetwork=yes" not in status_units["offsite"] and "PrivateNetwork=yes" in status_units["local"]
+    assert "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6\n" in status_units["offsite"], status_units["offsite"]
+    assert "RestrictAddressFamilies=AF_UNIX\n" in status_units["local"], status_units["local"]
 
 
 def test_a_signed_archive_keeps_its_signature_through_the_bucket(s3_server, remote, run_module, tmp_path):
@@ -486,3 +517,31 @@ def test_a_signed_archive_keeps_its_signature_through_the_bucket(s3_server, remo
     done = subprocess.run(check.replace("ALLOWED_SIGNERS", str(allowed)), shell=True, cwd=os.path.dirname(archive),
                           capture_output=True, text=True, check=False)
     assert done.returncode == 0 and "Good" in done.stdout, done
+
+
+def test_content_md5_for_stores_without_flexible_checksums(s3_server, remote, run_module, tmp_path):
+    """checksum: md5 (forced here against versitygw, which has both): every request carries Content-MD5 that the
+    store checks, the ETag is compared after upload, and remote verify reads the objects back; a rewrite is found."""
+    s3 = s3_server.client()
+    with pytest.raises(s3.exceptions.ClientError, match=r"BadDigest|InvalidDigest"):  # the store checks Content-MD5
+        s3.put_object(Bucket=remote["bucket"], Key="probe", Body=b"x", ContentMD5="AAAAAAAAAAAAAAAAAAAAAA==")
+    destination, archive = big_files_archive(run_module, tmp_path, 12)
+    name = os.path.basename(archive)
+    md5 = {**remote, "checksum": "md5", "part_size_mib": 5}
+    copy = run_module("offsite_copy", {"destination": destination, **md5})
+    assert copy.rc == 0 and copy.result["copied"] == [name], copy.stdout + copy.stderr
+    for key, etag_ends in ((name, "-3"), (name + ".manifest.json", "")):
+        head = s3.head_object(Bucket=remote["bucket"], Key=f"db1/jobs/{key}", ChecksumMode="ENABLED")
+        assert "ChecksumSHA256" not in head and head["ETag"].strip('"').endswith(etag_ends) and (
+            etag_ends or "-" not in head["ETag"]), head
+    checked = run_module("offsite_verify", md5)
+    assert checked.rc == 0 and [r["ok"] for r in checked.result["results"]] == [True], checked.result
+    fetched = run_module("offsite_fetch", {**md5, "job": "big", "directory": str(tmp_path / "fetched")})
+    with open(archive, "rb") as handle:
+        body = bytearray(handle.read())
+    with open(fetched.result["archive"], "rb") as handle:
+        assert fetched.rc == 0 and handle.read() == body, fetched.result
+    # Rewritten through the API (plain, as a store without flexible checksums keeps it): verify reads and refuses.
+    body[7] ^= 0x01
+    s3.put_object(Bucket=remote["bucket"], Key=f"db1/jobs/{name}", Body=bytes(body))
+    one_line_failure(run_module("offsite_verify", md5), f"{name} remotely has SHA-256")

@@ -357,13 +357,12 @@ def test_host_command_signs_and_its_verify_checks_against_the_job_key(pg, mongo,
 
 
 def test_roles_sign_verify_and_refuse_a_forgery(pg, keys, recording_ssh_keygen, tmp_path, unique_name):
-    """backup_signing_key_file signs, backup_trusted_signers and restore_trusted_signers check, in the roles; -vvv
-    shows the key's path, never the key."""
+    """backup_signing_key_file signs, and with no trusted signers given its public half is what the backup role's
+    verify and the restore role check (a job proves its own archives); -vvv shows the key's path, never the key."""
     from test_forwarded_options import module_args, run_play, write_out  # pylint: disable=import-error,import-outside-toplevel
     job = {"name": "journal", "engine": "postgresql", "database": PG_SOURCE, **pg.login()}
     host_vars = {"backup_root": str(tmp_path / "backups"), "backup_jobs": [job], "lifeboat_out": str(tmp_path / "out.json"),
                  "backup_signing_key_file": keys["backup"]["private"],
-                 "backup_trusted_signers": [keys["backup"]["public"]],
                  "restore_items": [{"job": "journal", "target_database": unique_name}]}
     backup_and_restore = {"tasks": [
         {"name": "Back up", "ansible.builtin.include_role": {"name": "lifeboat.ops.backup"}},
@@ -378,7 +377,8 @@ def test_roles_sign_verify_and_refuse_a_forgery(pg, keys, recording_ssh_keygen, 
         assert dumped["signing_key_file"] == keys["backup"]["private"]
         (verified,) = module_args(done.stdout, "lifeboat.ops.backup : Verify the new archive")
         (restored,) = module_args(done.stdout, "lifeboat.ops.restore : Restore PostgreSQL")
-        assert verified["trusted_signers"] == restored["trusted_signers"] == [keys["backup"]["public"]]
+        assert verified["trusted_signers"] == restored["trusted_signers"] == []
+        assert verified["signing_key_file"] == restored["signing_key_file"] == keys["backup"]["private"]
         assert '"signature": "ok"' in done.stdout
         for text in (done.stdout, done.stderr, recording_ssh_keygen.read_text()):
             assert keys["backup"]["body"][:40] not in text
@@ -412,3 +412,55 @@ def test_roles_sign_verify_and_refuse_a_forgery(pg, keys, recording_ssh_keygen, 
         assert not pg.has_database(unique_name)
     finally:
         pg.drop(unique_name)
+
+
+def test_a_job_that_signs_refuses_unsigned_without_trusted_signers(pg, keys, run_module, tmp_path, unique_name):
+    """The safe default: a job with a signing key but no trusted_signers trusts its key's public half, so an
+    unsigned archive is refused by verify, restore and migration_validate's archive source unless allow_unsigned;
+    a signature by another key is refused by all three, before anything is restored."""
+    destination = tmp_path / "backups"
+    dumped = run_module("postgresql_dump", pg.login(database=PG_SOURCE, destination=str(destination), job="old"))
+    assert dumped.rc == 0, dumped.result
+    unsigned = dumped.result["archive"]
+    job_key = {"signing_key_file": keys["backup"]["private"]}
+    run = run_module("backup_verify", {"archive": unsigned, "level": "checksum", **job_key})
+    assert run.rc != 0 and "is not signed" in one_line(run.result["msg"]), run.result
+    run = run_module("backup_verify", {"archive": unsigned, "level": "checksum", "allow_unsigned": True, **job_key})
+    assert run.rc == 0 and run.result["results"][0]["signature"] == "unsigned (allowed)", run.result
+    refused = run_module("postgresql_restore", {**pg.login(), "archive": unsigned, "target_database": unique_name,
+                                                **job_key})
+    assert refused.rc != 0 and "is not signed" in one_line(refused.result["msg"]) and not pg.has_database(unique_name)
+    scratch = f"{unique_name}_scratch"
+    validate = {"engine": "postgresql", "target": pg.login(database=PG_SOURCE), "scratch_database": scratch,
+                "checks": ["presence", "counts"]}
+    for check_mode in (True, False):
+        run = run_module("migration_validate", {**validate, "source": {"archive": unsigned, **job_key}},
+                         check_mode=check_mode)
+        assert run.rc != 0 and "is not signed" in one_line(run.result["msg"]), run.result
+    run = run_module("migration_validate", {**validate, "source": {"archive": unsigned, "allow_unsigned": True,
+                                                                   **job_key}})
+    assert run.rc == 0 and run.result["passed"] is True, run.result
+    assert not pg.has_database(scratch)
+
+    # Signed by the job's key: passes with the key alone; by another key: refused, nothing restored.
+    signed = run_module("postgresql_dump", pg.login(database=PG_SOURCE, destination=str(destination), job="new",
+                                                    **job_key)).result["archive"]
+    run = run_module("backup_verify", {"archive": signed, "level": "checksum", **job_key})
+    assert run.rc == 0 and run.result["results"][0]["signature"] == "ok", run.result
+    run = run_module("migration_validate", {**validate, "source": {"archive": signed, **job_key}})
+    assert run.rc == 0 and run.result["passed"] is True, run.result
+    os.unlink(signed + ".manifest.json.sig")
+    subprocess.run(["ssh-keygen", "-Y", "sign", "-n", "lifeboat-manifest", "-f", keys["attacker"]["private"],
+                    signed + ".manifest.json"], check=True, capture_output=True)
+    for run in (run_module("backup_verify", {"archive": signed, "level": "checksum", "allow_unsigned": True, **job_key}),
+                run_module("migration_validate", {**validate, "source": {"archive": signed, "allow_unsigned": True,
+                                                                         **job_key}})):
+        assert run.rc != 0 and "does not carry a valid signature" in one_line(run.result["msg"]), run.result
+    assert not pg.has_database(scratch)
+    # Without a key or trusted signers nothing can check it: said so, as before.
+    run = run_module("backup_verify", {"archive": unsigned, "level": "checksum"})
+    assert run.rc == 0 and run.result["results"][0]["signature"] == "not checked", run.result
+    # The key file named but absent (a restore on another host): one line that says what to give instead.
+    run = run_module("backup_verify", {"archive": unsigned, "level": "checksum",
+                                       "signing_key_file": str(tmp_path / "gone")})
+    assert run.rc != 0 and "give trusted_signers" in one_line(run.result["msg"]), run.result
