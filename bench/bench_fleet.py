@@ -32,8 +32,8 @@ sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
 runpy.run_path(os.path.join(HERE, "..", "tests", "conftest.py"))
 
 from fleet import Fleet  # noqa: E402  pylint: disable=wrong-import-position,import-error
-from testbed import (  # noqa: E402  pylint: disable=wrong-import-position,import-error
-    PG_SECOND, PG_SOURCE, REPO_ROOT, PgServer, collections_root, module_env)
+
+from testbed import PG_SECOND, PG_SOURCE, REPO_ROOT, PgServer, collections_root, module_env  # noqa: E402  pylint: disable=wrong-import-position,import-error
 
 
 def inventory(fleet: Fleet, pg: PgServer, hosts: list[str], path: str) -> None:

@@ -60,7 +60,7 @@ class Fleet:
             target.write(source.read())
         os.chmod(authorized, 0o600)
         fleet_image = image()
-        for host, port in zip(hosts, free_ports(len(hosts))):
+        for host, port in zip(hosts, free_ports(len(hosts)), strict=True):
             port_file = os.path.join(self.directory, f"{host}.port.conf")
             with open(port_file, "w", encoding="utf-8") as handle:
                 handle.write(f"Port {port}\nListenAddress 127.0.0.1\n")

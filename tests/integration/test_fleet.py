@@ -46,7 +46,7 @@ def inventory(fleet: Fleet, pg: t.Any, path: t.Any) -> str:
         if host == "h3":
             jobs.append({**login, "name": "second"})
         hosts[host] = {**fleet.host_vars(host), "backup_jobs": jobs}
-    for host, port in zip(UNREACHABLE, free_ports(len(UNREACHABLE))):
+    for host, port in zip(UNREACHABLE, free_ports(len(UNREACHABLE)), strict=True):
         hosts[host] = {**fleet.host_vars_for_port(port), "backup_jobs": [{"name": "journal", **login}]}
     path.write_text(yaml.safe_dump({"all": {"hosts": hosts, "vars": {"backup_prune": False}}}))
     return str(path)
