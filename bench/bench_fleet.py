@@ -90,7 +90,7 @@ def main() -> int:
             print("|---|---|---|---|---|---|---|")
             for forks in args.forks:
                 for pipelining in (True, False):
-                    runs = [run(inventory_path, forks, pipelining, work) for _ in range(args.repeat)]
+                    runs = [run(inventory_path, forks, pipelining, work) for _repeat in range(args.repeat)]
                     wall = statistics.median(r[0] for r in runs)
                     cpu = statistics.median(r[1] for r in runs)
                     print(f"| {forks} | {'on' if pipelining else 'off'} | {wall:.1f} | {cpu:.1f} | "

@@ -171,13 +171,13 @@ def load_file(path: str) -> Targets:
 def module_spec() -> dict[str, t.Any]:
     """The ping module's options: the targets, the state, what the ping says."""
     return {**options_spec(), "state": {"type": "str", "required": True, "choices": list(STATES)},
-            "message": {"type": "str", "default": ""}, "log": {"type": "str", "default": ""}}
+            "summary": {"type": "str", "default": ""}, "log": {"type": "str", "default": ""}}
 
 
 def ping_task(run: Run) -> Outcome:
     """The module's task: never fails on a ping that was not taken; each such ping is one warning."""
     targets = Targets.from_options({kind: run.params.get(kind) or [] for kind in KINDS})
-    message = run.params.get("message") or f"lifeboat backup {run.params['state']}"
+    message = run.params.get("summary") or f"lifeboat backup {run.params['state']}"
     if run.check_mode:
         return Outcome(result={"pinged": 0, "problems": []})
     problems = send(targets, run.params["state"], message, run.params.get("log") or "")

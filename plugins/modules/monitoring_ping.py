@@ -12,8 +12,8 @@ description:
   - Sends a run's V(start), V(success) or V(fail) ping to every target given, as the lifeboat.ops.backup role does
     around its jobs and the C(lifeboat) host command does in the scheduled units.
   - C(healthchecks) URLs get a POST to C(URL/start), C(URL) or C(URL/fail); a failure's body is O(log).
-  - C(uptime_kuma) push URLs get C(status=up) or C(status=down) with O(message) as C(msg); Kuma has no start state.
-  - C(ntfy) topic URLs get O(message) POSTed on success (low priority) and failure (high priority, with O(log)).
+  - C(uptime_kuma) push URLs get C(status=up) or C(status=down) with O(summary) as C(msg); Kuma has no start state.
+  - C(ntfy) topic URLs get O(summary) POSTed on success (low priority) and failure (high priority, with O(log)).
   - A ping that is not delivered (receiver down, HTTP error) never fails the task; it is one warning, and the URL
     (which holds a token) is shown nowhere.
 author:
@@ -35,7 +35,7 @@ options:
     type: str
     required: true
     choices: [start, success, fail]
-  message:
+  summary:
     description:
       - One line that says what happened (Uptime Kuma's C(msg), the ntfy message, the healthchecks body).
     type: str

@@ -32,7 +32,7 @@ def image() -> str:
 def free_ports(count: int) -> list[int]:
     sockets = []
     try:
-        for _ in range(count):
+        for _index in range(count):
             probe = socket.socket()
             probe.bind(("127.0.0.1", 0))
             sockets.append(probe)

@@ -13,7 +13,7 @@ import shlex
 
 import pytest
 from ping_receiver import Receiver, closed_port_url
-from test_cli import host, lifeboat  # noqa: F401 - host is the installed host command (fixture)
+from test_cli import host, lifeboat  # noqa: F401  pylint: disable=unused-import  # host: the installed host command (fixture)
 from test_job_isolation import bad_job
 
 from testbed import PG_SOURCE, REPO_ROOT, sample_jobs
@@ -154,8 +154,8 @@ def test_the_units_with_the_receiver_down_back_up_and_warn_once_per_ping(host, s
            "chmod 600 it" in run.stderr.splitlines()
 
 
-def test_backup_role_pings_start_then_success_or_fail_and_survives_a_receiver_down(pg, mongo, run_playbook,
-                                                                                  tmp_path):
+def test_backup_role_pings_start_then_success_or_fail_and_survives_a_receiver_down(
+        pg, mongo, run_playbook, tmp_path):
     journal, _nightscout = sample_jobs(pg, mongo)
     base = {"backup_root": str(tmp_path / "backups"), "backup_prune": False}
     with Receiver() as receiver:

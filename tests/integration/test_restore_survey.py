@@ -11,8 +11,8 @@ import pytest
 from testbed import PG_SOURCE, listing, sample_jobs
 
 
-def test_scalars_restore_one_item_and_confirm_guards_a_target_with_data(pg, mongo, run_playbook, tmp_path,
-                                                                         unique_name):
+def test_scalars_restore_one_item_and_confirm_guards_a_target_with_data(
+        pg, mongo, run_playbook, tmp_path, unique_name):
     journal, _nightscout = sample_jobs(pg, mongo)
     host_vars = {"backup_root": str(tmp_path / "backups"), "backup_jobs": [journal], "backup_prune": False}
     made = run_playbook("backup", host_vars)
