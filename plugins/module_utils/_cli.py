@@ -2,7 +2,7 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """``lifeboat``: the host command the systemd timers run. The same library as the modules, no Ansible.
 
-    lifeboat backup [--job NAME]... [--config FILE]
+    lifeboat backup [--job NAME]... [--config FILE] [--pings FILE [--ping-start] [--ping-success]]
     lifeboat verify [--job NAME] [--select newest|all|unverified] [--level LEVEL]
     lifeboat prune  [--job NAME] [--dry-run]
     lifeboat status [--job NAME] [--metrics-file FILE]
@@ -16,11 +16,16 @@ on success, 1 on failure and 2 on a usage error. ``backup`` of several jobs runs
 fails, and ends with one line per failed job. On a terminal a progress line shows how a dump advances;
 under systemd (``JOURNAL_STREAM`` set) lines carry syslog priorities for the journal instead.
 ``restart-stopped`` starts the containers a killed backup run left stopped (the services' ``ExecStopPost=``).
+``--pings FILE`` (backup, verify, copy, prune) pings the monitoring targets of a 0600 JSON file (``_pings``): a
+failed command pings ``fail`` with the tail of its output; ``--ping-start`` pings ``start`` first and
+``--ping-success`` pings ``success`` after a good run (the first and the last command of a job's unit). A ping that
+cannot be delivered is one warning line and changes nothing else.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import os
 import sys
 import threading
@@ -28,8 +33,8 @@ import time
 import traceback
 import typing as t
 
-from . import _catalog, _config, _ingress, _manifest, _notify, _offsite, _retention, _status, _stopping, _verify
-from ._common import LifeboatError, redact
+from . import _catalog, _config, _ingress, _manifest, _notify, _offsite, _pings, _retention, _status, _stopping, _verify
+from ._common import LifeboatError, redact, register_secret
 from ._pipeline import stop_cleanly_on_termination, stop_requested
 
 DEFAULT_CONFIG = "/etc/lifeboat/lifeboat.yml"
@@ -48,12 +53,14 @@ class Output:
         self.terminal = stream.isatty() and not self.journal
         self._progress_shown = False
         self._lock = threading.Lock()
+        self.tail: collections.deque[str] = collections.deque(maxlen=40)  # what a fail ping carries
 
     def line(self, text: str, level: str = "info") -> None:
         with self._lock:
             self._clear_progress()
             prefix = f"<{self.PRIORITY[level]}>" if self.journal else ("" if level == "info" else f"{level}: ")
             self.stream.write(f"{prefix}{redact(text)}\n")
+            self.tail.append(("" if level == "info" else f"{level}: ") + redact(text))
             self.stream.flush()
 
     def progress(self, text: str) -> None:
@@ -107,21 +114,25 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", default=argparse.SUPPRESS,
                         help=f"the YAML file describing the jobs (default {DEFAULT_CONFIG})")
+    pinging = argparse.ArgumentParser(add_help=False)
+    pinging.add_argument("--pings", help="ping the monitoring targets of this 0600 JSON file (fail on a failure)")
+    pinging.add_argument("--ping-start", action="store_true", help="with --pings: ping start before the run")
+    pinging.add_argument("--ping-success", action="store_true", help="with --pings: ping success after a good run")
     parser = argparse.ArgumentParser(prog="lifeboat", description="Backups of PostgreSQL and MongoDB, on this host.",
                                      parents=[common])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    backup = commands.add_parser("backup", parents=[common], help="dump jobs' databases into new archives")
+    backup = commands.add_parser("backup", parents=[common, pinging], help="dump jobs' databases into new archives")
     backup.add_argument("--job", action="append", help="a job to run (repeat for several; all jobs when omitted)")
-    verify = commands.add_parser("verify", parents=[common], help="prove archives against their manifests")
+    verify = commands.add_parser("verify", parents=[common, pinging], help="prove archives against their manifests")
     verify.add_argument("--job", help="only this job (all jobs when omitted)")
     verify.add_argument("--select", choices=_verify.SELECTIONS, help="which archives (default: the job's setting)")
     verify.add_argument("--level", choices=(_verify.AUTO, *_verify.LEVELS),
                         help="how far to go (default: the job's setting; auto: structure, or checksum for "
                              "encrypted archives this host cannot decrypt)")
-    prune = commands.add_parser("prune", parents=[common], help="apply the jobs' retention")
+    prune = commands.add_parser("prune", parents=[common, pinging], help="apply the jobs' retention")
     prune.add_argument("--job", help="only this job (all jobs when omitted)")
     prune.add_argument("--dry-run", action="store_true", help="say what would be removed, remove nothing")
-    copy = commands.add_parser("copy", parents=[common],
+    copy = commands.add_parser("copy", parents=[common, pinging],
                                help="copy verified archives to the jobs' off-site bucket and prune it there")
     copy.add_argument("--job", help="only this job (all jobs with an enabled offsite section when omitted)")
     fetch = commands.add_parser("fetch", parents=[common],
@@ -153,6 +164,21 @@ def main(argv: t.Sequence[str] | None = None, output: Output | None = None) -> i
         return run_ingress_check(args.file, args.url, output)
     stop_cleanly_on_termination()
     failure_code = NAGIOS_UNKNOWN if args.command == "status" else EXIT_FAILED
+    pings = load_pings(args, output)
+    label = run_label(args)
+    if pings and args.ping_start:
+        ping(pings, "start", f"{label}: {args.command} started", output)
+    code = run_command(args, output, failure_code)
+    if pings and code != EXIT_OK:
+        last = next((line for line in reversed(output.tail) if line.startswith("error: ")), "")
+        ping(pings, "fail", f"{label}: {last[len('error: '):] or args.command + ' failed'}", output,
+             "\n".join(output.tail))
+    elif pings and args.ping_success:
+        ping(pings, "success", f"{label}: done", output)
+    return code
+
+
+def run_command(args: argparse.Namespace, output: Output, failure_code: int) -> int:
     try:
         config = _config.load(getattr(args, "config", DEFAULT_CONFIG))
         return COMMANDS[args.command](config, args, output)
@@ -164,6 +190,30 @@ def main(argv: t.Sequence[str] | None = None, output: Output | None = None) -> i
         if os.environ.get("LIFEBOAT_DEBUG"):
             output.stream.write(redact(traceback.format_exc()))
     return failure_code
+
+
+def load_pings(args: argparse.Namespace, output: Output) -> _pings.Targets | None:
+    """The monitoring targets of ``--pings``; a file that cannot be read is a warning: the backup still runs."""
+    if not getattr(args, "pings", None):
+        return None
+    try:
+        targets = _pings.load_file(args.pings)
+    except LifeboatError as exc:
+        output.line(f"no monitoring pings: {exc}", "warning")
+        return None
+    register_secret(*targets.secrets())  # no line of ours repeats a URL
+    return targets
+
+
+def run_label(args: argparse.Namespace) -> str:
+    """``lifeboat: journal on db1``: what a ping's message names."""
+    jobs = args.job if isinstance(getattr(args, "job", None), list) else [getattr(args, "job", None) or "all jobs"]
+    return f"lifeboat: {', '.join(jobs)} on {os.uname().nodename}"
+
+
+def ping(targets: _pings.Targets, state: str, message: str, output: Output, log_tail: str = "") -> None:
+    for problem in _pings.send(targets, state, message, log_tail):
+        output.line(f"monitoring ping {state} not delivered: {problem}", "warning")
 
 
 def run_ingress_check(path: str, urls: list[str], output: Output) -> int:
