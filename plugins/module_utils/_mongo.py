@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 from . import _manifest
 from ._archive import (
     ArchiveOptions,
-    check_stream,
     commit_with_manifest,
     compare_counts,
     count_mismatch_error,
+    read_for_restore,
     stream_compression,
     stream_to_archive,
     verify_archive,
@@ -511,10 +511,15 @@ DIRECT = "direct"  # oplog archives: straight into targets that hold nothing; wh
 
 
 @_one_line_errors
-def plan_restore(request: RestoreRequest) -> dict[str, t.Any]:
-    """Everything that can be checked before writing: the archive (read whole), the target and the disk."""
+def plan_restore(request: RestoreRequest, read_archive: bool = True) -> dict[str, t.Any]:
+    """Everything that can be checked before writing: the archive, the target and the disk.
+
+    ``read_archive``: read the whole archive now (check mode). A staged restore leaves it false: it reads the
+    archive once, into the staging collections, and a mismatch found in that read drops them. An oplog archive,
+    restored straight into its targets, is read whole first whatever this says.
+    """
     request.validate()
-    manifest = verify_archive(request.archive_path, "mongodb", request.decryption, request.trust)
+    manifest = verify_archive(request.archive_path, "mongodb", request.decryption, request.trust, read_archive)
     renames = request.renames(manifest)
     expected = {
         map_namespace(ns, renames): count
@@ -560,7 +565,7 @@ def plan_restore(request: RestoreRequest) -> dict[str, t.Any]:
         client.close()
     return {"manifest": manifest, "renames": renames, "expected": expected, "existing": existing, "server": server,
             "created": sorted(set(expected) - present), "mechanism": mechanism, "staging": staging,
-            "disk_space": disk_space}
+            "disk_space": disk_space, "archive_read": read_archive}
 
 
 def _check_disk_space(client: t.Any, connection: MongoConnection, manifest: dict[str, t.Any], copied: list[str]) -> str:
@@ -656,7 +661,10 @@ def _listener_argv(port: int) -> list[str]:
 @_one_line_errors
 def restore(request: RestoreRequest, plan: dict[str, t.Any] | None = None) -> dict[str, t.Any]:
     """Restore into staging collections, count them, and only then rename them over the targets."""
-    plan = plan or plan_restore(request)
+    plan = plan or plan_restore(request, read_archive=False)
+    if plan["staging"] is None and not plan.get("archive_read"):
+        # Straight into the targets (an oplog archive): nothing may be written before the whole archive is proven.
+        read_for_restore(request.archive_path, plan["manifest"], decryption=request.decryption)
     safety = []
     if plan["existing"] and request.safety_dump is not None:
         for database in sorted({split_namespace(ns)[0] for ns in plan["existing"]}):
@@ -842,17 +850,9 @@ def _restore_and_check(request: RestoreRequest, plan: dict[str, t.Any], staging:
         else:
             argv += ["--oplogReplay"]
         argv, env = request.connection.tool_command(argv, private)
-        stream = read_stream(
-            request.archive_path,
-            compression=stream_compression(manifest),
-            decryption=request.decryption,
-            encrypted=manifest["archive"]["encryption"] is not None,
-            consumer_argv=argv,
-            consumer_env=env,
-            consumer_name="mongorestore",
-            on_consumer_output=on_line,
-        )
-    check_stream(stream, manifest, request.archive_path)
+        # The archive's checksums are checked in this same read: a mismatch fails it, and the staging goes.
+        read_for_restore(request.archive_path, manifest, decryption=request.decryption, consumer_argv=argv,
+                         consumer_env=env, consumer_name="mongorestore", on_consumer_output=on_line)
     expected_total = sum(expected.values())
     if expected_total and not restored["ok"]:
         raise LifeboatError(f"mongorestore restored 0 documents although the archive holds {expected_total}")

@@ -198,7 +198,8 @@ def _restore(run: Run, engine: t.Any, build: t.Callable[[str], t.Any],
     if note:
         run.warn(note)
     request = build(archive)
-    plan = engine.plan_restore(request)
+    # Check mode reads the archive whole (all it can prove); a restore reads it once, checking while it restores.
+    plan = engine.plan_restore(request, read_archive=run.check_mode)
     common = {"archive": archive, **({"archive_reason": reason} if reason else {}), **planned(plan)}
     if run.check_mode:
         return Outcome(changed=True, result=common)
