@@ -465,6 +465,12 @@ def is_system_namespace(namespace: str) -> bool:
     return db in _SYSTEM_DATABASES or coll.startswith("system.")
 
 
+# mongorestore's parallelism (--numParallelCollections, --numInsertionWorkersPerCollection). Its own defaults are 4
+# and 1; two collections at a time keep a small host (2 cores, the server on it too) busy without thrashing it.
+RESTORE_PARALLEL_COLLECTIONS = 2
+RESTORE_INSERTION_WORKERS = 1
+
+
 @dataclass
 class RestoreRequest:
     connection: MongoConnection
@@ -480,8 +486,13 @@ class RestoreRequest:
     safety_dump: ArchiveOptions | None = None
     tools_dir: str | None = None
     trust: Trust = field(default_factory=Trust)  # whose signature the archive's manifest must carry
+    parallel_collections: int = RESTORE_PARALLEL_COLLECTIONS
+    insertion_workers_per_collection: int = RESTORE_INSERTION_WORKERS
 
     def validate(self) -> None:
+        for option in ("parallel_collections", "insertion_workers_per_collection"):
+            if getattr(self, option) < 1:
+                raise LifeboatError(f"{option} must be 1 or more, not {getattr(self, option)}")
         if len(self.ns_from) != len(self.ns_to):
             raise LifeboatError("ns_from and ns_to must have the same number of patterns")
         if self.target_database and self.ns_from:
@@ -840,7 +851,9 @@ def _restore_and_check(request: RestoreRequest, plan: dict[str, t.Any], staging:
     # recorded in the manifest are created here instead.
     indexes_by_module = plan["server"]["product"] == "FerretDB"
     with PrivateDir() as private:
-        argv = [mongorestore, "--archive", "--stopOnError"]
+        argv = [mongorestore, "--archive", "--stopOnError",
+                f"--numParallelCollections={request.parallel_collections}",
+                f"--numInsertionWorkersPerCollection={request.insertion_workers_per_collection}"]
         argv += ["--gzip"] if inner_gzip else []
         argv += ["--noIndexRestore"] if indexes_by_module else []
         if staging:

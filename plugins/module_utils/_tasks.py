@@ -228,6 +228,8 @@ def mongodb_restore(run: Run) -> Outcome:
             safety_dump=_params.safety_dump_options(params),
             tools_dir=params["tools_dir"],
             trust=_params.trust(params),
+            parallel_collections=params["parallel_collections"],
+            insertion_workers_per_collection=params["insertion_workers_per_collection"],
         )
 
     return _restore(run, _mongo, build,

@@ -103,6 +103,20 @@ options:
         (its staging collection starts empty, like C(mongorestore --drop)). Needs O(overwrite=true).
     type: bool
     default: false
+  parallel_collections:
+    description:
+      - Collections C(mongorestore) restores at the same time (C(--numParallelCollections)).
+      - The default suits a small host (2 cores, the server on the same machine); more pays off only when the
+        server has cores to spare and the archive holds several large collections (C(mongorestore) reads one
+        archive stream, so collections wait for each other's turn in it).
+    type: int
+    default: 2
+  insertion_workers_per_collection:
+    description:
+      - Insert workers per collection (C(--numInsertionWorkersPerCollection)). More than 1 pays off for one large
+        collection on a server with idle cores; on a 2-core host it only adds contention.
+    type: int
+    default: 1
 seealso:
   - module: lifeboat.ops.mongodb_dump
 """
@@ -188,6 +202,7 @@ def main() -> None:
         "ns_include": {"type": "list", "elements": "str", "default": []},
         "ns_exclude": {"type": "list", "elements": "str", "default": []},
         "drop": {"type": "bool", "default": False},
+        **_params.mongorestore_parallel_spec(),
     }
     module = AnsibleModule(
         argument_spec=argument_spec,
