@@ -9,10 +9,10 @@ module: mongodb_restore
 short_description: Restore a MongoDB archive made by mongodb_dump, and prove every document arrived
 version_added: 0.1.0
 description:
-  - First reads the whole archive through C(age -d) and decompression and checks both sha256 sums of its
-    manifest, so nothing is written for an archive that is damaged or that the identity cannot open; then
-    streams it through C(age -d) and decompression
-    into C(mongorestore --archive --stopOnError), optionally under other names (C(--nsFrom)/C(--nsTo)).
+  - Reads the archive once: its stored sha256, C(age -d), decompression, its plain sha256 and the restore run in
+    one stream into C(mongorestore --archive --stopOnError), optionally under other names (C(--nsFrom)/C(--nsTo)).
+    An archive that does not match its manifest fails that stream and its staging collections are dropped. Check
+    mode, and an archive with an oplog (replayed straight into its targets), read the whole archive first.
   - A target collection that already holds documents is only written with O(overwrite=true);
     O(drop=true) replaces it. O(safety_dump_dir) first dumps the databases about to be overwritten.
   - A restore is all or nothing for the target. mongorestore never writes into the target collections; it writes
