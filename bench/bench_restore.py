@@ -24,9 +24,8 @@ import time
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import bench_dump  # noqa: E402  pylint: disable=wrong-import-position
-
-from bench_dump import MB, REPO, add_testbed_arguments, collections_root, log, secret  # noqa: E402
+import bench_dump
+from bench_dump import MB, REPO, add_testbed_arguments, collections_root, log
 
 
 def child_main(spec: dict) -> None:
@@ -155,7 +154,7 @@ def bench_module_split(bed, workdir, ansible_env, archive_dir: str, repeat: int)
     for _rep in range(repeat):
         for name, argv in steps.items():
             runs[name].append(run(argv, ansible_env, ok=False)["seconds"])
-    print("\nModule run split (median of %d)" % repeat)
+    print(f"\nModule run split (median of {repeat})")
     medians = {name: statistics.median(values) for name, values in runs.items()}
     for name, value in medians.items():
         print(f"  {name:48} {value:6.2f} s")
@@ -225,7 +224,7 @@ def main() -> None:
     bed = bench_dump.testbed(args)
     workdir = tempfile.mkdtemp(prefix="lifeboat-bench-restore-", dir="/var/tmp")
     ansible_env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=collections_root(REPO))
-    print(f"uptime at the start: {subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}")
+    print(f"uptime at the start: {subprocess.run(['uptime'], check=False, capture_output=True, text=True).stdout.strip()}")
     try:
         if not args.skip_pg:
             bench_postgres(args, bed, workdir, ansible_env)
@@ -234,7 +233,7 @@ def main() -> None:
             bench_mongo(args, bed, workdir)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    print(f"uptime at the end: {subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}")
+    print(f"uptime at the end: {subprocess.run(['uptime'], check=False, capture_output=True, text=True).stdout.strip()}")
 
 
 if __name__ == "__main__":

@@ -198,6 +198,14 @@ def read_for_restore(archive_path: str, manifest: dict[str, t.Any], **read_args:
     return stream
 
 
+def as_tap(stream_args: dict[str, t.Any]) -> dict[str, t.Any]:
+    """A reader's read_stream arguments (a parser of the plain stream, or a consumer such as ``pg_restore -f -``)
+    turned into a tap on a restore's own read: the consumer becomes the stream's second consumer (its tee)."""
+    renamed = {"consumer_argv": "tee_argv", "consumer_env": "tee_env", "consumer_name": "tee_name",
+               "on_consumer_stdout": "on_tee_stdout"}
+    return {renamed.get(key, key): value for key, value in stream_args.items()}
+
+
 def _damaged(archive_path: str, actual: str, expected: str) -> LifeboatError:
     return LifeboatError(
         f"{archive_path} does not match its manifest (sha256 {actual[:12]}... instead of {expected[:12]}...); "

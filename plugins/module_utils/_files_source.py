@@ -451,12 +451,12 @@ class ScratchPlace:
 
 
 def restore_scratch(place: ScratchPlace, archive: str, manifest: dict[str, t.Any], scratch: str,
-                    decryption: Decryption) -> None:
+                    decryption: Decryption, tap: dict[str, t.Any] | None = None) -> None:
     directory = os.path.join(place.path, scratch)
     os.mkdir(directory, 0o700)
     read_for_restore(archive, manifest, decryption=decryption,
                      consumer_argv=[find_binary("tar"), "-x", "-f", "-", "-C", directory, *TAR_EXTRACT],
-                     consumer_name="tar")
+                     consumer_name="tar", **(tap or {}))
 
 
 def scratch_contents(place: ScratchPlace, scratch: str, manifest: dict[str, t.Any], reader: _tar_index.TarIndex

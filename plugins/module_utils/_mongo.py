@@ -488,6 +488,8 @@ class RestoreRequest:
     trust: Trust = field(default_factory=Trust)  # whose signature the archive's manifest must carry
     parallel_collections: int = RESTORE_PARALLEL_COLLECTIONS
     insertion_workers_per_collection: int = RESTORE_INSERTION_WORKERS
+    # More readers of the restore's one read of the archive (a verify's structure walk; see _archive.as_tap).
+    tap: dict[str, t.Any] = field(default_factory=dict)
 
     def validate(self) -> None:
         for option in ("parallel_collections", "insertion_workers_per_collection"):
@@ -865,7 +867,7 @@ def _restore_and_check(request: RestoreRequest, plan: dict[str, t.Any], staging:
         argv, env = request.connection.tool_command(argv, private)
         # The archive's checksums are checked in this same read: a mismatch fails it, and the staging goes.
         read_for_restore(request.archive_path, manifest, decryption=request.decryption, consumer_argv=argv,
-                         consumer_env=env, consumer_name="mongorestore", on_consumer_output=on_line)
+                         consumer_env=env, consumer_name="mongorestore", on_consumer_output=on_line, **request.tap)
     expected_total = sum(expected.values())
     if expected_total and not restored["ok"]:
         raise LifeboatError(f"mongorestore restored 0 documents although the archive holds {expected_total}")

@@ -515,6 +515,8 @@ class RestoreRequest:
     safety_dump: ArchiveOptions | None = None
     pg_bin_dir: str | None = None
     trust: Trust = field(default_factory=Trust)  # whose signature the archive's manifest must carry
+    # More readers of the restore's one read of the archive (a verify's structure walk; see _archive.as_tap).
+    tap: dict[str, t.Any] = field(default_factory=dict)
 
     @property
     def place(self) -> Client:
@@ -896,7 +898,8 @@ def _drop_side(request: RestoreRequest, side: str, reopen: str | None) -> str | 
 def _run_pg_restore(request: RestoreRequest, manifest: dict[str, t.Any], argv: list[str], env: dict[str, str]) -> StreamResult:
     """One read of the archive: streamed into pg_restore, or unpacked (and checked) before ``pg_restore -j``."""
     info = manifest["archive"]
-    read = functools.partial(read_for_restore, request.archive_path, manifest, decryption=request.decryption)
+    read = functools.partial(read_for_restore, request.archive_path, manifest, decryption=request.decryption,
+                             **request.tap)
     if info["format"] == "pg_dump-custom" and request.jobs == 1:
         command, command_env = request.place.command(argv, env, forward=CLIENT_SECRETS)
         return read(consumer_argv=command, consumer_env=command_env, consumer_name="pg_restore")

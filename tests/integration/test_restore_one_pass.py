@@ -17,11 +17,13 @@ import shutil
 import pytest
 
 from ansible_collections.lifeboat.ops.plugins.module_utils import (
-    _pipeline,
+    _catalog,
     _files_source,
     _mongo,
+    _pipeline,
     _postgres,
     _sources,
+    _verify,
 )
 from ansible_collections.lifeboat.ops.plugins.module_utils._common import LifeboatError
 
@@ -172,6 +174,26 @@ def test_a_manifest_count_off_by_one_is_found_before_the_swap(engine, pg, mongo,
         assert case.state() == before
     finally:
         case.cleanup()
+
+
+@pytest.mark.parametrize("damaged", [False, True], ids=["intact", "flipped byte"])
+def test_a_restore_level_verify_reads_the_archive_once(case, reads, damaged):
+    """Level restore: the structure walk rides on the scratch restore's own read, which checks both sha256 sums."""
+    archive = case.archive
+    if damaged:
+        archive = case.damaged_copy(lambda data, _manifest: data.__setitem__(len(data) // 2, data[len(data) // 2] ^ 1))
+    (found,) = [a for a in _catalog.scan(os.path.dirname(archive)).archives if a.path == archive]
+    server = {"postgresql": case.pg, "mongodb": case.mongo}.get(case.engine)
+    connections = {case.engine: _sources.get(case.engine).connection(server.login())} if server else {}
+    (result,) = _verify.verify(_verify.VerifyRequest(archives=[found], level="restore", record=False,
+                                                     connections=connections))
+    if damaged:
+        assert not result["ok"] and result["failed_check"] == "checksum", result
+    else:
+        assert result["ok"], result
+        assert result["checks"] == {"checksum": "ok", "stream": "ok", "structure": "ok", "restore": "ok"}
+        assert sum(result["counts"].values()) > 0
+    assert reads.count(archive) == 1, reads
 
 
 def test_check_mode_still_reads_the_archive_whole(pg, run_module, tmp_path, unique_name):
