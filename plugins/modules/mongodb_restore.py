@@ -9,7 +9,7 @@ module: mongodb_restore
 short_description: Restore a MongoDB archive made by mongodb_dump, and prove every document arrived
 version_added: 0.1.0
 description:
-  - Reads the archive once: its stored sha256, C(age -d), decompression, its plain sha256 and the restore run in
+  - Reads the archive once. Its stored sha256, C(age -d), decompression, its plain sha256 and the restore run in
     one stream into C(mongorestore --archive --stopOnError), optionally under other names (C(--nsFrom)/C(--nsTo)).
     An archive that does not match its manifest fails that stream and its staging collections are dropped. Check
     mode, and an archive with an oplog (replayed straight into its targets), read the whole archive first.
