@@ -17,6 +17,7 @@ from ._pipeline import (
     Encryption,
     StreamResult,
     read_stream,
+    stop_requested,
     validate_compression,
     validate_encryption,
     write_stream,
@@ -142,11 +143,13 @@ def resolve_archive(path: str) -> tuple[str, str | None]:
 
 
 def verify_archive(archive_path: str, engine: str, decryption: Decryption,
-                   trust: _signing.Trust | None = None) -> dict[str, t.Any]:
-    """Before a restore writes anything: read the whole archive through age and the decompressor.
+                   trust: _signing.Trust | None = None, read_whole: bool = True) -> dict[str, t.Any]:
+    """The archive's manifest, once everything that can be checked without writing is: path, signature (first,
+    before any byte of the archive is read), engine, what decrypts it.
 
-    This proves the stored file and the plain stream match the manifest's sha256 and that the identity
-    given opens it, so a restore never drops or overwrites data for an archive that cannot be read.
+    ``read_whole`` also reads the whole archive through age and the decompressor (check mode, and restores that
+    write straight into their targets). A restore into a side copy leaves it false: it reads the archive once,
+    restoring while it checks (``read_for_restore``), and a mismatch discards the side copy.
     """
     if not archive_path or not os.path.isabs(archive_path):
         raise LifeboatError(f"archive '{archive_path}' must be an absolute path to an archive file")
@@ -161,17 +164,53 @@ def verify_archive(archive_path: str, engine: str, decryption: Decryption,
     if manifest.get("engine") != engine:
         raise LifeboatError(f"{archive_path} is a {manifest.get('engine')} archive, not a {engine} one")
     check_decryption(manifest, decryption)
-    expected = manifest["archive"]["sha256"]
-    try:
-        stream = read_stored(archive_path, expected, compression=stream_compression(manifest), decryption=decryption,
-                             encrypted=manifest["archive"]["encryption"] is not None)
-    except StoredChecksumMismatch as exc:
-        raise LifeboatError(
-            f"{archive_path} does not match its manifest (sha256 {exc.actual[:12]}... instead of {expected[:12]}...); "
-            "the file is damaged or was replaced: restore another archive"
-        ) from None
-    check_stream(stream, manifest, archive_path)
+    if read_whole:
+        read_for_restore(archive_path, manifest, decryption=decryption)
     return manifest
+
+
+def read_for_restore(archive_path: str, manifest: dict[str, t.Any], **read_args: t.Any) -> StreamResult:
+    """One read of an archive (into a restore's consumer, or nowhere): the stored sha256, decryption,
+    decompression and the plain sha256 checked in the same stream; any difference is a LifeboatError.
+
+    The stored sha256 is only known at the end of the stream, so whatever the consumer wrote must be thrown away
+    on an error here: it goes into a side database, staging collections or a side directory, never the target.
+    """
+    info = manifest["archive"]
+    read_args.setdefault("compression", stream_compression(manifest))
+    read_args.setdefault("encrypted", info["encryption"] is not None)
+    try:
+        stream = read_stream(archive_path, **read_args)
+    except LifeboatError:
+        # A damaged file usually trips age, zstd or the consumer first; the checksum says what really happened
+        # (not after a stop request: reading a large archive again would only delay the stop).
+        actual = info["sha256"] if stop_requested() else sha256_file(archive_path)
+        if actual != info["sha256"]:
+            raise _damaged(archive_path, actual, info["sha256"]) from None
+        raise
+    if stream.stored_sha256 != info["sha256"]:
+        raise _damaged(archive_path, stream.stored_sha256, info["sha256"])
+    if stream.plain_sha256 != info["plain_sha256"]:
+        raise LifeboatError(
+            f"{archive_path} decrypts and decompresses to other bytes than were dumped (plain sha256 differs); "
+            "the archive cannot be trusted"
+        )
+    return stream
+
+
+def as_tap(stream_args: dict[str, t.Any]) -> dict[str, t.Any]:
+    """A reader's read_stream arguments (a parser of the plain stream, or a consumer such as ``pg_restore -f -``)
+    turned into a tap on a restore's own read: the consumer becomes the stream's second consumer (its tee)."""
+    renamed = {"consumer_argv": "tee_argv", "consumer_env": "tee_env", "consumer_name": "tee_name",
+               "on_consumer_stdout": "on_tee_stdout"}
+    return {renamed.get(key, key): value for key, value in stream_args.items()}
+
+
+def _damaged(archive_path: str, actual: str, expected: str) -> LifeboatError:
+    return LifeboatError(
+        f"{archive_path} does not match its manifest (sha256 {actual[:12]}... instead of {expected[:12]}...); "
+        "the file is damaged or was replaced: restore another archive"
+    )
 
 
 def load_trusted(archive_path: str, trust: _signing.Trust | None) -> dict[str, t.Any]:
@@ -207,18 +246,6 @@ def read_stored(path: str, expected_sha256: str, **read_args: t.Any) -> StreamRe
 def stream_compression(manifest: dict[str, t.Any]) -> str:
     # mongodump --gzip compresses inside the archive: the stored stream itself is not gzip.
     return "none" if manifest["archive"]["format"] == "mongodump-archive-gzip" else manifest["archive"]["compression"]
-
-
-def check_stream(stream: StreamResult, manifest: dict[str, t.Any], archive_path: str) -> None:
-    """The bytes a restore read are the bytes the dump wrote, stored and plain."""
-    info = manifest["archive"]
-    if stream.stored_sha256 != info["sha256"]:
-        raise LifeboatError(f"{archive_path} changed while it was read; restore it again or another archive")
-    if stream.plain_sha256 != info["plain_sha256"]:
-        raise LifeboatError(
-            f"{archive_path} decrypts and decompresses to other bytes than were dumped (plain sha256 differs); "
-            "the archive cannot be trusted"
-        )
 
 
 def check_decryption(manifest: dict[str, t.Any], decryption: Decryption) -> None:

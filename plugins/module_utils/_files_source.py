@@ -22,7 +22,7 @@ import typing as t
 from dataclasses import dataclass, field
 
 from . import _manifest, _tar_index
-from ._archive import ArchiveOptions, commit_with_manifest, load_trusted, read_stored, stream_to_archive
+from ._archive import ArchiveOptions, commit_with_manifest, load_trusted, read_for_restore, stream_to_archive
 from ._clients import HOST, docker_api, docker_sdk
 from ._common import LifeboatError, PrivateDir, find_binary, first_few
 from ._pipeline import Decryption
@@ -393,12 +393,11 @@ def _restore_one(request: RestoreRequest, manifest: dict[str, t.Any], target: Ta
     os.makedirs(parent, exist_ok=True)
     with PrivateDir(parent) as side:
         landed = os.path.join(side.path, os.path.basename(item["member"]))
-        read_stored(request.archive_path, manifest["archive"]["sha256"],
-                    compression=manifest["archive"]["compression"], decryption=request.decryption,
-                    encrypted=manifest["archive"]["encryption"] is not None,
-                    consumer_argv=[find_binary("tar"), "-x", "-f", "-", "-C", side.path,
-                                   f"--strip-components={_strip(item)}", *TAR_EXTRACT, "--", item["member"]],
-                    consumer_name="tar")
+        # One read per root, checked whole (stored and plain sha256) before the side directory takes the target's place.
+        read_for_restore(request.archive_path, manifest, decryption=request.decryption,
+                         consumer_argv=[find_binary("tar"), "-x", "-f", "-", "-C", side.path,
+                                       f"--strip-components={_strip(item)}", *TAR_EXTRACT, "--", item["member"]],
+                         consumer_name="tar")
         expected = manifest["files"]["entries"][item["label"]]
         found = _tar_index.walk(landed)
         owners = os.geteuid() == 0
@@ -452,13 +451,12 @@ class ScratchPlace:
 
 
 def restore_scratch(place: ScratchPlace, archive: str, manifest: dict[str, t.Any], scratch: str,
-                    decryption: Decryption) -> None:
+                    decryption: Decryption, tap: dict[str, t.Any] | None = None) -> None:
     directory = os.path.join(place.path, scratch)
     os.mkdir(directory, 0o700)
-    read_stored(archive, manifest["archive"]["sha256"], compression=manifest["archive"]["compression"],
-                decryption=decryption, encrypted=manifest["archive"]["encryption"] is not None,
-                consumer_argv=[find_binary("tar"), "-x", "-f", "-", "-C", directory, *TAR_EXTRACT],
-                consumer_name="tar")
+    read_for_restore(archive, manifest, decryption=decryption,
+                     consumer_argv=[find_binary("tar"), "-x", "-f", "-", "-C", directory, *TAR_EXTRACT],
+                     consumer_name="tar", **(tap or {}))
 
 
 def scratch_contents(place: ScratchPlace, scratch: str, manifest: dict[str, t.Any], reader: _tar_index.TarIndex

@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 from . import _manifest
 from ._archive import (
     ArchiveOptions,
-    check_stream,
     commit_with_manifest,
     compare_counts,
     count_mismatch_error,
+    read_for_restore,
     stream_compression,
     stream_to_archive,
     verify_archive,
@@ -305,8 +305,11 @@ def _has_documents(client: t.Any, namespace: str) -> bool:
 
 
 def _count(client: t.Any, namespace: str) -> int:
+    """The exact number of documents. A bare $count stage, not count_documents({}) ($match and $group): the same
+    answer, and FerretDB computes it in about half the time (measured on the test bed: 8.0 against 14.4 s for
+    40,000 documents on a busy machine), which is most of a small restore's time after mongorestore."""
     db, coll = split_namespace(namespace)
-    return int(client[db][coll].count_documents({}))
+    return int(next(iter(client[db][coll].aggregate([{"$count": "n"}])), {"n": 0})["n"])
 
 
 def _estimated_count(client: t.Any, namespace: str) -> int:
@@ -465,6 +468,12 @@ def is_system_namespace(namespace: str) -> bool:
     return db in _SYSTEM_DATABASES or coll.startswith("system.")
 
 
+# mongorestore's parallelism (--numParallelCollections, --numInsertionWorkersPerCollection). Its own defaults are 4
+# and 1; two collections at a time keep a small host (2 cores, the server on it too) busy without thrashing it.
+RESTORE_PARALLEL_COLLECTIONS = 2
+RESTORE_INSERTION_WORKERS = 1
+
+
 @dataclass
 class RestoreRequest:
     connection: MongoConnection
@@ -480,8 +489,15 @@ class RestoreRequest:
     safety_dump: ArchiveOptions | None = None
     tools_dir: str | None = None
     trust: Trust = field(default_factory=Trust)  # whose signature the archive's manifest must carry
+    parallel_collections: int = RESTORE_PARALLEL_COLLECTIONS
+    insertion_workers_per_collection: int = RESTORE_INSERTION_WORKERS
+    # More readers of the restore's one read of the archive (a verify's structure walk; see _archive.as_tap).
+    tap: dict[str, t.Any] = field(default_factory=dict)
 
     def validate(self) -> None:
+        for option in ("parallel_collections", "insertion_workers_per_collection"):
+            if getattr(self, option) < 1:
+                raise LifeboatError(f"{option} must be 1 or more, not {getattr(self, option)}")
         if len(self.ns_from) != len(self.ns_to):
             raise LifeboatError("ns_from and ns_to must have the same number of patterns")
         if self.target_database and self.ns_from:
@@ -511,10 +527,15 @@ DIRECT = "direct"  # oplog archives: straight into targets that hold nothing; wh
 
 
 @_one_line_errors
-def plan_restore(request: RestoreRequest) -> dict[str, t.Any]:
-    """Everything that can be checked before writing: the archive (read whole), the target and the disk."""
+def plan_restore(request: RestoreRequest, read_archive: bool = True) -> dict[str, t.Any]:
+    """Everything that can be checked before writing: the archive, the target and the disk.
+
+    ``read_archive``: read the whole archive now (check mode). A staged restore leaves it false: it reads the
+    archive once, into the staging collections, and a mismatch found in that read drops them. An oplog archive,
+    restored straight into its targets, is read whole first whatever this says.
+    """
     request.validate()
-    manifest = verify_archive(request.archive_path, "mongodb", request.decryption, request.trust)
+    manifest = verify_archive(request.archive_path, "mongodb", request.decryption, request.trust, read_archive)
     renames = request.renames(manifest)
     expected = {
         map_namespace(ns, renames): count
@@ -560,7 +581,7 @@ def plan_restore(request: RestoreRequest) -> dict[str, t.Any]:
         client.close()
     return {"manifest": manifest, "renames": renames, "expected": expected, "existing": existing, "server": server,
             "created": sorted(set(expected) - present), "mechanism": mechanism, "staging": staging,
-            "disk_space": disk_space}
+            "disk_space": disk_space, "archive_read": read_archive}
 
 
 def _check_disk_space(client: t.Any, connection: MongoConnection, manifest: dict[str, t.Any], copied: list[str]) -> str:
@@ -656,7 +677,10 @@ def _listener_argv(port: int) -> list[str]:
 @_one_line_errors
 def restore(request: RestoreRequest, plan: dict[str, t.Any] | None = None) -> dict[str, t.Any]:
     """Restore into staging collections, count them, and only then rename them over the targets."""
-    plan = plan or plan_restore(request)
+    plan = plan or plan_restore(request, read_archive=False)
+    if plan["staging"] is None and not plan.get("archive_read"):
+        # Straight into the targets (an oplog archive): nothing may be written before the whole archive is proven.
+        read_for_restore(request.archive_path, plan["manifest"], decryption=request.decryption)
     safety = []
     if plan["existing"] and request.safety_dump is not None:
         for database in sorted({split_namespace(ns)[0] for ns in plan["existing"]}):
@@ -832,7 +856,9 @@ def _restore_and_check(request: RestoreRequest, plan: dict[str, t.Any], staging:
     # recorded in the manifest are created here instead.
     indexes_by_module = plan["server"]["product"] == "FerretDB"
     with PrivateDir() as private:
-        argv = [mongorestore, "--archive", "--stopOnError"]
+        argv = [mongorestore, "--archive", "--stopOnError",
+                f"--numParallelCollections={request.parallel_collections}",
+                f"--numInsertionWorkersPerCollection={request.insertion_workers_per_collection}"]
         argv += ["--gzip"] if inner_gzip else []
         argv += ["--noIndexRestore"] if indexes_by_module else []
         if staging:
@@ -842,17 +868,9 @@ def _restore_and_check(request: RestoreRequest, plan: dict[str, t.Any], staging:
         else:
             argv += ["--oplogReplay"]
         argv, env = request.connection.tool_command(argv, private)
-        stream = read_stream(
-            request.archive_path,
-            compression=stream_compression(manifest),
-            decryption=request.decryption,
-            encrypted=manifest["archive"]["encryption"] is not None,
-            consumer_argv=argv,
-            consumer_env=env,
-            consumer_name="mongorestore",
-            on_consumer_output=on_line,
-        )
-    check_stream(stream, manifest, request.archive_path)
+        # The archive's checksums are checked in this same read: a mismatch fails it, and the staging goes.
+        read_for_restore(request.archive_path, manifest, decryption=request.decryption, consumer_argv=argv,
+                         consumer_env=env, consumer_name="mongorestore", on_consumer_output=on_line, **request.tap)
     expected_total = sum(expected.values())
     if expected_total and not restored["ok"]:
         raise LifeboatError(f"mongorestore restored 0 documents although the archive holds {expected_total}")

@@ -122,6 +122,15 @@ def restore_archive_spec() -> dict[str, t.Any]:
     }
 
 
+def mongorestore_parallel_spec() -> dict[str, t.Any]:
+    """How many collections mongorestore restores at a time, and how many inserters each gets (mongodb_restore,
+    the restore role)."""
+    return {
+        "parallel_collections": {"type": "int", "default": _mongo.RESTORE_PARALLEL_COLLECTIONS},
+        "insertion_workers_per_collection": {"type": "int", "default": _mongo.RESTORE_INSERTION_WORKERS},
+    }
+
+
 class ChosenArchive(t.NamedTuple):
     path: str
     note: str | None  # a warning: the path given was the archive's manifest

@@ -599,18 +599,24 @@ def read_stream(
     on_consumer_stdout: t.Callable[[bytes], None] | None = None,
     on_plain: t.Callable[[bytes], None] | None = None,
     hash_plain: bool = True,
+    tee_argv: list[str] | None = None,
+    tee_env: dict[str, str] | None = None,
+    tee_name: str = "reader",
+    on_tee_stdout: t.Callable[[bytes], None] | None = None,
 ) -> StreamResult:
     """Stream ``path`` through age -d and the decompressor into a consumer (or nowhere), hashing both ends.
 
     ``on_plain`` sees every plain chunk in order (a parser of ours); ``on_consumer_stdout`` gets what the
     consumer writes (``pg_restore -f -``), read in a thread of its own so neither side can block the other.
+    ``tee_argv`` is a second consumer fed the same plain chunks (a restore and ``pg_restore -f -`` reading one
+    stream), its output going to ``on_tee_stdout``.
 
     Without ``hash_plain`` (and without a consumer) the plain stream never reaches Python: the decompressor
     only tests it (its own content checksum), age only authenticates it, and ``plain_sha256`` stays empty.
     """
     result = StreamResult()
     plain_hash, stored_hash = hashlib.sha256(), hashlib.sha256()
-    discard = not hash_plain and not consumer_argv and on_plain is None
+    discard = not hash_plain and not consumer_argv and not tee_argv and on_plain is None
     decompress = tester_argv(compression) if discard else decompressor_argv(compression)
     filters = [f for f in (decryptor(decryption) if encrypted else None,
                            _Filter("decompress", decompress) if decompress else None) if f]
@@ -627,6 +633,10 @@ def read_stream(
                     consumer_name, consumer_argv, subprocess.PIPE,
                     subprocess.PIPE if on_consumer_stdout else subprocess.DEVNULL, consumer_env, on_consumer_output
                 )
+            tee = None
+            if tee_argv:
+                tee = runner.start(tee_name, tee_argv, subprocess.PIPE,
+                                   subprocess.PIPE if on_tee_stdout else subprocess.DEVNULL, tee_env)
             runner.begin()
 
             def take_plain(chunk: bytes) -> None:
@@ -636,6 +646,8 @@ def read_stream(
                     on_plain(chunk)
                 if consumer is not None:
                     write_all(_pipe(consumer.proc.stdin).fileno(), chunk)
+                if tee is not None:
+                    write_all(_pipe(tee.proc.stdin).fileno(), chunk)
 
             def take_stored(chunk: bytes) -> None:
                 stored_hash.update(chunk)
@@ -647,8 +659,9 @@ def read_stream(
                     write_all(head.fileno(), chunk)
 
             def close_consumer() -> None:
-                if consumer is not None:
-                    _pipe(consumer.proc.stdin).close()
+                for reader in (consumer, tee):
+                    if reader is not None:
+                        _pipe(reader.proc.stdin).close()
 
             def pump_file() -> None:
                 _pump(source, take_stored)
@@ -666,6 +679,8 @@ def read_stream(
                 runner.thread(pump_plain, reader=consumer_name)
             if consumer is not None and on_consumer_stdout is not None:
                 runner.thread(functools.partial(_pump, _pipe(consumer.proc.stdout).fileno(), on_consumer_stdout))
+            if tee is not None and on_tee_stdout is not None:
+                runner.thread(functools.partial(_pump, _pipe(tee.proc.stdout).fileno(), on_tee_stdout))
             runner.finish()
     finally:
         os.close(source)

@@ -26,10 +26,10 @@ from dataclasses import dataclass, field
 from . import _manifest
 from ._archive import (
     ArchiveOptions,
-    check_stream,
     commit_with_manifest,
     compare_counts,
     count_mismatch_error,
+    read_for_restore,
     stream_to_archive,
     verify_archive,
 )
@@ -44,7 +44,7 @@ from ._common import (
     read_secret_file,
     register_secret,
 )
-from ._pipeline import Decryption, StreamResult, read_stream, run_tool, termination_deferred
+from ._pipeline import Decryption, StreamResult, run_tool, termination_deferred
 from ._signing import Trust
 
 FORMATS = ("custom", "directory")
@@ -515,6 +515,8 @@ class RestoreRequest:
     safety_dump: ArchiveOptions | None = None
     pg_bin_dir: str | None = None
     trust: Trust = field(default_factory=Trust)  # whose signature the archive's manifest must carry
+    # More readers of the restore's one read of the archive (a verify's structure walk; see _archive.as_tap).
+    tap: dict[str, t.Any] = field(default_factory=dict)
 
     @property
     def place(self) -> Client:
@@ -657,10 +659,14 @@ def _is_local_cluster(data_dir: str, system_id: int) -> bool:
 
 
 @_one_line_errors
-def plan_restore(request: RestoreRequest) -> dict[str, t.Any]:
-    """Everything that can be checked before writing: the archive (read whole), the target, the client, the disk."""
+def plan_restore(request: RestoreRequest, read_archive: bool = True) -> dict[str, t.Any]:
+    """Everything that can be checked before writing: the archive, the target, the client, the disk.
+
+    ``read_archive``: read the whole archive now (check mode). A restore leaves it false: it reads the archive
+    once, into the side database, and a mismatch found in that read drops the side database.
+    """
     request.validate()
-    manifest = verify_archive(request.archive_path, "postgresql", request.decryption, request.trust)
+    manifest = verify_archive(request.archive_path, "postgresql", request.decryption, request.trust, read_archive)
     database = request.target_database or manifest["database"]
     with request.maintenance().connect() as conn:
         server_major = server_info(conn)["major"]
@@ -673,7 +679,7 @@ def plan_restore(request: RestoreRequest) -> dict[str, t.Any]:
 
 @_one_line_errors
 def restore(request: RestoreRequest, plan: dict[str, t.Any] | None = None) -> dict[str, t.Any]:
-    plan = plan or plan_restore(request)
+    plan = plan or plan_restore(request, read_archive=False)
     manifest, database = plan["manifest"], plan["database"]
     # This session holds the restore's lock on the target name to the end: one restore per target at a time,
     # and what looks left over by a killed restore really is.
@@ -762,8 +768,8 @@ def _restore_into(request: RestoreRequest, plan: dict[str, t.Any], side: str) ->
     argv += ["--no-owner"] if request.no_owner else []
     argv += ["--no-privileges"] if request.no_privileges else []
     # No --single-transaction: the side database is thrown away whole on failure, and -j can use it too.
-    stream = _run_pg_restore(request, manifest, argv, target.env())  # wrapped for the client's place there
-    check_stream(stream, manifest, request.archive_path)
+    # The archive's checksums are checked in the same read (a mismatch fails it, and the side database goes).
+    _run_pg_restore(request, manifest, argv, target.env())  # wrapped for the client's place there
     with target.connect() as conn:
         actual = {name: count for name in manifest["counts"] if (count := _count_rows(conn, name)) is not None}
     problems = compare_counts(manifest["counts"], actual)
@@ -890,16 +896,18 @@ def _drop_side(request: RestoreRequest, side: str, reopen: str | None) -> str | 
 
 
 def _run_pg_restore(request: RestoreRequest, manifest: dict[str, t.Any], argv: list[str], env: dict[str, str]) -> StreamResult:
+    """One read of the archive: streamed into pg_restore, or unpacked (and checked) before ``pg_restore -j``."""
     info = manifest["archive"]
-    read = functools.partial(read_stream, request.archive_path, compression=info["compression"],
-                             decryption=request.decryption, encrypted=info["encryption"] is not None)
+    read = functools.partial(read_for_restore, request.archive_path, manifest, decryption=request.decryption,
+                             **request.tap)
     if info["format"] == "pg_dump-custom" and request.jobs == 1:
         command, command_env = request.place.command(argv, env, forward=CLIENT_SECRETS)
         return read(consumer_argv=command, consumer_env=command_env, consumer_name="pg_restore")
     if request.place is not HOST:
         raise LifeboatError("a directory-format archive restores with the host's pg_restore: leave container unset")
     # Parallel restore needs a seekable file or a directory: unpack into a private directory first,
-    # beside the archive (the backup disk has room for it), else in the temporary directory.
+    # beside the archive (the backup disk has room for it), else in the temporary directory. The unpacking read
+    # checks the archive: pg_restore only starts on bytes that match the manifest.
     try:
         work = PrivateDir(os.path.dirname(request.archive_path))
     except OSError:

@@ -111,8 +111,10 @@ class Source:
         raise NotImplementedError
 
     def restore_scratch(self, connection: t.Any, archive: str, manifest: dict[str, t.Any], scratch: str,
-                        decryption: Decryption, bin_dir: str | None, *, keep_owners: bool = False) -> None:
-        """Restore ``archive`` into the new database ``scratch`` with the collection's own restore."""
+                        decryption: Decryption, bin_dir: str | None, *, keep_owners: bool = False,
+                        tap: dict[str, t.Any] | None = None) -> None:
+        """Restore ``archive`` into the new database ``scratch`` with the collection's own restore; ``tap``: more
+        readers of its one read of the archive (_archive.as_tap)."""
         raise NotImplementedError
 
     def structure_walk(self, archive: str, manifest: dict[str, t.Any], content: bool,
@@ -189,11 +191,11 @@ class PostgreSQL(Source):
 
     def restore_scratch(self, connection: _postgres.PgConnection, archive: str, manifest: dict[str, t.Any],
                         scratch: str, decryption: Decryption, bin_dir: str | None, *,
-                        keep_owners: bool = False) -> None:
+                        keep_owners: bool = False, tap: dict[str, t.Any] | None = None) -> None:
         _postgres.restore(_postgres.RestoreRequest(
             connection=self._maintenance(connection), archive_path=archive, target_database=scratch,
             decryption=decryption, no_owner=not keep_owners, no_privileges=not keep_owners,
-            maintenance_database=connection.database or "postgres", pg_bin_dir=bin_dir,
+            maintenance_database=connection.database or "postgres", pg_bin_dir=bin_dir, tap=tap or {},
         ))
 
     def structure_walk(self, archive: str, manifest: dict[str, t.Any], content: bool,
@@ -297,9 +299,9 @@ class MongoDB(Source):
 
     def restore_scratch(self, connection: _mongo.MongoConnection, archive: str, manifest: dict[str, t.Any],
                         scratch: str, decryption: Decryption, bin_dir: str | None, *,
-                        keep_owners: bool = False) -> None:
+                        keep_owners: bool = False, tap: dict[str, t.Any] | None = None) -> None:
         _mongo.restore(_mongo.RestoreRequest(connection=connection, archive_path=archive, decryption=decryption,
-                                             tools_dir=bin_dir, **self._renames(manifest, scratch)[0]))
+                                             tools_dir=bin_dir, tap=tap or {}, **self._renames(manifest, scratch)[0]))
 
     def structure_walk(self, archive: str, manifest: dict[str, t.Any], content: bool,
                        bin_dir: str | None, place: Place = HOST) -> StructureWalk:
@@ -390,8 +392,8 @@ class Files(Source):
 
     def restore_scratch(self, connection: _files_source.ScratchPlace, archive: str, manifest: dict[str, t.Any],
                         scratch: str, decryption: Decryption, bin_dir: str | None, *,
-                        keep_owners: bool = False) -> None:
-        _files_source.restore_scratch(connection, archive, manifest, scratch, decryption)
+                        keep_owners: bool = False, tap: dict[str, t.Any] | None = None) -> None:
+        _files_source.restore_scratch(connection, archive, manifest, scratch, decryption, tap)
 
     def structure_walk(self, archive: str, manifest: dict[str, t.Any], content: bool,
                        bin_dir: str | None, place: Place = HOST) -> StructureWalk:

@@ -198,7 +198,8 @@ def _restore(run: Run, engine: t.Any, build: t.Callable[[str], t.Any],
     if note:
         run.warn(note)
     request = build(archive)
-    plan = engine.plan_restore(request)
+    # Check mode reads the archive whole (all it can prove); a restore reads it once, checking while it restores.
+    plan = engine.plan_restore(request, read_archive=run.check_mode)
     common = {"archive": archive, **({"archive_reason": reason} if reason else {}), **planned(plan)}
     if run.check_mode:
         return Outcome(changed=True, result=common)
@@ -227,6 +228,8 @@ def mongodb_restore(run: Run) -> Outcome:
             safety_dump=_params.safety_dump_options(params),
             tools_dir=params["tools_dir"],
             trust=_params.trust(params),
+            parallel_collections=params["parallel_collections"],
+            insertion_workers_per_collection=params["insertion_workers_per_collection"],
         )
 
     return _restore(run, _mongo, build,

@@ -25,7 +25,14 @@ import typing as t
 from dataclasses import dataclass, field
 
 from . import _catalog, _manifest, _signing, _sources
-from ._archive import StoredChecksumMismatch, check_decryption, compare_counts, read_stored, stream_compression
+from ._archive import (
+    StoredChecksumMismatch,
+    as_tap,
+    check_decryption,
+    compare_counts,
+    read_stored,
+    stream_compression,
+)
 from ._common import LifeboatError, PrivateDir, first_few
 from ._files import sha256_file
 from ._pipeline import Decryption, run_tool
@@ -167,7 +174,6 @@ def _check_signature(archive: _catalog.Archive, request: VerifyRequest, result: 
 
 
 def _run_checks(archive: _catalog.Archive, request: VerifyRequest, result: dict[str, t.Any]) -> None:
-    manifest = archive.manifest or {}
     checks = result["checks"]
     depth = LEVELS.index(request.level)
     *extras, main = stored = _stored_files(archive)
@@ -182,13 +188,25 @@ def _run_checks(archive: _catalog.Archive, request: VerifyRequest, result: dict[
         return
     for extra in extras:  # the extras (globals): read whole too
         _read_and_hash(archive, extra, request)
+    if depth >= 3 and _restores_in_one_read(archive, request):
+        _restore_in_one_read(archive, main, request, result)
+        return
     reader = _read_and_hash(archive, main, request, structure=depth >= 2, content=depth >= 3)
     checks["checksum"] = checks["stream"] = "ok"
     if depth < 2 or reader is None:
         return
+    _check_counts(archive, reader, result)
+    if depth >= 3:
+        result["content"] = reader.tally.hashes
+        _restore_test(archive, request, reader, result)
+        checks["restore"] = "ok"
+
+
+def _check_counts(archive: _catalog.Archive, reader: t.Any, result: dict[str, t.Any]) -> None:
+    """The rows or documents the structure walk found per table or collection against the manifest's counts."""
     found = reader.tally.counts
     source = _source_of(archive)
-    expected = {name: n for name, n in manifest["counts"].items() if not source.is_internal(name)}
+    expected = {name: n for name, n in (archive.manifest or {})["counts"].items() if not source.is_internal(name)}
     differences = [
         f"{name}: {n} in the manifest, {found.get(name, 'none')} in the archive"
         for name, n in sorted(expected.items()) if found.get(name) != n
@@ -198,12 +216,79 @@ def _run_checks(archive: _catalog.Archive, request: VerifyRequest, result: dict[
     if differences:
         shown = first_few(differences)
         raise CheckFailed("structure", f"the archive's content does not match its manifest's counts: {shown}")
-    checks["structure"] = "ok"
+    result["checks"]["structure"] = "ok"
     result["counts"] = found
-    if depth >= 3:
+
+
+def _restores_in_one_read(archive: _catalog.Archive, request: VerifyRequest) -> bool:
+    """Whether the restore test can walk the structure in the restore's own read: not for a directory-format dump,
+    which pg_restore walks from the unpacked directory after the stream."""
+    return (archive.manifest or {})["archive"]["format"] != "pg_dump-directory-tar"
+
+
+def _restore_in_one_read(archive: _catalog.Archive, stored_file: StoredFile, request: VerifyRequest,
+                         result: dict[str, t.Any]) -> None:
+    """Level restore in one read of the archive: the restore into the scratch database carries the structure walk
+    (a tap on its stream) and checks both sha256 sums; then counts and content are compared."""
+    checks = result["checks"]
+    reader, stream_args, work, _argv = _structure_reader(archive, request, True)
+    if work is not None:  # not expected (see _restores_in_one_read); nothing may be left behind
+        work.cleanup()
+    walk_errors: list[BaseException] = []
+
+    def recording(feed: t.Callable[[bytes], None]) -> t.Callable[[bytes], None]:
+        def call(chunk: bytes) -> None:
+            try:
+                feed(chunk)
+            except Exception as exc:
+                walk_errors.append(exc)
+                raise
+        return call
+
+    for key in ("on_plain", "on_consumer_stdout"):
+        if key in stream_args:
+            stream_args[key] = recording(stream_args[key])
+    tap = as_tap(stream_args)
+    if "tee_argv" in tap:
+        tap["tee_name"] = f"{tap.get('tee_name', 'reader')} (structure walk)"
+    source = _source_of(archive)
+    connection = request.connections.get(source.name) or source.connection({"scratch_dir": os.path.dirname(archive.path)})
+    manifest = archive.manifest or {}
+    prefix = f"lifeboat_verify_{_manifest.default_job(archive.job).replace('-', '_').replace('.', '_')[:30]}"
+    with _sources.scratch_database(source, connection, prefix) as scratch:
+        try:
+            source.restore_scratch(connection, archive.path, manifest, scratch, request.decryption,
+                                   request.bin_dir(source), tap=tap)
+        except LifeboatError as exc:
+            _classify_restore_failure(archive, stored_file, reader, result, str(exc), walk_errors)
+        try:
+            reader.finish()
+        except StructureError as exc:
+            raise CheckFailed("structure", str(exc)) from None
+        checks["checksum"] = checks["stream"] = "ok"
+        _check_counts(archive, reader, result)
         result["content"] = reader.tally.hashes
-        _restore_test(archive, request, reader, result)
-        checks["restore"] = "ok"
+        _compare_content(*source.scratch_contents(connection, scratch, manifest, reader), scratch)
+    checks["restore"] = "ok"
+    result["scratch_database"] = scratch
+
+
+def _classify_restore_failure(archive: _catalog.Archive, stored_file: StoredFile, reader: t.Any,
+                              result: dict[str, t.Any], message: str, walk_errors: list[BaseException]) -> None:
+    """A restore test that failed in its one read: which check failed, as the separate reads would have said."""
+    if "does not match its manifest" in message:
+        raise CheckFailed("checksum", _sha_mismatch(stored_file.path, sha256_file(stored_file.path), stored_file.sha256))
+    if "other bytes than were dumped" in message or message.startswith(("decrypt failed", "decompress failed")):
+        raise CheckFailed("stream", message)
+    if walk_errors or "(structure walk)" in message:
+        raise CheckFailed("structure", str(walk_errors[0]) if walk_errors else message)
+    # The stream was whole and matched: the archive's own counts say whether it or the restore is at fault.
+    try:
+        reader.finish()
+    except StructureError as exc:
+        raise CheckFailed("structure", str(exc)) from None
+    _check_counts(archive, reader, result)
+    raise CheckFailed("restore", message)
 
 
 class StoredFile(t.NamedTuple):

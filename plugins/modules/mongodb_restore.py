@@ -9,10 +9,10 @@ module: mongodb_restore
 short_description: Restore a MongoDB archive made by mongodb_dump, and prove every document arrived
 version_added: 0.1.0
 description:
-  - First reads the whole archive through C(age -d) and decompression and checks both sha256 sums of its
-    manifest, so nothing is written for an archive that is damaged or that the identity cannot open; then
-    streams it through C(age -d) and decompression
-    into C(mongorestore --archive --stopOnError), optionally under other names (C(--nsFrom)/C(--nsTo)).
+  - Reads the archive once. Its stored sha256, C(age -d), decompression, its plain sha256 and the restore run in
+    one stream into C(mongorestore --archive --stopOnError), optionally under other names (C(--nsFrom)/C(--nsTo)).
+    An archive that does not match its manifest fails that stream and its staging collections are dropped. Check
+    mode, and an archive with an oplog (replayed straight into its targets), read the whole archive first.
   - A target collection that already holds documents is only written with O(overwrite=true);
     O(drop=true) replaces it. O(safety_dump_dir) first dumps the databases about to be overwritten.
   - A restore is all or nothing for the target. mongorestore never writes into the target collections; it writes
@@ -103,6 +103,20 @@ options:
         (its staging collection starts empty, like C(mongorestore --drop)). Needs O(overwrite=true).
     type: bool
     default: false
+  parallel_collections:
+    description:
+      - Collections C(mongorestore) restores at the same time (C(--numParallelCollections)).
+      - The default suits a small host (2 cores, the server on the same machine); more pays off only when the
+        server has cores to spare and the archive holds several large collections (C(mongorestore) reads one
+        archive stream, so collections wait for each other's turn in it).
+    type: int
+    default: 2
+  insertion_workers_per_collection:
+    description:
+      - Insert workers per collection (C(--numInsertionWorkersPerCollection)). More than 1 pays off for one large
+        collection on a server with idle cores; on a 2-core host it only adds contention.
+    type: int
+    default: 1
 seealso:
   - module: lifeboat.ops.mongodb_dump
 """
@@ -188,6 +202,7 @@ def main() -> None:
         "ns_include": {"type": "list", "elements": "str", "default": []},
         "ns_exclude": {"type": "list", "elements": "str", "default": []},
         "drop": {"type": "bool", "default": False},
+        **_params.mongorestore_parallel_spec(),
     }
     module = AnsibleModule(
         argument_spec=argument_spec,

@@ -9,10 +9,10 @@ module: postgresql_restore
 short_description: Restore a PostgreSQL archive made by postgresql_dump, and prove every row arrived
 version_added: 0.1.0
 description:
-  - First reads the whole archive through C(age -d) and decompression and checks both sha256 sums of its
-    manifest, so nothing is written for an archive that is damaged or that the identity cannot open; then
-    streams it through C(age -d) and decompression
-    into C(pg_restore --exit-on-error), into the same or another database name.
+  - Reads the archive once. Its stored sha256, C(age -d), decompression, its plain sha256 and the restore run in
+    one stream into C(pg_restore --exit-on-error), into the same or another database name. An archive that does
+    not match its manifest (one byte is enough) fails that stream, and the side database below is dropped; nothing
+    from it reaches the target. Check mode, which restores nothing, reads the whole archive to check it.
   - A restore is all or nothing for the target. It always writes into a side database named
     C(lifeboat_restore_<target>_<8 hex digits>), checks the stream's sha256 sums and the row count of every
     table there against the manifest, and only then gives it the target's name. On any failure (counts, a

@@ -1,0 +1,240 @@
+# Copyright: lifeboat developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Benchmark (not a test): lifeboat.ops restores against the raw tools, and where a module run spends its time.
+
+Run with the test bed's venv:  "$(bash scripts/testbed/venv.sh)/bin/python" bench/bench_restore.py
+It uses (and starts, if needed) the test bed named by --testbed-dir/--pg-port/--mongo-port, generates the data once
+(bench_dump.py's PostgreSQL generator; a small MongoDB collection of its own) and dumps it once. Every repetition
+runs every variant once, in a rotated order, each into a database of its own (dropped afterwards, untimed); the
+medians are printed with their ratios to the raw pipeline and the load average. Reported, never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench_dump
+from bench_dump import MB, REPO, add_testbed_arguments, collections_root, log
+
+
+def child_main(spec: dict) -> None:
+    """In a child process: one library restore, timed by phase; prints JSON (seconds, phases, peak RSS)."""
+    sys.path.insert(0, collections_root(REPO))
+    # pylint: disable=import-outside-toplevel
+    from ansible_collections.lifeboat.ops.plugins.module_utils import _mongo, _postgres
+
+    bed, pg = spec["bed"], spec["engine"] == "postgresql"
+    login = {key.lower(): bed[f"LIFEBOAT_{'PG' if pg else 'MONGO'}_{key}"] for key in ("HOST", "PORT", "USER", "PASSWORD_FILE")}
+    login["port"] = int(login["port"])
+    began = time.perf_counter()
+    if pg:
+        request = _postgres.RestoreRequest(connection=_postgres.PgConnection.from_options(**login),
+                                           archive_path=spec["archive"], target_database=spec["target"])
+        engine = _postgres
+    else:
+        request = _mongo.RestoreRequest(connection=_mongo.MongoConnection.from_options(**login, auth_database="admin"),
+                                        archive_path=spec["archive"], target_database=spec["target"])
+        engine = _mongo
+    plan = engine.plan_restore(request, read_archive=False)
+    planned = time.perf_counter()
+    engine.restore(request, plan)
+    done = time.perf_counter()
+    with open("/proc/self/status", encoding="ascii") as handle:
+        hwm_kib = int(re.search(r"VmHWM:\s+(\d+) kB", handle.read()).group(1))
+    print(json.dumps({"seconds": done - began, "plan_s": planned - began, "restore_s": done - planned,
+                      "rss_mib": hwm_kib / 1024}))
+
+
+def run(argv: list[str], env: dict[str, str] | None = None, ok: bool = True) -> dict:
+    began = time.perf_counter()
+    done = subprocess.run(argv, env=env, capture_output=True, check=False)
+    if ok and done.returncode != 0:
+        raise SystemExit(f"{argv[0]} failed ({done.returncode}): {(done.stderr or done.stdout).decode()[-800:]}")
+    return {"seconds": time.perf_counter() - began, "stdout": done.stdout}
+
+
+def measure(variants: dict, repeat: int, drop) -> dict[str, list[dict]]:
+    """Every repetition runs every variant once, rotated; each restores into a new name, dropped untimed."""
+    names, runs = list(variants), {name: [] for name in variants}
+    for rep in range(repeat):
+        for name in names[rep % len(names):] + names[: rep % len(names)]:
+            target = f"bench_r_{uuid.uuid4().hex[:8]}"
+            try:
+                result = variants[name](target)
+            finally:
+                drop(target)
+            runs[name].append(result)
+            log(f"  {rep + 1}/{repeat} {name}: {result['seconds']:.2f} s")
+    return runs
+
+
+def report(title: str, runs: dict[str, list[dict]], raw: str) -> dict:
+    medians = {name: statistics.median(r["seconds"] for r in rs) for name, rs in runs.items()}
+    print(f"\n{title} (median of {len(next(iter(runs.values())))}, load average {os.getloadavg()[0]:.2f})")
+    rows = {}
+    for name, rs in runs.items():
+        extra = ""
+        if "rss_mib" in rs[0]:
+            extra = (f"  plan {statistics.median(r['plan_s'] for r in rs):.2f} s, restore "
+                     f"{statistics.median(r['restore_s'] for r in rs):.2f} s, peak RSS {max(r['rss_mib'] for r in rs):.1f} MiB")
+        ratio = medians[name] / medians[raw]
+        rows[name] = {"median_s": medians[name], "ratio_raw": ratio, "all_s": [r["seconds"] for r in rs]}
+        each = ", ".join(f"{r['seconds']:.1f}" for r in rs)
+        print(f"  {name:44} {medians[name]:7.2f} s  {ratio:5.2f}x raw  [{each}]{extra}")
+    return rows
+
+
+def ansible_argv(module: str, params: dict, check: bool = False) -> list[str]:
+    return [os.path.join(os.path.dirname(sys.executable), "ansible"), "localhost", "-i", "localhost,", "-c", "local",
+            "-o", "-m", module, "-e", f"ansible_python_interpreter={sys.executable}", "-a", json.dumps(params),
+            *(["--check"] if check else [])]
+
+
+def bench_postgres(args, bed, workdir, ansible_env) -> dict:
+    bench_dump.gen_postgres(bed, args.pg_size_mb)
+    pg_bin = bed["LIFEBOAT_PG_BINDIR"]
+    env = dict(os.environ, PGHOST=bed["LIFEBOAT_PG_HOST"], PGPORT=bed["LIFEBOAT_PG_PORT"], PGUSER=bed["LIFEBOAT_PG_USER"],
+               PGPASSFILE=bed["LIFEBOAT_PG_PASSFILE"])
+    login = {"login_host": bed["LIFEBOAT_PG_HOST"], "login_port": int(bed["LIFEBOAT_PG_PORT"]),
+             "login_user": bed["LIFEBOAT_PG_USER"], "login_password_file": bed["LIFEBOAT_PG_PASSWORD_FILE"]}
+    log("postgres: one dump with the module (zstd) and one plain pg_dump -Fc")
+    dumped = json.loads(re.sub(rb"^[^{]*", b"", run(ansible_argv("lifeboat.ops.postgresql_dump", {
+        **login, "database": "bench", "destination": f"{workdir}/pg", "job": "bench"}), ansible_env)["stdout"]))
+    archive = dumped["archive"]
+    plain_fc = f"{workdir}/bench.dump"
+    run([f"{pg_bin}/pg_dump", "-Fc", "-d", "bench", "-f", plain_fc], env)
+    log(f"postgres: archive {os.path.getsize(archive) / MB:.0f} MB (plain {dumped['plain_size'] / MB:.0f} MB), "
+        f"-Fc file {os.path.getsize(plain_fc) / MB:.0f} MB")
+
+    def drop(target: str) -> None:
+        run([f"{pg_bin}/dropdb", "--if-exists", "--force", target], env)
+
+    def raw(script: str):
+        return lambda target: run(["bash", "-c", f"set -euo pipefail; {script}", "bench", target], env)
+
+    variants = {
+        "raw createdb; zstd -dc | pg_restore": raw(
+            f"{pg_bin}/createdb \"$1\"; zstd -dc '{archive}' | {pg_bin}/pg_restore --exit-on-error -d \"$1\""),
+        "raw createdb; pg_restore plain -Fc file": raw(
+            f"{pg_bin}/createdb \"$1\"; {pg_bin}/pg_restore --exit-on-error -d \"$1\" '{plain_fc}'"),
+        "library restore": lambda target: json.loads(run([sys.executable, os.path.abspath(__file__), "--child", json.dumps({
+            "engine": "postgresql", "bed": bed, "archive": archive, "target": target})])["stdout"]),
+        "module restore (ansible)": lambda target: run(ansible_argv("lifeboat.ops.postgresql_restore", {
+            **login, "archive": archive, "target_database": target}), ansible_env),
+    }
+    runs = measure(variants, args.repeat, drop)
+    return report(f"PostgreSQL restore of a {dumped['plain_size'] / MB:.0f} MB plain dump "
+                  f"({os.path.getsize(archive) / MB:.0f} MB zstd archive)", runs, "raw createdb; zstd -dc | pg_restore")
+
+
+def bench_module_split(bed, workdir, ansible_env, archive_dir: str, repeat: int) -> dict:
+    """A module run split: Ansible's start-up (ping), + module import and argument handling (a run refused by the
+    library's validation before any connection), + connection and catalogue queries (check mode without the
+    archive read is not offered: the library's plan phase, from the library runs), + the work."""
+    login = {"login_host": bed["LIFEBOAT_PG_HOST"], "login_port": int(bed["LIFEBOAT_PG_PORT"]),
+             "login_user": bed["LIFEBOAT_PG_USER"], "login_password_file": bed["LIFEBOAT_PG_PASSWORD_FILE"]}
+    archive = next(os.path.join(archive_dir, n) for n in os.listdir(archive_dir) if n.endswith(".zst"))
+    steps = {
+        "ansible start-up (ansible.builtin.ping)": ansible_argv("ansible.builtin.ping", {}),
+        "+ module import, arguments (refused: jobs=0)": ansible_argv("lifeboat.ops.postgresql_restore", {
+            **login, "archive": archive, "jobs": 0}),
+    }
+    runs = {name: [] for name in steps}
+    for _rep in range(repeat):
+        for name, argv in steps.items():
+            runs[name].append(run(argv, ansible_env, ok=False)["seconds"])
+    print(f"\nModule run split (median of {repeat})")
+    medians = {name: statistics.median(values) for name, values in runs.items()}
+    for name, value in medians.items():
+        print(f"  {name:48} {value:6.2f} s")
+    return medians
+
+
+def bench_mongo(args, bed, workdir) -> dict:
+    import pymongo  # pylint: disable=import-outside-toplevel
+
+    client = pymongo.MongoClient(bench_dump.mongo_uri(bed))
+    source = client.bench_restore_src.events
+    if source.estimated_document_count() != args.mongo_docs:
+        log(f"mongo: generating {args.mongo_docs} documents in bench_restore_src.events")
+        client.drop_database("bench_restore_src")
+        batch = []
+        for i in range(args.mongo_docs):
+            batch.append({"_id": i, "device": f"{i % 5000:08x}", "level": ("debug", "info", "warn", "error")[i % 4],
+                          "metrics": {"cpu": i % 100, "mem": i * 7919 % 10**9}, "message": f"event {i} " + "x" * (i % 300)})
+            if len(batch) == 5000:
+                source.insert_many(batch)
+                batch = []
+        if batch:
+            source.insert_many(batch)
+    config = f"{workdir}/mongo-tools.yaml"
+    with open(os.open(config, os.O_WRONLY | os.O_CREAT, 0o600), "w", encoding="utf-8") as handle:
+        handle.write(f"uri: {json.dumps(bench_dump.mongo_uri(bed))}\n")
+    sys.path.insert(0, collections_root(REPO))
+    # pylint: disable=import-outside-toplevel
+    from ansible_collections.lifeboat.ops.plugins.module_utils import _archive, _mongo
+
+    login = {key.lower(): bed[f"LIFEBOAT_MONGO_{key}"] for key in ("HOST", "PORT", "USER", "PASSWORD_FILE")}
+    login["port"] = int(login["port"])
+    made = _mongo.dump(_mongo.DumpRequest(_mongo.MongoConnection.from_options(**login, auth_database="admin"),
+                                          _archive.ArchiveOptions(destination=f"{workdir}/mongo", job="bench"),
+                                          database="bench_restore_src"))
+    archive = made["archive"]
+    tools = bed["LIFEBOAT_TOOLS_BIN"]
+
+    def drop(target: str) -> None:
+        client.drop_database(target)
+
+    variants = {
+        "raw zstd -dc | mongorestore --archive": lambda target: run(["bash", "-c", (
+            f"set -euo pipefail; zstd -dc '{archive}' | {tools}/mongorestore --config='{config}' --archive "
+            f"--nsFrom='bench_restore_src.*' --nsTo=\"$1.*\" --quiet"), "bench", target]),
+        "library restore": lambda target: json.loads(run([sys.executable, os.path.abspath(__file__), "--child", json.dumps({
+            "engine": "mongodb", "bed": bed, "archive": archive, "target": target})])["stdout"]),
+    }
+    runs = measure(variants, args.repeat, drop)
+    client.close()
+    return report(f"MongoDB (FerretDB) restore of {args.mongo_docs} documents "
+                  f"({os.path.getsize(archive) / MB:.1f} MB archive)", runs, "raw zstd -dc | mongorestore --archive")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pg-size-mb", type=int, default=250, help="size of the PostgreSQL database (pg_database_size)")
+    parser.add_argument("--mongo-docs", type=int, default=40000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--skip-pg", action="store_true")
+    parser.add_argument("--skip-mongo", action="store_true")
+    add_testbed_arguments(parser, "/tmp/lifeboat-bench-restore", 55462, 57062)
+    args = parser.parse_args()
+    if args.child:
+        child_main(json.loads(args.child))
+        return
+    bed = bench_dump.testbed(args)
+    workdir = tempfile.mkdtemp(prefix="lifeboat-bench-restore-", dir="/var/tmp")
+    ansible_env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=collections_root(REPO))
+    print(f"uptime at the start: {subprocess.run(['uptime'], check=False, capture_output=True, text=True).stdout.strip()}")
+    try:
+        if not args.skip_pg:
+            bench_postgres(args, bed, workdir, ansible_env)
+            bench_module_split(bed, workdir, ansible_env, f"{workdir}/pg", args.repeat)
+        if not args.skip_mongo:
+            bench_mongo(args, bed, workdir)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    print(f"uptime at the end: {subprocess.run(['uptime'], check=False, capture_output=True, text=True).stdout.strip()}")
+
+
+if __name__ == "__main__":
+    main()
