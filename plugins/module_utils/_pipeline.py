@@ -44,9 +44,6 @@ from ._common import (
 from ._files import CHUNK, write_all
 
 _F_SETPIPE_SZ = 1031  # Linux: bigger pipes mean fewer, larger reads.
-# Room in a pipe between two stages, when the system allows it (root, or /proc/sys/fs/pipe-max-size): a stage
-# that is scheduled late on a busy machine finds its input waiting instead of leaving its reader idle.
-_PIPE_ROOM = 4 * CHUNK
 _FOLLOW_PAUSE = 0.01  # seconds: how long the hasher of the written file waits for the writer to catch up
 # The variable that tells a producer which descriptor to report its output's "SHA256 BYTES" on (our exec helper,
 # _docker_exec.PLAIN_DIGEST_FD: a module of its own that imports nothing of ours).
@@ -341,14 +338,10 @@ def _take_terminal(tty: int) -> None:
 
 
 def _grow_pipe(fd: int) -> None:
-    if os.environ.get("LB_GROW", "1") == "0":
-        return
-    for size in (_PIPE_ROOM, CHUNK):
-        try:
-            fcntl.fcntl(fd, _F_SETPIPE_SZ, size)
-            return
-        except OSError:
-            pass  # over pipe-max-size, or not Linux: a smaller pipe, or the default one, still works
+    try:
+        fcntl.fcntl(fd, _F_SETPIPE_SZ, CHUNK)
+    except OSError:
+        pass  # not Linux or over pipe-max-size: the default pipe still works
 
 
 def _libc_tee() -> t.Callable[[int, int, int, int], int] | None:
@@ -368,7 +361,7 @@ _TEE = _libc_tee()
 def _tee(source: int, sink: int) -> int | None:
     """Up to CHUNK bytes of the pipe ``source`` duplicated into the pipe ``sink`` (both left in place in
     ``source``); 0 at the end of ``source``; None when tee(2) cannot be used here (then copy instead)."""
-    if _TEE is None or os.environ.get("LB_TEE", "1") == "0":
+    if _TEE is None:
         return None
     while True:
         size = _TEE(source, sink, CHUNK, 0)
