@@ -9,7 +9,9 @@ or nowhere (verification).
 
 Compression and encryption are the standard ``zstd``/``gzip``/``age`` programs, so an archive restores
 with those tools alone, and they run on all cores outside the GIL. Python only pumps bytes between pipes
-and hashes them (hashlib releases the GIL), with fixed buffers: memory stays flat whatever the size.
+and hashes them (hashlib releases the GIL), with fixed buffers: memory stays flat whatever the size. When
+writing, the compressor gets the plain stream through tee(2) (no copy by this process) and the last filter
+writes the file itself, which is hashed as it grows: neither waits on this process's threads.
 """
 
 from __future__ import annotations
@@ -570,7 +572,7 @@ def write_stream(
     on_plain: t.Callable[[bytes], None] | None = None,
     producer_hashes: bool = False,
 ) -> StreamResult:
-    """Run producer | compress | encrypt into ``temp_fd`` (an open, empty file), hashing both ends.
+    """Run producer | compress | encrypt into ``temp_fd`` (an open, empty file, readable too), hashing both ends.
 
     ``on_plain`` sees every plain chunk in order (a parser of ours), after the compressor got it (a parser's work
     must not hold up the stream); ``producer_ok_codes`` are the producer's exit codes that mean success (GNU tar's

@@ -375,8 +375,8 @@ def test_a_full_disk_under_the_compressor_that_writes_the_file_leaves_nothing(tm
     try:
         options = ArchiveOptions(destination=str(mount), job="unit")  # zstd: random bytes do not shrink
         with pytest.raises(LifeboatError) as failure:
-            stream_to_archive(str(mount / "unit.zst"), PACED[:2] + [
-                "import os,sys\nfor i in range(64): sys.stdout.buffer.write(os.urandom(65536))"], options)
+            stream_to_archive(str(mount / "unit.zst"), [
+                *PACED[:2], "import os,sys\nfor i in range(64): sys.stdout.buffer.write(os.urandom(65536))"], options)
         assert "No space left on device" in str(failure.value)
         assert "\n" not in str(failure.value)
         assert leftovers(str(mount)) == []
