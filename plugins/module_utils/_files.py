@@ -45,7 +45,8 @@ class ArchiveFile:
         self.directory = directory
         self.temp_path = os.path.join(directory, f".{name}.partial-{os.getpid()}")
         try:
-            self.fd = os.open(self.temp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            # Readable too: the pipeline hashes what the last stage wrote into it (_pipeline.write_stream).
+            self.fd = os.open(self.temp_path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
         except OSError as exc:
             raise LifeboatError(f"cannot create a file in {directory}: {exc.strerror}") from exc
         hold_lock(self.fd)  # the next run or prune removes the file only once nobody holds this (the writer died)

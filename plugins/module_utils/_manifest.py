@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import json
 import os
 import re
@@ -178,18 +179,56 @@ def _encoded(manifest: dict[str, t.Any]) -> t.Iterator[bytes]:
     yield "".join(pieces).encode("utf-8")
 
 
+def _flat(value: t.Any) -> bool:
+    """A non-empty dict or list that holds no non-empty dict or list (a file's entry, most often)."""
+    if not isinstance(value, (dict, list, tuple)) or not value:
+        return False
+    items = value.values() if isinstance(value, dict) else value
+    return not any(isinstance(item, (dict, list, tuple)) and item for item in items)
+
+
+@functools.cache
+def _flat_encoder(depth: int) -> t.Callable[[t.Any], str]:
+    """json's C encoder for a flat value at ``depth`` (the indented form is pure Python and ~10x slower: 2 s for
+    20,000 files' entries): with nothing nested, the item separator carries the line break and the indent."""
+    separators = ("," + "\n" + "  " * (depth + 1), ": ")
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # no C accelerator: the same text, slower
+        return functools.partial(json.dumps, sort_keys=True, separators=separators)
+    # The arguments json.JSONEncoder.iterencode gives it: no circular check, json's own default and string encoder,
+    # no indent, the separators, sort_keys, no skipkeys, allow_nan.
+    encoder = make(None, json.JSONEncoder().default, json.encoder.encode_basestring_ascii, None, separators[1],
+                   separators[0], True, False, True)
+    return lambda value: "".join(encoder(value, 0))
+
+
+def _flat_text(value: t.Any, depth: int) -> str:
+    text = _flat_encoder(depth)(value)
+    return f"{text[0]}\n{'  ' * (depth + 1)}{text[1:-1]}\n{'  ' * depth}{text[-1]}"
+
+
 def _json_text(value: t.Any, depth: int) -> t.Iterator[str]:
     """The pieces of ``json.dumps(value, indent=2, sort_keys=True)`` at ``depth``, in order."""
     inner, outer = "\n" + "  " * (depth + 1), "\n" + "  " * depth
-    if isinstance(value, dict) and value:
+    if _flat(value):
+        yield _flat_text(value, depth)
+    elif isinstance(value, dict) and value:
         for position, key in enumerate(sorted(value)):
-            yield f"{',' if position else '{'}{inner}{json.dumps(key if isinstance(key, str) else str(key))}: "
-            yield from _json_text(value[key], depth + 1)
+            head = f"{',' if position else '{'}{inner}{json.dumps(key if isinstance(key, str) else str(key))}: "
+            if _flat(value[key]):
+                yield head + _flat_text(value[key], depth + 1)
+            else:
+                yield head
+                yield from _json_text(value[key], depth + 1)
         yield outer + "}"
     elif isinstance(value, (list, tuple)) and value:
         for position, item in enumerate(value):
-            yield f"{',' if position else '['}{inner}"
-            yield from _json_text(item, depth + 1)
+            head = f"{',' if position else '['}{inner}"
+            if _flat(item):  # a root's entries: no generator per file
+                yield head + _flat_text(item, depth + 1)
+            else:
+                yield head
+                yield from _json_text(item, depth + 1)
         yield outer + "]"
     else:
         yield json.dumps(value)  # a scalar, {} or []

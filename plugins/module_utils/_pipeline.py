@@ -9,13 +9,17 @@ or nowhere (verification).
 
 Compression and encryption are the standard ``zstd``/``gzip``/``age`` programs, so an archive restores
 with those tools alone, and they run on all cores outside the GIL. Python only pumps bytes between pipes
-and hashes them (hashlib releases the GIL), with fixed buffers: memory stays flat whatever the size.
+and hashes them (hashlib releases the GIL), with fixed buffers: memory stays flat whatever the size. When
+writing, the compressor gets the plain stream through tee(2) (no copy by this process) and the last filter
+writes the file itself, which is hashed as it grows: neither waits on this process's threads.
 """
 
 from __future__ import annotations
 
 import collections
 import contextlib
+import ctypes
+import errno
 import fcntl
 import functools
 import hashlib
@@ -25,6 +29,7 @@ import signal
 import subprocess
 import termios
 import threading
+import time
 import typing as t
 from dataclasses import dataclass
 
@@ -41,6 +46,7 @@ from ._common import (
 from ._files import CHUNK, write_all
 
 _F_SETPIPE_SZ = 1031  # Linux: bigger pipes mean fewer, larger reads.
+_FOLLOW_PAUSE = 0.01  # seconds: how long the hasher of the written file waits for the writer to catch up
 # The variable that tells a producer which descriptor to report its output's "SHA256 BYTES" on (our exec helper,
 # _docker_exec.PLAIN_DIGEST_FD: a module of its own that imports nothing of ours).
 PLAIN_DIGEST_FD = "LIFEBOAT_PLAIN_DIGEST_FD"
@@ -340,6 +346,86 @@ def _grow_pipe(fd: int) -> None:
         pass  # not Linux or over pipe-max-size: the default pipe still works
 
 
+def _libc_tee() -> t.Callable[[int, int, int, int], int] | None:
+    """tee(2): duplicates what waits in one pipe into another without copying it (Linux; os has no tee)."""
+    try:
+        function = ctypes.CDLL(None, use_errno=True).tee
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_size_t, ctypes.c_uint]
+    function.restype = ctypes.c_ssize_t
+    return t.cast("t.Callable[[int, int, int, int], int]", function)
+
+
+_TEE = _libc_tee()
+
+
+def _tee(source: int, sink: int) -> int | None:
+    """Up to CHUNK bytes of the pipe ``source`` duplicated into the pipe ``sink`` (both left in place in
+    ``source``); 0 at the end of ``source``; None when tee(2) cannot be used here (then copy instead)."""
+    if _TEE is None:
+        return None
+    while True:
+        size = _TEE(source, sink, CHUNK, 0)
+        if size >= 0:
+            return size
+        code = ctypes.get_errno()
+        if code == errno.EINTR:
+            continue
+        if code in (errno.EINVAL, errno.ENOSYS):  # not two pipes, or no tee(2): nothing was duplicated
+            return None
+        raise OSError(code, os.strerror(code))  # EPIPE: BrokenPipeError, as a write would raise
+
+
+def _read_exactly(fd: int, size: int) -> bytes:
+    chunk = os.read(fd, size)
+    if len(chunk) == size:
+        return chunk
+    parts = [chunk]
+    size -= len(chunk)
+    while size > 0:
+        part = os.read(fd, size)
+        if not part:
+            raise LifeboatError("a pipe ended before the bytes it held were read")  # tee(2) saw them: never
+        parts.append(part)
+        size -= len(part)
+    return b"".join(parts)
+
+
+def _pump_teed(source: int, sink: int, take: t.Callable[[bytes], None]) -> None:
+    """Pass the pipe ``source`` on into the pipe ``sink`` and give every chunk to ``take`` too. With tee(2) the
+    bytes reach ``sink`` without passing through this process (no write; the reader downstream is fed
+    at the kernel's pace, not at this process's), and one read here takes them out of ``source``."""
+    while True:
+        size = _tee(source, sink)
+        if size is None:
+            chunk = os.read(source, CHUNK)
+            if chunk:
+                write_all(sink, chunk)
+        else:
+            chunk = _read_exactly(source, size) if size else b""
+        if not chunk:
+            return
+        take(chunk)
+
+
+def _follow_file(fd: int, writer: _Stage, take: t.Callable[[bytes], None]) -> None:
+    """Every byte ``writer`` writes into the file ``fd``, read back (from the page cache) as the file grows and to
+    its end once the writer exited: the stored bytes never pass through a pipe of ours, and what is hashed is
+    what the file holds."""
+    offset = 0
+    while True:
+        ended = writer.proc.poll() is not None  # asked before reading: nothing it wrote can be missed
+        chunk = os.pread(fd, CHUNK, offset)
+        if chunk:
+            offset += len(chunk)
+            take(chunk)
+        elif ended:
+            return
+        else:
+            time.sleep(_FOLLOW_PAUSE)
+
+
 def _pipe(stream: t.IO[bytes] | None) -> t.IO[bytes]:
     """A stage's stdin or stdout, started as a pipe (PIPE): never None, which the type of Popen cannot say."""
     return t.cast("t.IO[bytes]", stream)
@@ -486,7 +572,7 @@ def write_stream(
     on_plain: t.Callable[[bytes], None] | None = None,
     producer_hashes: bool = False,
 ) -> StreamResult:
-    """Run producer | compress | encrypt into ``temp_fd`` (an open, empty file), hashing both ends.
+    """Run producer | compress | encrypt into ``temp_fd`` (an open, empty file, readable too), hashing both ends.
 
     ``on_plain`` sees every plain chunk in order (a parser of ours), after the compressor got it (a parser's work
     must not hold up the stream); ``producer_ok_codes`` are the producer's exit codes that mean success (GNU tar's
@@ -518,12 +604,13 @@ def write_stream(
                 digest_write = -1
                 plain_out = _pipe(producer.proc.stdout)
                 _grow_pipe(plain_out.fileno())
-                head, tail = None, runner.chain(filters, plain_out)[1]
+                head = runner.chain(filters, plain_out, temp_fd)[0]  # None: the producer feeds the compressor
                 plain_out.close()  # the compressor's: a compressor that quits must break the producer's pipe
             else:
-                head, tail = runner.chain(filters, subprocess.PIPE)
-            _stream_stages(runner, producer, head, tail, filters[0].name if filters else "", temp_fd, temp_label,
-                           result, on_plain)
+                head = runner.chain(filters, subprocess.PIPE, temp_fd)[0]
+            # The last filter writes into the file itself; what it wrote is hashed from there (_follow_file).
+            _stream_stages(runner, producer, head, runner.stages[-1] if filters else None,
+                           filters[0].name if filters else "", temp_fd, temp_label, result, on_plain)
         if direct:
             result.plain_sha256, result.plain_bytes = _reported_digest(digest_read, producer_name)
     finally:
@@ -544,10 +631,12 @@ def _reported_digest(fd: int, producer_name: str) -> tuple[str, int]:
     return fields[0], int(fields[1])
 
 
-def _stream_stages(runner: _Runner, producer: _Stage, head: t.Any, tail: t.Any, first_filter: str, temp_fd: int,
-                   temp_label: str, result: StreamResult, on_plain: t.Callable[[bytes], None] | None) -> None:
-    """Pump the started stages into ``temp_fd`` and fsync it, hashing into ``result``; the plain side only when the
-    producer's output comes to this process (``head``: the first filter's stdin, or None)."""
+def _stream_stages(runner: _Runner, producer: _Stage, head: t.Any, writer: _Stage | None, first_filter: str,
+                   temp_fd: int, temp_label: str, result: StreamResult, on_plain: t.Callable[[bytes], None] | None
+                   ) -> None:
+    """Run the started stages and fsync ``temp_fd``, hashing into ``result``: the stored side from the file that
+    ``writer`` (the last filter) writes, or as this process writes the plain stream into it (no filter); the plain
+    side only when the producer's output comes to this process (``head``: the first filter's stdin, or None)."""
     plain_hash, stored_hash = hashlib.sha256(), hashlib.sha256()
     plain_to_us = producer.proc.stdout is not None and not producer.proc.stdout.closed
     runner.begin()
@@ -557,25 +646,32 @@ def _stream_stages(runner: _Runner, producer: _Stage, head: t.Any, tail: t.Any, 
         result.stored_bytes += len(chunk)
         write_all(temp_fd, chunk)
 
-    def take_plain(chunk: bytes) -> None:
-        if head is None:
-            store(chunk)
-        else:
-            write_all(head.fileno(), chunk)  # first: the compressor works while this thread hashes
+    def hash_plain(chunk: bytes) -> None:
         plain_hash.update(chunk)
         result.plain_bytes += len(chunk)
         if on_plain is not None:
             on_plain(chunk)
 
+    def store_plain(chunk: bytes) -> None:  # nothing to compress or encrypt: the plain bytes are the stored ones
+        store(chunk)
+        hash_plain(chunk)
+
     def pump_plain() -> None:
-        _pump(_pipe(producer.proc.stdout).fileno(), take_plain)
-        if head is not None:
+        source = _pipe(producer.proc.stdout).fileno()
+        if head is None:
+            _pump(source, store_plain)
+        else:
+            _pump_teed(source, head.fileno(), hash_plain)  # the compressor is fed before this thread hashes
             head.close()
 
     if plain_to_us:
         runner.thread(pump_plain, reader=first_filter)
-    if tail is not None:
-        runner.thread(lambda: _pump(tail.fileno(), store))
+    if writer is not None:
+        def hash_stored(chunk: bytes) -> None:
+            stored_hash.update(chunk)
+            result.stored_bytes += len(chunk)
+
+        runner.thread(functools.partial(_follow_file, temp_fd, writer, hash_stored))
     runner.finish()
     try:
         os.fsync(temp_fd)

@@ -333,3 +333,52 @@ def test_a_failing_compressor_behind_a_self_hashing_producer_is_named(tmp_path, 
         stream_to_archive(str(out / "unit.archive.zst"), self_hashing(), options, producer_hashes=True)
     assert str(failure.value) == "compress failed: zstd: error 70 : Write error"
     assert leftovers(str(out)) == []
+
+
+# Deterministic bytes in odd-sized writes with pauses, more than several pipes hold: what the plain side hashes and
+# hands on must be the stream itself, whether tee(2) feeds the compressor or this process copies.
+PACED = [sys.executable, "-c",
+         "import hashlib,sys,time\nout = sys.stdout.buffer\nfor i in range(700):\n"
+         "    out.write(hashlib.sha512(b'%d' % i).digest() * (97 + i % 13))\n"
+         "    if i % 100 == 0: out.flush(); time.sleep(0.05)\n"]
+
+
+def paced_bytes() -> bytes:
+    return subprocess.run(PACED, capture_output=True, check=True).stdout
+
+
+@pytest.mark.parametrize("tee", [True, False])
+def test_the_compressor_fed_by_tee_or_by_copy_gets_the_plain_stream_this_process_hashes(tmp_path, monkeypatch, tee):
+    from ansible_collections.lifeboat.ops.plugins.module_utils import _pipeline  # pylint: disable=import-outside-toplevel
+
+    assert _pipeline._TEE is not None, "tee(2) through libc must be found on Linux"  # pylint: disable=protected-access
+    if not tee:
+        monkeypatch.setattr(_pipeline, "_TEE", None)
+    seen: list[bytes] = []
+    options = ArchiveOptions(destination=str(tmp_path), job="unit")
+    final = str(tmp_path / "unit.zst")
+    archive, stream = stream_to_archive(final, PACED, options, on_plain=seen.append)
+    archive.commit()
+    expected = paced_bytes()
+    assert len(expected) > 4 * 1024 * 1024
+    assert b"".join(seen) == expected
+    assert (stream.plain_sha256, stream.plain_bytes) == (hashlib.sha256(expected).hexdigest(), len(expected))
+    assert subprocess.run(["zstd", "-d", "-c", final], capture_output=True, check=True).stdout == expected
+    assert (stream.stored_sha256, stream.stored_bytes) == (sha256_file(final), os.path.getsize(final))
+
+
+def test_a_full_disk_under_the_compressor_that_writes_the_file_leaves_nothing(tmp_path) -> None:
+    assert os.geteuid() == 0, "mounting a tmpfs needs root: run the suite as CI does (as root)"
+    mount = tmp_path / "small"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)], check=True)
+    try:
+        options = ArchiveOptions(destination=str(mount), job="unit")  # zstd: random bytes do not shrink
+        with pytest.raises(LifeboatError) as failure:
+            stream_to_archive(str(mount / "unit.zst"), [
+                *PACED[:2], "import os,sys\nfor i in range(64): sys.stdout.buffer.write(os.urandom(65536))"], options)
+        assert "No space left on device" in str(failure.value)
+        assert "\n" not in str(failure.value)
+        assert leftovers(str(mount)) == []
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
