@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # Copyright: lifeboat developers
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The backup playbook over real SSH on a fleet of 20 hosts (systemd containers with sshd, tests/integration/fleet.py),

@@ -64,6 +64,9 @@ class PgDataCatalog:
         return f"{quote_ident(schema)}.{quote_ident(table)}"
 
     def names(self) -> set[str]:
+        return set(self._relation_table())
+
+    def _relation_table(self) -> dict[str, tuple[int, str]]:
         if self._relations is None:
             rows = self._conn.execute(
                 "SELECT n.nspname || '.' || c.relname, c.oid, c.relkind FROM pg_class c"
@@ -72,25 +75,22 @@ class PgDataCatalog:
                 " AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_(toast|temp)'"
             ).fetchall()
             self._relations = {name: (oid, kind) for name, oid, kind in rows}
-        return set(self._relations)
+        return self._relations
 
     def count(self, name: str) -> int:
         """Exact rows. ONLY, as the manifests count (pg_dump dumps each child table itself), except for a
         partitioned table, whose rows are all in its partitions."""
-        self.names()
-        assert self._relations is not None
-        only = "" if self._relations[name][1] == "p" else "ONLY "
+        only = "" if self._relation_table()[name][1] == "p" else "ONLY "
         return int(self._conn.execute(f"SELECT count(*) FROM {only}{self._quoted(name)}").fetchone()[0])
 
     def indexes(self, name: str) -> list[Index]:
-        self.names()
-        assert self._relations is not None
+        relations = self._relation_table()
         rows = self._conn.execute(
             "SELECT i.relname, x.indisunique, x.indisvalid, x.indpred IS NOT NULL,"
             " ARRAY(SELECT a.attname FROM generate_series(0, x.indnkeyatts - 1) AS k"
             "       LEFT JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = x.indkey[k] ORDER BY k)"
             " FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid WHERE x.indrelid = %s ORDER BY 1",
-            (self._relations[name][0],),
+            (relations[name][0],),
         ).fetchall()
         found = []
         for index_name, unique, valid, partial, keys in rows:

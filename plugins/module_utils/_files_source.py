@@ -396,7 +396,7 @@ def _restore_one(request: RestoreRequest, manifest: dict[str, t.Any], target: Ta
         # One read per root, checked whole (stored and plain sha256) before the side directory takes the target's place.
         read_for_restore(request.archive_path, manifest, decryption=request.decryption,
                          consumer_argv=[find_binary("tar"), "-x", "-f", "-", "-C", side.path,
-                                       f"--strip-components={_strip(item)}", *TAR_EXTRACT, "--", item["member"]],
+                                        f"--strip-components={_strip(item)}", *TAR_EXTRACT, "--", item["member"]],
                          consumer_name="tar")
         expected = manifest["files"]["entries"][item["label"]]
         found = _tar_index.walk(landed)

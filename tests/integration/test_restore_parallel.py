@@ -64,8 +64,8 @@ def test_no_parallelism_is_refused_in_one_line(mongo, run_module, tmp_path, uniq
     assert not mongo.has_database(unique_name)
 
 
-def test_a_directory_format_archive_restores_with_jobs_in_one_read(pg, run_module, tmp_path, unique_name,
-                                                                    monkeypatch):
+def test_a_directory_format_archive_restores_with_jobs_in_one_read(
+        pg, run_module, tmp_path, unique_name, monkeypatch):
     dumped = run_module("postgresql_dump", pg.login(database=pg.sample, destination=str(tmp_path / "a"),
                                                     format="directory", jobs=2))
     assert dumped.rc == 0, dumped.result
