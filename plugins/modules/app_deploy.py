@@ -8,7 +8,7 @@ DOCUMENTATION = r"""
 module: app_deploy
 short_description: Blue-green deploy of a Docker app with a verified backup, a health and data gate, an atomic switch and
   a rollback
-version_added: 0.1.0
+version_added: 0.2.0
 description:
 - 'Runs one whole deploy of one app in one process that holds the app''s lock (C(STATE_DIR/APP/deploy.lock)): finds the live
   color from the state file and the running containers, dumps and verifies the app''s databases, starts the other color, runs

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import typing as t
 
@@ -132,3 +133,28 @@ def test_migrate_mongodb_end_to_end_and_refuses_a_tampered_target(mongo, unique_
     finally:
         mongo.drop(unique_name)
     assert os.path.exists(tmp_path / "work2" / f"migrate-{unique_name}-validation.md")
+
+
+def test_migrate_from_a_signed_archive_trusts_only_its_signer(pg, pg_target_name, run_playbook, run_module,
+                                                             tmp_path):
+    """The archive may come from elsewhere (a bucket, another host): with migrate_trusted_signers, an archive
+    whose manifest another key signed is refused before the target exists, and the right signer's passes."""
+    keys = {}
+    for name in ("backup", "other"):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", str(tmp_path / name)],
+                       check=True)
+        keys[name] = (tmp_path / f"{name}.pub").read_text().strip()
+    dump = run_module("postgresql_dump", pg.login(database=PG_SECOND, destination=str(tmp_path / "export"),
+                                                  signing_key_file=str(tmp_path / "backup")))
+    assert dump.rc == 0, dump.stdout
+    variables = {"migrate_engine": "postgresql", "migrate_source_archive": dump.result["archive"],
+                 "migrate_target": pg.login(database=pg_target_name), "migrate_work_dir": str(tmp_path / "work"),
+                 "migrate_checks": ["presence", "counts"], **switch_hooks(tmp_path)[0]}
+    refused = run_playbook("migrate", {**variables, "migrate_trusted_signers": [keys["other"]]})
+    assert refused.returncode != 0
+    assert "does not carry a valid signature of a trusted signer" in refused.stdout, refused.stdout[-3000:]
+    assert not pg.has_database(pg_target_name)
+    run = run_playbook("migrate", {**variables, "migrate_trusted_signers": [keys["backup"]]})
+    assert run.returncode == 0, run.stdout[-3000:]
+    report = json.loads((tmp_path / "work" / f"migrate-{pg_target_name}-validation.json").read_text())
+    assert report["passed"] is True and report["source"] == f"archive {dump.result['archive']}"
