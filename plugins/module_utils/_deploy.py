@@ -31,7 +31,7 @@ import time
 import typing as t
 import urllib.parse
 
-from . import _nginx, _params, _reverse_proxy, _sources
+from . import _ingress, _nginx, _params, _reverse_proxy, _sources
 from ._archive import ArchiveOptions
 from ._clients import docker_sdk
 from ._common import LifeboatError, pid_alive, process_start, redact, register_secret
@@ -95,6 +95,7 @@ DEPLOY_SPEC: dict[str, dict[str, t.Any]] = {
     "health_interval": {"type": "float", "default": 0.5},
     "health_timeout": {"type": "int", "default": 60},
     "site": {"type": "str", "required": True},
+    "tunnel_config": {"type": "path"},
     "keepalive": {"type": "int", "default": 16},
     **_reverse_proxy.COMMON_ARGUMENT_SPEC,
     "watch_probes": {"type": "int", "default": 20},
@@ -556,7 +557,40 @@ def front_door(params: dict[str, t.Any]) -> tuple[_nginx.Layout, _nginx.Nginx, _
                          address=params["probe_address"], tls=tls, path=params["health_path"],
                          expect_status=tuple(params["health_status"]), expect_body=params["health_body"] or "",
                          timeout=float(params["health_timeout"]))
+    if params.get("tunnel_config"):
+        tunnel_in_front(params["tunnel_config"], host, tls, layout, params["probe_address"])
     return layout, nginx, probe, layout.upstream_file(params["site"])
+
+
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1", "[::1]")
+
+
+def tunnel_in_front(config_path: str, host: str, tls: bool, layout: _nginx.Layout, probe_address: str) -> str:
+    """The service a Cloudflare tunnel's ingress sends the site's hostname to, which must be the site's nginx.
+
+    The switch happens in nginx behind the tunnel, never in cloudflared's config: cloudflared reads a locally
+    managed config only when it starts, and a restart drops the requests it is carrying. So a tunnel in front is
+    checked, not changed: its ingress (validated as cloudflared validates it) must route the site's hostname to the
+    site's own listener; a rule that points at a color's port would bypass every switch and rollback."""
+    try:
+        with open(config_path, encoding="utf-8") as handle:
+            config = _ingress.load_yaml(handle.read())
+    except OSError as exc:
+        raise LifeboatError(f"tunnel_config {config_path}: {exc.strerror}") from None
+    try:
+        ingress = _ingress.check(config)
+    except LifeboatError as exc:
+        raise LifeboatError(f"tunnel_config {config_path}: {exc}") from None
+    rule = ingress.rules[ingress.match(f"https://{host}/")]
+    scheme, port = ("https", layout.https_port) if tls else ("http", layout.http_port)
+    wanted = {f"{scheme}://{name}:{port}" for name in (*LOOPBACK_NAMES, probe_address)}
+    if port == (443 if tls else 80):
+        wanted |= {f"{scheme}://{name}" for name in (*LOOPBACK_NAMES, probe_address)}
+    if rule.service.rstrip("/") not in wanted:
+        raise LifeboatError(f"tunnel_config {config_path}: {rule.label()} sends {host} past the site's nginx; point "
+                            f"its service at {scheme}://127.0.0.1:{port} so that the switch (in nginx) moves its "
+                            "traffic too")
+    return rule.service
 
 
 def switch_to(params: dict[str, t.Any], port: int, door: tuple[t.Any, ...]) -> dict[str, t.Any]:
@@ -686,6 +720,9 @@ def _deploy(params: dict[str, t.Any], environment: dict[str, str], state: dict[s
                     f"{params['health_timeout']} s" + (", then the data expectations" if any(
                         e.get("expectations") for e in params["databases"]) else ""))
         plan.append(f"switch site {params['site']} ({upstream_path}) to {params['bind_address']}:{port}")
+        if params.get("tunnel_config"):
+            plan.append(f"the tunnel ({params['tunnel_config']}) routes to site {params['site']}: its traffic moves "
+                        "with the switch")
         plan.append(f"watch: {params['watch_probes']} probes through site {params['site']}")
         if live:
             plan.append(f"stop {live['container']} (release {live['release']}) and keep it for a rollback")

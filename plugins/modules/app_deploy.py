@@ -313,6 +313,14 @@ options:
     description: The reverse_proxy site (M(lifeboat.ops.reverse_proxy_sites)) whose upstream the switch changes. It must exist.
     type: str
     required: true
+  tunnel_config:
+    description:
+      - The config file of a Cloudflare tunnel (M(lifeboat.ops.cloudflared_ingress)) in front of O(site). Its ingress
+        must send the site's hostname to the site's nginx (V(http://127.0.0.1:HTTP_PORT), or V(https://...) for a TLS
+        site); otherwise the deploy is refused before anything starts.
+      - The switch stays in nginx and the tunnel's config is never changed, because cloudflared reads a locally managed config
+        only when it starts, and a restart drops the requests it carries.
+    type: path
   keepalive:
     description: Idle keepalive connections to the upstream per nginx worker.
     type: int

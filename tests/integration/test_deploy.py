@@ -12,12 +12,14 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import pathlib
 import socket
 import typing as t
 import uuid
 
 import docker
 import pytest
+import yaml
 from load_loop import LoadLoop  # pylint: disable=import-error
 from proxy_bed import Upstream, free_port, start_nginx  # pylint: disable=import-error
 
@@ -289,6 +291,41 @@ def test_a_failing_pre_deploy_backup_starts_nothing(bed: dict[str, t.Any], app: 
     assert "is not running" in one_line(failed), failed.result["msg"]
     assert list(containers_of(bed, app["name"]).values()) == ["running"]  # only v1
     assert serving(bed) == f"200 version v1, {ROWS} notes"
+
+
+def tunnel_config(path: t.Any, service: str) -> str:
+    path.write_text(yaml.safe_dump({"tunnel": "6ff42ae2-765d-4adf-8112-31c55c1551ef",
+                                    "credentials-file": "/etc/cloudflared/app.json",
+                                    "ingress": [{"hostname": "localhost", "service": service},
+                                                {"service": "http_status:404"}]}))
+    return str(path)
+
+
+def test_a_tunnel_in_front_must_route_to_the_site_nginx(bed: dict[str, t.Any], app: dict[str, t.Any],
+                                                        run_module: t.Any, tmp_path: t.Any) -> None:
+    """A tunnel that sends the hostname straight to a color would bypass every switch: refused before anything
+    starts. One that sends it to the site's nginx deploys, and its config file is left as it was."""
+    past = tunnel_config(tmp_path / "past.yml", f"http://127.0.0.1:{app['args']['blue_port']}")
+    refused = run_module("app_deploy", release(bed, app, "v1", tunnel_config=past))
+    assert refused.rc != 0
+    assert (f"tunnel_config {past}: rule #1 (localhost -> http://127.0.0.1:{app['args']['blue_port']}) sends "
+            "localhost past the site's nginx; point its service at "
+            f"http://127.0.0.1:{bed['layout'].http_port}") in one_line(refused), refused.result["msg"]
+    assert containers_of(bed, app["name"]) == {}
+    broken = tmp_path / "broken.yml"
+    broken.write_text("ingress:\n  - hostname: localhost\n    service: http://127.0.0.1:1\n")
+    refused = run_module("app_deploy", release(bed, app, "v1", tunnel_config=str(broken)))
+    assert f"tunnel_config {broken}: " in one_line(refused) and "must match all URLs" in one_line(refused), refused.result
+    assert containers_of(bed, app["name"]) == {}
+
+    front = tunnel_config(tmp_path / "front.yml", f"http://localhost:{bed['layout'].http_port}")
+    before = pathlib.Path(front).read_bytes()
+    planned = run_module("app_deploy", release(bed, app, "v1", tunnel_config=front), check_mode=True)
+    assert planned.rc == 0 and any("the tunnel" in step for step in planned.result["plan"]), planned.result
+    deployed = run_module("app_deploy", release(bed, app, "v1", tunnel_config=front))
+    assert deployed.rc == 0 and deployed.result["history"]["outcome"] == "deployed", deployed.stdout
+    assert serving(bed) == f"200 version v1, {ROWS} notes"
+    assert pathlib.Path(front).read_bytes() == before
 
 
 def occupied_port() -> t.Generator[int, None, None]:

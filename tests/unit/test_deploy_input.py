@@ -63,3 +63,30 @@ def test_the_lock_refuses_a_second_holder_and_reports_a_crashed_one(tmp_path: t.
     second.acquire("journal")
     assert second.stale == {"pid": 4194305, "process_start": "1", "step": "switch", "owner_alive": False}
     second.release()
+
+
+@pytest.mark.parametrize(("service", "tls", "accepted"), [
+    ("https://localhost", True, True),  # port 443 unsaid
+    ("https://127.0.0.1:443", True, True),
+    ("http://127.0.0.1:443", True, False),  # a TLS site's listener spoken to in plain HTTP
+    ("http://10.0.0.5:80", False, False),
+    ("http://127.0.0.1:8081", False, False),  # a color's port
+])
+def test_a_tunnel_in_front_must_send_the_hostname_to_the_site_listener(tmp_path: t.Any, service: str, tls: bool,
+                                                                       accepted: bool) -> None:
+    config = tmp_path / "config.yml"
+    config.write_text("ingress:\n  - hostname: journal.example.org\n"
+                      f"    service: {service}\n  - service: http_status:404\n")
+    layout = _deploy._nginx.Layout(http_port=80, https_port=443)
+    if accepted:
+        found = _deploy.tunnel_in_front(str(config), "journal.example.org", tls, layout, "127.0.0.1")
+        assert found.rstrip("/") == service.rstrip("/")
+    else:
+        with pytest.raises(LifeboatError, match="sends journal.example.org past the site's nginx; point its service"):
+            _deploy.tunnel_in_front(str(config), "journal.example.org", tls, layout, "127.0.0.1")
+
+
+def test_a_tunnel_config_that_cannot_be_read_is_one_line(tmp_path: t.Any) -> None:
+    layout = _deploy._nginx.Layout()
+    with pytest.raises(LifeboatError, match=r"^tunnel_config /nonexistent/config.yml: No such file or directory$"):
+        _deploy.tunnel_in_front("/nonexistent/config.yml", "journal.example.org", False, layout, "127.0.0.1")
