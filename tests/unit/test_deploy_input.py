@@ -82,7 +82,7 @@ def test_a_tunnel_in_front_must_send_the_hostname_to_the_site_listener(tmp_path:
         found = _deploy.tunnel_in_front(str(config), "journal.example.org", tls, layout, "127.0.0.1")
         assert found.rstrip("/") == service.rstrip("/")
     else:
-        with pytest.raises(LifeboatError, match="sends journal.example.org past the site's nginx; point its service"):
+        with pytest.raises(LifeboatError, match=r"sends journal\.example\.org past the site's nginx; point its service"):
             _deploy.tunnel_in_front(str(config), "journal.example.org", tls, layout, "127.0.0.1")
 
 
