@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import typing as t
-import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
@@ -124,22 +123,12 @@ def deliver(ping: Ping, *, attempts: int = ATTEMPTS, timeout: float = TIMEOUT) -
     headers = {"User-Agent": "lifeboat-ping", **dict(ping.headers), **auth}
     request = urllib.request.Request(request_url, data=ping.body if ping.method == "POST" else None,
                                      method=ping.method, headers=headers)
-    opener = urllib.request.build_opener()
-    problem = "not tried"
-    for _attempt in range(max(1, attempts)):
-        try:
-            with opener.open(request, timeout=timeout) as response:
-                if 200 <= response.status < 300:
-                    return None
-                problem = f"HTTP {response.status}"
-        except urllib.error.HTTPError as exc:
-            problem = f"HTTP {exc.code}"
-            if 400 <= exc.code < 500:
-                break
-        except (urllib.error.URLError, OSError) as exc:
-            problem = str(getattr(exc, "reason", exc)) or type(exc).__name__
-        except Exception as exc:  # noqa: BLE001 - a ping never fails the backup; the message is scrubbed below
-            problem = type(exc).__name__
+    try:  # pings retry at once: the backup waits for them
+        problem = _webhook.send_request(request, attempts=attempts, timeout=timeout, backoff=False)
+    except Exception as exc:  # noqa: BLE001 - a ping never fails the backup; the message is scrubbed below
+        problem = type(exc).__name__
+    if not problem:
+        return None
     return _webhook.without_url(_webhook.without_url(problem, ping.url), ping.request_url)
 
 

@@ -58,16 +58,24 @@ def post_json(url: str, payload: t.Any, *, user_agent: str, attempts: int = ATTE
                                                   **auth})
     except ValueError:  # urllib's message would quote the URL
         return BAD_URL
+    problem = send_request(request, attempts=attempts, timeout=timeout)
+    return _without_url(problem, url) if problem else None
+
+
+def send_request(request: urllib.request.Request, *, attempts: int = ATTEMPTS, timeout: float = TIMEOUT,
+                 backoff: bool = True) -> str:
+    """Send ``request`` until a 2xx answer ("" then), a 4xx or ``attempts`` tries: else why not, in one line that
+    may still quote the URL (callers scrub it with without_url)."""
     # urllib's own opener: the library imports nothing from Ansible (whose open_url ansible-test suggests).
     opener = urllib.request.build_opener()
     problem = "not tried"
     for attempt in range(max(1, attempts)):
-        if attempt:
+        if attempt and backoff:
             time.sleep(2 ** (attempt - 1))
         try:
             with opener.open(request, timeout=timeout) as response:
                 if 200 <= response.status < 300:
-                    return None
+                    return ""
                 problem = f"HTTP {response.status}"
         except urllib.error.HTTPError as exc:
             problem = f"HTTP {exc.code}"
@@ -79,7 +87,7 @@ def post_json(url: str, payload: t.Any, *, user_agent: str, attempts: int = ATTE
             return BAD_URL
         except http.client.HTTPException as exc:  # an answer that is no HTTP (BadStatusLine ...): tried again
             problem = f"no HTTP answer ({type(exc).__name__})"
-    return _without_url(problem, url)
+    return problem
 
 
 def _without_url(text: str, url: str) -> str:
