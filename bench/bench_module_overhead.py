@@ -8,6 +8,7 @@ connection), so what is timed is Ansible building and sending the AnsiballZ payl
 and handling its arguments. Per module it reports the payload (bytes of the AnsiballZ file, module_utils files packed
 and their source size), the whole `ansible` run and the module's own process alone (the kept AnsiballZ file run
 again with `python`, which unpacks it and imports the module from the zip: no cached bytecode, as on a target),
+each in wall-clock and CPU seconds (user + system of every process: far less sensitive to a busy machine),
 against `ansible.builtin.ping`. Reported, never asserted; medians of --repeat runs in a rotated order.
 """
 
@@ -20,6 +21,7 @@ import io
 import json
 import os
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -49,10 +51,13 @@ def ansible_argv(module: str, params: dict) -> list[str]:
             *(["-a", json.dumps(params)] if params else [])]
 
 
-def timed(argv: list[str], env: dict[str, str]) -> tuple[float, str]:
-    began = time.perf_counter()
+def timed(argv: list[str], env: dict[str, str]) -> tuple[float, float, str]:
+    """Wall-clock seconds, CPU seconds (user + system of the process and every descendant) and the output."""
+    began, cpu_before = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run(argv, env=env, check=False, capture_output=True, text=True)
-    return time.perf_counter() - began, done.stdout + done.stderr
+    cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = cpu_after.ru_utime - cpu_before.ru_utime + cpu_after.ru_stime - cpu_before.ru_stime
+    return time.perf_counter() - began, cpu, done.stdout + done.stderr
 
 
 def payload(path: str) -> dict:
@@ -81,26 +86,30 @@ def main() -> None:
     try:
         steps = {"ansible.builtin.ping": ansible_argv("ansible.builtin.ping", {})}
         steps.update({name: ansible_argv(f"lifeboat.ops.{name}", REFUSED[name]) for name in args.modules})
-        ansible_s: dict[str, list[float]] = {name: [] for name in steps}
-        module_s: dict[str, list[float]] = {name: [] for name in steps}
+        # name -> (wall, cpu) of each run: the whole ansible run, and the module's own process
+        ansible_s: dict[str, list[tuple[float, float]]] = {name: [] for name in steps}
+        module_s: dict[str, list[tuple[float, float]]] = {name: [] for name in steps}
         sizes: dict[str, dict] = {}
         names = list(steps)
         for rep in range(args.repeat):
             for name in names[rep % len(names):] + names[:rep % len(names)]:
                 shutil.rmtree(env["ANSIBLE_REMOTE_TMP"], ignore_errors=True)
-                seconds, output = timed(steps[name], env)
+                seconds, cpu, output = timed(steps[name], env)
                 if ("SUCCESS" if name == "ansible.builtin.ping" else "FAILED") not in output:
                     raise SystemExit(f"{name}: not the expected outcome: {output}")
-                ansible_s[name].append(seconds)
+                ansible_s[name].append((seconds, cpu))
                 kept = glob.glob(os.path.join(env["ANSIBLE_REMOTE_TMP"], "*", "AnsiballZ_*.py"))[0]
                 sizes[name] = payload(kept)
-                module_s[name].append(timed([sys.executable, kept], env)[0])
+                module_s[name].append(timed([sys.executable, kept], env)[:2])
         print(f"\nModule overhead before any work (median of {args.repeat}; a run refused by the first check)")
-        print(f"  {'module':22} {'AnsiballZ':>10} {'utils':>6} {'source':>9} {'ansible run':>12} {'module process':>15}")
+        print(f"  {'':48} {'ansible run':>17} {'module process':>17}")
+        print(f"  {'module':22} {'AnsiballZ':>10} {'utils':>5} {'source':>8} {'wall':>8} {'CPU':>8} {'wall':>8} {'CPU':>8}")
         for name in names:
             size = sizes[name]
-            print(f"  {name:22} {size['bytes'] / 1024:7.0f} KiB {size['utils_files']:6d} {size['utils_kib']:5.0f} KiB"
-                  f" {statistics.median(ansible_s[name]):10.2f} s {statistics.median(module_s[name]):13.2f} s")
+            medians = [statistics.median(run[i] for run in runs) for runs in (ansible_s[name], module_s[name])
+                       for i in (0, 1)]
+            print(f"  {name:22} {size['bytes'] / 1024:6.0f} KiB {size['utils_files']:5d} {size['utils_kib']:4.0f} KiB"
+                  + "".join(f" {value:6.2f} s" for value in medians))
             if args.list_utils and size["utils"]:
                 print(f"      {' '.join(size['utils'])}")
     finally:
