@@ -31,7 +31,7 @@ import time
 import zipfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_dump import REPO, collections_root  # noqa: E402  pylint: disable=wrong-import-position
+from bench_dump import REPO, collections_root
 
 # Options each library refuses at its first check, before it connects to anything.
 REFUSED = {
