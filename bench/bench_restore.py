@@ -97,8 +97,9 @@ def report(title: str, runs: dict[str, list[dict]], raw: str) -> dict:
 
 def ansible_argv(module: str, params: dict, check: bool = False) -> list[str]:
     return [os.path.join(os.path.dirname(sys.executable), "ansible"), "localhost", "-i", "localhost,", "-c", "local",
-            "-o", "-m", module, "-e", f"ansible_python_interpreter={sys.executable}", "-a", json.dumps(params),
-            *(["--check"] if check else [])]
+            "-o", "-m", module, "-e", f"ansible_python_interpreter={sys.executable}",
+            # ping takes no -a at all: with '-a {}' Ansible refuses it before running anything (what was timed before)
+            *(["-a", json.dumps(params)] if params else []), *(["--check"] if check else [])]
 
 
 def bench_postgres(args, bed, workdir, ansible_env) -> dict:

@@ -5,7 +5,7 @@ counts and indexes, and how a missing index is made. ``_sources`` hands out the 
 (``Source.data_catalog``); ``_expectations`` judges what they read, never asking which engine it has.
 
 A database in a container is read the way the container jobs read their counts: from this host, over the
-container's network address (``_params._container_defaults``). The catalogue queries need a driver connection
+container's network address (``_params.container_defaults``). The catalogue queries need a driver connection
 (psycopg, pymongo) that keeps state across queries; the container client (``_clients.ContainerClient``) runs
 one-shot tools through the Docker Engine API's exec, and a psql/mongosh in the container would leave us parsing
 their text output (and mongosh is in no FerretDB image).

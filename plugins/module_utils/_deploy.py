@@ -31,7 +31,7 @@ import time
 import typing as t
 import urllib.parse
 
-from . import _ingress, _nginx, _params, _reverse_proxy, _sources
+from . import _ingress, _mongo_module, _nginx, _params, _postgres_module, _reverse_proxy, _sources
 from ._archive import ArchiveOptions
 from ._clients import docker_sdk
 from ._common import LifeboatError, pid_alive, process_start, redact, register_secret
@@ -57,7 +57,7 @@ def _expectations_spec() -> dict[str, t.Any]:
 
 
 def _database_spec() -> dict[str, t.Any]:
-    connection = {**_params.mongodb_connection_spec(), **_params.postgres_connection_spec()}
+    connection = {**_mongo_module.mongodb_connection_spec(), **_postgres_module.postgres_connection_spec()}
     expectations: dict[str, t.Any] = {"type": "dict"}
     if _expectations_spec():
         expectations["options"] = _expectations_spec()
@@ -439,8 +439,8 @@ def watch(params: dict[str, t.Any], probe: _nginx.Probe) -> dict[str, t.Any]:
 # -------------------------------------------------------------------------------------------------------- the data
 def db_params(entry: dict[str, t.Any], destination: str | None = None, job: str | None = None) -> dict[str, t.Any]:
     """A databases entry as the dump/restore library's options (their defaults filled in)."""
-    specs = {**_params.postgres_dump_spec(), **_params.mongodb_dump_spec(), **_params.dump_archive_spec(),
-             **_params.postgres_connection_spec(), **_params.mongodb_connection_spec()}
+    specs = {**_postgres_module.postgres_dump_spec(), **_mongo_module.mongodb_dump_spec(), **_params.dump_archive_spec(),
+             **_postgres_module.postgres_connection_spec(), **_mongo_module.mongodb_connection_spec()}
     filled = {name: spec.get("default") for name, spec in specs.items()}
     filled.update({key: value for key, value in entry.items() if value is not None and key != "expectations"})
     if destination:
@@ -506,7 +506,7 @@ def expectations(params: dict[str, t.Any], backups: list[dict[str, t.Any]]) -> d
         if not wish.get("baseline_manifest") and entry["database"] in manifests:
             wish["baseline_manifest"] = manifests[entry["database"]]
         connection = {key: value for key, value in db_params(entry).items()
-                      if key in {**_params.postgres_connection_spec(), **_params.mongodb_connection_spec()}}
+                      if key in {**_postgres_module.postgres_connection_spec(), **_mongo_module.mongodb_connection_spec()}}
         outcome = check_expectations(entry["engine"], connection, wish).as_dict()
         checked.append({"database": entry["database"], **outcome})
         if not outcome["ok"]:

@@ -544,10 +544,11 @@ def plan_restore(request: RestoreRequest, read_archive: bool = True) -> dict[str
     }
     client = request.connection.client()
     try:
-        # Exact counts, but only of the target collections that hold anything (usually none).
-        existing = {ns: _count(client, ns) for ns in expected if _has_documents(client, ns)}
         present = {f"{db}.{coll}" for db in {split_namespace(ns)[0] for ns in expected}
                    for coll in client[db].list_collection_names()}
+        # Exact counts, but only of the target collections that hold anything (usually none): a collection that
+        # does not exist holds nothing, and is not asked (one query per database instead of one per collection).
+        existing = {ns: _count(client, ns) for ns in expected if ns in present and _has_documents(client, ns)}
         server = _server_info(client)
         if existing and not request.overwrite:
             shown = ", ".join(f"{ns} ({n} documents)" for ns, n in sorted(existing.items())[:3])

@@ -1,28 +1,26 @@
 # Copyright: lifeboat developers
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Argument specs shared by the modules, and their translation into library requests.
+"""Argument specs shared by the modules, and their translation into library requests: the engine-free part.
 
 Plain dicts and functions: connection options are declared once per engine (like community.postgresql's
-postgres_common_argument_spec), never per module.
+postgres_common_argument_spec), never per module; each engine's own are in _postgres_module and _mongo_module, so
+that a module packs and imports the code of its own engine only (Ansible sends every module_util a module imports).
 """
 
 from __future__ import annotations
 
 import typing as t
 
-from . import _catalog, _mongo, _postgres, _signing
+from . import _catalog, _signing
 from ._archive import ArchiveOptions, resolve_archive
 from ._clients import ContainerClient, HostClient, client_for
 from ._common import LifeboatError
 from ._manifest import default_job
-from ._mongo import MongoConnection
+from ._module_frame import Outcome, Run
 from ._pipeline import COMPRESSIONS, Decryption, Encryption
-from ._postgres import PgConnection
-
-SSL_MODES = ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
 
 
-def _login_spec() -> dict[str, t.Any]:
+def login_spec() -> dict[str, t.Any]:
     """What both engines take to connect and log in."""
     return {
         "login_uri": {"type": "str", "no_log": True},
@@ -32,34 +30,6 @@ def _login_spec() -> dict[str, t.Any]:
         "login_password": {"type": "str", "no_log": True},
         "login_password_file": {"type": "path", "no_log": False},
         "connect_timeout": {"type": "int", "default": 10},
-    }
-
-
-def postgres_connection_spec() -> dict[str, t.Any]:
-    return {
-        **_login_spec(),
-        "login_unix_socket": {"type": "path"},
-        # Where the clients run: this host (unset), or the database server's own container (name or id).
-        "container": {"type": "str"},
-        "ssl_mode": {"type": "str", "choices": SSL_MODES},
-        "ssl_ca_cert": {"type": "path"},
-        "ssl_cert": {"type": "path"},
-        "ssl_key": {"type": "path", "no_log": False},
-        "pg_bin_dir": {"type": "path"},
-    }
-
-
-def mongodb_connection_spec() -> dict[str, t.Any]:
-    return {
-        **_login_spec(),
-        "login_database": {"type": "str", "default": "admin"},
-        "auth_mechanism": {"type": "str", "choices": ["SCRAM-SHA-1", "SCRAM-SHA-256", "MONGODB-X509", "PLAIN"]},
-        "tls": {"type": "bool", "default": False},
-        "tls_ca_file": {"type": "path"},
-        "tls_certificate_key_file": {"type": "path", "no_log": False},
-        "tls_allow_invalid_certificates": {"type": "bool", "default": False},
-        "tools_dir": {"type": "path"},
-        "container": {"type": "str"},
     }
 
 
@@ -122,15 +92,6 @@ def restore_archive_spec() -> dict[str, t.Any]:
     }
 
 
-def mongorestore_parallel_spec() -> dict[str, t.Any]:
-    """How many collections mongorestore restores at a time, and how many inserters each gets (mongodb_restore,
-    the restore role)."""
-    return {
-        "parallel_collections": {"type": "int", "default": _mongo.RESTORE_PARALLEL_COLLECTIONS},
-        "insertion_workers_per_collection": {"type": "int", "default": _mongo.RESTORE_INSERTION_WORKERS},
-    }
-
-
 class ChosenArchive(t.NamedTuple):
     path: str
     note: str | None  # a warning: the path given was the archive's manifest
@@ -154,7 +115,7 @@ def place(params: dict[str, t.Any]) -> HostClient | ContainerClient:
     return client_for(params.get("container"))
 
 
-def _container_defaults(params: dict[str, t.Any], place: HostClient | ContainerClient,
+def container_defaults(params: dict[str, t.Any], place: HostClient | ContainerClient,
                         names: dict[str, str]) -> dict[str, t.Any]:
     """Login options a container defines for itself (the official images' variables), where none are given."""
     if not isinstance(place, ContainerClient) or params.get("login_uri"):
@@ -170,60 +131,6 @@ def _container_defaults(params: dict[str, t.Any], place: HostClient | ContainerC
     if not params.get("login_password") and not params.get("login_password_file") and environment.get(names["password"]):
         defaults["login_password"] = environment[names["password"]]
     return defaults
-
-
-PG_CONTAINER_ENV = {"user": "POSTGRES_USER", "password": "POSTGRES_PASSWORD", "default_user": "postgres"}
-
-
-def pg_connection(params: dict[str, t.Any], database: str | None,
-                  where: HostClient | ContainerClient | None = None) -> PgConnection:
-    where = where or place(params)
-    params = {**params, **_container_defaults(params, where, PG_CONTAINER_ENV)}
-    return PgConnection.from_options(
-        uri=params.get("login_uri"),
-        host=params.get("login_host"),
-        port=params.get("login_port"),
-        user=params.get("login_user"),
-        password=params.get("login_password"),
-        password_file=params.get("login_password_file"),
-        unix_socket=params.get("login_unix_socket"),
-        database=database,
-        ssl_mode=params.get("ssl_mode"),
-        ssl_ca_cert=params.get("ssl_ca_cert"),
-        ssl_cert=params.get("ssl_cert"),
-        ssl_key=params.get("ssl_key"),
-        connect_timeout=params.get("connect_timeout"),
-        place=where,
-    )
-
-
-MONGO_CONTAINER_ENV = {"user": "MONGO_INITDB_ROOT_USERNAME", "password": "MONGO_INITDB_ROOT_PASSWORD",
-                       "default_user": ""}
-
-
-def mongo_connection(params: dict[str, t.Any], where: HostClient | ContainerClient | None = None) -> MongoConnection:
-    where = where or place(params)
-    defaults = _container_defaults(params, where, MONGO_CONTAINER_ENV)
-    if not defaults.get("login_user"):
-        defaults.pop("login_user", None)  # a container without a root user: no authentication
-    params = {**params, **defaults}
-    return MongoConnection.from_options(
-        uri=params.get("login_uri"),
-        host=params.get("login_host"),
-        port=params.get("login_port"),
-        user=params.get("login_user"),
-        password=params.get("login_password"),
-        password_file=params.get("login_password_file"),
-        # With a URI, its own authSource (or its database path) decides, as in every MongoDB driver.
-        auth_database=None if params.get("login_uri") else params.get("login_database"),
-        auth_mechanism=params.get("auth_mechanism"),
-        tls=bool(params.get("tls")),
-        tls_ca_file=params.get("tls_ca_file"),
-        tls_certificate_key_file=params.get("tls_certificate_key_file"),
-        tls_allow_invalid_certificates=bool(params.get("tls_allow_invalid_certificates")),
-        connect_timeout=params.get("connect_timeout") or 10,
-        place=where,
-    )
 
 
 def archive_options(params: dict[str, t.Any], database: str | None) -> ArchiveOptions:
@@ -275,62 +182,25 @@ def safety_dump_options(params: dict[str, t.Any]) -> ArchiveOptions | None:
     return ArchiveOptions(destination=params["safety_dump_dir"], job="before-restore")
 
 
-def postgres_dump_spec() -> dict[str, t.Any]:
-    """What postgresql_dump takes besides the connection and the archive (the host command's jobs take the same)."""
-    return {
-        "database": {"type": "str", "aliases": ["db"]},
-        "format": {"type": "str", "default": "custom", "choices": list(_postgres.FORMATS)},
-        "jobs": {"type": "int", "default": 1},
-        "schemas": {"type": "list", "elements": "str", "default": []},
-        "exclude_schemas": {"type": "list", "elements": "str", "default": []},
-        "tables": {"type": "list", "elements": "str", "default": []},
-        "exclude_tables": {"type": "list", "elements": "str", "default": []},
-        "exclude_table_data": {"type": "list", "elements": "str", "default": []},
-        "globals": {"type": "str", "default": "none", "choices": list(_postgres.GLOBALS)},
-    }
+def restore_task(run: Run, engine: t.Any, build: t.Callable[[str], t.Any],
+                 planned: t.Callable[[dict[str, t.Any]], dict[str, t.Any]],
+                 restored: t.Callable[[dict[str, t.Any]], dict[str, t.Any]]) -> Outcome:
+    """A restore module's work, the same for every engine: choose the archive, plan (all check mode does), restore.
 
-
-def mongodb_dump_spec() -> dict[str, t.Any]:
-    return {
-        "database": {"type": "str", "aliases": ["db"]},
-        "collections": {"type": "list", "elements": "str", "default": []},
-        "exclude_collections": {"type": "list", "elements": "str", "default": []},
-        "exclude_collections_with_prefix": {"type": "list", "elements": "str", "default": []},
-        "oplog": {"type": "str", "default": "auto", "choices": list(_mongo.OPLOG_MODES)},
-        "parallel_collections": {"type": "int", "default": 4},
-    }
-
-
-def postgres_dump_request(params: dict[str, t.Any]) -> _postgres.DumpRequest:
-    where = place(params)
-    database = params.get("database")
-    if database is None and isinstance(where, ContainerClient):
-        database = where.environment.get("POSTGRES_DB") or pg_connection(params, None, where).params.get("user")
-    connection = pg_connection(params, database, where)
-    return _postgres.DumpRequest(
-        connection=connection,
-        archive=archive_options(params, connection.database),
-        dump_format=params["format"],
-        jobs=params["jobs"],
-        schemas=params["schemas"],
-        exclude_schemas=params["exclude_schemas"],
-        tables=params["tables"],
-        exclude_tables=params["exclude_tables"],
-        exclude_table_data=params["exclude_table_data"],
-        globals_mode=params["globals"],
-        pg_bin_dir=params.get("pg_bin_dir"),
-    )
-
-
-def mongodb_dump_request(params: dict[str, t.Any]) -> _mongo.DumpRequest:
-    return _mongo.DumpRequest(
-        connection=mongo_connection(params),
-        archive=archive_options(params, params.get("database")),
-        database=params.get("database"),
-        collections=params["collections"],
-        exclude_collections=params["exclude_collections"],
-        exclude_collections_with_prefix=params["exclude_collections_with_prefix"],
-        oplog=params["oplog"],
-        parallel_collections=params["parallel_collections"],
-        tools_dir=params.get("tools_dir"),
-    )
+    ``engine`` is ``_postgres`` or ``_mongo`` (passed in: this module imports neither); ``build(archive)`` its
+    RestoreRequest; ``planned`` and ``restored`` pick what the module returns of the plan and of the restore (the
+    restore's values win where both name a key).
+    """
+    archive, note, reason = restore_archive(run.params)
+    if note:
+        run.warn(note)
+    request = build(archive)
+    # Check mode reads the archive whole (all it can prove); a restore reads it once, checking while it restores.
+    plan = engine.plan_restore(request, read_archive=run.check_mode)
+    common = {"archive": archive, **({"archive_reason": reason} if reason else {}), **planned(plan)}
+    if run.check_mode:
+        return Outcome(changed=True, result=common)
+    result = engine.restore(request, plan)
+    for warning in result["warnings"]:
+        run.warn(warning)
+    return Outcome(changed=True, result={**common, **restored(result)})

@@ -190,10 +190,13 @@ def pick_binary(name: str, server_major: int, bin_dir: str | None = None, place:
     found = []
     for path in candidates:
         version = place.version(path)
+        if pg_major(version) == server_major:
+            # The first exact match is the choice: the rest are not asked (on Debian the last candidate is
+            # the pg_wrapper script on PATH, a Perl start-up of its own for each --version).
+            return path, version
         found.append((pg_major(version), version, path))
-    exact = [item for item in found if item[0] == server_major]
     newer = sorted(item for item in found if item[0] > server_major)
-    chosen = exact[0] if exact else newer[0] if newer else None
+    chosen = newer[0] if newer else None
     if chosen is None:
         best = max(found)
         raise LifeboatError(

@@ -37,6 +37,7 @@ from ._common import (
     writer_alive,
 )
 from ._files import fsync_directory
+from ._module_frame import Outcome, Run
 
 # (option, how an archive's start time falls into the rule's bucket); restic's order.
 BUCKET_RULES: tuple[tuple[str, t.Callable[[_dt.datetime], str]], ...] = (
@@ -466,3 +467,24 @@ def _size_on_disk(path: str) -> int:
         return os.lstat(path).st_size
     except OSError:
         return 0
+
+
+def backup_prune(run: Run) -> Outcome:
+    params = run.params
+    policy = Policy.from_options(params)
+    check_destination(params["destination"])
+    destination = _catalog.scan(params["destination"], params["job"])
+    plan = plan_prune(destination, policy, remove_partials=params["remove_partials"], job=params["job"])
+    removed_files = [] if run.check_mode else apply_prune(plan)
+    result = plan.as_dict()
+    result["warnings_found"] = result.pop("warnings")
+    for warning in result["warnings_found"] + [f"{item['job']}: {item['reason']}" for item in result["held"]]:
+        run.warn(warning)
+    diff = None
+    if run.diff:
+        diff = {"before": "\n".join(plan.names(after=False)) + "\n",
+                "after": "\n".join(plan.names(after=True)) + "\n",
+                "before_header": params["destination"], "after_header": params["destination"]}
+    if not run.check_mode:
+        result["removed_files"] = removed_files
+    return Outcome(changed=bool(plan.removals or plan.partials_to_remove), result=result, diff=diff)

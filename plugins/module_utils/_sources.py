@@ -33,7 +33,18 @@ import re
 import secrets
 import typing as t
 
-from . import _data_catalog, _files_source, _mongo, _params, _postgres, _tar_index, _validate_mongo, _validate_pg
+from . import (
+    _data_catalog,
+    _files_source,
+    _mongo,
+    _mongo_module,
+    _params,
+    _postgres,
+    _postgres_module,
+    _tar_index,
+    _validate_mongo,
+    _validate_pg,
+)
 from ._archive import ArchiveOptions
 from ._clients import HOST, ContainerClient, HostClient
 from ._common import LifeboatError, PrivateDir, find_binary
@@ -153,16 +164,16 @@ class PostgreSQL(Source):
         return {"database": environment["POSTGRES_DB"]} if environment.get("POSTGRES_DB") else {}
 
     def connection_spec(self) -> dict[str, t.Any]:
-        return _params.postgres_connection_spec()
+        return _postgres_module.postgres_connection_spec()
 
     def dump_spec(self) -> dict[str, t.Any]:
-        return _params.postgres_dump_spec()
+        return _postgres_module.postgres_dump_spec()
 
     def connection(self, params: dict[str, t.Any]) -> _postgres.PgConnection:
-        return _params.pg_connection(params, None, _params.place(params))
+        return _postgres_module.pg_connection(params, None, _params.place(params))
 
     def dump_request(self, params: dict[str, t.Any]) -> _postgres.DumpRequest:
-        return _params.postgres_dump_request(params)
+        return _postgres_module.postgres_dump_request(params)
 
     def dump(self, request: t.Any) -> dict[str, t.Any]:
         return _postgres.dump(request)
@@ -171,7 +182,7 @@ class PostgreSQL(Source):
                       safety_dump: ArchiveOptions) -> dict[str, t.Any]:
         # recreate: the archive's content replaces the database's atomically (a side database, then renamed)
         return _postgres.restore(_postgres.RestoreRequest(
-            connection=_params.pg_connection(params, database), archive_path=archive, overwrite=True, recreate=True,
+            connection=_postgres_module.pg_connection(params, database), archive_path=archive, overwrite=True, recreate=True,
             safety_dump=safety_dump))
 
     def describe_error(self, exc: Exception) -> str | None:
@@ -252,16 +263,16 @@ class MongoDB(Source):
     data_dir = (None, "/data/db")
 
     def connection_spec(self) -> dict[str, t.Any]:
-        return _params.mongodb_connection_spec()
+        return _mongo_module.mongodb_connection_spec()
 
     def dump_spec(self) -> dict[str, t.Any]:
-        return _params.mongodb_dump_spec()
+        return _mongo_module.mongodb_dump_spec()
 
     def connection(self, params: dict[str, t.Any]) -> _mongo.MongoConnection:
-        return _params.mongo_connection(params, _params.place(params))
+        return _mongo_module.mongo_connection(params, _params.place(params))
 
     def dump_request(self, params: dict[str, t.Any]) -> _mongo.DumpRequest:
-        return _params.mongodb_dump_request(params)
+        return _mongo_module.mongodb_dump_request(params)
 
     def dump(self, request: t.Any) -> dict[str, t.Any]:
         return _mongo.dump(request)
@@ -269,7 +280,7 @@ class MongoDB(Source):
     def restore_whole(self, params: dict[str, t.Any], database: str, archive: str,
                       safety_dump: ArchiveOptions) -> dict[str, t.Any]:
         return _mongo.restore(_mongo.RestoreRequest(
-            connection=_params.mongo_connection(params), archive_path=archive, drop=True, overwrite=True,
+            connection=_mongo_module.mongo_connection(params), archive_path=archive, drop=True, overwrite=True,
             safety_dump=safety_dump))
 
     def describe_error(self, exc: Exception) -> str | None:

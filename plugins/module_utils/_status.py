@@ -21,6 +21,7 @@ from . import _catalog, _manifest, _prometheus, _retention
 from ._catalog import CRITICAL, OK, SEVERITY_ORDER, UNKNOWN, WARNING, human_size
 from ._common import PRIVATE_DIR_NAME, LifeboatError, pid_alive, process_start, stale_private_dirs
 from ._files import write_file_atomic
+from ._module_frame import Outcome, Run
 
 EXIT_CODES = {OK: 0, WARNING: 1, CRITICAL: 2, UNKNOWN: 3}
 STATUS_TIMESTAMP_METRIC = "lifeboat_backup_status_timestamp_seconds"
@@ -597,3 +598,53 @@ def write_metrics(path: str, text: str) -> None:
         _prometheus.write_textfile(path, text)
     except OSError as exc:
         raise LifeboatError(f"cannot write metrics file {path}: {exc.strerror}") from exc
+
+
+STATUS_FAIL_FROM = {"warning": WARNING, "critical": CRITICAL}
+
+
+def backup_status(run: Run) -> Outcome:
+    params = run.params
+    outcome = Outcome()
+    try:
+        options = StatusOptions.from_options({name: params[name] for name in options_spec()})
+        metrics_file = params["metrics_file"]
+        if metrics_file:
+            validate_metrics_path(metrics_file)
+        report = evaluate_root(params["destination"], params["jobs"], options)
+        offsite_text = ""
+        if params.get("offsite"):
+            report, offsite_text = _with_offsite(report, params)
+        outcome.result.update(report)
+        if metrics_file:
+            text = metrics_text(report) + offsite_text
+            before = read_metrics(metrics_file)
+            outcome.changed = not same_metrics(before, text)
+            outcome.result.update(metrics=text, metrics_file=metrics_file)
+            if run.diff:
+                outcome.diff = {"before": before or "", "after": text,
+                                "before_header": metrics_file, "after_header": metrics_file}
+            if not run.check_mode:
+                write_metrics(metrics_file, text)
+    except LifeboatError as exc:
+        # The report built so far is still worth returning (e.g. when only the metrics file could not be written).
+        outcome.failure = str(exc)
+        return outcome
+    threshold = STATUS_FAIL_FROM.get(params["fail_on"])
+    if threshold is not None and SEVERITY_ORDER[report["state"]] >= SEVERITY_ORDER[threshold]:
+        outcome.failure = report["summary"]
+    return outcome
+
+
+def _with_offsite(report: dict[str, t.Any], params: t.Mapping[str, t.Any]) -> tuple[dict[str, t.Any], str]:
+    """The report with its remote side (state, reasons, summary) and that side's metrics."""
+    from . import _offsite  # pylint: disable=import-outside-toplevel  # boto3 only when a bucket is asked about
+
+    remote = _offsite.Remote.from_options(params["offsite"])
+    health = _offsite.offsite_health(params["destination"], remote, params["offsite_max_delay_hours"])
+    report = {**report, "offsite": health}
+    if SEVERITY_ORDER[health["state"]] > SEVERITY_ORDER[report["state"]]:
+        report["state"] = health["state"]
+        report["exit_code"] = exit_code_for(health["state"])
+        report["summary"] = f"{health['state']}: {health['reasons'][0]['message']}"
+    return report, _offsite.offsite_metrics_text([(params["destination"], health)])

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from . import _archive, _params, _signing, _sources
 from ._common import LifeboatError, friendly_errors
+from ._module_frame import Outcome, Run
 from ._mongo import MongoConnection
 from ._pipeline import Decryption
 from ._postgres import PgConnection
@@ -171,3 +172,37 @@ def endpoint(params: dict[str, t.Any], engine: str, side: str) -> Endpoint:
         tools_dir=params.get("tools_dir"),
         pg_bin_dir=params.get("pg_bin_dir"),
     )
+
+
+def migration_validate(run: Run) -> Outcome:
+    params = run.params
+    source = endpoint(params["source"], params["engine"], "source")
+    target = endpoint(params["target"], params["engine"], "target")
+    options = Options(
+        checks=tuple(params["checks"]),
+        required=tuple(params["required_checks"]),
+        objects=tuple(params["objects"]),
+        exclude_objects=tuple(params["exclude_objects"]),
+        count_tolerance_percent=params["count_tolerance_percent"],
+        content_mode=params["content_mode"],
+        sample_size=params["sample_size"],
+        chunk_rows=params["chunk_rows"],
+        bisect_threshold=params["bisect_threshold"],
+        max_differences=params["max_differences"],
+        timing_queries=params["timing_queries"],
+        timing_runs=params["timing_runs"],
+        timing_max_ratio=params["timing_max_ratio"],
+        require_authentication=params["require_authentication"],
+        require_tls=params["require_tls"],
+        expected_users=params["expected_users"],
+        health_checks=params["health_checks"],
+    )
+    request = ValidateRequest(
+        engine=params["engine"], source=source, target=target, options=options,
+        report_path=params["report_path"], check_mode=run.check_mode,
+        scratch_database=params["scratch_database"],
+    )
+    result = validate(request)
+    # In check mode an archive source is only inspected, not restored: its checks cannot pass yet.
+    passed = result["passed"] or (run.check_mode and params["source"].get("archive"))
+    return Outcome(result=result, failure=None if passed else result["summary"])

@@ -215,7 +215,7 @@ removed_files:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lifeboat.ops.plugins.module_utils import _retention, _tasks
+from ansible_collections.lifeboat.ops.plugins.module_utils import _retention
 from ansible_collections.lifeboat.ops.plugins.module_utils._module_frame import run_module
 
 
@@ -227,7 +227,7 @@ def main() -> None:
         "remove_partials": {"type": "bool", "default": True},
     }
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    run_module(module, _tasks.backup_prune)
+    run_module(module, _retention.backup_prune)
 
 
 if __name__ == "__main__":

@@ -250,7 +250,7 @@ offsite:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lifeboat.ops.plugins.module_utils import _status, _tasks
+from ansible_collections.lifeboat.ops.plugins.module_utils import _status
 from ansible_collections.lifeboat.ops.plugins.module_utils._module_frame import run_module
 
 
@@ -267,7 +267,7 @@ def main() -> None:
         },
         supports_check_mode=True,
     )
-    run_module(module, _tasks.backup_status)
+    run_module(module, _status.backup_status)
 
 
 if __name__ == "__main__":

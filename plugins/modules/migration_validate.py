@@ -403,7 +403,7 @@ report_markdown:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lifeboat.ops.plugins.module_utils import _params, _tasks, _validate
+from ansible_collections.lifeboat.ops.plugins.module_utils import _params, _validate
 from ansible_collections.lifeboat.ops.plugins.module_utils._module_frame import run_module
 from ansible_collections.lifeboat.ops.plugins.module_utils._validate_core import CATEGORIES, DEFAULT_REQUIRED
 
@@ -437,7 +437,7 @@ def main() -> None:
         "scratch_database": {"type": "str"},
     }
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    run_module(module, _tasks.migration_validate)
+    run_module(module, _validate.migration_validate)
 
 
 if __name__ == "__main__":

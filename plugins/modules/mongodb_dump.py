@@ -141,20 +141,20 @@ server:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lifeboat.ops.plugins.module_utils import _params, _tasks
+from ansible_collections.lifeboat.ops.plugins.module_utils import _mongo_module, _params
 from ansible_collections.lifeboat.ops.plugins.module_utils._module_frame import run_module
 
 
 def main() -> None:
     argument_spec = {
-        **_params.mongodb_connection_spec(),
+        **_mongo_module.mongodb_connection_spec(),
         **_params.dump_archive_spec(),
-        **_params.mongodb_dump_spec(),
+        **_mongo_module.mongodb_dump_spec(),
     }
     module = AnsibleModule(
         argument_spec=argument_spec, mutually_exclusive=_params.CONNECTION_EXCLUSIVE, supports_check_mode=True
     )
-    run_module(module, _tasks.mongodb_dump)
+    run_module(module, _mongo_module.mongodb_dump)
 
 
 if __name__ == "__main__":

@@ -188,13 +188,13 @@ disk_space:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lifeboat.ops.plugins.module_utils import _params, _tasks
+from ansible_collections.lifeboat.ops.plugins.module_utils import _mongo_module, _params
 from ansible_collections.lifeboat.ops.plugins.module_utils._module_frame import run_module
 
 
 def main() -> None:
     argument_spec = {
-        **_params.mongodb_connection_spec(),
+        **_mongo_module.mongodb_connection_spec(),
         **_params.restore_archive_spec(),
         "target_database": {"type": "str"},
         "ns_from": {"type": "list", "elements": "str", "default": []},
@@ -202,7 +202,7 @@ def main() -> None:
         "ns_include": {"type": "list", "elements": "str", "default": []},
         "ns_exclude": {"type": "list", "elements": "str", "default": []},
         "drop": {"type": "bool", "default": False},
-        **_params.mongorestore_parallel_spec(),
+        **_mongo_module.mongorestore_parallel_spec(),
     }
     module = AnsibleModule(
         argument_spec=argument_spec,
@@ -212,7 +212,7 @@ def main() -> None:
         required_together=_params.RESTORE_ARCHIVE_RULES["required_together"],
         supports_check_mode=True,
     )
-    run_module(module, _tasks.mongodb_restore)
+    run_module(module, _mongo_module.mongodb_restore)
 
 
 if __name__ == "__main__":

@@ -172,20 +172,20 @@ pg_dump_version:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lifeboat.ops.plugins.module_utils import _params, _tasks
+from ansible_collections.lifeboat.ops.plugins.module_utils import _params, _postgres_module
 from ansible_collections.lifeboat.ops.plugins.module_utils._module_frame import run_module
 
 
 def main() -> None:
     argument_spec = {
-        **_params.postgres_connection_spec(),
+        **_postgres_module.postgres_connection_spec(),
         **_params.dump_archive_spec(),
-        **_params.postgres_dump_spec(),
+        **_postgres_module.postgres_dump_spec(),
     }
     module = AnsibleModule(
         argument_spec=argument_spec, mutually_exclusive=_params.CONNECTION_EXCLUSIVE, supports_check_mode=True
     )
-    run_module(module, _tasks.postgresql_dump)
+    run_module(module, _postgres_module.postgresql_dump)
 
 
 if __name__ == "__main__":

@@ -193,13 +193,13 @@ expected_counts:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lifeboat.ops.plugins.module_utils import _params, _tasks
+from ansible_collections.lifeboat.ops.plugins.module_utils import _params, _postgres_module
 from ansible_collections.lifeboat.ops.plugins.module_utils._module_frame import run_module
 
 
 def main() -> None:
     argument_spec = {
-        **_params.postgres_connection_spec(),
+        **_postgres_module.postgres_connection_spec(),
         **_params.restore_archive_spec(),
         "target_database": {"type": "str", "aliases": ["database", "db"]},
         "maintenance_database": {"type": "str", "default": "postgres"},
@@ -215,7 +215,7 @@ def main() -> None:
         required_together=_params.RESTORE_ARCHIVE_RULES["required_together"],
         supports_check_mode=True,
     )
-    run_module(module, _tasks.postgresql_restore)
+    run_module(module, _postgres_module.postgresql_restore)
 
 
 if __name__ == "__main__":
