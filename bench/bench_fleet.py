@@ -69,8 +69,8 @@ def failures(stdout: str) -> str:
             recap[match[1]] = dict(re.findall(r"(\w+)=(\d+)", match[2]))
     stats = re.search(r"RUN: (\{.*\})", stdout[stdout.rfind("CUSTOM STATS"):])
     outcome = json.loads(stats[1]).get("lifeboat_backup_outcome", {}) if stats else {}
-    named = sorted(f"{host} {entry.get('status')}" + "".join(f" [{line.split(':')[0]}]" for line in
-                                                              entry.get("failed", []))
+    named = sorted(f"{host} {entry.get('status')}" + "".join(f" [{line.split(':')[0]}]"
+                                                             for line in entry.get("failed", []))
                    for host, entry in outcome.items() if entry.get("status") != "ok")
     return (f"recap failed {sorted(h for h, c in recap.items() if c.get('failed') != '0')}, "
             f"unreachable {sorted(h for h, c in recap.items() if c.get('unreachable') != '0')}; "

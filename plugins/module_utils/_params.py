@@ -116,7 +116,7 @@ def place(params: dict[str, t.Any]) -> HostClient | ContainerClient:
 
 
 def container_defaults(params: dict[str, t.Any], place: HostClient | ContainerClient,
-                        names: dict[str, str]) -> dict[str, t.Any]:
+                       names: dict[str, str]) -> dict[str, t.Any]:
     """Login options a container defines for itself (the official images' variables), where none are given."""
     if not isinstance(place, ContainerClient) or params.get("login_uri"):
         return {}

@@ -135,8 +135,8 @@ def test_migrate_mongodb_end_to_end_and_refuses_a_tampered_target(mongo, unique_
     assert os.path.exists(tmp_path / "work2" / f"migrate-{unique_name}-validation.md")
 
 
-def test_migrate_from_a_signed_archive_trusts_only_its_signer(pg, pg_target_name, run_playbook, run_module,
-                                                             tmp_path):
+def test_migrate_from_a_signed_archive_trusts_only_its_signer(
+        pg, pg_target_name, run_playbook, run_module, tmp_path):
     """The archive may come from elsewhere (a bucket, another host): with migrate_trusted_signers, an archive
     whose manifest another key signed is refused before the target exists, and the right signer's passes."""
     keys = {}
