@@ -169,19 +169,19 @@ class ChildWatcher:
 
 
 def child_main(spec: dict) -> None:
-    """In a child process: one dump as the postgresql_dump module makes it (_params.postgres_dump_request with
+    """In a child process: one dump as the postgresql_dump module makes it (_postgres_module.postgres_dump_request with
     the module's defaults and ``container``, then _postgres.dump); prints wall and CPU seconds and peak RSS."""
     sys.path.insert(0, bench_dump.collections_root(REPO))
     # pylint: disable=import-outside-toplevel
-    from ansible_collections.lifeboat.ops.plugins.module_utils import _params, _postgres
+    from ansible_collections.lifeboat.ops.plugins.module_utils import _params, _postgres, _postgres_module
 
-    specs = (_params.postgres_connection_spec(), _params.dump_archive_spec(), _params.postgres_dump_spec())
+    specs = (_postgres_module.postgres_connection_spec(), _params.dump_archive_spec(), _postgres_module.postgres_dump_spec())
     params = {key: value.get("default") for spec_ in specs for key, value in spec_.items()}
     params.update(container=spec["container"], destination=spec["dest"], job="bench", compression_level=spec["level"])
     cpu, began = os.times(), time.perf_counter()
     watcher = ChildWatcher()
     profile = cProfile.Profile() if spec["profile"] else None
-    result = (profile.runcall if profile else lambda call, *a: call(*a))(_postgres.dump, _params.postgres_dump_request(params))
+    result = (profile.runcall if profile else lambda call, *a: call(*a))(_postgres.dump, _postgres_module.postgres_dump_request(params))
     seconds, cpu_after = time.perf_counter() - began, os.times()
     children, children_cpu = watcher.stop()
     if profile:

@@ -49,15 +49,15 @@ def child_main(spec: dict) -> None:
 
 def make_archive(bed: dict[str, str], workdir: str, level: int) -> str:
     sys.path.insert(0, bench_dump.collections_root(REPO))
-    from ansible_collections.lifeboat.ops.plugins.module_utils import _params, _postgres  # pylint: disable=import-outside-toplevel
+    from ansible_collections.lifeboat.ops.plugins.module_utils import _postgres, _postgres_module  # pylint: disable=import-outside-toplevel
 
     params = {"login_host": bed["LIFEBOAT_PG_HOST"], "login_port": int(bed["LIFEBOAT_PG_PORT"]),
               "login_user": bed["LIFEBOAT_PG_USER"], "login_password_file": bed["LIFEBOAT_PG_PASSWORD_FILE"],
               "destination": workdir, "job": "bench", "compression_level": level}
-    params.update({key: spec.get("default") for key, spec in _params.postgres_dump_spec().items()})
+    params.update({key: spec.get("default") for key, spec in _postgres_module.postgres_dump_spec().items()})
     params["database"] = "bench"
     bench_dump.log("dumping database bench into a zstd archive with the library")
-    return _postgres.dump(_params.postgres_dump_request(params))["archive"]
+    return _postgres.dump(_postgres_module.postgres_dump_request(params))["archive"]
 
 
 def main() -> None:
