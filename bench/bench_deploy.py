@@ -9,6 +9,7 @@ nginx on loopback (tests/integration/proxy_bed.py) with one site, and a load loo
 --settle seconds before each change to --settle seconds after it. Variants, interleaved, --repeat times each:
 
   blue-green  _deploy.run: backup + verify, start the other color, gate, switch (nginx reload), watch, stop old
+  rollback    _deploy.run with deploy_action=rollback right after it: back to the release before (still on the host)
   naive       what `docker compose up -d` does when the image changed: stop and remove the container, create and
               start the new one on the same port (the site points at that port), then wait for /health
 
@@ -110,21 +111,26 @@ def main() -> int:  # pylint: disable=too-many-locals,too-many-statements
         assert first.failure is None, first.failure
         client = docker.from_env()
         naive_port = free_port()
-        results: dict[str, list[dict[str, t.Any]]] = {"blue-green": [], "naive": []}
+        results: dict[str, list[dict[str, t.Any]]] = {"blue-green": [], "rollback": [], "naive": []}
 
-        def blue_green(index: int) -> tuple[dict[str, t.Any], float, float]:
+        def blue_green(index: int, action: str = "deploy") -> tuple[dict[str, t.Any], float, float]:
             wall = time.monotonic()
-            result = _deploy.run({**params, "release": f"bench-{index}",
+            result = _deploy.run({**params, "release": f"bench-{index}", "deploy_action": action,
                                   "environment": {**environment, "APP_VERSION": str(index)}})
-            if result.failure:
-                raise SystemExit(f"deploy failed: {result.failure}")
+            if result.failure or not result.changed:
+                raise SystemExit(f"{action} failed: {result.failure or 'nothing changed'}")
             history = result.history
             offset = time.time() - time.monotonic()
             switch = next(step for step in history["steps"] if step["name"] == "switch")
             start = epoch(switch["started"]) - offset
             steps = {step["name"]: step["seconds"] for step in history["steps"]}
-            return ({"wall": time.monotonic() - wall, "gate_to_switched": history["switch"]["seconds_from_gate"],
-                     **{f"step {name}": seconds for name, seconds in steps.items()}}, start, start + switch["seconds"])
+            figures = {"wall": time.monotonic() - wall, **{f"step {name}": seconds for name, seconds in steps.items()}}
+            if "seconds_from_gate" in history["switch"]:
+                figures["gate_to_switched"] = history["switch"]["seconds_from_gate"]
+            return figures, start, start + switch["seconds"]
+
+        def rollback(_index: int) -> tuple[dict[str, t.Any], float, float]:
+            return blue_green(_index, "rollback")
 
         def naive(index: int) -> tuple[dict[str, t.Any], float, float]:
             wall = time.monotonic()
@@ -152,7 +158,8 @@ def main() -> int:  # pylint: disable=too-many-locals,too-many-statements
                                    _nginx.Probe(host="localhost", port=layout.http_port, tls=False, timeout=30))
 
         for index in range(1, options.repeat + 1):
-            for variant in (("blue-green", "naive") if index % 2 else ("naive", "blue-green")):
+            # A rollback (back to the release before, still on the host) right after each blue-green deploy.
+            for variant in (("blue-green", "rollback", "naive") if index % 2 else ("naive", "blue-green", "rollback")):
                 if variant == "naive":
                     naive(0)  # the container to replace
                     point_site(naive_port)
@@ -164,7 +171,7 @@ def main() -> int:  # pylint: disable=too-many-locals,too-many-statements
                               workers=options.workers) as load:
                     time.sleep(options.settle)
                     before_end = time.monotonic()
-                    figures, start, end = (blue_green if variant == "blue-green" else naive)(index)
+                    figures, start, end = {"blue-green": blue_green, "rollback": rollback, "naive": naive}[variant](index)
                     time.sleep(options.settle)
                 figures.update(sent=load.sent, non_2xx=len(load.non_2xx), errors=len(load.errors),
                                p99_before_ms=load.p99_ms(before_end - options.settle, before_end),
