@@ -614,12 +614,14 @@ def stop_container(container: t.Any, timeout: int) -> None:
         container.stop(timeout=timeout)
 
 
-def prune(engine: Engine, params: dict[str, t.Any], live_id: str) -> list[str]:
+def prune(engine: Engine, params: dict[str, t.Any], live_id: str, previous_id: str | None = None) -> list[str]:
     """Stopped releases beyond keep_releases (the live one counts) removed, with their image when nothing else
-    uses it. Newest first, so the previous release (the rollback target) is the last to go."""
+    uses it. The previous release (the rollback target) is kept first, then the newest: a release that was rolled
+    back is newer than the one it replaced, but it is not what a rollback goes back to."""
     removed = []
     kept = 1
-    for container in engine.ours(params["app"]):
+    ours = sorted(engine.ours(params["app"]), key=lambda container: container.id != previous_id)  # stable
+    for container in ours:
         if container.id == live_id or container.status == "running":
             continue
         if kept < params["keep_releases"]:
@@ -787,7 +789,8 @@ def _deploy(params: dict[str, t.Any], environment: dict[str, str], state: dict[s
     def finish() -> dict[str, t.Any]:
         if live_container is not None:
             stop_container(live_container, params["stop_timeout"])
-        return {"ok": True, "removed": prune(engine, params, new.id)}
+        previous_id = live_container.id if live_container is not None else None
+        return {"ok": True, "removed": prune(engine, params, new.id, previous_id)}
 
     entry["finish"] = steps.run("finish", finish)
     state.update(previous=live, live=record)

@@ -198,6 +198,20 @@ def test_deploys_and_rollbacks_under_load_lose_no_request(bed: dict[str, t.Any],
         no_secret(run, *history_files(app))
 
 
+def test_after_a_rollback_the_next_deploy_keeps_the_release_it_replaced(bed: dict[str, t.Any], app: dict[str, t.Any],
+                                                                       run_module: t.Any) -> None:
+    """v1, v2, rollback to v1, v3: keep_releases 2 must keep v1 (what a rollback of v3 goes back to), not v2, which
+    is newer but was rolled back (found by bench_deploy: "the previous release's container ... is gone")."""
+    for step in ("v1", "v2", "rollback", "v3"):
+        args = {**app["args"], "deploy_action": "rollback"} if step == "rollback" else release(bed, app, step)
+        done = run_module("app_deploy", args)
+        assert done.rc == 0 and done.result["changed"], (step, done.stdout + done.stderr)
+    back = run_module("app_deploy", {**app["args"], "deploy_action": "rollback"})
+    assert back.rc == 0 and back.result["changed"], back.result.get("msg")
+    assert serving(bed) == f"200 version v1, {ROWS} notes"
+    assert sorted(containers_of(bed, app["name"]).values()) == ["exited", "running"]
+
+
 def test_a_release_that_never_gets_healthy_is_refused_before_the_switch(bed: dict[str, t.Any], app: dict[str, t.Any],
                                                                         run_module: t.Any) -> None:
     assert run_module("app_deploy", release(bed, app, "v1")).rc == 0
