@@ -198,8 +198,8 @@ def test_deploys_and_rollbacks_under_load_lose_no_request(bed: dict[str, t.Any],
         no_secret(run, *history_files(app))
 
 
-def test_after_a_rollback_the_next_deploy_keeps_the_release_it_replaced(bed: dict[str, t.Any], app: dict[str, t.Any],
-                                                                       run_module: t.Any) -> None:
+def test_after_a_rollback_the_next_deploy_keeps_the_release_it_replaced(
+        bed: dict[str, t.Any], app: dict[str, t.Any], run_module: t.Any) -> None:
     """v1, v2, rollback to v1, v3: keep_releases 2 must keep v1 (what a rollback of v3 goes back to), not v2, which
     is newer but was rolled back (found by bench_deploy: "the previous release's container ... is gone")."""
     for step in ("v1", "v2", "rollback", "v3"):
