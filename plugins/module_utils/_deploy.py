@@ -22,6 +22,7 @@ import dataclasses
 import datetime
 import fcntl
 import hashlib
+import hmac
 import http.client
 import json
 import os
@@ -31,7 +32,7 @@ import time
 import typing as t
 import urllib.parse
 
-from . import _ingress, _mongo_module, _nginx, _params, _postgres_module, _reverse_proxy, _sources
+from . import _files, _ingress, _mongo_module, _nginx, _params, _postgres_module, _reverse_proxy, _sources
 from ._archive import ArchiveOptions
 from ._clients import docker_sdk
 from ._common import LifeboatError, pid_alive, process_start, redact, register_secret
@@ -266,15 +267,9 @@ def load_state(params: dict[str, t.Any]) -> dict[str, t.Any]:
 
 
 def write_json(path: str, data: t.Any) -> None:
-    """Atomically: a temporary file, fsync, rename (mode 0600: the state is the host's own business)."""
+    """Atomically, mode 0600 (the state is the host's own business); _files removes its temporary file on failure."""
     os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-    temp = f"{path}.tmp-{os.getpid()}"
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(data, handle, indent=1, sort_keys=True)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temp, path)
+    _files.write_file_atomic(path, json.dumps(data, indent=1, sort_keys=True).encode(), 0o600)
 
 
 # ---------------------------------------------------------------------------------------------------------- docker
@@ -325,12 +320,27 @@ def record_of(container: t.Any, params: dict[str, t.Any], image: t.Any, seq: int
             "config_hash": config_hash, "deployed_at": now(), "migrated": False, "backups": []}
 
 
-def config_hash(params: dict[str, t.Any], image_id: str) -> str:
-    """What makes a release: the image and how it runs (the environment hashed, never stored)."""
+def secret_key(params: dict[str, t.Any], check_mode: bool) -> bytes:
+    """The app's own random key (0600 beside its state) for hashing the secret environment: a plain hash of a weak
+    password in state.json could be guessed offline. Check mode writes nothing: without a key yet, a throwaway one."""
+    path = os.path.join(app_dir(params), "secret-hash.key")
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        key = os.urandom(32)
+        if not check_mode:
+            os.makedirs(app_dir(params), mode=0o700, exist_ok=True)
+            _files.write_file_atomic(path, key, 0o600)
+        return key
+
+
+def config_hash(params: dict[str, t.Any], image_id: str, key: bytes) -> str:
+    """What makes a release: the image and how it runs (the secret environment keyed-hashed, never stored)."""
+    secrets = json.dumps(sorted((str(k), str(v)) for k, v in params["secret_environment"].items())).encode()
     relevant = {"image_id": image_id, "release": params.get("release") or params["image"],
                 "environment": sorted((str(k), str(v)) for k, v in params["environment"].items()),
-                "secret_environment": hashlib.sha256(json.dumps(sorted(
-                    (str(k), str(v)) for k, v in params["secret_environment"].items())).encode()).hexdigest(),
+                "secret_environment": hmac.new(key, secrets, hashlib.sha256).hexdigest(),
                 **{name: params[name] for name in ("command", "volumes", "networks", "container_port",
                                                    "blue_port", "green_port", "bind_address")}}
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()
@@ -688,7 +698,7 @@ def _deploy(params: dict[str, t.Any], environment: dict[str, str], state: dict[s
             check_mode: bool) -> Result:
     image = engine.image(params["image"], pull=not check_mode)
     live = state.get("live")
-    wanted_hash = config_hash(params, image.id) if image is not None else ""
+    wanted_hash = config_hash(params, image.id, secret_key(params, check_mode)) if image is not None else ""
     entry.update(release=params.get("release") or params["image"], image=params["image"],
                  image_id=image.id if image is not None else None,
                  image_digests=list(image.attrs.get("RepoDigests") or []) if image is not None else [])

@@ -90,3 +90,19 @@ def test_a_tunnel_config_that_cannot_be_read_is_one_line(tmp_path: t.Any) -> Non
     layout = _deploy._nginx.Layout()
     with pytest.raises(LifeboatError, match=r"^tunnel_config /nonexistent/config.yml: No such file or directory$"):
         _deploy.tunnel_in_front("/nonexistent/config.yml", "journal.example.org", False, layout, "127.0.0.1")
+
+
+def test_the_secret_environment_is_hashed_with_the_apps_own_key(tmp_path: t.Any) -> None:
+    """state.json keeps config_hash: without a key only this host holds, a weak password could be guessed from it."""
+    given = params(state_dir=str(tmp_path), secret_environment={"DB_PASSWORD": "p@ss:w/rd?#&%'\"{{x}}"})
+    key_file = tmp_path / "journal" / "secret-hash.key"
+    _deploy.secret_key(given, check_mode=True)
+    assert not key_file.exists()  # check mode writes nothing
+    key = _deploy.secret_key(given, check_mode=False)
+    assert key_file.stat().st_mode & 0o777 == 0o600 and len(key) == 32
+    assert _deploy.secret_key(given, check_mode=False) == key  # kept: the same release keeps its hash
+    stored = _deploy.config_hash(given, "sha256:abc", key)
+    assert stored == _deploy.config_hash(given, "sha256:abc", key)
+    assert stored != _deploy.config_hash(given, "sha256:abc", b"\0" * 32)  # the key, not the values alone, decides
+    changed = {**given, "secret_environment": {"DB_PASSWORD": "another"}}
+    assert stored != _deploy.config_hash(changed, "sha256:abc", key)  # a new password is a new release
