@@ -72,6 +72,7 @@ def stream_to_archive(
     producer_ok_codes: t.Collection[int] = (0,),
     on_plain: t.Callable[[bytes], None] | None = None,
     producer_hashes: bool = False,
+    hash_plain: bool = True,
 ) -> tuple[ArchiveFile, StreamResult]:
     """Stream a producer into a temporary file beside ``final_path``; the caller commits or discards it."""
     archive = ArchiveFile(final_path)
@@ -89,6 +90,7 @@ def stream_to_archive(
             producer_ok_codes=producer_ok_codes,
             on_plain=on_plain,
             producer_hashes=producer_hashes,
+            hash_plain=hash_plain,
         )
     except BaseException:
         archive.discard()
@@ -179,6 +181,7 @@ def read_for_restore(archive_path: str, manifest: dict[str, t.Any], **read_args:
     info = manifest["archive"]
     read_args.setdefault("compression", stream_compression(manifest))
     read_args.setdefault("encrypted", info["encryption"] is not None)
+    read_args.setdefault("hash_plain", info["plain_sha256"] is not None)  # a files archive has per-file sha256 instead
     try:
         stream = read_stream(archive_path, **read_args)
     except LifeboatError:
@@ -190,7 +193,7 @@ def read_for_restore(archive_path: str, manifest: dict[str, t.Any], **read_args:
         raise
     if stream.stored_sha256 != info["sha256"]:
         raise _damaged(archive_path, stream.stored_sha256, info["sha256"])
-    if stream.plain_sha256 != info["plain_sha256"]:
+    if info["plain_sha256"] is not None and stream.plain_sha256 != info["plain_sha256"]:
         raise LifeboatError(
             f"{archive_path} decrypts and decompresses to other bytes than were dumped (plain sha256 differs); "
             "the archive cannot be trusted"

@@ -208,7 +208,7 @@ def dump(request: DumpRequest, consistent: t.Callable[[list[dict[str, t.Any]]], 
         try:
             archive, stream = stream_to_archive(
                 path, tar_command(roots, request, private), options, producer_name="tar", on_producer_stderr=on_line,
-                producer_ok_codes=(0, 1), on_plain=index.feed)
+                producer_ok_codes=(0, 1), on_plain=index.feed, hash_plain=False)
         except BaseException:
             index.abandon()  # the stream's own failure is the one to tell
             raise

@@ -100,7 +100,8 @@ def build(
             "size": stream.stored_bytes,
             "sha256": stream.stored_sha256,
             "plain_size": stream.plain_bytes,
-            "plain_sha256": stream.plain_sha256,
+            # None for a files archive: its per-file sha256 prove the contents (bench/README.md, bench_volume).
+            "plain_sha256": stream.plain_sha256 or None,
             "compression": compression,
             "compression_level": compression_level,
             # Only public keys: the manifest must never help to decrypt.
@@ -256,6 +257,8 @@ def load(archive_or_manifest: str) -> dict[str, t.Any]:
     archive = manifest.get("archive")
     missing = [key for key in _REQUIRED if key not in manifest]
     missing += [f"archive.{key}" for key in _REQUIRED_ARCHIVE if not isinstance(archive, dict) or key not in archive]
+    if not missing and archive["plain_sha256"] is None and manifest["engine"] != "files":
+        missing = ["archive.plain_sha256"]  # only a files archive proves its plain stream by per-file sha256
     if missing or not isinstance(manifest.get("counts"), dict):
         raise LifeboatError(f"manifest {path} is incomplete (no {', '.join(missing) or 'counts'}); it cannot be trusted")
     return manifest

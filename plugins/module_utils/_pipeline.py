@@ -358,6 +358,29 @@ def _libc_tee() -> t.Callable[[int, int, int, int], int] | None:
 
 
 _TEE = _libc_tee()
+_WRITEBACK_STEP = 32 << 20  # bytes of the file handed to writeback at a time while the stream still runs
+_SYNC_FILE_RANGE_WRITE = 2
+
+
+def _libc_sync_file_range() -> t.Callable[[int, int, int, int], int] | None:
+    """sync_file_range(2) (Linux; os has none): starts writeback of a range without waiting for it."""
+    try:
+        function = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = [ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong, ctypes.c_uint]
+    function.restype = ctypes.c_int
+    return t.cast("t.Callable[[int, int, int, int], int]", function)
+
+
+_SYNC_FILE_RANGE = _libc_sync_file_range()
+
+
+def _start_writeback(fd: int, offset: int, size: int) -> None:
+    """Let the disk take what was written so far while the stream goes on, so that the fsync at the end (which
+    the raw `dump | zstd > file` never pays) waits for the last piece only; a failure here is the fsync's to tell."""
+    if _SYNC_FILE_RANGE is not None:
+        _SYNC_FILE_RANGE(fd, offset, size, _SYNC_FILE_RANGE_WRITE)
 
 
 def _tee(source: int, sink: int) -> int | None:
@@ -413,13 +436,16 @@ def _follow_file(fd: int, writer: _Stage, take: t.Callable[[bytes], None]) -> No
     """Every byte ``writer`` writes into the file ``fd``, read back (from the page cache) as the file grows and to
     its end once the writer exited: the stored bytes never pass through a pipe of ours, and what is hashed is
     what the file holds."""
-    offset = 0
+    offset = flushed = 0
     while True:
         ended = writer.proc.poll() is not None  # asked before reading: nothing it wrote can be missed
         chunk = os.pread(fd, CHUNK, offset)
         if chunk:
             offset += len(chunk)
             take(chunk)
+            if offset - flushed >= _WRITEBACK_STEP:
+                _start_writeback(fd, flushed, offset - flushed)
+                flushed = offset
         elif ended:
             return
         else:
@@ -571,6 +597,7 @@ def write_stream(
     producer_ok_codes: t.Collection[int] = (0,),
     on_plain: t.Callable[[bytes], None] | None = None,
     producer_hashes: bool = False,
+    hash_plain: bool = True,
 ) -> StreamResult:
     """Run producer | compress | encrypt into ``temp_fd`` (an open, empty file, readable too), hashing both ends.
 
@@ -582,6 +609,9 @@ def write_stream(
     by PLAIN_DIGEST_FD; its stdout then goes straight into the compressor, as a shell pipe would, and the plain
     stream never passes through this process (one copy and one hop less, bench/README.md). Ignored when there is
     nothing to compress or encrypt (the plain bytes are the stored ones, read here anyway).
+
+    Without ``hash_plain`` the plain stream is counted but not hashed (``plain_sha256`` stays empty): for a files
+    archive, whose per-file sha256 (``on_plain``) and stored sha256 already prove what the plain stream holds.
 
     The file is fsynced before returning. On any failure every process is stopped and LifeboatError is
     raised; the caller owns the file and removes it.
@@ -610,7 +640,7 @@ def write_stream(
                 head = runner.chain(filters, subprocess.PIPE, temp_fd)[0]
             # The last filter writes into the file itself; what it wrote is hashed from there (_follow_file).
             _stream_stages(runner, producer, head, runner.stages[-1] if filters else None,
-                           filters[0].name if filters else "", temp_fd, temp_label, result, on_plain)
+                           filters[0].name if filters else "", temp_fd, temp_label, result, on_plain, hash_plain)
         if direct:
             result.plain_sha256, result.plain_bytes = _reported_digest(digest_read, producer_name)
     finally:
@@ -632,8 +662,8 @@ def _reported_digest(fd: int, producer_name: str) -> tuple[str, int]:
 
 
 def _stream_stages(runner: _Runner, producer: _Stage, head: t.Any, writer: _Stage | None, first_filter: str,
-                   temp_fd: int, temp_label: str, result: StreamResult, on_plain: t.Callable[[bytes], None] | None
-                   ) -> None:
+                   temp_fd: int, temp_label: str, result: StreamResult, on_plain: t.Callable[[bytes], None] | None,
+                   hash_plain: bool = True) -> None:
     """Run the started stages and fsync ``temp_fd``, hashing into ``result``: the stored side from the file that
     ``writer`` (the last filter) writes, or as this process writes the plain stream into it (no filter); the plain
     side only when the producer's output comes to this process (``head``: the first filter's stdin, or None)."""
@@ -646,22 +676,23 @@ def _stream_stages(runner: _Runner, producer: _Stage, head: t.Any, writer: _Stag
         result.stored_bytes += len(chunk)
         write_all(temp_fd, chunk)
 
-    def hash_plain(chunk: bytes) -> None:
-        plain_hash.update(chunk)
+    def take_plain(chunk: bytes) -> None:
+        if hash_plain:
+            plain_hash.update(chunk)
         result.plain_bytes += len(chunk)
         if on_plain is not None:
             on_plain(chunk)
 
     def store_plain(chunk: bytes) -> None:  # nothing to compress or encrypt: the plain bytes are the stored ones
         store(chunk)
-        hash_plain(chunk)
+        take_plain(chunk)
 
     def pump_plain() -> None:
         source = _pipe(producer.proc.stdout).fileno()
         if head is None:
             _pump(source, store_plain)
         else:
-            _pump_teed(source, head.fileno(), hash_plain)  # the compressor is fed before this thread hashes
+            _pump_teed(source, head.fileno(), take_plain)  # the compressor is fed before this thread hashes
             head.close()
 
     if plain_to_us:
@@ -677,7 +708,7 @@ def _stream_stages(runner: _Runner, producer: _Stage, head: t.Any, writer: _Stag
         os.fsync(temp_fd)
     except OSError as exc:
         raise LifeboatError(f"writing {temp_label} failed: {exc.strerror}") from exc
-    if plain_to_us:
+    if plain_to_us and hash_plain:
         result.plain_sha256 = plain_hash.hexdigest()
     result.stored_sha256 = stored_hash.hexdigest()
 
@@ -707,8 +738,9 @@ def read_stream(
     ``tee_argv`` is a second consumer fed the same plain chunks (a restore and ``pg_restore -f -`` reading one
     stream), its output going to ``on_tee_stdout``.
 
-    Without ``hash_plain`` (and without a consumer) the plain stream never reaches Python: the decompressor
-    only tests it (its own content checksum), age only authenticates it, and ``plain_sha256`` stays empty.
+    Without ``hash_plain`` the plain stream is not hashed and ``plain_sha256`` stays empty; without a consumer or
+    a parser too, it never reaches Python: the decompressor only tests it (its own content checksum) and age only
+    authenticates it.
     """
     result = StreamResult()
     plain_hash, stored_hash = hashlib.sha256(), hashlib.sha256()
@@ -736,7 +768,8 @@ def read_stream(
             runner.begin()
 
             def take_plain(chunk: bytes) -> None:
-                plain_hash.update(chunk)
+                if hash_plain:
+                    plain_hash.update(chunk)
                 result.plain_bytes += len(chunk)
                 if on_plain is not None:
                     on_plain(chunk)
@@ -781,7 +814,7 @@ def read_stream(
     finally:
         os.close(source)
     result.stored_sha256 = stored_hash.hexdigest()
-    result.plain_sha256 = "" if discard and filters else plain_hash.hexdigest()
+    result.plain_sha256 = plain_hash.hexdigest() if hash_plain else ""
     if discard and not filters:  # neither compressed nor encrypted: the stored bytes are the plain ones
         result.plain_sha256, result.plain_bytes = result.stored_sha256, result.stored_bytes
     return result

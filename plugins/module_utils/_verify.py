@@ -295,7 +295,7 @@ class StoredFile(t.NamedTuple):
     path: str
     size: int | None
     sha256: str
-    plain_sha256: str
+    plain_sha256: str | None  # None: a files archive (its per-file sha256 prove the plain stream)
 
 
 def _stored_files(archive: _catalog.Archive) -> list[StoredFile]:
@@ -351,14 +351,15 @@ def _read_and_hash(
             # format's own content checksum and age authenticates them; structure reads and hashes them.
             stream = read_stored(path, expected_sha, compression=compression, decryption=request.decryption,
                                  encrypted=info["encryption"] is not None,
-                                 hash_plain=structure or path != archive.path, **stream_args)
+                                 hash_plain=(structure or path != archive.path) and bool(stored_file.plain_sha256),
+                                 **stream_args)
         except StoredChecksumMismatch as exc:
             raise CheckFailed("checksum", _sha_mismatch(path, exc.actual, expected_sha)) from None
         except LifeboatError as exc:
             check = "structure" if isinstance(exc, StructureError) or "pg_restore" in str(exc) else "stream"
             raise CheckFailed(check, str(exc)) from None
         expected_plain = stored_file.plain_sha256
-        if stream.plain_sha256 and stream.plain_sha256 != expected_plain:
+        if expected_plain and stream.plain_sha256 and stream.plain_sha256 != expected_plain:
             raise CheckFailed("stream", (
                 "decrypted and decompressed, it gives other bytes than were dumped (plain sha256 "
                 f"{stream.plain_sha256[:16]}..., manifest {expected_plain[:16]}...)"

@@ -215,6 +215,8 @@ def test_every_byte_change_and_truncation_of_a_volume_archive_is_detected(app_vo
     source = _sources.get("files")
     made = source.dump(source.dump_request({"destination": str(destination), "job": "flips",
                                             "volumes": [app_volume], "compression": "zstd"}))
+    # No sha256 of the plain tar stream (a files archive proves it by the per-file sha256), and yet nothing slips by.
+    assert made["manifest_data"]["archive"]["plain_sha256"] is None
     archive = made["archive"]
     pristine = open(archive, "rb").read()
     damaged = tmp_path / "damaged"

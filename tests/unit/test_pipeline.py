@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -251,6 +252,39 @@ def test_incomplete_manifest_is_refused(tmp_path) -> None:
     manifest.write_text("{not json")
     with pytest.raises(LifeboatError, match="is unreadable"):
         _manifest.load(str(archive))
+
+
+def test_a_plain_sha256_of_none_is_only_trusted_for_a_files_archive(tmp_path) -> None:
+    """A files archive proves its plain stream by per-file sha256 and records none; any other engine must."""
+    archive = tmp_path / "x.archive"
+    archive.write_bytes(b"")
+    for engine, loads in (("files", True), ("postgresql", False), ("mongodb", False)):
+        body = {"format": "lifeboat.ops/archive-manifest", "format_version": 1, "job": "x", "engine": engine,
+                "database": None, "tool": {}, "counts": {}, "options": {}, "restore_commands": [],
+                "archive": {"file": "x.archive", "format": "f", "sha256": "0" * 64, "plain_sha256": None, "size": 0,
+                            "compression": "none", "encryption": None}}
+        (tmp_path / "x.archive.manifest.json").write_text(json.dumps(body))
+        if loads:
+            assert _manifest.load(str(archive))["archive"]["plain_sha256"] is None
+        else:
+            with pytest.raises(LifeboatError, match=r"is incomplete \(no archive.plain_sha256\); it cannot be trusted"):
+                _manifest.load(str(archive))
+
+
+@pytest.mark.parametrize("compression", ["zstd", "none"])
+def test_a_stream_written_without_hash_plain_counts_the_plain_bytes_but_hashes_only_the_stored(
+        tmp_path, compression: str) -> None:
+    options = ArchiveOptions(destination=str(tmp_path), job="unit", compression=compression)
+    seen: list[int] = []
+    final = str(tmp_path / "unit.archive")
+    archive, stream = stream_to_archive(final, PRODUCER, options, on_plain=lambda chunk: seen.append(len(chunk)),
+                                        hash_plain=False)
+    archive.commit()
+    assert stream.plain_sha256 == ""
+    assert stream.plain_bytes == sum(seen) == len(plain_bytes())
+    assert stream.stored_sha256 == sha256_file(final)
+    back = read_stream(final, compression=compression, hash_plain=False, on_plain=lambda chunk: None)
+    assert (back.plain_sha256, back.plain_bytes, back.stored_sha256) == ("", stream.plain_bytes, stream.stored_sha256)
 
 
 @pytest.mark.parametrize("compression", ["zstd", "gzip", "none"])
