@@ -257,7 +257,7 @@ def load(archive_or_manifest: str) -> dict[str, t.Any]:
     archive = manifest.get("archive")
     missing = [key for key in _REQUIRED if key not in manifest]
     missing += [f"archive.{key}" for key in _REQUIRED_ARCHIVE if not isinstance(archive, dict) or key not in archive]
-    if not missing and archive["plain_sha256"] is None and manifest["engine"] != "files":
+    if not missing and t.cast("dict[str, t.Any]", archive)["plain_sha256"] is None and manifest["engine"] != "files":
         missing = ["archive.plain_sha256"]  # only a files archive proves its plain stream by per-file sha256
     if missing or not isinstance(manifest.get("counts"), dict):
         raise LifeboatError(f"manifest {path} is incomplete (no {', '.join(missing) or 'counts'}); it cannot be trusted")
