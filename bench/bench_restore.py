@@ -261,10 +261,10 @@ def bench_mongo(args, bed, workdir, ansible_env) -> dict:
     tools = bed["LIFEBOAT_TOOLS_BIN"]
     module_login = {f"login_{key}": value for key, value in login.items()}
 
-    def raw(database: str):
+    def raw(database: str, flags: str = ""):
         return lambda target: run(["bash", "-c", (
             f"set -euo pipefail; zstd -dc '{archives[database]}' | {tools}/mongorestore --config='{config}' --archive "
-            f"--nsFrom='{database}.*' --nsTo=\"$1.*\" --quiet"), "bench", target])
+            f"--nsFrom='{database}.*' --nsTo=\"$1.*\" --quiet {flags}"), "bench", target])
 
     def library(database: str):
         return lambda target: json.loads(run([sys.executable, os.path.abspath(__file__), "--child", json.dumps({
@@ -274,16 +274,23 @@ def bench_mongo(args, bed, workdir, ansible_env) -> dict:
         return lambda target: run(ansible_argv("lifeboat.ops.mongodb_restore", {
             **module_login, "archive": archives[database], "target_database": target}), ansible_env)
 
-    raw_name = "raw zstd -dc | mongorestore --archive"
-    variants = {raw_name: raw("bench_restore_src"), "library restore": library("bench_restore_src"),
+    raw_name, tiny_raw = "raw zstd -dc | mongorestore --archive", "raw, a 1-document archive"
+    # The library's own mongorestore settings (its parallelism defaults, --stopOnError) in the raw pipeline: what the
+    # library adds on top of the tool, apart from what its settings gain or lose against the tool's defaults.
+    same_flags = (f"--numParallelCollections={_mongo.RESTORE_PARALLEL_COLLECTIONS} "
+                  f"--numInsertionWorkersPerCollection={_mongo.RESTORE_INSERTION_WORKERS} --stopOnError")
+    variants = {raw_name: raw("bench_restore_src"),
+                "raw, the library's mongorestore settings": raw("bench_restore_src", same_flags),
+                "library restore": library("bench_restore_src"),
                 **({"module restore (ansible)": module("bench_restore_src")} if args.mongo_module else {}),
-                "fixed: raw, a 1-document archive": raw("bench_restore_tiny"),
-                "fixed: library, a 1-document archive": library("bench_restore_tiny")}
+                tiny_raw: raw("bench_restore_tiny"), "library, a 1-document archive": library("bench_restore_tiny")}
     runs = measure(variants, args.repeat, client.drop_database)
     client.close()
+    tiny = {name: runs.pop(name) for name in (tiny_raw, "library, a 1-document archive")}
     rows = report(f"MongoDB (FerretDB) restore of {args.mongo_docs} documents in {args.mongo_collections} collections "
                   f"({bson_bytes / MB:.0f} MB of BSON, {os.path.getsize(archives['bench_restore_src']) / MB:.1f} MB "
                   "archive)", runs, raw_name)
+    report("Fixed costs, the same run: a 1-document archive", tiny, tiny_raw)
     ratio = rows["library restore"]["ratio_raw"]
     print(f"  {'PASS' if ratio <= 1.10 else 'MISS'}: library restore {ratio:.2f}x raw (goal: at most 1.10x)")
     return rows
