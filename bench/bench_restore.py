@@ -17,6 +17,7 @@ import json
 import os
 import random
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -55,8 +56,9 @@ def child_main(spec: dict) -> None:
     done = time.perf_counter()
     with open("/proc/self/status", encoding="ascii") as handle:
         hwm_kib = int(re.search(r"VmHWM:\s+(\d+) kB", handle.read()).group(1))
+    usage = resource.getrusage(resource.RUSAGE_SELF)  # this process only: the pump, the hashes, the driver
     print(json.dumps({"seconds": done - began, "plan_s": planned - began, "restore_s": done - planned,
-                      "rss_mib": hwm_kib / 1024, "phases": phases}))
+                      "rss_mib": hwm_kib / 1024, "phases": phases, "cpu_s": usage.ru_utime + usage.ru_stime}))
 
 
 MONGO_PHASES = {  # the MongoDB library restore's phases: (module, attribute) -> name in the report
@@ -131,6 +133,7 @@ def report(title: str, runs: dict[str, list[dict]], raw: str) -> dict:
                 extra += "\n" + " " * 48 + "phases (medians): " + ", ".join(
                     f"{label} {statistics.median(r['phases'].get(label, 0.0) for r in rs):.2f} s"
                     for label in MONGO_PHASES.values())
+                extra += f"; CPU of the library's process {statistics.median(r['cpu_s'] for r in rs):.2f} s"
         ratio = medians[name] / medians[raw]
         rows[name] = {"median_s": medians[name], "ratio_raw": ratio, "all_s": [r["seconds"] for r in rs]}
         each = ", ".join(f"{r['seconds']:.1f}" for r in rs)
