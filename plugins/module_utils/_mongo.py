@@ -869,8 +869,9 @@ def _restore_and_check(request: RestoreRequest, plan: dict[str, t.Any], staging:
         if match:
             restored["ok"], restored["failed"] = int(match.group(1)), int(match.group(2))
         finished = _FINISHED.search(line)
-        if finished:
-            acknowledged[finished.group(1)] = (int(finished.group(2)), int(finished.group(3)))
+        if finished:  # summed per collection, as a server count would (mongorestore refuses two sources onto one)
+            inserted, failures = acknowledged.get(finished.group(1), (0, 0))
+            acknowledged[finished.group(1)] = (inserted + int(finished.group(2)), failures + int(finished.group(3)))
 
     place: t.Callable[[str], str] = staging.staged if staging else (lambda target: target)
     base = {target: 0 if staging or request.drop else plan["existing"].get(target, 0) for target in expected}

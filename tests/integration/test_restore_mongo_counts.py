@@ -164,3 +164,19 @@ def test_a_collection_mongorestore_does_not_report_is_counted_on_the_server(mong
         assert len(server_counts) == 3 and not mongo.has_database(unique_name)
     finally:
         mongo.drop(unique_name)
+
+
+def test_two_collections_renamed_onto_one_are_refused_and_the_target_is_untouched(mongo, archive, server_counts,
+                                                                                   unique_name):
+    """mongorestore refuses it (so one line per staging collection is all there is; the restore would sum two)."""
+    source = archive["source"]
+    try:
+        with pytest.raises(LifeboatError) as failure:
+            restore(mongo, archive["path"], None, ns_include=[f"{source}.docs", f"{source}.{ODD}"],
+                    ns_from=[f"{source}.docs", f"{source}.{ODD}"], ns_to=[f"{unique_name}.docs"] * 2)
+        message = str(failure.value)
+        assert "cannot restore with conflicting namespace destinations" in message, message
+        assert message.endswith(UNCHANGED), message
+        assert server_counts == [] and not mongo.has_database(unique_name)
+    finally:
+        mongo.drop(unique_name)

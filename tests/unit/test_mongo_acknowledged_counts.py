@@ -13,11 +13,13 @@ from ansible_collections.lifeboat.ops.plugins.module_utils._mongo import _FINISH
 
 
 def parsed(*lines: str) -> dict[str, tuple[int, int]]:
-    found = {}
+    """What _restore_and_check's line handler gathers (the same regex; two lines of one namespace are summed)."""
+    found: dict[str, tuple[int, int]] = {}
     for line in lines:
         match = _FINISHED.search(line)
         if match:
-            found[match.group(1)] = (int(match.group(2)), int(match.group(3)))
+            inserted, failures = found.get(match.group(1), (0, 0))
+            found[match.group(1)] = (inserted + int(match.group(2)), failures + int(match.group(3)))
     return found
 
 
