@@ -47,7 +47,8 @@ def child_main(spec: dict) -> None:
         engine = _postgres
     else:
         request = _mongo.RestoreRequest(connection=_mongo.MongoConnection.from_options(**login, auth_database="admin"),
-                                        archive_path=spec["archive"], target_database=spec["target"])
+                                        archive_path=spec["archive"], target_database=spec["target"],
+                                        parallel_collections=spec["parallel_collections"])
         engine = _mongo
     phases = {} if pg else time_mongo_phases(_mongo)
     plan = engine.plan_restore(request, read_archive=False)
@@ -262,6 +263,7 @@ def bench_mongo(args, bed, workdir, ansible_env) -> dict:
             _archive.ArchiveOptions(destination=f"{workdir}/mongo", job=database), database=database))["archive"]
     client.drop_database("bench_restore_tiny")
     tools = bed["LIFEBOAT_TOOLS_BIN"]
+    parallel = args.mongo_parallel_collections or _mongo.RESTORE_PARALLEL_COLLECTIONS
     module_login = {f"login_{key}": value for key, value in login.items()}
 
     def raw(database: str, flags: str = ""):
@@ -271,16 +273,19 @@ def bench_mongo(args, bed, workdir, ansible_env) -> dict:
 
     def library(database: str):
         return lambda target: json.loads(run([sys.executable, os.path.abspath(__file__), "--child", json.dumps({
-            "engine": "mongodb", "bed": bed, "archive": archives[database], "target": target})])["stdout"])
+            "engine": "mongodb", "bed": bed, "archive": archives[database], "target": target,
+            "parallel_collections": parallel})])["stdout"])
 
     def module(database: str):
         return lambda target: run(ansible_argv("lifeboat.ops.mongodb_restore", {
-            **module_login, "archive": archives[database], "target_database": target}), ansible_env)
+            **module_login, "archive": archives[database], "target_database": target,
+            "parallel_collections": parallel}), ansible_env)
 
     raw_name, tiny_raw = "raw zstd -dc | mongorestore --archive", "raw, a 1-document archive"
+    log(f"mongo: the library and module restore {parallel} collections at a time")
     # The library's own mongorestore settings (its parallelism defaults, --stopOnError) in the raw pipeline: what the
     # library adds on top of the tool, apart from what its settings gain or lose against the tool's defaults.
-    same_flags = (f"--numParallelCollections={_mongo.RESTORE_PARALLEL_COLLECTIONS} "
+    same_flags = (f"--numParallelCollections={parallel} "
                   f"--numInsertionWorkersPerCollection={_mongo.RESTORE_INSERTION_WORKERS} --stopOnError")
     variants = {raw_name: raw("bench_restore_src"),
                 "raw, the library's mongorestore settings": raw("bench_restore_src", same_flags),
@@ -306,6 +311,8 @@ def main() -> None:
                         help="MongoDB documents (about 350 bytes of BSON each; see bench/README.md)")
     parser.add_argument("--mongo-collections", type=int, default=4)
     parser.add_argument("--mongo-module", action="store_true", help="time the mongodb_restore module too")
+    parser.add_argument("--mongo-parallel-collections", type=int, default=0,
+                        help="parallel_collections of the library and module restores (default: the library's)")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--skip-pg", action="store_true")
     parser.add_argument("--skip-mongo", action="store_true")
