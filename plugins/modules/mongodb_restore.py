@@ -22,7 +22,10 @@ description:
     renamed over their targets. Any failure before that (a count that does not match, mongorestore killed, the
     module stopped by SIGTERM, the server restarted) drops the staging collections and leaves the target exactly
     as it was.
-  - After the restore, the documents of every collection are counted and compared with the manifest;
+  - Before the swap, the documents of every staging collection are counted and compared with the manifest. A
+    collection that mongorestore alone wrote (into a new or dropped target) is counted by the inserts the server
+    acknowledged, which mongorestore reports per collection (FerretDB would read and decode every document to
+    count it again); a merge, and a collection mongorestore does not report, are counted on the server.
     "0 documents restored" from an archive that holds documents is a failure.
 notes:
   - "The swap: every existing target collection is renamed aside (C(lifeboat_restore_<8 hex>_old_<collection>)),
