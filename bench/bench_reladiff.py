@@ -172,8 +172,8 @@ def child_main(spec: dict) -> None:
                       "content": result["content"]}))
 
 
-def run_library(ctx: dict, source: str, target: str) -> dict:
-    spec = {"source": REPO, "bed": ctx["bed"], "db_source": source, "db_target": target}
+def run_library(ctx: dict, source: str, target: str, checkout: str = REPO) -> dict:
+    spec = {"source": checkout, "bed": ctx["bed"], "db_source": source, "db_target": target}
     wall, cpu, server, done = run_timed([sys.executable, __file__, "--child", json.dumps(spec)], None, ctx["dir"])
     if done.returncode != 0:
         raise SystemExit(f"library child failed: {done.stderr.strip()[-2000:]}")
@@ -221,7 +221,17 @@ def run_reladiff(ctx: dict, source: str, target: str, threads: int | None = None
     return {"wall": wall, "cpu": cpu, "server_cpu": server, "found": found}
 
 
-RUNNERS = {"library": run_library, "module": run_module, "reladiff": run_reladiff}
+def run_ping(ctx: dict, _source: str, _target: str) -> dict:
+    """Ansible's own start-up: `ansible localhost -m ansible.builtin.ping`, the floor of any module run."""
+    argv = [os.path.join(os.path.dirname(sys.executable), "ansible"), "localhost", "-i", "localhost,", "-c", "local",
+            "-o", "-m", "ansible.builtin.ping", "-e", f"ansible_python_interpreter={sys.executable}"]
+    wall, cpu, server, done = run_timed(argv, ctx["ansible_env"], ctx["dir"])
+    if "SUCCESS" not in done.stdout:
+        raise SystemExit(f"ping: unexpected output: {(done.stdout + done.stderr)[-2000:]}")
+    return {"wall": wall, "cpu": cpu, "server_cpu": server, "found": []}
+
+
+RUNNERS = {"library": run_library, "module": run_module, "reladiff": run_reladiff, "ping": run_ping}
 
 
 # ---------------------------------------------------------------- the run
@@ -251,7 +261,8 @@ def pick_threads(ctx: dict, args: argparse.Namespace, rows: int, source: str, ta
 
 def bench_size(ctx: dict, args: argparse.Namespace, rows: int, tables: dict[str, tuple[str, str]], goals: list) -> dict:
     runs: dict[tuple[str, str], list[dict]] = {(case, variant): [] for case in tables for variant in VARIANTS}
-    order = [(case, variant) for case in tables for variant in VARIANTS]
+    runs[("equal", "ping")] = []
+    order = [(case, variant) for case in tables for variant in VARIANTS] + [("equal", "ping")]
     for repetition in range(args.repeat):
         shift = repetition % len(order)
         for case, variant in order[shift:] + order[:shift]:
@@ -284,11 +295,36 @@ def bench_size(ctx: dict, args: argparse.Namespace, rows: int, tables: dict[str,
             out[f"{case}_{variant}"] = {"wall": wall, "cpu": cpu, "server_cpu": server, "runs": series, "right": right}
         for variant in ("library", "module"):
             print(f"  reladiff / {variant}: {medians['reladiff'] / medians[variant]:.2f}x")
+        # Where the module's time goes: Ansible's own start-up (ping), the library's connections and catalogue,
+        # its content comparison (content.seconds), and the rest (payload, module import, arguments, result).
+        ping = statistics.median(r["wall"] for r in runs[("equal", "ping")])
+        library_runs = runs[(case, "library")]
+        inner = statistics.median(r["inner_wall"] for r in library_runs)
+        compare = statistics.median(r["content"]["seconds"] for r in library_runs)
+        print(f"  module split: Ansible start-up (ping) {ping:.2f} s, library {inner:.2f} s (content comparison"
+              f" {compare:.2f} s, connections and catalogue {inner - compare:.2f} s), the rest"
+              f" {medians['module'] - ping - inner:.2f} s (payload, module import, arguments, result)")
         speedup = medians["reladiff"] / medians["module"]
         both_right = out[f"{case}_module"]["right"] and out[f"{case}_reladiff"]["right"]
         goals.append((f"module >= 2x faster than reladiff, {rows} rows, {case}"
                       + ("" if both_right else " (a WRONG answer)"), speedup, speedup >= 2 and both_right, "x"))
     return out
+
+
+def compare_library(args: argparse.Namespace, bed: dict[str, str]) -> None:
+    ctx = {"bed": bed, "dir": args.testbed_dir}
+    for rows in args.rows:
+        source, _target = gen_pg(bed, rows)
+        changed = gen_changed(bed, rows, source)
+        runs: dict[str, list[dict]] = {"before": [], "after": []}
+        for repetition in range(args.repeat):
+            for label in (("before", "after") if repetition % 2 == 0 else ("after", "before")):
+                runs[label].append(run_library(ctx, source, changed, args.library_before if label == "before" else REPO))
+        print(f"library on {rows} rows, one changed row (median of {args.repeat}, load average {os.getloadavg()[0]:.2f}):")
+        for label, series in runs.items():
+            print(f"  {label:7} {statistics.median(r['wall'] for r in series):6.2f} s"
+                  f"  server CPU {statistics.median(r['server_cpu'] for r in series):5.2f} s"
+                  f"  found {series[-1]['found']}")
 
 
 def main() -> None:
@@ -299,6 +335,9 @@ def main() -> None:
     parser.add_argument("--threads-candidates", type=int, nargs="+", default=[1, 2, 4, 8])
     parser.add_argument("--threads", type=int, help="reladiff's --threads (skips trying the candidates)")
     parser.add_argument("--json", metavar="FILE")
+    parser.add_argument("--library-before", metavar="DIR",
+                        help="only the library, this checkout against another one (e.g. a git archive of an older"
+                             " commit), interleaved, on the changed case of each size")
     add_testbed_arguments(parser, "/tmp/lifeboat-bench-validate", 55452, 57047)
     args = parser.parse_args()
     if args.child:
@@ -308,6 +347,9 @@ def main() -> None:
     bed = testbed(args)
     uptime = subprocess.run(["uptime"], check=False, capture_output=True, text=True).stdout.strip()
     print(f"uptime at the start: {uptime}; {os.cpu_count()} cores")
+    if args.library_before:
+        compare_library(args, bed)
+        return
     ctx = {"bed": bed, "dir": args.testbed_dir, "reladiff": cli, "threads": args.threads,
            "ansible_env": dict(os.environ, ANSIBLE_COLLECTIONS_PATH=collections_root(REPO)),
            # reladiff takes a URL; the password stays out of it (and so out of argv): libpq reads PGPASSWORD.
