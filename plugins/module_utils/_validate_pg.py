@@ -264,6 +264,8 @@ class _Keyed:
         return answers
 
     def split(self, low: t.Any, high: t.Any, parts: int, rows: int) -> list[t.Any]:
+        if self.integer_key:
+            return self._split_width(low, high, parts)
         step = max(1, math.ceil(rows / parts))
         where, params = self._where(low, high)
         inner = self.conn.execute(
@@ -272,6 +274,22 @@ class _Keyed:
             + f", row_number() OVER (ORDER BY {self.key_sql}) AS rn FROM ONLY {self.table}{where}) s"
             f" WHERE rn > 1 AND (rn - 1) %% {step} = 0 ORDER BY rn", params).fetchall()
         return [low, *[tuple(row) for row in inner], high]
+
+    def _split_width(self, low: t.Any, high: t.Any, parts: int) -> list[t.Any]:
+        """Equal widths of a single integer key: no pass over the range's keys (row_number() over 100,000 rows runs on
+        one side while the other waits), at most two index lookups for an open end. A unique key holds at most
+        `width` rows in a range, so a range of more rows than the threshold always splits further."""
+        start, end = (low[0] if low else None), (high[0] if high else None)
+        if start is None or end is None:
+            where, params = self._where(low, high)
+            found = self.conn.execute(f"SELECT min({self.key_sql}), max({self.key_sql}) FROM ONLY {self.table}{where}",
+                                      params).fetchone()
+            if found[0] is None:
+                return [low, high]
+            start = found[0] if start is None else start
+            end = found[1] + 1 if end is None else end
+        step = max(1, math.ceil((end - start) / parts))
+        return [low, *[(value,) for value in range(start + step, end, step)], high]
 
     def initial_bounds(self, parts: int, rows: int) -> list[t.Any]:
         """The first cut: equal widths between min and max of a single integer key (two index lookups),
