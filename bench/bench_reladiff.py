@@ -34,6 +34,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 # One test bed, one generator and one set of tables with bench_validate.py.
+from bench_validate import gen_pg  # pylint: disable=wrong-import-position
+
 from bench_dump import (  # pylint: disable=wrong-import-position
     CACHE,
     REPO,
@@ -44,7 +46,6 @@ from bench_dump import (  # pylint: disable=wrong-import-position
     secret,
     testbed,
 )
-from bench_validate import gen_pg  # pylint: disable=wrong-import-position
 
 GEN = "lifeboat-bench-reladiff gen=1"
 RELADIFF = "0.6.0"
