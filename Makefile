@@ -52,6 +52,11 @@ integration: testbed images
 bench-validate:
 	$(VENV)/bin/python bench/bench_validate.py
 
+## bench-reladiff: migration_validate (library and module) against reladiff from PyPI, 1 M and 5 M rows (not a test)
+.PHONY: bench-reladiff
+bench-reladiff:
+	$(VENV)/bin/python bench/bench_reladiff.py
+
 ## molecule: the roles' scenarios in systemd containers (starts the Docker engine, builds the image, its own servers)
 molecule:
 	scripts/ci/molecule.sh

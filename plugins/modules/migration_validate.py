@@ -17,7 +17,10 @@ description:
   - "B(schema) (PostgreSQL): column names, types, nullability and collations; view definitions; sequences not behind
     the source."
   - "B(content): PostgreSQL rows are compared by primary key in ranges hashed by each server (the sum over the range
-    of a 64-bit hash, C(hashtextextended), of each row's text); a differing range is split and compared again until it holds at
+    of a 64-bit hash, C(hashtextextended), of each row's text; on PostgreSQL 14 and later on both sides, of
+    C(hash_record_extended) over the columns, where integers, booleans, dates, timestamps, uuid, bytea, text and
+    varchar of the same type on both sides are hashed by value, byte for byte, and every other column by its text);
+    a differing range is split and compared again until it holds at
     most O(bisect_threshold) rows, whose keys and row hashes are then fetched, so equal tables transfer no rows at all.
     Tables without a primary key are compared as multisets of full-row hashes. MongoDB documents are compared as their
     exact BSON bytes (a Decimal128 that became a double differs), bucketed by C(_id); the fields that changed are named."

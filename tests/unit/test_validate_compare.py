@@ -242,3 +242,16 @@ def test_authentication_probe_brings_no_credentials(monkeypatch):
     assert params == {"host": "db", "user": "app", "dbname": "t", "password": "", "passfile": "/nonexistent",
                       "sslcert": "/nonexistent", "sslkey": "/nonexistent", "sslpassword": ""}
     assert checks.items[0].passed and "without a password is refused" in checks.items[0].details
+
+
+def test_row_hash_sql_hashes_values_of_the_same_exact_type_and_text_otherwise():
+    source = {"id": "integer", "at": "timestamp(3) with time zone", "name": "character varying(20)",
+              "amount": "numeric(10,2)", "moved": "integer", "doc": "jsonb"}
+    target = {**source, "name": "character varying(40)", "moved": "bigint"}
+    row_hash, row_text = _validate_pg.row_hash_sql(list(source), source, target, record_hash=True)
+    assert row_hash == ('hashtextextended(hash_record_extended(ROW("id", "at", "name" COLLATE "C",'
+                        ' "amount"::text COLLATE "C", "moved"::text COLLATE "C", "doc"::text COLLATE "C"), 0)::text, 0)')
+    assert row_text == 'ROW("id", "at", "name", "amount", "moved", "doc")::text'
+    # Before PostgreSQL 14 (either side) there is no hash_record_extended: the row's text, as always.
+    assert _validate_pg.row_hash_sql(list(source), source, target, record_hash=False) == (
+        'hashtextextended(ROW("id", "at", "name", "amount", "moved", "doc")::text, 0)', row_text)
