@@ -346,34 +346,23 @@ def _grow_pipe(fd: int) -> None:
         pass  # not Linux or over pipe-max-size: the default pipe still works
 
 
-def _libc_tee() -> t.Callable[[int, int, int, int], int] | None:
-    """tee(2): duplicates what waits in one pipe into another without copying it (Linux; os has no tee)."""
+def _libc_function(name: str, argtypes: list[t.Any], restype: t.Any) -> t.Callable[[int, int, int, int], int] | None:
+    """A Linux system call the os module lacks, from libc (None where libc has no such function)."""
     try:
-        function = ctypes.CDLL(None, use_errno=True).tee
+        function = getattr(ctypes.CDLL(None, use_errno=True), name)
     except (OSError, AttributeError):
         return None
-    function.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_size_t, ctypes.c_uint]
-    function.restype = ctypes.c_ssize_t
+    function.argtypes, function.restype = argtypes, restype
     return t.cast("t.Callable[[int, int, int, int], int]", function)
 
 
-_TEE = _libc_tee()
-_WRITEBACK_STEP = 32 << 20  # bytes of the file handed to writeback at a time while the stream still runs
+# tee(2): duplicates what waits in one pipe into another without copying it.
+_TEE = _libc_function("tee", [ctypes.c_int, ctypes.c_int, ctypes.c_size_t, ctypes.c_uint], ctypes.c_ssize_t)
+# sync_file_range(2): starts writeback of a range of a file without waiting for it.
+_SYNC_FILE_RANGE = _libc_function("sync_file_range", [ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong,
+                                                      ctypes.c_uint], ctypes.c_int)
 _SYNC_FILE_RANGE_WRITE = 2
-
-
-def _libc_sync_file_range() -> t.Callable[[int, int, int, int], int] | None:
-    """sync_file_range(2) (Linux; os has none): starts writeback of a range without waiting for it."""
-    try:
-        function = ctypes.CDLL(None, use_errno=True).sync_file_range
-    except (OSError, AttributeError):
-        return None
-    function.argtypes = [ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong, ctypes.c_uint]
-    function.restype = ctypes.c_int
-    return t.cast("t.Callable[[int, int, int, int], int]", function)
-
-
-_SYNC_FILE_RANGE = _libc_sync_file_range()
+_WRITEBACK_STEP = 32 << 20  # bytes of the file handed to writeback at a time while the stream still runs
 
 
 def _start_writeback(fd: int, offset: int, size: int) -> None:

@@ -26,20 +26,14 @@ import pytest
 MILLION = 1_000_000
 
 
-def _pg_exec(pg: t.Any, database: str, *statements: str) -> None:
-    with pg.connect(database) as conn:
-        for statement in statements:
-            conn.execute(statement)
-
-
 @pytest.fixture(scope="module")
 def pg_source(pg: t.Any) -> t.Iterator[str]:
     """A source database built server-side: a million-row table, a table without a key, a view, a sequence."""
     name = "lbv_src_" + uuid.uuid4().hex[:8]
     pg.drop(name)
-    _pg_exec(pg, "postgres", f"CREATE DATABASE {name}")
-    _pg_exec(
-        pg, name,
+    pg.execute("postgres", f"CREATE DATABASE {name}")
+    pg.execute(
+        name,
         "CREATE TABLE big (id bigint PRIMARY KEY, name text NOT NULL, amount numeric(12, 2), created timestamptz)",
         "INSERT INTO big SELECT g, md5(g::text), (g % 100000) / 100.0, timestamptz '2024-01-01' + g * interval '1 s'"
         " FROM generate_series(1, 1000000) g",
@@ -65,7 +59,7 @@ def pg_source(pg: t.Any) -> t.Iterator[str]:
 @pytest.fixture
 def pg_target(pg: t.Any, pg_source: str, unique_name: str) -> t.Iterator[str]:
     """An exact copy of the source (a template copy: every byte equal)."""
-    _pg_exec(pg, "postgres", f"CREATE DATABASE {unique_name} TEMPLATE {pg_source}")
+    pg.execute("postgres", f"CREATE DATABASE {unique_name} TEMPLATE {pg_source}")
     yield unique_name
     pg.drop(unique_name)
 
@@ -123,7 +117,7 @@ def test_pg_bisection_finds_one_changed_row_of_a_million(pg, pg_source, pg_targe
     assert equal["passed"] is True
     assert equal["content"]["rows_compared"] == MILLION
     assert equal["content"]["rows_transferred"] == {"source": 0, "target": 0}
-    _pg_exec(pg, pg_target, "UPDATE big SET amount = amount + 0.01 WHERE id = 654321")
+    pg.execute(pg_target, "UPDATE big SET amount = amount + 0.01 WHERE id = 654321")
     run = run_module("migration_validate", args)
     result = run.result
     assert run.rc != 0 and result["passed"] is False
@@ -139,7 +133,7 @@ def test_pg_bisection_finds_one_changed_row_of_a_million(pg, pg_source, pg_targe
 
 
 def test_pg_missing_row_in_a_million_row_table(pg, pg_source, pg_target, run_module, tmp_path):
-    _pg_exec(pg, pg_target, "DELETE FROM big WHERE id = 777777")
+    pg.execute(pg_target, "DELETE FROM big WHERE id = 777777")
     result = run_module("migration_validate", pg_args(pg, pg_source, pg_target, tmp_path)).result
     assert result["passed"] is False
     assert check(result, "content", "public.big")[0]["differences"] == [{"kind": "missing", "key": "id=777777"}]
@@ -149,8 +143,8 @@ def test_pg_missing_row_in_a_million_row_table(pg, pg_source, pg_target, run_mod
 
 
 def test_pg_extra_row_and_deep_json_change(pg, pg_source, pg_target, run_module, tmp_path):
-    _pg_exec(pg, pg_target, "INSERT INTO items VALUES (5000, 'sku-new', 1, '{}')",
-             "UPDATE items SET doc = jsonb_set(doc, '{a,b}', '-1') WHERE id = 42")
+    pg.execute(pg_target, "INSERT INTO items VALUES (5000, 'sku-new', 1, '{}')",
+               "UPDATE items SET doc = jsonb_set(doc, '{a,b}', '-1') WHERE id = 42")
     result = run_module("migration_validate", pg_args(pg, pg_source, pg_target, tmp_path)).result
     items = check(result, "content", "public.items")[0]
     assert {"kind": "extra", "key": "id=5000"} in items["differences"]
@@ -161,14 +155,14 @@ def test_pg_extra_row_and_deep_json_change(pg, pg_source, pg_target, run_module,
 
 
 def test_pg_schema_index_and_presence_differences(pg, pg_source, pg_target, run_module, tmp_path):
-    _pg_exec(pg, pg_target,
-             "DROP VIEW expensive",
-             "ALTER TABLE items ALTER COLUMN price TYPE double precision",
-             "DROP INDEX items_price",
-             "DROP INDEX items_sku", "CREATE INDEX items_sku ON items (sku)",  # lost UNIQUE
-             "ALTER TABLE child DROP CONSTRAINT child_item_id_fkey",
-             "DROP TABLE eventlog",
-             "SELECT setval('invoice_seq', 200)")
+    pg.execute(pg_target,
+               "DROP VIEW expensive",
+               "ALTER TABLE items ALTER COLUMN price TYPE double precision",
+               "DROP INDEX items_price",
+               "DROP INDEX items_sku", "CREATE INDEX items_sku ON items (sku)",  # lost UNIQUE
+               "ALTER TABLE child DROP CONSTRAINT child_item_id_fkey",
+               "DROP TABLE eventlog",
+               "SELECT setval('invoice_seq', 200)")
     result = run_module("migration_validate", pg_args(pg, pg_source, pg_target, tmp_path)).result
     assert result["passed"] is False
     columns = check(result, "schema", "public.items")[0]
@@ -190,8 +184,8 @@ def test_pg_schema_index_and_presence_differences(pg, pg_source, pg_target, run_
 
 def test_pg_changed_row_in_a_table_without_primary_key(pg, pg_source, pg_target, run_module, tmp_path):
     # One of 100 identical 'event 7' rows changes: only a multiset of full-row hashes can see it.
-    _pg_exec(pg, pg_target, "UPDATE eventlog SET message = 'event 7 (edited)'"
-                            " WHERE ctid = (SELECT ctid FROM eventlog WHERE message = 'event 7' LIMIT 1)")
+    pg.execute(pg_target, "UPDATE eventlog SET message = 'event 7 (edited)'"
+                          " WHERE ctid = (SELECT ctid FROM eventlog WHERE message = 'event 7' LIMIT 1)")
     result = run_module("migration_validate", pg_args(pg, pg_source, pg_target, tmp_path,
                                                       objects=["public.eventlog"])).result
     eventlog = check(result, "content", "public.eventlog")[0]
@@ -204,7 +198,7 @@ def test_pg_changed_row_in_a_table_without_primary_key(pg, pg_source, pg_target,
 
 
 def test_pg_tolerance_required_checks_sample_and_check_mode(pg, pg_source, pg_target, run_module, tmp_path):
-    _pg_exec(pg, pg_target, "DELETE FROM items WHERE id = 700", "UPDATE items SET sku = 'changed' WHERE id = 800")
+    pg.execute(pg_target, "DELETE FROM items WHERE id = 700", "UPDATE items SET sku = 'changed' WHERE id = 800")
     args = pg_args(pg, pg_source, pg_target, tmp_path, objects=["public.items"], count_tolerance_percent=1,
                    required_checks=["presence", "counts", "indexes", "schema"])
     run = run_module("migration_validate", args)
@@ -233,7 +227,7 @@ def test_pg_archive_source_is_restored_into_a_scratch_database(pg, pg_source, pg
     dump = run_module("postgresql_dump", pg.login(database=pg_source, destination=str(tmp_path / "dumps"),
                                                   exclude_tables=["public.big"]))
     assert dump.rc == 0, dump.stdout
-    _pg_exec(pg, pg_target, "DROP TABLE big")
+    pg.execute(pg_target, "DROP TABLE big")
     scratch = "lbv_scratch_" + uuid.uuid4().hex[:8]
     args = {"engine": "postgresql", "source": {"archive": dump.result["archive"]},
             "target": pg.login(database=pg_target), "scratch_database": scratch,
@@ -254,7 +248,7 @@ def test_pg_archive_source_is_restored_into_a_scratch_database(pg, pg_source, pg
     assert result["source"] == f"archive {dump.result['archive']}"
     assert check(result, "content", "public.items")[0]["stats"]["rows_compared"] == 2000
     assert not pg.has_database(scratch)
-    _pg_exec(pg, pg_target, "DELETE FROM items WHERE id = 300")
+    pg.execute(pg_target, "DELETE FROM items WHERE id = 300")
     result = run_module("migration_validate", args).result
     assert result["passed"] is False
     assert check(result, "content", "public.items")[0]["differences"] == [{"kind": "missing", "key": "id=300"}]

@@ -19,19 +19,13 @@ COLUMNS = ("small", "whole", "big", "flag", "day", "stamp", "stamptz", "token", 
            "amount", "ratio", "doc", "tags")
 
 
-def _pg_exec(pg: t.Any, database: str, *statements: str) -> None:
-    with pg.connect(database) as conn:
-        for statement in statements:
-            conn.execute(statement)
-
-
 @pytest.fixture(scope="module")
 def typed_source(pg: t.Any) -> t.Iterator[str]:
     name = "lbv_hash_" + uuid.uuid4().hex[:8]
     pg.drop(name)
-    _pg_exec(pg, "postgres", f"CREATE DATABASE {name}")
-    _pg_exec(
-        pg, name,
+    pg.execute("postgres", f"CREATE DATABASE {name}")
+    pg.execute(
+        name,
         "CREATE COLLATION nocase (provider = icu, locale = 'und-u-ks-level2', deterministic = false)",
         "CREATE TABLE typed (id int PRIMARY KEY, small smallint, whole int, big bigint, flag boolean, day date,"
         " stamp timestamp(3), stamptz timestamptz, token uuid, bytes bytea, label varchar(40),"
@@ -49,7 +43,7 @@ def typed_source(pg: t.Any) -> t.Iterator[str]:
 
 @pytest.fixture
 def typed_target(pg: t.Any, typed_source: str, unique_name: str) -> t.Iterator[str]:
-    _pg_exec(pg, "postgres", f"CREATE DATABASE {unique_name} TEMPLATE {typed_source}")
+    pg.execute("postgres", f"CREATE DATABASE {unique_name} TEMPLATE {typed_source}")
     yield unique_name
     pg.drop(unique_name)
 
@@ -88,7 +82,7 @@ def test_equal_copies_pass(pg, typed_source, typed_target, run_module, tmp_path)
     ("label", "label = NULL"),
 ])
 def test_a_change_in_any_column_is_found(pg, typed_source, typed_target, run_module, tmp_path, column, change):
-    _pg_exec(pg, typed_target, f"UPDATE typed SET {change} WHERE id = 1234")
+    pg.execute(typed_target, f"UPDATE typed SET {change} WHERE id = 1234")
     typed = content(pg, run_module, typed_source, typed_target, tmp_path)
     assert typed["passed"] is False
     assert [(d["kind"], d["key"], list(d["columns"])) for d in typed["differences"]] == [("changed", "id=1234", [column])]
@@ -96,10 +90,10 @@ def test_a_change_in_any_column_is_found(pg, typed_source, typed_target, run_mod
 
 def test_values_swapped_between_two_rows_of_one_range_are_found(pg, typed_source, typed_target, run_module, tmp_path):
     # Each row's hash changes, but a hash that combined its columns linearly would leave the range's sum as it was.
-    _pg_exec(pg, typed_target,
-             "UPDATE typed SET label = CASE id WHEN 101 THEN 'label 102' ELSE 'label 101' END,"
-             " stamptz = CASE id WHEN 101 THEN (SELECT stamptz FROM typed WHERE id = 102)"
-             " ELSE (SELECT stamptz FROM typed WHERE id = 101) END WHERE id IN (101, 102)")
+    pg.execute(typed_target,
+               "UPDATE typed SET label = CASE id WHEN 101 THEN 'label 102' ELSE 'label 101' END,"
+               " stamptz = CASE id WHEN 101 THEN (SELECT stamptz FROM typed WHERE id = 102)"
+               " ELSE (SELECT stamptz FROM typed WHERE id = 101) END WHERE id IN (101, 102)")
     typed = content(pg, run_module, typed_source, typed_target, tmp_path)
     assert typed["passed"] is False
     assert [(d["kind"], d["key"]) for d in typed["differences"]] == [("changed", "id=101"), ("changed", "id=102")]
@@ -108,23 +102,23 @@ def test_values_swapped_between_two_rows_of_one_range_are_found(pg, typed_source
 def test_equal_values_under_other_column_types_are_equal(pg, typed_source, typed_target, run_module, tmp_path):
     # A migration that widened int to bigint and varchar to text moved the same data: the content check agrees
     # (the schema check is the one that reports the types).
-    _pg_exec(pg, typed_target, "ALTER TABLE typed ALTER COLUMN whole TYPE bigint, ALTER COLUMN label TYPE text,"
-                               " ALTER COLUMN stamp TYPE timestamp(6)")
+    pg.execute(typed_target, "ALTER TABLE typed ALTER COLUMN whole TYPE bigint, ALTER COLUMN label TYPE text,"
+                             " ALTER COLUMN stamp TYPE timestamp(6)")
     typed = content(pg, run_module, typed_source, typed_target, tmp_path)
     assert typed["passed"] is True, typed["details"]
-    _pg_exec(pg, typed_target, "UPDATE typed SET whole = whole + 1 WHERE id = 77")
+    pg.execute(typed_target, "UPDATE typed SET whole = whole + 1 WHERE id = 77")
     typed = content(pg, run_module, typed_source, typed_target, tmp_path)
     assert [(d["kind"], d["key"], list(d["columns"])) for d in typed["differences"]] == [("changed", "id=77", ["whole"])]
 
 
 def test_table_without_key_uses_the_same_row_hash(pg, typed_source, typed_target, run_module, tmp_path):
     for database in (typed_source, typed_target):
-        _pg_exec(pg, database, "CREATE TABLE IF NOT EXISTS nokey AS SELECT small, stamptz, label FROM typed")
-    _pg_exec(pg, typed_target, "UPDATE nokey SET label = 'edited' WHERE label = 'label 5'")
+        pg.execute(database, "CREATE TABLE IF NOT EXISTS nokey AS SELECT small, stamptz, label FROM typed")
+    pg.execute(typed_target, "UPDATE nokey SET label = 'edited' WHERE label = 'label 5'")
     args = {"engine": "postgresql", "source": pg.login(database=typed_source),
             "target": pg.login(database=typed_target), "checks": ["content"], "objects": ["public.nokey"]}
     result = run_module("migration_validate", args).result
-    _pg_exec(pg, typed_source, "DROP TABLE nokey")
+    pg.execute(typed_source, "DROP TABLE nokey")
     nokey = next(c for c in result["checks"] if c["category"] == "content" and c["object"] == "public.nokey")
     assert sorted((d["kind"], d["row"]) for d in nokey["differences"]) == [
         ("extra", '(5,"2024-01-01 00:05:00+00",edited)'), ("missing", '(5,"2024-01-01 00:05:00+00","label 5")')]

@@ -65,6 +65,12 @@ class PgServer:
         with self.connect() as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
 
+    def execute(self, database: str, *statements: str) -> None:
+        """Run each statement in ``database``, autocommitted (CREATE DATABASE cannot run in a transaction)."""
+        with self.connect(database) as conn:
+            for statement in statements:
+                conn.execute(statement)
+
     def has_database(self, database: str) -> bool:
         with self.connect() as conn:
             return conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,)).fetchone() is not None
