@@ -921,10 +921,10 @@ def _restore_and_check(request: RestoreRequest, plan: dict[str, t.Any], staging:
                     client[db].create_collection(coll)
         if indexes_by_module:
             warnings = _create_indexes(client, manifest, lambda ns: place(sources[ns]), sources)
-        actual = {target: _acknowledged_count(acknowledged, place(target)) if staging and target not in copied
-                  else None for target in expected}
+        vouched = {target: _acknowledged_count(acknowledged, place(target)) if staging and target not in copied
+                   else None for target in expected}
         # What no acknowledged count vouches for is counted on the server (a merge, an oplog replay, a missing line).
-        actual.update({target: _count(client, place(target)) for target, n in actual.items() if n is None})
+        actual = {target: _count(client, place(target)) if n is None else n for target, n in vouched.items()}
     finally:
         client.close()
     wanted = {target: n + base[target] for target, n in expected.items()}

@@ -21,7 +21,7 @@ description:
     same read, with C(pg_restore -f -) for PostgreSQL and the mongodump archive framing for MongoDB, comparing the
     rows or documents of every table or collection with the counts the manifest recorded at dump time. A files
     archive's tar stream is walked instead, every file's type, size, sha256, mode, owner and link target compared
-    with the manifest's (its manifest records no plain stream sha256: the per-file ones prove it).
+    with the manifest's (its manifest records no plain stream sha256, the per-file ones prove it).
   - V(restore) also restores the archive into a scratch database created under a name that no database has, on
     the server given in O(postgresql) or O(mongodb), compares the counts and an order-free content hash of every
     table or collection with the archive, and drops the scratch database again, also when the test fails.

@@ -91,7 +91,7 @@ def one_more(archive, tmp_path, collection="docs"):
 
 @pytest.mark.parametrize("mode", ["new", "drop"])
 def test_a_staged_restore_counts_what_the_server_acknowledged_without_reading_it_again(mode, mongo, archive,
-                                                                                        server_counts, unique_name):
+                                                                                       server_counts, unique_name):
     options = {"overwrite": True, "drop": True} if mode == "drop" else {}
     if mode == "drop":
         seed_target(mongo, unique_name)
@@ -108,7 +108,7 @@ def test_a_staged_restore_counts_what_the_server_acknowledged_without_reading_it
 
 @pytest.mark.parametrize("mode", ["new", "drop"])
 def test_an_acknowledged_count_off_by_one_leaves_the_target_as_it_was(mode, mongo, archive, server_counts, tmp_path,
-                                                                       unique_name):
+                                                                      unique_name):
     options = {"overwrite": True, "drop": True} if mode == "drop" else {}
     if mode == "drop":
         seed_target(mongo, unique_name)
@@ -150,7 +150,7 @@ def test_a_merge_is_counted_on_the_server(mongo, archive, server_counts, tmp_pat
 
 
 def test_a_collection_mongorestore_does_not_report_is_counted_on_the_server(mongo, archive, server_counts,
-                                                                             monkeypatch, tmp_path, unique_name):
+                                                                            monkeypatch, tmp_path, unique_name):
     monkeypatch.setattr(_mongo, "_FINISHED", re.compile(r"(?!)"))  # as if no collection's line were readable
     try:
         result = restore(mongo, archive["path"], unique_name)
@@ -167,7 +167,7 @@ def test_a_collection_mongorestore_does_not_report_is_counted_on_the_server(mong
 
 
 def test_two_collections_renamed_onto_one_are_refused_and_the_target_is_untouched(mongo, archive, server_counts,
-                                                                                   unique_name):
+                                                                                  unique_name):
     """mongorestore refuses it (so one line per staging collection is all there is; the restore would sum two)."""
     source = archive["source"]
     try:
