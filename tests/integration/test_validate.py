@@ -59,9 +59,8 @@ def pg_source(pg: t.Any) -> t.Iterator[str]:
 @pytest.fixture
 def pg_target(pg: t.Any, pg_source: str, unique_name: str) -> t.Iterator[str]:
     """An exact copy of the source (a template copy: every byte equal)."""
-    pg.execute("postgres", f"CREATE DATABASE {unique_name} TEMPLATE {pg_source}")
-    yield unique_name
-    pg.drop(unique_name)
+    with pg.copy_of(pg_source, unique_name) as name:
+        yield name
 
 
 def pg_args(pg: t.Any, source: str, target: str, tmp_path: pathlib.Path, **extra: t.Any) -> dict[str, t.Any]:

@@ -43,9 +43,8 @@ def typed_source(pg: t.Any) -> t.Iterator[str]:
 
 @pytest.fixture
 def typed_target(pg: t.Any, typed_source: str, unique_name: str) -> t.Iterator[str]:
-    pg.execute("postgres", f"CREATE DATABASE {unique_name} TEMPLATE {typed_source}")
-    yield unique_name
-    pg.drop(unique_name)
+    with pg.copy_of(typed_source, unique_name) as name:
+        yield name
 
 
 def content(pg: t.Any, run_module: t.Any, source: str, target: str, tmp_path: pathlib.Path,
