@@ -78,6 +78,17 @@ class _Stream:
     def tell(self) -> int:
         return self._before + self._pos
 
+    def gather(self, size: int) -> None:
+        """Make the next size bytes (or all that is left) lie in the current chunk, joining the next chunks to its
+        rest: a header cut by a chunk's end is then decoded in place too (the chunks of a producer that writes
+        small pieces are cut there often), for a copy of the next chunk."""
+        while len(self._chunk) - self._pos < size and not self.at_end:
+            data = self._next_chunk()
+            self.at_end = not data
+            self._before += self._pos
+            self._chunk = self._chunk[self._pos:] + data
+            self._view, self._pos = memoryview(self._chunk), 0
+
     def window(self) -> tuple[bytes, int]:
         """The current chunk and where the stream is in it (for decoding in place), see :meth:`advance`."""
         return self._chunk, self._pos
@@ -159,7 +170,10 @@ class _Headers:
 
     def next(self) -> _Member | None:
         """The next member, or None at the end marker (or at the end of the stream, as tarfile and tar allow)."""
-        member = None if self.pax_headers else _quick_member(self.fileobj)
+        member = None
+        if not self.pax_headers:
+            self.fileobj.gather(_HEADERS_IN_PLACE)
+            member = _quick_member(self.fileobj)
         if member is not None:
             self.offset = self.fileobj.tell() + (_blocks(member.size) if member.type in _REGULAR else 0)
             return member
@@ -187,6 +201,7 @@ _USTAR = struct.Struct("100s8s8s8s12s12s8sc100s8s32s32s8s8s155s12x")
 _MEMBER_TYPES = frozenset(bytes([kind]) for kind in b"01234567")  # files, links, devices, dirs, fifos
 _USTAR_TYPES = _MEMBER_TYPES | {tarfile.XHDTYPE}
 _REGULAR = frozenset(tarfile.REGULAR_TYPES)  # members whose data follows their header
+_HEADERS_IN_PLACE = 4 * tarfile.BLOCKSIZE  # a pax header with a few records and the ustar header after it
 
 
 def _octal(field: bytes) -> int:
