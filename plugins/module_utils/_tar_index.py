@@ -148,7 +148,7 @@ class _Member(t.NamedTuple):
     gid: int
     size: int
     linkname: str
-    pax_headers: dict[str, str]
+    pax_headers: t.Mapping[str, str]
     sparse: list[tuple[int, int]] | None = None
 
     @classmethod
