@@ -180,11 +180,16 @@ def _encoded(manifest: dict[str, t.Any]) -> t.Iterator[bytes]:
     yield "".join(pieces).encode("utf-8")
 
 
+_SCALARS = frozenset((str, int, float, bool, type(None)))
+
+
 def _flat(value: t.Any) -> bool:
     """A non-empty dict or list that holds no non-empty dict or list (a file's entry, most often)."""
     if not isinstance(value, (dict, list, tuple)) or not value:
         return False
     items = value.values() if isinstance(value, dict) else value
+    if _SCALARS.issuperset(map(type, items)):  # the common case, without a Python call per item
+        return True
     return not any(isinstance(item, (dict, list, tuple)) and item for item in items)
 
 
@@ -208,6 +213,31 @@ def _flat_text(value: t.Any, depth: int) -> str:
     return f"{text[0]}\n{'  ' * (depth + 1)}{text[1:-1]}\n{'  ' * depth}{text[-1]}"
 
 
+_BATCH = 1000  # flat dicts encoded in one call (a file's entry is ~250 bytes of text)
+
+
+def _flat_dicts(items: t.Sequence[t.Any], start: int) -> int:
+    """How many of items[start:] in a row (up to _BATCH) are flat dicts."""
+    count = 0
+    for item in items[start:start + _BATCH]:
+        if not (isinstance(item, dict) and _flat(item)):
+            break
+        count += 1
+    return count
+
+
+def _flat_dicts_text(items: t.Sequence[dict[str, t.Any]], depth: int) -> str:
+    """Flat dicts at ``depth``, as :func:`_flat_text` writes each, joined as the items of a list: one call of the C
+    encoder for all of them (per dict, the calls cost more than the encoding). Its output separates the dicts by
+    the same separator as their items; between two dicts it follows a closing brace and precedes an opening one,
+    which no item separator does (a key follows it) and no string holds (the separator holds a line break)."""
+    separator = "," + "\n" + "  " * (depth + 1)
+    text = _flat_encoder(depth)(items)  # [{...}<separator>{...}]
+    closing, opening = "\n" + "  " * depth + "}", "{" + "\n" + "  " * (depth + 1)
+    between = closing + "," + "\n" + "  " * depth + opening
+    return opening + text[2:-2].replace("}" + separator + "{", between) + closing
+
+
 def _json_text(value: t.Any, depth: int) -> t.Iterator[str]:
     """The pieces of ``json.dumps(value, indent=2, sort_keys=True)`` at ``depth``, in order."""
     inner, outer = "\n" + "  " * (depth + 1), "\n" + "  " * depth
@@ -223,13 +253,20 @@ def _json_text(value: t.Any, depth: int) -> t.Iterator[str]:
                 yield from _json_text(value[key], depth + 1)
         yield outer + "}"
     elif isinstance(value, (list, tuple)) and value:
-        for position, item in enumerate(value):
+        position = 0
+        while position < len(value):
             head = f"{',' if position else '['}{inner}"
-            if _flat(item):  # a root's entries: no generator per file
-                yield head + _flat_text(item, depth + 1)
+            flat_dicts = _flat_dicts(value, position)
+            if flat_dicts:  # a root's entries: a batch of them in one call of the C encoder
+                yield head + _flat_dicts_text(value[position:position + flat_dicts], depth + 1)
+                position += flat_dicts
+                continue
+            if _flat(value[position]):
+                yield head + _flat_text(value[position], depth + 1)
             else:
                 yield head
-                yield from _json_text(item, depth + 1)
+                yield from _json_text(value[position], depth + 1)
+            position += 1
         yield outer + "]"
     else:
         yield json.dumps(value)  # a scalar, {} or []

@@ -47,6 +47,12 @@ from ._files import CHUNK, write_all
 
 _F_SETPIPE_SZ = 1031  # Linux: bigger pipes mean fewer, larger reads.
 _FOLLOW_PAUSE = 0.01  # seconds: how long the hasher of the written file waits for the writer to catch up
+_FOLLOW_CHUNK = 4 << 20  # bytes of the written file read back at a time, into one reused buffer
+# A producer that writes small pieces (GNU tar: 10 KiB records) would wake the tee pump for each of them: 100,000
+# wake-ups, reads and hand-overs a GB. After a piece smaller than this, the pump waits a little, so that the next
+# tee(2) finds more; the producer is not held up meanwhile (its pipe has room: the piece was small).
+_GATHER_BELOW = 256 << 10
+_GATHER_PAUSE = 0.001  # seconds
 # The variable that tells a producer which descriptor to report its output's "SHA256 BYTES" on (our exec helper,
 # _docker_exec.PLAIN_DIGEST_FD: a module of its own that imports nothing of ours).
 PLAIN_DIGEST_FD = "LIFEBOAT_PLAIN_DIGEST_FD"
@@ -419,19 +425,23 @@ def _pump_teed(source: int, sink: int, take: t.Callable[[bytes], None]) -> None:
         if not chunk:
             return
         take(chunk)
+        if len(chunk) < _GATHER_BELOW:
+            time.sleep(_GATHER_PAUSE)
 
 
-def _follow_file(fd: int, writer: _Stage, take: t.Callable[[bytes], None]) -> None:
+def _follow_file(fd: int, writer: _Stage, take: t.Callable[[memoryview], None]) -> None:
     """Every byte ``writer`` writes into the file ``fd``, read back (from the page cache) as the file grows and to
     its end once the writer exited: the stored bytes never pass through a pipe of ours, and what is hashed is
-    what the file holds."""
+    what the file holds. ``take`` gets a view of a buffer that the next read overwrites."""
     offset = flushed = 0
+    buffer = bytearray(_FOLLOW_CHUNK)  # reused: no new allocation (and its page faults) for every read
+    view = memoryview(buffer)
     while True:
         ended = writer.proc.poll() is not None  # asked before reading: nothing it wrote can be missed
-        chunk = os.pread(fd, CHUNK, offset)
-        if chunk:
-            offset += len(chunk)
-            take(chunk)
+        size = os.preadv(fd, [buffer], offset)
+        if size:
+            offset += size
+            take(view[:size])
             if offset - flushed >= _WRITEBACK_STEP:
                 _start_writeback(fd, flushed, offset - flushed)
                 flushed = offset
@@ -687,7 +697,7 @@ def _stream_stages(runner: _Runner, producer: _Stage, head: t.Any, writer: _Stag
     if plain_to_us:
         runner.thread(pump_plain, reader=first_filter)
     if writer is not None:
-        def hash_stored(chunk: bytes) -> None:
+        def hash_stored(chunk: memoryview) -> None:
             stored_hash.update(chunk)
             result.stored_bytes += len(chunk)
 
