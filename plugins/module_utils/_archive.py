@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+import time
 import typing as t
 from dataclasses import dataclass, field
 
@@ -22,6 +23,9 @@ from ._pipeline import (
     validate_encryption,
     write_stream,
 )
+
+
+_NAME_WAITS = 3  # seconds a run waits at most for a name of its own (then the commit refuses, as before)
 
 
 @dataclass
@@ -52,6 +56,26 @@ class ArchiveOptions:
             raise LifeboatError(f"destination {self.destination} is not writable by this user")
         # What killed runs of this job left (partial files, private directories) goes now; a live writer's stays.
         _retention.sweep_leftovers(self.destination, self.job)
+
+    def start_time(self) -> _dt.datetime:
+        """Now, which names this run's files to the second; the next free second when a file of this job already
+        has that name (an archive, or one being written): a second run of a job within the same second would
+        otherwise do all its work and then fail, refusing to overwrite the first one's archive."""
+        started = _manifest.utc_now()
+        for _wait in range(_NAME_WAITS):
+            if not self._stem_taken(_manifest.archive_stem(self.job, started)):
+                break
+            time.sleep(1 - started.microsecond / 1_000_000)
+            started = _manifest.utc_now()
+        return started
+
+    def _stem_taken(self, stem: str) -> bool:
+        try:
+            names = os.listdir(self.destination)
+        except OSError:
+            return False  # no destination yet (or unreadable: prepare_destination says so)
+        taken = (f"{stem}.", f".{stem}.")  # .NAME.partial-PID: a run still writing it
+        return any(name.startswith(taken) for name in names)
 
     def path_for(self, started: _dt.datetime, kind: str, compression: str | None = None) -> str:
         name = _manifest.archive_name(

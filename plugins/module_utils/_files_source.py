@@ -177,8 +177,8 @@ def dump(request: DumpRequest, consistent: t.Callable[[list[dict[str, t.Any]]], 
          ) -> dict[str, t.Any]:
     """Archive the request's roots. ``consistent`` wraps the read (stopping the containers that write there)."""
     request.validate()
-    started = _manifest.utc_now()
     options = request.archive
+    started = options.start_time()
     roots = resolve_roots(request.volumes, request.paths)
     destination = os.path.realpath(options.destination)  # checked before it is made: nothing written on refusal
     for item in roots:

@@ -52,10 +52,14 @@ def validate_destination(destination: str | None) -> None:
         raise LifeboatError(f"destination '{destination}' must be an absolute path")
 
 
+def archive_stem(job: str, started: _dt.datetime) -> str:
+    """``journal-20261122T101500Z``: what every file of one run of a job is named by (to the second)."""
+    return f"{job}-{started.strftime('%Y%m%dT%H%M%SZ')}"
+
+
 def archive_name(job: str, started: _dt.datetime, kind: str, compression: str, encryption: Encryption) -> str:
     """``journal-20261122T101500Z.pgdump.zst.age``: sortable by time, typed by its suffixes."""
-    stamp = started.strftime("%Y%m%dT%H%M%SZ")
-    name = f"{job}-{stamp}.{kind}{SUFFIXES[compression]}"
+    name = f"{archive_stem(job, started)}.{kind}{SUFFIXES[compression]}"
     return name + (".age" if encryption.enabled else "")
 
 

@@ -345,9 +345,9 @@ def _estimated_count(client: t.Any, namespace: str) -> int:
 @_one_line_errors
 def dump(request: DumpRequest) -> dict[str, t.Any]:
     request.validate()
-    started = _manifest.utc_now()
     options = request.archive
     options.prepare_destination()
+    started = options.start_time()
     mongodump = request.connection.tool("mongodump", request.tools_dir)
     client = request.connection.client()
     try:

@@ -353,9 +353,9 @@ def plan_dump(request: DumpRequest) -> dict[str, t.Any]:
 @_one_line_errors
 def dump(request: DumpRequest) -> dict[str, t.Any]:
     request.validate()
-    started = _manifest.utc_now()
     archive_opts = request.archive
     archive_opts.prepare_destination()
+    started = archive_opts.start_time()
     conn = request.connection.connect()
     try:
         server = server_info(conn)

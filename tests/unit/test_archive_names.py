@@ -1,0 +1,49 @@
+# Copyright: lifeboat developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Archive names are to the second: two runs of one job within a second each get a name of their own, instead
+of the second run doing all its work and then refusing to overwrite the first one's archive."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import time
+
+from ansible_collections.lifeboat.ops.plugins.module_utils import _archive, _files_source, _manifest
+
+
+def _at_the_start_of_a_second() -> None:
+    time.sleep(1 - time.time() % 1 + 0.01)
+
+
+def test_two_runs_of_a_job_within_one_second_keep_both_archives(tmp_path):
+    """The real tar and zstd, a small folder twice in a row: both runs start within one second."""
+    uploads = tmp_path / "uploads"
+    uploads.mkdir()
+    (uploads / "photo.jpg").write_bytes(os.urandom(4096))
+    options = _archive.ArchiveOptions(destination=str(tmp_path / "archives"), job="uploads")
+    _at_the_start_of_a_second()
+    first = _files_source.dump(_files_source.DumpRequest(archive=options, paths=[str(uploads)]))
+    second = _files_source.dump(_files_source.DumpRequest(archive=options, paths=[str(uploads)]))
+    assert first["archive"] != second["archive"]
+    assert os.path.isfile(first["archive"]) and os.path.isfile(second["archive"])
+    assert second["manifest_data"]["counts"] == first["manifest_data"]["counts"]
+
+
+def test_a_name_taken_by_an_archive_or_a_run_still_writing_moves_to_the_next_free_second(tmp_path, monkeypatch):
+    clock = iter(dt.datetime(2026, 12, 1, 10, 0, second, 400_000, tzinfo=dt.timezone.utc) for second in range(10))
+    monkeypatch.setattr(_manifest, "utc_now", lambda: next(clock))
+    slept = []
+    monkeypatch.setattr(_archive.time, "sleep", slept.append)
+    (tmp_path / "journal-20261201T100000Z.pgdump.zst").write_bytes(b"")
+    (tmp_path / ".journal-20261201T100001Z.pgdump.zst.partial-99").write_bytes(b"")
+    (tmp_path / "journal2-20261201T100002Z.pgdump.zst").write_bytes(b"")  # another job: no matter
+    started = _archive.ArchiveOptions(destination=str(tmp_path), job="journal").start_time()
+    assert started.second == 2
+    assert slept == [0.6, 0.6]
+
+
+def test_without_a_destination_yet_now_is_free(tmp_path):
+    before = _manifest.utc_now().replace(microsecond=0)
+    started = _archive.ArchiveOptions(destination=str(tmp_path / "not-yet"), job="journal").start_time()
+    assert started >= before
