@@ -24,7 +24,6 @@ from ._pipeline import (
     write_stream,
 )
 
-
 _NAME_WAITS = 3  # seconds a run waits at most for a name of its own (then the commit refuses, as before)
 
 

@@ -31,7 +31,7 @@ def test_two_runs_of_a_job_within_one_second_keep_both_archives(tmp_path):
 
 
 def test_a_name_taken_by_an_archive_or_a_run_still_writing_moves_to_the_next_free_second(tmp_path, monkeypatch):
-    clock = iter(dt.datetime(2026, 12, 1, 10, 0, second, 400_000, tzinfo=dt.timezone.utc) for second in range(10))
+    clock = iter(dt.datetime(2026, 12, 1, 10, 0, second, 400_000, tzinfo=dt.UTC) for second in range(10))
     monkeypatch.setattr(_manifest, "utc_now", lambda: next(clock))
     slept = []
     monkeypatch.setattr(_archive.time, "sleep", slept.append)
