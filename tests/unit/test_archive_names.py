@@ -7,24 +7,26 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import time
 
 from ansible_collections.lifeboat.ops.plugins.module_utils import _archive, _files_source, _manifest
 
 
-def _at_the_start_of_a_second() -> None:
-    time.sleep(1 - time.time() % 1 + 0.01)
-
-
-def test_two_runs_of_a_job_within_one_second_keep_both_archives(tmp_path):
-    """The real tar and zstd, a small folder twice in a row: both runs start within one second."""
+def test_two_runs_of_a_job_within_one_second_keep_both_archives(tmp_path, monkeypatch):
+    """The real tar and zstd, a small folder twice; both runs start in the same second (the clock says so for each
+    run's first reading, whatever the machine's speed), and the second one still keeps an archive of its own."""
     uploads = tmp_path / "uploads"
     uploads.mkdir()
     (uploads / "photo.jpg").write_bytes(os.urandom(4096))
     options = _archive.ArchiveOptions(destination=str(tmp_path / "archives"), job="uploads")
-    _at_the_start_of_a_second()
-    first = _files_source.dump(_files_source.DumpRequest(archive=options, paths=[str(uploads)]))
-    second = _files_source.dump(_files_source.DumpRequest(archive=options, paths=[str(uploads)]))
+    real_now, same_second = _manifest.utc_now, _manifest.utc_now()
+    readings: list[dt.datetime] = []
+    monkeypatch.setattr(_manifest, "utc_now", lambda: readings.pop() if readings else real_now())
+    archives = []
+    for _run in range(2):
+        readings.append(same_second)
+        archives.append(_files_source.dump(_files_source.DumpRequest(archive=options, paths=[str(uploads)])))
+    first, second = archives
+    assert os.path.basename(first["archive"]).startswith(_manifest.archive_stem("uploads", same_second))
     assert first["archive"] != second["archive"]
     assert os.path.isfile(first["archive"]) and os.path.isfile(second["archive"])
     assert second["manifest_data"]["counts"] == first["manifest_data"]["counts"]
