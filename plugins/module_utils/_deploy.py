@@ -28,17 +28,19 @@ import json
 import os
 import re
 import socket
+import ssl
 import time
 import typing as t
 import urllib.parse
 
-from . import _files, _ingress, _mongo_module, _nginx, _params, _postgres_module, _reverse_proxy, _sources
+from . import _files, _ingress, _mongo_module, _nginx, _params, _postgres_module, _reverse_proxy, _sources, _switch
 from ._archive import ArchiveOptions
 from ._clients import docker_sdk
 from ._common import LifeboatError, pid_alive, process_start, redact, register_secret
 
 COLORS = ("blue", "green")
 ACTIONS = ("deploy", "rollback")
+SWITCH_METHODS = ("haproxy", "nginx_reload")
 ENGINES = _sources.DATABASES  # the engines with a server: dumped before, restored on a rollback
 LABEL_APP = "lifeboat.deploy.app"  # every container a deploy starts carries these labels
 LABEL_COLOR = "lifeboat.deploy.color"
@@ -106,6 +108,10 @@ DEPLOY_SPEC: dict[str, dict[str, t.Any]] = {
     "keep_releases": {"type": "int", "default": 2},
     "restore_data_on_rollback": {"type": "bool", "default": False},
     "stop_timeout": {"type": "int", "default": 10},
+    "switch_method": {"type": "str", "default": "haproxy", "choices": list(SWITCH_METHODS)},
+    "switch_socket_dir": {"type": "path", "default": "/run/lifeboat-switch"},
+    "haproxy_binary": {"type": "path", "default": "/usr/sbin/haproxy"},
+    "drain_timeout": {"type": "int", "default": 30},
 }
 DEPLOY_RULES: dict[str, t.Any] = {"required_if": [["deploy_action", "deploy", ["image"]]]}
 
@@ -120,7 +126,7 @@ def check_input(params: dict[str, t.Any]) -> None:
     if not APP_NAME.match(params["app"] or ""):
         raise LifeboatError(f"app '{params['app']}' must be 1-63 letters, digits, '.', '_' or '-' (it names containers)")
     minimum = {"health_passes": 1, "health_timeout": 1, "health_max_latency_ms": 1, "watch_max_latency_ms": 1,
-               "stop_timeout": 0, "keepalive": 0}
+               "stop_timeout": 0, "keepalive": 0, "drain_timeout": 0}
     for name, least in minimum.items():
         if params[name] < least:
             raise LifeboatError(f"{name} must be {least} or more, not {params[name]}")
@@ -346,10 +352,10 @@ def config_hash(params: dict[str, t.Any], image_id: str, key: bytes) -> str:
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()
 
 
-def cross_check(state: dict[str, t.Any], engine: Engine, app: str) -> tuple[t.Any | None, list[str]]:
+def cross_check(state: dict[str, t.Any], engine: Engine, app: str) -> tuple[t.Any | None, list[t.Any]]:
     """The live container, as the state says and the engine confirms; a mismatch stops the run in one line.
 
-    Also returns the names of running containers of the app that are not live (a crashed run's leftovers)."""
+    Also returns the running containers of the app that are not live (a killed run's leftovers)."""
     live = state.get("live")
     running = [c for c in engine.ours(app) if c.status == "running"]
     if live is None:
@@ -367,7 +373,7 @@ def cross_check(state: dict[str, t.Any], engine: Engine, app: str) -> tuple[t.An
     if container.labels.get(LABEL_COLOR) != live["color"]:
         raise LifeboatError(f"container {container.name} is labelled {container.labels.get(LABEL_COLOR)}, the state "
                             f"file says {live['color']}; fix the state file")
-    return container, [c.name for c in running if c.id != container.id]
+    return container, [c for c in running if c.id != container.id]
 
 
 # ---------------------------------------------------------------------------------------------------------- probes
@@ -603,19 +609,142 @@ def tunnel_in_front(config_path: str, host: str, tls: bool, layout: _nginx.Layou
     return rule.service
 
 
-def switch_to(params: dict[str, t.Any], port: int, door: tuple[t.Any, ...]) -> dict[str, t.Any]:
-    layout, nginx, probe, _path = door
-    upstream = f"{params['bind_address']}:{port}"
-    if ":" in params["bind_address"]:
-        upstream = f"[{params['bind_address']}]:{port}"
-    applied = _nginx.switch_upstream(params["site"], [upstream], params["keepalive"], layout, nginx, probe)
-    return {"upstream": upstream, "changed": applied.changed, "probe": applied.probe}
+# --------------------------------------------------------------------------------------------------------- routing
+def upstream_address(params: dict[str, t.Any], port: int) -> str:
+    address = params["bind_address"]
+    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
 
 
-def put_back(path: str, before: bytes | None, door: tuple[t.Any, ...], probe: bool) -> None:
-    """The upstream file as it was before the switch, tested and reloaded."""
-    _layout, nginx, site_probe, _path = door
-    _nginx.apply([_nginx.Planned(path, before)], nginx, site_probe if probe else None)
+def ensure_upstream(params: dict[str, t.Any], door: tuple[t.Any, ...], servers: list[str],
+                    probe: bool = True) -> dict[str, t.Any]:
+    """The site's upstream names these servers and the running nginx has loaded it.
+
+    The file on disk proves nothing: a run killed between writing it and the reload leaves it written and never
+    loaded. So nginx is reloaded unless this very content was recorded after a reload that succeeded."""
+    layout, nginx, site_probe, path = door
+    content = _nginx.render_upstream(params["site"], servers, params["keepalive"]).encode()
+    digest = hashlib.sha256(content).hexdigest()
+    record = os.path.join(app_dir(params), "nginx-loaded")
+    loaded = _nginx.read(record)
+    if _nginx.read(path) == content and loaded is not None and loaded.decode().strip() == digest:
+        return {"upstream": servers, "reloaded": False}
+    applied = _nginx.switch_upstream(params["site"], servers, params["keepalive"], layout, nginx,
+                                     site_probe if probe else None, force=True)
+    os.makedirs(app_dir(params), mode=0o700, exist_ok=True)
+    _files.write_file_atomic(record, f"{digest}\n".encode(), 0o600)
+    return {"upstream": servers, "reloaded": True, "probe": applied.probe}
+
+
+def answered_by(probe: _nginx.Probe) -> tuple[str | None, str]:
+    """Which color answers a request through the front door (the switch tells a probe that asks), and the status."""
+    try:
+        if probe.tls:
+            context = ssl.create_default_context()
+            context.check_hostname, context.verify_mode = False, ssl.CERT_NONE  # nginx's chain, not trust
+            connection: http.client.HTTPConnection = _nginx.SNIConnection(probe.address, probe.port, probe.host,
+                                                                           context, 5)
+        else:
+            connection = http.client.HTTPConnection(probe.address, probe.port, timeout=5)
+        connection.request("GET", probe.path, headers={"Host": probe.host, "User-Agent": "lifeboat-deploy-probe",
+                                                       _switch.PROBE_HEADER: "1"})
+        response = connection.getresponse()
+        response.read(1 << 16)
+        connection.close()
+    except (OSError, http.client.HTTPException) as exc:
+        return None, f"no answer ({exc})"
+    return response.getheader(_switch.COLOR_HEADER), f"HTTP {response.status}"
+
+
+class NginxReload:
+    """switch_method nginx_reload: the site's upstream names the color's port; each switch reloads nginx (idle
+    keep-alive client connections are closed by the reload)."""
+
+    method = "nginx_reload"
+
+    def __init__(self, params: dict[str, t.Any], door: tuple[t.Any, ...]) -> None:
+        self.params, self.door = params, door
+
+    def describe(self, port: int) -> str:
+        return f"switch site {self.params['site']} ({self.door[3]}) to {upstream_address(self.params, port)}"
+
+    def reconcile(self, live: dict[str, t.Any] | None) -> dict[str, t.Any]:
+        """Traffic on the live color as the state says (a killed run may have left another upstream written)."""
+        if live is None:
+            return {}
+        return ensure_upstream(self.params, self.door, [upstream_address(self.params, live["port"])], probe=False)
+
+    def route(self, color: str, port: int) -> dict[str, t.Any]:
+        done = ensure_upstream(self.params, self.door, [upstream_address(self.params, port)])
+        return {"method": self.method, "color": color, "upstream": done["upstream"][0], "changed": done["reloaded"],
+                "probe": done.get("probe", "")}
+
+    def put_back(self, live: dict[str, t.Any] | None, before: bytes | None) -> None:
+        if live is not None:
+            self.route(live["color"], live["port"])
+            return
+        _layout, nginx, _probe, path = self.door
+        _nginx.apply([_nginx.Planned(path, before)], nginx, None, force=True)
+
+    def retire(self, color: str) -> dict[str, t.Any]:
+        return {"color": color}  # the reload moved every new connection; the old workers finish theirs
+
+
+class HaproxySwitch(NginxReload):
+    """switch_method haproxy: nginx's upstream is the app's switch (loaded once); a switch is a runtime API call,
+    proven through the front door, and the old color is drained before it stops."""
+
+    method = "haproxy"
+
+    def __init__(self, params: dict[str, t.Any], door: tuple[t.Any, ...]) -> None:
+        super().__init__(params, door)
+        self.switch = _switch.switch_of(params["app"], params["state_dir"], params["switch_socket_dir"],
+                                        params["bind_address"], {"blue": params["blue_port"],
+                                                                 "green": params["green_port"]},
+                                        params["haproxy_binary"])
+
+    def describe(self, port: int) -> str:
+        color = "blue" if port == self.params["blue_port"] else "green"
+        return (f"switch site {self.params['site']} to {color} ({upstream_address(self.params, port)}) through "
+                f"its HAProxy switch ({self.switch.socket_path}), without a reload")
+
+    def reconcile(self, live: dict[str, t.Any] | None) -> dict[str, t.Any]:
+        """The switch runs, and routes to the live color (whatever a killed run left it routing to)."""
+        done: dict[str, t.Any] = {"switch": self.switch.ensure(live["color"] if live else None)}
+        if live is not None:
+            done["route"] = self.switch.route(live["color"])
+            done["nginx"] = ensure_upstream(self.params, self.door, [self.switch.upstream], probe=False)
+        return done
+
+    def route(self, color: str, port: int) -> dict[str, t.Any]:
+        routed = self.switch.route(color)
+        nginx = ensure_upstream(self.params, self.door, [self.switch.upstream], probe=False)
+        return {"method": self.method, "color": color, "upstream": self.switch.upstream,
+                "changed": routed["changed"], "nginx_reloaded": nginx["reloaded"], "proof": self.prove(color)}
+
+    def prove(self, color: str, answers: int = 3) -> str:
+        """``answers`` requests in a row through the site's nginx answered by ``color``, or a LifeboatError."""
+        probe = self.door[2]
+        deadline = time.monotonic() + float(self.params["reload_timeout"])
+        seen, detail, streak = None, "", 0
+        while streak < answers:
+            seen, detail = answered_by(probe)
+            streak = streak + 1 if seen == color else 0
+            if streak < answers:
+                if time.monotonic() >= deadline:
+                    raise LifeboatError(f"site {self.params['site']} is not answered by {color} through its nginx "
+                                        f"(last answer: {detail}, from {seen or 'no color'})")
+                time.sleep(0.05)
+        return f"{answers} answers from {color} through the front door ({detail})"
+
+    def retire(self, color: str) -> dict[str, t.Any]:
+        """Never a color that still takes requests: the live color must answer through the front door first."""
+        if self.switch.states().get(color) == "ready":
+            raise LifeboatError(f"{color} still takes requests through the switch; it is not stopped")
+        return self.switch.drain(color, self.params["drain_timeout"])
+
+
+def router_of(params: dict[str, t.Any], door: tuple[t.Any, ...]) -> NginxReload:
+    return HaproxySwitch(params, door) if params["switch_method"] == "haproxy" else NginxReload(params, door)
 
 
 def stop_container(container: t.Any, timeout: int) -> None:
@@ -651,7 +780,11 @@ def prune(engine: Engine, params: dict[str, t.Any], live_id: str, previous_id: s
 
 def run(params: dict[str, t.Any], check_mode: bool = False) -> Result:
     """One deploy (or rollback) of params['app'], the whole of it in this process. Raises LifeboatError (one line)
-    for bad input or a refusal before anything started; a run that started and failed returns Result.failure."""
+    for bad input or a refusal before anything started; a run that started and failed returns Result.failure.
+
+    A run whose ansible-playbook died (its parent process is gone) goes on to its end, with every gate, rollback
+    and drain as usual: stopping half-way would leave more to repair than finishing does. It then leaves its
+    outcome in STATE_DIR/APP/unreported.json, which the next run returns (history.unreported) and reports."""
     check_input(params)
     register_secret(*(str(value) for value in params["secret_environment"].values()))
     environment = {str(key): str(value) for key, value in
@@ -660,7 +793,9 @@ def run(params: dict[str, t.Any], check_mode: bool = False) -> Result:
     directory = app_dir(params)
     lock = Lock(os.path.join(directory, "deploy.lock"))
     entry: dict[str, t.Any] = {"app": params["app"], "action": params["deploy_action"], "started": now(),
-                               "steps": [], "outcome": None, "check_mode": check_mode}
+                               "steps": [], "outcome": None, "check_mode": check_mode,
+                               "switch_method": params["switch_method"]}
+    parent = os.getppid()
     engine = Engine()
     if check_mode:
         holder = lock.busy()
@@ -669,18 +804,25 @@ def run(params: dict[str, t.Any], check_mode: bool = False) -> Result:
                                 f"(PID {holder.get('pid', '?')}); wait for it to end")
     else:
         lock.acquire(params["app"])
+    unreported = read_unreported(params)
     try:
         if lock.stale:
             entry["stale_lock"] = lock.stale
+        if unreported:
+            entry["unreported"] = unreported
         steps = Steps(entry, None if check_mode else lock)
         state = load_state(params)
         live_container, leftovers = steps.run("state", lambda: cross_check(state, engine, params["app"]))
         entry["live_before"] = state.get("live")
         if leftovers:
-            entry["leftovers"] = leftovers
+            entry["leftovers"] = [c.name for c in leftovers]
+        router = router_of(params, door)
+        if not check_mode:
+            entry["reconcile"] = steps.run("reconcile", lambda: reconcile(params, state, router, leftovers, engine))
         if params["deploy_action"] == "rollback":
-            return _rollback(params, state, engine, door, steps, entry, check_mode)
-        return _deploy(params, environment, state, live_container, leftovers, engine, door, steps, entry, check_mode)
+            return _rollback(params, state, engine, router, steps, entry, check_mode)
+        return _deploy(params, environment, state, live_container, leftovers, engine, router, steps, entry,
+                       check_mode)
     except LifeboatError as exc:
         entry["outcome"], entry["reason"] = "refused", str(exc)
         raise
@@ -689,12 +831,75 @@ def run(params: dict[str, t.Any], check_mode: bool = False) -> Result:
         if not check_mode:
             if entry["outcome"] not in (None, "unchanged"):
                 stamp = entry["started"].replace(":", "").replace("-", "")
-                write_json(os.path.join(directory, "history", f"{stamp}-{entry['action']}.json"), entry)
+                history = os.path.join(directory, "history", f"{stamp}-{entry['action']}.json")
+                if os.getppid() != parent:  # nobody is left to read this run's result
+                    entry["orphaned"] = True
+                write_json(history, entry)
+                if entry.get("orphaned"):
+                    write_json(os.path.join(directory, UNREPORTED), {
+                        key: entry.get(key) for key in ("app", "action", "outcome", "reason", "release", "started",
+                                                        "finished")} | {"history": history, "pid": os.getpid()})
+            if unreported and not entry.get("orphaned"):
+                try:
+                    os.unlink(os.path.join(directory, UNREPORTED))
+                except FileNotFoundError:
+                    pass
             lock.release()
 
 
+UNREPORTED = "unreported.json"
+
+
+def read_unreported(params: dict[str, t.Any]) -> dict[str, t.Any] | None:
+    """The outcome of a run whose ansible-playbook died before it ended, if no run has reported it since."""
+    try:
+        with open(os.path.join(app_dir(params), UNREPORTED), encoding="utf-8") as handle:
+            found = json.load(handle)
+    except (OSError, ValueError):
+        return None
+    return found if isinstance(found, dict) else None
+
+
+def repairs(done: dict[str, t.Any] | None) -> list[str]:
+    """What a reconcile changed, in words (nothing: an empty list)."""
+    if not done:
+        return []
+    routing = done.get("routing") or {}
+    said = []
+    if (routing.get("switch") or {}).get("started"):
+        said.append("started the app's switch (HAProxy), which was not running")
+    if (routing.get("route") or {}).get("changed"):
+        said.append("put traffic back on the live color (a killed run had moved it)")
+    if routing.get("reloaded") or (routing.get("nginx") or {}).get("reloaded"):
+        said.append("reloaded nginx with the site's upstream (a killed run had left it unloaded)")
+    said += [f"stopped {name}, left running by a killed run" for name in done.get("stopped", [])]
+    said += [f"removed {name}, left by a killed run" for name in done.get("removed", [])]
+    return said
+
+
+def reconcile(params: dict[str, t.Any], state: dict[str, t.Any], router: NginxReload, leftovers: list[t.Any],
+              engine: Engine) -> dict[str, t.Any]:
+    """Before anything else: traffic on the live color as the state says, and a killed run's containers gone.
+
+    A run killed after it switched but before it recorded the new release leaves traffic on a color the state does
+    not know as live; one killed while it stopped the old color leaves that color running. Traffic goes back to the
+    live color first (which cross_check found running); only then are the others stopped: the previous release
+    (the rollback target) is kept, a killed run's new color is removed."""
+    done: dict[str, t.Any] = {"routing": router.reconcile(state.get("live"))}
+    known = {(state.get("previous") or {}).get("container")}
+    known |= {item.get("container") for item in state.get("failed", []) + state.get("rolled_back", [])}
+    for container in leftovers:
+        stop_container(container, params["stop_timeout"])
+        if container.name in known:  # a release the state keeps (the rollback target, one kept for inspection)
+            done.setdefault("stopped", []).append(container.name)
+        else:
+            container.remove(force=True)
+            done.setdefault("removed", []).append(container.name)
+    return done
+
+
 def _deploy(params: dict[str, t.Any], environment: dict[str, str], state: dict[str, t.Any], live_container: t.Any,
-            leftovers: list[str], engine: Engine, door: tuple[t.Any, ...], steps: Steps, entry: dict[str, t.Any],
+            leftovers: list[t.Any], engine: Engine, router: NginxReload, steps: Steps, entry: dict[str, t.Any],
             check_mode: bool) -> Result:
     image = engine.image(params["image"], pull=not check_mode)
     live = state.get("live")
@@ -702,27 +907,27 @@ def _deploy(params: dict[str, t.Any], environment: dict[str, str], state: dict[s
     entry.update(release=params.get("release") or params["image"], image=params["image"],
                  image_id=image.id if image is not None else None,
                  image_digests=list(image.attrs.get("RepoDigests") or []) if image is not None else [])
-    if live and live["config_hash"] == wanted_hash and not leftovers:
-        entry["outcome"] = "unchanged"
-        return Result(False, entry, plan=[f"release {live['release']} is already live ({live['container']}): nothing"
-                                          " to do"])
+    if live and live["config_hash"] == wanted_hash:
+        fixed = [f"stop leftover container {c.name} of a killed run" for c in leftovers] if check_mode else \
+            repairs(entry.get("reconcile"))
+        entry["outcome"] = "repaired" if fixed and not check_mode else "unchanged"
+        said = f"release {live['release']} is already live ({live['container']})"
+        return Result(bool(fixed), entry, plan=[said + ("" if fixed else ": nothing to do"), *fixed])
     color = "green" if live and live["color"] == "blue" else "blue"
     port = params[f"{color}_port"]
     seq = int(state.get("seq", 0)) + 1
     name = f"{params['app']}-{color}-{seq}"
-    live_id = live["container_id"] if live else None
-    stale_running = [c for c in engine.ours(params["app"]) if c.status == "running" and c.id != live_id]
-    if not stale_running and not port_free(params["bind_address"], port):
+    if not port_free(params["bind_address"], port) and not (check_mode and leftovers):
         raise LifeboatError(f"port {port} on {params['bind_address']} ({color}_port) is in use by another process; "
                             f"free it or choose another {color}_port")
     destination = params["backup_destination"] or os.path.join(app_dir(params), "backups")
-    upstream_path = door[3]
     entry.update(color=color, container=name, port=port, seq=seq)
     if check_mode:
         plan = [f"take the deploy lock of {params['app']}"]
         if image is None:
             plan.append(f"pull image {params['image']} (not on this host)")
-        plan += [f"remove leftover container {c.name} of a crashed run" for c in stale_running]
+        plan.append("put traffic on the live color as the state says, whatever a killed run left")
+        plan += [f"stop leftover container {c.name} of a killed run" for c in leftovers]
         plan += [f"dump database {e['database']} ({e['engine']}) to {destination} and verify it (structure)"
                  for e in params["databases"]]
         plan.append(f"start container {name} from image {params['image']} on {params['bind_address']}:{port}")
@@ -731,21 +936,18 @@ def _deploy(params: dict[str, t.Any], environment: dict[str, str], state: dict[s
         plan.append(f"gate: GET {params['health_path']} passes {params['health_passes']} times in a row within "
                     f"{params['health_timeout']} s" + (", then the data expectations" if any(
                         e.get("expectations") for e in params["databases"]) else ""))
-        plan.append(f"switch site {params['site']} ({upstream_path}) to {params['bind_address']}:{port}")
+        plan.append(router.describe(port))
         if params.get("tunnel_config"):
             plan.append(f"the tunnel ({params['tunnel_config']}) routes to site {params['site']}: its traffic moves "
                         "with the switch")
         plan.append(f"watch: {params['watch_probes']} probes through site {params['site']}")
         if live:
-            plan.append(f"stop {live['container']} (release {live['release']}) and keep it for a rollback")
+            plan.append(f"drain and stop {live['container']} (release {live['release']}) and keep it for a rollback")
         entry["outcome"] = "would_deploy"
         return Result(True, entry, plan=plan)
 
     if image is None:  # only check mode leaves an image unpulled
         raise LifeboatError(f"image {params['image']} is not on this host")
-    for container in stale_running:  # a crashed run's new color: never live, so never serving
-        container.remove(force=True)
-        entry.setdefault("removed", []).append(container.name)
     backups = steps.run("backup", lambda: backup(params, destination, "pre-deploy"))
     entry["backups"] = backups
 
@@ -773,7 +975,7 @@ def _deploy(params: dict[str, t.Any], environment: dict[str, str], state: dict[s
     record["backups"] = backups
     state["seq"] = seq
     outcome: dict[str, t.Any] = {"ok": True}
-    before = _nginx.read(upstream_path)
+    before = _nginx.read(router.door[3])
     switched = False
     try:
         if params["migration_command"]:
@@ -785,26 +987,31 @@ def _deploy(params: dict[str, t.Any], environment: dict[str, str], state: dict[s
             entry["gate"] = outcome
         if outcome["ok"]:
             gate_passed = time.monotonic()
-            entry["switch"] = steps.run("switch", lambda: switch_to(params, port, door))
+            switched = True  # from here on traffic may have moved: a failure puts it back
+            entry["switch"] = steps.run("switch", lambda: router.route(color, port))
             entry["switch"]["seconds_from_gate"] = round(time.monotonic() - gate_passed, 3)
-            switched = True
-            outcome = steps.run("watch", lambda: watch(params, door[2]))
+            outcome = steps.run("watch", lambda: watch(params, router.door[2]))
             entry["watch"] = outcome
     except LifeboatError as exc:  # the new color runs: whatever broke, the run rolls back the same way
         outcome = {"ok": False, "reason": str(exc)}
     if not outcome["ok"]:
-        return _roll_back_failed(params, state, record, new, live, before, switched, door, steps, entry,
+        return _roll_back_failed(params, state, record, new, live, before, switched, router, steps, entry,
                                  destination, outcome["reason"])
-
-    def finish() -> dict[str, t.Any]:
-        if live_container is not None:
-            stop_container(live_container, params["stop_timeout"])
-        previous_id = live_container.id if live_container is not None else None
-        return {"ok": True, "removed": prune(engine, params, new.id, previous_id)}
-
-    entry["finish"] = steps.run("finish", finish)
+    # The new release is live from here on: recorded before the old color stops, so that a run killed while it
+    # stops finds the state as traffic is (the next run finishes the stop).
     state.update(previous=live, live=record)
     write_json(os.path.join(app_dir(params), "state.json"), state)
+
+    def finish() -> dict[str, t.Any]:
+        done: dict[str, t.Any] = {"ok": True}
+        if live_container is not None:
+            done["drain"] = router.retire(live["color"]) if live else {}
+            stop_container(live_container, params["stop_timeout"])
+        previous_id = live_container.id if live_container is not None else None
+        done["removed"] = prune(engine, params, new.id, previous_id)
+        return done
+
+    entry["finish"] = steps.run("finish", finish)
     entry["outcome"] = "deployed"
     return Result(True, entry)
 
@@ -836,15 +1043,17 @@ def gate(params: dict[str, t.Any], port: int, container: t.Any, backups: list[di
 
 
 def _roll_back_failed(params: dict[str, t.Any], state: dict[str, t.Any], record: dict[str, t.Any], new: t.Any,
-                      live: dict[str, t.Any] | None, before: bytes | None, switched: bool, door: tuple[t.Any, ...],
+                      live: dict[str, t.Any] | None, before: bytes | None, switched: bool, router: NginxReload,
                       steps: Steps, entry: dict[str, t.Any], destination: str, reason: str) -> Result:
     """Traffic back (if it moved), the new color stopped and kept, the data restored when asked and needed."""
 
     def back() -> dict[str, t.Any]:
         done: dict[str, t.Any] = {"ok": True, "traffic_returned": False}
         if switched:
-            put_back(door[3], before, door, probe=live is not None)
+            router.put_back(live, before)
             done["traffic_returned"] = True
+            if live is not None and router.method == "haproxy":
+                done["drain"] = router.retire(record["color"])
         stop_container(new, params["stop_timeout"])
         done["kept_container"] = new.name
         if record["migrated"] and params["restore_data_on_rollback"] and record["backups"]:
@@ -867,7 +1076,7 @@ def _roll_back_failed(params: dict[str, t.Any], state: dict[str, t.Any], record:
                                        f"{live['container'] if live else 'the previous upstream'}{kept}")
 
 
-def _rollback(params: dict[str, t.Any], state: dict[str, t.Any], engine: Engine, door: tuple[t.Any, ...],
+def _rollback(params: dict[str, t.Any], state: dict[str, t.Any], engine: Engine, router: NginxReload,
               steps: Steps, entry: dict[str, t.Any], check_mode: bool) -> Result:
     """deploy_action=rollback: back to the previous release, which is still on the host (stopped)."""
     live, target = state.get("live"), state.get("previous")
@@ -883,14 +1092,16 @@ def _rollback(params: dict[str, t.Any], state: dict[str, t.Any], engine: Engine,
                  color=target["color"], container=target["container"], rolled_back_from=live["release"])
     restore_data = params["restore_data_on_rollback"] and live.get("migrated") and live.get("backups")
     if check_mode:
-        plan = [f"start {target['container']} (release {target['release']})",
+        plan = ["put traffic on the live color as the state says, whatever a killed run left",
+                f"start {target['container']} (release {target['release']})",
                 f"gate: GET {params['health_path']} passes {params['health_passes']} times in a row",
-                f"switch site {params['site']} to {params['bind_address']}:{target['port']}",
-                f"stop {live['container']} (release {live['release']}) and keep it"]
+                router.describe(target["port"]),
+                f"drain and stop {live['container']} (release {live['release']}) and keep it"]
         if restore_data:
             plan.append("restore the pre-deploy archives of " + ", ".join(b["database"] for b in live["backups"]))
         entry["outcome"] = "would_roll_back"
         return Result(True, entry, plan=plan)
+    container.reload()
     if not port_free(params["bind_address"], target["port"]) and container.status != "running":
         raise LifeboatError(f"port {target['port']} on {params['bind_address']} is in use by another process; "
                             f"{target['container']} cannot start on it")
@@ -902,16 +1113,29 @@ def _rollback(params: dict[str, t.Any], state: dict[str, t.Any], engine: Engine,
         entry["outcome"] = "failed"
         entry["reason"] = f"the previous release's health gate failed: {health['reason']}"
         return Result(True, entry, failure=f"{entry['reason']}; {live['container']} still serves")
-    entry["switch"] = steps.run("switch", lambda: switch_to(params, target["port"], door))
-    current = engine.get(live["container_id"])
-    if current is not None:
-        steps.run("finish", lambda: stop_container(current, params["stop_timeout"]))
-    if restore_data:
-        destination = params["backup_destination"] or os.path.join(app_dir(params), "backups")
-        entry["restored"] = steps.run("restore", lambda: restore(params, live["backups"], destination))
+    try:
+        entry["switch"] = steps.run("switch", lambda: router.route(target["color"], target["port"]))
+    except LifeboatError as exc:
+        router.put_back(live, None)
+        stop_container(container, params["stop_timeout"])
+        entry["outcome"] = "failed"
+        entry["reason"] = f"the switch to the previous release failed: {exc}"
+        return Result(True, entry, failure=f"{entry['reason']}; {live['container']} still serves")
     state.update(live=target, previous=None)
     state.setdefault("rolled_back", []).append({"seq": live["seq"], "container": live["container"], "at": now()})
     write_json(os.path.join(app_dir(params), "state.json"), state)
+    current = engine.get(live["container_id"])
+
+    def finish() -> dict[str, t.Any]:
+        drained = router.retire(live["color"])
+        if current is not None:
+            stop_container(current, params["stop_timeout"])
+        return {"ok": True, "drain": drained}
+
+    entry["finish"] = steps.run("finish", finish)
+    if restore_data:
+        destination = params["backup_destination"] or os.path.join(app_dir(params), "backups")
+        entry["restored"] = steps.run("restore", lambda: restore(params, live["backups"], destination))
     entry["outcome"] = "rolled_back"
     return Result(True, entry)
 
@@ -921,6 +1145,11 @@ def task(run_: t.Any) -> t.Any:
     from ._module_frame import Outcome  # pylint: disable=import-outside-toplevel
 
     result = run(run_.params, run_.check_mode)
+    if result.history.get("unreported"):
+        gone = result.history["unreported"]
+        run_.warn(f"an earlier {gone.get('action')} of {run_.params['app']} (started {gone.get('started')}) ran on "
+                  f"after ansible-playbook stopped and ended {gone.get('outcome')}"
+                  + (f": {gone['reason']}" if gone.get("reason") else "") + f"; its history: {gone.get('history')}")
     if result.history.get("stale_lock"):
         stale = result.history["stale_lock"]
         run_.warn(f"a previous deploy of {run_.params['app']} (PID {stale.get('pid')}) ended without releasing its "

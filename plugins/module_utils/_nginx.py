@@ -468,11 +468,15 @@ def file_mode(path: str) -> int | None:
         return None
 
 
-def apply(plans: list[Planned], nginx: Nginx, probe: Probe | None = None, check_mode: bool = False) -> Applied:
-    """Write the changed files, ``nginx -t``, reload, probe; on any failure the previous files come back."""
+def apply(plans: list[Planned], nginx: Nginx, probe: Probe | None = None, check_mode: bool = False,
+          force: bool = False) -> Applied:
+    """Write the changed files, ``nginx -t``, reload, probe; on any failure the previous files come back.
+
+    ``force``: test, reload and probe even when the files on disk are already as planned (they may have been
+    written by a run that was killed before its reload: the disk then says nothing of what nginx serves)."""
     previous = {plan.path: (read(plan.path), file_mode(plan.path)) for plan in plans}
     changed = [plan for plan in plans
-               if previous[plan.path][0] != plan.content
+               if force or previous[plan.path][0] != plan.content
                or (plan.content is not None and previous[plan.path][1] != plan.mode)]
     result = Applied(changed=bool(changed), files=[plan.path for plan in changed],
                      diff=[diff_of(plan, previous[plan.path][0]) for plan in changed])
@@ -526,8 +530,8 @@ def absent_plans(name: str, layout: Layout) -> list[Planned]:
             Planned(layout.htpasswd_file(name), None, secret=True)]
 
 
-def switch_upstream(name: str, upstreams: list[str], keepalive: int, layout: Layout, nginx: Nginx, probe: Probe,
-                    check_mode: bool = False) -> Applied:
+def switch_upstream(name: str, upstreams: list[str], keepalive: int, layout: Layout, nginx: Nginx,
+                    probe: Probe | None, check_mode: bool = False, force: bool = False) -> Applied:
     """The blue-green switch: rewrite only the site's upstream file, ``nginx -t``, reload, prove the new upstream.
 
     Requests in flight finish on the old workers; new requests go to the new upstream once the reload is done.
@@ -538,7 +542,7 @@ def switch_upstream(name: str, upstreams: list[str], keepalive: int, layout: Lay
         raise LifeboatError(f"site {name} does not exist ({layout.site_file(name)}); create it with the reverse_proxy"
                             " role first")
     plan = Planned(layout.upstream_file(name), render_upstream(name, servers, keepalive).encode())
-    return apply([plan], nginx, probe, check_mode)
+    return apply([plan], nginx, probe, check_mode, force)
 
 
 def wait_port(address: str, port: int, timeout: float = 10.0) -> None:

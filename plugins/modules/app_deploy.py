@@ -17,6 +17,13 @@ description:
 - 'A failed gate or watch rolls back: traffic returns if it moved, the new color is stopped and kept (named in the result),
   and with O(restore_data_on_rollback) the pre-deploy archives are restored after a migration. The task then fails with one
   line.'
+- 'Every run starts by putting traffic where the state file says it is (a run killed at any step may have left it
+  elsewhere, or an upstream written and never loaded) and by stopping what a killed run left running; the switch is
+  proven through the front door before the old color is drained and stopped, and the new release is recorded as live
+  before the old color stops.'
+- 'When the controller dies during a run (ansible-playbook killed), the run goes on to its end with all its gates and
+  its rollback, and leaves its outcome in C(STATE_DIR/APP/unreported.json); the next run returns it in
+  RV(history.unreported) with a warning.'
 - Deploying the release that is already live changes nothing. A second deploy of the same app while one runs is refused; a
   lock left by a crashed run is reported in RV(history.stale_lock).
 - Every run that did something leaves a history entry in C(STATE_DIR/APP/history/) and returns it.
@@ -355,6 +362,33 @@ options:
     description: Seconds a container has to stop before it is killed.
     type: int
     default: 10
+  switch_method:
+    description:
+    - How traffic moves from one color to the other.
+    - V(haproxy) (the default) puts one HAProxy per app between the site's nginx and the two colors and switches it
+      through HAProxy's runtime API, without any reload, so that no keep-alive client connection and no open WebSocket
+      is closed by a switch. The site's upstream names the switch's socket (one nginx reload, the first time); the old
+      color is drained for up to O(drain_timeout) seconds before it stops. Needs the C(haproxy) package on the host.
+    - V(nginx_reload) rewrites the site's upstream to the new color's port and reloads nginx, which closes idle
+      keep-alive client connections (clients that send at that moment see an error).
+    type: str
+    choices: [haproxy, nginx_reload]
+    default: haproxy
+  switch_socket_dir:
+    description: Directory of the switches' unix sockets (C(APP.sock), which the site's nginx connects to, and
+      C(APP.admin.sock), HAProxy's runtime API, root only). With O(switch_method=haproxy).
+    type: path
+    default: /run/lifeboat-switch
+  haproxy_binary:
+    description: The HAProxy program. With O(switch_method=haproxy).
+    type: path
+    default: /usr/sbin/haproxy
+  drain_timeout:
+    description: Seconds the old color keeps the connections it carries (requests in flight, open WebSockets) after
+      the switch, before it is stopped; the app closes what is still open when it stops (WebSockets with 1001).
+      With O(switch_method=haproxy).
+    type: int
+    default: 30
 """
 
 EXAMPLES = r"""
@@ -388,7 +422,8 @@ history:
   type: dict
   contains:
     outcome:
-      description: V(deployed), V(unchanged), V(rolled_back), V(refused), V(would_deploy) or V(would_roll_back).
+      description: V(deployed), V(unchanged), V(repaired) (the live release was already wanted; what a killed run left
+        was put right), V(rolled_back), V(failed), V(refused), V(would_deploy) or V(would_roll_back).
       type: str
     release:
       description: The release of the run.
@@ -411,8 +446,25 @@ history:
       description: The gate's health and data results.
       type: dict
     switch:
-      description: The new upstream and C(seconds_from_gate), the time from the gate passing to all traffic switched.
+      description: The switch (C(method), C(color), C(upstream), C(changed)), its C(proof) through the front door, and
+        C(seconds_from_gate), the time from the gate passing to all traffic switched.
       type: dict
+    reconcile:
+      description: What the run put right before it started (traffic back on the live color, a switch started,
+        nginx reloaded, containers a killed run left stopped or removed).
+      type: dict
+    finish:
+      description: The old color's drain (C(seconds), C(open_after_drain)) and the releases removed beyond
+        O(keep_releases).
+      type: dict
+    unreported:
+      description: The outcome of an earlier run whose ansible-playbook died before it ended (app, action, outcome,
+        reason, history file), reported once by the next run.
+      type: dict
+    orphaned:
+      description: True when this run's ansible-playbook was gone by its end (its outcome is then also left in
+        C(STATE_DIR/APP/unreported.json)).
+      type: bool
     watch:
       description: Probes, errors and the slowest answer of the watch.
       type: dict

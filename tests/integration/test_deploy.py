@@ -13,7 +13,10 @@ import fcntl
 import json
 import os
 import pathlib
+import shutil
+import signal
 import socket
+import tempfile
 import time
 import typing as t
 import uuid
@@ -24,7 +27,7 @@ import yaml
 from load_loop import LoadLoop  # pylint: disable=import-error
 from proxy_bed import Upstream, free_port, start_nginx  # pylint: disable=import-error
 
-from ansible_collections.lifeboat.ops.plugins.module_utils import _deploy, _nginx, _reverse_proxy
+from ansible_collections.lifeboat.ops.plugins.module_utils import _deploy, _nginx, _reverse_proxy, _switch
 from containers import PG_PASSWORD, ContainerBed, ContainerBedError, image_names  # pylint: disable=import-error
 from testbed import ModuleRun  # pylint: disable=import-error
 
@@ -46,6 +49,7 @@ def bed(tmp_path_factory: pytest.TempPathFactory) -> t.Iterator[dict[str, t.Any]
     except (ContainerBedError, docker.errors.ImageNotFound) as error:
         pytest.fail(f"{error} (run scripts/testbed/images.sh)", pytrace=False)
     nginx = start_nginx(root)
+    sockets = tempfile.mkdtemp(prefix="lbt-sw-")  # short: a unix socket's path must stay under 108 bytes
     placeholder = Upstream("placeholder")
     http_port = free_port()
     layout = _nginx.Layout(sites_dir=nginx.sites_dir, include_dir=os.path.join(root, "include"),
@@ -61,7 +65,8 @@ def bed(tmp_path_factory: pytest.TempPathFactory) -> t.Iterator[dict[str, t.Any]
         containers.client.images.get(images["DEPLOY_APP_IMAGE"]).tag(tag)
         tags.append(tag)
     yield {"root": root, "nginx": nginx, "layout": layout, "control": control, "containers": containers, "db": db,
-           "images": images, "tag": f"lbt-deploy-{containers.run_id}-app"}
+           "images": images, "tag": f"lbt-deploy-{containers.run_id}-app", "sockets": sockets}
+    shutil.rmtree(sockets, ignore_errors=True)
     for tag in tags:
         try:
             containers.client.images.remove(tag)
@@ -70,6 +75,15 @@ def bed(tmp_path_factory: pytest.TempPathFactory) -> t.Iterator[dict[str, t.Any]
     containers.close()
     nginx.stop()
     placeholder.stop()
+
+
+def stop_switch(args: dict[str, t.Any]) -> None:
+    """The app's HAProxy, which the deploy started and leaves running (it is the site's way to the app): by PID."""
+    switch = _switch.switch_of(args["app"], args["state_dir"], args["switch_socket_dir"], "127.0.0.1",
+                               {"blue": args["blue_port"], "green": args["green_port"]})
+    pid = switch.running_pid()
+    if pid is not None:
+        os.kill(pid, signal.SIGTERM)
 
 
 def seed(db: t.Any, table: str = "notes") -> None:
@@ -104,8 +118,10 @@ def app(bed: dict[str, t.Any], tmp_path: t.Any) -> t.Iterator[dict[str, t.Any]]:
         "https_port": layout.https_port, "nginx_binary": "/usr/sbin/nginx", "nginx_config": bed["nginx"].conf,
         "nginx_prefix": bed["nginx"].prefix + "/", "nginx_pid_file": bed["nginx"].pid_file,
         "health_interval": 0.2, "health_timeout": 20, "watch_probes": 10, "watch_interval": 0.1, "stop_timeout": 5,
+        "switch_socket_dir": bed["sockets"], "drain_timeout": 5,
     }
     yield {"name": name, "args": args, "state": str(tmp_path / "state" / name)}
+    stop_switch(args)
     client = bed["containers"].client
     for container in client.containers.list(all=True, filters={"label": f"{_deploy.LABEL_APP}={name}"}):
         container.remove(force=True)
@@ -167,8 +183,8 @@ def test_deploys_and_rollbacks_under_load_lose_no_request(bed: dict[str, t.Any],
         assert second.rc == 0, second.stdout + second.stderr
         history = second.result["history"]
         assert history["outcome"] == "deployed" and history["color"] == "green", history
-        assert [step["name"] for step in history["steps"]] == ["state", "backup", "start", "gate", "switch", "watch",
-                                                               "finish"]
+        assert [step["name"] for step in history["steps"]] == ["state", "reconcile", "backup", "start", "gate",
+                                                               "switch", "watch", "finish"]
         assert history["backups"][0]["verified"] == "structure" and os.path.exists(history["backups"][0]["archive"])
         assert serving(bed) == f"200 version v2, {ROWS} notes"
         assert containers_of(bed, app["name"]) == {first.result["history"]["container"]: "exited",
