@@ -27,8 +27,10 @@ import http.client
 import json
 import os
 import re
+import select
 import socket
 import ssl
+import stat
 import time
 import typing as t
 import urllib.parse
@@ -832,7 +834,7 @@ def run(params: dict[str, t.Any], check_mode: bool = False) -> Result:
             if entry["outcome"] not in (None, "unchanged"):
                 stamp = entry["started"].replace(":", "").replace("-", "")
                 history = os.path.join(directory, "history", f"{stamp}-{entry['action']}.json")
-                if os.getppid() != parent:  # nobody is left to read this run's result
+                if result_unreadable(parent):
                     entry["orphaned"] = True
                 write_json(history, entry)
                 if entry.get("orphaned"):
@@ -848,6 +850,21 @@ def run(params: dict[str, t.Any], check_mode: bool = False) -> Result:
 
 
 UNREPORTED = "unreported.json"
+
+
+def result_unreadable(parent: int) -> bool:
+    """Nobody is left to read this run's result: its parent changed (the process that ran it died), or its standard
+    output is a pipe without a reader (the controller is gone)."""
+    if os.getppid() != parent:
+        return True
+    try:
+        if not stat.S_ISFIFO(os.fstat(1).st_mode):
+            return False
+        poller = select.poll()
+        poller.register(1, 0)  # on a pipe whose read end is closed, poll reports POLLERR
+        return any(event & select.POLLERR for _fd, event in poller.poll(0))
+    except OSError:
+        return False
 
 
 def read_unreported(params: dict[str, t.Any]) -> dict[str, t.Any] | None:

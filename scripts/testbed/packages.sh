@@ -4,4 +4,4 @@
 set -euo pipefail
 # shellcheck source=scripts/testbed/lib.sh
 source "$(dirname "$0")/lib.sh"
-ensure_apt postgresql postgresql-contrib zstd age pigz nginx
+ensure_apt postgresql postgresql-contrib zstd age pigz nginx haproxy wrk
