@@ -172,7 +172,9 @@ def check_input(params: dict[str, t.Any]) -> None:
 
 
 def port_free(address: str, port: int) -> bool:
+    """Nothing listens on the port (connections of a stopped listener left in TIME_WAIT do not count)."""
     with socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((address, port))
         except OSError:
@@ -912,6 +914,12 @@ def reconcile(params: dict[str, t.Any], state: dict[str, t.Any], router: NginxRe
         else:
             container.remove(force=True)
             done.setdefault("removed", []).append(container.name)
+    for color in COLORS if leftovers else ():  # the engine's port proxies may outlive their container a moment
+        port = params[f"{color}_port"]
+        deadline = time.monotonic() + 10
+        while not port_free(params["bind_address"], port) and time.monotonic() < deadline and not any(
+                c.status == "running" and c.labels.get(LABEL_COLOR) == color for c in engine.ours(params["app"])):
+            time.sleep(0.05)
     return done
 
 
