@@ -38,7 +38,7 @@ import urllib.parse
 from . import _files, _ingress, _mongo_module, _nginx, _params, _postgres_module, _reverse_proxy, _sources, _switch
 from ._archive import ArchiveOptions
 from ._clients import docker_sdk
-from ._common import LifeboatError, pid_alive, process_start, redact, register_secret
+from ._common import LifeboatError, lock_owner_alive, pid_alive, process_start, redact, register_secret
 
 COLORS = ("blue", "green")
 ACTIONS = ("deploy", "rollback")
@@ -1024,7 +1024,7 @@ def _deploy(params: dict[str, t.Any], environment: dict[str, str], state: dict[s
                                  destination, outcome["reason"])
     # The new release is live from here on: recorded before the old color stops, so that a run killed while it
     # stops finds the state as traffic is (the next run finishes the stop).
-    state.update(previous=live, live=record)
+    state.update(previous=live, live=record, switch_method=params["switch_method"])
     write_json(os.path.join(app_dir(params), "state.json"), state)
 
     def finish() -> dict[str, t.Any]:
@@ -1146,7 +1146,7 @@ def _rollback(params: dict[str, t.Any], state: dict[str, t.Any], engine: Engine,
         entry["outcome"] = "failed"
         entry["reason"] = f"the switch to the previous release failed: {exc}"
         return Result(True, entry, failure=f"{entry['reason']}; {live['container']} still serves")
-    state.update(live=target, previous=None)
+    state.update(live=target, previous=None, switch_method=params["switch_method"])
     state.setdefault("rolled_back", []).append({"seq": live["seq"], "container": live["container"], "at": now()})
     write_json(os.path.join(app_dir(params), "state.json"), state)
     current = engine.get(live["container_id"])
@@ -1163,6 +1163,82 @@ def _rollback(params: dict[str, t.Any], state: dict[str, t.Any], engine: Engine,
         entry["restored"] = steps.run("restore", lambda: restore(params, live["backups"], destination))
     entry["outcome"] = "rolled_back"
     return Result(True, entry)
+
+
+# ---------------------------------------------------------------------------------------------------------- status
+STATUS_SPEC: dict[str, dict[str, t.Any]] = {
+    "state_dir": DEPLOY_SPEC["state_dir"],
+    "switch_socket_dir": DEPLOY_SPEC["switch_socket_dir"],
+}
+
+
+def report(state_dir: str, socket_dir: str) -> dict[str, t.Any]:
+    """The deploys of a host as an operator needs them after a fault, read-only: per app, its live release and what
+    needs a person (a run killed mid-way, an outcome nobody saw, a switch that is not routing to the live color).
+
+    {state: OK|WARNING|CRITICAL, summary, apps: [{app, state, live, reasons: [{severity, message}]}]}"""
+    apps: list[dict[str, t.Any]] = []
+    problems: list[str] = []
+    names = sorted(os.listdir(state_dir)) if os.path.isdir(state_dir) else []
+    for name in names:
+        directory = os.path.join(state_dir, name)
+        if not APP_NAME.match(name) or not os.path.isdir(directory):
+            continue
+        params = {"state_dir": state_dir, "app": name}
+        reasons: list[dict[str, str]] = []
+        try:
+            state = load_state(params)
+        except LifeboatError as exc:
+            state = {}
+            reasons.append({"severity": "CRITICAL", "message": str(exc)})
+        lock_path = os.path.join(directory, "deploy.lock")
+        record = Lock.read_record(lock_path)
+        if record and lock_owner_alive(lock_path) is False:
+            reasons.append({"severity": "CRITICAL", "message": (
+                f"a deploy of {name} was killed at step {record.get('step', '?')} (PID {record.get('pid', '?')}, "
+                f"started {record.get('started', '?')}); run the deploy or a rollback again: it puts traffic where "
+                "the state says and clears what the killed run left")})
+        unreported = read_unreported(params)
+        if unreported:
+            outcome = unreported.get("outcome")
+            reasons.append({"severity": "WARNING" if outcome == "deployed" else "CRITICAL", "message": (
+                f"a {unreported.get('action')} of {name} ran on after ansible-playbook stopped and ended {outcome}"
+                + (f": {unreported['reason']}" if unreported.get("reason") else "")
+                + f" (history {unreported.get('history')}); the next run reports it")})
+        live = state.get("live")
+        if live and state.get("switch_method", "nginx_reload") == "haproxy":
+            switch = _switch.switch_of(name, state_dir, socket_dir, "127.0.0.1", {"blue": 0, "green": 0})
+            try:
+                serving = switch.serving() if switch.running_pid() else None
+                problem = None if serving == live["color"] else (
+                    f"the switch of {name} routes to {serving or 'no color'}, not to the live {live['color']}")
+            except LifeboatError as exc:
+                problem = str(exc)
+            if switch.running_pid() is None:
+                problem = f"the switch (HAProxy) of {name} is not running: its site answers 502"
+            if problem:
+                reasons.append({"severity": "CRITICAL", "message": f"{problem}; run the deploy again (it repairs the "
+                                                                   "switch before anything else)"})
+        apps.append({"app": name, "state": _worst(reason["severity"] for reason in reasons),
+                     "live": {key: live.get(key) for key in ("release", "container", "color", "deployed_at")}
+                     if live else None, "reasons": reasons})
+        problems += [f"{name}: {reason['message']}" for reason in reasons]
+    worst = _worst(app["state"] for app in apps)
+    summary = f"{worst}: " + ("; ".join(problems) if problems else
+                              f"{len(apps)} app(s), each serving its live release" if apps else "no deployed app")
+    return {"state": worst, "summary": summary, "apps": apps}
+
+
+def _worst(states: t.Iterable[str]) -> str:
+    found = set(states)
+    return next((state for state in ("CRITICAL", "WARNING") if state in found), "OK")
+
+
+def status_task(run_: t.Any) -> t.Any:
+    """The deploy_status module's task: the report; never a change."""
+    from ._module_frame import Outcome  # pylint: disable=import-outside-toplevel
+
+    return Outcome(changed=False, result=report(run_.params["state_dir"], run_.params["switch_socket_dir"]))
 
 
 def task(run_: t.Any) -> t.Any:

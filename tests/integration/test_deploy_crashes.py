@@ -60,6 +60,10 @@ def kill_at(process: t.Any, app_: dict[str, t.Any], step: str, seconds: float = 
     raise AssertionError(f"the run never reached step {step}")
 
 
+def status_args(app_: dict[str, t.Any]) -> dict[str, t.Any]:
+    return {"state_dir": app_["args"]["state_dir"], "switch_socket_dir": app_["args"]["switch_socket_dir"]}
+
+
 def deploy_then_roll_back(bed: dict[str, t.Any], app_: dict[str, t.Any], run_module: t.Any,  # noqa: F811
                           previous: str) -> None:
     after = run_module("app_deploy", release(bed, app_, "v3"))
@@ -83,8 +87,13 @@ def test_a_run_killed_at_any_step_leaves_the_site_serving_and_the_next_runs_comp
         at = kill_at(killed, app, step)
         stopped = time.monotonic()
         # whatever the kill left, the site answers (the old color, or the new one from the watch on)
-        time.sleep(0.5)
+        status = run_module("deploy_status", status_args(app))
+        assert status.rc == 0 and status.result["state"] == "CRITICAL", status.stdout
+        assert f"a deploy of {app['name']} was killed at step {step}" in status.result["summary"]
         deploy_then_roll_back(bed, app, run_module, "v2" if step == "finish" else "v1")
+        status = run_module("deploy_status", status_args(app))
+        assert status.result["state"] == "OK" and status.result["apps"][0]["live"]["release"] in ("v1", "v2"), \
+            status.result
     after = [(at_, status, body) for at_, status, body in load.non_2xx if at_ >= stopped]
     print(f"killed at {at}; load: {load.summary()}; served {load.bodies}")
     assert load.failed() == 0 and not after, (load.non_2xx[:3], load.errors[:3])
@@ -139,6 +148,9 @@ def test_a_killed_ansible_playbook_leaves_a_run_that_finishes_and_is_reported(
         time.sleep(0.2)
     left = json.loads(open(unreported, encoding="utf-8").read())
     assert left["outcome"] == "deployed" and left["release"] == "v2", left
+    status = run_module("deploy_status", status_args(app))
+    assert status.result["state"] == "WARNING", status.result
+    assert "ran on after ansible-playbook stopped and ended deployed" in status.result["summary"]
     assert serving(bed) == f"200 version v2, {ROWS} notes"
     nxt = run_module("app_deploy", release(bed, app, "v3"))
     assert nxt.rc == 0, nxt.stdout
