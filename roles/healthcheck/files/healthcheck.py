@@ -28,16 +28,14 @@ import subprocess
 import sys
 import time
 import typing as t
-import urllib.error
-import urllib.request
 
 _here = os.path.dirname(os.path.realpath(__file__))
 if os.path.isdir(os.path.join(_here, "lifeboat_ops")):  # installed by the role
     sys.path.insert(0, _here)
-    from lifeboat_ops import _files, _probes, _prometheus, _tls_expiry, _webhook
+    from lifeboat_ops import _files, _http_probe, _probes, _prometheus, _tls_expiry, _webhook
 else:  # a checkout: roles/healthcheck/files/ -> the collection's root
     sys.path.insert(0, os.path.join(_here, "..", "..", ".."))
-    from plugins.module_utils import _files, _probes, _prometheus, _tls_expiry, _webhook
+    from plugins.module_utils import _files, _http_probe, _probes, _prometheus, _tls_expiry, _webhook
 
 HEALTHY, FAILING = "healthy", "failing"
 TYPES = {"http": ("url",), "tcp": ("host", "port"), "command": ("command",), "tls": ("host", "port")}
@@ -93,19 +91,18 @@ def load_config(path: str) -> dict[str, t.Any]:
 
 
 def probe_http(probe: dict[str, t.Any], timeout: float) -> tuple[bool, str]:
+    """GET the URL: its whole answer (body up to 1 MiB) within ``timeout`` s, redirects followed."""
     context = None
     if probe.get("validate_certs") is False:
         context = ssl._create_unverified_context()  # validate_certs: false  # pylint: disable=protected-access
     expected = [int(code) for code in probe.get("expect_status") or [200]]
     url, shown, headers = _webhook.split_url(probe["url"])
-    request = urllib.request.Request(url, headers={"User-Agent": "lifeboat-healthcheck", **headers})
     try:
-        with urllib.request.urlopen(request, timeout=timeout, context=context) as response:
-            status, body = response.status, response.read(1 << 20)
-    except urllib.error.HTTPError as exc:
-        status, body = exc.code, exc.read(1 << 20) if exc.fp else b""
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        return False, f"GET {shown}: {getattr(exc, 'reason', exc)}"
+        answer = _http_probe.get_url(url, timeout=timeout, context=context, body_limit=1 << 20,
+                                     headers={"User-Agent": "lifeboat-healthcheck", **headers})
+    except _http_probe.ProbeFailed as exc:
+        return False, f"GET {shown}: {exc}"
+    status, body = answer.status, answer.body
     if status not in expected:
         return False, f"GET {shown}: HTTP {status}, expected {', '.join(map(str, expected))}"
     if probe.get("expect_body") and not re.search(probe["expect_body"], body.decode("utf-8", "replace")):
