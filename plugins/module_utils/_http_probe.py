@@ -124,6 +124,8 @@ def get(address: str, port: int, path: str = "/", *, timeout: float, headers: t.
     no complete answer; any HTTP status is an answer."""
     deadline = deadline or Deadline(timeout)
     started = deadline.clock()
+    if any(char.isspace() or ord(char) < 32 or ord(char) == 127 for char in path):
+        raise ProbeFailed(f"the path {path!r} has a space or a control character; percent-encode it")
     sent = {"Host": f"{address}:{port}", "User-Agent": "lifeboat-probe", "Accept-Encoding": "identity",
             "Connection": "close", **(headers or {})}
     request = f"GET {path or '/'} HTTP/1.1\r\n" + "".join(f"{name}: {value}\r\n" for name, value in sent.items())
@@ -149,7 +151,8 @@ def get(address: str, port: int, path: str = "/", *, timeout: float, headers: t.
     except (OSError, http.client.HTTPException, UnicodeError, ValueError) as exc:
         if isinstance(exc, socket.timeout):  # Python 3.9: socket.timeout is no TimeoutError yet
             raise ProbeFailed(deadline.expired()) from None
-        raise ProbeFailed(str(exc) or type(exc).__name__) from None
+        reason = exc.strerror if isinstance(exc, OSError) and not isinstance(exc, ssl.SSLError) else None
+        raise ProbeFailed(reason or str(exc) or type(exc).__name__) from None  # "Connection refused", no [Errno 111]
     finally:
         if sock is not None:
             sock.close()

@@ -140,3 +140,9 @@ def test_a_prompt_answer_passes_and_a_closed_port_fails_at_once() -> None:
     with pytest.raises(_http_probe.ProbeFailed, match="Connection refused"):
         _http_probe.get("127.0.0.1", closed, "/", timeout=2)
     assert time.monotonic() - started < 1
+
+
+def test_a_path_that_would_split_the_request_is_refused() -> None:
+    with pytest.raises(_http_probe.ProbeFailed, match=r"^the path '/a\\r\\nX-Injected: 1' has a space or a control "
+                                                      r"character; percent-encode it$"):
+        _http_probe.get("127.0.0.1", 9, "/a\r\nX-Injected: 1", timeout=1)
