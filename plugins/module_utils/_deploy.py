@@ -23,7 +23,6 @@ import datetime
 import fcntl
 import hashlib
 import hmac
-import http.client
 import json
 import os
 import re
@@ -35,7 +34,18 @@ import time
 import typing as t
 import urllib.parse
 
-from . import _files, _ingress, _mongo_module, _nginx, _params, _postgres_module, _reverse_proxy, _sources, _switch
+from . import (
+    _files,
+    _http_probe,
+    _ingress,
+    _mongo_module,
+    _nginx,
+    _params,
+    _postgres_module,
+    _reverse_proxy,
+    _sources,
+    _switch,
+)
 from ._archive import ArchiveOptions
 from ._clients import docker_sdk
 from ._common import LifeboatError, lock_owner_alive, pid_alive, process_start, redact, register_secret
@@ -384,17 +394,13 @@ def cross_check(state: dict[str, t.Any], engine: Engine, app: str) -> tuple[t.An
 def http_get(address: str, port: int, path: str, host: str | None = None,
              timeout: float = 5.0) -> tuple[int | None, str, float, str]:
     """(status or None, body, milliseconds, error) of one GET."""
-    started = time.monotonic()
+    started = time.monotonic()  # timeout: the whole answer's deadline (connect, headers, body), not each read's
     try:
-        connection = http.client.HTTPConnection(address, port, timeout=timeout)
-        connection.request("GET", path, headers={"Host": host or f"{address}:{port}",
-                                                 "User-Agent": "lifeboat-deploy-probe"})
-        response = connection.getresponse()
-        body = response.read(1 << 16).decode("utf-8", "replace")
-        connection.close()
-    except (OSError, http.client.HTTPException) as exc:
-        return None, "", (time.monotonic() - started) * 1000, str(exc) or type(exc).__name__
-    return response.status, body, (time.monotonic() - started) * 1000, ""
+        answer = _http_probe.get(address, port, path, timeout=timeout,
+                                 headers={"Host": host or f"{address}:{port}", "User-Agent": "lifeboat-deploy-probe"})
+    except _http_probe.ProbeFailed as exc:
+        return None, "", (time.monotonic() - started) * 1000, str(exc)
+    return answer.status, answer.body.decode("utf-8", "replace"), (time.monotonic() - started) * 1000, ""
 
 
 def judge(params: dict[str, t.Any], status: int | None, body: str, millis: float, error: str) -> str:
@@ -641,22 +647,18 @@ def ensure_upstream(params: dict[str, t.Any], door: tuple[t.Any, ...], servers: 
 
 def answered_by(probe: _nginx.Probe) -> tuple[str | None, str]:
     """Which color answers a request through the front door (the switch tells a probe that asks), and the status."""
+    context = None
+    if probe.tls:
+        context = ssl.create_default_context()
+        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE  # nginx's chain, not trust
     try:
-        if probe.tls:
-            context = ssl.create_default_context()
-            context.check_hostname, context.verify_mode = False, ssl.CERT_NONE  # nginx's chain, not trust
-            connection: http.client.HTTPConnection = _nginx.SNIConnection(probe.address, probe.port, probe.host,
-                                                                           context, 5)
-        else:
-            connection = http.client.HTTPConnection(probe.address, probe.port, timeout=5)
-        connection.request("GET", probe.path, headers={"Host": probe.host, "User-Agent": "lifeboat-deploy-probe",
-                                                       _switch.PROBE_HEADER: "1"})
-        response = connection.getresponse()
-        response.read(1 << 16)
-        connection.close()
-    except (OSError, http.client.HTTPException) as exc:
+        answer = _http_probe.get(probe.address, probe.port, probe.path, timeout=min(5.0, probe.timeout),
+                                 context=context, server_name=probe.host,
+                                 headers={"Host": probe.host, "User-Agent": "lifeboat-deploy-probe",
+                                          _switch.PROBE_HEADER: "1"})
+    except _http_probe.ProbeFailed as exc:
         return None, f"no answer ({exc})"
-    return response.getheader(_switch.COLOR_HEADER), f"HTTP {response.status}"
+    return answer.headers.get(_switch.COLOR_HEADER), f"HTTP {answer.status}"
 
 
 class NginxReload:

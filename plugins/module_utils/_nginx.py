@@ -25,6 +25,7 @@ import time
 import typing as t
 from dataclasses import dataclass, field
 
+from . import _http_probe
 from ._common import LifeboatError, register_secret
 from ._files import write_file_atomic
 
@@ -381,25 +382,23 @@ class Probe:
     timeout: float = 10.0
 
     def once(self) -> tuple[bool, str]:
-        try:
-            if self.tls:
-                context = ssl.create_default_context()
-                context.check_hostname, context.verify_mode = False, ssl.CERT_NONE  # any chain: nginx's, not trust
-                connection: http.client.HTTPConnection = SNIConnection(self.address, self.port, self.host, context, 5)
-            else:
-                connection = http.client.HTTPConnection(self.address, self.port, timeout=5)
-            connection.request("GET", self.path, headers={"Host": self.host, "User-Agent": "lifeboat-proxy-probe"})
-            response = connection.getresponse()
-            body = response.read(1 << 16).decode("utf-8", "replace")
-            connection.close()
-        except (OSError, http.client.HTTPException) as exc:
+        context = None
+        if self.tls:
+            context = ssl.create_default_context()
+            context.check_hostname, context.verify_mode = False, ssl.CERT_NONE  # any chain: nginx's, not trust
+        try:  # one answer within 5 s (or the probe's timeout when shorter), connect to the body's end
+            answer = _http_probe.get(self.address, self.port, self.path, timeout=min(5.0, self.timeout),
+                                     context=context, server_name=self.host,
+                                     headers={"Host": self.host, "User-Agent": "lifeboat-proxy-probe"})
+        except _http_probe.ProbeFailed as exc:
             return False, f"no answer ({exc})"
-        if (self.expect_status and response.status not in self.expect_status) or \
-                (not self.expect_status and response.status >= 500):
-            return False, f"HTTP {response.status}"
+        body = answer.body.decode("utf-8", "replace")
+        if (self.expect_status and answer.status not in self.expect_status) or \
+                (not self.expect_status and answer.status >= 500):
+            return False, f"HTTP {answer.status}"
         if self.expect_body and not re.search(self.expect_body, body):
-            return False, f"HTTP {response.status}, body does not match {self.expect_body!r}"
-        return True, f"HTTP {response.status}"
+            return False, f"HTTP {answer.status}, body does not match {self.expect_body!r}"
+        return True, f"HTTP {answer.status}"
 
     def wait(self) -> str:
         deadline = time.monotonic() + self.timeout

@@ -18,9 +18,8 @@ import importlib
 import socket
 import time
 import typing as t
-import urllib.error
-import urllib.request
 
+from . import _http_probe
 from ._common import LifeboatError, read_secret_file
 
 
@@ -165,19 +164,13 @@ def probe_redis(settings: dict[str, t.Any], timeout: float) -> tuple[bool, str]:
 
 
 def http_status(url: str, timeout: float) -> tuple[int | None, str]:
-    """(HTTP status or None, one line) of a GET of ``url``."""
-    # urllib's own opener: the library imports nothing from Ansible (whose open_url ansible-test suggests).
-    opener = urllib.request.build_opener()
+    """(HTTP status or None, one line) of a GET of ``url``: its whole answer (body up to 64 KiB) within ``timeout``
+    s, redirects followed."""
     try:
-        request = urllib.request.Request(url, headers={"User-Agent": "lifeboat-ready"})
-        with opener.open(request, timeout=timeout) as response:
-            return response.status, f"HTTP {response.status}"
-    except urllib.error.HTTPError as exc:
-        exc.close()
-        return exc.code, f"HTTP {exc.code}"
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", exc)
-        return None, str(getattr(reason, "strerror", None) or reason)
+        answer = _http_probe.get_url(url, timeout=timeout, headers={"User-Agent": "lifeboat-ready"})
+    except _http_probe.ProbeFailed as exc:
+        return None, str(exc)
+    return answer.status, f"HTTP {answer.status}"
 
 
 def wait_ready(url: str, timeout: float, interval: float = 1.0, expect_status: t.Collection[int] = (200,),

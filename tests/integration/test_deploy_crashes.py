@@ -22,7 +22,7 @@ from load_loop import LoadLoop  # pylint: disable=import-error
 from test_deploy import ROWS, app, bed, containers_of, release, serving  # noqa: F401  pylint: disable=import-error,unused-import
 
 from ansible_collections.lifeboat.ops.plugins.module_utils import _nginx
-from testbed import finish_module, start_module  # pylint: disable=import-error
+from testbed import start_module  # pylint: disable=import-error
 
 # The step a run is killed at, and what makes that step last long enough to be hit.
 STEPS = {

@@ -268,7 +268,7 @@ def test_tls_expiry_probe_reads_the_served_certificate(bed: dict[str, t.Any], tm
     lines = {line.split(":")[0].lstrip("<0123456789>"): line for line in done.stdout.splitlines()}
     print(done.stdout)
     assert "served: healthy: TLS localhost at 127.0.0.1" in lines["served"] and "days left (until" in lines["served"]
-    assert "< 400)" in lines["too-soon"] and "failing" in lines["too-soon"]
+    assert "(< 400, critical)" in lines["too-soon"] and "failing" in lines["too-soon"]  # min_days: critical_days
     assert "certificate does not verify" in lines["untrusted"]
     assert "failing" in lines["stopped"] and "refused" in lines["stopped"].lower()
     text = metrics.read_text()

@@ -2,11 +2,16 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Health probes (HTTP, TCP, command, PostgreSQL, MongoDB, Redis) for a systemd timer: alerts on each change, node_exporter metrics.
 
-    python3 healthcheck.py --config /etc/lifeboat-healthcheck/healthcheck.json [--state FILE]
+    python3 healthcheck.py --config /etc/lifeboat-healthcheck/healthcheck.json [--state FILE] [--nagios]
     python3 healthcheck.py --check-config FILE
 
 Each run probes everything once. A probe turns failing after ``failures_before_alert`` failed runs in a row and
-healthy again on its first success; each change posts one JSON alert to ``webhook_url``. An alert that could not
+healthy again on its first success; a tls probe whose certificate has fewer than ``warn_days`` left (but not fewer
+than ``critical_days``) is in warning at once. Each change posts one JSON alert to ``webhook_url``.
+
+Exit code, as the timer's unit needs it: 0, or 1 when an alert could not be delivered, 2 for a bad configuration.
+With ``--nagios`` (a monitoring agent's check), the worst probe's state as monitoring plugins do: 0 OK, 1 WARNING,
+2 CRITICAL (failing), 3 UNKNOWN for a bad configuration; ``lifeboat_healthcheck_status`` holds the same numbers. An alert that could not
 be delivered is tried again on the next runs until it is, so a change is never lost and never sent twice.
 The state lives in $STATE_DIRECTORY (systemd's StateDirectory=).
 
@@ -28,23 +33,25 @@ import subprocess
 import sys
 import time
 import typing as t
-import urllib.error
-import urllib.request
 
 _here = os.path.dirname(os.path.realpath(__file__))
 if os.path.isdir(os.path.join(_here, "lifeboat_ops")):  # installed by the role
     sys.path.insert(0, _here)
-    from lifeboat_ops import _files, _probes, _prometheus, _tls_expiry, _webhook
+    from lifeboat_ops import _files, _http_probe, _probes, _prometheus, _tls_expiry, _webhook
 else:  # a checkout: roles/healthcheck/files/ -> the collection's root
     sys.path.insert(0, os.path.join(_here, "..", "..", ".."))
-    from plugins.module_utils import _files, _probes, _prometheus, _tls_expiry, _webhook
+    from plugins.module_utils import _files, _http_probe, _probes, _prometheus, _tls_expiry, _webhook
 
-HEALTHY, FAILING = "healthy", "failing"
+HEALTHY, WARNING, FAILING = "healthy", "warning", "failing"
+# A state's Nagios number (the exit code with --nagios, lifeboat_healthcheck_status) and its alert severity.
+STATUS = {HEALTHY: 0, WARNING: 1, FAILING: 2}
+SEVERITY = {HEALTHY: "ok", WARNING: "warning", FAILING: "critical"}
 TYPES = {"http": ("url",), "tcp": ("host", "port"), "command": ("command",), "tls": ("host", "port")}
 # The databases' own protocols (plugins/module_utils/_probes.py): PostgreSQL needs psycopg, MongoDB pymongo.
 TYPES.update({"postgresql": ("host",), "mongodb": ("host",), "redis": ("host",)})
 KNOWN_KEYS = {"name", "type", "url", "expect_status", "expect_body", "validate_certs", "host", "port", "command",
-              "expect_output", "timeout", "server_name", "ca_file", "min_days"}
+              "expect_output", "timeout", "server_name", "ca_file", "min_days", "warn_days",
+              "critical_days"}
 KNOWN_KEYS.update({"user", "database", "password", "password_file", "ssl_mode", "auth_database", "tls"})
 # Data expectations (plugins/module_utils/_expectations.py): its settings are checked by the library itself.
 TYPES["database_expect"] = ("engine", "database")
@@ -78,6 +85,11 @@ def load_config(path: str) -> dict[str, t.Any]:
         for key in TYPES[probe["type"]]:
             if probe.get(key) in (None, "", []):
                 raise ConfigError(f"probe {probe['name']}: a {probe['type']} probe needs {key}")
+        if probe["type"] == "tls":
+            try:
+                _tls_expiry.thresholds(probe)
+            except ValueError as exc:
+                raise ConfigError(f"probe {probe['name']}: {exc}") from exc
         if probe["type"] == "database_expect":
             try:
                 _probes.expect_settings(probe)  # the library's own check of its settings
@@ -93,19 +105,18 @@ def load_config(path: str) -> dict[str, t.Any]:
 
 
 def probe_http(probe: dict[str, t.Any], timeout: float) -> tuple[bool, str]:
+    """GET the URL: its whole answer (body up to 1 MiB) within ``timeout`` s, redirects followed."""
     context = None
     if probe.get("validate_certs") is False:
         context = ssl._create_unverified_context()  # validate_certs: false  # pylint: disable=protected-access
     expected = [int(code) for code in probe.get("expect_status") or [200]]
     url, shown, headers = _webhook.split_url(probe["url"])
-    request = urllib.request.Request(url, headers={"User-Agent": "lifeboat-healthcheck", **headers})
     try:
-        with urllib.request.urlopen(request, timeout=timeout, context=context) as response:
-            status, body = response.status, response.read(1 << 20)
-    except urllib.error.HTTPError as exc:
-        status, body = exc.code, exc.read(1 << 20) if exc.fp else b""
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        return False, f"GET {shown}: {getattr(exc, 'reason', exc)}"
+        answer = _http_probe.get_url(url, timeout=timeout, context=context, body_limit=1 << 20,
+                                     headers={"User-Agent": "lifeboat-healthcheck", **headers})
+    except _http_probe.ProbeFailed as exc:
+        return False, f"GET {shown}: {exc}"
+    status, body = answer.status, answer.body
     if status not in expected:
         return False, f"GET {shown}: HTTP {status}, expected {', '.join(map(str, expected))}"
     if probe.get("expect_body") and not re.search(probe["expect_body"], body.decode("utf-8", "replace")):
@@ -139,12 +150,17 @@ def probe_command(probe: dict[str, t.Any], timeout: float) -> tuple[bool, str]:
     return True, f"{argv[0]}: ok" + (f" ({output[:100]})" if output else "")
 
 
-def probe_tls(probe: dict[str, t.Any], timeout: float) -> tuple[bool, str, dict[str, float]]:
-    """Days left of the certificate the server serves (failing under min_days, or when it does not verify)."""
-    ok, detail, expiry = _tls_expiry.probe(
+def probe_tls(probe: dict[str, t.Any], timeout: float) -> tuple[bool, str, dict[str, t.Any]]:
+    """Days left of the certificate the server serves: failing under critical_days (min_days) or when it does not
+    verify, passing with a warning under warn_days."""
+    warn_days, critical_days = _tls_expiry.thresholds(probe)
+    state, detail, expiry = _tls_expiry.probe(
         probe["host"], int(probe["port"]), probe.get("server_name") or "", probe.get("ca_file") or "",
-        probe.get("validate_certs") is not False, float(probe.get("min_days") or 14), timeout)
-    return ok, detail, ({} if expiry is None else {"tls_not_after": expiry.not_after})
+        probe.get("validate_certs") is not False, warn_days, critical_days, timeout)
+    extra: dict[str, t.Any] = {"warning": state == _tls_expiry.WARNING}
+    if expiry is not None:
+        extra["tls_not_after"] = expiry.not_after
+    return state != _tls_expiry.CRITICAL, detail, extra
 
 
 PROBES: dict[str, t.Callable[[dict[str, t.Any], float], tuple[t.Any, ...]]] = {
@@ -157,20 +173,24 @@ PROBES["database_expect"] = _probes.probe_database_expect
 def run_probe(probe: dict[str, t.Any], default_timeout: float) -> dict[str, t.Any]:
     timeout = float(probe.get("timeout") or default_timeout)
     started = time.monotonic()
-    extra: dict[str, float] = {}  # a probe's own measurements (a certificate's days left)
+    extra: dict[str, t.Any] = {}  # a probe's own findings (a certificate's expiry, a warning)
     try:
         ok, detail, *more = PROBES[probe["type"]](probe, timeout)
         extra = more[0] if more else {}
     except Exception as exc:  # noqa: BLE001 - a probe that breaks is a failing probe, never a crashed run
         ok, detail = False, f"probe error: {exc}"
-    return {"ok": ok, "detail": detail, "duration": time.monotonic() - started, **extra}
+    return {"ok": ok, "detail": detail, "duration": time.monotonic() - started, "warning": False, **extra}
 
 
-def advance(previous: dict[str, t.Any] | None, ok: bool, threshold: int, now: float) -> dict[str, t.Any]:
-    """The probe's next state. ``alerted`` is the state the last delivered alert announced (healthy at first)."""
+def advance(previous: dict[str, t.Any] | None, ok: bool, threshold: int, now: float,
+            warning: bool = False) -> dict[str, t.Any]:
+    """The probe's next state. ``alerted`` is the state the last delivered alert announced (healthy at first).
+
+    A passing run with a warning is WARNING at once; a failing run counts towards ``threshold``."""
     entry = dict(previous or {"state": None, "failures": 0, "alerted": HEALTHY, "changed_at": now})
     entry["failures"] = 0 if ok else int(entry.get("failures") or 0) + 1
-    state = HEALTHY if ok else (FAILING if entry["failures"] >= threshold else entry.get("state") or HEALTHY)
+    passing = WARNING if warning else HEALTHY
+    state = passing if ok else (FAILING if entry["failures"] >= threshold else entry.get("state") or HEALTHY)
     if state != entry.get("state"):
         entry["changed_at"] = now
     entry["state"] = state
@@ -179,13 +199,14 @@ def advance(previous: dict[str, t.Any] | None, ok: bool, threshold: int, now: fl
 
 def alert_for(host: str, name: str, probe: dict[str, t.Any], entry: dict[str, t.Any], detail: str) -> dict[str, t.Any]:
     state = entry["state"]
-    verb = "is failing" if state == FAILING else "is healthy again"
+    verb = {FAILING: "is failing", WARNING: "has a warning"}.get(state, "is healthy again")
     return {
         "source": "lifeboat-healthcheck",
         "host": host,
         "probe": name,
         "type": probe["type"],
         "state": state,
+        "severity": SEVERITY[state],
         "previous": entry["alerted"],
         "failures": entry["failures"],
         "at": datetime.datetime.fromtimestamp(entry["changed_at"], datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -197,10 +218,10 @@ def alert_for(host: str, name: str, probe: dict[str, t.Any], entry: dict[str, t.
 def metrics_text(config: dict[str, t.Any], results: dict[str, dict[str, t.Any]], states: dict[str, t.Any],
                  now: float) -> str:
     families: list[tuple[str, str, t.Callable[[str], float]]] = [
-        ("lifeboat_healthcheck_up", "1 when the probe's last run passed, else 0.",
+        ("lifeboat_healthcheck_up", "1 when the probe's last run passed (a warning passes), else 0.",
          lambda name: 1 if results[name]["ok"] else 0),
-        ("lifeboat_healthcheck_status", "Health of the probe: 0 OK, 2 CRITICAL (failing).",
-         lambda name: 2 if states[name]["state"] == FAILING else 0),
+        ("lifeboat_healthcheck_status", "Health of the probe: 0 OK, 1 WARNING, 2 CRITICAL (failing).",
+         lambda name: STATUS.get(states[name]["state"], 0)),
         ("lifeboat_healthcheck_duration_seconds", "How long the probe's last run took.",
          lambda name: round(results[name]["duration"], 6)),
         ("lifeboat_healthcheck_last_change_timestamp_seconds",
@@ -220,12 +241,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", help="the probes' JSON configuration")
     parser.add_argument("--check-config", metavar="FILE", help="check FILE and exit")
     parser.add_argument("--state", help="state file (default $STATE_DIRECTORY/state.json)")
+    parser.add_argument("--nagios", action="store_true",
+                        help="exit with the worst probe's state: 0 OK, 1 WARNING, 2 CRITICAL (3 UNKNOWN: bad config)")
     args = parser.parse_args(argv)
     try:
         config = load_config(args.check_config or args.config or parser.error("--config or --check-config"))
     except ConfigError as exc:
         sys.stderr.write(f"<3>{exc}\n")
-        return 2
+        return 3 if args.nagios else 2
     if args.check_config:
         print(f"{args.check_config}: {len(config['probes'])} probe(s) valid")
         return 0
@@ -242,8 +265,9 @@ def main(argv: list[str] | None = None) -> int:
     for probe in config["probes"]:
         name = probe["name"]
         results[name] = run_probe(probe, float(config.get("timeout") or 10))
-        entry = advance(states.get(name), results[name]["ok"], threshold, now)
-        sys.stdout.write(f"<{6 if results[name]['ok'] else 4}>{name}: {entry['state']}: {results[name]['detail']}\n")
+        entry = advance(states.get(name), results[name]["ok"], threshold, now, results[name]["warning"])
+        priority = 6 if entry["state"] == HEALTHY and results[name]["ok"] else 4
+        sys.stdout.write(f"<{priority}>{name}: {entry['state']}: {results[name]['detail']}\n")
         if entry["state"] != entry["alerted"] and config.get("webhook_url"):
             alert = alert_for(config.get("host") or os.uname().nodename, name, probe, entry, results[name]["detail"])
             problem = _webhook.post_json(config["webhook_url"], alert, user_agent="lifeboat-healthcheck")
@@ -259,6 +283,8 @@ def main(argv: list[str] | None = None) -> int:
     _files.write_file_atomic(state_path, (json.dumps(new_states, indent=1, sort_keys=True) + "\n").encode(), 0o600)
     if config.get("metrics_file"):
         _prometheus.write_textfile(config["metrics_file"], metrics_text(config, results, new_states, now))
+    if args.nagios:
+        return max([STATUS.get(entry["state"], 0) for entry in new_states.values()], default=0)
     return 1 if problems else 0
 
 
