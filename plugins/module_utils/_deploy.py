@@ -676,7 +676,9 @@ def prune(engine: Engine, params: dict[str, t.Any], live_id: str | None, previou
         image_id = container.attrs.get("Image")
         container.remove()
         removed.append(container.name)
-        in_use = any(c.attrs.get("Image") == image_id for c in engine.client.containers.list(all=True))
+        # one listing request: containers.list() inspects each container of the host, and one removed meanwhile
+        # (by anyone) made the whole deploy fail with a 404
+        in_use = any(c.get("ImageID") == image_id for c in engine.client.api.containers(all=True))
         if image_id and not in_use:
             try:
                 engine.client.images.remove(image_id)
