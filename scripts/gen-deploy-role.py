@@ -67,6 +67,8 @@ def main() -> None:
     for name in _deploy.DEPLOY_SPEC:
         entry = role_markup(as_role_option(docs[name]))
         entry.pop("required", None)
+        if _deploy.DEPLOY_SPEC[name].get("no_log"):  # masked by the role's argument validation too
+            entry["no_log"] = True
         if name in ("app", "site"):
             entry["required"] = True
             entry.pop("default", None)
@@ -81,7 +83,8 @@ def main() -> None:
             "name without the prefix).",
             "Sets the fact C(deploy_history) to the run's history entry (also in C(STATE_DIR/APP/history/)); the "
             "playbook lifeboat.ops.deploy publishes it with set_stats as C(lifeboat_deploy_outcome).",
-            "A rolled-back or refused deploy fails the host with the module's one line, after the fact is set."],
+            "A run that did not end with the wanted release live (outcome refused, rolled_back or failed) fails the "
+            "host with the module's one line (the reason, where traffic is, what was kept), after the fact is set."],
         "author": "lifeboat developers",
         "options": options}}}
     with open(os.path.join(ROLE, "meta", "argument_specs.yml"), "w", encoding="utf-8") as handle:
@@ -96,8 +99,8 @@ def main() -> None:
         lines.append(f"{name}: {yaml.safe_dump(value, default_flow_style=True).strip().removesuffix(chr(10) + '...')}")
     with open(os.path.join(ROLE, "defaults", "main.yml"), "w", encoding="utf-8") as handle:
         handle.write("\n".join(lines) + "\n")
-    arguments = [f'    {name}: "{{{{ {variable(name)} }}}}"' if variable(name) in defaults or name in ("app", "site")
-                 else f'    {name}: "{{{{ {variable(name)} | default(omit) }}}}"' for name in _deploy.DEPLOY_SPEC]
+    arguments = [f'        {name}: "{{{{ {variable(name)} }}}}"' if variable(name) in defaults or name in ("app", "site")
+                 else f'        {name}: "{{{{ {variable(name)} | default(omit) }}}}"' for name in _deploy.DEPLOY_SPEC]
     with open(os.path.join(ROLE, "tasks", "main.yml"), "w", encoding="utf-8") as handle:
         handle.write(TASKS_HEAD + "\n".join(arguments) + TASKS_TAIL)
 
@@ -105,29 +108,48 @@ def main() -> None:
 TASKS_HEAD = """---
 # One deploy (or rollback) of one app: the whole run happens in the module's own process, which holds the app's lock.
 # Every deploy_NAME variable is forwarded as the module's option NAME (scripts/gen-deploy-role.py writes this file).
+# A run that did not end with the wanted release live (refused, rolled back, failed) fails the host with the module's
+# one line, after deploy_history is set: the playbook's always: publishes it either way.
 - name: Deploy the app, or roll it back (deploy_action)
-  lifeboat.ops.app_deploy:
+  block:
+    - name: Look for HAProxy, the app's switch (deploy_switch_method haproxy)
+      ansible.builtin.stat:
+        path: "{{ deploy_haproxy_binary }}"
+      register: __deploy_haproxy
+      when: deploy_switch_method == 'haproxy'
+
+    - name: Install HAProxy where it is missing
+      ansible.builtin.package:
+        name: haproxy
+        state: present
+      when: deploy_switch_method == 'haproxy' and not __deploy_haproxy.stat.exists
+
+    - name: Run app_deploy (deploy_action)
+      lifeboat.ops.app_deploy:
 """
 TASKS_TAIL = """
-  register: __deploy_result
-  failed_when: false  # the history is kept as a fact first; the failure follows with the module's one line
+      register: __deploy_result
 
-- name: Keep the run's history entry
-  ansible.builtin.set_fact:
-    deploy_history: >-
-      {{ __deploy_result.history | default({'app': deploy_app, 'outcome': 'refused',
-         'reason': __deploy_result.msg | default('')}) }}
+    - name: Keep the run's history entry
+      ansible.builtin.set_fact:
+        deploy_history: "{{ __deploy_result.history }}"
 
-- name: Say what the run did or would do
-  ansible.builtin.debug:
-    msg: >-
-      {{ __deploy_result.plan if __deploy_result.plan | default([])
-         else (deploy_history.outcome ~ ': ' ~ (deploy_history.release | default(''))) }}
+    - name: Say what the run did or would do
+      ansible.builtin.debug:
+        msg: >-
+          {{ __deploy_result.plan if __deploy_result.plan | default([])
+             else (deploy_history.outcome ~ ': ' ~ (deploy_history.release | default(deploy_app))
+                   ~ ((' (' ~ deploy_history.container ~ ')') if deploy_history.container | default('') else '')) }}
+  rescue:
+    - name: Keep the history entry of the run that did not deploy
+      ansible.builtin.set_fact:
+        deploy_history: >-
+          {{ __deploy_result.history | default({'app': deploy_app, 'action': deploy_action | default('deploy'),
+             'outcome': 'refused', 'reason': ansible_failed_result.msg | default('')}) }}
 
-- name: Fail as the module did
-  ansible.builtin.fail:
-    msg: "{{ __deploy_result.msg }}"
-  when: __deploy_result.failed | default(false)
+    - name: Fail as the module did, with its one line
+      ansible.builtin.fail:
+        msg: "{{ ansible_failed_result.msg | default('app_deploy failed') }}"
 """
 
 if __name__ == "__main__":

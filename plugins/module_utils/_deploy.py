@@ -94,8 +94,10 @@ DEPLOY_SPEC: dict[str, dict[str, t.Any]] = {
     "blue_port": {"type": "int", "default": 8081},
     "green_port": {"type": "int", "default": 8082},
     "bind_address": {"type": "str", "default": "127.0.0.1"},
-    "environment": {"type": "dict", "default": {}},
-    "secret_environment": {"type": "dict", "default": {}, "no_log": True},
+    # raw, not dict: Ansible's dict check would split a string 'K=V K=V' (a survey field) into a mapping; check_input
+    # refuses anything but a mapping of strings instead
+    "environment": {"type": "raw", "default": {}},
+    "secret_environment": {"type": "raw", "default": {}, "no_log": True},
     "command": {"type": "list", "elements": "str", "default": []},
     "volumes": {"type": "list", "elements": "str", "default": []},
     "networks": {"type": "list", "elements": "str", "default": []},
@@ -162,6 +164,13 @@ def check_input(params: dict[str, t.Any]) -> None:
     if parsed is None or not path.startswith("/") or parsed.scheme or parsed.netloc or parsed.fragment or \
             re.search(r"[\s\x00-\x1f]", path):
         raise LifeboatError(f"health_path '{path}' must be a path on the app, starting with '/' (e.g. /health)")
+    if not params["health_status"]:
+        raise LifeboatError("health_status must list at least one HTTP status code (100-599)")
+    for index, status in enumerate(params["health_status"]):
+        if not 100 <= status <= 599:
+            raise LifeboatError(f"health_status[{index}] is not an HTTP status code (100-599)")
+    for name in ("environment", "secret_environment"):
+        params[name] = environment_of(name, params[name])
     if params["health_body"]:
         try:
             re.compile(params["health_body"])
@@ -179,6 +188,30 @@ def check_input(params: dict[str, t.Any]) -> None:
                 raise LifeboatError("databases[].expectations needs the collection's _expectations library, which "
                                     "this installation lacks") from None
             parse(entry["expectations"])  # its mistakes are bad input: said before anything starts
+
+
+ENV_NAME = re.compile(r"^[^=\x00]+$")
+
+
+def environment_of(name: str, given: t.Any) -> dict[str, str]:
+    """environment or secret_environment as the container gets it: a mapping of names to strings (numbers are
+    written as they read, e.g. 5432 -> '5432'). Anything else is refused in one line that names the key and never
+    shows the value: a string (e.g. a survey field 'K=V K=V'), a list, a nested mapping, a boolean, a null."""
+    if given is None:
+        return {}
+    if not isinstance(given, dict):
+        kind = "a string" if isinstance(given, str) else f"a {type(given).__name__}"
+        raise LifeboatError(f"{name} must be a mapping of NAME: value, not {kind} (give each variable as a key of it)")
+    environment = {}
+    for key, value in given.items():
+        if not isinstance(key, str) or not ENV_NAME.match(key):
+            raise LifeboatError(f"{name} has a key that is not a variable name (a non-empty string without '=')")
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            kind = {bool: "a boolean (quote it: the app reads a string)", type(None): "null"}.get(
+                type(value), f"a {'mapping' if isinstance(value, dict) else type(value).__name__}")
+            raise LifeboatError(f"{name}.{key} must be a string or a number, not {kind}")
+        environment[key] = value if isinstance(value, str) else str(value)
+    return environment
 
 
 def port_free(address: str, port: int) -> bool:
@@ -759,15 +792,18 @@ def stop_container(container: t.Any, timeout: int) -> None:
         container.stop(timeout=timeout)
 
 
-def prune(engine: Engine, params: dict[str, t.Any], live_id: str, previous_id: str | None = None) -> list[str]:
+def prune(engine: Engine, params: dict[str, t.Any], live_id: str | None, previous_id: str | None = None,
+          spare: str | None = None) -> list[str]:
     """Stopped releases beyond keep_releases (the live one counts) removed, with their image when nothing else
     uses it. The previous release (the rollback target) is kept first, then the newest: a release that was rolled
-    back is newer than the one it replaced, but it is not what a rollback goes back to."""
+    back is newer than the one it replaced, but it is not what a rollback goes back to. Failed releases (stopped
+    after a rollback) count like any other; ``spare`` names the one that just failed, kept for inspection even
+    beyond keep_releases until the next prune (so at most one release more than keep_releases stays)."""
     removed = []
-    kept = 1
+    kept = 1 if live_id else 0
     ours = sorted(engine.ours(params["app"]), key=lambda container: container.id != previous_id)  # stable
     for container in ours:
-        if container.id == live_id or container.status == "running":
+        if container.id == live_id or container.status == "running" or container.name == spare:
             continue
         if kept < params["keep_releases"]:
             kept += 1
@@ -775,7 +811,9 @@ def prune(engine: Engine, params: dict[str, t.Any], live_id: str, previous_id: s
         image_id = container.attrs.get("Image")
         container.remove()
         removed.append(container.name)
-        in_use = any(c.attrs.get("Image") == image_id for c in engine.client.containers.list(all=True))
+        # one listing request: containers.list() inspects each container of the host, and one removed meanwhile
+        # (by anyone) made the whole deploy fail with a 404
+        in_use = any(c.get("ImageID") == image_id for c in engine.client.api.containers(all=True))
         if image_id and not in_use:
             try:
                 engine.client.images.remove(image_id)
@@ -830,8 +868,11 @@ def run(params: dict[str, t.Any], check_mode: bool = False) -> Result:
         return _deploy(params, environment, state, live_container, leftovers, engine, router, steps, entry,
                        check_mode)
     except LifeboatError as exc:
-        entry["outcome"], entry["reason"] = "refused", str(exc)
-        raise
+        # refused when it changed nothing (bad input, the lock, the site, the state, the backup); failed when it
+        # stopped after it started changing things (e.g. the switch back failed)
+        changing = [step["name"] for step in entry["steps"] if step["name"] in CHANGING_STEPS]
+        entry["outcome"], entry["reason"] = ("failed" if changing else "refused"), str(exc)
+        raise RunStopped(str(exc), entry) from None
     finally:
         entry["finished"] = now()
         if not check_mode:
@@ -854,6 +895,15 @@ def run(params: dict[str, t.Any], check_mode: bool = False) -> Result:
 
 
 UNREPORTED = "unreported.json"
+CHANGING_STEPS = ("start", "migrate", "gate", "switch", "watch", "rollback", "finish", "restore")
+
+
+class RunStopped(LifeboatError):
+    """A run that raised, with its history entry (outcome refused or failed)."""
+
+    def __init__(self, message: str, history: dict[str, t.Any]) -> None:
+        super().__init__(message)
+        self.history = history
 
 
 def result_unreadable(parent: int) -> bool:
@@ -1022,7 +1072,7 @@ def _deploy(params: dict[str, t.Any], environment: dict[str, str], state: dict[s
     except LifeboatError as exc:  # the new color runs: whatever broke, the run rolls back the same way
         outcome = {"ok": False, "reason": str(exc)}
     if not outcome["ok"]:
-        return _roll_back_failed(params, state, record, new, live, before, switched, router, steps, entry,
+        return _roll_back_failed(params, state, record, new, live, before, switched, router, engine, steps, entry,
                                  destination, outcome["reason"])
     # The new release is live from here on: recorded before the old color stops, so that a run killed while it
     # stops finds the state as traffic is (the next run finishes the stop).
@@ -1071,7 +1121,7 @@ def gate(params: dict[str, t.Any], port: int, container: t.Any, backups: list[di
 
 def _roll_back_failed(params: dict[str, t.Any], state: dict[str, t.Any], record: dict[str, t.Any], new: t.Any,
                       live: dict[str, t.Any] | None, before: bytes | None, switched: bool, router: NginxReload,
-                      steps: Steps, entry: dict[str, t.Any], destination: str, reason: str) -> Result:
+                      engine: Engine, steps: Steps, entry: dict[str, t.Any], destination: str, reason: str) -> Result:
     """Traffic back (if it moved), the new color stopped and kept, the data restored when asked and needed."""
 
     def back() -> dict[str, t.Any]:
@@ -1099,6 +1149,14 @@ def _roll_back_failed(params: dict[str, t.Any], state: dict[str, t.Any], record:
     kept = f"; {new.name} is stopped and kept for inspection"
     if entry["rollback"].get("restore_error"):
         kept += f"; the data restore failed: {entry['rollback']['restore_error']}"
+    # Failed releases count against keep_releases like any other: they never pile up (the one that just failed
+    # is spared for inspection, so at most one release more than keep_releases stays until the next deploy).
+    previous_id = (live or {}).get("container_id")
+    pruned = prune(engine, params, previous_id, (state.get("previous") or {}).get("container_id"),
+                   spare=new.name)
+    if pruned:
+        entry["pruned"] = pruned
+        kept += f"; removed {', '.join(pruned)} (beyond keep_releases {params['keep_releases']})"
     return Result(True, entry, failure=f"{reason}; traffic {'returned to' if switched else 'stayed on'} "
                                        f"{live['container'] if live else 'the previous upstream'}{kept}")
 
@@ -1107,10 +1165,11 @@ def _rollback(params: dict[str, t.Any], state: dict[str, t.Any], engine: Engine,
               steps: Steps, entry: dict[str, t.Any], check_mode: bool) -> Result:
     """deploy_action=rollback: back to the previous release, which is still on the host (stopped)."""
     live, target = state.get("live"), state.get("previous")
-    if live is None or target is None:
-        entry["outcome"] = "unchanged"
-        what = f"release {live['release']} is live and " if live else ""
-        return Result(False, entry, plan=[f"{what}no previous release is kept to roll back to: nothing to do"])
+    if live is None or target is None:  # refused (a rollback that did nothing must not pass for one that did)
+        now_serving = f"{live['container']} (release {live['release']}) still serves" if live else \
+            f"no release of {params['app']} is live"
+        raise LifeboatError(f"nothing to roll back: no previous release of {params['app']} is kept on this host "
+                            f"(a rollback goes back one release, once); {now_serving}, nothing was changed")
     container = engine.get(target["container_id"])
     if container is None:
         raise LifeboatError(f"the previous release's container {target['container']} is gone; deploy that release "
@@ -1247,15 +1306,26 @@ def task(run_: t.Any) -> t.Any:
     """The app_deploy module's task (a _module_frame Task): the history entry and the plan, failed on a rollback."""
     from ._module_frame import Outcome  # pylint: disable=import-outside-toplevel
 
-    result = run(run_.params, run_.check_mode)
+    params = run_.params
+    try:
+        result = run(params, run_.check_mode)
+    except RunStopped as exc:  # the play gets the history entry and one line for these too
+        history = exc.history
+        if history["outcome"] == "failed":
+            return Outcome(changed=True, result={"history": history, "plan": []},
+                           failure=f"{exc} (the run stopped at step {history['steps'][-1]['name']} after it started "
+                                   f"changing things: check what site {params['site']} serves and the containers of "
+                                   f"{params['app']})")
+        return Outcome(changed=False, result={"history": history, "plan": []},
+                       failure=f"{exc} (refused: traffic and releases stay as they were)")
     if result.history.get("unreported"):
         gone = result.history["unreported"]
-        run_.warn(f"an earlier {gone.get('action')} of {run_.params['app']} (started {gone.get('started')}) ran on "
+        run_.warn(f"an earlier {gone.get('action')} of {params['app']} (started {gone.get('started')}) ran on "
                   f"after ansible-playbook stopped and ended {gone.get('outcome')}"
                   + (f": {gone['reason']}" if gone.get("reason") else "") + f"; its history: {gone.get('history')}")
     if result.history.get("stale_lock"):
         stale = result.history["stale_lock"]
-        run_.warn(f"a previous deploy of {run_.params['app']} (PID {stale.get('pid')}) ended without releasing its "
+        run_.warn(f"a previous deploy of {params['app']} (PID {stale.get('pid')}) ended without releasing its "
                   f"lock at step {stale.get('step')}; its record is in history.stale_lock")
     return Outcome(changed=result.changed, result={"history": result.history, "plan": result.plan},
                    failure=result.failure)

@@ -16,7 +16,10 @@ description:
   reload), watches the front door, then stops the old color and keeps it for an instant rollback.'
 - 'A failed gate or watch rolls back: traffic returns if it moved, the new color is stopped and kept (named in the result),
   and with O(restore_data_on_rollback) the pre-deploy archives are restored after a migration. The task then fails with one
-  line.'
+  line: the reason, where traffic is, what was kept (RV(history.outcome=rolled_back)).'
+- 'A run refused before it changed anything (bad input, another run''s lock, a missing site, a state that does not match the
+  engine, a failed pre-deploy backup, nothing to roll back) fails with one line and RV(history.outcome=refused); a run that
+  stopped after it started changing things (a rollback that failed) fails with RV(history.outcome=failed).'
 - 'Every run starts by putting traffic where the state file says it is (a run killed at any step may have left it
   elsewhere, or an upstream written and never loaded) and by stopping what a killed run left running; the switch is
   proven through the front door before the old color is drained and stopped, and the new release is recorded as live
@@ -51,7 +54,8 @@ options:
     required: true
   deploy_action:
     description: V(deploy) the release in O(image); V(rollback) goes back to the previous release, which is still on the host
-      (stopped).
+      (stopped). A rollback goes back one release, once; with no previous release kept it fails (refused) and changes
+      nothing.
     type: str
     default: deploy
     choices:
@@ -84,14 +88,20 @@ options:
     type: str
     default: 127.0.0.1
   environment:
-    description: The app's environment that is not secret (shown in results as given). Passed to the Docker engine in the
-      API request, never on a command line.
-    type: dict
+    description:
+    - The app's environment that is not secret (shown in results as given). Passed to the Docker engine in the API request,
+      never on a command line.
+    - A mapping of variable names to strings; numbers are accepted and passed as written (V(5432) becomes C("5432")). A
+      string (such as a survey field C(K=V K=V), which is never split), a list, a nested mapping, a boolean or a null
+      value is refused in one line that names the key, never the value.
+    type: raw
     default: {}
   secret_environment:
-    description: The app's secret environment (passwords, tokens, from vault variables). Passed like O(environment), masked
-      in results and logs; the state keeps only a hash of it.
-    type: dict
+    description:
+    - The app's secret environment (passwords, tokens, from vault variables). Passed like O(environment), masked in results
+      and logs; the state keeps only a keyed hash of it.
+    - Checked like O(environment) (a mapping of strings or numbers); an error names the key, never the value.
+    type: raw
     default: {}
   command:
     description: Command of the app's container; empty for the image's own.
@@ -291,7 +301,7 @@ options:
     type: str
     default: /health
   health_status:
-    description: HTTP statuses that pass the health check.
+    description: HTTP statuses that pass the health check (each 100-599; at least one).
     type: list
     elements: int
     default:
@@ -349,8 +359,12 @@ options:
     type: int
     default: 2000
   keep_releases:
-    description: Releases kept on the host, the live one included (stopped containers and their images); older ones are removed
-      after a successful deploy.
+    description:
+    - Releases kept on the host, the live one included (stopped containers and their images). Older ones are removed after
+      a deploy, whether it succeeded or was rolled back; the previous release (the rollback target) is kept first, then
+      the newest.
+    - Failed releases (stopped and kept after a rollback) count like any other, so they never pile up; the one that just
+      failed is spared for inspection until the next deploy, even when that makes one release more than O(keep_releases).
     type: int
     default: 2
   restore_data_on_rollback:
@@ -422,9 +436,20 @@ history:
   type: dict
   contains:
     outcome:
-      description: V(deployed), V(unchanged), V(repaired) (the live release was already wanted; what a killed run left
-        was put right), V(rolled_back), V(failed), V(refused), V(would_deploy) or V(would_roll_back).
+      description:
+      - V(deployed), V(unchanged), V(would_deploy) or V(would_roll_back); V(repaired) when the wanted release was already
+        live and what a killed run left was put right; V(rolled_back) for a deploy whose migration, gate
+        or watch failed (traffic is back, the task fails) and for a rollback by hand that succeeded; V(refused) when the run
+        was refused before it changed anything (the task fails); V(failed) when a rollback failed or the run stopped after
+        it started changing things (the task fails).
       type: str
+    reason:
+      description: Why the run did not deploy (one line), for the outcomes V(refused), V(rolled_back) and V(failed).
+      type: str
+    pruned:
+      description: Releases removed after a failed deploy because they were beyond O(keep_releases).
+      type: list
+      elements: str
     release:
       description: The release of the run.
       type: str

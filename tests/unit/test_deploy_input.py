@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import typing as t
+from types import SimpleNamespace
 
 import pytest
 
@@ -36,11 +37,34 @@ def params(**change: t.Any) -> dict[str, t.Any]:
     ({"health_path": "http://[::1/x"}, "must be a path on the app"),
     ({"health_body": "("}, "health_body is not a regular expression"),
     ({"migration_command": ["migrate", ""]}, "migration_command has an empty argument"),
+    ({"health_status": [200, 42]}, "health_status[1] is not an HTTP status code (100-599)"),
+    ({"health_status": [600]}, "health_status[0] is not an HTTP status code (100-599)"),
+    ({"health_status": []}, "health_status must list at least one HTTP status code"),
+    ({"secret_environment": "DB_PASSWORD=hunter2 DB_USER=app"},
+     "secret_environment must be a mapping of NAME: value, not a string"),
+    ({"secret_environment": ["hunter2"]}, "secret_environment must be a mapping of NAME: value, not a list"),
+    ({"secret_environment": {"DB_PASSWORD": ["hunter2", "x"]}},
+     "secret_environment.DB_PASSWORD must be a string or a number, not a list"),
+    ({"secret_environment": {"DB": {"PASSWORD": "hunter2"}}},
+     "secret_environment.DB must be a string or a number, not a mapping"),
+    ({"secret_environment": {"DB_PASSWORD": None}}, "secret_environment.DB_PASSWORD must be a string or a number, not null"),
+    ({"secret_environment": {"DB_PASSWORD=hunter2": "x"}}, "secret_environment has a key that is not a variable name"),
+    ({"environment": {"HOSTS": ["a", "b"]}}, "environment.HOSTS must be a string or a number, not a list"),
+    ({"environment": {"DEBUG": True}}, "environment.DEBUG must be a string or a number, not a boolean"),
+    ({"environment": "HOSTS=a"}, "environment must be a mapping of NAME: value, not a string"),
 ])
 def test_bad_input_is_one_line(change: dict[str, t.Any], message: str) -> None:
     with pytest.raises(LifeboatError) as raised:
         _deploy.check_input(params(**change))
     assert message in str(raised.value) and "\n" not in str(raised.value)
+    assert "hunter2" not in str(raised.value)  # the key is named, never the value
+
+
+def test_numbers_in_the_environment_are_passed_as_written() -> None:
+    given = params(environment={"PORT": 5432, "RATIO": 0.5, "NAME": "journal"}, secret_environment={"PIN": 1234})
+    _deploy.check_input(given)
+    assert given["environment"] == {"PORT": "5432", "RATIO": "0.5", "NAME": "journal"}
+    assert given["secret_environment"] == {"PIN": "1234"}
 
 
 def test_good_input_passes() -> None:
@@ -106,3 +130,52 @@ def test_the_secret_environment_is_hashed_with_the_apps_own_key(tmp_path: t.Any)
     assert stored != _deploy.config_hash(given, "sha256:abc", b"\0" * 32)  # the key, not the values alone, decides
     changed = {**given, "secret_environment": {"DB_PASSWORD": "another"}}
     assert stored != _deploy.config_hash(changed, "sha256:abc", key)  # a new password is a new release
+
+
+def test_ansible_hands_a_string_environment_over_unsplit() -> None:
+    """AnsibleModule's dict type check (check_type_dict) turns 'K=V K=V' into a mapping; the options are raw so
+    that check_input sees the string and refuses it."""
+    from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+
+    given = {"app": "journal", "site": "journal", "image": "journal:2", "secret_environment": "DB_PASSWORD=hunter2 A=b"}
+    validated = ArgumentSpecValidator(_deploy.DEPLOY_SPEC).validate(given)
+    assert not validated.error_messages, validated.error_messages
+    assert validated.validated_parameters["secret_environment"] == "DB_PASSWORD=hunter2 A=b"
+    assert "DB_PASSWORD=hunter2 A=b" in validated._no_log_values  # pylint: disable=protected-access
+    with pytest.raises(LifeboatError, match=r"^secret_environment must be a mapping of NAME: value, not a string"):
+        _deploy.check_input(validated.validated_parameters)
+
+
+@pytest.mark.parametrize("live", [None, {"container": "journal-blue-1", "release": "v1"}])
+def test_a_rollback_with_nothing_to_roll_back_is_refused(live: dict[str, t.Any] | None) -> None:
+    entry: dict[str, t.Any] = {"steps": []}
+    with pytest.raises(LifeboatError) as raised:
+        _deploy._rollback(params(deploy_action="rollback"), {"live": live, "previous": None},
+                          t.cast(_deploy.Engine, None), (), _deploy.Steps(entry, None), entry, False)
+    message = str(raised.value)
+    assert message.startswith("nothing to roll back: no previous release of journal is kept") and "\n" not in message
+    assert ("journal-blue-1 (release v1) still serves" if live else "no release of journal is live") in message
+
+
+def test_a_run_that_raised_is_refused_or_failed_by_what_it_had_started(monkeypatch: pytest.MonkeyPatch) -> None:
+    given = params()
+
+    def raising(entry: dict[str, t.Any]) -> t.Callable[..., t.Any]:
+        def run(*_args: t.Any) -> t.Any:
+            raise _deploy.RunStopped(entry["reason"], entry)
+        return run
+
+    refused = {"app": "journal", "action": "deploy", "outcome": "refused", "reason": "site journal does not exist",
+               "steps": [{"name": "state"}]}
+    monkeypatch.setattr(_deploy, "run", raising(refused))
+    outcome = _deploy.task(SimpleNamespace(params=given, check_mode=False, warn=lambda _text: None))
+    assert outcome.result["history"] is refused and not outcome.changed
+    assert outcome.failure == "site journal does not exist (refused: traffic and releases stay as they were)"
+    failed = {"app": "journal", "outcome": "failed", "reason": "nginx -t failed",
+              "steps": [{"name": "state"}, {"name": "start"}, {"name": "rollback"}]}
+    monkeypatch.setattr(_deploy, "run", raising(failed))
+    outcome = _deploy.task(SimpleNamespace(params=given, check_mode=False, warn=lambda _text: None))
+    assert outcome.result["history"]["outcome"] == "failed" and outcome.changed
+    assert outcome.failure.startswith("nginx -t failed (the run stopped at step rollback after it started changing")
+
+
