@@ -839,7 +839,7 @@ def run(params: dict[str, t.Any], check_mode: bool = False) -> Result:
     entry: dict[str, t.Any] = {"app": params["app"], "action": params["deploy_action"], "started": now(),
                                "steps": [], "outcome": None, "check_mode": check_mode,
                                "switch_method": params["switch_method"]}
-    parent = os.getppid()
+    chain = ancestors()
     engine = Engine()
     if check_mode:
         holder = lock.busy()
@@ -879,7 +879,7 @@ def run(params: dict[str, t.Any], check_mode: bool = False) -> Result:
             if entry["outcome"] not in (None, "unchanged"):
                 stamp = entry["started"].replace(":", "").replace("-", "")
                 history = os.path.join(directory, "history", f"{stamp}-{entry['action']}.json")
-                if result_unreadable(parent):
+                if result_unreadable(chain):
                     entry["orphaned"] = True
                 write_json(history, entry)
                 if entry.get("orphaned"):
@@ -906,11 +906,36 @@ class RunStopped(LifeboatError):
         self.history = history
 
 
-def result_unreadable(parent: int) -> bool:
-    """Nobody is left to read this run's result: its parent changed (the process that ran it died), or its standard
-    output is a pipe without a reader (the controller is gone)."""
-    if os.getppid() != parent:
-        return True
+def ancestors(depth: int = 8) -> list[tuple[int, int, str | None]]:
+    """This process's ancestors, nearest first, as (pid, its parent's pid, its start time), up to init."""
+    found: list[tuple[int, int, str | None]] = []
+    pid = os.getpid()
+    while pid > 1 and len(found) < depth:
+        try:
+            with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
+                parent = int(handle.read().rpartition(")")[2].split()[1])
+        except (OSError, ValueError, IndexError):
+            break
+        if pid != os.getpid():
+            found.append((pid, parent, process_start(pid)))
+        pid = parent
+    return found
+
+
+def result_unreadable(chain: list[tuple[int, int, str | None]]) -> bool:
+    """Nobody is left to read this run's result: a process between it and the controller died or was orphaned
+    (with a local connection the module's shell stays, its ansible-playbook worker is re-parented when
+    ansible-playbook dies), or its standard output is a pipe without a reader. Over SSH a controller's death shows
+    only when the session closes."""
+    for pid, parent, started in chain:
+        if process_start(pid) != started:
+            return True
+        try:
+            with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
+                if int(handle.read().rpartition(")")[2].split()[1]) != parent:
+                    return True
+        except (OSError, ValueError, IndexError):
+            return True
     try:
         if not stat.S_ISFIFO(os.fstat(1).st_mode):
             return False
@@ -959,6 +984,13 @@ def reconcile(params: dict[str, t.Any], state: dict[str, t.Any], router: NginxRe
     done: dict[str, t.Any] = {"routing": router.reconcile(state.get("live"))}
     known = {(state.get("previous") or {}).get("container")}
     known |= {item.get("container") for item in state.get("failed", []) + state.get("rolled_back", [])}
+    # a container numbered past the state's last release was made by a run killed before it recorded it (perhaps
+    # created and never started): it would take the next run's name
+    unrecorded = [c for c in engine.ours(params["app"]) if c.status != "running"
+                  and int(c.labels.get(LABEL_SEQ, "0")) > int(state.get("seq", 0))]
+    for container in unrecorded:
+        container.remove(force=True)
+        done.setdefault("removed", []).append(container.name)
     for container in leftovers:
         stop_container(container, params["stop_timeout"])
         if container.name in known:  # a release the state keeps (the rollback target, one kept for inspection)
@@ -1254,7 +1286,9 @@ def report(state_dir: str, socket_dir: str) -> dict[str, t.Any]:
             reasons.append({"severity": "CRITICAL", "message": str(exc)})
         lock_path = os.path.join(directory, "deploy.lock")
         record = Lock.read_record(lock_path)
-        if record and lock_owner_alive(lock_path) is False:
+        owner_gone = record and not (pid_alive(record.get("pid")) and
+                                     process_start(record.get("pid") or 0) == record.get("process_start"))
+        if record and (lock_owner_alive(lock_path) is False or owner_gone):  # (a child it forked may hold it a while)
             reasons.append({"severity": "CRITICAL", "message": (
                 f"a deploy of {name} was killed at step {record.get('step', '?')} (PID {record.get('pid', '?')}, "
                 f"started {record.get('started', '?')}); run the deploy or a rollback again: it puts traffic where "
@@ -1309,8 +1343,9 @@ def task(run_: t.Any) -> t.Any:
     params = run_.params
     try:
         result = run(params, run_.check_mode)
-    except RunStopped as exc:  # the play gets the history entry and one line for these too
-        history = exc.history
+    except LifeboatError as exc:  # the play gets a history entry and one line for these too
+        history = exc.history if isinstance(exc, RunStopped) else {
+            "app": params["app"], "action": params["deploy_action"], "outcome": "refused", "reason": str(exc)}
         if history["outcome"] == "failed":
             return Outcome(changed=True, result={"history": history, "plan": []},
                            failure=f"{exc} (the run stopped at step {history['steps'][-1]['name']} after it started "

@@ -129,19 +129,27 @@ def test_a_killed_ansible_playbook_leaves_a_run_that_finishes_and_is_reported(
 
     import yaml
 
-    from testbed import collections_root, module_env  # pylint: disable=import-error
+    from testbed import Unsafe, UnsafeDumper, collections_root, module_env  # pylint: disable=import-error
 
     args = release(bed, app, "v2", health_passes=12, health_interval=0.25)
-    host_vars = {name if name.startswith("deploy_") else f"deploy_{name}": value for name, value in args.items()}
+    host_vars = {name if name.startswith("deploy_") else f"deploy_{name}": value for name, value in args.items()
+                 if name != "secret_environment"}
+    secrets = tmp_path / "secrets.yml"  # as AWX writes credentials: !unsafe, never templated
+    secrets.write_text(yaml.dump({"deploy_secret_environment": {key: Unsafe(value) for key, value in
+                                                                args["secret_environment"].items()}},
+                                 Dumper=UnsafeDumper))
     inventory = tmp_path / "inventory.yml"
     inventory.write_text(yaml.safe_dump({"all": {"hosts": {"localhost": {
         "ansible_connection": "local", "ansible_python_interpreter": sys.executable, **host_vars}}}}))
     playbook = subprocess.Popen(
         [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "lifeboat.ops.deploy", "-i",
-         str(inventory)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+         str(inventory), "-e", f"@{secrets}"], stdout=(tmp_path / "playbook.out").open("w"), stderr=subprocess.STDOUT, start_new_session=True,
         env={**module_env(), "ANSIBLE_COLLECTIONS_PATH": collections_root(),
              "ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-tmp")})
-    kill_at(playbook, app, "gate")
+    try:
+        kill_at(playbook, app, "gate")
+    except AssertionError:
+        raise AssertionError((tmp_path / "playbook.out").read_text()[-3000:]) from None
     deadline = time.monotonic() + 120
     unreported = os.path.join(app["state"], "unreported.json")
     while not os.path.exists(unreported) and time.monotonic() < deadline:
