@@ -90,6 +90,7 @@ def main() -> int:  # pylint: disable=too-many-locals,too-many-statements
     parser.add_argument("--connections", type=int, default=16, help="wrk's keep-alive connections")
     parser.add_argument("--rate", type=float, default=300.0, help="new-connection client: requests per second")
     parser.add_argument("--workers", type=int, default=4, help="new-connection client: threads")
+    parser.add_argument("--ws-clients", type=int, default=8, help="WebSocket clients on /ws through the proxy")
     parser.add_argument("--health-timeout", type=int, default=3, help="seconds the failed gate waits")
     options = parser.parse_args()
     importable()
@@ -99,6 +100,7 @@ def main() -> int:  # pylint: disable=too-many-locals,too-many-statements
     from load_loop import LoadLoop  # pylint: disable=import-outside-toplevel
     from proxy_bed import Upstream, free_port, start_nginx  # pylint: disable=import-outside-toplevel
     from wrk_load import WrkLoad  # pylint: disable=import-outside-toplevel
+    from ws_clients import WsClients  # pylint: disable=import-outside-toplevel
 
     from ansible_collections.lifeboat.ops.plugins.module_utils import (  # pylint: disable=import-outside-toplevel
         _deploy,
@@ -122,7 +124,7 @@ def main() -> int:  # pylint: disable=too-many-locals,too-many-statements
                            tls_dir=os.path.join(root, "tls"), webroot=os.path.join(root, "webroot"),
                            listen_address="127.0.0.1", http_port=free_port(), https_port=free_port())
     control = _nginx.Nginx(**nginx.control())
-    _reverse_proxy.apply_sites([{"name": "app", "server_names": ["localhost"], "tls": "none",
+    _reverse_proxy.apply_sites([{"name": "app", "server_names": ["localhost"], "tls": "none", "websocket": True,
                                  "upstreams": [placeholder.address]}], layout, control, _reverse_proxy.Acme())
     prefix = f"lbt-deploy-bench-{run_id}"
     naive_name = f"{prefix}-naive"
@@ -252,20 +254,32 @@ def main() -> int:  # pylint: disable=too-many-locals,too-many-statements
                 for change in CHANGES:
                     with WrkLoad(layout.http_port, path="/version", connections=options.connections) as wrk, \
                             LoadLoop(layout.http_port, path="/version", rate=options.rate,
-                                     workers=options.workers) as loop:
+                                     workers=options.workers) as loop, \
+                            WsClients(layout.http_port, count=options.ws_clients) as sockets:
+                        if not sockets.wait_connected(messages=1):
+                            print(f"  note: WebSocket clients did not all connect: {sockets.summary()}", flush=True)
                         time.sleep(options.settle)
-                        start, end = changes[change](index)
+                        outcome = ""
+                        try:
+                            start, end = changes[change](index)
+                        except (_deploy.LifeboatError, SystemExit) as error:  # reported in its row, the bench goes on
+                            start = end = time.monotonic()
+                            outcome = f"FAILED: {error}"
                         time.sleep(options.after)
                     window = (start, end + options.after)
-                    row = {"method": method, "change": change, "round": index, "wall": end - start,
-                           "wrk_before": wrk.window(start - options.settle, start), "wrk_during": wrk.window(*window),
+                    row = {"method": method, "change": change, "round": index, "wall": end - start, "outcome": outcome,
+                           "wrk_before": wrk.inside(start - options.settle - 1, start), "wrk_during": wrk.window(*window),
                            "loop_before": loop.window(start - options.settle, start),
-                           "loop_during": loop.window(*window), "wrk_failures": len(wrk.failures)}
+                           "loop_during": loop.window(*window), "wrk_failures": len(wrk.failures),
+                           "ws": sockets.ended(), "ws_cut": sum(not record.intact for record in sockets.records),
+                           "ws_versions": sorted({version for record in sockets.records
+                                                  for version in record.versions})}
                     rows.append(row)
-                    print(f"{method} {change} #{index}: {row['wall']:.2f} s; wrk before: "
+                    print(f"{method} {change} #{index}: {outcome or 'done'} {row['wall']:.2f} s; wrk before: "
                           f"{row['wrk_before'].describe()}; wrk during: {row['wrk_during'].describe()} "
                           f"{row['wrk_during'].versions}; new-connection before: {row['loop_before'].describe()}; "
-                          f"during: {row['loop_during'].describe()} {row['loop_during'].versions}", flush=True)
+                          f"during: {row['loop_during'].describe()} {row['loop_during'].versions}; WebSocket "
+                          f"clients: {sockets.summary()}, versions {row['ws_versions']}", flush=True)
                     if row["wrk_during"].requests < 5000:
                         print(f"  note: {row['wrk_during'].requests} wrk requests during the change (< 5,000): "
                               "raise --after", flush=True)
@@ -277,11 +291,12 @@ def main() -> int:  # pylint: disable=too-many-locals,too-many-statements
               + (", medians of the rounds" if options.repeat > 1 else "") + "; errors connect/read/write/timeout\n")
         print("| method | change | wall s | wrk req/s before / during | wrk requests during | wrk errors during | "
               "wrk non-2xx/3xx during | wrk p50 ms before / during | wrk p99 ms before / during | new-conn requests "
-              "during | new-conn errors during | new-conn non-2xx/3xx during | new-conn p99 ms before / during |")
-        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+              "during | new-conn errors during | new-conn non-2xx/3xx during | new-conn p99 ms before / during | "
+              "WebSocket clients: how they ended (cut messages) |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         for method in options.methods:
             if method in skipped:
-                print(f"| {method} | (skipped: {skipped[method]}) |" + " |" * 11)
+                print(f"| {method} | (skipped: {skipped[method]}) |" + " |" * 12)
                 continue
             for change in CHANGES:
                 chosen = [row for row in rows if row["method"] == method and row["change"] == change]
@@ -290,9 +305,13 @@ def main() -> int:  # pylint: disable=too-many-locals,too-many-statements
                 row = sorted(chosen, key=lambda row: row["wall"])[len(chosen) // 2]  # the median round by wall time
                 wall = row["wall"]
                 wb, wd, lb, ld = row["wrk_before"], row["wrk_during"], row["loop_before"], row["loop_during"]
-                print(f"| {method} | {change} | {wall:.2f} | {cell(wb, wd, 'rate')} | {wd.requests} | {kinds(wd)} | "
+                failed = sum(bool(row["outcome"]) for row in chosen)
+                label = f"{change} ({failed} of {len(chosen)} FAILED: {next(r['outcome'] for r in chosen if r['outcome'])[8:120]})" \
+                    if failed else change
+                print(f"| {method} | {label} | {wall:.2f} | {cell(wb, wd, 'rate')} | {wd.requests} | {kinds(wd)} | "
                       f"{statuses(wd)} | {cell(wb, wd, 'p50_ms', 1)} | {cell(wb, wd, 'p99_ms', 1)} | {ld.requests} | "
-                      f"{kinds(ld)} | {statuses(ld)} | {cell(lb, ld, 'p99_ms', 1)} |")
+                      f"{kinds(ld)} | {statuses(ld)} | {cell(lb, ld, 'p99_ms', 1)} | "
+                      f"{', '.join(f'{how}: {count}' for how, count in row['ws'].items())} ({row['ws_cut']}) |")
         return 0
     finally:
         try:

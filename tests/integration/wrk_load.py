@@ -161,6 +161,11 @@ class WrkLoad:
         chosen = [segment for segment in list(self.segments) if segment.end > start and segment.start < end]
         return combine(chosen)
 
+    def inside(self, start: float, end: float) -> Figures:
+        """Figures of the segments that lie wholly inside [start, end] (e.g. "before a change": none of its
+        requests were sent after the change began)."""
+        return combine([segment for segment in list(self.segments) if segment.start >= start and segment.end <= end])
+
     def before(self, moment: float) -> Figures:
         """Figures of the segments that ended before moment."""
         return combine([segment for segment in list(self.segments) if segment.end <= moment])
