@@ -311,7 +311,7 @@ def main() -> int:  # pylint: disable=too-many-locals,too-many-statements
                 print(f"| {method} | {label} | {wall:.2f} | {cell(wb, wd, 'rate')} | {wd.requests} | {kinds(wd)} | "
                       f"{statuses(wd)} | {cell(wb, wd, 'p50_ms', 1)} | {cell(wb, wd, 'p99_ms', 1)} | {ld.requests} | "
                       f"{kinds(ld)} | {statuses(ld)} | {cell(lb, ld, 'p99_ms', 1)} | "
-                      f"{', '.join(f'{how}: {count}' for how, count in row['ws'].items())} ({row['ws_cut']}) |")
+                      f"{', '.join(f'{how}: {count}' for how, count in row['ws'].items()) or '-'} ({row['ws_cut']}) |")
         return 0
     finally:
         try:
