@@ -288,7 +288,7 @@ def main() -> int:  # pylint: disable=too-many-locals,too-many-statements
         print(f"\nload average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; wrk {options.connections} keep-alive "
               f"connections, new-connection client {options.rate:g}/s on {options.workers} threads; settle "
               f"{options.settle:g} s, after {options.after:g} s, {options.repeat} round(s)"
-              + (", medians of the rounds" if options.repeat > 1 else "") + "; errors connect/read/write/timeout\n")
+              + (", per change the round of median wall time" if options.repeat > 1 else "") + "; errors connect/read/write/timeout\n")
         print("| method | change | wall s | wrk req/s before / during | wrk requests during | wrk errors during | "
               "wrk non-2xx/3xx during | wrk p50 ms before / during | wrk p99 ms before / during | new-conn requests "
               "during | new-conn errors during | new-conn non-2xx/3xx during | new-conn p99 ms before / during | "
