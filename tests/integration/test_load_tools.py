@@ -12,6 +12,7 @@ that would catch an app that cuts its connections).
 from __future__ import annotations
 
 import http.client
+import threading
 import time
 import typing as t
 import uuid
@@ -25,15 +26,15 @@ from proxy_bed import free_port  # pylint: disable=import-error
 from wrk_load import WrkLoad  # pylint: disable=import-error
 from ws_clients import WsClients  # pylint: disable=import-error
 
-from containers import LABEL_RUN, image_names  # pylint: disable=import-error
+from containers import LABEL_RUN, PG_PASSWORD, ContainerBed, image_names  # pylint: disable=import-error
 from testbed import RUN_ID  # pylint: disable=import-error
 
-Start = t.Callable[[str], tuple[Container, int]]
+Start = t.Callable[..., tuple[Container, int]]
 
 
 @pytest.fixture
 def app() -> t.Iterator[Start]:
-    """start(version): a running app container on a free loopback port, answering /version; removed after."""
+    """start(version, environment): a running app container on a free loopback port, answering /version; removed after."""
     client = docker.from_env(timeout=120)
     image = image_names()["DEPLOY_APP_IMAGE"]
     try:
@@ -42,10 +43,10 @@ def app() -> t.Iterator[Start]:
         pytest.fail(f"image {image} missing: run scripts/testbed/images.sh", pytrace=False)
     started: list[Container] = []
 
-    def start(version: str) -> tuple[Container, int]:
+    def start(version: str, environment: dict[str, str] | None = None) -> tuple[Container, int]:
         port = free_port()
         container = client.containers.run(image, name=f"lbt-loadtools-{RUN_ID}-{uuid.uuid4().hex[:6]}", detach=True,
-                                          environment={"APP_VERSION": version}, labels={LABEL_RUN: RUN_ID},
+                                          environment={"APP_VERSION": version, **(environment or {})}, labels={LABEL_RUN: RUN_ID},
                                           ports={"8080/tcp": ("127.0.0.1", port)})
         started.append(container)
         deadline = time.monotonic() + 30
@@ -125,3 +126,44 @@ def test_ws_clients_see_how_the_app_ends(app: Start, how: str, code: int) -> Non
         assert all(record.close_reason.startswith("going away") for record in clients.records)
     else:
         assert exit_code == 137
+
+
+def test_an_answer_in_flight_is_finished_on_docker_stop(app: Start) -> None:
+    """/ waits on a table lock in PostgreSQL; docker stop comes while it waits; the lock goes 1.5 s later: the answer
+    still arrives whole (200), and the app then exits by itself."""
+    bed = ContainerBed.connect()
+    try:
+        db = bed.postgres("loadtools-db", user="journal_owner", database="journal", password=PG_PASSWORD)
+        with db.connect_pg() as conn:
+            conn.execute("CREATE TABLE notes (id serial PRIMARY KEY, body text NOT NULL)")
+            conn.execute("INSERT INTO notes (body) VALUES ('one'), ('two')")
+        container, port = app("tools-4", {"APP_DB_HOST": db.ip, "APP_DB_NAME": "journal",
+                                           "APP_DB_USER": "journal_owner", "APP_DB_PASSWORD": PG_PASSWORD})
+        answers: list[tuple[int, str]] = []
+
+        def ask() -> None:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
+            connection.request("GET", "/", headers={"Host": "localhost"})
+            response = connection.getresponse()
+            answers.append((response.status, response.read().decode()))
+
+        with db.connect_pg() as locker:
+            locker.autocommit = False
+            locker.execute("LOCK TABLE notes IN ACCESS EXCLUSIVE MODE")
+            asker = threading.Thread(target=ask)
+            asker.start()
+            time.sleep(0.5)  # the request is in the app, its query waiting on the lock
+            stopper = threading.Thread(target=container.stop, kwargs={"timeout": 10})
+            began = time.monotonic()
+            stopper.start()
+            time.sleep(1.5)
+            assert not answers, answers
+            locker.rollback()  # the lock goes: the query answers
+        asker.join(20)
+        stopper.join(20)
+        took = time.monotonic() - began
+        container.reload()
+        assert answers == [(200, "version tools-4, 2 notes\n")], answers
+        assert container.attrs["State"]["ExitCode"] == 0 and took < 9, (took, container.logs(tail=3))
+    finally:
+        bed.close()
