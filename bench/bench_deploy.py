@@ -1,31 +1,38 @@
 # Copyright: lifeboat developers
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Benchmark (not a test): a blue-green deploy (_deploy.run) against a naive restart of the same image.
+"""Benchmark (not a test): what clients see during a deploy, a rollback and a failed gate, per switch method.
 
-Run with the test bed's venv:  "$(bash scripts/testbed/venv.sh)/bin/python" bench/bench_deploy.py [--repeat 3]
-It starts a PostgreSQL 17 container and the deploy test app (scripts/testbed/images.sh builds both), a private
-nginx on loopback (tests/integration/proxy_bed.py) with one site, and a load loop through that nginx
-(tests/integration/load_loop.py: one client, a new connection per request, --rate requests/s) that runs from
---settle seconds before each change to --settle seconds after it. Variants, interleaved, --repeat times each:
+Run with the test bed's venv:
+  "$(bash scripts/testbed/venv.sh)/bin/python" bench/bench_deploy.py [--methods haproxy nginx_reload naive]
+      [--repeat 1] [--settle 5] [--after 2] [--connections 16] [--rate 300] [--workers 4]
 
-  blue-green  _deploy.run: backup + verify, start the other color, gate, switch (nginx reload), watch, stop old
-  rollback    _deploy.run with deploy_action=rollback right after it: back to the release before (still on the host)
-  naive       what `docker compose up -d` does when the image changed: stop and remove the container, create and
-              start the new one on the same port (the site points at that port), then wait for /health
+It starts a PostgreSQL 17 container and the deploy test app (scripts/testbed/images.sh builds both), a private nginx
+on loopback (tests/integration/proxy_bed.py) with one site, and two loads through it at the same time:
+  wrk   tests/integration/wrk_load.py: keep-alive, --connections (16) on 2 threads, as fast as it goes, /version
+  loop  tests/integration/load_loop.py: a new connection per request, --workers threads sharing --rate requests/s
+from --settle seconds before each change to --after seconds after it. Methods, one after the other:
 
-Reported per variant (medians): wall seconds of the change and of each step, for blue-green the time from "gate
-passed" to "all traffic on the new color" (the switch: nginx -t, reload, new workers serving), requests sent,
-non-2xx, connection errors, p99 latency before the change and during it. Containers are named
-``lbt-deploy-bench-<run id>-...`` and removed at the end. Exits non-zero only on errors.
+  haproxy       _deploy.run with switch_method=haproxy (the switch without a reload: HAProxy's runtime API)
+  nginx_reload  _deploy.run with switch_method=nginx_reload (the site's upstream rewritten, nginx -t, reload); on a
+                branch whose app_deploy has no switch_method option, the option is not passed (today's code path)
+  naive         what `docker compose up -d` does when the image changed, done through the docker SDK (Docker
+                Compose v2 is not installed here): stop and remove the container, create and start the new one on
+                the same port (the site points at that port), wait for /health. Its "failed gate": the release that
+                never gets healthy is started the same way, /health waited for --health-timeout seconds, then it is
+                replaced by the previous release again (compose has no gate: this is what an operator does)
+
+and per method, --repeat times: a deploy (a new release), a rollback (back to the release before), a failed gate (a
+release whose /health answers 503: APP_NEVER_HEALTHY=1). A method that app_deploy rejects (no such choice, or the
+first deploy fails) is skipped with one printed line saying why. "before" is the --settle seconds before the change,
+"during" is from its start to --after seconds after its end (wrk: its 1 s segments that overlap that window). Printed:
+one line per change, then a Markdown table. Containers are named ``lbt-deploy-bench-<run id>-...`` and removed at
+the end. Exits non-zero only on errors of the bench itself.
 """
 
 from __future__ import annotations
 
 import argparse
-import calendar
-import datetime
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -34,6 +41,8 @@ import uuid
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
+METHODS = ("haproxy", "nginx_reload", "naive")
+CHANGES = ("deploy", "rollback", "failed gate")
 
 
 def importable() -> None:
@@ -46,23 +55,52 @@ def importable() -> None:
     sys.path.insert(0, collections)
 
 
-def epoch(iso: str) -> float:
-    parsed = datetime.datetime.strptime(iso, "%Y-%m-%dT%H:%M:%S.%fZ")
-    return calendar.timegm(parsed.timetuple()) + parsed.microsecond / 1e6
+def method_refusal(spec: dict[str, dict[str, t.Any]], method: str) -> tuple[str | None, bool]:
+    """(why app_deploy rejects the method, or None; whether to pass switch_method at all)."""
+    option = spec.get("switch_method")
+    if option is None:
+        if method == "nginx_reload":
+            return None, False  # the only switch there is: an nginx reload
+        return "app_deploy has no switch_method option on this branch", False
+    choices = option.get("choices")
+    if choices is not None and method not in choices:
+        return f"app_deploy's switch_method accepts {', '.join(map(str, choices))}, not {method}", True
+    return None, True
+
+
+def cell(before: t.Any, during: t.Any, attribute: str, digits: int = 0) -> str:
+    return f"{getattr(before, attribute):.{digits}f} / {getattr(during, attribute):.{digits}f}"
+
+
+def kinds(figures: t.Any) -> str:
+    errors = figures.errors
+    return "/".join(str(errors[kind]) for kind in ("connect", "read", "write", "timeout"))
+
+
+def statuses(figures: t.Any) -> str:
+    return ", ".join(f"{status}: {count}" for status, count in figures.statuses.items()) or "0"
 
 
 def main() -> int:  # pylint: disable=too-many-locals,too-many-statements
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--rate", type=float, default=400.0, help="load loop requests per second")
-    parser.add_argument("--workers", type=int, default=4, help="load loop client threads")
-    parser.add_argument("--settle", type=float, default=5.0, help="seconds of load before and after each change")
+    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--settle", type=float, default=5.0, help="seconds of load before each change")
+    parser.add_argument("--after", type=float, default=2.0, help="seconds of load after each change (in 'during')")
+    parser.add_argument("--connections", type=int, default=16, help="wrk's keep-alive connections")
+    parser.add_argument("--rate", type=float, default=300.0, help="new-connection client: requests per second")
+    parser.add_argument("--workers", type=int, default=4, help="new-connection client: threads")
+    parser.add_argument("--ws-clients", type=int, default=8, help="WebSocket clients on /ws through the proxy")
+    parser.add_argument("--health-timeout", type=int, default=3, help="seconds the failed gate waits")
     options = parser.parse_args()
     importable()
 
     import docker  # pylint: disable=import-outside-toplevel
+    import docker.errors  # pylint: disable=import-outside-toplevel
     from load_loop import LoadLoop  # pylint: disable=import-outside-toplevel
     from proxy_bed import Upstream, free_port, start_nginx  # pylint: disable=import-outside-toplevel
+    from wrk_load import WrkLoad  # pylint: disable=import-outside-toplevel
+    from ws_clients import WsClients  # pylint: disable=import-outside-toplevel
 
     from ansible_collections.lifeboat.ops.plugins.module_utils import (  # pylint: disable=import-outside-toplevel
         _deploy,
@@ -78,6 +116,7 @@ def main() -> int:  # pylint: disable=too-many-locals,too-many-statements
     run_id = uuid.uuid4().hex[:6]
     images = image_names()
     bed = BenchBed.connect(images, run_id)
+    client = docker.from_env()
     root = tempfile.mkdtemp(prefix="lbt-deploy-bench-")
     nginx = start_nginx(root)
     placeholder = Upstream("placeholder")
@@ -85,21 +124,22 @@ def main() -> int:  # pylint: disable=too-many-locals,too-many-statements
                            tls_dir=os.path.join(root, "tls"), webroot=os.path.join(root, "webroot"),
                            listen_address="127.0.0.1", http_port=free_port(), https_port=free_port())
     control = _nginx.Nginx(**nginx.control())
-    _reverse_proxy.apply_sites([{"name": "app", "server_names": ["localhost"], "tls": "none",
+    _reverse_proxy.apply_sites([{"name": "app", "server_names": ["localhost"], "tls": "none", "websocket": True,
                                  "upstreams": [placeholder.address]}], layout, control, _reverse_proxy.Acme())
-    naive_name = f"lbt-deploy-bench-{run_id}-naive"
-    app = f"lbt-deploy-bench-{run_id}-app"
+    prefix = f"lbt-deploy-bench-{run_id}"
+    naive_name = f"{prefix}-naive"
+    rows: list[dict[str, t.Any]] = []
+    skipped: dict[str, str] = {}
     try:
         db = bed.postgres("db", user="journal_owner", database="journal", password=PG_PASSWORD)
         with db.connect_pg() as conn:
             conn.execute("CREATE TABLE notes (id serial PRIMARY KEY, body text NOT NULL)")
             conn.execute("INSERT INTO notes (body) SELECT 'note ' || g FROM generate_series(1, 10000) g")
         environment = {"APP_DB_HOST": db.ip, "APP_DB_NAME": "journal", "APP_DB_USER": "journal_owner"}
-        params = {name: spec.get("default") for name, spec in _deploy.DEPLOY_SPEC.items()}
-        params.update(
-            app=app, state_dir=os.path.join(root, "state"), blue_port=free_port(), green_port=free_port(),
-            image=images["DEPLOY_APP_IMAGE"], environment=environment,
-            secret_environment={"APP_DB_PASSWORD": PG_PASSWORD},
+        base = {name: spec.get("default") for name, spec in _deploy.DEPLOY_SPEC.items()}
+        base.update(
+            state_dir=os.path.join(root, "state"), image=images["DEPLOY_APP_IMAGE"],
+            environment=environment, secret_environment={"APP_DB_PASSWORD": PG_PASSWORD},
             databases=[{**{name: None for name in _deploy.DEPLOY_SPEC["databases"]["options"]}, "engine": "postgresql",
                         "database": "journal", "container": db.name, "connect_timeout": 10}],
             site="app", sites_dir=layout.sites_dir, include_dir=layout.include_dir, tls_dir=layout.tls_dir,
@@ -107,33 +147,34 @@ def main() -> int:  # pylint: disable=too-many-locals,too-many-statements
             https_port=layout.https_port, nginx_binary="/usr/sbin/nginx", nginx_config=nginx.conf,
             nginx_prefix=nginx.prefix + "/", nginx_pid_file=nginx.pid_file, health_interval=0.2, watch_probes=20,
             watch_interval=0.1, stop_timeout=5)
-        first = _deploy.run({**params, "release": "bench-0", "environment": {**environment, "APP_VERSION": "0"}})
-        assert first.failure is None, first.failure
-        client = docker.from_env()
+
+        def point_site(port: int) -> None:
+            _nginx.switch_upstream("app", [f"127.0.0.1:{port}"], 16, layout, control,
+                                   _nginx.Probe(host="localhost", port=layout.http_port, tls=False, timeout=30))
+
+        # ---- the library's switch methods
+        def library(method: str, params: dict[str, t.Any]) -> dict[str, t.Callable[[int], tuple[float, float]]]:
+            def release(index: int, action: str = "deploy", **extra: str) -> tuple[float, float]:
+                start = time.monotonic()
+                result = _deploy.run({**params, "release": f"bench-{index}{'-bad' if extra else ''}",
+                                      "deploy_action": action,
+                                      "environment": {**environment, "APP_VERSION": str(index), **extra}})
+                end = time.monotonic()
+                if extra:  # the failed gate: refused before the switch, the live release kept
+                    if result.failure is None or "switch" in result.history:
+                        raise SystemExit(f"{method}: the never-healthy release was not refused: {result.history}")
+                elif result.failure or not result.changed:
+                    raise SystemExit(f"{method} {action} failed: {result.failure or 'nothing changed'}")
+                return start, end
+
+            return {"deploy": release,
+                    "rollback": lambda index: release(index, "rollback"),
+                    "failed gate": lambda index: release(1000 + index, APP_NEVER_HEALTHY="1")}
+
+        # ---- the naive baseline (the docker SDK doing what `docker compose up -d` does)
         naive_port = free_port()
-        results: dict[str, list[dict[str, t.Any]]] = {"blue-green": [], "rollback": [], "naive": []}
 
-        def blue_green(index: int, action: str = "deploy") -> tuple[dict[str, t.Any], float, float]:
-            wall = time.monotonic()
-            result = _deploy.run({**params, "release": f"bench-{index}", "deploy_action": action,
-                                  "environment": {**environment, "APP_VERSION": str(index)}})
-            if result.failure or not result.changed:
-                raise SystemExit(f"{action} failed: {result.failure or 'nothing changed'}")
-            history = result.history
-            offset = time.time() - time.monotonic()
-            switch = next(step for step in history["steps"] if step["name"] == "switch")
-            start = epoch(switch["started"]) - offset
-            steps = {step["name"]: step["seconds"] for step in history["steps"]}
-            figures = {"wall": time.monotonic() - wall, **{f"step {name}": seconds for name, seconds in steps.items()}}
-            if "seconds_from_gate" in history["switch"]:
-                figures["gate_to_switched"] = history["switch"]["seconds_from_gate"]
-            return figures, start, start + switch["seconds"]
-
-        def rollback(_index: int) -> tuple[dict[str, t.Any], float, float]:
-            return blue_green(_index, "rollback")
-
-        def naive(index: int) -> tuple[dict[str, t.Any], float, float]:
-            wall = time.monotonic()
+        def naive_replace(version: str, **extra: str) -> None:
             try:
                 old = client.containers.get(naive_name)
                 old.stop(timeout=5)
@@ -142,60 +183,143 @@ def main() -> int:  # pylint: disable=too-many-locals,too-many-statements
                 pass
             client.containers.run(images["DEPLOY_APP_IMAGE"], name=naive_name, detach=True,
                                   environment={**environment, "APP_DB_PASSWORD": PG_PASSWORD,
-                                               "APP_VERSION": f"naive-{index}"},
+                                               "APP_VERSION": version, **extra},
                                   ports={"8080/tcp": ("127.0.0.1", naive_port)})
-            while True:
+
+        def naive_healthy(timeout: float) -> bool:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
                 status, _body, _ms, _error = _deploy.http_get("127.0.0.1", naive_port, "/health")
                 if status == 200:
-                    break
+                    return True
                 time.sleep(0.05)
-            done = time.monotonic()
-            return {"wall": done - wall}, wall, done
+            return False
 
-        # The naive variant's site points at its fixed port once, before its first round.
-        def point_site(port: int) -> None:
-            _nginx.switch_upstream("app", [f"127.0.0.1:{port}"], 16, layout, control,
-                                   _nginx.Probe(host="localhost", port=layout.http_port, tls=False, timeout=30))
+        naive_live = {"version": "naive-0", "previous": "naive-0"}
 
-        for index in range(1, options.repeat + 1):
-            # A rollback (back to the release before, still on the host) right after each blue-green deploy.
-            for variant in (("blue-green", "rollback", "naive") if index % 2 else ("naive", "blue-green", "rollback")):
-                if variant == "naive":
-                    naive(0)  # the container to replace
-                    point_site(naive_port)
+        def naive_change(index: int, change: str) -> tuple[float, float]:
+            start = time.monotonic()
+            if change == "deploy":
+                naive_live["previous"], naive_live["version"] = naive_live["version"], f"naive-{index}"
+                naive_replace(naive_live["version"])
+                naive_healthy(60)
+            elif change == "rollback":
+                naive_live["previous"], naive_live["version"] = naive_live["version"], naive_live["previous"]
+                naive_replace(naive_live["version"])
+                naive_healthy(60)
+            else:
+                naive_replace(f"naive-bad-{index}", APP_NEVER_HEALTHY="1")
+                if naive_healthy(options.health_timeout):
+                    raise SystemExit("naive: the never-healthy release got healthy")
+                naive_replace(naive_live["version"])
+                naive_healthy(60)
+            return start, time.monotonic()
+
+        changes: dict[str, t.Callable[[int], tuple[float, float]]]
+        for method in options.methods:
+            if method == "naive":
+                naive_replace(naive_live["version"])
+                if not naive_healthy(60):
+                    raise SystemExit("naive: the first container never got healthy")
+                point_site(naive_port)
+                changes = {"deploy": lambda index: naive_change(index, "deploy"),
+                           "rollback": lambda index: naive_change(index, "rollback"),
+                           "failed gate": lambda index: naive_change(index, "failed gate")}
+            else:
+                refusal, pass_option = method_refusal(_deploy.DEPLOY_SPEC, method)
+                if refusal:
+                    skipped[method] = refusal
+                    print(f"{method}: skipped: {refusal}", flush=True)
+                    continue
+                params = {**base, "app": f"{prefix}-{method.replace('_', '-')}", "blue_port": free_port(),
+                          "green_port": free_port(), "health_timeout": options.health_timeout}
+                if pass_option:
+                    params["switch_method"] = method
                 else:
-                    live = _deploy.load_state(params)["live"]
-                    point_site(live["port"])
-                    client.containers.get(live["container"]).reload()
-                with LoadLoop(layout.http_port, path="/version", rate=options.rate,
-                              workers=options.workers) as load:
-                    time.sleep(options.settle)
-                    before_end = time.monotonic()
-                    figures, start, end = {"blue-green": blue_green, "rollback": rollback, "naive": naive}[variant](index)
-                    time.sleep(options.settle)
-                figures.update(sent=load.sent, non_2xx=len(load.non_2xx), errors=len(load.errors),
-                               p99_before_ms=load.p99_ms(before_end - options.settle, before_end),
-                               p99_change_ms=load.p99_ms(start, end + 1.0))
-                results[variant].append(figures)
-                print(f"{variant} #{index}: " + ", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
-                                                          for k, v in figures.items()), flush=True)
-        print(f"\nload: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f} (uptime), "
-              f"rate {options.rate:g}/s ({options.workers} clients), settle {options.settle:g} s, {options.repeat} rounds, medians:")
-        for variant, rows in results.items():
-            keys = [key for key in rows[0] if all(key in row for row in rows)]
-            print(f"  {variant}: " + ", ".join(f"{key}={statistics.median(row[key] for row in rows):.3f}"
-                                               for key in keys))
+                    print(f"{method}: app_deploy has no switch_method option on this branch: its only switch, an "
+                          "nginx reload, is used without the option", flush=True)
+                try:
+                    first = _deploy.run({**params, "release": "bench-0",
+                                         "environment": {**environment, "APP_VERSION": "0"}})
+                except _deploy.LifeboatError as error:
+                    skipped[method] = f"app_deploy refused it: {error}"
+                    print(f"{method}: skipped: {skipped[method]}", flush=True)
+                    continue
+                if first.failure is not None:
+                    skipped[method] = f"its first deploy failed: {first.failure}"
+                    print(f"{method}: skipped: {skipped[method]}", flush=True)
+                    continue
+                changes = library(method, params)
+            for index in range(1, options.repeat + 1):
+                for change in CHANGES:
+                    with WrkLoad(layout.http_port, path="/version", connections=options.connections) as wrk, \
+                            LoadLoop(layout.http_port, path="/version", rate=options.rate,
+                                     workers=options.workers) as loop, \
+                            WsClients(layout.http_port, count=options.ws_clients) as sockets:
+                        if not sockets.wait_connected(messages=1):
+                            print(f"  note: WebSocket clients did not all connect: {sockets.summary()}", flush=True)
+                        time.sleep(options.settle)
+                        outcome = ""
+                        try:
+                            start, end = changes[change](index)
+                        except (_deploy.LifeboatError, SystemExit) as error:  # reported in its row, the bench goes on
+                            start = end = time.monotonic()
+                            outcome = f"FAILED: {error}"
+                        time.sleep(options.after)
+                    window = (start, end + options.after)
+                    row = {"method": method, "change": change, "round": index, "wall": end - start, "outcome": outcome,
+                           "wrk_before": wrk.inside(start - options.settle - 1, start), "wrk_during": wrk.window(*window),
+                           "loop_before": loop.window(start - options.settle, start),
+                           "loop_during": loop.window(*window), "wrk_failures": len(wrk.failures),
+                           "ws": sockets.ended(), "ws_cut": sum(not record.intact for record in sockets.records),
+                           "ws_versions": sorted({version for record in sockets.records
+                                                  for version in record.versions})}
+                    rows.append(row)
+                    print(f"{method} {change} #{index}: {outcome or 'done'} {row['wall']:.2f} s; wrk before: "
+                          f"{row['wrk_before'].describe()}; wrk during: {row['wrk_during'].describe()} "
+                          f"{row['wrk_during'].versions}; new-connection before: {row['loop_before'].describe()}; "
+                          f"during: {row['loop_during'].describe()} {row['loop_during'].versions}; WebSocket "
+                          f"clients: {sockets.summary()}, versions {row['ws_versions']}", flush=True)
+                    if row["wrk_during"].requests < 5000:
+                        print(f"  note: {row['wrk_during'].requests} wrk requests during the change (< 5,000): "
+                              "raise --after", flush=True)
+
+        load = os.getloadavg()
+        print(f"\nload average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; wrk {options.connections} keep-alive "
+              f"connections, new-connection client {options.rate:g}/s on {options.workers} threads; settle "
+              f"{options.settle:g} s, after {options.after:g} s, {options.repeat} round(s)"
+              + (", per change the round of median wall time" if options.repeat > 1 else "") + "; errors connect/read/write/timeout\n")
+        print("| method | change | wall s | wrk req/s before / during | wrk requests during | wrk errors during | "
+              "wrk non-2xx/3xx during | wrk p50 ms before / during | wrk p99 ms before / during | new-conn requests "
+              "during | new-conn errors during | new-conn non-2xx/3xx during | new-conn p99 ms before / during | "
+              "WebSocket clients: how they ended (cut messages) |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+        for method in options.methods:
+            if method in skipped:
+                print(f"| {method} | (skipped: {skipped[method]}) |" + " |" * 12)
+                continue
+            for change in CHANGES:
+                chosen = [row for row in rows if row["method"] == method and row["change"] == change]
+                if not chosen:
+                    continue
+                row = sorted(chosen, key=lambda row: row["wall"])[len(chosen) // 2]  # the median round by wall time
+                wall = row["wall"]
+                wb, wd, lb, ld = row["wrk_before"], row["wrk_during"], row["loop_before"], row["loop_during"]
+                failed = sum(bool(row["outcome"]) for row in chosen)
+                label = f"{change} ({failed} of {len(chosen)} FAILED: {next(r['outcome'] for r in chosen if r['outcome'])[8:120]})" \
+                    if failed else change
+                print(f"| {method} | {label} | {wall:.2f} | {cell(wb, wd, 'rate')} | {wd.requests} | {kinds(wd)} | "
+                      f"{statuses(wd)} | {cell(wb, wd, 'p50_ms', 1)} | {cell(wb, wd, 'p99_ms', 1)} | {ld.requests} | "
+                      f"{kinds(ld)} | {statuses(ld)} | {cell(lb, ld, 'p99_ms', 1)} | "
+                      f"{', '.join(f'{how}: {count}' for how, count in row['ws'].items()) or '-'} ({row['ws_cut']}) |")
         return 0
     finally:
         try:
-            client_ = docker.from_env()
-            for container in client_.containers.list(all=True, filters={"label": f"{_deploy.LABEL_APP}={app}"}):
-                container.remove(force=True)
-            try:
-                client_.containers.get(naive_name).remove(force=True)
-            except docker.errors.NotFound:
-                pass
+            for container in client.containers.list(all=True, filters={"name": prefix}):
+                if container.name.startswith(prefix):
+                    container.remove(force=True)
         finally:
+            client.close()
             bed.close()
             nginx.stop()
             placeholder.stop()
