@@ -25,7 +25,7 @@ from ansible_collections.lifeboat.ops.plugins.module_utils import _nginx
 from testbed import start_module  # pylint: disable=import-error
 
 # The step a run is killed at, and what makes that step last long enough to be hit.
-STEPS = {
+STEPS: dict[str, dict[str, t.Any]] = {
     "reconcile": {},
     "backup": {},
     "start": {},
@@ -120,7 +120,8 @@ def test_an_upstream_written_but_never_loaded_is_loaded_before_anything_stops(
 
 
 def test_a_killed_ansible_playbook_leaves_a_run_that_finishes_and_is_reported(
-        bed: dict[str, t.Any], app: dict[str, t.Any], run_module: t.Any, tmp_path: t.Any) -> None:  # noqa: F811
+        bed: dict[str, t.Any], app: dict[str, t.Any], run_module: t.Any, run_playbook: t.Any,  # noqa: F811
+        tmp_path: t.Any) -> None:
     """The controller dies mid-deploy: the module, orphaned, ends its run (gates and all) and leaves its outcome;
     the next run returns it and warns."""
     assert run_module("app_deploy", release(bed, app, "v1")).rc == 0
@@ -159,6 +160,12 @@ def test_a_killed_ansible_playbook_leaves_a_run_that_finishes_and_is_reported(
     status = run_module("deploy_status", status_args(app))
     assert status.result["state"] == "WARNING", status.result
     assert "ran on after ansible-playbook stopped and ended deployed" in status.result["summary"]
+    # the status playbook, as AWX runs it on every host, says so too
+    seen = run_playbook("status", {"backup_status_destinations": [os.path.join(app["state"], "backups")],
+                                   "deploy_state_dir": app["args"]["state_dir"],
+                                   "deploy_switch_socket_dir": app["args"]["switch_socket_dir"]})
+    assert "deploys WARNING: " in seen.stdout and "ran on after ansible-playbook stopped" in seen.stdout, \
+        seen.stdout[-3000:]
     assert serving(bed) == f"200 version v2, {ROWS} notes"
     nxt = run_module("app_deploy", release(bed, app, "v3"))
     assert nxt.rc == 0, nxt.stdout

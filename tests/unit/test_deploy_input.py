@@ -151,7 +151,8 @@ def test_a_rollback_with_nothing_to_roll_back_is_refused(live: dict[str, t.Any] 
     entry: dict[str, t.Any] = {"steps": []}
     with pytest.raises(LifeboatError) as raised:
         _deploy._rollback(params(deploy_action="rollback"), {"live": live, "previous": None},
-                          t.cast(_deploy.Engine, None), (), _deploy.Steps(entry, None), entry, False)
+                          t.cast(_deploy.Engine, None), t.cast(_deploy.NginxReload, None), _deploy.Steps(entry, None),
+                          entry, False)
     message = str(raised.value)
     assert message.startswith("nothing to roll back: no previous release of journal is kept") and "\n" not in message
     assert ("journal-blue-1 (release v1) still serves" if live else "no release of journal is live") in message
