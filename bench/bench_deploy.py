@@ -277,12 +277,12 @@ def main() -> int:  # pylint: disable=too-many-locals,too-many-statements
                           "green_port": free_port(), "health_timeout": options.health_timeout}
                 if pass_option:
                     params["switch_method"] = method
-                if method == "haproxy":
-                    params.update(switch_socket_dir=sockets_dir, drain_timeout=options.drain_timeout)
-                    switches.append(params)
                 else:
                     print(f"{method}: app_deploy has no switch_method option on this branch: its only switch, an "
                           "nginx reload, is used without the option", flush=True)
+                if method == "haproxy":
+                    params.update(switch_socket_dir=sockets_dir, drain_timeout=options.drain_timeout)
+                    switches.append(params)
                 try:
                     first = _deploy.run({**params, "release": "bench-0",
                                          "environment": {**environment, "APP_VERSION": "0"}})
