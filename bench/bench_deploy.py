@@ -4,7 +4,7 @@
 
 Run with the test bed's venv:
   "$(bash scripts/testbed/venv.sh)/bin/python" bench/bench_deploy.py [--methods haproxy nginx_reload naive]
-      [--repeat 1] [--settle 5] [--after 2] [--connections 16] [--rate 300] [--workers 4]
+      [--repeat 1] [--settle 5] [--after 2] [--connections 16] [--rate 300] [--workers 4] [--drain-timeout 3]
 
 It starts a PostgreSQL 17 container and the deploy test app (scripts/testbed/images.sh builds both), a private nginx
 on loopback (tests/integration/proxy_bed.py) with one site, and two loads through it at the same time:
@@ -12,7 +12,10 @@ on loopback (tests/integration/proxy_bed.py) with one site, and two loads throug
   loop  tests/integration/load_loop.py: a new connection per request, --workers threads sharing --rate requests/s
 from --settle seconds before each change to --after seconds after it. Methods, one after the other:
 
-  haproxy       _deploy.run with switch_method=haproxy (the switch without a reload: HAProxy's runtime API)
+  haproxy       _deploy.run with switch_method=haproxy (the switch without a reload: HAProxy's runtime API), its
+                unix sockets in a short temporary directory (switch_socket_dir, lbt-sw-*: a socket path must stay
+                under 108 bytes), drain_timeout --drain-timeout; the app's HAProxy, which the deploy leaves
+                running, is stopped by its PID after the method's rounds (and at the end if the bench stops early)
   nginx_reload  _deploy.run with switch_method=nginx_reload (the site's upstream rewritten, nginx -t, reload); on a
                 branch whose app_deploy has no switch_method option, the option is not passed (today's code path)
   naive         what `docker compose up -d` does when the image changed, done through the docker SDK (Docker
@@ -24,7 +27,10 @@ from --settle seconds before each change to --after seconds after it. Methods, o
 and per method, --repeat times: a deploy (a new release), a rollback (back to the release before), a failed gate (a
 release whose /health answers 503: APP_NEVER_HEALTHY=1). A method that app_deploy rejects (no such choice, or the
 first deploy fails) is skipped with one printed line saying why. "before" is the --settle seconds before the change,
-"during" is from its start to --after seconds after its end (wrk: its 1 s segments that overlap that window). Printed:
+"during" is from its start to --after seconds after its end (wrk: its 1 s segments that overlap that window); the
+whole change includes the pre-deploy dump of the database and the new container's start. For the library's methods,
+"switch" is also measured: from the history's switch step to the end of its finish step (watch, drain, the old
+color's stop), wrk's whole 1 s segments inside it (when it lasts 2 s or more). Printed:
 one line per change, then a Markdown table. Containers are named ``lbt-deploy-bench-<run id>-...`` and removed at
 the end. Exits non-zero only on errors of the bench itself.
 """
@@ -32,7 +38,10 @@ the end. Exits non-zero only on errors of the bench itself.
 from __future__ import annotations
 
 import argparse
+import datetime
 import os
+import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -68,6 +77,19 @@ def method_refusal(spec: dict[str, dict[str, t.Any]], method: str) -> tuple[str 
     return None, True
 
 
+def traffic_moving(history: dict[str, t.Any], clock: float) -> tuple[float, float] | None:
+    """From the switch step's start to the finish step's end (the old color stopped), on the monotonic clock."""
+    steps = {step["name"]: step for step in (history or {}).get("steps", [])}
+    if "switch" not in steps or "finish" not in steps:
+        return None
+
+    def monotonic(step: dict[str, t.Any]) -> float:
+        when = datetime.datetime.strptime(step["started"], "%Y-%m-%dT%H:%M:%S.%fZ")
+        return when.replace(tzinfo=datetime.UTC).timestamp() - clock
+
+    return monotonic(steps["switch"]), monotonic(steps["finish"]) + steps["finish"]["seconds"]
+
+
 def cell(before: t.Any, during: t.Any, attribute: str, digits: int = 0) -> str:
     return f"{getattr(before, attribute):.{digits}f} / {getattr(during, attribute):.{digits}f}"
 
@@ -92,6 +114,7 @@ def main() -> int:  # pylint: disable=too-many-locals,too-many-statements
     parser.add_argument("--workers", type=int, default=4, help="new-connection client: threads")
     parser.add_argument("--ws-clients", type=int, default=8, help="WebSocket clients on /ws through the proxy")
     parser.add_argument("--health-timeout", type=int, default=3, help="seconds the failed gate waits")
+    parser.add_argument("--drain-timeout", type=int, default=3, help="haproxy: seconds the old color is drained")
     options = parser.parse_args()
     importable()
 
@@ -106,6 +129,7 @@ def main() -> int:  # pylint: disable=too-many-locals,too-many-statements
         _deploy,
         _nginx,
         _reverse_proxy,
+        _switch,
     )
     from containers import PG_PASSWORD, ContainerBed, image_names  # pylint: disable=import-outside-toplevel
 
@@ -118,6 +142,7 @@ def main() -> int:  # pylint: disable=too-many-locals,too-many-statements
     bed = BenchBed.connect(images, run_id)
     client = docker.from_env()
     root = tempfile.mkdtemp(prefix="lbt-deploy-bench-")
+    sockets_dir = tempfile.mkdtemp(prefix="lbt-sw-")  # short: a unix socket's path must stay under 108 bytes
     nginx = start_nginx(root)
     placeholder = Upstream("placeholder")
     layout = _nginx.Layout(sites_dir=nginx.sites_dir, include_dir=os.path.join(root, "include"),
@@ -129,6 +154,19 @@ def main() -> int:  # pylint: disable=too-many-locals,too-many-statements
     prefix = f"lbt-deploy-bench-{run_id}"
     naive_name = f"{prefix}-naive"
     rows: list[dict[str, t.Any]] = []
+    switches: list[dict[str, t.Any]] = []  # params of the haproxy runs: their HAProxy is stopped by PID
+
+    def stop_switches() -> None:
+        while switches:
+            params = switches.pop()
+            switch = _switch.switch_of(params["app"], params["state_dir"], params["switch_socket_dir"],
+                                       params["bind_address"], {"blue": params["blue_port"],
+                                                                "green": params["green_port"]})
+            pid = switch.running_pid()
+            if pid is not None:
+                os.kill(pid, signal.SIGTERM)
+                print(f"{params['app']}: its HAProxy (pid {pid}) stopped", flush=True)
+
     skipped: dict[str, str] = {}
     try:
         db = bed.postgres("db", user="journal_owner", database="journal", password=PG_PASSWORD)
@@ -156,10 +194,12 @@ def main() -> int:  # pylint: disable=too-many-locals,too-many-statements
         def library(method: str, params: dict[str, t.Any]) -> dict[str, t.Callable[[int], tuple[float, float]]]:
             def release(index: int, action: str = "deploy", **extra: str) -> tuple[float, float]:
                 start = time.monotonic()
+                last["history"] = None
                 result = _deploy.run({**params, "release": f"bench-{index}{'-bad' if extra else ''}",
                                       "deploy_action": action,
                                       "environment": {**environment, "APP_VERSION": str(index), **extra}})
                 end = time.monotonic()
+                last["history"] = result.history
                 if extra:  # the failed gate: refused before the switch, the live release kept
                     if result.failure is None or "switch" in result.history:
                         raise SystemExit(f"{method}: the never-healthy release was not refused: {result.history}")
@@ -216,6 +256,8 @@ def main() -> int:  # pylint: disable=too-many-locals,too-many-statements
             return start, time.monotonic()
 
         changes: dict[str, t.Callable[[int], tuple[float, float]]]
+        last: dict[str, t.Any] = {"history": None}  # the library's history of the last change
+        clock = time.time() - time.monotonic()  # history steps carry UTC times; the loads, monotonic ones
         for method in options.methods:
             if method == "naive":
                 naive_replace(naive_live["version"])
@@ -238,6 +280,9 @@ def main() -> int:  # pylint: disable=too-many-locals,too-many-statements
                 else:
                     print(f"{method}: app_deploy has no switch_method option on this branch: its only switch, an "
                           "nginx reload, is used without the option", flush=True)
+                if method == "haproxy":
+                    params.update(switch_socket_dir=sockets_dir, drain_timeout=options.drain_timeout)
+                    switches.append(params)
                 try:
                     first = _deploy.run({**params, "release": "bench-0",
                                          "environment": {**environment, "APP_VERSION": "0"}})
@@ -260,6 +305,7 @@ def main() -> int:  # pylint: disable=too-many-locals,too-many-statements
                             print(f"  note: WebSocket clients did not all connect: {sockets.summary()}", flush=True)
                         time.sleep(options.settle)
                         outcome = ""
+                        last["history"] = None
                         try:
                             start, end = changes[change](index)
                         except (_deploy.LifeboatError, SystemExit) as error:  # reported in its row, the bench goes on
@@ -267,10 +313,13 @@ def main() -> int:  # pylint: disable=too-many-locals,too-many-statements
                             outcome = f"FAILED: {error}"
                         time.sleep(options.after)
                     window = (start, end + options.after)
+                    moving = traffic_moving(last["history"], clock) if method != "naive" else None
+                    switch_wrk = wrk.inside(*moving) if moving and moving[1] - moving[0] >= 2 else None
                     row = {"method": method, "change": change, "round": index, "wall": end - start, "outcome": outcome,
                            "wrk_before": wrk.inside(start - options.settle - 1, start), "wrk_during": wrk.window(*window),
                            "loop_before": loop.window(start - options.settle, start),
                            "loop_during": loop.window(*window), "wrk_failures": len(wrk.failures),
+                           "switch_seconds": moving[1] - moving[0] if moving else None, "wrk_switch": switch_wrk,
                            "ws": sockets.ended(), "ws_cut": sum(not record.intact for record in sockets.records),
                            "ws_versions": sorted({version for record in sockets.records
                                                   for version in record.versions})}
@@ -279,10 +328,13 @@ def main() -> int:  # pylint: disable=too-many-locals,too-many-statements
                           f"{row['wrk_before'].describe()}; wrk during: {row['wrk_during'].describe()} "
                           f"{row['wrk_during'].versions}; new-connection before: {row['loop_before'].describe()}; "
                           f"during: {row['loop_during'].describe()} {row['loop_during'].versions}; WebSocket "
-                          f"clients: {sockets.summary()}, versions {row['ws_versions']}", flush=True)
+                          f"clients: {sockets.summary()}, versions {row['ws_versions']}"
+                          + (f"; switch to stop ({row['switch_seconds']:.1f} s): wrk {switch_wrk.describe()}"
+                             if switch_wrk is not None else ""), flush=True)
                     if row["wrk_during"].requests < 5000:
                         print(f"  note: {row['wrk_during'].requests} wrk requests during the change (< 5,000): "
                               "raise --after", flush=True)
+            stop_switches()
 
         load = os.getloadavg()
         print(f"\nload average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; wrk {options.connections} keep-alive "
@@ -292,11 +344,12 @@ def main() -> int:  # pylint: disable=too-many-locals,too-many-statements
         print("| method | change | wall s | wrk req/s before / during | wrk requests during | wrk errors during | "
               "wrk non-2xx/3xx during | wrk p50 ms before / during | wrk p99 ms before / during | new-conn requests "
               "during | new-conn errors during | new-conn non-2xx/3xx during | new-conn p99 ms before / during | "
-              "WebSocket clients: how they ended (cut messages) |")
-        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+              "WebSocket clients: how they ended (cut messages) | wrk p99 during / before | switch to stop: s, wrk "
+              "p99 ms | all rounds: wrk errors, wrk non-2xx/3xx, new-conn failed |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         for method in options.methods:
             if method in skipped:
-                print(f"| {method} | (skipped: {skipped[method]}) |" + " |" * 12)
+                print(f"| {method} | (skipped: {skipped[method]}) |" + " |" * 15)
                 continue
             for change in CHANGES:
                 chosen = [row for row in rows if row["method"] == method and row["change"] == change]
@@ -311,10 +364,16 @@ def main() -> int:  # pylint: disable=too-many-locals,too-many-statements
                 print(f"| {method} | {label} | {wall:.2f} | {cell(wb, wd, 'rate')} | {wd.requests} | {kinds(wd)} | "
                       f"{statuses(wd)} | {cell(wb, wd, 'p50_ms', 1)} | {cell(wb, wd, 'p99_ms', 1)} | {ld.requests} | "
                       f"{kinds(ld)} | {statuses(ld)} | {cell(lb, ld, 'p99_ms', 1)} | "
-                      f"{', '.join(f'{how}: {count}' for how, count in row['ws'].items()) or '-'} ({row['ws_cut']}) |")
+                      f"{', '.join(f'{how}: {count}' for how, count in row['ws'].items()) or '-'} ({row['ws_cut']}) | "
+                      f"{wd.p99_ms / max(wb.p99_ms, 0.1):.2f}x | "
+                      + (f"{row['switch_seconds']:.1f}, {row['wrk_switch'].p99_ms:.1f} | " if row["wrk_switch"] else "- | ")
+                      + f"{sum(r['wrk_during'].errors[kind] for r in chosen for kind in ('connect', 'read', 'write', 'timeout'))}, "
+                      f"{sum(sum(r['wrk_during'].statuses.values()) for r in chosen)}, "
+                      f"{sum(r['loop_during'].failed for r in chosen)} |")
         return 0
     finally:
         try:
+            stop_switches()
             for container in client.containers.list(all=True, filters={"name": prefix}):
                 if container.name.startswith(prefix):
                     container.remove(force=True)
@@ -323,6 +382,7 @@ def main() -> int:  # pylint: disable=too-many-locals,too-many-statements
             bed.close()
             nginx.stop()
             placeholder.stop()
+            shutil.rmtree(sockets_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":
