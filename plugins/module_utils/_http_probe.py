@@ -99,12 +99,13 @@ def connect(address: str, port: int, deadline: Deadline, context: ssl.SSLContext
         raise
     try:
         tls.settimeout(0)  # each step of the handshake waits below, for the time left only
+        wait: tuple[list[socket.socket], list[socket.socket]]
         while True:
             try:
                 tls.do_handshake()
                 break
             except ssl.SSLWantReadError:
-                wait: tuple[list[socket.socket], list[socket.socket]] = ([tls], [])
+                wait = ([tls], [])
             except ssl.SSLWantWriteError:
                 wait = ([], [tls])
             if not any(select.select(*wait, [], deadline.left())[:2]):

@@ -137,8 +137,9 @@ def test_an_answer_in_flight_is_finished_on_docker_stop(app: Start) -> None:
         with db.connect_pg() as conn:
             conn.execute("CREATE TABLE notes (id serial PRIMARY KEY, body text NOT NULL)")
             conn.execute("INSERT INTO notes (body) VALUES ('one'), ('two')")
-        container, port = app("tools-4", {"APP_DB_HOST": db.ip, "APP_DB_NAME": "journal",
-                                           "APP_DB_USER": "journal_owner", "APP_DB_PASSWORD": PG_PASSWORD})
+        environment = {"APP_DB_HOST": db.ip, "APP_DB_NAME": "journal", "APP_DB_USER": "journal_owner",
+                       "APP_DB_PASSWORD": PG_PASSWORD}
+        container, port = app("tools-4", environment)
         answers: list[tuple[int, str]] = []
 
         def ask() -> None:

@@ -140,7 +140,7 @@ class WrkLoad:
                     return
                 self._process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                                  env={**os.environ, "LC_ALL": "C"})
-            output, _ = self._process.communicate()
+            output = self._process.communicate()[0]
             end = time.monotonic()
             line = next((line for line in output.splitlines() if line.startswith(MARK)), None)
             if line is not None:
@@ -148,9 +148,8 @@ class WrkLoad:
             elif "unable to connect" in output:
                 self._stop.wait(0.1)
                 end = time.monotonic()
-                self.segments.append(Segment(start, end, 0, end - start, {"connect": self.connections, "read": 0,
-                                                                         "write": 0, "timeout": 0, "status": 0},
-                                             {}, {}, []))
+                refused = {"connect": self.connections, "read": 0, "write": 0, "timeout": 0, "status": 0}
+                self.segments.append(Segment(start, end, 0, end - start, refused, {}, {}, []))
             else:
                 self.failures.append(output.strip()[-500:])
                 self._stop.wait(0.1)

@@ -178,5 +178,3 @@ def test_a_run_that_raised_is_refused_or_failed_by_what_it_had_started(monkeypat
     outcome = _deploy.task(SimpleNamespace(params=given, check_mode=False, warn=lambda _text: None))
     assert outcome.result["history"]["outcome"] == "failed" and outcome.changed
     assert outcome.failure.startswith("nginx -t failed (the run stopped at step rollback after it started changing")
-
-

@@ -65,7 +65,7 @@ class Trickler:
                             return
                 else:
                     conn.sendall(head)
-                for _ in range(BODY):
+                for _byte in range(BODY):
                     if self.stopping.wait(self.every):
                         return
                     conn.sendall(b"x")

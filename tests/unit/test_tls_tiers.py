@@ -170,7 +170,7 @@ def test_runner_exit_code_metrics_and_alerts(served: t.Callable[[float], tuple[i
 
 
 def test_without_nagios_the_timer_exit_code_is_unchanged(served: t.Callable[[float], tuple[int, str]],
-                                                          tmp_path: t.Any) -> None:
+                                                         tmp_path: t.Any) -> None:
     """The timer's unit runs without --nagios: a warning or a failing probe is no failed run (alerts say it)."""
     args = ["--config", str(tmp_path / "config.json"), "--state", str(tmp_path / "state.json")]
     for days in (10, 3):
