@@ -198,3 +198,22 @@ def test_runs_as_installed_with_the_standard_library_and_the_library_only(tmp_pa
     checked = subprocess.run([sys.executable, "-I", "-S", str(lib / "healthcheck.py"), "--check-config",
                               str(tmp_path / "config.json")], capture_output=True, text=True, check=False)
     assert (checked.returncode, checked.stdout) == (0, f"{tmp_path / 'config.json'}: 3 probe(s) valid\n")
+
+
+def test_deploy_probe_fails_on_a_killed_run_and_warns_on_an_unwatched_one(tmp_path):
+    """The deploy probe reads what app_deploy leaves: a lock record whose owner is dead (a run killed at a step) is
+    failing, an orphaned run's outcome (unreported.json) that deployed is a warning, nothing is healthy."""
+    state_dir = tmp_path / "deploy"
+    probe = {"name": "deploys", "type": "deploy", "state_dir": str(state_dir), "switch_socket_dir": str(tmp_path)}
+    assert healthcheck.run_probe(probe, 5)["ok"]
+    app = state_dir / "journal"
+    app.mkdir(parents=True)
+    (app / "state.json").write_text(json.dumps({"app": "journal", "seq": 1, "live": None, "previous": None}))
+    (app / "unreported.json").write_text(json.dumps({"app": "journal", "action": "deploy", "outcome": "deployed",
+                                                     "history": "h.json"}))
+    seen = healthcheck.run_probe(probe, 5)
+    assert seen["ok"] and seen["warning"], seen
+    assert "ran on after ansible-playbook stopped and ended deployed" in seen["detail"]
+    (app / "deploy.lock").write_text(json.dumps({"pid": 4194305, "started": "2026-12-07T00:00:00Z", "step": "watch"}))
+    seen = healthcheck.run_probe(probe, 5)
+    assert not seen["ok"] and "a deploy of journal was killed at step watch (PID 4194305" in seen["detail"], seen

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import importlib
 import json
 import os
 import re
@@ -55,6 +56,9 @@ KNOWN_KEYS = {"name", "type", "url", "expect_status", "expect_body", "validate_c
 KNOWN_KEYS.update({"user", "database", "password", "password_file", "ssl_mode", "auth_database", "tls"})
 # Data expectations (plugins/module_utils/_expectations.py): its settings are checked by the library itself.
 TYPES["database_expect"] = ("engine", "database")
+# The host's blue-green deploys (plugins/module_utils/_deploy.py report, as the deploy_status module gives it).
+TYPES["deploy"] = ()
+KNOWN_KEYS.update({"state_dir", "switch_socket_dir"})
 
 
 class ConfigError(Exception):
@@ -163,11 +167,23 @@ def probe_tls(probe: dict[str, t.Any], timeout: float) -> tuple[bool, str, dict[
     return state != _tls_expiry.CRITICAL, detail, extra
 
 
+def probe_deploy(probe: dict[str, t.Any], _timeout: float) -> tuple[bool, str, dict[str, t.Any]]:
+    """The host's deploys: failing while one needs a person (a run killed mid-way, a run that ended badly with
+    nobody watching, a switch not routing to the live release), a warning while an unwatched run's deploy is
+    unreported."""
+    # imported here: the deploy library (and what it imports) matters only to hosts that probe their deploys
+    _deploy = importlib.import_module(f"{_probes.__package__}._deploy")
+    found = _deploy.report(probe.get("state_dir") or "/var/lib/lifeboat/deploy",
+                           probe.get("switch_socket_dir") or "/run/lifeboat-switch")
+    return found["state"] != "CRITICAL", found["summary"], {"warning": found["state"] == "WARNING"}
+
+
 PROBES: dict[str, t.Callable[[dict[str, t.Any], float], tuple[t.Any, ...]]] = {
     "http": probe_http, "tcp": probe_tcp, "command": probe_command, "tls": probe_tls,
 }
 PROBES.update({"postgresql": _probes.probe_postgresql, "mongodb": _probes.probe_mongodb, "redis": _probes.probe_redis})
 PROBES["database_expect"] = _probes.probe_database_expect
+PROBES["deploy"] = probe_deploy
 
 
 def run_probe(probe: dict[str, t.Any], default_timeout: float) -> dict[str, t.Any]:
