@@ -124,6 +124,32 @@ TASKS_HEAD = """---
         state: present
       when: deploy_switch_method == 'haproxy' and not __deploy_haproxy.stat.exists
 
+    - name: Look for systemd, which starts the app's switch at boot
+      ansible.builtin.stat:
+        path: /run/systemd/system
+      register: __deploy_systemd
+      when: deploy_switch_method == 'haproxy'
+
+    - name: Install the switch's unit (lifeboat-switch-APP starts the app's HAProxy at boot)
+      ansible.builtin.template:
+        src: lifeboat-switch.service.j2
+        dest: "/etc/systemd/system/lifeboat-switch-{{ deploy_app }}.service"
+        owner: root
+        group: root
+        mode: "0644"
+      register: __deploy_unit
+      when: deploy_switch_method == 'haproxy' and __deploy_systemd.stat.isdir | default(false)
+
+    # In check mode a unit whose file is not written yet cannot be enabled: the template task says what it would do.
+    - name: Enable the switch's unit for the next boot (the deploy itself starts the switch now)
+      ansible.builtin.systemd_service:
+        name: "lifeboat-switch-{{ deploy_app }}.service"
+        enabled: true
+        daemon_reload: "{{ __deploy_unit is changed }}"
+      when: >-
+        deploy_switch_method == 'haproxy' and __deploy_systemd.stat.isdir | default(false)
+        and not (ansible_check_mode and __deploy_unit is changed)
+
     - name: Run app_deploy (deploy_action)
       lifeboat.ops.app_deploy:
 """

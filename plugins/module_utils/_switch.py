@@ -107,7 +107,7 @@ class Switch:
 
     def shape(self) -> str:
         """What a running HAProxy must have loaded to be this switch: the configuration whatever color is live."""
-        return hashlib.sha256(self.render(None).encode()).hexdigest()[:16]
+        return shape_of(self.render(None))
 
     def _write_config(self, live: str | None) -> None:
         os.makedirs(self.directory, mode=0o700, exist_ok=True)
@@ -135,12 +135,26 @@ class Switch:
         return pid if command and os.path.basename(command[0].decode(errors="replace")).startswith("haproxy") else None
 
     def _loaded_shape(self) -> str | None:
+        """The shape the running HAProxy loaded: as recorded when this library started it, or, for one started by
+        its systemd unit at boot (lifeboat-switch@APP), the configuration file's if that was written before."""
+        pid = self.running_pid()
+        if pid is None:
+            return None
         try:
             with open(os.path.join(self.directory, "loaded"), encoding="ascii") as handle:
-                pid, shape = handle.read().split()
-            return shape if int(pid) == self.running_pid() else None
+                recorded, shape = handle.read().split()
+            if int(recorded) == pid:
+                return shape
         except (OSError, ValueError):
+            pass
+        started = process_started_at(pid)
+        try:
+            written = os.stat(self.config_path).st_mtime
+            with open(self.config_path, encoding="utf-8") as handle:
+                text = handle.read()
+        except OSError:
             return None
+        return shape_of(text) if started is not None and started >= written else None
 
     def _run(self, *args: str) -> subprocess.CompletedProcess[str]:
         try:
@@ -272,6 +286,25 @@ class Switch:
             left = self.sessions(color)
         self.command(f"set server {BACKEND}/{color} state maint")
         return {"color": color, "seconds": round(time.monotonic() - started, 3), "open_after_drain": left}
+
+
+def shape_of(text: str) -> str:
+    """A configuration's shape: its text with the servers' ``disabled`` flags left out (which color is live is the
+    runtime API's business, not a reason to replace the process)."""
+    lines = [line.removesuffix(" disabled") for line in text.splitlines()]
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]
+
+
+def process_started_at(pid: int) -> float | None:
+    """When a process started, in seconds since the epoch (its start in clock ticks after boot, plus boot time)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
+            ticks = int(handle.read().rpartition(")")[2].split()[19])
+        with open("/proc/stat", encoding="ascii") as handle:
+            boot = next(int(line.split()[1]) for line in handle if line.startswith("btime "))
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+    return boot + ticks / os.sysconf("SC_CLK_TCK")
 
 
 def switch_of(app: str, state_dir: str, socket_dir: str, bind_address: str, ports: dict[str, int],

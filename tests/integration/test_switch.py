@@ -14,6 +14,7 @@ import os
 import shutil
 import signal
 import socket
+import subprocess
 import tempfile
 import threading
 import time
@@ -133,3 +134,23 @@ def test_a_changed_configuration_replaces_the_process_and_bad_commands_raise(swi
     assert again["started"] and again["replaced"] == first and again["pid"] != first
     with pytest.raises(LifeboatError, match="refused 'set server colors/purple state ready'"):
         moved.command("set server colors/purple state ready")
+
+
+def test_a_switch_its_systemd_unit_started_at_boot_is_kept(switch: t.Any) -> None:
+    """At boot the unit lifeboat-switch@APP starts HAProxy from the configuration on disk, outside this library: the
+    next deploy must take it as loaded (no replacement: a soft reload would close nginx's idle connections)."""
+    made, _colors = switch
+    made.ensure("blue")
+    made.route("green")  # the file now names green live
+    os.kill(made.running_pid(), signal.SIGKILL)  # the host went down
+    os.unlink(os.path.join(made.directory, "loaded"))
+    time.sleep(1.1)  # a process's start is known to the second (the kernel's boot time is whole seconds)
+    booted = subprocess.run(["/usr/sbin/haproxy", "-D", "-f", made.config_path, "-p", made.pid_file], check=True)
+    assert booted.returncode == 0
+    deadline = time.monotonic() + 5
+    while made.running_pid() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    pid = made.running_pid()
+    assert made.serving() == "green"  # what the file said
+    assert made.ensure("green") == {"started": False, "pid": pid}
+    assert not made.route("green")["changed"]

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import os
+import typing as t
 
 import yaml
 
@@ -45,3 +46,33 @@ def test_the_role_fails_the_host_after_keeping_the_history_and_masks_the_secrets
         options = yaml.safe_load(handle)["argument_specs"]["main"]["options"]
     assert {name for name, spec in options.items() if spec.get("no_log")} == {
         role_variable(name) for name, spec in _deploy.DEPLOY_SPEC.items() if spec.get("no_log")}
+
+
+def test_the_switch_unit_is_a_valid_systemd_unit_that_starts_the_switch_from_its_configuration(tmp_path: t.Any) -> None:
+    """The unit the role installs for boot: systemd-analyze verify accepts it, and it runs HAProxy on the very
+    configuration and pid file the deploy library writes (a drift would leave the site down after a reboot)."""
+    import shutil
+    import subprocess
+
+    import jinja2
+
+    from ansible_collections.lifeboat.ops.plugins.module_utils import _switch
+
+    with open(os.path.join(ROLE, "templates", "lifeboat-switch.service.j2"), encoding="utf-8") as handle:
+        source = handle.read()
+    environment = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+    environment.filters["comment"] = lambda text: f"# {text}"
+    values = {"deploy_app": "journal", "deploy_state_dir": "/var/lib/lifeboat/deploy",
+              "deploy_switch_socket_dir": "/run/lifeboat-switch", "deploy_haproxy_binary": "/usr/sbin/haproxy",
+              "ansible_managed": "Ansible managed"}
+    unit = environment.from_string(source).render(**values)
+    switch = _switch.switch_of("journal", values["deploy_state_dir"], values["deploy_switch_socket_dir"], "127.0.0.1",
+                               {"blue": 8081, "green": 8082}, values["deploy_haproxy_binary"])
+    assert f"ExecStart=/usr/sbin/haproxy -D -f {switch.config_path} -p {switch.pid_file}\n" in unit
+    assert f"PIDFile={switch.pid_file}\n" in unit and f"ConditionPathExists={switch.config_path}\n" in unit
+    path = tmp_path / "lifeboat-switch-journal.service"
+    path.write_text(unit)
+    if shutil.which("systemd-analyze") is None:
+        raise AssertionError("systemd-analyze is missing (Debian's systemd package)")
+    verified = subprocess.run(["systemd-analyze", "verify", str(path)], capture_output=True, text=True, check=False)
+    assert verified.returncode == 0, verified.stderr
