@@ -292,7 +292,10 @@ def _check_last_runs(report: dict[str, t.Any], destination: str) -> None:
                 entry["running"] = {"pid": record["pid"], "started_at": record["at"], "host": record.get("host")}
                 continue
             newest_start = _catalog.parse_time((entry["newest"] or {}).get("started_at"))
-            if newest_start is not None and newest_start >= at:
+            # Strictly later: times are whole seconds, and the archive of a run that ended within the second this one
+            # started is not this one's (seen: a killed run reported OK). One killed in the instant between its
+            # archive and its record, in the second it began, is reported once too often; the next run clears it.
+            if newest_start is not None and newest_start > at:
                 continue  # the run made its archive (and was killed just after), or a later one did
             _add(entry["reasons"], CRITICAL, f"{label} last backup run started at {record['at']} (PID "
                                              f"{record['pid']}) and never finished: it was killed or its host stopped")

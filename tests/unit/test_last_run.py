@@ -82,6 +82,10 @@ def test_a_run_that_started_and_died_is_critical_and_a_live_one_is_running(tmp_p
     # Recorded by another host sharing the destination: nothing tells from here, it counts as running.
     record_path.write_text(json.dumps({**started, "pid": int(gone.stdout), "host": "elsewhere"}))
     assert _status.evaluate(str(tmp_path), ["journal"], now=now)["jobs"][0]["running"]["host"] == "elsewhere"
+    # An archive begun in the very second the killed run started is the previous run's, not its own: still an alarm
+    # (both times are whole seconds; seen in test_cli when two runs started within one second).
+    record_path.write_text(json.dumps({**started, "pid": int(gone.stdout), "at": "2026-11-20T03:00:00Z"}))
+    assert _status.evaluate(str(tmp_path), ["journal"], now=now)["state"] == CRITICAL
     # An archive begun after the record (the run made it, then was killed before saying so): no alarm.
     record_path.write_text(json.dumps({**started, "pid": int(gone.stdout), "at": "2026-11-20T02:00:00Z"}))
     assert _status.evaluate(str(tmp_path), ["journal"], now=now)["state"] == OK
