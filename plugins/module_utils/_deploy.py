@@ -53,6 +53,12 @@ from ._common import LifeboatError, lock_owner_alive, pid_alive, process_start, 
 COLORS = ("blue", "green")
 ACTIONS = ("deploy", "rollback")
 SWITCH_METHODS = ("haproxy", "nginx_reload")
+# A deploy runs on the host that serves the live color: its own work, and the new color until traffic reaches it,
+# take CPU at a low weight, so that they do not queue the live color's requests on a small host. The new color gets
+# its full weight (Docker's default 1024) the moment before the switch.
+DEPLOY_NICENESS = 10
+WARMING_CPU_SHARES = 128
+SERVING_CPU_SHARES = 1024
 ENGINES = _sources.DATABASES  # the engines with a server: dumped before, restored on a rollback
 LABEL_APP = "lifeboat.deploy.app"  # every container a deploy starts carries these labels
 LABEL_COLOR = "lifeboat.deploy.color"
@@ -782,6 +788,12 @@ class HaproxySwitch(NginxReload):
         return self.switch.drain(color, self.params["drain_timeout"])
 
 
+def serve(container: t.Any) -> bool:
+    """The color about to take traffic gets its full CPU weight."""
+    container.update(cpu_shares=SERVING_CPU_SHARES)
+    return True
+
+
 def router_of(params: dict[str, t.Any], door: tuple[t.Any, ...]) -> NginxReload:
     return HaproxySwitch(params, door) if params["switch_method"] == "haproxy" else NginxReload(params, door)
 
@@ -840,6 +852,8 @@ def run(params: dict[str, t.Any], check_mode: bool = False) -> Result:
                                "steps": [], "outcome": None, "check_mode": check_mode,
                                "switch_method": params["switch_method"]}
     chain = ancestors()
+    if not check_mode:
+        os.nice(DEPLOY_NICENESS)  # background work beside the site it deploys (see WARMING_CPU_SHARES)
     engine = Engine()
     if check_mode:
         holder = lock.busy()
@@ -1066,7 +1080,7 @@ def _deploy(params: dict[str, t.Any], environment: dict[str, str], state: dict[s
                 image.id, name=name, detach=True, environment=environment, command=params["command"] or None,
                 ports={f"{params['container_port']}/tcp": (params["bind_address"], port)},
                 volumes=params["volumes"] or None, network=(params["networks"] or [None])[0],
-                restart_policy={"Name": "unless-stopped"},
+                restart_policy={"Name": "unless-stopped"}, cpu_shares=WARMING_CPU_SHARES,
                 labels={LABEL_APP: params["app"], LABEL_COLOR: color, LABEL_SEQ: str(seq),
                         LABEL_RELEASE: entry["release"]})
             for network in params["networks"][1:]:
@@ -1097,7 +1111,7 @@ def _deploy(params: dict[str, t.Any], environment: dict[str, str], state: dict[s
         if outcome["ok"]:
             gate_passed = time.monotonic()
             switched = True  # from here on traffic may have moved: a failure puts it back
-            entry["switch"] = steps.run("switch", lambda: router.route(color, port))
+            entry["switch"] = steps.run("switch", lambda: serve(new) and router.route(color, port))
             entry["switch"]["seconds_from_gate"] = round(time.monotonic() - gate_passed, 3)
             outcome = steps.run("watch", lambda: watch(params, router.door[2]))
             entry["watch"] = outcome
@@ -1223,6 +1237,7 @@ def _rollback(params: dict[str, t.Any], state: dict[str, t.Any], engine: Engine,
     if not port_free(params["bind_address"], target["port"]) and container.status != "running":
         raise LifeboatError(f"port {target['port']} on {params['bind_address']} is in use by another process; "
                             f"{target['container']} cannot start on it")
+    container.update(cpu_shares=WARMING_CPU_SHARES)
     steps.run("start", container.start)
     health = steps.run("gate", lambda: health_gate(params, target["port"], container))
     entry["gate"] = health
@@ -1232,7 +1247,7 @@ def _rollback(params: dict[str, t.Any], state: dict[str, t.Any], engine: Engine,
         entry["reason"] = f"the previous release's health gate failed: {health['reason']}"
         return Result(True, entry, failure=f"{entry['reason']}; {live['container']} still serves")
     try:
-        entry["switch"] = steps.run("switch", lambda: router.route(target["color"], target["port"]))
+        entry["switch"] = steps.run("switch", lambda: serve(container) and router.route(target["color"], target["port"]))
     except LifeboatError as exc:
         router.put_back(live, None)
         stop_container(container, params["stop_timeout"])
