@@ -5,10 +5,10 @@ failed gate (switch_method haproxy, the default).
 
 Three loads at once through the site's nginx: wrk (16 keep-alive connections, tests/integration/wrk_load.py), a
 client that opens a new connection per request (load_loop.py), and ten WebSocket clients (ws_clients.py) opened on
-the first release. Every change must see 0 errors of any kind and at least 5,000 requests, with a p99 during the
-change within 1.5x the p99 before it; every WebSocket stays open or is closed with 1001 after the drain window, no
-message cut. An nginx reload per switch fails this (wrk counts the keep-alive connections it closes as read errors:
-bench/README.md, bench_deploy.py).
+the first release. Every change must see 0 errors of any kind and at least 5,000 requests; every WebSocket stays
+open or is closed with 1001 after the drain window, no message cut. The p99 during a change is printed and bounded
+(see the comment at its assertion: on two cores the change's own work shows in it, switch or not). An nginx reload
+per switch fails this (wrk counts the keep-alive connections it closes as read errors: bench/README.md).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import datetime
 import time
 import typing as t
 
+import pytest
 from load_loop import LoadLoop  # pylint: disable=import-error
 from proxy_bed import Upstream  # pylint: disable=import-error
 from test_deploy import app, bed, release  # noqa: F401  pylint: disable=import-error,unused-import
@@ -42,8 +43,12 @@ def traffic_moving(history: dict[str, t.Any], clock: float) -> tuple[float, floa
     return monotonic(steps["switch"]), monotonic(steps["finish"]) + steps["finish"]["seconds"]
 
 
+@pytest.mark.parametrize("pause_ms", [0, 5], ids=["flat-out", "paced"])
 def test_keep_alive_clients_and_websockets_see_no_error_across_a_switch(
-        bed: dict[str, t.Any], app: dict[str, t.Any], run_module: t.Any) -> None:  # noqa: F811
+        bed: dict[str, t.Any], app: dict[str, t.Any], run_module: t.Any, pause_ms: int) -> None:  # noqa: F811
+    """wrk flat out (each connection sends its next request at once: the cores are saturated, so any other work
+    of the host shows in p99) and paced (each connection waits 5 ms after an answer: idle keep-alive connections
+    at every moment, which an nginx reload would close, and headroom on the cores)."""
     layout = bed["layout"]
     placeholder = Upstream("placeholder")
     try:
@@ -58,7 +63,7 @@ def test_keep_alive_clients_and_websockets_see_no_error_across_a_switch(
     clock = time.time() - time.monotonic()  # history steps carry UTC times; the loads, monotonic ones
     windows: dict[str, tuple[float, float]] = {}
     runs = {}
-    with WrkLoad(layout.http_port, host=HOST, path="/version", connections=16) as wrk, \
+    with WrkLoad(layout.http_port, host=HOST, path="/version", connections=16, pause_ms=pause_ms) as wrk, \
             LoadLoop(layout.http_port, host=HOST, path="/version", rate=200, workers=2) as fresh, \
             WsClients(layout.http_port, count=10, host=HOST) as sockets:
         assert sockets.wait_connected(messages=3), sockets.summary()
@@ -85,7 +90,11 @@ def test_keep_alive_clients_and_websockets_see_no_error_across_a_switch(
         # The whole change also dumps the database and starts a container on the same two cores that wrk keeps
         # busy (measured: p99 1.5-2.9x before); the switch itself (switch to the old color's stop: watch, drain,
         # stop) adds little (measured 1.37-1.55x: the watch's probes and the old app's shutdown share the cores).
-        assert during_wrk.p99_ms <= 4 * max(before_wrk.p99_ms, 5.0), (change, during_wrk.p99_ms, before_wrk.p99_ms)
+        # The whole change's own work (a dump, a container started and stopped on the same two cores) shows in p99,
+        # the same with or without a switch (the failed gate never switches): measured flat out 1.2-2.4x, paced
+        # 1.5-2.2x (p99 ~3 ms before, 5-7 ms during). Bounded: flat out 4x, paced 5 ms more than before.
+        bound = before_wrk.p99_ms + 5 if pause_ms else 4 * max(before_wrk.p99_ms, 5.0)
+        assert during_wrk.p99_ms <= bound, (change, during_wrk.p99_ms, before_wrk.p99_ms)
         moving = traffic_moving(runs[change].result["history"], clock)
         if moving and moving[1] - moving[0] >= 2:  # at least one whole wrk segment inside
             switch_wrk = wrk.inside(*moving)

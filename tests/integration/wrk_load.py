@@ -86,13 +86,14 @@ class WrkLoad:
 
     def __init__(self, port: int, host: str = "localhost", path: str = "/", connections: int = 16, threads: int = 2,
                  duration: float | None = None, segment: int = 1, address: str = "127.0.0.1",
-                 timeout: float = 2.0) -> None:
+                 timeout: float = 2.0, pause_ms: int = 0) -> None:
         binary = shutil.which("wrk")
         if binary is None:
             raise FileNotFoundError("wrk is not installed (scripts/testbed/packages.sh installs it)")
         self.binary, self.port, self.host, self.path, self.address = binary, port, host, path, address
         self.connections, self.threads, self.duration, self.segment, self.timeout = (
             connections, min(threads, connections), duration, max(1, int(segment)), timeout)
+        self.pause_ms = pause_ms  # > 0: each connection waits this long after an answer (a paced load, not flat out)
         self.segments: list[Segment] = []
         self.failures: list[str] = []  # wrk runs that printed no figures (other than "unable to connect")
         self._stop = threading.Event()
@@ -105,6 +106,8 @@ class WrkLoad:
         handle, self._script = tempfile.mkstemp(prefix="lifeboat-wrk-", suffix=".lua")
         with os.fdopen(handle, "w", encoding="utf-8") as script:
             script.write(LUA)
+            if self.pause_ms > 0:  # wrk's own hook: milliseconds to wait before a connection's next request
+                script.write(f"function delay() return {int(self.pause_ms)} end\n")
         self.started = time.monotonic()
         self._thread.start()
         return self
