@@ -633,7 +633,7 @@ LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1", "[::1]")
 def tunnel_in_front(config_path: str, host: str, tls: bool, layout: _nginx.Layout, probe_address: str) -> str:
     """The service a Cloudflare tunnel's ingress sends the site's hostname to, which must be the site's nginx.
 
-    The switch happens in nginx behind the tunnel, never in cloudflared's config: cloudflared reads a locally
+    The switch happens behind the tunnel (the site's nginx and the app's switch), never in cloudflared's config: cloudflared reads a locally
     managed config only when it starts, and a restart drops the requests it is carrying. So a tunnel in front is
     checked, not changed: its ingress (validated as cloudflared validates it) must route the site's hostname to the
     site's own listener; a rule that points at a color's port would bypass every switch and rollback."""
