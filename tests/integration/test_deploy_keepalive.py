@@ -91,10 +91,10 @@ def test_keep_alive_clients_and_websockets_see_no_error_across_a_switch(
         # busy (measured: p99 1.5-2.9x before); the switch itself (switch to the old color's stop: watch, drain,
         # stop) adds little (measured 1.37-1.55x: the watch's probes and the old app's shutdown share the cores).
         # The whole change's own work (a dump, a container started and stopped on the same two cores) shows in p99,
-        # the same with or without a switch (the failed gate never switches): measured flat out 1.2-2.4x, paced
-        # 1.5-2.2x (p99 ~3 ms before, 5-7 ms during). Bounded: flat out 4x, paced 5 ms more than before.
-        bound = before_wrk.p99_ms + 5 if pause_ms else 4 * max(before_wrk.p99_ms, 5.0)
-        assert during_wrk.p99_ms <= bound, (change, during_wrk.p99_ms, before_wrk.p99_ms)
+        # the same with or without a switch (the failed gate never switches): measured alone flat out 1.2-2.4x,
+        # paced 1.5-2.2x (p99 ~3 ms before, 5-7 ms during); beside CI's molecule scenarios, paced, 1.9x. A loose
+        # bound: what it catches is a stall (a switch that queues requests for seconds), not the cores' sharing.
+        assert during_wrk.p99_ms <= 4 * max(before_wrk.p99_ms, 5.0), (change, during_wrk.p99_ms, before_wrk.p99_ms)
         moving = traffic_moving(runs[change].result["history"], clock)
         if moving and moving[1] - moving[0] >= 2:  # at least one whole wrk segment inside
             switch_wrk = wrk.inside(*moving)
