@@ -4,12 +4,14 @@
 
 A deploy is a short, named sequence, each step timed in the run's history entry:
 ``lock`` (fcntl lock + PID; a crashed run's stale lock is reported) -> ``state`` (the live color from the state file,
-cross-checked against the engine) -> ``backup`` (the app's databases dumped through the collection's own dump
+cross-checked against the engine) -> ``reconcile`` (traffic put where the state says, a killed run's containers
+cleared) -> ``backup`` (the app's databases dumped through the collection's own dump
 library, then verified at level structure) -> ``start`` (the other color, through the docker SDK; the app's
 environment travels in the API request, never argv) -> ``migrate`` (a command run in the new container) -> ``gate``
 (consecutive health passes with a body match and a latency bound, then the data expectations) -> ``switch`` (the
-site's upstream file, ``nginx -t``, a reload that waits for the new workers: _nginx.switch_upstream) -> ``watch``
-(probes through the front door) -> ``finish`` (old color stopped and kept, releases beyond keep_releases removed).
+app's HAProxy routed through its runtime API and proven through the front door, or with switch_method nginx_reload
+the site's upstream file and a reload) -> ``watch`` (probes through the front door) -> the new release recorded ->
+``finish`` (old color drained, stopped and kept, releases beyond keep_releases removed).
 A failed gate or watch rolls back: traffic returns (if it moved), the new color is stopped and kept for inspection,
 and with restore_data_on_rollback the pre-deploy archives are restored (after a safety dump) when a migration ran.
 
@@ -782,7 +784,8 @@ class HaproxySwitch(NginxReload):
         return f"{answers} answers from {color} through the front door ({detail})"
 
     def retire(self, color: str) -> dict[str, t.Any]:
-        """Never a color that still takes requests: the live color must answer through the front door first."""
+        """Drain, then take out, a color that no longer takes new requests (route() moved them and proved it through
+        the front door); one that still takes them is refused, never stopped."""
         if self.switch.states().get(color) == "ready":
             raise LifeboatError(f"{color} still takes requests through the switch; it is not stopped")
         return self.switch.drain(color, self.params["drain_timeout"])
@@ -1317,15 +1320,8 @@ def report(state_dir: str, socket_dir: str) -> dict[str, t.Any]:
                 + f" (history {unreported.get('history')}); the next run reports it")})
         live = state.get("live")
         if live and state.get("switch_method", "nginx_reload") == "haproxy":
-            switch = _switch.switch_of(name, state_dir, socket_dir, "127.0.0.1", {"blue": 0, "green": 0})
-            try:
-                serving = switch.serving() if switch.running_pid() else None
-                problem = None if serving == live["color"] else (
-                    f"the switch of {name} routes to {serving or 'no color'}, not to the live {live['color']}")
-            except LifeboatError as exc:
-                problem = str(exc)
-            if switch.running_pid() is None:
-                problem = f"the switch (HAProxy) of {name} is not running: its site answers 502"
+            problem = switch_problem(_switch.switch_of(name, state_dir, socket_dir, "127.0.0.1",
+                                                       {"blue": 0, "green": 0}), live["color"])
             if problem:
                 reasons.append({"severity": "CRITICAL", "message": f"{problem}; run the deploy again (it repairs the "
                                                                    "switch before anything else)"})
@@ -1337,6 +1333,18 @@ def report(state_dir: str, socket_dir: str) -> dict[str, t.Any]:
     summary = f"{worst}: " + ("; ".join(problems) if problems else
                               f"{len(apps)} app(s), each serving its live release" if apps else "no deployed app")
     return {"state": worst, "summary": summary, "apps": apps}
+
+
+def switch_problem(switch: _switch.Switch, live_color: str) -> str | None:
+    """Why the app's switch does not send new requests to the live color, or None when it does."""
+    if switch.running_pid() is None:
+        return f"the switch (HAProxy) of {switch.app} is not running: its site answers 502"
+    try:
+        serving = switch.serving()
+    except LifeboatError as exc:
+        return str(exc)
+    return None if serving == live_color else \
+        f"the switch of {switch.app} routes to {serving or 'no color'}, not to the live {live_color}"
 
 
 def _worst(states: t.Iterable[str]) -> str:
@@ -1351,6 +1359,20 @@ def status_task(run_: t.Any) -> t.Any:
     return Outcome(changed=False, result=report(run_.params["state_dir"], run_.params["switch_socket_dir"]))
 
 
+def warn_of_earlier_runs(run_: t.Any, history: dict[str, t.Any]) -> None:
+    """What this run found of earlier ones: an outcome nobody saw (it is reported once, here), a killed run."""
+    app = run_.params["app"]
+    if history.get("unreported"):
+        gone = history["unreported"]
+        run_.warn(f"an earlier {gone.get('action')} of {app} (started {gone.get('started')}) ran on after "
+                  f"ansible-playbook stopped and ended {gone.get('outcome')}"
+                  + (f": {gone['reason']}" if gone.get("reason") else "") + f"; its history: {gone.get('history')}")
+    if history.get("stale_lock"):
+        stale = history["stale_lock"]
+        run_.warn(f"a previous deploy of {app} (PID {stale.get('pid')}) ended without releasing its lock at step "
+                  f"{stale.get('step')}; its record is in history.stale_lock")
+
+
 def task(run_: t.Any) -> t.Any:
     """The app_deploy module's task (a _module_frame Task): the history entry and the plan, failed on a rollback."""
     from ._module_frame import Outcome  # pylint: disable=import-outside-toplevel
@@ -1361,6 +1383,7 @@ def task(run_: t.Any) -> t.Any:
     except LifeboatError as exc:  # the play gets a history entry and one line for these too
         history = exc.history if isinstance(exc, RunStopped) else {
             "app": params["app"], "action": params["deploy_action"], "outcome": "refused", "reason": str(exc)}
+        warn_of_earlier_runs(run_, history)  # a refused run has reported (and cleared) them too
         if history["outcome"] == "failed":
             return Outcome(changed=True, result={"history": history, "plan": []},
                            failure=f"{exc} (the run stopped at step {history['steps'][-1]['name']} after it started "
@@ -1368,14 +1391,6 @@ def task(run_: t.Any) -> t.Any:
                                    f"{params['app']})")
         return Outcome(changed=False, result={"history": history, "plan": []},
                        failure=f"{exc} (refused: traffic and releases stay as they were)")
-    if result.history.get("unreported"):
-        gone = result.history["unreported"]
-        run_.warn(f"an earlier {gone.get('action')} of {params['app']} (started {gone.get('started')}) ran on "
-                  f"after ansible-playbook stopped and ended {gone.get('outcome')}"
-                  + (f": {gone['reason']}" if gone.get("reason") else "") + f"; its history: {gone.get('history')}")
-    if result.history.get("stale_lock"):
-        stale = result.history["stale_lock"]
-        run_.warn(f"a previous deploy of {params['app']} (PID {stale.get('pid')}) ended without releasing its "
-                  f"lock at step {stale.get('step')}; its record is in history.stale_lock")
+    warn_of_earlier_runs(run_, result.history)
     return Outcome(changed=result.changed, result={"history": result.history, "plan": result.plan},
                    failure=result.failure)

@@ -178,3 +178,19 @@ def test_a_run_that_raised_is_refused_or_failed_by_what_it_had_started(monkeypat
     outcome = _deploy.task(SimpleNamespace(params=given, check_mode=False, warn=lambda _text: None))
     assert outcome.result["history"]["outcome"] == "failed" and outcome.changed
     assert outcome.failure.startswith("nginx -t failed (the run stopped at step rollback after it started changing")
+
+
+def test_a_refused_run_still_warns_of_the_unwatched_run_it_reported(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The refused run cleared unreported.json: its warning is the only place the operator learns of it."""
+    entry = {"app": "journal", "action": "deploy", "outcome": "refused", "reason": "site journal does not exist",
+             "steps": [{"name": "state"}], "unreported": {"action": "deploy", "outcome": "rolled_back",
+                                                          "started": "2026-12-07T04:00:00Z", "history": "h.json"}}
+
+    def run(*_args: t.Any) -> t.Any:
+        raise _deploy.RunStopped(entry["reason"], entry)
+
+    monkeypatch.setattr(_deploy, "run", run)
+    warnings: list[str] = []
+    _deploy.task(SimpleNamespace(params=params(), check_mode=False, warn=warnings.append))
+    assert warnings == ["an earlier deploy of journal (started 2026-12-07T04:00:00Z) ran on after ansible-playbook "
+                        "stopped and ended rolled_back; its history: h.json"]
