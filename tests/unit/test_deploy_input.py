@@ -182,9 +182,11 @@ def test_a_run_that_raised_is_refused_or_failed_by_what_it_had_started(monkeypat
 
 def test_a_refused_run_still_warns_of_the_unwatched_run_it_reported(monkeypatch: pytest.MonkeyPatch) -> None:
     """The refused run cleared unreported.json: its warning is the only place the operator learns of it."""
-    entry = {"app": "journal", "action": "deploy", "outcome": "refused", "reason": "site journal does not exist",
-             "steps": [{"name": "state"}], "unreported": {"action": "deploy", "outcome": "rolled_back",
-                                                          "started": "2026-12-07T04:00:00Z", "history": "h.json"}}
+    entry: dict[str, t.Any] = {
+        "app": "journal", "action": "deploy", "outcome": "refused", "reason": "site journal does not exist",
+        "steps": [{"name": "state"}],
+        "unreported": {"action": "deploy", "outcome": "rolled_back", "started": "2026-12-07T04:00:00Z",
+                       "history": "h.json"}}
 
     def run(*_args: t.Any) -> t.Any:
         raise _deploy.RunStopped(entry["reason"], entry)
