@@ -747,16 +747,16 @@ def restore(request: RestoreRequest, plan: dict[str, t.Any] | None = None) -> di
             "(lifeboat_kept_*) before another restore into this database drops them, and compare"
         ) from exc
     warnings += late
-    if kept:
-        raise LifeboatError(
-            f"the restore is in place, but writes other than inserts arrived between the last check and the swap; the "
-            f"collections as they were just before it are kept as {', '.join(kept)}: compare and set back what is "
-            "missing")
     try:
         with_retries(connect, staging.drop, seconds=10)
     except Exception:  # noqa: BLE001 - the restore itself is complete
         warnings.append(f"the collections {staging.prefix}_old_* replaced by this restore could not be dropped yet; "
                         "the next restore into this database drops them")
+    if kept:
+        raise LifeboatError(
+            f"the restore is in place, but writes other than inserts arrived between the last check and the swap; the "
+            f"collections as they were just before it are kept as {', '.join(kept)}: compare and set back what is "
+            "missing")
     return {**result, "warnings": warnings + result["warnings"], "safety_dumps": safety, "mechanism": MECHANISM,
             "concurrent_writes": concurrent_writes(plan, request)}
 

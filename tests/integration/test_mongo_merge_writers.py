@@ -130,3 +130,110 @@ def test_a_merge_with_a_writer_every_20_ms_loses_no_acknowledged_insert(run, mon
     finally:
         writer.stop()
         mongo.drop(target)
+
+
+@pytest.fixture(scope="module")
+def small_archive(mongo, tmp_path_factory):
+    """The same shape, 300 readings: for the writes placed at one exact moment of the swap."""
+    source = f"mongomerge_small_{os.getpid()}"
+    mongo.drop(source)
+    mongo.client[source].entries.insert_many([{"_id": n, "sgv": 100 + n % 80, "type": "sgv"} for n in range(300)])
+    made = _mongo.dump(_mongo.DumpRequest(
+        connection=connection(mongo), database=source, tools_dir=os.environ["LIFEBOAT_TOOLS_BIN"],
+        archive=_archive.ArchiveOptions(destination=str(tmp_path_factory.mktemp("small")), job="small")))
+    yield made["archive"]
+    mongo.drop(source)
+
+
+def ids(mongo, target):
+    return {document["_id"] for document in mongo.client[target].entries.find({}, {"_id": 1})}
+
+
+def test_a_merge_without_writers_is_checked_and_swapped(mongo, small_archive, unique_name):
+    target = f"mongomerge_{unique_name}"
+    seed_target(mongo, target)
+    try:
+        result = merge(mongo, small_archive, target)
+        assert result["concurrent_writes"] == "checked"
+        assert result["warnings"] == []
+        assert len(ids(mongo, target)) == TARGET_DOCUMENTS + 300
+        assert staging_left(mongo, target) == []
+    finally:
+        mongo.drop(target)
+
+
+def test_an_insert_between_the_last_check_and_the_swap_is_added_after_it(mongo, small_archive, unique_name,
+                                                                          monkeypatch):
+    target = f"mongomerge_{unique_name}"
+    seed_target(mongo, target)
+    real = _mongo._check_unchanged
+
+    def check_then_write(client, copied):
+        real(client, copied)
+        mongo.client[target].entries.insert_one({"_id": "late", "sgv": 1})  # after the check, before the rename
+
+    monkeypatch.setattr(_mongo, "_check_unchanged", check_then_write)
+    try:
+        result = merge(mongo, small_archive, target)
+        assert result["warnings"] == [f"1 write arrived in {target}.entries between the last check and the swap; "
+                                      "added to it after the swap"]
+        assert "late" in ids(mongo, target)
+        assert len(ids(mongo, target)) == TARGET_DOCUMENTS + 300 + 1
+        assert staging_left(mongo, target) == []
+    finally:
+        mongo.drop(target)
+
+
+def test_a_change_in_place_between_the_last_check_and_the_swap_keeps_the_collection_before_it(
+        mongo, small_archive, unique_name, monkeypatch):
+    target = f"mongomerge_{unique_name}"
+    seed_target(mongo, target)
+    real = _mongo._check_unchanged
+
+    def check_then_update(client, copied):
+        real(client, copied)
+        mongo.client[target].entries.update_one({"_id": -1}, {"$set": {"sgv": 999}})
+
+    monkeypatch.setattr(_mongo, "_check_unchanged", check_then_update)
+    try:
+        with pytest.raises(LifeboatError) as failure:
+            merge(mongo, small_archive, target)
+        message = str(failure.value)
+        assert "\n" not in message
+        kept = [name for name in mongo.client[target].list_collection_names() if name.startswith("lifeboat_kept_")]
+        assert len(kept) == 1 and f"{target}.{kept[0]}" in message, message
+        assert mongo.client[target][kept[0]].find_one({"_id": -1})["sgv"] == 999  # the write is on the server
+        assert staging_left(mongo, target) == kept
+        # The next restore leaves the kept collection alone.
+        seed = mongo.client[target].entries.count_documents({})
+        monkeypatch.setattr(_mongo, "_check_unchanged", real)
+        mongo.client[target].entries.delete_many({"_id": {"$gte": 0}})
+        merge(mongo, small_archive, target)
+        assert mongo.client[target].entries.count_documents({}) == seed
+        assert mongo.client[target][kept[0]].find_one({"_id": -1})["sgv"] == 999
+    finally:
+        mongo.drop(target)
+
+
+def test_a_write_while_the_target_is_moved_aside_is_added_to_it(mongo, small_archive, unique_name, monkeypatch):
+    """Between the two renames of the swap the target's name is free: an insert creates the collection anew."""
+    target = f"mongomerge_{unique_name}"
+    seed_target(mongo, target)
+    real = _mongo_staging._rename
+    written = []
+
+    def rename_then_write(client, source, destination):
+        real(client, source, destination)
+        if source == f"{target}.entries" and not written:
+            written.append(mongo.client[target].entries.insert_one({"_id": "in the gap", "sgv": 2}).inserted_id)
+
+    monkeypatch.setattr(_mongo_staging, "_rename", rename_then_write)
+    try:
+        result = merge(mongo, small_archive, target)
+        assert f"1 document written to {target}.entries while the restore swapped it were added to it" in \
+            result["warnings"]
+        assert "in the gap" in ids(mongo, target)
+        assert len(ids(mongo, target)) == TARGET_DOCUMENTS + 300 + 1
+        assert staging_left(mongo, target) == []
+    finally:
+        mongo.drop(target)
