@@ -719,7 +719,7 @@ def restore(request: RestoreRequest, plan: dict[str, t.Any] | None = None) -> di
     staging: Staging | None = plan["staging"]
     if staging is None:
         return {**_restore_direct(request, plan), "safety_dumps": safety, "mechanism": DIRECT,
-                "concurrent_writes": concurrent_writes(plan, request)}
+                "concurrent_writes": concurrent_writes(plan["mechanism"], request.drop)}
     connect = request.connection.client
     warnings: list[str] = with_retries(connect, functools.partial(Staging.recover_leftovers,
                                                                   databases=staging.databases()), seconds=0)
@@ -758,14 +758,16 @@ def restore(request: RestoreRequest, plan: dict[str, t.Any] | None = None) -> di
             f"collections as they were just before it are kept as {', '.join(kept)}: compare and set back what is "
             "missing")
     return {**result, "warnings": warnings + result["warnings"], "safety_dumps": safety, "mechanism": MECHANISM,
-            "concurrent_writes": concurrent_writes(plan, request)}
+            "concurrent_writes": concurrent_writes(plan["mechanism"], request.drop)}
 
 
-def concurrent_writes(plan: dict[str, t.Any], request: RestoreRequest) -> str:
-    """What the restore guarantees for writes made to its targets while it ran (the module's RV(concurrent_writes))."""
-    if plan["mechanism"] == DIRECT:
-        return "not checked"  # mongorestore writes beside them, into targets that held nothing
-    return "replaced" if request.drop else "checked"
+def concurrent_writes(mechanism: str, drop: bool) -> str:
+    """What a restore guarantees for writes made to its targets while it runs (the module's RV(concurrent_writes)):
+    C(checked) a merge proves them absent or keeps them, C(replaced) by the archive's collections (drop), or
+    C(not checked) (an oplog archive, written straight beside them)."""
+    if mechanism == DIRECT:
+        return "not checked"
+    return "replaced" if drop else "checked"
 
 
 def _undo(request: RestoreRequest, plan: dict[str, t.Any], staging: Staging, exc: BaseException, swapping: bool
