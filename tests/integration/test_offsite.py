@@ -259,6 +259,29 @@ def test_locked_objects_are_reported_not_deleted(real_archive, s3_server, tmp_pa
     assert series[0].name in keys(s3_server, options) and "locked until" in str(prune.result["warnings"])
 
 
+@pytest.mark.parametrize("part_size_mib", [64, 5])  # one request, and a multipart upload (the archive is > 5 MiB)
+def test_lock_mode_on_a_bucket_without_object_lock_is_named_as_such(real_archive, s3_server, remote, run_module,
+                                                                     tmp_path, part_size_mib):
+    """The store refuses a locked upload to a bucket made without object lock (S3's InvalidRequest): that is said,
+    not read as bytes that changed after the backup, and nothing is uploaded."""
+    destination = str(tmp_path / "backups")
+    (archive,) = dated_series(real_archive, destination, 1)
+    verify(archive)
+    if part_size_mib == 5:
+        with open(archive.path, "ab") as handle:  # past one part; the manifest's sha256 follows (as a bigger dump)
+            handle.write(os.urandom(6 << 20))
+        manifest = _manifest.load(archive.path)
+        manifest["archive"].update(sha256=_offsite.digest_file(archive.path, 1 << 20).sha256,
+                                   size=os.path.getsize(archive.path))
+        _manifest.write(_manifest.manifest_path(archive.path), manifest)
+    options = {**remote, "lock_mode": "GOVERNANCE", "lock_days": 1, "part_size_mib": part_size_mib}
+    copy = run_module("offsite_copy", {"destination": destination, **options})
+    one_line_failure(copy, f"bucket '{remote['bucket']}' has no object lock")
+    assert "lock_mode" in copy.result["msg"] and "manifest's sha256" not in copy.result["msg"], copy.result
+    assert keys(s3_server, remote) == {}
+    assert s3_server.client().list_multipart_uploads(Bucket=remote["bucket"]).get("Uploads", []) == []
+
+
 def test_credentials_reach_no_argv_result_or_manifest(pg, s3_server, remote, run_module, tmp_path):
     destination = tmp_path / "backups"
     archive = backed_up_and_verified(run_module, "postgresql", pg, destination)
