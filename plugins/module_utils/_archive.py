@@ -240,10 +240,30 @@ def _damaged(archive_path: str, actual: str, expected: str) -> LifeboatError:
 
 
 def load_trusted(archive_path: str, trust: _signing.Trust | None) -> dict[str, t.Any]:
-    """The archive's manifest, once its signature is checked against ``trust``: what every restore reads first."""
+    """The archive's manifest, once its signature is checked against ``trust`` and it is shown to describe this very
+    file: what every restore reads first. (The sha256 is checked as the restore reads the file.)"""
     manifest = _manifest.load(archive_path)
     _signing.check(_manifest.manifest_path(archive_path), manifest, trust or _signing.Trust())
+    check_describes(archive_path, manifest)
     return manifest
+
+
+def check_describes(archive_path: str, manifest: dict[str, t.Any]) -> None:
+    """A manifest proves only the file it names: an older, genuinely signed archive copied with its manifest under a
+    newer name (a replay) carries a valid signature, so the name and the size are checked as verify does."""
+    described = manifest["archive"].get("file")
+    name = os.path.basename(archive_path)
+    if described != name:
+        raise LifeboatError(
+            f"{archive_path}'s manifest describes {described}, not {name}: the archive was renamed or copied under "
+            "another name; restore the archive under the name its manifest gives"
+        )
+    size = os.path.getsize(archive_path)
+    if size != manifest["archive"].get("size"):
+        raise LifeboatError(
+            f"{archive_path} has {size} bytes, its manifest says {manifest['archive'].get('size')}; the file is "
+            "damaged or was replaced: restore another archive"
+        )
 
 
 class StoredChecksumMismatch(LifeboatError):
