@@ -22,7 +22,16 @@ from test_backup_status import promtool_check  # pylint: disable=import-error
 from test_prune import dated_series, verify  # pylint: disable=import-error
 
 from ansible_collections.lifeboat.ops.plugins.module_utils import _manifest, _offsite
-from testbed import PG_SOURCE, REPO_ROOT, collections_root, finish_module, module_env, sample_jobs, start_module, wait_until  # pylint: disable=import-error
+from testbed import (  # pylint: disable=import-error
+    PG_SOURCE,
+    REPO_ROOT,
+    collections_root,
+    finish_module,
+    module_env,
+    sample_jobs,
+    start_module,
+    wait_until,
+)
 
 
 @pytest.fixture
@@ -623,3 +632,40 @@ def test_a_failed_copy_publishes_the_archive_it_made_and_the_local_retention_sti
     assert "\n" not in line and line in stdout
     assert archive_names(root / "journal") == [os.path.basename(made["archive"])] != [first]
     assert first in keys(s3_server, remote)  # the bucket still holds the previous copy
+
+
+def test_the_status_playbook_reads_each_jobs_bucket_and_publishes_the_remote_side(pg, s3_server, remote, tmp_path):
+    root = tmp_path / "backups"
+    job = {"name": "journal", "engine": "postgresql", "database": PG_SOURCE, **pg.login(),
+           "offsite": {**remote, "enabled": True}}
+    plain = {"name": "plain", "engine": "postgresql", "database": PG_SOURCE, **pg.login()}
+    variables = {"backup_root": str(root), "backup_verify_level": "structure"}
+    status, _artifact, stdout = runner_outcome(tmp_path / "backup", "backup", {**variables, "backup_jobs": [job, plain]})
+    assert status == "successful", stdout[-3000:]
+    (name,) = archive_names(root / "journal")
+
+    # The inventory the backup ran with: each job with an enabled offsite gets its remote side in the one line
+    # (AWX's job output) and in the artifact; a job without one is not read remotely.
+    status, artifact, stdout = runner_outcome(tmp_path / "status", "status", {**variables, "backup_jobs": [job, plain]})
+    assert status == "successful", stdout[-3000:]
+    outcome = artifact["lifeboat_status_outcome"]["localhost"]
+    (side,) = outcome["offsite"]
+    assert (side["job"], side["state"], side["url"]) == ("journal", "OK", f"s3://{remote['bucket']}/db1/jobs/"), side
+    assert side["remote"]["newest_verified"] == name and side["remote"]["verified"] == 1, side
+    assert side["last_copy"]["ok"] is True, side
+    expected = f"journal: off site OK: newest verified copy {name}, "
+    assert side["summary"].startswith(expected) and "1 verified of 1 archives" in side["summary"], side
+    assert outcome["state"] == "OK" and outcome["summary"].endswith(" | " + side["summary"]), outcome
+    (line,) = [text for text in stdout.splitlines() if '"msg": "OK: ' in text]
+    assert expected in line, stdout[-3000:]
+
+    # The bucket cannot be read: CRITICAL, the host fails, and the line and the artifact say why.
+    endpoint = f"http://127.0.0.1:{free_port()}"
+    gone = {**job, "offsite": {**job["offsite"], "endpoint_url": endpoint}}
+    status, artifact, stdout = runner_outcome(tmp_path / "gone", "status", {**variables, "backup_jobs": [gone, plain]})
+    assert status == "failed", stdout[-3000:]
+    outcome = artifact["lifeboat_status_outcome"]["localhost"]
+    assert outcome["status"] == "failed" and outcome["state"] == "CRITICAL", outcome
+    (side,) = outcome["offsite"]
+    assert side["state"] == "CRITICAL" and f"cannot connect to {endpoint}" in side["summary"], side
+    assert f"journal: off site CRITICAL: listing s3://{remote['bucket']}/db1/jobs/ failed: cannot connect" in stdout

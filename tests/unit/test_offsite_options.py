@@ -69,7 +69,7 @@ class _Refusing:
         self.put_error = {"Error": {"Code": put_code, "Message": put_message}}
 
     def get_object_lock_configuration(self, **_kwargs):
-        from botocore.exceptions import ClientError  # pylint: disable=import-outside-toplevel
+        from botocore.exceptions import ClientError  # type: ignore[import-untyped]  # pylint: disable=import-outside-toplevel
 
         raise ClientError({"Error": {"Code": "AccessDenied", "Message": "Access Denied"}}, "GetObjectLockConfiguration")
 
