@@ -37,8 +37,11 @@ def test_playbooks_round_trip(pg, mongo, run_playbook, tmp_path, unique_name, ag
     pg_target, mongo_target = f"{unique_name}_journal", f"{unique_name}_nightscout"
     restore_vars = {
         **host_vars,
+        # The identity as the AWX project's credential gives it (backup_age_identity_files, which the restore role
+        # reads too), and as an item's own.
+        "backup_age_identity_files": [age_key["identity"]],
         "restore_items": [
-            {"job": "journal", "target_database": pg_target, "age_identity_files": [age_key["identity"]]},
+            {"job": "journal", "target_database": pg_target},
             {"job": "nightscout", "target_database": mongo_target, "age_identity_files": [age_key["identity"]]},
         ],
     }
