@@ -1,0 +1,256 @@
+# Copyright: lifeboat developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""A failed restore never blocks the next: on a PostgreSQL whose data directory is a small file system, a killed
+restore's side database holds the space the next restore needs, and the next one drops it before it checks the space.
+
+The server is this test's own: initdb of the test bed's binaries on a 160 MB tmpfs mounted here, on a port of its own,
+stopped by its PID and unmounted at the end. The archive comes from the shared test bed (a database named leftovers_*).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import uuid
+
+import psycopg
+import pytest
+
+from testbed import PgServer, finish_module, start_module, wait_for_child, wait_until  # pylint: disable=import-error
+
+PORT = int(os.environ.get("LIFEBOAT_LEFTOVERS_PG_PORT", "55790"))
+TMPFS_SIZE = "160m"
+ROWS = 6000  # of 5,000 incompressible characters each: ~30 MB in the table, restored at a millisecond a row
+MB = 1 << 20
+
+
+def new_name(kind: str) -> str:
+    return f"leftovers_{kind}_{uuid.uuid4().hex[:8]}"
+
+
+class SmallPg(PgServer):
+    """A PostgreSQL of this test's own; connects as its superuser with a password, like the test bed's."""
+
+    def __init__(self, root: str, password_file: str, password: str) -> None:  # pylint: disable=super-init-not-called
+        self.root = root
+        self.host, self.port, self.user = "127.0.0.1", PORT, "postgres"
+        self.password_file, self.password = password_file, password
+
+    def available(self) -> int:
+        stats = os.statvfs(self.root)
+        return stats.f_bavail * stats.f_frsize
+
+    def sessions(self, database: str) -> list[int]:
+        with self.connect() as conn:
+            rows = conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s", (database,)).fetchall()
+        return [row[0] for row in rows]
+
+    def size(self, database: str) -> int:
+        with self.connect() as conn:
+            row = conn.execute("SELECT pg_database_size(datname) FROM pg_database WHERE datname = %s",
+                               (database,)).fetchone()
+        return row[0] if row else 0
+
+
+def _as_postgres(argv: list[str]) -> list[str]:
+    return ["runuser", "-u", "postgres", "--", *argv]
+
+
+@pytest.fixture(scope="module")
+def small_pg(tmp_path_factory):
+    if os.geteuid() != 0:
+        pytest.fail("this test mounts a tmpfs and runs initdb as the postgres user: run it as root (CI does)")
+    bindir = os.environ["LIFEBOAT_PG_BINDIR"]
+    root = tempfile.mkdtemp(prefix="leftovers-pg-")
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={TMPFS_SIZE},mode=0755", "tmpfs", root], check=True)
+    postmaster = None
+    try:
+        data, sock = os.path.join(root, "data"), os.path.join(root, "sock")
+        os.mkdir(data, 0o700)
+        os.mkdir(sock)
+        password = uuid.uuid4().hex
+        secrets = tmp_path_factory.mktemp("small-pg")
+        password_file = secrets / "password"
+        password_file.write_text(password + "\n")
+        password_file.chmod(0o600)
+        initdb_pw = os.path.join(root, "initdb.pw")  # read by initdb as postgres, removed at once
+        with open(initdb_pw, "w", encoding="utf-8") as handle:
+            handle.write(password + "\n")
+        shutil.chown(data, "postgres")
+        shutil.chown(sock, "postgres")
+        shutil.chown(initdb_pw, "postgres")
+        # 1 MB WAL segments: the WAL takes a few MB of the small disk, not 16 MB a segment.
+        subprocess.run(_as_postgres([os.path.join(bindir, "initdb"), "-D", data, "-U", "postgres", "-E", "UTF8",
+                                     "--locale=C.UTF-8", "--no-sync", "--wal-segsize=1", f"--pwfile={initdb_pw}",
+                                     "--auth-local=peer", "--auth-host=scram-sha-256"]),
+                       check=True, capture_output=True)
+        os.unlink(initdb_pw)
+        with open(os.path.join(data, "postgresql.conf"), "a", encoding="utf-8") as conf:
+            conf.write(f"listen_addresses = '127.0.0.1'\nport = {PORT}\nunix_socket_directories = '{sock}'\n"
+                       "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n"
+                       "min_wal_size = 2MB\nmax_wal_size = 8MB\nmax_connections = 20\n")
+        subprocess.run(_as_postgres([os.path.join(bindir, "pg_ctl"), "-D", data, "-l", "/dev/null", "-w", "start"]),
+                       check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        with open(os.path.join(data, "postmaster.pid"), encoding="utf-8") as handle:
+            postmaster = int(handle.readline())
+        yield SmallPg(root, str(password_file), password)
+    finally:
+        if postmaster is not None:
+            _stop(postmaster)
+        subprocess.run(["umount", root], check=False)
+        os.rmdir(root)
+
+
+def _stop(pid: int) -> None:
+    """Fast shutdown of the server by its postmaster's PID; SIGKILL if it has not ended within 30 s."""
+    try:
+        os.kill(pid, signal.SIGINT)
+    except ProcessLookupError:
+        return
+    if not wait_until(lambda: not os.path.exists(f"/proc/{pid}"), 30, interval=0.1):
+        os.kill(pid, signal.SIGKILL)
+        wait_until(lambda: not os.path.exists(f"/proc/{pid}"), 10, interval=0.1)
+
+
+@pytest.fixture(scope="module")
+def archive(pg, tmp_path_factory):
+    """An archive of ~30 MB of rows that restores at a millisecond a row (long enough to be killed halfway)."""
+    source = new_name("src")
+    pg.execute("postgres", f"CREATE DATABASE {source}")
+    try:
+        with pg.connect(source) as conn:
+            conn.execute("CREATE FUNCTION paced(n bigint) RETURNS boolean LANGUAGE plpgsql AS $$ BEGIN"
+                         " IF coalesce(current_setting('lifeboat.seeding', true), '') <> 'on' THEN"
+                         " PERFORM pg_sleep(0.001); END IF; RETURN true; END $$")
+            # Stored as written (no compression): the restored table takes on disk what its text takes.
+            conn.execute("CREATE TABLE blob (id bigint PRIMARY KEY, payload text, CHECK (paced(id)))")
+            conn.execute("ALTER TABLE blob ALTER COLUMN payload SET STORAGE EXTERNAL")
+            conn.execute("SET lifeboat.seeding = 'on'")
+            conn.execute(f"INSERT INTO blob SELECT g, (SELECT string_agg(md5(random()::text || g || i), '')"
+                         f" FROM generate_series(1, 156) i) FROM generate_series(1, {ROWS}) g")
+        destination = tmp_path_factory.mktemp("leftovers-archive")
+        run = finish_module(start_module("postgresql_dump", pg.login(database=source, destination=str(destination)),
+                                         destination))
+        assert run.rc == 0, run.result
+        yield run.result["archive"]
+    finally:
+        pg.drop(source)
+
+
+@pytest.fixture
+def target(small_pg):
+    name = new_name("target")
+    yield name
+    small_pg.drop(name)
+    for leftover in side_databases(small_pg, name):
+        small_pg.drop(leftover)
+
+
+@pytest.fixture
+def filler(small_pg):
+    """A file on the server's small disk that takes the space a test says; removed afterwards."""
+    path = os.path.join(small_pg.root, "filler")
+
+    def fill(size: int) -> None:
+        with open(path, "wb") as handle:
+            handle.write(b"\0" * max(size, 0))  # tmpfs: written bytes take memory pages, not holes
+
+    yield fill
+    if os.path.exists(path):
+        os.unlink(path)
+
+
+def side_databases(server: PgServer, name: str) -> list[str]:
+    with server.connect() as conn:
+        rows = conn.execute("SELECT datname FROM pg_database WHERE starts_with(datname, %s)",
+                            (f"lifeboat_restore_{name}_",)).fetchall()
+    return [row[0] for row in rows]
+
+
+def restore(server: SmallPg, target: str, archive: str, tmp_path, check_mode: bool = False):
+    return start_module("postgresql_restore", server.login(archive=archive, target_database=target, no_owner=True,
+                                                          no_privileges=True), tmp_path,
+                        check_mode=check_mode)
+
+
+def leave_a_killed_restore(server: SmallPg, target: str, archive: str, tmp_path, at_least: int) -> tuple[str, int]:
+    """A restore SIGKILLed once its side database holds ``at_least`` bytes: the side database and its size."""
+    process = restore(server, target, archive, tmp_path)
+    try:
+        wait_for_child(process, "pg_restore", with_arg=b"--exit-on-error")
+        sides = wait_until(lambda: side_databases(server, target), 30)
+        assert sides, "the restore made no side database"
+        grew = wait_until(lambda: server.size(sides[0]) >= at_least, 60, interval=0.05,
+                          give_up=lambda: process.poll() is not None)
+        assert grew and process.poll() is None, (f"the side database never reached {at_least} bytes "
+                                                 f"({server.size(sides[0])}): {finish_module(process).result}")
+    finally:
+        process.kill()
+        process.communicate()
+    left = side_databases(server, target)
+    assert left == sides, left
+    # The server's backend notices the dead client only at its next read: until it ends, the side database grows.
+    assert wait_until(lambda: not server.sessions(left[0]), 30, interval=0.05), server.sessions(left[0])
+    return left[0], server.size(left[0])
+
+
+def test_the_next_restore_drops_a_killed_ones_side_database_before_it_checks_the_space(
+        small_pg, archive, target, filler, tmp_path):
+    plan = finish_module(restore(small_pg, target, archive, tmp_path, check_mode=True))
+    assert plan.rc == 0, plan.result
+    needed = plan.result["disk_space"]["needed_bytes"]
+    side, held = leave_a_killed_restore(small_pg, target, archive, tmp_path, at_least=7 * MB + 15 * MB)
+    # The disk is now too full for the restore, and would not be without the leftover.
+    filler(small_pg.available() - (needed - 2 * MB))
+    assert small_pg.available() < needed <= small_pg.available() + held - 4 * MB, (small_pg.available(), needed, held)
+
+    checked = finish_module(restore(small_pg, target, archive, tmp_path, check_mode=True))
+    assert checked.rc == 0, checked.result.get("msg")
+    assert checked.result["disk_space"]["leftover_bytes"] == held
+    assert side_databases(small_pg, target) == [side]  # check mode drops nothing
+
+    run = finish_module(restore(small_pg, target, archive, tmp_path))
+    assert run.rc == 0, run.result.get("msg")
+    assert run.result["leftovers_dropped"] == [side]
+    assert run.result["counts"] == {"public.blob": ROWS}
+    assert side_databases(small_pg, target) == []
+
+
+def test_when_it_still_does_not_fit_the_refusal_names_the_leftover_it_dropped(
+        small_pg, archive, target, filler, tmp_path):
+    plan = finish_module(restore(small_pg, target, archive, tmp_path, check_mode=True))
+    needed = plan.result["disk_space"]["needed_bytes"]
+    side, held = leave_a_killed_restore(small_pg, target, archive, tmp_path, at_least=7 * MB + 5 * MB)
+    filler(small_pg.available() - (needed - held - 8 * MB))  # short by 8 MB even with the leftover dropped
+
+    checked = finish_module(restore(small_pg, target, archive, tmp_path, check_mode=True))
+    assert checked.rc != 0
+    message = checked.result["msg"]
+    assert message.startswith(f"not enough disk space to restore into {target}"), message
+    assert f"counting the side database {side} ({plan_size(held)}) that killed restores left, which a restore drops " \
+           "before it writes" in message, message
+    assert side_databases(small_pg, target) == [side]
+
+    run = finish_module(restore(small_pg, target, archive, tmp_path))
+    assert run.rc != 0
+    message = run.result["msg"]
+    assert f"after dropping the side database {side} (" in message and "\n" not in message, message
+    assert side_databases(small_pg, target) == []
+    assert not small_pg.has_database(target)
+
+
+def plan_size(size: int) -> str:
+    from ansible_collections.lifeboat.ops.plugins.module_utils._catalog import human_size  # pylint: disable=import-outside-toplevel
+
+    return human_size(size)
+
+
+def test_the_small_server_is_this_tests_own(small_pg):
+    """The server answers on its own port from the tmpfs (so the test's figures are that disk's)."""
+    with small_pg.connect() as conn:
+        assert conn.execute("SELECT current_setting('data_directory')").fetchone()[0].startswith(small_pg.root)
+    with pytest.raises(psycopg.OperationalError):
+        psycopg.connect(host="127.0.0.1", port=PORT, user="postgres", password="wrong", dbname="postgres")
