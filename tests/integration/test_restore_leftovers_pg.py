@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import time
 import uuid
 
 import psycopg
@@ -254,3 +255,94 @@ def test_the_small_server_is_this_tests_own(small_pg):
         assert conn.execute("SELECT current_setting('data_directory')").fetchone()[0].startswith(small_pg.root)
     with pytest.raises(psycopg.OperationalError):
         psycopg.connect(host="127.0.0.1", port=PORT, user="postgres", password="wrong", dbname="postgres")
+
+
+# A killed merge: the target refuses connections (its data intact) until something lets them in again.
+
+
+@pytest.fixture
+def merge_target(pg):
+    """A database of the shared test bed holding a table of its own, so a restore into it merges (copy and swap)."""
+    name = new_name("merge")
+    pg.execute("postgres", f"CREATE DATABASE {name}")
+    with pg.connect(name) as conn:
+        conn.execute("CREATE TABLE known (id int PRIMARY KEY, word text)")
+        conn.execute("INSERT INTO known SELECT g, md5(g::text) FROM generate_series(1, 250) g")
+    yield name
+    with pg.connect() as conn:
+        conn.execute(f"ALTER DATABASE {name} WITH ALLOW_CONNECTIONS true")
+    pg.drop(name)
+    for leftover in side_databases(pg, name):
+        pg.drop(leftover)
+
+
+def allows_connections(server: PgServer, name: str) -> bool:
+    with server.connect() as conn:
+        return conn.execute("SELECT datallowconn FROM pg_database WHERE datname = %s", (name,)).fetchone()[0]
+
+
+def merge(server: PgServer, target: str, archive: str, tmp_path):
+    return start_module("postgresql_restore", server.login(archive=archive, target_database=target, overwrite=True,
+                                                          no_owner=True, no_privileges=True), tmp_path)
+
+
+def kill_a_merge(server: PgServer, target: str, archive: str, tmp_path) -> str:
+    """A merge SIGKILLed while pg_restore writes into its copy of the target: the side database it left."""
+    process = merge(server, target, archive, tmp_path)
+    try:
+        wait_for_child(process, "pg_restore", with_arg=b"--exit-on-error")
+        time.sleep(1.0)  # a second of its six
+        assert process.poll() is None, finish_module(process).result
+    finally:
+        process.kill()
+        process.communicate()
+    left = side_databases(server, target)
+    assert len(left) == 1 and not allows_connections(server, target), left
+    return left[0]
+
+
+def status_reasons(destination: str, tmp_path) -> list[str]:
+    run = finish_module(start_module("backup_status", {"destination": destination}, tmp_path))
+    return [reason["message"] for reason in run.result["reasons"] if reason["severity"] == "CRITICAL"]
+
+
+def test_a_killed_merge_is_reported_by_status_and_repaired_by_the_next_restore(pg, archive, merge_target, tmp_path):
+    destination = os.path.dirname(archive)
+    kill_a_merge(pg, merge_target, archive, tmp_path)
+
+    reported = [line for line in status_reasons(destination, tmp_path) if merge_target in line]
+    assert len(reported) == 1, reported
+    assert f"a restore into {merge_target} at {pg.host}:{pg.port} was killed (PID " in reported[0], reported
+    assert f"ALTER DATABASE \"{merge_target}\" WITH ALLOW_CONNECTIONS true" in reported[0], reported
+
+    run = finish_module(merge(pg, merge_target, archive, tmp_path))
+    assert run.rc == 0, run.result.get("msg")
+    assert allows_connections(pg, merge_target)
+    assert side_databases(pg, merge_target) == []
+    assert [line for line in status_reasons(destination, tmp_path) if merge_target in line] == []
+
+
+def test_a_merge_killed_before_it_made_its_copy_is_repaired_by_the_next_restore(pg, archive, merge_target, tmp_path):
+    """Killed between turning connections off and creating its side database: nothing but the record tells."""
+    side = kill_a_merge(pg, merge_target, archive, tmp_path)
+    pg.drop(side)  # as if the kill came before CREATE DATABASE
+    assert not allows_connections(pg, merge_target)
+
+    run = finish_module(merge(pg, merge_target, archive, tmp_path))
+    assert run.rc == 0, run.result.get("msg")
+    assert allows_connections(pg, merge_target)
+    assert f"{merge_target} refused connections since a restore into it was killed (PID " in str(
+        run.result["warnings"]), run.result["warnings"]
+    with pg.connect(merge_target) as conn:
+        assert conn.execute("SELECT count(*) FROM known").fetchone() == (250,)
+        assert conn.execute("SELECT count(*) FROM blob").fetchone() == (ROWS,)
+
+
+def test_a_target_turned_off_by_someone_else_is_refused_with_the_statement_to_run(pg, archive, merge_target, tmp_path):
+    with pg.connect() as conn:
+        conn.execute(f"ALTER DATABASE {merge_target} WITH ALLOW_CONNECTIONS false")
+    run = finish_module(merge(pg, merge_target, archive, tmp_path))
+    assert run.rc != 0
+    assert run.result["msg"].startswith(f"database {merge_target} does not accept connections"), run.result["msg"]
+    assert f"ALTER DATABASE \"{merge_target}\" WITH ALLOW_CONNECTIONS true" in run.result["msg"]
+    assert not allows_connections(pg, merge_target)  # left as someone wanted it
