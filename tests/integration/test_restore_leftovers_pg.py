@@ -35,10 +35,22 @@ def new_name(kind: str) -> str:
 class SmallPg(PgServer):
     """A PostgreSQL of this test's own; connects as its superuser with a password, like the test bed's."""
 
-    def __init__(self, root: str, password_file: str, password: str) -> None:  # pylint: disable=super-init-not-called
-        self.root = root
+    def __init__(self, root: str, password_file: str, password: str, log: str) -> None:  # pylint: disable=super-init-not-called
+        self.root, self.data, self.log = root, os.path.join(root, "data"), log
         self.host, self.port, self.user = "127.0.0.1", PORT, "postgres"
         self.password_file, self.password = password_file, password
+        self.postmaster: int | None = None
+
+    def start(self) -> None:
+        """Start the server (again, after a PANIC on a full disk ended it); its postmaster's PID is kept to stop it."""
+        subprocess.run(_as_postgres([os.path.join(os.environ["LIFEBOAT_PG_BINDIR"], "pg_ctl"), "-D", self.data,
+                                     "-l", self.log, "-w", "start"]),
+                       check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        with open(os.path.join(self.data, "postmaster.pid"), encoding="utf-8") as handle:
+            self.postmaster = int(handle.readline())
+
+    def running(self) -> bool:
+        return self.postmaster is not None and os.path.exists(f"/proc/{self.postmaster}")
 
     def available(self) -> int:
         stats = os.statvfs(self.root)
@@ -67,7 +79,7 @@ def small_pg(tmp_path_factory):
     bindir = os.environ["LIFEBOAT_PG_BINDIR"]
     root = tempfile.mkdtemp(prefix="leftovers-pg-")
     subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={TMPFS_SIZE},mode=0755", "tmpfs", root], check=True)
-    postmaster = None
+    server = None
     try:
         data, sock = os.path.join(root, "data"), os.path.join(root, "sock")
         os.mkdir(data, 0o700)
@@ -93,14 +105,15 @@ def small_pg(tmp_path_factory):
             conf.write(f"listen_addresses = '127.0.0.1'\nport = {PORT}\nunix_socket_directories = '{sock}'\n"
                        "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n"
                        "min_wal_size = 2MB\nmax_wal_size = 8MB\nmax_connections = 20\n")
-        subprocess.run(_as_postgres([os.path.join(bindir, "pg_ctl"), "-D", data, "-l", "/dev/null", "-w", "start"]),
-                       check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        with open(os.path.join(data, "postmaster.pid"), encoding="utf-8") as handle:
-            postmaster = int(handle.readline())
-        yield SmallPg(root, str(password_file), password)
+        log = os.path.join(root, "postgres.log")
+        open(log, "w", encoding="utf-8").close()  # pylint: disable=consider-using-with
+        shutil.chown(log, "postgres")
+        server = SmallPg(root, str(password_file), password, log)
+        server.start()
+        yield server
     finally:
-        if postmaster is not None:
-            _stop(postmaster)
+        if server is not None and server.postmaster is not None:
+            _stop(server.postmaster)
         subprocess.run(["umount", root], check=False)
         os.rmdir(root)
 
@@ -241,6 +254,38 @@ def test_when_it_still_does_not_fit_the_refusal_names_the_leftover_it_dropped(
     assert f"after dropping the side database {side} (" in message and "\n" not in message, message
     assert side_databases(small_pg, target) == []
     assert not small_pg.has_database(target)
+
+
+def test_a_disk_full_restore_then_a_restore_with_room_enough_once_its_leftover_is_dropped(
+        small_pg, archive, target, filler, tmp_path):
+    """The issue's run: the disk fills during a restore (the server PANICs when it cannot add a WAL segment, so the
+    failed restore cannot drop its side database); once space is freed, the next restore fits only by dropping it."""
+    plan = finish_module(restore(small_pg, target, archive, tmp_path, check_mode=True))
+    needed = plan.result["disk_space"]["needed_bytes"]
+    assert small_pg.available() > needed + 4 * MB
+    process = restore(small_pg, target, archive, tmp_path)
+    try:
+        wait_for_child(process, "pg_restore", with_arg=b"--exit-on-error")
+    finally:  # the space runs out once the restore is under way (its check passed): something else took it
+        filler(small_pg.available() - 2 * MB)
+    failed = finish_module(process)
+    assert failed.rc != 0 and "\n" not in failed.result["msg"], failed.result
+    filler(0)
+    if not small_pg.running():  # its crash recovery found no room either: started again once there is
+        small_pg.start()
+    assert not small_pg.has_database(target)
+    left = side_databases(small_pg, target)
+    assert len(left) == 1, f"the failed restore left no side database ({failed.result['msg']}): nothing to show here"
+    assert f"{left[0]} this restore created could not be dropped" in failed.result["msg"], failed.result["msg"]
+    assert failed.result["msg"].endswith(f"the next restore into {target} drops it"), failed.result["msg"]
+    held = small_pg.size(left[0])
+    filler(small_pg.available() - (needed - held // 2))  # short of room unless the leftover goes first
+
+    run = finish_module(restore(small_pg, target, archive, tmp_path))
+    assert run.rc == 0, run.result.get("msg")
+    assert run.result["leftovers_dropped"] == left
+    assert run.result["counts"] == {"public.blob": ROWS}
+    assert side_databases(small_pg, target) == []
 
 
 def plan_size(size: int) -> str:
