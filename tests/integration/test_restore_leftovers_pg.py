@@ -329,7 +329,9 @@ def merge_target(pg):
 
 def allows_connections(server: PgServer, name: str) -> bool:
     with server.connect() as conn:
-        return conn.execute("SELECT datallowconn FROM pg_database WHERE datname = %s", (name,)).fetchone()[0]
+        row = conn.execute("SELECT datallowconn FROM pg_database WHERE datname = %s", (name,)).fetchone()
+    assert row is not None, f"{name} is gone"
+    return bool(row[0])
 
 
 def merge(server: PgServer, target: str, archive: str, tmp_path):

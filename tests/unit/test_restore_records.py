@@ -14,10 +14,9 @@ import os
 import socket
 import subprocess
 
-from test_status import START, make_archive  # pylint: disable=import-error
-
 from ansible_collections.lifeboat.ops.plugins.module_utils import _restore_records, _status
 from ansible_collections.lifeboat.ops.plugins.module_utils._status import CRITICAL, OK
+from test_status import START, make_archive  # pylint: disable=import-error
 
 
 def dead_pid() -> int:
