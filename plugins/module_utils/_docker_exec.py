@@ -2,14 +2,15 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """A client run inside a container, as a child process of this host: the pipeline's stage for ``container``.
 
-``python -c BOOT ROOT lifeboat_module CONTAINER_ID [--name NAME] --env NAME... -- ARGV...`` runs ARGV in the container through the
-Docker Engine API (the docker SDK's exec, never the docker CLI) and behaves like the tool itself would on this
-host: its stdin goes to the exec's stdin, the exec's stdout and stderr come out on ours, and its exit code is
-ours. The variables named by ``--env`` are taken from this process's environment into the exec's environment:
-that is how a password reaches the client without being on any command line, here or in the container (an
-exec's environment is not part of ``docker inspect``). Being a process of its own, it is started, drained,
-killed and judged by the pipeline exactly like a client on the host; a guard it forks stops the client in the
-container when this process ends, even by SIGKILL (see ``_guard``).
+``python -c BOOT ROOT lifeboat_module CONTAINER_ID [--name NAME] --env NAME... -- ARGV...`` runs ARGV in the
+container through the Docker Engine API (the docker SDK's exec, never the docker CLI) and behaves like the tool
+itself would on this host: its stdin goes to the exec's stdin, the exec's stdout and stderr come out on ours, and
+its exit code is ours (a client killed by a signal says so last on stderr: ``killed_line``). The variables named by
+``--env`` are taken from this process's environment into the exec's environment: that is how a password reaches the
+client without being on any command line, here or in the container (an exec's environment is not part of ``docker
+inspect``). Being a process of its own, it is started, drained, killed and judged by the pipeline exactly like a
+client on the host; a guard it forks stops the client in the container when this process ends, even by SIGKILL (see
+``_guard``).
 """
 
 from __future__ import annotations

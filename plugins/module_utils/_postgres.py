@@ -720,7 +720,8 @@ def restore(request: RestoreRequest, plan: dict[str, t.Any] | None = None) -> di
     # This session holds the restore's lock on the target name to the end: one restore per target at a time,
     # and what looks left over by a killed restore really is.
     with contextlib.closing(request.maintenance().connect()) as conn:
-        locked = conn.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (_lock_key(database),)).fetchone()[0]
+        locked = conn.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))",
+                              (_lock_key(database),)).fetchone()[0]
         if not locked:
             raise LifeboatError(f"another restore into {database} is running on this server; wait for it to end")
         for setting in ("statement_timeout", "idle_session_timeout"):  # a copy, a long pg_restore: no limit

@@ -94,7 +94,8 @@ notes:
     60 seconds). A side database left by a run killed with SIGKILL (or by a server that went down on a full disk)
     is recognised by its name and dropped by the next restore into the same target before it checks the disk
     space, which counts the space it frees (C(leftover_bytes) in RV(disk_space)); a refusal for lack of space
-    names the leftovers it counted or dropped. One restore into a target runs at a time (an advisory lock on the server).
+    names the leftovers it counted or dropped. One restore into a target runs at a time (an advisory lock on the
+    server).
   - A killed merge. Without O(recreate), an existing target refuses connections while it is copied, so a run killed
     then leaves it so (its data intact, its app locked out). The restore writes a record beside the archive
     (C(.lifeboat-restore-*.json), no secret in it) before it turns connections off and removes it once they are on
