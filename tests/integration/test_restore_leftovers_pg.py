@@ -23,7 +23,7 @@ import pytest
 
 from testbed import PgServer, finish_module, start_module, wait_for_child, wait_until  # pylint: disable=import-error
 
-PORT = int(os.environ.get("LIFEBOAT_LEFTOVERS_PG_PORT", "55790"))
+PORT = int(os.environ.get("LIFEBOAT_LEFTOVERS_PG_PORT", "25790"))
 TMPFS_SIZE = "160m"
 ROWS = 6000  # of 5,000 incompressible characters each: ~30 MB in the table, restored at a millisecond a row
 MB = 1 << 20
