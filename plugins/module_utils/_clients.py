@@ -32,7 +32,11 @@ from ._common import LifeboatError, PrivateDir, child_env, find_binary, tool_ver
 SECRET_VARIABLE = "LIFEBOAT_SECRET_FILE"
 # In the container, a here-document of dash (every Debian and Ubuntu image's sh) is a pipe: the content is on no disk.
 _WITH_SECRET_FD = f'exec "$@" 3<<LIFEBOAT_EOF\n${SECRET_VARIABLE}\nLIFEBOAT_EOF\n'
-_BOOT = "import importlib, sys; sys.exit(importlib.import_module(sys.argv[1]).main(sys.argv[2:]))"
+# The helper's import root goes on sys.path by argv, not PYTHONPATH: in an Ansible module that root is the AnsiballZ
+# zip, whose sitecustomize.py (ansible-core 2.19's, one line with a literal backslash-n) Python's startup would run
+# from PYTHONPATH, printing a SyntaxError on the helper's stderr that then stood for any failure of the client.
+_BOOT = ("import importlib, sys; sys.path.insert(0, sys.argv[1]); "
+         "sys.exit(importlib.import_module(sys.argv[2]).main(sys.argv[3:]))")
 
 
 def _package_root(module: t.Any) -> str:
@@ -167,9 +171,9 @@ class ContainerClient:
             inside[SECRET_VARIABLE] = content
             argv = ["sh", "-c", _WITH_SECRET_FD, "sh", argv[0], f"{option}=/dev/fd/3", *argv[1:]]
         helper_env = child_env(inside)
-        helper_env["PYTHONPATH"] = os.pathsep.join(filter(None, [_HELPER_ROOT, os.environ.get("PYTHONPATH")]))
         names = [item for name in inside for item in ("--env", name)]
-        return [sys.executable, "-c", _BOOT, _docker_exec.__name__, self.id, *names, "--", *argv], helper_env
+        return ([sys.executable, "-c", _BOOT, _HELPER_ROOT, _docker_exec.__name__, self.id, "--name", self.name, *names,
+                 "--", *argv], helper_env)
 
     def describe(self) -> dict[str, t.Any]:
         return {"name": self.name, "id": self.id, "image": self.image, "image_id": self.image_id}

@@ -2,14 +2,15 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """A client run inside a container, as a child process of this host: the pipeline's stage for ``container``.
 
-``python -c BOOT lifeboat_module CONTAINER_ID --env NAME... -- ARGV...`` runs ARGV in the container through the
-Docker Engine API (the docker SDK's exec, never the docker CLI) and behaves like the tool itself would on this
-host: its stdin goes to the exec's stdin, the exec's stdout and stderr come out on ours, and its exit code is
-ours. The variables named by ``--env`` are taken from this process's environment into the exec's environment:
-that is how a password reaches the client without being on any command line, here or in the container (an
-exec's environment is not part of ``docker inspect``). Being a process of its own, it is started, drained,
-killed and judged by the pipeline exactly like a client on the host; a guard it forks stops the client in the
-container when this process ends, even by SIGKILL (see ``_guard``).
+``python -c BOOT ROOT lifeboat_module CONTAINER_ID [--name NAME] --env NAME... -- ARGV...`` runs ARGV in the
+container through the Docker Engine API (the docker SDK's exec, never the docker CLI) and behaves like the tool
+itself would on this host: its stdin goes to the exec's stdin, the exec's stdout and stderr come out on ours, and
+its exit code is ours (a client killed by a signal says so last on stderr: ``killed_line``). The variables named by
+``--env`` are taken from this process's environment into the exec's environment: that is how a password reaches the
+client without being on any command line, here or in the container (an exec's environment is not part of ``docker
+inspect``). Being a process of its own, it is started, drained, killed and judged by the pipeline exactly like a
+client on the host; a guard it forks stops the client in the container when this process ends, even by SIGKILL (see
+``_guard``).
 """
 
 from __future__ import annotations
@@ -144,7 +145,7 @@ def _grow_pipe(fd: int) -> None:
         pass  # not a pipe, or over the system's pipe-max-size: the pipe as it is still works
 
 
-def run(container: str, argv: list[str], env_names: list[str]) -> int:
+def run(container: str, argv: list[str], env_names: list[str], name: str | None = None) -> int:
     import docker  # pylint: disable=import-outside-toplevel
 
     tally = _Tally()
@@ -189,7 +190,29 @@ def run(container: str, argv: list[str], env_names: list[str]) -> int:
     finally:
         raw.close()
     code = api.exec_inspect(exec_id).get("ExitCode")
-    return int(code) if code is not None else EXIT_NOT_STARTED
+    if code is None:
+        return EXIT_NOT_STARTED
+    _say_if_killed(int(code), argv[0], name or container)
+    return int(code)
+
+
+def killed_by(code: int) -> int | None:
+    """The signal that ended a process whose exit code (an exec's, as the engine reports it) is ``code``: 128 + N."""
+    number = code - 128
+    return number if 0 < number < signal.NSIG else None
+
+
+def killed_line(tool: str, container: str, number: int) -> str:
+    return f"{os.path.basename(tool)} in container {container} was killed (signal {number})"
+
+
+def _say_if_killed(code: int, tool: str, container: str) -> None:
+    """A client killed in the container leaves its last progress line as its last word; the signal says more, so it
+    goes last on stderr. A reader that went away (SIGPIPE) is the pipeline's to report."""
+    number = killed_by(code)
+    if number is not None and number != signal.SIGPIPE:
+        sys.stderr.write(killed_line(tool, container, number) + "\n")
+        sys.stderr.flush()
 
 
 def _guard(exec_id: str) -> None:
@@ -249,11 +272,14 @@ def _is_devnull(fd: int) -> bool:
 
 def main(args: list[str]) -> int:
     container, rest = args[0], args[1:]
+    name = None
+    if rest[:1] == ["--name"] and len(rest) > 1:
+        name, rest = rest[1], rest[2:]
     env_names: list[str] = []
     while rest and rest[0] == "--env":
         env_names.append(rest[1])
         rest = rest[2:]
     if rest[:1] != ["--"] or len(rest) < 2:
-        sys.stderr.write("usage: CONTAINER [--env NAME]... -- ARGV...\n")
+        sys.stderr.write("usage: CONTAINER [--name NAME] [--env NAME]... -- ARGV...\n")
         return 2
-    return run(container, rest[1:], env_names)
+    return run(container, rest[1:], env_names, name)

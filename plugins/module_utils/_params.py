@@ -116,7 +116,7 @@ def place(params: dict[str, t.Any]) -> HostClient | ContainerClient:
 
 
 def container_defaults(params: dict[str, t.Any], place: HostClient | ContainerClient,
-                       names: dict[str, str]) -> dict[str, t.Any]:
+                       names: dict[str, t.Any]) -> dict[str, t.Any]:
     """Login options a container defines for itself (the official images' variables), where none are given."""
     if not isinstance(place, ContainerClient) or params.get("login_uri"):
         return {}
@@ -126,6 +126,11 @@ def container_defaults(params: dict[str, t.Any], place: HostClient | ContainerCl
         if place.address is None:
             raise LifeboatError(f"{place.where} has no network address this host can reach; give login_host")
         defaults["login_host"] = place.address
+    # The server's own port, never the caller's: the host's side would otherwise take a PGPORT from this process's
+    # environment (the client in the container sees none) while every message named the default port.
+    if "default_port" in names and not params.get("login_port") and not params.get("login_unix_socket"):
+        port = environment.get(names.get("port", ""), "")
+        defaults["login_port"] = int(port) if port.isdigit() else names["default_port"]
     if not params.get("login_user"):
         defaults["login_user"] = environment.get(names["user"]) or names["default_user"]
     if not params.get("login_password") and not params.get("login_password_file") and environment.get(names["password"]):

@@ -24,6 +24,7 @@ import fcntl
 import functools
 import hashlib
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -181,6 +182,10 @@ def decryptor(decryption: Decryption) -> _Filter:
     return _Filter("decrypt", argv)
 
 
+# The last line of the exec helper (_docker_exec.killed_line) when the client in the container was killed by a signal.
+KILLED_IN_CONTAINER = re.compile(r"^\S+ in container \S+ was killed \(signal \d+\)$")
+
+
 class _Stage:
     """A child process of a stream; its stderr is drained by a thread that keeps the tail."""
 
@@ -273,6 +278,9 @@ class _Stage:
             return "killed", f"{self.name} was stopped"
         if code < 0 and code != -signal.SIGPIPE:  # a signal says more than the tool's last progress line
             return "failed", f"{self.name} failed: killed by signal {-code}"
+        tail = self.stderr_tail[-1] if self.stderr_tail else ""
+        if code > 128 and KILLED_IN_CONTAINER.search(tail):  # the exec helper's word for a client killed in there
+            return "failed", tail
         reason = f"{self.name} failed: {last_line(self.stderr) or f'exit code {code}'}"
         if code in (-signal.SIGPIPE, 128 + signal.SIGPIPE) or "broken pipe" in self.stderr.lower():
             return "pipe", reason

@@ -22,7 +22,7 @@ import typing as t
 import urllib.parse
 from dataclasses import dataclass, field
 
-from . import _manifest
+from . import _manifest, _restore_records
 from ._archive import (
     ArchiveOptions,
     commit_with_manifest,
@@ -143,8 +143,10 @@ class PgConnection:
         return _psycopg().conninfo.make_conninfo(**self.params)
 
     def describe(self) -> str:
-        host = self.params.get("host", "the local socket")
-        return f"{host}:{self.params.get('port', 5432)}/{self.params.get('dbname', '')}"
+        return f"{self.server()}/{self.params.get('dbname', '')}"
+
+    def server(self) -> str:
+        return f"{self.params.get('host', 'the local socket')}:{self.params.get('port', 5432)}"
 
     def env(self) -> dict[str, str]:
         return child_env({"PGPASSWORD": self.password} if self.password else None)
@@ -592,8 +594,15 @@ def _leftovers(conn: t.Any, database: str) -> list[str]:
 
 
 def _decide(request: RestoreRequest, conn: t.Any, database: str, manifest: dict[str, t.Any],
-            leftovers: list[str]) -> dict[str, t.Any]:
-    """What the target holds, the mechanism, the disk space: everything a refusal is based on."""
+            leftovers: dict[str, int], dropped: dict[str, int] | None = None, killed_run: bool = False,
+            defer_disk: bool = False) -> dict[str, t.Any]:
+    """What the target holds, the mechanism, the disk space: everything a refusal is based on.
+
+    ``leftovers``: side databases of killed restores that the restore drops before it writes (their sizes count as
+    free space); ``dropped``: those it dropped already (named if the space is still short); ``killed_run``: a record
+    of a killed restore that turned the target's connections off; ``defer_disk``: a space too short is not refused
+    here but by the restore, once it dropped the leftovers under its lock.
+    """
     if database == request.maintenance_database:
         raise LifeboatError(
             f"the target database {database} is also the maintenance_database; set maintenance_database to another "
@@ -604,9 +613,10 @@ def _decide(request: RestoreRequest, conn: t.Any, database: str, manifest: dict[
     exists = row is not None
     tables: int | None = 0
     if exists and not row[0]:
-        if not leftovers:
-            raise LifeboatError(f"database {database} does not accept connections (ALLOW_CONNECTIONS false), "
-                                "so what it holds cannot be checked; allow connections to it first")
+        if not leftovers and not killed_run:
+            raise LifeboatError(f"database {database} does not accept connections (ALLOW_CONNECTIONS false), so what "
+                                "it holds cannot be checked, and no killed restore of this collection left it so: if "
+                                f"nobody turned them off on purpose, run {_restore_records.repair_hint(database)}")
         tables = None  # left so by a killed restore: the restore lets connections in again first
     elif exists:
         with request.connection.for_database(database).connect() as target:
@@ -621,14 +631,31 @@ def _decide(request: RestoreRequest, conn: t.Any, database: str, manifest: dict[
     plain = int(manifest["archive"].get("plain_size") or manifest["archive"]["size"] or 0)
     copied = row[1] if mechanism == "target-copy-swap" else 0
     disk = _disk_space(conn, database if copied else "template0", int(plain * _INDEX_ALLOWANCE) + copied)
-    if disk["checked"] and disk["free_bytes"] < disk["needed_bytes"]:
+    freeing = sum(leftovers.values())
+    if disk["checked"] and freeing:
+        disk["leftover_bytes"] = freeing
+        disk["note"] += f", {human_size(freeing)} more once the leftovers of killed restores are dropped"
+    if disk["checked"] and disk["free_bytes"] + freeing < disk["needed_bytes"] and not defer_disk:
+        cleaned = ""
+        if dropped:
+            cleaned = f" after dropping {_named_sizes(dropped)} that killed restores left"
+        elif leftovers:
+            cleaned = (f" counting {_named_sizes(leftovers)} that killed restores left, which a restore drops before "
+                       "it writes")
         raise LifeboatError(
             f"not enough disk space to restore into {database}: the side database needs about "
-            f"{human_size(disk['needed_bytes'])} in {disk['path']} and {human_size(disk['free_bytes'])} is free "
+            f"{human_size(disk['needed_bytes'])} in {disk['path']} and "
+            f"{human_size(disk['free_bytes'] + freeing)} is free{cleaned} "
             f"(the previous {database} is only dropped after the swap); free space on the server first"
         )
     return {"database": database, "exists": exists, "existing_tables": tables, "mechanism": mechanism,
             "mechanism_description": MECHANISMS[mechanism].format(database=database), "disk_space": disk}
+
+
+def _named_sizes(sizes: dict[str, int]) -> str:
+    """``the side database X (86.0 MB)``, or several of them."""
+    named = ", ".join(f"{name} ({human_size(size)})" for name, size in sizes.items())
+    return f"the side database{'s' if len(sizes) > 1 else ''} {named}"
 
 
 def _disk_space(conn: t.Any, template: str, needed: int) -> dict[str, t.Any]:
@@ -673,7 +700,13 @@ def plan_restore(request: RestoreRequest, read_archive: bool = True) -> dict[str
     database = request.target_database or manifest["database"]
     with request.maintenance().connect() as conn:
         server_major = server_info(conn)["major"]
-        decided = _decide(request, conn, database, manifest, _leftovers(conn, database))
+        # A side database of a restore that runs now is none of a killed one's: its space is not counted as free.
+        running = _restore_running(conn, database)
+        leftovers = {} if running else _database_sizes(conn, _leftovers(conn, database))
+        killed_run = not running and _killed_run_record(_record_path(request, database)) is not None
+        # A restore (not check mode) drops the leftovers first, under its lock, then decides whether it fits.
+        decided = _decide(request, conn, database, manifest, leftovers, killed_run=killed_run,
+                          defer_disk=bool(leftovers) and not read_archive)
     # pg_restore must read the archive's format and speak to the server: the newer of the two decides.
     needed = max(server_major, pg_major(manifest["tool"]["version"]))
     pg_restore, version = pick_binary("pg_restore", needed, request.pg_bin_dir, request.place)
@@ -688,15 +721,17 @@ def restore(request: RestoreRequest, plan: dict[str, t.Any] | None = None) -> di
     # and what looks left over by a killed restore really is.
     with contextlib.closing(request.maintenance().connect()) as conn:
         locked = conn.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))",
-                              (f"lifeboat.ops restore {database}",)).fetchone()[0]
+                              (_lock_key(database),)).fetchone()[0]
         if not locked:
             raise LifeboatError(f"another restore into {database} is running on this server; wait for it to end")
         for setting in ("statement_timeout", "idle_session_timeout"):  # a copy, a long pg_restore: no limit
             with contextlib.suppress(_psycopg().Error):
                 conn.execute("SELECT set_config(%s, '0', false)", (setting,))
-        leftovers = _drop_leftovers(conn, database)
+        record = _record_path(request, database)
+        # A killed run's leftovers go before anything is decided: the space they held counts as free.
+        dropped, warnings = _clean_up_killed_runs(conn, database, record)
         # Decided again under the lock: the target may have changed since the plan.
-        decided = _decide(request, conn, database, manifest, [])
+        decided = _decide(request, conn, database, manifest, {}, dropped=dropped)
         safety = None
         if decided["existing_tables"] and request.safety_dump is not None:
             options = safety_dump_options(request.safety_dump, manifest, request.decryption,
@@ -707,7 +742,9 @@ def restore(request: RestoreRequest, plan: dict[str, t.Any] | None = None) -> di
         refusing = decided["mechanism"] == "target-copy-swap"
         try:
             if refusing:
-                # A copy needs the target to itself, and a write after the copy would be lost at the swap.
+                # A copy needs the target to itself, and a write after the copy would be lost at the swap. The record
+                # says so to `lifeboat status` and to the next restore, should this process be killed from here on.
+                _restore_records.write(record, request.connection.server(), database, side, _manifest.utc_now())
                 name = quote_ident(database)
                 _uninterrupted(functools.partial(conn.execute, f"ALTER DATABASE {name} WITH ALLOW_CONNECTIONS false"))
                 _end_sessions(conn, database)
@@ -717,9 +754,10 @@ def restore(request: RestoreRequest, plan: dict[str, t.Any] | None = None) -> di
                                                  f"CREATE DATABASE {quote_ident(side)} TEMPLATE template0"))
             actual = _restore_into(request, plan, side)
             with termination_deferred():  # a swap is never cut in half: it is done, or never begun
-                warnings = _swap(conn, side, database, decided)
+                warnings += _swap(conn, side, database, decided)
+            _restore_records.clear(record)  # the target accepts connections: the new one never refused them
         except BaseException as exc:
-            error = _undo(request, exc, side, decided)
+            error = _undo(request, exc, side, decided, record)
             if error is exc:
                 raise
             raise error from exc
@@ -729,7 +767,7 @@ def restore(request: RestoreRequest, plan: dict[str, t.Any] | None = None) -> di
         "counts": actual,
         "pg_restore_version": plan["pg_restore_version"],
         "safety_dump": safety["archive"] if safety else None,
-        "leftovers_dropped": leftovers,
+        "leftovers_dropped": list(dropped),
         "warnings": warnings,
     }
 
@@ -752,16 +790,59 @@ def _end_sessions(conn: t.Any, database: str) -> None:
                  (database,))
 
 
-def _drop_leftovers(conn: t.Any, database: str) -> list[str]:
-    """Drop the side databases killed restores into ``database`` left, and let connections into it again."""
-    leftovers = _leftovers(conn, database)
+def _lock_key(database: str) -> str:
+    """The advisory lock a restore into ``database`` holds (hashed by the server) for as long as it runs."""
+    return f"lifeboat.ops restore {database}"
+
+
+def _restore_running(conn: t.Any, database: str) -> bool:
+    """Whether a restore into ``database`` holds its lock on this server now (its side database is no leftover)."""
+    if conn.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (_lock_key(database),)).fetchone()[0]:
+        conn.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (_lock_key(database),))
+        return False
+    return True
+
+
+def _record_path(request: RestoreRequest, database: str) -> str:
+    return _restore_records.record_path(os.path.dirname(os.path.abspath(request.archive_path)),
+                                        request.connection.server(), database)
+
+
+def _killed_run_record(path: str) -> dict[str, t.Any] | None:
+    record = _restore_records.read(path)
+    return record if record is not None and _restore_records.is_dead(record) else None
+
+
+def _database_sizes(conn: t.Any, names: t.Sequence[str]) -> dict[str, int]:
+    """Each database's size on disk (0 when this login may not see it: then it is not counted as space to free)."""
+    sizes = {}
+    for name in names:
+        try:
+            sizes[name] = int(conn.execute("SELECT pg_database_size(%s)", (name,)).fetchone()[0])
+        except _psycopg().Error:
+            sizes[name] = 0
+    return sizes
+
+
+def _clean_up_killed_runs(conn: t.Any, database: str, record: str) -> tuple[dict[str, int], list[str]]:
+    """Drop the side databases killed restores into ``database`` left, and let connections into it again when one of
+    them turned them off: the sizes dropped, and the warnings that say what was repaired. Runs under the lock."""
+    leftovers = _database_sizes(conn, _leftovers(conn, database))
     for name in leftovers:
         _uninterrupted(functools.partial(drop_database, conn, name))
-    # Only a restore with a side database in flight makes its target refuse connections.
-    if leftovers and conn.execute("SELECT NOT datallowconn FROM pg_database WHERE datname = %s",
-                                  (database,)).fetchone() == (True,):
+    killed = _killed_run_record(record)
+    warnings = []
+    # Only a restore that copies the target turns its connections off: its side database, or its record, says so.
+    if (leftovers or killed) and conn.execute("SELECT NOT datallowconn FROM pg_database WHERE datname = %s",
+                                              (database,)).fetchone() == (True,):
         conn.execute(f"ALTER DATABASE {quote_ident(database)} WITH ALLOW_CONNECTIONS true")
-    return leftovers
+        evidence = (f"its side database {', '.join(leftovers)} was left" if leftovers
+                    else f"PID {killed['pid']}, started at {killed['at']}" if killed else "")
+        warnings.append(f"{database} refused connections since a restore into it was killed ({evidence}): "
+                        "it accepts them again")
+    if killed:
+        _restore_records.clear(record)
+    return leftovers, warnings
 
 
 def _restore_into(request: RestoreRequest, plan: dict[str, t.Any], side: str) -> dict[str, int]:
@@ -854,12 +935,15 @@ def _list_elements(value: str) -> list[str]:
             for quoted, bare in re.findall(r'"((?:[^"]|"")*)"|([^,\s][^,]*?)(?=\s*(?:,|$))', value)]
 
 
-def _undo(request: RestoreRequest, exc: BaseException, side: str, decided: dict[str, t.Any]) -> BaseException:
+def _undo(request: RestoreRequest, exc: BaseException, side: str, decided: dict[str, t.Any],
+          record: str) -> BaseException:
     """After any failure: drop the side database, let connections into the target again; the error to raise."""
     database = decided["database"]
     refusing = decided["mechanism"] == "target-copy-swap"  # the target refused connections from the copy on
     with termination_deferred():
         problem = _drop_side(request, side, database if refusing else None)
+        if problem is None:
+            _restore_records.clear(record)  # kept otherwise: the target may still refuse connections
     if isinstance(exc, LifeboatError):
         message = str(exc)
     elif isinstance(exc, Exception) and (described := describe_error(exc)) is not None:

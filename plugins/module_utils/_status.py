@@ -2,7 +2,8 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Backup health of a destination: is each job's newest archive fresh, whole, verified and plausible?
 
-Reads the destination through ``_catalog`` only (never a database), so it is safe to run at any time, from
+Reads the destination through ``_catalog`` and the records beside its archives only (never a database), so it is
+safe to run at any time, from
 the ``backup_status`` module, the host's ``lifeboat status`` command (Nagios exit codes) or a timer that
 writes node_exporter textfile metrics.
 """
@@ -17,7 +18,7 @@ import socket
 import typing as t
 from dataclasses import dataclass, fields
 
-from . import _catalog, _manifest, _prometheus, _retention
+from . import _catalog, _manifest, _prometheus, _restore_records, _retention
 from ._catalog import CRITICAL, OK, SEVERITY_ORDER, UNKNOWN, WARNING, human_size
 from ._common import PRIVATE_DIR_NAME, LifeboatError, pid_alive, process_start, stale_private_dirs
 from ._files import write_file_atomic
@@ -150,7 +151,20 @@ def evaluate(
         _add(report["reasons"], WARNING, f"{os.path.basename(path)}/ (private files) was left by an interrupted run "
                                          "(its process is gone); the next run or prune in this destination removes it")
     _check_last_runs(report, destination)
+    _check_killed_restores(report["reasons"], destination)
     return _conclude(report)
+
+
+def _check_killed_restores(reasons: list[dict[str, str]], destination: str) -> None:
+    """A restore from this directory killed while its target refused connections: the app may be down. Status only
+    reports it (it never connects to a database); the next restore into that target lets connections in again."""
+    for path, record in _restore_records.killed_restores(destination):
+        database = record["database"]
+        _add(reasons, CRITICAL,
+             f"a restore into {database} at {record.get('server', '?')} was killed (PID {record['pid']}, started at "
+             f"{record.get('at', '?')}) while {database} refused connections, and may still refuse them: the next "
+             f"restore into {database} from {destination} lets them in again, or run "
+             f"{_restore_records.repair_hint(database)} and remove {os.path.basename(path)}")
 
 
 def _holds_archives(names: t.Iterable[str]) -> bool:

@@ -91,9 +91,18 @@ notes:
     free space is checked first and the restore refused if it will not fit; otherwise RV(disk_space) says
     C(not checked). O(jobs) greater than 1 also needs the archive's plain size beside the archive.
   - Failures. If the server goes away mid-restore, the side database is dropped once it is back (tried for
-    60 seconds). A side database left by a run killed with SIGKILL is recognised by its name and dropped by
-    the next restore into the same target, which also lets connections into the target again.
-    One restore into a target runs at a time (an advisory lock on the server).
+    60 seconds). A side database left by a run killed with SIGKILL (or by a server that went down on a full disk)
+    is recognised by its name and dropped by the next restore into the same target before it checks the disk
+    space, which counts the space it frees (C(leftover_bytes) in RV(disk_space)); a refusal for lack of space
+    names the leftovers it counted or dropped. One restore into a target runs at a time (an advisory lock on the
+    server).
+  - A killed merge. Without O(recreate), an existing target refuses connections while it is copied, so a run killed
+    then leaves it so (its data intact, its app locked out). The restore writes a record beside the archive
+    (C(.lifeboat-restore-*.json), no secret in it) before it turns connections off and removes it once they are on
+    again; while the record's process is gone, M(lifeboat.ops.backup_status) and C(lifeboat status) report the
+    target CRITICAL with the statement that lets connections in again, and the next restore into the target from
+    that directory lets them in again itself (a warning says so), with or without a side database left. A target
+    that refuses connections with no such record or leftover is refused in one line that names that statement.
   - Privileges. Creating, copying and renaming databases needs C(CREATEDB) and ownership of the target (or a
     superuser); ending other sessions needs C(pg_signal_backend) or a superuser.
 seealso:
@@ -162,6 +171,8 @@ disk_space:
   description:
     - The disk space check. C(checked) is false, and C(note) starts with C(not checked), when this host cannot
       see the server's disk. C(needed_bytes), C(free_bytes) and C(path) (the server's directory).
+    - C(leftover_bytes), when side databases of killed restores are there, is what dropping them frees; the
+      check counts it as free (the restore drops them first).
   returned: always
   type: dict
 leftovers_dropped:

@@ -14,6 +14,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 
@@ -22,7 +23,7 @@ import pytest
 from test_secrets import CmdlineWatcher  # pylint: disable=import-error
 
 from containers import PG_PASSWORD  # pylint: disable=import-error
-from testbed import finish_module, start_module, wait_until  # pylint: disable=import-error
+from testbed import collections_root, finish_module, module_env, start_module, wait_until  # pylint: disable=import-error
 
 ROWS = 5000
 SERVER_VARIABLES = ("POSTGRES_PASSWORD", "MONGO_INITDB_ROOT_PASSWORD")
@@ -241,7 +242,7 @@ def test_a_client_killed_inside_the_container_fails_the_dump_and_leaves_nothing(
     result = dump_while(kill_pg_dump_in_the_container, bulky, run_module, destination)
     assert killed, "pg_dump was never seen in the container, or it ended before it could be killed"
     assert result.rc != 0
-    assert result.result["msg"].startswith("pg_dump failed") and "\n" not in result.result["msg"], result.result["msg"]
+    assert result.result["msg"] == f"pg_dump in container {bulky.name} was killed (signal 9)", result.result["msg"]
     assert leftovers(destination) == []
 
 
@@ -271,18 +272,18 @@ def test_backup_role_dumps_and_proves_container_jobs_with_their_own_tools(
     assert ferret_container.password not in done.stdout + done.stderr
 
 
-def pg_dump_processes_in(container_id: str) -> list[int]:
-    """PIDs (host view) of the pg_dump processes running inside the container."""
+def pg_dump_processes_in(container_id: str, tool: bytes = b"pg_dump", with_arg: bytes | None = None) -> list[int]:
+    """PIDs (host view) of the pg_dump (or ``tool``) processes running inside the container."""
     found = []
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as handle:
-                argv0 = handle.read().split(b"\0")[0]
+                argv = handle.read().split(b"\0")
             with open(f"/proc/{pid}/cgroup", "rb") as handle:
                 inside = container_id.encode() in handle.read()
         except OSError:
             continue
-        if inside and argv0.endswith(b"pg_dump"):
+        if inside and argv[0].endswith(tool) and (with_arg is None or with_arg in argv):
             found.append(int(pid))
     return found
 
@@ -376,3 +377,73 @@ def test_a_container_stopped_mid_dump_fails_in_one_line_and_leaves_nothing(bulky
     assert stopper_done
     assert result.rc != 0 and "\n" not in result.result["msg"], result.result
     assert leftovers(destination) == []
+
+
+def run_through_ansible(module: str, args: dict, tmp_path, env: dict | None = None) -> dict:
+    """One module run as `ansible` runs it (AnsiballZ: the library imported from the module's zip); its result."""
+    runner_env = {**module_env(), "ANSIBLE_COLLECTIONS_PATH": collections_root(), "ANSIBLE_NOCOLOR": "1",
+                  "ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-tmp"), **(env or {})}
+    run = subprocess.run([os.path.join(os.path.dirname(sys.executable), "ansible"), "localhost", "-i", "localhost,",
+                          "-c", "local", "-e", f"ansible_python_interpreter={sys.executable}",
+                          "-m", f"lifeboat.ops.{module}", "-a", json.dumps(args)],
+                         capture_output=True, text=True, env=runner_env, timeout=600, check=False)
+    try:  # `localhost | FAILED! => {...}`: the result as JSON
+        status, result = run.stdout.split(" => ", 1)
+        return {**json.loads(result), "failed": status.endswith("FAILED!")}
+    except (ValueError, IndexError):
+        raise AssertionError(run.stdout + run.stderr) from None
+
+
+@pytest.fixture(scope="module")
+def bulky_archive(bulky, tmp_path_factory):
+    destination = tmp_path_factory.mktemp("bulky-archive")
+    run = finish_module(start_module("postgresql_dump", {"container": bulky.name, "destination": str(destination)},
+                                     destination))
+    assert run.rc == 0, run.result.get("msg")
+    return run.result["archive"]
+
+
+def test_pg_restore_killed_inside_the_container_says_so_in_one_line(bulky, bulky_archive, tmp_path):
+    """Run through Ansible: before, the exec helper loaded the AnsiballZ zip's sitecustomize.py, whose SyntaxError
+    then stood for the client's failure."""
+    target = "bulk_killed_copy"
+    killed = []
+
+    def kill_the_restoring_pg_restore() -> bool:
+        for pid in pg_dump_processes_in(bulky.id, b"pg_restore", with_arg=b"--exit-on-error"):
+            time.sleep(0.3)  # while it writes rows
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                continue
+            killed.append(pid)
+            return True
+        return False
+
+    worker = threading.Thread(target=lambda: wait_until(kill_the_restoring_pg_restore, 120))
+    worker.start()
+    try:
+        result = run_through_ansible("postgresql_restore", {"container": bulky.name, "archive": bulky_archive,
+                                                             "target_database": target}, tmp_path)
+    finally:
+        worker.join()
+    assert killed, "pg_restore was never seen restoring in the container"
+    assert result.get("failed"), result
+    assert f"pg_restore in container {bulky.name} was killed (signal 9)" in result["msg"], result["msg"]
+    assert "\n" not in result["msg"] and "SyntaxError" not in result["msg"]
+    with bulky.connect_pg() as conn:
+        assert conn.execute("SELECT count(*) FROM pg_database WHERE datname = %s OR datname LIKE %s",
+                            (target, f"lifeboat_restore_{target}_%")).fetchone() == (0,)
+
+
+def test_the_callers_pg_variables_never_move_the_containers_port(seeded, tmp_path):
+    """PGPORT (and PGHOST) in the environment Ansible runs the module in are the caller's, not the container's."""
+    destination = tmp_path / "backups"
+    caller = {"PGPORT": "1", "PGHOST": "192.0.2.1"}
+    dumped = run_through_ansible("postgresql_dump", {"container": seeded.name, "destination": str(destination)},
+                                 tmp_path, env=caller)
+    assert not dumped.get("failed"), dumped.get("msg")
+    restored = run_through_ansible("postgresql_restore", {"container": seeded.name, "archive": dumped["archive"],
+                                                          "target_database": "journal_port_copy"}, tmp_path, env=caller)
+    assert not restored.get("failed"), restored.get("msg")
+    assert restored["counts"] == {"public.entries": ROWS, "public.tags": 2}

@@ -90,9 +90,33 @@ def test_no_container_no_engine(engine):
 
 
 def test_the_exec_helper_is_imported_from_the_root_its_child_is_given(engine):
-    """The child process imports the helper by its full name from the PYTHONPATH entry the command gives it."""
+    """The child process imports the helper by its full name from the root its argv gives it, not by PYTHONPATH:
+    Python would run a sitecustomize.py from there at startup (an AnsiballZ zip holds one)."""
     engine.environment = []
     argv, env = _clients.ContainerClient("db").command(["pg_dump", "--version"])
-    root = env["PYTHONPATH"].split(os.pathsep)[0]
+    root = argv[3]
     assert os.path.join(root, *_docker_exec.__name__.split(".")) + ".py" == _docker_exec.__file__
-    assert argv[3:5] == [_docker_exec.__name__, "c0ffee" * 10]
+    assert argv[4:8] == [_docker_exec.__name__, "c0ffee" * 10, "--name", "db"]
+    assert env.get("PYTHONPATH") == os.environ.get("PYTHONPATH")
+
+
+@pytest.mark.parametrize("environment, port", [([], 5432), (["PGPORT=6543"], 6543)])
+def test_the_containers_port_is_its_own_never_the_callers(engine, monkeypatch, environment, port):
+    """The caller's PGPORT would move the host side's connection while every message named 5432."""
+    monkeypatch.setenv("PGPORT", "1")
+    engine.environment = environment
+    connection = _sources.get("postgresql").connection(job_params("postgresql", container="db"))
+    assert str(connection.params["port"]) == str(port)
+    assert connection.describe().startswith(f"172.17.0.9:{port}/")
+    given = _sources.get("postgresql").connection(job_params("postgresql", container="db", login_port=7000))
+    assert str(given.params["port"]) == "7000"
+
+
+@pytest.mark.parametrize("code, signal_number", [(137, 9), (143, 15), (1, None), (128, None), (255, None)])
+def test_an_exec_exit_code_names_the_signal_that_killed_the_client(code, signal_number):
+    assert _docker_exec.killed_by(code) == signal_number
+
+
+def test_the_killed_line_names_the_tool_and_the_container():
+    assert _docker_exec.killed_line("/usr/lib/postgresql/17/bin/pg_restore", "journal-db", 9) == (
+        "pg_restore in container journal-db was killed (signal 9)")

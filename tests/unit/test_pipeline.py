@@ -138,6 +138,18 @@ def test_killed_producer_leaves_nothing(tmp_path) -> None:
     assert leftovers(str(tmp_path)) == []
 
 
+def test_a_client_killed_in_a_container_is_named_by_the_exec_helpers_last_line(tmp_path) -> None:
+    """The exec helper exits with the exec's 128 + N and says last which signal killed the client in the container:
+    that line is the error, not the client's last progress line before it."""
+    producer = [sys.executable, "-c", "import sys; sys.stderr.write('pg_dump: dumping contents of table \"public.bulk\"\\n"
+                "pg_dump in container journal-db was killed (signal 9)\\n'); sys.exit(137)"]
+    options = ArchiveOptions(destination=str(tmp_path), job="unit")
+    with pytest.raises(LifeboatError) as failure:
+        stream_to_archive(str(tmp_path / "unit.archive"), producer, options, producer_name="pg_dump")
+    assert str(failure.value) == "pg_dump in container journal-db was killed (signal 9)"
+    assert leftovers(str(tmp_path)) == []
+
+
 def test_failing_compressor_is_named(tmp_path, monkeypatch) -> None:
     # A stand-in zstd that dies after reading a little: the producer then sees a broken pipe, and the
     # error must name the compressor, not the producer.
