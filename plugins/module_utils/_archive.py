@@ -36,15 +36,21 @@ class ArchiveOptions:
     compression: str = "zstd"
     compression_level: int | None = None
     encryption: Encryption = field(default_factory=Encryption)
-    signing_key_file: str | None = None  # OpenSSH private key that signs the manifest (see _signing)
+    # OpenSSH private key that signs the manifest (see _signing); none given: this host's default key, made on first use
+    signing_key_file: str | None = None
+    public_key: str | None = None  # its public half, once validate() checked it
 
     def validate(self) -> None:
         _manifest.validate_destination(self.destination)
         _manifest.validate_job_name(self.job)
         validate_compression(self.compression, self.compression_level)
         validate_encryption(self.encryption)
-        if self.signing_key_file:
-            _signing.check_signing_key(self.signing_key_file)  # before the dump: a key that cannot sign fails now
+        # Before the dump: a key that cannot sign fails now. A key given must exist; the default one is made.
+        key_file = self.signing_key_file or _signing.default_key_file()
+        _signing.check_key_outside(key_file, self.destination)
+        self.public_key = (_signing.check_signing_key(key_file) if self.signing_key_file
+                           else _signing.ensure_signing_key(key_file))
+        self.signing_key_file = key_file
 
     def prepare_destination(self) -> None:
         try:
@@ -55,6 +61,8 @@ class ArchiveOptions:
             raise LifeboatError(f"destination {self.destination} is not writable by this user")
         # What killed runs of this job left (partial files, private directories) goes now; a live writer's stays.
         _retention.sweep_leftovers(self.destination, self.job)
+        if self.public_key:
+            _signing.publish_public_key(self.destination, self.public_key)
 
     def start_time(self) -> _dt.datetime:
         """Now, which names this run's files to the second; the next free second when a file of this job already
@@ -129,6 +137,8 @@ def commit_with_manifest(archives: t.Sequence[ArchiveFile], manifest_path: str, 
     try:
         signature = None
         if signing_key_file:
+            # Who signed (for people and other hosts' trusted_signers; a check never takes the key from here).
+            manifest["signer"] = _signing.check_signing_key(signing_key_file)
             # The by-hand check of the signature opens the restore commands, before the sha256 checks.
             manifest["restore_commands"] = [*_signing.by_hand_commands(os.path.basename(manifest_path)),
                                             *manifest["restore_commands"]]
@@ -240,7 +250,8 @@ def _damaged(archive_path: str, actual: str, expected: str) -> LifeboatError:
 
 
 def load_trusted(archive_path: str, trust: _signing.Trust | None) -> dict[str, t.Any]:
-    """The archive's manifest, once its signature is checked against ``trust``: what every restore reads first."""
+    """The archive's manifest, once its signature is checked against ``trust``: what every restore reads first.
+    Without a trust (no signer, nothing allowed), only a signature a trusted key made could pass: none does."""
     manifest = _manifest.load(archive_path)
     _signing.check(_manifest.manifest_path(archive_path), manifest, trust or _signing.Trust())
     return manifest

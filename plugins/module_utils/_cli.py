@@ -295,8 +295,9 @@ def run_verify(config: _config.Config, args: argparse.Namespace, output: Output)
         settings = job.verify
         if not settings["enabled"] and not args.job:
             continue
+        trust = job.trust()
         archives = _verify.select_archives(destination=job.destination, job=job.params["job"],
-                                           select=args.select or settings["select"])
+                                           select=args.select or settings["select"], trust=trust)
         decryption = job.decryption()  # a job encrypted with a passphrase file reads its own archives with it
         level = _verify.resolve_level(args.level or settings["level"], archives, decryption)
         request = _verify.VerifyRequest(
@@ -306,9 +307,11 @@ def run_verify(config: _config.Config, args: argparse.Namespace, output: Output)
             connections=({job.engine: job.source.connection(job.params)}
                          if level == "restore" or job.params.get("container") else {}),
             pg_bin_dir=job.params.get("pg_bin_dir"), tools_dir=job.params.get("tools_dir"),
-            trust=job.trust(),
+            trust=trust, signing_key_file=job.record_key(),
         )
         request.validate()
+        if archives and request.unsigned_records_warning:
+            output.line(f"{job.name}: {request.unsigned_records_warning}", "warning")
         if not archives:
             output.line(f"{job.name}: no archive to verify in {job.destination}", "warning")
         for index, archive in enumerate(archives, start=1):

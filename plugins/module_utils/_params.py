@@ -9,6 +9,7 @@ that a module packs and imports the code of its own engine only (Ansible sends e
 
 from __future__ import annotations
 
+import os
 import typing as t
 
 from . import _catalog, _signing
@@ -94,7 +95,7 @@ def restore_archive_spec() -> dict[str, t.Any]:
 
 class ChosenArchive(t.NamedTuple):
     path: str
-    note: str | None  # a warning: the path given was the archive's manifest
+    note: str | None  # a warning: the path given was the archive's manifest, or verification records were ignored
     reason: str | None  # why this archive, when it was chosen from a destination
 
 
@@ -105,9 +106,9 @@ def restore_archive(params: dict[str, t.Any]) -> ChosenArchive:
         return ChosenArchive(path, note, None)
     if not params.get("job"):  # a job given as null passes the module's required_together
         raise LifeboatError("give job with destination: the job whose archive to restore")
-    archive, reason = _catalog.choose_for_restore(params["destination"], params["job"],
-                                                  params.get("select") or "newest_verified")
-    return ChosenArchive(archive.path, None, reason)
+    archive, reason, ignored = _catalog.choose_for_restore(params["destination"], params["job"],
+                                                           params.get("select") or "newest_verified", trust(params))
+    return ChosenArchive(archive.path, "; ".join(ignored) or None, reason)
 
 
 def place(params: dict[str, t.Any]) -> HostClient | ContainerClient:
@@ -158,6 +159,14 @@ def decryption(params: dict[str, t.Any]) -> Decryption:
 def trust(params: dict[str, t.Any]) -> _signing.Trust:
     return _signing.resolve_trust(params.get("trusted_signers") or (), bool(params.get("allow_unsigned")),
                                   params.get("signing_key_file"))
+
+
+def record_key(params: dict[str, t.Any]) -> str | None:
+    """The key a verify signs its records with: ``signing_key_file``, or this host's default key when it exists."""
+    if params.get("signing_key_file"):
+        return str(params["signing_key_file"])
+    default = _signing.default_key_file()
+    return default if os.path.isfile(default) else None
 
 
 def dump_result(result: dict[str, t.Any]) -> dict[str, t.Any]:

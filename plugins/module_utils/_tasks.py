@@ -21,8 +21,9 @@ from ._module_frame import Outcome, Run
 
 def backup_verify(run: Run) -> Outcome:
     params = run.params
+    trust = _params.trust(params)
     archives = _verify.select_archives(archive=params["archive"], destination=params["destination"],
-                                       job=params["job"], select=params["select"])
+                                       job=params["job"], select=params["select"], trust=trust)
     decryption = _params.decryption(params)
     level = _verify.resolve_level(params["level"], archives, decryption)
     if run.check_mode and level == "restore":
@@ -36,9 +37,12 @@ def backup_verify(run: Run) -> Outcome:
         pg_bin_dir=params["pg_bin_dir"],
         tools_dir=params["tools_dir"],
         record=params["record"] and not run.check_mode,
-        trust=_params.trust(params),
+        trust=trust,
+        signing_key_file=_params.record_key(params),
     )
     results = _verify.verify(request)
+    if results and request.unsigned_records_warning:
+        run.warn(request.unsigned_records_warning)
     failures = [result for result in results if not result["ok"]]
     summary: dict[str, t.Any] = {"results": results, "passed_count": len(results) - len(failures),
                                  "failed_count": len(failures)}
