@@ -8,7 +8,6 @@ Counts in the manifest are what mongodump itself reports having written for each
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 import os
@@ -25,6 +24,7 @@ from ._archive import (
     compare_counts,
     count_mismatch_error,
     read_for_restore,
+    safety_dump_options,
     stream_compression,
     stream_to_archive,
     verify_archive,
@@ -710,7 +710,8 @@ def restore(request: RestoreRequest, plan: dict[str, t.Any] | None = None) -> di
     safety = []
     if plan["existing"] and request.safety_dump is not None:
         for database in sorted({split_namespace(ns)[0] for ns in plan["existing"]}):
-            options = dataclasses.replace(request.safety_dump, job=f"{_manifest.default_job(database)}-before-restore")
+            options = safety_dump_options(request.safety_dump, plan["manifest"], request.decryption,
+                                          f"{_manifest.default_job(database)}-before-restore")
             safety.append(dump(DumpRequest(connection=request.connection, archive=options,
                                            database=database, tools_dir=request.tools_dir))["archive"])
     staging: Staging | None = plan["staging"]
