@@ -40,19 +40,24 @@ class ArchiveOptions:
     encryption: Encryption = field(default_factory=Encryption)
     # OpenSSH private key that signs the manifest (see _signing); none given: this host's default key, made on first use
     signing_key_file: str | None = None
-    public_key: str | None = None  # its public half, once validate() checked it
+    public_key: str | None = None  # its public half, once validate() (or prepare_destination()) read it
+    key_created: bool = False  # this run made the host's default key (its first backup)
+
+    @property
+    def signing_key(self) -> str:
+        """The key this dump signs with: the one given, or this host's default key."""
+        return self.signing_key_file or _signing.default_key_file()
 
     def validate(self) -> None:
         _manifest.validate_destination(self.destination)
         _manifest.validate_job_name(self.job)
         validate_compression(self.compression, self.compression_level)
         validate_encryption(self.encryption)
-        # Before the dump: a key that cannot sign fails now. A key given must exist; the default one is made.
-        key_file = self.signing_key_file or _signing.default_key_file()
-        _signing.check_key_outside(key_file, self.destination)
-        self.public_key = (_signing.check_signing_key(key_file) if self.signing_key_file
-                           else _signing.ensure_signing_key(key_file))
-        self.signing_key_file = key_file
+        # Before the dump: a key that cannot sign fails now. A key given must exist; the default one is made by the
+        # run's first write (prepare_destination), never by a check.
+        _signing.check_key_outside(self.signing_key, self.destination)
+        if self.signing_key_file or os.path.lexists(self.signing_key):
+            self.public_key = _signing.check_signing_key(self.signing_key)
 
     def prepare_destination(self) -> None:
         try:
@@ -63,8 +68,11 @@ class ArchiveOptions:
             raise LifeboatError(f"destination {self.destination} is not writable by this user")
         # What killed runs of this job left (partial files, private directories) goes now; a live writer's stays.
         _retention.sweep_leftovers(self.destination, self.job)
-        if self.public_key:
-            _signing.publish_public_key(self.destination, self.public_key)
+        if not self.public_key:
+            self.key_created = not os.path.lexists(self.signing_key)
+            self.public_key = _signing.ensure_signing_key(self.signing_key)
+        # For the operator to copy to other hosts' trusted_signers; nothing trusts it from there.
+        _signing.publish_public_key(self.destination, self.public_key)
 
     def start_time(self) -> _dt.datetime:
         """Now, which names this run's files to the second; the next free second when a file of this job already

@@ -60,7 +60,7 @@ class Archive:
     # retention modules, which only hold or warn; what a restore chooses is always read with a trust).
     trust: _signing.Trust | None = field(default=None, repr=False, compare=False)
     _records: list[dict[str, t.Any]] | None = field(default=None, init=False, repr=False, compare=False)
-    ignored_records: int = field(default=0, init=False, compare=False)  # records no trusted key signed
+    _ignored: int = field(default=0, init=False, repr=False, compare=False)
 
     @property
     def name(self) -> str:
@@ -121,14 +121,20 @@ class Archive:
             if self.trust is not None:
                 sha256 = str((self.manifest or {})["archive"].get("sha256"))
                 newest_first = sorted(records, key=lambda record: str(record.get("at") or ""), reverse=True)
-                records, self.ignored_records = [], 0
+                records, self._ignored = [], 0
                 for record in newest_first:
                     if _signing.record_trusted(self.name, sha256, record, self.trust):
                         records = [record]
                         break
-                    self.ignored_records += 1
+                    self._ignored += 1
             self._records = records
         return self._records[-1] if self._records else None
+
+    @property
+    def ignored_records(self) -> int:
+        """The verification records newer than :attr:`last_verification` that no trusted key signed."""
+        self.last_verification  # noqa: B018  # pylint: disable=pointless-statement  # reads and counts the records
+        return self._ignored
 
     @property
     def verified(self) -> bool:
@@ -277,7 +283,6 @@ def ignored_records_warnings(archives: t.Iterable[Archive]) -> list[str]:
     """One warning per archive whose verification records were ignored: no trusted key signed them."""
     warnings = []
     for archive in archives:
-        archive.last_verification  # pylint: disable=pointless-statement  # reads and counts its records
         if archive.ignored_records:
             warnings.append(f"ignored {archive.ignored_records} verification record(s) of {archive.name} that no "
                             "trusted key signed (unsigned, signed by another key, or copied from another archive)")

@@ -33,7 +33,20 @@ import time
 import traceback
 import typing as t
 
-from . import _catalog, _config, _ingress, _manifest, _notify, _offsite, _pings, _retention, _status, _stopping, _verify
+from . import (
+    _catalog,
+    _config,
+    _ingress,
+    _manifest,
+    _notify,
+    _offsite,
+    _pings,
+    _retention,
+    _signing,
+    _status,
+    _stopping,
+    _verify,
+)
 from ._common import LifeboatError, redact, register_secret
 from ._pipeline import stop_cleanly_on_termination, stop_requested
 
@@ -274,6 +287,8 @@ def backup_job(job: _config.Job, output: Output) -> None:
         _status.record_run(job.destination, name, ok=False, failure=one_line(exc), started=started)
         raise
     _status.record_run(job.destination, name, ok=True, started=started)
+    if request.archive.key_created:
+        output.line(f"{job.name}: {_signing.key_created_note(request.archive.signing_key, job.destination)}", "warning")
     manifest = result["manifest_data"]
     counted, per = job.source.counts_in
     output.line(

@@ -244,7 +244,7 @@ def dump(request: DumpRequest, consistent: t.Callable[[list[dict[str, t.Any]]], 
             "warnings": warnings,
         }
         manifest_file = _manifest.manifest_path(path)
-        commit_with_manifest([archive], manifest_file, manifest, options.signing_key_file)
+        commit_with_manifest([archive], manifest_file, manifest, options.signing_key)
     except BaseException:
         archive.discard()
         raise

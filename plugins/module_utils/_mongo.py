@@ -423,7 +423,7 @@ def dump(request: DumpRequest) -> dict[str, t.Any]:
         )
         manifest["indexes"] = indexes
         manifest_file = _manifest.manifest_path(path)
-        commit_with_manifest([archive], manifest_file, manifest, options.signing_key_file)
+        commit_with_manifest([archive], manifest_file, manifest, options.signing_key)
     except BaseException:
         archive.discard()
         raise

@@ -434,7 +434,7 @@ def dump(request: DumpRequest) -> dict[str, t.Any]:
         extras=extras,
     )
     manifest_file = _manifest.manifest_path(path)
-    commit_with_manifest(archives, manifest_file, manifest, archive_opts.signing_key_file)
+    commit_with_manifest(archives, manifest_file, manifest, archive_opts.signing_key)
     return {"archive": path, "manifest": manifest_file, "manifest_data": manifest}
 
 

@@ -172,6 +172,14 @@ def ensure_signing_key(key_file: str) -> str:
     return check_signing_key(key_file)
 
 
+def key_created_note(key_file: str, destination: str) -> str:
+    """What a first backup says once it made this host's signing key."""
+    return (f"made this host's signing key {key_file} (its public half: {key_file}.pub, and "
+            f"{os.path.join(destination, PUBLIC_KEY_NAME)}); archives are signed with it and verified against it "
+            "here: give that .pub line to trusted_signers where these archives are restored on another host, and "
+            "keep a copy of the key with your secrets (without it, new archives cannot be signed as this host's)")
+
+
 def check_key_outside(key_file: str, destination: str) -> None:
     """The signing key never lies in the destination: whoever can write there must not be able to read it."""
     key = os.path.realpath(key_file)

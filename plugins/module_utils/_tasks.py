@@ -71,7 +71,7 @@ def files_backup(run: Run) -> Outcome:
     for changed in files["changed_while_read"]:
         run.warn(f"{changed}: its copy in the archive may be inconsistent")
     return Outcome(changed=True, result={"roots": files["roots"], "changed_while_read": files["changed_while_read"],
-                                         **_params.dump_result(result)})
+                                         **_params.dump_result(result, request.archive, run)})
 
 
 def files_restore(run: Run) -> Outcome:
@@ -83,8 +83,10 @@ def files_restore(run: Run) -> Outcome:
         archive_path=archive, decryption=_params.decryption(params), volume_map=params["volume_map"],
         path_map=params["path_map"], only=params["only"], overwrite=params["overwrite"],
         safety_dump_dir=params["safety_dump_dir"], trust=_params.trust(params))
-    common = {"archive": archive, **({"archive_reason": reason} if reason else {})}
+    manifest = load_trusted(archive, request.trust)
+    common = {"archive": archive, **({"archive_reason": reason} if reason else {}),
+              **_params.signature_result(run, archive, request.trust)}
     if run.check_mode:
-        targets = _files_source.plan_restore(request, load_trusted(archive, request.trust))
+        targets = _files_source.plan_restore(request, manifest)
         return Outcome(changed=True, result={**common, "targets": [target.label for target in targets]})
     return Outcome(changed=True, result={**common, **_files_source.restore(request)})

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import tempfile
 import typing as t
 import uuid
 
@@ -40,12 +39,6 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(
             f"{', '.join(missing)} not set: run the integration tests with `make integration` (it starts the test bed)"
         )
-    # The host's default signing key (signed by default, issue 28) lives in a directory of this session, never in
-    # /etc/lifeboat: every module, role and `lifeboat` run of the session (they inherit the environment) signs and
-    # trusts it, as one host would. A test that means another layout gives signing_key_file or its own variable.
-    if not os.environ.get("LIFEBOAT_SIGNING_KEY_FILE"):
-        keys = tempfile.mkdtemp(prefix="lifeboat-host-key-")
-        os.environ["LIFEBOAT_SIGNING_KEY_FILE"] = os.path.join(keys, "signing_key")
 
 
 @pytest.fixture(scope="session")
