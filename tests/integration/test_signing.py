@@ -248,12 +248,17 @@ def test_signature_verifies_by_hand_before_and_after_verification(pg, keys, run_
     assert run.rc != 0 and run.result["results"][0]["failed_check"] == "signature"
 
 
+def unsign(archive):
+    """An archive as made before signing (issue 28): its manifest without a signature beside it."""
+    os.unlink(archive + ".manifest.json.sig")
+
+
 def test_unsigned_refused_unless_allowed_and_bad_input_is_one_line(pg, keys, run_module, tmp_path, unique_name):
     destination = tmp_path / "backups"
     dumped = run_module("postgresql_dump", pg.login(database=PG_SOURCE, destination=str(destination), job="old"))
     assert dumped.rc == 0, dumped.result
     archive = dumped.result["archive"]
-    assert not os.path.exists(archive + ".manifest.json.sig")
+    unsign(archive)
     trusted = [keys["backup"]["public"]]
     run = run_module("backup_verify", {"archive": archive, "level": "structure", "trusted_signers": trusted})
     assert run.rc != 0 and "is not signed" in one_line(run.result["msg"]) and "allow_unsigned" in run.result["msg"]
@@ -419,6 +424,7 @@ def test_a_job_that_signs_refuses_unsigned_without_trusted_signers(pg, keys, run
     dumped = run_module("postgresql_dump", pg.login(database=PG_SOURCE, destination=str(destination), job="old"))
     assert dumped.rc == 0, dumped.result
     unsigned = dumped.result["archive"]
+    unsign(unsigned)
     job_key = {"signing_key_file": keys["backup"]["private"]}
     run = run_module("backup_verify", {"archive": unsigned, "level": "checksum", **job_key})
     assert run.rc != 0 and "is not signed" in one_line(run.result["msg"]), run.result
@@ -454,9 +460,17 @@ def test_a_job_that_signs_refuses_unsigned_without_trusted_signers(pg, keys, run
                                                                          **job_key}})):
         assert run.rc != 0 and "does not carry a valid signature" in one_line(run.result["msg"]), run.result
     assert not pg.has_database(scratch)
-    # Without a key or trusted signers nothing can check it: said so, as before.
+    # Without a key or trusted signers given, the host's own key is the trusted signer (issue 28): refused, and
+    # passed with allow_unsigned, the result saying so.
     run = run_module("backup_verify", {"archive": unsigned, "level": "checksum"})
-    assert run.rc == 0 and run.result["results"][0]["signature"] == "not checked", run.result
+    assert run.rc != 0 and "is not signed" in one_line(run.result["msg"]), run.result
+    run = run_module("backup_verify", {"archive": unsigned, "level": "checksum", "allow_unsigned": True})
+    assert run.rc == 0 and run.result["results"][0]["signature"] == "unsigned (allowed)", run.result
+    allowed = run_module("postgresql_restore", {**pg.login(), "archive": unsigned, "target_database": unique_name,
+                                                "allow_unsigned": True})
+    assert allowed.rc == 0 and allowed.result["signature"] == "unsigned (allowed)", allowed.result
+    assert "restored only because allow_unsigned" in json.dumps(allowed.result.get("warnings")), allowed.result
+    pg.drop(unique_name)
     # The key file named but absent (a restore on another host): one line that says what to give instead.
     run = run_module("backup_verify", {"archive": unsigned, "level": "checksum",
                                        "signing_key_file": str(tmp_path / "gone")})
