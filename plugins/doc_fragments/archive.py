@@ -82,7 +82,7 @@ options:
       - Only verification records a trusted key signed (namespace C(lifeboat-verification)) make an archive
         verified (C(select=newest_verified), C(unverified)); others are ignored, with a warning.
       - Never taken from the backup directory (C(lifeboat-signer.pub) there is for people to copy, over a channel
-        they trust): whoever can write there could put their own key.
+        they trust), since whoever can write there could put their own key.
     type: list
     elements: str
     default: []
@@ -96,7 +96,7 @@ options:
     type: path
   allow_unsigned:
     description:
-      - Also accept archives that no trusted key signed: no signature at all (made before signing was the default),
+      - Also accept archives that no trusted key signed, with no signature at all (made before signing was the default),
         or a sound signature by another key; the operator's explicit word, for this run. Results say so (V(unsigned
         (allowed)), V(untrusted (allowed))) and restores warn. A signature that does not verify is refused all the
         same.

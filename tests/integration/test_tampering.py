@@ -21,9 +21,9 @@ import time
 
 import pytest
 import yaml
-
 from test_cli import install_host, lifeboat  # pylint: disable=import-error
 from test_signing import MONGO_TOOLS, forge_mongo, forge_pg, keypair, one_line, replay  # pylint: disable=import-error
+
 from testbed import collections_root, finish_module, module_env, start_module  # pylint: disable=import-error
 
 ENGINES = {"postgresql": "journal", "mongodb": "nightscout"}
@@ -207,7 +207,7 @@ def test_every_verify_level_every_restore_module_and_lifeboat_refuse(engine, cas
     # Every verify level refuses the archive by path, at the signature or at the name it carries.
     runs = [start_module("backup_verify", verify_args(server, age_key, archive=victim, level=level), tmp_path)
             for level in LEVELS]
-    for level, run in zip(LEVELS, map(finish_module, runs)):
+    for level, run in zip(LEVELS, map(finish_module, runs), strict=True):
         assert run.rc != 0, (case, level, run.result)
         message = one_line(run.result["msg"])
         assert "restore" not in run.result["results"][0]["checks"], (case, level, run.result)
@@ -271,7 +271,7 @@ def test_restore_role_newest_verified_never_restores_a_forgery(engine, server, t
         assert out.exists(), done.stdout[-3000:] + done.stderr[-2000:]
         results = json.loads(out.read_text())
         assert len(results) == len(CASES), done.stdout[-3000:]
-        for case, result in zip(CASES, results):
+        for case, result in zip(CASES, results, strict=True):
             _destination, victim = tampered[engine, case]
             older, newer = archives_of(tampered[engine, case][0])
             if case == "forged_verification_records":
