@@ -333,8 +333,9 @@ def test_host_command_signs_and_its_verify_checks_against_the_job_key(pg, mongo,
     assert run.returncode == 0 and " ok (structure, " in run.stderr, run.stderr
     with open(manifest, encoding="utf-8") as handle:
         assert json.load(handle)["verifications"][-1]["signature"] == "ok"
-    # An explicit trusted signer that did not sign it: refused in one line.
-    wrong = write_config(tmp_path / "wrong.yml", pg, mongo, destination, signing_key_file=keys["backup"]["private"],
+    # Trusted signers (and a job key) that did not sign it: refused in one line. (The job's own key is always
+    # trusted beside trusted_signers, issue 28.)
+    wrong = write_config(tmp_path / "wrong.yml", pg, mongo, destination, signing_key_file=keys["attacker"]["private"],
                          verify={"trusted_signers": [keys["attacker"]["public"]]})
     run = lifeboat(host, "verify", "--job", "journal", "--config", wrong)
     assert run.returncode == 1
