@@ -398,7 +398,7 @@ def main() -> None:
     parser.add_argument("--zstd-level", type=int, default=3, help="for our dumps and the raw pipelines alike (3: the default)")
     parser.add_argument("--ref", help="benchmark this git revision (exported) instead of the working tree")
     parser.add_argument("--profile", action="store_true", help="cProfile each library dump (to stderr)")
-    add_testbed_arguments(parser, "/tmp/lifeboat-bench", 55442, 57037)
+    add_testbed_arguments(parser, "/tmp/lifeboat-bench", 25442, 27537)
     args = parser.parse_args()
     if args.child:
         child_main(json.loads(args.child))

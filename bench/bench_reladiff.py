@@ -3,7 +3,7 @@
 """Benchmark (not a test): migration_validate (library and module) against reladiff on the same PostgreSQL tables.
 
 Run with the test bed's venv:  "$(bash scripts/testbed/venv.sh)/bin/python" bench/bench_reladiff.py
-It uses bench_validate.py's test bed and tables (state dir /tmp/lifeboat-bench-validate, PostgreSQL 55452: the
+It uses bench_validate.py's test bed and tables (state dir /tmp/lifeboat-bench-validate, PostgreSQL 25452: the
 tables are built once and shared with that benchmark): for N rows (1,000,000 and 5,000,000), source bench_src_N,
 an equal target bench_tgt_N, and a target bench_chg_N that differs from the source in exactly one row (a template
 copy of the source, then one UPDATE of one column of row id = N / 2 + 1; kept between runs like the others).
@@ -339,7 +339,7 @@ def main() -> None:
     parser.add_argument("--library-before", metavar="DIR",
                         help="only the library, this checkout against another one (e.g. a git archive of an older"
                              " commit), interleaved, on the changed case of each size")
-    add_testbed_arguments(parser, "/tmp/lifeboat-bench-validate", 55452, 57047)
+    add_testbed_arguments(parser, "/tmp/lifeboat-bench-validate", 25452, 27547)
     args = parser.parse_args()
     if args.child:
         child_main(json.loads(args.child))

@@ -316,7 +316,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--skip-pg", action="store_true")
     parser.add_argument("--skip-mongo", action="store_true")
-    add_testbed_arguments(parser, "/tmp/lifeboat-bench-restore", 55462, 57062)
+    add_testbed_arguments(parser, "/tmp/lifeboat-bench-restore", 25462, 27562)
     args = parser.parse_args()
     if args.child:
         child_main(json.loads(args.child))

@@ -3,7 +3,7 @@
 """Benchmark (not a test): migration_validate's full content comparison against the raw per-side hashes.
 
 Run with the test bed's venv:  "$(bash scripts/testbed/venv.sh)/bin/python" bench/bench_validate.py
-It starts its own test bed (state dir /tmp/lifeboat-bench-validate, PostgreSQL 55452, FerretDB 57047/57048),
+It starts its own test bed (state dir /tmp/lifeboat-bench-validate, PostgreSQL 25452, FerretDB 27547/27548),
 builds two equal PostgreSQL tables and two equal MongoDB collections (kept between runs), and in the same
 run times the library's comparison (in a child process: wall, peak RSS) and the raw references:
   - PostgreSQL: SELECT md5(string_agg(t::text, '' ORDER BY id)) FROM t, on each side (the issue's reference),
@@ -270,7 +270,7 @@ def main() -> None:
     parser.add_argument("--skip-pg", action="store_true")
     parser.add_argument("--skip-mongo", action="store_true")
     parser.add_argument("--json", metavar="FILE")
-    add_testbed_arguments(parser, "/tmp/lifeboat-bench-validate", 55452, 57047)
+    add_testbed_arguments(parser, "/tmp/lifeboat-bench-validate", 25452, 27547)
     args = parser.parse_args()
     if args.child:
         child_main(json.loads(args.child))

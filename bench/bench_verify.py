@@ -3,7 +3,7 @@
 """Benchmark (not a test): backup_verify's checksum-and-decompression read against `sha256sum` plus `zstd -t`.
 
 Run with the test bed's venv:  "$(bash scripts/testbed/venv.sh)/bin/python" bench/bench_verify.py
-It uses bench_dump.py's own test bed and data generator (state dir /tmp/lifeboat-bench, PostgreSQL on 55442),
+It uses bench_dump.py's own test bed and data generator (state dir /tmp/lifeboat-bench, PostgreSQL on 25442),
 dumps the database once into a ~1 GB zstd archive with the library, then times, interleaved per repetition:
 ``_verify.verify_one`` at level ``stream`` (stored sha256 + zstd -t in one read, as sha256sum and zstd -t do) in a child
 process, and the two raw commands run one after the other. Reported, never asserted: goal ratio below 0.6.
@@ -66,7 +66,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--zstd-level", type=int, default=3)
     parser.add_argument("--json", metavar="FILE")
-    bench_dump.add_testbed_arguments(parser, "/tmp/lifeboat-bench", 55442, 57037)  # bench_dump's test bed and data
+    bench_dump.add_testbed_arguments(parser, "/tmp/lifeboat-bench", 25442, 27537)  # bench_dump's test bed and data
     args = parser.parse_args()
     if args.child:
         child_main(json.loads(args.child))

@@ -47,8 +47,8 @@ for scenario in "${scenarios[@]}"; do
     [ -n "$LIFEBOAT_TESTBED_LISTEN" ] ||
       LIFEBOAT_TESTBED_LISTEN=$(ip -4 -o addr show dev docker0 | sed -n 's/.* inet \([0-9.]*\)\/.*/\1/p' | head -n 1)
     [ -n "$LIFEBOAT_TESTBED_LISTEN" ] || { echo "molecule.sh: cannot find the Docker bridge's address" >&2; exit 1; }
-    export LIFEBOAT_TESTBED_LISTEN LIFEBOAT_PG_PORT=${LIFEBOAT_MOLECULE_PG_PORT:-55632}
-    export LIFEBOAT_MONGO_PORT=${LIFEBOAT_MOLECULE_MONGO_PORT:-57217}
+    export LIFEBOAT_TESTBED_LISTEN LIFEBOAT_PG_PORT=${LIFEBOAT_MOLECULE_PG_PORT:-25632}
+    export LIFEBOAT_MONGO_PORT=${LIFEBOAT_MOLECULE_MONGO_PORT:-27717}
     export LIFEBOAT_MONGO_NOAUTH_PORT=$((LIFEBOAT_MONGO_PORT + 1))
     bash "$root/scripts/testbed/up.sh" >/dev/null
     # shellcheck source=/dev/null

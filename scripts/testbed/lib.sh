@@ -23,6 +23,30 @@ ensure_apt() {  # ensure_apt PKG...: installs the missing ones (a warm run costs
     { apt-get update -qq >&2 && apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2; }
 }
 
+# The test bed's fixed ports lie below the kernel's ephemeral range (32768-60999 on Linux): a port inside it can be
+# held first by any client connection of the machine (seen: FerretDB's 57218 taken under load on a fresh machine).
+claim_port() {  # claim_port WHAT HOST PORT VARIABLE: fails, naming the port and how to choose another, unless free
+  local what=$1 host=$2 port=$3 variable=$4 low high
+  read -r low high </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || { low=32768; high=60999; }
+  if [ "$port" -ge "$low" ] && [ "$port" -le "$high" ]; then
+    echo "note: $variable=$port ($what) lies in the ephemeral port range $low-$high: a client connection may hold it" >&2
+  fi
+  if ! python3 - "$host" "$port" <<'PY'
+import socket, sys
+probe = socket.socket()
+probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers do: TIME_WAIT leftovers do not count
+try:
+    probe.bind((sys.argv[1], int(sys.argv[2])))
+except OSError as exc:
+    sys.exit(1)
+PY
+  then
+    echo "cannot listen on $host:$port for $what: the port is taken (see: ss -tanp 'sport = :$port'); set" \
+      "$variable to a free port below $low" >&2
+    exit 1
+  fi
+}
+
 debian_mirror() {  # the machine's own Debian mirror (the one apt uses), so that no other host is contacted
   local mirror
   mirror=$(sed -n 's/^URIs: *\(http[^ ]*\/debian\)\/*$/\1/p' /etc/apt/sources.list.d/*.sources 2>/dev/null | head -n 1)

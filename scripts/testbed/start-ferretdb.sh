@@ -6,11 +6,13 @@
 # The setup password reaches FerretDB through FERRETDB_SETUP_PASSWORD (its flags all have FERRETDB_*
 # environment equivalents), never through argv.
 set -euo pipefail
+# shellcheck source=scripts/testbed/lib.sh
+source "$(dirname "$0")/lib.sh"
 
 here=$(cd "$(dirname "$0")" && pwd)
 STATE=${LIFEBOAT_TESTBED_DIR:-/tmp/lifeboat-testbed}
-PORT=${LIFEBOAT_MONGO_PORT:-57017}
-NOAUTH_PORT=${LIFEBOAT_MONGO_NOAUTH_PORT:-57018}
+PORT=${LIFEBOAT_MONGO_PORT:-27517}
+NOAUTH_PORT=${LIFEBOAT_MONGO_NOAUTH_PORT:-27518}
 LISTEN=${LIFEBOAT_TESTBED_LISTEN:-127.0.0.1}
 ADMIN=${LIFEBOAT_MONGO_USER:-lifeboat_admin}
 WAIT_SECONDS=${LIFEBOAT_TESTBED_WAIT:-60}
@@ -61,6 +63,7 @@ start_instance() {  # start_instance NAME PORT PING_FUNCTION SETUP_PASSWORD_FILE
     return 0
   fi
   stop_instance "$name"  # running but not answering: start over
+  claim_port "FerretDB ($name)" "$LISTEN" "$port" "$([ "$name" = auth ] && echo LIFEBOAT_MONGO_PORT || echo LIFEBOAT_MONGO_NOAUTH_PORT)"
   mkdir -p "$STATE/ferret-$name/data" "$STATE/ferret-$name/state"
   chmod 0700 "$STATE/ferret-$name" "$STATE/ferret-$name/data" "$STATE/ferret-$name/state"
   # setsid+nohup: the server outlives this script and the CI step's process group.

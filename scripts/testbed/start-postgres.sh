@@ -9,7 +9,7 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
 STATE=${LIFEBOAT_TESTBED_DIR:-/tmp/lifeboat-testbed}
-PORT=${LIFEBOAT_PG_PORT:-55432}
+PORT=${LIFEBOAT_PG_PORT:-25432}
 LISTEN=${LIFEBOAT_TESTBED_LISTEN:-127.0.0.1}
 ADMIN=${LIFEBOAT_PG_USER:-lifeboat_admin}
 BINDIR=${LIFEBOAT_PG_BINDIR:-}
@@ -32,6 +32,9 @@ passfile=$STATE/pgpass   # libpq password file format, for psql/pg_dump in tests
 mkdir -p "$STATE"
 chmod 0755 "$STATE"      # the postgres user must be able to traverse it
 
+# Written on every run: the address and port are this run's, whatever the cluster was first made with.
+(umask 077; [ ! -s "$pwfile" ] || printf '%s:%s:*:%s:%s\n' "$LISTEN" "$PORT" "$ADMIN" "$(cat "$pwfile")" >"$passfile")
+
 answers() {  # the server is up and our admin can log in over TCP with its password
   [ -f "$passfile" ] && "$BINDIR/pg_isready" -q -h "$LISTEN" -p "$PORT" &&
     PGPASSFILE=$passfile PGCONNECT_TIMEOUT=5 "$BINDIR/psql" -X -q -h "$LISTEN" -p "$PORT" -U "$ADMIN" \
@@ -48,8 +51,6 @@ if [ ! -f "$data/PG_VERSION" ] || [ ! -s "$pwfile" ]; then
   chown "$pg_owner" "$data" "$sock"
   chmod 0700 "$data"
   (umask 077; od -An -tx1 -N18 /dev/urandom | tr -d ' \n' >"$pwfile")
-  printf '%s:%s:*:%s:%s\n' "$LISTEN" "$PORT" "$ADMIN" "$(cat "$pwfile")" >"$passfile"
-  chmod 0600 "$passfile"
   as_pg "$BINDIR/initdb" -D "$data" -U postgres -E UTF8 --locale=C.UTF-8 --no-sync \
     --auth-local=peer --auth-host=scram-sha-256 >"$STATE/initdb.log" 2>&1 ||
     { tail -n 20 "$STATE/initdb.log" >&2; exit 1; }
@@ -69,6 +70,7 @@ EOF
   if [ "$LISTEN" != 127.0.0.1 ]; then
     printf 'host all all samenet scram-sha-256\n' >>"$data/pg_hba.conf"
   fi
+  (umask 077; printf '%s:%s:*:%s:%s\n' "$LISTEN" "$PORT" "$ADMIN" "$(cat "$pwfile")" >"$passfile")
   fresh=1
 else
   fresh=0
@@ -90,7 +92,10 @@ if [ -f "$data/postmaster.pid" ]; then
     rm -f "$data/postmaster.pid" "$sock/.s.PGSQL.$PORT.lock"
   fi
 fi
-if ! as_pg "$BINDIR/pg_ctl" -D "$data" -l "$log" -w -t "$WAIT_SECONDS" start >/dev/null 2>&1; then
+claim_port PostgreSQL "$LISTEN" "$PORT" LIFEBOAT_PG_PORT
+# The address and port given now win over those the cluster was made with (a changed default, another caller).
+if ! as_pg "$BINDIR/pg_ctl" -D "$data" -l "$log" -w -t "$WAIT_SECONDS" -o "-p $PORT -c listen_addresses=$LISTEN" \
+    start >/dev/null 2>&1; then
   echo "postgres did not start (waited up to ${WAIT_SECONDS}s); last lines of $log:" >&2
   tail -n 20 "$log" >&2
   exit 1

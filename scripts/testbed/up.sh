@@ -7,10 +7,10 @@ source "$(dirname "$0")/lib.sh"
 
 here=$(cd "$(dirname "$0")" && pwd)
 export LIFEBOAT_TESTBED_DIR=${LIFEBOAT_TESTBED_DIR:-/tmp/lifeboat-testbed}
-export LIFEBOAT_PG_PORT=${LIFEBOAT_PG_PORT:-55432}
+export LIFEBOAT_PG_PORT=${LIFEBOAT_PG_PORT:-25432}
 export LIFEBOAT_PG_USER=${LIFEBOAT_PG_USER:-lifeboat_admin}
-export LIFEBOAT_MONGO_PORT=${LIFEBOAT_MONGO_PORT:-57017}
-export LIFEBOAT_MONGO_NOAUTH_PORT=${LIFEBOAT_MONGO_NOAUTH_PORT:-57018}
+export LIFEBOAT_MONGO_PORT=${LIFEBOAT_MONGO_PORT:-27517}
+export LIFEBOAT_MONGO_NOAUTH_PORT=${LIFEBOAT_MONGO_NOAUTH_PORT:-27518}
 export LIFEBOAT_MONGO_USER=${LIFEBOAT_MONGO_USER:-lifeboat_admin}
 # The servers' address: loopback unless a test needs them reachable from its containers (e.g. 172.17.0.1).
 export LIFEBOAT_TESTBED_LISTEN=${LIFEBOAT_TESTBED_LISTEN:-127.0.0.1}

@@ -117,6 +117,7 @@ def test_the_backup_role_backs_up_the_whole_app_from_its_project_and_it_restores
     done = run_playbook("backup", {"backup_root": str(root), "backup_verify_level": "structure",
                                    "backup_jobs": [{"name": "recipes", "compose_project": PROJECT}]})
     assert done.returncode == 0, done.stdout[-3000:]
+    assert "template error" not in done.stdout + done.stderr, (done.stdout + done.stderr)[-3000:]
     assert sorted(os.listdir(root)) == sorted(f"{PROJECT}-{part}" for part in ("db", "mongo", "files"))
     # The verify playbook, given the same job, proves each part's archive (its job directory, its engine's test).
     report = run_playbook("verify", {"backup_root": str(root), "backup_verify_level": "restore",

@@ -352,7 +352,20 @@ def system_state() -> dict[str, t.Any]:
     return state
 
 
-def test_schedule_playbook_in_check_mode_at_vvvv(pg, mongo, hostile, tmp_path):
+@pytest.fixture(params=["fresh host", "config dir already there"])
+def config_dir(request):
+    """A host the schedule never ran on, and one where /etc/lifeboat exists without the lifeboat group (a backup run
+    made its signing key there): in check mode the group is not created, and a file task naming it failed."""
+    made = False
+    if request.param == "config dir already there" and not os.path.exists("/etc/lifeboat"):
+        os.mkdir("/etc/lifeboat", 0o700)
+        made = True
+    yield request.param
+    if made:
+        os.rmdir("/etc/lifeboat")
+
+
+def test_schedule_playbook_in_check_mode_at_vvvv(pg, mongo, hostile, tmp_path, config_dir):
     tools = os.path.dirname(os.path.realpath(shutil.which("mongodump") or "mongodump"))
     before = system_state()
     run = run_with_runner(tmp_path, hostile, "schedule", {
