@@ -71,8 +71,6 @@ class ArchiveOptions:
         if not self.public_key:
             self.key_created = not os.path.lexists(self.signing_key)
             self.public_key = _signing.ensure_signing_key(self.signing_key)
-        # For the operator to copy to other hosts' trusted_signers; nothing trusts it from there.
-        _signing.publish_public_key(self.destination, self.public_key)
 
     def start_time(self) -> _dt.datetime:
         """Now, which names this run's files to the second; the next free second when a file of this job already
@@ -168,6 +166,13 @@ def commit_with_manifest(archives: t.Sequence[ArchiveFile], manifest_path: str, 
         if signing_key_file and os.path.exists(signature_file):
             os.unlink(signature_file)
         raise
+    if signing_key_file:
+        # For the operator to copy to other hosts' trusted_signers (nothing trusts it from there); written once an
+        # archive is complete, so that a failed run leaves nothing behind. The archive stands without it.
+        try:
+            _signing.publish_public_key(os.path.dirname(manifest_path), manifest["signer"])
+        except (OSError, LifeboatError):
+            pass
 
 
 def safety_dump_options(base: ArchiveOptions, manifest: dict[str, t.Any], decryption: Decryption,
@@ -305,7 +310,7 @@ def load_trusted(archive_path: str, trust: _signing.Trust | None) -> dict[str, t
     file: what every restore reads first. (The sha256 is checked as the restore reads the file.) Without a trust (no
     signer, nothing allowed), only a signature a trusted key made could pass: none does."""
     manifest = _manifest.load(archive_path)
-    _signing.check(_manifest.manifest_path(archive_path), manifest, trust or _signing.Trust())
+    _signing.check(_manifest.manifest_path(archive_path), manifest, trust or _signing.host_trust())
     check_describes(archive_path, manifest)
     return manifest
 

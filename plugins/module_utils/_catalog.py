@@ -250,7 +250,7 @@ def choose_for_restore(destination: str, job: str, select: str = "newest_verifie
         raise LifeboatError(f"select must be one of {', '.join(RESTORE_SELECTIONS)}, not '{select}'")
     if not os.path.isdir(destination):
         raise LifeboatError(f"destination {destination} does not exist")
-    archives = scan(destination, job, trust if trust is not None else _signing.Trust()).archives
+    archives = scan(destination, job, trust if trust is not None else _signing.host_trust()).archives
     readable = [archive for archive in archives if archive.readable]
     if not readable:
         unreadable = f" ({len(archives)} cannot be read)" if archives else ""

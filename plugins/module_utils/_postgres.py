@@ -45,7 +45,7 @@ from ._common import (
     register_secret,
 )
 from ._pipeline import Decryption, StreamResult, run_tool, termination_deferred
-from ._signing import Trust
+from ._signing import Trust, host_trust
 
 FORMATS = ("custom", "directory")
 GLOBALS = ("none", "roles", "all")
@@ -517,7 +517,7 @@ class RestoreRequest:
     maintenance_database: str = "postgres"
     safety_dump: ArchiveOptions | None = None
     pg_bin_dir: str | None = None
-    trust: Trust = field(default_factory=Trust)  # whose signature the archive's manifest must carry
+    trust: Trust = field(default_factory=host_trust)  # whose signature the archive's manifest must carry
     # More readers of the restore's one read of the archive (a verify's structure walk; see _archive.as_tap).
     tap: dict[str, t.Any] = field(default_factory=dict)
 

@@ -131,6 +131,13 @@ def own_public_key(signing_key_file: str | None) -> str | None:
                                 f"-f {signing_key_file}, or on another host give trusted_signers (its .pub line) instead")
         return check_signing_key(signing_key_file)
     default = default_key_file()
+    try:  # the public half made beside it: readable by a user who may not read the key (a verify as non-root)
+        with open(default + ".pub", encoding="utf-8") as handle:
+            public = handle.readline().strip()
+        if _PUBLIC_KEY.match(public):
+            return public
+    except OSError:
+        pass
     return check_signing_key(default) if os.path.isfile(default) else None
 
 
@@ -145,6 +152,13 @@ def resolve_trust(signers: t.Iterable[str], allow_unsigned: bool = False, signin
     trust = Trust(signers=tuple(keys), allow_unsigned=allow_unsigned)
     trust.validate()
     return trust
+
+
+def host_trust() -> Trust:
+    """What a verify or restore trusts when its caller names no signer: this host's own key (its default key file),
+    and nothing else. The library's default, so that every entry point (modules, `lifeboat`, the timers' runs and
+    in-process callers) decides alike."""
+    return resolve_trust(())
 
 
 def ensure_signing_key(key_file: str) -> str:

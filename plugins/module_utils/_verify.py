@@ -76,7 +76,7 @@ class VerifyRequest:
     pg_bin_dir: str | None = None
     tools_dir: str | None = None
     record: bool = True
-    trust: _signing.Trust = field(default_factory=_signing.Trust)  # whose signature each manifest must carry
+    trust: _signing.Trust = field(default_factory=_signing.host_trust)  # whose signature each manifest must carry
     signing_key_file: str | None = None  # signs each record; without it a record is written unsigned (and ignored)
 
     @property
