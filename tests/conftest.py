@@ -1,6 +1,7 @@
 # Copyright: lifeboat developers
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Makes the checkout importable as ansible_collections.lifeboat.ops, wherever it was cloned."""
+"""Makes the checkout importable as ansible_collections.lifeboat.ops, wherever it was cloned, and keeps the host's
+default signing key of every test in a directory of this session."""
 
 from __future__ import annotations
 
@@ -14,3 +15,10 @@ os.makedirs(os.path.join(COLLECTIONS_ROOT, "ansible_collections", "lifeboat"))
 os.symlink(REPO_ROOT, os.path.join(COLLECTIONS_ROOT, "ansible_collections", "lifeboat", "ops"))
 sys.path.insert(0, COLLECTIONS_ROOT)
 os.environ["ANSIBLE_COLLECTIONS_PATH"] = COLLECTIONS_ROOT
+
+# Signed by default (issue 28): a backup with no signing_key_file makes and uses this host's key, by default
+# /etc/lifeboat/signing_key. No test may write the host's /etc: every module, role and `lifeboat` run of the session
+# (they inherit the environment) signs with and trusts this key instead, as one host would. A test that means another
+# layout gives signing_key_file, or its own LIFEBOAT_SIGNING_KEY_FILE.
+if not os.environ.get("LIFEBOAT_SIGNING_KEY_FILE"):
+    os.environ["LIFEBOAT_SIGNING_KEY_FILE"] = os.path.join(tempfile.mkdtemp(prefix="lifeboat-host-key-"), "signing_key")

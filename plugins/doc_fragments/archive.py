@@ -57,12 +57,15 @@ options:
       - The signature is C(ssh-keygen -Y sign -n lifeboat-manifest), written beside the manifest as
         C(ARCHIVE.manifest.json.sig); it covers the manifest and so every stored byte. Its by-hand check opens the
         manifest's C(restore_commands).
-      - The key is read by C(ssh-keygen) alone, named by its path; it must stay on this host. Make one with
-        C(ssh-keygen -t ed25519 -N '' -C lifeboat -f /etc/lifeboat/signing_key).
+      - The key is read by C(ssh-keygen) alone, named by its path; it must stay on this host, outside the destination.
+      - When not given, this host's own key signs, C(/etc/lifeboat/signing_key) (environment variable
+        C(LIFEBOAT_SIGNING_KEY_FILE) moves it), made by the first run that writes an archive (ed25519, 0600, in a
+        0700 directory; a warning says so). Its public half is written beside the archives as
+        C(lifeboat-signer.pub), for other hosts' C(trusted_signers); nothing ever trusts that file from there.
     type: path
 requirements:
   - C(zstd), C(gzip) or C(pigz), and C(age) (for encryption) on the managed host.
-  - C(ssh-keygen) (OpenSSH) when O(signing_key_file) is set.
+  - C(ssh-keygen) (OpenSSH).
 """
 
     # Whose signatures verification and restores accept.
@@ -72,31 +75,35 @@ options:
     description:
       - OpenSSH public keys (the line of a C(.pub) file, V(ssh-ed25519 AAAA... comment)) of the backup hosts whose
         signed manifests are trusted.
-      - When given, every archive's manifest must carry a valid signature of one of them
-        (C(ssh-keygen -Y verify), namespace C(lifeboat-manifest)), checked before anything else is read or written;
-        an archive and manifest rewritten by someone who holds only the age recipient are refused, and so is an
-        unsigned archive unless O(allow_unsigned) is set.
-      - When empty and O(signing_key_file) is given, the public half of that key is the trusted signer.
-      - When both are empty, signatures are not checked (results say V(not checked)).
+      - Every archive's manifest must carry a valid signature of one of them or of this host's own key (see
+        O(signing_key_file)) (C(ssh-keygen -Y verify), namespace C(lifeboat-manifest)), checked before anything else
+        is read or written; an archive and manifest rewritten by someone who holds only the age recipient are
+        refused, and so is an unsigned archive, or one signed by another key, unless O(allow_unsigned) is set.
+      - Only verification records a trusted key signed (namespace C(lifeboat-verification)) make an archive
+        verified (C(select=newest_verified), C(unverified)); others are ignored, with a warning.
+      - Never taken from the backup directory (C(lifeboat-signer.pub) there is for people to copy, over a channel
+        they trust), since whoever can write there could put their own key.
     type: list
     elements: str
     default: []
   signing_key_file:
     description:
-      - The OpenSSH private key file this host signs its manifests with (a job's C(signing_key_file)). When
-        O(trusted_signers) is empty, its public half (C(ssh-keygen -y)) is the trusted signer, so a job proves its own
-        archives and refuses unsigned ones; the key itself is only read by C(ssh-keygen).
+      - The OpenSSH private key file this host signs its manifests with (a job's C(signing_key_file)). Its public
+        half (C(ssh-keygen -y)) is always a trusted signer, so a job proves its own archives and refuses unsigned
+        ones; the key itself is only read by C(ssh-keygen). A verify signs its records with it.
+      - Not given, this host's own key C(/etc/lifeboat/signing_key) (or C(LIFEBOAT_SIGNING_KEY_FILE)) when it exists.
       - On another host than the one that signs, give O(trusted_signers) (the key's C(.pub) line) instead.
     type: path
   allow_unsigned:
     description:
-      - With O(trusted_signers) or O(signing_key_file), also accept archives that carry no signature at all (made
-        before signing was turned on), the operator's explicit word. A signature that does not verify is refused
-        all the same.
+      - Also accept archives that no trusted key signed, with no signature at all (made before signing was the default),
+        or a sound signature by another key; the operator's explicit word, for this run. Results say so (V(unsigned
+        (allowed)), V(untrusted (allowed))) and restores warn. A signature that does not verify is refused all the
+        same.
     type: bool
     default: false
 requirements:
-  - C(ssh-keygen) (OpenSSH) when O(trusted_signers) or O(signing_key_file) is given.
+  - C(ssh-keygen) (OpenSSH).
 """
 
     # How restore modules read an archive.

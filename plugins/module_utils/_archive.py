@@ -38,15 +38,26 @@ class ArchiveOptions:
     compression: str = "zstd"
     compression_level: int | None = None
     encryption: Encryption = field(default_factory=Encryption)
-    signing_key_file: str | None = None  # OpenSSH private key that signs the manifest (see _signing)
+    # OpenSSH private key that signs the manifest (see _signing); none given: this host's default key, made on first use
+    signing_key_file: str | None = None
+    public_key: str | None = None  # its public half, once validate() (or prepare_destination()) read it
+    key_created: bool = False  # this run made the host's default key (its first backup)
+
+    @property
+    def signing_key(self) -> str:
+        """The key this dump signs with: the one given, or this host's default key."""
+        return self.signing_key_file or _signing.default_key_file()
 
     def validate(self) -> None:
         _manifest.validate_destination(self.destination)
         _manifest.validate_job_name(self.job)
         validate_compression(self.compression, self.compression_level)
         validate_encryption(self.encryption)
-        if self.signing_key_file:
-            _signing.check_signing_key(self.signing_key_file)  # before the dump: a key that cannot sign fails now
+        # Before the dump: a key that cannot sign fails now. A key given must exist; the default one is made by the
+        # run's first write (prepare_destination), never by a check.
+        _signing.check_key_outside(self.signing_key, self.destination)
+        if self.signing_key_file or os.path.lexists(self.signing_key):
+            self.public_key = _signing.check_signing_key(self.signing_key)
 
     def prepare_destination(self) -> None:
         try:
@@ -57,6 +68,9 @@ class ArchiveOptions:
             raise LifeboatError(f"destination {self.destination} is not writable by this user")
         # What killed runs of this job left (partial files, private directories) goes now; a live writer's stays.
         _retention.sweep_leftovers(self.destination, self.job)
+        if not self.public_key:
+            self.key_created = not os.path.lexists(self.signing_key)
+            self.public_key = _signing.ensure_signing_key(self.signing_key)
 
     def start_time(self) -> _dt.datetime:
         """Now, which names this run's files to the second; the next free second when a file of this job already
@@ -131,6 +145,8 @@ def commit_with_manifest(archives: t.Sequence[ArchiveFile], manifest_path: str, 
     try:
         signature = None
         if signing_key_file:
+            # Who signed (for people and other hosts' trusted_signers; a check never takes the key from here).
+            manifest["signer"] = _signing.check_signing_key(signing_key_file)
             # The by-hand check of the signature opens the restore commands, before the sha256 checks.
             manifest["restore_commands"] = [*_signing.by_hand_commands(os.path.basename(manifest_path)),
                                             *manifest["restore_commands"]]
@@ -150,6 +166,13 @@ def commit_with_manifest(archives: t.Sequence[ArchiveFile], manifest_path: str, 
         if signing_key_file and os.path.exists(signature_file):
             os.unlink(signature_file)
         raise
+    if signing_key_file:
+        # For the operator to copy to other hosts' trusted_signers (nothing trusts it from there); written once an
+        # archive is complete, so that a failed run leaves nothing behind. The archive stands without it.
+        try:
+            _signing.publish_public_key(os.path.dirname(manifest_path), manifest["signer"])
+        except (OSError, LifeboatError):
+            pass
 
 
 def safety_dump_options(base: ArchiveOptions, manifest: dict[str, t.Any], decryption: Decryption,
@@ -284,9 +307,10 @@ def _damaged(archive_path: str, actual: str, expected: str) -> LifeboatError:
 
 def load_trusted(archive_path: str, trust: _signing.Trust | None) -> dict[str, t.Any]:
     """The archive's manifest, once its signature is checked against ``trust`` and it is shown to describe this very
-    file: what every restore reads first. (The sha256 is checked as the restore reads the file.)"""
+    file: what every restore reads first. (The sha256 is checked as the restore reads the file.) Without a trust (no
+    signer, nothing allowed), only a signature a trusted key made could pass: none does."""
     manifest = _manifest.load(archive_path)
-    _signing.check(_manifest.manifest_path(archive_path), manifest, trust or _signing.Trust())
+    _signing.check(_manifest.manifest_path(archive_path), manifest, trust or _signing.host_trust())
     check_describes(archive_path, manifest)
     return manifest
 

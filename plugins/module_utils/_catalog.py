@@ -56,6 +56,11 @@ class Archive:
     started_at: _dt.datetime
     manifest: dict[str, t.Any] | None = None
     problem: str | None = None  # why this archive cannot be trusted or even read
+    # Whose verification records count (see _signing.record_trusted); None: every record counts (status and
+    # retention modules, which only hold or warn; what a restore chooses is always read with a trust).
+    trust: _signing.Trust | None = field(default=None, repr=False, compare=False)
+    _records: list[dict[str, t.Any]] | None = field(default=None, init=False, repr=False, compare=False)
+    _ignored: int = field(default=0, init=False, repr=False, compare=False)
 
     @property
     def name(self) -> str:
@@ -108,8 +113,28 @@ class Archive:
 
     @property
     def last_verification(self) -> dict[str, t.Any] | None:
-        records = (self.manifest or {}).get("verifications") or []
-        return records[-1] if records and isinstance(records[-1], dict) else None
+        """The newest verification record that counts: with a trust, the newest (by its time) a trusted key signed
+        for this archive; a writer to the destination can add, copy or reorder records, not sign them. The unsigned
+        or foreign records newer than it are counted in :attr:`ignored_records`."""
+        if self._records is None:
+            records = [item for item in (self.manifest or {}).get("verifications") or [] if isinstance(item, dict)]
+            if self.trust is not None:
+                sha256 = str((self.manifest or {})["archive"].get("sha256"))
+                newest_first = sorted(records, key=lambda record: str(record.get("at") or ""), reverse=True)
+                records, self._ignored = [], 0
+                for record in newest_first:
+                    if _signing.record_trusted(self.name, sha256, record, self.trust):
+                        records = [record]
+                        break
+                    self._ignored += 1
+            self._records = records
+        return self._records[-1] if self._records else None
+
+    @property
+    def ignored_records(self) -> int:
+        """The verification records newer than :attr:`last_verification` that no trusted key signed."""
+        self.last_verification  # noqa: B018  # pylint: disable=pointless-statement  # reads and counts the records
+        return self._ignored
 
     @property
     def verified(self) -> bool:
@@ -147,8 +172,9 @@ class Destination:
         return grouped
 
 
-def scan(destination: str, job: str | None = None) -> Destination:
-    """Read every manifest of ``destination`` and match it with the files there."""
+def scan(destination: str, job: str | None = None, trust: _signing.Trust | None = None) -> Destination:
+    """Read every manifest of ``destination`` and match it with the files there; with ``trust``, only the
+    verification records a trusted key signed count (:attr:`Archive.verifications`)."""
     _manifest.validate_destination(destination)
     try:
         names = sorted(os.listdir(destination))
@@ -179,6 +205,8 @@ def scan(destination: str, job: str | None = None) -> Destination:
         ))
     if job is not None:
         result.archives = [archive for archive in result.archives if archive.job == job]
+    for archive in result.archives:
+        archive.trust = trust
     result.archives.sort(key=lambda archive: (archive.started_at, archive.name))
     return result
 
@@ -214,13 +242,15 @@ def _from_manifest(destination: str, name: str, present: set[str]) -> Archive | 
 RESTORE_SELECTIONS = ("newest_verified", "newest")
 
 
-def choose_for_restore(destination: str, job: str, select: str = "newest_verified") -> tuple[Archive, str]:
-    """The archive of ``job`` in ``destination`` a restore takes, and why, in words for the person who asked."""
+def choose_for_restore(destination: str, job: str, select: str = "newest_verified",
+                       trust: _signing.Trust | None = None) -> tuple[Archive, str, list[str]]:
+    """The archive of ``job`` in ``destination`` a restore takes, why, in words for the person who asked, and
+    warnings: verification records no key of ``trust`` signed, which were ignored."""
     if select not in RESTORE_SELECTIONS:
         raise LifeboatError(f"select must be one of {', '.join(RESTORE_SELECTIONS)}, not '{select}'")
     if not os.path.isdir(destination):
         raise LifeboatError(f"destination {destination} does not exist")
-    archives = scan(destination, job).archives
+    archives = scan(destination, job, trust if trust is not None else _signing.host_trust()).archives
     readable = [archive for archive in archives if archive.readable]
     if not readable:
         unreadable = f" ({len(archives)} cannot be read)" if archives else ""
@@ -246,17 +276,35 @@ def choose_for_restore(destination: str, job: str, select: str = "newest_verifie
     newer = [archive.name for archive in archives if archive.started_at > chosen.started_at]
     if newer:
         reason += f"; passed over {len(newer)} newer: {first_few(newer, separator=', ')}"
-    return chosen, reason
+    return chosen, reason, ignored_records_warnings(readable)
 
 
-def record_verification(archive: Archive, record: dict[str, t.Any]) -> None:
-    """Append a verification to the archive's manifest (atomically), so retention and health can see it."""
+def ignored_records_warnings(archives: t.Iterable[Archive]) -> list[str]:
+    """One warning per archive whose verification records were ignored: no trusted key signed them."""
+    warnings = []
+    for archive in archives:
+        if archive.ignored_records:
+            warnings.append(f"ignored {archive.ignored_records} verification record(s) of {archive.name} that no "
+                            "trusted key signed (unsigned, signed by another key, or copied from another archive)")
+    return warnings
+
+
+def record_verification(archive: Archive, record: dict[str, t.Any], signing_key_file: str | None = None) -> bool:
+    """Append a verification to the archive's manifest (atomically), so restores, retention and health can see it;
+    signed by ``signing_key_file`` (bound to the archive's name and sha256). Returns whether it was signed: an
+    unsigned record counts for no restore."""
     manifest = _manifest.load(archive.manifest_path)
     records = [item for item in manifest.get("verifications") or [] if isinstance(item, dict)]
-    records.append({"host": socket.gethostname(), **record})
+    entry = {"host": socket.gethostname(), **record}
+    if signing_key_file:
+        entry[_signing.RECORD_SIGNATURE_FIELD] = _signing.sign_record(
+            archive.name, str(manifest["archive"].get("sha256")), entry, signing_key_file)
+    records.append(entry)
     manifest["verifications"] = records[-VERIFICATIONS_KEPT:]
     _manifest.write(archive.manifest_path, manifest)
     archive.manifest = manifest
+    archive._records = None  # pylint: disable=protected-access  # read again, with the new record
+    return bool(signing_key_file)
 
 
 @dataclass

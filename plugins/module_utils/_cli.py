@@ -33,7 +33,20 @@ import time
 import traceback
 import typing as t
 
-from . import _catalog, _config, _ingress, _manifest, _notify, _offsite, _pings, _retention, _status, _stopping, _verify
+from . import (
+    _catalog,
+    _config,
+    _ingress,
+    _manifest,
+    _notify,
+    _offsite,
+    _pings,
+    _retention,
+    _signing,
+    _status,
+    _stopping,
+    _verify,
+)
 from ._common import LifeboatError, redact, register_secret
 from ._pipeline import stop_cleanly_on_termination, stop_requested
 
@@ -274,6 +287,8 @@ def backup_job(job: _config.Job, output: Output) -> None:
         _status.record_run(job.destination, name, ok=False, failure=one_line(exc), started=started)
         raise
     _status.record_run(job.destination, name, ok=True, started=started)
+    if request.archive.key_created:
+        output.line(f"{job.name}: {_signing.key_created_note(request.archive.signing_key, job.destination)}", "warning")
     manifest = result["manifest_data"]
     counted, per = job.source.counts_in
     output.line(
@@ -295,8 +310,9 @@ def run_verify(config: _config.Config, args: argparse.Namespace, output: Output)
         settings = job.verify
         if not settings["enabled"] and not args.job:
             continue
+        trust = job.trust()
         archives = _verify.select_archives(destination=job.destination, job=job.params["job"],
-                                           select=args.select or settings["select"])
+                                           select=args.select or settings["select"], trust=trust)
         decryption = job.decryption()  # a job encrypted with a passphrase file reads its own archives with it
         level = _verify.resolve_level(args.level or settings["level"], archives, decryption)
         request = _verify.VerifyRequest(
@@ -306,9 +322,11 @@ def run_verify(config: _config.Config, args: argparse.Namespace, output: Output)
             connections=({job.engine: job.source.connection(job.params)}
                          if level == "restore" or job.params.get("container") else {}),
             pg_bin_dir=job.params.get("pg_bin_dir"), tools_dir=job.params.get("tools_dir"),
-            trust=job.trust(),
+            trust=trust, signing_key_file=job.record_key(),
         )
         request.validate()
+        if archives and request.unsigned_records_warning:
+            output.line(f"{job.name}: {request.unsigned_records_warning}", "warning")
         if not archives:
             output.line(f"{job.name}: no archive to verify in {job.destination}", "warning")
         for index, archive in enumerate(archives, start=1):

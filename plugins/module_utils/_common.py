@@ -97,6 +97,7 @@ _INSTALL_HINTS = {
     "gzip": "install the gzip package (apt install gzip)",
     "tar": "install the tar package (apt install tar)",
     "dd": "install coreutils (apt install coreutils)",
+    "ssh-keygen": "install the OpenSSH client, which signs and checks manifests (apt install openssh-client)",
     "mongodump": "install the MongoDB Database Tools (mongodb-database-tools) or set tools_dir to their directory",
     "mongorestore": "install the MongoDB Database Tools (mongodb-database-tools) or set tools_dir to their directory",
 }

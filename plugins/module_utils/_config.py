@@ -96,10 +96,14 @@ class Job:
         })
 
     def trust(self) -> _signing.Trust:
-        """Whose signatures verification accepts: the verify section's trusted_signers, or else the public half of
-        the key this job signs with (the job proves its own archives); _signing.resolve_trust decides."""
+        """Whose signatures verification accepts: the verify section's trusted_signers and the public half of the
+        key this job signs with (the job proves its own archives); _signing.resolve_trust decides."""
         return _signing.resolve_trust(self.verify.get("trusted_signers") or (), bool(self.verify.get("allow_unsigned")),
                                       self.params.get("signing_key_file"))
+
+    def record_key(self) -> str | None:
+        """The key verification signs its records with: the one this job signs its archives with."""
+        return _params.record_key(self.params)
 
     def check_runnable(self, config_path: str) -> None:
         """Everything ``backup`` and ``verify`` read before they touch a server, read now: secret files, encryption,

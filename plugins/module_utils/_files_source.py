@@ -33,7 +33,7 @@ from ._archive import (
 from ._clients import HOST, docker_api, docker_sdk
 from ._common import LifeboatError, PrivateDir, find_binary, first_few
 from ._pipeline import Decryption
-from ._signing import Trust
+from ._signing import Trust, host_trust
 
 ARCHIVE_FORMAT = "tar-posix"
 KIND = "files.tar"
@@ -244,7 +244,7 @@ def dump(request: DumpRequest, consistent: t.Callable[[list[dict[str, t.Any]]], 
             "warnings": warnings,
         }
         manifest_file = _manifest.manifest_path(path)
-        commit_with_manifest([archive], manifest_file, manifest, options.signing_key_file)
+        commit_with_manifest([archive], manifest_file, manifest, options.signing_key)
     except BaseException:
         archive.discard()
         raise
@@ -284,7 +284,7 @@ class RestoreRequest:
     only: list[str] = field(default_factory=list)  # volumes and paths of the archive to restore (all when empty)
     overwrite: bool = False
     safety_dump_dir: str | None = None  # where what is overwritten is archived first (the archive's own directory)
-    trust: Trust = field(default_factory=Trust)  # whose signature the archive's manifest must carry
+    trust: Trust = field(default_factory=host_trust)  # whose signature the archive's manifest must carry
 
 
 @dataclass

@@ -42,7 +42,7 @@ from ._common import (
 )
 from ._mongo_staging import Staging, kept_name, staging_run, with_retries
 from ._pipeline import Decryption, read_stream, termination_deferred
-from ._signing import Trust
+from ._signing import Trust, host_trust
 from ._structure import MongoArchiveReader
 
 Client = t.Union[HostClient, ContainerClient]
@@ -426,7 +426,7 @@ def dump(request: DumpRequest) -> dict[str, t.Any]:
         )
         manifest["indexes"] = indexes
         manifest_file = _manifest.manifest_path(path)
-        commit_with_manifest([archive], manifest_file, manifest, options.signing_key_file)
+        commit_with_manifest([archive], manifest_file, manifest, options.signing_key)
     except BaseException:
         archive.discard()
         raise
@@ -516,7 +516,7 @@ class RestoreRequest:
     overwrite: bool = False
     safety_dump: ArchiveOptions | None = None
     tools_dir: str | None = None
-    trust: Trust = field(default_factory=Trust)  # whose signature the archive's manifest must carry
+    trust: Trust = field(default_factory=host_trust)  # whose signature the archive's manifest must carry
     parallel_collections: int = RESTORE_PARALLEL_COLLECTIONS
     insertion_workers_per_collection: int = RESTORE_INSERTION_WORKERS
     # More readers of the restore's one read of the archive (a verify's structure walk; see _archive.as_tap).

@@ -110,7 +110,8 @@ def mongodb_dump(run: Run) -> Outcome:
         plan = _mongo.plan_dump(request)
         return Outcome(changed=True, result={"collections": plan["collections"], "server": plan["server"]})
     result = _mongo.dump(request)
-    return Outcome(changed=True, result={"server": result["manifest_data"]["server"], **dump_result(result)})
+    return Outcome(changed=True, result={"server": result["manifest_data"]["server"],
+                                         **dump_result(result, request.archive, run)})
 
 
 def mongodb_restore(run: Run) -> Outcome:

@@ -9,9 +9,10 @@ that a module packs and imports the code of its own engine only (Ansible sends e
 
 from __future__ import annotations
 
+import os
 import typing as t
 
-from . import _catalog, _signing
+from . import _catalog, _manifest, _signing
 from ._archive import ArchiveOptions, resolve_archive
 from ._clients import ContainerClient, HostClient, client_for
 from ._common import LifeboatError
@@ -94,7 +95,7 @@ def restore_archive_spec() -> dict[str, t.Any]:
 
 class ChosenArchive(t.NamedTuple):
     path: str
-    note: str | None  # a warning: the path given was the archive's manifest
+    note: str | None  # a warning: the path given was the archive's manifest, or verification records were ignored
     reason: str | None  # why this archive, when it was chosen from a destination
 
 
@@ -105,9 +106,9 @@ def restore_archive(params: dict[str, t.Any]) -> ChosenArchive:
         return ChosenArchive(path, note, None)
     if not params.get("job"):  # a job given as null passes the module's required_together
         raise LifeboatError("give job with destination: the job whose archive to restore")
-    archive, reason = _catalog.choose_for_restore(params["destination"], params["job"],
-                                                  params.get("select") or "newest_verified")
-    return ChosenArchive(archive.path, None, reason)
+    archive, reason, ignored = _catalog.choose_for_restore(params["destination"], params["job"],
+                                                           params.get("select") or "newest_verified", trust(params))
+    return ChosenArchive(archive.path, "; ".join(ignored) or None, reason)
 
 
 def place(params: dict[str, t.Any]) -> HostClient | ContainerClient:
@@ -165,10 +166,43 @@ def trust(params: dict[str, t.Any]) -> _signing.Trust:
                                   params.get("signing_key_file"))
 
 
-def dump_result(result: dict[str, t.Any]) -> dict[str, t.Any]:
-    """What a dump module returns, read from the manifest it wrote."""
+def record_key(params: dict[str, t.Any]) -> str | None:
+    """The key a verify signs its records with: ``signing_key_file``, or this host's default key when it exists."""
+    if params.get("signing_key_file"):
+        return str(params["signing_key_file"])
+    default = _signing.default_key_file()
+    return default if os.path.isfile(default) else None
+
+
+def signature_status(archive_path: str, trust: _signing.Trust) -> str:
+    """How the archive a restore read passed its signature check, for its result: V(ok), or with ``allow_unsigned``
+    perhaps "unsigned (allowed)" or "untrusted (allowed)" (the restore already refused anything else)."""
+    if not trust.allow_unsigned:
+        return _signing.SIGNED
+    manifest = _manifest.load(archive_path)
+    return _signing.check(_manifest.manifest_path(archive_path), manifest, trust)
+
+
+def signature_result(run: Run, archive_path: str, trust: _signing.Trust) -> dict[str, t.Any]:
+    """What a restore's result says of the archive's signature (and a warning when allow_unsigned let it in)."""
+    status = signature_status(archive_path, trust)
+    if status != _signing.SIGNED:
+        what = "carries no signature" if status == _signing.UNSIGNED_ALLOWED else "is signed by no trusted key"
+        run.warn(f"{archive_path} {what}: restored only because allow_unsigned was given for this run")
+    return {"signature": status, "allow_unsigned": trust.allow_unsigned}
+
+
+def dump_result(result: dict[str, t.Any], options: ArchiveOptions, run: Run) -> dict[str, t.Any]:
+    """What a dump module returns, read from the manifest it wrote, and who signed it: the public key (also written
+    beside the archives as :data:`_signing.PUBLIC_KEY_NAME`), for other hosts' ``trusted_signers``."""
     manifest = result["manifest_data"]
+    if options.key_created:
+        run.warn(_signing.key_created_note(options.signing_key, options.destination))
     return {
+        "signer": manifest.get("signer"),
+        "signer_file": os.path.join(options.destination, _signing.PUBLIC_KEY_NAME),
+        "signing_key_file": options.signing_key,
+        "signing_key_created": options.key_created,
         "archive": result["archive"],
         "manifest": result["manifest"],
         "sha256": manifest["archive"]["sha256"],
@@ -202,7 +236,8 @@ def restore_task(run: Run, engine: t.Any, build: t.Callable[[str], t.Any],
     request = build(archive)
     # Check mode reads the archive whole (all it can prove); a restore reads it once, checking while it restores.
     plan = engine.plan_restore(request, read_archive=run.check_mode)
-    common = {"archive": archive, **({"archive_reason": reason} if reason else {}), **planned(plan)}
+    common = {"archive": archive, **({"archive_reason": reason} if reason else {}),
+              **signature_result(run, archive, request.trust), **planned(plan)}
     if run.check_mode:
         return Outcome(changed=True, result=common)
     result = engine.restore(request, plan)

@@ -45,7 +45,7 @@ from ._common import (
     register_secret,
 )
 from ._pipeline import Decryption, StreamResult, run_tool, termination_deferred
-from ._signing import Trust
+from ._signing import Trust, host_trust
 
 FORMATS = ("custom", "directory")
 GLOBALS = ("none", "roles", "all")
@@ -436,7 +436,7 @@ def dump(request: DumpRequest) -> dict[str, t.Any]:
         extras=extras,
     )
     manifest_file = _manifest.manifest_path(path)
-    commit_with_manifest(archives, manifest_file, manifest, archive_opts.signing_key_file)
+    commit_with_manifest(archives, manifest_file, manifest, archive_opts.signing_key)
     return {"archive": path, "manifest": manifest_file, "manifest_data": manifest}
 
 
@@ -519,7 +519,7 @@ class RestoreRequest:
     maintenance_database: str = "postgres"
     safety_dump: ArchiveOptions | None = None
     pg_bin_dir: str | None = None
-    trust: Trust = field(default_factory=Trust)  # whose signature the archive's manifest must carry
+    trust: Trust = field(default_factory=host_trust)  # whose signature the archive's manifest must carry
     # More readers of the restore's one read of the archive (a verify's structure walk; see _archive.as_tap).
     tap: dict[str, t.Any] = field(default_factory=dict)
 

@@ -115,7 +115,7 @@ def postgresql_dump(run: Run) -> Outcome:
     manifest = result["manifest_data"]
     return Outcome(changed=True, result={"server_version": manifest["server"]["version"],
                                          "pg_dump_version": manifest["tool"]["version"],
-                                         **dump_result(result)})
+                                         **dump_result(result, request.archive, run)})
 
 
 def postgresql_restore(run: Run) -> Outcome:

@@ -12,9 +12,15 @@ manifest as ``MANIFEST.sig``, so that anyone can check it without this collectio
         < ARCHIVE.manifest.json
 
 What is signed is the manifest as the backup wrote it. Verification later appends its results to the manifest's
-``verifications`` list; that list is the only part outside the signature, and the signed bytes are the manifest
-with that list emptied, in the collection's JSON form (:func:`_manifest.encode`). The private key is only ever
-named by its path to ``ssh-keygen``; its content never passes through this process.
+``verifications`` list; that list is outside the manifest's signature, and the signed bytes are the manifest
+with that list emptied, in the collection's JSON form (:func:`_manifest.encode`). Each record in it carries its own
+signature (namespace ``lifeboat-verification``) by the key of the host that verified, over the archive's name, its
+sha256 and the record (:func:`record_bytes`): a writer to the backup directory cannot mark an archive verified.
+The private key is only ever named by its path to ``ssh-keygen``; its content never passes through this process.
+
+Signed by default: a backup with no ``signing_key_file`` signs with :func:`default_key_file`, made on first use
+(:func:`ensure_signing_key`); a verify or restore trusts ``trusted_signers`` and the public half of this host's key,
+never a public key found in the backup directory (whoever writes there could put theirs).
 """
 
 from __future__ import annotations
@@ -30,6 +36,15 @@ from ._common import LifeboatError, PrivateDir, child_env, find_binary, last_lin
 from ._files import write_file_atomic
 
 NAMESPACE = "lifeboat-manifest"
+RECORD_NAMESPACE = "lifeboat-verification"  # a verification record's signature (never valid as a manifest's)
+RECORD_SIGNATURE_FIELD = "record_signature"
+# The key a host signs with when none is given, made on first use; LIFEBOAT_SIGNING_KEY_FILE moves it (hosts with
+# another layout, and the test suite, which must not write /etc).
+DEFAULT_KEY_FILE = "/etc/lifeboat/signing_key"
+KEY_FILE_ENV = "LIFEBOAT_SIGNING_KEY_FILE"
+# The public half, written into each destination for the operator to copy to other hosts' trusted_signers. Nothing
+# here ever trusts it: whoever writes to the destination could replace it.
+PUBLIC_KEY_NAME = "lifeboat-signer.pub"
 IDENTITY = "lifeboat"  # the principal the allowed-signers lines name (ssh-keygen -I)
 SIGNATURE_SUFFIX = ".sig"
 UNSIGNED_FIELD = "verifications"  # appended after the backup, by verify: outside the signature
@@ -41,7 +56,11 @@ _TIMEOUT = 60
 
 SIGNED = "ok"
 UNSIGNED_ALLOWED = "unsigned (allowed)"
-NOT_CHECKED = "not checked"
+UNTRUSTED_ALLOWED = "untrusted (allowed)"
+
+
+def default_key_file() -> str:
+    return os.environ.get(KEY_FILE_ENV) or DEFAULT_KEY_FILE
 
 
 def signature_path(manifest_path: str) -> str:
@@ -61,6 +80,10 @@ class Trust:
                 raise LifeboatError(
                     f"trusted_signers item {number} is not an OpenSSH public key: give the one line of the signing "
                     "key's .pub file (ssh-ed25519 AAAA...)")
+
+
+# For the restores a verify runs into a scratch database: the verify checked the signature first (_verify).
+CHECKED_BY_CALLER = Trust(allow_unsigned=True)
 
 
 def signed_bytes(manifest: dict[str, t.Any]) -> bytes:
@@ -98,28 +121,109 @@ def check_signing_key(key_file: str) -> str:
     return done.stdout.decode("utf-8", "replace").strip()
 
 
-def resolve_trust(signers: t.Iterable[str], allow_unsigned: bool = False, signing_key_file: str | None = None) -> Trust:
-    """Whose signatures a verify or restore accepts: the ``trusted_signers`` given, or else the public half of the key
-    this host signs with (a job proves its own archives). With either, an unsigned archive is refused unless
-    ``allow_unsigned``, the operator's explicit word for archives made before signing; with neither, signatures are
-    not checked (:data:`NOT_CHECKED`): nothing was configured that could check them."""
-    keys = tuple(key for key in signers if key and key.strip())
-    if not keys and signing_key_file:
+def own_public_key(signing_key_file: str | None) -> str | None:
+    """The public half of the key this host signs with: ``signing_key_file`` (which must exist), or else the default
+    key file when it exists (:func:`default_key_file`); None when this host has no key."""
+    if signing_key_file:
         if not os.path.isfile(signing_key_file):
             raise LifeboatError(f"signing_key_file {signing_key_file} does not exist (archives are checked against its "
                                 f"public half): make it on the backup host with ssh-keygen -t ed25519 -N '' -C lifeboat "
                                 f"-f {signing_key_file}, or on another host give trusted_signers (its .pub line) instead")
-        keys = (check_signing_key(signing_key_file),)
-    trust = Trust(signers=keys, allow_unsigned=allow_unsigned)
+        return check_signing_key(signing_key_file)
+    default = default_key_file()
+    try:  # the public half made beside it: readable by a user who may not read the key (a verify as non-root)
+        with open(default + ".pub", encoding="utf-8") as handle:
+            public = handle.readline().strip()
+        if _PUBLIC_KEY.match(public):
+            return public
+    except OSError:
+        pass
+    return check_signing_key(default) if os.path.isfile(default) else None
+
+
+def resolve_trust(signers: t.Iterable[str], allow_unsigned: bool = False, signing_key_file: str | None = None) -> Trust:
+    """Whose signatures a verify or restore accepts: the ``trusted_signers`` given and the public half of the key this
+    host signs with (:func:`own_public_key`: a host proves its own archives). An archive none of them signed is
+    refused unless ``allow_unsigned``, the operator's explicit word, per run, for archives made before signing."""
+    keys = [key.strip() for key in signers if key and key.strip()]
+    own = own_public_key(signing_key_file)
+    if own and own not in keys:
+        keys.append(own)
+    trust = Trust(signers=tuple(keys), allow_unsigned=allow_unsigned)
     trust.validate()
     return trust
 
 
-def sign(data: bytes, key_file: str) -> bytes:
+def host_trust() -> Trust:
+    """What a verify or restore trusts when its caller names no signer: this host's own key (its default key file),
+    and nothing else. The library's default, so that every entry point (modules, `lifeboat`, the timers' runs and
+    in-process callers) decides alike."""
+    return resolve_trust(())
+
+
+def ensure_signing_key(key_file: str) -> str:
+    """The key a backup signs with, made now when it does not exist yet (ed25519, no passphrase, 0600 in a 0700
+    directory). Returns its public key."""
+    if not os.path.isabs(key_file):
+        raise LifeboatError(f"signing_key_file '{key_file}' must be an absolute path")
+    if not os.path.lexists(key_file):
+        directory = os.path.dirname(key_file)
+        try:
+            if not os.path.isdir(directory):
+                os.makedirs(directory, mode=0o700)
+        except OSError as exc:
+            raise LifeboatError(f"cannot create the signing key's directory {directory}: {exc.strerror}; "
+                                "give signing_key_file (a path this user can write, outside the destination)") from None
+        old_umask = os.umask(0o077)
+        try:
+            done = _ssh_keygen(["-q", "-t", "ed25519", "-N", "", "-C", IDENTITY, "-f", key_file])
+        finally:
+            os.umask(old_umask)
+        if done.returncode != 0:
+            raise LifeboatError(f"cannot create the signing key {key_file}: {_reason(done)}; "
+                                "give signing_key_file (a path this user can write, outside the destination)")
+        os.chmod(key_file, 0o600)
+    return check_signing_key(key_file)
+
+
+def key_created_note(key_file: str, destination: str) -> str:
+    """What a first backup says once it made this host's signing key."""
+    return (f"made this host's signing key {key_file} (its public half: {key_file}.pub, and "
+            f"{os.path.join(destination, PUBLIC_KEY_NAME)}); archives are signed with it and verified against it "
+            "here: give that .pub line to trusted_signers where these archives are restored on another host, and "
+            "keep a copy of the key with your secrets (without it, new archives cannot be signed as this host's)")
+
+
+def check_key_outside(key_file: str, destination: str) -> None:
+    """The signing key never lies in the destination: whoever can write there must not be able to read it."""
+    key = os.path.realpath(key_file)
+    where = os.path.realpath(destination)
+    if key == where or key.startswith(where.rstrip(os.sep) + os.sep):
+        raise LifeboatError(f"signing_key_file {key_file} is inside the destination {destination}: keep it where "
+                            "only this host's backup user can read it (the default is " + DEFAULT_KEY_FILE + ")")
+
+
+def publish_public_key(destination: str, public_key: str) -> str:
+    """Write the public half beside the archives (for the operator to copy to other hosts; never trusted from
+    there). Returns its path."""
+    path = os.path.join(destination, PUBLIC_KEY_NAME)
+    content = public_key.strip() + "\n"
+    try:
+        with open(path, encoding="utf-8") as handle:
+            if handle.read() == content:
+                return path
+    except OSError:
+        pass
+    write_file_atomic(path, content.encode(), 0o644)
+    return path
+
+
+def sign(data: bytes, key_file: str, namespace: str = NAMESPACE) -> bytes:
     """The SSHSIG armoured signature of ``data`` by the private key in ``key_file``."""
-    done = _ssh_keygen(["-Y", "sign", "-n", NAMESPACE, "-f", key_file], data)
+    done = _ssh_keygen(["-Y", "sign", "-n", namespace, "-f", key_file], data)
     if done.returncode != 0 or b"BEGIN SSH SIGNATURE" not in done.stdout:
-        raise LifeboatError(f"signing the manifest with {key_file} failed: {_reason(done)}")
+        what = "the manifest" if namespace == NAMESPACE else "the verification record"
+        raise LifeboatError(f"signing {what} with {key_file} failed: {_reason(done)}")
     return done.stdout
 
 
@@ -129,19 +233,17 @@ def write_signature(manifest_path: str, signature: bytes) -> str:
     return path
 
 
-def allowed_signers(signers: t.Iterable[str]) -> str:
-    """The allowed_signers file (ssh-keygen(1) ALLOWED SIGNERS) that trusts ``signers`` for manifests only."""
-    return "".join(f'{IDENTITY} namespaces="{NAMESPACE}" {key.strip()}\n' for key in signers)
+def allowed_signers(signers: t.Iterable[str], namespace: str = NAMESPACE) -> str:
+    """The allowed_signers file (ssh-keygen(1) ALLOWED SIGNERS) that trusts ``signers`` for one namespace only."""
+    return "".join(f'{IDENTITY} namespaces="{namespace}" {key.strip()}\n' for key in signers)
 
 
 def check(manifest_path: str, manifest: dict[str, t.Any], trust: Trust) -> str:
     """Is this manifest (as loaded, so what is checked is what is used) signed by a trusted key?
 
-    Returns how it passed (:data:`SIGNED`, :data:`UNSIGNED_ALLOWED`, or :data:`NOT_CHECKED` when no trusted
-    signer was given); raises a one-line LifeboatError when it must not be used.
+    Returns how it passed (:data:`SIGNED`, or with ``allow_unsigned`` :data:`UNSIGNED_ALLOWED` or
+    :data:`UNTRUSTED_ALLOWED`); raises a one-line LifeboatError when it must not be used.
     """
-    if not trust.signers:
-        return NOT_CHECKED
     try:
         with open(signature_path(manifest_path), "rb") as handle:
             signature: bytes | None = handle.read()
@@ -155,30 +257,66 @@ def check(manifest_path: str, manifest: dict[str, t.Any], trust: Trust) -> str:
 def check_signature(name: str, manifest: dict[str, t.Any], signature: bytes | None, trust: Trust) -> str:
     """:func:`check` for a manifest and signature held in memory (fetched from a bucket, say); ``name`` is the
     manifest's file name, for the messages."""
-    if not trust.signers:
-        return NOT_CHECKED
     trust.validate()
     if signature is None:
         if trust.allow_unsigned:
             return UNSIGNED_ALLOWED
+        if not trust.signers:
+            raise no_trusted_signer(name)
         raise LifeboatError(f"{name} is not signed (no {name}{SIGNATURE_SUFFIX}): nothing proves this backup host "
                             "wrote it; restore it only if you know where it comes from, with allow_unsigned")
     data = signed_bytes(manifest)
     with PrivateDir() as work:
-        signers_file = work.write_secret("allowed_signers", allowed_signers(trust.signers))
         signature_file = work.write_secret("manifest.sig", signature.decode("ascii", "replace"))
-        done = _ssh_keygen(["-Y", "verify", "-f", signers_file, "-I", IDENTITY, "-n", NAMESPACE,
-                            "-s", signature_file], data)
-        if done.returncode == 0:
-            return SIGNED
+        if trust.signers:
+            signers_file = work.write_secret("allowed_signers", allowed_signers(trust.signers))
+            done = _ssh_keygen(["-Y", "verify", "-f", signers_file, "-I", IDENTITY, "-n", NAMESPACE,
+                                "-s", signature_file], data)
+            if done.returncode == 0:
+                return SIGNED
         # Why: a sound signature by another key (made elsewhere), or one that no longer fits (changed since).
         other = _ssh_keygen(["-Y", "check-novalidate", "-n", NAMESPACE, "-s", signature_file], data)
     if other.returncode == 0:
+        if trust.allow_unsigned:
+            return UNTRUSTED_ALLOWED
+        if not trust.signers:
+            raise no_trusted_signer(name)
         key = other.stdout.decode("utf-8", "replace").strip().rpartition(" key ")[2] or "another key"
         why = f"it is signed by {key}, which is not one of trusted_signers"
     else:
-        why = f"{_reason(done)}: it was changed after it was signed, or the signature is not one of lifeboat's"
+        why = f"{_reason(other)}: it was changed after it was signed, or the signature is not one of lifeboat's"
     raise LifeboatError(f"{name} does not carry a valid signature of a trusted signer ({why}); do not restore it")
+
+
+def no_trusted_signer(name: str) -> LifeboatError:
+    return LifeboatError(
+        f"no trusted signer is known here to check {name}: give trusted_signers the .pub line of the signing key of "
+        f"the host that made it (its {default_key_file()}.pub, or {PUBLIC_KEY_NAME} beside its archives, copied over "
+        "a channel you trust), or allow_unsigned: true for this run if you know where the archive comes from")
+
+
+def record_bytes(archive_name: str, archive_sha256: str, record: dict[str, t.Any]) -> bytes:
+    """What a verification record's signature covers: the record (without its signature) bound to the archive's
+    file name and sha256, so that it proves nothing of another archive, or of this one renamed or replaced."""
+    body = {key: value for key, value in record.items() if key != RECORD_SIGNATURE_FIELD}
+    return _manifest.encode({"archive": archive_name, "sha256": archive_sha256, "record": body})
+
+
+def sign_record(archive_name: str, archive_sha256: str, record: dict[str, t.Any], key_file: str) -> str:
+    return sign(record_bytes(archive_name, archive_sha256, record), key_file, RECORD_NAMESPACE).decode("ascii")
+
+
+def record_trusted(archive_name: str, archive_sha256: str, record: dict[str, t.Any], trust: Trust) -> bool:
+    """Whether a trusted key signed this verification record of this archive."""
+    signature = record.get(RECORD_SIGNATURE_FIELD)
+    if not trust.signers or not isinstance(signature, str) or "BEGIN SSH SIGNATURE" not in signature:
+        return False
+    with PrivateDir() as work:
+        signers_file = work.write_secret("allowed_signers", allowed_signers(trust.signers, RECORD_NAMESPACE))
+        signature_file = work.write_secret("record.sig", signature)
+        done = _ssh_keygen(["-Y", "verify", "-f", signers_file, "-I", IDENTITY, "-n", RECORD_NAMESPACE,
+                            "-s", signature_file], record_bytes(archive_name, archive_sha256, record))
+    return done.returncode == 0
 
 
 # The signed bytes from a manifest that verify has since appended to (the same JSON form as _manifest.encode).

@@ -41,6 +41,7 @@ from . import (
     _params,
     _postgres,
     _postgres_module,
+    _signing,
     _tar_index,
     _validate_mongo,
     _validate_pg,
@@ -50,6 +51,11 @@ from ._clients import HOST, ContainerClient, HostClient
 from ._common import LifeboatError, PrivateDir, find_binary
 from ._pipeline import Decryption
 from ._structure import MongoArchiveReader, PgSqlReader, hex_sum, row_digest
+
+
+def _own_trust(params: dict[str, t.Any]) -> _signing.Trust:
+    """A deploy's rollback restores the archive its own run made: signed by this host's key."""
+    return _signing.resolve_trust((), False, params.get("signing_key_file"))
 
 if t.TYPE_CHECKING:
     from ._validate_core import Checks, ContentStats
@@ -183,7 +189,7 @@ class PostgreSQL(Source):
         # recreate: the archive's content replaces the database's atomically (a side database, then renamed)
         return _postgres.restore(_postgres.RestoreRequest(
             connection=_postgres_module.pg_connection(params, database), archive_path=archive, overwrite=True, recreate=True,
-            safety_dump=safety_dump))
+            safety_dump=safety_dump, trust=_own_trust(params)))
 
     def describe_error(self, exc: Exception) -> str | None:
         return _postgres.describe_error(exc)
@@ -207,6 +213,7 @@ class PostgreSQL(Source):
             connection=self._maintenance(connection), archive_path=archive, target_database=scratch,
             decryption=decryption, no_owner=not keep_owners, no_privileges=not keep_owners,
             maintenance_database=connection.database or "postgres", pg_bin_dir=bin_dir, tap=tap or {},
+            trust=_signing.CHECKED_BY_CALLER,
         ))
 
     def structure_walk(self, archive: str, manifest: dict[str, t.Any], content: bool,
@@ -281,7 +288,7 @@ class MongoDB(Source):
                       safety_dump: ArchiveOptions) -> dict[str, t.Any]:
         return _mongo.restore(_mongo.RestoreRequest(
             connection=_mongo_module.mongo_connection(params), archive_path=archive, drop=True, overwrite=True,
-            safety_dump=safety_dump))
+            safety_dump=safety_dump, trust=_own_trust(params)))
 
     def describe_error(self, exc: Exception) -> str | None:
         return _mongo.describe_error(exc)
@@ -312,7 +319,8 @@ class MongoDB(Source):
                         scratch: str, decryption: Decryption, bin_dir: str | None, *,
                         keep_owners: bool = False, tap: dict[str, t.Any] | None = None) -> None:
         _mongo.restore(_mongo.RestoreRequest(connection=connection, archive_path=archive, decryption=decryption,
-                                             tools_dir=bin_dir, tap=tap or {}, **self._renames(manifest, scratch)[0]))
+                                             tools_dir=bin_dir, tap=tap or {}, trust=_signing.CHECKED_BY_CALLER,
+                                             **self._renames(manifest, scratch)[0]))
 
     def structure_walk(self, archive: str, manifest: dict[str, t.Any], content: bool,
                        bin_dir: str | None, place: Place = HOST) -> StructureWalk:

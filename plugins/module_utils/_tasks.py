@@ -21,8 +21,9 @@ from ._module_frame import Outcome, Run
 
 def backup_verify(run: Run) -> Outcome:
     params = run.params
+    trust = _params.trust(params)
     archives = _verify.select_archives(archive=params["archive"], destination=params["destination"],
-                                       job=params["job"], select=params["select"])
+                                       job=params["job"], select=params["select"], trust=trust)
     decryption = _params.decryption(params)
     level = _verify.resolve_level(params["level"], archives, decryption)
     if run.check_mode and level == "restore":
@@ -36,9 +37,12 @@ def backup_verify(run: Run) -> Outcome:
         pg_bin_dir=params["pg_bin_dir"],
         tools_dir=params["tools_dir"],
         record=params["record"] and not run.check_mode,
-        trust=_params.trust(params),
+        trust=trust,
+        signing_key_file=_params.record_key(params),
     )
     results = _verify.verify(request)
+    if results and request.unsigned_records_warning:
+        run.warn(request.unsigned_records_warning)
     failures = [result for result in results if not result["ok"]]
     summary: dict[str, t.Any] = {"results": results, "passed_count": len(results) - len(failures),
                                  "failed_count": len(failures)}
@@ -67,7 +71,7 @@ def files_backup(run: Run) -> Outcome:
     for changed in files["changed_while_read"]:
         run.warn(f"{changed}: its copy in the archive may be inconsistent")
     return Outcome(changed=True, result={"roots": files["roots"], "changed_while_read": files["changed_while_read"],
-                                         **_params.dump_result(result)})
+                                         **_params.dump_result(result, request.archive, run)})
 
 
 def files_restore(run: Run) -> Outcome:
@@ -79,8 +83,10 @@ def files_restore(run: Run) -> Outcome:
         archive_path=archive, decryption=_params.decryption(params), volume_map=params["volume_map"],
         path_map=params["path_map"], only=params["only"], overwrite=params["overwrite"],
         safety_dump_dir=params["safety_dump_dir"], trust=_params.trust(params))
-    common = {"archive": archive, **({"archive_reason": reason} if reason else {})}
+    manifest = load_trusted(archive, request.trust)
+    common = {"archive": archive, **({"archive_reason": reason} if reason else {}),
+              **_params.signature_result(run, archive, request.trust)}
     if run.check_mode:
-        targets = _files_source.plan_restore(request, load_trusted(archive, request.trust))
+        targets = _files_source.plan_restore(request, manifest)
         return Outcome(changed=True, result={**common, "targets": [target.label for target in targets]})
     return Outcome(changed=True, result={**common, **_files_source.restore(request)})

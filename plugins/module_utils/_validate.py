@@ -39,7 +39,7 @@ class Endpoint:
     database: str | None = None
     archive: str | None = None
     decryption: Decryption = field(default_factory=Decryption)
-    trust: _signing.Trust = field(default_factory=_signing.Trust)  # whose signature a source archive must carry
+    trust: _signing.Trust = field(default_factory=_signing.host_trust)  # whose signature a source archive must carry
     auth_database: str = "admin"
     tools_dir: str | None = None
     pg_bin_dir: str | None = None

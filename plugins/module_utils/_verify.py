@@ -76,7 +76,16 @@ class VerifyRequest:
     pg_bin_dir: str | None = None
     tools_dir: str | None = None
     record: bool = True
-    trust: _signing.Trust = field(default_factory=_signing.Trust)  # whose signature each manifest must carry
+    trust: _signing.Trust = field(default_factory=_signing.host_trust)  # whose signature each manifest must carry
+    signing_key_file: str | None = None  # signs each record; without it a record is written unsigned (and ignored)
+
+    @property
+    def unsigned_records_warning(self) -> str | None:
+        if not self.record or self.signing_key_file:
+            return None
+        return ("this host has no signing key, so its verification records are unsigned and no restore counts them "
+                f"(select newest_verified): give signing_key_file, or run the backup here once to make "
+                f"{_signing.default_key_file()}")
 
     def validate(self) -> None:
         if self.level not in LEVELS:
@@ -102,9 +111,11 @@ class VerifyRequest:
 
 
 def select_archives(
-    *, archive: str | None = None, destination: str | None = None, job: str | None = None, select: str = "all"
+    *, archive: str | None = None, destination: str | None = None, job: str | None = None, select: str = "all",
+    trust: _signing.Trust | None = None,
 ) -> list[_catalog.Archive]:
-    """One archive by path, or the archives of a destination (of one job), as the catalog sees them."""
+    """One archive by path, or the archives of a destination (of one job), as the catalog sees them (``unverified``:
+    those without a passed verification a key of ``trust`` signed)."""
     if select not in SELECTIONS:
         raise LifeboatError(f"select must be one of {', '.join(SELECTIONS)}, not '{select}'")
     if archive:
@@ -112,7 +123,7 @@ def select_archives(
             raise LifeboatError(f"archive '{archive}' must be an absolute path")
         if archive.endswith(_manifest.MANIFEST_SUFFIX):
             archive = archive[: -len(_manifest.MANIFEST_SUFFIX)]
-        found = [a for a in _catalog.scan(os.path.dirname(archive)).archives if a.path == archive]
+        found = [a for a in _catalog.scan(os.path.dirname(archive), trust=trust).archives if a.path == archive]
         if not found:
             raise LifeboatError(f"{archive} is neither an archive nor a manifest of lifeboat.ops")
         return found
@@ -120,7 +131,7 @@ def select_archives(
         raise LifeboatError("give archive, or destination (and job) to verify the archives found there")
     if not os.path.isdir(destination):
         raise LifeboatError(f"destination {destination} does not exist")
-    archives = _catalog.scan(destination, job).archives
+    archives = _catalog.scan(destination, job, trust).archives
     if select == "unverified":
         archives = [a for a in archives if not a.verified]
     elif select == "newest":
@@ -160,7 +171,7 @@ def verify_one(archive: _catalog.Archive, request: VerifyRequest) -> dict[str, t
             **({"signature": result["signature"]} if "signature" in result else {}),
             "duration_seconds": result["duration_seconds"],
             **({"content": result["content"]} if "content" in result else {}),
-        })
+        }, request.signing_key_file)
     return result
 
 

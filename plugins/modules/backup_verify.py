@@ -151,11 +151,12 @@ results:
       description: Whether every check of the level passed.
       type: bool
     checks:
-      description: Each check run, V(ok) or V(failed); V(signature) first when O(trusted_signers) is given.
+      description: Each check run, V(ok) or V(failed); V(signature) first.
       type: dict
     signature:
-      description: How the manifest's signature passed, V(ok), V(unsigned (allowed)) (O(allow_unsigned)) or
-        V(not checked) (no O(trusted_signers)); absent when the manifest could not be read or the signature failed.
+      description: How the manifest's signature passed, V(ok) (a trusted key signed it), or with O(allow_unsigned)
+        V(unsigned (allowed)) or V(untrusted (allowed)); absent when the manifest could not be read or the
+        signature failed.
       type: str
     failed_check:
       description: The first check that failed.

@@ -101,6 +101,22 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+signer:
+  description: The public key (OpenSSH C(.pub) line) that signed the manifest, for C(trusted_signers) on other hosts.
+  returned: changed
+  type: str
+signer_file:
+  description: Where that public key was written beside the archives (C(lifeboat-signer.pub)); never trusted from there.
+  returned: changed
+  type: str
+signing_key_file:
+  description: The private key file that signed (O(signing_key_file), or this host's own key).
+  returned: changed
+  type: str
+signing_key_created:
+  description: Whether this run made this host's signing key (its first backup); a warning says so too.
+  returned: changed
+  type: bool
 archive:
   description: Path of the archive written.
   returned: changed

@@ -84,8 +84,9 @@ options:
           - OpenSSH public keys (V(ssh-ed25519 AAAA...)) whose signature O(source.archive)'s manifest must carry, checked
             before anything is restored, as the restore modules do; an unsigned or wrongly signed archive is refused
             unless O(source.allow_unsigned) (unsigned only). Only for a source archive.
-          - When empty and O(source.signing_key_file) is given, that key's public half is the trusted signer; when both
-            are empty, the signature is not checked.
+          - The public half of O(source.signing_key_file) (or of this host's own key, C(/etc/lifeboat/signing_key),
+            when it exists) is trusted as well; with no trusted key at all, the archive is refused unless
+            O(source.allow_unsigned).
         type: list
         elements: str
         default: []

@@ -142,6 +142,15 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+signature:
+  description: How the archive's manifest signature passed, V(ok) (a trusted key signed it), or with
+    O(allow_unsigned) V(unsigned (allowed)) or V(untrusted (allowed)) (a warning says so too).
+  returned: always
+  type: str
+allow_unsigned:
+  description: Whether O(allow_unsigned) was given for this run.
+  returned: always
+  type: bool
 archive:
   description: The archive restored (the one its manifest describes when the manifest's path was given).
   returned: always

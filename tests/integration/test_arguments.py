@@ -81,7 +81,7 @@ def test_overwrite_with_safety_dump(engine, server, run_module, tmp_path, unique
             safety_dump_dir=str(tmp_path / "safety"), **replace))
         assert second.rc == 0, second.result
         assert server.fingerprint(unique_name)["counts"] == server.fingerprint(source)["counts"]
-        kept = [name for name in listing(tmp_path / "safety") if not name.endswith(".manifest.json")]
+        kept = [name for name in listing(tmp_path / "safety") if not name.endswith((".manifest.json", ".sig", ".pub"))]
         assert len(kept) == 1 and kept[0].startswith(f"{unique_name}-before-restore-")
     finally:
         server.drop(unique_name)
@@ -113,7 +113,7 @@ def test_the_safety_dump_of_an_encrypted_archive_is_encrypted_like_it(engine, gi
             archive=dumped.result["archive"], target_database=unique_name, overwrite=True,
             safety_dump_dir=str(tmp_path / "safety"), **opened, **replace))
         assert second.rc == 0, second.result
-        kept = [name for name in listing(tmp_path / "safety") if not name.endswith((".manifest.json", ".sig"))]
+        kept = [name for name in listing(tmp_path / "safety") if not name.endswith((".manifest.json", ".sig", ".pub"))]
         assert len(kept) == 1 and kept[0].endswith(".age"), kept
         with open(tmp_path / "safety" / f"{kept[0]}.manifest.json", encoding="utf-8") as handle:
             described = json.load(handle)["archive"]["encryption"]

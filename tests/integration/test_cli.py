@@ -228,8 +228,9 @@ def test_sigterm_leaves_no_archive(host, pg, mongo, big_pg, tmp_path):
     _out, err = process.communicate(timeout=60)
     assert process.returncode == 1
     assert "stopped by SIGTERM before the work was done" in err
-    # No archive and no partial file: only the record that the run failed, which `lifeboat status` reports.
-    assert listing(tmp_path / "backups") == [".lifeboat-last-run-big.json"]
+    # No archive and no partial file: only the record that the run failed, which `lifeboat status` reports (and the
+    # signing key's public half, published before the dump).
+    assert listing(tmp_path / "backups") == [".lifeboat-last-run-big.json", "lifeboat-signer.pub"]
     record = json.loads((tmp_path / "backups" / ".lifeboat-last-run-big.json").read_text())
     assert record["ok"] is False and "SIGTERM" in record["failure"]
     status = subprocess.run([sys.executable, str(host / "bin" / "lifeboat"), "status", "--config", str(config)],
@@ -304,7 +305,8 @@ def test_prune_keeps_what_the_policy_and_the_last_verified_archive_need(host, pg
     run = lifeboat(host, "prune", "--job", "journal", "--config", config)
     assert run.returncode == 0 and f"remove {os.path.basename(first)}" in run.stderr
     assert "1 archives removed" in run.stderr
-    assert sorted(glob.glob(str(tmp_path / "backups" / "journal-*"))) == [second, second + ".manifest.json"]
+    assert sorted(glob.glob(str(tmp_path / "backups" / "journal-*"))) == [
+        second, second + ".manifest.json", second + ".manifest.json.sig"]
 
 
 def test_status_exit_codes_follow_the_states_and_metrics_pass_promtool(host, pg, mongo, tmp_path):
@@ -495,7 +497,8 @@ def test_a_missing_program_says_what_to_install(host, pg, mongo, age_key, tmp_pa
     """It used to say "(or point the module at it)", an option that does not exist."""
     tools = tmp_path / "bin"
     tools.mkdir()
-    os.symlink(shutil.which("zstd"), tools / "zstd")  # what the job needs but age
+    for program in ("zstd", "ssh-keygen"):  # what the job needs but age
+        os.symlink(shutil.which(program), tools / program)
     config = tmp_path / "lifeboat.yml"
     write_config(config, pg, mongo, tmp_path / "backups", encryption_recipients=[age_key["recipient"]])
     data = yaml.safe_load(config.read_text())

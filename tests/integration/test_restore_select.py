@@ -11,7 +11,7 @@ from testbed import MONGO_SOURCE, PG_SOURCE, listing, sample_jobs
 
 def archives_of(directory):
     return sorted(str(directory / name) for name in listing(directory)
-                  if name.startswith(directory.name + "-") and not name.endswith(".manifest.json"))
+                  if name.startswith(directory.name + "-") and not name.endswith((".manifest.json", ".sig")))
 
 
 def test_the_restore_role_takes_the_newest_verified_archive_and_says_so(pg, mongo, run_playbook, tmp_path, unique_name):

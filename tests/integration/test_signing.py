@@ -170,18 +170,14 @@ def test_forged_archive_fails_every_level_and_restore_a_signed_one_passes(
     assert restored.rc == 0, restored.result
     server.drop(f"{unique_name}_signed")
 
-    # Forged with the real tools: without trusted_signers it passes every level (the hole) ...
+    # Forged with the real tools: it fails at every level, at the signature check, and no restore starts; without
+    # trusted_signers too (the host's own key is trusted, and nothing else: before issue 28 it passed every level).
     if engine == "postgresql":
         forge_pg(server, archive, age_key["recipient"], f"{unique_name}_forge")
     else:
         forge_mongo(server, archive, age_key["recipient"])
-    for level in LEVELS:
-        run = verify(run_module, archive, level, server, age_key)
-        assert run.rc == 0, (level, run.result)
-        assert run.result["results"][0]["signature"] == "not checked"
-    # ... and with them it fails at every level, at the signature check, and no restore starts.
-    for level in LEVELS:
-        run = verify(run_module, archive, level, server, age_key, **trusted)
+    for level, extra in [(level, trusted) for level in LEVELS] + [("checksum", {})]:
+        run = verify(run_module, archive, level, server, age_key, **extra)
         assert run.rc != 0, (level, run.result)
         result = run.result["results"][0]
         assert result["failed_check"] == "signature" and "restore" not in result["checks"], result
@@ -252,12 +248,17 @@ def test_signature_verifies_by_hand_before_and_after_verification(pg, keys, run_
     assert run.rc != 0 and run.result["results"][0]["failed_check"] == "signature"
 
 
+def unsign(archive):
+    """An archive as made before signing (issue 28): its manifest without a signature beside it."""
+    os.unlink(archive + ".manifest.json.sig")
+
+
 def test_unsigned_refused_unless_allowed_and_bad_input_is_one_line(pg, keys, run_module, tmp_path, unique_name):
     destination = tmp_path / "backups"
     dumped = run_module("postgresql_dump", pg.login(database=PG_SOURCE, destination=str(destination), job="old"))
     assert dumped.rc == 0, dumped.result
     archive = dumped.result["archive"]
-    assert not os.path.exists(archive + ".manifest.json.sig")
+    unsign(archive)
     trusted = [keys["backup"]["public"]]
     run = run_module("backup_verify", {"archive": archive, "level": "structure", "trusted_signers": trusted})
     assert run.rc != 0 and "is not signed" in one_line(run.result["msg"]) and "allow_unsigned" in run.result["msg"]
@@ -332,8 +333,9 @@ def test_host_command_signs_and_its_verify_checks_against_the_job_key(pg, mongo,
     assert run.returncode == 0 and " ok (structure, " in run.stderr, run.stderr
     with open(manifest, encoding="utf-8") as handle:
         assert json.load(handle)["verifications"][-1]["signature"] == "ok"
-    # An explicit trusted signer that did not sign it: refused in one line.
-    wrong = write_config(tmp_path / "wrong.yml", pg, mongo, destination, signing_key_file=keys["backup"]["private"],
+    # Trusted signers (and a job key) that did not sign it: refused in one line. (The job's own key is always
+    # trusted beside trusted_signers, issue 28.)
+    wrong = write_config(tmp_path / "wrong.yml", pg, mongo, destination, signing_key_file=keys["attacker"]["private"],
                          verify={"trusted_signers": [keys["attacker"]["public"]]})
     run = lifeboat(host, "verify", "--job", "journal", "--config", wrong)
     assert run.returncode == 1
@@ -423,6 +425,7 @@ def test_a_job_that_signs_refuses_unsigned_without_trusted_signers(pg, keys, run
     dumped = run_module("postgresql_dump", pg.login(database=PG_SOURCE, destination=str(destination), job="old"))
     assert dumped.rc == 0, dumped.result
     unsigned = dumped.result["archive"]
+    unsign(unsigned)
     job_key = {"signing_key_file": keys["backup"]["private"]}
     run = run_module("backup_verify", {"archive": unsigned, "level": "checksum", **job_key})
     assert run.rc != 0 and "is not signed" in one_line(run.result["msg"]), run.result
@@ -458,9 +461,17 @@ def test_a_job_that_signs_refuses_unsigned_without_trusted_signers(pg, keys, run
                                                                          **job_key}})):
         assert run.rc != 0 and "does not carry a valid signature" in one_line(run.result["msg"]), run.result
     assert not pg.has_database(scratch)
-    # Without a key or trusted signers nothing can check it: said so, as before.
+    # Without a key or trusted signers given, the host's own key is the trusted signer (issue 28): refused, and
+    # passed with allow_unsigned, the result saying so.
     run = run_module("backup_verify", {"archive": unsigned, "level": "checksum"})
-    assert run.rc == 0 and run.result["results"][0]["signature"] == "not checked", run.result
+    assert run.rc != 0 and "is not signed" in one_line(run.result["msg"]), run.result
+    run = run_module("backup_verify", {"archive": unsigned, "level": "checksum", "allow_unsigned": True})
+    assert run.rc == 0 and run.result["results"][0]["signature"] == "unsigned (allowed)", run.result
+    allowed = run_module("postgresql_restore", {**pg.login(), "archive": unsigned, "target_database": unique_name,
+                                                "allow_unsigned": True})
+    assert allowed.rc == 0 and allowed.result["signature"] == "unsigned (allowed)", allowed.result
+    assert "restored only because allow_unsigned" in json.dumps(allowed.result.get("warnings")), allowed.result
+    pg.drop(unique_name)
     # The key file named but absent (a restore on another host): one line that says what to give instead.
     run = run_module("backup_verify", {"archive": unsigned, "level": "checksum",
                                        "signing_key_file": str(tmp_path / "gone")})

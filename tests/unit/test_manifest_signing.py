@@ -43,7 +43,11 @@ def test_signed_manifest_passes_and_verifications_stay_outside_the_signature(sig
     assert _signing.check(signed["path"], signed["manifest"], trust) == _signing.SIGNED
     verified = {**signed["manifest"], "verifications": [{"ok": True, "level": "restore"}]}
     assert _signing.check(signed["path"], verified, trust) == _signing.SIGNED
-    assert _signing.check(signed["path"], signed["manifest"], _signing.Trust()) == _signing.NOT_CHECKED
+    # No trusted key known: refused, saying in one line how to fix it; allow_unsigned says the signer is untrusted.
+    message = refusal(signed["path"], signed["manifest"], _signing.Trust())
+    assert "no trusted signer is known here" in message and "trusted_signers" in message and "allow_unsigned" in message
+    allowed = _signing.Trust(allow_unsigned=True)
+    assert _signing.check(signed["path"], signed["manifest"], allowed) == _signing.UNTRUSTED_ALLOWED
 
 
 def test_every_other_change_is_refused(signed):
@@ -100,3 +104,45 @@ def test_by_hand_command_checks_a_verified_manifest(signed, tmp_path):
     done = subprocess.run(command.replace("ALLOWED_SIGNERS", str(allowed)), shell=True, cwd=tmp_path,
                           capture_output=True, text=True, check=False)
     assert done.returncode == 0 and "Good" in done.stdout, done
+
+
+def test_no_signer_known_refuses_unsigned_too(signed):
+    os.unlink(_signing.signature_path(signed["path"]))
+    assert "no trusted signer is known here" in refusal(signed["path"], signed["manifest"], _signing.Trust())
+    allowed = _signing.Trust(allow_unsigned=True)
+    assert _signing.check(signed["path"], signed["manifest"], allowed) == _signing.UNSIGNED_ALLOWED
+
+
+def test_default_key_made_once_private_and_trusted_with_the_signers_given(tmp_path, monkeypatch):
+    key_file = tmp_path / "etc" / "lifeboat" / "signing_key"
+    monkeypatch.setenv(_signing.KEY_FILE_ENV, str(key_file))
+    assert _signing.default_key_file() == str(key_file)
+    assert _signing.resolve_trust(()).signers == ()  # no key yet: nothing trusted
+    public = _signing.ensure_signing_key(str(key_file))
+    assert public.startswith("ssh-ed25519 ") and public.endswith(" lifeboat")
+    assert oct(key_file.stat().st_mode & 0o777) == "0o600" and oct(key_file.parent.stat().st_mode & 0o777) == "0o700"
+    assert _signing.ensure_signing_key(str(key_file)) == public  # made once
+    _other, other_public = keypair(tmp_path, "other")
+    assert _signing.resolve_trust([other_public]).signers == (other_public, public)
+    with pytest.raises(LifeboatError, match="is inside the destination"):
+        _signing.check_key_outside(str(key_file), str(tmp_path / "etc"))
+    _signing.check_key_outside(str(key_file), str(tmp_path / "etc-other"))
+    written = _signing.publish_public_key(str(tmp_path), public)
+    assert open(written, encoding="utf-8").read() == public + "\n"
+
+
+def test_verification_records_bound_to_their_archive_and_signer(tmp_path):
+    key, public = keypair(tmp_path, "verifier")
+    _attacker, attacker_public = keypair(tmp_path, "attacker")
+    record = {"at": "2026-11-30T01:00:00Z", "ok": True, "level": "restore", "host": "h"}
+    signed = {**record, _signing.RECORD_SIGNATURE_FIELD: _signing.sign_record("a.pgdump", "ab" * 32, record, key)}
+    trust = _signing.Trust((public,))
+    assert _signing.record_trusted("a.pgdump", "ab" * 32, signed, trust)
+    assert not _signing.record_trusted("b.pgdump", "ab" * 32, signed, trust)  # copied to another archive
+    assert not _signing.record_trusted("a.pgdump", "cd" * 32, signed, trust)  # the archive replaced
+    assert not _signing.record_trusted("a.pgdump", "ab" * 32, {**signed, "ok": False}, trust)  # changed
+    assert not _signing.record_trusted("a.pgdump", "ab" * 32, record, trust)  # unsigned
+    assert not _signing.record_trusted("a.pgdump", "ab" * 32, signed, _signing.Trust((attacker_public,)))
+    # A manifest signature is not a record signature (namespaces), nor the other way round.
+    as_manifest = _signing.sign(_signing.record_bytes("a.pgdump", "ab" * 32, record), key).decode()
+    assert not _signing.record_trusted("a.pgdump", "ab" * 32, {**record, "record_signature": as_manifest}, trust)
