@@ -56,8 +56,7 @@ def test_records_are_best_effort_and_damaged_ones_ignored(tmp_path):
     assert _status.last_run(str(tmp_path), "journal") is None
     assert _status.evaluate(str(tmp_path), ["journal"], now=START + dt.timedelta(hours=1))["state"] == OK
     assert sorted(os.listdir(tmp_path)) == [".lifeboat-last-run-journal.json", "journal-20261120T030000Z.pgdump",
-                                            "journal-20261120T030000Z.pgdump.manifest.json",
-                                            "lifeboat-signer.pub"]
+                                            "journal-20261120T030000Z.pgdump.manifest.json"]
 
 
 def test_a_run_that_started_and_died_is_critical_and_a_live_one_is_running(tmp_path):
