@@ -259,7 +259,7 @@ def stop_during_backup(request: DumpRequest) -> t.Callable[[list[dict[str, t.Any
         job = request.archive.job
         containers = _stopping.containers_to_stop(job, request.stop_containers, volumes, paths)
         _stopping.refuse_live_data_dirs(volumes, paths, {container["id"] for container in containers})
-        with _stopping.stopped(containers, _stopping.state_dir_for(request.archive.destination), job) as names:
+        with _stopping.stopped(containers, _stopping.notes_dir(), job, request.archive.destination) as names:
             yield names
 
     return consistent

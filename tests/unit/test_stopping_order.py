@@ -12,7 +12,7 @@ import signal
 import docker.errors
 import pytest
 
-from ansible_collections.lifeboat.ops.plugins.module_utils import _pipeline, _stopping
+from ansible_collections.lifeboat.ops.plugins.module_utils import _pipeline, _status, _stopped_notes, _stopping
 from ansible_collections.lifeboat.ops.plugins.module_utils._common import LifeboatError, process_start
 
 
@@ -72,6 +72,7 @@ def fake(monkeypatch):
     def install(api):
         holder["api"] = api
         monkeypatch.setattr(_stopping, "docker_api", lambda: api)
+        monkeypatch.setattr(_stopped_notes, "docker_api", lambda: api)
         return api
 
     return install
@@ -174,11 +175,46 @@ def test_restart_left_stopped_reports_failures_after_trying_all(fake, tmp_path):
 
 
 def test_no_state_file_never_reaches_the_engine(monkeypatch, tmp_path):
-    monkeypatch.setattr(_stopping, "docker_api", lambda: pytest.fail("the engine was asked"))
+    monkeypatch.setattr(_stopped_notes, "docker_api", lambda: pytest.fail("the engine was asked"))
     assert _stopping.restart_left_stopped(str(tmp_path)) == []
     assert _stopping.restart_left_stopped(str(tmp_path / "absent")) == []
     with _stopping.stopped([], str(tmp_path), "app") as names:
         assert names == []
+
+
+def test_left_stopped_names_what_a_gone_run_left_stopped_and_since_when_and_changes_nothing(fake, tmp_path):
+    api = fake(FakeAPI([info("web", running=False), info("db", running=True)]))
+    note = tmp_path / f"{_stopping.STATE_PREFIX}app.4194305.json"
+    note.write_text(json.dumps({"job": "app", "pid": 2 ** 22 + 1, "stopped_at": "2026-12-07T03:00:00Z",
+                                "containers": [entry("web"), entry("db")]}))
+    write_state(tmp_path / f"{_stopping.STATE_PREFIX}mine.1.json", "mine", os.getpid(), ["web"],
+                process_start(os.getpid()))  # a run that still lives holds its containers stopped: no alarm
+
+    [found] = _stopped_notes.left_stopped(str(tmp_path))
+    assert (found["job"], found["containers"], found["stopped_at"]) == ("app", ["web"], "2026-12-07T03:00:00Z")
+    line = _stopped_notes.describe_left_stopped(found)
+    assert line.startswith("container web stopped since 2026-12-07T03:00:00Z by backup job app, whose run"), line
+    assert [c for c in api.calls if c[0] in ("start", "stop")] == []
+    assert len(state_files(tmp_path)) == 2
+
+    report = _status.with_left_stopped({"state": "OK", "exit_code": 0, "summary": "OK", "reasons": [], "jobs": []},
+                                       [found])
+    assert report["state"] == "CRITICAL" and report["exit_code"] == 2
+    assert report["summary"].startswith("CRITICAL: container web stopped since 2026-12-07T03:00:00Z"), report
+    api.infos["id-web"]["State"]["Running"] = True  # started by hand: nothing left to report
+    assert _stopped_notes.left_stopped(str(tmp_path)) == []
+
+
+def test_restart_before_run_starts_them_and_says_so_in_a_line_each(fake, tmp_path, monkeypatch):
+    monkeypatch.setenv(_stopped_notes.NOTES_DIR_VARIABLE, str(tmp_path))
+    api = fake(FakeAPI([info("web", running=False)]))
+    write_state(tmp_path / f"{_stopping.STATE_PREFIX}app.1.json", "app", 2 ** 22 + 1, ["web"])
+    assert _stopped_notes.restart_before_run(check_mode=True) == [
+        "would start container web again (left stopped by a killed backup run of job app)"]
+    assert api.calls == [("close", "")]  # check mode asked the engine, started nothing
+    assert _stopped_notes.restart_before_run() == ["started container web again (a killed backup run had left it "
+                                                   "stopped)"]
+    assert ("start", "id-web") in api.calls and state_files(tmp_path) == []
 
 
 def test_containers_to_stop_names_first_then_labelled_ones_that_mount_what_is_read(fake):
