@@ -291,6 +291,10 @@ def backup_job(job: _config.Job, output: Output) -> None:
         f"{manifest['total_count']} {counted} in {len(manifest['counts'])} {per}) "
         f"in {manifest['duration_seconds']:.1f} s"
     )
+    if manifest.get("server", {}).get("stopped_containers"):
+        server = manifest["server"]
+        output.line(f"{job.name}: {', '.join(server['stopped_containers'])} stopped for "
+                    f"{server.get('downtime_seconds') or 0:.1f} s while read")
 
 
 def one_line(exc: BaseException) -> str:

@@ -30,6 +30,7 @@ import datetime as _dt
 import json
 import os
 import signal
+import time
 import typing as t
 
 from . import _docker_apps
@@ -161,6 +162,13 @@ def refuse_live_data_dirs(volumes: t.Sequence[str], paths: t.Sequence[str], stop
         api.close()
 
 
+class StoppedNames(list[str]):
+    """The names of the containers stopped, in stop order; ``downtime_seconds`` once all run again: from the first
+    stop to the last start, the app's downtime for this backup (None while they are stopped, or if none was)."""
+
+    downtime_seconds: float | None = None
+
+
 def _state_path(state_dir: str, job: str) -> str:
     return os.path.join(state_dir, f"{STATE_PREFIX}{job}.{os.getpid()}{STATE_SUFFIX}")
 
@@ -174,7 +182,7 @@ def stopped(containers: list[dict[str, str]], state_dir: str, job: str,
     restart_left_stopped needs.
     """
     if not containers:
-        yield []
+        yield StoppedNames()
         return
     docker = docker_sdk()
     path = _state_path(state_dir, job)
@@ -194,6 +202,8 @@ def stopped(containers: list[dict[str, str]], state_dir: str, job: str,
                             f"killed), so none was stopped: {exc.strerror}") from exc
     hold_lock(lock)  # alive as long as this process is, in any PID namespace (see _common.lock_owner_alive)
     body_error: BaseException | None = None
+    names = StoppedNames()
+    first_stop = time.monotonic()
     try:
         for container in containers:
             try:
@@ -204,7 +214,8 @@ def stopped(containers: list[dict[str, str]], state_dir: str, job: str,
                 raise  # SIGTERM while waiting for the engine (the pipeline's handler): started again below
             except Exception as exc:  # noqa: BLE001 - the engine's or its connection's error, said in one line
                 raise LifeboatError(f"cannot stop container {container['name']}: {_first_line(exc)}") from None
-        yield [c["name"] for c in containers]
+        names = StoppedNames(c["name"] for c in containers)
+        yield names
     except BaseException as exc:
         body_error = exc
         raise
@@ -213,6 +224,7 @@ def stopped(containers: list[dict[str, str]], state_dir: str, job: str,
             # A second SIGTERM must not leave half of them stopped: it waits until all were started.
             with termination_deferred() as arrived:
                 _started, failures = _start_all(api, containers)
+                names.downtime_seconds = round(time.monotonic() - first_stop, 3)
                 if not failures:
                     try:
                         os.unlink(path)

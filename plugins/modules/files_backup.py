@@ -137,6 +137,16 @@ changed_while_read:
   returned: changed
   type: list
   elements: str
+stopped_containers:
+  description: The containers stopped while their volumes and paths were read (O(stop_containers) and those labelled
+    C(lifeboat.stop-during-backup)), in stop order; all run again.
+  returned: when some were stopped
+  type: list
+  elements: str
+downtime_seconds:
+  description: The app's downtime for this backup, from the first container stopped to the last started again.
+  returned: when some were stopped
+  type: float
 duration_seconds:
   description: Wall time of the backup.
   returned: changed

@@ -92,6 +92,8 @@ def test_stopped_writes_the_state_file_first_stops_in_order_and_starts_in_revers
     api = fake(FakeAPI(on_stop=on_stop))
     with _stopping.stopped([entry("web"), entry("worker"), entry("db")], str(tmp_path), "app") as names:
         assert names == ["web", "worker", "db"]
+        assert names.downtime_seconds is None  # still stopped
+    assert 0 <= names.downtime_seconds < 5  # from the first stop to the last start
     assert [c for c in api.calls if c[0] != "close"] == [
         ("stop", "id-web"), ("stop", "id-worker"), ("stop", "id-db"),
         ("start", "id-db"), ("start", "id-worker"), ("start", "id-web")]
