@@ -165,11 +165,14 @@ def test_the_backup_playbook_killed_then_lifeboat_backup_starts_it_first(contain
     root = tmp_path / "backups"
     config = write_config(tmp_path, root, slow_app, pg)
     job = {**files_job(root), "volumes": [slow_app.volume]}
+    assert lifeboat("backup", "--job", "journal", config=config).returncode == 0  # a fresh archive to report on
+    code, output = playbook(tmp_path, "status", {"backup_status_destinations": [str(root / "journal")]})
+    assert code == 0, output  # before: fresh, nothing stopped
     kill_while_stopped(container_bed, slow_app, [notes, root], start_playbook(tmp_path, "backup", {
         "backup_root": str(root), "backup_jobs": [job]}))
 
-    code, output = playbook(tmp_path, "status", {"backup_status_destinations": [str(root)]})
-    assert code != 0
+    code, output = playbook(tmp_path, "status", {"backup_status_destinations": [str(root / "journal")]})
+    assert code != 0, output
     assert_critical_naming(output, slow_app)
     assert running(container_bed, slow_app) == [False]
 

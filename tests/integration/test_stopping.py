@@ -132,8 +132,11 @@ def test_after_success_all_run_again_started_in_the_reverse_of_the_stop_order(co
         recorded = json.loads((tmp_path / name).read_text())
         assert recorded["job"] == JOB and recorded["pid"] == os.getpid()
         assert recorded["containers"] == entries(worker, app)
-        assert os.stat(tmp_path / name).st_mode & 0o777 == 0o600
+        assert recorded["stopped_at"].startswith("20") and recorded["stopped_at"].endswith("Z")
+        # group-readable: in the role's root:lifeboat 2770 directory the scheduled service reads a root run's note
+        assert os.stat(tmp_path / name).st_mode & 0o777 == 0o640
     assert running(container_bed, worker, app) == [True, True]
+    assert names.downtime_seconds > 0
     after = {box.name: state(container_bed, box) for box in app_pair}
     assert all(after[name]["StartedAt"] > before[name] for name in before)  # really stopped and started
     assert after[worker.name]["FinishedAt"] < after[app.name]["FinishedAt"]  # the worker stopped first
