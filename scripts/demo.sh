@@ -76,7 +76,12 @@ volumes:
   db-data: {name: lifeboat-demo-db-data, labels: {$DEMO_STATE_LABEL: "$state"}}
   app-data: {name: lifeboat-demo-app-data, labels: {$DEMO_STATE_LABEL: "$state"}}
 YAML
-POSTGRES_PASSWORD=$(head -c 18 /dev/urandom | base64) compose up --detach --quiet-pull 2>&1 |
+# The password is made once and kept (0600): compose recreates a container whose environment changed, and a new
+# password would not open the data directory's old one.
+if [ ! -s "$demo/app/postgres.password" ]; then
+  (umask 077 && head -c 18 /dev/urandom | base64 >"$demo/app/postgres.password")
+fi
+POSTGRES_PASSWORD=$(cat "$demo/app/postgres.password") compose up --detach --quiet-pull 2>&1 |
   grep -v -e "^ *Container .* Running$" -e "^ *Volume .* Created$" || true
 # The restore's target, made empty here (compose makes only the volumes a service mounts) with the labels `--down`
 # looks for.
