@@ -146,6 +146,9 @@ options:
   safety_dump_dir:
     description:
       - When set and the target holds data, dump the target into this directory before the restore overwrites it.
+      - The safety dump is protected as the restored archive was - encrypted to the same age recipients (the
+        public halves of O(age_identity_files)) or with the same passphrase - so the data it holds is never left in
+        the clear beside encrypted backups.
     type: path
 requirements:
   - C(zstd), C(gzip) or C(pigz), and C(age) (for encrypted archives) on the managed host.

@@ -4,14 +4,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import os
+import subprocess
 import time
 import typing as t
 from dataclasses import dataclass, field
 
 from . import _manifest, _retention, _signing
-from ._common import LifeboatError, first_few
+from ._common import LifeboatError, child_env, find_binary, first_few
 from ._files import ArchiveFile, sha256_file, write_file_atomic
 from ._pipeline import (
     Decryption,
@@ -150,6 +152,47 @@ def commit_with_manifest(archives: t.Sequence[ArchiveFile], manifest_path: str, 
         raise
 
 
+def safety_dump_options(base: ArchiveOptions, manifest: dict[str, t.Any], decryption: Decryption,
+                        job: str) -> ArchiveOptions:
+    """Where and how a restore archives what it is about to overwrite: encrypted as the archive it restores was.
+
+    Data worth encrypting in the backup is worth it in the copy of what the restore replaces (a volume's .env, a
+    table of password hashes). The recipients are the archive's own; recipients files missing on this host are
+    replaced by the public halves of the identities that decrypt the archive here.
+    """
+    described = manifest["archive"].get("encryption")
+    if not described:
+        return dataclasses.replace(base, job=job)
+    if described.get("method") == "age-passphrase":
+        encryption = Encryption(passphrase_file=decryption.passphrase_file)
+    else:
+        recipients = tuple(described.get("recipients") or ())
+        files = tuple(path for path in described.get("recipients_files") or () if os.path.isfile(path))
+        if len(files) < len(described.get("recipients_files") or ()):
+            recipients += recipients_of(decryption.identity_files)
+        encryption = Encryption(recipients=recipients, recipients_files=files)
+    if not encryption.enabled:
+        raise LifeboatError(
+            f"{manifest['archive'].get('file')} is encrypted but no key to encrypt the safety dump like it is known "
+            "here: give the age identity files that decrypt it, or restore without safety_dump_dir"
+        )
+    return dataclasses.replace(base, job=job, encryption=encryption)
+
+
+def recipients_of(identity_files: t.Iterable[str]) -> tuple[str, ...]:
+    """The public halves of age or OpenSSH identity files (named by path only: the secret never leaves the file)."""
+    found = []
+    for path in identity_files:
+        for argv in ([find_binary("age-keygen"), "-y", path], [find_binary("ssh-keygen"), "-y", "-f", path]):
+            done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, env=child_env(), timeout=30,
+                                  check=False)
+            lines = [line for line in done.stdout.decode("ascii", "replace").splitlines() if line.strip()]
+            if done.returncode == 0 and lines:
+                found.extend(lines)
+                break
+    return tuple(found)
+
+
 def resolve_archive(path: str) -> tuple[str, str | None]:
     """The archive a restore reads, and a note when it was given the archive's manifest instead.
 
@@ -240,10 +283,30 @@ def _damaged(archive_path: str, actual: str, expected: str) -> LifeboatError:
 
 
 def load_trusted(archive_path: str, trust: _signing.Trust | None) -> dict[str, t.Any]:
-    """The archive's manifest, once its signature is checked against ``trust``: what every restore reads first."""
+    """The archive's manifest, once its signature is checked against ``trust`` and it is shown to describe this very
+    file: what every restore reads first. (The sha256 is checked as the restore reads the file.)"""
     manifest = _manifest.load(archive_path)
     _signing.check(_manifest.manifest_path(archive_path), manifest, trust or _signing.Trust())
+    check_describes(archive_path, manifest)
     return manifest
+
+
+def check_describes(archive_path: str, manifest: dict[str, t.Any]) -> None:
+    """A manifest proves only the file it names: an older, genuinely signed archive copied with its manifest under a
+    newer name (a replay) carries a valid signature, so the name and the size are checked as verify does."""
+    described = manifest["archive"].get("file")
+    name = os.path.basename(archive_path)
+    if described != name:
+        raise LifeboatError(
+            f"{archive_path}'s manifest describes {described}, not {name}: the archive was renamed or copied under "
+            "another name; restore the archive under the name its manifest gives"
+        )
+    size = os.path.getsize(archive_path)
+    if size != manifest["archive"].get("size"):
+        raise LifeboatError(
+            f"{archive_path} has {size} bytes, its manifest says {manifest['archive'].get('size')}; the file is "
+            "damaged or was replaced: restore another archive"
+        )
 
 
 class StoredChecksumMismatch(LifeboatError):

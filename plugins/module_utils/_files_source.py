@@ -22,7 +22,14 @@ import typing as t
 from dataclasses import dataclass, field
 
 from . import _manifest, _tar_index
-from ._archive import ArchiveOptions, commit_with_manifest, load_trusted, read_for_restore, stream_to_archive
+from ._archive import (
+    ArchiveOptions,
+    commit_with_manifest,
+    load_trusted,
+    read_for_restore,
+    safety_dump_options,
+    stream_to_archive,
+)
 from ._clients import HOST, docker_api, docker_sdk
 from ._common import LifeboatError, PrivateDir, find_binary, first_few
 from ._pipeline import Decryption
@@ -371,8 +378,9 @@ def restore(request: RestoreRequest) -> dict[str, t.Any]:
     holding = [target for target in targets if target.holds]
     if holding:
         safety = dump(DumpRequest(
-            archive=ArchiveOptions(destination=request.safety_dump_dir or os.path.dirname(request.archive_path),
-                                   job=f"{manifest['job']}-before-restore"),
+            archive=safety_dump_options(
+                ArchiveOptions(destination=request.safety_dump_dir or os.path.dirname(request.archive_path), job="-"),
+                manifest, request.decryption, f"{manifest['job']}-before-restore"),
             volumes=[target.name for target in holding if target.kind == "volume"],
             paths=[target.path for target in holding if target.kind == "path"]))["archive"]
     restored = {}

@@ -8,14 +8,16 @@ Counts in the manifest are what mongodump itself reports having written for each
 
 from __future__ import annotations
 
-import dataclasses
 import functools
+import hashlib
 import json
 import os
 import re
 import signal
 import typing as t
 import urllib.parse
+from array import array
+from bisect import bisect_left
 from dataclasses import dataclass, field
 
 from . import _manifest
@@ -25,6 +27,7 @@ from ._archive import (
     compare_counts,
     count_mismatch_error,
     read_for_restore,
+    safety_dump_options,
     stream_compression,
     stream_to_archive,
     verify_archive,
@@ -37,7 +40,7 @@ from ._common import (
     read_secret_file,
     register_secret,
 )
-from ._mongo_staging import Staging, staging_run, with_retries
+from ._mongo_staging import Staging, kept_name, staging_run, with_retries
 from ._pipeline import Decryption, read_stream, termination_deferred
 from ._signing import Trust
 from ._structure import MongoArchiveReader
@@ -710,12 +713,14 @@ def restore(request: RestoreRequest, plan: dict[str, t.Any] | None = None) -> di
     safety = []
     if plan["existing"] and request.safety_dump is not None:
         for database in sorted({split_namespace(ns)[0] for ns in plan["existing"]}):
-            options = dataclasses.replace(request.safety_dump, job=f"{_manifest.default_job(database)}-before-restore")
+            options = safety_dump_options(request.safety_dump, plan["manifest"], request.decryption,
+                                          f"{_manifest.default_job(database)}-before-restore")
             safety.append(dump(DumpRequest(connection=request.connection, archive=options,
                                            database=database, tools_dir=request.tools_dir))["archive"])
     staging: Staging | None = plan["staging"]
     if staging is None:
-        return {**_restore_direct(request, plan), "safety_dumps": safety, "mechanism": DIRECT}
+        return {**_restore_direct(request, plan), "safety_dumps": safety, "mechanism": DIRECT,
+                "concurrent_writes": concurrent_writes(plan["mechanism"], request.drop)}
     connect = request.connection.client
     warnings: list[str] = with_retries(connect, functools.partial(Staging.recover_leftovers,
                                                                   databases=staging.databases()), seconds=0)
@@ -723,20 +728,47 @@ def restore(request: RestoreRequest, plan: dict[str, t.Any] | None = None) -> di
     try:
         with_retries(connect, staging.begin, seconds=0)
         result = _restore_and_check(request, plan, staging)
+        copied: dict[str, Fingerprint] = result.pop("copied")
+        with_retries(connect, functools.partial(_check_unchanged, copied=copied), seconds=0)
         with termination_deferred():  # a stop request waits for the few renames: never half swapped
             swapping = True
-            with_retries(connect, staging.swap, seconds=0)
+            warnings += with_retries(connect, staging.swap, seconds=0)
     except BaseException as exc:
         error = _undo(request, plan, staging, exc, swapping)
         if error is exc:
             raise
         raise error from exc
     try:
+        late, kept = with_retries(connect, functools.partial(_carry_late_writes, staging=staging, copied=copied),
+                                  seconds=0)
+    except Exception as exc:
+        raise LifeboatError(
+            f"the restore is in place, but checking the collections it replaced for writes made during the swap failed "
+            f"({_one_line(exc)}); they are still there as {staging.prefix}_old_*: rename them out of the way "
+            "(lifeboat_kept_*) before another restore into this database drops them, and compare"
+        ) from exc
+    warnings += late
+    try:
         with_retries(connect, staging.drop, seconds=10)
     except Exception:  # noqa: BLE001 - the restore itself is complete
         warnings.append(f"the collections {staging.prefix}_old_* replaced by this restore could not be dropped yet; "
                         "the next restore into this database drops them")
-    return {**result, "warnings": warnings + result["warnings"], "safety_dumps": safety, "mechanism": MECHANISM}
+    if kept:
+        raise LifeboatError(
+            f"the restore is in place, but writes other than inserts arrived between the last check and the swap; the "
+            f"collections as they were just before it are kept as {', '.join(kept)}: compare and set back what is "
+            "missing")
+    return {**result, "warnings": warnings + result["warnings"], "safety_dumps": safety, "mechanism": MECHANISM,
+            "concurrent_writes": concurrent_writes(plan["mechanism"], request.drop)}
+
+
+def concurrent_writes(mechanism: str, drop: bool) -> str:
+    """What a restore guarantees for writes made to its targets while it runs (the module's RV(concurrent_writes)):
+    C(checked) a merge proves them absent or keeps them, C(replaced) by the archive's collections (drop), or
+    C(not checked) (an oplog archive, written straight beside them)."""
+    if mechanism == DIRECT:
+        return "not checked"
+    return "replaced" if drop else "checked"
 
 
 def _undo(request: RestoreRequest, plan: dict[str, t.Any], staging: Staging, exc: BaseException, swapping: bool
@@ -762,7 +794,9 @@ def _undo(request: RestoreRequest, plan: dict[str, t.Any], staging: Staging, exc
 
 def _restore_direct(request: RestoreRequest, plan: dict[str, t.Any]) -> dict[str, t.Any]:
     try:
-        return _restore_and_check(request, plan, None)
+        result = _restore_and_check(request, plan, None)
+        del result["copied"]  # nothing is copied when nothing is staged
+        return result
     except BaseException as exc:
         _drop_collections(request.connection, plan["created"])
         if isinstance(exc, Exception):
@@ -875,14 +909,14 @@ def _restore_and_check(request: RestoreRequest, plan: dict[str, t.Any], staging:
 
     place: t.Callable[[str], str] = staging.staged if staging else (lambda target: target)
     base = {target: 0 if staging or request.drop else plan["existing"].get(target, 0) for target in expected}
-    copied: set[str] = set()  # staging collections that start as a copy of their target (a merge)
+    copied: dict[str, Fingerprint] = {}  # targets whose staging starts as a copy of them (a merge): what it held
     if staging and not request.drop:
         client = request.connection.client()
         try:
             for target, existed in staging.targets.items():
                 if existed:
-                    base[target] = _copy_collection(client, target, staging.staged(target))
-                    copied.add(target)
+                    copied[target] = _copy_collection(client, target, staging.staged(target))
+                    base[target] = copied[target].count
         finally:
             client.close()
     mongorestore = request.connection.tool("mongorestore", request.tools_dir)
@@ -931,7 +965,7 @@ def _restore_and_check(request: RestoreRequest, plan: dict[str, t.Any], staging:
     problems = compare_counts(wanted, actual)
     if problems:
         raise count_mismatch_error(problems, request.connection.display)
-    return {"counts": actual, "restored_documents": restored["ok"] or 0, "warnings": warnings}
+    return {"counts": actual, "restored_documents": restored["ok"] or 0, "warnings": warnings, "copied": copied}
 
 
 def _ns_escape(namespace: str) -> str:
@@ -939,8 +973,8 @@ def _ns_escape(namespace: str) -> str:
     return namespace.replace("\\", "\\\\").replace("*", "\\*")
 
 
-def _copy_collection(client: t.Any, source: str, copy: str) -> int:
-    """Copy a collection's options, indexes and documents (their exact BSON) to a new name; returns the count."""
+def _copy_collection(client: t.Any, source: str, copy: str) -> Fingerprint:
+    """Copy a collection's options, indexes and documents (their exact BSON) to a new name; returns what it copied."""
     _pymongo()  # a clear message when pymongo (which brings bson) is missing
     from bson import decode_all  # pylint: disable=import-outside-toplevel
     from bson.codec_options import CodecOptions  # pylint: disable=import-outside-toplevel
@@ -958,13 +992,138 @@ def _copy_collection(client: t.Any, source: str, copy: str) -> int:
         options = {k: v for k, v in index.items() if k not in ("v", "key", "ns")}
         db[copy_name].create_index(list(index["key"].items()), **options)
     target = db.get_collection(copy_name, codec_options=raw)
-    count = 0
+    copied = Fingerprint()
     for batch in db[name].find_raw_batches(sort=[("_id", 1)]):
         documents = decode_all(batch, raw)
         if documents:
             target.insert_many(documents, ordered=False)
-            count += len(documents)
-    return count
+            for document in documents:
+                copied.add(document)
+    copied.ids = array("Q", sorted(copied.ids))
+    return copied
+
+
+_DIGEST_MODULUS = 1 << 128
+
+
+def _document_digest(document: t.Any) -> int:
+    return int.from_bytes(hashlib.sha256(document.raw).digest()[:16], "big")
+
+
+def _id_digest(document: t.Any) -> int:
+    from bson import encode  # pylint: disable=import-outside-toplevel
+
+    return int.from_bytes(hashlib.sha256(encode({"_id": document["_id"]})).digest()[:8], "big")
+
+
+@dataclass
+class Fingerprint:
+    """What a merge copied from a target: the count, the sum of every document's digest (its exact BSON; a sum, so
+    that the order of reading does not matter and inserts can be taken out) and the sorted digests of the _ids
+    (8 bytes a document), which tell a document inserted later from one that was copied."""
+
+    count: int = 0
+    digest: int = 0
+    ids: array = field(default_factory=lambda: array("Q"))  # type: ignore[type-arg]
+
+    def add(self, document: t.Any) -> None:
+        self.count += 1
+        self.digest = (self.digest + _document_digest(document)) % _DIGEST_MODULUS
+        self.ids.append(_id_digest(document))
+
+    def holds_id(self, document: t.Any) -> bool:
+        key = _id_digest(document)
+        index = bisect_left(self.ids, key)
+        return index < len(self.ids) and self.ids[index] == key
+
+
+@dataclass
+class Changes:
+    """How a collection differs from the copy a merge took of it."""
+
+    inserted: list[t.Any]  # documents whose _id the copy did not hold (their exact BSON)
+    removed: int  # documents of the copy that are gone
+    rewritten: bool  # documents of the copy changed in place (or removed and inserted again)
+
+    @property
+    def writes(self) -> int:
+        return len(self.inserted) + self.removed
+
+    def __bool__(self) -> bool:
+        return bool(self.writes or self.rewritten)
+
+
+def _changes(client: t.Any, namespace: str, copied: Fingerprint) -> Changes:
+    """Read a collection whole and compare it with the copy: one pass, documents in any order."""
+    from bson import decode_all  # pylint: disable=import-outside-toplevel
+    from bson.codec_options import CodecOptions  # pylint: disable=import-outside-toplevel
+    from bson.raw_bson import RawBSONDocument  # pylint: disable=import-outside-toplevel
+
+    raw = CodecOptions(document_class=RawBSONDocument)
+    db, coll = split_namespace(namespace)
+    inserted = []
+    kept = 0
+    digest = 0
+    for batch in client[db][coll].find_raw_batches():
+        for document in decode_all(batch, raw):
+            if copied.holds_id(document):
+                kept += 1
+                digest = (digest + _document_digest(document)) % _DIGEST_MODULUS
+            else:
+                inserted.append(document)
+    return Changes(inserted=inserted, removed=copied.count - kept,
+                   rewritten=kept == copied.count and digest != copied.digest)
+
+
+def concurrent_writes_error(changed: dict[str, Changes]) -> str:
+    """The one line that stops a merge whose targets changed after their copy was taken."""
+    writes = sum(change.writes for change in changed.values())
+    where = ", ".join(sorted(changed))
+    what = (f"{writes} write{'s' if writes != 1 else ''} arrived in {where} during the restore" if writes
+            else f"documents of {where} were changed in place during the restore")
+    return (f"{what}; stop the writers and run it again, or set drop: true to replace the collections (what is written "
+            "meanwhile is then replaced too)")
+
+
+def _check_unchanged(client: t.Any, copied: dict[str, Fingerprint]) -> None:
+    """Before the swap of a merge: every target must still hold exactly what was copied, or the swap would drop
+    what was written since."""
+    changed = {target: change for target, fingerprint in sorted(copied.items())
+               if (change := _changes(client, target, fingerprint))}
+    if changed:
+        raise LifeboatError(concurrent_writes_error(changed))
+
+
+def _carry_late_writes(client: t.Any, staging: Staging, copied: dict[str, Fingerprint]) -> tuple[list[str], list[str]]:
+    """After the swap of a merge: the targets moved aside must still hold exactly what was copied.
+
+    Nothing writes to a collection under its aside name, so this closes the window between the last check and the
+    swap: inserts made in it are added to the new target (notes); anything else (a change in place, a removal, an
+    insert whose _id the archive also holds) keeps the old collection under a name no restore drops (problems).
+    """
+    from bson.codec_options import CodecOptions  # pylint: disable=import-outside-toplevel
+    from bson.raw_bson import RawBSONDocument  # pylint: disable=import-outside-toplevel
+
+    notes, problems = [], []
+    for target, fingerprint in sorted(copied.items()):
+        aside = staging.aside(target)
+        change = _changes(client, aside, fingerprint)
+        if not change:
+            continue
+        db, coll = split_namespace(target)
+        if not change.removed and not change.rewritten:
+            try:
+                raw = CodecOptions(document_class=RawBSONDocument)
+                client.get_database(db, codec_options=raw)[coll].insert_many(change.inserted, ordered=False)
+                notes.append(f"{len(change.inserted)} write{'s' if len(change.inserted) != 1 else ''} arrived in "
+                             f"{target} between the last check and the swap; added to it after the swap")
+                continue
+            except _pymongo().errors.PyMongoError:  # an _id of the archive: neither document may be dropped
+                pass
+        kept = kept_name(split_namespace(aside)[1])
+        client[db][split_namespace(aside)[1]].rename(kept)
+        problems.append(f"{db}.{kept} (writes arrived in {target} between the last check and the swap)")
+    return notes, problems
 
 
 def _drop_collections(connection: MongoConnection, namespaces: list[str]) -> None:

@@ -138,5 +138,6 @@ def mongodb_restore(run: Run) -> Outcome:
 
     return restore_task(run, _mongo, build,
                         lambda plan: {"expected_counts": plan["expected"], "existing": plan["existing"],
-                                      "mechanism": plan["mechanism"], "disk_space": plan["disk_space"]},
+                                      "mechanism": plan["mechanism"], "disk_space": plan["disk_space"],
+                                      "concurrent_writes": _mongo.concurrent_writes(plan["mechanism"], params["drop"])},
                         lambda result: {key: result[key] for key in ("counts", "restored_documents", "safety_dumps")})

@@ -9,10 +9,14 @@ dropTarget nor renaming a collection whose name holds a dot, hence no dots and n
 - ``lifeboat_restore_<8 hex>``             the run's marker: who runs it, and how far the swap got
 - ``lifeboat_restore_<8 hex>_new_<coll>``  what mongorestore writes (for a merge: a copy of the target first)
 - ``lifeboat_restore_<8 hex>_old_<coll>``  a target moved aside during the swap, dropped once all are in place
+- ``lifeboat_restore_<8 hex>_add<n>_<coll>`` a target created anew by a write made while its name was free (between
+  the two renames of the swap): its documents are inserted into the target once the swap put it in place
+- ``lifeboat_kept_<8 hex>_<coll>``          documents a restore could not put back without losing or overwriting
+  a write: left for the operator, never dropped by a restore
 
 The swap moves every existing target aside, renames every staged collection onto its target, marks the run
 committed, then drops what was moved aside. Until the commit mark, rolling back (here, or in the next restore
-after a SIGKILL) puts every target back exactly as it was.
+after a SIGKILL) puts every target back exactly as it was, plus any write made to it meanwhile.
 """
 
 from __future__ import annotations
@@ -28,7 +32,10 @@ from dataclasses import dataclass, field
 from ._common import LifeboatError
 
 PREFIX = "lifeboat_restore_"
-_STAGING_NAME = re.compile(r"^lifeboat_restore_([0-9a-f]{8})(?:_(new|old)_(.+))?$", re.DOTALL)
+_STAGING_NAME = re.compile(r"^lifeboat_restore_([0-9a-f]{8})(?:_(new|old|add\d+)_(.+))?$", re.DOTALL)
+KEPT_PREFIX = "lifeboat_kept_"
+NAMESPACE_EXISTS = 48  # the server's error code for a rename onto a name that is taken
+MAX_STRAYS = 10  # renames retried while writers keep creating the target anew
 # FerretDB's limit on a collection name (MongoDB allows 255 bytes for the whole namespace).
 MAX_COLLECTION_NAME_BYTES = 235
 RETRY_SECONDS = 60
@@ -97,6 +104,15 @@ class Staging:
         db, coll = _split(target)
         return f"{db}.{self.prefix}_old_{coll}"
 
+    def stray(self, target: str, number: int) -> str:
+        db, coll = _split(target)
+        return f"{db}.{self.prefix}_add{number}_{coll}"
+
+    def _strays_of(self, names: t.Iterable[str], target: str) -> list[str]:
+        db, coll = _split(target)
+        pattern = re.compile(re.escape(self.prefix) + r"_add\d+_" + re.escape(coll), re.DOTALL)
+        return sorted(f"{db}.{name}" for name in names if pattern.fullmatch(name))
+
     def databases(self) -> list[str]:
         return sorted({_split(target)[0] for target in self.targets} | set(self.extra_databases))
 
@@ -107,7 +123,7 @@ class Staging:
                     f"FerretDB cannot rename {target} (a collection name with a dot), which a restore needs to put the "
                     "complete, counted data in place; restore it under a name without dots with ns_from/ns_to"
                 )
-            name = _split(self.aside(target))[1]
+            name = _split(self.stray(target, MAX_STRAYS))[1]  # the longest name a target may take
             if len(name.encode()) > MAX_COLLECTION_NAME_BYTES:
                 raise LifeboatError(
                     f"collection name {target} is too long to be restored under a staging name "
@@ -130,18 +146,41 @@ class Staging:
         for db in self.databases():
             client[db][self.prefix].update_one({"_id": "run"}, {"$set": {"phase": phase}})
 
-    def swap(self, client: t.Any) -> None:
+    def swap(self, client: t.Any) -> list[str]:
         """Move the existing targets aside and put the staged ones in their place; then mark the run committed.
 
-        The caller drops what was moved aside (``drop``); should that fail, the next restore does it.
+        The caller drops what was moved aside (``drop``); should that fail, the next restore does it. Returns notes
+        on writes made to a target while its name was free, which are kept (see ``_rename_in``).
         """
         self._set_phase(client, "swapping")
         for target, existed in sorted(self.targets.items()):
             if existed:
                 _rename(client, target, self.aside(target))
+        notes = []
         for target in sorted(self.targets):
-            _rename(client, self.staged(target), target)
+            notes += self._rename_in(client, target)
         self._set_phase(client, "committed")
+        return notes
+
+    def _rename_in(self, client: t.Any, target: str) -> list[str]:
+        """Rename the staged collection onto its target, keeping what writers wrote under the target's name.
+
+        A write to a name that does not exist creates the collection: while the target is moved aside (or before a
+        new target is renamed in) a writer's insert makes a new one, onto which no rename is possible (FerretDB has no
+        dropTarget, and it would drop the write). That collection is moved to an ``add`` name, and its documents are
+        inserted into the target once the staged collection holds the name.
+        """
+        strays: list[str] = []
+        while True:
+            try:
+                _rename(client, self.staged(target), target)
+                break
+            except Exception as exc:  # pymongo's OperationFailure; this module imports no driver
+                if getattr(exc, "code", None) != NAMESPACE_EXISTS or len(strays) >= MAX_STRAYS:
+                    raise
+                strays.append(self.stray(target, len(strays)))
+                _rename(client, target, strays[-1])
+        return [note for stray in strays if (note := _fold(client, stray, target))]
 
     def rollback(self, client: t.Any, settle_seconds: float = 0, undo_commit: bool = False) -> None:
         """Put back every target of a swap that did not reach its commit mark, then drop this run's names.
@@ -169,12 +208,21 @@ class Staging:
         names = set(client[db].list_collection_names())
         for target, existed in sorted(self._targets_of(db).items()):
             coll, aside, staged = _split(target)[1], _split(self.aside(target))[1], _split(self.staged(target))[1]
+            strays = self._strays_of(names, target)
             if aside in names:
-                if coll in names:  # the new content (or a stray write made while the old one was aside)
+                if coll in names and staged in names:  # made by a write while the old one was aside: keep the write
+                    strays.append(self.stray(target, MAX_STRAYS + len(strays)))
+                    _rename(client, target, strays[-1])
+                elif coll in names:  # the staged collection, renamed in
                     client[db].drop_collection(coll)
                 _rename(client, f"{db}.{aside}", target)
             elif not existed and coll in names and staged not in names:
                 client[db].drop_collection(coll)  # it was the staged collection, renamed in
+            for stray in strays:
+                if _split(target)[1] in client[db].list_collection_names():
+                    _fold(client, stray, target)
+                else:
+                    _rename(client, stray, target)
 
     def drop(self, client: t.Any) -> None:
         """Drop the staging, aside and marker collections of this run (the marker last)."""
@@ -208,6 +256,33 @@ class Staging:
                 cls(targets=targets, run_id=run_id, extra_databases=(db,)).rollback(client)
                 notes.append(f"dropped the staging collections {db}.{PREFIX}{run_id}* of a restore that did not finish")
         return notes
+
+
+def kept_name(name: str) -> str:
+    """``lifeboat_restore_<run>_<kind>_<coll>`` -> ``lifeboat_kept_<run>_<kind>_<coll>``: out of every restore's reach."""
+    return KEPT_PREFIX + name.removeprefix(PREFIX)
+
+
+def _fold(client: t.Any, source: str, target: str) -> str | None:
+    """Insert the documents of ``source`` (their exact BSON) into ``target`` and drop it; when one of them has an _id
+    the target already holds, keep ``source`` (``kept_name``) instead. A note, or None."""
+    from bson.codec_options import CodecOptions  # pylint: disable=import-outside-toplevel
+    from bson.raw_bson import RawBSONDocument  # pylint: disable=import-outside-toplevel
+
+    db_name, coll = _split(source)
+    db = client.get_database(db_name, codec_options=CodecOptions(document_class=RawBSONDocument))
+    documents = list(db[coll].find())
+    try:
+        if documents:
+            db[_split(target)[1]].insert_many(documents, ordered=False)
+    except Exception as exc:  # noqa: BLE001 - a duplicate key: neither copy may be dropped
+        kept = kept_name(coll)
+        db[coll].rename(kept)
+        return (f"{len(documents)} documents written to {target} while the restore swapped it could not all be added "
+                f"to it ({' '.join(str(exc).split())[:120]}); they are kept in {db_name}.{kept}")
+    db.drop_collection(coll)
+    return (f"{len(documents)} document{'s' if len(documents) != 1 else ''} written to {target} while the restore "
+            "swapped it were added to it") if documents else None
 
 
 def _rename(client: t.Any, source: str, target: str) -> None:

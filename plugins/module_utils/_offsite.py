@@ -190,12 +190,28 @@ def client(remote: Remote) -> t.Any:
                           config=config)
 
 
+def no_object_lock(remote: Remote) -> LifeboatError:
+    return LifeboatError(f"bucket '{remote.bucket}' has no object lock (it was created without it), so lock_mode "
+                         f"{remote.lock_mode} cannot hold the copies; copy to a bucket created with object lock "
+                         "enabled, or remove lock_mode and lock_days")
+
+
+def refuses_lock(exc: BaseException) -> bool:
+    """The store's answer to a locked upload into a bucket without object lock: InvalidRequest, "Bucket is missing
+    Object Lock Configuration" (AWS; "ObjectLockConfiguration" elsewhere), never a checksum of the bytes."""
+    error = getattr(exc, "response", {}).get("Error", {})
+    message = str(error.get("Message", "")).lower().replace(" ", "")
+    return error.get("Code") == "InvalidRequest" and "objectlock" in message
+
+
 def describe_error(exc: BaseException, remote: Remote, doing: str) -> LifeboatError:
     """One line a person can act on, for what boto3 raises."""
     from botocore import exceptions as bce  # type: ignore[import-untyped]  # pylint: disable=import-outside-toplevel
 
     where = remote.url()
     if isinstance(exc, bce.ClientError):
+        if remote.lock_mode and refuses_lock(exc):
+            return no_object_lock(remote)
         code = exc.response.get("Error", {}).get("Code", "")
         hints = {
             "NoSuchBucket": f"bucket '{remote.bucket}' does not exist; create it or fix bucket",
@@ -205,7 +221,9 @@ def describe_error(exc: BaseException, remote: Remote, doing: str) -> LifeboatEr
             "403": f"access denied to {where}; check the credentials and their permissions",
             "404": f"{where} was not found; check bucket and prefix",
         }
-        return LifeboatError(f"{doing} {where} failed: {hints.get(code, f'the store answered {code}')}")
+        said = " ".join(str(exc.response.get("Error", {}).get("Message") or "").split())[:200]
+        answer = f"the store answered {code}" + (f" ({said})" if said else "")
+        return LifeboatError(f"{doing} {where} failed: {hints.get(code, answer)}")
     if isinstance(exc, bce.EndpointConnectionError):
         return LifeboatError(f"{doing} {where} failed: cannot connect to {remote.endpoint_url or 'the S3 endpoint'}; "
                              "check endpoint_url and that the store is up")
@@ -418,6 +436,8 @@ def copy_destination(destination: str, remote: Remote, job: str | None = None, c
         if only_verified and not archive.verified:
             result.skipped.append({"name": archive.name, "reason": "not verified (only proven archives are copied)"})
             continue
+        if not result.copied:  # once, and only when there is something to lock
+            require_object_lock(s3, remote)
         result.copied.append(archive.name)
         if not check_mode:
             copy_archive(s3, remote, archive.path, result)
@@ -507,11 +527,40 @@ def _put_single(s3: t.Any, remote: Remote, path: str, key: str, sha256: str) -> 
             s3.put_object(Bucket=remote.bucket, Key=key, Body=handle,
                           **remote.integrity(bytes.fromhex(sha256), md5), **_lock_args(remote))
         except bce.ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("BadDigest", "InvalidRequest", "XAmzContentChecksumMismatch"):
+            if _checksum_refused(exc) and not refuses_lock(exc):
                 raise LifeboatError(f"{path} does not match its manifest's sha256 (the store refused it); it changed "
                                     "after the backup: verify it") from None
             raise
     return md5.hex() if md5 else _b64(bytes.fromhex(sha256))
+
+
+def _checksum_refused(exc: t.Any) -> bool:
+    """The store found the body unlike the checksum sent (some stores answer InvalidRequest, naming the checksum)."""
+    error = exc.response.get("Error", {})
+    code, message = error.get("Code"), str(error.get("Message", "")).lower()
+    return code in ("BadDigest", "XAmzContentChecksumMismatch") or (
+        code == "InvalidRequest" and ("checksum" in message or "digest" in message or "md5" in message))
+
+
+def require_object_lock(s3: t.Any, remote: Remote) -> None:
+    """With lock_mode, a bucket without object lock is refused before any upload. A store that does not let these
+    keys read the setting (AccessDenied, no such call) is left to answer the upload itself (``refuses_lock``)."""
+    from botocore import exceptions as bce  # pylint: disable=import-outside-toplevel
+
+    if not remote.lock_mode:
+        return
+    try:
+        answer = s3.get_object_lock_configuration(Bucket=remote.bucket)
+    except bce.ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") == "ObjectLockConfigurationNotFoundError":
+            raise no_object_lock(remote) from None
+        if exc.response.get("Error", {}).get("Code") == "NoSuchBucket":
+            raise describe_error(exc, remote, "checking the object lock of") from None
+        return
+    except bce.BotoCoreError as exc:
+        raise describe_error(exc, remote, "checking the object lock of") from None
+    if answer.get("ObjectLockConfiguration", {}).get("ObjectLockEnabled") != "Enabled":
+        raise no_object_lock(remote)
 
 
 def _file_sha256(path: str) -> str:

@@ -9,7 +9,6 @@ the dump streams, so they describe exactly what the archive holds.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import functools
 import hashlib
 import os
@@ -30,6 +29,7 @@ from ._archive import (
     compare_counts,
     count_mismatch_error,
     read_for_restore,
+    safety_dump_options,
     stream_to_archive,
     verify_archive,
 )
@@ -699,7 +699,8 @@ def restore(request: RestoreRequest, plan: dict[str, t.Any] | None = None) -> di
         decided = _decide(request, conn, database, manifest, [])
         safety = None
         if decided["existing_tables"] and request.safety_dump is not None:
-            options = dataclasses.replace(request.safety_dump, job=f"{_manifest.default_job(database)}-before-restore")
+            options = safety_dump_options(request.safety_dump, manifest, request.decryption,
+                                          f"{_manifest.default_job(database)}-before-restore")
             safety = dump(DumpRequest(connection=request.connection.for_database(database), archive=options,
                                       pg_bin_dir=request.pg_bin_dir))
         side = _new_side_name(database)

@@ -645,7 +645,9 @@ def _with_offsite(report: dict[str, t.Any], params: t.Mapping[str, t.Any]) -> tu
     from . import _offsite  # pylint: disable=import-outside-toplevel  # boto3 only when a bucket is asked about
 
     remote = _offsite.Remote.from_options(params["offsite"])
-    health = _offsite.offsite_health(params["destination"], remote, params["offsite_max_delay_hours"])
+    health = _offsite.offsite_health(params["destination"], remote, params["offsite_max_delay_hours"],
+                                     job=params["offsite"].get("job") or None)
+    health["summary"] = _offsite.describe_health(health)
     report = {**report, "offsite": health}
     if SEVERITY_ORDER[health["state"]] > SEVERITY_ORDER[report["state"]]:
         report["state"] = health["state"]

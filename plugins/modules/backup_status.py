@@ -99,7 +99,8 @@ options:
   offsite:
     description:
       - The bucket of the off-site copies (keys as the options of M(lifeboat.ops.offsite_copy) - C(bucket),
-        C(prefix), C(endpoint_url), C(region), C(path_style), C(credentials_file)); the report then gains
+        C(prefix), C(endpoint_url), C(region), C(path_style), C(credentials_file), and C(job) to read one job's copies
+        and its last copy's record, as the C(lifeboat.ops.backup) role copies them); the report then gains
         RV(offsite) and the metrics file the C(lifeboat_offsite_*) gauges.
       - CRITICAL when the newest local verified archive has not reached the bucket within
         O(offsite_max_delay_hours), or the bucket cannot be read; WARNING for incomplete uploads or a failed last copy.
@@ -241,8 +242,9 @@ metrics_file:
   returned: when O(metrics_file) is set
   type: str
 offsite:
-  description: The remote side, with O(offsite) - C(state), C(reasons), C(url), C(last_copy) (the outcome of the
-    newest copy) and C(remote) (C(archives), C(verified), C(newest_verified), C(newest_verified_started_at),
+  description: The remote side, with O(offsite) - C(state), C(reasons), C(summary) (one line, as
+    C(lifeboat status) prints it), C(url), C(last_copy) (the outcome of the newest copy) and C(remote)
+    (C(archives), C(verified), C(newest_verified), C(newest_verified_started_at),
     C(stored_bytes), C(noncurrent_version_bytes), C(incomplete), C(open_uploads)).
   returned: when offsite is given
   type: dict

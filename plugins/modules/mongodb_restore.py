@@ -34,9 +34,17 @@ notes:
     milliseconds whatever the size; SIGTERM and SIGHUP wait until it is over. A concurrent reader sees each
     collection either whole before or whole after; for the instant between the two renames of a collection it
     finds that collection missing (an empty result), and collections are swapped one after the other, not all at
-    one instant. Writes made to the target collections while the restore runs are replaced (a merge starts from
-    the copy taken when the restore began). During the restore C(listCollections) shows the staging collections
+    one instant. During the restore C(listCollections) shows the staging collections
     and a marker collection C(lifeboat_restore_<8 hex>); backups leave them out."
+  - "Writes made to the targets while the restore runs (RV(concurrent_writes)): with O(drop=true) they are replaced
+    by the archive's collections, as asked. A merge (O(overwrite=true) without O(drop)) never loses an acknowledged
+    write: it starts from a copy of each target and, just before the swap, proves each target still holds exactly
+    what was copied (count and a digest of every document's BSON); if not, it stops with the target as it is, in
+    one line (C(N writes arrived in DB.COLL during the restore; stop the writers and run it again, or set drop:
+    true ...)). Inserts that land in the instant a name is free during the swap are carried into the restored
+    collection; any other write in that instant keeps the collection as it was beside it
+    (C(lifeboat_kept_<collection>)) and the restore fails saying so. Nightscout and similar apps write every few
+    minutes: a merge usually completes; stop them for a restore that must not be retried."
   - "A restore killed outright (SIGKILL, a lost host) leaves its staging collections behind; the next restore into
     the same database recognises them by name and, when their owner (host, process) is gone, puts back what a
     cut-short swap had moved aside and drops them. Staging collections of a restore started on another host are
@@ -182,6 +190,14 @@ mechanism:
   returned: always
   type: str
   sample: staged-rename
+concurrent_writes:
+  description:
+    - What the restore guarantees for writes made to its targets while it runs - C(checked) (a merge - proved
+      absent before the swap, or the restore stopped; late inserts carried over), C(replaced) (O(drop=true) - the
+      archive's collections replace them) or C(not checked) (an oplog archive, into targets that held nothing).
+  returned: always
+  type: str
+  sample: checked
 disk_space:
   description: What the disk space check compared, or C(not checked) and why.
   returned: always

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -82,6 +83,46 @@ def test_overwrite_with_safety_dump(engine, server, run_module, tmp_path, unique
         assert server.fingerprint(unique_name)["counts"] == server.fingerprint(source)["counts"]
         kept = [name for name in listing(tmp_path / "safety") if not name.endswith(".manifest.json")]
         assert len(kept) == 1 and kept[0].startswith(f"{unique_name}-before-restore-")
+    finally:
+        server.drop(unique_name)
+
+
+@pytest.mark.parametrize(("engine", "given"), [("postgresql", "recipient"), ("mongodb", "recipient"),
+                                             ("postgresql", "recipients_file gone")])
+def test_the_safety_dump_of_an_encrypted_archive_is_encrypted_like_it(engine, given, server, age_key, run_module,
+                                                                       tmp_path, unique_name):
+    """Issue 29: what a restore overwrote (perhaps a table of password hashes) was archived unencrypted."""
+    if given == "recipient":
+        encryption = {"encryption_recipients": [age_key["recipient"]]}
+    else:  # the backup host's recipients file is not on the host that restores
+        recipients = tmp_path / "recipients.txt"
+        recipients.write_text(age_key["recipient"] + "\n")
+        encryption = {"encryption_recipients_files": [str(recipients)]}
+    dumped = run_module(f"{engine}_dump", server.login(database=server.sample, destination=str(tmp_path / "a"),
+                                                        **encryption))
+    assert dumped.rc == 0, dumped.result
+    if given != "recipient":
+        os.unlink(tmp_path / "recipients.txt")
+    opened = {"age_identity_files": [age_key["identity"]]}
+    first = run_module(f"{engine}_restore", server.login(archive=dumped.result["archive"], target_database=unique_name,
+                                                         **opened))
+    assert first.rc == 0, first.result
+    try:
+        replace = {"recreate": True} if engine == "postgresql" else {"drop": True}
+        second = run_module(f"{engine}_restore", server.login(
+            archive=dumped.result["archive"], target_database=unique_name, overwrite=True,
+            safety_dump_dir=str(tmp_path / "safety"), **opened, **replace))
+        assert second.rc == 0, second.result
+        kept = [name for name in listing(tmp_path / "safety") if not name.endswith((".manifest.json", ".sig"))]
+        assert len(kept) == 1 and kept[0].endswith(".age"), kept
+        with open(tmp_path / "safety" / f"{kept[0]}.manifest.json", encoding="utf-8") as handle:
+            described = json.load(handle)["archive"]["encryption"]
+        assert described["recipients"] == [age_key["recipient"]], described
+        # What was overwritten comes back with the same identity: a restore of the safety dump itself.
+        back = run_module(f"{engine}_restore", server.login(archive=str(tmp_path / "safety" / kept[0]),
+                                                            target_database=f"{unique_name}_back", **opened))
+        assert back.rc == 0, back.result
+        server.drop(f"{unique_name}_back")
     finally:
         server.drop(unique_name)
 

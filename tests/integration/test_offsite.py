@@ -14,13 +14,24 @@ import subprocess
 import sys
 import time
 
+import ansible_runner
 import pytest
+import yaml
 from s3server import ACCESS_KEY, SECRET_KEY, free_port  # pylint: disable=import-error
 from test_backup_status import promtool_check  # pylint: disable=import-error
 from test_prune import dated_series, verify  # pylint: disable=import-error
 
 from ansible_collections.lifeboat.ops.plugins.module_utils import _manifest, _offsite
-from testbed import PG_SOURCE, REPO_ROOT, finish_module, module_env, sample_jobs, start_module, wait_until  # pylint: disable=import-error
+from testbed import (  # pylint: disable=import-error
+    PG_SOURCE,
+    REPO_ROOT,
+    collections_root,
+    finish_module,
+    module_env,
+    sample_jobs,
+    start_module,
+    wait_until,
+)
 
 
 @pytest.fixture
@@ -257,6 +268,29 @@ def test_locked_objects_are_reported_not_deleted(real_archive, s3_server, tmp_pa
     assert prune.rc == 0 and prune.result["removed"] == [], prune.result
     assert [entry["name"] for entry in prune.result["locked"]] == [series[0].name]
     assert series[0].name in keys(s3_server, options) and "locked until" in str(prune.result["warnings"])
+
+
+@pytest.mark.parametrize("part_size_mib", [64, 5])  # one request, and a multipart upload (the archive is > 5 MiB)
+def test_lock_mode_on_a_bucket_without_object_lock_is_named_as_such(real_archive, s3_server, remote, run_module,
+                                                                     tmp_path, part_size_mib):
+    """The store refuses a locked upload to a bucket made without object lock (S3's InvalidRequest): that is said,
+    not read as bytes that changed after the backup, and nothing is uploaded."""
+    destination = str(tmp_path / "backups")
+    (archive,) = dated_series(real_archive, destination, 1)
+    verify(archive)
+    if part_size_mib == 5:
+        with open(archive.path, "ab") as handle:  # past one part; the manifest's sha256 follows (as a bigger dump)
+            handle.write(os.urandom(6 << 20))
+        manifest = _manifest.load(archive.path)
+        manifest["archive"].update(sha256=_offsite.digest_file(archive.path, 1 << 20).sha256,
+                                   size=os.path.getsize(archive.path))
+        _manifest.write(_manifest.manifest_path(archive.path), manifest)
+    options = {**remote, "lock_mode": "GOVERNANCE", "lock_days": 1, "part_size_mib": part_size_mib}
+    copy = run_module("offsite_copy", {"destination": destination, **options})
+    one_line_failure(copy, f"bucket '{remote['bucket']}' has no object lock")
+    assert "lock_mode" in copy.result["msg"] and "manifest's sha256" not in copy.result["msg"], copy.result
+    assert keys(s3_server, remote) == {}
+    assert s3_server.client().list_multipart_uploads(Bucket=remote["bucket"]).get("Uploads", []) == []
 
 
 def test_credentials_reach_no_argv_result_or_manifest(pg, s3_server, remote, run_module, tmp_path):
@@ -545,3 +579,93 @@ def test_content_md5_for_stores_without_flexible_checksums(s3_server, remote, ru
     body[7] ^= 0x01
     s3.put_object(Bucket=remote["bucket"], Key=f"db1/jobs/{name}", Body=bytes(body))
     one_line_failure(run_module("offsite_verify", md5), f"{name} remotely has SHA-256")
+
+
+def runner_outcome(base, playbook: str, host_vars: dict) -> tuple[str, dict, str]:
+    """Run lifeboat.ops.PLAYBOOK through ansible-runner as AWX does: its status, what it published with set_stats
+    (the artifact_data of the run's stats event) and its stdout."""
+    private = base / "private"
+    for directory in (private / "inventory", private / "project"):
+        directory.mkdir(parents=True)
+    (private / "inventory" / "hosts.yml").write_text(yaml.safe_dump({"all": {"hosts": {"localhost": {
+        "ansible_connection": "local", "ansible_python_interpreter": sys.executable, **host_vars}}}}))
+    (private / "project" / "site.yml").write_text(yaml.safe_dump([{"import_playbook": f"lifeboat.ops.{playbook}"}]))
+    envvars = {"ANSIBLE_COLLECTIONS_PATH": collections_root(), "ANSIBLE_NOCOLOR": "1",
+               "ANSIBLE_LOCAL_TEMP": str(base / "ansible-tmp"),
+               "PATH": os.pathsep.join([os.path.dirname(sys.executable), os.environ["PATH"]])}
+    runner = ansible_runner.run(private_data_dir=str(private), playbook="site.yml", ident="job", envvars=envvars,
+                                quiet=True, timeout=600)
+    events = private / "artifacts" / "job" / "job_events"
+    (stats,) = [event["event_data"] for event in (json.loads(path.read_text()) for path in events.iterdir())
+                if event.get("event") == "playbook_on_stats"]
+    stdout = (private / "artifacts" / "job" / "stdout").read_text(errors="replace")
+    return runner.status, stats.get("artifact_data") or {}, stdout
+
+
+def archive_names(directory) -> list[str]:
+    return sorted(name for name in os.listdir(directory) if ".pgdump" in name and not name.endswith((".json", ".sig")))
+
+
+def test_a_failed_copy_publishes_the_archive_it_made_and_the_local_retention_still_runs(pg, s3_server, remote,
+                                                                                       tmp_path):
+    root = tmp_path / "backups"
+    job = {"name": "journal", "engine": "postgresql", "database": PG_SOURCE, **pg.login(),
+           "offsite": {**remote, "enabled": True}}
+    variables = {"backup_root": str(root), "backup_retention": {"keep_last": 1}, "backup_verify_level": "structure"}
+    status, _artifact, stdout = runner_outcome(tmp_path / "copied", "backup", {**variables, "backup_jobs": [job]})
+    assert status == "successful", stdout[-3000:]
+    (first,) = archive_names(root / "journal")
+    assert first in keys(s3_server, remote)
+    time.sleep(1.1)  # archive names carry the start second
+
+    # The store is gone: the job fails for its copy, says so in one line, and still publishes the archive it made
+    # (verified, kept locally); the local retention (keep_last 1) ran under its own guards.
+    endpoint = f"http://127.0.0.1:{free_port()}"
+    gone = {**job, "offsite": {**job["offsite"], "endpoint_url": endpoint}}
+    status, artifact, stdout = runner_outcome(tmp_path / "gone", "backup", {**variables, "backup_jobs": [gone]})
+    assert status == "failed", stdout[-3000:]
+    outcome = artifact["lifeboat_backup_outcome"]["localhost"]
+    (made,) = outcome["archives"]
+    assert made["name"] == "journal" and made["verification"] == {"level": "structure", "ok": True}, outcome
+    (line,) = outcome["failed"]
+    assert line.startswith("journal: off-site copy failed: ") and f"cannot connect to {endpoint}" in line, line
+    assert "\n" not in line and line in stdout
+    assert archive_names(root / "journal") == [os.path.basename(made["archive"])] != [first]
+    assert first in keys(s3_server, remote)  # the bucket still holds the previous copy
+
+
+def test_the_status_playbook_reads_each_jobs_bucket_and_publishes_the_remote_side(pg, s3_server, remote, tmp_path):
+    root = tmp_path / "backups"
+    job = {"name": "journal", "engine": "postgresql", "database": PG_SOURCE, **pg.login(),
+           "offsite": {**remote, "enabled": True}}
+    plain = {"name": "plain", "engine": "postgresql", "database": PG_SOURCE, **pg.login()}
+    variables = {"backup_root": str(root), "backup_verify_level": "structure"}
+    status, _artifact, stdout = runner_outcome(tmp_path / "backup", "backup", {**variables, "backup_jobs": [job, plain]})
+    assert status == "successful", stdout[-3000:]
+    (name,) = archive_names(root / "journal")
+
+    # The inventory the backup ran with: each job with an enabled offsite gets its remote side in the one line
+    # (AWX's job output) and in the artifact; a job without one is not read remotely.
+    status, artifact, stdout = runner_outcome(tmp_path / "status", "status", {**variables, "backup_jobs": [job, plain]})
+    assert status == "successful", stdout[-3000:]
+    outcome = artifact["lifeboat_status_outcome"]["localhost"]
+    (side,) = outcome["offsite"]
+    assert (side["job"], side["state"], side["url"]) == ("journal", "OK", f"s3://{remote['bucket']}/db1/jobs/"), side
+    assert side["remote"]["newest_verified"] == name and side["remote"]["verified"] == 1, side
+    assert side["last_copy"]["ok"] is True, side
+    expected = f"journal: off site OK: newest verified copy {name}, "
+    assert side["summary"].startswith(expected) and "1 verified of 1 archives" in side["summary"], side
+    assert outcome["state"] == "OK" and outcome["summary"].endswith(" | " + side["summary"]), outcome
+    (line,) = [text for text in stdout.splitlines() if '"msg": "OK: ' in text]
+    assert expected in line, stdout[-3000:]
+
+    # The bucket cannot be read: CRITICAL, the host fails, and the line and the artifact say why.
+    endpoint = f"http://127.0.0.1:{free_port()}"
+    gone = {**job, "offsite": {**job["offsite"], "endpoint_url": endpoint}}
+    status, artifact, stdout = runner_outcome(tmp_path / "gone", "status", {**variables, "backup_jobs": [gone, plain]})
+    assert status == "failed", stdout[-3000:]
+    outcome = artifact["lifeboat_status_outcome"]["localhost"]
+    assert outcome["status"] == "failed" and outcome["state"] == "CRITICAL", outcome
+    (side,) = outcome["offsite"]
+    assert side["state"] == "CRITICAL" and f"cannot connect to {endpoint}" in side["summary"], side
+    assert f"journal: off site CRITICAL: listing s3://{remote['bucket']}/db1/jobs/ failed: cannot connect" in stdout

@@ -18,6 +18,7 @@ import os
 import shutil
 import stat
 import subprocess
+import time
 
 import pymongo
 import pytest
@@ -464,3 +465,51 @@ def test_a_job_that_signs_refuses_unsigned_without_trusted_signers(pg, keys, run
     run = run_module("backup_verify", {"archive": unsigned, "level": "checksum",
                                        "signing_key_file": str(tmp_path / "gone")})
     assert run.rc != 0 and "give trusted_signers" in one_line(run.result["msg"]), run.result
+
+
+def replay(older: str, newer: str) -> None:
+    """An older, genuinely signed archive copied with its manifest and signature over a newer one's name."""
+    for suffix in ("", ".manifest.json", ".manifest.json.sig"):
+        shutil.copyfile(older + suffix, newer + suffix)
+
+
+@pytest.mark.parametrize("engine", ["postgresql", "mongodb", "files"])
+def test_an_older_archive_replayed_under_a_newer_name_is_refused(engine, server, keys, run_module, tmp_path,
+                                                                 unique_name):
+    """Issue 28: verify refused the replay, the restores trusted the signature and restored the older data."""
+    destination = tmp_path / "backups"
+    source = tmp_path / "data"
+    source.mkdir()
+    (source / "notes.txt").write_text("kept\n")
+    if engine == "files":
+        module, args = "files_backup", {"paths": [str(source)]}
+    else:
+        module = f"{engine}_dump"
+        args = server.login(database=server.sample, **({"tools_dir": MONGO_TOOLS} if engine == "mongodb" else {}))
+    made = []
+    for _ in range(2):
+        dumped = run_module(module, {**args, "destination": str(destination), "job": f"replay-{engine}",
+                                     "signing_key_file": keys["backup"]["private"]})
+        assert dumped.rc == 0, dumped.result
+        made.append(dumped.result["archive"])
+        if len(made) == 1:
+            time.sleep(1.1)  # archive names carry the second the backup started
+    older, newer = made
+    assert older != newer
+    replay(older, newer)
+    trusted = {"trusted_signers": [keys["backup"]["public"]]}
+    verified = run_module("backup_verify", {"archive": newer, "level": "checksum", "record": False, **trusted,
+                                            **({server.engine: server.login()} if engine != "files" else {})})
+    assert verified.rc != 0 and "describes" in one_line(verified.result["msg"]), verified.result
+    target = f"{unique_name}_replayed"
+    if engine == "files":
+        restored = run_module("files_restore", {"archive": newer, "path_map": {str(source): str(tmp_path / target)},
+                                                **trusted})
+    else:
+        restored = run_module(f"{engine}_restore", {**server.login(), "archive": newer, "target_database": target,
+                                                    **({"tools_dir": MONGO_TOOLS} if engine == "mongodb" else {}),
+                                                    **trusted})
+    message = one_line(restored.result.get("msg", ""))
+    assert restored.rc != 0 and f"manifest describes {os.path.basename(older)}, not {os.path.basename(newer)}" \
+        in message, restored.result
+    assert not (tmp_path / target).exists() if engine == "files" else not server.has_database(target)

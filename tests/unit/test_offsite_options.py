@@ -59,3 +59,41 @@ def test_digest_gives_the_whole_sha256_and_the_composite_s3_records(tmp_path):
     parts = [hashlib.sha256(data[i:i + part]).digest() for i in range(0, len(data), part)]
     assert digest.parts == parts
     assert digest.composite() == base64.b64encode(hashlib.sha256(b"".join(parts)).digest()).decode() + "-3"
+
+
+class _Refusing:
+    """A store whose answers are given: the error path of a real one that this test bed's server cannot show (keys
+    not allowed to read the bucket's object lock setting)."""
+
+    def __init__(self, put_code: str, put_message: str) -> None:
+        self.put_error = {"Error": {"Code": put_code, "Message": put_message}}
+
+    def get_object_lock_configuration(self, **_kwargs):
+        from botocore.exceptions import ClientError  # type: ignore[import-untyped]  # pylint: disable=import-outside-toplevel
+
+        raise ClientError({"Error": {"Code": "AccessDenied", "Message": "Access Denied"}}, "GetObjectLockConfiguration")
+
+    def put_object(self, **_kwargs):
+        from botocore.exceptions import ClientError  # pylint: disable=import-outside-toplevel
+
+        raise ClientError(self.put_error, "PutObject")
+
+
+@pytest.mark.parametrize(("code", "message", "said"), [
+    ("InvalidRequest", "Bucket is missing Object Lock Configuration", "bucket 'b' has no object lock"),
+    ("InvalidRequest", "Bucket is missing ObjectLockConfiguration", "bucket 'b' has no object lock"),
+    ("BadDigest", "The SHA256 you specified did not match", "does not match its manifest's sha256"),
+    ("InvalidRequest", "Value for x-amz-checksum-sha256 header is invalid.", "does not match its manifest's sha256"),
+    ("InvalidRequest", "Something else", "the store answered InvalidRequest (Something else)"),
+])
+def test_a_refused_upload_names_its_cause(tmp_path, code, message, said):
+    remote = _offsite.Remote.from_options({"bucket": "b", "lock_mode": "GOVERNANCE", "lock_days": 1})
+    store = _Refusing(code, message)
+    _offsite.require_object_lock(store, remote)  # the setting cannot be read: the upload's answer decides
+    path = tmp_path / "a.pgdump"
+    path.write_bytes(b"rows")
+    with pytest.raises(LifeboatError) as caught:
+        _offsite.upload_file(store, remote, str(path), hashlib.sha256(b"rows").hexdigest(), _offsite.CopyResult())
+    assert said in str(caught.value) and "\n" not in str(caught.value)
+    if "object lock" in said:
+        assert "manifest" not in str(caught.value) and "remove lock_mode" in str(caught.value)

@@ -6,7 +6,11 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.lifeboat.ops.plugins.module_utils._archive import resolve_archive, verify_archive
+from ansible_collections.lifeboat.ops.plugins.module_utils._archive import (
+    check_describes,
+    resolve_archive,
+    verify_archive,
+)
 from ansible_collections.lifeboat.ops.plugins.module_utils._common import LifeboatError
 from ansible_collections.lifeboat.ops.plugins.module_utils._pipeline import Decryption
 
@@ -29,3 +33,14 @@ def test_a_manifest_without_its_archive_is_named_as_such(tmp_path):
         resolve_archive(str(manifest))
     with pytest.raises(LifeboatError, match=r"is the manifest of an archive, not an archive; give the archive "):
         verify_archive(str(manifest), "postgresql", Decryption())
+
+
+def test_a_manifest_proves_only_the_file_it_names(tmp_path):
+    archive = tmp_path / "journal-20261122T040000Z.pgdump.zst"
+    archive.write_bytes(b"xyz")
+    check_describes(str(archive), {"archive": {"file": archive.name, "size": 3}})
+    with pytest.raises(LifeboatError, match=r"manifest describes journal-20261122T030000Z\.pgdump\.zst, not "
+                                            r"journal-20261122T040000Z\.pgdump\.zst: the archive was renamed"):
+        check_describes(str(archive), {"archive": {"file": "journal-20261122T030000Z.pgdump.zst", "size": 3}})
+    with pytest.raises(LifeboatError, match=r"has 3 bytes, its manifest says 4; the file is damaged or was replaced"):
+        check_describes(str(archive), {"archive": {"file": archive.name, "size": 4}})
