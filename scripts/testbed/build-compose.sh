@@ -13,6 +13,8 @@ bin=$cache/bin
 config=${1:-${LIFEBOAT_DOCKER_CONFIG:-$cache/docker-config}}
 mkdir -p "$bin"
 target=$bin/docker-compose-$COMPOSE_VERSION
+exec 9>"$bin/.docker-compose.lock"
+flock 9  # another run (a test worker, images.sh) may be building it: wait for it, then find it there
 
 if [ ! -x "$target" ] || ! "$target" version >/dev/null 2>&1; then
   echo "building Docker Compose $COMPOSE_VERSION (first run takes about 5 minutes)" >&2
