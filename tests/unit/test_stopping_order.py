@@ -237,3 +237,17 @@ def test_containers_to_stop_names_first_then_labelled_ones_that_mount_what_is_re
     assert _stopping.containers_to_stop("app", [], [], ["/srv/app/upload"]) == []
     with pytest.raises(LifeboatError, match=r"^container ghost does not exist on this host$"):
         _stopping.containers_to_stop("app", ["ghost"], [], [])
+
+
+def test_restart_stopped_needs_no_config_file(fake, tmp_path, monkeypatch, capsys):
+    """A playbook user's host has no lifeboat config: `lifeboat restart-stopped` still starts what the notes name."""
+    from ansible_collections.lifeboat.ops.plugins.module_utils import _cli  # pylint: disable=import-outside-toplevel
+
+    monkeypatch.setattr(_cli, "DEFAULT_CONFIG", str(tmp_path / "absent.yml"))
+    monkeypatch.setenv(_stopped_notes.NOTES_DIR_VARIABLE, str(tmp_path))
+    fake(FakeAPI([info("web", running=False)]))
+    write_state(tmp_path / f"{_stopping.STATE_PREFIX}app.1.json", "app", 2 ** 22 + 1, ["web"])
+    assert _cli.main(["restart-stopped"]) == 0
+    assert f"started container web again (a backup run was killed before it could; its note was in {tmp_path})" \
+        in capsys.readouterr().err
+    assert state_files(tmp_path) == []
