@@ -34,9 +34,10 @@ import time
 import traceback
 import typing as t
 
-from . import _catalog, _config, _ingress, _manifest, _notify, _offsite, _pings, _retention, _status, _stopping, _verify
+from . import _catalog, _config, _ingress, _manifest, _notify, _offsite, _pings, _retention, _status, _verify
 from ._common import LifeboatError, redact, register_secret
 from ._pipeline import stop_cleanly_on_termination, stop_requested
+from ._stopped_notes import notes_dir, restart_before_run, restart_left_stopped
 
 DEFAULT_CONFIG = "/etc/lifeboat/lifeboat.yml"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -240,7 +241,7 @@ def run_ingress_check(path: str, urls: list[str], output: Output) -> int:
 
 def restart_first(output: Output) -> None:
     """What every backup and verify does first: start the containers a killed run left stopped (warning lines)."""
-    for line in _stopping.restart_before_run():
+    for line in restart_before_run():
         output.line(line, "warning")
 
 
@@ -416,13 +417,13 @@ def run_restart_stopped(config: _config.Config | None, args: argparse.Namespace,
     """The safety net after a run that could not clean up (SIGKILL): every note of this host whose process is gone,
     then those an older version left in the jobs' destinations (with a config); containers a running backup stopped
     are left to it."""
-    places = [_stopping.notes_dir()]
+    places = [notes_dir()]
     if config is not None:
         places += list(_by_destination(config.selected(args.job)))
     failed = False
     for place in dict.fromkeys(places):
         try:
-            started = _stopping.restart_left_stopped(place)
+            started = restart_left_stopped(place)
         except LifeboatError as exc:  # one place's failure must not keep the others' containers stopped
             started, failed = getattr(exc, "started", []), True
             output.line(f"restart-stopped failed: {place}: {exc}", "error")

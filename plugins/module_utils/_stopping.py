@@ -38,21 +38,7 @@ from ._clients import docker_api, docker_sdk
 from ._common import LifeboatError, hold_lock, process_start
 from ._files import write_file_atomic
 from ._pipeline import termination_deferred
-from ._stopped_notes import (  # noqa: F401 - the notes' names, re-exported for the callers of _stopping
-    NOTES_DIR,
-    NOTES_DIR_VARIABLE,
-    STATE_PREFIX,
-    STATE_SUFFIX,
-    RestartError,
-    _first_line,
-    _start_all,
-    describe_left_stopped,
-    left_stopped,
-    notes_dir,
-    restart_before_run,
-    restart_left_stopped,
-    restarting_first,
-)
+from ._stopped_notes import STATE_PREFIX, STATE_SUFFIX, _first_line, _start_all
 
 STOP_LABEL = "lifeboat.stop-during-backup"
 # Like `docker stop`: the container's stop signal, then SIGKILL when it has not exited after this long.
@@ -240,5 +226,3 @@ def stopped(containers: list[dict[str, str]], state_dir: str, job: str,
             raise LifeboatError(message) from body_error
         for name in arrived:  # delivered now, to the handler that was there before
             signal.raise_signal(signal.Signals[name])
-
-

@@ -5,7 +5,7 @@ backup playbook, ``lifeboat backup``): until a run comes, the status checks say 
 next run of any path (another path than the killed one, and a job that stops nothing) starts it first. The real
 Docker engine's ``State.Running`` decides, never a log line.
 
-The notes live in one directory per host (``_stopping.notes_dir()``): here one per test (LIFEBOAT_STOPPED_DIR), so
+The notes live in one directory per host (``_stopped_notes.notes_dir()``): here one per test (LIFEBOAT_STOPPED_DIR), so
 that a test elsewhere in the session never starts these containers nor reports them."""
 
 from __future__ import annotations
@@ -133,8 +133,8 @@ def assert_critical_naming(text, app):
     assert f"by backup job {JOB}" in text, text
 
 
-def test_lifeboat_backup_killed_then_the_backup_playbook_starts_it_first(container_bed, slow_app, notes, tmp_path,
-                                                                          pg, run_playbook):
+def test_lifeboat_backup_killed_then_the_backup_playbook_starts_it_first(
+        container_bed, slow_app, notes, tmp_path, pg, run_playbook):
     root = tmp_path / "backups"
     config = write_config(tmp_path, root, slow_app, pg)
     assert lifeboat("backup", "--job", "journal", config=config).returncode == 0  # a fresh archive to report on
@@ -160,8 +160,8 @@ def test_lifeboat_backup_killed_then_the_backup_playbook_starts_it_first(contain
     assert status.returncode == 0, status.stdout
 
 
-def test_the_backup_playbook_killed_then_lifeboat_backup_starts_it_first(container_bed, slow_app, notes, tmp_path,
-                                                                          pg):
+def test_the_backup_playbook_killed_then_lifeboat_backup_starts_it_first(
+        container_bed, slow_app, notes, tmp_path, pg):
     root = tmp_path / "backups"
     config = write_config(tmp_path, root, slow_app, pg)
     job = {**files_job(root), "volumes": [slow_app.volume]}
@@ -183,8 +183,8 @@ def test_the_backup_playbook_killed_then_lifeboat_backup_starts_it_first(contain
     assert notes_under(notes, root) == []
 
 
-def test_the_module_killed_then_a_restore_starts_it_first(container_bed, slow_app, notes, tmp_path, pg,
-                                                          run_module):
+def test_the_module_killed_then_a_restore_starts_it_first(
+        container_bed, slow_app, notes, tmp_path, pg, run_module):
     root = tmp_path / "backups"
     dumped = run_module("postgresql_dump", {**pg.login(), "database": PG_SOURCE, "job": "journal",
                                             "destination": str(root / "journal")})

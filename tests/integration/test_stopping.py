@@ -23,7 +23,7 @@ import docker.types
 import pytest
 import yaml
 
-from ansible_collections.lifeboat.ops.plugins.module_utils import _files, _stopping
+from ansible_collections.lifeboat.ops.plugins.module_utils import _files, _stopped_notes, _stopping
 from ansible_collections.lifeboat.ops.plugins.module_utils._common import LifeboatError
 from testbed import REPO_ROOT
 
@@ -210,13 +210,13 @@ def restart_stopped(config, *args):
                           check=False)
 
 
-def test_after_sigkill_they_stay_stopped_until_lifeboat_restart_stopped(container_bed, app_pair, tmp_path, pg,
-                                                                         monkeypatch):
+def test_after_sigkill_they_stay_stopped_until_lifeboat_restart_stopped(
+        container_bed, app_pair, tmp_path, pg, monkeypatch):
     destination = tmp_path / "backups"
     notes = tmp_path / "notes"
-    monkeypatch.setenv(_stopping.NOTES_DIR_VARIABLE, str(notes))
+    monkeypatch.setenv(_stopped_notes.NOTES_DIR_VARIABLE, str(notes))
     config = write_config(tmp_path / "lifeboat.yml", destination, pg)
-    child = start_child(entries(*app_pair), _stopping.notes_dir())
+    child = start_child(entries(*app_pair), _stopped_notes.notes_dir())
 
     # While the run lives, the safety net leaves its containers alone.
     alive = restart_stopped(config)
@@ -298,13 +298,13 @@ def test_nothing_to_stop_touches_nothing(tmp_path):
     with _stopping.stopped([], str(tmp_path), JOB) as names:
         assert names == []
     assert os.listdir(tmp_path) == []
-    assert _stopping.restart_left_stopped(str(tmp_path / "missing")) == []
+    assert _stopped_notes.restart_left_stopped(str(tmp_path / "missing")) == []
 
 
 def test_a_run_of_another_process_that_still_lives_is_left_alone(container_bed, app_pair, tmp_path):
     child = start_child(entries(*app_pair), tmp_path)
     try:
-        assert _stopping.restart_left_stopped(str(tmp_path)) == []
+        assert _stopped_notes.restart_left_stopped(str(tmp_path)) == []
         assert running(container_bed, *app_pair) == [False, False]
     finally:
         child.send_signal(signal.SIGTERM)
@@ -322,9 +322,9 @@ UNIT_JOB = "uploads"
 UNIT_DESTINATION = f"/var/backups/lifeboat/{UNIT_JOB}"
 HOLDER = '''import json, sys, time
 sys.path.insert(0, "/usr/local/lib/lifeboat")
-from lifeboat_ops import _pipeline, _stopping
+from lifeboat_ops import _pipeline, _stopped_notes, _stopping
 _pipeline.stop_cleanly_on_termination()
-with _stopping.stopped(json.load(open("/etc/lifeboat/containers.json")), _stopping.notes_dir(), sys.argv[2],
+with _stopping.stopped(json.load(open("/etc/lifeboat/containers.json")), _stopped_notes.notes_dir(), sys.argv[2],
                        sys.argv[1]):
     time.sleep(3600)
 '''
@@ -422,7 +422,7 @@ def systemd_host(container_bed, tmp_path):
         "engine": "postgresql", "container": "db", "destination": UNIT_DESTINATION}}}), 0o644)
     put_files(box, files)
     check(box, ["install", "-d", "-o", "lifeboat", "-g", "lifeboat", "-m", "0750", UNIT_DESTINATION])
-    check(box, ["install", "-d", "-o", "root", "-g", "lifeboat", "-m", "2770", _stopping.NOTES_DIR])  # as the role
+    check(box, ["install", "-d", "-o", "root", "-g", "lifeboat", "-m", "2770", _stopped_notes.NOTES_DIR])  # as the role
     return box
 
 
@@ -445,14 +445,14 @@ def test_after_sigkill_under_systemd_the_units_exec_stop_post_starts_them_again(
         return systemd_host.exec_run(["journalctl", "--no-pager", "-o", "cat", "-u", service]).output.decode()
 
     wait_until(lambda: running(container_bed, *app_pair) == [False, False], explain=journal)
-    notes = check(systemd_host, ["ls", "-A", _stopping.NOTES_DIR]).split()
+    notes = check(systemd_host, ["ls", "-A", _stopped_notes.NOTES_DIR]).split()
     assert len([name for name in notes if name.startswith(_stopping.STATE_PREFIX)]) == 1
     check(systemd_host, ["systemctl", "kill", "--signal=KILL", service])
 
     wait_until(lambda: running(container_bed, *app_pair) == [True, True], explain=journal)
     wait_until(lambda: systemd_host.exec_run(["systemctl", "is-active", service]).output.strip()
                in (b"failed", b"inactive"))
-    assert check(systemd_host, ["ls", "-A", _stopping.NOTES_DIR]).split() == []
+    assert check(systemd_host, ["ls", "-A", _stopped_notes.NOTES_DIR]).split() == []
     said = journal()
     for box in reversed(app_pair):
         assert f"started container {box.name} again" in said, said

@@ -156,7 +156,7 @@ def test_restart_left_stopped_starts_only_what_a_gone_process_left(fake, tmp_pat
     write_state(reused, "old", os.getpid(), ["old"], "1")  # this PID, but another process's start time
     (tmp_path / "journal-20261130T000000Z.pgdump").write_text("not a state file")
 
-    assert _stopping.restart_left_stopped(str(tmp_path)) == ["db", "web", "old"]
+    assert _stopped_notes.restart_left_stopped(str(tmp_path)) == ["db", "web", "old"]
     assert [c for c in api.calls if c[0] == "start"] == [("start", "id-db"), ("start", "id-web"), ("start", "id-old")]
     assert state_files(tmp_path) == [live.name]
 
@@ -166,8 +166,8 @@ def test_restart_left_stopped_reports_failures_after_trying_all(fake, tmp_path):
     write_state(tmp_path / f"{_stopping.STATE_PREFIX}a.1.json", "a", 2 ** 22 + 1, ["web", "db"])
     write_state(tmp_path / f"{_stopping.STATE_PREFIX}b.1.json", "b", 2 ** 22 + 1, ["cache"])
     (tmp_path / f"{_stopping.STATE_PREFIX}c.1.json").write_text("{not json")
-    with pytest.raises(_stopping.RestartError) as caught:
-        _stopping.restart_left_stopped(str(tmp_path))
+    with pytest.raises(_stopped_notes.RestartError) as caught:
+        _stopped_notes.restart_left_stopped(str(tmp_path))
     assert caught.value.started == ["web", "cache"]
     message = str(caught.value)
     assert "\n" not in message
@@ -178,8 +178,8 @@ def test_restart_left_stopped_reports_failures_after_trying_all(fake, tmp_path):
 
 def test_no_state_file_never_reaches_the_engine(monkeypatch, tmp_path):
     monkeypatch.setattr(_stopped_notes, "docker_api", lambda: pytest.fail("the engine was asked"))
-    assert _stopping.restart_left_stopped(str(tmp_path)) == []
-    assert _stopping.restart_left_stopped(str(tmp_path / "absent")) == []
+    assert _stopped_notes.restart_left_stopped(str(tmp_path)) == []
+    assert _stopped_notes.restart_left_stopped(str(tmp_path / "absent")) == []
     with _stopping.stopped([], str(tmp_path), "app") as names:
         assert names == []
 
