@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -239,7 +240,7 @@ def test_containers_to_stop_names_first_then_labelled_ones_that_mount_what_is_re
         _stopping.containers_to_stop("app", ["ghost"], [], [])
 
 
-def test_restart_stopped_needs_no_config_file(fake, tmp_path, monkeypatch, capsys):
+def test_restart_stopped_needs_no_config_file(fake, tmp_path, monkeypatch):
     """A playbook user's host has no lifeboat config: `lifeboat restart-stopped` still starts what the notes name."""
     from ansible_collections.lifeboat.ops.plugins.module_utils import _cli  # pylint: disable=import-outside-toplevel
 
@@ -247,7 +248,8 @@ def test_restart_stopped_needs_no_config_file(fake, tmp_path, monkeypatch, capsy
     monkeypatch.setenv(_stopped_notes.NOTES_DIR_VARIABLE, str(tmp_path))
     fake(FakeAPI([info("web", running=False)]))
     write_state(tmp_path / f"{_stopping.STATE_PREFIX}app.1.json", "app", 2 ** 22 + 1, ["web"])
-    assert _cli.main(["restart-stopped"]) == 0
+    said = io.StringIO()
+    assert _cli.main(["restart-stopped"], _cli.Output(said)) == 0
     assert f"started container web again (a backup run was killed before it could; its note was in {tmp_path})" \
-        in capsys.readouterr().err
+        in said.getvalue()
     assert state_files(tmp_path) == []
