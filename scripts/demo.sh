@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job on a local default: back up the test bed's sample databases and a Docker app with the backup
 # playbook, restore them under new names with the restore playbook, and say what was made and where.
-# The Docker app is compose project lifeboat-demo (labels as `docker compose` sets them): a PostgreSQL 17 container
+# The Docker app is compose project lifeboat-demo, started with real Docker Compose v2: a PostgreSQL 17 container
 # (newer than the host's pg_dump 15: the dump runs inside it) with its data in a named volume, and an app container
 # that writes files into a named volume and is labelled to be stopped while that volume is read. One job
 # {name: lifeboat-demo, compose_project: lifeboat-demo} backs up both; the restore makes database diary_restored in
@@ -30,34 +30,11 @@ mkdir -p "$demo/collections/ansible_collections/lifeboat"
 ln -sfn "$root" "$demo/collections/ansible_collections/lifeboat/ops"
 export ANSIBLE_COLLECTIONS_PATH=$demo/collections ANSIBLE_NOCOLOR=1
 
-# --- The Docker app: made once, reused while it runs (docker CLI; the labels are those docker compose sets) ---------
-labels() {  # labels SERVICE: what compose puts on a service's container, and the test bed that made it (for down)
-  echo --label "com.docker.compose.project=$DEMO_PROJECT" --label "com.docker.compose.service=$1" \
-    --label "$DEMO_STATE_LABEL=$state"
-}
-ensure_volume() {  # ensure_volume NAME: a named volume of the project (an existing one is kept as it is)
-  docker volume inspect "$1" >/dev/null 2>&1 ||
-    docker volume create --label "com.docker.compose.project=$DEMO_PROJECT" --label "$DEMO_STATE_LABEL=$state" \
-      "$1" >/dev/null
-}
-ensure_container() {  # ensure_container NAME IMAGE [docker run options...]: running, made when missing
-  local name=$1 image=$2 current
-  shift 2
-  current=$(docker container inspect --format '{{.Config.Image}} {{.State.Running}}' "$name" 2>/dev/null || true)
-  if [ -n "$current" ] && [ "${current% *}" != "$image" ]; then  # the image was bumped: a new container, same volume
-    docker rm --force "$name" >/dev/null
-    current=
-  fi
-  if [ -z "$current" ]; then
-    docker run --detach --name "$name" "$@" "$image" >/dev/null
-    echo "$name: started ($image)"
-  elif [ "${current#* }" != true ]; then
-    docker start "$name" >/dev/null
-    echo "$name: started again ($image)"
-  else
-    echo "$name: running, reused ($image)"
-  fi
-}
+# --- The Docker app: a real compose project (Docker Compose v2, the test bed's CLI plugin), reused while it runs ----
+# The test bed's own DOCKER_CONFIG holds the compose plugin (scripts/testbed/build-compose.sh builds it once).
+DOCKER_CONFIG=$("$root/scripts/testbed/build-compose.sh" | tail -n 1)
+export DOCKER_CONFIG
+compose() { docker compose --project-name "$DEMO_PROJECT" --file "$demo/app/docker-compose.yml" "$@"; }
 wait_for() {  # wait_for WHAT COMMAND...: until the command succeeds (60 s at most)
   local what=$1 deadline=$((SECONDS + 60))
   shift
@@ -67,20 +44,50 @@ wait_for() {  # wait_for WHAT COMMAND...: until the command succeeds (60 s at mo
   done
 }
 
-echo "== the Docker app: compose project $DEMO_PROJECT"
+echo "== the Docker app: compose project $DEMO_PROJECT ($(docker compose version --short))"
 "$root/scripts/testbed/images.sh" >/dev/null  # `make demo` built them already; ~0.2 s then
-ensure_volume lifeboat-demo-db-data
-ensure_volume lifeboat-demo-app-data
-ensure_volume lifeboat-demo-app-data-restored  # made empty here so that it carries the labels `down` looks for
-# The superuser's password is only for TCP logins, which the demo does not make (the dumps run inside, on the
-# socket): a random one, handed over in docker's environment (`-e NAME` without a value), never in an argv.
-# shellcheck disable=SC2046  # labels prints options, one word each
-POSTGRES_PASSWORD=$(head -c 18 /dev/urandom | base64) ensure_container lifeboat-demo-db "$PG17_IMAGE" $(labels db) \
-  --env POSTGRES_USER=diary --env POSTGRES_DB=diary --env POSTGRES_PASSWORD \
-  --mount type=volume,source=lifeboat-demo-db-data,target=/var/lib/postgresql/data
-# shellcheck disable=SC2046
-ensure_container lifeboat-demo-app "$APP_IMAGE" $(labels app) --label lifeboat.stop-during-backup=true \
-  --mount type=volume,source=lifeboat-demo-app-data,target=/data
+for name in "${DEMO_CONTAINERS[@]}"; do  # made by `docker run` (an older demo): compose makes its own, same volumes
+  made=$(docker container inspect --format \
+    "{{index .Config.Labels \"$DEMO_STATE_LABEL\"}} {{index .Config.Labels \"com.docker.compose.config-hash\"}}" \
+    "$name" 2>/dev/null || true)
+  [ "$made" != "$state " ] || docker rm --force "$name" >/dev/null
+done
+mkdir -p "$demo/app"
+# Fixed names (container_name, volume name:) so that the jobs, the restore items and `--down` name them plainly. The
+# state label lets `--down` (and make testbed-down) remove only what this test bed made.
+cat >"$demo/app/docker-compose.yml" <<YAML
+name: $DEMO_PROJECT
+services:
+  db:
+    image: $PG17_IMAGE
+    container_name: lifeboat-demo-db
+    # The superuser's password is only for TCP logins, which the demo does not make (the dumps run inside, on the
+    # socket): a random one from compose's environment, never in an argv or this file.
+    environment: [POSTGRES_USER=diary, POSTGRES_DB=diary, POSTGRES_PASSWORD]
+    volumes: [db-data:/var/lib/postgresql/data]
+    labels: {$DEMO_STATE_LABEL: "$state"}
+  app:
+    image: $APP_IMAGE
+    container_name: lifeboat-demo-app
+    depends_on: [db]
+    volumes: [app-data:/data]
+    labels: {lifeboat.stop-during-backup: "true", $DEMO_STATE_LABEL: "$state"}
+volumes:
+  db-data: {name: lifeboat-demo-db-data, labels: {$DEMO_STATE_LABEL: "$state"}}
+  app-data: {name: lifeboat-demo-app-data, labels: {$DEMO_STATE_LABEL: "$state"}}
+YAML
+# The password is made once and kept (0600): compose recreates a container whose environment changed, and a new
+# password would not open the data directory's old one.
+if [ ! -s "$demo/app/postgres.password" ]; then
+  (umask 077 && head -c 18 /dev/urandom | base64 >"$demo/app/postgres.password")
+fi
+POSTGRES_PASSWORD=$(cat "$demo/app/postgres.password") compose up --detach --quiet-pull 2>&1 |
+  grep -v -e "^ *Container .* Running$" -e "^ *Volume .* Created$" || true
+# The restore's target, made empty here (compose makes only the volumes a service mounts) with the labels `--down`
+# looks for.
+docker volume inspect lifeboat-demo-app-data-restored >/dev/null 2>&1 ||
+  docker volume create --label "com.docker.compose.project=$DEMO_PROJECT" --label "$DEMO_STATE_LABEL=$state" \
+    lifeboat-demo-app-data-restored >/dev/null
 # The real server over TCP (the first start's initdb runs one on the socket only), and the app's files written.
 wait_for lifeboat-demo-db docker exec lifeboat-demo-db pg_isready --quiet --host=127.0.0.1 --dbname=diary
 wait_for lifeboat-demo-app sh -c 'docker logs lifeboat-demo-app 2>&1 | grep -q "app-writer: ready"'
@@ -174,8 +181,12 @@ if [ "$(docker container inspect --format '{{.State.Running}}' lifeboat-demo-app
     "now $app_started_after)" >&2
   exit 1
 fi
-echo "lifeboat-demo-app: stopped while its volume was read, running again (started ${app_started_before%.*}Z," \
-  "again ${app_started_after%.*}Z)"
+# The app's downtime for this backup, as the files archive's manifest records it (first stop to last start).
+downtime=$("$venv/bin/python" -c 'import glob, json, sys
+newest = sorted(glob.glob(sys.argv[1] + "/*.manifest.json"))[-1]
+print(json.load(open(newest))["server"].get("downtime_seconds"))' "$demo/backups/$DEMO_PROJECT-files")
+echo "lifeboat-demo-app: stopped while its volume was read for $downtime s, running again (started" \
+  "${app_started_before%.*}Z, again ${app_started_after%.*}Z)"
 count_rows() {  # count_rows DATABASE: "entries N, tags N" inside the container
   docker exec lifeboat-demo-db psql --no-psqlrc --tuples-only --no-align --username=diary --dbname="$1" \
     --command="SELECT 'entries ' || (SELECT count(*) FROM entries) || ', tags ' || (SELECT count(*) FROM tags)"

@@ -15,7 +15,8 @@
 on success, 1 on failure and 2 on a usage error. ``backup`` of several jobs runs every one of them, whatever
 fails, and ends with one line per failed job. On a terminal a progress line shows how a dump advances;
 under systemd (``JOURNAL_STREAM`` set) lines carry syslog priorities for the journal instead.
-``restart-stopped`` starts the containers a killed backup run left stopped (the services' ``ExecStopPost=``).
+``restart-stopped`` starts the containers a killed backup run left stopped (the services' ``ExecStopPost=``); it
+needs no config file (the notes are in ``_stopped_notes.notes_dir()``), and ``backup`` and ``verify`` do it first.
 ``--pings FILE`` (backup, verify, copy, prune) pings the monitoring targets of a 0600 JSON file (``_pings``): a
 failed command pings ``fail`` with the tail of its output; ``--ping-start`` pings ``start`` first and
 ``--ping-success`` pings ``success`` after a good run (the first and the last command of a job's unit). A ping that
@@ -44,11 +45,11 @@ from . import (
     _retention,
     _signing,
     _status,
-    _stopping,
     _verify,
 )
 from ._common import LifeboatError, redact, register_secret
 from ._pipeline import stop_cleanly_on_termination, stop_requested
+from ._stopped_notes import notes_dir, restart_before_run, restart_left_stopped
 
 DEFAULT_CONFIG = "/etc/lifeboat/lifeboat.yml"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -193,6 +194,8 @@ def main(argv: t.Sequence[str] | None = None, output: Output | None = None) -> i
 
 def run_command(args: argparse.Namespace, output: Output, failure_code: int) -> int:
     try:
+        if args.command == "restart-stopped" and not hasattr(args, "config") and not os.path.exists(DEFAULT_CONFIG):
+            return run_restart_stopped(None, args, output)  # a host with no config: the notes need none
         config = _config.load(getattr(args, "config", DEFAULT_CONFIG))
         return COMMANDS[args.command](config, args, output)
     except LifeboatError as exc:
@@ -248,7 +251,14 @@ def run_ingress_check(path: str, urls: list[str], output: Output) -> int:
     return EXIT_OK
 
 
+def restart_first(output: Output) -> None:
+    """What every backup and verify does first: start the containers a killed run left stopped (warning lines)."""
+    for line in restart_before_run():
+        output.line(line, "warning")
+
+
 def run_backup(config: _config.Config, args: argparse.Namespace, output: Output) -> int:
+    restart_first(output)
     jobs = [config.job(name) for name in dict.fromkeys(args.job)] if args.job else config.selected(None)
     if len(jobs) == 1:
         backup_job(jobs[0], output)  # its error is the command's: "backup failed: ..."
@@ -296,6 +306,10 @@ def backup_job(job: _config.Job, output: Output) -> None:
         f"{manifest['total_count']} {counted} in {len(manifest['counts'])} {per}) "
         f"in {manifest['duration_seconds']:.1f} s"
     )
+    if manifest.get("server", {}).get("stopped_containers"):
+        server = manifest["server"]
+        output.line(f"{job.name}: {', '.join(server['stopped_containers'])} stopped for "
+                    f"{server.get('downtime_seconds') or 0:.1f} s while read")
 
 
 def one_line(exc: BaseException) -> str:
@@ -305,6 +319,7 @@ def one_line(exc: BaseException) -> str:
 
 
 def run_verify(config: _config.Config, args: argparse.Namespace, output: Output) -> int:
+    restart_first(output)
     failed = 0
     for job in config.selected(args.job):
         settings = job.verify
@@ -383,6 +398,8 @@ def run_status(config: _config.Config, args: argparse.Namespace, output: Output)
                                                   float(job.offsite.get("max_delay_hours") or 26.0), now=now,
                                                   job=job.params["job"]))
                     for job in config.selected(args.job) if job.offsite.get("enabled")]
+    if reports:  # the host's containers a killed run left stopped, told once, with the first destination
+        reports[0] = _status.with_left_stopped(reports[0], _status.left_stopped_here())
     state = _status.worst([*(report["state"] for report in reports), *(health["state"] for _job, health in remote_sides)])
     metrics_file = args.metrics_file or config.metrics_file
     if metrics_file:
@@ -413,19 +430,23 @@ def run_check(config: _config.Config, args: argparse.Namespace, output: Output) 
     return EXIT_OK
 
 
-def run_restart_stopped(config: _config.Config, args: argparse.Namespace, output: Output) -> int:
-    """The safety net after a run that could not clean up (SIGKILL): every destination's state files whose
-    process is gone; containers a running backup stopped are left to it."""
+def run_restart_stopped(config: _config.Config | None, args: argparse.Namespace, output: Output) -> int:
+    """The safety net after a run that could not clean up (SIGKILL): every note of this host whose process is gone,
+    then those an older version left in the jobs' destinations (with a config); containers a running backup stopped
+    are left to it."""
+    places = [notes_dir()]
+    if config is not None:
+        places += list(_by_destination(config.selected(args.job)))
     failed = False
-    for destination in _by_destination(config.selected(args.job)):
+    for place in dict.fromkeys(places):
         try:
-            started = _stopping.restart_left_stopped(_stopping.state_dir_for(destination))
-        except LifeboatError as exc:  # one destination's failure must not keep the others' containers stopped
+            started = restart_left_stopped(place)
+        except LifeboatError as exc:  # one place's failure must not keep the others' containers stopped
             started, failed = getattr(exc, "started", []), True
-            output.line(f"restart-stopped failed: {destination}: {exc}", "error")
+            output.line(f"restart-stopped failed: {place}: {exc}", "error")
         for name in started:
-            output.line(f"started container {name} again (a backup run writing to {destination} was killed "
-                        "before it could)", "warning")
+            output.line(f"started container {name} again (a backup run was killed before it could; its note was in "
+                        f"{place})", "warning")
     return EXIT_FAILED if failed else EXIT_OK
 
 

@@ -231,7 +231,7 @@ def dump(request: DumpRequest, consistent: t.Callable[[list[dict[str, t.Any]]], 
             job=options.job, engine="files", database=None, archive_path=path, archive_format=ARCHIVE_FORMAT,
             stream=stream, compression=options.compression, compression_level=options.compression_level,
             encryption=options.encryption, tool={"name": "tar", "version": HOST.version(find_binary("tar"))},
-            server={"host": socket.gethostname(), **({"stopped_containers": stopped} if stopped else {})},
+            server={"host": socket.gethostname(), **stopped_record(stopped)},
             counts=counts, started=started, finished=finished,
             restore_commands=restore_commands(os.path.basename(path), roots, options),
             options={"volumes": request.volumes, "paths": request.paths, "include": request.include,
@@ -251,12 +251,19 @@ def dump(request: DumpRequest, consistent: t.Callable[[list[dict[str, t.Any]]], 
     return {"archive": path, "manifest": manifest_file, "manifest_data": manifest}
 
 
+def stopped_record(stopped: list[str] | None) -> dict[str, t.Any]:
+    """What the manifest's ``server`` says of the containers stopped while read: their names and the downtime."""
+    if not stopped:
+        return {}
+    return {"stopped_containers": list(stopped), "downtime_seconds": getattr(stopped, "downtime_seconds", None)}
+
+
 def stop_during_backup(request: DumpRequest) -> t.Callable[[list[dict[str, t.Any]]], t.ContextManager[t.Any]]:
     """The containers that write into the roots are stopped while they are read, and always started again."""
 
     @contextlib.contextmanager
     def consistent(roots: list[dict[str, t.Any]]) -> t.Iterator[list[str]]:
-        from . import _stopping  # pylint: disable=import-outside-toplevel  # it reads the source table: import late
+        from . import _stopped_notes, _stopping  # pylint: disable=import-outside-toplevel  # the source table: late
 
         volumes = [item["name"] for item in roots if item["kind"] == "volume"]
         paths = [item["path"] for item in roots if item["kind"] == "path"]
@@ -266,7 +273,7 @@ def stop_during_backup(request: DumpRequest) -> t.Callable[[list[dict[str, t.Any
         job = request.archive.job
         containers = _stopping.containers_to_stop(job, request.stop_containers, volumes, paths)
         _stopping.refuse_live_data_dirs(volumes, paths, {container["id"] for container in containers})
-        with _stopping.stopped(containers, _stopping.state_dir_for(request.archive.destination), job) as names:
+        with _stopping.stopped(containers, _stopped_notes.notes_dir(), job, request.archive.destination) as names:
             yield names
 
     return consistent

@@ -629,6 +629,7 @@ def backup_status(run: Run) -> Outcome:
         if metrics_file:
             validate_metrics_path(metrics_file)
         report = evaluate_root(params["destination"], params["jobs"], options)
+        report = with_left_stopped(report, left_stopped_here())
         offsite_text = ""
         if params.get("offsite"):
             report, offsite_text = _with_offsite(report, params)
@@ -667,3 +668,25 @@ def _with_offsite(report: dict[str, t.Any], params: t.Mapping[str, t.Any]) -> tu
         report["exit_code"] = exit_code_for(health["state"])
         report["summary"] = f"{health['state']}: {health['reasons'][0]['message']}"
     return report, _offsite.offsite_metrics_text([(params["destination"], health)])
+
+
+def left_stopped_here() -> list[dict[str, t.Any]]:
+    from . import _stopped_notes  # pylint: disable=import-outside-toplevel  # only a host with notes needs it
+
+    try:
+        return _stopped_notes.left_stopped()
+    except LifeboatError as exc:  # the notes directory cannot be listed: the check cannot say, which is UNKNOWN
+        return [{"path": _stopped_notes.notes_dir(), "problem": str(exc), "unknown": True}]
+
+
+def with_left_stopped(report: dict[str, t.Any], entries: list[dict[str, t.Any]]) -> dict[str, t.Any]:
+    """The report with the host's containers that a killed backup run left stopped: CRITICAL each, naming them and
+    since when (``_stopped_notes.left_stopped``); they are the host's, so every report of the host carries them."""
+    if not entries:
+        return report
+    from . import _stopped_notes  # pylint: disable=import-outside-toplevel
+
+    report = {**report, "reasons": list(report["reasons"]), "left_stopped": entries}
+    for entry in entries:
+        _add(report["reasons"], UNKNOWN if entry.get("unknown") else CRITICAL, _stopped_notes.describe_left_stopped(entry))
+    return _conclude(report)

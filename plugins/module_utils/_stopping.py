@@ -9,9 +9,13 @@ what it reads, and starts them again afterwards:
 
 - on success, on any failure and on SIGTERM/SIGHUP (the pipeline turns those into an exception) by
   :func:`stopped` itself;
-- after a SIGKILL (or a power cut of the process) by :func:`restart_left_stopped`, the systemd service's
-  ``ExecStopPost=`` safety net (``lifeboat restart-stopped``): before it stops anything, :func:`stopped` writes a
-  state file naming the job, its PID and the containers, and removes it only once all run again.
+- after a SIGKILL (or a power cut of the process) by :func:`restart_left_stopped`: before it stops anything,
+  :func:`stopped` writes a note naming the job, its PID, when and the containers, and removes it only once all run
+  again. The notes live in one directory per host, :func:`notes_dir` (``/var/lib/lifeboat/stopped``, or
+  ``$LIFEBOAT_STOPPED_DIR``), so that every path finds them without a config file: the first thing each backup and
+  restore (module, role, ``lifeboat backup``/``verify``) does is :func:`restart_before_run`; ``lifeboat
+  restart-stopped`` is the systemd services' ``ExecStopPost=`` net; the status checks report what is still stopped
+  (:func:`left_stopped`) as CRITICAL.
 
 :func:`refuse_live_data_dirs` refuses to archive the data directory of a running database container: its files
 change under the reader and make no consistent copy; the dump of that database does.
@@ -22,42 +26,23 @@ The Docker Engine API is reached with the docker SDK (``DOCKER_HOST`` honoured),
 from __future__ import annotations
 
 import contextlib
-import errno
+import datetime as _dt
 import json
 import os
 import signal
+import time
 import typing as t
 
 from . import _docker_apps
 from ._clients import docker_api, docker_sdk
-from ._common import LifeboatError, hold_lock, lock_owner_alive, pid_alive, process_start
+from ._common import LifeboatError, hold_lock, process_start
 from ._files import write_file_atomic
 from ._pipeline import termination_deferred
+from ._stopped_notes import STATE_PREFIX, STATE_SUFFIX, _first_line, _start_all
 
 STOP_LABEL = "lifeboat.stop-during-backup"
 # Like `docker stop`: the container's stop signal, then SIGKILL when it has not exited after this long.
 STOP_TIMEOUT_SECONDS = 60
-STATE_PREFIX = ".lifeboat-stopped-"
-STATE_SUFFIX = ".json"
-
-
-class RestartError(LifeboatError):
-    """Some containers could not be started again; ``started`` holds the names of those that were."""
-
-    def __init__(self, message: str, started: list[str]) -> None:
-        super().__init__(message)
-        self.started = started
-
-
-def state_dir_for(destination: str) -> str:
-    """Where the state files of a job writing to ``destination`` live: the destination itself, the one place its
-    systemd service may write (ReadWritePaths=), and where the job's other records are."""
-    return destination
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(getattr(exc, "explanation", None) or exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _name(info: dict[str, t.Any]) -> str:
@@ -163,26 +148,11 @@ def refuse_live_data_dirs(volumes: t.Sequence[str], paths: t.Sequence[str], stop
         api.close()
 
 
-def _start_order(containers: list[dict[str, str]]) -> list[dict[str, str]]:
-    # Started in the reverse of the stop order, as `docker compose stop`/`start` do: list the dependants (the app)
-    # before what they depend on (its database), so that they stop first, before what they use goes away, and
-    # start last, once it is back.
-    return list(reversed(containers))
+class StoppedNames(list[str]):
+    """The names of the containers stopped, in stop order; ``downtime_seconds`` once all run again: from the first
+    stop to the last start, the app's downtime for this backup (None while they are stopped, or if none was)."""
 
-
-def _start_all(api: t.Any, containers: list[dict[str, str]]) -> tuple[list[str], list[str]]:
-    """Start every container (in the start order), whatever fails: the names started and the failures."""
-    docker = docker_sdk()
-    started, failures = [], []
-    for container in _start_order(containers):
-        try:
-            api.start(container["id"])  # a container that runs already is no error (304)
-            started.append(container["name"])
-        except docker.errors.NotFound:
-            continue  # removed meanwhile (`docker compose down`): nothing left to start
-        except Exception as exc:  # noqa: BLE001 - one container's failure must not keep the others stopped
-            failures.append(f"{container['name']} ({_first_line(exc)})")
-    return started, failures
+    downtime_seconds: float | None = None
 
 
 def _state_path(state_dir: str, job: str) -> str:
@@ -190,22 +160,27 @@ def _state_path(state_dir: str, job: str) -> str:
 
 
 @contextlib.contextmanager
-def stopped(containers: list[dict[str, str]], state_dir: str, job: str) -> t.Iterator[list[str]]:
+def stopped(containers: list[dict[str, str]], state_dir: str, job: str,
+            destination: str | None = None) -> t.Iterator[list[str]]:
     """Stop ``containers`` in order while the block runs and always start them again (see _start_order).
 
-    The state file comes first: a process killed at any later point leaves what restart_left_stopped needs.
+    The note (in ``state_dir``, normally notes_dir()) comes first: a process killed at any later point leaves what
+    restart_left_stopped needs.
     """
     if not containers:
-        yield []
+        yield StoppedNames()
         return
     docker = docker_sdk()
     path = _state_path(state_dir, job)
     state = {"job": job, "pid": os.getpid(), "process_start": process_start(os.getpid()),
-             "containers": [{"id": c["id"], "name": c["name"]} for c in containers]}
+             "stopped_at": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+             "destination": destination, "containers": [{"id": c["id"], "name": c["name"]} for c in containers]}
     api = docker_api()  # the engine answers before anything is written or stopped
     try:
         os.makedirs(state_dir, mode=0o700, exist_ok=True)
-        write_file_atomic(path, (json.dumps(state, indent=2) + "\n").encode(), 0o600)
+        # Group-readable: in the role's root:lifeboat 2770 directory the scheduled service's user reads (and
+        # removes) a note a playbook run as root left. It names containers, nothing secret.
+        write_file_atomic(path, (json.dumps(state, indent=2) + "\n").encode(), 0o640)
         lock = os.open(path, os.O_RDONLY)
     except OSError as exc:
         api.close()
@@ -213,6 +188,8 @@ def stopped(containers: list[dict[str, str]], state_dir: str, job: str) -> t.Ite
                             f"killed), so none was stopped: {exc.strerror}") from exc
     hold_lock(lock)  # alive as long as this process is, in any PID namespace (see _common.lock_owner_alive)
     body_error: BaseException | None = None
+    names = StoppedNames()
+    first_stop = time.monotonic()
     try:
         for container in containers:
             try:
@@ -223,7 +200,8 @@ def stopped(containers: list[dict[str, str]], state_dir: str, job: str) -> t.Ite
                 raise  # SIGTERM while waiting for the engine (the pipeline's handler): started again below
             except Exception as exc:  # noqa: BLE001 - the engine's or its connection's error, said in one line
                 raise LifeboatError(f"cannot stop container {container['name']}: {_first_line(exc)}") from None
-        yield [c["name"] for c in containers]
+        names = StoppedNames(c["name"] for c in containers)
+        yield names
     except BaseException as exc:
         body_error = exc
         raise
@@ -232,6 +210,7 @@ def stopped(containers: list[dict[str, str]], state_dir: str, job: str) -> t.Ite
             # A second SIGTERM must not leave half of them stopped: it waits until all were started.
             with termination_deferred() as arrived:
                 _started, failures = _start_all(api, containers)
+                names.downtime_seconds = round(time.monotonic() - first_stop, 3)
                 if not failures:
                     try:
                         os.unlink(path)
@@ -247,62 +226,3 @@ def stopped(containers: list[dict[str, str]], state_dir: str, job: str) -> t.Ite
             raise LifeboatError(message) from body_error
         for name in arrived:  # delivered now, to the handler that was there before
             signal.raise_signal(signal.Signals[name])
-
-
-def _owner_alive(path: str, state: dict[str, t.Any]) -> bool:
-    """Whether the process that wrote the state file still runs (the same process, not a reused PID)."""
-    if lock_owner_alive(path):
-        return True
-    pid = state.get("pid")
-    if not isinstance(pid, int) or not pid_alive(pid):
-        return False
-    return state.get("process_start") is None or process_start(pid) == state.get("process_start")
-
-
-def restart_left_stopped(state_dir: str) -> list[str]:
-    """Start the containers of every state file in ``state_dir`` whose process is gone; remove those files.
-
-    Returns the names started; RestartError (with ``started``) when some could not be started, after trying all.
-    """
-    try:
-        names = sorted(name for name in os.listdir(state_dir)
-                       if name.startswith(STATE_PREFIX) and name.endswith(STATE_SUFFIX))
-    except FileNotFoundError:
-        return []
-    except OSError as exc:
-        raise LifeboatError(f"cannot list {state_dir}: {exc.strerror}") from exc
-    started: list[str] = []
-    failures: list[str] = []
-    api = None
-    try:
-        for file_name in names:
-            path = os.path.join(state_dir, file_name)
-            try:
-                with open(path, encoding="utf-8") as handle:
-                    state = json.load(handle)
-                containers = [{"id": str(c["id"]), "name": str(c["name"])} for c in state["containers"]]
-            except FileNotFoundError:
-                continue  # its run ended meanwhile and removed it
-            except (OSError, ValueError, KeyError, TypeError) as exc:
-                failures.append(f"{path} is unreadable ({getattr(exc, 'strerror', None) or exc}); "
-                                "start the containers it names by hand and remove it")
-                continue
-            if _owner_alive(path, state):
-                continue
-            api = api or docker_api()
-            done, failed = _start_all(api, containers)
-            started += done
-            if failed:
-                failures += failed
-                continue
-            try:
-                os.unlink(path)
-            except OSError as exc:
-                if exc.errno != errno.ENOENT:
-                    failures.append(f"{path} could not be removed ({exc.strerror})")
-    finally:
-        if api is not None:
-            api.close()
-    if failures:
-        raise RestartError(f"could not start again: {'; '.join(failures)}", started)
-    return started

@@ -70,8 +70,10 @@ def files_backup(run: Run) -> Outcome:
     files = result["manifest_data"]["files"]
     for changed in files["changed_while_read"]:
         run.warn(f"{changed}: its copy in the archive may be inconsistent")
+    server = result["manifest_data"]["server"]
+    stopped = {key: server[key] for key in ("stopped_containers", "downtime_seconds") if key in server}
     return Outcome(changed=True, result={"roots": files["roots"], "changed_while_read": files["changed_while_read"],
-                                         **_params.dump_result(result, request.archive, run)})
+                                         **stopped, **_params.dump_result(result, request.archive, run)})
 
 
 def files_restore(run: Run) -> Outcome:

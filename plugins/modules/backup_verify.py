@@ -189,7 +189,7 @@ failed_count:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lifeboat.ops.plugins.module_utils import _params, _sources, _tasks, _verify
+from ansible_collections.lifeboat.ops.plugins.module_utils import _params, _sources, _stopped_notes, _tasks, _verify
 from ansible_collections.lifeboat.ops.plugins.module_utils._module_frame import run_module
 
 
@@ -213,7 +213,7 @@ def main() -> None:
         required_one_of=[["archive", "destination"]],
         supports_check_mode=True,
     )
-    run_module(module, _tasks.backup_verify)
+    run_module(module, _stopped_notes.restarting_first(_tasks.backup_verify))
 
 
 if __name__ == "__main__":

@@ -153,6 +153,16 @@ changed_while_read:
   returned: changed
   type: list
   elements: str
+stopped_containers:
+  description: The containers stopped while their volumes and paths were read (O(stop_containers) and those labelled
+    C(lifeboat.stop-during-backup)), in stop order; all run again.
+  returned: when some were stopped
+  type: list
+  elements: str
+downtime_seconds:
+  description: The app's downtime for this backup, from the first container stopped to the last started again.
+  returned: when some were stopped
+  type: float
 duration_seconds:
   description: Wall time of the backup.
   returned: changed
@@ -166,14 +176,14 @@ restore_commands:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lifeboat.ops.plugins.module_utils import _sources, _tasks
+from ansible_collections.lifeboat.ops.plugins.module_utils import _sources, _stopped_notes, _tasks
 from ansible_collections.lifeboat.ops.plugins.module_utils._module_frame import run_module
 
 
 def main() -> None:
     argument_spec = {**_sources.get("files").job_spec(), "job": {"type": "str", "required": True}}
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    run_module(module, _tasks.files_backup)
+    run_module(module, _stopped_notes.restarting_first(_tasks.files_backup))
 
 
 if __name__ == "__main__":

@@ -104,7 +104,7 @@ safety_archive:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lifeboat.ops.plugins.module_utils import _files_source, _params, _tasks
+from ansible_collections.lifeboat.ops.plugins.module_utils import _files_source, _params, _stopped_notes, _tasks
 from ansible_collections.lifeboat.ops.plugins.module_utils._module_frame import run_module
 
 
@@ -120,7 +120,7 @@ def main() -> None:
         required_together=_params.RESTORE_ARCHIVE_RULES["required_together"],
         supports_check_mode=True,
     )
-    run_module(module, _tasks.files_restore)
+    run_module(module, _stopped_notes.restarting_first(_tasks.files_restore))
 
 
 if __name__ == "__main__":

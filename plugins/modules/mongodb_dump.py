@@ -157,7 +157,7 @@ server:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lifeboat.ops.plugins.module_utils import _mongo_module, _params
+from ansible_collections.lifeboat.ops.plugins.module_utils import _mongo_module, _params, _stopped_notes
 from ansible_collections.lifeboat.ops.plugins.module_utils._module_frame import run_module
 
 
@@ -170,7 +170,7 @@ def main() -> None:
     module = AnsibleModule(
         argument_spec=argument_spec, mutually_exclusive=_params.CONNECTION_EXCLUSIVE, supports_check_mode=True
     )
-    run_module(module, _mongo_module.mongodb_dump)
+    run_module(module, _stopped_notes.restarting_first(_mongo_module.mongodb_dump))
 
 
 if __name__ == "__main__":

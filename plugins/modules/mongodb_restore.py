@@ -216,7 +216,7 @@ disk_space:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lifeboat.ops.plugins.module_utils import _mongo_module, _params
+from ansible_collections.lifeboat.ops.plugins.module_utils import _mongo_module, _params, _stopped_notes
 from ansible_collections.lifeboat.ops.plugins.module_utils._module_frame import run_module
 
 
@@ -240,7 +240,7 @@ def main() -> None:
         required_together=_params.RESTORE_ARCHIVE_RULES["required_together"],
         supports_check_mode=True,
     )
-    run_module(module, _mongo_module.mongodb_restore)
+    run_module(module, _stopped_notes.restarting_first(_mongo_module.mongodb_restore))
 
 
 if __name__ == "__main__":

@@ -188,7 +188,7 @@ pg_dump_version:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lifeboat.ops.plugins.module_utils import _params, _postgres_module
+from ansible_collections.lifeboat.ops.plugins.module_utils import _params, _postgres_module, _stopped_notes
 from ansible_collections.lifeboat.ops.plugins.module_utils._module_frame import run_module
 
 
@@ -201,7 +201,7 @@ def main() -> None:
     module = AnsibleModule(
         argument_spec=argument_spec, mutually_exclusive=_params.CONNECTION_EXCLUSIVE, supports_check_mode=True
     )
-    run_module(module, _postgres_module.postgresql_dump)
+    run_module(module, _stopped_notes.restarting_first(_postgres_module.postgresql_dump))
 
 
 if __name__ == "__main__":

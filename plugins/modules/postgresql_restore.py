@@ -213,7 +213,7 @@ expected_counts:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lifeboat.ops.plugins.module_utils import _params, _postgres_module
+from ansible_collections.lifeboat.ops.plugins.module_utils import _params, _postgres_module, _stopped_notes
 from ansible_collections.lifeboat.ops.plugins.module_utils._module_frame import run_module
 
 
@@ -235,7 +235,7 @@ def main() -> None:
         required_together=_params.RESTORE_ARCHIVE_RULES["required_together"],
         supports_check_mode=True,
     )
-    run_module(module, _postgres_module.postgresql_restore)
+    run_module(module, _stopped_notes.restarting_first(_postgres_module.postgresql_restore))
 
 
 if __name__ == "__main__":

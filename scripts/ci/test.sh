@@ -10,7 +10,8 @@ trap 'rm -rf "$logs"' EXIT
 
 start=$SECONDS
 # What both sides would otherwise install or build at the same time (apt's lock, one Go build): once, first.
-# images.sh: the container test bed's images for the integration suite (~0.2 s when they are there).
+# images.sh: the container test bed's images for the integration suite and Docker Compose v2 (build-compose.sh: one
+# Go build of ~5 min on a fresh machine, cached under ~/.cache/lifeboat by version; ~0.2 s when they are there).
 # ee.sh: the execution environment image (ansible-builder; cached under a key of its inputs, ~1 s when there).
 # fleet-image.sh: the SSH fleet's host image (systemd + sshd; test_fleet.py, bench_fleet.py; ~0.1 s when there).
 echo "== setup"

@@ -6,6 +6,7 @@
 #                                  official mongo image (MONGO_INITDB_ROOT_USERNAME/PASSWORD; data in /data/db)
 #   lifeboat/app-writer:N          an app that fills the volume on /data with files, then sleeps
 #   lifeboat/deploy-app:N          an HTTP app whose /health checks its PostgreSQL database (the deploy tests)
+# and Docker Compose v2 (scripts/testbed/build-compose.sh: ~/.cache/lifeboat/docker-config/cli-plugins).
 # Names and versions: scripts/testbed/images/versions.env (bump one to rebuild); build inputs: the folders beside
 # it. No registry is reachable, so nothing is pulled: scripts/testbed/docker.sh gives the engine and the bookworm
 # base, the trixie base is a debootstrap minbase (its root fs cached as a tarball), the Go tools come from
@@ -22,6 +23,9 @@ log() { echo "images.sh: $*" >&2; }
 
 # The engine, and the bookworm image the FerretDB and app images build on.
 BOOKWORM_IMAGE=$(bash "$here/docker.sh")
+# Docker Compose v2 as the CLI plugin of the test bed's own DOCKER_CONFIG (built once, cached by version): the demo
+# and the tests start real compose projects.
+bash "$here/build-compose.sh" >/dev/null
 images=("$PG17_IMAGE" "$FERRETDB_IMAGE" "$APP_IMAGE" "$DEPLOY_APP_IMAGE")
 if docker image inspect "${images[@]}" >/dev/null 2>&1; then
   printf '%s\n' "${images[@]}"

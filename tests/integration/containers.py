@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import subprocess
 import time
 import typing as t
 
@@ -31,6 +32,7 @@ WAIT_SECONDS = float(os.environ.get("LIFEBOAT_TESTBED_WAIT", "60"))
 PG_PASSWORD = f"PgBox{RUN_ID} p@ss:w/rd?#&%'\"{{{{x}}}}!*[a]|>$HOME `id` \\end"
 MONGO_PASSWORD = f"MgBox{RUN_ID}:p@ss/w?rd#&%'\"{{{{ y }}}}, {{z: 1}} -$HOME \\end"
 LABEL_RUN = "lifeboat.test.run"  # on every container and volume a ContainerBed makes
+BUILD_COMPOSE = os.path.join(REPO_ROOT, "scripts", "testbed", "build-compose.sh")
 
 
 class ContainerBedError(Exception):
@@ -78,6 +80,8 @@ class ContainerBed:
         self.run_id = run_id
         self.containers: list[str] = []  # ids, in the order they were created
         self.volumes: list[str] = []
+        self.projects: list[tuple[str, str]] = []  # compose projects (name, compose file) this bed brought up
+        self._compose_config: str | None = None
 
     @classmethod
     def connect(cls, images: dict[str, str] | None = None, run_id: str = RUN_ID) -> ContainerBed:
@@ -152,13 +156,7 @@ class ContainerBed:
                                            labels=labels)
 
         def ready(address: str) -> bool:
-            try:
-                with psycopg.connect(host=address, port=5432, user=user, password=password, dbname=database,
-                                     connect_timeout=2) as conn:
-                    conn.execute("SELECT 1")
-                return True
-            except psycopg.OperationalError:
-                return False
+            return _pg_answers(address, user, password, database)
 
         return Box(container.name, container.id, self._wait(container, ready), self.images["PG17_IMAGE"], 5432, user,
                    password, database, volume_name, data_dir)
@@ -174,16 +172,7 @@ class ContainerBed:
                                            volume=volume, labels=labels)
 
         def ready(address: str) -> bool:
-            client: pymongo.MongoClient[t.Any] = pymongo.MongoClient(
-                address, 27017, username=user, password=password, authSource="admin", serverSelectionTimeoutMS=1000,
-                connectTimeoutMS=1000)
-            try:
-                client.admin.command("ping")
-                return True
-            except pymongo.errors.ServerSelectionTimeoutError:
-                return False
-            finally:
-                client.close()
+            return _mongo_answers(address, user, password)
 
         return Box(container.name, container.id, self._wait(container, ready), self.images["FERRETDB_IMAGE"], 27017,
                    user, password, None, volume_name, data_dir)
@@ -199,8 +188,59 @@ class ContainerBed:
         return Box(container.name, container.id, address, self.images["APP_IMAGE"], volume=volume_name,
                    data_dir=data_dir)
 
+    def compose(self, project: str, compose_file: str, *args: str, environment: dict[str, str] | None = None,
+                check: bool = True) -> subprocess.CompletedProcess[str]:
+        """``docker compose -p PROJECT -f FILE ARGS`` with real Docker Compose v2, the test bed's CLI plugin
+        (scripts/testbed/build-compose.sh: cached, instant once built). ``environment`` reaches compose only."""
+        if self._compose_config is None:
+            built = subprocess.run(["bash", BUILD_COMPOSE], capture_output=True, text=True, check=False)
+            if built.returncode != 0:
+                raise ContainerBedError(f"Docker Compose could not be built: {built.stderr.strip()[-500:]}")
+            self._compose_config = built.stdout.strip().splitlines()[-1]
+        env = {**os.environ, "DOCKER_CONFIG": self._compose_config, **(environment or {})}
+        done = subprocess.run(["docker", "compose", "--project-name", project, "--file", compose_file, *args],
+                              capture_output=True, text=True, env=env, timeout=600, check=False)
+        if check and done.returncode != 0:
+            raise ContainerBedError(f"docker compose {' '.join(args)} of {project} failed: {done.stderr.strip()}")
+        return done
+
+    def compose_up(self, project: str, compose_file: str, environment: dict[str, str] | None = None
+                   ) -> dict[str, DockerContainer]:
+        """``up --detach`` of a real compose project (removed with ``down --volumes`` by close()): its containers by
+        service, as compose labelled them."""
+        if (project, compose_file) not in self.projects:
+            self.projects.append((project, compose_file))
+        self.compose(project, compose_file, "up", "--detach", environment=environment)
+        return self.compose_services(project)
+
+    def compose_services(self, project: str) -> dict[str, DockerContainer]:
+        found = self.client.containers.list(all=True, filters={"label": f"com.docker.compose.project={project}"})
+        return {container.labels["com.docker.compose.service"]: container for container in found}
+
+    def pg_box(self, container: DockerContainer, user: str, password: str, database: str) -> Box:
+        """A compose service's PostgreSQL 17 container, once it answers its password."""
+        address = self._wait(container, lambda address: _pg_answers(address, user, password, database))
+        return Box(container.name, container.id, address, self.images["PG17_IMAGE"], 5432, user, password, database,
+                   _volume_at(container, "/var/lib/postgresql/data"), "/var/lib/postgresql/data")
+
+    def ferret_box(self, container: DockerContainer, user: str, password: str) -> Box:
+        """A compose service's FerretDB container, once it answers its password."""
+        address = self._wait(container, lambda address: _mongo_answers(address, user, password))
+        return Box(container.name, container.id, address, self.images["FERRETDB_IMAGE"], 27017, user, password, None,
+                   _volume_at(container, "/data/db"), "/data/db")
+
+    def app_box(self, container: DockerContainer) -> Box:
+        """A compose service's app container, once it wrote its files."""
+        address = self._wait(container, lambda _address: b"app-writer: ready" in container.logs())
+        return Box(container.name, container.id, address, self.images["APP_IMAGE"], volume=_volume_at(container, "/data"),
+                   data_dir="/data")
+
     def close(self) -> None:
-        """Removes the containers (with their anonymous volumes) and the named volumes this bed created."""
+        """Removes the compose projects (``down --volumes``), the containers (with their anonymous volumes) and the
+        named volumes this bed created."""
+        for project, compose_file in reversed(self.projects):
+            self.compose(project, compose_file, "down", "--volumes", "--remove-orphans", "--timeout", "5", check=False)
+        self.projects.clear()
         for container_id in reversed(self.containers):
             try:
                 self.client.api.remove_container(container_id, v=True, force=True)
@@ -214,6 +254,35 @@ class ContainerBed:
         self.containers.clear()
         self.volumes.clear()
         self.client.close()
+
+
+def _pg_answers(address: str, user: str, password: str, database: str) -> bool:
+    try:
+        with psycopg.connect(host=address, port=5432, user=user, password=password, dbname=database,
+                             connect_timeout=2) as conn:
+            conn.execute("SELECT 1")
+        return True
+    except psycopg.OperationalError:
+        return False
+
+
+def _mongo_answers(address: str, user: str, password: str) -> bool:
+    client: pymongo.MongoClient[t.Any] = pymongo.MongoClient(
+        address, 27017, username=user, password=password, authSource="admin", serverSelectionTimeoutMS=1000,
+        connectTimeoutMS=1000)
+    try:
+        client.admin.command("ping")
+        return True
+    except pymongo.errors.ServerSelectionTimeoutError:
+        return False
+    finally:
+        client.close()
+
+
+def _volume_at(container: DockerContainer, destination: str) -> str | None:
+    container.reload()
+    return next((mount["Name"] for mount in container.attrs["Mounts"]
+                 if mount["Type"] == "volume" and mount["Destination"] == destination), None)
 
 
 def bridge_address(container: DockerContainer) -> str:

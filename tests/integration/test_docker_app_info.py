@@ -1,31 +1,53 @@
 # Copyright: lifeboat developers
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""docker_app_info on a compose-labelled app of real containers: the recipe app's PostgreSQL, MongoDB and uploads."""
+"""docker_app_info on a real compose project (Docker Compose v2, `docker compose up`): the recipe app's PostgreSQL,
+MongoDB and uploads. An unknown project needs no containers at all."""
 
 from __future__ import annotations
 
 import json
 import os
-import typing as t
 
 import pytest
 
+from containers import LABEL_RUN, MONGO_PASSWORD, PG_PASSWORD  # pylint: disable=import-error
 from testbed import RUN_ID  # pylint: disable=import-error
 
 PROJECT = f"recipes{RUN_ID}".lower()
+DB_USER, MONGO_USER = "recipes_owner", "recipes_root"
 
 
-def labels(service: str, folder: t.Any) -> dict[str, str]:
-    return {"com.docker.compose.project": PROJECT, "com.docker.compose.service": service,
-            "com.docker.compose.project.working_dir": str(folder),
-            "com.docker.compose.project.config_files": str(folder / "docker-compose.yml")}
+def compose_file(images: dict[str, str]) -> str:
+    """The recipe app as its users run it: PostgreSQL, a MongoDB-wire server, a web app with an uploads volume and a
+    bind-mounted uploads folder; the passwords come from compose's environment (never this file)."""
+    return f"""services:
+  db:
+    image: {images["PG17_IMAGE"]}
+    environment: [POSTGRES_USER={DB_USER}, POSTGRES_DB=recipes, POSTGRES_PASSWORD]
+    volumes: [db-data:/var/lib/postgresql/data]
+    labels: {{{LABEL_RUN}: "{RUN_ID}"}}
+  mongo:
+    image: {images["FERRETDB_IMAGE"]}
+    environment: [MONGO_INITDB_ROOT_USERNAME={MONGO_USER}, MONGO_INITDB_ROOT_PASSWORD]
+    volumes: [mongo-data:/data/db]
+    labels: {{{LABEL_RUN}: "{RUN_ID}"}}
+  web:
+    image: {images["APP_IMAGE"]}
+    depends_on: [db, mongo]
+    volumes: [web-data:/data, ./uploads:/uploads]
+    labels: {{{LABEL_RUN}: "{RUN_ID}"}}
+volumes:
+  db-data: {{}}
+  mongo-data: {{}}
+  web-data: {{}}
+"""
 
 
 @pytest.fixture(scope="module")
-def app_folder(tmp_path_factory):
+def app_folder(container_bed, tmp_path_factory):
     """The app's folder on the host: its compose file, its .env and the uploads folder bind-mounted into web."""
     folder = tmp_path_factory.mktemp("recipes-app")
-    (folder / "docker-compose.yml").write_text("services:\n  db:\n    image: postgres:17\n")
+    (folder / "docker-compose.yml").write_text(compose_file(container_bed.images))
     (folder / ".env").write_text("RECIPES_SITE=https://recipes.example.org\n")
     (folder / "uploads").mkdir()
     (folder / "uploads" / "soup.jpg").write_bytes(bytes(range(256)) * 64)
@@ -36,10 +58,12 @@ def app_folder(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def recipe_app(container_bed, app_folder):
-    database = container_bed.postgres("recipes-db", database="recipes", volume=True, labels=labels("db", app_folder))
-    documents = container_bed.ferretdb("recipes-mongo", volume=True, labels=labels("mongo", app_folder))
-    uploads = container_bed.app("recipes-web", labels=labels("web", app_folder),
-                                binds={str(app_folder / "uploads"): "/uploads"})
+    """The project brought up by real Docker Compose v2 (``docker compose up``), removed with ``down -v``."""
+    services = container_bed.compose_up(PROJECT, str(app_folder / "docker-compose.yml"), environment={
+        "POSTGRES_PASSWORD": PG_PASSWORD, "MONGO_INITDB_ROOT_PASSWORD": MONGO_PASSWORD})
+    database = container_bed.pg_box(services["db"], DB_USER, PG_PASSWORD, "recipes")
+    documents = container_bed.ferret_box(services["mongo"], MONGO_USER, MONGO_PASSWORD)
+    uploads = container_bed.app_box(services["web"])
     with database.connect_pg() as conn:
         conn.execute("CREATE TABLE recipes (id int PRIMARY KEY, title text)")
         conn.execute("INSERT INTO recipes SELECT n, 'recipe ' || n FROM generate_series(1, 40) n")

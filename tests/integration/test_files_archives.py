@@ -331,7 +331,9 @@ def test_a_stop_labelled_app_is_running_again_after_success_failure_full_disk_an
     done = run_module("files_backup", {"destination": str(tmp_path / "ok"), **job, "compression_level": 1})
     assert done.rc == 0, done.stdout
     manifest = json.loads(open(done.result["manifest"], encoding="utf-8").read())
-    assert manifest["server"]["stopped_containers"] == [app.name]
+    assert manifest["server"]["stopped_containers"] == done.result["stopped_containers"] == [app.name]
+    # The app's downtime: at least the read of its volume, at most the whole run.
+    assert 0 < done.result["downtime_seconds"] == manifest["server"]["downtime_seconds"] <= manifest["duration_seconds"]
     assert running(client, app.id)
 
     failed = run_module("files_backup", {"destination": str(tmp_path / "failed"), **job, "exclude": ["*"]})

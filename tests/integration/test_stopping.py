@@ -23,7 +23,7 @@ import docker.types
 import pytest
 import yaml
 
-from ansible_collections.lifeboat.ops.plugins.module_utils import _files, _stopping
+from ansible_collections.lifeboat.ops.plugins.module_utils import _files, _stopped_notes, _stopping
 from ansible_collections.lifeboat.ops.plugins.module_utils._common import LifeboatError
 from testbed import REPO_ROOT
 
@@ -132,8 +132,11 @@ def test_after_success_all_run_again_started_in_the_reverse_of_the_stop_order(co
         recorded = json.loads((tmp_path / name).read_text())
         assert recorded["job"] == JOB and recorded["pid"] == os.getpid()
         assert recorded["containers"] == entries(worker, app)
-        assert os.stat(tmp_path / name).st_mode & 0o777 == 0o600
+        assert recorded["stopped_at"].startswith("20") and recorded["stopped_at"].endswith("Z")
+        # group-readable: in the role's root:lifeboat 2770 directory the scheduled service reads a root run's note
+        assert os.stat(tmp_path / name).st_mode & 0o777 == 0o640
     assert running(container_bed, worker, app) == [True, True]
+    assert names.downtime_seconds > 0
     after = {box.name: state(container_bed, box) for box in app_pair}
     assert all(after[name]["StartedAt"] > before[name] for name in before)  # really stopped and started
     assert after[worker.name]["FinishedAt"] < after[app.name]["FinishedAt"]  # the worker stopped first
@@ -207,10 +210,13 @@ def restart_stopped(config, *args):
                           check=False)
 
 
-def test_after_sigkill_they_stay_stopped_until_lifeboat_restart_stopped(container_bed, app_pair, tmp_path, pg):
+def test_after_sigkill_they_stay_stopped_until_lifeboat_restart_stopped(
+        container_bed, app_pair, tmp_path, pg, monkeypatch):
     destination = tmp_path / "backups"
+    notes = tmp_path / "notes"
+    monkeypatch.setenv(_stopped_notes.NOTES_DIR_VARIABLE, str(notes))
     config = write_config(tmp_path / "lifeboat.yml", destination, pg)
-    child = start_child(entries(*app_pair), _stopping.state_dir_for(str(destination)))
+    child = start_child(entries(*app_pair), _stopped_notes.notes_dir())
 
     # While the run lives, the safety net leaves its containers alone.
     alive = restart_stopped(config)
@@ -220,15 +226,15 @@ def test_after_sigkill_they_stay_stopped_until_lifeboat_restart_stopped(containe
     child.kill()
     child.wait(timeout=30)
     assert running(container_bed, *app_pair) == [False, False]
-    assert len(state_files(destination)) == 1
+    assert len(state_files(notes)) == 1
 
     done = restart_stopped(config)
     assert done.returncode == 0, done.stderr
     assert done.stderr.splitlines() == [
-        f"warning: started container {name} again (a backup run writing to {destination} was killed before it could)"
+        f"warning: started container {name} again (a backup run was killed before it could; its note was in {notes})"
         for name in (app_pair[1].name, app_pair[0].name)]
     assert running(container_bed, *app_pair) == [True, True]
-    assert state_files(destination) == []
+    assert state_files(notes) == []
     again = restart_stopped(config)
     assert (again.returncode, again.stdout, again.stderr) == (0, "", "")
 
@@ -292,13 +298,13 @@ def test_nothing_to_stop_touches_nothing(tmp_path):
     with _stopping.stopped([], str(tmp_path), JOB) as names:
         assert names == []
     assert os.listdir(tmp_path) == []
-    assert _stopping.restart_left_stopped(str(tmp_path / "missing")) == []
+    assert _stopped_notes.restart_left_stopped(str(tmp_path / "missing")) == []
 
 
 def test_a_run_of_another_process_that_still_lives_is_left_alone(container_bed, app_pair, tmp_path):
     child = start_child(entries(*app_pair), tmp_path)
     try:
-        assert _stopping.restart_left_stopped(str(tmp_path)) == []
+        assert _stopped_notes.restart_left_stopped(str(tmp_path)) == []
         assert running(container_bed, *app_pair) == [False, False]
     finally:
         child.send_signal(signal.SIGTERM)
@@ -316,10 +322,10 @@ UNIT_JOB = "uploads"
 UNIT_DESTINATION = f"/var/backups/lifeboat/{UNIT_JOB}"
 HOLDER = '''import json, sys, time
 sys.path.insert(0, "/usr/local/lib/lifeboat")
-from lifeboat_ops import _pipeline, _stopping
+from lifeboat_ops import _pipeline, _stopped_notes, _stopping
 _pipeline.stop_cleanly_on_termination()
-with _stopping.stopped(json.load(open("/etc/lifeboat/containers.json")), _stopping.state_dir_for(sys.argv[1]),
-                       sys.argv[2]):
+with _stopping.stopped(json.load(open("/etc/lifeboat/containers.json")), _stopped_notes.notes_dir(), sys.argv[2],
+                       sys.argv[1]):
     time.sleep(3600)
 '''
 
@@ -416,6 +422,7 @@ def systemd_host(container_bed, tmp_path):
         "engine": "postgresql", "container": "db", "destination": UNIT_DESTINATION}}}), 0o644)
     put_files(box, files)
     check(box, ["install", "-d", "-o", "lifeboat", "-g", "lifeboat", "-m", "0750", UNIT_DESTINATION])
+    check(box, ["install", "-d", "-o", "root", "-g", "lifeboat", "-m", "2770", _stopped_notes.NOTES_DIR])  # as the role
     return box
 
 
@@ -438,14 +445,14 @@ def test_after_sigkill_under_systemd_the_units_exec_stop_post_starts_them_again(
         return systemd_host.exec_run(["journalctl", "--no-pager", "-o", "cat", "-u", service]).output.decode()
 
     wait_until(lambda: running(container_bed, *app_pair) == [False, False], explain=journal)
-    state_dir = check(systemd_host, ["ls", "-A", UNIT_DESTINATION]).split()
-    assert len([name for name in state_dir if name.startswith(_stopping.STATE_PREFIX)]) == 1
+    notes = check(systemd_host, ["ls", "-A", _stopped_notes.NOTES_DIR]).split()
+    assert len([name for name in notes if name.startswith(_stopping.STATE_PREFIX)]) == 1
     check(systemd_host, ["systemctl", "kill", "--signal=KILL", service])
 
     wait_until(lambda: running(container_bed, *app_pair) == [True, True], explain=journal)
     wait_until(lambda: systemd_host.exec_run(["systemctl", "is-active", service]).output.strip()
                in (b"failed", b"inactive"))
-    assert check(systemd_host, ["ls", "-A", UNIT_DESTINATION]).split() == []
+    assert check(systemd_host, ["ls", "-A", _stopped_notes.NOTES_DIR]).split() == []
     said = journal()
     for box in reversed(app_pair):
         assert f"started container {box.name} again" in said, said

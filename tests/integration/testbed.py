@@ -25,6 +25,9 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__fi
 # and CI's) never drop each other's: it is set once here, when conftest.py first imports this module, and
 # inherited from the environment by scripts/testbed/seed.py, module subprocesses and xdist workers.
 RUN_ID = os.environ.setdefault("LIFEBOAT_RUN_ID", uuid.uuid4().hex[:8])
+# The notes of containers stopped during a backup (plugins/module_utils/_stopping.py): the session's own directory,
+# not the host's, for every module, playbook and `lifeboat` command the tests start.
+STOPPED_DIR = os.environ.setdefault("LIFEBOAT_STOPPED_DIR", f"/tmp/lifeboat-stopped-{RUN_ID}")
 PG_SOURCE = f"journal_{RUN_ID}"
 PG_SECOND = f"recipes_{RUN_ID}"
 MONGO_SOURCE = f"nightscout_{RUN_ID}"

@@ -217,3 +217,19 @@ def test_deploy_probe_fails_on_a_killed_run_and_warns_on_an_unwatched_one(tmp_pa
     (app / "deploy.lock").write_text(json.dumps({"pid": 4194305, "started": "2026-12-07T00:00:00Z", "step": "watch"}))
     seen = healthcheck.run_probe(probe, 5)
     assert not seen["ok"] and "a deploy of journal was killed at step watch (PID 4194305" in seen["detail"], seen
+
+
+def test_stopped_containers_probe_fails_naming_a_container_a_killed_backup_left_stopped(tmp_path, monkeypatch):
+    """The probe reads the host's notes of stopped containers: one whose run is gone is failing, with the container
+    and since when (the engine cannot be asked here: the note alone says it may be stopped)."""
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-engine.sock")
+    probe = {"name": "stopped", "type": "stopped_containers", "dir": str(tmp_path / "stopped")}
+    assert healthcheck.run_probe(probe, 5)["ok"]
+    (tmp_path / "stopped").mkdir()
+    (tmp_path / "stopped" / ".lifeboat-stopped-uploads.4194305.json").write_text(json.dumps({
+        "job": "uploads", "pid": 4194305, "stopped_at": "2026-12-07T03:00:12Z",
+        "containers": [{"id": "abc", "name": "recipes-web-1"}]}))
+    seen = healthcheck.run_probe(probe, 5)
+    assert not seen["ok"], seen
+    assert seen["detail"].startswith("container recipes-web-1 stopped since 2026-12-07T03:00:12Z by backup job "
+                                     "uploads"), seen

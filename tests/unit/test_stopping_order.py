@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -12,7 +13,7 @@ import signal
 import docker.errors
 import pytest
 
-from ansible_collections.lifeboat.ops.plugins.module_utils import _pipeline, _stopping
+from ansible_collections.lifeboat.ops.plugins.module_utils import _pipeline, _status, _stopped_notes, _stopping
 from ansible_collections.lifeboat.ops.plugins.module_utils._common import LifeboatError, process_start
 
 
@@ -72,6 +73,7 @@ def fake(monkeypatch):
     def install(api):
         holder["api"] = api
         monkeypatch.setattr(_stopping, "docker_api", lambda: api)
+        monkeypatch.setattr(_stopped_notes, "docker_api", lambda: api)
         return api
 
     return install
@@ -91,6 +93,8 @@ def test_stopped_writes_the_state_file_first_stops_in_order_and_starts_in_revers
     api = fake(FakeAPI(on_stop=on_stop))
     with _stopping.stopped([entry("web"), entry("worker"), entry("db")], str(tmp_path), "app") as names:
         assert names == ["web", "worker", "db"]
+        assert names.downtime_seconds is None  # still stopped
+    assert 0 <= names.downtime_seconds < 5  # from the first stop to the last start
     assert [c for c in api.calls if c[0] != "close"] == [
         ("stop", "id-web"), ("stop", "id-worker"), ("stop", "id-db"),
         ("start", "id-db"), ("start", "id-worker"), ("start", "id-web")]
@@ -153,7 +157,7 @@ def test_restart_left_stopped_starts_only_what_a_gone_process_left(fake, tmp_pat
     write_state(reused, "old", os.getpid(), ["old"], "1")  # this PID, but another process's start time
     (tmp_path / "journal-20261130T000000Z.pgdump").write_text("not a state file")
 
-    assert _stopping.restart_left_stopped(str(tmp_path)) == ["db", "web", "old"]
+    assert _stopped_notes.restart_left_stopped(str(tmp_path)) == ["db", "web", "old"]
     assert [c for c in api.calls if c[0] == "start"] == [("start", "id-db"), ("start", "id-web"), ("start", "id-old")]
     assert state_files(tmp_path) == [live.name]
 
@@ -163,8 +167,8 @@ def test_restart_left_stopped_reports_failures_after_trying_all(fake, tmp_path):
     write_state(tmp_path / f"{_stopping.STATE_PREFIX}a.1.json", "a", 2 ** 22 + 1, ["web", "db"])
     write_state(tmp_path / f"{_stopping.STATE_PREFIX}b.1.json", "b", 2 ** 22 + 1, ["cache"])
     (tmp_path / f"{_stopping.STATE_PREFIX}c.1.json").write_text("{not json")
-    with pytest.raises(_stopping.RestartError) as caught:
-        _stopping.restart_left_stopped(str(tmp_path))
+    with pytest.raises(_stopped_notes.RestartError) as caught:
+        _stopped_notes.restart_left_stopped(str(tmp_path))
     assert caught.value.started == ["web", "cache"]
     message = str(caught.value)
     assert "\n" not in message
@@ -174,11 +178,46 @@ def test_restart_left_stopped_reports_failures_after_trying_all(fake, tmp_path):
 
 
 def test_no_state_file_never_reaches_the_engine(monkeypatch, tmp_path):
-    monkeypatch.setattr(_stopping, "docker_api", lambda: pytest.fail("the engine was asked"))
-    assert _stopping.restart_left_stopped(str(tmp_path)) == []
-    assert _stopping.restart_left_stopped(str(tmp_path / "absent")) == []
+    monkeypatch.setattr(_stopped_notes, "docker_api", lambda: pytest.fail("the engine was asked"))
+    assert _stopped_notes.restart_left_stopped(str(tmp_path)) == []
+    assert _stopped_notes.restart_left_stopped(str(tmp_path / "absent")) == []
     with _stopping.stopped([], str(tmp_path), "app") as names:
         assert names == []
+
+
+def test_left_stopped_names_what_a_gone_run_left_stopped_and_since_when_and_changes_nothing(fake, tmp_path):
+    api = fake(FakeAPI([info("web", running=False), info("db", running=True)]))
+    note = tmp_path / f"{_stopping.STATE_PREFIX}app.4194305.json"
+    note.write_text(json.dumps({"job": "app", "pid": 2 ** 22 + 1, "stopped_at": "2026-12-07T03:00:00Z",
+                                "containers": [entry("web"), entry("db")]}))
+    write_state(tmp_path / f"{_stopping.STATE_PREFIX}mine.1.json", "mine", os.getpid(), ["web"],
+                process_start(os.getpid()))  # a run that still lives holds its containers stopped: no alarm
+
+    [found] = _stopped_notes.left_stopped(str(tmp_path))
+    assert (found["job"], found["containers"], found["stopped_at"]) == ("app", ["web"], "2026-12-07T03:00:00Z")
+    line = _stopped_notes.describe_left_stopped(found)
+    assert line.startswith("container web stopped since 2026-12-07T03:00:00Z by backup job app, whose run"), line
+    assert [c for c in api.calls if c[0] in ("start", "stop")] == []
+    assert len(state_files(tmp_path)) == 2
+
+    report = _status.with_left_stopped({"state": "OK", "exit_code": 0, "summary": "OK", "reasons": [], "jobs": []},
+                                       [found])
+    assert report["state"] == "CRITICAL" and report["exit_code"] == 2
+    assert report["summary"].startswith("CRITICAL: container web stopped since 2026-12-07T03:00:00Z"), report
+    api.infos["id-web"]["State"]["Running"] = True  # started by hand: nothing left to report
+    assert _stopped_notes.left_stopped(str(tmp_path)) == []
+
+
+def test_restart_before_run_starts_them_and_says_so_in_a_line_each(fake, tmp_path, monkeypatch):
+    monkeypatch.setenv(_stopped_notes.NOTES_DIR_VARIABLE, str(tmp_path))
+    api = fake(FakeAPI([info("web", running=False)]))
+    write_state(tmp_path / f"{_stopping.STATE_PREFIX}app.1.json", "app", 2 ** 22 + 1, ["web"])
+    assert _stopped_notes.restart_before_run(check_mode=True) == [
+        "would start container web again (left stopped by a killed backup run of job app)"]
+    assert api.calls == [("close", "")]  # check mode asked the engine, started nothing
+    assert _stopped_notes.restart_before_run() == ["started container web again (a killed backup run had left it "
+                                                   "stopped)"]
+    assert ("start", "id-web") in api.calls and state_files(tmp_path) == []
 
 
 def test_containers_to_stop_names_first_then_labelled_ones_that_mount_what_is_read(fake):
@@ -199,3 +238,18 @@ def test_containers_to_stop_names_first_then_labelled_ones_that_mount_what_is_re
     assert _stopping.containers_to_stop("app", [], [], ["/srv/app/upload"]) == []
     with pytest.raises(LifeboatError, match=r"^container ghost does not exist on this host$"):
         _stopping.containers_to_stop("app", ["ghost"], [], [])
+
+
+def test_restart_stopped_needs_no_config_file(fake, tmp_path, monkeypatch):
+    """A playbook user's host has no lifeboat config: `lifeboat restart-stopped` still starts what the notes name."""
+    from ansible_collections.lifeboat.ops.plugins.module_utils import _cli  # pylint: disable=import-outside-toplevel
+
+    monkeypatch.setattr(_cli, "DEFAULT_CONFIG", str(tmp_path / "absent.yml"))
+    monkeypatch.setenv(_stopped_notes.NOTES_DIR_VARIABLE, str(tmp_path))
+    fake(FakeAPI([info("web", running=False)]))
+    write_state(tmp_path / f"{_stopping.STATE_PREFIX}app.1.json", "app", 2 ** 22 + 1, ["web"])
+    said = io.StringIO()
+    assert _cli.main(["restart-stopped"], _cli.Output(said)) == 0
+    assert f"started container web again (a backup run was killed before it could; its note was in {tmp_path})" \
+        in said.getvalue()
+    assert state_files(tmp_path) == []

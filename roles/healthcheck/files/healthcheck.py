@@ -59,6 +59,9 @@ TYPES["database_expect"] = ("engine", "database")
 # The host's blue-green deploys (plugins/module_utils/_deploy.py report, as the deploy_status module gives it).
 TYPES["deploy"] = ()
 KNOWN_KEYS.update({"state_dir", "switch_socket_dir"})
+# Containers a killed backup run left stopped (plugins/module_utils/_stopped_notes.py, in notes_dir or `dir`).
+TYPES["stopped_containers"] = ()
+KNOWN_KEYS.add("dir")
 
 
 class ConfigError(Exception):
@@ -184,6 +187,19 @@ PROBES: dict[str, t.Callable[[dict[str, t.Any], float], tuple[t.Any, ...]]] = {
 PROBES.update({"postgresql": _probes.probe_postgresql, "mongodb": _probes.probe_mongodb, "redis": _probes.probe_redis})
 PROBES["database_expect"] = _probes.probe_database_expect
 PROBES["deploy"] = probe_deploy
+
+
+def probe_stopped_containers(probe: dict[str, t.Any], _timeout: float) -> tuple[bool, str]:
+    """Failing while a container that a killed backup run stopped may still be stopped, naming it and since when."""
+    # imported here, like the deploy library: only hosts that probe their stopped containers need it
+    notes = importlib.import_module(f"{_probes.__package__}._stopped_notes")
+    found = notes.left_stopped(probe.get("dir") or None)
+    if not found:
+        return True, "no container left stopped by a killed backup run"
+    return False, "; ".join(notes.describe_left_stopped(entry) for entry in found)
+
+
+PROBES["stopped_containers"] = probe_stopped_containers
 
 
 def run_probe(probe: dict[str, t.Any], default_timeout: float) -> dict[str, t.Any]:
