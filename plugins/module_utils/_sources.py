@@ -57,6 +57,7 @@ def _own_trust(params: dict[str, t.Any]) -> _signing.Trust:
     """A deploy's rollback restores the archive its own run made: signed by this host's key."""
     return _signing.resolve_trust((), False, params.get("signing_key_file"))
 
+
 if t.TYPE_CHECKING:
     from ._validate_core import Checks, ContentStats
 

@@ -87,10 +87,10 @@ def test_overwrite_with_safety_dump(engine, server, run_module, tmp_path, unique
         server.drop(unique_name)
 
 
-@pytest.mark.parametrize(("engine", "given"), [("postgresql", "recipient"), ("mongodb", "recipient"),
-                                             ("postgresql", "recipients_file gone")])
-def test_the_safety_dump_of_an_encrypted_archive_is_encrypted_like_it(engine, given, server, age_key, run_module,
-                                                                       tmp_path, unique_name):
+@pytest.mark.parametrize(("engine", "given"), [
+    ("postgresql", "recipient"), ("mongodb", "recipient"), ("postgresql", "recipients_file gone")])
+def test_the_safety_dump_of_an_encrypted_archive_is_encrypted_like_it(
+        engine, given, server, age_key, run_module, tmp_path, unique_name):
     """Issue 29: what a restore overwrote (perhaps a table of password hashes) was archived unencrypted."""
     if given == "recipient":
         encryption = {"encryption_recipients": [age_key["recipient"]]}
@@ -98,8 +98,8 @@ def test_the_safety_dump_of_an_encrypted_archive_is_encrypted_like_it(engine, gi
         recipients = tmp_path / "recipients.txt"
         recipients.write_text(age_key["recipient"] + "\n")
         encryption = {"encryption_recipients_files": [str(recipients)]}
-    dumped = run_module(f"{engine}_dump", server.login(database=server.sample, destination=str(tmp_path / "a"),
-                                                        **encryption))
+    dumped = run_module(f"{engine}_dump",
+                        server.login(database=server.sample, destination=str(tmp_path / "a"), **encryption))
     assert dumped.rc == 0, dumped.result
     if given != "recipient":
         os.unlink(tmp_path / "recipients.txt")

@@ -423,8 +423,9 @@ def test_pg_restore_killed_inside_the_container_says_so_in_one_line(bulky, bulky
     worker = threading.Thread(target=lambda: wait_until(kill_the_restoring_pg_restore, 120))
     worker.start()
     try:
-        result = run_through_ansible("postgresql_restore", {"container": bulky.name, "archive": bulky_archive,
-                                                             "target_database": target}, tmp_path)
+        result = run_through_ansible(
+            "postgresql_restore", {"container": bulky.name, "archive": bulky_archive, "target_database": target},
+            tmp_path)
     finally:
         worker.join()
     assert killed, "pg_restore was never seen restoring in the container"

@@ -162,8 +162,8 @@ def test_a_merge_without_writers_is_checked_and_swapped(mongo, small_archive, un
         mongo.drop(target)
 
 
-def test_an_insert_between_the_last_check_and_the_swap_is_added_after_it(mongo, small_archive, unique_name,
-                                                                          monkeypatch):
+def test_an_insert_between_the_last_check_and_the_swap_is_added_after_it(
+        mongo, small_archive, unique_name, monkeypatch):
     target = f"mongomerge_{unique_name}"
     seed_target(mongo, target)
     real = _mongo._check_unchanged

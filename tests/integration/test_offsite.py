@@ -271,8 +271,8 @@ def test_locked_objects_are_reported_not_deleted(real_archive, s3_server, tmp_pa
 
 
 @pytest.mark.parametrize("part_size_mib", [64, 5])  # one request, and a multipart upload (the archive is > 5 MiB)
-def test_lock_mode_on_a_bucket_without_object_lock_is_named_as_such(real_archive, s3_server, remote, run_module,
-                                                                     tmp_path, part_size_mib):
+def test_lock_mode_on_a_bucket_without_object_lock_is_named_as_such(
+        real_archive, s3_server, remote, run_module, tmp_path, part_size_mib):
     """The store refuses a locked upload to a bucket made without object lock (S3's InvalidRequest): that is said,
     not read as bytes that changed after the backup, and nothing is uploaded."""
     destination = str(tmp_path / "backups")
@@ -606,8 +606,8 @@ def archive_names(directory) -> list[str]:
     return sorted(name for name in os.listdir(directory) if ".pgdump" in name and not name.endswith((".json", ".sig")))
 
 
-def test_a_failed_copy_publishes_the_archive_it_made_and_the_local_retention_still_runs(pg, s3_server, remote,
-                                                                                       tmp_path):
+def test_a_failed_copy_publishes_the_archive_it_made_and_the_local_retention_still_runs(
+        pg, s3_server, remote, tmp_path):
     root = tmp_path / "backups"
     job = {"name": "journal", "engine": "postgresql", "database": PG_SOURCE, **pg.login(),
            "offsite": {**remote, "enabled": True}}

@@ -191,8 +191,9 @@ def side_databases(server: PgServer, name: str) -> list[str]:
 
 
 def restore(server: SmallPg, target: str, archive: str, tmp_path, check_mode: bool = False):
-    return start_module("postgresql_restore", server.login(archive=archive, target_database=target, no_owner=True,
-                                                          no_privileges=True), tmp_path,
+    return start_module("postgresql_restore",
+                        server.login(archive=archive, target_database=target, no_owner=True, no_privileges=True),
+                        tmp_path,
                         check_mode=check_mode)
 
 
@@ -335,8 +336,9 @@ def allows_connections(server: PgServer, name: str) -> bool:
 
 
 def merge(server: PgServer, target: str, archive: str, tmp_path):
-    return start_module("postgresql_restore", server.login(archive=archive, target_database=target, overwrite=True,
-                                                          no_owner=True, no_privileges=True), tmp_path)
+    return start_module("postgresql_restore",
+                        server.login(archive=archive, target_database=target, overwrite=True, no_owner=True,
+                                     no_privileges=True), tmp_path)
 
 
 def kill_a_merge(server: PgServer, target: str, archive: str, tmp_path) -> str:

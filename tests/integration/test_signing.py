@@ -498,7 +498,7 @@ def test_an_older_archive_replayed_under_a_newer_name_is_refused(engine, server,
         module = f"{engine}_dump"
         args = server.login(database=server.sample, **({"tools_dir": MONGO_TOOLS} if engine == "mongodb" else {}))
     made = []
-    for _ in range(2):
+    for _run in range(2):
         dumped = run_module(module, {**args, "destination": str(destination), "job": f"replay-{engine}",
                                      "signing_key_file": keys["backup"]["private"]})
         assert dumped.rc == 0, dumped.result

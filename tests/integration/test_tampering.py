@@ -222,8 +222,8 @@ def test_every_verify_level_every_restore_module_and_lifeboat_refuse(engine, cas
     assert not server.has_database(target)
     # Chosen from the destination (newest_verified): the tampered archive is refused, or passed over for an archive
     # a trusted key signed; the forgery never reaches the server.
-    chosen = finish_module(start_module(module, restore_args(server, age_key, target, destination=str(destination),
-                                                               job=job), tmp_path))
+    chosen = finish_module(start_module(
+        module, restore_args(server, age_key, target, destination=str(destination), job=job), tmp_path))
     try:
         if chosen.rc == 0:
             assert chosen.result["archive"] == older and chosen.result["signature"] == "ok", (case, chosen.result)
@@ -249,8 +249,8 @@ def test_every_verify_level_every_restore_module_and_lifeboat_refuse(engine, cas
 
 
 @pytest.mark.parametrize("engine", list(ENGINES))
-def test_restore_role_newest_verified_never_restores_a_forgery(engine, server, tampered, first_run, age_key,
-                                                                tmp_path, unique_name):
+def test_restore_role_newest_verified_never_restores_a_forgery(
+        engine, server, tampered, first_run, age_key, tmp_path, unique_name):
     job = ENGINES[engine]
     items = [{"job": job, "destination": str(tampered[engine, case][0]), "target_database": f"{unique_name}_{index}",
               "age_identity_files": [age_key["identity"]]} for index, case in enumerate(CASES)]
