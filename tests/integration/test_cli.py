@@ -228,9 +228,9 @@ def test_sigterm_leaves_no_archive(host, pg, mongo, big_pg, tmp_path):
     _out, err = process.communicate(timeout=60)
     assert process.returncode == 1
     assert "stopped by SIGTERM before the work was done" in err
-    # No archive and no partial file: only the record that the run failed, which `lifeboat status` reports (and the
-    # signing key's public half, published before the dump).
-    assert listing(tmp_path / "backups") == [".lifeboat-last-run-big.json", "lifeboat-signer.pub"]
+    # No archive and no partial file: only the record that the run failed, which `lifeboat status` reports (the
+    # signing key's public half comes with a complete archive).
+    assert listing(tmp_path / "backups") == [".lifeboat-last-run-big.json"]
     record = json.loads((tmp_path / "backups" / ".lifeboat-last-run-big.json").read_text())
     assert record["ok"] is False and "SIGTERM" in record["failure"]
     status = subprocess.run([sys.executable, str(host / "bin" / "lifeboat"), "status", "--config", str(config)],

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from testbed import MONGO_SOURCE, PG_SOURCE, children, finish_module, listing, start_module
+from testbed import MONGO_SOURCE, PG_SOURCE, children, finish_module, listing, resign, start_module
 
 
 def wrong_password_file(tmp_path):
@@ -128,6 +128,7 @@ def test_restore_that_does_not_match_the_manifest_fails(engine, server, run_modu
     manifest["counts"][name] += 1
     with open(manifest_path, "w", encoding="utf-8") as handle:
         json.dump(manifest, handle)
+    resign(manifest_path)  # a backup that wrote a wrong count (a bug), not a writer to the directory
     target = {"target_database": unique_name}
     try:
         run = run_module(f"{engine}_restore", server.login(archive=dumped.result["archive"], **target))

@@ -24,7 +24,7 @@ import pytest
 from bson.raw_bson import RawBSONDocument
 
 from ansible_collections.lifeboat.ops.plugins.module_utils import _catalog, _verify
-from testbed import listing  # pylint: disable=import-error
+from testbed import listing, resign  # pylint: disable=import-error
 
 
 def tree(path: str) -> dict[str, tuple]:
@@ -97,7 +97,8 @@ def test_a_volume_round_trip_keeps_every_file_owner_mode_link_and_hole(
         verified = run_module("backup_verify", {"destination": str(destination), "level": level})
         assert verified.rc == 0 and verified.result["passed_count"] == 1, verified.stdout
     assert listing(destination) == sorted([os.path.basename(backup.result["archive"]),
-                                           os.path.basename(backup.result["manifest"])])
+                                           os.path.basename(backup.result["manifest"]),
+                                           os.path.basename(backup.result["manifest"]) + ".sig", "lifeboat-signer.pub"])
 
     copy = container_bed.name("files-copy")
     container_bed.volumes.append(copy)
@@ -261,6 +262,7 @@ def test_structure_finds_a_file_whose_bytes_differ_from_its_manifest(tmp_path):
         if entry["path"] == "one.txt":
             entry["sha256"] = "0" * 64
     open(made["manifest"], "w", encoding="utf-8").write(json.dumps(manifest))
+    resign(made["manifest"])  # signed as it is now: what is left to find it is the per-file check
     (result,) = _verify.verify(_verify.VerifyRequest(archives=_catalog.scan(str(tmp_path / "a")).archives,
                                                      level="structure", record=False))
     assert not result["ok"] and result["failed_check"] == "structure", result
