@@ -135,7 +135,9 @@ def test_one_job_list_serves_the_backup_and_the_schedule_roles(pg, mongo, tmp_pa
             {"name": "Back up", "ansible.builtin.include_role": {"name": "lifeboat.ops.backup"}},
             {"name": "Render the schedule's config", "ansible.builtin.template": {
                 "src": os.path.join(role, "templates", "lifeboat.yml.j2"), "dest": str(config), "mode": "0600"},
-             "vars": {"backup_schedule_jobs": "{{ backup_jobs }}", "backup_schedule_root": str(tmp_path / "sched")}},
+             "vars": {"backup_schedule_jobs": "{{ backup_jobs }}", "backup_schedule_root": str(tmp_path / "sched"),
+                      # the key the role makes on a host; here the session's, which the backup role's run made
+                      "backup_schedule_signing_key_file": os.environ["LIFEBOAT_SIGNING_KEY_FILE"]}},
             write_out("backup_results"),
         ],
     }
