@@ -13,11 +13,13 @@ every level (the hole this closes); with them, nothing is read or written.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import shutil
 import stat
 import subprocess
+import tarfile
 import time
 
 import pymongo
@@ -118,6 +120,46 @@ def forge_mongo(mongo, archive, recipient):
         os.unlink(config)
         other.drop_database(MONGO_SOURCE)
     store(plain, recipient, archive)
+
+
+FORGED_FILE = b"forged by someone who holds only the age recipient\n"
+
+
+def forge_files(archive, recipient):
+    """A files archive rebuilt by hand from its manifest alone (the attacker cannot open the archive): the same
+    members (names, types, modes, owners, link targets) in a POSIX tar, every file's content replaced, zstd | age to
+    the manifest's recipient; the manifest's per-file sizes and sha256, root byte counts, archive size and sha256
+    (and the sha256 in its restore commands) rewritten to match, so that only the signature is wrong."""
+    manifest = manifest_of(archive)
+    plain = io.BytesIO()
+    with tarfile.open(fileobj=plain, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for root in manifest["files"]["roots"]:
+            for entry in manifest["files"]["entries"][root["label"]]:
+                info = tarfile.TarInfo(root["member"] + (f"/{entry['path']}" if entry["path"] else ""))
+                info.mode, info.uid, info.gid, info.mtime = entry["mode"], entry["uid"], entry["gid"], time.time()
+                assert entry["type"] in ("dir", "file", "symlink"), entry  # all a forged small folder needs
+                if entry["type"] == "dir":
+                    info.type = tarfile.DIRTYPE
+                    tar.addfile(info)
+                elif entry["type"] == "symlink":
+                    info.type, info.linkname = tarfile.SYMTYPE, entry["link"]
+                    tar.addfile(info)
+                else:
+                    info.size = len(FORGED_FILE)
+                    tar.addfile(info, io.BytesIO(FORGED_FILE))
+                    entry.update(size=len(FORGED_FILE), sha256=hashlib.sha256(FORGED_FILE).hexdigest())
+            root["bytes"] = sum(entry.get("size", 0) for entry in manifest["files"]["entries"][root["label"]]
+                                if entry["type"] == "file")
+    genuine_sha256 = manifest["archive"]["sha256"]
+    with open(archive + ".manifest.json", "w", encoding="utf-8") as handle:
+        handle.write(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    store(plain.getvalue(), recipient, archive)
+    manifest = manifest_of(archive)
+    manifest["archive"]["plain_sha256"] = None  # as files_backup writes it: the per-file sha256 prove the stream
+    manifest["restore_commands"] = [command.replace(genuine_sha256, manifest["archive"]["sha256"])
+                                    for command in manifest["restore_commands"]]
+    with open(archive + ".manifest.json", "w", encoding="utf-8") as handle:
+        handle.write(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
 
 
 def verify(run_module, archive, level, server, age_key, **extra):

@@ -4,16 +4,18 @@
 playbook, archives encrypted to an age recipient, no signing option given): someone who can write to the backup
 directory and holds the age recipient (public) forges, re-signs, swaps, strips, replaces and replays; every case is
 refused by every verify level, by the restore modules (by path and choosing from the destination), by the restore
-role with ``select: newest_verified`` and by ``lifeboat verify``, and no forged byte reaches a database.
+role with ``select: newest_verified`` and by ``lifeboat verify``, and no forged byte reaches a database or a restored
+folder.
 
-Made once per module: two backups of a PostgreSQL and a MongoDB job (the host's signing key made by the first), one
-forged archive per engine; each case tampers with a copy of its engine's destination.
+Made once per module: two backups of a PostgreSQL, a MongoDB and a files job (a small folder; the host's signing key
+made by the first run), one forged archive per engine; each case tampers with a copy of its engine's destination.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import pathlib
 import shutil
 import subprocess
 import sys
@@ -22,15 +24,48 @@ import time
 import pytest
 import yaml
 from test_cli import install_host, lifeboat  # pylint: disable=import-error
-from test_signing import MONGO_TOOLS, forge_mongo, forge_pg, keypair, one_line, replay  # pylint: disable=import-error
+from test_signing import (  # pylint: disable=import-error
+    FORGED_FILE,
+    MONGO_TOOLS,
+    forge_files,
+    forge_mongo,
+    forge_pg,
+    keypair,
+    one_line,
+    replay,
+)
 
 from testbed import collections_root, finish_module, module_env, start_module  # pylint: disable=import-error
 
-ENGINES = {"postgresql": "journal", "mongodb": "nightscout"}
+ENGINES = {"postgresql": "journal", "mongodb": "nightscout", "files": "uploads"}
 LEVELS = ("checksum", "stream", "structure", "restore")
 CASES = ("forged_old_signature", "forged_unsigned", "swapped_signature", "attackers_key", "signature_removed",
          "public_key_replaced", "replay_by_renaming", "forged_verification_records")
 SIG = ".manifest.json.sig"
+UPLOADS = {"notes.txt": b"kept\n", "readings/2026-12-07.csv": b"time,mg_dl\n08:00,104\n"}
+
+
+@pytest.fixture
+def server(engine, pg, mongo):
+    """The test bed server of the engine; a files job has none (None)."""
+    return {"postgresql": pg, "mongodb": mongo}.get(engine)
+
+
+def forged_files_under(directory):
+    """Files under directory that hold the files forger's content: none may ever be restored."""
+    return [str(path) for path in pathlib.Path(directory).rglob("*") if path.is_file() and not path.is_symlink()
+            and FORGED_FILE in path.read_bytes()]
+
+
+def restored_anything(server, target):
+    return server.has_database(target) if server else os.path.lexists(target)
+
+
+def drop(server, target):
+    if server:
+        server.drop(target)
+    else:
+        shutil.rmtree(target, ignore_errors=True)
 
 
 def archives_of(directory):
@@ -53,6 +88,10 @@ def first_run(pg, mongo, age_key, tmp_path_factory):
     archives per job; retention off so that the older stays for the replay and the records cases). The host's
     default key is this module's own (LIFEBOAT_SIGNING_KEY_FILE, never /etc), absent before the first run."""
     root = tmp_path_factory.mktemp("first-run")
+    uploads = root / "uploads"
+    for name, content in UPLOADS.items():
+        (uploads / name).parent.mkdir(parents=True, exist_ok=True)
+        (uploads / name).write_bytes(content)
     key_file = root / "host-etc" / "signing_key"
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("LIFEBOAT_SIGNING_KEY_FILE", str(key_file))
@@ -61,7 +100,8 @@ def first_run(pg, mongo, age_key, tmp_path_factory):
             "backup_prune": False,
             "backup_jobs": [{"name": "journal", "engine": "postgresql", "database": pg.sample, **pg.login()},
                             {"name": "nightscout", "engine": "mongodb", "database": mongo.sample, **mongo.login(),
-                             "tools_dir": MONGO_TOOLS}],
+                             "tools_dir": MONGO_TOOLS},
+                            {"name": "uploads", "engine": "files", "paths": [str(uploads)]}],
         }
         for run in range(2):
             done = playbook(root, "lifeboat.ops.backup", host_vars)
@@ -88,12 +128,13 @@ def first_run(pg, mongo, age_key, tmp_path_factory):
             copy = str(forged[engine] / os.path.basename(newer))
             for suffix in ("", ".manifest.json"):
                 shutil.copyfile(newer + suffix, copy + suffix)
-            server = pg if engine == "postgresql" else mongo
             if engine == "postgresql":
-                forge_pg(server, copy, age_key["recipient"], f"lifeboat_forge_{os.getpid()}")
+                forge_pg(pg, copy, age_key["recipient"], f"lifeboat_forge_{os.getpid()}")
+            elif engine == "mongodb":
+                forge_mongo(mongo, copy, age_key["recipient"])
             else:
-                forge_mongo(server, copy, age_key["recipient"])
-        yield {"root": root, "key_file": str(key_file), "public": public, "forged": forged,
+                forge_files(copy, age_key["recipient"])
+        yield {"root": root, "uploads": str(uploads), "key_file": str(key_file), "public": public, "forged": forged,
                "attacker": keypair(tmp_path_factory.mktemp("attacker"), "attacker"),
                "host": install_host(root / "host")}
 
@@ -169,13 +210,28 @@ def tampered(first_run, tmp_path_factory):
 
 
 def verify_args(server, age_key, **extra):
-    return {"age_identity_files": [age_key["identity"]], "record": False, server.engine: server.login(),
-            "tools_dir": MONGO_TOOLS, **extra}
+    connection = {server.engine: server.login(), "tools_dir": MONGO_TOOLS} if server else {}
+    return {"age_identity_files": [age_key["identity"]], "record": False, **connection, **extra}
 
 
-def restore_args(server, age_key, target, **extra):
+def restore_args(server, age_key, target, first_run, **extra):
+    """Into the database target, or (a files job) the job's folder restored as the folder target."""
+    if server is None:
+        return {"path_map": {first_run["uploads"]: target}, "age_identity_files": [age_key["identity"]], **extra}
     return {**server.login(), "target_database": target, "age_identity_files": [age_key["identity"]],
             **({"tools_dir": MONGO_TOOLS} if server.engine == "mongodb" else {}), **extra}
+
+
+def job_settings(engine, server, first_run):
+    """What the job names besides its destination: its server and database, or its folder."""
+    if server is None:
+        return {"engine": engine, "paths": [first_run["uploads"]]}
+    return {"engine": engine, **server.login(), **({"tools_dir": MONGO_TOOLS} if engine == "mongodb" else {})}
+
+
+def assert_genuine_uploads(target):
+    assert {str(path.relative_to(target)): path.read_bytes() for path in pathlib.Path(target).rglob("*")
+            if path.is_file()} == UPLOADS
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -186,7 +242,7 @@ def test_every_verify_level_every_restore_module_and_lifeboat_refuse(engine, cas
     job = ENGINES[engine]
     older, newer = archives_of(destination)
     module = f"{engine}_restore"
-    target = f"{unique_name}_t"
+    target = f"{unique_name}_t" if server else str(tmp_path / "restored")
     if case == "forged_verification_records":
         # The forged records count for nothing: the older archive is still unverified, the newer still the newest
         # verified, and the ignored records are named.
@@ -194,14 +250,16 @@ def test_every_verify_level_every_restore_module_and_lifeboat_refuse(engine, cas
             server, age_key, destination=str(destination), job=job, select="unverified", level="checksum"), tmp_path))
         assert run.rc == 0 and [r["archive"] for r in run.result["results"]] == [older], run.result
         chosen = finish_module(start_module(module, restore_args(
-            server, age_key, target, destination=str(destination), job=job), tmp_path))
+            server, age_key, target, first_run, destination=str(destination), job=job), tmp_path))
         try:
             assert chosen.rc == 0 and chosen.result["archive"] == newer, chosen.result
             assert chosen.result["signature"] == "ok"
             warnings = json.dumps(chosen.result.get("warnings"))  # plain strings, or ansible-core's warning events
             assert f"ignored 1 verification record(s) of {os.path.basename(newer)}" in warnings, chosen.result
+            if server is None:
+                assert_genuine_uploads(target)
         finally:
-            server.drop(target)
+            drop(server, target)
         return
 
     # Every verify level refuses the archive by path, at the signature or at the name it carries.
@@ -216,28 +274,32 @@ def test_every_verify_level_every_restore_module_and_lifeboat_refuse(engine, cas
         else:
             assert run.result["results"][0]["failed_check"] == "signature", (case, level, run.result)
     # The restore module refuses the archive given by path, and nothing is restored.
-    refused = finish_module(start_module(module, restore_args(server, age_key, target, archive=victim), tmp_path))
+    refused = finish_module(start_module(
+        module, restore_args(server, age_key, target, first_run, archive=victim), tmp_path))
     assert refused.rc != 0, (case, refused.result)
     one_line(refused.result["msg"])
-    assert not server.has_database(target)
+    assert not restored_anything(server, target) and not forged_files_under(tmp_path)
     # Chosen from the destination (newest_verified): the tampered archive is refused, or passed over for an archive
     # a trusted key signed; the forgery never reaches the server.
     chosen = finish_module(start_module(
-        module, restore_args(server, age_key, target, destination=str(destination), job=job), tmp_path))
+        module, restore_args(server, age_key, target, first_run, destination=str(destination), job=job), tmp_path))
     try:
         if chosen.rc == 0:
             assert chosen.result["archive"] == older and chosen.result["signature"] == "ok", (case, chosen.result)
+            if server is None:
+                assert_genuine_uploads(target)
         else:
             one_line(chosen.result["msg"])
-            assert not server.has_database(target)
+            assert not restored_anything(server, target)
+        assert not forged_files_under(tmp_path)
     finally:
-        server.drop(target)
+        drop(server, target)
     # `lifeboat verify` on the host, the job's settings as the schedule role writes them (no signing option).
     host = first_run["host"]
     config = tmp_path / "lifeboat.yml"
     config.write_text(yaml.safe_dump({"jobs": {job: {
-        "engine": engine, "destination": str(destination), **server.login(database=server.sample),
-        **({"tools_dir": MONGO_TOOLS} if engine == "mongodb" else {}),
+        **job_settings(engine, server, first_run), "destination": str(destination),
+        **({"database": server.sample} if server else {}),
         "verify": {"age_identity_files": [age_key["identity"]], "select": "newest"}}}}))
     env = {**{key: value for key, value in os.environ.items() if not key.startswith(("ANSIBLE", "PYTHON"))},
            "LIFEBOAT_LIB": str(host / "lib"), "PYTHONPATH": str(host / "site"),
@@ -252,8 +314,10 @@ def test_every_verify_level_every_restore_module_and_lifeboat_refuse(engine, cas
 def test_restore_role_newest_verified_never_restores_a_forgery(
         engine, server, tampered, first_run, age_key, tmp_path, unique_name):
     job = ENGINES[engine]
-    items = [{"job": job, "destination": str(tampered[engine, case][0]), "target_database": f"{unique_name}_{index}",
-              "age_identity_files": [age_key["identity"]]} for index, case in enumerate(CASES)]
+    targets = [f"{unique_name}_{index}" if server else str(tmp_path / f"restored-{index}") for index in range(len(CASES))]
+    items = [{"job": job, "destination": str(tampered[engine, case][0]), "age_identity_files": [age_key["identity"]],
+              **({"target_database": target} if server else {"path_map": {first_run["uploads"]: target}})}
+             for case, target in zip(CASES, targets, strict=True)]
     out = tmp_path / "out.json"
     play = tmp_path / "play.yml"
     keep = {"name": "Keep", "ansible.builtin.copy": {"content": "{{ restore_results | to_json }}", "dest": str(out)}}
@@ -261,8 +325,7 @@ def test_restore_role_newest_verified_never_restores_a_forgery(
     play.write_text(yaml.safe_dump([{"hosts": "localhost", "gather_facts": False, "tasks": [
         {"block": [{"name": "Restore", "ansible.builtin.include_role": {"name": "lifeboat.ops.restore"}}],
          "always": [keep]}]}]))
-    job_spec = {"name": job, "engine": engine, **server.login(), **({"tools_dir": MONGO_TOOLS}
-                                                                    if engine == "mongodb" else {})}
+    job_spec = {"name": job, **job_settings(engine, server, first_run)}
     try:
         with pytest.MonkeyPatch.context() as patch:
             patch.setenv("LIFEBOAT_SIGNING_KEY_FILE", first_run["key_file"])
@@ -282,6 +345,7 @@ def test_restore_role_newest_verified_never_restores_a_forgery(
                 assert "\n" not in result["reason"], (case, result)
             assert result.get("archive") != victim or case == "forged_verification_records", (case, result)
         assert "ignored 1 verification record(s)" in done.stdout + done.stderr  # the records case warned
+        assert not forged_files_under(tmp_path)
     finally:
-        for index in range(len(CASES)):
-            server.drop(f"{unique_name}_{index}")
+        for target in targets:
+            drop(server, target)
