@@ -195,8 +195,9 @@ def scan(destination: str, job: str | None = None, trust: _signing.Trust | None 
             result.partials.append(os.path.join(destination, name))
     for name in names:
         match = ARCHIVE_NAME.match(name)
-        if name in claimed or not match or name.endswith(_manifest.MANIFEST_SUFFIX) or PARTIAL_NAME.match(name):
-            continue
+        sidecar = name.endswith((_manifest.MANIFEST_SUFFIX, _manifest.MANIFEST_SUFFIX + _signing.SIGNATURE_SUFFIX))
+        if name in claimed or not match or sidecar or PARTIAL_NAME.match(name):
+            continue  # a manifest's signature left without it is not an archive (the archive beside it is reported)
         if not os.path.isfile(os.path.join(destination, name)):
             continue
         result.archives.append(Archive(

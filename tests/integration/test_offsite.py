@@ -21,7 +21,7 @@ from s3server import ACCESS_KEY, SECRET_KEY, free_port  # pylint: disable=import
 from test_backup_status import promtool_check  # pylint: disable=import-error
 from test_prune import dated_series, verify  # pylint: disable=import-error
 
-from ansible_collections.lifeboat.ops.plugins.module_utils import _manifest, _offsite
+from ansible_collections.lifeboat.ops.plugins.module_utils import _manifest, _offsite, _signing
 from testbed import (  # pylint: disable=import-error
     PG_SOURCE,
     REPO_ROOT,
@@ -94,7 +94,7 @@ def test_round_trip_through_the_bucket_with_the_local_destination_gone(
     assert copy.rc == 0 and copy.result["copied"] == [name] and not keys(s3_server, remote), copy.result
     copy = run_module("offsite_copy", {"destination": str(destination), **remote})
     assert copy.rc == 0 and copy.result["copied"] == [name] and copy.result["changed"], copy.stdout + copy.stderr
-    assert set(keys(s3_server, remote)) == {name, name + ".manifest.json"}
+    assert set(keys(s3_server, remote)) == {name, name + ".manifest.json", name + ".manifest.json.sig"}
     again = run_module("offsite_copy", {"destination": str(destination), **remote})
     assert again.rc == 0 and again.result["present"] == [name] and not again.result["changed"], again.result
     manifest = _manifest.load(archive)
@@ -107,7 +107,8 @@ def test_round_trip_through_the_bucket_with_the_local_destination_gone(
     fetched = run_module("offsite_fetch", {**remote, "job": engine, "directory": str(tmp_path / "fetched")})
     assert fetched.rc == 0, fetched.stdout + fetched.stderr
     assert fetched.result["archive"] == str(tmp_path / "fetched" / name)
-    assert sorted(os.listdir(tmp_path / "fetched")) == [name, name + ".manifest.json"]  # no partial file left
+    assert sorted(os.listdir(tmp_path / "fetched")) == [  # no partial file left
+        name, name + ".manifest.json", name + ".manifest.json.sig"]
     target = f"{unique_name}_{engine}"
     try:
         if engine == "files":
@@ -236,7 +237,7 @@ def test_days_of_failed_local_backups_never_drop_the_newest_verified_remote_copy
     prune = run_module("offsite_prune", {"destination": destination, **remote, "keep_last": 1})
     assert prune.rc == 0 and prune.result["removed"] == [] and prune.result["held"], prune.result
     assert "held locally" in prune.result["held"][0]["reason"]
-    assert len([k for k in keys(s3_server, remote) if not k.endswith(".json")]) == 3
+    assert len([k for k in keys(s3_server, remote) if not k.endswith((".json", ".sig"))]) == 3
 
     # The local side loses its failed archives and then everything: still nothing goes remotely.
     for archive in series[3:]:
@@ -245,7 +246,8 @@ def test_days_of_failed_local_backups_never_drop_the_newest_verified_remote_copy
     prune = run_module("offsite_prune", {"destination": destination, **remote, "keep_last": 1})
     assert prune.rc == 0, prune.result
     assert [entry["name"] for entry in prune.result["removed"]] == [a.name for a in series[:2]]
-    assert set(keys(s3_server, remote)) == {series[2].name, series[2].name + ".manifest.json"}
+    assert set(keys(s3_server, remote)) == {series[2].name, series[2].name + ".manifest.json",
+                                            series[2].name + ".manifest.json.sig"}
     shutil.rmtree(destination)
     os.makedirs(destination)
     prune = run_module("offsite_prune", {"destination": destination, **remote, "keep_last": 1})
@@ -435,11 +437,12 @@ def test_the_host_command_copies_prunes_fetches_and_the_status_module_sees_the_r
         done = lifeboat(host, command, "--config", str(config))
         assert done.returncode == 0, done.stdout + done.stderr
     assert "removed journal-" in done.stdout + done.stderr
-    names = [name for name in keys(s3_server, remote) if not name.endswith(".json")]
+    names = [name for name in keys(s3_server, remote) if not name.endswith((".json", ".sig"))]
     assert len(names) == 1
     shutil.rmtree(destination)
     fetched = lifeboat(host, "fetch", "--job", "journal", "--config", str(config), "--directory", str(tmp_path / "f"))
-    assert fetched.returncode == 0 and sorted(os.listdir(tmp_path / "f")) == [names[0], names[0] + ".manifest.json"]
+    assert fetched.returncode == 0 and sorted(os.listdir(tmp_path / "f")) == [
+        names[0], names[0] + ".manifest.json", names[0] + ".manifest.json.sig"]
     assert SECRET_KEY not in done.stdout + done.stderr + fetched.stdout + fetched.stderr
 
     # The newest local verified archive not in the bucket for longer than allowed: CRITICAL.
@@ -461,7 +464,8 @@ def test_the_backup_playbook_copies_each_verified_archive_off_site(pg, mongo, s3
     assert backup.returncode == 0, backup.stdout[-3000:] + backup.stderr
     found = keys(s3_server, remote)
     for job in ("journal", "nightscout"):
-        (name,) = [entry for entry in os.listdir(tmp_path / "backups" / job) if not entry.endswith(".json")]
+        (name,) = [entry for entry in os.listdir(tmp_path / "backups" / job)
+                   if not entry.endswith((".json", ".sig", ".pub"))]
         assert {name, name + ".manifest.json"} <= set(found), found
         remote_manifest = json.loads(s3_server.client().get_object(
             Bucket=remote["bucket"], Key=f"db1/jobs/{name}.manifest.json")["Body"].read())
@@ -479,7 +483,10 @@ def test_the_schedule_runs_the_copy_after_verify_and_before_prune_with_a_config_
     config, units = tmp_path / "lifeboat.yml", tmp_path / "units"
     units.mkdir()
     # Task vars: the role's defaults file (vars_files) would win over inventory variables.
-    variables = {"backup_schedule_root": str(tmp_path / "sched"), "backup_schedule_jobs": "{{ schedule_jobs }}"}
+    # The key the role makes on a host: the session's here (lifeboat check needs it to exist).
+    _signing.ensure_signing_key(_signing.default_key_file())
+    variables = {"backup_schedule_root": str(tmp_path / "sched"), "backup_schedule_jobs": "{{ schedule_jobs }}",
+                 "backup_schedule_signing_key_file": _signing.default_key_file()}
     play = {"vars_files": [os.path.join(role, "defaults", "main.yml"), os.path.join(role, "vars", "main.yml")],
             "tasks": [{"name": "Config", "ansible.builtin.template": {
                 "src": os.path.join(role, "templates", "lifeboat.yml.j2"), "dest": str(config), "mode": "0600"},

@@ -13,7 +13,7 @@ import sys
 import pytest
 
 from ansible_collections.lifeboat.ops.plugins.module_utils import _catalog, _manifest, _verify
-from testbed import PG_SOURCE  # pylint: disable=import-error
+from testbed import PG_SOURCE, resign  # pylint: disable=import-error
 
 JOB = "prune"
 FIRST_DAY = _dt.datetime(2026, 11, 1, 3, 0, tzinfo=_dt.UTC)
@@ -45,6 +45,7 @@ def dated_series(real_archive: str, destination: str, days: int) -> list[_catalo
         manifest.update(started_at=_manifest.iso(started), finished_at=_manifest.iso(finished))
         manifest["archive"]["file"] = name
         _manifest.write(_manifest.manifest_path(os.path.join(destination, name)), manifest)
+        resign(_manifest.manifest_path(os.path.join(destination, name)))  # as the backup of that day signed it
     archives = _catalog.scan(destination, JOB).archives
     assert len(archives) == days and all(archive.readable for archive in archives)
     return archives
