@@ -25,7 +25,7 @@ from bson import decode
 from bson.raw_bson import RawBSONDocument
 
 from ansible_collections.lifeboat.ops.plugins.module_utils._common import LifeboatError
-from testbed import REPO_ROOT, finish_module, start_module, wait_for_child
+from testbed import REPO_ROOT, finish_module, resign, start_module, wait_for_child
 
 STAGING = "lifeboat_restore_"
 MODES = {  # module options of each overwrite mode
@@ -125,6 +125,7 @@ def off_by_one(archive, tmp_path):
     manifest["counts"][namespace] += 1
     manifest["total_count"] += 1
     (copy.parent / os.path.basename(archive["manifest"])).write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    resign(str(copy.parent / os.path.basename(archive["manifest"])))
     return str(copy), namespace
 
 
@@ -441,6 +442,7 @@ def test_oplog_archive_goes_direct_and_only_where_nothing_is_overwritten(mongo, 
     manifest["options"]["oplog"] = True  # as mongodump --oplog of a replica set records it
     with open(dumped.result["manifest"], "w", encoding="utf-8") as handle:
         json.dump(manifest, handle)
+    resign(dumped.result["manifest"])
     try:
         over_data = run_module("mongodb_restore", mongo.login(archive=dumped.result["archive"], overwrite=True))
         assert over_data.rc != 0 and over_data.result["msg"] == (

@@ -21,7 +21,7 @@ import uuid
 import psycopg
 import pytest
 
-from testbed import finish_module, start_module, wait_for_child
+from testbed import finish_module, resign, start_module, wait_for_child
 
 # target_database options of each overwrite mode, and whether the target exists before the restore.
 MODES = {
@@ -180,6 +180,7 @@ def test_manifest_count_off_by_one(mode, pg, archives, target, tmp_path):
     manifest["counts"]["public.notes"] += 1
     manifest["total_count"] += 1  # the manifest stays consistent with itself: only the archive disagrees
     (tmp_path / f"{archive.name}.manifest.json").write_text(json.dumps(manifest))
+    resign(str(tmp_path / f"{archive.name}.manifest.json"))
     run = finish_module(start_module("postgresql_restore", restore_args(pg, mode, target, str(archive)), tmp_path))
     message = failed_run(run)
     assert_as_before(pg, target, before)
@@ -275,6 +276,7 @@ def test_refused_when_the_disk_is_too_small(pg, archives, target, tmp_path):
     manifest = json.loads(open(archives["small"]["manifest"], encoding="utf-8").read())
     manifest["archive"]["plain_size"] = 1 << 60
     (tmp_path / f"{archive.name}.manifest.json").write_text(json.dumps(manifest))
+    resign(str(tmp_path / f"{archive.name}.manifest.json"))
     run = finish_module(start_module("postgresql_restore", restore_args(pg, "recreate", target, str(archive)),
                                      tmp_path))
     message = failed_run(run)

@@ -19,6 +19,7 @@ import pytest
 
 from ansible_collections.lifeboat.ops.plugins.module_utils import _archive, _mongo
 from ansible_collections.lifeboat.ops.plugins.module_utils._common import LifeboatError
+from testbed import resign  # pylint: disable=import-error
 
 ODD = "odd (name) 2, with spaces"  # the name sits inside mongorestore's "finished restoring NS (N documents...)"
 STAGING = re.compile(r"lifeboat_restore_[0-9a-f]{8}_new_")
@@ -86,6 +87,7 @@ def one_more(archive, tmp_path, collection="docs"):
     manifest["counts"][f"{archive['source']}.{collection}"] += 1
     manifest["total_count"] += 1
     (copy.parent / os.path.basename(archive["manifest"])).write_text(json.dumps(manifest))
+    resign(str(copy.parent / os.path.basename(archive["manifest"])))
     return str(copy)
 
 

@@ -26,6 +26,7 @@ from ansible_collections.lifeboat.ops.plugins.module_utils import (
     _verify,
 )
 from ansible_collections.lifeboat.ops.plugins.module_utils._common import LifeboatError
+from testbed import resign  # pylint: disable=import-error
 
 ENGINES = ["postgresql", "mongodb", "files"]
 DISCARDED = {
@@ -115,6 +116,7 @@ class Case:
         change(data, manifest)
         archive.write_bytes(bytes(data))
         (folder / os.path.basename(self.manifest)).write_text(json.dumps(manifest))
+        resign(str(folder / os.path.basename(self.manifest)))  # the backup's own word: what differs is the archive
         return str(archive)
 
     def cleanup(self):
@@ -191,7 +193,8 @@ def test_a_restore_level_verify_reads_the_archive_once(case, reads, damaged):
         assert not result["ok"] and result["failed_check"] == "checksum", result
     else:
         assert result["ok"], result
-        assert result["checks"] == {"checksum": "ok", "stream": "ok", "structure": "ok", "restore": "ok"}
+        assert result["checks"] == {"signature": "ok", "checksum": "ok", "stream": "ok", "structure": "ok",
+                                    "restore": "ok"}
         assert sum(result["counts"].values()) > 0
     assert reads.count(archive) == 1, reads
 

@@ -24,7 +24,8 @@ def test_playbooks_round_trip(pg, mongo, run_playbook, tmp_path, unique_name, ag
     backup = run_playbook("backup", host_vars)
     assert backup.returncode == 0, backup.stdout + backup.stderr
 
-    archives = {job: [n for n in listing(root / job) if not n.endswith(".manifest.json")] for job in ("journal", "nightscout")}
+    archives = {job: [n for n in listing(root / job) if not n.endswith((".manifest.json", ".sig", ".pub"))]
+                for job in ("journal", "nightscout")}
     for job, names in archives.items():
         assert len(names) == 1, names
         assert names[0].endswith(".zst.age" if encrypted else ".zst")

@@ -12,7 +12,7 @@ import shutil
 import pytest
 
 from ansible_collections.lifeboat.ops.plugins.module_utils import _catalog, _sources, _verify
-from testbed import RUN_ID, finish_module, listing, start_module  # pylint: disable=import-error
+from testbed import RUN_ID, finish_module, listing, resign, start_module  # pylint: disable=import-error
 
 FLIPS_PER_ARCHIVE = 50  # four archives: 200 flipped bytes in all
 
@@ -25,6 +25,7 @@ def manifest_of(archive):
 def write_manifest(archive, manifest):
     with open(archive + ".manifest.json", "w", encoding="utf-8") as handle:
         json.dump(manifest, handle)
+    resign(archive + ".manifest.json")
 
 
 def copy_as(archive, destination, index):
@@ -132,7 +133,8 @@ def test_restore_test_passes_on_good_archives_and_leaves_no_scratch_database(
                                            "age_identity_files": [age_key["identity"]], engine: server.login()})
         assert run.rc == 0, run.result
         (result,) = run.result["results"]
-        assert result["checks"] == {"checksum": "ok", "stream": "ok", "structure": "ok", "restore": "ok"}
+        assert result["checks"] == {"signature": "ok", "checksum": "ok", "stream": "ok", "structure": "ok",
+                                    "restore": "ok"}
         manifest = manifest_of(archive)
         visible = {k: v for k, v in manifest["counts"].items() if not k.startswith(("admin.", "config."))}
         assert result["counts"] == visible
@@ -191,7 +193,8 @@ def test_check_mode_records_nothing_and_restores_nothing(originals, run_module, 
                      check_mode=True)
     assert run.rc == 0, run.result
     assert run.result["changed"] is False
-    assert run.result["results"][0]["checks"] == {"checksum": "ok", "stream": "ok", "structure": "ok"}
+    assert run.result["results"][0]["checks"] == {"signature": "ok", "checksum": "ok", "stream": "ok",
+                                                  "structure": "ok"}
     assert manifest_of(archive)["verifications"] == before
 
 
@@ -213,7 +216,7 @@ def test_encrypted_archive_without_identity_and_restore_without_server(originals
     assert "give the age identity file that can decrypt it" in run.result["msg"]
     assert run.result["msg"].endswith("or verify with level=checksum")
     run = run_module("backup_verify", {"archive": originals["mongodb-age"], "level": "checksum"})
-    assert run.rc == 0 and run.result["results"][0]["checks"] == {"checksum": "ok"}
+    assert run.rc == 0 and run.result["results"][0]["checks"] == {"signature": "ok", "checksum": "ok"}
     run = run_module("backup_verify", {"archive": originals["postgresql-plain"], "level": "restore"})
     assert run.rc != 0
     assert run.result["msg"] == "a restore test of PostgreSQL archives needs the postgresql connection to restore into"
@@ -244,7 +247,7 @@ def test_every_archive_format_verifies_up_to_a_restore(engine, options, server, 
         n for name, n in made.result["counts"].items() if not name.startswith(("admin.", "config.")))
     # A damaged byte in the middle of the stored file (or of the globals file) is still found.
     for name in listing(tmp_path / "b"):
-        if name.endswith(".manifest.json"):
+        if name.endswith((".manifest.json", ".sig", ".pub")):  # the signature's damage is the signature check's
             continue
         path = tmp_path / "b" / name
         data = bytearray(path.read_bytes())
