@@ -16,6 +16,7 @@ from ping_receiver import Receiver, closed_port_url
 from test_cli import host, lifeboat  # noqa: F401  pylint: disable=unused-import  # host: the installed host command (fixture)
 from test_job_isolation import bad_job
 
+from ansible_collections.lifeboat.ops.plugins.module_utils import _signing
 from testbed import PG_SOURCE, REPO_ROOT, sample_jobs
 
 HC, KUMA, NTFY = "HcTok3nS3cret", "KumaT0kenS3cret", "NtfyT0picS3cret"
@@ -65,7 +66,9 @@ def render_schedule(tmp_path, jobs: list[dict], pings: dict) -> dict[str, list[l
     etc.mkdir()
     units.mkdir()
     # Task vars: the role's defaults file (vars_files) would win over inventory variables.
+    _signing.ensure_signing_key(_signing.default_key_file())  # the host key the role makes: the session's here
     variables = {"backup_schedule_root": str(tmp_path / "sched"), "backup_schedule_jobs": "{{ schedule_jobs }}",
+                 "backup_schedule_signing_key_file": _signing.default_key_file(),
                  "backup_schedule_pings": "{{ schedule_pings }}", "__backup_schedule_secrets_dir": str(etc),
                  "__backup_schedule_config": str(etc / "lifeboat.yml"), "backup_schedule_retention": {"keep_last": 3}}
     play = {"vars_files": [os.path.join(role, "defaults", "main.yml"), os.path.join(role, "vars", "main.yml")],

@@ -18,6 +18,14 @@ def run_manifest_commands(manifest_path, substitutions, env):
     # First what the placeholders mean, then the sha256 check of every stored file, then the restore itself.
     checks = [c for c in manifest["restore_commands"] if "sha256sum --check" in c]
     assert checks and manifest["archive"]["sha256"] in checks[-1]
+    # The signature check opens them: ALLOWED_SIGNERS holds the backup host's public key, as the operator copied it
+    # (here from the .pub the backup published beside its archives).
+    with open(os.path.join(os.path.dirname(manifest_path), "lifeboat-signer.pub"), encoding="utf-8") as handle:
+        public_key = handle.read().strip()
+    allowed = os.path.join(os.path.dirname(manifest_path), "allowed_signers.test")
+    with open(allowed, "w", encoding="utf-8") as handle:
+        handle.write(f'lifeboat namespaces="lifeboat-manifest" {public_key}\n')
+    substitutions = {"ALLOWED_SIGNERS": allowed, **substitutions}
     for template in manifest["restore_commands"]:
         command = template
         for placeholder, value in substitutions.items():
@@ -56,7 +64,8 @@ def test_mongodb_archive_restores_with_mongorestore(mongo, run_module, tmp_path,
     assert dumped.rc == 0, dumped.result
     if compression == "gzip" and not encrypted:
         # mongodump's own --gzip format: plain `mongorestore --gzip --archive=FILE` reads the stored file.
-        (decode, *_rest) = [c for c in dumped.result["restore_commands"] if not c.startswith(("#", "echo "))]
+        (decode, *_rest) = [c for c in dumped.result["restore_commands"]
+                            if not c.startswith(("#", "echo ")) and "ssh-keygen -Y verify" not in c]
         assert decode.startswith("cat ")
     config = tmp_path / "mongorestore.yaml"
     config.write_text(f'uri: "mongodb://{mongo.user}:{mongo.password}@{mongo.host}:{mongo.port}/?authSource=admin"\n')
