@@ -38,7 +38,7 @@ def test_backup_playbook_verifies_and_prunes(pg, mongo, run_playbook, tmp_path, 
         # keep_last 1 and the new archive proven: the first one is gone.
         (manifest,) = manifests(root / job)
         assert manifest.name > f"{job}-" and last_verification(manifest)["ok"] is True
-        assert len(listing(root / job)) == 2
+        assert len(listing(root / job)) == 4  # the archive, its manifest and signature, the signer's .pub
 
     # Encrypted to a key this host does not hold: auto verifies every stored byte (checksum level).
     encrypted = {"backup_root": str(tmp_path / "sealed"), "backup_encryption_recipients": [age_key["recipient"]],
