@@ -16,7 +16,8 @@ import typing as t
 
 import pytest
 import yaml
-from fleet import Fleet, free_ports
+from fleet import Fleet
+from local_ports import free_ports  # pylint: disable=import-error
 
 from testbed import PG_SOURCE, collections_root, module_env
 
