@@ -33,7 +33,7 @@ import yaml
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
-sys.path.insert(0, os.path.join(HERE, "..", "tests"))  # local_ports
+sys.path.insert(0, os.path.join(HERE, "..", "tests", "shared"))  # local_ports
 # The checkout as the collection lifeboat.ops on ANSIBLE_COLLECTIONS_PATH, as the tests have it.
 runpy.run_path(os.path.join(HERE, "..", "tests", "conftest.py"))
 
