@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.lifeboat.ops.plugins.module_utils import _config, _manifest, _mongo, _postgres
+from ansible_collections.lifeboat.ops.plugins.module_utils import _config, _manifest, _mongo, _params, _postgres
+from ansible_collections.lifeboat.ops.plugins.module_utils._common import LifeboatError
 from ansible_collections.lifeboat.ops.plugins.module_utils._archive import ArchiveOptions
 
 
@@ -57,3 +58,18 @@ def test_a_container_dump_restores_through_the_container_s_own_clients():
         "n.mongo.archive.zst", "nightscout", False, ArchiveOptions(destination="/b", job="n"), False, container)
     assert "docker exec -i -e MONGODB_URI CONTAINER bash -c" in commands[0] and "--uri" not in commands[0]
     assert set(environment) == {"MONGODB_URI"}
+
+
+@pytest.mark.parametrize("engine", ["postgresql", "mongodb"])
+def test_container_with_login_host_is_refused_in_one_line_by_the_modules_and_the_config(engine, tmp_path):
+    """Before: the container's clients silently connected to login_host (the host's port), not the container's server."""
+    with pytest.raises(LifeboatError) as refused:
+        _params.place({"container": "journal-db-1", "login_host": "127.0.0.1"})
+    assert str(refused.value) == ("give either container (journal-db-1: its clients connect to the server at the "
+                                  "container's own address) or login_host (127.0.0.1), not both")
+    config = tmp_path / "lifeboat.yml"
+    config.write_text(f"jobs:\n  journal:\n    engine: {engine}\n    destination: {tmp_path}\n"
+                      "    container: journal-db-1\n    login_host: 127.0.0.1\n")
+    with pytest.raises(LifeboatError) as refused_config:
+        _config.load(str(config))
+    assert str(refused_config.value) == f"config {config}: job journal: {refused.value}"
