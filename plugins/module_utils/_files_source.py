@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import fnmatch
 import os
 import re
@@ -93,6 +94,12 @@ def check_path(path: str) -> str:
     path = os.path.normpath(path)
     if path == "/" or any(_under(path, tree) for tree in REFUSED_TREES):
         raise LifeboatError(f"path {path} is the whole system or a kernel file system; give the app's own folders")
+    try:
+        os.stat(path)
+    except OSError as exc:  # os.access and lexists say False for a loop, which read as a permission problem
+        if exc.errno == errno.ELOOP:
+            raise LifeboatError(f"symlink loop at {path}: its links never reach a file or folder; give the real "
+                                "path") from None
     if not os.path.lexists(path):
         raise LifeboatError(f"path {path} does not exist")
     if not os.access(path, os.R_OK | (os.X_OK if os.path.isdir(path) else 0)):
