@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 
 from ansible_collections.lifeboat.ops.plugins.module_utils import _config, _manifest, _mongo, _params, _postgres
-from ansible_collections.lifeboat.ops.plugins.module_utils._common import LifeboatError
 from ansible_collections.lifeboat.ops.plugins.module_utils._archive import ArchiveOptions
+from ansible_collections.lifeboat.ops.plugins.module_utils._common import LifeboatError
 
 
 @pytest.mark.parametrize("uri, has_password", [
