@@ -5,11 +5,15 @@
 # as errors. Then checks every link between its pages (scripts/docs/check_links.py) and looks at it in headless
 # Chromium as a newcomer would (scripts/docs/browse_site.py: the landing page's links followed).
 #   scripts/ci/docs-site.sh [OUTPUT_DIR]   (default: a temporary directory, removed after the check)
+# LIFEBOAT_DOCS_SCREENSHOTS=DIR keeps Chromium's screenshots of the landing page and a guide (landing.png, guide.png).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cache=${LIFEBOAT_CACHE:-$HOME/.cache/lifeboat}
 req=$root/scripts/docs/requirements.txt
 venv=$cache/docs-venv-$( (python3 --version; cat "$req") | sha256sum | cut -c1-12)
+# shellcheck source=scripts/testbed/lib.sh
+. "$root/scripts/testbed/lib.sh"
+ensure_apt chromium   # the newcomer's browser of browse_site.py, from the machine's Debian mirror
 mkdir -p "$cache"
 exec 9>"$cache/.docs-venv.lock"
 flock 9
@@ -71,6 +75,7 @@ RST
 # -W: a warning (a broken reference, a malformed doc) fails the build; -n: every reference must resolve.
 sphinx-build -q -W -n --keep-going -b html -c "$site" "$site/rst" "$site/html"
 python3 "$root/scripts/docs/check_links.py" "$site/html"
+python3 "$root/scripts/docs/browse_site.py" "$site/html" ${LIFEBOAT_DOCS_SCREENSHOTS:+"$LIFEBOAT_DOCS_SCREENSHOTS"}
 if [ $# -gt 0 ]; then
   rm -rf "$1" && cp -a "$site/html" "$1"
   echo "docs site: $1/index.html"

@@ -25,7 +25,7 @@ from antsibull_docs_parser.rst import to_rst
 
 COLLECTION = "lifeboat.ops"
 # A play keyword or variable read with a default: `{{ lifeboat_target | default('all') }}`.
-DEFAULTED = re.compile(r"\b([a-z][a-z0-9_]*)\s*\|\s*default\(((?:[^()]|\([^()]*\))*)\)")
+DEFAULTED = re.compile(r"(?<![\w.])([a-z][a-z0-9_]*)\s*\|\s*default\(((?:[^()]|\([^()]*\))*)\)")
 EMPTY_CELL = "\\"  # an empty list-table cell must still hold something
 ROLE_TASK = ("ansible.builtin.import_role", "ansible.builtin.include_role", "import_role", "include_role")
 
@@ -134,10 +134,13 @@ def play_variables(text: str, role_options: set[str], internal: set[str]) -> dic
     """The variables the playbook itself reads with a default, the roles' options and its own facts left out."""
     code = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
     found: dict[str, str] = {}
-    for name, default in DEFAULTED.findall(code):
+    pending = DEFAULTED.findall(code)
+    while pending:
+        name, default = pending.pop(0)
+        pending += DEFAULTED.findall(default)  # a default that reads another variable with its own default
         if name.startswith(("_", "ansible_")) or name in role_options or name in internal or name in found:
             continue
-        found[name] = " ".join(default.split())
+        found[name] = "(unset)" if default.strip() == "omit" else " ".join(default.split())
     return found
 
 
