@@ -21,10 +21,10 @@ import subprocess
 import sys
 import threading
 import urllib.parse
-from typing import Any
+from typing import Any, ClassVar
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests"))
-from local_ports import free_port  # noqa: E402  (the tests' ports block: never the kernel's ephemeral range)
+from local_ports import free_port  # the tests' ports block: never the kernel's ephemeral range
 
 # What a newcomer comes for, and how the heading of the page that answers it reads.
 ONE_CLICK = {
@@ -70,12 +70,12 @@ class Dom(html.parser.HTMLParser):
 
 
 class Served(http.server.SimpleHTTPRequestHandler):
-    statuses: dict[str, int] = {}
+    statuses: ClassVar[dict[str, int]] = {}  # path -> status of its first request (one server per run)
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         self.statuses.setdefault(urllib.parse.urlsplit(self.path).path, int(code))  # the first load of a page
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002  (the base class's name)
+    def log_message(self, format: str, *args: object) -> None:  # quiet: the statuses above are what counts
         pass
 
 
@@ -94,7 +94,8 @@ class Browser:
                 "--window-size=1280,1000"] + (["--no-sandbox"] if os.geteuid() == 0 else []) + ["about:blank"]
         self._process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                          stderr=subprocess.DEVNULL, pass_fds=(3, 4),
-                                         preexec_fn=functools.partial(_as_fds, commands_read, replies_write))
+                                         # only dup/dup2 in the child: no lock the server thread could hold
+                                         preexec_fn=functools.partial(_as_fds, commands_read, replies_write))  # noqa: PLW1509
         os.close(commands_read)
         os.close(replies_write)
         self._buffer = b""
