@@ -13,6 +13,7 @@ import base64
 import functools
 import html.parser
 import http.server
+import importlib
 import json
 import os
 import re
@@ -23,8 +24,9 @@ import threading
 import urllib.parse
 from typing import Any, ClassVar
 
+# The tests' ports block, never the kernel's ephemeral range (tests/local_ports.py, found at run time).
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests"))
-from local_ports import free_port  # the tests' ports block: never the kernel's ephemeral range
+free_port = importlib.import_module("local_ports").free_port
 
 # What a newcomer comes for, and how the heading of the page that answers it reads.
 ONE_CLICK = {
