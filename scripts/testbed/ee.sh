@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Builds the execution environment of examples/execution-environment/ with ansible-builder 3 on the test bed's own
-# Debian base image (scripts/testbed/docker.sh) and the test bed's Go builds of the MongoDB tools
+# Debian trixie minbase image (scripts/testbed/trixie-base.sh) and the test bed's Go builds of the MongoDB tools
 # (scripts/testbed/build-go-tools.sh); no registry is used. Prints the image name.
 # The image is tagged lifeboat/ee:<key>, the key a hash of what goes into it besides the collection's code: the EE
-# definition, the collection's meta/execution-environment.yml and the files it names, the base image, the MongoDB
-# tools' build, ansible-builder's version. It is saved under ~/.cache/lifeboat/images/ and loaded from there when the
+# definition, the collection's meta/execution-environment.yml and the files it names, this script, the base image,
+# the MongoDB tools' build, ansible-builder's version. It is saved under ~/.cache/lifeboat/images/ and loaded from there when the
 # engine lost it, so CI builds it again only when one of those changes (a cold build takes a few minutes: apt and
 # PyPI from inside the build). The collection inside is the one of the build; runs take the checkout's collection
 # from their project, as AWX does with a project's collections/requirements.yml.
@@ -18,7 +18,8 @@ BUILDER_VERSION=3.2.0
 cache=${LIFEBOAT_CACHE:-$HOME/.cache/lifeboat}
 log() { echo "ee.sh: $*" >&2; }
 
-base=$(bash "$here/docker.sh")
+bash "$here/docker.sh" >/dev/null  # the engine
+base=$(bash "$here/trixie-base.sh")
 bash "$here/build-go-tools.sh" >&2
 tools=$(dirname "$(readlink -f "$cache/bin/mongodump")")  # .../mongo-tools-<version>
 
@@ -33,7 +34,7 @@ fi
 
 definition=$root/examples/execution-environment
 key=$( (cd "$root" && cat examples/execution-environment/* meta/execution-environment.yml meta/ee-requirements.txt \
-  meta/ee-bindep.txt; echo "$base" "$(docker image inspect -f '{{.Id}}' "$base")" "$tools" "$BUILDER_VERSION") |
+  meta/ee-bindep.txt scripts/testbed/ee.sh; echo "$base" "$(docker image inspect -f '{{.Id}}' "$base")" "$tools" "$BUILDER_VERSION") |
   sha256sum | cut -c1-12)
 image=lifeboat/ee:$key
 saved=$cache/images/lifeboat-ee-$key.docker.tar
@@ -57,11 +58,13 @@ venv=$(bash "$here/venv.sh")
 mv "$work"/built/lifeboat-ops-*.tar.gz "$work/lifeboat-ops.tar.gz"
 mkdir -p "$work/mongo-tools"
 cp -L "$tools/mongodump" "$tools/mongorestore" "$tools/bsondump" "$work/mongo-tools/"
+# Without their symbol tables and debug information (a third of their size; Go's runtime does not read them).
+if command -v strip >/dev/null; then strip "$work"/mongo-tools/*; fi
 # The CA certificates this machine added to its trust store (a TLS-inspecting proxy's, if any): the build's pip and
 # apt reach the network through the same way as this machine.
 mkdir -p "$work/ca"
 find /usr/local/share/ca-certificates -name '*.crt' -exec cp {} "$work/ca/" \; 2>/dev/null || true
-sed -i "s|name: lifeboat/debian-systemd:bookworm-1|name: $base|" "$work/execution-environment.yml"
+sed -i "s|name: lifeboat/debian-minbase:trixie-1|name: $base|" "$work/execution-environment.yml"
 start=$SECONDS
 log "building $image on $base (ansible-builder $BUILDER_VERSION; log: $work/build.log)"
 if ! (cd "$work" && "$builder_venv/bin/ansible-builder" build -f execution-environment.yml -c context -t "$image" \
