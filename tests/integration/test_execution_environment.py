@@ -8,10 +8,13 @@ verify and restore playbooks run inside the image as AWX runs a job: ansible-run
 and installed into project/collections as AWX installs a project's collections/requirements.yml). One image build,
 cached across runs, and one run of each playbook; the runs reach the test bed through the host's network. The backup
 signs its manifests (ssh-keygen) and copies the journal job off site to the real S3 server (boto3), so an image that
-lacks either fails here, not only in the introspected list."""
+lacks either fails here, not only in the introspected list. A PostgreSQL 17 container is dumped and verified over TCP
+with the image's own client (the server is newer than the test bed's 15). LIFEBOAT_EE_IMAGE=NAME runs these tests
+against an image built elsewhere instead of building one."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -32,6 +35,7 @@ from test_runner_secrets import (  # pylint: disable=import-error
 )
 from test_runner_secrets import hostile as hostile_fixture  # noqa: F401  # pylint: disable=import-error,unused-import
 
+from containers import ContainerBed  # pylint: disable=import-error
 from testbed import MONGO_SOURCE, PG_SOURCE, REPO_ROOT, UnsafeDumper
 
 CACHE = os.environ.get("LIFEBOAT_CACHE", os.path.expanduser("~/.cache/lifeboat"))
@@ -40,7 +44,9 @@ BIN = os.path.dirname(sys.executable)
 
 @pytest.fixture(scope="module")
 def ee_image() -> str:
-    """The image, built once and cached (~0.2 s when it is there)."""
+    """The image, built once and cached (~0.2 s when it is there); LIFEBOAT_EE_IMAGE names another one."""
+    if os.environ.get("LIFEBOAT_EE_IMAGE"):
+        return os.environ["LIFEBOAT_EE_IMAGE"]
     done = subprocess.run(["bash", os.path.join(REPO_ROOT, "scripts", "testbed", "ee.sh")], capture_output=True,
                           text=True, check=False, timeout=1800)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -159,3 +165,38 @@ def test_backup_verify_restore_inside_the_execution_environment(pg, mongo, hosti
         mongo.drop(unique_name)
     for run in (backup, verify, restore):
         assert_no_secret(run, MARKERS[:2])
+
+
+def test_postgresql_17_container_dumped_from_inside_the_execution_environment(container_bed: ContainerBed, ee_image,
+                                                                              project, tmp_path):
+    """A plain TCP job (no `container`): the image's own pg_dump and pg_restore do the work, so a client older than
+    the server (the bookworm image's 15) fails the backup here. Verified at restore level: restored into a scratch
+    database of the same server and compared."""
+    box = container_bed.postgres("ee-pg17", user="journal_owner", database="journal")
+    with box.connect_pg() as conn:
+        conn.execute("CREATE TABLE entry (id bigint PRIMARY KEY, body text NOT NULL, at timestamptz NOT NULL)")
+        conn.execute("INSERT INTO entry SELECT n, repeat(md5(n::text), 3), '2026-01-01'::timestamptz + n * interval '1 h' "
+                     "FROM generate_series(1, 1234) AS n")
+        server_version = conn.execute("SHOW server_version").fetchone()[0]
+    assert server_version.startswith("17.")
+    backups = tmp_path / "backups"
+    backups.mkdir()
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    injected = {"injected": {"lifeboat_pg17_password": box.password}}
+    job = {"name": "journal17", "engine": "postgresql", "database": box.database, "login_host": box.ip,
+           "login_port": box.port, "login_user": box.user, "login_password": "{{ lifeboat_pg17_password }}"}
+    backup = run_in_ee(tmp_path, ee_image, project, injected, "backup",
+                       {"backup_root": "/backups", "backup_jobs": [job], "backup_verify_level": "restore"},
+                       backups, secrets)
+    assert backup.status == "successful", runner_failed(backup)
+    made = artifact_data(backup)["lifeboat_backup_outcome"]["localhost"]
+    [archive] = made["archives"]
+    assert archive["verification"] == {"level": "restore", "ok": True}
+    assert archive["counts"] == {"public.entry": 1234}
+    on_host = str(backups) + archive["archive"].removeprefix("/backups")
+    assert archive["sha256"] == sha256_of(on_host)
+    with open(on_host + ".manifest.json", encoding="utf-8") as handle:
+        manifest = json.load(handle)
+    assert manifest["server"]["version"].startswith("17.") and " 17." in manifest["tool"]["version"], manifest["tool"]
+    assert_no_secret(backup, (box.password.split()[0].encode(),))  # PgBox<run id>: the password's distinct start
