@@ -36,7 +36,7 @@ from test_runner_secrets import (  # pylint: disable=import-error
 from test_runner_secrets import hostile as hostile_fixture  # noqa: F401  # pylint: disable=import-error,unused-import
 
 from containers import ContainerBed  # pylint: disable=import-error
-from testbed import MONGO_SOURCE, PG_SOURCE, REPO_ROOT, UnsafeDumper
+from testbed import MONGO_SOURCE, PG_SOURCE, REPO_ROOT, Unsafe, UnsafeDumper
 
 CACHE = os.environ.get("LIFEBOAT_CACHE", os.path.expanduser("~/.cache/lifeboat"))
 BIN = os.path.dirname(sys.executable)
@@ -183,7 +183,7 @@ def test_postgresql_17_container_dumped_from_inside_the_execution_environment(co
     backups.mkdir()
     secrets = tmp_path / "secrets"
     secrets.mkdir()
-    injected = {"injected": {"lifeboat_pg17_password": box.password}}
+    injected = {"injected": {"lifeboat_pg17_password": Unsafe(box.password)}}  # as a credential injects it
     job = {"name": "journal17", "engine": "postgresql", "database": box.database, "login_host": box.ip,
            "login_port": box.port, "login_user": box.user, "login_password": "{{ lifeboat_pg17_password }}"}
     backup = run_in_ee(tmp_path, ee_image, project, injected, "backup",
