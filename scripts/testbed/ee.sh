@@ -4,10 +4,11 @@
 # (scripts/testbed/build-go-tools.sh); no registry is used. Prints the image name.
 # The image is tagged lifeboat/ee:<key>, the key a hash of what goes into it besides the collection's code: the EE
 # definition, the collection's meta/execution-environment.yml and the files it names, this script, the base image,
-# the MongoDB tools' build, ansible-builder's version. It is saved under ~/.cache/lifeboat/images/ and loaded from there when the
-# engine lost it, so CI builds it again only when one of those changes (a cold build takes a few minutes: apt and
-# PyPI from inside the build). The collection inside is the one of the build; runs take the checkout's collection
-# from their project, as AWX does with a project's collections/requirements.yml.
+# the MongoDB tools' build, ansible-builder's version. It is saved under ~/.cache/lifeboat/images/ and loaded from
+# there when the engine lost it, so CI builds it again only when one of those changes (a cold build takes about 90 s
+# on 2 cores once the base and the tools are there: apt and PyPI from inside the build). The collection inside is
+# the one of the build; runs take the checkout's collection from their project, as AWX does with a project's
+# collections/requirements.yml.
 # Also prints nothing else on stdout; logs go to stderr. LIFEBOAT_EE_REBUILD=1 builds even when cached.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -34,8 +35,8 @@ fi
 
 definition=$root/examples/execution-environment
 key=$( (cd "$root" && cat examples/execution-environment/* meta/execution-environment.yml meta/ee-requirements.txt \
-  meta/ee-bindep.txt scripts/testbed/ee.sh; echo "$base" "$(docker image inspect -f '{{.Id}}' "$base")" "$tools" "$BUILDER_VERSION") |
-  sha256sum | cut -c1-12)
+  meta/ee-bindep.txt scripts/testbed/ee.sh
+  echo "$base" "$(docker image inspect -f '{{.Id}}' "$base")" "$tools" "$BUILDER_VERSION") | sha256sum | cut -c1-12)
 image=lifeboat/ee:$key
 saved=$cache/images/lifeboat-ee-$key.docker.tar
 if [ "${LIFEBOAT_EE_REBUILD:-0}" != 1 ]; then
@@ -73,6 +74,8 @@ if ! (cd "$work" && "$builder_venv/bin/ansible-builder" build -f execution-envir
   log "ansible-builder build failed"
   exit 1
 fi
+# The build stages' images (the classic builder keeps them, untagged): a GB or so per build otherwise.
+docker image prune --force --filter label=lifeboat.ee.stage=build >/dev/null
 docker save --output "$saved.part" "$image" && mv "$saved.part" "$saved"
 log "$image built in $((SECONDS - start)) s, saved as $saved"
 echo "$image"

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import typing as t
@@ -175,8 +176,8 @@ def test_postgresql_17_container_dumped_from_inside_the_execution_environment(co
     box = container_bed.postgres("ee-pg17", user="journal_owner", database="journal")
     with box.connect_pg() as conn:
         conn.execute("CREATE TABLE entry (id bigint PRIMARY KEY, body text NOT NULL, at timestamptz NOT NULL)")
-        conn.execute("INSERT INTO entry SELECT n, repeat(md5(n::text), 3), '2026-01-01'::timestamptz + n * interval '1 h' "
-                     "FROM generate_series(1, 1234) AS n")
+        conn.execute("INSERT INTO entry SELECT n, repeat(md5(n::text), 3), "
+                     "'2026-01-01'::timestamptz + n * interval '1 h' FROM generate_series(1, 1234) AS n")
         server_version = conn.execute("SHOW server_version").fetchone()[0]
     assert server_version.startswith("17.")
     backups = tmp_path / "backups"
@@ -200,3 +201,64 @@ def test_postgresql_17_container_dumped_from_inside_the_execution_environment(co
         manifest = json.load(handle)
     assert manifest["server"]["version"].startswith("17.") and " 17." in manifest["tool"]["version"], manifest["tool"]
     assert_no_secret(backup, (box.password.split()[0].encode(),))  # PgBox<run id>: the password's distinct start
+
+
+DOCS = os.path.join(REPO_ROOT, "docs", "awx.md")
+# ansible-runner's event markers (ESC[K base64 ESC[nD ESC[K, invisible on a terminal) and colours in navigator's
+# stdout mode when the output is not a terminal.
+_RUNNER_EVENT = re.compile(r"\x1b\[K[A-Za-z0-9+/=]*\x1b\[\d+D")
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def documented_console(path: str, section: str) -> list[tuple[str, list[str]]]:
+    """The commands (``$ ...``) of the console blocks of SECTION in PATH, each with the output shown after it."""
+    with open(path, encoding="utf-8") as handle:
+        text = handle.read()
+    start = text.index(f"\n## {section}\n")
+    end = text.find("\n## ", start + 1)
+    steps: list[tuple[str, list[str]]] = []
+    for block in re.findall(r"```console\n(.*?)```", text[start:end if end > 0 else None], re.DOTALL):
+        for line in block.splitlines():
+            if line.startswith("$ "):
+                steps.append((line[2:], []))
+            else:
+                steps[-1][1].append(line.rstrip())
+    return steps
+
+
+def matches_shown(shown: list[str], actual: list[str]) -> bool:
+    """ACTUAL is what SHOWN shows: the same lines, where a line `...` stands for any lines."""
+    if "..." not in shown:
+        return actual == shown
+    head, tail = shown[:shown.index("...")], shown[shown.index("...") + 1:]
+    return actual[:len(head)] == head and (not tail or actual[-len(tail):] == tail)
+
+
+def shell_environment() -> dict[str, str]:
+    """A reader's shell: this run's environment without the Ansible settings the test session made (navigator
+    hands ANSIBLE_* variables to the container), the test venv's ansible-galaxy on PATH."""
+    kept = {name: value for name, value in os.environ.items() if not name.startswith("ANSIBLE_")}
+    return {**kept, "PATH": f"{BIN}:{os.environ['PATH']}"}
+
+
+def test_the_documented_commands_run_as_written(ee_image):
+    """docs/awx.md's console blocks of "The execution environment", run in one shell from the checkout: each
+    command succeeds and prints what the page shows (the introspection, the image's PostgreSQL clients, the
+    navigator run's recap). ansible-navigator and ansible-builder come from scripts/testbed/navigator.sh, as the
+    page says."""
+    steps = documented_console(DOCS, "The execution environment")
+    assert any("ansible-navigator run" in command and "--ce docker" in command for command, _ in steps)
+    script = ["set -euo pipefail"]
+    for number, (command, _shown) in enumerate(steps):
+        script += [command, f"echo '@@step {number}@@'"]
+    done = subprocess.run(["bash", "-c", "\n".join(script)], cwd=REPO_ROOT, capture_output=True, text=True,
+                          timeout=900, check=False, env=shell_environment())
+    outputs = re.split(r"^@@step \d+@@\n", _ANSI.sub("", _RUNNER_EVENT.sub("", done.stdout)), flags=re.MULTILINE)
+    assert done.returncode == 0 and len(outputs) == len(steps) + 1, (
+        f"the documented commands stopped after {len(outputs) - 1} of {len(steps)}:\n{done.stdout[-2000:]}"
+        f"\n{done.stderr[-3000:]}")
+    for (command, shown), output in zip(steps, outputs):
+        actual = [line.rstrip() for line in output.splitlines()]
+        while actual and not actual[-1]:
+            actual.pop()
+        assert matches_shown(shown, actual), "\n".join([f"$ {command}", "shown:", *shown, "printed:", *actual])
