@@ -34,7 +34,8 @@ if [ ! -f "$builder_venv/.complete" ]; then
 fi
 
 definition=$root/examples/execution-environment
-key=$( (cd "$root" && cat examples/execution-environment/* meta/execution-environment.yml meta/ee-requirements.txt \
+key=$( (cd "$root" && cat examples/execution-environment/execution-environment.yml \
+  examples/execution-environment/requirements.yml meta/execution-environment.yml meta/ee-requirements.txt \
   meta/ee-bindep.txt scripts/testbed/ee.sh
   echo "$base" "$(docker image inspect -f '{{.Id}}' "$base")" "$tools" "$BUILDER_VERSION") | sha256sum | cut -c1-12)
 image=lifeboat/ee:$key
@@ -53,7 +54,7 @@ exec 9>"$cache/images/.ee.lock"
 flock 9
 work=$(mktemp -d "${TMPDIR:-/tmp}/lifeboat-ee.XXXXXX")
 trap 'rm -rf "$work"' EXIT
-cp -a "$definition/." "$work/"
+cp -a "$definition/execution-environment.yml" "$definition/requirements.yml" "$work/"
 venv=$(bash "$here/venv.sh")
 "$venv/bin/ansible-galaxy" collection build --force --output-path "$work/built" "$root" >/dev/null
 mv "$work"/built/lifeboat-ops-*.tar.gz "$work/lifeboat-ops.tar.gz"
