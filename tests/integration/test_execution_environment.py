@@ -141,6 +141,11 @@ def test_backup_verify_restore_inside_the_execution_environment(pg, mongo, hosti
         assert archive["sha256"] == sha256_of(on_host) and archive["size"] == os.path.getsize(on_host)
         assert archive["verification"] == {"level": "restore", "ok": True} and archive["counts"]
         assert os.path.exists(on_host + ".manifest.json.sig")  # signed inside the image
+        if archive["engine"] == "postgresql":  # the image's client of the server's version, of its two (15, 17)
+            with open(on_host + ".manifest.json", encoding="utf-8") as handle:
+                manifest = json.load(handle)
+            server_major = manifest["server"]["version"].split(".")[0]
+            assert f" {server_major}." in manifest["tool"]["version"], (manifest["server"], manifest["tool"])
     journal = os.path.basename(next(a["archive"] for a in made["archives"] if a["name"] == "journal"))
     stored = s3_server.client().list_objects_v2(Bucket=bucket, Prefix="ee/")["Contents"]
     assert sorted(entry["Key"] for entry in stored) == sorted(
