@@ -232,11 +232,11 @@ def documented_console(path: str, section: str) -> list[tuple[str, list[str]]]:
 
 
 def matches_shown(shown: list[str], actual: list[str]) -> bool:
-    """ACTUAL is what SHOWN shows: the same lines, where a line `...` stands for any lines."""
-    if "..." not in shown:
-        return actual == shown
-    head, tail = shown[:shown.index("...")], shown[shown.index("...") + 1:]
-    return actual[:len(head)] == head and (not tail or actual[-len(tail):] == tail)
+    """ACTUAL is what SHOWN shows: the same lines, where a line `...` stands for any lines and `...` within a line
+    for any text (counts that change with the collection's tasks)."""
+    pattern = "".join(r"(?:[^\n]*\n)*?" if line == "..." else "[^\n]*".join(map(re.escape, line.split("..."))) + "\n"
+                      for line in shown)
+    return re.fullmatch(pattern, "".join(line + "\n" for line in actual)) is not None
 
 
 def shell_environment() -> dict[str, str]:
