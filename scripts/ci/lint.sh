@@ -47,6 +47,8 @@ run() {
 run ansible-lint ansible-lint --nocolor --profile production --offline -c "$root/.ansible-lint" "$@"
 run changelog antsibull-changelog lint
 run changelog-yaml antsibull-changelog lint-changelog-yaml changelogs/changelog.yaml
+# galaxy.yml's version ahead of the last release whenever fragments wait for the next one.
+run version "$venv/bin/python" "$root/scripts/ci/check_version.py" "$root"
 run docs antsibull-docs lint-collection-docs --plugin-docs --validate-collection-refs dependent "$root"
 # The HTML docs site from the module and role docs (Sphinx warnings as errors, every internal link checked).
 run docs-site bash "$root/scripts/ci/docs-site.sh"
