@@ -20,6 +20,7 @@ import json
 import os
 import stat
 import sys
+import time
 import typing as t
 from dataclasses import dataclass, field
 
@@ -29,7 +30,7 @@ import yaml
 from bson import json_util
 
 from containers import MONGO_PASSWORD, PG_PASSWORD, Box, ContainerBed  # pylint: disable=import-error
-from testbed import RUN_ID, collections_root  # pylint: disable=import-error
+from testbed import RUN_ID, STOPPED_DIR, collections_root, start_module  # pylint: disable=import-error
 
 IMAGES_NEEDED = ("PG17_IMAGE", "FERRETDB_IMAGE", "TRIXIE_BASE_IMAGE")
 # A web container that only holds its volumes: `init` passes docker stop's SIGTERM to sleep; its healthcheck lets the
@@ -385,3 +386,72 @@ def test_a_compose_app_backed_up_destroyed_and_restored_by_its_job_name_comes_ba
     # compose adopts the volumes as its own (their labels kept): another `up` changes and warns about nothing.
     again = app.run("up", "--detach")
     assert "already exists" not in again.stderr, again.stderr
+
+
+def journal_rows(box: Box) -> int:
+    with box.connect_pg() as conn:
+        return int(conn.execute("SELECT count(*) FROM entries").fetchone()[0])
+
+
+@pytest.mark.parametrize("app", ["journal"], indirect=True)
+def test_over_live_data_a_part_as_of_a_time_needs_overwrite_and_a_killed_restore_leaves_the_app_to_the_next_run(
+        app, age_key, run_module, tmp_path):
+    services = app.bed.compose_services(app.project)
+    db = boxes_of(app, services)["db"]
+    web = services["web"].name
+    root = tmp_path / "backups"
+    host_vars = journey_vars(app, root, age_key)
+    status, _rc, _artifact, stdout = runner(tmp_path, "backup", {**host_vars, "backup_verify_level": "structure"})
+    assert status == "successful", stdout[-4000:]
+    first = json.loads(next((root / f"{app.project}-db").glob("*.manifest.json")).read_text())
+    time.sleep(1.1)  # archive names carry the start second
+    with db.connect_pg() as conn:
+        conn.execute("INSERT INTO entries (author, written_at, title) SELECT 1, now(), 'later' FROM generate_series(1, 5)")
+    with open(os.path.join(app.volume_path("media"), "later.txt"), "w", encoding="utf-8") as handle:
+        handle.write("written after the first backup\n")
+    status, _rc, _artifact, stdout = runner(tmp_path, "backup", {**host_vars, "backup_verify_level": "structure"})
+    assert status == "successful", stdout[-4000:]
+    as_of = first["finished_at"]
+    base = {"project": app.project, "root": str(root)}
+
+    # Over live data, without overwrite: refused before anything is stopped, in one line naming the option.
+    refused = run_module("compose_restore", {**base, "parts": ["db"], "as_of": as_of})
+    assert refused.rc == 1
+    assert refused.result["msg"] == (
+        f"part {app.project}-db (container {db.name}): database journal already holds 2 tables; set overwrite: true "
+        "in the restore item to restore into it (with recreate=true to replace it with the archive's content)"), \
+        refused.result["msg"]
+    assert app.bed.client.containers.get(web).status == "running"
+    # A part as of the first backup: the database goes back (5 rows fewer), the media volume is not touched.
+    done = run_module("compose_restore", {**base, "parts": ["db"], "as_of": as_of, "overwrite": True})
+    assert done.rc == 0, done.result.get("msg")
+    (part,) = done.result["parts"]
+    assert part["archive"] == str(root / f"{app.project}-db" / first["archive"]["file"]), part
+    assert journal_rows(db) == 300 and done.result["stopped_containers"] == []
+    assert os.path.exists(os.path.join(app.volume_path("media"), "later.txt"))
+    bad = run_module("compose_restore", {**base, "parts": ["cache"]})
+    assert bad.result["msg"] == f"compose project {app.project} has no part 'cache'; its parts are db, files"
+
+    # The whole app over live data (the media volume changed since), killed with SIGKILL while the web container is
+    # stopped: the container stays stopped, the note names it, and the next restore on this host starts it first.
+    stray = os.path.join(app.volume_path("media"), "stray.txt")
+    with open(stray, "w", encoding="utf-8") as handle:
+        handle.write("written after the last backup\n")
+    runner_process = start_module("compose_restore", {**base, "overwrite": True}, tmp_path)
+    deadline = time.monotonic() + 60
+    while app.bed.client.api.inspect_container(web)["State"]["Running"]:
+        assert runner_process.poll() is None and time.monotonic() < deadline, "the web container was never stopped"
+        time.sleep(0.02)
+    runner_process.kill()
+    runner_process.communicate()
+    assert not app.bed.client.api.inspect_container(web)["State"]["Running"]
+    notes = [name for name in os.listdir(STOPPED_DIR) if app.project in name]
+    assert notes, os.listdir(STOPPED_DIR)
+    again = run_module("compose_restore", {**base, "overwrite": True})
+    assert again.rc == 0, again.result.get("msg")
+    assert f"started container {web} again (a killed backup run had left it stopped)" in str(again.result["warnings"])
+    assert again.result["stopped_containers"] == [web] and again.result["containers"][web] == "healthy"
+    assert journal_rows(db) == 305 and os.path.exists(os.path.join(app.volume_path("media"), "later.txt"))
+    assert not os.path.exists(stray)
+    assert again.result["parts"][1]["safety_archive"], again.result["parts"][1]  # what the volume held, kept
+    assert not [name for name in os.listdir(STOPPED_DIR) if app.project in name]
