@@ -24,19 +24,18 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import os
+import re
 import time
 import typing as t
 from dataclasses import dataclass, field
 
-from . import _catalog, _docker_apps, _files_source, _mongo, _postgres, _signing, _tar_index
+from . import _catalog, _docker_apps, _files_source, _signing, _sources, _tar_index
 from ._archive import load_trusted
 from ._clients import docker_api, docker_sdk
 from ._common import LifeboatError, first_few
 from ._module_frame import Outcome, Run
-from ._mongo_module import mongo_connection, mongo_restore_request
 from ._params import decryption, decryption_spec, trust
 from ._pipeline import Decryption
-from ._postgres_module import pg_connection, postgres_restore_request
 from ._stopped_notes import _first_line, notes_dir
 from ._stopping import _mounts_read, stopped
 
@@ -91,6 +90,11 @@ class Part:
     request: t.Any = None
     unchanged: list[str] = field(default_factory=list)  # a files part's roots that already hold the archive's files
     restore_roots: list[str] = field(default_factory=list)  # a files part's roots to restore
+
+    @property
+    def database(self) -> bool:
+        """A database dumped in its container (restored into it), or else the app's volumes and paths."""
+        return self.engine in _sources.DATABASES
 
 
 def _describe(project: str) -> dict[str, t.Any]:
@@ -191,19 +195,15 @@ def _files_plan(request: Request, part: Part) -> None:
 def _database_plan(request: Request, part: Part) -> None:
     """A database part's request into its container, planned (the target's refusals come here, before anything is
     stopped). Replacing a database means replacing it whole: the app is put back as the set holds it."""
-    params = {**request.engine_params, "container": part.container, "overwrite": request.overwrite,
-              "safety_dump_dir": request.safety_dump_dir}
+    params = {**request.engine_params, "container": part.container, "safety_dump_dir": request.safety_dump_dir}
     try:
-        if part.engine == "postgresql":
-            params["recreate"] = request.overwrite
-            part.request = postgres_restore_request(params, pg_connection(params, None), part.archive)
-            part.plan = _postgres.plan_restore(part.request, read_archive=False)
-        else:
-            params["drop"] = request.overwrite
-            part.request = mongo_restore_request(params, mongo_connection(params), part.archive)
-            part.plan = _mongo.plan_restore(part.request, read_archive=False)
+        part.request, part.plan = _sources.get(part.engine).plan_into_container(params, part.archive,
+                                                                                 request.overwrite)
     except LifeboatError as exc:
-        message = str(exc).replace("set overwrite=true", "set overwrite: true in the restore item")
+        # Here overwrite replaces the database whole (recreate, drop): the engine's hint about those options goes.
+        message = re.sub(r" \(with (recreate|drop)=true[^)]*\)", "", str(exc))
+        message = message.replace("set overwrite=true", "set overwrite: true in the restore item (it replaces the "
+                                  "database with the archive's)")
         raise LifeboatError(f"part {part.job} (container {part.container}): {message}") from None
 
 
@@ -241,7 +241,7 @@ def plan(request: Request) -> dict[str, t.Any]:
         directory = request.destination or os.path.join(str(request.root), part.job)
         part.archive, part.reason = choose_archive(directory, part.job, request.select, as_of, request.trust)
         part.manifest = load_trusted(part.archive, request.trust)
-        if part.engine == "files":
+        if not part.database:
             _files_plan(request, part)
         else:
             if not running.get(str(part.container)):
@@ -249,7 +249,7 @@ def plan(request: Request) -> dict[str, t.Any]:
                                     "(docker compose up --detach) and restore again")
             _database_plan(request, part)
         parts.append(part)
-    roots = [item for part in parts if part.engine == "files" for item in part.manifest["files"]["roots"]
+    roots = [item for part in parts if not part.database for item in part.manifest["files"]["roots"]
              if item["name"] in part.restore_roots]
     apps, databases = _containers_using(app["services"], [r["name"] for r in roots if r["kind"] == "volume"],
                                         [r["name"] for r in roots if r["kind"] == "path"])
@@ -297,7 +297,7 @@ def _wait_running(names: list[str], timeout: float) -> dict[str, str]:
 def _part_result(part: Part, restored: dict[str, t.Any] | None) -> dict[str, t.Any]:
     result: dict[str, t.Any] = {"part": part.job, "engine": part.engine, "archive": part.archive,
                                 "archive_reason": part.reason}
-    if part.engine == "files":
+    if not part.database:
         result.update({"targets": part.restore_roots, "unchanged": part.unchanged})
         if restored is not None:
             result.update({"restored": restored["restored"], "safety_archive": restored["safety_archive"]})
@@ -320,18 +320,17 @@ def restore(request: Request, warn: t.Callable[[str], None] = lambda line: None)
     with contextlib.ExitStack() as stack:
         apps = stack.enter_context(stopped(decided["stop_apps"], notes_dir(), job, destination))
         for part in parts:
-            if part.engine != "files":
-                engine: t.Any = _postgres if part.engine == "postgresql" else _mongo
-                restored = engine.restore(part.request, part.plan)
+            if part.database:
+                restored = _sources.get(part.engine).restore_planned(part.request, part.plan)
                 for line in restored.get("warnings") or []:
                     warn(f"part {part.job}: {line}")
                 results[part.job] = _part_result(part, restored)
         databases = stack.enter_context(stopped(decided["stop_databases"], notes_dir(), f"{job}-databases",
                                                 destination))
         for part in parts:
-            if part.engine == "files":
-                restored = _files_source.restore(part.request) if part.restore_roots else None
-                results[part.job] = _part_result(part, restored)
+            if not part.database:
+                unpacked = _files_source.restore(part.request) if part.restore_roots else None
+                results[part.job] = _part_result(part, unpacked)
     stopped_names = list(apps) + list(databases)
     waited = stopped_names + [str(part.container) for part in parts if part.container]
     states = _wait_running(list(dict.fromkeys(waited)), request.health_timeout)

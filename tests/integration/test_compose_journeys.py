@@ -419,7 +419,7 @@ def test_over_live_data_a_part_as_of_a_time_needs_overwrite_and_a_killed_restore
     assert refused.rc == 1
     assert refused.result["msg"] == (
         f"part {app.project}-db (container {db.name}): database journal already holds 2 tables; set overwrite: true "
-        "in the restore item to restore into it (with recreate=true to replace it with the archive's content)"), \
+        "in the restore item (it replaces the database with the archive's) to restore into it"), \
         refused.result["msg"]
     assert app.bed.client.containers.get(web).status == "running"
     # A part as of the first backup: the database goes back (5 rows fewer), the media volume is not touched.
