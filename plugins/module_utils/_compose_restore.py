@@ -37,7 +37,7 @@ from ._module_frame import Outcome, Run
 from ._params import decryption, decryption_spec, trust
 from ._pipeline import Decryption
 from ._stopped_notes import _first_line, notes_dir
-from ._stopping import _mounts_read, stopped
+from ._stopping import STOP_TIMEOUT_SECONDS, _mounts_read, stopped
 
 HEALTH_POLL_SECONDS = 1.0
 
@@ -90,6 +90,7 @@ class Part:
     request: t.Any = None
     unchanged: list[str] = field(default_factory=list)  # a files part's roots that already hold the archive's files
     restore_roots: list[str] = field(default_factory=list)  # a files part's roots to restore
+    start_first: bool = False  # a database part whose container does not run: started for the restore, stopped after
 
     @property
     def database(self) -> bool:
@@ -243,11 +244,10 @@ def plan(request: Request) -> dict[str, t.Any]:
         part.manifest = load_trusted(part.archive, request.trust)
         if not part.database:
             _files_plan(request, part)
-        else:
-            if not running.get(str(part.container)):
-                raise LifeboatError(f"part {part.job}: its database container {part.container} does not run; start it "
-                                    "(docker compose up --detach) and restore again")
+        elif running.get(str(part.container)):
             _database_plan(request, part)
+        else:  # made by `docker compose create`, or stopped: started for the restore (see _started_for_restore)
+            part.start_first = True
         parts.append(part)
     roots = [item for part in parts if not part.database for item in part.manifest["files"]["roots"]
              if item["name"] in part.restore_roots]
@@ -309,6 +309,55 @@ def _part_result(part: Part, restored: dict[str, t.Any] | None) -> dict[str, t.A
     return result
 
 
+@contextlib.contextmanager
+def _started_for_restore(request: Request, parts: list[Part]) -> t.Iterator[list[str]]:
+    """Start the database containers that do not run (a project made with `docker compose create`), wait until each
+    server answers, plan their restores, and stop them again afterwards, as they were found, whatever happens."""
+    waiting = [part for part in parts if part.start_first]
+    if not waiting:
+        yield []
+        return
+    api = docker_api()
+    docker = docker_sdk()
+    started: list[str] = []
+    try:
+        for part in waiting:
+            try:
+                api.start(part.container)
+            except docker.errors.DockerException as exc:
+                raise LifeboatError(f"part {part.job}: cannot start its database container {part.container} for the "
+                                    f"restore: {_first_line(exc)}") from None
+            started.append(str(part.container))
+        for part in waiting:
+            _wait_answering(request, part)
+            _database_plan(request, part)
+        yield started
+    finally:
+        for name in reversed(started):
+            try:
+                api.stop(name, timeout=STOP_TIMEOUT_SECONDS)
+            except docker.errors.DockerException:
+                pass  # gone meanwhile; a container left running holds no risk
+        api.close()
+
+
+def _wait_answering(request: Request, part: Part) -> None:
+    """Wait until the server in the part's container answers (a new data directory is initialised first)."""
+    source = _sources.get(part.engine)
+    deadline = time.monotonic() + max(request.health_timeout, 1)
+    while True:
+        try:
+            source.database_names(source.connection({**request.engine_params, "container": part.container}))
+            return
+        except Exception as exc:  # noqa: BLE001 - not up yet: the driver's or the container's error, said at the end
+            if time.monotonic() >= deadline:
+                reason = source.describe_error(exc)
+                raise LifeboatError(f"part {part.job}: the database in container {part.container}, started for the "
+                                    f"restore, did not answer within {request.health_timeout}s "
+                                    f"({reason or _first_line(exc)}): docker logs {part.container} says why") from None
+        time.sleep(HEALTH_POLL_SECONDS)
+
+
 def restore(request: Request, warn: t.Callable[[str], None] = lambda line: None) -> dict[str, t.Any]:
     """Restore the project's set (see the module's docstring for the order); the result names every part, its
     archive and counts, the containers stopped, the app's downtime and how each container runs afterwards."""
@@ -318,6 +367,7 @@ def restore(request: Request, warn: t.Callable[[str], None] = lambda line: None)
     job = f"{request.project}-restore"
     destination = request.destination or request.root
     with contextlib.ExitStack() as stack:
+        started = stack.enter_context(_started_for_restore(request, parts))
         apps = stack.enter_context(stopped(decided["stop_apps"], notes_dir(), job, destination))
         for part in parts:
             if part.database:
@@ -332,11 +382,12 @@ def restore(request: Request, warn: t.Callable[[str], None] = lambda line: None)
                 unpacked = _files_source.restore(part.request) if part.restore_roots else None
                 results[part.job] = _part_result(part, unpacked)
     stopped_names = list(apps) + list(databases)
-    waited = stopped_names + [str(part.container) for part in parts if part.container]
+    waited = stopped_names + [str(part.container) for part in parts if part.container and not part.start_first]
     states = _wait_running(list(dict.fromkeys(waited)), request.health_timeout)
     downtime = max([d for d in (apps.downtime_seconds, databases.downtime_seconds) if d is not None], default=None)
     result = {"project": request.project, "parts": [results[part.job] for part in parts],
-              "stopped_containers": stopped_names, "downtime_seconds": downtime, "containers": states}
+              "stopped_containers": stopped_names, "downtime_seconds": downtime, "containers": states,
+              "started_for_restore": started}
     failing = {name: state for name, state in states.items() if state not in ("running", "healthy")}
     if failing:
         result["failure"] = (f"compose project {request.project} was restored, but "
@@ -349,7 +400,8 @@ def preview(request: Request) -> dict[str, t.Any]:
     """What check mode says: the parts, their archives, what would be stopped."""
     decided = plan(request)
     return {"project": request.project, "parts": [_part_result(part, None) for part in decided["parts"]],
-            "stopped_containers": [c["name"] for c in decided["stop_apps"] + decided["stop_databases"]]}
+            "stopped_containers": [c["name"] for c in decided["stop_apps"] + decided["stop_databases"]],
+            "started_for_restore": [str(part.container) for part in decided["parts"] if part.start_first]}
 
 
 

@@ -15,7 +15,8 @@ description:
     the newest verified one (O(select)) started at or before O(as_of).
   - The parts and their containers are the project's as its containers show them now; they must exist (after
     C(docker compose up), or C(docker compose create) to restore before the app starts, which makes the volumes
-    with compose's labels). A database part's container must run.
+    with compose's labels). A database part's container that does not run (after C(docker compose create)) is
+    started for the restore, waited for until its server answers, and stopped again afterwards (RV(started_for_restore)).
   - "Every part is planned before anything is stopped or written: a database that holds tables, or a volume or path
     that holds other data than the archive, is refused unless O(overwrite=true); a volume or path that already
     holds exactly the archive's files is left as it is (RV(parts[].unchanged))."
@@ -172,6 +173,11 @@ downtime_seconds:
   description: From the first stop to the last start (null when none was stopped).
   returned: changed
   type: float
+started_for_restore:
+  description: Database containers that did not run, started for the restore and stopped again.
+  returned: always
+  type: list
+  elements: str
 containers:
   description: How each container stopped and each database container runs afterwards (V(running), V(healthy), or
     what is wrong).

@@ -455,3 +455,29 @@ def test_over_live_data_a_part_as_of_a_time_needs_overwrite_and_a_killed_restore
     assert not os.path.exists(stray)
     assert again.result["parts"][1]["safety_archive"], again.result["parts"][1]  # what the volume held, kept
     assert not [name for name in os.listdir(STOPPED_DIR) if app.project in name]
+
+
+@pytest.mark.parametrize("app", ["journal", "dashboard"], indirect=True)
+def test_restored_before_up_into_docker_compose_create_the_app_starts_with_its_data_and_compose_labels(
+        app, age_key, tmp_path):
+    before = fingerprint(app, boxes_of(app, app.bed.compose_services(app.project)))
+    root = tmp_path / "backups"
+    host_vars = journey_vars(app, root, age_key)
+    status, _rc, _artifact, stdout = runner(tmp_path, "backup", {**host_vars, "backup_verify_level": "structure"})
+    assert status == "successful", stdout[-4000:]
+    app.run("down", "--volumes", "--timeout", "5")
+    # `create` makes the containers and the volumes, with compose's labels, and starts nothing.
+    app.run("create")
+    status, _rc, artifact, stdout = runner(tmp_path, "restore", {**host_vars, "restore_items": [{"job": app.project}]})
+    assert status == "successful", stdout[-4000:]
+    assert artifact["lifeboat_restore_outcome"]["localhost"]["status"] == "ok"
+    # The database containers were started for the restore and stopped again: nothing of the app runs yet.
+    assert all(container.status == "created" or container.status == "exited"
+               for container in app.bed.compose_services(app.project).values())
+    for volume in app.bed.client.volumes.list(filters={"label": f"com.docker.compose.project={app.project}"}):
+        assert volume.attrs["Labels"]["com.docker.compose.volume"] in ("db-data", "mongo-data", "media")
+    started = app.run("up", "--detach")
+    assert "already exists" not in started.stderr, started.stderr
+    after = fingerprint(app, boxes_of(app, app.bed.compose_services(app.project)))
+    for key in before:
+        assert after[key] == before[key], key
