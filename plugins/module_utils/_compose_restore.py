@@ -384,7 +384,8 @@ def restore(request: Request, warn: t.Callable[[str], None] = lambda line: None)
     stopped_names = list(apps) + list(databases)
     waited = stopped_names + [str(part.container) for part in parts if part.container and not part.start_first]
     states = _wait_running(list(dict.fromkeys(waited)), request.health_timeout)
-    downtime = max([d for d in (apps.downtime_seconds, databases.downtime_seconds) if d is not None], default=None)
+    downtimes = [getattr(names, "downtime_seconds", None) for names in (apps, databases)]  # _stopping.StoppedNames
+    downtime = max([d for d in downtimes if d is not None], default=None)
     result = {"project": request.project, "parts": [results[part.job] for part in parts],
               "stopped_containers": stopped_names, "downtime_seconds": downtime, "containers": states,
               "started_for_restore": started}

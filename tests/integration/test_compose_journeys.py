@@ -248,7 +248,7 @@ def fingerprint(app: App, boxes: dict[str, Box]) -> dict[str, t.Any]:
     spec = APPS[app.name]
     found: dict[str, t.Any] = {}
     if "db" in boxes:
-        found["db"] = pg_fingerprint(boxes["db"], boxes["db"].database)
+        found["db"] = pg_fingerprint(boxes["db"], str(boxes["db"].database))
     if "mongo" in boxes:
         found["mongo"] = mongo_fingerprint(boxes["mongo"])
     for key in spec["volumes"]:
@@ -390,7 +390,8 @@ def test_a_compose_app_backed_up_destroyed_and_restored_by_its_job_name_comes_ba
 
 def journal_rows(box: Box) -> int:
     with box.connect_pg() as conn:
-        return int(conn.execute("SELECT count(*) FROM entries").fetchone()[0])
+        (count,) = conn.execute("SELECT count(*) FROM entries").fetchall()[0]
+        return int(count)
 
 
 @pytest.mark.parametrize("app", ["journal"], indirect=True)

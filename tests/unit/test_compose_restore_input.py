@@ -32,9 +32,9 @@ def test_an_unknown_part_names_the_parts_there_are():
 
 
 @pytest.mark.parametrize("text, moment", [
-    ("2026-11-22T03:00:00Z", _dt.datetime(2026, 11, 22, 3, tzinfo=_dt.timezone.utc)),
-    ("2026-11-22 03:00:00", _dt.datetime(2026, 11, 22, 3, tzinfo=_dt.timezone.utc)),  # UTC when no zone is given
-    ("2026-11-22T04:00:00+01:00", _dt.datetime(2026, 11, 22, 3, tzinfo=_dt.timezone.utc)),
+    ("2026-11-22T03:00:00Z", _dt.datetime(2026, 11, 22, 3, tzinfo=_dt.UTC)),
+    ("2026-11-22 03:00:00", _dt.datetime(2026, 11, 22, 3, tzinfo=_dt.UTC)),  # UTC when no zone is given
+    ("2026-11-22T04:00:00+01:00", _dt.datetime(2026, 11, 22, 3, tzinfo=_dt.UTC)),
     (None, None),
 ])
 def test_as_of_is_an_iso_time(text, moment):
@@ -71,7 +71,7 @@ def test_a_part_without_a_backup_directory_says_to_back_up_first(tmp_path):
 ])
 def test_a_scratch_database_name_fits_63_bytes_with_each_database_of_a_whole_server(job, manifest):
     archive = _catalog.Archive(path=f"/b/{job}-20261122T030000Z.mongo.archive.zst", job=job,
-                               started_at=_dt.datetime.now(_dt.timezone.utc), manifest=manifest)
+                               started_at=_dt.datetime.now(_dt.UTC), manifest=manifest)
     prefix = _verify.scratch_prefix(archive)
     databases = [name.split(".")[0] for name in manifest["counts"]] if not manifest["database"] else [""]
     names = [f"{prefix}_01234567" + (f"_{database}" if database else "") for database in databases]
