@@ -198,8 +198,8 @@ def _database_plan(request: Request, part: Part) -> None:
     stopped). Replacing a database means replacing it whole: the app is put back as the set holds it."""
     params = {**request.engine_params, "container": part.container, "safety_dump_dir": request.safety_dump_dir}
     try:
-        part.request, part.plan = _sources.get(part.engine).plan_into_container(params, part.archive,
-                                                                                 request.overwrite)
+        source = _sources.get(part.engine)
+        part.request, part.plan = source.plan_into_container(params, part.archive, request.overwrite)
     except LifeboatError as exc:
         # Here overwrite replaces the database whole (recreate, drop): the engine's hint about those options goes.
         message = re.sub(r" \(with (recreate|drop)=true[^)]*\)", "", str(exc))
@@ -403,7 +403,6 @@ def preview(request: Request) -> dict[str, t.Any]:
     return {"project": request.project, "parts": [_part_result(part, None) for part in decided["parts"]],
             "stopped_containers": [c["name"] for c in decided["stop_apps"] + decided["stop_databases"]],
             "started_for_restore": [str(part.container) for part in decided["parts"] if part.start_first]}
-
 
 
 def module_spec() -> dict[str, t.Any]:
