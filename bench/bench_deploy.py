@@ -50,6 +50,7 @@ import uuid
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
+sys.path.insert(0, os.path.join(REPO, "tests", "shared"))  # local_ports, which proxy_bed imports
 METHODS = ("haproxy", "nginx_reload", "naive")
 CHANGES = ("deploy", "rollback", "failed gate")
 

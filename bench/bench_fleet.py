@@ -33,10 +33,12 @@ import yaml
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
+sys.path.insert(0, os.path.join(HERE, "..", "tests", "shared"))  # local_ports
 # The checkout as the collection lifeboat.ops on ANSIBLE_COLLECTIONS_PATH, as the tests have it.
 runpy.run_path(os.path.join(HERE, "..", "tests", "conftest.py"))
 
-from fleet import Fleet, free_ports  # noqa: E402  pylint: disable=wrong-import-position,import-error
+from fleet import Fleet  # noqa: E402  pylint: disable=wrong-import-position,import-error
+from local_ports import free_ports  # noqa: E402  pylint: disable=wrong-import-position,import-error
 
 from testbed import PG_SECOND, PG_SOURCE, REPO_ROOT, PgServer, collections_root, module_env  # noqa: E402  pylint: disable=wrong-import-position,import-error
 

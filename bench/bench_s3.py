@@ -61,6 +61,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
+    sys.path.insert(0, os.path.join(REPO, "tests", "shared"))  # local_ports, which s3server imports
     root = collections_root()
     sys.path.insert(0, root)
     import boto3.s3.transfer  # pylint: disable=import-outside-toplevel

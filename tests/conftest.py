@@ -14,6 +14,8 @@ COLLECTIONS_ROOT = tempfile.mkdtemp(prefix="lifeboat-collections-")
 os.makedirs(os.path.join(COLLECTIONS_ROOT, "ansible_collections", "lifeboat"))
 os.symlink(REPO_ROOT, os.path.join(COLLECTIONS_ROOT, "ansible_collections", "lifeboat", "ops"))
 sys.path.insert(0, COLLECTIONS_ROOT)
+# Helpers shared by the unit and integration tests (and bench/), e.g. local_ports.
+sys.path.insert(0, os.path.join(REPO_ROOT, "tests", "shared"))
 os.environ["ANSIBLE_COLLECTIONS_PATH"] = COLLECTIONS_ROOT
 
 # Signed by default (issue 28): a backup with no signing_key_file makes and uses this host's key, by default

@@ -150,6 +150,9 @@ def commit_with_manifest(archives: t.Sequence[ArchiveFile], manifest_path: str, 
             # The by-hand check of the signature opens the restore commands, before the sha256 checks.
             manifest["restore_commands"] = [*_signing.by_hand_commands(os.path.basename(manifest_path)),
                                             *manifest["restore_commands"]]
+            if isinstance(manifest.get("restore_placeholders"), dict):
+                manifest["restore_placeholders"] = {"ALLOWED_SIGNERS": _signing.ALLOWED_SIGNERS_MEANING,
+                                                    **manifest["restore_placeholders"]}
         data = _manifest.encode(manifest)
         if signing_key_file:
             signature = _signing.sign(data, signing_key_file)  # before any file is committed

@@ -213,6 +213,7 @@ def _job(path: str, name: str, body: dict[str, t.Any], defaults: dict[str, t.Any
     try:
         _manifest.validate_destination(params["destination"])
         _manifest.validate_job_name(params["job"])
+        _params.check_place(params)
     except LifeboatError as exc:
         raise LifeboatError(f"config {path}: {where}: {exc}") from None
     for section, validate in (("retention", _check_retention_values), ("status", _status.StatusOptions.from_options),

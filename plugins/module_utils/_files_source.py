@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import fnmatch
 import os
 import re
@@ -93,6 +94,12 @@ def check_path(path: str) -> str:
     path = os.path.normpath(path)
     if path == "/" or any(_under(path, tree) for tree in REFUSED_TREES):
         raise LifeboatError(f"path {path} is the whole system or a kernel file system; give the app's own folders")
+    try:
+        os.stat(path)
+    except OSError as exc:  # os.access and lexists say False for a loop, which read as a permission problem
+        if exc.errno == errno.ELOOP:
+            raise LifeboatError(f"symlink loop at {path}: its links never reach a file or folder; give the real "
+                                "path") from None
     if not os.path.lexists(path):
         raise LifeboatError(f"path {path} does not exist")
     if not os.access(path, os.R_OK | (os.X_OK if os.path.isdir(path) else 0)):
@@ -166,17 +173,23 @@ def _strip(item: dict[str, t.Any]) -> int:
 
 
 def restore_commands(file_name: str, roots: list[dict[str, t.Any]], options: ArchiveOptions) -> list[str]:
+    """Commands that put every root back where it was, without lifeboat.ops: a volume into its directory on this
+    host (made by ``docker volume create`` when it is gone, as after ``docker compose down -v``; wherever this
+    host's Docker keeps it), a path to its own place."""
     decode = " | ".join(_manifest.decode_commands(file_name, options.compression, options.encryption))
     extract = " ".join(TAR_EXTRACT).replace("=*", "='*'")
-    commands = [f"{decode} | tar -x -f - -C / {extract}   # everything back where it was"]
+    commands = ["# stop the containers that use these volumes and paths first; each command puts one back where it "
+                "was (a volume into an empty one: right after docker compose up, or made here)"]
     for item in roots:
         member = _manifest.shell_quote(item["member"])
         if item["kind"] == "volume":
-            commands += [f"docker volume create {_manifest.shell_quote(item['name'])}",
-                         f"{decode} | tar -x -f - -C VOLUME_DIR/.. --strip-components={_strip(item)} {extract} {member}"]
+            name = _manifest.shell_quote(item["name"])
+            # The root lands as its own last name (_data, the local driver's) in the volume's folder.
+            inside = f"\"$(docker volume inspect --format '{{{{ .Mountpoint }}}}' {name})/..\""
+            commands += [f"docker volume create {name}",
+                         f"{decode} | tar -x -f - -C {inside} --strip-components={_strip(item)} {extract} {member}"]
         else:
-            commands.append(f"{decode} | tar -x -f - -C RESTORE_DIR --strip-components={_strip(item)} {extract} "
-                            f"{member}")
+            commands.append(f"{decode} | tar -x -f - -C / {extract} {member}")
     return commands
 
 

@@ -84,7 +84,8 @@ def build(
     started: _dt.datetime,
     finished: _dt.datetime,
     restore_commands: list[str],
-    restore_notes: t.Sequence[str] = (),
+    restore_environment: dict[str, str] | None = None,
+    restore_placeholders: dict[str, str] | None = None,
     options: dict[str, t.Any] | None = None,
     extras: list[dict[str, t.Any]] | None = None,
 ) -> dict[str, t.Any]:
@@ -126,30 +127,43 @@ def build(
         "options": options or {},
         "extras": extras or [],
         "restore_commands": explained_restore_commands(
-            os.path.basename(archive_path), stream.stored_sha256, extras or [], restore_commands, restore_notes),
+            os.path.basename(archive_path), stream.stored_sha256, extras or [], restore_commands,
+            restore_environment or {}, restore_placeholders or {}),
+        # What the commands leave to the person running them, said once more as data (for tools and tests).
+        "restore_placeholders": placeholders_in(restore_commands, restore_placeholders or {}),
+        "restore_environment": dict(restore_environment or {}),
         "verifications": [],
     }
 
 
-# What each placeholder of the restore commands stands for, said in the commands themselves (as comments).
+# What each placeholder of the restore commands stands for, said in the commands themselves (as comments) and in the
+# manifest's restore_placeholders. An engine may say more of one for its archive (CONTAINER names the dump's own).
 PLACEHOLDERS = {
-    "TARGET_DB": "TARGET_DB is the database to restore into (a new name, or the old one once it is out of the way)",
-    "RESTORE_DIR": "RESTORE_DIR is an empty directory with room for the unpacked dump",
-    "IDENTITY_FILE": "IDENTITY_FILE is the age identity (private key) file of one of the archive's recipients",
-    "CONNECTION": ("CONNECTION is where mongorestore connects: --config=FILE, with FILE (chmod 600) holding the line "
+    "TARGET_DB": "the database to restore into (a new name, or the old one once it is out of the way)",
+    "RESTORE_DIR": "an empty directory with room for the unpacked dump",
+    "IDENTITY_FILE": "the age identity (private key) file of one of the archive's recipients",
+    "CONNECTION": ("where mongorestore connects: --config=FILE, with FILE (chmod 600) holding the line "
                    "uri: \"mongodb://USER:PASSWORD@HOST:27017/?authSource=admin\" (a password given with --uri "
                    "would show in ps)"),
+    "CONTAINER": "the database server's container: its clients have the server's version",
 }
 
 
-def explained_restore_commands(archive_file: str, sha256: str, extras: list[dict[str, t.Any]],
-                               commands: list[str], notes: t.Sequence[str] = ()) -> list[str]:
-    """The engine's restore commands, preceded by what their placeholders mean and the sha256 check of every
-    stored file (run in the archive's directory: a file that fails it must not be restored). ``notes`` are the
-    engine's own (how its tools connect), said before the commands too."""
+def placeholders_in(commands: t.Sequence[str], meanings: dict[str, str]) -> dict[str, str]:
+    """The placeholders the commands use, each with what it stands for (``meanings`` first, then PLACEHOLDERS)."""
     text = " ".join(commands)
-    legend = [f"# {meaning}" for name, meaning in PLACEHOLDERS.items() if name in text]
-    legend += [f"# {note}" for note in notes]
+    known = {**PLACEHOLDERS, **meanings}
+    return {name: known[name] for name in known if re.search(rf"\b{name}\b", text)}
+
+
+def explained_restore_commands(archive_file: str, sha256: str, extras: list[dict[str, t.Any]],
+                               commands: list[str], environment: dict[str, str] | None = None,
+                               meanings: dict[str, str] | None = None) -> list[str]:
+    """The engine's restore commands, preceded by what their placeholders mean, the variables they read from the
+    environment, and the sha256 check of every stored file (run in the archive's directory: a file that fails it
+    must not be restored)."""
+    legend = [f"# {name} is {meaning}" for name, meaning in placeholders_in(commands, meanings or {}).items()]
+    legend += [f"# {name} (in the environment): {meaning}" for name, meaning in (environment or {}).items()]
     files = [(extra["file"], extra["sha256"]) for extra in extras
              if isinstance(extra, dict) and extra.get("file") and extra.get("sha256")] + [(archive_file, sha256)]
     checks = [f"echo {shell_quote(f'{digest}  {name}')} | sha256sum --check --strict" for name, digest in files]

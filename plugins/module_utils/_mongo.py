@@ -405,6 +405,8 @@ def dump(request: DumpRequest) -> dict[str, t.Any]:
                 "the archive would be empty, so it was not kept"
             )
         finished = _manifest.utc_now()
+        recipe = restore_recipe(os.path.basename(path), request.database, inner_gzip, options, use_oplog,
+                                request.connection.place.describe())
         manifest = _manifest.build(
             job=options.job,
             engine="mongodb",
@@ -420,7 +422,9 @@ def dump(request: DumpRequest) -> dict[str, t.Any]:
             counts=dict(sorted(counts.items())),
             started=started,
             finished=finished,
-            restore_commands=restore_commands(os.path.basename(path), request.database, inner_gzip, options, use_oplog),
+            restore_commands=recipe[0],
+            restore_environment=recipe[1],
+            restore_placeholders=recipe[2],
             options={"collections": request.collections, "exclude_collections": request.exclude_collections,
                      "exclude_collections_with_prefix": request.exclude_collections_with_prefix, "oplog": use_oplog},
         )
@@ -433,13 +437,32 @@ def dump(request: DumpRequest) -> dict[str, t.Any]:
     return {"archive": path, "manifest": manifest_file, "manifest_data": manifest}
 
 
-def restore_commands(file_name: str, database: str | None, inner_gzip: bool, options: ArchiveOptions, oplog: bool) -> list[str]:
+# In the container, mongorestore reads the URI (and its password) from a config file that is a pipe of bash's, filled
+# from the exec's environment: the password is on no command line and no disk of the container.
+_URI_FROM_ENVIRONMENT = """bash -c 'exec mongorestore --config=<(printf "uri: \\"%s\\"\\n" "$MONGODB_URI") "$@"' mongorestore"""
+CONTAINER_CLIENT_ENVIRONMENT = {
+    "MONGODB_URI": ("the server's URI as seen inside the container, the password percent-encoded: "
+                    "mongodb://USER:PASSWORD@127.0.0.1:27017/?authSource=admin; set it without typing it on a command "
+                    "line (read -rs MONGODB_URI; export MONGODB_URI): docker exec -e passes it into the container"),
+}
+
+
+def restore_recipe(file_name: str, database: str | None, inner_gzip: bool, options: ArchiveOptions, oplog: bool,
+                   container: dict[str, t.Any] | None = None) -> tuple[list[str], dict[str, str], dict[str, str]]:
+    """The standard commands that restore this archive without lifeboat.ops, the environment they read and what
+    this archive's placeholders mean beyond the usual. A dump made in the server's container restores with that
+    container's mongorestore (the version that dumped it), fed by this host's zstd and age."""
     flags = ["--archive", "--stopOnError"] + (["--gzip"] if inner_gzip else []) + (["--oplogReplay"] if oplog else [])
     if database:
         flags += [f"--nsFrom={_manifest.shell_quote(database + '.*')}", "--nsTo='TARGET_DB.*'"]
     compression = "none" if inner_gzip else options.compression
-    decode = _manifest.decode_commands(file_name, compression, options.encryption)
-    return [" | ".join(decode) + " | mongorestore CONNECTION " + " ".join(flags)]
+    decode = " | ".join(_manifest.decode_commands(file_name, compression, options.encryption))
+    if container is None:
+        return [f"{decode} | mongorestore CONNECTION {' '.join(flags)}"], {}, {}
+    meaning = (f"the MongoDB server's container ({container.get('name')} when this was dumped, image "
+               f"{container.get('image')}): its mongorestore is the one that matches the dump")
+    command = f"{decode} | docker exec -i -e MONGODB_URI CONTAINER {_URI_FROM_ENVIRONMENT} {' '.join(flags)}"
+    return [command], dict(CONTAINER_CLIENT_ENVIRONMENT), {"CONTAINER": meaning}
 
 
 _UNESCAPED_STAR = re.compile(r"(?<!\\)\*")

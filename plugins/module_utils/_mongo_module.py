@@ -61,7 +61,7 @@ def mongorestore_parallel_spec() -> dict[str, t.Any]:
     }
 
 
-MONGO_CONTAINER_ENV = {"user": "MONGO_INITDB_ROOT_USERNAME", "password": "MONGO_INITDB_ROOT_PASSWORD",
+MONGO_CONTAINER_ENV = {"engine": "MongoDB", "tool": "mongodump", "user": "MONGO_INITDB_ROOT_USERNAME", "password": "MONGO_INITDB_ROOT_PASSWORD",
                        "default_user": ""}
 
 

@@ -111,15 +111,31 @@ def restore_archive(params: dict[str, t.Any]) -> ChosenArchive:
     return ChosenArchive(archive.path, "; ".join(ignored) or None, reason)
 
 
+def check_place(params: dict[str, t.Any]) -> None:
+    """A container's clients reach its server at the container's own address: a login_host beside it would send
+    them (and this host's side) somewhere else, silently, so one of the two must go."""
+    if params.get("container") and params.get("login_host"):
+        raise LifeboatError(f"give either container ({params['container']}: its clients connect to the server at the "
+                            f"container's own address) or login_host ({params['login_host']}), not both")
+
+
 def place(params: dict[str, t.Any]) -> HostClient | ContainerClient:
     """Where the job's clients run: the container it names, or this host."""
+    check_place(params)
     return client_for(params.get("container"))
 
 
 def container_defaults(params: dict[str, t.Any], place: HostClient | ContainerClient,
                        names: dict[str, t.Any]) -> dict[str, t.Any]:
-    """Login options a container defines for itself (the official images' variables), where none are given."""
-    if not isinstance(place, ContainerClient) or params.get("login_uri"):
+    """Login options a container defines for itself (the official images' variables), where none are given; a
+    container without the engine's client (``names["tool"]``) is not that engine's server, said before anything
+    connects (it was a bare "connection refused" at its address)."""
+    if not isinstance(place, ContainerClient):
+        return {}
+    if not place.candidates(names["tool"]):
+        raise LifeboatError(f"container {place.name} (image {place.image}) is not a {names['engine']} server's "
+                            f"container: it has no {names['tool']}; give the container that runs {names['engine']}")
+    if params.get("login_uri"):
         return {}
     environment = place.environment
     defaults: dict[str, t.Any] = {}

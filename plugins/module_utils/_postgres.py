@@ -412,6 +412,7 @@ def dump(request: DumpRequest) -> dict[str, t.Any]:
     finally:
         conn.close()
     finished = _manifest.utc_now()
+    recipe = restore_recipe(os.path.basename(path), archive_format, archive_opts, extras, request.place.describe())
     manifest = _manifest.build(
         job=archive_opts.job,
         engine="postgresql",
@@ -429,8 +430,9 @@ def dump(request: DumpRequest) -> dict[str, t.Any]:
         counts=counts,
         started=started,
         finished=finished,
-        restore_commands=restore_commands(os.path.basename(path), archive_format, archive_opts, extras),
-        restore_notes=[CLIENT_CONNECTION],
+        restore_commands=recipe[0],
+        restore_environment=recipe[1],
+        restore_placeholders=recipe[2],
         options={"format": request.dump_format, "jobs": request.jobs, "filters": request.filter_args(),
                  "globals": request.globals_mode},
         extras=extras,
@@ -480,29 +482,53 @@ def _dump_globals(request: DumpRequest, server_major: int, started: t.Any, archi
 
 
 CLIENT_SECRETS = ("PGPASSWORD",)  # what a client in a container must see of its environment
-CLIENT_CONNECTION = ("psql, createdb and pg_restore connect with the libpq environment: PGHOST, PGPORT, PGUSER, and "
-                     "the password in ~/.pgpass or PGPASSWORD (never on the command line)")
+# What the by-hand restore commands read from the environment, on this host or through docker exec -e.
+HOST_CLIENT_ENVIRONMENT = {
+    "PGHOST": "the server's address (or its socket directory)",
+    "PGPORT": "the server's port (default 5432)",
+    "PGUSER": "the role that restores (it creates TARGET_DB)",
+    "PGPASSWORD": "its password, or leave it unset and keep the password in ~/.pgpass (never on the command line)",
+}
+CONTAINER_CLIENT_ENVIRONMENT = {
+    "PGUSER": "the role that restores (it creates TARGET_DB), e.g. the container's POSTGRES_USER",
+    "PGPASSWORD": ("its password, if the server asks for one on its local socket; docker exec -e passes both "
+                   "variables from this shell into the container, so the password is on no command line"),
+}
+# In the container the clients reach their server on its local socket: no PGHOST or PGPORT of this shell goes in.
+_IN_CONTAINER = "docker exec -e PGUSER -e PGPASSWORD"
 
 
-def restore_commands(file_name: str, archive_format: str, options: ArchiveOptions, extras: list[dict[str, t.Any]]) -> list[str]:
-    """The standard commands that restore this archive without lifeboat.ops (placeholders in capitals)."""
+def restore_recipe(file_name: str, archive_format: str, options: ArchiveOptions, extras: list[dict[str, t.Any]],
+                   container: dict[str, t.Any] | None = None) -> tuple[list[str], dict[str, str], dict[str, str]]:
+    """The standard commands that restore this archive without lifeboat.ops (placeholders in capitals), the
+    environment they read and what this archive's placeholders mean beyond the usual.
+
+    A dump made in the server's container restores through that container's clients: the host's may be older than
+    the server and unable to read its dump (pg_restore 15 refuses a PostgreSQL 17 dump), and the container has no
+    zstd or age, so this host decodes and pipes into ``docker exec -i``."""
     decode = " | ".join(_manifest.decode_commands(file_name, options.compression, options.encryption))
+    run, run_fed = ("", "") if container is None else (f"{_IN_CONTAINER} CONTAINER ", f"{_IN_CONTAINER} -i CONTAINER ")
     commands = []
     for extra in extras:
         extra_decode = " | ".join(
             _manifest.decode_commands(extra["file"], options.compression, options.encryption)
         )
-        commands.append(f"{extra_decode} | psql --dbname=postgres --set=ON_ERROR_STOP=0")
-    commands.append("createdb --template=template0 TARGET_DB")
+        commands.append(f"{extra_decode} | {run_fed}psql --dbname=postgres --set=ON_ERROR_STOP=0")
+    commands.append(f"{run}createdb --template=template0 TARGET_DB")
     if archive_format == "pg_dump-custom":
-        commands.append(f"{decode} | pg_restore --exit-on-error --dbname=TARGET_DB")
+        commands.append(f"{decode} | {run_fed}pg_restore --exit-on-error --dbname=TARGET_DB")
     else:
         commands += [
             "mkdir RESTORE_DIR",
             f"{decode} | tar -x -C RESTORE_DIR",
             "pg_restore --exit-on-error --jobs=4 --dbname=TARGET_DB RESTORE_DIR",
         ]
-    return commands
+    if container is None:
+        return commands, dict(HOST_CLIENT_ENVIRONMENT), {}
+    meaning = (f"the PostgreSQL server's container ({container.get('name')} when this was dumped, image "
+               f"{container.get('image')}): its clients have the server's version, this host's may be older and "
+               "unable to read the dump")
+    return commands, dict(CONTAINER_CLIENT_ENVIRONMENT), {"CONTAINER": meaning}
 
 
 @dataclass

@@ -324,12 +324,16 @@ _SIGNED_BYTES_PY = ('import json,sys; m=json.load(open(sys.argv[1])); m["verific
                     'sys.stdout.write(json.dumps(m, indent=2, sort_keys=True) + "\\n")')
 
 
+ALLOWED_SIGNERS_MEANING = ("a file with one line: lifeboat namespaces=\"lifeboat-manifest\" followed by the backup "
+                           "host's signing public key (ssh-ed25519 AAAA...); a manifest that fails this check must "
+                           "not be restored")
+
+
 def by_hand_commands(manifest_file: str) -> list[str]:
     """How a person checks the signature without this collection (the first of the manifest's restore_commands)."""
     quoted = _manifest.shell_quote(manifest_file)
     return [
-        "# ALLOWED_SIGNERS is a file with one line: lifeboat namespaces=\"lifeboat-manifest\" followed by the backup "
-        "host's signing public key (ssh-ed25519 AAAA...); a manifest that fails this check must not be restored",
+        f"# ALLOWED_SIGNERS is {ALLOWED_SIGNERS_MEANING}",
         f"python3 -c {_manifest.shell_quote(_SIGNED_BYTES_PY)} {quoted} | ssh-keygen -Y verify -f ALLOWED_SIGNERS "
         f"-I {IDENTITY} -n {NAMESPACE} -s {quoted}{SIGNATURE_SUFFIX}",
     ]

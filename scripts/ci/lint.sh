@@ -58,9 +58,10 @@ mypy_plugins() {
   (cd "$colls" && mypy --config-file "$root/pyproject.toml" --cache-dir "$colls/.mypy_cache" ansible_collections/lifeboat/ops/plugins)
 }
 run mypy-plugins mypy_plugins
-# Tests import their helpers (testbed, test_status) by bare name from their own directory. Test functions
+# Tests import their helpers (testbed, test_status) by bare name from their own directory, the docs
+# site's tests its scripts from scripts/docs. Test functions
 # without annotations are checked for their annotated parts only (mypy's default), the helpers in full.
-run mypy-rest env MYPYPATH="$colls:$root/tests/integration:$root/tests/unit" mypy --config-file "$root/pyproject.toml" \
+run mypy-rest env MYPYPATH="$colls:$root/tests/shared:$root/tests/integration:$root/tests/unit:$root/scripts/docs" mypy --config-file "$root/pyproject.toml" \
   --cache-dir "$colls/.mypy_cache" --python-version 3.11 --no-check-untyped-defs bin/lifeboat tests scripts extensions
 
 if [ "${#failed[@]}" -gt 0 ]; then

@@ -12,14 +12,16 @@ start=$SECONDS
 # What both sides would otherwise install or build at the same time (apt's lock, one Go build): once, first.
 # images.sh: the container test bed's images for the integration suite and Docker Compose v2 (build-compose.sh: one
 # Go build of ~5 min on a fresh machine, cached under ~/.cache/lifeboat by version; ~0.2 s when they are there).
-# ee.sh: the execution environment image (ansible-builder; cached under a key of its inputs, ~1 s when there).
+# ee.sh: the execution environment image (ansible-builder; cached under a key of its inputs, ~1 s when there,
+# ~90 s when the key changed); navigator.sh: ansible-navigator for docs/awx.md's commands (a venv, ~20 s once).
 # fleet-image.sh: the SSH fleet's host image (systemd + sshd; test_fleet.py, bench_fleet.py; ~0.1 s when there).
 echo "== setup"
 if ! { bash scripts/testbed/packages.sh && bash scripts/testbed/build-go-tools.sh && bash scripts/testbed/build-versitygw.sh &&
   bash scripts/testbed/build-pebble.sh >/dev/null && bash scripts/testbed/get-promtool.sh &&
   bash scripts/testbed/venv.sh >/dev/null && bash scripts/testbed/docker.sh >/dev/null &&
   bash scripts/testbed/images.sh >/dev/null && bash scripts/testbed/collections.sh >/dev/null &&
-  bash scripts/testbed/redis.sh && bash scripts/testbed/ee.sh >/dev/null && bash scripts/testbed/fleet-image.sh >/dev/null; }; then
+  bash scripts/testbed/redis.sh && bash scripts/testbed/ee.sh >/dev/null && bash scripts/testbed/navigator.sh >/dev/null &&
+  bash scripts/testbed/fleet-image.sh >/dev/null; }; then
   echo "setup failed"
   exit 1
 fi

@@ -9,7 +9,7 @@
 # and Docker Compose v2 (scripts/testbed/build-compose.sh: ~/.cache/lifeboat/docker-config/cli-plugins).
 # Names and versions: scripts/testbed/images/versions.env (bump one to rebuild); build inputs: the folders beside
 # it. No registry is reachable, so nothing is pulled: scripts/testbed/docker.sh gives the engine and the bookworm
-# base, the trixie base is a debootstrap minbase (its root fs cached as a tarball), the Go tools come from
+# base, the trixie base is a debootstrap minbase (scripts/testbed/trixie-base.sh), the Go tools come from
 # scripts/testbed/build-go-tools.sh. Each built image is saved under ~/.cache/lifeboat/images/ and loaded from
 # there when the engine lost it (seconds instead of minutes). Idempotent; ~0.2 s when all is there.
 set -euo pipefail
@@ -50,26 +50,7 @@ build() {  # build IMAGE FOLDER BASE: docker build of scripts/testbed/images/FOL
     { tail -n 30 "$work/$folder.log" >&2; log "docker build of $image failed"; exit 1; }
 }
 
-trixie_base() {  # imports the trixie minbase root fs (debootstrap once, then its cached tarball)
-  docker image inspect "$TRIXIE_BASE_IMAGE" >/dev/null 2>&1 && return 0
-  local tarball=$cache/images/debian-minbase-trixie-${TRIXIE_BASE_IMAGE##*-}.tar rootfs mirror
-  if [ ! -s "$tarball" ]; then
-    ensure_apt debootstrap
-    mirror=$(debian_mirror)
-    rootfs=$(mktemp -d "$cache/images/rootfs.XXXXXX")
-    log "debootstrap trixie from $mirror (about a minute, once)"
-    debootstrap --variant=minbase trixie "$rootfs" "$mirror" >"$cache/images/debootstrap-trixie.log" 2>&1 ||
-      { tail -n 20 "$cache/images/debootstrap-trixie.log" >&2; rm -rf "$rootfs"; exit 1; }
-    echo "deb $mirror trixie main" >"$rootfs/etc/apt/sources.list"
-    rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*_Packages
-    : >"$rootfs/etc/machine-id"
-    tar -C "$rootfs" -cf "$tarball.part" .
-    mv "$tarball.part" "$tarball"
-    rm -rf "$rootfs"
-  fi
-  log "importing $tarball as $TRIXIE_BASE_IMAGE"
-  docker import -c 'CMD ["bash"]' "$tarball" "$TRIXIE_BASE_IMAGE" >/dev/null
-}
+trixie_base() { bash "$here/trixie-base.sh" >/dev/null; }  # debootstrap once, then its cached tarball
 
 build_pg17() { trixie_base && build "$PG17_IMAGE" postgres "$TRIXIE_BASE_IMAGE"; }
 

@@ -10,11 +10,12 @@ of its own; root logs in with a key made for the fleet. Names start with ``lbt-a
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import time
 import typing as t
 from dataclasses import dataclass, field
+
+from local_ports import free_ports  # pylint: disable=import-error
 
 PREFIX = "lbt-awx-fleet-"
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -27,19 +28,6 @@ def image() -> str:
     if done.returncode:
         raise RuntimeError(f"fleet-image.sh failed: {done.stderr.strip()[-2000:]}")
     return done.stdout.strip().splitlines()[-1]
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = []
-    try:
-        for _index in range(count):
-            probe = socket.socket()
-            probe.bind(("127.0.0.1", 0))
-            sockets.append(probe)
-        return [probe.getsockname()[1] for probe in sockets]
-    finally:
-        for probe in sockets:
-            probe.close()
 
 
 @dataclass

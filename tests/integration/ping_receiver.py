@@ -5,11 +5,12 @@
 from __future__ import annotations
 
 import http.server
-import socket
 import threading
 import typing as t
 import urllib.parse
 from dataclasses import dataclass
+
+from local_ports import free_port  # pylint: disable=import-error
 
 
 @dataclass
@@ -60,7 +61,4 @@ class Receiver:
 
 def closed_port_url() -> str:
     """An http URL on a loopback port where nothing listens (a receiver that is down)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
+    return f"http://127.0.0.1:{free_port()}"

@@ -21,15 +21,12 @@ import typing as t
 import urllib.request
 from dataclasses import dataclass
 
+from local_ports import free_port  # pylint: disable=import-error
+
 from testbed import REPO_ROOT  # pylint: disable=import-error
 
 PEBBLE_BUILD = os.path.join(REPO_ROOT, "scripts", "testbed", "build-pebble.sh")
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_until(condition: t.Callable[[], t.Any], seconds: float, what: str) -> t.Any:

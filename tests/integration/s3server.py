@@ -15,6 +15,7 @@ import uuid
 
 import boto3  # type: ignore[import-untyped]
 from botocore.config import Config  # type: ignore[import-untyped]
+from local_ports import free_port  # pylint: disable=import-error
 
 from testbed import REPO_ROOT  # pylint: disable=import-error
 
@@ -28,11 +29,6 @@ def binary() -> str:
                    capture_output=True)
     return os.path.join(os.environ.get("LIFEBOAT_CACHE", os.path.expanduser("~/.cache/lifeboat")), "bin", "versitygw")
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class S3Server:

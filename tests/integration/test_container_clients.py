@@ -140,20 +140,32 @@ def test_dump_and_restore_run_the_containers_own_clients_with_its_defaults(seede
     assert copied == original
 
 
-def test_a_container_that_is_missing_or_runs_no_postgresql_is_one_line(seeded, ferret_container, run_module,
-                                                                       tmp_path):
+def test_a_container_that_is_missing_or_runs_no_postgresql_is_one_line(seeded, ferret_container, app_container,
+                                                                       run_module, tmp_path):
     destination = tmp_path / "backups"
     missing = run_module("postgresql_dump", {"container": "lifeboat-no-such-container",
                                              "destination": str(destination)})
     assert missing.rc != 0
     assert missing.result["msg"] == "container lifeboat-no-such-container does not exist on this host"
-    other = run_module("postgresql_dump", {"container": ferret_container.name, "login_host": seeded.ip,
-                                           "login_user": seeded.user, "login_password": seeded.password,
-                                           "database": seeded.database, "destination": str(destination)})
-    assert other.rc != 0
-    assert other.result["msg"] == (f"pg_dump was not found in container {ferret_container.name}: give the container "
-                                   "of the PostgreSQL server")
+    # A PostgreSQL job pointed at FerretDB or at an app is named as such before anything connects (it was a bare
+    # "connection refused" at the container's address); a MongoDB job pointed at PostgreSQL alike.
+    for module, box, engine, tool in (("postgresql_dump", ferret_container, "PostgreSQL", "pg_dump"),
+                                      ("postgresql_restore", app_container, "PostgreSQL", "pg_dump"),
+                                      ("mongodb_dump", seeded, "MongoDB", "mongodump"),
+                                      ("mongodb_restore", app_container, "MongoDB", "mongodump")):
+        args = {"container": box.name, **({"destination": str(destination)} if module.endswith("dump")
+                                          else {"archive": str(tmp_path / "none.pgdump.zst")})}
+        other = run_module(module, args)
+        assert other.rc != 0
+        assert other.result["msg"] == (f"container {box.name} (image {box.image}) is not a {engine} server's "
+                                       f"container: it has no {tool}; give the container that runs {engine}"), module
     assert not destination.exists() or list(destination.iterdir()) == []  # no archive, no temporary file
+    # container and login_host together: the clients would connect to login_host, not the container's server.
+    both = run_module("postgresql_dump", {"container": seeded.name, "login_host": "127.0.0.1",
+                                          "destination": str(destination)})
+    assert both.rc != 0 and both.result["msg"] == (
+        f"give either container ({seeded.name}: its clients connect to the server at the container's own address) "
+        "or login_host (127.0.0.1), not both")
 
 
 def test_mongodb_dump_and_restore_run_the_containers_own_tools(ferret_container, run_module, tmp_path):

@@ -8,24 +8,19 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
 import typing as t
 
 import pytest
+from local_ports import free_port  # pylint: disable=import-error
 
 from ansible_collections.lifeboat.ops.plugins.module_utils import _probes
 from testbed import REPO_ROOT, metric  # pylint: disable=import-error
 
 HOSTILE = "p@ss:w/rd?#&%'\"{{x}}\\ "
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def secret_file(path: t.Any, value: str) -> str:

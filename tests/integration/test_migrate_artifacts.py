@@ -51,7 +51,7 @@ def test_every_migrate_outcome_publishes_its_artifact(pg, run_module, tmp_path, 
     status, outcome, stdout = runner_outcome(tmp_path / "asked", {**variables, "migrate_action": "rollback"})
     assert status == "successful" and rolled_back.exists(), stdout[-3000:]
     assert outcome == {"status": "ok", "action": "rollback", "rolled_back": True, "archive": None,
-                       "validation": None, "failure": None}, stdout[-3000:]
+                       "validation": None, "failure": None, "failed": []}, stdout[-3000:]
 
     # Nothing answers the health check after the switch: the rollback tasks run, the host fails.
     rolled_back.unlink()

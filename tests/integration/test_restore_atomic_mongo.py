@@ -15,7 +15,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import time
 
@@ -23,6 +22,7 @@ import pymongo
 import pytest
 from bson import decode
 from bson.raw_bson import RawBSONDocument
+from local_ports import free_port  # pylint: disable=import-error
 
 from ansible_collections.lifeboat.ops.plugins.module_utils._common import LifeboatError
 from testbed import REPO_ROOT, finish_module, resign, start_module, wait_for_child
@@ -394,12 +394,6 @@ def test_check_mode_names_the_mechanism_and_the_disk_space(mongo, archives, run_
         assert snapshot(mongo, unique_name) == before
     finally:
         mongo.drop(unique_name)
-
-
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def test_restore_that_cannot_fit_is_refused_before_writing(archives, tmpfs, tmp_path, run_module):

@@ -389,7 +389,7 @@ def test_schedule_playbook_in_check_mode_at_vvvv(pg, mongo, hostile, tmp_path, c
         assert rendered in run.stdout
     assert_no_secret(run)
     assert artifact_data(run)["lifeboat_schedule_outcome"] == {
-        "localhost": {"status": "ok", "jobs": ["journal", "nightscout"], "probes": ["app"]}}
+        "localhost": {"status": "ok", "jobs": ["journal", "nightscout"], "probes": ["app"], "failed": []}}
 
 
 def test_schedule_playbook_refuses_a_password_for_the_config_file(pg, hostile, tmp_path):

@@ -13,7 +13,6 @@ import json
 import os
 import pathlib
 import shutil
-import socket
 import subprocess
 import tempfile
 import threading
@@ -22,6 +21,7 @@ import typing as t
 import uuid
 
 import pytest
+from local_ports import free_port  # pylint: disable=import-error
 
 MILLION = 1_000_000
 
@@ -369,12 +369,6 @@ def test_wrong_password_is_one_line_and_secret_free(pg, run_module, tmp_path):
 # ---------------------------------------------------------------- security: trust versus scram-sha-256
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture
 def throwaway_cluster() -> t.Iterator[dict[str, t.Any]]:
     """A PostgreSQL cluster of this test only, initdb'ed with trust, on a free loopback port; removed afterwards."""
@@ -387,7 +381,7 @@ def throwaway_cluster() -> t.Iterator[dict[str, t.Any]]:
     if as_pg:
         shutil.chown(base, "postgres")
         shutil.chown(sock, "postgres")
-    port = _free_port()
+    port = free_port()
     subprocess.run([*as_pg, f"{bindir}/initdb", "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8"],
                    check=True, capture_output=True)
     subprocess.run([*as_pg, f"{bindir}/pg_ctl", "-D", data, "-w", "-l", os.path.join(base, "log"), "-o",

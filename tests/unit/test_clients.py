@@ -20,7 +20,8 @@ PASSWORD = "p@ss:w/rd?#&%'\"{{x}}"
 
 
 class FakeAPIClient:
-    """The part of docker.APIClient a ContainerClient asks while a request is built: inspect_container."""
+    """The part of docker.APIClient a ContainerClient asks while a request is built: inspect_container, and an exec
+    that finds the engine's client."""
 
     inspected: t.ClassVar[list[str]] = []
     environment: t.ClassVar[list[str]] = []
@@ -33,6 +34,16 @@ class FakeAPIClient:
         return {"Id": "c0ffee" * 10, "Name": f"/{reference}", "Image": "sha256:feed", "State": {"Running": True},
                 "Config": {"Image": "postgres:17", "Env": list(FakeAPIClient.environment)},
                 "NetworkSettings": {"Networks": {"bridge": {"IPAddress": "172.17.0.9"}}}}
+
+
+    def exec_create(self, _container: str, argv: list[str], **_options: t.Any) -> dict[str, str]:
+        return {"Id": argv[-1]}  # the client looks its tool up (command -v TOOL): it is there
+
+    def exec_start(self, exec_id: str) -> bytes:
+        return f"/usr/bin/{exec_id}\n".encode()
+
+    def exec_inspect(self, _exec_id: str) -> dict[str, int]:
+        return {"ExitCode": 0}
 
 
 class FakeDockerError(Exception):

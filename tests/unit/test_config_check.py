@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.lifeboat.ops.plugins.module_utils import _config, _manifest, _postgres
+from ansible_collections.lifeboat.ops.plugins.module_utils import _config, _manifest, _mongo, _params, _postgres
+from ansible_collections.lifeboat.ops.plugins.module_utils._archive import ArchiveOptions
+from ansible_collections.lifeboat.ops.plugins.module_utils._common import LifeboatError
 
 
 @pytest.mark.parametrize("uri, has_password", [
@@ -32,11 +34,42 @@ def test_restore_commands_check_the_sha256_first_and_explain_their_placeholders(
     assert commands[0].startswith("# TARGET_DB is the database to restore into")
     assert commands[1].startswith("# CONNECTION is where mongorestore connects: --config=FILE")
     assert commands[2] == f"echo '{'ab' * 32}  app-20261122T030000Z.mongo.archive.zst' | sha256sum --check --strict"
+    recipe = _postgres.restore_recipe("j.pgdump.zst", "pg_dump-custom", ArchiveOptions(destination="/b", job="j"),
+                                      [{"file": "j.globals.sql.zst", "sha256": "ef" * 32}])
     commands = _manifest.explained_restore_commands(
-        "j.pgdump.zst", "cd" * 32, [{"file": "j.globals.sql.zst", "sha256": "ef" * 32}],
-        ["createdb --template=template0 TARGET_DB", "zstd -dc j.pgdump.zst | pg_restore --dbname=TARGET_DB"],
-        [_postgres.CLIENT_CONNECTION])
+        "j.pgdump.zst", "cd" * 32, [{"file": "j.globals.sql.zst", "sha256": "ef" * 32}], *recipe)
     assert [c for c in commands if "sha256sum" in c] == [
         f"echo '{'ef' * 32}  j.globals.sql.zst' | sha256sum --check --strict",
         f"echo '{'cd' * 32}  j.pgdump.zst' | sha256sum --check --strict"]
-    assert any("PGHOST, PGPORT, PGUSER" in c for c in commands) and not any("CONNECTION" in c for c in commands)
+    assert any(c.startswith("# PGPASSWORD (in the environment)") for c in commands)
+    assert not any("CONNECTION" in c or "CONTAINER" in c for c in commands)
+
+
+def test_a_container_dump_restores_through_the_container_s_own_clients():
+    """Fed by this host's zstd and age (the server's image has neither); the password comes in by docker exec -e."""
+    container = {"name": "journal-db-1", "image": "postgres:17"}
+    commands, environment, meanings = _postgres.restore_recipe(
+        "j.pgdump.zst", "pg_dump-custom", ArchiveOptions(destination="/b", job="j"), [], container)
+    assert commands == ["docker exec -e PGUSER -e PGPASSWORD CONTAINER createdb --template=template0 TARGET_DB",
+                        "zstd -dc j.pgdump.zst | docker exec -e PGUSER -e PGPASSWORD -i CONTAINER "
+                        "pg_restore --exit-on-error --dbname=TARGET_DB"]
+    assert set(environment) == {"PGUSER", "PGPASSWORD"} and "journal-db-1" in meanings["CONTAINER"]
+    commands, environment, _meanings = _mongo.restore_recipe(
+        "n.mongo.archive.zst", "nightscout", False, ArchiveOptions(destination="/b", job="n"), False, container)
+    assert "docker exec -i -e MONGODB_URI CONTAINER bash -c" in commands[0] and "--uri" not in commands[0]
+    assert set(environment) == {"MONGODB_URI"}
+
+
+@pytest.mark.parametrize("engine", ["postgresql", "mongodb"])
+def test_container_with_login_host_is_refused_in_one_line_by_the_modules_and_the_config(engine, tmp_path):
+    """Before: the container's clients silently connected to login_host (the host's port), not the container's server."""
+    with pytest.raises(LifeboatError) as refused:
+        _params.place({"container": "journal-db-1", "login_host": "127.0.0.1"})
+    assert str(refused.value) == ("give either container (journal-db-1: its clients connect to the server at the "
+                                  "container's own address) or login_host (127.0.0.1), not both")
+    config = tmp_path / "lifeboat.yml"
+    config.write_text(f"jobs:\n  journal:\n    engine: {engine}\n    destination: {tmp_path}\n"
+                      "    container: journal-db-1\n    login_host: 127.0.0.1\n")
+    with pytest.raises(LifeboatError) as refused_config:
+        _config.load(str(config))
+    assert str(refused_config.value) == f"config {config}: job journal: {refused.value}"

@@ -9,7 +9,6 @@ import importlib.util
 import json
 import os
 import shutil
-import socket
 import stat
 import subprocess
 import sys
@@ -17,6 +16,7 @@ import threading
 import typing as t
 
 import pytest
+from local_ports import free_port  # pylint: disable=import-error
 
 from prometheus_checks import promtool_check  # pylint: disable=import-error
 
@@ -70,11 +70,6 @@ def fixture_hook():
     yield server
     server.stop()
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def write_config(tmp_path, hook, app_port, **extra):

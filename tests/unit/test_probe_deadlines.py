@@ -13,6 +13,7 @@ import time
 import typing as t
 
 import pytest
+from local_ports import free_port  # pylint: disable=import-error
 
 from ansible_collections.lifeboat.ops.plugins.module_utils import _deploy, _http_probe, _nginx, _probes
 
@@ -133,9 +134,7 @@ def test_a_prompt_answer_passes_and_a_closed_port_fails_at_once() -> None:
         assert _probes.http_status(f"http://127.0.0.1:{server.port}/", 2) == (200, "HTTP 200")
     finally:
         server.stop()
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        closed = sock.getsockname()[1]
+    closed = free_port()
     started = time.monotonic()
     with pytest.raises(_http_probe.ProbeFailed, match="Connection refused"):
         _http_probe.get("127.0.0.1", closed, "/", timeout=2)

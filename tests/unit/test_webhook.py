@@ -14,6 +14,7 @@ import typing as t
 import urllib.error
 
 import pytest
+from local_ports import free_port  # pylint: disable=import-error
 
 from ansible_collections.lifeboat.ops.plugins.module_utils import _webhook
 
@@ -95,9 +96,7 @@ def test_a_dropped_connection_then_a_5xx_then_success(pauses):
 
 
 def test_nobody_listening_says_why_without_the_url(pauses):
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     problem = _webhook.post_json(f"http://127.0.0.1:{port}/hooks/{TOKEN}", {}, user_agent="t")
     assert problem is not None and "refused" in problem and TOKEN not in problem and str(port) not in problem
     assert pauses == [1, 2]
