@@ -298,7 +298,8 @@ def app(request, container_bed, tmp_path) -> t.Iterator[App]:
 # The playbooks through ansible-runner -------------------------------------------------------------------------------
 
 
-def runner(base: t.Any, playbook: str, host_vars: dict[str, t.Any]) -> tuple[str, int, dict[str, t.Any], str]:
+def runner(base: t.Any, playbook: str, host_vars: dict[str, t.Any], cmdline: str | None = None
+           ) -> tuple[str, int, dict[str, t.Any], str]:
     """lifeboat.ops.PLAYBOOK through ansible-runner as AWX runs it: its status, rc, what it published with set_stats
     (the artifact_data of the run's stats event) and its stdout."""
     private = base / f"runner-{playbook}-{len(list(base.glob('runner-*')))}"
@@ -311,7 +312,7 @@ def runner(base: t.Any, playbook: str, host_vars: dict[str, t.Any]) -> tuple[str
                "ANSIBLE_LOCAL_TEMP": str(base / "ansible-tmp"),
                "PATH": os.pathsep.join([os.path.dirname(sys.executable), os.environ["PATH"]])}
     run = ansible_runner.run(private_data_dir=str(private), playbook="site.yml", ident="job", envvars=envvars,
-                             quiet=True, timeout=600)
+                             quiet=True, timeout=600, cmdline=cmdline)
     events = private / "artifacts" / "job" / "job_events"
     (stats,) = [event["event_data"] for event in (json.loads(path.read_text()) for path in events.iterdir())
                 if event.get("event") == "playbook_on_stats"]
@@ -438,6 +439,12 @@ def test_over_live_data_a_part_as_of_a_time_needs_overwrite_and_a_killed_restore
     stray = os.path.join(app.volume_path("media"), "stray.txt")
     with open(stray, "w", encoding="utf-8") as handle:
         handle.write("written after the last backup\n")
+    # Check mode says what would be stopped, and stops and writes nothing.
+    status, _rc, _artifact, stdout = runner(tmp_path, "restore", {**host_vars, "restore_items": [
+        {"job": app.project, "overwrite": True}]}, cmdline="--check")
+    assert status == "successful", stdout[-4000:]
+    assert f"stopped and started again: {web}" in stdout, stdout[-4000:]
+    assert os.path.exists(stray) and journal_rows(db) == 300
     runner_process = start_module("compose_restore", {**base, "overwrite": True}, tmp_path)
     deadline = time.monotonic() + 60
     while app.bed.client.api.inspect_container(web)["State"]["Running"]:
