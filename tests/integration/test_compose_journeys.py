@@ -459,6 +459,7 @@ def test_over_live_data_a_part_as_of_a_time_needs_overwrite_and_a_killed_restore
     assert again.rc == 0, again.result.get("msg")
     assert f"started container {web} again (a killed backup run had left it stopped)" in str(again.result["warnings"])
     assert again.result["stopped_containers"] == [web] and again.result["containers"][web] == "healthy"
+    assert 0 < again.result["downtime_seconds"] < 60, again.result["downtime_seconds"]
     assert journal_rows(db) == 305 and os.path.exists(os.path.join(app.volume_path("media"), "later.txt"))
     assert not os.path.exists(stray)
     assert again.result["parts"][1]["safety_archive"], again.result["parts"][1]  # what the volume held, kept
