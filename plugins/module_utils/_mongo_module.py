@@ -114,30 +114,32 @@ def mongodb_dump(run: Run) -> Outcome:
                                          **dump_result(result, request.archive, run)})
 
 
+def mongo_restore_request(params: dict[str, t.Any], connection: MongoConnection, archive: str) -> _mongo.RestoreRequest:
+    """The restore request of mongodb_restore's options (a compose app's restore builds its parts' the same way)."""
+    return _mongo.RestoreRequest(
+        connection=connection,
+        archive_path=archive,
+        decryption=decryption(params),
+        target_database=params.get("target_database"),
+        ns_from=params.get("ns_from") or [],
+        ns_to=params.get("ns_to") or [],
+        ns_include=params.get("ns_include") or [],
+        ns_exclude=params.get("ns_exclude") or [],
+        drop=bool(params.get("drop")),
+        overwrite=bool(params.get("overwrite")),
+        safety_dump=safety_dump_options(params),
+        tools_dir=params.get("tools_dir"),
+        trust=trust(params),
+        parallel_collections=params.get("parallel_collections") or _mongo.RESTORE_PARALLEL_COLLECTIONS,
+        insertion_workers_per_collection=(params.get("insertion_workers_per_collection")
+                                          or _mongo.RESTORE_INSERTION_WORKERS),
+    )
+
+
 def mongodb_restore(run: Run) -> Outcome:
     params = run.params
     connection = mongo_connection(params)  # before the archive: a wrong container is the first error
-
-    def build(archive: str) -> _mongo.RestoreRequest:
-        return _mongo.RestoreRequest(
-            connection=connection,
-            archive_path=archive,
-            decryption=decryption(params),
-            target_database=params["target_database"],
-            ns_from=params["ns_from"],
-            ns_to=params["ns_to"],
-            ns_include=params["ns_include"],
-            ns_exclude=params["ns_exclude"],
-            drop=params["drop"],
-            overwrite=params["overwrite"],
-            safety_dump=safety_dump_options(params),
-            tools_dir=params["tools_dir"],
-            trust=trust(params),
-            parallel_collections=params["parallel_collections"],
-            insertion_workers_per_collection=params["insertion_workers_per_collection"],
-        )
-
-    return restore_task(run, _mongo, build,
+    return restore_task(run, _mongo, lambda archive: mongo_restore_request(params, connection, archive),
                         lambda plan: {"expected_counts": plan["expected"], "existing": plan["existing"],
                                       "mechanism": plan["mechanism"], "disk_space": plan["disk_space"],
                                       "concurrent_writes": _mongo.concurrent_writes(plan["mechanism"], params["drop"])},

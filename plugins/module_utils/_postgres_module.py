@@ -118,28 +118,30 @@ def postgresql_dump(run: Run) -> Outcome:
                                          **dump_result(result, request.archive, run)})
 
 
+def postgres_restore_request(params: dict[str, t.Any], connection: PgConnection, archive: str
+                             ) -> _postgres.RestoreRequest:
+    """The restore request of postgresql_restore's options (a compose app's restore builds its parts' the same way)."""
+    return _postgres.RestoreRequest(
+        connection=connection,
+        archive_path=archive,
+        target_database=params.get("target_database"),
+        decryption=decryption(params),
+        overwrite=bool(params.get("overwrite")),
+        recreate=bool(params.get("recreate")),
+        jobs=params.get("jobs") or 1,
+        no_owner=bool(params.get("no_owner")),
+        no_privileges=bool(params.get("no_privileges")),
+        maintenance_database=params.get("maintenance_database") or "postgres",
+        safety_dump=safety_dump_options(params),
+        pg_bin_dir=params.get("pg_bin_dir"),
+        trust=trust(params),
+    )
+
+
 def postgresql_restore(run: Run) -> Outcome:
     params = run.params
     connection = pg_connection(params, None)
-
-    def build(archive: str) -> _postgres.RestoreRequest:
-        return _postgres.RestoreRequest(
-            connection=connection,
-            archive_path=archive,
-            target_database=params["target_database"],
-            decryption=decryption(params),
-            overwrite=params["overwrite"],
-            recreate=params["recreate"],
-            jobs=params["jobs"],
-            no_owner=params["no_owner"],
-            no_privileges=params["no_privileges"],
-            maintenance_database=params["maintenance_database"],
-            safety_dump=safety_dump_options(params),
-            pg_bin_dir=params["pg_bin_dir"],
-            trust=trust(params),
-        )
-
-    return restore_task(run, _postgres, build,
+    return restore_task(run, _postgres, lambda archive: postgres_restore_request(params, connection, archive),
                         lambda plan: {"expected_counts": plan["manifest"]["counts"],
                                       **{key: plan[key] for key in _postgres.TARGET_SUMMARY}},
                         lambda result: {key: result[key] for key in ("created", "counts", "safety_dump",

@@ -113,6 +113,15 @@ class Source:
         there: the restore result (``counts``, ``safety_dump``)."""
         raise LifeboatError(f"{self.label} archives are not restored by a deploy's rollback")
 
+    def plan_into_container(self, params: dict[str, t.Any], archive: str, replace: bool) -> tuple[t.Any, dict[str, t.Any]]:
+        """A restore of ``archive`` into the server of the container ``params["container"]`` (a compose app's part),
+        planned, nothing written: (request, plan) for :meth:`restore_planned`. ``replace``: the target is replaced
+        whole (the operator's overwrite)."""
+        raise NotImplementedError
+
+    def restore_planned(self, request: t.Any, plan: dict[str, t.Any]) -> dict[str, t.Any]:
+        raise NotImplementedError
+
     def describe_error(self, exc: Exception) -> str | None:
         """This source's driver error as one line; None for an error that is not its driver's."""
         raise NotImplementedError
@@ -191,6 +200,15 @@ class PostgreSQL(Source):
         return _postgres.restore(_postgres.RestoreRequest(
             connection=_postgres_module.pg_connection(params, database), archive_path=archive, overwrite=True, recreate=True,
             safety_dump=safety_dump, trust=_own_trust(params)))
+
+    def plan_into_container(self, params: dict[str, t.Any], archive: str, replace: bool
+                            ) -> tuple[_postgres.RestoreRequest, dict[str, t.Any]]:
+        params = {**params, "overwrite": replace, "recreate": replace}
+        request = _postgres_module.postgres_restore_request(params, _postgres_module.pg_connection(params, None), archive)
+        return request, _postgres.plan_restore(request, read_archive=False)
+
+    def restore_planned(self, request: t.Any, plan: dict[str, t.Any]) -> dict[str, t.Any]:
+        return _postgres.restore(request, plan)
 
     def describe_error(self, exc: Exception) -> str | None:
         return _postgres.describe_error(exc)
@@ -290,6 +308,15 @@ class MongoDB(Source):
         return _mongo.restore(_mongo.RestoreRequest(
             connection=_mongo_module.mongo_connection(params), archive_path=archive, drop=True, overwrite=True,
             safety_dump=safety_dump, trust=_own_trust(params)))
+
+    def plan_into_container(self, params: dict[str, t.Any], archive: str, replace: bool
+                            ) -> tuple[_mongo.RestoreRequest, dict[str, t.Any]]:
+        params = {**params, "overwrite": replace, "drop": replace}
+        request = _mongo_module.mongo_restore_request(params, _mongo_module.mongo_connection(params), archive)
+        return request, _mongo.plan_restore(request, read_archive=False)
+
+    def restore_planned(self, request: t.Any, plan: dict[str, t.Any]) -> dict[str, t.Any]:
+        return _mongo.restore(request, plan)
 
     def describe_error(self, exc: Exception) -> str | None:
         return _mongo.describe_error(exc)
@@ -400,6 +427,12 @@ class Files(Source):
     def restore_whole(self, params: dict[str, t.Any], database: str, archive: str,
                       safety_dump: ArchiveOptions) -> dict[str, t.Any]:
         raise LifeboatError("a deploy's rollback restores databases, not files archives (use files_restore)")
+
+    def plan_into_container(self, params: dict[str, t.Any], archive: str, replace: bool) -> tuple[t.Any, dict[str, t.Any]]:
+        raise LifeboatError("a files archive is restored into volumes and paths (files_restore), not into a container")
+
+    def restore_planned(self, request: t.Any, plan: dict[str, t.Any]) -> dict[str, t.Any]:
+        raise LifeboatError("a files archive is restored into volumes and paths (files_restore), not into a container")
 
     def describe_error(self, exc: Exception) -> str | None:
         return None  # no driver: tar's own words reach LifeboatError through the pipeline

@@ -237,6 +237,23 @@ def _restores_in_one_read(archive: _catalog.Archive, request: VerifyRequest) -> 
     return (archive.manifest or {})["archive"]["format"] != "pg_dump-directory-tar"
 
 
+# MongoDB and FerretDB refuse a database name of more than 63 bytes ("Invalid namespace specified"); PostgreSQL cuts
+# at 63. A whole server's archive is restored into SCRATCH_DB per database: the job's part of the name gives way.
+DATABASE_NAME_BYTES = 63
+
+
+def scratch_prefix(archive: _catalog.Archive) -> str:
+    """``lifeboat_verify_<job>``, the job cut so that ``<prefix>_<8 hex>`` (and ``_<database>`` for each database of a
+    whole server's MongoDB archive) fits a database name."""
+    job = _manifest.default_job(archive.job).replace("-", "_").replace(".", "_")
+    manifest = archive.manifest or {}
+    databases = [] if manifest.get("database") else [
+        name.split(".", 1)[0] for name in manifest.get("counts") or {} if "." in name]
+    longest = max((len(name.encode()) + 1 for name in databases if name not in ("admin", "config", "local")), default=0)
+    room = DATABASE_NAME_BYTES - len("lifeboat_verify_") - len("_01234567") - longest
+    return f"lifeboat_verify_{job[:max(8, min(30, room))]}"
+
+
 def _restore_in_one_read(archive: _catalog.Archive, stored_file: StoredFile, request: VerifyRequest,
                          result: dict[str, t.Any]) -> None:
     """Level restore in one read of the archive: the restore into the scratch database carries the structure walk
@@ -265,7 +282,7 @@ def _restore_in_one_read(archive: _catalog.Archive, stored_file: StoredFile, req
     source = _source_of(archive)
     connection = request.connections.get(source.name) or source.connection({"scratch_dir": os.path.dirname(archive.path)})
     manifest = archive.manifest or {}
-    prefix = f"lifeboat_verify_{_manifest.default_job(archive.job).replace('-', '_').replace('.', '_')[:30]}"
+    prefix = scratch_prefix(archive)
     with _sources.scratch_database(source, connection, prefix) as scratch:
         try:
             source.restore_scratch(connection, archive.path, manifest, scratch, request.decryption,
@@ -423,7 +440,7 @@ def _restore_test(
     # A source without a connection (files) restores on this host, beside the archive.
     connection = request.connections.get(source.name) or source.connection({"scratch_dir": os.path.dirname(archive.path)})
     manifest = archive.manifest or {}
-    prefix = f"lifeboat_verify_{_manifest.default_job(archive.job).replace('-', '_').replace('.', '_')[:30]}"
+    prefix = scratch_prefix(archive)
     with _sources.scratch_database(source, connection, prefix) as scratch:
         try:
             source.restore_scratch(connection, archive.path, manifest, scratch, request.decryption,
