@@ -28,7 +28,6 @@ from testbed import REPO_ROOT  # pylint: disable=import-error
 PEBBLE_BUILD = os.path.join(REPO_ROOT, "scripts", "testbed", "build-pebble.sh")
 
 
-
 def wait_until(condition: t.Callable[[], t.Any], seconds: float, what: str) -> t.Any:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:

@@ -30,7 +30,6 @@ def binary() -> str:
     return os.path.join(os.environ.get("LIFEBOAT_CACHE", os.path.expanduser("~/.cache/lifeboat")), "bin", "versitygw")
 
 
-
 class S3Server:
     """One versitygw process; ``stop``/``start`` take it down and up again on the same port and data."""
 

@@ -22,7 +22,6 @@ from testbed import REPO_ROOT, metric  # pylint: disable=import-error
 HOSTILE = "p@ss:w/rd?#&%'\"{{x}}\\ "
 
 
-
 def secret_file(path: t.Any, value: str) -> str:
     path.write_text(value + "\n")
     path.chmod(0o600)

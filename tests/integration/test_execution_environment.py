@@ -252,7 +252,7 @@ def test_the_documented_commands_run_as_written(ee_image):
     navigator run's recap). ansible-navigator and ansible-builder come from scripts/testbed/navigator.sh, as the
     page says."""
     steps = documented_console(DOCS, "The execution environment")
-    assert any("ansible-navigator run" in command and "--ce docker" in command for command, _ in steps)
+    assert any("ansible-navigator run" in command and "--ce docker" in command for command, _shown in steps)
     script = ["set -euo pipefail"]
     for number, (command, _shown) in enumerate(steps):
         script += [command, f"echo '@@step {number}@@'"]

@@ -72,8 +72,8 @@ def archive_roots(pg, tmp_path_factory) -> dict[str, str]:
     roots = {}
     for kind in ("whole", "cut"):
         root = tmp_path_factory.mktemp(f"root-{kind}")
-        made = finish_module(start_module("postgresql_dump", pg.login(database=PG_SOURCE, job="journal",
-                                                                         destination=str(root / "journal")), root))
+        dump_args = pg.login(database=PG_SOURCE, job="journal", destination=str(root / "journal"))
+        made = finish_module(start_module("postgresql_dump", dump_args, root))
         assert made.rc == 0, made.stdout
         archive = made.result["archive"]
         if kind == "cut":
@@ -163,4 +163,3 @@ def test_an_archive_made_before_its_job_failed_is_in_the_artifact(pg, tmp_path):
     assert entry["status"] == "failed" and entry["failed"][0].startswith("journal: prune failed: keep_last is -5"), entry
     (archive,) = entry["archives"]
     assert os.path.exists(archive["archive"]) and archive["verification"]["ok"] is True, archive
-

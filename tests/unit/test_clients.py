@@ -35,7 +35,6 @@ class FakeAPIClient:
                 "Config": {"Image": "postgres:17", "Env": list(FakeAPIClient.environment)},
                 "NetworkSettings": {"Networks": {"bridge": {"IPAddress": "172.17.0.9"}}}}
 
-
     def exec_create(self, _container: str, argv: list[str], **_options: t.Any) -> dict[str, str]:
         return {"Id": argv[-1]}  # the client looks its tool up (command -v TOOL): it is there
 

@@ -71,7 +71,6 @@ def fixture_hook():
     server.stop()
 
 
-
 def write_config(tmp_path, hook, app_port, **extra):
     config = {"host": "app1", "webhook_url": f"http://127.0.0.1:{hook.port}/alerts",
               "metrics_file": str(tmp_path / "health.prom"), "timeout": 2,
