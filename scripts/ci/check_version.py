@@ -1,10 +1,9 @@
-#!/usr/bin/env python3
 # Copyright: lifeboat developers
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Fails when changelog fragments wait for a release but galaxy.yml's version is not ahead of the last release in
 changelogs/changelog.yaml: a build would carry unreleased changes under a released version (0.1.0 shipped 11 modules;
 main had 22 under the same number). Prints one line either way.
-    scripts/ci/check_version.py [COLLECTION_ROOT]"""
+    python3 scripts/ci/check_version.py [COLLECTION_ROOT]"""
 
 from __future__ import annotations
 
