@@ -35,8 +35,8 @@ PROJECT = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "awx-p
 PLAYBOOKS = ("backup", "verify", "restore", "status", "schedule", "migrate", "deploy", "edge")
 
 
-def load(*parts: str) -> t.Any:
-    with open(os.path.join(PROJECT, *parts), encoding="utf-8") as handle:
+def load(*parts: str, project: str = PROJECT) -> t.Any:
+    with open(os.path.join(project, *parts), encoding="utf-8") as handle:
         return yaml.safe_load(handle)
 
 
@@ -106,9 +106,9 @@ class Awx:
 
     def inject(self, directory: t.Any) -> dict[str, str]:
         """The credential type's injectors rendered as AWX renders them: files in the job's private directory."""
-        injectors = load("credential-type", "injectors.yml")
+        injectors = load("credential-type", "injectors.yml", project=self.project)
         inputs = {field["id"]: self.credential.get(field["id"], "")
-                  for field in load("credential-type", "inputs.yml")["fields"]}
+                  for field in load("credential-type", "inputs.yml", project=self.project)["fields"]}
         render = jinja2.Environment(undefined=jinja2.StrictUndefined).from_string
         directory.mkdir(mode=0o700)
         files = {}
@@ -242,3 +242,6 @@ def test_deploy_in_check_mode_names_the_surveys_release(awx):
     assert deploy.status == "successful", failed(deploy)
     outcome = deploy.artifact["lifeboat_deploy_outcome"]["backup-runner"]
     assert (outcome["outcome"], outcome["release"], outcome["status"]) == ("would_deploy", "awx-r2", "ok"), outcome
+    started = subprocess.run(["docker", "ps", "-a", "-q", "--filter", "label=lifeboat.deploy.app=awxapp"],
+                             capture_output=True, text=True, check=True).stdout
+    assert started == ""
