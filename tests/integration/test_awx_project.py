@@ -17,6 +17,7 @@ render their units and sites and change nothing; deploy names the survey's image
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -209,7 +210,25 @@ def test_backup_verify_restore_status_migrate_as_awx_runs_them(awx, pg, credenti
         pg.drop(target)
 
 
+# What the schedule and edge playbooks would change on this machine (their check mode must change none of it).
+SYSTEM_PATHS = ("/etc/lifeboat", "/etc/lifeboat-healthcheck", "/usr/local/lib/lifeboat", "/etc/systemd/system",
+                "/etc/passwd", "/etc/group", "/var/lib/dpkg/status", "/etc/nginx", "/etc/lifeboat-proxy")
+
+
+def system_state() -> dict[str, t.Any]:
+    state: dict[str, t.Any] = {}
+    for path in SYSTEM_PATHS:
+        if os.path.isfile(path):
+            with open(path, "rb") as handle:
+                state[path] = hashlib.sha256(handle.read()).hexdigest()
+        elif os.path.isdir(path):
+            state[path] = sorted(os.path.join(folder, name) for folder, dirs, names in os.walk(path)
+                                 for name in dirs + names)
+    return state
+
+
 def test_schedule_and_edge_in_check_mode(awx, pg):
+    before = system_state()
     schedule = awx.launch("schedule", {}, job_type="check", host_vars={
         "backup_schedule_jobs": [{"name": "journal", "engine": "postgresql", "database": PG_SOURCE,
                                   "login_host": pg.host, "login_port": pg.port, "login_user": pg.user,
@@ -226,6 +245,8 @@ def test_schedule_and_edge_in_check_mode(awx, pg):
     assert edge.status == "successful", failed(edge)
     assert edge.artifact["lifeboat_edge_outcome"]["backup-runner"] == {
         "status": "ok", "sites": ["awxsite"], "tunnel": False, "probes": ["awxsite"], "failed": []}
+    assert "lifeboat-awxsite.conf" in edge.stdout  # the site's file rendered and diffed
+    assert system_state() == before, "check mode changed this machine"
 
 
 def test_deploy_in_check_mode_names_the_surveys_release(awx):
