@@ -467,8 +467,8 @@ AWX_PROJECT = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "a
 
 def test_awx_credential_type_hands_password_and_identity_to_the_job(pg, hostile, tmp_path):
     """The example project's credential type, injected as AWX does (its injectors rendered with the inputs: env
-    variables and a file in the job's private directory), runs the project's backup job template playbook with
-    encryption and a restore test that decrypts: the password and the identity show nowhere."""
+    variables and files in the job's private directory), runs the project's backup job template playbook with
+    encryption, signing and a restore test that decrypts: the password, the identity and the key show nowhere."""
     identity = subprocess.run(["age-keygen"], capture_output=True, text=True, check=True).stdout
     secret_key = next(line for line in identity.splitlines() if line.startswith("AGE-SECRET-KEY-"))
     recipient = subprocess.run(["age-keygen", "-y"], input=identity, capture_output=True, text=True,
@@ -477,7 +477,9 @@ def test_awx_credential_type_hands_password_and_identity_to_the_job(pg, hostile,
         injectors = yaml.safe_load(handle)
     credential_dir = tmp_path / "credential"  # AWX: the job's private data dir, removed after the job
     credential_dir.mkdir(mode=0o700)
-    inputs = {"db_password": PG_PASSWORD, "age_identity": identity}
+    signing_key = tmp_path / "signing_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(signing_key)], check=True)
+    inputs = {"db_password": PG_PASSWORD, "age_identity": identity, "signing_key": signing_key.read_text()}
     render = jinja2.Environment(undefined=jinja2.StrictUndefined).from_string
     files = {}
     for name, template in injectors["file"].items():
@@ -500,5 +502,6 @@ def test_awx_credential_type_hands_password_and_identity_to_the_job(pg, hostile,
     assert [(a["name"], a["verification"]) for a in outcome["archives"]] == [
         ("journal", {"level": "restore", "ok": True})]
     assert outcome["archives"][0]["archive"].endswith(".age")
-    assert_no_secret(run, (MARKERS[0], secret_key.encode()), inputs=tuple(files.values()))
+    key_body = signing_key.read_text().splitlines()[2].encode()  # a line of the private key's base64
+    assert_no_secret(run, (MARKERS[0], secret_key.encode(), key_body), inputs=tuple(files.values()))
     assert not any(MARKERS[0].decode() in value or "AGE-SECRET" in value for value in envvars.values())
