@@ -226,14 +226,14 @@ def validate(config: t.Any) -> Ingress:
             raise IngressError(f"rule #{index + 1} must be a mapping with service (and hostname, path)")
         try:
             rules.append(_validate_rule(index, entry, last=index == len(entries) - 1))
-        except IngressError as exc:
+        except IngressError as refused:
             unknown = _unknown_keys(entry, RULE_KEYS)
             if not unknown:
                 raise
             # cloudflared skipped the key and refused what was left: the key is the mistake to name.
-            reason = str(exc).removeprefix(f"rule #{index + 1}: ")
+            reason = str(refused).removeprefix(f"rule #{index + 1}: ")
             raise IngressError(f"rule #{index + 1} has {_unknown_key_text(unknown, RULE_KEYS, 'a rule')}, which "
-                               f"cloudflared skips, and then refuses the rule: {reason}") from exc
+                               f"cloudflared skips, and then refuses the rule: {reason}") from None  # reason says it all
     return Ingress(tuple(rules))
 
 

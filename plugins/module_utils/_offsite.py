@@ -135,7 +135,7 @@ class Remote:
 
 def check_endpoint_url(url: str) -> None:
     """An S3 endpoint is an http:// or https:// URL with a host (botocore says only "Invalid endpoint" otherwise)."""
-    scheme, sep, _ = url.partition("://")
+    scheme, sep = url.partition("://")[:2]
     if not sep:
         raise LifeboatError(f"endpoint_url '{url}' has no scheme; add http:// or https:// (e.g. https://{url})")
     if scheme.lower() not in ("http", "https"):
