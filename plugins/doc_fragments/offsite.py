@@ -23,6 +23,7 @@ options:
   endpoint_url:
     description:
       - URL of an S3-compatible store (MinIO, Garage, versitygw, Backblaze, Wasabi...). AWS S3 when not set.
+      - Starts with C(http://) or C(https://), e.g. V(https://minio.example.com:9000).
     type: str
   region:
     description:

@@ -238,6 +238,8 @@ def run_ingress_check(path: str, urls: list[str], output: Output) -> int:
     try:
         with open(path, encoding="utf-8") as handle:
             ingress = _ingress.check(_ingress.load_yaml(handle.read()))
+        for warning in ingress.warnings:
+            output.line(warning, "warning")
         for rule in ingress.rules:
             output.line(rule.label())
         for url in urls:

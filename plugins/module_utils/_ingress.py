@@ -7,7 +7,9 @@
 tests/unit/fixtures/cloudflared_ingress_verdicts.json, answers of the real cloudflared). ``check()`` adds what
 cloudflared lets through and users get hurt by: a rule that an earlier rule shadows (a wildcard before a specific
 hostname: the specific one never gets a request), and a service scheme cloudflared would treat as a raw TCP
-origin because it does not know it (``htp://``). Every refusal is one line.
+origin because it does not know it (``htp://``). Every refusal is one line, and names the mistake where
+cloudflared's own words would not (a misspelled key, a service without a scheme). What cloudflared accepts and then
+ignores (an unknown key, an HTTP status outside 100-599) ``check()`` returns as warnings: the verdict stays cloudflared's.
 
 Used by the cloudflared_ingress module (the cloudflare_tunnel role) before anything on a host changes, and free of
 Ansible so that the host command and the deploy gate can use it too.
@@ -19,7 +21,8 @@ import json
 import re
 import typing as t
 import urllib.parse
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from difflib import get_close_matches
 
 from ._common import LifeboatError
 
@@ -28,6 +31,16 @@ from ._common import LifeboatError
 NAMED_SERVICES = ("hello_world", "hello-world", "bastion", "socks-proxy", "warp-routing")
 PREFIX_SERVICES = ("unix:", "unix+tls:", "http_status:")
 URL_SCHEMES = ("http", "https", "ws", "wss", "tcp", "ssh", "rdp", "smb")
+# The keys cloudflared reads (config.UnvalidatedIngressRule, OriginRequestConfig, AccessConfig at the recorded commit);
+# it skips any other, and `ingress validate` says no more than "unused keys detected".
+RULE_KEYS = ("hostname", "path", "service", "originRequest")
+ORIGIN_REQUEST_KEYS = ("connectTimeout", "tlsTimeout", "tcpKeepAlive", "noHappyEyeballs", "keepAliveConnections",
+                       "keepAliveTimeout", "httpHostHeader", "originServerName", "matchSNItoHost", "caPool",
+                       "noTLSVerify", "disableChunkedEncoding", "bastionMode", "proxyAddress", "proxyPort", "proxyType",
+                       "ipRules", "http2Origin", "access")
+ACCESS_KEYS = ("required", "teamName", "audTag", "environment")
+# What a service without a scheme is told to start with (cloudflared's own words are Go's URL parser's).
+SCHEME_HINT = "http://, https://, tcp://, ssh://, unix:, http_status:NNN ..."
 # originRequest keys whose YAML types cloudflared's config parser enforces (a wrong one fails the whole file).
 _DURATIONS = ("connectTimeout", "tlsTimeout", "tcpKeepAlive", "keepAliveTimeout", "proxyConnectTimeout")
 _BOOLEANS = ("noTLSVerify", "disableChunkedEncoding", "bastionMode", "noHappyEyeballs", "http2Origin", "matchSNItoHost")
@@ -70,6 +83,7 @@ class Rule:
 @dataclass(frozen=True)
 class Ingress:
     rules: tuple[Rule, ...]
+    warnings: tuple[str, ...] = ()  # what check() found that cloudflared accepts and ignores, one line each
 
     def match(self, url: str) -> int:
         """The index of the rule cloudflared sends ``url`` to (the last rule when none matches)."""
@@ -132,12 +146,21 @@ def _punycode(hostname: str) -> str:
     return punycode if punycode != hostname else ""
 
 
+def _needs_scheme(service: t.Any) -> str:
+    if service in ("", None):
+        return f"service is missing; give one with a scheme ({SCHEME_HINT})"
+    example = f"127.0.0.1:{service}" if str(service).isdigit() else service  # a port alone
+    return f"service {service} needs a scheme ({SCHEME_HINT}), e.g. http://{example}"
+
+
 def _service_problem(service: t.Any) -> str | None:
-    """cloudflared's verdict on a rule's service: None when it accepts it."""
+    """cloudflared's verdict on a rule's service (None when it accepts it), in our words when the scheme is missing."""
     if not isinstance(service, str):
-        return f"{service!r} is an invalid address, please make sure it has a scheme and a hostname"
+        return _needs_scheme(service)  # a YAML number (service: 8080), which cloudflared reads as the text "8080"
     if service.startswith(("unix:", "unix+tls:")) or service in NAMED_SERVICES:
         return None
+    if "://" not in service and not service.startswith("http_status:"):
+        return _needs_scheme(service)  # cloudflared: "X is an invalid address", or Go's "first path segment" message
     if service.startswith("http_status:"):
         code = service[len("http_status:"):]
         if not re.fullmatch(r"[+-]?\d+", code):
@@ -201,42 +224,94 @@ def validate(config: t.Any) -> Ingress:
     for index, entry in enumerate(entries):
         if not isinstance(entry, dict):
             raise IngressError(f"rule #{index + 1} must be a mapping with service (and hostname, path)")
-        problem = _origin_request_problem(entry.get("originRequest"), f"rule #{index + 1}")
-        if problem:
-            raise IngressError(problem)
-        hostname, path, service = (entry.get(key) or "" for key in ("hostname", "path", "service"))
-        if not isinstance(hostname, str) or not isinstance(path, str):
-            raise IngressError(f"rule #{index + 1}: hostname and path must be strings")
-        problem = _service_problem(service)
-        if problem:
-            raise IngressError(f"rule #{index + 1}: {problem}")
-        if _has_port(hostname):
-            raise IngressError(f"rule #{index + 1}: hostname {hostname!r} cannot contain a port")
-        if hostname.rfind("*") > 0:
-            raise IngressError(
-                f"rule #{index + 1}: hostname {hostname!r}: hostname patterns can have at most one wildcard character "
-                '("*") and it can only be used for subdomains, e.g. "*.example.com"')
-        catch_all = hostname in ("", "*") and not path
-        last = index == len(entries) - 1
-        if last and not catch_all:
-            raise IngressError(
-                f"the last ingress rule (#{index + 1}) must match all URLs (no hostname and no path), "
-                "e.g. {service: http_status:404}")
-        if catch_all and not last:
-            raise IngressError(
-                f"rule #{index + 1} matches every hostname, so the rules after it would never be used: "
-                "the catch-all must be the last rule")
-        regex = None
-        if path:
-            if _NOT_RE2.search(path):
-                raise IngressError(f"rule #{index + 1}: path {path!r} uses lookaround or a backreference, "
-                                   "which cloudflared's regular expressions (RE2) do not have")
-            try:
-                regex = re.compile(path)
-            except re.error as exc:
-                raise IngressError(f"rule #{index + 1} has an invalid regex {path!r}: {exc}") from exc
-        rules.append(Rule(index, hostname, path, service, "" if catch_all else _punycode(hostname), regex))
+        try:
+            rules.append(_validate_rule(index, entry, last=index == len(entries) - 1))
+        except IngressError as refused:
+            unknown = _unknown_keys(entry, RULE_KEYS)
+            if not unknown:
+                raise
+            # cloudflared skipped the key and refused what was left: the key is the mistake to name.
+            reason = str(refused).removeprefix(f"rule #{index + 1}: ")
+            raise IngressError(f"rule #{index + 1} has {_unknown_key_text(unknown, RULE_KEYS, 'a rule')}, which "
+                               f"cloudflared skips, and then refuses the rule: {reason}") from None  # reason says it all
     return Ingress(tuple(rules))
+
+
+def _validate_rule(index: int, entry: dict[str, t.Any], last: bool) -> Rule:
+    """One rule as cloudflared's ParseIngress reads it: IngressError where it refuses it."""
+    problem = _origin_request_problem(entry.get("originRequest"), f"rule #{index + 1}")
+    if problem:
+        raise IngressError(problem)
+    hostname, path, service = (entry.get(key) or "" for key in ("hostname", "path", "service"))
+    if not isinstance(hostname, str) or not isinstance(path, str):
+        raise IngressError(f"rule #{index + 1}: hostname and path must be strings")
+    problem = _service_problem(service)
+    if problem:
+        raise IngressError(f"rule #{index + 1}: {problem}")
+    if _has_port(hostname):
+        raise IngressError(f"rule #{index + 1}: hostname {hostname!r} cannot contain a port")
+    if hostname.rfind("*") > 0:
+        raise IngressError(
+            f"rule #{index + 1}: hostname {hostname!r}: hostname patterns can have at most one wildcard character "
+            '("*") and it can only be used for subdomains, e.g. "*.example.com"')
+    catch_all = hostname in ("", "*") and not path
+    if last and not catch_all:
+        raise IngressError(
+            f"the last ingress rule (#{index + 1}) must match all URLs (no hostname and no path), "
+            "e.g. {service: http_status:404}")
+    if catch_all and not last:
+        raise IngressError(
+            f"rule #{index + 1} matches every hostname, so the rules after it would never be used: "
+            "the catch-all must be the last rule")
+    regex = None
+    if path:
+        if _NOT_RE2.search(path):
+            raise IngressError(f"rule #{index + 1}: path {path!r} uses lookaround or a backreference, "
+                               "which cloudflared's regular expressions (RE2) do not have")
+        try:
+            regex = re.compile(path)
+        except re.error as exc:
+            raise IngressError(f"rule #{index + 1} has an invalid regex {path!r}: {exc}") from exc
+    return Rule(index, hostname, path, service, "" if catch_all else _punycode(hostname), regex)
+
+
+def _unknown_keys(given: t.Any, known: tuple[str, ...]) -> list[str]:
+    return [str(key) for key in given if key not in known] if isinstance(given, dict) else []
+
+
+def _unknown_key_text(keys: list[str], known: tuple[str, ...], what: str) -> str:
+    """E.g. "the unknown key 'hostnme' (did you mean hostname? a rule takes hostname, path, service, originRequest)"."""
+    names = ", ".join(repr(key) for key in keys)
+    guesses = [match for key in keys for match in get_close_matches(key, known, n=1, cutoff=0.6)]
+    guess = f"did you mean {', '.join(guesses)}? " if guesses else ""
+    return f"the unknown key{'s' if len(keys) > 1 else ''} {names} ({guess}{what} takes {', '.join(known)})"
+
+
+def _ignored(config: dict[str, t.Any], ingress: Ingress) -> list[str]:
+    """What cloudflared accepts without using it: unknown keys of rules, originRequest and access; HTTP statuses that
+    are not HTTP's (cloudflared takes 100-999)."""
+    found = []
+    places = [("the top level", config.get("originRequest"))]
+    for index, entry in enumerate(config.get("ingress") or []):
+        unknown = _unknown_keys(entry, RULE_KEYS)
+        if unknown:
+            found.append(f"{ingress.rules[index].label()}: cloudflared ignores "
+                         f"{_unknown_key_text(unknown, RULE_KEYS, 'a rule')}")
+        places.append((f"rule #{index + 1}", entry.get("originRequest")))
+    for where, settings in places:
+        unknown = _unknown_keys(settings, ORIGIN_REQUEST_KEYS)
+        if unknown:
+            found.append(f"{where}: cloudflared ignores in originRequest "
+                         f"{_unknown_key_text(unknown, ORIGIN_REQUEST_KEYS, 'originRequest')}")
+        unknown = _unknown_keys(settings.get("access") if isinstance(settings, dict) else None, ACCESS_KEYS)
+        if unknown:
+            found.append(f"{where}: cloudflared ignores in originRequest.access "
+                         f"{_unknown_key_text(unknown, ACCESS_KEYS, 'access')}")
+    for rule in ingress.rules:
+        if rule.service.startswith("http_status:") and not 100 <= int(rule.service[len("http_status:"):]) <= 599:
+            found.append(f"{rule.label()}: {rule.service[len('http_status:'):]} is not an HTTP status (100-599), "
+                         "though cloudflared takes up to 999; give e.g. http_status:404")
+    return found
 
 
 def _covers(earlier: Rule, later: Rule) -> bool:
@@ -252,7 +327,8 @@ def _covers(earlier: Rule, later: Rule) -> bool:
 
 
 def check(config: t.Any) -> Ingress:
-    """``validate()`` and then what cloudflared lets through: shadowed rules and service schemes it does not know."""
+    """``validate()`` and then what cloudflared lets through: shadowed rules and service schemes it does not know
+    refused, what it ignores (unknown keys, HTTP statuses past 599) in ``warnings``."""
     ingress = validate(config)
     for rule in ingress.rules:
         service = rule.service
@@ -268,7 +344,7 @@ def check(config: t.Any) -> Ingress:
                 raise IngressError(
                     f"{later.label()} is shadowed by {earlier.label()}: every request for it matches the earlier "
                     "rule first; put the more specific rule first or remove one")
-    return ingress
+    return replace(ingress, warnings=tuple(_ignored(config, ingress)))
 
 
 def load_yaml(text: str) -> t.Any:

@@ -31,6 +31,7 @@ import json
 import os
 import stat
 import typing as t
+import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -99,10 +100,13 @@ class Remote:
         part_mib = int(options.get("part_size_mib") or DEFAULT_PART_SIZE // MIB)
         if not 5 <= part_mib <= 5120:
             raise LifeboatError(f"part_size_mib is {part_mib}; S3 takes parts of 5 to 5120 MiB")
+        endpoint_url = (options.get("endpoint_url") or "").strip() or None
+        if endpoint_url:
+            check_endpoint_url(endpoint_url)
         checksum = options.get("checksum") or "sha256"
         if checksum not in CHECKSUMS:
             raise LifeboatError(f"checksum must be one of {', '.join(CHECKSUMS)}, not '{checksum}'")
-        return cls(bucket=bucket, prefix=f"{prefix}/" if prefix else "", endpoint_url=options.get("endpoint_url") or None,
+        return cls(bucket=bucket, prefix=f"{prefix}/" if prefix else "", endpoint_url=endpoint_url,
                    region=options.get("region") or None, path_style=bool(options.get("path_style")),
                    credentials_file=options.get("credentials_file") or None, lock_mode=lock_mode or None,
                    lock_days=lock_days, part_size=part_mib * MIB, checksum=checksum)
@@ -127,6 +131,21 @@ class Remote:
         """The line a person without this collection runs to get a file back (the AWS CLI)."""
         endpoint = f" --endpoint-url {_manifest.shell_quote(self.endpoint_url)}" if self.endpoint_url else ""
         return f"aws s3 cp{endpoint} {_manifest.shell_quote(self.url(name))} ."
+
+
+def check_endpoint_url(url: str) -> None:
+    """An S3 endpoint is an http:// or https:// URL with a host (botocore says only "Invalid endpoint" otherwise)."""
+    scheme, sep = url.partition("://")[:2]
+    if not sep:
+        raise LifeboatError(f"endpoint_url '{url}' has no scheme; add http:// or https:// (e.g. https://{url})")
+    if scheme.lower() not in ("http", "https"):
+        raise LifeboatError(f"endpoint_url '{url}' must start with http:// or https://, not {scheme}://")
+    try:
+        host = urllib.parse.urlsplit(url).hostname
+    except ValueError:  # a bracket left open, a port that is not a number
+        host = None
+    if not host:
+        raise LifeboatError(f"endpoint_url '{url}' has no host; give e.g. https://minio.example.com:9000")
 
 
 def read_credentials_file(path: str) -> tuple[str, str, str | None]:

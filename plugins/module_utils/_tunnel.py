@@ -19,7 +19,9 @@ from . import _ingress, _probes
 from ._common import LifeboatError, PrivateDir, child_env, last_line
 from ._module_frame import Outcome, Run
 
-_MATCHED = re.compile(r"Matched rule #(\d+)")
+# `ingress rule URL` names the rule by its 0-based index ("Matched rule #0" is the first rule; a negative one is
+# cloudflared's own internal rule), unlike `ingress validate`'s messages, which count from 1.
+_MATCHED = re.compile(r"Matched rule #(-?\d+)")
 
 
 def _loopback(address: str) -> bool:
@@ -70,9 +72,10 @@ def cloudflared_agrees(binary: str, config_text: str, ingress: _ingress.Ingress)
             found = _MATCHED.search(done.stdout + done.stderr)
             if done.returncode != 0 or not found:
                 raise LifeboatError(f"cloudflared ingress rule {url} failed: {last_line(done.stderr + done.stdout)}")
-            if int(found.group(1)) - 1 != index:
-                raise LifeboatError(f"cloudflared sends {url} to rule #{found.group(1)}, not to "
-                                    f"{ingress.rules[index].label()}")
+            matched = int(found.group(1))
+            if matched != index:
+                where = f"rule #{matched + 1}" if matched >= 0 else "one of its internal rules"
+                raise LifeboatError(f"cloudflared sends {url} to {where}, not to {ingress.rules[index].label()}")
             checked.append(f"cloudflared ingress rule {url}: rule #{index + 1}")
     return checked
 
@@ -80,6 +83,8 @@ def cloudflared_agrees(binary: str, config_text: str, ingress: _ingress.Ingress)
 def ingress_task(run: Run) -> Outcome:
     config = build_config(run.params)
     ingress = _ingress.check(config)
+    for warning in ingress.warnings:
+        run.warn(warning)
     text = _ingress.render_yaml(config)
     checked = [f"{len(ingress.rules)} rule(s) pass the collection's check"]
     if run.params.get("cloudflared"):

@@ -14,6 +14,10 @@ description:
     and further; a rule shadowed by an earlier one (a wildcard before a specific hostname, the same hostname twice)
     fails, naming both rules; so does a service whose scheme cloudflared does not know (it would treat C(htp://) as a
     raw TCP origin), a last rule that is not a catch-all, and a metrics address off the loopback interface.
+  - A refusal names the mistake where cloudflared's words would not; a misspelled key of a rule (C(hostnme)), with the
+    keys a rule takes; a service without a scheme (C(localhost:8080)).
+  - What cloudflared accepts and then ignores passes with a warning each; an unknown key of a rule, of
+    C(originRequest) or of its C(access), an C(http_status) outside 100-599.
   - With O(cloudflared), also runs that binary on the candidate file, C(tunnel --config FILE ingress validate) and
     C(ingress rule https://HOST/) for each declared hostname, which must select the rule the collection's check
     selects. The candidate file lives in a private temporary directory and is removed afterwards.

@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -27,6 +30,37 @@ SECRET = "p@ss:w/rd?#&%'\"{{x}}"
 def test_bad_options_are_one_line(options, message):
     with pytest.raises(LifeboatError, match=message):
         _offsite.Remote.from_options(options)
+
+
+@pytest.mark.parametrize(("endpoint_url", "message"), [
+    ("minio.local:9000", "endpoint_url 'minio.local:9000' has no scheme; add http:// or https:// "
+                         "(e.g. https://minio.local:9000)"),
+    ("s3.eu-central-1.amazonaws.com", "endpoint_url 's3.eu-central-1.amazonaws.com' has no scheme; add http:// or "
+                                      "https:// (e.g. https://s3.eu-central-1.amazonaws.com)"),
+    ("s3://minio.local:9000", "endpoint_url 's3://minio.local:9000' must start with http:// or https://, not s3://"),
+    ("https://", "endpoint_url 'https://' has no host; give e.g. https://minio.example.com:9000"),
+    ("http://[::1", "endpoint_url 'http://[::1' has no host; give e.g. https://minio.example.com:9000"),
+])
+def test_an_endpoint_url_without_http_or_https_is_named(endpoint_url, message):
+    with pytest.raises(LifeboatError) as raised:
+        _offsite.Remote.from_options({"bucket": "b", "endpoint_url": endpoint_url})
+    assert str(raised.value) == message
+
+
+@pytest.mark.parametrize("module", ["offsite_copy", "offsite_verify", "offsite_prune", "offsite_fetch"])
+def test_the_offsite_modules_name_endpoint_url(module, tmp_path):
+    """Before anything reaches boto3, whose own word for it is "Invalid endpoint" (an "unexpected error" here)."""
+    where = {"offsite_fetch": {"directory": str(tmp_path), "job": "db1"}, "offsite_verify": {"job": "db1"},
+             "offsite_prune": {"destination": str(tmp_path), "keep_daily": 7}}
+    args = {"bucket": "b", "endpoint_url": "minio.local:9000", "_ansible_check_mode": True,
+            **where.get(module, {"destination": str(tmp_path)})}
+    (tmp_path / "args.json").write_text(json.dumps({"ANSIBLE_MODULE_ARGS": args}))
+    done = subprocess.run([sys.executable, "-m", f"ansible_collections.lifeboat.ops.plugins.modules.{module}",
+                           str(tmp_path / "args.json")], capture_output=True, text=True, check=False, cwd=tmp_path,
+                          env={**os.environ, "PYTHONPATH": os.environ["ANSIBLE_COLLECTIONS_PATH"]}, timeout=120)
+    result = json.loads(done.stdout)
+    assert (done.returncode, result["msg"]) == (1, "endpoint_url 'minio.local:9000' has no scheme; add http:// or "
+                                                   "https:// (e.g. https://minio.local:9000)"), result
 
 
 def test_prefix_and_fetch_command():

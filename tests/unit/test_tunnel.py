@@ -8,6 +8,7 @@ from __future__ import annotations
 import http.server
 import json
 import os
+import shlex
 import subprocess
 import sys
 import threading
@@ -132,14 +133,70 @@ def test_the_ingress_module_refuses_in_one_line(tmp_path, change, message):
     assert (rc, result["msg"]) == (1, message)
 
 
-def fake_cloudflared(tmp_path, validate_exit=0, matched=1):
-    """A stand-in for the binary this machine cannot have: it reaches the module's two error paths, nothing more."""
+@pytest.mark.parametrize(("ingress", "message"), [
+    ([{"hostnme": "ns.example.com", "service": "http://127.0.0.1:1337"}, INGRESS[1]],
+     "rule #1 has the unknown key 'hostnme' (did you mean hostname? a rule takes hostname, path, service, "
+     "originRequest), which cloudflared skips, and then refuses the rule: rule #1 matches every hostname, so the rules "
+     "after it would never be used: the catch-all must be the last rule"),
+    ([{"hostname": "ns.example.com", "service": "127.0.0.1:1337"}, INGRESS[1]],
+     "rule #1: service 127.0.0.1:1337 needs a scheme (http://, https://, tcp://, ssh://, unix:, http_status:NNN ...), "
+     "e.g. http://127.0.0.1:1337"),
+])
+def test_the_ingress_module_names_the_mistake(tmp_path, ingress, message):
+    rc, result = run_module("cloudflared_ingress", {"ingress": ingress}, tmp_path)
+    assert (rc, result["msg"]) == (1, message)
+
+
+def test_the_ingress_module_warns_of_what_cloudflared_ignores(tmp_path):
+    """cloudflared accepts these (its verdicts: tests/unit/fixtures/cloudflared_ingress_verdicts_mistakes.json), and
+    the module passes them too, with a warning each."""
+    ingress = [{**INGRESS[0], "originRequest": {"conectTimeout": "10s"}},
+               {"hostnme": "other.example.com", "service": "http_status:700"}]
+    rc, result = run_module("cloudflared_ingress", {"ingress": ingress}, tmp_path, check_mode=True)
+    assert (rc, result["changed"]) == (0, False), result
+    # ansible-core 2.19 returns each warning as {"event": {"msg": ...}}, earlier ones as the text
+    assert [warning["event"]["msg"] if isinstance(warning, dict) else warning for warning in result["warnings"]] == [
+        "rule #2 (* -> http_status:700): cloudflared ignores the unknown key 'hostnme' (did you mean hostname? a rule "
+        "takes hostname, path, service, originRequest)",
+        "rule #1: cloudflared ignores in originRequest the unknown key 'conectTimeout' (did you mean connectTimeout? "
+        "originRequest takes connectTimeout, tlsTimeout, tcpKeepAlive, noHappyEyeballs, keepAliveConnections, "
+        "keepAliveTimeout, httpHostHeader, originServerName, matchSNItoHost, caPool, noTLSVerify, "
+        "disableChunkedEncoding, bastionMode, proxyAddress, proxyPort, proxyType, ipRules, http2Origin, access)",
+        "rule #2 (* -> http_status:700): 700 is not an HTTP status (100-599), though cloudflared takes up to 999; give "
+        "e.g. http_status:404"]
+
+
+def fake_cloudflared(tmp_path, validate_exit=0, matched=0):
+    """A stand-in for the binary this machine cannot have: it reaches the module's two error paths, nothing more.
+    `ingress rule` names the rule by its 0-based index, as the real one does (recorded_cloudflared)."""
     script = tmp_path / "cloudflared"
     script.write_text("#!/bin/sh\n"
                       f'[ "$5" = validate ] && {{ echo "Validation failed: made up" >&2; exit {validate_exit}; }}\n'
                       f'echo "Matched rule #{matched}"\n')
     script.chmod(0o755)
     return str(script)
+
+
+def recorded_cloudflared(tmp_path, case):
+    """Says, for one recorded config, word for word what the real cloudflared said (validate, and rule URL)."""
+    lines = ["#!/bin/sh", f'[ "$5" = validate ] && {{ printf %s {shlex.quote(case["validate"]["output"])}; exit 0; }}']
+    lines += [f'[ "$6" = {shlex.quote(probe["url"])} ] && {{ printf %s {shlex.quote(probe["output"])}; exit 0; }}'
+              for probe in case["rules"]]
+    script = tmp_path / "cloudflared"
+    script.write_text("\n".join([*lines, "exit 1", ""]))
+    script.chmod(0o755)
+    return str(script)
+
+
+def test_the_real_cloudflareds_answers_pass(tmp_path):
+    """Its `ingress rule` output, recorded: "Matched rule #0" is the first rule (the check once read it as #1)."""
+    with open(os.path.join(os.path.dirname(__file__), "fixtures", "cloudflared_ingress_verdicts_mistakes.json"),
+              encoding="utf-8") as handle:
+        case = next(case for case in json.load(handle)["cases"] if case["name"] == "rule_key_misspelled_in_last_rule")
+    config = _ingress.load_yaml(case["config"])
+    ingress = _ingress.check(config)
+    assert _tunnel.cloudflared_agrees(recorded_cloudflared(tmp_path, case), case["config"], ingress) == [
+        "cloudflared ingress validate: OK", "cloudflared ingress rule https://ns.example.com/: rule #1"]
 
 
 def test_cloudflareds_own_verdicts_stop_the_check(tmp_path):
@@ -150,7 +207,7 @@ def test_cloudflareds_own_verdicts_stop_the_check(tmp_path):
     with pytest.raises(LifeboatError, match=r"^cloudflared refuses the new configuration: Validation failed: made up$"):
         _tunnel.cloudflared_agrees(fake_cloudflared(tmp_path, validate_exit=1), text, ingress)
     with pytest.raises(LifeboatError, match=r"^cloudflared sends https://ns.example.com/ to rule #2, not to rule #1 "):
-        _tunnel.cloudflared_agrees(fake_cloudflared(tmp_path, matched=2), text, ingress)
+        _tunnel.cloudflared_agrees(fake_cloudflared(tmp_path, matched=1), text, ingress)
 
 
 def test_the_example_inventories_pass_the_checks(tmp_path):
