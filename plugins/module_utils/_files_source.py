@@ -193,19 +193,24 @@ def restore_commands(file_name: str, roots: list[dict[str, t.Any]], options: Arc
     return commands
 
 
+def plan_dump(request: DumpRequest) -> list[dict[str, t.Any]]:
+    """The roots a run reads, after every refusal it makes before it writes anything (check mode's answer too)."""
+    request.validate()
+    roots = resolve_roots(request.volumes, request.paths)
+    destination = os.path.realpath(request.archive.destination)  # checked before it is made
+    for item in roots:
+        if _under(destination, os.path.realpath(item["path"])):
+            raise LifeboatError(f"destination {request.archive.destination} is inside {item['label']}, which the job "
+                                "archives; keep the archives elsewhere")
+    return roots
+
+
 def dump(request: DumpRequest, consistent: t.Callable[[list[dict[str, t.Any]]], t.ContextManager[t.Any]] | None = None
          ) -> dict[str, t.Any]:
     """Archive the request's roots. ``consistent`` wraps the read (stopping the containers that write there)."""
-    request.validate()
     options = request.archive
     started = options.start_time()
-    roots = resolve_roots(request.volumes, request.paths)
-    destination = os.path.realpath(options.destination)  # checked before it is made: nothing written on refusal
-    for item in roots:
-        if _under(destination, os.path.realpath(item["path"])):
-            raise LifeboatError(f"destination {options.destination} is inside {item['label']}, which the job archives; "
-                                "keep the archives elsewhere")
-    options.prepare_destination()
+    roots = plan_dump(request)
     changed: list[str] = []
     warnings: list[str] = []
 
@@ -224,6 +229,7 @@ def dump(request: DumpRequest, consistent: t.Callable[[list[dict[str, t.Any]]], 
     path = options.path_for(started, KIND)
     with contextlib.ExitStack() as stack:
         stopped = stack.enter_context(consistent(roots)) if consistent else None
+        options.prepare_destination()  # after the refusals of what would be stopped: nothing made on refusal
         private = stack.enter_context(PrivateDir())
         try:
             archive, stream = stream_to_archive(
@@ -271,6 +277,20 @@ def stopped_record(stopped: list[str] | None) -> dict[str, t.Any]:
     return {"stopped_containers": list(stopped), "downtime_seconds": getattr(stopped, "downtime_seconds", None)}
 
 
+def containers_to_stop(request: DumpRequest, roots: list[dict[str, t.Any]]) -> list[dict[str, str]]:
+    """The containers a run stops while it reads ``roots`` ({id, name}, in stop order), after the refusal of a running
+    database's data directory: decided here for the run and its check mode alike."""
+    from . import _stopping  # pylint: disable=import-outside-toplevel  # the source table: late
+
+    volumes = [item["name"] for item in roots if item["kind"] == "volume"]
+    paths = [item["path"] for item in roots if item["kind"] == "path"]
+    if not volumes and not request.stop_containers and not _docker_running():
+        return []  # host paths on a host without Docker: no container can write there
+    containers = _stopping.containers_to_stop(request.archive.job, request.stop_containers, volumes, paths)
+    _stopping.refuse_live_data_dirs(volumes, paths, {container["id"] for container in containers})
+    return containers
+
+
 def stop_during_backup(request: DumpRequest) -> t.Callable[[list[dict[str, t.Any]]], t.ContextManager[t.Any]]:
     """The containers that write into the roots are stopped while they are read, and always started again."""
 
@@ -278,14 +298,11 @@ def stop_during_backup(request: DumpRequest) -> t.Callable[[list[dict[str, t.Any
     def consistent(roots: list[dict[str, t.Any]]) -> t.Iterator[list[str]]:
         from . import _stopped_notes, _stopping  # pylint: disable=import-outside-toplevel  # the source table: late
 
-        volumes = [item["name"] for item in roots if item["kind"] == "volume"]
-        paths = [item["path"] for item in roots if item["kind"] == "path"]
-        if not volumes and not request.stop_containers and not _docker_running():
+        containers = containers_to_stop(request, roots)
+        if not containers and not _docker_running():
             yield []  # host paths on a host without Docker: no container can write there
             return
         job = request.archive.job
-        containers = _stopping.containers_to_stop(job, request.stop_containers, volumes, paths)
-        _stopping.refuse_live_data_dirs(volumes, paths, {container["id"] for container in containers})
         with _stopping.stopped(containers, _stopped_notes.notes_dir(), job, request.archive.destination) as names:
             yield names
 

@@ -62,10 +62,11 @@ def docker_app_info(run: Run) -> Outcome:
 def files_backup(run: Run) -> Outcome:
     source = _sources.get("files")
     request = source.dump_request(run.params)
-    if run.check_mode:
-        request.validate()
-        roots = _files_source.resolve_roots(request.volumes, request.paths)
-        return Outcome(changed=True, result={"roots": roots})
+    if run.check_mode:  # every refusal of the real run that needs no write; what it would stop
+        roots = _files_source.plan_dump(request)
+        stopping = _files_source.containers_to_stop(request, roots)
+        return Outcome(changed=True, result={"roots": roots,
+                                             "stopped_containers": [container["name"] for container in stopping]})
     result = source.dump(request)
     files = result["manifest_data"]["files"]
     for changed in files["changed_while_read"]:

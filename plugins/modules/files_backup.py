@@ -155,8 +155,8 @@ changed_while_read:
   elements: str
 stopped_containers:
   description: The containers stopped while their volumes and paths were read (O(stop_containers) and those labelled
-    C(lifeboat.stop-during-backup)), in stop order; all run again.
-  returned: when some were stopped
+    C(lifeboat.stop-during-backup)), in stop order; all run again. In check mode, those a run would stop (in no order).
+  returned: when some were stopped; always in check mode
   type: list
   elements: str
 downtime_seconds:

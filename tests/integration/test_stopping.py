@@ -294,6 +294,27 @@ def test_the_data_directory_of_a_running_database_container_is_refused(pg17_cont
     assert state(container_bed, box)["Running"]
 
 
+def test_check_mode_refuses_what_the_run_refuses_and_names_what_it_would_stop(
+        pg17_container, container_bed, app_pair, run_module, tmp_path):
+    """files_backup --check makes the real run's refusals (a running database's data directory, a destination inside
+    what the job reads) and names the containers the run would stop, stopping none. It said changed to all three."""
+    worker, app = app_pair
+    destination = str(tmp_path / "archives")
+    for check_mode in (True, False):
+        live = run_module("files_backup", {"job": JOB, "volumes": [pg17_container.volume], "destination": destination},
+                          check_mode=check_mode)
+        assert live.rc == 1 and "is the data directory of running PostgreSQL container" in live.result["msg"], live
+        inside = run_module("files_backup", {"job": JOB, "paths": [str(tmp_path)], "destination": destination},
+                            check_mode=check_mode)
+        assert inside.rc == 1 and inside.result["msg"].startswith(f"destination {destination} is inside "), inside
+    planned = run_module("files_backup", {"job": JOB, "volumes": [app.volume], "destination": destination},
+                         check_mode=True)
+    assert planned.rc == 0 and sorted(planned.result["stopped_containers"]) == sorted([worker.name, app.name]), planned
+    assert not os.path.exists(destination) and running(container_bed, worker, app)
+    done = run_module("files_backup", {"job": JOB, "volumes": [app.volume], "destination": destination})
+    assert done.rc == 0 and sorted(done.result["stopped_containers"]) == sorted(planned.result["stopped_containers"])
+
+
 def test_nothing_to_stop_touches_nothing(tmp_path):
     with _stopping.stopped([], str(tmp_path), JOB) as names:
         assert names == []
