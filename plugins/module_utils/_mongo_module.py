@@ -20,6 +20,7 @@ from ._params import (
     decryption,
     dump_result,
     login_spec,
+    option_or,
     place,
     restore_task,
     safety_dump_options,
@@ -130,9 +131,10 @@ def mongo_restore_request(params: dict[str, t.Any], connection: MongoConnection,
         safety_dump=safety_dump_options(params),
         tools_dir=params.get("tools_dir"),
         trust=trust(params),
-        parallel_collections=params.get("parallel_collections") or _mongo.RESTORE_PARALLEL_COLLECTIONS,
-        insertion_workers_per_collection=(params.get("insertion_workers_per_collection")
-                                          or _mongo.RESTORE_INSERTION_WORKERS),
+        # 0 is a mistake to refuse (RestoreRequest.validate), not a default: only a missing option takes it
+        parallel_collections=option_or(params, "parallel_collections", _mongo.RESTORE_PARALLEL_COLLECTIONS),
+        insertion_workers_per_collection=option_or(params, "insertion_workers_per_collection",
+                                                _mongo.RESTORE_INSERTION_WORKERS),
     )
 
 

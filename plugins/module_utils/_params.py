@@ -111,6 +111,13 @@ def restore_archive(params: dict[str, t.Any]) -> ChosenArchive:
     return ChosenArchive(archive.path, "; ".join(ignored) or None, reason)
 
 
+def option_or(params: dict[str, t.Any], name: str, default: t.Any) -> t.Any:
+    """``params[name]``, or ``default`` only when it is missing or None: a given 0 or "" stays, for the request's own
+    check to refuse (``params.get(name) or default`` turned jobs: 0 into 1, silently)."""
+    value = params.get(name)
+    return default if value is None else value
+
+
 def check_place(params: dict[str, t.Any]) -> None:
     """A container's clients reach its server at the container's own address: a login_host beside it would send
     them (and this host's side) somewhere else, silently, so one of the two must go."""

@@ -64,6 +64,14 @@ def test_no_parallelism_is_refused_in_one_line(mongo, run_module, tmp_path, uniq
     assert not mongo.has_database(unique_name)
 
 
+def test_no_pg_restore_job_is_refused_in_one_line(pg, run_module, tmp_path, unique_name):
+    """jobs: 0 is refused, not taken for the default 1 (the request builder once read it with `or 1`)."""
+    dumped = run_module("postgresql_dump", pg.login(database=pg.sample, destination=str(tmp_path / "a")))
+    run = run_module("postgresql_restore", pg.login(archive=dumped.result["archive"], target_database=unique_name,
+                                                    jobs=0))
+    assert run.rc != 0 and run.result["msg"] == "jobs must be 1 or more", run.result
+
+
 def test_a_directory_format_archive_restores_with_jobs_in_one_read(
         pg, run_module, tmp_path, unique_name, monkeypatch):
     dumped = run_module("postgresql_dump", pg.login(database=pg.sample, destination=str(tmp_path / "a"),
