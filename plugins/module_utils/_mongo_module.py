@@ -133,8 +133,8 @@ def mongo_restore_request(params: dict[str, t.Any], connection: MongoConnection,
         trust=trust(params),
         # 0 is a mistake to refuse (RestoreRequest.validate), not a default: only a missing option takes it
         parallel_collections=option_or(params, "parallel_collections", _mongo.RESTORE_PARALLEL_COLLECTIONS),
-        insertion_workers_per_collection=option_or(params, "insertion_workers_per_collection",
-                                                _mongo.RESTORE_INSERTION_WORKERS),
+        insertion_workers_per_collection=option_or(
+            params, "insertion_workers_per_collection", _mongo.RESTORE_INSERTION_WORKERS),
     )
 
 
