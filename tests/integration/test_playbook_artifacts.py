@@ -36,7 +36,8 @@ class Run:
     artifact: dict[str, t.Any]
 
 
-def run(base: t.Any, playbook: str, hosts: dict[str, dict[str, t.Any]], **extravars: t.Any) -> Run:
+def run(base: t.Any, playbook: str, hosts: dict[str, dict[str, t.Any]], env: dict[str, str] | None = None,
+        **extravars: t.Any) -> Run:
     """lifeboat.ops.PLAYBOOK through ansible-runner as AWX runs it, on every host of the inventory (migrate's default
     is localhost); the hosts named "unreachable*" are an SSH port where nothing listens."""
     private = base / f"private-{playbook}-{len(list(base.iterdir()))}"
@@ -56,7 +57,7 @@ def run(base: t.Any, playbook: str, hosts: dict[str, dict[str, t.Any]], **extrav
     (private / "env" / "extravars").write_text(yaml.safe_dump({"lifeboat_target": "all", **extravars}))
     envvars = {"ANSIBLE_COLLECTIONS_PATH": collections_root(), "ANSIBLE_NOCOLOR": "1",
                "ANSIBLE_LOCAL_TEMP": str(base / "ansible-tmp"), "PYTHONPATH": module_env()["PYTHONPATH"],
-               "PATH": os.pathsep.join([os.path.dirname(sys.executable), os.environ["PATH"]])}
+               "PATH": os.pathsep.join([os.path.dirname(sys.executable), os.environ["PATH"]]), **(env or {})}
     runner = ansible_runner.run(private_data_dir=str(private), playbook="site.yml", ident="job", envvars=envvars,
                                 quiet=True, timeout=600)
     artifacts = private / "artifacts" / "job"
@@ -163,3 +164,13 @@ def test_an_archive_made_before_its_job_failed_is_in_the_artifact(pg, tmp_path):
     assert entry["status"] == "failed" and entry["failed"][0].startswith("journal: prune failed: keep_last is -5"), entry
     (archive,) = entry["archives"]
     assert os.path.exists(archive["archive"]) and archive["verification"]["ok"] is True, archive
+
+
+def test_a_host_stopped_by_another_hosts_fatal_error_is_named_as_stopped(pg, archive_roots, tmp_path):
+    """any_errors_fatal (here from the environment, as an AWX job's settings may set it): ansible-core ends the run at
+    the first unreachable host even though the reaching task ignores it, before any host of the batch reported: both
+    are `stopped` (being tried when the run stopped), neither `ok` nor missing."""
+    good, _bad = good_and_bad("verify", pg, archive_roots, tmp_path)
+    done = run(tmp_path, "verify", {"reached": good, "unreachable": {}}, env={"ANSIBLE_ANY_ERRORS_FATAL": "True"})
+    assert done.status == "failed", done.stdout[-3000:]
+    assert_placeholders(done.artifact, {"reached": "stopped", "unreachable": "stopped"})
