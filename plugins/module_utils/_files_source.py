@@ -298,12 +298,9 @@ def stop_during_backup(request: DumpRequest) -> t.Callable[[list[dict[str, t.Any
     def consistent(roots: list[dict[str, t.Any]]) -> t.Iterator[list[str]]:
         from . import _stopped_notes, _stopping  # pylint: disable=import-outside-toplevel  # the source table: late
 
-        containers = containers_to_stop(request, roots)
-        if not containers and not _docker_running():
-            yield []  # host paths on a host without Docker: no container can write there
-            return
-        job = request.archive.job
-        with _stopping.stopped(containers, _stopped_notes.notes_dir(), job, request.archive.destination) as names:
+        containers = containers_to_stop(request, roots)  # none: stopped() touches nothing and yields []
+        with _stopping.stopped(containers, _stopped_notes.notes_dir(), request.archive.job,
+                               request.archive.destination) as names:
             yield names
 
     return consistent

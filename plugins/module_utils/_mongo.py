@@ -405,8 +405,8 @@ def dump(request: DumpRequest) -> dict[str, t.Any]:
                 "the archive would be empty, so it was not kept"
             )
         finished = _manifest.utc_now()
-        recipe = restore_recipe(os.path.basename(path), request.database, inner_gzip, options, use_oplog,
-                                request.connection.place.describe())
+        commands, environment, meanings = restore_recipe(os.path.basename(path), request.database, inner_gzip,
+                                                         options, use_oplog, request.connection.place.describe())
         manifest = _manifest.build(
             job=options.job,
             engine="mongodb",
@@ -422,9 +422,9 @@ def dump(request: DumpRequest) -> dict[str, t.Any]:
             counts=dict(sorted(counts.items())),
             started=started,
             finished=finished,
-            restore_commands=recipe[0],
-            restore_environment=recipe[1],
-            restore_placeholders=recipe[2],
+            restore_commands=commands,
+            restore_environment=environment,
+            restore_placeholders=meanings,
             options={"collections": request.collections, "exclude_collections": request.exclude_collections,
                      "exclude_collections_with_prefix": request.exclude_collections_with_prefix, "oplog": use_oplog},
         )

@@ -412,7 +412,8 @@ def dump(request: DumpRequest) -> dict[str, t.Any]:
     finally:
         conn.close()
     finished = _manifest.utc_now()
-    recipe = restore_recipe(os.path.basename(path), archive_format, archive_opts, extras, request.place.describe())
+    commands, environment, meanings = restore_recipe(os.path.basename(path), archive_format, archive_opts, extras,
+                                                     request.place.describe())
     manifest = _manifest.build(
         job=archive_opts.job,
         engine="postgresql",
@@ -430,9 +431,9 @@ def dump(request: DumpRequest) -> dict[str, t.Any]:
         counts=counts,
         started=started,
         finished=finished,
-        restore_commands=recipe[0],
-        restore_environment=recipe[1],
-        restore_placeholders=recipe[2],
+        restore_commands=commands,
+        restore_environment=environment,
+        restore_placeholders=meanings,
         options={"format": request.dump_format, "jobs": request.jobs, "filters": request.filter_args(),
                  "globals": request.globals_mode},
         extras=extras,
