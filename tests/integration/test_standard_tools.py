@@ -114,6 +114,18 @@ def test_mongodb_archive_restores_with_mongorestore(mongo, run_module, tmp_path,
         mongo.drop(unique_name)
 
 
+def dumped_in_container(run_module, module, box, tmp_path, age_key, encrypted):
+    """Dumps restorecmds_source with ``box``'s own client; the manifest's path and the placeholders its restore
+    commands need (TARGET_DB a copy beside the source)."""
+    dumped = run_module(module, {"container": box.name, "database": "restorecmds_source",
+                                 "destination": str(tmp_path / "backups"),
+                                 "encryption_recipients": [age_key["recipient"]] if encrypted else []})
+    assert dumped.rc == 0, dumped.result
+    fill = {"TARGET_DB": f"restorecmds_copy_{'age' if encrypted else 'plain'}", "CONTAINER": box.name,
+            **({"IDENTITY_FILE": age_key["identity"]} if encrypted else {})}
+    return dumped.result["manifest"], fill
+
+
 @pytest.fixture(scope="module")
 def pg17_source(pg17_container):
     """A database in the PostgreSQL 17 container: several types, a sequence, a view (pg_restore 15 cannot read its
@@ -138,16 +150,11 @@ def test_a_container_dump_restores_through_the_container_as_written(pg17_source,
     """The host's pg_restore (15) cannot read the PostgreSQL 17 dump: the commands pipe this host's zstd and age
     into the container's own pg_restore, which the server's version matches."""
     box = pg17_source
-    dumped = run_module("postgresql_dump", {"container": box.name, "database": "restorecmds_source",
-                                            "destination": str(tmp_path / "backups"),
-                                            "encryption_recipients": [age_key["recipient"]] if encrypted else []})
-    assert dumped.rc == 0, dumped.result
-    target = f"restorecmds_copy_{'age' if encrypted else 'plain'}"
+    manifest_path, fill = dumped_in_container(run_module, "postgresql_dump", box, tmp_path, age_key, encrypted)
+    target = fill["TARGET_DB"]
     server = BoxPg(box)
     try:
-        manifest = run_manifest_commands(dumped.result["manifest"], {
-            "TARGET_DB": target, "CONTAINER": box.name, **({"IDENTITY_FILE": age_key["identity"]} if encrypted else {})},
-            {"PGUSER": box.user, "PGPASSWORD": box.password})
+        manifest = run_manifest_commands(manifest_path, fill, {"PGUSER": box.user, "PGPASSWORD": box.password})
         assert box.name in manifest["restore_placeholders"]["CONTAINER"]
         source, copy = server.fingerprint("restorecmds_source"), server.fingerprint(target)
         assert copy == source and copy["counts"] == {"public.entries": 2000, "public.tags": 3}
@@ -175,18 +182,13 @@ def ferret_source(ferret_container):
 def test_a_mongodb_container_dump_restores_through_the_container_as_written(ferret_source, run_module, tmp_path,
                                                                             age_key, encrypted):
     box = ferret_source
-    dumped = run_module("mongodb_dump", {"container": box.name, "database": "restorecmds_source",
-                                         "destination": str(tmp_path / "backups"),
-                                         "encryption_recipients": [age_key["recipient"]] if encrypted else []})
-    assert dumped.rc == 0, dumped.result
-    target = f"restorecmds_copy_{'age' if encrypted else 'plain'}"
+    manifest_path, fill = dumped_in_container(run_module, "mongodb_dump", box, tmp_path, age_key, encrypted)
+    target = fill["TARGET_DB"]
     server = BoxMongo(box)
     uri = (f"mongodb://{urllib.parse.quote(box.user, safe='')}:{urllib.parse.quote(box.password, safe='')}"
            "@127.0.0.1:27017/?authSource=admin")
     try:
-        manifest = run_manifest_commands(dumped.result["manifest"], {
-            "TARGET_DB": target, "CONTAINER": box.name, **({"IDENTITY_FILE": age_key["identity"]} if encrypted else {})},
-            {"MONGODB_URI": uri})
+        manifest = run_manifest_commands(manifest_path, fill, {"MONGODB_URI": uri})
         source, copy = server.fingerprint("restorecmds_source"), server.fingerprint(target)
         assert copy["counts"] == source["counts"] == {"entries": 1500, "settings": 1}
         assert copy["hashes"] == source["hashes"]
