@@ -227,9 +227,12 @@ def dump(request: DumpRequest, consistent: t.Callable[[list[dict[str, t.Any]]], 
 
     index = _tar_index.TarIndex(roots)
     path = options.path_for(started, KIND)
+    # Calling consistent() makes its refusals (a running database's data directory), entering it stops: nothing is
+    # made on a refusal, and no container is stopped for a destination that cannot be made.
+    guard = consistent(roots) if consistent else contextlib.nullcontext(None)
+    options.prepare_destination()
     with contextlib.ExitStack() as stack:
-        stopped = stack.enter_context(consistent(roots)) if consistent else None
-        options.prepare_destination()  # after the refusals of what would be stopped: nothing made on refusal
+        stopped = stack.enter_context(guard)
         private = stack.enter_context(PrivateDir())
         try:
             archive, stream = stream_to_archive(
@@ -292,16 +295,14 @@ def containers_to_stop(request: DumpRequest, roots: list[dict[str, t.Any]]) -> l
 
 
 def stop_during_backup(request: DumpRequest) -> t.Callable[[list[dict[str, t.Any]]], t.ContextManager[t.Any]]:
-    """The containers that write into the roots are stopped while they are read, and always started again."""
+    """The containers that write into the roots are stopped while they are read, and always started again. The call
+    decides which (and refuses); the context it returns stops them when entered (none: it touches nothing)."""
 
-    @contextlib.contextmanager
-    def consistent(roots: list[dict[str, t.Any]]) -> t.Iterator[list[str]]:
+    def consistent(roots: list[dict[str, t.Any]]) -> t.ContextManager[list[str]]:
         from . import _stopped_notes, _stopping  # pylint: disable=import-outside-toplevel  # the source table: late
 
-        containers = containers_to_stop(request, roots)  # none: stopped() touches nothing and yields []
-        with _stopping.stopped(containers, _stopped_notes.notes_dir(), request.archive.job,
-                               request.archive.destination) as names:
-            yield names
+        return _stopping.stopped(containers_to_stop(request, roots), _stopped_notes.notes_dir(), request.archive.job,
+                                 request.archive.destination)
 
     return consistent
 

@@ -315,6 +315,20 @@ def test_check_mode_refuses_what_the_run_refuses_and_names_what_it_would_stop(
     assert done.rc == 0 and sorted(done.result["stopped_containers"]) == sorted(planned.result["stopped_containers"])
 
 
+def test_a_destination_that_cannot_be_made_stops_no_container(container_bed, app_pair, run_module, tmp_path):
+    """The destination is made after the refusals and before the stop: its failure costs the app no downtime (a run
+    once stopped both containers, failed to make it, and started them again)."""
+    before = [state(container_bed, box)["StartedAt"] for box in app_pair]
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory\n")
+    destination = str(blocker / "archives")
+    failed = run_module("files_backup", {"job": JOB, "volumes": [app_pair[1].volume], "destination": destination})
+    assert failed.rc == 1 and failed.result["msg"] == f"cannot create destination {destination}: Not a directory", (
+        failed.result)
+    assert [state(container_bed, box)["StartedAt"] for box in app_pair] == before
+    assert running(container_bed, *app_pair) == [True, True]
+
+
 def test_nothing_to_stop_touches_nothing(tmp_path):
     with _stopping.stopped([], str(tmp_path), JOB) as names:
         assert names == []
