@@ -20,7 +20,9 @@ def main(root: str) -> int:
     with open(os.path.join(root, "changelogs", "changelog.yaml"), encoding="utf-8") as handle:
         releases = sorted((Version(str(name)) for name in (yaml.safe_load(handle).get("releases") or {})), reverse=True)
     fragments_dir = os.path.join(root, "changelogs", "fragments")
-    pending = sorted(name for name in os.listdir(fragments_dir) if name.endswith((".yml", ".yaml")))
+    # A clone keeps no empty folder: without its .keep file the fragments folder is gone, and nothing is pending.
+    names = os.listdir(fragments_dir) if os.path.isdir(fragments_dir) else []
+    pending = sorted(name for name in names if name.endswith((".yml", ".yaml")))
     last = releases[0] if releases else None
     if pending and last is not None and version <= last:
         print(f"galaxy.yml says version {version}, but {last} is released and {len(pending)} changelog fragment(s) "

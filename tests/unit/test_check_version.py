@@ -34,3 +34,10 @@ def test_version_against_the_last_release(tmp_path, version, released, fragments
     done = subprocess.run([sys.executable, SCRIPT, collection(tmp_path, version, released, fragments)],
                           capture_output=True, text=True, check=False)
     assert done.returncode == code and says in done.stdout and len(done.stdout.splitlines()) == 1, done
+
+
+def test_no_fragments_folder_is_none_pending(tmp_path):
+    root = collection(tmp_path, "0.2.0", ["0.2.0"], [])
+    os.rmdir(os.path.join(root, "changelogs", "fragments"))
+    done = subprocess.run([sys.executable, SCRIPT, root], capture_output=True, text=True, check=False)
+    assert (done.returncode, done.stdout) == (0, "version 0.2.0: last release 0.2.0, 0 fragment(s) pending\n"), done
