@@ -306,6 +306,9 @@ def _part_result(part: Part, restored: dict[str, t.Any] | None) -> dict[str, t.A
                    "expected_counts": part.plan.get("expected") or part.manifest.get("counts")})
     if restored is not None:
         result["counts"] = restored["counts"]
+        # PostgreSQL dumps the one database it replaces, MongoDB each database whose collections it replaces.
+        single = restored.get("safety_dump")
+        result["safety_dumps"] = list(restored.get("safety_dumps") or ([single] if single else []))
     return result
 
 
@@ -366,21 +369,25 @@ def restore(request: Request, warn: t.Callable[[str], None] = lambda line: None)
     results: dict[str, dict[str, t.Any]] = {}
     job = f"{request.project}-restore"
     destination = request.destination or request.root
-    with contextlib.ExitStack() as stack:
-        started = stack.enter_context(_started_for_restore(request, parts))
-        apps = stack.enter_context(stopped(decided["stop_apps"], notes_dir(), job, destination))
-        for part in parts:
-            if part.database:
-                restored = _sources.get(part.engine).restore_planned(part.request, part.plan)
+    current: Part | None = None
+    try:
+        with contextlib.ExitStack() as stack:
+            started = stack.enter_context(_started_for_restore(request, parts))
+            apps = stack.enter_context(stopped(decided["stop_apps"], notes_dir(), job, destination))
+            for current in (part for part in parts if part.database):
+                restored = _sources.get(current.engine).restore_planned(current.request, current.plan)
                 for line in restored.get("warnings") or []:
-                    warn(f"part {part.job}: {line}")
-                results[part.job] = _part_result(part, restored)
-        databases = stack.enter_context(stopped(decided["stop_databases"], notes_dir(), f"{job}-databases",
-                                                destination))
-        for part in parts:
-            if not part.database:
-                unpacked = _files_source.restore(part.request) if part.restore_roots else None
-                results[part.job] = _part_result(part, unpacked)
+                    warn(f"part {current.job}: {line}")
+                results[current.job] = _part_result(current, restored)
+            current = None
+            databases = stack.enter_context(stopped(decided["stop_databases"], notes_dir(), f"{job}-databases",
+                                                    destination))
+            for current in (part for part in parts if not part.database):
+                unpacked = _files_source.restore(current.request) if current.restore_roots else None
+                results[current.job] = _part_result(current, unpacked)
+            current = None
+    except LifeboatError as exc:
+        raise LifeboatError(_partly_restored(request.project, exc, current, list(results.values()))) from exc
     stopped_names = list(apps) + list(databases)
     waited = stopped_names + [str(part.container) for part in parts if part.container and not part.start_first]
     states = _wait_running(list(dict.fromkeys(waited)), request.health_timeout)
@@ -395,6 +402,24 @@ def restore(request: Request, warn: t.Callable[[str], None] = lambda line: None)
                              f"{'; '.join(f'container {name} is {state}' for name, state in failing.items())} "
                              f"{request.health_timeout}s after it was started again: docker logs NAME says why")
     return result
+
+
+def _partly_restored(project: str, exc: LifeboatError, failed: Part | None, done: list[dict[str, t.Any]]) -> str:
+    """A failure's line that names the part it failed in and the parts restored before it: those hold their
+    archive's data now (all or nothing each), and where what they held went."""
+    message = str(exc)
+    if failed is not None and not message.startswith(f"part {failed.job}"):
+        message = f"part {failed.job}: {message}"
+    changed = [result for result in done if "counts" in result or "restored" in result]  # not those left unchanged
+    if not changed:
+        return message
+    kept = [path for result in changed for path in [*result.get("safety_dumps", []), result.get("safety_archive")]
+            if path]
+    message += (f"; compose project {project} is restored only in part: {', '.join(r['part'] for r in changed)} "
+                "restored already from the set")
+    if kept:
+        message += f" (what they held before is in {', '.join(kept)})"
+    return message
 
 
 def preview(request: Request) -> dict[str, t.Any]:

@@ -155,6 +155,11 @@ parts:
     counts:
       description: A database part's rows or documents per table or collection after the restore.
       type: dict
+    safety_dumps:
+      description: A database part's dumps of what it replaced (with O(safety_dump_dir) and a database that held
+        data).
+      type: list
+      elements: str
     targets:
       description: A files part's volumes and paths restored.
       type: list
@@ -164,6 +169,9 @@ parts:
     restored:
       description: A files part's entries that are not folders restored per target.
       type: dict
+    safety_archive:
+      description: A files part's archive of what its volumes and paths held before (null when they held nothing).
+      type: str
 stopped_containers:
   description: The containers stopped for the restore (and started again).
   returned: always
