@@ -372,7 +372,8 @@ def restore(request: Request, warn: t.Callable[[str], None] = lambda line: None)
     current: Part | None = None
     try:
         with contextlib.ExitStack() as stack:
-            started = stack.enter_context(_started_for_restore(request, parts))
+            for_databases = stack.enter_context(contextlib.ExitStack())
+            started = for_databases.enter_context(_started_for_restore(request, parts))
             apps = stack.enter_context(stopped(decided["stop_apps"], notes_dir(), job, destination))
             for current in (part for part in parts if part.database):
                 restored = _sources.get(current.engine).restore_planned(current.request, current.plan)
@@ -380,6 +381,8 @@ def restore(request: Request, warn: t.Callable[[str], None] = lambda line: None)
                     warn(f"part {current.job}: {line}")
                 results[current.job] = _part_result(current, restored)
             current = None
+            # Stopped again before the volumes and paths: one that mounts a restored path must not run meanwhile.
+            for_databases.close()
             databases = stack.enter_context(stopped(decided["stop_databases"], notes_dir(), f"{job}-databases",
                                                     destination))
             for current in (part for part in parts if not part.database):

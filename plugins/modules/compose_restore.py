@@ -16,7 +16,8 @@ description:
   - The parts and their containers are the project's as its containers show them now; they must exist (after
     C(docker compose up), or C(docker compose create) to restore before the app starts, which makes the volumes
     with compose's labels). A database part's container that does not run (after C(docker compose create)) is
-    started for the restore, waited for until its server answers, and stopped again afterwards (RV(started_for_restore)).
+    started for the restore, waited for until its server answers, and stopped again once the databases are restored,
+    before the volumes and paths (RV(started_for_restore)).
   - "Every part is planned before anything is stopped or written: a database that holds tables, or a volume or path
     that holds other data than the archive, is refused unless O(overwrite=true); a volume or path that already
     holds exactly the archive's files is left as it is (RV(parts[].unchanged))."

@@ -477,7 +477,12 @@ def test_restored_before_up_into_docker_compose_create_the_app_starts_with_its_d
     app.run("down", "--volumes", "--timeout", "5")
     # `create` makes the containers and the volumes, with compose's labels, and starts nothing.
     app.run("create")
-    status, _rc, artifact, stdout = runner(tmp_path, "restore", {**host_vars, "restore_items": [{"job": app.project}]})
+    item: dict[str, t.Any] = {"job": app.project}
+    if app.name == "dashboard":  # the config changed since: replaced while the database started for it is stopped
+        with open(os.path.join(app.folder, "dashboard.yml"), "a", encoding="utf-8") as handle:
+            handle.write("panels: [broken]\n")
+        item["overwrite"] = True
+    status, _rc, artifact, stdout = runner(tmp_path, "restore", {**host_vars, "restore_items": [item]})
     assert status == "successful", stdout[-4000:]
     assert artifact["lifeboat_restore_outcome"]["localhost"]["status"] == "ok"
     # The database containers were started for the restore and stopped again: nothing of the app runs yet.
