@@ -8,7 +8,13 @@ import datetime as _dt
 
 import pytest
 
-from ansible_collections.lifeboat.ops.plugins.module_utils import _catalog, _compose_restore, _files_source, _sources, _verify
+from ansible_collections.lifeboat.ops.plugins.module_utils import (
+    _catalog,
+    _compose_restore,
+    _files_source,
+    _sources,
+    _verify,
+)
 from ansible_collections.lifeboat.ops.plugins.module_utils._common import LifeboatError
 
 JOBS = [{"name": "recipes-db", "engine": "postgresql", "container": "recipes-db-1"},
