@@ -167,27 +167,27 @@ def _holds_archive(path: str, expected: list[dict[str, t.Any]]) -> bool:
 def _files_plan(request: Request, part: Part) -> None:
     """Which roots of a files part to restore; a root that already holds the archive's files is left as it is, one
     that holds other data is refused unless ``overwrite``."""
-    api = None
+    api = docker_api() if any(item["kind"] == "volume" for item in part.manifest["files"]["roots"]) else None
     docker = docker_sdk()
-    for item in part.manifest["files"]["roots"]:
-        if item["kind"] == "volume":
-            api = api or docker_api()
-            try:
-                path = os.path.normpath(api.inspect_volume(item["name"])["Mountpoint"])
-            except docker.errors.NotFound:
-                path = ""
-        else:
+    try:
+        for item in part.manifest["files"]["roots"]:
             path = item["name"]
-        if path and _holds_archive(path, part.manifest["files"]["entries"][item["label"]]):
-            part.unchanged.append(item["label"])
-            continue
-        if path and _files_source._holds(path) and not request.overwrite:  # pylint: disable=protected-access
-            raise LifeboatError(f"part {part.job}: {item['label']} holds other data than the archive; set overwrite: "
-                                "true in the restore item to replace it (what it holds is archived first), or "
-                                "restore the part on its own with volume_map/path_map into a new place")
-        part.restore_roots.append(item["name"])
-    if api is not None:
-        api.close()
+            if api is not None and item["kind"] == "volume":
+                try:
+                    path = os.path.normpath(api.inspect_volume(item["name"])["Mountpoint"])
+                except docker.errors.NotFound:
+                    path = ""
+            if path and _holds_archive(path, part.manifest["files"]["entries"][item["label"]]):
+                part.unchanged.append(item["label"])
+                continue
+            if path and _files_source._holds(path) and not request.overwrite:  # pylint: disable=protected-access
+                raise LifeboatError(f"part {part.job}: {item['label']} holds other data than the archive; set "
+                                    "overwrite: true in the restore item to replace it (what it holds is archived "
+                                    "first), or restore the part on its own with volume_map/path_map into a new place")
+            part.restore_roots.append(item["name"])
+    finally:
+        if api is not None:
+            api.close()
     part.request = _files_source.RestoreRequest(
         archive_path=part.archive, decryption=request.decryption, only=list(part.restore_roots),
         overwrite=request.overwrite, safety_dump_dir=request.safety_dump_dir, trust=request.trust)

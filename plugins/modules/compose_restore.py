@@ -37,8 +37,8 @@ extends_documentation_fragment:
 attributes:
   check_mode:
     support: full
-    details: Chooses the set, plans every part (refusals included, but for a database whose container does not run:
-      it is not started to be asked) and says what would be stopped and started; writes, starts and stops nothing.
+    details: Chooses the set, plans every part (refusals included, but for a database whose container does not run,
+      which is not started to be asked) and says what would be stopped and started; writes, starts and stops nothing.
   diff_mode:
     support: none
   platform:
