@@ -311,8 +311,8 @@ def test_a_compose_app_backed_up_destroyed_and_restored_by_its_job_name_comes_ba
     host_vars = journey_vars(app, root, age_key)
 
     # Backup: the playbook discovers the project's parts (docker_app_info) and backs up each.
-    status, rc, artifact, stdout = run_with_runner(tmp_path, "backup",
-        {**host_vars, "backup_verify_level": "structure"})
+    status, rc, artifact, stdout = run_with_runner(
+        tmp_path, "backup", {**host_vars, "backup_verify_level": "structure"})
     assert (status, rc) == ("successful", 0), stdout[-4000:]
     parts = sorted(os.listdir(root))
     expected_parts = {"journal": ["db", "files"], "recipes": ["db", "files", "mongo"],
@@ -379,8 +379,8 @@ def test_over_live_data_a_part_as_of_a_time_needs_overwrite_and_a_killed_restore
     web = services["web"].name
     root = tmp_path / "backups"
     host_vars = journey_vars(app, root, age_key)
-    status, _rc, _artifact, stdout = run_with_runner(tmp_path, "backup",
-        {**host_vars, "backup_verify_level": "structure"})
+    status, _rc, _artifact, stdout = run_with_runner(
+        tmp_path, "backup", {**host_vars, "backup_verify_level": "structure"})
     assert status == "successful", stdout[-4000:]
     first = json.loads(next((root / f"{app.project}-db").glob("*.manifest.json")).read_text())
     time.sleep(1.1)  # archive names carry the start second
@@ -388,8 +388,8 @@ def test_over_live_data_a_part_as_of_a_time_needs_overwrite_and_a_killed_restore
         conn.execute("INSERT INTO entries (author, written_at, title) SELECT 1, now(), 'later' FROM generate_series(1, 5)")
     with open(os.path.join(app.volume_path("media"), "later.txt"), "w", encoding="utf-8") as handle:
         handle.write("written after the first backup\n")
-    status, _rc, _artifact, stdout = run_with_runner(tmp_path, "backup",
-        {**host_vars, "backup_verify_level": "structure"})
+    status, _rc, _artifact, stdout = run_with_runner(
+        tmp_path, "backup", {**host_vars, "backup_verify_level": "structure"})
     assert status == "successful", stdout[-4000:]
     as_of = first["finished_at"]
     base = {"project": app.project, "root": str(root)}
@@ -450,8 +450,8 @@ def test_restored_before_up_into_docker_compose_create_the_app_starts_with_its_d
     before = fingerprint(app, boxes_of(app, app.bed.compose_services(app.project)))
     root = tmp_path / "backups"
     host_vars = journey_vars(app, root, age_key)
-    status, _rc, _artifact, stdout = run_with_runner(tmp_path, "backup",
-        {**host_vars, "backup_verify_level": "structure"})
+    status, _rc, _artifact, stdout = run_with_runner(
+        tmp_path, "backup", {**host_vars, "backup_verify_level": "structure"})
     assert status == "successful", stdout[-4000:]
     app.run("down", "--volumes", "--timeout", "5")
     # `create` makes the containers and the volumes, with compose's labels, and starts nothing.

@@ -624,15 +624,15 @@ def test_the_status_playbook_reads_each_jobs_bucket_and_publishes_the_remote_sid
            "offsite": {**remote, "enabled": True}}
     plain = {"name": "plain", "engine": "postgresql", "database": PG_SOURCE, **pg.login()}
     variables = {"backup_root": str(root), "backup_verify_level": "structure"}
-    status, _rc, _artifact, stdout = run_with_runner(tmp_path / "backup", "backup",
-        {**variables, "backup_jobs": [job, plain]})
+    status, _rc, _artifact, stdout = run_with_runner(
+        tmp_path / "backup", "backup", {**variables, "backup_jobs": [job, plain]})
     assert status == "successful", stdout[-3000:]
     (name,) = archive_names(root / "journal")
 
     # The inventory the backup ran with: each job with an enabled offsite gets its remote side in the one line
     # (AWX's job output) and in the artifact; a job without one is not read remotely.
-    status, _rc, artifact, stdout = run_with_runner(tmp_path / "status", "status",
-        {**variables, "backup_jobs": [job, plain]})
+    status, _rc, artifact, stdout = run_with_runner(
+        tmp_path / "status", "status", {**variables, "backup_jobs": [job, plain]})
     assert status == "successful", stdout[-3000:]
     outcome = artifact["lifeboat_status_outcome"]["localhost"]
     (side,) = outcome["offsite"]
@@ -648,8 +648,8 @@ def test_the_status_playbook_reads_each_jobs_bucket_and_publishes_the_remote_sid
     # The bucket cannot be read: CRITICAL, the host fails, and the line and the artifact say why.
     endpoint = f"http://127.0.0.1:{free_port()}"
     gone = {**job, "offsite": {**job["offsite"], "endpoint_url": endpoint}}
-    status, _rc, artifact, stdout = run_with_runner(tmp_path / "gone", "status",
-        {**variables, "backup_jobs": [gone, plain]})
+    status, _rc, artifact, stdout = run_with_runner(
+        tmp_path / "gone", "status", {**variables, "backup_jobs": [gone, plain]})
     assert status == "failed", stdout[-3000:]
     outcome = artifact["lifeboat_status_outcome"]["localhost"]
     assert outcome["status"] == "failed" and outcome["state"] == "CRITICAL", outcome
