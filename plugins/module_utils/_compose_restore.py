@@ -167,27 +167,27 @@ def _holds_archive(path: str, expected: list[dict[str, t.Any]]) -> bool:
 def _files_plan(request: Request, part: Part) -> None:
     """Which roots of a files part to restore; a root that already holds the archive's files is left as it is, one
     that holds other data is refused unless ``overwrite``."""
-    api = None
+    api = docker_api() if any(item["kind"] == "volume" for item in part.manifest["files"]["roots"]) else None
     docker = docker_sdk()
-    for item in part.manifest["files"]["roots"]:
-        if item["kind"] == "volume":
-            api = api or docker_api()
-            try:
-                path = os.path.normpath(api.inspect_volume(item["name"])["Mountpoint"])
-            except docker.errors.NotFound:
-                path = ""
-        else:
+    try:
+        for item in part.manifest["files"]["roots"]:
             path = item["name"]
-        if path and _holds_archive(path, part.manifest["files"]["entries"][item["label"]]):
-            part.unchanged.append(item["label"])
-            continue
-        if path and _files_source._holds(path) and not request.overwrite:  # pylint: disable=protected-access
-            raise LifeboatError(f"part {part.job}: {item['label']} holds other data than the archive; set overwrite: "
-                                "true in the restore item to replace it (what it holds is archived first), or "
-                                "restore the part on its own with volume_map/path_map into a new place")
-        part.restore_roots.append(item["name"])
-    if api is not None:
-        api.close()
+            if api is not None and item["kind"] == "volume":
+                try:
+                    path = os.path.normpath(api.inspect_volume(item["name"])["Mountpoint"])
+                except docker.errors.NotFound:
+                    path = ""
+            if path and _holds_archive(path, part.manifest["files"]["entries"][item["label"]]):
+                part.unchanged.append(item["label"])
+                continue
+            if path and _files_source._holds(path) and not request.overwrite:  # pylint: disable=protected-access
+                raise LifeboatError(f"part {part.job}: {item['label']} holds other data than the archive; set "
+                                    "overwrite: true in the restore item to replace it (what it holds is archived "
+                                    "first), or restore the part on its own with volume_map/path_map into a new place")
+            part.restore_roots.append(item["name"])
+    finally:
+        if api is not None:
+            api.close()
     part.request = _files_source.RestoreRequest(
         archive_path=part.archive, decryption=request.decryption, only=list(part.restore_roots),
         overwrite=request.overwrite, safety_dump_dir=request.safety_dump_dir, trust=request.trust)
@@ -306,6 +306,9 @@ def _part_result(part: Part, restored: dict[str, t.Any] | None) -> dict[str, t.A
                    "expected_counts": part.plan.get("expected") or part.manifest.get("counts")})
     if restored is not None:
         result["counts"] = restored["counts"]
+        # PostgreSQL dumps the one database it replaces, MongoDB each database whose collections it replaces.
+        single = restored.get("safety_dump")
+        result["safety_dumps"] = list(restored.get("safety_dumps") or ([single] if single else []))
     return result
 
 
@@ -366,21 +369,28 @@ def restore(request: Request, warn: t.Callable[[str], None] = lambda line: None)
     results: dict[str, dict[str, t.Any]] = {}
     job = f"{request.project}-restore"
     destination = request.destination or request.root
-    with contextlib.ExitStack() as stack:
-        started = stack.enter_context(_started_for_restore(request, parts))
-        apps = stack.enter_context(stopped(decided["stop_apps"], notes_dir(), job, destination))
-        for part in parts:
-            if part.database:
-                restored = _sources.get(part.engine).restore_planned(part.request, part.plan)
+    current: Part | None = None
+    try:
+        with contextlib.ExitStack() as stack:
+            for_databases = stack.enter_context(contextlib.ExitStack())
+            started = for_databases.enter_context(_started_for_restore(request, parts))
+            apps = stack.enter_context(stopped(decided["stop_apps"], notes_dir(), job, destination))
+            for current in (part for part in parts if part.database):
+                restored = _sources.get(current.engine).restore_planned(current.request, current.plan)
                 for line in restored.get("warnings") or []:
-                    warn(f"part {part.job}: {line}")
-                results[part.job] = _part_result(part, restored)
-        databases = stack.enter_context(stopped(decided["stop_databases"], notes_dir(), f"{job}-databases",
-                                                destination))
-        for part in parts:
-            if not part.database:
-                unpacked = _files_source.restore(part.request) if part.restore_roots else None
-                results[part.job] = _part_result(part, unpacked)
+                    warn(f"part {current.job}: {line}")
+                results[current.job] = _part_result(current, restored)
+            current = None
+            # Stopped again before the volumes and paths: one that mounts a restored path must not run meanwhile.
+            for_databases.close()
+            databases = stack.enter_context(stopped(decided["stop_databases"], notes_dir(), f"{job}-databases",
+                                                    destination))
+            for current in (part for part in parts if not part.database):
+                unpacked = _files_source.restore(current.request) if current.restore_roots else None
+                results[current.job] = _part_result(current, unpacked)
+            current = None
+    except LifeboatError as exc:
+        raise LifeboatError(_partly_restored(request.project, exc, current, list(results.values()))) from exc
     stopped_names = list(apps) + list(databases)
     waited = stopped_names + [str(part.container) for part in parts if part.container and not part.start_first]
     states = _wait_running(list(dict.fromkeys(waited)), request.health_timeout)
@@ -395,6 +405,24 @@ def restore(request: Request, warn: t.Callable[[str], None] = lambda line: None)
                              f"{'; '.join(f'container {name} is {state}' for name, state in failing.items())} "
                              f"{request.health_timeout}s after it was started again: docker logs NAME says why")
     return result
+
+
+def _partly_restored(project: str, exc: LifeboatError, failed: Part | None, done: list[dict[str, t.Any]]) -> str:
+    """A failure's line that names the part it failed in and the parts restored before it: those hold their
+    archive's data now (all or nothing each), and where what they held went."""
+    message = str(exc)
+    if failed is not None and not message.startswith(f"part {failed.job}"):
+        message = f"part {failed.job}: {message}"
+    changed = [result for result in done if "counts" in result or "restored" in result]  # not those left unchanged
+    if not changed:
+        return message
+    kept = [path for result in changed for path in [*result.get("safety_dumps", []), result.get("safety_archive")]
+            if path]
+    message += (f"; compose project {project} is restored only in part: {', '.join(r['part'] for r in changed)} "
+                "restored already from the set")
+    if kept:
+        message += f" (what they held before is in {', '.join(kept)})"
+    return message
 
 
 def preview(request: Request) -> dict[str, t.Any]:

@@ -418,7 +418,14 @@ def restore(request: RestoreRequest) -> dict[str, t.Any]:
             paths=[target.path for target in holding if target.kind == "path"]))["archive"]
     restored = {}
     for target in targets:
-        restored[target.label] = _restore_one(request, manifest, target)
+        try:
+            restored[target.label] = _restore_one(request, manifest, target)
+        except LifeboatError as exc:
+            if not restored:
+                raise
+            # Each root is swapped in whole or not at all, but those before this one hold the archive's files now.
+            held = f" (what they held is in {safety})" if safety else ""
+            raise LifeboatError(f"{exc}; {', '.join(restored)} restored already{held}") from exc
     return {"restored": restored, "safety_archive": safety, "targets": [target.label for target in targets]}
 
 

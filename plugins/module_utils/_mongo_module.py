@@ -62,8 +62,8 @@ def mongorestore_parallel_spec() -> dict[str, t.Any]:
     }
 
 
-MONGO_CONTAINER_ENV = {"engine": "MongoDB", "tool": "mongodump", "user": "MONGO_INITDB_ROOT_USERNAME", "password": "MONGO_INITDB_ROOT_PASSWORD",
-                       "default_user": ""}
+MONGO_CONTAINER_ENV = {"engine": "MongoDB", "tool": "mongodump", "user": "MONGO_INITDB_ROOT_USERNAME",
+                       "password": "MONGO_INITDB_ROOT_PASSWORD", "default_user": ""}
 
 
 def mongo_connection(params: dict[str, t.Any], where: HostClient | ContainerClient | None = None) -> MongoConnection:

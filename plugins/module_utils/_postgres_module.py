@@ -60,8 +60,8 @@ def postgres_dump_spec() -> dict[str, t.Any]:
 
 
 # The official image's variables; PGPORT in the container's environment is the port its server listens on.
-PG_CONTAINER_ENV = {"engine": "PostgreSQL", "tool": "pg_dump", "user": "POSTGRES_USER", "password": "POSTGRES_PASSWORD", "default_user": "postgres",
-                    "port": "PGPORT", "default_port": 5432}
+PG_CONTAINER_ENV = {"engine": "PostgreSQL", "tool": "pg_dump", "user": "POSTGRES_USER", "password": "POSTGRES_PASSWORD",
+                    "default_user": "postgres", "port": "PGPORT", "default_port": 5432}
 
 
 def pg_connection(params: dict[str, t.Any], database: str | None,

@@ -113,7 +113,8 @@ class Source:
         there: the restore result (``counts``, ``safety_dump``)."""
         raise LifeboatError(f"{self.label} archives are not restored by a deploy's rollback")
 
-    def plan_into_container(self, params: dict[str, t.Any], archive: str, replace: bool) -> tuple[t.Any, dict[str, t.Any]]:
+    def plan_into_container(self, params: dict[str, t.Any], archive: str, replace: bool
+                            ) -> tuple[t.Any, dict[str, t.Any]]:
         """A restore of ``archive`` into the server of the container ``params["container"]`` (a compose app's part),
         planned, nothing written: (request, plan) for :meth:`restore_planned`. ``replace``: the target is replaced
         whole (the operator's overwrite)."""
@@ -204,7 +205,8 @@ class PostgreSQL(Source):
     def plan_into_container(self, params: dict[str, t.Any], archive: str, replace: bool
                             ) -> tuple[_postgres.RestoreRequest, dict[str, t.Any]]:
         params = {**params, "overwrite": replace, "recreate": replace}
-        request = _postgres_module.postgres_restore_request(params, _postgres_module.pg_connection(params, None), archive)
+        connection = _postgres_module.pg_connection(params, None)
+        request = _postgres_module.postgres_restore_request(params, connection, archive)
         return request, _postgres.plan_restore(request, read_archive=False)
 
     def restore_planned(self, request: t.Any, plan: dict[str, t.Any]) -> dict[str, t.Any]:
@@ -428,7 +430,8 @@ class Files(Source):
                       safety_dump: ArchiveOptions) -> dict[str, t.Any]:
         raise LifeboatError("a deploy's rollback restores databases, not files archives (use files_restore)")
 
-    def plan_into_container(self, params: dict[str, t.Any], archive: str, replace: bool) -> tuple[t.Any, dict[str, t.Any]]:
+    def plan_into_container(self, params: dict[str, t.Any], archive: str, replace: bool
+                            ) -> tuple[t.Any, dict[str, t.Any]]:
         raise LifeboatError("a files archive is restored into volumes and paths (files_restore), not into a container")
 
     def restore_planned(self, request: t.Any, plan: dict[str, t.Any]) -> dict[str, t.Any]:

@@ -16,7 +16,8 @@ description:
   - The parts and their containers are the project's as its containers show them now; they must exist (after
     C(docker compose up), or C(docker compose create) to restore before the app starts, which makes the volumes
     with compose's labels). A database part's container that does not run (after C(docker compose create)) is
-    started for the restore, waited for until its server answers, and stopped again afterwards (RV(started_for_restore)).
+    started for the restore, waited for until its server answers, and stopped again once the databases are restored,
+    before the volumes and paths (RV(started_for_restore)).
   - "Every part is planned before anything is stopped or written: a database that holds tables, or a volume or path
     that holds other data than the archive, is refused unless O(overwrite=true); a volume or path that already
     holds exactly the archive's files is left as it is (RV(parts[].unchanged))."
@@ -36,8 +37,8 @@ extends_documentation_fragment:
 attributes:
   check_mode:
     support: full
-    details: Chooses the set, plans every part (refusals included) and says what would be stopped; writes and stops
-      nothing.
+    details: Chooses the set, plans every part (refusals included, but for a database whose container does not run,
+      which is not started to be asked) and says what would be stopped and started; writes, starts and stops nothing.
   diff_mode:
     support: none
   platform:
@@ -155,6 +156,11 @@ parts:
     counts:
       description: A database part's rows or documents per table or collection after the restore.
       type: dict
+    safety_dumps:
+      description: A database part's dumps of what it replaced (with O(safety_dump_dir) and a database that held
+        data).
+      type: list
+      elements: str
     targets:
       description: A files part's volumes and paths restored.
       type: list
@@ -164,6 +170,9 @@ parts:
     restored:
       description: A files part's entries that are not folders restored per target.
       type: dict
+    safety_archive:
+      description: A files part's archive of what its volumes and paths held before (null when they held nothing).
+      type: str
 stopped_containers:
   description: The containers stopped for the restore (and started again).
   returned: always

@@ -14,9 +14,7 @@ import subprocess
 import sys
 import time
 
-import ansible_runner
 import pytest
-import yaml
 from s3server import ACCESS_KEY, SECRET_KEY, free_port  # pylint: disable=import-error
 from test_backup_status import promtool_check  # pylint: disable=import-error
 from test_prune import dated_series, verify  # pylint: disable=import-error
@@ -25,9 +23,9 @@ from ansible_collections.lifeboat.ops.plugins.module_utils import _manifest, _of
 from testbed import (  # pylint: disable=import-error
     PG_SOURCE,
     REPO_ROOT,
-    collections_root,
     finish_module,
     module_env,
+    run_with_runner,
     sample_jobs,
     start_module,
     wait_until,
@@ -588,27 +586,6 @@ def test_content_md5_for_stores_without_flexible_checksums(s3_server, remote, ru
     one_line_failure(run_module("offsite_verify", md5), f"{name} remotely has SHA-256")
 
 
-def runner_outcome(base, playbook: str, host_vars: dict) -> tuple[str, dict, str]:
-    """Run lifeboat.ops.PLAYBOOK through ansible-runner as AWX does: its status, what it published with set_stats
-    (the artifact_data of the run's stats event) and its stdout."""
-    private = base / "private"
-    for directory in (private / "inventory", private / "project"):
-        directory.mkdir(parents=True)
-    (private / "inventory" / "hosts.yml").write_text(yaml.safe_dump({"all": {"hosts": {"localhost": {
-        "ansible_connection": "local", "ansible_python_interpreter": sys.executable, **host_vars}}}}))
-    (private / "project" / "site.yml").write_text(yaml.safe_dump([{"import_playbook": f"lifeboat.ops.{playbook}"}]))
-    envvars = {"ANSIBLE_COLLECTIONS_PATH": collections_root(), "ANSIBLE_NOCOLOR": "1",
-               "ANSIBLE_LOCAL_TEMP": str(base / "ansible-tmp"),
-               "PATH": os.pathsep.join([os.path.dirname(sys.executable), os.environ["PATH"]])}
-    runner = ansible_runner.run(private_data_dir=str(private), playbook="site.yml", ident="job", envvars=envvars,
-                                quiet=True, timeout=600)
-    events = private / "artifacts" / "job" / "job_events"
-    (stats,) = [event["event_data"] for event in (json.loads(path.read_text()) for path in events.iterdir())
-                if event.get("event") == "playbook_on_stats"]
-    stdout = (private / "artifacts" / "job" / "stdout").read_text(errors="replace")
-    return runner.status, stats.get("artifact_data") or {}, stdout
-
-
 def archive_names(directory) -> list[str]:
     return sorted(name for name in os.listdir(directory) if ".pgdump" in name and not name.endswith((".json", ".sig")))
 
@@ -619,7 +596,7 @@ def test_a_failed_copy_publishes_the_archive_it_made_and_the_local_retention_sti
     job = {"name": "journal", "engine": "postgresql", "database": PG_SOURCE, **pg.login(),
            "offsite": {**remote, "enabled": True}}
     variables = {"backup_root": str(root), "backup_retention": {"keep_last": 1}, "backup_verify_level": "structure"}
-    status, _artifact, stdout = runner_outcome(tmp_path / "copied", "backup", {**variables, "backup_jobs": [job]})
+    status, _rc, _artifact, stdout = run_with_runner(tmp_path / "copied", "backup", {**variables, "backup_jobs": [job]})
     assert status == "successful", stdout[-3000:]
     (first,) = archive_names(root / "journal")
     assert first in keys(s3_server, remote)
@@ -629,7 +606,7 @@ def test_a_failed_copy_publishes_the_archive_it_made_and_the_local_retention_sti
     # (verified, kept locally); the local retention (keep_last 1) ran under its own guards.
     endpoint = f"http://127.0.0.1:{free_port()}"
     gone = {**job, "offsite": {**job["offsite"], "endpoint_url": endpoint}}
-    status, artifact, stdout = runner_outcome(tmp_path / "gone", "backup", {**variables, "backup_jobs": [gone]})
+    status, _rc, artifact, stdout = run_with_runner(tmp_path / "gone", "backup", {**variables, "backup_jobs": [gone]})
     assert status == "failed", stdout[-3000:]
     outcome = artifact["lifeboat_backup_outcome"]["localhost"]
     (made,) = outcome["archives"]
@@ -647,13 +624,15 @@ def test_the_status_playbook_reads_each_jobs_bucket_and_publishes_the_remote_sid
            "offsite": {**remote, "enabled": True}}
     plain = {"name": "plain", "engine": "postgresql", "database": PG_SOURCE, **pg.login()}
     variables = {"backup_root": str(root), "backup_verify_level": "structure"}
-    status, _artifact, stdout = runner_outcome(tmp_path / "backup", "backup", {**variables, "backup_jobs": [job, plain]})
+    status, _rc, _artifact, stdout = run_with_runner(
+        tmp_path / "backup", "backup", {**variables, "backup_jobs": [job, plain]})
     assert status == "successful", stdout[-3000:]
     (name,) = archive_names(root / "journal")
 
     # The inventory the backup ran with: each job with an enabled offsite gets its remote side in the one line
     # (AWX's job output) and in the artifact; a job without one is not read remotely.
-    status, artifact, stdout = runner_outcome(tmp_path / "status", "status", {**variables, "backup_jobs": [job, plain]})
+    status, _rc, artifact, stdout = run_with_runner(
+        tmp_path / "status", "status", {**variables, "backup_jobs": [job, plain]})
     assert status == "successful", stdout[-3000:]
     outcome = artifact["lifeboat_status_outcome"]["localhost"]
     (side,) = outcome["offsite"]
@@ -669,7 +648,8 @@ def test_the_status_playbook_reads_each_jobs_bucket_and_publishes_the_remote_sid
     # The bucket cannot be read: CRITICAL, the host fails, and the line and the artifact say why.
     endpoint = f"http://127.0.0.1:{free_port()}"
     gone = {**job, "offsite": {**job["offsite"], "endpoint_url": endpoint}}
-    status, artifact, stdout = runner_outcome(tmp_path / "gone", "status", {**variables, "backup_jobs": [gone, plain]})
+    status, _rc, artifact, stdout = run_with_runner(
+        tmp_path / "gone", "status", {**variables, "backup_jobs": [gone, plain]})
     assert status == "failed", stdout[-3000:]
     outcome = artifact["lifeboat_status_outcome"]["localhost"]
     assert outcome["status"] == "failed" and outcome["state"] == "CRITICAL", outcome

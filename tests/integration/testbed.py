@@ -188,6 +188,36 @@ def finish_module(process: subprocess.Popen) -> ModuleRun:
     return ModuleRun(process.returncode, result, stdout, stderr)
 
 
+class PlaybookRun(t.NamedTuple):
+    status: str  # ansible-runner's: successful, failed, timeout
+    rc: int
+    artifact: dict[str, t.Any]  # what the run published with set_stats: the artifact_data of its stats event
+    stdout: str
+
+
+def run_with_runner(base: t.Any, playbook: str, host_vars: dict[str, t.Any], cmdline: str | None = None) -> PlaybookRun:
+    """lifeboat.ops.PLAYBOOK on localhost through ansible-runner, as AWX runs it, in a private data directory of its
+    own under ``base`` (a pathlib folder)."""
+    import ansible_runner  # only the tests that run playbooks need it
+
+    private = base / f"runner-{playbook}-{uuid.uuid4().hex[:6]}"
+    for directory in (private / "inventory", private / "project"):
+        directory.mkdir(parents=True)
+    (private / "inventory" / "hosts.yml").write_text(yaml.safe_dump({"all": {"hosts": {"localhost": {
+        "ansible_connection": "local", "ansible_python_interpreter": sys.executable, **host_vars}}}}))
+    (private / "project" / "site.yml").write_text(yaml.safe_dump([{"import_playbook": f"lifeboat.ops.{playbook}"}]))
+    envvars = {"ANSIBLE_COLLECTIONS_PATH": collections_root(), "ANSIBLE_NOCOLOR": "1",
+               "ANSIBLE_LOCAL_TEMP": str(base / "ansible-tmp"),
+               "PATH": os.pathsep.join([os.path.dirname(sys.executable), os.environ["PATH"]])}
+    run = ansible_runner.run(private_data_dir=str(private), playbook="site.yml", ident="job", envvars=envvars,
+                             quiet=True, timeout=600, cmdline=cmdline)
+    events = private / "artifacts" / "job" / "job_events"
+    (stats,) = [event["event_data"] for event in (json.loads(path.read_text()) for path in events.iterdir())
+                if event.get("event") == "playbook_on_stats"]
+    stdout = (private / "artifacts" / "job" / "stdout").read_text(errors="replace")
+    return PlaybookRun(run.status, run.rc, stats.get("artifact_data") or {}, stdout)
+
+
 def resign(manifest_path: str) -> None:
     """Sign a manifest a test rewrote with the session's host key, as if the backup had written it so: what the test
     then checks comes after the signature check (which would otherwise refuse the edited manifest first)."""

@@ -8,7 +8,13 @@ import datetime as _dt
 
 import pytest
 
-from ansible_collections.lifeboat.ops.plugins.module_utils import _catalog, _compose_restore, _verify
+from ansible_collections.lifeboat.ops.plugins.module_utils import (
+    _catalog,
+    _compose_restore,
+    _files_source,
+    _sources,
+    _verify,
+)
 from ansible_collections.lifeboat.ops.plugins.module_utils._common import LifeboatError
 
 JOBS = [{"name": "recipes-db", "engine": "postgresql", "container": "recipes-db-1"},
@@ -77,3 +83,47 @@ def test_a_scratch_database_name_fits_63_bytes_with_each_database_of_a_whole_ser
     names = [f"{prefix}_01234567" + (f"_{database}" if database else "") for database in databases]
     assert all(len(name.encode()) <= 63 for name in names), names
     assert prefix.startswith("lifeboat_verify_" + job.replace("-", "_")[:8])
+
+
+def test_a_failure_after_a_part_was_restored_names_the_parts_that_changed_and_where_their_data_went(monkeypatch):
+    parts = [_compose_restore.Part(job="recipes-db", engine="postgresql", container="recipes-db-1", request="db"),
+             _compose_restore.Part(job="recipes-mongo", engine="mongodb", container="recipes-mongo-1", request="mongo")]
+    monkeypatch.setattr(_compose_restore, "plan", lambda request: {"app": {}, "parts": parts, "stop_apps": [],
+                                                                   "stop_databases": []})
+
+    class Engine:
+        def restore_planned(self, request, plan):
+            if request == "mongo":  # the second part fails (the real restores are all or nothing each)
+                raise LifeboatError("the restored collections hold 3 documents, the archive 4")
+            return {"counts": {"public.recipes": 120}, "safety_dump": "/s/recipes-before-restore.pgdump.zst"}
+
+    monkeypatch.setattr(_sources, "get", lambda engine: Engine())
+    with pytest.raises(LifeboatError) as error:
+        _compose_restore.restore(_compose_restore.Request(project="recipes", root="/b"))
+    assert str(error.value) == (
+        "part recipes-mongo: the restored collections hold 3 documents, the archive 4; compose project recipes is "
+        "restored only in part: recipes-db restored already from the set (what they held before is in "
+        "/s/recipes-before-restore.pgdump.zst)")
+
+
+def test_a_files_restore_that_fails_in_a_later_root_names_the_roots_it_replaced(monkeypatch):
+    roots = [{"kind": "volume", "name": "uploads"}, {"kind": "path", "name": "/srv/app/compose.yml"}]
+    targets = [_files_source.Target(item, item["kind"], item["name"], f"/x/{item['name']}", True, True)
+               for item in roots]
+    monkeypatch.setattr(_files_source, "load_trusted", lambda path, trust: {"job": "recipes-files"})
+    monkeypatch.setattr(_files_source, "plan_restore", lambda request, manifest: targets)
+    monkeypatch.setattr(_files_source, "safety_dump_options", lambda *args: None)
+    monkeypatch.setattr(_files_source, "dump", lambda request: {"archive": "/b/recipes-files-before-restore.tar.zst"})
+
+    def restore_one(request, manifest, target):
+        if target.kind == "path":
+            raise LifeboatError("restored path:/srv/app/compose.yml differs from the archive (mode); "
+                                "path:/srv/app/compose.yml was left as it was")
+        return 3
+
+    monkeypatch.setattr(_files_source, "_restore_one", restore_one)
+    with pytest.raises(LifeboatError) as error:
+        _files_source.restore(_files_source.RestoreRequest(archive_path="/b/recipes-files.tar.zst", overwrite=True))
+    assert str(error.value) == (
+        "restored path:/srv/app/compose.yml differs from the archive (mode); path:/srv/app/compose.yml was left as it "
+        "was; volume:uploads restored already (what they held is in /b/recipes-files-before-restore.tar.zst)")
