@@ -27,6 +27,13 @@ ARTIFACTS = {"backup": "lifeboat_backup_outcome", "verify": "lifeboat_verify_out
              "schedule": "lifeboat_schedule_outcome", "edge": "lifeboat_edge_outcome",
              "deploy": "lifeboat_deploy_outcome", "migrate": "lifeboat_migrate_outcome"}
 
+# The keys of each playbook's entry besides status and failed, as docs/awx.md lists them (deploy's entry is the run's
+# history entry, whose keys depend on how far the run got).
+KEYS = {"backup": {"archives"}, "verify": {"archives"}, "restore": {"restored"},
+        "status": {"state", "summary", "destinations", "jobs", "offsite", "deploys"},
+        "schedule": {"jobs", "probes"}, "edge": {"sites", "tunnel", "probes"},
+        "migrate": {"action", "rolled_back", "archive", "validation", "failure"}}
+
 
 @dataclasses.dataclass
 class Run:
@@ -114,10 +121,12 @@ def good_and_bad(playbook: str, pg: t.Any, roots: dict[str, str], base: t.Any) -
     return {}, {"migrate_engine": "postgresql"}  # migrate: neither source nor target
 
 
-def assert_placeholders(artifact: dict[str, t.Any], expected: dict[str, str]) -> None:
+def assert_placeholders(artifact: dict[str, t.Any], expected: dict[str, str], playbook: str) -> None:
     assert {host: entry["status"] for host, entry in artifact.items()} == expected, artifact
     for host, status in expected.items():
         entry = artifact[host]
+        if playbook in KEYS:  # whatever happened to the host, its entry has the documented keys, no others
+            assert set(entry) == KEYS[playbook] | {"status", "failed"}, entry
         if status == "ok":
             assert entry["failed"] == [], entry
         else:
@@ -137,20 +146,20 @@ def test_every_host_is_in_the_artifact_on_a_partial_failure_and_an_early_stop(
     if has_good:
         success = run(tmp_path, playbook, {"first": good, "second": good})
         assert success.status == "successful" and success.rc == 0, success.stdout[-3000:]
-        assert_placeholders(success.artifact, {"first": "ok", "second": "ok"})
+        assert_placeholders(success.artifact, {"first": "ok", "second": "ok"}, playbook)
 
     hosts = {"good": good, "bad": bad, "unreachable": {}} if has_good else {"bad": bad, "unreachable": {}}
     partial = run(tmp_path, playbook, hosts)
     assert partial.status == "failed" and partial.rc != 0, partial.stdout[-3000:]
     expected = {"bad": "failed", "unreachable": "unreachable"} | ({"good": "ok"} if has_good else {})
-    assert_placeholders(partial.artifact, expected)
+    assert_placeholders(partial.artifact, expected, playbook)
 
     # in batches of one, no failure allowed: the first host fails and the run stops before the others
     early = run(tmp_path, playbook, {"bad": bad, "later": good, "unreachable": {}},
                 lifeboat_serial=1, lifeboat_max_fail_percentage=0)
     assert early.status == "failed" and early.rc != 0, early.stdout[-3000:]
     assert "NO MORE HOSTS LEFT" in early.stdout, early.stdout[-3000:]
-    assert_placeholders(early.artifact, {"bad": "failed", "later": "not_tried", "unreachable": "not_tried"})
+    assert_placeholders(early.artifact, {"bad": "failed", "later": "not_tried", "unreachable": "not_tried"}, playbook)
 
 
 def test_an_archive_made_before_its_job_failed_is_in_the_artifact(pg, tmp_path):
@@ -173,4 +182,4 @@ def test_a_host_stopped_by_another_hosts_fatal_error_is_named_as_stopped(pg, arc
     good, _bad = good_and_bad("verify", pg, archive_roots, tmp_path)
     done = run(tmp_path, "verify", {"reached": good, "unreachable": {}}, env={"ANSIBLE_ANY_ERRORS_FATAL": "True"})
     assert done.status == "failed", done.stdout[-3000:]
-    assert_placeholders(done.artifact, {"reached": "stopped", "unreachable": "stopped"})
+    assert_placeholders(done.artifact, {"reached": "stopped", "unreachable": "stopped"}, "verify")
