@@ -44,9 +44,10 @@ class Run:
 
 
 def run(base: t.Any, playbook: str, hosts: dict[str, dict[str, t.Any]], env: dict[str, str] | None = None,
-        **extravars: t.Any) -> Run:
+        before: tuple[str, ...] = (), **extravars: t.Any) -> Run:
     """lifeboat.ops.PLAYBOOK through ansible-runner as AWX runs it, on every host of the inventory (migrate's default
-    is localhost); the hosts named "unreachable*" are an SSH port where nothing listens."""
+    is localhost), after the playbooks named in `before` in the same run; the hosts named "unreachable*" are an SSH
+    port where nothing listens."""
     private = base / f"private-{playbook}-{len(list(base.iterdir()))}"
     for directory in (private / "inventory", private / "project", private / "env"):
         directory.mkdir(parents=True)
@@ -60,7 +61,8 @@ def run(base: t.Any, playbook: str, hosts: dict[str, dict[str, t.Any]], env: dic
         else:
             inventory[name] = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable, **host_vars}
     (private / "inventory" / "hosts.yml").write_text(yaml.safe_dump({"all": {"hosts": inventory}}))
-    (private / "project" / "site.yml").write_text(yaml.safe_dump([{"import_playbook": f"lifeboat.ops.{playbook}"}]))
+    (private / "project" / "site.yml").write_text(yaml.safe_dump(
+        [{"import_playbook": f"lifeboat.ops.{name}"} for name in (*before, playbook)]))
     (private / "env" / "extravars").write_text(yaml.safe_dump({"lifeboat_target": "all", **extravars}))
     envvars = {"ANSIBLE_COLLECTIONS_PATH": collections_root(), "ANSIBLE_NOCOLOR": "1",
                "ANSIBLE_LOCAL_TEMP": str(base / "ansible-tmp"), "PYTHONPATH": module_env()["PYTHONPATH"],
@@ -183,3 +185,13 @@ def test_a_host_stopped_by_another_hosts_fatal_error_is_named_as_stopped(pg, arc
     done = run(tmp_path, "verify", {"reached": good, "unreachable": {}}, env={"ANSIBLE_ANY_ERRORS_FATAL": "True"})
     assert done.status == "failed", done.stdout[-3000:]
     assert_placeholders(done.artifact, {"reached": "stopped", "unreachable": "stopped"}, "verify")
+
+
+def test_a_playbook_after_another_in_the_same_run_names_the_hosts_it_never_tried(pg, archive_roots, tmp_path):
+    """Two lifeboat playbooks in one run (a site.yml importing schedule, then verify): the hosts the first one reported
+    are not taken as reported by the second, whose early stop still names the host it never tried."""
+    good, bad = good_and_bad("verify", pg, archive_roots, tmp_path)
+    done = run(tmp_path, "verify", {"bad": bad, "later": good}, before=("schedule",),
+               lifeboat_serial=1, lifeboat_max_fail_percentage=0)
+    assert done.status == "failed", done.stdout[-3000:]
+    assert_placeholders(done.artifact, {"bad": "failed", "later": "not_tried"}, "verify")
