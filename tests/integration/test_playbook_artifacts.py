@@ -195,3 +195,15 @@ def test_a_playbook_after_another_in_the_same_run_names_the_hosts_it_never_tried
                lifeboat_serial=1, lifeboat_max_fail_percentage=0)
     assert done.status == "failed", done.stdout[-3000:]
     assert_placeholders(done.artifact, {"bad": "failed", "later": "not_tried"}, "verify")
+
+
+def test_the_edge_playbook_records_no_probe_password(tmp_path):
+    """A health probe may hold a password: no job event of the edge playbook holds it (the probe's second option is
+    unknown, so the healthcheck role refuses it before it installs anything)."""
+    secret = "rplays-probe-password-5521"
+    done = run(tmp_path, "edge", {"host": {"healthcheck_probes": [
+        {"name": "db", "type": "postgresql", "password": secret, "no_such_option": 1}]}})
+    assert done.status == "failed" and done.artifact["host"]["probes"] == ["db"], done.stdout[-3000:]
+    (private,) = tmp_path.glob("private-edge-*")
+    holding = [str(path) for path in (private / "artifacts").rglob("*") if path.is_file() and secret in path.read_text()]
+    assert holding == [], holding
