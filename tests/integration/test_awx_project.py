@@ -98,11 +98,21 @@ class Awx:
         runner = ansible_runner.run(private_data_dir=str(private), playbook=template["playbook"], ident="job",
                                     envvars=envvars, cmdline=cmdline, quiet=True, timeout=900)
         stdout = (private / "artifacts" / "job" / "stdout").read_text(errors="replace")
+        self.assert_no_secret(private / "artifacts")
         artifact: dict[str, t.Any] = {}
         for event in runner.events:
             if event.get("event") == "playbook_on_stats":
                 artifact = event["event_data"].get("artifact_data", {})
         return Job(runner.status, stdout, artifact)
+
+    def assert_no_secret(self, artifacts: t.Any) -> None:
+        """No file of the job's artifacts (its events, stdout, command and environment) holds a line of a secret of
+        the credential: the password, the age identity, the signing key's body."""
+        lines = {line for value in self.credential.values() for line in value.splitlines()
+                 if len(line) >= 16 and not line.startswith("-----") and not line.startswith("#")}
+        holding = {str(path) for path in artifacts.rglob("*") if path.is_file()
+                   for line in lines if line in path.read_text(errors="replace")}
+        assert lines and holding == set(), f"a secret of the credential in {sorted(holding)}"
 
     def inject(self, directory: t.Any) -> dict[str, str]:
         """The credential type's injectors rendered as AWX renders them: files in the job's private directory."""
