@@ -207,3 +207,13 @@ def test_the_edge_playbook_records_no_probe_password(tmp_path):
     (private,) = tmp_path.glob("private-edge-*")
     holding = [str(path) for path in (private / "artifacts").rglob("*") if path.is_file() and secret in path.read_text()]
     assert holding == [], holding
+
+
+def test_a_host_that_fails_the_first_task_is_failed_not_stopped(pg, archive_roots, tmp_path):
+    """A host reached whose Python cannot run a module (here a missing interpreter) fails at the playbook's first
+    module: its entry says failed, with the reason, not that the run stopped."""
+    good, _bad = good_and_bad("verify", pg, archive_roots, tmp_path)
+    done = run(tmp_path, "verify", {"nopython": {**good, "ansible_python_interpreter": str(tmp_path / "no-python")},
+                                    "good": good})
+    assert done.status == "failed", done.stdout[-3000:]
+    assert_placeholders(done.artifact, {"nopython": "failed", "good": "ok"}, "verify")
