@@ -109,7 +109,7 @@ TASKS_HEAD = """---
 # One deploy (or rollback) of one app: the whole run happens in the module's own process, which holds the app's lock.
 # Every deploy_NAME variable is forwarded as the module's option NAME (scripts/gen-deploy-role.py writes this file).
 # A run that did not end with the wanted release live (refused, rolled back, failed) fails the host with the module's
-# one line, after deploy_history is set: the playbook's always: publishes it either way.
+# one line, after deploy_history is set: the playbook publishes it either way (its rescue keeps the reason).
 - name: Deploy the app, or roll it back (deploy_action)
   block:
     - name: Look for HAProxy, the app's switch (deploy_switch_method haproxy)

@@ -17,7 +17,6 @@ render their units and sites and change nothing; deploy names the survey's image
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -30,7 +29,7 @@ import jinja2
 import pytest
 import yaml
 
-from testbed import PG_SOURCE, collections_root
+from testbed import PG_SOURCE, collections_root, system_state
 
 PROJECT = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "awx-project")
 PLAYBOOKS = ("backup", "verify", "restore", "status", "schedule", "migrate", "deploy", "edge")
@@ -99,11 +98,21 @@ class Awx:
         runner = ansible_runner.run(private_data_dir=str(private), playbook=template["playbook"], ident="job",
                                     envvars=envvars, cmdline=cmdline, quiet=True, timeout=900)
         stdout = (private / "artifacts" / "job" / "stdout").read_text(errors="replace")
+        self.assert_no_secret(private / "artifacts")
         artifact: dict[str, t.Any] = {}
         for event in runner.events:
             if event.get("event") == "playbook_on_stats":
                 artifact = event["event_data"].get("artifact_data", {})
         return Job(runner.status, stdout, artifact)
+
+    def assert_no_secret(self, artifacts: t.Any) -> None:
+        """No file of the job's artifacts (its events, stdout, command and environment) holds a line of a secret of
+        the credential: the password, the age identity, the signing key's body."""
+        lines = {line for value in self.credential.values() for line in value.splitlines()
+                 if len(line) >= 16 and not line.startswith("-----") and not line.startswith("#")}
+        holding = {str(path) for path in artifacts.rglob("*") if path.is_file()
+                   for line in lines if line in path.read_text(errors="replace")}
+        assert lines and holding == set(), f"a secret of the credential in {sorted(holding)}"
 
     def inject(self, directory: t.Any) -> dict[str, str]:
         """The credential type's injectors rendered as AWX renders them: files in the job's private directory."""
@@ -204,27 +213,12 @@ def test_backup_verify_restore_status_migrate_as_awx_runs_them(awx, pg, credenti
         assert migrate.status == "successful", failed(migrate)
         outcome = migrate.artifact["lifeboat_migrate_outcome"]["backup-runner"]
         assert outcome["validation"]["passed"] and outcome["archive"] == archive["archive"]
+        assert set(outcome) == {"status", "failed", "action", "rolled_back", "archive", "validation", "failure"}, outcome
+        assert (outcome["status"], outcome["failed"], outcome["failure"]) == ("ok", [], None), outcome
         assert pg.fingerprint(target)["counts"] == pg.fingerprint(PG_SOURCE)["counts"]
         assert switched.read_text() == "DATABASE_URL=target\n"
     finally:
         pg.drop(target)
-
-
-# What the schedule and edge playbooks would change on this machine (their check mode must change none of it).
-SYSTEM_PATHS = ("/etc/lifeboat", "/etc/lifeboat-healthcheck", "/usr/local/lib/lifeboat", "/etc/systemd/system",
-                "/etc/passwd", "/etc/group", "/var/lib/dpkg/status", "/etc/nginx", "/etc/lifeboat-proxy")
-
-
-def system_state() -> dict[str, t.Any]:
-    state: dict[str, t.Any] = {}
-    for path in SYSTEM_PATHS:
-        if os.path.isfile(path):
-            with open(path, "rb") as handle:
-                state[path] = hashlib.sha256(handle.read()).hexdigest()
-        elif os.path.isdir(path):
-            state[path] = sorted(os.path.join(folder, name) for folder, dirs, names in os.walk(path)
-                                 for name in dirs + names)
-    return state
 
 
 def test_schedule_and_edge_in_check_mode(awx, pg):

@@ -27,6 +27,13 @@ ARTIFACTS = {"backup": "lifeboat_backup_outcome", "verify": "lifeboat_verify_out
              "schedule": "lifeboat_schedule_outcome", "edge": "lifeboat_edge_outcome",
              "deploy": "lifeboat_deploy_outcome", "migrate": "lifeboat_migrate_outcome"}
 
+# The keys of each playbook's entry besides status and failed, as docs/awx.md lists them (deploy's entry is the run's
+# history entry, whose keys depend on how far the run got).
+KEYS = {"backup": {"archives"}, "verify": {"archives"}, "restore": {"restored"},
+        "status": {"state", "summary", "destinations", "jobs", "offsite", "deploys"},
+        "schedule": {"jobs", "probes"}, "edge": {"sites", "tunnel", "probes"},
+        "migrate": {"action", "rolled_back", "archive", "validation", "failure"}}
+
 
 @dataclasses.dataclass
 class Run:
@@ -37,9 +44,10 @@ class Run:
 
 
 def run(base: t.Any, playbook: str, hosts: dict[str, dict[str, t.Any]], env: dict[str, str] | None = None,
-        **extravars: t.Any) -> Run:
+        before: tuple[str, ...] = (), **extravars: t.Any) -> Run:
     """lifeboat.ops.PLAYBOOK through ansible-runner as AWX runs it, on every host of the inventory (migrate's default
-    is localhost); the hosts named "unreachable*" are an SSH port where nothing listens."""
+    is localhost), after the playbooks named in `before` in the same run; the hosts named "unreachable*" are an SSH
+    port where nothing listens."""
     private = base / f"private-{playbook}-{len(list(base.iterdir()))}"
     for directory in (private / "inventory", private / "project", private / "env"):
         directory.mkdir(parents=True)
@@ -53,7 +61,8 @@ def run(base: t.Any, playbook: str, hosts: dict[str, dict[str, t.Any]], env: dic
         else:
             inventory[name] = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable, **host_vars}
     (private / "inventory" / "hosts.yml").write_text(yaml.safe_dump({"all": {"hosts": inventory}}))
-    (private / "project" / "site.yml").write_text(yaml.safe_dump([{"import_playbook": f"lifeboat.ops.{playbook}"}]))
+    (private / "project" / "site.yml").write_text(yaml.safe_dump(
+        [{"import_playbook": f"lifeboat.ops.{name}"} for name in (*before, playbook)]))
     (private / "env" / "extravars").write_text(yaml.safe_dump({"lifeboat_target": "all", **extravars}))
     envvars = {"ANSIBLE_COLLECTIONS_PATH": collections_root(), "ANSIBLE_NOCOLOR": "1",
                "ANSIBLE_LOCAL_TEMP": str(base / "ansible-tmp"), "PYTHONPATH": module_env()["PYTHONPATH"],
@@ -114,10 +123,12 @@ def good_and_bad(playbook: str, pg: t.Any, roots: dict[str, str], base: t.Any) -
     return {}, {"migrate_engine": "postgresql"}  # migrate: neither source nor target
 
 
-def assert_placeholders(artifact: dict[str, t.Any], expected: dict[str, str]) -> None:
+def assert_placeholders(artifact: dict[str, t.Any], expected: dict[str, str], playbook: str) -> None:
     assert {host: entry["status"] for host, entry in artifact.items()} == expected, artifact
     for host, status in expected.items():
         entry = artifact[host]
+        if playbook in KEYS:  # whatever happened to the host, its entry has the documented keys, no others
+            assert set(entry) == KEYS[playbook] | {"status", "failed"}, entry
         if status == "ok":
             assert entry["failed"] == [], entry
         else:
@@ -137,20 +148,20 @@ def test_every_host_is_in_the_artifact_on_a_partial_failure_and_an_early_stop(
     if has_good:
         success = run(tmp_path, playbook, {"first": good, "second": good})
         assert success.status == "successful" and success.rc == 0, success.stdout[-3000:]
-        assert_placeholders(success.artifact, {"first": "ok", "second": "ok"})
+        assert_placeholders(success.artifact, {"first": "ok", "second": "ok"}, playbook)
 
     hosts = {"good": good, "bad": bad, "unreachable": {}} if has_good else {"bad": bad, "unreachable": {}}
     partial = run(tmp_path, playbook, hosts)
     assert partial.status == "failed" and partial.rc != 0, partial.stdout[-3000:]
     expected = {"bad": "failed", "unreachable": "unreachable"} | ({"good": "ok"} if has_good else {})
-    assert_placeholders(partial.artifact, expected)
+    assert_placeholders(partial.artifact, expected, playbook)
 
     # in batches of one, no failure allowed: the first host fails and the run stops before the others
     early = run(tmp_path, playbook, {"bad": bad, "later": good, "unreachable": {}},
                 lifeboat_serial=1, lifeboat_max_fail_percentage=0)
     assert early.status == "failed" and early.rc != 0, early.stdout[-3000:]
     assert "NO MORE HOSTS LEFT" in early.stdout, early.stdout[-3000:]
-    assert_placeholders(early.artifact, {"bad": "failed", "later": "not_tried", "unreachable": "not_tried"})
+    assert_placeholders(early.artifact, {"bad": "failed", "later": "not_tried", "unreachable": "not_tried"}, playbook)
 
 
 def test_an_archive_made_before_its_job_failed_is_in_the_artifact(pg, tmp_path):
@@ -173,4 +184,36 @@ def test_a_host_stopped_by_another_hosts_fatal_error_is_named_as_stopped(pg, arc
     good, _bad = good_and_bad("verify", pg, archive_roots, tmp_path)
     done = run(tmp_path, "verify", {"reached": good, "unreachable": {}}, env={"ANSIBLE_ANY_ERRORS_FATAL": "True"})
     assert done.status == "failed", done.stdout[-3000:]
-    assert_placeholders(done.artifact, {"reached": "stopped", "unreachable": "stopped"})
+    assert_placeholders(done.artifact, {"reached": "stopped", "unreachable": "stopped"}, "verify")
+
+
+def test_a_playbook_after_another_in_the_same_run_names_the_hosts_it_never_tried(pg, archive_roots, tmp_path):
+    """Two lifeboat playbooks in one run (a site.yml importing schedule, then verify): the hosts the first one reported
+    are not taken as reported by the second, whose early stop still names the host it never tried."""
+    good, bad = good_and_bad("verify", pg, archive_roots, tmp_path)
+    done = run(tmp_path, "verify", {"bad": bad, "later": good}, before=("schedule",),
+               lifeboat_serial=1, lifeboat_max_fail_percentage=0)
+    assert done.status == "failed", done.stdout[-3000:]
+    assert_placeholders(done.artifact, {"bad": "failed", "later": "not_tried"}, "verify")
+
+
+def test_the_edge_playbook_records_no_probe_password(tmp_path):
+    """A health probe may hold a password: no job event of the edge playbook holds it (the probe's second option is
+    unknown, so the healthcheck role refuses it before it installs anything)."""
+    secret = "rplays-probe-password-5521"
+    done = run(tmp_path, "edge", {"host": {"healthcheck_probes": [
+        {"name": "db", "type": "postgresql", "password": secret, "no_such_option": 1}]}})
+    assert done.status == "failed" and done.artifact["host"]["probes"] == ["db"], done.stdout[-3000:]
+    (private,) = tmp_path.glob("private-edge-*")
+    holding = [str(path) for path in (private / "artifacts").rglob("*") if path.is_file() and secret in path.read_text()]
+    assert holding == [], holding
+
+
+def test_a_host_that_fails_the_first_task_is_failed_not_stopped(pg, archive_roots, tmp_path):
+    """A host reached whose Python cannot run a module (here a missing interpreter) fails at the playbook's first
+    module: its entry says failed, with the reason, not that the run stopped."""
+    good, _bad = good_and_bad("verify", pg, archive_roots, tmp_path)
+    done = run(tmp_path, "verify", {"nopython": {**good, "ansible_python_interpreter": str(tmp_path / "no-python")},
+                                    "good": good})
+    assert done.status == "failed", done.stdout[-3000:]
+    assert_placeholders(done.artifact, {"nopython": "failed", "good": "ok"}, "verify")

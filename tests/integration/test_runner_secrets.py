@@ -37,7 +37,7 @@ import pytest
 import yaml
 from psycopg import sql
 
-from testbed import MONGO_SOURCE, PG_SOURCE, Unsafe, UnsafeDumper, collections_root
+from testbed import MONGO_SOURCE, PG_SOURCE, Unsafe, UnsafeDumper, collections_root, system_state
 
 # One marker per secret: what the scan looks for, in any encoding of the secret that keeps letters and digits.
 # Each marker is new for every run, so a copy of this file (another checkout, a built collection under /tmp)
@@ -329,27 +329,6 @@ def test_migrate_playbook_at_vvvv(pg, hostile, tmp_path, unique_name):
         assert os.path.isfile(outcome["validation"]["report_json"]) and os.path.isfile(outcome["archive"])
     finally:
         pg.drop(unique_name)
-
-
-SYSTEM_PATHS = ("/etc/lifeboat", "/etc/lifeboat-healthcheck", "/usr/local/lib/lifeboat",
-                "/usr/local/lib/lifeboat-healthcheck", "/usr/local/bin", "/etc/systemd/system", "/etc/passwd",
-                "/etc/group", "/etc/shadow", "/var/lib/dpkg/status", "/etc/apt/sources.list.d", "/etc/apt/keyrings",
-                "/var/lib/prometheus")
-
-
-def system_state() -> dict[str, t.Any]:
-    """What the schedule playbook would change on this machine: file contents and directory trees."""
-    state: dict[str, t.Any] = {}
-    for path in SYSTEM_PATHS:
-        if os.path.isfile(path):
-            with open(path, "rb") as handle:
-                state[path] = hashlib.sha256(handle.read()).hexdigest()
-        elif os.path.isdir(path):
-            state[path] = sorted(os.path.join(folder, name) for folder, dirs, names in os.walk(path)
-                                 for name in dirs + names)
-        else:
-            state[path] = None
-    return state
 
 
 @pytest.fixture(params=["fresh host", "config dir already there"])

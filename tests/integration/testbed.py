@@ -234,6 +234,28 @@ def listing(directory: t.Any) -> list[str]:
     return sorted(os.listdir(directory)) if os.path.isdir(directory) else []
 
 
+# What the schedule and edge playbooks would change on this machine (their check mode must change none of it).
+SYSTEM_PATHS = ("/etc/lifeboat", "/etc/lifeboat-healthcheck", "/usr/local/lib/lifeboat",
+                "/usr/local/lib/lifeboat-healthcheck", "/usr/local/bin", "/etc/systemd/system", "/etc/passwd",
+                "/etc/group", "/etc/shadow", "/var/lib/dpkg/status", "/etc/apt/sources.list.d", "/etc/apt/keyrings",
+                "/var/lib/prometheus", "/etc/nginx", "/etc/lifeboat-proxy")
+
+
+def system_state() -> dict[str, t.Any]:
+    """SYSTEM_PATHS as they are: file contents, directory trees, or None where nothing is."""
+    state: dict[str, t.Any] = {}
+    for path in SYSTEM_PATHS:
+        if os.path.isfile(path):
+            with open(path, "rb") as handle:
+                state[path] = hashlib.sha256(handle.read()).hexdigest()
+        elif os.path.isdir(path):
+            state[path] = sorted(os.path.join(folder, name) for folder, dirs, names in os.walk(path)
+                                 for name in dirs + names)
+        else:
+            state[path] = None
+    return state
+
+
 def sample_jobs(pg: PgServer, mongo: MongoServer, **extra: t.Any) -> list[dict[str, t.Any]]:
     """backup_jobs of the backup role for the two sample databases, logged in through the password files."""
     return [
