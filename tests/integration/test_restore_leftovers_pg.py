@@ -43,15 +43,19 @@ class SmallPg(PgServer):
         self.postmaster: int | None = None
 
     def start(self) -> None:
-        """Start the server (again, after a PANIC on a full disk ended it); its postmaster's PID is kept to stop it."""
+        """Start the server (again, after a crash); its postmaster's PID is kept to stop it."""
         subprocess.run(_as_postgres([os.path.join(os.environ["LIFEBOAT_PG_BINDIR"], "pg_ctl"), "-D", self.data,
                                      "-l", self.log, "-w", "start"]),
                        check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         with open(os.path.join(self.data, "postmaster.pid"), encoding="utf-8") as handle:
             self.postmaster = int(handle.readline())
 
-    def running(self) -> bool:
-        return self.postmaster is not None and os.path.exists(f"/proc/{self.postmaster}")
+    def crash(self) -> None:
+        """An immediate stop: every server process ends at once, without a checkpoint, as after a PANIC."""
+        subprocess.run(_as_postgres([os.path.join(os.environ["LIFEBOAT_PG_BINDIR"], "pg_ctl"), "-D", self.data,
+                                     "-m", "immediate", "-w", "stop"]),
+                       check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.postmaster = None
 
     def available(self) -> int:
         stats = os.statvfs(self.root)
@@ -263,26 +267,29 @@ def test_when_it_still_does_not_fit_the_refusal_names_the_leftover_it_dropped(
     assert not small_pg.has_database(target)
 
 
-def test_a_disk_full_restore_then_a_restore_with_room_enough_once_its_leftover_is_dropped(
+def test_a_restore_cut_off_by_a_server_crash_then_a_restore_with_room_enough_once_its_leftover_is_dropped(
         small_pg, archive, target, filler, tmp_path):
-    """The issue's run: the disk fills during a restore (the server PANICs when it cannot add a WAL segment, so the
-    failed restore cannot drop its side database); once space is freed, the next restore fits only by dropping it."""
+    """The issue's run: the server goes down during a restore (as it does when a full disk leaves it no room for a WAL
+    segment), so the failed restore cannot drop its side database; the next restore fits only by dropping it.
+
+    The test takes the server down itself (an immediate stop: no checkpoint, crash recovery at the next start). Filling
+    the disk instead left it to the race between a data page (an ERROR: the side database is dropped) and a WAL segment
+    (a PANIC) which one ran out first; CI saw both."""
     plan = finish_module(restore(small_pg, target, archive, tmp_path, check_mode=True))
     needed = plan.result["disk_space"]["needed_bytes"]
     assert small_pg.available() > needed + 4 * MB
     process = restore(small_pg, target, archive, tmp_path)
     try:
         wait_for_child(process, "pg_restore", with_arg=b"--exit-on-error")
-    finally:  # the space runs out once the restore is under way (its check passed): something else took it
-        filler(small_pg.available() - 2 * MB)
+        assert wait_until(lambda: side_databases(small_pg, target), 30), "the restore made no side database"
+    finally:
+        small_pg.crash()
     failed = finish_module(process)
     assert failed.rc != 0 and "\n" not in failed.result["msg"], failed.result
-    filler(0)
-    if not small_pg.running():  # its crash recovery found no room either: started again once there is
-        small_pg.start()
+    small_pg.start()
     assert not small_pg.has_database(target)
     left = side_databases(small_pg, target)
-    assert len(left) == 1, f"the failed restore left no side database ({failed.result['msg']}): nothing to show here"
+    assert len(left) == 1, f"the failed restore left no side database ({failed.result['msg']})"
     assert f"{left[0]} this restore created could not be dropped" in failed.result["msg"], failed.result["msg"]
     assert failed.result["msg"].endswith(f"the next restore into {target} drops it"), failed.result["msg"]
     held = small_pg.size(left[0])
