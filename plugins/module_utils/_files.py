@@ -9,6 +9,8 @@ the host's probe runner (roles/healthcheck) imports it too.
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import hashlib
 import os
 import typing as t
@@ -87,6 +89,26 @@ class ArchiveFile:
 
     def __exit__(self, *exc: object) -> None:
         self.discard()
+
+
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2  # linux/fs.h
+
+
+def exchange_paths(first: str, second: str) -> bool:
+    """Swap two existing paths in one step (Linux renameat2 with RENAME_EXCHANGE), so that at no instant, a SIGKILL
+    included, is either name missing. False where the C library, kernel or file system cannot: the caller then
+    falls back to two renames."""
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):  # no renameat2 in this C library (glibc < 2.28, some musl)
+        return False
+    if renameat2(_AT_FDCWD, os.fsencode(first), _AT_FDCWD, os.fsencode(second), _RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):  # kernel < 3.15 or a file system without the flag
+        return False
+    raise OSError(code, os.strerror(code), first, None, second)
 
 
 def fsync_directory(directory: str) -> None:

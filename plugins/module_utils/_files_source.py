@@ -33,6 +33,7 @@ from ._archive import (
 )
 from ._clients import HOST, docker_api, docker_sdk
 from ._common import LifeboatError, PrivateDir, find_binary, first_few
+from ._files import exchange_paths
 from ._pipeline import Decryption
 from ._signing import Trust, host_trust
 
@@ -455,16 +456,30 @@ def _restore_one(request: RestoreRequest, manifest: dict[str, t.Any], target: Ta
             differences = _differences(expected, found)
             raise LifeboatError(f"restored {target.label} differs from the archive ({first_few(differences)}); "
                                 f"{target.label} was left as it was")
-        aside = os.path.join(side.path, "previous")
-        if target.exists:
-            os.rename(target.path, aside)
         try:
-            os.rename(landed, target.path)
+            _swap_in(landed, target)
         except OSError as exc:
-            if target.exists:
-                os.rename(aside, target.path)
             raise LifeboatError(f"cannot put the restored {target.label} in place: {exc.strerror}") from None
     return _tar_index.counted(found)
+
+
+def _swap_in(landed: str, target: Target) -> None:
+    """Put the restored tree under the target's name. Swapped in one step where the system can: a kill between two
+    renames would leave the name missing (an app started then sees an empty folder) and what it held in the hidden
+    side directory, which the next private directory made beside it sweeps away. What the target held ends up in
+    the side directory, removed with it."""
+    if not target.exists:
+        os.rename(landed, target.path)
+        return
+    if exchange_paths(landed, target.path):
+        return
+    aside = os.path.join(os.path.dirname(landed), "previous")
+    os.rename(target.path, aside)
+    try:
+        os.rename(landed, target.path)
+    except OSError:
+        os.rename(aside, target.path)
+        raise
 
 
 def _differences(expected: list[dict[str, t.Any]], found: list[dict[str, t.Any]]) -> list[str]:

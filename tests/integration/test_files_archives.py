@@ -15,6 +15,8 @@ import os
 import random
 import shutil
 import stat
+import subprocess
+import sys
 import threading
 import time
 import typing as t
@@ -414,3 +416,53 @@ def test_a_failed_restore_into_a_new_volume_leaves_no_volume_behind(app_volume, 
     failed = run_module("files_restore", {"archive": backup.result["archive"], "volume_map": {app_volume: new}})
     assert failed.rc == 1 and "\n" not in failed.result["msg"], failed.result
     assert not volume_exists(new)
+
+
+KILL_IN_THE_SWAP = """
+import os, signal, sys
+from ansible_collections.lifeboat.ops.plugins.module_utils import _files_source
+
+def then_killed(step):
+    def run(*args):
+        result = step(*args)
+        os.kill(os.getpid(), signal.SIGKILL)
+        return result
+    return run
+
+os.rename = then_killed(os.rename)  # only the swap renames in a restore of an existing folder
+if hasattr(_files_source, "exchange_paths"):  # absent before the one-step swap: this script showed the old failure
+    _files_source.exchange_paths = then_killed(_files_source.exchange_paths)
+_files_source.restore(_files_source.RestoreRequest(archive_path=sys.argv[1], path_map={sys.argv[2]: sys.argv[3]},
+                                                   overwrite=True, safety_dump_dir=sys.argv[4]))
+"""
+
+
+def test_a_restore_killed_in_its_swap_leaves_the_folder_whole_and_the_next_one_completes(run_module, tmp_path):
+    """SIGKILL right after the first step that puts the restored folder in place: the folder's name holds a whole tree
+    (the archive's), never nothing. Before: the folder was renamed aside first, and a kill then left no folder (an app
+    started on it would have seen an empty one) and its files in a hidden directory the next restore swept away."""
+    source = tmp_path / "uploads"
+    (source / "photos").mkdir(parents=True)
+    (source / "photos" / "cake.jpg").write_bytes(os.urandom(4096))
+    (source / "notes.txt").write_text("restored\n")
+    backup = run_module("files_backup", {"destination": str(tmp_path / "archives"), "job": "swap",
+                                         "paths": [str(source)]})
+    assert backup.rc == 0, backup.stdout
+    live = tmp_path / "live" / "uploads"
+    live.mkdir(parents=True)
+    (live / "written-after-the-backup.txt").write_text("old\n")
+    before = tree(str(live))
+    child_path = os.pathsep.join(entry for entry in sys.path
+                                 if os.path.isdir(os.path.join(entry, "ansible_collections")))
+    killed = subprocess.run([sys.executable, "-c", KILL_IN_THE_SWAP, backup.result["archive"], str(source), str(live),
+                             str(tmp_path / "safety")],
+                            env={**os.environ, "PYTHONPATH": child_path}, capture_output=True, text=True, check=False)
+    assert killed.returncode == -9, killed.stderr
+    assert live.is_dir(), f"the kill left no {live}: {sorted(os.listdir(live.parent))}"
+    assert tree(str(live)) in (tree(str(source)), before)
+
+    again = run_module("files_restore", {"archive": backup.result["archive"], "path_map": {str(source): str(live)},
+                                         "overwrite": True, "safety_dump_dir": str(tmp_path / "safety")})
+    assert again.rc == 0, again.stdout + again.stderr
+    assert tree(str(live)) == tree(str(source))
+    assert not [name for name in os.listdir(live.parent) if name.startswith(".lifeboat-")]

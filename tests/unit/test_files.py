@@ -72,3 +72,25 @@ def test_sha256_file_and_its_one_line_error(tmp_path):
     assert _files.sha256_file(str(path)) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
     with pytest.raises(LifeboatError, match=r"^cannot read archive .*/missing: No such file or directory$"):
         _files.sha256_file(str(tmp_path / "missing"))
+
+
+def test_exchange_paths_swaps_a_folder_and_a_file_in_one_step(tmp_path):
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "folder" / "inside").write_text("in the folder\n")
+    (tmp_path / "file").write_text("a file\n")
+    assert _files.exchange_paths(str(tmp_path / "folder"), str(tmp_path / "file")) is True
+    assert (tmp_path / "folder").read_text() == "a file\n"
+    assert (tmp_path / "file" / "inside").read_text() == "in the folder\n"
+
+
+def test_exchange_paths_names_what_is_missing_and_falls_back_where_it_cannot(tmp_path, monkeypatch):
+    (tmp_path / "here").mkdir()
+    with pytest.raises(FileNotFoundError):
+        _files.exchange_paths(str(tmp_path / "here"), str(tmp_path / "not-there"))
+
+    class NoRenameat2:  # a C library without it (glibc < 2.28): the caller renames twice instead
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            pass
+
+    monkeypatch.setattr(_files.ctypes, "CDLL", NoRenameat2)
+    assert _files.exchange_paths(str(tmp_path / "here"), str(tmp_path / "not-there")) is False
