@@ -374,7 +374,7 @@ def restore(request: Request, warn: t.Callable[[str], None] = lambda line: None)
         with contextlib.ExitStack() as stack:
             for_databases = stack.enter_context(contextlib.ExitStack())
             started = for_databases.enter_context(_started_for_restore(request, parts))
-            apps = stack.enter_context(stopped(decided["stop_apps"], notes_dir(), job, destination))
+            apps = stack.enter_context(stopped(decided["stop_apps"], notes_dir(), job, destination, "restore"))
             for current in (part for part in parts if part.database):
                 restored = _sources.get(current.engine).restore_planned(current.request, current.plan)
                 for line in restored.get("warnings") or []:
@@ -384,7 +384,7 @@ def restore(request: Request, warn: t.Callable[[str], None] = lambda line: None)
             # Stopped again before the volumes and paths: one that mounts a restored path must not run meanwhile.
             for_databases.close()
             databases = stack.enter_context(stopped(decided["stop_databases"], notes_dir(), f"{job}-databases",
-                                                    destination))
+                                                    destination, "restore"))
             for current in (part for part in parts if not part.database):
                 unpacked = _files_source.restore(current.request) if current.restore_roots else None
                 results[current.job] = _part_result(current, unpacked)

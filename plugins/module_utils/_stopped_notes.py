@@ -114,7 +114,8 @@ def left_stopped(state_dir: str | None = None) -> list[dict[str, t.Any]]:
             continue
         still = _still_stopped(state["containers"])
         if still:
-            found.append({"path": path, "job": state.get("job"), "pid": state.get("pid"),
+            found.append({"path": path, "job": state.get("job"), "operation": state.get("operation") or "backup",
+                          "pid": state.get("pid"),
                           "stopped_at": state.get("stopped_at"), "destination": state.get("destination"),
                           "containers": still})
     return found
@@ -146,13 +147,13 @@ def _still_stopped(containers: list[dict[str, str]]) -> list[str]:
 def describe_left_stopped(entry: dict[str, t.Any]) -> str:
     """One line for a status check: the containers, since when, by which job, and what starts them."""
     if entry.get("unknown"):
-        return f"cannot look for containers a killed backup run left stopped: {entry['problem']}"
+        return f"cannot look for containers a killed backup or restore left stopped: {entry['problem']}"
     if "problem" in entry:
-        return (f"{entry['path']} (a note of containers a backup stopped) is unreadable ({entry['problem']}): start "
+        return (f"{entry['path']} (a note of containers a backup or restore stopped) is unreadable ({entry['problem']}): start "
                 "the containers it names with docker start and remove it")
     since = f" since {entry['stopped_at']}" if entry.get("stopped_at") else ""
     names = ", ".join(entry["containers"])
-    return (f"container {names} stopped{since} by backup job {entry['job']}, whose run (PID {entry['pid']}) was "
+    return (f"container {names} stopped{since} by {stopped_by(entry)}, whose run (PID {entry['pid']}) was "
             "killed before it could start it again: the next backup or restore on this host starts it, or "
             "lifeboat restart-stopped")
 
@@ -163,8 +164,17 @@ def restart_left_stopped(state_dir: str | None = None) -> list[str]:
 
     Returns the names started; RestartError (with ``started``) when some could not be started, after trying all.
     """
-    state_dir = state_dir or notes_dir()
-    started: list[str] = []
+    started, failures = _restart(state_dir or notes_dir())
+    names = [name for name, _by in started]
+    if failures:
+        raise RestartError(f"could not start again: {'; '.join(failures)}", names)
+    return names
+
+
+def _restart(state_dir: str) -> tuple[list[tuple[str, str]], list[str]]:
+    """restart_left_stopped's work: each container started with the run that had stopped it ("backup job app"), and
+    the failures."""
+    started: list[tuple[str, str]] = []
     failures: list[str] = []
     api = None
     try:
@@ -182,7 +192,7 @@ def restart_left_stopped(state_dir: str | None = None) -> list[str]:
                 continue
             api = api or docker_api()
             done, failed = _start_all(api, containers)
-            started += done
+            started += [(name, stopped_by(state)) for name in done]
             if failed:
                 failures += failed
                 continue
@@ -194,9 +204,13 @@ def restart_left_stopped(state_dir: str | None = None) -> list[str]:
     finally:
         if api is not None:
             api.close()
-    if failures:
-        raise RestartError(f"could not start again: {'; '.join(failures)}", started)
-    return started
+    return started, failures
+
+
+def stopped_by(note: dict[str, t.Any]) -> str:
+    """The run a note names, as "backup job app" or "restore job app-restore" (notes before 0.3.0 name no operation:
+    only backups wrote them)."""
+    return f"{note.get('operation') or 'backup'} job {note.get('job')}"
 
 
 def restart_before_run(check_mode: bool = False) -> list[str]:
@@ -205,19 +219,18 @@ def restart_before_run(check_mode: bool = False) -> list[str]:
     status checks stay CRITICAL while one is still stopped)."""
     if check_mode:
         try:
-            return [f"would start container {name} again (left stopped by a killed backup run of job {entry['job']})"
+            return [f"would start container {name} again (left stopped by a killed run of {stopped_by(entry)})"
                     for entry in left_stopped() if "problem" not in entry for name in entry["containers"]]
         except LifeboatError as exc:
-            return [f"cannot look for containers a killed backup run left stopped: {exc}"]
+            return [f"cannot look for containers a killed backup or restore left stopped: {exc}"]
     try:
-        started, failure = restart_left_stopped(), ""
-    except RestartError as exc:
-        started, failure = exc.started, str(exc)
+        started, failures = _restart(notes_dir())
     except LifeboatError as exc:
-        started, failure = [], str(exc)
-    lines = [f"started container {name} again (a killed backup run had left it stopped)" for name in started]
-    if failure:
-        lines.append(f"containers left stopped by a killed backup run: {failure}: start them with docker start")
+        started, failures = [], [str(exc)]
+    lines = [f"started container {name} again (a killed run of {by} had left it stopped)" for name, by in started]
+    if failures:
+        lines.append(f"containers left stopped by a killed backup or restore: could not start again: "
+                     f"{'; '.join(failures)}: start them with docker start")
     return lines
 
 

@@ -160,19 +160,19 @@ def _state_path(state_dir: str, job: str) -> str:
 
 
 @contextlib.contextmanager
-def stopped(containers: list[dict[str, str]], state_dir: str, job: str,
-            destination: str | None = None) -> t.Iterator[list[str]]:
+def stopped(containers: list[dict[str, str]], state_dir: str, job: str, destination: str | None = None,
+            operation: str = "backup") -> t.Iterator[list[str]]:
     """Stop ``containers`` in order while the block runs and always start them again (see _start_order).
 
     The note (in ``state_dir``, normally notes_dir()) comes first: a process killed at any later point leaves what
-    restart_left_stopped needs.
+    restart_left_stopped needs, and what a status check says: which ``operation`` (backup, restore) of which job.
     """
     if not containers:
         yield StoppedNames()
         return
     docker = docker_sdk()
     path = _state_path(state_dir, job)
-    state = {"job": job, "pid": os.getpid(), "process_start": process_start(os.getpid()),
+    state = {"job": job, "operation": operation, "pid": os.getpid(), "process_start": process_start(os.getpid()),
              "stopped_at": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
              "destination": destination, "containers": [{"id": c["id"], "name": c["name"]} for c in containers]}
     api = docker_api()  # the engine answers before anything is written or stopped

@@ -435,7 +435,8 @@ def test_over_live_data_a_part_as_of_a_time_needs_overwrite_and_a_killed_restore
     assert notes, os.listdir(STOPPED_DIR)
     again = run_module("compose_restore", {**base, "overwrite": True})
     assert again.rc == 0, again.result.get("msg")
-    assert f"started container {web} again (a killed backup run had left it stopped)" in str(again.result["warnings"])
+    assert f"started container {web} again (a killed run of restore job {app.project}-restore had left it stopped)" \
+        in str(again.result["warnings"]), again.result["warnings"]
     assert again.result["stopped_containers"] == [web] and again.result["containers"][web] == "healthy"
     assert 0 < again.result["downtime_seconds"] < 60, again.result["downtime_seconds"]
     assert journal_rows(db) == 305 and os.path.exists(os.path.join(app.volume_path("media"), "later.txt"))

@@ -213,10 +213,25 @@ def test_restart_before_run_starts_them_and_says_so_in_a_line_each(fake, tmp_pat
     api = fake(FakeAPI([info("web", running=False)]))
     write_state(tmp_path / f"{_stopping.STATE_PREFIX}app.1.json", "app", 2 ** 22 + 1, ["web"])
     assert _stopped_notes.restart_before_run(check_mode=True) == [
-        "would start container web again (left stopped by a killed backup run of job app)"]
+        "would start container web again (left stopped by a killed run of backup job app)"]
     assert api.calls == [("close", "")]  # check mode asked the engine, started nothing
-    assert _stopped_notes.restart_before_run() == ["started container web again (a killed backup run had left it "
-                                                   "stopped)"]
+    assert _stopped_notes.restart_before_run() == ["started container web again (a killed run of backup job app had "
+                                                   "left it stopped)"]
+    assert ("start", "id-web") in api.calls and state_files(tmp_path) == []
+
+
+def test_a_note_of_a_restore_says_restore(fake, tmp_path, monkeypatch):
+    """A killed compose restore's note was reported as a backup's ("by backup job app-restore")."""
+    monkeypatch.setenv(_stopped_notes.NOTES_DIR_VARIABLE, str(tmp_path))
+    api = fake(FakeAPI([info("web", running=False)]))
+    note = tmp_path / f"{_stopping.STATE_PREFIX}app-restore.4194305.json"
+    note.write_text(json.dumps({"job": "app-restore", "operation": "restore", "pid": 2 ** 22 + 1,
+                                "stopped_at": "2026-12-07T03:00:00Z", "containers": [entry("web")]}))
+    [found] = _stopped_notes.left_stopped(str(tmp_path))
+    assert _stopped_notes.describe_left_stopped(found).startswith(
+        "container web stopped since 2026-12-07T03:00:00Z by restore job app-restore, whose run"), found
+    assert _stopped_notes.restart_before_run() == ["started container web again (a killed run of restore job "
+                                                   "app-restore had left it stopped)"]
     assert ("start", "id-web") in api.calls and state_files(tmp_path) == []
 
 

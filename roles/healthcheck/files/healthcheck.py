@@ -59,7 +59,7 @@ TYPES["database_expect"] = ("engine", "database")
 # The host's blue-green deploys (plugins/module_utils/_deploy.py report, as the deploy_status module gives it).
 TYPES["deploy"] = ()
 KNOWN_KEYS.update({"state_dir", "switch_socket_dir"})
-# Containers a killed backup run left stopped (plugins/module_utils/_stopped_notes.py, in notes_dir or `dir`).
+# Containers a killed backup or restore left stopped (plugins/module_utils/_stopped_notes.py, in notes_dir or `dir`).
 TYPES["stopped_containers"] = ()
 KNOWN_KEYS.add("dir")
 
@@ -190,12 +190,12 @@ PROBES["deploy"] = probe_deploy
 
 
 def probe_stopped_containers(probe: dict[str, t.Any], _timeout: float) -> tuple[bool, str]:
-    """Failing while a container that a killed backup run stopped may still be stopped, naming it and since when."""
+    """Failing while a container that a killed backup or restore stopped may still be stopped, naming it and since when."""
     # imported here, like the deploy library: only hosts that probe their stopped containers need it
     notes = importlib.import_module(f"{_probes.__package__}._stopped_notes")
     found = notes.left_stopped(probe.get("dir") or None)
     if not found:
-        return True, "no container left stopped by a killed backup run"
+        return True, "no container left stopped by a killed backup or restore"
     return False, "; ".join(notes.describe_left_stopped(entry) for entry in found)
 
 
