@@ -64,7 +64,7 @@ def files_backup(run: Run) -> Outcome:
     request = source.dump_request(run.params)
     if run.check_mode:  # every refusal of the real run that needs no write; what it would stop
         roots = _files_source.plan_dump(request)
-        stopping = _files_source.containers_to_stop(request, roots)
+        stopping = _files_source.containers_to_stop(request, roots, _sources.database_source)
         return Outcome(changed=True, result={"roots": roots,
                                              "stopped_containers": [container["name"] for container in stopping]})
     result = source.dump(request)
