@@ -1,5 +1,8 @@
 # Copyright: lifeboat developers
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+# PRIVATE to the lifeboat.ops collection while it is 0.x: this library file may change in any release.
+# Use the modules, roles, playbooks and the lifeboat command, not this file (docs/architecture.md).
 """Docker named volumes and host paths (an uploads folder, docker-compose.yml, .env, a tunnel's config), archived as
 one GNU tar stream (POSIX format: xattrs, sparse files, hard links, numeric owners) through the same pipeline as the
 dumps: compressed, optionally encrypted, checksummed, a hidden temp file, fsync, final name only on success.

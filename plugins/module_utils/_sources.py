@@ -1,5 +1,8 @@
 # Copyright: lifeboat developers
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+# PRIVATE to the lifeboat.ops collection while it is 0.x: this library file may change in any release.
+# Use the modules, roles, playbooks and the lifeboat command, not this file (docs/architecture.md).
 """The kinds of source this collection backs up, each one object behind one small interface, and the one table.
 
 A :class:`Source` knows its options (connection, dump), how to connect, dump and restore (through its engine's own
