@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import itertools
 import pathlib
 import re
 
@@ -104,7 +105,7 @@ def cycles(graph: dict[str, dict[str, int]]) -> list[list[str]]:
 
 def describe(path: list[str], graph: dict[str, dict[str, int]]) -> str:
     """``_a -> _b (_a.py:12) -> ...``: a cycle with the line of each import."""
-    steps = [path[0]] + [f"{later} ({earlier}.py:{graph[earlier][later]})" for earlier, later in zip(path, path[1:])]
+    steps = [path[0]] + [f"{later} ({earlier}.py:{graph[earlier][later]})" for earlier, later in itertools.pairwise(path)]
     return " -> ".join(steps)
 
 
@@ -191,7 +192,7 @@ def entry_point_imports(path: pathlib.Path) -> set[str]:
     """The library files a host program imports: ``from lifeboat_ops import ...``, ``from plugins.module_utils
     import ...`` and ``importlib.import_module(f"{...}._name")``."""
     text = path.read_text(encoding="utf-8")
-    names = set()
+    names: set[str] = set()
     for node in ast.walk(ast.parse(text)):
         if isinstance(node, ast.ImportFrom) and node.module in ("lifeboat_ops", "plugins.module_utils"):
             names.update(alias.name for alias in node.names)
