@@ -154,8 +154,8 @@ def module_home(path: pathlib.Path) -> str:
 
 
 def test_every_module_and_its_home_are_on_the_map():
-    rows = dict(re.findall(r"^\| `(\w+)` \| `(_\w+\.\w+)` \|$", section(MAP.read_text(encoding="utf-8"),
-                                                                        "Modules and their homes"), re.M))
+    table = section(MAP.read_text(encoding="utf-8"), "Modules and their homes")
+    rows = dict(re.findall(r"^\| `(\w+)` \| `(_\w+\.\w+)` \|$", table, re.M))
     homes = {path.stem: module_home(path) for path in sorted((ROOT / "plugins" / "modules").glob("*.py"))}
     assert rows == homes
     for home in homes.values():
@@ -206,9 +206,8 @@ def host_programs() -> list[pathlib.Path]:
 
 
 def test_every_host_program_is_on_the_map_with_the_library_files_it_enters():
-    rows = {match.group(1): match.group(2) for match in
-            re.finditer(r"^\| `([\w./-]+)` \|[^|]*\|(.*)\|$", section(MAP.read_text(encoding="utf-8"),
-                                                                       "Host entry points"), re.M)}
+    table = section(MAP.read_text(encoding="utf-8"), "Host entry points")
+    rows = {match.group(1): match.group(2) for match in re.finditer(r"^\| `([\w./-]+)` \|[^|]*\|(.*)\|$", table, re.M)}
     programs = host_programs()
     assert len(programs) >= 3
     for path in programs:
