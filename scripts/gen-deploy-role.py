@@ -3,7 +3,7 @@
 """Writes roles/deploy/{meta/argument_specs.yml,defaults/main.yml,tasks/main.yml} from the app_deploy module.
 
 Options and defaults come from _deploy.DEPLOY_SPEC, descriptions from the module's DOCUMENTATION (and the
-reverse_proxy doc fragment). Run from the checkout: python3 scripts/gen-deploy-role.py
+_reverse_proxy doc fragment). Run from the checkout: python3 scripts/gen-deploy-role.py
 (tests/unit/test_deploy_role.py fails when the role drifts from the module).
 """
 
@@ -40,7 +40,7 @@ def documented_options() -> dict[str, dict]:
     with open(os.path.join(ROOT, "plugins", "modules", "app_deploy.py"), encoding="utf-8") as handle:
         source = handle.read()
     text = ast.literal_eval(source.split("DOCUMENTATION = ")[1].split('\n"""')[0] + '\n"""')
-    with open(os.path.join(ROOT, "plugins", "doc_fragments", "reverse_proxy.py"), encoding="utf-8") as handle:
+    with open(os.path.join(ROOT, "plugins", "doc_fragments", "_reverse_proxy.py"), encoding="utf-8") as handle:
         fragment = handle.read().split('DOCUMENTATION = r"""')[1].split('"""')[0]
     return {**yaml.safe_load(fragment)["options"], **yaml.safe_load(text)["options"]}
 

@@ -1,5 +1,8 @@
 # Copyright: lifeboat developers
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+# PRIVATE to the lifeboat.ops collection while it is 0.x: this library file may change in any release.
+# Use the modules, roles, playbooks and the lifeboat command, not this file (docs/architecture.md).
 """The reverse proxy's certificates: issued by ACME (HTTP-01 through the proxy itself), or self-signed for a dev host.
 
 ``ensure_certificate`` is the one entry point, used by the acme_certificate module at deploy time and by the

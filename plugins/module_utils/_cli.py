@@ -1,10 +1,15 @@
 # Copyright: lifeboat developers
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+# PRIVATE to the lifeboat.ops collection while it is 0.x: this library file may change in any release.
+# Use the modules, roles, playbooks and the lifeboat command, not this file (docs/architecture.md).
 """``lifeboat``: the host command the systemd timers run. The same library as the modules, no Ansible.
 
     lifeboat backup [--job NAME]... [--config FILE] [--pings FILE [--ping-start] [--ping-success]]
     lifeboat verify [--job NAME] [--select newest|all|unverified] [--level LEVEL]
     lifeboat prune  [--job NAME] [--dry-run]
+    lifeboat copy   [--job NAME]
+    lifeboat fetch  --job NAME [--archive FILE] [--directory DIR]
     lifeboat status [--job NAME] [--metrics-file FILE]
     lifeboat check  [--config FILE]
     lifeboat restart-stopped [--job NAME] [--config FILE]
@@ -132,8 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
     pinging.add_argument("--pings", help="ping the monitoring targets of this 0600 JSON file (fail on a failure)")
     pinging.add_argument("--ping-start", action="store_true", help="with --pings: ping start before the run")
     pinging.add_argument("--ping-success", action="store_true", help="with --pings: ping success after a good run")
-    parser = argparse.ArgumentParser(prog="lifeboat", description="Backups of PostgreSQL and MongoDB, on this host.",
-                                     parents=[common])
+    parser = argparse.ArgumentParser(prog="lifeboat", parents=[common],
+                                     description="Backups of databases and Docker volumes on this host: made, proven, "
+                                                 "copied off site, watched.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     backup = commands.add_parser("backup", parents=[common, pinging], help="dump jobs' databases into new archives")
     backup.add_argument("--job", action="append", help="a job to run (repeat for several; all jobs when omitted)")

@@ -1,5 +1,8 @@
 # Copyright: lifeboat developers
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+# PRIVATE to the lifeboat.ops collection while it is 0.x: this library file may change in any release.
+# Use the modules, roles, playbooks and the lifeboat command, not this file (docs/architecture.md).
 """A whole Docker Compose app restored by its backup job's name (a ``compose_project`` job).
 
 The backup role backs up a compose project as parts, each a job of its own (``PROJECT-SERVICE`` for a database

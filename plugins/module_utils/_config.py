@@ -1,5 +1,8 @@
 # Copyright: lifeboat developers
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+# PRIVATE to the lifeboat.ops collection while it is 0.x: this library file may change in any release.
+# Use the modules, roles, playbooks and the lifeboat command, not this file (docs/architecture.md).
 """The host command's configuration: one YAML file of backup jobs, checked as strictly as a module's arguments.
 
 A job takes the same options as the dump module of its engine (``login_host``, ``database``, ``format``,

@@ -1,5 +1,8 @@
 # Copyright: lifeboat developers
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+# PRIVATE to the lifeboat.ops collection while it is 0.x: this library file may change in any release.
+# Use the modules, roles, playbooks and the lifeboat command, not this file (docs/architecture.md).
 """What data expectations read of a live database, one class per engine: its tables or collections, their exact
 counts and indexes, and how a missing index is made. ``_sources`` hands out the right one
 (``Source.data_catalog``); ``_expectations`` judges what they read, never asking which engine it has.

@@ -1,13 +1,17 @@
 # Copyright: lifeboat developers
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+# PRIVATE to the lifeboat.ops collection while it is 0.x: this library file may change in any release.
+# Use the modules, roles, playbooks and the lifeboat command, not this file (docs/architecture.md).
 """An app's parts, found from its Docker Compose project: services, database servers, volumes, bind mounts.
 
 Compose labels every container it makes with ``com.docker.compose.project`` and ``com.docker.compose.service``.
 A service is a database server when its image says so (postgres, postgis, timescale; mongo, ferretdb) or, for an
-image of another name, when its own client answers inside it (``pg_dump``, ``mongodump``). For each database
-service the result holds a backup job that the ``backup`` and ``backup_schedule`` roles take as it is: the dump
-runs inside the container with the container's own login (see ``_clients``). Volumes and bind mounts are listed
-with whether they hold a database's data directory, which a dump covers.
+image of another name, when its own client answers inside it (``pg_dump``, ``mongodump``): the table of sources
+decides (``_sources.database_source``). For each database service the result holds a backup job that the ``backup``
+and ``backup_schedule`` roles take as it is: the dump runs inside the container with the container's own login (see
+``_clients``). Volumes and bind mounts are listed with whether they hold a database's data directory, which a dump
+covers.
 """
 
 from __future__ import annotations
@@ -24,23 +28,6 @@ PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
 CONFIG_FILES_LABEL = "com.docker.compose.project.config_files"
 WORKING_DIR_LABEL = "com.docker.compose.project.working_dir"
-
-
-def database_source(api: t.Any, info: dict[str, t.Any]) -> tuple[_sources.Source | None, str]:
-    """The kind of database a container serves and how that was found (its image, or its client answering)."""
-    image = info["Config"].get("Image", "")
-    for source in _sources.SOURCES.values():
-        if source.image_pattern.search(image):
-            return source, f"image {image}"
-    if not info["State"].get("Running"):
-        return None, "not running: no client asked"
-    for source in (source for source in _sources.SOURCES.values() if source.dump_tool):
-        command = ["sh", "-c", 'command -v "$0"', source.dump_tool]
-        exec_id = api.exec_create(info["Id"], command, stdout=True, stderr=True)["Id"]
-        api.exec_start(exec_id)
-        if api.exec_inspect(exec_id).get("ExitCode") == 0:
-            return source, f"{source.dump_tool} answers inside"
-    return None, "no database client inside"
 
 
 def _under(path: str, directory: str) -> bool:
@@ -70,7 +57,7 @@ def describe(project: str) -> dict[str, t.Any]:
             labels = info["Config"]["Labels"]
             service = labels.get(SERVICE_LABEL, name)
             compose_files.update(dict.fromkeys(_compose_files(labels)))
-            source, evidence = database_source(api, info)
+            source, evidence = _sources.database_source(api, info)
             environment = dict(item.split("=", 1) for item in info["Config"].get("Env") or [] if "=" in item)
             engine = source.name if source else None
             data_dir = source.container_data_dir(environment) if source else None

@@ -1,5 +1,8 @@
 # Copyright: lifeboat developers
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+# PRIVATE to the lifeboat.ops collection while it is 0.x: this library file may change in any release.
+# Use the modules, roles, playbooks and the lifeboat command, not this file (docs/architecture.md).
 """A client run inside a container, as a child process of this host: the pipeline's stage for ``container``.
 
 ``python -c BOOT ROOT lifeboat_module CONTAINER_ID [--name NAME] --env NAME... -- ARGV...`` runs ARGV in the

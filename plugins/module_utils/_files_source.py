@@ -1,5 +1,8 @@
 # Copyright: lifeboat developers
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+# PRIVATE to the lifeboat.ops collection while it is 0.x: this library file may change in any release.
+# Use the modules, roles, playbooks and the lifeboat command, not this file (docs/architecture.md).
 """Docker named volumes and host paths (an uploads folder, docker-compose.yml, .env, a tunnel's config), archived as
 one GNU tar stream (POSIX format: xattrs, sparse files, hard links, numeric owners) through the same pipeline as the
 dumps: compressed, optionally encrypted, checksummed, a hidden temp file, fsync, final name only on success.
@@ -22,7 +25,7 @@ import socket
 import typing as t
 from dataclasses import dataclass, field
 
-from . import _manifest, _tar_index
+from . import _manifest, _stopped_notes, _stopping, _tar_index
 from ._archive import (
     ArchiveOptions,
     commit_with_manifest,
@@ -281,29 +284,28 @@ def stopped_record(stopped: list[str] | None) -> dict[str, t.Any]:
     return {"stopped_containers": list(stopped), "downtime_seconds": getattr(stopped, "downtime_seconds", None)}
 
 
-def containers_to_stop(request: DumpRequest, roots: list[dict[str, t.Any]]) -> list[dict[str, str]]:
+def containers_to_stop(request: DumpRequest, roots: list[dict[str, t.Any]],
+                       database_of: _stopping.DatabaseOf) -> list[dict[str, str]]:
     """The containers a run stops while it reads ``roots`` ({id, name}, in stop order), after the refusal of a running
-    database's data directory: decided here for the run and its check mode alike."""
-    from . import _stopping  # pylint: disable=import-outside-toplevel  # the source table: late
-
+    database's data directory (``database_of``: the table's ``_sources.database_source``): decided here for the run
+    and its check mode alike."""
     volumes = [item["name"] for item in roots if item["kind"] == "volume"]
     paths = [item["path"] for item in roots if item["kind"] == "path"]
     if not volumes and not request.stop_containers and not _docker_running():
         return []  # host paths on a host without Docker: no container can write there
     containers = _stopping.containers_to_stop(request.archive.job, request.stop_containers, volumes, paths)
-    _stopping.refuse_live_data_dirs(volumes, paths, {container["id"] for container in containers})
+    _stopping.refuse_live_data_dirs(volumes, paths, {container["id"] for container in containers}, database_of)
     return containers
 
 
-def stop_during_backup(request: DumpRequest) -> t.Callable[[list[dict[str, t.Any]]], t.ContextManager[t.Any]]:
+def stop_during_backup(request: DumpRequest, database_of: _stopping.DatabaseOf
+                       ) -> t.Callable[[list[dict[str, t.Any]]], t.ContextManager[t.Any]]:
     """The containers that write into the roots are stopped while they are read, and always started again. The call
     decides which (and refuses); the context it returns stops them when entered (none: it touches nothing)."""
 
     def consistent(roots: list[dict[str, t.Any]]) -> t.ContextManager[list[str]]:
-        from . import _stopped_notes, _stopping  # pylint: disable=import-outside-toplevel  # the source table: late
-
-        return _stopping.stopped(containers_to_stop(request, roots), _stopped_notes.notes_dir(), request.archive.job,
-                                 request.archive.destination)
+        return _stopping.stopped(containers_to_stop(request, roots, database_of), _stopped_notes.notes_dir(),
+                                 request.archive.job, request.archive.destination)
 
     return consistent
 

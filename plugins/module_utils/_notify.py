@@ -1,5 +1,8 @@
 # Copyright: lifeboat developers
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+# PRIVATE to the lifeboat.ops collection while it is 0.x: this library file may change in any release.
+# Use the modules, roles, playbooks and the lifeboat command, not this file (docs/architecture.md).
 """``lifeboat notify``: alert about a failed lifeboat unit, by webhook (JSON) and by mail when the host has a mailer.
 
 Started by systemd as ``lifeboat-notify@UNIT.service`` (``OnFailure=`` of each backup job's service):

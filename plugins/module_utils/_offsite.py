@@ -1,5 +1,8 @@
 # Copyright: lifeboat developers
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+# PRIVATE to the lifeboat.ops collection while it is 0.x: this library file may change in any release.
+# Use the modules, roles, playbooks and the lifeboat command, not this file (docs/architecture.md).
 """Off-site copies of verified archives in an S3-compatible bucket: copy, verify, prune and fetch.
 
 The remote copy stays plain files (the archive, its extras, its manifest), so ``aws s3 cp`` and the manifest's

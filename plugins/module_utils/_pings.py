@@ -1,5 +1,8 @@
 # Copyright: lifeboat developers
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+# PRIVATE to the lifeboat.ops collection while it is 0.x: this library file may change in any release.
+# Use the modules, roles, playbooks and the lifeboat command, not this file (docs/architecture.md).
 """Monitoring pings around a backup run: healthchecks.io-style checks, Uptime Kuma push monitors, ntfy topics.
 
 A run pings ``start`` before it begins, then ``success`` or ``fail`` (with the tail of its log) when it ends:

@@ -1,5 +1,8 @@
 # Copyright: lifeboat developers
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+# PRIVATE to the lifeboat.ops collection while it is 0.x: this library file may change in any release.
+# Use the modules, roles, playbooks and the lifeboat command, not this file (docs/architecture.md).
 """Metrics for node_exporter's textfile collector: Prometheus text exposition format 0.0.4, written atomically.
 
 The backup health check (``_status``) and the host's probe runner (roles/healthcheck) write through this.

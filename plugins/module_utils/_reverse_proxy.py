@@ -1,5 +1,8 @@
 # Copyright: lifeboat developers
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+# PRIVATE to the lifeboat.ops collection while it is 0.x: this library file may change in any release.
+# Use the modules, roles, playbooks and the lifeboat command, not this file (docs/architecture.md).
 """The reverse proxy's operations: all sites in one transaction, the ACME issuance after it, and the renewal.
 
 ``apply_sites`` is what the reverse_proxy_sites module runs, ``renew`` what the renewal timer runs on the host

@@ -1,5 +1,8 @@
 # Copyright: lifeboat developers
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+# PRIVATE to the lifeboat.ops collection while it is 0.x: this library file may change in any release.
+# Use the modules, roles, playbooks and the lifeboat command, not this file (docs/architecture.md).
 """The kinds of source this collection backs up, each one object behind one small interface, and the one table.
 
 A :class:`Source` knows its options (connection, dump), how to connect, dump and restore (through its engine's own
@@ -10,19 +13,14 @@ one helper behind every throw-away database (a restore test, a migration check o
 database on the server has, dropped on the way out even when the work failed. The engines' own restores drop
 their side databases with the same per-engine ``drop_database``.
 
-Plan for the Docker apps issue (what it adds here, each as one new object, no caller changed):
-
-(a) *Where a client runs.* Today every client (pg_dump, pg_restore, mongodump, mongorestore) runs on this host,
-    found by ``pick_binary``/``find_binary`` and started by ``_pipeline.run_tool``/``read_stream``/``write_stream``.
-    A ``ClientRunner`` object takes that role: ``HostRunner`` (today's behaviour) and ``ContainerRunner`` (the same
-    argv run with the Docker Engine API's exec inside the database's container, its stdout and stdin streamed
-    through the same pipeline, secrets passed in the exec's environment, never its argv). A source's requests
-    get a ``runner`` (default ``HostRunner()``) where they now carry ``pg_bin_dir``/``tools_dir``; the version
-    pick moves into the runner, which asks the container's own client.
-(b) *A files source.* ``FilesSource`` (Docker named volumes and host paths) registered in :data:`SOURCES` under
-    ``files``: its dump is a tar stream of the paths (through the same compress/encrypt/checksum pipeline and
-    manifest, counts being files per path), its restore extracts into a side directory renamed over the target,
-    its structure walk reads the tar framing, and its scratch "database" is a private directory.
+Where a client runs is not a source's business: a request carries the place from ``_clients.client_for`` (this
+host's ``HOST``, a ``HostClient``, or a ``ContainerClient`` that runs the same argv through the Docker Engine API's
+exec inside the database's container, secrets in the exec's environment, never its argv). The three sources are
+:class:`PostgreSQL` (work in ``_postgres``), :class:`MongoDB` (``_mongo``) and :class:`Files` (Docker named volumes
+and host paths as one tar stream: ``_files_source``). :func:`database_source` says which source's server a container
+runs (its image, or its dump tool answering inside): Docker app discovery asks it, and so does the files source,
+which refuses to archive a running database's data directory (it gets the function handed in: it sits below this
+table).
 """
 
 from __future__ import annotations
@@ -424,7 +422,7 @@ class Files(Source):
             **{name: list(params.get(name) or []) for name in _files_source.files_spec()})
 
     def dump(self, request: t.Any) -> dict[str, t.Any]:
-        return _files_source.dump(request, _files_source.stop_during_backup(request))
+        return _files_source.dump(request, _files_source.stop_during_backup(request, database_source))
 
     def restore_whole(self, params: dict[str, t.Any], database: str, archive: str,
                       safety_dump: ArchiveOptions) -> dict[str, t.Any]:
@@ -483,6 +481,23 @@ def get(name: str) -> Source:
         return SOURCES[name]
     except KeyError:
         raise LifeboatError(f"unknown engine {name!r}; use one of: {', '.join(NAMES)}") from None
+
+
+def database_source(api: t.Any, info: dict[str, t.Any]) -> tuple[Source | None, str]:
+    """The kind of database a container serves and how that was found (its image, or its client answering)."""
+    image = info["Config"].get("Image", "")
+    for source in SOURCES.values():
+        if source.image_pattern.search(image):
+            return source, f"image {image}"
+    if not info["State"].get("Running"):
+        return None, "not running: no client asked"
+    for source in (source for source in SOURCES.values() if source.dump_tool):
+        command = ["sh", "-c", 'command -v "$0"', source.dump_tool]
+        exec_id = api.exec_create(info["Id"], command, stdout=True, stderr=True)["Id"]
+        api.exec_start(exec_id)
+        if api.exec_inspect(exec_id).get("ExitCode") == 0:
+            return source, f"{source.dump_tool} answers inside"
+    return None, "no database client inside"
 
 
 @contextlib.contextmanager

@@ -1,5 +1,8 @@
 # Copyright: lifeboat developers
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+# PRIVATE to the lifeboat.ops collection while it is 0.x: this library file may change in any release.
+# Use the modules, roles, playbooks and the lifeboat command, not this file (docs/architecture.md).
 """The notes of containers a backup stopped (see _stopping.stopped), and what every run does with the notes a killed
 run left: start those containers again first (:func:`restart_before_run`, :func:`restarting_first` for the modules,
 ``lifeboat restart-stopped`` for the systemd services' ``ExecStopPost=``), and say CRITICAL while one is still stopped

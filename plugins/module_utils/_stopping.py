@@ -1,5 +1,8 @@
 # Copyright: lifeboat developers
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+# PRIVATE to the lifeboat.ops collection while it is 0.x: this library file may change in any release.
+# Use the modules, roles, playbooks and the lifeboat command, not this file (docs/architecture.md).
 """Containers stopped while their volumes are read, and always started again.
 
 A files job reads Docker named volumes and host paths. What a running app or database writes there meanwhile
@@ -18,7 +21,9 @@ what it reads, and starts them again afterwards:
   (:func:`left_stopped`) as CRITICAL.
 
 :func:`refuse_live_data_dirs` refuses to archive the data directory of a running database container: its files
-change under the reader and make no consistent copy; the dump of that database does.
+change under the reader and make no consistent copy; the dump of that database does. Which containers serve a
+database is the table of sources' to say (``_sources.database_source``, a floor above this one): the caller hands it
+in.
 
 The Docker Engine API is reached with the docker SDK (``DOCKER_HOST`` honoured), never the docker CLI.
 """
@@ -33,7 +38,6 @@ import signal
 import time
 import typing as t
 
-from . import _docker_apps
 from ._clients import docker_api, docker_sdk
 from ._common import LifeboatError, hold_lock, process_start
 from ._files import write_file_atomic
@@ -43,6 +47,8 @@ from ._stopped_notes import STATE_PREFIX, STATE_SUFFIX, _first_line, _start_all
 STOP_LABEL = "lifeboat.stop-during-backup"
 # Like `docker stop`: the container's stop signal, then SIGKILL when it has not exited after this long.
 STOP_TIMEOUT_SECONDS = 60
+# (Docker API client, a container's inspect data) -> (the source of the database it serves or None, how that was found)
+DatabaseOf = t.Callable[[t.Any, dict[str, t.Any]], tuple[t.Any, str]]
 
 
 def _name(info: dict[str, t.Any]) -> str:
@@ -110,9 +116,10 @@ def containers_to_stop(job: str, names: t.Sequence[str], volumes: t.Sequence[str
     return list(chosen.values())
 
 
-def refuse_live_data_dirs(volumes: t.Sequence[str], paths: t.Sequence[str], stopping: t.Collection[str]) -> None:
+def refuse_live_data_dirs(volumes: t.Sequence[str], paths: t.Sequence[str], stopping: t.Collection[str],
+                          database_of: DatabaseOf) -> None:
     """A one-line error when one of ``volumes``/``paths`` is (or holds, or is part of) the data directory of a
-    running database container that is not among ``stopping`` (ids)."""
+    running database container that is not among ``stopping`` (ids); ``database_of`` recognises one."""
     docker = docker_sdk()
     api = docker_api()
     try:
@@ -123,7 +130,7 @@ def refuse_live_data_dirs(volumes: t.Sequence[str], paths: t.Sequence[str], stop
             read = _mounts_read(info, volumes, paths)
             if not read or not info["State"].get("Running"):
                 continue
-            source, _evidence = _docker_apps.database_source(api, info)
+            source, _evidence = database_of(api, info)
             if source is None:
                 continue
             environment = dict(item.split("=", 1) for item in info["Config"].get("Env") or [] if "=" in item)

@@ -1,5 +1,8 @@
 # Copyright: lifeboat developers
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+# PRIVATE to the lifeboat.ops collection while it is 0.x: this library file may change in any release.
+# Use the modules, roles, playbooks and the lifeboat command, not this file (docs/architecture.md).
 """Reading the inside of a plain dump stream: rows or documents per table or collection, and their content hash.
 
 PostgreSQL archives are read through the engine's own tool (``pg_restore -f -`` turns every format into

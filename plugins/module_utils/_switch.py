@@ -1,5 +1,8 @@
 # Copyright: lifeboat developers
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+# PRIVATE to the lifeboat.ops collection while it is 0.x: this library file may change in any release.
+# Use the modules, roles, playbooks and the lifeboat command, not this file (docs/architecture.md).
 """The blue-green switch of one app: an HAProxy between the site's nginx and the two colors, switched in place.
 
 Why not an nginx reload: a reload makes the old workers close every idle keep-alive client connection, and a

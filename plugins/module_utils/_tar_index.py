@@ -1,5 +1,8 @@
 # Copyright: lifeboat developers
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+# PRIVATE to the lifeboat.ops collection while it is 0.x: this library file may change in any release.
+# Use the modules, roles, playbooks and the lifeboat command, not this file (docs/architecture.md).
 """What a files archive holds, read from its tar stream as it passes: every entry's type, size, sha256, mode,
 owner, link target and user xattrs, by root (a volume or a path), and the same read from a directory tree.
 

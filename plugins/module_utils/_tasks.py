@@ -1,5 +1,8 @@
 # Copyright: lifeboat developers
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+# PRIVATE to the lifeboat.ops collection while it is 0.x: this library file may change in any release.
+# Use the modules, roles, playbooks and the lifeboat command, not this file (docs/architecture.md).
 """The work of each module, one function per module: validated options in (a Run), an Outcome out.
 
 The database modules' are in _postgres_module and _mongo_module, migration_validate's in _validate, backup_prune's
@@ -64,7 +67,7 @@ def files_backup(run: Run) -> Outcome:
     request = source.dump_request(run.params)
     if run.check_mode:  # every refusal of the real run that needs no write; what it would stop
         roots = _files_source.plan_dump(request)
-        stopping = _files_source.containers_to_stop(request, roots)
+        stopping = _files_source.containers_to_stop(request, roots, _sources.database_source)
         return Outcome(changed=True, result={"roots": roots,
                                              "stopped_containers": [container["name"] for container in stopping]})
     result = source.dump(request)

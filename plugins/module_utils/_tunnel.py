@@ -1,5 +1,8 @@
 # Copyright: lifeboat developers
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+# PRIVATE to the lifeboat.ops collection while it is 0.x: this library file may change in any release.
+# Use the modules, roles, playbooks and the lifeboat command, not this file (docs/architecture.md).
 """The tasks of the cloudflared_ingress and wait_ready modules (the cloudflare_tunnel role's checks and gate).
 
 ``ingress_task`` builds the config file cloudflared will read from the role's settings, checks its ingress with

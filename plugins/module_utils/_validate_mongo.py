@@ -1,5 +1,8 @@
 # Copyright: lifeboat developers
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+# PRIVATE to the lifeboat.ops collection while it is 0.x: this library file may change in any release.
+# Use the modules, roles, playbooks and the lifeboat command, not this file (docs/architecture.md).
 """MongoDB side of migration validation: collections, indexes and documents compared by their exact BSON.
 
 Documents are read as raw BSON batches (``find_raw_batches``) and hashed as the bytes the server sent, so a

@@ -1,5 +1,8 @@
 # Copyright: lifeboat developers
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+# PRIVATE to the lifeboat.ops collection while it is 0.x: this library file may change in any release.
+# Use the modules, roles, playbooks and the lifeboat command, not this file (docs/architecture.md).
 """PostgreSQL side of migration validation: catalog comparisons and server-side hashed key ranges.
 
 Rows are hashed by the servers: the sum of one 64-bit hash per row over a primary-key range, so equal ranges

@@ -1,5 +1,8 @@
 # Copyright: lifeboat developers
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+# PRIVATE to the lifeboat.ops collection while it is 0.x: this library file may change in any release.
+# Use the modules, roles, playbooks and the lifeboat command, not this file (docs/architecture.md).
 """One JSON POST to the operator's webhook (chat, incident tool): the backup notifier's and the probe runner's.
 
 Retry policy: up to ``ATTEMPTS`` tries, ``1 s``, then ``2 s`` apart (none after the last). An HTTP 4xx answer is

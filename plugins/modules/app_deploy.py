@@ -37,7 +37,7 @@ requirements:
 - nginx with a site of M(lifeboat.ops.reverse_proxy_sites)
 extends_documentation_fragment:
 - ansible.builtin.action_common_attributes
-- lifeboat.ops.reverse_proxy
+- lifeboat.ops._reverse_proxy
 attributes:
   check_mode:
     support: full

@@ -30,8 +30,8 @@ description:
 author:
   - Lifeboat Developers (@lifeboat)
 extends_documentation_fragment:
-  - lifeboat.ops.scratch_servers
-  - lifeboat.ops.archive.SIGNATURES
+  - lifeboat.ops._scratch_servers
+  - lifeboat.ops._archive.SIGNATURES
   - ansible.builtin.action_common_attributes
 attributes:
   check_mode:

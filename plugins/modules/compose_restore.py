@@ -32,7 +32,7 @@ description:
 author:
   - Lifeboat Developers (@lifeboat)
 extends_documentation_fragment:
-  - lifeboat.ops.archive.SIGNATURES
+  - lifeboat.ops._archive.SIGNATURES
   - ansible.builtin.action_common_attributes
 attributes:
   check_mode:

@@ -21,8 +21,8 @@ description:
 author:
   - Lifeboat Developers (@lifeboat)
 extends_documentation_fragment:
-  - lifeboat.ops.mongodb
-  - lifeboat.ops.postgresql
+  - lifeboat.ops._mongodb
+  - lifeboat.ops._postgresql
   - ansible.builtin.action_common_attributes
 attributes:
   check_mode:

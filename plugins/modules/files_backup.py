@@ -26,7 +26,7 @@ description:
 author:
   - Lifeboat Developers (@lifeboat)
 extends_documentation_fragment:
-  - lifeboat.ops.archive
+  - lifeboat.ops._archive
   - ansible.builtin.action_common_attributes
 attributes:
   check_mode:

@@ -19,8 +19,8 @@ description:
 author:
   - Lifeboat Developers (@lifeboat)
 extends_documentation_fragment:
-  - lifeboat.ops.mongodb
-  - lifeboat.ops.archive
+  - lifeboat.ops._mongodb
+  - lifeboat.ops._archive
   - ansible.builtin.action_common_attributes
 attributes:
   check_mode:

@@ -65,9 +65,9 @@ notes:
 author:
   - Lifeboat Developers (@lifeboat)
 extends_documentation_fragment:
-  - lifeboat.ops.mongodb
-  - lifeboat.ops.archive.RESTORE
-  - lifeboat.ops.archive.SIGNATURES
+  - lifeboat.ops._mongodb
+  - lifeboat.ops._archive.RESTORE
+  - lifeboat.ops._archive.SIGNATURES
   - ansible.builtin.action_common_attributes
 attributes:
   check_mode:

@@ -22,7 +22,7 @@ author:
   - Lifeboat Developers (@lifeboat)
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
-  - lifeboat.ops.reverse_proxy
+  - lifeboat.ops._reverse_proxy
 attributes:
   check_mode:
     support: full

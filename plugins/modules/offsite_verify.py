@@ -18,7 +18,7 @@ author:
   - Lifeboat Developers (@lifeboat)
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
-  - lifeboat.ops.offsite
+  - lifeboat.ops._offsite
 attributes:
   check_mode:
     support: full

@@ -20,8 +20,8 @@ description:
 author:
   - Lifeboat Developers (@lifeboat)
 extends_documentation_fragment:
-  - lifeboat.ops.postgresql
-  - lifeboat.ops.archive
+  - lifeboat.ops._postgresql
+  - lifeboat.ops._archive
   - ansible.builtin.action_common_attributes
 attributes:
   check_mode:

@@ -29,9 +29,9 @@ description:
 author:
   - Lifeboat Developers (@lifeboat)
 extends_documentation_fragment:
-  - lifeboat.ops.postgresql
-  - lifeboat.ops.archive.RESTORE
-  - lifeboat.ops.archive.SIGNATURES
+  - lifeboat.ops._postgresql
+  - lifeboat.ops._archive.RESTORE
+  - lifeboat.ops._archive.SIGNATURES
   - ansible.builtin.action_common_attributes
 attributes:
   check_mode:

@@ -23,7 +23,7 @@ import docker.types
 import pytest
 import yaml
 
-from ansible_collections.lifeboat.ops.plugins.module_utils import _files, _stopped_notes, _stopping
+from ansible_collections.lifeboat.ops.plugins.module_utils import _files, _sources, _stopped_notes, _stopping
 from ansible_collections.lifeboat.ops.plugins.module_utils._common import LifeboatError
 from testbed import REPO_ROOT
 
@@ -279,18 +279,18 @@ def test_the_data_directory_of_a_running_database_container_is_refused(pg17_cont
                                                                        app_container):
     box = pg17_container
     with pytest.raises(LifeboatError) as caught:
-        _stopping.refuse_live_data_dirs([box.volume], [], set())
+        _stopping.refuse_live_data_dirs([box.volume], [], set(), _sources.database_source)
     assert str(caught.value) == (
         f"volume {box.volume} is the data directory of running PostgreSQL container {box.name}: back it up with a "
         f"postgresql job with container: {box.name} (a dump), or stop it during the backup (stop_containers)")
     mountpoint = container_bed.client.api.inspect_volume(box.volume)["Mountpoint"]
     with pytest.raises(LifeboatError, match=f"^path {mountpoint}/base is part of the data directory of running "):
-        _stopping.refuse_live_data_dirs([], [f"{mountpoint}/base"], set())
+        _stopping.refuse_live_data_dirs([], [f"{mountpoint}/base"], set(), _sources.database_source)
     with pytest.raises(LifeboatError, match=f"^path {os.path.dirname(mountpoint)} holds the data directory"):
-        _stopping.refuse_live_data_dirs([], [os.path.dirname(mountpoint)], set())
+        _stopping.refuse_live_data_dirs([], [os.path.dirname(mountpoint)], set(), _sources.database_source)
     # Stopped during the backup, or another volume: allowed.
-    _stopping.refuse_live_data_dirs([box.volume], [mountpoint], {box.id})
-    _stopping.refuse_live_data_dirs([app_container.volume], [], set())
+    _stopping.refuse_live_data_dirs([box.volume], [mountpoint], {box.id}, _sources.database_source)
+    _stopping.refuse_live_data_dirs([app_container.volume], [], set(), _sources.database_source)
     assert state(container_bed, box)["Running"]
 
 

@@ -7,7 +7,9 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from ansible_collections.lifeboat.ops.plugins.doc_fragments import mongodb, postgresql, scratch_servers
+from ansible_collections.lifeboat.ops.plugins.doc_fragments import _mongodb as mongodb
+from ansible_collections.lifeboat.ops.plugins.doc_fragments import _postgresql as postgresql
+from ansible_collections.lifeboat.ops.plugins.doc_fragments import _scratch_servers as scratch_servers
 
 SHAPE = ("type", "default", "choices", "aliases", "elements")
 

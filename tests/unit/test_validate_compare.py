@@ -163,7 +163,8 @@ def test_source_and_target_document_every_connection_option_of_both_engines():
     """The module's suboptions follow the engines' doc fragments (validate-modules checks them against the spec)."""
     import yaml  # pylint: disable=import-outside-toplevel
 
-    from ansible_collections.lifeboat.ops.plugins.doc_fragments import mongodb, postgresql
+    from ansible_collections.lifeboat.ops.plugins.doc_fragments import _mongodb as mongodb
+    from ansible_collections.lifeboat.ops.plugins.doc_fragments import _postgresql as postgresql
     from ansible_collections.lifeboat.ops.plugins.modules import migration_validate
 
     options = yaml.safe_load(migration_validate.DOCUMENTATION)["options"]

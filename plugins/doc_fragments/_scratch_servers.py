@@ -1,12 +1,15 @@
 # Copyright: lifeboat developers
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 
+# PRIVATE to the lifeboat.ops collection while it is 0.x: this doc fragment may change in any release.
+# Only this collection's own modules extend it.
+
 from __future__ import annotations
 
 
 class ModuleDocFragment:
     # The connection options of both engines as suboptions (the restore test's server). Kept in step with the
-    # postgresql and mongodb fragments by tests/unit/test_doc_fragments.py.
+    # _postgresql and _mongodb fragments by tests/unit/test_doc_fragments.py.
     DOCUMENTATION = r"""
 options:
   postgresql:

@@ -1,6 +1,9 @@
 # Copyright: lifeboat developers
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 
+# PRIVATE to the lifeboat.ops collection while it is 0.x: this doc fragment may change in any release.
+# Only this collection's own modules extend it.
+
 from __future__ import annotations
 
 
