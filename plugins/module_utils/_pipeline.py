@@ -87,6 +87,12 @@ class Decryption:
     passphrase_file: str | None = None
 
 
+# The stages that turn stored bytes back into the plain stream (read_stream's filters, by these names).
+DECRYPT = "decrypt"
+DECOMPRESS = "decompress"
+DECODING_STAGES = (DECRYPT, DECOMPRESS)
+
+
 class _Filter(t.NamedTuple):
     name: str
     argv: list[str]
@@ -170,7 +176,7 @@ def encryptor(encryption: Encryption) -> _Filter | None:
 
 def decryptor(decryption: Decryption) -> _Filter:
     if decryption.passphrase_file:
-        return _Filter("decrypt", [find_binary("age"), "-d"], _passphrase_input(decryption.passphrase_file, 1))
+        return _Filter(DECRYPT, [find_binary("age"), "-d"], _passphrase_input(decryption.passphrase_file, 1))
     if not decryption.identity_files:
         raise LifeboatError("the archive is encrypted; give the age identity file that can decrypt it")
     for path in decryption.identity_files:
@@ -179,11 +185,21 @@ def decryptor(decryption: Decryption) -> _Filter:
     argv = [find_binary("age"), "-d"]
     for path in decryption.identity_files:
         argv += ["-i", path]
-    return _Filter("decrypt", argv)
+    return _Filter(DECRYPT, argv)
 
 
 # The last line of the exec helper (_docker_exec.killed_line) when the client in the container was killed by a signal.
 KILLED_IN_CONTAINER = re.compile(r"^\S+ in container \S+ was killed \(signal \d+\)$")
+
+
+class StageFailed(LifeboatError):
+    """A process of a stream failed, could not start or stopped reading; ``stage`` is its name in the stream
+    (``decrypt``, ``decompress`` or the name the caller gave its producer, consumer or tee): callers tell a damaged
+    archive from a failed reader by it, never by the message."""
+
+    def __init__(self, stage: str, message: str) -> None:
+        super().__init__(message)
+        self.stage = stage
 
 
 class _Stage:
@@ -223,7 +239,7 @@ class _Stage:
             )
         except OSError as exc:
             self._close_tty()
-            raise LifeboatError(f"cannot start {name} ({argv[0]}): {exc.strerror}") from exc
+            raise StageFailed(name, f"cannot start {name} ({argv[0]}): {exc.strerror}") from exc
         finally:
             if tty >= 0:
                 os.close(tty)
@@ -562,19 +578,19 @@ class _Runner:
             raise LifeboatError(f"stopped by {_STOP_SIGNAL[0]} before the work was done")
         if self.python_error is not None:
             raise _as_lifeboat_error(self.python_error, self.target)
-        outcomes = [stage.outcome() for stage in self.stages]
+        outcomes = [(stage.name, *stage.outcome()) for stage in self.stages]
         # The first real failure in stream order is the cause: upstream stages only saw their reader vanish.
-        for kind, reason in outcomes:
+        for name, kind, reason in outcomes:
             if kind == "failed":
-                raise LifeboatError(reason)
-        broken = [reason for kind, reason in outcomes if kind == "pipe"]
+                raise StageFailed(name, reason)
+        broken = [(name, reason) for name, kind, reason in outcomes if kind == "pipe"]
         if broken:  # nothing downstream explains it: this stage's own words are the best we have
-            raise LifeboatError(broken[-1])
+            raise StageFailed(*broken[-1])
         if self.reader_quit:
-            raise LifeboatError(f"{self.reader_quit} stopped reading before the end of the stream")
-        for kind, reason in outcomes:
+            raise StageFailed(self.reader_quit, f"{self.reader_quit} stopped reading before the end of the stream")
+        for name, kind, reason in outcomes:
             if kind != "ok":
-                raise LifeboatError(f"{self.target} failed: {reason}")
+                raise StageFailed(name, f"{self.target} failed: {reason}")
 
     def cleanup(self) -> None:
         self.abort()
@@ -754,7 +770,7 @@ def read_stream(
     discard = not hash_plain and not consumer_argv and not tee_argv and on_plain is None
     decompress = tester_argv(compression) if discard else decompressor_argv(compression)
     filters = [f for f in (decryptor(decryption) if encrypted else None,
-                           _Filter("decompress", decompress) if decompress else None) if f]
+                           _Filter(DECOMPRESS, decompress) if decompress else None) if f]
     try:
         source = os.open(path, os.O_RDONLY)
     except OSError as exc:
