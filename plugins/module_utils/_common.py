@@ -76,6 +76,15 @@ class LifeboatError(Exception):
         super().__init__(redact(" ".join(message.split())))
 
 
+class CannotConnect(LifeboatError):
+    """A database server could not be reached or refused the login; ``reason`` is why, without the "cannot connect
+    to X at Y" that the message puts in front (a probe names the server its own way)."""
+
+    def __init__(self, server: str, reason: str) -> None:
+        super().__init__(f"cannot connect to {server}: {reason}")
+        self.reason = redact(reason)
+
+
 E = t.TypeVar("E", bound=BaseException)
 
 

@@ -32,11 +32,11 @@ from dataclasses import dataclass, field
 from . import _catalog, _docker_apps, _files_source, _signing, _sources, _tar_index
 from ._archive import load_trusted
 from ._clients import docker_api, docker_sdk
-from ._common import LifeboatError, first_few
+from ._common import LifeboatError, first_few, one_line
 from ._module_frame import Outcome, Run
 from ._params import decryption, decryption_spec, trust
 from ._pipeline import Decryption
-from ._stopped_notes import _first_line, notes_dir
+from ._stopped_notes import notes_dir
 from ._stopping import STOP_TIMEOUT_SECONDS, _mounts_read, stopped
 
 HEALTH_POLL_SECONDS = 1.0
@@ -289,7 +289,7 @@ def _wait_running(names: list[str], timeout: float) -> dict[str, str]:
                 return states
             time.sleep(HEALTH_POLL_SECONDS)
     except docker.errors.DockerException as exc:
-        raise LifeboatError(f"cannot ask the Docker engine how the containers run: {_first_line(exc)}") from None
+        raise LifeboatError(f"cannot ask the Docker engine how the containers run: {one_line(exc)}") from None
     finally:
         api.close()
 
@@ -329,7 +329,7 @@ def _started_for_restore(request: Request, parts: list[Part]) -> t.Iterator[list
                 api.start(part.container)
             except docker.errors.DockerException as exc:
                 raise LifeboatError(f"part {part.job}: cannot start its database container {part.container} for the "
-                                    f"restore: {_first_line(exc)}") from None
+                                    f"restore: {one_line(exc)}") from None
             started.append(str(part.container))
         for part in waiting:
             _wait_answering(request, part)
@@ -357,7 +357,7 @@ def _wait_answering(request: Request, part: Part) -> None:
                 reason = source.describe_error(exc)
                 raise LifeboatError(f"part {part.job}: the database in container {part.container}, started for the "
                                     f"restore, did not answer within {request.health_timeout}s "
-                                    f"({reason or _first_line(exc)}): docker logs {part.container} says why") from None
+                                    f"({reason or one_line(exc)}): docker logs {part.container} says why") from None
         time.sleep(HEALTH_POLL_SECONDS)
 
 

@@ -18,7 +18,7 @@ import typing as t
 
 from . import _sources
 from ._clients import docker_api, docker_sdk
-from ._common import LifeboatError
+from ._common import LifeboatError, one_line
 
 PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
@@ -57,7 +57,7 @@ def describe(project: str) -> dict[str, t.Any]:
         api = docker_api()
         found = api.containers(all=True, filters={"label": f"{PROJECT_LABEL}={project}"})
     except docker.errors.DockerException as exc:
-        raise LifeboatError(f"cannot reach the Docker engine: {str(exc).splitlines()[0]}") from None
+        raise LifeboatError(f"cannot reach the Docker engine: {one_line(exc)}") from None
     if not found:
         raise LifeboatError(f"no container on this host carries the label {PROJECT_LABEL}={project}; "
                             "check the project name (docker compose ls)")
@@ -90,7 +90,7 @@ def describe(project: str) -> dict[str, t.Any]:
                 elif mount["Type"] == "bind":
                     binds.append({"source": mount["Source"], **entry})
     except docker.errors.DockerException as exc:
-        raise LifeboatError(f"reading project {project} from the Docker engine failed: {str(exc).splitlines()[0]}") \
+        raise LifeboatError(f"reading project {project} from the Docker engine failed: {one_line(exc)}") \
             from None
     finally:
         api.close()

@@ -34,9 +34,11 @@ from ._archive import (
 )
 from ._clients import HOST, ContainerClient, HostClient
 from ._common import (
+    CannotConnect,
     LifeboatError,
     PrivateDir,
     friendly_errors,
+    one_line,
     read_secret_file,
     register_secret,
 )
@@ -141,8 +143,7 @@ class MongoConnection:
         try:
             _pymongo().uri_parser.parse_uri(full, validate=True, warn=False)
         except Exception as exc:  # pymongo raises several types for a bad URI
-            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise LifeboatError(f"the MongoDB connection string is not valid: {reason}") from exc
+            raise LifeboatError(f"the MongoDB connection string is not valid: {one_line(exc)}") from exc
         return cls(uri=full, display=hosts, timeout_seconds=connect_timeout, place=place)
 
     def client(self) -> t.Any:
@@ -154,7 +155,7 @@ class MongoConnection:
             client.admin.command("ping")
         except pymongo.errors.PyMongoError as exc:
             client.close()
-            raise LifeboatError(f"cannot connect to MongoDB at {self.display}: {_one_line(exc)}") from exc
+            raise CannotConnect(f"MongoDB at {self.display}", _one_line(exc)) from exc
         return client
 
     def tool_command(self, argv: list[str], private: PrivateDir) -> tuple[list[str], dict[str, str] | None]:
@@ -201,8 +202,9 @@ _one_line_errors = friendly_errors(describe_error)
 
 
 def _one_line(exc: BaseException) -> str:
+    """A driver error as one_line, without the topology and raw server reply pymongo appends to its message."""
     text = str(exc).split(", Timeout:", maxsplit=1)[0].split(", full error:", maxsplit=1)[0]
-    return " ".join(text.split())[:300]
+    return one_line(text or type(exc).__name__)[:300]
 
 
 def list_namespaces(client: t.Any, database: str | None) -> dict[str, list[str]]:
