@@ -85,6 +85,16 @@ class CannotConnect(LifeboatError):
         self.reason = redact(reason)
 
 
+class TargetHoldsData(LifeboatError):
+    """A restore refused because its target already holds data: ``holding`` says what, ``overwrite_does`` what
+    overwrite would do; a caller whose own option replaces the target words the fix its own way."""
+
+    def __init__(self, holding: str, overwrite_does: str, replace_hint: str) -> None:
+        super().__init__(f"{holding}; set overwrite=true to {overwrite_does} ({replace_hint})")
+        self.holding = holding
+        self.overwrite_does = overwrite_does
+
+
 E = t.TypeVar("E", bound=BaseException)
 
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import os
-import re
 import time
 import typing as t
 from dataclasses import dataclass, field
@@ -32,7 +31,7 @@ from dataclasses import dataclass, field
 from . import _catalog, _docker_apps, _files_source, _signing, _sources, _tar_index
 from ._archive import load_trusted
 from ._clients import docker_api, docker_sdk
-from ._common import LifeboatError, first_few, one_line
+from ._common import LifeboatError, TargetHoldsData, first_few, one_line
 from ._module_frame import Outcome, Run
 from ._params import decryption, decryption_spec, trust
 from ._pipeline import Decryption
@@ -101,9 +100,7 @@ class Part:
 def _describe(project: str) -> dict[str, t.Any]:
     try:
         return _docker_apps.describe(project)
-    except LifeboatError as exc:
-        if "no container on this host carries the label" not in str(exc):
-            raise
+    except _docker_apps.NoSuchProject:
         raise LifeboatError(f"no container of compose project {project} exists on this host: bring it up first "
                             "(docker compose up --detach; or docker compose create, to restore before the app "
                             "starts); the restore finds the project's parts and their containers from them") from None
@@ -200,12 +197,13 @@ def _database_plan(request: Request, part: Part) -> None:
     try:
         source = _sources.get(part.engine)
         part.request, part.plan = source.plan_into_container(params, part.archive, request.overwrite)
-    except LifeboatError as exc:
+    except TargetHoldsData as exc:
         # Here overwrite replaces the database whole (recreate, drop): the engine's hint about those options goes.
-        message = re.sub(r" \(with (recreate|drop)=true[^)]*\)", "", str(exc))
-        message = message.replace("set overwrite=true", "set overwrite: true in the restore item (it replaces the "
-                                  "database with the archive's)")
-        raise LifeboatError(f"part {part.job} (container {part.container}): {message}") from None
+        raise LifeboatError(f"part {part.job} (container {part.container}): {exc.holding}; set overwrite: true in the "
+                            f"restore item (it replaces the database with the archive's) to {exc.overwrite_does}"
+                            ) from None
+    except LifeboatError as exc:
+        raise LifeboatError(f"part {part.job} (container {part.container}): {exc}") from None
 
 
 def _containers_using(services: list[dict[str, t.Any]], volumes: list[str], paths: list[str]

@@ -48,6 +48,10 @@ def _under(path: str, directory: str) -> bool:
         os.path.normpath(path).startswith(os.path.normpath(directory).rstrip("/") + "/")
 
 
+class NoSuchProject(LifeboatError):
+    """No container on this host belongs to the compose project (a restore words this its own way)."""
+
+
 def describe(project: str) -> dict[str, t.Any]:
     """The project's services (by name), its database jobs, volumes and bind mounts."""
     if not project or not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", project):
@@ -59,7 +63,7 @@ def describe(project: str) -> dict[str, t.Any]:
     except docker.errors.DockerException as exc:
         raise LifeboatError(f"cannot reach the Docker engine: {one_line(exc)}") from None
     if not found:
-        raise LifeboatError(f"no container on this host carries the label {PROJECT_LABEL}={project}; "
+        raise NoSuchProject(f"no container on this host carries the label {PROJECT_LABEL}={project}; "
                             "check the project name (docker compose ls)")
     services, jobs, volumes, binds = [], [], [], []
     compose_files: dict[str, None] = {}

@@ -37,13 +37,15 @@ from ._common import (
     CannotConnect,
     LifeboatError,
     PrivateDir,
+    TargetHoldsData,
+    find_cause,
     friendly_errors,
     one_line,
     read_secret_file,
     register_secret,
 )
 from ._mongo_staging import Staging, kept_name, staging_run, with_retries
-from ._pipeline import Decryption, read_stream, termination_deferred
+from ._pipeline import Decryption, StageFailed, read_stream, termination_deferred
 from ._signing import Trust, host_trust
 from ._structure import MongoArchiveReader
 
@@ -605,10 +607,8 @@ def plan_restore(request: RestoreRequest, read_archive: bool = True) -> dict[str
         server = _server_info(client)
         if existing and not request.overwrite:
             shown = ", ".join(f"{ns} ({n} documents)" for ns, n in sorted(existing.items())[:3])
-            raise LifeboatError(
-                f"the target already holds data in {shown}; set overwrite=true to restore over it "
-                "(with drop=true to replace it)"
-            )
+            raise TargetHoldsData(f"the target already holds data in {shown}", "restore over it",
+                                  "with drop=true to replace it")
         # mongorestore replays an oplog only under the archive's own names (it refuses renames and includes with
         # --oplogReplay): such an archive goes straight to its targets, which must hold nothing yet.
         mechanism = DIRECT if manifest["options"].get("oplog") else MECHANISM
@@ -837,9 +837,9 @@ def _restore_failure(exc: BaseException, staging: Staging | None = None,
     message = _one_line(exc) if not isinstance(exc, LifeboatError) else str(exc)
     if staging is not None:  # the tool names the staging collections: say which target they stand for
         message = message.replace(f"{staging.prefix}_new_", "")
-    killed = re.match(r"mongorestore failed: killed by signal (\d+)", message)
-    if killed:
-        number = int(killed.group(1))
+    stage = find_cause(exc, StageFailed)
+    if stage is not None and stage.stage == "mongorestore" and stage.signal:
+        number = stage.signal
         try:
             name = signal.Signals(number).name
         except ValueError:

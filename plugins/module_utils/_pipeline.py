@@ -195,11 +195,12 @@ KILLED_IN_CONTAINER = re.compile(r"^\S+ in container \S+ was killed \(signal \d+
 class StageFailed(LifeboatError):
     """A process of a stream failed, could not start or stopped reading; ``stage`` is its name in the stream
     (``decrypt``, ``decompress`` or the name the caller gave its producer, consumer or tee): callers tell a damaged
-    archive from a failed reader by it, never by the message."""
+    archive from a failed reader by it, never by the message. ``signal``: the number of the signal that killed it."""
 
-    def __init__(self, stage: str, message: str) -> None:
+    def __init__(self, stage: str, message: str, signal: int | None = None) -> None:
         super().__init__(message)
         self.stage = stage
+        self.signal = signal
 
 
 class _Stage:
@@ -284,6 +285,12 @@ class _Stage:
     @property
     def stderr(self) -> str:
         return "\n".join(self.stderr_tail)
+
+    @property
+    def killed_by(self) -> int | None:
+        """The signal that killed this process (not SIGPIPE: that one only says its reader went away)."""
+        code = self.proc.returncode
+        return -code if code is not None and code < 0 and code != -signal.SIGPIPE else None
 
     def outcome(self) -> tuple[str, str]:
         """``ok``, ``killed`` (by us, after another failure), ``pipe`` (its reader went away) or ``failed``."""
@@ -578,19 +585,19 @@ class _Runner:
             raise LifeboatError(f"stopped by {_STOP_SIGNAL[0]} before the work was done")
         if self.python_error is not None:
             raise _as_lifeboat_error(self.python_error, self.target)
-        outcomes = [(stage.name, *stage.outcome()) for stage in self.stages]
+        outcomes = [(stage, *stage.outcome()) for stage in self.stages]
         # The first real failure in stream order is the cause: upstream stages only saw their reader vanish.
-        for name, kind, reason in outcomes:
+        for stage, kind, reason in outcomes:
             if kind == "failed":
-                raise StageFailed(name, reason)
-        broken = [(name, reason) for name, kind, reason in outcomes if kind == "pipe"]
+                raise StageFailed(stage.name, reason, stage.killed_by)
+        broken = [(stage.name, reason) for stage, kind, reason in outcomes if kind == "pipe"]
         if broken:  # nothing downstream explains it: this stage's own words are the best we have
             raise StageFailed(*broken[-1])
         if self.reader_quit:
             raise StageFailed(self.reader_quit, f"{self.reader_quit} stopped reading before the end of the stream")
-        for name, kind, reason in outcomes:
+        for stage, kind, reason in outcomes:
             if kind != "ok":
-                raise StageFailed(name, f"{self.target} failed: {reason}")
+                raise StageFailed(stage.name, f"{self.target} failed: {reason}")
 
     def cleanup(self) -> None:
         self.abort()

@@ -39,6 +39,7 @@ from ._common import (
     CannotConnect,
     LifeboatError,
     PrivateDir,
+    TargetHoldsData,
     child_env,
     find_binary,
     friendly_errors,
@@ -653,10 +654,8 @@ def _decide(request: RestoreRequest, conn: t.Any, database: str, manifest: dict[
         with request.connection.for_database(database).connect() as target:
             tables = len(list_tables(target))
     if tables and not request.overwrite:
-        raise LifeboatError(
-            f"database {database} already holds {tables} tables; set overwrite=true to restore into it "
-            "(with recreate=true to replace it with the archive's content)"
-        )
+        raise TargetHoldsData(f"database {database} already holds {tables} tables", "restore into it",
+                              "with recreate=true to replace it with the archive's content")
     mechanism = ("side-database-rename" if not exists
                  else "side-database-swap" if request.recreate else "target-copy-swap")
     plain = int(manifest["archive"].get("plain_size") or manifest["archive"]["size"] or 0)
