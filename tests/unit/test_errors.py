@@ -44,7 +44,7 @@ def test_one_line_is_the_first_line_that_says_something():
 
 def test_one_line_prefers_the_docker_engines_own_words():
     error = RuntimeError("500 Server Error for http+docker://localhost/v1.43/containers/create")
-    error.explanation = "Conflict. The container name \"/web\" is already in use"  # type: ignore[attr-defined]
+    error.explanation = "Conflict. The container name \"/web\" is already in use"
     assert one_line(error) == "Conflict. The container name \"/web\" is already in use"
 
 
