@@ -14,7 +14,13 @@ from types import SimpleNamespace
 
 import pytest
 
-from ansible_collections.lifeboat.ops.plugins.module_utils import _compose_restore, _probes, _sources, _verify
+from ansible_collections.lifeboat.ops.plugins.module_utils import (
+    _compose_restore,
+    _docker_apps,
+    _probes,
+    _sources,
+    _verify,
+)
 from ansible_collections.lifeboat.ops.plugins.module_utils._archive import PlainChecksumMismatch, StoredChecksumMismatch
 from ansible_collections.lifeboat.ops.plugins.module_utils._common import (
     REDACTED,
@@ -255,3 +261,12 @@ def test_a_compose_restore_rewords_a_full_target_from_its_fields(monkeypatch):
     assert str(refused.value) == (
         "part app-db (container app-db-1): database journal already holds 2 tables; set overwrite: true in the restore "
         "item (it replaces the database with the archive's) to restore into it")
+
+
+def test_a_compose_restore_words_a_missing_project_by_the_type_of_the_refusal(monkeypatch):
+    def describe(project: str) -> None:
+        raise _docker_apps.NoSuchProject(f"nothing labelled {project} here")
+
+    monkeypatch.setattr(_docker_apps, "describe", describe)
+    with pytest.raises(LifeboatError, match="^no container of compose project shop exists on this host: bring it up"):
+        _compose_restore._describe("shop")
