@@ -268,5 +268,5 @@ def test_a_compose_restore_words_a_missing_project_by_the_type_of_the_refusal(mo
         raise _docker_apps.NoSuchProject(f"nothing labelled {project} here")
 
     monkeypatch.setattr(_docker_apps, "describe", describe)
-    with pytest.raises(LifeboatError, match="^no container of compose project shop exists on this host: bring it up"):
+    with pytest.raises(LifeboatError, match=r"^no container of compose project shop exists on this host: bring it up"):
         _compose_restore._describe("shop")
