@@ -289,7 +289,7 @@ def read_for_restore(archive_path: str, manifest: dict[str, t.Any], **read_args:
     if stream.stored_sha256 != info["sha256"]:
         raise _damaged(archive_path, stream.stored_sha256, info["sha256"])
     if info["plain_sha256"] is not None and stream.plain_sha256 != info["plain_sha256"]:
-        raise LifeboatError(
+        raise PlainChecksumMismatch(
             f"{archive_path} decrypts and decompresses to other bytes than were dumped (plain sha256 differs); "
             "the archive cannot be trusted"
         )
@@ -304,11 +304,11 @@ def as_tap(stream_args: dict[str, t.Any]) -> dict[str, t.Any]:
     return {renamed.get(key, key): value for key, value in stream_args.items()}
 
 
-def _damaged(archive_path: str, actual: str, expected: str) -> LifeboatError:
-    return LifeboatError(
+def _damaged(archive_path: str, actual: str, expected: str) -> StoredChecksumMismatch:
+    return StoredChecksumMismatch(actual, (
         f"{archive_path} does not match its manifest (sha256 {actual[:12]}... instead of {expected[:12]}...); "
         "the file is damaged or was replaced: restore another archive"
-    )
+    ))
 
 
 def load_trusted(archive_path: str, trust: _signing.Trust | None) -> dict[str, t.Any]:
@@ -342,9 +342,13 @@ def check_describes(archive_path: str, manifest: dict[str, t.Any]) -> None:
 class StoredChecksumMismatch(LifeboatError):
     """The stored file's sha256 is not the one its manifest recorded: it is damaged or was replaced."""
 
-    def __init__(self, actual: str) -> None:
-        super().__init__(f"the stored file has sha256 {actual}")
+    def __init__(self, actual: str, message: str | None = None) -> None:
+        super().__init__(message or f"the stored file has sha256 {actual}")
         self.actual = actual
+
+
+class PlainChecksumMismatch(LifeboatError):
+    """The stored file is the one recorded, but decrypted and decompressed it gives other bytes than were dumped."""
 
 
 def read_stored(path: str, expected_sha256: str, **read_args: t.Any) -> StreamResult:

@@ -52,7 +52,7 @@ from . import (
     _status,
     _verify,
 )
-from ._common import LifeboatError, redact, register_secret
+from ._common import LifeboatError, one_line, redact, register_secret
 from ._pipeline import stop_cleanly_on_termination, stop_requested
 from ._stopped_notes import notes_dir, restart_before_run, restart_left_stopped
 
@@ -208,7 +208,7 @@ def run_command(args: argparse.Namespace, output: Output, failure_code: int) -> 
         output.line(f"{args.command} failed: {exc}" if args.command != "status" else f"LIFEBOAT UNKNOWN - {exc}",
                     "error")
     except Exception as exc:  # noqa: BLE001 - a bug of ours: one line, the traceback only when asked for
-        output.line(f"{args.command} failed: unexpected error: {exc}".splitlines()[0], "error")
+        output.line(f"{args.command} failed: unexpected error: {one_line(exc)}", "error")
         if os.environ.get("LIFEBOAT_DEBUG"):
             output.stream.write(redact(traceback.format_exc()))
     return failure_code
@@ -318,12 +318,6 @@ def backup_job(job: _config.Job, output: Output) -> None:
         server = manifest["server"]
         output.line(f"{job.name}: {', '.join(server['stopped_containers'])} stopped for "
                     f"{server.get('downtime_seconds') or 0:.1f} s while read")
-
-
-def one_line(exc: BaseException) -> str:
-    """An exception as one line without secrets (its type when it has no message)."""
-    text = redact(str(exc)).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def run_verify(config: _config.Config, args: argparse.Namespace, output: Output) -> int:

@@ -30,7 +30,7 @@ import sys
 import typing as t
 
 from . import _docker_exec  # imported, not only named: Ansible packs into a module's payload what it imports
-from ._common import LifeboatError, PrivateDir, child_env, find_binary, tool_version
+from ._common import LifeboatError, PrivateDir, child_env, find_binary, one_line, tool_version
 
 SECRET_VARIABLE = "LIFEBOAT_SECRET_FILE"
 # In the container, a here-document of dash (every Debian and Ubuntu image's sh) is a pipe: the content is on no disk.
@@ -106,8 +106,7 @@ def docker_api() -> t.Any:
     try:
         return docker.APIClient(base_url=os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock"), version="auto")
     except docker.errors.DockerException as exc:
-        text = str(getattr(exc, "explanation", None) or exc).strip()
-        raise LifeboatError(f"cannot reach the Docker engine: {text.splitlines()[0] if text else exc}") from None
+        raise LifeboatError(f"cannot reach the Docker engine: {one_line(exc)}") from None
 
 
 class ContainerClient:
@@ -125,7 +124,7 @@ class ContainerClient:
             raise LifeboatError(f"container {reference} does not exist on this host") from None
         except docker.errors.DockerException as exc:
             raise LifeboatError(f"cannot reach the Docker engine to find container {reference}: "
-                                f"{str(exc).splitlines()[0]}") from None
+                                f"{one_line(exc)}") from None
         if not info["State"].get("Running"):
             raise LifeboatError(f"container {reference} is not running ({info['State'].get('Status')}); start it")
         self.reference = reference

@@ -13,6 +13,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import functools
+import json
 import os
 import re
 import shutil
@@ -21,6 +22,7 @@ import subprocess
 import tempfile
 import time
 import typing as t
+import urllib.parse
 
 F = t.TypeVar("F", bound=t.Callable[..., t.Any])
 
@@ -30,22 +32,44 @@ _SECRETS: set[str] = set()
 REDACTED = "********"
 
 
-def register_secret(*spellings: str | None) -> None:
-    """Remember a password (and its encoded forms) so that no message of ours can repeat it.
+def register_secret(*values: str | None) -> None:
+    """Remember a password so that no message of ours can repeat it, in any spelling a tool may echo it in.
 
     Values under four characters are not masked: blotting out every "p" would make messages unreadable.
     """
-    _SECRETS.update(value for value in spellings if value and len(value) >= 4)
+    _SECRETS.update(spelling for value in values if value for spelling in secret_spellings(value))
+
+
+def secret_spellings(value: str) -> set[str]:
+    """A secret as itself and as it appears inside a connection URL (percent- or plus-encoded) or a quoted
+    JSON or YAML string (backslash-escaped): every form a tool's message may repeat, none under four characters."""
+    spellings = {value, urllib.parse.quote(value, safe=""), urllib.parse.quote(value), urllib.parse.quote_plus(value),
+                 json.dumps(value)[1:-1]}
+    return {spelling for spelling in spellings if len(spelling) >= 4}
 
 
 def registered_secrets() -> set[str]:
     return set(_SECRETS)
 
 
-def redact(text: str) -> str:
-    for secret in sorted(_SECRETS, key=len, reverse=True):
+def redact(text: str, secrets: t.Iterable[str | None] = ()) -> str:
+    """``text`` with every registered secret, and every one of ``secrets``, in each of its spellings masked."""
+    every = set(_SECRETS).union(*(secret_spellings(value) for value in secrets if value))
+    for secret in sorted(every, key=len, reverse=True):
         text = text.replace(secret, REDACTED)
     return text
+
+
+def one_line(problem: BaseException | str, secrets: t.Iterable[str | None] = ()) -> str:
+    """The first line of an error (or of a tool's text) that says something, whitespace collapsed and without any
+    secret: the registered ones and ``secrets``. The whole text is redacted before it is cut, so a secret that spans
+    lines cannot leave a piece behind. A Docker error's ``explanation`` (the engine's own words) is preferred to its
+    wrapper's; an exception without a message is named by its type."""
+    text = str(getattr(problem, "explanation", None) or problem) if isinstance(problem, BaseException) else problem
+    for line in redact(text, secrets).splitlines():
+        if line.strip():
+            return " ".join(line.split())
+    return type(problem).__name__ if isinstance(problem, BaseException) else ""
 
 
 class LifeboatError(Exception):
@@ -53,6 +77,41 @@ class LifeboatError(Exception):
 
     def __init__(self, message: str) -> None:
         super().__init__(redact(" ".join(message.split())))
+
+
+class CannotConnect(LifeboatError):
+    """A database server could not be reached or refused the login; ``reason`` is why, without the "cannot connect
+    to X at Y" that the message puts in front (a probe names the server its own way)."""
+
+    def __init__(self, server: str, reason: str) -> None:
+        super().__init__(f"cannot connect to {server}: {reason}")
+        self.reason = redact(reason)
+
+
+class TargetHoldsData(LifeboatError):
+    """A restore refused because its target already holds data: ``holding`` says what, ``overwrite_does`` what
+    overwrite would do; a caller whose own option replaces the target words the fix its own way."""
+
+    def __init__(self, holding: str, overwrite_does: str, replace_hint: str) -> None:
+        super().__init__(f"{holding}; set overwrite=true to {overwrite_does} ({replace_hint})")
+        self.holding = holding
+        self.overwrite_does = overwrite_does
+
+
+E = t.TypeVar("E", bound=BaseException)
+
+
+def find_cause(exc: BaseException, kind: type[E]) -> E | None:
+    """The first exception of ``kind`` in ``exc``'s chain (itself, then what it was raised from or while handling, as a
+    traceback shows them): a typed failure keeps its meaning under the messages that wrap it on the way up."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, kind):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or (None if current.__suppress_context__ else current.__context__)
+    return None
 
 
 def friendly_errors(describe: t.Callable[[Exception], str | None]) -> t.Callable[[F], F]:

@@ -27,7 +27,6 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import os
-import re
 import time
 import typing as t
 from dataclasses import dataclass, field
@@ -35,11 +34,11 @@ from dataclasses import dataclass, field
 from . import _catalog, _docker_apps, _files_source, _signing, _sources, _tar_index
 from ._archive import load_trusted
 from ._clients import docker_api, docker_sdk
-from ._common import LifeboatError, first_few
+from ._common import LifeboatError, TargetHoldsData, first_few, one_line
 from ._module_frame import Outcome, Run
 from ._params import decryption, decryption_spec, trust
 from ._pipeline import Decryption
-from ._stopped_notes import _first_line, notes_dir
+from ._stopped_notes import notes_dir
 from ._stopping import STOP_TIMEOUT_SECONDS, _mounts_read, stopped
 
 HEALTH_POLL_SECONDS = 1.0
@@ -104,9 +103,7 @@ class Part:
 def _describe(project: str) -> dict[str, t.Any]:
     try:
         return _docker_apps.describe(project)
-    except LifeboatError as exc:
-        if "no container on this host carries the label" not in str(exc):
-            raise
+    except _docker_apps.NoSuchProject:
         raise LifeboatError(f"no container of compose project {project} exists on this host: bring it up first "
                             "(docker compose up --detach; or docker compose create, to restore before the app "
                             "starts); the restore finds the project's parts and their containers from them") from None
@@ -203,12 +200,13 @@ def _database_plan(request: Request, part: Part) -> None:
     try:
         source = _sources.get(part.engine)
         part.request, part.plan = source.plan_into_container(params, part.archive, request.overwrite)
-    except LifeboatError as exc:
+    except TargetHoldsData as exc:
         # Here overwrite replaces the database whole (recreate, drop): the engine's hint about those options goes.
-        message = re.sub(r" \(with (recreate|drop)=true[^)]*\)", "", str(exc))
-        message = message.replace("set overwrite=true", "set overwrite: true in the restore item (it replaces the "
-                                  "database with the archive's)")
-        raise LifeboatError(f"part {part.job} (container {part.container}): {message}") from None
+        raise LifeboatError(f"part {part.job} (container {part.container}): {exc.holding}; set overwrite: true in the "
+                            f"restore item (it replaces the database with the archive's) to {exc.overwrite_does}"
+                            ) from None
+    except LifeboatError as exc:
+        raise LifeboatError(f"part {part.job} (container {part.container}): {exc}") from None
 
 
 def _containers_using(services: list[dict[str, t.Any]], volumes: list[str], paths: list[str]
@@ -292,7 +290,7 @@ def _wait_running(names: list[str], timeout: float) -> dict[str, str]:
                 return states
             time.sleep(HEALTH_POLL_SECONDS)
     except docker.errors.DockerException as exc:
-        raise LifeboatError(f"cannot ask the Docker engine how the containers run: {_first_line(exc)}") from None
+        raise LifeboatError(f"cannot ask the Docker engine how the containers run: {one_line(exc)}") from None
     finally:
         api.close()
 
@@ -332,7 +330,7 @@ def _started_for_restore(request: Request, parts: list[Part]) -> t.Iterator[list
                 api.start(part.container)
             except docker.errors.DockerException as exc:
                 raise LifeboatError(f"part {part.job}: cannot start its database container {part.container} for the "
-                                    f"restore: {_first_line(exc)}") from None
+                                    f"restore: {one_line(exc)}") from None
             started.append(str(part.container))
         for part in waiting:
             _wait_answering(request, part)
@@ -360,7 +358,7 @@ def _wait_answering(request: Request, part: Part) -> None:
                 reason = source.describe_error(exc)
                 raise LifeboatError(f"part {part.job}: the database in container {part.container}, started for the "
                                     f"restore, did not answer within {request.health_timeout}s "
-                                    f"({reason or _first_line(exc)}): docker logs {part.container} says why") from None
+                                    f"({reason or one_line(exc)}): docker logs {part.container} says why") from None
         time.sleep(HEALTH_POLL_SECONDS)
 
 

@@ -53,7 +53,7 @@ from . import (
 )
 from ._archive import ArchiveOptions
 from ._clients import docker_sdk
-from ._common import LifeboatError, lock_owner_alive, pid_alive, process_start, redact, register_secret
+from ._common import LifeboatError, lock_owner_alive, one_line, pid_alive, process_start, redact, register_secret
 
 COLORS = ("blue", "green")
 ACTIONS = ("deploy", "rollback")
@@ -346,7 +346,7 @@ class Engine:
             self.client = self.docker.from_env(timeout=120)
             self.client.ping()
         except self.docker.errors.DockerException as exc:
-            raise LifeboatError(f"cannot reach the Docker engine: {str(exc).splitlines()[0]}") from None
+            raise LifeboatError(f"cannot reach the Docker engine: {one_line(exc)}") from None
 
     def image(self, reference: str, pull: bool = True) -> t.Any | None:
         """The image, pulled when it is not on the host (None when it is not and pull is false: check mode)."""
@@ -356,13 +356,12 @@ class Engine:
             if not pull:
                 return None
         except self.docker.errors.DockerException as exc:
-            raise LifeboatError(f"cannot look up image {reference}: {str(exc).splitlines()[0]}") from None
+            raise LifeboatError(f"cannot look up image {reference}: {one_line(exc)}") from None
         try:
             return self.client.images.pull(reference)
         except self.docker.errors.DockerException as exc:
-            reason = getattr(exc, "explanation", None) or str(exc)
             raise LifeboatError(f"image {reference} is not on this host and cannot be pulled: "
-                                f"{str(reason).splitlines()[0]}") from None
+                                f"{one_line(exc)}") from None
 
     def ours(self, app: str) -> list[t.Any]:
         """The app's containers (running or not), newest release first."""
@@ -1092,7 +1091,7 @@ def _deploy(params: dict[str, t.Any], environment: dict[str, str], state: dict[s
             for network in params["networks"][1:]:
                 engine.client.networks.get(network).connect(container)
         except engine.docker.errors.DockerException as exc:
-            text = redact(str(getattr(exc, "explanation", None) or exc)).splitlines()[0]
+            text = one_line(exc)
             leftover = engine.get(name)
             if leftover is not None:
                 leftover.remove(force=True)
@@ -1152,7 +1151,7 @@ def migrate(params: dict[str, t.Any], engine: Engine, container: t.Any) -> dict[
         output = api.exec_start(exec_id).decode("utf-8", "replace")
         code = api.exec_inspect(exec_id).get("ExitCode")
     except engine.docker.errors.DockerException as exc:
-        return {"ok": False, "reason": f"the migration command could not run: {str(exc).splitlines()[0]}"}
+        return {"ok": False, "reason": f"the migration command could not run: {one_line(exc)}"}
     lines = [line.strip() for line in output.strip().splitlines() if line.strip()]
     tail = redact(" / ".join(lines[-3:]))
     if code != 0:

@@ -22,7 +22,7 @@ import typing as t
 
 from . import _sources
 from ._clients import docker_api, docker_sdk
-from ._common import LifeboatError
+from ._common import LifeboatError, one_line
 
 PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
@@ -35,6 +35,10 @@ def _under(path: str, directory: str) -> bool:
         os.path.normpath(path).startswith(os.path.normpath(directory).rstrip("/") + "/")
 
 
+class NoSuchProject(LifeboatError):
+    """No container on this host belongs to the compose project (a restore words this its own way)."""
+
+
 def describe(project: str) -> dict[str, t.Any]:
     """The project's services (by name), its database jobs, volumes and bind mounts."""
     if not project or not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", project):
@@ -44,9 +48,9 @@ def describe(project: str) -> dict[str, t.Any]:
         api = docker_api()
         found = api.containers(all=True, filters={"label": f"{PROJECT_LABEL}={project}"})
     except docker.errors.DockerException as exc:
-        raise LifeboatError(f"cannot reach the Docker engine: {str(exc).splitlines()[0]}") from None
+        raise LifeboatError(f"cannot reach the Docker engine: {one_line(exc)}") from None
     if not found:
-        raise LifeboatError(f"no container on this host carries the label {PROJECT_LABEL}={project}; "
+        raise NoSuchProject(f"no container on this host carries the label {PROJECT_LABEL}={project}; "
                             "check the project name (docker compose ls)")
     services, jobs, volumes, binds = [], [], [], []
     compose_files: dict[str, None] = {}
@@ -77,7 +81,7 @@ def describe(project: str) -> dict[str, t.Any]:
                 elif mount["Type"] == "bind":
                     binds.append({"source": mount["Source"], **entry})
     except docker.errors.DockerException as exc:
-        raise LifeboatError(f"reading project {project} from the Docker engine failed: {str(exc).splitlines()[0]}") \
+        raise LifeboatError(f"reading project {project} from the Docker engine failed: {one_line(exc)}") \
             from None
     finally:
         api.close()

@@ -35,7 +35,7 @@ from ._archive import (
     stream_to_archive,
 )
 from ._clients import HOST, docker_api, docker_sdk
-from ._common import LifeboatError, PrivateDir, find_binary, first_few
+from ._common import LifeboatError, PrivateDir, find_binary, first_few, one_line
 from ._files import exchange_paths
 from ._pipeline import Decryption
 from ._signing import Trust, host_trust
@@ -80,7 +80,7 @@ def volume_path(api: t.Any, name: str) -> str:
     except docker.errors.NotFound:
         raise LifeboatError(f"volume {name} does not exist on this host (docker volume ls lists the volumes)") from None
     except docker.errors.DockerException as exc:
-        raise LifeboatError(f"cannot inspect volume {name}: {str(exc).splitlines()[0]}") from None
+        raise LifeboatError(f"cannot inspect volume {name}: {one_line(exc)}") from None
 
 
 def root(kind: str, name: str, path: str) -> dict[str, t.Any]:

@@ -16,7 +16,7 @@ import traceback
 import typing as t
 from dataclasses import dataclass, field
 
-from ._common import LifeboatError, registered_secrets
+from ._common import LifeboatError, one_line, registered_secrets
 from ._pipeline import stop_cleanly_on_termination
 
 
@@ -74,7 +74,7 @@ def run_module(module: ModuleLike, task: Task) -> None:
         return
     except Exception as exc:  # noqa: BLE001 - a bug of ours: one line here, the traceback with -vvv
         _hand_over(module, run)
-        module.fail_json(msg=f"unexpected error: {exc}".splitlines()[0], exception=traceback.format_exc())
+        module.fail_json(msg=f"unexpected error: {one_line(exc)}", exception=traceback.format_exc())
         return
     _hand_over(module, run)
     result = dict(outcome.result)

@@ -37,14 +37,18 @@ from ._archive import (
 )
 from ._clients import HOST, ContainerClient, HostClient
 from ._common import (
+    CannotConnect,
     LifeboatError,
     PrivateDir,
+    TargetHoldsData,
+    find_cause,
     friendly_errors,
+    one_line,
     read_secret_file,
     register_secret,
 )
 from ._mongo_staging import Staging, kept_name, staging_run, with_retries
-from ._pipeline import Decryption, read_stream, termination_deferred
+from ._pipeline import Decryption, StageFailed, read_stream, termination_deferred
 from ._signing import Trust, host_trust
 from ._structure import MongoArchiveReader
 
@@ -144,8 +148,7 @@ class MongoConnection:
         try:
             _pymongo().uri_parser.parse_uri(full, validate=True, warn=False)
         except Exception as exc:  # pymongo raises several types for a bad URI
-            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise LifeboatError(f"the MongoDB connection string is not valid: {reason}") from exc
+            raise LifeboatError(f"the MongoDB connection string is not valid: {one_line(exc)}") from exc
         return cls(uri=full, display=hosts, timeout_seconds=connect_timeout, place=place)
 
     def client(self) -> t.Any:
@@ -157,7 +160,7 @@ class MongoConnection:
             client.admin.command("ping")
         except pymongo.errors.PyMongoError as exc:
             client.close()
-            raise LifeboatError(f"cannot connect to MongoDB at {self.display}: {_one_line(exc)}") from exc
+            raise CannotConnect(f"MongoDB at {self.display}", _one_line(exc)) from exc
         return client
 
     def tool_command(self, argv: list[str], private: PrivateDir) -> tuple[list[str], dict[str, str] | None]:
@@ -204,8 +207,9 @@ _one_line_errors = friendly_errors(describe_error)
 
 
 def _one_line(exc: BaseException) -> str:
+    """A driver error as one_line, without the topology and raw server reply pymongo appends to its message."""
     text = str(exc).split(", Timeout:", maxsplit=1)[0].split(", full error:", maxsplit=1)[0]
-    return " ".join(text.split())[:300]
+    return one_line(text or type(exc).__name__)[:300]
 
 
 def list_namespaces(client: t.Any, database: str | None) -> dict[str, list[str]]:
@@ -606,10 +610,8 @@ def plan_restore(request: RestoreRequest, read_archive: bool = True) -> dict[str
         server = _server_info(client)
         if existing and not request.overwrite:
             shown = ", ".join(f"{ns} ({n} documents)" for ns, n in sorted(existing.items())[:3])
-            raise LifeboatError(
-                f"the target already holds data in {shown}; set overwrite=true to restore over it "
-                "(with drop=true to replace it)"
-            )
+            raise TargetHoldsData(f"the target already holds data in {shown}", "restore over it",
+                                  "with drop=true to replace it")
         # mongorestore replays an oplog only under the archive's own names (it refuses renames and includes with
         # --oplogReplay): such an archive goes straight to its targets, which must hold nothing yet.
         mechanism = DIRECT if manifest["options"].get("oplog") else MECHANISM
@@ -838,9 +840,9 @@ def _restore_failure(exc: BaseException, staging: Staging | None = None,
     message = _one_line(exc) if not isinstance(exc, LifeboatError) else str(exc)
     if staging is not None:  # the tool names the staging collections: say which target they stand for
         message = message.replace(f"{staging.prefix}_new_", "")
-    killed = re.match(r"mongorestore failed: killed by signal (\d+)", message)
-    if killed:
-        number = int(killed.group(1))
+    stage = find_cause(exc, StageFailed)
+    if stage is not None and stage.stage == "mongorestore" and stage.signal:
+        number = stage.signal
         try:
             name = signal.Signals(number).name
         except ValueError:

@@ -90,6 +90,12 @@ class Decryption:
     passphrase_file: str | None = None
 
 
+# The stages that turn stored bytes back into the plain stream (read_stream's filters, by these names).
+DECRYPT = "decrypt"
+DECOMPRESS = "decompress"
+DECODING_STAGES = (DECRYPT, DECOMPRESS)
+
+
 class _Filter(t.NamedTuple):
     name: str
     argv: list[str]
@@ -173,7 +179,7 @@ def encryptor(encryption: Encryption) -> _Filter | None:
 
 def decryptor(decryption: Decryption) -> _Filter:
     if decryption.passphrase_file:
-        return _Filter("decrypt", [find_binary("age"), "-d"], _passphrase_input(decryption.passphrase_file, 1))
+        return _Filter(DECRYPT, [find_binary("age"), "-d"], _passphrase_input(decryption.passphrase_file, 1))
     if not decryption.identity_files:
         raise LifeboatError("the archive is encrypted; give the age identity file that can decrypt it")
     for path in decryption.identity_files:
@@ -182,11 +188,22 @@ def decryptor(decryption: Decryption) -> _Filter:
     argv = [find_binary("age"), "-d"]
     for path in decryption.identity_files:
         argv += ["-i", path]
-    return _Filter("decrypt", argv)
+    return _Filter(DECRYPT, argv)
 
 
 # The last line of the exec helper (_docker_exec.killed_line) when the client in the container was killed by a signal.
 KILLED_IN_CONTAINER = re.compile(r"^\S+ in container \S+ was killed \(signal \d+\)$")
+
+
+class StageFailed(LifeboatError):
+    """A process of a stream failed, could not start or stopped reading; ``stage`` is its name in the stream
+    (``decrypt``, ``decompress`` or the name the caller gave its producer, consumer or tee): callers tell a damaged
+    archive from a failed reader by it, never by the message. ``signal``: the number of the signal that killed it."""
+
+    def __init__(self, stage: str, message: str, signal: int | None = None) -> None:
+        super().__init__(message)
+        self.stage = stage
+        self.signal = signal
 
 
 class _Stage:
@@ -226,7 +243,7 @@ class _Stage:
             )
         except OSError as exc:
             self._close_tty()
-            raise LifeboatError(f"cannot start {name} ({argv[0]}): {exc.strerror}") from exc
+            raise StageFailed(name, f"cannot start {name} ({argv[0]}): {exc.strerror}") from exc
         finally:
             if tty >= 0:
                 os.close(tty)
@@ -271,6 +288,12 @@ class _Stage:
     @property
     def stderr(self) -> str:
         return "\n".join(self.stderr_tail)
+
+    @property
+    def killed_by(self) -> int | None:
+        """The signal that killed this process (not SIGPIPE: that one only says its reader went away)."""
+        code = self.proc.returncode
+        return -code if code is not None and code < 0 and code != -signal.SIGPIPE else None
 
     def outcome(self) -> tuple[str, str]:
         """``ok``, ``killed`` (by us, after another failure), ``pipe`` (its reader went away) or ``failed``."""
@@ -565,19 +588,19 @@ class _Runner:
             raise LifeboatError(f"stopped by {_STOP_SIGNAL[0]} before the work was done")
         if self.python_error is not None:
             raise _as_lifeboat_error(self.python_error, self.target)
-        outcomes = [stage.outcome() for stage in self.stages]
+        outcomes = [(stage, *stage.outcome()) for stage in self.stages]
         # The first real failure in stream order is the cause: upstream stages only saw their reader vanish.
-        for kind, reason in outcomes:
+        for stage, kind, reason in outcomes:
             if kind == "failed":
-                raise LifeboatError(reason)
-        broken = [reason for kind, reason in outcomes if kind == "pipe"]
+                raise StageFailed(stage.name, reason, stage.killed_by)
+        broken = [(stage.name, reason) for stage, kind, reason in outcomes if kind == "pipe"]
         if broken:  # nothing downstream explains it: this stage's own words are the best we have
-            raise LifeboatError(broken[-1])
+            raise StageFailed(*broken[-1])
         if self.reader_quit:
-            raise LifeboatError(f"{self.reader_quit} stopped reading before the end of the stream")
-        for kind, reason in outcomes:
+            raise StageFailed(self.reader_quit, f"{self.reader_quit} stopped reading before the end of the stream")
+        for stage, kind, reason in outcomes:
             if kind != "ok":
-                raise LifeboatError(f"{self.target} failed: {reason}")
+                raise StageFailed(stage.name, f"{self.target} failed: {reason}")
 
     def cleanup(self) -> None:
         self.abort()
@@ -757,7 +780,7 @@ def read_stream(
     discard = not hash_plain and not consumer_argv and not tee_argv and on_plain is None
     decompress = tester_argv(compression) if discard else decompressor_argv(compression)
     filters = [f for f in (decryptor(decryption) if encrypted else None,
-                           _Filter("decompress", decompress) if decompress else None) if f]
+                           _Filter(DECOMPRESS, decompress) if decompress else None) if f]
     try:
         source = os.open(path, os.O_RDONLY)
     except OSError as exc:

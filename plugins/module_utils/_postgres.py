@@ -39,12 +39,16 @@ from ._archive import (
 from ._catalog import human_size
 from ._clients import HOST, ContainerClient, HostClient
 from ._common import (
+    CannotConnect,
     LifeboatError,
     PrivateDir,
+    TargetHoldsData,
     child_env,
     find_binary,
     friendly_errors,
+    one_line,
     read_secret_file,
+    redact,
     register_secret,
 )
 from ._pipeline import Decryption, StreamResult, run_tool, termination_deferred
@@ -159,16 +163,17 @@ class PgConnection:
         try:
             return psycopg.connect(self.conninfo(), password=self.password, autocommit=autocommit)
         except psycopg.Error as exc:
-            raise LifeboatError(f"cannot connect to PostgreSQL at {self.describe()}: {_one_line(exc)}") from exc
+            raise CannotConnect(f"PostgreSQL at {self.describe()}", _one_line(exc)) from exc
 
 
 def _one_line(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    # libpq repeats "connection to server ... failed:" before the real reason.
+    """A driver error as one_line, from the line that gives the reason: libpq repeats "connection to server ...
+    failed:" before it."""
+    lines = [line for line in redact(str(exc)).splitlines() if line.strip()]
     for line in lines:
         if "FATAL" in line or "error" in line.lower() or "refused" in line or "timeout" in line:
-            return re.sub(r"\s+", " ", line)
-    return lines[-1] if lines else exc.__class__.__name__
+            return one_line(line)
+    return one_line(lines[-1] if lines else exc)
 
 
 def quote_ident(name: str) -> str:
@@ -652,10 +657,8 @@ def _decide(request: RestoreRequest, conn: t.Any, database: str, manifest: dict[
         with request.connection.for_database(database).connect() as target:
             tables = len(list_tables(target))
     if tables and not request.overwrite:
-        raise LifeboatError(
-            f"database {database} already holds {tables} tables; set overwrite=true to restore into it "
-            "(with recreate=true to replace it with the archive's content)"
-        )
+        raise TargetHoldsData(f"database {database} already holds {tables} tables", "restore into it",
+                              "with recreate=true to replace it with the archive's content")
     mechanism = ("side-database-rename" if not exists
                  else "side-database-swap" if request.recreate else "target-copy-swap")
     plain = int(manifest["archive"].get("plain_size") or manifest["archive"]["size"] or 0)

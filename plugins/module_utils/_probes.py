@@ -23,13 +23,12 @@ import time
 import typing as t
 
 from . import _http_probe
-from ._common import LifeboatError, read_secret_file
+from ._common import CannotConnect, LifeboatError, read_secret_file
 
 
 def _reason(exc: LifeboatError) -> str:
-    """The cause of a connection failure, without the library's "cannot connect to X at Y:" prefix."""
-    text = str(exc)
-    return text.split(": ", 1)[-1] if text.startswith("cannot connect to") else text
+    """The cause of a failure; of a connection failure without the server's name, which the probe gives its own way."""
+    return exc.reason if isinstance(exc, CannotConnect) else str(exc)
 
 
 def _password(settings: dict[str, t.Any]) -> str | None:

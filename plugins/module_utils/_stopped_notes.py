@@ -22,7 +22,7 @@ import os
 import typing as t
 
 from ._clients import docker_api, docker_sdk
-from ._common import LifeboatError, lock_owner_alive, pid_alive, process_start
+from ._common import LifeboatError, lock_owner_alive, one_line, pid_alive, process_start
 
 STATE_PREFIX = ".lifeboat-stopped-"
 STATE_SUFFIX = ".json"
@@ -45,11 +45,6 @@ def notes_dir() -> str:
     return os.environ.get(NOTES_DIR_VARIABLE) or NOTES_DIR
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(getattr(exc, "explanation", None) or exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 def _start_order(containers: list[dict[str, str]]) -> list[dict[str, str]]:
     # Started in the reverse of the stop order, as `docker compose stop`/`start` do: list the dependants (the app)
     # before what they depend on (its database), so that they stop first, before what they use goes away, and
@@ -68,7 +63,7 @@ def _start_all(api: t.Any, containers: list[dict[str, str]]) -> tuple[list[str],
         except docker.errors.NotFound:
             continue  # removed meanwhile (`docker compose down`): nothing left to start
         except Exception as exc:  # noqa: BLE001 - one container's failure must not keep the others stopped
-            failures.append(f"{container['name']} ({_first_line(exc)})")
+            failures.append(f"{container['name']} ({one_line(exc)})")
     return started, failures
 
 

@@ -39,10 +39,10 @@ import time
 import typing as t
 
 from ._clients import docker_api, docker_sdk
-from ._common import LifeboatError, hold_lock, process_start
+from ._common import LifeboatError, hold_lock, one_line, process_start
 from ._files import write_file_atomic
 from ._pipeline import termination_deferred
-from ._stopped_notes import STATE_PREFIX, STATE_SUFFIX, _first_line, _start_all
+from ._stopped_notes import STATE_PREFIX, STATE_SUFFIX, _start_all
 
 STOP_LABEL = "lifeboat.stop-during-backup"
 # Like `docker stop`: the container's stop signal, then SIGKILL when it has not exited after this long.
@@ -110,7 +110,7 @@ def containers_to_stop(job: str, names: t.Sequence[str], volumes: t.Sequence[str
         for entry in sorted(labelled, key=lambda item: item["name"]):
             chosen.setdefault(entry["id"], entry)
     except (docker.errors.DockerException, OSError) as exc:  # OSError: the connection's (requests')
-        raise LifeboatError(f"cannot list the containers to stop: {_first_line(exc)}") from None
+        raise LifeboatError(f"cannot list the containers to stop: {one_line(exc)}") from None
     finally:
         api.close()
     return list(chosen.values())
@@ -150,7 +150,7 @@ def refuse_live_data_dirs(volumes: t.Sequence[str], paths: t.Sequence[str], stop
                     f"with a {source.name} job with container: {name} (a dump), or stop it during the backup "
                     "(stop_containers)")
     except (docker.errors.DockerException, OSError) as exc:  # OSError: the connection's (requests')
-        raise LifeboatError(f"cannot list the running containers: {_first_line(exc)}") from None
+        raise LifeboatError(f"cannot list the running containers: {one_line(exc)}") from None
     finally:
         api.close()
 
@@ -206,7 +206,7 @@ def stopped(containers: list[dict[str, str]], state_dir: str, job: str, destinat
             except LifeboatError:
                 raise  # SIGTERM while waiting for the engine (the pipeline's handler): started again below
             except Exception as exc:  # noqa: BLE001 - the engine's or its connection's error, said in one line
-                raise LifeboatError(f"cannot stop container {container['name']}: {_first_line(exc)}") from None
+                raise LifeboatError(f"cannot stop container {container['name']}: {one_line(exc)}") from None
         names = StoppedNames(c["name"] for c in containers)
         yield names
     except BaseException as exc:
@@ -229,7 +229,7 @@ def stopped(containers: list[dict[str, str]], state_dir: str, job: str, destinat
         if failures:
             message = f"could not start again container {'; '.join(failures)}: start it with docker start"
             if body_error is not None:
-                message += f" (the job had failed too: {_first_line(body_error)})"
+                message += f" (the job had failed too: {one_line(body_error)})"
             raise LifeboatError(message) from body_error
         for name in arrived:  # delivered now, to the handler that was there before
             signal.raise_signal(signal.Signals[name])

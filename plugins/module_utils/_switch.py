@@ -34,7 +34,7 @@ import time
 import typing as t
 from dataclasses import dataclass
 
-from ._common import LifeboatError
+from ._common import LifeboatError, one_line
 from ._files import write_file_atomic
 
 COLORS = ("blue", "green")
@@ -235,7 +235,7 @@ class Switch:
         answer = b"".join(chunks).decode("utf-8", "replace")
         if re.search(r"^(No such|Unknown command|Require|Permission denied|.*(invalid|expects))", answer,
                      re.MULTILINE | re.IGNORECASE):
-            raise LifeboatError(f"the switch of {self.app} refused '{text}': {answer.strip().splitlines()[0]}")
+            raise LifeboatError(f"the switch of {self.app} refused '{text}': {one_line(answer)}")
         return answer
 
     def states(self) -> dict[str, str]:

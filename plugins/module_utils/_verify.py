@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 from . import _catalog, _manifest, _signing, _sources
 from ._archive import (
+    PlainChecksumMismatch,
     StoredChecksumMismatch,
     as_tap,
     check_decryption,
@@ -36,9 +37,9 @@ from ._archive import (
     read_stored,
     stream_compression,
 )
-from ._common import LifeboatError, PrivateDir, first_few
+from ._common import LifeboatError, PrivateDir, find_cause, first_few
 from ._files import sha256_file
-from ._pipeline import Decryption, run_tool
+from ._pipeline import DECODING_STAGES, Decryption, StageFailed, run_tool
 from ._structure import MongoArchiveReader, PgSqlReader, StructureError
 
 LEVELS = ("checksum", "stream", "structure", "restore")
@@ -280,8 +281,9 @@ def _restore_in_one_read(archive: _catalog.Archive, stored_file: StoredFile, req
         if key in stream_args:
             stream_args[key] = recording(stream_args[key])
     tap = as_tap(stream_args)
+    walk_stage = None  # the tee's stage name when the walk is a process of its own (pg_restore -f -)
     if "tee_argv" in tap:
-        tap["tee_name"] = f"{tap.get('tee_name', 'reader')} (structure walk)"
+        walk_stage = tap["tee_name"] = f"{tap.get('tee_name', 'reader')} (structure walk)"
     source = _source_of(archive)
     connection = request.connections.get(source.name) or source.connection({"scratch_dir": os.path.dirname(archive.path)})
     manifest = archive.manifest or {}
@@ -291,7 +293,7 @@ def _restore_in_one_read(archive: _catalog.Archive, stored_file: StoredFile, req
             source.restore_scratch(connection, archive.path, manifest, scratch, request.decryption,
                                    request.bin_dir(source), tap=tap)
         except LifeboatError as exc:
-            _classify_restore_failure(archive, stored_file, reader, result, str(exc), walk_errors)
+            _classify_restore_failure(archive, stored_file, reader, result, exc, walk_errors, walk_stage)
         try:
             reader.finish()
         except StructureError as exc:
@@ -305,13 +307,18 @@ def _restore_in_one_read(archive: _catalog.Archive, stored_file: StoredFile, req
 
 
 def _classify_restore_failure(archive: _catalog.Archive, stored_file: StoredFile, reader: t.Any,
-                              result: dict[str, t.Any], message: str, walk_errors: list[BaseException]) -> None:
-    """A restore test that failed in its one read: which check failed, as the separate reads would have said."""
-    if "does not match its manifest" in message:
+                              result: dict[str, t.Any], exc: LifeboatError, walk_errors: list[BaseException],
+                              walk_stage: str | None) -> None:
+    """A restore test that failed in its one read: which check failed, as the separate reads would have said.
+
+    Decided by the types the read raised (the restore wraps them in its own message, keeping them as the cause)."""
+    message = str(exc)
+    if find_cause(exc, StoredChecksumMismatch):
         raise CheckFailed("checksum", _sha_mismatch(stored_file.path, sha256_file(stored_file.path), stored_file.sha256))
-    if "other bytes than were dumped" in message or message.startswith(("decrypt failed", "decompress failed")):
+    stage = find_cause(exc, StageFailed)
+    if find_cause(exc, PlainChecksumMismatch) or (stage and stage.stage in DECODING_STAGES):
         raise CheckFailed("stream", message)
-    if walk_errors or "(structure walk)" in message:
+    if walk_errors or (stage and walk_stage and stage.stage == walk_stage):
         raise CheckFailed("structure", str(walk_errors[0]) if walk_errors else message)
     # The stream was whole and matched: the archive's own counts say whether it or the restore is at fault.
     try:
@@ -387,8 +394,7 @@ def _read_and_hash(
         except StoredChecksumMismatch as exc:
             raise CheckFailed("checksum", _sha_mismatch(path, exc.actual, expected_sha)) from None
         except LifeboatError as exc:
-            check = "structure" if isinstance(exc, StructureError) or "pg_restore" in str(exc) else "stream"
-            raise CheckFailed(check, str(exc)) from None
+            raise CheckFailed(_read_failure_check(exc, stream_args), str(exc)) from None
         expected_plain = stored_file.plain_sha256
         if expected_plain and stream.plain_sha256 and stream.plain_sha256 != expected_plain:
             raise CheckFailed("stream", (
@@ -411,6 +417,14 @@ def _read_and_hash(
     finally:
         if work is not None:
             work.cleanup()
+
+
+def _read_failure_check(exc: LifeboatError, stream_args: dict[str, t.Any]) -> str:
+    """The check a failed read of a stored file fails: ``structure`` when the walk failed (our parser, or the engine's
+    tool reading the plain stream, such as ``pg_restore -f -``), else ``stream`` (age, the decompressor, the file)."""
+    stage = find_cause(exc, StageFailed)
+    walked_by_tool = stage is not None and "consumer_argv" in stream_args and stage.stage == stream_args["consumer_name"]
+    return "structure" if find_cause(exc, StructureError) or walked_by_tool else "stream"
 
 
 def _structure_reader(

@@ -25,6 +25,8 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
+from ._common import one_line
+
 ATTEMPTS = 3
 TIMEOUT = 10  # seconds per try
 BAD_URL = "the webhook URL is no http:// or https:// URL"
@@ -100,7 +102,7 @@ def _without_url(text: str, url: str) -> str:
               urllib.parse.unquote(parts.path), urllib.parse.unquote(parts.query)}
     for piece in sorted((piece for piece in pieces if len(piece) >= 4), key=len, reverse=True):
         text = text.replace(piece, "...")
-    return text.splitlines()[0] if text.strip() else "no reason given"
+    return one_line(text) or "no reason given"
 
 
 without_url = _without_url  # for the other posters (monitoring pings) of the library

@@ -18,6 +18,7 @@ from ansible_collections.lifeboat.ops.plugins.module_utils._mongo import (
     _restore_failure,
 )
 from ansible_collections.lifeboat.ops.plugins.module_utils._mongo_staging import Staging, staging_run
+from ansible_collections.lifeboat.ops.plugins.module_utils._pipeline import StageFailed
 from ansible_collections.lifeboat.ops.plugins.modules import mongodb_restore
 
 STAGING = Staging(targets={"shop.orders": True}, run_id="0123abcd")
@@ -58,7 +59,7 @@ def test_duplicates_found_in_the_archive_name_the_first_key():
 
 
 def test_a_killed_mongorestore_is_named_with_its_signal():
-    message = _restore_failure(LifeboatError("mongorestore failed: killed by signal 9"), STAGING)
+    message = _restore_failure(StageFailed("mongorestore", "mongorestore failed: killed by signal 9", signal=9), STAGING)
     assert message == "mongorestore was killed by signal 9 (SIGKILL) before the restore was complete"
 
 
