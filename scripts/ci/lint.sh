@@ -3,7 +3,8 @@
 #   1. ansible-lint --profile production (settings in .ansible-lint) on playbooks, roles, tests, ...
 #   2. antsibull-changelog lint (changelogs/fragments/*.yml and changelogs/changelog.yaml)
 #   3. antsibull-docs lint-collection-docs --plugin-docs (module docs, roles' meta/argument_specs.yml)
-#   4. scripts/ci/check_role_defaults.py: each role's meta/argument_specs.yml agrees with its defaults/main.yml
+#   4. scripts/ci/check_role_defaults.py: each role's meta/argument_specs.yml agrees with its defaults/main.yml;
+#      scripts/gen-deploy-role.py --check: the deploy role is what its generator writes from app_deploy today
 #   5. ruff check: style and bug patterns of the Python code (rules in pyproject.toml)
 #   6. mypy (settings in pyproject.toml), twice: plugins/ inside the collections tree below (module_utils
 #      strict), then bin/lifeboat, tests, scripts and extensions at the controller's Python 3.11
@@ -53,6 +54,7 @@ run docs antsibull-docs lint-collection-docs --plugin-docs --validate-collection
 # The HTML docs site from the module and role docs (Sphinx warnings as errors, every internal link checked).
 run docs-site bash "$root/scripts/ci/docs-site.sh"
 run role-defaults "$venv/bin/python" "$root/scripts/ci/check_role_defaults.py"
+run deploy-role "$venv/bin/python" "$root/scripts/gen-deploy-role.py" --check
 run ruff ruff check --no-cache --output-format concise "$root"
 # The plugins by their collection names, so that `ansible_collections.lifeboat.ops...` imports resolve to this
 # checkout; the cache lives in the temporary tree, so nothing is left in the checkout.
