@@ -1,6 +1,7 @@
 # Copyright: lifeboat developers
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Writes roles/deploy/{meta/argument_specs.yml,defaults/main.yml,tasks/main.yml} from the app_deploy module.
+"""Writes roles/deploy/{meta/argument_specs.yml,defaults/main.yml,tasks/main.yml} and the variable table of its
+README.md from the app_deploy module.
 
 Options and defaults come from _deploy.DEPLOY_SPEC, descriptions from the module's DOCUMENTATION (and the
 _reverse_proxy doc fragment). Run from the checkout after changing the module: python3 scripts/gen-deploy-role.py
@@ -21,7 +22,9 @@ import textwrap
 import yaml
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+sys.path[:0] = [ROOT, os.path.join(ROOT, "scripts", "ci")]
+from check_role_docs import first_sentence, with_generated_table  # noqa: E402  pylint: disable=wrong-import-position
+
 from plugins.module_utils import _deploy  # noqa: E402  pylint: disable=wrong-import-position
 
 ROLE = os.path.join(ROOT, "roles", "deploy")
@@ -64,23 +67,6 @@ def as_role_option(entry: dict) -> dict:
     return entry
 
 
-# Ansible's semantic markup means nothing in a YAML comment: names of options and modules stay as plain words, values
-# and code go in backquotes.
-_MARKUP = re.compile(r"\b(O|V|C|M|RV|I|B|E|P)\(([^()]*(?:\([^()]*\)[^()]*)*)\)")
-# A description's first sentence ends at a full stop and a space, not at an abbreviation's.
-_SENTENCE_END = re.compile(r"(?<!\be\.g)(?<!\bi\.e)(?<!\betc)\.(?:\s|$)")
-
-
-def plain(text: str) -> str:
-    return _MARKUP.sub(lambda match: f"`{match.group(2)}`" if match.group(1) in ("V", "C", "RV") else match.group(2), text)
-
-
-def first_sentence(description: str | list[str]) -> str:
-    text = plain(description if isinstance(description, str) else description[0])
-    end = _SENTENCE_END.search(text)
-    return (text[:end.start()] if end else text.rstrip(".")) + "."
-
-
 def render() -> dict[str, str]:
     """The role's generated files (paths relative to roles/deploy) and their text."""
     docs = documented_options()
@@ -119,6 +105,11 @@ def render() -> dict[str, str]:
     arguments = [f'        {name}: "{{{{ {variable(name)} }}}}"' if variable(name) in defaults or name in ("app", "site")
                  else f'        {name}: "{{{{ {variable(name)} | default(omit) }}}}"' for name in _deploy.DEPLOY_SPEC]
     files["tasks/main.yml"] = TASKS_HEAD + "\n".join(arguments) + TASKS_TAIL
+    with open(os.path.join(ROLE, "README.md"), encoding="utf-8") as handle:
+        readme = with_generated_table(handle.read(), options)
+    if readme is None:
+        raise SystemExit("roles/deploy/README.md has lost the markers of its generated variable table")
+    files["README.md"] = readme
     return files
 
 
