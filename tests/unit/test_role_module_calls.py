@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import pytest
 import yaml
+from test_role_forwarding import _declared_differently
 
 from ansible_collections.lifeboat.ops.plugins.module_utils import _sources
 
@@ -224,6 +225,79 @@ def test_each_forwarded_value_reads_the_option_of_its_own_name(call):
         if read and not read & own:
             crossed.append(f"{name} reads {', '.join(sorted(read))}")
     assert not crossed, f"{call.where}: task '{call.task}' ({call.module}): {'; '.join(crossed)}"
+
+
+# Where a role's tasks read the values they forward: a variable of its tasks and the options of its
+# meta/argument_specs.yml the variable holds (NAME[] is an element of the list NAME).
+SOURCES: dict[str, dict[str, list[str]]] = {
+    "backup": {"backup_job": ["backup_jobs[]"], "backup_policy": ["backup_jobs[].retention", "backup_retention"],
+               "__backup_offsite": ["backup_jobs[].offsite"], "backup_pings": ["backup_pings"]},
+    "restore": {"restore_spec": ["restore_items[]"], "restore_spec.offsite": ["restore_items[].offsite"]},
+    "migrate": {"migrate_source": ["migrate_source"], "migrate_target": ["migrate_target"]},
+}
+# A role option handed to two modules that type it differently, and why that is fine.
+TYPED_FOR_ANOTHER_MODULE = {
+    ("restore_items[]", "archive", "offsite_fetch"): "a path for the restore modules; for the fetch, the name of an archive "
+                                                     "in the bucket (path only expands ~ and variables)",
+}
+_READ = re.compile(r"\b([a-z_][a-z0-9_]*(?:\.[a-z_][a-z0-9_]*)*)\s*(?=\||}}|$)")
+
+
+def role_options(role: str) -> dict[str, t.Any]:
+    """The options of every entry point of a role."""
+    with open(os.path.join(ROLES, role, "meta", "argument_specs.yml"), encoding="utf-8") as handle:
+        entry_points = yaml.safe_load(handle)["argument_specs"]
+    return {name: option for entry in entry_points.values() for name, option in (entry.get("options") or {}).items()}
+
+
+def options_at(options: dict[str, t.Any], path: str) -> dict[str, t.Any] | None:
+    """The sub-options declared at ``path`` (``backup_jobs[].retention``), or None where none are declared."""
+    for part in path.replace("[]", "").split("."):
+        option = options.get(part) or {}
+        options = option.get("options")
+        if options is None:
+            return None
+    return options
+
+
+def names_set_by_tasks(role: str) -> set[str]:
+    """Variables a role's tasks make themselves (registered results, loop variables, facts, vars of a task)."""
+    names = set()
+    with open(os.path.join(ROLES, role, "vars", "main.yml"), encoding="utf-8") if os.path.exists(
+            os.path.join(ROLES, role, "vars", "main.yml")) else open(os.devnull, encoding="utf-8") as handle:
+        names.update(yaml.safe_load(handle) or {})
+    for path in glob.glob(os.path.join(ROLES, role, "tasks", "*.yml")):
+        for task in _tasks(_load_tasks(path)):
+            names.update([task["register"]] if "register" in task else [])
+            names.update([(task.get("loop_control") or {}).get("loop_var", "item")])
+            names.update(task.get("vars") or {})
+            names.update(task.get("ansible.builtin.set_fact") or {})
+    return names
+
+
+@pytest.mark.parametrize("call", CALLS, ids=_ids(CALLS))
+def test_a_role_declares_every_value_it_forwards(call):
+    """A key a role reads from a job (``backup_job.retention.keep_within``) or a variable of its own is declared in its
+    meta/argument_specs.yml as the module declares the option: else the role's argument validation refuses what the
+    module takes, or lets a misspelt key pass unread."""
+    role = call.where.split("/")[1]
+    options, sources, made = role_options(role), SOURCES.get(role, {}), names_set_by_tasks(role)
+    spec = module_spec(call.module)
+    problems = []
+    for name, value in call.args.items():
+        for read in _READ.findall(str(value)):
+            source, _dot, key = read.rpartition(".")
+            if source in sources:
+                for path in sources[source]:
+                    declared = options_at(options, path)
+                    if declared is None or key not in declared:
+                        problems.append(f"{path}.{key} (read for {name}) is not declared")
+                    elif key == name and (path, key, call.module) not in TYPED_FOR_ANOTHER_MODULE:
+                        problems += [f"{path}.{wrong}" for wrong in _declared_differently(
+                            {key: declared[key]}, {key: spec[name]})]
+            elif not source and read.startswith(f"{role}_") and read not in made and read not in options:
+                problems.append(f"{read} (read for {name}) is not a variable of the role")
+    assert not problems, f"roles/{role}/meta/argument_specs.yml, for {call.where} ({call.module}): {'; '.join(problems)}"
 
 
 # The backup role's step map: a failed job's line starts with the step that failed, found from the failed task's module.
