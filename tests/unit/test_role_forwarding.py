@@ -222,8 +222,9 @@ def test_role_sections_declare_the_library_keys_as_the_library_does(role, path, 
     argument validation then refuses a misspelt one), typed and defaulted as the library does it, and no other."""
     declared = _options_at(role, path)
     where = f"roles/{role}/meta/argument_specs.yml {path}"
-    assert sorted(set(library) - set(declared)) == [], f"{where} lacks these"
-    assert sorted(set(declared) - set(library)) == [], f"{where} declares keys the library does not take"
+    lacking, extra = sorted(set(library) - set(declared)), sorted(set(declared) - set(library))
+    assert not lacking, f"{where} lacks {', '.join(lacking)}"
+    assert not extra, f"{where} declares keys the library does not take: {', '.join(extra)}"
     wrong = _declared_differently(declared, library)
     wrong += [f"{key}.default is {declared[key].get('default')!r}, the library's {library[key].get('default')!r}"
               for key in declared if declared[key].get("default") != library[key].get("default")]
