@@ -19,6 +19,7 @@ import os
 import re
 import typing as t
 from dataclasses import dataclass
+from unittest import mock
 
 import pytest
 import yaml
@@ -43,14 +44,11 @@ def module_spec(module: str) -> dict[str, t.Any]:
     def stand_in(**kwargs: t.Any) -> t.NoReturn:
         raise _Captured(kwargs)
 
-    real = loaded.AnsibleModule
-    loaded.AnsibleModule = stand_in
     try:
-        loaded.main()
+        with mock.patch.object(loaded, "AnsibleModule", stand_in):
+            loaded.main()
     except _Captured as captured:
         return captured.args[0]["argument_spec"]
-    finally:
-        loaded.AnsibleModule = real
     raise AssertionError(f"plugins/modules/{module}.py: main() made no AnsibleModule")
 
 
@@ -252,20 +250,20 @@ def role_options(role: str) -> dict[str, t.Any]:
 
 def options_at(options: dict[str, t.Any], path: str) -> dict[str, t.Any] | None:
     """The sub-options declared at ``path`` (``backup_jobs[].retention``), or None where none are declared."""
+    found: dict[str, t.Any] | None = options
     for part in path.replace("[]", "").split("."):
-        option = options.get(part) or {}
-        options = option.get("options")
-        if options is None:
+        found = ((found or {}).get(part) or {}).get("options")
+        if found is None:
             return None
-    return options
+    return found
 
 
 def names_set_by_tasks(role: str) -> set[str]:
     """Variables a role's tasks make themselves (registered results, loop variables, facts, vars of a task)."""
-    names = set()
-    with open(os.path.join(ROLES, role, "vars", "main.yml"), encoding="utf-8") if os.path.exists(
-            os.path.join(ROLES, role, "vars", "main.yml")) else open(os.devnull, encoding="utf-8") as handle:
-        names.update(yaml.safe_load(handle) or {})
+    names: set[str] = set()
+    role_vars = os.path.join(ROLES, role, "vars", "main.yml")
+    if os.path.exists(role_vars):
+        names.update(_load_tasks(role_vars) or {})
     for path in glob.glob(os.path.join(ROLES, role, "tasks", "*.yml")):
         for task in _tasks(_load_tasks(path)):
             names.update([task["register"]] if "register" in task else [])
