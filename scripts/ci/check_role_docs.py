@@ -15,6 +15,9 @@ A README may leave its table to this script: between the lines GENERATED_START a
 made from the spec (every option, its default, the first sentence of its description), and the check fails when it
 is not what ``--write`` would put there now.
 
+The same validation runs over the YAML examples of the collection's other documents (README.md, docs/*.md) and
+over examples/ (inventories, playbooks): each variable by the role whose prefix it carries.
+
 One line per problem; exit code 1 when there is any.
 
     python scripts/ci/check_role_docs.py [--write] [ROLES_DIR]
@@ -23,6 +26,7 @@ One line per problem; exit code 1 when there is any.
 from __future__ import annotations
 
 import argparse
+import glob
 import os
 import re
 import sys
@@ -166,6 +170,9 @@ def validate(options: dict[str, t.Any], values: dict[str, t.Any]) -> list[str]:
     spec = {name: option for name, option in options.items() if name in values}
     # A value left to the inventory ("{{ vault_x }}") is not the example's to type.
     given = {name: _untemplated(value, spec[name]) for name, value in values.items() if name in spec}
+    odd = list(_non_string_keys(given, ""))
+    if odd:  # Ansible's validation cannot name them: it fails on joining the path
+        return [f"{path} is {key!r} to YAML, not a string: quote it ('on':)" for path, key in odd]
     result = ArgumentSpecValidator(_without_required(spec)).validate(given)
     return [_one_line(error) for error in result.errors]
 
@@ -175,6 +182,18 @@ def _one_line(error: t.Any) -> str:
     if type(error).__name__ == "UnsupportedError":  # "backup_jobs.engin. Supported parameters include: (all of them)"
         return f"{text.split('. Supported parameters', maxsplit=1)[0]} is not an option of the role"
     return text
+
+
+def _non_string_keys(value: t.Any, path: str) -> t.Iterator[tuple[str, t.Any]]:
+    """Keys YAML read as something else than a string (a bare ``on:`` is True)."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                yield f"{path}.{key}".lstrip("."), key
+            yield from _non_string_keys(item, f"{path}.{key}".lstrip("."))
+    elif isinstance(value, list):
+        for item in value:
+            yield from _non_string_keys(item, f"{path}[]")
 
 
 def _without_required(spec: dict[str, t.Any]) -> dict[str, t.Any]:
@@ -265,6 +284,39 @@ def _variables(role: str, example: t.Any) -> t.Iterator[tuple[str, dict[str, t.A
             yield role, item["vars"]
 
 
+def _owner(name: t.Any, all_options: dict[str, dict[str, t.Any]]) -> str | None:
+    """The role a variable belongs to: the one that declares it, else the one with the longest matching prefix."""
+    if not isinstance(name, str):
+        return None
+    owners = [role for role in all_options if name in all_options[role] or name.startswith(f"{role}_")]
+    return max(owners, key=len, default=None)
+
+
+def check_collection_examples(root: str, all_options: dict[str, dict[str, t.Any]]) -> list[str]:
+    """The examples outside the roles: YAML blocks of README.md and docs/*.md, and the files under examples/."""
+    found: list[tuple[str, int, t.Any]] = []
+    for document in [os.path.join(root, "README.md"), *sorted(glob.glob(os.path.join(root, "docs", "*.md")))]:
+        if os.path.isfile(document):
+            found += [(document, number, example) for number, example in readme_examples(_read(document))]
+    for path in sorted(glob.glob(os.path.join(root, "examples", "**", "*.yml"), recursive=True)):
+        with open(path, encoding="utf-8") as handle:
+            found += [(path, 1, example) for example in yaml.safe_load_all(handle)]
+    problems = []
+    for path, number, example in found:
+        where = os.path.relpath(path, root)
+        if isinstance(example, dict):
+            by_role: dict[str, dict[str, t.Any]] = {}
+            for name, value in example.items():
+                owner = _owner(name, all_options)
+                if owner is not None:
+                    by_role.setdefault(owner, {})[name] = value
+            for role, values in by_role.items():
+                problems += check_examples(role, all_options, [(number, values)], where)
+        elif isinstance(example, list):
+            problems += check_examples("", all_options, [(number, example)], where)
+    return problems
+
+
 def check(roles_dir: str, write: bool = False) -> list[str]:
     roles = sorted(name for name in os.listdir(roles_dir)
                    if os.path.isfile(os.path.join(roles_dir, name, "meta", "argument_specs.yml")))
@@ -291,7 +343,7 @@ def check(roles_dir: str, write: bool = False) -> list[str]:
         if os.path.isfile(defaults_path):
             examples = commented_examples(_read(defaults_path), all_options[role])
             problems += check_examples(role, all_options, examples, f"roles/{role}/defaults/main.yml")
-    return problems
+    return problems + check_collection_examples(os.path.dirname(os.path.abspath(roles_dir)), all_options)
 
 
 def main(argv: list[str]) -> int:

@@ -6,7 +6,7 @@
 #   4. scripts/ci/check_role_defaults.py: each role's meta/argument_specs.yml agrees with its defaults/main.yml;
 #      scripts/gen-deploy-role.py --check: the deploy role is what its generator writes from app_deploy today;
 #      scripts/ci/check_role_docs.py: each role's README variable table and YAML examples (README, the commented ones
-#      in defaults/main.yml) agree with its meta/argument_specs.yml
+#      in defaults/main.yml; README.md, docs/*.md and examples/ too) agree with the roles' meta/argument_specs.yml
 #   5. ruff check: style and bug patterns of the Python code (rules in pyproject.toml)
 #   6. mypy (settings in pyproject.toml), twice: plugins/ inside the collections tree below (module_utils
 #      strict), then bin/lifeboat, tests, scripts and extensions at the controller's Python 3.11
