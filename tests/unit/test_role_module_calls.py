@@ -158,10 +158,6 @@ NOT_FORWARDED: dict[str, dict[str, str]] = {
         "timing_max_ratio timing_queries timing_runs": "not offered by the role yet: the module's defaults",
     },
     "restore/tasks/item.yml:offsite_fetch": {"checksum lock_days lock_mode part_size_mib": UPLOAD_ONLY},
-    "restore/tasks/postgresql.yml:postgresql_restore": {
-        "maintenance_database no_owner no_privileges": "not offered by the role yet: the module's defaults"},
-    "restore/tasks/mongodb.yml:mongodb_restore": {
-        "ns_exclude ns_from ns_include ns_to": "not offered by the role yet: the whole archive under target_database"},
     "reverse_proxy/tasks/sites.yml:reverse_proxy_sites": {
         "nginx_binary nginx_config nginx_pid_file nginx_prefix probe_address reload_timeout sites_dir":
             "the host's packaged nginx, as the role installs it: the module's defaults",
