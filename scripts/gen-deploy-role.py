@@ -1,14 +1,18 @@
 # Copyright: lifeboat developers
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Writes roles/deploy/{meta/argument_specs.yml,defaults/main.yml,tasks/main.yml} from the app_deploy module.
+"""Writes roles/deploy/{meta/argument_specs.yml,defaults/main.yml,tasks/main.yml} and the variable table of its
+README.md from the app_deploy module.
 
 Options and defaults come from _deploy.DEPLOY_SPEC, descriptions from the module's DOCUMENTATION (and the
-_reverse_proxy doc fragment). Run from the checkout: python3 scripts/gen-deploy-role.py
-(tests/unit/test_deploy_role.py fails when the role drifts from the module).
+_reverse_proxy doc fragment). Run from the checkout after changing the module: python3 scripts/gen-deploy-role.py
+
+With --check it writes nothing and fails (exit 1, one line per file) when a file differs from what it would write:
+scripts/ci/lint.sh runs it so, and so does tests/unit/test_deploy_role.py.
 """
 
 from __future__ import annotations
 
+import argparse
 import ast
 import os
 import re
@@ -18,7 +22,9 @@ import textwrap
 import yaml
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+sys.path[:0] = [ROOT, os.path.join(ROOT, "scripts", "ci")]
+from check_role_docs import first_sentence, with_generated_table  # noqa: E402  pylint: disable=wrong-import-position
+
 from plugins.module_utils import _deploy  # noqa: E402  pylint: disable=wrong-import-position
 
 ROLE = os.path.join(ROOT, "roles", "deploy")
@@ -61,7 +67,8 @@ def as_role_option(entry: dict) -> dict:
     return entry
 
 
-def main() -> None:
+def render() -> dict[str, str]:
+    """The role's generated files (paths relative to roles/deploy) and their text."""
     docs = documented_options()
     options, defaults = {}, {}
     for name in _deploy.DEPLOY_SPEC:
@@ -87,22 +94,54 @@ def main() -> None:
             "host with the module's one line (the reason, where traffic is, what was kept), after the fact is set."],
         "author": "lifeboat developers",
         "options": options}}}
-    with open(os.path.join(ROLE, "meta", "argument_specs.yml"), "w", encoding="utf-8") as handle:
-        handle.write("---\n# Generated from the app_deploy module's options by scripts/gen-deploy-role.py "
-                     "(tests/unit/test_deploy_role.py checks it).\n" + yaml.dump(spec, Dumper=IndentedDumper, sort_keys=False, width=120))
+    files = {"meta/argument_specs.yml": "---\n# Generated from the app_deploy module's options by scripts/gen-deploy-role.py "
+             "(lint.sh checks it).\n" + yaml.dump(spec, Dumper=IndentedDumper, sort_keys=False, width=120)}
     lines = ["---", "# Defaults of the deploy role: each deploy_NAME is the option NAME of lifeboat.ops.app_deploy "
              "(see meta/argument_specs.yml).", "# Required: deploy_app, deploy_site, and deploy_image to deploy."]
     for name, value in defaults.items():
-        description = options[name]["description"]
-        description = description if isinstance(description, str) else description[0]
-        lines += [f"# {line}" for line in textwrap.wrap(f"{description.split('. ')[0].rstrip('.')}.", 116)]
+        lines += [f"# {line}" for line in textwrap.wrap(first_sentence(options[name]["description"]), 116)]
         lines.append(f"{name}: {yaml.safe_dump(value, default_flow_style=True).strip().removesuffix(chr(10) + '...')}")
-    with open(os.path.join(ROLE, "defaults", "main.yml"), "w", encoding="utf-8") as handle:
-        handle.write("\n".join(lines) + "\n")
+    files["defaults/main.yml"] = "\n".join(lines) + "\n"
     arguments = [f'        {name}: "{{{{ {variable(name)} }}}}"' if variable(name) in defaults or name in ("app", "site")
                  else f'        {name}: "{{{{ {variable(name)} | default(omit) }}}}"' for name in _deploy.DEPLOY_SPEC]
-    with open(os.path.join(ROLE, "tasks", "main.yml"), "w", encoding="utf-8") as handle:
-        handle.write(TASKS_HEAD + "\n".join(arguments) + TASKS_TAIL)
+    files["tasks/main.yml"] = TASKS_HEAD + "\n".join(arguments) + TASKS_TAIL
+    with open(os.path.join(ROLE, "README.md"), encoding="utf-8") as handle:
+        readme = with_generated_table(handle.read(), options)
+    if readme is None:
+        raise SystemExit("roles/deploy/README.md has lost the markers of its generated variable table")
+    files["README.md"] = readme
+    return files
+
+
+def differing(role: str = ROLE) -> list[str]:
+    """The generated files of ``role`` whose text is not what render() makes."""
+    found = []
+    for path, text in render().items():
+        try:
+            with open(os.path.join(role, path), encoding="utf-8") as handle:
+                current = handle.read()
+        except FileNotFoundError:
+            current = None
+        if current != text:
+            found.append(path)
+    return found
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="write nothing; fail when a file would change")
+    args = parser.parse_args(argv)
+    if args.check:
+        stale = differing()
+        for path in stale:
+            print(f"roles/deploy/{path} is not what scripts/gen-deploy-role.py writes from app_deploy: run it")
+        if not stale:
+            print("roles/deploy is what scripts/gen-deploy-role.py writes")
+        return 1 if stale else 0
+    for path, text in render().items():
+        with open(os.path.join(ROLE, path), "w", encoding="utf-8") as handle:
+            handle.write(text)
+    return 0
 
 
 TASKS_HEAD = """---
@@ -179,4 +218,4 @@ TASKS_TAIL = """
 """
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

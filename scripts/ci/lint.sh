@@ -3,7 +3,10 @@
 #   1. ansible-lint --profile production (settings in .ansible-lint) on playbooks, roles, tests, ...
 #   2. antsibull-changelog lint (changelogs/fragments/*.yml and changelogs/changelog.yaml)
 #   3. antsibull-docs lint-collection-docs --plugin-docs (module docs, roles' meta/argument_specs.yml)
-#   4. scripts/ci/check_role_defaults.py: each role's meta/argument_specs.yml agrees with its defaults/main.yml
+#   4. scripts/ci/check_role_defaults.py: each role's meta/argument_specs.yml agrees with its defaults/main.yml;
+#      scripts/gen-deploy-role.py --check: the deploy role is what its generator writes from app_deploy today;
+#      scripts/ci/check_role_docs.py: each role's README variable table and YAML examples (README, the commented ones
+#      in defaults/main.yml; README.md, docs/*.md and examples/ too) agree with the roles' meta/argument_specs.yml
 #   5. ruff check: style and bug patterns of the Python code (rules in pyproject.toml)
 #   6. mypy (settings in pyproject.toml), twice: plugins/ inside the collections tree below (module_utils
 #      strict), then bin/lifeboat, tests, scripts and extensions at the controller's Python 3.11
@@ -53,6 +56,8 @@ run docs antsibull-docs lint-collection-docs --plugin-docs --validate-collection
 # The HTML docs site from the module and role docs (Sphinx warnings as errors, every internal link checked).
 run docs-site bash "$root/scripts/ci/docs-site.sh"
 run role-defaults "$venv/bin/python" "$root/scripts/ci/check_role_defaults.py"
+run deploy-role "$venv/bin/python" "$root/scripts/gen-deploy-role.py" --check
+run role-docs "$venv/bin/python" "$root/scripts/ci/check_role_docs.py"
 run ruff ruff check --no-cache --output-format concise "$root"
 # The plugins by their collection names, so that `ansible_collections.lifeboat.ops...` imports resolve to this
 # checkout; the cache lives in the temporary tree, so nothing is left in the checkout.
@@ -63,7 +68,7 @@ run mypy-plugins mypy_plugins
 # Tests import their helpers (testbed, test_status) by bare name from their own directory, the docs
 # site's tests its scripts from scripts/docs. Test functions
 # without annotations are checked for their annotated parts only (mypy's default), the helpers in full.
-run mypy-rest env MYPYPATH="$colls:$root/tests/shared:$root/tests/integration:$root/tests/unit:$root/scripts/docs" mypy --config-file "$root/pyproject.toml" \
+run mypy-rest env MYPYPATH="$colls:$root/tests/shared:$root/tests/integration:$root/tests/unit:$root/scripts/docs:$root/scripts/ci" mypy --config-file "$root/pyproject.toml" \
   --cache-dir "$colls/.mypy_cache" --python-version 3.11 --no-check-untyped-defs bin/lifeboat tests scripts extensions
 
 if [ "${#failed[@]}" -gt 0 ]; then

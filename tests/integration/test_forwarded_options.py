@@ -71,8 +71,9 @@ def test_backup_and_restore_roles_forward_timeouts_certificates_and_mechanisms(p
         "backup_root": str(tmp_path / "backups"), "backup_jobs": jobs, "lifeboat_out": str(tmp_path / "out.json"),
         # Each item replaces its job's password file with a password: no mutual-exclusion error.
         "lifeboat_items": [
-            {"job": "journal", "target_database": pg_target, "login_password": pg.password},
-            {"job": "nightscout", "target_database": mongo_target, "login_password": mongo.password},
+            {"job": "journal", "target_database": pg_target, "login_password": pg.password, "no_owner": True},
+            {"job": "nightscout", "target_database": mongo_target, "login_password": mongo.password,
+             "ns_include": [f"{MONGO_SOURCE}.*"]},
         ],
     }
     play = {"tasks": [
@@ -96,6 +97,7 @@ def test_backup_and_restore_roles_forward_timeouts_certificates_and_mechanisms(p
         (mongo_restored,) = module_args(done.stdout, "lifeboat.ops.restore : Restore MongoDB")
         assert (restored["connect_timeout"], restored["ssl_cert"], restored["ssl_key"]) == (7, str(cert), str(key))
         assert restored["login_password_file"] is None and restored["login_password"] == "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"
+        assert (restored["no_owner"], mongo_restored["ns_include"]) == (True, [f"{MONGO_SOURCE}.*"])
         assert (mongo_restored["connect_timeout"], mongo_restored["auth_mechanism"]) == (8, "SCRAM-SHA-256")
         assert mongo_restored["login_password_file"] is None
         assert [item["status"] for item in out] == ["ok"]  # the last include's results

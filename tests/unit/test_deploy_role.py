@@ -1,17 +1,67 @@
 # Copyright: lifeboat developers
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The deploy role forwards every option of app_deploy (its argument specs come from the library's DEPLOY_SPEC)."""
+"""The deploy role forwards every option of app_deploy (its argument specs come from the library's DEPLOY_SPEC), and
+its generated files are what scripts/gen-deploy-role.py writes from the module today, descriptions included."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import re
+import subprocess
+import sys
 import typing as t
 
+import pytest
 import yaml
 
 from ansible_collections.lifeboat.ops.plugins.module_utils import _deploy
 
 ROLE = os.path.join(os.path.dirname(__file__), "..", "..", "roles", "deploy")
+GENERATOR = os.path.join(os.path.dirname(__file__), "..", "..", "scripts", "gen-deploy-role.py")
+_spec = importlib.util.spec_from_file_location("gen_deploy_role", GENERATOR)
+assert _spec is not None and _spec.loader is not None  # the file exists: a module spec with a loader
+generator = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(generator)
+
+
+def test_the_role_is_what_the_generator_writes_from_the_module() -> None:
+    """A changed option of app_deploy (a description too) fails here until the generator is run again."""
+    assert generator.differing() == [], "run python3 scripts/gen-deploy-role.py"
+
+
+def test_the_check_fails_on_a_changed_description(tmp_path: t.Any) -> None:
+    role = tmp_path / "deploy"
+    for path, text in generator.render().items():
+        (role / path).parent.mkdir(parents=True, exist_ok=True)
+        (role / path).write_text(text)
+    assert generator.differing(str(role)) == []
+    specs = role / "meta" / "argument_specs.yml"
+    specs.write_text(specs.read_text().replace("Port the app listens on inside its container.", "Port of the app."))
+    assert generator.differing(str(role)) == ["meta/argument_specs.yml"]
+
+
+def test_the_generator_check_exits_1_with_one_line_per_file() -> None:
+    done = subprocess.run([sys.executable, GENERATOR, "--check"], capture_output=True, text=True, check=False)
+    assert (done.returncode, done.stdout) == (0, "roles/deploy is what scripts/gen-deploy-role.py writes\n")
+
+
+@pytest.mark.parametrize(("description", "comment"), [
+    ("Command (argv) run in the new container before the gate, e.g. the app's schema migration. A rollback after it.",
+     "Command (argv) run in the new container before the gate, e.g. the app's schema migration."),
+    (["V(deploy) the release in O(image). More."], "`deploy` the release in image."),
+    ("Volumes, as the docker SDK takes them (C(NAME:/path[:ro])).", "Volumes, as the docker SDK takes them (`NAME:/path[:ro]`)."),
+    ("Directory (M(lifeboat.ops.reverse_proxy_sites)) of O(site=x)", "Directory (lifeboat.ops.reverse_proxy_sites) of site=x."),
+])
+def test_a_default_comment_is_the_first_sentence_without_markup(description, comment) -> None:
+    assert generator.first_sentence(description) == comment
+
+
+def test_the_defaults_comments_carry_no_markup() -> None:
+    with open(os.path.join(ROLE, "defaults", "main.yml"), encoding="utf-8") as handle:
+        comments = [line for line in handle if line.startswith("#")]
+    assert [line for line in comments if re.search(r"\b(?:O|V|C|M|RV)\(", line)] == []
+    assert [line for line in comments if line.rstrip().endswith(("e.g.", "i.e."))] == []
 
 
 def role_variable(option: str) -> str:

@@ -16,7 +16,7 @@ import typing as t
 import pytest
 import yaml
 
-from ansible_collections.lifeboat.ops.plugins.module_utils import _config, _files_source, _params, _sources
+from ansible_collections.lifeboat.ops.plugins.module_utils import _config, _files_source, _params, _retention, _sources
 
 ROLES = os.path.join(os.path.dirname(__file__), "..", "..", "roles")
 ENGINES = _sources.NAMES
@@ -188,3 +188,44 @@ def test_reverse_proxy_argument_spec_declares_every_site_option():
     declared = _job_options("reverse_proxy", "reverse_proxy_sites")
     _check(_reverse_proxy.SITE_SPEC, declared, "roles/reverse_proxy/meta/argument_specs.yml reverse_proxy_sites lacks these")
     assert sorted(declared - set(_reverse_proxy.SITE_SPEC)) == [], "declared site keys the module does not take"
+
+
+def _options_at(role: str, path: str) -> dict[str, t.Any]:
+    options = {name: option for entry in _load(role, "meta/argument_specs.yml")["argument_specs"].values()
+               for name, option in (entry.get("options") or {}).items()}
+    for part in path.replace("[]", "").split("."):
+        options = (options.get(part) or {}).get("options") or {}
+    return options
+
+
+# The server a migration moves, on both sides: every connection option but container (the migration reaches its
+# servers from the host: its dump and restore take no container) and the database.
+MIGRATION_SERVER = {"database": {"type": "str"}, **{key: value for engine in ("postgresql", "mongodb")
+                                                    for key, value in CONNECTION[engine].items() if key != "container"}}
+SECTIONS = [
+    ("backup", "backup_jobs[].retention", _config.RETENTION_SPEC),
+    # enabled: a job's retention.enabled (or prune) turns a job's prune off; the role-wide switch is backup_prune.
+    ("backup", "backup_retention", _retention.policy_spec()),
+    ("backup", "backup_jobs[].offsite", _config.OFFSITE_SPEC),
+    ("backup_schedule", "backup_schedule_jobs[].retention", _config.RETENTION_SPEC),
+    ("backup_schedule", "backup_schedule_retention", _config.RETENTION_SPEC),
+    ("backup_schedule", "backup_schedule_jobs[].offsite", _config.OFFSITE_SPEC),
+    ("restore", "restore_items[].offsite", {**_config.OFFSITE_SPEC, "fetch_directory": {"type": "path"}}),
+    ("migrate", "migrate_source", MIGRATION_SERVER),
+    ("migrate", "migrate_target", MIGRATION_SERVER),
+]
+
+
+@pytest.mark.parametrize(("role", "path", "library"), SECTIONS, ids=[f"{role}:{path}" for role, path, _ in SECTIONS])
+def test_role_sections_declare_the_library_keys_as_the_library_does(role, path, library):
+    """A job's retention and offsite, a migration's servers: each key the library takes is declared (the role's
+    argument validation then refuses a misspelt one), typed and defaulted as the library does it, and no other."""
+    declared = _options_at(role, path)
+    where = f"roles/{role}/meta/argument_specs.yml {path}"
+    lacking, extra = sorted(set(library) - set(declared)), sorted(set(declared) - set(library))
+    assert not lacking, f"{where} lacks {', '.join(lacking)}"
+    assert not extra, f"{where} declares keys the library does not take: {', '.join(extra)}"
+    wrong = _declared_differently(declared, library)
+    wrong += [f"{key}.default is {declared[key].get('default')!r}, the library's {library[key].get('default')!r}"
+              for key in declared if declared[key].get("default") != library[key].get("default")]
+    assert not wrong, f"{where}: {'; '.join(wrong)}"
