@@ -233,8 +233,8 @@ def test_a_failed_read_is_classified_by_the_stage_that_failed(monkeypatch, archi
 def test_a_failed_restore_test_is_classified_by_the_type_under_its_message(monkeypatch, archive, cause, check):
     """The restore wraps the read's error in a message of its own, as _postgres._undo and _mongo._undo do."""
     monkeypatch.setattr(_verify, "_structure_reader", lambda *_a: (FakeReader(), dict(WALK_BY_TOOL), None, []))
-    monkeypatch.setattr(_verify, "_source_of", lambda _archive: FakeSource(wrapped(cause, "the scratch restore ended; "
-                                                                                        "nothing was kept")))
+    failure = wrapped(cause, "the scratch restore ended; nothing was kept")
+    monkeypatch.setattr(_verify, "_source_of", lambda _archive: FakeSource(failure))
     stored = _verify.StoredFile(archive.path, None, "0" * 64, "1" * 64)
     result: dict = {"checks": {}}
     got, _message = failed_check(lambda: _verify._restore_in_one_read(archive, stored, REQUEST, result))

@@ -116,8 +116,8 @@ def test_a_generated_table_is_written_and_then_checked(tmp_path):
 def test_the_collection_documents_and_examples_are_validated_too(tmp_path):
     write_role(tmp_path / "roles")
     (tmp_path / "docs").mkdir()
-    (tmp_path / "docs" / "demo.md").write_text("# Demo\n\n```yaml\n# host_vars/a.yml\ndemo_jobs:\n  - {name: a, on: 1}\n"
-                                              "demo_typo: 1\nother_variable: 2\n```\n")
+    (tmp_path / "docs" / "demo.md").write_text(
+        "# Demo\n\n```yaml\n# host_vars/a.yml\ndemo_jobs:\n  - {name: a, on: 1}\ndemo_typo: 1\nother_variable: 2\n```\n")
     (tmp_path / "examples").mkdir()
     (tmp_path / "examples" / "play.yml").write_text(yaml.safe_dump([{"hosts": "all", "tasks": [
         {"ansible.builtin.include_role": {"name": "lifeboat.ops.demo"}, "vars": {"demo_jobs": [{"name": "x", "port": "y"}]}}]}]))

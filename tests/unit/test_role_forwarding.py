@@ -216,7 +216,7 @@ SECTIONS = [
 ]
 
 
-@pytest.mark.parametrize(("role", "path", "library"), SECTIONS, ids=[f"{role}:{path}" for role, path, _ in SECTIONS])
+@pytest.mark.parametrize(("role", "path", "library"), SECTIONS, ids=[f"{role}:{path}" for role, path, _library in SECTIONS])
 def test_role_sections_declare_the_library_keys_as_the_library_does(role, path, library):
     """A job's retention and offsite, a migration's servers: each key the library takes is declared (the role's
     argument validation then refuses a misspelt one), typed and defaulted as the library does it, and no other."""
