@@ -131,3 +131,25 @@ def test_a_refused_upload_names_its_cause(tmp_path, code, message, said):
     assert said in str(caught.value) and "\n" not in str(caught.value)
     if "object lock" in said:
         assert "manifest" not in str(caught.value) and "remove lock_mode" in str(caught.value)
+
+
+def test_the_whole_file_digest_takes_parts_in_file_order_whatever_order_they_arrive_in():
+    """The multipart upload's manifest check: parts added from several threads in any order hash as the file."""
+    import random  # pylint: disable=import-outside-toplevel
+    import threading  # pylint: disable=import-outside-toplevel
+
+    parts = [os.urandom(size) for size in (4096, 1, 70000, 0, 5, 9999)]
+    expected = hashlib.sha256(b"".join(parts)).hexdigest()
+    order = list(enumerate(parts, start=1))
+    random.Random(7).shuffle(order)
+    digest = _offsite._InOrderDigest()  # pylint: disable=protected-access
+    threads = [threading.Thread(target=digest.add, args=item) for item in order]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert digest.hexdigest(len(parts)) == expected
+    short = _offsite._InOrderDigest()  # pylint: disable=protected-access
+    short.add(2, parts[1])
+    with pytest.raises(LifeboatError, match="0 of 2 parts"):
+        short.hexdigest(2)
