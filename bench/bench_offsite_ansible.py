@@ -153,14 +153,29 @@ def main() -> None:
     parser.add_argument("--steps", nargs="*", default=list(STEPS), choices=STEPS)
     parser.add_argument("--profile", action="store_true", help="cProfile one more big copy by the library")
     parser.add_argument("--source", default=REPO, help="the collection's checkout (default: this one)")
+    parser.add_argument("--baseline", help="another checkout (e.g. `git archive` of an older commit): its module "
+                        "steps are timed too, in the same rotation, as 'module tiny (baseline)' etc.")
+    parser.add_argument("--poll-interval", type=float, help="also time 'module big' with ansible.cfg's "
+                        "internal_poll_interval set to this (ansible-core's default 0.001 s costs the controller "
+                        "~0.04 CPU s per second of a task)")
     args = parser.parse_args()
     sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
     sys.path.insert(0, os.path.join(REPO, "tests", "shared"))  # local_ports, which s3server imports
     from s3server import ACCESS_KEY, SECRET_KEY, S3Server  # pylint: disable=import-outside-toplevel,import-error
 
-    root = tempfile.mkdtemp(prefix="lifeboat-offsite7-collections-")
-    os.makedirs(os.path.join(root, "ansible_collections", "lifeboat"))
-    os.symlink(os.path.abspath(args.source), os.path.join(root, "ansible_collections", "lifeboat", "ops"))
+    def collections_root(source: str) -> str:
+        made = tempfile.mkdtemp(prefix="lifeboat-offsite7-collections-")
+        os.makedirs(os.path.join(made, "ansible_collections", "lifeboat"))
+        os.symlink(os.path.abspath(source), os.path.join(made, "ansible_collections", "lifeboat", "ops"))
+        return made
+
+    root = collections_root(args.source)
+    baseline_root = collections_root(args.baseline) if args.baseline else None
+    steps = list(args.steps)
+    if baseline_root:
+        steps += [f"{step} (baseline)" for step in args.steps if step.startswith("module")]
+    if args.poll_interval is not None:
+        steps.append("module big (poll)")
     shutil.rmtree(STATE, ignore_errors=True)
     os.makedirs(STATE)
     server = S3Server(os.path.join(STATE, "s3"))
@@ -185,6 +200,9 @@ def main() -> None:
         aws_config = os.path.join(work, "aws-config")
         with open(aws_config, "w", encoding="utf-8") as handle:
             handle.write("[default]\nregion = us-east-1\ns3 =\n  addressing_style = path\n")
+        poll_config = os.path.join(work, "ansible.cfg")
+        with open(poll_config, "w", encoding="utf-8") as handle:
+            handle.write(f"[defaults]\ninternal_poll_interval = {args.poll_interval or 0.001}\n")
         ansible_env = {**os.environ, "ANSIBLE_COLLECTIONS_PATH": root, "ANSIBLE_NOCOLOR": "1",
                        "ANSIBLE_PYTHON_INTERPRETER": sys.executable, "ANSIBLE_LOCALHOST_WARNING": "0",
                        "ANSIBLE_INVENTORY_UNPARSED_WARNING": "0"}
@@ -204,33 +222,37 @@ def main() -> None:
                 extra = os.path.join(work, "extra-vars.json")
                 with open(extra, "w", encoding="utf-8") as handle:
                     json.dump(options, handle)
+                env = dict(ansible_env)
+                if step.endswith("(baseline)"):
+                    env["ANSIBLE_COLLECTIONS_PATH"] = baseline_root or root
+                if step.endswith("(poll)"):
+                    env["ANSIBLE_CONFIG"] = poll_config
                 return ([os.path.join(bin_dir, "ansible-playbook"), "-i", "localhost,", playbooks["copy"],
-                         "-e", f"@{extra}"], ansible_env)
+                         "-e", f"@{extra}"], env)
             if step.startswith("aws"):
                 return ([aws, "s3", "cp", "--only-show-errors", "--endpoint-url", server.endpoint, archive,
                          f"s3://{bucket}/{prefix}/{os.path.basename(archive)}"], aws_env)
             return [sys.executable, "-c", LIBRARY, json.dumps(options)], {**os.environ, "PYTHONPATH": root}
 
-        figures: dict[str, list[tuple[float, float, float]]] = {step: [] for step in args.steps}
-        steps = list(args.steps)
+        figures: dict[str, list[tuple[float, float, float]]] = {step: [] for step in steps}
         log(f"uptime: {subprocess.run(['uptime'], capture_output=True, text=True, check=False).stdout.strip()}")
         for repetition in range(args.repeat):
             for step in steps[repetition % len(steps):] + steps[:repetition % len(steps)]:
-                prefix = f"{step.replace(' ', '-')}-{repetition}"
+                prefix = f"{step.replace(' ', '-').replace('(', '').replace(')', '')}-{repetition}"
                 argv, env = command(step, prefix)
                 figures[step].append(timed(argv, env, server.process.pid))
                 if step != "ping":
                     remove_prefix(s3, bucket, prefix + "/")
                 wall, cpu, server_s = figures[step][-1]
-                log(f"rep {repetition} {step:12} wall {wall:6.2f} s  CPU {cpu:6.2f} s  server CPU {server_s:6.2f} s  "
+                log(f"rep {repetition} {step:26} wall {wall:6.2f} s  CPU {cpu:6.2f} s  server CPU {server_s:6.2f} s  "
                     f"load {os.getloadavg()[0]:.1f}")
         log(f"uptime: {subprocess.run(['uptime'], capture_output=True, text=True, check=False).stdout.strip()}")
         print(f"\nOff-site copy through Ansible, {size / 2**20:.0f} MiB archive, median of {args.repeat} "
               f"(rotated order)")
-        print(f"  {'step':14} {'wall':>8} {'CPU':>8} {'server CPU':>11}")
+        print(f"  {'step':26} {'wall':>8} {'CPU':>8} {'server CPU':>11}")
         medians = {step: tuple(median([run[i] for run in runs]) for i in range(3)) for step, runs in figures.items()}
         for step, (wall, cpu, server_s) in medians.items():
-            print(f"  {step:14} {wall:6.2f} s {cpu:6.2f} s {server_s:9.2f} s")
+            print(f"  {step:26} {wall:6.2f} s {cpu:6.2f} s {server_s:9.2f} s")
 
         def said(name: str, first: str, second: str, index: int, goal: float | None = None, ratio: bool = False) -> None:
             if first not in medians or second not in medians:
@@ -248,6 +270,13 @@ def main() -> None:
         said("module big - library big, CPU", "module big", "library big", 1)
         said("module big - module tiny, wall (the data)", "module big", "module tiny", 0)
         said("aws big - aws tiny, wall (the data)", "aws big", "aws tiny", 0)
+        said("baseline: module cost above ping, wall", "module tiny (baseline)", "ping", 0, 0.3)
+        said("baseline: module cost above ping, CPU", "module tiny (baseline)", "ping", 1)
+        said("baseline: module big / aws big, wall", "module big (baseline)", "aws big", 0, 1.15, ratio=True)
+        said("baseline: module big / aws big, CPU", "module big (baseline)", "aws big", 1, ratio=True)
+        said("with internal_poll_interval: module big / aws big, wall", "module big (poll)", "aws big", 0, 1.15,
+             ratio=True)
+        said("with internal_poll_interval: module big / aws big, CPU", "module big (poll)", "aws big", 1, ratio=True)
         if args.profile:
             sys.path.insert(0, root)
             from ansible_collections.lifeboat.ops.plugins.module_utils import _offsite  # pylint: disable=import-outside-toplevel
@@ -267,6 +296,8 @@ def main() -> None:
         server.stop()
         shutil.rmtree(STATE, ignore_errors=True)
         shutil.rmtree(root, ignore_errors=True)
+        if baseline_root:
+            shutil.rmtree(baseline_root, ignore_errors=True)
 
 
 if __name__ == "__main__":
