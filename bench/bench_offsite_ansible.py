@@ -20,7 +20,10 @@ Each step is wall-clock seconds and CPU seconds of everything it started (getrus
 controller, the module process and the AWS CLI all run on this machine), and the S3 server's CPU (from /proc).
 Every object a step uploaded is removed after it (untimed), so the server's disk stays small. Goals (issue 30):
 ``module tiny`` - ``ping`` <= 0.3 s; ``module big`` / ``aws big`` <= 1.15. Reported, never asserted.
-``--profile`` adds a cProfile of one more big copy by the library (top functions by their own time).
+``--baseline DIR`` times the module steps of another checkout (``git archive`` of an older commit) in the same
+rotation; ``--poll-interval S`` adds ``module big`` with ansible.cfg's ``internal_poll_interval`` at S (ansible-core's
+default 0.001 s makes the controller poll its worker ~1000 times a second while the task runs). ``--profile`` adds a
+cProfile of one more big copy by the library (top functions by their own time).
 """
 
 from __future__ import annotations
@@ -200,10 +203,14 @@ def main() -> None:
         aws_config = os.path.join(work, "aws-config")
         with open(aws_config, "w", encoding="utf-8") as handle:
             handle.write("[default]\nregion = us-east-1\ns3 =\n  addressing_style = path\n")
-        poll_config = os.path.join(work, "ansible.cfg")
+        # Ansible's defaults, whatever ansible.cfg the current directory holds; and the same with the poll interval
+        default_config, poll_config = os.path.join(work, "default.cfg"), os.path.join(work, "poll.cfg")
+        with open(default_config, "w", encoding="utf-8") as handle:
+            handle.write("[defaults]\n")
         with open(poll_config, "w", encoding="utf-8") as handle:
             handle.write(f"[defaults]\ninternal_poll_interval = {args.poll_interval or 0.001}\n")
-        ansible_env = {**os.environ, "ANSIBLE_COLLECTIONS_PATH": root, "ANSIBLE_NOCOLOR": "1",
+        ansible_env = {**os.environ, "ANSIBLE_CONFIG": default_config, "ANSIBLE_COLLECTIONS_PATH": root,
+                       "ANSIBLE_NOCOLOR": "1",
                        "ANSIBLE_PYTHON_INTERPRETER": sys.executable, "ANSIBLE_LOCALHOST_WARNING": "0",
                        "ANSIBLE_INVENTORY_UNPARSED_WARNING": "0"}
         aws_env = {**os.environ, "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
