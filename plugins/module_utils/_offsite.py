@@ -591,8 +591,8 @@ def _put_multipart(s3: t.Any, remote: Remote, path: str, key: str, size: int, sh
     checksum S3 records for the object (SHA-256 of the parts' SHA-256s, -N).
 
     Each part is read once: its bytes are hashed for the part's checksum, fed in file order to the whole file's
-    SHA-256, then sent; so the manifest's sha256 is checked against the very bytes that were sent (before, a second
-    read of the file beside the parts cost a copy of every byte, ~0.4 s of CPU per 2 GiB)."""
+    SHA-256, then sent; so the manifest's sha256 is checked against the very bytes that were sent (a second read of
+    the file beside the parts passed bytes that changed between the two reads)."""
     count = -(-size // remote.part_size)
     upload_id, existing = _open_upload(s3, remote, key)
     if upload_id is None:

@@ -167,8 +167,9 @@ def test_bytes_that_change_during_a_multipart_upload_never_complete_it(tmp_path,
     sha256 = hashlib.sha256(data).hexdigest()
 
     class Store:
-        sent: dict[int, bytes] = {}
-        completed = aborted = False
+        def __init__(self) -> None:
+            self.sent: dict[int, bytes] = {}
+            self.completed = self.aborted = False
 
         def list_multipart_uploads(self, **_kwargs):
             return {}
@@ -176,14 +177,15 @@ def test_bytes_that_change_during_a_multipart_upload_never_complete_it(tmp_path,
         def create_multipart_upload(self, **_kwargs):
             return {"UploadId": "u1"}
 
-        def upload_part(self, PartNumber, Body, **_kwargs):  # pylint: disable=invalid-name
-            self.sent[PartNumber] = Body
-            if PartNumber == 1:
+        def upload_part(self, **kwargs):
+            number = kwargs["PartNumber"]
+            self.sent[number] = kwargs["Body"]
+            if number == 1:
                 time.sleep(0.5)  # anything reading the file beside the parts has read all of it by now
                 with open(path, "r+b") as handle:  # then the last part's bytes change
                     handle.seek(len(data) - 10)
                     handle.write(b"X" * 10)
-            return {"ETag": f"e{PartNumber}"}
+            return {"ETag": f"e{number}"}
 
         def complete_multipart_upload(self, **_kwargs):
             self.completed = True
