@@ -219,8 +219,8 @@ def main() -> None:
         log(f"aws: {aws}; ansible-playbook: {os.path.join(bin_dir, 'ansible-playbook')}")
 
         def command(step: str, prefix: str) -> tuple[list[str], dict[str, str]]:
-            destination, archive = (tiny_destination, tiny_archive) if "tiny" in step else (big_destination,
-                                                                                             big_archive)
+            tiny = "tiny" in step
+            destination, archive = (tiny_destination, tiny_archive) if tiny else (big_destination, big_archive)
             options = {"destination": destination, "bucket": bucket, "prefix": prefix, "endpoint_url": server.endpoint,
                        "path_style": True, "credentials_file": credentials_file}
             if step == "ping":
