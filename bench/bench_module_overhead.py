@@ -41,6 +41,7 @@ REFUSED = {
     "mongodb_restore": {"archive": "/nonexistent.mongo.zst", "parallel_collections": 0},
     "migration_validate": {"engine": "postgresql", "source": {"database": "a"}, "target": {"database": "b"},
                            "count_tolerance_percent": 101},
+    "offsite_copy": {"destination": "/nonexistent", "bucket": "no/bucket"},
 }
 
 

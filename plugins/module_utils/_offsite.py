@@ -33,6 +33,7 @@ import hashlib
 import json
 import os
 import stat
+import threading
 import typing as t
 import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
@@ -178,9 +179,12 @@ def read_credentials_file(path: str) -> tuple[str, str, str | None]:
 
 
 def client(remote: Remote) -> t.Any:
-    """A boto3 S3 client: keys from credentials_file, else boto3's own chain (environment, instance role)."""
+    """A boto3 S3 client: keys from credentials_file, else boto3's own chain (environment, instance role).
+
+    Made by botocore's session, which boto3's wraps: importing boto3 would also import s3transfer and boto3's
+    resource machinery (~0.03 s of CPU of each module run) for nothing a client uses."""
     try:
-        import boto3  # type: ignore[import-untyped]  # pylint: disable=import-outside-toplevel
+        import botocore.session  # type: ignore[import-untyped]  # pylint: disable=import-outside-toplevel
         from botocore.config import Config  # type: ignore[import-untyped]  # pylint: disable=import-outside-toplevel
     except ImportError as exc:
         raise LifeboatError("off-site copies need boto3 on the host that copies (pip install boto3, or "
@@ -207,9 +211,8 @@ def client(remote: Remote) -> t.Any:
     except TypeError:  # botocore before 1.36 (Debian 12's python3-boto3) has no such settings, and no CRC32 either
         config = Config(**{key: value for key, value in settings.items() if not key.endswith("_checksum_calculation")
                            and not key.endswith("_checksum_validation")})
-    session = boto3.session.Session(**keys)
-    return session.client("s3", endpoint_url=remote.endpoint_url, region_name=remote.region or "us-east-1",
-                          config=config)
+    return botocore.session.get_session().create_client(
+        "s3", endpoint_url=remote.endpoint_url, region_name=remote.region or "us-east-1", config=config, **keys)
 
 
 def no_object_lock(remote: Remote) -> LifeboatError:
@@ -228,7 +231,7 @@ def refuses_lock(exc: BaseException) -> bool:
 
 def describe_error(exc: BaseException, remote: Remote, doing: str) -> LifeboatError:
     """One line a person can act on, for what boto3 raises."""
-    from botocore import exceptions as bce  # type: ignore[import-untyped]  # pylint: disable=import-outside-toplevel
+    from botocore import exceptions as bce  # pylint: disable=import-outside-toplevel
 
     where = remote.url()
     if isinstance(exc, bce.ClientError):
@@ -585,18 +588,14 @@ def require_object_lock(s3: t.Any, remote: Remote) -> None:
         raise no_object_lock(remote)
 
 
-def _file_sha256(path: str) -> str:
-    whole = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(_READ_BLOCK), b""):
-            whole.update(block)
-    return whole.hexdigest()
-
-
 def _put_multipart(s3: t.Any, remote: Remote, path: str, key: str, size: int, sha256: str,
                    result: CopyResult) -> str:
     """Resume an open upload of this key (its parts whose checksum matches stay) or start one; return the
-    checksum S3 records for the object (SHA-256 of the parts' SHA-256s, -N)."""
+    checksum S3 records for the object (SHA-256 of the parts' SHA-256s, -N).
+
+    Each part is read once: its bytes are hashed for the part's checksum, fed in file order to the whole file's
+    SHA-256, then sent; so the manifest's sha256 is checked against the very bytes that were sent (a second read of
+    the file beside the parts passed bytes that changed between the two reads)."""
     count = -(-size // remote.part_size)
     upload_id, existing = _open_upload(s3, remote, key)
     if upload_id is None:
@@ -604,6 +603,7 @@ def _put_multipart(s3: t.Any, remote: Remote, path: str, key: str, size: int, sh
         upload_id = s3.create_multipart_upload(Bucket=remote.bucket, Key=key, **algorithm,
                                                **_lock_args(remote))["UploadId"]
     digests: dict[int, bytes] = {}  # per part: its SHA-256, or with Content-MD5 its MD5
+    whole = _InOrderDigest()
 
     def send(number: int) -> dict[str, t.Any]:
         offset = (number - 1) * remote.part_size
@@ -616,6 +616,9 @@ def _put_multipart(s3: t.Any, remote: Remote, path: str, key: str, size: int, sh
         # hashlib lets other threads run meanwhile
         digest = (hashlib.md5(body, usedforsecurity=False) if remote.md5 else hashlib.sha256(body)).digest()
         digests[number] = digest
+        # Before the upload, not after: a part then waits only for its predecessors' reads, never for their
+        # uploads, so memory stays about UPLOAD_THREADS parts
+        whole.add(number, body)
         known = existing.get(number)
         recorded = known and (known.get("ETag", "").strip('"') == digest.hex() if remote.md5
                               else known.get("ChecksumSHA256") == _b64(digest))
@@ -628,11 +631,9 @@ def _put_multipart(s3: t.Any, remote: Remote, path: str, key: str, size: int, sh
                                 **integrity)
         return {"PartNumber": number, "ETag": answer["ETag"], **({} if remote.md5 else integrity)}
 
-    with ThreadPoolExecutor(max_workers=UPLOAD_THREADS + 1) as pool:
-        whole = pool.submit(_file_sha256, path)
+    with ThreadPoolExecutor(max_workers=UPLOAD_THREADS) as pool:
         parts = list(pool.map(send, range(1, count + 1)))
-        whole_sha256 = whole.result()
-    if whole_sha256 != sha256:
+    if whole.hexdigest(count) != sha256:
         s3.abort_multipart_upload(Bucket=remote.bucket, Key=key, UploadId=upload_id)
         raise LifeboatError(f"{path} does not match its manifest's sha256 (it changed after the backup); it is not "
                             "copied: verify it")
@@ -641,6 +642,32 @@ def _put_multipart(s3: t.Any, remote: Remote, path: str, key: str, size: int, sh
     if remote.md5:
         return f"{hashlib.md5(joined, usedforsecurity=False).hexdigest()}-{count}"
     return f"{_b64(hashlib.sha256(joined).digest())}-{count}"
+
+
+class _InOrderDigest:
+    """The SHA-256 of parts that arrive in any order from several threads, taken in part order.
+
+    A part that arrives before its predecessors waits in memory (parts are added as soon as they are read, and
+    the pool hands them out in order, so only a few wait); the thread that brings the next part in order hashes
+    it and every waiting successor."""
+
+    def __init__(self) -> None:
+        self._sha256 = hashlib.sha256()
+        self._waiting: dict[int, bytes] = {}
+        self._next = 1
+        self._lock = threading.Lock()
+
+    def add(self, number: int, body: bytes) -> None:
+        with self._lock:
+            self._waiting[number] = body
+            while self._next in self._waiting:
+                self._sha256.update(self._waiting.pop(self._next))
+                self._next += 1
+
+    def hexdigest(self, count: int) -> str:
+        if self._next != count + 1:  # every part was added, or pool.map would have raised
+            raise LifeboatError(f"internal error: {self._next - 1} of {count} parts hashed")
+        return self._sha256.hexdigest()
 
 
 def _open_upload(s3: t.Any, remote: Remote, key: str) -> tuple[str | None, dict[int, dict[str, t.Any]]]:

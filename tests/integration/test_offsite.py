@@ -213,6 +213,24 @@ def test_a_server_stopped_mid_upload_fails_in_one_line_and_the_next_run_complete
     assert run_module("offsite_verify", {**remote, "download": True}).rc == 0
 
 
+@pytest.mark.parametrize("part_size_mib", [64, 5])  # one request, and a multipart upload of 5 parts
+def test_an_archive_changed_after_its_backup_is_refused_and_leaves_nothing_in_the_bucket(
+        s3_server, remote, run_module, tmp_path, part_size_mib):
+    """One byte flipped in the last part after verification: the store refuses the single request, and the
+    multipart upload is aborted before completion (the whole file's SHA-256 is over the bytes the parts sent)."""
+    destination, archive = big_files_archive(run_module, tmp_path, 22)
+    name = os.path.basename(archive)
+    with open(archive, "r+b") as handle:
+        handle.seek(os.path.getsize(archive) - 100)
+        byte = handle.read(1)
+        handle.seek(-1, os.SEEK_CUR)
+        handle.write(bytes([byte[0] ^ 0xFF]))
+    copied = run_module("offsite_copy", {"destination": destination, **remote, "part_size_mib": part_size_mib})
+    one_line_failure(copied, "does not match its manifest's sha256")
+    assert keys(s3_server, remote) == {}, "nothing of a changed archive may become an object"
+    assert parts_uploaded(s3_server.client(), remote["bucket"], f"db1/jobs/{name}") == 0, "the upload is aborted"
+
+
 @pytest.fixture
 def real_archive(pg, run_module, tmp_path):
     made = run_module("postgresql_dump", pg.login(database=PG_SOURCE, destination=str(tmp_path / "made"), job="prune"))

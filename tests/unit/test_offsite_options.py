@@ -131,3 +131,73 @@ def test_a_refused_upload_names_its_cause(tmp_path, code, message, said):
     assert said in str(caught.value) and "\n" not in str(caught.value)
     if "object lock" in said:
         assert "manifest" not in str(caught.value) and "remove lock_mode" in str(caught.value)
+
+
+def test_the_whole_file_digest_takes_parts_in_file_order_whatever_order_they_arrive_in():
+    """The multipart upload's manifest check: parts added from several threads in any order hash as the file."""
+    import random  # pylint: disable=import-outside-toplevel
+    import threading  # pylint: disable=import-outside-toplevel
+
+    parts = [os.urandom(size) for size in (4096, 1, 70000, 0, 5, 9999)]
+    expected = hashlib.sha256(b"".join(parts)).hexdigest()
+    order = list(enumerate(parts, start=1))
+    random.Random(7).shuffle(order)
+    digest = _offsite._InOrderDigest()  # pylint: disable=protected-access
+    threads = [threading.Thread(target=digest.add, args=item) for item in order]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert digest.hexdigest(len(parts)) == expected
+    short = _offsite._InOrderDigest()  # pylint: disable=protected-access
+    short.add(2, parts[1])
+    with pytest.raises(LifeboatError, match="0 of 2 parts"):
+        short.hexdigest(2)
+
+
+def test_bytes_that_change_during_a_multipart_upload_never_complete_it(tmp_path, monkeypatch):
+    """The whole file's SHA-256 is taken over the bytes the parts sent: an archive rewritten while it is being sent
+    (after an earlier read of the whole file would have passed it) is aborted, never completed. A store that keeps
+    what it is sent stands in (a real one cannot pause between two parts)."""
+    import time  # pylint: disable=import-outside-toplevel
+
+    data = os.urandom(20 << 20)
+    path = tmp_path / "archive"
+    path.write_bytes(data)
+    sha256 = hashlib.sha256(data).hexdigest()
+
+    class Store:
+        def __init__(self) -> None:
+            self.sent: dict[int, bytes] = {}
+            self.completed = self.aborted = False
+
+        def list_multipart_uploads(self, **_kwargs):
+            return {}
+
+        def create_multipart_upload(self, **_kwargs):
+            return {"UploadId": "u1"}
+
+        def upload_part(self, **kwargs):
+            number = kwargs["PartNumber"]
+            self.sent[number] = kwargs["Body"]
+            if number == 1:
+                time.sleep(0.5)  # anything reading the file beside the parts has read all of it by now
+                with open(path, "r+b") as handle:  # then the last part's bytes change
+                    handle.seek(len(data) - 10)
+                    handle.write(b"X" * 10)
+            return {"ETag": f"e{number}"}
+
+        def complete_multipart_upload(self, **_kwargs):
+            self.completed = True
+
+        def abort_multipart_upload(self, **_kwargs):
+            self.aborted = True
+
+    monkeypatch.setattr(_offsite, "UPLOAD_THREADS", 1)  # parts one after the other: the last is read after the change
+    store = Store()
+    remote = _offsite.Remote.from_options({"bucket": "b", "part_size_mib": 5})
+    with pytest.raises(LifeboatError, match="does not match its manifest's sha256"):
+        _offsite._put_multipart(store, remote, str(path), "k", len(data), sha256,  # pylint: disable=protected-access
+                                _offsite.CopyResult())
+    assert store.aborted and not store.completed
+    assert hashlib.sha256(b"".join(store.sent[n] for n in sorted(store.sent))).hexdigest() != sha256
