@@ -43,6 +43,8 @@ import tempfile
 import time
 import typing as t
 
+from bench_s3 import run_module
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STATE = "/tmp/lifeboat-offsite7-bench"
 STEPS = ("ping", "module tiny", "module big", "aws tiny", "aws big", "library big")
@@ -125,18 +127,6 @@ def make_archive(root: str, work: str, name: str, size: int) -> tuple[str, str]:
     run_module(root, "backup_verify", {"destination": destination, "level": "checksum"}, work)
     shutil.rmtree(source)
     return destination, made["archive"]
-
-
-def run_module(root: str, name: str, args: dict, work: str) -> dict:
-    args_file = os.path.join(work, f"{name}-args.json")
-    with open(args_file, "w", encoding="utf-8") as handle:
-        json.dump({"ANSIBLE_MODULE_ARGS": args}, handle)
-    done = subprocess.run([sys.executable, "-m", f"ansible_collections.lifeboat.ops.plugins.modules.{name}", args_file],
-                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": root}, check=False)
-    result = json.loads(done.stdout)
-    if result.get("failed"):
-        raise SystemExit(f"{name} failed: {result.get('msg')}")
-    return result
 
 
 def remove_prefix(s3: t.Any, bucket: str, prefix: str) -> None:

@@ -179,7 +179,7 @@ def read_credentials_file(path: str) -> tuple[str, str, str | None]:
 
 
 def client(remote: Remote) -> t.Any:
-    """A boto3 S3 client: keys from credentials_file, else boto3's own chain (environment, instance role).
+    """An S3 client: keys from credentials_file, else botocore's own chain (environment, instance role).
 
     Made by botocore's session, which boto3's wraps: importing boto3 would also import s3transfer and boto3's
     resource machinery (~0.03 s of CPU of each module run) for nothing a client uses."""
