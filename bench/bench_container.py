@@ -175,7 +175,7 @@ def child_main(spec: dict) -> None:
     # pylint: disable=import-outside-toplevel
     from ansible_collections.lifeboat.ops.plugins.module_utils import _params, _postgres, _postgres_module
 
-    specs = (_postgres_module.postgres_connection_spec(), _params.dump_archive_spec(), _postgres_module.postgres_dump_spec())
+    specs = (_postgres_module.postgres_connection_options(), _params.dump_archive_options(), _postgres_module.postgres_dump_options())
     params = {key: value.get("default") for spec_ in specs for key, value in spec_.items()}
     params.update(container=spec["container"], destination=spec["dest"], job="bench", compression_level=spec["level"])
     cpu, began = os.times(), time.perf_counter()

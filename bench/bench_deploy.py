@@ -175,11 +175,11 @@ def main() -> int:  # pylint: disable=too-many-locals,too-many-statements
             conn.execute("CREATE TABLE notes (id serial PRIMARY KEY, body text NOT NULL)")
             conn.execute("INSERT INTO notes (body) SELECT 'note ' || g FROM generate_series(1, 10000) g")
         environment = {"APP_DB_HOST": db.ip, "APP_DB_NAME": "journal", "APP_DB_USER": "journal_owner"}
-        base = {name: spec.get("default") for name, spec in _deploy.DEPLOY_SPEC.items()}
+        base = {name: spec.get("default") for name, spec in _deploy.app_deploy_spec().items()}
         base.update(
             state_dir=os.path.join(root, "state"), image=images["DEPLOY_APP_IMAGE"],
             environment=environment, secret_environment={"APP_DB_PASSWORD": PG_PASSWORD},
-            databases=[{**{name: None for name in _deploy.DEPLOY_SPEC["databases"]["options"]}, "engine": "postgresql",
+            databases=[{**{name: None for name in _deploy.app_deploy_spec()["databases"]["options"]}, "engine": "postgresql",
                         "database": "journal", "container": db.name, "connect_timeout": 10}],
             site="app", sites_dir=layout.sites_dir, include_dir=layout.include_dir, tls_dir=layout.tls_dir,
             webroot=layout.webroot, listen_address="127.0.0.1", http_port=layout.http_port,
@@ -269,7 +269,7 @@ def main() -> int:  # pylint: disable=too-many-locals,too-many-statements
                            "rollback": lambda index: naive_change(index, "rollback"),
                            "failed gate": lambda index: naive_change(index, "failed gate")}
             else:
-                refusal, pass_option = method_refusal(_deploy.DEPLOY_SPEC, method)
+                refusal, pass_option = method_refusal(_deploy.app_deploy_spec(), method)
                 if refusal:
                     skipped[method] = refusal
                     print(f"{method}: skipped: {refusal}", flush=True)

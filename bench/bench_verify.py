@@ -54,7 +54,7 @@ def make_archive(bed: dict[str, str], workdir: str, level: int) -> str:
     params = {"login_host": bed["LIFEBOAT_PG_HOST"], "login_port": int(bed["LIFEBOAT_PG_PORT"]),
               "login_user": bed["LIFEBOAT_PG_USER"], "login_password_file": bed["LIFEBOAT_PG_PASSWORD_FILE"],
               "destination": workdir, "job": "bench", "compression_level": level}
-    params.update({key: spec.get("default") for key, spec in _postgres_module.postgres_dump_spec().items()})
+    params.update({key: spec.get("default") for key, spec in _postgres_module.postgres_dump_options().items()})
     params["database"] = "bench"
     bench_dump.log("dumping database bench into a zstd archive with the library")
     return _postgres.dump(_postgres_module.postgres_dump_request(params))["archive"]

@@ -147,7 +147,7 @@ def child_main(spec: dict) -> None:
     from ansible_collections.lifeboat.ops.plugins.module_utils import _sources  # pylint: disable=import-outside-toplevel
 
     source = _sources.get("files")
-    params = {key: value.get("default") for key, value in source.job_spec().items()}
+    params = {key: value.get("default") for key, value in source.job_options().items()}
     params.update(destination=spec["dest"], job="bench", volumes=[spec["volume"]], compression_level=spec["level"])
     cpu, began = os.times(), time.perf_counter()
     watcher = bench_container.ChildWatcher()

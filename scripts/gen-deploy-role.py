@@ -3,7 +3,7 @@
 """Writes roles/deploy/{meta/argument_specs.yml,defaults/main.yml,tasks/main.yml} and the variable table of its
 README.md from the app_deploy module.
 
-Options and defaults come from _deploy.DEPLOY_SPEC, descriptions from the module's DOCUMENTATION (and the
+Options and defaults come from _deploy.app_deploy_spec(), descriptions from the module's DOCUMENTATION (and the
 _reverse_proxy doc fragment). Run from the checkout after changing the module: python3 scripts/gen-deploy-role.py
 
 With --check it writes nothing and fails (exit 1, one line per file) when a file differs from what it would write:
@@ -55,7 +55,7 @@ def role_markup(entry: dict) -> dict:
     """O(option) of the module -> O(deploy_option) of the role."""
     def rename(match: re.Match) -> str:
         name, rest = match.group(1), match.group(2) or ""
-        return f"O({variable(name)}{rest})" if name in _deploy.DEPLOY_SPEC else match.group(0)
+        return f"O({variable(name)}{rest})" if name in _deploy.app_deploy_spec() else match.group(0)
 
     return yaml.safe_load(re.sub(r"O\(([a-z_]+)((?:\[\]\.|=)[^)]*)?\)", rename, yaml.safe_dump(entry)))
 
@@ -70,11 +70,12 @@ def as_role_option(entry: dict) -> dict:
 def render() -> dict[str, str]:
     """The role's generated files (paths relative to roles/deploy) and their text."""
     docs = documented_options()
+    module_options = _deploy.app_deploy_spec()
     options, defaults = {}, {}
-    for name in _deploy.DEPLOY_SPEC:
+    for name in module_options:
         entry = role_markup(as_role_option(docs[name]))
         entry.pop("required", None)
-        if _deploy.DEPLOY_SPEC[name].get("no_log"):  # masked by the role's argument validation too
+        if module_options[name].get("no_log"):  # masked by the role's argument validation too
             entry["no_log"] = True
         if name in ("app", "site"):
             entry["required"] = True
@@ -103,7 +104,7 @@ def render() -> dict[str, str]:
         lines.append(f"{name}: {yaml.safe_dump(value, default_flow_style=True).strip().removesuffix(chr(10) + '...')}")
     files["defaults/main.yml"] = "\n".join(lines) + "\n"
     arguments = [f'        {name}: "{{{{ {variable(name)} }}}}"' if variable(name) in defaults or name in ("app", "site")
-                 else f'        {name}: "{{{{ {variable(name)} | default(omit) }}}}"' for name in _deploy.DEPLOY_SPEC]
+                 else f'        {name}: "{{{{ {variable(name)} | default(omit) }}}}"' for name in module_options]
     files["tasks/main.yml"] = TASKS_HEAD + "\n".join(arguments) + TASKS_TAIL
     with open(os.path.join(ROLE, "README.md"), encoding="utf-8") as handle:
         readme = with_generated_table(handle.read(), options)

@@ -36,7 +36,7 @@ from ._archive import load_trusted
 from ._clients import docker_api, docker_sdk
 from ._common import LifeboatError, TargetHoldsData, first_few, one_line
 from ._module_frame import Outcome, Run
-from ._params import decryption, decryption_spec, trust
+from ._params import decryption, decryption_options, trust
 from ._pipeline import Decryption
 from ._stopped_notes import notes_dir
 from ._stopping import STOP_TIMEOUT_SECONDS, _mounts_read, stopped
@@ -434,7 +434,7 @@ def preview(request: Request) -> dict[str, t.Any]:
             "started_for_restore": [str(part.container) for part in decided["parts"] if part.start_first]}
 
 
-def module_spec() -> dict[str, t.Any]:
+def compose_restore_spec() -> dict[str, t.Any]:
     """compose_restore's options (the restore role's compose items forward them)."""
     return {
         "project": {"type": "str", "required": True},
@@ -446,8 +446,12 @@ def module_spec() -> dict[str, t.Any]:
         "overwrite": {"type": "bool", "default": False},
         "safety_dump_dir": {"type": "path"},
         "health_timeout": {"type": "int", "default": 120},
-        **decryption_spec(),
+        **decryption_options(),
     }
+
+
+COMPOSE_RESTORE_RULES: dict[str, t.Any] = {"mutually_exclusive": [["root", "destination"]],
+                                            "required_one_of": [["root", "destination"]]}
 
 
 def compose_restore(run: Run) -> Outcome:
@@ -456,7 +460,7 @@ def compose_restore(run: Run) -> Outcome:
                       parts=list(params["parts"] or []), as_of=params["as_of"], select=params["select"],
                       overwrite=params["overwrite"], safety_dump_dir=params["safety_dump_dir"],
                       decryption=decryption(params), trust=trust(params), health_timeout=params["health_timeout"],
-                      engine_params={key: params[key] for key in decryption_spec()})
+                      engine_params={key: params[key] for key in decryption_options()})
     if run.check_mode:
         return Outcome(changed=True, result=preview(request))
     result = restore(request, run.warn)

@@ -25,35 +25,35 @@ ENGINES = _sources.NAMES
 SECTIONS = ("verify", "retention", "status", "schedule", "offsite")
 TOP_LEVEL = ("defaults", "jobs", "metrics_file")
 
-VERIFY_SPEC: dict[str, t.Any] = {
+VERIFY_OPTIONS: dict[str, t.Any] = {
     "enabled": {"type": "bool", "default": True},
     "level": {"type": "str", "default": _verify.AUTO, "choices": [_verify.AUTO, *_verify.LEVELS]},
     "select": {"type": "str", "default": "newest", "choices": list(_verify.SELECTIONS)},
-    **_params.decryption_spec(),
+    **_params.decryption_options(),
 }
-RETENTION_SPEC: dict[str, t.Any] = {"enabled": {"type": "bool", "default": True}, **_retention.policy_spec()}
-STATUS_SPEC: dict[str, t.Any] = _status.options_spec()
-SCHEDULE_SPEC: dict[str, t.Any] = {  # read by the scheduling role; kept here so a typo is caught everywhere
+RETENTION_OPTIONS: dict[str, t.Any] = {"enabled": {"type": "bool", "default": True}, **_retention.policy_options()}
+STATUS_OPTIONS: dict[str, t.Any] = _status.status_options()
+SCHEDULE_OPTIONS: dict[str, t.Any] = {  # read by the scheduling role; kept here so a typo is caught everywhere
     "on_calendar": {"type": "str", "default": "daily"},
     "randomized_delay": {"type": "str", "default": "15m"},
 }
 # The off-site copy of each verified archive (lifeboat copy, after verify and before prune), with the remote prune
 # mirroring retention (remote_keep: a policy the bucket keeps in addition) and status's max delay.
-OFFSITE_SPEC: dict[str, t.Any] = {
+OFFSITE_OPTIONS: dict[str, t.Any] = {
     "enabled": {"type": "bool", "default": False},
-    **{key: {**item, "required": False} for key, item in _offsite.remote_spec().items()},
+    **{key: {**item, "required": False} for key, item in _offsite.remote_options().items()},
     "remote_keep": {"type": "dict"},
     "max_delay_hours": {"type": "float", "default": 26.0},
 }
-_SECTION_SPECS = {"verify": VERIFY_SPEC, "retention": RETENTION_SPEC, "status": STATUS_SPEC,
-                  "schedule": SCHEDULE_SPEC, "offsite": OFFSITE_SPEC}
+_SECTION_OPTIONS = {"verify": VERIFY_OPTIONS, "retention": RETENTION_OPTIONS, "status": STATUS_OPTIONS,
+                  "schedule": SCHEDULE_OPTIONS, "offsite": OFFSITE_OPTIONS}
 _FORBIDDEN = {"login_password": "passwords do not belong in the config: put it in a 0600 file and give "
                                 "login_password_file"}
 
 
-def engine_spec(engine: str) -> dict[str, t.Any]:
+def engine_options(engine: str) -> dict[str, t.Any]:
     """The options a job of ``engine`` takes: those of the engine's dump module."""
-    return _sources.get(engine).job_spec()
+    return _sources.get(engine).job_options()
 
 
 @dataclass
@@ -196,7 +196,7 @@ def _job(path: str, name: str, body: dict[str, t.Any], defaults: dict[str, t.Any
     engine = body.get("engine")
     if engine not in ENGINES:
         raise LifeboatError(f"config {path}: {where} needs engine: {' or '.join(ENGINES)} (not {engine!r})")
-    spec = engine_spec(engine)
+    spec = engine_options(engine)
     options = {key: value for key, value in body.items() if key not in ("engine", *SECTIONS)}
     for key, reason in _FORBIDDEN.items():
         if key in options:
@@ -211,7 +211,7 @@ def _job(path: str, name: str, body: dict[str, t.Any], defaults: dict[str, t.Any
     sections = {}
     for section in SECTIONS:
         merged = {**(defaults.get(section) or {}), **(body.get(section) or {})}
-        sections[section] = check_options(path, f"{where}: {section}", merged, _SECTION_SPECS[section])
+        sections[section] = check_options(path, f"{where}: {section}", merged, _SECTION_OPTIONS[section])
     # What every run would refuse is refused here, once, for every command (``check`` included).
     try:
         _manifest.validate_destination(params["destination"])

@@ -18,7 +18,7 @@ the site's upstream file and a reload) -> ``watch`` (probes through the front do
 A failed gate or watch rolls back: traffic returns (if it moved), the new color is stopped and kept for inspection,
 and with restore_data_on_rollback the pre-deploy archives are restored (after a safety dump) when a migration ran.
 
-Public API: DEPLOY_SPEC (the module's and role's options), run(params, check_mode) -> Result, Lock, load_state.
+Public API: app_deploy_spec() (the module's and role's options), run(params, check_mode) -> Result, Lock, load_state.
 """
 
 from __future__ import annotations
@@ -72,21 +72,21 @@ LABEL_RELEASE = "lifeboat.deploy.release"
 APP_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$")
 
 
-def _expectations_spec() -> dict[str, t.Any]:
+def _expectations_options() -> dict[str, t.Any]:
     """The data expectations' options, from h-expect's library when it is there (never a copy of them)."""
     try:
-        from ._expectations import EXPECTATIONS_SPEC  # pylint: disable=import-outside-toplevel
+        from ._expectations import EXPECTATIONS_OPTIONS  # pylint: disable=import-outside-toplevel
     except ImportError:
         return {}
     # database defaults to the entry's own database here, so it is not required inside an entry
-    return {**EXPECTATIONS_SPEC, "database": {**EXPECTATIONS_SPEC["database"], "required": False}}
+    return {**EXPECTATIONS_OPTIONS, "database": {**EXPECTATIONS_OPTIONS["database"], "required": False}}
 
 
-def _database_spec() -> dict[str, t.Any]:
-    connection = {**_mongo_module.mongodb_connection_spec(), **_postgres_module.postgres_connection_spec()}
+def _database_options() -> dict[str, t.Any]:
+    connection = {**_mongo_module.mongodb_connection_options(), **_postgres_module.postgres_connection_options()}
     expectations: dict[str, t.Any] = {"type": "dict"}
-    if _expectations_spec():
-        expectations["options"] = _expectations_spec()
+    if _expectations_options():
+        expectations["options"] = _expectations_options()
     return {
         "engine": {"type": "str", "required": True, "choices": list(ENGINES)},
         "database": {"type": "str", "required": True},
@@ -95,50 +95,55 @@ def _database_spec() -> dict[str, t.Any]:
     }
 
 
-DEPLOY_SPEC: dict[str, dict[str, t.Any]] = {
-    "app": {"type": "str", "required": True},
-    "deploy_action": {"type": "str", "default": "deploy", "choices": list(ACTIONS)},
-    "image": {"type": "str"},
-    "release": {"type": "str"},
-    "state_dir": {"type": "path", "default": "/var/lib/lifeboat/deploy"},
-    "container_port": {"type": "int", "default": 8080},
-    "blue_port": {"type": "int", "default": 8081},
-    "green_port": {"type": "int", "default": 8082},
-    "bind_address": {"type": "str", "default": "127.0.0.1"},
-    # raw, not dict: Ansible's dict check would split a string 'K=V K=V' (a survey field) into a mapping; check_input
-    # refuses anything but a mapping of strings instead
-    "environment": {"type": "raw", "default": {}},
-    "secret_environment": {"type": "raw", "default": {}, "no_log": True},
-    "command": {"type": "list", "elements": "str", "default": []},
-    "volumes": {"type": "list", "elements": "str", "default": []},
-    "networks": {"type": "list", "elements": "str", "default": []},
-    "migration_command": {"type": "list", "elements": "str", "default": []},
-    "databases": {"type": "list", "elements": "dict", "default": [], "options": _database_spec()},
-    "backup_destination": {"type": "path"},
-    "health_path": {"type": "str", "default": "/health"},
-    "health_status": {"type": "list", "elements": "int", "default": [200]},
-    "health_body": {"type": "str", "default": ""},
-    "health_max_latency_ms": {"type": "int", "default": 2000},
-    "health_passes": {"type": "int", "default": 3, "no_log": False},
-    "health_interval": {"type": "float", "default": 0.5},
-    "health_timeout": {"type": "int", "default": 60},
-    "site": {"type": "str", "required": True},
-    "tunnel_config": {"type": "path"},
-    "keepalive": {"type": "int", "default": 16},
-    **_reverse_proxy.COMMON_ARGUMENT_SPEC,
-    "watch_probes": {"type": "int", "default": 20},
-    "watch_interval": {"type": "float", "default": 0.25},
-    "watch_max_error_percent": {"type": "float", "default": 0.0},
-    "watch_max_latency_ms": {"type": "int", "default": 2000},
-    "keep_releases": {"type": "int", "default": 2},
-    "restore_data_on_rollback": {"type": "bool", "default": False},
-    "stop_timeout": {"type": "int", "default": 10},
-    "switch_method": {"type": "str", "default": "haproxy", "choices": list(SWITCH_METHODS)},
-    "switch_socket_dir": {"type": "path", "default": "/run/lifeboat-switch"},
-    "haproxy_binary": {"type": "path", "default": "/usr/sbin/haproxy"},
-    "drain_timeout": {"type": "int", "default": 30},
-}
-DEPLOY_RULES: dict[str, t.Any] = {"required_if": [["deploy_action", "deploy", ["image"]]]}
+def app_deploy_spec() -> dict[str, dict[str, t.Any]]:
+    """The app_deploy module's options (and the deploy role's, generated from them)."""
+    return {
+        "app": {"type": "str", "required": True},
+        "deploy_action": {"type": "str", "default": "deploy", "choices": list(ACTIONS)},
+        "image": {"type": "str"},
+        "release": {"type": "str"},
+        "state_dir": {"type": "path", "default": "/var/lib/lifeboat/deploy"},
+        "container_port": {"type": "int", "default": 8080},
+        "blue_port": {"type": "int", "default": 8081},
+        "green_port": {"type": "int", "default": 8082},
+        "bind_address": {"type": "str", "default": "127.0.0.1"},
+        # raw, not dict: Ansible's dict check would split a string 'K=V K=V' (a survey field) into a mapping; check_input
+        # refuses anything but a mapping of strings instead
+        "environment": {"type": "raw", "default": {}},
+        "secret_environment": {"type": "raw", "default": {}, "no_log": True},
+        "command": {"type": "list", "elements": "str", "default": []},
+        "volumes": {"type": "list", "elements": "str", "default": []},
+        "networks": {"type": "list", "elements": "str", "default": []},
+        "migration_command": {"type": "list", "elements": "str", "default": []},
+        "databases": {"type": "list", "elements": "dict", "default": [], "options": _database_options()},
+        "backup_destination": {"type": "path"},
+        "health_path": {"type": "str", "default": "/health"},
+        "health_status": {"type": "list", "elements": "int", "default": [200]},
+        "health_body": {"type": "str", "default": ""},
+        "health_max_latency_ms": {"type": "int", "default": 2000},
+        "health_passes": {"type": "int", "default": 3, "no_log": False},
+        "health_interval": {"type": "float", "default": 0.5},
+        "health_timeout": {"type": "int", "default": 60},
+        "site": {"type": "str", "required": True},
+        "tunnel_config": {"type": "path"},
+        "keepalive": {"type": "int", "default": 16},
+        **_reverse_proxy.PROXY_OPTIONS,
+        "watch_probes": {"type": "int", "default": 20},
+        "watch_interval": {"type": "float", "default": 0.25},
+        "watch_max_error_percent": {"type": "float", "default": 0.0},
+        "watch_max_latency_ms": {"type": "int", "default": 2000},
+        "keep_releases": {"type": "int", "default": 2},
+        "restore_data_on_rollback": {"type": "bool", "default": False},
+        "stop_timeout": {"type": "int", "default": 10},
+        "switch_method": {"type": "str", "default": "haproxy", "choices": list(SWITCH_METHODS)},
+        "switch_socket_dir": {"type": "path", "default": "/run/lifeboat-switch"},
+        "haproxy_binary": {"type": "path", "default": "/usr/sbin/haproxy"},
+        "drain_timeout": {"type": "int", "default": 30},
+    }
+
+
+# What AnsibleModule checks of app_deploy's options together
+APP_DEPLOY_RULES: dict[str, t.Any] = {"required_if": [["deploy_action", "deploy", ["image"]]]}
 
 
 def now() -> str:
@@ -508,8 +513,8 @@ def watch(params: dict[str, t.Any], probe: _nginx.Probe) -> dict[str, t.Any]:
 # -------------------------------------------------------------------------------------------------------- the data
 def db_params(entry: dict[str, t.Any], destination: str | None = None, job: str | None = None) -> dict[str, t.Any]:
     """A databases entry as the dump/restore library's options (their defaults filled in)."""
-    specs = {**_postgres_module.postgres_dump_spec(), **_mongo_module.mongodb_dump_spec(), **_params.dump_archive_spec(),
-             **_postgres_module.postgres_connection_spec(), **_mongo_module.mongodb_connection_spec()}
+    specs = {**_postgres_module.postgres_dump_options(), **_mongo_module.mongodb_dump_options(), **_params.dump_archive_options(),
+             **_postgres_module.postgres_connection_options(), **_mongo_module.mongodb_connection_options()}
     filled = {name: spec.get("default") for name, spec in specs.items()}
     filled.update({key: value for key, value in entry.items() if value is not None and key != "expectations"})
     if destination:
@@ -575,7 +580,7 @@ def expectations(params: dict[str, t.Any], backups: list[dict[str, t.Any]]) -> d
         if not wish.get("baseline_manifest") and entry["database"] in manifests:
             wish["baseline_manifest"] = manifests[entry["database"]]
         connection = {key: value for key, value in db_params(entry).items()
-                      if key in {**_postgres_module.postgres_connection_spec(), **_mongo_module.mongodb_connection_spec()}}
+                      if key in {**_postgres_module.postgres_connection_options(), **_mongo_module.mongodb_connection_options()}}
         outcome = check_expectations(entry["engine"], connection, wish).as_dict()
         checked.append({"database": entry["database"], **outcome})
         if not outcome["ok"]:
@@ -1279,10 +1284,10 @@ def _rollback(params: dict[str, t.Any], state: dict[str, t.Any], engine: Engine,
 
 
 # ---------------------------------------------------------------------------------------------------------- status
-STATUS_SPEC: dict[str, dict[str, t.Any]] = {
-    "state_dir": DEPLOY_SPEC["state_dir"],
-    "switch_socket_dir": DEPLOY_SPEC["switch_socket_dir"],
-}
+def deploy_status_spec() -> dict[str, dict[str, t.Any]]:
+    """The deploy_status module's options: where app_deploy keeps its state and its switches' sockets."""
+    deploy = app_deploy_spec()
+    return {"state_dir": deploy["state_dir"], "switch_socket_dir": deploy["switch_socket_dir"]}
 
 
 def report(state_dir: str, socket_dir: str) -> dict[str, t.Any]:
@@ -1354,7 +1359,7 @@ def _worst(states: t.Iterable[str]) -> str:
     return next((state for state in ("CRITICAL", "WARNING") if state in found), "OK")
 
 
-def status_task(run_: t.Any) -> t.Any:
+def deploy_status(run_: t.Any) -> t.Any:
     """The deploy_status module's task: the report; never a change."""
     from ._module_frame import Outcome  # pylint: disable=import-outside-toplevel
 
@@ -1375,7 +1380,7 @@ def warn_of_earlier_runs(run_: t.Any, history: dict[str, t.Any]) -> None:
                   f"{stale.get('step')}; its record is in history.stale_lock")
 
 
-def task(run_: t.Any) -> t.Any:
+def app_deploy(run_: t.Any) -> t.Any:
     """The app_deploy module's task (a _module_frame Task): the history entry and the plan, failed on a rollback."""
     from ._module_frame import Outcome  # pylint: disable=import-outside-toplevel
 

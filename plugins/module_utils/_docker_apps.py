@@ -23,6 +23,7 @@ import typing as t
 from . import _sources
 from ._clients import docker_api, docker_sdk
 from ._common import LifeboatError, one_line
+from ._module_frame import Outcome, Run
 
 PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
@@ -110,3 +111,11 @@ def _files_job(project: str, volumes: list[dict[str, t.Any]], binds: list[dict[s
     if not kept_volumes and not kept_paths:
         return None
     return {"name": f"{project}-files", "engine": "files", "volumes": kept_volumes, "paths": kept_paths}
+
+
+def docker_app_info_spec() -> dict[str, t.Any]:
+    return {"project": {"type": "str", "required": True}}
+
+
+def docker_app_info(run: Run) -> Outcome:
+    return Outcome(changed=False, result=describe(run.params["project"]))

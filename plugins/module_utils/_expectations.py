@@ -7,7 +7,7 @@
 created), row or document counts at least a minimum and not collapsed against an archive's manifest.
 
 One decision, made here, for every caller: the ``database_expect`` module, the deploy gate and the healthcheck
-role's ``database_expect`` probe all pass the options of :data:`EXPECTATIONS_SPEC` to :func:`check_expectations`.
+role's ``database_expect`` probe all pass the options of :data:`EXPECTATIONS_OPTIONS` to :func:`check_expectations`.
 What a database holds is read through its source's data catalog (``_sources``, ``_data_catalog``), so nothing
 here asks which engine it has. Unmet expectations come back as failures, one line each; bad input and an
 unreachable server raise a one-line LifeboatError.
@@ -19,22 +19,22 @@ import dataclasses
 import math
 import typing as t
 
-from . import _data_catalog, _manifest, _sources
+from . import _data_catalog, _manifest, _params, _sources
 from ._common import LifeboatError
 from ._module_frame import Outcome, Run
 
 # The argument-spec entries of the expectation options (never copied by a caller: forward this dict).
 # YAML 1.1 (Ansible's, PyYAML's) reads a bare `on:` key as true: hence the aliases, and a hint when true comes.
-INDEX_SPEC: dict[str, dict[str, t.Any]] = {
+INDEX_OPTIONS: dict[str, dict[str, t.Any]] = {
     "on": {"type": "str", "required": True, "aliases": ["table", "collection"]},
     "keys": {"type": "list", "elements": "str", "required": True, "no_log": False},  # index keys, not secrets
     "unique": {"type": "bool", "default": False},
     "name": {"type": "str"},
 }
-EXPECTATIONS_SPEC: dict[str, dict[str, t.Any]] = {
+EXPECTATIONS_OPTIONS: dict[str, dict[str, t.Any]] = {
     "database": {"type": "str", "required": True},
     "present": {"type": "list", "elements": "str", "default": []},
-    "indexes": {"type": "list", "elements": "dict", "default": [], "options": INDEX_SPEC},
+    "indexes": {"type": "list", "elements": "dict", "default": [], "options": INDEX_OPTIONS},
     "min_counts": {"type": "dict", "default": {}},
     "baseline_manifest": {"type": "path"},
     "max_drop_percent": {"type": "float", "default": 0.0},
@@ -94,13 +94,13 @@ def _index(value: t.Any, position: int) -> IndexExpectation:
     if True in value or "true" in value:
         raise LifeboatError(f"{where} has the key true: YAML reads a bare on: as true; write 'on': (quoted), "
                             "or table: or collection:")
-    names = ["on", *INDEX_SPEC["on"]["aliases"]]
+    names = ["on", *INDEX_OPTIONS["on"]["aliases"]]
     if len({value[name] for name in names if name in value}) > 1:  # Ansible's spec keeps the alias beside `on`
         raise LifeboatError(f"{where} names its table or collection twice; give one of on, table, collection")
     value = {("on" if name in names else name): item for name, item in value.items()}
-    unknown = sorted(str(name) for name in set(value) - set(INDEX_SPEC))
+    unknown = sorted(str(name) for name in set(value) - set(INDEX_OPTIONS))
     if unknown:
-        raise LifeboatError(f"{where} has unknown key {unknown[0]}; use: {', '.join(INDEX_SPEC)}")
+        raise LifeboatError(f"{where} has unknown key {unknown[0]}; use: {', '.join(INDEX_OPTIONS)}")
     if not _is_text(value.get("on")):
         raise LifeboatError(f"{where} needs on: the table or collection the index is on")
     keys = value.get("keys")
@@ -118,9 +118,9 @@ def parse(expectations: t.Mapping[str, t.Any]) -> Expectations:
     """The expectation options checked and typed, or a one-line LifeboatError that names the option to fix."""
     if not isinstance(expectations, t.Mapping):
         raise LifeboatError("expectations must be a dict with database and what to expect of it")
-    unknown = sorted(set(expectations) - set(EXPECTATIONS_SPEC))
+    unknown = sorted(set(expectations) - set(EXPECTATIONS_OPTIONS))
     if unknown:
-        raise LifeboatError(f"unknown expectation {unknown[0]}; use: {', '.join(EXPECTATIONS_SPEC)}")
+        raise LifeboatError(f"unknown expectation {unknown[0]}; use: {', '.join(EXPECTATIONS_OPTIONS)}")
     if not _is_text(expectations.get("database")):
         raise LifeboatError("database is required: the database whose data to check")
     indexes = expectations.get("indexes") or []
@@ -159,17 +159,17 @@ def connection_params(source: _sources.Source, connection: t.Mapping[str, t.Any]
     """The engine's connection options of ``connection``. A whole job (its dump options, name, engine) may be
     passed; an option of another engine, or one no job takes, is refused. Unset options say nothing: a module
     whose spec holds both engines' options passes the other engine's as None or their defaults."""
-    own = set(source.job_spec()) | {"name", "engine"}
+    own = set(source.job_options()) | {"name", "engine"}
     for name, value in connection.items():
         if name in own or value is None:
             continue
-        other = next((other for other in _sources.SOURCES.values() if name in other.connection_spec()), None)
+        other = next((other for other in _sources.SOURCES.values() if name in other.connection_options()), None)
         if other is None:
             raise LifeboatError(f"unknown connection option {name} for {source.name}; use: "
-                                f"{', '.join(source.connection_spec())}")
-        if value != other.connection_spec()[name].get("default"):
+                                f"{', '.join(source.connection_options())}")
+        if value != other.connection_options()[name].get("default"):
             raise LifeboatError(f"{name} is a {other.label} option, but engine is {source.name}; remove it")
-    return {name: value for name, value in connection.items() if name in source.connection_spec()}
+    return {name: value for name, value in connection.items() if name in source.connection_options()}
 
 
 def _baseline(source: _sources.Source, path: str, database: str) -> dict[str, int]:
@@ -278,18 +278,21 @@ def _check(source: _sources.Source, catalog: t.Any, wanted: Expectations, baseli
     return ExpectationResult(ok=not failures, failures=failures, created_indexes=created, counts=counts)
 
 
-def module_spec() -> dict[str, t.Any]:
+def database_expect_spec() -> dict[str, t.Any]:
     """The database_expect module's options: the engine, both engines' connection options, the expectations."""
-    connection = {name: option for source in _sources.SOURCES.values() for name, option in source.connection_spec().items()}
+    connection = {name: option for source in _sources.SOURCES.values() for name, option in source.connection_options().items()}
     return {"engine": {"type": "str", "required": True, "choices": list(_sources.DATABASES)}, **connection,
-            **EXPECTATIONS_SPEC}
+            **EXPECTATIONS_OPTIONS}
 
 
-def expect_task(run: Run) -> Outcome:
+DATABASE_EXPECT_RULES: dict[str, t.Any] = {"mutually_exclusive": _params.CONNECTION_EXCLUSIVE}
+
+
+def database_expect(run: Run) -> Outcome:
     """The database_expect module's work (a _module_frame task): fails when an expectation is unmet."""
     params = run.params
-    connection = {name: value for name, value in params.items() if name not in EXPECTATIONS_SPEC and name != "engine"}
-    expectations = {name: params.get(name) for name in EXPECTATIONS_SPEC}
+    connection = {name: value for name, value in params.items() if name not in EXPECTATIONS_OPTIONS and name != "engine"}
+    expectations = {name: params.get(name) for name in EXPECTATIONS_OPTIONS}
     result = check_expectations(params["engine"], connection, expectations, dry_run=run.check_mode)
     failure = None
     if not result.ok:

@@ -53,7 +53,7 @@ TAR_CREATE = ["--format=posix", "--numeric-owner", "--sparse", "--xattrs", "--xa
 TAR_EXTRACT = ["--numeric-owner", "--same-owner", "--preserve-permissions", "--xattrs", "--xattrs-include=*"]
 
 
-def files_spec() -> dict[str, t.Any]:
+def files_options() -> dict[str, t.Any]:
     """What files_backup takes besides the archive options (the host command's and roles' files jobs take the same)."""
     return {
         "volumes": {"type": "list", "elements": "str", "default": []},
@@ -64,7 +64,7 @@ def files_spec() -> dict[str, t.Any]:
     }
 
 
-def restore_spec() -> dict[str, t.Any]:
+def files_restore_options() -> dict[str, t.Any]:
     """What files_restore takes besides how the archive is chosen and read (the restore role's items the same)."""
     return {
         "volume_map": {"type": "dict", "default": {}},

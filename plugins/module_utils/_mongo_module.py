@@ -3,8 +3,8 @@
 
 # PRIVATE to the lifeboat.ops collection while it is 0.x: this library file may change in any release.
 # Use the modules, roles, playbooks and the lifeboat command, not this file (docs/architecture.md).
-"""The MongoDB modules' options and work (mongodb_dump, mongodb_restore): connection options, their translation
-into library requests, and one task function per module (see _tasks).
+"""The MongoDB modules' homes (mongodb_dump, mongodb_restore): connection options, their translation into library
+requests, and each module's argument spec (``<module>_spec()``) beside its work (``<module>(run)``).
 
 Apart from _params' engine-free part so that a MongoDB module packs and imports no PostgreSQL code.
 """
@@ -18,22 +18,26 @@ from ._clients import ContainerClient, HostClient
 from ._module_frame import Outcome, Run
 from ._mongo import MongoConnection
 from ._params import (
+    CONNECTION_EXCLUSIVE,
+    RESTORE_ARCHIVE_RULES,
     archive_options,
     container_defaults,
     decryption,
     dump_result,
-    login_spec,
+    dump_archive_options,
+    login_options,
     option_or,
     place,
+    restore_archive_options,
     restore_task,
     safety_dump_options,
     trust,
 )
 
 
-def mongodb_connection_spec() -> dict[str, t.Any]:
+def mongodb_connection_options() -> dict[str, t.Any]:
     return {
-        **login_spec(),
+        **login_options(),
         "login_database": {"type": "str", "default": "admin"},
         "auth_mechanism": {"type": "str", "choices": ["SCRAM-SHA-1", "SCRAM-SHA-256", "MONGODB-X509", "PLAIN"]},
         "tls": {"type": "bool", "default": False},
@@ -45,7 +49,7 @@ def mongodb_connection_spec() -> dict[str, t.Any]:
     }
 
 
-def mongodb_dump_spec() -> dict[str, t.Any]:
+def mongodb_dump_options() -> dict[str, t.Any]:
     return {
         "database": {"type": "str", "aliases": ["db"]},
         "collections": {"type": "list", "elements": "str", "default": []},
@@ -56,7 +60,7 @@ def mongodb_dump_spec() -> dict[str, t.Any]:
     }
 
 
-def mongorestore_parallel_spec() -> dict[str, t.Any]:
+def mongorestore_parallel_options() -> dict[str, t.Any]:
     """How many collections mongorestore restores at a time, and how many inserters each gets (mongodb_restore,
     the restore role)."""
     return {
@@ -108,6 +112,13 @@ def mongodb_dump_request(params: dict[str, t.Any]) -> _mongo.DumpRequest:
     )
 
 
+def mongodb_dump_spec() -> dict[str, t.Any]:
+    return {**mongodb_connection_options(), **dump_archive_options(), **mongodb_dump_options()}
+
+
+MONGODB_DUMP_RULES: dict[str, t.Any] = {"mutually_exclusive": CONNECTION_EXCLUSIVE}
+
+
 def mongodb_dump(run: Run) -> Outcome:
     request = mongodb_dump_request(run.params)
     if run.check_mode:
@@ -139,6 +150,27 @@ def mongo_restore_request(params: dict[str, t.Any], connection: MongoConnection,
         insertion_workers_per_collection=option_or(
             params, "insertion_workers_per_collection", _mongo.RESTORE_INSERTION_WORKERS),
     )
+
+
+def mongodb_restore_spec() -> dict[str, t.Any]:
+    return {
+        **mongodb_connection_options(),
+        **restore_archive_options(),
+        "target_database": {"type": "str"},
+        "ns_from": {"type": "list", "elements": "str", "default": []},
+        "ns_to": {"type": "list", "elements": "str", "default": []},
+        "ns_include": {"type": "list", "elements": "str", "default": []},
+        "ns_exclude": {"type": "list", "elements": "str", "default": []},
+        "drop": {"type": "bool", "default": False},
+        **mongorestore_parallel_options(),
+    }
+
+
+MONGODB_RESTORE_RULES: dict[str, t.Any] = {
+    **RESTORE_ARCHIVE_RULES,
+    "mutually_exclusive": [*CONNECTION_EXCLUSIVE, ["target_database", "ns_from"],
+                           *RESTORE_ARCHIVE_RULES["mutually_exclusive"]],
+}
 
 
 def mongodb_restore(run: Run) -> Outcome:

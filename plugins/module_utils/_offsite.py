@@ -56,7 +56,7 @@ STALE_UPLOAD_HOURS = 24
 _READ_BLOCK = 4 * MIB
 
 
-def remote_spec() -> dict[str, t.Any]:
+def remote_options() -> dict[str, t.Any]:
     """The options that say where the bucket is and how to reach it (modules and the config share them)."""
     return {
         "bucket": {"type": "str", "required": True},

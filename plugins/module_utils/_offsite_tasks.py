@@ -3,7 +3,8 @@
 
 # PRIVATE to the lifeboat.ops collection while it is 0.x: this library file may change in any release.
 # Use the modules, roles, playbooks and the lifeboat command, not this file (docs/architecture.md).
-"""The work of the offsite_* modules: validated options in (a Run), an Outcome out (see _tasks)."""
+"""The offsite_* modules' homes: each module's argument spec (``<module>_spec()``) and its work (``<module>(run)``,
+validated options in, an Outcome out)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,15 @@ from ._module_frame import Outcome, Run
 
 def _remote(params: t.Mapping[str, t.Any]) -> _offsite.Remote:
     return _offsite.Remote.from_options(params)
+
+
+def offsite_copy_spec() -> dict[str, t.Any]:
+    return {
+        "destination": {"type": "path", "required": True},
+        "job": {"type": "str"},
+        "only_verified": {"type": "bool", "default": True},
+        **_offsite.remote_options(),
+    }
 
 
 def offsite_copy(run: Run) -> Outcome:
@@ -35,6 +45,10 @@ def offsite_copy(run: Run) -> Outcome:
     return Outcome(changed=bool(result.copied), result={**result.as_dict(), "url": remote.url()})
 
 
+def offsite_verify_spec() -> dict[str, t.Any]:
+    return {"job": {"type": "str"}, "download": {"type": "bool", "default": False}, **_offsite.remote_options()}
+
+
 def offsite_verify(run: Run) -> Outcome:
     params = run.params
     remote = _remote(params)
@@ -51,6 +65,16 @@ def offsite_verify(run: Run) -> Outcome:
     return outcome
 
 
+def offsite_prune_spec() -> dict[str, t.Any]:
+    return {
+        "destination": {"type": "path", "required": True},
+        "job": {"type": "str"},
+        **_retention.policy_options(),
+        "remote_keep": {"type": "dict"},
+        **_offsite.remote_options(),
+    }
+
+
 def offsite_prune(run: Run) -> Outcome:
     params = run.params
     remote = _remote(params)
@@ -64,6 +88,19 @@ def offsite_prune(run: Run) -> Outcome:
     for item in plan.locked:
         run.warn(f"{item['name']} is locked until {item['locked_until']}: not removed")
     return Outcome(changed=bool(plan.remove or plan.uploads_aborted), result={**plan.as_dict(), "url": remote.url()})
+
+
+def offsite_fetch_spec() -> dict[str, t.Any]:
+    return {
+        "directory": {"type": "path", "required": True},
+        "job": {"type": "str"},
+        "archive": {"type": "str"},
+        "select": {"type": "str", "default": "newest_verified", "choices": ["newest_verified", "newest"]},
+        **_offsite.remote_options(),
+    }
+
+
+OFFSITE_FETCH_RULES: dict[str, t.Any] = {"required_one_of": [("job", "archive")]}
 
 
 def offsite_fetch(run: Run) -> Outcome:

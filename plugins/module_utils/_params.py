@@ -3,7 +3,8 @@
 
 # PRIVATE to the lifeboat.ops collection while it is 0.x: this library file may change in any release.
 # Use the modules, roles, playbooks and the lifeboat command, not this file (docs/architecture.md).
-"""Argument specs shared by the modules, and their translation into library requests: the engine-free part.
+"""Option pieces shared by the modules' argument specs (``*_options()``), and their translation into library
+requests: the engine-free part.
 
 Plain dicts and functions: connection options are declared once per engine (like community.postgresql's
 postgres_common_argument_spec), never per module; each engine's own are in _postgres_module and _mongo_module, so
@@ -24,7 +25,7 @@ from ._module_frame import Outcome, Run
 from ._pipeline import COMPRESSIONS, Decryption, Encryption
 
 
-def login_spec() -> dict[str, t.Any]:
+def login_options() -> dict[str, t.Any]:
     """What both engines take to connect and log in."""
     return {
         "login_uri": {"type": "str", "no_log": True},
@@ -37,7 +38,7 @@ def login_spec() -> dict[str, t.Any]:
     }
 
 
-# How a restore module is told its archive (with restore_archive_spec's options).
+# How a restore module is told its archive (with restore_archive_options's options).
 RESTORE_ARCHIVE_RULES: dict[str, t.Any] = {
     "mutually_exclusive": [["archive", "destination"]],
     "required_one_of": [["archive", "destination"]],
@@ -51,7 +52,7 @@ CONNECTION_EXCLUSIVE = [
 ]
 
 
-def dump_archive_spec() -> dict[str, t.Any]:
+def dump_archive_options() -> dict[str, t.Any]:
     return {
         "destination": {"type": "path", "required": True},
         "job": {"type": "str"},
@@ -64,17 +65,17 @@ def dump_archive_spec() -> dict[str, t.Any]:
     }
 
 
-def decryption_spec() -> dict[str, t.Any]:
+def decryption_options() -> dict[str, t.Any]:
     """How archives are decrypted, and whose signature they must carry: the options :func:`decryption` and
     :func:`trust` read."""
     return {
         "age_identity_files": {"type": "list", "elements": "path", "default": [], "no_log": False},
         "age_passphrase_file": {"type": "path", "no_log": False},
-        **trust_spec(),
+        **trust_options(),
     }
 
 
-def trust_spec() -> dict[str, t.Any]:
+def trust_options() -> dict[str, t.Any]:
     return {
         "trusted_signers": {"type": "list", "elements": "str", "default": []},
         "allow_unsigned": {"type": "bool", "default": False},
@@ -83,14 +84,14 @@ def trust_spec() -> dict[str, t.Any]:
     }
 
 
-def restore_archive_spec() -> dict[str, t.Any]:
+def restore_archive_options() -> dict[str, t.Any]:
     """The archive a restore reads: ``archive``, or the one :func:`restore_archive` chooses from a destination."""
     return {
         "archive": {"type": "path"},
         "destination": {"type": "path"},
         "job": {"type": "str"},
         "select": {"type": "str", "default": "newest_verified", "choices": list(_catalog.RESTORE_SELECTIONS)},
-        **decryption_spec(),
+        **decryption_options(),
         "overwrite": {"type": "bool", "default": False},
         "safety_dump_dir": {"type": "path"},
     }

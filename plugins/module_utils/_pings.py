@@ -37,7 +37,7 @@ ATTEMPTS = 2  # a blip passes; a receiver that is down costs one second, not a s
 BODY_LIMIT = 10_000  # healthchecks keeps the first 10 kB of a ping's body (its default PING_BODY_LIMIT)
 
 
-def options_spec() -> dict[str, t.Any]:
+def ping_options() -> dict[str, t.Any]:
     """The targets as module/config options: each a list of URLs, all secret."""
     return {kind: {"type": "list", "elements": "str", "default": [], "no_log": True} for kind in KINDS}
 
@@ -160,13 +160,13 @@ def load_file(path: str) -> Targets:
     return Targets.from_options(options)
 
 
-def module_spec() -> dict[str, t.Any]:
+def monitoring_ping_spec() -> dict[str, t.Any]:
     """The ping module's options: the targets, the state, what the ping says."""
-    return {**options_spec(), "state": {"type": "str", "required": True, "choices": list(STATES)},
+    return {**ping_options(), "state": {"type": "str", "required": True, "choices": list(STATES)},
             "summary": {"type": "str", "default": ""}, "log": {"type": "str", "default": ""}}
 
 
-def ping_task(run: Run) -> Outcome:
+def monitoring_ping(run: Run) -> Outcome:
     """The module's task: never fails on a ping that was not taken; each such ping is one warning."""
     targets = Targets.from_options({kind: run.params.get(kind) or [] for kind in KINDS})
     message = run.params.get("summary") or f"lifeboat backup {run.params['state']}"

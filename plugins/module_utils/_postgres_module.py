@@ -3,8 +3,8 @@
 
 # PRIVATE to the lifeboat.ops collection while it is 0.x: this library file may change in any release.
 # Use the modules, roles, playbooks and the lifeboat command, not this file (docs/architecture.md).
-"""The PostgreSQL modules' options and work (postgresql_dump, postgresql_restore): connection options, their
-translation into library requests, and one task function per module (see _tasks).
+"""The PostgreSQL modules' homes (postgresql_dump, postgresql_restore): connection options, their translation into
+library requests, and each module's argument spec (``<module>_spec()``) beside its work (``<module>(run)``).
 
 Apart from _params' engine-free part so that a PostgreSQL module packs and imports no MongoDB code.
 """
@@ -17,13 +17,17 @@ from . import _postgres
 from ._clients import ContainerClient, HostClient
 from ._module_frame import Outcome, Run
 from ._params import (
+    CONNECTION_EXCLUSIVE,
+    RESTORE_ARCHIVE_RULES,
     archive_options,
     container_defaults,
     decryption,
     dump_result,
-    login_spec,
+    dump_archive_options,
+    login_options,
     option_or,
     place,
+    restore_archive_options,
     restore_task,
     safety_dump_options,
     trust,
@@ -33,9 +37,9 @@ from ._postgres import PgConnection
 SSL_MODES = ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
 
 
-def postgres_connection_spec() -> dict[str, t.Any]:
+def postgres_connection_options() -> dict[str, t.Any]:
     return {
-        **login_spec(),
+        **login_options(),
         "login_unix_socket": {"type": "path"},
         # Where the clients run: this host (unset), or the database server's own container (name or id).
         "container": {"type": "str"},
@@ -47,7 +51,7 @@ def postgres_connection_spec() -> dict[str, t.Any]:
     }
 
 
-def postgres_dump_spec() -> dict[str, t.Any]:
+def postgres_dump_options() -> dict[str, t.Any]:
     """What postgresql_dump takes besides the connection and the archive (the host command's jobs take the same)."""
     return {
         "database": {"type": "str", "aliases": ["db"]},
@@ -110,6 +114,13 @@ def postgres_dump_request(params: dict[str, t.Any]) -> _postgres.DumpRequest:
     )
 
 
+def postgresql_dump_spec() -> dict[str, t.Any]:
+    return {**postgres_connection_options(), **dump_archive_options(), **postgres_dump_options()}
+
+
+POSTGRESQL_DUMP_RULES: dict[str, t.Any] = {"mutually_exclusive": CONNECTION_EXCLUSIVE}
+
+
 def postgresql_dump(run: Run) -> Outcome:
     request = postgres_dump_request(run.params)
     if run.check_mode:
@@ -140,6 +151,25 @@ def postgres_restore_request(params: dict[str, t.Any], connection: PgConnection,
         pg_bin_dir=params.get("pg_bin_dir"),
         trust=trust(params),
     )
+
+
+def postgresql_restore_spec() -> dict[str, t.Any]:
+    return {
+        **postgres_connection_options(),
+        **restore_archive_options(),
+        "target_database": {"type": "str", "aliases": ["database", "db"]},
+        "maintenance_database": {"type": "str", "default": "postgres"},
+        "recreate": {"type": "bool", "default": False},
+        "jobs": {"type": "int", "default": 1},
+        "no_owner": {"type": "bool", "default": False},
+        "no_privileges": {"type": "bool", "default": False},
+    }
+
+
+POSTGRESQL_RESTORE_RULES: dict[str, t.Any] = {
+    **RESTORE_ARCHIVE_RULES,
+    "mutually_exclusive": [*CONNECTION_EXCLUSIVE, *RESTORE_ARCHIVE_RULES["mutually_exclusive"]],
+}
 
 
 def postgresql_restore(run: Run) -> Outcome:

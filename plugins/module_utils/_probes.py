@@ -95,10 +95,10 @@ def expect_settings(settings: dict[str, t.Any]) -> tuple[dict[str, t.Any], dict[
         raise LifeboatError(f"engine must be one of: {', '.join(sources.DATABASES)}, not {settings.get('engine')!r}")
     source = sources.get(settings["engine"])
     for setting, option in EXPECT_CONNECTION.items():
-        if settings.get(setting) and option not in source.connection_spec():
+        if settings.get(setting) and option not in source.connection_options():
             raise LifeboatError(f"{setting} is no setting of a {source.label} database_expect probe; remove it")
     expectations = {name: value for name, value in settings.items()
-                    if name in library.EXPECTATIONS_SPEC and name != "create_missing_indexes"}
+                    if name in library.EXPECTATIONS_OPTIONS and name != "create_missing_indexes"}
     unknown = sorted(set(settings) - set(expectations) - set(EXPECT_CONNECTION) - set(EXPECT_OTHER)
                      - {"create_missing_indexes"})
     if unknown:

@@ -55,7 +55,7 @@ UNLIMITED = -1
 _SPAN_PART = re.compile(r"(\d+)([ymdh])")
 
 
-def policy_spec() -> dict[str, t.Any]:
+def policy_options() -> dict[str, t.Any]:
     """The policy's options as an argument spec: the prune module's and the config's ``retention`` section."""
     return {**{name: {"type": "int"} for name in COUNT_OPTIONS}, "keep_within": {"type": "str"},
             "require_verified": {"type": "bool", "default": True},
@@ -470,6 +470,15 @@ def _size_on_disk(path: str) -> int:
         return os.lstat(path).st_size
     except OSError:
         return 0
+
+
+def backup_prune_spec() -> dict[str, t.Any]:
+    return {
+        "destination": {"type": "path", "required": True},
+        "job": {"type": "str"},
+        **policy_options(),
+        "remove_partials": {"type": "bool", "default": True},
+    }
 
 
 def backup_prune(run: Run) -> Outcome:

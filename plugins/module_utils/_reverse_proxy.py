@@ -147,7 +147,7 @@ def renew(config_path: str, force: bool = False) -> list[str]:
 
 
 # The options every reverse-proxy module shares (documented once in the doc fragment lifeboat.ops.reverse_proxy).
-COMMON_ARGUMENT_SPEC: dict[str, dict[str, t.Any]] = {
+PROXY_OPTIONS: dict[str, dict[str, t.Any]] = {
     "sites_dir": {"type": "path", "default": "/etc/nginx/conf.d"},
     "include_dir": {"type": "path", "default": "/etc/nginx/lifeboat"},
     "tls_dir": {"type": "path", "default": "/etc/lifeboat-proxy/tls"},
@@ -165,7 +165,7 @@ COMMON_ARGUMENT_SPEC: dict[str, dict[str, t.Any]] = {
 
 # What one site takes (the reverse_proxy role's reverse_proxy_sites entries are these, checked by
 # tests/unit/test_role_forwarding.py); omitted keys get _nginx.check_site's defaults.
-SITE_SPEC = {
+SITE_OPTIONS = {
     "name": {"type": "str", "required": True},
     "server_names": {"type": "list", "elements": "str", "required": True},
     "upstreams": {"type": "list", "elements": "str", "required": True},
@@ -193,33 +193,6 @@ SITE_SPEC = {
 
 _ACME = Acme()
 
-# The reverse_proxy_sites module's options.
-SITES_ARGUMENT_SPEC: dict[str, dict[str, t.Any]] = {
-    **COMMON_ARGUMENT_SPEC,
-    "sites": {"type": "list", "elements": "dict", "required": True, "options": SITE_SPEC},
-    "purge": {"type": "bool", "default": True},
-    "htpasswd_group": {"type": "str", "default": "www-data", "no_log": False},
-    "acme_directory_url": {"type": "str", "default": _ACME.directory_url},
-    "acme_account_key": {"type": "path", "default": _ACME.account_key, "no_log": False},
-    "acme_email": {"type": "str", "default": _ACME.email},
-    "acme_ca_bundle": {"type": "path", "default": _ACME.ca_bundle},
-    "acme_renew_days": {"type": "int", "default": _ACME.renew_days},
-    "renewal_config": {"type": "path", "default": ""},
-}
-
-# The nginx_upstream module's options: the blue-green switch of one site's upstream.
-UPSTREAM_ARGUMENT_SPEC: dict[str, dict[str, t.Any]] = {
-    **COMMON_ARGUMENT_SPEC,
-    "site": {"type": "str", "required": True},
-    "upstreams": {"type": "list", "elements": "str", "required": True},
-    "keepalive": {"type": "int", "default": _nginx.SITE_DEFAULTS["keepalive"]},
-    "probe_host": {"type": "str"},
-    "probe_path": {"type": "str", "default": "/"},
-    "expect_status": {"type": "list", "elements": "int", "default": []},
-    "expect_body": {"type": "str", "default": ""},
-    "probe_timeout": {"type": "int", "default": 30},
-}
-
 
 def layout_of(params: dict[str, t.Any]) -> _nginx.Layout:
     return _nginx.Layout(sites_dir=params["sites_dir"], include_dir=params["include_dir"], tls_dir=params["tls_dir"],
@@ -245,7 +218,22 @@ def diff_for(diffs: list[dict[str, str]]) -> dict[str, str]:
     return {"before": before, "after": after}
 
 
-def sites_task(run: t.Any) -> t.Any:
+def reverse_proxy_sites_spec() -> dict[str, dict[str, t.Any]]:
+    return {
+        **PROXY_OPTIONS,
+        "sites": {"type": "list", "elements": "dict", "required": True, "options": SITE_OPTIONS},
+        "purge": {"type": "bool", "default": True},
+        "htpasswd_group": {"type": "str", "default": "www-data", "no_log": False},
+        "acme_directory_url": {"type": "str", "default": _ACME.directory_url},
+        "acme_account_key": {"type": "path", "default": _ACME.account_key, "no_log": False},
+        "acme_email": {"type": "str", "default": _ACME.email},
+        "acme_ca_bundle": {"type": "path", "default": _ACME.ca_bundle},
+        "acme_renew_days": {"type": "int", "default": _ACME.renew_days},
+        "renewal_config": {"type": "path", "default": ""},
+    }
+
+
+def reverse_proxy_sites(run: t.Any) -> t.Any:
     """The reverse_proxy_sites module's task (a _module_frame Task)."""
     from ._module_frame import Outcome  # pylint: disable=import-outside-toplevel
 
@@ -279,7 +267,22 @@ def site_probe_target(layout: _nginx.Layout, name: str) -> tuple[str, bool]:
     return found.group(1), "ssl_certificate " in text
 
 
-def upstream_task(run: t.Any) -> t.Any:
+def nginx_upstream_spec() -> dict[str, dict[str, t.Any]]:
+    """The blue-green switch of one site's upstream."""
+    return {
+        **PROXY_OPTIONS,
+        "site": {"type": "str", "required": True},
+        "upstreams": {"type": "list", "elements": "str", "required": True},
+        "keepalive": {"type": "int", "default": _nginx.SITE_DEFAULTS["keepalive"]},
+        "probe_host": {"type": "str"},
+        "probe_path": {"type": "str", "default": "/"},
+        "expect_status": {"type": "list", "elements": "int", "default": []},
+        "expect_body": {"type": "str", "default": ""},
+        "probe_timeout": {"type": "int", "default": 30},
+    }
+
+
+def nginx_upstream(run: t.Any) -> t.Any:
     """The nginx_upstream module's task: the blue-green switch of one site's upstream."""
     from ._module_frame import Outcome  # pylint: disable=import-outside-toplevel
 

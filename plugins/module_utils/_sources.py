@@ -86,15 +86,15 @@ class Source:
         """Job options beyond name, engine and container that a container's environment decides."""
         return {}
 
-    def connection_spec(self) -> dict[str, t.Any]:
+    def connection_options(self) -> dict[str, t.Any]:
         raise NotImplementedError
 
-    def dump_spec(self) -> dict[str, t.Any]:
+    def dump_options(self) -> dict[str, t.Any]:
         raise NotImplementedError
 
-    def job_spec(self) -> dict[str, t.Any]:
+    def job_options(self) -> dict[str, t.Any]:
         """The options a job of this source takes: those of its dump module."""
-        return {**self.connection_spec(), **_params.dump_archive_spec(), **self.dump_spec()}
+        return {**self.connection_options(), **_params.dump_archive_options(), **self.dump_options()}
 
     def connection(self, params: dict[str, t.Any]) -> t.Any:
         raise NotImplementedError
@@ -178,11 +178,11 @@ class PostgreSQL(Source):
     def container_job(self, environment: dict[str, str]) -> dict[str, t.Any]:
         return {"database": environment["POSTGRES_DB"]} if environment.get("POSTGRES_DB") else {}
 
-    def connection_spec(self) -> dict[str, t.Any]:
-        return _postgres_module.postgres_connection_spec()
+    def connection_options(self) -> dict[str, t.Any]:
+        return _postgres_module.postgres_connection_options()
 
-    def dump_spec(self) -> dict[str, t.Any]:
-        return _postgres_module.postgres_dump_spec()
+    def dump_options(self) -> dict[str, t.Any]:
+        return _postgres_module.postgres_dump_options()
 
     def connection(self, params: dict[str, t.Any]) -> _postgres.PgConnection:
         return _postgres_module.pg_connection(params, None, _params.place(params))
@@ -288,11 +288,11 @@ class MongoDB(Source):
     dump_tool = "mongodump"
     data_dir = (None, "/data/db")
 
-    def connection_spec(self) -> dict[str, t.Any]:
-        return _mongo_module.mongodb_connection_spec()
+    def connection_options(self) -> dict[str, t.Any]:
+        return _mongo_module.mongodb_connection_options()
 
-    def dump_spec(self) -> dict[str, t.Any]:
-        return _mongo_module.mongodb_dump_spec()
+    def dump_options(self) -> dict[str, t.Any]:
+        return _mongo_module.mongodb_dump_options()
 
     def connection(self, params: dict[str, t.Any]) -> _mongo.MongoConnection:
         return _mongo_module.mongo_connection(params, _params.place(params))
@@ -405,11 +405,11 @@ class Files(Source):
     label = "files"
     counts_in = ("files", "roots")
 
-    def connection_spec(self) -> dict[str, t.Any]:
+    def connection_options(self) -> dict[str, t.Any]:
         return {}
 
-    def dump_spec(self) -> dict[str, t.Any]:
-        return _files_source.files_spec()
+    def dump_options(self) -> dict[str, t.Any]:
+        return _files_source.files_options()
 
     def connection(self, params: dict[str, t.Any] | None) -> _files_source.ScratchPlace:
         return _files_source.ScratchPlace((params or {}).get("scratch_dir"))
@@ -419,7 +419,7 @@ class Files(Source):
             raise LifeboatError("a files job needs job: the name its archives carry")
         return _files_source.DumpRequest(
             archive=_params.archive_options(params, None),
-            **{name: list(params.get(name) or []) for name in _files_source.files_spec()})
+            **{name: list(params.get(name) or []) for name in _files_source.files_options()})
 
     def dump(self, request: t.Any) -> dict[str, t.Any]:
         return _files_source.dump(request, _files_source.stop_during_backup(request, database_source))
@@ -472,7 +472,7 @@ class Files(Source):
 
 SOURCES: dict[str, Source] = {source.name: source for source in (PostgreSQL(), MongoDB(), Files())}
 NAMES = tuple(SOURCES)
-DATABASES = tuple(name for name, source in SOURCES.items() if source.connection_spec())  # what has a server
+DATABASES = tuple(name for name, source in SOURCES.items() if source.connection_options())  # what has a server
 
 
 def get(name: str) -> Source:

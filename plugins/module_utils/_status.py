@@ -82,7 +82,7 @@ class StatusOptions:
         return cls(**given)
 
 
-def options_spec() -> dict[str, t.Any]:
+def status_options() -> dict[str, t.Any]:
     """StatusOptions as an argument spec (the status module's and the config's ``status`` section): one source."""
     return {item.name: {"type": type(item.default).__name__, "default": item.default} for item in fields(StatusOptions)}
 
@@ -623,11 +623,23 @@ def write_metrics(path: str, text: str) -> None:
 STATUS_FAIL_FROM = {"warning": WARNING, "critical": CRITICAL}
 
 
+def backup_status_spec() -> dict[str, t.Any]:
+    return {
+        "destination": {"type": "path", "required": True},
+        "jobs": {"type": "list", "elements": "str", "default": []},
+        **status_options(),
+        "metrics_file": {"type": "path"},
+        "fail_on": {"type": "str", "default": "none", "choices": ["none", "warning", "critical"]},
+        "offsite": {"type": "dict"},
+        "offsite_max_delay_hours": {"type": "float", "default": 26.0},
+    }
+
+
 def backup_status(run: Run) -> Outcome:
     params = run.params
     outcome = Outcome()
     try:
-        options = StatusOptions.from_options({name: params[name] for name in options_spec()})
+        options = StatusOptions.from_options({name: params[name] for name in status_options()})
         metrics_file = params["metrics_file"]
         if metrics_file:
             validate_metrics_path(metrics_file)

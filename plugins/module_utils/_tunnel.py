@@ -3,9 +3,9 @@
 
 # PRIVATE to the lifeboat.ops collection while it is 0.x: this library file may change in any release.
 # Use the modules, roles, playbooks and the lifeboat command, not this file (docs/architecture.md).
-"""The tasks of the cloudflared_ingress and wait_ready modules (the cloudflare_tunnel role's checks and gate).
+"""The homes of the cloudflared_ingress and wait_ready modules (the cloudflare_tunnel role's checks and gate).
 
-``ingress_task`` builds the config file cloudflared will read from the role's settings, checks its ingress with
+``cloudflared_ingress`` builds the config file cloudflared will read from the role's settings, checks its ingress with
 the collection's own check (_ingress.check) and, when a cloudflared binary is given, with cloudflared itself
 (``tunnel --config NEW ingress validate``, then ``ingress rule URL`` for every declared hostname, which must select
 the rule our check says). It changes nothing: the role writes the config it returns only when both agreed.
@@ -83,7 +83,21 @@ def cloudflared_agrees(binary: str, config_text: str, ingress: _ingress.Ingress)
     return checked
 
 
-def ingress_task(run: Run) -> Outcome:
+def cloudflared_ingress_spec() -> dict[str, t.Any]:
+    return {
+        "tunnel": {"type": "str"},
+        "credentials_file": {"type": "path"},
+        "ingress": {"type": "list", "elements": "dict", "required": True},
+        "origin_request": {"type": "dict", "default": {}},
+        "metrics": {"type": "str", "default": "127.0.0.1:20241"},
+        "cloudflared": {"type": "path"},
+    }
+
+
+CLOUDFLARED_INGRESS_RULES: dict[str, t.Any] = {"required_together": [("tunnel", "credentials_file")]}
+
+
+def cloudflared_ingress(run: Run) -> Outcome:
     config = build_config(run.params)
     ingress = _ingress.check(config)
     for warning in ingress.warnings:
@@ -100,7 +114,16 @@ def ingress_task(run: Run) -> Outcome:
     })
 
 
-def ready_task(run: Run) -> Outcome:
+def wait_ready_spec() -> dict[str, t.Any]:
+    return {
+        "url": {"type": "str", "required": True},
+        "timeout": {"type": "int", "default": 60},
+        "interval": {"type": "float", "default": 1.0},
+        "expect_status": {"type": "list", "elements": "int", "default": [200]},
+    }
+
+
+def wait_ready(run: Run) -> Outcome:
     result = _probes.wait_ready(run.params["url"], float(run.params["timeout"]), float(run.params["interval"]),
                                 expect_status=tuple(run.params["expect_status"]))
     return Outcome(changed=False, result=result)

@@ -22,7 +22,9 @@ from ._mongo import MongoConnection
 from ._pipeline import Decryption
 from ._postgres import PgConnection
 from ._validate_core import (
+    CATEGORIES,
     DATA_CATEGORIES,
+    DEFAULT_REQUIRED,
     Checks,
     ContentStats,
     Options,
@@ -142,16 +144,16 @@ def _compare_data(request: ValidateRequest, engine: _sources.Source, checks: Che
 
 # ---------------------------------------------------------------- module arguments
 
-def endpoint_spec() -> dict[str, t.Any]:
+def endpoint_options() -> dict[str, t.Any]:
     """Suboptions of the module's source and target: both engines' connection options, the database, an archive."""
-    spec = {name: option for source in _sources.SOURCES.values() for name, option in source.connection_spec().items()}
+    spec = {name: option for source in _sources.SOURCES.values() for name, option in source.connection_options().items()}
     spec["login_database"] = {"type": "str"}  # admin by default, for MongoDB only
     spec.update({
         "database": {"type": "str", "aliases": ["db"]},
         "archive": {"type": "path"},
         "age_identity_files": {"type": "list", "elements": "path", "default": [], "no_log": False},
         "age_passphrase_file": {"type": "path", "no_log": False},
-        **_params.trust_spec(),
+        **_params.trust_options(),
     })
     return spec
 
@@ -175,6 +177,36 @@ def endpoint(params: dict[str, t.Any], engine: str, side: str) -> Endpoint:
         tools_dir=params.get("tools_dir"),
         pg_bin_dir=params.get("pg_bin_dir"),
     )
+
+
+def migration_validate_spec() -> dict[str, t.Any]:
+    endpoint_option = {"type": "dict", "required": True, "options": endpoint_options(),
+                       "mutually_exclusive": _params.CONNECTION_EXCLUSIVE}
+    return {
+        "engine": {"type": "str", "required": True, "choices": list(ENGINES)},
+        "source": endpoint_option,
+        "target": dict(endpoint_option),
+        "checks": {"type": "list", "elements": "str", "choices": list(CATEGORIES), "default": list(CATEGORIES)},
+        "required_checks": {"type": "list", "elements": "str", "choices": list(CATEGORIES),
+                            "default": list(DEFAULT_REQUIRED)},
+        "objects": {"type": "list", "elements": "str", "default": []},
+        "exclude_objects": {"type": "list", "elements": "str", "default": []},
+        "count_tolerance_percent": {"type": "float", "default": 0},
+        "content_mode": {"type": "str", "choices": ["full", "sample", "none"], "default": "full"},
+        "sample_size": {"type": "int", "default": 1000},
+        "chunk_rows": {"type": "int", "default": 100000},
+        "bisect_threshold": {"type": "int", "default": 1000},
+        "max_differences": {"type": "int", "default": 20},
+        "timing_queries": {"type": "list", "elements": "dict", "default": []},
+        "timing_runs": {"type": "int", "default": 5},
+        "timing_max_ratio": {"type": "float"},
+        "require_authentication": {"type": "bool", "default": True},
+        "require_tls": {"type": "bool", "default": False},
+        "expected_users": {"type": "list", "elements": "dict", "default": []},
+        "health_checks": {"type": "list", "elements": "dict", "default": []},
+        "report_path": {"type": "path"},
+        "scratch_database": {"type": "str"},
+    }
 
 
 def migration_validate(run: Run) -> Outcome:

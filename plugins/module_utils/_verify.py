@@ -27,7 +27,7 @@ import time
 import typing as t
 from dataclasses import dataclass, field
 
-from . import _catalog, _manifest, _signing, _sources
+from . import _catalog, _manifest, _params, _signing, _sources
 from ._archive import (
     PlainChecksumMismatch,
     StoredChecksumMismatch,
@@ -39,6 +39,7 @@ from ._archive import (
 )
 from ._common import LifeboatError, PrivateDir, find_cause, first_few
 from ._files import sha256_file
+from ._module_frame import Outcome, Run
 from ._pipeline import DECODING_STAGES, Decryption, StageFailed, run_tool
 from ._structure import MongoArchiveReader, PgSqlReader, StructureError
 
@@ -105,7 +106,7 @@ class VerifyRequest:
                 raise LifeboatError(f"{archive.name}: {exc}, or verify with level=checksum") from None
         if self.level == "restore":
             for engine in sorted({a.engine for a in self.archives if a.readable and a.engine}):
-                if engine not in self.connections and _sources.get(engine).connection_spec():
+                if engine not in self.connections and _sources.get(engine).connection_options():
                     raise LifeboatError(f"a restore test of {_sources.get(engine).label} archives needs the {engine} "
                                         "connection to restore into")
 
@@ -466,3 +467,60 @@ def _restore_test(
             raise CheckFailed("restore", str(exc)) from None
         _compare_content(*source.scratch_contents(connection, scratch, manifest, reader), scratch)
     result["scratch_database"] = scratch
+
+
+def backup_verify_spec() -> dict[str, t.Any]:
+    return {
+        "archive": {"type": "path"},
+        "destination": {"type": "path"},
+        "job": {"type": "str"},
+        "select": {"type": "str", "default": "all", "choices": list(SELECTIONS)},
+        "level": {"type": "str", "default": "structure", "choices": [AUTO, *LEVELS]},
+        **_params.decryption_options(),
+        "record": {"type": "bool", "default": True},
+        "pg_bin_dir": {"type": "path"},
+        "tools_dir": {"type": "path"},
+        # each database source's connection, for a restore-level check
+        **{name: {"type": "dict", "options": source.connection_options(), "mutually_exclusive": _params.CONNECTION_EXCLUSIVE}
+           for name, source in _sources.SOURCES.items() if source.connection_options()},
+    }
+
+
+BACKUP_VERIFY_RULES: dict[str, t.Any] = {"mutually_exclusive": [["archive", "destination"], ["archive", "job"]],
+                                         "required_one_of": [["archive", "destination"]]}
+
+
+def backup_verify(run: Run) -> Outcome:
+    params = run.params
+    trust = _params.trust(params)
+    archives = select_archives(archive=params["archive"], destination=params["destination"],
+                               job=params["job"], select=params["select"], trust=trust)
+    decryption = _params.decryption(params)
+    level = resolve_level(params["level"], archives, decryption)
+    if run.check_mode and level == "restore":
+        level = "structure"
+    request = VerifyRequest(
+        archives=archives,
+        level=level,
+        decryption=decryption,
+        connections={name: source.connection(params[name]) for name, source in _sources.SOURCES.items()
+                     if params.get(name)},
+        pg_bin_dir=params["pg_bin_dir"],
+        tools_dir=params["tools_dir"],
+        record=params["record"] and not run.check_mode,
+        trust=trust,
+        signing_key_file=_params.record_key(params),
+    )
+    results = verify(request)
+    if results and request.unsigned_records_warning:
+        run.warn(request.unsigned_records_warning)
+    failures = [result for result in results if not result["ok"]]
+    summary: dict[str, t.Any] = {"results": results, "passed_count": len(results) - len(failures),
+                                 "failed_count": len(failures)}
+    changed = bool(results) and request.record
+    if failures:
+        more = f" (and {len(failures) - 1} more archives failed)" if len(failures) > 1 else ""
+        return Outcome(changed=changed, result=summary, failure=failures[0]["failure"] + more)
+    if not results:
+        summary["msg"] = "no archive to verify"
+    return Outcome(changed=changed, result=summary)

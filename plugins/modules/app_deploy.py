@@ -514,8 +514,9 @@ from ansible_collections.lifeboat.ops.plugins.module_utils._module_frame import 
 
 
 def main() -> None:
-    module = AnsibleModule(argument_spec=_deploy.DEPLOY_SPEC, supports_check_mode=True, **_deploy.DEPLOY_RULES)
-    run_module(module, _deploy.task)
+    module = AnsibleModule(argument_spec=_deploy.app_deploy_spec(), supports_check_mode=True,
+                           **_deploy.APP_DEPLOY_RULES)
+    run_module(module, _deploy.app_deploy)
 
 
 if __name__ == "__main__":

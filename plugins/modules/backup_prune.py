@@ -220,13 +220,7 @@ from ansible_collections.lifeboat.ops.plugins.module_utils._module_frame import 
 
 
 def main() -> None:
-    argument_spec = {
-        "destination": {"type": "path", "required": True},
-        "job": {"type": "str"},
-        **_retention.policy_spec(),
-        "remove_partials": {"type": "bool", "default": True},
-    }
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    module = AnsibleModule(argument_spec=_retention.backup_prune_spec(), supports_check_mode=True)
     run_module(module, _retention.backup_prune)
 
 

@@ -257,18 +257,7 @@ from ansible_collections.lifeboat.ops.plugins.module_utils._module_frame import 
 
 
 def main() -> None:
-    module = AnsibleModule(
-        argument_spec={
-            "destination": {"type": "path", "required": True},
-            "jobs": {"type": "list", "elements": "str", "default": []},
-            **_status.options_spec(),
-            "metrics_file": {"type": "path"},
-            "fail_on": {"type": "str", "default": "none", "choices": ["none", "warning", "critical"]},
-            "offsite": {"type": "dict"},
-            "offsite_max_delay_hours": {"type": "float", "default": 26.0},
-        },
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(argument_spec=_status.backup_status_spec(), supports_check_mode=True)
     run_module(module, _status.backup_status)
 
 

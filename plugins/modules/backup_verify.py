@@ -189,31 +189,14 @@ failed_count:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lifeboat.ops.plugins.module_utils import _params, _sources, _stopped_notes, _tasks, _verify
+from ansible_collections.lifeboat.ops.plugins.module_utils import _stopped_notes, _verify
 from ansible_collections.lifeboat.ops.plugins.module_utils._module_frame import run_module
 
 
 def main() -> None:
-    argument_spec = {
-        "archive": {"type": "path"},
-        "destination": {"type": "path"},
-        "job": {"type": "str"},
-        "select": {"type": "str", "default": "all", "choices": list(_verify.SELECTIONS)},
-        "level": {"type": "str", "default": "structure", "choices": [_verify.AUTO, *_verify.LEVELS]},
-        **_params.decryption_spec(),
-        "record": {"type": "bool", "default": True},
-        "pg_bin_dir": {"type": "path"},
-        "tools_dir": {"type": "path"},
-        **{name: {"type": "dict", "options": source.connection_spec(), "mutually_exclusive": _params.CONNECTION_EXCLUSIVE}
-           for name, source in _sources.SOURCES.items() if source.connection_spec()},
-    }
-    module = AnsibleModule(
-        argument_spec=argument_spec,
-        mutually_exclusive=[["archive", "destination"], ["archive", "job"]],
-        required_one_of=[["archive", "destination"]],
-        supports_check_mode=True,
-    )
-    run_module(module, _stopped_notes.restarting_first(_tasks.backup_verify))
+    module = AnsibleModule(argument_spec=_verify.backup_verify_spec(), supports_check_mode=True,
+                           **_verify.BACKUP_VERIFY_RULES)
+    run_module(module, _stopped_notes.restarting_first(_verify.backup_verify))
 
 
 if __name__ == "__main__":

@@ -103,19 +103,9 @@ from ansible_collections.lifeboat.ops.plugins.module_utils._module_frame import 
 
 
 def main() -> None:
-    module = AnsibleModule(
-        argument_spec={
-            "tunnel": {"type": "str"},
-            "credentials_file": {"type": "path"},
-            "ingress": {"type": "list", "elements": "dict", "required": True},
-            "origin_request": {"type": "dict", "default": {}},
-            "metrics": {"type": "str", "default": "127.0.0.1:20241"},
-            "cloudflared": {"type": "path"},
-        },
-        required_together=[("tunnel", "credentials_file")],
-        supports_check_mode=True,
-    )
-    run_module(module, _tunnel.ingress_task)
+    module = AnsibleModule(argument_spec=_tunnel.cloudflared_ingress_spec(), supports_check_mode=True,
+                           **_tunnel.CLOUDFLARED_INGRESS_RULES)
+    run_module(module, _tunnel.cloudflared_ingress)
 
 
 if __name__ == "__main__":

@@ -201,8 +201,8 @@ from ansible_collections.lifeboat.ops.plugins.module_utils._module_frame import 
 
 
 def main() -> None:
-    module = AnsibleModule(argument_spec=_compose_restore.module_spec(), mutually_exclusive=[["root", "destination"]],
-                           required_one_of=[["root", "destination"]], supports_check_mode=True)
+    module = AnsibleModule(argument_spec=_compose_restore.compose_restore_spec(), supports_check_mode=True,
+                           **_compose_restore.COMPOSE_RESTORE_RULES)
     run_module(module, _stopped_notes.restarting_first(_compose_restore.compose_restore))
 
 

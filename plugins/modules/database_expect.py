@@ -183,17 +183,14 @@ counts:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lifeboat.ops.plugins.module_utils import _expectations, _params
+from ansible_collections.lifeboat.ops.plugins.module_utils import _expectations
 from ansible_collections.lifeboat.ops.plugins.module_utils._module_frame import run_module
 
 
 def main() -> None:
-    module = AnsibleModule(
-        argument_spec=_expectations.module_spec(),
-        mutually_exclusive=_params.CONNECTION_EXCLUSIVE,
-        supports_check_mode=True,
-    )
-    run_module(module, _expectations.expect_task)
+    module = AnsibleModule(argument_spec=_expectations.database_expect_spec(), supports_check_mode=True,
+                           **_expectations.DATABASE_EXPECT_RULES)
+    run_module(module, _expectations.database_expect)
 
 
 if __name__ == "__main__":

@@ -75,8 +75,8 @@ from ansible_collections.lifeboat.ops.plugins.module_utils._module_frame import 
 
 
 def main() -> None:
-    module = AnsibleModule(argument_spec=_deploy.STATUS_SPEC, supports_check_mode=True)
-    run_module(module, _deploy.status_task)
+    module = AnsibleModule(argument_spec=_deploy.deploy_status_spec(), supports_check_mode=True)
+    run_module(module, _deploy.deploy_status)
 
 
 if __name__ == "__main__":

@@ -130,13 +130,13 @@ bind_mounts:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lifeboat.ops.plugins.module_utils import _tasks
+from ansible_collections.lifeboat.ops.plugins.module_utils import _docker_apps
 from ansible_collections.lifeboat.ops.plugins.module_utils._module_frame import run_module
 
 
 def main() -> None:
-    module = AnsibleModule(argument_spec={"project": {"type": "str", "required": True}}, supports_check_mode=True)
-    run_module(module, _tasks.docker_app_info)
+    module = AnsibleModule(argument_spec=_docker_apps.docker_app_info_spec(), supports_check_mode=True)
+    run_module(module, _docker_apps.docker_app_info)
 
 
 if __name__ == "__main__":

@@ -176,14 +176,13 @@ restore_commands:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lifeboat.ops.plugins.module_utils import _sources, _stopped_notes, _tasks
+from ansible_collections.lifeboat.ops.plugins.module_utils import _files_module, _stopped_notes
 from ansible_collections.lifeboat.ops.plugins.module_utils._module_frame import run_module
 
 
 def main() -> None:
-    argument_spec = {**_sources.get("files").job_spec(), "job": {"type": "str", "required": True}}
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    run_module(module, _stopped_notes.restarting_first(_tasks.files_backup))
+    module = AnsibleModule(argument_spec=_files_module.files_backup_spec(), supports_check_mode=True)
+    run_module(module, _stopped_notes.restarting_first(_files_module.files_backup))
 
 
 if __name__ == "__main__":

@@ -104,23 +104,14 @@ safety_archive:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lifeboat.ops.plugins.module_utils import _files_source, _params, _stopped_notes, _tasks
+from ansible_collections.lifeboat.ops.plugins.module_utils import _files_module, _stopped_notes
 from ansible_collections.lifeboat.ops.plugins.module_utils._module_frame import run_module
 
 
 def main() -> None:
-    argument_spec = {
-        **_params.restore_archive_spec(),
-        **_files_source.restore_spec(),
-    }
-    module = AnsibleModule(
-        argument_spec=argument_spec,
-        mutually_exclusive=_params.RESTORE_ARCHIVE_RULES["mutually_exclusive"],
-        required_one_of=_params.RESTORE_ARCHIVE_RULES["required_one_of"],
-        required_together=_params.RESTORE_ARCHIVE_RULES["required_together"],
-        supports_check_mode=True,
-    )
-    run_module(module, _stopped_notes.restarting_first(_tasks.files_restore))
+    module = AnsibleModule(argument_spec=_files_module.files_restore_spec(), supports_check_mode=True,
+                           **_files_module.FILES_RESTORE_RULES)
+    run_module(module, _stopped_notes.restarting_first(_files_module.files_restore))
 
 
 if __name__ == "__main__":

@@ -407,40 +407,12 @@ report_markdown:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lifeboat.ops.plugins.module_utils import _params, _validate
+from ansible_collections.lifeboat.ops.plugins.module_utils import _validate
 from ansible_collections.lifeboat.ops.plugins.module_utils._module_frame import run_module
-from ansible_collections.lifeboat.ops.plugins.module_utils._validate_core import CATEGORIES, DEFAULT_REQUIRED
 
 
 def main() -> None:
-    endpoint = {"type": "dict", "required": True, "options": _validate.endpoint_spec(),
-                "mutually_exclusive": _params.CONNECTION_EXCLUSIVE}
-    argument_spec = {
-        "engine": {"type": "str", "required": True, "choices": list(_validate.ENGINES)},
-        "source": endpoint,
-        "target": dict(endpoint),
-        "checks": {"type": "list", "elements": "str", "choices": list(CATEGORIES), "default": list(CATEGORIES)},
-        "required_checks": {"type": "list", "elements": "str", "choices": list(CATEGORIES),
-                            "default": list(DEFAULT_REQUIRED)},
-        "objects": {"type": "list", "elements": "str", "default": []},
-        "exclude_objects": {"type": "list", "elements": "str", "default": []},
-        "count_tolerance_percent": {"type": "float", "default": 0},
-        "content_mode": {"type": "str", "choices": ["full", "sample", "none"], "default": "full"},
-        "sample_size": {"type": "int", "default": 1000},
-        "chunk_rows": {"type": "int", "default": 100000},
-        "bisect_threshold": {"type": "int", "default": 1000},
-        "max_differences": {"type": "int", "default": 20},
-        "timing_queries": {"type": "list", "elements": "dict", "default": []},
-        "timing_runs": {"type": "int", "default": 5},
-        "timing_max_ratio": {"type": "float"},
-        "require_authentication": {"type": "bool", "default": True},
-        "require_tls": {"type": "bool", "default": False},
-        "expected_users": {"type": "list", "elements": "dict", "default": []},
-        "health_checks": {"type": "list", "elements": "dict", "default": []},
-        "report_path": {"type": "path"},
-        "scratch_database": {"type": "str"},
-    }
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    module = AnsibleModule(argument_spec=_validate.migration_validate_spec(), supports_check_mode=True)
     run_module(module, _validate.migration_validate)
 
 

@@ -157,19 +157,13 @@ server:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lifeboat.ops.plugins.module_utils import _mongo_module, _params, _stopped_notes
+from ansible_collections.lifeboat.ops.plugins.module_utils import _mongo_module, _stopped_notes
 from ansible_collections.lifeboat.ops.plugins.module_utils._module_frame import run_module
 
 
 def main() -> None:
-    argument_spec = {
-        **_mongo_module.mongodb_connection_spec(),
-        **_params.dump_archive_spec(),
-        **_mongo_module.mongodb_dump_spec(),
-    }
-    module = AnsibleModule(
-        argument_spec=argument_spec, mutually_exclusive=_params.CONNECTION_EXCLUSIVE, supports_check_mode=True
-    )
+    module = AnsibleModule(argument_spec=_mongo_module.mongodb_dump_spec(), supports_check_mode=True,
+                           **_mongo_module.MONGODB_DUMP_RULES)
     run_module(module, _stopped_notes.restarting_first(_mongo_module.mongodb_dump))
 
 

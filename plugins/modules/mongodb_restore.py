@@ -216,30 +216,13 @@ disk_space:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lifeboat.ops.plugins.module_utils import _mongo_module, _params, _stopped_notes
+from ansible_collections.lifeboat.ops.plugins.module_utils import _mongo_module, _stopped_notes
 from ansible_collections.lifeboat.ops.plugins.module_utils._module_frame import run_module
 
 
 def main() -> None:
-    argument_spec = {
-        **_mongo_module.mongodb_connection_spec(),
-        **_params.restore_archive_spec(),
-        "target_database": {"type": "str"},
-        "ns_from": {"type": "list", "elements": "str", "default": []},
-        "ns_to": {"type": "list", "elements": "str", "default": []},
-        "ns_include": {"type": "list", "elements": "str", "default": []},
-        "ns_exclude": {"type": "list", "elements": "str", "default": []},
-        "drop": {"type": "bool", "default": False},
-        **_mongo_module.mongorestore_parallel_spec(),
-    }
-    module = AnsibleModule(
-        argument_spec=argument_spec,
-        mutually_exclusive=[*_params.CONNECTION_EXCLUSIVE, ["target_database", "ns_from"],
-                            *_params.RESTORE_ARCHIVE_RULES["mutually_exclusive"]],
-        required_one_of=_params.RESTORE_ARCHIVE_RULES["required_one_of"],
-        required_together=_params.RESTORE_ARCHIVE_RULES["required_together"],
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(argument_spec=_mongo_module.mongodb_restore_spec(), supports_check_mode=True,
+                           **_mongo_module.MONGODB_RESTORE_RULES)
     run_module(module, _stopped_notes.restarting_first(_mongo_module.mongodb_restore))
 
 

@@ -92,8 +92,8 @@ from ansible_collections.lifeboat.ops.plugins.module_utils._module_frame import 
 
 
 def main() -> None:
-    module = AnsibleModule(argument_spec=_pings.module_spec(), supports_check_mode=True)
-    run_module(module, _pings.ping_task)
+    module = AnsibleModule(argument_spec=_pings.monitoring_ping_spec(), supports_check_mode=True)
+    run_module(module, _pings.monitoring_ping)
 
 
 if __name__ == "__main__":

@@ -98,8 +98,8 @@ from ansible_collections.lifeboat.ops.plugins.module_utils._module_frame import 
 
 
 def main() -> None:
-    module = AnsibleModule(argument_spec=_reverse_proxy.UPSTREAM_ARGUMENT_SPEC, supports_check_mode=True)
-    run_module(module, _reverse_proxy.upstream_task)
+    module = AnsibleModule(argument_spec=_reverse_proxy.nginx_upstream_spec(), supports_check_mode=True)
+    run_module(module, _reverse_proxy.nginx_upstream)
 
 
 if __name__ == "__main__":

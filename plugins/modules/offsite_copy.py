@@ -92,18 +92,12 @@ url:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lifeboat.ops.plugins.module_utils import _offsite, _offsite_tasks
+from ansible_collections.lifeboat.ops.plugins.module_utils import _offsite_tasks
 from ansible_collections.lifeboat.ops.plugins.module_utils._module_frame import run_module
 
 
 def main() -> None:
-    argument_spec = {
-        "destination": {"type": "path", "required": True},
-        "job": {"type": "str"},
-        "only_verified": {"type": "bool", "default": True},
-        **_offsite.remote_spec(),
-    }
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    module = AnsibleModule(argument_spec=_offsite_tasks.offsite_copy_spec(), supports_check_mode=True)
     run_module(module, _offsite_tasks.offsite_copy)
 
 

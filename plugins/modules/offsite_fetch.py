@@ -78,20 +78,13 @@ url:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lifeboat.ops.plugins.module_utils import _offsite, _offsite_tasks
+from ansible_collections.lifeboat.ops.plugins.module_utils import _offsite_tasks
 from ansible_collections.lifeboat.ops.plugins.module_utils._module_frame import run_module
 
 
 def main() -> None:
-    argument_spec = {
-        "directory": {"type": "path", "required": True},
-        "job": {"type": "str"},
-        "archive": {"type": "str"},
-        "select": {"type": "str", "default": "newest_verified", "choices": ["newest_verified", "newest"]},
-        **_offsite.remote_spec(),
-    }
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
-                           required_one_of=[("job", "archive")])
+    module = AnsibleModule(argument_spec=_offsite_tasks.offsite_fetch_spec(), supports_check_mode=True,
+                           **_offsite_tasks.OFFSITE_FETCH_RULES)
     run_module(module, _offsite_tasks.offsite_fetch)
 
 

@@ -72,13 +72,12 @@ url:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lifeboat.ops.plugins.module_utils import _offsite, _offsite_tasks
+from ansible_collections.lifeboat.ops.plugins.module_utils import _offsite_tasks
 from ansible_collections.lifeboat.ops.plugins.module_utils._module_frame import run_module
 
 
 def main() -> None:
-    argument_spec = {"job": {"type": "str"}, "download": {"type": "bool", "default": False}, **_offsite.remote_spec()}
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    module = AnsibleModule(argument_spec=_offsite_tasks.offsite_verify_spec(), supports_check_mode=True)
     run_module(module, _offsite_tasks.offsite_verify)
 
 

@@ -188,19 +188,13 @@ pg_dump_version:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lifeboat.ops.plugins.module_utils import _params, _postgres_module, _stopped_notes
+from ansible_collections.lifeboat.ops.plugins.module_utils import _postgres_module, _stopped_notes
 from ansible_collections.lifeboat.ops.plugins.module_utils._module_frame import run_module
 
 
 def main() -> None:
-    argument_spec = {
-        **_postgres_module.postgres_connection_spec(),
-        **_params.dump_archive_spec(),
-        **_postgres_module.postgres_dump_spec(),
-    }
-    module = AnsibleModule(
-        argument_spec=argument_spec, mutually_exclusive=_params.CONNECTION_EXCLUSIVE, supports_check_mode=True
-    )
+    module = AnsibleModule(argument_spec=_postgres_module.postgresql_dump_spec(), supports_check_mode=True,
+                           **_postgres_module.POSTGRESQL_DUMP_RULES)
     run_module(module, _stopped_notes.restarting_first(_postgres_module.postgresql_dump))
 
 

@@ -213,28 +213,13 @@ expected_counts:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lifeboat.ops.plugins.module_utils import _params, _postgres_module, _stopped_notes
+from ansible_collections.lifeboat.ops.plugins.module_utils import _postgres_module, _stopped_notes
 from ansible_collections.lifeboat.ops.plugins.module_utils._module_frame import run_module
 
 
 def main() -> None:
-    argument_spec = {
-        **_postgres_module.postgres_connection_spec(),
-        **_params.restore_archive_spec(),
-        "target_database": {"type": "str", "aliases": ["database", "db"]},
-        "maintenance_database": {"type": "str", "default": "postgres"},
-        "recreate": {"type": "bool", "default": False},
-        "jobs": {"type": "int", "default": 1},
-        "no_owner": {"type": "bool", "default": False},
-        "no_privileges": {"type": "bool", "default": False},
-    }
-    module = AnsibleModule(
-        argument_spec=argument_spec,
-        mutually_exclusive=[*_params.CONNECTION_EXCLUSIVE, *_params.RESTORE_ARCHIVE_RULES["mutually_exclusive"]],
-        required_one_of=_params.RESTORE_ARCHIVE_RULES["required_one_of"],
-        required_together=_params.RESTORE_ARCHIVE_RULES["required_together"],
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(argument_spec=_postgres_module.postgresql_restore_spec(), supports_check_mode=True,
+                           **_postgres_module.POSTGRESQL_RESTORE_RULES)
     run_module(module, _stopped_notes.restarting_first(_postgres_module.postgresql_restore))
 
 

@@ -215,8 +215,8 @@ from ansible_collections.lifeboat.ops.plugins.module_utils._module_frame import 
 
 
 def main() -> None:
-    module = AnsibleModule(argument_spec=_reverse_proxy.SITES_ARGUMENT_SPEC, supports_check_mode=True)
-    run_module(module, _reverse_proxy.sites_task)
+    module = AnsibleModule(argument_spec=_reverse_proxy.reverse_proxy_sites_spec(), supports_check_mode=True)
+    run_module(module, _reverse_proxy.reverse_proxy_sites)
 
 
 if __name__ == "__main__":

@@ -78,16 +78,8 @@ from ansible_collections.lifeboat.ops.plugins.module_utils._module_frame import 
 
 
 def main() -> None:
-    module = AnsibleModule(
-        argument_spec={
-            "url": {"type": "str", "required": True},
-            "timeout": {"type": "int", "default": 60},
-            "interval": {"type": "float", "default": 1.0},
-            "expect_status": {"type": "list", "elements": "int", "default": [200]},
-        },
-        supports_check_mode=True,
-    )
-    run_module(module, _tunnel.ready_task)
+    module = AnsibleModule(argument_spec=_tunnel.wait_ready_spec(), supports_check_mode=True)
+    run_module(module, _tunnel.wait_ready)
 
 
 if __name__ == "__main__":

@@ -40,7 +40,7 @@ def assert_no_secret(*texts: str) -> None:
 def backup(engine: str, login: dict[str, t.Any], database: str, destination: t.Any) -> str:
     """A real archive made by the collection's dump library; the path of its manifest."""
     source = _sources.get(engine)
-    params = {name: spec.get("default") for name, spec in source.job_spec().items()}
+    params = {name: spec.get("default") for name, spec in source.job_options().items()}
     params.update(login, database=database, destination=str(destination))
     return source.dump(source.dump_request(params))["manifest"]
 

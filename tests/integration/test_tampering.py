@@ -325,11 +325,11 @@ def test_restore_role_newest_verified_never_restores_a_forgery(
     play.write_text(yaml.safe_dump([{"hosts": "localhost", "gather_facts": False, "tasks": [
         {"block": [{"name": "Restore", "ansible.builtin.include_role": {"name": "lifeboat.ops.restore"}}],
          "always": [keep]}]}]))
-    job_spec = {"name": job, **job_settings(engine, server, first_run)}
+    job_options = {"name": job, **job_settings(engine, server, first_run)}
     try:
         with pytest.MonkeyPatch.context() as patch:
             patch.setenv("LIFEBOAT_SIGNING_KEY_FILE", first_run["key_file"])
-            done = playbook(tmp_path, str(play), {"restore_jobs": [job_spec], "restore_items": items,
+            done = playbook(tmp_path, str(play), {"restore_jobs": [job_options], "restore_items": items,
                                                   "restore_select": "newest_verified"})
         assert out.exists(), done.stdout[-3000:] + done.stderr[-2000:]
         results = json.loads(out.read_text())

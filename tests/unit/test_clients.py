@@ -61,7 +61,7 @@ def engine(monkeypatch: pytest.MonkeyPatch) -> type[FakeAPIClient]:
 
 def job_params(engine: str, **given: t.Any) -> dict[str, t.Any]:
     """A job's options as its dump module gets them: every default, a destination, and ``given``."""
-    spec = _sources.get(engine).job_spec()
+    spec = _sources.get(engine).job_options()
     return {**{name: option.get("default") for name, option in spec.items()}, "destination": "/backups", **given}
 
 

@@ -16,7 +16,7 @@ from ansible_collections.lifeboat.ops.plugins.module_utils._common import Lifebo
 
 
 def params(**change: t.Any) -> dict[str, t.Any]:
-    base = {name: spec.get("default") for name, spec in _deploy.DEPLOY_SPEC.items()}
+    base = {name: spec.get("default") for name, spec in _deploy.app_deploy_spec().items()}
     base.update(app="journal", image="journal:2", site="journal")
     base.update(change)
     return base
@@ -138,7 +138,7 @@ def test_ansible_hands_a_string_environment_over_unsplit() -> None:
     from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
     given = {"app": "journal", "site": "journal", "image": "journal:2", "secret_environment": "DB_PASSWORD=hunter2 A=b"}
-    validated = ArgumentSpecValidator(_deploy.DEPLOY_SPEC).validate(given)
+    validated = ArgumentSpecValidator(_deploy.app_deploy_spec()).validate(given)
     assert not validated.error_messages, validated.error_messages
     assert validated.validated_parameters["secret_environment"] == "DB_PASSWORD=hunter2 A=b"
     assert "DB_PASSWORD=hunter2 A=b" in validated._no_log_values  # pylint: disable=protected-access
@@ -169,13 +169,13 @@ def test_a_run_that_raised_is_refused_or_failed_by_what_it_had_started(monkeypat
     refused = {"app": "journal", "action": "deploy", "outcome": "refused", "reason": "site journal does not exist",
                "steps": [{"name": "state"}]}
     monkeypatch.setattr(_deploy, "run", raising(refused))
-    outcome = _deploy.task(SimpleNamespace(params=given, check_mode=False, warn=lambda _text: None))
+    outcome = _deploy.app_deploy(SimpleNamespace(params=given, check_mode=False, warn=lambda _text: None))
     assert outcome.result["history"] is refused and not outcome.changed
     assert outcome.failure == "site journal does not exist (refused: traffic and releases stay as they were)"
     failed = {"app": "journal", "outcome": "failed", "reason": "nginx -t failed",
               "steps": [{"name": "state"}, {"name": "start"}, {"name": "rollback"}]}
     monkeypatch.setattr(_deploy, "run", raising(failed))
-    outcome = _deploy.task(SimpleNamespace(params=given, check_mode=False, warn=lambda _text: None))
+    outcome = _deploy.app_deploy(SimpleNamespace(params=given, check_mode=False, warn=lambda _text: None))
     assert outcome.result["history"]["outcome"] == "failed" and outcome.changed
     assert outcome.failure.startswith("nginx -t failed (the run stopped at step rollback after it started changing")
 
@@ -193,6 +193,6 @@ def test_a_refused_run_still_warns_of_the_unwatched_run_it_reported(monkeypatch:
 
     monkeypatch.setattr(_deploy, "run", run)
     warnings: list[str] = []
-    _deploy.task(SimpleNamespace(params=params(), check_mode=False, warn=warnings.append))
+    _deploy.app_deploy(SimpleNamespace(params=params(), check_mode=False, warn=warnings.append))
     assert warnings == ["an earlier deploy of journal (started 2026-12-07T04:00:00Z) ran on after ansible-playbook "
                         "stopped and ended rolled_back; its history: h.json"]

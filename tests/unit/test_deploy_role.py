@@ -1,6 +1,6 @@
 # Copyright: lifeboat developers
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The deploy role forwards every option of app_deploy (its argument specs come from the library's DEPLOY_SPEC), and
+"""The deploy role forwards every option of app_deploy (its argument specs come from the library's app_deploy_spec()), and
 its generated files are what scripts/gen-deploy-role.py writes from the module today, descriptions included."""
 
 from __future__ import annotations
@@ -74,9 +74,9 @@ def test_the_role_takes_and_forwards_every_option_of_the_module() -> None:
     with open(os.path.join(ROLE, "tasks", "main.yml"), encoding="utf-8") as handle:
         tasks = yaml.safe_load(handle)
     task = next(step for step in tasks[0]["block"] if "lifeboat.ops.app_deploy" in step)["lifeboat.ops.app_deploy"]
-    assert set(options) == {role_variable(name) for name in _deploy.DEPLOY_SPEC}
-    assert set(task) == set(_deploy.DEPLOY_SPEC)
-    for name, spec in _deploy.DEPLOY_SPEC.items():
+    assert set(options) == {role_variable(name) for name in _deploy.app_deploy_spec()}
+    assert set(task) == set(_deploy.app_deploy_spec())
+    for name, spec in _deploy.app_deploy_spec().items():
         assert role_variable(name) in task[name], name
         assert options[role_variable(name)]["type"] == spec["type"], name
         if "default" in spec and name not in ("app", "site"):
@@ -95,7 +95,7 @@ def test_the_role_fails_the_host_after_keeping_the_history_and_masks_the_secrets
     with open(os.path.join(ROLE, "meta", "argument_specs.yml"), encoding="utf-8") as handle:
         options = yaml.safe_load(handle)["argument_specs"]["main"]["options"]
     assert {name for name, spec in options.items() if spec.get("no_log")} == {
-        role_variable(name) for name, spec in _deploy.DEPLOY_SPEC.items() if spec.get("no_log")}
+        role_variable(name) for name, spec in _deploy.app_deploy_spec().items() if spec.get("no_log")}
 
 
 def test_the_switch_unit_is_a_valid_systemd_unit_that_starts_the_switch_from_its_configuration(tmp_path: t.Any) -> None:

@@ -84,8 +84,8 @@ def test_an_unreachable_server_is_one_line(tmp_path):
 
 
 def test_the_module_takes_the_library_spec():
-    spec = _expectations.module_spec()
-    assert {name: spec[name] for name in _expectations.EXPECTATIONS_SPEC} == _expectations.EXPECTATIONS_SPEC
+    spec = _expectations.database_expect_spec()
+    assert {name: spec[name] for name in _expectations.EXPECTATIONS_OPTIONS} == _expectations.EXPECTATIONS_OPTIONS
     assert spec["engine"]["choices"] == ["postgresql", "mongodb"]
 
 
@@ -93,15 +93,15 @@ def test_the_healthcheck_role_declares_the_probe_settings_as_the_library_has_the
     with open(os.path.join(REPO, "roles", "healthcheck", "meta", "argument_specs.yml"), encoding="utf-8") as handle:
         declared = yaml.safe_load(handle)["argument_specs"]["main"]["options"]["healthcheck_probes"]["options"]
     assert "database_expect" in declared["type"]["choices"]
-    for name, option in _expectations.EXPECTATIONS_SPEC.items():
+    for name, option in _expectations.EXPECTATIONS_OPTIONS.items():
         if name == "create_missing_indexes":  # a probe only reads
             assert name not in declared
             continue
         assert declared[name]["type"] == option["type"], name
     # A role's argument spec takes no aliases: the aliases of `on` are options of their own there.
     shape = ("type", "elements", "default")
-    library = {name: {key: spec.get(key) for key in shape} for name, spec in _expectations.INDEX_SPEC.items()}
-    library.update({alias: library["on"] for alias in _expectations.INDEX_SPEC["on"]["aliases"]})
+    library = {name: {key: spec.get(key) for key in shape} for name, spec in _expectations.INDEX_OPTIONS.items()}
+    library.update({alias: library["on"] for alias in _expectations.INDEX_OPTIONS["on"]["aliases"]})
     assert {name: {key: spec.get(key) for key in shape} for name, spec in declared["indexes"]["options"].items()} == library
     assert declared["indexes"]["options"]["keys"]["required"] is True
     assert set(_probes.EXPECT_CONNECTION) <= set(declared)

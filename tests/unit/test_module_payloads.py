@@ -39,7 +39,7 @@ def packed(module: str) -> set[str]:
 
 # Areas a database module does not need: the other engine's code, validation, status, verification, Docker apps.
 ELSEWHERE = {"_sources", "_validate", "_validate_core", "_validate_pg", "_validate_mongo", "_status", "_verify",
-             "_docker_apps", "_files_source", "_tar_index", "_offsite", "_tasks", "_data_catalog"}
+             "_docker_apps", "_files_source", "_tar_index", "_offsite", "_files_module", "_data_catalog"}
 
 
 @pytest.mark.parametrize("module, engine, other", [

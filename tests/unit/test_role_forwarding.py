@@ -3,7 +3,7 @@
 """The roles forward every connection and job option of the library's argument specs, and declare each one.
 
 The modules' argument specs come from plugins/module_utils/_params.py (the host command's jobs take the same,
-see _config.engine_spec). A role that re-states them by hand drifts (it once refused connect_timeout, ssl_cert,
+see _config.engine_options). A role that re-states them by hand drifts (it once refused connect_timeout, ssl_cert,
 ssl_key and MongoDB's auth_mechanism and TLS options): this test names the role file and the key it lacks.
 """
 
@@ -20,9 +20,9 @@ from ansible_collections.lifeboat.ops.plugins.module_utils import _config, _file
 
 ROLES = os.path.join(os.path.dirname(__file__), "..", "..", "roles")
 ENGINES = _sources.NAMES
-CONNECTION = {name: source.connection_spec() for name, source in _sources.SOURCES.items()}
+CONNECTION = {name: source.connection_options() for name, source in _sources.SOURCES.items()}
 # What a restore of each kind takes beyond its connection and how the archive is read.
-RESTORE_OWN = {"files": _files_source.restore_spec()}
+RESTORE_OWN = {"files": _files_source.files_restore_options()}
 MODULES = {"files": ("files_backup", "files_restore")}
 # Job keys only the backup role reads, and why.
 BACKUP_ROLE_ONLY = {"compose_project"}  # the role asks docker_app_info for the app's parts; the host command does not
@@ -57,12 +57,12 @@ def _check(wanted: t.Iterable[str], present: set[str], where: str) -> None:
 
 def job_keys(engine: str) -> set[str]:
     """What a backup job of ``engine`` takes: the options of the engine's dump module."""
-    return set(_config.engine_spec(engine))
+    return set(_config.engine_options(engine))
 
 
 def restore_spec(engine: str) -> dict[str, t.Any]:
     """What a restore item of ``engine`` takes from the library: the connection and how archives are read."""
-    return {**CONNECTION[engine], **_params.restore_archive_spec(), **RESTORE_OWN.get(engine, {})}
+    return {**CONNECTION[engine], **_params.restore_archive_options(), **RESTORE_OWN.get(engine, {})}
 
 
 def restore_keys(engine: str) -> set[str]:
@@ -150,7 +150,7 @@ def _declared_differently(declared: dict[str, t.Any], library: dict[str, t.Any])
     ("backup_schedule", "backup_schedule_jobs", "main"), ("restore", "restore_items", "main")])
 def test_role_specs_declare_the_library_options_as_the_library_does(role, variable, entry_point):
     spec = _load(role, "meta/argument_specs.yml")["argument_specs"][entry_point]["options"][variable]["options"]
-    library = {key: value for engine in ENGINES for key, value in {**_config.engine_spec(engine),
+    library = {key: value for engine in ENGINES for key, value in {**_config.engine_options(engine),
                                                                    **restore_spec(engine)}.items()}
     wrong = _declared_differently(spec, library)
     assert not wrong, f"roles/{role}/meta/argument_specs.yml {variable}: {'; '.join(wrong)}"
@@ -186,8 +186,8 @@ def test_reverse_proxy_argument_spec_declares_every_site_option():
     from ansible_collections.lifeboat.ops.plugins.module_utils import _reverse_proxy  # pylint: disable=import-outside-toplevel
 
     declared = _job_options("reverse_proxy", "reverse_proxy_sites")
-    _check(_reverse_proxy.SITE_SPEC, declared, "roles/reverse_proxy/meta/argument_specs.yml reverse_proxy_sites lacks these")
-    assert sorted(declared - set(_reverse_proxy.SITE_SPEC)) == [], "declared site keys the module does not take"
+    _check(_reverse_proxy.SITE_OPTIONS, declared, "roles/reverse_proxy/meta/argument_specs.yml reverse_proxy_sites lacks these")
+    assert sorted(declared - set(_reverse_proxy.SITE_OPTIONS)) == [], "declared site keys the module does not take"
 
 
 def _options_at(role: str, path: str) -> dict[str, t.Any]:
@@ -203,14 +203,14 @@ def _options_at(role: str, path: str) -> dict[str, t.Any]:
 MIGRATION_SERVER = {"database": {"type": "str"}, **{key: value for engine in ("postgresql", "mongodb")
                                                     for key, value in CONNECTION[engine].items() if key != "container"}}
 SECTIONS = [
-    ("backup", "backup_jobs[].retention", _config.RETENTION_SPEC),
+    ("backup", "backup_jobs[].retention", _config.RETENTION_OPTIONS),
     # enabled: a job's retention.enabled (or prune) turns a job's prune off; the role-wide switch is backup_prune.
-    ("backup", "backup_retention", _retention.policy_spec()),
-    ("backup", "backup_jobs[].offsite", _config.OFFSITE_SPEC),
-    ("backup_schedule", "backup_schedule_jobs[].retention", _config.RETENTION_SPEC),
-    ("backup_schedule", "backup_schedule_retention", _config.RETENTION_SPEC),
-    ("backup_schedule", "backup_schedule_jobs[].offsite", _config.OFFSITE_SPEC),
-    ("restore", "restore_items[].offsite", {**_config.OFFSITE_SPEC, "fetch_directory": {"type": "path"}}),
+    ("backup", "backup_retention", _retention.policy_options()),
+    ("backup", "backup_jobs[].offsite", _config.OFFSITE_OPTIONS),
+    ("backup_schedule", "backup_schedule_jobs[].retention", _config.RETENTION_OPTIONS),
+    ("backup_schedule", "backup_schedule_retention", _config.RETENTION_OPTIONS),
+    ("backup_schedule", "backup_schedule_jobs[].offsite", _config.OFFSITE_OPTIONS),
+    ("restore", "restore_items[].offsite", {**_config.OFFSITE_OPTIONS, "fetch_directory": {"type": "path"}}),
     ("migrate", "migrate_source", MIGRATION_SERVER),
     ("migrate", "migrate_target", MIGRATION_SERVER),
 ]

@@ -35,11 +35,11 @@ def test_one_function_drops_postgresql_databases():
 def test_every_engine_fills_in_the_whole_interface():
     interface = {name for name, value in vars(_sources.Source).items() if callable(value) and not name.startswith("_")}
     for source in _sources.SOURCES.values():
-        shared = {"job_spec", "is_internal", "container_data_dir", "container_job"}  # defaults that fit every source
+        shared = {"job_options", "is_internal", "container_data_dir", "container_job"}  # defaults that fit every source
         missing = {name for name in interface - shared
                    if getattr(type(source), name) is getattr(_sources.Source, name)}
         assert missing == set(), f"{source.name} lacks {sorted(missing)}"
-        assert set(source.own_options) <= set(source.connection_spec()) | {source.bin_dir_option}
+        assert set(source.own_options) <= set(source.connection_options()) | {source.bin_dir_option}
 
 
 def test_an_unknown_engine_is_one_line_naming_the_known_ones():

@@ -176,8 +176,8 @@ def test_source_and_target_document_every_connection_option_of_both_engines():
             assert {k: spec.get(k) for k in shape} == {k: suboptions[name].get(k) for k in shape}, name
             if name != "login_database":  # admin by default only for MongoDB, so no default here
                 assert spec.get("default") == suboptions[name].get("default"), name
-    assert set(suboptions) - set(_validate.endpoint_spec()) == set()
-    assert set(_validate.endpoint_spec()) - set(suboptions) == set()
+    assert set(suboptions) - set(_validate.endpoint_options()) == set()
+    assert set(_validate.endpoint_options()) - set(suboptions) == set()
 
 
 def test_driver_errors_leave_as_the_engines_one_line_messages():

@@ -3,63 +3,20 @@
 
 # PRIVATE to the lifeboat.ops collection while it is 0.x: this library file may change in any release.
 # Use the modules, roles, playbooks and the lifeboat command, not this file (docs/architecture.md).
-"""The work of each module, one function per module: validated options in (a Run), an Outcome out.
-
-The database modules' are in _postgres_module and _mongo_module, migration_validate's in _validate, backup_prune's
-in _retention, backup_status's in _status: Ansible packs into a module's payload every module_util it imports, so
-each module imports only the code of its own area.
-
-_module_frame.run_module() calls them; errors are LifeboatErrors, which the frame turns into the module's one-line
-failure. Warnings go through run.warn() so that they reach the user even when the task fails afterwards.
-"""
+"""The files modules' homes (files_backup, files_restore): each one's argument spec and its work, beside the files
+source as _postgres_module and _mongo_module are beside theirs."""
 
 from __future__ import annotations
 
 import typing as t
 
-from . import _docker_apps, _files_source, _params, _sources, _verify
+from . import _files_source, _params, _sources
 from ._archive import load_trusted
 from ._module_frame import Outcome, Run
 
 
-def backup_verify(run: Run) -> Outcome:
-    params = run.params
-    trust = _params.trust(params)
-    archives = _verify.select_archives(archive=params["archive"], destination=params["destination"],
-                                       job=params["job"], select=params["select"], trust=trust)
-    decryption = _params.decryption(params)
-    level = _verify.resolve_level(params["level"], archives, decryption)
-    if run.check_mode and level == "restore":
-        level = "structure"
-    request = _verify.VerifyRequest(
-        archives=archives,
-        level=level,
-        decryption=decryption,
-        connections={name: source.connection(params[name]) for name, source in _sources.SOURCES.items()
-                     if params.get(name)},
-        pg_bin_dir=params["pg_bin_dir"],
-        tools_dir=params["tools_dir"],
-        record=params["record"] and not run.check_mode,
-        trust=trust,
-        signing_key_file=_params.record_key(params),
-    )
-    results = _verify.verify(request)
-    if results and request.unsigned_records_warning:
-        run.warn(request.unsigned_records_warning)
-    failures = [result for result in results if not result["ok"]]
-    summary: dict[str, t.Any] = {"results": results, "passed_count": len(results) - len(failures),
-                                 "failed_count": len(failures)}
-    changed = bool(results) and request.record
-    if failures:
-        more = f" (and {len(failures) - 1} more archives failed)" if len(failures) > 1 else ""
-        return Outcome(changed=changed, result=summary, failure=failures[0]["failure"] + more)
-    if not results:
-        summary["msg"] = "no archive to verify"
-    return Outcome(changed=changed, result=summary)
-
-
-def docker_app_info(run: Run) -> Outcome:
-    return Outcome(changed=False, result=_docker_apps.describe(run.params["project"]))
+def files_backup_spec() -> dict[str, t.Any]:
+    return {**_sources.get("files").job_options(), "job": {"type": "str", "required": True}}
 
 
 def files_backup(run: Run) -> Outcome:
@@ -78,6 +35,13 @@ def files_backup(run: Run) -> Outcome:
     stopped = {key: server[key] for key in ("stopped_containers", "downtime_seconds") if key in server}
     return Outcome(changed=True, result={"roots": files["roots"], "changed_while_read": files["changed_while_read"],
                                          **stopped, **_params.dump_result(result, request.archive, run)})
+
+
+def files_restore_spec() -> dict[str, t.Any]:
+    return {**_params.restore_archive_options(), **_files_source.files_restore_options()}
+
+
+FILES_RESTORE_RULES: dict[str, t.Any] = _params.RESTORE_ARCHIVE_RULES
 
 
 def files_restore(run: Run) -> Outcome:
