@@ -6,8 +6,9 @@
 """The one frame every module runs in: termination handler, error translation, secrets kept out of results.
 
 A module builds its AnsibleModule (the argument spec and its rules) and hands it to run_module() with its task
-(``<module>(run)`` beside ``<module>_spec()`` in the library file of its area, docs/architecture.md). The AnsibleModule is taken duck-typed, so that this library stays free of Ansible and the frame can
-be tested with a plain object.
+(``<module>(run)``, beside ``<module>_spec()`` in the library file of its area: docs/architecture.md). The
+AnsibleModule is taken duck-typed, so that this library stays free of Ansible and the frame can be tested with a
+plain object.
 """
 
 from __future__ import annotations

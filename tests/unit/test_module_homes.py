@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import ast
 import pathlib
-import re
 
 import pytest
 
@@ -85,14 +84,14 @@ def spec_names(path: pathlib.Path) -> list[str]:
     """Every function, method or variable of a library file named a spec: ``*_spec`` or ``*SPEC*``."""
     found = []
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        names: list[str] = []
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            names = [node.name]
+            names = [(node.name, node.lineno)]
         elif isinstance(node, (ast.Assign, ast.AnnAssign)):
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-            names = [target.id for target in targets if isinstance(target, ast.Name)]
-        found += [f"{path.stem}.{name} (line {node.lineno})" for name in names
-                  if name.endswith("_spec") or "SPEC" in name]
+            names = [(target.id, node.lineno) for target in targets if isinstance(target, ast.Name)]
+        else:
+            continue
+        found += [f"{path.stem}.{name} (line {line})" for name, line in names if name.endswith("_spec") or "SPEC" in name]
     return sorted(found, key=lambda name: int(name.split("line ")[1].rstrip(")")))
 
 
