@@ -451,7 +451,7 @@ def compose_restore_spec() -> dict[str, t.Any]:
 
 
 COMPOSE_RESTORE_RULES: dict[str, t.Any] = {"mutually_exclusive": [["root", "destination"]],
-                                            "required_one_of": [["root", "destination"]]}
+                                           "required_one_of": [["root", "destination"]]}
 
 
 def compose_restore(run: Run) -> Outcome:

@@ -46,7 +46,7 @@ OFFSITE_OPTIONS: dict[str, t.Any] = {
     "max_delay_hours": {"type": "float", "default": 26.0},
 }
 _SECTION_OPTIONS = {"verify": VERIFY_OPTIONS, "retention": RETENTION_OPTIONS, "status": STATUS_OPTIONS,
-                  "schedule": SCHEDULE_OPTIONS, "offsite": OFFSITE_OPTIONS}
+                    "schedule": SCHEDULE_OPTIONS, "offsite": OFFSITE_OPTIONS}
 _FORBIDDEN = {"login_password": "passwords do not belong in the config: put it in a 0600 file and give "
                                 "login_password_file"}
 

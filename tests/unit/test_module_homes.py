@@ -68,7 +68,7 @@ def top_level_names(library_file: str) -> set[str]:
 @pytest.mark.parametrize("module", MODULES)
 def test_a_module_main_joins_its_spec_and_its_work_from_one_library_file(module):
     joined = main_joins(module)
-    area = joined["task"].split(".")[0]
+    area = joined["task"].partition(".")[0]
     assert joined["task"] == f"{area}.{module}", f"{module}: main() hands {joined['task']} to run_module"
     assert joined["spec"] == f"{area}.{module}_spec", \
         f"{module}: main() takes its argument spec from {joined['spec']}(), not from {area}.{module}_spec()"
@@ -96,9 +96,9 @@ def spec_names(path: pathlib.Path) -> list[str]:
 
 
 def test_nothing_but_a_module_home_is_named_a_spec():
-    homes = {f"{main_joins(module)['task'].split('.')[0]}.{module}_spec" for module in MODULES}
+    homes = {f"{main_joins(module)['task'].partition('.')[0]}.{module}_spec" for module in MODULES}
     named = [name for path in sorted(LIBRARY.glob("*.py")) for name in spec_names(path)]
-    misnamed = [name for name in named if name.split(" ")[0] not in homes]
+    misnamed = [name for name in named if name.partition(" ")[0] not in homes]
     assert misnamed == [], f"rename to *_options() (a piece of modules' specs) or move to a module's home: {misnamed}"
 
 
