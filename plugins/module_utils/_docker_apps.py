@@ -11,7 +11,7 @@ image of another name, when its own client answers inside it (``pg_dump``, ``mon
 decides (``_sources.database_source``). For each database service the result holds a backup job that the ``backup``
 and ``backup_schedule`` roles take as it is: the dump runs inside the container with the container's own login (see
 ``_clients``). Volumes and bind mounts are listed with whether they hold a database's data directory, which a dump
-covers.
+covers. The docker_app_info module's home (``docker_app_info_spec()``, ``docker_app_info(run)``) closes the file.
 """
 
 from __future__ import annotations

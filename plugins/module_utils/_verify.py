@@ -18,6 +18,7 @@ Levels, each including the ones before (restic's ``check --read-data`` and pgBac
   database has, and the counts and an order-free content hash of every table or collection match the archive.
 
 Every result is recorded in the archive's manifest, so retention and health know which archives are proven.
+The backup_verify module's home (``backup_verify_spec()``, ``backup_verify(run)``) closes the file.
 """
 
 from __future__ import annotations
