@@ -176,7 +176,7 @@ def fetch_archive(remote: Remote, name: str, directory: str, s3: t.Any = None) -
 def _read_signature(s3: t.Any, remote: Remote, name: str) -> bytes | None:
     """The manifest's signature, or None for an unsigned archive (the restore decides whether that is allowed):
     one GET, a missing key is the answer, not an error."""
-    from botocore import exceptions as bce  # pylint: disable=import-outside-toplevel
+    from botocore import exceptions as bce  # type: ignore[import-untyped]  # pylint: disable=import-outside-toplevel
 
     try:
         return s3.get_object(Bucket=remote.bucket, Key=remote.key(name))["Body"].read()

@@ -148,7 +148,7 @@ def upload_file(s3: t.Any, remote: Remote, path: str, sha256: str, result: CopyR
 
 def _put_single(s3: t.Any, remote: Remote, path: str, key: str, sha256: str) -> str:
     """One request; returns what the store should record (the SHA-256, or with Content-MD5 the ETag)."""
-    from botocore import exceptions as bce  # pylint: disable=import-outside-toplevel
+    from botocore import exceptions as bce  # type: ignore[import-untyped]  # pylint: disable=import-outside-toplevel
 
     md5 = None
     if remote.md5:  # the MD5 is read from the file itself, which must still be the manifest's

@@ -20,14 +20,14 @@ PACKAGE = "ansible_collections.lifeboat.ops.plugins"
 UTILS = os.path.join(ROOT, "plugins", "module_utils")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _named(path: str, fqn: str) -> tuple[tuple[str, ...], ...]:
     """What Ansible's ModuleDepFinder finds imported in one file (parsed once per test run)."""
     with open(path, encoding="utf-8") as handle:
         return tuple(ModuleDepFinder(fqn, ast.parse(handle.read())).submodules)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def packed(module: str) -> frozenset[str]:
     """The collection's module_utils that Ansible packs for the module (names without the package)."""
     found: set[str] = set()
@@ -95,7 +95,7 @@ OVER_GOAL_KIB = {
 MODULES = sorted(name[:-3] for name in os.listdir(os.path.join(ROOT, "plugins", "modules")) if name.endswith(".py"))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def payload_bytes(module: str) -> int:
     """The module's AnsiballZ file as Ansible builds it: ansible-core's part, then the module and the module_utils
     it packs in a deflated zip, base64-encoded."""
