@@ -7,9 +7,10 @@ The payload table of every module against community.postgresql's postgresql_db (
   ... bench_module_overhead.py --payload-only --all --reference DIR
 where DIR/ansible_collections/community/postgresql is a checkout of that collection (not part of this repository).
 No server is needed: every module is run with options its library refuses at its first check (before any
-connection), or else with an option its argument spec does not know (AnsibleModule refuses it before the module's
-work starts; the module's imports are done by then), so what is timed is Ansible building and sending the AnsiballZ
-payload, the module importing its code and handling its arguments. Per module it reports the payload (bytes of the AnsiballZ file, module_utils files packed
+connection), or else with arguments AnsibleModule refuses before the module's work starts (an option its argument
+spec does not know, or a required one missing; the module's imports are done by then), so what is timed is Ansible
+building and sending the AnsiballZ payload, the module importing its code and handling its arguments. Per module it
+reports the payload (bytes of the AnsiballZ file, module_utils files packed
 and their source size), the whole `ansible` run and the module's own process alone (the kept AnsiballZ file run
 again with `python`, which unpacks it and imports the module from the zip: no cached bytecode, as on a target),
 each in wall-clock and CPU seconds (user + system of every process: far less sensitive to a busy machine),
@@ -95,7 +96,8 @@ def payload_table(names: list[str], sizes: dict[str, dict]) -> None:
     for name in names:
         size = sizes[name]
         ratio = f"{size['bytes'] / reference['bytes']:6.2f}" if reference else f"{'':6}"
-        print(f"  {name:36} {size['bytes'] / 1024:6.0f} KiB {ratio} {size['utils_files']:5d} {size['utils_kib']:4.0f} KiB")
+        print(f"  {name:36} {size['bytes'] / 1024:6.0f} KiB {ratio} {size['utils_files']:5d}"
+              f" {size['utils_kib']:4.0f} KiB")
     if reference:
         over = [name for name in names if sizes[name]["bytes"] > 1.5 * reference["bytes"]]
         print(f"  goal <= 1.5x of {REFERENCE} ({1.5 * reference['bytes'] / 1024:.0f} KiB): "
@@ -129,7 +131,8 @@ def main() -> None:
     print(f"uptime at the start: {uptime}")
     try:
         steps = {"ansible.builtin.ping": ansible_argv("ansible.builtin.ping", {})}
-        steps.update({name: ansible_argv(f"lifeboat.ops.{name}", REFUSED.get(name, UNKNOWN_OPTION)) for name in modules})
+        steps.update({name: ansible_argv(f"lifeboat.ops.{name}", REFUSED.get(name, UNKNOWN_OPTION))
+                      for name in modules})
         if args.reference:
             steps[REFERENCE] = ansible_argv(REFERENCE, {"name": "bench", **UNKNOWN_OPTION})
         # name -> (wall, cpu) of each run: the whole ansible run, and the module's own process

@@ -127,7 +127,8 @@ def test_a_refused_upload_names_its_cause(tmp_path, code, message, said):
     path = tmp_path / "a.pgdump"
     path.write_bytes(b"rows")
     with pytest.raises(LifeboatError) as caught:
-        _offsite_upload.upload_file(store, remote, str(path), hashlib.sha256(b"rows").hexdigest(), _offsite_upload.CopyResult())
+        _offsite_upload.upload_file(store, remote, str(path), hashlib.sha256(b"rows").hexdigest(),
+                                    _offsite_upload.CopyResult())
     assert said in str(caught.value) and "\n" not in str(caught.value)
     if "object lock" in said:
         assert "manifest" not in str(caught.value) and "remove lock_mode" in str(caught.value)
@@ -193,11 +194,12 @@ def test_bytes_that_change_during_a_multipart_upload_never_complete_it(tmp_path,
         def abort_multipart_upload(self, **_kwargs):
             self.aborted = True
 
-    monkeypatch.setattr(_offsite_upload, "UPLOAD_THREADS", 1)  # parts one after the other: the last is read after the change
+    # parts one after the other: the last is read after the change
+    monkeypatch.setattr(_offsite_upload, "UPLOAD_THREADS", 1)
     store = Store()
     remote = _offsite.Remote.from_options({"bucket": "b", "part_size_mib": 5})
     with pytest.raises(LifeboatError, match="does not match its manifest's sha256"):
-        _offsite_upload._put_multipart(store, remote, str(path), "k", len(data), sha256,  # pylint: disable=protected-access
-                                       _offsite_upload.CopyResult())
+        _offsite_upload._put_multipart(  # pylint: disable=protected-access
+            store, remote, str(path), "k", len(data), sha256, _offsite_upload.CopyResult())
     assert store.aborted and not store.completed
     assert hashlib.sha256(b"".join(store.sent[n] for n in sorted(store.sent))).hexdigest() != sha256
