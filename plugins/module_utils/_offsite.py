@@ -121,7 +121,7 @@ def verify_remote(remote: Remote, job: str | None = None, download: bool = False
 
 def _check_object(s3: t.Any, remote: Remote, name: str, sha256: str, download: bool) -> str | None:
     head = guarded(remote, "checking", lambda: s3.head_object(Bucket=remote.bucket, Key=remote.key(name),
-                                                               ChecksumMode="ENABLED"))
+                                                              ChecksumMode="ENABLED"))
     recorded = head.get("ChecksumSHA256")
     if not recorded and not download:
         # Sent with Content-MD5 (a store without flexible checksums): only the bytes can be held to the manifest.
@@ -333,7 +333,7 @@ def prune_remote(remote: Remote, destination: str, policy: _retention.Policy, jo
 def _locked_until(s3: t.Any, remote: Remote, archive: RemoteArchive, now: _dt.datetime) -> str | None:
     for file in archive.objects:
         head = guarded(remote, "checking", functools.partial(s3.head_object, Bucket=remote.bucket,
-                                                              Key=remote.key(file)))
+                                                             Key=remote.key(file)))
         until = head.get("ObjectLockRetainUntilDate")
         if until and until > now:
             return _manifest.iso(until)

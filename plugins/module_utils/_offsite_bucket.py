@@ -35,6 +35,7 @@ LOCK_MODES = ("GOVERNANCE", "COMPLIANCE")
 CHECKSUMS = ("sha256", "md5")
 READ_BLOCK = 4 * MIB
 
+
 @dataclass(frozen=True)
 class Remote:
     """A bucket and prefix, and how to reach them."""
@@ -320,7 +321,7 @@ def list_remote(s3: t.Any, remote: Remote, job: str | None = None, read_manifest
             objects[entry["Key"][len(remote.prefix):]] = entry
     listing.stored_bytes = sum(int(entry.get("Size", 0)) for entry in objects.values())
     uploads = guarded(remote, "listing uploads of",
-                       lambda: s3.list_multipart_uploads(Bucket=remote.bucket, Prefix=remote.prefix))
+                      lambda: s3.list_multipart_uploads(Bucket=remote.bucket, Prefix=remote.prefix))
     listing.uploads = [upload for upload in uploads.get("Uploads", [])
                        if job is None or job_of(upload["Key"][len(remote.prefix):]) == job]
     claimed: set[str] = set()

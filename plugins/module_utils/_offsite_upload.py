@@ -135,7 +135,7 @@ def upload_file(s3: t.Any, remote: Remote, path: str, sha256: str, result: CopyR
         expected = guarded(remote, f"uploading {name} to", lambda: _put_single(s3, remote, path, key, sha256))
     else:
         expected = guarded(remote, f"uploading {name} to",
-                            lambda: _put_multipart(s3, remote, path, key, size, sha256, result))
+                           lambda: _put_multipart(s3, remote, path, key, size, sha256, result))
     head = guarded(remote, "checking", lambda: s3.head_object(Bucket=remote.bucket, Key=key, ChecksumMode="ENABLED"))
     # With Content-MD5 the store's record is the ETag: the MD5 of the object, or of its parts' MD5s then -N.
     recorded = head.get("ETag", "").strip('"') if remote.md5 else head.get("ChecksumSHA256")
