@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-from ansible_collections.lifeboat.ops.plugins.module_utils import _offsite
+from ansible_collections.lifeboat.ops.plugins.module_utils import _offsite, _offsite_bucket, _offsite_upload
 from ansible_collections.lifeboat.ops.plugins.module_utils._common import LifeboatError
 
 SECRET = "p@ss:w/rd?#&%'\"{{x}}"
@@ -74,13 +74,13 @@ def test_credentials_file_must_be_private_and_its_secret_is_masked(tmp_path):
     path.write_text(f"[default]\naws_access_key_id = AK\naws_secret_access_key = {SECRET}\n")
     path.chmod(0o644)
     with pytest.raises(LifeboatError, match="chmod 600"):
-        _offsite.read_credentials_file(str(path))
+        _offsite_bucket.read_credentials_file(str(path))
     path.chmod(0o600)
-    assert _offsite.read_credentials_file(str(path)) == ("AK", SECRET, None)
+    assert _offsite_bucket.read_credentials_file(str(path)) == ("AK", SECRET, None)
     assert SECRET not in str(LifeboatError(f"boom {SECRET}"))
     path.write_text("aws_access_key_id = AK\n")
     with pytest.raises(LifeboatError, match="lacks aws_access_key_id or aws_secret_access_key"):
-        _offsite.read_credentials_file(str(path))
+        _offsite_bucket.read_credentials_file(str(path))
 
 
 def test_digest_gives_the_whole_sha256_and_the_composite_s3_records(tmp_path):
@@ -88,7 +88,7 @@ def test_digest_gives_the_whole_sha256_and_the_composite_s3_records(tmp_path):
     path = tmp_path / "blob"
     path.write_bytes(data)
     part = 5 << 20
-    digest = _offsite.digest_file(str(path), part)
+    digest = _offsite_bucket.digest_file(str(path), part)
     assert digest.sha256 == hashlib.sha256(data).hexdigest() and digest.size == len(data)
     parts = [hashlib.sha256(data[i:i + part]).digest() for i in range(0, len(data), part)]
     assert digest.parts == parts
@@ -123,11 +123,12 @@ class _Refusing:
 def test_a_refused_upload_names_its_cause(tmp_path, code, message, said):
     remote = _offsite.Remote.from_options({"bucket": "b", "lock_mode": "GOVERNANCE", "lock_days": 1})
     store = _Refusing(code, message)
-    _offsite.require_object_lock(store, remote)  # the setting cannot be read: the upload's answer decides
+    _offsite_upload.require_object_lock(store, remote)  # the setting cannot be read: the upload's answer decides
     path = tmp_path / "a.pgdump"
     path.write_bytes(b"rows")
     with pytest.raises(LifeboatError) as caught:
-        _offsite.upload_file(store, remote, str(path), hashlib.sha256(b"rows").hexdigest(), _offsite.CopyResult())
+        _offsite_upload.upload_file(store, remote, str(path), hashlib.sha256(b"rows").hexdigest(),
+                                    _offsite_upload.CopyResult())
     assert said in str(caught.value) and "\n" not in str(caught.value)
     if "object lock" in said:
         assert "manifest" not in str(caught.value) and "remove lock_mode" in str(caught.value)
@@ -142,14 +143,14 @@ def test_the_whole_file_digest_takes_parts_in_file_order_whatever_order_they_arr
     expected = hashlib.sha256(b"".join(parts)).hexdigest()
     order = list(enumerate(parts, start=1))
     random.Random(7).shuffle(order)
-    digest = _offsite._InOrderDigest()  # pylint: disable=protected-access
+    digest = _offsite_upload._InOrderDigest()  # pylint: disable=protected-access
     threads = [threading.Thread(target=digest.add, args=item) for item in order]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     assert digest.hexdigest(len(parts)) == expected
-    short = _offsite._InOrderDigest()  # pylint: disable=protected-access
+    short = _offsite_upload._InOrderDigest()  # pylint: disable=protected-access
     short.add(2, parts[1])
     with pytest.raises(LifeboatError, match="0 of 2 parts"):
         short.hexdigest(2)
@@ -193,11 +194,12 @@ def test_bytes_that_change_during_a_multipart_upload_never_complete_it(tmp_path,
         def abort_multipart_upload(self, **_kwargs):
             self.aborted = True
 
-    monkeypatch.setattr(_offsite, "UPLOAD_THREADS", 1)  # parts one after the other: the last is read after the change
+    # parts one after the other: the last is read after the change
+    monkeypatch.setattr(_offsite_upload, "UPLOAD_THREADS", 1)
     store = Store()
     remote = _offsite.Remote.from_options({"bucket": "b", "part_size_mib": 5})
     with pytest.raises(LifeboatError, match="does not match its manifest's sha256"):
-        _offsite._put_multipart(store, remote, str(path), "k", len(data), sha256,  # pylint: disable=protected-access
-                                _offsite.CopyResult())
+        _offsite_upload._put_multipart(  # pylint: disable=protected-access
+            store, remote, str(path), "k", len(data), sha256, _offsite_upload.CopyResult())
     assert store.aborted and not store.completed
     assert hashlib.sha256(b"".join(store.sent[n] for n in sorted(store.sent))).hexdigest() != sha256
