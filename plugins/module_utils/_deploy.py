@@ -744,12 +744,12 @@ class HaproxySwitch(NginxReload):
 
     method = "haproxy"
 
-    def __init__(self, params: dict[str, t.Any], door: tuple[t.Any, ...]) -> None:
+    def __init__(self, params: dict[str, t.Any], door: tuple[t.Any, ...], niceness: int | None = None) -> None:
         super().__init__(params, door)
         self.switch = _switch.switch_of(params["app"], params["state_dir"], params["switch_socket_dir"],
                                         params["bind_address"], {"blue": params["blue_port"],
                                                                  "green": params["green_port"]},
-                                        params["haproxy_binary"])
+                                        params["haproxy_binary"], niceness=niceness)
 
     def describe(self, port: int) -> str:
         color = "blue" if port == self.params["blue_port"] else "green"
@@ -799,8 +799,12 @@ def serve(container: t.Any) -> bool:
     return True
 
 
-def router_of(params: dict[str, t.Any], door: tuple[t.Any, ...]) -> NginxReload:
-    return HaproxySwitch(params, door) if params["switch_method"] == "haproxy" else NginxReload(params, door)
+def router_of(params: dict[str, t.Any], door: tuple[t.Any, ...], niceness: int | None = None) -> NginxReload:
+    """The switch of params['switch_method']; a switch process it starts runs at ``niceness`` (the niceness the run
+    had before it lowered its own), not at the deploy's."""
+    if params["switch_method"] == "haproxy":
+        return HaproxySwitch(params, door, niceness)
+    return NginxReload(params, door)  # signals the running nginx: its new workers keep the master's niceness
 
 
 def stop_container(container: t.Any, timeout: int) -> None:
@@ -857,8 +861,7 @@ def run(params: dict[str, t.Any], check_mode: bool = False) -> Result:
                                "steps": [], "outcome": None, "check_mode": check_mode,
                                "switch_method": params["switch_method"]}
     chain = ancestors()
-    if not check_mode:
-        os.nice(DEPLOY_NICENESS)  # background work beside the site it deploys (see WARMING_CPU_SHARES)
+    base_niceness = os.getpriority(os.PRIO_PROCESS, 0)
     engine = Engine()
     if check_mode:
         holder = lock.busy()
@@ -868,6 +871,8 @@ def run(params: dict[str, t.Any], check_mode: bool = False) -> Result:
     else:
         lock.acquire(params["app"])
     unreported = read_unreported(params)
+    if not check_mode:
+        os.nice(DEPLOY_NICENESS)  # background work beside the site it deploys (see WARMING_CPU_SHARES)
     try:
         if lock.stale:
             entry["stale_lock"] = lock.stale
@@ -879,7 +884,7 @@ def run(params: dict[str, t.Any], check_mode: bool = False) -> Result:
         entry["live_before"] = state.get("live")
         if leftovers:
             entry["leftovers"] = [c.name for c in leftovers]
-        router = router_of(params, door)
+        router = router_of(params, door, base_niceness)
         if not check_mode:
             entry["reconcile"] = steps.run("reconcile", lambda: reconcile(params, state, router, leftovers, engine))
         if params["deploy_action"] == "rollback":
@@ -911,6 +916,16 @@ def run(params: dict[str, t.Any], check_mode: bool = False) -> Result:
                 except FileNotFoundError:
                     pass
             lock.release()
+            give_back_niceness(base_niceness)
+
+
+def give_back_niceness(niceness: int) -> None:
+    """The caller's thread back at its niceness (a caller in the same process, e.g. bin/lifeboat or a test, goes on
+    after the run); without CAP_SYS_NICE the OS refuses, and the thread stays at the deploy's niceness."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, 0, niceness)
+    except OSError:
+        pass
 
 
 UNREPORTED = "unreported.json"
@@ -983,6 +998,8 @@ def repairs(done: dict[str, t.Any] | None) -> list[str]:
     said = []
     if (routing.get("switch") or {}).get("started"):
         said.append("started the app's switch (HAProxy), which was not running")
+    if (routing.get("switch") or {}).get("note"):
+        said.append(routing["switch"]["note"])  # it could not be started at the site's own priority
     if (routing.get("route") or {}).get("changed"):
         said.append("put traffic back on the live color (a killed run had moved it)")
     if routing.get("reloaded") or (routing.get("nginx") or {}).get("reloaded"):
