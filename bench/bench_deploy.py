@@ -137,6 +137,7 @@ def main() -> int:  # pylint: disable=too-many-locals,too-many-statements
 
     from ansible_collections.lifeboat.ops.plugins.module_utils import (  # pylint: disable=import-outside-toplevel
         _deploy,
+        _deploy_checks,
         _nginx,
         _reverse_proxy,
         _switch,
@@ -239,7 +240,7 @@ def main() -> int:  # pylint: disable=too-many-locals,too-many-statements
         def naive_healthy(timeout: float) -> bool:
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
-                status, _body, _ms, _error = _deploy.http_get("127.0.0.1", naive_port, "/health")
+                status, _body, _ms, _error = _deploy_checks.http_get("127.0.0.1", naive_port, "/health")
                 if status == 200:
                     return True
                 time.sleep(0.05)

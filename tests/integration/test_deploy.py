@@ -27,7 +27,12 @@ import yaml
 from load_loop import LoadLoop  # pylint: disable=import-error
 from proxy_bed import Upstream, free_port, start_nginx  # pylint: disable=import-error
 
-from ansible_collections.lifeboat.ops.plugins.module_utils import _deploy, _nginx, _reverse_proxy, _switch
+from ansible_collections.lifeboat.ops.plugins.module_utils import (
+    _deploy_docker,
+    _nginx,
+    _reverse_proxy,
+    _switch,
+)
 from containers import PG_PASSWORD, ContainerBed, ContainerBedError, image_names  # pylint: disable=import-error
 from testbed import ModuleRun  # pylint: disable=import-error
 
@@ -123,7 +128,7 @@ def app(bed: dict[str, t.Any], tmp_path: t.Any) -> t.Iterator[dict[str, t.Any]]:
     yield {"name": name, "args": args, "state": str(tmp_path / "state" / name)}
     stop_switch(args)
     client = bed["containers"].client
-    for container in client.containers.list(all=True, filters={"label": f"{_deploy.LABEL_APP}={name}"}):
+    for container in client.containers.list(all=True, filters={"label": f"{_deploy_docker.LABEL_APP}={name}"}):
         container.remove(force=True)
 
 
@@ -135,7 +140,7 @@ def release(bed: dict[str, t.Any], app: dict[str, t.Any], version: str, **extra:
 
 def containers_of(bed: dict[str, t.Any], name: str) -> dict[str, str]:
     client = bed["containers"].client
-    return {c.name: c.status for c in client.containers.list(all=True, filters={"label": f"{_deploy.LABEL_APP}={name}"})}
+    return {c.name: c.status for c in client.containers.list(all=True, filters={"label": f"{_deploy_docker.LABEL_APP}={name}"})}
 
 
 def no_secret(run: ModuleRun, *places: str) -> None:
