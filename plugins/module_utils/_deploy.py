@@ -228,8 +228,6 @@ def environment_of(name: str, given: t.Any) -> dict[str, str]:
     return environment
 
 
-
-
 # ------------------------------------------------------------------------------------------------------------- run
 @dataclasses.dataclass
 class Result:
@@ -237,7 +235,6 @@ class Result:
     history: dict[str, t.Any]
     failure: str | None = None  # the one-line reason of a run that did not end with the wanted release live
     plan: list[str] = dataclasses.field(default_factory=list)  # check mode: what would happen
-
 
 
 def run(params: dict[str, t.Any], check_mode: bool = False) -> Result:
@@ -335,7 +332,6 @@ class RunStopped(LifeboatError):
     def __init__(self, message: str, history: dict[str, t.Any]) -> None:
         super().__init__(message)
         self.history = history
-
 
 
 def repairs(done: dict[str, t.Any] | None) -> list[str]:
@@ -509,7 +505,6 @@ def _deploy(params: dict[str, t.Any], environment: dict[str, str], state: dict[s
     return Result(True, entry)
 
 
-
 def _roll_back_failed(params: dict[str, t.Any], state: dict[str, t.Any], record: dict[str, t.Any], new: t.Any,
                       live: dict[str, t.Any] | None, before: bytes | None, switched: bool, router: NginxReload,
                       docker_host: DockerHost, steps: Steps, entry: dict[str, t.Any], destination: str,
@@ -624,7 +619,6 @@ STATUS_SPEC: dict[str, dict[str, t.Any]] = {
     "state_dir": DEPLOY_SPEC["state_dir"],
     "switch_socket_dir": DEPLOY_SPEC["switch_socket_dir"],
 }
-
 
 
 def status_task(run_: t.Any) -> t.Any:

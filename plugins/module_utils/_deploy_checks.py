@@ -88,7 +88,6 @@ def watch(params: dict[str, t.Any], probe: _nginx.Probe) -> dict[str, t.Any]:
     return {"ok": True, "probes": count, "errors": len(errors), "slowest_ms": round(slowest, 1)}
 
 
-
 def gate(params: dict[str, t.Any], port: int, container: t.Any, backups: list[dict[str, t.Any]]) -> dict[str, t.Any]:
     health = health_gate(params, port, container)
     if not health["ok"]:

@@ -29,7 +29,7 @@ SERVING_CPU_SHARES = 1024
 
 
 class DockerHost:
-    """The docker SDK, with every error in one line."""
+    """This host's Docker engine, through the docker SDK, with every error in one line."""
 
     def __init__(self) -> None:
         self.docker = docker_sdk()
@@ -66,14 +66,12 @@ class DockerHost:
             return None
 
 
-
 def record_of(container: t.Any, params: dict[str, t.Any], image: t.Any, seq: int, color: str,
               config_hash: str) -> dict[str, t.Any]:
     return {"seq": seq, "release": params.get("release") or params["image"], "image": params["image"],
             "image_id": image.id, "image_digests": list(image.attrs.get("RepoDigests") or []), "color": color,
             "container": container.name, "container_id": container.id, "port": params[f"{color}_port"],
             "config_hash": config_hash, "deployed_at": now(), "migrated": False, "backups": []}
-
 
 
 def cross_check(state: dict[str, t.Any], docker_host: DockerHost, app: str) -> tuple[t.Any | None, list[t.Any]]:
@@ -100,12 +98,10 @@ def cross_check(state: dict[str, t.Any], docker_host: DockerHost, app: str) -> t
     return container, [c for c in running if c.id != container.id]
 
 
-
 def serve(container: t.Any) -> bool:
     """The color about to take traffic gets its full CPU weight."""
     container.update(cpu_shares=SERVING_CPU_SHARES)
     return True
-
 
 
 def stop_container(container: t.Any, timeout: int) -> None:

@@ -110,7 +110,6 @@ class Lock:
         self.fd = None
 
 
-
 # ---------------------------------------------------------------------------------------------------------------- state
 def app_dir(params: dict[str, t.Any]) -> str:
     return os.path.join(params["state_dir"], params["app"])
@@ -160,7 +159,6 @@ def config_hash(params: dict[str, t.Any], image_id: str, key: bytes) -> str:
                 **{name: params[name] for name in ("command", "volumes", "networks", "container_port",
                                                    "blue_port", "green_port", "bind_address")}}
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()
-
 
 
 # ----------------------------------------------------------------------------------------------------- a run nobody saw

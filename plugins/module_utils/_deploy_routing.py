@@ -67,7 +67,6 @@ def tunnel_in_front(config_path: str, host: str, tls: bool, layout: _nginx.Layou
     return rule.service
 
 
-
 def upstream_address(params: dict[str, t.Any], port: int) -> str:
     address = params["bind_address"]
     return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
@@ -196,7 +195,6 @@ class HaproxySwitch(NginxReload):
         if self.switch.states().get(color) == "ready":
             raise LifeboatError(f"{color} still takes requests through the switch; it is not stopped")
         return self.switch.drain(color, self.params["drain_timeout"])
-
 
 
 def router_of(params: dict[str, t.Any], door: tuple[t.Any, ...], niceness: int | None = None) -> NginxReload:

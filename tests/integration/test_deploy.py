@@ -176,6 +176,9 @@ def test_deploys_and_rollbacks_under_load_lose_no_request(bed: dict[str, t.Any],
     assert first.rc == 0, first.stdout + first.stderr
     assert first.result["history"]["outcome"] == "deployed" and first.result["history"]["color"] == "blue"
     assert serving(bed) == f"200 version v1, {ROWS} notes"
+    # the module ran at nice 10; the switch it started serves the site afterwards at the niceness it was started from
+    switch = first.result["history"]["reconcile"]["routing"]["switch"]
+    assert switch["started"] and os.getpriority(os.PRIO_PROCESS, switch["pid"]) == os.getpriority(os.PRIO_PROCESS, 0)
     with LoadLoop(bed["layout"].http_port, path="/version", rate=150) as load:
         # check mode: the plan, nothing started
         planned = run_module("app_deploy", release(bed, app, "v2"), check_mode=True)
