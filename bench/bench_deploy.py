@@ -38,6 +38,7 @@ the end. Exits non-zero only on errors of the bench itself.
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import datetime
 import os
 import shutil
@@ -91,6 +92,14 @@ def traffic_moving(history: dict[str, t.Any], clock: float) -> tuple[float, floa
     return monotonic(steps["switch"]), monotonic(steps["finish"]) + steps["finish"]["seconds"]
 
 
+def apart(work: t.Callable[..., t.Any], *args: t.Any) -> t.Any:
+    """work(*args) in a thread of its own. A deploy lowers its priority (os.nice), which on Linux is the calling
+    thread's, inherited by every thread and process that thread starts later: run in the bench's main thread, it left
+    wrk, the new-connection client and the WebSocket clients of every later change at nice 10 (19 after two runs)."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="bench-change") as pool:
+        return pool.submit(work, *args).result()
+
+
 def cell(before: t.Any, during: t.Any, attribute: str, digits: int = 0) -> str:
     return f"{getattr(before, attribute):.{digits}f} / {getattr(during, attribute):.{digits}f}"
 
@@ -128,6 +137,7 @@ def main() -> int:  # pylint: disable=too-many-locals,too-many-statements
 
     from ansible_collections.lifeboat.ops.plugins.module_utils import (  # pylint: disable=import-outside-toplevel
         _deploy,
+        _deploy_checks,
         _nginx,
         _reverse_proxy,
         _switch,
@@ -196,9 +206,9 @@ def main() -> int:  # pylint: disable=too-many-locals,too-many-statements
             def release(index: int, action: str = "deploy", **extra: str) -> tuple[float, float]:
                 start = time.monotonic()
                 last["history"] = None
-                result = _deploy.run({**params, "release": f"bench-{index}{'-bad' if extra else ''}",
-                                      "deploy_action": action,
-                                      "environment": {**environment, "APP_VERSION": str(index), **extra}})
+                result = apart(_deploy.run, {**params, "release": f"bench-{index}{'-bad' if extra else ''}",
+                                             "deploy_action": action,
+                                             "environment": {**environment, "APP_VERSION": str(index), **extra}})
                 end = time.monotonic()
                 last["history"] = result.history
                 if extra:  # the failed gate: refused before the switch, the live release kept
@@ -230,7 +240,7 @@ def main() -> int:  # pylint: disable=too-many-locals,too-many-statements
         def naive_healthy(timeout: float) -> bool:
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
-                status, _body, _ms, _error = _deploy.http_get("127.0.0.1", naive_port, "/health")
+                status, _body, _ms, _error = _deploy_checks.http_get("127.0.0.1", naive_port, "/health")
                 if status == 200:
                     return True
                 time.sleep(0.05)
@@ -285,8 +295,8 @@ def main() -> int:  # pylint: disable=too-many-locals,too-many-statements
                     params.update(switch_socket_dir=sockets_dir, drain_timeout=options.drain_timeout)
                     switches.append(params)
                 try:
-                    first = _deploy.run({**params, "release": "bench-0",
-                                         "environment": {**environment, "APP_VERSION": "0"}})
+                    first = apart(_deploy.run, {**params, "release": "bench-0",
+                                                "environment": {**environment, "APP_VERSION": "0"}})
                 except _deploy.LifeboatError as error:
                     skipped[method] = f"app_deploy refused it: {error}"
                     print(f"{method}: skipped: {skipped[method]}", flush=True)

@@ -58,6 +58,9 @@ class Switch:
     servers: tuple[tuple[str, str], ...]  # (color, "address:port"), blue first
     binary: str = "haproxy"
     timeout: float = 10.0  # how long starting HAProxy or a runtime command may take
+    # The niceness HAProxy is started at (None: this process's). A deploy lowers its own priority; the switch it
+    # starts serves all the site's traffic long after it, so it must not run at the deploy's niceness.
+    niceness: int | None = None
 
     @property
     def config_path(self) -> str:
@@ -159,10 +162,11 @@ class Switch:
             return None
         return shape_of(text) if started is not None and started >= written else None
 
-    def _run(self, *args: str) -> subprocess.CompletedProcess[str]:
+    def _run(self, *args: str, niceness: int | None = None) -> subprocess.CompletedProcess[str]:
         try:
             return subprocess.run([self.binary, *args], capture_output=True, text=True, check=False,
-                                  timeout=self.timeout * 3, env={**os.environ, "LC_ALL": "C"})
+                                  timeout=self.timeout * 3, env={**os.environ, "LC_ALL": "C"},
+                                  preexec_fn=None if niceness is None else lambda: _try_niceness(niceness))
         except OSError as exc:
             raise LifeboatError(f"cannot run {self.binary} (the deploy switch needs HAProxy; install the haproxy "
                                 f"package): {exc.strerror or exc}") from None
@@ -185,7 +189,7 @@ class Switch:
         args = ["-D", "-f", self.config_path, "-p", self.pid_file]
         if pid is not None:
             args += ["-sf", str(pid)]
-        started = self._run(*args)
+        started = self._run(*args, niceness=self.niceness)
         if started.returncode != 0:
             text = (started.stderr.strip() or "no message").splitlines()
             raise LifeboatError(f"the switch (HAProxy) of {self.app} did not start: "
@@ -200,7 +204,20 @@ class Switch:
                                     f"within {self.timeout:g} s")
             time.sleep(0.02)
         write_file_atomic(os.path.join(self.directory, "loaded"), f"{new} {self.shape()}\n".encode(), 0o600)
-        return {"started": True, "pid": new, "replaced": pid}
+        return {"started": True, "pid": new, "replaced": pid, **self._niceness_of(new)}
+
+    def _niceness_of(self, pid: int) -> dict[str, t.Any]:
+        """The started HAProxy's niceness, and a note when it is not the one asked for (raising a priority back
+        needs CAP_SYS_NICE: without it the switch runs at the deploy's niceness, which is said, not a failure)."""
+        try:
+            niceness = os.getpriority(os.PRIO_PROCESS, pid)
+        except OSError:
+            return {}
+        if self.niceness is None or niceness == self.niceness:
+            return {"niceness": niceness}
+        return {"niceness": niceness,
+                "note": f"HAProxy runs at nice {niceness}, not {self.niceness}: this process may not raise a "
+                        "priority back (no CAP_SYS_NICE), so the switch shares the CPU with the deploy's work"}
 
     def _answers(self) -> bool:
         try:
@@ -291,6 +308,14 @@ class Switch:
         return {"color": color, "seconds": round(time.monotonic() - started, 3), "open_after_drain": left}
 
 
+def _try_niceness(niceness: int) -> None:
+    """In the child before exec: take ``niceness`` if the OS allows it (ensure() reports what the process got)."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, 0, niceness)
+    except OSError:
+        pass
+
+
 def shape_of(text: str) -> str:
     """A configuration's shape: its text with the servers' ``disabled`` flags left out (which color is live is the
     runtime API's business, not a reason to replace the process)."""
@@ -311,8 +336,9 @@ def process_started_at(pid: int) -> float | None:
 
 
 def switch_of(app: str, state_dir: str, socket_dir: str, bind_address: str, ports: dict[str, int],
-              binary: str = "haproxy") -> Switch:
+              binary: str = "haproxy", niceness: int | None = None) -> Switch:
     host = f"[{bind_address}]" if ":" in bind_address else bind_address
     return Switch(app=app, directory=os.path.join(state_dir, app, "switch"),
                   socket_path=os.path.join(socket_dir, f"{app}.sock"),
-                  servers=tuple((color, f"{host}:{ports[color]}") for color in COLORS), binary=binary)
+                  servers=tuple((color, f"{host}:{ports[color]}") for color in COLORS), binary=binary,
+                  niceness=niceness)

@@ -27,7 +27,12 @@ import yaml
 from load_loop import LoadLoop  # pylint: disable=import-error
 from proxy_bed import Upstream, free_port, start_nginx  # pylint: disable=import-error
 
-from ansible_collections.lifeboat.ops.plugins.module_utils import _deploy, _nginx, _reverse_proxy, _switch
+from ansible_collections.lifeboat.ops.plugins.module_utils import (
+    _deploy_docker,
+    _nginx,
+    _reverse_proxy,
+    _switch,
+)
 from containers import PG_PASSWORD, ContainerBed, ContainerBedError, image_names  # pylint: disable=import-error
 from testbed import ModuleRun  # pylint: disable=import-error
 
@@ -123,7 +128,7 @@ def app(bed: dict[str, t.Any], tmp_path: t.Any) -> t.Iterator[dict[str, t.Any]]:
     yield {"name": name, "args": args, "state": str(tmp_path / "state" / name)}
     stop_switch(args)
     client = bed["containers"].client
-    for container in client.containers.list(all=True, filters={"label": f"{_deploy.LABEL_APP}={name}"}):
+    for container in client.containers.list(all=True, filters={"label": f"{_deploy_docker.LABEL_APP}={name}"}):
         container.remove(force=True)
 
 
@@ -135,7 +140,7 @@ def release(bed: dict[str, t.Any], app: dict[str, t.Any], version: str, **extra:
 
 def containers_of(bed: dict[str, t.Any], name: str) -> dict[str, str]:
     client = bed["containers"].client
-    return {c.name: c.status for c in client.containers.list(all=True, filters={"label": f"{_deploy.LABEL_APP}={name}"})}
+    return {c.name: c.status for c in client.containers.list(all=True, filters={"label": f"{_deploy_docker.LABEL_APP}={name}"})}
 
 
 def no_secret(run: ModuleRun, *places: str) -> None:
@@ -171,6 +176,9 @@ def test_deploys_and_rollbacks_under_load_lose_no_request(bed: dict[str, t.Any],
     assert first.rc == 0, first.stdout + first.stderr
     assert first.result["history"]["outcome"] == "deployed" and first.result["history"]["color"] == "blue"
     assert serving(bed) == f"200 version v1, {ROWS} notes"
+    # the module ran at nice 10; the switch it started serves the site afterwards at the niceness it was started from
+    switch = first.result["history"]["reconcile"]["routing"]["switch"]
+    assert switch["started"] and os.getpriority(os.PRIO_PROCESS, switch["pid"]) == os.getpriority(os.PRIO_PROCESS, 0)
     with LoadLoop(bed["layout"].http_port, path="/version", rate=150) as load:
         # check mode: the plan, nothing started
         planned = run_module("app_deploy", release(bed, app, "v2"), check_mode=True)

@@ -4,7 +4,8 @@
 
 What it must hold: a keep-alive connection opened before a switch is answered by the new color after it, with no
 error; the old color's open connection keeps going while it drains; a restarted HAProxy routes to the color its
-configuration says; a changed configuration replaces the process. HAProxy is stopped by PID.
+configuration says; a changed configuration replaces the process; HAProxy runs at the niceness it is given, not
+at the deploy's. HAProxy is stopped by PID.
 """
 
 from __future__ import annotations
@@ -154,3 +155,23 @@ def test_a_switch_its_systemd_unit_started_at_boot_is_kept(switch: t.Any) -> Non
     assert made.serving() == "green"  # what the file said
     assert made.ensure("green") == {"started": False, "pid": pid}
     assert not made.route("green")["changed"]
+
+
+def test_the_switch_runs_at_the_niceness_it_is_given_not_at_the_deploys(switch: t.Any) -> None:
+    """A deploy lowers its priority (nice 10); the HAProxy it starts serves all the site's traffic afterwards, in every
+    later deploy's CPU contention too: it is started at the niceness the deploy had before (Switch.niceness)."""
+    made, _colors = switch
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    given = _switch.Switch(made.app, made.directory, made.socket_path, made.servers, made.binary, niceness=base)
+    done: dict[str, t.Any] = {}
+
+    def as_a_deploy() -> None:  # on Linux a niceness is the thread's: this thread, as _deploy.run's, at nice 10
+        os.nice(10)
+        done.update(given.ensure("blue"))
+
+    deploy = threading.Thread(target=as_a_deploy)
+    deploy.start()
+    deploy.join(30)
+    assert done["started"] and os.getpriority(os.PRIO_PROCESS, done["pid"]) == base == done["niceness"], done
+    assert "note" not in done
+    assert os.getpriority(os.PRIO_PROCESS, 0) == base  # the test's own thread was never niced

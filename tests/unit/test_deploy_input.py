@@ -1,6 +1,6 @@
 # Copyright: lifeboat developers
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""_deploy's input checks (one line each) and its lock (real fcntl locks on a real file)."""
+"""_deploy's input checks (one line each) and its lock (_deploy_records: real fcntl locks on a real file)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,13 @@ from types import SimpleNamespace
 
 import pytest
 
-from ansible_collections.lifeboat.ops.plugins.module_utils import _deploy
+from ansible_collections.lifeboat.ops.plugins.module_utils import (
+    _deploy,
+    _deploy_docker,
+    _deploy_records,
+    _deploy_routing,
+    _nginx,
+)
 from ansible_collections.lifeboat.ops.plugins.module_utils._common import LifeboatError
 
 
@@ -73,17 +79,17 @@ def test_good_input_passes() -> None:
 
 def test_the_lock_refuses_a_second_holder_and_reports_a_crashed_one(tmp_path: t.Any) -> None:
     path = str(tmp_path / "app" / "deploy.lock")
-    first = _deploy.Lock(path)
+    first = _deploy_records.Lock(path)
     first.acquire("journal")
     assert first.stale is None and json.load(open(path, encoding="utf-8"))["pid"] == os.getpid()
-    assert (_deploy.Lock(path).busy() or {}).get("pid") == os.getpid()
+    assert (_deploy_records.Lock(path).busy() or {}).get("pid") == os.getpid()
     with pytest.raises(LifeboatError, match=r"another deploy of journal holds the lock .*PID \d+.*step lock"):
-        _deploy.Lock(path).acquire("journal")
+        _deploy_records.Lock(path).acquire("journal")
     first.release()
-    assert open(path, encoding="utf-8").read() == "" and _deploy.Lock(path).busy() is None
+    assert open(path, encoding="utf-8").read() == "" and _deploy_records.Lock(path).busy() is None
     with open(path, "w", encoding="utf-8") as handle:  # a run killed at its switch: record left, lock gone
         json.dump({"pid": 4194305, "process_start": "1", "step": "switch"}, handle)
-    second = _deploy.Lock(path)
+    second = _deploy_records.Lock(path)
     second.acquire("journal")
     assert second.stale == {"pid": 4194305, "process_start": "1", "step": "switch", "owner_alive": False}
     second.release()
@@ -101,35 +107,35 @@ def test_a_tunnel_in_front_must_send_the_hostname_to_the_site_listener(tmp_path:
     config = tmp_path / "config.yml"
     config.write_text("ingress:\n  - hostname: journal.example.org\n"
                       f"    service: {service}\n  - service: http_status:404\n")
-    layout = _deploy._nginx.Layout(http_port=80, https_port=443)
+    layout = _nginx.Layout(http_port=80, https_port=443)
     if accepted:
-        found = _deploy.tunnel_in_front(str(config), "journal.example.org", tls, layout, "127.0.0.1")
+        found = _deploy_routing.tunnel_in_front(str(config), "journal.example.org", tls, layout, "127.0.0.1")
         assert found.rstrip("/") == service.rstrip("/")
     else:
         with pytest.raises(LifeboatError, match=r"sends journal\.example\.org past the site's nginx; point its service"):
-            _deploy.tunnel_in_front(str(config), "journal.example.org", tls, layout, "127.0.0.1")
+            _deploy_routing.tunnel_in_front(str(config), "journal.example.org", tls, layout, "127.0.0.1")
 
 
 def test_a_tunnel_config_that_cannot_be_read_is_one_line(tmp_path: t.Any) -> None:
-    layout = _deploy._nginx.Layout()
+    layout = _nginx.Layout()
     with pytest.raises(LifeboatError, match=r"^tunnel_config /nonexistent/config.yml: No such file or directory$"):
-        _deploy.tunnel_in_front("/nonexistent/config.yml", "journal.example.org", False, layout, "127.0.0.1")
+        _deploy_routing.tunnel_in_front("/nonexistent/config.yml", "journal.example.org", False, layout, "127.0.0.1")
 
 
 def test_the_secret_environment_is_hashed_with_the_apps_own_key(tmp_path: t.Any) -> None:
     """state.json keeps config_hash: without a key only this host holds, a weak password could be guessed from it."""
     given = params(state_dir=str(tmp_path), secret_environment={"DB_PASSWORD": "p@ss:w/rd?#&%'\"{{x}}"})
     key_file = tmp_path / "journal" / "secret-hash.key"
-    _deploy.secret_key(given, check_mode=True)
+    _deploy_records.secret_key(given, check_mode=True)
     assert not key_file.exists()  # check mode writes nothing
-    key = _deploy.secret_key(given, check_mode=False)
+    key = _deploy_records.secret_key(given, check_mode=False)
     assert key_file.stat().st_mode & 0o777 == 0o600 and len(key) == 32
-    assert _deploy.secret_key(given, check_mode=False) == key  # kept: the same release keeps its hash
-    stored = _deploy.config_hash(given, "sha256:abc", key)
-    assert stored == _deploy.config_hash(given, "sha256:abc", key)
-    assert stored != _deploy.config_hash(given, "sha256:abc", b"\0" * 32)  # the key, not the values alone, decides
+    assert _deploy_records.secret_key(given, check_mode=False) == key  # kept: the same release keeps its hash
+    stored = _deploy_records.config_hash(given, "sha256:abc", key)
+    assert stored == _deploy_records.config_hash(given, "sha256:abc", key)
+    assert stored != _deploy_records.config_hash(given, "sha256:abc", b"\0" * 32)  # the key, not the values alone, decides
     changed = {**given, "secret_environment": {"DB_PASSWORD": "another"}}
-    assert stored != _deploy.config_hash(changed, "sha256:abc", key)  # a new password is a new release
+    assert stored != _deploy_records.config_hash(changed, "sha256:abc", key)  # a new password is a new release
 
 
 def test_ansible_hands_a_string_environment_over_unsplit() -> None:
@@ -151,8 +157,8 @@ def test_a_rollback_with_nothing_to_roll_back_is_refused(live: dict[str, t.Any] 
     entry: dict[str, t.Any] = {"steps": []}
     with pytest.raises(LifeboatError) as raised:
         _deploy._rollback(params(deploy_action="rollback"), {"live": live, "previous": None},
-                          t.cast(_deploy.Engine, None), t.cast(_deploy.NginxReload, None), _deploy.Steps(entry, None),
-                          entry, False)
+                          t.cast(_deploy_docker.DockerHost, None), t.cast(_deploy_routing.NginxReload, None),
+                          _deploy_records.Steps(entry, None), entry, False)
     message = str(raised.value)
     assert message.startswith("nothing to roll back: no previous release of journal is kept") and "\n" not in message
     assert ("journal-blue-1 (release v1) still serves" if live else "no release of journal is live") in message

@@ -15,7 +15,7 @@ import typing as t
 import pytest
 from local_ports import free_port  # pylint: disable=import-error
 
-from ansible_collections.lifeboat.ops.plugins.module_utils import _deploy, _http_probe, _nginx, _probes
+from ansible_collections.lifeboat.ops.plugins.module_utils import _deploy_checks, _http_probe, _nginx, _probes
 
 SCRIPT = os.path.join(os.path.dirname(__file__), "..", "..", "roles", "healthcheck", "files", "healthcheck.py")
 _spec = importlib.util.spec_from_file_location("lifeboat_healthcheck_deadlines", SCRIPT)
@@ -98,7 +98,7 @@ def runner_http(port: int) -> bool:
 
 
 def deploy_http_get(port: int) -> bool:
-    status, _body, _millis, _error = _deploy.http_get("127.0.0.1", port, "/health", timeout=2)
+    status, _body, _millis, _error = _deploy_checks.http_get("127.0.0.1", port, "/health", timeout=2)
     return status is not None
 
 
@@ -107,7 +107,7 @@ def nginx_probe_once(port: int) -> bool:
 
 
 @pytest.mark.parametrize("probe", [probes_http_status, runner_http, deploy_http_get, nginx_probe_once],
-                         ids=["_probes.http_status", "healthcheck.probe_http", "_deploy.http_get", "_nginx.Probe.once"])
+                         ids=["_probes.http_status", "healthcheck.probe_http", "_deploy_checks.http_get", "_nginx.Probe.once"])
 def test_a_trickling_answer_fails_the_probe_at_its_deadline(trickler: Trickler, probe: t.Callable[[int], bool]) -> None:
     started = time.monotonic()
     ok = probe(trickler.port)
@@ -120,7 +120,7 @@ def test_the_failure_says_no_complete_answer_within_the_timeout(trickler: Trickl
     with pytest.raises(_http_probe.ProbeFailed, match=r"^no complete answer within 2 s \((waiting for the headers|"
                                                       r"reading the body)\)$"):
         _http_probe.get("127.0.0.1", trickler.port, "/", timeout=2)
-    status, _body, _millis, error = _deploy.http_get("127.0.0.1", trickler.port, "/health", timeout=2)
+    status, _body, _millis, error = _deploy_checks.http_get("127.0.0.1", trickler.port, "/health", timeout=2)
     assert status is None and error.startswith("no complete answer within 2 s")
 
 
@@ -129,7 +129,7 @@ def test_a_prompt_answer_passes_and_a_closed_port_fails_at_once() -> None:
     try:
         answer = _http_probe.get("127.0.0.1", server.port, "/", timeout=2)
         assert (answer.status, answer.body) == (200, b"x" * BODY)
-        assert _deploy.http_get("127.0.0.1", server.port, "/health", timeout=2)[:2] == (200, "x" * BODY)
+        assert _deploy_checks.http_get("127.0.0.1", server.port, "/health", timeout=2)[:2] == (200, "x" * BODY)
         assert _nginx.Probe(host="localhost", port=server.port, tls=False, timeout=2).once() == (True, "HTTP 200")
         assert _probes.http_status(f"http://127.0.0.1:{server.port}/", 2) == (200, "HTTP 200")
     finally:

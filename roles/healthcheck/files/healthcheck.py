@@ -56,7 +56,7 @@ KNOWN_KEYS = {"name", "type", "url", "expect_status", "expect_body", "validate_c
 KNOWN_KEYS.update({"user", "database", "password", "password_file", "ssl_mode", "auth_database", "tls"})
 # Data expectations (plugins/module_utils/_expectations.py): its settings are checked by the library itself.
 TYPES["database_expect"] = ("engine", "database")
-# The host's blue-green deploys (plugins/module_utils/_deploy.py report, as the deploy_status module gives it).
+# The host's blue-green deploys (plugins/module_utils/_deploy_status.py report, as the deploy_status module gives it).
 TYPES["deploy"] = ()
 KNOWN_KEYS.update({"state_dir", "switch_socket_dir"})
 # Containers a killed backup or restore left stopped (plugins/module_utils/_stopped_notes.py, in notes_dir or `dir`).
@@ -175,9 +175,9 @@ def probe_deploy(probe: dict[str, t.Any], _timeout: float) -> tuple[bool, str, d
     nobody watching, a switch not routing to the live release), a warning while an unwatched run's deploy is
     unreported."""
     # imported here: the deploy library (and what it imports) matters only to hosts that probe their deploys
-    _deploy = importlib.import_module(f"{_probes.__package__}._deploy")
-    found = _deploy.report(probe.get("state_dir") or "/var/lib/lifeboat/deploy",
-                           probe.get("switch_socket_dir") or "/run/lifeboat-switch")
+    _deploy_status = importlib.import_module(f"{_probes.__package__}._deploy_status")
+    found = _deploy_status.report(probe.get("state_dir") or "/var/lib/lifeboat/deploy",
+                                  probe.get("switch_socket_dir") or "/run/lifeboat-switch")
     return found["state"] != "CRITICAL", found["summary"], {"warning": found["state"] == "WARNING"}
 
 
