@@ -26,14 +26,18 @@ from dataclasses import dataclass, field
 from . import _manifest
 from ._archive import (
     ArchiveOptions,
-    commit_with_manifest,
+    Decode,
+    Producer,
+    Recipe,
+    SourceDump,
     compare_counts,
     count_mismatch_error,
     read_for_restore,
+    ready,
     safety_dump_options,
     stream_compression,
-    stream_to_archive,
     verify_archive,
+    write_archive,
 )
 from ._clients import HOST, ContainerClient, HostClient
 from ._common import (
@@ -48,7 +52,7 @@ from ._common import (
     register_secret,
 )
 from ._mongo_staging import Staging, kept_name, staging_run, with_retries
-from ._pipeline import Decryption, StageFailed, read_stream, termination_deferred
+from ._pipeline import Decryption, StageFailed, StreamResult, read_stream, termination_deferred
 from ._signing import Trust, host_trust
 from ._structure import MongoArchiveReader
 
@@ -249,7 +253,12 @@ class DumpRequest:
     tools_dir: str | None = None
 
     def validate(self) -> None:
+        """Every check of the request, the archive options' included (check mode)."""
         self.archive.validate()
+        self.check()
+
+    def check(self) -> None:
+        """The checks of the dump's own options (the archive core checks its options as it writes)."""
         if (self.collections or self.exclude_collections or self.exclude_collections_with_prefix) and not self.database:
             raise LifeboatError("collections and exclude_collections need database: mongodump filters within one database")
         if self.collections and (self.exclude_collections or self.exclude_collections_with_prefix):
@@ -302,9 +311,9 @@ def plan_dump(request: DumpRequest) -> dict[str, t.Any]:
     return {"server": server, "collections": counts, "mongodump": request.connection.tool("mongodump", request.tools_dir)}
 
 
-def _namespaces_with_documents(connection: MongoConnection, namespaces: t.Iterable[str]) -> list[str]:
+def _namespaces_with_documents(connect: t.Callable[[], t.Any], namespaces: t.Iterable[str]) -> list[str]:
     """Which collections hold at least one document: one indexed lookup each, where counting may scan."""
-    client = connection.client()
+    client = connect()
     try:
         return [ns for ns in namespaces if _has_documents(client, ns)]
     finally:
@@ -354,10 +363,8 @@ def _estimated_count(client: t.Any, namespace: str) -> int:
 
 @_one_line_errors
 def dump(request: DumpRequest) -> dict[str, t.Any]:
-    request.validate()
-    options = request.archive
-    options.prepare_destination()
-    started = options.start_time()
+    """mongodump's archive stream and the documents it reports per collection, handed to the archive core to write."""
+    request.check()
     mongodump = request.connection.tool("mongodump", request.tools_dir)
     client = request.connection.client()
     try:
@@ -375,7 +382,7 @@ def dump(request: DumpRequest) -> dict[str, t.Any]:
     use_oplog = request.oplog == "yes" or (request.oplog == "auto" and "replica_set" in server and not request.database)
     if request.oplog == "yes" and "replica_set" not in server:
         raise LifeboatError(f"oplog=yes needs a replica set, and {request.connection.display} is a standalone server")
-    inner_gzip = options.compression == "gzip"
+    inner_gzip = request.archive.compression == "gzip"
     counts: dict[str, int] = {}
 
     def on_line(line: str) -> None:
@@ -383,65 +390,51 @@ def dump(request: DumpRequest) -> dict[str, t.Any]:
         if match:
             counts[f"{match.group(1)}.{match.group(2)}"] = int(match.group(3))
 
+    argv = [mongodump, "--archive", f"--numParallelCollections={request.parallel_collections}"]
+    argv += ["--gzip"] if inner_gzip else []
+    argv += ["--oplog"] if use_oplog else []
+    if request.database:
+        argv.append(f"--db={request.database}")
+        excluded = [c for c in namespaces.get(request.database, []) if f"{request.database}.{c}" not in selected]
+        if len(selected) == 1 and request.collections:
+            argv.append(f"--collection={selected[0].partition('.')[2]}")
+        else:
+            # mongodump takes one --collection at most: an include list becomes the complement's excludes.
+            argv += [f"--excludeCollection={c}" for c in excluded]
+    place = request.connection.place.describe()
     with PrivateDir() as private:
-        argv = [mongodump, "--archive", f"--numParallelCollections={request.parallel_collections}"]
-        argv += ["--gzip"] if inner_gzip else []
-        argv += ["--oplog"] if use_oplog else []
-        if request.database:
-            argv.append(f"--db={request.database}")
-            excluded = [c for c in namespaces.get(request.database, []) if f"{request.database}.{c}" not in selected]
-            if len(selected) == 1 and request.collections:
-                argv.append(f"--collection={selected[0].partition('.')[2]}")
-            else:
-                # mongodump takes one --collection at most: an include list becomes the complement's excludes.
-                argv += [f"--excludeCollection={c}" for c in excluded]
-        kind = "mongo-gzip.archive" if inner_gzip else "mongo.archive"
-        # gzip happens inside the archive (mongorestore --gzip reads it), so the stream itself is not gzipped.
-        pipeline_compression = "none" if inner_gzip else options.compression
-        path = options.path_for(started, kind, pipeline_compression)
         argv, env = request.connection.tool_command(argv, private)
-        archive, stream = stream_to_archive(
-            path, argv, options, compression=pipeline_compression, producer_env=env, producer_name="mongodump",
-            on_producer_stderr=on_line, producer_hashes=request.connection.place.reports_digest,
-        )
-    try:
-        holding = _namespaces_with_documents(request.connection, selected) if not sum(counts.values()) else []
-        if holding:
-            raise LifeboatError(
-                f"mongodump wrote no documents although {', '.join(holding[:3])} hold some; "
-                "the archive would be empty, so it was not kept"
-            )
-        finished = _manifest.utc_now()
-        commands, environment, meanings = restore_recipe(os.path.basename(path), request.database, inner_gzip,
-                                                         options, use_oplog, request.connection.place.describe())
-        manifest = _manifest.build(
-            job=options.job,
+        producer = Producer(argv, "mongodump", env, on_stderr=on_line,
+                            reports_digest=request.connection.place.reports_digest)
+        return write_archive(request.archive, SourceDump(
             engine="mongodb",
             database=request.database,
-            archive_path=path,
+            kind="mongo-gzip.archive" if inner_gzip else "mongo.archive",
             archive_format="mongodump-archive-gzip" if inner_gzip else "mongodump-archive",
-            stream=stream,
-            compression=options.compression,
-            compression_level=options.compression_level,
-            encryption=options.encryption,
+            stream=ready(producer),
+            # gzip happens inside the archive (mongorestore --gzip reads it), so the stream itself is not gzipped.
+            compression="none" if inner_gzip else None,
             tool={"name": "mongodump", "version": request.connection.place.version(mongodump)},
-            server={**server, **({"container": place} if (place := request.connection.place.describe()) else {})},
-            counts=dict(sorted(counts.items())),
-            started=started,
-            finished=finished,
-            restore_commands=commands,
-            restore_environment=environment,
-            restore_placeholders=meanings,
+            server={**server, **({"container": place} if place else {})},
             options={"collections": request.collections, "exclude_collections": request.exclude_collections,
                      "exclude_collections_with_prefix": request.exclude_collections_with_prefix, "oplog": use_oplog},
+            counts=functools.partial(_reported_counts, counts, request.connection.client, selected),
+            restore=functools.partial(restore_recipe, database=request.database, inner_gzip=inner_gzip, oplog=use_oplog,
+                                      container=place),
+            more=lambda: {"indexes": indexes},
+        ))
+
+
+def _reported_counts(counts: dict[str, int], connect: t.Callable[[], t.Any], selected: list[str],
+                     _stream: StreamResult) -> dict[str, int]:
+    """The documents mongodump reported per collection; none although collections hold some refuses the archive."""
+    holding = _namespaces_with_documents(connect, selected) if not sum(counts.values()) else []
+    if holding:
+        raise LifeboatError(
+            f"mongodump wrote no documents although {', '.join(holding[:3])} hold some; "
+            "the archive would be empty, so it was not kept"
         )
-        manifest["indexes"] = indexes
-        manifest_file = _manifest.manifest_path(path)
-        commit_with_manifest([archive], manifest_file, manifest, options.signing_key)
-    except BaseException:
-        archive.discard()
-        raise
-    return {"archive": path, "manifest": manifest_file, "manifest_data": manifest}
+    return dict(sorted(counts.items()))
 
 
 # In the container, mongorestore reads the URI (and its password) from a config file that is a pipe of bash's, filled
@@ -454,21 +447,19 @@ CONTAINER_CLIENT_ENVIRONMENT = {
 }
 
 
-def restore_recipe(file_name: str, database: str | None, inner_gzip: bool, options: ArchiveOptions, oplog: bool,
-                   container: dict[str, t.Any] | None = None) -> tuple[list[str], dict[str, str], dict[str, str]]:
+def restore_recipe(file_name: str, decode: Decode, _extras: list[dict[str, t.Any]], database: str | None,
+                   inner_gzip: bool, oplog: bool, container: dict[str, t.Any] | None = None) -> Recipe:
     """The standard commands that restore this archive without lifeboat.ops, the environment they read and what
     this archive's placeholders mean beyond the usual. A dump made in the server's container restores with that
     container's mongorestore (the version that dumped it), fed by this host's zstd and age."""
     flags = ["--archive", "--stopOnError"] + (["--gzip"] if inner_gzip else []) + (["--oplogReplay"] if oplog else [])
     if database:
         flags += [f"--nsFrom={_manifest.shell_quote(database + '.*')}", "--nsTo='TARGET_DB.*'"]
-    compression = "none" if inner_gzip else options.compression
-    decode = " | ".join(_manifest.decode_commands(file_name, compression, options.encryption))
     if container is None:
-        return [f"{decode} | mongorestore CONNECTION {' '.join(flags)}"], {}, {}
+        return [f"{decode(file_name)} | mongorestore CONNECTION {' '.join(flags)}"], {}, {}
     meaning = (f"the MongoDB server's container ({container.get('name')} when this was dumped, image "
                f"{container.get('image')}): its mongorestore is the one that matches the dump")
-    command = f"{decode} | docker exec -i -e MONGODB_URI CONTAINER {_URI_FROM_ENVIRONMENT} {' '.join(flags)}"
+    command = f"{decode(file_name)} | docker exec -i -e MONGODB_URI CONTAINER {_URI_FROM_ENVIRONMENT} {' '.join(flags)}"
     return [command], dict(CONTAINER_CLIENT_ENVIRONMENT), {"CONTAINER": meaning}
 
 

@@ -115,7 +115,7 @@ def mongodb_dump(run: Run) -> Outcome:
         return Outcome(changed=True, result={"collections": plan["collections"], "server": plan["server"]})
     result = _mongo.dump(request)
     return Outcome(changed=True, result={"server": result["manifest_data"]["server"],
-                                         **dump_result(result, request.archive, run)})
+                                         **dump_result(result, run)})
 
 
 def mongo_restore_request(params: dict[str, t.Any], connection: MongoConnection, archive: str) -> _mongo.RestoreRequest:

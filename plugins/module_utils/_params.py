@@ -218,17 +218,19 @@ def signature_result(run: Run, archive_path: str, trust: _signing.Trust) -> dict
     return {"signature": status, "allow_unsigned": trust.allow_unsigned}
 
 
-def dump_result(result: dict[str, t.Any], options: ArchiveOptions, run: Run) -> dict[str, t.Any]:
-    """What a dump module returns, read from the manifest it wrote, and who signed it: the public key (also written
-    beside the archives as :data:`_signing.PUBLIC_KEY_NAME`), for other hosts' ``trusted_signers``."""
+def dump_result(result: dict[str, t.Any], run: Run) -> dict[str, t.Any]:
+    """What a dump module returns, read from the manifest it wrote (the archive core's result), and who signed it: the
+    public key (also written beside the archives as :data:`_signing.PUBLIC_KEY_NAME`), for other hosts'
+    ``trusted_signers``."""
     manifest = result["manifest_data"]
-    if options.key_created:
-        run.warn(_signing.key_created_note(options.signing_key, options.destination))
+    destination = os.path.dirname(result["archive"])
+    if result["signing_key_created"]:
+        run.warn(_signing.key_created_note(result["signing_key"], destination))
     return {
         "signer": manifest.get("signer"),
-        "signer_file": os.path.join(options.destination, _signing.PUBLIC_KEY_NAME),
-        "signing_key_file": options.signing_key,
-        "signing_key_created": options.key_created,
+        "signer_file": os.path.join(destination, _signing.PUBLIC_KEY_NAME),
+        "signing_key_file": result["signing_key"],
+        "signing_key_created": result["signing_key_created"],
         "archive": result["archive"],
         "manifest": result["manifest"],
         "sha256": manifest["archive"]["sha256"],

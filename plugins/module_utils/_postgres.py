@@ -28,13 +28,18 @@ from dataclasses import dataclass, field
 from . import _manifest, _restore_records
 from ._archive import (
     ArchiveOptions,
-    commit_with_manifest,
+    Decode,
+    Extra,
+    Producer,
+    Recipe,
+    SourceDump,
     compare_counts,
     count_mismatch_error,
     read_for_restore,
+    ready,
     safety_dump_options,
-    stream_to_archive,
     verify_archive,
+    write_archive,
 )
 from ._catalog import human_size
 from ._clients import HOST, ContainerClient, HostClient
@@ -235,7 +240,12 @@ class DumpRequest:
         return self.connection.place
 
     def validate(self) -> None:
+        """Every check of the request, the archive options' included (check mode)."""
         self.archive.validate()
+        self.check()
+
+    def check(self) -> None:
+        """The checks of the dump's own options (the archive core checks its options as it writes)."""
         if self.place is not HOST and self.dump_format != "custom":
             raise LifeboatError("with container, use format=custom: a directory dump would be written inside the "
                                 "container")
@@ -362,14 +372,16 @@ def plan_dump(request: DumpRequest) -> dict[str, t.Any]:
 
 @_one_line_errors
 def dump(request: DumpRequest) -> dict[str, t.Any]:
-    request.validate()
-    archive_opts = request.archive
-    archive_opts.prepare_destination()
-    started = archive_opts.start_time()
+    """pg_dump's stream, its rows counted in the very snapshot it reads, handed to the archive core to write."""
+    request.check()
     conn = request.connection.connect()
+    counter = None
     try:
         server = server_info(conn)
         pg_dump, pg_dump_version = pick_binary("pg_dump", server["major"], request.pg_bin_dir, request.place)
+        extras = []
+        if request.globals_mode != "none":
+            extras.append(_globals_extra(request, server["major"]))
         # One repeatable-read transaction exports the snapshot pg_dump uses and counts rows in it. It
         # idles between tables, so a server-wide idle timeout must not end it halfway through a long dump.
         conn.execute("SET idle_in_transaction_session_timeout = 0")
@@ -385,109 +397,76 @@ def dump(request: DumpRequest) -> dict[str, t.Any]:
             *request.filter_args(),
         ]
         env = request.connection.env()
-        archives = []
-        try:
-            if request.dump_format == "custom":
-                kind, archive_format = "pgdump", "pg_dump-custom"
-                path = archive_opts.path_for(started, kind)
-                # Uncompressed: the pipeline compresses the whole stream, faster and smaller.
-                dump_argv = [pg_dump, "--format=custom", "--compress=0", *common]
-                argv, producer_env = request.place.command(dump_argv, env, forward=CLIENT_SECRETS)
-                archive, stream = stream_to_archive(
-                    path, argv, archive_opts,
-                    producer_env=producer_env, producer_name="pg_dump", on_producer_stderr=counter.on_dump_line,
-                    producer_hashes=request.place.reports_digest,
-                )
-            else:
-                kind, archive_format = "pgdir.tar", "pg_dump-directory-tar"
-                path = archive_opts.path_for(started, kind)
-                archive, stream = _dump_directory(request, pg_dump, common, env, path, counter.on_dump_line)
-            archives.append(archive)
-            counts = counter.finish()
-            if not counts and _table_data_present(conn):
-                raise LifeboatError(
-                    f"pg_dump wrote no table data although {request.connection.database} has tables with rows; "
-                    "check the include/exclude patterns"
-                )
-            extras = []
-            if request.globals_mode != "none":
-                extras.append(_dump_globals(request, server["major"], started, archives))
-        except BaseException:
-            counter.stop()
-            for archive in archives:
-                archive.discard()
-            raise
+        container = request.place.describe()
+        if request.dump_format == "custom":
+            kind, archive_format = "pgdump", "pg_dump-custom"
+            # Uncompressed: the pipeline compresses the whole stream, faster and smaller.
+            argv, producer_env = request.place.command([pg_dump, "--format=custom", "--compress=0", *common], env,
+                                                       forward=CLIENT_SECRETS)
+            producer = Producer(argv, "pg_dump", producer_env, on_stderr=counter.on_dump_line,
+                                reports_digest=request.place.reports_digest)
+            stream = ready(producer)
+        else:
+            kind, archive_format = "pgdir.tar", "pg_dump-directory-tar"
+            stream = functools.partial(_directory_dump, [pg_dump, "--format=directory", f"--jobs={request.jobs}"],
+                                       common, env, counter.on_dump_line)
+        return write_archive(request.archive, SourceDump(
+            engine="postgresql",
+            database=request.connection.database,
+            kind=kind,
+            archive_format=archive_format,
+            stream=stream,
+            tool={"name": "pg_dump", "version": pg_dump_version},
+            # pg_dump writes timestamptz in the session time zone: a restore test must read them back in the same one.
+            server={"product": "PostgreSQL", "version": server["version"], "timezone": server["timezone"],
+                    **({"container": container} if container else {})},
+            options={"format": request.dump_format, "jobs": request.jobs, "filters": request.filter_args(),
+                     "globals": request.globals_mode},
+            counts=functools.partial(_snapshot_counts, counter, conn, request.connection.database or ""),
+            restore=functools.partial(restore_recipe, archive_format=archive_format, container=container),
+            extras=extras,
+        ))
     finally:
+        if counter is not None:
+            counter.stop()
         conn.close()
-    finished = _manifest.utc_now()
-    commands, environment, meanings = restore_recipe(os.path.basename(path), archive_format, archive_opts, extras,
-                                                     request.place.describe())
-    manifest = _manifest.build(
-        job=archive_opts.job,
-        engine="postgresql",
-        database=request.connection.database,
-        archive_path=path,
-        archive_format=archive_format,
-        stream=stream,
-        compression=archive_opts.compression,
-        compression_level=archive_opts.compression_level,
-        encryption=archive_opts.encryption,
-        tool={"name": "pg_dump", "version": pg_dump_version},
-        # pg_dump writes timestamptz in the session time zone: a restore test must read them back in the same one.
-        server={"product": "PostgreSQL", "version": server["version"], "timezone": server["timezone"],
-                **({"container": request.place.describe()} if request.place.describe() else {})},
-        counts=counts,
-        started=started,
-        finished=finished,
-        restore_commands=commands,
-        restore_environment=environment,
-        restore_placeholders=meanings,
-        options={"format": request.dump_format, "jobs": request.jobs, "filters": request.filter_args(),
-                 "globals": request.globals_mode},
-        extras=extras,
-    )
-    manifest_file = _manifest.manifest_path(path)
-    commit_with_manifest(archives, manifest_file, manifest, archive_opts.signing_key)
-    return {"archive": path, "manifest": manifest_file, "manifest_data": manifest}
 
 
-def _dump_directory(
-    request: DumpRequest, pg_dump: str, common: list[str], env: dict[str, str], path: str, on_line: t.Any
-) -> tuple[t.Any, t.Any]:
+def _snapshot_counts(counter: _SnapshotCounter, conn: t.Any, database: str, _stream: StreamResult) -> dict[str, int]:
+    """The rows counted in pg_dump's snapshot; none although tables hold rows refuses the archive."""
+    counts = counter.finish()
+    if not counts and _table_data_present(conn):
+        raise LifeboatError(
+            f"pg_dump wrote no table data although {database} has tables with rows; check the include/exclude patterns"
+        )
+    return counts
+
+
+@contextlib.contextmanager
+def _directory_dump(dump_argv: list[str], common: list[str], env: dict[str, str], on_line: t.Callable[[str], None],
+                    destination: str) -> t.Iterator[Producer]:
     """pg_dump -Fd -j N into a private directory beside the archive, then tar it through the pipeline.
 
     pg_dump compresses each file itself here (its default), so the directory takes a fraction of the
     database's size on the backup disk while it waits to be streamed.
     """
-    work = PrivateDir(request.archive.destination)
+    work = PrivateDir(destination)
     try:
         target = os.path.join(work.path, "dump")
-        run_tool("pg_dump", [pg_dump, "--format=directory", f"--jobs={request.jobs}", f"--file={target}", *common],
-                 env, on_line)
-        return stream_to_archive(
-            path, [find_binary("tar"), "-C", target, "-cf", "-", "."], request.archive, producer_name="tar"
-        )
+        run_tool("pg_dump", [*dump_argv, f"--file={target}", *common], env, on_line)
+        yield Producer([find_binary("tar"), "-C", target, "-cf", "-", "."], "tar")
     finally:
         work.cleanup()
 
 
-def _dump_globals(request: DumpRequest, server_major: int, started: t.Any, archives: list[t.Any]) -> dict[str, t.Any]:
+def _globals_extra(request: DumpRequest, server_major: int) -> Extra:
+    """pg_dumpall's roles (and tablespaces), an archive of their own beside the database's."""
     pg_dumpall, version = pick_binary("pg_dumpall", server_major, request.pg_bin_dir, request.place)
     flag = "--roles-only" if request.globals_mode == "roles" else "--globals-only"
-    path = request.archive.path_for(started, "globals.sql")
     argv, env = request.place.command(
         [pg_dumpall, flag, "--no-password", f"--dbname={request.connection.conninfo()}"],
         request.connection.env(), forward=CLIENT_SECRETS)
-    archive, stream = stream_to_archive(path, argv, request.archive, producer_env=env, producer_name="pg_dumpall")
-    archives.append(archive)
-    return {
-        "kind": "globals",
-        "file": os.path.basename(path),
-        "size": stream.stored_bytes,
-        "sha256": stream.stored_sha256,
-        "plain_sha256": stream.plain_sha256,
-        "tool": version,
-    }
+    return Extra("globals", "globals.sql", Producer(argv, "pg_dumpall", env), version)
 
 
 CLIENT_SECRETS = ("PGPASSWORD",)  # what a client in a container must see of its environment
@@ -507,29 +486,25 @@ CONTAINER_CLIENT_ENVIRONMENT = {
 _IN_CONTAINER = "docker exec -e PGUSER -e PGPASSWORD"
 
 
-def restore_recipe(file_name: str, archive_format: str, options: ArchiveOptions, extras: list[dict[str, t.Any]],
-                   container: dict[str, t.Any] | None = None) -> tuple[list[str], dict[str, str], dict[str, str]]:
+def restore_recipe(file_name: str, decode: Decode, extras: list[dict[str, t.Any]], archive_format: str,
+                   container: dict[str, t.Any] | None = None) -> Recipe:
     """The standard commands that restore this archive without lifeboat.ops (placeholders in capitals), the
     environment they read and what this archive's placeholders mean beyond the usual.
 
     A dump made in the server's container restores through that container's clients: the host's may be older than
     the server and unable to read its dump (pg_restore 15 refuses a PostgreSQL 17 dump), and the container has no
     zstd or age, so this host decodes and pipes into ``docker exec -i``."""
-    decode = " | ".join(_manifest.decode_commands(file_name, options.compression, options.encryption))
     run, run_fed = ("", "") if container is None else (f"{_IN_CONTAINER} CONTAINER ", f"{_IN_CONTAINER} -i CONTAINER ")
     commands = []
     for extra in extras:
-        extra_decode = " | ".join(
-            _manifest.decode_commands(extra["file"], options.compression, options.encryption)
-        )
-        commands.append(f"{extra_decode} | {run_fed}psql --dbname=postgres --set=ON_ERROR_STOP=0")
+        commands.append(f"{decode(extra['file'])} | {run_fed}psql --dbname=postgres --set=ON_ERROR_STOP=0")
     commands.append(f"{run}createdb --template=template0 TARGET_DB")
     if archive_format == "pg_dump-custom":
-        commands.append(f"{decode} | {run_fed}pg_restore --exit-on-error --dbname=TARGET_DB")
+        commands.append(f"{decode(file_name)} | {run_fed}pg_restore --exit-on-error --dbname=TARGET_DB")
     else:
         commands += [
             "mkdir RESTORE_DIR",
-            f"{decode} | tar -x -C RESTORE_DIR",
+            f"{decode(file_name)} | tar -x -C RESTORE_DIR",
             "pg_restore --exit-on-error --jobs=4 --dbname=TARGET_DB RESTORE_DIR",
         ]
     if container is None:

@@ -119,7 +119,7 @@ def postgresql_dump(run: Run) -> Outcome:
     manifest = result["manifest_data"]
     return Outcome(changed=True, result={"server_version": manifest["server"]["version"],
                                          "pg_dump_version": manifest["tool"]["version"],
-                                         **dump_result(result, request.archive, run)})
+                                         **dump_result(result, run)})
 
 
 def postgres_restore_request(params: dict[str, t.Any], connection: PgConnection, archive: str

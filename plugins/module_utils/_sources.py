@@ -422,7 +422,7 @@ class Files(Source):
             **{name: list(params.get(name) or []) for name in _files_source.files_spec()})
 
     def dump(self, request: t.Any) -> dict[str, t.Any]:
-        return _files_source.dump(request, _files_source.stop_during_backup(request, database_source))
+        return _files_source.dump(request, database_source)
 
     def restore_whole(self, params: dict[str, t.Any], database: str, archive: str,
                       safety_dump: ArchiveOptions) -> dict[str, t.Any]:
