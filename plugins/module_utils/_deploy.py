@@ -52,7 +52,7 @@ from . import (
     _switch,
 )
 from ._archive import ArchiveOptions
-from ._clients import docker_sdk
+from ._clients import docker_client, docker_sdk
 from ._common import LifeboatError, lock_owner_alive, one_line, pid_alive, process_start, redact, register_secret
 
 COLORS = ("blue", "green")
@@ -343,7 +343,7 @@ class Engine:
     def __init__(self) -> None:
         self.docker = docker_sdk()
         try:
-            self.client = self.docker.from_env(timeout=120)
+            self.client = docker_client(timeout=120)
             self.client.ping()
         except self.docker.errors.DockerException as exc:
             raise LifeboatError(f"cannot reach the Docker engine: {one_line(exc)}") from None

@@ -40,6 +40,7 @@ from ._archive import (
 )
 from ._clients import HOST, docker_api, docker_sdk
 from ._common import LifeboatError, PrivateDir, find_binary, first_few, one_line
+from ._docker_engine import engine_url
 from ._files import exchange_paths
 from ._pipeline import Decryption
 from ._signing import Trust, host_trust
@@ -405,7 +406,7 @@ def plan_restore(request: RestoreRequest, manifest: dict[str, t.Any]) -> list[Ta
 
 
 def _docker_running() -> bool:
-    return os.path.exists(os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock").replace("unix://", ""))
+    return os.path.exists(engine_url().replace("unix://", ""))
 
 
 def restore(request: RestoreRequest) -> dict[str, t.Any]:
