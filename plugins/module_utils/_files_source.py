@@ -39,10 +39,10 @@ from ._archive import (
     write_archive,
 )
 from ._clients import HOST, docker_api, docker_sdk
+from ._codecs import Decryption
 from ._common import LifeboatError, PrivateDir, find_binary, first_few, one_line
 from ._docker_engine import engine_url
 from ._files import exchange_paths
-from ._pipeline import Decryption
 from ._signing import Trust, host_trust
 
 ARCHIVE_FORMAT = "tar-posix"

@@ -18,10 +18,10 @@ import typing as t
 from . import _catalog, _manifest, _signing
 from ._archive import ArchiveOptions, resolve_archive
 from ._clients import ContainerClient, HostClient, client_for
+from ._codecs import COMPRESSIONS, Decryption, Encryption
 from ._common import LifeboatError
 from ._manifest import default_job
 from ._module_frame import Outcome, Run
-from ._pipeline import COMPRESSIONS, Decryption, Encryption
 
 
 def login_spec() -> dict[str, t.Any]:
@@ -254,7 +254,7 @@ def restore_task(run: Run, engine: t.Any, build: t.Callable[[str], t.Any],
                  restored: t.Callable[[dict[str, t.Any]], dict[str, t.Any]]) -> Outcome:
     """A restore module's work, the same for every engine: choose the archive, plan (all check mode does), restore.
 
-    ``engine`` is ``_postgres`` or ``_mongo`` (passed in: this module imports neither); ``build(archive)`` its
+    ``engine`` is ``_postgres_restore`` or ``_mongo_restore`` (passed in: this module imports neither); ``build(archive)`` its
     RestoreRequest; ``planned`` and ``restored`` pick what the module returns of the plan and of the restore (the
     restore's values win where both name a key).
     """

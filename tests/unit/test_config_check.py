@@ -10,8 +10,8 @@ import pytest
 
 from ansible_collections.lifeboat.ops.plugins.module_utils import _config, _manifest, _mongo, _params, _postgres
 from ansible_collections.lifeboat.ops.plugins.module_utils._archive import decode_pipe
+from ansible_collections.lifeboat.ops.plugins.module_utils._codecs import Encryption
 from ansible_collections.lifeboat.ops.plugins.module_utils._common import LifeboatError
-from ansible_collections.lifeboat.ops.plugins.module_utils._pipeline import Encryption
 
 ZSTD = functools.partial(decode_pipe, "zstd", Encryption())  # how an unencrypted zstd archive of a run decodes
 
