@@ -56,7 +56,7 @@ from ._files import write_all
 from ._pipes import as_pipe, follow_file, grow_pipe, pump, pump_teed
 
 # The variable that tells a producer which descriptor to report its output's "SHA256 BYTES" on (our exec helper,
-# _docker_exec.PLAIN_DIGEST_FD: a module of its own that imports nothing of ours).
+# _docker_exec.PLAIN_DIGEST_FD: a module of its own that imports only _docker_engine).
 PLAIN_DIGEST_FD = "LIFEBOAT_PLAIN_DIGEST_FD"
 NO_ENCRYPTION, NO_DECRYPTION = Encryption(), Decryption()  # frozen: safe as defaults
 # The last line of the exec helper (_docker_exec.killed_line) when the client in the container was killed by a signal.
