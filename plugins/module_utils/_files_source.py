@@ -273,12 +273,12 @@ def _reading(guard: t.ContextManager[t.Any], producer: Producer, index: _tar_ind
              server: dict[str, t.Any], _destination: str) -> t.Iterator[Producer]:
     """tar's stream while the containers that write into the roots are stopped (the manifest's ``server`` says so)."""
     with guard as stopped:
-        server.update(stopped_record(stopped))
         try:
             yield producer
         except BaseException:
             index.abandon()  # the stream's own failure is the one to tell
             raise
+    server.update(stopped_record(stopped))  # once they run again: their downtime is known only now
 
 
 def _indexed_counts(index: _tar_index.TarIndex, roots: list[dict[str, t.Any]], _stream: t.Any) -> dict[str, int]:
