@@ -228,10 +228,10 @@ def child_main(spec: dict) -> None:
     """In a child process: one library dump; prints its wall and CPU seconds and peak RSS (VmHWM) as JSON."""
     sys.path.insert(0, collections_root(spec["source"]))
     # pylint: disable=import-outside-toplevel
-    from ansible_collections.lifeboat.ops.plugins.module_utils import _archive, _mongo, _pipeline, _postgres
+    from ansible_collections.lifeboat.ops.plugins.module_utils import _archive, _codecs, _mongo, _postgres
 
     archive = _archive.ArchiveOptions(destination=spec["dest"], job="bench", compression_level=spec["level"],
-                                      encryption=_pipeline.Encryption(recipients=tuple(spec["recipients"])))
+                                      encryption=_codecs.Encryption(recipients=tuple(spec["recipients"])))
     bed, pg = spec["bed"], spec["engine"] == "postgres"
     login = {key.lower(): bed[f"LIFEBOAT_{'PG' if pg else 'MONGO'}_{key}"] for key in ("HOST", "PORT", "USER", "PASSWORD_FILE")}
     login["port"] = int(login["port"])

@@ -35,18 +35,23 @@ def child_main(spec: dict) -> None:
     """In a child process: one library restore, timed by phase; prints JSON (seconds, phases, peak RSS)."""
     sys.path.insert(0, collections_root(REPO))
     # pylint: disable=import-outside-toplevel
-    from ansible_collections.lifeboat.ops.plugins.module_utils import _mongo, _postgres
+    from ansible_collections.lifeboat.ops.plugins.module_utils import (
+        _mongo,
+        _mongo_restore,
+        _postgres,
+        _postgres_restore,
+    )
 
     bed, pg = spec["bed"], spec["engine"] == "postgresql"
     login = {key.lower(): bed[f"LIFEBOAT_{'PG' if pg else 'MONGO'}_{key}"] for key in ("HOST", "PORT", "USER", "PASSWORD_FILE")}
     login["port"] = int(login["port"])
     began = time.perf_counter()
     if pg:
-        request = _postgres.RestoreRequest(connection=_postgres.PgConnection.from_options(**login),
+        request = _postgres_restore.RestoreRequest(connection=_postgres.PgConnection.from_options(**login),
                                            archive_path=spec["archive"], target_database=spec["target"])
         engine = _postgres
     else:
-        request = _mongo.RestoreRequest(connection=_mongo.MongoConnection.from_options(**login, auth_database="admin"),
+        request = _mongo_restore.RestoreRequest(connection=_mongo.MongoConnection.from_options(**login, auth_database="admin"),
                                         archive_path=spec["archive"], target_database=spec["target"],
                                         parallel_collections=spec["parallel_collections"])
         engine = _mongo
@@ -252,7 +257,7 @@ def bench_mongo(args, bed, workdir, ansible_env) -> dict:
         handle.write(f"uri: {json.dumps(bench_dump.mongo_uri(bed))}\n")
     sys.path.insert(0, collections_root(REPO))
     # pylint: disable=import-outside-toplevel
-    from ansible_collections.lifeboat.ops.plugins.module_utils import _archive, _mongo
+    from ansible_collections.lifeboat.ops.plugins.module_utils import _archive, _mongo, _mongo_restore
 
     login = {key.lower(): bed[f"LIFEBOAT_MONGO_{key}"] for key in ("HOST", "PORT", "USER", "PASSWORD_FILE")}
     login["port"] = int(login["port"])
@@ -263,7 +268,7 @@ def bench_mongo(args, bed, workdir, ansible_env) -> dict:
             _archive.ArchiveOptions(destination=f"{workdir}/mongo", job=database), database=database))["archive"]
     client.drop_database("bench_restore_tiny")
     tools = bed["LIFEBOAT_TOOLS_BIN"]
-    parallel = args.mongo_parallel_collections or _mongo.RESTORE_PARALLEL_COLLECTIONS
+    parallel = args.mongo_parallel_collections or _mongo_restore.RESTORE_PARALLEL_COLLECTIONS
     module_login = {f"login_{key}": value for key, value in login.items()}
 
     def raw(database: str, flags: str = ""):
@@ -286,7 +291,7 @@ def bench_mongo(args, bed, workdir, ansible_env) -> dict:
     # The library's own mongorestore settings (its parallelism defaults, --stopOnError) in the raw pipeline: what the
     # library adds on top of the tool, apart from what its settings gain or lose against the tool's defaults.
     same_flags = (f"--numParallelCollections={parallel} "
-                  f"--numInsertionWorkersPerCollection={_mongo.RESTORE_INSERTION_WORKERS} --stopOnError")
+                  f"--numInsertionWorkersPerCollection={_mongo_restore.RESTORE_INSERTION_WORKERS} --stopOnError")
     variants = {raw_name: raw("bench_restore_src"),
                 "raw, the library's mongorestore settings": raw("bench_restore_src", same_flags),
                 "library restore": library("bench_restore_src"),

@@ -7,8 +7,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as _dt
+import functools
 import os
 import subprocess
 import time
@@ -16,18 +18,10 @@ import typing as t
 from dataclasses import dataclass, field
 
 from . import _manifest, _retention, _signing
+from ._codecs import Decryption, Encryption, validate_compression, validate_encryption
 from ._common import LifeboatError, child_env, find_binary, first_few
 from ._files import ArchiveFile, sha256_file, write_file_atomic
-from ._pipeline import (
-    Decryption,
-    Encryption,
-    StreamResult,
-    read_stream,
-    stop_requested,
-    validate_compression,
-    validate_encryption,
-    write_stream,
-)
+from ._pipeline import StreamResult, read_stream, stop_requested, write_stream
 
 _NAME_WAITS = 3  # seconds a run waits at most for a name of its own (then the commit refuses, as before)
 
@@ -179,6 +173,129 @@ def commit_with_manifest(archives: t.Sequence[ArchiveFile], manifest_path: str, 
             _signing.publish_public_key(os.path.dirname(manifest_path), manifest["signer"])
         except (OSError, LifeboatError):
             pass
+
+
+Decode = t.Callable[[str], str]  # a file of this run -> the shell pipe that decrypts and decompresses it (by hand)
+Recipe = tuple[list[str], dict[str, str], dict[str, str]]  # restore commands, their environment, placeholders
+
+
+@dataclass
+class Producer:
+    """A command whose stdout is an archive's plain stream, and how the pipeline treats it."""
+
+    argv: list[str]
+    name: str = "dump"
+    env: dict[str, str] | None = None
+    on_stderr: t.Callable[[str], None] | None = None
+    ok_codes: t.Collection[int] = (0,)
+    on_plain: t.Callable[[bytes], None] | None = None
+    reports_digest: bool = False  # the producer hashes its own output (_pipeline.write_stream's producer_hashes)
+    hash_plain: bool = True
+
+
+@dataclass
+class Extra:
+    """Another archive of the same run and manifest (PostgreSQL's roles and tablespaces), streamed after the main one."""
+
+    kind: str  # what the manifest's extras entry calls it: "globals"
+    suffix: str  # its file's kind in the name: "globals.sql"
+    producer: Producer
+    tool: str
+
+
+@dataclass
+class SourceDump:
+    """What a source hands to :func:`write_archive`: its stream, what it counted, and how to restore it by hand.
+
+    Everything else (the destination, the name, the pipeline, the manifest, the signature, the commit or the
+    discard) is the archive core's, the same for every source.
+    """
+
+    engine: str
+    database: str | None
+    kind: str  # the archive's kind in its name: "pgdump", "mongo.archive", "files.tar"
+    archive_format: str
+    # Entered once the destination is ready and left right after the stream: it yields the producer (and may stop
+    # containers, or dump into a private directory of the destination first, for as long as the stream lasts).
+    stream: t.Callable[[str], t.ContextManager[Producer]]  # the destination -> its context
+    tool: dict[str, str]
+    server: dict[str, t.Any]
+    options: dict[str, t.Any]
+    # Once the main stream ended: the counts the manifest records; raising refuses the archive (nothing is kept).
+    counts: t.Callable[[StreamResult], dict[str, int]]
+    # (archive file name, decode, extras) -> the standard commands that restore it without this collection.
+    restore: t.Callable[[str, Decode, list[dict[str, t.Any]]], Recipe]
+    compression: str | None = None  # the pipeline's, when not the options' (mongodump --gzip compresses inside)
+    extras: list[Extra] = field(default_factory=list)
+    more: t.Callable[[], dict[str, t.Any]] | None = None  # further manifest sections, once counted (indexes, files)
+
+
+def ready(producer: Producer) -> t.Callable[[str], t.ContextManager[Producer]]:
+    """A SourceDump's ``stream`` for a producer that needs nothing set up first."""
+    return lambda _destination: contextlib.nullcontext(producer)
+
+
+def write_archive(options: ArchiveOptions, source: SourceDump) -> dict[str, t.Any]:
+    """The one sequence every dump runs: options checked, destination ready, stream -> manifest -> sign -> commit,
+    or discard. An archive gets its final name only once its whole stream succeeded and was checksummed and its
+    manifest is built; any failure on the way leaves no archive under a final name.
+
+    Returns ``archive`` (its path), ``manifest`` (the manifest's path), ``manifest_data``, and what a module
+    reports of the signing key (``signing_key``, ``signing_key_created``).
+    """
+    options.validate()
+    options.prepare_destination()
+    started = options.start_time()
+    compression = source.compression or options.compression
+    path = options.path_for(started, source.kind, compression)
+    archives: list[ArchiveFile] = []
+    try:
+        with source.stream(options.destination) as producer:
+            archive, stream = _stream_into(path, producer, options, compression)
+            archives.append(archive)
+        counts = source.counts(stream)
+        extras = [_stream_extra(extra, options, started, archives) for extra in source.extras]
+        finished = _manifest.utc_now()
+        decode = functools.partial(decode_pipe, compression, options.encryption)
+        commands, environment, meanings = source.restore(os.path.basename(path), decode, extras)
+        manifest = _manifest.build(
+            job=options.job, engine=source.engine, database=source.database, archive_path=path,
+            archive_format=source.archive_format, stream=stream, compression=options.compression,
+            compression_level=options.compression_level, encryption=options.encryption, tool=source.tool,
+            server=source.server, counts=counts, started=started, finished=finished, restore_commands=commands,
+            restore_environment=environment, restore_placeholders=meanings, options=source.options, extras=extras,
+        )
+        manifest.update(source.more() if source.more else {})
+    except BaseException:
+        for archive in archives:
+            archive.discard()
+        raise
+    manifest_file = _manifest.manifest_path(path)
+    commit_with_manifest(archives, manifest_file, manifest, options.signing_key)
+    return {"archive": path, "manifest": manifest_file, "manifest_data": manifest,
+            "signing_key": options.signing_key, "signing_key_created": options.key_created}
+
+
+def _stream_into(path: str, producer: Producer, options: ArchiveOptions, compression: str
+                 ) -> tuple[ArchiveFile, StreamResult]:
+    return stream_to_archive(
+        path, producer.argv, options, compression=compression, producer_env=producer.env,
+        producer_name=producer.name, on_producer_stderr=producer.on_stderr, producer_ok_codes=producer.ok_codes,
+        on_plain=producer.on_plain, producer_hashes=producer.reports_digest, hash_plain=producer.hash_plain,
+    )
+
+
+def _stream_extra(extra: Extra, options: ArchiveOptions, started: _dt.datetime, archives: list[ArchiveFile]
+                  ) -> dict[str, t.Any]:
+    path = options.path_for(started, extra.suffix)
+    archive, stream = _stream_into(path, extra.producer, options, options.compression)
+    archives.append(archive)
+    return {"kind": extra.kind, "file": os.path.basename(path), "size": stream.stored_bytes,
+            "sha256": stream.stored_sha256, "plain_sha256": stream.plain_sha256, "tool": extra.tool}
+
+
+def decode_pipe(compression: str, encryption: Encryption, file_name: str) -> str:
+    return " | ".join(_manifest.decode_commands(file_name, compression, encryption))
 
 
 def safety_dump_options(base: ArchiveOptions, manifest: dict[str, t.Any], decryption: Decryption,

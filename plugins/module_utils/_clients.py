@@ -31,6 +31,7 @@ import typing as t
 
 from . import _docker_exec  # imported, not only named: Ansible packs into a module's payload what it imports
 from ._common import LifeboatError, PrivateDir, child_env, find_binary, one_line, tool_version
+from ._docker_engine import engine_client
 
 SECRET_VARIABLE = "LIFEBOAT_SECRET_FILE"
 # In the container, a here-document of dash (every Debian and Ubuntu image's sh) is a pipe: the content is on no disk.
@@ -100,11 +101,16 @@ def docker_sdk() -> t.Any:
     return docker
 
 
+def docker_client(timeout: int | None = None) -> t.Any:
+    """The docker SDK's high-level client of the engine (containers, images, networks as objects)."""
+    return engine_client(docker_sdk(), high_level=True, timeout=timeout)
+
+
 def docker_api() -> t.Any:
     """A client of the Docker Engine API (DOCKER_HOST, else the local socket), or a one-line error."""
     docker = docker_sdk()
     try:
-        return docker.APIClient(base_url=os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock"), version="auto")
+        return engine_client(docker)
     except docker.errors.DockerException as exc:
         raise LifeboatError(f"cannot reach the Docker engine: {one_line(exc)}") from None
 
@@ -117,8 +123,7 @@ class ContainerClient:
     def __init__(self, reference: str) -> None:
         docker = docker_sdk()
         try:
-            self._api = docker.APIClient(base_url=os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock"),
-                                         version="auto")
+            self._api = engine_client(docker)
             info = self._api.inspect_container(reference)
         except docker.errors.NotFound:
             raise LifeboatError(f"container {reference} does not exist on this host") from None

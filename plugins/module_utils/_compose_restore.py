@@ -34,10 +34,10 @@ from dataclasses import dataclass, field
 from . import _catalog, _docker_apps, _files_source, _signing, _sources, _tar_index
 from ._archive import load_trusted
 from ._clients import docker_api, docker_sdk
+from ._codecs import Decryption
 from ._common import LifeboatError, TargetHoldsData, first_few, one_line
 from ._module_frame import Outcome, Run
 from ._params import decryption, decryption_options, trust
-from ._pipeline import Decryption
 from ._stopped_notes import notes_dir
 from ._stopping import STOP_TIMEOUT_SECONDS, _mounts_read, stopped
 

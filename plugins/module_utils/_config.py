@@ -18,7 +18,7 @@ import re
 import typing as t
 from dataclasses import dataclass, field
 
-from . import _manifest, _offsite, _params, _pipeline, _retention, _signing, _sources, _status, _verify
+from . import _codecs, _manifest, _offsite, _params, _retention, _signing, _sources, _status, _verify
 from ._common import LifeboatError, read_secret_file
 
 ENGINES = _sources.NAMES
@@ -90,7 +90,7 @@ class Job:
         request.validate()
         return request
 
-    def decryption(self) -> _pipeline.Decryption:
+    def decryption(self) -> _codecs.Decryption:
         """What verification opens archives with: the verify section's, or the passphrase the job encrypts with."""
         return _params.decryption({
             **self.verify,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import socket
 import typing as t
 
-from ._clients import docker_sdk
+from ._clients import docker_client, docker_sdk
 from ._common import LifeboatError, one_line, redact
 from ._deploy_records import now
 
@@ -34,7 +34,7 @@ class DockerHost:
     def __init__(self) -> None:
         self.docker = docker_sdk()
         try:
-            self.client = self.docker.from_env(timeout=120)
+            self.client = docker_client(timeout=120)
             self.client.ping()
         except self.docker.errors.DockerException as exc:
             raise LifeboatError(f"cannot reach the Docker engine: {one_line(exc)}") from None

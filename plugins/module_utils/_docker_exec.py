@@ -29,6 +29,8 @@ import threading
 import time
 import typing as t
 
+from ._docker_engine import engine_client
+
 EXIT_NOT_STARTED = 125  # like `docker exec`: the command could not be started in the container
 CHUNK = 1 << 20
 # The Engine API's multiplexed stream: frames of an 8-byte header (stream 1 or 2, three zero bytes, big-endian
@@ -152,7 +154,7 @@ def run(container: str, argv: list[str], env_names: list[str], name: str | None 
     import docker  # pylint: disable=import-outside-toplevel
 
     tally = _Tally()
-    api = docker.APIClient(base_url=os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock"), version="auto")
+    api = engine_client(docker)
     environment = {name: os.environ[name] for name in env_names if name in os.environ}
     # stdin only when something feeds it: an exec with an open stdin nobody closes never sees its end.
     with_stdin = not _is_devnull(0)
@@ -248,7 +250,7 @@ def _stop_exec(exec_id: str, grace: float = 5.0) -> None:
     """SIGTERM to the exec's process (its host PID) if it still runs; SIGKILL if it has not ended after ``grace`` s."""
     import docker  # pylint: disable=import-outside-toplevel
 
-    api = docker.APIClient(base_url=os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock"), version="auto")
+    api = engine_client(docker)
 
     def running_pid() -> int | None:
         info = api.exec_inspect(exec_id)

@@ -34,7 +34,7 @@ def files_backup(run: Run) -> Outcome:
     server = result["manifest_data"]["server"]
     stopped = {key: server[key] for key in ("stopped_containers", "downtime_seconds") if key in server}
     return Outcome(changed=True, result={"roots": files["roots"], "changed_while_read": files["changed_while_read"],
-                                         **stopped, **_params.dump_result(result, request.archive, run)})
+                                         **stopped, **_params.dump_result(result, run)})
 
 
 def files_restore_spec() -> dict[str, t.Any]:

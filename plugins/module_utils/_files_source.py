@@ -18,6 +18,7 @@ import contextlib
 import dataclasses
 import errno
 import fnmatch
+import functools
 import os
 import re
 import shutil
@@ -28,16 +29,20 @@ from dataclasses import dataclass, field
 from . import _manifest, _stopped_notes, _stopping, _tar_index
 from ._archive import (
     ArchiveOptions,
-    commit_with_manifest,
+    Decode,
+    Producer,
+    Recipe,
+    SourceDump,
     load_trusted,
     read_for_restore,
     safety_dump_options,
-    stream_to_archive,
+    write_archive,
 )
 from ._clients import HOST, docker_api, docker_sdk
+from ._codecs import Decryption
 from ._common import LifeboatError, PrivateDir, find_binary, first_few, one_line
+from ._docker_engine import engine_url
 from ._files import exchange_paths
-from ._pipeline import Decryption
 from ._signing import Trust, host_trust
 
 ARCHIVE_FORMAT = "tar-posix"
@@ -176,11 +181,11 @@ def _strip(item: dict[str, t.Any]) -> int:
     return item["member"].count("/")
 
 
-def restore_commands(file_name: str, roots: list[dict[str, t.Any]], options: ArchiveOptions) -> list[str]:
+def restore_commands(file_name: str, decode: Decode, _extras: list[dict[str, t.Any]], roots: list[dict[str, t.Any]]
+                     ) -> Recipe:
     """Commands that put every root back where it was, without lifeboat.ops: a volume into its directory on this
     host (made by ``docker volume create`` when it is gone, as after ``docker compose down -v``; wherever this
     host's Docker keeps it), a path to its own place."""
-    decode = " | ".join(_manifest.decode_commands(file_name, options.compression, options.encryption))
     extract = " ".join(TAR_EXTRACT).replace("=*", "='*'")
     commands = ["# stop the containers that use these volumes and paths first; each command puts one back where it "
                 "was (a volume into an empty one: right after docker compose up, or made here)"]
@@ -191,15 +196,19 @@ def restore_commands(file_name: str, roots: list[dict[str, t.Any]], options: Arc
             # The root lands as its own last name (_data, the local driver's) in the volume's folder.
             inside = f"\"$(docker volume inspect --format '{{{{ .Mountpoint }}}}' {name})/..\""
             commands += [f"docker volume create {name}",
-                         f"{decode} | tar -x -f - -C {inside} --strip-components={_strip(item)} {extract} {member}"]
+                         f"{decode(file_name)} | tar -x -f - -C {inside} --strip-components={_strip(item)} {extract} {member}"]
         else:
-            commands.append(f"{decode} | tar -x -f - -C / {extract} {member}")
-    return commands
+            commands.append(f"{decode(file_name)} | tar -x -f - -C / {extract} {member}")
+    return commands, {}, {}
 
 
-def plan_dump(request: DumpRequest) -> list[dict[str, t.Any]]:
-    """The roots a run reads, after every refusal it makes before it writes anything (check mode's answer too)."""
-    request.validate()
+def plan_dump(request: DumpRequest, archive_checked: bool = True) -> list[dict[str, t.Any]]:
+    """The roots a run reads, after every refusal it makes before it writes anything (check mode's answer too).
+    ``archive_checked``: the archive options too (a dump leaves them to the archive core, which checks them first)."""
+    if archive_checked:
+        request.validate()
+    elif not request.volumes and not request.paths:
+        raise LifeboatError("give volumes or paths to back up")
     roots = resolve_roots(request.volumes, request.paths)
     destination = os.path.realpath(request.archive.destination)  # checked before it is made
     for item in roots:
@@ -209,12 +218,10 @@ def plan_dump(request: DumpRequest) -> list[dict[str, t.Any]]:
     return roots
 
 
-def dump(request: DumpRequest, consistent: t.Callable[[list[dict[str, t.Any]]], t.ContextManager[t.Any]] | None = None
-         ) -> dict[str, t.Any]:
-    """Archive the request's roots. ``consistent`` wraps the read (stopping the containers that write there)."""
-    options = request.archive
-    started = options.start_time()
-    roots = plan_dump(request)
+def dump(request: DumpRequest, database_of: _stopping.DatabaseOf | None = None) -> dict[str, t.Any]:
+    """Archive the request's roots through the archive core. ``database_of`` (the table's ``_sources.database_source``):
+    the containers that write into the roots are stopped while they are read, and always started again."""
+    roots = plan_dump(request, archive_checked=False)
     changed: list[str] = []
     warnings: list[str] = []
 
@@ -230,51 +237,58 @@ def dump(request: DumpRequest, consistent: t.Callable[[list[dict[str, t.Any]]], 
             warnings.append(text)
 
     index = _tar_index.TarIndex(roots)
-    path = options.path_for(started, KIND)
-    # Calling consistent() makes its refusals (a running database's data directory), entering it stops: nothing is
-    # made on a refusal, and no container is stopped for a destination that cannot be made.
-    guard = consistent(roots) if consistent else contextlib.nullcontext(None)
-    options.prepare_destination()
-    with contextlib.ExitStack() as stack:
-        stopped = stack.enter_context(guard)
-        private = stack.enter_context(PrivateDir())
+    server: dict[str, t.Any] = {"host": socket.gethostname()}
+    # Deciding which containers to stop makes its refusals (a running database's data directory) before anything is
+    # written; they are stopped only once the archive core entered the stream, after it made the destination.
+    stopping = containers_to_stop(request, roots, database_of) if database_of is not None else []
+    guard = _stopping.stopped(stopping, _stopped_notes.notes_dir(), request.archive.job, request.archive.destination) \
+        if database_of is not None else contextlib.nullcontext(None)
+    with PrivateDir() as private:
+        producer = Producer(tar_command(roots, request, private), "tar", on_stderr=on_line, ok_codes=(0, 1),
+                            on_plain=index.feed, hash_plain=False)
+        return write_archive(request.archive, SourceDump(
+            engine="files",
+            database=None,
+            kind=KIND,
+            archive_format=ARCHIVE_FORMAT,
+            stream=functools.partial(_reading, guard, producer, index, server),
+            tool={"name": "tar", "version": HOST.version(find_binary("tar"))},
+            server=server,
+            options={"volumes": request.volumes, "paths": request.paths, "include": request.include,
+                     "exclude": request.exclude, "stop_containers": request.stop_containers},
+            counts=functools.partial(_indexed_counts, index, roots),
+            restore=functools.partial(restore_commands, roots=roots),
+            more=lambda: {"files": {
+                "roots": [{**item, "files": index.counts[item["label"]], "bytes": index.bytes[item["label"]]}
+                          for item in roots],
+                "entries": index.entries,
+                "changed_while_read": changed,
+                "warnings": warnings,
+            }},
+        ))
+
+
+@contextlib.contextmanager
+def _reading(guard: t.ContextManager[t.Any], producer: Producer, index: _tar_index.TarIndex,
+             server: dict[str, t.Any], _destination: str) -> t.Iterator[Producer]:
+    """tar's stream while the containers that write into the roots are stopped (the manifest's ``server`` says so)."""
+    with guard as stopped:
         try:
-            archive, stream = stream_to_archive(
-                path, tar_command(roots, request, private), options, producer_name="tar", on_producer_stderr=on_line,
-                producer_ok_codes=(0, 1), on_plain=index.feed, hash_plain=False)
+            yield producer
         except BaseException:
             index.abandon()  # the stream's own failure is the one to tell
             raise
-    try:
-        index.finish()
-        counts = index.counts
-        if not any(counts.values()):
-            shown = ", ".join(item["label"] for item in roots)
-            raise LifeboatError(f"nothing to back up: {shown} hold no files (after include and exclude); "
-                                "the archive would be empty, so it was not kept")
-        finished = _manifest.utc_now()
-        manifest = _manifest.build(
-            job=options.job, engine="files", database=None, archive_path=path, archive_format=ARCHIVE_FORMAT,
-            stream=stream, compression=options.compression, compression_level=options.compression_level,
-            encryption=options.encryption, tool={"name": "tar", "version": HOST.version(find_binary("tar"))},
-            server={"host": socket.gethostname(), **stopped_record(stopped)},
-            counts=counts, started=started, finished=finished,
-            restore_commands=restore_commands(os.path.basename(path), roots, options),
-            options={"volumes": request.volumes, "paths": request.paths, "include": request.include,
-                     "exclude": request.exclude, "stop_containers": request.stop_containers},
-        )
-        manifest["files"] = {
-            "roots": [{**item, "files": counts[item["label"]], "bytes": index.bytes[item["label"]]} for item in roots],
-            "entries": index.entries,
-            "changed_while_read": changed,
-            "warnings": warnings,
-        }
-        manifest_file = _manifest.manifest_path(path)
-        commit_with_manifest([archive], manifest_file, manifest, options.signing_key)
-    except BaseException:
-        archive.discard()
-        raise
-    return {"archive": path, "manifest": manifest_file, "manifest_data": manifest}
+    server.update(stopped_record(stopped))  # once they run again: their downtime is known only now
+
+
+def _indexed_counts(index: _tar_index.TarIndex, roots: list[dict[str, t.Any]], _stream: t.Any) -> dict[str, int]:
+    """Files per root, read from the stored stream; none at all refuses the archive."""
+    index.finish()
+    if not any(index.counts.values()):
+        shown = ", ".join(item["label"] for item in roots)
+        raise LifeboatError(f"nothing to back up: {shown} hold no files (after include and exclude); "
+                            "the archive would be empty, so it was not kept")
+    return index.counts
 
 
 def stopped_record(stopped: list[str] | None) -> dict[str, t.Any]:
@@ -296,18 +310,6 @@ def containers_to_stop(request: DumpRequest, roots: list[dict[str, t.Any]],
     containers = _stopping.containers_to_stop(request.archive.job, request.stop_containers, volumes, paths)
     _stopping.refuse_live_data_dirs(volumes, paths, {container["id"] for container in containers}, database_of)
     return containers
-
-
-def stop_during_backup(request: DumpRequest, database_of: _stopping.DatabaseOf
-                       ) -> t.Callable[[list[dict[str, t.Any]]], t.ContextManager[t.Any]]:
-    """The containers that write into the roots are stopped while they are read, and always started again. The call
-    decides which (and refuses); the context it returns stops them when entered (none: it touches nothing)."""
-
-    def consistent(roots: list[dict[str, t.Any]]) -> t.ContextManager[list[str]]:
-        return _stopping.stopped(containers_to_stop(request, roots, database_of), _stopped_notes.notes_dir(),
-                                 request.archive.job, request.archive.destination)
-
-    return consistent
 
 
 # Restores -------------------------------------------------------------------------------------------------------
@@ -404,7 +406,7 @@ def plan_restore(request: RestoreRequest, manifest: dict[str, t.Any]) -> list[Ta
 
 
 def _docker_running() -> bool:
-    return os.path.exists(os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock").replace("unix://", ""))
+    return os.path.exists(engine_url().replace("unix://", ""))
 
 
 def restore(request: RestoreRequest) -> dict[str, t.Any]:

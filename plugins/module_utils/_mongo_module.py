@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import typing as t
 
-from . import _mongo
+from . import _mongo, _mongo_restore
 from ._clients import ContainerClient, HostClient
 from ._module_frame import Outcome, Run
 from ._mongo import MongoConnection
@@ -64,8 +64,8 @@ def mongorestore_parallel_options() -> dict[str, t.Any]:
     """How many collections mongorestore restores at a time, and how many inserters each gets (mongodb_restore,
     the restore role)."""
     return {
-        "parallel_collections": {"type": "int", "default": _mongo.RESTORE_PARALLEL_COLLECTIONS},
-        "insertion_workers_per_collection": {"type": "int", "default": _mongo.RESTORE_INSERTION_WORKERS},
+        "parallel_collections": {"type": "int", "default": _mongo_restore.RESTORE_PARALLEL_COLLECTIONS},
+        "insertion_workers_per_collection": {"type": "int", "default": _mongo_restore.RESTORE_INSERTION_WORKERS},
     }
 
 
@@ -126,12 +126,12 @@ def mongodb_dump(run: Run) -> Outcome:
         return Outcome(changed=True, result={"collections": plan["collections"], "server": plan["server"]})
     result = _mongo.dump(request)
     return Outcome(changed=True, result={"server": result["manifest_data"]["server"],
-                                         **dump_result(result, request.archive, run)})
+                                         **dump_result(result, run)})
 
 
-def mongo_restore_request(params: dict[str, t.Any], connection: MongoConnection, archive: str) -> _mongo.RestoreRequest:
+def mongo_restore_request(params: dict[str, t.Any], connection: MongoConnection, archive: str) -> _mongo_restore.RestoreRequest:
     """The restore request of mongodb_restore's options (a compose app's restore builds its parts' the same way)."""
-    return _mongo.RestoreRequest(
+    return _mongo_restore.RestoreRequest(
         connection=connection,
         archive_path=archive,
         decryption=decryption(params),
@@ -146,9 +146,9 @@ def mongo_restore_request(params: dict[str, t.Any], connection: MongoConnection,
         tools_dir=params.get("tools_dir"),
         trust=trust(params),
         # 0 is a mistake to refuse (RestoreRequest.validate), not a default: only a missing option takes it
-        parallel_collections=option_or(params, "parallel_collections", _mongo.RESTORE_PARALLEL_COLLECTIONS),
+        parallel_collections=option_or(params, "parallel_collections", _mongo_restore.RESTORE_PARALLEL_COLLECTIONS),
         insertion_workers_per_collection=option_or(
-            params, "insertion_workers_per_collection", _mongo.RESTORE_INSERTION_WORKERS),
+            params, "insertion_workers_per_collection", _mongo_restore.RESTORE_INSERTION_WORKERS),
     )
 
 
@@ -176,8 +176,8 @@ MONGODB_RESTORE_RULES: dict[str, t.Any] = {
 def mongodb_restore(run: Run) -> Outcome:
     params = run.params
     connection = mongo_connection(params)  # before the archive: a wrong container is the first error
-    return restore_task(run, _mongo, lambda archive: mongo_restore_request(params, connection, archive),
+    return restore_task(run, _mongo_restore, lambda archive: mongo_restore_request(params, connection, archive),
                         lambda plan: {"expected_counts": plan["expected"], "existing": plan["existing"],
                                       "mechanism": plan["mechanism"], "disk_space": plan["disk_space"],
-                                      "concurrent_writes": _mongo.concurrent_writes(plan["mechanism"], params["drop"])},
+                                      "concurrent_writes": _mongo_restore.concurrent_writes(plan["mechanism"], params["drop"])},
                         lambda result: {key: result[key] for key in ("counts", "restored_documents", "safety_dumps")})

@@ -19,10 +19,10 @@ import typing as t
 from . import _catalog, _manifest, _signing
 from ._archive import ArchiveOptions, resolve_archive
 from ._clients import ContainerClient, HostClient, client_for
+from ._codecs import COMPRESSIONS, Decryption, Encryption
 from ._common import LifeboatError
 from ._manifest import default_job
 from ._module_frame import Outcome, Run
-from ._pipeline import COMPRESSIONS, Decryption, Encryption
 
 
 def login_options() -> dict[str, t.Any]:
@@ -219,17 +219,19 @@ def signature_result(run: Run, archive_path: str, trust: _signing.Trust) -> dict
     return {"signature": status, "allow_unsigned": trust.allow_unsigned}
 
 
-def dump_result(result: dict[str, t.Any], options: ArchiveOptions, run: Run) -> dict[str, t.Any]:
-    """What a dump module returns, read from the manifest it wrote, and who signed it: the public key (also written
-    beside the archives as :data:`_signing.PUBLIC_KEY_NAME`), for other hosts' ``trusted_signers``."""
+def dump_result(result: dict[str, t.Any], run: Run) -> dict[str, t.Any]:
+    """What a dump module returns, read from the manifest it wrote (the archive core's result), and who signed it: the
+    public key (also written beside the archives as :data:`_signing.PUBLIC_KEY_NAME`), for other hosts'
+    ``trusted_signers``."""
     manifest = result["manifest_data"]
-    if options.key_created:
-        run.warn(_signing.key_created_note(options.signing_key, options.destination))
+    destination = os.path.dirname(result["archive"])
+    if result["signing_key_created"]:
+        run.warn(_signing.key_created_note(result["signing_key"], destination))
     return {
         "signer": manifest.get("signer"),
-        "signer_file": os.path.join(options.destination, _signing.PUBLIC_KEY_NAME),
-        "signing_key_file": options.signing_key,
-        "signing_key_created": options.key_created,
+        "signer_file": os.path.join(destination, _signing.PUBLIC_KEY_NAME),
+        "signing_key_file": result["signing_key"],
+        "signing_key_created": result["signing_key_created"],
         "archive": result["archive"],
         "manifest": result["manifest"],
         "sha256": manifest["archive"]["sha256"],
@@ -253,7 +255,7 @@ def restore_task(run: Run, engine: t.Any, build: t.Callable[[str], t.Any],
                  restored: t.Callable[[dict[str, t.Any]], dict[str, t.Any]]) -> Outcome:
     """A restore module's work, the same for every engine: choose the archive, plan (all check mode does), restore.
 
-    ``engine`` is ``_postgres`` or ``_mongo`` (passed in: this module imports neither); ``build(archive)`` its
+    ``engine`` is ``_postgres_restore`` or ``_mongo_restore`` (passed in: this module imports neither); ``build(archive)`` its
     RestoreRequest; ``planned`` and ``restored`` pick what the module returns of the plan and of the restore (the
     restore's values win where both name a key).
     """

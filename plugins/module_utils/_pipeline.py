@@ -21,176 +21,44 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import ctypes
-import errno
 import fcntl
 import functools
 import hashlib
 import os
 import re
-import shutil
 import signal
 import subprocess
 import termios
 import threading
-import time
 import typing as t
 from dataclasses import dataclass
 
+from ._codecs import (
+    DECOMPRESS,
+    Decryption,
+    Encryption,
+    Filter,
+    compressor_argv,
+    decompressor_argv,
+    decryptor,
+    encryptor,
+    tester_argv,
+)
 from ._common import (
     LifeboatError,
     child_env,
-    find_binary,
     last_line,
     on_termination,
-    read_secret_file,
     redact,
     secret_fds_for,
 )
-from ._files import CHUNK, write_all
+from ._files import write_all
+from ._pipes import as_pipe, follow_file, grow_pipe, pump, pump_teed
 
-_F_SETPIPE_SZ = 1031  # Linux: bigger pipes mean fewer, larger reads.
-_FOLLOW_PAUSE = 0.01  # seconds: how long the hasher of the written file waits for the writer to catch up
-_FOLLOW_CHUNK = 4 << 20  # bytes of the written file read back at a time, into one reused buffer
-# A producer that writes small pieces (GNU tar: 10 KiB records) would wake the tee pump for each of them: 100,000
-# wake-ups, reads and hand-overs a GB. After a piece smaller than this, the pump waits a little, so that the next
-# tee(2) finds more; the producer is not held up meanwhile (its pipe has room: the piece was small).
-_GATHER_BELOW = 256 << 10
-_GATHER_PAUSE = 0.001  # seconds
 # The variable that tells a producer which descriptor to report its output's "SHA256 BYTES" on (our exec helper,
-# _docker_exec.PLAIN_DIGEST_FD: a module of its own that imports nothing of ours).
+# _docker_exec.PLAIN_DIGEST_FD: a module of its own that imports only _docker_engine).
 PLAIN_DIGEST_FD = "LIFEBOAT_PLAIN_DIGEST_FD"
-COMPRESSIONS = ("zstd", "gzip", "none")
-SUFFIXES = {"zstd": ".zst", "gzip": ".gz", "none": ""}
-DEFAULT_LEVELS = {"zstd": 3, "gzip": 6}
-
-
-@dataclass(frozen=True)
-class Encryption:
-    """age encryption to public recipients (the host that writes backups cannot read them), or a passphrase."""
-
-    recipients: tuple[str, ...] = ()
-    recipients_files: tuple[str, ...] = ()
-    passphrase_file: str | None = None
-
-    @property
-    def enabled(self) -> bool:
-        return bool(self.recipients or self.recipients_files or self.passphrase_file)
-
-    @property
-    def method(self) -> str:
-        return "age-passphrase" if self.passphrase_file else "age"
-
-
-@dataclass(frozen=True)
-class Decryption:
-    """What opens an encrypted archive: age identity files, or the passphrase file it was made with."""
-
-    identity_files: tuple[str, ...] = ()
-    passphrase_file: str | None = None
-
-
-# The stages that turn stored bytes back into the plain stream (read_stream's filters, by these names).
-DECRYPT = "decrypt"
-DECOMPRESS = "decompress"
-DECODING_STAGES = (DECRYPT, DECOMPRESS)
-
-
-class _Filter(t.NamedTuple):
-    name: str
-    argv: list[str]
-    tty_input: bytes | None = None
-
-
-def validate_compression(compression: str, level: int | None) -> None:
-    if compression not in COMPRESSIONS:
-        raise LifeboatError(f"unknown compression '{compression}'; use one of: {', '.join(COMPRESSIONS)}")
-    if level is not None:
-        low, high = (1, 19) if compression == "zstd" else (1, 9)
-        if compression == "none" or not low <= level <= high:
-            raise LifeboatError(f"compression_level {level} does not fit {compression}; use {low} to {high}")
-
-
-def validate_encryption(encryption: Encryption) -> None:
-    if encryption.passphrase_file:
-        if encryption.recipients or encryption.recipients_files:
-            raise LifeboatError("give either encryption recipients or a passphrase file, not both (age takes one)")
-        read_secret_file(encryption.passphrase_file, "passphrase")
-    for recipient in encryption.recipients:
-        if recipient.upper().startswith("AGE-SECRET-KEY"):  # checked first: never show a part of a secret key
-            raise LifeboatError("an age secret key was given as a recipient; give its public key (age-keygen -y)")
-        if not recipient.startswith(("age1", "ssh-ed25519 ", "ssh-rsa ")):
-            raise LifeboatError(
-                f"'{recipient[:12]}...' is not an age recipient; give public keys (age1... or ssh-ed25519 ...)"
-            )
-    for path in encryption.recipients_files:
-        if not os.path.isfile(path):
-            raise LifeboatError(f"age recipients file {path} does not exist")
-
-
-def compressor_argv(compression: str, level: int | None = None) -> list[str] | None:
-    if compression == "none":
-        return None
-    level = level or DEFAULT_LEVELS[compression]
-    if compression == "zstd":
-        return [find_binary("zstd"), "-q", "-c", "-T0", f"-{level}"]
-    return [_gzip_binary(), "-c", f"-{level}"]
-
-
-def decompressor_argv(compression: str) -> list[str] | None:
-    if compression == "none":
-        return None
-    if compression == "zstd":
-        return [find_binary("zstd"), "-q", "-d", "-c"]
-    return [_gzip_binary(), "-d", "-c"]
-
-
-def tester_argv(compression: str) -> list[str] | None:
-    """Decompress from stdin and check the format's own content checksum (zstd XXH64, gzip CRC32), writing nothing."""
-    if compression == "none":
-        return None
-    if compression == "zstd":
-        return [find_binary("zstd"), "-q", "-t"]
-    return [_gzip_binary(), "-t"]
-
-
-def _gzip_binary() -> str:
-    # pigz writes the same gzip format on every core; plain gzip is the fallback everywhere.
-    return shutil.which("pigz") or find_binary("gzip")
-
-
-def _passphrase_input(path: str, times: int) -> bytes:
-    # age reads a passphrase only from a terminal: it gets one of its own (a pty) with the answer typed in.
-    return (read_secret_file(path, "passphrase") + "\n").encode() * times
-
-
-def encryptor(encryption: Encryption) -> _Filter | None:
-    if not encryption.enabled:
-        return None
-    if encryption.passphrase_file:
-        return _Filter("encrypt", [find_binary("age"), "-e", "-p"], _passphrase_input(encryption.passphrase_file, 2))
-    argv = [find_binary("age"), "-e"]
-    for recipient in encryption.recipients:
-        argv += ["-r", recipient]
-    for path in encryption.recipients_files:
-        argv += ["-R", path]
-    return _Filter("encrypt", argv)
-
-
-def decryptor(decryption: Decryption) -> _Filter:
-    if decryption.passphrase_file:
-        return _Filter(DECRYPT, [find_binary("age"), "-d"], _passphrase_input(decryption.passphrase_file, 1))
-    if not decryption.identity_files:
-        raise LifeboatError("the archive is encrypted; give the age identity file that can decrypt it")
-    for path in decryption.identity_files:
-        if not os.path.isfile(path):
-            raise LifeboatError(f"age identity file {path} does not exist")
-    argv = [find_binary("age"), "-d"]
-    for path in decryption.identity_files:
-        argv += ["-i", path]
-    return _Filter(DECRYPT, argv)
-
-
+NO_ENCRYPTION, NO_DECRYPTION = Encryption(), Decryption()  # frozen: safe as defaults
 # The last line of the exec helper (_docker_exec.killed_line) when the client in the container was killed by a signal.
 KILLED_IN_CONTAINER = re.compile(r"^\S+ in container \S+ was killed \(signal \d+\)$")
 
@@ -252,7 +120,7 @@ class _Stage:
         """Start feeding and draining; called once every stage of a run exists (preexec_fn and threads don't mix)."""
         for pipe in (self.proc.stdin, self.proc.stdout):
             if pipe is not None and not pipe.closed:  # a closed one was handed to the next stage
-                _grow_pipe(pipe.fileno())
+                grow_pipe(pipe.fileno())
         if self._tty_input is not None:
             os.write(self._tty_master, self._tty_input)
         self._reader = threading.Thread(target=self._drain, daemon=True)
@@ -326,7 +194,7 @@ def run_tool(
                              env, on_stderr_line)
         runner.begin()
         if on_stdout is not None:
-            runner.thread(functools.partial(_pump, _pipe(stage.proc.stdout).fileno(), on_stdout))
+            runner.thread(functools.partial(pump, as_pipe(stage.proc.stdout).fileno(), on_stdout))
         runner.finish()
 
 
@@ -379,122 +247,6 @@ def _take_terminal(tty: int) -> None:
     fcntl.ioctl(tty, termios.TIOCSCTTY, 0)
 
 
-def _grow_pipe(fd: int) -> None:
-    try:
-        fcntl.fcntl(fd, _F_SETPIPE_SZ, CHUNK)
-    except OSError:
-        pass  # not Linux or over pipe-max-size: the default pipe still works
-
-
-def _libc_function(name: str, argtypes: list[t.Any], restype: t.Any) -> t.Callable[[int, int, int, int], int] | None:
-    """A Linux system call the os module lacks, from libc (None where libc has no such function)."""
-    try:
-        function = getattr(ctypes.CDLL(None, use_errno=True), name)
-    except (OSError, AttributeError):
-        return None
-    function.argtypes, function.restype = argtypes, restype
-    return t.cast("t.Callable[[int, int, int, int], int]", function)
-
-
-# tee(2): duplicates what waits in one pipe into another without copying it.
-_TEE = _libc_function("tee", [ctypes.c_int, ctypes.c_int, ctypes.c_size_t, ctypes.c_uint], ctypes.c_ssize_t)
-# sync_file_range(2): starts writeback of a range of a file without waiting for it.
-_SYNC_FILE_RANGE = _libc_function("sync_file_range", [ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong,
-                                                      ctypes.c_uint], ctypes.c_int)
-_SYNC_FILE_RANGE_WRITE = 2
-_WRITEBACK_STEP = 32 << 20  # bytes of the file handed to writeback at a time while the stream still runs
-
-
-def _start_writeback(fd: int, offset: int, size: int) -> None:
-    """Let the disk take what was written so far while the stream goes on, so that the fsync at the end (which
-    the raw `dump | zstd > file` never pays) waits for the last piece only; a failure here is the fsync's to tell."""
-    if _SYNC_FILE_RANGE is not None:
-        _SYNC_FILE_RANGE(fd, offset, size, _SYNC_FILE_RANGE_WRITE)
-
-
-def _tee(source: int, sink: int) -> int | None:
-    """Up to CHUNK bytes of the pipe ``source`` duplicated into the pipe ``sink`` (both left in place in
-    ``source``); 0 at the end of ``source``; None when tee(2) cannot be used here (then copy instead)."""
-    if _TEE is None:
-        return None
-    while True:
-        size = _TEE(source, sink, CHUNK, 0)
-        if size >= 0:
-            return size
-        code = ctypes.get_errno()
-        if code == errno.EINTR:
-            continue
-        if code in (errno.EINVAL, errno.ENOSYS):  # not two pipes, or no tee(2): nothing was duplicated
-            return None
-        raise OSError(code, os.strerror(code))  # EPIPE: BrokenPipeError, as a write would raise
-
-
-def _read_exactly(fd: int, size: int) -> bytes:
-    chunk = os.read(fd, size)
-    if len(chunk) == size:
-        return chunk
-    parts = [chunk]
-    size -= len(chunk)
-    while size > 0:
-        part = os.read(fd, size)
-        if not part:
-            raise LifeboatError("a pipe ended before the bytes it held were read")  # tee(2) saw them: never
-        parts.append(part)
-        size -= len(part)
-    return b"".join(parts)
-
-
-def _pump_teed(source: int, sink: int, take: t.Callable[[bytes], None]) -> None:
-    """Pass the pipe ``source`` on into the pipe ``sink`` and give every chunk to ``take`` too. With tee(2) the
-    bytes reach ``sink`` without passing through this process (no write; the reader downstream is fed
-    at the kernel's pace, not at this process's), and one read here takes them out of ``source``."""
-    while True:
-        size = _tee(source, sink)
-        if size is None:
-            chunk = os.read(source, CHUNK)
-            if chunk:
-                write_all(sink, chunk)
-        else:
-            chunk = _read_exactly(source, size) if size else b""
-        if not chunk:
-            return
-        take(chunk)
-        if len(chunk) < _GATHER_BELOW:
-            time.sleep(_GATHER_PAUSE)
-
-
-def _follow_file(fd: int, writer: _Stage, take: t.Callable[[memoryview], None]) -> None:
-    """Every byte ``writer`` writes into the file ``fd``, read back (from the page cache) as the file grows and to
-    its end once the writer exited: the stored bytes never pass through a pipe of ours, and what is hashed is
-    what the file holds. ``take`` gets a view of a buffer that the next read overwrites."""
-    offset = flushed = 0
-    buffer = bytearray(_FOLLOW_CHUNK)  # reused: no new allocation (and its page faults) for every read
-    view = memoryview(buffer)
-    while True:
-        ended = writer.proc.poll() is not None  # asked before reading: nothing it wrote can be missed
-        size = os.preadv(fd, [buffer], offset)
-        if size:
-            offset += size
-            take(view[:size])
-            if offset - flushed >= _WRITEBACK_STEP:
-                _start_writeback(fd, flushed, offset - flushed)
-                flushed = offset
-        elif ended:
-            return
-        else:
-            time.sleep(_FOLLOW_PAUSE)
-
-
-def _pipe(stream: t.IO[bytes] | None) -> t.IO[bytes]:
-    """A stage's stdin or stdout, started as a pipe (PIPE): never None, which the type of Popen cannot say."""
-    return t.cast("t.IO[bytes]", stream)
-
-
-def _pump(source: int, sinks: t.Callable[[bytes], None]) -> None:
-    while chunk := os.read(source, CHUNK):
-        sinks(chunk)
-
-
 @dataclass
 class StreamResult:
     """What a pipeline run measured."""
@@ -529,7 +281,7 @@ class _Runner:
         self.stages.append(stage)
         return stage
 
-    def chain(self, filters: t.Sequence[_Filter], first_stdin: t.Any, last_stdout: t.Any = subprocess.PIPE
+    def chain(self, filters: t.Sequence[Filter], first_stdin: t.Any, last_stdout: t.Any = subprocess.PIPE
               ) -> tuple[t.Any, t.Any]:
         """Start filters piped one into the next; returns (stdin of the first, stdout of the last)."""
         head, previous = None, first_stdin
@@ -539,7 +291,7 @@ class _Runner:
             if head is None:
                 head = stage.proc.stdin
             else:
-                _grow_pipe(previous.fileno())
+                grow_pipe(previous.fileno())
                 previous.close()  # the next filter owns it now
             previous = stage.proc.stdout
         return head, (previous if filters and last_stdout == subprocess.PIPE else None)
@@ -625,7 +377,7 @@ def write_stream(
     producer_name: str = "dump",
     compression: str = "zstd",
     compression_level: int | None = None,
-    encryption: Encryption = Encryption(),
+    encryption: Encryption = NO_ENCRYPTION,
     on_producer_stderr: t.Callable[[str], None] | None = None,
     producer_ok_codes: t.Collection[int] = (0,),
     on_plain: t.Callable[[bytes], None] | None = None,
@@ -651,7 +403,7 @@ def write_stream(
     """
     result = StreamResult()
     compress = compressor_argv(compression, compression_level)
-    filters = [f for f in (_Filter("compress", compress) if compress else None, encryptor(encryption)) if f]
+    filters = [f for f in (Filter("compress", compress) if compress else None, encryptor(encryption)) if f]
     direct = producer_hashes and bool(filters) and on_plain is None
     digest_read, digest_write = os.pipe() if direct else (-1, -1)
     try:
@@ -665,13 +417,13 @@ def write_stream(
             if direct:
                 os.close(digest_write)  # the producer's now: its end is the end of the report
                 digest_write = -1
-                plain_out = _pipe(producer.proc.stdout)
-                _grow_pipe(plain_out.fileno())
+                plain_out = as_pipe(producer.proc.stdout)
+                grow_pipe(plain_out.fileno())
                 head = runner.chain(filters, plain_out, temp_fd)[0]  # None: the producer feeds the compressor
                 plain_out.close()  # the compressor's: a compressor that quits must break the producer's pipe
             else:
                 head = runner.chain(filters, subprocess.PIPE, temp_fd)[0]
-            # The last filter writes into the file itself; what it wrote is hashed from there (_follow_file).
+            # The last filter writes into the file itself; what it wrote is hashed from there (follow_file).
             _stream_stages(runner, producer, head, runner.stages[-1] if filters else None,
                            filters[0].name if filters else "", temp_fd, temp_label, result, on_plain, hash_plain)
         if direct:
@@ -721,11 +473,11 @@ def _stream_stages(runner: _Runner, producer: _Stage, head: t.Any, writer: _Stag
         take_plain(chunk)
 
     def pump_plain() -> None:
-        source = _pipe(producer.proc.stdout).fileno()
+        source = as_pipe(producer.proc.stdout).fileno()
         if head is None:
-            _pump(source, store_plain)
+            pump(source, store_plain)
         else:
-            _pump_teed(source, head.fileno(), take_plain)  # the compressor is fed before this thread hashes
+            pump_teed(source, head.fileno(), take_plain)  # the compressor is fed before this thread hashes
             head.close()
 
     if plain_to_us:
@@ -735,7 +487,7 @@ def _stream_stages(runner: _Runner, producer: _Stage, head: t.Any, writer: _Stag
             stored_hash.update(chunk)
             result.stored_bytes += len(chunk)
 
-        runner.thread(functools.partial(_follow_file, temp_fd, writer, hash_stored))
+        runner.thread(functools.partial(follow_file, temp_fd, writer, hash_stored))
     runner.finish()
     try:
         os.fsync(temp_fd)
@@ -750,7 +502,7 @@ def read_stream(
     path: str,
     *,
     compression: str,
-    decryption: Decryption = Decryption(),
+    decryption: Decryption = NO_DECRYPTION,
     encrypted: bool = False,
     consumer_argv: list[str] | None = None,
     consumer_env: dict[str, str] | None = None,
@@ -780,7 +532,7 @@ def read_stream(
     discard = not hash_plain and not consumer_argv and not tee_argv and on_plain is None
     decompress = tester_argv(compression) if discard else decompressor_argv(compression)
     filters = [f for f in (decryptor(decryption) if encrypted else None,
-                           _Filter(DECOMPRESS, decompress) if decompress else None) if f]
+                           Filter(DECOMPRESS, decompress) if decompress else None) if f]
     try:
         source = os.open(path, os.O_RDONLY)
     except OSError as exc:
@@ -807,9 +559,9 @@ def read_stream(
                 if on_plain is not None:
                     on_plain(chunk)
                 if consumer is not None:
-                    write_all(_pipe(consumer.proc.stdin).fileno(), chunk)
+                    write_all(as_pipe(consumer.proc.stdin).fileno(), chunk)
                 if tee is not None:
-                    write_all(_pipe(tee.proc.stdin).fileno(), chunk)
+                    write_all(as_pipe(tee.proc.stdin).fileno(), chunk)
 
             def take_stored(chunk: bytes) -> None:
                 stored_hash.update(chunk)
@@ -823,26 +575,26 @@ def read_stream(
             def close_consumer() -> None:
                 for reader in (consumer, tee):
                     if reader is not None:
-                        _pipe(reader.proc.stdin).close()
+                        as_pipe(reader.proc.stdin).close()
 
             def pump_file() -> None:
-                _pump(source, take_stored)
+                pump(source, take_stored)
                 if head is not None:
                     head.close()
                 else:
                     close_consumer()
 
             def pump_plain() -> None:
-                _pump(tail.fileno(), take_plain)
+                pump(tail.fileno(), take_plain)
                 close_consumer()
 
             runner.thread(pump_file, reader=filters[0].name if filters else consumer_name)
             if tail is not None:
                 runner.thread(pump_plain, reader=consumer_name)
             if consumer is not None and on_consumer_stdout is not None:
-                runner.thread(functools.partial(_pump, _pipe(consumer.proc.stdout).fileno(), on_consumer_stdout))
+                runner.thread(functools.partial(pump, as_pipe(consumer.proc.stdout).fileno(), on_consumer_stdout))
             if tee is not None and on_tee_stdout is not None:
-                runner.thread(functools.partial(_pump, _pipe(tee.proc.stdout).fileno(), on_tee_stdout))
+                runner.thread(functools.partial(pump, as_pipe(tee.proc.stdout).fileno(), on_tee_stdout))
             runner.finish()
     finally:
         os.close(source)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import typing as t
 
-from . import _postgres
+from . import _postgres, _postgres_restore
 from ._clients import ContainerClient, HostClient
 from ._module_frame import Outcome, Run
 from ._params import (
@@ -130,13 +130,13 @@ def postgresql_dump(run: Run) -> Outcome:
     manifest = result["manifest_data"]
     return Outcome(changed=True, result={"server_version": manifest["server"]["version"],
                                          "pg_dump_version": manifest["tool"]["version"],
-                                         **dump_result(result, request.archive, run)})
+                                         **dump_result(result, run)})
 
 
 def postgres_restore_request(params: dict[str, t.Any], connection: PgConnection, archive: str
-                             ) -> _postgres.RestoreRequest:
+                             ) -> _postgres_restore.RestoreRequest:
     """The restore request of postgresql_restore's options (a compose app's restore builds its parts' the same way)."""
-    return _postgres.RestoreRequest(
+    return _postgres_restore.RestoreRequest(
         connection=connection,
         archive_path=archive,
         target_database=params.get("target_database"),
@@ -175,8 +175,8 @@ POSTGRESQL_RESTORE_RULES: dict[str, t.Any] = {
 def postgresql_restore(run: Run) -> Outcome:
     params = run.params
     connection = pg_connection(params, None)
-    return restore_task(run, _postgres, lambda archive: postgres_restore_request(params, connection, archive),
+    return restore_task(run, _postgres_restore, lambda archive: postgres_restore_request(params, connection, archive),
                         lambda plan: {"expected_counts": plan["manifest"]["counts"],
-                                      **{key: plan[key] for key in _postgres.TARGET_SUMMARY}},
+                                      **{key: plan[key] for key in _postgres_restore.TARGET_SUMMARY}},
                         lambda result: {key: result[key] for key in ("created", "counts", "safety_dump",
-                                                                     "leftovers_dropped", *_postgres.TARGET_SUMMARY)})
+                                                                     "leftovers_dropped", *_postgres_restore.TARGET_SUMMARY)})

@@ -36,9 +36,11 @@ from . import (
     _files_source,
     _mongo,
     _mongo_module,
+    _mongo_restore,
     _params,
     _postgres,
     _postgres_module,
+    _postgres_restore,
     _signing,
     _tar_index,
     _validate_mongo,
@@ -46,8 +48,8 @@ from . import (
 )
 from ._archive import ArchiveOptions
 from ._clients import HOST, ContainerClient, HostClient
+from ._codecs import Decryption
 from ._common import LifeboatError, PrivateDir, find_binary
-from ._pipeline import Decryption
 from ._structure import MongoArchiveReader, PgSqlReader, hex_sum, row_digest
 
 
@@ -196,19 +198,19 @@ class PostgreSQL(Source):
     def restore_whole(self, params: dict[str, t.Any], database: str, archive: str,
                       safety_dump: ArchiveOptions) -> dict[str, t.Any]:
         # recreate: the archive's content replaces the database's atomically (a side database, then renamed)
-        return _postgres.restore(_postgres.RestoreRequest(
+        return _postgres_restore.restore(_postgres_restore.RestoreRequest(
             connection=_postgres_module.pg_connection(params, database), archive_path=archive, overwrite=True, recreate=True,
             safety_dump=safety_dump, trust=_own_trust(params)))
 
     def plan_into_container(self, params: dict[str, t.Any], archive: str, replace: bool
-                            ) -> tuple[_postgres.RestoreRequest, dict[str, t.Any]]:
+                            ) -> tuple[_postgres_restore.RestoreRequest, dict[str, t.Any]]:
         params = {**params, "overwrite": replace, "recreate": replace}
         connection = _postgres_module.pg_connection(params, None)
         request = _postgres_module.postgres_restore_request(params, connection, archive)
-        return request, _postgres.plan_restore(request, read_archive=False)
+        return request, _postgres_restore.plan_restore(request, read_archive=False)
 
     def restore_planned(self, request: t.Any, plan: dict[str, t.Any]) -> dict[str, t.Any]:
-        return _postgres.restore(request, plan)
+        return _postgres_restore.restore(request, plan)
 
     def describe_error(self, exc: Exception) -> str | None:
         return _postgres.describe_error(exc)
@@ -228,7 +230,7 @@ class PostgreSQL(Source):
     def restore_scratch(self, connection: _postgres.PgConnection, archive: str, manifest: dict[str, t.Any],
                         scratch: str, decryption: Decryption, bin_dir: str | None, *,
                         keep_owners: bool = False, tap: dict[str, t.Any] | None = None) -> None:
-        _postgres.restore(_postgres.RestoreRequest(
+        _postgres_restore.restore(_postgres_restore.RestoreRequest(
             connection=self._maintenance(connection), archive_path=archive, target_database=scratch,
             decryption=decryption, no_owner=not keep_owners, no_privileges=not keep_owners,
             maintenance_database=connection.database or "postgres", pg_bin_dir=bin_dir, tap=tap or {},
@@ -305,18 +307,18 @@ class MongoDB(Source):
 
     def restore_whole(self, params: dict[str, t.Any], database: str, archive: str,
                       safety_dump: ArchiveOptions) -> dict[str, t.Any]:
-        return _mongo.restore(_mongo.RestoreRequest(
+        return _mongo_restore.restore(_mongo_restore.RestoreRequest(
             connection=_mongo_module.mongo_connection(params), archive_path=archive, drop=True, overwrite=True,
             safety_dump=safety_dump, trust=_own_trust(params)))
 
     def plan_into_container(self, params: dict[str, t.Any], archive: str, replace: bool
-                            ) -> tuple[_mongo.RestoreRequest, dict[str, t.Any]]:
+                            ) -> tuple[_mongo_restore.RestoreRequest, dict[str, t.Any]]:
         params = {**params, "overwrite": replace, "drop": replace}
         request = _mongo_module.mongo_restore_request(params, _mongo_module.mongo_connection(params), archive)
-        return request, _mongo.plan_restore(request, read_archive=False)
+        return request, _mongo_restore.plan_restore(request, read_archive=False)
 
     def restore_planned(self, request: t.Any, plan: dict[str, t.Any]) -> dict[str, t.Any]:
-        return _mongo.restore(request, plan)
+        return _mongo_restore.restore(request, plan)
 
     def describe_error(self, exc: Exception) -> str | None:
         return _mongo.describe_error(exc)
@@ -346,7 +348,7 @@ class MongoDB(Source):
     def restore_scratch(self, connection: _mongo.MongoConnection, archive: str, manifest: dict[str, t.Any],
                         scratch: str, decryption: Decryption, bin_dir: str | None, *,
                         keep_owners: bool = False, tap: dict[str, t.Any] | None = None) -> None:
-        _mongo.restore(_mongo.RestoreRequest(connection=connection, archive_path=archive, decryption=decryption,
+        _mongo_restore.restore(_mongo_restore.RestoreRequest(connection=connection, archive_path=archive, decryption=decryption,
                                              tools_dir=bin_dir, tap=tap or {}, trust=_signing.CHECKED_BY_CALLER,
                                              **self._renames(manifest, scratch)[0]))
 
@@ -422,7 +424,7 @@ class Files(Source):
             **{name: list(params.get(name) or []) for name in _files_source.files_options()})
 
     def dump(self, request: t.Any) -> dict[str, t.Any]:
-        return _files_source.dump(request, _files_source.stop_during_backup(request, database_source))
+        return _files_source.dump(request, database_source)
 
     def restore_whole(self, params: dict[str, t.Any], database: str, archive: str,
                       safety_dump: ArchiveOptions) -> dict[str, t.Any]:

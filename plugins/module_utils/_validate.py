@@ -16,10 +16,10 @@ import typing as t
 from dataclasses import dataclass, field
 
 from . import _archive, _params, _signing, _sources
+from ._codecs import Decryption
 from ._common import LifeboatError, friendly_errors
 from ._module_frame import Outcome, Run
 from ._mongo import MongoConnection
-from ._pipeline import Decryption
 from ._postgres import PgConnection
 from ._validate_core import (
     CATEGORIES,

@@ -38,10 +38,11 @@ from ._archive import (
     read_stored,
     stream_compression,
 )
+from ._codecs import DECODING_STAGES, Decryption
 from ._common import LifeboatError, PrivateDir, find_cause, first_few
 from ._files import sha256_file
 from ._module_frame import Outcome, Run
-from ._pipeline import DECODING_STAGES, Decryption, StageFailed, run_tool
+from ._pipeline import StageFailed, run_tool
 from ._structure import MongoArchiveReader, PgSqlReader, StructureError
 
 LEVELS = ("checksum", "stream", "structure", "restore")

@@ -19,7 +19,7 @@ import pymongo
 import pytest
 from bson import ObjectId
 
-from ansible_collections.lifeboat.ops.plugins.module_utils import _archive, _mongo, _mongo_staging
+from ansible_collections.lifeboat.ops.plugins.module_utils import _archive, _mongo, _mongo_restore, _mongo_staging
 from ansible_collections.lifeboat.ops.plugins.module_utils._common import LifeboatError
 
 STAGING = "lifeboat_"
@@ -51,7 +51,7 @@ def connection(mongo):
 
 
 def merge(mongo, path, target):
-    return _mongo.restore(_mongo.RestoreRequest(connection=connection(mongo), archive_path=path, target_database=target,
+    return _mongo_restore.restore(_mongo_restore.RestoreRequest(connection=connection(mongo), archive_path=path, target_database=target,
                                                 overwrite=True, tools_dir=os.environ["LIFEBOAT_TOOLS_BIN"]))
 
 
@@ -166,13 +166,13 @@ def test_an_insert_between_the_last_check_and_the_swap_is_added_after_it(
         mongo, small_archive, unique_name, monkeypatch):
     target = f"mongomerge_{unique_name}"
     seed_target(mongo, target)
-    real = _mongo._check_unchanged
+    real = _mongo_restore._check_unchanged
 
     def check_then_write(client, copied):
         real(client, copied)
         mongo.client[target].entries.insert_one({"_id": "late", "sgv": 1})  # after the check, before the rename
 
-    monkeypatch.setattr(_mongo, "_check_unchanged", check_then_write)
+    monkeypatch.setattr(_mongo_restore, "_check_unchanged", check_then_write)
     try:
         result = merge(mongo, small_archive, target)
         assert result["warnings"] == [f"1 write arrived in {target}.entries between the last check and the swap; "
@@ -188,13 +188,13 @@ def test_a_change_in_place_between_the_last_check_and_the_swap_keeps_the_collect
         mongo, small_archive, unique_name, monkeypatch):
     target = f"mongomerge_{unique_name}"
     seed_target(mongo, target)
-    real = _mongo._check_unchanged
+    real = _mongo_restore._check_unchanged
 
     def check_then_update(client, copied):
         real(client, copied)
         mongo.client[target].entries.update_one({"_id": -1}, {"$set": {"sgv": 999}})
 
-    monkeypatch.setattr(_mongo, "_check_unchanged", check_then_update)
+    monkeypatch.setattr(_mongo_restore, "_check_unchanged", check_then_update)
     try:
         with pytest.raises(LifeboatError) as failure:
             merge(mongo, small_archive, target)
@@ -206,7 +206,7 @@ def test_a_change_in_place_between_the_last_check_and_the_swap_keeps_the_collect
         assert staging_left(mongo, target) == kept
         # The next restore leaves the kept collection alone.
         seed = mongo.client[target].entries.count_documents({})
-        monkeypatch.setattr(_mongo, "_check_unchanged", real)
+        monkeypatch.setattr(_mongo_restore, "_check_unchanged", real)
         mongo.client[target].entries.delete_many({"_id": {"$gte": 0}})
         merge(mongo, small_archive, target)
         assert mongo.client[target].entries.count_documents({}) == seed

@@ -327,7 +327,7 @@ def test_leftovers_of_a_restore_on_another_host_are_left_alone_with_a_warning(
 def test_swap_failing_between_its_commit_marks_puts_every_database_back(mongo, archives, monkeypatch, unique_name):
     """Targets in two databases, and the server gone after the first database was marked committed: the restore
     says the target is unchanged, so neither database may keep the new content."""
-    from ansible_collections.lifeboat.ops.plugins.module_utils import _mongo, _mongo_staging
+    from ansible_collections.lifeboat.ops.plugins.module_utils import _mongo, _mongo_restore, _mongo_staging
 
     source = archives["small"]["source"]
     first, second = f"{unique_name}_a", f"{unique_name}_b"
@@ -343,7 +343,7 @@ def test_swap_failing_between_its_commit_marks_puts_every_database_back(mongo, a
         raise pymongo.errors.AutoReconnect("connection closed")  # as when the server restarts right then
 
     monkeypatch.setattr(_mongo_staging.Staging, "_set_phase", lost_after_the_first_commit_mark)
-    request = _mongo.RestoreRequest(
+    request = _mongo_restore.RestoreRequest(
         connection=_mongo.MongoConnection.from_options(host=mongo.host, port=mongo.port, user=mongo.user,
                                                        password_file=mongo.password_file, auth_database="admin"),
         archive_path=archives["small"]["archive"], ns_from=[f"{source}.docs", f"{source}.small"],
@@ -351,7 +351,7 @@ def test_swap_failing_between_its_commit_marks_puts_every_database_back(mongo, a
         tools_dir=os.environ["LIFEBOAT_TOOLS_BIN"])
     try:
         with pytest.raises(LifeboatError) as failure:
-            _mongo.restore(request)
+            _mongo_restore.restore(request)
         assert str(failure.value).endswith(
             "the target is unchanged: the staging collections this restore created were dropped"), failure.value
         assert {db: snapshot(mongo, db) for db in (first, second)} == before

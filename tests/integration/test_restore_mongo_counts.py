@@ -17,7 +17,7 @@ import shutil
 
 import pytest
 
-from ansible_collections.lifeboat.ops.plugins.module_utils import _archive, _mongo
+from ansible_collections.lifeboat.ops.plugins.module_utils import _archive, _mongo, _mongo_restore
 from ansible_collections.lifeboat.ops.plugins.module_utils._common import LifeboatError
 from testbed import resign  # pylint: disable=import-error
 
@@ -50,7 +50,7 @@ def connection(mongo):
 
 
 def restore(mongo, path, target, **options):
-    return _mongo.restore(_mongo.RestoreRequest(connection=connection(mongo), archive_path=path,
+    return _mongo_restore.restore(_mongo_restore.RestoreRequest(connection=connection(mongo), archive_path=path,
                                                 target_database=target, tools_dir=os.environ["LIFEBOAT_TOOLS_BIN"],
                                                 **options))
 
@@ -73,7 +73,7 @@ def server_counts(monkeypatch):
             counted.append(STAGING.sub("", namespace))
         return real(client, namespace)
 
-    monkeypatch.setattr(_mongo, "_count", spy)
+    monkeypatch.setattr(_mongo_restore, "_count", spy)
     return counted
 
 
@@ -153,7 +153,7 @@ def test_a_merge_is_counted_on_the_server(mongo, archive, server_counts, tmp_pat
 
 def test_a_collection_mongorestore_does_not_report_is_counted_on_the_server(mongo, archive, server_counts,
                                                                             monkeypatch, tmp_path, unique_name):
-    monkeypatch.setattr(_mongo, "_FINISHED", re.compile(r"(?!)"))  # as if no collection's line were readable
+    monkeypatch.setattr(_mongo_restore, "_FINISHED", re.compile(r"(?!)"))  # as if no collection's line were readable
     try:
         result = restore(mongo, archive["path"], unique_name)
         assert len(server_counts) == 3

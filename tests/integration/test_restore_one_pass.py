@@ -19,9 +19,9 @@ import pytest
 from ansible_collections.lifeboat.ops.plugins.module_utils import (
     _catalog,
     _files_source,
-    _mongo,
+    _mongo_restore,
     _pipeline,
-    _postgres,
+    _postgres_restore,
     _sources,
     _verify,
 )
@@ -95,11 +95,11 @@ class Case:
 
     def restore(self, archive):
         if self.engine == "postgresql":
-            return _postgres.restore(_postgres.RestoreRequest(
+            return _postgres_restore.restore(_postgres_restore.RestoreRequest(
                 connection=_sources.get("postgresql").connection(self.pg.login()), archive_path=archive,
                 target_database=self.name, overwrite=True, recreate=True))
         if self.engine == "mongodb":
-            return _mongo.restore(_mongo.RestoreRequest(
+            return _mongo_restore.restore(_mongo_restore.RestoreRequest(
                 connection=_sources.get("mongodb").connection(self.mongo.login()), archive_path=archive,
                 target_database=self.name, overwrite=True, drop=True, tools_dir=os.environ["LIFEBOAT_TOOLS_BIN"]))
         return _files_source.restore(_files_source.RestoreRequest(

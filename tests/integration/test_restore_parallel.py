@@ -12,7 +12,7 @@ import os
 
 import pytest
 
-from ansible_collections.lifeboat.ops.plugins.module_utils import _pipeline, _postgres, _sources
+from ansible_collections.lifeboat.ops.plugins.module_utils import _pipeline, _postgres_restore, _sources
 
 
 def noting_wrapper(folder, name, real, log):
@@ -91,7 +91,7 @@ def test_a_directory_format_archive_restores_with_jobs_in_one_read(
 
     monkeypatch.setattr(_pipeline.os, "open", counted)
     try:
-        result = _postgres.restore(_postgres.RestoreRequest(
+        result = _postgres_restore.restore(_postgres_restore.RestoreRequest(
             connection=_sources.get("postgresql").connection(pg.login()), archive_path=dumped.result["archive"],
             target_database=unique_name, jobs=2, pg_bin_dir=bin_dir))
         assert result["counts"] == dumped.result["counts"]

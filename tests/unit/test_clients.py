@@ -9,12 +9,14 @@ themselves run against real containers in tests/integration/test_container_clien
 from __future__ import annotations
 
 import os
+import pathlib
+import re
 import types
 import typing as t
 
 import pytest
 
-from ansible_collections.lifeboat.ops.plugins.module_utils import _clients, _docker_exec, _sources
+from ansible_collections.lifeboat.ops.plugins.module_utils import _clients, _docker_engine, _docker_exec, _sources
 
 PASSWORD = "p@ss:w/rd?#&%'\"{{x}}"
 
@@ -53,7 +55,9 @@ class FakeDockerError(Exception):
 def engine(monkeypatch: pytest.MonkeyPatch) -> type[FakeAPIClient]:
     errors = types.SimpleNamespace(NotFound=type("NotFound", (FakeDockerError,), {}), DockerException=FakeDockerError,
                                    APIError=FakeDockerError)
-    monkeypatch.setattr(_clients, "docker_sdk", lambda: types.SimpleNamespace(APIClient=FakeAPIClient, errors=errors))
+    utils = types.SimpleNamespace(kwargs_from_env=lambda: {})  # no DOCKER_HOST, no TLS: the local socket
+    monkeypatch.setattr(_clients, "docker_sdk", lambda: types.SimpleNamespace(APIClient=FakeAPIClient, errors=errors,
+                                                                              utils=utils))
     FakeAPIClient.inspected = []
     FakeAPIClient.environment = []
     return FakeAPIClient
@@ -130,3 +134,29 @@ def test_an_exec_exit_code_names_the_signal_that_killed_the_client(code, signal_
 def test_the_killed_line_names_the_tool_and_the_container():
     assert _docker_exec.killed_line("/usr/lib/postgresql/17/bin/pg_restore", "journal-db", 9) == (
         "pg_restore in container journal-db was killed (signal 9)")
+
+
+def test_docker_clients_are_made_in_one_place():
+    """Every Engine API client comes from _docker_engine.engine_client, where DOCKER_HOST is read (it was built in
+    five places, each reading DOCKER_HOST itself: _clients twice, _docker_exec twice, _deploy by from_env)."""
+    library = pathlib.Path(_clients.__file__).parent
+    makers = re.compile(r"\.(APIClient|DockerClient)\b|\bfrom_env\(")
+    found = sorted({path.name for path in library.glob("*.py") if makers.search(path.read_text(encoding="utf-8"))})
+    assert found == ["_docker_engine.py"]
+
+
+@pytest.mark.parametrize("docker_host, url", [(None, _docker_engine.LOCAL_SOCKET), ("", _docker_engine.LOCAL_SOCKET),
+                                              ("tcp://127.0.0.1:2376", "tcp://127.0.0.1:2376")])
+def test_the_engine_client_goes_where_docker_host_says(monkeypatch, docker_host, url):
+    made: list[tuple[str, dict[str, t.Any]]] = []
+    fake = types.SimpleNamespace(
+        APIClient=lambda **kwargs: made.append(("api", kwargs)), DockerClient=lambda **kwargs: made.append(("sdk", kwargs)),
+        utils=types.SimpleNamespace(kwargs_from_env=lambda: {"base_url": docker_host} if docker_host else {}))
+    if docker_host is None:
+        monkeypatch.delenv("DOCKER_HOST", raising=False)
+    else:
+        monkeypatch.setenv("DOCKER_HOST", docker_host)
+    _docker_engine.engine_client(fake)
+    _docker_engine.engine_client(fake, high_level=True, timeout=120)
+    assert made == [("api", {"base_url": url, "version": "auto"}),
+                    ("sdk", {"base_url": url, "version": "auto", "timeout": 120})]

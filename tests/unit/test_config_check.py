@@ -4,11 +4,16 @@
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 
 from ansible_collections.lifeboat.ops.plugins.module_utils import _config, _manifest, _mongo, _params, _postgres
-from ansible_collections.lifeboat.ops.plugins.module_utils._archive import ArchiveOptions
+from ansible_collections.lifeboat.ops.plugins.module_utils._archive import decode_pipe
+from ansible_collections.lifeboat.ops.plugins.module_utils._codecs import Encryption
 from ansible_collections.lifeboat.ops.plugins.module_utils._common import LifeboatError
+
+ZSTD = functools.partial(decode_pipe, "zstd", Encryption())  # how an unencrypted zstd archive of a run decodes
 
 
 @pytest.mark.parametrize("uri, has_password", [
@@ -34,8 +39,8 @@ def test_restore_commands_check_the_sha256_first_and_explain_their_placeholders(
     assert commands[0].startswith("# TARGET_DB is the database to restore into")
     assert commands[1].startswith("# CONNECTION is where mongorestore connects: --config=FILE")
     assert commands[2] == f"echo '{'ab' * 32}  app-20261122T030000Z.mongo.archive.zst' | sha256sum --check --strict"
-    recipe = _postgres.restore_recipe("j.pgdump.zst", "pg_dump-custom", ArchiveOptions(destination="/b", job="j"),
-                                      [{"file": "j.globals.sql.zst", "sha256": "ef" * 32}])
+    recipe = _postgres.restore_recipe("j.pgdump.zst", ZSTD, [{"file": "j.globals.sql.zst", "sha256": "ef" * 32}],
+                                      "pg_dump-custom")
     commands = _manifest.explained_restore_commands(
         "j.pgdump.zst", "cd" * 32, [{"file": "j.globals.sql.zst", "sha256": "ef" * 32}], *recipe)
     assert [c for c in commands if "sha256sum" in c] == [
@@ -48,14 +53,13 @@ def test_restore_commands_check_the_sha256_first_and_explain_their_placeholders(
 def test_a_container_dump_restores_through_the_container_s_own_clients():
     """Fed by this host's zstd and age (the server's image has neither); the password comes in by docker exec -e."""
     container = {"name": "journal-db-1", "image": "postgres:17"}
-    commands, environment, meanings = _postgres.restore_recipe(
-        "j.pgdump.zst", "pg_dump-custom", ArchiveOptions(destination="/b", job="j"), [], container)
+    commands, environment, meanings = _postgres.restore_recipe("j.pgdump.zst", ZSTD, [], "pg_dump-custom", container)
     assert commands == ["docker exec -e PGUSER -e PGPASSWORD CONTAINER createdb --template=template0 TARGET_DB",
                         "zstd -dc j.pgdump.zst | docker exec -e PGUSER -e PGPASSWORD -i CONTAINER "
                         "pg_restore --exit-on-error --dbname=TARGET_DB"]
     assert set(environment) == {"PGUSER", "PGPASSWORD"} and "journal-db-1" in meanings["CONTAINER"]
-    commands, environment, _meanings = _mongo.restore_recipe(
-        "n.mongo.archive.zst", "nightscout", False, ArchiveOptions(destination="/b", job="n"), False, container)
+    commands, environment, _meanings = _mongo.restore_recipe("n.mongo.archive.zst", ZSTD, [], "nightscout", False, False,
+                                                             container)
     assert "docker exec -i -e MONGODB_URI CONTAINER bash -c" in commands[0] and "--uri" not in commands[0]
     assert set(environment) == {"MONGODB_URI"}
 

@@ -22,6 +22,7 @@ from ansible_collections.lifeboat.ops.plugins.module_utils import (
     _verify,
 )
 from ansible_collections.lifeboat.ops.plugins.module_utils._archive import PlainChecksumMismatch, StoredChecksumMismatch
+from ansible_collections.lifeboat.ops.plugins.module_utils._codecs import Decryption
 from ansible_collections.lifeboat.ops.plugins.module_utils._common import (
     REDACTED,
     CannotConnect,
@@ -31,9 +32,9 @@ from ansible_collections.lifeboat.ops.plugins.module_utils._common import (
     one_line,
     register_secret,
 )
-from ansible_collections.lifeboat.ops.plugins.module_utils._mongo import _restore_failure
+from ansible_collections.lifeboat.ops.plugins.module_utils._mongo_restore import _restore_failure
 from ansible_collections.lifeboat.ops.plugins.module_utils._mongo_staging import Staging
-from ansible_collections.lifeboat.ops.plugins.module_utils._pipeline import Decryption, StageFailed, read_stream
+from ansible_collections.lifeboat.ops.plugins.module_utils._pipeline import StageFailed, read_stream
 
 # A password a person may well choose: every character that URLs, YAML and JSON treat specially.
 HOSTILE = "p@ss:w/rd#?&=%+ 'q\"{x}[y]*!\\z~"
@@ -231,7 +232,7 @@ def test_a_failed_read_is_classified_by_the_stage_that_failed(monkeypatch, archi
     (LifeboatError("the server went away"), "restore"),
 ], ids=["stored-sha256", "plain-sha256", "decompressor", "age", "walk-tee", "restore-tool", "server"])
 def test_a_failed_restore_test_is_classified_by_the_type_under_its_message(monkeypatch, archive, cause, check):
-    """The restore wraps the read's error in a message of its own, as _postgres._undo and _mongo._undo do."""
+    """The restore wraps the read's error in a message of its own, as _postgres_restore._undo and _mongo_restore._undo do."""
     monkeypatch.setattr(_verify, "_structure_reader", lambda *_a: (FakeReader(), dict(WALK_BY_TOOL), None, []))
     failure = wrapped(cause, "the scratch restore ended; nothing was kept")
     monkeypatch.setattr(_verify, "_source_of", lambda _archive: FakeSource(failure))

@@ -12,8 +12,8 @@ import pytest
 import yaml
 
 from ansible_collections.lifeboat.ops.plugins.module_utils._common import LifeboatError
-from ansible_collections.lifeboat.ops.plugins.module_utils._mongo import (
-    MongoConnection,
+from ansible_collections.lifeboat.ops.plugins.module_utils._mongo import MongoConnection
+from ansible_collections.lifeboat.ops.plugins.module_utils._mongo_restore import (
     _check_disk_space,
     _restore_failure,
 )

@@ -14,9 +14,10 @@ import pytest
 
 from ansible_collections.lifeboat.ops.plugins.module_utils import _manifest
 from ansible_collections.lifeboat.ops.plugins.module_utils._archive import ArchiveOptions, stream_to_archive
+from ansible_collections.lifeboat.ops.plugins.module_utils._codecs import Decryption, Encryption
 from ansible_collections.lifeboat.ops.plugins.module_utils._common import LifeboatError
 from ansible_collections.lifeboat.ops.plugins.module_utils._files import ArchiveFile, sha256_file
-from ansible_collections.lifeboat.ops.plugins.module_utils._pipeline import Decryption, Encryption, read_stream
+from ansible_collections.lifeboat.ops.plugins.module_utils._pipeline import read_stream
 
 # Text-like data that compresses, but not trivially, plus some random bytes.
 PRODUCER = [
@@ -395,11 +396,11 @@ def paced_bytes() -> bytes:
 
 @pytest.mark.parametrize("tee", [True, False])
 def test_the_compressor_fed_by_tee_or_by_copy_gets_the_plain_stream_this_process_hashes(tmp_path, monkeypatch, tee):
-    from ansible_collections.lifeboat.ops.plugins.module_utils import _pipeline  # pylint: disable=import-outside-toplevel
+    from ansible_collections.lifeboat.ops.plugins.module_utils import _pipes  # pylint: disable=import-outside-toplevel
 
-    assert _pipeline._TEE is not None, "tee(2) through libc must be found on Linux"  # pylint: disable=protected-access
+    assert _pipes._TEE is not None, "tee(2) through libc must be found on Linux"  # pylint: disable=protected-access
     if not tee:
-        monkeypatch.setattr(_pipeline, "_TEE", None)
+        monkeypatch.setattr(_pipes, "_TEE", None)
     seen: list[bytes] = []
     options = ArchiveOptions(destination=str(tmp_path), job="unit")
     final = str(tmp_path / "unit.zst")

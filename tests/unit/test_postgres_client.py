@@ -8,7 +8,7 @@ import struct
 
 import pytest
 
-from ansible_collections.lifeboat.ops.plugins.module_utils import _postgres
+from ansible_collections.lifeboat.ops.plugins.module_utils import _postgres, _postgres_restore
 from ansible_collections.lifeboat.ops.plugins.module_utils._common import LifeboatError
 
 
@@ -51,16 +51,16 @@ def test_explicit_bin_dir(clients):
 
 @pytest.mark.parametrize("database", ["journal", "a" * 63, "ünïcödé_" * 8, 'we"ird name'])
 def test_side_database_names_fit_and_are_recognised(database):
-    name = _postgres.side_prefix(database) + "0123abcd"
+    name = _postgres_restore.side_prefix(database) + "0123abcd"
     assert len(name.encode()) <= 63, "PostgreSQL would cut a longer name and the prefix would no longer match"
-    assert _postgres.is_side_database(name, database)
-    assert not _postgres.is_side_database(name, database + "x")
-    assert not _postgres.is_side_database(name + "0", database)
+    assert _postgres_restore.is_side_database(name, database)
+    assert not _postgres_restore.is_side_database(name, database + "x")
+    assert not _postgres_restore.is_side_database(name + "0", database)
 
 
 def test_side_databases_of_one_target_are_not_those_of_a_similar_one():
     # The side database of "a_0123abcd" starts like one of "a": the whole-name match tells them apart.
-    assert not _postgres.is_side_database(_postgres.side_prefix("a_0123abcd") + "deadbeef", "a")
+    assert not _postgres_restore.is_side_database(_postgres_restore.side_prefix("a_0123abcd") + "deadbeef", "a")
 
 
 @pytest.mark.parametrize(("stored", "elements"), [
@@ -69,7 +69,7 @@ def test_side_databases_of_one_target_are_not_those_of_a_similar_one():
     ("public", ["public"]),
 ])
 def test_list_settings_are_split_into_their_elements(stored, elements):
-    assert _postgres._list_elements(stored) == elements  # pylint: disable=protected-access
+    assert _postgres_restore._list_elements(stored) == elements  # pylint: disable=protected-access
 
 
 def test_the_disk_is_checked_only_where_the_servers_own_pg_control_is(tmp_path):
@@ -79,6 +79,6 @@ def test_the_disk_is_checked_only_where_the_servers_own_pg_control_is(tmp_path):
     system_id = 7309541585061418934
     (tmp_path / "global").mkdir()
     (tmp_path / "global" / "pg_control").write_bytes(struct.pack("=Q", system_id) + bytes(64))
-    assert _postgres._is_local_cluster(str(tmp_path), system_id)  # pylint: disable=protected-access
-    assert not _postgres._is_local_cluster(str(tmp_path), system_id + 1)  # pylint: disable=protected-access
-    assert not _postgres._is_local_cluster(str(tmp_path / "absent"), system_id)  # pylint: disable=protected-access
+    assert _postgres_restore._is_local_cluster(str(tmp_path), system_id)  # pylint: disable=protected-access
+    assert not _postgres_restore._is_local_cluster(str(tmp_path), system_id + 1)  # pylint: disable=protected-access
+    assert not _postgres_restore._is_local_cluster(str(tmp_path / "absent"), system_id)  # pylint: disable=protected-access

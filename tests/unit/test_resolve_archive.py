@@ -11,8 +11,8 @@ from ansible_collections.lifeboat.ops.plugins.module_utils._archive import (
     resolve_archive,
     verify_archive,
 )
+from ansible_collections.lifeboat.ops.plugins.module_utils._codecs import Decryption
 from ansible_collections.lifeboat.ops.plugins.module_utils._common import LifeboatError
-from ansible_collections.lifeboat.ops.plugins.module_utils._pipeline import Decryption
 
 
 def test_the_manifests_archive_is_restored(tmp_path):

@@ -9,8 +9,8 @@ import subprocess
 import pytest
 
 from ansible_collections.lifeboat.ops.plugins.module_utils._archive import ArchiveOptions, safety_dump_options
+from ansible_collections.lifeboat.ops.plugins.module_utils._codecs import Decryption, Encryption
 from ansible_collections.lifeboat.ops.plugins.module_utils._common import LifeboatError
-from ansible_collections.lifeboat.ops.plugins.module_utils._pipeline import Decryption, Encryption
 
 BASE = ArchiveOptions(destination="/srv/safety", job="before-restore")
 
