@@ -262,7 +262,7 @@ def test_tls_expiry_probe_reads_the_served_certificate(bed: dict[str, t.Any], tm
     metrics = tmp_path / "metrics.prom"
     config = tmp_path / "healthcheck.json"
     config.write_text(json.dumps({"probes": probes, "metrics_file": str(metrics)}))
-    done = subprocess.run([sys.executable, os.path.join(REPO_ROOT, "roles", "healthcheck", "files", "healthcheck.py"),
+    done = subprocess.run([sys.executable, os.path.join(REPO_ROOT, "bin", "lifeboat"), "healthcheck",
                            "--config", str(config), "--state", str(tmp_path / "state.json")],
                           capture_output=True, text=True, check=False, timeout=60)
     lines = {line.split(":")[0].lstrip("<0123456789>"): line for line in done.stdout.splitlines()}

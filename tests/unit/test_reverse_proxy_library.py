@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import datetime
-import importlib.util
 import os
 import time
 
@@ -16,6 +15,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from ansible_collections.lifeboat.ops.plugins.module_utils import _healthcheck as healthcheck
 from ansible_collections.lifeboat.ops.plugins.module_utils import _nginx, _tls_expiry
 from ansible_collections.lifeboat.ops.plugins.module_utils._common import LifeboatError
 from prometheus_checks import promtool_check  # pylint: disable=import-error
@@ -87,10 +87,6 @@ def test_not_after_read_from_der_matches_cryptography(until):
 
 
 def test_tls_days_left_metric_is_valid_prometheus_text():
-    script = os.path.join(os.path.dirname(__file__), "..", "..", "roles", "healthcheck", "files", "healthcheck.py")
-    spec = importlib.util.spec_from_file_location("lifeboat_healthcheck_tls", script)
-    healthcheck = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(healthcheck)
     config = {"probes": [{"name": "site", "type": "tls", "host": "127.0.0.1", "port": 1},
                          {"name": "port", "type": "tcp", "host": "127.0.0.1", "port": 1}]}
     now = time.time()
