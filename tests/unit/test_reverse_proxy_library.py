@@ -97,3 +97,18 @@ def test_tls_days_left_metric_is_valid_prometheus_text():
     assert 'lifeboat_healthcheck_tls_certificate_expiry_timestamp_seconds{probe="site",type="tls"} 1803838358' in text
     assert 'expiry_timestamp_seconds{probe="port"' not in text
     promtool_check(text)
+
+
+def test_proxy_renew_says_in_one_journal_line_why_it_cannot_run(tmp_path, capsys, monkeypatch):
+    """`lifeboat proxy-renew` (the renewal timer's command): an unreadable configuration is exit 1 and one error line;
+    a configuration without ACME certificates renews nothing and reloads nothing, forced or not."""
+    from ansible_collections.lifeboat.ops.plugins.module_utils import _cli  # pylint: disable=import-outside-toplevel
+
+    assert _cli.main(["proxy-renew", "--config", str(tmp_path / "missing.json")]) == 1
+    assert capsys.readouterr().out.startswith(f"<3>cannot read {tmp_path / 'missing.json'}: ")
+    config = tmp_path / "renew.json"
+    config.write_text('{"acme": {"directory_url": "https://acme.invalid/directory", "account_key": "/nonexistent"},'
+                      ' "nginx": {}, "webroot": "/nonexistent", "certificates": []}')
+    monkeypatch.setenv("LIFEBOAT_PROXY_RENEW_FORCE", "1")
+    assert _cli.main(["proxy-renew", "--config", str(config)]) == 0
+    assert capsys.readouterr().out == ""
