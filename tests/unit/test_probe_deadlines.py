@@ -5,7 +5,6 @@ a byte every 0.5 s, fails a probe of timeout 2 within 3 s (with per-read timeout
 
 from __future__ import annotations
 
-import os
 import socket
 import threading
 import time
@@ -16,7 +15,6 @@ from local_ports import free_port  # pylint: disable=import-error
 
 from ansible_collections.lifeboat.ops.plugins.module_utils import _deploy, _http_probe, _nginx, _probes
 from ansible_collections.lifeboat.ops.plugins.module_utils import _healthcheck as healthcheck
-
 
 BODY = 40  # bytes: 20 s at 0.5 s a byte
 

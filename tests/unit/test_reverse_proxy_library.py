@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import datetime
-import os
 import time
 
 import bcrypt

@@ -22,9 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from ansible_collections.lifeboat.ops.plugins.module_utils import _cli, _tls_expiry
-from ansible_collections.lifeboat.ops.plugins.module_utils import _healthcheck as healthcheck
 from prometheus_checks import promtool_check  # pylint: disable=import-error
-
 
 
 def self_signed(directory: t.Any, days: float) -> tuple[str, str]:
