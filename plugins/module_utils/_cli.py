@@ -21,7 +21,8 @@
 ``status`` (and ``healthcheck --nagios``) exits 0, 1, 2 or 3 (OK, WARNING, CRITICAL, UNKNOWN) as monitoring
 plugins do; the others exit 0 on success, 1 on failure and 2 on a usage error (``healthcheck``: a bad probes
 file). ``backup`` of several jobs runs every one of them, whatever fails, and ends with one line per failed job.
-On a terminal a progress line shows how a dump advances; under systemd (``JOURNAL_STREAM`` set) lines carry syslog priorities for the journal instead.
+On a terminal a progress line shows how a dump advances; under systemd (``JOURNAL_STREAM`` set) lines carry syslog
+priorities for the journal instead.
 ``restart-stopped`` starts the containers a killed backup run left stopped (the services' ``ExecStopPost=``); it
 needs no config file (the notes are in ``_stopped_notes.notes_dir()``), and ``backup`` and ``verify`` do it first.
 ``--pings FILE`` (backup, verify, copy, prune) pings the monitoring targets of a 0600 JSON file (``_pings``): a
