@@ -6,7 +6,7 @@
 """The reverse proxy's operations: all sites in one transaction, the ACME issuance after it, and the renewal.
 
 ``apply_sites`` is what the reverse_proxy_sites module runs, ``renew`` what the renewal timer runs on the host
-(roles/reverse_proxy/files/lifeboat-proxy-renew). Both go through _nginx.apply (write, ``nginx -t``, reload, probe,
+(``lifeboat proxy-renew``, _proxy_renew.py). Both go through _nginx.apply (write, ``nginx -t``, reload, probe,
 restore on failure) and _certificates.ensure_certificate.
 """
 
