@@ -15,11 +15,14 @@
     lifeboat restart-stopped [--job NAME] [--config FILE]
     lifeboat notify --config NOTIFY.json UNIT
     lifeboat ingress-check CLOUDFLARED_CONFIG [--url URL]...
+    lifeboat healthcheck --config PROBES.json [--state FILE] [--nagios] | --check-config FILE
+    lifeboat proxy-renew --config RENEW.json [--force]
 
-``status`` exits 0, 1, 2 or 3 (OK, WARNING, CRITICAL, UNKNOWN) as monitoring plugins do; the others exit 0
-on success, 1 on failure and 2 on a usage error. ``backup`` of several jobs runs every one of them, whatever
-fails, and ends with one line per failed job. On a terminal a progress line shows how a dump advances;
-under systemd (``JOURNAL_STREAM`` set) lines carry syslog priorities for the journal instead.
+``status`` (and ``healthcheck --nagios``) exits 0, 1, 2 or 3 (OK, WARNING, CRITICAL, UNKNOWN) as monitoring
+plugins do; the others exit 0 on success, 1 on failure and 2 on a usage error (``healthcheck``: a bad probes
+file). ``backup`` of several jobs runs every one of them, whatever fails, and ends with one line per failed job.
+On a terminal a progress line shows how a dump advances; under systemd (``JOURNAL_STREAM`` set) lines carry syslog
+priorities for the journal instead.
 ``restart-stopped`` starts the containers a killed backup run left stopped (the services' ``ExecStopPost=``); it
 needs no config file (the notes are in ``_stopped_notes.notes_dir()``), and ``backup`` and ``verify`` do it first.
 ``--pings FILE`` (backup, verify, copy, prune) pings the monitoring targets of a 0600 JSON file (``_pings``): a
@@ -42,11 +45,13 @@ import typing as t
 from . import (
     _catalog,
     _config,
+    _healthcheck,
     _ingress,
     _manifest,
     _notify,
     _offsite,
     _pings,
+    _proxy_renew,
     _retention,
     _signing,
     _status,
@@ -172,6 +177,10 @@ def build_parser() -> argparse.ArgumentParser:
     ingress = commands.add_parser("ingress-check", help="check a cloudflared config's ingress rules (exit 0: they pass)")
     ingress.add_argument("file", help="cloudflared's config file, e.g. /etc/cloudflared/config.yml")
     ingress.add_argument("--url", action="append", default=[], help="say which rule this URL reaches (repeatable)")
+    _healthcheck.add_arguments(commands.add_parser(
+        "healthcheck", help="run the health probes once: alerts on each change, metrics (lifeboat-healthcheck.timer)"))
+    _proxy_renew.add_arguments(commands.add_parser(
+        "proxy-renew", help="renew the reverse proxy's ACME certificates that are due (lifeboat-proxy-renew.timer)"))
     return parser
 
 
@@ -179,6 +188,10 @@ def main(argv: t.Sequence[str] | None = None, output: Output | None = None) -> i
     args = build_parser().parse_args(argv)
     if args.command == "notify":  # its own JSON settings (--config), not the jobs' configuration
         return _notify.run(args.config, args.unit)
+    if args.command == "healthcheck":  # its own JSON probes (--config) and journal lines
+        return _healthcheck.run(args)
+    if args.command == "proxy-renew":  # the reverse proxy's renewal configuration (--config)
+        return _proxy_renew.run(args)
     output = output or Output()
     if args.command == "ingress-check":  # cloudflared's file, not the jobs' configuration
         return run_ingress_check(args.file, args.url, output)

@@ -6,7 +6,7 @@
 """Health probes that speak the databases' own protocols, and a readiness gate for an HTTP endpoint.
 
 Each probe returns ``(ok, detail)``: ``detail`` is one line that says what answered, or why nothing did, and never
-holds a password. The healthcheck role's runner (roles/healthcheck/files/healthcheck.py) calls them by probe type;
+holds a password. The healthcheck role's runner (``lifeboat healthcheck``, _healthcheck.py) calls them by probe type;
 the cloudflare_tunnel role's gate (and the deploy gate) waits with ``wait_ready``.
 
 - PostgreSQL: connect and ``SELECT 1`` (psycopg 3, the library's own PgConnection);

@@ -6,7 +6,7 @@
 """The reverse proxy's operations: all sites in one transaction, the ACME issuance after it, and the renewal.
 
 ``apply_sites`` is what the reverse_proxy_sites module runs, ``renew`` what the renewal timer runs on the host
-(roles/reverse_proxy/files/lifeboat-proxy-renew). Both go through _nginx.apply (write, ``nginx -t``, reload, probe,
+(``lifeboat proxy-renew``, _proxy_renew.py). Both go through _nginx.apply (write, ``nginx -t``, reload, probe,
 restore on failure) and _certificates.ensure_certificate.
 """
 
@@ -147,14 +147,17 @@ def renew(config_path: str, force: bool = False) -> list[str]:
 
 
 # The options every reverse-proxy module shares (documented once in the doc fragment lifeboat.ops.reverse_proxy).
+# The nginx layout's defaults are _nginx.Layout's own, forwarded by the modules and the deploy role (generated from
+# this spec); tests/unit/test_nginx_layout.py holds every written copy (doc fragment, roles) to them.
+_LAYOUT = _nginx.Layout()
 PROXY_OPTIONS: dict[str, dict[str, t.Any]] = {
-    "sites_dir": {"type": "path", "default": "/etc/nginx/conf.d"},
-    "include_dir": {"type": "path", "default": "/etc/nginx/lifeboat"},
-    "tls_dir": {"type": "path", "default": "/etc/lifeboat-proxy/tls"},
-    "webroot": {"type": "path", "default": "/var/lib/lifeboat-proxy/acme-challenge"},
-    "listen_address": {"type": "str", "default": ""},
-    "http_port": {"type": "int", "default": 80},
-    "https_port": {"type": "int", "default": 443},
+    "sites_dir": {"type": "path", "default": _LAYOUT.sites_dir},
+    "include_dir": {"type": "path", "default": _LAYOUT.include_dir},
+    "tls_dir": {"type": "path", "default": _LAYOUT.tls_dir},
+    "webroot": {"type": "path", "default": _LAYOUT.webroot},
+    "listen_address": {"type": "str", "default": _LAYOUT.listen_address},
+    "http_port": {"type": "int", "default": _LAYOUT.http_port},
+    "https_port": {"type": "int", "default": _LAYOUT.https_port},
     "probe_address": {"type": "str", "default": "127.0.0.1"},
     "nginx_binary": {"type": "path", "default": "/usr/sbin/nginx"},
     "nginx_config": {"type": "path", "default": "/etc/nginx/nginx.conf"},

@@ -101,7 +101,7 @@ def test_redis_up_refused_password_and_stopped(redis, tmp_path):
 
 
 def test_the_runner_reports_each_probe_as_metrics(pg, mongo, redis, tmp_path):
-    """healthcheck.py with the three types: up while the servers answer, Redis down (a journal line) once stopped."""
+    """`lifeboat healthcheck` with the three types: up while the servers answer, Redis down (a journal line) once stopped."""
     probes = [
         {"name": "db", "type": "postgresql", "host": pg.host, "port": pg.port, "user": pg.user,
          "password_file": pg.password_file},
@@ -112,15 +112,15 @@ def test_the_runner_reports_each_probe_as_metrics(pg, mongo, redis, tmp_path):
     ]
     config = tmp_path / "config.json"
     config.write_text(json.dumps({"metrics_file": str(tmp_path / "health.prom"), "probes": probes}))
-    script = os.path.join(REPO_ROOT, "roles", "healthcheck", "files", "healthcheck.py")
+    healthcheck = [sys.executable, os.path.join(REPO_ROOT, "bin", "lifeboat"), "healthcheck"]
 
     def run() -> tuple[str, str]:
-        done = subprocess.run([sys.executable, script, "--config", str(config), "--state", str(tmp_path / "s.json")],
+        done = subprocess.run([*healthcheck, "--config", str(config), "--state", str(tmp_path / "s.json")],
                               capture_output=True, text=True, check=False, timeout=60)
         assert done.returncode == 0, done.stderr
         return done.stdout, (tmp_path / "health.prom").read_text()
 
-    checked = subprocess.run([sys.executable, script, "--check-config", str(config)], capture_output=True, text=True,
+    checked = subprocess.run([*healthcheck, "--check-config", str(config)], capture_output=True, text=True,
                              check=False)
     assert checked.returncode == 0, checked.stderr
     out, metrics = run()

@@ -208,7 +208,7 @@ def test_mongodb_collections_indexes_and_counts(mongo, mongo_app, run_module, tm
 
 
 def test_healthcheck_database_expect_probe(pg, mongo, pg_app, mongo_app, tmp_path):
-    """healthcheck.py runs the probes from its JSON configuration: healthy while the data is there, failing (one
+    """`lifeboat healthcheck` runs the probes from its JSON configuration: healthy while the data is there, failing (one
     journal line, the metric at 0) once a table is gone; the password is nowhere in its output."""
     pg_database, pg_login = pg_app
     mongo_database, _mongo_login = mongo_app
@@ -222,16 +222,16 @@ def test_healthcheck_database_expect_probe(pg, mongo, pg_app, mongo_app, tmp_pat
     ]
     config = tmp_path / "config.json"
     config.write_text(json.dumps({"metrics_file": str(tmp_path / "health.prom"), "probes": probes}))
-    script = os.path.join(REPO_ROOT, "roles", "healthcheck", "files", "healthcheck.py")
+    healthcheck = [sys.executable, os.path.join(REPO_ROOT, "bin", "lifeboat"), "healthcheck"]
 
     def run() -> tuple[str, str]:
-        done = subprocess.run([sys.executable, script, "--config", str(config), "--state", str(tmp_path / "s.json")],
+        done = subprocess.run([*healthcheck, "--config", str(config), "--state", str(tmp_path / "s.json")],
                               capture_output=True, text=True, check=False, timeout=60)
         assert done.returncode == 0, done.stderr
         assert_no_secret(done.stdout, done.stderr)
         return done.stdout, (tmp_path / "health.prom").read_text()
 
-    checked = subprocess.run([sys.executable, script, "--check-config", str(config)], capture_output=True, text=True,
+    checked = subprocess.run([*healthcheck, "--check-config", str(config)], capture_output=True, text=True,
                              check=False)
     assert checked.returncode == 0, checked.stderr
     out, metrics = run()

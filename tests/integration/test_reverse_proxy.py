@@ -10,6 +10,8 @@ import os
 import socket
 import ssl
 import stat
+import subprocess
+import sys
 import threading
 import time
 import typing as t
@@ -19,6 +21,8 @@ from proxy_bed import Pebble, Upstream, WebSocketEcho, free_port, start_nginx, s
 
 from ansible_collections.lifeboat.ops.plugins.module_utils import _nginx, _reverse_proxy
 from ansible_collections.lifeboat.ops.plugins.module_utils._common import LifeboatError
+
+REPO_ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
 
 HOSTILE = "p@ss:w/rd?#&%'\"{{x}}"
 
@@ -111,10 +115,14 @@ def test_acme_issuance_through_the_proxy_then_forced_renewal(bed: dict[str, t.An
     config.write_text(_reverse_proxy.renewal_config([site(upstreams=[bed["blue"].address])], layout, bed["control"],
                                                     bed["acme"]))
     assert "PRIVATE" not in config.read_text()
-    assert any("kept" in line for line in _reverse_proxy.renew(str(config)))
+    # the renewal timer's command, as its unit runs it
+    renew = [sys.executable, os.path.join(REPO_ROOT, "bin", "lifeboat"), "proxy-renew", "--config", str(config)]
+    kept = subprocess.run(renew, capture_output=True, text=True, check=False, timeout=120)
+    assert kept.returncode == 0 and "<6>app: kept (" in kept.stdout, kept.stdout + kept.stderr
     assert served_certificate(bed, str(root))["serialNumber"] == leaf["serialNumber"]
-    lines = _reverse_proxy.renew(str(config), force=True)
-    assert any("renewed" in line for line in lines) and "nginx reloaded" in lines[-1]
+    forced = subprocess.run([*renew, "--force"], capture_output=True, text=True, check=False, timeout=120)
+    lines = forced.stdout.splitlines()
+    assert forced.returncode == 0 and "<6>app: renewed (" in lines[0] and "<6>nginx reloaded" in lines[-1], lines
     assert served_certificate(bed, str(root))["serialNumber"] != leaf["serialNumber"]
 
 
@@ -242,10 +250,7 @@ def test_a_switch_to_an_upstream_that_does_not_answer_is_rolled_back(bed: dict[s
 
 def test_tls_expiry_probe_reads_the_served_certificate(bed: dict[str, t.Any], tmp_path: t.Any) -> None:
     """The healthcheck role's tls probe (its real runner) against the certificate nginx serves, Pebble's chain."""
-    import subprocess
-    import sys
-
-    from testbed import REPO_ROOT, metric  # pylint: disable=import-error
+    from testbed import metric  # pylint: disable=import-error
 
     apply(bed, [site(upstreams=[bed["blue"].address])])
     root = tmp_path / "pebble-root.pem"
@@ -262,7 +267,7 @@ def test_tls_expiry_probe_reads_the_served_certificate(bed: dict[str, t.Any], tm
     metrics = tmp_path / "metrics.prom"
     config = tmp_path / "healthcheck.json"
     config.write_text(json.dumps({"probes": probes, "metrics_file": str(metrics)}))
-    done = subprocess.run([sys.executable, os.path.join(REPO_ROOT, "roles", "healthcheck", "files", "healthcheck.py"),
+    done = subprocess.run([sys.executable, os.path.join(REPO_ROOT, "bin", "lifeboat"), "healthcheck",
                            "--config", str(config), "--state", str(tmp_path / "state.json")],
                           capture_output=True, text=True, check=False, timeout=60)
     lines = {line.split(":")[0].lstrip("<0123456789>"): line for line in done.stdout.splitlines()}

@@ -5,7 +5,6 @@ role declares the library's options as the library has them (never a hand-kept c
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 
@@ -13,20 +12,12 @@ import pytest
 import yaml
 
 from ansible_collections.lifeboat.ops.plugins.module_utils import _expectations, _probes
+from ansible_collections.lifeboat.ops.plugins.module_utils import _healthcheck as healthcheck
 from ansible_collections.lifeboat.ops.plugins.module_utils._common import LifeboatError
 
 REPO = os.path.join(os.path.dirname(__file__), "..", "..")
 # Nothing listens here: a test that reached a server would fail on the connection, not on the expected message.
 NOWHERE = {"login_host": "127.0.0.1", "login_port": 9, "connect_timeout": 1}
-
-
-def _load_healthcheck():
-    spec = importlib.util.spec_from_file_location("lifeboat_healthcheck_expect",
-                                                  os.path.join(REPO, "roles", "healthcheck", "files", "healthcheck.py"))
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.mark.parametrize("engine, connection, expectations, message", [
@@ -116,7 +107,6 @@ def test_the_healthcheck_role_declares_the_probe_settings_as_the_library_has_the
     ({"engine": "files"}, "engine must be one of: postgresql, mongodb, not 'files'"),
 ])
 def test_healthcheck_refuses_a_bad_database_expect_probe_in_one_line(tmp_path, extra, message):
-    healthcheck = _load_healthcheck()
     probe = {"name": "data", "type": "database_expect", "engine": "postgresql", "host": "127.0.0.1",
              "database": "app", **extra}
     config = tmp_path / "config.json"

@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import http.server
-import importlib.util
 import json
 import os
 import shutil
@@ -18,14 +17,11 @@ import typing as t
 import pytest
 from local_ports import free_port  # pylint: disable=import-error
 
+from ansible_collections.lifeboat.ops.plugins.module_utils import _cli
+from ansible_collections.lifeboat.ops.plugins.module_utils import _healthcheck as healthcheck
 from prometheus_checks import promtool_check  # pylint: disable=import-error
 
 REPO = os.path.join(os.path.dirname(__file__), "..", "..")
-SCRIPT = os.path.join(REPO, "roles", "healthcheck", "files", "healthcheck.py")
-_spec = importlib.util.spec_from_file_location("lifeboat_healthcheck", SCRIPT)
-assert _spec is not None and _spec.loader is not None  # the file exists: a module spec with a loader
-healthcheck = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(healthcheck)
 
 
 class Server:
@@ -85,13 +81,13 @@ def write_config(tmp_path, hook, app_port, **extra):
 def test_one_alert_each_way(tmp_path, hook):
     app = Server()
     args = write_config(tmp_path, hook, app.port)
-    assert healthcheck.main(args) == 0
+    assert _cli.main(["healthcheck", *args]) == 0
     assert hook.received == []
     assert 'lifeboat_healthcheck_up{probe="app",type="http"} 1' in (tmp_path / "health.prom").read_text()
 
     app.stop()
-    assert healthcheck.main(args) == 0
-    assert healthcheck.main(args) == 0  # still failing: no second alert
+    assert _cli.main(["healthcheck", *args]) == 0
+    assert _cli.main(["healthcheck", *args]) == 0  # still failing: no second alert
     assert [(a["probe"], a["state"], a["previous"], a["host"]) for a in hook.received] == [
         ("app", "failing", "healthy", "app1")]
     assert "Connection refused" in hook.received[0]["message"]
@@ -103,7 +99,7 @@ def test_one_alert_each_way(tmp_path, hook):
 
     app = Server()
     write_config(tmp_path, hook, app.port)
-    assert healthcheck.main(args) == 0
+    assert _cli.main(["healthcheck", *args]) == 0
     assert [(a["probe"], a["state"]) for a in hook.received] == [("app", "failing"), ("app", "healthy")]
     app.stop()
 
@@ -111,17 +107,17 @@ def test_one_alert_each_way(tmp_path, hook):
 def test_an_undelivered_alert_is_sent_on_a_later_run_once(tmp_path, hook):
     args = write_config(tmp_path, hook, free_port())
     hook.accept_posts = False
-    assert healthcheck.main(args) == 1  # the receiver refuses: the run says so
+    assert _cli.main(["healthcheck", *args]) == 1  # the receiver refuses: the run says so
     hook.accept_posts = True
-    assert healthcheck.main(args) == 0
-    assert healthcheck.main(args) == 0
+    assert _cli.main(["healthcheck", *args]) == 0
+    assert _cli.main(["healthcheck", *args]) == 0
     assert [(a["probe"], a["state"]) for a in hook.received] == [("app", "failing")]
 
 
 def test_failures_before_alert(tmp_path, hook):
     args = write_config(tmp_path, hook, free_port(), failures_before_alert=3)
     for expected in (0, 0, 1, 1):
-        assert healthcheck.main(args) == 0
+        assert _cli.main(["healthcheck", *args]) == 0
         assert len(hook.received) == expected
 
 
@@ -132,7 +128,7 @@ def test_command_output_and_bad_configs(tmp_path, hook, capsys):
     assert healthcheck.probe_command({"command": ["/nonexistent/probe"]}, 5)[0] is False
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"probes": [{"name": "x", "type": "tcp", "host": "127.0.0.1"}]}))
-    assert healthcheck.main(["--check-config", str(bad)]) == 2
+    assert _cli.main(["healthcheck", "--check-config", str(bad)]) == 2
     assert capsys.readouterr().err == "<3>probe x: a tcp probe needs port\n"
 
 
@@ -159,7 +155,7 @@ def test_http_credentials_and_query_are_used_but_never_shown(hook):
 def test_a_bad_webhook_url_is_one_journal_line_without_its_token(tmp_path, hook, capsys):
     """The URL's token never shows: before the shared poster, this URL made the run end in a traceback quoting it."""
     args = write_config(tmp_path, hook, free_port(), webhook_url="hooks.example.org/services/T0/B0/s3cretTOKEN")
-    assert healthcheck.main(args) == 1
+    assert _cli.main(["healthcheck", *args]) == 1
     out = capsys.readouterr().out
     assert "<3>app: alert not delivered (the webhook URL is no http:// or https:// URL); trying again" in out
     assert "s3cretTOKEN" not in out
@@ -167,20 +163,23 @@ def test_a_bad_webhook_url_is_one_journal_line_without_its_token(tmp_path, hook,
 
 
 def test_runs_as_installed_with_the_standard_library_and_the_library_only(tmp_path, hook):
-    """The role's layout: healthcheck.py beside lifeboat_ops/ (plugins/module_utils/*.py, as the role copies it),
-    run with no site-packages (-S) and no checkout on the path (-I), as the service user's python3 would."""
+    """The host program's layout (roles/host_program): lifeboat_ops/ (plugins/module_utils/*.py, as the role copies
+    it) in LIFEBOAT_LIB and the lifeboat command, run with no site-packages (-S) and no checkout on the path (-I), as
+    the service user's python3 would."""
     lib = tmp_path / "lib"
     (lib / "lifeboat_ops").mkdir(parents=True)
     for name in os.listdir(os.path.join(REPO, "plugins", "module_utils")):
         if name.endswith(".py"):
             shutil.copy(os.path.join(REPO, "plugins", "module_utils", name), lib / "lifeboat_ops" / name)
     (lib / "lifeboat_ops" / "__init__.py").write_text("")
-    shutil.copy(SCRIPT, lib / "healthcheck.py")
+    shutil.copy(os.path.join(REPO, "bin", "lifeboat"), tmp_path / "lifeboat")
+    lifeboat = [sys.executable, "-I", "-S", str(tmp_path / "lifeboat"), "healthcheck"]
+    environment = {"PATH": os.environ["PATH"], "LIFEBOAT_LIB": str(lib)}
     args = write_config(tmp_path, hook, free_port())
     old_umask = os.umask(0o077)
     try:
-        done = subprocess.run([sys.executable, "-I", "-S", str(lib / "healthcheck.py"), *args], capture_output=True,
-                              text=True, check=False, cwd=tmp_path)
+        done = subprocess.run([*lifeboat, *args], capture_output=True, text=True, check=False, cwd=tmp_path,
+                              env=environment)
     finally:
         os.umask(old_umask)
     assert done.returncode == 0, done.stderr
@@ -189,8 +188,8 @@ def test_runs_as_installed_with_the_standard_library_and_the_library_only(tmp_pa
     assert stat.S_IMODE(os.stat(tmp_path / "health.prom").st_mode) == 0o644
     assert stat.S_IMODE(os.stat(tmp_path / "state.json").st_mode) == 0o600
     assert 'lifeboat_healthcheck_up{probe="app",type="http"} 0' in (tmp_path / "health.prom").read_text()
-    checked = subprocess.run([sys.executable, "-I", "-S", str(lib / "healthcheck.py"), "--check-config",
-                              str(tmp_path / "config.json")], capture_output=True, text=True, check=False)
+    checked = subprocess.run([*lifeboat, "--check-config", str(tmp_path / "config.json")], capture_output=True,
+                             text=True, check=False, env=environment)
     assert (checked.returncode, checked.stdout) == (0, f"{tmp_path / 'config.json'}: 3 probe(s) valid\n")
 
 

@@ -133,5 +133,5 @@ def test_the_unit_runs_lifeboat_notify_and_the_role_ships_no_script():
     with open(os.path.join(REPO, "roles", "backup_schedule", "templates", "lifeboat-notify@.service.j2"),
               encoding="utf-8") as handle:
         unit = handle.read()
-    assert "ExecStart={{ __backup_schedule_bin }} notify --config {{ __backup_schedule_notify_config }} %i" in unit
+    assert "ExecStart={{ __host_program_bin }} notify --config {{ __backup_schedule_notify_config }} %i" in unit
     assert not os.path.exists(os.path.join(REPO, "roles", "backup_schedule", "files", "notify.py"))

@@ -5,8 +5,6 @@ a byte every 0.5 s, fails a probe of timeout 2 within 3 s (with per-read timeout
 
 from __future__ import annotations
 
-import importlib.util
-import os
 import socket
 import threading
 import time
@@ -16,12 +14,7 @@ import pytest
 from local_ports import free_port  # pylint: disable=import-error
 
 from ansible_collections.lifeboat.ops.plugins.module_utils import _deploy_checks, _http_probe, _nginx, _probes
-
-SCRIPT = os.path.join(os.path.dirname(__file__), "..", "..", "roles", "healthcheck", "files", "healthcheck.py")
-_spec = importlib.util.spec_from_file_location("lifeboat_healthcheck_deadlines", SCRIPT)
-assert _spec is not None and _spec.loader is not None
-healthcheck = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(healthcheck)
+from ansible_collections.lifeboat.ops.plugins.module_utils import _healthcheck as healthcheck
 
 BODY = 40  # bytes: 20 s at 0.5 s a byte
 

@@ -5,8 +5,6 @@
 from __future__ import annotations
 
 import datetime
-import importlib.util
-import os
 import time
 
 import bcrypt
@@ -16,6 +14,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from ansible_collections.lifeboat.ops.plugins.module_utils import _healthcheck as healthcheck
 from ansible_collections.lifeboat.ops.plugins.module_utils import _nginx, _tls_expiry
 from ansible_collections.lifeboat.ops.plugins.module_utils._common import LifeboatError
 from prometheus_checks import promtool_check  # pylint: disable=import-error
@@ -87,10 +86,6 @@ def test_not_after_read_from_der_matches_cryptography(until):
 
 
 def test_tls_days_left_metric_is_valid_prometheus_text():
-    script = os.path.join(os.path.dirname(__file__), "..", "..", "roles", "healthcheck", "files", "healthcheck.py")
-    spec = importlib.util.spec_from_file_location("lifeboat_healthcheck_tls", script)
-    healthcheck = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(healthcheck)
     config = {"probes": [{"name": "site", "type": "tls", "host": "127.0.0.1", "port": 1},
                          {"name": "port", "type": "tcp", "host": "127.0.0.1", "port": 1}]}
     now = time.time()
@@ -101,3 +96,18 @@ def test_tls_days_left_metric_is_valid_prometheus_text():
     assert 'lifeboat_healthcheck_tls_certificate_expiry_timestamp_seconds{probe="site",type="tls"} 1803838358' in text
     assert 'expiry_timestamp_seconds{probe="port"' not in text
     promtool_check(text)
+
+
+def test_proxy_renew_says_in_one_journal_line_why_it_cannot_run(tmp_path, capsys, monkeypatch):
+    """`lifeboat proxy-renew` (the renewal timer's command): an unreadable configuration is exit 1 and one error line;
+    a configuration without ACME certificates renews nothing and reloads nothing, forced or not."""
+    from ansible_collections.lifeboat.ops.plugins.module_utils import _cli  # pylint: disable=import-outside-toplevel
+
+    assert _cli.main(["proxy-renew", "--config", str(tmp_path / "missing.json")]) == 1
+    assert capsys.readouterr().out.startswith(f"<3>cannot read {tmp_path / 'missing.json'}: ")
+    config = tmp_path / "renew.json"
+    config.write_text('{"acme": {"directory_url": "https://acme.invalid/directory", "account_key": "/nonexistent"},'
+                      ' "nginx": {}, "webroot": "/nonexistent", "certificates": []}')
+    monkeypatch.setenv("LIFEBOAT_PROXY_RENEW_FORCE", "1")
+    assert _cli.main(["proxy-renew", "--config", str(config)]) == 0
+    assert capsys.readouterr().out == ""

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime
 import http.server
-import importlib.util
 import json
 import os
 import socket
@@ -22,14 +21,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from ansible_collections.lifeboat.ops.plugins.module_utils import _tls_expiry
+from ansible_collections.lifeboat.ops.plugins.module_utils import _cli, _tls_expiry
 from prometheus_checks import promtool_check  # pylint: disable=import-error
-
-SCRIPT = os.path.join(os.path.dirname(__file__), "..", "..", "roles", "healthcheck", "files", "healthcheck.py")
-_spec = importlib.util.spec_from_file_location("lifeboat_healthcheck_tls_tiers", SCRIPT)
-assert _spec is not None and _spec.loader is not None
-healthcheck = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(healthcheck)
 
 
 def self_signed(directory: t.Any, days: float) -> tuple[str, str]:
@@ -139,7 +132,7 @@ RUNS = [(40, 0, "healthy", None), (10, 1, "warning", "warning"), (3, 2, "failing
 
 def test_runner_exit_code_metrics_and_alerts(served: t.Callable[[float], tuple[int, str]], tmp_path: t.Any,
                                              capsys: pytest.CaptureFixture[str]) -> None:
-    """The timer's entry point (healthcheck.py main) with --nagios: one run per certificate, in this order."""
+    """The timer's entry point (`lifeboat healthcheck`) with --nagios: one run per certificate, in this order."""
     hook = Hook()
     try:
         args = ["--config", str(tmp_path / "config.json"), "--state", str(tmp_path / "state.json"), "--nagios"]
@@ -150,7 +143,7 @@ def test_runner_exit_code_metrics_and_alerts(served: t.Callable[[float], tuple[i
                       "probes": [{"name": "site", "type": "tls", "host": "127.0.0.1", "port": port,
                                   "server_name": "localhost", "ca_file": ca_file}]}
             (tmp_path / "config.json").write_text(json.dumps(config))
-            assert healthcheck.main(args) == exit_code, capsys.readouterr().out
+            assert _cli.main(["healthcheck", *args]) == exit_code, capsys.readouterr().out
             metrics = (tmp_path / "health.prom").read_text()
             assert f'lifeboat_healthcheck_status{{probe="site",type="tls"}} {exit_code}\n' in metrics
             assert f'lifeboat_healthcheck_up{{probe="site",type="tls"}} {0 if exit_code == 2 else 1}\n' in metrics
@@ -178,7 +171,7 @@ def test_without_nagios_the_timer_exit_code_is_unchanged(served: t.Callable[[flo
         (tmp_path / "config.json").write_text(json.dumps({"probes": [
             {"name": "site", "type": "tls", "host": "127.0.0.1", "port": port, "server_name": "localhost",
              "ca_file": ca_file}]}))
-        assert healthcheck.main(args) == 0
+        assert _cli.main(["healthcheck", *args]) == 0
 
 
 def test_own_tiers_and_the_old_min_days(served: t.Callable[[float], tuple[int, str]], tmp_path: t.Any) -> None:
@@ -188,7 +181,7 @@ def test_own_tiers_and_the_old_min_days(served: t.Callable[[float], tuple[int, s
               {"name": "strict", **base, "warn_days": 60, "critical_days": 30},
               {"name": "old-name", **base, "min_days": 14}]  # min_days is critical_days: 10 < 14 is CRITICAL
     (tmp_path / "config.json").write_text(json.dumps({"probes": probes, "metrics_file": str(tmp_path / "m.prom")}))
-    assert healthcheck.main(["--config", str(tmp_path / "config.json"), "--state", str(tmp_path / "s.json"),
+    assert _cli.main(["healthcheck", "--config", str(tmp_path / "config.json"), "--state", str(tmp_path / "s.json"),
                              "--nagios"]) == 2
     metrics = (tmp_path / "m.prom").read_text()
     for name, status in (("relaxed", 0), ("strict", 2), ("old-name", 2)):
@@ -211,9 +204,9 @@ def test_bad_tiers_are_one_line(tmp_path: t.Any, capsys: pytest.CaptureFixture[s
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"probes": [{"name": "site", "type": "tls", "host": "127.0.0.1", "port": 443,
                                            **settings}]}))
-    assert healthcheck.main(["--check-config", str(bad)]) == 2
+    assert _cli.main(["healthcheck", "--check-config", str(bad)]) == 2
     assert capsys.readouterr().err == f"<3>{message}\n"
-    assert healthcheck.main(["--config", str(bad), "--nagios", "--state", str(tmp_path / "s.json")]) == 3
+    assert _cli.main(["healthcheck", "--config", str(bad), "--nagios", "--state", str(tmp_path / "s.json")]) == 3
 
 
 def test_thresholds_defaults_and_the_old_name_alone() -> None:

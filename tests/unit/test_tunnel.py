@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from ansible_collections.lifeboat.ops.plugins.module_utils import _ingress, _probes, _tunnel
+from ansible_collections.lifeboat.ops.plugins.module_utils import _healthcheck, _ingress, _probes, _tunnel
 from ansible_collections.lifeboat.ops.plugins.module_utils._common import LifeboatError
 
 TUNNEL = "6ff42ae2-765d-4adf-8112-31c55c1551ef"
@@ -212,21 +212,14 @@ def test_cloudflareds_own_verdicts_stop_the_check(tmp_path):
 
 def test_the_example_inventories_pass_the_checks(tmp_path):
     """examples/edge: the Nightscout host's ingress passes the role's check; both hosts' probes pass the runner's."""
-    import importlib.util  # pylint: disable=import-outside-toplevel
-
     import yaml  # pylint: disable=import-outside-toplevel
 
     root = os.path.join(os.path.dirname(__file__), "..", "..")
-    spec = importlib.util.spec_from_file_location("edge_healthcheck", os.path.join(root, "roles", "healthcheck", "files",
-                                                                                   "healthcheck.py"))
-    assert spec is not None and spec.loader is not None
-    healthcheck = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(healthcheck)
     for host in ("ns1.example.internal", "daylog1.example.internal"):
         with open(os.path.join(root, "examples", "edge", "host_vars", f"{host}.yml"), encoding="utf-8") as handle:
             host_vars = yaml.safe_load(handle)
         (tmp_path / "probes.json").write_text(json.dumps({"probes": host_vars["healthcheck_probes"]}))
-        assert healthcheck.load_config(str(tmp_path / "probes.json"))["probes"]
+        assert _healthcheck.load_config(str(tmp_path / "probes.json"))["probes"]
         if "cloudflare_tunnel_ingress" in host_vars:
             config = _tunnel.build_config({"tunnel": host_vars["cloudflare_tunnel_id"], "metrics": "127.0.0.1:20241",
                                            "credentials_file": "/etc/cloudflared/x.json",

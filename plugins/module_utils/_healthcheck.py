@@ -1,9 +1,13 @@
 # Copyright: lifeboat developers
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Health probes (HTTP, TCP, command, PostgreSQL, MongoDB, Redis) for a systemd timer: alerts on each change, node_exporter metrics.
 
-    python3 healthcheck.py --config /etc/lifeboat-healthcheck/healthcheck.json [--state FILE] [--nagios]
-    python3 healthcheck.py --check-config FILE
+# PRIVATE to the lifeboat.ops collection while it is 0.x: this library file may change in any release.
+# Use the modules, roles, playbooks and the lifeboat command, not this file (docs/architecture.md).
+"""``lifeboat healthcheck``: health probes (HTTP, TCP, command, TLS, PostgreSQL, MongoDB, Redis, data expectations,
+deploys, stopped containers) for a systemd timer: alerts on each change, node_exporter metrics.
+
+    lifeboat healthcheck --config /etc/lifeboat-healthcheck/healthcheck.json [--state FILE] [--nagios]
+    lifeboat healthcheck --check-config FILE
 
 Each run probes everything once. A probe turns failing after ``failures_before_alert`` failed runs in a row and
 healthy again on its first success; a tls probe whose certificate has fewer than ``warn_days`` left (but not fewer
@@ -11,20 +15,16 @@ than ``critical_days``) is in warning at once. Each change posts one JSON alert 
 
 Exit code, as the timer's unit needs it: 0, or 1 when an alert could not be delivered, 2 for a bad configuration.
 With ``--nagios`` (a monitoring agent's check), the worst probe's state as monitoring plugins do: 0 OK, 1 WARNING,
-2 CRITICAL (failing), 3 UNKNOWN for a bad configuration; ``lifeboat_healthcheck_status`` holds the same numbers. An alert that could not
-be delivered is tried again on the next runs until it is, so a change is never lost and never sent twice.
-The state lives in $STATE_DIRECTORY (systemd's StateDirectory=).
-
-The webhook poster, the metrics writer and the atomic writes are the collection's library (plugins/module_utils),
-which the role installs beside this file as the package ``lifeboat_ops`` (from a checkout, the checkout's own copy
-is used). The Python standard library and that package are all it needs.
+2 CRITICAL (failing), 3 UNKNOWN for a bad configuration; ``lifeboat_healthcheck_status`` holds the same numbers.
+An alert that could not be delivered is tried again on the next runs until it is, so a change is never lost and
+never sent twice. The state lives in $STATE_DIRECTORY (systemd's StateDirectory=). The Python standard library is
+all it needs, plus psycopg or pymongo for those probes.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
-import importlib
 import json
 import os
 import re
@@ -35,13 +35,7 @@ import sys
 import time
 import typing as t
 
-_here = os.path.dirname(os.path.realpath(__file__))
-if os.path.isdir(os.path.join(_here, "lifeboat_ops")):  # installed by the role
-    sys.path.insert(0, _here)
-    from lifeboat_ops import _files, _http_probe, _probes, _prometheus, _tls_expiry, _webhook
-else:  # a checkout: roles/healthcheck/files/ -> the collection's root
-    sys.path.insert(0, os.path.join(_here, "..", "..", ".."))
-    from plugins.module_utils import _files, _http_probe, _probes, _prometheus, _tls_expiry, _webhook
+from . import _files, _http_probe, _probes, _prometheus, _tls_expiry, _webhook
 
 HEALTHY, WARNING, FAILING = "healthy", "warning", "failing"
 # A state's Nagios number (the exit code with --nagios, lifeboat_healthcheck_status) and its alert severity.
@@ -175,7 +169,7 @@ def probe_deploy(probe: dict[str, t.Any], _timeout: float) -> tuple[bool, str, d
     nobody watching, a switch not routing to the live release), a warning while an unwatched run's deploy is
     unreported."""
     # imported here: the deploy library (and what it imports) matters only to hosts that probe their deploys
-    _deploy_status = importlib.import_module(f"{_probes.__package__}._deploy_status")
+    from . import _deploy_status  # pylint: disable=import-outside-toplevel
     found = _deploy_status.report(probe.get("state_dir") or "/var/lib/lifeboat/deploy",
                                   probe.get("switch_socket_dir") or "/run/lifeboat-switch")
     return found["state"] != "CRITICAL", found["summary"], {"warning": found["state"] == "WARNING"}
@@ -192,7 +186,7 @@ PROBES["deploy"] = probe_deploy
 def probe_stopped_containers(probe: dict[str, t.Any], _timeout: float) -> tuple[bool, str]:
     """Failing while a container that a killed backup or restore stopped may still be stopped, naming it and since when."""
     # imported here, like the deploy library: only hosts that probe their stopped containers need it
-    notes = importlib.import_module(f"{_probes.__package__}._stopped_notes")
+    from . import _stopped_notes as notes  # pylint: disable=import-outside-toplevel
     found = notes.left_stopped(probe.get("dir") or None)
     if not found:
         return True, "no container left stopped by a killed backup or restore"
@@ -268,16 +262,21 @@ def metrics_text(config: dict[str, t.Any], results: dict[str, dict[str, t.Any]],
         + [("lifeboat_healthcheck_timestamp_seconds", "When the probes last ran (Unix time).", [({}, now)])])
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Run the health probes once.")
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="the probes' JSON configuration")
     parser.add_argument("--check-config", metavar="FILE", help="check FILE and exit")
     parser.add_argument("--state", help="state file (default $STATE_DIRECTORY/state.json)")
     parser.add_argument("--nagios", action="store_true",
                         help="exit with the worst probe's state: 0 OK, 1 WARNING, 2 CRITICAL (3 UNKNOWN: bad config)")
-    args = parser.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the probes once (or check the configuration with --check-config); the exit code as the docstring says."""
+    if not (args.check_config or args.config):
+        sys.stderr.write("lifeboat healthcheck: error: give --config or --check-config\n")
+        return 2
     try:
-        config = load_config(args.check_config or args.config or parser.error("--config or --check-config"))
+        config = load_config(args.check_config or args.config)
     except ConfigError as exc:
         sys.stderr.write(f"<3>{exc}\n")
         return 3 if args.nagios else 2
@@ -319,6 +318,3 @@ def main(argv: list[str] | None = None) -> int:
         return max([STATUS.get(entry["state"], 0) for entry in new_states.values()], default=0)
     return 1 if problems else 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())
