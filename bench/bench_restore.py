@@ -48,12 +48,13 @@ def child_main(spec: dict) -> None:
     began = time.perf_counter()
     if pg:
         request = _postgres_restore.RestoreRequest(connection=_postgres.PgConnection.from_options(**login),
-                                           archive_path=spec["archive"], target_database=spec["target"])
+                                                   archive_path=spec["archive"], target_database=spec["target"])
         engine = _postgres
     else:
-        request = _mongo_restore.RestoreRequest(connection=_mongo.MongoConnection.from_options(**login, auth_database="admin"),
-                                        archive_path=spec["archive"], target_database=spec["target"],
-                                        parallel_collections=spec["parallel_collections"])
+        connection = _mongo.MongoConnection.from_options(**login, auth_database="admin")
+        request = _mongo_restore.RestoreRequest(connection=connection, archive_path=spec["archive"],
+                                                target_database=spec["target"],
+                                                parallel_collections=spec["parallel_collections"])
         engine = _mongo
     phases = {} if pg else time_mongo_phases(_mongo)
     plan = engine.plan_restore(request, read_archive=False)

@@ -94,4 +94,3 @@ def expectations(params: dict[str, t.Any], backups: list[dict[str, t.Any]]) -> d
             return {"ok": False, "checked": checked,
                     "reason": f"data expectations of {entry['database']} failed: {'; '.join(outcome['failures'][:3])}"}
     return {"ok": True, "checked": checked}
-

@@ -203,4 +203,3 @@ def router_of(params: dict[str, t.Any], door: tuple[t.Any, ...], niceness: int |
     if params["switch_method"] == "haproxy":
         return HaproxySwitch(params, door, niceness)
     return NginxReload(params, door)  # signals the running nginx: its new workers keep the master's niceness
-

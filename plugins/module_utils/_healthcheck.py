@@ -281,7 +281,7 @@ def run(args: argparse.Namespace) -> int:
         sys.stderr.write(f"<3>{exc}\n")
         return 3 if args.nagios else 2
     if args.check_config:
-        print(f"{args.check_config}: {len(config['probes'])} probe(s) valid")
+        sys.stdout.write(f"{args.check_config}: {len(config['probes'])} probe(s) valid\n")
         return 0
     state_path = args.state or os.path.join(os.environ.get("STATE_DIRECTORY", "/var/lib/lifeboat-healthcheck"),
                                             "state.json")
@@ -317,4 +317,3 @@ def run(args: argparse.Namespace) -> int:
     if args.nagios:
         return max([STATUS.get(entry["state"], 0) for entry in new_states.values()], default=0)
     return 1 if problems else 0
-

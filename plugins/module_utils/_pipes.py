@@ -29,6 +29,7 @@ _FOLLOW_CHUNK = 4 << 20  # bytes of the written file read back at a time, into o
 _GATHER_BELOW = 256 << 10
 _GATHER_PAUSE = 0.001  # seconds
 
+
 def grow_pipe(fd: int) -> None:
     try:
         fcntl.fcntl(fd, _F_SETPIPE_SZ, CHUNK)

@@ -348,9 +348,10 @@ class MongoDB(Source):
     def restore_scratch(self, connection: _mongo.MongoConnection, archive: str, manifest: dict[str, t.Any],
                         scratch: str, decryption: Decryption, bin_dir: str | None, *,
                         keep_owners: bool = False, tap: dict[str, t.Any] | None = None) -> None:
-        _mongo_restore.restore(_mongo_restore.RestoreRequest(connection=connection, archive_path=archive, decryption=decryption,
-                                             tools_dir=bin_dir, tap=tap or {}, trust=_signing.CHECKED_BY_CALLER,
-                                             **self._renames(manifest, scratch)[0]))
+        request = _mongo_restore.RestoreRequest(connection=connection, archive_path=archive, decryption=decryption,
+                                                tools_dir=bin_dir, tap=tap or {}, trust=_signing.CHECKED_BY_CALLER,
+                                                **self._renames(manifest, scratch)[0])
+        _mongo_restore.restore(request)
 
     def structure_walk(self, archive: str, manifest: dict[str, t.Any], content: bool,
                        bin_dir: str | None, place: Place = HOST) -> StructureWalk:

@@ -51,8 +51,9 @@ def connection(mongo):
 
 
 def merge(mongo, path, target):
-    return _mongo_restore.restore(_mongo_restore.RestoreRequest(connection=connection(mongo), archive_path=path, target_database=target,
-                                                overwrite=True, tools_dir=os.environ["LIFEBOAT_TOOLS_BIN"]))
+    request = _mongo_restore.RestoreRequest(connection=connection(mongo), archive_path=path, target_database=target,
+                                            overwrite=True, tools_dir=os.environ["LIFEBOAT_TOOLS_BIN"])
+    return _mongo_restore.restore(request)
 
 
 def seed_target(mongo, target):

@@ -50,9 +50,10 @@ def connection(mongo):
 
 
 def restore(mongo, path, target, **options):
-    return _mongo_restore.restore(_mongo_restore.RestoreRequest(connection=connection(mongo), archive_path=path,
-                                                target_database=target, tools_dir=os.environ["LIFEBOAT_TOOLS_BIN"],
-                                                **options))
+    request = _mongo_restore.RestoreRequest(connection=connection(mongo), archive_path=path,
+                                            target_database=target, tools_dir=os.environ["LIFEBOAT_TOOLS_BIN"],
+                                            **options)
+    return _mongo_restore.restore(request)
 
 
 def seed_target(mongo, target):

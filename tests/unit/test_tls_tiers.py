@@ -182,7 +182,7 @@ def test_own_tiers_and_the_old_min_days(served: t.Callable[[float], tuple[int, s
               {"name": "old-name", **base, "min_days": 14}]  # min_days is critical_days: 10 < 14 is CRITICAL
     (tmp_path / "config.json").write_text(json.dumps({"probes": probes, "metrics_file": str(tmp_path / "m.prom")}))
     assert _cli.main(["healthcheck", "--config", str(tmp_path / "config.json"), "--state", str(tmp_path / "s.json"),
-                             "--nagios"]) == 2
+                      "--nagios"]) == 2
     metrics = (tmp_path / "m.prom").read_text()
     for name, status in (("relaxed", 0), ("strict", 2), ("old-name", 2)):
         assert f'lifeboat_healthcheck_status{{probe="{name}",type="tls"}} {status}\n' in metrics
