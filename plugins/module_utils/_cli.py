@@ -51,6 +51,7 @@ from . import (
     _notify,
     _offsite,
     _pings,
+    _prometheus,
     _proxy_renew,
     _retention,
     _signing,
@@ -418,7 +419,7 @@ def run_status(config: _config.Config, args: argparse.Namespace, output: Output)
     state = _status.worst([*(report["state"] for report in reports), *(health["state"] for _job, health in remote_sides)])
     metrics_file = args.metrics_file or config.metrics_file
     if metrics_file:
-        _status.write_metrics(metrics_file, _status.metrics_text(reports, now) + (_offsite.offsite_metrics_text(
+        _prometheus.write_metrics(metrics_file, _status.metrics_text(reports, now) + (_offsite.offsite_metrics_text(
             [(job.destination, health) for job, health in remote_sides]) if remote_sides else ""))
     summaries = [_status.summary_detail(report) for report in reports]
     summaries += [f"{job.name} off site: {health['reasons'][0]['message']}" for job, health in remote_sides

@@ -11,8 +11,10 @@ Standard library only: the probe runner imports it on hosts.
 
 from __future__ import annotations
 
+import os
 import typing as t
 
+from ._common import LifeboatError
 from ._files import write_file_atomic
 
 Labels = t.Mapping[str, str]
@@ -59,3 +61,34 @@ def escape_label(value: str) -> str:
 
 def escape_help(help_text: str) -> str:
     return help_text.replace("\\", "\\\\").replace("\n", "\\n")
+
+
+def read_metrics(path: str) -> str | None:
+    """The current content of a metrics file, or None when there is none yet."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise LifeboatError(f"cannot read metrics file {path}: {getattr(exc, 'strerror', None) or exc}") from exc
+
+
+def validate_metrics_path(path: str) -> None:
+    if not path or not os.path.isabs(path):
+        raise LifeboatError(f"metrics_file '{path}' must be an absolute path")
+    if not path.endswith(".prom"):
+        raise LifeboatError(f"metrics_file {path} must end in .prom: node_exporter's textfile collector reads only those")
+    directory = os.path.dirname(path)
+    if not os.path.isdir(directory):
+        raise LifeboatError(f"the directory of metrics_file {path} does not exist; create {directory} "
+                            "(node_exporter's --collector.textfile.directory) or point metrics_file elsewhere")
+
+
+def write_metrics(path: str, text: str) -> None:
+    """Replace ``path`` atomically, mode 0644 (node_exporter runs as another user): the temporary file is not a .prom file."""
+    validate_metrics_path(path)
+    try:
+        write_textfile(path, text)
+    except OSError as exc:
+        raise LifeboatError(f"cannot write metrics file {path}: {exc.strerror}") from exc

@@ -26,6 +26,7 @@ from ._catalog import CRITICAL, OK, SEVERITY_ORDER, UNKNOWN, WARNING, human_size
 from ._common import PRIVATE_DIR_NAME, LifeboatError, pid_alive, process_start, stale_private_dirs
 from ._files import write_file_atomic
 from ._module_frame import Outcome, Run
+from ._prometheus import read_metrics, validate_metrics_path, write_metrics
 
 EXIT_CODES = {OK: 0, WARNING: 1, CRITICAL: 2, UNKNOWN: 3}
 STATUS_TIMESTAMP_METRIC = "lifeboat_backup_status_timestamp_seconds"
@@ -587,37 +588,6 @@ def same_metrics(old: str | None, new: str) -> bool:
         return [line for line in text.splitlines() if not line.startswith(VOLATILE_METRICS)]
 
     return significant(old) == significant(new)
-
-
-def read_metrics(path: str) -> str | None:
-    """The current content of a metrics file, or None when there is none yet."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return handle.read()
-    except FileNotFoundError:
-        return None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise LifeboatError(f"cannot read metrics file {path}: {getattr(exc, 'strerror', None) or exc}") from exc
-
-
-def validate_metrics_path(path: str) -> None:
-    if not path or not os.path.isabs(path):
-        raise LifeboatError(f"metrics_file '{path}' must be an absolute path")
-    if not path.endswith(".prom"):
-        raise LifeboatError(f"metrics_file {path} must end in .prom: node_exporter's textfile collector reads only those")
-    directory = os.path.dirname(path)
-    if not os.path.isdir(directory):
-        raise LifeboatError(f"the directory of metrics_file {path} does not exist; create {directory} "
-                            "(node_exporter's --collector.textfile.directory) or point metrics_file elsewhere")
-
-
-def write_metrics(path: str, text: str) -> None:
-    """Replace ``path`` atomically, mode 0644 (node_exporter runs as another user): see ``_prometheus``."""
-    validate_metrics_path(path)
-    try:
-        _prometheus.write_textfile(path, text)
-    except OSError as exc:
-        raise LifeboatError(f"cannot write metrics file {path}: {exc.strerror}") from exc
 
 
 STATUS_FAIL_FROM = {"warning": WARNING, "critical": CRITICAL}

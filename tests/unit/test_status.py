@@ -17,7 +17,7 @@ import typing as t
 
 import pytest
 
-from ansible_collections.lifeboat.ops.plugins.module_utils import _catalog, _manifest, _status
+from ansible_collections.lifeboat.ops.plugins.module_utils import _catalog, _manifest, _prometheus, _status
 from ansible_collections.lifeboat.ops.plugins.module_utils._archive import (
     ArchiveOptions,
     commit_with_manifest,
@@ -383,8 +383,8 @@ def test_same_metrics_ignores_only_the_time_of_the_check_and_free_space(tmp_path
 
 
 def test_write_metrics_is_atomic_and_world_readable(tmp_path):
-    assert_replaced_whole_and_world_readable(_status.write_metrics, tmp_path / "lifeboat.prom")
-    assert _status.read_metrics(str(tmp_path / "none.prom")) is None
+    assert_replaced_whole_and_world_readable(_prometheus.write_metrics, tmp_path / "lifeboat.prom")
+    assert _prometheus.read_metrics(str(tmp_path / "none.prom")) is None
 
 
 @pytest.mark.parametrize("name, message", [
@@ -393,10 +393,10 @@ def test_write_metrics_is_atomic_and_world_readable(tmp_path):
 ])
 def test_write_metrics_refuses_with_one_line(tmp_path, name, message):
     with pytest.raises(LifeboatError) as caught:
-        _status.write_metrics(str(tmp_path / name), "a 1\n")
+        _prometheus.write_metrics(str(tmp_path / name), "a 1\n")
     assert str(caught.value).startswith(message.format(tmp=tmp_path))
     with pytest.raises(LifeboatError, match="must be an absolute path"):
-        _status.validate_metrics_path("lifeboat.prom")
+        _prometheus.validate_metrics_path("lifeboat.prom")
 
 
 def test_report_is_json(tmp_path):
