@@ -118,6 +118,14 @@ def test_every_library_file_stands_on_exactly_one_floor_of_the_map():
     assert sorted(set(named) - files) == [], "docs/architecture.md names files that do not exist"
 
 
+MAX_LINES = 700  # issue 31: a file longer than this holds more than one area's work; split it by what the code is
+
+
+def test_no_library_file_is_longer_than_the_limit():
+    lengths = {path.name: len(path.read_text(encoding="utf-8").splitlines()) for path in LIBRARY.glob("*.py")}
+    assert {name: lines for name, lines in lengths.items() if lines > MAX_LINES} == {}, f"over {MAX_LINES} lines"
+
+
 def test_the_library_has_no_import_cycle():
     graph = library_imports()
     assert [describe(path, graph) for path in cycles(graph)] == []
