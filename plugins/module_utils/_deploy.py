@@ -68,7 +68,7 @@ from ._deploy_records import (
     write_json,
 )
 from ._deploy_routing import NginxReload, front_door, router_of
-from ._deploy_status import report
+from ._deploy_status import DEFAULT_STATE_DIR, DEFAULT_SWITCH_SOCKET_DIR
 
 COLORS = ("blue", "green")
 ACTIONS = ("deploy", "rollback")
@@ -109,7 +109,7 @@ def app_deploy_spec() -> dict[str, dict[str, t.Any]]:
         "deploy_action": {"type": "str", "default": "deploy", "choices": list(ACTIONS)},
         "image": {"type": "str"},
         "release": {"type": "str"},
-        "state_dir": {"type": "path", "default": "/var/lib/lifeboat/deploy"},
+        "state_dir": {"type": "path", "default": DEFAULT_STATE_DIR},
         "container_port": {"type": "int", "default": 8080},
         "blue_port": {"type": "int", "default": 8081},
         "green_port": {"type": "int", "default": 8082},
@@ -143,7 +143,7 @@ def app_deploy_spec() -> dict[str, dict[str, t.Any]]:
         "restore_data_on_rollback": {"type": "bool", "default": False},
         "stop_timeout": {"type": "int", "default": 10},
         "switch_method": {"type": "str", "default": "haproxy", "choices": list(SWITCH_METHODS)},
-        "switch_socket_dir": {"type": "path", "default": "/run/lifeboat-switch"},
+        "switch_socket_dir": {"type": "path", "default": DEFAULT_SWITCH_SOCKET_DIR},
         "haproxy_binary": {"type": "path", "default": "/usr/sbin/haproxy"},
         "drain_timeout": {"type": "int", "default": 30},
     }
@@ -620,19 +620,6 @@ def _rollback(params: dict[str, t.Any], state: dict[str, t.Any], docker_host: Do
 
 
 # ---------------------------------------------------------------------------------------------------------- status
-def deploy_status_spec() -> dict[str, dict[str, t.Any]]:
-    """The deploy_status module's options: where app_deploy keeps its state and its switches' sockets."""
-    deploy = app_deploy_spec()
-    return {"state_dir": deploy["state_dir"], "switch_socket_dir": deploy["switch_socket_dir"]}
-
-
-def deploy_status(run_: t.Any) -> t.Any:
-    """The deploy_status module's task: the report; never a change."""
-    from ._module_frame import Outcome  # pylint: disable=import-outside-toplevel
-
-    return Outcome(changed=False, result=report(run_.params["state_dir"], run_.params["switch_socket_dir"]))
-
-
 def warn_of_earlier_runs(run_: t.Any, history: dict[str, t.Any]) -> None:
     """What this run found of earlier ones: an outcome nobody saw (it is reported once, here), a killed run."""
     app = run_.params["app"]

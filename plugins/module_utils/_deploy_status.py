@@ -3,7 +3,8 @@
 
 # PRIVATE to the lifeboat.ops collection while it is 0.x: this library file may change in any release.
 # Use the modules, roles, playbooks and the lifeboat command, not this file (docs/architecture.md).
-"""The deploys of a host, read-only, as the deploy_status module and the healthcheck role report them.
+"""The deploys of a host, read-only, as the deploy_status module and the healthcheck role report them; the
+``deploy_status`` module's home (its spec and work here, away from the deploy's own code: a small payload).
 
 Standard library only.
 """
@@ -16,6 +17,10 @@ import typing as t
 from . import _switch
 from ._common import LifeboatError, lock_owner_alive, pid_alive, process_start
 from ._deploy_records import APP_NAME, Lock, load_state, read_unreported
+
+# Where app_deploy keeps its state and its switches' sockets (app_deploy_spec() takes the same defaults).
+DEFAULT_STATE_DIR = "/var/lib/lifeboat/deploy"
+DEFAULT_SWITCH_SOCKET_DIR = "/run/lifeboat-switch"
 
 
 def report(state_dir: str, socket_dir: str) -> dict[str, t.Any]:
@@ -85,3 +90,16 @@ def switch_problem(switch: _switch.Switch, live_color: str) -> str | None:
 def worst_of(states: t.Iterable[str]) -> str:
     found = set(states)
     return next((state for state in ("CRITICAL", "WARNING") if state in found), "OK")
+
+
+def deploy_status_spec() -> dict[str, dict[str, t.Any]]:
+    """The deploy_status module's options: where app_deploy keeps its state and its switches' sockets."""
+    return {"state_dir": {"type": "path", "default": DEFAULT_STATE_DIR},
+            "switch_socket_dir": {"type": "path", "default": DEFAULT_SWITCH_SOCKET_DIR}}
+
+
+def deploy_status(run_: t.Any) -> t.Any:
+    """The deploy_status module's task: the report; never a change."""
+    from ._module_frame import Outcome  # pylint: disable=import-outside-toplevel
+
+    return Outcome(changed=False, result=report(run_.params["state_dir"], run_.params["switch_socket_dir"]))

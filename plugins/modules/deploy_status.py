@@ -70,13 +70,13 @@ apps:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lifeboat.ops.plugins.module_utils import _deploy
+from ansible_collections.lifeboat.ops.plugins.module_utils import _deploy_status
 from ansible_collections.lifeboat.ops.plugins.module_utils._module_frame import run_module
 
 
 def main() -> None:
-    module = AnsibleModule(argument_spec=_deploy.deploy_status_spec(), supports_check_mode=True)
-    run_module(module, _deploy.deploy_status)
+    module = AnsibleModule(argument_spec=_deploy_status.deploy_status_spec(), supports_check_mode=True)
+    run_module(module, _deploy_status.deploy_status)
 
 
 if __name__ == "__main__":
