@@ -21,7 +21,8 @@ from . import _manifest, _retention, _signing
 from ._codecs import Decryption, Encryption, validate_compression, validate_encryption
 from ._common import LifeboatError, child_env, find_binary, first_few
 from ._files import ArchiveFile, sha256_file, write_file_atomic
-from ._pipeline import StreamResult, read_stream, stop_requested, write_stream
+from ._pipeline import StreamResult, read_stream, write_stream
+from ._termination import stop_requested
 
 _NAME_WAITS = 3  # seconds a run waits at most for a name of its own (then the commit refuses, as before)
 

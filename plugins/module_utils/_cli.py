@@ -59,8 +59,8 @@ from . import (
     _verify,
 )
 from ._common import LifeboatError, one_line, redact, register_secret
-from ._pipeline import stop_cleanly_on_termination, stop_requested
 from ._stopped_notes import notes_dir, restart_before_run, restart_left_stopped
+from ._termination import stop_cleanly_on_termination, stop_requested
 
 DEFAULT_CONFIG = "/etc/lifeboat/lifeboat.yml"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2

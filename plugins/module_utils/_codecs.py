@@ -21,6 +21,16 @@ SUFFIXES = {"zstd": ".zst", "gzip": ".gz", "none": ""}
 DEFAULT_LEVELS = {"zstd": 3, "gzip": 6}
 
 
+@dataclass
+class StreamResult:
+    """What a pipeline run measured (here, below the pipeline: a manifest records it without the pipeline's code)."""
+
+    plain_sha256: str = ""
+    plain_bytes: int = 0
+    stored_sha256: str = ""
+    stored_bytes: int = 0
+
+
 @dataclass(frozen=True)
 class Encryption:
     """age encryption to public recipients (the host that writes backups cannot read them), or a passphrase."""

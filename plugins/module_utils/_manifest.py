@@ -15,10 +15,9 @@ import re
 import socket
 import typing as t
 
-from ._codecs import SUFFIXES, Encryption
+from ._codecs import SUFFIXES, Encryption, StreamResult
 from ._common import LifeboatError
 from ._files import write_file_atomic
-from ._pipeline import StreamResult
 
 FORMAT = "lifeboat.ops/archive-manifest"
 FORMAT_VERSION = 1

@@ -18,7 +18,7 @@ import typing as t
 from dataclasses import dataclass, field
 
 from ._common import LifeboatError, one_line, registered_secrets
-from ._pipeline import stop_cleanly_on_termination
+from ._termination import stop_cleanly_on_termination
 
 
 class ModuleLike(t.Protocol):

@@ -48,9 +48,10 @@ from ._mongo import (
 )
 from ._mongo_merge import Fingerprint, _carry_late_writes, _check_unchanged, _copy_collection, _ns_escape
 from ._mongo_staging import Staging, with_retries
-from ._pipeline import StageFailed, read_stream, termination_deferred
+from ._pipeline import StageFailed, read_stream
 from ._signing import Trust, host_trust
 from ._structure import MongoArchiveReader
+from ._termination import termination_deferred
 
 # mongorestore's parallelism (--numParallelCollections, --numInsertionWorkersPerCollection). Its own defaults are 4
 # and 1; two collections at a time keep a small host (2 cores, the server on it too) busy without thrashing it.

@@ -20,7 +20,6 @@ writes the file itself, which is hashed as it grows: neither waits on this proce
 from __future__ import annotations
 
 import collections
-import contextlib
 import fcntl
 import functools
 import hashlib
@@ -31,13 +30,14 @@ import subprocess
 import termios
 import threading
 import typing as t
-from dataclasses import dataclass
 
+from . import _termination
 from ._codecs import (
     DECOMPRESS,
     Decryption,
     Encryption,
     Filter,
+    StreamResult,
     compressor_argv,
     decompressor_argv,
     decryptor,
@@ -48,7 +48,6 @@ from ._common import (
     LifeboatError,
     child_env,
     last_line,
-    on_termination,
     redact,
     secret_fds_for,
 )
@@ -198,63 +197,9 @@ def run_tool(
         runner.finish()
 
 
-# Streams running now, and the signal that asked this process to stop, if one did.
-_ACTIVE_RUNNERS: set[_Runner] = set()
-_STOP_SIGNAL: list[str] = []
-
-
-def _stop(signal_name: str) -> None:
-    _STOP_SIGNAL.append(signal_name)
-    if not _ACTIVE_RUNNERS:
-        raise LifeboatError(f"stopped by {signal_name} before the work was done")
-    # Inside a stream, raising here could land in the middle of starting a thread; stopping the children
-    # instead makes the stream end, and finish() reports the signal.
-    for runner in list(_ACTIVE_RUNNERS):
-        runner.abort()
-
-
-def stop_requested() -> bool:
-    """Whether SIGTERM or SIGHUP asked this process to stop (no new work should start)."""
-    return bool(_STOP_SIGNAL)
-
-
-def stop_cleanly_on_termination() -> None:
-    """On SIGTERM or SIGHUP, end the work through the usual cleanup: no partial archive, no private file left."""
-    on_termination(_stop)
-
-
-@contextlib.contextmanager
-def termination_deferred() -> t.Iterator[list[str]]:
-    """SIGTERM and SIGHUP only noted while the block runs: a swap or a cleanup must never stop halfway.
-
-    Yields the list of signals that arrived; the caller decides what they mean once the block is done.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield []  # signal handlers belong to the main thread; nothing to defer elsewhere
-        return
-    arrived: list[str] = []
-    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGHUP)}
-    on_termination(arrived.append)
-    try:
-        yield arrived
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-
-
 def _take_terminal(tty: int) -> None:
     """In the child, before exec: make the pty its controlling terminal, where age asks for the passphrase."""
     fcntl.ioctl(tty, termios.TIOCSCTTY, 0)
-
-
-@dataclass
-class StreamResult:
-    """What a pipeline run measured."""
-
-    plain_sha256: str = ""
-    plain_bytes: int = 0
-    stored_sha256: str = ""
-    stored_bytes: int = 0
 
 
 class _Runner:
@@ -268,13 +213,13 @@ class _Runner:
         self.workers: list[threading.Thread] = []
 
     def __enter__(self) -> _Runner:
-        _ACTIVE_RUNNERS.add(self)
+        _termination.ABORTABLE.add(self)
         return self
 
     def __exit__(self, exc_type: t.Any, *exc: object) -> None:
         if exc_type is not None:
             self.cleanup()
-        _ACTIVE_RUNNERS.discard(self)
+        _termination.ABORTABLE.discard(self)
 
     def start(self, *args: t.Any, **kwargs: t.Any) -> _Stage:
         stage = _Stage(*args, **kwargs)
@@ -336,8 +281,8 @@ class _Runner:
             worker.join()
         for stage in self.stages:
             stage.wait()
-        if _STOP_SIGNAL:
-            raise LifeboatError(f"stopped by {_STOP_SIGNAL[0]} before the work was done")
+        if _termination.STOP_SIGNAL:
+            raise LifeboatError(f"stopped by {_termination.STOP_SIGNAL[0]} before the work was done")
         if self.python_error is not None:
             raise _as_lifeboat_error(self.python_error, self.target)
         outcomes = [(stage, *stage.outcome()) for stage in self.stages]

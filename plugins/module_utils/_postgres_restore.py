@@ -36,7 +36,7 @@ from ._catalog import human_size
 from ._clients import HOST
 from ._codecs import Decryption
 from ._common import LifeboatError, PrivateDir, TargetHoldsData, find_binary
-from ._pipeline import StreamResult, run_tool, termination_deferred
+from ._pipeline import StreamResult, run_tool
 from ._postgres import (
     CLIENT_SECRETS,
     Client,
@@ -56,6 +56,7 @@ from ._postgres import (
     server_info,
 )
 from ._signing import Trust, host_trust
+from ._termination import termination_deferred
 
 
 @dataclass

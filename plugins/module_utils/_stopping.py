@@ -41,8 +41,8 @@ import typing as t
 from ._clients import docker_api, docker_sdk
 from ._common import LifeboatError, hold_lock, one_line, process_start
 from ._files import write_file_atomic
-from ._pipeline import termination_deferred
 from ._stopped_notes import STATE_PREFIX, STATE_SUFFIX, _start_all
+from ._termination import termination_deferred
 
 STOP_LABEL = "lifeboat.stop-during-backup"
 # Like `docker stop`: the container's stop signal, then SIGKILL when it has not exited after this long.

@@ -132,7 +132,9 @@ def test_one_job_list_serves_the_backup_and_the_schedule_roles(pg, mongo, tmp_pa
     config = tmp_path / "lifeboat.yml"
     role = os.path.join(REPO_ROOT, "roles", "backup_schedule")
     play = {
-        "vars_files": [os.path.join(role, "defaults", "main.yml"), os.path.join(role, "vars", "main.yml")],
+        "vars_files": [os.path.join(role, "defaults", "main.yml"), os.path.join(role, "vars", "main.yml"),
+                       # the host program the role includes: where `lifeboat` is
+                       os.path.join(REPO_ROOT, "roles", "host_program", "vars", "main.yml")],
         "tasks": [
             {"name": "Back up", "ansible.builtin.include_role": {"name": "lifeboat.ops.backup"}},
             {"name": "Render the schedule's config", "ansible.builtin.template": {

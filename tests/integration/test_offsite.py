@@ -503,7 +503,9 @@ def test_the_schedule_runs_the_copy_after_verify_and_before_prune_with_a_config_
     _signing.ensure_signing_key(_signing.default_key_file())
     variables = {"backup_schedule_root": str(tmp_path / "sched"), "backup_schedule_jobs": "{{ schedule_jobs }}",
                  "backup_schedule_signing_key_file": _signing.default_key_file()}
-    play = {"vars_files": [os.path.join(role, "defaults", "main.yml"), os.path.join(role, "vars", "main.yml")],
+    play = {"vars_files": [os.path.join(role, "defaults", "main.yml"), os.path.join(role, "vars", "main.yml"),
+                           # the host program the role includes: where `lifeboat` is
+                           os.path.join(REPO_ROOT, "roles", "host_program", "vars", "main.yml")],
             "tasks": [{"name": "Config", "ansible.builtin.template": {
                 "src": os.path.join(role, "templates", "lifeboat.yml.j2"), "dest": str(config), "mode": "0600"},
                 "vars": variables}] + [

@@ -71,7 +71,9 @@ def render_schedule(tmp_path, jobs: list[dict], pings: dict) -> dict[str, list[l
                  "backup_schedule_signing_key_file": _signing.default_key_file(),
                  "backup_schedule_pings": "{{ schedule_pings }}", "__backup_schedule_secrets_dir": str(etc),
                  "__backup_schedule_config": str(etc / "lifeboat.yml"), "backup_schedule_retention": {"keep_last": 3}}
-    play = {"vars_files": [os.path.join(role, "defaults", "main.yml"), os.path.join(role, "vars", "main.yml")],
+    play = {"vars_files": [os.path.join(role, "defaults", "main.yml"), os.path.join(role, "vars", "main.yml"),
+                           # the host program the role includes: where `lifeboat` is
+                           os.path.join(REPO_ROOT, "roles", "host_program", "vars", "main.yml")],
             "tasks": [
                 {"name": "Config", "ansible.builtin.template": {
                     "src": os.path.join(role, "templates", "lifeboat.yml.j2"), "dest": str(etc / "lifeboat.yml"),

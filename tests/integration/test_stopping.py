@@ -35,9 +35,9 @@ STOP = {_stopping.STOP_LABEL: "true"}
 CHILD = '''
 import json, sys, time
 sys.path.insert(0, sys.argv[1])
-from plugins.module_utils import _pipeline, _stopping
+from plugins.module_utils import _pipeline, _stopping, _termination
 from plugins.module_utils._common import LifeboatError
-_pipeline.stop_cleanly_on_termination()
+_termination.stop_cleanly_on_termination()
 try:
     with _stopping.stopped(json.loads(sys.argv[2]), sys.argv[3], sys.argv[4]) as names:
         print("stopped " + " ".join(names), flush=True)
@@ -357,8 +357,8 @@ UNIT_JOB = "uploads"
 UNIT_DESTINATION = f"/var/backups/lifeboat/{UNIT_JOB}"
 HOLDER = '''import json, sys, time
 sys.path.insert(0, "/usr/local/lib/lifeboat")
-from lifeboat_ops import _pipeline, _stopped_notes, _stopping
-_pipeline.stop_cleanly_on_termination()
+from lifeboat_ops import _stopped_notes, _stopping, _termination
+_termination.stop_cleanly_on_termination()
 with _stopping.stopped(json.load(open("/etc/lifeboat/containers.json")), _stopped_notes.notes_dir(), sys.argv[2],
                        sys.argv[1]):
     time.sleep(3600)
@@ -374,7 +374,9 @@ def render_units(tmp_path, jobs):
     playbook = tmp_path / "render.yml"
     playbook.write_text(yaml.safe_dump([{
         "hosts": "localhost", "gather_facts": False, "tasks": tasks,
-        "vars_files": [os.path.join(role, "defaults", "main.yml"), os.path.join(role, "vars", "main.yml")]}],
+        "vars_files": [os.path.join(role, "defaults", "main.yml"), os.path.join(role, "vars", "main.yml"),
+                       # the host program the role includes: where `lifeboat` is
+                       os.path.join(REPO_ROOT, "roles", "host_program", "vars", "main.yml")]}],
         sort_keys=False))
     extra = tmp_path / "jobs.json"  # extra vars: above the role's defaults, as an inventory is for the role
     extra.write_text(json.dumps({"backup_schedule_jobs": jobs}))

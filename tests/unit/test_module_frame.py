@@ -12,7 +12,7 @@ import typing as t
 
 import pytest
 
-from ansible_collections.lifeboat.ops.plugins.module_utils import _common, _pipeline
+from ansible_collections.lifeboat.ops.plugins.module_utils import _common, _termination
 from ansible_collections.lifeboat.ops.plugins.module_utils._common import LifeboatError, register_secret
 from ansible_collections.lifeboat.ops.plugins.module_utils._module_frame import Outcome, Run, run_module
 
@@ -56,7 +56,7 @@ def _clean_state() -> t.Iterator[None]:
     _common._SECRETS.update(secrets)
     for signum, handler in handlers.items():
         signal.signal(signum, handler)
-    _pipeline._STOP_SIGNAL.clear()
+    _termination.STOP_SIGNAL.clear()
 
 
 def test_the_task_gets_the_options_and_the_modes() -> None:

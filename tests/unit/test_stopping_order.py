@@ -13,7 +13,7 @@ import signal
 import docker.errors
 import pytest
 
-from ansible_collections.lifeboat.ops.plugins.module_utils import _pipeline, _status, _stopped_notes, _stopping
+from ansible_collections.lifeboat.ops.plugins.module_utils import _status, _stopped_notes, _stopping, _termination
 from ansible_collections.lifeboat.ops.plugins.module_utils._common import LifeboatError, process_start
 
 
@@ -129,7 +129,7 @@ def test_a_stop_that_fails_halfway_starts_what_was_stopped(fake, tmp_path):
 def test_sigterm_during_the_restart_waits_for_every_start_then_stops_the_process(fake, tmp_path):
     api = fake(FakeAPI(on_start=lambda container: os.kill(os.getpid(), signal.SIGTERM)))
     previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP)}
-    _pipeline.stop_cleanly_on_termination()
+    _termination.stop_cleanly_on_termination()
     try:
         with pytest.raises(LifeboatError, match="stopped by SIGTERM"), \
                 _stopping.stopped([entry("web"), entry("db")], str(tmp_path), "app"):
@@ -137,7 +137,7 @@ def test_sigterm_during_the_restart_waits_for_every_start_then_stops_the_process
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-        _pipeline._STOP_SIGNAL.clear()  # this process goes on with the other tests
+        _termination.STOP_SIGNAL.clear()  # this process goes on with the other tests
     assert [c[1] for c in api.calls if c[0] == "start"] == ["id-db", "id-web"]
     assert state_files(tmp_path) == []
 
