@@ -21,8 +21,8 @@ import typing as t
 from dataclasses import dataclass
 
 from ._common import LifeboatError
-from ._mongo_connection import MongoConnection, _pymongo
-from ._postgres_connection import PgConnection, _psycopg, quote_ident
+from ._mongo import MongoConnection, _pymongo
+from ._postgres import PgConnection, _psycopg, quote_ident
 
 # Relations an application reads as tables: tables, partitioned tables, views, materialized views, foreign tables.
 _PG_READABLE = "('r', 'p', 'v', 'm', 'f')"

@@ -16,7 +16,7 @@ import typing as t
 from . import _mongo, _mongo_restore
 from ._clients import ContainerClient, HostClient
 from ._module_frame import Outcome, Run
-from ._mongo_connection import MongoConnection
+from ._mongo import MongoConnection
 from ._params import (
     CONNECTION_EXCLUSIVE,
     RESTORE_ARCHIVE_RULES,

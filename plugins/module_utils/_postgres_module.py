@@ -32,7 +32,7 @@ from ._params import (
     safety_dump_options,
     trust,
 )
-from ._postgres_connection import PgConnection
+from ._postgres import PgConnection
 
 SSL_MODES = ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
 

@@ -40,7 +40,7 @@ def _password(settings: dict[str, t.Any]) -> str | None:
 def probe_postgresql(settings: dict[str, t.Any], timeout: float) -> tuple[bool, str]:
     """Connect and run SELECT 1. Settings: host (or a socket directory), port, user, database, password(_file),
     ssl_mode."""
-    from ._postgres_connection import PgConnection  # pylint: disable=import-outside-toplevel  # psycopg only when probed
+    from ._postgres import PgConnection  # pylint: disable=import-outside-toplevel  # psycopg only when probed
 
     where = f"PostgreSQL {settings.get('host', 'localhost')}:{settings.get('port', 5432)}"
     try:
@@ -59,7 +59,7 @@ def probe_postgresql(settings: dict[str, t.Any], timeout: float) -> tuple[bool, 
 
 def probe_mongodb(settings: dict[str, t.Any], timeout: float) -> tuple[bool, str]:
     """The ping command. Settings: host, port, user, password(_file), auth_database, tls."""
-    from ._mongo_connection import MongoConnection  # pylint: disable=import-outside-toplevel  # pymongo only when probed
+    from ._mongo import MongoConnection  # pylint: disable=import-outside-toplevel  # pymongo only when probed
 
     where = f"MongoDB {settings.get('host', 'localhost')}:{settings.get('port', 27017)}"
     try:

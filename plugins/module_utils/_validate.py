@@ -19,8 +19,8 @@ from . import _archive, _params, _signing, _sources
 from ._codecs import Decryption
 from ._common import LifeboatError, friendly_errors
 from ._module_frame import Outcome, Run
-from ._mongo_connection import MongoConnection
-from ._postgres_connection import PgConnection
+from ._mongo import MongoConnection
+from ._postgres import PgConnection
 from ._validate_core import (
     CATEGORIES,
     DATA_CATEGORIES,

@@ -24,7 +24,7 @@ import typing as t
 import zlib
 
 from ._common import LifeboatError, first_few
-from ._mongo_connection import MongoConnection, _one_line, _pymongo, _split_uri
+from ._mongo import MongoConnection, _one_line, _pymongo, _split_uri
 from ._validate_core import (
     Checks,
     ContentStats,

@@ -30,8 +30,7 @@ import re
 import typing as t
 
 from ._common import LifeboatError, first_few
-from ._postgres import _USER_SCHEMA
-from ._postgres_connection import PgConnection, _one_line, _psycopg, quote_ident
+from ._postgres import _USER_SCHEMA, PgConnection, _one_line, _psycopg, quote_ident
 from ._validate_core import (
     Checks,
     ContentStats,

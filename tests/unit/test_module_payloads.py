@@ -84,14 +84,14 @@ REFERENCE_BYTES = 204_991
 ANSIBLE_CORE_BYTES = 176_300
 GOAL_BYTES = int(1.5 * REFERENCE_BYTES)
 # Modules over the goal on 2026-12-08: most pack the source table `_sources` (both engines, the files source, the
-# validators), the database modules are 12-23 KiB over (bench/README.md, "Payload table", says why and which cuts
-# bring each down). Each is held at about its size that day until its cut lands: lower these as the cuts come, and
-# remove a module once it is within the goal.
+# validators); the database modules and the two probe modules (both engines' connections) are 10-21 KiB over
+# (bench/README.md, "Payload table", says why and which cuts bring each down). Each is held at about its size that
+# day until its cut lands: lower these as the cuts come, and remove a module once it is within the goal.
 OVER_GOAL_KIB = {
-    "app_deploy": 531, "backup_verify": 437, "compose_restore": 440,
+    "app_deploy": 531, "backup_verify": 437, "cloudflared_ingress": 321, "compose_restore": 440,
     "database_expect": 432, "docker_app_info": 435, "files_backup": 436,
     "files_restore": 435, "migration_validate": 433, "mongodb_dump": 323, "mongodb_restore": 325,
-    "postgresql_dump": 314, "postgresql_restore": 316,
+    "postgresql_dump": 314, "postgresql_restore": 316, "wait_ready": 320,
 }
 MODULES = sorted(name[:-3] for name in os.listdir(os.path.join(ROOT, "plugins", "modules")) if name.endswith(".py"))
 
